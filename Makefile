@@ -1,0 +1,46 @@
+# shoal: the two commands of the README, plus lint and bench.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-test
+DEMO_STAMP := $(VENV)/.installed-demo
+
+.PHONY: demo test lint bench pytest postgres clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[cli]'
+	touch $@
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,cli,postgres]'
+	touch $@ $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(BIN)/shoal demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check crdt store sync
+	$(BIN)/mypy
+
+# PostgreSQL for the relay-backend tests: installed and started by our own script.
+postgres:
+	bash scripts/test-postgres.sh start
+
+pytest: $(STAMP)
+	bash scripts/run-tests.sh
+
+test: lint pytest
+
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/crdt_bench.py
+	$(BIN)/python benchmarks/store_bench.py
+	$(BIN)/python benchmarks/e2e_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
