@@ -1,0 +1,218 @@
+"""Effects: what the sans-I/O :class:`sync.Replica` asks its caller to do, in order.
+
+Theory of operation (the contract between the engine and every adapter — the asyncio node,
+the simulated network, tests):
+
+* Each input (``local_update``, ``local_read``, ``receive``, ``peer_up``, ``peer_down``,
+  ``tick``) only changes the replica's memory and queues effects. ``Replica.effects()``
+  drains the queue.
+* The caller executes the effects **in order**. A :class:`Persist` must be durable before any
+  effect after it is executed: that is how "persist before acknowledge" holds, because the
+  engine always queues the ``Persist`` of a change before the ``Send``/``WriteDone`` that
+  depend on it.
+* A caller that crashes loses the effects it had not executed; the engine recovers from what
+  :class:`Persist` effects made durable (see :class:`Loaded`).
+
+Durability model: the delta log is the source of truth. ``Persist.log`` appends log entries
+(append-only, cheap); ``Persist.objects`` are *checkpoints* of whole object states, written
+every so often and whenever a state changes without a log entry (read repair, state transfer).
+Because merge is idempotent, loading ``objects`` and then merging every entry still in
+``log`` rebuilds the exact state. Compaction (``Persist.compact``) only drops log entries whose
+keys are checkpointed in the same or an earlier ``Persist``.
+
+Hints are held for a home replica that was unreachable (sloppy quorum); they are not applied
+to the holder's own objects unless the holder is itself a home of the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from crdt import CRDT, CausalContext
+
+__all__ = [
+    "Changed",
+    "Effect",
+    "HintId",
+    "HintRecord",
+    "Loaded",
+    "LogEntry",
+    "ObjectState",
+    "PeerRecord",
+    "Persist",
+    "ReadDone",
+    "ReadFailed",
+    "Send",
+    "WriteDone",
+    "WriteFailed",
+    "WriteResult",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectState:
+    """A checkpoint of one object: its key, CRDT kind and encoded state (``to_dict()``)."""
+
+    key: str
+    kind: str
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One delta in the log, named by its log dot ``(origin, partition, seq)``."""
+
+    origin: str
+    partition: int
+    seq: int
+    key: str
+    kind: str
+    delta: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HintId:
+    """Names one hint: the home replica it is for and the log dot it carries."""
+
+    target: str
+    origin: str
+    partition: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class HintRecord:
+    """A delta held for ``target`` (a home replica that was unreachable) since ``stored_at``."""
+
+    target: str
+    entry: LogEntry
+    stored_at: float
+
+    @property
+    def id(self) -> HintId:
+        return HintId(self.target, self.entry.origin, self.entry.partition, self.entry.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRecord:
+    """What this replica knows of another peer; ``summary`` maps partition -> encoded context."""
+
+    replica_id: str
+    address: str | None = None
+    site: str | None = None
+    summary: dict[int, dict[str, Any]] | None = None
+    last_seen: float = 0.0
+    forgotten: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Make all of this durable in one transaction, then go on with the next effect.
+
+    ``summaries`` maps partition -> the full encoded ``CausalContext`` of log dots applied
+    (replace the stored one). ``compact`` maps partition -> a version vector: drop log entries
+    of that partition with ``seq <= watermark[origin]``.
+    """
+
+    objects: tuple[ObjectState, ...] = ()
+    log: tuple[LogEntry, ...] = ()
+    summaries: tuple[tuple[int, dict[str, Any]], ...] = ()
+    hints_add: tuple[HintRecord, ...] = ()
+    hints_drop: tuple[HintId, ...] = ()
+    peers: tuple[PeerRecord, ...] = ()
+    compact: tuple[tuple[int, dict[str, int]], ...] = ()
+
+    def is_empty(self) -> bool:
+        return not (
+            self.objects
+            or self.log
+            or self.summaries
+            or self.hints_add
+            or self.hints_drop
+            or self.peers
+            or self.compact
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``message`` (a :mod:`sync.messages` model) to ``peer``; losing it is allowed."""
+
+    peer: str
+    message: Any
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """How a write went: who acknowledged it, and which of those acks were hints."""
+
+    key: str
+    acks: int
+    required: int
+    acked_by: tuple[str, ...]
+    hinted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteDone:
+    """The write ``op_id`` reached its quorum (``result.acks >= result.required``)."""
+
+    op_id: int
+    result: WriteResult
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFailed:
+    """The write ``op_id`` missed its quorum by its deadline. It is durable locally and will
+    replicate later; ``result`` says which acks came."""
+
+    op_id: int
+    result: WriteResult
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadDone:
+    """The read ``op_id`` joined ``replies`` answers; ``state`` is the joined CRDT (or None if
+    no replica holds the key)."""
+
+    op_id: int
+    key: str
+    state: CRDT | None
+    replies: int
+    repaired: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFailed:
+    """The read ``op_id`` got fewer than ``required`` replies by its deadline."""
+
+    op_id: int
+    key: str
+    replies: int
+    required: int
+    state: CRDT | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """The value of ``key`` changed (local or remote); subscribers may want to look."""
+
+    key: str
+
+
+Effect = Persist | Send | WriteDone | WriteFailed | ReadDone | ReadFailed | Changed
+
+
+@dataclass(slots=True)
+class Loaded:
+    """What the engine starts from: everything a store (or the simulator's disk) holds."""
+
+    objects: dict[str, ObjectState] = field(default_factory=dict)
+    log: list[LogEntry] = field(default_factory=list)
+    summaries: dict[int, CausalContext] = field(default_factory=dict)
+    hints: list[HintRecord] = field(default_factory=list)
+    peers: dict[str, PeerRecord] = field(default_factory=dict)
+
