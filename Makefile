@@ -32,7 +32,7 @@ postgres:
 	bash scripts/test-postgres.sh start
 
 pytest: $(STAMP)
-	bash scripts/run-tests.sh
+	bash scripts/run-tests.sh -q
 
 test: lint pytest
 
