@@ -1,0 +1,40 @@
+"""shoal's CRDT library: delta-state CRDTs in pure Python, no I/O.
+
+Re-exports the public names of every module; see docs/architecture.md section 1.
+"""
+
+from __future__ import annotations
+
+from crdt.base import CRDT, KINDS, check_json, from_dict, join, new
+from crdt.causal_context import CausalContext
+from crdt.dot import Dot, ReplicaId
+from crdt.dotstores import DotFun, DotMap, DotSet, DotStore
+from crdt.errors import ClockSkewError, CRDTError, DecodeError
+from crdt.gcounter import GCounter
+from crdt.orset import ORSet
+from crdt.pncounter import PNCounter
+from crdt.version_vector import Ordering, VersionVector
+
+__all__ = [
+    "CRDT",
+    "KINDS",
+    "CRDTError",
+    "CausalContext",
+    "ClockSkewError",
+    "DecodeError",
+    "Dot",
+    "DotFun",
+    "DotMap",
+    "DotSet",
+    "DotStore",
+    "GCounter",
+    "ORSet",
+    "Ordering",
+    "PNCounter",
+    "ReplicaId",
+    "VersionVector",
+    "check_json",
+    "from_dict",
+    "join",
+    "new",
+]

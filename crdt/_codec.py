@@ -1,0 +1,67 @@
+"""Helpers shared by the ``from_dict`` decoders: checked field access with error paths.
+
+Every helper raises :class:`~crdt.errors.DecodeError` naming the path of the bad field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crdt.errors import DecodeError
+
+__all__ = ["FORMAT_VERSION", "check_header", "field", "get_dict", "get_int", "get_list", "get_str"]
+
+FORMAT_VERSION = 1
+
+
+def check_header(d: object, kind: str, allowed: frozenset[str]) -> dict[str, Any]:
+    """Check ``{"type": kind, "v": 1, ...}`` with only the ``allowed`` body keys."""
+    if type(d) is not dict:
+        raise DecodeError("$", f"expected a JSON object, got {type(d).__name__}")
+    if "type" not in d:
+        raise DecodeError("type", "missing")
+    if d["type"] != kind:
+        raise DecodeError("type", f"expected {kind!r}, got {d['type']!r}")
+    if "v" not in d:
+        raise DecodeError("v", "missing")
+    if type(d["v"]) is not int or d["v"] != FORMAT_VERSION:
+        raise DecodeError("v", f"unsupported format version {d['v']!r} (supported: 1)")
+    for key in d:
+        if key not in allowed and key not in ("type", "v"):
+            raise DecodeError(str(key), "unknown field")
+    return d
+
+
+def field(d: dict[str, Any], name: str, path: str) -> Any:
+    """``d[name]``, or DecodeError(``path``, "missing")."""
+    if name not in d:
+        raise DecodeError(path, "missing")
+    return d[name]
+
+
+def get_dict(d: dict[str, Any], name: str, path: str) -> dict[str, Any]:
+    x = field(d, name, path)
+    if type(x) is not dict:
+        raise DecodeError(path, f"expected an object, got {type(x).__name__}")
+    return x
+
+
+def get_list(d: dict[str, Any], name: str, path: str) -> list[Any]:
+    x = field(d, name, path)
+    if type(x) is not list:
+        raise DecodeError(path, f"expected an array, got {type(x).__name__}")
+    return x
+
+
+def get_int(d: dict[str, Any], name: str, path: str, minimum: int = 0) -> int:
+    x = field(d, name, path)
+    if type(x) is not int or x < minimum:
+        raise DecodeError(path, f"expected an integer >= {minimum}, got {x!r}")
+    return x
+
+
+def get_str(d: dict[str, Any], name: str, path: str) -> str:
+    x = field(d, name, path)
+    if type(x) is not str:
+        raise DecodeError(path, f"expected a string, got {type(x).__name__}")
+    return x

@@ -1,0 +1,145 @@
+"""JSON values: validation, canonical text, and hashable keys for set elements / map keys.
+
+A JSON value is ``None``, ``bool``, ``int``, a finite ``float``, ``str``, a ``list`` (or
+``tuple``) of JSON values, or a ``dict`` with ``str`` keys and JSON values, recursively.
+:func:`check_json` refuses anything else with a ``TypeError`` naming the offending type.
+
+Set elements and map keys must be *hashable* JSON values: scalars, or arrays of hashable
+JSON values. Internally they are stored as a *key*: ``str`` and ``int`` as themselves (the
+fast path), everything else as :class:`_Key` wrapping its canonical JSON text, so that
+``True``, ``1`` and ``1.0`` stay three different elements (Python would make them one).
+Arrays come back from ``value`` as tuples (:func:`thaw`); JSON objects are refused as
+elements or keys (they have no hashable form).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, cast
+
+__all__ = [
+    "Key",
+    "canonical",
+    "check_json",
+    "freeze",
+    "key_text",
+    "key_to_json",
+    "normalize",
+    "thaw",
+]
+
+
+def check_json(value: object, path: str = "value") -> None:
+    """Raise TypeError naming the type (and where) if ``value`` is not a JSON value."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return
+    if t is float:
+        if not math.isfinite(cast(float, value)):
+            raise TypeError(f"non-finite float {value!r} is not a JSON value (at {path})")
+        return
+    if t is list or t is tuple:
+        for i, x in enumerate(cast("list[object]", value)):
+            check_json(x, f"{path}[{i}]")
+        return
+    if t is dict:
+        for k, x in cast("dict[object, object]", value).items():
+            if type(k) is not str:
+                raise TypeError(
+                    f"JSON object keys must be str, got {type(k).__name__} {k!r} (at {path})"
+                )
+            check_json(x, f"{path}[{k!r}]")
+        return
+    raise TypeError(f"{t.__name__} is not a JSON value (at {path})")
+
+
+def canonical(value: Any) -> str:
+    """The canonical JSON text of a JSON value (sorted keys, compact separators)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def normalize(value: Any) -> Any:
+    """A deep copy of a JSON value with tuples turned into lists (what a decoder gives back)."""
+    t = type(value)
+    if t is list or t is tuple:
+        return [normalize(x) for x in value]
+    if t is dict:
+        return {k: normalize(x) for k, x in value.items()}
+    return value
+
+
+class _Key:
+    """A hashable stand-in for a non-str, non-int element: its canonical JSON text."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __hash__(self) -> int:
+        return hash(self.text) ^ 0x5BD1E995
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _Key and other.text == self.text
+
+    def __repr__(self) -> str:
+        return f"_Key({self.text})"
+
+
+Key = str | int | _Key
+
+
+def freeze(element: object, what: str = "element") -> Key:
+    """Check ``element`` is a hashable JSON value and return its internal key.
+
+    Raises TypeError (naming the type) for non-JSON values and for JSON objects.
+    """
+    t = type(element)
+    if t is str or t is int:
+        return element  # type: ignore[return-value]
+    check_json(element, what)
+    if _has_object(element):
+        raise TypeError(
+            f"a JSON object (dict) cannot be a set element or map key ({what}); "
+            "use a string or an array"
+        )
+    return _Key(canonical(element))
+
+
+def _has_object(value: object) -> bool:
+    t = type(value)
+    if t is dict:
+        return True
+    if t is list or t is tuple:
+        return any(_has_object(x) for x in value)  # type: ignore[attr-defined]
+    return False
+
+
+def _tuples(value: Any) -> Any:
+    if type(value) is list:
+        return tuple(_tuples(x) for x in value)
+    return value
+
+
+def thaw(key: Key) -> Any:
+    """The user-facing element of an internal key (arrays as tuples)."""
+    if type(key) is _Key:
+        return _tuples(json.loads(key.text))
+    return key
+
+
+def key_text(key: Key) -> str:
+    """Canonical JSON text of an internal key: the sort key of canonical encodings."""
+    if type(key) is _Key:
+        return key.text
+    if type(key) is int:
+        return str(key)
+    return json.dumps(key)
+
+
+def key_to_json(key: Key) -> Any:
+    """The JSON form of an internal key (arrays as lists)."""
+    if type(key) is _Key:
+        return json.loads(key.text)
+    return key

@@ -1,0 +1,90 @@
+"""The contract every CRDT meets, the registry of kinds, and the pure ``join``.
+
+Every CRDT type (``GCounter``, ``PNCounter``, ``LWWRegister``, ``MVRegister``, ``ORSet``,
+``ORMap``) is a join-semilattice state with (Shapiro et al. 2011; Almeida et al. 2018):
+
+- ``merge(other)``: the join, in place; commutative, associative, idempotent; never raises
+  for an argument of the same kind (another kind: ``TypeError``);
+- mutators taking the replica id first that apply themselves and return their *delta*, a
+  state of the same class whose join into the old state gives the new one;
+- ``value``, ``copy()``, ``is_bottom()`` (equal to a fresh instance), ``==`` independent of
+  internal ordering (instances are mutable, so unhashable);
+- a canonical codec: ``to_dict()`` returns ``{"type": kind, "v": 1, ...}`` such that equal
+  states give byte-equal ``json.dumps(d, sort_keys=True)``; ``from_dict`` refuses anything
+  else with a :class:`~crdt.errors.DecodeError` naming the bad field.
+
+``new(kind)`` makes a bottom, ``from_dict(d)`` dispatches on ``d["type"]``, ``KINDS`` lists
+the kinds, and ``check_json(value)`` is the JSON-value check used by every mutator.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from crdt._json import check_json
+from crdt.errors import DecodeError
+from crdt.gcounter import GCounter
+from crdt.orset import ORSet
+from crdt.pncounter import PNCounter
+
+__all__ = ["CRDT", "KINDS", "check_json", "from_dict", "join", "new"]
+
+T = TypeVar("T", bound="CRDT")
+
+
+class CRDT(Protocol):
+    """What the store and the replication engine rely on (docs/architecture.md section 1)."""
+
+    kind: ClassVar[str]
+
+    def merge(self, other: Any) -> None: ...
+
+    @property
+    def value(self) -> Any: ...
+
+    def copy(self) -> Any: ...
+
+    def is_bottom(self) -> bool: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any: ...
+
+
+_TYPES: dict[str, type[Any]] = {
+    "gcounter": GCounter,
+    "pncounter": PNCounter,
+    "orset": ORSet,
+}
+
+KINDS: tuple[str, ...] = tuple(_TYPES)
+
+
+def new(kind: str) -> Any:
+    """A bottom (fresh, empty) CRDT of ``kind``; ValueError for an unknown kind."""
+    try:
+        cls = _TYPES[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(KINDS)}") from None
+    return cls()
+
+
+def from_dict(d: dict[str, Any]) -> Any:
+    """Decode any kind from its ``to_dict()`` form; DecodeError naming the bad field."""
+    if type(d) is not dict:
+        raise DecodeError("$", f"expected a JSON object, got {type(d).__name__}")
+    if "type" not in d:
+        raise DecodeError("type", "missing")
+    kind = d["type"]
+    cls = _TYPES.get(kind) if type(kind) is str else None
+    if cls is None:
+        raise DecodeError("type", f"unknown CRDT type {kind!r}; known: {', '.join(KINDS)}")
+    return cls.from_dict(d)
+
+
+def join(a: T, b: T) -> T:
+    """The join of two states of the same kind, as a new state (neither input changes)."""
+    out: T = a.copy()
+    out.merge(b)
+    return out

@@ -1,0 +1,228 @@
+"""Causal contexts: the set of dots a replica has seen, stored compactly.
+
+A causal context is a set of dots kept as a version vector ``vv`` (every dot ``(r, n)`` with
+``n <= vv[r]``) plus a ``cloud`` of dots beyond it (gaps: dots seen out of order). The
+representation is kept *compact* at all times: no cloud dot is covered by ``vv`` and no cloud
+dot is ``(r, vv[r] + 1)`` (such dots are folded into ``vv``), so equal sets of dots have equal
+representations and byte-equal encodings. Reference: Almeida, Shoker, Baquero, "Delta State
+Replicated Data Types" (2018), section 5 ("causal context", compaction).
+
+Besides the causal CRDTs, the replication engine uses a context as a *log summary*: the set
+of log dots a peer has applied for a partition (see docs/architecture.md section 3).
+
+Encoding: ``{"vv": {replica: n}, "cloud": [[replica, n], ...]}`` with sorted keys and a cloud
+sorted by ``(replica, counter)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from crdt.dot import Dot, check_replica, dot_from_json, dot_to_json
+from crdt.errors import DecodeError
+
+__all__ = ["CausalContext"]
+
+
+class CausalContext:
+    """A compact set of dots.
+
+    >>> c = CausalContext()
+    >>> d = c.next_dot("A"); c.add(d); d
+    Dot(replica='A', counter=1)
+    >>> c.add(Dot("A", 3))          # a gap: (A, 2) not seen yet
+    >>> c.to_dict()
+    {'vv': {'A': 1}, 'cloud': [['A', 3]]}
+    >>> c.contains(Dot("A", 2)), c.next_dot("A")
+    (False, Dot(replica='A', counter=4))
+    >>> c.add(Dot("A", 2)); c.to_dict()   # the gap is filled: compacted into the vector
+    {'vv': {'A': 3}, 'cloud': []}
+    """
+
+    __slots__ = ("cloud", "vv")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(
+        self, vv: dict[str, int] | None = None, cloud: Iterable[Dot] | None = None
+    ) -> None:
+        self.vv: dict[str, int] = {}
+        self.cloud: set[Dot] = set()
+        if vv:
+            for r, n in vv.items():
+                check_replica(r)
+                if type(n) is not int or n < 0:
+                    raise ValueError(f"count for {r!r} must be an int >= 0, got {n!r}")
+                if n:
+                    self.vv[r] = n
+        if cloud:
+            for d in cloud:
+                self.cloud.add(Dot(check_replica(d[0]), _positive(d[1])))
+            self.compact()
+
+    # -- reading ---------------------------------------------------------------------------
+    def contains(self, dot: Dot) -> bool:
+        """True iff ``dot`` has been seen. O(1)."""
+        return dot[1] <= self.vv.get(dot[0], 0) or dot in self.cloud
+
+    def __contains__(self, dot: object) -> bool:
+        return isinstance(dot, tuple) and len(dot) == 2 and self.contains(dot)  # type: ignore[arg-type]
+
+    def max_counter(self, replica: str) -> int:
+        """The largest counter of ``replica`` seen (0 if none)."""
+        n = self.vv.get(replica, 0)
+        for r, c in self.cloud:
+            if r == replica and c > n:
+                n = c
+        return n
+
+    def next_dot(self, replica: str) -> Dot:
+        """The dot for ``replica``'s next event (not added: the mutator adds it)."""
+        check_replica(replica)
+        if self.cloud:
+            return Dot(replica, self.max_counter(replica) + 1)
+        return Dot(replica, self.vv.get(replica, 0) + 1)
+
+    def size(self) -> int:
+        """The number of dots in the context."""
+        return sum(self.vv.values()) + len(self.cloud)
+
+    def dots(self) -> Iterator[Dot]:
+        """Every dot of the context (``size()`` of them: use on small contexts)."""
+        for r, n in self.vv.items():
+            for c in range(1, n + 1):
+                yield Dot(r, c)
+        yield from self.cloud
+
+    def dots_not_in(self, other: CausalContext) -> Iterator[Dot]:
+        """The dots of ``self`` that ``other`` lacks, in (replica, counter) order per replica.
+
+        Costs O(number of replicas + what is yielded + cloud sizes), not O(size()).
+        """
+        ovv = other.vv
+        ocl = other.cloud
+        for r in sorted(self.vv):
+            for c in range(ovv.get(r, 0) + 1, self.vv[r] + 1):
+                d = Dot(r, c)
+                if d not in ocl:
+                    yield d
+        for d in sorted(self.cloud):
+            if not other.contains(d):
+                yield d
+
+    def is_bottom(self) -> bool:
+        return not self.vv and not self.cloud
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CausalContext):
+            return NotImplemented
+        return self.vv == other.vv and self.cloud == other.cloud
+
+    def __repr__(self) -> str:
+        return f"CausalContext({self.to_dict()!r})"
+
+    # -- mutation --------------------------------------------------------------------------
+    def add(self, dot: Dot) -> None:
+        """Add one dot, keeping the representation compact."""
+        r, c = dot
+        vv = self.vv
+        n = vv.get(r, 0)
+        if c <= n:
+            return
+        if c == n + 1:
+            cloud = self.cloud
+            if cloud:
+                while Dot(r, c + 1) in cloud:
+                    c += 1
+                    cloud.discard(Dot(r, c))
+            vv[r] = c
+        else:
+            self.cloud.add(dot)
+
+    def merge(self, other: CausalContext) -> None:
+        """Union with ``other``, in place; compacts only the replicas ``other`` touched."""
+        if other is self:
+            return
+        vv = self.vv
+        touched: set[str] = set()
+        for r, n in other.vv.items():
+            if n > vv.get(r, 0):
+                vv[r] = n
+                touched.add(r)
+        cloud = self.cloud
+        for d in other.cloud:
+            r, c = d
+            if c > vv.get(r, 0):
+                cloud.add(d)
+                touched.add(r)
+        if touched and cloud:
+            self._compact(touched)
+
+    def compact(self) -> None:
+        """Restore the compact form over every replica (after direct edits of ``cloud``)."""
+        if self.cloud:
+            self._compact({d[0] for d in self.cloud})
+
+    def _compact(self, replicas: set[str]) -> None:
+        vv = self.vv
+        cloud = self.cloud
+        stale = [d for d in cloud if d[0] in replicas and d[1] <= vv.get(d[0], 0)]
+        for d in stale:
+            cloud.discard(d)
+        for r in replicas:
+            c = vv.get(r, 0)
+            while Dot(r, c + 1) in cloud:
+                c += 1
+                cloud.discard(Dot(r, c))
+            if c:
+                vv[r] = c
+
+    def copy(self) -> CausalContext:
+        c = CausalContext()
+        c.vv = dict(self.vv)
+        c.cloud = set(self.cloud)
+        return c
+
+    # -- codec -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """``{"vv": {replica: n}, "cloud": [[replica, n], ...]}``, sorted."""
+        return {
+            "vv": {r: self.vv[r] for r in sorted(self.vv)},
+            "cloud": [dot_to_json(d) for d in sorted(self.cloud)],
+        }
+
+    @classmethod
+    def from_dict(cls, d: object, path: str = "ctx") -> CausalContext:
+        """Decode; DecodeError naming the bad field (the result is compacted)."""
+        if type(d) is not dict:
+            raise DecodeError(path, f"expected an object, got {type(d).__name__}")
+        for key in d:
+            if key not in ("vv", "cloud"):
+                raise DecodeError(f"{path}.{key}", "unknown field")
+        if "vv" not in d:
+            raise DecodeError(f"{path}.vv", "missing")
+        if "cloud" not in d:
+            raise DecodeError(f"{path}.cloud", "missing")
+        vv = d["vv"]
+        if type(vv) is not dict:
+            raise DecodeError(f"{path}.vv", f"expected an object, got {type(vv).__name__}")
+        ctx = cls()
+        for r, n in vv.items():
+            if not r:
+                raise DecodeError(f"{path}.vv", "replica id must not be empty")
+            if type(n) is not int or n < 1:
+                raise DecodeError(f"{path}.vv.{r}", f"count must be an integer >= 1, got {n!r}")
+            ctx.vv[r] = n
+        cloud = d["cloud"]
+        if type(cloud) is not list:
+            raise DecodeError(f"{path}.cloud", f"expected an array, got {type(cloud).__name__}")
+        for i, x in enumerate(cloud):
+            ctx.cloud.add(dot_from_json(x, f"{path}.cloud[{i}]"))
+        ctx.compact()
+        return ctx
+
+
+def _positive(n: object) -> int:
+    if type(n) is not int or n < 1:
+        raise ValueError(f"a dot counter must be an int >= 1, got {n!r}")
+    return n

@@ -1,0 +1,123 @@
+"""GCounter: a grow-only counter.
+
+State: ``replica -> count`` of the increments made at that replica; value: the sum; join:
+the pointwise maximum (Shapiro et al., "A comprehensive study of CRDTs", 2011, spec. 6).
+The delta of ``increment(r, n)`` is the counter holding only ``r``'s new count (Almeida et
+al. 2018, section 4), so joining it twice changes nothing.
+
+Encoding: ``{"type": "gcounter", "v": 1, "counts": {replica: n}}`` (sorted, no zeros).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from crdt._codec import FORMAT_VERSION, check_header, get_dict
+from crdt.dot import check_replica
+from crdt.errors import DecodeError
+
+__all__ = ["GCounter"]
+
+
+def check_amount(n: object) -> int:
+    """``n`` must be an int >= 1 (bools are refused)."""
+    if type(n) is not int:
+        raise TypeError(f"amount must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"amount must be >= 1, got {n}")
+    return n
+
+
+class GCounter:
+    """A grow-only counter.
+
+    >>> a, b = GCounter(), GCounter()
+    >>> delta = a.increment("A", 2)
+    >>> _ = b.increment("B")
+    >>> b.merge(delta); b.value
+    3
+    >>> delta.to_dict()
+    {'type': 'gcounter', 'v': 1, 'counts': {'A': 2}}
+    """
+
+    kind: ClassVar[str] = "gcounter"
+    __slots__ = ("counts",)
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, counts: Mapping[str, int] | None = None) -> None:
+        self.counts: dict[str, int] = {}
+        if counts:
+            for r, n in counts.items():
+                check_replica(r)
+                if type(n) is not int or n < 0:
+                    raise ValueError(f"count for {r!r} must be an int >= 0, got {n!r}")
+                if n:
+                    self.counts[r] = n
+
+    def increment(self, replica: str, n: int = 1) -> GCounter:
+        """Add ``n >= 1`` at ``replica``; returns the delta."""
+        check_replica(replica)
+        check_amount(n)
+        total = self.counts.get(replica, 0) + n
+        self.counts[replica] = total
+        delta = GCounter()
+        delta.counts[replica] = total
+        return delta
+
+    def merge(self, other: GCounter) -> None:
+        """Pointwise maximum, in place."""
+        if not isinstance(other, GCounter):
+            raise TypeError(f"cannot merge {type(other).__name__} into GCounter")
+        counts = self.counts
+        for r, n in other.counts.items():
+            if n > counts.get(r, 0):
+                counts[r] = n
+
+    @property
+    def value(self) -> int:
+        return sum(self.counts.values())
+
+    def get(self, replica: str) -> int:
+        """The increments made at ``replica``."""
+        return self.counts.get(replica, 0)
+
+    def copy(self) -> GCounter:
+        c = GCounter()
+        c.counts = dict(self.counts)
+        return c
+
+    def is_bottom(self) -> bool:
+        return not self.counts
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GCounter):
+            return NotImplemented
+        return self.counts == other.counts
+
+    def __repr__(self) -> str:
+        return f"GCounter({self.value}, {self.counts_dict()!r})"
+
+    def counts_dict(self) -> dict[str, int]:
+        return {r: self.counts[r] for r in sorted(self.counts)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, "v": FORMAT_VERSION, "counts": self.counts_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GCounter:
+        body = check_header(d, cls.kind, frozenset({"counts"}))
+        c = cls()
+        c.counts = decode_counts(get_dict(body, "counts", "counts"), "counts")
+        return c
+
+
+def decode_counts(x: dict[str, Any], path: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r, n in x.items():
+        if not r:
+            raise DecodeError(path, "replica id must not be empty")
+        if type(n) is not int or n < 1:
+            raise DecodeError(f"{path}.{r}", f"count must be an integer >= 1, got {n!r}")
+        out[r] = n
+    return dict(sorted(out.items()))

@@ -1,0 +1,285 @@
+"""ORSet: an add-wins observed-remove set without tombstones.
+
+State: a ``DotMap[element -> DotSet]`` and a causal context (Almeida, Shoker, Baquero,
+"Delta State Replicated Data Types", 2018, section 7.2, "add-wins OR-set"):
+
+- ``add(r, e)``: a fresh dot ``d`` of ``r`` now tags ``e``, replacing the dots ``e`` had;
+  delta ``({e: {d}}, {d} | old dots of e)``.
+- ``remove(e)``: drop ``e``'s dots; delta ``({}, old dots of e)``.
+- join: the dot-set join per element (``dotstores``). An element is in the set iff it has a
+  live dot, so an add concurrent with a remove wins (the remove never saw the add's dot).
+
+The store is specialised for speed as ``dict[key, set[Dot]]`` plus, built lazily, a reverse
+index ``dot -> key``. A merge costs O(size of the other side) when the other side's context
+is small (a delta): the dots it covers are looked up in the index instead of scanning every
+element. Large contexts take a full pass, which drops the index (it is rebuilt on the next
+small merge).
+
+Elements are hashable JSON values: ``str``, ``int``, ``float``, ``bool``, ``None``, or
+arrays of these (lists or tuples); ``value`` returns arrays as tuples. JSON objects cannot be
+elements. ``True``, ``1`` and ``1.0`` are three distinct elements internally (distinct JSON),
+but a Python frozenset, and so ``value``, cannot hold more than one of them.
+
+Encoding: ``{"type": "orset", "v": 1, "entries": [[element, [[r, n], ...]], ...],
+"ctx": {...}}``; entries sorted by the element's canonical JSON text, dots sorted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from crdt._codec import FORMAT_VERSION, check_header, get_list
+from crdt._json import Key, freeze, key_text, key_to_json, thaw
+from crdt.causal_context import CausalContext
+from crdt.dot import Dot, check_replica, dot_from_json, dot_to_json
+from crdt.errors import DecodeError
+
+__all__ = ["ORSet"]
+
+# A merge whose other context holds at most this many dots per element of ours looks the
+# covered dots up in the reverse index; anything bigger takes one full pass.
+_SMALL_CONTEXT_RATIO = 0.25
+
+
+class ORSet:
+    """An add-wins observed-remove set.
+
+    >>> a, b = ORSet(), ORSet()
+    >>> d1 = a.add("A", "milk")
+    >>> b.merge(d1)
+    >>> d2 = b.remove("milk")      # B removes the milk it has seen...
+    >>> d3 = a.add("A", "milk")    # ...while A adds it again concurrently: add wins
+    >>> a.merge(d2); b.merge(d3)
+    >>> a.value == b.value == frozenset({"milk"})
+    True
+    >>> sorted(ORSet.from_dict(a.to_dict()).value)
+    ['milk']
+    """
+
+    kind: ClassVar[str] = "orset"
+    __slots__ = ("_ctx", "_entries", "_index")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self._entries: dict[Key, set[Dot]] = {}
+        self._ctx = CausalContext()
+        self._index: dict[Dot, Key] | None = {}
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def value(self) -> frozenset[Any]:
+        return frozenset(thaw(k) for k in self._entries)
+
+    @property
+    def context(self) -> CausalContext:
+        """The causal context (read-only: do not mutate)."""
+        return self._ctx
+
+    def __contains__(self, element: object) -> bool:
+        try:
+            key = freeze(element)
+        except TypeError:
+            return False
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (thaw(k) for k in self._entries)
+
+    def dots_of(self, element: object) -> frozenset[Dot]:
+        """The live dots tagging ``element`` (empty if absent)."""
+        return frozenset(self._entries.get(freeze(element), ()))
+
+    def is_bottom(self) -> bool:
+        return not self._entries and self._ctx.is_bottom()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ORSet):
+            return NotImplemented
+        return self._entries == other._entries and self._ctx == other._ctx
+
+    def __repr__(self) -> str:
+        shown = sorted(self._entries, key=key_text)[:10]
+        more = ", ..." if len(self._entries) > 10 else ""
+        return f"ORSet({{{', '.join(key_text(k) for k in shown)}{more}}})"
+
+    # -- mutators --------------------------------------------------------------------------
+    def add(self, replica: str, element: object) -> ORSet:
+        """Add ``element`` with a fresh dot of ``replica``; returns the delta."""
+        check_replica(replica)
+        key = freeze(element)
+        ctx = self._ctx
+        dot = ctx.next_dot(replica)
+        old = self._entries.get(key)
+        delta = ORSet()
+        delta._entries[key] = {dot}
+        delta._index = None
+        dctx = delta._ctx
+        dctx.add(dot)
+        index = self._index
+        if old:
+            for d in old:
+                dctx.add(d)
+                if index is not None:
+                    index.pop(d, None)
+        self._entries[key] = {dot}
+        if index is not None:
+            index[dot] = key
+        ctx.add(dot)
+        return delta
+
+    def remove(self, element: object) -> ORSet:
+        """Remove ``element`` (the dots seen here); returns the delta (bottom if absent)."""
+        key = freeze(element)
+        delta = ORSet()
+        delta._index = None
+        old = self._entries.pop(key, None)
+        if old:
+            index = self._index
+            dctx = delta._ctx
+            for d in old:
+                dctx.add(d)
+                if index is not None:
+                    index.pop(d, None)
+        return delta
+
+    def clear(self) -> ORSet:
+        """Remove every element seen here; returns the delta."""
+        delta = ORSet()
+        delta._index = None
+        dctx = delta._ctx
+        for dots in self._entries.values():
+            for d in dots:
+                dctx.add(d)
+        self._entries = {}
+        self._index = {}
+        return delta
+
+    # -- join ------------------------------------------------------------------------------
+    def merge(self, other: ORSet) -> None:
+        """Join ``other`` into this set, in place (see the module docstring for the cost)."""
+        if not isinstance(other, ORSet):
+            raise TypeError(f"cannot merge {type(other).__name__} into ORSet")
+        if other is self:
+            return
+        mine = self._entries
+        theirs = other._entries
+        ctx = self._ctx
+        octx = other._ctx
+        vv, cloud = ctx.vv, ctx.cloud
+        ovv, ocloud = octx.vv, octx.cloud
+        small = octx.size() <= max(8, int(len(mine) * _SMALL_CONTEXT_RATIO))
+        if small and self._index is None:
+            self._rebuild_index()
+        index = self._index if small else None
+        if not small:
+            self._index = None
+
+        # Keys present on the other side: the full dot-set join.
+        for key, d2 in theirs.items():
+            d1 = mine.get(key)
+            if d1 is None:
+                new = {d for d in d2 if d[1] > vv.get(d[0], 0) and d not in cloud}
+                if new:
+                    mine[key] = new
+                    if index is not None:
+                        for d in new:
+                            index[d] = key
+                continue
+            new = {d for d in d1 if d in d2 or (d[1] > ovv.get(d[0], 0) and d not in ocloud)}
+            for d in d2:
+                if d not in new and d[1] > vv.get(d[0], 0) and d not in cloud:
+                    new.add(d)
+            if new == d1:
+                continue
+            if index is not None:
+                for d in d1:
+                    if d not in new:
+                        index.pop(d, None)
+                for d in new:
+                    index[d] = key
+            if new:
+                mine[key] = new
+            else:
+                del mine[key]
+
+        # Keys only on our side lose the dots the other side has seen (and removed).
+        if index is not None:
+            for d in octx.dots():
+                owner = index.get(d)
+                if owner is None or owner in theirs:
+                    continue
+                dots = mine[owner]
+                dots.discard(d)
+                del index[d]
+                if not dots:
+                    del mine[owner]
+        elif not octx.is_bottom():
+            for key in [k for k in mine if k not in theirs]:
+                dots = mine[key]
+                keep = {d for d in dots if d[1] > ovv.get(d[0], 0) and d not in ocloud}
+                if len(keep) != len(dots):
+                    if keep:
+                        mine[key] = keep
+                    else:
+                        del mine[key]
+        ctx.merge(octx)
+
+    def _rebuild_index(self) -> None:
+        self._index = {d: k for k, dots in self._entries.items() for d in dots}
+
+    # -- misc ------------------------------------------------------------------------------
+    def copy(self) -> ORSet:
+        c = ORSet()
+        c._entries = {k: set(v) for k, v in self._entries.items()}
+        c._ctx = self._ctx.copy()
+        c._index = None
+        return c
+
+    def to_dict(self) -> dict[str, Any]:
+        items = sorted(self._entries.items(), key=lambda kv: key_text(kv[0]))
+        return {
+            "type": self.kind,
+            "v": FORMAT_VERSION,
+            "entries": [
+                [key_to_json(k), [dot_to_json(d) for d in sorted(dots)]] for k, dots in items
+            ],
+            "ctx": self._ctx.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ORSet:
+        body = check_header(d, cls.kind, frozenset({"entries", "ctx"}))
+        entries = get_list(body, "entries", "entries")
+        if "ctx" not in body:
+            raise DecodeError("ctx", "missing")
+        s = cls()
+        s._ctx = CausalContext.from_dict(body["ctx"], "ctx")
+        s._index = None
+        seen: set[Dot] = set()
+        for i, entry in enumerate(entries):
+            path = f"entries[{i}]"
+            if type(entry) is not list or len(entry) != 2:
+                raise DecodeError(path, "expected [element, [dot, ...]]")
+            try:
+                key = freeze(entry[0])
+            except TypeError as exc:
+                raise DecodeError(f"{path}[0]", str(exc)) from exc
+            if key in s._entries:
+                raise DecodeError(f"{path}[0]", "duplicate element")
+            if type(entry[1]) is not list or not entry[1]:
+                raise DecodeError(f"{path}[1]", "expected a non-empty array of dots")
+            dots: set[Dot] = set()
+            for j, x in enumerate(entry[1]):
+                dot = dot_from_json(x, f"{path}[1][{j}]")
+                if dot in seen:
+                    raise DecodeError(f"{path}[1][{j}]", "dot used twice")
+                if not s._ctx.contains(dot):
+                    raise DecodeError(f"{path}[1][{j}]", "dot not covered by ctx")
+                seen.add(dot)
+                dots.add(dot)
+            s._entries[key] = dots
+        return s
