@@ -1,0 +1,362 @@
+"""Links over real websockets on 127.0.0.1: handshake, duplicates, limits, heartbeats, backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from sync.transport.auth import (
+    AdminReply,
+    AdminRequest,
+    AuthFrame,
+    HandshakeError,
+    HelloFrame,
+    Identity,
+    PeerInfo,
+    client_handshake,
+    compute_proof,
+    decode_frame,
+    encode_frame,
+    verify_proof,
+)
+from sync.transport.connection import Backoff, Link, LinkState, Transport, TransportConfig
+
+WAIT = 5.0
+
+
+@dataclass
+class Summary:
+    n: int
+
+
+@dataclass
+class Push:
+    n: int
+
+
+class JsonCodec:
+    """A stand-in for sync.messages: {"t": name, "n": int}."""
+
+    def encode(self, message: Any) -> bytes:
+        return json.dumps({"t": type(message).__name__, "n": message.n}).encode()
+
+    def decode(self, data: bytes, max_size: int) -> Any:
+        if len(data) > max_size:
+            raise ValueError("too big")
+        try:
+            d = json.loads(data)
+            cls = {"Summary": Summary, "Push": Push}[d["t"]]
+            return cls(int(d["n"]))
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"bad message: {exc!r}") from exc
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.up: list[PeerInfo] = []
+        self.down: list[str] = []
+        self.messages: list[tuple[str, Any]] = []
+        self.changed = asyncio.Event()
+
+    def link_up(self, info: PeerInfo) -> None:
+        self.up.append(info)
+        self.changed.set()
+
+    def link_down(self, peer_id: str) -> None:
+        self.down.append(peer_id)
+        self.changed.set()
+
+    def link_message(self, peer_id: str, message: Any) -> None:
+        self.messages.append((peer_id, message))
+        self.changed.set()
+
+    async def admin(self, request: AdminRequest) -> AdminReply:
+        return AdminReply(ok=True, detail=f"forgot {request.replica}")
+
+    async def until(self, cond: Any, timeout: float = WAIT) -> None:
+        async def loop() -> None:
+            while not cond():
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(loop(), timeout)
+
+
+def ident(name: str, secret: bytes = b"s3cret", group: str = "g") -> Identity:
+    return Identity(replica_id=name, group=group, secret=secret)
+
+
+CFG = TransportConfig(backoff_base=0.02, backoff_cap=0.2, seed=7)
+
+
+async def make(
+    name: str, secret: bytes = b"s3cret", cfg: TransportConfig = CFG, **kw: Any
+) -> tuple[Transport, Recorder]:
+    rec = Recorder()
+    t = Transport(ident(name, secret, **kw), rec, JsonCodec(), cfg)
+    await t.listen("127.0.0.1", 0)
+    return t, rec
+
+
+async def test_proof_is_role_bound_and_constant_time_compared() -> None:
+    args = ("g", "a", "b", "1" * 64, "2" * 64)
+    c = compute_proof(b"k", "client", *args)
+    assert c != compute_proof(b"k", "server", *args)
+    assert c != compute_proof(b"other", "client", *args)
+    assert verify_proof(c, c) and not verify_proof(c, "0" * 64)
+
+
+async def test_decode_frame_rejects_garbage_with_protocol_code() -> None:
+    with pytest.raises(HandshakeError) as err:
+        decode_frame(b"{not json")
+    assert err.value.code == 1002
+    with pytest.raises(HandshakeError) as err:
+        decode_frame(b"x" * 5000)
+    assert err.value.code == 1009
+
+
+async def test_link_up_and_messages_both_ways() -> None:
+    a, ra = await make("a")
+    b, rb = await make("b")
+    try:
+        assert a.url is not None
+        b.dial([a.url])
+        await ra.until(lambda: ra.up)
+        await rb.until(lambda: rb.up)
+        assert ra.up[0].replica_id == "b" and rb.up[0].replica_id == "a"
+        assert a.send("b", Push(1)) and b.send("a", Summary(2))
+        await ra.until(lambda: ra.messages)
+        await rb.until(lambda: rb.messages)
+        assert ra.messages == [("b", Summary(2))]
+        assert rb.messages == [("a", Push(1))]
+        assert not a.send("nobody", Push(3))
+    finally:
+        await b.aclose()
+        await ra.until(lambda: ra.down == ["b"])
+        await a.aclose()
+
+
+async def test_wrong_secret_is_refused_and_nothing_delivered() -> None:
+    a, ra = await make("a")
+    b, rb = await make("b", secret=b"wrong")
+    try:
+        assert a.url is not None
+        b.dial([a.url])
+
+        async def refused_twice() -> None:
+            while a.rejected < 2:
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(refused_twice(), WAIT)
+        assert ra.up == [] and rb.up == [] and ra.messages == []
+        assert a.links == {} and b.links == {}
+    finally:
+        await b.aclose()
+        await a.aclose()
+
+
+async def raw_hello(url: str, **fields: Any) -> tuple[int | None, str | None]:
+    hello = {
+        "t": "hello",
+        "proto": 1,
+        "group": "g",
+        "replica": "raw",
+        "nonce": "ab" * 32,
+        "address": None,
+        "site": None,
+        "relay": False,
+        "role": "peer",
+    }
+    hello.update(fields)
+    async with connect(url) as ws:
+        await ws.send(json.dumps(hello).encode())
+        with pytest.raises(ConnectionClosed):
+            for _ in range(3):
+                await asyncio.wait_for(ws.recv(), WAIT)
+        return ws.close_code, ws.close_reason
+
+
+async def test_wrong_version_group_and_garbage_get_clear_codes() -> None:
+    a, ra = await make("a")
+    try:
+        assert a.url is not None
+        code, reason = await raw_hello(a.url, proto=99)
+        assert code == 1002 and reason is not None and "protocol version 99" in reason
+        code, reason = await raw_hello(a.url, group="other")
+        assert code == 1008 and reason is not None and "wrong group" in reason
+        async with connect(a.url) as ws:
+            await ws.send(b"\x00garbage")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), WAIT)
+            assert ws.close_code == 1002
+        # A forged proof is refused with a policy close.
+        async with connect(a.url) as ws:
+            await ws.send(
+                encode_frame(HelloFrame(proto=1, group="g", replica="raw", nonce="cd" * 32))
+            )
+            hello = decode_frame(await asyncio.wait_for(ws.recv(), WAIT))
+            assert isinstance(hello, HelloFrame) and hello.replica == "a"
+            await ws.send(encode_frame(AuthFrame(proof="0" * 64)))
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), WAIT)
+            assert ws.close_code == 1008 and "authentication failed" in (ws.close_reason or "")
+        assert ra.up == [] and a.rejected == 4
+    finally:
+        await a.aclose()
+
+
+async def test_both_dialling_keeps_exactly_one_connection() -> None:
+    a, ra = await make("a")
+    b, rb = await make("b")
+    try:
+        assert a.url is not None and b.url is not None
+        a.dial([b.url])
+        b.dial([a.url])
+        await ra.until(lambda: "b" in a.links)
+        await rb.until(lambda: "a" in b.links)
+
+        async def settled() -> None:
+            while not (
+                a.links.get("b") is not None
+                and b.links.get("a") is not None
+                and a.links["b"].dialled_by == "a"
+                and b.links["a"].dialled_by == "a"
+            ):
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(settled(), WAIT)
+        # Stays settled: no flapping, no repeated up/down.
+        await asyncio.sleep(0.5)
+        assert a.links["b"].dialled_by == "a" and b.links["a"].dialled_by == "a"
+        assert len(ra.up) == 1 and len(rb.up) == 1
+        assert a.send("b", Push(5))
+        await rb.until(lambda: rb.messages)
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def authed_raw(url: str, name: str = "raw") -> Any:
+    ws = await connect(url, max_size=None)
+    info = await client_handshake(ws, ident(name), timeout=WAIT)
+    return ws, info
+
+
+async def test_malformed_and_oversized_frames_close_only_that_link() -> None:
+    small = TransportConfig(max_message_bytes=1000, seed=1)
+    a, ra = await make("a", cfg=small)
+    b, _rb = await make("b")
+    try:
+        assert a.url is not None
+        b.dial([a.url])
+        await ra.until(lambda: "b" in a.links)
+        ws, info = await authed_raw(a.url, "evil")
+        assert info.replica_id == "a"
+        await ra.until(lambda: "evil" in a.links)
+        await ws.send(b'{"t": "Nope"}')
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), WAIT)
+        assert ws.close_code == 1002 and "malformed" in (ws.close_reason or "")
+        ws2, _ = await authed_raw(a.url, "evil2")
+        await ws2.send(b"x" * 5000)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws2.recv(), WAIT)
+        assert ws2.close_code == 1009
+        await ra.until(lambda: "evil" in ra.down and "evil2" in ra.down)
+        assert [m for p, m in ra.messages if p.startswith("evil")] == []
+        # The good link is untouched.
+        assert b.send("a", Push(9))
+        await ra.until(lambda: ("b", Push(9)) in ra.messages)
+        assert "b" in a.links
+    finally:
+        await b.aclose()
+        await a.aclose()
+
+
+async def test_silent_peer_is_reported_down_by_heartbeat() -> None:
+    fast = TransportConfig(ping_interval=0.1, ping_timeout=0.3, seed=2)
+    a, ra = await make("a", cfg=fast)
+    try:
+        assert a.url is not None
+        ws, _ = await authed_raw(a.url, "sleepy")
+        await ra.until(lambda: "sleepy" in a.links)
+        ws.transport.pause_reading()  # stop answering pings
+        await ra.until(lambda: "sleepy" in ra.down, timeout=WAIT)
+        assert "sleepy" not in a.links
+        ws.transport.abort()
+    finally:
+        await a.aclose()
+
+
+async def test_dialler_reconnects_after_the_listener_restarts() -> None:
+    a, ra = await make("a")
+    assert a.url is not None
+    port = int(a.url.rsplit(":", 1)[1])
+    b, rb = await make("b")
+    try:
+        b.dial([a.url])
+        await rb.until(lambda: len(rb.up) == 1)
+        await a.aclose()
+        await rb.until(lambda: rb.down == ["a"])
+        a2 = Transport(ident("a"), ra, JsonCodec(), CFG)
+        await a2.listen("127.0.0.1", port)
+        try:
+            await rb.until(lambda: len(rb.up) == 2)
+            assert "a" in b.links
+        finally:
+            await a2.aclose()
+    finally:
+        await b.aclose()
+
+
+async def test_admin_link_gets_one_reply() -> None:
+    a, _ = await make("a")
+    try:
+        assert a.url is not None
+        async with connect(a.url) as ws:
+            await client_handshake(ws, ident("admin-1"), role="admin", timeout=WAIT)
+            await ws.send(encode_frame(AdminRequest(op="forget", replica="zed")))
+            reply = decode_frame(await asyncio.wait_for(ws.recv(), WAIT))
+            assert isinstance(reply, AdminReply) and reply.ok and "zed" in reply.detail
+        assert a.links == {}
+    finally:
+        await a.aclose()
+
+
+def test_backoff_is_seeded_exponential_and_capped() -> None:
+    b1 = Backoff(0.1, 2.0, random.Random(3))
+    b2 = Backoff(0.1, 2.0, random.Random(3))
+    d1 = [b1.next() for _ in range(12)]
+    assert d1 == [b2.next() for _ in range(12)]
+    for i, d in enumerate(d1):
+        ceiling = min(2.0, 0.1 * 2**i)
+        assert ceiling / 2 <= d <= ceiling
+    assert max(d1[6:]) <= 2.0 and min(d1[6:]) >= 1.0
+    b1.reset()
+    assert b1.next() <= 0.1
+    with pytest.raises(ValueError):
+        Backoff(0, 1, random.Random(0))
+
+
+class _NullWS:
+    pass
+
+
+def test_full_queue_drops_oldest_anti_entropy_first() -> None:
+    link = Link(_NullWS(), PeerInfo("p", None, None, False, "peer"), "p", JsonCodec(), 3)  # type: ignore[arg-type]
+    link.state = LinkState.OPEN
+    link.enqueue(Push(1))
+    link.enqueue(Summary(2))
+    link.enqueue(Push(3))
+    link.enqueue(Push(4))  # full: Summary(2) goes
+    assert list(link.queue) == [Push(1), Push(3), Push(4)]
+    link.enqueue(Push(5))  # no anti-entropy left: the oldest goes
+    assert list(link.queue) == [Push(3), Push(4), Push(5)]
+    assert link.dropped == 2
