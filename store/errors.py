@@ -1,0 +1,80 @@
+"""The store's exceptions: one tree, structured attributes, never a swallowed database error.
+
+::
+
+    StoreError                      anything the store refuses or cannot do
+    ├── SchemaVersionMismatch       the database was written by a newer shoal (found > supported);
+    │                               it is left untouched
+    ├── CorruptBlob                 a stored JSON blob is not valid JSON or not a valid encoding
+    │                               for its kind; names the key and the table; nothing is modified
+    ├── KindMismatch                a write gives a key another CRDT kind than the stored one; the
+    │                               whole transaction is rolled back
+    ├── InvalidInput (ValueError)   a batch, summary or argument is malformed; refused before any
+    │                               write
+    └── StoreClosed                 the store was closed (or is closing) and takes no more calls
+
+Database driver errors (``sqlalchemy.exc.DBAPIError`` and friends) are not wrapped: they say
+what happened better than a rewording could.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptBlob",
+    "InvalidInput",
+    "KindMismatch",
+    "SchemaVersionMismatch",
+    "StoreClosed",
+    "StoreError",
+]
+
+
+class StoreError(Exception):
+    """Base class of every error the store raises on purpose."""
+
+
+class SchemaVersionMismatch(StoreError):
+    """The database's schema version is newer than this code supports; nothing was changed."""
+
+    def __init__(self, found: int, supported: int) -> None:
+        super().__init__(
+            f"database schema version {found} is newer than the supported version {supported}; "
+            "upgrade shoal to open it (the database was left untouched)"
+        )
+        self.found = found
+        self.supported = supported
+
+
+class CorruptBlob(StoreError):
+    """A stored blob could not be decoded: ``key`` in ``table`` (``detail`` says why)."""
+
+    def __init__(self, key: str, table: str, detail: str = "") -> None:
+        message = f"corrupt stored blob for key {key!r} in table {table!r}"
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.key = key
+        self.table = table
+        self.detail = detail
+
+
+class KindMismatch(StoreError):
+    """``key`` is stored as kind ``stored``; a write tried to give it kind ``given``."""
+
+    def __init__(self, key: str, stored: str, given: str) -> None:
+        super().__init__(
+            f"key {key!r} holds a {stored!r}; refusing to write a {given!r} to it "
+            "(nothing was written)"
+        )
+        self.key = key
+        self.stored = stored
+        self.given = given
+
+
+class InvalidInput(StoreError, ValueError):
+    """A malformed batch, summary or argument; refused before anything was written."""
+
+
+class StoreClosed(StoreError):
+    """The store is closed."""
+
+    def __init__(self) -> None:
+        super().__init__("the store is closed")

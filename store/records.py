@@ -1,0 +1,226 @@
+"""Records that go in and out of the store.
+
+Input is *structural*: :meth:`store.Store.apply` takes anything shaped like a
+:class:`BatchLike` -- in particular the engine's ``sync.effects.Persist`` with its
+``ObjectState``, ``LogEntry``, ``HintRecord``, ``HintId`` and ``PeerRecord`` -- without the
+store importing ``sync`` (the layering is ``sync.transport -> store -> crdt``). The Protocols
+below name exactly the attributes the store reads. :class:`Batch` and the ``*Row`` dataclasses
+are the store's own implementations of those shapes, for callers that are not the engine.
+
+Output is plain frozen dataclasses with the same field names as the engine's records, so the
+adapter converts them one to one (``ObjectRow`` <-> ``ObjectState``, ``LogRow`` <->
+``LogEntry``, ``HintRow`` <-> ``HintRecord``, ``PeerRow`` <-> ``PeerRecord``); summaries
+come back as encoded ``CausalContext`` dicts (``{"vv": {...}, "cloud": [...]}``).
+
+Semantics of each batch field (one transaction per batch, applied in this order):
+
+* ``objects``: upsert whole-object checkpoints (last one wins for a key within a batch).
+* ``log``: append delta-log entries; an entry whose ``(origin, partition, seq)`` is already
+  stored is ignored (first one wins within a batch).
+* ``summaries``: ``(partition, ctx)``: replace the stored summary of that partition.
+* ``hints_add``: store a hint; one already stored under the same id is kept.
+* ``peers``: upsert what we know of a peer.
+* ``hints_drop``: delete hints by id (after ``hints_add``: adding and dropping in one batch
+  leaves nothing).
+* ``compact``: ``(partition, watermark)``: delete log entries of that partition with
+  ``seq <= watermark[origin]`` (last, so it also covers entries appended in the same batch).
+
+Time: ``HintRow.stored_at`` and ``PeerRow.last_seen`` are seconds, as the engine passes
+``now``; the tables keep integer milliseconds (``stored_ms``, ``last_seen_ms``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "Batch",
+    "BatchLike",
+    "HintIdLike",
+    "HintIdRow",
+    "HintLike",
+    "HintRow",
+    "Loaded",
+    "LogLike",
+    "LogRow",
+    "ObjectLike",
+    "ObjectRow",
+    "PeerLike",
+    "PeerRow",
+]
+
+
+# -- structural input shapes ---------------------------------------------------------------
+
+
+class ObjectLike(Protocol):
+    """A checkpoint of one object (``sync.effects.ObjectState``)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def state(self) -> Mapping[str, Any]: ...
+
+
+class LogLike(Protocol):
+    """One delta-log entry (``sync.effects.LogEntry``)."""
+
+    @property
+    def origin(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def delta(self) -> Mapping[str, Any]: ...
+
+
+class HintIdLike(Protocol):
+    """Names one hint (``sync.effects.HintId``)."""
+
+    @property
+    def target(self) -> str: ...
+    @property
+    def origin(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+
+
+class HintLike(Protocol):
+    """A delta held for another replica (``sync.effects.HintRecord``)."""
+
+    @property
+    def target(self) -> str: ...
+    @property
+    def entry(self) -> LogLike: ...
+    @property
+    def stored_at(self) -> float: ...
+
+
+class PeerLike(Protocol):
+    """What we know of a peer (``sync.effects.PeerRecord``)."""
+
+    @property
+    def replica_id(self) -> str: ...
+    @property
+    def address(self) -> str | None: ...
+    @property
+    def site(self) -> str | None: ...
+    @property
+    def summary(self) -> Mapping[int, Mapping[str, Any]] | None: ...
+    @property
+    def last_seen(self) -> float: ...
+    @property
+    def forgotten(self) -> bool: ...
+
+
+class BatchLike(Protocol):
+    """Everything one ``apply`` makes durable together (``sync.effects.Persist``)."""
+
+    @property
+    def objects(self) -> Sequence[ObjectLike]: ...
+    @property
+    def log(self) -> Sequence[LogLike]: ...
+    @property
+    def summaries(self) -> Sequence[tuple[int, Mapping[str, Any]]]: ...
+    @property
+    def hints_add(self) -> Sequence[HintLike]: ...
+    @property
+    def hints_drop(self) -> Sequence[HintIdLike]: ...
+    @property
+    def peers(self) -> Sequence[PeerLike]: ...
+    @property
+    def compact(self) -> Sequence[tuple[int, Mapping[str, int]]]: ...
+
+
+# -- the store's own records ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRow:
+    """One stored object: ``state`` is the CRDT's ``to_dict()``."""
+
+    key: str
+    kind: str
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    """One stored delta, named by its log dot ``(origin, partition, seq)``."""
+
+    origin: str
+    partition: int
+    seq: int
+    key: str
+    kind: str
+    delta: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HintIdRow:
+    """Names one hint: its target and the log dot it carries."""
+
+    target: str
+    origin: str
+    partition: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class HintRow:
+    """A delta held for ``target`` since ``stored_at`` (seconds, millisecond precision)."""
+
+    target: str
+    entry: LogRow
+    stored_at: float
+
+    @property
+    def id(self) -> HintIdRow:
+        return HintIdRow(self.target, self.entry.origin, self.entry.partition, self.entry.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRow:
+    """What we know of a peer; ``summary`` maps partition -> encoded causal context."""
+
+    replica_id: str
+    address: str | None = None
+    site: str | None = None
+    summary: dict[int, dict[str, Any]] | None = None
+    last_seen: float = 0.0
+    forgotten: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The store's own :class:`BatchLike` (see the module docstring for the semantics)."""
+
+    objects: tuple[ObjectRow, ...] = ()
+    log: tuple[LogRow, ...] = ()
+    summaries: tuple[tuple[int, dict[str, Any]], ...] = ()
+    hints_add: tuple[HintRow, ...] = ()
+    hints_drop: tuple[HintIdRow, ...] = ()
+    peers: tuple[PeerRow, ...] = ()
+    compact: tuple[tuple[int, dict[str, int]], ...] = ()
+
+
+@dataclass(slots=True)
+class Loaded:
+    """Everything the store holds, as the engine needs it at start."""
+
+    objects: dict[str, ObjectRow] = field(default_factory=dict)
+    log: list[LogRow] = field(default_factory=list)
+    summaries: dict[int, dict[str, Any]] = field(default_factory=dict)
+    hints: list[HintRow] = field(default_factory=list)
+    peers: dict[str, PeerRow] = field(default_factory=dict)

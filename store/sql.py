@@ -1,0 +1,663 @@
+"""The storage logic: plain functions over a SQLAlchemy (sync) ``Connection``.
+
+Everything that touches SQL lives here; :class:`store.Store` only calls these through
+``AsyncConnection.run_sync`` and adds the group-commit queue. Each function runs inside the
+transaction its caller opened and never commits: the caller decides the transaction's extent.
+
+Writes are two steps:
+
+1. :func:`prepare` (pure, no database): validate a :class:`~store.records.BatchLike` and turn
+   it into table rows -- JSON-encoded blobs, object rows deduplicated per key (last wins), log
+   rows per log dot (first wins). Bad input raises :class:`~store.errors.InvalidInput` (or
+   :class:`~store.errors.KindMismatch` for one key given two kinds) before any SQL.
+2. :func:`apply_prepared` writes a list of prepared batches in one transaction with one
+   ``executemany`` per table and per *segment*: consecutive batches are merged into a segment
+   until one carries order-sensitive work (``hints_drop`` or ``compact``), which closes it, so
+   the merged result equals applying the batches one after another.
+
+Reads decode every blob; a blob that is not JSON, or not a valid encoding of its kind
+(``crdt.from_dict``), raises :class:`~store.errors.CorruptBlob` naming the key and table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Insert,
+    and_,
+    bindparam,
+    case,
+    delete,
+    inspect,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+import crdt
+
+from .errors import CorruptBlob, InvalidInput, KindMismatch, SchemaVersionMismatch, StoreError
+from .records import (
+    BatchLike,
+    HintRow,
+    Loaded,
+    LogRow,
+    ObjectRow,
+    PeerRow,
+)
+from .schema import MIGRATIONS, SCHEMA_VERSION, hints, log, meta, metadata, objects, peers
+from .schema import summaries as summaries_table
+
+__all__ = [
+    "OpenResult",
+    "PreparedBatch",
+    "apply_prepared",
+    "check_context",
+    "compact",
+    "decode_blob",
+    "deltas_page",
+    "encode",
+    "get_object",
+    "load",
+    "open_database",
+    "prepare",
+    "read_meta",
+    "read_schema_version",
+    "rotate_replica_id",
+    "snapshot_page",
+]
+
+_IN_CHUNK = 500  # keys per IN (...) list: well under every backend's parameter limit
+
+
+# -- blobs ---------------------------------------------------------------------------------
+
+
+def encode(value: Mapping[str, Any]) -> str:
+    """Compact, key-sorted JSON (canonical for canonical ``to_dict()`` forms)."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
+def decode_blob(table: str, key: str, kind: str | None, blob: str) -> dict[str, Any]:
+    """Decode a stored CRDT blob, checking it is a valid encoding of ``kind``."""
+    try:
+        value: Any = json.loads(blob)
+    except ValueError as exc:
+        raise CorruptBlob(key, table, f"not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise CorruptBlob(key, table, f"expected a JSON object, found {type(value).__name__}")
+    if kind is not None and value.get("type") != kind:
+        raise CorruptBlob(
+            key, table, f"stored kind is {kind!r} but the blob encodes a {value.get('type')!r}"
+        )
+    try:
+        crdt.from_dict(value)
+    except crdt.DecodeError as exc:
+        raise CorruptBlob(key, table, str(exc)) from exc
+    return value
+
+
+def check_context(value: Any, what: str) -> dict[str, Any]:
+    """Check the shape of an encoded CausalContext; return it or raise ``ValueError``."""
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"{what}: expected {{'vv': ..., 'cloud': ...}}, found {type(value).__name__}"
+        )
+    vv, cloud = value.get("vv", {}), value.get("cloud", [])
+    if not isinstance(vv, Mapping) or not all(
+        isinstance(o, str) and _is_count(n) for o, n in vv.items()
+    ):
+        raise ValueError(f"{what}: 'vv' must map replica ids to non-negative integers")
+    if not isinstance(cloud, list | tuple) or not all(
+        isinstance(d, list | tuple) and len(d) == 2 and isinstance(d[0], str) and _is_count(d[1])
+        for d in cloud
+    ):
+        raise ValueError(f"{what}: 'cloud' must be a list of [replica, counter] pairs")
+    return {"vv": dict(vv), "cloud": [[d[0], d[1]] for d in cloud]}
+
+
+def _is_count(n: Any) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+
+
+def _decode_context(table: str, key: str, blob: str) -> dict[str, Any]:
+    try:
+        return check_context(json.loads(blob), "stored context")
+    except ValueError as exc:
+        raise CorruptBlob(key, table, str(exc)) from exc
+
+
+# -- preparing a batch ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A validated batch as table rows (see :func:`prepare`); merge with :meth:`absorb`."""
+
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    log: dict[tuple[int, str, int], dict[str, Any]] = field(default_factory=dict)
+    summaries: dict[int, str] = field(default_factory=dict)
+    hints_add: dict[tuple[str, str, int, int], dict[str, Any]] = field(default_factory=dict)
+    peers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hints_drop: set[tuple[str, str, int, int]] = field(default_factory=set)
+    compact: list[tuple[int, dict[str, int]]] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return (
+            len(self.objects)
+            + len(self.log)
+            + len(self.summaries)
+            + len(self.hints_add)
+            + len(self.peers)
+            + len(self.hints_drop)
+            + len(self.compact)
+        )
+
+    @property
+    def ordered(self) -> bool:
+        """True if it holds deletions, which must not be reordered with later inserts."""
+        return bool(self.hints_drop or self.compact)
+
+    def note_kind(self, key: str, kind: str) -> None:
+        seen = self.kinds.setdefault(key, kind)
+        if seen != kind:
+            raise KindMismatch(key, seen, kind)
+
+    def absorb(self, later: PreparedBatch) -> None:
+        """Merge ``later`` in as if it were applied after this one (no deletions here)."""
+        for key, kind in later.kinds.items():
+            self.note_kind(key, kind)
+        self.objects.update(later.objects)
+        for dot, row in later.log.items():
+            self.log.setdefault(dot, row)
+        self.summaries.update(later.summaries)
+        for hid, row in later.hints_add.items():
+            self.hints_add.setdefault(hid, row)
+        self.peers.update(later.peers)
+        self.hints_drop |= later.hints_drop
+        self.compact.extend(later.compact)
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _int(value: Any, what: str, low: int, high: int | None = None) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value >= high)
+    ):
+        bound = f"in [{low}, {high})" if high is not None else f">= {low}"
+        raise InvalidInput(f"{what} must be an integer {bound}, got {value!r}")
+    return value
+
+
+def _ms(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(f"{what} must be a finite number of seconds, got {value!r}")
+    return round(value * 1000)
+
+
+def _blob(value: Any, kind: str, what: str) -> str:
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"{what} must be a to_dict() mapping, got {type(value).__name__}")
+    if value.get("type") != kind:
+        raise InvalidInput(f"{what} encodes a {value.get('type')!r}, not the declared {kind!r}")
+    try:
+        return encode(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what} is not JSON-encodable: {exc}") from exc
+
+
+def _kind(value: Any, what: str) -> str:
+    if value not in crdt.KINDS:
+        raise InvalidInput(f"{what} must be one of {sorted(crdt.KINDS)}, got {value!r}")
+    return str(value)
+
+
+def _log_row(
+    entry: Any, partitions: int, partition_of: Callable[[str], int], what: str
+) -> dict[str, Any]:
+    key = _text(entry.key, f"{what}.key")
+    kind = _kind(entry.kind, f"{what}.kind")
+    part = _int(entry.partition, f"{what}.partition", 0, partitions)
+    if part != partition_of(key):
+        raise InvalidInput(
+            f"{what}: key {key!r} belongs to partition {partition_of(key)}, not {part} "
+            "(is the store opened with the engine's partition count?)"
+        )
+    return {
+        "partition": part,
+        "origin": _text(entry.origin, f"{what}.origin"),
+        "seq": _int(entry.seq, f"{what}.seq", 1),
+        "key": key,
+        "kind": kind,
+        "delta": _blob(entry.delta, kind, f"{what}.delta for key {key!r}"),
+    }
+
+
+def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int]) -> PreparedBatch:
+    """Validate ``batch`` and turn it into rows; raises before anything is written."""
+    out = PreparedBatch()
+    try:
+        for i, obj in enumerate(batch.objects):
+            key = _text(obj.key, f"objects[{i}].key")
+            kind = _kind(obj.kind, f"objects[{i}].kind")
+            state = _blob(obj.state, kind, f"objects[{i}].state for key {key!r}")
+            out.note_kind(key, kind)
+            out.objects[key] = {
+                "key": key,
+                "kind": kind,
+                "partition": partition_of(key),
+                "state": state,
+            }
+        for i, entry in enumerate(batch.log):
+            row = _log_row(entry, partitions, partition_of, f"log[{i}]")
+            out.note_kind(row["key"], row["kind"])
+            out.log.setdefault((row["partition"], row["origin"], row["seq"]), row)
+        for i, (part, ctx) in enumerate(batch.summaries):
+            part = _int(part, f"summaries[{i}] partition", 0, partitions)
+            try:
+                out.summaries[part] = encode(check_context(ctx, f"summaries[{i}]"))
+            except ValueError as exc:
+                raise InvalidInput(str(exc)) from exc
+        for i, hint in enumerate(batch.hints_add):
+            row = _log_row(hint.entry, partitions, partition_of, f"hints_add[{i}].entry")
+            row["target"] = _text(hint.target, f"hints_add[{i}].target")
+            row["stored_ms"] = _ms(hint.stored_at, f"hints_add[{i}].stored_at")
+            out.hints_add.setdefault(
+                (row["target"], row["origin"], row["partition"], row["seq"]), row
+            )
+        for i, peer in enumerate(batch.peers):
+            out.peers[_text(peer.replica_id, f"peers[{i}].replica_id")] = _peer_row(peer, i)
+        for i, hid in enumerate(batch.hints_drop):
+            out.hints_drop.add(
+                (
+                    _text(hid.target, f"hints_drop[{i}].target"),
+                    _text(hid.origin, f"hints_drop[{i}].origin"),
+                    _int(hid.partition, f"hints_drop[{i}].partition", 0, partitions),
+                    _int(hid.seq, f"hints_drop[{i}].seq", 1),
+                )
+            )
+        for i, (part, watermark) in enumerate(batch.compact):
+            out.compact.append(
+                (
+                    _int(part, f"compact[{i}] partition", 0, partitions),
+                    _watermark(watermark, f"compact[{i}] watermark"),
+                )
+            )
+    except AttributeError as exc:
+        raise InvalidInput(f"not a batch of store records: {exc}") from exc
+    return out
+
+
+def _watermark(value: Any, what: str) -> dict[str, int]:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(o, str) and _is_count(n) for o, n in value.items()
+    ):
+        raise InvalidInput(f"{what} must map replica ids to non-negative integers")
+    return dict(value)
+
+
+def _peer_row(peer: Any, i: int) -> dict[str, Any]:
+    for attr in ("address", "site"):
+        value = getattr(peer, attr)
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"peers[{i}].{attr} must be a string or None, got {value!r}")
+    summary = peer.summary
+    encoded: str | None = None
+    if summary is not None:
+        if not isinstance(summary, Mapping):
+            raise InvalidInput(f"peers[{i}].summary must map partition -> context")
+        try:
+            encoded = encode(
+                {
+                    str(_int(p, f"peers[{i}].summary partition", 0)): check_context(
+                        ctx, f"peers[{i}].summary[{p}]"
+                    )
+                    for p, ctx in summary.items()
+                }
+            )
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
+    if not isinstance(peer.forgotten, bool):
+        raise InvalidInput(f"peers[{i}].forgotten must be a bool")
+    return {
+        "replica_id": peer.replica_id,
+        "address": peer.address,
+        "site": peer.site,
+        "summary": encoded,
+        "last_seen_ms": _ms(peer.last_seen, f"peers[{i}].last_seen"),
+        "forgotten": peer.forgotten,
+    }
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        return pg_dialect.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite_dialect.insert(table)
+    raise StoreError(f"unsupported database dialect {conn.dialect.name!r}")
+
+
+def _upsert(conn: Connection, table: Any, keys: Sequence[str]) -> Insert:
+    stmt = _insert(conn, table)
+    columns = [c.name for c in table.columns if c.name not in keys]
+    result: Insert = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={name: stmt.excluded[name] for name in columns}
+    )
+    return result
+
+
+def _insert_ignore(conn: Connection, table: Any, keys: Sequence[str]) -> Insert:
+    result: Insert = _insert(conn, table).on_conflict_do_nothing(index_elements=list(keys))
+    return result
+
+
+def _segments(batches: Iterable[PreparedBatch]) -> list[PreparedBatch]:
+    segments: list[PreparedBatch] = []
+    current: PreparedBatch | None = None
+    for batch in batches:
+        if current is None:
+            current = PreparedBatch()
+            segments.append(current)
+        current.absorb(batch)
+        if batch.ordered:
+            current = None
+    return segments
+
+
+def _check_kinds(conn: Connection, kinds: Mapping[str, str]) -> None:
+    keys = list(kinds)
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[start : start + _IN_CHUNK]
+        stmt = select(objects.c.key, objects.c.kind).where(objects.c.key.in_(chunk))
+        for key, stored in conn.execute(stmt):
+            if stored != kinds[key]:
+                raise KindMismatch(key, stored, kinds[key])
+
+
+def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[int]:
+    """Write ``batches`` in order, in the caller's transaction; return the log rows each
+    batch's ``compact`` removed. Raises :class:`KindMismatch` (the caller rolls back)."""
+    removed: list[int] = []
+    for segment in _segments(batches):
+        _check_kinds(conn, segment.kinds)
+        if segment.objects:
+            conn.execute(_upsert(conn, objects, ["key"]), list(segment.objects.values()))
+        if segment.log:
+            conn.execute(
+                _insert_ignore(conn, log, ["partition", "origin", "seq"]),
+                list(segment.log.values()),
+            )
+        if segment.summaries:
+            conn.execute(
+                _upsert(conn, summaries_table, ["partition"]),
+                [{"partition": p, "ctx": c} for p, c in segment.summaries.items()],
+            )
+        if segment.hints_add:
+            conn.execute(
+                _insert_ignore(conn, hints, ["target", "origin", "partition", "seq"]),
+                list(segment.hints_add.values()),
+            )
+        if segment.peers:
+            conn.execute(_upsert(conn, peers, ["replica_id"]), list(segment.peers.values()))
+        if segment.hints_drop:
+            conn.execute(
+                delete(hints).where(
+                    hints.c.target == bindparam("t"),
+                    hints.c.origin == bindparam("o"),
+                    hints.c.partition == bindparam("p"),
+                    hints.c.seq == bindparam("s"),
+                ),
+                [{"t": t, "o": o, "p": p, "s": s} for t, o, p, s in segment.hints_drop],
+            )
+        # Only the last batch of a segment may compact (it closes the segment).
+        removed.extend(compact(conn, part, wm) for part, wm in segment.compact)
+    return removed
+
+
+def compact(conn: Connection, partition: int, watermark: Mapping[str, int]) -> int:
+    """Delete log rows of ``partition`` with ``seq <= watermark[origin]``; return how many."""
+    if not watermark:
+        return 0
+    bound = case(
+        *((log.c.origin == origin, literal(n)) for origin, n in watermark.items()), else_=0
+    )
+    result = conn.execute(
+        delete(log).where(
+            log.c.partition == partition,
+            log.c.origin.in_(list(watermark)),
+            log.c.seq <= bound,
+        )
+    )
+    return int(result.rowcount)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def _object(row: Any) -> ObjectRow:
+    return ObjectRow(row.key, row.kind, decode_blob("objects", row.key, row.kind, row.state))
+
+
+def _log(row: Any, table: str = "log") -> LogRow:
+    return LogRow(
+        row.origin,
+        row.partition,
+        row.seq,
+        row.key,
+        row.kind,
+        decode_blob(table, row.key, row.kind, row.delta),
+    )
+
+
+def _peer(row: Any) -> PeerRow:
+    summary: dict[int, dict[str, Any]] | None = None
+    if row.summary is not None:
+        try:
+            raw = json.loads(row.summary)
+            if not isinstance(raw, dict):
+                raise ValueError("expected a JSON object of partition -> context")
+            summary = {int(p): check_context(ctx, f"partition {p}") for p, ctx in raw.items()}
+        except ValueError as exc:
+            raise CorruptBlob(row.replica_id, "peers", str(exc)) from exc
+    return PeerRow(
+        row.replica_id, row.address, row.site, summary, row.last_seen_ms / 1000, bool(row.forgotten)
+    )
+
+
+def get_object(conn: Connection, key: str) -> ObjectRow | None:
+    row = conn.execute(select(objects).where(objects.c.key == key)).first()
+    return None if row is None else _object(row)
+
+
+def load(conn: Connection) -> Loaded:
+    """Everything: objects, log (in log-dot order), summaries, hints, peers."""
+    out = Loaded()
+    for row in conn.execute(select(objects).order_by(objects.c.key)):
+        out.objects[row.key] = _object(row)
+    out.log = [
+        _log(row)
+        for row in conn.execute(select(log).order_by(log.c.partition, log.c.origin, log.c.seq))
+    ]
+    for row in conn.execute(select(summaries_table).order_by(summaries_table.c.partition)):
+        out.summaries[row.partition] = _decode_context("summaries", str(row.partition), row.ctx)
+    out.hints = [
+        HintRow(row.target, _log(row, "hints"), row.stored_ms / 1000)
+        for row in conn.execute(select(hints).order_by(hints.c.id))
+    ]
+    for row in conn.execute(select(peers).order_by(peers.c.replica_id)):
+        out.peers[row.replica_id] = _peer(row)
+    return out
+
+
+def deltas_page(
+    conn: Connection,
+    partition: int,
+    vv: Mapping[str, int],
+    after: tuple[str, int] | None,
+    limit: int,
+) -> list[LogRow]:
+    """Up to ``limit`` log rows of ``partition`` beyond ``vv``, in (origin, seq) order,
+    strictly after the position ``after`` (keyset pagination). The cloud is the caller's."""
+    stmt = select(log).where(log.c.partition == partition)
+    if vv:
+        stmt = stmt.where(
+            log.c.seq > case(*((log.c.origin == o, literal(n)) for o, n in vv.items()), else_=0)
+        )
+    if after is not None:
+        stmt = stmt.where(
+            or_(log.c.origin > after[0], and_(log.c.origin == after[0], log.c.seq > after[1]))
+        )
+    stmt = stmt.order_by(log.c.origin, log.c.seq).limit(limit)
+    return [_log(row) for row in conn.execute(stmt)]
+
+
+def snapshot_page(
+    conn: Connection, partition: int, after: str | None, limit: int
+) -> list[ObjectRow]:
+    """Up to ``limit`` objects of ``partition`` with key > ``after``, in key order."""
+    stmt = select(objects).where(objects.c.partition == partition)
+    if after is not None:
+        stmt = stmt.where(objects.c.key > after)
+    stmt = stmt.order_by(objects.c.key).limit(limit)
+    return [_object(row) for row in conn.execute(stmt)]
+
+
+# -- meta, versions, identity --------------------------------------------------------------
+
+
+def read_meta(conn: Connection) -> dict[str, str]:
+    return {row.name: row.value for row in conn.execute(select(meta))}
+
+
+def _set_meta(conn: Connection, values: Mapping[str, str]) -> None:
+    conn.execute(
+        _upsert(conn, meta, ["name"]), [{"name": k, "value": v} for k, v in values.items()]
+    )
+
+
+def read_schema_version(conn: Connection) -> int | None:
+    """The stored schema version; None for an empty database. Writes nothing."""
+    names = set(inspect(conn).get_table_names())
+    if "meta" not in names:
+        if names:
+            raise StoreError(
+                f"not a shoal database: it has tables {sorted(names)} but no 'meta' table"
+            )
+        return None
+    value = conn.execute(
+        select(meta.c.value).where(meta.c.name == "schema_version")
+    ).scalar_one_or_none()
+    if value is None or not value.isdigit():
+        raise StoreError(f"not a shoal database: meta.schema_version is {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenResult:
+    """What :func:`open_database` found and decided."""
+
+    replica_id: str
+    created: bool
+    migrated_from: int | None
+    rotated: bool
+    previous_replica_ids: tuple[str, ...]
+
+
+def open_database(
+    conn: Connection,
+    *,
+    partitions: int,
+    partition_of: Callable[[str], int],
+    where: Mapping[str, Any],
+    token: str,
+    sidecar_token: str | None,
+    uses_sidecar: bool,
+    new_replica_id: Callable[[], str],
+) -> OpenResult:
+    """Create, migrate and check the database, and settle its replica identity.
+
+    ``where`` describes the storage the database is in now (file path/device/inode, or the
+    PostgreSQL database's oid); ``token`` is this open's fresh random token, written to
+    ``meta`` (and by the caller, after commit, to the sidecar file). A stored stamp that
+    differs from ``where``, or (``uses_sidecar``) a sidecar token that differs from the stored
+    one, means the data was copied, moved or restored: a new replica id is minted and the
+    old one recorded in ``past_replica_ids``.
+    """
+    found = read_schema_version(conn)
+    if found is not None and found > SCHEMA_VERSION:
+        raise SchemaVersionMismatch(found, SCHEMA_VERSION)
+    created = found is None
+    if found is None:
+        metadata.create_all(conn)
+        _set_meta(conn, {"schema_version": str(SCHEMA_VERSION), "partitions": str(partitions)})
+    else:
+        for version in range(found, SCHEMA_VERSION):
+            MIGRATIONS[version](conn, partition_of)
+        if found < SCHEMA_VERSION:
+            _set_meta(conn, {"schema_version": str(SCHEMA_VERSION)})
+    values = read_meta(conn)
+    stored_parts = values.setdefault("partitions", str(partitions))
+    if stored_parts != str(partitions):
+        raise StoreError(
+            f"the database uses {stored_parts} partitions; opened with partitions={partitions}"
+        )
+    past: list[str] = json.loads(values.get("past_replica_ids", "[]"))
+    replica_id = values.get("replica_id")
+    rotated = False
+    if replica_id is None:
+        replica_id = new_replica_id()
+    else:
+        stamp = json.loads(values["identity"]) if "identity" in values else None
+        if (
+            stamp is None
+            or stamp.get("where") != dict(where)
+            or (uses_sidecar and sidecar_token != stamp.get("token"))
+        ):
+            past.append(replica_id)
+            replica_id = new_replica_id()
+            rotated = True
+    _set_meta(
+        conn,
+        {
+            "partitions": str(partitions),
+            "replica_id": replica_id,
+            "past_replica_ids": json.dumps(past),
+            "identity": json.dumps({"where": dict(where), "token": token}, sort_keys=True),
+        },
+    )
+    return OpenResult(
+        replica_id,
+        created,
+        None if created or found == SCHEMA_VERSION else found,
+        rotated,
+        tuple(past),
+    )
+
+
+def rotate_replica_id(conn: Connection, new_id: str) -> tuple[str, tuple[str, ...]]:
+    """Retire the current replica id for ``new_id``; return (new id, past ids)."""
+    values = read_meta(conn)
+    past: list[str] = json.loads(values.get("past_replica_ids", "[]"))
+    past.append(values["replica_id"])
+    _set_meta(conn, {"replica_id": new_id, "past_replica_ids": json.dumps(past)})
+    return new_id, tuple(past)

@@ -1,0 +1,550 @@
+"""``Store``: the async, durable store -- a thin proxy over ``AsyncEngine`` plus group commit.
+
+Theory of operation
+-------------------
+All storage logic is in :mod:`store.sql` (plain functions over a sync ``Connection``); this
+class calls them through ``AsyncConnection.run_sync`` and holds no data of its own beyond the
+engine, the replica identity it settled at open, and the group-commit queue.
+
+Group commit. ``apply(batch)`` validates and encodes the batch in the caller's task (bad input
+raises there and touches nothing), then queues it. A single writer task takes everything
+queued (up to ``max_batch_rows`` rows), writes it in **one** transaction with one
+``executemany`` per table, commits, and only then resolves each caller's await. If that
+transaction fails, each batch is retried alone in its own transaction, so one caller's
+:class:`~store.errors.KindMismatch` fails only that caller. Because only the writer task
+writes, SQLite transactions use ``BEGIN IMMEDIATE`` and never deadlock on a lock upgrade.
+
+Durability. SQLite runs in WAL mode with ``synchronous=FULL`` by default: an acknowledged
+``apply`` survives a process crash and a power loss. ``synchronous="NORMAL"`` is allowed and
+faster: it survives a process crash, not a power loss (the last commits may roll back).
+PostgreSQL uses the server's durability settings.
+
+Replica identity, and why a copy must not keep it. A replica id names the sequence of dots
+(and log dots) this database hands out. If a database is copied, or restored from a backup,
+and both the copy and the original (or the pre-restore history others have seen) keep issuing
+dots under the same id, two different writes get the same dot and one is silently lost.
+So the store *detects* a copy/move/restore at open and then mints a new replica id (the data
+is kept, the old id is recorded in ``meta.past_replica_ids``):
+
+* SQLite: ``meta.identity`` holds a stamp of where the database lives (real path, device and
+  inode of the file) and a random token that is renewed at every open and also written to a
+  sidecar file ``PATH.shoal-id`` (atomically, after the open's transaction commits). At open,
+  a different path/device/inode means the file was copied or moved; a sidecar token that
+  differs from (or lacks) the stored one means the file was restored from a backup taken at
+  an earlier open (even by ``cp`` over the same inode), or copied without its sidecar.
+* PostgreSQL: the stamp is the cluster's system identifier (when readable), the database oid
+  and schema: a dump restored elsewhere, or ``CREATE DATABASE ... TEMPLATE``, gets a new id.
+
+Detection errs toward rotating (a crash between commit and sidecar write rotates once more
+than needed; a rotation only costs a fresh id). What it cannot see: a restore of a backup
+taken during the *current* open session together with its sidecar, or a PostgreSQL physical
+restore into the same cluster identity. For those, the engine calls
+:meth:`Store.rotate_replica_id` when peers report having seen more of our dots than we have.
+
+Lifecycle: ``async with await Store.open(...) as store`` or ``store = await Store.open(...)``
+... ``await store.aclose()``. ``aclose`` lets queued writes commit, then disposes the engine;
+later calls raise :class:`~store.errors.StoreClosed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+
+from sqlalchemy import Connection, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from . import sql
+from .errors import InvalidInput, SchemaVersionMismatch, StoreClosed
+from .records import BatchLike, Loaded, LogRow, ObjectRow
+from .schema import SCHEMA_VERSION
+
+__all__ = ["SYNCHRONOUS_LEVELS", "Store", "default_partition_of", "sidecar_path"]
+
+SYNCHRONOUS_LEVELS = ("FULL", "NORMAL", "EXTRA")
+"""Allowed SQLite ``synchronous`` levels. NORMAL survives a process crash, not a power loss."""
+
+
+def default_partition_of(key: str, partitions: int = 64) -> int:
+    """``blake2b(key, 8 bytes) % partitions`` -- the same as ``sync.ring.partition_of``."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+def sidecar_path(db_path: str | os.PathLike[str]) -> Path:
+    """Where the SQLite identity token lives: next to the database, ``PATH.shoal-id``."""
+    return Path(f"{os.fspath(db_path)}.shoal-id")
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _new_replica_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class _Pending:
+    prepared: sql.PreparedBatch
+    future: asyncio.Future[int]
+
+
+_CLOSE = object()
+
+
+class Store:
+    """The durable store; make one with :meth:`Store.open`."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        partitions: int,
+        partition_of: Callable[[str], int],
+        opened: sql.OpenResult,
+        max_batch_rows: int,
+        db_path: Path | None,
+    ) -> None:
+        self._engine = engine
+        self._write_engine = engine.execution_options(shoal_write=True)
+        self._partitions = partitions
+        self._partition_of = partition_of
+        self._replica_id = opened.replica_id
+        self._rotated = opened.rotated
+        self._previous = opened.previous_replica_ids
+        self._created = opened.created
+        self._migrated_from = opened.migrated_from
+        self._max_batch_rows = max_batch_rows
+        self._db_path = db_path
+        self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
+        self._closed = False
+        self._writer = asyncio.get_running_loop().create_task(
+            self._write_loop(), name="shoal-store-writer"
+        )
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        url_or_path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        partitions: int = 64,
+        partition_of: Callable[[str], int] | None = None,
+        max_batch_rows: int = 5000,
+        busy_timeout_ms: int = 10_000,
+    ) -> Store:
+        """Open (creating or migrating) the database at a path or SQLAlchemy URL.
+
+        ``partitions`` must match the engine's partition count; ``partition_of(key)`` must
+        match the engine's (default: :func:`default_partition_of`).
+        """
+        synchronous = str(synchronous).upper()
+        if synchronous not in SYNCHRONOUS_LEVELS:
+            raise InvalidInput(
+                f"synchronous must be one of {SYNCHRONOUS_LEVELS}, got {synchronous!r}"
+            )
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise InvalidInput(f"partitions must be a positive integer, got {partitions!r}")
+        if max_batch_rows < 1:
+            raise InvalidInput(f"max_batch_rows must be >= 1, got {max_batch_rows!r}")
+        url = _to_url(url_or_path)
+        part_of = partition_of or (lambda key: default_partition_of(key, partitions))
+        if url.get_backend_name() == "sqlite":
+            db_path = Path(url.database or "")
+            if not url.database or url.database == ":memory:":
+                raise InvalidInput("the store needs a database file, not an in-memory database")
+            # Refuse a newer schema before the async engine (which switches to WAL) touches it.
+            if db_path.exists():
+                await asyncio.to_thread(_precheck_sqlite, db_path)
+            engine = create_async_engine(url)
+            _install_sqlite_hooks(engine, synchronous, busy_timeout_ms)
+        elif url.get_backend_name() == "postgresql":
+            db_path = None
+            engine = create_async_engine(url)
+        else:
+            raise InvalidInput(
+                f"unsupported database URL {url.render_as_string()!r}: use "
+                "sqlite+aiosqlite:///PATH or postgresql+asyncpg://..."
+            )
+        try:
+            opened = await _open_identity(engine, db_path, partitions, part_of)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(
+            engine,
+            partitions=partitions,
+            partition_of=part_of,
+            opened=opened,
+            max_batch_rows=max_batch_rows,
+            db_path=db_path,
+        )
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def replica_id(self) -> str:
+        """This database incarnation's replica id."""
+        return self._replica_id
+
+    @property
+    def identity_rotated(self) -> bool:
+        """True if this open detected a copy/move/restore and minted a new replica id."""
+        return self._rotated
+
+    @property
+    def previous_replica_ids(self) -> tuple[str, ...]:
+        """Replica ids this database used before (oldest first)."""
+        return self._previous
+
+    @property
+    def created(self) -> bool:
+        """True if this open created the database."""
+        return self._created
+
+    @property
+    def migrated_from(self) -> int | None:
+        """The schema version this open migrated from, if it migrated."""
+        return self._migrated_from
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine (for event hooks in tests and metrics; do not write)."""
+        return self._engine
+
+    def partition_of(self, key: str) -> int:
+        return self._partition_of(key)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def apply(self, batch: BatchLike) -> None:
+        """Make ``batch`` durable in one transaction (shared with concurrent callers).
+
+        Returns after the transaction holding it committed; raises
+        :class:`~store.errors.InvalidInput` (nothing queued) or
+        :class:`~store.errors.KindMismatch` (rolled back) or the database's error.
+        """
+        await self._submit(sql.prepare(batch, self._partitions, self._partition_of))
+
+    async def compact(self, partition: int, watermark: Mapping[str, int]) -> int:
+        """Delete log rows of ``partition`` with ``seq <= watermark[origin]``; how many."""
+        prepared = sql.prepare(
+            _CompactOnly(((partition, watermark),)), self._partitions, self._partition_of
+        )
+        return await self._submit(prepared)
+
+    async def rotate_replica_id(self) -> str:
+        """Retire the current replica id and mint a new one (durably); return it."""
+        self._check_open()
+        new_id = _new_replica_id()
+        async with self._write_engine.begin() as conn:
+            new_id, past = await conn.run_sync(sql.rotate_replica_id, new_id)
+        self._replica_id, self._previous = new_id, past
+        return new_id
+
+    async def _submit(self, prepared: sql.PreparedBatch) -> int:
+        self._check_open()
+        if prepared.rows == 0:
+            return 0
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(prepared, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if item is _CLOSE:
+                return
+            assert isinstance(item, _Pending)
+            group = [item]
+            rows = item.prepared.rows
+            stop = False
+            while rows < self._max_batch_rows and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is _CLOSE:
+                    stop = True
+                    break
+                assert isinstance(nxt, _Pending)
+                group.append(nxt)
+                rows += nxt.prepared.rows
+            await self._commit(group)
+            if stop:
+                return
+
+    async def _commit(self, group: list[_Pending]) -> None:
+        try:
+            removed = await self._transaction([p.prepared for p in group])
+        except Exception as exc:
+            if len(group) == 1:
+                _settle(group[0].future, exc=exc)
+                return
+            for pending in group:  # isolate the failure: each batch alone
+                try:
+                    (count,) = await self._transaction([pending.prepared])
+                except Exception as single_exc:
+                    _settle(pending.future, exc=single_exc)
+                else:
+                    _settle(pending.future, result=count)
+            return
+        # apply_prepared returns one count per compaction, in batch order.
+        it = iter(removed)
+        for pending in group:
+            _settle(pending.future, result=sum(next(it) for _ in pending.prepared.compact))
+
+    async def _transaction(self, prepared: list[sql.PreparedBatch]) -> list[int]:
+        async with self._write_engine.begin() as conn:
+            removed = await conn.run_sync(sql.apply_prepared, prepared)
+        if len(prepared) == 1:
+            return [sum(removed)]
+        return removed
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def load(self) -> Loaded:
+        """Everything the engine needs at start, read in one consistent transaction."""
+        return await self._read(sql.load)
+
+    async def get_object(self, key: str) -> ObjectRow | None:
+        return await self._read(sql.get_object, key)
+
+    async def deltas_missing(
+        self, partition: int, summary: Mapping[str, Any], batch: int = 500
+    ) -> AsyncIterator[list[LogRow]]:
+        """Log rows of ``partition`` that ``summary`` (an encoded CausalContext) lacks, in
+        lists of at most ``batch`` rows, each page read in its own short transaction."""
+        part = self._check_partition(partition)
+        limit = _positive(batch, "batch")
+        try:
+            ctx = sql.check_context(summary, "summary")
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
+        cloud = {(origin, seq) for origin, seq in ctx["cloud"]}
+        after: tuple[str, int] | None = None
+        for _ in range(1 << 62):  # bounded: every page advances the keyset position
+            page = await self._read(sql.deltas_page, part, ctx["vv"], after, limit)
+            if not page:
+                return
+            after = (page[-1].origin, page[-1].seq)
+            rows = [r for r in page if (r.origin, r.seq) not in cloud]
+            if rows:
+                yield rows
+            if len(page) < limit:
+                return
+
+    async def snapshot(self, partition: int, chunk: int = 500) -> AsyncIterator[list[ObjectRow]]:
+        """Every object of ``partition`` in key order, ``chunk`` at a time (keyset pages)."""
+        part = self._check_partition(partition)
+        limit = _positive(chunk, "chunk")
+        after: str | None = None
+        for _ in range(1 << 62):  # bounded: every page advances the keyset position
+            page = await self._read(sql.snapshot_page, part, after, limit)
+            if not page:
+                return
+            yield page
+            if len(page) < limit:
+                return
+            after = page[-1].key
+
+    async def _read(
+        self, fn: Callable[Concatenate[Connection, _P], _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        self._check_open()
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(fn, *args, **kwargs)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Commit what is queued, stop the writer, dispose the engine. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put_nowait(_CLOSE)
+        try:
+            await self._writer
+        finally:
+            await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed()
+
+    def _check_partition(self, partition: int) -> int:
+        if (
+            isinstance(partition, bool)
+            or not isinstance(partition, int)
+            or not 0 <= partition < self._partitions
+        ):
+            raise InvalidInput(
+                f"partition must be an integer in [0, {self._partitions}), got {partition!r}"
+            )
+        return partition
+
+
+@dataclass(frozen=True, slots=True)
+class _CompactOnly:
+    compact: tuple[tuple[int, Mapping[str, int]], ...]
+    objects: tuple[()] = ()
+    log: tuple[()] = ()
+    summaries: tuple[()] = ()
+    hints_add: tuple[()] = ()
+    hints_drop: tuple[()] = ()
+    peers: tuple[()] = ()
+
+
+def _settle(
+    future: asyncio.Future[int], *, result: int = 0, exc: BaseException | None = None
+) -> None:
+    if future.done():  # the caller was cancelled; its batch committed (or not) regardless
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def _positive(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _to_url(url_or_path: str | os.PathLike[str]) -> URL:
+    raw = os.fspath(url_or_path)
+    if "://" in raw:
+        try:
+            return make_url(raw)
+        except Exception as exc:  # sqlalchemy.exc.ArgumentError: reword for the user
+            raise InvalidInput(f"not a database URL: {raw!r} ({exc})") from exc
+    return URL.create("sqlite+aiosqlite", database=os.path.abspath(raw))
+
+
+def _precheck_sqlite(path: Path) -> None:
+    """Read the schema version with a plain connection that writes nothing."""
+    engine = create_engine(URL.create("sqlite", database=str(path)), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            found = sql.read_schema_version(conn)
+            if found is not None and found > SCHEMA_VERSION:
+                raise SchemaVersionMismatch(found, SCHEMA_VERSION)
+    finally:
+        engine.dispose()
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, synchronous: str, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We issue BEGIN ourselves (below); the driver must not begin implicitly.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("shoal_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+async def _open_identity(
+    engine: AsyncEngine,
+    db_path: Path | None,
+    partitions: int,
+    partition_of: Callable[[str], int],
+) -> sql.OpenResult:
+    token = secrets.token_hex(16)
+    write_engine = engine.execution_options(shoal_write=True)
+    sidecar_token: str | None = None
+    if db_path is not None:
+        async with engine.connect() as conn:  # creates the file if it is new
+            await conn.run_sync(lambda c: c.exec_driver_sql("SELECT 1").all())
+        st = db_path.stat()
+        where: dict[str, Any] = {
+            "path": os.path.realpath(db_path),
+            "dev": st.st_dev,
+            "ino": st.st_ino,
+        }
+        side = sidecar_path(db_path)
+        with contextlib.suppress(FileNotFoundError):
+            sidecar_token = side.read_text().strip()
+    else:
+        async with engine.connect() as conn:
+            where = await conn.run_sync(_pg_where)
+    async with write_engine.begin() as aconn:
+        opened: sql.OpenResult = await aconn.run_sync(
+            lambda c: sql.open_database(
+                c,
+                partitions=partitions,
+                partition_of=partition_of,
+                where=where,
+                token=token,
+                sidecar_token=sidecar_token,
+                uses_sidecar=db_path is not None,
+                new_replica_id=_new_replica_id,
+            )
+        )
+    if db_path is not None:
+        await asyncio.to_thread(_write_sidecar, sidecar_path(db_path), token)
+    return opened
+
+
+def _pg_where(conn: Connection) -> dict[str, Any]:
+    row = conn.execute(
+        text(
+            "SELECT d.oid::bigint AS oid, current_database() AS db, current_schema() AS schema,"
+            " has_function_privilege('pg_control_system()', 'EXECUTE') AS can_read_control"
+            " FROM pg_database d WHERE d.datname = current_database()"
+        )
+    ).one()
+    where: dict[str, Any] = {"db_oid": int(row.oid), "database": row.db, "schema": row.schema}
+    if row.can_read_control:
+        where["system_identifier"] = str(
+            conn.execute(text("SELECT system_identifier FROM pg_control_system()")).scalar_one()
+        )
+    conn.rollback()
+    return where
+
+
+def _write_sidecar(path: Path, token: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        handle.write(token + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
