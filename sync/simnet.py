@@ -1,0 +1,1010 @@
+"""A deterministic simulated network of :class:`sync.Replica` objects, for tests and users.
+
+Theory of operation
+-------------------
+:class:`SimCluster` plays the part that the asyncio node and the store play in production,
+with no socket, no disk and no real clock:
+
+* **One fake clock** (``cluster.now``, seconds). Nothing happens between events; every event
+  (a message delivery, a replica's timer, a failure detector noticing a link change) sits in
+  one priority queue ordered by ``(time, insertion order)``.
+* **One simulated disk per replica** (:class:`SimDisk`): an in-memory model of the store that
+  applies each :class:`~sync.effects.Persist` exactly as the docstring of
+  :mod:`sync.effects` says (objects upsert, log append, summaries replace, hints add and drop,
+  peers upsert, compact) and hands a :class:`~sync.effects.Loaded` back on restart. Blobs are
+  copied through JSON, as a real store would, so the engine cannot share memory with its disk.
+* **Effects run in order, right after the input that produced them.** ``Persist`` is applied
+  to the disk at once (so it is durable before the next effect), ``Send`` encodes the message
+  to bytes with :func:`sync.messages.encode` and puts it in flight, ``WriteDone``/
+  ``WriteFailed``/``ReadDone``/``ReadFailed`` complete the matching :class:`SimOp` handle,
+  ``Changed`` is counted. A message is decoded with :func:`sync.messages.decode` (the
+  receiver's ``max_message_bytes``) when it is delivered, so the codec is exercised.
+* **Faults, per directed link**: ``drop`` (probability), ``delay`` (uniform range),
+  ``duplicate`` and ``reorder`` (global), ``partition(groups)``, ``heal()``. Without
+  ``reorder`` each link is FIFO, like one TCP connection. A message whose link is cut, or
+  whose sender or receiver crashed after it was sent, is lost.
+* **Crash and restart**: :meth:`SimCluster.crash` throws away the replica object (all memory)
+  and any effect not yet executed; :meth:`SimCluster.crash_when` arms a crash *between two
+  effects* of one batch (the persist-before-acknowledge test). :meth:`SimCluster.restart`
+  builds a new replica from its disk's ``Loaded``.
+* **Failure detection, simply**: a replica believes a peer is *up* when the two can talk
+  (both alive, same side of every partition). When that changes, each side is told
+  ``peer_down``/``peer_up`` after ``detect_delay`` seconds, if it is still true then. A
+  restarted peer resets its connections: peers that still believed it up are told
+  ``peer_down`` at once, then ``peer_up`` after ``detect_delay``.
+* **Deterministic**: one ``random.Random(seed)``; every iteration over replicas is in sorted
+  order. The same seed and the same calls give the same run, message for message.
+* **Bounded**: ``run_until``, ``run_until_quiet`` and ``run_for`` take ``max_steps``;
+  ``run_until*`` return whether the condition was reached, ``run_for`` raises
+  :class:`SimulationError` if it needs more steps.
+
+Example::
+
+    cluster = SimCluster(["a", "b", "c"], ReplicaConfig(n=3, w=2), seed=7)
+    op = cluster.update("a", "visits", "gcounter", lambda c: c.increment("a", 1))
+    assert cluster.run_until(lambda: op.done, max_steps=1_000) and op.ok
+    cluster.partition([["a"], ["b", "c"]])
+    ...
+    cluster.heal()
+    assert cluster.run_until(cluster.converged, max_steps=100_000)
+    print(cluster.stats.sent)        # Counter of messages sent, by message type
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import json
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
+
+from crdt import CRDT, CausalContext, from_dict, join
+from sync import messages as wire
+from sync.config import ReplicaConfig
+from sync.effects import (
+    Changed,
+    HintId,
+    HintRecord,
+    Loaded,
+    LogEntry,
+    ObjectState,
+    PeerRecord,
+    Persist,
+    ReadDone,
+    ReadFailed,
+    Send,
+    WriteDone,
+    WriteFailed,
+    WriteResult,
+)
+from sync.errors import RemoteProtocolError, SyncError
+
+__all__ = [
+    "MessageStats",
+    "ReplicaFactory",
+    "SimCluster",
+    "SimDisk",
+    "SimOp",
+    "SimReplica",
+    "SimulationError",
+]
+
+
+class SimulationError(SyncError):
+    """The simulation was asked for something impossible (unknown replica, bad partition,
+    a replica that is down) or saw its own bound exceeded. Nothing changed."""
+
+
+class SimReplica(Protocol):
+    """What the simulator needs of a replica: the public input/output API of ``Replica``."""
+
+    def local_update(
+        self,
+        op_id: int,
+        key: str,
+        kind: str,
+        fn: Callable[[Any], Any],
+        now: float,
+        *,
+        w: Any = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> object: ...
+
+    def local_read(
+        self,
+        op_id: int,
+        key: str,
+        now: float,
+        *,
+        r: Any = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> object: ...
+
+    def receive(self, peer_id: str, message: Any, now: float) -> object: ...
+
+    def peer_up(
+        self, peer_id: str, now: float, *, address: str | None = None, site: str | None = None
+    ) -> object: ...
+
+    def peer_down(self, peer_id: str, now: float) -> object: ...
+
+    def forget(self, peer_id: str, now: float) -> object: ...
+
+    def tick(self, now: float) -> object: ...
+
+    def effects(self) -> list[Any]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def value(self, key: str) -> CRDT | None: ...
+
+
+ReplicaFactory = Callable[[ReplicaConfig, str, Loaded | None, float], SimReplica]
+"""Builds a replica: ``factory(config, replica_id, loaded, now)``."""
+
+
+def _default_factory(
+    config: ReplicaConfig, replica_id: str, loaded: Loaded | None, now: float
+) -> SimReplica:
+    from sync.replica import Replica  # late: sync.replica may import this package's modules
+
+    return Replica(config, replica_id, loaded, now=now)
+
+
+def _json_copy(blob: Any, what: str) -> Any:
+    """Copy a blob the way a store does (JSON text and back); refuse what JSON cannot hold."""
+    try:
+        return json.loads(json.dumps(blob, sort_keys=True))
+    except (TypeError, ValueError) as exc:
+        raise SimulationError(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
+def _canonical(state: CRDT | None) -> str | None:
+    return None if state is None else json.dumps(state.to_dict(), sort_keys=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The disk
+
+
+class SimDisk:
+    """An in-memory model of one replica's store, applying ``Persist`` effects atomically.
+
+    ``check_compaction`` (default on) verifies the contract of ``Persist.compact``: a log entry
+    may be dropped only if the object checkpoint of its key already contains its delta; a
+    violation raises :class:`SimulationError` (the engine would lose data on restart).
+    """
+
+    def __init__(self, *, check_compaction: bool = True) -> None:
+        self.objects: dict[str, ObjectState] = {}
+        self.log: dict[tuple[str, int, int], LogEntry] = {}
+        self.summaries: dict[int, dict[str, Any]] = {}
+        self.hints: dict[HintId, HintRecord] = {}
+        self.peers: dict[str, PeerRecord] = {}
+        self.persists = 0
+        self.compacted = 0
+        self.check_compaction = check_compaction
+
+    def apply(self, persist: Persist) -> None:
+        """Apply one ``Persist`` as one transaction: all of it or, on a bad blob, none of it."""
+        objects = {
+            o.key: ObjectState(o.key, o.kind, _json_copy(o.state, f"object {o.key!r}"))
+            for o in persist.objects
+        }
+        log = [replace(e, delta=_json_copy(e.delta, f"log delta {e.key!r}")) for e in persist.log]
+        summaries = {p: _json_copy(c, f"summary of partition {p}") for p, c in persist.summaries}
+        hints = [
+            HintRecord(
+                h.target,
+                replace(h.entry, delta=_json_copy(h.entry.delta, "hint delta")),
+                h.stored_at,
+            )
+            for h in persist.hints_add
+        ]
+        peers = [copy.deepcopy(p) for p in persist.peers]
+        drop_plan = self._compaction_plan(persist.compact, objects, log)
+        # Everything is validated: commit.
+        self.objects.update(objects)
+        for e in log:
+            self.log[(e.origin, e.partition, e.seq)] = e
+        self.summaries.update(summaries)
+        for h in hints:
+            self.hints[h.id] = h
+        for hid in persist.hints_drop:
+            self.hints.pop(hid, None)
+        for p in peers:
+            self.peers[p.replica_id] = p
+        for dot in drop_plan:
+            del self.log[dot]
+        self.compacted += len(drop_plan)
+        self.persists += 1
+
+    def _compaction_plan(
+        self,
+        compact: tuple[tuple[int, dict[str, int]], ...],
+        new_objects: dict[str, ObjectState],
+        new_log: list[LogEntry],
+    ) -> list[tuple[str, int, int]]:
+        if not compact:
+            return []
+        marks = dict(compact)
+        log = dict(self.log)
+        log.update({(e.origin, e.partition, e.seq): e for e in new_log})
+        plan = [
+            dot
+            for dot, e in sorted(log.items())
+            if e.partition in marks and e.seq <= marks[e.partition].get(e.origin, 0)
+        ]
+        if self.check_compaction:
+            for dot in plan:
+                self._check_checkpointed(log[dot], new_objects)
+        return plan
+
+    def _check_checkpointed(self, entry: LogEntry, new_objects: dict[str, ObjectState]) -> None:
+        obj = new_objects.get(entry.key) or self.objects.get(entry.key)
+        where = f"log entry {(entry.origin, entry.partition, entry.seq)} of key {entry.key!r}"
+        if obj is None:
+            raise SimulationError(f"compaction drops {where}, which has no checkpoint")
+        state = from_dict(obj.state)
+        if _canonical(join(state, from_dict(entry.delta))) != _canonical(state):
+            raise SimulationError(f"compaction drops {where}, not contained in its checkpoint")
+
+    def load(self) -> Loaded:
+        """What a store returns at open: copies, so the replica cannot alias the disk."""
+        return Loaded(
+            objects={k: replace(o, state=copy.deepcopy(o.state)) for k, o in self.objects.items()},
+            log=[replace(e, delta=copy.deepcopy(e.delta)) for _, e in sorted(self.log.items())],
+            summaries={p: CausalContext.from_dict(c) for p, c in sorted(self.summaries.items())},
+            hints=[copy.deepcopy(h) for _, h in sorted(self.hints.items(), key=_hint_order)],
+            peers={k: copy.deepcopy(p) for k, p in sorted(self.peers.items())},
+        )
+
+    def is_empty(self) -> bool:
+        return not (self.objects or self.log or self.summaries or self.hints or self.peers)
+
+
+def _hint_order(item: tuple[HintId, HintRecord]) -> tuple[str, str, int, int]:
+    hid = item[0]
+    return (hid.target, hid.origin, hid.partition, hid.seq)
+
+
+# --------------------------------------------------------------------------------------------
+# Operations and counters
+
+OpStatus = Literal["pending", "done", "failed", "lost"]
+
+
+@dataclass(slots=True)
+class SimOp:
+    """A handle on one ``update`` or ``read``.
+
+    ``status``: ``pending`` until the engine answers; ``done`` (``WriteDone``/``ReadDone``),
+    ``failed`` (``WriteFailed``/``ReadFailed``), or ``lost`` (the coordinator crashed first:
+    the caller never heard back, so the operation is *not* acknowledged).
+    """
+
+    op_id: int
+    kind: Literal["write", "read"]
+    replica: str
+    key: str
+    issued_at: float
+    status: OpStatus = "pending"
+    outcome: WriteDone | WriteFailed | ReadDone | ReadFailed | None = None
+    completed_at: float | None = None
+
+    @property
+    def done(self) -> bool:
+        """The operation is over (whatever the outcome)."""
+        return self.status != "pending"
+
+    @property
+    def ok(self) -> bool:
+        """The operation reached its quorum (an acknowledged write, a successful read)."""
+        return self.status == "done"
+
+    @property
+    def result(self) -> WriteResult | None:
+        """For a write that completed or failed: who acknowledged it."""
+        if isinstance(self.outcome, WriteDone | WriteFailed):
+            return self.outcome.result
+        return None
+
+    @property
+    def state(self) -> CRDT | None:
+        """For a read that completed or failed: the joined state (None if nobody had the key)."""
+        if isinstance(self.outcome, ReadDone | ReadFailed):
+            return self.outcome.state
+        return None
+
+
+@dataclass(slots=True)
+class MessageStats:
+    """Message counters by message type name (``"Push"``, ``"Summary"``...)."""
+
+    sent: Counter[str] = field(default_factory=Counter)
+    delivered: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    duplicated: Counter[str] = field(default_factory=Counter)
+    bytes_sent: int = 0
+    effects_lost: int = 0
+
+    def total_sent(self) -> int:
+        return sum(self.sent.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True, slots=True)
+class _Deliver:
+    src: str
+    dst: str
+    data: bytes
+    kind: str
+    src_life: int
+    dst_life: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    replica: str
+    life: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Detect:
+    observer: str
+    peer: str
+
+
+_Event = _Deliver | _Tick | _Detect
+
+
+@dataclass(slots=True)
+class _Link:
+    drop: float
+    lo: float
+    hi: float
+
+
+@dataclass(slots=True)
+class _Trap:
+    predicate: Callable[[Any], bool]
+    before: bool
+
+
+@dataclass(slots=True)
+class _Node:
+    config: ReplicaConfig
+    disk: SimDisk
+    site: str | None
+    replica: SimReplica | None = None
+    life: int = 0  # incremented at each crash: messages and timers of a past life are void
+    timers: set[float] = field(default_factory=set)
+    trap: _Trap | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# The cluster
+
+
+class SimCluster:
+    """A deterministic cluster of replicas on a simulated network (see the module docstring).
+
+    ``config`` is one :class:`ReplicaConfig` for everyone or a mapping replica id -> config.
+    ``sites`` maps replica id -> site: with a shared ``config`` each replica's config gets its
+    ``site``; either way peers are told each other's site in ``peer_up``. ``known_peers``
+    starts every replica from a ``Loaded`` that already lists the others (a configured group),
+    instead of learning them from ``peer_up``. ``latency`` is the default per-link delay range.
+    """
+
+    def __init__(
+        self,
+        replica_ids: Iterable[str],
+        config: ReplicaConfig | Mapping[str, ReplicaConfig] | None = None,
+        *,
+        seed: int = 0,
+        sites: Mapping[str, str] | None = None,
+        detect_delay: float = 1.0,
+        latency: tuple[float, float] = (0.001, 0.005),
+        known_peers: bool = False,
+        factory: ReplicaFactory = _default_factory,
+        raise_protocol_errors: bool = True,
+        check_compaction: bool = True,
+    ) -> None:
+        ids = list(replica_ids)
+        if len(set(ids)) != len(ids) or not ids:
+            raise SimulationError(f"replica ids must be distinct and non-empty: {ids}")
+        if isinstance(config, Mapping) and set(config) != set(ids):
+            raise SimulationError("per-replica configs must name exactly the replica ids")
+        _check_delay(*latency)
+        if detect_delay < 0:
+            raise SimulationError(f"detect_delay must be >= 0, not {detect_delay}")
+        self.now = 0.0
+        self.seed = seed
+        self.detect_delay = detect_delay
+        self.stats = MessageStats()
+        self.changed: Counter[str] = Counter()
+        self.keys: set[str] = set()
+        self.ops: list[SimOp] = []
+        self.protocol_errors: list[tuple[str, str, RemoteProtocolError]] = []
+        self.anomalies: list[str] = []
+        self.other_effects: list[tuple[str, Any]] = []
+        self._rng = random.Random(seed)
+        self._factory = factory
+        self._raise_protocol_errors = raise_protocol_errors
+        self._check_compaction = check_compaction
+        self._default_config = config if isinstance(config, ReplicaConfig) else ReplicaConfig()
+        self._latency = latency
+        self._heap: list[tuple[float, int, _Event]] = []
+        self._seq = 0
+        self._in_flight = 0
+        self._detects = 0
+        self._pending_ops: dict[int, SimOp] = {}
+        self._next_op = 1
+        self._nodes: dict[str, _Node] = {}
+        self._believed: dict[tuple[str, str], bool] = {}
+        self._groups: dict[str, int] | None = None
+        self._links: dict[tuple[str, str], _Link] = {}
+        self._fifo: dict[tuple[str, str], float] = {}
+        self._dup = 0.0
+        self._reorder = False
+        sites = dict(sites or {})
+        for rid in sorted(ids):
+            cfg = config[rid] if isinstance(config, Mapping) else self._default_config
+            if rid in sites and not isinstance(config, Mapping):
+                cfg = replace(cfg, site=sites[rid])
+            disk = SimDisk(check_compaction=check_compaction)
+            self._nodes[rid] = _Node(cfg, disk, sites.get(rid))
+        for rid in self.ids:
+            loaded = self._known_peers_loaded(rid) if known_peers else None
+            self._nodes[rid].replica = factory(self._nodes[rid].config, rid, loaded, self.now)
+            self._drain(rid)
+        for a in self.ids:
+            for b in self.ids:
+                if a != b:
+                    self._set_believed(a, b, True)
+
+    # ---- membership and inspection -------------------------------------------------------
+
+    @property
+    def ids(self) -> list[str]:
+        """Every replica id, sorted (crashed ones included)."""
+        return sorted(self._nodes)
+
+    def alive(self, replica_id: str) -> bool:
+        return self._node(replica_id).replica is not None
+
+    def replica(self, replica_id: str) -> SimReplica:
+        """The live replica object (raises if it is crashed)."""
+        replica = self._node(replica_id).replica
+        if replica is None:
+            raise SimulationError(f"replica {replica_id!r} is down")
+        return replica
+
+    def disk(self, replica_id: str) -> SimDisk:
+        return self._node(replica_id).disk
+
+    def config(self, replica_id: str) -> ReplicaConfig:
+        return self._node(replica_id).config
+
+    def believes_up(self, observer: str, peer: str) -> bool:
+        """Whether ``observer`` has been told that ``peer`` is up (and not down since)."""
+        return self._believed.get((observer, peer), False)
+
+    def add_replica(
+        self, replica_id: str, config: ReplicaConfig | None = None, *, site: str | None = None
+    ) -> None:
+        """A new, empty replica joins (peers detect it after ``detect_delay``)."""
+        if replica_id in self._nodes:
+            raise SimulationError(f"replica {replica_id!r} already exists")
+        cfg = config or self._default_config
+        if site is not None and config is None:
+            cfg = replace(cfg, site=site)
+        node = _Node(cfg, SimDisk(check_compaction=self._check_compaction), site)
+        self._nodes[replica_id] = node
+        node.replica = self._factory(cfg, replica_id, None, self.now)
+        self._drain(replica_id)
+        self._schedule_detects(self._pairs_of(replica_id))
+
+    # ---- operations ----------------------------------------------------------------------
+
+    def update(
+        self,
+        replica_id: str,
+        key: str,
+        kind: str,
+        fn: Callable[[Any], Any],
+        *,
+        w: Any = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> SimOp:
+        """``local_update`` on ``replica_id`` now; effects run at once; returns the handle.
+
+        An exception from the engine (bad input) propagates and no handle is kept.
+        """
+        op = self._new_op("write", replica_id, key)
+        self._call_op(
+            op,
+            lambda r: r.local_update(
+                op.op_id, key, kind, fn, self.now, w=w, strict=strict, timeout=timeout
+            ),
+        )
+        self.keys.add(key)
+        return op
+
+    def read(
+        self,
+        replica_id: str,
+        key: str,
+        *,
+        r: Any = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> SimOp:
+        """``local_read`` on ``replica_id`` now; effects run at once; returns the handle."""
+        op = self._new_op("read", replica_id, key)
+        self._call_op(
+            op,
+            lambda rep: rep.local_read(
+                op.op_id, key, self.now, r=r, strict=strict, timeout=timeout
+            ),
+        )
+        return op
+
+    def forget(self, replica_id: str, peer_id: str) -> None:
+        """Operator action on ``replica_id``: forget ``peer_id`` for good."""
+        self._node(peer_id)
+        self._input(replica_id, lambda r: r.forget(peer_id, self.now))
+
+    def value(self, replica_id: str, key: str) -> CRDT | None:
+        return self.replica(replica_id).value(key)
+
+    def values(self, key: str, replicas: Iterable[str] | None = None) -> dict[str, Any]:
+        """``{replica: value}`` of ``key`` on the live replicas (``None`` where absent)."""
+        out: dict[str, Any] = {}
+        for rid in self._live_ids(replicas):
+            state = self.value(rid, key)
+            out[rid] = None if state is None else state.value
+        return out
+
+    def divergent(
+        self,
+        keys: Iterable[str] | None = None,
+        replicas: Iterable[str] | None = None,
+        *,
+        holders: Callable[[str], Iterable[str]] | None = None,
+    ) -> dict[str, dict[str, str | None]]:
+        """Keys whose full states differ among the live replicas (``holders(key)`` narrows the
+        replicas compared for one key, e.g. to its home replicas), with each replica's
+        canonical state."""
+        out: dict[str, dict[str, str | None]] = {}
+        live = self._live_ids(replicas)
+        for key in sorted(self.keys if keys is None else set(keys)):
+            among = live if holders is None else [r for r in sorted(holders(key)) if r in live]
+            states = {rid: _canonical(self.value(rid, key)) for rid in among}
+            if len(set(states.values())) > 1:
+                out[key] = states
+        return out
+
+    def converged(
+        self,
+        keys: Iterable[str] | None = None,
+        replicas: Iterable[str] | None = None,
+        *,
+        holders: Callable[[str], Iterable[str]] | None = None,
+    ) -> bool:
+        """Every live replica (or ``holders(key)``) holds the same state of every key."""
+        return not self.divergent(keys, replicas, holders=holders)
+
+    # ---- faults --------------------------------------------------------------------------
+
+    def drop(self, a: str | None, b: str | None, p: float, *, one_way: bool = False) -> None:
+        """Drop messages between ``a`` and ``b`` (None: any replica) with probability ``p``."""
+        if not 0.0 <= p <= 1.0:
+            raise SimulationError(f"drop probability must be in [0, 1], not {p}")
+        for link in self._select_links(a, b, one_way):
+            link.drop = p
+
+    def delay(
+        self, a: str | None, b: str | None, lo: float, hi: float, *, one_way: bool = False
+    ) -> None:
+        """Delay messages between ``a`` and ``b`` by a uniform draw in ``[lo, hi]`` seconds."""
+        _check_delay(lo, hi)
+        for link in self._select_links(a, b, one_way):
+            link.lo, link.hi = lo, hi
+
+    def duplicate(self, p: float) -> None:
+        """Deliver each message twice with probability ``p`` (each copy has its own delay)."""
+        if not 0.0 <= p <= 1.0:
+            raise SimulationError(f"duplicate probability must be in [0, 1], not {p}")
+        self._dup = p
+
+    def reorder(self, enabled: bool = True) -> None:
+        """Let messages on one link overtake each other (links are FIFO otherwise)."""
+        self._reorder = enabled
+
+    def partition(self, groups: Iterable[Iterable[str]]) -> None:
+        """Cut the network into ``groups``; a replica named in no group is alone.
+
+        Messages across groups (sent or in flight) are lost; replicas are told ``peer_down``
+        after ``detect_delay``. A new call replaces the previous partition.
+        """
+        mapping: dict[str, int] = {}
+        for index, group in enumerate(groups):
+            for rid in group:
+                self._node(rid)
+                if rid in mapping:
+                    raise SimulationError(f"replica {rid!r} is in two groups")
+                mapping[rid] = index
+        solo = len(mapping) + 1_000_000
+        for i, rid in enumerate(self.ids):
+            mapping.setdefault(rid, solo + i)
+        self._groups = mapping
+        self._schedule_detects(self._all_pairs())
+
+    def heal(self) -> None:
+        """Remove the partition and every message fault (drop, delay, duplicate, reorder)."""
+        self._groups = None
+        self._links.clear()
+        self._dup = 0.0
+        self._reorder = False
+        self._schedule_detects(self._all_pairs())
+
+    def crash(self, replica_id: str) -> None:
+        """The replica loses its memory and its unexecuted effects; its disk survives."""
+        node = self._node(replica_id)
+        if node.replica is None:
+            raise SimulationError(f"replica {replica_id!r} is already down")
+        node.replica = None
+        node.life += 1
+        node.timers.clear()
+        node.trap = None
+        for op in sorted(self._pending_ops.values(), key=lambda o: o.op_id):
+            if op.replica == replica_id:
+                self._complete(op, "lost", None)
+        for peer in self.ids:
+            if peer != replica_id:
+                self._believed[(replica_id, peer)] = False
+        self._schedule_detects(self._pairs_of(replica_id))
+
+    def crash_when(
+        self, replica_id: str, predicate: Callable[[Any], bool], *, before: bool = False
+    ) -> None:
+        """Arm a one-shot crash of ``replica_id`` right after (or ``before``) the next effect
+        it executes for which ``predicate(effect)`` is true; later effects are lost."""
+        node = self._node(replica_id)
+        if node.replica is None:
+            raise SimulationError(f"replica {replica_id!r} is down")
+        node.trap = _Trap(predicate, before)
+
+    def restart(self, replica_id: str) -> None:
+        """A new replica object from the disk's ``Loaded``; peers reconnect after a delay."""
+        node = self._node(replica_id)
+        if node.replica is not None:
+            raise SimulationError(f"replica {replica_id!r} is up; crash it first")
+        for peer in self.ids:
+            if peer != replica_id and self.believes_up(peer, replica_id):
+                self._set_believed(peer, replica_id, False)  # the old connection resets
+        node.replica = self._factory(node.config, replica_id, node.disk.load(), self.now)
+        self._drain(replica_id)
+        self._schedule_detects(self._pairs_of(replica_id))
+
+    # ---- running -------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Process the next event (advancing the clock to it); False if there is none."""
+        if not self._heap:
+            return False
+        at, _, event = heapq.heappop(self._heap)
+        self.now = max(self.now, at)
+        if isinstance(event, _Deliver):
+            self._in_flight -= 1
+            self._deliver(event)
+        elif isinstance(event, _Tick):
+            self._fire_timer(event)
+        else:
+            self._detects -= 1
+            self._detect(event.observer, event.peer)
+        return True
+
+    def quiet(self) -> bool:
+        """No message in flight, no pending failure detection, no operation pending."""
+        return self._in_flight == 0 and self._detects == 0 and not self._pending_ops
+
+    def run_until(self, predicate: Callable[[], bool], max_steps: int = 100_000) -> bool:
+        """Step until ``predicate()`` holds; False if the events or ``max_steps`` ran out."""
+        for _ in range(max_steps):
+            if predicate():
+                return True
+            if not self.step():
+                return predicate()
+        return predicate()
+
+    def run_until_quiet(self, max_steps: int = 100_000) -> bool:
+        """Step until :meth:`quiet` (timers alone do not keep it busy); returns whether quiet."""
+        return self.run_until(self.quiet, max_steps)
+
+    def run_for(self, seconds: float, max_steps: int = 1_000_000) -> None:
+        """Process every event up to ``now + seconds``, then set the clock there."""
+        if seconds < 0:
+            raise SimulationError(f"cannot run for a negative time ({seconds})")
+        end = self.now + seconds
+        for _ in range(max_steps):
+            if not self._heap or self._heap[0][0] > end:
+                self.now = end
+                return
+            self.step()
+        raise SimulationError(f"run_for({seconds}) needed more than {max_steps} steps")
+
+    def reset_stats(self) -> None:
+        self.stats = MessageStats()
+
+    # ---- internals: inputs and effects ---------------------------------------------------
+
+    def _node(self, replica_id: str) -> _Node:
+        try:
+            return self._nodes[replica_id]
+        except KeyError:
+            raise SimulationError(f"unknown replica {replica_id!r}") from None
+
+    def _live_ids(self, replicas: Iterable[str] | None) -> list[str]:
+        chosen = self.ids if replicas is None else sorted(set(replicas))
+        return [rid for rid in chosen if self.alive(rid)]
+
+    def _known_peers_loaded(self, replica_id: str) -> Loaded:
+        peers = {
+            rid: PeerRecord(rid, address=f"sim://{rid}", site=self._nodes[rid].site)
+            for rid in self.ids
+            if rid != replica_id
+        }
+        self._nodes[replica_id].disk.peers.update(copy.deepcopy(peers))
+        return Loaded(peers=peers)
+
+    def _new_op(self, kind: Literal["write", "read"], replica_id: str, key: str) -> SimOp:
+        self.replica(replica_id)
+        op = SimOp(self._next_op, kind, replica_id, key, self.now)
+        self._next_op += 1
+        return op
+
+    def _call_op(self, op: SimOp, call: Callable[[SimReplica], object]) -> None:
+        self._pending_ops[op.op_id] = op
+        self.ops.append(op)
+        try:
+            self._input(op.replica, call)
+        except BaseException:
+            if op.status == "pending":
+                del self._pending_ops[op.op_id]
+            self.ops.remove(op)
+            raise
+
+    def _input(self, replica_id: str, call: Callable[[SimReplica], object]) -> None:
+        replica = self.replica(replica_id)
+        try:
+            call(replica)
+        finally:
+            self._drain(replica_id)
+
+    def _drain(self, replica_id: str) -> None:
+        node = self._nodes[replica_id]
+        replica = node.replica
+        if replica is None:
+            return
+        effects = replica.effects()
+        for index, effect in enumerate(effects):
+            trap = node.trap
+            fire = trap is not None and trap.predicate(effect)
+            if fire and trap is not None and trap.before:
+                self._trap_crash(replica_id, len(effects) - index)
+                return
+            self._execute(replica_id, effect)
+            if fire:
+                self._trap_crash(replica_id, len(effects) - index - 1)
+                return
+        self._schedule_timer(replica_id)
+
+    def _trap_crash(self, replica_id: str, lost: int) -> None:
+        self.stats.effects_lost += lost
+        self.crash(replica_id)
+
+    def _execute(self, replica_id: str, effect: Any) -> None:
+        if isinstance(effect, Persist):
+            self._nodes[replica_id].disk.apply(effect)
+        elif isinstance(effect, Send):
+            self._send(replica_id, effect)
+        elif isinstance(effect, WriteDone | ReadDone):
+            self._finish(replica_id, effect, "done")
+        elif isinstance(effect, WriteFailed | ReadFailed):
+            self._finish(replica_id, effect, "failed")
+        elif isinstance(effect, Changed):
+            self.changed[replica_id] += 1
+        else:
+            self.other_effects.append((replica_id, effect))
+
+    def _finish(
+        self,
+        replica_id: str,
+        effect: WriteDone | WriteFailed | ReadDone | ReadFailed,
+        status: OpStatus,
+    ) -> None:
+        op = self._pending_ops.get(effect.op_id)
+        if op is None or op.replica != replica_id:
+            self.anomalies.append(f"{replica_id}: {type(effect).__name__} for no pending op")
+            return
+        expected = "write" if isinstance(effect, WriteDone | WriteFailed) else "read"
+        if op.kind != expected:
+            self.anomalies.append(f"{replica_id}: {type(effect).__name__} for a {op.kind}")
+        self._complete(op, status, effect)
+
+    def _complete(
+        self,
+        op: SimOp,
+        status: OpStatus,
+        effect: WriteDone | WriteFailed | ReadDone | ReadFailed | None,
+    ) -> None:
+        op.status = status
+        op.outcome = effect
+        op.completed_at = self.now
+        del self._pending_ops[op.op_id]
+
+    # ---- internals: the network ----------------------------------------------------------
+
+    def _link(self, a: str, b: str) -> _Link:
+        link = self._links.get((a, b))
+        if link is None:
+            link = self._links[(a, b)] = _Link(0.0, *self._latency)
+        return link
+
+    def _select_links(self, a: str | None, b: str | None, one_way: bool) -> list[_Link]:
+        for rid in (a, b):
+            if rid is not None:
+                self._node(rid)
+        srcs = self.ids if a is None else [a]
+        dsts = self.ids if b is None else [b]
+        pairs = {(x, y) for x in srcs for y in dsts if x != y}
+        if not one_way:
+            pairs |= {(y, x) for x, y in pairs}
+        return [self._link(x, y) for x, y in sorted(pairs)]
+
+    def _reachable(self, a: str, b: str) -> bool:
+        if self._nodes[a].replica is None or self._nodes[b].replica is None:
+            return False
+        return self._groups is None or self._groups[a] == self._groups[b]
+
+    def _push(self, at: float, event: _Event) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, event))
+
+    def _send(self, src: str, effect: Send) -> None:
+        kind = type(effect.message).__name__
+        data = wire.encode(effect.message)
+        self.stats.sent[kind] += 1
+        self.stats.bytes_sent += len(data)
+        dst = effect.peer
+        if dst == src or dst not in self._nodes:
+            self.anomalies.append(f"{src}: Send {kind} to {dst!r}, not a peer")
+            self.stats.dropped[kind] += 1
+            return
+        if not self._reachable(src, dst):
+            self.stats.dropped[kind] += 1
+            return
+        link = self._link(src, dst)
+        copies = 1
+        if self._dup > 0 and self._rng.random() < self._dup:
+            copies = 2
+            self.stats.duplicated[kind] += 1
+        for _ in range(copies):
+            if link.drop > 0 and self._rng.random() < link.drop:
+                self.stats.dropped[kind] += 1
+                continue
+            at = self.now + self._rng.uniform(link.lo, link.hi)
+            if not self._reorder:
+                at = max(at, self._fifo.get((src, dst), 0.0))
+                self._fifo[(src, dst)] = at
+            life = (self._nodes[src].life, self._nodes[dst].life)
+            self._push(at, _Deliver(src, dst, data, kind, *life))
+            self._in_flight += 1
+
+    def _deliver(self, event: _Deliver) -> None:
+        src, dst = self._nodes[event.src], self._nodes[event.dst]
+        if (
+            src.life != event.src_life
+            or dst.life != event.dst_life
+            or not self._reachable(event.src, event.dst)
+        ):
+            self.stats.dropped[event.kind] += 1
+            return
+        try:
+            message = wire.decode(event.data, max_size=dst.config.max_message_bytes)
+        except RemoteProtocolError as exc:
+            self._protocol_error(event, exc)
+            return
+        self.stats.delivered[event.kind] += 1
+        try:
+            self._input(event.dst, lambda r: r.receive(event.src, message, self.now))
+        except RemoteProtocolError as exc:
+            self._protocol_error(event, exc)
+
+    def _protocol_error(self, event: _Deliver, exc: RemoteProtocolError) -> None:
+        self.protocol_errors.append((event.src, event.dst, exc))
+        if self._raise_protocol_errors:
+            raise SimulationError(
+                f"{event.dst} rejected a {event.kind} from {event.src}: {exc}"
+            ) from exc
+
+    # ---- internals: timers and failure detection -----------------------------------------
+
+    def _schedule_timer(self, replica_id: str) -> None:
+        node = self._nodes[replica_id]
+        if node.replica is None:
+            return
+        deadline = node.replica.next_deadline()
+        if deadline is None:
+            return
+        at = max(deadline, self.now)
+        if at in node.timers:
+            return
+        node.timers.add(at)
+        self._push(at, _Tick(replica_id, node.life, at))
+
+    def _fire_timer(self, event: _Tick) -> None:
+        node = self._nodes[event.replica]
+        if node.life != event.life or node.replica is None:
+            return
+        node.timers.discard(event.at)
+        deadline = node.replica.next_deadline()
+        if deadline is None:
+            return
+        if deadline > self.now:
+            self._schedule_timer(event.replica)
+            return
+        self._input(event.replica, lambda r: r.tick(self.now))
+        after = node.replica.next_deadline() if node.replica is not None else None
+        if after is not None and after <= self.now:
+            self.anomalies.append(f"{event.replica}: next_deadline() {after} <= now after tick")
+
+    def _all_pairs(self) -> list[tuple[str, str]]:
+        return [(a, b) for a in self.ids for b in self.ids if a != b]
+
+    def _pairs_of(self, replica_id: str) -> list[tuple[str, str]]:
+        others = [p for p in self.ids if p != replica_id]
+        return [(replica_id, p) for p in others] + [(p, replica_id) for p in others]
+
+    def _schedule_detects(self, pairs: list[tuple[str, str]]) -> None:
+        for a, b in pairs:
+            if self._nodes[a].replica is not None and self._reachable(a, b) != self.believes_up(
+                a, b
+            ):
+                self._push(self.now + self.detect_delay, _Detect(a, b))
+                self._detects += 1
+
+    def _detect(self, observer: str, peer: str) -> None:
+        if self._nodes[observer].replica is None:
+            return
+        reachable = self._reachable(observer, peer)
+        if reachable != self.believes_up(observer, peer):
+            self._set_believed(observer, peer, reachable)
+
+    def _set_believed(self, observer: str, peer: str, up: bool) -> None:
+        self._believed[(observer, peer)] = up
+        if up:
+            site = self._nodes[peer].site
+            self._input(
+                observer,
+                lambda r: r.peer_up(peer, self.now, address=f"sim://{peer}", site=site),
+            )
+        else:
+            self._input(observer, lambda r: r.peer_down(peer, self.now))
+
+
+def _check_delay(lo: float, hi: float) -> None:
+    if not 0.0 <= lo <= hi:
+        raise SimulationError(f"delay range must satisfy 0 <= lo <= hi, not ({lo}, {hi})")
