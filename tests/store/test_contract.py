@@ -1,0 +1,397 @@
+"""The store's contract, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import event, update
+
+import crdt
+from store import (
+    Batch,
+    CorruptBlob,
+    HintIdRow,
+    HintRow,
+    InvalidInput,
+    KindMismatch,
+    LogRow,
+    ObjectRow,
+    PeerRow,
+    Store,
+    StoreClosed,
+    default_partition_of,
+    objects,
+)
+from tests.store.conftest import Backend
+from tests.store.helpers import counter_row, key_in, log_entry, orset_row, raw_tables, summary
+
+
+async def test_open_creates_then_reopens_with_the_same_replica_id(backend: Backend) -> None:
+    async with await backend.open() as store:
+        first = store.replica_id
+        assert store.created and not store.identity_rotated
+        assert await store.load() == type(await store.load())()
+    async with await backend.open() as store:
+        assert store.replica_id == first
+        assert not store.created and not store.identity_rotated
+        assert store.previous_replica_ids == ()
+
+
+async def test_apply_then_load_round_trips_every_table(backend: Backend) -> None:
+    k1, k2 = "cart:alice", "visits"
+    p1 = default_partition_of(k2)
+    entry = log_entry(k2, 1)
+    hint = HintRow("peer-B", log_entry(k2, 7, origin="C"), stored_at=12.345)
+    peer = PeerRow(
+        "peer-B",
+        "ws://127.0.0.1:1",
+        "home",
+        {p1: summary({"A": 3}, (("B", 5),))},
+        last_seen=99.5,
+        forgotten=False,
+    )
+    batch = Batch(
+        objects=(orset_row(k1, "milk", "eggs"), counter_row(k2, 4)),
+        log=(entry,),
+        summaries=((p1, summary({"A": 1})),),
+        hints_add=(hint,),
+        peers=(peer,),
+    )
+    async with await backend.open() as store:
+        await store.apply(batch)
+        loaded = await store.load()
+    assert loaded.objects == {k1: orset_row(k1, "milk", "eggs"), k2: counter_row(k2, 4)}
+    assert loaded.log == [entry]
+    assert loaded.summaries == {p1: summary({"A": 1})}
+    assert loaded.hints == [hint]
+    assert loaded.hints[0].id == HintIdRow("peer-B", "C", hint.entry.partition, 7)
+    assert loaded.peers == {"peer-B": peer}
+    assert crdt.from_dict(loaded.objects[k1].state).value == frozenset({"milk", "eggs"})
+
+
+async def test_a_batch_is_deduplicated_objects_last_wins_log_first_wins(backend: Backend) -> None:
+    key = "k"
+    first, second = log_entry(key, 1, n=1), log_entry(key, 1, n=9)
+    async with await backend.open() as store:
+        await store.apply(
+            Batch(objects=(counter_row(key, 1), counter_row(key, 2)), log=(first, second))
+        )
+        assert await store.get_object(key) == counter_row(key, 2)
+        # An entry whose log dot is already stored is ignored, across batches too.
+        await store.apply(Batch(log=(second, log_entry(key, 2))))
+        loaded = await store.load()
+    assert loaded.log == [first, log_entry(key, 2)]
+
+
+async def test_summaries_and_peers_are_replaced(backend: Backend) -> None:
+    async with await backend.open() as store:
+        await store.apply(
+            Batch(
+                summaries=((3, summary({"A": 1})),),
+                peers=(PeerRow("B", "ws://x", None, None, 1.0),),
+            )
+        )
+        await store.apply(
+            Batch(
+                summaries=((3, summary({"A": 2}, (("B", 4),))),),
+                peers=(PeerRow("B", None, "site2", {3: summary({})}, 2.0, True),),
+            )
+        )
+        loaded = await store.load()
+    assert loaded.summaries == {3: summary({"A": 2}, (("B", 4),))}
+    assert loaded.peers == {"B": PeerRow("B", None, "site2", {3: summary({})}, 2.0, True)}
+
+
+async def test_hints_add_and_drop(backend: Backend) -> None:
+    h1 = HintRow("T", log_entry("a", 1), 1.0)
+    h2 = HintRow("T", log_entry("b", 1), 2.0)
+    h3 = HintRow("U", log_entry("a", 1), 3.0)  # same dot, other target: another hint
+    async with await backend.open() as store:
+        await store.apply(Batch(hints_add=(h1, h2, h3)))
+        await store.apply(Batch(hints_add=(HintRow("T", log_entry("a", 1), 50.0),)))  # kept
+        assert (await store.load()).hints == [h1, h2, h3]
+        await store.apply(Batch(hints_drop=(h1.id, HintIdRow("nobody", "A", 0, 1))))
+        assert (await store.load()).hints == [h2, h3]
+        # Added and dropped in the same batch: gone.
+        h4 = HintRow("V", log_entry("c", 1), 4.0)
+        await store.apply(Batch(hints_add=(h4,), hints_drop=(h4.id,)))
+        assert (await store.load()).hints == [h2, h3]
+
+
+async def test_compact_drops_only_entries_at_or_below_the_watermark(backend: Backend) -> None:
+    part = 5
+    key, other = key_in(part, 0), key_in(6, 0)
+    entries = [log_entry(key, s, origin=o) for o in ("A", "B", "C") for s in (1, 2, 3)]
+    keep_other = log_entry(other, 1)
+    async with await backend.open() as store:
+        await store.apply(Batch(log=(*entries, keep_other)))
+        removed = await store.compact(part, {"A": 2, "B": 3})
+        assert removed == 5
+        left = (await store.load()).log
+        assert sorted((e.origin, e.seq) for e in left if e.partition == part) == [
+            ("A", 3),
+            ("C", 1),
+            ("C", 2),
+            ("C", 3),
+        ]
+        assert keep_other in left
+        # As part of a batch: the batch's own appends at or below the watermark go too.
+        await store.apply(Batch(log=(log_entry(key, 4),), compact=((part, {"A": 4}),)))
+        left = (await store.load()).log
+        assert [(e.origin, e.seq) for e in left if e.partition == part and e.origin == "A"] == []
+        assert await store.compact(part, {}) == 0
+
+
+async def test_deltas_missing_in_bounded_batches(backend: Backend) -> None:
+    part = 9
+    keys = [key_in(part, i) for i in range(3)]
+    entries = [log_entry(keys[s % 3], s, origin=o) for o in ("A", "B", "C") for s in range(1, 6)]
+    noise = [log_entry(key_in(10, 0), s) for s in range(1, 4)]
+    async with await backend.open() as store:
+        await store.apply(Batch(log=(*entries, *noise)))
+        theirs = summary({"A": 2, "B": 5}, (("C", 3), ("A", 4)))
+        pages = [page async for page in store.deltas_missing(part, theirs, batch=2)]
+        everything = [page async for page in store.deltas_missing(part, summary({}), batch=500)]
+    assert all(0 < len(page) <= 2 for page in pages)
+    got = [(r.origin, r.seq) for page in pages for r in page]
+    assert got == [("A", 3), ("A", 5), ("C", 1), ("C", 2), ("C", 4), ("C", 5)]
+    assert [r for page in everything for r in page] == sorted(
+        entries, key=lambda e: (e.origin, e.seq)
+    )
+
+
+async def test_snapshot_streams_a_partition_in_chunks(backend: Backend) -> None:
+    part = 17
+    keys = sorted(key_in(part, i) for i in range(11))
+    async with await backend.open() as store:
+        await store.apply(Batch(objects=tuple(counter_row(k, i + 1) for i, k in enumerate(keys))))
+        await store.apply(Batch(objects=(counter_row(key_in(18, 0)),)))
+        pages = [page async for page in store.snapshot(part, chunk=4)]
+        assert [page async for page in store.snapshot(0, chunk=4)] == []
+    assert [len(p) for p in pages] == [4, 4, 3]
+    assert [row.key for page in pages for row in page] == keys
+
+
+async def test_get_object_of_an_unknown_key_is_none(backend: Backend) -> None:
+    async with await backend.open() as store:
+        assert await store.get_object("nope") is None
+
+
+async def test_kind_mismatch_rolls_back_the_whole_batch(backend: Backend) -> None:
+    async with await backend.open() as store:
+        await store.apply(Batch(objects=(counter_row("k"),), log=(log_entry("k", 1),)))
+        before = await raw_tables(store)
+        bad_object = Batch(
+            objects=(counter_row("other"), orset_row("k", "x")),
+            log=(log_entry("other", 1),),
+            summaries=((1, summary({"Z": 1})),),
+        )
+        with pytest.raises(KindMismatch) as info:
+            await store.apply(bad_object)
+        assert (info.value.key, info.value.stored, info.value.given) == ("k", "gcounter", "orset")
+        # A log entry of another kind for a stored key is refused the same way.
+        delta = crdt.ORSet()
+        delta.add("A", "x")
+        wrong_log = LogRow("A", default_partition_of("k"), 2, "k", "orset", delta.to_dict())
+        with pytest.raises(KindMismatch):
+            await store.apply(Batch(log=(wrong_log,)))
+        # Two kinds for one key inside one batch: refused before any SQL.
+        with pytest.raises(KindMismatch):
+            await store.apply(Batch(objects=(counter_row("new"), orset_row("new"))))
+        assert await raw_tables(store) == before
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        (Batch(log=(LogRow("A", 0, 1, "k", "gcounter", counter_row("k").state),)), "partition"),
+        (Batch(log=(log_entry("k", 0),)), "seq"),
+        (Batch(objects=(ObjectRow("k", "gcounter", orset_row("k").state),)), "encodes"),
+        (Batch(objects=(ObjectRow("k", "nosuchkind", {"type": "nosuchkind"}),)), "kind"),
+        (Batch(objects=(ObjectRow("", "gcounter", counter_row("").state),)), "key"),
+        (Batch(objects=(ObjectRow("k", "gcounter", {"type": "gcounter", "x": {1, 2}}),)), "JSON"),
+        (Batch(summaries=((1, {"vv": {"A": -1}}),)), "vv"),
+        (Batch(summaries=((64, summary({})),)), "partition"),
+        (Batch(compact=((1, {"A": "x"}),)), "watermark"),
+        (Batch(peers=(PeerRow("B", last_seen=float("nan")),)), "last_seen"),
+    ],
+)
+async def test_bad_input_is_refused_and_changes_nothing(
+    backend: Backend, batch: Batch, message: str
+) -> None:
+    async with await backend.open() as store:
+        await store.apply(Batch(objects=(counter_row("seed"),)))
+        before = await raw_tables(store)
+        # Good rows in the same batch must not be written either.
+        mixed = Batch(
+            **{
+                **{f: getattr(batch, f) for f in batch.__dataclass_fields__},
+                "peers": (*batch.peers, PeerRow("good")),
+            }
+        )
+        with pytest.raises(InvalidInput, match=message):
+            await store.apply(mixed)
+        assert await raw_tables(store) == before
+        with pytest.raises(InvalidInput):
+            await store.apply(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("blob", "detail"),
+    [
+        ("{not json", "not valid JSON"),
+        ('["a list"]', "JSON object"),
+        ('{"type":"orset","v":1}', "kind"),
+        ('{"type":"gcounter","v":1,"counts":{"A":"three"}}', "counts.A"),
+    ],
+)
+async def test_a_corrupt_blob_names_its_key_and_changes_nothing(
+    backend: Backend, blob: str, detail: str
+) -> None:
+    async with await backend.open() as store:
+        await store.apply(Batch(objects=(counter_row("good"), counter_row("bad"))))
+        async with store.engine.begin() as conn:
+            await conn.execute(update(objects).where(objects.c.key == "bad").values(state=blob))
+        before = await raw_tables(store)
+        with pytest.raises(CorruptBlob, match=detail) as info:
+            await store.get_object("bad")
+        assert (info.value.key, info.value.table) == ("bad", "objects")
+        assert "bad" in str(info.value)
+        with pytest.raises(CorruptBlob):
+            await store.load()
+        with pytest.raises(CorruptBlob):
+            _ = [p async for p in store.snapshot(default_partition_of("bad"))]
+        assert await store.get_object("good") == counter_row("good")
+        assert await raw_tables(store) == before
+
+
+async def test_concurrent_applies_share_commits(backend: Backend) -> None:
+    callers = 200
+    async with await backend.open() as store:
+        commits = 0
+
+        def on_commit(_conn: Any) -> None:
+            nonlocal commits
+            commits += 1
+
+        event.listen(store.engine.sync_engine, "commit", on_commit)
+        batches = [Batch(objects=(counter_row(f"c{i}", i + 1),)) for i in range(callers)]
+        await asyncio.wait_for(asyncio.gather(*(store.apply(b) for b in batches)), 60)
+        event.remove(store.engine.sync_engine, "commit", on_commit)
+        assert 1 <= commits < callers
+        loaded = await store.load()
+    assert {k: v.state for k, v in loaded.objects.items()} == {
+        f"c{i}": counter_row(f"c{i}", i + 1).state for i in range(callers)
+    }
+
+
+async def test_a_failing_batch_in_a_group_fails_alone(backend: Backend) -> None:
+    async with await backend.open() as store:
+        await store.apply(Batch(objects=(counter_row("taken"),)))
+        good = [Batch(objects=(counter_row(f"g{i}"),)) for i in range(20)]
+        bad = Batch(objects=(orset_row("taken", "x"),))
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(store.apply(b) for b in good[:10]),
+                store.apply(bad),
+                *(store.apply(b) for b in good[10:]),
+                return_exceptions=True,
+            ),
+            60,
+        )
+        assert [type(r) for r in results].count(KindMismatch) == 1
+        assert isinstance(results[10], KindMismatch)
+        loaded = await store.load()
+    assert set(loaded.objects) == {"taken"} | {f"g{i}" for i in range(20)}
+    assert loaded.objects["taken"] == counter_row("taken")
+
+
+async def test_group_commit_keeps_batch_order(backend: Backend) -> None:
+    part = default_partition_of("k")
+    async with await backend.open() as store:
+        await asyncio.wait_for(
+            asyncio.gather(
+                store.apply(Batch(log=(log_entry("k", 1),))),
+                store.apply(Batch(compact=((part, {"A": 1}),))),
+                store.apply(Batch(log=(log_entry("k", 1), log_entry("k", 2)))),
+                store.apply(Batch(hints_add=(HintRow("T", log_entry("k", 2), 1.0),))),
+                store.apply(Batch(hints_drop=(HintIdRow("T", "A", part, 2),))),
+                store.apply(Batch(hints_add=(HintRow("T", log_entry("k", 2), 2.0),))),
+            ),
+            60,
+        )
+        loaded = await store.load()
+    # Sequential semantics: the compaction removed seq 1, which was appended again after it.
+    assert [(e.origin, e.seq) for e in loaded.log] == [("A", 1), ("A", 2)]
+    assert [h.stored_at for h in loaded.hints] == [2.0]
+
+
+async def test_rotate_replica_id_is_durable(backend: Backend) -> None:
+    async with await backend.open() as store:
+        first = store.replica_id
+        second = await store.rotate_replica_id()
+        assert second != first and store.replica_id == second
+        assert store.previous_replica_ids == (first,)
+    async with await backend.open() as store:
+        assert store.replica_id == second
+        assert store.previous_replica_ids == (first,)
+
+
+async def test_a_closed_store_refuses_calls(backend: Backend) -> None:
+    store = await backend.open()
+    pending = store.apply(Batch(objects=(counter_row("last"),)))
+    task = asyncio.ensure_future(pending)
+    await asyncio.sleep(0)
+    await store.aclose()
+    await asyncio.wait_for(task, 30)  # queued before close: committed
+    await store.aclose()  # idempotent
+    with pytest.raises(StoreClosed):
+        await store.apply(Batch(objects=(counter_row("x"),)))
+    with pytest.raises(StoreClosed):
+        await store.load()
+    async with await backend.open() as again:
+        assert await again.get_object("last") == counter_row("last")
+
+
+async def test_open_refuses_bad_arguments(backend: Backend) -> None:
+    with pytest.raises(InvalidInput, match="synchronous"):
+        await Store.open(backend.url, synchronous="SOMETIMES")
+    with pytest.raises(InvalidInput, match="partitions"):
+        await Store.open(backend.url, partitions=0)
+    async with await backend.open(partitions=8) as store:
+        assert store.partitions == 8
+        with pytest.raises(InvalidInput, match="partition"):
+            _ = [p async for p in store.snapshot(8)]
+        with pytest.raises(InvalidInput, match="summary"):
+            _ = [p async for p in store.deltas_missing(0, {"vv": [], "cloud": []})]
+    with pytest.raises(Exception, match="8 partitions"):
+        await Store.open(backend.url, partitions=16)
+
+
+async def test_the_engines_persist_effect_is_accepted_as_is(backend: Backend) -> None:
+    effects = pytest.importorskip("sync.effects")
+    key = "k"
+    part = default_partition_of(key)
+    counter = crdt.GCounter()
+    delta = counter.increment("A", 2)
+    entry = effects.LogEntry("A", part, 1, key, "gcounter", delta.to_dict())
+    persist = effects.Persist(
+        objects=(effects.ObjectState(key, "gcounter", counter.to_dict()),),
+        log=(entry,),
+        summaries=((part, crdt.CausalContext().to_dict()),),
+        hints_add=(effects.HintRecord("T", entry, 5.0),),
+        peers=(effects.PeerRecord("T", "ws://127.0.0.1:9", "s", {part: summary({"A": 1})}, 3.0),),
+    )
+    async with await backend.open() as store:
+        await store.apply(persist)
+        await store.apply(
+            effects.Persist(
+                hints_drop=(effects.HintId("T", "A", part, 1),), compact=((part, {"A": 1}),)
+            )
+        )
+        loaded = await store.load()
+    assert loaded.objects[key].state == counter.to_dict()
+    assert loaded.log == [] and loaded.hints == []
+    assert loaded.peers["T"].summary == {part: summary({"A": 1})}
