@@ -11,6 +11,10 @@ from crdt.dot import Dot, ReplicaId
 from crdt.dotstores import DotFun, DotMap, DotSet, DotStore
 from crdt.errors import ClockSkewError, CRDTError, DecodeError
 from crdt.gcounter import GCounter
+from crdt.hlc import HybridLogicalClock, Timestamp
+from crdt.lww import LWWRegister
+from crdt.mvregister import MVRegister
+from crdt.ormap import ORMap
 from crdt.orset import ORSet
 from crdt.pncounter import PNCounter
 from crdt.version_vector import Ordering, VersionVector
@@ -28,10 +32,15 @@ __all__ = [
     "DotSet",
     "DotStore",
     "GCounter",
+    "HybridLogicalClock",
+    "LWWRegister",
+    "MVRegister",
+    "ORMap",
     "ORSet",
     "Ordering",
     "PNCounter",
     "ReplicaId",
+    "Timestamp",
     "VersionVector",
     "check_json",
     "from_dict",

@@ -24,6 +24,9 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from crdt._json import check_json
 from crdt.errors import DecodeError
 from crdt.gcounter import GCounter
+from crdt.lww import LWWRegister
+from crdt.mvregister import MVRegister
+from crdt.ormap import ORMap
 from crdt.orset import ORSet
 from crdt.pncounter import PNCounter
 
@@ -55,7 +58,10 @@ class CRDT(Protocol):
 _TYPES: dict[str, type[Any]] = {
     "gcounter": GCounter,
     "pncounter": PNCounter,
+    "lww": LWWRegister,
+    "mvregister": MVRegister,
     "orset": ORSet,
+    "ormap": ORMap,
 }
 
 KINDS: tuple[str, ...] = tuple(_TYPES)

@@ -1,0 +1,174 @@
+"""LWWRegister: a last-writer-wins register ordered by hybrid logical clock timestamps.
+
+State: ``(value, timestamp)``; join: keep the pair with the greater timestamp (Shapiro et al.
+2011, spec. 8). Timestamps are :class:`~crdt.hlc.Timestamp` ``(wall_ms, logical, replica)``,
+so concurrent writes in the same millisecond are ordered by the logical part and then by
+replica id. In the (misuse) case of two different values under one identical timestamp, the
+greater canonical JSON text wins, so the join stays commutative.
+
+``set(replica, value, timestamp=None, now_ms=None)``: without ``timestamp`` the register
+makes one: the next HLC tick after its current timestamp at physical time ``now_ms`` (or a
+logical step when ``now_ms`` is None; the register never reads the system clock). A timestamp
+more than ``clock_bound_ms`` ahead of ``now_ms`` raises :class:`~crdt.errors.ClockSkewError`
+on a local set (nothing changes). ``merge`` never raises: it is a join. When the incoming
+winner is more than the bound ahead of the local clock (``now_ms`` passed to ``merge``, else
+the latest ``now_ms`` this register was given), the ``on_skew(timestamp, now_ms)`` hook is
+called if set and the merge still happens: refusing it would make replicas diverge.
+
+Encoding: ``{"type": "lww", "v": 1, "value": value, "ts": [wall_ms, logical, replica]}``;
+the bottom has ``"value": null, "ts": null``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from crdt._codec import FORMAT_VERSION, check_header, field
+from crdt._json import canonical, check_json, normalize
+from crdt.dot import check_replica
+from crdt.errors import ClockSkewError, DecodeError
+from crdt.hlc import Timestamp, check_time, tick
+
+__all__ = ["LWWRegister"]
+
+SkewHook = Callable[[Timestamp, int], None]
+
+
+def wins(ts: Timestamp, value: Any, cur_ts: Timestamp | None, cur_value: Any) -> bool:
+    """Does ``(ts, value)`` beat ``(cur_ts, cur_value)``?"""
+    if cur_ts is None or ts > cur_ts:
+        return True
+    return ts == cur_ts and canonical(value) > canonical(cur_value)
+
+
+class LWWRegister:
+    """A last-writer-wins register.
+
+    >>> a, b = LWWRegister(), LWWRegister()
+    >>> d1 = a.set("A", "dark", now_ms=1_000)
+    >>> d2 = b.set("B", "light", now_ms=1_000)   # same millisecond: replica id breaks the tie
+    >>> a.merge(d2); b.merge(d1)
+    >>> a.value, b.value, a.timestamp
+    ('light', 'light', Timestamp(wall_ms=1000, logical=0, replica='B'))
+    >>> a.set("A", "x", timestamp=Timestamp(999_999, 0, "A"), now_ms=2_000)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    crdt.errors.ClockSkewError: timestamp wall_ms=999999 is 997999 ms ahead of ...
+    """
+
+    kind: ClassVar[str] = "lww"
+    __slots__ = ("_local_ms", "_ts", "_value", "clock_bound_ms", "on_skew")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, *, clock_bound_ms: int = 60_000, on_skew: SkewHook | None = None) -> None:
+        if type(clock_bound_ms) is not int or clock_bound_ms < 0:
+            raise ValueError(f"clock_bound_ms must be an int >= 0, got {clock_bound_ms!r}")
+        self.clock_bound_ms = clock_bound_ms
+        self.on_skew = on_skew
+        self._value: Any = None
+        self._ts: Timestamp | None = None
+        self._local_ms: int | None = None
+
+    @property
+    def value(self) -> Any:
+        """The current value (None for the bottom). Treat it as read-only."""
+        return self._value
+
+    @property
+    def timestamp(self) -> Timestamp | None:
+        return self._ts
+
+    def set(
+        self,
+        replica: str,
+        value: Any,
+        timestamp: Timestamp | None = None,
+        now_ms: int | None = None,
+    ) -> LWWRegister:
+        """Write ``value``; returns the delta. A write with an older timestamp loses."""
+        check_replica(replica)
+        check_json(value)
+        if now_ms is not None:
+            check_time(now_ms)
+        if timestamp is None:
+            ts = tick(self._ts, replica, now_ms)
+        else:
+            if not isinstance(timestamp, Timestamp):
+                raise TypeError(f"timestamp must be a Timestamp, got {type(timestamp).__name__}")
+            ts = timestamp
+        if now_ms is not None:
+            if ts.wall_ms - now_ms > self.clock_bound_ms:
+                raise ClockSkewError(ts.wall_ms, now_ms, self.clock_bound_ms)
+            if self._local_ms is None or now_ms > self._local_ms:
+                self._local_ms = now_ms
+        value = normalize(value)
+        delta = self._empty()
+        delta._value, delta._ts = value, ts
+        if wins(ts, value, self._ts, self._value):
+            self._value, self._ts = value, ts
+        return delta
+
+    def merge(self, other: LWWRegister, now_ms: int | None = None) -> None:
+        """Join: keep the greater timestamp. Never raises for an LWWRegister.
+
+        ``on_skew`` is called (and the merge still happens) when the winner came from
+        ``other`` and is more than ``clock_bound_ms`` ahead of the local clock.
+        """
+        if not isinstance(other, LWWRegister):
+            raise TypeError(f"cannot merge {type(other).__name__} into LWWRegister")
+        ts = other._ts
+        if ts is None or not wins(ts, other._value, self._ts, self._value):
+            return
+        local = now_ms if now_ms is not None else self._local_ms
+        hook = self.on_skew
+        if hook is not None and local is not None and ts.wall_ms - local > self.clock_bound_ms:
+            hook(ts, local)
+        self._value, self._ts = other._value, ts
+
+    def _empty(self) -> LWWRegister:
+        return LWWRegister(clock_bound_ms=self.clock_bound_ms, on_skew=self.on_skew)
+
+    def copy(self) -> LWWRegister:
+        c = self._empty()
+        c._value, c._ts, c._local_ms = self._value, self._ts, self._local_ms
+        return c
+
+    def is_bottom(self) -> bool:
+        return self._ts is None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LWWRegister):
+            return NotImplemented
+        return self._ts == other._ts and (
+            self._ts is None or canonical(self._value) == canonical(other._value)
+        )
+
+    def __repr__(self) -> str:
+        return f"LWWRegister({self._value!r}, ts={self._ts!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.kind,
+            "v": FORMAT_VERSION,
+            "value": self._value,
+            "ts": None if self._ts is None else self._ts.to_json(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LWWRegister:
+        body = check_header(d, cls.kind, frozenset({"value", "ts"}))
+        value = field(body, "value", "value")
+        raw_ts = field(body, "ts", "ts")
+        try:
+            check_json(value)
+        except TypeError as exc:
+            raise DecodeError("value", str(exc)) from exc
+        r = cls()
+        if raw_ts is None:
+            if value is not None:
+                raise DecodeError("ts", "null timestamp with a non-null value")
+            return r
+        r._ts = Timestamp.from_json(raw_ts, "ts")
+        r._value = value
+        return r

@@ -1,0 +1,165 @@
+"""MVRegister: a multi-value register that keeps every concurrent write as a sibling.
+
+State: a ``DotFun[dot -> value]`` and a causal context (Almeida, Shoker, Baquero, "Delta
+State Replicated Data Types", 2018, section 7.3, "multi-value register"). ``set(r, v)`` tags
+``v`` with a fresh dot of ``r`` and drops every value this replica has seen; its delta is
+``({d: v}, {d} | dots seen)``. Writes that did not see each other both survive the join: the
+register then holds *siblings*, listed by ``values`` in dot order (replica id, then counter),
+which is stable across replicas. A later ``set`` by a replica that has merged all siblings
+replaces them all. ``resolve(fn)`` folds siblings for the reader, e.g. a union of lists.
+
+Encoding: ``{"type": "mvregister", "v": 1, "entries": [[[r, n], value], ...], "ctx": {...}}``,
+entries sorted by dot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+from crdt._codec import FORMAT_VERSION, check_header, get_list
+from crdt._json import canonical, check_json, normalize
+from crdt.causal_context import CausalContext
+from crdt.dot import Dot, check_replica, dot_from_json, dot_to_json
+from crdt.dotstores import DotFun
+from crdt.errors import DecodeError
+
+__all__ = ["MVRegister"]
+
+R = TypeVar("R")
+
+
+class MVRegister:
+    """A multi-value register.
+
+    >>> a, b = MVRegister(), MVRegister()
+    >>> d1 = a.set("A", ["milk"])
+    >>> d2 = b.set("B", ["eggs"])
+    >>> a.merge(d2); a.values                  # concurrent writes: two siblings
+    (['milk'], ['eggs'])
+    >>> a.resolve(lambda vs: sorted(set().union(*vs)))
+    ['eggs', 'milk']
+    >>> _ = a.set("A", ["bread"]); a.value     # A has seen both: one value again
+    (['bread'],)
+    """
+
+    kind: ClassVar[str] = "mvregister"
+    __slots__ = ("_ctx", "_store")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self._store: DotFun[Any] = DotFun()
+        self._ctx = CausalContext()
+
+    @property
+    def values(self) -> tuple[Any, ...]:
+        """The siblings, ordered by their dots. Treat them as read-only."""
+        e = self._store.entries
+        return tuple(e[d] for d in sorted(e))
+
+    @property
+    def value(self) -> tuple[Any, ...]:
+        """Same as ``values``."""
+        return self.values
+
+    def resolve(self, fn: Callable[[tuple[Any, ...]], R]) -> R:
+        """``fn(values)``: fold the siblings into one value for the reader."""
+        return fn(self.values)
+
+    @property
+    def context(self) -> CausalContext:
+        return self._ctx
+
+    def set(self, replica: str, value: Any) -> MVRegister:
+        """Replace every value seen here with ``value``; returns the delta."""
+        check_replica(replica)
+        check_json(value)
+        value = normalize(value)
+        dot = self._ctx.next_dot(replica)
+        delta = MVRegister()
+        delta._store.entries[dot] = value
+        dctx = delta._ctx
+        dctx.add(dot)
+        for d in self._store.entries:
+            dctx.add(d)
+        self._store.entries = {dot: value}
+        self._ctx.add(dot)
+        return delta
+
+    def clear(self) -> MVRegister:
+        """Drop every value seen here (the register reads as empty); returns the delta."""
+        delta = MVRegister()
+        for d in self._store.entries:
+            delta._ctx.add(d)
+        self._store.entries = {}
+        return delta
+
+    def merge(self, other: MVRegister) -> None:
+        if not isinstance(other, MVRegister):
+            raise TypeError(f"cannot merge {type(other).__name__} into MVRegister")
+        if other is self:
+            return
+        self._store.join(self._ctx, other._store, other._ctx)
+        self._ctx.merge(other._ctx)
+
+    def copy(self) -> MVRegister:
+        c = MVRegister()
+        c._store = self._store.copy()
+        c._ctx = self._ctx.copy()
+        return c
+
+    def is_bottom(self) -> bool:
+        return self._store.is_empty() and self._ctx.is_bottom()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MVRegister):
+            return NotImplemented
+        if self._ctx != other._ctx:
+            return False
+        e1, e2 = self._store.entries, other._store.entries
+        return e1.keys() == e2.keys() and all(
+            canonical(v) == canonical(e2[d]) for d, v in e1.items()
+        )
+
+    def __repr__(self) -> str:
+        return f"MVRegister({list(self.values)!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        e = self._store.entries
+        return {
+            "type": self.kind,
+            "v": FORMAT_VERSION,
+            "entries": [[dot_to_json(d), e[d]] for d in sorted(e)],
+            "ctx": self._ctx.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MVRegister:
+        body = check_header(d, cls.kind, frozenset({"entries", "ctx"}))
+        entries = get_list(body, "entries", "entries")
+        if "ctx" not in body:
+            raise DecodeError("ctx", "missing")
+        r = cls()
+        r._ctx = CausalContext.from_dict(body["ctx"], "ctx")
+        r._store.entries = decode_dotfun(entries, r._ctx, "entries")
+        return r
+
+
+def decode_dotfun(entries: list[Any], ctx: CausalContext, path: str) -> dict[Dot, Any]:
+    """Decode ``[[dot, value], ...]`` checking values are JSON and dots are in ``ctx``."""
+    out: dict[Dot, Any] = {}
+    for i, entry in enumerate(entries):
+        p = f"{path}[{i}]"
+        if type(entry) is not list or len(entry) != 2:
+            raise DecodeError(p, "expected [dot, value]")
+        dot = dot_from_json(entry[0], f"{p}[0]")
+        if dot in out:
+            raise DecodeError(f"{p}[0]", "duplicate dot")
+        if not ctx.contains(dot):
+            raise DecodeError(f"{p}[0]", "dot not covered by ctx")
+        try:
+            check_json(entry[1], f"{p}[1]")
+        except TypeError as exc:
+            raise DecodeError(f"{p}[1]", str(exc)) from exc
+        out[dot] = entry[1]
+    return out
