@@ -48,10 +48,13 @@ async def _admin(url: str, sql: str) -> None:
         await engine.dispose()
 
 
-async def fresh_pg_database(base_url: str) -> tuple[str, Callable[[], Awaitable[None]]]:
-    """Create an empty database next to ``base_url``'s; return its URL and a dropper."""
+async def fresh_pg_database(
+    base_url: str, template: str = "template0"
+) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """Create a database next to ``base_url``'s (empty, or a copy of ``template``); return its
+    URL and a coroutine function that drops it."""
     name = f"shoal_t_{uuid.uuid4().hex[:12]}"
-    await _admin(base_url, f'CREATE DATABASE "{name}" TEMPLATE template0')
+    await _admin(base_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
 
     async def drop() -> None:
