@@ -211,7 +211,7 @@ class SimDisk:
         # Everything is validated: commit.
         self.objects.update(objects)
         for e in log:
-            self.log[(e.origin, e.partition, e.seq)] = e
+            self.log.setdefault((e.origin, e.partition, e.seq), e)  # an existing dot is kept
         self.summaries.update(summaries)
         for h in hints:
             self.hints[h.id] = h
@@ -234,7 +234,8 @@ class SimDisk:
             return []
         marks = dict(compact)
         log = dict(self.log)
-        log.update({(e.origin, e.partition, e.seq): e for e in new_log})
+        for e in new_log:
+            log.setdefault((e.origin, e.partition, e.seq), e)
         plan = [
             dot
             for dot, e in sorted(log.items())
@@ -685,6 +686,10 @@ class SimCluster:
         if node.replica is None:
             raise SimulationError(f"replica {replica_id!r} is down")
         node.trap = _Trap(predicate, before)
+
+    def disarm(self, replica_id: str) -> None:
+        """Remove a crash armed by :meth:`crash_when` (no-op if none)."""
+        self._node(replica_id).trap = None
 
     def restart(self, replica_id: str) -> None:
         """A new replica object from the disk's ``Loaded``; peers reconnect after a delay."""

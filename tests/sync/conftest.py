@@ -1,0 +1,105 @@
+"""Shared helpers of the engine's simulation tests (tests/sync/test_sim_*.py).
+
+Exposed as the ``kit`` fixture (test modules cannot import a conftest under
+``--import-mode=importlib``): building clusters, mutators for ``SimCluster.update``, and the
+ring questions a test asks to pick keys (``homes``, ``key_where``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+
+from sync.config import ReplicaConfig
+from sync.ring import Ring
+from sync.simnet import SimCluster
+
+__all__ = ["SimKit"]
+
+
+class SimKit:
+    """Helpers for building simulated clusters and choosing keys."""
+
+    @staticmethod
+    def ids(count: int) -> list[str]:
+        """``count`` replica ids that sort in creation order: ``p000``, ``p001``..."""
+        return [f"p{i:03d}" for i in range(count)]
+
+    @staticmethod
+    def cluster(
+        ids: Iterable[str], *, seed: int = 0, detect_delay: float = 1.0, **config: Any
+    ) -> SimCluster:
+        """A cluster where every replica has ``ReplicaConfig(**config)``."""
+        return SimCluster(list(ids), ReplicaConfig(**config), seed=seed, detect_delay=detect_delay)
+
+    @staticmethod
+    def ring(cluster: SimCluster, members: Iterable[str] | None = None) -> Ring:
+        """The ring every replica computes when it knows ``members`` (default: everyone)."""
+        cfg = cluster.config(cluster.ids[0])
+        peers = cluster.ids if members is None else list(members)
+        return Ring(peers, n=cfg.n, partitions=cfg.partitions, vnodes=cfg.vnodes)
+
+    @staticmethod
+    def homes(cluster: SimCluster, key: str) -> tuple[str, ...]:
+        return SimKit.ring(cluster).homes_of(key)
+
+    @staticmethod
+    def key_where(
+        cluster: SimCluster, pred: Callable[[tuple[str, ...]], bool], prefix: str = "key"
+    ) -> str:
+        """The first key ``prefix0``, ``prefix1``... whose preference list satisfies ``pred``."""
+        ring = SimKit.ring(cluster)
+        for i in range(100_000):
+            key = f"{prefix}{i}"
+            if pred(ring.homes_of(key)):
+                return key
+        raise AssertionError("no key satisfies the predicate")
+
+    @staticmethod
+    def keys_where(
+        cluster: SimCluster, pred: Callable[[tuple[str, ...]], bool], count: int, prefix: str
+    ) -> list[str]:
+        """The first ``count`` keys ``prefix0``... whose preference list satisfies ``pred``."""
+        ring = SimKit.ring(cluster)
+        found = [k for k in (f"{prefix}{i}" for i in range(100_000)) if pred(ring.homes_of(k))]
+        assert len(found) >= count, "not enough keys satisfy the predicate"
+        return found[:count]
+
+    @staticmethod
+    def incr(replica: str, n: int = 1) -> Callable[[Any], Any]:
+        """A counter mutator (gcounter/pncounter) acting as ``replica``."""
+        return lambda c: c.increment(replica, n)
+
+    @staticmethod
+    def add(replica: str, element: Any) -> Callable[[Any], Any]:
+        """An ORSet add acting as ``replica``."""
+        return lambda s: s.add(replica, element)
+
+    @staticmethod
+    def remove(element: Any) -> Callable[[Any], Any]:
+        """An ORSet observed-remove."""
+        return lambda s: s.remove(element)
+
+    @staticmethod
+    def hints_on_disks(cluster: SimCluster, target: str | None = None) -> int:
+        """Hints held on every disk (for ``target``, or for anyone)."""
+        return sum(
+            1
+            for rid in cluster.ids
+            for hid in cluster.disk(rid).hints
+            if target is None or hid.target == target
+        )
+
+    @staticmethod
+    def settle(cluster: SimCluster, max_steps: int = 200_000) -> None:
+        """Run until every replica holds the same state of every key and nothing is in flight."""
+        assert cluster.run_until(lambda: cluster.quiet() and cluster.converged(), max_steps), (
+            f"no convergence: {sorted(cluster.divergent())[:5]}"
+        )
+
+
+@pytest.fixture
+def kit() -> type[SimKit]:
+    return SimKit
