@@ -1,0 +1,144 @@
+"""``shoal demo``: it runs through the CLI, narrates every step, exits 0, and writes plain text
+(no ANSI escape codes) when its output is a pipe; the narrator colours only on a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+from pathlib import Path
+
+from sync.transport.demo import Narrator, _plain_table
+
+__all__: list[str] = []
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_TIMEOUT = 60.0
+
+# What each step must say, in order: the narration is the demo's product.
+STEPS = [
+    "1. A relay and three devices start on loopback",
+    "2. Everyone adds to the shared list",
+    "3. bob-phone goes offline and keeps working",
+    "4. Meanwhile alice edits the list and the same note",
+    "5. bob-phone comes back online",
+    "6. The note was edited concurrently: siblings, then a resolution",
+    "7. A quorum write waits for two acknowledgements",
+    "8. A read with r=ALL repairs a stale replica",
+    "9. Every replica, reopened from its SQLite file",
+]
+
+
+async def _shoal(*args: str) -> tuple[int, str, str]:
+    """Run ``shoal ARGS`` the way the console script does, with stdout a pipe."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; from sync.transport.cli import main; sys.exit(main(sys.argv[1:]))",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), DEMO_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_shoal_demo_exits_0_and_narrates_every_step_in_plain_text(tmp_path: Path) -> None:
+    keep = tmp_path / "dbs"
+    code, out, err = await _shoal("demo", "--keep", str(keep), "--seed", "3")
+    assert code == 0, f"stdout:\n{out}\nstderr:\n{err}"
+    assert "\x1b[" not in out, "ANSI escape codes in piped output"
+    positions = [out.find(step) for step in STEPS]
+    assert all(p >= 0 for p in positions), [
+        s for s, p in zip(STEPS, positions, strict=True) if p < 0
+    ]
+    assert positions == sorted(positions), "steps out of order"
+    for phrase in (
+        "QuorumNotReached",  # the offline write
+        "hint(s) for bob-phone",  # the relay holds hints
+        "siblings:",  # the concurrent note
+        "with w=2: 2 acks from",  # the quorum write
+        "reads with r=ALL",  # the repairing read
+        "all 4 replicas are equal",
+    ):
+        assert phrase in out, phrase
+    assert sorted(p.name for p in keep.glob("*.db")) == [
+        "alice-laptop.db",
+        "alice-phone.db",
+        "bob-phone.db",
+        "relay.db",
+    ]
+
+
+async def test_keep_refuses_a_folder_that_holds_files_and_changes_nothing(tmp_path: Path) -> None:
+    keep = tmp_path / "busy"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    code, _out, err = await _shoal("demo", "--keep", str(keep))
+    assert code == 2
+    assert "must be an empty or new folder" in err
+    assert [p.name for p in keep.iterdir()] == ["notes.txt"]
+    assert (keep / "notes.txt").read_text() == "mine"
+
+
+class _FakeTTY(io.StringIO):
+    encoding = "utf-8"
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _narrate(say: Narrator) -> None:
+    say.banner("shoal demo", "databases in /tmp/x")
+    say.step(1, "A step")
+    say.line(say.who("alice-phone"), "+ milk")
+    say.ok("fine")
+    say.warn("careful")
+    say.fail("broken")
+    say.table("t", ["relay", "bob-phone"], [["list", "milk\neggs", "milk"]])
+
+
+def test_narrator_writes_no_escape_codes_to_a_pipe_and_colours_a_terminal() -> None:
+    plain = io.StringIO()
+    _narrate(Narrator(plain))
+    assert "\x1b[" not in plain.getvalue()
+    assert "1. A step" in plain.getvalue()
+    assert "alice-phone  + milk" in plain.getvalue()
+
+    tty = _FakeTTY()
+    _narrate(Narrator(tty))
+    assert "\x1b[" in tty.getvalue()
+    assert "milk" in tty.getvalue()
+
+
+def test_narrator_falls_back_to_ascii_symbols_on_a_non_utf_stream() -> None:
+    class Latin1(io.StringIO):
+        encoding = "latin-1"
+
+    out = Latin1()
+    say = Narrator(out)
+    say.ok("fine")
+    say.fail("broken")
+    assert out.getvalue().splitlines() == ["   ok fine", "   FAIL broken"]
+
+
+def test_plain_table_puts_replicas_side_by_side() -> None:
+    text = _plain_table(["", "a", "b"], [["list", "milk\neggs", "milk"], ["note", "x", "x"]])
+    assert text.splitlines() == [
+        "      a     b",
+        "----  ----  ----",
+        "list  milk  milk",
+        "      eggs",
+        "",
+        "note  x     x",
+    ]
