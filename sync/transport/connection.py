@@ -265,6 +265,8 @@ class Link:
                 await self._writer
 
 
+_TRAFFIC = ("bytes_in", "bytes_out", "messages_in", "messages_out", "dropped")
+
 HttpHook = Callable[[ServerConnection, Request], Awaitable[Response | None]]
 
 
@@ -298,6 +300,7 @@ class Transport:
         self._url_peer: dict[str, str] = {}
         self._link_gone: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed_totals: dict[str, dict[str, int]] = {}
         self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -366,6 +369,20 @@ class Transport:
             return False
         link.enqueue(message)
         return True
+
+    def traffic(self) -> dict[str, dict[str, int]]:
+        """Per peer, cumulative over its links: bytes and messages in and out, drops."""
+        out = {p: dict(t) for p, t in self._closed_totals.items()}
+        for peer_id, link in self.links.items():
+            t = out.setdefault(peer_id, dict.fromkeys(_TRAFFIC, 0))
+            for name in _TRAFFIC:
+                t[name] += getattr(link, name)
+        return out
+
+    def _retire(self, link: Link) -> None:
+        t = self._closed_totals.setdefault(link.peer_id, dict.fromkeys(_TRAFFIC, 0))
+        for name in _TRAFFIC:
+            t[name] += getattr(link, name)
 
     def close_peer(self, peer_id: str, code: int, reason: str) -> None:
         """Close the link to ``peer_id`` (e.g. after it sent a bad message)."""
@@ -515,6 +532,7 @@ class Transport:
         finally:
             link.event(LinkEvent.LOST)
             await link.stop_writer()
+            self._retire(link)
             if link.ws.close_code is None:  # cancelled while open: do not leave it half-open
                 self._spawn(self._close_quietly_ws(link, "peer shutting down"))
             if self.links.get(info.replica_id) is link:

@@ -1,0 +1,552 @@
+"""The node: one asyncio task drives one sans-I/O :class:`sync.Replica` against a store.
+
+Theory of operation.
+
+* **Inputs are serialized.** Every input to the engine (a local write or read, a received
+  message, a peer going up or down, a forget, a timer tick) is a closure put on one queue.
+  The *engine task* is the only code that touches the replica: it wakes on new input or at
+  ``next_deadline()``, drains **every** queued input (up to ``max_inputs`` at once), ticks
+  the replica if a deadline passed, and hands the effects of that round to the executor.
+* **Effects run in order, persist before acknowledge.** The *executor task* takes every
+  round of effects queued since it last ran, folds their ``Persist`` effects into one batch
+  (:func:`merge_persists`, which keeps the store's per-batch semantics), awaits one
+  ``store.apply`` for it, and only then runs the other effects (sends, acks, write and read
+  results, change notifications) in their original order. So nothing that depends on a
+  change leaves the process before the change is durable, and while one transaction
+  commits the engine keeps consuming input: the next batch grows meanwhile. Many concurrent
+  writers therefore share one transaction (group commit) without the engine ever waiting
+  for the disk.
+* **Clock.** The engine's ``now`` is this node's :meth:`Node.now`: ``time.monotonic()`` plus
+  an offset fixed at start so that it reads as Unix seconds. It never goes backwards
+  within a process, and values persisted by one run (hint ages, last-seen) stay meaningful
+  in the next. Wall time for LWW timestamps is separate (``time.time()`` in the handles,
+  passed as ``now_ms``).
+* **Errors.** A :class:`~sync.errors.RemoteProtocolError` from ``receive`` closes that peer's
+  link with 1002 and its reason; the engine state is unchanged by contract. An exception
+  from a local operation is raised to its caller. A failed ``store.apply`` fails the
+  writes and reads waiting in that batch with the store's error and drops that batch's
+  sends (nothing is acknowledged that is not durable); it is logged loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from crdt import CRDT, CausalContext
+from sync.effects import (
+    Changed,
+    HintId,
+    HintRecord,
+    IdentityConflict,
+    Loaded,
+    LogEntry,
+    ObjectState,
+    PeerRecord,
+    Persist,
+    ReadDone,
+    ReadFailed,
+    Send,
+    WriteDone,
+    WriteFailed,
+    WriteResult,
+)
+from sync.errors import QuorumNotReached, ReadQuorumNotReached, RemoteProtocolError
+
+__all__ = [
+    "Node",
+    "ReplicaLike",
+    "StoreLike",
+    "loaded_from_store",
+    "merge_persists",
+]
+
+log = logging.getLogger("shoal.node")
+
+
+class ReplicaLike(Protocol):
+    """The engine's input/output API (``sync.replica.Replica``)."""
+
+    def local_update(
+        self,
+        op_id: int,
+        key: str,
+        kind: str,
+        fn: Callable[[Any], Any],
+        now: float,
+        *,
+        w: Any = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> object: ...
+
+    def local_read(
+        self,
+        op_id: int,
+        key: str,
+        now: float,
+        *,
+        r: Any = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> object: ...
+
+    def receive(self, peer_id: str, message: Any, now: float) -> object: ...
+
+    def peer_up(
+        self,
+        peer_id: str,
+        now: float,
+        *,
+        address: str | None = None,
+        site: str | None = None,
+        relay: bool = False,
+    ) -> object: ...
+
+    def peer_down(self, peer_id: str, now: float) -> object: ...
+
+    def forget(self, peer_id: str, now: float) -> object: ...
+
+    def tick(self, now: float) -> object: ...
+
+    def effects(self) -> list[Any]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def value(self, key: str) -> CRDT | None: ...
+
+
+class StoreLike(Protocol):
+    """What the node needs of :class:`store.Store`."""
+
+    async def apply(self, batch: Any) -> None: ...
+
+
+def loaded_from_store(stored: Any) -> Loaded:
+    """Convert ``store.Loaded`` (rows, encoded summaries) to the engine's ``Loaded``."""
+    objects = {k: ObjectState(o.key, o.kind, dict(o.state)) for k, o in stored.objects.items()}
+    logs = [
+        LogEntry(e.origin, e.partition, e.seq, e.key, e.kind, dict(e.delta)) for e in stored.log
+    ]
+    summaries = {int(p): CausalContext.from_dict(dict(c)) for p, c in stored.summaries.items()}
+    hints = [
+        HintRecord(
+            h.target,
+            LogEntry(
+                h.entry.origin,
+                h.entry.partition,
+                h.entry.seq,
+                h.entry.key,
+                h.entry.kind,
+                dict(h.entry.delta),
+            ),
+            h.stored_at,
+        )
+        for h in stored.hints
+    ]
+    peers = {
+        rid: PeerRecord(
+            p.replica_id,
+            p.address,
+            p.site,
+            None if p.summary is None else {int(k): dict(v) for k, v in p.summary.items()},
+            p.last_seen,
+            p.forgotten,
+        )
+        for rid, p in stored.peers.items()
+    }
+    return Loaded(objects=objects, log=logs, summaries=summaries, hints=hints, peers=peers)
+
+
+def merge_persists(persists: Iterable[Persist]) -> Persist:
+    """Fold consecutive ``Persist`` effects into one with the same end result.
+
+    The store applies a batch's fields in a fixed order (objects, log, summaries, hints_add,
+    peers, hints_drop, compact), with "last wins" for objects; here later summaries and
+    peers replace earlier ones, a hint dropped and then re-added stays, one added and then
+    dropped goes, and compaction watermarks join (max per origin) so the compaction of an
+    earlier Persist still covers what it covered.
+    """
+    objects: dict[str, ObjectState] = {}
+    logs: dict[tuple[str, int, int], LogEntry] = {}
+    summaries: dict[int, dict[str, Any]] = {}
+    adds: dict[HintId, HintRecord] = {}
+    drops: dict[HintId, None] = {}
+    peers: dict[str, PeerRecord] = {}
+    compact: dict[int, dict[str, int]] = {}
+    for p in persists:
+        for o in p.objects:
+            objects.pop(o.key, None)
+            objects[o.key] = o
+        for e in p.log:
+            logs.setdefault((e.origin, e.partition, e.seq), e)
+        for part, ctx in p.summaries:
+            summaries[part] = ctx
+        for h in p.hints_add:
+            drops.pop(h.id, None)
+            adds[h.id] = h
+        for hid in p.hints_drop:
+            adds.pop(hid, None)
+            drops[hid] = None
+        for peer in p.peers:
+            peers[peer.replica_id] = peer
+        for part, vv in p.compact:
+            joined = compact.setdefault(part, {})
+            for origin, seq in vv.items():
+                joined[origin] = max(seq, joined.get(origin, 0))
+    return Persist(
+        objects=tuple(objects.values()),
+        log=tuple(logs.values()),
+        summaries=tuple(summaries.items()),
+        hints_add=tuple(adds.values()),
+        hints_drop=tuple(drops),
+        peers=tuple(peers.values()),
+        compact=tuple(compact.items()),
+    )
+
+
+@dataclass(slots=True)
+class NodeCounters:
+    """Cumulative counts, for status and metrics."""
+
+    rounds: int = 0
+    inputs: int = 0
+    commits: int = 0
+    sends: int = 0
+    sends_dropped: int = 0
+    remote_errors: int = 0
+    store_errors: int = 0
+
+
+Input = Callable[[ReplicaLike, float], object]
+
+
+class Node:
+    """Owns one replica; see the module docstring. Use :meth:`start` and :meth:`aclose`."""
+
+    def __init__(
+        self,
+        replica: ReplicaLike,
+        store: StoreLike,
+        send: Callable[[str, Any], bool],
+        *,
+        close_peer: Callable[[str, int, str], None] | None = None,
+        on_changed: Callable[[str], None] | None = None,
+        on_effect: Callable[[Any], None] | None = None,
+        max_inputs: int = 10_000,
+    ) -> None:
+        self.replica = replica
+        self.store = store
+        self._send = send
+        self._close_peer = close_peer
+        self._on_changed = on_changed
+        self._on_effect = on_effect
+        self.max_inputs = max_inputs
+        self.counters = NodeCounters()
+        self._offset = time.time() - time.monotonic()
+        self._inputs: deque[Input] = deque()
+        self._input_ready = asyncio.Event()
+        self._rounds: deque[list[Any]] = deque()
+        self._rounds_ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._ops = itertools.count(1)
+        self._writes: dict[int, asyncio.Future[WriteResult]] = {}
+        self._reads: dict[int, asyncio.Future[ReadDone]] = {}
+        self._engine_task: asyncio.Task[None] | None = None
+        self._exec_task: asyncio.Task[None] | None = None
+        self._barrier: list[asyncio.Future[None]] = []
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The engine's clock: monotonic, in seconds, offset to read as Unix time."""
+        return time.monotonic() + self._offset
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._engine_task = loop.create_task(self._engine_loop(), name="shoal-engine")
+        self._exec_task = loop.create_task(self._exec_loop(), name="shoal-effects")
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every queued input ran and every effect so far was executed."""
+
+        async def settled() -> None:
+            for _ in range(1_000_000):
+                if not self._inputs and not self._rounds and self._idle.is_set():
+                    return
+                self._input_ready.set()
+                await asyncio.sleep(0.001)
+
+        await asyncio.wait_for(settled(), timeout)
+
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Run what is queued (so pending batches commit), then stop both tasks."""
+        if self._closing:
+            return
+        with contextlib.suppress(TimeoutError):
+            await self.drain(timeout)
+        self._closing = True
+        for task in (self._engine_task, self._exec_task):
+            if task is not None:
+                task.cancel()
+        for task in (self._engine_task, self._exec_task):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        pending: list[asyncio.Future[Any]] = [*self._writes.values(), *self._reads.values()]
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(RuntimeError("peer closed before the operation finished"))
+        self._writes.clear()
+        self._reads.clear()
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def submit(self, fn: Input) -> None:
+        """Queue one input for the engine task."""
+        if self._closing:
+            raise RuntimeError("the peer is closed")
+        self._inputs.append(fn)
+        self._input_ready.set()
+
+    async def write(
+        self,
+        key: str,
+        kind: str,
+        fn: Callable[[Any], Any],
+        *,
+        w: Any = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> WriteResult:
+        """Apply ``fn`` to ``key`` locally and replicate; returns when ``w`` acks came.
+
+        Raises :class:`QuorumNotReached` (durable here, replicates later) or the engine's
+        error for bad input (nothing changed).
+        """
+        op_id = next(self._ops)
+        fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        self._writes[op_id] = fut
+
+        def run(r: ReplicaLike, now: float) -> None:
+            r.local_update(op_id, key, kind, fn, now, w=w, strict=strict, timeout=timeout)
+
+        self._submit_op(op_id, run, self._writes)
+        return await fut
+
+    async def read(
+        self,
+        key: str,
+        *,
+        r: Any = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> ReadDone:
+        """Read ``key`` from ``r`` replicas (read repair on the way)."""
+        op_id = next(self._ops)
+        fut: asyncio.Future[ReadDone] = asyncio.get_running_loop().create_future()
+        self._reads[op_id] = fut
+
+        def run(rep: ReplicaLike, now: float) -> None:
+            rep.local_read(op_id, key, now, r=r, strict=strict, timeout=timeout)
+
+        self._submit_op(op_id, run, self._reads)
+        return await fut
+
+    def _submit_op(self, op_id: int, run: Input, table: dict[int, asyncio.Future[Any]]) -> None:
+        def guarded(rep: ReplicaLike, now: float) -> None:
+            try:
+                run(rep, now)
+            except Exception as exc:  # the caller's error: hand it back, do not crash the node
+                fut = table.pop(op_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(exc)
+
+        try:
+            self.submit(guarded)
+        except RuntimeError:
+            table.pop(op_id, None)
+            raise
+
+    def receive(self, peer_id: str, message: Any) -> None:
+        def run(r: ReplicaLike, now: float) -> None:
+            try:
+                r.receive(peer_id, message, now)
+            except RemoteProtocolError as exc:
+                self.counters.remote_errors += 1
+                log.warning("bad message from %s: %s; closing its link", peer_id, exc.reason)
+                if self._close_peer is not None:
+                    self._close_peer(peer_id, 1002, exc.reason)
+
+        self.submit(run)
+
+    def peer_up(
+        self, peer_id: str, address: str | None, site: str | None, relay: bool = False
+    ) -> None:
+        self.submit(lambda r, now: r.peer_up(peer_id, now, address=address, site=site, relay=relay))
+
+    def peer_down(self, peer_id: str) -> None:
+        self.submit(lambda r, now: r.peer_down(peer_id, now))
+
+    async def forget(self, peer_id: str) -> None:
+        """Forget ``peer_id`` for good; returns once that is durable."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def run(r: ReplicaLike, now: float) -> None:
+            try:
+                r.forget(peer_id, now)
+            except Exception as exc:  # bad input from the operator: report it to them
+                done.set_exception(exc)
+                return
+            # Resolved by the executor once this round's effects ran (after its Persist).
+            self._barrier.append(done)
+
+        self.submit(run)
+        await done
+
+    # -- the two tasks -----------------------------------------------------------------------
+
+    async def _engine_loop(self) -> None:
+        r = self.replica
+        while True:
+            if not self._inputs:
+                deadline = r.next_deadline()
+                delay = None if deadline is None else max(0.0, deadline - self.now())
+                if delay is None or delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._input_ready.wait(), delay)
+            self._input_ready.clear()
+            self._idle.clear()
+            now = self.now()
+            n = min(len(self._inputs), self.max_inputs)
+            for _ in range(n):
+                fn = self._inputs.popleft()
+                fn(r, now)
+            self.counters.inputs += n
+            deadline = r.next_deadline()
+            if deadline is not None and deadline <= now:
+                r.tick(now)
+            effects = r.effects()
+            if self._barrier:
+                effects = [*effects, _Barrier(list(self._barrier))]
+                self._barrier.clear()
+            if effects:
+                self.counters.rounds += 1
+                self._rounds.append(effects)
+                self._rounds_ready.set()
+            elif not self._rounds:
+                self._idle.set()
+            if self._inputs:
+                self._input_ready.set()
+            await asyncio.sleep(0)
+
+    async def _exec_loop(self) -> None:
+        while True:
+            if not self._rounds:
+                self._idle.set()
+                self._rounds_ready.clear()
+                await self._rounds_ready.wait()
+                continue
+            self._idle.clear()
+            effects: list[Any] = []
+            while self._rounds:
+                effects.extend(self._rounds.popleft())
+            persists = [e for e in effects if isinstance(e, Persist)]
+            if persists:
+                batch = persists[0] if len(persists) == 1 else merge_persists(persists)
+                if not batch.is_empty():
+                    try:
+                        await self.store.apply(batch)
+                        self.counters.commits += 1
+                    except Exception as exc:  # disk full, database gone: fail, do not ack
+                        self.counters.store_errors += 1
+                        log.critical("store.apply failed; dropping this batch's effects: %r", exc)
+                        self._fail_batch(effects, exc)
+                        continue
+            self._run_effects(effects)
+
+    def _run_effects(self, effects: list[Any]) -> None:
+        changed: dict[str, None] = {}
+        for e in effects:
+            if isinstance(e, Persist):
+                continue
+            if isinstance(e, Send):
+                if self._send(e.peer, e.message):
+                    self.counters.sends += 1
+                else:
+                    self.counters.sends_dropped += 1
+            elif isinstance(e, WriteDone):
+                self._resolve(self._writes, e.op_id, result=e.result)
+            elif isinstance(e, WriteFailed):
+                exc = QuorumNotReached(
+                    e.result,
+                    f"write to {e.result.key!r} got {e.result.acks} of {e.result.required} "
+                    f"acks: {e.reason} (it is durable here and will replicate later)",
+                )
+                self._resolve(self._writes, e.op_id, error=exc)
+            elif isinstance(e, ReadDone):
+                self._resolve(self._reads, e.op_id, result=e)
+            elif isinstance(e, ReadFailed):
+                rexc = ReadQuorumNotReached(
+                    e,
+                    f"read of {e.key!r} got {e.replies} of {e.required} replies: {e.reason}",
+                )
+                self._resolve(self._reads, e.op_id, error=rexc)
+            elif isinstance(e, Changed):
+                changed[e.key] = None
+            elif isinstance(e, _Barrier):
+                for fut in e.futures:
+                    if not fut.done():
+                        fut.set_result(None)
+            elif isinstance(e, IdentityConflict):
+                pass  # the peer's on_effect handles it
+            else:
+                log.warning("effect %r not handled by the node", e)
+            if self._on_effect is not None:
+                self._on_effect(e)
+        if self._on_changed is not None:
+            for key in changed:
+                self._on_changed(key)
+
+    def _fail_batch(self, effects: list[Any], exc: Exception) -> None:
+        for e in effects:
+            if isinstance(e, WriteDone | WriteFailed):
+                self._resolve(self._writes, e.op_id, error=exc)
+            elif isinstance(e, ReadDone | ReadFailed):
+                self._resolve(self._reads, e.op_id, error=exc)
+            elif isinstance(e, _Barrier):
+                for fut in e.futures:
+                    if not fut.done():
+                        fut.set_exception(exc)
+
+    @staticmethod
+    def _resolve(
+        table: dict[int, Any],
+        op_id: int,
+        *,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        fut = table.pop(op_id, None)
+        if fut is None or fut.done():
+            return
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+
+
+@dataclass(frozen=True, slots=True)
+class _Barrier:
+    """Node-internal marker: resolve ``futures`` when the effects before it have run."""
+
+    futures: list[asyncio.Future[None]]

@@ -1,0 +1,653 @@
+"""``Peer``: the embedding API of DESIGN.md — a replica, its store and its links, in-process.
+
+>>> async def main() -> None:                                      # doctest: +SKIP
+...     async with Peer.open("phone.db", listen="127.0.0.1:0",
+...                          peers=["ws://127.0.0.1:8765"], secret=b"group secret") as peer:
+...         cart = peer.orset("cart:alice")
+...         await cart.add("milk")                  # durable here; replicates in the background
+...         await cart.add("eggs", w=2, timeout=2)  # or QuorumNotReached (durable here anyway)
+...         print(await cart.value(r=2))            # joined from 2 replicas, read repair
+
+Contract.
+
+* ``Peer.open(...)`` is awaitable *and* an async context manager; :meth:`Peer.aclose` (or
+  leaving the ``async with``) commits what is pending, closes every link (1001) and the
+  store. Opening an existing database resumes it: same replica id, data, hints, peers.
+* Handles (``gcounter``, ``pncounter``, ``lww``, ``mvregister``, ``orset``, ``ormap``) expose
+  the CRDT's mutators without the replica argument, each taking ``w=``, ``timeout=`` and
+  ``strict=`` and returning a :class:`~sync.effects.WriteResult`; a missed quorum raises
+  :class:`~sync.errors.QuorumNotReached` (carrying the result: durable here, replicates
+  later). Reads take ``r=``, ``timeout=``, ``strict=``; a missed read quorum raises
+  :class:`~sync.errors.ReadQuorumNotReached`. A key holds one type: a handle of another
+  type raises ``TypeError`` (when it is made if this replica knows the key, else at the
+  write). Values that are not JSON raise ``TypeError`` and change nothing.
+* ``peer.subscribe(key)`` is an async iterator of the key's new values, local or remote,
+  with a bounded queue (``maxsize``; when a slow consumer falls behind, the oldest queued
+  values are dropped: the latest value is always delivered).
+* LWW timestamps: wall time from ``time.time()`` here, passed to the CRDT as ``now_ms``; the
+  engine's own clock is the node's monotonic clock (see :mod:`sync.transport.node`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import inspect
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import crdt
+from crdt import CRDT
+from store import Store
+from sync.config import ReplicaConfig
+from sync.effects import IdentityConflict, WriteResult
+from sync.ring import partition_of
+
+from .auth import AdminReply, AdminRequest, Identity, PeerInfo
+from .connection import Transport, TransportConfig
+from .node import Node, ReplicaLike, loaded_from_store
+
+__all__ = [
+    "GCounterHandle",
+    "LWWHandle",
+    "MVRegisterHandle",
+    "ORMapHandle",
+    "ORSetHandle",
+    "PNCounterHandle",
+    "Peer",
+    "Subscription",
+    "WireCodec",
+]
+
+log = logging.getLogger("shoal.peer")
+
+
+class WireCodec:
+    """:mod:`sync.messages` as the transport's codec."""
+
+    def encode(self, message: Any) -> bytes:
+        from sync import messages
+
+        return messages.encode(message)
+
+    def decode(self, data: bytes, max_size: int) -> Any:
+        from sync import messages
+
+        return messages.decode(data, max_size=max_size)
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"listen must be HOST:PORT (port 0: the OS picks), got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def _secret_bytes(secret: bytes | str | None) -> bytes:
+    if secret is None:
+        return b""
+    if isinstance(secret, str):
+        secret = secret.encode()
+    if not isinstance(secret, bytes):
+        raise TypeError(f"secret must be bytes or str, got {type(secret).__name__}")
+    return secret
+
+
+def _ssl_contexts(
+    tls_cert: str | None, tls_key: str | None, tls_ca: str | None
+) -> tuple[ssl.SSLContext | None, ssl.SSLContext]:
+    server = None
+    if tls_cert or tls_key:
+        if not (tls_cert and tls_key):
+            raise ValueError("TLS needs both a certificate and a key (tls_cert and tls_key)")
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(tls_cert, tls_key)
+    client = ssl.create_default_context(cafile=tls_ca)
+    return server, client
+
+
+class Subscription:
+    """An async iterator of a key's new values; ``close()`` (or ``aclose()``) ends it."""
+
+    def __init__(self, peer: Peer, key: str, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        self.key = key
+        self.dropped = 0
+        self._peer = peer
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+        self._closed = False
+
+    def _push(self, value: Any) -> None:
+        if self._closed:
+            return
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(value)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._peer._unsubscribe(self)
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(_END)
+        self._closed = True
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._closed and self._queue.empty():
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        if item is _END:
+            raise StopAsyncIteration
+        return item
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+_END = object()
+
+
+class _Opening:
+    """What :meth:`Peer.open` returns: await it, or use it as ``async with``."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._peer: Peer | None = None
+
+    def __await__(self) -> Generator[Any, None, Peer]:
+        return self._factory().__await__()  # type: ignore[no-any-return]
+
+    async def __aenter__(self) -> Peer:
+        self._peer = await self._factory()
+        return self._peer
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._peer is not None:
+            await self._peer.aclose()
+
+
+class Peer:
+    """One replica of a sync group, embedded in this process. Make one with :meth:`open`."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: ReplicaConfig,
+        identity: Identity,
+        transport_config: TransportConfig,
+        *,
+        server_ssl: ssl.SSLContext | None,
+        client_ssl: ssl.SSLContext | None,
+        subscriber_queue: int,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.group = identity.group
+        self.started = time.time()
+        self._subscriber_queue = subscriber_queue
+        self._subs: dict[str, list[Subscription]] = {}
+        self._closed = False
+        self._rotating = False
+        self._background: set[asyncio.Task[Any]] = set()
+        from .http import make_http_hook
+        from .metrics import PeerMetrics
+
+        self.metrics = PeerMetrics(self)
+        self.transport = Transport(
+            identity,
+            self,
+            WireCodec(),
+            transport_config,
+            server_ssl=server_ssl,
+            client_ssl=client_ssl,
+            http=make_http_hook(self),
+        )
+        self.node: Node = None  # type: ignore[assignment]  # set by _start
+
+    # -- opening and closing -----------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path_or_url: str | Path,
+        *,
+        listen: str | None = None,
+        peers: Iterable[str] = (),
+        n: int = 3,
+        w: Any = 1,
+        r: Any = 1,
+        secret: bytes | str | None = None,
+        site: str | None = None,
+        relay: bool = False,
+        group: str = "default",
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_ca: str | None = None,
+        synchronous: str = "FULL",
+        subscriber_queue: int = 100,
+        transport: TransportConfig | None = None,
+        **engine: Any,
+    ) -> _Opening:
+        """Open (or create, or resume) a peer; see the module docstring.
+
+        ``engine`` passes further :class:`~sync.config.ReplicaConfig` fields (for example
+        ``write_timeout``, ``anti_entropy_interval``, ``partitions``, ``seed``).
+        ``tls_cert``/``tls_key`` serve ``wss://``; ``tls_ca`` is a CA file to trust when
+        dialling ``wss://`` peers (the system's trust store otherwise).
+        """
+        peers = list(peers)
+        if isinstance(path_or_url, str) and not path_or_url:
+            raise ValueError("path_or_url must name a database")
+        key = _secret_bytes(secret)
+        if (listen is not None or peers) and not key:
+            raise ValueError("a group secret is required to listen or to dial peers")
+        if listen is not None:
+            _split_listen(listen)
+        for url in peers:
+            if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+                raise ValueError(f"peer URLs must start with ws:// or wss://, got {url!r}")
+        config = ReplicaConfig(n=n, w=w, r=r, site=site, relay=relay, **engine)
+        server_ssl, client_ssl = _ssl_contexts(tls_cert, tls_key, tls_ca)
+        tconfig = transport or TransportConfig(max_message_bytes=config.max_message_bytes)
+
+        async def factory() -> Peer:
+            store = await Store.open(
+                path_or_url,
+                synchronous=synchronous,
+                partitions=config.partitions,
+                partition_of=lambda k: partition_of(k, config.partitions),
+            )
+            try:
+                ident = Identity(store.replica_id, group, key, None, site, relay)
+                peer = cls(
+                    store,
+                    config,
+                    ident,
+                    tconfig,
+                    server_ssl=server_ssl,
+                    client_ssl=client_ssl,
+                    subscriber_queue=subscriber_queue,
+                )
+                await peer._start(listen, peers)
+            except BaseException:
+                await store.aclose()
+                raise
+            return peer
+
+        return _Opening(factory)
+
+    async def _start(self, listen: str | None, peers: list[str]) -> None:
+        from sync.replica import Replica
+
+        stored = await self.store.load()
+        now = time.monotonic() + (time.time() - time.monotonic())
+        replica = Replica(self.config, self.store.replica_id, loaded_from_store(stored), now=now)
+        self.node = Node(
+            replica,
+            self.store,
+            self.transport.send,
+            close_peer=self.transport.close_peer,
+            on_changed=self._changed,
+            on_effect=self._effect,
+        )
+        self.node.start()
+        if listen is not None:
+            host, port = _split_listen(listen)
+            url = await self.transport.listen(host, port)
+            self.transport.me = dataclasses.replace(self.transport.me, address=url)
+        self.transport.dial(peers)
+
+    async def aclose(self) -> None:
+        """Commit what is pending, close links and store. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.transport.aclose()
+            if self.node is not None:
+                await self.node.aclose()
+        finally:
+            for subs in list(self._subs.values()):
+                for sub in list(subs):
+                    sub.close()
+            await self.store.aclose()
+
+    async def __aenter__(self) -> Peer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- identity ----------------------------------------------------------------------------
+
+    @property
+    def replica_id(self) -> str:
+        return self.transport.me.replica_id
+
+    @property
+    def url(self) -> str | None:
+        """``ws://HOST:PORT`` (or ``wss://``) if listening, else None."""
+        return self.transport.url
+
+    @property
+    def replica(self) -> ReplicaLike:
+        return self.node.replica
+
+    # -- handles -----------------------------------------------------------------------------
+
+    def gcounter(self, key: str) -> GCounterHandle:
+        return GCounterHandle(self, key)
+
+    def pncounter(self, key: str) -> PNCounterHandle:
+        return PNCounterHandle(self, key)
+
+    def lww(self, key: str) -> LWWHandle:
+        return LWWHandle(self, key)
+
+    def mvregister(self, key: str) -> MVRegisterHandle:
+        return MVRegisterHandle(self, key)
+
+    def orset(self, key: str) -> ORSetHandle:
+        return ORSetHandle(self, key)
+
+    def ormap(self, key: str) -> ORMapHandle:
+        return ORMapHandle(self, key)
+
+    # -- operations --------------------------------------------------------------------------
+
+    def subscribe(self, key: str, *, maxsize: int | None = None) -> Subscription:
+        """An async iterator of ``key``'s new values (local or remote changes)."""
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__}")
+        sub = Subscription(self, key, maxsize or self._subscriber_queue)
+        self._subs.setdefault(key, []).append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.key)
+        if subs and sub in subs:
+            subs.remove(sub)
+            if not subs:
+                del self._subs[sub.key]
+
+    def _changed(self, key: str) -> None:
+        subs = self._subs.get(key)
+        if not subs:
+            return
+        state = self.node.replica.value(key)
+        value = None if state is None else state.value
+        for sub in subs:
+            sub._push(value)
+
+    def _effect(self, effect: Any) -> None:
+        if isinstance(effect, IdentityConflict) and not self._rotating:
+            # Our database was restored or copied: peers hold dots of ours we never issued.
+            # The engine already numbers log dots above them; a new replica id (taken at the
+            # next open) also keeps dots inside CRDT states unique.
+            self._rotating = True
+            log.critical(
+                "identity conflict: %s has seen our log dot %s in partition %s but we only "
+                "issued %s; this database was restored or copied. Rotating the replica id: "
+                "restart this peer to take it.",
+                effect.peer,
+                effect.seen_seq,
+                effect.partition,
+                effect.our_seq,
+            )
+            task = asyncio.ensure_future(self.store.rotate_replica_id())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def forget(self, replica_id: str) -> None:
+        """Forget ``replica_id`` for good (it leaves the ring; compaction stops waiting)."""
+        if not isinstance(replica_id, str) or not replica_id:
+            raise ValueError(f"replica_id must be a non-empty str, got {replica_id!r}")
+        if replica_id == self.replica_id:
+            raise ValueError("a peer cannot forget itself")
+        await self.node.forget(replica_id)
+        self.transport.close_peer(replica_id, 1008, "forgotten by the operator")
+
+    async def status(self) -> dict[str, Any]:
+        """Health: connected peers, lag per peer, pending hints, log size (JSON-ready)."""
+        return self.status_now()
+
+    def status_now(self) -> dict[str, Any]:
+        from .metrics import status_snapshot
+
+        return status_snapshot(self)
+
+    # -- LinkHandler (called by the transport) -----------------------------------------------
+
+    def link_up(self, info: PeerInfo) -> None:
+        self.node.peer_up(info.replica_id, info.address, info.site, info.relay)
+
+    def link_down(self, peer_id: str) -> None:
+        if not self._closed or not self.node._closing:
+            with contextlib.suppress(RuntimeError):
+                self.node.peer_down(peer_id)
+
+    def link_message(self, peer_id: str, message: Any) -> None:
+        self.node.receive(peer_id, message)
+
+    async def admin(self, request: AdminRequest) -> AdminReply:
+        try:
+            await self.forget(request.replica)
+        except (ValueError, TypeError) as exc:
+            return AdminReply(ok=False, detail=str(exc))
+        return AdminReply(ok=True, detail=f"forgot {request.replica}")
+
+
+# -- handles ---------------------------------------------------------------------------------
+
+
+class _Handle:
+    kind: str = ""
+
+    def __init__(self, peer: Peer, key: str) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__}")
+        self.peer = peer
+        self.key = key
+        self._check_kind()
+
+    def _check_kind(self) -> None:
+        held = self.peer.node.replica.value(self.key)
+        if held is not None and held.kind != self.kind:
+            raise TypeError(f"key {self.key!r} holds a {held.kind}, not a {self.kind}")
+
+    @property
+    def _rid(self) -> str:
+        return self.peer.replica_id
+
+    async def _write(
+        self,
+        fn: Callable[[Any], Any],
+        w: Any,
+        timeout: float | None,
+        strict: bool | None,
+    ) -> WriteResult:
+        self._check_kind()
+        return await self.peer.node.write(
+            self.key, self.kind, fn, w=w, strict=strict, timeout=timeout
+        )
+
+    async def state(
+        self, *, r: Any = None, timeout: float | None = None, strict: bool | None = None
+    ) -> CRDT | None:
+        """The joined CRDT state of the key (None if no replica asked holds it)."""
+        self._check_kind()
+        done = await self.peer.node.read(self.key, r=r, strict=strict, timeout=timeout)
+        return done.state
+
+    async def value(
+        self, *, r: Any = None, timeout: float | None = None, strict: bool | None = None
+    ) -> Any:
+        """The key's value, joined from ``r`` replicas (read repair on the way)."""
+        state = await self.state(r=r, timeout=timeout, strict=strict)
+        if state is None:
+            return crdt.new(self.kind).value
+        return state.value
+
+
+class GCounterHandle(_Handle):
+    kind = "gcounter"
+
+    async def increment(
+        self, n: int = 1, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
+    ) -> WriteResult:
+        rid = self._rid
+        return await self._write(lambda c: c.increment(rid, n), w, timeout, strict)
+
+
+class PNCounterHandle(GCounterHandle):
+    kind = "pncounter"
+
+    async def decrement(
+        self, n: int = 1, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
+    ) -> WriteResult:
+        rid = self._rid
+        return await self._write(lambda c: c.decrement(rid, n), w, timeout, strict)
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class LWWHandle(_Handle):
+    kind = "lww"
+
+    async def set(
+        self,
+        value: Any,
+        timestamp: Any = None,
+        *,
+        w: Any = None,
+        timeout: float | None = None,
+        strict: bool | None = None,
+    ) -> WriteResult:
+        rid = self._rid
+
+        def fn(reg: Any) -> Any:
+            if _accepts(reg.set, "now_ms"):
+                return reg.set(rid, value, timestamp, now_ms=int(time.time() * 1000))
+            return reg.set(rid, value, timestamp)
+
+        return await self._write(fn, w, timeout, strict)
+
+
+class MVRegisterHandle(_Handle):
+    kind = "mvregister"
+
+    async def set(
+        self, value: Any, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
+    ) -> WriteResult:
+        rid = self._rid
+        return await self._write(lambda reg: reg.set(rid, value), w, timeout, strict)
+
+    async def values(
+        self, *, r: Any = None, timeout: float | None = None, strict: bool | None = None
+    ) -> list[Any]:
+        """Every concurrent value (siblings), in the register's stable order."""
+        return list(await self.value(r=r, timeout=timeout, strict=strict))
+
+
+class ORSetHandle(_Handle):
+    kind = "orset"
+
+    async def add(
+        self,
+        element: Any,
+        *,
+        w: Any = None,
+        timeout: float | None = None,
+        strict: bool | None = None,
+    ) -> WriteResult:
+        rid = self._rid
+        return await self._write(lambda s: s.add(rid, element), w, timeout, strict)
+
+    async def remove(
+        self,
+        element: Any,
+        *,
+        w: Any = None,
+        timeout: float | None = None,
+        strict: bool | None = None,
+    ) -> WriteResult:
+        return await self._write(lambda s: s.remove(element), w, timeout, strict)
+
+
+_REPLICA_FIRST = frozenset({"increment", "decrement", "set", "add"})
+
+
+class _Bound:
+    """An embedded CRDT whose mutators take no replica argument (for ``ORMap.update``)."""
+
+    def __init__(self, inner: Any, replica: str) -> None:
+        self._inner = inner
+        self._replica = replica
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name == "update":
+            return lambda key, kind, fn: attr(
+                self._replica, key, kind, lambda sub: fn(_Bound(sub, self._replica))
+            )
+        if name in _REPLICA_FIRST and callable(attr):
+            if name == "set" and _accepts(attr, "now_ms"):
+                return lambda *a, **k: attr(
+                    self._replica, *a, **{"now_ms": int(time.time() * 1000), **k}
+                )
+            return lambda *a, **k: attr(self._replica, *a, **k)
+        return attr
+
+
+class ORMapHandle(_Handle):
+    kind = "ormap"
+
+    async def update(
+        self,
+        key: str,
+        kind: str,
+        fn: Callable[[Any], Any],
+        *,
+        w: Any = None,
+        timeout: float | None = None,
+        strict: bool | None = None,
+    ) -> WriteResult:
+        """Apply ``fn`` to the embedded CRDT of ``kind`` at ``key``, e.g.
+        ``await prefs.update("theme", "lww", lambda reg: reg.set("dark"))``."""
+        rid = self._rid
+        return await self._write(
+            lambda m: m.update(rid, key, kind, lambda sub: fn(_Bound(sub, rid))),
+            w,
+            timeout,
+            strict,
+        )
+
+    async def remove(
+        self, key: str, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
+    ) -> WriteResult:
+        return await self._write(lambda m: m.remove(key), w, timeout, strict)
