@@ -36,6 +36,7 @@ __all__ = [
     "Effect",
     "HintId",
     "HintRecord",
+    "IdentityConflict",
     "Loaded",
     "LogEntry",
     "ObjectState",
@@ -113,6 +114,11 @@ class Persist:
     ``summaries`` maps partition -> the full encoded ``CausalContext`` of log dots applied
     (replace the stored one). ``compact`` maps partition -> a version vector: drop log entries
     of that partition with ``seq <= watermark[origin]``.
+
+    Within one ``Persist`` apply the fields in this order: ``objects`` (upsert), ``log``
+    (insert, ignoring an existing dot), ``summaries`` (replace), ``hints_add`` (insert),
+    ``hints_drop`` (delete), ``peers`` (upsert), ``compact`` (delete). The engine never puts
+    the same hint in both ``hints_add`` and ``hints_drop`` of one ``Persist``.
     """
 
     objects: tuple[ObjectState, ...] = ()
@@ -203,7 +209,25 @@ class Changed:
     key: str
 
 
-Effect = Persist | Send | WriteDone | WriteFailed | ReadDone | ReadFailed | Changed
+@dataclass(frozen=True, slots=True)
+class IdentityConflict:
+    """``peer`` has seen log dot ``(us, partition, seen_seq)`` but we only issued up to
+    ``our_seq``: this database was restored from a backup or copied, so its replica id may
+    reuse dots others already hold. The adapter should rotate the replica id (a new
+    incarnation) and restart the replica. Meanwhile the engine keeps working and numbers its
+    next log dots of that partition above ``seen_seq``, so log dots are not reused; dots
+    *inside* CRDT states can still collide, which only a new replica id prevents.
+    """
+
+    peer: str
+    partition: int
+    seen_seq: int
+    our_seq: int
+
+
+Effect = (
+    Persist | Send | WriteDone | WriteFailed | ReadDone | ReadFailed | Changed | IdentityConflict
+)
 
 
 @dataclass(slots=True)
@@ -215,4 +239,3 @@ class Loaded:
     summaries: dict[int, CausalContext] = field(default_factory=dict)
     hints: list[HintRecord] = field(default_factory=list)
     peers: dict[str, PeerRecord] = field(default_factory=dict)
-

@@ -1,0 +1,82 @@
+"""shoal's replication: wire messages and the sans-I/O engine (``sync.Replica``).
+
+Re-exports the public names of the engine modules (see docs/architecture.md section 3). The
+asyncio/websocket adapter lives in ``sync.transport`` and its public names (``Peer``...) are
+re-exported below, in the marked section.
+"""
+
+from __future__ import annotations
+
+from sync.config import MAX_MESSAGE_BYTES, ReplicaConfig
+from sync.consistency import ALL, LOCAL_QUORUM, ONE, QUORUM, Level, required_acks
+from sync.effects import (
+    Changed,
+    Effect,
+    HintId,
+    HintRecord,
+    IdentityConflict,
+    Loaded,
+    LogEntry,
+    ObjectState,
+    PeerRecord,
+    Persist,
+    ReadDone,
+    ReadFailed,
+    Send,
+    WriteDone,
+    WriteFailed,
+    WriteResult,
+)
+from sync.errors import (
+    LocalProtocolError,
+    QuorumNotReached,
+    ReadQuorumNotReached,
+    RemoteProtocolError,
+    SyncError,
+)
+from sync.messages import Message, decode, encode
+from sync.replica import Replica
+from sync.ring import Ring, partition_of
+
+# --- transport re-exports (owned by the transport engineer) ---------------------------------
+# from sync.transport.peer import Peer
+# --- end of transport re-exports -------------------------------------------------------------
+
+__all__ = [
+    "ALL",
+    "LOCAL_QUORUM",
+    "MAX_MESSAGE_BYTES",
+    "ONE",
+    "QUORUM",
+    "Changed",
+    "Effect",
+    "HintId",
+    "HintRecord",
+    "IdentityConflict",
+    "Level",
+    "Loaded",
+    "LocalProtocolError",
+    "LogEntry",
+    "Message",
+    "ObjectState",
+    "PeerRecord",
+    "Persist",
+    "QuorumNotReached",
+    "ReadDone",
+    "ReadFailed",
+    "ReadQuorumNotReached",
+    "RemoteProtocolError",
+    "Replica",
+    "ReplicaConfig",
+    "Ring",
+    "Send",
+    "SyncError",
+    "WriteDone",
+    "WriteFailed",
+    "WriteResult",
+    "decode",
+    "encode",
+    "partition_of",
+    "required_acks",
+    # transport names are appended here by sync/transport (e.g. "Peer")
+]

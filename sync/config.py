@@ -1,0 +1,106 @@
+"""Configuration of a :class:`sync.Replica`: one frozen dataclass, validated at construction.
+
+Every field has the default of the embedding API. Levels (``w``, ``r``) are an ``int`` in
+``1..n`` or one of ``"ONE"``, ``"QUORUM"``, ``"ALL"``, ``"LOCAL_QUORUM"`` (see
+:mod:`sync.consistency`); ``LOCAL_QUORUM`` needs ``site``. Times are seconds on the caller's
+clock (the engine never reads a clock: every input carries ``now``). A bad value raises
+``ValueError`` or ``TypeError`` naming the field.
+
+>>> ReplicaConfig(n=3, w="QUORUM").w
+'QUORUM'
+>>> ReplicaConfig(n=2, w=3)
+Traceback (most recent call last):
+...
+ValueError: w=3 is impossible with n=2: it must be in 1..2
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sync.consistency import LOCAL_QUORUM, Level, check_level
+
+__all__ = ["MAX_MESSAGE_BYTES", "ReplicaConfig"]
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaConfig:
+    """Replication parameters shared by every operation of one replica.
+
+    ``n``: home replicas per partition. ``w``/``r``: default write/read levels. ``strict``:
+    count only home replicas (no sloppy quorum). ``anti_entropy_interval``: seconds between
+    summaries to each up peer (``0`` or ``None``: off). ``ae_batch``: entries per ``Deltas``
+    (and per hint hand-off ``Push``). ``ae_max_inflight``: unacknowledged anti-entropy
+    messages per peer. ``snapshot_chunk``: objects per ``SnapshotChunk``. ``hint_window``:
+    seconds a hint is kept. ``hint_max_per_target``: hints kept per target (the oldest go
+    first). ``checkpoint_every``: log entries between object checkpoints. ``relay``: this
+    replica is a relay (preferred as fallback, holds hints for anyone). ``seed``: the only
+    source of randomness of the engine.
+    """
+
+    n: int = 3
+    w: Level = 1
+    r: Level = 1
+    partitions: int = 64
+    vnodes: int = 16
+    site: str | None = None
+    strict: bool = False
+    write_timeout: float = 5.0
+    read_timeout: float = 5.0
+    anti_entropy_interval: float | None = 5.0
+    ae_batch: int = 500
+    ae_max_inflight: int = 4
+    snapshot_chunk: int = 500
+    hint_window: float = 3600.0
+    hint_max_per_target: int = 100_000
+    checkpoint_every: int = 1000
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    relay: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "n",
+            "partitions",
+            "vnodes",
+            "ae_batch",
+            "ae_max_inflight",
+            "snapshot_chunk",
+            "hint_max_per_target",
+            "checkpoint_every",
+            "max_message_bytes",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {self.seed!r}")
+        for name in ("write_timeout", "read_timeout", "hint_window"):
+            _positive_time(name, getattr(self, name))
+        if self.anti_entropy_interval is not None and self.anti_entropy_interval != 0:
+            _positive_time("anti_entropy_interval", self.anti_entropy_interval)
+        for name in ("strict", "relay"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.site is not None and (not isinstance(self.site, str) or not self.site):
+            raise ValueError(f"site must be a non-empty str or None, got {self.site!r}")
+        for name in ("w", "r"):
+            level = check_level(getattr(self, name), self.n, name=name)
+            if level == LOCAL_QUORUM and self.site is None:
+                raise ValueError(f"{name}=LOCAL_QUORUM needs site")
+
+    @property
+    def anti_entropy_on(self) -> bool:
+        """True when periodic anti-entropy is enabled."""
+        return bool(self.anti_entropy_interval)
+
+
+def _positive_time(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")

@@ -1,0 +1,76 @@
+"""The exception tree of the ``sync`` package.
+
+::
+
+    Exception
+     └── SyncError                    every error raised on purpose by sync/
+          ├── LocalProtocolError      our own misuse of the engine or the protocol (a bug in
+          │                           the caller: wrong argument, a message the engine does
+          │                           not handle, a consistency level that cannot be met)
+          ├── RemoteProtocolError     a peer sent something malformed, oversized, of an
+          │                           unknown version or semantically wrong; ``reason`` says
+          │                           what, ``peer`` who (when known). Raised only where
+          │                           input is received; the engine state is unchanged.
+          ├── QuorumNotReached        a write missed its ``w`` acknowledgements by its
+          │                           deadline; ``result`` holds the acks that came. The
+          │                           write is durable locally and will replicate later.
+          └── ReadQuorumNotReached    a read got fewer than ``r`` replies by its deadline;
+                                      ``failed`` holds what came (the joined state, if any).
+
+The engine itself reports quorum outcomes as effects (``WriteFailed``, ``ReadFailed``);
+the embedding API (``sync.Peer``) turns those into the two ``...NotReached`` exceptions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sync.effects import ReadFailed, WriteResult
+
+__all__ = [
+    "LocalProtocolError",
+    "QuorumNotReached",
+    "ReadQuorumNotReached",
+    "RemoteProtocolError",
+    "SyncError",
+]
+
+
+class SyncError(Exception):
+    """Base class of every error raised on purpose by ``sync``."""
+
+
+class LocalProtocolError(SyncError):
+    """The caller misused the engine (a programming error on our side)."""
+
+
+class RemoteProtocolError(SyncError):
+    """A peer sent bad input; nothing was changed.
+
+    >>> str(RemoteProtocolError("unknown message type 'x'", peer="B"))
+    "from peer 'B': unknown message type 'x'"
+    """
+
+    def __init__(self, reason: str, peer: str | None = None) -> None:
+        self.reason = reason
+        self.peer = peer
+        super().__init__(reason if peer is None else f"from peer {peer!r}: {reason}")
+
+
+class QuorumNotReached(SyncError):
+    """A write did not get ``w`` acknowledgements in time (it is durable locally)."""
+
+    def __init__(self, result: WriteResult | None, message: str) -> None:
+        self.result = result
+        self.message = message
+        super().__init__(message)
+
+
+class ReadQuorumNotReached(SyncError):
+    """A read did not get ``r`` replies in time; ``failed`` carries what came."""
+
+    def __init__(self, failed: ReadFailed | None, message: str) -> None:
+        self.failed = failed
+        self.message = message
+        super().__init__(message)

@@ -1,0 +1,116 @@
+"""Consistent hashing: keys -> partitions -> preference lists of home replicas.
+
+* ``partition_of(key, partitions)`` is ``int.from_bytes(blake2b(key, 8), "big") %
+  partitions``: a key's partition never depends on membership.
+* Each peer owns ``vnodes`` tokens ``blake2b(f"{replica_id}/{i}", 8)`` on a ring of
+  ``2**64`` points (virtual nodes spread a peer's share evenly).
+* Partition ``p`` sits at point ``p * 2**64 // partitions``. Walking clockwise from that
+  point (the first token at or after it, wrapping around) meets every peer; the first ``n``
+  *distinct* peers met are the partition's home replicas, its *preference list*. The rest
+  of the walk is the order in which fallbacks are tried (sloppy quorum). Ties between equal
+  tokens are broken by replica id, so every peer computes the same ring from the same set.
+* With ``n`` at least the number of peers every peer is a home of every partition.
+
+Reference: DeCandia et al., "Dynamo: Amazon's Highly Available Key-value Store" (SOSP 2007),
+sections 4.2-4.3. The ring is immutable: membership changes build a new ``Ring``; walks are
+computed lazily per partition and cached.
+
+>>> ring = Ring(["A", "B", "C", "D"], n=3, partitions=8, vnodes=4)
+>>> len(ring.preference_list(0)), len(set(ring.preference_list(0)))
+(3, 3)
+>>> Ring(["A", "B"], n=3, partitions=8, vnodes=4).preference_list(5) in (("A", "B"), ("B", "A"))
+True
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from functools import lru_cache
+from hashlib import blake2b
+
+__all__ = ["RING_SIZE", "Ring", "partition_of", "token_of"]
+
+RING_SIZE = 2**64
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition of ``key``: ``blake2b(key.encode(), digest_size=8)`` (big-endian) mod
+    ``partitions``."""
+    return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "big") % partitions
+
+
+def token_of(label: str) -> int:
+    """A point on the ring: ``blake2b(label.encode(), digest_size=8)`` as a big-endian int."""
+    return int.from_bytes(blake2b(label.encode(), digest_size=8).digest(), "big")
+
+
+@lru_cache(maxsize=4096)
+def _tokens(replica_id: str, vnodes: int) -> tuple[tuple[int, str], ...]:
+    # Cached: rings are rebuilt on every membership change, peers stay the same.
+    return tuple((token_of(f"{replica_id}/{i}"), replica_id) for i in range(vnodes))
+
+
+class Ring:
+    """An immutable consistent-hash ring over a set of replica ids."""
+
+    __slots__ = ("_keys", "_points", "_walks", "n", "partitions", "peers", "vnodes")
+
+    def __init__(self, peers: Iterable[str], *, n: int, partitions: int, vnodes: int) -> None:
+        if n < 1 or partitions < 1 or vnodes < 1:
+            raise ValueError("n, partitions and vnodes must be >= 1")
+        self.peers: frozenset[str] = frozenset(peers)
+        for p in self.peers:
+            if not isinstance(p, str) or not p:
+                raise ValueError(f"replica ids must be non-empty str, got {p!r}")
+        self.n = n
+        self.partitions = partitions
+        self.vnodes = vnodes
+        points = sorted(t for peer in self.peers for t in _tokens(peer, vnodes))
+        self._points: list[tuple[int, str]] = points
+        self._keys: list[int] = [t for t, _ in points]
+        self._walks: dict[int, tuple[str, ...]] = {}
+
+    def point_of(self, partition: int) -> int:
+        """The ring point of ``partition``."""
+        return partition * RING_SIZE // self.partitions
+
+    def walk(self, partition: int) -> tuple[str, ...]:
+        """Every peer, each once, in clockwise order from the partition's point."""
+        if not 0 <= partition < self.partitions:
+            raise ValueError(f"partition {partition} out of range 0..{self.partitions - 1}")
+        cached = self._walks.get(partition)
+        if cached is not None:
+            return cached
+        order: list[str] = []
+        seen: set[str] = set()
+        points = self._points
+        total = len(points)
+        if total:
+            start = bisect.bisect_left(self._keys, self.point_of(partition))
+            want = len(self.peers)
+            for i in range(total):
+                peer = points[(start + i) % total][1]
+                if peer not in seen:
+                    seen.add(peer)
+                    order.append(peer)
+                    if len(order) == want:
+                        break
+        walk = tuple(order)
+        self._walks[partition] = walk
+        return walk
+
+    def preference_list(self, partition: int) -> tuple[str, ...]:
+        """The first ``n`` distinct peers clockwise: the partition's home replicas."""
+        return self.walk(partition)[: self.n]
+
+    def homes_of(self, key: str) -> tuple[str, ...]:
+        """The preference list of ``key``'s partition."""
+        return self.preference_list(partition_of(key, self.partitions))
+
+    def is_home(self, peer: str, partition: int) -> bool:
+        """True iff ``peer`` is one of the partition's home replicas."""
+        return peer in self.preference_list(partition)
+
+    def __len__(self) -> int:
+        return len(self.peers)
