@@ -40,6 +40,7 @@ import random
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -156,7 +157,7 @@ class Narrator:
 
     def who(self, name: str) -> Segment:
         """A device name, padded so that what follows lines up."""
-        return (f"{name:<13}", STYLES.get(name, "bold"))
+        return (f"{name:<14}", STYLES.get(name, "bold"))
 
     def ok(self, text: str) -> None:
         self.line((f"{self.tick} ", "bold green"), (text, "green"))
@@ -378,6 +379,7 @@ class _Demo:
         self.picks = {name: self.rng.sample(_POOLS[name], 3) for name in DEVICES}
         self.failures: list[str] = []
         self._names: dict[str, str] = {}
+        self.relay_url = ""
 
     # -- plumbing
 
@@ -392,7 +394,7 @@ class _Demo:
         return ", ".join(self._names.get(r, r[:8]) for r in replica_ids) or "nobody"
 
     async def _open(self, device: Device, *, online: bool) -> None:
-        dial = [] if device.relay else [self.relay.url]
+        dial = [] if device.relay or not online else [self.relay_url]
         await device.open(online=online, dial=dial, secret=self.config.secret, n=len(self.everyone))
         self._remember(device)
 
@@ -671,7 +673,11 @@ async def _state_of(peer: Any, key: str) -> Any:
 
 
 async def run_demo(config: DemoConfig, say: Narrator) -> int:
-    """Run every step; return the exit status (0 only if all went well and all are equal)."""
+    """Run every step; return the exit status (0 only if all went well and all are equal).
+
+    The steps build on each other, so the first one that fails ends the story; the final
+    comparison runs anyway, to show where the replicas stand.
+    """
     demo = _Demo(config, say)
     steps = [
         demo.start,
@@ -686,22 +692,42 @@ async def run_demo(config: DemoConfig, say: Narrator) -> int:
     started = time.perf_counter()
     try:
         for step in steps:
-            try:
-                await step()
-            except StepFailed as exc:
-                say.fail(str(exc))
-                demo.failures.append(str(exc))
-        equal = await demo.final()
+            if not await _attempt(step, demo, say):
+                break
+        verdict: list[bool] = []
+
+        async def final() -> None:
+            verdict.append(await demo.final())
+
+        await _attempt(final, demo, say)
+        equal = bool(verdict) and verdict[0]
     finally:
         await demo.close_all()
     took = time.perf_counter() - started
     if demo.failures:
-        say.fail(f"{len(demo.failures)} step(s) failed ({took:.1f} s)")
+        say.fail(f"the demo failed after {took:.1f} s: {demo.failures[0]}")
         return 1
     if not equal:
         return 1
     say.ok(f"done in {took:.1f} s")
     return 0
+
+
+async def _attempt(step: Callable[[], Awaitable[object]], demo: _Demo, say: Narrator) -> bool:
+    """Run one step; report a failure (with a traceback on stderr if unexpected)."""
+    try:
+        await step()
+    except StepFailed as exc:
+        say.fail(str(exc))
+        demo.failures.append(str(exc))
+        return False
+    except Exception as exc:  # a bug or a broken peer: say so, then still compare replicas
+        traceback.print_exc(file=sys.stderr)
+        message = f"{type(exc).__name__}: {exc}"
+        say.fail(message)
+        demo.failures.append(message)
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
