@@ -511,6 +511,8 @@ class SimCluster:
             cfg = replace(cfg, site=site)
         node = _Node(cfg, SimDisk(check_compaction=self._check_compaction), site)
         self._nodes[replica_id] = node
+        if self._groups is not None:  # joining during a partition: alone until heal()
+            self._groups[replica_id] = max(self._groups.values()) + 1
         node.replica = self._factory(cfg, replica_id, None, self.now)
         self._drain(replica_id)
         self._schedule_detects(self._pairs_of(replica_id))
@@ -725,10 +727,18 @@ class SimCluster:
         """No message in flight, no pending failure detection, no operation pending."""
         return self._in_flight == 0 and self._detects == 0 and not self._pending_ops
 
-    def run_until(self, predicate: Callable[[], bool], max_steps: int = 100_000) -> bool:
-        """Step until ``predicate()`` holds; False if the events or ``max_steps`` ran out."""
-        for _ in range(max_steps):
-            if predicate():
+    def run_until(
+        self, predicate: Callable[[], bool], max_steps: int = 100_000, *, every: int = 1
+    ) -> bool:
+        """Step until ``predicate()`` holds; False if the events or ``max_steps`` ran out.
+
+        ``predicate`` is evaluated before the first step and then every ``every`` steps (for
+        a costly predicate such as :meth:`converged` on many keys).
+        """
+        if every < 1:
+            raise SimulationError(f"every must be >= 1, not {every}")
+        for i in range(max_steps):
+            if i % every == 0 and predicate():
                 return True
             if not self.step():
                 return predicate()

@@ -93,11 +93,33 @@ class SimKit:
         )
 
     @staticmethod
-    def settle(cluster: SimCluster, max_steps: int = 200_000) -> None:
-        """Run until every replica holds the same state of every key and nothing is in flight."""
-        assert cluster.run_until(lambda: cluster.quiet() and cluster.converged(), max_steps), (
-            f"no convergence: {sorted(cluster.divergent())[:5]}"
+    def settle(
+        cluster: SimCluster,
+        *,
+        holders: Callable[[str], Iterable[str]] | None = None,
+        rounds: int = 40,
+        max_steps: int = 200_000,
+    ) -> None:
+        """Run to quiescence, check convergence, and if not converged yet let one more
+        anti-entropy period pass; fail after ``rounds`` periods."""
+        period = cluster.config(cluster.ids[0]).anti_entropy_interval or 1.0
+        for _ in range(rounds):
+            assert cluster.run_until_quiet(max_steps), "the cluster never went quiet"
+            if cluster.converged(holders=holders):
+                return
+            cluster.run_for(period)
+        bad = cluster.divergent(holders=holders)
+        raise AssertionError(
+            f"no convergence after {rounds} rounds: {len(bad)} keys, e.g. "
+            f"{dict(list(bad.items())[:3])}"
         )
+
+    @staticmethod
+    def homes_map(cluster: SimCluster, keys: Iterable[str]) -> Callable[[str], tuple[str, ...]]:
+        """``holders`` for :meth:`SimCluster.converged`: each key's home replicas."""
+        ring = SimKit.ring(cluster)
+        table = {key: ring.homes_of(key) for key in keys}
+        return lambda key: table[key]
 
 
 @pytest.fixture

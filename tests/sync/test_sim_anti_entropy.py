@@ -1,0 +1,78 @@
+"""Anti-entropy: convergence after partitions, summaries only once converged, state transfer.
+
+* 1000 keys written on both sides of a partition (and some keys on both sides at once)
+  converge after the heal; once converged, more anti-entropy intervals send nothing but
+  ``Summary`` messages.
+* A replica that joins after the others compacted their logs catches up through a chunked
+  state transfer (``SnapshotChunk``), not through log entries it can no longer get.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__: list[str] = []
+
+INTERVAL = 5.0
+
+
+def test_1000_keys_written_under_partition_converge_then_only_summaries(kit: Any) -> None:
+    cluster = kit.cluster(kit.ids(4), n=3, anti_entropy_interval=INTERVAL, seed=9)
+    left, right = ["p000", "p001"], ["p002", "p003"]
+    cluster.partition([left, right])
+    cluster.run_for(cluster.detect_delay + 0.5)
+    ops = []
+    for i in range(1000):
+        side = left if i % 2 else right
+        writer = side[(i // 2) % 2]
+        ops.append(cluster.update(writer, f"k{i}", "orset", kit.add(writer, i)))
+    for i in range(0, 100, 10):  # concurrent writes to the same keys on both sides
+        ops.append(cluster.update("p000", f"k{i}", "orset", kit.add("p000", -i)))
+    for i in range(1, 100, 10):
+        ops.append(cluster.update("p003", f"c{i}", "pncounter", kit.incr("p003", i)))
+        ops.append(cluster.update("p001", f"c{i}", "pncounter", kit.incr("p001", 1)))
+    assert cluster.run_until(lambda: all(op.done for op in ops), max_steps=100_000)
+    assert all(op.ok for op in ops)
+
+    cluster.heal()
+    holders = kit.homes_map(cluster, cluster.keys)
+    kit.settle(cluster, holders=holders)
+    for i in range(1000):
+        expected = frozenset({i, -i}) if i % 10 == 0 and i < 100 else frozenset({i})
+        values = cluster.values(f"k{i}", holders(f"k{i}"))
+        assert set(values.values()) == {expected}, (i, values)
+    for i in range(1, 100, 10):
+        values = cluster.values(f"c{i}", holders(f"c{i}"))
+        assert set(values.values()) == {i + 1}, (i, values)
+
+    assert cluster.run_until_quiet(200_000)
+    cluster.run_for(2 * INTERVAL)  # let in-progress rounds finish
+    cluster.reset_stats()
+    cluster.run_for(5 * INTERVAL)
+    sent = cluster.stats.sent
+    assert sent["Summary"] > 0, "no anti-entropy at all after convergence"
+    assert set(sent) == {"Summary"}, f"converged peers sent more than summaries: {dict(sent)}"
+    assert cluster.anomalies == [] and cluster.protocol_errors == []
+
+
+def test_a_replica_behind_the_compacted_log_gets_a_state_transfer(kit: Any) -> None:
+    cluster = kit.cluster(
+        ["p000", "p001"], n=3, anti_entropy_interval=1.0, checkpoint_every=10, seed=2
+    )
+    ops = [
+        cluster.update("p000", f"s{i}", "gcounter", kit.incr("p000", i + 1), w=2)
+        for i in range(300)
+    ]
+    assert cluster.run_until(lambda: all(op.done for op in ops), max_steps=100_000)
+    assert all(op.ok for op in ops)
+    assert cluster.run_until(
+        lambda: cluster.disk("p000").compacted > 0 and cluster.disk("p001").compacted > 0,
+        max_steps=200_000,
+    ), "the two replicas never compacted their logs although both hold everything"
+
+    cluster.add_replica("p002")
+    kit.settle(cluster)
+    assert cluster.stats.sent["SnapshotChunk"] > 0, dict(cluster.stats.sent)
+    for i in range(300):
+        assert cluster.values(f"s{i}") == dict.fromkeys(cluster.ids, i + 1)
+    assert cluster.anomalies == [] and cluster.protocol_errors == []

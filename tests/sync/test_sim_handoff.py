@@ -1,0 +1,90 @@
+"""Hinted handoff: a home is down, writes succeed through fallbacks, hints reach the home.
+
+Five replicas, n=3, coordinator ``p000``, ``p001`` a home of every key used. With ``p001``
+unreachable, ``w=3`` sloppy writes succeed with hinted acks from non-home fallbacks. Anti-
+entropy is off, so when ``p001`` returns the only way the deltas can reach it is hinted
+handoff: every one of them must, and every holder must then drop its hints (on disk). Hints
+older than the hint window are dropped while the home is still away, and anti-entropy
+repairs the home when it returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sync.simnet import SimCluster
+
+__all__: list[str] = []
+
+HOME = "p001"
+COORD = "p000"
+
+
+def _make_unreachable(cluster: SimCluster, how: str) -> None:
+    if how == "crash":
+        cluster.crash(HOME)
+    else:
+        cluster.partition([[rid for rid in cluster.ids if rid != HOME]])
+    cluster.run_for(cluster.detect_delay + 0.5)
+    assert not cluster.believes_up(COORD, HOME)
+
+
+def _bring_back(cluster: SimCluster, how: str) -> None:
+    if how == "crash":
+        cluster.restart(HOME)
+    else:
+        cluster.heal()
+
+
+def _write_hinted(kit: Any, cluster: SimCluster, keys: list[str]) -> None:
+    ops = [cluster.update(COORD, key, "orset", kit.add(COORD, key), w=3) for key in keys]
+    assert cluster.run_until(lambda: all(op.done for op in ops), max_steps=50_000)
+    for op in ops:
+        assert op.ok, f"sloppy w=3 write with one home down must succeed: {op}"
+        assert op.result is not None and op.result.hinted, f"no hinted ack: {op.result}"
+        homes = kit.homes(cluster, op.key)
+        assert not set(op.result.hinted) & set(homes), f"hint on a home: {op.result}"
+
+
+@pytest.mark.parametrize("how", ["crash", "partition"])
+def test_every_hinted_delta_reaches_the_home_and_hints_are_dropped(kit: Any, how: str) -> None:
+    cluster = kit.cluster(kit.ids(5), n=3, anti_entropy_interval=0, write_timeout=2.0)
+    keys = kit.keys_where(cluster, lambda h: COORD in h and HOME in h, 20, prefix="hh")
+    _make_unreachable(cluster, how)
+    _write_hinted(kit, cluster, keys)
+    held = kit.hints_on_disks(cluster, HOME)
+    assert held >= len(keys), f"{held} hints on disk for {len(keys)} hinted writes"
+
+    _bring_back(cluster, how)
+    assert cluster.run_until_quiet(100_000)
+    missing = [k for k in keys if cluster.values(k, [HOME])[HOME] != frozenset({k})]
+    assert missing == [], f"{len(missing)} of {len(keys)} hinted deltas never reached {HOME}"
+    assert kit.hints_on_disks(cluster) == 0, "hints still held after the hand-off"
+    for key in keys:
+        assert cluster.converged([key], kit.homes(cluster, key))
+    assert cluster.anomalies == []
+
+
+def test_hints_past_the_window_are_dropped_and_anti_entropy_repairs(kit: Any) -> None:
+    cluster = kit.cluster(
+        kit.ids(5), n=3, anti_entropy_interval=5.0, hint_window=20.0, write_timeout=2.0
+    )
+    keys = kit.keys_where(cluster, lambda h: COORD in h and HOME in h, 10, prefix="win")
+    _make_unreachable(cluster, "crash")
+    _write_hinted(kit, cluster, keys)
+    assert kit.hints_on_disks(cluster, HOME) >= len(keys)
+
+    cluster.run_for(60.0, max_steps=100_000)
+    assert cluster.anomalies == []
+    assert kit.hints_on_disks(cluster, HOME) == 0, "hints outlived the hint window"
+    assert not cluster.alive(HOME)
+
+    cluster.restart(HOME)
+    assert cluster.run_until(
+        lambda: all(cluster.values(k, [HOME])[HOME] == frozenset({k}) for k in keys),
+        max_steps=200_000,
+    ), "anti-entropy did not repair the home after its hints expired"
+    for key in keys:
+        assert cluster.converged([key], kit.homes(cluster, key))

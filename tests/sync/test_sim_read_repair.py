@@ -1,0 +1,60 @@
+"""Read repair: with anti-entropy off, one read with r=n leaves every replica merged.
+
+Three replicas, n=3, anti-entropy off. Every message to and from ``p002`` is dropped (the
+link stays "up", so no hint is kept for it) while ``p000`` writes with w=2 and ``p002``
+writes concurrently with w=1. After the faults are cleared each side lacks the other's
+write, and nothing but a read can fix that. One read with r=3 returns the join and repairs
+every replica that was behind, including the coordinator itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+__all__: list[str] = []
+
+
+@pytest.mark.parametrize("reader", ["p000", "p001", "p002"])
+def test_one_read_with_r_n_repairs_every_stale_replica(kit: Any, reader: str) -> None:
+    cluster = kit.cluster(kit.ids(3), n=3, anti_entropy_interval=0, seed=4)
+    key = "cart"
+    cluster.drop("p002", None, 1.0)
+    mine = cluster.update("p000", key, "orset", kit.add("p000", "milk"), w=2)
+    theirs = cluster.update("p002", key, "orset", kit.add("p002", "eggs"), w=1)
+    assert cluster.run_until(lambda: mine.done and theirs.done, max_steps=10_000)
+    assert mine.ok and theirs.ok
+    cluster.heal()
+    assert cluster.run_until_quiet(10_000)
+    before = cluster.values(key)
+    assert before == {
+        "p000": frozenset({"milk"}),
+        "p001": frozenset({"milk"}),
+        "p002": frozenset({"eggs"}),
+    }, "precondition: the replicas must be stale before the read"
+
+    read = cluster.read(reader, key, r=3)
+    assert cluster.run_until(lambda: read.done, max_steps=10_000)
+    assert read.ok, read.outcome
+    assert read.state is not None and read.state.value == frozenset({"milk", "eggs"})
+    assert cluster.run_until_quiet(10_000)
+    assert cluster.values(key) == dict.fromkeys(cluster.ids, frozenset({"milk", "eggs"}))
+    assert cluster.converged([key])
+    sent = cluster.stats.sent
+    assert sent["Summary"] == 0 and sent["Deltas"] == 0, "anti-entropy ran although off"
+
+
+def test_a_read_with_everyone_current_repairs_nothing(kit: Any) -> None:
+    cluster = kit.cluster(kit.ids(3), n=3, anti_entropy_interval=0)
+    write = cluster.update("p000", "k", "gcounter", kit.incr("p000", 3), w=3)
+    assert cluster.run_until(lambda: write.done, max_steps=10_000) and write.ok
+    assert cluster.run_until_quiet(10_000)
+    cluster.reset_stats()
+    read = cluster.read("p001", "k", r=3)
+    assert cluster.run_until(lambda: read.done, max_steps=10_000) and read.ok
+    assert cluster.run_until_quiet(10_000)
+    assert read.state is not None and read.state.value == 3
+    assert cluster.stats.sent["Repair"] == 0
+    outcome = read.outcome
+    assert getattr(outcome, "repaired", None) == ()

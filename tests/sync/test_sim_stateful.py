@@ -1,0 +1,176 @@
+"""Stateful property test: random operations and faults, then heal, then compare to a model.
+
+Hypothesis drives a three-replica cluster (n=3, so every replica holds every key) through
+random counter increments and OR-set adds/removes on random replicas, partitions, message
+drops and duplicates, reordering, crashes (also *between* two effects of one batch) and
+restarts. At the end every replica is restarted, the network healed, and the cluster run to
+quiescence and convergence. Then, per key:
+
+* counters: the value lies between the sum of acknowledged increments and the sum of all
+  attempted increments (a write that was never acknowledged may or may not survive);
+* OR-sets (each element added once, removes only of an element the remover could see):
+  an element whose add was acknowledged and never removed is present; an element with an
+  acknowledged remove is absent; an element never added is absent.
+
+These are exactly "no acknowledged write is lost" and "nothing is invented".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from sync.config import ReplicaConfig
+from sync.effects import Persist, Send, WriteDone
+from sync.simnet import SimCluster, SimOp
+
+__all__: list[str] = []
+
+IDS = ["p000", "p001", "p002"]
+COUNTERS = ["c0", "c1"]
+SETS = ["s0", "s1"]
+EFFECTS: dict[str, Any] = {
+    "persist": lambda e: isinstance(e, Persist),
+    "send": lambda e: isinstance(e, Send),
+    "ack": lambda e: isinstance(e, Send) and type(e.message).__name__ == "Ack",
+    "writedone": lambda e: isinstance(e, WriteDone),
+}
+
+
+@dataclass
+class SetModel:
+    adds: dict[str, SimOp] = field(default_factory=dict)  # element -> its (only) add
+    removes: dict[str, list[SimOp]] = field(default_factory=dict)
+
+
+class ClusterMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        config = ReplicaConfig(n=3, anti_entropy_interval=2.0, write_timeout=1.0, read_timeout=1.0)
+        self.cluster = SimCluster(IDS, config, seed=0, detect_delay=0.5)
+        self.increments: dict[str, list[tuple[int, SimOp]]] = {k: [] for k in COUNTERS}
+        self.sets: dict[str, SetModel] = {k: SetModel() for k in SETS}
+        self.next_element = 0
+
+    def _alive(self, rid: str) -> bool:
+        return self.cluster.alive(rid)
+
+    @rule(
+        rid=st.sampled_from(IDS),
+        key=st.sampled_from(COUNTERS),
+        amount=st.integers(1, 5),
+        w=st.integers(1, 3),
+    )
+    def increment(self, rid: str, key: str, amount: int, w: int) -> None:
+        if not self._alive(rid):
+            return
+        op = self.cluster.update(rid, key, "pncounter", lambda c: c.increment(rid, amount), w=w)
+        self.increments[key].append((amount, op))
+
+    @rule(rid=st.sampled_from(IDS), key=st.sampled_from(SETS), w=st.integers(1, 3))
+    def add(self, rid: str, key: str, w: int) -> None:
+        if not self._alive(rid):
+            return
+        element = f"e{self.next_element}"
+        self.next_element += 1
+        op = self.cluster.update(rid, key, "orset", lambda s: s.add(rid, element), w=w)
+        self.sets[key].adds[element] = op
+
+    @rule(rid=st.sampled_from(IDS), key=st.sampled_from(SETS), pick=st.integers(0, 50))
+    def remove(self, rid: str, key: str, pick: int) -> None:
+        if not self._alive(rid):
+            return
+        state = self.cluster.value(rid, key)
+        visible = sorted(state.value) if state is not None else []
+        if not visible:
+            return
+        element = visible[pick % len(visible)]
+        op = self.cluster.update(rid, key, "orset", lambda s: s.remove(element))
+        self.sets[key].removes.setdefault(element, []).append(op)
+
+    @rule(split=st.sets(st.sampled_from(IDS)))
+    def partition(self, split: set[str]) -> None:
+        self.cluster.partition([sorted(split), sorted(set(IDS) - split)])
+
+    @rule()
+    def heal(self) -> None:
+        self.cluster.heal()
+
+    @rule(
+        p=st.sampled_from([0.0, 0.1, 0.5]),
+        dup=st.sampled_from([0.0, 0.2]),
+        reorder=st.booleans(),
+    )
+    def message_faults(self, p: float, dup: float, reorder: bool) -> None:
+        self.cluster.drop(None, None, p)
+        self.cluster.duplicate(dup)
+        self.cluster.reorder(reorder)
+
+    @rule(rid=st.sampled_from(IDS))
+    def crash(self, rid: str) -> None:
+        if self._alive(rid):
+            self.cluster.crash(rid)
+
+    @rule(rid=st.sampled_from(IDS), effect=st.sampled_from(sorted(EFFECTS)), before=st.booleans())
+    def crash_between_effects(self, rid: str, effect: str, before: bool) -> None:
+        if self._alive(rid):
+            self.cluster.crash_when(rid, EFFECTS[effect], before=before)
+
+    @precondition(lambda self: not all(self.cluster.alive(r) for r in IDS))
+    @rule(rid=st.sampled_from(IDS))
+    def restart(self, rid: str) -> None:
+        if not self._alive(rid):
+            self.cluster.restart(rid)
+
+    @rule(seconds=st.sampled_from([0.01, 0.2, 1.0, 3.0]))
+    def run(self, seconds: float) -> None:
+        self.cluster.run_for(seconds, max_steps=100_000)
+
+    @invariant()
+    def no_anomaly(self) -> None:
+        assert self.cluster.anomalies == []
+
+    def teardown(self) -> None:
+        cluster = self.cluster
+        for rid in IDS:
+            if not cluster.alive(rid):
+                cluster.restart(rid)
+        cluster.heal()
+        for rid in IDS:
+            cluster.disarm(rid)
+        settled = cluster.run_until(
+            lambda: cluster.quiet() and cluster.converged(), max_steps=300_000
+        )
+        assert settled, f"no convergence after heal: {cluster.divergent()}"
+        self._check_counters()
+        self._check_sets()
+
+    def _check_counters(self) -> None:
+        for key, incs in self.increments.items():
+            acked = sum(n for n, op in incs if op.ok)
+            attempted = sum(n for n, _ in incs)
+            state = self.cluster.value(IDS[0], key)
+            value = 0 if state is None else state.value
+            assert acked <= value <= attempted, (key, acked, value, attempted)
+
+    def _check_sets(self) -> None:
+        for key, model in self.sets.items():
+            state = self.cluster.value(IDS[0], key)
+            present = set() if state is None else set(state.value)
+            assert present <= set(model.adds), f"{key}: invented {present - set(model.adds)}"
+            for element, add in model.adds.items():
+                removes = model.removes.get(element, [])
+                if any(op.ok for op in removes):
+                    assert element not in present, f"{key}: acked remove of {element} undone"
+                elif add.ok and not removes:
+                    assert element in present, f"{key}: acknowledged add of {element} lost"
+
+
+ClusterMachine.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=50, deadline=None, derandomize=True
+)
+TestClusterMachine = ClusterMachine.TestCase
