@@ -66,6 +66,7 @@ __all__ = ["ORMap"]
 EMBEDDED_KINDS = ("gcounter", "pncounter", "lww", "mvregister", "orset", "ormap")
 EntryKey = tuple[Key, str]
 _SMALL_CONTEXT_RATIO = 0.25
+_SMALL_CONTEXT_MIN = 8
 
 
 # ---------------------------------------------------------------------------------------
@@ -446,7 +447,8 @@ class ORMap:
             return
         octx = other._ctx
         mine = self._store.entries
-        small = octx.size() <= max(8, int(len(mine) * _SMALL_CONTEXT_RATIO))
+        size = octx.size()
+        small = size <= _SMALL_CONTEXT_MIN or size <= len(mine) * _SMALL_CONTEXT_RATIO
         if not small:
             self._index = None
             self._store.join(self._ctx, other._store, octx)

@@ -40,6 +40,7 @@ __all__ = ["ORSet"]
 # A merge whose other context holds at most this many dots per element of ours looks the
 # covered dots up in the reverse index; anything bigger takes one full pass.
 _SMALL_CONTEXT_RATIO = 0.25
+_SMALL_CONTEXT_MIN = 8
 
 
 class ORSet:
@@ -161,63 +162,127 @@ class ORSet:
     # -- join ------------------------------------------------------------------------------
     def merge(self, other: ORSet) -> None:
         """Join ``other`` into this set, in place (see the module docstring for the cost)."""
-        if not isinstance(other, ORSet):
+        if type(other) is not ORSet and not isinstance(other, ORSet):
             raise TypeError(f"cannot merge {type(other).__name__} into ORSet")
         if other is self:
             return
+        octx = other._ctx
+        ovv = octx.vv
+        ocloud = octx.cloud
+        theirs = other._entries
+        if not ovv and len(ocloud) == 1 and len(theirs) == 1:
+            # The delta of add(e) for an e its origin did not hold: ({e: {d}}, {d}).
+            ((key, d2),) = theirs.items()
+            (dot,) = ocloud
+            if len(d2) == 1 and dot in d2:
+                ctx = self._ctx
+                if dot[1] <= ctx.vv.get(dot[0], 0) or dot in ctx.cloud:
+                    return  # seen already: the join changes nothing
+                cur = self._entries.get(key)
+                if cur is None:
+                    self._entries[key] = {dot}
+                else:
+                    cur.add(dot)
+                if self._index is not None:
+                    self._index[dot] = key
+                ctx.add(dot)
+                return
+        size = len(ocloud) + (sum(ovv.values()) if ovv else 0)
+        if size <= _SMALL_CONTEXT_MIN or size <= len(self._entries) * _SMALL_CONTEXT_RATIO:
+            self._merge_small(other)
+        else:
+            self._merge_full(other)
+
+    def _merge_small(self, other: ORSet) -> None:
+        """The join when ``other``'s context is small: O(|other|) with the reverse index."""
+        index = self._index
+        if index is None:
+            index = self._index = {d: k for k, dots in self._entries.items() for d in dots}
         mine = self._entries
         theirs = other._entries
         ctx = self._ctx
-        octx = other._ctx
         vv, cloud = ctx.vv, ctx.cloud
+        octx = other._ctx
         ovv, ocloud = octx.vv, octx.cloud
-        small = octx.size() <= max(8, int(len(mine) * _SMALL_CONTEXT_RATIO))
-        if small and self._index is None:
-            self._rebuild_index()
-        index = self._index if small else None
-        if not small:
-            self._index = None
+        for key, d2 in theirs.items():
+            d1 = mine.get(key)
+            if d1 is None:
+                new: set[Dot] = set()
+                for d in d2:
+                    if d[1] > vv.get(d[0], 0) and d not in cloud:
+                        new.add(d)
+                        index[d] = key
+                if new:
+                    mine[key] = new
+                continue
+            new = set()
+            for d in d1:
+                if d in d2 or (d[1] > ovv.get(d[0], 0) and d not in ocloud):
+                    new.add(d)
+            for d in d2:
+                if d not in new and d[1] > vv.get(d[0], 0) and d not in cloud:
+                    new.add(d)
+            if new == d1:
+                continue
+            for d in d1:
+                if d not in new:
+                    del index[d]
+            for d in new:
+                index[d] = key
+            if new:
+                mine[key] = new
+            else:
+                del mine[key]
+        # Keys only on our side lose the dots the other side has seen (and removed): find
+        # them through the index, looking up only the other context's dots.
+        for d in ocloud:
+            owner = index.get(d)
+            if owner is not None and owner not in theirs:
+                self._drop_dot(owner, d)
+        for r, n in ovv.items():
+            for c in range(1, n + 1):
+                owner = index.get((r, c))  # type: ignore[call-overload]
+                if owner is not None and owner not in theirs:
+                    self._drop_dot(owner, Dot(r, c))
+        if not ovv and len(ocloud) == 1:
+            for d in ocloud:
+                ctx.add(d)
+        else:
+            ctx.merge(octx)
 
-        # Keys present on the other side: the full dot-set join.
+    def _drop_dot(self, key: Key, dot: Dot) -> None:
+        dots = self._entries[key]
+        dots.discard(dot)
+        del self._index[dot]  # type: ignore[union-attr]
+        if not dots:
+            del self._entries[key]
+
+    def _merge_full(self, other: ORSet) -> None:
+        """The join in one pass over both sides; drops the reverse index."""
+        self._index = None
+        mine = self._entries
+        theirs = other._entries
+        ctx = self._ctx
+        vv, cloud = ctx.vv, ctx.cloud
+        octx = other._ctx
+        ovv, ocloud = octx.vv, octx.cloud
         for key, d2 in theirs.items():
             d1 = mine.get(key)
             if d1 is None:
                 new = {d for d in d2 if d[1] > vv.get(d[0], 0) and d not in cloud}
                 if new:
                     mine[key] = new
-                    if index is not None:
-                        for d in new:
-                            index[d] = key
                 continue
             new = {d for d in d1 if d in d2 or (d[1] > ovv.get(d[0], 0) and d not in ocloud)}
             for d in d2:
                 if d not in new and d[1] > vv.get(d[0], 0) and d not in cloud:
                     new.add(d)
-            if new == d1:
-                continue
-            if index is not None:
-                for d in d1:
-                    if d not in new:
-                        index.pop(d, None)
-                for d in new:
-                    index[d] = key
-            if new:
-                mine[key] = new
-            else:
-                del mine[key]
-
-        # Keys only on our side lose the dots the other side has seen (and removed).
-        if index is not None:
-            for d in octx.dots():
-                owner = index.get(d)
-                if owner is None or owner in theirs:
-                    continue
-                dots = mine[owner]
-                dots.discard(d)
-                del index[d]
-                if not dots:
-                    del mine[owner]
-        elif not octx.is_bottom():
+            if new != d1:
+                if new:
+                    mine[key] = new
+                else:
+                    del mine[key]
+        if not octx.is_bottom():
             for key in [k for k in mine if k not in theirs]:
                 dots = mine[key]
                 keep = {d for d in dots if d[1] > ovv.get(d[0], 0) and d not in ocloud}
@@ -236,7 +301,7 @@ class ORSet:
         c = ORSet()
         c._entries = {k: set(v) for k, v in self._entries.items()}
         c._ctx = self._ctx.copy()
-        c._index = None
+        c._index = None if self._index is None else dict(self._index)
         return c
 
     def to_dict(self) -> dict[str, Any]:
