@@ -41,9 +41,18 @@ sync.errors.RemoteProtocolError: unsupported protocol version 2 (this peer speak
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Self, cast
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from sync.config import MAX_MESSAGE_BYTES
 from sync.errors import RemoteProtocolError
@@ -75,6 +84,7 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION: Final = 1
+_WIRE: Final[dict[str, bool]] = {"wire": True}
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 Count = Annotated[int, Field(ge=1)]
@@ -122,7 +132,27 @@ class PeerInfo(_Model):
 
 
 class _Message(_Model):
-    proto: Literal[1] = 1
+    # 1 when built in Python; required on the wire. The default is a sentinel (0) turned into
+    # 1 by the validator unless the message comes from decode (a model-level validator would
+    # make pydantic validate the whole message in Python mode: slower, and stricter on arrays).
+    proto: Literal[1] = Field(default=cast(Literal[1], 0), validate_default=True)
+
+    @field_validator("proto", mode="before")
+    @classmethod
+    def _proto_default(cls, value: Any, info: ValidationInfo) -> Any:
+        if value == 0 and type(value) is int:
+            if info.context is _WIRE:
+                raise ValueError("missing protocol version 'proto'")
+            return PROTOCOL_VERSION
+        return value
+
+    @classmethod
+    def model_construct(  # type: ignore[override]  # the pydantic plugin's synthesized one
+        cls, _fields_set: set[str] | None = None, **values: Any
+    ) -> Self:
+        """Build without validation (for messages we make ourselves); ``proto`` is set."""
+        values.setdefault("proto", PROTOCOL_VERSION)
+        return cast(Self, super().model_construct(_fields_set, **values))
 
 
 class Hello(_Message):
@@ -258,7 +288,7 @@ def decode(data: bytes | str, *, max_size: int = MAX_MESSAGE_BYTES) -> Message:
     if len(data) > max_size:
         raise RemoteProtocolError(f"message of {len(data)} bytes exceeds the limit of {max_size}")
     try:
-        return _ADAPTER.validate_json(data)
+        return _ADAPTER.validate_json(data, context=_WIRE)
     except ValidationError as exc:
         raise RemoteProtocolError(_reason(data, exc)) from exc
 
@@ -276,6 +306,8 @@ def _reason(data: bytes, exc: ValidationError) -> str:
         raw = None
     if not isinstance(raw, dict):
         return f"a message must be a JSON object, got {type(raw).__name__}"
+    if "proto" not in raw:
+        return "missing protocol version 'proto'"
     if raw.get("proto") != PROTOCOL_VERSION:
         return (
             f"unsupported protocol version {raw.get('proto')!r} "

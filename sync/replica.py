@@ -974,12 +974,12 @@ class Replica:
             self._timers.set_if_earlier(("hint_expiry",), oldest + self.config.hint_window)
 
     def _expire_hints(self, now: float) -> None:
-        limit = now - self.config.hint_window
+        window = self.config.hint_window
         for target in sorted(self._hints):
             held = self._hints[target]
             expired = []
             for hid, rec in held.items():
-                if rec.stored_at > limit:
+                if rec.stored_at + window > now:  # the same sum as the timer: no float drift
                     break
                 expired.append(hid)
             for hid in expired:
