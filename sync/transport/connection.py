@@ -49,6 +49,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.http11 import Request, Response
 
+from sync.errors import RemoteProtocolError
+
 from .auth import (
     CLOSE_POLICY,
     CLOSE_PROTOCOL,
@@ -556,7 +558,7 @@ class Transport:
                 link.messages_in += 1
                 try:
                     message = self.codec.decode(data, max_size)
-                except (ValueError, TypeError) as exc:
+                except (RemoteProtocolError, ValueError, TypeError) as exc:
                     reason = f"malformed message: {exc}"
                     log.warning("%s: %s; closing", link.peer_id, reason)
                     await self._close_quietly(link, CLOSE_PROTOCOL, reason)

@@ -268,7 +268,10 @@ class Peer:
                 raise ValueError(f"peer URLs must start with ws:// or wss://, got {url!r}")
         config = ReplicaConfig(n=n, w=w, r=r, site=site, relay=relay, **engine)
         server_ssl, client_ssl = _ssl_contexts(tls_cert, tls_key, tls_ca)
-        tconfig = transport or TransportConfig(max_message_bytes=config.max_message_bytes)
+        # One frame limit for websockets (max_size) and the codec: the engine's.
+        tconfig = dataclasses.replace(
+            transport or TransportConfig(), max_message_bytes=config.max_message_bytes
+        )
 
         async def factory() -> Peer:
             store = await Store.open(
@@ -529,11 +532,21 @@ class PNCounterHandle(GCounterHandle):
         return await self._write(lambda c: c.decrement(rid, n), w, timeout, strict)
 
 
+_ACCEPTS: dict[tuple[type, str, str], bool] = {}
+
+
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
+    """Does the (bound) method ``fn`` take a parameter ``name``? Cached per class."""
+    owner = type(getattr(fn, "__self__", None))
+    cache_key = (owner, getattr(fn, "__name__", ""), name)
+    hit = _ACCEPTS.get(cache_key)
+    if hit is None:
+        try:
+            hit = name in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            hit = False
+        _ACCEPTS[cache_key] = hit
+    return hit
 
 
 class LWWHandle(_Handle):
