@@ -41,11 +41,17 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+from crdt import ORMap
+
+if TYPE_CHECKING:
+    from ..effects import WriteResult
+    from .peer import ORMapHandle, Peer
 
 __all__ = [
     "DEVICES",
@@ -61,8 +67,36 @@ __all__ = [
 DEVICES = ("alice-phone", "alice-laptop", "bob-phone")
 RELAY = "relay"
 
-LIST_KEY = "list:groceries"
-NOTE_KEY = "note:groceries"
+N_HOMES = 3
+ITEMS = "items"
+NOTE = "note"
+# The shared list is one ORMap key: ITEMS -> an ORSet of items, NOTE -> an MVRegister. Its
+# name is the first of these whose n=3 home replicas are the three devices (see _choose_key).
+LIST_NAMES = (
+    "groceries",
+    "weekend",
+    "picnic",
+    "party",
+    "brunch",
+    "barbecue",
+    "camping",
+    "dinner",
+    "holiday",
+    "birthday",
+    "breakfast",
+    "potluck",
+    "road-trip",
+    "beach",
+    "hiking",
+    "movie-night",
+)
+MAX_NAME_TRIES = 200
+
+BOB_NOTE = "get the cheap coffee"
+ALICE_NOTE = "decaf please"
+RESOLVED_NOTE = "decaf, the cheap one"
+CAKE = "birthday cake"
+CANDLES = "candles"
 
 # The whole demo normally takes a few seconds; these bound every wait so that a broken
 # network or a bug shows up as a failed step, never as a hang.
@@ -213,13 +247,15 @@ def _plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 @dataclass(frozen=True)
 class ReplicaView:
-    """What one replica holds at the end: the list, the note's siblings, a version vector."""
+    """What one peer holds at the end: the list (None for the relay, which is not a home),
+    the note's siblings, the list's version vector and the hints it still holds."""
 
     name: str
     replica_id: str
-    items: frozenset[str]
+    items: frozenset[str] | None
     note: tuple[Any, ...]
     version_vector: dict[str, int]
+    hints: int = 0
 
     def same_data(self, other: ReplicaView) -> bool:
         return (
@@ -227,6 +263,16 @@ class ReplicaView:
             and sorted(map(repr, self.note)) == sorted(map(repr, other.note))
             and self.version_vector == other.version_vector
         )
+
+    def show_items(self) -> str:
+        if self.items is None:
+            return "(not a home)"
+        return "\n".join(sorted(self.items)) if self.items else "(empty)"
+
+    def show_note(self) -> str:
+        if self.items is None:
+            return "-"
+        return " | ".join(map(str, self.note)) if self.note else "(none)"
 
 
 def _fmt_items(items: frozenset[str] | set[str]) -> str:
@@ -280,12 +326,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 # -- helpers over the embedding API ---------------------------------------------------------
 
 
-def _field(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
 async def _until(
     check: Callable[[], Awaitable[bool]], what: str, timeout: float = STEP_TIMEOUT
 ) -> float:
@@ -302,8 +342,14 @@ async def _until(
         if done:
             return loop.time() - start
         if loop.time() >= deadline:
-            raise StepFailed(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise StepFailed(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(POLL_INTERVAL)
+
+
+def _list_names() -> Iterator[str]:
+    yield from LIST_NAMES
+    for k in range(2, MAX_NAME_TRIES):
+        yield f"groceries-{k}"
 
 
 @dataclass
@@ -313,55 +359,64 @@ class Device:
     name: str
     path: Path
     relay: bool = False
-    peer: Any = None
     online: bool = False
+    _peer: Peer | None = field(default=None, repr=False)
     _stack: AsyncExitStack | None = field(default=None, repr=False)
 
-    async def open(self, *, online: bool, dial: Sequence[str], secret: bytes, n: int) -> None:
+    @property
+    def peer(self) -> Peer:
+        if self._peer is None:
+            raise StepFailed(f"{self.name} is not running")
+        return self._peer
+
+    async def open(self, *, listen: bool, dial: Sequence[str], secret: bytes) -> None:
         from .peer import Peer
 
         await self.close()
         stack = AsyncExitStack()
-        self.peer = await stack.enter_async_context(
+        self._peer = await stack.enter_async_context(
             Peer.open(
                 str(self.path),
-                listen="127.0.0.1:0" if online else None,
-                peers=list(dial) if online else [],
-                n=n,
+                listen="127.0.0.1:0" if listen else None,
+                peers=list(dial),
+                n=N_HOMES,
                 w=1,
                 r=1,
                 secret=secret,
-                site="home",
                 relay=self.relay,
             )
         )
         self._stack = stack
-        self.online = online
+        self.online = listen or bool(dial)
 
     async def close(self) -> None:
         stack, self._stack = self._stack, None
-        self.peer = None
+        self._peer = None
         self.online = False
         if stack is not None:
             await stack.aclose()
 
     @property
+    def running(self) -> bool:
+        return self._peer is not None
+
+    @property
     def replica_id(self) -> str:
-        return str(self.peer.replica_id)
+        return self.peer.replica_id
 
     @property
     def url(self) -> str:
-        return str(self.peer.url)
+        return self.peer.url or ""
 
-    async def items(self) -> frozenset[str]:
-        value = await self.peer.orset(LIST_KEY).value()
-        return frozenset(value)
+    async def connected(self) -> set[str]:
+        return set((await self.peer.status())["connected"])
 
-    async def note(self) -> tuple[Any, ...]:
-        return tuple(await self.peer.mvregister(NOTE_KEY).values())
+    async def hints_for(self, target: str) -> int:
+        peers = (await self.peer.status())["peers"]
+        return int(peers.get(target, {}).get("pending_hints", 0))
 
-    async def status(self) -> Any:
-        return await self.peer.status()
+    async def pending_hints(self) -> int:
+        return int((await self.peer.status())["pending_hints"])
 
 
 # -- the story ------------------------------------------------------------------------------
@@ -378,52 +433,66 @@ class _Demo:
         self.devices = {name: Device(name, config.folder / f"{name}.db") for name in DEVICES}
         self.picks = {name: self.rng.sample(_POOLS[name], 3) for name in DEVICES}
         self.failures: list[str] = []
+        self.key = f"list:{LIST_NAMES[0]}"
         self._names: dict[str, str] = {}
-        self.relay_url = ""
 
     # -- plumbing
 
     @property
     def everyone(self) -> list[Device]:
-        return [self.relay, *self.devices.values()]
-
-    def _remember(self, device: Device) -> None:
-        self._names[device.replica_id] = device.name
+        return [*self.devices.values(), self.relay]
 
     def _who(self, replica_ids: Sequence[str]) -> str:
         return ", ".join(self._names.get(r, r[:8]) for r in replica_ids) or "nobody"
 
     async def _open(self, device: Device, *, online: bool) -> None:
-        dial = [] if device.relay or not online else [self.relay_url]
-        await device.open(online=online, dial=dial, secret=self.config.secret, n=len(self.everyone))
-        self._remember(device)
+        """Open ``device``; online, it listens and dials the relay and every running device."""
+        dial: list[str] = []
+        if online and not device.relay:
+            others = [d for d in self.everyone if d is not device and d.online and d.url]
+            dial = [d.url for d in others]
+        await device.open(listen=online, dial=dial, secret=self.config.secret)
+        self._names[device.replica_id] = device.name
 
     async def close_all(self) -> None:
         for device in self.everyone:
             await device.close()
 
+    def handle(self, device: Device) -> ORMapHandle:
+        return device.peer.ormap(self.key)
+
+    async def items(self, device: Device) -> frozenset[str]:
+        value = await self.handle(device).value()
+        return frozenset(value.get(ITEMS, frozenset()))
+
+    async def note(self, device: Device) -> tuple[Any, ...]:
+        value = await self.handle(device).value()
+        return tuple(value.get(NOTE, ()))
+
+    async def add(self, device: Device, item: str, **kw: Any) -> WriteResult:
+        return await self.handle(device).update(ITEMS, "orset", lambda s: s.add(item), **kw)
+
+    async def remove(self, device: Device, item: str, **kw: Any) -> WriteResult:
+        return await self.handle(device).update(ITEMS, "orset", lambda s: s.remove(item), **kw)
+
+    async def set_note(self, device: Device, text: str, **kw: Any) -> WriteResult:
+        return await self.handle(device).update(NOTE, "mvregister", lambda r: r.set(text), **kw)
+
     async def _converged(self, devices: Sequence[Device], what: str) -> frozenset[str]:
-        """Wait until every device in ``devices`` holds the same list; return it."""
-        seen: list[frozenset[str]] = []
+        """Wait until every device in ``devices`` holds the same list and note; return it."""
+        seen: list[tuple[frozenset[str], tuple[str, ...]]] = []
 
         async def same() -> bool:
-            seen[:] = [await d.items() for d in devices]
+            seen[:] = []
+            for d in devices:
+                value = await self.handle(d).value()
+                notes = tuple(sorted(map(repr, value.get(NOTE, ()))))
+                seen.append((frozenset(value.get(ITEMS, frozenset())), notes))
             return all(s == seen[0] for s in seen)
 
         took = await _until(same, what)
-        self.say.ok(f"{len(devices)} replicas agree in {took:.2f} s: {_fmt_items(seen[0])}")
-        return seen[0]
-
-    async def _connected(self, device: Device, at_least: int) -> int:
-        count = 0
-
-        async def enough() -> bool:
-            nonlocal count
-            count = _count_connected(await device.status())
-            return count >= at_least
-
-        await _until(enough, f"{device.name} to see {at_least} connected peer(s)")
-        return count
+        self.say.ok(f"{len(devices)} replicas agree in {took:.2f} s: {_fmt_items(seen[0][0])}")
+        return seen[0][0]
 
     # -- the steps
 
@@ -431,52 +500,68 @@ class _Demo:
         say = self.say
         say.step(1, "A relay and three devices start on loopback")
         await self._open(self.relay, online=True)
-        say.line(
-            say.who(RELAY),
-            f"{self.relay.url}  replica {self.relay.replica_id[:8]}  "
-            "(holds hints for devices that are away)",
-        )
+        say.line(say.who(RELAY), f"{self.relay.url}  replica {self.relay.replica_id[:8]}")
         for device in self.devices.values():
             await self._open(device, online=True)
-            say.line(
-                say.who(device.name),
-                f"{device.url}  replica {device.replica_id[:8]}  dials the relay",
-            )
+            say.line(say.who(device.name), f"{device.url}  replica {device.replica_id[:8]}")
         t0 = time.perf_counter()
-        await self._connected(self.relay, len(self.devices))
-        say.ok(f"the relay sees all {len(self.devices)} devices ({time.perf_counter() - t0:.2f} s)")
+        ids = {d.replica_id for d in self.everyone}
+
+        async def meshed() -> bool:
+            for d in self.everyone:
+                if not (ids - {d.replica_id}) <= await d.connected():
+                    return False
+            return True
+
+        await _until(meshed, "every peer to connect to every other")
+        say.ok(f"every peer is connected to the 3 others ({time.perf_counter() - t0:.2f} s)")
+        self.key = self._choose_key(ids)
+        say.line(
+            f"the shared list {self.key!r} lives on n={N_HOMES} home replicas: the three "
+            "devices; the relay is their fallback and holds hints for a device that is away"
+        )
+
+    def _choose_key(self, ids: set[str]) -> str:
+        """The first list name whose n=3 homes are the three devices (not the relay)."""
+        from ..ring import Ring
+
+        cfg = self.relay.peer.config
+        ring = Ring(ids, n=cfg.n, partitions=cfg.partitions, vnodes=cfg.vnodes)
+        for name in _list_names():
+            key = f"list:{name}"
+            if self.relay.replica_id not in ring.homes_of(key):
+                return key
+        raise StepFailed("no list name has the three devices as its homes")
 
     async def everyone_adds(self) -> None:
         say = self.say
         say.step(2, "Everyone adds to the shared list")
         for name, device in self.devices.items():
             first, second = self.picks[name][:2]
-            shopping = device.peer.orset(LIST_KEY)
-            await shopping.add(first)
-            await shopping.add(second)
+            await self.add(device, first)
+            await self.add(device, second)
             say.line(say.who(name), f"+ {first}, + {second}")
-        await self._converged(self.everyone, "every replica to hold all six items")
+        await self._converged(list(self.devices.values()), "every replica to hold all six items")
 
     async def bob_goes_offline(self) -> None:
+        from ..errors import QuorumNotReached
+
         say = self.say
         bob = self.devices["bob-phone"]
         say.step(3, "bob-phone goes offline and keeps working")
         await bob.close()
         await self._open(bob, online=False)
-        items = await bob.items()
+        items = await self.items(bob)
         say.line(
             say.who(bob.name),
             f"reopened without network: same replica {bob.replica_id[:8]}, "
             f"{len(items)} items on its disk",
         )
         extra = self.picks[bob.name][2]
-        shopping = bob.peer.orset(LIST_KEY)
-        from ..errors import QuorumNotReached
-
         try:
-            result = await shopping.add(extra, w=2, timeout=OFFLINE_QUORUM_TIMEOUT)
+            result = await self.add(bob, extra, w=2, timeout=OFFLINE_QUORUM_TIMEOUT)
         except QuorumNotReached as exc:
-            acks = _field(_field(exc, "result", exc), "acks", "?")
+            acks = exc.result.acks if exc.result is not None else 1
             say.line(
                 say.who(bob.name),
                 f"+ {extra} with w=2: QuorumNotReached ({acks} of 2 acks) ",
@@ -484,49 +569,56 @@ class _Demo:
             )
         else:
             raise StepFailed(f"an offline w=2 write reached its quorum: {result!r}")
-        await bob.peer.mvregister(NOTE_KEY).set("get the cheap coffee")
-        say.line(say.who(bob.name), 'note := "get the cheap coffee"')
+        await self.set_note(bob, BOB_NOTE)
+        say.line(say.who(bob.name), f"note := {BOB_NOTE!r}")
 
     async def others_edit(self) -> None:
         say = self.say
         say.step(4, "Meanwhile alice edits the list and the same note")
         phone, laptop = self.devices["alice-phone"], self.devices["alice-laptop"]
+        bob_id = self.devices["bob-phone"].replica_id
         gone = self.picks["alice-phone"][0]
-        await phone.peer.orset(LIST_KEY).remove(gone)
+        await self.remove(phone, gone)
         say.line(say.who(phone.name), f"- {gone}")
         extra = self.picks["alice-laptop"][2]
-        await laptop.peer.orset(LIST_KEY).add(extra)
+        await self.add(laptop, extra)
         say.line(say.who(laptop.name), f"+ {extra}")
-        await phone.peer.mvregister(NOTE_KEY).set("decaf please")
-        say.line(say.who(phone.name), 'note := "decaf please"')
-        await self._converged([self.relay, phone, laptop], "the online replicas to agree")
+        await self.set_note(phone, ALICE_NOTE)
+        say.line(say.who(phone.name), f"note := {ALICE_NOTE!r}")
+        await self._converged([phone, laptop], "alice's two devices to agree")
         hints = 0
 
         async def held() -> bool:
             nonlocal hints
-            hints = _pending_hints(await self.relay.status())
-            return hints > 0
+            hints = await self.relay.hints_for(bob_id)
+            return hints >= 3
 
-        await _until(held, "the relay to hold hints for bob-phone", timeout=QUORUM_TIMEOUT)
-        say.line(say.who(RELAY), f"holds {hints} hint(s) for bob-phone")
+        await _until(held, "the relay to hold alice's 3 writes for bob-phone")
+        say.line(say.who(RELAY), f"holds {hints} hint(s) for bob-phone (sloppy quorum)")
 
     async def bob_returns(self) -> None:
         say = self.say
         bob = self.devices["bob-phone"]
         say.step(5, "bob-phone comes back online")
+        held = await self.relay.hints_for(bob.replica_id)
         await bob.close()
         await self._open(bob, online=True)
-        say.line(say.who(bob.name), f"reopened at {bob.url}, dials the relay")
-        await self._converged(self.everyone, "bob-phone's writes and alice's to meet")
+        say.line(say.who(bob.name), f"reopened at {bob.url}, dials the relay and alice")
         left = -1
 
         async def drained() -> bool:
             nonlocal left
-            left = _pending_hints(await self.relay.status())
+            left = await self.relay.hints_for(bob.replica_id)
             return left == 0
 
-        await _until(drained, "the relay to hand off its hints")
-        say.line(say.who(RELAY), "handed its hints to bob-phone: 0 pending")
+        await _until(drained, "the relay to hand off its hints to bob-phone")
+        say.line(say.who(RELAY), f"handed {held} hint(s) to bob-phone: 0 pending")
+        items = await self._converged(
+            list(self.devices.values()), "bob's offline writes and alice's to meet"
+        )
+        extra = self.picks[bob.name][2]
+        if extra not in items:
+            raise StepFailed(f"bob-phone's offline {extra!r} did not reach the others")
 
     async def siblings(self) -> None:
         say = self.say
@@ -536,7 +628,7 @@ class _Demo:
 
         async def both() -> bool:
             nonlocal values
-            values = await laptop.note()
+            values = await self.note(laptop)
             return len(values) >= 2
 
         await _until(both, "the note's two concurrent values to reach alice-laptop")
@@ -544,13 +636,12 @@ class _Demo:
             say.who(laptop.name),
             f"reads {len(values)} siblings: " + "  |  ".join(repr(v) for v in values),
         )
-        resolved = "decaf, the cheap one"
-        await laptop.peer.mvregister(NOTE_KEY).set(resolved)
-        say.line(say.who(laptop.name), f'note := "{resolved}" (it has seen both)')
+        await self.set_note(laptop, RESOLVED_NOTE)
+        say.line(say.who(laptop.name), f"note := {RESOLVED_NOTE!r} (it has seen both)")
 
         async def one_everywhere() -> bool:
-            notes = [await d.note() for d in self.everyone]
-            return all(n == (resolved,) for n in notes)
+            notes = [await self.note(d) for d in self.devices.values()]
+            return all(n == (RESOLVED_NOTE,) for n in notes)
 
         took = await _until(one_everywhere, "the resolution to reach every replica")
         say.ok(f"one value on every replica in {took:.2f} s")
@@ -559,56 +650,71 @@ class _Demo:
         say = self.say
         phone = self.devices["alice-phone"]
         say.step(7, "A quorum write waits for two acknowledgements")
-        item = "birthday cake"
         t0 = time.perf_counter()
-        result = await phone.peer.orset(LIST_KEY).add(item, w=2, timeout=QUORUM_TIMEOUT)
+        result = await self.add(phone, CAKE, w=2, timeout=QUORUM_TIMEOUT)
         took = (time.perf_counter() - t0) * 1000
-        acks = int(_field(result, "acks", 0))
-        acked_by = tuple(_field(result, "acked_by", ()))
-        hinted = tuple(_field(result, "hinted", ()))
-        if acks < 2:
-            raise StepFailed(f"a w=2 write returned {acks} ack(s): {result!r}")
+        if result.acks < 2:
+            raise StepFailed(f"a w=2 write returned {result.acks} ack(s): {result!r}")
+        hinted = f" (hinted: {self._who(result.hinted)})" if result.hinted else ""
         say.line(
             say.who(phone.name),
-            f"+ {item} with w=2: {acks} acks from {self._who(acked_by)} in {took:.0f} ms"
-            + (f" (hints: {self._who(hinted)})" if hinted else ""),
+            f"+ {CAKE} with w=2: {result.acks} acks from {self._who(result.acked_by)} "
+            f"in {took:.0f} ms{hinted}",
         )
 
     async def read_repair(self) -> None:
-        say = self.say
-        phone, laptop = self.devices["alice-phone"], self.devices["alice-laptop"]
-        say.step(8, "A read with r=ALL repairs a stale replica")
-        await laptop.close()
-        say.line(say.who(laptop.name), "goes offline (lid closed)")
-        item = "candles"
-        await phone.peer.orset(LIST_KEY).add(item)
-        say.line(say.who(phone.name), f"+ {item}")
-        await self._open(laptop, online=False)
-        stale = await laptop.items()
-        await laptop.close()
-        if item in stale:
-            raise StepFailed(f"alice-laptop saw {item!r} while offline")
-        say.line(say.who(laptop.name), f"its own copy has no {item}: {_fmt_items(stale)}")
-        await self._open(laptop, online=True)
         from ..consistency import ALL
 
-        value = frozenset(await laptop.peer.orset(LIST_KEY).value(r=ALL, timeout=QUORUM_TIMEOUT))
-        if item not in value:
-            raise StepFailed(f"a read with r=ALL missed {item!r}: {_fmt_items(value)}")
-        say.line(say.who(laptop.name), f"reads with r=ALL: {_fmt_items(value)}")
-        now = await laptop.items()
-        if item not in now:
-            raise StepFailed("the r=ALL read did not repair alice-laptop's copy")
-        say.ok(f"alice-laptop's own copy now has {item}: repaired by the read")
+        say = self.say
+        phone, laptop = self.devices["alice-phone"], self.devices["alice-laptop"]
+        bob = self.devices["bob-phone"]
+        say.step(8, "A read with r=ALL repairs a stale replica")
+        # bob restarts reaching only the relay and alice-phone: his strict write below then
+        # reaches alice-phone but neither alice-laptop nor, as a hint, the relay.
+        await bob.close()
+        await bob.open(listen=True, dial=[self.relay.url, phone.url], secret=self.config.secret)
+        ids = {self.relay.replica_id, phone.replica_id}
+        await _until(lambda: _contains(bob.connected(), ids), "bob-phone to reconnect")
+        say.line(say.who(bob.name), "restarts where it reaches alice-phone and the relay only")
+        await self.add(bob, CANDLES, strict=True)
+        say.line(
+            say.who(bob.name),
+            f"+ {CANDLES} ",
+            ("(strict: only home replicas count, no hint for alice-laptop)", "dim"),
+        )
+        stale = await self.items(laptop)
+        if CANDLES in stale:
+            raise StepFailed(f"alice-laptop already has {CANDLES!r}: nothing is stale")
+        say.line(say.who(laptop.name), f"its own copy (r=1) has no {CANDLES}")
+        done = await phone.peer.node.read(self.key, r=ALL, timeout=QUORUM_TIMEOUT)
+        value = done.state.value if done.state is not None else {}
+        items = frozenset(value.get(ITEMS, frozenset()))
+        if CANDLES not in items:
+            raise StepFailed(f"a read with r=ALL missed {CANDLES!r}: {_fmt_items(items)}")
+        repaired = (
+            f"{self._who(done.repaired)} was behind: repaired"
+            if done.repaired
+            else "nobody was behind any more (anti-entropy got there first)"
+        )
+        say.line(
+            say.who(phone.name),
+            f"reads with r=ALL: {done.replies} replies joined, {CANDLES} included; {repaired}",
+        )
+
+        async def fresh() -> bool:
+            return CANDLES in await self.items(laptop)
+
+        took = await _until(fresh, "alice-laptop's copy to hold the candles")
+        say.ok(f"alice-laptop's own copy has {CANDLES} ({took:.2f} s)")
 
     async def final(self) -> bool:
         """Wait for quiet, close everyone, reopen every file, compare; True if all equal."""
         say = self.say
         say.step(9, "Every replica, reopened from its SQLite file")
-        online = [d for d in self.everyone if d.online]
-        if len(online) > 1:
+        running = [d for d in self.devices.values() if d.online]
+        if len(running) > 1:
             try:
-                await self._converged(online, "the last changes to reach every replica")
+                await self._converged(running, "the last changes to reach every replica")
             except StepFailed as exc:
                 say.fail(str(exc))
         await self.close_all()
@@ -616,57 +722,49 @@ class _Demo:
         for device in self.everyone:
             await self._open(device, online=False)
             try:
-                views.append(await _view(device))
+                views.append(await self._view(device))
             finally:
                 await device.close()
+        homes = [v for v in views if v.name != RELAY]
         rows = [
-            ["list", *(_fmt_items(v.items).replace(", ", "\n") for v in views)],
-            ["note", *(" | ".join(map(str, v.note)) or "(none)" for v in views)],
+            ["list", *(v.show_items() for v in views)],
+            ["note", *(v.show_note() for v in views)],
             ["version vector", *(_fmt_vv(v.version_vector, self._names) for v in views)],
+            ["pending hints", *(str(v.hints) for v in views)],
             ["replica id", *(v.replica_id[:8] for v in views)],
         ]
-        say.table(f"{LIST_KEY} on every replica", [v.name for v in views], rows)
-        equal = all(v.same_data(views[0]) for v in views)
-        if equal:
-            say.ok(f"all {len(views)} replicas are equal")
-        else:
-            differ = [v.name for v in views if not v.same_data(views[0])]
-            say.fail(f"replicas differ from {views[0].name}: {', '.join(differ)}")
-        return equal
+        say.table(f"{self.key} on every replica", [v.name for v in views], rows)
+        equal = all(v.same_data(homes[0]) for v in homes)
+        undelivered = sum(v.hints for v in views)
+        if equal and not undelivered:
+            say.ok(f"all {len(homes)} replicas of {self.key} are equal; no hint left undelivered")
+            return True
+        if not equal:
+            differ = [v.name for v in homes if not v.same_data(homes[0])]
+            say.fail(f"replicas differ from {homes[0].name}: {', '.join(differ)}")
+        if undelivered:
+            say.fail(f"{undelivered} hint(s) were never delivered")
+        return False
+
+    async def _view(self, device: Device) -> ReplicaView:
+        hints = await device.pending_hints()
+        if device.relay:
+            return ReplicaView(device.name, device.replica_id, None, (), {}, hints)
+        state = await self.handle(device).state()
+        value = state.value if state is not None else {}
+        vv = dict(state.context.vv) if isinstance(state, ORMap) else {}
+        return ReplicaView(
+            name=device.name,
+            replica_id=device.replica_id,
+            items=frozenset(value.get(ITEMS, frozenset())),
+            note=tuple(value.get(NOTE, ())),
+            version_vector=vv,
+            hints=hints,
+        )
 
 
-def _count_connected(status: Any) -> int:
-    connected = _field(status, "connected", None)
-    if connected is None:
-        connected = _field(status, "peers", ())
-    if isinstance(connected, int):
-        return connected
-    return len(connected)
-
-
-def _pending_hints(status: Any) -> int:
-    hints = _field(status, "pending_hints", 0)
-    if isinstance(hints, Mapping):
-        return sum(int(v) for v in hints.values())
-    return int(hints)
-
-
-async def _view(device: Device) -> ReplicaView:
-    state = await _state_of(device.peer, LIST_KEY)
-    vv = dict(state.context.vv) if state is not None else {}
-    return ReplicaView(
-        name=device.name,
-        replica_id=device.replica_id,
-        items=await device.items(),
-        note=await device.note(),
-        version_vector=vv,
-    )
-
-
-async def _state_of(peer: Any, key: str) -> Any:
-    """The CRDT state a peer holds for ``key`` (for its version vector)."""
-    handle = peer.orset(key)
-    return await handle.state()
+async def _contains(found: Awaitable[set[str]], wanted: set[str]) -> bool:
+    return wanted <= await found
 
 
 # -- entry point ----------------------------------------------------------------------------
