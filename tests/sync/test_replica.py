@@ -1,0 +1,922 @@
+"""Unit tests of sync.Replica: two to four replicas wired by hand, no simulator.
+
+``Wire`` delivers every ``Send`` through the real codec (``encode``/``decode``), keeps a
+"disk" per replica built only from ``Persist`` effects (to restart from), and lets a test
+cut links or hold messages. Time only moves when a test says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+import crdt
+from crdt import CausalContext
+from sync import messages as m
+from sync.config import ReplicaConfig
+from sync.effects import (
+    Changed,
+    Effect,
+    HintId,
+    HintRecord,
+    IdentityConflict,
+    Loaded,
+    LogEntry,
+    ObjectState,
+    PeerRecord,
+    Persist,
+    ReadDone,
+    ReadFailed,
+    Send,
+    WriteDone,
+    WriteFailed,
+)
+from sync.errors import LocalProtocolError, RemoteProtocolError
+from sync.replica import Replica
+from sync.ring import Ring, partition_of
+
+
+# -- harness -------------------------------------------------------------------------------
+@dataclass
+class Disk:
+    """What a store would hold, built only from Persist effects (in the documented order)."""
+
+    objects: dict[str, ObjectState] = field(default_factory=dict)
+    log: dict[tuple[str, int, int], LogEntry] = field(default_factory=dict)
+    summaries: dict[int, dict[str, Any]] = field(default_factory=dict)
+    hints: dict[HintId, HintRecord] = field(default_factory=dict)
+    peers: dict[str, PeerRecord] = field(default_factory=dict)
+
+    def apply(self, p: Persist) -> None:
+        for o in p.objects:
+            self.objects[o.key] = o
+        for e in p.log:
+            self.log.setdefault((e.origin, e.partition, e.seq), e)
+        for part, ctx in p.summaries:
+            self.summaries[part] = ctx
+        for h in p.hints_add:
+            self.hints[h.id] = h
+        for hid in p.hints_drop:
+            self.hints.pop(hid, None)
+        for rec in p.peers:
+            self.peers[rec.replica_id] = rec
+        for part, wm in p.compact:
+            for k in [k for k in self.log if k[1] == part and k[2] <= wm.get(k[0], 0)]:
+                del self.log[k]
+
+    def loaded(self) -> Loaded:
+        return Loaded(
+            objects=dict(self.objects),
+            log=sorted(self.log.values(), key=lambda e: (e.partition, e.origin, e.seq)),
+            summaries={p: CausalContext.from_dict(d) for p, d in self.summaries.items()},
+            hints=list(self.hints.values()),
+            peers=dict(self.peers),
+        )
+
+
+class Wire:
+    """Replicas connected by hand; sends are delivered through the codec in rounds."""
+
+    def __init__(
+        self, ids: Iterable[str], *, sites: dict[str, str] | None = None, **config: Any
+    ) -> None:
+        self.config = ReplicaConfig(**config)
+        self.ids = list(ids)
+        self.configs = {
+            i: dataclasses.replace(self.config, site=(sites or {}).get(i, self.config.site))
+            for i in self.ids
+        }
+        self.now = 0.0
+        self.r: dict[str, Replica] = {i: Replica(self.configs[i], i) for i in self.ids}
+        self.disk: dict[str, Disk] = {i: Disk() for i in self.ids}
+        self.done: dict[str, list[Effect]] = defaultdict(list)  # non-Send effects, in order
+        self.sent: list[tuple[str, str, m.Message]] = []  # (from, to, message) delivered or not
+        self.cut: set[frozenset[str]] = set()
+        self.hold: Callable[[str, str, m.Message], bool] = lambda src, dst, msg: False
+        self.held: list[tuple[str, str, m.Message]] = []
+        self.dead: set[str] = set()
+
+    def connect(self, pairs: Iterable[tuple[str, str]] | None = None) -> None:
+        if pairs is None:
+            pairs = [(a, b) for a in self.ids for b in self.ids if a < b]
+        for a, b in pairs:
+            self.r[a].peer_up(b, self.now)
+            self.r[b].peer_up(a, self.now)
+        self.run()
+
+    def down(self, a: str, b: str) -> None:
+        """The link a-b breaks: both sides notice."""
+        self.cut.add(frozenset((a, b)))
+        self.r[a].peer_down(b, self.now)
+        self.r[b].peer_down(a, self.now)
+
+    def up(self, a: str, b: str) -> None:
+        self.cut.discard(frozenset((a, b)))
+        self.r[a].peer_up(b, self.now)
+        self.r[b].peer_up(a, self.now)
+
+    def drain(self, i: str) -> list[Effect]:
+        fx = self.r[i].effects()
+        for e in fx:
+            if isinstance(e, Persist):
+                self.disk[i].apply(e)
+        return fx
+
+    def run(self, max_rounds: int = 200) -> None:
+        for _ in range(max_rounds):
+            moved = False
+            for i in self.ids:
+                if i in self.dead:
+                    continue
+                for e in self.drain(i):
+                    if not isinstance(e, Send):
+                        self.done[i].append(e)
+                        continue
+                    msg = m.decode(m.encode(e.message))
+                    self.sent.append((i, e.peer, msg))
+                    if frozenset((i, e.peer)) in self.cut or e.peer in self.dead:
+                        continue
+                    if self.hold(i, e.peer, msg):
+                        self.held.append((i, e.peer, msg))
+                        continue
+                    self.r[e.peer].receive(i, msg, self.now)
+                    moved = True
+            if not moved:
+                return
+        raise AssertionError("the replicas did not go quiet")
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for src, dst, msg in held:
+            self.r[dst].receive(src, msg, self.now)
+        self.run()
+
+    def advance(self, seconds: float, step: float = 0.5) -> None:
+        end = self.now + seconds
+        for _ in range(100_000):
+            deadlines = [
+                d for i in self.ids if i not in self.dead for d in [self.r[i].next_deadline()] if d
+            ]
+            nxt = min([d for d in deadlines if d <= end], default=None)
+            if nxt is None:
+                break
+            self.now = max(self.now, nxt)
+            for i in self.ids:
+                if i not in self.dead:
+                    self.r[i].tick(self.now)
+            self.run()
+        self.now = end
+
+    def restart(self, i: str) -> None:
+        self.r[i] = Replica(self.configs[i], i, self.disk[i].loaded(), now=self.now)
+        self.dead.discard(i)
+
+    def value(self, i: str, key: str) -> Any:
+        obj = self.r[i].value(key)
+        return None if obj is None else obj.value
+
+    def of(self, i: str, kind: type) -> list[Any]:
+        return [e for e in self.done[i] if isinstance(e, kind)]
+
+    def messages(self, kind: type, src: str | None = None) -> list[m.Message]:
+        return [x for s, _, x in self.sent if isinstance(x, kind) and src in (None, s)]
+
+
+def add(elem: str, replica: str) -> Callable[[Any], Any]:
+    return lambda s: s.add(replica, elem)
+
+
+def inc(replica: str, n: int = 1) -> Callable[[Any], Any]:
+    return lambda c: c.increment(replica, n)
+
+
+def key_homed(ring: Ring, pred: Callable[[tuple[str, ...]], bool], prefix: str = "k") -> str:
+    for i in range(10_000):
+        key = f"{prefix}{i}"
+        if pred(ring.homes_of(key)):
+            return key
+    raise AssertionError("no such key")
+
+
+def ring_of(w: Wire, ids: Iterable[str] | None = None) -> Ring:
+    c = w.config
+    return Ring(ids or w.ids, n=c.n, partitions=c.partitions, vnodes=c.vnodes)
+
+
+def kinds(fx: Iterable[Effect]) -> list[str]:
+    out = []
+    for e in fx:
+        out.append(f"Send:{type(e.message).__name__}" if isinstance(e, Send) else type(e).__name__)
+    return out
+
+
+# -- writes --------------------------------------------------------------------------------
+def test_write_w1_is_done_locally_and_effects_come_in_order() -> None:
+    w = Wire("ABC", n=3, w=1)
+    w.connect()
+    w.sent.clear()
+    w.r["A"].local_update(1, "cart", "orset", add("milk", "A"), w.now)
+    fx = w.drain("A")
+    assert kinds(fx) == ["Persist", "Changed", "WriteDone", "Send:Push", "Send:Push"]
+    persist = fx[0]
+    assert isinstance(persist, Persist)
+    p = partition_of("cart", 64)
+    assert [(e.origin, e.partition, e.seq, e.key) for e in persist.log] == [("A", p, 1, "cart")]
+    assert persist.summaries == ((p, {"vv": {"A": 1}, "cloud": []}),)
+    done = fx[2]
+    assert isinstance(done, WriteDone) and done.result.acked_by == ("A",)
+    assert sorted(e.peer for e in fx if isinstance(e, Send)) == ["B", "C"]
+
+
+def test_write_waits_for_w_acks_then_reports_who_acked() -> None:
+    w = Wire("ABC", n=3, w=3)
+    w.connect()
+    w.r["A"].local_update(1, "cart", "orset", add("milk", "A"), w.now)
+    w.run()
+    (done,) = w.of("A", WriteDone)
+    assert done.result.acks == 3 and done.result.required == 3
+    assert sorted(done.result.acked_by) == ["A", "B", "C"] and done.result.hinted == ()
+    assert all(w.value(i, "cart") == frozenset({"milk"}) for i in "ABC")
+    # the homes persisted before they acked: their disks hold the entry
+    assert all(len(w.disk[i].log) == 1 for i in "BC")
+
+
+def test_receiver_persists_before_it_acks() -> None:
+    w = Wire("AB", n=2)
+    w.connect()
+    w.r["A"].local_update(1, "c", "gcounter", inc("A"), w.now)
+    push = next(e for e in w.drain("A") if isinstance(e, Send))
+    w.r["B"].receive("A", m.decode(m.encode(push.message)), w.now)
+    assert kinds(w.r["B"].effects()) == ["Persist", "Changed", "Send:Ack"]
+
+
+def test_write_fails_at_the_deadline_with_the_acks_that_came() -> None:
+    w = Wire("ABC", n=3, w=3, write_timeout=2.0)
+    w.connect()
+    w.hold = lambda src, dst, msg: dst == "C" and isinstance(msg, m.Push)
+    w.r["A"].local_update(7, "cart", "orset", add("milk", "A"), w.now)
+    w.run()
+    assert w.of("A", WriteDone) == [] and w.of("A", WriteFailed) == []
+    assert w.r["A"].next_deadline() == pytest.approx(2.0)
+    w.advance(2.0)
+    (failed,) = w.of("A", WriteFailed)
+    assert failed.op_id == 7 and failed.result.acks == 2 and "timed out" in failed.reason
+    assert sorted(failed.result.acked_by) == ["A", "B"]
+    assert w.value("A", "cart") == frozenset({"milk"})  # durable here anyway
+    w.release()  # the late ack changes nothing
+    assert len(w.of("A", WriteFailed)) == 1 and w.of("A", WriteDone) == []
+
+
+def test_write_fails_fast_when_no_counting_replica_is_reachable() -> None:
+    w = Wire("ABC", n=3, w=2)  # never connected: offline
+    w.r["A"].local_update(1, "k", "gcounter", inc("A"), 0.0)
+    fx = w.drain("A")
+    assert kinds(fx) == ["Persist", "Changed", "WriteFailed"]
+    assert isinstance(fx[2], WriteFailed) and fx[2].result.acked_by == ("A",)
+    assert w.value("A", "k") == 1
+
+
+def test_pushes_to_one_peer_are_coalesced_and_one_ack_covers_every_op() -> None:
+    w = Wire("AB", n=2, w=2)
+    w.connect()
+    w.sent.clear()
+    for op in range(10):
+        w.r["A"].local_update(op, f"key{op}", "gcounter", inc("A"), w.now)
+    w.run()
+    pushes = w.messages(m.Push, "A")
+    assert len(pushes) == 1 and len(pushes[0].entries) == 10
+    assert len(w.messages(m.Ack, "B")) == 1
+    assert sorted(d.op_id for d in w.of("A", WriteDone)) == list(range(10))
+    assert all(d.result.acked_by == ("A", "B") for d in w.of("A", WriteDone))
+
+
+def test_coalesced_pushes_are_capped_at_ae_batch_entries() -> None:
+    w = Wire("AB", n=2, w=1, ae_batch=4)
+    w.connect()
+    w.sent.clear()
+    for op in range(10):
+        w.r["A"].local_update(op, "k", "gcounter", inc("A"), w.now)
+    w.run()
+    assert [len(p.entries) for p in w.messages(m.Push, "A")] == [4, 4, 2]
+    assert w.value("B", "k") == 10
+
+
+def test_kind_mismatch_and_fn_errors_change_nothing() -> None:
+    w = Wire("AB", n=2)
+    w.connect()
+    r = w.r["A"]
+    r.local_update(1, "cart", "orset", add("milk", "A"), w.now)
+    w.run()
+    before_status = r.status()
+    before_deadline = r.next_deadline()
+    with pytest.raises(TypeError, match="holds a orset"):
+        r.local_update(2, "cart", "gcounter", inc("A"), w.now)
+    with pytest.raises(TypeError):
+        r.local_update(3, "cart", "orset", lambda s: s.add("A", object()), w.now)
+    with pytest.raises(ZeroDivisionError):
+        r.local_update(4, "cart", "orset", lambda s: 1 / 0, w.now)
+    with pytest.raises(TypeError, match="must return"):
+        r.local_update(5, "cart", "orset", lambda s: None, w.now)
+    with pytest.raises(ValueError, match="unknown CRDT kind"):
+        r.local_update(6, "x", "nope", inc("A"), w.now)
+    with pytest.raises(ValueError, match="impossible"):
+        r.local_update(7, "cart", "orset", add("x", "A"), w.now, w=5)
+    with pytest.raises(TypeError):
+        r.local_update(8, "cart", "orset", add("x", "A"), w.now, timeout="1")
+    with pytest.raises(LocalProtocolError, match="LOCAL_QUORUM"):
+        r.local_update(9, "cart", "orset", add("x", "A"), w.now, w="LOCAL_QUORUM")
+    with pytest.raises(TypeError):
+        r.local_update(10, 42, "orset", add("x", "A"), w.now)  # type: ignore[arg-type]
+    assert r.effects() == []
+    assert r.status() == before_status
+    assert w.value("A", "cart") == frozenset({"milk"})
+    assert w.value("A", "x") is None and r.next_deadline() == before_deadline
+
+
+def test_a_pending_op_id_cannot_be_reused() -> None:
+    w = Wire("AB", n=2, w=2)
+    w.connect()
+    w.hold = lambda *a: True
+    w.r["A"].local_update(1, "k", "gcounter", inc("A"), w.now)
+    w.run()
+    with pytest.raises(LocalProtocolError, match="pending"):
+        w.r["A"].local_update(1, "k", "gcounter", inc("A"), w.now)
+
+
+def test_duplicate_push_is_applied_once_and_acked_again() -> None:
+    w = Wire("AB", n=2)
+    w.connect()
+    w.r["A"].local_update(1, "c", "gcounter", inc("A", 5), w.now)
+    push = next(e for e in w.drain("A") if isinstance(e, Send)).message
+    for _ in range(3):
+        w.r["B"].receive("A", push, w.now)
+    fx = w.r["B"].effects()
+    assert kinds(fx) == ["Persist", "Changed", "Send:Ack", "Send:Ack", "Send:Ack"]
+    assert w.value("B", "c") == 5 and w.r["B"].status()["log_size"] == 1
+
+
+# -- sloppy quorum and hinted handoff -----------------------------------------------------------
+def test_sloppy_write_goes_to_a_fallback_which_hands_the_hint_off() -> None:
+    w = Wire("ABCD", n=3, w=3)
+    w.connect()
+    key = key_homed(ring_of(w), lambda h: h[0] == "A" and "D" not in h)
+    home = [h for h in ring_of(w).homes_of(key) if h != "A"][-1]
+    other = ({"B", "C"} - {home}).pop()
+    w.dead.add(home)
+    w.down("A", home)
+    w.down("D", home)
+    w.down(other, home)
+    w.r["A"].local_update(1, key, "orset", add("x", "A"), w.now)
+    w.run()
+    (done,) = w.of("A", WriteDone)
+    assert done.result.hinted == ("D",) and sorted(done.result.acked_by) == sorted(
+        ["A", other, "D"]
+    )
+    assert w.r["D"].status()["hints"] == {home: 1}
+    assert w.value("D", key) is None  # a hint is held, not applied
+    assert len(w.disk["D"].hints) == 1
+    w.restart(home)
+    w.up("D", home)
+    w.run()
+    assert w.value(home, key) == frozenset({"x"})
+    assert w.r["D"].status()["hints"] == {} and w.disk["D"].hints == {}
+
+
+def test_strict_write_uses_no_fallback() -> None:
+    w = Wire("ABCD", n=3, w=3, strict=True)
+    w.connect()
+    key = key_homed(ring_of(w), lambda h: h[0] == "A" and "D" not in h)
+    home = ring_of(w).homes_of(key)[2]
+    w.down("A", home)
+    w.sent.clear()
+    w.r["A"].local_update(1, key, "orset", add("x", "A"), w.now)
+    w.run()
+    (failed,) = w.of("A", WriteFailed)
+    assert failed.result.acks == 2 and failed.result.hinted == ()
+    assert [dst for _, dst, x in w.sent if isinstance(x, m.Push)] == [ring_of(w).homes_of(key)[1]]
+
+
+def test_strict_coordinator_that_is_not_home_does_not_count_itself() -> None:
+    w = Wire("ABCD", n=3, w=1, strict=True)
+    w.connect()
+    key = key_homed(ring_of(w), lambda h: "A" not in h)
+    w.r["A"].local_update(1, key, "gcounter", inc("A"), w.now)
+    fx = w.drain("A")
+    assert not any(isinstance(e, WriteDone) for e in fx)
+    w.done["A"].extend(e for e in fx if not isinstance(e, Send))
+    for e in fx:
+        if isinstance(e, Send):
+            w.r[e.peer].receive("A", e.message, w.now)
+    w.run()
+    (done,) = w.of("A", WriteDone)
+    assert "A" not in done.result.acked_by and done.result.acks == 1
+
+
+def test_non_home_coordinator_keeps_hints_until_every_home_has_the_entry() -> None:
+    w = Wire("ABCD", n=3, w=1)
+    w.connect()
+    key = key_homed(ring_of(w), lambda h: "A" not in h)
+    homes = ring_of(w).homes_of(key)
+    w.down("A", homes[0])
+    w.r["A"].local_update(1, key, "gcounter", inc("A", 3), w.now)
+    w.run()
+    assert w.r["A"].status()["hints"] == {homes[0]: 1}
+    w.up("A", homes[0])
+    w.run()
+    assert w.r["A"].status()["hints"] == {}
+    assert all(w.value(h, key) == 3 for h in homes)
+
+
+def test_relay_is_preferred_as_fallback() -> None:
+    w = Wire("ABCDE", n=3, w=2)
+    w.connect()
+    ring = ring_of(w)
+    key = key_homed(ring, lambda h: h[0] == "A" and "E" not in h)
+    while ring.walk(partition_of(key, 64))[3] == "E":  # E must not be the ring's next choice
+        key = key_homed(ring, lambda h: h[0] == "A" and "E" not in h, prefix=key + "-")
+    w.r["A"].peer_down("E", w.now)
+    w.r["A"].peer_up("E", w.now, relay=True)
+    home = ring.homes_of(key)[1]
+    w.down("A", home)
+    w.sent.clear()
+    w.r["A"].local_update(1, key, "gcounter", inc("A"), w.now)
+    w.run()
+    pushes = [(dst, x.hint_for) for s, dst, x in w.sent if isinstance(x, m.Push) and s == "A"]
+    assert ("E", home) in pushes
+
+
+def test_hints_expire_after_the_window_and_are_bounded_per_target() -> None:
+    w = Wire("ABCD", n=3, w=1, hint_window=10.0, hint_max_per_target=3)
+    w.connect()
+    ring = ring_of(w)
+    keys = [
+        k
+        for k in (f"h{i}" for i in range(5000))
+        if (h := ring.homes_of(k))[0] == "A" and "C" in h and "D" not in h
+    ][:5]
+    for x in "ABD":
+        w.down(x, "C")
+    w.dead.add("C")
+    for i, key in enumerate(keys):
+        w.r["A"].local_update(i, key, "gcounter", inc("A"), w.now)
+        w.run()
+    assert w.r["D"].status()["hints"] == {"C": 3}  # the bound: the two oldest went first
+    assert sorted(h.entry.key for h in w.disk["D"].hints.values()) == sorted(keys[2:])
+    w.advance(9.0)
+    assert w.r["D"].status()["hints"] == {"C": 3}
+    w.advance(1.5)
+    assert w.r["D"].status()["hints"] == {}
+    assert w.disk["D"].hints == {}
+
+
+# -- reads -----------------------------------------------------------------------------------
+def test_read_joins_replies_and_repairs_the_stale_replica() -> None:
+    w = Wire("ABC", n=3, w=1, anti_entropy_interval=0)
+    w.connect()
+    w.cut.add(frozenset(("A", "C")))  # A's push to C is lost, the link stays "up"
+    w.r["A"].local_update(1, "cart", "orset", add("milk", "A"), w.now)
+    w.run()
+    w.cut.clear()
+    assert w.value("C", "cart") is None
+    w.r["C"].local_update(2, "cart", "orset", add("eggs", "C"), w.now)
+    w.cut.add(frozenset(("C", "A")))
+    w.cut.add(frozenset(("C", "B")))
+    w.run()
+    w.cut.clear()
+    w.r["B"].local_read(3, "cart", w.now, r=3)
+    w.run()
+    (done,) = w.of("B", ReadDone)
+    assert done.state is not None and done.state.value == frozenset({"milk", "eggs"})
+    assert done.replies == 3 and sorted(done.repaired) == ["A", "C"]
+    assert all(w.value(i, "cart") == frozenset({"milk", "eggs"}) for i in "ABC")
+    assert w.disk["C"].objects["cart"].state == w.r["B"].value("cart").to_dict()  # type: ignore[union-attr]
+
+
+def test_read_completes_at_r_and_repairs_late_repliers() -> None:
+    w = Wire("ABC", n=3, w=1, anti_entropy_interval=0)
+    w.connect()
+    w.cut.add(frozenset(("A", "C")))
+    w.r["A"].local_update(1, "k", "gcounter", inc("A", 2), w.now)
+    w.run()
+    w.cut.clear()
+    w.hold = lambda src, dst, msg: src == "C" and isinstance(msg, m.ReadResp)
+    w.r["A"].local_read(2, "k", w.now, r=2)
+    w.run()
+    (done,) = w.of("A", ReadDone)
+    assert done.replies == 2 and done.state is not None and done.state.value == 2
+    assert w.value("C", "k") is None
+    w.hold = lambda *a: False
+    w.release()
+    assert w.value("C", "k") == 2  # repaired after the read completed
+    assert any(dst == "C" for s, dst, x in w.sent if isinstance(x, m.Repair))
+
+
+def test_read_fails_at_the_deadline_with_what_came() -> None:
+    w = Wire("ABC", n=3, read_timeout=1.0)
+    w.connect()
+    w.r["A"].local_update(1, "k", "gcounter", inc("A"), w.now)
+    w.run()
+    w.hold = lambda src, dst, msg: isinstance(msg, m.ReadResp)
+    w.r["A"].local_read(2, "k", w.now, r=3)
+    w.run()
+    w.advance(1.0)
+    (failed,) = w.of("A", ReadFailed)
+    assert failed.replies == 1 and failed.required == 3 and "timed out" in failed.reason
+    assert failed.state is not None and failed.state.value == 1
+
+
+def test_strict_read_with_a_home_down_fails_fast() -> None:
+    w = Wire("ABCD", n=3, strict=True)
+    w.connect()
+    key = key_homed(ring_of(w), lambda h: h[0] == "A" and "D" not in h)
+    for h in ring_of(w).homes_of(key)[1:]:
+        w.down("A", h)
+    w.r["A"].local_read(1, key, w.now, r=2)
+    w.run()
+    (failed,) = w.of("A", ReadFailed)
+    assert failed.replies == 1 and failed.state is None
+
+
+def test_read_of_a_missing_key_is_none() -> None:
+    w = Wire("AB", n=2)
+    w.connect()
+    w.r["A"].local_read(1, "nothing", w.now, r=2)
+    w.run()
+    (done,) = w.of("A", ReadDone)
+    assert done.state is None and done.replies == 2 and done.repaired == ()
+
+
+def test_bad_read_reply_is_refused_and_changes_nothing() -> None:
+    w = Wire("AB", n=2)
+    w.connect()
+    w.r["A"].local_update(1, "k", "gcounter", inc("A"), w.now)
+    w.run()
+    w.hold = lambda src, dst, msg: isinstance(msg, m.ReadReq)
+    w.r["A"].local_read(2, "k", w.now, r=2)
+    w.run()
+    (_, _, req) = w.held[0]
+    assert isinstance(req, m.ReadReq)
+    bad_states: list[dict[str, Any]] = [
+        {"type": "gcounter", "v": 1, "counts": {"A": -1}},
+        crdt.new("orset").to_dict(),  # the wrong kind for k
+    ]
+    for state in bad_states:
+        with pytest.raises(RemoteProtocolError):
+            w.r["A"].receive("B", m.ReadResp(req_id=req.req_id, key="k", state=state), w.now)
+    assert w.r["A"].effects() == [] and w.r["A"].status()["pending_reads"] == 1
+
+
+# -- receive: validation ----------------------------------------------------------------------
+def _entry(key: str, delta: dict[str, Any], *, seq: int = 1, kind: str | None = None) -> m.Entry:
+    return m.Entry(
+        origin="B",
+        partition=partition_of(key, 64),
+        seq=seq,
+        key=key,
+        kind=kind or delta["type"],
+        delta=delta,
+    )
+
+
+def test_bad_push_is_refused_whole_and_changes_nothing() -> None:
+    r = Replica(ReplicaConfig(n=2), "A")
+    good = _entry("k", crdt.new("gcounter").increment("B", 1).to_dict())
+    bad_entries = [
+        _entry("k2", {"type": "gcounter", "v": 1, "counts": {"B": "x"}}, seq=2),
+        _entry("k2", {"type": "teleport"}, seq=2),
+        _entry("k2", crdt.new("orset").to_dict(), seq=2, kind="gcounter"),
+        m.Entry(
+            origin="B",
+            partition=(partition_of("k2", 64) + 1) % 64,
+            seq=2,
+            key="k2",
+            kind="gcounter",
+            delta=good.delta,
+        ),
+        m.Entry(origin="B", partition=99, seq=2, key="k2", kind="gcounter", delta=good.delta),
+        _entry("k", crdt.new("orset").to_dict(), seq=2),  # k is a gcounter in this batch
+    ]
+    for bad in bad_entries:
+        with pytest.raises(RemoteProtocolError) as info:
+            r.receive("B", m.Push(push_id=1, entries=[good, bad]), 0.0)
+        assert info.value.peer == "B"
+        assert r.effects() == [] and r.value("k") is None and r.status()["log_size"] == 0
+
+
+def test_transport_messages_are_not_for_the_engine() -> None:
+    r = Replica(ReplicaConfig(), "A")
+    with pytest.raises(LocalProtocolError, match="transport"):
+        r.receive("B", m.Ping(), 0.0)
+    with pytest.raises(LocalProtocolError):
+        r.receive("A", m.Ack(ids=[1]), 0.0)
+    with pytest.raises(LocalProtocolError):
+        r.peer_up("A", 0.0)
+
+
+def test_bad_summary_and_snapshot_are_refused() -> None:
+    r = Replica(ReplicaConfig(n=2), "A")
+    r.peer_up("B", 0.0)
+    r.effects()
+    with pytest.raises(RemoteProtocolError, match="out of range"):
+        r.receive("B", m.Summary(parts={64: m.Ctx()}), 0.0)
+    obj = m.SnapObject(key="k", kind="gcounter", state=crdt.new("orset").to_dict())
+    with pytest.raises(RemoteProtocolError):
+        r.receive(
+            "B", m.SnapshotChunk(batch_id=1, partition=partition_of("k", 64), objects=[obj]), 0.0
+        )
+    assert r.effects() == []
+
+
+# -- anti-entropy, compaction, state transfer --------------------------------------------------
+def test_partitioned_writes_converge_by_anti_entropy_then_only_summaries_flow() -> None:
+    w = Wire("ABC", n=3, w=1, anti_entropy_interval=5.0, ae_batch=7)
+    w.connect()
+    w.down("A", "B")
+    w.down("A", "C")
+    for i in range(30):
+        w.r["A"].local_update(i, f"a{i}", "gcounter", inc("A"), w.now)
+        w.r["B"].local_update(i, f"b{i}", "gcounter", inc("B"), w.now)
+    w.run()
+    assert w.value("B", "a0") is None
+    w.up("A", "B")
+    w.up("A", "C")
+    w.run()
+    for i in range(30):
+        assert all(w.value(x, f"a{i}") == 1 and w.value(x, f"b{i}") == 1 for x in "ABC")
+    deltas = w.messages(m.Deltas)
+    assert deltas and all(len(d.entries) <= 7 for d in deltas)
+    w.advance(5.0)  # summaries reach everyone: compaction, then quiet
+    w.sent.clear()
+    w.advance(20.0)
+    assert w.sent and {type(x) for _, _, x in w.sent} == {m.Summary}
+
+
+def test_ae_flow_control_keeps_at_most_max_inflight_batches() -> None:
+    w = Wire("AB", n=2, anti_entropy_interval=5.0, ae_batch=2, ae_max_inflight=2)
+    w.r["A"].peer_up("B", 0.0)
+    for i in range(20):
+        w.r["A"].local_update(i, "k", "gcounter", inc("A"), 0.0)
+    w.drain("A")
+    w.r["B"].peer_up("A", 0.0)
+    summary = next(e for e in w.drain("B") if isinstance(e, Send)).message
+    w.r["A"].receive("B", summary, 0.0)
+    first = [e.message for e in w.drain("A") if isinstance(e, Send)]
+    assert [type(x).__name__ for x in first] == ["Deltas", "Deltas"]
+    w.r["B"].receive("A", first[0], 0.0)
+    ack = [e.message for e in w.drain("B") if isinstance(e, Send)][-1]
+    assert isinstance(ack, m.Ack)
+    w.r["A"].receive("B", ack, 0.0)
+    assert [type(e.message).__name__ for e in w.drain("A") if isinstance(e, Send)] == ["Deltas"]
+    w.r["B"].receive("A", first[1], 0.0)
+    w.run()
+    assert w.value("B", "k") == 20
+
+
+def test_log_is_compacted_once_every_home_reported_and_keys_are_checkpointed() -> None:
+    w = Wire("ABC", n=3, anti_entropy_interval=5.0)
+    w.connect()
+    for i in range(5):
+        w.r["A"].local_update(i, f"k{i}", "gcounter", inc("A"), w.now)
+    w.run()
+    assert w.r["A"].status()["log_size"] == 5
+    w.advance(5.0)
+    assert all(w.r[i].status()["log_size"] == 0 for i in "ABC")
+    compacts = [p for p in w.done["A"] if isinstance(p, Persist) and p.compact]
+    assert compacts
+    assert {o.key for p in compacts for o in p.objects} == {f"k{i}" for i in range(5)}
+    assert w.disk["A"].log == {}
+    w.restart("A")  # checkpoints carry what the compacted log held
+    assert all(w.value("A", f"k{i}") == 1 for i in range(5))
+
+
+def test_no_compaction_while_a_home_never_reported() -> None:
+    w = Wire("ABC", n=3, anti_entropy_interval=5.0)
+    w.connect([("A", "B")])
+    w.cut.add(frozenset(("A", "C")))
+    w.r["A"].peer_up("C", w.now)  # A knows C (a home of everything) but hears nothing from it
+    w.r["A"].local_update(1, "k", "gcounter", inc("A"), w.now)
+    w.run()
+    w.advance(20.0)
+    assert sorted(w.r["A"].homes("k")) == ["A", "B", "C"]
+    assert w.r["A"].status()["log_size"] == 1
+    w.cut.clear()
+    w.r["C"].peer_up("A", w.now)
+    w.run()
+    w.advance(5.0)
+    assert w.r["A"].status()["log_size"] == 0
+    assert w.value("C", "k") == 1
+
+
+def test_lost_ae_batches_time_out_and_the_next_round_resends() -> None:
+    w = Wire("AB", n=2, anti_entropy_interval=5.0, write_timeout=1.0)
+    w.cut.add(frozenset(("A", "B")))
+    w.r["A"].peer_up("B", 0.0)
+    for i in range(3):
+        w.r["A"].local_update(i, "k", "gcounter", inc("A"), 0.0)
+    w.run()  # the pushes and A's summary are lost
+    w.cut.clear()
+    w.r["B"].peer_up("A", 0.0)
+    w.hold = lambda src, dst, msg: isinstance(msg, m.Deltas)
+    w.run()
+    assert len(w.held) == 1
+    w.held.clear()  # lost
+    w.hold = lambda *a: False
+    w.advance(6.0)
+    assert w.value("B", "k") == 3
+
+
+def test_peer_down_fails_pending_writes_that_can_no_longer_reach_w() -> None:
+    w = Wire("AB", n=2, w=2)
+    w.connect()
+    w.hold = lambda *a: True
+    w.r["A"].local_update(1, "k", "gcounter", inc("A"), w.now)
+    w.run()
+    assert w.of("A", WriteFailed) == []
+    w.down("A", "B")
+    w.run()
+    (failed,) = w.of("A", WriteFailed)
+    assert failed.result.acked_by == ("A",) and "reachable" in failed.reason
+
+
+def test_peer_behind_the_compacted_log_gets_a_state_transfer() -> None:
+    w = Wire("ABC", n=3, anti_entropy_interval=5.0, snapshot_chunk=2)
+    w.connect([("A", "B")])
+    for i in range(5):
+        w.r["A"].local_update(i, f"k{i}", "orset", add("x", "A"), w.now)
+    w.run()
+    w.advance(5.0)
+    assert w.r["A"].status()["log_size"] == 0  # A, B: the only homes they know
+    w.sent.clear()
+    w.connect([("A", "C")])
+    w.advance(1.0)
+    chunks = [x for s, d, x in w.sent if isinstance(x, m.SnapshotChunk) and d == "C"]
+    parts = {c.partition for c in chunks}
+    assert parts == {partition_of(f"k{i}", 64) for i in range(5)}
+    for part in parts:
+        mine = [c for c in chunks if c.partition == part]
+        assert mine[-1].last and mine[-1].summary is not None
+        assert all(not c.last and c.summary is None for c in mine[:-1])
+        assert all(len(c.objects) <= 2 for c in mine)
+    assert all(w.value("C", f"k{i}") == frozenset({"x"}) for i in range(5))
+    assert all(w.r["C"].summary(p) == w.r["A"].summary(p) for p in range(64))
+    assert w.r["C"].status()["log_size"] == 0
+
+
+def test_last_snapshot_chunk_waits_for_the_others_to_be_acked() -> None:
+    w = Wire("ABC", n=3, anti_entropy_interval=5.0, snapshot_chunk=1, ae_max_inflight=8)
+    w.connect([("A", "B")])
+    keys = [key_homed(ring_of(w), lambda h: True, f"s{i}-") for i in range(1)]
+    part = partition_of(keys[0], 64)
+    same = [k for k in (f"x{i}" for i in range(5000)) if partition_of(k, 64) == part][:3]
+    for i, key in enumerate(same):
+        w.r["A"].local_update(i, key, "gcounter", inc("A"), w.now)
+    w.run()
+    w.advance(5.0)
+    w.hold = lambda src, dst, msg: isinstance(msg, m.Ack) and dst == "A" and src == "C"
+    w.sent.clear()
+    w.connect([("A", "C")])
+    chunks = [x for s, d, x in w.sent if isinstance(x, m.SnapshotChunk) and x.partition == part]
+    assert len(chunks) == 2 and not any(c.last for c in chunks)  # the third waits
+    w.hold = lambda *a: False
+    w.release()
+    chunks = [x for s, d, x in w.sent if isinstance(x, m.SnapshotChunk) and x.partition == part]
+    assert len(chunks) == 3 and chunks[-1].last and len(chunks[-1].objects) == 1
+    assert all(w.value("C", k) == 1 for k in same)
+
+
+def test_summary_reply_only_when_the_sender_has_something_we_lack() -> None:
+    w = Wire("AB", n=2, anti_entropy_interval=5.0)
+    w.connect()
+    w.sent.clear()
+    w.advance(5.0)
+    summaries = w.messages(m.Summary)
+    assert len(summaries) == 2  # one each way, no answers: converged
+    assert all(s.known_peers == [] for s in summaries)  # membership unchanged since last time
+
+
+def test_membership_is_learned_from_summaries() -> None:
+    w = Wire("ABC", n=3, anti_entropy_interval=5.0)
+    w.connect([("A", "B"), ("B", "C")])
+    assert w.r["A"].status()["peers_known"] == ["B", "C"]
+    assert w.disk["A"].peers.keys() == {"B", "C"}
+    assert sorted(w.r["A"].homes("anything")) == ["A", "B", "C"]
+
+
+# -- restart, identity, forget -------------------------------------------------------------------
+def test_restart_from_persisted_effects_resumes_values_seq_and_hints() -> None:
+    w = Wire("ABCD", n=3, w=1, checkpoint_every=3)
+    w.connect()
+    key = key_homed(ring_of(w), lambda h: h[0] == "A" and "D" not in h)
+    target = ring_of(w).homes_of(key)[1]
+    for i in range(7):
+        w.r["A"].local_update(i, "c", "pncounter", inc("A"), w.now)
+    w.down("A", target)
+    w.down("D", target)
+    w.r["A"].local_update(9, key, "gcounter", inc("A"), w.now)
+    w.run()
+    assert any(p.objects for p in w.done["A"] if isinstance(p, Persist))  # checkpoints
+    hint_holders = {i for i in w.ids if w.r[i].status()["hints"]}
+    assert hint_holders
+    for i in w.ids:
+        w.restart(i)
+    assert w.value("A", "c") == 7
+    assert {i for i in w.ids if w.r[i].status()["hints"]} == hint_holders
+    p = partition_of("c", 64)
+    w.r["A"].local_update(10, "c", "pncounter", inc("A"), w.now)
+    (persist,) = [e for e in w.r["A"].effects() if isinstance(e, Persist)]
+    assert persist.log[0].seq == 8 and persist.log[0].partition == p
+
+
+def test_restored_database_is_detected_as_an_identity_conflict() -> None:
+    w = Wire("AB", n=2, anti_entropy_interval=5.0)
+    w.connect()
+    for i in range(3):
+        w.r["A"].local_update(i, "k", "gcounter", inc("A"), w.now)
+    w.run()
+    w.r["A"] = Replica(w.config, "A", Loaded(), now=w.now)  # wiped, same id
+    w.r["A"].peer_up("B", w.now)
+    w.r["B"].peer_down("A", w.now)
+    w.r["B"].peer_up("A", w.now)
+    w.run()
+    conflicts = [e for e in w.done["A"] if isinstance(e, IdentityConflict)]
+    p = partition_of("k", 64)
+    assert conflicts and conflicts[0].peer == "B" and conflicts[0].partition == p
+    assert conflicts[0].seen_seq == 3 and conflicts[0].our_seq == 0
+    w.r["A"].local_update(9, "k", "gcounter", inc("A"), w.now)
+    (persist,) = [e for e in w.r["A"].effects() if isinstance(e, Persist)]
+    assert persist.log[0].seq == 4  # no log dot is reused
+
+
+def test_forget_leaves_the_ring_drops_hints_and_spreads() -> None:
+    w = Wire("ABCD", n=3, w=1)
+    w.connect()
+    key = key_homed(ring_of(w), lambda h: h[0] == "A" and "D" not in h and "C" in h)
+    w.down("A", "C")
+    w.down("D", "C")
+    w.down("B", "C")
+    w.r["A"].local_update(1, key, "gcounter", inc("A"), w.now)
+    w.run()
+    assert any(w.r[i].status()["hints"].get("C") for i in "ABD")
+    w.r["A"].forget("C", w.now)
+    w.run()
+    for i in "ABD":
+        assert "C" not in w.r[i].status()["peers_known"]
+        assert "C" not in w.r[i].status()["hints"]
+        assert "C" not in w.r[i].homes(key)
+        assert w.disk[i].peers["C"].forgotten
+    assert len(w.messages(m.Forget)) >= 2
+    with pytest.raises(LocalProtocolError):
+        w.r["A"].forget("A", w.now)
+
+
+def test_local_quorum_counts_only_same_site_acks() -> None:
+    sites = {"A": "eu", "B": "eu", "C": "us"}
+    w = Wire("ABC", n=3, w=1, site="eu", sites=sites)
+    for x, y in [("A", "B"), ("A", "C"), ("B", "C")]:
+        w.r[x].peer_up(y, 0.0, site=sites[y])
+        w.r[y].peer_up(x, 0.0, site=sites[x])
+    w.run()
+    w.hold = lambda src, dst, msg: src == "B" and isinstance(msg, m.Ack)
+    w.r["A"].local_update(1, "k", "gcounter", inc("A"), w.now, w="LOCAL_QUORUM")
+    w.run()
+    assert w.of("A", WriteDone) == []  # 2 local homes: quorum 2; C (us) does not count
+    assert w.value("C", "k") == 1  # but it was sent to
+    w.release()
+    (done,) = w.of("A", WriteDone)
+    assert sorted(done.result.acked_by) == ["A", "B"] and done.result.required == 2
+
+
+def test_status_reports_lag_hints_and_peers() -> None:
+    w = Wire("AB", n=2, anti_entropy_interval=5.0)
+    w.connect()
+    w.down("A", "B")
+    for i in range(4):
+        w.r["A"].local_update(i, "k", "gcounter", inc("A"), w.now)
+    st = w.r["A"].status()
+    assert st["log_size"] == 4 and st["peers_up"] == [] and st["lag"] == {"B": 4}
+    w.up("A", "B")
+    w.run()
+    w.advance(5.0)
+    assert w.r["A"].status()["lag"] == {"B": 0}
+
+
+def test_value_is_a_copy() -> None:
+    r = Replica(ReplicaConfig(n=1), "A")
+    r.local_update(1, "k", "gcounter", inc("A"), 0.0)
+    v = r.value("k")
+    assert v is not None
+    v.increment("A", 100)
+    assert r.value("k").value == 1  # type: ignore[union-attr]
+
+
+def test_changed_is_emitted_for_remote_changes() -> None:
+    w = Wire("AB", n=2)
+    w.connect()
+    w.r["A"].local_update(1, "k", "gcounter", inc("A"), w.now)
+    w.run()
+    assert [e.key for e in w.done["B"] if isinstance(e, Changed)] == ["k"]
