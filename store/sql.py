@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import (
     Connection,
     Insert,
@@ -82,8 +83,14 @@ _IN_CHUNK = 500  # keys per IN (...) list: well under every backend's parameter 
 
 
 def encode(value: Mapping[str, Any]) -> str:
-    """Compact, key-sorted JSON (canonical for canonical ``to_dict()`` forms)."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    """Compact JSON text of a ``to_dict()`` form (pydantic-core's serializer: ~6x faster than
+    the stdlib's; key order is kept as given, which the canonical forms already fix).
+
+    Values are not re-validated here: ``to_dict()`` forms are JSON by construction (the
+    crdt mutators refuse non-JSON values). An object with no JSON form at all raises
+    ``ValueError`` (``PydanticSerializationError``); a set or tuple becomes a list.
+    """
+    return to_json(value if type(value) is dict else dict(value), inf_nan_mode="constants").decode()
 
 
 def decode_blob(table: str, key: str, kind: str | None, blob: str) -> dict[str, Any]:
@@ -138,16 +145,27 @@ def _decode_context(table: str, key: str, blob: str) -> dict[str, Any]:
 # -- preparing a batch ---------------------------------------------------------------------
 
 
+# Row layouts (tuples, in the order of the statements below).
+_OBJECT_COLS = ("key", "kind", "partition", "state")
+_LOG_COLS = ("partition", "origin", "seq", "key", "kind", "delta")
+_HINT_COLS = ("target", "origin", "partition", "seq", "key", "kind", "delta", "stored_ms")
+_PEER_COLS = ("replica_id", "address", "site", "summary", "last_seen_ms", "forgotten")
+
+Row = tuple[Any, ...]
+Dot = tuple[int, str, int]
+HintKey = tuple[str, str, int, int]
+
+
 @dataclass(slots=True)
 class PreparedBatch:
     """A validated batch as table rows (see :func:`prepare`); merge with :meth:`absorb`."""
 
-    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
-    log: dict[tuple[int, str, int], dict[str, Any]] = field(default_factory=dict)
+    objects: dict[str, Row] = field(default_factory=dict)
+    log: dict[Dot, Row] = field(default_factory=dict)
     summaries: dict[int, str] = field(default_factory=dict)
-    hints_add: dict[tuple[str, str, int, int], dict[str, Any]] = field(default_factory=dict)
-    peers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    hints_drop: set[tuple[str, str, int, int]] = field(default_factory=set)
+    hints_add: dict[HintKey, Row] = field(default_factory=dict)
+    peers: dict[str, Row] = field(default_factory=dict)
+    hints_drop: set[HintKey] = field(default_factory=set)
     compact: list[tuple[int, dict[str, int]]] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)
 
@@ -189,18 +207,13 @@ class PreparedBatch:
 
 
 def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
+    if type(value) is not str or not value:
         raise InvalidInput(f"{what} must be a non-empty string, got {value!r}")
     return value
 
 
 def _int(value: Any, what: str, low: int, high: int | None = None) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value >= high)
-    ):
+    if type(value) is not int or value < low or (high is not None and value >= high):
         bound = f"in [{low}, {high})" if high is not None else f">= {low}"
         raise InvalidInput(f"{what} must be an integer {bound}, got {value!r}")
     return value
@@ -212,63 +225,67 @@ def _ms(value: Any, what: str) -> int:
     return round(value * 1000)
 
 
-def _blob(value: Any, kind: str, what: str) -> str:
+def _blob(value: Any, kind: str, what: Callable[[], str]) -> str:
     if not isinstance(value, Mapping):
-        raise InvalidInput(f"{what} must be a to_dict() mapping, got {type(value).__name__}")
+        raise InvalidInput(f"{what()} must be a to_dict() mapping, got {type(value).__name__}")
     if value.get("type") != kind:
-        raise InvalidInput(f"{what} encodes a {value.get('type')!r}, not the declared {kind!r}")
+        raise InvalidInput(f"{what()} encodes a {value.get('type')!r}, not the declared {kind!r}")
     try:
         return encode(value)
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{what} is not JSON-encodable: {exc}") from exc
+        raise InvalidInput(f"{what()} is not JSON-encodable: {exc}") from exc
+
+
+_KINDS = frozenset(crdt.KINDS)
 
 
 def _kind(value: Any, what: str) -> str:
-    if value not in crdt.KINDS:
-        raise InvalidInput(f"{what} must be one of {sorted(crdt.KINDS)}, got {value!r}")
+    if value not in _KINDS:
+        raise InvalidInput(f"{what} must be one of {sorted(_KINDS)}, got {value!r}")
     return str(value)
 
 
-def _log_row(
-    entry: Any, partitions: int, partition_of: Callable[[str], int], what: str
-) -> dict[str, Any]:
+class _Partitions:
+    """``partition_of`` with a per-batch memo (a key's partition is computed once)."""
+
+    __slots__ = ("_fn", "_memo", "count")
+
+    def __init__(self, fn: Callable[[str], int], count: int) -> None:
+        self._fn, self.count = fn, count
+        self._memo: dict[str, int] = {}
+
+    def __call__(self, key: str) -> int:
+        part = self._memo.get(key)
+        if part is None:
+            part = self._memo[key] = self._fn(key)
+        return part
+
+
+def _log_row(entry: Any, parts: _Partitions, what: str) -> Row:
     key = _text(entry.key, f"{what}.key")
     kind = _kind(entry.kind, f"{what}.kind")
-    part = _int(entry.partition, f"{what}.partition", 0, partitions)
-    if part != partition_of(key):
+    part = _int(entry.partition, f"{what}.partition", 0, parts.count)
+    if part != parts(key):
         raise InvalidInput(
-            f"{what}: key {key!r} belongs to partition {partition_of(key)}, not {part} "
+            f"{what}: key {key!r} belongs to partition {parts(key)}, not {part} "
             "(is the store opened with the engine's partition count?)"
         )
-    return {
-        "partition": part,
-        "origin": _text(entry.origin, f"{what}.origin"),
-        "seq": _int(entry.seq, f"{what}.seq", 1),
-        "key": key,
-        "kind": kind,
-        "delta": _blob(entry.delta, kind, f"{what}.delta for key {key!r}"),
-    }
+    return (
+        part,
+        _text(entry.origin, f"{what}.origin"),
+        _int(entry.seq, f"{what}.seq", 1),
+        key,
+        kind,
+        _blob(entry.delta, kind, lambda: f"{what}.delta for key {key!r}"),
+    )
 
 
 def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int]) -> PreparedBatch:
     """Validate ``batch`` and turn it into rows; raises before anything is written."""
     out = PreparedBatch()
+    parts = _Partitions(partition_of, partitions)
     try:
-        for i, obj in enumerate(batch.objects):
-            key = _text(obj.key, f"objects[{i}].key")
-            kind = _kind(obj.kind, f"objects[{i}].kind")
-            state = _blob(obj.state, kind, f"objects[{i}].state for key {key!r}")
-            out.note_kind(key, kind)
-            out.objects[key] = {
-                "key": key,
-                "kind": kind,
-                "partition": partition_of(key),
-                "state": state,
-            }
-        for i, entry in enumerate(batch.log):
-            row = _log_row(entry, partitions, partition_of, f"log[{i}]")
-            out.note_kind(row["key"], row["kind"])
-            out.log.setdefault((row["partition"], row["origin"], row["seq"]), row)
+        _prepare_objects(out, batch, parts)
         for i, (part, ctx) in enumerate(batch.summaries):
             part = _int(part, f"summaries[{i}] partition", 0, partitions)
             try:
@@ -276,11 +293,13 @@ def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int
             except ValueError as exc:
                 raise InvalidInput(str(exc)) from exc
         for i, hint in enumerate(batch.hints_add):
-            row = _log_row(hint.entry, partitions, partition_of, f"hints_add[{i}].entry")
-            row["target"] = _text(hint.target, f"hints_add[{i}].target")
-            row["stored_ms"] = _ms(hint.stored_at, f"hints_add[{i}].stored_at")
+            row = _log_row(hint.entry, parts, f"hints_add[{i}].entry")
+            target = _text(hint.target, f"hints_add[{i}].target")
+            stored_ms = _ms(hint.stored_at, f"hints_add[{i}].stored_at")
+            part, origin, seq, key, kind, delta = row
             out.hints_add.setdefault(
-                (row["target"], row["origin"], row["partition"], row["seq"]), row
+                (target, origin, part, seq),
+                (target, origin, part, seq, key, kind, delta, stored_ms),  # _HINT_COLS
             )
         for i, peer in enumerate(batch.peers):
             out.peers[_text(peer.replica_id, f"peers[{i}].replica_id")] = _peer_row(peer, i)
@@ -300,9 +319,23 @@ def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int
                     _watermark(watermark, f"compact[{i}] watermark"),
                 )
             )
-    except AttributeError as exc:
+    except (AttributeError, TypeError) as exc:
         raise InvalidInput(f"not a batch of store records: {exc}") from exc
     return out
+
+
+def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -> None:
+    objects_out, log_out, note = out.objects, out.log, out.note_kind
+    for i, obj in enumerate(batch.objects):
+        key = _text(obj.key, f"objects[{i}].key")
+        kind = _kind(obj.kind, f"objects[{i}].kind")
+        state = _blob(obj.state, kind, lambda: f"objects[{i}].state for key {key!r}")  # noqa: B023
+        note(key, kind)
+        objects_out[key] = (key, kind, parts(key), state)
+    for i, entry in enumerate(batch.log):
+        row = _log_row(entry, parts, f"log[{i}]")
+        note(row[3], row[4])
+        log_out.setdefault((row[0], row[1], row[2]), row)
 
 
 def _watermark(value: Any, what: str) -> dict[str, int]:
@@ -313,7 +346,7 @@ def _watermark(value: Any, what: str) -> dict[str, int]:
     return dict(value)
 
 
-def _peer_row(peer: Any, i: int) -> dict[str, Any]:
+def _peer_row(peer: Any, i: int) -> Row:
     for attr in ("address", "site"):
         value = getattr(peer, attr)
         if value is not None and not isinstance(value, str):
@@ -336,14 +369,14 @@ def _peer_row(peer: Any, i: int) -> dict[str, Any]:
             raise InvalidInput(str(exc)) from exc
     if not isinstance(peer.forgotten, bool):
         raise InvalidInput(f"peers[{i}].forgotten must be a bool")
-    return {
-        "replica_id": peer.replica_id,
-        "address": peer.address,
-        "site": peer.site,
-        "summary": encoded,
-        "last_seen_ms": _ms(peer.last_seen, f"peers[{i}].last_seen"),
-        "forgotten": peer.forgotten,
-    }
+    return (
+        peer.replica_id,
+        peer.address,
+        peer.site,
+        encoded,
+        _ms(peer.last_seen, f"peers[{i}].last_seen"),
+        peer.forgotten,
+    )
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -371,25 +404,92 @@ def _insert_ignore(conn: Connection, table: Any, keys: Sequence[str]) -> Insert:
     return result
 
 
+def _statements(conn: Connection) -> dict[str, tuple[Any, Sequence[str]]]:
+    """The write statements (Core, for this dialect) and the column order of their rows."""
+    drop = delete(hints).where(
+        hints.c.target == bindparam("target"),
+        hints.c.origin == bindparam("origin"),
+        hints.c.partition == bindparam("partition"),
+        hints.c.seq == bindparam("seq"),
+    )
+    return {
+        "objects": (_upsert(conn, objects, ["key"]), _OBJECT_COLS),
+        "log": (_insert_ignore(conn, log, ["partition", "origin", "seq"]), _LOG_COLS),
+        "summaries": (_upsert(conn, summaries_table, ["partition"]), ("partition", "ctx")),
+        "hints_add": (
+            _insert_ignore(conn, hints, ["target", "origin", "partition", "seq"]),
+            _HINT_COLS,
+        ),
+        "peers": (_upsert(conn, peers, ["replica_id"]), _PEER_COLS),
+        "hints_drop": (drop, ("target", "origin", "partition", "seq")),
+    }
+
+
+_COMPILED: dict[tuple[str, str], tuple[str, Callable[[Row], Any] | None]] = {}
+
+
+def _compiled(conn: Connection, name: str) -> tuple[str, Callable[[Row], Any] | None]:
+    """``name``'s SQL for this dialect, compiled once, and how to map a row tuple to the
+    driver's parameters (None: the tuple already is them).
+
+    The rows go to ``exec_driver_sql`` as one executemany: SQLAlchemy builds the statement
+    (dialect-correct upserts), the driver gets the rows without per-row processing. That
+    is safe because every bound value is a str, int, bool or None, which both drivers take
+    as they are.
+    """
+    cache_key = (conn.dialect.name, name)
+    found = _COMPILED.get(cache_key)
+    if found is None:
+        stmt, cols = _statements(conn)[name]
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(cols))
+        if compiled.positional:
+            order = list(compiled.positiontup or [])
+            if order == list(cols):
+                mapper: Callable[[Row], Any] | None = None
+            else:
+                index = [cols.index(n) for n in order]
+                mapper = lambda row: tuple(row[i] for i in index)  # noqa: E731
+        else:
+            mapper = lambda row: dict(zip(cols, row, strict=True))  # noqa: E731
+        found = _COMPILED[cache_key] = (compiled.string, mapper)
+    return found
+
+
+def _executemany(conn: Connection, name: str, rows: Iterable[Row]) -> None:
+    sql_text, mapper = _compiled(conn, name)
+    params = list(rows) if mapper is None else [mapper(r) for r in rows]
+    if params:
+        conn.exec_driver_sql(sql_text, params)
+
+
 def _segments(batches: Iterable[PreparedBatch]) -> list[PreparedBatch]:
-    segments: list[PreparedBatch] = []
-    current: PreparedBatch | None = None
+    groups: list[list[PreparedBatch]] = [[]]
     for batch in batches:
-        if current is None:
-            current = PreparedBatch()
-            segments.append(current)
-        current.absorb(batch)
+        groups[-1].append(batch)
         if batch.ordered:
-            current = None
+            groups.append([])
+    segments: list[PreparedBatch] = []
+    for group in groups:
+        if len(group) == 1:
+            segments.append(group[0])
+        elif group:
+            merged = PreparedBatch()
+            for batch in group:
+                merged.absorb(batch)
+            segments.append(merged)
     return segments
+
+
+_KIND_CHECK = select(objects.c.key, objects.c.kind).where(
+    objects.c.key.in_(bindparam("keys", expanding=True))
+)
 
 
 def _check_kinds(conn: Connection, kinds: Mapping[str, str]) -> None:
     keys = list(kinds)
     for start in range(0, len(keys), _IN_CHUNK):
         chunk = keys[start : start + _IN_CHUNK]
-        stmt = select(objects.c.key, objects.c.kind).where(objects.c.key.in_(chunk))
-        for key, stored in conn.execute(stmt):
+        for key, stored in conn.execute(_KIND_CHECK, {"keys": chunk}):
             if stored != kinds[key]:
                 raise KindMismatch(key, stored, kinds[key])
 
@@ -400,35 +500,12 @@ def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[i
     removed: list[int] = []
     for segment in _segments(batches):
         _check_kinds(conn, segment.kinds)
-        if segment.objects:
-            conn.execute(_upsert(conn, objects, ["key"]), list(segment.objects.values()))
-        if segment.log:
-            conn.execute(
-                _insert_ignore(conn, log, ["partition", "origin", "seq"]),
-                list(segment.log.values()),
-            )
-        if segment.summaries:
-            conn.execute(
-                _upsert(conn, summaries_table, ["partition"]),
-                [{"partition": p, "ctx": c} for p, c in segment.summaries.items()],
-            )
-        if segment.hints_add:
-            conn.execute(
-                _insert_ignore(conn, hints, ["target", "origin", "partition", "seq"]),
-                list(segment.hints_add.values()),
-            )
-        if segment.peers:
-            conn.execute(_upsert(conn, peers, ["replica_id"]), list(segment.peers.values()))
-        if segment.hints_drop:
-            conn.execute(
-                delete(hints).where(
-                    hints.c.target == bindparam("t"),
-                    hints.c.origin == bindparam("o"),
-                    hints.c.partition == bindparam("p"),
-                    hints.c.seq == bindparam("s"),
-                ),
-                [{"t": t, "o": o, "p": p, "s": s} for t, o, p, s in segment.hints_drop],
-            )
+        _executemany(conn, "objects", segment.objects.values())
+        _executemany(conn, "log", segment.log.values())
+        _executemany(conn, "summaries", segment.summaries.items())
+        _executemany(conn, "hints_add", segment.hints_add.values())
+        _executemany(conn, "peers", segment.peers.values())
+        _executemany(conn, "hints_drop", segment.hints_drop)
         # Only the last batch of a segment may compact (it closes the segment).
         removed.extend(compact(conn, part, wm) for part, wm in segment.compact)
     return removed

@@ -62,7 +62,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from sqlalchemy import Connection, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from . import sql
@@ -129,6 +129,7 @@ class Store:
         self._max_batch_rows = max_batch_rows
         self._db_path = db_path
         self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
+        self._writer_conn: AsyncConnection | None = None
         self._closed = False
         self._writer = asyncio.get_running_loop().create_task(
             self._write_loop(), name="shoal-store-writer"
@@ -310,8 +311,17 @@ class Store:
             _settle(pending.future, result=sum(next(it) for _ in pending.prepared.compact))
 
     async def _transaction(self, prepared: list[sql.PreparedBatch]) -> list[int]:
-        async with self._write_engine.begin() as conn:
-            removed = await conn.run_sync(sql.apply_prepared, prepared)
+        # The writer keeps one connection and runs the whole transaction in one run_sync:
+        # no pool checkout/reset and no event-loop round trip between statements.
+        if self._writer_conn is None:
+            self._writer_conn = await self._write_engine.connect()
+        try:
+            removed = await self._writer_conn.run_sync(_write_transaction, prepared)
+        except BaseException:
+            conn, self._writer_conn = self._writer_conn, None
+            with contextlib.suppress(Exception):  # already failing: report the first error
+                await conn.close()
+            raise
         if len(prepared) == 1:
             return [sum(removed)]
         return removed
@@ -381,6 +391,9 @@ class Store:
         try:
             await self._writer
         finally:
+            if self._writer_conn is not None:
+                await self._writer_conn.close()
+                self._writer_conn = None
             await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -419,6 +432,11 @@ class _CompactOnly:
     hints_add: tuple[()] = ()
     hints_drop: tuple[()] = ()
     peers: tuple[()] = ()
+
+
+def _write_transaction(conn: Connection, prepared: list[sql.PreparedBatch]) -> list[int]:
+    with conn.begin():
+        return sql.apply_prepared(conn, prepared)
 
 
 def _settle(
