@@ -8,7 +8,9 @@ golden vectors (``tests/crdt/golden/*.jsonl``):
   ``["A", "set", "x", 1000]`` (LWW: value, then the local clock ``now_ms``),
   ``["A", "update", "k", "orset", ["add", "milk"]]`` (ORMap: key, kind, inner operation without
   the replica — the replica of the step is used), ``["A", "remove", "k"]`` (ORMap);
-* a *merge* ``["merge", dst, src]`` joins the full state of ``src`` into ``dst``.
+* a *merge* ``["merge", dst, src]`` joins the full state of ``src`` into ``dst``;
+* a *delivery* ``["deliver", dst, i]`` joins the ``i``-th delta made so far (0-based, in
+  creation order) into ``dst``.
 
 :func:`run_history` executes a list of steps on replicas ``A``, ``B``, ``C`` and records every
 delta and every intermediate state, so the law tests draw states that belong to one causal
@@ -264,6 +266,11 @@ def run_history(kind: str, steps: list[list[Any]]) -> History:
         if step[0] == "merge":
             _, dst, src = step
             h.states[dst].merge(h.states[src].copy())
+            h.snapshots.append(h.states[dst].copy())
+            continue
+        if step[0] == "deliver":
+            _, dst, i = step
+            h.states[dst].merge(h.deltas[i][1])
             h.snapshots.append(h.states[dst].copy())
             continue
         replica, *op = step
