@@ -1,0 +1,192 @@
+"""The ``shoal`` command line: serve in a subprocess (SIGTERM), inspect, status, forget, help."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from sync.transport import cli
+from tests.transport.conftest import SECRET, WAIT, eventually, linked, open_peer
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOAL = [sys.executable, "-m", "sync.transport.cli"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+async def run(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *SHOAL,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.slow
+async def test_serve_status_forget_inspect_and_sigterm(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(SECRET + b"\n")
+    db = tmp_path / "served.db"
+    proc = await asyncio.create_subprocess_exec(
+        *SHOAL,
+        "serve",
+        "--db",
+        str(db),
+        "--listen",
+        "127.0.0.1:0",
+        "--secret-file",
+        str(secret_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+        assert url.startswith("ws://127.0.0.1:"), url
+        app = await open_peer(tmp_path / "app.db", listen=None, peers=[url])
+        try:
+            await eventually(lambda: bool(app.transport.links), "app to link to serve")
+            served_id = next(iter(app.transport.links))
+            await app.orset("cart").add("milk", w=2, timeout=WAIT)
+            await app.pncounter("visits").increment(2, w=2, timeout=WAIT)
+
+            code, out, err = await run("status", url, "--json")
+            assert code == 0, err
+            status = json.loads(out)
+            assert status["replica_id"] == served_id
+            assert status["connected"] == [app.replica_id]
+            assert status["keys"] == 2
+            code, out, _ = await run("status", url)
+            assert code == 0 and served_id in out and app.replica_id in out
+
+            # forget needs the secret; with it, the peer forgets the app's replica.
+            wrong = tmp_path / "wrong"
+            wrong.write_bytes(b"nope")
+            code, _, err = await run("forget", url, app.replica_id, "--secret-file", str(wrong))
+            assert code == 1 and "1008" in err
+            code, out, err = await run(
+                "forget", url, app.replica_id, "--secret-file", str(secret_file)
+            )
+            assert code == 0, err
+            assert app.replica_id in out
+        finally:
+            await app.aclose()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert proc.stderr is not None
+        log = (await proc.stderr.read()).decode()
+        assert "stopped cleanly" in log
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    code, out, err = await run("inspect", "--db", str(db), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["replica_id"] == served_id
+    values = {o["key"]: (o["type"], o["value"]) for o in data["objects"]}
+    assert values == {"cart": ("orset", ["milk"]), "visits": ("pncounter", 2)}
+    assert data["peers"][0]["forgotten"] is True
+    code, out, _ = await run("inspect", "--db", str(db), "cart")
+    assert code == 0 and "cart" in out and "milk" in out and "visits" not in out
+
+
+async def test_inspect_reads_without_writing_and_reports_missing(tmp_path: Path) -> None:
+    a = await open_peer(tmp_path / "a.db", listen=None)
+    await a.mvregister("note").set("x")
+    await a.aclose()
+    sidecar = tmp_path / "a.db.shoal-id"
+    before = (tmp_path / "a.db").read_bytes(), sidecar.read_bytes()
+    assert cli.main(["inspect", "--db", str(tmp_path / "a.db"), "--json"]) == 0
+    assert ((tmp_path / "a.db").read_bytes(), sidecar.read_bytes()) == before
+    assert cli.main(["inspect", "--db", str(tmp_path / "a.db"), "missing"]) == 1
+    assert cli.main(["inspect", "--db", str(tmp_path / "none.db")]) == 1
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_inspect_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async def make() -> None:
+        a = await open_peer(tmp_path / "a.db", listen=None)
+        await a.orset("cart").add("milk")
+        await a.mvregister("note").set("buy bread")
+        await a.aclose()
+
+    asyncio.run(make())
+    assert cli.main(["inspect", "--db", str(tmp_path / "a.db"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    by_key = {o["key"]: o for o in data["objects"]}
+    assert by_key["cart"]["value"] == ["milk"] and by_key["cart"]["type"] == "orset"
+    assert by_key["note"]["siblings"] == 1 and by_key["note"]["value"] == ["buy bread"]
+    assert by_key["cart"]["version_vector"] == {data["replica_id"]: 1}
+    assert data["keys"] == 2 and data["log_size"] == 2
+
+
+def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, sp in sub.choices.items():  # type: ignore[union-attr]
+        if name == "demo":
+            continue
+        for action in sp._actions:
+            assert action.help, f"shoal {name}: option {action.option_strings} has no help"
+    with pytest.raises(SystemExit) as done:
+        cli.main(["serve", "--help"])
+    assert done.value.code == 0
+    assert "--secret-file" in capsys.readouterr().out
+
+
+def test_serve_without_secret_and_bad_levels_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "x.db"
+    assert cli.main(["serve", "--db", str(db), "--listen", "127.0.0.1:0"]) == 2
+    assert "secret" in capsys.readouterr().err
+    assert not db.exists()
+    with pytest.raises(SystemExit) as done:
+        cli.main(["serve", "--db", str(db), "--listen", "127.0.0.1:0", "--w", "MOST"])
+    assert done.value.code == 2
+    assert cli.main(["status", "ftp://x"]) == 2
+
+
+def test_status_of_a_dead_peer_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["status", "ws://127.0.0.1:9", "--timeout", "2"]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_demo_dispatch_without_the_module(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "sync.transport.demo", None)
+    assert cli.main(["demo"]) == 2
+    assert "demo is not available" in capsys.readouterr().err
+
+
+async def test_forget_through_the_embedding_api(tmp_path: Path) -> None:
+    a = await open_peer(tmp_path / "a.db")
+    b = await open_peer(tmp_path / "b.db", peers=[a.url])
+    try:
+        await linked(a, b)
+        with pytest.raises(ValueError):
+            await a.forget(a.replica_id)
+        await a.forget(b.replica_id)
+        assert b.replica_id not in a.status_now()["engine"]["peers_known"]
+    finally:
+        await b.aclose()
+        await a.aclose()
