@@ -156,10 +156,13 @@ async def _wait_connected(peer: Any, count: int) -> None:
     raise TimeoutError(f"the relay did not see {count} peers within 10 s")
 
 
-def run_shoal(updates: int, window: int) -> float:
-    """One shoal run in a fresh temporary folder; seconds until durable on relay and B."""
+def run_shoal(updates: int, window: int, limit: float = WAIT_LIMIT_S) -> float:
+    """One shoal run in a fresh temporary folder; seconds until durable on relay and B.
+
+    Raises ``TimeoutError`` if the run takes more than ``limit`` seconds in all.
+    """
     with tempfile.TemporaryDirectory(prefix="shoal-e2e-") as tmp:
-        return asyncio.run(_shoal_once(updates, window, Path(tmp)))
+        return asyncio.run(asyncio.wait_for(_shoal_once(updates, window, Path(tmp)), limit))
 
 
 # --------------------------------------------------------------------------- pycrdt-websocket
@@ -237,9 +240,9 @@ async def _pycrdt_once(updates: int) -> float:
             return took
 
 
-def run_pycrdt(updates: int) -> float:
+def run_pycrdt(updates: int, limit: float = WAIT_LIMIT_S) -> float:
     """One pycrdt-websocket run; seconds until B's map holds every key."""
-    return asyncio.run(_pycrdt_once(updates))
+    return asyncio.run(asyncio.wait_for(_pycrdt_once(updates), limit))
 
 
 def _pycrdt_missing() -> str | None:
@@ -256,13 +259,23 @@ def _pycrdt_missing() -> str | None:
 # --------------------------------------------------------------------------- report
 
 
-def _median(run: Callable[[], float], runs: int, label: str) -> float:
+def _median(run: Callable[[float], float], runs: int, label: str, budget: float) -> float | None:
+    """Median of up to ``runs`` runs within ``budget`` seconds; None if not one finished."""
     times: list[float] = []
+    deadline = time.monotonic() + budget
     for k in range(runs):
-        took = run()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            print(f"  {label}: time budget of {budget:.0f} s used up after {k} run(s)")
+            break
+        try:
+            took = run(left)
+        except TimeoutError:
+            print(f"  {label} run {k + 1}/{runs}: did not finish within {left:.0f} s", flush=True)
+            break
         times.append(took)
         print(f"  {label} run {k + 1}/{runs}: {took:.3f} s", flush=True)
-    return statistics.median(times)
+    return statistics.median(times) if times else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -273,12 +286,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--window", type=int, default=1000, help="shoal: updates issued concurrently on A"
     )
     parser.add_argument("--quick", action="store_true", help="1000 updates, one run")
+    parser.add_argument(
+        "--budget", type=float, default=45.0, help="seconds allowed for each side's runs"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if the goal is missed")
     args = parser.parse_args(argv)
     if args.quick:
         args.updates, args.runs = 1000, 1
-    if args.updates < 2 or args.runs < 1 or args.window < 1:
-        parser.error("--updates must be at least 2, --runs and --window at least 1")
+    if args.updates < 2 or args.runs < 1 or args.window < 1 or args.budget <= 0:
+        parser.error("--updates must be at least 2, --runs and --window at least 1, --budget > 0")
     print(
         f"e2e: {args.updates} updates A -> relay/server -> B, median of {args.runs} "
         f"(python {platform.python_version()}, {os.cpu_count()} cpus)",
@@ -288,25 +304,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     reference: float | None = None
     missing = _pycrdt_missing()
     if missing is None:
-        reference = _median(lambda: run_pycrdt(args.updates), args.runs, "pycrdt-websocket")
+        reference = _median(
+            lambda left: run_pycrdt(args.updates, left), args.runs, "pycrdt-websocket", args.budget
+        )
     else:
         print(
             f"  pycrdt-websocket is not installed ({missing}); install the bench extra "
             "(pip install -e '.[bench]') to measure the reference. Reporting shoal alone.",
             flush=True,
         )
-    shoal = _median(lambda: run_shoal(args.updates, args.window), args.runs, "shoal")
+    shoal = _median(
+        lambda left: run_shoal(args.updates, args.window, left), args.runs, "shoal", args.budget
+    )
 
     print()
     print(f"{'':42} {'seconds':>9} {'updates/s':>11}")
-    print(
-        f"{'shoal, durable on relay and B (SQLite)':42} {shoal:9.3f} {args.updates / shoal:11,.0f}"
-    )
+    if shoal is None:
+        print(f"{'shoal, durable on relay and B (SQLite)':42} {'> budget':>9}")
+    else:
+        print(
+            f"{'shoal, durable on relay and B (SQLite)':42} {shoal:9.3f} "
+            f"{args.updates / shoal:11,.0f}"
+        )
     if reference is not None:
         print(
             f"{'pycrdt-websocket, visible on B (memory)':42} {reference:9.3f} "
             f"{args.updates / reference:11,.0f}"
         )
+    if shoal is None:
+        print("shoal did not finish within its budget: no ratio")
+        return 1 if args.check else 0
+    if reference is not None:
         ratio = reference / shoal
         verdict = "met" if ratio >= GOAL_RATIO else "NOT met"
         print(f"ratio pycrdt/shoal: {ratio:.2f}x (goal >= {GOAL_RATIO:.0f}x: {verdict})")
