@@ -293,7 +293,7 @@ def _read_database(
         total = conn.execute(select(func.count()).select_from(schema.objects)).scalar_one()
         states: dict[str, Any] = {}
         for done, row in enumerate(conn.execute(obj_q), start=1):
-            decoded = sql.decode_decoded("objects", row.key, row.kind, row.state)
+            decoded = sql.decode_blob("objects", row.key, row.kind, row.state)
             states[row.key] = crdt.from_dict(decoded)
             if progress is not None and done % 500 == 0:
                 progress(done, total)
