@@ -208,8 +208,8 @@ class CausalContext:
             raise DecodeError(f"{path}.vv", f"expected an object, got {type(vv).__name__}")
         ctx = cls()
         for r, n in vv.items():
-            if not r:
-                raise DecodeError(f"{path}.vv", "replica id must not be empty")
+            if type(r) is not str or not r:
+                raise DecodeError(f"{path}.vv", f"replica id must be a non-empty string, got {r!r}")
             if type(n) is not int or n < 1:
                 raise DecodeError(f"{path}.vv.{r}", f"count must be an integer >= 1, got {n!r}")
             ctx.vv[r] = n

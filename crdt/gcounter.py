@@ -115,8 +115,8 @@ class GCounter:
 def decode_counts(x: dict[str, Any], path: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for r, n in x.items():
-        if not r:
-            raise DecodeError(path, "replica id must not be empty")
+        if type(r) is not str or not r:
+            raise DecodeError(path, f"replica id must be a non-empty string, got {r!r}")
         if type(n) is not int or n < 1:
             raise DecodeError(f"{path}.{r}", f"count must be an integer >= 1, got {n!r}")
         out[r] = n

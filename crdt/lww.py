@@ -72,8 +72,8 @@ class LWWRegister:
 
     @property
     def value(self) -> Any:
-        """The current value (None for the bottom). Treat it as read-only."""
-        return self._value
+        """The current value (None for the bottom); a copy: editing it changes nothing."""
+        return normalize(self._value)
 
     @property
     def timestamp(self) -> Timestamp | None:
@@ -151,7 +151,7 @@ class LWWRegister:
         return {
             "type": self.kind,
             "v": FORMAT_VERSION,
-            "value": self._value,
+            "value": normalize(self._value),
             "ts": None if self._ts is None else self._ts.to_json(),
         }
 
@@ -170,5 +170,5 @@ class LWWRegister:
                 raise DecodeError("ts", "null timestamp with a non-null value")
             return r
         r._ts = Timestamp.from_json(raw_ts, "ts")
-        r._value = value
+        r._value = normalize(value)
         return r

@@ -53,9 +53,9 @@ class MVRegister:
 
     @property
     def values(self) -> tuple[Any, ...]:
-        """The siblings, ordered by their dots. Treat them as read-only."""
+        """The siblings, ordered by their dots (copies: editing them changes nothing)."""
         e = self._store.entries
-        return tuple(e[d] for d in sorted(e))
+        return tuple(normalize(e[d]) for d in sorted(e))
 
     @property
     def value(self) -> tuple[Any, ...]:
@@ -129,7 +129,7 @@ class MVRegister:
         return {
             "type": self.kind,
             "v": FORMAT_VERSION,
-            "entries": [[dot_to_json(d), e[d]] for d in sorted(e)],
+            "entries": [[dot_to_json(d), normalize(e[d])] for d in sorted(e)],
             "ctx": self._ctx.to_dict(),
         }
 
@@ -161,5 +161,5 @@ def decode_dotfun(entries: list[Any], ctx: CausalContext, path: str) -> dict[Dot
             check_json(entry[1], f"{p}[1]")
         except TypeError as exc:
             raise DecodeError(f"{p}[1]", str(exc)) from exc
-        out[dot] = entry[1]
+        out[dot] = normalize(entry[1])
     return out

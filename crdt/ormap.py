@@ -211,7 +211,7 @@ class _LWWView:
     @property
     def value(self) -> Any:
         best = _lww_winner(self.store.entries)
-        return None if best is None else best[1]
+        return None if best is None else normalize(best[1])
 
     @property
     def timestamp(self) -> Timestamp | None:
@@ -293,10 +293,10 @@ def _store_value(kind: str, store: Any) -> Any:
         return frozenset(thaw(k) for k in store.entries)
     if kind == "mvregister":
         e = store.entries
-        return tuple(e[d] for d in sorted(e))
+        return tuple(normalize(e[d]) for d in sorted(e))
     if kind == "lww":
         best = _lww_winner(store.entries)
-        return None if best is None else best[1]
+        return None if best is None else normalize(best[1])
     if kind in ("gcounter", "pncounter"):
         return sum(p - n for p, n in store.entries.values())
     return _map_value(store)
@@ -530,9 +530,9 @@ def _encode_store(kind: str, store: Any) -> Any:
         return _encode_map(store)
     e = store.entries
     if kind == "mvregister":
-        return [[dot_to_json(d), e[d]] for d in sorted(e)]
+        return [[dot_to_json(d), normalize(e[d])] for d in sorted(e)]
     if kind == "lww":
-        return [[dot_to_json(d), e[d][0].to_json(), e[d][1]] for d in sorted(e)]
+        return [[dot_to_json(d), e[d][0].to_json(), normalize(e[d][1])] for d in sorted(e)]
     if kind == "gcounter":
         return [[dot_to_json(d), e[d][0]] for d in sorted(e)]
     return [[dot_to_json(d), e[d][0], e[d][1]] for d in sorted(e)]
@@ -613,7 +613,7 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
                 check_json(entry[2], f"{p}[2]")
             except TypeError as exc:
                 raise DecodeError(f"{p}[2]", str(exc)) from exc
-            out[dot] = (ts, entry[2])
+            out[dot] = (ts, normalize(entry[2]))
         else:
             nums = entry[1:] if kind == "pncounter" else [entry[1], 0]
             for j, x in enumerate(nums[: width - 1]):

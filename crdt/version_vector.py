@@ -160,8 +160,8 @@ class VersionVector:
             raise DecodeError(path, f"expected an object, got {type(d).__name__}")
         vv = cls()
         for r, n in d.items():
-            if not r:
-                raise DecodeError(path, "replica id must not be empty")
+            if type(r) is not str or not r:
+                raise DecodeError(path, f"replica id must be a non-empty string, got {r!r}")
             if type(n) is not int or n < 1:
                 raise DecodeError(f"{path}.{r}", f"count must be an integer >= 1, got {n!r}")
             vv._v[r] = n
