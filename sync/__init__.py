@@ -39,7 +39,22 @@ from sync.replica import Replica
 from sync.ring import Ring, partition_of
 
 # --- transport re-exports (owned by the transport engineer) ---------------------------------
-# from sync.transport.peer import Peer
+# Lazy (PEP 562): ``from sync import Peer`` works, while ``import sync`` alone (the sans-I/O
+# engine, the simulator) does not pull in asyncio, websockets and SQLAlchemy.
+_TRANSPORT_NAMES = {"Peer": "sync.transport.peer", "Subscription": "sync.transport.peer"}
+
+
+def __getattr__(name: str) -> object:
+    module = _TRANSPORT_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sync' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 # --- end of transport re-exports -------------------------------------------------------------
 
 __all__ = [
@@ -59,6 +74,7 @@ __all__ = [
     "LogEntry",
     "Message",
     "ObjectState",
+    "Peer",  # transport (lazy)
     "PeerRecord",
     "Persist",
     "QuorumNotReached",
@@ -70,6 +86,7 @@ __all__ = [
     "ReplicaConfig",
     "Ring",
     "Send",
+    "Subscription",  # transport (lazy)
     "SyncError",
     "WriteDone",
     "WriteFailed",
