@@ -8,4 +8,36 @@ Modules: :mod:`.auth` (handshake), :mod:`.connection` (links, backoff, flow cont
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .auth import HandshakeError, Identity, PeerInfo
+from .connection import Backoff, LinkState, Transport, TransportConfig
+from .node import Node, merge_persists
+from .peer import (
+    GCounterHandle,
+    LWWHandle,
+    MVRegisterHandle,
+    ORMapHandle,
+    ORSetHandle,
+    Peer,
+    PNCounterHandle,
+    Subscription,
+)
+
+__all__ = [
+    "Backoff",
+    "GCounterHandle",
+    "HandshakeError",
+    "Identity",
+    "LWWHandle",
+    "LinkState",
+    "MVRegisterHandle",
+    "Node",
+    "ORMapHandle",
+    "ORSetHandle",
+    "PNCounterHandle",
+    "Peer",
+    "PeerInfo",
+    "Subscription",
+    "Transport",
+    "TransportConfig",
+    "merge_persists",
+]
