@@ -113,7 +113,7 @@ def test_narrator_writes_no_escape_codes_to_a_pipe_and_colours_a_terminal() -> N
     _narrate(Narrator(plain))
     assert "\x1b[" not in plain.getvalue()
     assert "1. A step" in plain.getvalue()
-    assert "alice-phone  + milk" in plain.getvalue()
+    assert "   alice-phone   + milk\n" in plain.getvalue()
 
     tty = _FakeTTY()
     _narrate(Narrator(tty))
