@@ -35,7 +35,9 @@ sleeps, opens a socket or touches a database; its only randomness is a
 * **Hints.** A fallback persists the hint and acks. Hints are handed off as ``Push`` batches
   of ``ae_batch`` when the target is up (on ``peer_up``, then on each ack, retried every
   ``write_timeout``) and dropped on its ack; hints older than ``hint_window`` or beyond
-  ``hint_max_per_target`` (oldest first) are dropped and left to anti-entropy.
+  ``hint_max_per_target`` (oldest first) are dropped and left to anti-entropy. A non-home
+  coordinator's hints of its *own* entries are exempt from both limits: anti-entropy would
+  not carry them (it runs between homes), so they go only when a home acks them.
 * **Reads** (:meth:`local_read`) ask this replica (same counting rule as writes) and the up
   homes (sloppy: fallbacks for the down ones), join the replies, complete at ``r`` replies
   with ``ReadDone``, and repair every replier whose state differs from the join (late
@@ -69,6 +71,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
@@ -213,6 +216,7 @@ class _Outbound:
     ops: list[int] = field(default_factory=list)
     hint_ids: list[HintId] = field(default_factory=list)
     hint_for: str | None = None
+    sent_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -313,7 +317,10 @@ class Replica:
         self._members_version = 0
         self._gossiped: dict[str, int] = {}
 
+        # Hints held for others (bounded, expire) and hints of our own entries held by a
+        # non-home coordinator (the only copy until a home acks: never dropped but on ack).
         self._hints: dict[str, dict[HintId, HintRecord]] = {}
+        self._own_hints: dict[str, dict[HintId, HintRecord]] = {}
         self._hint_sent: dict[HintId, float] = {}
 
         self._writes: dict[int, _Write] = {}
@@ -354,7 +361,7 @@ class Replica:
             if mine:
                 self._seq[p] = mine
         for rec in sorted(loaded.hints, key=lambda h: h.stored_at):
-            self._hints.setdefault(rec.target, {})[rec.id] = rec
+            self._hint_store(rec.id).setdefault(rec.target, {})[rec.id] = rec
         for pid, peer in sorted(loaded.peers.items()):
             if pid == self.replica_id:
                 continue
@@ -647,7 +654,10 @@ class Replica:
             "replica_id": self.replica_id,
             "objects": len(self._objects),
             "log_size": self._log_size,
-            "hints": {t: len(h) for t, h in sorted(self._hints.items()) if h},
+            "hints": {
+                t: len(self._hints.get(t, ())) + len(self._own_hints.get(t, ()))
+                for t in sorted(set(self._hints) | set(self._own_hints))
+            },
             "peers_up": sorted(self._up),
             "peers_known": sorted(p for p, r in self._peers.items() if not r.forgotten),
             "lag": lag,
@@ -671,25 +681,43 @@ class Replica:
         self._tx = None
         if tx is None:
             return
-        if len(tx.log) and self._since_checkpoint >= self.config.checkpoint_every:
+        if not (
+            tx.log
+            or tx.objects
+            or tx.summaries
+            or tx.hints_add
+            or tx.hints_drop
+            or tx.peers
+            or tx.compact
+        ):
+            return  # most acks, reads and summaries change nothing durable
+        if tx.log and self._since_checkpoint >= self.config.checkpoint_every:
             tx.objects.update(self._dirty)
         for key in tx.objects:
             self._dirty.pop(key, None)
         if tx.objects and not self._dirty:
             self._since_checkpoint = 0
-        added = {h.id for h in tx.hints_add}
-        dropped = set(tx.hints_drop)
+        hints_add: tuple[HintRecord, ...] = ()
+        hints_drop: tuple[HintId, ...] = ()
+        if tx.hints_add or tx.hints_drop:
+            added = {h.id for h in tx.hints_add}
+            dropped = set(tx.hints_drop)
+            hints_add = tuple(h for h in tx.hints_add if h.id not in dropped)
+            hints_drop = tuple(h for h in tx.hints_drop if h not in added)
+        objects = self._objects
         persist = Persist(
             objects=tuple(
-                ObjectState(k, self._objects[k].kind, self._objects[k].to_dict())
+                ObjectState(k, objects[k].kind, objects[k].to_dict())
                 for k in tx.objects
-                if k in self._objects
-            ),
+                if k in objects
+            )
+            if tx.objects
+            else (),
             log=tuple(tx.log),
             summaries=tuple((p, self._summ_of(p).to_dict()) for p in tx.summaries),
-            hints_add=tuple(h for h in tx.hints_add if h.id not in dropped),
-            hints_drop=tuple(h for h in tx.hints_drop if h not in added),
-            peers=tuple(self._peers[p] for p in tx.peers if p in self._peers),
+            hints_add=hints_add,
+            hints_drop=hints_drop,
+            peers=tuple(self._peers[p] for p in tx.peers if p in self._peers) if tx.peers else (),
             compact=tuple(tx.compact),
         )
         if not persist.is_empty():
@@ -926,7 +954,11 @@ class Replica:
             buf = None
         if buf is None:
             buf = self._pushbufs[key] = _PushBuf(self._new_id(), peer, hint_for)
-            self._outbound[(peer, buf.push_id)] = _Outbound(peer, False, hint_for=hint_for)
+            self._outbound[(peer, buf.push_id)] = _Outbound(
+                peer, False, hint_for=hint_for, sent_at=self._now
+            )
+            if ("sweep",) not in self._timers:
+                self._timers.set(("sweep",), self._now + 2 * self.config.write_timeout)
         buf.entries.append(_entry_model(entry))
         ob = self._outbound[(peer, buf.push_id)]
         if op_id is not None:
@@ -945,26 +977,50 @@ class Replica:
         for buf in list(self._pushbufs.values()):
             self._flush_one(buf)
 
+    def _sweep(self, now: float) -> None:
+        """Forget pushes whose ack can no longer matter (lost messages on a live link).
+
+        A push is kept while one of its writes is pending; its hints are re-sent by the
+        hand-off retry anyway.
+        """
+        cutoff = now - 2 * self.config.write_timeout
+        stale = [
+            k
+            for k, ob in self._outbound.items()
+            if not ob.ae and ob.sent_at <= cutoff and not any(op in self._writes for op in ob.ops)
+        ]
+        for k in stale:
+            del self._outbound[k]
+        if any(not ob.ae for ob in self._outbound.values()):
+            self._timers.set(("sweep",), now + 2 * self.config.write_timeout)
+
     # -- hints -----------------------------------------------------------------------------
+    def _hint_store(self, hid: HintId) -> dict[str, dict[HintId, HintRecord]]:
+        return self._own_hints if hid.origin == self.replica_id else self._hints
+
     def _add_hint(self, rec: HintRecord, now: float) -> None:
-        held = self._hints.setdefault(rec.target, {})
+        own = rec.entry.origin == self.replica_id
+        held = (self._own_hints if own else self._hints).setdefault(rec.target, {})
         if rec.id in held:
             return
         held[rec.id] = rec
         self._t.hints_add.append(rec)
+        if own:
+            return
         while len(held) > self.config.hint_max_per_target:
             oldest = next(iter(held))
             self._drop_hint(oldest)
         self._schedule_hint_expiry()
 
     def _drop_hint(self, hid: HintId) -> None:
-        held = self._hints.get(hid.target)
+        store = self._hint_store(hid)
+        held = store.get(hid.target)
         if held is None or held.pop(hid, None) is None:
             return
         self._hint_sent.pop(hid, None)
         self._t.hints_drop.append(hid)
         if not held:
-            del self._hints[hid.target]
+            del store[hid.target]
 
     def _schedule_hint_expiry(self) -> None:
         oldest = min(
@@ -990,12 +1046,13 @@ class Replica:
         """Send the next batch of hints held for ``target`` (if it is up)."""
         if target not in self._up:
             return
-        held = self._hints.get(target)
-        if not held:
+        own = self._own_hints.get(target, {})
+        held = self._hints.get(target, {})
+        if not own and not held:
             return
         retry = self.config.write_timeout
         batch: list[HintRecord] = []
-        for hid, rec in held.items():
+        for hid, rec in itertools.chain(own.items(), held.items()):
             sent = self._hint_sent.get(hid)
             if sent is not None and sent + retry > now:
                 continue
@@ -1157,7 +1214,7 @@ class Replica:
                     last=item.last,
                 )
             sess.inflight[bid] = now
-            self._outbound[(peer, bid)] = _Outbound(peer, True)
+            self._outbound[(peer, bid)] = _Outbound(peer, True, sent_at=now)
             self._emit(Send(peer, msg))
         if sess.inflight:
             oldest = min(sess.inflight.values())
@@ -1497,7 +1554,7 @@ class Replica:
         self._peers[peer] = _replace(rec, forgotten=True, summary=None)
         self._peer_summ.pop(peer, None)
         self._t.peers[peer] = None
-        for hid in list(self._hints.get(peer, {})):
+        for hid in [*self._hints.get(peer, {}), *self._own_hints.get(peer, {})]:
             self._drop_hint(hid)
         self._membership_changed()
         for other in sorted(self._up):
@@ -1541,6 +1598,8 @@ class Replica:
                     self._reset_ae(peer)  # lost: the next summary starts a new round
                 else:
                     self._timers.set(("ae_timeout", peer), oldest + self.config.write_timeout)
+        elif what == "sweep":
+            self._sweep(now)
         elif what == "handoff":
             self._handoff(key[1], now)
         elif what == "hint_expiry":

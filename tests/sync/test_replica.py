@@ -432,6 +432,26 @@ def test_non_home_coordinator_keeps_hints_until_every_home_has_the_entry() -> No
     assert all(w.value(h, key) == 3 for h in homes)
 
 
+def test_own_hints_of_a_non_home_coordinator_never_expire() -> None:
+    w = Wire("ABCD", n=3, w=1, hint_window=5.0, hint_max_per_target=1)
+    w.connect()
+    key = key_homed(ring_of(w), lambda h: "A" not in h)
+    homes = ring_of(w).homes_of(key)
+    for h in homes:
+        w.down("A", h)
+    for i in range(3):
+        w.r["A"].local_update(i, key, "gcounter", inc("A"), w.now)
+    w.run()
+    assert w.r["A"].status()["hints"] == {h: 3 for h in homes}
+    w.advance(60.0)
+    assert w.r["A"].status()["hints"] == {h: 3 for h in homes}
+    for h in homes:
+        w.up("A", h)
+    w.run()
+    assert w.r["A"].status()["hints"] == {} and w.disk["A"].hints == {}
+    assert all(w.value(h, key) == 3 for h in homes)
+
+
 def test_relay_is_preferred_as_fallback() -> None:
     w = Wire("ABCDE", n=3, w=2)
     w.connect()
