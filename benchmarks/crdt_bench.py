@@ -4,7 +4,8 @@ Run: ``.venv/bin/python benchmarks/crdt_bench.py`` (or ``make bench``, which als
 ``bench`` extra). ``--quick`` shrinks every size for a smoke run; ``--check`` exits 1 when a
 target is missed.
 
-Workloads, each the median of 3 runs, all on one thread:
+Workloads, each the median of 3 runs, all on one thread, timed as CPU seconds of this process
+(``time.process_time``: steadier than wall time on a shared machine):
 
 * **adds/s** — single-element mutations into a fresh state from one replica (ORSet ``add``;
   ORMap ``update`` of one key holding an embedded register; pycrdt ``Map`` set, one implicit
@@ -49,6 +50,11 @@ __all__ = ["RefORSet", "main"]
 RUNS = 3
 TARGET_DELTA_MERGES_PER_S = 200_000
 TARGET_FULL_MERGE_S = 0.6
+# The reference's figures on a quiet machine of this kind (issue 2), to read the targets as
+# ratios when this machine is loaded: 200k/570k of the reference's merge rate, and 0.6/0.26
+# of its full-merge time.
+REF_QUIET_DELTA_MERGES_PER_S = 570_000
+REF_QUIET_FULL_MERGE_S = 0.26
 
 Dot = tuple[str, int]
 
@@ -154,10 +160,12 @@ def _no_gc() -> Iterator[None]:
 
 
 def _timed(fn: Callable[[], object]) -> float:
+    # CPU time of this process: on a shared, noisy machine it is far steadier than wall time
+    # for this single-threaded, CPU-bound work (pycrdt's Rust core runs on this thread too).
     with _no_gc():
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        return time.perf_counter() - t0
+        return time.process_time() - t0
 
 
 def _median(samples: list[float]) -> float:
@@ -402,14 +410,24 @@ def _print_targets(results: dict[str, Result | None], sizes: argparse.Namespace)
     ok_merges = s["delta_merges_per_s"] >= TARGET_DELTA_MERGES_PER_S
     full_note = "" if sizes.big == 100_000 else f" (measured at {sizes.big}, target is for 100k)"
     ok_full = s["full_merge_s"] < TARGET_FULL_MERGE_S
-    print("\ntargets (issue 2)")
+    ref = results["reference dict OR-set"]
+    assert ref is not None
+    need_merge_ratio = TARGET_DELTA_MERGES_PER_S / REF_QUIET_DELTA_MERGES_PER_S
+    need_full_ratio = TARGET_FULL_MERGE_S / REF_QUIET_FULL_MERGE_S
+    merge_ratio = s["delta_merges_per_s"] / ref["delta_merges_per_s"]
+    full_ratio = s["full_merge_s"] / ref["full_merge_s"]
+    print("\ntargets (issue 2), absolute and scaled to this run's reference")
     print(
         f"  ORSet one-element delta merges >= {TARGET_DELTA_MERGES_PER_S // 1000}k/s: "
-        f"{_fmt('x_per_s', s['delta_merges_per_s'])} -> {'MET' if ok_merges else 'NOT MET'}"
+        f"{_fmt('x_per_s', s['delta_merges_per_s'])} -> {'MET' if ok_merges else 'NOT MET'}; "
+        f"as a ratio, >= {need_merge_ratio:.2f}x the reference: {merge_ratio:.2f}x -> "
+        f"{'MET' if merge_ratio >= need_merge_ratio else 'NOT MET'}"
     )
     print(
         f"  ORSet 100k+100k full merge < {TARGET_FULL_MERGE_S} s: "
-        f"{s['full_merge_s']:.3f} s{full_note} -> {'MET' if ok_full else 'NOT MET'}"
+        f"{s['full_merge_s']:.3f} s{full_note} -> {'MET' if ok_full else 'NOT MET'}; "
+        f"as a ratio, < {need_full_ratio:.2f}x the reference: {full_ratio:.2f}x -> "
+        f"{'MET' if full_ratio < need_full_ratio else 'NOT MET'}"
     )
     return ok_merges and ok_full
 
@@ -425,8 +443,8 @@ def _machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--big", type=int, default=100_000, help="elements per state (100000)")
-    p.add_argument("--adds", type=int, default=50_000, help="adds per run (50000)")
-    p.add_argument("--deltas", type=int, default=20_000, help="delta merges per run (20000)")
+    p.add_argument("--adds", type=int, default=30_000, help="adds per run (30000)")
+    p.add_argument("--deltas", type=int, default=10_000, help="delta merges per run (10000)")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     sizes = p.parse_args(argv)
