@@ -540,6 +540,7 @@ class Replica:
             self._peers[peer_id] = _replace(rec, last_seen=now)
             self._t.peers[peer_id] = None
             self._up[peer_id] = now
+            self._gossiped.pop(peer_id, None)  # (re)connected: send it the members again
             if relay:
                 self._relays.add(peer_id)
             else:
@@ -1491,18 +1492,22 @@ class Replica:
         self._pump(peer, now)
         if msg.reply and peer in self._up and self._lacking(theirs, msg):
             self._send_summary(peer, reply=False)
+        elif msg.known_peers and peer in self._up and self._members_missing(msg):
+            self._gossiped.pop(peer, None)
+            self._send_summary(peer, reply=False)
 
     def _lacking(self, theirs: dict[int, CausalContext], msg: m.Summary) -> bool:
-        """True when the sender of ``msg`` has something we lack (dots or members)."""
+        """True when the sender of ``msg`` has log dots we lack."""
         for p, ctx in theirs.items():
             if next(ctx.dots_not_in(self._summ_of(p)), None) is not None:
                 return True
-        if msg.known_peers:
-            listed = {i.replica_id for i in msg.known_peers}
-            for pid, rec in self._peers.items():
-                if not rec.forgotten and pid not in listed:
-                    return True
         return False
+
+    def _members_missing(self, msg: m.Summary) -> bool:
+        """True when ``msg`` lists the sender's members and misses some we know."""
+        listed = {i.replica_id for i in msg.known_peers}
+        listed.add(self.replica_id)
+        return any(not rec.forgotten and pid not in listed for pid, rec in self._peers.items())
 
     def _on_forget(self, peer: str, msg: m.Forget, _: Any, now: float) -> None:
         if msg.replica_id == self.replica_id or self._is_forgotten(msg.replica_id):

@@ -940,3 +940,20 @@ def test_changed_is_emitted_for_remote_changes() -> None:
     w.r["A"].local_update(1, "k", "gcounter", inc("A"), w.now)
     w.run()
     assert [e.key for e in w.done["B"] if isinstance(e, Changed)] == ["k"]
+
+
+def test_status_counts_siblings_of_concurrent_register_writes() -> None:
+    w = Wire("AB", n=2, anti_entropy_interval=5.0)
+    w.connect()
+    w.down("A", "B")
+    w.r["A"].local_update(1, "note", "mvregister", lambda r: r.set("A", ["milk"]), w.now)
+    w.r["B"].local_update(1, "note", "mvregister", lambda r: r.set("B", ["eggs"]), w.now)
+    assert w.r["A"].status()["siblings"] == {}
+    w.up("A", "B")
+    w.run()
+    assert w.r["A"].status()["siblings"] == {"note": 2}
+    assert w.r["B"].status()["siblings"] == {"note": 2}
+    w.r["A"].local_update(2, "note", "mvregister", lambda r: r.set("A", ["bread"]), w.now)
+    w.run()
+    assert w.r["B"].status()["siblings"] == {}
+    assert w.value("B", "note") == (["bread"],)
