@@ -1,0 +1,146 @@
+"""Unit tests for crdt/lww.py: timestamps, ties, the skew bound and the on_skew hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from crdt import ClockSkewError, DecodeError, LWWRegister, Timestamp
+
+
+def test_the_later_timestamp_wins_whatever_the_merge_order() -> None:
+    a, b = LWWRegister(), LWWRegister()
+    d1 = a.set("A", "first", now_ms=1_000)
+    d2 = b.set("B", "second", now_ms=2_000)
+    a.merge(d2)
+    b.merge(d1)
+    assert a.value == b.value == "second" and a == b
+
+
+def test_same_millisecond_ties_are_broken_by_replica_id() -> None:
+    a, b = LWWRegister(), LWWRegister()
+    d1 = a.set("B", "from B", now_ms=5)
+    d2 = b.set("A", "from A", now_ms=5)
+    a.merge(d2)
+    b.merge(d1)
+    assert a.value == b.value == "from B"
+
+
+def test_local_sets_advance_the_clock_even_if_physical_time_goes_back() -> None:
+    r = LWWRegister()
+    r.set("A", 1, now_ms=1_000)
+    r.set("A", 2, now_ms=500)
+    assert r.value == 2
+    assert r.timestamp == Timestamp(1_000, 1, "A")
+
+
+def test_without_now_ms_the_register_takes_a_logical_step_and_never_reads_the_clock() -> None:
+    r = LWWRegister()
+    r.set("A", "x")
+    assert r.timestamp == Timestamp(0, 0, "A")
+    r.set("A", "y")
+    assert r.timestamp == Timestamp(0, 1, "A") and r.value == "y"
+
+
+def test_a_set_with_an_older_explicit_timestamp_loses() -> None:
+    r = LWWRegister()
+    r.set("A", "new", timestamp=Timestamp(10, 0, "A"))
+    d = r.set("A", "old", timestamp=Timestamp(5, 0, "A"))
+    assert r.value == "new"
+    assert d.value == "old"  # the delta is harmless: joining it changes nothing
+    before = r.to_dict()
+    r.merge(d)
+    assert r.to_dict() == before
+
+
+def test_a_timestamp_beyond_the_clock_bound_raises_on_a_local_set_and_changes_nothing() -> None:
+    r = LWWRegister(clock_bound_ms=1_000)
+    r.set("A", "ok", now_ms=100)
+    before = r.to_dict()
+    with pytest.raises(ClockSkewError) as e:
+        r.set("A", "future", timestamp=Timestamp(10_000, 0, "A"), now_ms=100)
+    assert e.value.bound_ms == 1_000
+    assert r.to_dict() == before
+
+
+def test_merge_of_a_far_future_winner_calls_on_skew_and_still_merges() -> None:
+    seen: list[tuple[Timestamp, int]] = []
+    r = LWWRegister(clock_bound_ms=1_000, on_skew=lambda ts, now: seen.append((ts, now)))
+    r.set("A", "local", now_ms=100)
+    far = LWWRegister()
+    far.set("B", "future", timestamp=Timestamp(50_000, 0, "B"))
+    r.merge(far)
+    assert r.value == "future"  # a join must not refuse: replicas would diverge
+    assert seen == [(Timestamp(50_000, 0, "B"), 100)]
+    r2 = LWWRegister(clock_bound_ms=1_000, on_skew=lambda ts, now: seen.append((ts, now)))
+    r2.merge(far, now_ms=49_500)
+    assert len(seen) == 1  # within the bound of the now_ms passed to merge
+
+
+def test_merge_without_a_known_local_time_does_not_report() -> None:
+    calls: list[Any] = []
+    r = LWWRegister(on_skew=lambda ts, now: calls.append(ts))
+    far = LWWRegister()
+    far.set("B", "x", timestamp=Timestamp(10**12, 0, "B"))
+    r.merge(far)
+    assert r.value == "x" and calls == []
+
+
+def test_non_json_values_are_refused_naming_the_type_and_change_nothing() -> None:
+    r = LWWRegister()
+    r.set("A", "kept", now_ms=1)
+    before = r.to_dict()
+    for bad in (object(), {1, 2}, b"x", float("nan"), {1: "a"}):
+        with pytest.raises(TypeError):
+            r.set("A", bad, now_ms=2)
+    assert r.to_dict() == before
+
+
+def test_values_are_copied_in_and_out() -> None:
+    r = LWWRegister()
+    v = ["milk"]
+    r.set("A", v)
+    v.append("eggs")
+    r.value.append("ham")
+    assert r.value == ["milk"]
+
+
+def test_tuples_are_stored_as_lists_so_the_codec_round_trips() -> None:
+    r = LWWRegister()
+    r.set("A", ("a", 1))
+    assert r.value == ["a", 1]
+    assert LWWRegister.from_dict(r.to_dict()) == r
+
+
+def test_equal_timestamps_with_different_values_join_deterministically() -> None:
+    ts = Timestamp(1, 0, "A")
+    x, y = LWWRegister(), LWWRegister()
+    x.set("A", "a", timestamp=ts)
+    y.set("A", "b", timestamp=ts)
+    x2, y2 = x.copy(), y.copy()
+    x.merge(y)
+    y2.merge(x2)
+    assert x == y2 and x.value == "b"
+
+
+def test_codec_round_trip_bottom_and_refusals() -> None:
+    assert LWWRegister().to_dict() == {"type": "lww", "v": 1, "value": None, "ts": None}
+    assert LWWRegister.from_dict(LWWRegister().to_dict()).is_bottom()
+    r = LWWRegister()
+    r.set("A", {"k": [1, 2]}, now_ms=7)
+    assert r.to_dict()["ts"] == [7, 0, "A"]
+    assert LWWRegister.from_dict(r.to_dict()) == r
+    for bad, path in [
+        ({"type": "lww", "v": 1, "value": None}, "ts"),
+        ({"type": "lww", "v": 1, "value": 1, "ts": None}, "ts"),
+        ({"type": "lww", "v": 1, "value": 1, "ts": [1, 0]}, "ts"),
+    ]:
+        with pytest.raises(DecodeError) as e:
+            LWWRegister.from_dict(bad)
+        assert e.value.path == path
+
+
+def test_bad_configuration_is_refused() -> None:
+    with pytest.raises(ValueError):
+        LWWRegister(clock_bound_ms=-1)

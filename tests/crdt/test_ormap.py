@@ -1,0 +1,267 @@
+"""Unit tests for crdt/ormap.py: embedded kinds, views, observed remove, codec."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import crdt.ormap as ormap_module
+from crdt import ClockSkewError, DecodeError, ORMap, Timestamp
+
+
+def enc(m: ORMap) -> str:
+    return json.dumps(m.to_dict(), sort_keys=True)
+
+
+def sync(a: ORMap, b: ORMap) -> None:
+    a2 = a.copy()
+    a.merge(b)
+    b.merge(a2)
+
+
+def deep_increment(n: Any) -> None:
+    n.update("A", "deep", "gcounter", lambda c: c.increment("A"))
+
+
+def test_every_embedded_kind_updates_and_reads() -> None:
+    m = ORMap()
+    m.update("A", "g", "gcounter", lambda c: c.increment("A", 2))
+    m.update("A", "p", "pncounter", lambda c: c.decrement("A", 3))
+    m.update("A", "l", "lww", lambda r: r.set("A", "dark", now_ms=10))
+    m.update("A", "mv", "mvregister", lambda r: r.set("A", [1]))
+    m.update("A", "s", "orset", lambda s: s.add("A", "x"))
+    m.update(
+        "A", "n", "ormap", lambda n: n.update("A", "deep", "gcounter", lambda c: c.increment("A"))
+    )
+    assert m.value == {
+        "g": 2,
+        "p": -3,
+        "l": "dark",
+        "mv": ([1],),
+        "s": frozenset({"x"}),
+        "n": {"deep": 1},
+    }
+    assert ORMap.from_dict(json.loads(enc(m))) == m
+
+
+def test_the_delta_of_update_joined_into_the_old_state_gives_the_new_state() -> None:
+    m = ORMap()
+    m.update("A", "s", "orset", lambda s: s.add("A", "x"))
+    old = m.copy()
+    d = m.update("A", "s", "orset", lambda s: (s.add("A", "y"), s.remove("x")))
+    assert m.value == {"s": frozenset({"y"})}
+    old.merge(d)
+    assert old == m and enc(old) == enc(m)
+
+
+def test_several_mutations_in_one_fn_are_all_applied() -> None:
+    m = ORMap()
+    m.update("A", "c", "pncounter", lambda c: (c.increment("A", 5), c.decrement("A", 1)))
+    assert m.value == {"c": 4}
+
+
+def test_counter_increments_replace_the_replicas_previous_dot() -> None:
+    m = ORMap()
+    for _ in range(5):
+        m.update("A", "c", "gcounter", lambda c: c.increment("A"))
+    body = m.to_dict()["entries"][0][2]
+    assert body == [[["A", 5], 5]]  # one dot per replica, carrying its running total
+
+
+def test_concurrent_update_survives_an_observed_remove_of_a_set() -> None:
+    a, b = ORMap(), ORMap()
+    b.merge(a.update("A", "cart", "orset", lambda s: s.add("A", "milk")))
+    rm = b.remove("cart")
+    up = a.update("A", "cart", "orset", lambda s: s.add("A", "eggs"))
+    a.merge(rm)
+    b.merge(up)
+    assert a == b
+    assert a.value == {"cart": frozenset({"eggs"})}  # milk was seen by the remove
+
+
+def test_concurrent_counter_increment_survives_a_remove_with_its_replicas_total() -> None:
+    """Documented choice: one dot per replica (bounded state, as riak_dt_emcntr)."""
+    a, b = ORMap(), ORMap()
+    b.merge(a.update("A", "hits", "gcounter", lambda c: c.increment("A", 2)))
+    b.merge(ORMap())
+    rm = b.remove("hits")
+    up = a.update("A", "hits", "gcounter", lambda c: c.increment("A", 3))
+    a.merge(rm)
+    b.merge(up)
+    assert a == b and a.value == {"hits": 5}
+
+
+def test_remove_then_update_starts_from_bottom() -> None:
+    m = ORMap()
+    m.update("A", "s", "orset", lambda s: s.add("A", "x"))
+    m.remove("s")
+    assert m.value == {} and "s" not in m
+    m.update("A", "s", "orset", lambda s: s.add("A", "y"))
+    assert m.value == {"s": frozenset({"y"})}
+
+
+def test_using_a_key_as_another_kind_is_a_type_error_and_changes_nothing() -> None:
+    m = ORMap()
+    m.update("A", "k", "gcounter", lambda c: c.increment("A"))
+    before = enc(m)
+    with pytest.raises(TypeError, match="gcounter"):
+        m.update("A", "k", "orset", lambda s: s.add("A", "x"))
+    assert enc(m) == before
+
+
+def test_an_unknown_kind_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="zset"):
+        ORMap().update("A", "k", "zset", lambda x: x)
+
+
+def test_a_failing_fn_changes_nothing() -> None:
+    m = ORMap()
+    m.update("A", "s", "orset", lambda s: s.add("A", "x"))
+    before = enc(m)
+
+    def boom(s: Any) -> None:
+        s.add("A", "y")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        m.update("A", "s", "orset", boom)
+    with pytest.raises(TypeError):
+        m.update("A", "s", "orset", lambda s: s.add("A", object()))
+    assert enc(m) == before
+
+
+def test_bad_keys_are_refused() -> None:
+    m = ORMap()
+    with pytest.raises(TypeError, match="dict"):
+        m.update("A", {"a": 1}, "gcounter", lambda c: c.increment("A"))
+    with pytest.raises(TypeError, match="bytes"):
+        m.remove(b"k")
+    assert m.is_bottom()
+
+
+def test_keys_are_json_values_and_arrays_come_back_as_tuples() -> None:
+    m = ORMap()
+    m.update("A", ["x", 1], "gcounter", lambda c: c.increment("A"))
+    m.update("A", 1, "gcounter", lambda c: c.increment("A"))
+    m.update("A", "1", "gcounter", lambda c: c.increment("A"))
+    assert m.value == {("x", 1): 1, 1: 1, "1": 1}
+    assert ORMap.from_dict(m.to_dict()) == m
+
+
+def test_get_returns_a_detached_view() -> None:
+    m = ORMap()
+    m.update("A", "s", "orset", lambda s: s.add("A", "x"))
+    view = m.get("s")
+    assert view.value == frozenset({"x"})
+    view.add("A", "y")
+    assert m.value == {"s": frozenset({"x"})}
+    assert m.get("missing") is None
+
+
+def test_lww_inside_a_map_orders_by_timestamp_and_checks_skew() -> None:
+    a, b = ORMap(), ORMap()
+    da = a.update("A", "t", "lww", lambda r: r.set("A", "old", now_ms=100))
+    db = b.update("B", "t", "lww", lambda r: r.set("B", "new", now_ms=200))
+    a.merge(db)
+    b.merge(da)
+    assert a.value == b.value == {"t": "new"}
+    before = enc(a)
+    with pytest.raises(ClockSkewError):
+        a.update("A", "t", "lww", lambda r: r.set("A", "x", Timestamp(10**9, 0, "A"), 0))
+    assert enc(a) == before
+    d = a.update("A", "t", "lww", lambda r: r.set("A", "stale", Timestamp(1, 0, "A")))
+    assert a.value == {"t": "new"} and d.is_bottom()
+
+
+def test_nested_map_remove_is_observed() -> None:
+    a, b = ORMap(), ORMap()
+
+    def add_x(n: Any) -> None:
+        n.update("A", "inner", "orset", lambda s: s.add("A", "x"))
+
+    b.merge(a.update("A", "outer", "ormap", add_x))
+    rm = b.update("B", "outer", "ormap", lambda n: n.remove("inner"))
+    up = a.update(
+        "A", "outer", "ormap", lambda n: n.update("A", "inner", "orset", lambda s: s.add("A", "y"))
+    )
+    a.merge(rm)
+    b.merge(up)
+    assert a == b and a.value == {"outer": {"inner": frozenset({"y"})}}
+
+
+def test_concurrent_updates_of_one_key_with_two_kinds_join_deterministically() -> None:
+    a, b = ORMap(), ORMap()
+    da = a.update("A", "k", "gcounter", lambda c: c.increment("A"))
+    db = b.update("B", "k", "orset", lambda s: s.add("B", "x"))
+    a.merge(db)
+    b.merge(da)
+    assert a == b and a.value == {"k": frozenset({"x"})}  # "orset" > "gcounter"
+    assert a.kind_of("k") == "orset"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_indexed_and_full_merge_paths_agree(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    rng = random.Random(seed)
+    reps = {r: ORMap() for r in "ABC"}
+    states: list[ORMap] = []
+    for _ in range(40):
+        r = rng.choice("ABC")
+        key = rng.choice(["c", "s", "n"])
+        m = reps[r]
+        if rng.random() < 0.25:
+            states.append(m.remove(key))
+        elif key == "c":
+            states.append(m.update(r, key, "pncounter", lambda c, r=r: c.increment(r)))
+        elif key == "s":
+            e = rng.choice("xyz")
+            states.append(m.update(r, key, "orset", lambda s, r=r, e=e: s.add(r, e)))
+        else:
+            states.append(
+                m.update(
+                    r,
+                    key,
+                    "ormap",
+                    lambda n, r=r: n.update(r, "v", "mvregister", lambda v: v.set(r, 1)),
+                )
+            )
+        if rng.random() < 0.2:
+            x, y = rng.sample("ABC", 2)
+            reps[x].merge(reps[y])
+    states += list(reps.values())
+    results = []
+    for small_min, ratio in ((10**9, 1.0), (-1, -1.0)):
+        monkeypatch.setattr(ormap_module, "_SMALL_CONTEXT_MIN", small_min)
+        monkeypatch.setattr(ormap_module, "_SMALL_CONTEXT_RATIO", ratio)
+        acc = ORMap()
+        for s in states:
+            acc.merge(s)
+        results.append(enc(acc))
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize(
+    ("entries", "path"),
+    [
+        ([["k", "zset", [[["A", 1], 1]]]], "entries[0][1]"),
+        ([["k", "gcounter", []]], "entries[0][2]"),
+        ([["k", "gcounter", [[["A", 1], -1]]]], "entries[0][2][0][1]"),
+        ([["k", "pncounter", [[["A", 1], 1]]]], "entries[0][2][0]"),
+        ([["k", "gcounter", [[["B", 1], 1]]]], "entries[0][2][0][0]"),
+        ([["k", "lww", [[["A", 1], [1, 0], "v"]]]], "entries[0][2][0][1]"),
+        (
+            [["k", "orset", [["x", [["A", 1]]]]], ["j", "orset", [["x", [["A", 1]]]]]],
+            "entries[1][2][0][1][0]",
+        ),
+        ([["k", "ormap", [["i", "mvregister", [[["A", 1], {1}]]]]]], "entries[0][2][0][2][0][1]"),
+        ([[{"o": 1}, "gcounter", [[["A", 1], 1]]]], "entries[0][0]"),
+    ],
+)
+def test_decode_refuses_malformed_entries_naming_the_path(entries: object, path: str) -> None:
+    d = {"type": "ormap", "v": 1, "entries": entries, "ctx": {"vv": {"A": 1}, "cloud": []}}
+    with pytest.raises(DecodeError) as e:
+        ORMap.from_dict(d)
+    assert e.value.path == path
