@@ -398,6 +398,7 @@ class Replica:
         (the write is durable once it is), ``Changed``, then ``WriteDone``/``WriteFailed``
         for ``op_id`` (now or later, at the latest by ``now + timeout``) and the sends.
         """
+        _check_now(now)
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
         if kind not in crdt.KINDS:
@@ -669,8 +670,7 @@ class Replica:
 
     # -- effect plumbing -------------------------------------------------------------------
     def _begin(self, now: float) -> float:
-        if isinstance(now, bool) or not isinstance(now, int | float):
-            raise TypeError(f"now must be a number, got {now!r}")
+        _check_now(now)
         if now > self._now:
             self._now = float(now)
         self._tx = _Tx()
@@ -1617,6 +1617,11 @@ def _decode_crdt(peer: str, d: dict[str, Any], where: str) -> CRDT:
     except (TypeError, ValueError) as exc:  # DecodeError is a ValueError
         raise RemoteProtocolError(f"{where}: bad CRDT state: {exc}", peer) from exc
     return obj
+
+
+def _check_now(now: object) -> None:
+    if isinstance(now, bool) or not isinstance(now, int | float) or now != now:
+        raise TypeError(f"now must be a number of seconds, got {now!r}")
 
 
 def _check_bool(name: str, value: object) -> bool:

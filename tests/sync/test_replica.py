@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import crdt
 from crdt import CausalContext
@@ -332,6 +334,9 @@ def test_kind_mismatch_and_fn_errors_change_nothing() -> None:
         r.local_update(9, "cart", "orset", add("x", "A"), w.now, w="LOCAL_QUORUM")
     with pytest.raises(TypeError):
         r.local_update(10, 42, "orset", add("x", "A"), w.now)  # type: ignore[arg-type]
+    for bad_now in ("now", float("nan"), None):
+        with pytest.raises(TypeError, match="now"):
+            r.local_update(11, "cart", "orset", add("x", "A"), bad_now)  # type: ignore[arg-type]
     assert r.effects() == []
     assert r.status() == before_status
     assert w.value("A", "cart") == frozenset({"milk"})
@@ -957,3 +962,64 @@ def test_status_counts_siblings_of_concurrent_register_writes() -> None:
     w.run()
     assert w.r["B"].status()["siblings"] == {}
     assert w.value("B", "note") == (["bread"],)
+
+
+# -- a randomized check: any history of writes, cuts and restarts converges ---------------------
+_op = st.one_of(
+    st.tuples(st.just("inc"), st.sampled_from("ABC"), st.integers(0, 3), st.integers(1, 5)),
+    st.tuples(st.just("add"), st.sampled_from("ABC"), st.integers(0, 3), st.sampled_from("xyz")),
+    st.tuples(st.just("rm"), st.sampled_from("ABC"), st.integers(0, 3), st.sampled_from("xyz")),
+    st.tuples(st.just("cut"), st.sampled_from("ABC"), st.sampled_from("ABC"), st.just(0)),
+    st.tuples(st.just("heal"), st.sampled_from("ABC"), st.sampled_from("ABC"), st.just(0)),
+    st.tuples(st.just("advance"), st.just(""), st.integers(1, 6), st.just(0)),
+    st.tuples(st.just("restart"), st.sampled_from("ABC"), st.just(0), st.just(0)),
+    st.tuples(st.just("read"), st.sampled_from("ABC"), st.integers(0, 3), st.integers(1, 3)),
+)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(ops=st.lists(_op, max_size=25))
+def test_random_histories_converge(ops: list[tuple[str, str, int, Any]]) -> None:
+    w = Wire("ABC", n=3, w=1, anti_entropy_interval=2.0, ae_batch=2, snapshot_chunk=1)
+    w.connect()
+    total = [0, 0, 0, 0]
+    for op_id, (kind, who, a, b) in enumerate(ops, start=1):
+        if kind == "inc":
+            w.r[who].local_update(op_id, f"c{a}", "pncounter", inc(who, b), w.now)
+            total[a] += b
+        elif kind in ("add", "rm"):
+            fn = add(b, who) if kind == "add" else (lambda s, e=b: s.remove(e))
+            w.r[who].local_update(op_id, f"s{a}", "orset", fn, w.now)
+        elif kind == "cut" and who != a and frozenset((who, a)) not in w.cut:  # type: ignore[comparison-overlap]
+            w.down(who, str(a))
+        elif kind == "heal" and frozenset((who, a)) in w.cut:  # type: ignore[comparison-overlap]
+            w.up(who, str(a))
+        elif kind == "advance":
+            w.advance(float(a))
+        elif kind == "restart":
+            w.restart(who)
+            for x in w.ids:
+                if x != who:
+                    w.r[x].peer_down(who, w.now)
+                    if frozenset((x, who)) not in w.cut:
+                        w.r[x].peer_up(who, w.now)
+                        w.r[who].peer_up(x, w.now)
+        elif kind == "read":
+            w.r[who].local_read(op_id, f"c{a}", w.now, r=b)
+        w.run()
+    for pair in list(w.cut):
+        x, y = sorted(pair)
+        w.up(x, y)
+    w.run()
+    w.advance(12.0)
+    for i in range(4):
+        values = {x: w.value(x, f"c{i}") for x in "ABC"}
+        assert set(values.values()) <= {total[i], None} and (
+            total[i] == 0 or None not in values.values()
+        ), values
+        sets = {x: w.r[x].value(f"s{i}") for x in "ABC"}
+        assert sets["A"] == sets["B"] == sets["C"], sets
+    for x in "ABC":  # every write was durable on its coordinator: the disks agree
+        restarted = Replica(w.configs[x], x, w.disk[x].loaded())
+        for i in range(4):
+            assert restarted.value(f"c{i}") == w.r[x].value(f"c{i}")
