@@ -113,26 +113,36 @@ def decode_blob(table: str, key: str, kind: str | None, blob: str) -> dict[str, 
 
 
 def check_context(value: Any, what: str) -> dict[str, Any]:
-    """Check the shape of an encoded CausalContext; return it or raise ``ValueError``."""
-    if not isinstance(value, Mapping):
+    """Check the shape of an encoded CausalContext; return a clean copy or raise
+    ``ValueError``."""
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise ValueError(
             f"{what}: expected {{'vv': ..., 'cloud': ...}}, found {type(value).__name__}"
         )
     vv, cloud = value.get("vv", {}), value.get("cloud", [])
-    if not isinstance(vv, Mapping) or not all(
-        isinstance(o, str) and _is_count(n) for o, n in vv.items()
-    ):
+    if type(vv) is not dict and not isinstance(vv, Mapping):
         raise ValueError(f"{what}: 'vv' must map replica ids to non-negative integers")
-    if not isinstance(cloud, list | tuple) or not all(
-        isinstance(d, list | tuple) and len(d) == 2 and isinstance(d[0], str) and _is_count(d[1])
-        for d in cloud
-    ):
+    for origin, n in vv.items():
+        if type(origin) is not str or type(n) is not int or n < 0:
+            raise ValueError(f"{what}: 'vv' must map replica ids to non-negative integers")
+    if type(cloud) is not list and type(cloud) is not tuple:
         raise ValueError(f"{what}: 'cloud' must be a list of [replica, counter] pairs")
-    return {"vv": dict(vv), "cloud": [[d[0], d[1]] for d in cloud]}
+    pairs = []
+    for dot in cloud:
+        if (
+            (type(dot) is not list and type(dot) is not tuple)
+            or len(dot) != 2
+            or type(dot[0]) is not str
+            or type(dot[1]) is not int
+            or dot[1] < 0
+        ):
+            raise ValueError(f"{what}: 'cloud' must be a list of [replica, counter] pairs")
+        pairs.append([dot[0], dot[1]])
+    return {"vv": dict(vv), "cloud": pairs}
 
 
 def _is_count(n: Any) -> bool:
-    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+    return type(n) is int and n >= 0
 
 
 def _decode_context(table: str, key: str, blob: str) -> dict[str, Any]:
@@ -226,7 +236,7 @@ def _ms(value: Any, what: str) -> int:
 
 
 def _blob(value: Any, kind: str, what: Callable[[], str]) -> str:
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise InvalidInput(f"{what()} must be a to_dict() mapping, got {type(value).__name__}")
     if value.get("type") != kind:
         raise InvalidInput(f"{what()} encodes a {value.get('type')!r}, not the declared {kind!r}")

@@ -98,6 +98,7 @@ def _new_replica_id() -> str:
 @dataclass(slots=True)
 class _Pending:
     prepared: sql.PreparedBatch
+    rows: int
     future: asyncio.Future[int]
 
 
@@ -131,9 +132,8 @@ class Store:
         self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
         self._writer_conn: AsyncConnection | None = None
         self._closed = False
-        self._writer = asyncio.get_running_loop().create_task(
-            self._write_loop(), name="shoal-store-writer"
-        )
+        self._loop = asyncio.get_running_loop()
+        self._writer = self._loop.create_task(self._write_loop(), name="shoal-store-writer")
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -263,10 +263,11 @@ class Store:
 
     async def _submit(self, prepared: sql.PreparedBatch) -> int:
         self._check_open()
-        if prepared.rows == 0:
+        rows = prepared.rows
+        if rows == 0:
             return 0
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(prepared, future))
+        future: asyncio.Future[int] = self._loop.create_future()
+        self._queue.put_nowait(_Pending(prepared, rows, future))
         return await future
 
     async def _write_loop(self) -> None:
@@ -276,7 +277,7 @@ class Store:
                 return
             assert isinstance(item, _Pending)
             group = [item]
-            rows = item.prepared.rows
+            rows = item.rows
             stop = False
             while rows < self._max_batch_rows and not self._queue.empty():
                 nxt = self._queue.get_nowait()
@@ -285,7 +286,7 @@ class Store:
                     break
                 assert isinstance(nxt, _Pending)
                 group.append(nxt)
-                rows += nxt.prepared.rows
+                rows += nxt.rows
             await self._commit(group)
             if stop:
                 return
