@@ -70,3 +70,22 @@ def test_config_refuses_bad_values(kwargs: dict[str, object], error: type, match
 
 def test_local_quorum_config_with_a_site() -> None:
     assert ReplicaConfig(w=LOCAL_QUORUM, site="eu").w == LOCAL_QUORUM
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "sync.config",
+        "sync.consistency",
+        "sync.errors",
+        "sync.messages",
+        "sync.replica",
+        "sync.ring",
+    ],
+)
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
