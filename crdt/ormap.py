@@ -138,6 +138,14 @@ def _empty_store(kind: str) -> Any:
 # ---------------------------------------------------------------------------------------
 # Views: what ``update``'s fn receives
 # ---------------------------------------------------------------------------------------
+def _context_of(dot: Dot, others: list[Dot]) -> CausalContext:
+    c = CausalContext()
+    c.add(dot)
+    for d in others:
+        c.add(d)
+    return c
+
+
 class _CounterView:
     """An embedded grow-only counter: ``increment(replica, n=1)``, ``value``."""
 
@@ -158,7 +166,7 @@ class _CounterView:
         p = sum(entries[d][0] for d in old) + dp
         n = sum(entries[d][1] for d in old) + dn
         dot = self.ctx.next_dot(replica)
-        delta = type(self)(DotFun({dot: (p, n)}), CausalContext(cloud=[dot, *old]))
+        delta = type(self)(DotFun({dot: (p, n)}), _context_of(dot, old))
         for d in old:
             del entries[d]
         entries[dot] = (p, n)
@@ -244,7 +252,7 @@ class _LWWView:
         value = normalize(value)
         dot = self.ctx.next_dot(replica)
         old = list(self.store.entries)
-        delta = _LWWView(DotFun({dot: (ts, value)}), CausalContext(cloud=[dot, *old]))
+        delta = _LWWView(DotFun({dot: (ts, value)}), _context_of(dot, old))
         self.store.entries = {dot: (ts, value)}
         self.ctx.add(dot)
         return delta
@@ -409,20 +417,39 @@ class ORMap:
         view = _make_view(kind, before.copy(), self._ctx.copy())
         fn(view)
         after, after_ctx = _view_state(kind, view)
+        ctx = self._ctx
+        new_dots = list(after_ctx.dots_not_in(ctx))
         delta = ORMap()
         delta._index = None
         dstore = after.copy()
-        dstore.discard_covered(self._ctx)
+        dstore.discard_covered(ctx)
         if not dstore.is_empty():
             delta._store.entries[ek] = dstore
         dctx = delta._ctx
-        for d in after_ctx.dots_not_in(self._ctx):
+        for d in new_dots:
             dctx.add(d)
         live = set(after.dots())
-        for d in before.dots():
+        old_dots = list(before.dots())
+        for d in old_dots:
             if d not in live:
                 dctx.add(d)
-        self.merge(delta)
+        # Joining the delta into this state gives exactly ``after`` at this entry (a view only
+        # keeps old dots or adds new ones) and leaves every other entry alone (the delta's
+        # context holds only new dots and this entry's dots): apply it directly, O(entry).
+        entries = self._store.entries
+        index = self._index
+        if index is not None:
+            for d in old_dots:
+                index.pop(d, None)
+        if after.is_empty():
+            entries.pop(ek, None)
+        else:
+            entries[ek] = after.copy()
+            if index is not None:
+                for d in live:
+                    index[d] = ek
+        for d in new_dots:
+            ctx.add(d)
         return delta
 
     def remove(self, key: object) -> ORMap:
