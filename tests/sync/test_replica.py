@@ -1023,3 +1023,39 @@ def test_random_histories_converge(ops: list[tuple[str, str, int, Any]]) -> None
         restarted = Replica(w.configs[x], x, w.disk[x].loaded())
         for i in range(4):
             assert restarted.value(f"c{i}") == w.r[x].value(f"c{i}")
+
+
+def test_fallback_that_is_itself_a_home_applies_the_hinted_entry() -> None:
+    r = Replica(ReplicaConfig(n=3), "D")  # knows nobody: a home of every partition
+    delta = crdt.new("gcounter").increment("A", 2).to_dict()
+    r.receive("A", m.Push(push_id=5, entries=[_entry_from("A", "k", delta)], hint_for="C"), 0.0)
+    fx = r.effects()
+    assert kinds(fx) == ["Persist", "Changed", "Send:Ack"]
+    assert isinstance(fx[0], Persist) and fx[0].hints_add == () and len(fx[0].log) == 1
+    assert r.value("k").value == 2  # type: ignore[union-attr]
+    assert r.status()["hints"] == {}
+
+
+def test_fallback_holds_the_hint_and_persists_it_before_acking() -> None:
+    r = Replica(ReplicaConfig(n=1), "D")
+    r.peer_up("A", 0.0)
+    r.effects()
+    key = key_homed(Ring(["A", "D"], n=1, partitions=64, vnodes=16), lambda h: h == ("A",))
+    delta = crdt.new("gcounter").increment("A", 2).to_dict()
+    r.receive("A", m.Push(push_id=5, entries=[_entry_from("A", key, delta)], hint_for="C"), 3.0)
+    fx = r.effects()
+    assert kinds(fx) == ["Persist", "Send:Ack"]
+    assert isinstance(fx[0], Persist) and [h.target for h in fx[0].hints_add] == ["C"]
+    assert fx[0].hints_add[0].stored_at == 3.0 and fx[0].log == ()
+    assert r.value(key) is None and r.status()["hints"] == {"C": 1}
+
+
+def _entry_from(origin: str, key: str, delta: dict[str, Any]) -> m.Entry:
+    return m.Entry(
+        origin=origin,
+        partition=partition_of(key, 64),
+        seq=1,
+        key=key,
+        kind=delta["type"],
+        delta=delta,
+    )
