@@ -143,6 +143,8 @@ class SimReplica(Protocol):
 
     def value(self, key: str) -> CRDT | None: ...
 
+    def status(self) -> dict[str, Any]: ...
+
 
 ReplicaFactory = Callable[[ReplicaConfig, str, Loaded | None, float], SimReplica]
 """Builds a replica: ``factory(config, replica_id, loaded, now)``."""

@@ -62,6 +62,9 @@ def test_every_hinted_delta_reaches_the_home_and_hints_are_dropped(kit: Any, how
     missing = [k for k in keys if cluster.values(k, [HOME])[HOME] != frozenset({k})]
     assert missing == [], f"{len(missing)} of {len(keys)} hinted deltas never reached {HOME}"
     assert kit.hints_on_disks(cluster) == 0, "hints still held after the hand-off"
+    for rid in cluster.ids:
+        held = cluster.replica(rid).status()["hints"]
+        assert not any(held.values()), f"{rid} still reports hints {held}"
     for key in keys:
         assert cluster.converged([key], kit.homes(cluster, key))
     assert cluster.anomalies == []
@@ -79,6 +82,9 @@ def test_hints_past_the_window_are_dropped_and_anti_entropy_repairs(kit: Any) ->
     cluster.run_for(60.0, max_steps=100_000)
     assert cluster.anomalies == []
     assert kit.hints_on_disks(cluster, HOME) == 0, "hints outlived the hint window"
+    for rid in cluster.ids:
+        if cluster.alive(rid):
+            assert not cluster.replica(rid).status()["hints"].get(HOME), rid
     assert not cluster.alive(HOME)
 
     cluster.restart(HOME)

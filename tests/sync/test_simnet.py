@@ -117,6 +117,9 @@ class Toy:
     def value(self, key: str) -> Any:
         return self.objects.get(key)
 
+    def status(self) -> dict[str, Any]:
+        return {"replica_id": self.rid}
+
     # test helpers
     def ping(self, peer: str, nonce: int) -> None:
         self.out.append(Send(peer, Ping(nonce=nonce)))
