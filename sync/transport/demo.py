@@ -4,20 +4,28 @@ What it runs (DESIGN.md, "The user's first five minutes"), all on loopback with 
 file per peer in a temporary folder, every peer a real :class:`sync.transport.peer.Peer`
 talking websockets to the others:
 
-1. a relay and three devices (``alice-phone``, ``alice-laptop``, ``bob-phone``) connect;
-2. every device adds items to one shared list (an ORSet) and all replicas converge;
+1. a relay and three devices (``alice-phone``, ``alice-laptop``, ``bob-phone``) start; each
+   device dials the relay and the devices already running, so all four are connected;
+2. every device adds items to one shared list and the three replicas converge;
 3. ``bob-phone`` goes offline and keeps working: a ``w=2`` write cannot reach its quorum
    (``QuorumNotReached``) yet is durable on the phone, and bob edits the shared note;
-4. meanwhile the others edit the list and the same note; the relay holds hints for bob;
+4. meanwhile alice edits the list and the same note; the relay, the fallback of the list's
+   home replicas, holds hints for bob (sloppy quorum);
 5. ``bob-phone`` comes back: the relay hands its hints off and bob's offline writes reach
-   everyone;
-6. the note shows both concurrent values as siblings (an MVRegister); a later ``set`` that
-   has seen both resolves them everywhere;
+   everyone (anti-entropy);
+6. the note shows both concurrent values as siblings; a later ``set`` that has seen both
+   resolves them everywhere;
 7. a quorum write waits for two acknowledgements (``w=2``) and shows who acked;
-8. ``alice-laptop`` misses a change while offline; back online, a read with ``r=ALL`` joins
-   every replica's answer and repairs the laptop's stale copy;
+8. bob restarts where he reaches alice-phone and the relay but not alice-laptop, and makes a
+   ``strict`` write (home replicas only, so no hint): alice-laptop is stale while online. A
+   read with ``r=ALL`` from alice-phone joins the three replicas and repairs the laptop;
 9. every peer is closed, every database reopened from its file, and the replicas' lists,
-   notes and version vectors are printed side by side.
+   notes, version vectors and leftover hints are printed side by side.
+
+The shared list is one ORMap key (``items`` -> an ORSet, ``note`` -> an MVRegister) with
+``n=3`` home replicas. With four peers on the ring the relay could be one of them; the demo
+names the list after the first of :data:`LIST_NAMES` whose three homes are the devices, so
+that the relay plays the part the story needs: a fallback that holds hints, not a replica.
 
 "Offline" is what it is for an embedded app: the device closes its peer and reopens the same
 database with no network (no listen address, no peers to dial). Reopening resumes the same
@@ -25,11 +33,12 @@ replica id and data (DESIGN.md, "The embedding API").
 
 Output: one short line per step; colours when stdout is a terminal (rich), plain text with no
 ANSI escape codes when it is not (a pipe, a file, a CI log). Every wait is bounded by a
-timeout; a step that fails is reported and the demo goes on to the final comparison.
+timeout. The steps build on each other: the first one that fails ends the story, and the
+final comparison still runs to show where the replicas stand.
 
-Exit status: 0 when every step succeeded and every replica is equal at the end; 1 when a step
-failed or the replicas differ; 2 for bad usage (argparse, or ``--keep`` naming a folder that
-already holds files).
+Exit status: 0 when every step succeeded, the three replicas are equal at the end and no hint
+is left undelivered; 1 otherwise; 2 for bad usage (argparse, or ``--keep`` naming a folder
+that already holds files).
 """
 
 from __future__ import annotations
@@ -516,10 +525,8 @@ class _Demo:
         await _until(meshed, "every peer to connect to every other")
         say.ok(f"every peer is connected to the 3 others ({time.perf_counter() - t0:.2f} s)")
         self.key = self._choose_key(ids)
-        say.line(
-            f"the shared list {self.key!r} lives on n={N_HOMES} home replicas: the three "
-            "devices; the relay is their fallback and holds hints for a device that is away"
-        )
+        say.line(f"the shared list {self.key!r}: n={N_HOMES} home replicas, the three devices")
+        say.line(("the relay is their fallback: it holds hints for a device that is away", "dim"))
 
     def _choose_key(self, ids: set[str]) -> str:
         """The first list name whose n=3 homes are the three devices (not the relay)."""
