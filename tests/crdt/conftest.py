@@ -23,6 +23,7 @@ root is on ``sys.path`` through pytest's ``pythonpath``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -129,8 +130,9 @@ def _now_ms() -> st.SearchStrategy[int]:
     return st.integers(min_value=1_000, max_value=1_004)
 
 
+@functools.cache
 def ops_for(kind: str, depth: int = 0) -> st.SearchStrategy[list[Any]]:
-    """Operations (without the replica) for a state of ``kind``."""
+    """Operations (without the replica) for a state of ``kind`` (cached: building is slow)."""
     n = st.integers(min_value=1, max_value=5)
     if kind == "gcounter":
         return st.tuples(st.just("increment"), n).map(list)
