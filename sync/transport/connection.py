@@ -285,6 +285,7 @@ class Transport:
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         http: HttpHook | None = None,
+        refuse: Callable[[PeerInfo], str | None] | None = None,
     ) -> None:
         self.me = me
         self.handler = handler
@@ -293,6 +294,7 @@ class Transport:
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
         self.http = http
+        self.refuse = refuse
         self.links: dict[str, Link] = {}
         self.rng = random.Random(self.config.seed)
         self.url: str | None = None
@@ -517,6 +519,11 @@ class Transport:
         link.event(LinkEvent.AUTHENTICATED)
         if self._closing:
             await self._close_quietly(link, CLOSE_GOING_AWAY, "peer shutting down")
+            return
+        refused = self.refuse(info) if self.refuse is not None else None
+        if refused is not None:
+            log.warning("refused link with %s: %s", info.replica_id, refused)
+            await self._close_quietly(link, CLOSE_POLICY, refused)
             return
         replaced = info.replica_id in self.links
         if not self._install(link):

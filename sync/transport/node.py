@@ -59,7 +59,12 @@ from sync.effects import (
     WriteFailed,
     WriteResult,
 )
-from sync.errors import QuorumNotReached, ReadQuorumNotReached, RemoteProtocolError
+from sync.errors import (
+    LocalProtocolError,
+    QuorumNotReached,
+    ReadQuorumNotReached,
+    RemoteProtocolError,
+)
 
 __all__ = [
     "Node",
@@ -224,6 +229,7 @@ class NodeCounters:
     sends_dropped: int = 0
     remote_errors: int = 0
     store_errors: int = 0
+    input_errors: int = 0
 
 
 Input = Callable[[ReplicaLike, float], object]
@@ -382,11 +388,14 @@ class Node:
         def run(r: ReplicaLike, now: float) -> None:
             try:
                 r.receive(peer_id, message, now)
-            except RemoteProtocolError as exc:
+            except (RemoteProtocolError, LocalProtocolError) as exc:
+                # LocalProtocolError here: a handshake/heartbeat message type after the
+                # handshake, which the engine does not take; the peer broke the protocol.
+                reason = exc.reason if isinstance(exc, RemoteProtocolError) else str(exc)
                 self.counters.remote_errors += 1
-                log.warning("bad message from %s: %s; closing its link", peer_id, exc.reason)
+                log.warning("bad message from %s: %s; closing its link", peer_id, reason)
                 if self._close_peer is not None:
-                    self._close_peer(peer_id, 1002, exc.reason)
+                    self._close_peer(peer_id, 1002, reason)
 
         self.submit(run)
 
@@ -431,7 +440,11 @@ class Node:
             n = min(len(self._inputs), self.max_inputs)
             for _ in range(n):
                 fn = self._inputs.popleft()
-                fn(r, now)
+                try:
+                    fn(r, now)
+                except Exception:  # a bug: log it loudly, but keep the node serving others
+                    self.counters.input_errors += 1
+                    log.exception("engine input failed; the replica is unchanged by contract")
             self.counters.inputs += n
             deadline = r.next_deadline()
             if deadline is not None and deadline <= now:
@@ -492,6 +505,8 @@ class Node:
         changed: dict[str, None] = {}
         for e in effects:
             if isinstance(e, Persist):
+                if self._on_effect is not None:
+                    self._on_effect(e)
                 continue
             if isinstance(e, Send):
                 if self._send(e.peer, e.message):

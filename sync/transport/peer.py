@@ -46,7 +46,7 @@ import crdt
 from crdt import CRDT
 from store import Store
 from sync.config import ReplicaConfig
-from sync.effects import IdentityConflict, WriteResult
+from sync.effects import IdentityConflict, Persist, WriteResult
 from sync.ring import partition_of
 
 from .auth import AdminReply, AdminRequest, Identity, PeerInfo
@@ -221,7 +221,11 @@ class Peer:
             server_ssl=server_ssl,
             client_ssl=client_ssl,
             http=make_http_hook(self),
+            refuse=self._refuse,
         )
+        self.dial_learned = False
+        self._addresses: dict[str, str] = {}
+        self._forgotten: set[str] = set()
         self.node: Node = None  # type: ignore[assignment]  # set by _start
 
     # -- opening and closing -----------------------------------------------------------------
@@ -246,6 +250,7 @@ class Peer:
         synchronous: str = "FULL",
         subscriber_queue: int = 100,
         transport: TransportConfig | None = None,
+        dial_learned: bool = False,
         **engine: Any,
     ) -> _Opening:
         """Open (or create, or resume) a peer; see the module docstring.
@@ -253,7 +258,9 @@ class Peer:
         ``engine`` passes further :class:`~sync.config.ReplicaConfig` fields (for example
         ``write_timeout``, ``anti_entropy_interval``, ``partitions``, ``seed``).
         ``tls_cert``/``tls_key`` serve ``wss://``; ``tls_ca`` is a CA file to trust when
-        dialling ``wss://`` peers (the system's trust store otherwise).
+        dialling ``wss://`` peers (the system's trust store otherwise). ``dial_learned``:
+        also dial the addresses of peers learned from others (off by default, so that a
+        peer opened without ``peers`` stays off line).
         """
         peers = list(peers)
         if isinstance(path_or_url, str) and not path_or_url:
@@ -291,6 +298,7 @@ class Peer:
                     client_ssl=client_ssl,
                     subscriber_queue=subscriber_queue,
                 )
+                peer.dial_learned = dial_learned
                 await peer._start(listen, peers)
             except BaseException:
                 await store.aclose()
@@ -303,6 +311,8 @@ class Peer:
         from sync.replica import Replica
 
         stored = await self.store.load()
+        for rid, row in stored.peers.items():
+            self._learned(rid, row.address, row.forgotten)
         now = time.monotonic() + (time.time() - time.monotonic())
         replica = Replica(self.config, self.store.replica_id, loaded_from_store(stored), now=now)
         self.node = Node(
@@ -319,6 +329,25 @@ class Peer:
             url = await self.transport.listen(host, port)
             self.transport.me = dataclasses.replace(self.transport.me, address=url)
         self.transport.dial(peers)
+        if self.dial_learned:
+            self.transport.dial(a for r, a in self._addresses.items() if r not in self._forgotten)
+
+    def _learned(self, replica_id: str, address: str | None, forgotten: bool) -> None:
+        if replica_id == self.replica_id:
+            return
+        if forgotten:
+            self._forgotten.add(replica_id)
+            return
+        if address and address.startswith(("ws://", "wss://")) and address != self.url:
+            fresh = self._addresses.get(replica_id) != address
+            self._addresses[replica_id] = address
+            if fresh and self.dial_learned and self.node is not None:
+                self.transport.dial([address])
+
+    def _refuse(self, info: PeerInfo) -> str | None:
+        if info.replica_id in self._forgotten:
+            return "this replica was forgotten by the group"
+        return None
 
     async def aclose(self) -> None:
         """Commit what is pending, close links and store. Idempotent."""
@@ -403,6 +432,10 @@ class Peer:
             sub._push(value)
 
     def _effect(self, effect: Any) -> None:
+        if isinstance(effect, Persist):
+            for rec in effect.peers:
+                self._learned(rec.replica_id, rec.address, rec.forgotten)
+            return
         if isinstance(effect, IdentityConflict) and not self._rotating:
             # Our database was restored or copied: peers hold dots of ours we never issued.
             # The engine already numbers log dots above them; a new replica id (taken at the
@@ -427,6 +460,7 @@ class Peer:
             raise ValueError(f"replica_id must be a non-empty str, got {replica_id!r}")
         if replica_id == self.replica_id:
             raise ValueError("a peer cannot forget itself")
+        self._forgotten.add(replica_id)
         await self.node.forget(replica_id)
         self.transport.close_peer(replica_id, 1008, "forgotten by the operator")
 
@@ -489,7 +523,7 @@ class _Handle:
         timeout: float | None,
         strict: bool | None,
     ) -> WriteResult:
-        self._check_kind()
+        # The engine refuses a key of another kind (TypeError) without copying the state.
         return await self.peer.node.write(
             self.key, self.kind, fn, w=w, strict=strict, timeout=timeout
         )
@@ -498,8 +532,9 @@ class _Handle:
         self, *, r: Any = None, timeout: float | None = None, strict: bool | None = None
     ) -> CRDT | None:
         """The joined CRDT state of the key (None if no replica asked holds it)."""
-        self._check_kind()
         done = await self.peer.node.read(self.key, r=r, strict=strict, timeout=timeout)
+        if done.state is not None and done.state.kind != self.kind:
+            raise TypeError(f"key {self.key!r} holds a {done.state.kind}, not a {self.kind}")
         return done.state
 
     async def value(

@@ -329,3 +329,61 @@ async def test_bad_input_raises_and_changes_nothing(tmp_path: Path) -> None:
         assert local_value(a, "n") is None
     finally:
         await a.aclose()
+
+
+async def test_transport_message_after_handshake_closes_only_that_link(tmp_path: Path) -> None:
+    from sync.messages import Ping
+
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        assert a.url is not None
+        async with connect(a.url) as ws:
+            await client_handshake(ws, Identity("rude", "default", SECRET), timeout=WAIT)
+            await ws.send(encode(Ping(nonce=1)))
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), WAIT)
+            assert ws.close_code == 1002
+        assert a.node.counters.remote_errors == 1 and a.node.counters.input_errors == 0
+        await a.orset("cart").add("still serving")
+        assert local_value(a, "cart") == frozenset({"still serving"})
+    finally:
+        await a.aclose()
+
+
+async def test_forgotten_peer_is_refused_when_it_comes_back(tmp_path: Path) -> None:
+    a = await open_peer(tmp_path / "a.db")
+    b = await open_peer(tmp_path / "b.db", peers=[a.url])
+    try:
+        await linked(a, b)
+        await a.forget(b.replica_id)
+        await eventually(lambda: b.replica_id not in a.transport.links, "b's link closed")
+        await asyncio.sleep(0.5)  # b keeps redialling; a keeps refusing
+        assert b.replica_id not in a.transport.links
+        assert a.status_now()["peers"].get(b.replica_id, {}).get("connected") in (None, False)
+    finally:
+        await b.aclose()
+        await a.aclose()
+    # Forgetting is durable: a reopened a still refuses b.
+    a = await open_peer(tmp_path / "a.db")
+    b = await open_peer(tmp_path / "b.db", peers=[a.url])
+    try:
+        await asyncio.sleep(0.5)
+        assert b.replica_id not in a.transport.links
+    finally:
+        await b.aclose()
+        await a.aclose()
+
+
+async def test_dial_learned_connects_peers_introduced_by_a_third(tmp_path: Path) -> None:
+    hub = await open_peer(tmp_path / "hub.db")
+    c = await open_peer(tmp_path / "c.db", peers=[hub.url])
+    b = await open_peer(tmp_path / "b.db", peers=[hub.url], dial_learned=True)
+    try:
+        await linked(hub, c)
+        await linked(hub, b)
+        await linked(b, c)  # b learned c's address from hub and dialled it
+        assert c.url in b.transport._diallers
+    finally:
+        await b.aclose()
+        await c.aclose()
+        await hub.aclose()
