@@ -76,3 +76,22 @@ def test_a_replica_behind_the_compacted_log_gets_a_state_transfer(kit: Any) -> N
     for i in range(300):
         assert cluster.values(f"s{i}") == dict.fromkeys(cluster.ids, i + 1)
     assert cluster.anomalies == [] and cluster.protocol_errors == []
+
+
+def test_forgetting_a_down_replica_lets_compaction_proceed(kit: Any) -> None:
+    # Causal stability waits for every known home; once the operator forgets a dead one
+    # (on every replica), nothing else should be needed for compaction to proceed.
+    cluster = kit.cluster(kit.ids(3), n=3, anti_entropy_interval=1.0, checkpoint_every=10)
+    cluster.crash("p002")
+    cluster.run_for(cluster.detect_delay + 0.5)
+    ops = [cluster.update("p000", f"f{i}", "gcounter", kit.incr("p000"), w=2) for i in range(100)]
+    assert cluster.run_until(lambda: all(op.done for op in ops), max_steps=50_000)
+    assert all(op.ok for op in ops)
+    cluster.run_for(5.0)
+    assert cluster.disk("p000").compacted == 0, "compacted although a home never acknowledged"
+    cluster.forget("p000", "p002")
+    cluster.forget("p001", "p002")
+    cluster.run_for(5.0)
+    assert cluster.disk("p000").compacted > 0 and cluster.disk("p001").compacted > 0, (
+        "log not compacted 5 anti-entropy intervals after the last missing home was forgotten"
+    )

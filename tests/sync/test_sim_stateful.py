@@ -1,10 +1,11 @@
 """Stateful property test: random operations and faults, then heal, then compare to a model.
 
-Hypothesis drives a three-replica cluster (n=3, so every replica holds every key) through
+Hypothesis drives a cluster with n=3 (three replicas, so every replica holds every key; and
+four replicas, so writes also go through non-home coordinators, fallbacks and hints) through
 random counter increments and OR-set adds/removes on random replicas, partitions, message
 drops and duplicates, reordering, crashes (also *between* two effects of one batch) and
 restarts. At the end every replica is restarted, the network healed, and the cluster run to
-quiescence and convergence. Then, per key:
+quiescence and convergence of every key's home replicas. Then, per key, on its homes:
 
 * counters: the value lies between the sum of acknowledged increments and the sum of all
   attempted increments (a write that was never acknowledged may or may not survive);
@@ -27,11 +28,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from sync.config import ReplicaConfig
 from sync.effects import Persist, Send, WriteDone
+from sync.ring import Ring
 from sync.simnet import SimCluster, SimOp
 
 __all__: list[str] = []
 
-IDS = ["p000", "p001", "p002"]
+MAX_PEERS = 4
 COUNTERS = ["c0", "c1"]
 SETS = ["s0", "s1"]
 EFFECTS: dict[str, Any] = {
@@ -49,41 +51,53 @@ class SetModel:
 
 
 class ClusterMachine(RuleBasedStateMachine):
+    """Rules pick replicas by index (modulo the cluster size), so subclasses set PEERS."""
+
+    PEERS = 3
+
     def __init__(self) -> None:
         super().__init__()
         config = ReplicaConfig(n=3, anti_entropy_interval=2.0, write_timeout=1.0, read_timeout=1.0)
-        self.cluster = SimCluster(IDS, config, seed=0, detect_delay=0.5)
+        self.ids = [f"p{i:03d}" for i in range(self.PEERS)]
+        self.cluster = SimCluster(self.ids, config, seed=0, detect_delay=0.5)
+        ring = Ring(self.ids, n=3, partitions=config.partitions, vnodes=config.vnodes)
+        self.homes = {key: ring.homes_of(key) for key in COUNTERS + SETS}
         self.increments: dict[str, list[tuple[int, SimOp]]] = {k: [] for k in COUNTERS}
         self.sets: dict[str, SetModel] = {k: SetModel() for k in SETS}
         self.next_element = 0
 
-    def _alive(self, rid: str) -> bool:
-        return self.cluster.alive(rid)
+    def _pick(self, who: int) -> str | None:
+        """The replica at index ``who`` if it is alive."""
+        rid = self.ids[who % len(self.ids)]
+        return rid if self.cluster.alive(rid) else None
 
     @rule(
-        rid=st.sampled_from(IDS),
+        who=st.integers(0, MAX_PEERS - 1),
         key=st.sampled_from(COUNTERS),
         amount=st.integers(1, 5),
         w=st.integers(1, 3),
     )
-    def increment(self, rid: str, key: str, amount: int, w: int) -> None:
-        if not self._alive(rid):
+    def increment(self, who: int, key: str, amount: int, w: int) -> None:
+        rid = self._pick(who)
+        if rid is None:
             return
         op = self.cluster.update(rid, key, "pncounter", lambda c: c.increment(rid, amount), w=w)
         self.increments[key].append((amount, op))
 
-    @rule(rid=st.sampled_from(IDS), key=st.sampled_from(SETS), w=st.integers(1, 3))
-    def add(self, rid: str, key: str, w: int) -> None:
-        if not self._alive(rid):
+    @rule(who=st.integers(0, MAX_PEERS - 1), key=st.sampled_from(SETS), w=st.integers(1, 3))
+    def add(self, who: int, key: str, w: int) -> None:
+        rid = self._pick(who)
+        if rid is None:
             return
         element = f"e{self.next_element}"
         self.next_element += 1
         op = self.cluster.update(rid, key, "orset", lambda s: s.add(rid, element), w=w)
         self.sets[key].adds[element] = op
 
-    @rule(rid=st.sampled_from(IDS), key=st.sampled_from(SETS), pick=st.integers(0, 50))
-    def remove(self, rid: str, key: str, pick: int) -> None:
-        if not self._alive(rid):
+    @rule(who=st.integers(0, MAX_PEERS - 1), key=st.sampled_from(SETS), pick=st.integers(0, 50))
+    def remove(self, who: int, key: str, pick: int) -> None:
+        rid = self._pick(who)
+        if rid is None:
             return
         state = self.cluster.value(rid, key)
         visible = sorted(state.value) if state is not None else []
@@ -93,9 +107,10 @@ class ClusterMachine(RuleBasedStateMachine):
         op = self.cluster.update(rid, key, "orset", lambda s: s.remove(element))
         self.sets[key].removes.setdefault(element, []).append(op)
 
-    @rule(split=st.sets(st.sampled_from(IDS)))
-    def partition(self, split: set[str]) -> None:
-        self.cluster.partition([sorted(split), sorted(set(IDS) - split)])
+    @rule(split=st.sets(st.integers(0, MAX_PEERS - 1)))
+    def partition(self, split: set[int]) -> None:
+        side = {self.ids[i % len(self.ids)] for i in split}
+        self.cluster.partition([sorted(side), sorted(set(self.ids) - side)])
 
     @rule()
     def heal(self) -> None:
@@ -111,20 +126,27 @@ class ClusterMachine(RuleBasedStateMachine):
         self.cluster.duplicate(dup)
         self.cluster.reorder(reorder)
 
-    @rule(rid=st.sampled_from(IDS))
-    def crash(self, rid: str) -> None:
-        if self._alive(rid):
+    @rule(who=st.integers(0, MAX_PEERS - 1))
+    def crash(self, who: int) -> None:
+        rid = self._pick(who)
+        if rid is not None:
             self.cluster.crash(rid)
 
-    @rule(rid=st.sampled_from(IDS), effect=st.sampled_from(sorted(EFFECTS)), before=st.booleans())
-    def crash_between_effects(self, rid: str, effect: str, before: bool) -> None:
-        if self._alive(rid):
+    @rule(
+        who=st.integers(0, MAX_PEERS - 1),
+        effect=st.sampled_from(sorted(EFFECTS)),
+        before=st.booleans(),
+    )
+    def crash_between_effects(self, who: int, effect: str, before: bool) -> None:
+        rid = self._pick(who)
+        if rid is not None:
             self.cluster.crash_when(rid, EFFECTS[effect], before=before)
 
-    @precondition(lambda self: not all(self.cluster.alive(r) for r in IDS))
-    @rule(rid=st.sampled_from(IDS))
-    def restart(self, rid: str) -> None:
-        if not self._alive(rid):
+    @precondition(lambda self: not all(self.cluster.alive(r) for r in self.ids))
+    @rule(who=st.integers(0, MAX_PEERS - 1))
+    def restart(self, who: int) -> None:
+        rid = self.ids[who % len(self.ids)]
+        if not self.cluster.alive(rid):
             self.cluster.restart(rid)
 
     @rule(seconds=st.sampled_from([0.01, 0.2, 1.0, 3.0]))
@@ -137,16 +159,17 @@ class ClusterMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         cluster = self.cluster
-        for rid in IDS:
+        for rid in self.ids:
             if not cluster.alive(rid):
                 cluster.restart(rid)
         cluster.heal()
-        for rid in IDS:
+        for rid in self.ids:
             cluster.disarm(rid)
+        holders = self.homes.__getitem__
         settled = cluster.run_until(
-            lambda: cluster.quiet() and cluster.converged(), max_steps=300_000
+            lambda: cluster.quiet() and cluster.converged(holders=holders), max_steps=300_000
         )
-        assert settled, f"no convergence after heal: {cluster.divergent()}"
+        assert settled, f"no convergence after heal: {cluster.divergent(holders=holders)}"
         self._check_counters()
         self._check_sets()
 
@@ -154,13 +177,13 @@ class ClusterMachine(RuleBasedStateMachine):
         for key, incs in self.increments.items():
             acked = sum(n for n, op in incs if op.ok)
             attempted = sum(n for n, _ in incs)
-            state = self.cluster.value(IDS[0], key)
+            state = self.cluster.value(self.homes[key][0], key)
             value = 0 if state is None else state.value
             assert acked <= value <= attempted, (key, acked, value, attempted)
 
     def _check_sets(self) -> None:
         for key, model in self.sets.items():
-            state = self.cluster.value(IDS[0], key)
+            state = self.cluster.value(self.homes[key][0], key)
             present = set() if state is None else set(state.value)
             assert present <= set(model.adds), f"{key}: invented {present - set(model.adds)}"
             for element, add in model.adds.items():
@@ -182,3 +205,11 @@ ClusterMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=50, deadline=None, derandomize=True, phases=_PHASES
 )
 TestClusterMachine = ClusterMachine.TestCase
+
+
+class FourPeerMachine(ClusterMachine):
+    PEERS = 4
+
+
+FourPeerMachine.TestCase.settings = ClusterMachine.TestCase.settings
+TestFourPeerMachine = FourPeerMachine.TestCase

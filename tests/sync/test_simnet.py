@@ -29,6 +29,7 @@ from sync.effects import (
     WriteResult,
 )
 from sync.messages import Ping, Pong
+from sync.ring import Ring
 from sync.simnet import SimCluster, SimDisk, SimulationError
 
 __all__: list[str] = []
@@ -576,3 +577,38 @@ def test_disk_copies_blobs_so_the_engine_cannot_alias_them() -> None:
     assert disk.objects["k"].state["counts"] == {"a": 1}
     loaded.objects["k"].state["counts"]["a"] = 7
     assert disk.objects["k"].state["counts"] == {"a": 1}
+
+
+# --- determinism with the real engine -------------------------------------------------------
+
+
+def _engine_run(seed: int) -> tuple[Any, ...]:
+    cluster = SimCluster(
+        ["a", "b", "c", "d"], ReplicaConfig(n=3, w=2, anti_entropy_interval=1.0), seed=seed
+    )
+    cluster.drop(None, None, 0.1)
+    cluster.duplicate(0.1)
+    cluster.reorder()
+    for i in range(40):
+        rid = cluster.ids[i % 4]
+        if cluster.alive(rid):
+            cluster.update(rid, f"k{i % 7}", "gcounter", incr(rid, i + 1))
+        if i == 10:
+            cluster.partition([["a", "b"], ["c", "d"]])
+        if i == 20:
+            cluster.crash("c")
+        if i == 30:
+            cluster.restart("c")
+            cluster.heal()
+        cluster.run_for(0.3)
+    homes = Ring(cluster.ids, n=3, partitions=64, vnodes=16).homes_of
+    assert cluster.run_until(lambda: cluster.quiet() and cluster.converged(holders=homes), 50_000)
+    states = {k: cluster.values(k, homes(k)) for k in sorted(cluster.keys)}
+    outcomes = [(op.op_id, op.status, op.completed_at) for op in cluster.ops]
+    return (cluster.now, dict(cluster.stats.sent), cluster.stats.bytes_sent, outcomes, states)
+
+
+def test_the_engine_on_the_simulator_is_deterministic_under_the_seed() -> None:
+    first = _engine_run(21)
+    assert _engine_run(21) == first
+    assert _engine_run(22) != first
