@@ -41,6 +41,7 @@ __all__ = [
     "apply_op",
     "biased_op",
     "canonical_bytes",
+    "crdt_settings",
     "elements",
     "history_steps",
     "json_values",
@@ -49,6 +50,10 @@ __all__ = [
     "run_history",
 ]
 
+# The profile of these tests, applied per test (``@crdt_settings``) rather than loaded, so that
+# it does not change the defaults of other packages' hypothesis tests in the same session.
+# Derandomized (a fixed seed) by default; SHOAL_HYPOTHESIS_RANDOM=1 explores new examples and
+# SHOAL_HYPOTHESIS_EXAMPLES=N runs more of them.
 settings.register_profile(
     "shoal-crdt",
     max_examples=int(os.environ.get("SHOAL_HYPOTHESIS_EXAMPLES", "60")),
@@ -57,7 +62,7 @@ settings.register_profile(
     derandomize=os.environ.get("SHOAL_HYPOTHESIS_RANDOM", "") != "1",
     print_blob=True,
 )
-settings.load_profile("shoal-crdt")
+crdt_settings = settings.get_profile("shoal-crdt")
 
 REPLICAS = ("A", "B", "C")
 KINDS = ("gcounter", "pncounter", "lww", "mvregister", "orset", "ormap")

@@ -22,7 +22,14 @@ from hypothesis import strategies as st
 
 import crdt
 from crdt import DecodeError
-from tests.crdt.conftest import KINDS, canonical_bytes, history_steps, new, run_history
+from tests.crdt.conftest import (
+    KINDS,
+    canonical_bytes,
+    crdt_settings,
+    history_steps,
+    new,
+    run_history,
+)
 
 __all__: list[str] = []
 
@@ -61,6 +68,7 @@ def all_states(kind: str, steps: list[list[Any]]) -> list[Any]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@crdt_settings
 @given(data=st.data())
 def test_round_trip_through_json_text_gives_an_equal_state_and_identical_bytes(
     kind: str, data: st.DataObject
@@ -78,6 +86,7 @@ def test_round_trip_through_json_text_gives_an_equal_state_and_identical_bytes(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@crdt_settings
 @given(data=st.data())
 def test_equal_states_built_in_different_orders_encode_to_identical_bytes(
     kind: str, data: st.DataObject
@@ -99,6 +108,7 @@ def test_equal_states_built_in_different_orders_encode_to_identical_bytes(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@crdt_settings
 @given(data=st.data())
 def test_to_dict_and_from_dict_share_no_mutable_data_with_the_state(
     kind: str, data: st.DataObject
@@ -319,6 +329,7 @@ def corrupted(draw: Any, d: Any) -> Any:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@crdt_settings
 @given(data=st.data())
 def test_corrupted_encodings_are_refused_cleanly_or_decode_to_a_valid_state(
     kind: str, data: st.DataObject

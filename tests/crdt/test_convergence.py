@@ -24,7 +24,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.crdt.conftest import KINDS, REPLICAS, apply_op, biased_op, canonical_bytes, new
+from tests.crdt.conftest import (
+    KINDS,
+    REPLICAS,
+    apply_op,
+    biased_op,
+    canonical_bytes,
+    crdt_settings,
+    new,
+)
 
 __all__: list[str] = []
 
@@ -68,6 +76,7 @@ def simulate(kind: str, data: st.DataObject, max_ops: int) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@crdt_settings
 @given(data=st.data())
 def test_deltas_reordered_duplicated_and_resent_converge_to_the_full_state_join(
     kind: str, data: st.DataObject
@@ -76,7 +85,7 @@ def test_deltas_reordered_duplicated_and_resent_converge_to_the_full_state_join(
 
 
 @pytest.mark.parametrize("kind", ["orset", "ormap", "mvregister"])
-@settings(max_examples=12)
+@settings(crdt_settings, max_examples=12)
 @given(data=st.data())
 def test_long_histories_converge_through_the_large_context_merge_paths(
     kind: str, data: st.DataObject
@@ -85,6 +94,7 @@ def test_long_histories_converge_through_the_large_context_merge_paths(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@crdt_settings
 @given(data=st.data())
 def test_deltas_joined_into_bottom_in_any_order_rebuild_the_replica_state(
     kind: str, data: st.DataObject

@@ -22,7 +22,7 @@ from hypothesis import given
 
 import crdt
 from crdt import ClockSkewError, LWWRegister, MVRegister, ORMap, ORSet, Timestamp
-from tests.crdt.conftest import canonical_bytes, json_values, new
+from tests.crdt.conftest import canonical_bytes, crdt_settings, json_values, new
 
 __all__: list[str] = []
 
@@ -213,6 +213,7 @@ def test_merging_another_kind_is_refused_and_changes_nothing(kind: str) -> None:
 # --------------------------------------------------------------------------- accepted values
 
 
+@crdt_settings
 @given(value=json_values)
 def test_registers_keep_any_json_value_and_give_it_back_equal(value: Any) -> None:
     lww, mv = LWWRegister(), MVRegister()

@@ -23,6 +23,7 @@ from tests.crdt.conftest import (
     KINDS,
     apply_op,
     canonical_bytes,
+    crdt_settings,
     history_steps,
     new,
     run_history,
@@ -54,6 +55,7 @@ def draw_states(data: st.DataObject, kind: str, count: int) -> list[Any]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@crdt_settings
 @given(data=st.data())
 def test_merge_is_commutative(kind: str, data: st.DataObject) -> None:
     a, b = draw_states(data, kind, 2)
@@ -61,6 +63,7 @@ def test_merge_is_commutative(kind: str, data: st.DataObject) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@crdt_settings
 @given(data=st.data())
 def test_merge_is_associative(kind: str, data: st.DataObject) -> None:
     a, b, c = draw_states(data, kind, 3)
@@ -68,6 +71,7 @@ def test_merge_is_associative(kind: str, data: st.DataObject) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@crdt_settings
 @given(data=st.data())
 def test_merge_is_idempotent(kind: str, data: st.DataObject) -> None:
     a, b = draw_states(data, kind, 2)
@@ -78,6 +82,7 @@ def test_merge_is_idempotent(kind: str, data: st.DataObject) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@crdt_settings
 @given(data=st.data())
 def test_bottom_is_the_identity_and_merge_leaves_its_argument_alone(
     kind: str, data: st.DataObject
@@ -94,6 +99,7 @@ def test_bottom_is_the_identity_and_merge_leaves_its_argument_alone(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@crdt_settings
 @given(data=st.data())
 def test_joining_a_mutators_delta_into_the_old_state_gives_the_new_state(
     kind: str, data: st.DataObject
@@ -117,6 +123,7 @@ def test_joining_a_mutators_delta_into_the_old_state_gives_the_new_state(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@crdt_settings
 @given(data=st.data())
 def test_copy_is_independent_of_the_original(kind: str, data: st.DataObject) -> None:
     a, b = draw_states(data, kind, 2)
@@ -188,6 +195,7 @@ def test_ormap_observed_remove_removes_the_key_everywhere_once_delivered() -> No
     assert_same(a, b)
 
 
+@crdt_settings
 @given(data=st.data())
 def test_ormap_delta_path_equals_full_state_path_with_removes(data: st.DataObject) -> None:
     """Two worlds run the same mutations; one syncs by deltas, the other by full states.
