@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from sync.config import ReplicaConfig
 from sync.effects import ReadFailed, WriteFailed
 from sync.simnet import SimCluster, SimOp
 
@@ -128,3 +129,41 @@ def _check_read(op: SimOp, level: int, can: int, label: str) -> list[str]:
     if outcome.replies != can or outcome.required != level:
         return [f"read {label}: failed with {outcome.replies}/{outcome.required}, {can} could come"]
     return []
+
+
+SITES = {"p000": "eu", "p001": "eu", "p002": "us", "p003": "us"}
+
+
+@pytest.mark.parametrize(
+    ("down", "local_ok", "quorum_ok"),
+    [
+        ((), True, True),
+        (("p002", "p003"), True, False),  # the other site is away: LOCAL_QUORUM does not care
+        (("p001",), False, True),  # a local home is away: 1 of 2 local acks
+    ],
+)
+def test_local_quorum_counts_only_the_coordinators_site(
+    down: tuple[str, ...], local_ok: bool, quorum_ok: bool
+) -> None:
+    # n=4 on four replicas: everyone is a home; 2 in "eu", 2 in "us". LOCAL_QUORUM at p000
+    # needs 2 of the 2 eu homes; QUORUM needs 3 of all 4.
+    cluster = SimCluster(
+        list(SITES),
+        ReplicaConfig(n=4, anti_entropy_interval=0, write_timeout=TIMEOUT),
+        sites=SITES,
+        seed=3,
+    )
+    for rid in down:
+        cluster.crash(rid)
+    cluster.run_for(cluster.detect_delay + 0.5)
+    one = lambda c: c.increment("p000", 1)  # noqa: E731
+    local = cluster.update("p000", "k", "gcounter", one, w="LOCAL_QUORUM")
+    quorum = cluster.update("p000", "j", "gcounter", one, w="QUORUM")
+    assert cluster.run_until(lambda: local.done and quorum.done, max_steps=20_000)
+    assert (local.ok, quorum.ok) == (local_ok, quorum_ok), (local.outcome, quorum.outcome)
+    assert local.result is not None and local.result.required == 2
+    assert set(local.result.acked_by) <= {"p000", "p001"}, "an ack from another site counted"
+    assert cluster.run_until_quiet(20_000)
+    # The other site is sent to even though it is not waited for.
+    for rid in sorted(set(SITES) - set(down)):
+        assert cluster.values("k", [rid]) == {rid: 1}, f"{rid} never got the LOCAL_QUORUM write"
