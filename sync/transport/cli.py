@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="file holding the group secret (required; trailing newline ignored)",
     )
     serve.add_argument("--group", default="default", help="sync group id (default 'default')")
+    serve.add_argument(
+        "--dial-learned",
+        action="store_true",
+        help="also dial the addresses of peers learned from other peers",
+    )
     serve.add_argument("--tls-cert", metavar="PATH", help="certificate (PEM) to serve wss://")
     serve.add_argument("--tls-key", metavar="PATH", help="private key (PEM) of --tls-cert")
     serve.add_argument("--tls-ca", metavar="PATH", help="CA file to trust when dialling wss://")
@@ -206,6 +211,7 @@ async def _serve(args: argparse.Namespace, secret: bytes) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_ca=args.tls_ca,
+        dial_learned=args.dial_learned,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

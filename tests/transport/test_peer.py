@@ -387,3 +387,43 @@ async def test_dial_learned_connects_peers_introduced_by_a_third(tmp_path: Path)
         await b.aclose()
         await c.aclose()
         await hub.aclose()
+
+
+async def test_hinted_handoff_through_a_relay(tmp_path: Path) -> None:
+    """n=2: a key whose homes are the two devices; the relay holds the hint in between."""
+    relay = await open_peer(tmp_path / "relay.db", relay=True, n=2)
+    try:
+        one = await open_peer(tmp_path / "one.db", listen=None, peers=[relay.url], n=2)
+        one_id = one.replica_id
+        await linked(one, relay)
+        await one.aclose()
+        two = await open_peer(tmp_path / "two.db", listen=None, peers=[relay.url], n=2)
+        try:
+            await linked(two, relay)
+            await eventually(
+                lambda: one_id in two.status_now()["engine"]["peers_known"], "two to learn one"
+            )
+            devices = tuple(sorted((one_id, two.replica_id)))
+            key = next(
+                k
+                for k in (f"list-{i}" for i in range(1000))
+                if tuple(sorted(two.replica.homes(k))) == devices  # type: ignore[attr-defined]
+                and tuple(sorted(relay.replica.homes(k))) == devices  # type: ignore[attr-defined]
+            )
+            result = await two.orset(key).add("hinted", w=2, timeout=WAIT)
+            assert result.hinted == (relay.replica_id,)
+            assert relay.status_now()["peers"][one_id]["pending_hints"] == 1
+            assert local_value(relay, key) is None  # held for one, not applied: not a home
+        finally:
+            await two.aclose()
+        one = await open_peer(tmp_path / "one.db", listen=None, peers=[relay.url], n=2)
+        try:
+            await eventually(lambda: local_value(one, key) == frozenset({"hinted"}), "handoff")
+            await eventually(
+                lambda: relay.status_now()["peers"][one_id]["pending_hints"] == 0,
+                "the relay to drop the delivered hint",
+            )
+        finally:
+            await one.aclose()
+    finally:
+        await relay.aclose()
