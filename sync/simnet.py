@@ -270,6 +270,16 @@ class SimDisk:
     def is_empty(self) -> bool:
         return not (self.objects or self.log or self.summaries or self.hints or self.peers)
 
+    def copy(self) -> SimDisk:
+        """A deep copy: a backup, to restore later with ``restart(rid, disk=backup)``."""
+        other = SimDisk(check_compaction=self.check_compaction)
+        other.objects = copy.deepcopy(self.objects)
+        other.log = copy.deepcopy(self.log)
+        other.summaries = copy.deepcopy(self.summaries)
+        other.hints = copy.deepcopy(self.hints)
+        other.peers = copy.deepcopy(self.peers)
+        return other
+
 
 def _hint_order(item: tuple[HintId, HintRecord]) -> tuple[str, str, int, int]:
     hid = item[0]
@@ -695,11 +705,17 @@ class SimCluster:
         """Remove a crash armed by :meth:`crash_when` (no-op if none)."""
         self._node(replica_id).trap = None
 
-    def restart(self, replica_id: str) -> None:
-        """A new replica object from the disk's ``Loaded``; peers reconnect after a delay."""
+    def restart(self, replica_id: str, *, disk: SimDisk | None = None) -> None:
+        """A new replica object from the disk's ``Loaded``; peers reconnect after a delay.
+
+        ``disk``: first replace the disk by (a copy of) this one, e.g. a backup taken with
+        :meth:`SimDisk.copy` (a restore; the replica id stays the same).
+        """
         node = self._node(replica_id)
         if node.replica is not None:
             raise SimulationError(f"replica {replica_id!r} is up; crash it first")
+        if disk is not None:
+            node.disk = disk.copy()
         for peer in self.ids:
             if peer != replica_id and self.believes_up(peer, replica_id):
                 self._set_believed(peer, replica_id, False)  # the old connection resets

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sync.effects import Persist, Send, WriteDone
+from sync.effects import IdentityConflict, Persist, Send, WriteDone
 from sync.simnet import SimOp
 
 __all__: list[str] = []
@@ -115,3 +115,25 @@ def test_no_acknowledged_write_is_lost_across_random_crashes(kit: Any, seed: int
                 lost.append(f"{op.key} acked by {rid} ({op.result}) is gone")
     assert not lost, "\n".join(lost)
     assert cluster.anomalies == []
+
+
+def test_a_replica_restored_from_a_backup_is_told_of_its_identity_conflict(kit: Any) -> None:
+    cluster = kit.cluster(kit.ids(3), n=3, w=3, anti_entropy_interval=1.0)
+    first = cluster.update("p000", "k", "gcounter", kit.incr("p000"))
+    assert cluster.run_until(lambda: first.done, max_steps=10_000) and first.ok
+    backup = cluster.disk("p000").copy()
+    later = [cluster.update("p000", "k", "gcounter", kit.incr("p000")) for _ in range(5)]
+    assert cluster.run_until(lambda: all(op.done for op in later), max_steps=10_000)
+    assert all(op.ok for op in later)
+    cluster.crash("p000")
+    cluster.restart("p000", disk=backup)
+    assert cluster.values("k", ["p000"]) == {"p000": 1}  # the restored state
+    assert cluster.run_until(
+        lambda: any(isinstance(e, IdentityConflict) for _, e in cluster.other_effects),
+        max_steps=50_000,
+    ), "the restored replica was never told that others saw dots it does not have"
+    rid, conflict = cluster.other_effects[0]
+    assert rid == "p000" and isinstance(conflict, IdentityConflict)
+    assert conflict.seen_seq > conflict.our_seq
+    kit.settle(cluster)
+    assert cluster.values("k") == dict.fromkeys(cluster.ids, 6), "acknowledged writes lost"

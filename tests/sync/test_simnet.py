@@ -612,3 +612,16 @@ def test_the_engine_on_the_simulator_is_deterministic_under_the_seed() -> None:
     first = _engine_run(21)
     assert _engine_run(21) == first
     assert _engine_run(22) != first
+
+
+def test_restart_from_a_backup_disk() -> None:
+    cluster = toy_cluster()
+    cluster.update("a", "k", "gcounter", incr("a", 1))
+    backup = cluster.disk("a").copy()
+    cluster.update("a", "k", "gcounter", incr("a", 1))
+    assert cluster.value("a", "k").value == 2
+    cluster.crash("a")
+    cluster.restart("a", disk=backup)
+    assert cluster.value("a", "k").value == 1
+    cluster.update("a", "k", "gcounter", incr("a", 5))
+    assert backup.objects["k"].state["counts"] == {"a": 1}, "the backup was aliased"
