@@ -7,6 +7,7 @@ drops and duplicates, reordering, crashes (also *between* two effects of one bat
 restarts. At the end every replica is restarted, the network healed, and the cluster run to
 quiescence and convergence of every key's home replicas. Then, per key, on its homes:
 
+* reads that completed returned nothing that was never written;
 * counters: the value lies between the sum of acknowledged increments and the sum of all
   attempted increments (a write that was never acknowledged may or may not survive);
 * OR-sets (each element added once, removes only of an element the remover could see):
@@ -65,6 +66,7 @@ class ClusterMachine(RuleBasedStateMachine):
         self.increments: dict[str, list[tuple[int, SimOp]]] = {k: [] for k in COUNTERS}
         self.sets: dict[str, SetModel] = {k: SetModel() for k in SETS}
         self.next_element = 0
+        self.reads: list[SimOp] = []
 
     def _pick(self, who: int) -> str | None:
         """The replica at index ``who`` if it is alive."""
@@ -106,6 +108,16 @@ class ClusterMachine(RuleBasedStateMachine):
         element = visible[pick % len(visible)]
         op = self.cluster.update(rid, key, "orset", lambda s: s.remove(element))
         self.sets[key].removes.setdefault(element, []).append(op)
+
+    @rule(
+        who=st.integers(0, MAX_PEERS - 1),
+        key=st.sampled_from(COUNTERS + SETS),
+        r=st.integers(1, 3),
+    )
+    def read(self, who: int, key: str, r: int) -> None:
+        rid = self._pick(who)
+        if rid is not None:
+            self.reads.append(self.cluster.read(rid, key, r=r))
 
     @rule(split=st.sets(st.integers(0, MAX_PEERS - 1)))
     def partition(self, split: set[int]) -> None:
@@ -172,6 +184,7 @@ class ClusterMachine(RuleBasedStateMachine):
         assert settled, f"no convergence after heal: {cluster.divergent(holders=holders)}"
         self._check_counters()
         self._check_sets()
+        self._check_reads()
 
     def _check_counters(self) -> None:
         for key, incs in self.increments.items():
@@ -192,6 +205,19 @@ class ClusterMachine(RuleBasedStateMachine):
                     assert element not in present, f"{key}: acked remove of {element} undone"
                 elif add.ok and not removes:
                     assert element in present, f"{key}: acknowledged add of {element} lost"
+
+    def _check_reads(self) -> None:
+        # Reads answer with something real: never more than was attempted, never an element
+        # that was never added. (Sloppy quorums promise no more than that.)
+        for op in self.reads:
+            if not op.ok or op.state is None:
+                continue
+            if op.key in self.increments:
+                attempted = sum(n for n, _ in self.increments[op.key])
+                assert 0 <= op.state.value <= attempted, (op.key, op.state.value, attempted)
+            else:
+                invented = set(op.state.value) - set(self.sets[op.key].adds)
+                assert not invented, f"read of {op.key} invented {invented}"
 
 
 # Shrinking re-runs the whole scenario (teardown included) hundreds of times: it can outlast
