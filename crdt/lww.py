@@ -10,10 +10,11 @@ greater canonical JSON text wins, so the join stays commutative.
 makes one: the next HLC tick after its current timestamp at physical time ``now_ms`` (or a
 logical step when ``now_ms`` is None; the register never reads the system clock). A timestamp
 more than ``clock_bound_ms`` ahead of ``now_ms`` raises :class:`~crdt.errors.ClockSkewError`
-on a local set (nothing changes). ``merge`` never raises: it is a join. When the incoming
-winner is more than the bound ahead of the local clock (``now_ms`` passed to ``merge``, else
-the latest ``now_ms`` this register was given), the ``on_skew(timestamp, now_ms)`` hook is
-called if set and the merge still happens: refusing it would make replicas diverge.
+on a local set (nothing changes); without ``now_ms`` there is no local clock to check against.
+``merge`` never raises: it is a join. When the incoming winner is more than the bound ahead
+of the local clock (``now_ms`` passed to ``merge``, else the latest ``now_ms`` this register
+was given), the ``on_skew(timestamp, now_ms)`` hook is called if set, and the merge still
+happens: refusing it would make replicas diverge.
 
 Encoding: ``{"type": "lww", "v": 1, "value": value, "ts": [wall_ms, logical, replica]}``;
 the bottom has ``"value": null, "ts": null``.

@@ -400,8 +400,11 @@ class ORMap:
     def update(self, replica: str, key: object, kind: str, fn: Callable[[Any], object]) -> ORMap:
         """Apply ``fn`` to a view of the ``kind`` value at ``key``; returns the map delta.
 
-        TypeError if ``key`` holds another kind or is not a hashable JSON value;
-        ValueError for an unknown kind. If ``fn`` raises, nothing changes.
+        ``replica`` is checked like every mutator's; the view's mutators take their own
+        replica argument, as the standalone types do. TypeError if ``key`` holds another kind
+        or is not a hashable JSON value; ValueError for an unknown kind. If ``fn`` raises,
+        nothing changes. ``fn``'s return value is not used: every mutation made through the
+        view is in the returned delta.
         """
         check_replica(replica)
         k = freeze(key, "key")
