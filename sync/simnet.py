@@ -32,22 +32,38 @@ with no socket, no disk and no real clock:
   ``peer_down``/``peer_up`` after ``detect_delay`` seconds, if it is still true then. A
   restarted peer resets its connections: peers that still believed it up are told
   ``peer_down`` at once, then ``peer_up`` after ``detect_delay``.
+* **Membership and operators**: :meth:`SimCluster.add_replica` (an empty replica joins),
+  :meth:`SimCluster.forget`, ``restart(rid, disk=backup)`` (a restore from
+  :meth:`SimDisk.copy`), ``known_peers=True`` (start as a configured group).
+* **What a test inspects**: :class:`SimOp` handles (``cluster.ops``), ``cluster.stats``
+  (messages sent/delivered/dropped/duplicated by type, bytes, effects lost to crashes),
+  ``values``/``converged``/``divergent``, each replica's :class:`SimDisk`, and three lists
+  that a correct engine leaves empty or explains: ``anomalies`` (a completion for no pending
+  operation, a send to a non-peer, a timer that does not move on), ``protocol_errors``
+  (raised as :class:`SimulationError` unless ``raise_protocol_errors=False``) and
+  ``other_effects`` (effects the simulator does not execute, e.g. ``IdentityConflict``).
 * **Deterministic**: one ``random.Random(seed)``; every iteration over replicas is in sorted
   order. The same seed and the same calls give the same run, message for message.
 * **Bounded**: ``run_until``, ``run_until_quiet`` and ``run_for`` take ``max_steps``;
   ``run_until*`` return whether the condition was reached, ``run_for`` raises
   :class:`SimulationError` if it needs more steps.
 
-Example::
+Example (three replicas, n=3, writes wait for two acknowledgements):
 
-    cluster = SimCluster(["a", "b", "c"], ReplicaConfig(n=3, w=2), seed=7)
-    op = cluster.update("a", "visits", "gcounter", lambda c: c.increment("a", 1))
-    assert cluster.run_until(lambda: op.done, max_steps=1_000) and op.ok
-    cluster.partition([["a"], ["b", "c"]])
-    ...
-    cluster.heal()
-    assert cluster.run_until(cluster.converged, max_steps=100_000)
-    print(cluster.stats.sent)        # Counter of messages sent, by message type
+>>> from sync.config import ReplicaConfig
+>>> cluster = SimCluster(["a", "b", "c"], ReplicaConfig(n=3, w=2), seed=7)
+>>> op = cluster.update("a", "visits", "gcounter", lambda c: c.increment("a", 1))
+>>> cluster.run_until(lambda: op.done, max_steps=1_000), op.ok, op.result.acks
+(True, True, 2)
+>>> cluster.partition([["a"], ["b", "c"]])
+>>> op = cluster.update("b", "visits", "gcounter", lambda c: c.increment("b", 2))
+>>> cluster.run_until(lambda: op.done, max_steps=1_000), op.ok, cluster.values("visits")
+(True, True, {'a': 1, 'b': 3, 'c': 3})
+>>> cluster.heal()
+>>> cluster.run_until(lambda: cluster.quiet() and cluster.converged(), max_steps=100_000)
+True
+>>> cluster.values("visits"), cluster.stats.sent["Push"] > 0
+({'a': 3, 'b': 3, 'c': 3}, True)
 """
 
 from __future__ import annotations

@@ -625,3 +625,12 @@ def test_restart_from_a_backup_disk() -> None:
     assert cluster.value("a", "k").value == 1
     cluster.update("a", "k", "gcounter", incr("a", 5))
     assert backup.objects["k"].state["counts"] == {"a": 1}, "the backup was aliased"
+
+
+def test_the_module_docstring_example_runs() -> None:
+    import doctest
+
+    import sync.simnet
+
+    result = doctest.testmod(sync.simnet)
+    assert result.attempted > 0 and result.failed == 0
