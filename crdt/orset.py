@@ -176,7 +176,11 @@ class ORSet:
             (dot,) = ocloud
             if len(d2) == 1 and dot in d2:
                 ctx = self._ctx
-                if dot[1] <= ctx.vv.get(dot[0], 0) or dot in ctx.cloud:
+                vv = ctx.vv
+                replica, counter = dot
+                seen = vv.get(replica, 0)
+                cloud = ctx.cloud
+                if counter <= seen or dot in cloud:
                     return  # seen already: the join changes nothing
                 cur = self._entries.get(key)
                 if cur is None:
@@ -185,7 +189,10 @@ class ORSet:
                     cur.add(dot)
                 if self._index is not None:
                     self._index[dot] = key
-                ctx.add(dot)
+                if counter == seen + 1 and not cloud:
+                    vv[replica] = counter  # the common case of ctx.add, inlined
+                else:
+                    ctx.add(dot)
                 return
         size = len(ocloud) + (sum(ovv.values()) if ovv else 0)
         if size <= _SMALL_CONTEXT_MIN or size <= len(self._entries) * _SMALL_CONTEXT_RATIO:
