@@ -115,3 +115,18 @@ def test_anti_entropy_converges_through_lossy_links_in_small_batches(kit: Any) -
     for i in range(300):
         expected = {i, -i} if i % 3 == 0 else {i}
         assert cluster.values(f"l{i}") == dict.fromkeys(cluster.ids, frozenset(expected))
+
+
+def test_batches_stay_under_the_message_size_limit(kit: Any) -> None:
+    limit = 20_000
+    cluster = kit.cluster(kit.ids(3), n=3, anti_entropy_interval=1.0, max_message_bytes=limit)
+    cluster.partition([["p000", "p001"], ["p002"]])
+    cluster.run_for(cluster.detect_delay + 0.5)
+    big = "x" * 50
+    ops = [cluster.update("p000", f"b{i}", "orset", kit.add("p000", big)) for i in range(1000)]
+    assert cluster.run_until(lambda: all(op.done for op in ops), max_steps=50_000)
+    cluster.heal()
+    kit.settle(cluster)  # an oversized message would raise SimulationError on delivery
+    assert cluster.protocol_errors == []
+    assert cluster.stats.sent["Deltas"] > 1000 // 500, "the batches were not split to fit"
+    assert cluster.values("b999") == dict.fromkeys(cluster.ids, frozenset({big}))

@@ -94,3 +94,38 @@ def test_hints_past_the_window_are_dropped_and_anti_entropy_repairs(kit: Any) ->
     ), "anti-entropy did not repair the home after its hints expired"
     for key in keys:
         assert cluster.converged([key], kit.homes(cluster, key))
+
+
+def test_hint_holders_that_crash_and_restart_still_hand_off(kit: Any) -> None:
+    cluster = kit.cluster(kit.ids(5), n=3, anti_entropy_interval=0, write_timeout=2.0)
+    keys = kit.keys_where(cluster, lambda h: COORD in h and HOME in h, 12, prefix="hc")
+    _make_unreachable(cluster, "crash")
+    _write_hinted(kit, cluster, keys)
+    holders = sorted({h for op in cluster.ops for h in (op.result.hinted if op.result else ())})
+    for rid in holders:  # hints must come back from the holders' disks
+        cluster.crash(rid)
+    cluster.run_for(1.0)
+    for rid in holders:
+        cluster.restart(rid)
+    cluster.run_for(3.0)
+    cluster.restart(HOME)
+    assert cluster.run_until_quiet(100_000)
+    missing = [k for k in keys if cluster.values(k, [HOME])[HOME] != frozenset({k})]
+    assert missing == [], f"hints lost in a crash of their holders: {missing}"
+    assert kit.hints_on_disks(cluster) == 0
+
+
+def test_hints_per_target_are_bounded_and_anti_entropy_repairs_the_rest(kit: Any) -> None:
+    bound = 5
+    cluster = kit.cluster(
+        kit.ids(5), n=3, anti_entropy_interval=2.0, write_timeout=2.0, hint_max_per_target=bound
+    )
+    keys = kit.keys_where(cluster, lambda h: COORD in h and HOME in h, 12, prefix="hb")
+    _make_unreachable(cluster, "crash")
+    _write_hinted(kit, cluster, keys)
+    for rid in cluster.ids:
+        held = sum(1 for hid in cluster.disk(rid).hints if hid.target == HOME)
+        assert held <= bound, f"{rid} holds {held} hints for {HOME} (bound {bound})"
+    cluster.restart(HOME)
+    kit.settle(cluster, holders=kit.homes_map(cluster, keys))
+    assert all(cluster.values(k, [HOME])[HOME] == frozenset({k}) for k in keys)
