@@ -58,3 +58,22 @@ def test_a_read_with_everyone_current_repairs_nothing(kit: Any) -> None:
     assert cluster.stats.sent["Repair"] == 0
     outcome = read.outcome
     assert getattr(outcome, "repaired", None) == ()
+
+
+def test_a_replica_that_never_had_the_key_gets_it_from_one_read(kit: Any) -> None:
+    cluster = kit.cluster(kit.ids(3), n=3, anti_entropy_interval=0)
+    cluster.drop("p002", None, 1.0)
+    write = cluster.update("p000", "note", "pncounter", kit.incr("p000", 4), w=2)
+    assert cluster.run_until(lambda: write.done, max_steps=10_000) and write.ok
+    cluster.heal()
+    assert cluster.run_until_quiet(10_000)
+    assert cluster.values("note") == {"p000": 4, "p001": 4, "p002": None}
+    read = cluster.read("p002", "note", r=3)
+    assert cluster.run_until(lambda: read.done, max_steps=10_000) and read.ok
+    assert read.state is not None and read.state.value == 4
+    assert cluster.run_until_quiet(10_000)
+    assert cluster.values("note") == dict.fromkeys(cluster.ids, 4)
+    assert cluster.disk("p002").objects["note"].kind == "pncounter", "repair not persisted"
+    cluster.crash("p002")
+    cluster.restart("p002")
+    assert cluster.values("note", ["p002"]) == {"p002": 4}, "the repair did not survive a restart"
