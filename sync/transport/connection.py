@@ -15,9 +15,10 @@ Theory of operation.
   for that link to end before dialling again (no redial storm).
 * **Heartbeats** are websockets' own keepalive pings (``ping_interval``/``ping_timeout``): a
   peer that stops answering is closed (1011) and reported down (``link_down``).
-* **Flow control.** Each link has a bounded outgoing queue of ``queue_limit`` messages drained
-  by one writer task; the writer awaits the socket's own write buffer, so a slow reader
-  backs up into the queue. When the queue is full the **oldest anti-entropy message**
+* **Flow control.** Each link has a bounded outgoing queue (``queue_limit`` frames and
+  ``queue_bytes`` bytes; messages are encoded when queued) drained by one writer task; the
+  writer awaits the socket's own write buffer, so a slow reader backs up into the queue.
+  When the queue is full the **oldest anti-entropy message**
   (``Summary``/``Deltas``/``SnapshotChunk``; the engine re-sends those anyway) is dropped, or,
   if there is none, the oldest message of any kind. The sender (the node) never blocks, so a
   slow peer cannot stall the others or make this process buffer without bound. Drops are
@@ -149,6 +150,7 @@ class TransportConfig:
 
     max_message_bytes: int = 4 * 2**20
     queue_limit: int = 1024
+    queue_bytes: int = 64 * 2**20
     ping_interval: float | None = 5.0
     ping_timeout: float | None = 10.0
     handshake_timeout: float = 10.0
@@ -195,8 +197,10 @@ class Link:
     dialled_by: str
     codec: Codec
     queue_limit: int
+    queue_bytes: int = 64 * 2**20
     state: LinkState = LinkState.HANDSHAKING
-    queue: deque[Any] = field(default_factory=deque)
+    queue: deque[tuple[bool, bytes]] = field(default_factory=deque)
+    queued_bytes: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     messages_in: int = 0
@@ -219,20 +223,27 @@ class Link:
         return nxt
 
     def enqueue(self, message: Any) -> None:
-        """Queue ``message``; never blocks; drops per the flow-control policy when full."""
+        """Encode and queue ``message``; never blocks; drops per the flow-control policy.
+
+        The queue holds at most ``queue_limit`` frames and ``queue_bytes`` bytes.
+        """
         if self.state is not LinkState.OPEN:
             self.dropped += 1
             return
-        if len(self.queue) >= self.queue_limit:
-            victim = next(
-                (m for m in self.queue if type(m).__name__ in ANTI_ENTROPY_MESSAGES), None
-            )
+        data = self.codec.encode(message)
+        droppable = type(message).__name__ in ANTI_ENTROPY_MESSAGES
+        while self.queue and (
+            len(self.queue) >= self.queue_limit or self.queued_bytes + len(data) > self.queue_bytes
+        ):
+            victim = next((item for item in self.queue if item[0]), None)
             if victim is not None:
                 self.queue.remove(victim)
             else:
-                self.queue.popleft()
+                victim = self.queue.popleft()
+            self.queued_bytes -= len(victim[1])
             self.dropped += 1
-        self.queue.append(message)
+        self.queue.append((droppable, data))
+        self.queued_bytes += len(data)
         self._wakeup.set()
 
     def start_writer(self) -> None:
@@ -245,8 +256,8 @@ class Link:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
-                message = self.queue.popleft()
-                data = self.codec.encode(message)
+                _droppable, data = self.queue.popleft()
+                self.queued_bytes -= len(data)
                 await self.ws.send(data)
                 self.bytes_out += len(data)
                 self.messages_out += 1
@@ -515,7 +526,9 @@ class Transport:
     async def _run_link(
         self, ws: ClientConnection | ServerConnection, info: PeerInfo, dialled_by: str
     ) -> None:
-        link = Link(ws, info, dialled_by, self.codec, self.config.queue_limit)
+        link = Link(
+            ws, info, dialled_by, self.codec, self.config.queue_limit, self.config.queue_bytes
+        )
         link.event(LinkEvent.AUTHENTICATED)
         if self._closing:
             await self._close_quietly(link, CLOSE_GOING_AWAY, "peer shutting down")

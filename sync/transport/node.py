@@ -448,7 +448,11 @@ class Node:
             self.counters.inputs += n
             deadline = r.next_deadline()
             if deadline is not None and deadline <= now:
-                r.tick(now)
+                try:
+                    r.tick(now)
+                except Exception:  # a bug; keep serving (the next tick retries)
+                    self.counters.input_errors += 1
+                    log.exception("engine tick failed")
             effects = r.effects()
             if self._barrier:
                 effects = [*effects, _Barrier(list(self._barrier))]
@@ -504,46 +508,48 @@ class Node:
     def _run_effects(self, effects: list[Any]) -> None:
         changed: dict[str, None] = {}
         for e in effects:
-            if isinstance(e, Persist):
+            if isinstance(e, Changed):
+                changed[e.key] = None
+                continue
+            try:
+                self._run_one(e)
                 if self._on_effect is not None:
                     self._on_effect(e)
-                continue
-            if isinstance(e, Send):
-                if self._send(e.peer, e.message):
-                    self.counters.sends += 1
-                else:
-                    self.counters.sends_dropped += 1
-            elif isinstance(e, WriteDone):
-                self._resolve(self._writes, e.op_id, result=e.result)
-            elif isinstance(e, WriteFailed):
-                exc = QuorumNotReached(
-                    e.result,
-                    f"write to {e.result.key!r}: {e.reason}",
-                )
-                self._resolve(self._writes, e.op_id, error=exc)
-            elif isinstance(e, ReadDone):
-                self._resolve(self._reads, e.op_id, result=e)
-            elif isinstance(e, ReadFailed):
-                rexc = ReadQuorumNotReached(
-                    e,
-                    f"read of {e.key!r} got {e.replies} of {e.required} replies: {e.reason}",
-                )
-                self._resolve(self._reads, e.op_id, error=rexc)
-            elif isinstance(e, Changed):
-                changed[e.key] = None
-            elif isinstance(e, _Barrier):
-                for fut in e.futures:
-                    if not fut.done():
-                        fut.set_result(None)
-            elif isinstance(e, IdentityConflict):
-                pass  # the peer's on_effect handles it
-            else:
-                log.warning("effect %r not handled by the node", e)
-            if self._on_effect is not None:
-                self._on_effect(e)
+            except Exception:  # a bug (or a callback's); the other effects still run
+                log.exception("running effect %s failed", type(e).__name__)
         if self._on_changed is not None:
             for key in changed:
-                self._on_changed(key)
+                try:
+                    self._on_changed(key)
+                except Exception:
+                    log.exception("change callback for %r failed", key)
+
+    def _run_one(self, e: Any) -> None:
+        if isinstance(e, Persist | IdentityConflict):
+            return  # committed already / the peer's on_effect handles it
+        if isinstance(e, Send):
+            if self._send(e.peer, e.message):
+                self.counters.sends += 1
+            else:
+                self.counters.sends_dropped += 1
+        elif isinstance(e, WriteDone):
+            self._resolve(self._writes, e.op_id, result=e.result)
+        elif isinstance(e, WriteFailed):
+            exc = QuorumNotReached(e.result, f"write to {e.result.key!r}: {e.reason}")
+            self._resolve(self._writes, e.op_id, error=exc)
+        elif isinstance(e, ReadDone):
+            self._resolve(self._reads, e.op_id, result=e)
+        elif isinstance(e, ReadFailed):
+            rexc = ReadQuorumNotReached(
+                e, f"read of {e.key!r} got {e.replies} of {e.required} replies: {e.reason}"
+            )
+            self._resolve(self._reads, e.op_id, error=rexc)
+        elif isinstance(e, _Barrier):
+            for fut in e.futures:
+                if not fut.done():
+                    fut.set_result(None)
+        else:
+            log.warning("effect %r not handled by the node", e)
 
     def _fail_batch(self, effects: list[Any], exc: Exception) -> None:
         for e in effects:

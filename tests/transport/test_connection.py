@@ -352,11 +352,33 @@ class _NullWS:
 def test_full_queue_drops_oldest_anti_entropy_first() -> None:
     link = Link(_NullWS(), PeerInfo("p", None, None, False, "peer"), "p", JsonCodec(), 3)  # type: ignore[arg-type]
     link.state = LinkState.OPEN
+    codec = JsonCodec()
+
+    def queued() -> list[Any]:
+        return [codec.decode(data, 1000) for _, data in link.queue]
+
     link.enqueue(Push(1))
     link.enqueue(Summary(2))
     link.enqueue(Push(3))
     link.enqueue(Push(4))  # full: Summary(2) goes
-    assert list(link.queue) == [Push(1), Push(3), Push(4)]
+    assert queued() == [Push(1), Push(3), Push(4)]
     link.enqueue(Push(5))  # no anti-entropy left: the oldest goes
-    assert list(link.queue) == [Push(3), Push(4), Push(5)]
+    assert queued() == [Push(3), Push(4), Push(5)]
     assert link.dropped == 2
+    assert link.queued_bytes == sum(len(d) for _, d in link.queue)
+
+
+def test_queue_is_bounded_in_bytes_too() -> None:
+    link = Link(
+        _NullWS(),  # type: ignore[arg-type]
+        PeerInfo("p", None, None, False, "peer"),
+        "p",
+        JsonCodec(),
+        queue_limit=1000,
+        queue_bytes=100,
+    )
+    link.state = LinkState.OPEN
+    for i in range(50):
+        link.enqueue(Push(i))
+    assert link.queued_bytes <= 100 and len(link.queue) == 100 // 21
+    assert link.dropped == 50 - len(link.queue)
