@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--group", default="default", help="sync group id (default 'default')")
     serve.add_argument(
+        "--advertise",
+        metavar="URL",
+        help="URL other peers should dial to reach this one (default: the listening URL)",
+    )
+    serve.add_argument(
         "--dial-learned",
         action="store_true",
         help="also dial the addresses of peers learned from other peers",
@@ -212,6 +217,7 @@ async def _serve(args: argparse.Namespace, secret: bytes) -> int:
         tls_key=args.tls_key,
         tls_ca=args.tls_ca,
         dial_learned=args.dial_learned,
+        advertise=args.advertise,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -224,6 +224,7 @@ class Peer:
             refuse=self._refuse,
         )
         self.dial_learned = False
+        self.advertise: str | None = None
         self._addresses: dict[str, str] = {}
         self._forgotten: set[str] = set()
         self.node: Node = None  # type: ignore[assignment]  # set by _start
@@ -251,6 +252,7 @@ class Peer:
         subscriber_queue: int = 100,
         transport: TransportConfig | None = None,
         dial_learned: bool = False,
+        advertise: str | None = None,
         **engine: Any,
     ) -> _Opening:
         """Open (or create, or resume) a peer; see the module docstring.
@@ -260,8 +262,12 @@ class Peer:
         ``tls_cert``/``tls_key`` serve ``wss://``; ``tls_ca`` is a CA file to trust when
         dialling ``wss://`` peers (the system's trust store otherwise). ``dial_learned``:
         also dial the addresses of peers learned from others (off by default, so that a
-        peer opened without ``peers`` stays off line).
+        peer opened without ``peers`` stays off line). ``advertise``: the URL other peers
+        should dial to reach this one (default: the listening URL; set it when listening on
+        ``0.0.0.0`` or behind a port mapping).
         """
+        if advertise is not None and not advertise.startswith(("ws://", "wss://")):
+            raise ValueError(f"advertise must be a ws:// or wss:// URL, got {advertise!r}")
         peers = list(peers)
         if isinstance(path_or_url, str) and not path_or_url:
             raise ValueError("path_or_url must name a database")
@@ -287,6 +293,7 @@ class Peer:
                 partitions=config.partitions,
                 partition_of=lambda k: partition_of(k, config.partitions),
             )
+            peer: Peer | None = None
             try:
                 ident = Identity(store.replica_id, group, key, None, site, relay)
                 peer = cls(
@@ -299,9 +306,13 @@ class Peer:
                     subscriber_queue=subscriber_queue,
                 )
                 peer.dial_learned = dial_learned
+                peer.advertise = advertise
                 await peer._start(listen, peers)
             except BaseException:
-                await store.aclose()
+                if peer is not None:
+                    await peer.aclose()  # stops what started, closes the store
+                else:
+                    await store.aclose()
                 raise
             return peer
 
@@ -327,7 +338,9 @@ class Peer:
         if listen is not None:
             host, port = _split_listen(listen)
             url = await self.transport.listen(host, port)
-            self.transport.me = dataclasses.replace(self.transport.me, address=url)
+            self.transport.me = dataclasses.replace(
+                self.transport.me, address=self.advertise or url
+            )
         self.transport.dial(peers)
         if self.dial_learned:
             self.transport.dial(a for r, a in self._addresses.items() if r not in self._forgotten)
@@ -358,6 +371,9 @@ class Peer:
             await self.transport.aclose()
             if self.node is not None:
                 await self.node.aclose()
+            for task in list(self._background):
+                with contextlib.suppress(Exception):
+                    await task
         finally:
             for subs in list(self._subs.values()):
                 for sub in list(subs):
