@@ -521,7 +521,7 @@ class ORMap:
         c = ORMap()
         c._store = self._store.copy()
         c._ctx = self._ctx.copy()
-        c._index = None
+        c._index = None if self._index is None else dict(self._index)
         return c
 
     # -- codec -----------------------------------------------------------------------------
