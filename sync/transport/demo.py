@@ -109,8 +109,8 @@ CANDLES = "candles"
 
 # The whole demo normally takes a few seconds; these bound every wait so that a broken
 # network or a bug shows up as a failed step, never as a hang.
-STEP_TIMEOUT = 6.0
-QUORUM_TIMEOUT = 3.0
+STEP_TIMEOUT = 10.0
+QUORUM_TIMEOUT = 5.0
 OFFLINE_QUORUM_TIMEOUT = 0.5
 DEMO_TIMEOUT = 60.0
 POLL_INTERVAL = 0.02
