@@ -147,7 +147,7 @@ class Narrator:
     encoding is not UTF.
     """
 
-    def __init__(self, stream: TextIO, *, color: bool | None = None, width: int = 100) -> None:
+    def __init__(self, stream: TextIO, *, color: bool | None = None) -> None:
         self.stream = stream
         tty = stream.isatty() if color is None else color
         self._console: Any = None
@@ -166,12 +166,10 @@ class Narrator:
                     soft_wrap=True,
                 )
         self.color = tty
-        self.width = width
         encoding = (getattr(stream, "encoding", None) or "utf-8").lower()
         unicode = encoding.replace("-", "").startswith("utf")
         self.tick = "✓" if unicode else "ok"
         self.cross = "✗" if unicode else "FAIL"
-        self.arrow = "→" if unicode else "->"
         self.dash = "—" if unicode else "-"
 
     def _write(self, segments: Sequence[Segment]) -> None:
@@ -289,8 +287,8 @@ def _fmt_items(items: frozenset[str] | set[str]) -> str:
 
 
 def _fmt_vv(vv: Mapping[str, int], names: Mapping[str, str]) -> str:
-    parts = [f"{names.get(r, r[:8])} {n}" for r, n in sorted(vv.items(), key=lambda kv: kv[0])]
-    return "\n".join(sorted(parts)) if parts else "(empty)"
+    parts = sorted(f"{names.get(r, r[:8])} {n}" for r, n in vv.items())
+    return "\n".join(parts) if parts else "(empty)"
 
 
 # -- configuration and arguments ------------------------------------------------------------
@@ -404,10 +402,6 @@ class Device:
         self.online = False
         if stack is not None:
             await stack.aclose()
-
-    @property
-    def running(self) -> bool:
-        return self._peer is not None
 
     @property
     def replica_id(self) -> str:
