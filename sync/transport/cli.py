@@ -297,32 +297,42 @@ def _read_database(
         if key is not None:
             obj_q = obj_q.where(schema.objects.c.key == key)
             log_q = log_q.where(schema.log.c.key == key)
-        deltas: dict[str, list[tuple[str, str]]] = {}
-        log_size = 0
-        for row in conn.execute(log_q):
-            deltas.setdefault(row.key, []).append((row.kind, row.delta))
-            log_size += 1
-        total = conn.execute(select(func.count()).select_from(schema.objects)).scalar_one()
-        states: dict[str, Any] = {}
-        for done, row in enumerate(conn.execute(obj_q), start=1):
-            decoded = sql.decode_blob("objects", row.key, row.kind, row.state)
-            states[row.key] = crdt.from_dict(decoded)
+        count_q = select(func.count()).select_from
+        total = conn.execute(count_q(obj_q.subquery())).scalar_one()
+        total += conn.execute(count_q(log_q.subquery())).scalar_one()
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
             if progress is not None and done % 500 == 0:
                 progress(done, total)
-        for k, items in deltas.items():
-            for kind, blob in items:
-                delta = crdt.from_dict(sql.decode_blob("log", k, kind, blob))
-                if k in states:
-                    states[k].merge(delta)
-                else:
-                    states[k] = delta
+
+        states: dict[str, Any] = {}
+        for row in conn.execute(obj_q):
+            decoded = sql.decode_blob("objects", row.key, row.kind, row.state)
+            states[row.key] = crdt.from_dict(decoded)
+            tick()
+        log_size = 0
+        for row in conn.execute(log_q):
+            delta = crdt.from_dict(sql.decode_blob("log", row.key, row.kind, row.delta))
+            if row.key in states:
+                states[row.key].merge(delta)
+            else:
+                states[row.key] = delta
+            log_size += 1
+            tick()
         if progress is not None:
             progress(total, total)
-        summary_vv: dict[str, int] = {}
+        # Log dots applied, per origin, over every partition (each partition numbers its
+        # own log dots): how many of each replica's writes this database holds.
+        applied: dict[str, int] = {}
         for row in conn.execute(select(schema.summaries)):
-            ctx = crdt.CausalContext.from_dict(json.loads(row.ctx))
-            for origin, n in _vv_of(_HasContext(ctx)).items():
-                summary_vv[origin] = max(n, summary_vv.get(origin, 0))
+            ctx = json.loads(row.ctx)
+            for origin, n in ctx.get("vv", {}).items():
+                applied[origin] = applied.get(origin, 0) + int(n)
+            for origin, _n in ctx.get("cloud", []):
+                applied[origin] = applied.get(origin, 0) + 1
         hints = conn.execute(select(func.count()).select_from(schema.hints)).scalar_one()
         peers = [
             {
@@ -349,7 +359,7 @@ def _read_database(
             "keys": len(objects) if key is not None else len(states),
             "log_size": log_size,
             "pending_hints": hints,
-            "version_vector": dict(sorted(summary_vv.items())),
+            "applied": dict(sorted(applied.items())),
             "peers": peers,
             "objects": objects,
         }
@@ -371,11 +381,6 @@ def _read_database(
         engine.dispose()
 
 
-class _HasContext:
-    def __init__(self, ctx: Any) -> None:
-        self.context = ctx
-
-
 async def _read_async(db: str, read: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -387,26 +392,41 @@ async def _read_async(db: str, read: Callable[[Any], dict[str, Any]]) -> dict[st
         await engine.dispose()
 
 
+class _ProgressBar:
+    """A rich progress bar that appears only once the work is large (>= threshold rows)."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < PROGRESS_THRESHOLD:
+            return
+        if self._progress is None:
+            from rich.progress import Progress
+
+            self._progress = Progress(transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("reading the database", total=total)
+        self._progress.update(self._task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     tty = sys.stdout.isatty() and not args.json
+    bar = _ProgressBar() if tty else None
     try:
-        if tty:
-            from rich.progress import Progress
-
-            with Progress(transient=True) as bar:
-                task = bar.add_task("reading objects", total=None)
-
-                def progress(done: int, total: int) -> None:
-                    if total >= PROGRESS_THRESHOLD:
-                        bar.update(task, completed=done, total=total)
-
-                data = _read_database(args.db, args.key, progress)
-        else:
-            data = _read_database(args.db, args.key, None)
+        data = _read_database(args.db, args.key, bar)
     except (ValueError, SQLAlchemyError) as exc:
         return _fail(f"inspect: {exc}")
+    finally:
+        if bar is not None:
+            bar.close()
     if args.key is not None and not data["objects"]:
         return _fail(f"inspect: no key {args.key!r} in {args.db}")
     if args.json:
@@ -428,7 +448,7 @@ def _print_inspect_plain(data: dict[str, Any]) -> None:
     print(f"database {data['db']}  replica {data['replica_id']}  schema v{data['schema_version']}")
     print(
         f"keys {data['keys']}  log {data['log_size']}  hints {data['pending_hints']}  "
-        f"version vector {_short(data['version_vector'], 200)}"
+        f"writes held per origin {_short(data['applied'], 200)}"
     )
     for obj in data["objects"]:
         sib = f"  siblings={obj['siblings']}" if obj.get("siblings", 0) > 1 else ""

@@ -136,6 +136,22 @@ def test_inspect_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert by_key["note"]["siblings"] == 1 and by_key["note"]["value"] == ["buy bread"]
     assert by_key["cart"]["version_vector"] == {data["replica_id"]: 1}
     assert data["keys"] == 2 and data["log_size"] == 2
+    assert data["applied"] == {data["replica_id"]: 2}
+
+
+def test_inspect_reports_progress_on_large_work(tmp_path: Path) -> None:
+    async def make() -> None:
+        a = await open_peer(tmp_path / "a.db", listen=None)
+        await asyncio.gather(*(a.gcounter(f"k{i}").increment() for i in range(1200)))
+        await a.aclose()
+
+    asyncio.run(make())
+    calls: list[tuple[int, int]] = []
+    data = cli._read_database(str(tmp_path / "a.db"), None, lambda d, t: calls.append((d, t)))
+    assert data["keys"] == 1200
+    total = calls[-1][1]
+    assert total >= 1200 and calls[-1] == (total, total)
+    assert [d for d, _ in calls[:-1]] == list(range(500, total + 1, 500))
 
 
 def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
