@@ -327,6 +327,17 @@ def test_crash_after_persist_loses_the_sends_and_the_ack() -> None:
     assert cluster.value("a", "k").value == 2
 
 
+def test_crashing_a_crashed_replica_is_refused() -> None:
+    cluster = toy_cluster()
+    cluster.crash("a")
+    with pytest.raises(SimulationError, match="already down"):
+        cluster.crash("a")
+    with pytest.raises(SimulationError, match="down"):
+        cluster.crash_when("a", lambda e: True)
+    cluster.restart("a")
+    assert cluster.alive("a")
+
+
 def test_crash_before_persist_loses_the_write() -> None:
     cluster = toy_cluster()
     cluster.crash_when("a", lambda e: isinstance(e, Persist), before=True)
@@ -462,6 +473,12 @@ def test_bad_calls_raise_and_change_nothing() -> None:
         toy_cluster(["a", "a"])
     with pytest.raises(SimulationError, match="already exists"):
         cluster.add_replica("a")
+    with pytest.raises(SimulationError, match="unknown replica"):
+        cluster.forget("a", "zz")
+    with pytest.raises(SimulationError, match="every"):
+        cluster.run_until(lambda: True, every=0)
+    with pytest.raises(SimulationError, match="per-replica configs"):
+        SimCluster(["a", "b"], {"a": ReplicaConfig()}, factory=Toy)
     # Nothing happened: no partition, no fault, everyone up, nothing scheduled.
     assert cluster.quiet() and cluster.stats.total_sent() == 0
     send_pings(cluster, "a", "b", 1)
