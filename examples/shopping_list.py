@@ -9,7 +9,8 @@ Commands (one per run, or many in ``shell``):
 
 * ``add ITEM...`` / ``remove ITEM...``: change the list. With peers, the write waits up to
   ``--timeout`` s for one other peer to hold it (``w=2``); if none answers it stays saved
-  here and goes out the next time this database is online.
+  here and goes out the next time this database is online. Removing an item that is not on
+  the list is refused (exit status 1) and removes nothing.
 * ``list``: print the list; with peers, ask one other peer first (``r=2``, read repair).
 * ``serve``: stay online (``--listen``) so that others can sync through this copy; prints the
   list whenever it changes, here or elsewhere. Ctrl-C (or SIGTERM) stops it cleanly.
@@ -70,6 +71,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    host, _, port = (args.listen or "127.0.0.1:0").rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        parser.error(f"--listen must be HOST:PORT, got {args.listen!r}")
+    for url in args.peer:
+        if not url.startswith(("ws://", "wss://")):
+            parser.error(f"--peer must be a ws:// or wss:// URL, got {url!r}")
     if args.command in ("serve", "shell") and not (args.listen or args.peer):
         parser.error(f"{args.command} needs --listen or --peer: there is nobody to share with")
     for item in getattr(args, "items", []):
@@ -97,8 +104,15 @@ async def wait_for_a_peer(peer: Any, timeout: float) -> bool:
 
 async def change(
     peer: Any, key: str, verb: str, items: Sequence[str], *, online: bool, timeout: float
-) -> None:
+) -> int:
+    """Add or remove ``items``; 1 (and nothing changed) if a removed item is not listed."""
     shopping = peer.orset(key)
+    if verb == "remove":
+        current = await read(peer, key, online=online, timeout=timeout)
+        missing = [item for item in items if item not in current]
+        if missing:
+            print(f"not on the list: {', '.join(missing)}; nothing removed", file=sys.stderr)
+            return 1
     for item in items:
         mutate = shopping.add if verb == "add" else shopping.remove
         if not online:
@@ -111,6 +125,7 @@ async def change(
             print(f"{verb} {item}: saved here; no peer confirmed it yet, it syncs later")
         else:
             print(f"{verb} {item}: saved here and on {result.acks - 1} other peer(s)")
+    return 0
 
 
 async def read(peer: Any, key: str, *, online: bool, timeout: float) -> frozenset[Any]:
@@ -146,6 +161,7 @@ async def shell(peer: Any, key: str, timeout: float) -> None:
             return
         if verb in ("add", "remove") and items:
             await change(peer, key, verb, items, online=True, timeout=timeout)
+            sys.stdout.flush()
         elif verb == "list" and not items:
             print(show(await read(peer, key, online=True, timeout=timeout)), flush=True)
         else:
@@ -169,7 +185,9 @@ async def run(args: argparse.Namespace) -> int:
         if args.peer and not online:
             print(f"no peer reachable within {args.timeout:g} s: working offline")
         if args.command in ("add", "remove"):
-            await change(peer, key, args.command, args.items, online=online, timeout=args.timeout)
+            return await change(
+                peer, key, args.command, args.items, online=online, timeout=args.timeout
+            )
         elif args.command == "list":
             print(show(await read(peer, key, online=online, timeout=args.timeout)))
         else:

@@ -194,6 +194,8 @@ def _load_example() -> ModuleType:
         (["serve"], "serve needs --listen or --peer"),
         (["shell"], "shell needs --listen or --peer"),
         (["sing"], "invalid choice"),
+        (["--listen", "8765", "serve"], "--listen must be HOST:PORT"),
+        (["--peer", "http://127.0.0.1:1", "list"], "--peer must be a ws:// or wss:// URL"),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_opened(
@@ -206,3 +208,16 @@ def test_bad_input_is_refused_before_anything_is_opened(
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
     assert not db.exists()
+
+
+def test_removing_an_item_that_is_not_listed_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = _load_example()
+    db = ["--db", str(tmp_path / "alone.db")]
+    assert example.main([*db, "add", "milk", "eggs"]) == 0
+    capsys.readouterr()
+    assert example.main([*db, "remove", "eggs", "caviar"]) == 1
+    assert "not on the list: caviar; nothing removed" in capsys.readouterr().err
+    assert example.main([*db, "list"]) == 0
+    assert _items(capsys.readouterr().out) == {"milk", "eggs"}
