@@ -1562,6 +1562,9 @@ class Replica:
         for hid in [*self._hints.get(peer, {}), *self._own_hints.get(peer, {})]:
             self._drop_hint(hid)
         self._membership_changed()
+        # The forgotten peer may have been the only home holding compaction back.
+        for p in sorted(self._log):
+            self._maybe_compact(p)
         for other in sorted(self._up):
             if other != told_by:
                 self._emit(Send(other, m.Forget(replica_id=peer)))
