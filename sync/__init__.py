@@ -37,6 +37,7 @@ from sync.errors import (
 from sync.messages import Message, decode, encode
 from sync.replica import Replica
 from sync.ring import Ring, partition_of
+from sync.simnet import SimCluster, SimDisk, SimOp, SimulationError
 
 # --- transport re-exports (owned by the transport engineer) ---------------------------------
 # Lazy (PEP 562): ``from sync import Peer`` works, while ``import sync`` alone (the sans-I/O
@@ -86,6 +87,10 @@ __all__ = [
     "ReplicaConfig",
     "Ring",
     "Send",
+    "SimCluster",
+    "SimDisk",
+    "SimOp",
+    "SimulationError",
     "Subscription",  # transport (lazy)
     "SyncError",
     "WriteDone",
