@@ -281,7 +281,7 @@ async def test_malformed_and_oversized_frames_close_only_that_link() -> None:
 
 
 async def test_silent_peer_is_reported_down_by_heartbeat() -> None:
-    fast = TransportConfig(ping_interval=0.1, ping_timeout=0.3, seed=2)
+    fast = TransportConfig(ping_interval=0.1, ping_timeout=0.3, close_timeout=0.2, seed=2)
     a, ra = await make("a", cfg=fast)
     try:
         assert a.url is not None

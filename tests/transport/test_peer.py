@@ -416,6 +416,10 @@ async def test_hinted_handoff_through_a_relay(tmp_path: Path) -> None:
             assert local_value(relay, key) is None  # held for one, not applied: not a home
         finally:
             await two.aclose()
+        # The relay restarts from its database and still holds the hint.
+        await relay.aclose()
+        relay = await open_peer(tmp_path / "relay.db", relay=True, n=2)
+        assert relay.status_now()["peers"][one_id]["pending_hints"] == 1
         one = await open_peer(tmp_path / "one.db", listen=None, peers=[relay.url], n=2)
         try:
             await eventually(lambda: local_value(one, key) == frozenset({"hinted"}), "handoff")
