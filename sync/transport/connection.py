@@ -121,6 +121,7 @@ TRANSITIONS: dict[tuple[LinkState, LinkEvent], LinkState] = {
     (LinkState.CLOSING, LinkEvent.LOST): LinkState.CLOSED,
     (LinkState.CLOSED, LinkEvent.LOST): LinkState.CLOSED,
     (LinkState.CLOSED, LinkEvent.CLOSE): LinkState.CLOSED,
+    (LinkState.CLOSED, LinkEvent.DUPLICATE): LinkState.CLOSED,
 }
 
 
@@ -552,18 +553,23 @@ class Transport:
         try:
             await self._read_loop(link)
         finally:
+            # No await until the link is out of the table: another link to the same peer
+            # may be installed as soon as we yield.
             link.event(LinkEvent.LOST)
-            await link.stop_writer()
+            if link._writer is not None:
+                link._writer.cancel()
             self._retire(link)
-            if link.ws.close_code is None:  # cancelled while open: do not leave it half-open
-                self._spawn(self._close_quietly_ws(link, "peer shutting down"))
-            if self.links.get(info.replica_id) is link:
+            current = self.links.get(info.replica_id) is link
+            if current:
                 del self.links[info.replica_id]
                 self._link_gone.setdefault(info.replica_id, asyncio.Event()).set()
                 log.info(
                     "link down: %s (code %s %s)", info.replica_id, ws.close_code, ws.close_reason
                 )
                 self.handler.link_down(info.replica_id)
+            if link.ws.close_code is None:  # cancelled while open: do not leave it half-open
+                self._spawn(self._close_quietly_ws(link, "peer shutting down"))
+            await link.stop_writer()
 
     async def _read_loop(self, link: Link) -> None:
         ws = link.ws

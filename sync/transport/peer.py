@@ -491,16 +491,20 @@ class Peer:
 
     # -- LinkHandler (called by the transport) -----------------------------------------------
 
+    # After the node closed (only while this peer shuts down) inputs are refused with
+    # RuntimeError: nothing is left to apply them to, so they are dropped.
+
     def link_up(self, info: PeerInfo) -> None:
-        self.node.peer_up(info.replica_id, info.address, info.site, info.relay)
+        with contextlib.suppress(RuntimeError):
+            self.node.peer_up(info.replica_id, info.address, info.site, info.relay)
 
     def link_down(self, peer_id: str) -> None:
-        if not self._closed or not self.node._closing:
-            with contextlib.suppress(RuntimeError):
-                self.node.peer_down(peer_id)
+        with contextlib.suppress(RuntimeError):
+            self.node.peer_down(peer_id)
 
     def link_message(self, peer_id: str, message: Any) -> None:
-        self.node.receive(peer_id, message)
+        with contextlib.suppress(RuntimeError):
+            self.node.receive(peer_id, message)
 
     async def admin(self, request: AdminRequest) -> AdminReply:
         try:
