@@ -431,3 +431,48 @@ async def test_hinted_handoff_through_a_relay(tmp_path: Path) -> None:
             await one.aclose()
     finally:
         await relay.aclose()
+
+
+async def test_concurrent_random_writes_on_three_peers_converge(tmp_path: Path) -> None:
+    import random
+
+    a = await open_peer(tmp_path / "a.db")
+    b = await open_peer(tmp_path / "b.db", peers=[a.url])
+    c = await open_peer(tmp_path / "c.db", peers=[a.url, b.url])
+    peers = [a, b, c]
+    try:
+        await linked(a, b, c)
+        rng = random.Random(1234)
+        total = 0
+        ops: list[Any] = []
+        for i in range(300):
+            p = rng.choice(peers)
+            choice = rng.randrange(4)
+            if choice == 0:
+                ops.append(p.orset("set").add(rng.randrange(20)))
+            elif choice == 1:
+                ops.append(p.orset("set").remove(rng.randrange(20)))
+            elif choice == 2:
+                n = rng.randrange(1, 5)
+                total += n
+                ops.append(p.pncounter("count").increment(n))
+            else:
+                ops.append(
+                    p.ormap("map").update(f"k{rng.randrange(5)}", "lww", lambda r, i=i: r.set(i))
+                )
+        await asyncio.gather(*ops)
+
+        def converged() -> bool:
+            return all(
+                local_value(p, k) == local_value(a, k)
+                for p in peers
+                for k in ("set", "count", "map")
+            )
+
+        await eventually(converged, "all three peers to converge")
+        assert local_value(a, "count") == total
+        assert isinstance(local_value(a, "set"), frozenset)
+        assert set(local_value(a, "map")) <= {f"k{i}" for i in range(5)}
+    finally:
+        for p in reversed(peers):
+            await p.aclose()
