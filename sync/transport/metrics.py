@@ -4,17 +4,20 @@
 status`` and ``GET /metrics`` all read it, computed on demand (nothing is sampled in the
 background). Shape (all JSON)::
 
-    {"replica_id", "url", "group", "site", "relay", "uptime_s",
+    {"replica_id", "url", "group", "site", "relay", "n", "uptime_s",
      "connected": [replica ids with an open link],
-     "peers": {replica_id: {"connected", "address", "site", "lag", "pending_hints",
-                            "bytes_in", "bytes_out", "messages_in", "messages_out",
-                            "dropped"}},
-     "pending_hints": total, "log_size": entries in the delta log, "keys": objects,
-     "siblings": {"max": ..., "over_warning": [keys]}, "node": {counters},
+     "peers": {replica_id: {"connected", "address", "site", "relay", "lag",
+                            "pending_hints", "bytes_in", "bytes_out", "messages_in",
+                            "messages_out", "dropped"}},
+     "pending_hints": total held for others, "log_size": entries in the delta log,
+     "keys": objects held, "siblings": {"max": most siblings of a register,
+     "keys": {key: siblings} for registers with more than one},
+     "rejected_handshakes": count, "node": {counters of the node},
      "engine": {what Replica.status() reports}}
 
 ``lag`` is the number of log entries this replica has that the peer's last known summary
-lacks (``None`` if unknown), as the engine reports it.
+lacks (``None`` until the peer reported one), as the engine computes it. Traffic counts are
+cumulative per peer over all its links since this process started.
 
 :class:`PeerMetrics` exposes the same figures through ``prometheus_client`` with a
 per-peer :class:`~prometheus_client.CollectorRegistry` (so several peers in one process do
