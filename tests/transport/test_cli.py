@@ -206,3 +206,37 @@ async def test_forget_through_the_embedding_api(tmp_path: Path) -> None:
     finally:
         await b.aclose()
         await a.aclose()
+
+
+@pytest.mark.slow
+async def test_serve_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(SECRET)
+    proc = await asyncio.create_subprocess_exec(
+        *SHOAL,
+        "serve",
+        "--db",
+        str(tmp_path / "s.db"),
+        "--listen",
+        "127.0.0.1:0",
+        "--secret-file",
+        str(secret_file),
+        "--log-level",
+        "WARNING",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+        assert url.startswith("ws://127.0.0.1:")
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    code, out, err = await run("inspect", "--db", str(tmp_path / "s.db"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["objects"] == []
