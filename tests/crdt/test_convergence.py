@@ -5,7 +5,8 @@ The model (hypothesis draws it, so failures shrink to a short story):
 
 * three replicas A, B, C run random mutations; every mutation's delta goes into a shared log;
 * between mutations, the network delivers *some* log entries to *some* replicas, in any order,
-  duplicates included — each replica's later mutations observe only what reached it;
+  duplicates included — each replica's later mutations observe only what reached it — and
+  now and then one replica merges another's full state;
 * then the full states are snapshotted and joined (the full-state path), and the network
   resends every delta to every replica in a random order with duplicates (the dropped ones
   get through at last), plus to a fresh replica D that only ever saw deltas;
@@ -55,6 +56,12 @@ def simulate(kind: str, data: st.DataObject, max_ops: int) -> None:
         )
         for target, i in deliveries:
             states[target].merge(log[i])
+        # Now and then a full-state sync between two replicas (anti-entropy by state): the
+        # large-context merge path once contexts have grown.
+        pair = st.tuples(st.sampled_from(REPLICAS), st.sampled_from(REPLICAS))
+        sync = data.draw(st.none() | pair, label="full-state sync")
+        if sync is not None:
+            states[sync[0]].merge(states[sync[1]].copy())
 
     full = new(kind)
     for r in REPLICAS:
