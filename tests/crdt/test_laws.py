@@ -195,6 +195,22 @@ def test_ormap_observed_remove_removes_the_key_everywhere_once_delivered() -> No
     assert_same(a, b)
 
 
+def test_ormap_one_key_updated_concurrently_with_two_kinds_converges_and_removes_both() -> None:
+    """Not in the contract, but must still converge: entries are keyed by (key, kind)."""
+    a = new("ormap")
+    b = new("ormap")
+    da = a.update("A", "x", "gcounter", lambda c: c.increment("A", 2))
+    db = b.update("B", "x", "orset", lambda s: s.add("B", "milk"))
+    a.merge(db)
+    b.merge(da)
+    assert_same(a, b)
+    assert "x" in a.value
+    rm = a.remove("x")
+    b.merge(rm)
+    assert_same(a, b)
+    assert a.value == {}
+
+
 @crdt_settings
 @given(data=st.data())
 def test_ormap_delta_path_equals_full_state_path_with_removes(data: st.DataObject) -> None:
