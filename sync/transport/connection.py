@@ -23,6 +23,9 @@ Theory of operation.
   if there is none, the oldest message of any kind. The sender (the node) never blocks, so a
   slow peer cannot stall the others or make this process buffer without bound. Drops are
   counted per link (``dropped``) and exported.
+* **Backpressure in.** After each message the reader awaits ``room()`` (the node's input
+  queue below its bound), so a peer sending faster than this one can apply stops being
+  read and fills its *own* bounded queue (TCP flow control does the rest).
 * **Limits.** Incoming frames bigger than ``max_message_bytes`` are refused by websockets
   (close 1009); frames the codec cannot decode close the link with 1002 and a reason; text
   frames are refused (1003). All of these are logged, change nothing, and leave every other
@@ -298,6 +301,7 @@ class Transport:
         client_ssl: ssl.SSLContext | None = None,
         http: HttpHook | None = None,
         refuse: Callable[[PeerInfo], str | None] | None = None,
+        room: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.me = me
         self.handler = handler
@@ -307,6 +311,7 @@ class Transport:
         self.client_ssl = client_ssl
         self.http = http
         self.refuse = refuse
+        self.room = room
         self.links: dict[str, Link] = {}
         self.rng = random.Random(self.config.seed)
         self.url: str | None = None
@@ -591,6 +596,8 @@ class Transport:
                     return
                 if link.state is LinkState.OPEN:
                     self.handler.link_message(link.peer_id, message)
+                if self.room is not None:
+                    await self.room()  # the owner is behind: stop reading this socket
         except ConnectionClosed as exc:
             if exc.rcvd is None and exc.sent is not None and exc.sent.code != CLOSE_NORMAL:
                 log.warning("link %s closed by us: %s", link.peer_id, exc.sent)

@@ -248,6 +248,7 @@ class Node:
         on_changed: Callable[[str], None] | None = None,
         on_effect: Callable[[Any], None] | None = None,
         max_inputs: int = 10_000,
+        max_pending: int = 50_000,
     ) -> None:
         self.replica = replica
         self.store = store
@@ -256,6 +257,8 @@ class Node:
         self._on_changed = on_changed
         self._on_effect = on_effect
         self.max_inputs = max_inputs
+        self.max_pending = max_pending
+        self._room = asyncio.Event()
         self.counters = NodeCounters()
         self._offset = time.time() - time.monotonic()
         self._inputs: deque[Input] = deque()
@@ -302,6 +305,7 @@ class Node:
         with contextlib.suppress(TimeoutError):
             await self.drain(timeout)
         self._closing = True
+        self._room.set()
         for task in (self._engine_task, self._exec_task):
             if task is not None:
                 task.cancel()
@@ -317,6 +321,14 @@ class Node:
         self._reads.clear()
 
     # -- inputs ------------------------------------------------------------------------------
+
+    async def room(self) -> None:
+        """Wait while more than ``max_pending`` inputs are queued (backpressure for links:
+        a reader that awaits this stops reading its socket, so a fast sender fills its own
+        bounded queue instead of this process's memory)."""
+        while len(self._inputs) > self.max_pending and not self._closing:
+            self._room.clear()
+            await self._room.wait()
 
     def submit(self, fn: Input) -> None:
         """Queue one input for the engine task."""
@@ -446,6 +458,8 @@ class Node:
                     self.counters.input_errors += 1
                     log.exception("engine input failed; the replica is unchanged by contract")
             self.counters.inputs += n
+            if len(self._inputs) <= self.max_pending:
+                self._room.set()
             deadline = r.next_deadline()
             if deadline is not None and deadline <= now:
                 try:

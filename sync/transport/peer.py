@@ -222,6 +222,7 @@ class Peer:
             client_ssl=client_ssl,
             http=make_http_hook(self),
             refuse=self._refuse,
+            room=self._room,
         )
         self.dial_learned = False
         self.advertise: str | None = None
@@ -356,6 +357,10 @@ class Peer:
             self._addresses[replica_id] = address
             if fresh and self.dial_learned and self.node is not None:
                 self.transport.dial([address])
+
+    async def _room(self) -> None:
+        if self.node is not None:
+            await self.node.room()
 
     def _refuse(self, info: PeerInfo) -> str | None:
         if info.replica_id in self._forgotten:

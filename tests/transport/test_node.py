@@ -190,3 +190,20 @@ def test_merge_persists_keeps_the_store_semantics() -> None:
     assert m.peers == (PeerRecord("B", address="y"),)
     assert m.compact == ((0, {"A": 3, "B": 1, "C": 4}),)
     assert merge_persists([]).is_empty()
+
+
+async def test_room_blocks_readers_while_inputs_pile_up() -> None:
+    store = GatedStore()
+    replica = Replica(ReplicaConfig(n=1, anti_entropy_interval=None), "A")
+    node = Node(replica, store, lambda peer, msg: True, max_pending=5)  # not started yet
+    try:
+        for _ in range(10):
+            node.submit(lambda r, now: None)
+        waiter = asyncio.ensure_future(node.room())
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        node.start()
+        await asyncio.wait_for(waiter, WAIT)
+        assert node.counters.inputs == 10
+    finally:
+        await node.aclose()
