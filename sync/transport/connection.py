@@ -520,6 +520,11 @@ class Transport:
         if wins:
             existing.superseded = True
             existing.event(LinkEvent.DUPLICATE)
+            # What the old link had not sent yet goes out on the new one, in order.
+            link.queue.extendleft(reversed(existing.queue))
+            link.queued_bytes += existing.queued_bytes
+            existing.queue.clear()
+            existing.queued_bytes = 0
             self._spawn(self._close_quietly_ws(existing, "duplicate connection"))
             self.links[link.peer_id] = link
             return True
@@ -594,7 +599,9 @@ class Transport:
                     log.warning("%s: %s; closing", link.peer_id, reason)
                     await self._close_quietly(link, CLOSE_PROTOCOL, reason)
                     return
-                if link.state is LinkState.OPEN:
+                if link.state is LinkState.OPEN or link.superseded:
+                    # A superseded duplicate is still an authenticated link to the same
+                    # peer: what arrives on it while it closes (acks...) is good.
                     self.handler.link_message(link.peer_id, message)
                 if self.room is not None:
                     await self.room()  # the owner is behind: stop reading this socket
