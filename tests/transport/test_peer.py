@@ -476,3 +476,28 @@ async def test_concurrent_random_writes_on_three_peers_converge(tmp_path: Path) 
     finally:
         for p in reversed(peers):
             await p.aclose()
+
+
+async def test_writes_during_the_duplicate_connection_race_all_succeed(tmp_path: Path) -> None:
+    a = await open_peer(tmp_path / "a.db")
+    b = await open_peer(tmp_path / "b.db", peers=[a.url])
+    assert b.url is not None
+    a.transport.dial([b.url])  # both dial: one of the two connections will be closed
+    try:
+        await linked(a, b)
+        results = await asyncio.gather(
+            *(a.gcounter("n").increment(w=2, timeout=WAIT) for _ in range(20)),
+            *(b.gcounter("n").increment(w=2, timeout=WAIT) for _ in range(20)),
+        )
+        assert all(r.acks == 2 for r in results)
+        smaller = min(a.replica_id, b.replica_id)
+
+        def one_connection() -> bool:
+            ab, ba = a.transport.links.get(b.replica_id), b.transport.links.get(a.replica_id)
+            return ab is not None and ba is not None and ab.dialled_by == ba.dialled_by == smaller
+
+        await eventually(one_connection, "one connection, dialled by the smaller id")
+        assert local_value(a, "n") == local_value(b, "n") == 40
+    finally:
+        await b.aclose()
+        await a.aclose()
