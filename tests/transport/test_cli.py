@@ -240,3 +240,33 @@ async def test_serve_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     code, out, err = await run("inspect", "--db", str(tmp_path / "s.db"), "--json")
     assert code == 0, err
     assert json.loads(out)["objects"] == []
+
+
+async def test_status_and_forget_over_tls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file, ca_file = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(SECRET)
+    a = await open_peer(tmp_path / "a.db", tls_cert=str(cert_file), tls_key=str(key_file))
+    try:
+        assert a.url is not None and a.url.startswith("wss://")
+        args = ["status", a.url, "--json", "--tls-ca", str(ca_file)]
+        assert await asyncio.to_thread(cli.main, args) == 0
+        assert json.loads(capsys.readouterr().out)["replica_id"] == a.replica_id
+        # Without trusting the CA, the certificate is refused.
+        assert await asyncio.to_thread(cli.main, ["status", a.url, "--timeout", "3"]) == 1
+        capsys.readouterr()
+        args = ["forget", a.url, "gone-peer", "--secret-file", str(secret_file)]
+        assert await asyncio.to_thread(cli.main, [*args, "--tls-ca", str(ca_file)]) == 0
+        assert "forgot gone-peer" in capsys.readouterr().out
+        assert "gone-peer" in a._forgotten
+    finally:
+        await a.aclose()
