@@ -501,3 +501,42 @@ async def test_writes_during_the_duplicate_connection_race_all_succeed(tmp_path:
     finally:
         await b.aclose()
         await a.aclose()
+
+
+async def test_restored_backup_gets_a_new_replica_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    b = await open_peer(tmp_path / "b.db")
+    try:
+        a = await open_peer(tmp_path / "a.db", listen=None, peers=[b.url])
+        old_id = a.replica_id
+        await linked(a, b)
+        await a.gcounter("n").increment(w=2, timeout=WAIT)
+        await a.aclose()
+        for name in ("a.db", "a.db.shoal-id"):  # a backup, taken while closed
+            shutil.copy(tmp_path / name, tmp_path / f"backup-{name}")
+        a = await open_peer(tmp_path / "a.db", listen=None, peers=[b.url])
+        await linked(a, b)
+        for _ in range(3):
+            await a.gcounter("n").increment(w=2, timeout=WAIT)  # b has seen dots 2..4
+        await a.aclose()
+        for name in ("a.db", "a.db.shoal-id"):  # restore it: dots 2..4 are "forgotten"
+            shutil.copy(tmp_path / f"backup-{name}", tmp_path / name)
+        for extra in ("a.db-wal", "a.db-shm"):
+            (tmp_path / extra).unlink(missing_ok=True)
+        a = await open_peer(tmp_path / "a.db", listen=None, peers=[b.url])
+        try:
+            assert a.replica_id == old_id  # the store cannot tell: the files are consistent
+            await eventually(lambda: a.store.replica_id != old_id, "the id to be rotated")
+            assert any("identity conflict" in r.message for r in caplog.records)
+        finally:
+            await a.aclose()
+        a = await open_peer(tmp_path / "a.db", listen=None)
+        try:
+            assert a.replica_id not in (old_id, b.replica_id)
+        finally:
+            await a.aclose()
+    finally:
+        await b.aclose()
