@@ -382,3 +382,40 @@ def test_queue_is_bounded_in_bytes_too() -> None:
         link.enqueue(Push(i))
     assert link.queued_bytes <= 100 and len(link.queue) == 100 // 21
     assert link.dropped == 50 - len(link.queue)
+
+
+async def test_dialler_refuses_a_listener_that_cannot_prove_the_secret() -> None:
+    from websockets.asyncio.server import serve
+
+    async def impostor(ws: Any) -> None:
+        await ws.recv()  # the dialler's hello
+        hello = HelloFrame(proto=1, group="g", replica="imp", nonce="ef" * 32)
+        await ws.send(encode_frame(hello))
+        await ws.recv()  # the dialler's proof (useless to the impostor: bound to nonces)
+        await ws.send(encode_frame(AuthFrame(proof="1" * 64)))
+        await ws.wait_closed()
+
+    async with serve(impostor, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            with pytest.raises(HandshakeError) as err:
+                await client_handshake(ws, ident("b"), timeout=WAIT)
+        assert err.value.code == 1008 and "listener failed authentication" in err.value.reason
+
+
+def test_transition_table_is_closed_and_refuses_the_rest() -> None:
+    from sync.transport.connection import TRANSITIONS, LinkEvent
+
+    link = Link(_NullWS(), PeerInfo("p", None, None, False, "peer"), "p", JsonCodec(), 3)  # type: ignore[arg-type]
+    assert set(TRANSITIONS.values()) <= set(LinkState)
+    for state in LinkState:
+        for event in LinkEvent:
+            link.state = state
+            if (state, event) in TRANSITIONS:
+                assert link.event(event) is TRANSITIONS[(state, event)]
+            else:
+                with pytest.raises(RuntimeError, match="no transition"):
+                    link.event(event)
+                assert link.state is state
+    # Losing the socket leads to CLOSED from every state.
+    assert all(TRANSITIONS[(s, LinkEvent.LOST)] is LinkState.CLOSED for s in LinkState)
