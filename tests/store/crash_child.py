@@ -1,6 +1,12 @@
 """Child process of the crash test: writes batches through a Store and prints each ack.
 
-``python crash_child.py DB SEED``: resumes from what the database holds (counters and the
+``python crash_child.py zygote`` imports everything once, then for each ``RUN DB SEED`` line
+on stdin forks a writer (so a round costs a fork, not a Python start-up), prints
+``PID <pid>``, waits for it to die (the parent SIGKILLs it) and prints ``DEAD <pid>``: every
+line the writer printed comes before that. ``python crash_child.py DB SEED`` runs one writer
+in the foreground.
+
+A writer resumes from what the database holds (counters and the
 next log seq per partition, from ``load()``), then forever (bounded): builds a batch of
 increments -- one log entry per key, the key's checkpoint, the summaries of the touched
 partitions -- from several concurrent writers (so group commit is exercised), awaits
@@ -11,8 +17,11 @@ kills it with SIGKILL at a random moment.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
+import os
 import random
+import signal
 import sys
 
 import crdt
@@ -60,5 +69,31 @@ async def main(path: str, seed: int) -> None:
         await asyncio.gather(*(writer() for _ in range(WRITERS)))
 
 
+def zygote() -> None:
+    faulthandler.register(signal.SIGUSR1)  # the test asks for stacks if we go silent
+    for _ in range(10_000):
+        line = sys.stdin.readline()
+        if not line:
+            return
+        _, path, seed = line.split()
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                # A writer is killed within a second; if one hangs, say where (stderr).
+                faulthandler.dump_traceback_later(20, exit=True)
+                asyncio.run(main(path, int(seed)))
+            finally:
+                os._exit(0)
+        sys.stdout.write(f"PID {pid}\n")
+        sys.stdout.flush()
+        _, status = os.waitpid(pid, 0)
+        sys.stdout.write(f"DEAD {pid} {status}\n")
+        sys.stdout.flush()
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    if sys.argv[1:] == ["zygote"]:
+        zygote()
+    else:
+        asyncio.run(main(sys.argv[1], int(sys.argv[2])))
