@@ -355,6 +355,11 @@ class Transport:
                 task = asyncio.get_running_loop().create_task(self._dial_loop(url))
                 self._diallers[url] = task
 
+    @property
+    def dialling(self) -> list[str]:
+        """The URLs this transport keeps dialling."""
+        return list(self._diallers)
+
     async def aclose(self) -> None:
         """Stop listening and dialling, close every link with 1001 (going away)."""
         self._closing = True

@@ -213,22 +213,26 @@ class Peer:
         from .metrics import PeerMetrics
 
         self.metrics = PeerMetrics(self)
-        self.transport = Transport(
-            identity,
-            self,
-            WireCodec(),
-            transport_config,
-            server_ssl=server_ssl,
-            client_ssl=client_ssl,
-            http=make_http_hook(self),
-            refuse=self._refuse,
-            room=self._room,
-        )
+        self._transport_args: dict[str, Any] = {
+            "server_ssl": server_ssl,
+            "client_ssl": client_ssl,
+            "http": make_http_hook(self),
+            "refuse": self._refuse,
+            "room": self._room,
+        }
+        self._transport_config = transport_config
+        self.transport = self._make_transport(identity)
+        self._bound: str | None = None  # "HOST:PORT" actually listened on
         self.dial_learned = False
         self.advertise: str | None = None
         self._addresses: dict[str, str] = {}
         self._forgotten: set[str] = set()
         self.node: Node = None  # type: ignore[assignment]  # set by _start
+
+    def _make_transport(self, identity: Identity) -> Transport:
+        return Transport(
+            identity, self, WireCodec(), self._transport_config, **self._transport_args
+        )
 
     # -- opening and closing -----------------------------------------------------------------
 
@@ -339,6 +343,7 @@ class Peer:
         if listen is not None:
             host, port = _split_listen(listen)
             url = await self.transport.listen(host, port)
+            self._bound = f"{host}:{url.rsplit(':', 1)[1]}"
             self.transport.me = dataclasses.replace(
                 self.transport.me, address=self.advertise or url
             )
@@ -373,12 +378,14 @@ class Peer:
             return
         self._closed = True
         try:
-            await self.transport.aclose()
-            if self.node is not None:
-                await self.node.aclose()
+            # A restart under a new id may be under way: let it finish (it checks _closed),
+            # then close whatever transport and node are current.
             for task in list(self._background):
                 with contextlib.suppress(Exception):
                     await task
+            await self.transport.aclose()
+            if self.node is not None:
+                await self.node.aclose()
         finally:
             for subs in list(self._subs.values()):
                 for sub in list(subs):
@@ -459,21 +466,42 @@ class Peer:
             return
         if isinstance(effect, IdentityConflict) and not self._rotating:
             # Our database was restored or copied: peers hold dots of ours we never issued.
-            # The engine already numbers log dots above them; a new replica id (taken at the
-            # next open) also keeps dots inside CRDT states unique.
+            # The engine already numbers log dots above them; a new replica id keeps the
+            # dots inside CRDT states unique too.
             self._rotating = True
             log.critical(
                 "identity conflict: %s has seen our log dot %s in partition %s but we only "
-                "issued %s; this database was restored or copied. Rotating the replica id: "
-                "restart this peer to take it.",
+                "issued %s; this database was restored or copied. Rotating the replica id "
+                "and restarting this peer under the new one.",
                 effect.peer,
                 effect.seen_seq,
                 effect.partition,
                 effect.our_seq,
             )
-            task = asyncio.ensure_future(self.store.rotate_replica_id())
+            task = asyncio.ensure_future(self._reincarnate())
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    async def _reincarnate(self) -> None:
+        """Take a new replica id and restart node and transport under it, in place.
+
+        Operations in flight on the old node fail (``RuntimeError``: closed); the data,
+        the listening port, the dialled URLs and the subscriptions carry over.
+        """
+        new_id = await self.store.rotate_replica_id()
+        if self._closed:
+            return
+        old_transport, old_node = self.transport, self.node
+        dials = old_transport.dialling
+        await old_transport.aclose()
+        await old_node.aclose()
+        if self._closed:
+            return
+        me = dataclasses.replace(old_transport.me, replica_id=new_id, address=None)
+        self.transport = self._make_transport(me)
+        await self._start(self._bound, dials)
+        self._rotating = False
+        log.critical("restarted as replica %s (was %s)", new_id, old_transport.me.replica_id)
 
     async def forget(self, replica_id: str) -> None:
         """Forget ``replica_id`` for good (it leaves the ring; compaction stops waiting)."""

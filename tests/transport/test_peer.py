@@ -529,13 +529,18 @@ async def test_restored_backup_gets_a_new_replica_id(
         a = await open_peer(tmp_path / "a.db", listen=None, peers=[b.url])
         try:
             assert a.replica_id == old_id  # the store cannot tell: the files are consistent
-            await eventually(lambda: a.store.replica_id != old_id, "the id to be rotated")
+            await eventually(lambda: a.replica_id != old_id, "a restart under a new id")
+            new_id = a.replica_id
+            assert a.store.replica_id == new_id
             assert any("identity conflict" in r.message for r in caplog.records)
+            await eventually(lambda: new_id in b.transport.links, "b to see the new id")
+            await a.gcounter("n").increment(w=2, timeout=WAIT)
+            assert local_value(b, "n") == 5  # 4 from the old id (1 + 3), 1 from the new one
         finally:
             await a.aclose()
         a = await open_peer(tmp_path / "a.db", listen=None)
         try:
-            assert a.replica_id not in (old_id, b.replica_id)
+            assert a.replica_id == new_id
         finally:
             await a.aclose()
     finally:
