@@ -24,6 +24,10 @@ Contract.
 * ``peer.subscribe(key)`` is an async iterator of the key's new values, local or remote,
   with a bounded queue (``maxsize``; when a slow consumer falls behind, the oldest queued
   values are dropped: the latest value is always delivered).
+* Identity: if peers show that this database was restored or copied (the engine's
+  ``IdentityConflict``), the peer rotates its replica id in the store and restarts its node
+  and links under the new id in place (logged at CRITICAL); operations in flight at that
+  moment fail with ``RuntimeError`` and may be retried.
 * LWW timestamps: wall time from ``time.time()`` here, passed to the CRDT as ``now_ms``; the
   engine's own clock is the node's monotonic clock (see :mod:`sync.transport.node`).
 """
