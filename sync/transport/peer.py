@@ -333,8 +333,10 @@ class Peer:
         stored = await self.store.load()
         for rid, row in stored.peers.items():
             self._learned(rid, row.address, row.forgotten)
-        now = time.monotonic() + (time.time() - time.monotonic())
-        replica = Replica(self.config, self.store.replica_id, loaded_from_store(stored), now=now)
+        # The node's clock reads as Unix seconds (see sync.transport.node): start there.
+        replica = Replica(
+            self.config, self.store.replica_id, loaded_from_store(stored), now=time.time()
+        )
         self.node = Node(
             replica,
             self.store,
