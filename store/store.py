@@ -163,6 +163,11 @@ class Store:
         if max_batch_rows < 1:
             raise InvalidInput(f"max_batch_rows must be >= 1, got {max_batch_rows!r}")
         url = _to_url(url_or_path)
+        # The async drivers, whatever the URL named (sqlite:///x.db, postgresql://...).
+        if url.get_backend_name() == "sqlite" and url.get_driver_name() != "aiosqlite":
+            url = url.set(drivername="sqlite+aiosqlite")
+        elif url.get_backend_name() == "postgresql" and url.get_driver_name() != "asyncpg":
+            url = url.set(drivername="postgresql+asyncpg")
         part_of = partition_of or (lambda key: default_partition_of(key, partitions))
         if url.get_backend_name() == "sqlite":
             db_path = Path(url.database or "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -395,3 +396,26 @@ async def test_the_engines_persist_effect_is_accepted_as_is(backend: Backend) ->
     assert loaded.objects[key].state == counter.to_dict()
     assert loaded.log == [] and loaded.hints == []
     assert loaded.peers["T"].summary == {part: summary({"A": 1})}
+
+
+async def test_plain_urls_and_bare_paths_open_with_the_async_drivers(tmp_path: Path) -> None:
+    path = tmp_path / "plain.sqlite"
+    async with await Store.open(f"sqlite:///{path}") as store:
+        await store.apply(Batch(objects=(counter_row("k"),)))
+    async with await Store.open(str(path)) as store:
+        assert await store.get_object("k") == counter_row("k")
+    with pytest.raises(InvalidInput, match="unsupported"):
+        await Store.open("mysql://127.0.0.1/x")
+    with pytest.raises(InvalidInput, match="in-memory"):
+        await Store.open("sqlite+aiosqlite:///:memory:")
+
+
+@pytest.mark.parametrize(("level", "code"), [("FULL", 2), ("normal", 1)])
+async def test_sqlite_runs_in_wal_with_the_chosen_synchronous_level(
+    tmp_path: Path, level: str, code: int
+) -> None:
+    async with await Store.open(tmp_path / "s.sqlite", synchronous=level) as store:
+        async with store.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+            assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == code
+            assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 10_000
