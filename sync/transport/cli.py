@@ -568,8 +568,10 @@ def _cmd_forget(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(argv: list[str]) -> int:
+    import importlib
+
     try:
-        from . import demo
+        demo = importlib.import_module("sync.transport.demo")
     except ImportError as exc:
         return _fail(f"demo is not available in this installation ({exc})", 2)
     result = demo.main(argv)
