@@ -840,9 +840,13 @@ class Replica:
     def _checkpoint(self, key: str) -> None:
         self._t.objects[key] = None
 
-    def _apply_entries(self, entries: list[tuple[LogEntry, CRDT]]) -> None:
-        """Merge decoded entries this replica lacks; Changed once per key, in order."""
+    def _apply_entries(self, entries: list[tuple[LogEntry, CRDT]]) -> list[LogEntry]:
+        """Merge decoded entries this replica lacks; Changed once per key, in order.
+
+        Returns the entries that were new here.
+        """
         changed: dict[str, None] = {}
+        applied: list[LogEntry] = []
         for e, delta in entries:
             if self._summ_of(e.partition).contains(Dot(e.origin, e.seq)):
                 continue
@@ -853,9 +857,28 @@ class Replica:
             else:
                 obj.merge(delta)
             self._append(e)
+            applied.append(e)
             changed[e.key] = None
         for key in changed:
             self._emit(Changed(key))
+        return applied
+
+    def _relay_forward(self, sender: str, applied: list[LogEntry]) -> None:
+        """A relay passes new entries straight on to the other homes it is connected to.
+
+        Devices behind NAT reach only the relay; without this they would see each other's
+        writes only at the relay's next anti-entropy round. The pushes carry no write (their
+        acks complete nothing) and are coalesced like any other; a lost one is repaired by
+        anti-entropy. Entries are never sent back to their sender or their origin, and a peer
+        that already has them applies nothing, so forwarding between relays terminates.
+        """
+        if not self.config.relay or not applied:
+            return
+        ring = self._ring_now()
+        for e in applied:
+            for home in ring.preference_list(e.partition):
+                if home in self._up and home not in (sender, e.origin, self.replica_id):
+                    self._queue_push(home, None, e, None, None)
 
     def _merge_state(self, key: str, state: CRDT) -> bool:
         """Join a whole state into ``key`` (no log entry): checkpointed; True if it changed."""
@@ -1381,13 +1404,13 @@ class Replica:
                 as_home.append((e, delta))
             else:
                 self._add_hint(HintRecord(hint_for, e, now), now)
-        self._apply_entries(as_home)
+        self._relay_forward(peer, self._apply_entries(as_home))
         if hint_for is not None and hint_for != me and hint_for in self._up:
             self._timers.set_if_earlier(("handoff", hint_for), now)
         self._emit(Send(peer, m.Ack(ids=[msg.push_id])))
 
     def _on_deltas(self, peer: str, msg: m.Deltas, entries: Any, now: float) -> None:
-        self._apply_entries(entries)
+        self._relay_forward(peer, self._apply_entries(entries))
         self._emit(Send(peer, m.Ack(ids=[msg.batch_id])))
 
     def _on_snapshot(self, peer: str, msg: m.SnapshotChunk, prepared: Any, now: float) -> None:

@@ -1059,3 +1059,42 @@ def _entry_from(origin: str, key: str, delta: dict[str, Any]) -> m.Entry:
         kind=delta["type"],
         delta=delta,
     )
+
+
+# -- relays ---------------------------------------------------------------------------------
+def _relay_wire(relay: bool) -> Wire:
+    """Devices A and B reach only R (never each other); anti-entropy is off."""
+    w = Wire(["A", "B", "R"], n=3, anti_entropy_interval=0)
+    w.configs["R"] = dataclasses.replace(w.configs["R"], relay=relay)
+    w.r["R"] = Replica(w.configs["R"], "R")
+    w.connect([("A", "R"), ("B", "R")])
+    return w
+
+
+@pytest.mark.parametrize("relay", [True, False])
+def test_a_relay_forwards_new_entries_to_devices_that_reach_only_it(relay: bool) -> None:
+    w = _relay_wire(relay)
+    for i in range(5):
+        w.r["A"].local_update(i, "list", "orset", add(f"item{i}", "A"), w.now)
+    w.run()
+    expected = frozenset(f"item{i}" for i in range(5))
+    assert w.value("R", "list") == expected
+    if relay:
+        assert w.value("B", "list") == expected
+        # Forwarded once, never back to the device it came from.
+        to_a = [x for s, d, x in w.sent if s == "R" and d == "A" and isinstance(x, m.Push)]
+        assert not to_a
+    else:
+        # Without relaying (and with anti-entropy off) B hears nothing until a later repair.
+        assert w.value("B", "list") is None
+
+
+def test_relay_forwarding_between_two_relays_terminates() -> None:
+    w = Wire(["A", "R1", "R2", "B"], n=4, anti_entropy_interval=0)
+    for rid in ("R1", "R2"):
+        w.configs[rid] = dataclasses.replace(w.configs[rid], relay=True)
+        w.r[rid] = Replica(w.configs[rid], rid)
+    w.connect([("A", "R1"), ("R1", "R2"), ("R2", "B"), ("A", "R2"), ("R1", "B")])
+    w.r["A"].local_update(1, "hits", "gcounter", inc("A", 3), w.now)
+    w.run()  # raises if forwarding ping-pongs forever
+    assert {w.value(i, "hits") for i in w.ids} == {3}
