@@ -57,6 +57,11 @@ sleeps, opens a socket or touches a database; its only randomness is a
   watermark is the minimum of ``vv[o]`` over our own summary and the last reported summary
   of every other home of ``p``; nothing is compacted while a home has never reported. Log
   entries at or below it are dropped in a ``Persist`` that also checkpoints their keys.
+* **Checkpoints.** Every ``checkpoint_every`` log entries a ``Persist`` carries whole-object
+  checkpoints of the keys changed since their own last checkpoint by at least as many
+  entries as they had then (a growing key is re-encoded at doubling intervals: O(size) in
+  all). Keys changed without a log entry (repair, state transfer) and keys whose entries are
+  compacted are checkpointed at once.
 * **Identity.** A peer's summary holding a log dot of ours above our highest one means this
   database was restored or copied: :class:`~sync.effects.IdentityConflict` is emitted and our
   numbering jumps above the seen dot.
@@ -305,7 +310,10 @@ class Replica:
         self._log_size = 0
         self._summ: dict[int, CausalContext] = {}
         self._seq: dict[int, int] = {}
-        self._dirty: dict[str, None] = {}
+        # Checkpoints (see _finish): per key, log entries applied since its last checkpoint,
+        # and the entries it had applied at that checkpoint (the doubling threshold).
+        self._dirty: dict[str, int] = {}
+        self._ck_base: dict[str, int] = {}
         self._since_checkpoint = 0
 
         self._peers: dict[str, PeerRecord] = {}
@@ -693,11 +701,20 @@ class Replica:
         ):
             return  # most acks, reads and summaries change nothing durable
         if tx.log and self._since_checkpoint >= self.config.checkpoint_every:
-            tx.objects.update(self._dirty)
-        for key in tx.objects:
-            self._dirty.pop(key, None)
-        if tx.objects and not self._dirty:
+            # A checkpoint round: every dirty key whose entries since its last checkpoint
+            # reach the entries it had then (so a key's checkpoints double in spacing and
+            # re-encoding a growing object costs O(its size) in all, not O(size^2 / every)).
+            # The log is only compacted together with a checkpoint of the keys it drops,
+            # and loading replays the whole log, so deferring a checkpoint loses nothing.
             self._since_checkpoint = 0
+            base = self._ck_base
+            for key, since in self._dirty.items():
+                if since >= base.get(key, 0):
+                    tx.objects[key] = None
+        if tx.objects:
+            dirty, base = self._dirty, self._ck_base
+            for key in tx.objects:
+                base[key] = base.get(key, 0) + dirty.pop(key, 0)
         hints_add: tuple[HintRecord, ...] = ()
         hints_drop: tuple[HintId, ...] = ()
         if tx.hints_add or tx.hints_drop:
@@ -832,7 +849,8 @@ class Replica:
         tx = self._t
         tx.log.append(e)
         tx.summaries[e.partition] = None
-        self._dirty[e.key] = None
+        dirty = self._dirty
+        dirty[e.key] = dirty.get(e.key, 0) + 1
         self._since_checkpoint += 1
         if e.origin == self.replica_id and e.seq > self._seq.get(e.partition, 0):
             self._seq[e.partition] = e.seq

@@ -1,0 +1,134 @@
+"""Where the end-to-end time goes: the ``e2e_bench.py`` shoal scenario, with phase times.
+
+Run: ``.venv/bin/python benchmarks/profile_e2e.py`` (``--updates N``, ``--runs K``,
+``--profile`` for a cProfile of one run sorted by ``--sort``, ``--top`` rows).
+
+The scenario is the benchmark's (three peers in one process, A and B dial the relay,
+``n=3, w=1``, half ``orset.add`` and half ``ormap.update``, ``--window`` concurrent writes at
+a time); this script adds the time at which each phase ended, measured from the first write:
+
+* ``local``: every write on A returned (durable on A, ``w=1``);
+* ``relay``: the relay's SQLite file holds every log dot of A;
+* ``b``: B's SQLite file holds every log dot of A (the benchmark's figure).
+
+It reuses the benchmark's durability probe (a read-only connection per file) so the figures
+agree with ``e2e_bench.py``. Nothing here is asserted; it is a tool for the performance work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import e2e_bench
+
+__all__ = ["main", "phases"]
+
+
+async def _until(path: Path, origin: str, target: int, start: float) -> float:
+    await e2e_bench._wait_durable([path], origin, target)
+    return time.perf_counter() - start
+
+
+async def _phases(
+    updates: int, window: int, folder: Path, engine: dict[str, Any]
+) -> dict[str, float]:
+    from sync.transport.peer import Peer
+
+    paths = {name: folder / f"{name}.db" for name in ("a", "relay", "b")}
+    common: dict[str, Any] = {"n": 3, "w": 1, "r": 1, "secret": e2e_bench.SECRET, **engine}
+    async with AsyncExitStack() as stack:
+        relay = await stack.enter_async_context(
+            Peer.open(str(paths["relay"]), listen="127.0.0.1:0", relay=True, **common)
+        )
+        a, b = [
+            await stack.enter_async_context(
+                Peer.open(str(paths[name]), listen="127.0.0.1:0", peers=[relay.url], **common)
+            )
+            for name in ("a", "b")
+        ]
+        await e2e_bench._wait_connected(relay, 2)
+        items, table = a.orset(e2e_bench.SET_KEY), a.ormap(e2e_bench.MAP_KEY)
+
+        def op(i: int) -> Any:
+            if i % 2 == 0:
+                return items.add(f"item-{i}")
+            return table.update(f"k{i}", "lww", lambda reg, i=i: reg.set(i))
+
+        start = time.perf_counter()
+        for low in range(0, updates, window):
+            await asyncio.gather(*(op(i) for i in range(low, min(low + window, updates))))
+        local = time.perf_counter() - start
+        target = await asyncio.to_thread(e2e_bench._applied_dots, paths["a"], a.replica_id)
+        at_relay, at_b = await asyncio.gather(
+            _until(paths["relay"], a.replica_id, target, start),
+            _until(paths["b"], a.replica_id, target, start),
+        )
+        got = len(await b.orset(e2e_bench.SET_KEY).value())
+        got += len(await b.ormap(e2e_bench.MAP_KEY).value())
+        if got != updates:
+            raise AssertionError(f"B holds {got} of {updates} updates")
+        return {"local": local, "relay": at_relay, "b": at_b}
+
+
+def phases(updates: int, window: int, engine: dict[str, Any] | None = None) -> dict[str, float]:
+    """One run in a fresh temporary folder: seconds from the first write to each phase.
+
+    ``engine``: extra ``Peer.open`` keyword arguments for all three peers (experiments).
+    """
+    with tempfile.TemporaryDirectory(prefix="shoal-prof-") as tmp:
+        coro = _phases(updates, window, Path(tmp), engine or {})
+        return asyncio.run(asyncio.wait_for(coro, 120.0))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--updates", type=int, default=10_000)
+    parser.add_argument("--window", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="cProfile one run")
+    parser.add_argument("--sort", default="tottime", help="pstats sort key")
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=INT",
+        help="a Peer.open option for all three peers, e.g. checkpoint_every=100000",
+    )
+    args = parser.parse_args(argv)
+    engine = {k: int(v) for k, v in (item.split("=", 1) for item in args.set)}
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        got = phases(args.updates, args.window, engine)
+        prof.disable()
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats(args.sort).print_stats(args.top)
+        print(out.getvalue())
+        print("  ".join(f"{k} {v:.3f} s" for k, v in got.items()), "(under cProfile)")
+        return 0
+    runs = [phases(args.updates, args.window, engine) for _ in range(args.runs)]
+    for i, got in enumerate(runs, 1):
+        print(f"run {i}: " + "  ".join(f"{k} {v:.3f} s" for k, v in got.items()), flush=True)
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    print("median: " + "  ".join(f"{k} {v:.3f} s" for k, v in med.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
