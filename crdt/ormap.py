@@ -53,7 +53,7 @@ from typing import Any, ClassVar
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import Key, canonical, check_json, freeze, key_text, key_to_json, normalize, thaw
 from crdt.causal_context import CausalContext
-from crdt.dot import Dot, check_replica, dot_from_json, dot_to_json
+from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.dotstores import DotFun, DotMap
 from crdt.errors import ClockSkewError, DecodeError
 from crdt.gcounter import check_amount
@@ -547,25 +547,52 @@ class ORMap:
         return m
 
 
+def _text_of(k: Key) -> str:
+    """``key_text(k)``, without ``json.dumps`` for the common plain ASCII string."""
+    if type(k) is str and k.isascii() and k.isprintable() and '"' not in k and "\\" not in k:
+        return '"' + k + '"'  # exactly what json.dumps gives for such a string
+    return key_text(k)
+
+
+def _json_of(k: Key) -> Any:
+    return k if type(k) is str or type(k) is int else key_to_json(k)
+
+
+def _plain(v: Any) -> Any:
+    t = type(v)
+    return normalize(v) if t is list or t is tuple or t is dict else v
+
+
 def _encode_map(store: DotMap[EntryKey, Any]) -> list[Any]:
-    items = sorted(store.entries.items(), key=lambda kv: (key_text(kv[0][0]), kv[0][1]))
-    return [[key_to_json(k), kind, _encode_store(kind, s)] for (k, kind), s in items]
+    # (text, kind) pairs are unique, so the tuple sort never compares the stores.
+    items = [(_text_of(k), kind, k, s) for (k, kind), s in store.entries.items()]
+    items.sort()
+    return [[_json_of(k), kind, _encode_store(kind, s)] for _, kind, k, s in items]
 
 
 def _encode_store(kind: str, store: Any) -> Any:
     if kind == "orset":
-        items = sorted(store.entries.items(), key=lambda kv: key_text(kv[0]))
-        return [[key_to_json(k), [dot_to_json(d) for d in sorted(ds)]] for k, ds in items]
+        items = [(_text_of(k), k, ds) for k, ds in store.entries.items()]
+        items.sort(key=lambda x: x[0])
+        return [
+            [_json_of(k), [[d[0], d[1]] for d in (ds if len(ds) == 1 else sorted(ds))]]
+            for _, k, ds in items
+        ]
     if kind == "ormap":
         return _encode_map(store)
     e = store.entries
-    if kind == "mvregister":
-        return [[dot_to_json(d), normalize(e[d])] for d in sorted(e)]
+    dots = list(e) if len(e) == 1 else sorted(e)
     if kind == "lww":
-        return [[dot_to_json(d), e[d][0].to_json(), normalize(e[d][1])] for d in sorted(e)]
+        out = []
+        for d in dots:
+            ts, v = e[d]
+            out.append([[d[0], d[1]], [ts[0], ts[1], ts[2]], _plain(v)])
+        return out
+    if kind == "mvregister":
+        return [[[d[0], d[1]], normalize(e[d])] for d in dots]
     if kind == "gcounter":
-        return [[dot_to_json(d), e[d][0]] for d in sorted(e)]
-    return [[dot_to_json(d), e[d][0], e[d][1]] for d in sorted(e)]
+        return [[[d[0], d[1]], e[d][0]] for d in dots]
+    return [[[d[0], d[1]], e[d][0], e[d][1]] for d in dots]
 
 
 def _decode_map(

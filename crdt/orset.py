@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import Key, freeze, key_text, key_to_json, thaw
 from crdt.causal_context import CausalContext
-from crdt.dot import Dot, check_replica, dot_from_json, dot_to_json
+from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
 __all__ = ["ORSet"]
@@ -41,6 +41,13 @@ __all__ = ["ORSet"]
 # covered dots up in the reverse index; anything bigger takes one full pass.
 _SMALL_CONTEXT_RATIO = 0.25
 _SMALL_CONTEXT_MIN = 8
+
+
+def _text_of(k: Key) -> str:
+    """``key_text(k)``, without ``json.dumps`` for the common plain ASCII string."""
+    if type(k) is str and k.isascii() and k.isprintable() and '"' not in k and "\\" not in k:
+        return '"' + k + '"'  # exactly what json.dumps gives for such a string
+    return key_text(k)
 
 
 class ORSet:
@@ -312,12 +319,17 @@ class ORSet:
         return c
 
     def to_dict(self) -> dict[str, Any]:
-        items = sorted(self._entries.items(), key=lambda kv: key_text(kv[0]))
+        items = [(_text_of(k), k, dots) for k, dots in self._entries.items()]
+        items.sort(key=lambda x: x[0])
         return {
             "type": self.kind,
             "v": FORMAT_VERSION,
             "entries": [
-                [key_to_json(k), [dot_to_json(d) for d in sorted(dots)]] for k, dots in items
+                [
+                    k if type(k) is str or type(k) is int else key_to_json(k),
+                    [[d[0], d[1]] for d in (dots if len(dots) == 1 else sorted(dots))],
+                ]
+                for _, k, dots in items
             ],
             "ctx": self._ctx.to_dict(),
         }
