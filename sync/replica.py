@@ -83,6 +83,8 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_core import from_json, to_json
+
 import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync import messages as m
@@ -112,6 +114,7 @@ from sync.ring import Ring, partition_of
 __all__ = ["Replica"]
 
 _EMPTY_CTX = CausalContext()
+_Logged = tuple[str, str, bytes]  # a log entry held in memory: key, kind, delta JSON
 
 
 # -- internal bookkeeping ------------------------------------------------------------------
@@ -306,7 +309,10 @@ class Replica:
 
         self._objects: dict[str, CRDT] = {}
         self._keys_by_part: dict[int, set[str]] = {}
-        self._log: dict[int, dict[str, dict[int, LogEntry]]] = {}  # p -> origin -> seq -> entry
+        # p -> origin -> seq -> (key, kind, delta as JSON bytes): the log is the bulk of a
+        # replica's memory, and a bytes object is one allocation the garbage collector never
+        # traverses (a decoded delta is a dozen nested containers it would scan forever).
+        self._log: dict[int, dict[str, dict[int, _Logged]]] = {}
         self._log_size = 0
         self._summ: dict[int, CausalContext] = {}
         self._seq: dict[int, int] = {}
@@ -839,8 +845,15 @@ class Replica:
     def _log_put(self, e: LogEntry) -> None:
         by_origin = self._log.setdefault(e.partition, {}).setdefault(e.origin, {})
         if e.seq not in by_origin:
-            by_origin[e.seq] = e
+            by_origin[e.seq] = (e.key, e.kind, to_json(e.delta))
             self._log_size += 1
+
+    def _log_entry(self, p: int, origin: str, seq: int) -> LogEntry | None:
+        found = self._log.get(p, {}).get(origin, {}).get(seq)
+        if found is None:
+            return None
+        key, kind, raw = found
+        return LogEntry(origin, p, seq, key, kind, from_json(raw))
 
     def _append(self, e: LogEntry) -> None:
         """Record an applied entry: log, summary, Persist, checkpoint bookkeeping."""
@@ -1188,11 +1201,10 @@ class Replica:
             mine = self._summ.get(p)
             if mine is None:
                 continue
-            log_p = self._log.get(p, {})
             missing: list[LogEntry] = []
             snapshot = False
             for d in mine.dots_not_in(theirs[p]):
-                e = log_p.get(d[0], {}).get(d[1])
+                e = self._log_entry(p, d[0], d[1])
                 if e is None:
                     snapshot = True
                     break
@@ -1298,7 +1310,7 @@ class Replica:
                 continue
             watermark[origin] = wm
             for s in drop:
-                touched[by_seq.pop(s).key] = None
+                touched[by_seq.pop(s)[0]] = None
             self._log_size -= len(drop)
             if not by_seq:
                 del log_p[origin]
