@@ -52,8 +52,8 @@ from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import Key, canonical, check_json, freeze, key_text, key_to_json, normalize, thaw
-from crdt.causal_context import CausalContext
-from crdt.dot import Dot, check_replica, dot_from_json
+from crdt.causal_context import CausalContext, _dot_from_json
+from crdt.dot import Dot, check_replica
 from crdt.dotstores import DotFun, DotMap
 from crdt.errors import ClockSkewError, DecodeError
 from crdt.gcounter import check_amount
@@ -646,7 +646,7 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
                 raise DecodeError(f"{p}[1]", "expected a non-empty array of dots")
             dots: set[Dot] = set()
             for j, x in enumerate(entry[1]):
-                dot = dot_from_json(x, f"{p}[1][{j}]")
+                dot = _dot_from_json(x, f"{p}[1][{j}]")
                 _check_dot(dot, ctx, seen, f"{p}[1][{j}]")
                 dots.add(dot)
             s.entries[k] = dots
@@ -662,7 +662,7 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
         p = f"{path}[{i}]"
         if type(entry) is not list or len(entry) != width:
             raise DecodeError(p, f"expected an array of {width} items")
-        dot = dot_from_json(entry[0], f"{p}[0]")
+        dot = _dot_from_json(entry[0], f"{p}[0]")
         _check_dot(dot, ctx, seen, f"{p}[0]")
         if kind == "lww":
             ts = Timestamp.from_json(entry[1], f"{p}[1]")

@@ -31,8 +31,8 @@ from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import Key, freeze, key_text, key_to_json, thaw
-from crdt.causal_context import CausalContext
-from crdt.dot import Dot, check_replica, dot_from_json
+from crdt.causal_context import CausalContext, _dot_from_json
+from crdt.dot import Dot, check_replica
 from crdt.errors import DecodeError
 
 __all__ = ["ORSet"]
@@ -358,7 +358,7 @@ class ORSet:
                 raise DecodeError(f"{path}[1]", "expected a non-empty array of dots")
             dots: set[Dot] = set()
             for j, x in enumerate(entry[1]):
-                dot = dot_from_json(x, f"{path}[1][{j}]")
+                dot = _dot_from_json(x, f"{path}[1][{j}]")
                 if dot in seen:
                     raise DecodeError(f"{path}[1][{j}]", "dot used twice")
                 if not s._ctx.contains(dot):
