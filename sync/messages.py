@@ -53,6 +53,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import from_json, to_json
 
 from sync.config import MAX_MESSAGE_BYTES
 from sync.errors import RemoteProtocolError
@@ -81,6 +82,7 @@ __all__ = [
     "Welcome",
     "decode",
     "encode",
+    "make_entry",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -275,9 +277,169 @@ Message = Annotated[
 
 _ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
 
+# -- the fast path of the replication stream --------------------------------------------------
+#
+# ``Push``, ``Deltas`` and ``Ack`` carry nearly every byte a busy peer exchanges. Their JSON is
+# made and read here without pydantic's per-field machinery: encoding hands the fields to
+# pydantic-core's serializer as plain dicts (a model's ``__dict__`` is exactly its fields), and
+# decoding parses with pydantic-core's JSON parser and checks every field the models declare
+# by hand, with the same strict rules (an ``int`` is never a ``bool`` or a ``float``...). Any
+# message that fails a check is handed to the pydantic path, which refuses it with its reason;
+# so both paths accept exactly the same messages and build equal models.
+
+_ENTRY_FIELDS: Final = ("origin", "partition", "seq", "key", "kind", "delta")
+# Every field of an entry is required, so every entry's set of fields set is this one; it is
+# shared (entries are frozen: pydantic never adds to it), which saves a set per entry.
+_ENTRY_SET: Final = set(_ENTRY_FIELDS)
+_object_setattr = object.__setattr__
+
+
+def _built(cls: type[_Model], fields: dict[str, Any], fields_set: set[str] | None = None) -> Any:
+    """A model instance over ``fields`` (already exactly its fields, already checked)."""
+    obj = cls.__new__(cls)
+    _object_setattr(obj, "__dict__", fields)
+    _object_setattr(
+        obj, "__pydantic_fields_set__", set(fields) if fields_set is None else fields_set
+    )
+    _object_setattr(obj, "__pydantic_extra__", None)
+    _object_setattr(obj, "__pydantic_private__", None)
+    return obj
+
+
+def make_entry(origin: str, partition: int, seq: int, key: str, kind: str, delta: Json) -> Entry:
+    """An :class:`Entry` from trusted values (the engine's own log), without validation."""
+    fields = {
+        "origin": origin,
+        "partition": partition,
+        "seq": seq,
+        "key": key,
+        "kind": kind,
+        "delta": delta,
+    }
+    obj: Entry = _built(Entry, fields, _ENTRY_SET)
+    return obj
+
+
+def _entry_ok(e: Any) -> bool:
+    if type(e) is not dict:
+        return False
+    origin = e.get("origin")
+    partition = e.get("partition")
+    seq = e.get("seq")
+    kind = e.get("kind")
+    return (
+        type(origin) is str
+        and origin != ""
+        and type(partition) is int
+        and partition >= 0
+        and type(seq) is int
+        and seq >= 1
+        and type(e.get("key")) is str
+        and type(kind) is str
+        and kind != ""
+        and type(e.get("delta")) is dict
+    )
+
+
+def _entries(raw: Any) -> list[Entry] | None:
+    """The checked entries of a decoded message, or None if any is not well-formed."""
+    if type(raw) is not list:
+        return None
+    out: list[Entry] = []
+    for e in raw:
+        if not _entry_ok(e):
+            return None
+        if len(e) != 6:  # extra keys are ignored, as the models do
+            e = {name: e[name] for name in _ENTRY_FIELDS}
+        out.append(_built(Entry, e, _ENTRY_SET))
+    return out
+
+
+def _fast_decode(raw: Any) -> Message | None:
+    """The message ``raw`` (parsed JSON) encodes, if it is a well-formed fast-path one."""
+    if type(raw) is not dict or type(raw.get("proto")) is not int or raw["proto"] != 1:
+        return None
+    t = raw.get("t")
+    if t == "ack":
+        ids = raw.get("ids")
+        if type(ids) is not list or any(type(i) is not int for i in ids):
+            return None
+        msg: Message = _built(Ack, {"proto": 1, "t": "ack", "ids": ids})
+        return msg
+    if t == "push":
+        push_id = raw.get("push_id")
+        hint_for = raw.get("hint_for")
+        if type(push_id) is not int or (hint_for is not None and type(hint_for) is not str):
+            return None
+        entries = _entries(raw.get("entries"))
+        if entries is None:
+            return None
+        fields = {"proto": 1, "t": "push", "push_id": push_id, "entries": entries}
+        fields["hint_for"] = hint_for
+        msg = _built(Push, fields)
+        if "hint_for" not in raw:
+            _object_setattr(msg, "__pydantic_fields_set__", {"proto", "t", "push_id", "entries"})
+        return msg
+    if t == "deltas":
+        batch_id = raw.get("batch_id")
+        partition = raw.get("partition")
+        more = raw.get("more", False)
+        if (
+            type(batch_id) is not int
+            or type(partition) is not int
+            or partition < 0
+            or type(more) is not bool
+        ):
+            return None
+        entries = _entries(raw.get("entries"))
+        if entries is None:
+            return None
+        fields = {"proto": 1, "t": "deltas", "batch_id": batch_id, "partition": partition}
+        fields["entries"] = entries
+        fields["more"] = more
+        msg = _built(Deltas, fields)
+        if "more" not in raw:
+            _object_setattr(msg, "__pydantic_fields_set__", set(fields) - {"more"})
+        return msg
+    return None
+
+
+def _entry_json(e: Entry) -> dict[str, Any]:
+    d: dict[str, Any] = e.__dict__
+    return d
+
 
 def encode(msg: Message) -> bytes:
     """The JSON bytes of ``msg``."""
+    t = type(msg)
+    if t is Push:
+        assert isinstance(msg, Push)
+        return to_json(
+            {
+                "proto": 1,
+                "t": "push",
+                "push_id": msg.push_id,
+                "entries": [_entry_json(e) for e in msg.entries],
+                "hint_for": msg.hint_for,
+            },
+            inf_nan_mode="null",
+        )
+    if t is Deltas:
+        assert isinstance(msg, Deltas)
+        return to_json(
+            {
+                "proto": 1,
+                "t": "deltas",
+                "batch_id": msg.batch_id,
+                "partition": msg.partition,
+                "entries": [_entry_json(e) for e in msg.entries],
+                "more": msg.more,
+            },
+            inf_nan_mode="null",
+        )
+    if t is Ack:
+        assert isinstance(msg, Ack)
+        return to_json({"proto": 1, "t": "ack", "ids": msg.ids})
     return _ADAPTER.dump_json(msg)
 
 
@@ -287,6 +449,14 @@ def decode(data: bytes | str, *, max_size: int = MAX_MESSAGE_BYTES) -> Message:
         data = data.encode()
     if len(data) > max_size:
         raise RemoteProtocolError(f"message of {len(data)} bytes exceeds the limit of {max_size}")
+    try:
+        raw = from_json(data, allow_inf_nan=False)
+    except ValueError:
+        raw = None  # the pydantic path reports it
+    if raw is not None:
+        fast = _fast_decode(raw)
+        if fast is not None:
+            return fast
     try:
         return _ADAPTER.validate_json(data, context=_WIRE)
     except ValidationError as exc:

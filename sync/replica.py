@@ -262,9 +262,7 @@ def _ctx_model(ctx: CausalContext) -> m.Ctx:
 
 
 def _entry_model(e: LogEntry) -> m.Entry:
-    return m.Entry.model_construct(
-        origin=e.origin, partition=e.partition, seq=e.seq, key=e.key, kind=e.kind, delta=e.delta
-    )
+    return m.make_entry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta)
 
 
 def _check_timeout(name: str, value: object) -> float:

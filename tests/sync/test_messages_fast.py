@@ -1,0 +1,133 @@
+"""The fast path of :mod:`sync.messages` (Push, Deltas, Ack) agrees with the pydantic path.
+
+``decode`` reads the replication stream without pydantic's per-field machinery and hands
+anything it does not accept to the pydantic validator. These tests check that both paths
+accept exactly the same messages, build equal models, and that ``encode`` of the fast types
+gives JSON the pydantic serializer would accept back unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from sync import messages as m
+from sync.errors import RemoteProtocolError
+
+DELTA = {"type": "gcounter", "v": 1, "counts": {"A": 1}}
+ENTRY = {"origin": "A", "partition": 3, "seq": 7, "key": "k", "kind": "gcounter", "delta": DELTA}
+
+
+def _pydantic(data: bytes) -> m.Message | None:
+    try:
+        return m._ADAPTER.validate_json(data, context=m._WIRE)
+    except ValidationError:
+        return None
+
+
+def _ours(data: bytes) -> m.Message | None:
+    try:
+        return m.decode(data, max_size=10**6)
+    except RemoteProtocolError:
+        return None
+
+
+def test_fast_types_decode_to_equal_models() -> None:
+    for raw in (
+        {"proto": 1, "t": "push", "push_id": 5, "entries": [ENTRY], "hint_for": "C"},
+        {"proto": 1, "t": "push", "push_id": 5, "entries": [ENTRY]},
+        {"proto": 1, "t": "deltas", "batch_id": 2, "partition": 3, "entries": [ENTRY]},
+        {"proto": 1, "t": "deltas", "batch_id": 2, "partition": 3, "entries": [], "more": True},
+        {"proto": 1, "t": "ack", "ids": [1, 2, -3]},
+    ):
+        data = json.dumps(raw).encode()
+        got, want = _ours(data), _pydantic(data)
+        assert got is not None and got == want and type(got) is type(want)
+        assert got.model_fields_set == want.model_fields_set
+        assert m.decode(m.encode(got)) == got
+
+
+def test_extra_fields_are_ignored_like_the_models_do() -> None:
+    data = json.dumps(
+        {"proto": 1, "t": "push", "push_id": 1, "x": 0, "entries": [{**ENTRY, "extra": [1]}]}
+    ).encode()
+    got = _ours(data)
+    assert got == _pydantic(data) == m.Push(push_id=1, entries=[m.Entry(**ENTRY)])
+    assert isinstance(got, m.Push) and got.entries[0].model_dump() == ENTRY
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"seq": 0}, "seq"),
+        ({"seq": True}, "seq"),
+        ({"seq": 1.0}, "seq"),
+        ({"partition": -1}, "partition"),
+        ({"origin": ""}, "origin"),
+        ({"kind": ""}, "kind"),
+        ({"key": 3}, "key"),
+        ({"delta": [1]}, "delta"),
+    ],
+)
+def test_bad_entries_are_refused_with_the_pydantic_reason(
+    change: dict[str, Any], where: str
+) -> None:
+    data = json.dumps({"proto": 1, "t": "push", "push_id": 1, "entries": [{**ENTRY, **change}]})
+    with pytest.raises(RemoteProtocolError, match=where):
+        m.decode(data.encode())
+
+
+def test_non_finite_numbers_are_judged_by_the_pydantic_path() -> None:
+    data = (
+        b'{"proto":1,"t":"push","push_id":1,"entries":[{"origin":"A","partition":0,'
+        b'"seq":1,"key":"k","kind":"lww","delta":{"x":NaN}}]}'
+    )
+    got, want = _ours(data), _pydantic(data)
+    assert isinstance(got, m.Push) and isinstance(want, m.Push)  # pydantic takes NaN: so do we
+    assert math.isnan(got.entries[0].delta["x"]) and math.isnan(want.entries[0].delta["x"])
+
+
+_scalar = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-2, 2) | st.text(max_size=2)
+_value = st.recursive(
+    _scalar,
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=2), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
+_entry = st.fixed_dictionaries(
+    {name: st.one_of(_value, st.just(ENTRY[name])) for name in ENTRY},
+    optional={"extra": _value},
+)
+_message = st.fixed_dictionaries(
+    {
+        "proto": st.sampled_from([1, 1, 1, 2, True, 1.0]),
+        "t": st.sampled_from(["push", "deltas", "ack"]),
+    },
+    optional={
+        "push_id": st.one_of(st.integers(-5, 5), _value),
+        "batch_id": st.one_of(st.integers(-5, 5), _value),
+        "partition": st.one_of(st.integers(-2, 5), _value),
+        "hint_for": st.one_of(st.none(), st.text(max_size=2), _value),
+        "more": st.one_of(st.booleans(), _value),
+        "ids": st.one_of(st.lists(st.integers(-5, 5), max_size=3), _value),
+        "entries": st.lists(_entry, max_size=3) | _value,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(raw=_message)
+def test_both_paths_accept_the_same_messages(raw: dict[str, Any]) -> None:
+    data = json.dumps(raw).encode()
+    got, want = _ours(data), _pydantic(data)
+    assert got == want
+    if got is not None:
+        assert type(got) is type(want)
+        assert m.decode(m.encode(got)) == got
