@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import os
 import secrets
 import uuid
@@ -276,7 +277,7 @@ class Store:
         return await future
 
     async def _write_loop(self) -> None:
-        while True:
+        for _ in itertools.count():  # runs until aclose() queues _CLOSE
             item = await self._queue.get()
             if item is _CLOSE:
                 return
@@ -292,13 +293,18 @@ class Store:
                 assert isinstance(nxt, _Pending)
                 group.append(nxt)
                 rows += nxt.rows
-            await self._commit(group)
+            try:
+                await self._commit(group)
+            except BaseException as exc:  # never leave a caller waiting on a dead writer
+                for pending in group:
+                    _settle(pending.future, exc=exc)
+                raise
             if stop:
                 return
 
     async def _commit(self, group: list[_Pending]) -> None:
         try:
-            removed = await self._transaction([p.prepared for p in group])
+            counts = await self._transaction([p.prepared for p in group])
         except Exception as exc:
             if len(group) == 1:
                 _settle(group[0].future, exc=exc)
@@ -311,12 +317,11 @@ class Store:
                 else:
                     _settle(pending.future, result=count)
             return
-        # apply_prepared returns one count per compaction, in batch order.
-        it = iter(removed)
-        for pending in group:
-            _settle(pending.future, result=sum(next(it) for _ in pending.prepared.compact))
+        for pending, count in zip(group, counts, strict=True):
+            _settle(pending.future, result=count)
 
     async def _transaction(self, prepared: list[sql.PreparedBatch]) -> list[int]:
+        """Write ``prepared`` in one transaction; return the log rows each batch compacted."""
         # The writer keeps one connection and runs the whole transaction in one run_sync:
         # no pool checkout/reset and no event-loop round trip between statements.
         if self._writer_conn is None:
@@ -328,9 +333,9 @@ class Store:
             with contextlib.suppress(Exception):  # already failing: report the first error
                 await conn.close()
             raise
-        if len(prepared) == 1:
-            return [sum(removed)]
-        return removed
+        # apply_prepared returns one count per compaction entry, in batch order.
+        it = iter(removed)
+        return [sum(next(it) for _ in batch.compact) for batch in prepared]
 
     # -- reading ---------------------------------------------------------------------------
 

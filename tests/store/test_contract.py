@@ -414,8 +414,8 @@ async def test_plain_urls_and_bare_paths_open_with_the_async_drivers(tmp_path: P
 async def test_sqlite_runs_in_wal_with_the_chosen_synchronous_level(
     tmp_path: Path, level: str, code: int
 ) -> None:
-    async with await Store.open(tmp_path / "s.sqlite", synchronous=level) as store:
-        async with store.engine.connect() as conn:
-            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
-            assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == code
-            assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 10_000
+    store = await Store.open(tmp_path / "s.sqlite", synchronous=level)
+    async with store, store.engine.connect() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+        assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == code
+        assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 10_000
