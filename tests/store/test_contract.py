@@ -419,3 +419,13 @@ async def test_sqlite_runs_in_wal_with_the_chosen_synchronous_level(
         assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
         assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == code
         assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 10_000
+
+
+async def test_one_batch_may_compact_several_partitions(backend: Backend) -> None:
+    k1, k2 = key_in(1, 0), key_in(2, 0)
+    async with await backend.open() as store:
+        await store.apply(Batch(log=(log_entry(k1, 1), log_entry(k1, 2), log_entry(k2, 1))))
+        await asyncio.wait_for(
+            store.apply(Batch(compact=((1, {"A": 1}), (2, {"A": 5}), (3, {"A": 9})))), 30
+        )
+        assert [(e.partition, e.seq) for e in (await store.load()).log] == [(1, 2)]
