@@ -7,9 +7,11 @@ class calls them through ``AsyncConnection.run_sync`` and holds no data of its o
 engine, the replica identity it settled at open, and the group-commit queue.
 
 Group commit. ``apply(batch)`` validates and encodes the batch in the caller's task (bad input
-raises there and touches nothing), then queues it. A single writer task takes everything
-queued (up to ``max_batch_rows`` rows), writes it in **one** transaction with one
-``executemany`` per table, commits, and only then resolves each caller's await. If that
+raises there and touches nothing), then queues it. A single writer task, holding one
+connection of its own, takes everything queued (up to ``max_batch_rows`` rows), writes it in
+**one** transaction with one ``executemany`` per table (batches merged so that the result
+equals applying them one after another), commits, and only then resolves each caller's
+await. If that
 transaction fails, each batch is retried alone in its own transaction, so one caller's
 :class:`~store.errors.KindMismatch` fails only that caller. Because only the writer task
 writes, SQLite transactions use ``BEGIN IMMEDIATE`` and never deadlock on a lock upgrade.
@@ -35,8 +37,10 @@ is kept, the old id is recorded in ``meta.past_replica_ids``):
 * PostgreSQL: the stamp is the cluster's system identifier (when readable), the database oid
   and schema: a dump restored elsewhere, or ``CREATE DATABASE ... TEMPLATE``, gets a new id.
 
-Detection errs toward rotating (a crash between commit and sidecar write rotates once more
-than needed; a rotation only costs a fresh id). What it cannot see: a restore of a backup
+Detection errs toward rotating (a crash between commit and sidecar write, or two processes
+opening the same file at the same moment, rotates once more than needed; a rotation only
+costs a fresh id). A database without a stamp (one migrated from schema version 0) rotates
+on its first open for the same reason. What it cannot see: a restore of a backup
 taken during the *current* open session together with its sidecar, or a PostgreSQL physical
 restore into the same cluster identity. For those, the engine calls
 :meth:`Store.rotate_replica_id` when peers report having seen more of our dots than we have.
