@@ -429,3 +429,11 @@ async def test_one_batch_may_compact_several_partitions(backend: Backend) -> Non
             store.apply(Batch(compact=((1, {"A": 1}), (2, {"A": 5}), (3, {"A": 9})))), 30
         )
         assert [(e.partition, e.seq) for e in (await store.load()).log] == [(1, 2)]
+
+
+def test_the_default_partition_function_is_the_engines() -> None:
+    ring = pytest.importorskip("sync.ring")
+    for partitions in (1, 7, 64, 256):
+        for i in range(200):
+            key = f"key:{i}"
+            assert default_partition_of(key, partitions) == ring.partition_of(key, partitions)
