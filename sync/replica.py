@@ -16,11 +16,13 @@ sleeps, opens a socket or touches a database; its only randomness is a
   above the highest of ours in that partition. The log holds every delta applied here, from
   any origin, until compaction; a partition's *summary* is the :class:`crdt.CausalContext`
   of the log dots applied here (gaps allowed).
-* **Effects of one input** start with at most one :class:`~sync.effects.Persist` holding
-  every durable change of that input; sends, acks and completions follow it, so "persist
-  before acknowledge" holds. Pushes queued for a peer until the next :meth:`effects` drain
-  are coalesced into one ``Push`` (at most ``ae_batch`` entries each); an ``Ack`` of a push id
-  acknowledges every operation it carried.
+* **Effects of one drain** (every input since the previous :meth:`effects`) hold at most one
+  :class:`~sync.effects.Persist`, with every durable change of those inputs, placed before
+  the effects of the first input that changed something durable; sends, acks and
+  completions follow it, so "persist before acknowledge" holds (draining after each input
+  gives one Persist per input, first among its effects). Pushes queued for a peer until the
+  next drain are coalesced into one ``Push`` (at most ``ae_batch`` entries each); an ``Ack``
+  of a push id acknowledges every operation it carried.
 * **Writes** (:meth:`local_update`) persist locally first and never fail for lack of network.
   The local ack counts if this replica is a home of the key, or always in sloppy mode.
   Homes that are up get a ``Push``; for each home that is down, sloppy mode picks a fallback
@@ -168,8 +170,7 @@ class _Tx:
     objects: dict[str, None] = field(default_factory=dict)
     log: list[LogEntry] = field(default_factory=list)
     summaries: dict[int, None] = field(default_factory=dict)
-    hints_add: list[HintRecord] = field(default_factory=list)
-    hints_drop: list[HintId] = field(default_factory=list)
+    hints: dict[HintId, HintRecord | None] = field(default_factory=dict)  # None: dropped
     peers: dict[str, None] = field(default_factory=dict)
     compact: list[tuple[int, dict[str, int]]] = field(default_factory=list)
 
@@ -345,7 +346,9 @@ class Replica:
 
         self._fx: list[Effect] = []
         self._tx: _Tx | None = None
+        self._ptx: _Tx | None = None  # durable changes since the last drain
         self._mark = 0
+        self._pmark = 0
         if loaded is not None:
             self._load(loaded)
 
@@ -612,6 +615,7 @@ class Replica:
 
     def effects(self) -> list[Effect]:
         """Drain the queued effects, in the order the caller must execute them."""
+        self._flush_tx()
         self._flush_pushes()
         out = self._fx
         self._fx = []
@@ -685,25 +689,29 @@ class Replica:
         _check_now(now)
         if now > self._now:
             self._now = float(now)
-        self._tx = _Tx()
+        # Durable changes accumulate in one transaction until the next drain (effects()):
+        # one Persist per drain, not per input, so a round of many inputs builds and encodes
+        # its summaries and checkpoints once.
+        self._tx = self._ptx if self._ptx is not None else _Tx()
         self._mark = len(self._fx)
         return self._now
 
     def _finish(self) -> None:
         tx = self._tx
         self._tx = None
-        if tx is None:
+        if tx is None or tx is self._ptx:
+            if tx is not None:
+                self._checkpoint_round(tx)
             return
-        if not (
-            tx.log
-            or tx.objects
-            or tx.summaries
-            or tx.hints_add
-            or tx.hints_drop
-            or tx.peers
-            or tx.compact
-        ):
+        if not (tx.log or tx.objects or tx.summaries or tx.hints or tx.peers or tx.compact):
             return  # most acks, reads and summaries change nothing durable
+        self._checkpoint_round(tx)
+        # The Persist goes where the first input that changed something durable began: before
+        # every effect of that input and of the later ones (persist before acknowledge).
+        self._ptx = tx
+        self._pmark = self._mark
+
+    def _checkpoint_round(self, tx: _Tx) -> None:
         if tx.log and self._since_checkpoint >= self.config.checkpoint_every:
             # A checkpoint round: every dirty key whose entries since its last checkpoint
             # reach the entries it had then (so a key's checkpoints double in spacing and
@@ -715,17 +723,21 @@ class Replica:
             for key, since in self._dirty.items():
                 if since >= base.get(key, 0):
                     tx.objects[key] = None
+
+    def _flush_tx(self) -> None:
+        """Emit the Persist of every durable change since the last drain (if any)."""
+        tx = self._ptx
+        if tx is None:
+            return
+        self._ptx = None
         if tx.objects:
             dirty, base = self._dirty, self._ck_base
             for key in tx.objects:
                 base[key] = base.get(key, 0) + dirty.pop(key, 0)
-        hints_add: tuple[HintRecord, ...] = ()
-        hints_drop: tuple[HintId, ...] = ()
-        if tx.hints_add or tx.hints_drop:
-            added = {h.id for h in tx.hints_add}
-            dropped = set(tx.hints_drop)
-            hints_add = tuple(h for h in tx.hints_add if h.id not in dropped)
-            hints_drop = tuple(h for h in tx.hints_drop if h not in added)
+        # The last change of each hint wins (an add then a drop is a drop, and vice versa),
+        # so no hint is both added and dropped by one Persist.
+        hints_add = tuple(rec for rec in tx.hints.values() if rec is not None)
+        hints_drop = tuple(hid for hid, rec in tx.hints.items() if rec is None)
         objects = self._objects
         persist = Persist(
             objects=tuple(
@@ -743,7 +755,7 @@ class Replica:
             compact=tuple(tx.compact),
         )
         if not persist.is_empty():
-            self._fx.insert(self._mark, persist)
+            self._fx.insert(self._pmark, persist)
 
     @property
     def _t(self) -> _Tx:
@@ -1057,7 +1069,9 @@ class Replica:
         if rec.id in held:
             return
         held[rec.id] = rec
-        self._t.hints_add.append(rec)
+        hints = self._t.hints
+        hints.pop(rec.id, None)
+        hints[rec.id] = rec
         if own:
             return
         while len(held) > self.config.hint_max_per_target:
@@ -1071,7 +1085,9 @@ class Replica:
         if held is None or held.pop(hid, None) is None:
             return
         self._hint_sent.pop(hid, None)
-        self._t.hints_drop.append(hid)
+        hints = self._t.hints
+        hints.pop(hid, None)
+        hints[hid] = None
         if not held:
             del store[hid.target]
 
