@@ -233,6 +233,8 @@ class NodeCounters:
 
 
 Input = Callable[[ReplicaLike, float], object]
+# A local write waiting for the engine: (op_id, key, kind, fn, w, strict, timeout).
+_WriteInput = tuple[int, str, str, Callable[[Any], Any], Any, "bool | None", "float | None"]
 
 
 class Node:
@@ -261,7 +263,7 @@ class Node:
         self._room = asyncio.Event()
         self.counters = NodeCounters()
         self._offset = time.time() - time.monotonic()
-        self._inputs: deque[Input] = deque()
+        self._inputs: deque[Input | _WriteInput] = deque()
         self._input_ready = asyncio.Event()
         self._rounds: deque[list[Any]] = deque()
         self._rounds_ready = asyncio.Event()
@@ -352,14 +354,15 @@ class Node:
         Raises :class:`QuorumNotReached` (durable here, replicates later) or the engine's
         error for bad input (nothing changed).
         """
+        if self._closing:
+            raise RuntimeError("the peer is closed")
         op_id = next(self._ops)
         fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._writes[op_id] = fut
-
-        def run(r: ReplicaLike, now: float) -> None:
-            r.local_update(op_id, key, kind, fn, now, w=w, strict=strict, timeout=timeout)
-
-        self._submit_op(op_id, run, self._writes)
+        # A plain tuple, not a closure: a window of many concurrent writes queues one small
+        # object each (see _run_write).
+        self._inputs.append((op_id, key, kind, fn, w, strict, timeout))
+        self._input_ready.set()
         return await fut
 
     async def read(
@@ -453,7 +456,10 @@ class Node:
             for _ in range(n):
                 fn = self._inputs.popleft()
                 try:
-                    fn(r, now)
+                    if isinstance(fn, tuple):
+                        self._run_write(r, now, fn)
+                    else:
+                        fn(r, now)
                 except Exception:  # a bug: log it loudly, but keep the node serving others
                     self.counters.input_errors += 1
                     log.exception("engine input failed; the replica is unchanged by contract")
@@ -480,6 +486,15 @@ class Node:
             if self._inputs:
                 self._input_ready.set()
             await asyncio.sleep(0)
+
+    def _run_write(self, r: ReplicaLike, now: float, item: _WriteInput) -> None:
+        op_id, key, kind, fn, w, strict, timeout = item
+        try:
+            r.local_update(op_id, key, kind, fn, now, w=w, strict=strict, timeout=timeout)
+        except Exception as exc:  # the caller's error: hand it back, do not crash the node
+            fut = self._writes.pop(op_id, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
 
     async def _exec_loop(self) -> None:
         while True:

@@ -41,7 +41,8 @@ import inspect
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable
+from operator import methodcaller
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -575,17 +576,17 @@ class _Handle:
     def _rid(self) -> str:
         return self.peer.replica_id
 
-    async def _write(
+    def _write(
         self,
         fn: Callable[[Any], Any],
         w: Any,
         timeout: float | None,
         strict: bool | None,
-    ) -> WriteResult:
+    ) -> Coroutine[Any, Any, WriteResult]:
         # The engine refuses a key of another kind (TypeError) without copying the state.
-        return await self.peer.node.write(
-            self.key, self.kind, fn, w=w, strict=strict, timeout=timeout
-        )
+        # The node's coroutine is returned as it is (the mutator awaits it): one coroutine
+        # fewer per write.
+        return self.peer.node.write(self.key, self.kind, fn, w=w, strict=strict, timeout=timeout)
 
     async def state(
         self, *, r: Any = None, timeout: float | None = None, strict: bool | None = None
@@ -613,7 +614,7 @@ class GCounterHandle(_Handle):
         self, n: int = 1, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
     ) -> WriteResult:
         rid = self._rid
-        return await self._write(lambda c: c.increment(rid, n), w, timeout, strict)
+        return await self._write(methodcaller("increment", rid, n), w, timeout, strict)
 
 
 class PNCounterHandle(GCounterHandle):
@@ -623,7 +624,7 @@ class PNCounterHandle(GCounterHandle):
         self, n: int = 1, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
     ) -> WriteResult:
         rid = self._rid
-        return await self._write(lambda c: c.decrement(rid, n), w, timeout, strict)
+        return await self._write(methodcaller("decrement", rid, n), w, timeout, strict)
 
 
 _ACCEPTS: dict[tuple[type, str, str], bool] = {}
@@ -672,7 +673,7 @@ class MVRegisterHandle(_Handle):
         self, value: Any, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
     ) -> WriteResult:
         rid = self._rid
-        return await self._write(lambda reg: reg.set(rid, value), w, timeout, strict)
+        return await self._write(methodcaller("set", rid, value), w, timeout, strict)
 
     async def values(
         self, *, r: Any = None, timeout: float | None = None, strict: bool | None = None
@@ -693,7 +694,7 @@ class ORSetHandle(_Handle):
         strict: bool | None = None,
     ) -> WriteResult:
         rid = self._rid
-        return await self._write(lambda s: s.add(rid, element), w, timeout, strict)
+        return await self._write(methodcaller("add", rid, element), w, timeout, strict)
 
     async def remove(
         self,
@@ -703,7 +704,7 @@ class ORSetHandle(_Handle):
         timeout: float | None = None,
         strict: bool | None = None,
     ) -> WriteResult:
-        return await self._write(lambda s: s.remove(element), w, timeout, strict)
+        return await self._write(methodcaller("remove", element), w, timeout, strict)
 
 
 _REPLICA_FIRST = frozenset({"increment", "decrement", "set", "add"})
@@ -731,6 +732,22 @@ class _Bound:
         return attr
 
 
+class _MapUpdate:
+    """``lambda m: m.update(rid, key, kind, lambda sub: fn(_Bound(sub, rid)))`` as one small
+    object (a window of concurrent writes keeps one per write until the engine runs it)."""
+
+    __slots__ = ("fn", "key", "kind", "rid")
+
+    def __init__(self, rid: str, key: str, kind: str, fn: Callable[[Any], Any]) -> None:
+        self.rid, self.key, self.kind, self.fn = rid, key, kind, fn
+
+    def __call__(self, m: Any) -> Any:
+        return m.update(self.rid, self.key, self.kind, self._inner)
+
+    def _inner(self, sub: Any) -> Any:
+        return self.fn(_Bound(sub, self.rid))
+
+
 class ORMapHandle(_Handle):
     kind = "ormap"
 
@@ -748,7 +765,7 @@ class ORMapHandle(_Handle):
         ``await prefs.update("theme", "lww", lambda reg: reg.set("dark"))``."""
         rid = self._rid
         return await self._write(
-            lambda m: m.update(rid, key, kind, lambda sub: fn(_Bound(sub, rid))),
+            _MapUpdate(rid, key, kind, fn),
             w,
             timeout,
             strict,
@@ -757,4 +774,4 @@ class ORMapHandle(_Handle):
     async def remove(
         self, key: str, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
     ) -> WriteResult:
-        return await self._write(lambda m: m.remove(key), w, timeout, strict)
+        return await self._write(methodcaller("remove", key), w, timeout, strict)
