@@ -27,6 +27,15 @@ __all__ = ["CausalContext"]
 _new_dot = tuple.__new__  # Dot(r, c) without the namedtuple's Python-level __new__
 
 
+def _dot_or_none(x: object) -> Dot | None:
+    """The dot ``[replica, counter]`` encodes if well-formed, else None (no error built)."""
+    if type(x) is list and len(x) == 2:
+        r, c = x
+        if type(r) is str and r and type(c) is int and c >= 1:
+            return _new_dot(Dot, (r, c))
+    return None
+
+
 def _dot_from_json(x: object, path: str) -> Dot:
     """``dot_from_json`` with the well-formed case inlined (decoders' hot loop)."""
     if type(x) is list and len(x) == 2:

@@ -52,7 +52,7 @@ from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import Key, canonical, check_json, freeze, key_text, key_to_json, normalize, thaw
-from crdt.causal_context import CausalContext, _dot_from_json
+from crdt.causal_context import CausalContext, _dot_from_json, _dot_or_none
 from crdt.dot import Dot, check_replica
 from crdt.dotstores import DotFun, DotMap
 from crdt.errors import ClockSkewError, DecodeError
@@ -63,6 +63,7 @@ from crdt.orset import ORSet
 
 __all__ = ["ORMap"]
 
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__
 EMBEDDED_KINDS = ("gcounter", "pncounter", "lww", "mvregister", "orset", "ormap")
 EntryKey = tuple[Key, str]
 _SMALL_CONTEXT_RATIO = 0.25
@@ -125,6 +126,18 @@ class SetStore:
 
     def __repr__(self) -> str:
         return f"SetStore({self.entries!r})"
+
+
+def _only_dot(store: Any, dot: Dot) -> bool:
+    """True if ``store`` (a flat embedded store) holds exactly the one dot ``dot``."""
+    if isinstance(store, DotFun):
+        return len(store.entries) == 1 and dot in store.entries
+    if isinstance(store, SetStore):
+        if len(store.entries) != 1:
+            return False
+        (ds,) = store.entries.values()
+        return len(ds) == 1 and dot in ds
+    return False  # a nested map: the general join
 
 
 def _empty_store(kind: str) -> Any:
@@ -477,6 +490,22 @@ class ORMap:
             return
         octx = other._ctx
         mine = self._store.entries
+        theirs = other._store.entries
+        if not octx.vv and len(octx.cloud) == 1 and len(theirs) == 1:
+            # The delta of an update that wrote one new dot to an entry that its origin did
+            # not hold: ({ek: store with exactly that dot}, {dot}). Joining it adds the entry
+            # if the dot is new here, and changes nothing otherwise (O(1)).
+            ((fk, s2),) = theirs.items()
+            (dot,) = octx.cloud
+            if fk not in mine and _only_dot(s2, dot):
+                ctx = self._ctx
+                if ctx.contains(dot):
+                    return  # seen already (and removed since, or held): nothing to join
+                mine[fk] = s2.copy()
+                if self._index is not None:
+                    self._index[dot] = fk
+                ctx.add(dot)
+                return
         size = octx.size()
         small = size <= _SMALL_CONTEXT_MIN or size <= len(mine) * _SMALL_CONTEXT_RATIO
         if not small:
@@ -598,24 +627,28 @@ def _encode_store(kind: str, store: Any) -> Any:
 def _decode_map(
     entries: list[Any], ctx: CausalContext, path: str, seen: set[Dot]
 ) -> DotMap[EntryKey, Any]:
+    # Error paths are formatted only when something is wrong (the hot loop of every delta
+    # received).
     out: DotMap[EntryKey, Any] = DotMap()
+    got = out.entries
     for i, entry in enumerate(entries):
-        p = f"{path}[{i}]"
         if type(entry) is not list or len(entry) != 3:
-            raise DecodeError(p, "expected [key, kind, body]")
-        try:
-            k = freeze(entry[0], "key")
-        except TypeError as exc:
-            raise DecodeError(f"{p}[0]", str(exc)) from exc
-        kind = entry[1]
+            raise DecodeError(f"{path}[{i}]", "expected [key, kind, body]")
+        raw_key, kind, body = entry
+        if type(raw_key) is str or type(raw_key) is int:
+            k: Key = raw_key
+        else:
+            try:
+                k = freeze(raw_key, "key")
+            except TypeError as exc:
+                raise DecodeError(f"{path}[{i}][0]", str(exc)) from exc
         if kind not in EMBEDDED_KINDS:
-            raise DecodeError(f"{p}[1]", f"unknown kind {kind!r}")
-        if (k, kind) in out.entries:
-            raise DecodeError(p, "duplicate (key, kind)")
-        if type(entry[2]) is not list or not entry[2]:
-            raise DecodeError(f"{p}[2]", "expected a non-empty array")
-        store = _decode_store(kind, entry[2], ctx, f"{p}[2]", seen)
-        out.entries[(k, kind)] = store
+            raise DecodeError(f"{path}[{i}][1]", f"unknown kind {kind!r}")
+        if (k, kind) in got:
+            raise DecodeError(f"{path}[{i}]", "duplicate (key, kind)")
+        if type(body) is not list or not body:
+            raise DecodeError(f"{path}[{i}][2]", "expected a non-empty array")
+        got[(k, kind)] = _decode_store(kind, body, ctx, f"{path}[{i}][2]", seen)
     return out
 
 
@@ -656,7 +689,9 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
         for i, d in enumerate(e):
             _check_dot(d, ctx, seen, f"{path}[{i}][0]")
         return DotFun(e)
-    width = {"lww": 3, "gcounter": 2, "pncounter": 3}[kind]
+    if kind == "lww":
+        return DotFun(_decode_lww(body, ctx, path, seen))
+    width = 3 if kind == "pncounter" else 2
     out: dict[Dot, Any] = {}
     for i, entry in enumerate(body):
         p = f"{path}[{i}]"
@@ -664,17 +699,47 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
             raise DecodeError(p, f"expected an array of {width} items")
         dot = _dot_from_json(entry[0], f"{p}[0]")
         _check_dot(dot, ctx, seen, f"{p}[0]")
-        if kind == "lww":
-            ts = Timestamp.from_json(entry[1], f"{p}[1]")
-            try:
-                check_json(entry[2], f"{p}[2]")
-            except TypeError as exc:
-                raise DecodeError(f"{p}[2]", str(exc)) from exc
-            out[dot] = (ts, normalize(entry[2]))
-        else:
-            nums = entry[1:] if kind == "pncounter" else [entry[1], 0]
-            for j, x in enumerate(nums[: width - 1]):
-                if type(x) is not int or x < 0:
-                    raise DecodeError(f"{p}[{j + 1}]", f"expected an integer >= 0, got {x!r}")
-            out[dot] = (nums[0], nums[1])
+        nums = entry[1:] if kind == "pncounter" else [entry[1], 0]
+        for j, x in enumerate(nums[: width - 1]):
+            if type(x) is not int or x < 0:
+                raise DecodeError(f"{p}[{j + 1}]", f"expected an integer >= 0, got {x!r}")
+        out[dot] = (nums[0], nums[1])
     return DotFun(out)
+
+
+def _decode_lww(
+    body: list[Any], ctx: CausalContext, path: str, seen: set[Dot]
+) -> dict[Dot, tuple[Timestamp, Any]]:
+    out: dict[Dot, tuple[Timestamp, Any]] = {}
+    contains = ctx.contains
+    for i, entry in enumerate(body):
+        if type(entry) is not list or len(entry) != 3:
+            raise DecodeError(f"{path}[{i}]", "expected an array of 3 items")
+        raw_dot, raw_ts, value = entry
+        dot = _dot_or_none(raw_dot)
+        if dot is None or dot in seen or not contains(dot):
+            dot = _dot_from_json(raw_dot, f"{path}[{i}][0]")
+            _check_dot(dot, ctx, seen, f"{path}[{i}][0]")  # raises
+        seen.add(dot)
+        if (
+            type(raw_ts) is list
+            and len(raw_ts) == 3
+            and type(w := raw_ts[0]) is int
+            and w >= 0
+            and type(n := raw_ts[1]) is int
+            and n >= 0
+            and type(r := raw_ts[2]) is str
+            and r
+        ):
+            ts: Timestamp = _new_tuple(Timestamp, (w, n, r))
+        else:
+            ts = Timestamp.from_json(raw_ts, f"{path}[{i}][1]")
+        t = type(value)
+        if not (t is str or t is int or t is bool or value is None):
+            try:
+                check_json(value, f"{path}[{i}][2]")
+            except TypeError as exc:
+                raise DecodeError(f"{path}[{i}][2]", str(exc)) from exc
+            value = normalize(value)
+        out[dot] = (ts, value)
+    return out

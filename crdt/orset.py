@@ -31,8 +31,8 @@ from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import Key, freeze, key_text, key_to_json, thaw
-from crdt.causal_context import CausalContext, _dot_from_json
-from crdt.dot import Dot, check_replica
+from crdt.causal_context import CausalContext, _dot_or_none
+from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
 __all__ = ["ORSet"]
@@ -344,26 +344,36 @@ class ORSet:
         s._ctx = CausalContext.from_dict(body["ctx"], "ctx")
         s._index = None
         seen: set[Dot] = set()
+        contains = s._ctx.contains
+        out = s._entries
         for i, entry in enumerate(entries):
-            path = f"entries[{i}]"
+            # Error paths are formatted only when something is wrong (the hot loop of every
+            # delta received).
             if type(entry) is not list or len(entry) != 2:
-                raise DecodeError(path, "expected [element, [dot, ...]]")
-            try:
-                key = freeze(entry[0])
-            except TypeError as exc:
-                raise DecodeError(f"{path}[0]", str(exc)) from exc
-            if key in s._entries:
-                raise DecodeError(f"{path}[0]", "duplicate element")
-            if type(entry[1]) is not list or not entry[1]:
-                raise DecodeError(f"{path}[1]", "expected a non-empty array of dots")
+                raise DecodeError(f"entries[{i}]", "expected [element, [dot, ...]]")
+            el = entry[0]
+            if type(el) is str or type(el) is int:
+                key: Key = el
+            else:
+                try:
+                    key = freeze(el)
+                except TypeError as exc:
+                    raise DecodeError(f"entries[{i}][0]", str(exc)) from exc
+            if key in out:
+                raise DecodeError(f"entries[{i}][0]", "duplicate element")
+            raw = entry[1]
+            if type(raw) is not list or not raw:
+                raise DecodeError(f"entries[{i}][1]", "expected a non-empty array of dots")
             dots: set[Dot] = set()
-            for j, x in enumerate(entry[1]):
-                dot = _dot_from_json(x, f"{path}[1][{j}]")
+            for j, x in enumerate(raw):
+                dot = _dot_or_none(x)
+                if dot is None:
+                    dot = dot_from_json(x, f"entries[{i}][1][{j}]")
                 if dot in seen:
-                    raise DecodeError(f"{path}[1][{j}]", "dot used twice")
-                if not s._ctx.contains(dot):
-                    raise DecodeError(f"{path}[1][{j}]", "dot not covered by ctx")
+                    raise DecodeError(f"entries[{i}][1][{j}]", "dot used twice")
+                if not contains(dot):
+                    raise DecodeError(f"entries[{i}][1][{j}]", "dot not covered by ctx")
                 seen.add(dot)
                 dots.add(dot)
-            s._entries[key] = dots
+            out[key] = dots
         return s
