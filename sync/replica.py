@@ -951,11 +951,18 @@ class Replica:
         now: float,
     ) -> None:
         me = self.replica_id
-        op = _Write(op_id, entry.key, required, frozenset(homes), strict, site, timeout)
-        self._writes[op_id] = op
         is_home = me in homes
-        if (is_home or not strict) and self._site_ok(site, me):
-            op.acked_by.append(me)
+        local_ack = (is_home or not strict) and self._site_ok(site, me)
+        # The common case (w=1 counting our own ack) completes now: no pending-write record,
+        # no deadline, and the pushes carry no operation (their acks complete nothing).
+        done = local_ack and required <= 1
+        op = None
+        if not done:
+            op = _Write(op_id, entry.key, required, frozenset(homes), strict, site, timeout)
+            self._writes[op_id] = op
+            if local_ack:
+                op.acked_by.append(me)
+        wop = None if op is None else op_id
         if not is_home:
             # Anti-entropy runs between homes only: keep the entry as a hint for every home.
             for home in homes:
@@ -968,15 +975,21 @@ class Replica:
                 hid = None if is_home else HintId(home, entry.origin, entry.partition, entry.seq)
                 if hid is not None:
                     self._hint_sent[hid] = now
-                self._queue_push(home, None, entry, op_id, hid)
-                op.waiting.add(home)
+                self._queue_push(home, None, entry, wop, hid)
+                if op is not None:
+                    op.waiting.add(home)
             elif not strict:
                 fallback = self._pick_fallback(entry.partition, chosen)
                 if fallback is not None:
                     chosen.add(fallback)
-                    op.fallbacks.add(fallback)
-                    op.waiting.add(fallback)
-                    self._queue_push(fallback, home, entry, op_id, None)
+                    if op is not None:
+                        op.fallbacks.add(fallback)
+                        op.waiting.add(fallback)
+                    self._queue_push(fallback, home, entry, wop, None)
+        if op is None:
+            result = WriteResult(key=entry.key, acks=1, required=required, acked_by=(me,))
+            self._emit(WriteDone(op_id, result))
+            return
         self._timers.set(("write", op_id), now + timeout)
         self._write_progress(op)
 
