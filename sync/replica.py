@@ -60,10 +60,10 @@ sleeps, opens a socket or touches a database; its only randomness is a
   of every other home of ``p``; nothing is compacted while a home has never reported. Log
   entries at or below it are dropped in a ``Persist`` that also checkpoints their keys.
 * **Checkpoints.** Every ``checkpoint_every`` log entries a ``Persist`` carries whole-object
-  checkpoints of the keys changed since their own last checkpoint by at least as many
-  entries as they had then (a growing key is re-encoded at doubling intervals: O(size) in
-  all). Keys changed without a log entry (repair, state transfer) and keys whose entries are
-  compacted are checkpointed at once.
+  checkpoints of the keys changed since their own last checkpoint by at least three times
+  as many entries as they had then (a growing key is re-encoded at geometrically growing
+  intervals: O(size) in all). Keys changed without a log entry (repair, state transfer) and
+  keys whose entries are compacted are checkpointed at once.
 * **Identity.** A peer's summary holding a log dot of ours above our highest one means this
   database was restored or copied: :class:`~sync.effects.IdentityConflict` is emitted and our
   numbering jumps above the seen dot.
@@ -116,7 +116,11 @@ from sync.ring import Ring, partition_of
 __all__ = ["Replica"]
 
 _EMPTY_CTX = CausalContext()
-_Logged = tuple[str, str, bytes]  # a log entry held in memory: key, kind, delta JSON
+_Logged = tuple[str, str, bytes]
+# A key is checkpointed again once it has applied this many times the entries it had at its
+# last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
+# key ever held costs at most (1 + 1/3) times its final size.
+_CHECKPOINT_GROWTH = 3  # a log entry held in memory: key, kind, delta JSON
 
 
 # -- internal bookkeeping ------------------------------------------------------------------
@@ -714,14 +718,15 @@ class Replica:
     def _checkpoint_round(self, tx: _Tx) -> None:
         if tx.log and self._since_checkpoint >= self.config.checkpoint_every:
             # A checkpoint round: every dirty key whose entries since its last checkpoint
-            # reach the entries it had then (so a key's checkpoints double in spacing and
-            # re-encoding a growing object costs O(its size) in all, not O(size^2 / every)).
-            # The log is only compacted together with a checkpoint of the keys it drops,
-            # and loading replays the whole log, so deferring a checkpoint loses nothing.
+            # reach _CHECKPOINT_GROWTH times the entries it had then (so a key's checkpoints
+            # grow geometrically apart and re-encoding a growing object costs O(its size) in
+            # all, not O(size^2 / every)). The log is only compacted together with a
+            # checkpoint of the keys it drops, and loading replays the whole log, so a
+            # deferred checkpoint loses nothing; it only leaves more of the log to replay.
             self._since_checkpoint = 0
             base = self._ck_base
             for key, since in self._dirty.items():
-                if since >= base.get(key, 0):
+                if since >= _CHECKPOINT_GROWTH * base.get(key, 0):
                     tx.objects[key] = None
 
     def _flush_tx(self) -> None:
