@@ -634,6 +634,20 @@ class Replica:
         obj = self._objects.get(key)
         return obj.copy() if obj is not None else None
 
+    def kind_of(self, key: str) -> str | None:
+        """The CRDT kind ``key`` holds here (None if this replica does not hold it); O(1)."""
+        obj = self._objects.get(key)
+        return obj.kind if obj is not None else None
+
+    def current_value(self, key: str) -> Any:
+        """``value(key).value`` without copying the state (None if not held here).
+
+        A CRDT's ``value`` is a fresh structure (frozenset, dict, tuple...), so the caller
+        may keep it; this skips the copy of the whole state that :meth:`value` makes.
+        """
+        obj = self._objects.get(key)
+        return obj.value if obj is not None else None
+
     def keys(self) -> list[str]:
         """Every key held here, sorted."""
         return sorted(self._objects)

@@ -128,6 +128,10 @@ class ReplicaLike(Protocol):
 
     def value(self, key: str) -> CRDT | None: ...
 
+    def kind_of(self, key: str) -> str | None: ...
+
+    def current_value(self, key: str) -> Any: ...
+
 
 class StoreLike(Protocol):
     """What the node needs of :class:`store.Store`."""

@@ -461,8 +461,7 @@ class Peer:
         subs = self._subs.get(key)
         if not subs:
             return
-        state = self.node.replica.value(key)
-        value = None if state is None else state.value
+        value = self.node.replica.current_value(key)  # no copy of the state per change
         for sub in subs:
             sub._push(value)
 
@@ -568,9 +567,9 @@ class _Handle:
         self._check_kind()
 
     def _check_kind(self) -> None:
-        held = self.peer.node.replica.value(self.key)
-        if held is not None and held.kind != self.kind:
-            raise TypeError(f"key {self.key!r} holds a {held.kind}, not a {self.kind}")
+        held = self.peer.node.replica.kind_of(self.key)  # O(1): no copy of the state
+        if held is not None and held != self.kind:
+            raise TypeError(f"key {self.key!r} holds a {held}, not a {self.kind}")
 
     @property
     def _rid(self) -> str:
