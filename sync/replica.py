@@ -116,11 +116,12 @@ from sync.ring import Ring, partition_of
 __all__ = ["Replica"]
 
 _EMPTY_CTX = CausalContext()
-_Logged = tuple[str, str, bytes]
+_Logged = tuple[str, str, bytes]  # a log entry held in memory: key, kind, delta JSON
 # A key is checkpointed again once it has applied this many times the entries it had at its
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
 # key ever held costs at most (1 + 1/3) times its final size.
-_CHECKPOINT_GROWTH = 3  # a log entry held in memory: key, kind, delta JSON
+_CHECKPOINT_GROWTH = 3
+_PART_CACHE = 1 << 16  # keys whose partition is remembered (cleared when full)
 
 
 # -- internal bookkeeping ------------------------------------------------------------------
@@ -312,6 +313,7 @@ class Replica:
 
         self._objects: dict[str, CRDT] = {}
         self._keys_by_part: dict[int, set[str]] = {}
+        self._parts: dict[str, int] = {}  # partition_of memo (bounded: see _part)
         # p -> origin -> seq -> (key, kind, delta as JSON bytes): the log is the bulk of a
         # replica's memory, and a bytes object is one allocation the garbage collector never
         # traverses (a decoded delta is a dozen nested containers it would scan forever).
@@ -431,7 +433,7 @@ class Replica:
         obj = self._objects.get(key)
         if obj is not None and obj.kind != kind:
             raise TypeError(f"key {key!r} holds a {obj.kind}, not a {kind}")
-        p = partition_of(key, cfg.partitions)
+        p = self._part(key)
         homes = self._ring_now().preference_list(p)
         required, site = self._required(level, homes)
         target = obj if obj is not None else crdt.new(kind)
@@ -863,6 +865,15 @@ class Replica:
 
     def _ae_interval(self) -> float:
         return float(self.config.anti_entropy_interval or 0.0)
+
+    def _part(self, key: str) -> int:
+        """``partition_of(key)``, memoized (a blake2b per call otherwise; keys recur)."""
+        p = self._parts.get(key)
+        if p is None:
+            if len(self._parts) >= _PART_CACHE:
+                self._parts.clear()
+            p = self._parts[key] = partition_of(key, self.config.partitions)
+        return p
 
     # -- the log ---------------------------------------------------------------------------
     def _summ_of(self, p: int) -> CausalContext:
@@ -1374,7 +1385,7 @@ class Replica:
             where = f"entry {i} ({e.origin}, {e.partition}, {e.seq})"
             if e.partition >= parts:
                 raise RemoteProtocolError(f"{where}: partition out of range 0..{parts - 1}", peer)
-            if partition_of(e.key, parts) != e.partition:
+            if self._part(e.key) != e.partition:
                 raise RemoteProtocolError(f"{where}: key {e.key!r} is not in that partition", peer)
             delta = _decode_crdt(peer, e.delta, where)
             if delta.kind != e.kind:
