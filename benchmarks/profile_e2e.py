@@ -1,7 +1,9 @@
 """Where the end-to-end time goes: the ``e2e_bench.py`` shoal scenario, with phase times.
 
 Run: ``.venv/bin/python benchmarks/profile_e2e.py`` (``--updates N``, ``--runs K``,
-``--profile`` for a cProfile of one run sorted by ``--sort``, ``--top`` rows).
+``--profile`` for a cProfile of one run sorted by ``--sort``, ``--top`` rows, ``--gc`` for
+the time spent in garbage collections per generation, ``--set NAME=INT`` to pass an engine
+option such as ``checkpoint_every`` to all three peers).
 
 The scenario is the benchmark's (three peers in one process, A and B dial the relay,
 ``n=3, w=1``, half ``orset.add`` and half ``ormap.update``, ``--window`` concurrent writes at
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import pstats
 import statistics
@@ -95,6 +98,26 @@ def phases(updates: int, window: int, engine: dict[str, Any] | None = None) -> d
         return asyncio.run(asyncio.wait_for(coro, 120.0))
 
 
+class _GCTimer:
+    """A ``gc.callbacks`` hook: count and seconds of collections per generation."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            gen = info["generation"]
+            self.count[gen] += 1
+            self.seconds[gen] += time.perf_counter() - self._start
+
+    def __str__(self) -> str:
+        return ", ".join(f"gen{g}: {self.count[g]} in {self.seconds[g]:.3f} s" for g in range(3))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=10_000)
@@ -103,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile one run")
     parser.add_argument("--sort", default="tottime", help="pstats sort key")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--gc", action="store_true", help="time garbage collections")
     parser.add_argument(
         "--set",
         action="append",
@@ -122,7 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(out.getvalue())
         print("  ".join(f"{k} {v:.3f} s" for k, v in got.items()), "(under cProfile)")
         return 0
+    collections = _GCTimer()
+    if args.gc:
+        gc.callbacks.append(collections)
     runs = [phases(args.updates, args.window, engine) for _ in range(args.runs)]
+    if args.gc:
+        gc.callbacks.remove(collections)
+        print(f"garbage collections over the {args.runs} run(s): {collections}")
     for i, got in enumerate(runs, 1):
         print(f"run {i}: " + "  ".join(f"{k} {v:.3f} s" for k, v in got.items()), flush=True)
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
