@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 import time
@@ -526,17 +525,9 @@ class Node:
             self._run_effects(effects)
 
     async def _apply(self, batch: Persist) -> None:
-        # ADAPTER (store/store.py d8a7a68): a batch that commits alone with more than one
-        # compaction crashes the store's writer task (it sums one count per batch, then
-        # iterates one per compaction). Give each extra compaction its own batch, queued
-        # after the main one (so it still commits after the checkpoints it relies on).
-        # Remove once the store sums per compaction.
-        if len(batch.compact) <= 1:
-            await self.store.apply(batch)
-            return
-        first = dataclasses.replace(batch, compact=batch.compact[:1])
-        rest = [Persist(compact=(c,)) for c in batch.compact[1:]]
-        await asyncio.gather(*(self.store.apply(b) for b in (first, *rest)))
+        # One transaction for the whole batch, several compactions included (the store sums
+        # its removed rows per batch since 9ad0af0; the node used to split them).
+        await self.store.apply(batch)
 
     def _run_effects(self, effects: list[Any]) -> None:
         changed: dict[str, None] = {}
