@@ -117,6 +117,8 @@ __all__ = ["Replica"]
 
 _EMPTY_CTX = CausalContext()
 _Logged = tuple[str, str, bytes]  # a log entry held in memory: key, kind, delta JSON
+# A received entry: as logged, its decoded delta, and the wire entry (forwarded as it is).
+_Decoded = tuple[LogEntry, CRDT, m.Entry]
 # A key is checkpointed again once it has applied this many times the entries it had at its
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
 # key ever held costs at most (1 + 1/3) times its final size.
@@ -911,14 +913,15 @@ class Replica:
     def _checkpoint(self, key: str) -> None:
         self._t.objects[key] = None
 
-    def _apply_entries(self, entries: list[tuple[LogEntry, CRDT]]) -> list[LogEntry]:
+    def _apply_entries(self, entries: list[_Decoded]) -> list[_Decoded]:
         """Merge decoded entries this replica lacks; Changed once per key, in order.
 
         Returns the entries that were new here.
         """
         changed: dict[str, None] = {}
-        applied: list[LogEntry] = []
-        for e, delta in entries:
+        applied: list[_Decoded] = []
+        for item in entries:
+            e, delta, _ = item
             if self._summ_of(e.partition).contains(Dot(e.origin, e.seq)):
                 continue
             obj = self._objects.get(e.key)
@@ -928,13 +931,13 @@ class Replica:
             else:
                 obj.merge(delta)
             self._append(e)
-            applied.append(e)
+            applied.append(item)
             changed[e.key] = None
         for key in changed:
             self._emit(Changed(key))
         return applied
 
-    def _relay_forward(self, sender: str, applied: list[LogEntry]) -> None:
+    def _relay_forward(self, sender: str, applied: list[_Decoded]) -> None:
         """A relay passes new entries straight on to the other homes it is connected to.
 
         Devices behind NAT reach only the relay; without this they would see each other's
@@ -946,10 +949,10 @@ class Replica:
         if not self.config.relay or not applied:
             return
         ring = self._ring_now()
-        for e in applied:
+        for e, _, wire in applied:
             for home in ring.preference_list(e.partition):
                 if home in self._up and home not in (sender, e.origin, self.replica_id):
-                    self._queue_push(home, None, e, None, None)
+                    self._queue_push(home, None, e, None, None, wire)
 
     def _merge_state(self, key: str, state: CRDT) -> bool:
         """Join a whole state into ``key`` (no log entry): checkpointed; True if it changed."""
@@ -1054,7 +1057,9 @@ class Replica:
         entry: LogEntry,
         op_id: int | None,
         hint_id: HintId | None,
+        wire: m.Entry | None = None,
     ) -> None:
+        """Queue ``entry`` for ``peer`` (``wire``: its wire form, if we have it already)."""
         key = (peer, hint_for)
         buf = self._pushbufs.get(key)
         if buf is not None and len(buf.entries) >= self.config.ae_batch:
@@ -1067,7 +1072,7 @@ class Replica:
             )
             if ("sweep",) not in self._timers:
                 self._timers.set(("sweep",), self._now + 2 * self.config.write_timeout)
-        buf.entries.append(_entry_model(entry))
+        buf.entries.append(wire if wire is not None else _entry_model(entry))
         ob = self._outbound[(peer, buf.push_id)]
         if op_id is not None:
             ob.ops.append(op_id)
@@ -1377,10 +1382,10 @@ class Replica:
             self._t.compact.append((p, watermark))
 
     # -- receiving: validation (no state change) ---------------------------------------------
-    def _decode_entries(self, peer: str, entries: Iterable[m.Entry]) -> list[tuple[LogEntry, CRDT]]:
+    def _decode_entries(self, peer: str, entries: Iterable[m.Entry]) -> list[_Decoded]:
         parts = self.config.partitions
         kinds: dict[str, str] = {}
-        out: list[tuple[LogEntry, CRDT]] = []
+        out: list[_Decoded] = []
         for i, e in enumerate(entries):
             where = f"entry {i} ({e.origin}, {e.partition}, {e.seq})"
             if e.partition >= parts:
@@ -1393,7 +1398,7 @@ class Replica:
                     f"{where}: says kind {e.kind!r} but its delta is a {delta.kind}", peer
                 )
             self._check_kind(peer, e.key, e.kind, kinds, where)
-            out.append((LogEntry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta), delta))
+            out.append((LogEntry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta), delta, e))
         return out
 
     def _check_kind(
@@ -1485,10 +1490,11 @@ class Replica:
         hint_for = msg.hint_for
         ring = self._ring_now()
         me = self.replica_id
-        as_home: list[tuple[LogEntry, CRDT]] = []
-        for e, delta in entries:
+        as_home: list[_Decoded] = []
+        for item in entries:
+            e = item[0]
             if hint_for is None or hint_for == me or me in ring.preference_list(e.partition):
-                as_home.append((e, delta))
+                as_home.append(item)
             else:
                 self._add_hint(HintRecord(hint_for, e, now), now)
         self._relay_forward(peer, self._apply_entries(as_home))
