@@ -85,3 +85,16 @@ def test_the_last_change_of_a_hint_wins_within_a_drain() -> None:
     (persist,) = [e for e in r.effects() if isinstance(e, Persist)]
     assert persist.hints_drop == (hid,) and persist.hints_add == ()
     assert r.status()["hints"] == {}
+
+
+def test_kind_of_and_current_value_read_without_copying() -> None:
+    r = Replica(ReplicaConfig(n=1), "A")
+    assert r.kind_of("cart") is None and r.current_value("cart") is None
+    r.local_update(1, "cart", "orset", lambda s: s.add("A", "milk"), now=1.0)
+    r.effects()
+    assert r.kind_of("cart") == "orset"
+    value = r.current_value("cart")
+    assert value == frozenset({"milk"}) == r.value("cart").value  # type: ignore[union-attr]
+    r.local_update(2, "cart", "orset", lambda s: s.add("A", "eggs"), now=1.0)
+    assert value == frozenset({"milk"})  # what was read is not a live view
+    assert r.current_value("cart") == frozenset({"milk", "eggs"})
