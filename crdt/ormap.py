@@ -594,15 +594,23 @@ def _plain(v: Any) -> Any:
 
 def _encode_map(store: DotMap[EntryKey, Any]) -> list[Any]:
     # (text, kind) pairs are unique, so the tuple sort never compares the stores.
-    items = [(_text_of(k), kind, k, s) for (k, kind), s in store.entries.items()]
-    items.sort()
+    entries = store.entries
+    if len(entries) > 1:
+        items = [(_text_of(k), kind, k, s) for (k, kind), s in entries.items()]
+        items.sort()
+    else:  # a delta: nothing to sort
+        items = [("", kind, k, s) for (k, kind), s in entries.items()]
     return [[_json_of(k), kind, _encode_store(kind, s)] for _, kind, k, s in items]
 
 
 def _encode_store(kind: str, store: Any) -> Any:
     if kind == "orset":
-        items = [(_text_of(k), k, ds) for k, ds in store.entries.items()]
-        items.sort(key=lambda x: x[0])
+        set_entries = store.entries
+        if len(set_entries) > 1:
+            items = [(_text_of(k), k, ds) for k, ds in set_entries.items()]
+            items.sort(key=lambda x: x[0])
+        else:
+            items = [("", k, ds) for k, ds in set_entries.items()]
         return [
             [_json_of(k), [[d[0], d[1]] for d in (ds if len(ds) == 1 else sorted(ds))]]
             for _, k, ds in items

@@ -319,8 +319,12 @@ class ORSet:
         return c
 
     def to_dict(self) -> dict[str, Any]:
-        items = [(_text_of(k), k, dots) for k, dots in self._entries.items()]
-        items.sort(key=lambda x: x[0])
+        entries = self._entries
+        if len(entries) > 1:
+            items = [(_text_of(k), k, dots) for k, dots in entries.items()]
+            items.sort(key=lambda x: x[0])
+        else:  # a delta: nothing to sort
+            items = [("", k, dots) for k, dots in entries.items()]
         return {
             "type": self.kind,
             "v": FORMAT_VERSION,

@@ -22,7 +22,8 @@ sleeps, opens a socket or touches a database; its only randomness is a
   completions follow it, so "persist before acknowledge" holds (draining after each input
   gives one Persist per input, first among its effects). Pushes queued for a peer until the
   next drain are coalesced into one ``Push`` (at most ``ae_batch`` entries each); an ``Ack``
-  of a push id acknowledges every operation it carried.
+  of a push id acknowledges every operation it carried. A key changed by several inputs of
+  one drain gets one ``Changed`` (at its first change).
 * **Writes** (:meth:`local_update`) persist locally first and never fail for lack of network.
   The local ack counts if this replica is a home of the key, or always in sloppy mode.
   Homes that are up get a ``Push``; for each home that is down, sloppy mode picks a fallback
@@ -116,6 +117,7 @@ from sync.ring import Ring, partition_of
 __all__ = ["Replica"]
 
 _EMPTY_CTX = CausalContext()
+_new_dot = tuple.__new__  # Dot(o, s) without the namedtuple's Python-level __new__
 _Logged = tuple[str, str, bytes]  # a log entry held in memory: key, kind, delta JSON
 # A received entry: as logged, its decoded delta, and the wire entry (forwarded as it is).
 _Decoded = tuple[LogEntry, CRDT, m.Entry]
@@ -353,6 +355,7 @@ class Replica:
         self._timers = _Timers()
 
         self._fx: list[Effect] = []
+        self._changed_keys: set[str] = set()  # keys with a Changed since the last drain
         self._tx: _Tx | None = None
         self._ptx: _Tx | None = None  # durable changes since the last drain
         self._mark = 0
@@ -453,7 +456,7 @@ class Replica:
             seq = max(self._seq.get(p, 0), self._summ_of(p).max_counter(self.replica_id)) + 1
             entry = LogEntry(self.replica_id, p, seq, key, kind, encoded)
             self._append(entry)
-            self._emit(Changed(key))
+            self._changed(key)
             self._start_write(op_id, entry, homes, required, site, strict_, timeout_, now)
         finally:
             self._finish()
@@ -625,6 +628,7 @@ class Replica:
         """Drain the queued effects, in the order the caller must execute them."""
         self._flush_tx()
         self._flush_pushes()
+        self._changed_keys.clear()
         out = self._fx
         self._fx = []
         return out
@@ -788,6 +792,12 @@ class Replica:
     def _emit(self, effect: Effect) -> None:
         self._fx.append(effect)
 
+    def _changed(self, key: str) -> None:
+        """``Changed(key)``, once per key per drain (a subscriber reads the latest value)."""
+        if key not in self._changed_keys:
+            self._changed_keys.add(key)
+            self._emit(Changed(key))
+
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id
@@ -900,7 +910,7 @@ class Replica:
     def _append(self, e: LogEntry) -> None:
         """Record an applied entry: log, summary, Persist, checkpoint bookkeeping."""
         self._log_put(e)
-        self._summ_of(e.partition).add(Dot(e.origin, e.seq))
+        self._summ_of(e.partition).add(_new_dot(Dot, (e.origin, e.seq)))
         tx = self._t
         tx.log.append(e)
         tx.summaries[e.partition] = None
@@ -922,7 +932,7 @@ class Replica:
         applied: list[_Decoded] = []
         for item in entries:
             e, delta, _ = item
-            if self._summ_of(e.partition).contains(Dot(e.origin, e.seq)):
+            if self._summ_of(e.partition).contains(_new_dot(Dot, (e.origin, e.seq))):
                 continue
             obj = self._objects.get(e.key)
             if obj is None:
@@ -934,7 +944,7 @@ class Replica:
             applied.append(item)
             changed[e.key] = None
         for key in changed:
-            self._emit(Changed(key))
+            self._changed(key)
         return applied
 
     def _relay_forward(self, sender: str, applied: list[_Decoded]) -> None:
@@ -968,7 +978,7 @@ class Replica:
             if obj == before:
                 return False
         self._checkpoint(key)
-        self._emit(Changed(key))
+        self._changed(key)
         return True
 
     # -- writes ----------------------------------------------------------------------------
@@ -1000,7 +1010,7 @@ class Replica:
             # Anti-entropy runs between homes only: keep the entry as a hint for every home.
             for home in homes:
                 self._add_hint(HintRecord(home, entry, now), now)
-        chosen = set(homes) | {me}
+        chosen: set[str] | None = None  # homes and fallbacks picked (made when one is down)
         for home in homes:
             if home == me:
                 continue
@@ -1012,6 +1022,8 @@ class Replica:
                 if op is not None:
                     op.waiting.add(home)
             elif not strict:
+                if chosen is None:
+                    chosen = set(homes) | {me}
                 fallback = self._pick_fallback(entry.partition, chosen)
                 if fallback is not None:
                     chosen.add(fallback)

@@ -98,3 +98,12 @@ def test_kind_of_and_current_value_read_without_copying() -> None:
     r.local_update(2, "cart", "orset", lambda s: s.add("A", "eggs"), now=1.0)
     assert value == frozenset({"milk"})  # what was read is not a live view
     assert r.current_value("cart") == frozenset({"milk", "eggs"})
+
+
+def test_a_key_changed_by_several_inputs_of_a_drain_is_announced_once() -> None:
+    r = Replica(ReplicaConfig(n=1), "A")
+    for i in range(3):
+        r.local_update(i, "c", "gcounter", lambda c: c.increment("A", 1), now=1.0)
+    assert _names(r.effects()) == ["Persist", "Changed", "WriteDone", "WriteDone", "WriteDone"]
+    r.local_update(9, "c", "gcounter", lambda c: c.increment("A", 1), now=1.0)
+    assert _names(r.effects()) == ["Persist", "Changed", "WriteDone"]  # a new drain: again
