@@ -119,8 +119,8 @@ __all__ = ["Replica"]
 _EMPTY_CTX = CausalContext()
 _new_dot = tuple.__new__  # Dot(o, s) without the namedtuple's Python-level __new__
 _Logged = tuple[str, str, bytes]  # a log entry held in memory: key, kind, delta JSON
-# A received entry: as logged, its decoded delta, and the wire entry (forwarded as it is).
-_Decoded = tuple[LogEntry, CRDT, m.Entry]
+# A received, checked entry: as logged, and the wire entry (forwarded as it is).
+_Decoded = tuple[LogEntry, m.Entry]
 # A key is checkpointed again once it has applied this many times the entries it had at its
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
 # key ever held costs at most (1 + 1/3) times its final size.
@@ -924,22 +924,27 @@ class Replica:
         self._t.objects[key] = None
 
     def _apply_entries(self, entries: list[_Decoded]) -> list[_Decoded]:
-        """Merge decoded entries this replica lacks; Changed once per key, in order.
+        """Merge checked entries this replica lacks; Changed once per key, in order.
 
-        Returns the entries that were new here.
+        Each delta is decoded here (it was checked by :meth:`_decode_entries`) and merged at
+        once, so only one decoded delta is alive at a time. Returns the entries that were
+        new here.
         """
         changed: dict[str, None] = {}
         applied: list[_Decoded] = []
+        from_dict = crdt.from_dict
         for item in entries:
-            e, delta, _ = item
+            e = item[0]
             if self._summ_of(e.partition).contains(_new_dot(Dot, (e.origin, e.seq))):
                 continue
+            delta = from_dict(e.delta)
             obj = self._objects.get(e.key)
             if obj is None:
                 self._objects[e.key] = delta
                 self._keys_by_part.setdefault(e.partition, set()).add(e.key)
             else:
                 obj.merge(delta)
+            del delta
             self._append(e)
             applied.append(item)
             changed[e.key] = None
@@ -959,7 +964,7 @@ class Replica:
         if not self.config.relay or not applied:
             return
         ring = self._ring_now()
-        for e, _, wire in applied:
+        for e, wire in applied:
             for home in ring.preference_list(e.partition):
                 if home in self._up and home not in (sender, e.origin, self.replica_id):
                     self._queue_push(home, None, e, None, None, wire)
@@ -1395,22 +1400,41 @@ class Replica:
 
     # -- receiving: validation (no state change) ---------------------------------------------
     def _decode_entries(self, peer: str, entries: Iterable[m.Entry]) -> list[_Decoded]:
+        """Check every entry (its delta decodes, partition and kind agree); nothing changes.
+
+        The decoded deltas are dropped here and decoded again, one at a time, when applied
+        (:meth:`_apply_entries`): a batch of hundreds of decoded deltas alive at once would
+        all survive into the garbage collector's oldest generation, whose collections then
+        dominate a busy peer's time; decoding twice is cheaper.
+        """
         parts = self.config.partitions
         kinds: dict[str, str] = {}
         out: list[_Decoded] = []
         for i, e in enumerate(entries):
-            where = f"entry {i} ({e.origin}, {e.partition}, {e.seq})"
             if e.partition >= parts:
-                raise RemoteProtocolError(f"{where}: partition out of range 0..{parts - 1}", peer)
-            if self._part(e.key) != e.partition:
-                raise RemoteProtocolError(f"{where}: key {e.key!r} is not in that partition", peer)
-            delta = _decode_crdt(peer, e.delta, where)
-            if delta.kind != e.kind:
                 raise RemoteProtocolError(
-                    f"{where}: says kind {e.kind!r} but its delta is a {delta.kind}", peer
+                    f"{_where(i, e)}: partition out of range 0..{parts - 1}", peer
                 )
-            self._check_kind(peer, e.key, e.kind, kinds, where)
-            out.append((LogEntry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta), delta, e))
+            if self._part(e.key) != e.partition:
+                raise RemoteProtocolError(
+                    f"{_where(i, e)}: key {e.key!r} is not in that partition", peer
+                )
+            try:
+                kind = crdt.from_dict(e.delta).kind  # checked, then dropped (see above)
+            except (TypeError, ValueError) as exc:  # DecodeError is a ValueError
+                raise RemoteProtocolError(f"{_where(i, e)}: bad CRDT state: {exc}", peer) from exc
+            if kind != e.kind:
+                raise RemoteProtocolError(
+                    f"{_where(i, e)}: says kind {e.kind!r} but its delta is a {kind}", peer
+                )
+            local = self._objects.get(e.key)
+            held = local.kind if local is not None else kinds.get(e.key)
+            if held is not None and held != kind:
+                raise RemoteProtocolError(
+                    f"{_where(i, e)}: key {e.key!r} holds a {held}, not a {kind}", peer
+                )
+            kinds[e.key] = kind
+            out.append((LogEntry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta), e))
         return out
 
     def _check_kind(
@@ -1740,6 +1764,10 @@ class Replica:
             self._handoff(key[1], now)
         elif what == "hint_expiry":
             self._expire_hints(now)
+
+
+def _where(i: int, e: m.Entry) -> str:
+    return f"entry {i} ({e.origin}, {e.partition}, {e.seq})"
 
 
 def _decode_crdt(peer: str, d: dict[str, Any], where: str) -> CRDT:
