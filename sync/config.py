@@ -35,9 +35,12 @@ class ReplicaConfig:
     (and per hint hand-off ``Push``). ``ae_max_inflight``: unacknowledged anti-entropy
     messages per peer. ``snapshot_chunk``: objects per ``SnapshotChunk``. ``hint_window``:
     seconds a hint is kept. ``hint_max_per_target``: hints kept per target (the oldest go
-    first). ``checkpoint_every``: log entries between object checkpoints. ``relay``: this
-    replica is a relay (preferred as fallback, holds hints for anyone). ``seed``: the only
-    source of randomness of the engine.
+    first). ``checkpoint_every``: log entries between checkpoint rounds; in a round a key is
+    checkpointed again only once it has applied several times the entries it had at its last
+    checkpoint (geometric spacing: re-encoding a growing object costs O(size) in all), and
+    compaction checkpoints the keys it drops entries of. ``relay``: this replica is a relay
+    (preferred as fallback, holds hints for anyone, forwards new entries to the other homes
+    connected to it). ``seed``: the only source of randomness of the engine.
     """
 
     n: int = 3
