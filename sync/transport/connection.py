@@ -3,7 +3,9 @@
 Theory of operation.
 
 * A :class:`Transport` listens (optional) and dials a set of URLs, forever, with exponential
-  backoff and full jitter (:class:`Backoff`, seeded for tests, capped delay). Every
+  backoff and equal jitter (:class:`Backoff`, seeded for tests, capped delay; reset only
+  after a link stayed up for ``backoff_stable`` seconds, so a peer that refuses us right
+  after the handshake is not redialled in a tight loop). Every
   websocket first runs the handshake of :mod:`sync.transport.auth`; nothing else is read or
   written before it succeeds.
 * Each authenticated websocket is a :class:`Link` with an explicit session state machine
@@ -161,11 +163,15 @@ class TransportConfig:
     close_timeout: float = 2.0
     backoff_base: float = 0.05
     backoff_cap: float = 5.0
+    backoff_stable: float = 2.0
     seed: int | None = None
 
 
 class Backoff:
-    """Exponential backoff with full jitter: ``uniform(0, min(cap, base * 2**attempt))``.
+    """Exponential backoff with equal jitter: ``uniform(c / 2, c)``, ``c = min(cap, base * 2**n)``.
+
+    Half the delay is kept so that a refusing peer is never redialled in a burst; the other
+    half is random so that many peers do not redial in step.
 
     Deterministic for a given ``rng``; :meth:`reset` after a success.
     """
@@ -505,8 +511,12 @@ class Transport:
                     await ws.close(CLOSE_POLICY, "connected to self")
                 return
             self._url_peer[url] = info.replica_id
-            backoff.reset()
+            started = asyncio.get_running_loop().time()
             await self._run_link(ws, info, dialled_by=self.me.replica_id)
+            # A link that ended at once (refused after the handshake: forgotten, protocol
+            # error) must not reset the backoff, or the peer is redialled every few ms.
+            if asyncio.get_running_loop().time() - started >= self.config.backoff_stable:
+                backoff.reset()
             if not self._closing:
                 await asyncio.sleep(backoff.next())
 

@@ -419,3 +419,46 @@ def test_transition_table_is_closed_and_refuses_the_rest() -> None:
                 assert link.state is state
     # Losing the socket leads to CLOSED from every state.
     assert all(TRANSITIONS[(s, LinkEvent.LOST)] is LinkState.CLOSED for s in LinkState)
+
+
+async def test_a_peer_refused_after_the_handshake_is_redialled_with_growing_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Regression: the dialler reset its backoff on every successful handshake, so a peer that
+    # refuses right after it (a forgotten replica) was redialled every few milliseconds.
+    attempts: list[int] = []
+    real_next = Backoff.next
+
+    def spy(self: Backoff) -> float:
+        attempts.append(self.attempt)
+        return real_next(self)
+
+    monkeypatch.setattr(Backoff, "next", spy)
+    refusals = 0
+    seen = asyncio.Event()
+
+    def refuse(info: PeerInfo) -> str | None:
+        nonlocal refusals
+        refusals += 1
+        seen.set()
+        return "this replica was forgotten by the group"
+
+    a = Transport(ident("a"), Recorder(), JsonCodec(), CFG, refuse=refuse)
+    await a.listen("127.0.0.1", 0)
+    assert a.url is not None
+    cfg = TransportConfig(backoff_base=0.005, backoff_cap=10.0, backoff_stable=2.0, seed=3)
+    b = Transport(ident("b"), Recorder(), JsonCodec(), cfg)
+    try:
+        b.dial([a.url])
+
+        async def until_refused(count: int) -> None:
+            while refusals < count:
+                seen.clear()
+                await seen.wait()
+
+        await asyncio.wait_for(until_refused(5), WAIT)
+    finally:
+        await b.aclose()
+        await a.aclose()
+    assert len(attempts) >= 4
+    assert attempts[:4] == [0, 1, 2, 3], f"backoff was reset between refusals: {attempts}"
