@@ -3,7 +3,8 @@
 websockets calls :func:`make_http_hook`'s hook for every opening request
 (``process_request``); a request for one of these two paths gets an HTTP response instead of
 the websocket upgrade, anything else goes on to the websocket handshake. Both endpoints are
-read-only and unauthenticated (they reveal health figures, never data or the secret); run
+read-only and unauthenticated (they reveal health figures, never data, key names or the
+secret: :func:`~sync.transport.metrics.public_status`); run
 the peer behind TLS or a firewall where that matters. ``shoal status URL`` reads ``/status``.
 """
 
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
+
+from .metrics import public_status
 
 if TYPE_CHECKING:
     from .peer import Peer
@@ -38,7 +41,7 @@ def make_http_hook(peer: Peer) -> Any:
     async def hook(conn: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == STATUS_PATH:
-            body = json.dumps(peer.status_now(), sort_keys=True, default=str)
+            body = json.dumps(public_status(peer.status_now()), sort_keys=True, default=str)
             return _respond(conn, body + "\n", "application/json")
         if path == METRICS_PATH:
             text, content_type = peer.metrics.render()

@@ -15,6 +15,10 @@ background). Shape (all JSON)::
      "rejected_handshakes": count, "node": {counters of the node},
      "engine": {what Replica.status() reports}}
 
+:func:`public_status` is what ``GET /status`` serves to anyone who can reach the port: the
+same figures without key names (sibling keys become a count), since that endpoint is not
+authenticated.
+
 ``lag`` is the number of log entries this replica has that the peer's last known summary
 lacks (``None`` until the peer reported one), as the engine computes it. Traffic counts are
 cumulative per peer over all its links since this process started.
@@ -37,7 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 if TYPE_CHECKING:
     from .peer import Peer
 
-__all__ = ["PeerMetrics", "engine_status", "status_snapshot"]
+__all__ = ["PeerMetrics", "engine_status", "public_status", "status_snapshot"]
 
 
 def _jsonable(value: Any) -> Any:
@@ -123,6 +127,22 @@ def status_snapshot(peer: Peer) -> dict[str, Any]:
         "node": dataclasses.asdict(peer.node.counters),
         "engine": eng,
     }
+
+
+def public_status(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """``snapshot`` without key names: what an unauthenticated reader may see."""
+    out = dict(snapshot)
+    sib = snapshot.get("siblings")
+    if isinstance(sib, Mapping):
+        keys = sib.get("keys")
+        out["siblings"] = {
+            "max": sib.get("max", 0),
+            "keys": len(keys) if isinstance(keys, Mapping) else 0,
+        }
+    eng = snapshot.get("engine")
+    if isinstance(eng, Mapping) and isinstance(eng.get("siblings"), Mapping):
+        out["engine"] = {**eng, "siblings": len(eng["siblings"])}
+    return out
 
 
 class _Collector:

@@ -298,6 +298,7 @@ async def test_status_and_metrics_on_the_websocket_port(tmp_path: Path) -> None:
         assert status["replica_id"] == a.replica_id and status["connected"] == [b.replica_id]
         assert status["peers"][b.replica_id]["bytes_in"] > 0
         assert status["log_size"] >= 1
+        assert isinstance(status["siblings"]["keys"], int)  # a count: no key names served
         ctype, text = await asyncio.to_thread(get, "/metrics")
         assert ctype.startswith("text/plain")
         assert f'shoal_peer_connected{{peer="{b.replica_id}"}} 1.0' in text
