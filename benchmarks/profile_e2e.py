@@ -2,8 +2,9 @@
 
 Run: ``.venv/bin/python benchmarks/profile_e2e.py`` (``--updates N``, ``--runs K``,
 ``--profile`` for a cProfile of one run sorted by ``--sort``, ``--top`` rows, ``--gc`` for
-the time spent in garbage collections per generation, ``--set NAME=INT`` to pass an engine
-option such as ``checkpoint_every`` to all three peers).
+the time spent in garbage collections per generation, ``--heap`` for the objects the garbage
+collector tracks once B is durable (by type: what every full collection has to walk),
+``--set NAME=INT`` to pass an engine option such as ``checkpoint_every`` to all three peers).
 
 The scenario is the benchmark's (three peers in one process, A and B dial the relay,
 ``n=3, w=1``, half ``orset.add`` and half ``ormap.update``, ``--window`` concurrent writes at
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import gc
 import io
@@ -47,8 +49,17 @@ async def _until(path: Path, origin: str, target: int, start: float) -> float:
     return time.perf_counter() - start
 
 
+def _heap(top: int = 12) -> str:
+    """The objects the garbage collector tracks, by type (after a full collection)."""
+    gc.collect()
+    objects = gc.get_objects()
+    counts = collections.Counter(type(o).__name__ for o in objects)
+    shown = ", ".join(f"{name} {n}" for name, n in counts.most_common(top))
+    return f"{len(objects)} tracked objects: {shown}"
+
+
 async def _phases(
-    updates: int, window: int, folder: Path, engine: dict[str, Any]
+    updates: int, window: int, folder: Path, engine: dict[str, Any], heap: list[str] | None = None
 ) -> dict[str, float]:
     from sync.transport.peer import Peer
 
@@ -81,6 +92,8 @@ async def _phases(
             _until(paths["relay"], a.replica_id, target, start),
             _until(paths["b"], a.replica_id, target, start),
         )
+        if heap is not None:  # all three peers still open, every update durable on B
+            heap.append(_heap())
         got = len(await b.orset(e2e_bench.SET_KEY).value())
         got += len(await b.ormap(e2e_bench.MAP_KEY).value())
         if got != updates:
@@ -88,13 +101,19 @@ async def _phases(
         return {"local": local, "relay": at_relay, "b": at_b}
 
 
-def phases(updates: int, window: int, engine: dict[str, Any] | None = None) -> dict[str, float]:
+def phases(
+    updates: int,
+    window: int,
+    engine: dict[str, Any] | None = None,
+    heap: list[str] | None = None,
+) -> dict[str, float]:
     """One run in a fresh temporary folder: seconds from the first write to each phase.
 
-    ``engine``: extra ``Peer.open`` keyword arguments for all three peers (experiments).
+    ``engine``: extra ``Peer.open`` keyword arguments for all three peers (experiments);
+    ``heap``: if given, a line describing the tracked objects once B is durable is appended.
     """
     with tempfile.TemporaryDirectory(prefix="shoal-prof-") as tmp:
-        coro = _phases(updates, window, Path(tmp), engine or {})
+        coro = _phases(updates, window, Path(tmp), engine or {}, heap)
         return asyncio.run(asyncio.wait_for(coro, 120.0))
 
 
@@ -128,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--gc", action="store_true", help="time garbage collections")
     parser.add_argument(
+        "--heap", action="store_true", help="tracked objects by type once B is durable"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -149,10 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     collections = _GCTimer()
     if args.gc:
         gc.callbacks.append(collections)
-    runs = [phases(args.updates, args.window, engine) for _ in range(args.runs)]
+    heap: list[str] | None = [] if args.heap else None
+    runs = [phases(args.updates, args.window, engine, heap) for _ in range(args.runs)]
     if args.gc:
         gc.callbacks.remove(collections)
         print(f"garbage collections over the {args.runs} run(s): {collections}")
+    for line in heap or ():
+        print(line)
     for i, got in enumerate(runs, 1):
         print(f"run {i}: " + "  ".join(f"{k} {v:.3f} s" for k, v in got.items()), flush=True)
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
