@@ -252,15 +252,8 @@ class Store:
         Returns after the transaction holding it committed; raises
         :class:`~store.errors.InvalidInput` (nothing queued) or
         :class:`~store.errors.KindMismatch` (rolled back) or the database's error.
-
-        ``batch`` is turned into rows at once and not referenced while the commit waits: the
-        caller may drop its records then, so they do not outlive their encoding (a busy
-        peer's records would otherwise survive into the garbage collector's oldest
-        generation, whose full collections then dominate its time).
         """
-        prepared = sql.prepare(batch, self._partitions, self._partition_of)
-        del batch
-        await self._submit(prepared)
+        await self._submit(sql.prepare(batch, self._partitions, self._partition_of))
 
     async def compact(self, partition: int, watermark: Mapping[str, int]) -> int:
         """Delete log rows of ``partition`` with ``seq <= watermark[origin]``; how many."""

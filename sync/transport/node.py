@@ -174,21 +174,6 @@ def loaded_from_store(stored: Any) -> Loaded:
     return Loaded(objects=objects, log=logs, summaries=summaries, hints=hints, peers=peers)
 
 
-def _slim_persists(effects: list[Any]) -> None:
-    """Replace each ``Persist`` in ``effects`` by one holding only its ``peers``, in place.
-
-    The node commits the Persists of a round before running its other effects; what runs after
-    the commit needs only the peer records of a Persist (the ``on_effect`` callback learns
-    addresses from them). Dropping the log entries, checkpoints and contexts here lets them die
-    young instead of being held until the group commit returned, by which time the garbage
-    collector has moved them into its oldest generation (whose full collections were ~40% of
-    a busy peer's time).
-    """
-    for i, e in enumerate(effects):
-        if isinstance(e, Persist) and (e.log or e.objects or e.summaries or e.hints_add):
-            effects[i] = Persist(peers=e.peers, hints_drop=e.hints_drop, compact=e.compact)
-
-
 def merge_persists(persists: Iterable[Persist]) -> Persist:
     """Fold consecutive ``Persist`` effects into one with the same end result.
 
@@ -528,13 +513,9 @@ class Node:
             persists = [e for e in effects if isinstance(e, Persist)]
             if persists:
                 batch = persists[0] if len(persists) == 1 else merge_persists(persists)
-                del persists
-                _slim_persists(effects)
                 if not batch.is_empty():
                     try:
-                        waiter = self._apply(batch)
-                        del batch  # the store encoded it; its records need not wait (see apply)
-                        await waiter
+                        await self._apply(batch)
                         self.counters.commits += 1
                     except Exception as exc:  # disk full, database gone: fail, do not ack
                         self.counters.store_errors += 1
@@ -545,12 +526,8 @@ class Node:
 
     async def _apply(self, batch: Persist) -> None:
         # One transaction for the whole batch, several compactions included (the store sums
-        # its removed rows per batch since 9ad0af0; the node used to split them). The store
-        # encodes the batch when the coroutine starts and holds only its rows while the group
-        # commit waits, so no reference to ``batch`` is kept here either.
-        waiter = self.store.apply(batch)
-        del batch
-        await waiter
+        # its removed rows per batch since 9ad0af0; the node used to split them).
+        await self.store.apply(batch)
 
     def _run_effects(self, effects: list[Any]) -> None:
         changed: dict[str, None] = {}
