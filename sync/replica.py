@@ -125,6 +125,8 @@ _Decoded = tuple[LogEntry, m.Entry]
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
 # key ever held costs at most (1 + 1/3) times its final size.
 _CHECKPOINT_GROWTH = 3
+# Seconds between compaction passes when anti-entropy is off (else its interval).
+_COMPACT_EVERY = 30.0
 _PART_CACHE = 1 << 16  # keys whose partition is remembered (cleared when full)
 
 
@@ -362,6 +364,7 @@ class Replica:
         self._pmark = 0
         if loaded is not None:
             self._load(loaded)
+        self._timers.set(("compact",), self._now + self._compact_interval())
 
     # -- loading ---------------------------------------------------------------------------
     def _load(self, loaded: Loaded) -> None:
@@ -855,7 +858,10 @@ class Replica:
         return site is None or self._site_of(peer) == site
 
     def _required(self, level: Level, homes: tuple[str, ...]) -> tuple[int, str | None]:
-        n = self.config.n
+        # A named level counts the homes that exist: in a group smaller than n (two devices,
+        # n=3) ALL means both, as Riak and Cassandra users expect. An integer is taken at its
+        # word (validated against n): asking for 3 acks from two peers fails honestly.
+        n = self.config.n if isinstance(level, int) else max(1, len(homes))
         if level == LOCAL_QUORUM:
             site = self.config.site
             if site is None:
@@ -877,6 +883,12 @@ class Replica:
 
     def _ae_interval(self) -> float:
         return float(self.config.anti_entropy_interval or 0.0)
+
+    def _compact_interval(self) -> float:
+        # Compaction also runs on a timer, not only when a peer's summary changes: a
+        # partition whose only home is this replica (n=1), or whose homes went quiet, would
+        # otherwise keep its log for ever.
+        return self._ae_interval() or _COMPACT_EVERY
 
     def _part(self, key: str) -> int:
         """``partition_of(key)``, memoized (a blake2b per call otherwise; keys recur)."""
@@ -1744,6 +1756,10 @@ class Replica:
                     self._end_read(rd)
                 else:
                     self._fail_read(rd, f"timed out after {rd.timeout:g}s")
+        elif what == "compact":
+            for p in sorted(self._log):
+                self._maybe_compact(p)
+            self._timers.set(("compact",), now + self._compact_interval())
         elif what == "ae":
             peer = key[1]
             if peer in self._up and self.config.anti_entropy_on:
