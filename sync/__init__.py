@@ -29,6 +29,7 @@ from sync.effects import (
 )
 from sync.errors import (
     LocalProtocolError,
+    PeerFailed,
     QuorumNotReached,
     ReadQuorumNotReached,
     RemoteProtocolError,
@@ -76,6 +77,7 @@ __all__ = [
     "Message",
     "ObjectState",
     "Peer",  # transport (lazy)
+    "PeerFailed",
     "PeerRecord",
     "Persist",
     "QuorumNotReached",

@@ -14,8 +14,11 @@
           ├── QuorumNotReached        a write missed its ``w`` acknowledgements by its
           │                           deadline; ``result`` holds the acks that came. The
           │                           write is durable locally and will replicate later.
-          └── ReadQuorumNotReached    a read got fewer than ``r`` replies by its deadline;
-                                      ``failed`` holds what came (the joined state, if any).
+          ├── ReadQuorumNotReached    a read got fewer than ``r`` replies by its deadline;
+          │                           ``failed`` holds what came (the joined state, if any).
+          └── PeerFailed              the peer stopped serving because its store failed to
+                                      commit (disk full, database gone): its memory may be
+                                      ahead of its disk, so it must be closed and reopened.
 
 The engine itself reports quorum outcomes as effects (``WriteFailed``, ``ReadFailed``);
 the embedding API (``sync.Peer``) turns those into the two ``...NotReached`` exceptions.
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LocalProtocolError",
+    "PeerFailed",
     "QuorumNotReached",
     "ReadQuorumNotReached",
     "RemoteProtocolError",
@@ -74,3 +78,13 @@ class ReadQuorumNotReached(SyncError):
         self.failed = failed
         self.message = message
         super().__init__(message)
+
+
+class PeerFailed(SyncError):
+    """The peer stopped serving after a failed commit; close it and open it again.
+
+    The engine had already applied the batch in memory when the store refused it, so going
+    on would serve (and replicate) state that is not on disk, and reuse log dots after a
+    restart. Every operation in flight and every later one raises this; ``__cause__`` is the
+    store's error. Reopening rebuilds the replica from what is durable.
+    """

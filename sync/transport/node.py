@@ -23,9 +23,11 @@ Theory of operation.
   passed as ``now_ms``).
 * **Errors.** A :class:`~sync.errors.RemoteProtocolError` from ``receive`` closes that peer's
   link with 1002 and its reason; the engine state is unchanged by contract. An exception
-  from a local operation is raised to its caller. A failed ``store.apply`` fails the
-  writes and reads waiting in that batch with the store's error and drops that batch's
-  sends (nothing is acknowledged that is not durable); it is logged loudly.
+  from a local operation is raised to its caller. A failed ``store.apply`` is fatal
+  (fail-stop): the engine had applied that batch in memory, so the node drops the batch's
+  sends and acks (nothing is acknowledged that is not durable), fails every operation in
+  flight and every later one with :class:`~sync.errors.PeerFailed`, stops, and calls
+  ``on_fatal`` so the owner closes its links; reopening rebuilds from the store.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from sync.effects import (
 )
 from sync.errors import (
     LocalProtocolError,
+    PeerFailed,
     QuorumNotReached,
     ReadQuorumNotReached,
     RemoteProtocolError,
@@ -252,6 +255,7 @@ class Node:
         close_peer: Callable[[str, int, str], None] | None = None,
         on_changed: Callable[[str], None] | None = None,
         on_effect: Callable[[Any], None] | None = None,
+        on_fatal: Callable[[PeerFailed], None] | None = None,
         max_inputs: int = 10_000,
         max_pending: int = 50_000,
     ) -> None:
@@ -261,6 +265,8 @@ class Node:
         self._close_peer = close_peer
         self._on_changed = on_changed
         self._on_effect = on_effect
+        self._on_fatal = on_fatal
+        self.failed: PeerFailed | None = None
         self.max_inputs = max_inputs
         self.max_pending = max_pending
         self._room = asyncio.Event()
@@ -335,10 +341,15 @@ class Node:
             self._room.clear()
             await self._room.wait()
 
-    def submit(self, fn: Input) -> None:
-        """Queue one input for the engine task."""
+    def _check_open(self) -> None:
+        if self.failed is not None:
+            raise self.failed
         if self._closing:
             raise RuntimeError("the peer is closed")
+
+    def submit(self, fn: Input) -> None:
+        """Queue one input for the engine task."""
+        self._check_open()
         self._inputs.append(fn)
         self._input_ready.set()
 
@@ -357,8 +368,7 @@ class Node:
         Raises :class:`QuorumNotReached` (durable here, replicates later) or the engine's
         error for bad input (nothing changed).
         """
-        if self._closing:
-            raise RuntimeError("the peer is closed")
+        self._check_open()
         op_id = next(self._ops)
         fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._writes[op_id] = fut
@@ -519,9 +529,8 @@ class Node:
                         self.counters.commits += 1
                     except Exception as exc:  # disk full, database gone: fail, do not ack
                         self.counters.store_errors += 1
-                        log.critical("store.apply failed; dropping this batch's effects: %r", exc)
-                        self._fail_batch(effects, exc)
-                        continue
+                        self._fail_stop(effects, exc)
+                        return
             self._run_effects(effects)
 
     async def _apply(self, batch: Persist) -> None:
@@ -574,6 +583,42 @@ class Node:
                     fut.set_result(None)
         else:
             log.warning("effect %r not handled by the node", e)
+
+    def _fail_stop(self, effects: list[Any], exc: Exception) -> None:
+        """A commit failed: stop serving (memory is ahead of disk), fail every operation.
+
+        Going on would acknowledge and replicate state that is not durable, and after a
+        restart the replica would hand out log dots it had already sent. So the node stops
+        taking input, fails what is in flight with :class:`PeerFailed`, and tells its owner
+        (the Peer closes its links); reopening rebuilds the replica from the store.
+        """
+        failed = PeerFailed(
+            f"the store failed to commit ({exc!r}); this peer stopped serving: close it and "
+            "open it again"
+        )
+        failed.__cause__ = exc
+        self.failed = failed
+        self._closing = True
+        log.critical("store.apply failed; the peer stops serving: %r", exc)
+        self._fail_batch(effects, failed)
+        while self._rounds:
+            self._fail_batch(self._rounds.popleft(), failed)
+        self._inputs.clear()
+        pending: list[asyncio.Future[Any]] = [*self._writes.values(), *self._reads.values()]
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(failed)
+        self._writes.clear()
+        self._reads.clear()
+        if self._engine_task is not None:
+            self._engine_task.cancel()
+        self._idle.set()
+        self._room.set()
+        if self._on_fatal is not None:
+            try:
+                self._on_fatal(failed)
+            except Exception:
+                log.exception("on_fatal callback failed")
 
     def _fail_batch(self, effects: list[Any], exc: Exception) -> None:
         for e in effects:

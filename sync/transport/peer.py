@@ -52,6 +52,7 @@ from crdt import CRDT
 from store import Store
 from sync.config import ReplicaConfig
 from sync.effects import IdentityConflict, Persist, WriteResult
+from sync.errors import PeerFailed
 from sync.ring import partition_of
 
 from .auth import AdminReply, AdminRequest, Identity, PeerInfo
@@ -345,6 +346,7 @@ class Peer:
             close_peer=self.transport.close_peer,
             on_changed=self._changed,
             on_effect=self._effect,
+            on_fatal=self._fatal,
         )
         self.node.start()
         if listen is not None:
@@ -357,6 +359,13 @@ class Peer:
         self.transport.dial(peers)
         if self.dial_learned:
             self.transport.dial(a for r, a in self._addresses.items() if r not in self._forgotten)
+
+    def _fatal(self, error: PeerFailed) -> None:
+        """The store failed to commit: stop talking to the group (see ``Node._fail_stop``)."""
+        log.critical("peer %s stops serving: %s", self.replica_id, error)
+        task = asyncio.get_running_loop().create_task(self.transport.aclose())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _learned(self, replica_id: str, address: str | None, forgotten: bool) -> None:
         if replica_id == self.replica_id:

@@ -9,7 +9,7 @@ import pytest
 
 from sync.config import ReplicaConfig
 from sync.effects import HintId, HintRecord, LogEntry, ObjectState, PeerRecord, Persist
-from sync.errors import QuorumNotReached
+from sync.errors import PeerFailed, QuorumNotReached
 from sync.replica import Replica
 from sync.transport.node import Node, merge_persists
 
@@ -122,21 +122,32 @@ async def test_quorum_not_reached_carries_the_result() -> None:
         await node.aclose()
 
 
-async def test_a_failed_commit_fails_the_write_and_sends_nothing() -> None:
+async def test_a_failed_commit_stops_the_node_sends_nothing_and_fails_later_ops() -> None:
+    # Fail-stop: the engine applied the batch in memory before the store refused it, so a
+    # node that went on would serve and replicate state that is not on disk (found in review).
     store = GatedStore()
     sent: list[tuple[str, Any]] = []
-    node = make_node(store, sent, n=2)
+    fatal: list[PeerFailed] = []
+    replica = Replica(ReplicaConfig(n=2, anti_entropy_interval=None, write_timeout=0.5), "A")
+    node = Node(replica, store, lambda p, m: sent.append((p, m)) or True, on_fatal=fatal.append)
+    node.start()
     try:
         node.peer_up("B", None, None)
         await node.drain(WAIT)
         sent.clear()
         store.fail = OSError("disk full")
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(PeerFailed, match="disk full") as info:
             await asyncio.wait_for(
                 node.write("k", "gcounter", lambda c: c.increment("A"), timeout=1.0), WAIT
             )
+        assert isinstance(info.value.__cause__, OSError)
         assert [m for _, m in sent if type(m).__name__ == "Push"] == []
         assert node.counters.store_errors == 1
+        assert fatal == [node.failed]
+        store.fail = None  # even once the disk is back, this node serves no more
+        with pytest.raises(PeerFailed):
+            await asyncio.wait_for(node.write("k2", "gcounter", lambda c: c.increment("A")), WAIT)
+        assert store.batches == [] or all(not b.log for b in store.batches[1:])
     finally:
         await node.aclose()
 
