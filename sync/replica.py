@@ -21,8 +21,9 @@ sleeps, opens a socket or touches a database; its only randomness is a
   the effects of the first input that changed something durable; sends, acks and
   completions follow it, so "persist before acknowledge" holds (draining after each input
   gives one Persist per input, first among its effects). Pushes queued for a peer until the
-  next drain are coalesced into one ``Push`` (at most ``ae_batch`` entries each); an ``Ack``
-  of a push id acknowledges every operation it carried. A key changed by several inputs of
+  next drain are coalesced into one ``Push`` (at most ``ae_batch`` entries and about half of
+  ``max_message_bytes`` each); an ``Ack`` of a push id acknowledges every operation it
+  carried. A key changed by several inputs of
   one drain gets one ``Changed`` (at its first change).
 * **Writes** (:meth:`local_update`) persist locally first and never fail for lack of network.
   The local ack counts if this replica is a home of the key, or always in sloppy mode.
@@ -50,7 +51,8 @@ sleeps, opens a socket or touches a database; its only randomness is a
 * **Anti-entropy.** With ``anti_entropy_interval`` set, on ``peer_up`` and every interval
   each up peer gets a ``Summary`` of the partitions both are homes of (and, when membership
   changed, the known peers). A summary is answered with the log entries the other lacks, in
-  ``Deltas`` of at most ``ae_batch`` entries, ``ae_max_inflight`` unacked per peer; when the
+  ``Deltas`` of at most ``ae_batch`` entries (and half of ``max_message_bytes``),
+  ``ae_max_inflight`` unacked per peer; when the
   other lacks a dot this replica no longer has in its log (compacted, or received by state
   transfer) it gets a state transfer instead: ``SnapshotChunk`` of at most
   ``snapshot_chunk`` objects, the last one (sent only once all others are acked) carrying
@@ -125,6 +127,8 @@ _Decoded = tuple[LogEntry, m.Entry]
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
 # key ever held costs at most (1 + 1/3) times its final size.
 _CHECKPOINT_GROWTH = 3
+# Bytes a log entry adds to a message beyond its delta, key and origin (field names, numbers).
+_ENTRY_OVERHEAD = 96
 # Seconds between compaction passes when anti-entropy is off (else its interval).
 _COMPACT_EVERY = 30.0
 _PART_CACHE = 1 << 16  # keys whose partition is remembered (cleared when full)
@@ -245,6 +249,7 @@ class _PushBuf:
     peer: str
     hint_for: str | None
     entries: list[m.Entry] = field(default_factory=list)
+    size: int = 0  # estimated encoded bytes of entries
 
 
 @dataclass(slots=True)
@@ -1091,7 +1096,10 @@ class Replica:
         """Queue ``entry`` for ``peer`` (``wire``: its wire form, if we have it already)."""
         key = (peer, hint_for)
         buf = self._pushbufs.get(key)
-        if buf is not None and len(buf.entries) >= self.config.ae_batch:
+        size = self._entry_bytes(entry)
+        if buf is not None and (
+            len(buf.entries) >= self.config.ae_batch or buf.size + size > self._batch_bytes()
+        ):
             self._flush_one(buf)
             buf = None
         if buf is None:
@@ -1102,6 +1110,7 @@ class Replica:
             if ("sweep",) not in self._timers:
                 self._timers.set(("sweep",), self._now + 2 * self.config.write_timeout)
         buf.entries.append(wire if wire is not None else _entry_model(entry))
+        buf.size += size
         ob = self._outbound[(peer, buf.push_id)]
         if op_id is not None:
             ob.ops.append(op_id)
@@ -1287,7 +1296,6 @@ class Replica:
         sess = self._ae.setdefault(peer, _AESession())
         if sess.busy:
             return  # one round at a time; the next summary picks up what this one missed
-        cfg = self.config
         for p in sorted(theirs):
             mine = self._summ.get(p)
             if mine is None:
@@ -1303,9 +1311,37 @@ class Replica:
             if snapshot:
                 self._plan_snapshot(sess, p)
                 continue
-            for i in range(0, len(missing), cfg.ae_batch):
-                chunk = missing[i : i + cfg.ae_batch]
-                sess.queue.append(_AEItem(p, entries=chunk, more=i + cfg.ae_batch < len(missing)))
+            chunks = self._batches(missing)
+            for i, chunk in enumerate(chunks):
+                sess.queue.append(_AEItem(p, entries=chunk, more=i < len(chunks) - 1))
+
+    def _batch_bytes(self) -> int:
+        # Half the receiver's limit: room for the envelope and JSON escaping of the deltas.
+        return self.config.max_message_bytes // 2
+
+    def _entry_bytes(self, e: LogEntry) -> int:
+        """About how many bytes ``e`` takes in a message (its logged JSON if we hold it)."""
+        found = self._log.get(e.partition, {}).get(e.origin, {}).get(e.seq)
+        raw = found[2] if found is not None else to_json(e.delta)
+        return len(raw) + len(e.key) + len(e.origin) + _ENTRY_OVERHEAD
+
+    def _batches(self, entries: list[LogEntry]) -> list[list[LogEntry]]:
+        """Split ``entries`` into messages of at most ``ae_batch`` entries and about
+        :meth:`_batch_bytes` bytes (an entry bigger than that travels alone)."""
+        out: list[list[LogEntry]] = []
+        cur: list[LogEntry] = []
+        size = 0
+        limit, count = self._batch_bytes(), self.config.ae_batch
+        for e in entries:
+            b = self._entry_bytes(e)
+            if cur and (len(cur) >= count or size + b > limit):
+                out.append(cur)
+                cur, size = [], 0
+            cur.append(e)
+            size += b
+        if cur:
+            out.append(cur)
+        return out
 
     def _plan_snapshot(self, sess: _AESession, p: int) -> None:
         keys = sorted(self._keys_by_part.get(p, ()))

@@ -37,3 +37,24 @@ def test_a_lone_home_compacts_its_log_without_peers_reporting(kit: Any) -> None:
         home = kit.homes(cluster, f"k{i}")[0]
         value = cluster.value(home, f"k{i}")
         assert value is not None and value.value == 1
+
+
+def test_large_deltas_are_batched_by_bytes_and_converge(kit: Any) -> None:
+    # Batches were bounded by entry count only: 200 deltas of ~5 KB made a 1 MB message that
+    # a receiver limited to 256 KiB refused on every retry, so the partition never converged.
+    from sync.config import ReplicaConfig
+    from sync.simnet import SimCluster
+
+    cfg = ReplicaConfig(n=2, anti_entropy_interval=1.0, partitions=1, max_message_bytes=256 << 10)
+    cluster = SimCluster(["A", "B"], cfg, seed=3)
+    cluster.run_for(2.0)
+    cluster.partition([["A"], ["B"]])
+    cluster.run_for(cluster.detect_delay + 0.5)
+    for i in range(200):
+        value = f"{i}:" + "x" * 5_000
+        cluster.update("A", f"note{i}", "lww", lambda r, v=value, i=i: r.set("A", v, now_ms=i))
+    cluster.heal()
+    cluster.run_for(30.0)
+    assert not cluster.protocol_errors
+    assert all(cluster.value("B", f"note{i}") is not None for i in range(200))
+    assert cluster.converged()
