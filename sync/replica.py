@@ -576,6 +576,11 @@ class Replica:
             self._t.peers[peer_id] = None
             self._up[peer_id] = now
             self._gossiped.pop(peer_id, None)  # (re)connected: send it the members again
+            # Forgetting is for good and for everyone: a peer that was away when it
+            # happened (or came up after it) learns it now. Already-forgotten is a no-op.
+            for gone in sorted(p for p, rec in self._peers.items() if rec.forgotten):
+                if gone != peer_id:
+                    self._emit(Send(peer_id, m.Forget(replica_id=gone)))
             if relay:
                 self._relays.add(peer_id)
             else:

@@ -515,8 +515,14 @@ class Peer:
         me = dataclasses.replace(old_transport.me, replica_id=new_id, address=None)
         self.transport = self._make_transport(me)
         await self._start(self._bound, dials)
+        # The old id was this database's previous incarnation, now retired: take it off
+        # everyone's ring (the engine tells each peer as it comes up), or compaction would
+        # wait for it and writes would keep hints for it for ever.
+        old_id = old_transport.me.replica_id
+        self._forgotten.add(old_id)
+        await self.node.forget(old_id)
         self._rotating = False
-        log.critical("restarted as replica %s (was %s)", new_id, old_transport.me.replica_id)
+        log.critical("restarted as replica %s (was %s, now forgotten)", new_id, old_id)
 
     async def forget(self, replica_id: str) -> None:
         """Forget ``replica_id`` for good (it leaves the ring; compaction stops waiting)."""
