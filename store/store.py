@@ -40,10 +40,12 @@ is kept, the old id is recorded in ``meta.past_replica_ids``):
 Detection errs toward rotating (a crash between commit and sidecar write, or two processes
 opening the same file at the same moment, rotates once more than needed; a rotation only
 costs a fresh id). A database without a stamp (one migrated from schema version 0) rotates
-on its first open for the same reason. What it cannot see: a restore of a backup
-taken during the *current* open session together with its sidecar, or a PostgreSQL physical
-restore into the same cluster identity. For those, the engine calls
-:meth:`Store.rotate_replica_id` when peers report having seen more of our dots than we have.
+on its first open for the same reason. What it cannot see: a database restored in place
+*together with its sidecar* (the two tokens match, whichever open they come from), or a
+PostgreSQL physical restore into the same cluster identity. For those, the engine reports an
+``IdentityConflict`` when a peer has seen more of our log dots than we have, and the peer
+rotates the id (:meth:`Store.rotate_replica_id`); writes made offline before that contact
+reuse dots and can be lost, so keep the sidecar out of database backups.
 
 Lifecycle: ``async with await Store.open(...) as store`` or ``store = await Store.open(...)``
 ... ``await store.aclose()``. ``aclose`` lets queued writes commit, then disposes the engine;
@@ -71,7 +73,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from . import sql
-from .errors import InvalidInput, SchemaVersionMismatch, StoreClosed
+from .errors import InvalidInput, SchemaVersionMismatch, StoreClosed, StoreError
 from .records import BatchLike, Loaded, LogRow, ObjectRow
 from .schema import SCHEMA_VERSION
 
@@ -273,6 +275,8 @@ class Store:
 
     async def _submit(self, prepared: sql.PreparedBatch) -> int:
         self._check_open()
+        if self._writer.done():
+            raise StoreError("the store's writer task has stopped; reopen the store")
         rows = prepared.rows
         if rows == 0:
             return 0
@@ -302,9 +306,20 @@ class Store:
             except BaseException as exc:  # never leave a caller waiting on a dead writer
                 for pending in group:
                     _settle(pending.future, exc=exc)
+                self._fail_queued(exc)
                 raise
             if stop:
                 return
+
+    def _fail_queued(self, cause: BaseException) -> None:
+        """The writer is stopping for good: fail every batch still queued (none is lost
+        silently; their callers see the error and nothing of theirs was committed)."""
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Pending):
+                error = StoreError(f"the store's writer stopped ({cause!r}); reopen the store")
+                error.__cause__ = cause
+                _settle(item.future, exc=error)
 
     async def _commit(self, group: list[_Pending]) -> None:
         try:
@@ -404,7 +419,9 @@ class Store:
         self._closed = True
         self._queue.put_nowait(_CLOSE)
         try:
-            await self._writer
+            if not self._writer.done():
+                await self._writer
+            # (a writer that already stopped failed its callers then; closing goes on)
         finally:
             if self._writer_conn is not None:
                 await self._writer_conn.close()
