@@ -205,8 +205,11 @@ class Peer:
         server_ssl: ssl.SSLContext | None,
         client_ssl: ssl.SSLContext | None,
         subscriber_queue: int,
+        sibling_warning: int = 8,
     ) -> None:
         self.store = store
+        self.sibling_warning = sibling_warning
+        self._many_siblings: set[str] = set()  # registers over the warning, reported once
         self.config = config
         self.group = identity.group
         self.started = time.time()
@@ -261,6 +264,7 @@ class Peer:
         tls_ca: str | None = None,
         synchronous: str = "FULL",
         subscriber_queue: int = 100,
+        sibling_warning: int = 8,
         transport: TransportConfig | None = None,
         dial_learned: bool = False,
         advertise: str | None = None,
@@ -275,8 +279,14 @@ class Peer:
         also dial the addresses of peers learned from others (off by default, so that a
         peer opened without ``peers`` stays off line). ``advertise``: the URL other peers
         should dial to reach this one (default: the listening URL; set it when listening on
-        ``0.0.0.0`` or behind a port mapping).
+        ``0.0.0.0`` or behind a port mapping). ``sibling_warning``: a multi-value register
+        with more siblings than this is logged as a warning (once, until it is resolved);
+        siblings are never dropped, whatever their number.
         """
+        if isinstance(sibling_warning, bool) or not isinstance(sibling_warning, int):
+            raise TypeError(f"sibling_warning must be an int, got {sibling_warning!r}")
+        if sibling_warning < 1:
+            raise ValueError(f"sibling_warning must be >= 1, got {sibling_warning}")
         if advertise is not None and not advertise.startswith(("ws://", "wss://")):
             raise ValueError(f"advertise must be a ws:// or wss:// URL, got {advertise!r}")
         peers = list(peers)
@@ -315,6 +325,7 @@ class Peer:
                     server_ssl=server_ssl,
                     client_ssl=client_ssl,
                     subscriber_queue=subscriber_queue,
+                    sibling_warning=sibling_warning,
                 )
                 peer.dial_learned = dial_learned
                 peer.advertise = advertise
@@ -467,12 +478,34 @@ class Peer:
                 del self._subs[sub.key]
 
     def _changed(self, key: str) -> None:
+        if self.node.replica.kind_of(key) == "mvregister":
+            self._check_siblings(key)
         subs = self._subs.get(key)
         if not subs:
             return
         value = self.node.replica.current_value(key)  # no copy of the state per change
         for sub in subs:
             sub._push(value)
+
+    def _check_siblings(self, key: str) -> None:
+        """Warn (once) when a register piles up siblings: a sign that writers never read
+        before they write. They are reported, never dropped: dropping one would lose a write."""
+        siblings = self.node.replica.current_value(key) or ()
+        if len(siblings) <= self.sibling_warning:
+            self._many_siblings.discard(key)
+            return
+        if key in self._many_siblings:
+            return
+        self._many_siblings.add(key)
+        shown = ", ".join(repr(v)[:40] for v in siblings[:3])
+        log.warning(
+            "register %r has %d siblings (warning above %d); first of them: %s. Resolve them "
+            "with a set() made after reading them all.",
+            key,
+            len(siblings),
+            self.sibling_warning,
+            shown,
+        )
 
     def _effect(self, effect: Any) -> None:
         if isinstance(effect, Persist):
