@@ -86,7 +86,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic_core import from_json, to_json
 
@@ -116,7 +116,7 @@ from sync.effects import (
 from sync.errors import LocalProtocolError, RemoteProtocolError
 from sync.ring import Ring, partition_of
 
-__all__ = ["Replica"]
+__all__ = ["Replica", "ReplicaAPI"]
 
 _EMPTY_CTX = CausalContext()
 _new_dot = tuple.__new__  # Dot(o, s) without the namedtuple's Python-level __new__
@@ -288,6 +288,65 @@ def _check_timeout(name: str, value: object) -> float:
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return float(value)
+
+
+class ReplicaAPI(Protocol):
+    """The engine's input/output API as its adapters use it (the asyncio node, the
+    simulator): :class:`Replica` implements it; a test may drive a stand-in through it."""
+
+    def local_update(
+        self,
+        op_id: int,
+        key: str,
+        kind: str,
+        fn: Callable[[Any], Any],
+        now: float,
+        *,
+        w: Any = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> object: ...
+
+    def local_read(
+        self,
+        op_id: int,
+        key: str,
+        now: float,
+        *,
+        r: Any = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> object: ...
+
+    def receive(self, peer_id: str, message: Any, now: float) -> object: ...
+
+    def peer_up(
+        self,
+        peer_id: str,
+        now: float,
+        *,
+        address: str | None = None,
+        site: str | None = None,
+        relay: bool = False,
+    ) -> object: ...
+
+    def peer_down(self, peer_id: str, now: float) -> object: ...
+
+    def forget(self, peer_id: str, now: float) -> object: ...
+
+    def tick(self, now: float) -> object: ...
+
+    def effects(self) -> list[Any]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def value(self, key: str) -> CRDT | None: ...
+
+    def kind_of(self, key: str) -> str | None: ...
+
+    def current_value(self, key: str) -> Any: ...
+
+    def status(self) -> dict[str, Any]: ...
 
 
 class Replica:

@@ -75,7 +75,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from crdt import CRDT, CausalContext, from_dict, join
 from sync import messages as wire
@@ -97,6 +97,7 @@ from sync.effects import (
     WriteResult,
 )
 from sync.errors import RemoteProtocolError, SyncError
+from sync.replica import ReplicaAPI
 
 __all__ = [
     "MessageStats",
@@ -114,53 +115,8 @@ class SimulationError(SyncError):
     a replica that is down) or saw its own bound exceeded. Nothing changed."""
 
 
-class SimReplica(Protocol):
-    """What the simulator needs of a replica: the public input/output API of ``Replica``."""
-
-    def local_update(
-        self,
-        op_id: int,
-        key: str,
-        kind: str,
-        fn: Callable[[Any], Any],
-        now: float,
-        *,
-        w: Any = None,
-        strict: bool | None = None,
-        timeout: float | None = None,
-    ) -> object: ...
-
-    def local_read(
-        self,
-        op_id: int,
-        key: str,
-        now: float,
-        *,
-        r: Any = None,
-        strict: bool | None = None,
-        timeout: float | None = None,
-    ) -> object: ...
-
-    def receive(self, peer_id: str, message: Any, now: float) -> object: ...
-
-    def peer_up(
-        self, peer_id: str, now: float, *, address: str | None = None, site: str | None = None
-    ) -> object: ...
-
-    def peer_down(self, peer_id: str, now: float) -> object: ...
-
-    def forget(self, peer_id: str, now: float) -> object: ...
-
-    def tick(self, now: float) -> object: ...
-
-    def effects(self) -> list[Any]: ...
-
-    def next_deadline(self) -> float | None: ...
-
-    def value(self, key: str) -> CRDT | None: ...
-
-    def status(self) -> dict[str, Any]: ...
-
+# What the simulator needs of a replica: the engine API (stand-ins implement it too).
+SimReplica = ReplicaAPI
 
 ReplicaFactory = Callable[[ReplicaConfig, str, Loaded | None, float], SimReplica]
 """Builds a replica: ``factory(config, replica_id, loaded, now)``."""

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from crdt import CRDT, CausalContext
+from crdt import CausalContext
 from sync.effects import (
     Changed,
     HintId,
@@ -67,6 +67,7 @@ from sync.errors import (
     ReadQuorumNotReached,
     RemoteProtocolError,
 )
+from sync.replica import ReplicaAPI
 
 __all__ = [
     "Node",
@@ -79,60 +80,8 @@ __all__ = [
 log = logging.getLogger("shoal.node")
 
 
-class ReplicaLike(Protocol):
-    """The engine's input/output API (``sync.replica.Replica``)."""
-
-    def local_update(
-        self,
-        op_id: int,
-        key: str,
-        kind: str,
-        fn: Callable[[Any], Any],
-        now: float,
-        *,
-        w: Any = None,
-        strict: bool | None = None,
-        timeout: float | None = None,
-    ) -> object: ...
-
-    def local_read(
-        self,
-        op_id: int,
-        key: str,
-        now: float,
-        *,
-        r: Any = None,
-        strict: bool | None = None,
-        timeout: float | None = None,
-    ) -> object: ...
-
-    def receive(self, peer_id: str, message: Any, now: float) -> object: ...
-
-    def peer_up(
-        self,
-        peer_id: str,
-        now: float,
-        *,
-        address: str | None = None,
-        site: str | None = None,
-        relay: bool = False,
-    ) -> object: ...
-
-    def peer_down(self, peer_id: str, now: float) -> object: ...
-
-    def forget(self, peer_id: str, now: float) -> object: ...
-
-    def tick(self, now: float) -> object: ...
-
-    def effects(self) -> list[Any]: ...
-
-    def next_deadline(self) -> float | None: ...
-
-    def value(self, key: str) -> CRDT | None: ...
-
-    def kind_of(self, key: str) -> str | None: ...
-
-    def current_value(self, key: str) -> Any: ...
+# The engine API the node drives (one definition, shared with the simulator).
+ReplicaLike = ReplicaAPI
 
 
 class StoreLike(Protocol):
