@@ -1475,24 +1475,20 @@ class Replica:
     def _maybe_compact(self, p: int) -> None:
         me = self.replica_id
         homes = self._ring_now().preference_list(p)
-        if me not in homes:
-            return
         mine = self._summ.get(p)
         log_p = self._log.get(p)
         if mine is None or not log_p:
             return
-        ctxs = [mine]
-        for h in homes:
-            if h == me:
-                continue
-            theirs = self._peer_summ.get(h, {}).get(p)
-            if theirs is None:
-                return  # a home that never reported: nothing is stable yet
-            ctxs.append(theirs)
+        if me in homes:
+            marks = self._home_watermarks(p, homes, mine, log_p)
+        else:
+            marks = self._own_watermark(p, log_p)
+        if marks is None:
+            return
         watermark: dict[str, int] = {}
         touched: dict[str, None] = {}
         for origin in sorted(log_p):
-            wm = min(c.vv.get(origin, 0) for c in ctxs)
+            wm = marks.get(origin, 0)
             if wm <= 0:
                 continue
             by_seq = log_p[origin]
@@ -1509,6 +1505,41 @@ class Replica:
             for key in touched:
                 self._checkpoint(key)
             self._t.compact.append((p, watermark))
+
+    def _home_watermarks(
+        self,
+        p: int,
+        homes: tuple[str, ...],
+        mine: CausalContext,
+        log_p: dict[str, dict[int, _Logged]],
+    ) -> dict[str, int] | None:
+        """Per origin, what every home of ``p`` has applied (causal stability); None while a
+        home never reported its summary."""
+        ctxs = [mine]
+        for h in homes:
+            if h == self.replica_id:
+                continue
+            theirs = self._peer_summ.get(h, {}).get(p)
+            if theirs is None:
+                return None  # a home that never reported: nothing is stable yet
+            ctxs.append(theirs)
+        return {origin: min(c.vv.get(origin, 0) for c in ctxs) for origin in log_p}
+
+    def _own_watermark(self, p: int, log_p: dict[str, dict[int, _Logged]]) -> dict[str, int]:
+        """A replica that is not a home of ``p`` logs only its own writes there, each also held
+        as a hint for every home; an entry may go once no hint for it is pending (every home
+        acknowledged it). Entries of other origins (left from a ring change) stay."""
+        me = self.replica_id
+        own = log_p.get(me)
+        if not own:
+            return {}
+        pending = [
+            hid.seq
+            for held in self._own_hints.values()
+            for hid in held
+            if hid.partition == p and hid.origin == me
+        ]
+        return {me: min(pending) - 1 if pending else max(own)}
 
     # -- receiving: validation (no state change) ---------------------------------------------
     def _decode_entries(self, peer: str, entries: Iterable[m.Entry]) -> list[_Decoded]:

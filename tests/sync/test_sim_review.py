@@ -58,3 +58,25 @@ def test_large_deltas_are_batched_by_bytes_and_converge(kit: Any) -> None:
     assert not cluster.protocol_errors
     assert all(cluster.value("B", f"note{i}") is not None for i in range(200))
     assert cluster.converged()
+
+
+def test_a_coordinator_that_is_not_a_home_drops_its_log_once_every_home_acked(kit: Any) -> None:
+    # Its own writes were kept in its log for ever (anti-entropy runs between homes only, so
+    # no summary ever made them stable). Now they go once every home acknowledged them.
+    cluster = kit.cluster(kit.ids(5), n=2, anti_entropy_interval=1.0)
+    cluster.run_for(cluster.detect_delay + 0.5)
+    keys = kit.keys_where(cluster, lambda homes: "p000" not in homes, 20, prefix="nh")
+    ops = [cluster.update("p000", key, "gcounter", kit.incr("p000", 2), w=2) for key in keys]
+    assert cluster.run_until(lambda: all(op.done for op in ops), max_steps=50_000)
+    assert all(op.ok for op in ops)
+    cluster.run_for(5.0)
+    assert cluster.replica("p000").status()["log_size"] == 0
+    for key in keys:  # the coordinator still reads its own writes, also after a restart
+        value = cluster.value("p000", key)
+        assert value is not None and value.value == 2
+    cluster.crash("p000")
+    cluster.restart("p000")
+    for key in keys:
+        value = cluster.value("p000", key)
+        assert value is not None and value.value == 2
+        assert all(cluster.value(h, key).value == 2 for h in kit.homes(cluster, key))
