@@ -78,27 +78,34 @@ init_cluster() {
   fi
 }
 
+# answers PORT TRIES: does a server on 127.0.0.1:PORT answer a query (0.2 s between tries)?
+answers() {
+  local i
+  for i in $(seq 1 "$2"); do
+    "$psql" -h 127.0.0.1 -p "$1" -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
 start() {
   BIN=$(find_bindir) || { install_postgres; BIN=$(find_bindir) || die "PostgreSQL installed but no /usr/lib/postgresql/*/bin/pg_ctl"; }
   init_cluster
   local port
-  if running && [ -f "$PORT_FILE" ]; then
+  psql="$BIN/psql"
+  [ -x "$psql" ] || psql=$(command -v psql) || die "no psql"
+  if running && [ -f "$PORT_FILE" ] && answers "$(cat "$PORT_FILE")" 10; then
     port=$(cat "$PORT_FILE")
   else
+    # Not running, or a leftover that does not answer (a server killed mid-way): start afresh.
+    as_owner "$BIN/pg_ctl" -D "$DATA" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
     port=$(free_port)
     as_owner "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 \
       -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$DIR' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
       start >/dev/null || { tail -n 20 "$LOG" >&2 || true; die "pg_ctl start failed (log: $LOG)"; }
     echo "$port" > "$PORT_FILE"
+    answers "$port" 50 || die "server on 127.0.0.1:$port does not answer (log: $LOG)"
   fi
-  local psql="$BIN/psql"
-  [ -x "$psql" ] || psql=$(command -v psql) || die "no psql"
-  local i
-  for i in $(seq 1 50); do
-    "$psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1 && break
-    [ "$i" = 50 ] && die "server on 127.0.0.1:$port does not answer (log: $LOG)"
-    sleep 0.2
-  done
   if [ "$("$psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'")" != "1" ]; then
     "$psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qc "CREATE DATABASE $DB" >/dev/null \
       || die "could not create database $DB"
