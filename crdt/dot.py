@@ -12,6 +12,7 @@ Encoded as the JSON array ``[replica, counter]``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple, NewType
 
 from crdt.errors import DecodeError
@@ -39,6 +40,19 @@ def check_replica(replica: object) -> str:
     if not replica:
         raise ValueError("replica id must not be empty")
     return replica
+
+
+def check_counts(counts: Mapping[str, int] | None) -> dict[str, int]:
+    """Per-replica counts (a version vector's, a G-counter's) checked, zeros left out."""
+    out: dict[str, int] = {}
+    if counts:
+        for r, n in counts.items():
+            check_replica(r)
+            if type(n) is not int or n < 0:
+                raise ValueError(f"count for {r!r} must be an int >= 0, got {n!r}")
+            if n:
+                out[r] = n
+    return out
 
 
 def dot_to_json(dot: Dot) -> list[Any]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_dict
-from crdt.dot import check_replica
+from crdt.dot import check_counts, check_replica
 from crdt.errors import DecodeError
 
 __all__ = ["GCounter"]
@@ -46,14 +46,7 @@ class GCounter:
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, counts: Mapping[str, int] | None = None) -> None:
-        self.counts: dict[str, int] = {}
-        if counts:
-            for r, n in counts.items():
-                check_replica(r)
-                if type(n) is not int or n < 0:
-                    raise ValueError(f"count for {r!r} must be an int >= 0, got {n!r}")
-                if n:
-                    self.counts[r] = n
+        self.counts: dict[str, int] = check_counts(counts)
 
     def increment(self, replica: str, n: int = 1) -> GCounter:
         """Add ``n >= 1`` at ``replica``; returns the delta."""

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from enum import Enum
 from typing import Any
 
-from crdt.dot import Dot, check_replica
+from crdt.dot import Dot, check_counts, check_replica
 from crdt.errors import DecodeError
 
 __all__ = ["Ordering", "VersionVector"]
@@ -51,14 +51,7 @@ class VersionVector:
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, counts: Mapping[str, int] | None = None) -> None:
-        self._v: dict[str, int] = {}
-        if counts:
-            for r, n in counts.items():
-                check_replica(r)
-                if type(n) is not int or n < 0:
-                    raise ValueError(f"count for {r!r} must be an int >= 0, got {n!r}")
-                if n:
-                    self._v[r] = n
+        self._v: dict[str, int] = check_counts(counts)
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, replica: str) -> int:
