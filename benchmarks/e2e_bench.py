@@ -104,32 +104,46 @@ async def _wait_durable(paths: Sequence[Path], origin: str, target: int) -> None
 # --------------------------------------------------------------------------- shoal
 
 
-async def _shoal_once(updates: int, window: int, folder: Path) -> float:
+async def three_peers(
+    stack: AsyncExitStack, folder: Path, **engine: Any
+) -> tuple[dict[str, Path], Any, Any, Any]:
+    """Relay, A and B on loopback (A and B dial only the relay), each with its own SQLite
+    file under ``folder``; returns once the relay sees both. ``engine``: more Peer options."""
     from sync.transport.peer import Peer
 
     paths = {name: folder / f"{name}.db" for name in ("a", "relay", "b")}
-    common: dict[str, Any] = {"n": 3, "w": 1, "r": 1, "secret": SECRET}
-    async with AsyncExitStack() as stack:
-        relay = await stack.enter_async_context(
-            Peer.open(str(paths["relay"]), listen="127.0.0.1:0", relay=True, **common)
+    common: dict[str, Any] = {"n": 3, "w": 1, "r": 1, "secret": SECRET, **engine}
+    relay = await stack.enter_async_context(
+        Peer.open(str(paths["relay"]), listen="127.0.0.1:0", relay=True, **common)
+    )
+    a, b = [
+        await stack.enter_async_context(
+            Peer.open(str(paths[name]), listen="127.0.0.1:0", peers=[relay.url], **common)
         )
-        a, b = [
-            await stack.enter_async_context(
-                Peer.open(str(paths[name]), listen="127.0.0.1:0", peers=[relay.url], **common)
-            )
-            for name in ("a", "b")
-        ]
-        await _wait_connected(relay, 2)
-        items, table = a.orset(SET_KEY), a.ormap(MAP_KEY)
+        for name in ("a", "b")
+    ]
+    await _wait_connected(relay, 2)
+    return paths, a, relay, b
 
-        def op(i: int) -> Any:
-            if i % 2 == 0:
-                return items.add(f"item-{i}")
-            return table.update(f"k{i}", "lww", lambda reg, i=i: reg.set(i))
 
+async def make_updates(a: Any, updates: int, window: int) -> None:
+    """The workload on A: set adds and map register writes alternately, ``window`` at once."""
+    items, table = a.orset(SET_KEY), a.ormap(MAP_KEY)
+
+    def op(i: int) -> Any:
+        if i % 2 == 0:
+            return items.add(f"item-{i}")
+        return table.update(f"k{i}", "lww", lambda reg, i=i: reg.set(i))
+
+    for low in range(0, updates, window):
+        await asyncio.gather(*(op(i) for i in range(low, min(low + window, updates))))
+
+
+async def _shoal_once(updates: int, window: int, folder: Path) -> float:
+    async with AsyncExitStack() as stack:
+        paths, a, _relay, b = await three_peers(stack, folder)
         start = time.perf_counter()
-        for low in range(0, updates, window):
-            await asyncio.gather(*(op(i) for i in range(low, min(low + window, updates))))
+        await make_updates(a, updates, window)
         target = await asyncio.to_thread(_applied_dots, paths["a"], a.replica_id)
         await _wait_durable([paths["relay"], paths["b"]], a.replica_id, target)
         took = time.perf_counter() - start

@@ -61,31 +61,10 @@ def _heap(top: int = 12) -> str:
 async def _phases(
     updates: int, window: int, folder: Path, engine: dict[str, Any], heap: list[str] | None = None
 ) -> dict[str, float]:
-    from sync.transport.peer import Peer
-
-    paths = {name: folder / f"{name}.db" for name in ("a", "relay", "b")}
-    common: dict[str, Any] = {"n": 3, "w": 1, "r": 1, "secret": e2e_bench.SECRET, **engine}
     async with AsyncExitStack() as stack:
-        relay = await stack.enter_async_context(
-            Peer.open(str(paths["relay"]), listen="127.0.0.1:0", relay=True, **common)
-        )
-        a, b = [
-            await stack.enter_async_context(
-                Peer.open(str(paths[name]), listen="127.0.0.1:0", peers=[relay.url], **common)
-            )
-            for name in ("a", "b")
-        ]
-        await e2e_bench._wait_connected(relay, 2)
-        items, table = a.orset(e2e_bench.SET_KEY), a.ormap(e2e_bench.MAP_KEY)
-
-        def op(i: int) -> Any:
-            if i % 2 == 0:
-                return items.add(f"item-{i}")
-            return table.update(f"k{i}", "lww", lambda reg, i=i: reg.set(i))
-
+        paths, a, _relay, b = await e2e_bench.three_peers(stack, folder, **engine)
         start = time.perf_counter()
-        for low in range(0, updates, window):
-            await asyncio.gather(*(op(i) for i in range(low, min(low + window, updates))))
+        await e2e_bench.make_updates(a, updates, window)
         local = time.perf_counter() - start
         target = await asyncio.to_thread(e2e_bench._applied_dots, paths["a"], a.replica_id)
         at_relay, at_b = await asyncio.gather(
