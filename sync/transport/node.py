@@ -302,7 +302,7 @@ class Node:
         self._inputs.append(fn)
         self._input_ready.set()
 
-    async def write(
+    def write(
         self,
         key: str,
         kind: str,
@@ -311,11 +311,13 @@ class Node:
         w: Any = None,
         strict: bool | None = None,
         timeout: float | None = None,
-    ) -> WriteResult:
-        """Apply ``fn`` to ``key`` locally and replicate; returns when ``w`` acks came.
+    ) -> asyncio.Future[WriteResult]:
+        """Queue ``fn`` for ``key`` now; the future resolves when ``w`` acks came.
 
-        Raises :class:`QuorumNotReached` (durable here, replicates later) or the engine's
-        error for bad input (nothing changed).
+        The write is queued by this call, not by awaiting: a window of many concurrent
+        writes costs one future each, no task. The future raises :class:`QuorumNotReached`
+        (durable here, replicates later) or the engine's error for bad input (nothing
+        changed); a closed or failed node raises here, at once.
         """
         self._check_open()
         op_id = next(self._ops)
@@ -325,7 +327,7 @@ class Node:
         # object each (see _run_write).
         self._inputs.append((op_id, key, kind, fn, w, strict, timeout))
         self._input_ready.set()
-        return await fut
+        return fut
 
     async def read(
         self,

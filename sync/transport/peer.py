@@ -41,7 +41,7 @@ import inspect
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from operator import methodcaller
 from pathlib import Path
 from types import TracebackType
@@ -605,6 +605,12 @@ class Peer:
 
 
 class _Handle:
+    """A key of one CRDT type. Mutators queue their write when called and return a future
+    of its :class:`WriteResult` (``await cart.add("milk")``): the write is on its way even
+    if the future is never awaited, and a burst of writes costs a future each, not a task.
+    Bad input (a wrong type, a non-JSON value) raises from the ``await``; the key is unchanged.
+    """
+
     kind: str = ""
 
     def __init__(self, peer: Peer, key: str) -> None:
@@ -629,10 +635,10 @@ class _Handle:
         w: Any,
         timeout: float | None,
         strict: bool | None,
-    ) -> Coroutine[Any, Any, WriteResult]:
+    ) -> asyncio.Future[WriteResult]:
         # The engine refuses a key of another kind (TypeError) without copying the state.
-        # The node's coroutine is returned as it is (the mutator awaits it): one coroutine
-        # fewer per write.
+        # The write is queued now and its future returned as it is: no coroutine or task
+        # per write (see the class docstring).
         return self.peer.node.write(self.key, self.kind, fn, w=w, strict=strict, timeout=timeout)
 
     async def state(
@@ -657,21 +663,21 @@ class _Handle:
 class GCounterHandle(_Handle):
     kind = "gcounter"
 
-    async def increment(
+    def increment(
         self, n: int = 1, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
-    ) -> WriteResult:
+    ) -> asyncio.Future[WriteResult]:
         rid = self._rid
-        return await self._write(methodcaller("increment", rid, n), w, timeout, strict)
+        return self._write(methodcaller("increment", rid, n), w, timeout, strict)
 
 
 class PNCounterHandle(GCounterHandle):
     kind = "pncounter"
 
-    async def decrement(
+    def decrement(
         self, n: int = 1, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
-    ) -> WriteResult:
+    ) -> asyncio.Future[WriteResult]:
         rid = self._rid
-        return await self._write(methodcaller("decrement", rid, n), w, timeout, strict)
+        return self._write(methodcaller("decrement", rid, n), w, timeout, strict)
 
 
 _ACCEPTS: dict[tuple[type, str, str], bool] = {}
@@ -694,7 +700,7 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
 class LWWHandle(_Handle):
     kind = "lww"
 
-    async def set(
+    def set(
         self,
         value: Any,
         timestamp: Any = None,
@@ -702,7 +708,7 @@ class LWWHandle(_Handle):
         w: Any = None,
         timeout: float | None = None,
         strict: bool | None = None,
-    ) -> WriteResult:
+    ) -> asyncio.Future[WriteResult]:
         rid = self._rid
 
         def fn(reg: Any) -> Any:
@@ -710,17 +716,17 @@ class LWWHandle(_Handle):
                 return reg.set(rid, value, timestamp, now_ms=int(time.time() * 1000))
             return reg.set(rid, value, timestamp)
 
-        return await self._write(fn, w, timeout, strict)
+        return self._write(fn, w, timeout, strict)
 
 
 class MVRegisterHandle(_Handle):
     kind = "mvregister"
 
-    async def set(
+    def set(
         self, value: Any, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
-    ) -> WriteResult:
+    ) -> asyncio.Future[WriteResult]:
         rid = self._rid
-        return await self._write(methodcaller("set", rid, value), w, timeout, strict)
+        return self._write(methodcaller("set", rid, value), w, timeout, strict)
 
     async def values(
         self, *, r: Any = None, timeout: float | None = None, strict: bool | None = None
@@ -732,26 +738,26 @@ class MVRegisterHandle(_Handle):
 class ORSetHandle(_Handle):
     kind = "orset"
 
-    async def add(
+    def add(
         self,
         element: Any,
         *,
         w: Any = None,
         timeout: float | None = None,
         strict: bool | None = None,
-    ) -> WriteResult:
+    ) -> asyncio.Future[WriteResult]:
         rid = self._rid
-        return await self._write(methodcaller("add", rid, element), w, timeout, strict)
+        return self._write(methodcaller("add", rid, element), w, timeout, strict)
 
-    async def remove(
+    def remove(
         self,
         element: Any,
         *,
         w: Any = None,
         timeout: float | None = None,
         strict: bool | None = None,
-    ) -> WriteResult:
-        return await self._write(methodcaller("remove", element), w, timeout, strict)
+    ) -> asyncio.Future[WriteResult]:
+        return self._write(methodcaller("remove", element), w, timeout, strict)
 
 
 _REPLICA_FIRST = frozenset({"increment", "decrement", "set", "add"})
@@ -798,7 +804,7 @@ class _MapUpdate:
 class ORMapHandle(_Handle):
     kind = "ormap"
 
-    async def update(
+    def update(
         self,
         key: str,
         kind: str,
@@ -807,18 +813,18 @@ class ORMapHandle(_Handle):
         w: Any = None,
         timeout: float | None = None,
         strict: bool | None = None,
-    ) -> WriteResult:
+    ) -> asyncio.Future[WriteResult]:
         """Apply ``fn`` to the embedded CRDT of ``kind`` at ``key``, e.g.
         ``await prefs.update("theme", "lww", lambda reg: reg.set("dark"))``."""
         rid = self._rid
-        return await self._write(
+        return self._write(
             _MapUpdate(rid, key, kind, fn),
             w,
             timeout,
             strict,
         )
 
-    async def remove(
+    def remove(
         self, key: str, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
-    ) -> WriteResult:
-        return await self._write(methodcaller("remove", key), w, timeout, strict)
+    ) -> asyncio.Future[WriteResult]:
+        return self._write(methodcaller("remove", key), w, timeout, strict)
