@@ -70,6 +70,10 @@ class LogEntry:
     key: str
     kind: str
     delta: dict[str, Any]
+    #: The JSON text of ``delta`` when the engine has it already (it encodes every delta
+    #: once, for its in-memory log); the store then writes it as it is instead of encoding
+    #: ``delta`` again. None: not known.
+    delta_json: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

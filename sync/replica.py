@@ -119,10 +119,9 @@ from sync.ring import Ring, partition_of
 __all__ = ["Replica", "ReplicaAPI"]
 
 _EMPTY_CTX = CausalContext()
-_new_dot = tuple.__new__  # Dot(o, s) without the namedtuple's Python-level __new__
-_Logged = tuple[str, str, bytes]  # a log entry held in memory: key, kind, delta JSON
-# A received, checked entry: as logged, and the wire entry (forwarded as it is).
-_Decoded = tuple[LogEntry, m.Entry]
+_Logged = tuple[str, str, str]  # a log entry held in memory: key, kind, delta JSON
+# A received, checked entry: as logged, the wire entry (forwarded as it is), its delta.
+_Decoded = tuple[LogEntry, m.Entry, CRDT]
 # A key is checkpointed again once it has applied this many times the entries it had at its
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
 # key ever held costs at most (1 + 1/3) times its final size.
@@ -514,6 +513,7 @@ class Replica:
             # fn mutated nothing we can log; its result is not a delta of this kind.
             raise TypeError(f"fn must return the {kind} delta of its mutator, got {delta!r}")
         encoded = delta.to_dict()
+        raw = to_json(encoded).decode()  # once: for the log in memory and for the store
 
         now = self._begin(now)
         try:
@@ -521,7 +521,7 @@ class Replica:
                 self._objects[key] = target
                 self._keys_by_part.setdefault(p, set()).add(key)
             seq = max(self._seq.get(p, 0), self._summ_of(p).max_counter(self.replica_id)) + 1
-            entry = LogEntry(self.replica_id, p, seq, key, kind, encoded)
+            entry = LogEntry(self.replica_id, p, seq, key, kind, encoded, raw)
             self._append(entry)
             self._changed(key)
             self._start_write(op_id, entry, homes, required, site, strict_, timeout_, now)
@@ -978,7 +978,12 @@ class Replica:
     def _log_put(self, e: LogEntry) -> None:
         by_origin = self._log.setdefault(e.partition, {}).setdefault(e.origin, {})
         if e.seq not in by_origin:
-            by_origin[e.seq] = (e.key, e.kind, to_json(e.delta))
+            raw = e.delta_json
+            by_origin[e.seq] = (
+                e.key,
+                e.kind,
+                raw if raw is not None else to_json(e.delta).decode(),
+            )
             self._log_size += 1
 
     def _log_entry(self, p: int, origin: str, seq: int) -> LogEntry | None:
@@ -986,12 +991,12 @@ class Replica:
         if found is None:
             return None
         key, kind, raw = found
-        return LogEntry(origin, p, seq, key, kind, from_json(raw))
+        return LogEntry(origin, p, seq, key, kind, from_json(raw), raw)
 
     def _append(self, e: LogEntry) -> None:
         """Record an applied entry: log, summary, Persist, checkpoint bookkeeping."""
         self._log_put(e)
-        self._summ_of(e.partition).add(_new_dot(Dot, (e.origin, e.seq)))
+        self._summ_of(e.partition).add(Dot(e.origin, e.seq))
         tx = self._t
         tx.log.append(e)
         tx.summaries[e.partition] = None
@@ -1005,27 +1010,20 @@ class Replica:
         self._t.objects[key] = None
 
     def _apply_entries(self, entries: list[_Decoded]) -> list[_Decoded]:
-        """Merge checked entries this replica lacks; Changed once per key, in order.
-
-        Each delta is decoded here (it was checked by :meth:`_decode_entries`) and merged at
-        once, so only one decoded delta is alive at a time. Returns the entries that were
-        new here.
-        """
+        """Merge checked entries this replica lacks (decoded by :meth:`_decode_entries`);
+        Changed once per key, in order. Returns the entries that were new here."""
         changed: dict[str, None] = {}
         applied: list[_Decoded] = []
-        from_dict = crdt.from_dict
         for item in entries:
-            e = item[0]
-            if self._summ_of(e.partition).contains(_new_dot(Dot, (e.origin, e.seq))):
+            e, _, delta = item
+            if self._summ_of(e.partition).contains(Dot(e.origin, e.seq)):
                 continue
-            delta = from_dict(e.delta)
             obj = self._objects.get(e.key)
             if obj is None:
-                self._objects[e.key] = delta
+                self._objects[e.key] = delta  # a decoded delta is nobody else's: adopt it
                 self._keys_by_part.setdefault(e.partition, set()).add(e.key)
             else:
                 obj.merge(delta)
-            del delta
             self._append(e)
             applied.append(item)
             changed[e.key] = None
@@ -1045,7 +1043,7 @@ class Replica:
         if not self.config.relay or not applied:
             return
         ring = self._ring_now()
-        for e, wire in applied:
+        for e, wire, _ in applied:
             for home in ring.preference_list(e.partition):
                 if home in self._up and home not in (sender, e.origin, self.replica_id):
                     self._queue_push(home, None, e, None, None, wire)
@@ -1543,16 +1541,12 @@ class Replica:
 
     # -- receiving: validation (no state change) ---------------------------------------------
     def _decode_entries(self, peer: str, entries: Iterable[m.Entry]) -> list[_Decoded]:
-        """Check every entry (its delta decodes, partition and kind agree); nothing changes.
-
-        The decoded deltas are dropped here and decoded again, one at a time, when applied
-        (:meth:`_apply_entries`): a batch of hundreds of decoded deltas alive at once would
-        all survive into the garbage collector's oldest generation, whose collections then
-        dominate a busy peer's time; decoding twice is cheaper.
-        """
+        """Check and decode every entry (its delta decodes, partition and kind agree);
+        nothing changes. Each entry's delta is decoded once, here, and merged as it is."""
         parts = self.config.partitions
         kinds: dict[str, str] = {}
         out: list[_Decoded] = []
+        from_dict = crdt.from_dict
         for i, e in enumerate(entries):
             if e.partition >= parts:
                 raise RemoteProtocolError(
@@ -1563,9 +1557,10 @@ class Replica:
                     f"{_where(i, e)}: key {e.key!r} is not in that partition", peer
                 )
             try:
-                kind = crdt.from_dict(e.delta).kind  # checked, then dropped (see above)
+                delta = from_dict(e.delta)
             except (TypeError, ValueError) as exc:  # DecodeError is a ValueError
                 raise RemoteProtocolError(f"{_where(i, e)}: bad CRDT state: {exc}", peer) from exc
+            kind = delta.kind
             if kind != e.kind:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: says kind {e.kind!r} but its delta is a {kind}", peer
@@ -1577,7 +1572,10 @@ class Replica:
                     f"{_where(i, e)}: key {e.key!r} holds a {held}, not a {kind}", peer
                 )
             kinds[e.key] = kind
-            out.append((LogEntry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta), e))
+            # Encoded once, for the log in memory and for the store.
+            raw = to_json(e.delta).decode()
+            entry = LogEntry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta, raw)
+            out.append((entry, e, delta))
         return out
 
     def _check_kind(
