@@ -67,7 +67,16 @@ class ObjectLike(Protocol):
 
 
 class LogLike(Protocol):
-    """One delta-log entry (``sync.effects.LogEntry``)."""
+    """One delta-log entry (``sync.effects.LogEntry``).
+
+    Optional pre-encoded delta: an entry may also have an attribute ``delta_json: str |
+    None`` (read with ``getattr``, so objects without it still conform). When it is a
+    ``str``, the caller guarantees it is the JSON text of ``delta``, and the store writes it
+    verbatim as the delta blob instead of encoding ``delta`` again; it must start with
+    ``{`` (anything else but None is refused with :class:`~store.errors.InvalidInput`).
+    ``delta["type"]`` is still checked against ``kind``. It is not a Protocol member because
+    a Protocol cannot declare an optional attribute: objects lacking it would stop matching.
+    """
 
     @property
     def origin(self) -> str: ...
@@ -157,7 +166,12 @@ class ObjectRow:
 
 @dataclass(frozen=True, slots=True)
 class LogRow:
-    """One stored delta, named by its log dot ``(origin, partition, seq)``."""
+    """One stored delta, named by its log dot ``(origin, partition, seq)``.
+
+    ``delta_json``, if given, is the JSON text of ``delta`` (see :class:`LogLike`), written
+    as it is. It is a cache of ``delta``, not part of the value: equality ignores it, and
+    rows read back from the store leave it None.
+    """
 
     origin: str
     partition: int
@@ -165,6 +179,7 @@ class LogRow:
     key: str
     kind: str
     delta: dict[str, Any]
+    delta_json: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

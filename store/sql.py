@@ -235,15 +235,29 @@ def _ms(value: Any, what: str) -> int:
     return round(value * 1000)
 
 
-def _blob(value: Any, kind: str, what: Callable[[], str]) -> str:
+def _blob(value: Any, kind: str, what: Callable[[], str], text: Any = None) -> str:
+    """The blob of a to_dict() ``value`` declared as ``kind``: ``text`` verbatim if given
+    (the caller's JSON of ``value``, see :func:`prepare`), else ``value`` encoded."""
     if type(value) is not dict and not isinstance(value, Mapping):
         raise InvalidInput(f"{what()} must be a to_dict() mapping, got {type(value).__name__}")
     if value.get("type") != kind:
         raise InvalidInput(f"{what()} encodes a {value.get('type')!r}, not the declared {kind!r}")
+    if text is not None:
+        if type(text) is not str or not text.startswith("{"):
+            raise InvalidInput(
+                f"{what()}: delta_json must be the JSON text of the delta (a str starting "
+                f"with '{{'), got {_preview(text)}"
+            )
+        return text
     try:
         return encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{what()} is not JSON-encodable: {exc}") from exc
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 _KINDS = frozenset(crdt.KINDS)
@@ -258,20 +272,52 @@ def _kind(value: Any, what: str) -> str:
 class _Partitions:
     """``partition_of`` with a per-batch memo (a key's partition is computed once)."""
 
-    __slots__ = ("_fn", "_memo", "count")
+    __slots__ = ("_fn", "count", "memo")
 
     def __init__(self, fn: Callable[[str], int], count: int) -> None:
         self._fn, self.count = fn, count
-        self._memo: dict[str, int] = {}
+        self.memo: dict[str, int] = {}
 
     def __call__(self, key: str) -> int:
-        part = self._memo.get(key)
+        part = self.memo.get(key)
         if part is None:
-            part = self._memo[key] = self._fn(key)
+            part = self.memo[key] = self._fn(key)
         return part
 
 
-def _log_row(entry: Any, parts: _Partitions, what: str) -> Row:
+def _log_row(entry: Any, parts: _Partitions, what: str, i: int) -> Row:
+    """One entry as a ``_LOG_COLS`` row; ``what.format(i)`` names it in errors.
+
+    The fast path is one combined check per row (this runs for every delta the engine
+    persists); anything it does not accept goes to :func:`_checked_log_row`, which raises
+    the precise error (or, should the combined check be stricter, builds the same row)."""
+    key, kind, part, origin, seq = entry.key, entry.kind, entry.partition, entry.origin, entry.seq
+    delta, text = entry.delta, getattr(entry, "delta_json", None)
+    if (
+        type(key) is str
+        and type(origin) is str
+        and type(part) is int
+        and type(seq) is int
+        and type(delta) is dict
+        and key
+        and origin
+        and seq >= 1
+        and 0 <= part < parts.count
+        and kind in _KINDS
+        and delta.get("type") == kind
+        and part == (parts.memo.get(key) or parts(key))
+    ):
+        if text is None:
+            try:
+                text = to_json(delta, inf_nan_mode="constants").decode()
+            except (TypeError, ValueError):
+                pass  # not JSON: reported below, naming the key
+        if type(text) is str and text.startswith("{"):
+            return (part, origin, seq, key, kind, text)
+    return _checked_log_row(entry, parts, what.format(i))
+
+
+def _checked_log_row(entry: Any, parts: _Partitions, what: str) -> Row:
     key = _text(entry.key, f"{what}.key")
     kind = _kind(entry.kind, f"{what}.kind")
     part = _int(entry.partition, f"{what}.partition", 0, parts.count)
@@ -286,12 +332,27 @@ def _log_row(entry: Any, parts: _Partitions, what: str) -> Row:
         _int(entry.seq, f"{what}.seq", 1),
         key,
         kind,
-        _blob(entry.delta, kind, lambda: f"{what}.delta for key {key!r}"),
+        _blob(
+            entry.delta,
+            kind,
+            lambda: f"{what}.delta for key {key!r}",
+            getattr(entry, "delta_json", None),
+        ),
     )
 
 
 def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int]) -> PreparedBatch:
-    """Validate ``batch`` and turn it into rows; raises before anything is written."""
+    """Validate ``batch`` and turn it into rows; raises before anything is written.
+
+    Pre-encoded deltas: a log entry (or a hint's entry) may carry its delta's JSON text as
+    an attribute ``delta_json``. If it is not None, it is stored verbatim as the delta blob
+    instead of encoding ``delta`` again. The caller guarantees that it is the JSON of
+    ``delta`` (what :func:`encode` would give, up to formatting): the store only checks that
+    it is a ``str`` starting with ``{`` (else :class:`~store.errors.InvalidInput`), and
+    still checks ``delta``'s ``"type"`` against the declared ``kind``. Reads decode the
+    stored text as usual, so a ``delta_json`` that breaks the guarantee is read back as
+    itself (or as :class:`~store.errors.CorruptBlob`), not as ``delta``.
+    """
     out = PreparedBatch()
     parts = _Partitions(partition_of, partitions)
     try:
@@ -303,7 +364,7 @@ def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int
             except ValueError as exc:
                 raise InvalidInput(str(exc)) from exc
         for i, hint in enumerate(batch.hints_add):
-            row = _log_row(hint.entry, parts, f"hints_add[{i}].entry")
+            row = _log_row(hint.entry, parts, "hints_add[{}].entry", i)
             target = _text(hint.target, f"hints_add[{i}].target")
             stored_ms = _ms(hint.stored_at, f"hints_add[{i}].stored_at")
             part, origin, seq, key, kind, delta = row
@@ -335,16 +396,30 @@ def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int
 
 
 def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -> None:
-    objects_out, log_out, note = out.objects, out.log, out.note_kind
+    objects_out, log_out, kinds = out.objects, out.log, out.kinds
     for i, obj in enumerate(batch.objects):
-        key = _text(obj.key, f"objects[{i}].key")
-        kind = _kind(obj.kind, f"objects[{i}].kind")
-        state = _blob(obj.state, kind, lambda: f"objects[{i}].state for key {key!r}")  # noqa: B023
-        note(key, kind)
-        objects_out[key] = (key, kind, parts(key), state)
+        key, kind, state = obj.key, obj.kind, obj.state
+        if type(key) is str and key and type(state) is dict and kind in _KINDS:
+            if state.get("type") != kind:
+                _blob(state, kind, lambda: f"objects[{i}].state for key {key!r}")  # noqa: B023
+            try:
+                blob = to_json(state, inf_nan_mode="constants").decode()
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(
+                    f"objects[{i}].state for key {key!r} is not JSON-encodable: {exc}"
+                ) from exc
+        else:
+            key = _text(key, f"objects[{i}].key")
+            kind = _kind(kind, f"objects[{i}].kind")
+            blob = _blob(state, kind, lambda: f"objects[{i}].state for key {key!r}")  # noqa: B023
+        if kinds.setdefault(key, kind) != kind:
+            raise KindMismatch(key, kinds[key], kind)
+        objects_out[key] = (key, kind, parts(key), blob)
     for i, entry in enumerate(batch.log):
-        row = _log_row(entry, parts, f"log[{i}]")
-        note(row[3], row[4])
+        row = _log_row(entry, parts, "log[{}]", i)
+        key, kind = row[3], row[4]
+        if kinds.setdefault(key, kind) != kind:
+            raise KindMismatch(key, kinds[key], kind)
         log_out.setdefault((row[0], row[1], row[2]), row)
 
 
