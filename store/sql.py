@@ -576,14 +576,41 @@ _KIND_CHECK = select(objects.c.key, objects.c.kind).where(
     objects.c.key.in_(bindparam("keys", expanding=True))
 )
 
+# The same check as one fixed statement with one parameter (however many keys): no SQL to
+# render per key and only the mismatches come back. SQLite reads a JSON object key -> kind
+# (json_each, built in since 3.38); PostgreSQL two parallel text arrays.
+_KIND_MISMATCH_SQL = {
+    "sqlite": (
+        "SELECT o.key, o.kind FROM json_each(?) AS j JOIN objects AS o ON o.key = j.key"
+        " WHERE o.kind <> j.value"
+    ),
+    "postgresql": (
+        "SELECT o.key, o.kind FROM unnest($1::text[], $2::text[]) AS k(key, kind)"
+        " JOIN objects AS o ON o.key = k.key WHERE o.kind <> k.kind"
+    ),
+}
+
 
 def _check_kinds(conn: Connection, kinds: Mapping[str, str]) -> None:
-    keys = list(kinds)
-    for start in range(0, len(keys), _IN_CHUNK):
-        chunk = keys[start : start + _IN_CHUNK]
-        for key, stored in conn.execute(_KIND_CHECK, {"keys": chunk}):
-            if stored != kinds[key]:
-                raise KindMismatch(key, stored, kinds[key])
+    """Raise :class:`KindMismatch` if a stored object has another kind than ``kinds``."""
+    if not kinds:
+        return
+    name = conn.dialect.name
+    if name == "postgresql":
+        found = conn.exec_driver_sql(_KIND_MISMATCH_SQL[name], (list(kinds), list(kinds.values())))
+    elif name == "sqlite" and conn.dialect.dbapi.sqlite_version_info >= (3, 38):  # type: ignore[union-attr]
+        found = conn.exec_driver_sql(_KIND_MISMATCH_SQL[name], (encode(kinds),))
+    else:
+        keys = list(kinds)
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
+            for key, stored in conn.execute(_KIND_CHECK, {"keys": chunk}):
+                if stored != kinds[key]:
+                    raise KindMismatch(key, stored, kinds[key])
+        return
+    mismatch = found.first()
+    if mismatch is not None:
+        raise KindMismatch(mismatch.key, mismatch.kind, kinds[mismatch.key])
 
 
 def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[int]:

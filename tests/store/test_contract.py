@@ -437,3 +437,19 @@ def test_the_default_partition_function_is_the_engines() -> None:
         for i in range(200):
             key = f"key:{i}"
             assert default_partition_of(key, partitions) == ring.partition_of(key, partitions)
+
+
+@pytest.mark.parametrize("odd", ['q"uote', "back\\slash", "ünï\u2028cøde", "$1 ?", "a.b[0]"])
+async def test_kind_checks_cover_many_and_odd_keys(backend: Backend, odd: str) -> None:
+    keys = [f"n{i}" for i in range(600)] + [odd]
+    async with await backend.open() as store:
+        await store.apply(Batch(objects=tuple(counter_row(k) for k in keys)))
+        before = await raw_tables(store)
+        delta = crdt.ORSet().add("A", "x").to_dict()
+        entries = [log_entry(k, 1) for k in keys[:-1]]
+        wrong = LogRow("A", default_partition_of(odd), 1, odd, "orset", delta)
+        with pytest.raises(KindMismatch) as info:
+            await store.apply(Batch(log=(*entries, wrong)))
+        assert (info.value.key, info.value.stored, info.value.given) == (odd, "gcounter", "orset")
+        assert await raw_tables(store) == before
+        await store.apply(Batch(log=tuple(entries)))  # the same kinds pass
