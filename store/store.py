@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import itertools
 import os
@@ -93,6 +94,8 @@ def sidecar_path(db_path: str | os.PathLike[str]) -> Path:
     """Where the SQLite identity token lives: next to the database, ``PATH.shoal-id``."""
     return Path(f"{os.fspath(db_path)}.shoal-id")
 
+
+_PARTITION_CACHE = 1 << 16  # keys whose partition the store remembers (~100 B each)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -158,7 +161,8 @@ class Store:
         """Open (creating or migrating) the database at a path or SQLAlchemy URL.
 
         ``partitions`` must match the engine's partition count; ``partition_of(key)`` must
-        match the engine's (default: :func:`default_partition_of`).
+        match the engine's (default: :func:`default_partition_of`) and be a pure function of
+        the key: the store caches its results.
         """
         synchronous = str(synchronous).upper()
         if synchronous not in SYNCHRONOUS_LEVELS:
@@ -175,7 +179,11 @@ class Store:
             url = url.set(drivername="sqlite+aiosqlite")
         elif url.get_backend_name() == "postgresql" and url.get_driver_name() != "asyncpg":
             url = url.set(drivername="postgresql+asyncpg")
-        part_of = partition_of or (lambda key: default_partition_of(key, partitions))
+        # partition_of is a pure function of the key (it must match the engine's), so a
+        # bounded cache across batches saves a hash per row for keys written again.
+        part_of = functools.lru_cache(maxsize=_PARTITION_CACHE)(
+            partition_of or (lambda key: default_partition_of(key, partitions))
+        )
         if url.get_backend_name() == "sqlite":
             db_path = Path(url.database or "")
             if not url.database or url.database == ":memory:":
