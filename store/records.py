@@ -74,7 +74,9 @@ class LogLike(Protocol):
     ``str``, the caller guarantees it is the JSON text of ``delta``, and the store writes it
     verbatim as the delta blob instead of encoding ``delta`` again; it must start with
     ``{`` (anything else but None is refused with :class:`~store.errors.InvalidInput`).
-    ``delta["type"]`` is still checked against ``kind``. It is not a Protocol member because
+    The delta's ``"type"`` is still checked against ``kind``: on the text if it begins
+    ``{"type":"<kind>"`` (then ``delta`` is not read), else on ``delta["type"]`` (see
+    :func:`store.sql.prepare`). It is not a Protocol member because
     a Protocol cannot declare an optional attribute: objects lacking it would stop matching.
     """
 

@@ -285,35 +285,45 @@ class _Partitions:
         return part
 
 
+# The canonical to_dict() forms put "type" first, so compact JSON of a delta of kind k
+# starts with this: the kind is checked on the text without decoding it.
+_TYPE_PREFIX = {kind: f'{{"type":"{kind}"' for kind in _KINDS}
+
+
 def _log_row(entry: Any, parts: _Partitions, what: str, i: int) -> Row:
     """One entry as a ``_LOG_COLS`` row; ``what.format(i)`` names it in errors.
 
     The fast path is one combined check per row (this runs for every delta the engine
     persists); anything it does not accept goes to :func:`_checked_log_row`, which raises
-    the precise error (or, should the combined check be stricter, builds the same row)."""
+    the precise error (or, should the combined check be stricter, builds the same row).
+    With ``delta_json`` the fast path does not read ``entry.delta`` at all (the engine's
+    ``LogEntry.delta`` decodes the text on each access)."""
     key, kind, part, origin, seq = entry.key, entry.kind, entry.partition, entry.origin, entry.seq
-    delta, text = entry.delta, getattr(entry, "delta_json", None)
+    text = getattr(entry, "delta_json", None)
     if (
         type(key) is str
         and type(origin) is str
         and type(part) is int
         and type(seq) is int
-        and type(delta) is dict
         and key
         and origin
         and seq >= 1
         and 0 <= part < parts.count
         and kind in _KINDS
-        and delta.get("type") == kind
         and part == (parts.memo.get(key) or parts(key))
     ):
-        if text is None:
-            try:
-                text = to_json(delta, inf_nan_mode="constants").decode()
-            except (TypeError, ValueError):
-                pass  # not JSON: reported below, naming the key
-        if type(text) is str and text.startswith("{"):
-            return (part, origin, seq, key, kind, text)
+        if type(text) is str:
+            if text.startswith(_TYPE_PREFIX[kind]):
+                return (part, origin, seq, key, kind, text)
+        elif text is None:
+            delta = entry.delta
+            if type(delta) is dict and delta.get("type") == kind:
+                try:
+                    text = to_json(delta, inf_nan_mode="constants").decode()
+                except (TypeError, ValueError):
+                    pass  # not JSON: reported below, naming the key
+                else:
+                    return (part, origin, seq, key, kind, text)
     return _checked_log_row(entry, parts, what.format(i))
 
 
@@ -349,7 +359,10 @@ def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int
     instead of encoding ``delta`` again. The caller guarantees that it is the JSON of
     ``delta`` (what :func:`encode` would give, up to formatting): the store only checks that
     it is a ``str`` starting with ``{`` (else :class:`~store.errors.InvalidInput`), and
-    still checks ``delta``'s ``"type"`` against the declared ``kind``. Reads decode the
+    still checks the delta's ``"type"`` against the declared ``kind``: on the text when it
+    begins ``{"type":"<kind>"`` (compact JSON of a canonical ``to_dict()`` form, which puts
+    ``"type"`` first; ``delta`` is then not read, as decoding it may cost a parse), else on
+    ``delta["type"]``. Reads decode the
     stored text as usual, so a ``delta_json`` that breaks the guarantee is read back as
     itself (or as :class:`~store.errors.CorruptBlob`), not as ``delta``.
     """

@@ -126,3 +126,34 @@ def test_the_fast_path_and_the_checked_path_make_the_same_rows() -> None:
     checked = sql.prepare(Batch(log=tuple(proxied)), 64, default_partition_of)
     assert list(fast.log.values()) == list(checked.log.values())
     assert [row[0] for row in fast.log.values()] == [0, 0, 5, 0]
+
+
+class TextOnlyEntry:
+    """Like the engine's LogEntry that keeps only the text: ``delta`` decodes it, counted."""
+
+    def __init__(self, key: str, seq: int, kind: str, text: str) -> None:
+        self.origin, self.partition, self.seq = "A", default_partition_of(key), seq
+        self.key, self.kind, self.delta_json = key, kind, text
+        self.decoded = 0
+
+    @property
+    def delta(self) -> dict[str, Any]:
+        self.decoded += 1
+        value: dict[str, Any] = json.loads(self.delta_json)
+        return value
+
+
+def test_compact_delta_json_is_kind_checked_without_decoding_the_delta() -> None:
+    compact = sql.encode(orset_delta("x"))
+    entries = [TextOnlyEntry("k", 1, "orset", compact), TextOnlyEntry("k", 2, "orset", compact)]
+    prepared = sql.prepare(Batch(log=tuple(entries)), 64, default_partition_of)  # type: ignore[arg-type]
+    assert [row[-1] for row in prepared.log.values()] == [compact, compact]
+    assert [e.decoded for e in entries] == [0, 0]
+    # Another layout (indented, "type" not first) is checked on the decoded delta instead.
+    spaced = TextOnlyEntry("k", 3, "orset", json.dumps(orset_delta("x"), indent=1))
+    sql.prepare(Batch(log=(spaced,)), 64, default_partition_of)  # type: ignore[arg-type]
+    assert spaced.decoded >= 1
+    # A text that declares another kind than the entry's is refused.
+    lying = TextOnlyEntry("k", 4, "gcounter", compact)
+    with pytest.raises(InvalidInput, match="encodes a 'orset', not the declared 'gcounter'"):
+        sql.prepare(Batch(log=(lying,)), 64, default_partition_of)  # type: ignore[arg-type]
