@@ -22,9 +22,7 @@ from typing import Any
 from crdt.dot import Dot, check_replica, dot_from_json, dot_to_json
 from crdt.errors import DecodeError
 
-__all__ = ["CausalContext"]
-
-_new_dot = tuple.__new__  # Dot(r, c) without the namedtuple's Python-level __new__
+__all__ = ["CausalContext", "context_of", "context_of_dot"]
 
 
 def _dot_or_none(x: object) -> Dot | None:
@@ -32,7 +30,7 @@ def _dot_or_none(x: object) -> Dot | None:
     if type(x) is list and len(x) == 2:
         r, c = x
         if type(r) is str and r and type(c) is int and c >= 1:
-            return _new_dot(Dot, (r, c))
+            return (r, c)  # type: ignore[return-value]
     return None
 
 
@@ -41,8 +39,30 @@ def _dot_from_json(x: object, path: str) -> Dot:
     if type(x) is list and len(x) == 2:
         r, c = x
         if type(r) is str and r and type(c) is int and c >= 1:
-            return _new_dot(Dot, (r, c))
+            return (r, c)  # type: ignore[return-value]
     return dot_from_json(x, path)
+
+
+def context_of(dots: Iterable[Dot]) -> CausalContext:
+    """A fresh compact context holding exactly ``dots`` (unchecked: the dots are ours)."""
+    ctx: CausalContext = CausalContext.__new__(CausalContext)
+    ctx.vv = {}
+    ctx.cloud = set()
+    for d in dots:
+        ctx.add(d)
+    return ctx
+
+
+def context_of_dot(dot: Dot) -> CausalContext:
+    """``context_of((dot,))`` without the loop: the context of a one-dot delta."""
+    ctx: CausalContext = CausalContext.__new__(CausalContext)
+    if dot[1] == 1:
+        ctx.vv = {dot[0]: 1}
+        ctx.cloud = set()
+    else:
+        ctx.vv = {}
+        ctx.cloud = {dot}
+    return ctx
 
 
 class CausalContext:
@@ -50,12 +70,12 @@ class CausalContext:
 
     >>> c = CausalContext()
     >>> d = c.next_dot("A"); c.add(d); d
-    Dot(replica='A', counter=1)
+    ('A', 1)
     >>> c.add(Dot("A", 3))          # a gap: (A, 2) not seen yet
     >>> c.to_dict()
     {'vv': {'A': 1}, 'cloud': [['A', 3]]}
     >>> c.contains(Dot("A", 2)), c.next_dot("A")
-    (False, Dot(replica='A', counter=4))
+    (False, ('A', 4))
     >>> c.add(Dot("A", 2)); c.to_dict()   # the gap is filled: compacted into the vector
     {'vv': {'A': 3}, 'cloud': []}
     """
@@ -98,10 +118,11 @@ class CausalContext:
 
     def next_dot(self, replica: str) -> Dot:
         """The dot for ``replica``'s next event (not added: the mutator adds it)."""
-        check_replica(replica)
+        if type(replica) is not str or not replica:
+            check_replica(replica)  # raises
         if self.cloud:
-            return Dot(replica, self.max_counter(replica) + 1)
-        return Dot(replica, self.vv.get(replica, 0) + 1)
+            return (replica, self.max_counter(replica) + 1)  # type: ignore[return-value]
+        return (replica, self.vv.get(replica, 0) + 1)  # type: ignore[return-value]
 
     def size(self) -> int:
         """The number of dots in the context."""
@@ -123,9 +144,8 @@ class CausalContext:
         ocl = other.cloud
         for r in sorted(self.vv):
             for c in range(ovv.get(r, 0) + 1, self.vv[r] + 1):
-                d = Dot(r, c)
-                if d not in ocl:
-                    yield d
+                if (r, c) not in ocl:
+                    yield Dot(r, c)
         for d in sorted(self.cloud):
             if not other.contains(d):
                 yield d
@@ -152,9 +172,9 @@ class CausalContext:
         if c == n + 1:
             cloud = self.cloud
             if cloud:
-                while Dot(r, c + 1) in cloud:
+                while (r, c + 1) in cloud:
                     c += 1
-                    cloud.discard(Dot(r, c))
+                    cloud.discard((r, c))
             vv[r] = c
         else:
             self.cloud.add(dot)
@@ -191,16 +211,16 @@ class CausalContext:
             cloud.discard(d)
         for r in replicas:
             c = vv.get(r, 0)
-            while Dot(r, c + 1) in cloud:
+            while (r, c + 1) in cloud:
                 c += 1
-                cloud.discard(Dot(r, c))
+                cloud.discard((r, c))
             if c:
                 vv[r] = c
 
     def copy(self) -> CausalContext:
-        c = CausalContext()
-        c.vv = dict(self.vv)
-        c.cloud = set(self.cloud)
+        c: CausalContext = CausalContext.__new__(CausalContext)
+        c.vv = self.vv.copy()
+        c.cloud = self.cloud.copy()
         return c
 
     # -- codec -----------------------------------------------------------------------------
@@ -241,6 +261,7 @@ class CausalContext:
         dots = ctx.cloud
         vv = ctx.vv
         loose = False  # a dot the compact form would fold into vv (or drop)
+        dot: Dot
         for i, x in enumerate(cloud):
             if (
                 type(x) is list
@@ -250,7 +271,7 @@ class CausalContext:
                 and type(c := x[1]) is int
                 and c > 1
             ):
-                dot = _new_dot(Dot, (r, c))
+                dot = (r, c)  # type: ignore[assignment]
             else:  # the checked path, for its error message (or a counter of 1)
                 dot = dot_from_json(x, f"{path}.cloud[{i}]")
                 r, c = dot

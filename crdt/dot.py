@@ -5,15 +5,21 @@ Causal CRDTs tag every value they hold with the dot of the event that wrote it, 
 causal context records every dot a replica has seen (Almeida, Shoker, Baquero, "Delta State
 Replicated Data Types", 2018, section 5).
 
-``Dot`` is a plain ``NamedTuple`` on purpose: dots are hashed and compared in the hot loops
-of every merge, and a tuple is the cheapest hashable value in CPython.
+A dot is a *plain* ``tuple`` ``(replica, counter)`` at run time: ``Dot("A", 3)`` returns
+``("A", 3)``, read by index or unpacking (``r, c = dot``), never by attribute. Dots are
+hashed and compared in the hot loops of every merge, and a tuple is the cheapest hashable
+value in CPython; more importantly, an exact tuple of a str and an int is untracked by the
+cyclic garbage collector at its first collection, whereas a ``NamedTuple`` (a subclass)
+stays tracked for ever, so a state holding many dots would make every full collection walk
+all of them. ``Dot`` exists as a class for the constructor call, the docs and mypy only.
+Tuples order the same way the ``NamedTuple`` did: by replica id, then counter.
 Encoded as the JSON array ``[replica, counter]``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple, NewType
+from typing import Any, NewType
 
 from crdt.errors import DecodeError
 
@@ -22,15 +28,24 @@ __all__ = ["Dot", "ReplicaId"]
 ReplicaId = NewType("ReplicaId", str)
 
 
-class Dot(NamedTuple):
-    """The ``counter``-th event of ``replica``.
+class Dot(tuple[str, int]):
+    """The ``counter``-th event of ``replica``; instances are plain tuples.
+
+    ``Dot(replica, counter)`` returns the exact tuple ``(replica, counter)`` (not an instance
+    of this class), so the garbage collector can untrack it; read the fields by index
+    (``dot[0]``, ``dot[1]``) or by unpacking. The constructor does not check its arguments
+    (it is on hot paths): the decoders and mutators check what they are given.
 
     >>> Dot("A", 3)
-    Dot(replica='A', counter=3)
+    ('A', 3)
+    >>> type(Dot("A", 3)) is tuple
+    True
     """
 
-    replica: str
-    counter: int
+    __slots__ = ()
+
+    def __new__(cls, replica: str, counter: int) -> Dot:
+        return (replica, counter)  # type: ignore[return-value]
 
 
 def check_replica(replica: object) -> str:

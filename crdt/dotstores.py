@@ -49,7 +49,7 @@ class DotSet:
     >>> c1, c2 = CausalContext({"A": 2}), CausalContext({"A": 1, "B": 1})
     >>> s = DotSet({Dot("A", 2)}); s.join(c1, DotSet({Dot("B", 1)}), c2)
     >>> sorted(s.dots())      # (A,2) is unseen by c2: kept; (B,1) is new to c1: added
-    [Dot(replica='A', counter=2), Dot(replica='B', counter=1)]
+    [('A', 2), ('B', 1)]
     """
 
     __slots__ = ("set",)
@@ -90,7 +90,7 @@ class DotFun(Generic[V]):
     >>> f: DotFun[str] = DotFun({Dot("A", 1): "x"})
     >>> f.join(CausalContext({"A": 1}), DotFun({Dot("B", 1): "y"}), CausalContext({"A": 1, "B": 1}))
     >>> f.entries      # (A,1) was seen by the other side and is gone there: removed
-    {Dot(replica='B', counter=1): 'y'}
+    {('B', 1): 'y'}
     """
 
     __slots__ = ("entries",)

@@ -11,58 +11,103 @@ an input, STYLE.md practice 6). ``observe`` enforces a skew bound: a remote time
 than ``max_skew_ms`` ahead of ``now_ms`` raises :class:`~crdt.errors.ClockSkewError` instead
 of dragging the clock into the future.
 
-Encoded as ``[wall_ms, logical, replica]``.
+A timestamp is a *plain* ``tuple`` at run time (``Timestamp(5, 0, "A")`` returns
+``(5, 0, "A")``), read by index or unpacking: registers keep one per write, and an exact
+tuple of ints and a str is untracked by the cyclic garbage collector (a ``NamedTuple`` is
+not). Tuple order is the clock order.
+
+Encoded as ``[wall_ms, logical, replica]`` (:func:`timestamp_to_json`).
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, TypeGuard
 
 from crdt.dot import check_replica
 from crdt.errors import ClockSkewError, DecodeError
 
-__all__ = ["HybridLogicalClock", "Timestamp"]
+__all__ = [
+    "HybridLogicalClock",
+    "Timestamp",
+    "is_timestamp",
+    "timestamp_from_json",
+    "timestamp_to_json",
+]
 
 
-class Timestamp(NamedTuple):
-    """An HLC timestamp; tuple order is the clock order (ties broken by replica id).
+class Timestamp(tuple[int, int, str]):
+    """An HLC timestamp ``(wall_ms, logical, replica)``; instances are plain tuples.
+
+    ``Timestamp(wall_ms, logical, replica)`` returns the exact tuple (not an instance of this
+    class), so the garbage collector can untrack it; read the fields by index or unpacking.
+    Tuple order is the clock order (ties broken by replica id):
 
     >>> Timestamp(5, 0, "A") < Timestamp(5, 1, "A") < Timestamp(5, 1, "B") < Timestamp(6, 0, "A")
     True
+    >>> Timestamp(5, 0, "A")
+    (5, 0, 'A')
     """
 
-    wall_ms: int
-    logical: int
-    replica: str
+    __slots__ = ()
 
-    def to_json(self) -> list[Any]:
-        return [self.wall_ms, self.logical, self.replica]
+    def __new__(cls, wall_ms: int, logical: int, replica: str) -> Timestamp:
+        return (wall_ms, logical, replica)  # type: ignore[return-value]
 
-    @classmethod
-    def from_json(cls, x: object, path: str) -> Timestamp:
-        if type(x) is not list or len(x) != 3:
-            raise DecodeError(path, f"a timestamp must be [wall_ms, logical, replica], got {x!r}")
-        wall, logical, replica = x
-        if type(wall) is not int or wall < 0:
-            raise DecodeError(f"{path}[0]", f"wall_ms must be an integer >= 0, got {wall!r}")
-        if type(logical) is not int or logical < 0:
-            raise DecodeError(f"{path}[1]", f"logical must be an integer >= 0, got {logical!r}")
-        if type(replica) is not str or not replica:
-            raise DecodeError(f"{path}[2]", f"replica must be a non-empty string, got {replica!r}")
-        return cls(wall, logical, replica)
+    @staticmethod
+    def to_json(ts: Timestamp) -> list[Any]:
+        """``Timestamp.to_json(ts)``: same as :func:`timestamp_to_json`."""
+        return timestamp_to_json(ts)
 
-    def after(self, replica: str, now_ms: int | None) -> Timestamp:
-        """The next timestamp of ``replica`` after this one, at physical time ``now_ms``."""
-        return tick(self, replica, now_ms)
+    @staticmethod
+    def from_json(x: object, path: str) -> Timestamp:
+        """``Timestamp.from_json(x, path)``: same as :func:`timestamp_from_json`."""
+        return timestamp_from_json(x, path)
+
+
+def is_timestamp(x: object) -> TypeGuard[Timestamp]:
+    """True iff ``x`` is a well-formed timestamp: an exact tuple (int >= 0, int >= 0, str)."""
+    if type(x) is not tuple or len(x) != 3:
+        return False
+    wall, logical, replica = x
+    return (
+        type(wall) is int
+        and wall >= 0
+        and type(logical) is int
+        and logical >= 0
+        and type(replica) is str
+        and replica != ""
+    )
+
+
+def timestamp_to_json(ts: Timestamp) -> list[Any]:
+    """``(wall_ms, logical, replica)`` -> ``[wall_ms, logical, replica]``."""
+    return [ts[0], ts[1], ts[2]]
+
+
+def timestamp_from_json(x: object, path: str) -> Timestamp:
+    """Decode ``[wall_ms, logical, replica]``; DecodeError naming ``path`` when malformed."""
+    if type(x) is not list or len(x) != 3:
+        raise DecodeError(path, f"a timestamp must be [wall_ms, logical, replica], got {x!r}")
+    wall, logical, replica = x
+    if type(wall) is not int or wall < 0:
+        raise DecodeError(f"{path}[0]", f"wall_ms must be an integer >= 0, got {wall!r}")
+    if type(logical) is not int or logical < 0:
+        raise DecodeError(f"{path}[1]", f"logical must be an integer >= 0, got {logical!r}")
+    if type(replica) is not str or not replica:
+        raise DecodeError(f"{path}[2]", f"replica must be a non-empty string, got {replica!r}")
+    return Timestamp(wall, logical, replica)
 
 
 def tick(last: Timestamp | None, replica: str, now_ms: int | None) -> Timestamp:
     """A local event: greater than ``last``; ``now_ms`` None means "logical step only"."""
-    last_wall = last.wall_ms if last is not None else 0
-    last_logical = last.logical if last is not None else -1
+    if last is None:
+        if now_ms is not None and now_ms > 0:
+            return (now_ms, 0, replica)  # type: ignore[return-value]
+        return (0, 0, replica)  # type: ignore[return-value]
+    last_wall = last[0]
     if now_ms is not None and now_ms > last_wall:
-        return Timestamp(now_ms, 0, replica)
-    return Timestamp(last_wall, last_logical + 1, replica)
+        return (now_ms, 0, replica)  # type: ignore[return-value]
+    return (last_wall, last[1] + 1, replica)  # type: ignore[return-value]
 
 
 def check_time(now_ms: object) -> int:
@@ -75,14 +120,14 @@ class HybridLogicalClock:
     """The HLC of one replica.
 
     >>> clock = HybridLogicalClock("A")
-    >>> clock.now(1000)
-    Timestamp(wall_ms=1000, logical=0, replica='A')
+    >>> clock.now(1000)                  # (wall_ms, logical, replica)
+    (1000, 0, 'A')
     >>> clock.now(1000)                  # same millisecond: the logical part counts
-    Timestamp(wall_ms=1000, logical=1, replica='A')
+    (1000, 1, 'A')
     >>> clock.observe(Timestamp(1500, 4, "B"), now_ms=1001)   # a peer ahead (within bound)
-    Timestamp(wall_ms=1500, logical=5, replica='A')
+    (1500, 5, 'A')
     >>> clock.now(1002)                  # never goes back
-    Timestamp(wall_ms=1500, logical=6, replica='A')
+    (1500, 6, 'A')
     """
 
     __slots__ = ("_last", "max_skew_ms", "replica")
@@ -115,18 +160,19 @@ class HybridLogicalClock:
         ``max_skew_ms`` ahead of ``now_ms``.
         """
         check_time(now_ms)
-        if remote.wall_ms - now_ms > self.max_skew_ms:
-            raise ClockSkewError(remote.wall_ms, now_ms, self.max_skew_ms)
+        rw, rl = remote[0], remote[1]
+        if rw - now_ms > self.max_skew_ms:
+            raise ClockSkewError(rw, now_ms, self.max_skew_ms)
         last = self._last
-        lw = last.wall_ms if last is not None else -1
-        ll = last.logical if last is not None else -1
-        wall = max(lw, remote.wall_ms, now_ms)
-        if wall == lw and wall == remote.wall_ms:
-            logical = max(ll, remote.logical) + 1
+        lw = last[0] if last is not None else -1
+        ll = last[1] if last is not None else -1
+        wall = max(lw, rw, now_ms)
+        if wall == lw and wall == rw:
+            logical = max(ll, rl) + 1
         elif wall == lw:
             logical = ll + 1
-        elif wall == remote.wall_ms:
-            logical = remote.logical + 1
+        elif wall == rw:
+            logical = rl + 1
         else:
             logical = 0
         ts = Timestamp(wall, logical, self.replica)

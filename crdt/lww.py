@@ -29,11 +29,21 @@ from crdt._codec import FORMAT_VERSION, check_header, field
 from crdt._json import canonical, check_json, normalize
 from crdt.dot import check_replica
 from crdt.errors import ClockSkewError, DecodeError
-from crdt.hlc import Timestamp, check_time, tick
+from crdt.hlc import Timestamp, check_time, is_timestamp, tick, timestamp_from_json
 
 __all__ = ["LWWRegister"]
 
 SkewHook = Callable[[Timestamp, int], None]
+
+
+def check_timestamp(timestamp: object) -> Timestamp:
+    """``timestamp`` if it is a well-formed :class:`~crdt.hlc.Timestamp`, else TypeError."""
+    if not is_timestamp(timestamp):
+        raise TypeError(
+            "timestamp must be a Timestamp (wall_ms >= 0, logical >= 0, replica), "
+            f"got {type(timestamp).__name__} {timestamp!r}"
+        )
+    return timestamp
 
 
 def wins(ts: Timestamp, value: Any, cur_ts: Timestamp | None, cur_value: Any) -> bool:
@@ -51,7 +61,7 @@ class LWWRegister:
     >>> d2 = b.set("B", "light", now_ms=1_000)   # same millisecond: replica id breaks the tie
     >>> a.merge(d2); b.merge(d1)
     >>> a.value, b.value, a.timestamp
-    ('light', 'light', Timestamp(wall_ms=1000, logical=0, replica='B'))
+    ('light', 'light', (1000, 0, 'B'))
     >>> a.set("A", "x", timestamp=Timestamp(999_999, 0, "A"), now_ms=2_000)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -92,15 +102,10 @@ class LWWRegister:
         check_json(value)
         if now_ms is not None:
             check_time(now_ms)
-        if timestamp is None:
-            ts = tick(self._ts, replica, now_ms)
-        else:
-            if not isinstance(timestamp, Timestamp):
-                raise TypeError(f"timestamp must be a Timestamp, got {type(timestamp).__name__}")
-            ts = timestamp
+        ts = tick(self._ts, replica, now_ms) if timestamp is None else check_timestamp(timestamp)
         if now_ms is not None:
-            if ts.wall_ms - now_ms > self.clock_bound_ms:
-                raise ClockSkewError(ts.wall_ms, now_ms, self.clock_bound_ms)
+            if ts[0] - now_ms > self.clock_bound_ms:
+                raise ClockSkewError(ts[0], now_ms, self.clock_bound_ms)
             if self._local_ms is None or now_ms > self._local_ms:
                 self._local_ms = now_ms
         value = normalize(value)
@@ -123,7 +128,7 @@ class LWWRegister:
             return
         local = now_ms if now_ms is not None else self._local_ms
         hook = self.on_skew
-        if hook is not None and local is not None and ts.wall_ms - local > self.clock_bound_ms:
+        if hook is not None and local is not None and ts[0] - local > self.clock_bound_ms:
             hook(ts, local)
         self._value, self._ts = other._value, ts
 
@@ -153,7 +158,7 @@ class LWWRegister:
             "type": self.kind,
             "v": FORMAT_VERSION,
             "value": normalize(self._value),
-            "ts": None if self._ts is None else self._ts.to_json(),
+            "ts": None if self._ts is None else [self._ts[0], self._ts[1], self._ts[2]],
         }
 
     @classmethod
@@ -170,6 +175,6 @@ class LWWRegister:
             if value is not None:
                 raise DecodeError("ts", "null timestamp with a non-null value")
             return r
-        r._ts = Timestamp.from_json(raw_ts, "ts")
+        r._ts = timestamp_from_json(raw_ts, "ts")
         r._value = normalize(value)
         return r

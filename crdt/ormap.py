@@ -1,6 +1,6 @@
 """ORMap: a map from keys to embedded CRDTs, with observed-remove keys.
 
-State: a ``DotMap[(key, kind) -> dot store]`` and *one* causal context shared by every
+State: a dot map ``(key, kind) -> dot store`` and *one* causal context shared by every
 embedded value (Almeida, Shoker, Baquero, "Delta State Replicated Data Types", 2018,
 section 7.4, "map embedding"; the Riak DT map, Brown et al. 2014). Every embedded value is
 causal, a dot store read and written against the map's context:
@@ -8,14 +8,29 @@ causal, a dot store read and written against the map's context:
 ============  =================================================================
 kind          embedded dot store (value)
 ============  =================================================================
-orset         ``element -> DotSet`` (frozenset), as :class:`~crdt.orset.ORSet`
-mvregister    ``DotFun[dot -> value]`` (tuple of siblings)
-lww           ``DotFun[dot -> (Timestamp, value)]`` (the value with the greatest
+orset         ``dict[element key -> tuple of dots]``, as :class:`~crdt.orset.ORSet`
+              (value: frozenset)
+mvregister    ``((dot, value), ...)`` (value: tuple of siblings)
+lww           ``((dot, timestamp, value), ...)`` (value: the one with the greatest
               timestamp; a set replaces the entries it has seen)
-gcounter      causal counter ``DotFun[dot -> (p, 0)]`` (int: the sum of p)
-pncounter     causal counter ``DotFun[dot -> (p, n)]`` (int: the sum of p - n)
-ormap         ``DotMap[(key, kind) -> store]`` (dict), recursively
+gcounter      causal counter ``((dot, p, 0), ...)`` (value: the sum of p)
+pncounter     causal counter ``((dot, p, n), ...)`` (value: the sum of p - n)
+ormap         ``dict[(key, kind) -> store]`` (value: dict), recursively
 ============  =================================================================
+
+Representation, chosen so that a big map is nearly invisible to CPython's cyclic garbage
+collector: the map is one ``dict`` from ``(key, kind)`` (a plain tuple) to its store, plus a
+reverse index ``dot -> (key, kind)``. A register's or a counter's store is a plain tuple of
+plain tuples (``Dot`` and ``Timestamp`` are plain tuples too), sorted by dot; so with a str,
+int, float, bool or null value a map entry is made only of objects the collector untracks
+at its first pass, and costs it nothing afterwards (a list or object value is tracked, as
+any Python list or dict). A set's or a nested map's store is one ``dict``, which the
+collector untracks as well while all it holds is untracked. Every store is *immutable once
+stored*: a mutation or a merge builds a new store (copy on write) and replaces it, never
+edits one in place, so states, their copies and the deltas they return may share stores.
+Register and counter stores hold one entry but for concurrent writes, so this costs O(1);
+a set's or a nested map's store costs O(its size) per change, as the copy that the views
+made before.
 
 In a causal counter each replica keeps one dot carrying its running totals; an increment
 replaces the replica's previous dot with a fresh one (as riak_dt's embedded counter).
@@ -23,9 +38,13 @@ replaces the replica's previous dot with a fresh one (as riak_dt's embedded coun
 ``update(replica, key, kind, fn)`` hands ``fn`` a *view* of the embedded value of that kind:
 an object with the standalone type's mutators (``increment(replica, n)``, ``decrement``,
 ``set(replica, value, ...)``, ``add``/``remove``, nested ``update``/``remove``) working on a
-copy of the entry and of the map's context. Every mutation made through the view is applied to
-the map and returned as one map delta: the new dots and the entry restricted to them, plus the
-dots the view dropped. ``fn``'s return value is not needed.
+copy of the entry. Every mutation made through the view is applied to the map and returned
+as one map delta: the new dots and the entry restricted to them, plus the dots the view
+dropped. ``fn``'s return value is not needed. The views of a set, a multi-value register and
+a nested map are an :class:`~crdt.orset.ORSet`, a :class:`~crdt.mvregister.MVRegister` and an
+:class:`ORMap` over a copy of the map's context, whose mutators return their own deltas; the
+views of an LWW register and of the counters only read the map's context (they note the dots
+they take: the hot path copies nothing) and their mutators return the view itself.
 
 ``remove(key)`` is an observed remove: its delta is an empty store whose context holds the
 key's dots. An update concurrent with the remove survives with only what the remove did not
@@ -47,146 +66,206 @@ pncounter ``[[dot, p, n], ...]``; ormap: a nested ``entries`` list. Dots are ``[
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import Key, canonical, check_json, freeze, key_text, key_to_json, normalize, thaw
-from crdt.causal_context import CausalContext, _dot_from_json, _dot_or_none
+from crdt.causal_context import (
+    CausalContext,
+    _dot_from_json,
+    _dot_or_none,
+    context_of,
+    context_of_dot,
+)
 from crdt.dot import Dot, check_replica
-from crdt.dotstores import DotFun, DotMap
+from crdt.dotstores import DotFun
 from crdt.errors import ClockSkewError, DecodeError
 from crdt.gcounter import check_amount
-from crdt.hlc import Timestamp, check_time, tick
+from crdt.hlc import Timestamp, tick, timestamp_from_json
+from crdt.lww import check_timestamp
 from crdt.mvregister import MVRegister, decode_dotfun
-from crdt.orset import ORSet
+from crdt.orset import Dots, ORSet
 
 __all__ = ["ORMap"]
 
-_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__
 EMBEDDED_KINDS = ("gcounter", "pncounter", "lww", "mvregister", "orset", "ormap")
+# For each kind, the kinds a key holding it must not also hold (see ``update``).
+_OTHER_KINDS = {k: tuple(o for o in EMBEDDED_KINDS if o != k) for k in EMBEDDED_KINDS}
+_KINDS_DESC = tuple(sorted(EMBEDDED_KINDS, reverse=True))
 EntryKey = tuple[Key, str]
+# A register's or counter's store: a tuple of tuples whose first item is the dot, sorted.
+FunStore = tuple[tuple[Any, ...], ...]
+SetStore = dict[Key, Dots]
+MapStore = dict[EntryKey, Any]
 _SMALL_CONTEXT_RATIO = 0.25
 _SMALL_CONTEXT_MIN = 8
 
 
 # ---------------------------------------------------------------------------------------
-# Embedded dot stores
+# Embedded dot stores (immutable once stored: every function here returns a new store)
 # ---------------------------------------------------------------------------------------
-class SetStore:
-    """The dot store of an embedded OR-set: ``element key -> set of dots``."""
+def _dot_list(kind: str, store: Any) -> list[Dot]:
+    """Every dot of ``store``."""
+    if kind == "orset":
+        return [d for ds in store.values() for d in ds]
+    if kind == "ormap":
+        return [d for (_, k2), s in store.items() for d in _dot_list(k2, s)]
+    return [x[0] for x in store]
 
-    __slots__ = ("entries",)
-    __hash__ = None  # type: ignore[assignment]
 
-    def __init__(self, entries: dict[Key, set[Dot]] | None = None) -> None:
-        self.entries: dict[Key, set[Dot]] = entries if entries is not None else {}
+def _only_dot(kind: str, store: Any) -> Dot | None:
+    """The dot of ``store`` if it holds exactly one (a flat store only), else None."""
+    if kind == "orset":
+        if len(store) != 1:
+            return None
+        (ds,) = store.values()
+        return ds[0] if len(ds) == 1 else None
+    if kind == "ormap":
+        return None  # a nested map: the general join
+    return store[0][0] if len(store) == 1 else None
 
-    def dots(self) -> Iterator[Dot]:
-        for ds in self.entries.values():
-            yield from ds
 
-    def is_empty(self) -> bool:
-        return not self.entries
-
-    def join(self, ctx: CausalContext, other: SetStore, other_ctx: CausalContext) -> None:
-        mine, theirs = self.entries, other.entries
-        c, oc = ctx.contains, other_ctx.contains
-        for k, d2 in theirs.items():
-            d1 = mine.get(k)
-            if d1 is None:
-                new = {d for d in d2 if not c(d)}
-            else:
-                new = {d for d in d1 if d in d2 or not oc(d)} | {d for d in d2 if not c(d)}
-            if new:
-                mine[k] = new
-            elif d1 is not None:
-                del mine[k]
-        for k in [k for k in mine if k not in theirs]:
-            keep = {d for d in mine[k] if not oc(d)}
+def _discard(kind: str, store: Any, ctx: CausalContext) -> Any:
+    """``store`` without the dots ``ctx`` covers: its join with the empty store of ``ctx``."""
+    c = ctx.contains
+    if kind == "orset":
+        out: dict[Any, Any] = {}
+        for k, ds in store.items():
+            keep = tuple(d for d in ds if not c(d))
             if keep:
-                mine[k] = keep
-            else:
-                del mine[k]
+                out[k] = ds if len(keep) == len(ds) else keep
+        return out
+    if kind == "ormap":
+        out = {}
+        for ek, s in store.items():
+            t = _discard(ek[1], s, ctx)
+            if t:
+                out[ek] = t
+        return out
+    keep_fun = tuple(x for x in store if not c(x[0]))
+    return store if len(keep_fun) == len(store) else keep_fun
 
-    def discard_covered(self, ctx: CausalContext) -> None:
-        c = ctx.contains
-        out: dict[Key, set[Dot]] = {}
-        for k, ds in self.entries.items():
-            keep = {d for d in ds if not c(d)}
+
+def _join(kind: str, s1: Any, ctx1: CausalContext, s2: Any, ctx2: CausalContext) -> Any:
+    """The join of ``(s1, ctx1)`` and ``(s2, ctx2)``'s stores (``s1`` itself if unchanged)."""
+    if kind == "orset":
+        return _join_set(s1, ctx1, s2, ctx2)
+    if kind == "ormap":
+        return _join_map(s1, ctx1, s2, ctx2)
+    return _join_fun(s1, ctx1, s2, ctx2)
+
+
+def _join_fun(s1: FunStore, ctx1: CausalContext, s2: FunStore, ctx2: CausalContext) -> FunStore:
+    if s1 == s2:
+        return s1
+    d1 = {x[0] for x in s1}
+    d2 = {x[0] for x in s2}
+    c, oc = ctx1.contains, ctx2.contains
+    out = [x for x in s1 if x[0] in d2 or not oc(x[0])]
+    out += [y for y in s2 if y[0] not in d1 and not c(y[0])]
+    if len(out) > 1:
+        out.sort()  # dots are unique: the sort never compares the values
+    if len(out) == len(s1) and all(a is b for a, b in zip(out, s1, strict=True)):
+        return s1
+    return tuple(out)
+
+
+def _join_dots(d1: Dots, d2: Dots, c: Callable[[Dot], bool], oc: Callable[[Dot], bool]) -> Dots:
+    if d1 == d2:
+        return d1
+    keep = [d for d in d1 if d in d2 or not oc(d)]
+    keep += [d for d in d2 if d not in d1 and not c(d)]
+    if len(keep) > 1:
+        keep.sort()
+    return tuple(keep)
+
+
+def _join_set(s1: SetStore, ctx1: CausalContext, s2: SetStore, ctx2: CausalContext) -> SetStore:
+    c, oc = ctx1.contains, ctx2.contains
+    out: SetStore = {}
+    same = len(s1) == len(s2)
+    for k, d1 in s1.items():
+        d2 = s2.get(k)
+        keep = tuple(d for d in d1 if not oc(d)) if d2 is None else _join_dots(d1, d2, c, oc)
+        if keep:
+            out[k] = d1 if keep == d1 else keep
+        same = same and keep == d1
+    for k, d2 in s2.items():
+        if k not in s1:
+            keep = tuple(d for d in d2 if not c(d))
             if keep:
                 out[k] = keep
-        self.entries = out
-
-    def copy(self) -> SetStore:
-        return SetStore({k: set(v) for k, v in self.entries.items()})
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SetStore) and self.entries == other.entries
-
-    def __repr__(self) -> str:
-        return f"SetStore({self.entries!r})"
+                same = False
+    return s1 if same else out
 
 
-def _only_dot(store: Any, dot: Dot) -> bool:
-    """True if ``store`` (a flat embedded store) holds exactly the one dot ``dot``."""
-    if isinstance(store, DotFun):
-        return len(store.entries) == 1 and dot in store.entries
-    if isinstance(store, SetStore):
-        if len(store.entries) != 1:
-            return False
-        (ds,) = store.entries.values()
-        return len(ds) == 1 and dot in ds
-    return False  # a nested map: the general join
-
-
-def _empty_store(kind: str) -> Any:
-    if kind == "orset":
-        return SetStore()
-    if kind == "ormap":
-        return DotMap()
-    return DotFun()
+def _join_map(s1: MapStore, ctx1: CausalContext, s2: MapStore, ctx2: CausalContext) -> MapStore:
+    out: MapStore = {}
+    for ek, a in s1.items():
+        b = s2.get(ek)
+        t = _discard(ek[1], a, ctx2) if b is None else _join(ek[1], a, ctx1, b, ctx2)
+        if t:
+            out[ek] = t
+    for ek, b in s2.items():
+        if ek not in s1:
+            t = _discard(ek[1], b, ctx1)
+            if t:
+                out[ek] = t
+    return out
 
 
 # ---------------------------------------------------------------------------------------
 # Views: what ``update``'s fn receives
 # ---------------------------------------------------------------------------------------
-def _context_of(dot: Dot, others: list[Dot]) -> CausalContext:
-    c = CausalContext()
-    c.add(dot)
-    for d in others:
-        c.add(d)
-    return c
+class _FunView:
+    """The view of a register or counter store: reads the context, notes the dots it takes."""
+
+    __slots__ = ("ctx", "new", "store")
+
+    def __init__(self, store: FunStore, ctx: CausalContext) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.new: list[Dot] = []
+
+    def _next_dot(self, replica: str) -> Dot:
+        """A fresh dot of ``replica``: past the context and the dots this view took."""
+        ctx = self.ctx
+        n = ctx.max_counter(replica) if ctx.cloud else ctx.vv.get(replica, 0)
+        for d in self.new:
+            if d[0] == replica and d[1] > n:
+                n = d[1]
+        dot: Dot = (replica, n + 1)  # type: ignore[assignment]
+        self.new.append(dot)
+        return dot
 
 
-class _CounterView:
+class _CounterView(_FunView):
     """An embedded grow-only counter: ``increment(replica, n=1)``, ``value``."""
 
     kind: ClassVar[str] = "gcounter"
-    __slots__ = ("ctx", "store")
-
-    def __init__(self, store: DotFun[tuple[int, int]], ctx: CausalContext) -> None:
-        self.store = store
-        self.ctx = ctx
+    __slots__ = ()
 
     @property
     def value(self) -> int:
-        return sum(p - n for p, n in self.store.entries.values())
+        return sum(x[1] - x[2] for x in self.store)
 
     def _bump(self, replica: str, dp: int, dn: int) -> _CounterView:
-        entries = self.store.entries
-        old = [d for d in entries if d[0] == replica]
-        p = sum(entries[d][0] for d in old) + dp
-        n = sum(entries[d][1] for d in old) + dn
-        dot = self.ctx.next_dot(replica)
-        delta = type(self)(DotFun({dot: (p, n)}), _context_of(dot, old))
-        for d in old:
-            del entries[d]
-        entries[dot] = (p, n)
-        self.ctx.add(dot)
-        return delta
+        p, n = dp, dn
+        rest = []
+        for x in self.store:
+            if x[0][0] == replica:
+                p += x[1]
+                n += x[2]
+            else:
+                rest.append(x)
+        rest.append((self._next_dot(replica), p, n))
+        rest.sort()
+        self.store = tuple(rest)
+        return self
 
     def increment(self, replica: str, n: int = 1) -> _CounterView:
+        """Add ``n >= 1`` at ``replica``; returns the view (``update`` returns the delta)."""
         check_replica(replica)
         return self._bump(replica, check_amount(n), 0)
 
@@ -201,42 +280,37 @@ class _PNCounterView(_CounterView):
     __slots__ = ()
 
     def decrement(self, replica: str, n: int = 1) -> _CounterView:
+        """Subtract ``n >= 1`` at ``replica``; returns the view."""
         check_replica(replica)
         return self._bump(replica, 0, check_amount(n))
 
 
-def _lww_winner(entries: dict[Dot, tuple[Timestamp, Any]]) -> tuple[Timestamp, Any] | None:
+def _lww_winner(store: FunStore) -> tuple[Timestamp, Any] | None:
+    if len(store) == 1:
+        x = store[0]
+        return x[1], x[2]
     best: tuple[Timestamp, Any] | None = None
-    for ts, v in entries.values():
+    for _, ts, v in store:
         if best is None or ts > best[0] or (ts == best[0] and canonical(v) > canonical(best[1])):
             best = (ts, v)
     return best
 
 
-class _LWWView:
+class _LWWView(_FunView):
     """An embedded LWW register: ``set(replica, value, timestamp=None, now_ms=None)``."""
 
     kind: ClassVar[str] = "lww"
-    __slots__ = ("clock_bound_ms", "ctx", "store")
-
-    def __init__(
-        self,
-        store: DotFun[tuple[Timestamp, Any]],
-        ctx: CausalContext,
-        clock_bound_ms: int = 60_000,
-    ) -> None:
-        self.store = store
-        self.ctx = ctx
-        self.clock_bound_ms = clock_bound_ms
+    clock_bound_ms: ClassVar[int] = 60_000
+    __slots__ = ()
 
     @property
     def value(self) -> Any:
-        best = _lww_winner(self.store.entries)
+        best = _lww_winner(self.store)
         return None if best is None else normalize(best[1])
 
     @property
     def timestamp(self) -> Timestamp | None:
-        best = _lww_winner(self.store.entries)
+        best = _lww_winner(self.store)
         return None if best is None else best[0]
 
     def set(
@@ -246,89 +320,87 @@ class _LWWView:
         timestamp: Timestamp | None = None,
         now_ms: int | None = None,
     ) -> _LWWView:
-        """Write ``value`` (a write older than the current winner is a no-op)."""
-        check_replica(replica)
-        check_json(value)
-        if now_ms is not None:
-            check_time(now_ms)
-        current = self.timestamp
-        if timestamp is None:
-            ts = tick(current, replica, now_ms)
-        elif not isinstance(timestamp, Timestamp):
-            raise TypeError(f"timestamp must be a Timestamp, got {type(timestamp).__name__}")
+        """Write ``value`` (a write older than the current winner is a no-op); returns the view.
+
+        Checks and errors as :meth:`crdt.lww.LWWRegister.set`.
+        """
+        if type(replica) is not str or not replica:
+            check_replica(replica)  # raises
+        t = type(value)
+        if not (t is str or t is int or t is bool or value is None):
+            check_json(value)
+        if now_ms is not None and (type(now_ms) is not int or now_ms < 0):
+            raise TypeError(f"now_ms must be an int >= 0 (milliseconds), got {now_ms!r}")
+        store = self.store
+        if not store:
+            current = None
+        elif len(store) == 1:
+            current = store[0][1]
         else:
-            ts = timestamp
-        if now_ms is not None and ts.wall_ms - now_ms > self.clock_bound_ms:
-            raise ClockSkewError(ts.wall_ms, now_ms, self.clock_bound_ms)
+            current = self.timestamp
+        ts = tick(current, replica, now_ms) if timestamp is None else check_timestamp(timestamp)
+        if now_ms is not None and ts[0] - now_ms > self.clock_bound_ms:
+            raise ClockSkewError(ts[0], now_ms, self.clock_bound_ms)
         if current is not None and ts <= current:
-            return _LWWView(DotFun(), CausalContext(), self.clock_bound_ms)
-        value = normalize(value)
-        dot = self.ctx.next_dot(replica)
-        old = list(self.store.entries)
-        delta = _LWWView(DotFun({dot: (ts, value)}), _context_of(dot, old))
-        self.store.entries = {dot: (ts, value)}
-        self.ctx.add(dot)
-        return delta
+            return self
+        if t is list or t is tuple or t is dict:
+            value = normalize(value)
+        self.store = ((self._next_dot(replica), ts, value),)
+        return self
 
     def __repr__(self) -> str:
         return f"_LWWView({self.value!r})"
 
 
+_FUN_VIEWS: dict[str, type[_FunView]] = {
+    "lww": _LWWView,
+    "gcounter": _CounterView,
+    "pncounter": _PNCounterView,
+}
+
+
 def _make_view(kind: str, store: Any, ctx: CausalContext) -> Any:
-    """A standalone-looking object over ``store`` (owned by the view) and ``ctx``."""
+    """A standalone-looking object over a copy of ``store`` and ``ctx`` (owned by the view)."""
     if kind == "orset":
-        s = ORSet()
-        s._entries = store.entries
-        s._ctx = ctx
-        s._index = None
-        return s
+        return ORSet._delta(dict(store) if store else {}, ctx)
     if kind == "mvregister":
         r = MVRegister()
-        r._store = store
+        r._store = DotFun({x[0]: x[1] for x in store} if store else None)
         r._ctx = ctx
         return r
     if kind == "ormap":
-        m = ORMap()
-        m._store = store
-        m._ctx = ctx
-        m._index = None
-        return m
-    if kind == "lww":
-        return _LWWView(store, ctx)
-    if kind == "pncounter":
-        return _PNCounterView(store, ctx)
-    return _CounterView(store, ctx)
+        return ORMap._delta(dict(store) if store else {}, ctx)
+    return _FUN_VIEWS[kind](store if store else (), ctx)
 
 
-def _view_state(kind: str, view: Any) -> tuple[Any, CausalContext]:
-    """The (store, context) a view ended with."""
-    if kind == "orset":
-        return SetStore(view._entries), view._ctx
-    if kind in ("mvregister", "ormap"):
-        return view._store, view._ctx
-    return view.store, view.ctx
+def _view_store(kind: str, view: Any) -> Any:
+    """A copy of the store a view ended with (the view may outlive the update)."""
+    if kind in ("orset", "ormap"):
+        return dict(view._entries)
+    if kind == "mvregister":
+        return tuple(sorted(view._store.entries.items()))
+    return view.store
 
 
 def _store_value(kind: str, store: Any) -> Any:
     if kind == "orset":
-        return frozenset(thaw(k) for k in store.entries)
+        return frozenset(thaw(k) for k in store)
     if kind == "mvregister":
-        e = store.entries
-        return tuple(normalize(e[d]) for d in sorted(e))
+        return tuple(normalize(x[1]) for x in store)
     if kind == "lww":
-        best = _lww_winner(store.entries)
+        best = _lww_winner(store)
         return None if best is None else normalize(best[1])
     if kind in ("gcounter", "pncounter"):
-        return sum(p - n for p, n in store.entries.values())
+        return sum(x[1] - x[2] for x in store)
     return _map_value(store)
 
 
-def _map_value(store: DotMap[EntryKey, Any]) -> dict[Any, Any]:
+def _map_value(store: MapStore) -> dict[Any, Any]:
     chosen: dict[Key, str] = {}
-    for key, kind in store.entries:
+    for key, kind in store:
         if key not in chosen or kind > chosen[key]:
             chosen[key] = kind
-    return {thaw(k): _store_value(kind, store.entries[(k, kind)]) for k, kind in chosen.items()}
+    return {thaw(k): _store_value(kind, store[(k, kind)]) for k, kind in chosen.items()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -351,19 +423,28 @@ class ORMap:
     """
 
     kind: ClassVar[str] = "ormap"
-    __slots__ = ("_ctx", "_index", "_store")
+    __slots__ = ("_ctx", "_entries", "_index")
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self) -> None:
-        self._store: DotMap[EntryKey, Any] = DotMap()
+        self._entries: MapStore = {}
         self._ctx = CausalContext()
         self._index: dict[Dot, EntryKey] | None = {}
+
+    @classmethod
+    def _delta(cls, entries: MapStore, ctx: CausalContext) -> ORMap:
+        """A map made of ``entries`` and ``ctx`` (taken, not copied), without an index."""
+        m: ORMap = cls.__new__(cls)
+        m._entries = entries
+        m._ctx = ctx
+        m._index = None
+        return m
 
     # -- reading ---------------------------------------------------------------------------
     @property
     def value(self) -> dict[Any, Any]:
         """``{key: embedded value}``; nested maps as nested dicts."""
-        return _map_value(self._store)
+        return _map_value(self._entries)
 
     @property
     def context(self) -> CausalContext:
@@ -372,8 +453,11 @@ class ORMap:
     def kind_of(self, key: object) -> str | None:
         """The kind ``key`` holds, or None."""
         k = freeze(key, "key")
-        kinds = [kind for kind in EMBEDDED_KINDS if (k, kind) in self._store.entries]
-        return max(kinds) if kinds else None
+        entries = self._entries
+        for kind in _KINDS_DESC:
+            if (k, kind) in entries:
+                return kind
+        return None
 
     def get(self, key: object) -> Any:
         """A detached copy (a view object) of the value at ``key``, or None.
@@ -383,8 +467,8 @@ class ORMap:
         kind = self.kind_of(key)
         if kind is None:
             return None
-        store = self._store.entries[(freeze(key, "key"), kind)]
-        return _make_view(kind, store.copy(), self._ctx.copy())
+        store = self._entries[(freeze(key, "key"), kind)]
+        return _make_view(kind, store, self._ctx.copy())
 
     def __contains__(self, key: object) -> bool:
         try:
@@ -393,18 +477,18 @@ class ORMap:
             return False
 
     def __len__(self) -> int:
-        return len({k for k, _ in self._store.entries})
+        return len({k for k, _ in self._entries})
 
     def keys(self) -> frozenset[Any]:
-        return frozenset(thaw(k) for k, _ in self._store.entries)
+        return frozenset(thaw(k) for k, _ in self._entries)
 
     def is_bottom(self) -> bool:
-        return self._store.is_empty() and self._ctx.is_bottom()
+        return not self._entries and self._ctx.is_bottom()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ORMap):
             return NotImplemented
-        return self._ctx == other._ctx and self._store == other._store
+        return self._ctx == other._ctx and self._entries == other._entries
 
     def __repr__(self) -> str:
         return f"ORMap({self.value!r})"
@@ -419,65 +503,103 @@ class ORMap:
         nothing changes. ``fn``'s return value is not used: every mutation made through the
         view is in the returned delta.
         """
-        check_replica(replica)
-        k = freeze(key, "key")
-        if kind not in EMBEDDED_KINDS:
+        if type(replica) is not str or not replica:
+            check_replica(replica)  # raises
+        t = type(key)
+        k: Key = key if t is str or t is int else freeze(key, "key")  # type: ignore[assignment]
+        others = _OTHER_KINDS.get(kind) if type(kind) is str else None
+        if others is None:
             raise ValueError(f"unknown kind {kind!r}; known: {', '.join(EMBEDDED_KINDS)}")
-        held = self.kind_of(key)
-        if held is not None and held != kind:
-            raise TypeError(f"key {key!r} holds a {held}, not a {kind}")
+        entries = self._entries
+        before = entries.get((k, kind))
+        for o in others:
+            # A key holds one kind: the greatest kind present (see the module docstring).
+            if (k, o) in entries and (before is None or o > kind):
+                raise TypeError(f"key {key!r} holds a {self.kind_of(key)}, not a {kind}")
         ek: EntryKey = (k, kind)
-        before = self._store.entries.get(ek)
-        if before is None:
-            before = _empty_store(kind)
-        view = _make_view(kind, before.copy(), self._ctx.copy())
-        fn(view)
-        after, after_ctx = _view_state(kind, view)
+        if kind in _FUN_VIEWS:
+            return self._update_fun(ek, before, fn)
+        return self._update_view(ek, before, fn)
+
+    def _update_fun(
+        self, ek: EntryKey, before: FunStore | None, fn: Callable[[Any], object]
+    ) -> ORMap:
+        """``update`` of a register or counter: the view copies nothing, notes its new dots."""
         ctx = self._ctx
-        new_dots = list(after_ctx.dots_not_in(ctx))
-        delta = ORMap()
-        delta._index = None
-        dstore = after.copy()
-        dstore.discard_covered(ctx)
-        if not dstore.is_empty():
-            delta._store.entries[ek] = dstore
-        dctx = delta._ctx
-        for d in new_dots:
-            dctx.add(d)
-        live = set(after.dots())
-        old_dots = list(before.dots())
-        for d in old_dots:
-            if d not in live:
-                dctx.add(d)
+        view = _FUN_VIEWS[ek[1]](before if before is not None else (), ctx)
+        fn(view)
+        new = view.new
+        if not new:
+            return ORMap._delta({}, CausalContext())  # nothing written (e.g. a stale set)
+        after = view.store
+        if before is None and len(new) == 1:
+            # The common case: one write to a key not held. The delta is the entry itself.
+            dot = new[0]
+            dstore: FunStore = after
+            dctx = context_of_dot(dot)
+            old: list[Dot] = []
+        else:
+            c = ctx.contains
+            dstore = tuple(x for x in after if not c(x[0]))
+            old = [x[0] for x in before] if before is not None else []
+            live = {x[0] for x in after}
+            dctx = context_of([*new, *(d for d in old if d not in live)])
         # Joining the delta into this state gives exactly ``after`` at this entry (a view only
         # keeps old dots or adds new ones) and leaves every other entry alone (the delta's
         # context holds only new dots and this entry's dots): apply it directly, O(entry).
-        entries = self._store.entries
+        self._apply(ek, old, after, [x[0] for x in after], new)
+        return ORMap._delta({ek: dstore} if dstore else {}, dctx)
+
+    def _update_view(self, ek: EntryKey, before: Any, fn: Callable[[Any], object]) -> ORMap:
+        """``update`` of a set, a multi-value register or a nested map, through a full view."""
+        kind = ek[1]
+        ctx = self._ctx
+        view_ctx = ctx.copy()
+        view = _make_view(kind, before, view_ctx)
+        fn(view)
+        after = _view_store(kind, view)
+        new = list(view_ctx.dots_not_in(ctx))
+        dstore = _discard(kind, after, ctx)
+        old = _dot_list(kind, before) if before is not None else []
+        live_list = _dot_list(kind, after)
+        live = set(live_list)
+        dctx = context_of([*new, *(d for d in old if d not in live)])
+        self._apply(ek, old, after, live_list, new)
+        return ORMap._delta({ek: dstore} if dstore else {}, dctx)
+
+    def _apply(
+        self, ek: EntryKey, old: list[Dot], after: Any, live: list[Dot], new: list[Dot]
+    ) -> None:
+        """Replace the store at ``ek`` (whose dots were ``old``) by ``after``; add ``new``."""
         index = self._index
         if index is not None:
-            for d in old_dots:
+            for d in old:
                 index.pop(d, None)
-        if after.is_empty():
-            entries.pop(ek, None)
+            for d in live:
+                index[d] = ek
+        if after:
+            self._entries[ek] = after
         else:
-            entries[ek] = after.copy()
-            if index is not None:
-                for d in live:
-                    index[d] = ek
-        for d in new_dots:
-            ctx.add(d)
-        return delta
+            self._entries.pop(ek, None)
+        ctx = self._ctx
+        vv = ctx.vv
+        for d in new:
+            r, c = d
+            if not ctx.cloud and c == vv.get(r, 0) + 1:
+                vv[r] = c  # the common case of ctx.add, inlined
+            else:
+                ctx.add(d)
 
     def remove(self, key: object) -> ORMap:
         """Observed-remove of ``key`` (every kind it holds); returns the delta."""
         k = freeze(key, "key")
-        delta = ORMap()
-        delta._index = None
+        entries = self._entries
+        dots: list[Dot] = []
         for kind in EMBEDDED_KINDS:
-            store = self._store.entries.get((k, kind))
+            store = entries.get((k, kind))
             if store is not None:
-                for d in store.dots():
-                    delta._ctx.add(d)
+                dots += _dot_list(kind, store)
+        delta = ORMap._delta({}, context_of(dots))
         self.merge(delta)
         return delta
 
@@ -489,76 +611,96 @@ class ORMap:
         if other is self:
             return
         octx = other._ctx
-        mine = self._store.entries
-        theirs = other._store.entries
-        if not octx.vv and len(octx.cloud) == 1 and len(theirs) == 1:
+        mine = self._entries
+        theirs = other._entries
+        ovv, ocloud = octx.vv, octx.cloud
+        if len(theirs) == 1 and len(ocloud) + len(ovv) == 1:
             # The delta of an update that wrote one new dot to an entry that its origin did
             # not hold: ({ek: store with exactly that dot}, {dot}). Joining it adds the entry
             # if the dot is new here, and changes nothing otherwise (O(1)).
             ((fk, s2),) = theirs.items()
-            (dot,) = octx.cloud
-            if fk not in mine and _only_dot(s2, dot):
-                ctx = self._ctx
-                if ctx.contains(dot):
-                    return  # seen already (and removed since, or held): nothing to join
-                mine[fk] = s2.copy()
-                if self._index is not None:
-                    self._index[dot] = fk
-                ctx.add(dot)
-                return
-        size = octx.size()
-        small = size <= _SMALL_CONTEXT_MIN or size <= len(mine) * _SMALL_CONTEXT_RATIO
-        if not small:
+            if fk not in mine:
+                dot = _only_dot(fk[1], s2)
+                if dot is not None and (
+                    (ocloud and dot in ocloud) or (dot[1] == 1 and ovv.get(dot[0]) == 1)
+                ):
+                    self._merge_one(fk, s2, dot)
+                    return
+        size = len(ocloud) + (sum(ovv.values()) if ovv else 0)
+        if size <= _SMALL_CONTEXT_MIN or size <= len(mine) * _SMALL_CONTEXT_RATIO:
+            self._merge_small(other)
+        else:
             self._index = None
-            self._store.join(self._ctx, other._store, octx)
+            self._entries = _join_map(mine, self._ctx, theirs, octx)
             self._ctx.merge(octx)
-            return
-        if self._index is None:
-            self._index = {d: ek for ek, s in mine.items() for d in s.dots()}
-        index = self._index
+
+    def _merge_one(self, ek: EntryKey, store: Any, dot: Dot) -> None:
         ctx = self._ctx
-        theirs = other._store.entries
+        vv = ctx.vv
+        r, c = dot
+        seen = vv.get(r, 0)
+        cloud = ctx.cloud
+        if c <= seen or dot in cloud:
+            return  # seen already (and removed since, or held): nothing to join
+        # Stores are never edited in place, so the delta's may be shared (a dict is copied
+        # all the same: a delta and a state share no mutable container).
+        self._entries[ek] = store if type(store) is tuple else dict(store)
+        if self._index is not None:
+            self._index[dot] = ek
+        if c == seen + 1 and not cloud:
+            vv[r] = c
+        else:
+            ctx.add(dot)
+
+    def _merge_small(self, other: ORMap) -> None:
+        """The join when ``other``'s context is small: O(|other|) with the reverse index."""
+        mine = self._entries
+        index = self._index
+        if index is None:
+            index = self._index = {d: ek for ek, s in mine.items() for d in _dot_list(ek[1], s)}
+        ctx = self._ctx
+        octx = other._ctx
+        theirs = other._entries
         touched = set(theirs)
         for d in octx.dots():
             ek = index.get(d)
             if ek is not None:
                 touched.add(ek)
         for ek in touched:
+            kind = ek[1]
             s1 = mine.get(ek)
-            if s1 is not None:
-                for d in s1.dots():
-                    index.pop(d, None)
             s2 = theirs.get(ek)
             if s1 is None:
-                s = theirs[ek].copy()
-                s.discard_covered(ctx)
+                s = _discard(kind, s2, ctx)  # a new dict for a set or map: nothing shared
             elif s2 is None:
-                s = s1
-                s.discard_covered(octx)
+                s = _discard(kind, s1, octx)
             else:
-                s = s1
-                s.join(ctx, s2, octx)
-            if s.is_empty():
-                mine.pop(ek, None)
-            else:
+                s = _join(kind, s1, ctx, s2, octx)
+            if s is s1:
+                continue
+            if s1 is not None:
+                for d in _dot_list(kind, s1):
+                    index.pop(d, None)
+            if s:
                 mine[ek] = s
-                for d in s.dots():
+                for d in _dot_list(kind, s):
                     index[d] = ek
+            else:
+                mine.pop(ek, None)
         ctx.merge(octx)
 
     def copy(self) -> ORMap:
-        c = ORMap()
-        c._store = self._store.copy()
-        c._ctx = self._ctx.copy()
-        c._index = None if self._index is None else dict(self._index)
+        # Stores are immutable once stored: a shallow copy of the dicts is a full copy.
+        c = ORMap._delta(self._entries.copy(), self._ctx.copy())
+        c._index = None if self._index is None else self._index.copy()
         return c
 
     # -- codec -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
-            "type": self.kind,
+            "type": "ormap",
             "v": FORMAT_VERSION,
-            "entries": _encode_map(self._store),
+            "entries": _encode_map(self._entries),
             "ctx": self._ctx.to_dict(),
         }
 
@@ -568,12 +710,9 @@ class ORMap:
         entries = get_list(body, "entries", "entries")
         if "ctx" not in body:
             raise DecodeError("ctx", "missing")
-        m = cls()
-        m._ctx = CausalContext.from_dict(body["ctx"], "ctx")
+        ctx = CausalContext.from_dict(body["ctx"], "ctx")
         seen: set[Dot] = set()
-        m._store = _decode_map(entries, m._ctx, "entries", seen)
-        m._index = None
-        return m
+        return cls._delta(_decode_map(entries, ctx, "entries", seen), ctx)
 
 
 def _text_of(k: Key) -> str:
@@ -592,53 +731,44 @@ def _plain(v: Any) -> Any:
     return normalize(v) if t is list or t is tuple or t is dict else v
 
 
-def _encode_map(store: DotMap[EntryKey, Any]) -> list[Any]:
+def _encode_map(store: MapStore) -> list[Any]:
     # (text, kind) pairs are unique, so the tuple sort never compares the stores.
-    entries = store.entries
-    if len(entries) > 1:
-        items = [(_text_of(k), kind, k, s) for (k, kind), s in entries.items()]
+    if len(store) > 1:
+        items = [(_text_of(k), kind, k, s) for (k, kind), s in store.items()]
         items.sort()
     else:  # a delta: nothing to sort
-        items = [("", kind, k, s) for (k, kind), s in entries.items()]
+        items = [("", kind, k, s) for (k, kind), s in store.items()]
     return [[_json_of(k), kind, _encode_store(kind, s)] for _, kind, k, s in items]
 
 
 def _encode_store(kind: str, store: Any) -> Any:
+    # Register and counter stores are kept sorted by dot, as the encoding wants them.
+    if kind == "lww":
+        return [[[d[0], d[1]], [ts[0], ts[1], ts[2]], _plain(v)] for d, ts, v in store]
     if kind == "orset":
-        set_entries = store.entries
-        if len(set_entries) > 1:
-            items = [(_text_of(k), k, ds) for k, ds in set_entries.items()]
-            items.sort(key=lambda x: x[0])
+        if len(store) > 1:
+            items = [(_text_of(k), k, ds) for k, ds in store.items()]
+            items.sort(key=_first)
         else:
-            items = [("", k, ds) for k, ds in set_entries.items()]
-        return [
-            [_json_of(k), [[d[0], d[1]] for d in (ds if len(ds) == 1 else sorted(ds))]]
-            for _, k, ds in items
-        ]
+            items = [("", k, ds) for k, ds in store.items()]
+        return [[_json_of(k), [[d[0], d[1]] for d in ds]] for _, k, ds in items]
     if kind == "ormap":
         return _encode_map(store)
-    e = store.entries
-    dots = list(e) if len(e) == 1 else sorted(e)
-    if kind == "lww":
-        out = []
-        for d in dots:
-            ts, v = e[d]
-            out.append([[d[0], d[1]], [ts[0], ts[1], ts[2]], _plain(v)])
-        return out
     if kind == "mvregister":
-        return [[[d[0], d[1]], normalize(e[d])] for d in dots]
+        return [[[d[0], d[1]], normalize(v)] for d, v in store]
     if kind == "gcounter":
-        return [[[d[0], d[1]], e[d][0]] for d in dots]
-    return [[[d[0], d[1]], e[d][0], e[d][1]] for d in dots]
+        return [[[x[0][0], x[0][1]], x[1]] for x in store]
+    return [[[x[0][0], x[0][1]], x[1], x[2]] for x in store]
 
 
-def _decode_map(
-    entries: list[Any], ctx: CausalContext, path: str, seen: set[Dot]
-) -> DotMap[EntryKey, Any]:
+def _first(item: tuple[str, Any, Any]) -> str:
+    return item[0]
+
+
+def _decode_map(entries: list[Any], ctx: CausalContext, path: str, seen: set[Dot]) -> MapStore:
     # Error paths are formatted only when something is wrong (the hot loop of every delta
     # received).
-    out: DotMap[EntryKey, Any] = DotMap()
-    got = out.entries
+    got: MapStore = {}
     for i, entry in enumerate(entries):
         if type(entry) is not list or len(entry) != 3:
             raise DecodeError(f"{path}[{i}]", "expected [key, kind, body]")
@@ -650,14 +780,17 @@ def _decode_map(
                 k = freeze(raw_key, "key")
             except TypeError as exc:
                 raise DecodeError(f"{path}[{i}][0]", str(exc)) from exc
-        if kind not in EMBEDDED_KINDS:
+        if type(kind) is not str or kind not in _OTHER_KINDS:
             raise DecodeError(f"{path}[{i}][1]", f"unknown kind {kind!r}")
         if (k, kind) in got:
             raise DecodeError(f"{path}[{i}]", "duplicate (key, kind)")
         if type(body) is not list or not body:
             raise DecodeError(f"{path}[{i}][2]", "expected a non-empty array")
-        got[(k, kind)] = _decode_store(kind, body, ctx, f"{path}[{i}][2]", seen)
-    return out
+        if kind == "lww":
+            got[(k, kind)] = _decode_lww(body, ctx, path, i, seen)
+        else:
+            got[(k, kind)] = _decode_store(kind, body, ctx, f"{path}[{i}][2]", seen)
+    return got
 
 
 def _check_dot(dot: Dot, ctx: CausalContext, seen: set[Dot], path: str) -> None:
@@ -672,7 +805,7 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
     if kind == "ormap":
         return _decode_map(body, ctx, path, seen)
     if kind == "orset":
-        s = SetStore()
+        s: SetStore = {}
         for i, entry in enumerate(body):
             p = f"{path}[{i}]"
             if type(entry) is not list or len(entry) != 2:
@@ -681,26 +814,25 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
                 k = freeze(entry[0])
             except TypeError as exc:
                 raise DecodeError(f"{p}[0]", str(exc)) from exc
-            if k in s.entries:
+            if k in s:
                 raise DecodeError(f"{p}[0]", "duplicate element")
             if type(entry[1]) is not list or not entry[1]:
                 raise DecodeError(f"{p}[1]", "expected a non-empty array of dots")
-            dots: set[Dot] = set()
+            dots: list[Dot] = []
             for j, x in enumerate(entry[1]):
                 dot = _dot_from_json(x, f"{p}[1][{j}]")
                 _check_dot(dot, ctx, seen, f"{p}[1][{j}]")
-                dots.add(dot)
-            s.entries[k] = dots
+                dots.append(dot)
+            dots.sort()
+            s[k] = tuple(dots)
         return s
     if kind == "mvregister":
         e = decode_dotfun(body, ctx, path)
         for i, d in enumerate(e):
             _check_dot(d, ctx, seen, f"{path}[{i}][0]")
-        return DotFun(e)
-    if kind == "lww":
-        return DotFun(_decode_lww(body, ctx, path, seen))
+        return tuple(sorted(e.items()))
     width = 3 if kind == "pncounter" else 2
-    out: dict[Dot, Any] = {}
+    out: list[tuple[Dot, int, int]] = []
     for i, entry in enumerate(body):
         p = f"{path}[{i}]"
         if type(entry) is not list or len(entry) != width:
@@ -711,23 +843,26 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
         for j, x in enumerate(nums[: width - 1]):
             if type(x) is not int or x < 0:
                 raise DecodeError(f"{p}[{j + 1}]", f"expected an integer >= 0, got {x!r}")
-        out[dot] = (nums[0], nums[1])
-    return DotFun(out)
+        out.append((dot, nums[0], nums[1]))
+    out.sort()
+    return tuple(out)
 
 
 def _decode_lww(
-    body: list[Any], ctx: CausalContext, path: str, seen: set[Dot]
-) -> dict[Dot, tuple[Timestamp, Any]]:
-    out: dict[Dot, tuple[Timestamp, Any]] = {}
+    body: list[Any], ctx: CausalContext, path: str, pos: int, seen: set[Dot]
+) -> FunStore:
+    """Decode the body of ``path[pos]``: ``[[dot, [wall_ms, logical, replica], value], ...]``."""
+    out: list[tuple[Dot, Timestamp, Any]] = []
     contains = ctx.contains
     for i, entry in enumerate(body):
         if type(entry) is not list or len(entry) != 3:
-            raise DecodeError(f"{path}[{i}]", "expected an array of 3 items")
+            raise DecodeError(f"{path}[{pos}][2][{i}]", "expected an array of 3 items")
         raw_dot, raw_ts, value = entry
         dot = _dot_or_none(raw_dot)
         if dot is None or dot in seen or not contains(dot):
-            dot = _dot_from_json(raw_dot, f"{path}[{i}][0]")
-            _check_dot(dot, ctx, seen, f"{path}[{i}][0]")  # raises
+            p = f"{path}[{pos}][2][{i}][0]"
+            dot = _dot_from_json(raw_dot, p)
+            _check_dot(dot, ctx, seen, p)  # raises
         seen.add(dot)
         if (
             type(raw_ts) is list
@@ -739,15 +874,17 @@ def _decode_lww(
             and type(r := raw_ts[2]) is str
             and r
         ):
-            ts: Timestamp = _new_tuple(Timestamp, (w, n, r))
+            ts: Timestamp = (w, n, r)  # type: ignore[assignment]
         else:
-            ts = Timestamp.from_json(raw_ts, f"{path}[{i}][1]")
+            ts = timestamp_from_json(raw_ts, f"{path}[{pos}][2][{i}][1]")
         t = type(value)
         if not (t is str or t is int or t is bool or value is None):
             try:
-                check_json(value, f"{path}[{i}][2]")
+                check_json(value, f"{path}[{pos}][2][{i}][2]")
             except TypeError as exc:
-                raise DecodeError(f"{path}[{i}][2]", str(exc)) from exc
+                raise DecodeError(f"{path}[{pos}][2][{i}][2]", str(exc)) from exc
             value = normalize(value)
-        out[dot] = (ts, value)
-    return out
+        out.append((dot, ts, value))
+    if len(out) > 1:
+        out.sort()  # dots are unique: the sort never compares the values
+    return tuple(out)

@@ -9,11 +9,15 @@ State: a ``DotMap[element -> DotSet]`` and a causal context (Almeida, Shoker, Ba
 - join: the dot-set join per element (``dotstores``). An element is in the set iff it has a
   live dot, so an add concurrent with a remove wins (the remove never saw the add's dot).
 
-The store is specialised for speed as ``dict[key, set[Dot]]`` plus, built lazily, a reverse
-index ``dot -> key``. A merge costs O(size of the other side) when the other side's context
-is small (a delta): the dots it covers are looked up in the index instead of scanning every
-element. Large contexts take a full pass, which drops the index (it is rebuilt on the next
-small merge).
+The store is specialised for speed as ``dict[key, tuple[Dot, ...]]`` (each element's live
+dots as an immutable tuple sorted by dot; one dot is the common case) plus, built lazily, a
+reverse index ``dot -> key``. Everything these dicts hold is a str, an int or a plain tuple
+of those, so after one garbage collection the whole store is untracked: a big set costs the
+cyclic collector a handful of objects, not a few per element (see ``crdt/dot.py``). The
+tuples are never mutated, so a delta and the state may share them. A merge costs O(size of
+the other side) when the other side's context is small (a delta): the dots it covers are
+looked up in the index instead of scanning every element. Large contexts take a full pass,
+which drops the index (it is rebuilt on the next small merge).
 
 Elements are hashable JSON values: ``str``, ``int``, ``float``, ``bool``, ``None``, or
 arrays of these (lists or tuples); ``value`` returns arrays as tuples. JSON objects cannot be
@@ -31,7 +35,7 @@ from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import Key, freeze, key_text, key_to_json, thaw
-from crdt.causal_context import CausalContext, _dot_or_none
+from crdt.causal_context import CausalContext, _dot_or_none, context_of, context_of_dot
 from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
@@ -41,6 +45,9 @@ __all__ = ["ORSet"]
 # covered dots up in the reverse index; anything bigger takes one full pass.
 _SMALL_CONTEXT_RATIO = 0.25
 _SMALL_CONTEXT_MIN = 8
+
+
+Dots = tuple[Dot, ...]
 
 
 def _text_of(k: Key) -> str:
@@ -70,9 +77,18 @@ class ORSet:
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self) -> None:
-        self._entries: dict[Key, set[Dot]] = {}
+        self._entries: dict[Key, Dots] = {}
         self._ctx = CausalContext()
         self._index: dict[Dot, Key] | None = {}
+
+    @classmethod
+    def _delta(cls, entries: dict[Key, Dots], ctx: CausalContext) -> ORSet:
+        """A state made of ``entries`` and ``ctx`` (taken, not copied), without an index."""
+        d: ORSet = cls.__new__(cls)
+        d._entries = entries
+        d._ctx = ctx
+        d._index = None
+        return d
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -117,51 +133,48 @@ class ORSet:
     # -- mutators --------------------------------------------------------------------------
     def add(self, replica: str, element: object) -> ORSet:
         """Add ``element`` with a fresh dot of ``replica``; returns the delta."""
-        check_replica(replica)
-        key = freeze(element)
+        if type(replica) is not str or not replica:
+            check_replica(replica)  # raises
+        t = type(element)
+        key: Key = element if t is str or t is int else freeze(element)  # type: ignore[assignment]
         ctx = self._ctx
-        dot = ctx.next_dot(replica)
-        old = self._entries.get(key)
-        delta = ORSet()
-        delta._entries[key] = {dot}
-        delta._index = None
-        dctx = delta._ctx
-        dctx.add(dot)
+        vv = ctx.vv
+        if ctx.cloud:
+            dot = ctx.next_dot(replica)
+            ctx.add(dot)
+        else:  # the common case of next_dot and add, inlined
+            n = vv.get(replica, 0) + 1
+            dot = (replica, n)  # type: ignore[assignment]
+            vv[replica] = n
+        entries = self._entries
+        old = entries.get(key)
+        tagged: Dots = (dot,)
+        entries[key] = tagged
         index = self._index
-        if old:
-            for d in old:
-                dctx.add(d)
-                if index is not None:
-                    index.pop(d, None)
-        self._entries[key] = {dot}
         if index is not None:
             index[dot] = key
-        ctx.add(dot)
-        return delta
+        if old is None:
+            return ORSet._delta({key: tagged}, context_of_dot(dot))
+        if index is not None:
+            for d in old:
+                index.pop(d, None)
+        return ORSet._delta({key: tagged}, context_of((dot, *old)))
 
     def remove(self, element: object) -> ORSet:
         """Remove ``element`` (the dots seen here); returns the delta (bottom if absent)."""
         key = freeze(element)
-        delta = ORSet()
-        delta._index = None
         old = self._entries.pop(key, None)
-        if old:
-            index = self._index
-            dctx = delta._ctx
+        if not old:
+            return ORSet._delta({}, CausalContext())
+        index = self._index
+        if index is not None:
             for d in old:
-                dctx.add(d)
-                if index is not None:
-                    index.pop(d, None)
-        return delta
+                index.pop(d, None)
+        return ORSet._delta({}, context_of(old))
 
     def clear(self) -> ORSet:
         """Remove every element seen here; returns the delta."""
-        delta = ORSet()
-        delta._index = None
-        dctx = delta._ctx
-        for dots in self._entries.values():
-            for d in dots:
-                dctx.add(d)
+        delta = ORSet._delta({}, context_of(d for dots in self._entries.values() for d in dots))
         self._entries = {}
         self._index = {}
         return delta
@@ -177,35 +190,40 @@ class ORSet:
         ovv = octx.vv
         ocloud = octx.cloud
         theirs = other._entries
-        if not ovv and len(ocloud) == 1 and len(theirs) == 1:
-            # The delta of add(e) for an e its origin did not hold: ({e: {d}}, {d}).
+        if len(theirs) == 1 and len(ocloud) + len(ovv) == 1:
+            # The delta of add(e) for an e its origin did not hold: ({e: (d,)}, {d}), its
+            # context being either the cloud {d} or the vector {r: 1}.
             ((key, d2),) = theirs.items()
-            (dot,) = ocloud
-            if len(d2) == 1 and dot in d2:
-                ctx = self._ctx
-                vv = ctx.vv
+            if len(d2) == 1:
+                dot = d2[0]
                 replica, counter = dot
-                seen = vv.get(replica, 0)
-                cloud = ctx.cloud
-                if counter <= seen or dot in cloud:
-                    return  # seen already: the join changes nothing
-                cur = self._entries.get(key)
-                if cur is None:
-                    self._entries[key] = {dot}
-                else:
-                    cur.add(dot)
-                if self._index is not None:
-                    self._index[dot] = key
-                if counter == seen + 1 and not cloud:
-                    vv[replica] = counter  # the common case of ctx.add, inlined
-                else:
-                    ctx.add(dot)
-                return
+                if (ocloud and dot in ocloud) or (counter == 1 and ovv.get(replica) == 1):
+                    self._merge_one(key, dot, d2)
+                    return
         size = len(ocloud) + (sum(ovv.values()) if ovv else 0)
         if size <= _SMALL_CONTEXT_MIN or size <= len(self._entries) * _SMALL_CONTEXT_RATIO:
             self._merge_small(other)
         else:
             self._merge_full(other)
+
+    def _merge_one(self, key: Key, dot: Dot, tagged: Dots) -> None:
+        """Join the delta ``({key: (dot,)}, {dot})``: O(1)."""
+        ctx = self._ctx
+        vv = ctx.vv
+        replica, counter = dot
+        seen = vv.get(replica, 0)
+        cloud = ctx.cloud
+        if counter <= seen or dot in cloud:
+            return  # seen already: the join changes nothing
+        entries = self._entries
+        cur = entries.get(key)
+        entries[key] = tagged if cur is None else tuple(sorted((*cur, dot)))
+        if self._index is not None:
+            self._index[dot] = key
+        if counter == seen + 1 and not cloud:
+            vv[replica] = counter  # the common case of ctx.add, inlined
+        else:
+            ctx.add(dot)
 
     def _merge_small(self, other: ORSet) -> None:
         """The join when ``other``'s context is small: O(|other|) with the reverse index."""
@@ -221,21 +239,13 @@ class ORSet:
         for key, d2 in theirs.items():
             d1 = mine.get(key)
             if d1 is None:
-                new: set[Dot] = set()
-                for d in d2:
-                    if d[1] > vv.get(d[0], 0) and d not in cloud:
-                        new.add(d)
+                add = [d for d in d2 if d[1] > vv.get(d[0], 0) and d not in cloud]
+                if add:
+                    mine[key] = d2 if len(add) == len(d2) else tuple(add)
+                    for d in add:
                         index[d] = key
-                if new:
-                    mine[key] = new
                 continue
-            new = set()
-            for d in d1:
-                if d in d2 or (d[1] > ovv.get(d[0], 0) and d not in ocloud):
-                    new.add(d)
-            for d in d2:
-                if d not in new and d[1] > vv.get(d[0], 0) and d not in cloud:
-                    new.add(d)
+            new = _join_dots(d1, d2, vv, cloud, ovv, ocloud)
             if new == d1:
                 continue
             for d in d1:
@@ -265,10 +275,11 @@ class ORSet:
             ctx.merge(octx)
 
     def _drop_dot(self, key: Key, dot: Dot) -> None:
-        dots = self._entries[key]
-        dots.discard(dot)
+        keep = tuple(d for d in self._entries[key] if d != dot)
         del self._index[dot]  # type: ignore[union-attr]
-        if not dots:
+        if keep:
+            self._entries[key] = keep
+        else:
             del self._entries[key]
 
     def _merge_full(self, other: ORSet) -> None:
@@ -283,55 +294,53 @@ class ORSet:
         for key, d2 in theirs.items():
             d1 = mine.get(key)
             if d1 is None:
-                new = {d for d in d2 if d[1] > vv.get(d[0], 0) and d not in cloud}
-                if new:
-                    mine[key] = new
+                add = [d for d in d2 if d[1] > vv.get(d[0], 0) and d not in cloud]
+                if add:
+                    mine[key] = d2 if len(add) == len(d2) else tuple(add)
                 continue
-            new = {d for d in d1 if d in d2 or (d[1] > ovv.get(d[0], 0) and d not in ocloud)}
-            for d in d2:
-                if d not in new and d[1] > vv.get(d[0], 0) and d not in cloud:
-                    new.add(d)
+            new = _join_dots(d1, d2, vv, cloud, ovv, ocloud)
             if new != d1:
                 if new:
                     mine[key] = new
                 else:
                     del mine[key]
-        if not octx.is_bottom():
+        if ovv or ocloud:
             for key in [k for k in mine if k not in theirs]:
                 dots = mine[key]
-                keep = {d for d in dots if d[1] > ovv.get(d[0], 0) and d not in ocloud}
+                keep = [d for d in dots if d[1] > ovv.get(d[0], 0) and d not in ocloud]
                 if len(keep) != len(dots):
                     if keep:
-                        mine[key] = keep
+                        mine[key] = tuple(keep)
                     else:
                         del mine[key]
         ctx.merge(octx)
 
-    def _rebuild_index(self) -> None:
-        self._index = {d: k for k, dots in self._entries.items() for d in dots}
-
     # -- misc ------------------------------------------------------------------------------
     def copy(self) -> ORSet:
-        c = ORSet()
-        c._entries = {k: set(v) for k, v in self._entries.items()}
-        c._ctx = self._ctx.copy()
-        c._index = None if self._index is None else dict(self._index)
-        return c
+        # The dot tuples are immutable: a shallow copy of the dicts is a full copy.
+        index = self._index
+        return ORSet._delta(self._entries.copy(), self._ctx.copy())._with_index(
+            None if index is None else index.copy()
+        )
+
+    def _with_index(self, index: dict[Dot, Key] | None) -> ORSet:
+        self._index = index
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         entries = self._entries
         if len(entries) > 1:
             items = [(_text_of(k), k, dots) for k, dots in entries.items()]
-            items.sort(key=lambda x: x[0])
+            items.sort(key=_first)
         else:  # a delta: nothing to sort
             items = [("", k, dots) for k, dots in entries.items()]
         return {
-            "type": self.kind,
+            "type": "orset",
             "v": FORMAT_VERSION,
             "entries": [
                 [
                     k if type(k) is str or type(k) is int else key_to_json(k),
-                    [[d[0], d[1]] for d in (dots if len(dots) == 1 else sorted(dots))],
+                    [[d[0], d[1]] for d in dots],  # kept sorted
                 ]
                 for _, k, dots in items
             ],
@@ -344,31 +353,24 @@ class ORSet:
         entries = get_list(body, "entries", "entries")
         if "ctx" not in body:
             raise DecodeError("ctx", "missing")
-        s = cls()
-        s._ctx = CausalContext.from_dict(body["ctx"], "ctx")
-        s._index = None
+        ctx = CausalContext.from_dict(body["ctx"], "ctx")
+        out: dict[Key, Dots] = {}
+        s = cls._delta(out, ctx)
+        if len(entries) == 1:
+            _decode_one(entries[0], ctx, out)
+            return s
         seen: set[Dot] = set()
-        contains = s._ctx.contains
-        out = s._entries
+        contains = ctx.contains
         for i, entry in enumerate(entries):
             # Error paths are formatted only when something is wrong (the hot loop of every
             # delta received).
-            if type(entry) is not list or len(entry) != 2:
-                raise DecodeError(f"entries[{i}]", "expected [element, [dot, ...]]")
-            el = entry[0]
-            if type(el) is str or type(el) is int:
-                key: Key = el
-            else:
-                try:
-                    key = freeze(el)
-                except TypeError as exc:
-                    raise DecodeError(f"entries[{i}][0]", str(exc)) from exc
+            key = _decode_element(entry, i)
             if key in out:
                 raise DecodeError(f"entries[{i}][0]", "duplicate element")
             raw = entry[1]
             if type(raw) is not list or not raw:
                 raise DecodeError(f"entries[{i}][1]", "expected a non-empty array of dots")
-            dots: set[Dot] = set()
+            dots: list[Dot] = []
             for j, x in enumerate(raw):
                 dot = _dot_or_none(x)
                 if dot is None:
@@ -378,6 +380,70 @@ class ORSet:
                 if not contains(dot):
                     raise DecodeError(f"entries[{i}][1][{j}]", "dot not covered by ctx")
                 seen.add(dot)
-                dots.add(dot)
-            out[key] = dots
+                dots.append(dot)
+            if len(dots) > 1:
+                dots.sort()
+            out[key] = tuple(dots)
         return s
+
+
+def _first(item: tuple[str, Any, Any]) -> str:
+    return item[0]
+
+
+def _join_dots(
+    d1: Dots, d2: Dots, vv: dict[str, int], cloud: set[Dot], ovv: dict[str, int], ocloud: set[Dot]
+) -> Dots:
+    """The dot-set join of one element's dots ``d1`` (ours) and ``d2`` (theirs), sorted."""
+    if d1 == d2:
+        return d1
+    new = [d for d in d1 if d in d2 or (d[1] > ovv.get(d[0], 0) and d not in ocloud)]
+    for d in d2:
+        if d not in d1 and d[1] > vv.get(d[0], 0) and d not in cloud:
+            new.append(d)
+    if len(new) > 1:
+        new.sort()
+    if len(new) == len(d1) and all(a == b for a, b in zip(new, d1, strict=True)):
+        return d1
+    return tuple(new)
+
+
+def _decode_element(entry: object, i: int) -> Key:
+    """The key of ``entries[i]`` (``[element, dots]``); DecodeError naming the path."""
+    if type(entry) is not list or len(entry) != 2:
+        raise DecodeError(f"entries[{i}]", "expected [element, [dot, ...]]")
+    el = entry[0]
+    if type(el) is str or type(el) is int:
+        return el
+    try:
+        return freeze(el)
+    except TypeError as exc:
+        raise DecodeError(f"entries[{i}][0]", str(exc)) from exc
+
+
+def _decode_one(entry: object, ctx: CausalContext, out: dict[Key, Dots]) -> None:
+    """Decode the only entry of a state (a delta's): one key, its dots checked against ctx."""
+    key = _decode_element(entry, 0)
+    raw = entry[1]  # type: ignore[index]
+    if type(raw) is not list or not raw:
+        raise DecodeError("entries[0][1]", "expected a non-empty array of dots")
+    if len(raw) == 1:
+        dot = _dot_or_none(raw[0])
+        if dot is None:
+            dot = dot_from_json(raw[0], "entries[0][1][0]")
+        if not ctx.contains(dot):
+            raise DecodeError("entries[0][1][0]", "dot not covered by ctx")
+        out[key] = (dot,)
+        return
+    dots: list[Dot] = []
+    for j, x in enumerate(raw):
+        d = _dot_or_none(x)
+        if d is None:
+            d = dot_from_json(x, f"entries[0][1][{j}]")
+        if d in dots:
+            raise DecodeError(f"entries[0][1][{j}]", "dot used twice")
+        if not ctx.contains(d):
+            raise DecodeError(f"entries[0][1][{j}]", "dot not covered by ctx")
+        dots.append(d)
+    dots.sort()
+    out[key] = tuple(dots)

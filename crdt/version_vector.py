@@ -37,7 +37,7 @@ class VersionVector:
     >>> a = VersionVector({"A": 2})
     >>> b = a.copy()
     >>> b.increment("B")
-    Dot(replica='B', counter=1)
+    ('B', 1)
     >>> a.compare(b), a <= b, b.dominates(a)
     (<Ordering.BEFORE: 'before'>, True, True)
     >>> c = VersionVector({"C": 1})

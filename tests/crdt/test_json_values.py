@@ -201,7 +201,15 @@ def test_a_bad_amount_is_refused_and_changes_nothing(
 def test_lww_set_with_a_timestamp_far_ahead_of_the_clock_is_refused_and_changes_nothing() -> None:
     ahead = Timestamp(10_000_000, 0, "A")
     assert_refused("lww", lambda r: r.set("A", "x", timestamp=ahead, now_ms=2_000), ClockSkewError)
-    assert_refused("lww", lambda r: r.set("A", "x", timestamp=(5, 0, "A")), TypeError, "tuple")
+    # A timestamp is a plain tuple (wall_ms, logical, replica): anything else is refused.
+    for bad, word in [([5, 0, "A"], "list"), ((5, 0), "tuple"), ((5, -1, "A"), "tuple")]:
+        assert_refused("lww", lambda r, bad=bad: r.set("A", "x", timestamp=bad), TypeError, word)
+        assert_refused(
+            "ormap",
+            lambda m, bad=bad: m.update("A", "t", "lww", lambda r: r.set("A", "x", bad)),
+            TypeError,
+            word,
+        )
 
 
 @pytest.mark.parametrize("kind", ["gcounter", "pncounter", "lww", "mvregister", "orset", "ormap"])
