@@ -29,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_core import from_json, to_json
+
 from crdt import CRDT, CausalContext
 
 __all__ = [
@@ -69,11 +71,24 @@ class LogEntry:
     seq: int
     key: str
     kind: str
-    delta: dict[str, Any]
-    #: The JSON text of ``delta`` when the engine has it already (it encodes every delta
-    #: once, for its in-memory log); the store then writes it as it is instead of encoding
-    #: ``delta`` again. None: not known.
-    delta_json: str | None = None
+    #: The JSON text of the delta's ``to_dict()``. A delta is encoded once, where it is made,
+    #: and kept as text from then on: the in-memory log, the wire and the store all carry it
+    #: as it is, and it is parsed only to be merged (text is also invisible to the garbage
+    #: collector, unlike the dicts and lists of a decoded form).
+    delta_json: str
+
+    @property
+    def delta(self) -> dict[str, Any]:
+        """The delta's ``to_dict()`` form, decoded from :attr:`delta_json` on each call."""
+        decoded: dict[str, Any] = from_json(self.delta_json)
+        return decoded
+
+    @classmethod
+    def of(
+        cls, origin: str, partition: int, seq: int, key: str, kind: str, delta: dict[str, Any]
+    ) -> LogEntry:
+        """A log entry of the ``to_dict()`` form ``delta`` (encoded here)."""
+        return cls(origin, partition, seq, key, kind, to_json(delta).decode())
 
 
 @dataclass(frozen=True, slots=True)

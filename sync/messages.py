@@ -99,15 +99,19 @@ class _Model(BaseModel):
 
 
 class Entry(_Model):
-    """One log entry: the delta ``delta`` (a CRDT ``to_dict()``) of ``key`` with log dot
-    ``(origin, partition, seq)``."""
+    """One log entry: the delta of ``key`` with log dot ``(origin, partition, seq)``.
+
+    ``delta`` is the JSON *text* of the delta's ``to_dict()``, carried as a string: the
+    receiver stores and forwards it as it is (no re-encoding) and parses it only to merge.
+    The engine checks that it decodes to a CRDT of ``kind`` before anything changes.
+    """
 
     origin: NonEmpty
     partition: Index
     seq: Count
     key: str
     kind: NonEmpty
-    delta: Json
+    delta: str
 
 
 class SnapObject(_Model):
@@ -306,7 +310,7 @@ def _built(cls: type[_Model], fields: dict[str, Any], fields_set: set[str] | Non
     return obj
 
 
-def make_entry(origin: str, partition: int, seq: int, key: str, kind: str, delta: Json) -> Entry:
+def make_entry(origin: str, partition: int, seq: int, key: str, kind: str, delta: str) -> Entry:
     """An :class:`Entry` from trusted values (the engine's own log), without validation."""
     fields = {
         "origin": origin,
@@ -337,7 +341,7 @@ def _entry_ok(e: Any) -> bool:
         and type(e.get("key")) is str
         and type(kind) is str
         and kind != ""
-        and type(e.get("delta")) is dict
+        and type(e.get("delta")) is str
     )
 
 

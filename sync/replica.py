@@ -119,6 +119,8 @@ from sync.ring import Ring, partition_of
 __all__ = ["Replica", "ReplicaAPI"]
 
 _EMPTY_CTX = CausalContext()
+# How the compact JSON text of a delta of each kind begins (to_dict() puts "type" first).
+_TYPE_PREFIX = {kind: f'{{"type":"{kind}"' for kind in crdt.KINDS}
 _Logged = tuple[str, str, str]  # a log entry held in memory: key, kind, delta JSON
 # A received, checked entry: as logged, the wire entry (forwarded as it is), its delta.
 _Decoded = tuple[LogEntry, m.Entry, CRDT]
@@ -278,7 +280,7 @@ def _ctx_model(ctx: CausalContext) -> m.Ctx:
 
 
 def _entry_model(e: LogEntry) -> m.Entry:
-    return m.make_entry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta)
+    return m.make_entry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json)
 
 
 def _check_timeout(name: str, value: object) -> float:
@@ -512,8 +514,8 @@ class Replica:
         if getattr(delta, "kind", None) != kind or not hasattr(delta, "to_dict"):
             # fn mutated nothing we can log; its result is not a delta of this kind.
             raise TypeError(f"fn must return the {kind} delta of its mutator, got {delta!r}")
-        encoded = delta.to_dict()
-        raw = to_json(encoded).decode()  # once: for the log in memory and for the store
+        # Encoded once, here; from now on the delta travels as this text (see LogEntry).
+        raw = to_json(delta.to_dict()).decode()
 
         now = self._begin(now)
         try:
@@ -521,7 +523,7 @@ class Replica:
                 self._objects[key] = target
                 self._keys_by_part.setdefault(p, set()).add(key)
             seq = max(self._seq.get(p, 0), self._summ_of(p).max_counter(self.replica_id)) + 1
-            entry = LogEntry(self.replica_id, p, seq, key, kind, encoded, raw)
+            entry = LogEntry(self.replica_id, p, seq, key, kind, raw)
             self._append(entry)
             self._changed(key)
             self._start_write(op_id, entry, homes, required, site, strict_, timeout_, now)
@@ -978,12 +980,7 @@ class Replica:
     def _log_put(self, e: LogEntry) -> None:
         by_origin = self._log.setdefault(e.partition, {}).setdefault(e.origin, {})
         if e.seq not in by_origin:
-            raw = e.delta_json
-            by_origin[e.seq] = (
-                e.key,
-                e.kind,
-                raw if raw is not None else to_json(e.delta).decode(),
-            )
+            by_origin[e.seq] = (e.key, e.kind, e.delta_json)
             self._log_size += 1
 
     def _log_entry(self, p: int, origin: str, seq: int) -> LogEntry | None:
@@ -991,7 +988,7 @@ class Replica:
         if found is None:
             return None
         key, kind, raw = found
-        return LogEntry(origin, p, seq, key, kind, from_json(raw), raw)
+        return LogEntry(origin, p, seq, key, kind, raw)
 
     def _append(self, e: LogEntry) -> None:
         """Record an applied entry: log, summary, Persist, checkpoint bookkeeping."""
@@ -1382,10 +1379,10 @@ class Replica:
         return self.config.max_message_bytes // 2
 
     def _entry_bytes(self, e: LogEntry) -> int:
-        """About how many bytes ``e`` takes in a message (its logged JSON if we hold it)."""
-        found = self._log.get(e.partition, {}).get(e.origin, {}).get(e.seq)
-        raw = found[2] if found is not None else to_json(e.delta)
-        return len(raw) + len(e.key) + len(e.origin) + _ENTRY_OVERHEAD
+        """About how many bytes ``e`` takes in a message (its delta travels as a JSON string:
+        every quote in it is escaped)."""
+        raw = e.delta_json
+        return len(raw) + raw.count('"') + len(e.key) + len(e.origin) + _ENTRY_OVERHEAD
 
     def _batches(self, entries: list[LogEntry]) -> list[list[LogEntry]]:
         """Split ``entries`` into messages of at most ``ae_batch`` entries and about
@@ -1557,8 +1554,8 @@ class Replica:
                     f"{_where(i, e)}: key {e.key!r} is not in that partition", peer
                 )
             try:
-                delta = from_dict(e.delta)
-            except (TypeError, ValueError) as exc:  # DecodeError is a ValueError
+                delta = from_dict(from_json(e.delta, allow_inf_nan=False))
+            except (TypeError, ValueError) as exc:  # DecodeError and bad JSON: ValueErrors
                 raise RemoteProtocolError(f"{_where(i, e)}: bad CRDT state: {exc}", peer) from exc
             kind = delta.kind
             if kind != e.kind:
@@ -1572,9 +1569,12 @@ class Replica:
                     f"{_where(i, e)}: key {e.key!r} holds a {held}, not a {kind}", peer
                 )
             kinds[e.key] = kind
-            # Encoded once, for the log in memory and for the store.
-            raw = to_json(e.delta).decode()
-            entry = LogEntry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta, raw)
+            # The wire's text is logged, stored and forwarded as it is when it is in our own
+            # compact form (it is, from shoal peers); any other spelling is encoded afresh.
+            raw = e.delta
+            if not raw.startswith(_TYPE_PREFIX[kind]):
+                raw = to_json(delta.to_dict()).decode()
+            entry = LogEntry(e.origin, e.partition, e.seq, e.key, kind, raw)
             out.append((entry, e, delta))
         return out
 

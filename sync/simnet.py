@@ -138,6 +138,18 @@ def _json_copy(blob: Any, what: str) -> Any:
         raise SimulationError(f"{what} is not JSON-serialisable: {exc}") from exc
 
 
+def _checked_entry(entry: LogEntry, what: str) -> LogEntry:
+    """``entry`` if its delta text is a JSON object, as a store would check it."""
+    text = entry.delta_json
+    try:
+        ok = isinstance(text, str) and isinstance(json.loads(text), dict)
+    except ValueError as exc:
+        raise SimulationError(f"{what} is not JSON: {exc}") from exc
+    if not ok:
+        raise SimulationError(f"{what} is not the JSON text of an object: {text!r}")
+    return entry
+
+
 def _canonical(state: CRDT | None) -> str | None:
     return None if state is None else json.dumps(state.to_dict(), sort_keys=True)
 
@@ -170,12 +182,12 @@ class SimDisk:
             o.key: ObjectState(o.key, o.kind, _json_copy(o.state, f"object {o.key!r}"))
             for o in persist.objects
         }
-        log = [replace(e, delta=_json_copy(e.delta, f"log delta {e.key!r}")) for e in persist.log]
+        log = [_checked_entry(e, f"log delta {e.key!r}") for e in persist.log]
         summaries = {p: _json_copy(c, f"summary of partition {p}") for p, c in persist.summaries}
         hints = [
             HintRecord(
                 h.target,
-                replace(h.entry, delta=_json_copy(h.entry.delta, "hint delta")),
+                _checked_entry(h.entry, "hint delta"),
                 h.stored_at,
             )
             for h in persist.hints_add
@@ -233,7 +245,7 @@ class SimDisk:
         """What a store returns at open: copies, so the replica cannot alias the disk."""
         return Loaded(
             objects={k: replace(o, state=copy.deepcopy(o.state)) for k, o in self.objects.items()},
-            log=[replace(e, delta=copy.deepcopy(e.delta)) for _, e in sorted(self.log.items())],
+            log=[e for _, e in sorted(self.log.items())],  # immutable: the delta is text
             summaries={p: CausalContext.from_dict(c) for p, c in sorted(self.summaries.items())},
             hints=[copy.deepcopy(h) for _, h in sorted(self.hints.items(), key=_hint_order)],
             peers={k: copy.deepcopy(p) for k, p in sorted(self.peers.items())},

@@ -94,13 +94,13 @@ def loaded_from_store(stored: Any) -> Loaded:
     """Convert ``store.Loaded`` (rows, encoded summaries) to the engine's ``Loaded``."""
     objects = {k: ObjectState(o.key, o.kind, dict(o.state)) for k, o in stored.objects.items()}
     logs = [
-        LogEntry(e.origin, e.partition, e.seq, e.key, e.kind, dict(e.delta)) for e in stored.log
+        LogEntry.of(e.origin, e.partition, e.seq, e.key, e.kind, dict(e.delta)) for e in stored.log
     ]
     summaries = {int(p): CausalContext.from_dict(dict(c)) for p, c in stored.summaries.items()}
     hints = [
         HintRecord(
             h.target,
-            LogEntry(
+            LogEntry.of(
                 h.entry.origin,
                 h.entry.partition,
                 h.entry.seq,

@@ -8,6 +8,7 @@ cut links or hold messages. Time only moves when a test says so.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -604,7 +605,7 @@ def _entry(key: str, delta: dict[str, Any], *, seq: int = 1, kind: str | None = 
         seq=seq,
         key=key,
         kind=kind or delta["type"],
-        delta=delta,
+        delta=json.dumps(delta),
     )
 
 
@@ -624,6 +625,22 @@ def test_bad_push_is_refused_whole_and_changes_nothing() -> None:
             delta=good.delta,
         ),
         m.Entry(origin="B", partition=99, seq=2, key="k2", kind="gcounter", delta=good.delta),
+        m.Entry(  # the delta's text is not JSON
+            origin="B",
+            partition=partition_of("k2", 64),
+            seq=2,
+            key="k2",
+            kind="gcounter",
+            delta='{"type": "gcounter", "v": 1,',
+        ),
+        m.Entry(  # JSON, but not an object
+            origin="B",
+            partition=partition_of("k2", 64),
+            seq=2,
+            key="k2",
+            kind="gcounter",
+            delta="[1, 2]",
+        ),
         _entry("k", crdt.new("orset").to_dict(), seq=2),  # k is a gcounter in this batch
     ]
     for bad in bad_entries:
@@ -631,6 +648,19 @@ def test_bad_push_is_refused_whole_and_changes_nothing() -> None:
             r.receive("B", m.Push(push_id=1, entries=[good, bad]), 0.0)
         assert info.value.peer == "B"
         assert r.effects() == [] and r.value("k") is None and r.status()["log_size"] == 0
+
+
+def test_a_delta_spelled_otherwise_is_logged_in_the_compact_form() -> None:
+    r = Replica(ReplicaConfig(n=2), "A")
+    delta = crdt.new("gcounter").increment("B", 3).to_dict()
+    compact = json.dumps(delta, separators=(",", ":"))
+    spaced = _entry("k", delta)  # json.dumps puts spaces after separators
+    assert spaced.delta != compact
+    r.receive("B", m.Push(push_id=1, entries=[spaced, _entry("k", delta, seq=2)]), 0.0)
+    logged = [e.delta_json for fx in r.effects() if isinstance(fx, Persist) for e in fx.log]
+    assert logged == [compact, compact]
+    state = r.value("k")
+    assert state is not None and state.value == 3
 
 
 def test_transport_messages_are_not_for_the_engine() -> None:
@@ -1057,7 +1087,7 @@ def _entry_from(origin: str, key: str, delta: dict[str, Any]) -> m.Entry:
         seq=1,
         key=key,
         kind=delta["type"],
-        delta=delta,
+        delta=json.dumps(delta),
     )
 
 

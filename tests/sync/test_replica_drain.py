@@ -7,6 +7,7 @@ those inputs, placed before the effects of the first input that changed somethin
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import crdt
@@ -64,7 +65,9 @@ def test_the_last_change_of_a_hint_wins_within_a_drain() -> None:
     key = next(k for k in (f"k{i}" for i in range(10_000)) if r.homes(k) == ("A",))
     p = partition_of(key, 64)
     delta = crdt.new("gcounter").increment("A", 2).to_dict()
-    entry = m.Entry(origin="A", partition=p, seq=1, key=key, kind="gcounter", delta=delta)
+    entry = m.Entry(
+        origin="A", partition=p, seq=1, key=key, kind="gcounter", delta=json.dumps(delta)
+    )
     r.receive("A", m.Push(push_id=5, entries=[entry], hint_for="C"), 1.0)
     r.effects()
     r.peer_up("C", 1.0)

@@ -513,7 +513,7 @@ def test_converged_compares_full_states() -> None:
 def _entry(origin: str, seq: int, key: str = "k", n: int = 1, partition: int = 0) -> LogEntry:
     delta = GCounter()
     delta.increment(origin, n)
-    return LogEntry(origin, partition, seq, key, "gcounter", delta.to_dict())
+    return LogEntry.of(origin, partition, seq, key, "gcounter", delta.to_dict())
 
 
 def test_disk_applies_each_part_of_persist() -> None:

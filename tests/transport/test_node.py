@@ -169,7 +169,7 @@ async def test_bad_local_input_raises_to_the_caller_and_the_node_lives_on() -> N
 
 
 def _entry(seq: int, key: str = "k") -> LogEntry:
-    return LogEntry("A", 0, seq, key, "gcounter", {"type": "gcounter", "v": 1, "n": {"A": seq}})
+    return LogEntry.of("A", 0, seq, key, "gcounter", {"type": "gcounter", "v": 1, "n": {"A": seq}})
 
 
 def test_merge_persists_keeps_the_store_semantics() -> None:
