@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from crdt.dot import Dot, check_replica, dot_from_json, dot_to_json
+from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
 __all__ = ["CausalContext", "context_of", "context_of_dot"]
@@ -226,14 +226,28 @@ class CausalContext:
     # -- codec -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """``{"vv": {replica: n}, "cloud": [[replica, n], ...]}``, sorted."""
+        vv = self.vv
+        cloud = self.cloud
         return {
-            "vv": {r: self.vv[r] for r in sorted(self.vv)},
-            "cloud": [dot_to_json(d) for d in sorted(self.cloud)],
+            "vv": dict(sorted(vv.items())) if len(vv) > 1 else vv.copy(),
+            "cloud": [[r, c] for r, c in (sorted(cloud) if len(cloud) > 1 else cloud)],
         }
 
     @classmethod
     def from_dict(cls, d: object, path: str = "ctx") -> CausalContext:
         """Decode; DecodeError naming the bad field (the result is compacted)."""
+        if type(d) is dict and len(d) == 2:
+            vv = d.get("vv")
+            cloud = d.get("cloud")
+            if type(vv) is dict and type(cloud) is list and len(cloud) < 2:
+                ctx = _small_context(vv, cloud)
+                if ctx is not None:
+                    return ctx
+        return cls._from_dict_slowly(d, path)
+
+    @classmethod
+    def _from_dict_slowly(cls, d: object, path: str) -> CausalContext:
+        """``from_dict`` checking field by field, for the error naming the bad one."""
         if type(d) is not dict:
             raise DecodeError(path, f"expected an object, got {type(d).__name__}")
         for key in d:
@@ -281,6 +295,30 @@ class CausalContext:
         if loose:
             ctx.compact()
         return ctx
+
+
+def _small_context(vv: dict[Any, Any], cloud: list[Any]) -> CausalContext | None:
+    """The context of a well-formed ``{"vv": vv, "cloud": cloud}`` with at most one cloud dot
+    (a delta's), or None if anything is off (the caller then decodes it field by field)."""
+    for r, n in vv.items():
+        if type(r) is not str or not r or type(n) is not int or n < 1:
+            return None
+    ctx: CausalContext = CausalContext.__new__(CausalContext)
+    ctx.vv = vv.copy()
+    ctx.cloud = set()
+    if cloud:
+        x = cloud[0]
+        if type(x) is not list or len(x) != 2:
+            return None
+        r, c = x
+        if type(r) is not str or not r or type(c) is not int or c < 1:
+            return None
+        dot: Dot = (r, c)  # type: ignore[assignment]
+        if c <= vv.get(r, 0) + 1:
+            ctx.add(dot)  # covered, or the next one: compacts into vv
+        else:
+            ctx.cloud.add(dot)
+    return ctx
 
 
 def _positive(n: object) -> int:

@@ -19,6 +19,8 @@ from crdt.errors import DecodeError
 
 __all__ = ["GCounter"]
 
+_FIELDS = frozenset({"counts"})  # the body fields of the encoding
+
 
 def check_amount(n: object) -> int:
     """``n`` must be an int >= 1 (bools are refused)."""
@@ -99,7 +101,7 @@ class GCounter:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GCounter:
-        body = check_header(d, cls.kind, frozenset({"counts"}))
+        body = check_header(d, cls.kind, _FIELDS)
         c = cls()
         c.counts = decode_counts(get_dict(body, "counts", "counts"), "counts")
         return c

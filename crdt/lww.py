@@ -33,6 +33,8 @@ from crdt.hlc import Timestamp, check_time, is_timestamp, tick, timestamp_from_j
 
 __all__ = ["LWWRegister"]
 
+_FIELDS = frozenset({"value", "ts"})  # the body fields of the encoding
+
 SkewHook = Callable[[Timestamp, int], None]
 
 
@@ -163,7 +165,7 @@ class LWWRegister:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LWWRegister:
-        body = check_header(d, cls.kind, frozenset({"value", "ts"}))
+        body = check_header(d, cls.kind, _FIELDS)
         value = field(body, "value", "value")
         raw_ts = field(body, "ts", "ts")
         try:

@@ -26,6 +26,8 @@ from crdt.errors import DecodeError
 
 __all__ = ["MVRegister"]
 
+_FIELDS = frozenset({"entries", "ctx"})  # the body fields of the encoding
+
 R = TypeVar("R")
 
 
@@ -135,7 +137,7 @@ class MVRegister:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MVRegister:
-        body = check_header(d, cls.kind, frozenset({"entries", "ctx"}))
+        body = check_header(d, cls.kind, _FIELDS)
         entries = get_list(body, "entries", "entries")
         if "ctx" not in body:
             raise DecodeError("ctx", "missing")

@@ -67,10 +67,20 @@ pncounter ``[[dot, p, n], ...]``; ormap: a nested ``entries`` list. Dots are ``[
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
-from crdt._json import Key, canonical, check_json, freeze, key_text, key_to_json, normalize, thaw
+from crdt._json import (
+    Key,
+    canonical,
+    check_json,
+    freeze,
+    key_text,
+    key_to_json,
+    normalize,
+    plain_strings,
+    thaw,
+)
 from crdt.causal_context import (
     CausalContext,
     _dot_from_json,
@@ -88,6 +98,8 @@ from crdt.mvregister import MVRegister, decode_dotfun
 from crdt.orset import Dots, ORSet
 
 __all__ = ["ORMap"]
+
+_FIELDS = frozenset({"entries", "ctx"})  # the body fields of the encoding
 
 EMBEDDED_KINDS = ("gcounter", "pncounter", "lww", "mvregister", "orset", "ormap")
 # For each kind, the kinds a key holding it must not also hold (see ``update``).
@@ -706,7 +718,7 @@ class ORMap:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ORMap:
-        body = check_header(d, cls.kind, frozenset({"entries", "ctx"}))
+        body = check_header(d, cls.kind, _FIELDS)
         entries = get_list(body, "entries", "entries")
         if "ctx" not in body:
             raise DecodeError("ctx", "missing")
@@ -732,13 +744,37 @@ def _plain(v: Any) -> Any:
 
 
 def _encode_map(store: MapStore) -> list[Any]:
-    # (text, kind) pairs are unique, so the tuple sort never compares the stores.
-    if len(store) > 1:
-        items = [(_text_of(k), kind, k, s) for (k, kind), s in store.items()]
-        items.sort()
-    else:  # a delta: nothing to sort
-        items = [("", kind, k, s) for (k, kind), s in store.items()]
-    return [[_json_of(k), kind, _encode_store(kind, s)] for _, kind, k, s in items]
+    out = []
+    for ek in _sorted_entry_keys(store) if len(store) > 1 else store:
+        k, kind = ek
+        s = store[ek]
+        if kind == "lww" and len(s) == 1:  # the common entry, inlined
+            d, ts, v = s[0]
+            t = type(v)
+            body = [
+                [d[0], d[1]],
+                [ts[0], ts[1], ts[2]],
+                normalize(v) if t is list or t is dict else v,
+            ]
+            out.append([_json_of(k), kind, [body]])
+        else:
+            out.append([_json_of(k), kind, _encode_store(kind, s)])
+    return out
+
+
+def _sorted_entry_keys(store: MapStore) -> list[EntryKey]:
+    """The ``(key, kind)`` pairs of ``store`` by (key's canonical JSON text, kind)."""
+    eks = list(store)
+    if (
+        all(type(k) is str for k, _ in eks)
+        and plain_strings(cast("list[str]", [k for k, _ in eks])) == 2
+    ):
+        eks.sort()  # str keys, and the texts sort as the keys do
+        return eks
+    # (text, kind) pairs are unique, so the tuple sort never compares the keys.
+    items = [(_text_of(k), kind, k) for k, kind in eks]
+    items.sort()
+    return [(k, kind) for _, kind, k in items]
 
 
 def _encode_store(kind: str, store: Any) -> Any:

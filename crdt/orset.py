@@ -31,15 +31,17 @@ Encoding: ``{"type": "orset", "v": 1, "entries": [[element, [[r, n], ...]], ...]
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
-from crdt._json import Key, freeze, key_text, key_to_json, thaw
-from crdt.causal_context import CausalContext, _dot_or_none, context_of, context_of_dot
+from crdt._json import Key, freeze, key_text, key_to_json, plain_strings, thaw
+from crdt.causal_context import CausalContext, _dot_or_none, context_of
 from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
 __all__ = ["ORSet"]
+
+_FIELDS = frozenset({"entries", "ctx"})  # the body fields of the encoding
 
 # A merge whose other context holds at most this many dots per element of ours looks the
 # covered dots up in the reverse index; anything bigger takes one full pass.
@@ -48,6 +50,7 @@ _SMALL_CONTEXT_MIN = 8
 
 
 Dots = tuple[Dot, ...]
+_new = object.__new__  # an instance without __init__, for the hot paths' fresh deltas
 
 
 def _text_of(k: Key) -> str:
@@ -153,12 +156,24 @@ class ORSet:
         index = self._index
         if index is not None:
             index[dot] = key
-        if old is None:
-            return ORSet._delta({key: tagged}, context_of_dot(dot))
+        delta: ORSet = _new(ORSet)
+        delta._entries = {key: tagged}
+        delta._index = None
+        if old is None:  # context_of_dot(dot), inlined
+            dctx: CausalContext = _new(CausalContext)
+            if dot[1] == 1:
+                dctx.vv = {replica: 1}
+                dctx.cloud = set()
+            else:
+                dctx.vv = {}
+                dctx.cloud = {dot}
+            delta._ctx = dctx
+            return delta
         if index is not None:
             for d in old:
                 index.pop(d, None)
-        return ORSet._delta({key: tagged}, context_of((dot, *old)))
+        delta._ctx = context_of((dot, *old))
+        return delta
 
     def remove(self, element: object) -> ORSet:
         """Remove ``element`` (the dots seen here); returns the delta (bottom if absent)."""
@@ -192,38 +207,33 @@ class ORSet:
         theirs = other._entries
         if len(theirs) == 1 and len(ocloud) + len(ovv) == 1:
             # The delta of add(e) for an e its origin did not hold: ({e: (d,)}, {d}), its
-            # context being either the cloud {d} or the vector {r: 1}.
-            ((key, d2),) = theirs.items()
-            if len(d2) == 1:
-                dot = d2[0]
-                replica, counter = dot
-                if (ocloud and dot in ocloud) or (counter == 1 and ovv.get(replica) == 1):
-                    self._merge_one(key, dot, d2)
-                    return
+            # context being either the cloud {d} or the vector {r: 1}. O(1).
+            for key, d2 in theirs.items():
+                if len(d2) == 1:
+                    dot = d2[0]
+                    replica, counter = dot
+                    if (ocloud and dot in ocloud) or (counter == 1 and ovv.get(replica) == 1):
+                        ctx = self._ctx
+                        vv = ctx.vv
+                        seen = vv.get(replica, 0)
+                        cloud = ctx.cloud
+                        if counter <= seen or (cloud and dot in cloud):
+                            return  # seen already: the join changes nothing
+                        entries = self._entries
+                        cur = entries.get(key)
+                        entries[key] = d2 if cur is None else tuple(sorted((*cur, dot)))
+                        if self._index is not None:
+                            self._index[dot] = key
+                        if counter == seen + 1 and not cloud:
+                            vv[replica] = counter  # the common case of ctx.add, inlined
+                        else:
+                            ctx.add(dot)
+                        return
         size = len(ocloud) + (sum(ovv.values()) if ovv else 0)
         if size <= _SMALL_CONTEXT_MIN or size <= len(self._entries) * _SMALL_CONTEXT_RATIO:
             self._merge_small(other)
         else:
             self._merge_full(other)
-
-    def _merge_one(self, key: Key, dot: Dot, tagged: Dots) -> None:
-        """Join the delta ``({key: (dot,)}, {dot})``: O(1)."""
-        ctx = self._ctx
-        vv = ctx.vv
-        replica, counter = dot
-        seen = vv.get(replica, 0)
-        cloud = ctx.cloud
-        if counter <= seen or dot in cloud:
-            return  # seen already: the join changes nothing
-        entries = self._entries
-        cur = entries.get(key)
-        entries[key] = tagged if cur is None else tuple(sorted((*cur, dot)))
-        if self._index is not None:
-            self._index[dot] = key
-        if counter == seen + 1 and not cloud:
-            vv[replica] = counter  # the common case of ctx.add, inlined
-        else:
-            ctx.add(dot)
 
     def _merge_small(self, other: ORSet) -> None:
         """The join when ``other``'s context is small: O(|other|) with the reverse index."""
@@ -329,27 +339,17 @@ class ORSet:
 
     def to_dict(self) -> dict[str, Any]:
         entries = self._entries
-        if len(entries) > 1:
-            items = [(_text_of(k), k, dots) for k, dots in entries.items()]
-            items.sort(key=_first)
-        else:  # a delta: nothing to sort
-            items = [("", k, dots) for k, dots in entries.items()]
-        return {
-            "type": "orset",
-            "v": FORMAT_VERSION,
-            "entries": [
-                [
-                    k if type(k) is str or type(k) is int else key_to_json(k),
-                    [[d[0], d[1]] for d in dots],  # kept sorted
-                ]
-                for _, k, dots in items
-            ],
-            "ctx": self._ctx.to_dict(),
-        }
+        if len(entries) == 1:  # a delta: nothing to sort
+            for k, dots in entries.items():
+                body = [[d[0], d[1]] for d in dots] if len(dots) > 1 else [list(dots[0])]
+                out = [[k if type(k) is str or type(k) is int else key_to_json(k), body]]
+        else:
+            out = _encode_entries(entries)
+        return {"type": "orset", "v": FORMAT_VERSION, "entries": out, "ctx": self._ctx.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ORSet:
-        body = check_header(d, cls.kind, frozenset({"entries", "ctx"}))
+        body = check_header(d, cls.kind, _FIELDS)
         entries = get_list(body, "entries", "entries")
         if "ctx" not in body:
             raise DecodeError("ctx", "missing")
@@ -389,6 +389,42 @@ class ORSet:
 
 def _first(item: tuple[str, Any, Any]) -> str:
     return item[0]
+
+
+def sorted_keys(keys: list[Key]) -> list[Key]:
+    """``keys`` sorted by their canonical JSON text (the order of canonical encodings).
+
+    Plain string keys (the common case) are sorted without computing a text per key (see
+    :func:`crdt._json.plain_strings`).
+    """
+    if all(type(k) is str for k in keys):
+        strs = cast("list[str]", keys)
+        how = plain_strings(strs)
+        if how == 2:
+            return sorted(keys)  # type: ignore[type-var]
+        if how == 1:
+            quoted = [k + '"' for k in strs]
+            quoted.sort()
+            return [q[:-1] for q in quoted]
+    items = [(_text_of(k), k) for k in keys]
+    items.sort(key=_text_first)
+    return [k for _, k in items]
+
+
+def _text_first(item: tuple[str, Key]) -> str:
+    return item[0]
+
+
+def _encode_entries(entries: dict[Key, Dots]) -> list[list[Any]]:
+    """The ``entries`` of the encoding: ``[[element, [[r, n], ...]], ...]`` sorted by text."""
+    return [
+        [
+            k if type(k) is str or type(k) is int else key_to_json(k),
+            [list(dots[0])] if len(dots) == 1 else [[d[0], d[1]] for d in dots],
+        ]
+        for k in sorted_keys(list(entries))
+        for dots in (entries[k],)
+    ]
 
 
 def _join_dots(

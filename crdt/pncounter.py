@@ -16,6 +16,8 @@ from crdt.gcounter import GCounter, decode_counts
 
 __all__ = ["PNCounter"]
 
+_FIELDS = frozenset({"p", "n"})  # the body fields of the encoding
+
 
 class PNCounter:
     """A positive-negative counter.
@@ -85,7 +87,7 @@ class PNCounter:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PNCounter:
-        body = check_header(d, cls.kind, frozenset({"p", "n"}))
+        body = check_header(d, cls.kind, _FIELDS)
         c = cls()
         c.p.counts = decode_counts(get_dict(body, "p", "p"), "p")
         c.n.counts = decode_counts(get_dict(body, "n", "n"), "n")
