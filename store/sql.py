@@ -411,7 +411,24 @@ def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int
 def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -> None:
     objects_out, log_out, kinds = out.objects, out.log, out.kinds
     for i, obj in enumerate(batch.objects):
-        key, kind, state = obj.key, obj.kind, obj.state
+        key, kind = obj.key, obj.kind
+        text = getattr(obj, "state_json", None)
+        if (
+            type(text) is str
+            and type(key) is str
+            and key
+            and kind in _KINDS
+            and text.startswith(_TYPE_PREFIX[kind])
+        ):
+            # Pre-encoded by the caller (the engine): stored as it is, kind read off the text.
+            if kinds.setdefault(key, kind) != kind:
+                raise KindMismatch(key, kinds[key], kind)
+            objects_out[key] = (key, kind, parts(key), text)
+            continue
+        try:
+            state = obj.state
+        except ValueError as exc:  # a state_json that is not JSON (decoded by the property)
+            raise InvalidInput(f"objects[{i}].state_json is not JSON: {exc}") from exc
         if type(key) is str and key and type(state) is dict and kind in _KINDS:
             if state.get("type") != kind:
                 _blob(state, kind, lambda: f"objects[{i}].state for key {key!r}")  # noqa: B023

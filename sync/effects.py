@@ -55,11 +55,24 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ObjectState:
-    """A checkpoint of one object: its key, CRDT kind and encoded state (``to_dict()``)."""
+    """A checkpoint of one object: its key, CRDT kind and the JSON text of its ``to_dict()``
+    (encoded when the checkpoint is taken; a large state's decoded form would stay alive,
+    and be walked by the garbage collector, until the commit)."""
 
     key: str
     kind: str
-    state: dict[str, Any]
+    state_json: str
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The ``to_dict()`` form, decoded from :attr:`state_json` on each call."""
+        decoded: dict[str, Any] = from_json(self.state_json)
+        return decoded
+
+    @classmethod
+    def of(cls, key: str, kind: str, state: dict[str, Any]) -> ObjectState:
+        """A checkpoint of the ``to_dict()`` form ``state`` (encoded here)."""
+        return cls(key, kind, to_json(state).decode())
 
 
 @dataclass(frozen=True, slots=True)

@@ -842,7 +842,7 @@ class Replica:
         objects = self._objects
         persist = Persist(
             objects=tuple(
-                ObjectState(k, objects[k].kind, objects[k].to_dict())
+                ObjectState(k, objects[k].kind, to_json(objects[k].to_dict()).decode())
                 for k in tx.objects
                 if k in objects
             )

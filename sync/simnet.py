@@ -140,14 +140,23 @@ def _json_copy(blob: Any, what: str) -> Any:
 
 def _checked_entry(entry: LogEntry, what: str) -> LogEntry:
     """``entry`` if its delta text is a JSON object, as a store would check it."""
-    text = entry.delta_json
+    _check_text(entry.delta_json, what)
+    return entry
+
+
+def _checked_object(obj: ObjectState, what: str) -> ObjectState:
+    """``obj`` if its state text is a JSON object, as a store would check it."""
+    _check_text(obj.state_json, what)
+    return obj
+
+
+def _check_text(text: Any, what: str) -> None:
     try:
         ok = isinstance(text, str) and isinstance(json.loads(text), dict)
     except ValueError as exc:
         raise SimulationError(f"{what} is not JSON: {exc}") from exc
     if not ok:
         raise SimulationError(f"{what} is not the JSON text of an object: {text!r}")
-    return entry
 
 
 def _canonical(state: CRDT | None) -> str | None:
@@ -178,10 +187,7 @@ class SimDisk:
 
     def apply(self, persist: Persist) -> None:
         """Apply one ``Persist`` as one transaction: all of it or, on a bad blob, none of it."""
-        objects = {
-            o.key: ObjectState(o.key, o.kind, _json_copy(o.state, f"object {o.key!r}"))
-            for o in persist.objects
-        }
+        objects = {o.key: _checked_object(o, f"object {o.key!r}") for o in persist.objects}
         log = [_checked_entry(e, f"log delta {e.key!r}") for e in persist.log]
         summaries = {p: _json_copy(c, f"summary of partition {p}") for p, c in persist.summaries}
         hints = [
@@ -244,7 +250,7 @@ class SimDisk:
     def load(self) -> Loaded:
         """What a store returns at open: copies, so the replica cannot alias the disk."""
         return Loaded(
-            objects={k: replace(o, state=copy.deepcopy(o.state)) for k, o in self.objects.items()},
+            objects=dict(self.objects),  # immutable: the states are text
             log=[e for _, e in sorted(self.log.items())],  # immutable: the delta is text
             summaries={p: CausalContext.from_dict(c) for p, c in sorted(self.summaries.items())},
             hints=[copy.deepcopy(h) for _, h in sorted(self.hints.items(), key=_hint_order)],

@@ -92,7 +92,7 @@ class StoreLike(Protocol):
 
 def loaded_from_store(stored: Any) -> Loaded:
     """Convert ``store.Loaded`` (rows, encoded summaries) to the engine's ``Loaded``."""
-    objects = {k: ObjectState(o.key, o.kind, dict(o.state)) for k, o in stored.objects.items()}
+    objects = {k: ObjectState.of(o.key, o.kind, dict(o.state)) for k, o in stored.objects.items()}
     logs = [
         LogEntry.of(e.origin, e.partition, e.seq, e.key, e.kind, dict(e.delta)) for e in stored.log
     ]

@@ -381,7 +381,7 @@ async def test_the_engines_persist_effect_is_accepted_as_is(backend: Backend) ->
     make_entry = getattr(effects.LogEntry, "of", effects.LogEntry)
     entry = make_entry("A", part, 1, key, "gcounter", delta.to_dict())
     persist = effects.Persist(
-        objects=(effects.ObjectState(key, "gcounter", counter.to_dict()),),
+        objects=(effects.ObjectState.of(key, "gcounter", counter.to_dict()),),
         log=(entry,),
         summaries=((part, crdt.CausalContext().to_dict()),),
         hints_add=(effects.HintRecord("T", entry, 5.0),),

@@ -1,4 +1,5 @@
-"""Pre-encoded deltas: a log entry's ``delta_json`` is stored verbatim, or refused."""
+"""Pre-encoded blobs: a log entry's ``delta_json`` and a checkpoint's ``state_json`` are stored
+verbatim, or refused."""
 
 from __future__ import annotations
 
@@ -157,3 +158,50 @@ def test_compact_delta_json_is_kind_checked_without_decoding_the_delta() -> None
     lying = TextOnlyEntry("k", 4, "gcounter", compact)
     with pytest.raises(InvalidInput, match="encodes a 'orset', not the declared 'gcounter'"):
         sql.prepare(Batch(log=(lying,)), 64, default_partition_of)  # type: ignore[arg-type]
+
+
+class TextOnlyObject:
+    """Like the engine's ObjectState: the state's JSON text; ``state`` decodes it, counted."""
+
+    def __init__(self, key: str, kind: str, text: str) -> None:
+        self.key, self.kind, self.state_json = key, kind, text
+        self.decoded = 0
+
+    @property
+    def state(self) -> dict[str, Any]:
+        self.decoded += 1
+        value: dict[str, Any] = json.loads(self.state_json)
+        return value
+
+
+async def test_a_checkpoint_state_json_is_stored_as_it_is(backend: Backend) -> None:
+    compact = sql.encode(crdt.ORSet().add("a" * 32, "milk").to_dict())
+    obj = TextOnlyObject("cart", "orset", compact)
+    async with await backend.open() as store:
+        await store.apply(Batch(objects=(obj,)))  # type: ignore[arg-type]
+        tables = await raw_tables(store)
+        loaded = await store.load()
+    assert [row[-1] for row in tables["objects"] if row[0] == "cart"] == [compact]
+    assert obj.decoded == 0  # kind checked on the text
+    assert loaded.objects["cart"].state == json.loads(compact)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        # Cut short, in another spelling than the compact one, which the store would trust
+        # (the caller guarantees a compact text is the JSON of the state), so it is decoded.
+        ('{"type": "orset", "v": 1, "entries":', "not JSON"),
+        ('{"type":"gcounter","v":1,"counts":{}}', "not the declared 'orset'"),
+    ],
+)
+async def test_a_bad_state_json_is_refused_and_nothing_is_written(
+    backend: Backend, text: str, match: str
+) -> None:
+    async with await backend.open() as store:
+        await store.apply(Batch(objects=(counter_row("seed"),)))
+        before = await raw_tables(store)
+        bad = TextOnlyObject("cart", "orset", text)
+        with pytest.raises(InvalidInput, match=match):
+            await store.apply(Batch(objects=(counter_row("other"), bad)))  # type: ignore[arg-type]
+        assert await raw_tables(store) == before

@@ -68,7 +68,7 @@ class Toy:
     ) -> None:
         obj = self.objects.setdefault(key, new(kind))
         fn(obj)
-        self.out.append(Persist(objects=(ObjectState(key, kind, obj.to_dict()),)))
+        self.out.append(Persist(objects=(ObjectState.of(key, kind, obj.to_dict()),)))
         for peer in sorted(self.up):
             self.out.append(Send(peer, Ping(nonce=op_id)))
         self.out.append(WriteDone(op_id, WriteResult(key, 1, 1, (self.rid,))))
@@ -523,7 +523,7 @@ def test_disk_applies_each_part_of_persist() -> None:
     hint = HintRecord("c", _entry("a", 2), stored_at=1.5)
     disk.apply(
         Persist(
-            objects=(ObjectState("k", "gcounter", state.to_dict()),),
+            objects=(ObjectState.of("k", "gcounter", state.to_dict()),),
             log=(_entry("a", 1), _entry("a", 2)),
             summaries=((0, {"vv": {"a": 2}, "cloud": []}),),
             hints_add=(hint,),
@@ -552,7 +552,7 @@ def test_disk_compaction_drops_checkpointed_entries_only() -> None:
     disk.apply(Persist(log=(_entry("a", 1), _entry("a", 2), _entry("b", 1, key="j"))))
     disk.apply(
         Persist(
-            objects=(ObjectState("k", "gcounter", state.to_dict()),),
+            objects=(ObjectState.of("k", "gcounter", state.to_dict()),),
             compact=((0, {"a": 2}),),
         )
     )
@@ -565,7 +565,7 @@ def test_disk_refuses_compaction_that_would_lose_data() -> None:
     stale = GCounter()
     stale.increment("a", 1)  # the checkpoint does not contain the delta (3)
     bad = Persist(
-        objects=(ObjectState("k", "gcounter", stale.to_dict()),), compact=((0, {"a": 1}),)
+        objects=(ObjectState.of("k", "gcounter", stale.to_dict()),), compact=((0, {"a": 1}),)
     )
     with pytest.raises(SimulationError, match="not contained"):
         disk.apply(bad)
@@ -578,17 +578,17 @@ def test_disk_refuses_a_blob_that_is_not_json_and_changes_nothing() -> None:
     disk = SimDisk()
     bad = Persist(
         log=(_entry("a", 1),),
-        objects=(ObjectState("k", "gcounter", {"type": "gcounter", "x": {1, 2}}),),
+        objects=(ObjectState("k", "gcounter", '{"type":"gcounter","x":'),),  # cut short
     )
     with pytest.raises(SimulationError, match="not JSON"):
         disk.apply(bad)
     assert disk.is_empty() and disk.persists == 0
 
 
-def test_disk_copies_blobs_so_the_engine_cannot_alias_them() -> None:
+def test_disk_blobs_are_text_so_the_engine_cannot_alias_them() -> None:
     disk = SimDisk()
     state = {"type": "gcounter", "v": 1, "counts": {"a": 1}}
-    disk.apply(Persist(objects=(ObjectState("k", "gcounter", state),)))
+    disk.apply(Persist(objects=(ObjectState.of("k", "gcounter", state),)))
     state["counts"]["a"] = 99
     loaded = disk.load()
     assert disk.objects["k"].state["counts"] == {"a": 1}
