@@ -314,7 +314,7 @@ class Transport:
         self.codec = codec
         self.config = config or TransportConfig()
         self.server_ssl = server_ssl
-        self.client_ssl = client_ssl
+        self.client_ssl = client_ssl  # None: the system's default, made at the first wss:// dial
         self.http = http
         self.refuse = refuse
         self.room = room
@@ -331,6 +331,11 @@ class Transport:
         self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _client_ssl(self) -> ssl.SSLContext:
+        if self.client_ssl is None:
+            self.client_ssl = ssl.create_default_context()
+        return self.client_ssl
 
     async def listen(self, host: str, port: int) -> str:
         """Start accepting peers on ``host:port`` (port 0: the OS picks); return the URL."""
@@ -477,7 +482,7 @@ class Transport:
             try:
                 ws = await connect(
                     url,
-                    ssl=self.client_ssl if url.startswith("wss://") else None,
+                    ssl=self._client_ssl() if url.startswith("wss://") else None,
                     max_size=self.config.max_message_bytes,
                     ping_interval=self.config.ping_interval,
                     ping_timeout=self.config.ping_timeout,

@@ -107,14 +107,17 @@ def _secret_bytes(secret: bytes | str | None) -> bytes:
 
 def _ssl_contexts(
     tls_cert: str | None, tls_key: str | None, tls_ca: str | None
-) -> tuple[ssl.SSLContext | None, ssl.SSLContext]:
+) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
     server = None
     if tls_cert or tls_key:
         if not (tls_cert and tls_key):
             raise ValueError("TLS needs both a certificate and a key (tls_cert and tls_key)")
         server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server.load_cert_chain(tls_cert, tls_key)
-    client = ssl.create_default_context(cafile=tls_ca)
+    # The client context is made when a wss:// peer is first dialled (loading the system's
+    # CA certificates costs tens of milliseconds per open, and most peers never need them),
+    # unless a CA file is given: then it is made now, so a bad file fails the open.
+    client = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
     return server, client
 
 
