@@ -395,6 +395,7 @@ class Replica:
         # Checkpoints (see _finish): per key, log entries applied since its last checkpoint,
         # and the entries it had applied at that checkpoint (the doubling threshold).
         self._dirty: dict[str, int] = {}
+        self._local_results: dict[str, WriteResult] = {}  # see _start_write
         self._ck_base: dict[str, int] = {}
         self._since_checkpoint = 0
 
@@ -1113,7 +1114,14 @@ class Replica:
                         op.waiting.add(fallback)
                     self._queue_push(fallback, home, entry, wop, None)
         if op is None:
-            result = WriteResult(key=entry.key, acks=1, required=required, acked_by=(me,))
+            # Every write of a key acknowledged here alone has the same (immutable) result:
+            # one object per key, not one per write.
+            result = self._local_results.get(entry.key)
+            if result is None or result.required != required:
+                if len(self._local_results) >= _PART_CACHE:
+                    self._local_results.clear()
+                result = WriteResult(key=entry.key, acks=1, required=required, acked_by=(me,))
+                self._local_results[entry.key] = result
             self._emit(WriteDone(op_id, result))
             return
         self._timers.set(("write", op_id), now + timeout)

@@ -42,6 +42,7 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from functools import partial
 from operator import methodcaller
 from pathlib import Path
 from types import TracebackType
@@ -769,23 +770,48 @@ _REPLICA_FIRST = frozenset({"increment", "decrement", "set", "add"})
 class _Bound:
     """An embedded CRDT whose mutators take no replica argument (for ``ORMap.update``)."""
 
+    __slots__ = ("_inner", "_replica")
+
     def __init__(self, inner: Any, replica: str) -> None:
         self._inner = inner
         self._replica = replica
 
     def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if name == "update":
+        inner = self._inner
+        attr = getattr(inner, name)
+        how = _BINDING.get((type(inner), name))
+        if how is None:
+            how = _binding(name, attr)
+            _BINDING[(type(inner), name)] = how
+        replica = self._replica
+        if how == _AS_IS:
+            return attr
+        if how == _NESTED:
             return lambda key, kind, fn: attr(
-                self._replica, key, kind, lambda sub: fn(_Bound(sub, self._replica))
+                replica, key, kind, lambda sub: fn(_Bound(sub, replica))
             )
-        if name in _REPLICA_FIRST and callable(attr):
-            if name == "set" and _accepts(attr, "now_ms"):
-                return lambda *a, **k: attr(
-                    self._replica, *a, **{"now_ms": int(time.time() * 1000), **k}
-                )
-            return lambda *a, **k: attr(self._replica, *a, **k)
-        return attr
+        if how == _WITH_CLOCK:
+
+            def stamped(*a: Any, **k: Any) -> Any:
+                if "now_ms" not in k:
+                    k["now_ms"] = int(time.time() * 1000)
+                return attr(replica, *a, **k)
+
+            return stamped
+        return partial(attr, replica)
+
+
+_AS_IS, _NESTED, _WITH_CLOCK, _REPLICA = range(4)
+# How _Bound hands out a view's attribute, per (view type, name): decided once.
+_BINDING: dict[tuple[type, str], int] = {}
+
+
+def _binding(name: str, attr: Any) -> int:
+    if name == "update":
+        return _NESTED
+    if name in _REPLICA_FIRST and callable(attr):
+        return _WITH_CLOCK if name == "set" and _accepts(attr, "now_ms") else _REPLICA
+    return _AS_IS
 
 
 class _MapUpdate:
