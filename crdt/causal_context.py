@@ -22,7 +22,7 @@ from typing import Any
 from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
-__all__ = ["CausalContext", "context_of", "context_of_dot"]
+__all__ = ["CausalContext", "context_of", "context_of_dot", "small_context"]
 
 
 def _dot_or_none(x: object) -> Dot | None:
@@ -228,22 +228,19 @@ class CausalContext:
         """``{"vv": {replica: n}, "cloud": [[replica, n], ...]}``, sorted."""
         vv = self.vv
         cloud = self.cloud
-        return {
-            "vv": dict(sorted(vv.items())) if len(vv) > 1 else vv.copy(),
-            "cloud": [[r, c] for r, c in (sorted(cloud) if len(cloud) > 1 else cloud)],
-        }
+        if len(cloud) > 1:
+            dots = [[r, c] for r, c in sorted(cloud)]
+        else:  # a delta's: nothing to sort (a loop of at most one turn)
+            dots = []
+            for r, c in cloud:
+                dots.append([r, c])
+        return {"vv": dict(sorted(vv.items())) if len(vv) > 1 else vv.copy(), "cloud": dots}
 
     @classmethod
     def from_dict(cls, d: object, path: str = "ctx") -> CausalContext:
         """Decode; DecodeError naming the bad field (the result is compacted)."""
-        if type(d) is dict and len(d) == 2:
-            vv = d.get("vv")
-            cloud = d.get("cloud")
-            if type(vv) is dict and type(cloud) is list and len(cloud) < 2:
-                ctx = _small_context(vv, cloud)
-                if ctx is not None:
-                    return ctx
-        return cls._from_dict_slowly(d, path)
+        ctx = small_context(d)
+        return ctx if ctx is not None else cls._from_dict_slowly(d, path)
 
     @classmethod
     def _from_dict_slowly(cls, d: object, path: str) -> CausalContext:
@@ -297,9 +294,15 @@ class CausalContext:
         return ctx
 
 
-def _small_context(vv: dict[Any, Any], cloud: list[Any]) -> CausalContext | None:
-    """The context of a well-formed ``{"vv": vv, "cloud": cloud}`` with at most one cloud dot
-    (a delta's), or None if anything is off (the caller then decodes it field by field)."""
+def small_context(d: object) -> CausalContext | None:
+    """The context a well-formed ``{"vv": {...}, "cloud": [...]}`` with at most one cloud dot
+    encodes (a delta's), or None for anything else (then decode it with ``from_dict``)."""
+    if type(d) is not dict or len(d) != 2:
+        return None
+    vv = d.get("vv")
+    cloud = d.get("cloud")
+    if type(vv) is not dict or type(cloud) is not list or len(cloud) > 1:
+        return None
     for r, n in vv.items():
         if type(r) is not str or not r or type(n) is not int or n < 1:
             return None

@@ -87,6 +87,7 @@ from crdt.causal_context import (
     _dot_or_none,
     context_of,
     context_of_dot,
+    small_context,
 )
 from crdt.dot import Dot, check_replica
 from crdt.dotstores import DotFun
@@ -722,9 +723,15 @@ class ORMap:
         entries = get_list(body, "entries", "entries")
         if "ctx" not in body:
             raise DecodeError("ctx", "missing")
-        ctx = CausalContext.from_dict(body["ctx"], "ctx")
-        seen: set[Dot] = set()
-        return cls._delta(_decode_map(entries, ctx, "entries", seen), ctx)
+        raw_ctx = body["ctx"]
+        ctx = small_context(raw_ctx)
+        if ctx is None:
+            ctx = CausalContext.from_dict(raw_ctx, "ctx")
+        if len(entries) == 1:
+            one = _one_register(entries[0], ctx)
+            if one is not None:
+                return cls._delta(one, ctx)
+        return cls._delta(_decode_map(entries, ctx, "entries", set()), ctx)
 
 
 def _text_of(k: Key) -> str:
@@ -827,6 +834,39 @@ def _decode_map(entries: list[Any], ctx: CausalContext, path: str, seen: set[Dot
         else:
             got[(k, kind)] = _decode_store(kind, body, ctx, f"{path}[{i}][2]", seen)
     return got
+
+
+def _one_register(entry: object, ctx: CausalContext) -> MapStore | None:
+    """The map of the well-formed entry ``[key, "lww", [[dot, ts, scalar]]]`` (the delta of one
+    write, decoded inline), or None for anything else (``_decode_map`` then decodes it)."""
+    if type(entry) is not list or len(entry) != 3:
+        return None
+    k, kind, body = entry
+    if (
+        kind != "lww"
+        or (type(k) is not str and type(k) is not int)
+        or type(body) is not list
+        or len(body) != 1
+    ):
+        return None
+    x = body[0]
+    if type(x) is not list or len(x) != 3:
+        return None
+    raw_dot, raw_ts, v = x
+    if type(raw_dot) is not list or len(raw_dot) != 2 or type(raw_ts) is not list:
+        return None
+    r, c = raw_dot
+    if type(r) is not str or not r or type(c) is not int or c < 1:
+        return None
+    if c > ctx.vv.get(r, 0) and (r, c) not in ctx.cloud:
+        return None
+    t = type(v)
+    if not (t is str or t is int or t is bool or v is None) or len(raw_ts) != 3:
+        return None
+    w, n, tr = raw_ts
+    if type(w) is not int or w < 0 or type(n) is not int or n < 0 or type(tr) is not str or not tr:
+        return None
+    return {(k, "lww"): (((r, c), (w, n, tr), v),)}
 
 
 def _check_dot(dot: Dot, ctx: CausalContext, seen: set[Dot], path: str) -> None:

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, cast
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import Key, freeze, key_text, key_to_json, plain_strings, thaw
-from crdt.causal_context import CausalContext, _dot_or_none, context_of
+from crdt.causal_context import CausalContext, _dot_or_none, context_of, small_context
 from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
@@ -199,36 +199,41 @@ class ORSet:
         """Join ``other`` into this set, in place (see the module docstring for the cost)."""
         if type(other) is not ORSet and not isinstance(other, ORSet):
             raise TypeError(f"cannot merge {type(other).__name__} into ORSet")
+        theirs = other._entries
+        octx = other._ctx
+        if len(theirs) == 1:
+            # The delta of add(e) for an e its origin did not hold: ({e: (d,)}, {d}), its
+            # context being the cloud {d} (or the vector {r: 1}, for d = (r, 1)). O(1).
+            # (Merging a set into itself takes this path too: its dot is seen already.)
+            for key, d2 in theirs.items():
+                dot = d2[0]
+                ocloud = octx.cloud
+                if len(d2) == 1 and (
+                    (len(ocloud) == 1 and not octx.vv and dot in ocloud)
+                    or (not ocloud and dot[1] == 1 and octx.vv == {dot[0]: 1})
+                ):
+                    ctx = self._ctx
+                    vv = ctx.vv
+                    replica, counter = dot
+                    seen = vv.get(replica, 0)
+                    cloud = ctx.cloud
+                    if counter <= seen or (cloud and dot in cloud):
+                        return  # seen already: the join changes nothing
+                    entries = self._entries
+                    cur = entries.get(key)
+                    entries[key] = d2 if cur is None else tuple(sorted((*cur, dot)))
+                    index = self._index
+                    if index is not None:
+                        index[dot] = key
+                    if counter == seen + 1 and not cloud:
+                        vv[replica] = counter  # the common case of ctx.add, inlined
+                    else:
+                        ctx.add(dot)
+                    return
         if other is self:
             return
-        octx = other._ctx
         ovv = octx.vv
         ocloud = octx.cloud
-        theirs = other._entries
-        if len(theirs) == 1 and len(ocloud) + len(ovv) == 1:
-            # The delta of add(e) for an e its origin did not hold: ({e: (d,)}, {d}), its
-            # context being either the cloud {d} or the vector {r: 1}. O(1).
-            for key, d2 in theirs.items():
-                if len(d2) == 1:
-                    dot = d2[0]
-                    replica, counter = dot
-                    if (ocloud and dot in ocloud) or (counter == 1 and ovv.get(replica) == 1):
-                        ctx = self._ctx
-                        vv = ctx.vv
-                        seen = vv.get(replica, 0)
-                        cloud = ctx.cloud
-                        if counter <= seen or (cloud and dot in cloud):
-                            return  # seen already: the join changes nothing
-                        entries = self._entries
-                        cur = entries.get(key)
-                        entries[key] = d2 if cur is None else tuple(sorted((*cur, dot)))
-                        if self._index is not None:
-                            self._index[dot] = key
-                        if counter == seen + 1 and not cloud:
-                            vv[replica] = counter  # the common case of ctx.add, inlined
-                        else:
-                            ctx.add(dot)
-                        return
         size = len(ocloud) + (sum(ovv.values()) if ovv else 0)
         if size <= _SMALL_CONTEXT_MIN or size <= len(self._entries) * _SMALL_CONTEXT_RATIO:
             self._merge_small(other)
@@ -353,11 +358,34 @@ class ORSet:
         entries = get_list(body, "entries", "entries")
         if "ctx" not in body:
             raise DecodeError("ctx", "missing")
-        ctx = CausalContext.from_dict(body["ctx"], "ctx")
+        raw_ctx = body["ctx"]
+        ctx = small_context(raw_ctx)
+        if ctx is None:
+            ctx = CausalContext.from_dict(raw_ctx, "ctx")
         out: dict[Key, Dots] = {}
-        s = cls._delta(out, ctx)
-        if len(entries) == 1:
-            _decode_one(entries[0], ctx, out)
+        s: ORSet = _new(cls)
+        s._entries = out
+        s._ctx = ctx
+        s._index = None
+        if len(entries) == 1:  # a delta
+            entry = entries[0]
+            if type(entry) is list and len(entry) == 2:
+                # The delta of an add, [[element, [[r, n]]]]: decoded inline.
+                el, raw = entry
+                if (type(el) is str or type(el) is int) and type(raw) is list and len(raw) == 1:
+                    x = raw[0]
+                    if type(x) is list and len(x) == 2:
+                        r, c = x
+                        if (
+                            type(r) is str
+                            and r
+                            and type(c) is int
+                            and c >= 1
+                            and (c <= ctx.vv.get(r, 0) or (r, c) in ctx.cloud)
+                        ):
+                            out[el] = ((r, c),)  # type: ignore[assignment]
+                            return s
+            _decode_one(entry, ctx, out)
             return s
         seen: set[Dot] = set()
         contains = ctx.contains
