@@ -1,0 +1,121 @@
+"""Long-lived CRDT state is (nearly) invisible to CPython's cyclic garbage collector.
+
+Every object the collector tracks is walked by each full collection, so a state made of a
+few tracked objects per element makes every full collection cost O(state). Dots and
+timestamps are plain tuples, the stores hold only str/int keys and tuples of those, and
+CPython untracks such tuples (and dicts holding only untracked things) the first time a
+collection sees them. These tests pin that: after ``gc.collect()`` a big ORSet or ORMap of
+LWW registers adds a small constant number of tracked objects, whatever its size.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from crdt import Dot, ORMap, ORSet, Timestamp
+
+N = 1000
+# The objects of the state itself (the CRDT object, its dicts, its context and cloud set),
+# plus slack for anything the interpreter allocates meanwhile; far below one per element.
+MAX_TRACKED = 20
+
+
+def _settle() -> None:
+    """Collect until nothing more is untracked: a pass untracks a tuple only if its items
+    already are, so a tuple nested three deep may need three passes (a long-lived state
+    sees many more than that)."""
+    for _ in range(5):
+        n = len(gc.get_objects())
+        gc.collect()
+        if len(gc.get_objects()) == n:
+            return
+
+
+def _tracked_after_building(build: Callable[[], Any]) -> tuple[int, Any]:
+    _settle()
+    before = len(gc.get_objects())
+    state = build()
+    _settle()
+    return len(gc.get_objects()) - before, state
+
+
+def _orset() -> ORSet:
+    s = ORSet()
+    for i in range(N):
+        s.add("A", f"e{i}")
+    s.add("B", 7)  # int elements too
+    return s
+
+
+def _ormap() -> ORMap:
+    m = ORMap()
+    for i in range(N):
+        value = i if i % 2 else f"v{i}"
+        m.update("A", f"k{i}", "lww", lambda r, v=value, i=i: r.set("A", v, now_ms=1_000 + i))
+    return m
+
+
+def _merged(make: Callable[[], Any]) -> Callable[[], Any]:
+    """A state built on another replica from the deltas of ``make``'s, decoded from dicts."""
+
+    def build() -> Any:
+        src = make()
+        dst = type(src)()
+        dst.merge(type(src).from_dict(src.to_dict()))
+        return dst
+
+    return build
+
+
+@pytest.mark.parametrize(
+    "build",
+    [_orset, _ormap, _merged(_orset), _merged(_ormap)],
+    ids=["orset", "ormap", "orset-decoded", "ormap-decoded"],
+)
+def test_a_big_state_adds_a_small_constant_number_of_tracked_objects(
+    build: Callable[[], Any],
+) -> None:
+    tracked, state = _tracked_after_building(build)
+    assert len(state) >= N
+    assert tracked <= MAX_TRACKED, f"{tracked} GC-tracked objects for {N} elements"
+
+
+def test_deltas_merged_one_by_one_leave_the_state_untracked() -> None:
+    def build() -> tuple[ORSet, ORMap]:
+        s_src, m_src = ORSet(), ORMap()
+        s, m = ORSet(), ORMap()
+        for i in range(N):
+            s.merge(ORSet.from_dict(s_src.add("B", f"e{i}").to_dict()))
+            d = m_src.update("B", i, "lww", lambda r, i=i: r.set("B", f"v{i}", now_ms=5 + i))
+            m.merge(ORMap.from_dict(d.to_dict()))
+        return s, m
+
+    tracked, (s, m) = _tracked_after_building(build)
+    assert len(s) == len(m) == N
+    assert tracked <= 2 * MAX_TRACKED, f"{tracked} GC-tracked objects for {N} elements"
+
+
+def test_the_internal_containers_are_untracked_after_a_collection() -> None:
+    s = _orset()
+    m = _ormap()
+    _settle()
+    assert not gc.is_tracked(s._entries)
+    assert not any(gc.is_tracked(dots) for dots in s._entries.values())
+    assert not gc.is_tracked(m._entries)
+    assert not any(gc.is_tracked(store) for store in m._entries.values())
+    assert m._index is not None and not gc.is_tracked(m._index)
+
+
+def test_dots_and_timestamps_are_plain_tuples() -> None:
+    assert type(Dot("A", 1)) is tuple and Dot("A", 1) == ("A", 1)
+    assert type(Timestamp(5, 0, "A")) is tuple and Timestamp(5, 0, "A") == (5, 0, "A")
+    s = ORSet()
+    (dot,) = s.add("A", "x").dots_of("x")
+    assert type(dot) is tuple
+    m = ORMap()
+    m.update("A", "k", "lww", lambda r: r.set("A", 1, now_ms=3))
+    assert type(m.get("k").timestamp) is tuple
