@@ -27,8 +27,9 @@ to the holder's own objects unless the holder is itself a home of the key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import Ge, MinLen
 from pydantic_core import from_json, to_json
 
 from crdt import CRDT, CausalContext
@@ -77,13 +78,19 @@ class ObjectState:
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """One delta in the log, named by its log dot ``(origin, partition, seq)``."""
+    """One delta in the log, named by its log dot ``(origin, partition, seq)``.
 
-    origin: str
-    partition: int
-    seq: int
+    The same object is the wire's entry (:mod:`sync.messages` validates it with the
+    constraints below, and encodes it as ``{"origin", "partition", "seq", "key", "kind",
+    "delta_json"}``), the log's and a hint's: a received entry is logged, stored and
+    forwarded as it arrived.
+    """
+
+    origin: Annotated[str, MinLen(1)]
+    partition: Annotated[int, Ge(0)]
+    seq: Annotated[int, Ge(1)]
     key: str
-    kind: str
+    kind: Annotated[str, MinLen(1)]
     #: The JSON text of the delta's ``to_dict()``. A delta is encoded once, where it is made,
     #: and kept as text from then on: the in-memory log, the wire and the store all carry it
     #: as it is, and it is parsed only to be merged (text is also invisible to the garbage

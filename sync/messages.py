@@ -56,6 +56,7 @@ from pydantic import (
 from pydantic_core import from_json, to_json
 
 from sync.config import MAX_MESSAGE_BYTES
+from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
 
 __all__ = [
@@ -82,7 +83,6 @@ __all__ = [
     "Welcome",
     "decode",
     "encode",
-    "make_entry",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -98,20 +98,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
 
 
-class Entry(_Model):
-    """One log entry: the delta of ``key`` with log dot ``(origin, partition, seq)``.
-
-    ``delta`` is the JSON *text* of the delta's ``to_dict()``, carried as a string: the
-    receiver stores and forwards it as it is (no re-encoding) and parses it only to merge.
-    The engine checks that it decodes to a CRDT of ``kind`` before anything changes.
-    """
-
-    origin: NonEmpty
-    partition: Index
-    seq: Count
-    key: str
-    kind: NonEmpty
-    delta: str
+# One log entry: the delta of ``key`` with log dot ``(origin, partition, seq)``, as the
+# engine logs it (a frozen dataclass validated with the constraints it declares). Its
+# ``delta_json`` is the JSON *text* of the delta's ``to_dict()``, carried as a string: the
+# receiver stores and forwards it as it is (no re-encoding) and parses it only to merge.
+# The engine checks that it decodes to a CRDT of ``kind`` before anything changes.
+Entry = LogEntry
 
 
 class SnapObject(_Model):
@@ -291,10 +283,6 @@ _ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
 # message that fails a check is handed to the pydantic path, which refuses it with its reason;
 # so both paths accept exactly the same messages and build equal models.
 
-_ENTRY_FIELDS: Final = ("origin", "partition", "seq", "key", "kind", "delta")
-# Every field of an entry is required, so every entry's set of fields set is this one; it is
-# shared (entries are frozen: pydantic never adds to it), which saves a set per entry.
-_ENTRY_SET: Final = set(_ENTRY_FIELDS)
 _object_setattr = object.__setattr__
 
 
@@ -310,52 +298,38 @@ def _built(cls: type[_Model], fields: dict[str, Any], fields_set: set[str] | Non
     return obj
 
 
-def make_entry(origin: str, partition: int, seq: int, key: str, kind: str, delta: str) -> Entry:
-    """An :class:`Entry` from trusted values (the engine's own log), without validation."""
-    fields = {
-        "origin": origin,
-        "partition": partition,
-        "seq": seq,
-        "key": key,
-        "kind": kind,
-        "delta": delta,
-    }
-    obj: Entry = _built(Entry, fields, _ENTRY_SET)
-    return obj
-
-
-def _entry_ok(e: Any) -> bool:
-    if type(e) is not dict:
-        return False
-    origin = e.get("origin")
-    partition = e.get("partition")
-    seq = e.get("seq")
-    kind = e.get("kind")
-    return (
-        type(origin) is str
-        and origin != ""
-        and type(partition) is int
-        and partition >= 0
-        and type(seq) is int
-        and seq >= 1
-        and type(e.get("key")) is str
-        and type(kind) is str
-        and kind != ""
-        and type(e.get("delta")) is str
-    )
-
-
 def _entries(raw: Any) -> list[Entry] | None:
-    """The checked entries of a decoded message, or None if any is not well-formed."""
+    """The checked entries of a decoded message, or None if any is not well-formed.
+
+    Each is checked field by field with the rules :class:`~sync.effects.LogEntry` declares
+    (extra keys are ignored, as the models do) and built as a ``LogEntry`` at once."""
     if type(raw) is not list:
         return None
     out: list[Entry] = []
+    append = out.append
     for e in raw:
-        if not _entry_ok(e):
+        if type(e) is not dict:
             return None
-        if len(e) != 6:  # extra keys are ignored, as the models do
-            e = {name: e[name] for name in _ENTRY_FIELDS}
-        out.append(_built(Entry, e, _ENTRY_SET))
+        origin = e.get("origin")
+        partition = e.get("partition")
+        seq = e.get("seq")
+        key = e.get("key")
+        kind = e.get("kind")
+        text = e.get("delta_json")
+        if not (
+            type(origin) is str
+            and origin != ""
+            and type(partition) is int
+            and partition >= 0
+            and type(seq) is int
+            and seq >= 1
+            and type(key) is str
+            and type(kind) is str
+            and kind != ""
+            and type(text) is str
+        ):
+            return None
+        append(LogEntry(origin, partition, seq, key, kind, text))
     return out
 
 
@@ -408,11 +382,6 @@ def _fast_decode(raw: Any) -> Message | None:
     return None
 
 
-def _entry_json(e: Entry) -> dict[str, Any]:
-    d: dict[str, Any] = e.__dict__
-    return d
-
-
 def encode(msg: Message) -> bytes:
     """The JSON bytes of ``msg``."""
     t = type(msg)
@@ -423,7 +392,7 @@ def encode(msg: Message) -> bytes:
                 "proto": 1,
                 "t": "push",
                 "push_id": msg.push_id,
-                "entries": [_entry_json(e) for e in msg.entries],
+                "entries": msg.entries,  # dataclasses: serialized by pydantic-core
                 "hint_for": msg.hint_for,
             },
             inf_nan_mode="null",
@@ -436,7 +405,7 @@ def encode(msg: Message) -> bytes:
                 "t": "deltas",
                 "batch_id": msg.batch_id,
                 "partition": msg.partition,
-                "entries": [_entry_json(e) for e in msg.entries],
+                "entries": msg.entries,  # dataclasses: serialized by pydantic-core
                 "more": msg.more,
             },
             inf_nan_mode="null",

@@ -85,7 +85,7 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from pydantic_core import from_json, to_json
@@ -122,8 +122,8 @@ _EMPTY_CTX = CausalContext()
 # How the compact JSON text of a delta of each kind begins (to_dict() puts "type" first).
 _TYPE_PREFIX = {kind: f'{{"type":"{kind}"' for kind in crdt.KINDS}
 _Logged = tuple[str, str, str]  # a log entry held in memory: key, kind, delta JSON
-# A received, checked entry: as logged, the wire entry (forwarded as it is), its delta.
-_Decoded = tuple[LogEntry, m.Entry, CRDT]
+# A received, checked entry (logged, stored and forwarded as it is) and its decoded delta.
+_Decoded = tuple[LogEntry, CRDT]
 # A key is checkpointed again once it has applied this many times the entries it had at its
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
 # key ever held costs at most (1 + 1/3) times its final size.
@@ -249,7 +249,7 @@ class _PushBuf:
     push_id: int
     peer: str
     hint_for: str | None
-    entries: list[m.Entry] = field(default_factory=list)
+    entries: list[LogEntry] = field(default_factory=list)
     size: int = 0  # estimated encoded bytes of entries
 
 
@@ -277,10 +277,6 @@ def _ctx_model(ctx: CausalContext) -> m.Ctx:
     return m.Ctx.model_construct(
         vv={r: ctx.vv[r] for r in sorted(ctx.vv)}, cloud=[(d[0], d[1]) for d in sorted(ctx.cloud)]
     )
-
-
-def _entry_model(e: LogEntry) -> m.Entry:
-    return m.make_entry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json)
 
 
 def _check_timeout(name: str, value: object) -> float:
@@ -1013,7 +1009,7 @@ class Replica:
         changed: dict[str, None] = {}
         applied: list[_Decoded] = []
         for item in entries:
-            e, _, delta = item
+            e, delta = item
             if self._summ_of(e.partition).contains(Dot(e.origin, e.seq)):
                 continue
             obj = self._objects.get(e.key)
@@ -1041,10 +1037,10 @@ class Replica:
         if not self.config.relay or not applied:
             return
         ring = self._ring_now()
-        for e, wire, _ in applied:
+        for e, _ in applied:
             for home in ring.preference_list(e.partition):
                 if home in self._up and home not in (sender, e.origin, self.replica_id):
-                    self._queue_push(home, None, e, None, None, wire)
+                    self._queue_push(home, None, e, None, None)
 
     def _merge_state(self, key: str, state: CRDT) -> bool:
         """Join a whole state into ``key`` (no log entry): checkpointed; True if it changed."""
@@ -1158,9 +1154,8 @@ class Replica:
         entry: LogEntry,
         op_id: int | None,
         hint_id: HintId | None,
-        wire: m.Entry | None = None,
     ) -> None:
-        """Queue ``entry`` for ``peer`` (``wire``: its wire form, if we have it already)."""
+        """Queue ``entry`` for ``peer`` (the entry is its own wire form)."""
         key = (peer, hint_for)
         buf = self._pushbufs.get(key)
         size = self._entry_bytes(entry)
@@ -1176,7 +1171,7 @@ class Replica:
             )
             if ("sweep",) not in self._timers:
                 self._timers.set(("sweep",), self._now + 2 * self.config.write_timeout)
-        buf.entries.append(wire if wire is not None else _entry_model(entry))
+        buf.entries.append(entry)
         buf.size += size
         ob = self._outbound[(peer, buf.push_id)]
         if op_id is not None:
@@ -1448,7 +1443,7 @@ class Replica:
                     t="deltas",
                     batch_id=bid,
                     partition=item.partition,
-                    entries=[_entry_model(e) for e in item.entries],
+                    entries=list(item.entries),
                     more=item.more,
                 )
             else:
@@ -1545,7 +1540,7 @@ class Replica:
         return {me: min(pending) - 1 if pending else max(own)}
 
     # -- receiving: validation (no state change) ---------------------------------------------
-    def _decode_entries(self, peer: str, entries: Iterable[m.Entry]) -> list[_Decoded]:
+    def _decode_entries(self, peer: str, entries: Iterable[LogEntry]) -> list[_Decoded]:
         """Check and decode every entry (its delta decodes, partition and kind agree);
         nothing changes. Each entry's delta is decoded once, here, and merged as it is."""
         parts = self.config.partitions
@@ -1562,7 +1557,7 @@ class Replica:
                     f"{_where(i, e)}: key {e.key!r} is not in that partition", peer
                 )
             try:
-                delta = from_dict(from_json(e.delta, allow_inf_nan=False))
+                delta = from_dict(from_json(e.delta_json, allow_inf_nan=False))
             except (TypeError, ValueError) as exc:  # DecodeError and bad JSON: ValueErrors
                 raise RemoteProtocolError(f"{_where(i, e)}: bad CRDT state: {exc}", peer) from exc
             kind = delta.kind
@@ -1579,11 +1574,9 @@ class Replica:
             kinds[e.key] = kind
             # The wire's text is logged, stored and forwarded as it is when it is in our own
             # compact form (it is, from shoal peers); any other spelling is encoded afresh.
-            raw = e.delta
-            if not raw.startswith(_TYPE_PREFIX[kind]):
-                raw = to_json(delta.to_dict()).decode()
-            entry = LogEntry(e.origin, e.partition, e.seq, e.key, kind, raw)
-            out.append((entry, e, delta))
+            if not e.delta_json.startswith(_TYPE_PREFIX[kind]):
+                e = replace(e, delta_json=to_json(delta.to_dict()).decode())
+            out.append((e, delta))
         return out
 
     def _check_kind(
@@ -1919,7 +1912,7 @@ class Replica:
             self._expire_hints(now)
 
 
-def _where(i: int, e: m.Entry) -> str:
+def _where(i: int, e: LogEntry) -> str:
     return f"entry {i} ({e.origin}, {e.partition}, {e.seq})"
 
 

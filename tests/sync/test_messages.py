@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -14,7 +15,9 @@ from sync.errors import RemoteProtocolError
 
 DELTA = {"type": "gcounter", "v": 1, "counts": {"A": 1}}
 # An entry's delta travels as the JSON text of its to_dict() form.
-ENTRY = m.Entry(origin="A", partition=3, seq=7, key="k", kind="gcounter", delta=json.dumps(DELTA))
+ENTRY = m.Entry(
+    origin="A", partition=3, seq=7, key="k", kind="gcounter", delta_json=json.dumps(DELTA)
+)
 
 SAMPLES: list[m.Message] = [
     m.Hello(group="g", replica_id="A", nonce="n1", address="ws://127.0.0.1:1", site="eu"),
@@ -62,6 +65,10 @@ def test_summary_partitions_travel_as_object_keys() -> None:
     assert raw["parts"]["0"] == {"vv": {"A": 2}, "cloud": [["B", 4]]}
 
 
+def _entry_dict() -> dict[str, Any]:
+    return dataclasses.asdict(ENTRY)
+
+
 def _raw(**fields: Any) -> bytes:
     return json.dumps({"proto": 1, **fields}).encode()
 
@@ -80,9 +87,9 @@ def _raw(**fields: Any) -> bytes:
         (_raw(t="ack", ids=["1"]), "bad field 'ids.0'"),
         (_raw(t="ack"), "bad field 'ids'"),
         (_raw(t="read", req_id=1.5, key="k"), "req_id"),
-        (_raw(t="push", push_id=1, entries=[{**ENTRY.model_dump(), "seq": 0}]), "seq"),
-        (_raw(t="push", push_id=1, entries=[{**ENTRY.model_dump(), "origin": ""}]), "origin"),
-        (_raw(t="push", push_id=1, entries=[{**ENTRY.model_dump(), "delta": [1]}]), "delta"),
+        (_raw(t="push", push_id=1, entries=[{**_entry_dict(), "seq": 0}]), "seq"),
+        (_raw(t="push", push_id=1, entries=[{**_entry_dict(), "origin": ""}]), "origin"),
+        (_raw(t="push", push_id=1, entries=[{**_entry_dict(), "delta_json": [1]}]), "delta_json"),
         (_raw(t="summary", parts={"x": {"vv": {}, "cloud": []}}), "parts"),
         (_raw(t="summary", parts={"-1": {"vv": {}, "cloud": []}}), "parts"),
         (_raw(t="summary", parts={"0": {"vv": {"A": 0}, "cloud": []}}), "parts"),
@@ -125,7 +132,7 @@ _entries = st.lists(
         seq=st.integers(1, 2**40),
         key=_text,
         kind=st.sampled_from(["gcounter", "orset"]),
-        delta=st.dictionaries(_text, st.integers() | _text, max_size=3).map(json.dumps),
+        delta_json=st.dictionaries(_text, st.integers() | _text, max_size=3).map(json.dumps),
     ),
     max_size=5,
 )

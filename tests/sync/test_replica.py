@@ -605,7 +605,7 @@ def _entry(key: str, delta: dict[str, Any], *, seq: int = 1, kind: str | None = 
         seq=seq,
         key=key,
         kind=kind or delta["type"],
-        delta=json.dumps(delta),
+        delta_json=json.dumps(delta),
     )
 
 
@@ -622,16 +622,18 @@ def test_bad_push_is_refused_whole_and_changes_nothing() -> None:
             seq=2,
             key="k2",
             kind="gcounter",
-            delta=good.delta,
+            delta_json=good.delta_json,
         ),
-        m.Entry(origin="B", partition=99, seq=2, key="k2", kind="gcounter", delta=good.delta),
+        m.Entry(
+            origin="B", partition=99, seq=2, key="k2", kind="gcounter", delta_json=good.delta_json
+        ),
         m.Entry(  # the delta's text is not JSON
             origin="B",
             partition=partition_of("k2", 64),
             seq=2,
             key="k2",
             kind="gcounter",
-            delta='{"type": "gcounter", "v": 1,',
+            delta_json='{"type": "gcounter", "v": 1,',
         ),
         m.Entry(  # JSON, but not an object
             origin="B",
@@ -639,7 +641,7 @@ def test_bad_push_is_refused_whole_and_changes_nothing() -> None:
             seq=2,
             key="k2",
             kind="gcounter",
-            delta="[1, 2]",
+            delta_json="[1, 2]",
         ),
         _entry("k", crdt.new("orset").to_dict(), seq=2),  # k is a gcounter in this batch
     ]
@@ -655,7 +657,7 @@ def test_a_delta_spelled_otherwise_is_logged_in_the_compact_form() -> None:
     delta = crdt.new("gcounter").increment("B", 3).to_dict()
     compact = json.dumps(delta, separators=(",", ":"))
     spaced = _entry("k", delta)  # json.dumps puts spaces after separators
-    assert spaced.delta != compact
+    assert spaced.delta_json != compact
     r.receive("B", m.Push(push_id=1, entries=[spaced, _entry("k", delta, seq=2)]), 0.0)
     logged = [e.delta_json for fx in r.effects() if isinstance(fx, Persist) for e in fx.log]
     assert logged == [compact, compact]
@@ -1087,7 +1089,7 @@ def _entry_from(origin: str, key: str, delta: dict[str, Any]) -> m.Entry:
         seq=1,
         key=key,
         kind=delta["type"],
-        delta=json.dumps(delta),
+        delta_json=json.dumps(delta),
     )
 
 

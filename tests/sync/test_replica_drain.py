@@ -66,7 +66,7 @@ def test_the_last_change_of_a_hint_wins_within_a_drain() -> None:
     p = partition_of(key, 64)
     delta = crdt.new("gcounter").increment("A", 2).to_dict()
     entry = m.Entry(
-        origin="A", partition=p, seq=1, key=key, kind="gcounter", delta=json.dumps(delta)
+        origin="A", partition=p, seq=1, key=key, kind="gcounter", delta_json=json.dumps(delta)
     )
     r.receive("A", m.Push(push_id=5, entries=[entry], hint_for="C"), 1.0)
     r.effects()

@@ -221,7 +221,7 @@ async def test_malformed_oversized_and_bad_frames_leave_the_peer_serving(
                     seq=1,
                     key="cart",
                     kind="orset",
-                    delta='{"type": "orset", "v": 1, "garbage": true}',
+                    delta_json='{"type": "orset", "v": 1, "garbage": true}',
                 )
             ],
         )
