@@ -22,7 +22,7 @@ from typing import Any
 from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
-__all__ = ["CausalContext", "context_of", "context_of_dot", "small_context"]
+__all__ = ["CausalContext"]
 
 
 def _dot_or_none(x: object) -> Dot | None:

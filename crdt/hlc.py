@@ -26,13 +26,7 @@ from typing import Any, TypeGuard
 from crdt.dot import check_replica
 from crdt.errors import ClockSkewError, DecodeError
 
-__all__ = [
-    "HybridLogicalClock",
-    "Timestamp",
-    "is_timestamp",
-    "timestamp_from_json",
-    "timestamp_to_json",
-]
+__all__ = ["HybridLogicalClock", "Timestamp"]
 
 
 class Timestamp(tuple[int, int, str]):
