@@ -122,8 +122,21 @@ _EMPTY_CTX = CausalContext()
 # How the compact JSON text of a delta of each kind begins (to_dict() puts "type" first).
 _TYPE_PREFIX = {kind: f'{{"type":"{kind}"' for kind in crdt.KINDS}
 _Logged = tuple[str, str, str]  # a log entry held in memory: key, kind, delta JSON
-# A received, checked entry (logged, stored and forwarded as it is) and its decoded delta.
-_Decoded = tuple[LogEntry, CRDT]
+
+
+@dataclass(slots=True)
+class _Checked:
+    """A received batch, checked (nothing changed yet): the entries to apply as a home of
+    their key, the entries only to hold as hints, and per key the join of the deltas of the
+    entries to apply that this replica lacks (a *delta group*, merged into the state once;
+    each decoded delta is joined into it at once, so a batch of hundreds of decoded deltas is
+    never alive at the same time) with the key's partition."""
+
+    home: list[LogEntry]
+    hints: list[LogEntry]
+    groups: dict[str, tuple[int, CRDT]]
+
+
 # A key is checkpointed again once it has applied this many times the entries it had at its
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
 # key ever held costs at most (1 + 1/3) times its final size.
@@ -975,7 +988,12 @@ class Replica:
         return ctx
 
     def _log_put(self, e: LogEntry) -> None:
-        by_origin = self._log.setdefault(e.partition, {}).setdefault(e.origin, {})
+        log_p = self._log.get(e.partition)
+        if log_p is None:
+            log_p = self._log[e.partition] = {}
+        by_origin = log_p.get(e.origin)
+        if by_origin is None:
+            by_origin = log_p[e.origin] = {}
         if e.seq not in by_origin:
             by_origin[e.seq] = (e.key, e.kind, e.delta_json)
             self._log_size += 1
@@ -990,7 +1008,13 @@ class Replica:
     def _append(self, e: LogEntry) -> None:
         """Record an applied entry: log, summary, Persist, checkpoint bookkeeping."""
         self._log_put(e)
-        self._summ_of(e.partition).add(Dot(e.origin, e.seq))
+        origin, seq = e.origin, e.seq
+        summ = self._summ_of(e.partition)
+        vv = summ.vv
+        if seq == vv.get(origin, 0) + 1 and not summ.cloud:
+            vv[origin] = seq  # the common case of CausalContext.add: the next dot, in order
+        else:
+            summ.add(Dot(origin, seq))
         tx = self._t
         tx.log.append(e)
         tx.summaries[e.partition] = None
@@ -1003,29 +1027,32 @@ class Replica:
     def _checkpoint(self, key: str) -> None:
         self._t.objects[key] = None
 
-    def _apply_entries(self, entries: list[_Decoded]) -> list[_Decoded]:
-        """Merge checked entries this replica lacks (decoded by :meth:`_decode_entries`);
+    def _apply_entries(self, checked: _Checked) -> list[LogEntry]:
+        """Log the checked entries this replica lacks and merge each key's delta group;
         Changed once per key, in order. Returns the entries that were new here."""
         changed: dict[str, None] = {}
-        applied: list[_Decoded] = []
-        for item in entries:
-            e, delta = item
-            if self._summ_of(e.partition).contains(Dot(e.origin, e.seq)):
-                continue
-            obj = self._objects.get(e.key)
-            if obj is None:
-                self._objects[e.key] = delta  # a decoded delta is nobody else's: adopt it
-                self._keys_by_part.setdefault(e.partition, set()).add(e.key)
-            else:
-                obj.merge(delta)
+        applied: list[LogEntry] = []
+        summ_of = self._summ_of
+        for e in checked.home:
+            summ = summ_of(e.partition)
+            if e.seq <= summ.vv.get(e.origin, 0) or (e.origin, e.seq) in summ.cloud:
+                continue  # had it (CausalContext.contains, inline), or twice in the batch
             self._append(e)
-            applied.append(item)
+            applied.append(e)
             changed[e.key] = None
+        objects, groups = self._objects, checked.groups
         for key in changed:
+            p, group = groups[key]
+            obj = objects.get(key)
+            if obj is None:
+                objects[key] = group  # the group is nobody else's: adopt it
+                self._keys_by_part.setdefault(p, set()).add(key)
+            else:
+                obj.merge(group)
             self._changed(key)
         return applied
 
-    def _relay_forward(self, sender: str, applied: list[_Decoded]) -> None:
+    def _relay_forward(self, sender: str, applied: list[LogEntry]) -> None:
         """A relay passes new entries straight on to the other homes it is connected to.
 
         Devices behind NAT reach only the relay; without this they would see each other's
@@ -1037,7 +1064,7 @@ class Replica:
         if not self.config.relay or not applied:
             return
         ring = self._ring_now()
-        for e, _ in applied:
+        for e in applied:
             for home in ring.preference_list(e.partition):
                 if home in self._up and home not in (sender, e.origin, self.replica_id):
                     self._queue_push(home, None, e, None, None)
@@ -1540,13 +1567,20 @@ class Replica:
         return {me: min(pending) - 1 if pending else max(own)}
 
     # -- receiving: validation (no state change) ---------------------------------------------
-    def _decode_entries(self, peer: str, entries: Iterable[LogEntry]) -> list[_Decoded]:
-        """Check and decode every entry (its delta decodes, partition and kind agree);
-        nothing changes. Each entry's delta is decoded once, here, and merged as it is."""
+    def _decode_entries(
+        self, peer: str, entries: Iterable[LogEntry], hint_for: str | None = None
+    ) -> _Checked:
+        """Check and decode every entry (its delta decodes, partition and kind agree) and
+        build the delta groups; nothing changes. An entry of a ``Push`` for ``hint_for``
+        (another replica) is only held as a hint unless this replica is a home of its key."""
         parts = self.config.partitions
         kinds: dict[str, str] = {}
-        out: list[_Decoded] = []
+        out = _Checked([], [], {})
+        home, groups = out.home, out.groups
         from_dict = crdt.from_dict
+        me = self.replica_id
+        ring = self._ring_now() if hint_for is not None and hint_for != me else None
+        summaries = self._summ
         for i, e in enumerate(entries):
             if e.partition >= parts:
                 raise RemoteProtocolError(
@@ -1576,7 +1610,18 @@ class Replica:
             # compact form (it is, from shoal peers); any other spelling is encoded afresh.
             if not e.delta_json.startswith(_TYPE_PREFIX[kind]):
                 e = replace(e, delta_json=to_json(delta.to_dict()).decode())
-            out.append((e, delta))
+            if ring is not None and me not in ring.preference_list(e.partition):
+                out.hints.append(e)
+                continue
+            home.append(e)
+            summ = summaries.get(e.partition, _EMPTY_CTX)
+            if e.seq <= summ.vv.get(e.origin, 0) or (e.origin, e.seq) in summ.cloud:
+                continue  # known here: its delta is in the state already
+            group = groups.get(e.key)
+            if group is None:
+                groups[e.key] = (e.partition, delta)  # freshly decoded: the group to join into
+            else:
+                group[1].merge(delta)
         return out
 
     def _check_kind(
@@ -1589,7 +1634,7 @@ class Replica:
         batch[key] = kind
 
     def _prep_push(self, peer: str, msg: m.Push) -> Any:
-        return self._decode_entries(peer, msg.entries)
+        return self._decode_entries(peer, msg.entries, msg.hint_for)
 
     def _prep_deltas(self, peer: str, msg: m.Deltas) -> Any:
         for i, e in enumerate(msg.entries):
@@ -1664,24 +1709,18 @@ class Replica:
         return states, ctx
 
     # -- receiving: application ----------------------------------------------------------------
-    def _on_push(self, peer: str, msg: m.Push, entries: Any, now: float) -> None:
+    def _on_push(self, peer: str, msg: m.Push, checked: _Checked, now: float) -> None:
         hint_for = msg.hint_for
-        ring = self._ring_now()
-        me = self.replica_id
-        as_home: list[_Decoded] = []
-        for item in entries:
-            e = item[0]
-            if hint_for is None or hint_for == me or me in ring.preference_list(e.partition):
-                as_home.append(item)
-            else:
-                self._add_hint(HintRecord(hint_for, e, now), now)
-        self._relay_forward(peer, self._apply_entries(as_home))
-        if hint_for is not None and hint_for != me and hint_for in self._up:
+        for e in checked.hints:
+            assert hint_for is not None  # _decode_entries holds entries as hints only for one
+            self._add_hint(HintRecord(hint_for, e, now), now)
+        self._relay_forward(peer, self._apply_entries(checked))
+        if hint_for is not None and hint_for != self.replica_id and hint_for in self._up:
             self._timers.set_if_earlier(("handoff", hint_for), now)
         self._emit(Send(peer, m.Ack(ids=[msg.push_id])))
 
-    def _on_deltas(self, peer: str, msg: m.Deltas, entries: Any, now: float) -> None:
-        self._relay_forward(peer, self._apply_entries(entries))
+    def _on_deltas(self, peer: str, msg: m.Deltas, checked: _Checked, now: float) -> None:
+        self._relay_forward(peer, self._apply_entries(checked))
         self._emit(Send(peer, m.Ack(ids=[msg.batch_id])))
 
     def _on_snapshot(self, peer: str, msg: m.SnapshotChunk, prepared: Any, now: float) -> None:

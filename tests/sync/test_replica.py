@@ -665,6 +665,26 @@ def test_a_delta_spelled_otherwise_is_logged_in_the_compact_form() -> None:
     assert state is not None and state.value == 3
 
 
+def test_a_batch_is_joined_per_key_and_merged_once_as_its_deltas_one_by_one() -> None:
+    src = crdt.new("orset")
+    d1 = src.add("B", "x").to_dict()
+    d2 = src.remove("x").to_dict()
+    d3 = src.add("B", "y").to_dict()
+    e1, e2, e3 = (_entry("k", d, seq=i) for i, d in enumerate((d1, d2, d3), 1))
+    r = Replica(ReplicaConfig(n=2), "A")
+    r.receive("B", m.Push(push_id=1, entries=[e1]), 0.0)
+    r.effects()
+    # e1 again (known), e2 twice in the batch (a remove that must beat e1's add), then e3.
+    r.receive("B", m.Push(push_id=2, entries=[e1, e2, e3, e2]), 1.0)
+    fx = r.effects()
+    logged = [(e.origin, e.seq) for p in fx if isinstance(p, Persist) for e in p.log]
+    assert logged == [("B", 2), ("B", 3)]
+    assert [e.key for e in fx if isinstance(e, Changed)] == ["k"]
+    state = r.value("k")
+    assert state is not None and state.value == frozenset({"y"}) == src.value
+    assert r.status()["log_size"] == 3
+
+
 def test_transport_messages_are_not_for_the_engine() -> None:
     r = Replica(ReplicaConfig(), "A")
     with pytest.raises(LocalProtocolError, match="transport"):
