@@ -193,7 +193,12 @@ _WriteInput = tuple[int, str, str, Callable[[Any], Any], Any, "bool | None", "fl
 
 
 class Node:
-    """Owns one replica; see the module docstring. Use :meth:`start` and :meth:`aclose`."""
+    """Owns one replica; see the module docstring. Use :meth:`start` and :meth:`aclose`.
+
+    Callbacks: ``on_changed(key)`` once per changed key per round; ``on_effect(effect)`` for
+    each ``Persist`` (after its commit) and ``IdentityConflict`` (the effects the node has no
+    work of its own for); ``on_fatal`` when the node stops serving.
+    """
 
     def __init__(
         self,
@@ -491,14 +496,22 @@ class Node:
 
     def _run_effects(self, effects: list[Any]) -> None:
         changed: dict[str, None] = {}
+        writes, on_effect = self._writes, self._on_effect
         for e in effects:
-            if isinstance(e, Changed):
+            t = type(e)
+            if t is Changed:
                 changed[e.key] = None
+                continue
+            if t is WriteDone:
+                # The bulk of a busy round (one per local write): resolved inline.
+                fut = writes.pop(e.op_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(e.result)
                 continue
             try:
                 self._run_one(e)
-                if self._on_effect is not None:
-                    self._on_effect(e)
+                if on_effect is not None and (t is Persist or t is IdentityConflict):
+                    on_effect(e)
             except Exception:  # a bug (or a callback's); the other effects still run
                 log.exception("running effect %s failed", type(e).__name__)
         if self._on_changed is not None:
