@@ -140,17 +140,21 @@ def key_text(key: Key) -> str:
     return json.dumps(key)
 
 
-def plain_strings(strs: Iterable[str]) -> int:
-    """How the strs sort by their canonical JSON text (checked in one pass, in C).
+def plain_strings(keys: Iterable[object]) -> int:
+    """How the keys sort by their canonical JSON text (checked in one pass, in C).
 
-    2: sorting them as they are gives the order of their texts; 1: sorting ``s + '"'``
-    does; 0: neither (compute the texts). A string JSON writes as itself between quotes
-    (printable ASCII without ``"`` or backslash) has the text ``'"' + s + '"'``. Every text
-    begins with the quote, and no string holds one, so the closing quote decides exactly
-    where one string is a prefix of another: ``s + '"'`` sorts as the texts do; and when no
-    string holds a character below the quote (space, ``!``), a prefix sorts first either way.
+    2: they are all strs and sorting them as they are gives the order of their texts;
+    1: they are all strs and sorting ``s + '"'`` does; 0: neither (compute the texts).
+    A string JSON writes as itself between quotes (printable ASCII without ``"`` or
+    backslash) has the text ``'"' + s + '"'``. Every text begins with the quote, and no
+    string holds one, so the closing quote decides exactly where one string is a prefix of
+    another: ``s + '"'`` sorts as the texts do; and when no string holds a character below
+    the quote (space, ``!``), a prefix sorts first either way.
     """
-    joined = "".join(strs)
+    try:
+        joined = "".join(keys)  # type: ignore[arg-type]
+    except TypeError:  # not all strs
+        return 0
     if not (joined.isascii() and joined.isprintable()) or '"' in joined or "\\" in joined:
         return 0
     return 1 if " " in joined or "!" in joined else 2

@@ -67,7 +67,8 @@ pncounter ``[[dot, p, n], ...]``; ormap: a nested ``entries`` list. Dots are ``[
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, cast
+from operator import itemgetter
+from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import (
@@ -619,26 +620,33 @@ class ORMap:
     # -- join ------------------------------------------------------------------------------
     def merge(self, other: ORMap) -> None:
         """Join in place; O(size of other) when other's context is small (a delta)."""
-        if not isinstance(other, ORMap):
+        if type(other) is not ORMap and not isinstance(other, ORMap):
             raise TypeError(f"cannot merge {type(other).__name__} into ORMap")
-        if other is self:
-            return
         octx = other._ctx
         mine = self._entries
         theirs = other._entries
-        ovv, ocloud = octx.vv, octx.cloud
-        if len(theirs) == 1 and len(ocloud) + len(ovv) == 1:
+        if len(theirs) == 1:
             # The delta of an update that wrote one new dot to an entry that its origin did
             # not hold: ({ek: store with exactly that dot}, {dot}). Joining it adds the entry
-            # if the dot is new here, and changes nothing otherwise (O(1)).
-            ((fk, s2),) = theirs.items()
-            if fk not in mine:
-                dot = _only_dot(fk[1], s2)
-                if dot is not None and (
-                    (ocloud and dot in ocloud) or (dot[1] == 1 and ovv.get(dot[0]) == 1)
-                ):
-                    self._merge_one(fk, s2, dot)
-                    return
+            # if the dot is new here, and changes nothing otherwise (O(1)). (Merging a map
+            # into itself may take this path too: its dot is seen already.)
+            for fk, s2 in theirs.items():
+                if fk not in mine:
+                    kind = fk[1]
+                    if type(s2) is tuple:  # a register or counter: ((dot, ...),)
+                        dot = s2[0][0] if len(s2) == 1 else None
+                    else:
+                        dot = _only_dot(kind, s2)
+                    if dot is not None:
+                        ovv, ocloud = octx.vv, octx.cloud
+                        if (len(ocloud) == 1 and not ovv and dot in ocloud) or (
+                            not ocloud and dot[1] == 1 and len(ovv) == 1 and ovv.get(dot[0]) == 1
+                        ):
+                            self._merge_one(fk, s2, dot)
+                            return
+        if other is self:
+            return
+        ovv, ocloud = octx.vv, octx.cloud
         size = len(ocloud) + (sum(ovv.values()) if ovv else 0)
         if size <= _SMALL_CONTEXT_MIN or size <= len(mine) * _SMALL_CONTEXT_RATIO:
             self._merge_small(other)
@@ -653,7 +661,7 @@ class ORMap:
         r, c = dot
         seen = vv.get(r, 0)
         cloud = ctx.cloud
-        if c <= seen or dot in cloud:
+        if c <= seen or (cloud and dot in cloud):
             return  # seen already (and removed since, or held): nothing to join
         # Stores are never edited in place, so the delta's may be shared (a dict is copied
         # all the same: a delta and a state share no mutable container).
@@ -752,36 +760,28 @@ def _plain(v: Any) -> Any:
 
 def _encode_map(store: MapStore) -> list[Any]:
     out = []
-    for ek in _sorted_entry_keys(store) if len(store) > 1 else store:
-        k, kind = ek
-        s = store[ek]
+    for (k, kind), s in _sorted_items(store) if len(store) > 1 else store.items():
+        if type(k) is not str and type(k) is not int:
+            k = key_to_json(k)
         if kind == "lww" and len(s) == 1:  # the common entry, inlined
             d, ts, v = s[0]
             t = type(v)
-            body = [
-                [d[0], d[1]],
-                [ts[0], ts[1], ts[2]],
-                normalize(v) if t is list or t is dict else v,
-            ]
-            out.append([_json_of(k), kind, [body]])
+            if t is list or t is dict:
+                v = normalize(v)
+            out.append([k, kind, [[[d[0], d[1]], [ts[0], ts[1], ts[2]], v]]])
         else:
-            out.append([_json_of(k), kind, _encode_store(kind, s)])
+            out.append([k, kind, _encode_store(kind, s)])
     return out
 
 
-def _sorted_entry_keys(store: MapStore) -> list[EntryKey]:
-    """The ``(key, kind)`` pairs of ``store`` by (key's canonical JSON text, kind)."""
-    eks = list(store)
-    if (
-        all(type(k) is str for k, _ in eks)
-        and plain_strings(cast("list[str]", [k for k, _ in eks])) == 2
-    ):
-        eks.sort()  # str keys, and the texts sort as the keys do
-        return eks
+def _sorted_items(store: MapStore) -> list[tuple[EntryKey, Any]]:
+    """The items of ``store`` by (key's canonical JSON text, kind)."""
+    if plain_strings([k for k, _ in store]) == 2:
+        return sorted(store.items(), key=_first)  # str keys, sorting as their texts do
     # (text, kind) pairs are unique, so the tuple sort never compares the keys.
-    items = [(_text_of(k), kind, k) for k, kind in eks]
-    items.sort()
-    return [(k, kind) for _, kind, k in items]
+    keyed = [(_text_of(k), kind, k) for k, kind in store]
+    keyed.sort()
+    return [((k, kind), store[(k, kind)]) for _, kind, k in keyed]
 
 
 def _encode_store(kind: str, store: Any) -> Any:
@@ -804,8 +804,7 @@ def _encode_store(kind: str, store: Any) -> Any:
     return [[[x[0][0], x[0][1]], x[1], x[2]] for x in store]
 
 
-def _first(item: tuple[str, Any, Any]) -> str:
-    return item[0]
+_first = itemgetter(0)  # the sort key of (key, value) pairs, called from C
 
 
 def _decode_map(entries: list[Any], ctx: CausalContext, path: str, seen: set[Dot]) -> MapStore:

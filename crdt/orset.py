@@ -355,10 +355,12 @@ class ORSet:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ORSet:
         body = check_header(d, cls.kind, _FIELDS)
-        entries = get_list(body, "entries", "entries")
-        if "ctx" not in body:
+        entries = body.get("entries")
+        if type(entries) is not list:
+            entries = get_list(body, "entries", "entries")  # raises, naming what is wrong
+        raw_ctx = body.get("ctx")
+        if raw_ctx is None and "ctx" not in body:
             raise DecodeError("ctx", "missing")
-        raw_ctx = body["ctx"]
         ctx = small_context(raw_ctx)
         if ctx is None:
             ctx = CausalContext.from_dict(raw_ctx, "ctx")
@@ -425,15 +427,13 @@ def sorted_keys(keys: list[Key]) -> list[Key]:
     Plain string keys (the common case) are sorted without computing a text per key (see
     :func:`crdt._json.plain_strings`).
     """
-    if all(type(k) is str for k in keys):
-        strs = cast("list[str]", keys)
-        how = plain_strings(strs)
-        if how == 2:
-            return sorted(keys)  # type: ignore[type-var]
-        if how == 1:
-            quoted = [k + '"' for k in strs]
-            quoted.sort()
-            return [q[:-1] for q in quoted]
+    how = plain_strings(keys)
+    if how == 2:
+        return sorted(keys)  # type: ignore[type-var]
+    if how == 1:
+        quoted = [k + '"' for k in cast("list[str]", keys)]
+        quoted.sort()
+        return [q[:-1] for q in quoted]
     items = [(_text_of(k), k) for k in keys]
     items.sort(key=_text_first)
     return [k for _, k in items]
