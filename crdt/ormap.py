@@ -216,14 +216,23 @@ def _join_set(s1: SetStore, ctx1: CausalContext, s2: SetStore, ctx2: CausalConte
 
 def _join_map(s1: MapStore, ctx1: CausalContext, s2: MapStore, ctx2: CausalContext) -> MapStore:
     out: MapStore = {}
-    for ek, a in s1.items():
-        b = s2.get(ek)
-        t = _discard(ek[1], a, ctx2) if b is None else _join(ek[1], a, ctx1, b, ctx2)
-        if t:
-            out[ek] = t
-    for ek, b in s2.items():
-        if ek not in s1:
-            t = _discard(ek[1], b, ctx1)
+    for first, mine, theirs, ctx in ((True, s1, s2, ctx2), (False, s2, s1, ctx1)):
+        vv, cloud = ctx.vv, ctx.cloud
+        for ek, a in mine.items():
+            b = theirs.get(ek)
+            if b is None:
+                if type(a) is tuple and len(a) == 1:  # one register entry: _discard, inlined
+                    d = a[0][0]
+                    if d[1] > vv.get(d[0], 0) and d not in cloud:
+                        out[ek] = a
+                    continue
+                t = _discard(ek[1], a, ctx)
+            elif not first:
+                continue  # on both sides: joined in the first round
+            elif a == b:
+                t = a
+            else:
+                t = _join(ek[1], a, ctx1, b, ctx2)
             if t:
                 out[ek] = t
     return out
