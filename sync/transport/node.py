@@ -2,16 +2,11 @@
 
 Theory of operation.
 
-* **Inputs are serialized.** Every input to the engine (a local read, a received message,
-  a peer going up or down, a forget, a timer tick) is a closure put on one queue. The
-  *engine task* wakes on new input or at ``next_deadline()``, drains **every** queued input
-  (up to ``max_inputs`` at once), ticks the replica if a deadline passed, and hands the
-  effects of that round (with those of the local writes made since) to the executor. A
-  local write is applied by :meth:`Node.write` itself, in the caller's turn of the event
-  loop: the loop runs one callback at a time and the engine task never awaits while it
-  holds the replica, so this is as serialized as a queued input, and it saves a queued
-  object and a hand-off per write (the replica keeps the write's effects, in order, until
-  the engine task drains them).
+* **Inputs are serialized.** Every input to the engine (a local write or read, a received
+  message, a peer going up or down, a forget, a timer tick) is a closure put on one queue.
+  The *engine task* is the only code that touches the replica: it wakes on new input or at
+  ``next_deadline()``, drains **every** queued input (up to ``max_inputs`` at once), ticks
+  the replica if a deadline passed, and hands the effects of that round to the executor.
 * **Effects run in order, persist before acknowledge.** The *executor task* takes every
   round of effects queued since it last ran, folds their ``Persist`` effects into one batch
   (:func:`merge_persists`, which keeps the store's per-batch semantics), awaits one
@@ -194,6 +189,7 @@ class NodeCounters:
 
 Input = Callable[[ReplicaLike, float], object]
 # A local write waiting for the engine: (op_id, key, kind, fn, w, strict, timeout).
+_WriteInput = tuple[int, str, str, Callable[[Any], Any], Any, "bool | None", "float | None"]
 
 
 class Node:
@@ -230,7 +226,7 @@ class Node:
         self._room = asyncio.Event()
         self.counters = NodeCounters()
         self._offset = time.time() - time.monotonic()
-        self._inputs: deque[Input] = deque()
+        self._inputs: deque[Input | _WriteInput] = deque()
         self._input_ready = asyncio.Event()
         self._rounds: deque[list[Any]] = deque()
         self._rounds_ready = asyncio.Event()
@@ -321,27 +317,20 @@ class Node:
         strict: bool | None = None,
         timeout: float | None = None,
     ) -> asyncio.Future[WriteResult]:
-        """Apply ``fn`` to ``key`` now; the future resolves when ``w`` acks came.
+        """Queue ``fn`` for ``key`` now; the future resolves when ``w`` acks came.
 
-        The write is applied to the replica by this call (see the module docstring), not by
-        awaiting: a window of many concurrent writes costs one future each, no task and no
-        queued input. Its effects (the Persist first) run in the engine's next round. The
-        future raises :class:`QuorumNotReached` (durable here, replicates later) or the
-        engine's error for bad input (nothing changed); a closed or failed node raises here.
+        The write is queued by this call, not by awaiting: a window of many concurrent
+        writes costs one future each, no task. The future raises :class:`QuorumNotReached`
+        (durable here, replicates later) or the engine's error for bad input (nothing
+        changed); a closed or failed node raises here, at once.
         """
         self._check_open()
         op_id = next(self._ops)
         fut: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._writes[op_id] = fut
-        try:
-            self.replica.local_update(
-                op_id, key, kind, fn, self.now(), w=w, strict=strict, timeout=timeout
-            )
-        except Exception as exc:  # the caller's error: hand it back through the future
-            del self._writes[op_id]
-            fut.set_exception(exc)
-            return fut
-        self._idle.clear()  # effects wait in the replica for the engine's next round
+        # A plain tuple, not a closure: a window of many concurrent writes queues one small
+        # object each (see _run_write).
+        self._inputs.append((op_id, key, kind, fn, w, strict, timeout))
         self._input_ready.set()
         return fut
 
@@ -436,7 +425,10 @@ class Node:
             for _ in range(n):
                 fn = self._inputs.popleft()
                 try:
-                    fn(r, now)
+                    if isinstance(fn, tuple):
+                        self._run_write(r, now, fn)
+                    else:
+                        fn(r, now)
                 except Exception:  # a bug: log it loudly, but keep the node serving others
                     self.counters.input_errors += 1
                     log.exception("engine input failed; the replica is unchanged by contract")
@@ -463,6 +455,15 @@ class Node:
             if self._inputs:
                 self._input_ready.set()
             await asyncio.sleep(0)
+
+    def _run_write(self, r: ReplicaLike, now: float, item: _WriteInput) -> None:
+        op_id, key, kind, fn, w, strict, timeout = item
+        try:
+            r.local_update(op_id, key, kind, fn, now, w=w, strict=strict, timeout=timeout)
+        except Exception as exc:  # the caller's error: hand it back, do not crash the node
+            fut = self._writes.pop(op_id, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
 
     async def _exec_loop(self) -> None:
         while True:
