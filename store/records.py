@@ -16,7 +16,9 @@ Semantics of each batch field (one transaction per batch, applied in this order)
 
 * ``objects``: upsert whole-object checkpoints (last one wins for a key within a batch).
 * ``log``: append delta-log entries; an entry whose ``(origin, partition, seq)`` is already
-  stored is ignored (first one wins within a batch).
+  stored is ignored (first one wins within a batch). They are stored as log segments, one
+  per (partition, origin) (see :mod:`store.schema`): a dot stored again is kept in the table
+  but never read back, as readers return the first stored entry of each dot.
 * ``summaries``: ``(partition, ctx)``: replace the stored summary of that partition.
 * ``hints_add``: store a hint; one already stored under the same id is kept.
 * ``peers``: upsert what we know of a peer.
@@ -171,8 +173,9 @@ class LogRow:
     """One stored delta, named by its log dot ``(origin, partition, seq)``.
 
     ``delta_json``, if given, is the JSON text of ``delta`` (see :class:`LogLike`), written
-    as it is. It is a cache of ``delta``, not part of the value: equality ignores it, and
-    rows read back from the store leave it None.
+    as it is. It is a cache of ``delta``, not part of the value: equality ignores it. Rows
+    read back from the store carry the stored text in it (so a caller need not encode
+    ``delta`` again), and ``delta`` decoded from it.
     """
 
     origin: str

@@ -1,14 +1,15 @@
 """The database schema (SQLAlchemy Core), its version, and the migrations that reach it.
 
-Tables (version 1)::
+Tables (version 2)::
 
     meta(name PK, value)                    schema_version, replica_id, partitions,
                                             identity (stamp, JSON), past_replica_ids (JSON)
     objects(key PK, kind, partition, state) checkpoints; index (partition, key) for snapshots
-    log(partition, origin, seq, key, kind, delta)
-                                            PK (partition, origin, seq): one B-tree serves
-                                            appends, "what does this summary lack" and
-                                            compaction, all of which are per partition
+    log_segments(id PK, partition, origin, first_seq, last_seq, entries)
+                                            the delta log, append-only: one row per
+                                            (partition, origin) per transaction (see below);
+                                            index (partition, origin, last_seq) for paging and
+                                            compaction
     summaries(partition PK, ctx)            the encoded CausalContext of applied log dots
     hints(id PK, target, origin, partition, seq, key, kind, delta, stored_ms)
                                             unique (target, origin, partition, seq)
@@ -16,6 +17,23 @@ Tables (version 1)::
 
 Blobs (``state``, ``delta``, ``ctx``, ``summary``) are compact, key-sorted JSON text of the
 crdt ``to_dict()`` forms.
+
+Log segments. A transaction that appends N log entries writes one ``log_segments`` row per
+(partition, origin) it touches, not N rows: ``entries`` is the JSON array of ``[seq, key,
+kind, delta_text]`` in increasing ``seq``, where ``delta_text`` is the delta's JSON text as a
+JSON *string*; ``first_seq``/``last_seq`` are its first and last ``seq``. A group larger than
+:data:`SEGMENT_MAX_ENTRIES` entries, or whose keys and delta texts pass
+:data:`SEGMENT_MAX_BYTES`, is cut into several segments (a single larger entry gets a segment
+of its own). The primary key is the row number, so appends go to the end of the table's
+B-tree (3-4x cheaper to commit than a table keyed by ``(partition, origin, seq)``, see
+MEASUREMENTS.md) and a higher id means stored later.
+
+Segments are never merged, so the seq ranges of one (partition, origin) may overlap (a delta
+that arrived out of order) and a log dot may be stored twice (a delta persisted again): the
+readers (:func:`store.sql.iter_log`, :func:`store.sql.deltas_page`) merge each (partition,
+origin) in seq order and keep the *first stored* (lowest id) entry of a dot, which is the
+contract the old ``ON CONFLICT DO NOTHING`` gave. Compaction deletes the segments wholly at or
+below a watermark and rewrites one that straddles it without those entries (same id).
 
 Versioning: ``meta.schema_version`` holds the version. ``MIGRATIONS[k]`` moves a database from
 version ``k`` to ``k + 1`` inside the opening transaction, so a failed migration leaves the
@@ -26,14 +44,19 @@ Version 0 is the pre-release layout: no ``objects.partition``, no ``kind`` in ``
 ``hints`` (the kind was only inside the blob), no index for snapshots. Migration 0 -> 1 adds
 them, computing partitions with the store's partition function and kinds from the blobs'
 ``"type"`` field.
+
+Version 1 kept the log one row per entry: ``log(partition, origin, seq, key, kind, delta)``,
+PK ``(partition, origin, seq)``. Migration 1 -> 2 packs its rows into segments (one per
+(partition, origin), cut as above) and drops it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -48,6 +71,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
+    insert,
     select,
     text,
     update,
@@ -58,17 +82,28 @@ from .errors import CorruptBlob
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "SEGMENT_MAX_BYTES",
+    "SEGMENT_MAX_ENTRIES",
     "Migration",
+    "SegmentEntry",
     "hints",
-    "log",
+    "log_segments",
     "meta",
     "metadata",
     "objects",
+    "pack_segments",
     "peers",
     "summaries",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+SEGMENT_MAX_ENTRIES = 1000
+"""At most this many entries in one log segment."""
+
+SEGMENT_MAX_BYTES = 1 << 20
+"""A segment is closed once its entries' keys and delta texts reach this many characters (so
+its ``entries`` text stays near 1 MiB: over by at most one entry plus the JSON escaping)."""
 
 metadata = MetaData()
 
@@ -89,9 +124,29 @@ objects = Table(
     Index("ix_objects_partition_key", "partition", "key"),
 )
 
-log = Table(
-    "log",
+log_segments = Table(
+    "log_segments",
     metadata,
+    # INTEGER PRIMARY KEY is SQLite's rowid (appends go to the B-tree's end); BIGSERIAL on
+    # PostgreSQL.
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("partition", Integer, nullable=False),
+    Column("origin", Text, nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("entries", Text, nullable=False),
+    Index("ix_log_segments_partition_origin_last_seq", "partition", "origin", "last_seq"),
+)
+
+# The version-1 log (one row per entry), only for the migrations: not in ``metadata``.
+_log_v1 = Table(
+    "log",
+    MetaData(),
     Column("partition", Integer, nullable=False),
     Column("origin", Text, nullable=False),
     Column("seq", BigInteger, nullable=False),
@@ -100,6 +155,35 @@ log = Table(
     Column("delta", Text, nullable=False),
     PrimaryKeyConstraint("partition", "origin", "seq", name="pk_log"),
 )
+
+SegmentEntry = tuple[int, str, str, str]
+"""One entry of a segment: ``(seq, key, kind, delta_text)``."""
+
+
+def pack_segments(
+    partition: int, origin: str, entries: Iterable[SegmentEntry]
+) -> Iterator[tuple[int, str, int, int, str]]:
+    """``(partition, origin, first_seq, last_seq, entries_text)`` rows holding ``entries``
+    (already in increasing seq, one per seq), cut by :data:`SEGMENT_MAX_ENTRIES` and
+    :data:`SEGMENT_MAX_BYTES`. The text is one ``to_json`` call per segment (Rust)."""
+    if isinstance(entries, list) and len(entries) <= SEGMENT_MAX_ENTRIES:
+        # The usual case, one segment: encode first, measure after (no per-entry Python).
+        text = to_json(entries).decode()
+        if len(text) <= SEGMENT_MAX_BYTES:
+            if entries:
+                yield partition, origin, entries[0][0], entries[-1][0], text
+            return
+    chunk: list[SegmentEntry] = []
+    size = 0
+    for entry in entries:
+        chunk.append(entry)
+        size += len(entry[1]) + len(entry[3])
+        if len(chunk) >= SEGMENT_MAX_ENTRIES or size >= SEGMENT_MAX_BYTES:
+            yield partition, origin, chunk[0][0], chunk[-1][0], to_json(chunk).decode()
+            chunk, size = [], 0
+    if chunk:
+        yield partition, origin, chunk[0][0], chunk[-1][0], to_json(chunk).decode()
+
 
 summaries = Table(
     "summaries",
@@ -160,6 +244,7 @@ def _migrate_0_to_1(conn: Connection, partition_of: Callable[[str], int]) -> Non
             update(objects).where(objects.c.key == bindparam("k")).values(partition=bindparam("p")),
             [{"k": key, "p": partition_of(key)} for key in keys],
         )
+    log = _log_v1
     for table, pk in ((log, (log.c.partition, log.c.origin, log.c.seq)), (hints, (hints.c.id,))):
         rows = conn.execute(select(*pk, table.c.key, table.c.delta)).all()
         if not rows:
@@ -182,5 +267,39 @@ def _migrate_0_to_1(conn: Connection, partition_of: Callable[[str], int]) -> Non
         index.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Migration] = [_migrate_0_to_1]
+def _migrate_1_to_2(conn: Connection, partition_of: Callable[[str], int]) -> None:
+    """v1 -> v2: the log's rows packed into ``log_segments``, then ``log`` dropped."""
+    del partition_of  # unused: the rows keep their partitions
+    log_segments.create(conn)
+    log = _log_v1
+    rows = conn.execute(
+        select(
+            log.c.partition, log.c.origin, log.c.seq, log.c.key, log.c.kind, log.c.delta
+        ).order_by(log.c.partition, log.c.origin, log.c.seq)
+    )
+    pending: list[tuple[int, str, int, int, str]] = []
+    group: tuple[int, str] | None = None
+    entries: list[SegmentEntry] = []
+    for part, origin, seq, key, kind, delta in rows:
+        if (part, origin) != group:
+            if group is not None:
+                pending.extend(pack_segments(*group, entries))
+            group, entries = (part, origin), []
+        entries.append((seq, key, kind, delta))
+        if len(pending) >= 500:
+            _insert_segments(conn, pending)
+            pending = []
+    if group is not None:
+        pending.extend(pack_segments(*group, entries))
+    _insert_segments(conn, pending)
+    log.drop(conn)
+
+
+def _insert_segments(conn: Connection, rows: list[tuple[int, str, int, int, str]]) -> None:
+    if rows:
+        names = ("partition", "origin", "first_seq", "last_seq", "entries")
+        conn.execute(insert(log_segments), [dict(zip(names, row, strict=True)) for row in rows])
+
+
+MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2]
 """``MIGRATIONS[k]`` migrates version ``k`` to ``k + 1``; ``len(MIGRATIONS) == SCHEMA_VERSION``."""

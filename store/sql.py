@@ -11,19 +11,28 @@ Writes are two steps:
    rows per log dot (first wins). Bad input raises :class:`~store.errors.InvalidInput` (or
    :class:`~store.errors.KindMismatch` for one key given two kinds) before any SQL.
 2. :func:`apply_prepared` writes a list of prepared batches in one transaction with one
-   ``executemany`` per table and per *segment*: consecutive batches are merged into a segment
-   until one carries order-sensitive work (``hints_drop`` or ``compact``), which closes it, so
-   the merged result equals applying the batches one after another.
+   ``executemany`` per table and per *run*: consecutive batches are merged into a run until
+   one carries order-sensitive work (``hints_drop`` or ``compact``), which closes it, so the
+   merged result equals applying the batches one after another. A run's log entries are
+   grouped by (partition, origin) and appended as log *segments* (one row per group, cut at
+   :data:`~store.schema.SEGMENT_MAX_ENTRIES` entries or about
+   :data:`~store.schema.SEGMENT_MAX_BYTES`; see :mod:`store.schema`): a transaction of N
+   entries writes a handful of rows, not N. Appending reads nothing: a log dot that is
+   already stored may be stored again, and the readers keep the first one.
 
 Reads decode every blob; a blob that is not JSON, or not a valid encoding of its kind
 (``crdt.from_dict``), raises :class:`~store.errors.CorruptBlob` naming the key and table.
+The log's readers (:func:`iter_log`, :func:`load`, :func:`deltas_page`) merge the segments of
+each (partition, origin) into seq order and return each log dot once, from its first stored
+(lowest id) segment; the :class:`~store.records.LogRow` they return carry the stored delta
+text as ``delta_json``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +48,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -54,7 +64,18 @@ from .records import (
     ObjectRow,
     PeerRow,
 )
-from .schema import MIGRATIONS, SCHEMA_VERSION, hints, log, meta, metadata, objects, peers
+from .schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SegmentEntry,
+    hints,
+    log_segments,
+    meta,
+    metadata,
+    objects,
+    pack_segments,
+    peers,
+)
 from .schema import summaries as summaries_table
 
 __all__ = [
@@ -63,10 +84,12 @@ __all__ = [
     "apply_prepared",
     "check_context",
     "compact",
+    "count_log",
     "decode_blob",
     "deltas_page",
     "encode",
     "get_object",
+    "iter_log",
     "load",
     "open_database",
     "prepare",
@@ -157,7 +180,8 @@ def _decode_context(table: str, key: str, blob: str) -> dict[str, Any]:
 
 # Row layouts (tuples, in the order of the statements below).
 _OBJECT_COLS = ("key", "kind", "partition", "state")
-_LOG_COLS = ("partition", "origin", "seq", "key", "kind", "delta")
+_LOG_COLS = ("partition", "origin", "seq", "key", "kind", "delta")  # prepared, per entry
+_SEGMENT_COLS = ("partition", "origin", "first_seq", "last_seq", "entries")  # written
 _HINT_COLS = ("target", "origin", "partition", "seq", "key", "kind", "delta", "stored_ms")
 _PEER_COLS = ("replica_id", "address", "site", "summary", "last_seen_ms", "forgotten")
 
@@ -534,7 +558,7 @@ def _statements(conn: Connection) -> dict[str, tuple[Any, Sequence[str]]]:
     )
     return {
         "objects": (_upsert(conn, objects, ["key"], same_kind=True), _OBJECT_COLS),
-        "log": (_insert_ignore(conn, log, ["partition", "origin", "seq"]), _LOG_COLS),
+        "log": (_insert(conn, log_segments), _SEGMENT_COLS),
         "summaries": (_upsert(conn, summaries_table, ["partition"]), ("partition", "ctx")),
         "hints_add": (
             _insert_ignore(conn, hints, ["target", "origin", "partition", "seq"]),
@@ -561,7 +585,8 @@ def _compiled(conn: Connection, name: str) -> tuple[str, Callable[[Row], Any] | 
     found = _COMPILED.get(cache_key)
     if found is None:
         stmt, cols = _statements(conn)[name]
-        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(cols))
+        # for_executemany: no RETURNING of generated ids (nothing reads them back).
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(cols), for_executemany=True)
         if compiled.positional:
             order = list(compiled.positiontup or [])
             if order == list(cols):
@@ -643,6 +668,25 @@ def _check_kinds(conn: Connection, kinds: Mapping[str, str]) -> None:
         raise KindMismatch(mismatch.key, mismatch.kind, kinds[mismatch.key])
 
 
+def _seq_of(entry: SegmentEntry) -> int:
+    return entry[0]
+
+
+def _segment_rows(rows: Iterable[Row]) -> Iterator[Row]:
+    """Prepared log rows (``_LOG_COLS``, one per log dot) as ``_SEGMENT_COLS`` rows: one
+    segment per (partition, origin), entries in seq order, cut by the schema's limits."""
+    groups: dict[tuple[int, str], list[SegmentEntry]] = {}
+    for row in rows:
+        group = groups.get(row[:2])
+        if group is None:
+            groups[row[:2]] = [row[2:]]
+        else:
+            group.append(row[2:])
+    for (part, origin), entries in groups.items():
+        entries.sort(key=_seq_of)  # (the engine appends in seq order: a linear pass)
+        yield from pack_segments(part, origin, entries)
+
+
 def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[int]:
     """Write ``batches`` in order, in the caller's transaction; return the log rows each
     batch's ``compact`` removed. Raises :class:`KindMismatch` (the caller rolls back)."""
@@ -661,7 +705,7 @@ def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[i
         if exact_rowcount and written != len(segment.objects):
             _check_kinds(conn, {key: row[1] for key, row in segment.objects.items()})
             raise StoreError(f"objects upsert wrote {written} of {len(segment.objects)} rows")
-        _executemany(conn, "log", segment.log.values())
+        _executemany(conn, "log", _segment_rows(segment.log.values()))
         _executemany(conn, "summaries", segment.summaries.items())
         _executemany(conn, "hints_add", segment.hints_add.values())
         _executemany(conn, "peers", segment.peers.values())
@@ -672,20 +716,45 @@ def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[i
 
 
 def compact(conn: Connection, partition: int, watermark: Mapping[str, int]) -> int:
-    """Delete log rows of ``partition`` with ``seq <= watermark[origin]``; return how many."""
-    if not watermark:
+    """Delete log entries of ``partition`` with ``seq <= watermark[origin]``; return how many
+    log dots went.
+
+    A segment wholly at or below the watermark is deleted; one that straddles it is rewritten
+    in place (same id, so it keeps its place in the stored order) without those entries.
+    """
+    marks = {origin: n for origin, n in watermark.items() if n > 0}
+    if not marks:
         return 0
-    bound = case(
-        *((log.c.origin == origin, literal(n)) for origin, n in watermark.items()), else_=0
-    )
-    result = conn.execute(
-        delete(log).where(
-            log.c.partition == partition,
-            log.c.origin.in_(list(watermark)),
-            log.c.seq <= bound,
+    c = log_segments.c
+    bound = case(*((c.origin == origin, literal(n)) for origin, n in marks.items()), else_=0)
+    found = conn.execute(
+        select(c.id, c.origin, c.entries).where(
+            c.partition == partition, c.origin.in_(list(marks)), c.first_seq <= bound
         )
-    )
-    return int(result.rowcount)
+    ).all()
+    dropped: set[tuple[str, int]] = set()
+    doomed: list[int] = []
+    rewrites: list[dict[str, Any]] = []
+    for seg_id, origin, text in found:
+        mark = marks[origin]
+        entries = _parse_segment(seg_id, text)
+        kept = [entry for entry in entries if entry[0] > mark]
+        dropped.update((origin, entry[0]) for entry in entries if entry[0] <= mark)
+        if kept:
+            new_text = to_json(kept).decode()
+            rewrites.append({"b_id": seg_id, "new_first": kept[0][0], "new_entries": new_text})
+        else:
+            doomed.append(seg_id)
+    for start in range(0, len(doomed), _IN_CHUNK):
+        conn.execute(delete(log_segments).where(c.id.in_(doomed[start : start + _IN_CHUNK])))
+    if rewrites:
+        conn.execute(
+            update(log_segments)
+            .where(c.id == bindparam("b_id"))
+            .values(first_seq=bindparam("new_first"), entries=bindparam("new_entries")),
+            rewrites,
+        )
+    return len(dropped)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -695,14 +764,97 @@ def _object(row: Any) -> ObjectRow:
     return ObjectRow(row.key, row.kind, decode_blob("objects", row.key, row.kind, row.state))
 
 
-def _log(row: Any, table: str = "log") -> LogRow:
-    return LogRow(
-        row.origin,
-        row.partition,
-        row.seq,
-        row.key,
-        row.kind,
-        decode_blob(table, row.key, row.kind, row.delta),
+def _hint_entry(row: Any) -> LogRow:
+    delta = decode_blob("hints", row.key, row.kind, row.delta)
+    return LogRow(row.origin, row.partition, row.seq, row.key, row.kind, delta, row.delta)
+
+
+_SEGMENTS = log_segments.name
+
+
+def _parse_segment(seg_id: int, text: str) -> list[list[Any]]:
+    """A segment's ``entries``, checked to be a list of ``[seq, key, kind, delta_text]``
+    (the delta texts are decoded later, by :func:`decode_blob`)."""
+    try:
+        value: Any = json.loads(text)
+    except ValueError as exc:
+        raise CorruptBlob(f"segment {seg_id}", _SEGMENTS, f"not valid JSON ({exc})") from exc
+    if type(value) is not list:
+        raise CorruptBlob(f"segment {seg_id}", _SEGMENTS, "entries are not a JSON array")
+    for entry in value:
+        if (
+            type(entry) is not list
+            or len(entry) != 4
+            or type(entry[0]) is not int
+            or entry[0] < 1
+            or type(entry[1]) is not str
+            or type(entry[2]) is not str
+            or type(entry[3]) is not str
+        ):
+            key = entry[1] if type(entry) is list and len(entry) > 1 else None
+            raise CorruptBlob(
+                key if type(key) is str else f"segment {seg_id}",
+                _SEGMENTS,
+                f"entry {_preview(entry)} is not [seq, key, kind, delta_text]",
+            )
+    return value
+
+
+def _merge(segments: list[tuple[int, list[list[Any]]]]) -> list[list[Any]]:
+    """The entries of one (partition, origin)'s ``(id, entries)`` segments in seq order, each
+    log dot once: the entry of its lowest-id (first stored) segment."""
+    merged = segments[0][1] if len(segments) == 1 else [e for _, es in segments for e in es]
+    prev = 0
+    for entry in merged:  # the usual case: ordered, disjoint segments, no duplicate
+        if entry[0] <= prev:
+            break
+        prev = entry[0]
+    else:
+        return merged
+    first: dict[int, tuple[int, list[Any]]] = {}
+    for seg_id, entries in segments:
+        for entry in entries:
+            seen = first.get(entry[0])
+            if seen is None or seg_id < seen[0]:
+                first[entry[0]] = (seg_id, entry)
+    return [first[seq][1] for seq in sorted(first)]
+
+
+def _log_groups(conn: Connection) -> Iterator[tuple[int, str, list[list[Any]]]]:
+    """``(partition, origin, entries)`` for every (partition, origin) of the log, in that
+    order, entries merged by :func:`_merge`. Holds one group's segments at a time."""
+    c = log_segments.c
+    stmt = select(c.id, c.partition, c.origin, c.entries).order_by(
+        c.partition, c.origin, c.last_seq, c.id
+    )
+    group: tuple[int, str] | None = None
+    segments: list[tuple[int, list[list[Any]]]] = []
+    for seg_id, part, origin, text in conn.execute(stmt):
+        if (part, origin) != group:
+            if group is not None:
+                yield group[0], group[1], _merge(segments)
+            group, segments = (part, origin), []
+        segments.append((seg_id, _parse_segment(seg_id, text)))
+    if group is not None:
+        yield group[0], group[1], _merge(segments)
+
+
+def iter_log(conn: Connection, key: str | None = None) -> Iterator[LogRow]:
+    """Every log entry (of ``key``, if given) in log-dot order ``(partition, origin, seq)``,
+    each log dot once, deltas decoded and checked (:func:`decode_blob`) and ``delta_json``
+    set to the stored text. Reads one (partition, origin) group of segments at a time."""
+    for part, origin, entries in _log_groups(conn):
+        for seq, entry_key, kind, text in entries:
+            if key is None or entry_key == key:
+                delta = decode_blob(_SEGMENTS, entry_key, kind, text)
+                yield LogRow(origin, part, seq, entry_key, kind, delta, text)
+
+
+def count_log(conn: Connection, key: str | None = None) -> int:
+    """How many entries :func:`iter_log` yields (deltas are not decoded)."""
+    return sum(
+        len(entries) if key is None else sum(1 for entry in entries if entry[1] == key)
+        for _part, _origin, entries in _log_groups(conn)
     )
 
 
@@ -731,14 +883,11 @@ def load(conn: Connection) -> Loaded:
     out = Loaded()
     for row in conn.execute(select(objects).order_by(objects.c.key)):
         out.objects[row.key] = _object(row)
-    out.log = [
-        _log(row)
-        for row in conn.execute(select(log).order_by(log.c.partition, log.c.origin, log.c.seq))
-    ]
+    out.log = list(iter_log(conn))
     for row in conn.execute(select(summaries_table).order_by(summaries_table.c.partition)):
         out.summaries[row.partition] = _decode_context("summaries", str(row.partition), row.ctx)
     out.hints = [
-        HintRow(row.target, _log(row, "hints"), row.stored_ms / 1000)
+        HintRow(row.target, _hint_entry(row), row.stored_ms / 1000)
         for row in conn.execute(select(hints).order_by(hints.c.id))
     ]
     for row in conn.execute(select(peers).order_by(peers.c.replica_id)):
@@ -753,19 +902,87 @@ def deltas_page(
     after: tuple[str, int] | None,
     limit: int,
 ) -> list[LogRow]:
-    """Up to ``limit`` log rows of ``partition`` beyond ``vv``, in (origin, seq) order,
-    strictly after the position ``after`` (keyset pagination). The cloud is the caller's."""
-    stmt = select(log).where(log.c.partition == partition)
+    """Up to ``limit`` log entries of ``partition`` beyond ``vv``, in (origin, seq) order,
+    strictly after the position ``after`` (keyset pagination), each log dot once (the first
+    stored). The cloud is the caller's.
+
+    Segments are read in (origin, first_seq, id) order, a few at a time: once a segment
+    starting at (o, f) is read, no unread segment holds an entry of o below f, so the entries
+    before it are final (merged, deduplicated) and can be returned.
+    """
+    c = log_segments.c
+    stmt = select(c.id, c.origin, c.first_seq, c.entries).where(c.partition == partition)
     if vv:
         stmt = stmt.where(
-            log.c.seq > case(*((log.c.origin == o, literal(n)) for o, n in vv.items()), else_=0)
+            c.last_seq > case(*((c.origin == o, literal(n)) for o, n in vv.items()), else_=0)
         )
     if after is not None:
         stmt = stmt.where(
-            or_(log.c.origin > after[0], and_(log.c.origin == after[0], log.c.seq > after[1]))
+            or_(c.origin > after[0], and_(c.origin == after[0], c.last_seq > after[1]))
         )
-    stmt = stmt.order_by(log.c.origin, log.c.seq).limit(limit)
-    return [_log(row) for row in conn.execute(stmt)]
+    stmt = stmt.order_by(c.origin, c.first_seq, c.id)
+    page = _Page(partition, vv, after, limit)
+    chunk, position = 8, None
+    for _ in range(1 << 62):  # bounded: every round reads further in keyset order
+        query = stmt
+        if position is not None:
+            o, f, i = position
+            query = query.where(
+                or_(
+                    c.origin > o,
+                    and_(c.origin == o, or_(c.first_seq > f, and_(c.first_seq == f, c.id > i))),
+                )
+            )
+        rows = conn.execute(query.limit(chunk)).all()
+        for seg_id, origin, first_seq, text in rows:
+            if page.settle(origin, first_seq):
+                return page.rows
+            page.add(seg_id, origin, _parse_segment(seg_id, text))
+        if len(rows) < chunk:
+            break
+        position = (rows[-1].origin, rows[-1].first_seq, rows[-1].id)
+        chunk = min(chunk * 2, max(limit, 8))
+    page.settle(None, 0)
+    return page.rows
+
+
+class _Page:
+    """One :func:`deltas_page` result being filled: entries of the origin being read wait
+    in ``pending`` until no unread segment can hold a lower seq of that origin."""
+
+    def __init__(
+        self, partition: int, vv: Mapping[str, int], after: tuple[str, int] | None, limit: int
+    ) -> None:
+        self.partition, self.vv, self.after, self.limit = partition, vv, after, limit
+        self.rows: list[LogRow] = []
+        self.origin: str | None = None
+        self.pending: list[tuple[int, list[list[Any]]]] = []
+
+    def add(self, seg_id: int, origin: str, entries: list[list[Any]]) -> None:
+        low = self.vv.get(origin, 0)
+        if self.after is not None and self.after[0] == origin:
+            low = max(low, self.after[1])
+        self.origin = origin
+        self.pending.append((seg_id, [e for e in entries if e[0] > low]))
+
+    def settle(self, origin: str | None, first_seq: int) -> bool:
+        """A segment (``origin``, ``first_seq``) comes next (None: nothing does): move the
+        entries that are final to ``rows``; True once the page is full."""
+        if not self.pending:
+            return False
+        merged = _merge(self.pending)
+        if origin == self.origin:
+            done = [e for e in merged if e[0] < first_seq]
+            # The rest stay with their segment ids: a later segment may repeat one of them.
+            kept = [(i, [e for e in es if e[0] >= first_seq]) for i, es in self.pending]
+            self.pending = [(i, es) for i, es in kept if es]
+        else:
+            done, self.pending = merged, []
+        assert self.origin is not None
+        for seq, key, kind, text in done[: self.limit - len(self.rows)]:
+            delta = decode_blob(_SEGMENTS, key, kind, text)
+            self.rows.append(LogRow(self.origin, self.partition, seq, key, kind, delta, text))
+        return len(self.rows) >= self.limit
 
 
 def snapshot_page(

@@ -291,15 +291,17 @@ def _read_database(
         version = sql.read_schema_version(conn)
         if version is None:
             raise ValueError(f"{db} is not a shoal database (no tables)")
+        if version != schema.SCHEMA_VERSION:  # read-only: an older one is not migrated here
+            raise ValueError(
+                f"{db} has schema version {version}; this shoal reads version "
+                f"{schema.SCHEMA_VERSION} (opening it with the store migrates an older one)"
+            )
         meta = sql.read_meta(conn)
         obj_q = select(schema.objects).order_by(schema.objects.c.key)
-        log_q = select(schema.log)
         if key is not None:
             obj_q = obj_q.where(schema.objects.c.key == key)
-            log_q = log_q.where(schema.log.c.key == key)
-        count_q = select(func.count()).select_from
-        total = conn.execute(count_q(obj_q.subquery())).scalar_one()
-        total += conn.execute(count_q(log_q.subquery())).scalar_one()
+        total = conn.execute(select(func.count()).select_from(obj_q.subquery())).scalar_one()
+        total += sql.count_log(conn, key)
         done = 0
 
         def tick() -> None:
@@ -314,12 +316,12 @@ def _read_database(
             states[row.key] = crdt.from_dict(decoded)
             tick()
         log_size = 0
-        for row in conn.execute(log_q):
-            delta = crdt.from_dict(sql.decode_blob("log", row.key, row.kind, row.delta))
-            if row.key in states:
-                states[row.key].merge(delta)
+        for logged in sql.iter_log(conn, key):  # log dots once each, deltas checked
+            delta = crdt.from_dict(logged.delta)
+            if logged.key in states:
+                states[logged.key].merge(delta)
             else:
-                states[row.key] = delta
+                states[logged.key] = delta
             log_size += 1
             tick()
         if progress is not None:

@@ -64,16 +64,18 @@ async def test_delta_json_is_the_stored_blob_and_reads_back_as_the_delta(
         )
         tables = await raw_tables(store)
         loaded = await store.load()
-    assert sorted(row[-1] for row in tables["log"]) == sorted(
-        [logged.delta_json, sql.encode(bare.delta)]
-    )
+    # One segment: [[seq, key, kind, delta_text], ...], each delta text a JSON string.
+    (segment,) = tables["log_segments"]
+    assert [e[3] for e in json.loads(segment[-1])] == [logged.delta_json, sql.encode(bare.delta)]
     assert [row[7] for row in tables["hints"]] == [hinted.delta_json]
     assert [(e.seq, e.delta) for e in loaded.log] == [
         (1, logged.delta),
         (3, bare.delta),
     ]
     assert loaded.hints[0].entry.delta == hinted.delta
-    assert loaded.log[0].delta_json is None  # reads leave the cache empty
+    # Reads fill the cache with the stored text.
+    assert [e.delta_json for e in loaded.log] == [logged.delta_json, sql.encode(bare.delta)]
+    assert loaded.hints[0].entry.delta_json == hinted.delta_json
 
 
 def test_prepare_keeps_the_text_itself() -> None:
