@@ -8,24 +8,30 @@ causal, a dot store read and written against the map's context:
 ============  =================================================================
 kind          embedded dot store (value)
 ============  =================================================================
-orset         ``dict[element key -> tuple of dots]``, as :class:`~crdt.orset.ORSet`
+orset         ``dict[element key -> flat dots]``, as :class:`~crdt.orset.ORSet`
               (value: frozenset)
-mvregister    ``((dot, value), ...)`` (value: tuple of siblings)
-lww           ``((dot, timestamp, value), ...)`` (value: the one with the greatest
-              timestamp; a set replaces the entries it has seen)
-gcounter      causal counter ``((dot, p, 0), ...)`` (value: the sum of p)
-pncounter     causal counter ``((dot, p, n), ...)`` (value: the sum of p - n)
+mvregister    ``(r, c, value, ...)``, 3 items per entry (value: tuple of siblings)
+lww           ``(r, c, wall_ms, logical, ts_replica, value, ...)``, 6 items per entry
+              (value: the one with the greatest timestamp; a set replaces the entries it
+              has seen)
+gcounter      causal counter ``(r, c, p, 0, ...)``, 4 items per entry (value: sum of p)
+pncounter     causal counter ``(r, c, p, n, ...)``, 4 items per entry (value: sum of p - n)
 ormap         ``dict[(key, kind) -> store]`` (value: dict), recursively
 ============  =================================================================
 
 Representation, chosen so that a big map is nearly invisible to CPython's cyclic garbage
 collector: the map is one ``dict`` from ``(key, kind)`` (a plain tuple) to its store, plus a
-reverse index ``dot -> (key, kind)``. A register's or a counter's store is a plain tuple of
-plain tuples (``Dot`` and ``Timestamp`` are plain tuples too), sorted by dot; so with a str,
-int, float, bool or null value a map entry is made only of objects the collector untracks
-at its first pass, and costs it nothing afterwards (a list or object value is tracked, as
-any Python list or dict). A set's or a nested map's store is one ``dict``, which the
-collector untracks as well while all it holds is untracked. Every store is *immutable once
+reverse index ``dot -> (key, kind)``. A register's or a counter's store is *one flat tuple*
+of its entries' fields, a fixed number per kind (the table above), entries sorted by dot
+``(r, c)``; a set's elements hold their dots flat as well (``crdt/orset.py``). No store is a
+tuple of tuples because CPython untracks a tuple only during a collection of the generation
+it is in, and only if its items are untracked already: each level of nesting takes one more
+collection of an older generation, and a third level reaches the oldest generation still
+tracked, where it counts toward the trigger of *full* collections. So with a str, int,
+float, bool or null value a map entry is made only of objects the collector untracks at
+its first (youngest) pass, and costs it nothing afterwards (a list or object value is
+tracked, as any Python list or dict). A set's or a nested map's store is one ``dict``
+(untracked by a full collection while all it holds is untracked). Every store is *immutable once
 stored*: a mutation or a merge builds a new store (copy on write) and replaces it, never
 edits one in place, so states, their copies and the deltas they return may share stores.
 Register and counter stores hold one entry but for concurrent writes, so this costs O(1);
@@ -67,6 +73,7 @@ pncounter ``[[dot, p, n], ...]``; ormap: a nested ``entries`` list. Dots are ``[
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
 from operator import itemgetter
 from typing import Any, ClassVar
 
@@ -97,7 +104,7 @@ from crdt.gcounter import check_amount
 from crdt.hlc import Timestamp, tick, timestamp_from_json
 from crdt.lww import check_timestamp
 from crdt.mvregister import MVRegister, decode_dotfun
-from crdt.orset import Dots, ORSet
+from crdt.orset import Dots, ORSet, dot_pairs, flat_dots
 
 __all__ = ["ORMap"]
 
@@ -108,8 +115,10 @@ EMBEDDED_KINDS = ("gcounter", "pncounter", "lww", "mvregister", "orset", "ormap"
 _OTHER_KINDS = {k: tuple(o for o in EMBEDDED_KINDS if o != k) for k in EMBEDDED_KINDS}
 _KINDS_DESC = tuple(sorted(EMBEDDED_KINDS, reverse=True))
 EntryKey = tuple[Key, str]
-# A register's or counter's store: a tuple of tuples whose first item is the dot, sorted.
-FunStore = tuple[tuple[Any, ...], ...]
+# A register's or counter's store: its entries' fields in one flat tuple, ``_STRIDE[kind]``
+# items per entry, the first two the entry's dot ``(r, c)``; entries sorted by dot.
+FunStore = tuple[Any, ...]
+_STRIDE = {"lww": 6, "mvregister": 3, "gcounter": 4, "pncounter": 4}
 SetStore = dict[Key, Dots]
 MapStore = dict[EntryKey, Any]
 _SMALL_CONTEXT_RATIO = 0.25
@@ -119,13 +128,34 @@ _SMALL_CONTEXT_MIN = 8
 # ---------------------------------------------------------------------------------------
 # Embedded dot stores (immutable once stored: every function here returns a new store)
 # ---------------------------------------------------------------------------------------
+def _rows(store: FunStore, k: int) -> list[FunStore]:
+    """The entries of a register or counter store of stride ``k``, each a tuple, in order."""
+    if len(store) == k:
+        return [store]
+    return [store[i : i + k] for i in range(0, len(store), k)]
+
+
+def _flat(rows: list[FunStore]) -> FunStore:
+    """Entries sorted by dot (plain tuples) as one flat store; a single entry as it is."""
+    if len(rows) == 1:
+        return rows[0]
+    return tuple(chain.from_iterable(rows))
+
+
+def _fun_dots(store: FunStore, k: int) -> list[Dot]:
+    """The dots of a register or counter store of stride ``k``, in order."""
+    if len(store) == k:
+        return [(store[0], store[1])]  # type: ignore[list-item]
+    return list(zip(store[::k], store[1::k], strict=True))  # type: ignore[arg-type]
+
+
 def _dot_list(kind: str, store: Any) -> list[Dot]:
     """Every dot of ``store``."""
     if kind == "orset":
-        return [d for ds in store.values() for d in ds]
+        return [d for ds in store.values() for d in dot_pairs(ds)]
     if kind == "ormap":
         return [d for (_, k2), s in store.items() for d in _dot_list(k2, s)]
-    return [x[0] for x in store]
+    return _fun_dots(store, _STRIDE[kind])
 
 
 def _only_dot(kind: str, store: Any) -> Dot | None:
@@ -134,10 +164,10 @@ def _only_dot(kind: str, store: Any) -> Dot | None:
         if len(store) != 1:
             return None
         (ds,) = store.values()
-        return ds[0] if len(ds) == 1 else None
+        return ds if len(ds) == 2 else None
     if kind == "ormap":
         return None  # a nested map: the general join
-    return store[0][0] if len(store) == 1 else None
+    return (store[0], store[1]) if len(store) == _STRIDE[kind] else None  # type: ignore[return-value]
 
 
 def _discard(kind: str, store: Any, ctx: CausalContext) -> Any:
@@ -146,9 +176,9 @@ def _discard(kind: str, store: Any, ctx: CausalContext) -> Any:
     if kind == "orset":
         out: dict[Any, Any] = {}
         for k, ds in store.items():
-            keep = tuple(d for d in ds if not c(d))
+            keep = [d for d in dot_pairs(ds) if not c(d)]
             if keep:
-                out[k] = ds if len(keep) == len(ds) else keep
+                out[k] = ds if 2 * len(keep) == len(ds) else flat_dots(keep)
         return out
     if kind == "ormap":
         out = {}
@@ -157,8 +187,9 @@ def _discard(kind: str, store: Any, ctx: CausalContext) -> Any:
             if t:
                 out[ek] = t
         return out
-    keep_fun = tuple(x for x in store if not c(x[0]))
-    return store if len(keep_fun) == len(store) else keep_fun
+    rows = _rows(store, _STRIDE[kind])
+    keep_fun = [x for x in rows if not c((x[0], x[1]))]  # type: ignore[arg-type]
+    return store if len(keep_fun) == len(rows) else _flat(keep_fun)
 
 
 def _join(kind: str, s1: Any, ctx1: CausalContext, s2: Any, ctx2: CausalContext) -> Any:
@@ -167,32 +198,38 @@ def _join(kind: str, s1: Any, ctx1: CausalContext, s2: Any, ctx2: CausalContext)
         return _join_set(s1, ctx1, s2, ctx2)
     if kind == "ormap":
         return _join_map(s1, ctx1, s2, ctx2)
-    return _join_fun(s1, ctx1, s2, ctx2)
+    return _join_fun(_STRIDE[kind], s1, ctx1, s2, ctx2)
 
 
-def _join_fun(s1: FunStore, ctx1: CausalContext, s2: FunStore, ctx2: CausalContext) -> FunStore:
+def _join_fun(
+    k: int, s1: FunStore, ctx1: CausalContext, s2: FunStore, ctx2: CausalContext
+) -> FunStore:
+    """The join of two register or counter stores of stride ``k``."""
     if s1 == s2:
         return s1
-    d1 = {x[0] for x in s1}
-    d2 = {x[0] for x in s2}
+    r1, r2 = _rows(s1, k), _rows(s2, k)
+    d1 = {x[:2] for x in r1}
+    d2 = {x[:2] for x in r2}
     c, oc = ctx1.contains, ctx2.contains
-    out = [x for x in s1 if x[0] in d2 or not oc(x[0])]
-    out += [y for y in s2 if y[0] not in d1 and not c(y[0])]
+    out = [x for x in r1 if x[:2] in d2 or not oc(x[:2])]  # type: ignore[arg-type]
+    out += [y for y in r2 if y[:2] not in d1 and not c(y[:2])]  # type: ignore[arg-type]
     if len(out) > 1:
         out.sort()  # dots are unique: the sort never compares the values
-    if len(out) == len(s1) and all(a is b for a, b in zip(out, s1, strict=True)):
+    if len(out) == len(r1) and all(a is b for a, b in zip(out, r1, strict=True)):
         return s1
-    return tuple(out)
+    return _flat(out)
 
 
 def _join_dots(d1: Dots, d2: Dots, c: Callable[[Dot], bool], oc: Callable[[Dot], bool]) -> Dots:
+    """The join of one element's flat dots (``d1`` itself if unchanged, ``()`` if none left)."""
     if d1 == d2:
         return d1
-    keep = [d for d in d1 if d in d2 or not oc(d)]
-    keep += [d for d in d2 if d not in d1 and not c(d)]
+    p1, p2 = dot_pairs(d1), dot_pairs(d2)
+    keep = [d for d in p1 if d in p2 or not oc(d)]
+    keep += [d for d in p2 if d not in p1 and not c(d)]
     if len(keep) > 1:
         keep.sort()
-    return tuple(keep)
+    return d1 if keep == p1 else flat_dots(keep)
 
 
 def _join_set(s1: SetStore, ctx1: CausalContext, s2: SetStore, ctx2: CausalContext) -> SetStore:
@@ -201,15 +238,19 @@ def _join_set(s1: SetStore, ctx1: CausalContext, s2: SetStore, ctx2: CausalConte
     same = True  # out == s1 so far: then return s1 itself (the caller sees "unchanged")
     for k, d1 in s1.items():
         d2 = s2.get(k)
-        keep = tuple(d for d in d1 if not oc(d)) if d2 is None else _join_dots(d1, d2, c, oc)
+        if d2 is None:
+            left = [d for d in dot_pairs(d1) if not oc(d)]
+            keep = d1 if 2 * len(left) == len(d1) else flat_dots(left)
+        else:
+            keep = _join_dots(d1, d2, c, oc)
         if keep:
-            out[k] = d1 if keep == d1 else keep
-        same = same and keep == d1
+            out[k] = keep
+        same = same and keep is d1
     for k, d2 in s2.items():
         if k not in s1:
-            keep = tuple(d for d in d2 if not c(d))
-            if keep:
-                out[k] = keep
+            left = [d for d in dot_pairs(d2) if not c(d)]
+            if left:
+                out[k] = d2 if 2 * len(left) == len(d2) else flat_dots(left)
                 same = False
     return s1 if same else out
 
@@ -221,9 +262,10 @@ def _join_map(s1: MapStore, ctx1: CausalContext, s2: MapStore, ctx2: CausalConte
         for ek, a in mine.items():
             b = theirs.get(ek)
             if b is None:
-                if type(a) is tuple and len(a) == 1:  # one register entry: _discard, inlined
-                    d = a[0][0]
-                    if d[1] > vv.get(d[0], 0) and d not in cloud:
+                if type(a) is tuple and len(a) == _STRIDE[ek[1]]:
+                    # One register or counter entry: _discard, inlined.
+                    r, n = a[0], a[1]
+                    if n > vv.get(r, 0) and (not cloud or (r, n) not in cloud):
                         out[ek] = a
                     continue
                 t = _discard(ek[1], a, ctx)
@@ -271,20 +313,21 @@ class _CounterView(_FunView):
 
     @property
     def value(self) -> int:
-        return sum(x[1] - x[2] for x in self.store)
+        store = self.store
+        return sum(store[2::4]) - sum(store[3::4])
 
     def _bump(self, replica: str, dp: int, dn: int) -> _CounterView:
         p, n = dp, dn
         rest = []
-        for x in self.store:
-            if x[0][0] == replica:
-                p += x[1]
-                n += x[2]
+        for x in _rows(self.store, 4):
+            if x[0] == replica:
+                p += x[2]
+                n += x[3]
             else:
                 rest.append(x)
-        rest.append((self._next_dot(replica), p, n))
+        rest.append((replica, self._next_dot(replica)[1], p, n))
         rest.sort()
-        self.store = tuple(rest)
+        self.store = _flat(rest)
         return self
 
     def increment(self, replica: str, n: int = 1) -> _CounterView:
@@ -309,11 +352,12 @@ class _PNCounterView(_CounterView):
 
 
 def _lww_winner(store: FunStore) -> tuple[Timestamp, Any] | None:
-    if len(store) == 1:
-        x = store[0]
-        return x[1], x[2]
+    if len(store) == 6:
+        return store[2:5], store[5]  # type: ignore[return-value]
     best: tuple[Timestamp, Any] | None = None
-    for _, ts, v in store:
+    for i in range(0, len(store), 6):
+        ts: Timestamp = store[i + 2 : i + 5]  # type: ignore[assignment]
+        v = store[i + 5]
         if best is None or ts > best[0] or (ts == best[0] and canonical(v) > canonical(best[1])):
             best = (ts, v)
     return best
@@ -355,10 +399,11 @@ class _LWWView(_FunView):
         if now_ms is not None and (type(now_ms) is not int or now_ms < 0):
             raise TypeError(f"now_ms must be an int >= 0 (milliseconds), got {now_ms!r}")
         store = self.store
+        current: Timestamp | None
         if not store:
             current = None
-        elif len(store) == 1:
-            current = store[0][1]
+        elif len(store) == 6:
+            current = store[2:5]  # type: ignore[assignment]
         else:
             current = self.timestamp
         ts = tick(current, replica, now_ms) if timestamp is None else check_timestamp(timestamp)
@@ -368,7 +413,7 @@ class _LWWView(_FunView):
             return self
         if t is list or t is tuple or t is dict:
             value = normalize(value)
-        self.store = ((self._next_dot(replica), ts, value),)
+        self.store = (replica, self._next_dot(replica)[1], ts[0], ts[1], ts[2], value)
         return self
 
     def __repr__(self) -> str:
@@ -388,7 +433,7 @@ def _make_view(kind: str, store: Any, ctx: CausalContext) -> Any:
         return ORSet._delta(dict(store) if store else {}, ctx)
     if kind == "mvregister":
         r = MVRegister()
-        r._store = DotFun({x[0]: x[1] for x in store} if store else None)
+        r._store = DotFun({x[:2]: x[2] for x in _rows(store, 3)} if store else None)  # type: ignore[misc]
         r._ctx = ctx
         return r
     if kind == "ormap":
@@ -401,7 +446,8 @@ def _view_store(kind: str, view: Any) -> Any:
     if kind in ("orset", "ormap"):
         return dict(view._entries)
     if kind == "mvregister":
-        return tuple(sorted(view._store.entries.items()))
+        # Sorted by dot (the dots are unique: the sort never compares the values).
+        return _flat([(r, c, v) for (r, c), v in sorted(view._store.entries.items())])
     return view.store
 
 
@@ -409,12 +455,12 @@ def _store_value(kind: str, store: Any) -> Any:
     if kind == "orset":
         return frozenset(thaw(k) for k in store)
     if kind == "mvregister":
-        return tuple(normalize(x[1]) for x in store)
+        return tuple(normalize(v) for v in store[2::3])
     if kind == "lww":
         best = _lww_winner(store)
         return None if best is None else normalize(best[1])
     if kind in ("gcounter", "pncounter"):
-        return sum(x[1] - x[2] for x in store)
+        return sum(store[2::4]) - sum(store[3::4])
     return _map_value(store)
 
 
@@ -556,21 +602,26 @@ class ORMap:
             return ORMap._delta({}, CausalContext())  # nothing written (e.g. a stale set)
         after = view.store
         if before is None and len(new) == 1:
-            # The common case: one write to a key not held. The delta is the entry itself.
-            dot = new[0]
+            # The common case: one write to a key not held. The delta is the entry itself,
+            # whose only dot is the new one.
             dstore: FunStore = after
-            dctx = context_of_dot(dot)
+            dctx = context_of_dot(new[0])
             old: list[Dot] = []
+            live = new
         else:
+            k = _STRIDE[ek[1]]
             c = ctx.contains
-            dstore = tuple(x for x in after if not c(x[0]))
-            old = [x[0] for x in before] if before is not None else []
-            live = {x[0] for x in after}
-            dctx = context_of([*new, *(d for d in old if d not in live)])
+            rows = _rows(after, k)
+            fresh = [x for x in rows if not c((x[0], x[1]))]  # type: ignore[arg-type]
+            dstore = after if len(fresh) == len(rows) else _flat(fresh)
+            old = _fun_dots(before, k) if before is not None else []
+            live = _fun_dots(after, k)
+            kept = set(live)
+            dctx = context_of([*new, *(d for d in old if d not in kept)])
         # Joining the delta into this state gives exactly ``after`` at this entry (a view only
         # keeps old dots or adds new ones) and leaves every other entry alone (the delta's
         # context holds only new dots and this entry's dots): apply it directly, O(entry).
-        self._apply(ek, old, after, [x[0] for x in after], new)
+        self._apply(ek, old, after, live, new)
         return ORMap._delta({ek: dstore} if dstore else {}, dctx)
 
     def _update_view(self, ek: EntryKey, before: Any, fn: Callable[[Any], object]) -> ORMap:
@@ -642,8 +693,9 @@ class ORMap:
             for fk, s2 in theirs.items():
                 if fk not in mine:
                     kind = fk[1]
-                    if type(s2) is tuple:  # a register or counter: ((dot, ...),)
-                        dot = s2[0][0] if len(s2) == 1 else None
+                    dot: Dot | None
+                    if type(s2) is tuple:  # a register or counter: (r, c, ...), one entry
+                        dot = (s2[0], s2[1]) if len(s2) == _STRIDE[kind] else None  # type: ignore[assignment]
                     else:
                         dot = _only_dot(kind, s2)
                     if dot is not None:
@@ -772,12 +824,12 @@ def _encode_map(store: MapStore) -> list[Any]:
     for (k, kind), s in _sorted_items(store) if len(store) > 1 else store.items():
         if type(k) is not str and type(k) is not int:
             k = key_to_json(k)
-        if kind == "lww" and len(s) == 1:  # the common entry, inlined
-            d, ts, v = s[0]
+        if kind == "lww" and len(s) == 6:  # the common entry, inlined
+            r, c, w, n, tr, v = s
             t = type(v)
             if t is list or t is dict:
                 v = normalize(v)
-            out.append([k, kind, [[[d[0], d[1]], [ts[0], ts[1], ts[2]], v]]])
+            out.append([k, kind, [[[r, c], [w, n, tr], v]]])
         else:
             out.append([k, kind, _encode_store(kind, s)])
     return out
@@ -796,21 +848,21 @@ def _sorted_items(store: MapStore) -> list[tuple[EntryKey, Any]]:
 def _encode_store(kind: str, store: Any) -> Any:
     # Register and counter stores are kept sorted by dot, as the encoding wants them.
     if kind == "lww":
-        return [[[d[0], d[1]], [ts[0], ts[1], ts[2]], _plain(v)] for d, ts, v in store]
+        return [[[x[0], x[1]], [x[2], x[3], x[4]], _plain(x[5])] for x in _rows(store, 6)]
     if kind == "orset":
         if len(store) > 1:
             items = [(_text_of(k), k, ds) for k, ds in store.items()]
             items.sort(key=_first)
         else:
             items = [("", k, ds) for k, ds in store.items()]
-        return [[_json_of(k), [[d[0], d[1]] for d in ds]] for _, k, ds in items]
+        return [[_json_of(k), [list(d) for d in dot_pairs(ds)]] for _, k, ds in items]
     if kind == "ormap":
         return _encode_map(store)
     if kind == "mvregister":
-        return [[[d[0], d[1]], normalize(v)] for d, v in store]
+        return [[[x[0], x[1]], normalize(x[2])] for x in _rows(store, 3)]
     if kind == "gcounter":
-        return [[[x[0][0], x[0][1]], x[1]] for x in store]
-    return [[[x[0][0], x[0][1]], x[1], x[2]] for x in store]
+        return [[[x[0], x[1]], x[2]] for x in _rows(store, 4)]
+    return [[[x[0], x[1]], x[2], x[3]] for x in _rows(store, 4)]
 
 
 _first = itemgetter(0)  # the sort key of (key, value) pairs, called from C
@@ -874,7 +926,7 @@ def _one_register(entry: object, ctx: CausalContext) -> MapStore | None:
     w, n, tr = raw_ts
     if type(w) is not int or w < 0 or type(n) is not int or n < 0 or type(tr) is not str or not tr:
         return None
-    return {(k, "lww"): (((r, c), (w, n, tr), v),)}
+    return {(k, "lww"): (r, c, w, n, tr, v)}
 
 
 def _check_dot(dot: Dot, ctx: CausalContext, seen: set[Dot], path: str) -> None:
@@ -908,15 +960,15 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
                 _check_dot(dot, ctx, seen, f"{p}[1][{j}]")
                 dots.append(dot)
             dots.sort()
-            s[k] = tuple(dots)
+            s[k] = flat_dots(dots)
         return s
     if kind == "mvregister":
         e = decode_dotfun(body, ctx, path)
         for i, d in enumerate(e):
             _check_dot(d, ctx, seen, f"{path}[{i}][0]")
-        return tuple(sorted(e.items()))
+        return _flat([(r, c, v) for (r, c), v in sorted(e.items())])
     width = 3 if kind == "pncounter" else 2
-    out: list[tuple[Dot, int, int]] = []
+    out: list[FunStore] = []
     for i, entry in enumerate(body):
         p = f"{path}[{i}]"
         if type(entry) is not list or len(entry) != width:
@@ -927,16 +979,16 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
         for j, x in enumerate(nums[: width - 1]):
             if type(x) is not int or x < 0:
                 raise DecodeError(f"{p}[{j + 1}]", f"expected an integer >= 0, got {x!r}")
-        out.append((dot, nums[0], nums[1]))
+        out.append((dot[0], dot[1], nums[0], nums[1]))
     out.sort()
-    return tuple(out)
+    return _flat(out)
 
 
 def _decode_lww(
     body: list[Any], ctx: CausalContext, path: str, pos: int, seen: set[Dot]
 ) -> FunStore:
     """Decode the body of ``path[pos]``: ``[[dot, [wall_ms, logical, replica], value], ...]``."""
-    out: list[tuple[Dot, Timestamp, Any]] = []
+    out: list[FunStore] = []
     contains = ctx.contains
     for i, entry in enumerate(body):
         if type(entry) is not list or len(entry) != 3:
@@ -968,7 +1020,7 @@ def _decode_lww(
             except TypeError as exc:
                 raise DecodeError(f"{path}[{pos}][2][{i}][2]", str(exc)) from exc
             value = normalize(value)
-        out.append((dot, ts, value))
+        out.append((dot[0], dot[1], ts[0], ts[1], ts[2], value))
     if len(out) > 1:
         out.sort()  # dots are unique: the sort never compares the values
-    return tuple(out)
+    return _flat(out)

@@ -9,12 +9,16 @@ State: a ``DotMap[element -> DotSet]`` and a causal context (Almeida, Shoker, Ba
 - join: the dot-set join per element (``dotstores``). An element is in the set iff it has a
   live dot, so an add concurrent with a remove wins (the remove never saw the add's dot).
 
-The store is specialised for speed as ``dict[key, tuple[Dot, ...]]`` (each element's live
-dots as an immutable tuple sorted by dot; one dot is the common case) plus, built lazily, a
-reverse index ``dot -> key``. Everything these dicts hold is a str, an int or a plain tuple
-of those, so after one garbage collection the whole store is untracked: a big set costs the
-cyclic collector a handful of objects, not a few per element (see ``crdt/dot.py``). The
-tuples are never mutated, so a delta and the state may share them. A merge costs O(size of
+The store is specialised for speed as ``dict[key, Dots]`` plus, built lazily, a reverse
+index ``dot -> key``. ``Dots`` is an element's live dots sorted and *flattened* into one
+immutable tuple ``(r1, c1, r2, c2, ...)``; with one dot (the common case) it is the dot
+itself. Everything these dicts hold is a str, an int or a tuple of those, never a tuple of
+tuples: CPython untracks a tuple only during a collection of the generation it is in, and
+only if its items are untracked already, so each level of nesting costs one more collection
+of an older generation. One level is untracked by the first (youngest) collection that sees
+it, and a big set costs the cyclic collector a handful of objects, not a few per element
+(see ``crdt/dot.py``). The tuples are never mutated, so a delta and the state may share
+them. A merge costs O(size of
 the other side) when the other side's context is small (a delta): the dots it covers are
 looked up in the index instead of scanning every element. Large contexts take a full pass,
 which drops the index (it is rebuilt on the next small merge).
@@ -31,6 +35,7 @@ Encoding: ``{"type": "orset", "v": 1, "entries": [[element, [[r, n], ...]], ...]
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any, ClassVar, cast
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
@@ -49,8 +54,24 @@ _SMALL_CONTEXT_RATIO = 0.25
 _SMALL_CONTEXT_MIN = 8
 
 
-Dots = tuple[Dot, ...]
+# An element's live dots, sorted and flattened: ``(r1, c1, r2, c2, ...)``; one dot is stored
+# as the dot itself (see the module docstring for why not a tuple of dots).
+Dots = tuple[Any, ...]
 _new = object.__new__  # an instance without __init__, for the hot paths' fresh deltas
+
+
+def dot_pairs(dots: Dots) -> list[Dot]:
+    """The dots of a flat ``Dots``, in order."""
+    if len(dots) == 2:
+        return [dots]  # type: ignore[list-item]
+    return list(zip(dots[::2], dots[1::2], strict=True))  # type: ignore[arg-type]
+
+
+def flat_dots(dots: list[Dot]) -> Dots:
+    """Sorted dots (plain tuples) as one flat ``Dots``; a single dot is kept as it is."""
+    if len(dots) == 1:
+        return dots[0]
+    return tuple(chain.from_iterable(dots))
 
 
 def _text_of(k: Key) -> str:
@@ -118,7 +139,7 @@ class ORSet:
 
     def dots_of(self, element: object) -> frozenset[Dot]:
         """The live dots tagging ``element`` (empty if absent)."""
-        return frozenset(self._entries.get(freeze(element), ()))
+        return frozenset(dot_pairs(self._entries.get(freeze(element), ())))
 
     def is_bottom(self) -> bool:
         return not self._entries and self._ctx.is_bottom()
@@ -151,13 +172,12 @@ class ORSet:
             vv[replica] = n
         entries = self._entries
         old = entries.get(key)
-        tagged: Dots = (dot,)
-        entries[key] = tagged
+        entries[key] = dot  # one dot: the flat Dots is the dot itself
         index = self._index
         if index is not None:
             index[dot] = key
         delta: ORSet = _new(ORSet)
-        delta._entries = {key: tagged}
+        delta._entries = {key: dot}
         delta._index = None
         if old is None:  # context_of_dot(dot), inlined
             dctx: CausalContext = _new(CausalContext)
@@ -169,10 +189,16 @@ class ORSet:
                 dctx.cloud = {dot}
             delta._ctx = dctx
             return delta
+        if len(old) == 2:  # old is one dot
+            if index is not None:
+                index.pop(old, None)  # type: ignore[call-overload]
+            delta._ctx = context_of((dot, old))  # type: ignore[arg-type]
+            return delta
+        olds = dot_pairs(old)
         if index is not None:
-            for d in old:
+            for d in olds:
                 index.pop(d, None)
-        delta._ctx = context_of((dot, *old))
+        delta._ctx = context_of((dot, *olds))
         return delta
 
     def remove(self, element: object) -> ORSet:
@@ -181,15 +207,18 @@ class ORSet:
         old = self._entries.pop(key, None)
         if not old:
             return ORSet._delta({}, CausalContext())
+        olds = dot_pairs(old)
         index = self._index
         if index is not None:
-            for d in old:
+            for d in olds:
                 index.pop(d, None)
-        return ORSet._delta({}, context_of(old))
+        return ORSet._delta({}, context_of(olds))
 
     def clear(self) -> ORSet:
         """Remove every element seen here; returns the delta."""
-        delta = ORSet._delta({}, context_of(d for dots in self._entries.values() for d in dots))
+        delta = ORSet._delta(
+            {}, context_of(d for dots in self._entries.values() for d in dot_pairs(dots))
+        )
         self._entries = {}
         self._index = {}
         return delta
@@ -202,13 +231,13 @@ class ORSet:
         theirs = other._entries
         octx = other._ctx
         if len(theirs) == 1:
-            # The delta of add(e) for an e its origin did not hold: ({e: (d,)}, {d}), its
+            # The delta of add(e) for an e its origin did not hold: ({e: d}, {d}), its
             # context being the cloud {d} (or the vector {r: 1}, for d = (r, 1)). O(1).
             # (Merging a set into itself takes this path too: its dot is seen already.)
-            for key, d2 in theirs.items():
-                dot = d2[0]
+            dot: Dot
+            for key, dot in theirs.items():  # type: ignore[assignment]
                 ocloud = octx.cloud
-                if len(d2) == 1 and (
+                if len(dot) == 2 and (
                     (len(ocloud) == 1 and not octx.vv and dot in ocloud)
                     or (not ocloud and dot[1] == 1 and octx.vv == {dot[0]: 1})
                 ):
@@ -221,7 +250,7 @@ class ORSet:
                         return  # seen already: the join changes nothing
                     entries = self._entries
                     cur = entries.get(key)
-                    entries[key] = d2 if cur is None else tuple(sorted((*cur, dot)))
+                    entries[key] = dot if cur is None else flat_dots(sorted((*dot_pairs(cur), dot)))
                     index = self._index
                     if index is not None:
                         index[dot] = key
@@ -244,7 +273,7 @@ class ORSet:
         """The join when ``other``'s context is small: O(|other|) with the reverse index."""
         index = self._index
         if index is None:
-            index = self._index = {d: k for k, dots in self._entries.items() for d in dots}
+            index = self._index = _index_of(self._entries)
         mine = self._entries
         theirs = other._entries
         ctx = self._ctx
@@ -254,19 +283,20 @@ class ORSet:
         for key, d2 in theirs.items():
             d1 = mine.get(key)
             if d1 is None:
-                add = [d for d in d2 if d[1] > vv.get(d[0], 0) and d not in cloud]
+                add = [d for d in dot_pairs(d2) if d[1] > vv.get(d[0], 0) and d not in cloud]
                 if add:
-                    mine[key] = d2 if len(add) == len(d2) else tuple(add)
+                    mine[key] = d2 if 2 * len(add) == len(d2) else flat_dots(add)
                     for d in add:
                         index[d] = key
                 continue
             new = _join_dots(d1, d2, vv, cloud, ovv, ocloud)
             if new == d1:
                 continue
-            for d in d1:
-                if d not in new:
+            live = dot_pairs(new) if new else []
+            for d in dot_pairs(d1):
+                if d not in live:
                     del index[d]
-            for d in new:
+            for d in live:
                 index[d] = key
             if new:
                 mine[key] = new
@@ -290,10 +320,10 @@ class ORSet:
             ctx.merge(octx)
 
     def _drop_dot(self, key: Key, dot: Dot) -> None:
-        keep = tuple(d for d in self._entries[key] if d != dot)
+        keep = [d for d in dot_pairs(self._entries[key]) if d != dot]
         del self._index[dot]  # type: ignore[union-attr]
         if keep:
-            self._entries[key] = keep
+            self._entries[key] = flat_dots(keep)
         else:
             del self._entries[key]
 
@@ -309,9 +339,13 @@ class ORSet:
         for key, d2 in theirs.items():
             d1 = mine.get(key)
             if d1 is None:
-                add = [d for d in d2 if d[1] > vv.get(d[0], 0) and d not in cloud]
+                if len(d2) == 2:  # one dot
+                    if d2[1] > vv.get(d2[0], 0) and d2 not in cloud:
+                        mine[key] = d2
+                    continue
+                add = [d for d in dot_pairs(d2) if d[1] > vv.get(d[0], 0) and d not in cloud]
                 if add:
-                    mine[key] = d2 if len(add) == len(d2) else tuple(add)
+                    mine[key] = d2 if 2 * len(add) == len(d2) else flat_dots(add)
                 continue
             new = _join_dots(d1, d2, vv, cloud, ovv, ocloud)
             if new != d1:
@@ -322,10 +356,14 @@ class ORSet:
         if ovv or ocloud:
             for key in [k for k in mine if k not in theirs]:
                 dots = mine[key]
-                keep = [d for d in dots if d[1] > ovv.get(d[0], 0) and d not in ocloud]
-                if len(keep) != len(dots):
+                if len(dots) == 2:  # one dot
+                    if dots[1] <= ovv.get(dots[0], 0) or dots in ocloud:
+                        del mine[key]
+                    continue
+                keep = [d for d in dot_pairs(dots) if d[1] > ovv.get(d[0], 0) and d not in ocloud]
+                if 2 * len(keep) != len(dots):
                     if keep:
-                        mine[key] = tuple(keep)
+                        mine[key] = flat_dots(keep)
                     else:
                         del mine[key]
         ctx.merge(octx)
@@ -346,7 +384,7 @@ class ORSet:
         entries = self._entries
         if len(entries) == 1:  # a delta: nothing to sort
             for k, dots in entries.items():
-                body = [[d[0], d[1]] for d in dots] if len(dots) > 1 else [list(dots[0])]
+                body = [list(dots)] if len(dots) == 2 else [list(d) for d in dot_pairs(dots)]
                 out = [[k if type(k) is str or type(k) is int else key_to_json(k), body]]
         else:
             out = _encode_entries(entries)
@@ -385,7 +423,7 @@ class ORSet:
                             and c >= 1
                             and (c <= ctx.vv.get(r, 0) or (r, c) in ctx.cloud)
                         ):
-                            out[el] = ((r, c),)  # type: ignore[assignment]
+                            out[el] = (r, c)
                             return s
             _decode_one(entry, ctx, out)
             return s
@@ -413,7 +451,7 @@ class ORSet:
                 dots.append(dot)
             if len(dots) > 1:
                 dots.sort()
-            out[key] = tuple(dots)
+            out[key] = flat_dots(dots)
         return s
 
 
@@ -448,7 +486,7 @@ def _encode_entries(entries: dict[Key, Dots]) -> list[list[Any]]:
     return [
         [
             k if type(k) is str or type(k) is int else key_to_json(k),
-            [list(dots[0])] if len(dots) == 1 else [[d[0], d[1]] for d in dots],
+            [list(dots)] if len(dots) == 2 else [list(d) for d in dot_pairs(dots)],
         ]
         for k in sorted_keys(list(entries))
         for dots in (entries[k],)
@@ -458,18 +496,34 @@ def _encode_entries(entries: dict[Key, Dots]) -> list[list[Any]]:
 def _join_dots(
     d1: Dots, d2: Dots, vv: dict[str, int], cloud: set[Dot], ovv: dict[str, int], ocloud: set[Dot]
 ) -> Dots:
-    """The dot-set join of one element's dots ``d1`` (ours) and ``d2`` (theirs), sorted."""
+    """The dot-set join of one element's dots ``d1`` (ours) and ``d2`` (theirs), flat and
+    sorted (``d1`` itself if unchanged; empty if no dot is left)."""
     if d1 == d2:
         return d1
-    new = [d for d in d1 if d in d2 or (d[1] > ovv.get(d[0], 0) and d not in ocloud)]
-    for d in d2:
-        if d not in d1 and d[1] > vv.get(d[0], 0) and d not in cloud:
+    p1, p2 = dot_pairs(d1), dot_pairs(d2)
+    new = [d for d in p1 if d in p2 or (d[1] > ovv.get(d[0], 0) and d not in ocloud)]
+    for d in p2:
+        if d not in p1 and d[1] > vv.get(d[0], 0) and d not in cloud:
             new.append(d)
+    if not new:
+        return ()
     if len(new) > 1:
         new.sort()
-    if len(new) == len(d1) and all(a == b for a, b in zip(new, d1, strict=True)):
+    if new == p1:
         return d1
-    return tuple(new)
+    return flat_dots(new)
+
+
+def _index_of(entries: dict[Key, Dots]) -> dict[Dot, Key]:
+    """The reverse index ``dot -> key`` of ``entries``."""
+    index: dict[Dot, Key] = {}
+    for k, dots in entries.items():
+        if len(dots) == 2:
+            index[dots] = k  # type: ignore[index]
+        else:
+            for d in dot_pairs(dots):
+                index[d] = k
+    return index
 
 
 def _decode_element(entry: object, i: int) -> Key:
@@ -497,7 +551,7 @@ def _decode_one(entry: object, ctx: CausalContext, out: dict[Key, Dots]) -> None
             dot = dot_from_json(raw[0], "entries[0][1][0]")
         if not ctx.contains(dot):
             raise DecodeError("entries[0][1][0]", "dot not covered by ctx")
-        out[key] = (dot,)
+        out[key] = dot
         return
     dots: list[Dot] = []
     for j, x in enumerate(raw):
@@ -510,4 +564,4 @@ def _decode_one(entry: object, ctx: CausalContext, out: dict[Key, Dots]) -> None
             raise DecodeError(f"entries[0][1][{j}]", "dot not covered by ctx")
         dots.append(d)
     dots.sort()
-    out[key] = tuple(dots)
+    out[key] = flat_dots(dots)
