@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     insert,
+    inspect,
     make_url,
     select,
     update,
@@ -29,9 +30,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from store import (
     SCHEMA_VERSION,
+    SEGMENT_MAX_ENTRIES,
     Batch,
     CorruptBlob,
     HintRow,
+    LogRow,
     SchemaVersionMismatch,
     Store,
     StoreError,
@@ -40,7 +43,7 @@ from store import (
     sidecar_path,
 )
 from tests.store.conftest import Backend
-from tests.store.helpers import counter_row, log_entry, orset_row, raw_tables
+from tests.store.helpers import counter_row, key_in, log_entry, orset_row, raw_tables
 
 # The version-0 layout, written out by hand: no objects.partition, no log.kind/hints.kind.
 v0 = MetaData()
@@ -91,6 +94,15 @@ Table(
     Column("last_seen_ms", BigInteger),
     Column("forgotten", Boolean),
 )
+
+
+# The version-1 layout: v0 plus objects.partition (+ index), log.kind and hints.kind.
+v1 = MetaData()
+for _table in v0.tables.values():
+    _table.to_metadata(v1)
+v1.tables["objects"].append_column(Column("partition", Integer))
+v1.tables["log"].append_column(Column("kind", String(32)))
+v1.tables["hints"].append_column(Column("kind", String(32)))
 
 
 def _driver_url(backend: Backend) -> Any:
@@ -173,6 +185,66 @@ async def test_a_version_0_database_migrates_forward(backend: Backend) -> None:
                 await conn.execute(select(meta.c.value).where(meta.c.name == "schema_version"))
             ).scalar_one()
         assert version == str(SCHEMA_VERSION)
+
+
+async def _make_v1(backend: Backend, log: list[LogRow]) -> None:
+    engine = create_async_engine(_driver_url(backend))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(v1.create_all)
+            t = v1.tables
+            await conn.execute(
+                insert(t["meta"]),
+                [{"name": "schema_version", "value": "1"}, {"name": "partitions", "value": "64"}],
+            )
+            await conn.execute(
+                insert(t["log"]),
+                [
+                    {
+                        "partition": e.partition,
+                        "origin": e.origin,
+                        "seq": e.seq,
+                        "key": e.key,
+                        "kind": e.kind,
+                        "delta": json.dumps(e.delta),
+                    }
+                    for e in log
+                ],
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_a_version_1_log_is_packed_into_segments(backend: Backend) -> None:
+    # Two partitions, two origins, a gap in the seqs, and more entries than a segment holds.
+    k1, k2 = key_in(3, 0), key_in(40, 0)
+    log = [log_entry(k1, s, origin="A", n=s) for s in (1, 2, 3, 7)]
+    log += [log_entry(k1, s, origin="B") for s in (2, 5)]
+    log += [log_entry(k2, s, origin="A") for s in range(1, SEGMENT_MAX_ENTRIES + 3)]
+    await _make_v1(backend, log[::-1])  # inserted out of order: the migration sorts
+    async with await backend.open() as store:
+        assert store.migrated_from == 1
+        loaded = await store.load()
+        tables = await raw_tables(store)
+        pages = [p async for p in store.deltas_missing(3, {"vv": {"A": 2}, "cloud": []})]
+    assert loaded.log == sorted(log, key=lambda e: (e.partition, e.origin, e.seq))
+    assert [e.delta_json for e in loaded.log[:1]] == [json.dumps(log[0].delta)]
+    # One segment per (partition, origin), the big one cut at SEGMENT_MAX_ENTRIES.
+    spans = sorted((r[1], r[2], r[3], r[4]) for r in tables["log_segments"])
+    assert spans == [
+        (3, "A", 1, 7),
+        (3, "B", 2, 5),
+        (40, "A", 1, SEGMENT_MAX_ENTRIES),
+        (40, "A", SEGMENT_MAX_ENTRIES + 1, SEGMENT_MAX_ENTRIES + 2),
+    ]
+    assert [(r.origin, r.seq) for p in pages for r in p] == [("A", 3), ("A", 7), ("B", 2), ("B", 5)]
+    engine = create_async_engine(_driver_url(backend))
+    try:
+        async with engine.connect() as conn:
+            names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+    finally:
+        await engine.dispose()
+    assert "log" not in names and "log_segments" in names
 
 
 async def test_a_failed_migration_changes_nothing(backend: Backend) -> None:
