@@ -207,6 +207,13 @@ def _join_fun(
     """The join of two register or counter stores of stride ``k``."""
     if s1 == s2:
         return s1
+    if len(s1) == k and len(s2) == k:  # one entry each (a write joining the one it replaces)
+        a, b = s1[:2], s2[:2]
+        keep1 = a == b or not ctx2.contains(a)  # type: ignore[arg-type]
+        keep2 = a != b and not ctx1.contains(b)  # type: ignore[arg-type]
+        if keep1 and keep2:
+            return s1 + s2 if a < b else s2 + s1
+        return s1 if keep1 else s2 if keep2 else ()
     r1, r2 = _rows(s1, k), _rows(s2, k)
     d1 = {x[:2] for x in r1}
     d2 = {x[:2] for x in r2}
@@ -691,20 +698,42 @@ class ORMap:
             # if the dot is new here, and changes nothing otherwise (O(1)). (Merging a map
             # into itself may take this path too: its dot is seen already.)
             for fk, s2 in theirs.items():
-                if fk not in mine:
-                    kind = fk[1]
-                    dot: Dot | None
-                    if type(s2) is tuple:  # a register or counter: (r, c, ...), one entry
-                        dot = (s2[0], s2[1]) if len(s2) == _STRIDE[kind] else None  # type: ignore[assignment]
-                    else:
-                        dot = _only_dot(kind, s2)
-                    if dot is not None:
-                        ovv, ocloud = octx.vv, octx.cloud
-                        if (len(ocloud) == 1 and not ovv and dot in ocloud) or (
-                            not ocloud and dot[1] == 1 and len(ovv) == 1 and ovv.get(dot[0]) == 1
-                        ):
-                            self._merge_one(fk, s2, dot)
-                            return
+                if fk in mine:
+                    break
+                if type(s2) is not tuple:  # a set or a nested map
+                    only = _only_dot(fk[1], s2)
+                    if only is not None and _is_only_dot(only, octx):
+                        self._merge_one(fk, s2, only)
+                        return
+                    break
+                # A register or counter (r, c, ...): _merge_one, inlined (the hot path).
+                r, c = s2[0], s2[1]
+                ovv, ocloud = octx.vv, octx.cloud
+                dot: Dot
+                if ocloud:
+                    dot = (r, c)  # type: ignore[assignment]
+                    if ovv or len(ocloud) != 1 or dot not in ocloud:
+                        break
+                elif c != 1 or len(ovv) != 1 or ovv.get(r) != 1:
+                    break
+                else:
+                    dot = (r, 1)  # type: ignore[assignment]
+                if len(s2) != _STRIDE[fk[1]]:
+                    break
+                ctx = self._ctx
+                vv, cloud = ctx.vv, ctx.cloud
+                seen = vv.get(r, 0)
+                if c <= seen or (cloud and dot in cloud):
+                    return  # seen already (and removed since, or held): nothing to join
+                mine[fk] = s2  # stores are immutable: the delta's is shared
+                index = self._index
+                if index is not None:
+                    index[dot] = fk
+                if c == seen + 1 and not cloud:
+                    vv[r] = c
+                else:
+                    ctx.add(dot)
+                return
         if other is self:
             return
         ovv, ocloud = octx.vv, octx.cloud
@@ -717,6 +746,7 @@ class ORMap:
             self._ctx.merge(octx)
 
     def _merge_one(self, ek: EntryKey, store: Any, dot: Dot) -> None:
+        """Join the delta ``({ek: store}, {dot})``, ``dot`` being the only dot of ``store``."""
         ctx = self._ctx
         vv = ctx.vv
         r, c = dot
@@ -801,6 +831,14 @@ class ORMap:
             if one is not None:
                 return cls._delta(one, ctx)
         return cls._delta(_decode_map(entries, ctx, "entries", set()), ctx)
+
+
+def _is_only_dot(dot: Dot, ctx: CausalContext) -> bool:
+    """Is ``dot`` the only dot of ``ctx``?"""
+    ovv, ocloud = ctx.vv, ctx.cloud
+    if ocloud:
+        return not ovv and len(ocloud) == 1 and dot in ocloud
+    return dot[1] == 1 and len(ovv) == 1 and ovv.get(dot[0]) == 1
 
 
 def _text_of(k: Key) -> str:
