@@ -148,3 +148,34 @@ def test_new_state_is_untracked_by_the_young_collections(build: Callable[[], Any
         gc.enable()
     assert len(state) >= N
     assert tracked <= MAX_TRACKED, f"{tracked} tuples still tracked for {N} elements"
+
+
+def _nested_tuples(x: object) -> list[tuple[Any, ...]]:
+    """The tuples in ``x`` (a store, a dict of stores, recursively) that hold a tuple."""
+    if type(x) is dict:
+        return [t for k, v in x.items() for t in (*_nested_tuples(k), *_nested_tuples(v))]
+    if type(x) is tuple:
+        return [x] if any(type(i) is tuple for i in x) else []
+    return []
+
+
+def test_every_store_tuple_holds_only_atoms() -> None:
+    """One level of tuples, whatever the kind: the first collection that sees them untracks
+    them, whatever order the collector examines them in."""
+    s = _orset()
+    s.merge(ORSet.from_dict(ORSet().add("B", "e1").to_dict()))  # an element with two dots
+    m = _ormap()
+    for kind, fn in [
+        ("gcounter", lambda c: c.increment("A", 2)),
+        ("pncounter", lambda c: c.decrement("A", 3)),
+        ("mvregister", lambda r: r.set("A", "x")),
+        ("orset", lambda t: t.add("A", "y")),
+        ("ormap", lambda n: n.update("A", "in", "lww", lambda r: r.set("A", 1, now_ms=1))),
+    ]:
+        m.update("A", kind, kind, fn)
+        other = ORMap()
+        other.update("B", kind, kind, fn)  # a concurrent write: two entries in the store
+        m.merge(other)
+    assert s._index is not None and m._index is not None
+    for store in (s._entries, s._index, m._entries, m._index):
+        assert _nested_tuples(store) == []
