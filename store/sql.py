@@ -609,22 +609,22 @@ def _executemany(conn: Connection, name: str, rows: Iterable[Row]) -> int:
     return int(conn.exec_driver_sql(sql_text, params).rowcount)
 
 
-def _segments(batches: Iterable[PreparedBatch]) -> list[PreparedBatch]:
+def _runs(batches: Iterable[PreparedBatch]) -> list[PreparedBatch]:
     groups: list[list[PreparedBatch]] = [[]]
     for batch in batches:
         groups[-1].append(batch)
         if batch.ordered:
             groups.append([])
-    segments: list[PreparedBatch] = []
+    runs: list[PreparedBatch] = []
     for group in groups:
         if len(group) == 1:
-            segments.append(group[0])
+            runs.append(group[0])
         elif group:
             merged = PreparedBatch()
             for batch in group:
                 merged.absorb(batch)
-            segments.append(merged)
-    return segments
+            runs.append(merged)
+    return runs
 
 
 _KIND_CHECK = select(objects.c.key, objects.c.kind).where(
@@ -688,30 +688,30 @@ def _segment_rows(rows: Iterable[Row]) -> Iterator[Row]:
 
 
 def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[int]:
-    """Write ``batches`` in order, in the caller's transaction; return the log rows each
+    """Write ``batches`` in order, in the caller's transaction; return the log dots each
     batch's ``compact`` removed. Raises :class:`KindMismatch` (the caller rolls back)."""
     removed: list[int] = []
     # SQLite reports exact rowcounts for executemany, so there the objects upsert itself
     # detects a kind mismatch (a skipped row) and only keys without a checkpoint in the
-    # segment need the SELECT: two fewer round trips per transaction. PostgreSQL (asyncpg
+    # run need the SELECT: two fewer round trips per transaction. PostgreSQL (asyncpg
     # executemany has no rowcount) checks every key first.
     exact_rowcount = conn.dialect.name == "sqlite"
-    for segment in _segments(batches):
+    for run in _runs(batches):
         if exact_rowcount:
-            _check_kinds(conn, {k: v for k, v in segment.kinds.items() if k not in segment.objects})
+            _check_kinds(conn, {k: v for k, v in run.kinds.items() if k not in run.objects})
         else:
-            _check_kinds(conn, segment.kinds)
-        written = _executemany(conn, "objects", segment.objects.values())
-        if exact_rowcount and written != len(segment.objects):
-            _check_kinds(conn, {key: row[1] for key, row in segment.objects.items()})
-            raise StoreError(f"objects upsert wrote {written} of {len(segment.objects)} rows")
-        _executemany(conn, "log", _segment_rows(segment.log.values()))
-        _executemany(conn, "summaries", segment.summaries.items())
-        _executemany(conn, "hints_add", segment.hints_add.values())
-        _executemany(conn, "peers", segment.peers.values())
-        _executemany(conn, "hints_drop", segment.hints_drop)
-        # Only the last batch of a segment may compact (it closes the segment).
-        removed.extend(compact(conn, part, wm) for part, wm in segment.compact)
+            _check_kinds(conn, run.kinds)
+        written = _executemany(conn, "objects", run.objects.values())
+        if exact_rowcount and written != len(run.objects):
+            _check_kinds(conn, {key: row[1] for key, row in run.objects.items()})
+            raise StoreError(f"objects upsert wrote {written} of {len(run.objects)} rows")
+        _executemany(conn, "log", _segment_rows(run.log.values()))
+        _executemany(conn, "summaries", run.summaries.items())
+        _executemany(conn, "hints_add", run.hints_add.values())
+        _executemany(conn, "peers", run.peers.values())
+        _executemany(conn, "hints_drop", run.hints_drop)
+        # Only the last batch of a run may compact (it closes the run).
+        removed.extend(compact(conn, part, wm) for part, wm in run.compact)
     return removed
 
 

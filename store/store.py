@@ -10,7 +10,8 @@ Group commit. ``apply(batch)`` validates and encodes the batch in the caller's t
 raises there and touches nothing), then queues it. A single writer task, holding one
 connection of its own, takes everything queued (up to ``max_batch_rows`` rows), writes it in
 **one** transaction with one ``executemany`` per table (batches merged so that the result
-equals applying them one after another), commits, and only then resolves each caller's
+equals applying them one after another; the log's entries appended as one segment row per
+(partition, origin), see :mod:`store.schema`), commits, and only then resolves each caller's
 await. If that
 transaction fails, each batch is retried alone in its own transaction, so one caller's
 :class:`~store.errors.KindMismatch` fails only that caller. Because only the writer task
@@ -266,7 +267,8 @@ class Store:
         await self._submit(sql.prepare(batch, self._partitions, self._partition_of))
 
     async def compact(self, partition: int, watermark: Mapping[str, int]) -> int:
-        """Delete log rows of ``partition`` with ``seq <= watermark[origin]``; how many."""
+        """Delete log entries of ``partition`` with ``seq <= watermark[origin]``; return how
+        many log dots were removed."""
         prepared = sql.prepare(
             _CompactOnly(((partition, watermark),)), self._partitions, self._partition_of
         )
@@ -348,7 +350,7 @@ class Store:
             _settle(pending.future, result=count)
 
     async def _transaction(self, prepared: list[sql.PreparedBatch]) -> list[int]:
-        """Write ``prepared`` in one transaction; return the log rows each batch compacted."""
+        """Write ``prepared`` in one transaction; return the log dots each batch compacted."""
         # The writer keeps one connection and runs the whole transaction in one run_sync:
         # no pool checkout/reset and no event-loop round trip between statements.
         if self._writer_conn is None:
@@ -376,8 +378,9 @@ class Store:
     async def deltas_missing(
         self, partition: int, summary: Mapping[str, Any], batch: int = 500
     ) -> AsyncIterator[list[LogRow]]:
-        """Log rows of ``partition`` that ``summary`` (an encoded CausalContext) lacks, in
-        lists of at most ``batch`` rows, each page read in its own short transaction."""
+        """Log entries of ``partition`` that ``summary`` (an encoded CausalContext) lacks,
+        in (origin, seq) order, each log dot once, in lists of at most ``batch`` entries, each
+        page read in its own short transaction."""
         part = self._check_partition(partition)
         limit = _positive(batch, "batch")
         try:
