@@ -718,7 +718,8 @@ class ORMap:
                     break
                 else:
                     dot = (r, 1)  # type: ignore[assignment]
-                if len(s2) != _STRIDE[fk[1]]:
+                width = len(s2)  # one entry: the stride of its kind (lww: the common case)
+                if not ((width == 6 and fk[1] == "lww") or width == _STRIDE[fk[1]]):
                     break
                 ctx = self._ctx
                 vv, cloud = ctx.vv, ctx.cloud
@@ -1038,7 +1039,7 @@ def _decode_lww(
             dot = _dot_from_json(raw_dot, p)
             _check_dot(dot, ctx, seen, p)  # raises
         seen.add(dot)
-        if (
+        if not (
             type(raw_ts) is list
             and len(raw_ts) == 3
             and type(w := raw_ts[0]) is int
@@ -1047,10 +1048,8 @@ def _decode_lww(
             and n >= 0
             and type(r := raw_ts[2]) is str
             and r
-        ):
-            ts: Timestamp = (w, n, r)  # type: ignore[assignment]
-        else:
-            ts = timestamp_from_json(raw_ts, f"{path}[{pos}][2][{i}][1]")
+        ):  # the checked path, for its error message
+            w, n, r = timestamp_from_json(raw_ts, f"{path}[{pos}][2][{i}][1]")
         t = type(value)
         if not (t is str or t is int or t is bool or value is None):
             try:
@@ -1058,7 +1057,7 @@ def _decode_lww(
             except TypeError as exc:
                 raise DecodeError(f"{path}[{pos}][2][{i}][2]", str(exc)) from exc
             value = normalize(value)
-        out.append((dot[0], dot[1], ts[0], ts[1], ts[2], value))
+        out.append((dot[0], dot[1], w, n, r, value))
     if len(out) > 1:
         out.sort()  # dots are unique: the sort never compares the values
     return _flat(out)
