@@ -91,12 +91,18 @@ def _raw_commit(
     conn: sqlite3.Connection, writes: list[tuple[str, int, int, dict[str, Any]]]
 ) -> None:
     summaries: dict[int, int] = {}
-    objects, log = [], []
+    objects = []
+    segments: dict[int, list[tuple[int, str, str, str]]] = {}
     for key, part, seq, state in writes:
         blob = _dumps(state)
         objects.append((key, "gcounter", part, blob))
-        log.append((part, ORIGIN, seq, key, "gcounter", blob))
+        segments.setdefault(part, []).append((seq, key, "gcounter", blob))
         summaries[part] = max(seq, summaries.get(part, 0))
+    # The log as the store keeps it: one segment row per (partition, origin) per transaction.
+    log = [
+        (part, ORIGIN, min(e[0] for e in seg), max(e[0] for e in seg), json.dumps(seg))
+        for part, seg in segments.items()
+    ]
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany(
         "INSERT INTO objects (key, kind, partition, state) VALUES (?, ?, ?, ?) ON CONFLICT (key)"
@@ -105,8 +111,8 @@ def _raw_commit(
         objects,
     )
     conn.executemany(
-        "INSERT INTO log (partition, origin, seq, key, kind, delta) VALUES (?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT DO NOTHING",
+        "INSERT INTO log_segments (partition, origin, first_seq, last_seq, entries)"
+        " VALUES (?, ?, ?, ?, ?)",
         log,
     )
     conn.executemany(

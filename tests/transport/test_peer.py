@@ -145,7 +145,9 @@ async def test_wrong_secret_is_rejected_and_no_data_crosses(tmp_path: Path) -> N
     a = await open_peer(tmp_path / "a.db")
     try:
         await a.orset("secret-cart").add("caviar")
-        before = {t: rows(tmp_path / "a.db", t) for t in ("objects", "log", "peers", "hints")}
+        before = {
+            t: rows(tmp_path / "a.db", t) for t in ("objects", "log_segments", "peers", "hints")
+        }
         intruder = await open_peer(tmp_path / "x.db", peers=[a.url], secret=b"wrong secret")
         try:
             await intruder.orset("junk").add("spam")
@@ -158,7 +160,9 @@ async def test_wrong_secret_is_rejected_and_no_data_crosses(tmp_path: Path) -> N
         assert rows(tmp_path / "x.db", "objects") == [
             r for r in rows(tmp_path / "x.db", "objects") if r[0] == "junk"
         ]
-        after = {t: rows(tmp_path / "a.db", t) for t in ("objects", "log", "peers", "hints")}
+        after = {
+            t: rows(tmp_path / "a.db", t) for t in ("objects", "log_segments", "peers", "hints")
+        }
         assert after == before
     finally:
         await a.aclose()
