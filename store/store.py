@@ -56,13 +56,13 @@ later calls raise :class:`~store.errors.StoreClosed`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import hashlib
 import itertools
 import os
 import secrets
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +103,14 @@ _T = TypeVar("_T")
 
 
 def _new_replica_id() -> str:
-    return uuid.uuid4().hex
+    """A fresh replica id: 100 random bits as 20 lowercase base32 characters.
+
+    The id is in every dot, hence in every log entry, delta, message and stored state (about
+    four times per delta): 20 characters instead of a UUID's 32 hex digits make each delta
+    about 15% smaller. 100 bits keep a collision negligible (about 1e-18 for a million
+    replicas); a database copied with its id is caught by the identity stamp instead.
+    """
+    return base64.b32encode(secrets.token_bytes(13)).decode("ascii")[:20].lower()
 
 
 @dataclass(slots=True)
