@@ -45,8 +45,10 @@ from typing import Annotated, Any, Final, Literal, Self, cast
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     Strict,
     TypeAdapter,
     ValidationError,
@@ -98,12 +100,33 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
 
 
+_ENTRY_FIELDS: Final = ("origin", "partition", "seq", "key", "kind", "delta_json")
+_ENTRY_SHAPE: Final = "an entry is the array [origin, partition, seq, key, kind, delta_json]"
+
+
+def _entry_in(value: Any) -> Any:
+    if type(value) is list:
+        if len(value) != len(_ENTRY_FIELDS):
+            raise ValueError(_ENTRY_SHAPE)
+        return dict(zip(_ENTRY_FIELDS, value, strict=True))
+    if isinstance(value, LogEntry):
+        return value
+    raise ValueError(_ENTRY_SHAPE)
+
+
+def _entry_out(e: LogEntry) -> tuple[str, int, int, str, str, str]:
+    return (e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json)
+
+
 # One log entry: the delta of ``key`` with log dot ``(origin, partition, seq)``, as the
-# engine logs it (a frozen dataclass validated with the constraints it declares). Its
-# ``delta_json`` is the JSON *text* of the delta's ``to_dict()``, carried as a string: the
-# receiver stores and forwards it as it is (no re-encoding) and parses it only to merge.
-# The engine checks that it decodes to a CRDT of ``kind`` before anything changes.
+# engine logs it (a frozen dataclass validated with the constraints it declares). On the
+# wire it is the array ``[origin, partition, seq, key, kind, delta_json]`` (no field names:
+# a busy peer sends hundreds per message). ``delta_json`` is the JSON *text* of the delta's
+# ``to_dict()``, carried as a string: the receiver stores and forwards it as it is (no
+# re-encoding) and parses it only to merge. The engine checks that it decodes to a CRDT of
+# ``kind`` before anything changes.
 Entry = LogEntry
+_WireEntry = Annotated[LogEntry, BeforeValidator(_entry_in), PlainSerializer(_entry_out)]
 
 
 class SnapObject(_Model):
@@ -183,7 +206,7 @@ class Goodbye(_Message):
 class Push(_Message):
     t: Literal["push"] = "push"
     push_id: int
-    entries: list[Entry]
+    entries: list[_WireEntry]
     hint_for: str | None = None
 
 
@@ -224,7 +247,7 @@ class Deltas(_Message):
     t: Literal["deltas"] = "deltas"
     batch_id: int
     partition: Index
-    entries: list[Entry]
+    entries: list[_WireEntry]
     more: bool = False
 
 
@@ -298,24 +321,19 @@ def _built(cls: type[_Model], fields: dict[str, Any], fields_set: set[str] | Non
     return obj
 
 
-def _entries(raw: Any) -> list[Entry] | None:
+def _entries(raw: Any) -> list[LogEntry] | None:
     """The checked entries of a decoded message, or None if any is not well-formed.
 
-    Each is checked field by field with the rules :class:`~sync.effects.LogEntry` declares
-    (extra keys are ignored, as the models do) and built as a ``LogEntry`` at once."""
+    Each ``[origin, partition, seq, key, kind, delta_json]`` array is checked field by field
+    with the rules :class:`~sync.effects.LogEntry` declares and built as a ``LogEntry``."""
     if type(raw) is not list:
         return None
-    out: list[Entry] = []
+    out: list[LogEntry] = []
     append = out.append
     for e in raw:
-        if type(e) is not dict:
+        if type(e) is not list or len(e) != 6:
             return None
-        origin = e.get("origin")
-        partition = e.get("partition")
-        seq = e.get("seq")
-        key = e.get("key")
-        kind = e.get("kind")
-        text = e.get("delta_json")
+        origin, partition, seq, key, kind, text = e
         if not (
             type(origin) is str
             and origin != ""
@@ -392,7 +410,9 @@ def encode(msg: Message) -> bytes:
                 "proto": 1,
                 "t": "push",
                 "push_id": msg.push_id,
-                "entries": msg.entries,  # dataclasses: serialized by pydantic-core
+                "entries": [
+                    (e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json) for e in msg.entries
+                ],
                 "hint_for": msg.hint_for,
             },
             inf_nan_mode="null",
@@ -405,7 +425,9 @@ def encode(msg: Message) -> bytes:
                 "t": "deltas",
                 "batch_id": msg.batch_id,
                 "partition": msg.partition,
-                "entries": msg.entries,  # dataclasses: serialized by pydantic-core
+                "entries": [
+                    (e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json) for e in msg.entries
+                ],
                 "more": msg.more,
             },
             inf_nan_mode="null",

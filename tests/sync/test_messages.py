@@ -65,8 +65,10 @@ def test_summary_partitions_travel_as_object_keys() -> None:
     assert raw["parts"]["0"] == {"vv": {"A": 2}, "cloud": [["B", 4]]}
 
 
-def _entry_dict() -> dict[str, Any]:
-    return dataclasses.asdict(ENTRY)
+def _entry_array(**change: Any) -> list[Any]:
+    fields = dataclasses.asdict(ENTRY)
+    fields.update(change)
+    return list(fields.values())
 
 
 def _raw(**fields: Any) -> bytes:
@@ -87,9 +89,9 @@ def _raw(**fields: Any) -> bytes:
         (_raw(t="ack", ids=["1"]), "bad field 'ids.0'"),
         (_raw(t="ack"), "bad field 'ids'"),
         (_raw(t="read", req_id=1.5, key="k"), "req_id"),
-        (_raw(t="push", push_id=1, entries=[{**_entry_dict(), "seq": 0}]), "seq"),
-        (_raw(t="push", push_id=1, entries=[{**_entry_dict(), "origin": ""}]), "origin"),
-        (_raw(t="push", push_id=1, entries=[{**_entry_dict(), "delta_json": [1]}]), "delta_json"),
+        (_raw(t="push", push_id=1, entries=[_entry_array(seq=0)]), "seq"),
+        (_raw(t="push", push_id=1, entries=[_entry_array(origin="")]), "origin"),
+        (_raw(t="push", push_id=1, entries=[_entry_array(delta_json=[1])]), "delta_json"),
         (_raw(t="summary", parts={"x": {"vv": {}, "cloud": []}}), "parts"),
         (_raw(t="summary", parts={"-1": {"vv": {}, "cloud": []}}), "parts"),
         (_raw(t="summary", parts={"0": {"vv": {"A": 0}, "cloud": []}}), "parts"),

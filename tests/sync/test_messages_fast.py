@@ -18,17 +18,17 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sync import messages as m
+from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
 
 DELTA = {"type": "gcounter", "v": 1, "counts": {"A": 1}}
-ENTRY = {
-    "origin": "A",
-    "partition": 3,
-    "seq": 7,
-    "key": "k",
-    "kind": "gcounter",
-    "delta_json": json.dumps(DELTA),  # the JSON text of the delta
-}
+FIELDS = ("origin", "partition", "seq", "key", "kind", "delta_json")
+# An entry on the wire: [origin, partition, seq, key, kind, delta_json] (the delta's text).
+ENTRY = ["A", 3, 7, "k", "gcounter", json.dumps(DELTA)]
+
+
+def _with(**change: Any) -> list[Any]:
+    return [change.get(name, value) for name, value in zip(FIELDS, ENTRY, strict=True)]
 
 
 def _pydantic(data: bytes) -> m.Message | None:
@@ -61,12 +61,26 @@ def test_fast_types_decode_to_equal_models() -> None:
 
 
 def test_extra_fields_are_ignored_like_the_models_do() -> None:
-    data = json.dumps(
-        {"proto": 1, "t": "push", "push_id": 1, "x": 0, "entries": [{**ENTRY, "extra": [1]}]}
-    ).encode()
-    got = _ours(data)
-    assert got == _pydantic(data) == m.Push(push_id=1, entries=[m.Entry(**ENTRY)])
-    assert isinstance(got, m.Push) and dataclasses.asdict(got.entries[0]) == ENTRY
+    data = json.dumps({"proto": 1, "t": "push", "push_id": 1, "x": 0, "entries": [ENTRY]})
+    got = _ours(data.encode())
+    want = m.Push(push_id=1, entries=[LogEntry(*ENTRY)])
+    assert got == _pydantic(data.encode()) == want
+    assert isinstance(got, m.Push) and list(dataclasses.astuple(got.entries[0])) == ENTRY
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        ENTRY[:5],  # too short
+        [*ENTRY, "extra"],  # too long
+        dict(zip(FIELDS, ENTRY, strict=True)),  # the object form is not the wire's
+    ],
+)
+def test_an_entry_is_exactly_a_six_item_array(entry: Any) -> None:
+    data = json.dumps({"proto": 1, "t": "push", "push_id": 1, "entries": [entry]}).encode()
+    with pytest.raises(RemoteProtocolError, match="entries"):
+        m.decode(data)
+    assert _pydantic(data) is None
 
 
 @pytest.mark.parametrize(
@@ -86,16 +100,13 @@ def test_extra_fields_are_ignored_like_the_models_do() -> None:
 def test_bad_entries_are_refused_with_the_pydantic_reason(
     change: dict[str, Any], where: str
 ) -> None:
-    data = json.dumps({"proto": 1, "t": "push", "push_id": 1, "entries": [{**ENTRY, **change}]})
+    data = json.dumps({"proto": 1, "t": "push", "push_id": 1, "entries": [_with(**change)]})
     with pytest.raises(RemoteProtocolError, match=where):
         m.decode(data.encode())
 
 
 def test_non_finite_numbers_are_judged_by_the_pydantic_path() -> None:
-    data = (
-        b'{"proto":1,"t":"push","push_id":NaN,"entries":[{"origin":"A","partition":0,'
-        b'"seq":1,"key":"k","kind":"lww","delta_json":"{}"}]}'
-    )
+    data = b'{"proto":1,"t":"push","push_id":NaN,"entries":[["A",0,1,"k","lww","{}"]]}'
     with pytest.raises(RemoteProtocolError):
         m.decode(data)
     assert _pydantic(data) is None  # both paths refuse a NaN where an int belongs
@@ -109,10 +120,7 @@ _value = st.recursive(
     ),
     max_leaves=4,
 )
-_entry = st.fixed_dictionaries(
-    {name: st.one_of(_value, st.just(ENTRY[name])) for name in ENTRY},
-    optional={"extra": _value},
-)
+_entry = st.tuples(*(st.one_of(_value, st.just(value)) for value in ENTRY)).map(list) | _value
 _message = st.fixed_dictionaries(
     {
         "proto": st.sampled_from([1, 1, 1, 2, True, 1.0]),
