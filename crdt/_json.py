@@ -19,15 +19,20 @@ import math
 from collections.abc import Iterable
 from typing import Any, cast
 
+from pydantic_core import to_json
+
 __all__ = [
     "Key",
     "canonical",
     "check_json",
     "freeze",
+    "json_text",
+    "key_json_text",
     "key_text",
     "key_to_json",
     "normalize",
     "plain_strings",
+    "replica_json",
     "thaw",
 ]
 
@@ -165,3 +170,46 @@ def key_to_json(key: Key) -> Any:
     if type(key) is _Key:
         return json.loads(key.text)
     return key
+
+
+# -- JSON text as pydantic-core writes it ---------------------------------------------------
+# The ``to_json()`` encoders write the text of ``pydantic_core.to_json(x.to_dict())`` from
+# string fragments. Leaves go through pydantic-core itself (its escaping, its UTF-8 output
+# of non-ASCII text, its float formatting), except ints, written with ``str`` as it does;
+# an int too long for ``str`` raises ValueError, and the callers then fall back on
+# ``to_dict()`` (see ``ORSet.to_json``).
+
+
+def json_text(value: Any) -> str:
+    """``pydantic_core.to_json(value).decode()`` for a JSON value (tuples as arrays)."""
+    t = type(value)
+    if t is int:
+        return str(value)
+    if value is None:
+        return "null"
+    if t is bool:
+        return "true" if value else "false"
+    return to_json(value).decode()
+
+
+# Replica ids are few and repeat in every dot: their text is computed once per id. A bound
+# keeps a process that sees ids come and go from growing the table without end.
+_REPLICA_JSON: dict[str, str] = {}
+_REPLICA_JSON_MAX = 4096
+
+
+def replica_json(replica: str) -> str:
+    """The JSON text of a replica id (a string), memoized."""
+    text = _REPLICA_JSON.get(replica)
+    if text is None:
+        if len(_REPLICA_JSON) >= _REPLICA_JSON_MAX:
+            _REPLICA_JSON.clear()
+        text = _REPLICA_JSON[replica] = to_json(replica).decode()
+    return text
+
+
+def key_json_text(key: Key) -> str:
+    """The pydantic-core JSON text of an internal key's JSON form (``key_to_json``)."""
+    if type(key) is _Key:
+        return to_json(json.loads(key.text)).decode()
+    return json_text(key)

@@ -11,7 +11,8 @@ Every CRDT type (``GCounter``, ``PNCounter``, ``LWWRegister``, ``MVRegister``, `
   internal ordering (instances are mutable, so unhashable);
 - a canonical codec: ``to_dict()`` returns ``{"type": kind, "v": 1, ...}`` such that equal
   states give byte-equal ``json.dumps(d, sort_keys=True)``; ``from_dict`` refuses anything
-  else with a :class:`~crdt.errors.DecodeError` naming the bad field.
+  else with a :class:`~crdt.errors.DecodeError` naming the bad field; ``to_json()`` is the
+  text ``pydantic_core.to_json(to_dict())`` gives, byte for byte.
 
 ``new(kind)`` makes a bottom, ``from_dict(d)`` dispatches on ``d["type"]``, ``KINDS`` lists
 the kinds, and ``check_json(value)`` is the JSON-value check used by every mutator.
@@ -50,6 +51,11 @@ class CRDT(Protocol):
     def is_bottom(self) -> bool: ...
 
     def to_dict(self) -> dict[str, Any]: ...
+
+    def to_json(self) -> str:
+        """Exactly ``pydantic_core.to_json(self.to_dict()).decode()``, possibly built without
+        the dict (ORSet, ORMap: no tracked object per element, see their ``to_json``)."""
+        ...
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Any: ...

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from crdt._json import replica_json
 from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
@@ -235,6 +236,22 @@ class CausalContext:
             for r, c in cloud:
                 dots.append([r, c])
         return {"vv": dict(sorted(vv.items())) if len(vv) > 1 else vv.copy(), "cloud": dots}
+
+    def to_json(self) -> str:
+        """``pydantic_core.to_json(self.to_dict()).decode()``, written without the dict."""
+        vv = self.vv
+        cloud = self.cloud
+        if not cloud and len(vv) == 1:  # a delta's context, or a one-replica state's
+            for r, n in vv.items():
+                return f'{{"vv":{{{replica_json(r)}:{n}}},"cloud":[]}}'
+        if not vv and len(cloud) == 1:  # a delta's context
+            for r, c in cloud:
+                return f'{{"vv":{{}},"cloud":[[{replica_json(r)},{c}]]}}'
+        counts = ",".join([f"{replica_json(r)}:{vv[r]}" for r in sorted(vv)]) if vv else ""
+        if not cloud:
+            return f'{{"vv":{{{counts}}},"cloud":[]}}'
+        dots = ",".join([f"[{replica_json(r)},{c}]" for r, c in sorted(cloud)])
+        return f'{{"vv":{{{counts}}},"cloud":[{dots}]}}'
 
     @classmethod
     def from_dict(cls, d: object, path: str = "ctx") -> CausalContext:

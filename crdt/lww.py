@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from pydantic_core import to_json
+
 from crdt._codec import FORMAT_VERSION, check_header, field
 from crdt._json import canonical, check_json, normalize
 from crdt.dot import check_replica
@@ -162,6 +164,10 @@ class LWWRegister:
             "value": normalize(self._value),
             "ts": None if self._ts is None else [self._ts[0], self._ts[1], self._ts[2]],
         }
+
+    def to_json(self) -> str:
+        """The JSON text of ``to_dict()`` (``pydantic_core.to_json``'s bytes, decoded)."""
+        return to_json(self.to_dict()).decode()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LWWRegister:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
+from pydantic_core import to_json
+
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import canonical, check_json, normalize
 from crdt.causal_context import CausalContext
@@ -134,6 +136,10 @@ class MVRegister:
             "entries": [[dot_to_json(d), normalize(e[d])] for d in sorted(e)],
             "ctx": self._ctx.to_dict(),
         }
+
+    def to_json(self) -> str:
+        """The JSON text of ``to_dict()`` (``pydantic_core.to_json``'s bytes, decoded)."""
+        return to_json(self.to_dict()).decode()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MVRegister:

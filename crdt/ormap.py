@@ -77,16 +77,21 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, ClassVar
 
+from pydantic_core import to_json
+
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import (
     Key,
     canonical,
     check_json,
     freeze,
+    json_text,
+    key_json_text,
     key_text,
     key_to_json,
     normalize,
     plain_strings,
+    replica_json,
     thaw,
 )
 from crdt.causal_context import (
@@ -104,7 +109,7 @@ from crdt.gcounter import check_amount
 from crdt.hlc import Timestamp, tick, timestamp_from_json
 from crdt.lww import check_timestamp
 from crdt.mvregister import MVRegister, decode_dotfun
-from crdt.orset import Dots, ORSet, dot_pairs, flat_dots
+from crdt.orset import Dots, ORSet, dot_pairs, flat_dots, set_entries_json
 
 __all__ = ["ORMap"]
 
@@ -817,6 +822,23 @@ class ORMap:
             "ctx": self._ctx.to_dict(),
         }
 
+    def to_json(self) -> str:
+        """The JSON text of ``to_dict()``: ``pydantic_core.to_json(self.to_dict()).decode()``.
+
+        Written from string fragments joined once, without building the dict: strings are
+        never tracked by the cyclic collector, so encoding a big map allocates no tracked
+        object per entry (nested values included), and cannot push a young collection (or
+        a full one) meanwhile.
+        """
+        try:
+            entries = _map_json(self._entries)
+        except ValueError:  # an int too long for str(): let pydantic-core write it
+            return to_json(self.to_dict()).decode()
+        return (
+            f'{{"type":"ormap","v":{FORMAT_VERSION},"entries":[{entries}],'
+            f'"ctx":{self._ctx.to_json()}}}'
+        )
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ORMap:
         body = check_header(d, cls.kind, _FIELDS)
@@ -905,6 +927,90 @@ def _encode_store(kind: str, store: Any) -> Any:
 
 
 _first = itemgetter(0)  # the sort key of (key, value) pairs, called from C
+
+
+def _map_json(store: MapStore) -> str:
+    """The text of ``_encode_map(store)`` inside its brackets, from string fragments.
+
+    Only the list of sorted entry keys (tuples the map holds already) and the list of
+    fragments are made: no tuple, list or dict per entry.
+    """
+    if len(store) <= 1:  # a delta (or empty): nothing to sort
+        for ek, s in store.items():
+            k, kind = ek
+            text = to_json(k).decode() if type(k) is str else key_json_text(k)
+            return _entry_json(text, kind, s)
+        return ""
+    how = plain_strings(map(_first, store))
+    out: list[str] = []
+    append = out.append
+    if how == 2:  # str keys sorting as their texts do: the tuple order is the text order
+        for ek in sorted(store):
+            k, kind = ek
+            s = store[ek]
+            if kind == "lww" and len(s) == 6:  # the common entry, inlined
+                r, c, w, n, tr, v = s
+                t = type(v)
+                append(
+                    f'["{k}","lww",[[[{replica_json(r)},{c}],[{w},{n},{replica_json(tr)}],'
+                    f"{v if t is int else to_json(v).decode()}]]]"
+                )
+            else:
+                append(_entry_json(f'"{k}"', kind, s))
+        return ",".join(out)
+    for ek in sorted(store, key=_sort_text):
+        k, kind = ek
+        append(_entry_json(f'"{k}"' if how else key_json_text(k), kind, store[ek]))
+    return ",".join(out)
+
+
+def _sort_text(ek: EntryKey) -> str:
+    """A string sorting as ``(key's canonical text, kind)`` does: no text holds a NUL."""
+    return f"{_text_of(ek[0])}\x00{ek[1]}"
+
+
+def _entry_json(text: str, kind: str, store: Any) -> str:
+    """The text of one entry ``[key, kind, body]``, ``text`` being the key's JSON text."""
+    if kind == "lww":
+        if len(store) == 6:
+            r, c, w, n, tr, v = store
+            return (
+                f'[{text},"lww",[[[{replica_json(r)},{c}],[{w},{n},{replica_json(tr)}],'
+                f"{json_text(v)}]]]"
+            )
+        body = ",".join(
+            [
+                f"[[{replica_json(store[i])},{store[i + 1]}],[{store[i + 2]},{store[i + 3]},"
+                f"{replica_json(store[i + 4])}],{json_text(store[i + 5])}]"
+                for i in range(0, len(store), 6)
+            ]
+        )
+    elif kind == "orset":
+        body = set_entries_json(store)
+    elif kind == "ormap":
+        body = _map_json(store)
+    elif kind == "mvregister":
+        body = ",".join(
+            [
+                f"[[{replica_json(store[i])},{store[i + 1]}],{json_text(store[i + 2])}]"
+                for i in range(0, len(store), 3)
+            ]
+        )
+    elif kind == "gcounter":
+        body = ",".join(
+            [
+                f"[[{replica_json(store[i])},{store[i + 1]}],{store[i + 2]}]"
+                for i in range(0, len(store), 4)
+            ]
+        )
+    else:
+        body = ",".join(
+            [
+                f"[[{replica_json(store[i])},{store[i + 1]}],{store[i + 2]},{store[i + 3]}]"
+                for i in range(0, len(store), 4)
+            ]
+        )
+    return f'[{text},"{kind}",[{body}]]'
 
 
 def _decode_map(entries: list[Any], ctx: CausalContext, path: str, seen: set[Dot]) -> MapStore:

@@ -38,8 +38,19 @@ from collections.abc import Iterator
 from itertools import chain
 from typing import Any, ClassVar, cast
 
+from pydantic_core import to_json
+
 from crdt._codec import FORMAT_VERSION, check_header, get_list
-from crdt._json import Key, freeze, key_text, key_to_json, plain_strings, thaw
+from crdt._json import (
+    Key,
+    freeze,
+    key_json_text,
+    key_text,
+    key_to_json,
+    plain_strings,
+    replica_json,
+    thaw,
+)
 from crdt.causal_context import CausalContext, _dot_or_none, context_of, small_context
 from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
@@ -390,6 +401,22 @@ class ORSet:
             out = _encode_entries(entries)
         return {"type": "orset", "v": FORMAT_VERSION, "entries": out, "ctx": self._ctx.to_dict()}
 
+    def to_json(self) -> str:
+        """The JSON text of ``to_dict()``: ``pydantic_core.to_json(self.to_dict()).decode()``.
+
+        Written from string fragments joined once, without building the dict: strings are
+        never tracked by the cyclic collector, so encoding a big set allocates no tracked
+        object per element, and cannot push a young collection (or a full one) meanwhile.
+        """
+        try:
+            entries = set_entries_json(self._entries)
+        except ValueError:  # an int too long for str(): let pydantic-core write it
+            return to_json(self.to_dict()).decode()
+        return (
+            f'{{"type":"orset","v":{FORMAT_VERSION},"entries":[{entries}],'
+            f'"ctx":{self._ctx.to_json()}}}'
+        )
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ORSet:
         body = check_header(d, cls.kind, _FIELDS)
@@ -491,6 +518,54 @@ def _encode_entries(entries: dict[Key, Dots]) -> list[list[Any]]:
         for k in sorted_keys(list(entries))
         for dots in (entries[k],)
     ]
+
+
+def set_entries_json(entries: dict[Key, Dots]) -> str:
+    """The text of ``_encode_entries(entries)`` inside its brackets, from string fragments.
+
+    No tuple, list or dict is made per element (only the one list of sorted keys and the one
+    list of fragments), so nothing here gives the cyclic collector work per element.
+    """
+    if len(entries) <= 1:  # a delta (or empty): nothing to sort
+        for k, dots in entries.items():
+            text = to_json(k).decode() if type(k) is str else key_json_text(k)
+            if len(dots) == 2:
+                return f"[{text},[[{replica_json(dots[0])},{dots[1]}]]]"
+            return f"[{text},[{_dots_json(dots)}]]"
+        return ""
+    how = plain_strings(entries)
+    out: list[str] = []
+    append = out.append
+    if how == 1:
+        # '"' + k + '"' sorts as k + '"' does (see plain_strings); the sort key is the text
+        # without its opening quote, so the text is one concatenation away.
+        quoted = [k + '"' for k in cast("dict[str, Dots]", entries)]
+        quoted.sort()
+        for q in quoted:
+            dots = entries[q[:-1]]
+            if len(dots) == 2:
+                append(f'["{q},[[{replica_json(dots[0])},{dots[1]}]]]')
+            else:
+                append(f'["{q},[{_dots_json(dots)}]]')
+        return ",".join(out)
+    if how == 2:
+        for k in sorted(cast("dict[str, Dots]", entries)):
+            dots = entries[k]
+            if len(dots) == 2:
+                append(f'["{k}",[[{replica_json(dots[0])},{dots[1]}]]]')
+            else:
+                append(f'["{k}",[{_dots_json(dots)}]]')
+        return ",".join(out)
+    for k in sorted(entries, key=_text_of):
+        append(f"[{key_json_text(k)},[{_dots_json(entries[k])}]]")
+    return ",".join(out)
+
+
+def _dots_json(dots: Dots) -> str:
+    """The text of a flat ``Dots`` as ``[r, n], ...`` (inside the brackets of its list)."""
+    if len(dots) == 2:
+        return f"[{replica_json(dots[0])},{dots[1]}]"
+    return ",".join([f"[{replica_json(dots[i])},{dots[i + 1]}]" for i in range(0, len(dots), 2)])
 
 
 def _join_dots(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic_core import to_json
+
 from crdt._codec import FORMAT_VERSION, check_header, get_dict
 from crdt.gcounter import GCounter, decode_counts
 
@@ -84,6 +86,10 @@ class PNCounter:
             "p": self.p.counts_dict(),
             "n": self.n.counts_dict(),
         }
+
+    def to_json(self) -> str:
+        """The JSON text of ``to_dict()`` (``pydantic_core.to_json``'s bytes, decoded)."""
+        return to_json(self.to_dict()).decode()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PNCounter:
