@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -66,7 +65,7 @@ def test_summary_partitions_travel_as_object_keys() -> None:
 
 
 def _entry_array(**change: Any) -> list[Any]:
-    fields = dataclasses.asdict(ENTRY)
+    fields = ENTRY._asdict()
     fields.update(change)
     return list(fields.values())
 
