@@ -27,7 +27,7 @@ to the holder's own objects unless the holder is itself a home of the key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 from annotated_types import Ge, MinLen
 from pydantic_core import from_json, to_json
@@ -76,13 +76,14 @@ class ObjectState:
         return cls(key, kind, to_json(state).decode())
 
 
-class LogEntry(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class LogEntry:
     """One delta in the log, named by its log dot ``(origin, partition, seq)``.
 
     The same object is the wire's entry (:mod:`sync.messages` validates it with the
-    constraints below; on the wire it is the array ``[origin, partition, seq, key, kind,
-    delta_json]``), the log's and a hint's: a received entry is logged, stored and forwarded
-    as it arrived. A named tuple: immutable, cheap to build, and encoded as an array as is.
+    constraints below, and encodes it as ``{"origin", "partition", "seq", "key", "kind",
+    "delta_json"}``), the log's and a hint's: a received entry is logged, stored and
+    forwarded as it arrived.
     """
 
     origin: Annotated[str, MinLen(1)]

@@ -48,6 +48,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     Strict,
     TypeAdapter,
     ValidationError,
@@ -104,7 +105,6 @@ _ENTRY_SHAPE: Final = "an entry is the array [origin, partition, seq, key, kind,
 
 
 def _entry_in(value: Any) -> Any:
-    # An array is validated by field name (so an error names the field, not its index).
     if type(value) is list:
         if len(value) != len(_ENTRY_FIELDS):
             raise ValueError(_ENTRY_SHAPE)
@@ -112,6 +112,10 @@ def _entry_in(value: Any) -> Any:
     if isinstance(value, LogEntry):
         return value
     raise ValueError(_ENTRY_SHAPE)
+
+
+def _entry_out(e: LogEntry) -> tuple[str, int, int, str, str, str]:
+    return (e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json)
 
 
 # One log entry: the delta of ``key`` with log dot ``(origin, partition, seq)``, as the
@@ -122,7 +126,7 @@ def _entry_in(value: Any) -> Any:
 # re-encoding) and parses it only to merge. The engine checks that it decodes to a CRDT of
 # ``kind`` before anything changes.
 Entry = LogEntry
-_WireEntry = Annotated[LogEntry, BeforeValidator(_entry_in)]
+_WireEntry = Annotated[LogEntry, BeforeValidator(_entry_in), PlainSerializer(_entry_out)]
 
 
 class SnapObject(_Model):
@@ -406,7 +410,9 @@ def encode(msg: Message) -> bytes:
                 "proto": 1,
                 "t": "push",
                 "push_id": msg.push_id,
-                "entries": msg.entries,  # named tuples: encoded as arrays
+                "entries": [
+                    (e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json) for e in msg.entries
+                ],
                 "hint_for": msg.hint_for,
             },
             inf_nan_mode="null",
@@ -419,7 +425,9 @@ def encode(msg: Message) -> bytes:
                 "t": "deltas",
                 "batch_id": msg.batch_id,
                 "partition": msg.partition,
-                "entries": msg.entries,  # named tuples: encoded as arrays
+                "entries": [
+                    (e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json) for e in msg.entries
+                ],
                 "more": msg.more,
             },
             inf_nan_mode="null",

@@ -85,7 +85,7 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from pydantic_core import from_json, to_json
@@ -1609,7 +1609,7 @@ class Replica:
             # The wire's text is logged, stored and forwarded as it is when it is in our own
             # compact form (it is, from shoal peers); any other spelling is encoded afresh.
             if not e.delta_json.startswith(_TYPE_PREFIX[kind]):
-                e = e._replace(delta_json=to_json(delta.to_dict()).decode())
+                e = replace(e, delta_json=to_json(delta.to_dict()).decode())
             if ring is not None and me not in ring.preference_list(e.partition):
                 out.hints.append(e)
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -65,7 +66,7 @@ def test_summary_partitions_travel_as_object_keys() -> None:
 
 
 def _entry_array(**change: Any) -> list[Any]:
-    fields = ENTRY._asdict()
+    fields = dataclasses.asdict(ENTRY)
     fields.update(change)
     return list(fields.values())
 
