@@ -88,7 +88,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from pydantic_core import from_json, to_json
+from pydantic_core import from_json
 
 import crdt
 from crdt import CRDT, CausalContext, Dot
@@ -521,11 +521,11 @@ class Replica:
         required, site = self._required(level, homes)
         target = obj if obj is not None else crdt.new(kind)
         delta = fn(target)
-        if getattr(delta, "kind", None) != kind or not hasattr(delta, "to_dict"):
+        if getattr(delta, "kind", None) != kind or not hasattr(delta, "to_json"):
             # fn mutated nothing we can log; its result is not a delta of this kind.
             raise TypeError(f"fn must return the {kind} delta of its mutator, got {delta!r}")
         # Encoded once, here; from now on the delta travels as this text (see LogEntry).
-        raw = to_json(delta.to_dict()).decode()
+        raw = delta.to_json()
 
         now = self._begin(now)
         try:
@@ -852,7 +852,7 @@ class Replica:
         objects = self._objects
         persist = Persist(
             objects=tuple(
-                ObjectState(k, objects[k].kind, to_json(objects[k].to_dict()).decode())
+                ObjectState(k, objects[k].kind, objects[k].to_json())
                 for k in tx.objects
                 if k in objects
             )
@@ -1609,7 +1609,7 @@ class Replica:
             # The wire's text is logged, stored and forwarded as it is when it is in our own
             # compact form (it is, from shoal peers); any other spelling is encoded afresh.
             if not e.delta_json.startswith(_TYPE_PREFIX[kind]):
-                e = replace(e, delta_json=to_json(delta.to_dict()).decode())
+                e = replace(e, delta_json=delta.to_json())
             if ring is not None and me not in ring.preference_list(e.partition):
                 out.hints.append(e)
                 continue
