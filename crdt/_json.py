@@ -22,6 +22,7 @@ from typing import Any, cast
 from pydantic_core import to_json
 
 __all__ = [
+    "REPLICA_TEXTS",
     "Key",
     "canonical",
     "check_json",
@@ -32,7 +33,6 @@ __all__ = [
     "key_to_json",
     "normalize",
     "plain_strings",
-    "replica_json",
     "thaw",
 ]
 
@@ -192,20 +192,25 @@ def json_text(value: Any) -> str:
     return to_json(value).decode()
 
 
-# Replica ids are few and repeat in every dot: their text is computed once per id. A bound
-# keeps a process that sees ids come and go from growing the table without end.
-_REPLICA_JSON: dict[str, str] = {}
-_REPLICA_JSON_MAX = 4096
+class _ReplicaTexts(dict[str, str]):
+    """Replica id -> its JSON text, computed on first use (``texts[replica]``).
+
+    Replica ids are few and repeat in every dot: the encoders look their text up here (a
+    subscript, cheaper than a call). A bound keeps a process that sees ids come and go from
+    growing the table without end.
+    """
+
+    __slots__ = ()
+    limit = 4096
+
+    def __missing__(self, replica: str) -> str:
+        if len(self) >= self.limit:
+            self.clear()
+        text = self[replica] = to_json(replica).decode()
+        return text
 
 
-def replica_json(replica: str) -> str:
-    """The JSON text of a replica id (a string), memoized."""
-    text = _REPLICA_JSON.get(replica)
-    if text is None:
-        if len(_REPLICA_JSON) >= _REPLICA_JSON_MAX:
-            _REPLICA_JSON.clear()
-        text = _REPLICA_JSON[replica] = to_json(replica).decode()
-    return text
+REPLICA_TEXTS = _ReplicaTexts()
 
 
 def key_json_text(key: Key) -> str:

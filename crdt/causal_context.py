@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from crdt._json import replica_json
+from crdt._json import REPLICA_TEXTS
 from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
@@ -239,18 +239,19 @@ class CausalContext:
 
     def to_json(self) -> str:
         """``pydantic_core.to_json(self.to_dict()).decode()``, written without the dict."""
+        rj = REPLICA_TEXTS
         vv = self.vv
         cloud = self.cloud
         if not cloud and len(vv) == 1:  # a delta's context, or a one-replica state's
             for r, n in vv.items():
-                return f'{{"vv":{{{replica_json(r)}:{n}}},"cloud":[]}}'
+                return f'{{"vv":{{{rj[r]}:{n}}},"cloud":[]}}'
         if not vv and len(cloud) == 1:  # a delta's context
             for r, c in cloud:
-                return f'{{"vv":{{}},"cloud":[[{replica_json(r)},{c}]]}}'
-        counts = ",".join([f"{replica_json(r)}:{vv[r]}" for r in sorted(vv)]) if vv else ""
+                return f'{{"vv":{{}},"cloud":[[{rj[r]},{c}]]}}'
+        counts = ",".join([f"{rj[r]}:{vv[r]}" for r in sorted(vv)]) if vv else ""
         if not cloud:
             return f'{{"vv":{{{counts}}},"cloud":[]}}'
-        dots = ",".join([f"[{replica_json(r)},{c}]" for r, c in sorted(cloud)])
+        dots = ",".join([f"[{rj[r]},{c}]" for r, c in sorted(cloud)])
         return f'{{"vv":{{{counts}}},"cloud":[{dots}]}}'
 
     @classmethod

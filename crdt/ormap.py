@@ -81,6 +81,7 @@ from pydantic_core import to_json
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import (
+    REPLICA_TEXTS,
     Key,
     canonical,
     check_json,
@@ -91,7 +92,6 @@ from crdt._json import (
     key_to_json,
     normalize,
     plain_strings,
-    replica_json,
     thaw,
 )
 from crdt.causal_context import (
@@ -935,10 +935,17 @@ def _map_json(store: MapStore) -> str:
     Only the list of sorted entry keys (tuples the map holds already) and the list of
     fragments are made: no tuple, list or dict per entry.
     """
+    rj = REPLICA_TEXTS
     if len(store) <= 1:  # a delta (or empty): nothing to sort
         for ek, s in store.items():
             k, kind = ek
             text = to_json(k).decode() if type(k) is str else key_json_text(k)
+            if kind == "lww" and len(s) == 6:  # the delta of one write, inlined
+                r, c, w, n, tr, v = s
+                return (
+                    f'[{text},"lww",[[[{rj[r]},{c}],[{w},{n},{rj[tr]}],'
+                    f"{v if type(v) is int else to_json(v).decode()}]]]"
+                )
             return _entry_json(text, kind, s)
         return ""
     how = plain_strings(map(_first, store))
@@ -952,7 +959,7 @@ def _map_json(store: MapStore) -> str:
                 r, c, w, n, tr, v = s
                 t = type(v)
                 append(
-                    f'["{k}","lww",[[[{replica_json(r)},{c}],[{w},{n},{replica_json(tr)}],'
+                    f'["{k}","lww",[[[{rj[r]},{c}],[{w},{n},{rj[tr]}],'
                     f"{v if t is int else to_json(v).decode()}]]]"
                 )
             else:
@@ -971,17 +978,15 @@ def _sort_text(ek: EntryKey) -> str:
 
 def _entry_json(text: str, kind: str, store: Any) -> str:
     """The text of one entry ``[key, kind, body]``, ``text`` being the key's JSON text."""
+    rj = REPLICA_TEXTS
     if kind == "lww":
         if len(store) == 6:
             r, c, w, n, tr, v = store
-            return (
-                f'[{text},"lww",[[[{replica_json(r)},{c}],[{w},{n},{replica_json(tr)}],'
-                f"{json_text(v)}]]]"
-            )
+            return f'[{text},"lww",[[[{rj[r]},{c}],[{w},{n},{rj[tr]}],{json_text(v)}]]]'
         body = ",".join(
             [
-                f"[[{replica_json(store[i])},{store[i + 1]}],[{store[i + 2]},{store[i + 3]},"
-                f"{replica_json(store[i + 4])}],{json_text(store[i + 5])}]"
+                f"[[{rj[store[i]]},{store[i + 1]}],[{store[i + 2]},{store[i + 3]},"
+                f"{rj[store[i + 4]]}],{json_text(store[i + 5])}]"
                 for i in range(0, len(store), 6)
             ]
         )
@@ -992,21 +997,18 @@ def _entry_json(text: str, kind: str, store: Any) -> str:
     elif kind == "mvregister":
         body = ",".join(
             [
-                f"[[{replica_json(store[i])},{store[i + 1]}],{json_text(store[i + 2])}]"
+                f"[[{rj[store[i]]},{store[i + 1]}],{json_text(store[i + 2])}]"
                 for i in range(0, len(store), 3)
             ]
         )
     elif kind == "gcounter":
         body = ",".join(
-            [
-                f"[[{replica_json(store[i])},{store[i + 1]}],{store[i + 2]}]"
-                for i in range(0, len(store), 4)
-            ]
+            [f"[[{rj[store[i]]},{store[i + 1]}],{store[i + 2]}]" for i in range(0, len(store), 4)]
         )
     else:
         body = ",".join(
             [
-                f"[[{replica_json(store[i])},{store[i + 1]}],{store[i + 2]},{store[i + 3]}]"
+                f"[[{rj[store[i]]},{store[i + 1]}],{store[i + 2]},{store[i + 3]}]"
                 for i in range(0, len(store), 4)
             ]
         )

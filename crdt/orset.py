@@ -42,13 +42,13 @@ from pydantic_core import to_json
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import (
+    REPLICA_TEXTS,
     Key,
     freeze,
     key_json_text,
     key_text,
     key_to_json,
     plain_strings,
-    replica_json,
     thaw,
 )
 from crdt.causal_context import CausalContext, _dot_or_none, context_of, small_context
@@ -526,11 +526,12 @@ def set_entries_json(entries: dict[Key, Dots]) -> str:
     No tuple, list or dict is made per element (only the one list of sorted keys and the one
     list of fragments), so nothing here gives the cyclic collector work per element.
     """
+    rj = REPLICA_TEXTS
     if len(entries) <= 1:  # a delta (or empty): nothing to sort
         for k, dots in entries.items():
             text = to_json(k).decode() if type(k) is str else key_json_text(k)
             if len(dots) == 2:
-                return f"[{text},[[{replica_json(dots[0])},{dots[1]}]]]"
+                return f"[{text},[[{rj[dots[0]]},{dots[1]}]]]"
             return f"[{text},[{_dots_json(dots)}]]"
         return ""
     how = plain_strings(entries)
@@ -544,7 +545,7 @@ def set_entries_json(entries: dict[Key, Dots]) -> str:
         for q in quoted:
             dots = entries[q[:-1]]
             if len(dots) == 2:
-                append(f'["{q},[[{replica_json(dots[0])},{dots[1]}]]]')
+                append(f'["{q},[[{rj[dots[0]]},{dots[1]}]]]')
             else:
                 append(f'["{q},[{_dots_json(dots)}]]')
         return ",".join(out)
@@ -552,7 +553,7 @@ def set_entries_json(entries: dict[Key, Dots]) -> str:
         for k in sorted(cast("dict[str, Dots]", entries)):
             dots = entries[k]
             if len(dots) == 2:
-                append(f'["{k}",[[{replica_json(dots[0])},{dots[1]}]]]')
+                append(f'["{k}",[[{rj[dots[0]]},{dots[1]}]]]')
             else:
                 append(f'["{k}",[{_dots_json(dots)}]]')
         return ",".join(out)
@@ -563,9 +564,10 @@ def set_entries_json(entries: dict[Key, Dots]) -> str:
 
 def _dots_json(dots: Dots) -> str:
     """The text of a flat ``Dots`` as ``[r, n], ...`` (inside the brackets of its list)."""
+    rj = REPLICA_TEXTS
     if len(dots) == 2:
-        return f"[{replica_json(dots[0])},{dots[1]}]"
-    return ",".join([f"[{replica_json(dots[i])},{dots[i + 1]}]" for i in range(0, len(dots), 2)])
+        return f"[{rj[dots[0]]},{dots[1]}]"
+    return ",".join([f"[{rj[dots[i]]},{dots[i + 1]}]" for i in range(0, len(dots), 2)])
 
 
 def _join_dots(
