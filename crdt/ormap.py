@@ -832,7 +832,8 @@ class ORMap:
         """
         try:
             entries = _map_json(self._entries)
-        except ValueError:  # an int too long for str(): let pydantic-core write it
+        except ValueError:  # an int too long for str(), or a leaf pydantic-core refuses:
+            # the old path decides (it writes the int, or raises the same error).
             return to_json(self.to_dict()).decode()
         return (
             f'{{"type":"ormap","v":{FORMAT_VERSION},"entries":[{entries}],'

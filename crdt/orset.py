@@ -410,7 +410,8 @@ class ORSet:
         """
         try:
             entries = set_entries_json(self._entries)
-        except ValueError:  # an int too long for str(): let pydantic-core write it
+        except ValueError:  # an int too long for str(), or a leaf pydantic-core refuses:
+            # the old path decides (it writes the int, or raises the same error).
             return to_json(self.to_dict()).decode()
         return (
             f'{{"type":"orset","v":{FORMAT_VERSION},"entries":[{entries}],'
