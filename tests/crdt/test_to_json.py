@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 import crdt
 from crdt import ORMap, ORSet
@@ -220,6 +220,19 @@ def test_ints_too_long_for_str_fall_back_on_pydantic() -> None:
     m.update("A", "j", "lww", lambda r: r.set("A", 1, now_ms=1))
     for x in (s, delta, m):
         assert x.to_json() == pydantic_text(x)
+
+
+def test_a_leaf_pydantic_core_refuses_raises_as_the_old_path_does() -> None:
+    s = ORSet()
+    s.add("A", "\ud800")  # a lone surrogate: a str, but no UTF-8 text
+    s.add("A", "x")
+    m = ORMap()
+    m.update("A", "k", "lww", lambda r: r.set("A", "\ud800", now_ms=1))
+    for x in (s, m):
+        with pytest.raises(PydanticSerializationError):
+            pydantic_text(x)
+        with pytest.raises(PydanticSerializationError):
+            x.to_json()
 
 
 def test_replica_ids_needing_escapes() -> None:
