@@ -54,7 +54,7 @@ def _tokens(replica_id: str, vnodes: int) -> tuple[tuple[int, str], ...]:
 class Ring:
     """An immutable consistent-hash ring over a set of replica ids."""
 
-    __slots__ = ("_keys", "_points", "_walks", "n", "partitions", "peers", "vnodes")
+    __slots__ = ("_homes", "_keys", "_points", "_walks", "n", "partitions", "peers", "vnodes")
 
     def __init__(self, peers: Iterable[str], *, n: int, partitions: int, vnodes: int) -> None:
         if n < 1 or partitions < 1 or vnodes < 1:
@@ -70,6 +70,7 @@ class Ring:
         self._points: list[tuple[int, str]] = points
         self._keys: list[int] = [t for t, _ in points]
         self._walks: dict[int, tuple[str, ...]] = {}
+        self._homes: dict[int, tuple[str, ...]] = {}
 
     def point_of(self, partition: int) -> int:
         """The ring point of ``partition``."""
@@ -102,7 +103,10 @@ class Ring:
 
     def preference_list(self, partition: int) -> tuple[str, ...]:
         """The first ``n`` distinct peers clockwise: the partition's home replicas."""
-        return self.walk(partition)[: self.n]
+        homes = self._homes.get(partition)
+        if homes is None:
+            homes = self._homes[partition] = self.walk(partition)[: self.n]
+        return homes
 
     def homes_of(self, key: str) -> tuple[str, ...]:
         """The preference list of ``key``'s partition."""
