@@ -10,6 +10,10 @@ fast path), everything else as :class:`_Key` wrapping its canonical JSON text, s
 ``True``, ``1`` and ``1.0`` stay three different elements (Python would make them one).
 Arrays come back from ``value`` as tuples (:func:`thaw`); JSON objects are refused as
 elements or keys (they have no hashable form).
+
+Also here: the pieces of ``to_json()``'s text (:data:`json_dumps`, :func:`json_text`,
+:data:`str_text`, :data:`REPLICA_TEXTS`, :func:`key_json_text`), made with the standard
+library's json module and nothing else.
 """
 
 from __future__ import annotations
@@ -17,9 +21,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
+from json.encoder import encode_basestring
 from typing import Any, cast
-
-from pydantic_core import to_json
 
 __all__ = [
     "REPLICA_TEXTS",
@@ -27,12 +30,14 @@ __all__ = [
     "canonical",
     "check_json",
     "freeze",
+    "json_dumps",
     "json_text",
     "key_json_text",
     "key_text",
     "key_to_json",
     "normalize",
     "plain_strings",
+    "str_text",
     "thaw",
 ]
 
@@ -172,24 +177,46 @@ def key_to_json(key: Key) -> Any:
     return key
 
 
-# -- JSON text as pydantic-core writes it ---------------------------------------------------
-# The ``to_json()`` encoders write the text of ``pydantic_core.to_json(x.to_dict())`` from
-# string fragments. Leaves go through pydantic-core itself (its escaping, its UTF-8 output
-# of non-ASCII text, its float formatting), except ints, written with ``str`` as it does;
-# an int too long for ``str`` raises ValueError, and the callers then fall back on
-# ``to_dict()`` (see ``ORSet.to_json``).
+# -- The JSON text of to_json() --------------------------------------------------------------
+# ``to_json()`` is ``json.dumps(x.to_dict(), ensure_ascii=False, separators=(",", ":"),
+# allow_nan=False)``, and ORSet and ORMap write that text from string fragments. Their leaves
+# go through the json module's own pieces, so that every byte is the one json.dumps writes:
+# strings through ``encode_basestring`` (the C function json.dumps calls for them when
+# ``ensure_ascii`` is false), ints through ``int.__repr__`` (as the json module: an int too long
+# for it raises the same ValueError), floats through ``float.__repr__`` (finite ones; the
+# others go to the encoder, which raises as json.dumps does), arrays and objects through one
+# preconstructed encoder with json.dumps's settings.
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_INF = math.inf
+_int_repr = int.__repr__
+_float_repr = float.__repr__
+
+json_dumps = _ENCODER.encode
+"""``json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)``."""
+
+str_text = encode_basestring
+"""The JSON text of a ``str``, as ``json_dumps`` writes it (the C function it calls)."""
 
 
 def json_text(value: Any) -> str:
-    """``pydantic_core.to_json(value).decode()`` for a JSON value (tuples as arrays)."""
+    """``json_dumps(value)`` for a JSON value (tuples as arrays), scalars without the encoder.
+
+    ValueError as ``json_dumps`` raises it: for a non-finite float, or an int too long for
+    ``str`` (the mutators and decoders refuse non-finite floats: no state holds one).
+    """
     t = type(value)
+    if t is str:
+        return encode_basestring(value)
     if t is int:
-        return str(value)
+        return _int_repr(value)
     if value is None:
         return "null"
     if t is bool:
         return "true" if value else "false"
-    return to_json(value).decode()
+    if t is float and -_INF < value < _INF:
+        return _float_repr(value)
+    return _ENCODER.encode(value)
 
 
 class _ReplicaTexts(dict[str, str]):
@@ -206,7 +233,7 @@ class _ReplicaTexts(dict[str, str]):
     def __missing__(self, replica: str) -> str:
         if len(self) >= self.limit:
             self.clear()
-        text = self[replica] = to_json(replica).decode()
+        text = self[replica] = encode_basestring(replica)
         return text
 
 
@@ -214,7 +241,14 @@ REPLICA_TEXTS = _ReplicaTexts()
 
 
 def key_json_text(key: Key) -> str:
-    """The pydantic-core JSON text of an internal key's JSON form (``key_to_json``)."""
+    """``json_dumps(key_to_json(key))``: the JSON text of an internal key's JSON form.
+
+    A ``_Key`` holds its canonical text, written with ``ensure_ascii``: where that wrote no
+    ``\\u`` escape it is already the text without it (the two differ only in characters
+    from U+007F up, which ``ensure_ascii`` writes as ``\\uXXXX``; and keys hold no JSON
+    object, so ``sort_keys`` changes nothing).
+    """
     if type(key) is _Key:
-        return to_json(json.loads(key.text)).decode()
+        text = key.text
+        return text if "\\u" not in text else _ENCODER.encode(json.loads(text))
     return json_text(key)

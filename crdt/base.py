@@ -12,7 +12,11 @@ Every CRDT type (``GCounter``, ``PNCounter``, ``LWWRegister``, ``MVRegister``, `
 - a canonical codec: ``to_dict()`` returns ``{"type": kind, "v": 1, ...}`` such that equal
   states give byte-equal ``json.dumps(d, sort_keys=True)``; ``from_dict`` refuses anything
   else with a :class:`~crdt.errors.DecodeError` naming the bad field; ``to_json()`` is the
-  text ``pydantic_core.to_json(to_dict())`` gives, byte for byte.
+  text ``json.dumps(to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False)``
+  gives, byte for byte, and raises what it raises (ValueError for an int too long for
+  ``str``; no state holds a non-finite float: the mutators and decoders refuse them).
+
+The package imports the standard library only (``tests/test_layering.py`` checks it).
 
 ``new(kind)`` makes a bottom, ``from_dict(d)`` dispatches on ``d["type"]``, ``KINDS`` lists
 the kinds, and ``check_json(value)`` is the JSON-value check used by every mutator.
@@ -53,8 +57,10 @@ class CRDT(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
     def to_json(self) -> str:
-        """Exactly ``pydantic_core.to_json(self.to_dict()).decode()``, possibly built without
-        the dict (ORSet, ORMap: no tracked object per element, see their ``to_json``)."""
+        """Exactly ``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
+        allow_nan=False)`` (the compact form: it begins ``{"type":"<kind>"``), possibly built
+        without the dict (ORSet, ORMap: no tracked object per element, see their ``to_json``).
+        """
         ...
 
     @classmethod

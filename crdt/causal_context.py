@@ -238,7 +238,8 @@ class CausalContext:
         return {"vv": dict(sorted(vv.items())) if len(vv) > 1 else vv.copy(), "cloud": dots}
 
     def to_json(self) -> str:
-        """``pydantic_core.to_json(self.to_dict()).decode()``, written without the dict."""
+        """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))``, written
+        without the dict."""
         rj = REPLICA_TEXTS
         vv = self.vv
         cloud = self.cloud

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic_core import to_json
-
 from crdt._codec import FORMAT_VERSION, check_header, get_dict
+from crdt._json import json_dumps
 from crdt.dot import check_counts, check_replica
 from crdt.errors import DecodeError
 
@@ -102,8 +101,9 @@ class GCounter:
         return {"type": self.kind, "v": FORMAT_VERSION, "counts": self.counts_dict()}
 
     def to_json(self) -> str:
-        """The JSON text of ``to_dict()`` (``pydantic_core.to_json``'s bytes, decoded)."""
-        return to_json(self.to_dict()).decode()
+        """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
+        allow_nan=False)``."""
+        return json_dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GCounter:

@@ -25,10 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from pydantic_core import to_json
-
 from crdt._codec import FORMAT_VERSION, check_header, field
-from crdt._json import canonical, check_json, normalize
+from crdt._json import canonical, check_json, json_dumps, normalize
 from crdt.dot import check_replica
 from crdt.errors import ClockSkewError, DecodeError
 from crdt.hlc import Timestamp, check_time, is_timestamp, tick, timestamp_from_json
@@ -166,8 +164,9 @@ class LWWRegister:
         }
 
     def to_json(self) -> str:
-        """The JSON text of ``to_dict()`` (``pydantic_core.to_json``'s bytes, decoded)."""
-        return to_json(self.to_dict()).decode()
+        """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
+        allow_nan=False)``."""
+        return json_dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LWWRegister:

@@ -17,10 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from pydantic_core import to_json
-
 from crdt._codec import FORMAT_VERSION, check_header, get_list
-from crdt._json import canonical, check_json, normalize
+from crdt._json import canonical, check_json, json_dumps, normalize
 from crdt.causal_context import CausalContext
 from crdt.dot import Dot, check_replica, dot_from_json, dot_to_json
 from crdt.dotstores import DotFun
@@ -138,8 +136,9 @@ class MVRegister:
         }
 
     def to_json(self) -> str:
-        """The JSON text of ``to_dict()`` (``pydantic_core.to_json``'s bytes, decoded)."""
-        return to_json(self.to_dict()).decode()
+        """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
+        allow_nan=False)``."""
+        return json_dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MVRegister:

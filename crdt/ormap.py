@@ -77,8 +77,6 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, ClassVar
 
-from pydantic_core import to_json
-
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import (
     REPLICA_TEXTS,
@@ -86,12 +84,14 @@ from crdt._json import (
     canonical,
     check_json,
     freeze,
+    json_dumps,
     json_text,
     key_json_text,
     key_text,
     key_to_json,
     normalize,
     plain_strings,
+    str_text,
     thaw,
 )
 from crdt.causal_context import (
@@ -823,7 +823,8 @@ class ORMap:
         }
 
     def to_json(self) -> str:
-        """The JSON text of ``to_dict()``: ``pydantic_core.to_json(self.to_dict()).decode()``.
+        """The JSON text of ``to_dict()``: ``json.dumps(self.to_dict(), ensure_ascii=False,
+        separators=(",", ":"), allow_nan=False)``, byte for byte.
 
         Written from string fragments joined once, without building the dict: strings are
         never tracked by the cyclic collector, so encoding a big map allocates no tracked
@@ -832,9 +833,9 @@ class ORMap:
         """
         try:
             entries = _map_json(self._entries)
-        except ValueError:  # an int too long for str(), or a leaf pydantic-core refuses:
-            # the old path decides (it writes the int, or raises the same error).
-            return to_json(self.to_dict()).decode()
+        except ValueError:  # an int too long for str(): json.dumps raises it too, and
+            # raising it through json.dumps itself gives its very error.
+            return json_dumps(self.to_dict())
         return (
             f'{{"type":"ormap","v":{FORMAT_VERSION},"entries":[{entries}],'
             f'"ctx":{self._ctx.to_json()}}}'
@@ -940,12 +941,13 @@ def _map_json(store: MapStore) -> str:
     if len(store) <= 1:  # a delta (or empty): nothing to sort
         for ek, s in store.items():
             k, kind = ek
-            text = to_json(k).decode() if type(k) is str else key_json_text(k)
+            text = str_text(k) if type(k) is str else key_json_text(k)
             if kind == "lww" and len(s) == 6:  # the delta of one write, inlined
                 r, c, w, n, tr, v = s
+                t = type(v)
                 return (
                     f'[{text},"lww",[[[{rj[r]},{c}],[{w},{n},{rj[tr]}],'
-                    f"{v if type(v) is int else to_json(v).decode()}]]]"
+                    f"{str_text(v) if t is str else v if t is int else json_text(v)}]]]"
                 )
             return _entry_json(text, kind, s)
         return ""
@@ -961,7 +963,7 @@ def _map_json(store: MapStore) -> str:
                 t = type(v)
                 append(
                     f'["{k}","lww",[[[{rj[r]},{c}],[{w},{n},{rj[tr]}],'
-                    f"{v if t is int else to_json(v).decode()}]]]"
+                    f"{str_text(v) if t is str else v if t is int else json_text(v)}]]]"
                 )
             else:
                 append(_entry_json(f'"{k}"', kind, s))

@@ -38,17 +38,17 @@ from collections.abc import Iterator
 from itertools import chain
 from typing import Any, ClassVar, cast
 
-from pydantic_core import to_json
-
 from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import (
     REPLICA_TEXTS,
     Key,
     freeze,
+    json_dumps,
     key_json_text,
     key_text,
     key_to_json,
     plain_strings,
+    str_text,
     thaw,
 )
 from crdt.causal_context import CausalContext, _dot_or_none, context_of, small_context
@@ -402,7 +402,8 @@ class ORSet:
         return {"type": "orset", "v": FORMAT_VERSION, "entries": out, "ctx": self._ctx.to_dict()}
 
     def to_json(self) -> str:
-        """The JSON text of ``to_dict()``: ``pydantic_core.to_json(self.to_dict()).decode()``.
+        """The JSON text of ``to_dict()``: ``json.dumps(self.to_dict(), ensure_ascii=False,
+        separators=(",", ":"), allow_nan=False)``, byte for byte.
 
         Written from string fragments joined once, without building the dict: strings are
         never tracked by the cyclic collector, so encoding a big set allocates no tracked
@@ -410,9 +411,9 @@ class ORSet:
         """
         try:
             entries = set_entries_json(self._entries)
-        except ValueError:  # an int too long for str(), or a leaf pydantic-core refuses:
-            # the old path decides (it writes the int, or raises the same error).
-            return to_json(self.to_dict()).decode()
+        except ValueError:  # an int too long for str(): json.dumps raises it too, and
+            # raising it through json.dumps itself gives its very error.
+            return json_dumps(self.to_dict())
         return (
             f'{{"type":"orset","v":{FORMAT_VERSION},"entries":[{entries}],'
             f'"ctx":{self._ctx.to_json()}}}'
@@ -530,7 +531,7 @@ def set_entries_json(entries: dict[Key, Dots]) -> str:
     rj = REPLICA_TEXTS
     if len(entries) <= 1:  # a delta (or empty): nothing to sort
         for k, dots in entries.items():
-            text = to_json(k).decode() if type(k) is str else key_json_text(k)
+            text = str_text(k) if type(k) is str else key_json_text(k)
             if len(dots) == 2:
                 return f"[{text},[[{rj[dots[0]]},{dots[1]}]]]"
             return f"[{text},[{_dots_json(dots)}]]"

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic_core import to_json
-
 from crdt._codec import FORMAT_VERSION, check_header, get_dict
+from crdt._json import json_dumps
 from crdt.gcounter import GCounter, decode_counts
 
 __all__ = ["PNCounter"]
@@ -88,8 +87,9 @@ class PNCounter:
         }
 
     def to_json(self) -> str:
-        """The JSON text of ``to_dict()`` (``pydantic_core.to_json``'s bytes, decoded)."""
-        return to_json(self.to_dict()).decode()
+        """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
+        allow_nan=False)``."""
+        return json_dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PNCounter:

@@ -1,8 +1,11 @@
-"""The layering of DESIGN.md, checked: crdt is pure, the engine in sync/ is sans-I/O."""
+"""The layering of DESIGN.md, checked: crdt is pure and depends on the standard library only
+(its runtime dependencies are zero), the engine in sync/ is sans-I/O."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,8 +32,39 @@ def _sources(package: str) -> list[Path]:
 
 @pytest.mark.parametrize("path", _sources("crdt"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_crdt_imports_nothing_of_ours_and_no_io(path: Path) -> None:
-    bad = _imports(path) & (IO_MODULES | {"store", "sync", "pydantic"})
+    bad = _imports(path) & (IO_MODULES | {"store", "sync"})
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+# What a crdt module may import: the standard library and crdt itself (relative imports,
+# level > 0, stay inside the package and are not listed by _imports).
+CRDT_MAY_IMPORT = frozenset(sys.stdlib_module_names) | {"crdt", "__future__"}
+
+
+@pytest.mark.parametrize("path", _sources("crdt"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_crdt_imports_only_the_standard_library(path: Path) -> None:
+    bad = _imports(path) - CRDT_MAY_IMPORT
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}: not the standard library"
+
+
+def test_importing_crdt_loads_only_the_standard_library() -> None:
+    """The same at run time, transitively: a fresh interpreter without site (no .pth hooks)
+    imports every crdt module and lists the top-level modules it loaded."""
+    modules = ", ".join(f"crdt.{p.stem}" for p in _sources("crdt") if p.stem != "__init__")
+    code = (
+        f"import sys, crdt, {modules}\n"
+        "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    loaded = set(out) - CRDT_MAY_IMPORT - set(sys.builtin_module_names) - {"__main__"}
+    assert not loaded, f"importing crdt loads {sorted(loaded)}: not the standard library"
 
 
 def _engine_sources() -> list[Path]:

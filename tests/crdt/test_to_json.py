@@ -1,18 +1,19 @@
-"""``to_json()``: the text of ``pydantic_core.to_json(x.to_dict())``, built without the dict.
+"""``to_json()``: the compact ``json.dumps`` text of ``x.to_dict()``, built without the dict.
 
 Contract (``crdt/base.py``): for every kind and every state, ``x.to_json()`` is exactly
-``pydantic_core.to_json(x.to_dict()).decode()`` — same key order, same canonical entry order,
-same escaping of strings and of non-ASCII text, same float formatting. The properties here run
-it over the law tests' histories, over histories with much wider values (any unicode, control
-characters, big ints, floats, arrays and objects as register values, keys of every JSON kind,
-maps nested three deep), and over the golden vectors' states.
+``json.dumps(x.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False)`` — same
+key order, same canonical entry order, same escaping of strings and of non-ASCII text, same
+float formatting — and raises what that raises. The properties here run it over the law
+tests' histories, over histories with much wider values (any unicode, control characters,
+big ints, floats, arrays and objects as register values, keys of every JSON kind, maps nested
+three deep), and over the golden vectors' states.
 
 ORSet and ORMap write the text from string fragments, so that encoding a big state makes no
 object the cyclic collector tracks per element (the ``to_dict()`` tree makes several lists
 per entry, which drive young collections, promote thousands of lists and trigger full
 collections). The last tests pin that with the collector disabled, sampling the collector's
 generation-0 count (tracked allocations minus deallocations) at every call and return inside
-the encoder: with ``to_json()`` it stays near zero; with ``to_json(to_dict())`` it grows by
+the encoder: with ``to_json()`` it stays near zero; with ``json.dumps(to_dict())`` it grows by
 several per element — the measure is checked to see that too.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,21 +31,22 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic_core import PydanticSerializationError, to_json
 
 import crdt
-from crdt import ORMap, ORSet
+from crdt import LWWRegister, MVRegister, ORMap, ORSet
+from crdt.errors import DecodeError
 from tests.crdt.conftest import KINDS, REPLICAS, crdt_settings, history_steps, run_history
 
 __all__: list[str] = []
 
 
-def pydantic_text(x: Any) -> str:
-    return to_json(x.to_dict()).decode()
+def reference_text(x: Any) -> str:
+    """The contract's text: the compact ``json.dumps`` of ``to_dict()``."""
+    return json.dumps(x.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def assert_same_text(x: Any) -> None:
-    assert x.to_json() == pydantic_text(x)
+    assert x.to_json() == reference_text(x)
 
 
 def every_state(kind: str, steps: list[list[Any]]) -> list[Any]:
@@ -58,14 +61,14 @@ def every_state(kind: str, steps: list[list[Any]]) -> list[Any]:
 @pytest.mark.parametrize("kind", KINDS)
 @crdt_settings
 @given(data=st.data())
-def test_to_json_is_the_pydantic_text_of_to_dict_over_the_law_histories(
+def test_to_json_is_the_json_text_of_to_dict_over_the_law_histories(
     kind: str, data: st.DataObject
 ) -> None:
     for x in every_state(kind, data.draw(history_steps(kind), label="steps")):
         assert_same_text(x)
 
 
-# Wider values than the law tests': any text but lone surrogates (which no encoder accepts),
+# Wider values than the law tests': any text (but lone surrogates: see the example below),
 # so control characters, quotes, backslashes and non-ASCII; ints past 64 bits; any finite
 # float; arrays and objects of these.
 _text = st.text(max_size=6)
@@ -150,7 +153,7 @@ def wide_steps(draw: Any, kind: str) -> list[list[Any]]:
 @pytest.mark.parametrize("kind", KINDS)
 @crdt_settings
 @given(data=st.data())
-def test_to_json_is_the_pydantic_text_of_to_dict_for_wide_values(
+def test_to_json_is_the_json_text_of_to_dict_for_wide_values(
     kind: str, data: st.DataObject
 ) -> None:
     for x in every_state(kind, data.draw(wide_steps(kind), label="steps")):
@@ -211,28 +214,66 @@ def test_every_order_of_keys_and_elements(elements: list[Any]) -> None:
         assert_same_text(x)
 
 
-def test_ints_too_long_for_str_fall_back_on_pydantic() -> None:
-    big = 10**5000  # str() refuses more than 4300 digits; pydantic-core writes them
+def test_ints_too_long_for_str_raise_as_json_dumps_does() -> None:
+    big = 10**5000  # int.__repr__ refuses more than 4300 digits, and so json.dumps
     s = ORSet()
     delta = s.add("A", big)
     m = ORMap()
     m.update("A", "k", "lww", lambda r: r.set("A", big, now_ms=1))
     m.update("A", "j", "lww", lambda r: r.set("A", 1, now_ms=1))
-    for x in (s, delta, m):
-        assert x.to_json() == pydantic_text(x)
+    lww, mv = LWWRegister(), MVRegister()
+    lww.set("A", [big], now_ms=1)
+    mv.set("A", big)
+    for x in (s, delta, m, lww, mv):
+        with pytest.raises(ValueError, match="4300") as expected:
+            reference_text(x)
+        with pytest.raises(ValueError) as got:
+            x.to_json()
+        assert str(got.value) == str(expected.value)
 
 
-def test_a_leaf_pydantic_core_refuses_raises_as_the_old_path_does() -> None:
+def test_lone_surrogates_are_written_as_json_dumps_writes_them() -> None:
     s = ORSet()
-    s.add("A", "\ud800")  # a lone surrogate: a str, but no UTF-8 text
+    s.add("A", "\ud800")  # a lone surrogate: a str (not UTF-8 text), written as it is
     s.add("A", "x")
+    s.add("A", ["\udfff"])
     m = ORMap()
     m.update("A", "k", "lww", lambda r: r.set("A", "\ud800", now_ms=1))
+    m.update("A", "\udc00", "lww", lambda r: r.set("A", ["\ud800"], now_ms=1))
     for x in (s, m):
-        with pytest.raises(PydanticSerializationError):
-            pydantic_text(x)
-        with pytest.raises(PydanticSerializationError):
-            x.to_json()
+        assert "\ud800" in x.to_json()
+        assert_same_text(x)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_no_state_holds_a_non_finite_float(bad: float) -> None:
+    """json.dumps refuses NaN and infinities (ValueError); the CRDTs refuse them earlier, at
+    the mutator (TypeError) and at the decoder (DecodeError), so no state holds one."""
+    with pytest.raises(TypeError, match="non-finite"):
+        ORSet().add("A", bad)
+    with pytest.raises(TypeError, match="non-finite"):
+        ORSet().add("A", [1, bad])
+    with pytest.raises(TypeError, match="non-finite"):
+        ORMap().update("A", "k", "lww", lambda r: r.set("A", bad, now_ms=1))
+    with pytest.raises(TypeError, match="non-finite"):
+        ORMap().update("A", "k", "mvregister", lambda r: r.set("A", {"x": [bad]}))
+    with pytest.raises(TypeError, match="non-finite"):
+        LWWRegister().set("A", bad, now_ms=1)
+    with pytest.raises(TypeError, match="non-finite"):
+        MVRegister().set("A", [bad])
+    with pytest.raises(ValueError):
+        json.dumps(bad, allow_nan=False)
+    # What a JSON decoder that accepts NaN (json.loads does) may hand to from_dict:
+    m = ORMap()
+    m.update("A", "k", "lww", lambda r: r.set("A", 0.5, now_ms=1))
+    m.update("A", "s", "orset", lambda t: t.add("A", 0.5))
+    encoded = json.loads(m.to_json().replace("0.5", json.dumps(bad)))
+    with pytest.raises(DecodeError):
+        ORMap.from_dict(encoded)
+    s = ORSet()
+    s.add("A", 0.5)
+    with pytest.raises(DecodeError):
+        ORSet.from_dict(json.loads(s.to_json().replace("0.5", json.dumps(bad))))
 
 
 def test_replica_ids_needing_escapes() -> None:
@@ -246,7 +287,8 @@ def test_replica_ids_needing_escapes() -> None:
 def test_every_kind_has_to_json() -> None:
     for kind in KINDS:
         x = crdt.new(kind)
-        assert x.to_json() == pydantic_text(x)
+        assert x.to_json() == reference_text(x)
+        assert x.to_json().startswith(f'{{"type":"{kind}"')  # what the store checks
 
 
 # --------------------------------------------------------------------------- GC footprint
@@ -328,7 +370,7 @@ IDS = ["orset", "lww-ormap", "mixed-ormap"]
 @pytest.mark.parametrize("build", STATES, ids=IDS)
 def test_to_json_keeps_no_tracked_object_per_element_alive(build: Callable[[], Any]) -> None:
     x = build()
-    assert x.to_json() == pydantic_text(x)
+    assert x.to_json() == reference_text(x)
     peak = peak_tracked(x.to_json)
     assert peak <= MAX_LIVE_TRACKED, f"{peak} tracked objects alive at once for {N} elements"
 
@@ -337,7 +379,7 @@ def test_to_json_keeps_no_tracked_object_per_element_alive(build: Callable[[], A
 def test_the_measure_sees_the_to_dict_tree(build: Callable[[], Any]) -> None:
     """The same measure over the old path: its tree keeps several lists per element alive."""
     x = build()
-    peak = peak_tracked(lambda: pydantic_text(x))
+    peak = peak_tracked(lambda: reference_text(x))
     assert peak >= N, f"only {peak} tracked objects alive at once: the measure sees nothing"
 
 
@@ -354,7 +396,7 @@ def test_to_json_makes_no_young_collection() -> None:
         new_path = gc.get_stats()[0]["collections"] - before
         gc.collect()
         before = gc.get_stats()[0]["collections"]
-        pydantic_text(x)
+        reference_text(x)
         old_path = gc.get_stats()[0]["collections"] - before
     finally:
         gc.set_threshold(*thresholds)
