@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_dict
-from crdt._json import json_dumps
+from crdt._json import REPLICA_TEXTS, json_dumps
 from crdt.dot import check_counts, check_replica
 from crdt.errors import DecodeError
 
@@ -97,13 +97,25 @@ class GCounter:
     def counts_dict(self) -> dict[str, int]:
         return {r: self.counts[r] for r in sorted(self.counts)}
 
+    def counts_json(self) -> str:
+        """The JSON text of ``counts_dict()``, as ``json.dumps`` writes it (compact)."""
+        rj = REPLICA_TEXTS
+        counts = self.counts
+        if len(counts) == 1:  # a delta's: nothing to sort (a loop of one turn)
+            for r, n in counts.items():
+                return f"{{{rj[r]}:{n}}}"
+        return "{" + ",".join([f"{rj[r]}:{counts[r]}" for r in sorted(counts)]) + "}"
+
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.kind, "v": FORMAT_VERSION, "counts": self.counts_dict()}
 
     def to_json(self) -> str:
         """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
-        allow_nan=False)``."""
-        return json_dumps(self.to_dict())
+        allow_nan=False)``, written without the dict (every delta sent is encoded once)."""
+        try:
+            return f'{{"type":"gcounter","v":{FORMAT_VERSION},"counts":{self.counts_json()}}}'
+        except ValueError:  # a count too long for str(): raised by json.dumps itself
+            return json_dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GCounter:

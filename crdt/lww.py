@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, field
-from crdt._json import canonical, check_json, json_dumps, normalize
+from crdt._json import REPLICA_TEXTS, canonical, check_json, json_dumps, json_text, normalize
 from crdt.dot import check_replica
 from crdt.errors import ClockSkewError, DecodeError
 from crdt.hlc import Timestamp, check_time, is_timestamp, tick, timestamp_from_json
@@ -165,8 +165,18 @@ class LWWRegister:
 
     def to_json(self) -> str:
         """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
-        allow_nan=False)``."""
-        return json_dumps(self.to_dict())
+        allow_nan=False)``, written without the dict (every delta sent is encoded once)."""
+        ts = self._ts
+        try:
+            value = json_text(self._value)
+        except ValueError:  # an int too long for str(): raised by json.dumps itself
+            return json_dumps(self.to_dict())
+        if ts is None:
+            return f'{{"type":"lww","v":{FORMAT_VERSION},"value":{value},"ts":null}}'
+        return (
+            f'{{"type":"lww","v":{FORMAT_VERSION},"value":{value},'
+            f'"ts":[{ts[0]},{ts[1]},{REPLICA_TEXTS[ts[2]]}]}}'
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LWWRegister:

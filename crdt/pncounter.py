@@ -88,8 +88,14 @@ class PNCounter:
 
     def to_json(self) -> str:
         """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
-        allow_nan=False)``."""
-        return json_dumps(self.to_dict())
+        allow_nan=False)``, written without the dict (every delta sent is encoded once)."""
+        try:
+            return (
+                f'{{"type":"pncounter","v":{FORMAT_VERSION},'
+                f'"p":{self.p.counts_json()},"n":{self.n.counts_json()}}}'
+            )
+        except ValueError:  # a count too long for str(): raised by json.dumps itself
+            return json_dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PNCounter:
