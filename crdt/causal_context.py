@@ -191,7 +191,23 @@ class CausalContext:
                 vv[r] = n
                 touched.add(r)
         cloud = self.cloud
-        for d in other.cloud:
+        ocloud = other.cloud
+        if not cloud and len(ocloud) > 1:
+            # Our cloud is empty (a compact state's usual form), theirs holds several dots (a
+            # delta group's): no dot of ours can go stale, and the dots we lack, when they are
+            # one replica's run right after our count of it, fold into the vector at once.
+            fresh = [d for d in ocloud if d[1] > vv.get(d[0], 0)]
+            replicas = {d[0] for d in fresh}
+            if len(replicas) == 1:
+                (r,) = replicas
+                top = max(fresh)[1]
+                if top - vv.get(r, 0) == len(fresh):  # distinct counters: the whole run
+                    vv[r] = top
+                    return
+            cloud.update(fresh)
+            self._fold(replicas)
+            return
+        for d in ocloud:
             r, c = d
             if c > vv.get(r, 0):
                 cloud.add(d)
@@ -210,6 +226,12 @@ class CausalContext:
         stale = [d for d in cloud if d[0] in replicas and d[1] <= vv.get(d[0], 0)]
         for d in stale:
             cloud.discard(d)
+        self._fold(replicas)
+
+    def _fold(self, replicas: set[str]) -> None:
+        """Fold the cloud dots that continue ``replicas``' counts into the vector."""
+        vv = self.vv
+        cloud = self.cloud
         for r in replicas:
             c = vv.get(r, 0)
             while (r, c + 1) in cloud:

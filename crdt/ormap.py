@@ -771,41 +771,83 @@ class ORMap:
             ctx.add(dot)
 
     def _merge_small(self, other: ORMap) -> None:
-        """The join when ``other``'s context is small: O(|other|) with the reverse index."""
+        """The join when ``other``'s context is small: O(|other|) with the reverse index.
+
+        The entries joined are ``other``'s and ours whose dots ``other``'s context holds
+        (found through the index); every other entry of ours is left as it is. A register or
+        counter store of one entry (a delta group's new key: the replication engine joins a
+        batch of one-key deltas into one map and merges that) is joined without the generic
+        path's lists: it is kept, or dropped, as its one dot is seen or not.
+        """
         mine = self._entries
         index = self._index
         if index is None:
             index = self._index = {d: ek for ek, s in mine.items() for d in _dot_list(ek[1], s)}
-        ctx = self._ctx
         octx = other._ctx
+        ovv, ocloud = octx.vv, octx.cloud
         theirs = other._entries
-        touched = set(theirs)
-        for d in octx.dots():
+        # Ours only, losing dots the other side has seen (and removed): found before any
+        # entry changes, through the index, looking up only the other context's dots.
+        extra: set[EntryKey] = set()
+        for d in ocloud:
             ek = index.get(d)
-            if ek is not None:
-                touched.add(ek)
-        for ek in touched:
-            kind = ek[1]
+            if ek is not None and ek not in theirs:
+                extra.add(ek)
+        for r, n in ovv.items():
+            for c in range(1, n + 1):
+                ek = index.get((r, c))  # type: ignore[call-overload]
+                if ek is not None and ek not in theirs:
+                    extra.add(ek)
+        ctx = self._ctx
+        vv, cloud = ctx.vv, ctx.cloud
+        for ek, s2 in theirs.items():
             s1 = mine.get(ek)
-            s2 = theirs.get(ek)
-            if s1 is None:
-                s = _discard(kind, s2, ctx)  # a new dict for a set or map: nothing shared
-            elif s2 is None:
-                s = _discard(kind, s1, octx)
-            else:
-                s = _join(kind, s1, ctx, s2, octx)
-            if s is s1:
+            if s1 is None and type(s2) is tuple and len(s2) == _STRIDE[ek[1]]:
+                # One register or counter entry, new here: _discard, inlined. Kept (shared:
+                # stores are immutable) unless this side has seen its dot.
+                r, c = s2[0], s2[1]
+                if c > vv.get(r, 0) and (not cloud or (r, c) not in cloud):
+                    mine[ek] = s2
+                    index[(r, c)] = ek  # type: ignore[index]
                 continue
-            if s1 is not None:
-                for d in _dot_list(kind, s1):
-                    index.pop(d, None)
-            if s:
-                mine[ek] = s
-                for d in _dot_list(kind, s):
-                    index[d] = ek
-            else:
-                mine.pop(ek, None)
+            self._join_entry(ek, s1, s2, octx, index)
+        for ek in extra:
+            s1 = mine[ek]
+            if type(s1) is tuple and len(s1) == _STRIDE[ek[1]]:
+                # One entry, ours only: dropped if the other side has seen its dot (it has:
+                # the index found it through that dot).
+                r, c = s1[0], s1[1]
+                if c <= ovv.get(r, 0) or (r, c) in ocloud:
+                    del mine[ek]
+                    del index[(r, c)]  # type: ignore[arg-type]
+                continue
+            self._join_entry(ek, s1, None, octx, index)
         ctx.merge(octx)
+
+    def _join_entry(
+        self, ek: EntryKey, s1: Any, s2: Any, octx: CausalContext, index: dict[Dot, EntryKey]
+    ) -> None:
+        """Join the other side's store ``s2`` at ``ek`` (its context ``octx``) into ours,
+        ``s1`` (None: absent on that side), keeping ``index`` (ours) up to date."""
+        kind = ek[1]
+        if s1 is None:
+            s = _discard(kind, s2, self._ctx)  # a new dict for a set or map: nothing shared
+        elif s2 is None:
+            s = _discard(kind, s1, octx)
+        else:
+            s = _join(kind, s1, self._ctx, s2, octx)
+        if s is s1:
+            return
+        mine = self._entries
+        if s1 is not None:
+            for d in _dot_list(kind, s1):
+                index.pop(d, None)
+        if s:
+            mine[ek] = s
+            for d in _dot_list(kind, s):
+                index[d] = ek
+        else:
+            mine.pop(ek, None)
 
     def copy(self) -> ORMap:
         # Stores are immutable once stored: a shallow copy of the dicts is a full copy.

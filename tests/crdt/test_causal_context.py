@@ -61,6 +61,31 @@ def test_merge_equals_set_union_on_random_contexts() -> None:
         assert a == CausalContext(cloud=sets[0] | sets[1])  # compact form is canonical
 
 
+def test_merging_a_cloud_into_a_compact_vector_equals_set_union() -> None:
+    """A state's context (a vector, no cloud) merging a delta group's (a cloud of dots):
+    one replica's run right after the vector folds into it; anything else (gaps, several
+    replicas, dots seen already) is compacted as a union."""
+    rng = random.Random(11)
+    for _ in range(300):
+        vv = {r: rng.randint(0, 4) for r in rng.sample("AB", rng.randint(0, 2))}
+        base = rng.randint(0, 5)
+        cloud = {Dot(rng.choice("AB" if rng.random() < 0.5 else "A"), c) for c in range(1, 12)}
+        cloud = {d for d in cloud if d[1] > base and rng.random() < 0.9} | {Dot("A", base + 1)}
+        a = CausalContext(vv)
+        b = CausalContext.__new__(CausalContext)  # not compact: the cloud as a group has it
+        b.vv, b.cloud = {}, set(cloud)
+        want = dots_of(a) | cloud
+        a.merge(b)
+        assert dots_of(a) == want
+        assert a == CausalContext(cloud=want)  # compact form is canonical
+    a = CausalContext({"A": 10})
+    b = CausalContext(cloud=[Dot("A", c) for c in range(12, 40)])
+    a.merge(b)
+    assert a.vv == {"A": 10} and len(a.cloud) == 28
+    a.merge(CausalContext(cloud=[Dot("A", 11), Dot("B", 1)]))
+    assert a.vv == {"A": 39, "B": 1} and not a.cloud
+
+
 def test_equal_dot_sets_have_equal_encodings_whatever_the_order() -> None:
     dots = [Dot("A", n) for n in (5, 1, 3, 2)] + [Dot("B", 2)]
     a, b = CausalContext(), CausalContext()

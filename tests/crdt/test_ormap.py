@@ -265,3 +265,74 @@ def test_decode_refuses_malformed_entries_naming_the_path(entries: object, path:
     with pytest.raises(DecodeError) as e:
         ORMap.from_dict(d)
     assert e.value.path == path
+
+
+def _index_of(m: ORMap) -> dict[Any, Any]:
+    return {d: ek for ek, s in m._entries.items() for d in ormap_module._dot_list(ek[1], s)}
+
+
+def _write(m: ORMap, replica: str, key: str, value: Any, now_ms: int) -> ORMap:
+    return m.update(replica, key, "lww", lambda v: v.set(replica, value, now_ms=now_ms))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_delta_group_merges_as_its_deltas_one_by_one(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replication engine joins a batch of one-key deltas into one map (a "delta group":
+    one-entry stores, a context of a cloud of dots) and merges it into a big state, through
+    the indexed join. It must give the state the deltas give merged one by one, and the full
+    join's: new keys, keys whose dots the state has seen, keys the group's removes cover,
+    concurrent entries, counters, sets."""
+    import random
+
+    rng = random.Random(seed)
+    reps = {r: ORMap() for r in "ABX"}
+    big = ORMap()
+    for i in range(200):  # the state, and what X has seen of it
+        r = rng.choice("AB")
+        d = reps[r].update(r, f"k{i}", "lww", lambda x, r=r, i=i: x.set(r, i, now_ms=i))
+        big.merge(d)
+        if rng.random() < 0.5:
+            reps["X"].merge(d)
+    seen_before: list[ORMap] = []
+    deltas: list[ORMap] = []
+    for j in range(rng.randint(10, 45)):
+        x = reps["X"]
+        now = 1000 + j  # ms: after every write above
+        roll = rng.random()
+        if roll < 0.6:
+            d = _write(x, "X", f"new{j}", f"n{j}", now)
+        elif roll < 0.7:
+            d = x.update("X", f"c{j % 3}", "gcounter", lambda c: c.increment("X"))
+        elif roll < 0.8:
+            d = x.update("X", "set", "orset", lambda s, j=j: s.add("X", j % 4))
+        elif roll < 0.9:  # X overwrites (or removes) a key it has seen
+            key = rng.choice([k for k, _ in x._entries if str(k).startswith("k")] or ["k0"])
+            d = x.remove(key) if rng.random() < 0.5 else _write(x, "X", key, "over", now)
+        else:  # a concurrent write on the state's side of a key X writes too
+            d = _write(x, "X", f"k{j}", "x", now)
+            big.merge(_write(reps["A"], "A", f"k{j}", "a", now))
+        deltas.append(d)
+        if rng.random() < 0.15:
+            seen_before.append(d)  # the state has this one already
+    for d in seen_before:
+        big.merge(d)
+    group = ORMap()
+    for d in deltas:
+        group.merge(d)
+    one_by_one = big.copy()
+    for d in deltas:
+        one_by_one.merge(d)
+    indexed = big.copy()
+    size = group.context.size()
+    assert size <= len(big._entries) * ormap_module._SMALL_CONTEXT_RATIO  # _merge_small
+    indexed.merge(group)
+    assert indexed == one_by_one
+    assert indexed._index == _index_of(indexed)
+    monkeypatch.setattr(ormap_module, "_SMALL_CONTEXT_MIN", -1)
+    monkeypatch.setattr(ormap_module, "_SMALL_CONTEXT_RATIO", -1.0)
+    full = big.copy()
+    full.merge(group)
+    assert full == one_by_one
+    assert enc(full) == enc(indexed)
