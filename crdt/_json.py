@@ -42,10 +42,50 @@ __all__ = [
 ]
 
 
+# Python refuses to write an int of more than 4300 digits as text (sys.int_info); JSON
+# readers choke far earlier. 13,000 bits is about 3,900 digits.
+_MAX_INT_BITS = 13_000
+
+
+def plain(value: object) -> bool:
+    """True for the JSON atoms that need no further check (the mutators' fast path): an
+    ASCII str, an int of fewer than _MAX_INT_BITS bits, a bool, None."""
+    t = type(value)
+    if t is str:
+        return value.isascii()  # type: ignore[attr-defined, no-any-return]
+    if t is int:
+        return value.bit_length() <= _MAX_INT_BITS  # type: ignore[attr-defined, no-any-return]
+    return t is bool or value is None
+
+
+def plain_key(value: object) -> bool:
+    """True for the set elements and map keys that are their own key: an ASCII str, or an
+    int of fewer than _MAX_INT_BITS bits (anything else goes through :func:`freeze`)."""
+    t = type(value)
+    if t is str:
+        return value.isascii()  # type: ignore[attr-defined, no-any-return]
+    return t is int and value.bit_length() <= _MAX_INT_BITS  # type: ignore[attr-defined]
+
+
 def check_json(value: object, path: str = "value") -> None:
     """Raise TypeError naming the type (and where) if ``value`` is not a JSON value."""
     t = type(value)
-    if t is str or t is int or t is bool or value is None:
+    if t is str:
+        if not cast(str, value).isascii():
+            try:
+                cast(str, value).encode("utf-8")
+            except UnicodeEncodeError:
+                raise TypeError(
+                    f"a string with a lone surrogate has no UTF-8 (JSON) text (at {path})"
+                ) from None
+        return
+    if t is int:
+        if cast(int, value).bit_length() > _MAX_INT_BITS:
+            raise TypeError(
+                f"an int of more than 4000 digits is not a portable JSON value (at {path})"
+            )
+        return
+    if t is bool or value is None:
         return
     if t is float:
         if not math.isfinite(cast(float, value)):
@@ -108,9 +148,11 @@ def freeze(element: object, what: str = "element") -> Key:
     Raises TypeError (naming the type) for non-JSON values and for JSON objects.
     """
     t = type(element)
-    if t is str or t is int:
+    if (t is str and element.isascii()) or (t is int and element.bit_length() <= _MAX_INT_BITS):  # type: ignore[attr-defined]
         return element  # type: ignore[return-value]
     check_json(element, what)
+    if t is str or t is int:
+        return element  # type: ignore[return-value]
     if _has_object(element):
         raise TypeError(
             f"a JSON object (dict) cannot be a set element or map key ({what}); "

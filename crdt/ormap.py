@@ -90,6 +90,8 @@ from crdt._json import (
     key_text,
     key_to_json,
     normalize,
+    plain,
+    plain_key,
     plain_strings,
     str_text,
     thaw,
@@ -406,7 +408,7 @@ class _LWWView(_FunView):
         if type(replica) is not str or not replica:
             check_replica(replica)  # raises
         t = type(value)
-        if not (t is str or t is int or t is bool or value is None):
+        if not plain(value):
             check_json(value)
         if now_ms is not None and (type(now_ms) is not int or now_ms < 0):
             raise TypeError(f"now_ms must be an int >= 0 (milliseconds), got {now_ms!r}")
@@ -586,8 +588,7 @@ class ORMap:
         """
         if type(replica) is not str or not replica:
             check_replica(replica)  # raises
-        t = type(key)
-        k: Key = key if t is str or t is int else freeze(key, "key")  # type: ignore[assignment]
+        k: Key = key if plain_key(key) else freeze(key, "key")  # type: ignore[assignment]
         others = _OTHER_KINDS.get(kind) if type(kind) is str else None
         if others is None:
             raise ValueError(f"unknown kind {kind!r}; known: {', '.join(EMBEDDED_KINDS)}")

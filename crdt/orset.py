@@ -47,6 +47,7 @@ from crdt._json import (
     key_json_text,
     key_text,
     key_to_json,
+    plain_key,
     plain_strings,
     str_text,
     thaw,
@@ -170,8 +171,7 @@ class ORSet:
         """Add ``element`` with a fresh dot of ``replica``; returns the delta."""
         if type(replica) is not str or not replica:
             check_replica(replica)  # raises
-        t = type(element)
-        key: Key = element if t is str or t is int else freeze(element)  # type: ignore[assignment]
+        key: Key = element if plain_key(element) else freeze(element)  # type: ignore[assignment]
         ctx = self._ctx
         vv = ctx.vv
         if ctx.cloud:

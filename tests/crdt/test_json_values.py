@@ -49,6 +49,9 @@ NON_JSON: list[tuple[Any, str]] = [
     ({"ok": {"deeper": object()}}, "object"),
     (["milk", {2}], "set"),
     ((1, b"x"), "bytes"),
+    ("milk\ud800", "surrogate"),  # a lone surrogate: no UTF-8, so no JSON text on the wire
+    (["ok", "\udfff"], "surrogate"),
+    (10**4000, "4000 digits"),  # more digits than Python writes as text
 ]
 NON_JSON_IDS = [f"{type(v).__name__}-{name}" for v, name in NON_JSON]
 
