@@ -1072,10 +1072,18 @@ class Replica:
         """
         if not self.config.relay or not applied:
             return
-        ring = self._ring_now()
+        ring, up, me = self._ring_now(), self._up, self.replica_id
+        targets: dict[int, tuple[str, ...]] = {}  # per partition: the homes to pass on to
         for e in applied:
-            for home in ring.preference_list(e.partition):
-                if home in self._up and home not in (sender, e.origin, self.replica_id):
+            homes = targets.get(e.partition)
+            if homes is None:
+                homes = targets[e.partition] = tuple(
+                    h
+                    for h in ring.preference_list(e.partition)
+                    if h in up and h not in (sender, me)
+                )
+            for home in homes:
+                if home != e.origin:
                     self._queue_push(home, None, e, None, None)
 
     def _merge_state(self, key: str, state: CRDT) -> bool:

@@ -801,6 +801,17 @@ class _Bound:
         return partial(attr, replica)
 
 
+class _BoundLWW(_Bound):
+    """``_Bound`` of an embedded LWW register, with ``set`` written out (the common case)."""
+
+    __slots__ = ()
+
+    def set(self, value: Any, timestamp: Any = None, **kw: Any) -> Any:
+        if "now_ms" not in kw:
+            kw["now_ms"] = int(time.time() * 1000)
+        return self._inner.set(self._replica, value, timestamp, **kw)
+
+
 _AS_IS, _NESTED, _WITH_CLOCK, _REPLICA = range(4)
 # How _Bound hands out a view's attribute, per (view type, name): decided once.
 _BINDING: dict[tuple[type, str], int] = {}
@@ -827,7 +838,7 @@ class _MapUpdate:
         return m.update(self.rid, self.key, self.kind, self._inner)
 
     def _inner(self, sub: Any) -> Any:
-        return self.fn(_Bound(sub, self.rid))
+        return self.fn((_BoundLWW if self.kind == "lww" else _Bound)(sub, self.rid))
 
 
 class ORMapHandle(_Handle):
