@@ -76,9 +76,13 @@ class ObjectState:
         return cls(key, kind, to_json(state).decode())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class LogEntry:
     """One delta in the log, named by its log dot ``(origin, partition, seq)``.
+
+    Immutable by convention, not ``frozen``: a frozen dataclass takes four times as long to
+    build, and one is built per delta on every peer it passes through. Nothing assigns to
+    an entry's fields; it is hashable as if frozen.
 
     The same object is the wire's entry (:mod:`sync.messages` validates it with the
     constraints below, and encodes it as ``{"origin", "partition", "seq", "key", "kind",
@@ -199,9 +203,11 @@ class WriteResult:
     hinted: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class WriteDone:
-    """The write ``op_id`` reached its quorum (``result.acks >= result.required``)."""
+    """The write ``op_id`` reached its quorum (``result.acks >= result.required``).
+
+    Immutable by convention (one per local write: not ``frozen``, see :class:`LogEntry`)."""
 
     op_id: int
     result: WriteResult
