@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from json.encoder import encode_basestring
 from typing import Any, cast
+
+from crdt._codec import FORMAT_VERSION
 
 __all__ = [
     "REPLICA_TEXTS",
@@ -235,6 +237,19 @@ _int_repr = int.__repr__
 _float_repr = float.__repr__
 
 json_dumps = _ENCODER.encode
+
+
+def causal_state_json(x: Any, kind: str, entries: Callable[[], str]) -> str:
+    """``x.to_json()`` of an ORSet or ORMap ``x`` of ``kind``: its header, the text
+    ``entries()`` writes and its context's text; ``json_dumps(x.to_dict())`` if ``entries``
+    meets an int too long for ``str()`` (json.dumps then raises its very error)."""
+    try:
+        body = entries()
+    except ValueError:
+        return json_dumps(x.to_dict())
+    return f'{{"type":"{kind}","v":{FORMAT_VERSION},"entries":[{body}],"ctx":{x._ctx.to_json()}}}'
+
+
 """``json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)``."""
 
 str_text = encode_basestring

@@ -82,9 +82,9 @@ from crdt._json import (
     REPLICA_TEXTS,
     Key,
     canonical,
+    causal_state_json,
     check_json,
     freeze,
-    json_dumps,
     json_text,
     key_json_text,
     key_text,
@@ -874,15 +874,7 @@ class ORMap:
         object per entry (nested values included), and cannot push a young collection (or
         a full one) meanwhile.
         """
-        try:
-            entries = _map_json(self._entries)
-        except ValueError:  # an int too long for str(): json.dumps raises it too, and
-            # raising it through json.dumps itself gives its very error.
-            return json_dumps(self.to_dict())
-        return (
-            f'{{"type":"ormap","v":{FORMAT_VERSION},"entries":[{entries}],'
-            f'"ctx":{self._ctx.to_json()}}}'
-        )
+        return causal_state_json(self, "ormap", lambda: _map_json(self._entries))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ORMap:

@@ -42,8 +42,8 @@ from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import (
     REPLICA_TEXTS,
     Key,
+    causal_state_json,
     freeze,
-    json_dumps,
     key_json_text,
     key_text,
     key_to_json,
@@ -409,15 +409,7 @@ class ORSet:
         never tracked by the cyclic collector, so encoding a big set allocates no tracked
         object per element, and cannot push a young collection (or a full one) meanwhile.
         """
-        try:
-            entries = set_entries_json(self._entries)
-        except ValueError:  # an int too long for str(): json.dumps raises it too, and
-            # raising it through json.dumps itself gives its very error.
-            return json_dumps(self.to_dict())
-        return (
-            f'{{"type":"orset","v":{FORMAT_VERSION},"entries":[{entries}],'
-            f'"ctx":{self._ctx.to_json()}}}'
-        )
+        return causal_state_json(self, "orset", lambda: set_entries_json(self._entries))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ORSet:
