@@ -1202,8 +1202,7 @@ class Replica:
         """Queue ``entry`` for ``peer`` (the entry is its own wire form)."""
         key = (peer, hint_for)
         buf = self._pushbufs.get(key)
-        raw = entry.delta_json  # the size, as _entry_bytes estimates it (inlined: hot)
-        size = len(raw) + raw.count('"') + len(entry.key) + len(entry.origin) + _ENTRY_OVERHEAD
+        size = _entry_size(entry)
         if buf is not None and (
             len(buf.entries) >= self.config.ae_batch or buf.size + size > self._batch_bytes()
         ):
@@ -1425,10 +1424,8 @@ class Replica:
         return self.config.max_message_bytes // 2
 
     def _entry_bytes(self, e: LogEntry) -> int:
-        """About how many bytes ``e`` takes in a message (its delta travels as a JSON string:
-        every quote in it is escaped)."""
-        raw = e.delta_json
-        return len(raw) + raw.count('"') + len(e.key) + len(e.origin) + _ENTRY_OVERHEAD
+        """About how many bytes ``e`` takes in a message: see :func:`_entry_size`."""
+        return _entry_size(e)
 
     def _batches(self, entries: list[LogEntry]) -> list[list[LogEntry]]:
         """Split ``entries`` into messages of at most ``ae_batch`` entries and about
@@ -1977,6 +1974,19 @@ def _decode_crdt(peer: str, d: dict[str, Any], where: str) -> CRDT:
     except (TypeError, ValueError) as exc:  # DecodeError is a ValueError
         raise RemoteProtocolError(f"{where}: bad CRDT state: {exc}", peer) from exc
     return obj
+
+
+def _entry_size(e: LogEntry) -> int:
+    """About how many bytes ``e`` takes in a message, never less: its delta travels as a JSON
+    string (every quote and backslash in it escaped) in UTF-8 (a non-ASCII character is up
+    to four bytes); the key is counted the same way."""
+    raw, key = e.delta_json, e.key
+    size = len(raw) if raw.isascii() else len(raw.encode("utf-8", "surrogatepass"))
+    size += raw.count('"') + raw.count("\\")
+    size += len(key) if key.isascii() else 2 * len(key.encode("utf-8", "surrogatepass"))
+    origin = e.origin
+    size += len(origin) if origin.isascii() else 2 * len(origin.encode("utf-8", "surrogatepass"))
+    return size + _ENTRY_OVERHEAD
 
 
 def _check_now(now: object) -> None:

@@ -60,6 +60,33 @@ def test_large_deltas_are_batched_by_bytes_and_converge(kit: Any) -> None:
     assert cluster.converged()
 
 
+@pytest.mark.parametrize("partitioned", [False, True], ids=["pushes", "anti-entropy"])
+def test_batches_of_non_ascii_deltas_are_sized_in_bytes_not_characters(
+    kit: Any, partitioned: bool
+) -> None:
+    # The batch estimate counted the characters of each delta's text: a CJK value is three
+    # UTF-8 bytes per character, so batches came out up to 3x over the receiver's limit and
+    # were refused on every retry.
+    from sync.config import ReplicaConfig
+    from sync.simnet import SimCluster
+
+    cfg = ReplicaConfig(n=2, anti_entropy_interval=1.0, partitions=1, max_message_bytes=256 << 10)
+    cluster = SimCluster(["A", "B"], cfg, seed=5)
+    cluster.run_for(2.0)
+    if partitioned:
+        cluster.partition([["A"], ["B"]])
+        cluster.run_for(cluster.detect_delay + 0.5)
+    for i in range(200):
+        value = f"{i}:" + "字" * 1_700  # about 5 KB of UTF-8
+        cluster.update("A", f"note{i}", "lww", lambda r, v=value, i=i: r.set("A", v, now_ms=i))
+    if partitioned:
+        cluster.heal()
+    cluster.run_for(30.0)
+    assert not cluster.protocol_errors
+    assert all(cluster.value("B", f"note{i}") is not None for i in range(200))
+    assert cluster.converged()
+
+
 def test_a_coordinator_that_is_not_a_home_drops_its_log_once_every_home_acked(kit: Any) -> None:
     # Its own writes were kept in its log for ever (anti-entropy runs between homes only, so
     # no summary ever made them stable). Now they go once every home acknowledged them.
