@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from crdt.dot import MAX_INT
 from crdt.errors import DecodeError
 
 __all__ = ["FORMAT_VERSION", "check_header", "field", "get_dict", "get_int", "get_list", "get_str"]
@@ -76,8 +77,8 @@ def get_list(d: dict[str, Any], name: str, path: str) -> list[Any]:
 
 def get_int(d: dict[str, Any], name: str, path: str, minimum: int = 0) -> int:
     x = field(d, name, path)
-    if type(x) is not int or x < minimum:
-        raise DecodeError(path, f"expected an integer >= {minimum}, got {x!r}")
+    if type(x) is not int or not minimum <= x <= MAX_INT:
+        raise DecodeError(path, f"expected an integer in {minimum}..2**63-1, got {x!r}")
     return x
 
 

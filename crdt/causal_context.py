@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from crdt._json import REPLICA_TEXTS
-from crdt.dot import Dot, check_replica, dot_from_json
+from crdt.dot import MAX_INT, Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
 __all__ = ["CausalContext"]
@@ -30,7 +30,7 @@ def _dot_or_none(x: object) -> Dot | None:
     """The dot ``[replica, counter]`` encodes if well-formed, else None (no error built)."""
     if type(x) is list and len(x) == 2:
         r, c = x
-        if type(r) is str and r and type(c) is int and c >= 1:
+        if type(r) is str and r and type(c) is int and 1 <= c <= MAX_INT:
             return (r, c)  # type: ignore[return-value]
     return None
 
@@ -39,7 +39,7 @@ def _dot_from_json(x: object, path: str) -> Dot:
     """``dot_from_json`` with the well-formed case inlined (decoders' hot loop)."""
     if type(x) is list and len(x) == 2:
         r, c = x
-        if type(r) is str and r and type(c) is int and c >= 1:
+        if type(r) is str and r and type(c) is int and 1 <= c <= MAX_INT:
             return (r, c)  # type: ignore[return-value]
     return dot_from_json(x, path)
 
@@ -92,8 +92,8 @@ class CausalContext:
         if vv:
             for r, n in vv.items():
                 check_replica(r)
-                if type(n) is not int or n < 0:
-                    raise ValueError(f"count for {r!r} must be an int >= 0, got {n!r}")
+                if type(n) is not int or not 0 <= n <= MAX_INT:
+                    raise ValueError(f"count for {r!r} must be an int in 0..2**63-1, got {n!r}")
                 if n:
                     self.vv[r] = n
         if cloud:
@@ -302,8 +302,10 @@ class CausalContext:
         for r, n in vv.items():
             if type(r) is not str or not r:
                 raise DecodeError(f"{path}.vv", f"replica id must be a non-empty string, got {r!r}")
-            if type(n) is not int or n < 1:
-                raise DecodeError(f"{path}.vv.{r}", f"count must be an integer >= 1, got {n!r}")
+            if type(n) is not int or not 1 <= n <= MAX_INT:
+                raise DecodeError(
+                    f"{path}.vv.{r}", f"count must be an integer in 1..2**63-1, got {n!r}"
+                )
             ctx.vv[r] = n
         cloud = d["cloud"]
         if type(cloud) is not list:
@@ -321,7 +323,7 @@ class CausalContext:
                 and type(r := x[0]) is str
                 and r
                 and type(c := x[1]) is int
-                and c > 1
+                and 1 < c <= MAX_INT
             ):
                 dot = (r, c)  # type: ignore[assignment]
             else:  # the checked path, for its error message (or a counter of 1)
@@ -345,7 +347,7 @@ def small_context(d: object) -> CausalContext | None:
     if type(vv) is not dict or type(cloud) is not list or len(cloud) > 1:
         return None
     for r, n in vv.items():
-        if type(r) is not str or not r or type(n) is not int or n < 1:
+        if type(r) is not str or not r or type(n) is not int or not 1 <= n <= MAX_INT:
             return None
     ctx: CausalContext = CausalContext.__new__(CausalContext)
     ctx.vv = vv.copy()
@@ -355,7 +357,7 @@ def small_context(d: object) -> CausalContext | None:
         if type(x) is not list or len(x) != 2:
             return None
         r, c = x
-        if type(r) is not str or not r or type(c) is not int or c < 1:
+        if type(r) is not str or not r or type(c) is not int or not 1 <= c <= MAX_INT:
             return None
         dot: Dot = (r, c)  # type: ignore[assignment]
         if c <= vv.get(r, 0) + 1:
@@ -366,6 +368,6 @@ def small_context(d: object) -> CausalContext | None:
 
 
 def _positive(n: object) -> int:
-    if type(n) is not int or n < 1:
-        raise ValueError(f"a dot counter must be an int >= 1, got {n!r}")
+    if type(n) is not int or not 1 <= n <= MAX_INT:
+        raise ValueError(f"a dot counter must be an int in 1..2**63-1, got {n!r}")
     return n

@@ -48,12 +48,22 @@ class Dot(tuple[str, int]):
         return (replica, counter)  # type: ignore[return-value]
 
 
+# The largest counter, count, amount or time a CRDT takes (a signed 64-bit integer, as in
+# Riak, Cassandra and SQLite): arithmetic on bounded numbers cannot outgrow their JSON text.
+MAX_INT = 2**63 - 1
+
+
 def check_replica(replica: object) -> str:
     """Return ``replica`` if it is a non-empty str; raise TypeError/ValueError otherwise."""
     if type(replica) is not str:
         raise TypeError(f"replica id must be a str, got {type(replica).__name__}")
     if not replica:
         raise ValueError("replica id must not be empty")
+    if not replica.isascii():
+        try:
+            replica.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("replica id has a lone surrogate: it has no UTF-8 text") from None
     return replica
 
 
@@ -63,8 +73,8 @@ def check_counts(counts: Mapping[str, int] | None) -> dict[str, int]:
     if counts:
         for r, n in counts.items():
             check_replica(r)
-            if type(n) is not int or n < 0:
-                raise ValueError(f"count for {r!r} must be an int >= 0, got {n!r}")
+            if type(n) is not int or not 0 <= n <= MAX_INT:
+                raise ValueError(f"count for {r!r} must be an int in 0..2**63-1, got {n!r}")
             if n:
                 out[r] = n
     return out
@@ -82,6 +92,8 @@ def dot_from_json(x: object, path: str) -> Dot:
     replica, counter = x
     if type(replica) is not str or not replica:
         raise DecodeError(f"{path}[0]", f"replica must be a non-empty string, got {replica!r}")
-    if type(counter) is not int or counter < 1:
-        raise DecodeError(f"{path}[1]", f"counter must be an integer >= 1, got {counter!r}")
+    if type(counter) is not int or not 1 <= counter <= MAX_INT:
+        raise DecodeError(
+            f"{path}[1]", f"counter must be an integer in 1..2**63-1, got {counter!r}"
+        )
     return Dot(replica, counter)

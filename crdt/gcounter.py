@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_dict
 from crdt._json import REPLICA_TEXTS, json_dumps
-from crdt.dot import check_counts, check_replica
+from crdt.dot import MAX_INT, check_counts, check_replica
 from crdt.errors import DecodeError
 
 __all__ = ["GCounter"]
@@ -27,8 +27,8 @@ def check_amount(n: object) -> int:
     """``n`` must be an int >= 1 (bools are refused)."""
     if type(n) is not int:
         raise TypeError(f"amount must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"amount must be >= 1, got {n}")
+    if not 1 <= n <= MAX_INT:
+        raise ValueError(f"amount must be in 1..2**63-1, got {n}")
     return n
 
 
@@ -56,6 +56,8 @@ class GCounter:
         check_replica(replica)
         check_amount(n)
         total = self.counts.get(replica, 0) + n
+        if total > MAX_INT:
+            raise ValueError(f"counter overflow: {replica!r}'s total would pass 2**63-1")
         self.counts[replica] = total
         delta = GCounter()
         delta.counts[replica] = total
@@ -130,7 +132,7 @@ def decode_counts(x: dict[str, Any], path: str) -> dict[str, int]:
     for r, n in x.items():
         if type(r) is not str or not r:
             raise DecodeError(path, f"replica id must be a non-empty string, got {r!r}")
-        if type(n) is not int or n < 1:
-            raise DecodeError(f"{path}.{r}", f"count must be an integer >= 1, got {n!r}")
+        if type(n) is not int or not 1 <= n <= MAX_INT:
+            raise DecodeError(f"{path}.{r}", f"count must be an integer in 1..2**63-1, got {n!r}")
         out[r] = n
     return dict(sorted(out.items()))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, TypeGuard
 
-from crdt.dot import check_replica
+from crdt.dot import MAX_INT, check_replica
 from crdt.errors import ClockSkewError, DecodeError
 
 __all__ = ["HybridLogicalClock", "Timestamp"]
@@ -63,14 +63,20 @@ def is_timestamp(x: object) -> TypeGuard[Timestamp]:
     if type(x) is not tuple or len(x) != 3:
         return False
     wall, logical, replica = x
-    return (
+    if not (
         type(wall) is int
-        and wall >= 0
+        and 0 <= wall <= MAX_INT
         and type(logical) is int
-        and logical >= 0
+        and 0 <= logical <= MAX_INT
         and type(replica) is str
         and replica != ""
-    )
+    ):
+        return False
+    try:
+        check_replica(replica)  # no lone surrogate: it must have UTF-8 text
+    except ValueError:
+        return False
+    return True
 
 
 def timestamp_to_json(ts: Timestamp) -> list[Any]:
@@ -83,10 +89,12 @@ def timestamp_from_json(x: object, path: str) -> Timestamp:
     if type(x) is not list or len(x) != 3:
         raise DecodeError(path, f"a timestamp must be [wall_ms, logical, replica], got {x!r}")
     wall, logical, replica = x
-    if type(wall) is not int or wall < 0:
-        raise DecodeError(f"{path}[0]", f"wall_ms must be an integer >= 0, got {wall!r}")
-    if type(logical) is not int or logical < 0:
-        raise DecodeError(f"{path}[1]", f"logical must be an integer >= 0, got {logical!r}")
+    if type(wall) is not int or not 0 <= wall <= MAX_INT:
+        raise DecodeError(f"{path}[0]", f"wall_ms must be an integer in 0..2**63-1, got {wall!r}")
+    if type(logical) is not int or not 0 <= logical <= MAX_INT:
+        raise DecodeError(
+            f"{path}[1]", f"logical must be an integer in 0..2**63-1, got {logical!r}"
+        )
     if type(replica) is not str or not replica:
         raise DecodeError(f"{path}[2]", f"replica must be a non-empty string, got {replica!r}")
     return Timestamp(wall, logical, replica)
@@ -105,8 +113,8 @@ def tick(last: Timestamp | None, replica: str, now_ms: int | None) -> Timestamp:
 
 
 def check_time(now_ms: object) -> int:
-    if type(now_ms) is not int or now_ms < 0:
-        raise TypeError(f"now_ms must be an int >= 0 (milliseconds), got {now_ms!r}")
+    if type(now_ms) is not int or not 0 <= now_ms <= MAX_INT:
+        raise TypeError(f"now_ms must be an int in 0..2**63-1 (milliseconds), got {now_ms!r}")
     return now_ms
 
 

@@ -104,7 +104,7 @@ from crdt.causal_context import (
     context_of_dot,
     small_context,
 )
-from crdt.dot import Dot, check_replica
+from crdt.dot import MAX_INT, Dot, check_replica
 from crdt.dotstores import DotFun
 from crdt.errors import ClockSkewError, DecodeError
 from crdt.gcounter import check_amount
@@ -339,6 +339,8 @@ class _CounterView(_FunView):
                 n += x[3]
             else:
                 rest.append(x)
+        if p > MAX_INT or n > MAX_INT:
+            raise ValueError(f"counter overflow: {replica!r}'s total would pass 2**63-1")
         rest.append((replica, self._next_dot(replica)[1], p, n))
         rest.sort()
         self.store = _flat(rest)
@@ -410,7 +412,7 @@ class _LWWView(_FunView):
         t = type(value)
         if not plain(value):
             check_json(value)
-        if now_ms is not None and (type(now_ms) is not int or now_ms < 0):
+        if now_ms is not None and (type(now_ms) is not int or not 0 <= now_ms <= MAX_INT):
             raise TypeError(f"now_ms must be an int >= 0 (milliseconds), got {now_ms!r}")
         store = self.store
         current: Timestamp | None
@@ -1101,7 +1103,7 @@ def _one_register(entry: object, ctx: CausalContext) -> MapStore | None:
     if type(raw_dot) is not list or len(raw_dot) != 2 or type(raw_ts) is not list:
         return None
     r, c = raw_dot
-    if type(r) is not str or not r or type(c) is not int or c < 1:
+    if type(r) is not str or not r or type(c) is not int or not 1 <= c <= MAX_INT:
         return None
     if c > ctx.vv.get(r, 0) and (r, c) not in ctx.cloud:
         return None
@@ -1109,7 +1111,14 @@ def _one_register(entry: object, ctx: CausalContext) -> MapStore | None:
     if not (t is str or t is int or t is bool or v is None) or len(raw_ts) != 3:
         return None
     w, n, tr = raw_ts
-    if type(w) is not int or w < 0 or type(n) is not int or n < 0 or type(tr) is not str or not tr:
+    if (
+        type(w) is not int
+        or not 0 <= w <= MAX_INT
+        or type(n) is not int
+        or not 0 <= n <= MAX_INT
+        or type(tr) is not str
+        or not tr
+    ):
         return None
     return {(k, "lww"): (r, c, w, n, tr, v)}
 
@@ -1162,7 +1171,7 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
         _check_dot(dot, ctx, seen, f"{p}[0]")
         nums = entry[1:] if kind == "pncounter" else [entry[1], 0]
         for j, x in enumerate(nums[: width - 1]):
-            if type(x) is not int or x < 0:
+            if type(x) is not int or not 0 <= x <= MAX_INT:
                 raise DecodeError(f"{p}[{j + 1}]", f"expected an integer >= 0, got {x!r}")
         out.append((dot[0], dot[1], nums[0], nums[1]))
     out.sort()
@@ -1189,9 +1198,9 @@ def _decode_lww(
             type(raw_ts) is list
             and len(raw_ts) == 3
             and type(w := raw_ts[0]) is int
-            and w >= 0
+            and 0 <= w <= MAX_INT
             and type(n := raw_ts[1]) is int
-            and n >= 0
+            and 0 <= n <= MAX_INT
             and type(r := raw_ts[2]) is str
             and r
         ):  # the checked path, for its error message

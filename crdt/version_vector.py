@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from enum import Enum
 from typing import Any
 
-from crdt.dot import Dot, check_counts, check_replica
+from crdt.dot import MAX_INT, Dot, check_counts, check_replica
 from crdt.errors import DecodeError
 
 __all__ = ["Ordering", "VersionVector"]
@@ -155,7 +155,7 @@ class VersionVector:
         for r, n in d.items():
             if type(r) is not str or not r:
                 raise DecodeError(path, f"replica id must be a non-empty string, got {r!r}")
-            if type(n) is not int or n < 1:
+            if type(n) is not int or not 1 <= n <= MAX_INT:
                 raise DecodeError(f"{path}.{r}", f"count must be an integer >= 1, got {n!r}")
             vv._v[r] = n
         return vv

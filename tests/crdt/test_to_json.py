@@ -33,7 +33,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import crdt
-from crdt import LWWRegister, MVRegister, ORMap, ORSet
+from crdt import GCounter, LWWRegister, MVRegister, ORMap, ORSet
 from crdt.errors import DecodeError
 from tests.crdt.conftest import KINDS, REPLICAS, crdt_settings, history_steps, run_history
 
@@ -114,7 +114,7 @@ def wide_op(draw: Any, kind: str, pool: list[Any], depth: int = 0) -> list[Any]:
     """One operation (without the replica) on a ``kind`` state; elements from ``pool``."""
     if kind in ("gcounter", "pncounter"):
         names = ["increment"] if kind == "gcounter" else ["increment", "decrement"]
-        n = draw(st.integers(1, 3) | st.integers(2**62, 2**70))
+        n = draw(st.integers(1, 3) | st.integers(2**50, 2**56))  # big, but 2**63 stays far
         return [draw(st.sampled_from(names)), n]
     if kind == "lww":
         return ["set", draw(wide_values), draw(st.integers(1_000, 1_003))]
@@ -235,6 +235,28 @@ def test_no_state_holds_a_value_without_json_text(bad: object, why: str) -> None
     with pytest.raises(TypeError, match=why):
         mv.set("A", bad)
     assert (s.to_json(), m.to_json(), lww.to_json(), mv.to_json()) == before
+
+
+def test_numbers_and_replica_ids_without_json_text_are_refused_before_any_change() -> None:
+    """Counters, amounts and times are 64-bit (as in Riak and Cassandra): arithmetic on them
+    cannot outgrow their text; a replica id or timestamp replica must have UTF-8 text."""
+    g, m, lww = GCounter(), ORMap(), LWWRegister()
+    g.increment("A", 2**63 - 2)
+    m.update("A", "c", "gcounter", lambda c: c.increment("A", 2**63 - 2))
+    before = (g.to_json(), m.to_json(), lww.to_json())
+    for call, exc in [
+        (lambda: g.increment("A", 2), ValueError),  # the total would pass 2**63-1
+        (lambda: g.increment("A", 2**63), ValueError),
+        (lambda: m.update("A", "c", "gcounter", lambda c: c.increment("A", 2)), ValueError),
+        (lambda: g.increment("\ud800"), ValueError),
+        (lambda: lww.set("A", 1, now_ms=2**63), TypeError),
+        (lambda: lww.set("A", 1, timestamp=(1, 0, "\udfff")), TypeError),
+        (lambda: lww.set("A", 1, timestamp=(2**63, 0, "A")), TypeError),
+        (lambda: m.update("A", "t", "lww", lambda r: r.set("A", 1, now_ms=2**64)), TypeError),
+    ]:
+        with pytest.raises(exc):
+            call()
+    assert (g.to_json(), m.to_json(), lww.to_json()) == before
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
@@ -394,3 +416,20 @@ def test_to_json_makes_no_young_collection() -> None:
         gc.set_threshold(*thresholds)
     assert new_path == 0
     assert old_path >= 10
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        {"type": "gcounter", "v": 1, "counts": {"A": 2**63}},
+        {"type": "orset", "v": 1, "entries": [["x", [["A", 2**63]]]], "ctx": {"vv": {"A": 2**63}}},
+        {"type": "orset", "v": 1, "entries": [], "ctx": {"vv": {}, "cloud": [["A", 2**64]]}},
+        {"type": "lww", "v": 1, "ts": [2**63, 0, "A"], "value": 1},
+    ],
+    ids=["gcounter-count", "orset-dot", "context-cloud", "lww-wall"],
+)
+def test_a_decoded_number_past_64_bits_is_refused(encoded: dict[str, object]) -> None:
+    """A peer cannot hand us a counter or time that our next increment or tick would push
+    past what its JSON text can hold (jiter parses up to 4300 digits)."""
+    with pytest.raises(DecodeError):
+        crdt.from_dict(encoded)
