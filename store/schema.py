@@ -15,8 +15,9 @@ Tables (version 2)::
                                             unique (target, origin, partition, seq)
     peers(replica_id PK, address, site, summary, last_seen_ms, forgotten)
 
-Blobs (``state``, ``delta``, ``ctx``, ``summary``) are compact, key-sorted JSON text of the
-crdt ``to_dict()`` forms.
+Blobs (``state``, ``delta``, ``ctx``, ``summary``) are the JSON text of the crdt
+``to_dict()`` forms: the store's own encoding (compact) or, for deltas and checkpoints, the
+text the engine hands over (``delta_json``, ``state_json``), stored as it is.
 
 Log segments. A transaction that appends N log entries writes one ``log_segments`` row per
 (partition, origin) it touches, not N rows: ``entries`` is the JSON array of ``[seq, key,

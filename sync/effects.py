@@ -29,12 +29,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from annotated_types import Ge, MinLen
+from annotated_types import Ge, Le, MinLen
 from pydantic_core import from_json, to_json
 
 from crdt import CRDT, CausalContext
 
 __all__ = [
+    "MAX_SEQ",
     "Changed",
     "Effect",
     "HintId",
@@ -76,6 +77,10 @@ class ObjectState:
         return cls(key, kind, to_json(state).decode())
 
 
+# The largest log sequence number (and summary count): a signed 64-bit integer, the store's.
+MAX_SEQ = 2**63 - 1
+
+
 @dataclass(slots=True, unsafe_hash=True)
 class LogEntry:
     """One delta in the log, named by its log dot ``(origin, partition, seq)``.
@@ -85,15 +90,15 @@ class LogEntry:
     an entry's fields; it is hashable as if frozen.
 
     The same object is the wire's entry (:mod:`sync.messages` validates it with the
-    constraints below, and encodes it as ``{"origin", "partition", "seq", "key", "kind",
-    "delta_json"}``), the log's and a hint's: a received entry is logged, stored and
-    forwarded as it arrived.
+    constraints below; on the wire it is the array ``[origin, partition, seq, key, kind,
+    delta_json]``), the log's and a hint's: a received entry is logged, stored and forwarded
+    as it arrived. ``seq`` fits a signed 64-bit integer, as the store's columns do.
     """
 
     origin: Annotated[str, MinLen(1)]
     partition: Annotated[int, Ge(0)]
-    seq: Annotated[int, Ge(1)]
-    key: str
+    seq: Annotated[int, Ge(1), Le(MAX_SEQ)]
+    key: Annotated[str, MinLen(1)]
     kind: Annotated[str, MinLen(1)]
     #: The JSON text of the delta's ``to_dict()``. A delta is encoded once, where it is made,
     #: and kept as text from then on: the in-memory log, the wire and the store all carry it

@@ -58,7 +58,7 @@ from pydantic import (
 from pydantic_core import from_json, to_json
 
 from sync.config import MAX_MESSAGE_BYTES
-from sync.effects import LogEntry
+from sync.effects import MAX_SEQ, LogEntry
 from sync.errors import RemoteProtocolError
 
 __all__ = [
@@ -91,7 +91,7 @@ PROTOCOL_VERSION: Final = 1
 _WIRE: Final[dict[str, bool]] = {"wire": True}
 
 NonEmpty = Annotated[str, Field(min_length=1)]
-Count = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=1, le=MAX_SEQ)]
 Index = Annotated[int, Field(ge=0)]
 Json = dict[str, Any]
 
@@ -340,8 +340,9 @@ def _entries(raw: Any) -> list[LogEntry] | None:
             and type(partition) is int
             and partition >= 0
             and type(seq) is int
-            and seq >= 1
+            and 1 <= seq <= MAX_SEQ
             and type(key) is str
+            and key != ""
             and type(kind) is str
             and kind != ""
             and type(text) is str

@@ -96,6 +96,7 @@ from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.consistency import LOCAL_QUORUM, Level, check_level, required_acks
 from sync.effects import (
+    MAX_SEQ,
     Changed,
     Effect,
     HintId,
@@ -507,6 +508,8 @@ class Replica:
         _check_now(now)
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
+        if not key:
+            raise ValueError("key must not be empty")
         if kind not in crdt.KINDS:
             raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
         if op_id in self._writes:
@@ -561,6 +564,8 @@ class Replica:
         """
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
+        if not key:
+            raise ValueError("key must not be empty")
         if op_id in self._reads:
             raise LocalProtocolError(f"read op_id {op_id} is still pending")
         cfg = self.config
@@ -1599,6 +1604,11 @@ class Replica:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: partition out of range 0..{parts - 1}", peer
                 )
+            if not e.key or not 1 <= e.seq <= MAX_SEQ:
+                raise RemoteProtocolError(
+                    f"{_where(i, e)}: a log entry needs a non-empty key and a seq in 1..2**63-1",
+                    peer,
+                )
             if self._part(e.key) != e.partition:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: key {e.key!r} is not in that partition", peer
@@ -1724,9 +1734,9 @@ class Replica:
     # -- receiving: application ----------------------------------------------------------------
     def _on_push(self, peer: str, msg: m.Push, checked: _Checked, now: float) -> None:
         hint_for = msg.hint_for
-        for e in checked.hints:
-            assert hint_for is not None  # _decode_entries holds entries as hints only for one
-            self._add_hint(HintRecord(hint_for, e, now), now)
+        if checked.hints and hint_for is not None:  # entries are held as hints only for one
+            for e in checked.hints:
+                self._add_hint(HintRecord(hint_for, e, now), now)
         self._relay_forward(peer, self._apply_entries(checked))
         if hint_for is not None and hint_for != self.replica_id and hint_for in self._up:
             self._timers.set_if_earlier(("handoff", hint_for), now)

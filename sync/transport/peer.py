@@ -613,6 +613,9 @@ class _Handle:
     of its :class:`WriteResult` (``await cart.add("milk")``): the write is on its way even
     if the future is never awaited, and a burst of writes costs a future each, not a task.
     Bad input (a wrong type, a non-JSON value) raises from the ``await``; the key is unchanged.
+    Await the future (or ``asyncio.gather`` many) to see its outcome: an error nobody awaits
+    (``QuorumNotReached``, bad input) only shows as asyncio's "exception was never
+    retrieved" log line once the future is garbage-collected.
     """
 
     kind: str = ""
@@ -620,6 +623,8 @@ class _Handle:
     def __init__(self, peer: Peer, key: str) -> None:
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
+        if not key:
+            raise ValueError("key must not be empty")
         self.peer = peer
         self.key = key
         self._check_kind()

@@ -132,7 +132,7 @@ _entries = st.lists(
         origin=_text.filter(bool),
         partition=st.integers(0, 1000),
         seq=st.integers(1, 2**40),
-        key=_text,
+        key=_text.filter(bool),
         kind=st.sampled_from(["gcounter", "orset"]),
         delta_json=st.dictionaries(_text, st.integers() | _text, max_size=3).map(json.dumps),
     ),

@@ -93,6 +93,8 @@ def test_an_entry_is_exactly_a_six_item_array(entry: Any) -> None:
         ({"origin": ""}, "origin"),
         ({"kind": ""}, "kind"),
         ({"key": 3}, "key"),
+        ({"key": ""}, "key"),  # the store keys rows by it
+        ({"seq": 2**63}, "seq"),  # past a signed 64-bit column
         ({"delta_json": [1]}, "delta_json"),
         ({"delta_json": DELTA}, "delta_json"),  # a decoded object, not its text
     ],

@@ -627,6 +627,22 @@ def test_bad_push_is_refused_whole_and_changes_nothing() -> None:
         m.Entry(
             origin="B", partition=99, seq=2, key="k2", kind="gcounter", delta_json=good.delta_json
         ),
+        m.Entry(  # a seq past a signed 64-bit column
+            origin="B",
+            partition=partition_of("k2", 64),
+            seq=2**63,
+            key="k2",
+            kind="gcounter",
+            delta_json=good.delta_json,
+        ),
+        m.Entry(  # an empty key
+            origin="B",
+            partition=partition_of("", 64),
+            seq=2,
+            key="",
+            kind="gcounter",
+            delta_json=good.delta_json,
+        ),
         m.Entry(  # the delta's text is not JSON
             origin="B",
             partition=partition_of("k2", 64),
@@ -683,6 +699,15 @@ def test_a_batch_is_joined_per_key_and_merged_once_as_its_deltas_one_by_one() ->
     state = r.value("k")
     assert state is not None and state.value == frozenset({"y"}) == src.value
     assert r.status()["log_size"] == 3
+
+
+def test_an_empty_key_is_refused_locally_before_anything_changes() -> None:
+    r = Replica(ReplicaConfig(n=1), "A")
+    with pytest.raises(ValueError, match="empty"):
+        r.local_update(1, "", "gcounter", lambda c: c.increment("A"), 0.0)
+    with pytest.raises(ValueError, match="empty"):
+        r.local_read(2, "", 0.0)
+    assert r.effects() == [] and r.status()["log_size"] == 0
 
 
 def test_transport_messages_are_not_for_the_engine() -> None:

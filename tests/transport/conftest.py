@@ -48,10 +48,12 @@ async def eventually(
 
 
 async def linked(*peers: Peer) -> None:
-    """Wait until every peer has an open link to every other one."""
+    """Wait until every peer has an open link to every other one, and its engine has taken
+    each of them as up (a quorum write right after counts them)."""
     for p in peers:
         others = {q.replica_id for q in peers if q is not p}
         await eventually(lambda p=p, o=others: o <= set(p.transport.links), "links")
+        await eventually(lambda p=p, o=others: o <= set(p.replica.status()["peers_up"]), "peers up")
 
 
 def local_value(peer: Peer, key: str) -> Any:

@@ -539,6 +539,7 @@ async def test_restored_backup_gets_a_new_replica_id(
             assert a.store.replica_id == new_id
             assert any("identity conflict" in r.message for r in caplog.records)
             await eventually(lambda: new_id in b.transport.links, "b to see the new id")
+            await linked(a, b)  # and a's engine to have b up again, for the w=2 write
             await a.gcounter("n").increment(w=2, timeout=WAIT)
             assert local_value(b, "n") == 5  # 4 from the old id (1 + 3), 1 from the new one
         finally:
