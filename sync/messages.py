@@ -118,8 +118,13 @@ def _entry_out(e: LogEntry) -> tuple[str, int, int, str, str, str]:
     return (e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json)
 
 
+def _wire_entries(entries: list[LogEntry]) -> list[tuple[str, int, int, str, str, str]]:
+    """The entries of a Push or Deltas as pydantic-core encodes fastest: plain tuples."""
+    return [(e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json) for e in entries]
+
+
 # One log entry: the delta of ``key`` with log dot ``(origin, partition, seq)``, as the
-# engine logs it (a frozen dataclass validated with the constraints it declares). On the
+# engine logs it (a dataclass validated with the constraints it declares). On the
 # wire it is the array ``[origin, partition, seq, key, kind, delta_json]`` (no field names:
 # a busy peer sends hundreds per message). ``delta_json`` is the JSON *text* of the delta's
 # ``to_dict()``, carried as a string: the receiver stores and forwards it as it is (no
@@ -352,6 +357,11 @@ def _entries(raw: Any) -> list[LogEntry] | None:
     return out
 
 
+# The fields a message decoded without its optional field has set (as pydantic records it).
+_PUSH_SET_NO_HINT: Final = frozenset({"proto", "t", "push_id", "entries"})
+_DELTAS_SET_NO_MORE: Final = frozenset({"proto", "t", "batch_id", "partition", "entries"})
+
+
 def _fast_decode(raw: Any) -> Message | None:
     """The message ``raw`` (parsed JSON) encodes, if it is a well-formed fast-path one."""
     if type(raw) is not dict or type(raw.get("proto")) is not int or raw["proto"] != 1:
@@ -371,11 +381,14 @@ def _fast_decode(raw: Any) -> Message | None:
         entries = _entries(raw.get("entries"))
         if entries is None:
             return None
-        fields = {"proto": 1, "t": "push", "push_id": push_id, "entries": entries}
-        fields["hint_for"] = hint_for
-        msg = _built(Push, fields)
-        if "hint_for" not in raw:
-            _object_setattr(msg, "__pydantic_fields_set__", {"proto", "t", "push_id", "entries"})
+        fields = {
+            "proto": 1,
+            "t": "push",
+            "push_id": push_id,
+            "entries": entries,
+            "hint_for": hint_for,
+        }
+        msg = _built(Push, fields, None if "hint_for" in raw else set(_PUSH_SET_NO_HINT))
         return msg
     if t == "deltas":
         batch_id = raw.get("batch_id")
@@ -391,12 +404,15 @@ def _fast_decode(raw: Any) -> Message | None:
         entries = _entries(raw.get("entries"))
         if entries is None:
             return None
-        fields = {"proto": 1, "t": "deltas", "batch_id": batch_id, "partition": partition}
-        fields["entries"] = entries
-        fields["more"] = more
-        msg = _built(Deltas, fields)
-        if "more" not in raw:
-            _object_setattr(msg, "__pydantic_fields_set__", set(fields) - {"more"})
+        fields = {
+            "proto": 1,
+            "t": "deltas",
+            "batch_id": batch_id,
+            "partition": partition,
+            "entries": entries,
+            "more": more,
+        }
+        msg = _built(Deltas, fields, None if "more" in raw else set(_DELTAS_SET_NO_MORE))
         return msg
     return None
 
@@ -411,9 +427,7 @@ def encode(msg: Message) -> bytes:
                 "proto": 1,
                 "t": "push",
                 "push_id": msg.push_id,
-                "entries": [
-                    (e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json) for e in msg.entries
-                ],
+                "entries": _wire_entries(msg.entries),
                 "hint_for": msg.hint_for,
             },
             inf_nan_mode="null",
@@ -426,9 +440,7 @@ def encode(msg: Message) -> bytes:
                 "t": "deltas",
                 "batch_id": msg.batch_id,
                 "partition": msg.partition,
-                "entries": [
-                    (e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json) for e in msg.entries
-                ],
+                "entries": _wire_entries(msg.entries),
                 "more": msg.more,
             },
             inf_nan_mode="null",

@@ -79,7 +79,6 @@ clamped to be non-decreasing.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import itertools
 import random
@@ -234,7 +233,6 @@ class _Read:
     op_id: int
     key: str
     required: int
-    homes: frozenset[str]
     site: str | None
     timeout: float
     asked: set[str] = field(default_factory=set)  # remote peers still expected to reply
@@ -396,9 +394,9 @@ class Replica:
         self._objects: dict[str, CRDT] = {}
         self._keys_by_part: dict[int, set[str]] = {}
         self._parts: dict[str, int] = {}  # partition_of memo (bounded: see _part)
-        # p -> origin -> seq -> (key, kind, delta as JSON bytes): the log is the bulk of a
-        # replica's memory, and a bytes object is one allocation the garbage collector never
-        # traverses (a decoded delta is a dozen nested containers it would scan forever).
+        # p -> origin -> seq -> (key, kind, delta JSON text): the log is the bulk of a
+        # replica's memory, and a tuple of strings is untracked by the garbage collector (a
+        # decoded delta is a dozen nested containers it would scan for ever).
         self._log: dict[int, dict[str, dict[int, _Logged]]] = {}
         self._log_size = 0
         self._summ: dict[int, CausalContext] = {}
@@ -537,7 +535,9 @@ class Replica:
             if obj is None:
                 self._objects[key] = target
                 self._keys_by_part.setdefault(p, set()).add(key)
-            seq = max(self._seq.get(p, 0), self._summ_of(p).max_counter(self.replica_id)) + 1
+            # _seq[p] is kept >= the highest dot of ours the summary holds (load, _append,
+            # state transfer and IdentityConflict all raise it): no scan of the summary here.
+            seq = self._seq.get(p, 0) + 1
             entry = LogEntry(self.replica_id, p, seq, key, kind, raw)
             self._append(entry)
             self._changed(key)
@@ -578,7 +578,7 @@ class Replica:
 
         now = self._begin(now)
         try:
-            rd = _Read(op_id, key, required, frozenset(homes), site, timeout_)
+            rd = _Read(op_id, key, required, site, timeout_)
             self._reads[op_id] = rd
             if (self.replica_id in homes or not strict_) and self._site_ok(site, self.replica_id):
                 local = self._objects.get(key)
@@ -650,7 +650,7 @@ class Replica:
         try:
             self._learn(peer_id, address, site)
             rec = self._peers[peer_id]
-            self._peers[peer_id] = _replace(rec, last_seen=now)
+            self._peers[peer_id] = replace(rec, last_seen=now)
             self._t.peers[peer_id] = None
             self._up[peer_id] = now
             self._gossiped.pop(peer_id, None)  # (re)connected: send it the members again
@@ -933,7 +933,7 @@ class Replica:
         if site is not None and site != rec.site:
             changes["site"] = site
         if changes:
-            self._peers[peer] = _replace(rec, **changes)
+            self._peers[peer] = replace(rec, **changes)
             self._t.peers[peer] = None
 
     def _site_of(self, peer: str) -> str | None:
@@ -956,14 +956,11 @@ class Replica:
                 n = self.config.n if isinstance(level, int) else max(1, len(homes))
                 found = self._required_memo[memo] = (required_acks(level, n), None)
             return found
-        n = self.config.n if isinstance(level, int) else max(1, len(homes))
-        if level == LOCAL_QUORUM:
-            site = self.config.site
-            if site is None:
-                raise LocalProtocolError("LOCAL_QUORUM needs config.site")
-            local = sum(1 for h in homes if self._site_of(h) == site)
-            return required_acks(level, n, local_homes=local), site
-        return required_acks(level, n), None
+        site = self.config.site
+        if site is None:
+            raise LocalProtocolError("LOCAL_QUORUM needs config.site")
+        local = sum(1 for h in homes if self._site_of(h) == site)
+        return required_acks(level, max(1, len(homes)), local_homes=local), site
 
     def _pick_fallback(self, partition: int, chosen: set[str]) -> str | None:
         ring = self._ring_now()
@@ -1136,7 +1133,7 @@ class Replica:
         if not is_home:
             # Anti-entropy runs between homes only: keep the entry as a hint for every home.
             for home in homes:
-                self._add_hint(HintRecord(home, entry, now), now)
+                self._add_hint(HintRecord(home, entry, now))
         chosen: set[str] | None = None  # homes and fallbacks picked (made when one is down)
         for home in homes:
             if home == me:
@@ -1258,7 +1255,7 @@ class Replica:
     def _hint_store(self, hid: HintId) -> dict[str, dict[HintId, HintRecord]]:
         return self._own_hints if hid.origin == self.replica_id else self._hints
 
-    def _add_hint(self, rec: HintRecord, now: float) -> None:
+    def _add_hint(self, rec: HintRecord) -> None:
         own = rec.entry.origin == self.replica_id
         held = (self._own_hints if own else self._hints).setdefault(rec.target, {})
         if rec.id in held:
@@ -1428,10 +1425,6 @@ class Replica:
         # Half the receiver's limit: room for the envelope and JSON escaping of the deltas.
         return self.config.max_message_bytes // 2
 
-    def _entry_bytes(self, e: LogEntry) -> int:
-        """About how many bytes ``e`` takes in a message: see :func:`_entry_size`."""
-        return _entry_size(e)
-
     def _batches(self, entries: list[LogEntry]) -> list[list[LogEntry]]:
         """Split ``entries`` into messages of at most ``ae_batch`` entries and about
         :meth:`_batch_bytes` bytes (an entry bigger than that travels alone)."""
@@ -1440,7 +1433,7 @@ class Replica:
         size = 0
         limit, count = self._batch_bytes(), self.config.ae_batch
         for e in entries:
-            b = self._entry_bytes(e)
+            b = _entry_size(e)
             if cur and (len(cur) >= count or size + b > limit):
                 out.append(cur)
                 cur, size = [], 0
@@ -1736,7 +1729,7 @@ class Replica:
         hint_for = msg.hint_for
         if checked.hints and hint_for is not None:  # entries are held as hints only for one
             for e in checked.hints:
-                self._add_hint(HintRecord(hint_for, e, now), now)
+                self._add_hint(HintRecord(hint_for, e, now))
         self._relay_forward(peer, self._apply_entries(checked))
         if hint_for is not None and hint_for != self.replica_id and hint_for in self._up:
             self._timers.set_if_earlier(("handoff", hint_for), now)
@@ -1801,7 +1794,7 @@ class Replica:
             return  # late, after the read ended
         rd.asked.discard(peer)
         rd.known[peer] = state
-        if self._counts_read(rd, peer):
+        if self._site_ok(rd.site, peer):
             rd.counted.append(peer)
         if state is not None:
             if rd.joined is None:
@@ -1811,9 +1804,6 @@ class Replica:
         if rd.done:
             self._repair(rd)
         self._read_progress(rd)
-
-    def _counts_read(self, rd: _Read, peer: str) -> bool:
-        return self._site_ok(rd.site, peer)
 
     def _on_repair(self, peer: str, msg: m.Repair, state: Any, now: float) -> None:
         self._merge_state(msg.key, state)
@@ -1834,25 +1824,25 @@ class Replica:
             if changed:
                 rec = self._peers[peer]
                 encoded = {p: c.to_dict() for p, c in sorted(stored.items())}
-                self._peers[peer] = _replace(rec, summary=encoded, last_seen=now)
+                self._peers[peer] = replace(rec, summary=encoded, last_seen=now)
                 self._t.peers[peer] = None
                 for p in sorted(theirs):
                     self._maybe_compact(p)
         for p in sorted(theirs):
             seen = theirs[p].max_counter(me)
-            ours = max(self._seq.get(p, 0), self._summ_of(p).max_counter(me))
+            ours = self._seq.get(p, 0)
             if seen > ours:
                 self._emit(IdentityConflict(peer, p, seen, ours))
                 self._seq[p] = seen
         self._plan_ae(peer, theirs)
         self._pump(peer, now)
-        if msg.reply and peer in self._up and self._lacking(theirs, msg):
+        if msg.reply and peer in self._up and self._lacking(theirs):
             self._send_summary(peer, reply=False)
         elif msg.known_peers and peer in self._up and self._members_missing(msg):
             self._gossiped.pop(peer, None)
             self._send_summary(peer, reply=False)
 
-    def _lacking(self, theirs: dict[int, CausalContext], msg: m.Summary) -> bool:
+    def _lacking(self, theirs: dict[int, CausalContext]) -> bool:
         """True when the sender of ``msg`` has log dots we lack."""
         for p, ctx in theirs.items():
             if next(ctx.dots_not_in(self._summ_of(p)), None) is not None:
@@ -1912,7 +1902,7 @@ class Replica:
     def _forget(self, peer: str, told_by: str | None) -> None:
         self._down(peer)
         rec = self._peers.get(peer) or PeerRecord(peer)
-        self._peers[peer] = _replace(rec, forgotten=True, summary=None)
+        self._peers[peer] = replace(rec, forgotten=True, summary=None)
         self._peer_summ.pop(peer, None)
         self._t.peers[peer] = None
         for hid in [*self._hints.get(peer, {}), *self._own_hints.get(peer, {})]:
@@ -2010,7 +2000,3 @@ def _check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return value
-
-
-def _replace(rec: PeerRecord, **changes: Any) -> PeerRecord:
-    return dataclasses.replace(rec, **changes)

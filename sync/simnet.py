@@ -11,8 +11,10 @@ with no socket, no disk and no real clock:
 * **One simulated disk per replica** (:class:`SimDisk`): an in-memory model of the store that
   applies each :class:`~sync.effects.Persist` exactly as the docstring of
   :mod:`sync.effects` says (objects upsert, log append, summaries replace, hints add and drop,
-  peers upsert, compact) and hands a :class:`~sync.effects.Loaded` back on restart. Blobs are
-  copied through JSON, as a real store would, so the engine cannot share memory with its disk.
+  peers upsert, compact) and hands a :class:`~sync.effects.Loaded` back on restart. Deltas and
+  checkpoints are immutable text (checked to be JSON objects, as a real store would refuse
+  anything else), and summaries are copied through JSON, so the engine cannot share
+  memory with its disk.
 * **Effects run in order, right after the input that produced them.** ``Persist`` is applied
   to the disk at once (so it is durable before the next effect), ``Send`` encodes the message
   to bytes with :func:`sync.messages.encode` and puts it in flight, ``WriteDone``/
@@ -190,14 +192,9 @@ class SimDisk:
         objects = {o.key: _checked_object(o, f"object {o.key!r}") for o in persist.objects}
         log = [_checked_entry(e, f"log delta {e.key!r}") for e in persist.log]
         summaries = {p: _json_copy(c, f"summary of partition {p}") for p, c in persist.summaries}
-        hints = [
-            HintRecord(
-                h.target,
-                _checked_entry(h.entry, "hint delta"),
-                h.stored_at,
-            )
-            for h in persist.hints_add
-        ]
+        hints = list(persist.hints_add)
+        for h in hints:
+            _checked_entry(h.entry, "hint delta")  # immutable: kept as it is once checked
         peers = [copy.deepcopy(p) for p in persist.peers]
         drop_plan = self._compaction_plan(persist.compact, objects, log)
         # Everything is validated: commit.

@@ -90,28 +90,21 @@ class StoreLike(Protocol):
     async def apply(self, batch: Any) -> None: ...
 
 
+def _log_entry(row: Any) -> LogEntry:
+    """A stored log row as the engine's entry: the stored text as it is (``delta_json``, set
+    on rows read back), encoded afresh only for a row that lacks it."""
+    text = getattr(row, "delta_json", None)
+    if text is None:
+        return LogEntry.of(row.origin, row.partition, row.seq, row.key, row.kind, dict(row.delta))
+    return LogEntry(row.origin, row.partition, row.seq, row.key, row.kind, text)
+
+
 def loaded_from_store(stored: Any) -> Loaded:
     """Convert ``store.Loaded`` (rows, encoded summaries) to the engine's ``Loaded``."""
     objects = {k: ObjectState.of(o.key, o.kind, dict(o.state)) for k, o in stored.objects.items()}
-    logs = [
-        LogEntry.of(e.origin, e.partition, e.seq, e.key, e.kind, dict(e.delta)) for e in stored.log
-    ]
+    logs = [_log_entry(e) for e in stored.log]
     summaries = {int(p): CausalContext.from_dict(dict(c)) for p, c in stored.summaries.items()}
-    hints = [
-        HintRecord(
-            h.target,
-            LogEntry.of(
-                h.entry.origin,
-                h.entry.partition,
-                h.entry.seq,
-                h.entry.key,
-                h.entry.kind,
-                dict(h.entry.delta),
-            ),
-            h.stored_at,
-        )
-        for h in stored.hints
-    ]
+    hints = [HintRecord(h.target, _log_entry(h.entry), h.stored_at) for h in stored.hints]
     peers = {
         rid: PeerRecord(
             p.replica_id,
@@ -343,30 +336,19 @@ class Node:
         timeout: float | None = None,
     ) -> ReadDone:
         """Read ``key`` from ``r`` replicas (read repair on the way)."""
+        self._check_open()  # before the future exists: a refused read leaves nothing behind
         op_id = next(self._ops)
         fut: asyncio.Future[ReadDone] = asyncio.get_running_loop().create_future()
         self._reads[op_id] = fut
 
         def run(rep: ReplicaLike, now: float) -> None:
-            rep.local_read(op_id, key, now, r=r, strict=strict, timeout=timeout)
-
-        self._submit_op(op_id, run, self._reads)
-        return await fut
-
-    def _submit_op(self, op_id: int, run: Input, table: dict[int, asyncio.Future[Any]]) -> None:
-        def guarded(rep: ReplicaLike, now: float) -> None:
             try:
-                run(rep, now)
+                rep.local_read(op_id, key, now, r=r, strict=strict, timeout=timeout)
             except Exception as exc:  # the caller's error: hand it back, do not crash the node
-                fut = table.pop(op_id, None)
-                if fut is not None and not fut.done():
-                    fut.set_exception(exc)
+                self._resolve(self._reads, op_id, error=exc)
 
-        try:
-            self.submit(guarded)
-        except RuntimeError:
-            table.pop(op_id, None)
-            raise
+        self.submit(run)
+        return await fut
 
     def receive(self, peer_id: str, message: Any) -> None:
         def run(r: ReplicaLike, now: float) -> None:
@@ -481,18 +463,14 @@ class Node:
                 batch = persists[0] if len(persists) == 1 else merge_persists(persists)
                 if not batch.is_empty():
                     try:
-                        await self._apply(batch)
+                        # One transaction for the whole batch, compactions included.
+                        await self.store.apply(batch)
                         self.counters.commits += 1
                     except Exception as exc:  # disk full, database gone: fail, do not ack
                         self.counters.store_errors += 1
                         self._fail_stop(effects, exc)
                         return
             self._run_effects(effects)
-
-    async def _apply(self, batch: Persist) -> None:
-        # One transaction for the whole batch, several compactions included (the store sums
-        # its removed rows per batch since 9ad0af0; the node used to split them).
-        await self.store.apply(batch)
 
     def _run_effects(self, effects: list[Any]) -> None:
         changed: dict[str, None] = {}
@@ -529,9 +507,7 @@ class Node:
                 self.counters.sends += 1
             else:
                 self.counters.sends_dropped += 1
-        elif isinstance(e, WriteDone):
-            self._resolve(self._writes, e.op_id, result=e.result)
-        elif isinstance(e, WriteFailed):
+        elif isinstance(e, WriteFailed):  # (WriteDone: resolved in _run_effects)
             exc = QuorumNotReached(e.result, f"write to {e.result.key!r}: {e.reason}")
             self._resolve(self._writes, e.op_id, error=exc)
         elif isinstance(e, ReadDone):

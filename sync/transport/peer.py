@@ -51,6 +51,7 @@ from typing import Any
 import crdt
 from crdt import CRDT
 from store import Store
+from sync import messages
 from sync.config import ReplicaConfig
 from sync.effects import IdentityConflict, Persist, WriteResult
 from sync.errors import PeerFailed
@@ -79,13 +80,9 @@ class WireCodec:
     """:mod:`sync.messages` as the transport's codec."""
 
     def encode(self, message: Any) -> bytes:
-        from sync import messages
-
         return messages.encode(message)
 
     def decode(self, data: bytes, max_size: int) -> Any:
-        from sync import messages
-
         return messages.decode(data, max_size=max_size)
 
 
@@ -721,9 +718,7 @@ class LWWHandle(_Handle):
         rid = self._rid
 
         def fn(reg: Any) -> Any:
-            if _accepts(reg.set, "now_ms"):
-                return reg.set(rid, value, timestamp, now_ms=int(time.time() * 1000))
-            return reg.set(rid, value, timestamp)
+            return reg.set(rid, value, timestamp, now_ms=int(time.time() * 1000))
 
         return self._write(fn, w, timeout, strict)
 
