@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from json.encoder import encode_basestring
 from typing import Any, cast
 
@@ -237,20 +237,16 @@ _int_repr = int.__repr__
 _float_repr = float.__repr__
 
 json_dumps = _ENCODER.encode
-
-
-def causal_state_json(x: Any, kind: str, entries: Callable[[], str]) -> str:
-    """``x.to_json()`` of an ORSet or ORMap ``x`` of ``kind``: its header, the text
-    ``entries()`` writes and its context's text; ``json_dumps(x.to_dict())`` if ``entries``
-    meets an int too long for ``str()`` (json.dumps then raises its very error)."""
-    try:
-        body = entries()
-    except ValueError:
-        return json_dumps(x.to_dict())
-    return f'{{"type":"{kind}","v":{FORMAT_VERSION},"entries":[{body}],"ctx":{x._ctx.to_json()}}}'
-
-
 """``json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)``."""
+
+
+def causal_state_json(x: Any, kind: str, entries: str) -> str:
+    """``x.to_json()`` of an MVRegister, ORSet or ORMap ``x`` of ``kind``: its header, the
+    text of its entries (``entries``, without the brackets) and its context's text."""
+    return (
+        f'{{"type":"{kind}","v":{FORMAT_VERSION},"entries":[{entries}],"ctx":{x._ctx.to_json()}}}'
+    )
+
 
 str_text = encode_basestring
 """The JSON text of a ``str``, as ``json_dumps`` writes it (the C function it calls)."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_dict
-from crdt._json import REPLICA_TEXTS, json_dumps
+from crdt._json import REPLICA_TEXTS
 from crdt.dot import MAX_INT, check_counts, check_replica
 from crdt.errors import DecodeError
 
@@ -114,10 +114,7 @@ class GCounter:
     def to_json(self) -> str:
         """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
         allow_nan=False)``, written without the dict (every delta sent is encoded once)."""
-        try:
-            return f'{{"type":"gcounter","v":{FORMAT_VERSION},"counts":{self.counts_json()}}}'
-        except ValueError:  # a count too long for str(): raised by json.dumps itself
-            return json_dumps(self.to_dict())
+        return f'{{"type":"gcounter","v":{FORMAT_VERSION},"counts":{self.counts_json()}}}'
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GCounter:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, field
-from crdt._json import REPLICA_TEXTS, canonical, check_json, json_dumps, json_text, normalize
+from crdt._json import REPLICA_TEXTS, canonical, check_json, json_text, normalize
 from crdt.dot import check_replica
 from crdt.errors import ClockSkewError, DecodeError
 from crdt.hlc import Timestamp, check_time, is_timestamp, tick, timestamp_from_json
@@ -167,10 +167,7 @@ class LWWRegister:
         """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
         allow_nan=False)``, written without the dict (every delta sent is encoded once)."""
         ts = self._ts
-        try:
-            value = json_text(self._value)
-        except ValueError:  # an int too long for str(): raised by json.dumps itself
-            return json_dumps(self.to_dict())
+        value = json_text(self._value)
         if ts is None:
             return f'{{"type":"lww","v":{FORMAT_VERSION},"value":{value},"ts":null}}'
         return (

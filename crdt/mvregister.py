@@ -18,7 +18,14 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
-from crdt._json import REPLICA_TEXTS, canonical, check_json, json_dumps, json_text, normalize
+from crdt._json import (
+    REPLICA_TEXTS,
+    canonical,
+    causal_state_json,
+    check_json,
+    json_text,
+    normalize,
+)
 from crdt.causal_context import CausalContext
 from crdt.dot import Dot, check_replica, dot_from_json, dot_to_json
 from crdt.dotstores import DotFun
@@ -140,19 +147,10 @@ class MVRegister:
         allow_nan=False)``, written without the dict (every delta sent is encoded once)."""
         rj = REPLICA_TEXTS
         e = self._store.entries
-        try:
-            entries = ",".join(
-                [
-                    f"[[{rj[d[0]]},{d[1]}],{json_text(e[d])}]"
-                    for d in (sorted(e) if len(e) > 1 else e)
-                ]
-            )
-        except ValueError:  # an int too long for str(): raised by json.dumps itself
-            return json_dumps(self.to_dict())
-        return (
-            f'{{"type":"mvregister","v":{FORMAT_VERSION},"entries":[{entries}],'
-            f'"ctx":{self._ctx.to_json()}}}'
+        entries = ",".join(
+            [f"[[{rj[d[0]]},{d[1]}],{json_text(e[d])}]" for d in (sorted(e) if len(e) > 1 else e)]
         )
+        return causal_state_json(self, "mvregister", entries)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MVRegister:

@@ -876,7 +876,7 @@ class ORMap:
         object per entry (nested values included), and cannot push a young collection (or
         a full one) meanwhile.
         """
-        return causal_state_json(self, "ormap", lambda: _map_json(self._entries))
+        return causal_state_json(self, "ormap", _map_json(self._entries))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ORMap:

@@ -409,7 +409,7 @@ class ORSet:
         never tracked by the cyclic collector, so encoding a big set allocates no tracked
         object per element, and cannot push a young collection (or a full one) meanwhile.
         """
-        return causal_state_json(self, "orset", lambda: set_entries_json(self._entries))
+        return causal_state_json(self, "orset", set_entries_json(self._entries))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ORSet:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_dict
-from crdt._json import json_dumps
 from crdt.gcounter import GCounter, decode_counts
 
 __all__ = ["PNCounter"]
@@ -89,13 +88,10 @@ class PNCounter:
     def to_json(self) -> str:
         """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
         allow_nan=False)``, written without the dict (every delta sent is encoded once)."""
-        try:
-            return (
-                f'{{"type":"pncounter","v":{FORMAT_VERSION},'
-                f'"p":{self.p.counts_json()},"n":{self.n.counts_json()}}}'
-            )
-        except ValueError:  # a count too long for str(): raised by json.dumps itself
-            return json_dumps(self.to_dict())
+        return (
+            f'{{"type":"pncounter","v":{FORMAT_VERSION},'
+            f'"p":{self.p.counts_json()},"n":{self.n.counts_json()}}}'
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PNCounter:
