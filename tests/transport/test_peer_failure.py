@@ -32,6 +32,9 @@ async def test_a_failed_commit_stops_the_peer_and_reopening_resumes_from_disk(
         with pytest.raises(PeerFailed):  # later operations too, even with the disk back
             a.store.apply = real_apply  # type: ignore[method-assign]
             await cart.add("flour")
+        with pytest.raises(PeerFailed):  # reads as well, leaving no pending operation behind
+            await a.node.read("cart")
+        assert a.node._reads == {} and a.node._writes == {}
         # The failed write was never sent: B holds only what A had committed.
         await eventually(lambda: a.replica_id not in b.transport.links, "A's links closed")
         assert local_value(b, "cart") == frozenset({"milk"})
