@@ -33,6 +33,7 @@ from .records import (
 from .schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    SEGMENT_COLUMNS,
     SEGMENT_MAX_BYTES,
     SEGMENT_MAX_ENTRIES,
     Migration,
@@ -71,6 +72,7 @@ from .store import SYNCHRONOUS_LEVELS, Store, default_partition_of, sidecar_path
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "SEGMENT_COLUMNS",
     "SEGMENT_MAX_BYTES",
     "SEGMENT_MAX_ENTRIES",
     "SYNCHRONOUS_LEVELS",

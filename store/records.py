@@ -232,7 +232,7 @@ class Batch:
     hints_add: tuple[HintRow, ...] = ()
     hints_drop: tuple[HintIdRow, ...] = ()
     peers: tuple[PeerRow, ...] = ()
-    compact: tuple[tuple[int, dict[str, int]], ...] = ()
+    compact: tuple[tuple[int, Mapping[str, int]], ...] = ()
 
 
 @dataclass(slots=True)

@@ -83,6 +83,7 @@ from .errors import CorruptBlob
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "SEGMENT_COLUMNS",
     "SEGMENT_MAX_BYTES",
     "SEGMENT_MAX_ENTRIES",
     "Migration",
@@ -159,6 +160,9 @@ _log_v1 = Table(
 
 SegmentEntry = tuple[int, str, str, str]
 """One entry of a segment: ``(seq, key, kind, delta_text)``."""
+
+SEGMENT_COLUMNS = ("partition", "origin", "first_seq", "last_seq", "entries")
+"""The columns of a ``log_segments`` row as :func:`pack_segments` makes it (the id aside)."""
 
 
 def pack_segments(
@@ -298,8 +302,9 @@ def _migrate_1_to_2(conn: Connection, partition_of: Callable[[str], int]) -> Non
 
 def _insert_segments(conn: Connection, rows: list[tuple[int, str, int, int, str]]) -> None:
     if rows:
-        names = ("partition", "origin", "first_seq", "last_seq", "entries")
-        conn.execute(insert(log_segments), [dict(zip(names, row, strict=True)) for row in rows])
+        conn.execute(
+            insert(log_segments), [dict(zip(SEGMENT_COLUMNS, row, strict=True)) for row in rows]
+        )
 
 
 MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2]

@@ -67,6 +67,7 @@ from .records import (
 from .schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    SEGMENT_COLUMNS,
     SegmentEntry,
     hints,
     log_segments,
@@ -181,7 +182,7 @@ def _decode_context(table: str, key: str, blob: str) -> dict[str, Any]:
 # Row layouts (tuples, in the order of the statements below).
 _OBJECT_COLS = ("key", "kind", "partition", "state")
 _LOG_COLS = ("partition", "origin", "seq", "key", "kind", "delta")  # prepared, per entry
-_SEGMENT_COLS = ("partition", "origin", "first_seq", "last_seq", "entries")  # written
+_SEGMENT_COLS = SEGMENT_COLUMNS  # written
 _HINT_COLS = ("target", "origin", "partition", "seq", "key", "kind", "delta", "stored_ms")
 _PEER_COLS = ("replica_id", "address", "site", "summary", "last_seen_ms", "forgotten")
 
@@ -923,7 +924,7 @@ def deltas_page(
     stmt = stmt.order_by(c.origin, c.first_seq, c.id)
     page = _Page(partition, vv, after, limit)
     chunk, position = 8, None
-    for _ in range(1 << 62):  # bounded: every round reads further in keyset order
+    while True:  # ends: every round reads further in keyset order
         query = stmt
         if position is not None:
             o, f, i = position

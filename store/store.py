@@ -60,7 +60,6 @@ import base64
 import contextlib
 import functools
 import hashlib
-import itertools
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -76,7 +75,7 @@ from sqlalchemy.pool import NullPool
 
 from . import sql
 from .errors import InvalidInput, SchemaVersionMismatch, StoreClosed, StoreError
-from .records import BatchLike, Loaded, LogRow, ObjectRow
+from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
 from .schema import SCHEMA_VERSION
 
 __all__ = ["SYNCHRONOUS_LEVELS", "Store", "default_partition_of", "sidecar_path"]
@@ -134,7 +133,6 @@ class Store:
         partition_of: Callable[[str], int],
         opened: sql.OpenResult,
         max_batch_rows: int,
-        db_path: Path | None,
     ) -> None:
         self._engine = engine
         self._write_engine = engine.execution_options(shoal_write=True)
@@ -146,7 +144,6 @@ class Store:
         self._created = opened.created
         self._migrated_from = opened.migrated_from
         self._max_batch_rows = max_batch_rows
-        self._db_path = db_path
         self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
         self._writer_conn: AsyncConnection | None = None
         self._closed = False
@@ -220,7 +217,6 @@ class Store:
             partition_of=part_of,
             opened=opened,
             max_batch_rows=max_batch_rows,
-            db_path=db_path,
         )
 
     # -- properties ------------------------------------------------------------------------
@@ -259,9 +255,6 @@ class Store:
         """The SQLAlchemy engine (for event hooks in tests and metrics; do not write)."""
         return self._engine
 
-    def partition_of(self, key: str) -> int:
-        return self._partition_of(key)
-
     # -- writing ---------------------------------------------------------------------------
 
     async def apply(self, batch: BatchLike) -> None:
@@ -277,7 +270,7 @@ class Store:
         """Delete log entries of ``partition`` with ``seq <= watermark[origin]``; return how
         many log dots were removed."""
         prepared = sql.prepare(
-            _CompactOnly(((partition, watermark),)), self._partitions, self._partition_of
+            Batch(compact=((partition, watermark),)), self._partitions, self._partition_of
         )
         return await self._submit(prepared)
 
@@ -302,7 +295,7 @@ class Store:
         return await future
 
     async def _write_loop(self) -> None:
-        for _ in itertools.count():  # runs until aclose() queues _CLOSE
+        while True:  # until aclose() queues _CLOSE
             item = await self._queue.get()
             if item is _CLOSE:
                 return
@@ -396,7 +389,7 @@ class Store:
             raise InvalidInput(str(exc)) from exc
         cloud = {(origin, seq) for origin, seq in ctx["cloud"]}
         after: tuple[str, int] | None = None
-        for _ in range(1 << 62):  # bounded: every page advances the keyset position
+        while True:  # ends: every page advances the keyset position
             page = await self._read(sql.deltas_page, part, ctx["vv"], after, limit)
             if not page:
                 return
@@ -412,7 +405,7 @@ class Store:
         part = self._check_partition(partition)
         limit = _positive(chunk, "chunk")
         after: str | None = None
-        for _ in range(1 << 62):  # bounded: every page advances the keyset position
+        while True:  # ends: every page advances the keyset position
             page = await self._read(sql.snapshot_page, part, after, limit)
             if not page:
                 return
@@ -471,17 +464,6 @@ class Store:
                 f"partition must be an integer in [0, {self._partitions}), got {partition!r}"
             )
         return partition
-
-
-@dataclass(frozen=True, slots=True)
-class _CompactOnly:
-    compact: tuple[tuple[int, Mapping[str, int]], ...]
-    objects: tuple[()] = ()
-    log: tuple[()] = ()
-    summaries: tuple[()] = ()
-    hints_add: tuple[()] = ()
-    hints_drop: tuple[()] = ()
-    peers: tuple[()] = ()
 
 
 def _write_transaction(conn: Connection, prepared: list[sql.PreparedBatch]) -> list[int]:

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from crdt import CausalContext
+from store import BatchLike, LogRow
+from store import Loaded as StoredLoaded
 from sync.effects import (
     Changed,
     HintId,
@@ -87,10 +89,10 @@ ReplicaLike = ReplicaAPI
 class StoreLike(Protocol):
     """What the node needs of :class:`store.Store`."""
 
-    async def apply(self, batch: Any) -> None: ...
+    async def apply(self, batch: BatchLike) -> None: ...
 
 
-def _log_entry(row: Any) -> LogEntry:
+def _log_entry(row: LogRow) -> LogEntry:
     """A stored log row as the engine's entry: the stored text as it is (``delta_json``, set
     on rows read back), encoded afresh only for a row that lacks it."""
     text = getattr(row, "delta_json", None)
@@ -99,7 +101,7 @@ def _log_entry(row: Any) -> LogEntry:
     return LogEntry(row.origin, row.partition, row.seq, row.key, row.kind, text)
 
 
-def loaded_from_store(stored: Any) -> Loaded:
+def loaded_from_store(stored: StoredLoaded) -> Loaded:
     """Convert ``store.Loaded`` (rows, encoded summaries) to the engine's ``Loaded``."""
     objects = {k: ObjectState.of(o.key, o.kind, dict(o.state)) for k, o in stored.objects.items()}
     logs = [_log_entry(e) for e in stored.log]

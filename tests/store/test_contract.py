@@ -372,14 +372,13 @@ async def test_open_refuses_bad_arguments(backend: Backend) -> None:
 
 
 async def test_the_engines_persist_effect_is_accepted_as_is(backend: Backend) -> None:
-    effects = pytest.importorskip("sync.effects")
+    from sync import effects  # the store's tests run with the whole package
+
     key = "k"
     part = default_partition_of(key)
     counter = crdt.GCounter()
     delta = counter.increment("A", 2)
-    # LogEntry.of where the engine keeps deltas as JSON text (delta_json), else the fields.
-    make_entry = getattr(effects.LogEntry, "of", effects.LogEntry)
-    entry = make_entry("A", part, 1, key, "gcounter", delta.to_dict())
+    entry = effects.LogEntry.of("A", part, 1, key, "gcounter", delta.to_dict())
     persist = effects.Persist(
         objects=(effects.ObjectState.of(key, "gcounter", counter.to_dict()),),
         log=(entry,),
@@ -434,7 +433,8 @@ async def test_one_batch_may_compact_several_partitions(backend: Backend) -> Non
 
 
 def test_the_default_partition_function_is_the_engines() -> None:
-    ring = pytest.importorskip("sync.ring")
+    from sync import ring
+
     for partitions in (1, 7, 64, 256):
         for i in range(200):
             key = f"key:{i}"

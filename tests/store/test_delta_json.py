@@ -31,7 +31,7 @@ class EngineEntry:
 
 @dataclass(frozen=True, slots=True)
 class BareEntry:
-    """Shaped like the engine's ``LogEntry`` before it has a ``delta_json`` field."""
+    """A log entry without a ``delta_json`` attribute (the store encodes its delta)."""
 
     origin: str
     partition: int

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import insert, update
 
 from store import (
+    SEGMENT_COLUMNS,
     SEGMENT_MAX_BYTES,
     SEGMENT_MAX_ENTRIES,
     Batch,
@@ -38,8 +39,7 @@ def segment(rows: list[LogRow]) -> dict[str, Any]:
         rows[0].origin,
         [(r.seq, r.key, r.kind, sql.encode(r.delta)) for r in rows],
     )
-    names = ("partition", "origin", "first_seq", "last_seq", "entries")
-    return dict(zip(names, row, strict=True))
+    return dict(zip(SEGMENT_COLUMNS, row, strict=True))
 
 
 async def append_raw(store: Store, *segments: dict[str, Any]) -> None:
