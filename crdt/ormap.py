@@ -111,7 +111,15 @@ from crdt.gcounter import check_amount
 from crdt.hlc import Timestamp, tick, timestamp_from_json
 from crdt.lww import check_timestamp
 from crdt.mvregister import MVRegister, decode_dotfun
-from crdt.orset import Dots, ORSet, dot_pairs, flat_dots, set_entries_json
+from crdt.orset import (
+    Dots,
+    ORSet,
+    dot_pairs,
+    flat_dots,
+    join_dots,
+    set_entries_json,
+    unseen_dots,
+)
 
 __all__ = ["ORMap"]
 
@@ -179,13 +187,13 @@ def _only_dot(kind: str, store: Any) -> Dot | None:
 
 def _discard(kind: str, store: Any, ctx: CausalContext) -> Any:
     """``store`` without the dots ``ctx`` covers: its join with the empty store of ``ctx``."""
-    c = ctx.contains
     if kind == "orset":
+        vv, cloud = ctx.vv, ctx.cloud
         out: dict[Any, Any] = {}
         for k, ds in store.items():
-            keep = [d for d in dot_pairs(ds) if not c(d)]
+            keep = unseen_dots(ds, vv, cloud)
             if keep:
-                out[k] = ds if 2 * len(keep) == len(ds) else flat_dots(keep)
+                out[k] = keep
         return out
     if kind == "ormap":
         out = {}
@@ -195,6 +203,7 @@ def _discard(kind: str, store: Any, ctx: CausalContext) -> Any:
                 out[ek] = t
         return out
     rows = _rows(store, _STRIDE[kind])
+    c = ctx.contains
     keep_fun = [x for x in rows if not c((x[0], x[1]))]  # type: ignore[arg-type]
     return store if len(keep_fun) == len(rows) else _flat(keep_fun)
 
@@ -234,37 +243,24 @@ def _join_fun(
     return _flat(out)
 
 
-def _join_dots(d1: Dots, d2: Dots, c: Callable[[Dot], bool], oc: Callable[[Dot], bool]) -> Dots:
-    """The join of one element's flat dots (``d1`` itself if unchanged, ``()`` if none left)."""
-    if d1 == d2:
-        return d1
-    p1, p2 = dot_pairs(d1), dot_pairs(d2)
-    keep = [d for d in p1 if d in p2 or not oc(d)]
-    keep += [d for d in p2 if d not in p1 and not c(d)]
-    if len(keep) > 1:
-        keep.sort()
-    return d1 if keep == p1 else flat_dots(keep)
-
-
 def _join_set(s1: SetStore, ctx1: CausalContext, s2: SetStore, ctx2: CausalContext) -> SetStore:
-    c, oc = ctx1.contains, ctx2.contains
+    vv1, cloud1, vv2, cloud2 = ctx1.vv, ctx1.cloud, ctx2.vv, ctx2.cloud
     out: SetStore = {}
     same = True  # out == s1 so far: then return s1 itself (the caller sees "unchanged")
     for k, d1 in s1.items():
         d2 = s2.get(k)
         if d2 is None:
-            left = [d for d in dot_pairs(d1) if not oc(d)]
-            keep = d1 if 2 * len(left) == len(d1) else flat_dots(left)
+            keep = unseen_dots(d1, vv2, cloud2)
         else:
-            keep = _join_dots(d1, d2, c, oc)
+            keep = join_dots(d1, d2, vv1, cloud1, vv2, cloud2)
         if keep:
             out[k] = keep
         same = same and keep is d1
     for k, d2 in s2.items():
         if k not in s1:
-            left = [d for d in dot_pairs(d2) if not c(d)]
+            left = unseen_dots(d2, vv1, cloud1)
             if left:
-                out[k] = d2 if 2 * len(left) == len(d2) else flat_dots(left)
+                out[k] = left
                 same = False
     return s1 if same else out
 

@@ -86,6 +86,17 @@ def flat_dots(dots: list[Dot]) -> Dots:
     return tuple(chain.from_iterable(dots))
 
 
+def unseen_dots(dots: Dots, vv: dict[str, int], cloud: set[Dot]) -> Dots:
+    """The flat ``dots`` without those the context ``(vv, cloud)`` holds: ``dots`` itself if
+    it holds none of them, ``()`` if it holds them all."""
+    if len(dots) == 2:  # one dot
+        return dots if dots[1] > vv.get(dots[0], 0) and dots not in cloud else ()
+    keep = [d for d in dot_pairs(dots) if d[1] > vv.get(d[0], 0) and d not in cloud]
+    if 2 * len(keep) == len(dots):
+        return dots
+    return flat_dots(keep) if keep else ()
+
+
 def _text_of(k: Key) -> str:
     """``key_text(k)``, without ``json.dumps`` for the common plain ASCII string."""
     if type(k) is str and k.isascii() and k.isprintable() and '"' not in k and "\\" not in k:
@@ -294,13 +305,13 @@ class ORSet:
         for key, d2 in theirs.items():
             d1 = mine.get(key)
             if d1 is None:
-                add = [d for d in dot_pairs(d2) if d[1] > vv.get(d[0], 0) and d not in cloud]
-                if add:
-                    mine[key] = d2 if 2 * len(add) == len(d2) else flat_dots(add)
-                    for d in add:
+                new = unseen_dots(d2, vv, cloud)
+                if new:
+                    mine[key] = new
+                    for d in dot_pairs(new):
                         index[d] = key
                 continue
-            new = _join_dots(d1, d2, vv, cloud, ovv, ocloud)
+            new = join_dots(d1, d2, vv, cloud, ovv, ocloud)
             if new == d1:
                 continue
             live = dot_pairs(new) if new else []
@@ -354,11 +365,11 @@ class ORSet:
                     if d2[1] > vv.get(d2[0], 0) and d2 not in cloud:
                         mine[key] = d2
                     continue
-                add = [d for d in dot_pairs(d2) if d[1] > vv.get(d[0], 0) and d not in cloud]
-                if add:
-                    mine[key] = d2 if 2 * len(add) == len(d2) else flat_dots(add)
+                new = unseen_dots(d2, vv, cloud)
+                if new:
+                    mine[key] = new
                 continue
-            new = _join_dots(d1, d2, vv, cloud, ovv, ocloud)
+            new = join_dots(d1, d2, vv, cloud, ovv, ocloud)
             if new != d1:
                 if new:
                     mine[key] = new
@@ -371,10 +382,10 @@ class ORSet:
                     if dots[1] <= ovv.get(dots[0], 0) or dots in ocloud:
                         del mine[key]
                     continue
-                keep = [d for d in dot_pairs(dots) if d[1] > ovv.get(d[0], 0) and d not in ocloud]
-                if 2 * len(keep) != len(dots):
+                keep = unseen_dots(dots, ovv, ocloud)
+                if keep is not dots:
                     if keep:
-                        mine[key] = flat_dots(keep)
+                        mine[key] = keep
                     else:
                         del mine[key]
         ctx.merge(octx)
@@ -564,7 +575,7 @@ def _dots_json(dots: Dots) -> str:
     return ",".join([f"[{rj[dots[i]]},{dots[i + 1]}]" for i in range(0, len(dots), 2)])
 
 
-def _join_dots(
+def join_dots(
     d1: Dots, d2: Dots, vv: dict[str, int], cloud: set[Dot], ovv: dict[str, int], ocloud: set[Dot]
 ) -> Dots:
     """The dot-set join of one element's dots ``d1`` (ours) and ``d2`` (theirs), flat and
