@@ -26,8 +26,9 @@ JSON *string*; ``first_seq``/``last_seq`` are its first and last ``seq``. A grou
 :data:`SEGMENT_MAX_ENTRIES` entries, or whose keys and delta texts pass
 :data:`SEGMENT_MAX_BYTES`, is cut into several segments (a single larger entry gets a segment
 of its own). The primary key is the row number, so appends go to the end of the table's
-B-tree (3-4x cheaper to commit than a table keyed by ``(partition, origin, seq)``, see
-MEASUREMENTS.md) and a higher id means stored later.
+B-tree, and a higher id means stored later. (Written this way, a transaction of 1000 deltas is
+a few rows instead of 1000: ``benchmarks/store_bench.py`` measures the store against raw
+sqlite3 writing the same segments.)
 
 Segments are never merged, so the seq ranges of one (partition, origin) may overlap (a delta
 that arrived out of order) and a log dot may be stored twice (a delta persisted again): the
