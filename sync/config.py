@@ -83,12 +83,11 @@ class ReplicaConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
         for name in ("write_timeout", "read_timeout", "hint_window"):
-            _positive_time(name, getattr(self, name))
+            check_seconds(name, getattr(self, name))
         if self.anti_entropy_interval is not None and self.anti_entropy_interval != 0:
-            _positive_time("anti_entropy_interval", self.anti_entropy_interval)
+            check_seconds("anti_entropy_interval", self.anti_entropy_interval)
         for name in ("strict", "relay"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
         if self.site is not None and (not isinstance(self.site, str) or not self.site):
             raise ValueError(f"site must be a non-empty str or None, got {self.site!r}")
         for name in ("w", "r"):
@@ -102,8 +101,18 @@ class ReplicaConfig:
         return bool(self.anti_entropy_interval)
 
 
-def _positive_time(name: str, value: object) -> None:
+def check_seconds(name: str, value: object) -> float:
+    """``value`` as float seconds if it is a number > 0 (bools refused); else TypeError or
+    ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, got {value!r}")
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is a bool; else TypeError naming ``name``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value

@@ -92,7 +92,7 @@ from pydantic_core import from_json
 import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync import messages as m
-from sync.config import ReplicaConfig
+from sync.config import ReplicaConfig, check_bool, check_seconds
 from sync.consistency import LOCAL_QUORUM, Level, check_level, required_acks
 from sync.effects import (
     MAX_SEQ,
@@ -290,14 +290,6 @@ def _ctx_model(ctx: CausalContext) -> m.Ctx:
     return m.Ctx.model_construct(
         vv={r: ctx.vv[r] for r in sorted(ctx.vv)}, cloud=[(d[0], d[1]) for d in sorted(ctx.cloud)]
     )
-
-
-def _check_timeout(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return float(value)
 
 
 class ReplicaAPI(Protocol):
@@ -514,8 +506,8 @@ class Replica:
             raise LocalProtocolError(f"write op_id {op_id} is still pending")
         cfg = self.config
         level = cfg.w if w is None else check_level(w, cfg.n, name="w")
-        strict_ = cfg.strict if strict is None else _check_bool("strict", strict)
-        timeout_ = cfg.write_timeout if timeout is None else _check_timeout("timeout", timeout)
+        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
+        timeout_ = cfg.write_timeout if timeout is None else check_seconds("timeout", timeout)
         obj = self._objects.get(key)
         if obj is not None and obj.kind != kind:
             raise TypeError(f"key {key!r} holds a {obj.kind}, not a {kind}")
@@ -570,8 +562,8 @@ class Replica:
             raise LocalProtocolError(f"read op_id {op_id} is still pending")
         cfg = self.config
         level = cfg.r if r is None else check_level(r, cfg.n, name="r")
-        strict_ = cfg.strict if strict is None else _check_bool("strict", strict)
-        timeout_ = cfg.read_timeout if timeout is None else _check_timeout("timeout", timeout)
+        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
+        timeout_ = cfg.read_timeout if timeout is None else check_seconds("timeout", timeout)
         p = partition_of(key, cfg.partitions)
         homes = self._ring_now().preference_list(p)
         required, site = self._required(level, homes)
@@ -1994,9 +1986,3 @@ def _check_now(now: object) -> None:
         return  # the common case, first
     if isinstance(now, bool) or not isinstance(now, int | float) or now != now:
         raise TypeError(f"now must be a number of seconds, got {now!r}")
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return value

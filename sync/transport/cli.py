@@ -34,22 +34,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sync.consistency import LEVELS
+
 __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("shoal.cli")
 
-LEVEL_NAMES = ("ONE", "QUORUM", "ALL", "LOCAL_QUORUM")
 PROGRESS_THRESHOLD = 2000
 
 
 def _level(text: str) -> int | str:
-    if text.upper() in LEVEL_NAMES:
+    if text.upper() in LEVELS:
         return text.upper()
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a level: use a number or one of {', '.join(LEVEL_NAMES)}"
+            f"{text!r} is not a level: use a number or one of {', '.join(LEVELS)}"
         ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"a level must be >= 1, got {value}")

@@ -55,6 +55,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.http11 import Request, Response
 
+from sync.config import MAX_MESSAGE_BYTES
 from sync.errors import RemoteProtocolError
 
 from .auth import (
@@ -154,7 +155,7 @@ class LinkHandler(Protocol):
 class TransportConfig:
     """Limits and timers of the transport."""
 
-    max_message_bytes: int = 4 * 2**20
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     queue_limit: int = 1024
     queue_bytes: int = 64 * 2**20
     ping_interval: float | None = 5.0
