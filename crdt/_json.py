@@ -186,10 +186,16 @@ def thaw(key: Key) -> Any:
 
 
 def key_text(key: Key) -> str:
-    """Canonical JSON text of an internal key: the sort key of canonical encodings."""
-    if type(key) is _Key:
+    """Canonical JSON text of an internal key: the sort key of canonical encodings.
+
+    A plain ASCII string (the common key) is written without ``json.dumps``.
+    """
+    if type(key) is str:
+        if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
+            return '"' + key + '"'  # exactly what json.dumps gives for such a string
+    elif type(key) is _Key:
         return key.text
-    if type(key) is int:
+    elif type(key) is int:
         return str(key)
     return json.dumps(key)
 

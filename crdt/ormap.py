@@ -74,7 +74,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import chain
-from operator import itemgetter
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
@@ -115,6 +114,7 @@ from crdt.orset import (
     Dots,
     ORSet,
     dot_pairs,
+    first_item,
     flat_dots,
     join_dots,
     set_entries_json,
@@ -899,17 +899,6 @@ def _is_only_dot(dot: Dot, ctx: CausalContext) -> bool:
     return dot[1] == 1 and len(ovv) == 1 and ovv.get(dot[0]) == 1
 
 
-def _text_of(k: Key) -> str:
-    """``key_text(k)``, without ``json.dumps`` for the common plain ASCII string."""
-    if type(k) is str and k.isascii() and k.isprintable() and '"' not in k and "\\" not in k:
-        return '"' + k + '"'  # exactly what json.dumps gives for such a string
-    return key_text(k)
-
-
-def _json_of(k: Key) -> Any:
-    return k if type(k) is str or type(k) is int else key_to_json(k)
-
-
 def _plain(v: Any) -> Any:
     t = type(v)
     return normalize(v) if t is list or t is tuple or t is dict else v
@@ -934,9 +923,9 @@ def _encode_map(store: MapStore) -> list[Any]:
 def _sorted_items(store: MapStore) -> list[tuple[EntryKey, Any]]:
     """The items of ``store`` by (key's canonical JSON text, kind)."""
     if plain_strings([k for k, _ in store]) == 2:
-        return sorted(store.items(), key=_first)  # str keys, sorting as their texts do
+        return sorted(store.items(), key=first_item)  # str keys, sorting as their texts do
     # (text, kind) pairs are unique, so the tuple sort never compares the keys.
-    keyed = [(_text_of(k), kind, k) for k, kind in store]
+    keyed = [(key_text(k), kind, k) for k, kind in store]
     keyed.sort()
     return [((k, kind), store[(k, kind)]) for _, kind, k in keyed]
 
@@ -947,11 +936,11 @@ def _encode_store(kind: str, store: Any) -> Any:
         return [[[x[0], x[1]], [x[2], x[3], x[4]], _plain(x[5])] for x in _rows(store, 6)]
     if kind == "orset":
         if len(store) > 1:
-            items = [(_text_of(k), k, ds) for k, ds in store.items()]
-            items.sort(key=_first)
+            items = [(key_text(k), k, ds) for k, ds in store.items()]
+            items.sort(key=first_item)
         else:
             items = [("", k, ds) for k, ds in store.items()]
-        return [[_json_of(k), [list(d) for d in dot_pairs(ds)]] for _, k, ds in items]
+        return [[key_to_json(k), [list(d) for d in dot_pairs(ds)]] for _, k, ds in items]
     if kind == "ormap":
         return _encode_map(store)
     if kind == "mvregister":
@@ -959,9 +948,6 @@ def _encode_store(kind: str, store: Any) -> Any:
     if kind == "gcounter":
         return [[[x[0], x[1]], x[2]] for x in _rows(store, 4)]
     return [[[x[0], x[1]], x[2], x[3]] for x in _rows(store, 4)]
-
-
-_first = itemgetter(0)  # the sort key of (key, value) pairs, called from C
 
 
 def _map_json(store: MapStore) -> str:
@@ -984,7 +970,7 @@ def _map_json(store: MapStore) -> str:
                 )
             return _entry_json(text, kind, s)
         return ""
-    how = plain_strings(map(_first, store))
+    how = plain_strings(map(first_item, store))
     out: list[str] = []
     append = out.append
     if how == 2:  # str keys sorting as their texts do: the tuple order is the text order
@@ -1009,7 +995,7 @@ def _map_json(store: MapStore) -> str:
 
 def _sort_text(ek: EntryKey) -> str:
     """A string sorting as ``(key's canonical text, kind)`` does: no text holds a NUL."""
-    return f"{_text_of(ek[0])}\x00{ek[1]}"
+    return f"{key_text(ek[0])}\x00{ek[1]}"
 
 
 def _entry_json(text: str, kind: str, store: Any) -> str:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import chain
+from operator import itemgetter
 from typing import Any, ClassVar, cast
 
 from crdt._codec import FORMAT_VERSION, check_header, get_list
@@ -95,13 +96,6 @@ def unseen_dots(dots: Dots, vv: dict[str, int], cloud: set[Dot]) -> Dots:
     if 2 * len(keep) == len(dots):
         return dots
     return flat_dots(keep) if keep else ()
-
-
-def _text_of(k: Key) -> str:
-    """``key_text(k)``, without ``json.dumps`` for the common plain ASCII string."""
-    if type(k) is str and k.isascii() and k.isprintable() and '"' not in k and "\\" not in k:
-        return '"' + k + '"'  # exactly what json.dumps gives for such a string
-    return key_text(k)
 
 
 class ORSet:
@@ -487,8 +481,7 @@ class ORSet:
         return s
 
 
-def _first(item: tuple[str, Any, Any]) -> str:
-    return item[0]
+first_item = itemgetter(0)  # the sort key of (text or key, value) pairs, called from C
 
 
 def sorted_keys(keys: list[Key]) -> list[Key]:
@@ -504,13 +497,9 @@ def sorted_keys(keys: list[Key]) -> list[Key]:
         quoted = [k + '"' for k in cast("list[str]", keys)]
         quoted.sort()
         return [q[:-1] for q in quoted]
-    items = [(_text_of(k), k) for k in keys]
-    items.sort(key=_text_first)
+    items = [(key_text(k), k) for k in keys]
+    items.sort(key=first_item)
     return [k for _, k in items]
-
-
-def _text_first(item: tuple[str, Key]) -> str:
-    return item[0]
 
 
 def _encode_entries(entries: dict[Key, Dots]) -> list[list[Any]]:
@@ -562,7 +551,7 @@ def set_entries_json(entries: dict[Key, Dots]) -> str:
             else:
                 append(f'["{k}",[{_dots_json(dots)}]]')
         return ",".join(out)
-    for k in sorted(entries, key=_text_of):
+    for k in sorted(entries, key=key_text):
         append(f"[{key_json_text(k)},[{_dots_json(entries[k])}]]")
     return ",".join(out)
 
