@@ -90,7 +90,7 @@ def test_the_last_change_of_a_hint_wins_within_a_drain() -> None:
     assert r.status()["hints"] == {}
 
 
-def test_kind_of_and_current_value_read_without_copying() -> None:
+def test_kind_of_and_current_value_give_the_local_kind_and_value() -> None:
     r = Replica(ReplicaConfig(n=1), "A")
     assert r.kind_of("cart") is None and r.current_value("cart") is None
     r.local_update(1, "cart", "orset", lambda s: s.add("A", "milk"), now=1.0)

@@ -28,7 +28,9 @@ async def test_a_register_over_the_sibling_warning_is_logged_once_and_kept_whole
         )
         assert sorted(await b.mvregister("note").values()) == sorted(both)  # none dropped
         warnings = [r for r in caplog.records if "has 2 siblings" in r.getMessage()]
-        assert len(warnings) >= 1 and all("'note'" in r.getMessage() for r in warnings)
+        # Once per peer that holds the siblings (a and b share this process's log): never
+        # once per change.
+        assert 1 <= len(warnings) <= 2 and all("'note'" in r.getMessage() for r in warnings)
         count = len(warnings)
         await b.mvregister("note").set("one note", w=2, timeout=WAIT)  # b has seen both
         await eventually(lambda: local_value(a, "note") == ("one note",), "resolved at a")
