@@ -114,6 +114,7 @@ from crdt.orset import (
     Dots,
     ORSet,
     dot_pairs,
+    encode_set_entries,
     first_item,
     flat_dots,
     join_dots,
@@ -935,12 +936,7 @@ def _encode_store(kind: str, store: Any) -> Any:
     if kind == "lww":
         return [[[x[0], x[1]], [x[2], x[3], x[4]], _plain(x[5])] for x in _rows(store, 6)]
     if kind == "orset":
-        if len(store) > 1:
-            items = [(key_text(k), k, ds) for k, ds in store.items()]
-            items.sort(key=first_item)
-        else:
-            items = [("", k, ds) for k, ds in store.items()]
-        return [[key_to_json(k), [list(d) for d in dot_pairs(ds)]] for _, k, ds in items]
+        return encode_set_entries(store)
     if kind == "ormap":
         return _encode_map(store)
     if kind == "mvregister":

@@ -397,14 +397,12 @@ class ORSet:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        entries = self._entries
-        if len(entries) == 1:  # a delta: nothing to sort
-            for k, dots in entries.items():
-                body = [list(dots)] if len(dots) == 2 else [list(d) for d in dot_pairs(dots)]
-                out = [[k if type(k) is str or type(k) is int else key_to_json(k), body]]
-        else:
-            out = _encode_entries(entries)
-        return {"type": "orset", "v": FORMAT_VERSION, "entries": out, "ctx": self._ctx.to_dict()}
+        return {
+            "type": "orset",
+            "v": FORMAT_VERSION,
+            "entries": encode_set_entries(self._entries),
+            "ctx": self._ctx.to_dict(),
+        }
 
     def to_json(self) -> str:
         """The JSON text of ``to_dict()``: ``json.dumps(self.to_dict(), ensure_ascii=False,
@@ -502,8 +500,12 @@ def sorted_keys(keys: list[Key]) -> list[Key]:
     return [k for _, k in items]
 
 
-def _encode_entries(entries: dict[Key, Dots]) -> list[list[Any]]:
+def encode_set_entries(entries: dict[Key, Dots]) -> list[list[Any]]:
     """The ``entries`` of the encoding: ``[[element, [[r, n], ...]], ...]`` sorted by text."""
+    if len(entries) == 1:  # a delta: nothing to sort
+        for k, dots in entries.items():
+            body = [list(dots)] if len(dots) == 2 else [list(d) for d in dot_pairs(dots)]
+            return [[k if type(k) is str or type(k) is int else key_to_json(k), body]]
     return [
         [
             k if type(k) is str or type(k) is int else key_to_json(k),
@@ -515,7 +517,7 @@ def _encode_entries(entries: dict[Key, Dots]) -> list[list[Any]]:
 
 
 def set_entries_json(entries: dict[Key, Dots]) -> str:
-    """The text of ``_encode_entries(entries)`` inside its brackets, from string fragments.
+    """The text of ``encode_set_entries(entries)`` inside its brackets, from string fragments.
 
     No tuple, list or dict is made per element (only the one list of sorted keys and the one
     list of fragments), so nothing here gives the cyclic collector work per element.
