@@ -449,8 +449,6 @@ class ORSet:
                         ):
                             out[el] = (r, c)
                             return s
-            _decode_one(entry, ctx, out)
-            return s
         seen: set[Dot] = set()
         contains = ctx.contains
         for i, entry in enumerate(entries):
@@ -610,31 +608,3 @@ def _decode_element(entry: object, i: int) -> Key:
         return freeze(el)
     except TypeError as exc:
         raise DecodeError(f"entries[{i}][0]", str(exc)) from exc
-
-
-def _decode_one(entry: object, ctx: CausalContext, out: dict[Key, Dots]) -> None:
-    """Decode the only entry of a state (a delta's): one key, its dots checked against ctx."""
-    key = _decode_element(entry, 0)
-    raw = entry[1]  # type: ignore[index]
-    if type(raw) is not list or not raw:
-        raise DecodeError("entries[0][1]", "expected a non-empty array of dots")
-    if len(raw) == 1:
-        dot = _dot_or_none(raw[0])
-        if dot is None:
-            dot = dot_from_json(raw[0], "entries[0][1][0]")
-        if not ctx.contains(dot):
-            raise DecodeError("entries[0][1][0]", "dot not covered by ctx")
-        out[key] = dot
-        return
-    dots: list[Dot] = []
-    for j, x in enumerate(raw):
-        d = _dot_or_none(x)
-        if d is None:
-            d = dot_from_json(x, f"entries[0][1][{j}]")
-        if d in dots:
-            raise DecodeError(f"entries[0][1][{j}]", "dot used twice")
-        if not ctx.contains(d):
-            raise DecodeError(f"entries[0][1][{j}]", "dot not covered by ctx")
-        dots.append(d)
-    dots.sort()
-    out[key] = flat_dots(dots)
