@@ -101,7 +101,6 @@ from crdt.causal_context import (
     _dot_or_none,
     context_of,
     context_of_dot,
-    small_context,
 )
 from crdt.dot import MAX_INT, Dot, check_replica
 from crdt.dotstores import DotFun
@@ -882,9 +881,7 @@ class ORMap:
         if "ctx" not in body:
             raise DecodeError("ctx", "missing")
         raw_ctx = body["ctx"]
-        ctx = small_context(raw_ctx)
-        if ctx is None:
-            ctx = CausalContext.from_dict(raw_ctx, "ctx")
+        ctx = CausalContext.from_dict(raw_ctx, "ctx")
         if len(entries) == 1:
             one = _one_register(entries[0], ctx)
             if one is not None:
