@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from crdt._json import REPLICA_TEXTS
-from crdt.dot import MAX_INT, Dot, check_replica, dot_from_json
+from crdt.dot import MAX_INT, Dot, check_counts, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
 __all__ = ["CausalContext"]
@@ -87,15 +87,8 @@ class CausalContext:
     def __init__(
         self, vv: dict[str, int] | None = None, cloud: Iterable[Dot] | None = None
     ) -> None:
-        self.vv: dict[str, int] = {}
+        self.vv: dict[str, int] = check_counts(vv)
         self.cloud: set[Dot] = set()
-        if vv:
-            for r, n in vv.items():
-                check_replica(r)
-                if type(n) is not int or not 0 <= n <= MAX_INT:
-                    raise ValueError(f"count for {r!r} must be an int in 0..2**63-1, got {n!r}")
-                if n:
-                    self.vv[r] = n
         if cloud:
             for d in cloud:
                 self.cloud.add(Dot(check_replica(d[0]), _positive(d[1])))
