@@ -27,21 +27,13 @@ __all__ = ["CausalContext"]
 
 
 def _dot_or_none(x: object) -> Dot | None:
-    """The dot ``[replica, counter]`` encodes if well-formed, else None (no error built)."""
+    """The dot ``[replica, counter]`` encodes if well-formed, else None: for the decoders
+    that format the path of the error (for ``dot_from_json``) only when there is one."""
     if type(x) is list and len(x) == 2:
         r, c = x
         if type(r) is str and r and type(c) is int and 1 <= c <= MAX_INT:
             return (r, c)  # type: ignore[return-value]
     return None
-
-
-def _dot_from_json(x: object, path: str) -> Dot:
-    """``dot_from_json`` with the well-formed case inlined (decoders' hot loop)."""
-    if type(x) is list and len(x) == 2:
-        r, c = x
-        if type(r) is str and r and type(c) is int and 1 <= c <= MAX_INT:
-            return (r, c)  # type: ignore[return-value]
-    return dot_from_json(x, path)
 
 
 def context_of(dots: Iterable[Dot]) -> CausalContext:

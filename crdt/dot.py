@@ -90,10 +90,8 @@ def dot_from_json(x: object, path: str) -> Dot:
     if type(x) is not list or len(x) != 2:
         raise DecodeError(path, f"a dot must be a [replica, counter] array, got {x!r}")
     replica, counter = x
+    if type(replica) is str and replica and type(counter) is int and 1 <= counter <= MAX_INT:
+        return (replica, counter)  # type: ignore[return-value]  # the decoders' hot path
     if type(replica) is not str or not replica:
         raise DecodeError(f"{path}[0]", f"replica must be a non-empty string, got {replica!r}")
-    if type(counter) is not int or not 1 <= counter <= MAX_INT:
-        raise DecodeError(
-            f"{path}[1]", f"counter must be an integer in 1..2**63-1, got {counter!r}"
-        )
-    return Dot(replica, counter)
+    raise DecodeError(f"{path}[1]", f"counter must be an integer in 1..2**63-1, got {counter!r}")

@@ -97,12 +97,11 @@ from crdt._json import (
 )
 from crdt.causal_context import (
     CausalContext,
-    _dot_from_json,
     _dot_or_none,
     context_of,
     context_of_dot,
 )
-from crdt.dot import MAX_INT, Dot, check_replica
+from crdt.dot import MAX_INT, Dot, check_replica, dot_from_json
 from crdt.dotstores import DotFun
 from crdt.errors import ClockSkewError, DecodeError
 from crdt.gcounter import check_amount
@@ -1125,7 +1124,7 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
                 raise DecodeError(f"{p}[1]", "expected a non-empty array of dots")
             dots: list[Dot] = []
             for j, x in enumerate(entry[1]):
-                dot = _dot_from_json(x, f"{p}[1][{j}]")
+                dot = dot_from_json(x, f"{p}[1][{j}]")
                 _check_dot(dot, ctx, seen, f"{p}[1][{j}]")
                 dots.append(dot)
             dots.sort()
@@ -1142,7 +1141,7 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
         p = f"{path}[{i}]"
         if type(entry) is not list or len(entry) != width:
             raise DecodeError(p, f"expected an array of {width} items")
-        dot = _dot_from_json(entry[0], f"{p}[0]")
+        dot = dot_from_json(entry[0], f"{p}[0]")
         _check_dot(dot, ctx, seen, f"{p}[0]")
         nums = entry[1:] if kind == "pncounter" else [entry[1], 0]
         for j, x in enumerate(nums[: width - 1]):
@@ -1166,7 +1165,7 @@ def _decode_lww(
         dot = _dot_or_none(raw_dot)
         if dot is None or dot in seen or not contains(dot):
             p = f"{path}[{pos}][2][{i}][0]"
-            dot = _dot_from_json(raw_dot, p)
+            dot = dot_from_json(raw_dot, p)
             _check_dot(dot, ctx, seen, p)  # raises
         seen.add(dot)
         if not (
