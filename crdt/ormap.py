@@ -109,6 +109,8 @@ from crdt.hlc import Timestamp, tick, timestamp_from_json
 from crdt.lww import check_timestamp
 from crdt.mvregister import MVRegister, decode_dotfun
 from crdt.orset import (
+    _SMALL_CONTEXT_MIN,
+    _SMALL_CONTEXT_RATIO,
     Dots,
     ORSet,
     dot_pairs,
@@ -135,8 +137,6 @@ FunStore = tuple[Any, ...]
 _STRIDE = {"lww": 6, "mvregister": 3, "gcounter": 4, "pncounter": 4}
 SetStore = dict[Key, Dots]
 MapStore = dict[EntryKey, Any]
-_SMALL_CONTEXT_RATIO = 0.25
-_SMALL_CONTEXT_MIN = 8
 
 
 # ---------------------------------------------------------------------------------------
@@ -740,8 +740,8 @@ class ORMap:
                 return
         if other is self:
             return
-        ovv, ocloud = octx.vv, octx.cloud
-        size = len(ocloud) + (sum(ovv.values()) if ovv else 0)
+        ovv = octx.vv
+        size = len(octx.cloud) + (sum(ovv.values()) if ovv else 0)  # octx.size(), inlined
         if size <= _SMALL_CONTEXT_MIN or size <= len(mine) * _SMALL_CONTEXT_RATIO:
             self._merge_small(other)
         else:

@@ -62,7 +62,8 @@ __all__ = ["ORSet"]
 _FIELDS = frozenset({"entries", "ctx"})  # the body fields of the encoding
 
 # A merge whose other context holds at most this many dots per element of ours looks the
-# covered dots up in the reverse index; anything bigger takes one full pass.
+# covered dots up in the reverse index; anything bigger takes one full pass (ORMap's too:
+# it imports them, and its tests patch its own copy).
 _SMALL_CONTEXT_RATIO = 0.25
 _SMALL_CONTEXT_MIN = 8
 
@@ -278,8 +279,7 @@ class ORSet:
         if other is self:
             return
         ovv = octx.vv
-        ocloud = octx.cloud
-        size = len(ocloud) + (sum(ovv.values()) if ovv else 0)
+        size = len(octx.cloud) + (sum(ovv.values()) if ovv else 0)  # octx.size(), inlined
         if size <= _SMALL_CONTEXT_MIN or size <= len(self._entries) * _SMALL_CONTEXT_RATIO:
             self._merge_small(other)
         else:
