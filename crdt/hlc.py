@@ -112,6 +112,11 @@ def tick(last: Timestamp | None, replica: str, now_ms: int | None) -> Timestamp:
     return (last_wall, last[1] + 1, replica)  # type: ignore[return-value]
 
 
+# How far ahead of the local clock (ms) a timestamp may be: the default of
+# HybridLogicalClock.max_skew_ms and of the LWW registers' clock_bound_ms.
+DEFAULT_MAX_SKEW_MS = 60_000
+
+
 def check_time(now_ms: object) -> int:
     if type(now_ms) is not int or not 0 <= now_ms <= MAX_INT:
         raise TypeError(f"now_ms must be an int in 0..2**63-1 (milliseconds), got {now_ms!r}")
@@ -135,7 +140,7 @@ class HybridLogicalClock:
     __slots__ = ("_last", "max_skew_ms", "replica")
 
     def __init__(
-        self, replica: str, *, max_skew_ms: int = 60_000, last: Timestamp | None = None
+        self, replica: str, *, max_skew_ms: int = DEFAULT_MAX_SKEW_MS, last: Timestamp | None = None
     ) -> None:
         self.replica = check_replica(replica)
         if type(max_skew_ms) is not int or max_skew_ms < 0:

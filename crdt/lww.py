@@ -29,7 +29,14 @@ from crdt._codec import FORMAT_VERSION, check_header, field
 from crdt._json import REPLICA_TEXTS, canonical, check_json, json_text, normalize
 from crdt.dot import check_replica
 from crdt.errors import ClockSkewError, DecodeError
-from crdt.hlc import Timestamp, check_time, is_timestamp, tick, timestamp_from_json
+from crdt.hlc import (
+    DEFAULT_MAX_SKEW_MS,
+    Timestamp,
+    check_time,
+    is_timestamp,
+    tick,
+    timestamp_from_json,
+)
 
 __all__ = ["LWWRegister"]
 
@@ -74,7 +81,9 @@ class LWWRegister:
     __slots__ = ("_local_ms", "_ts", "_value", "clock_bound_ms", "on_skew")
     __hash__ = None  # type: ignore[assignment]
 
-    def __init__(self, *, clock_bound_ms: int = 60_000, on_skew: SkewHook | None = None) -> None:
+    def __init__(
+        self, *, clock_bound_ms: int = DEFAULT_MAX_SKEW_MS, on_skew: SkewHook | None = None
+    ) -> None:
         if type(clock_bound_ms) is not int or clock_bound_ms < 0:
             raise ValueError(f"clock_bound_ms must be an int >= 0, got {clock_bound_ms!r}")
         self.clock_bound_ms = clock_bound_ms

@@ -105,7 +105,7 @@ from crdt.dot import MAX_INT, Dot, check_replica, dot_from_json
 from crdt.dotstores import DotFun
 from crdt.errors import ClockSkewError, DecodeError
 from crdt.gcounter import check_amount
-from crdt.hlc import Timestamp, tick, timestamp_from_json
+from crdt.hlc import DEFAULT_MAX_SKEW_MS, Timestamp, check_time, tick, timestamp_from_json
 from crdt.lww import check_timestamp
 from crdt.mvregister import MVRegister, decode_dotfun
 from crdt.orset import (
@@ -378,7 +378,7 @@ class _LWWView(_FunView):
     """An embedded LWW register: ``set(replica, value, timestamp=None, now_ms=None)``."""
 
     kind: ClassVar[str] = "lww"
-    clock_bound_ms: ClassVar[int] = 60_000
+    clock_bound_ms: ClassVar[int] = DEFAULT_MAX_SKEW_MS
     __slots__ = ()
 
     @property
@@ -408,15 +408,14 @@ class _LWWView(_FunView):
         if not plain(value):
             check_json(value)
         if now_ms is not None and (type(now_ms) is not int or not 0 <= now_ms <= MAX_INT):
-            raise TypeError(f"now_ms must be an int >= 0 (milliseconds), got {now_ms!r}")
+            check_time(now_ms)  # raises
         store = self.store
         current: Timestamp | None
-        if not store:
-            current = None
-        elif len(store) == 6:
+        if len(store) == 6:  # one entry, the common case: _lww_winner's first line, inlined
             current = store[2:5]  # type: ignore[assignment]
         else:
-            current = self.timestamp
+            best = _lww_winner(store)
+            current = None if best is None else best[0]
         ts = tick(current, replica, now_ms) if timestamp is None else check_timestamp(timestamp)
         if now_ms is not None and ts[0] - now_ms > self.clock_bound_ms:
             raise ClockSkewError(ts[0], now_ms, self.clock_bound_ms)
