@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from crdt.dot import MAX_INT
 from crdt.errors import DecodeError
 
-__all__ = ["FORMAT_VERSION", "check_header", "field", "get_dict", "get_int", "get_list", "get_str"]
+__all__ = ["FORMAT_VERSION", "check_header", "field", "get_dict", "get_list"]
 
 FORMAT_VERSION = 1
 
@@ -72,18 +71,4 @@ def get_list(d: dict[str, Any], name: str, path: str) -> list[Any]:
     x = field(d, name, path)
     if type(x) is not list:
         raise DecodeError(path, f"expected an array, got {type(x).__name__}")
-    return x
-
-
-def get_int(d: dict[str, Any], name: str, path: str, minimum: int = 0) -> int:
-    x = field(d, name, path)
-    if type(x) is not int or not minimum <= x <= MAX_INT:
-        raise DecodeError(path, f"expected an integer in {minimum}..2**63-1, got {x!r}")
-    return x
-
-
-def get_str(d: dict[str, Any], name: str, path: str) -> str:
-    x = field(d, name, path)
-    if type(x) is not str:
-        raise DecodeError(path, f"expected a string, got {type(x).__name__}")
     return x

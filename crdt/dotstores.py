@@ -20,7 +20,7 @@ empty store: ``s1 ⊔ {} = s1 - c2`` is :meth:`discard_covered`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from crdt.causal_context import CausalContext
@@ -181,9 +181,6 @@ class DotMap(Generic[K, S]):
 
     def copy(self) -> DotMap[K, S]:
         return DotMap({k: s.copy() for k, s in self.entries.items()})
-
-    def map_values(self, fn: Callable[[S], S]) -> DotMap[K, S]:
-        return DotMap({k: fn(s) for k, s in self.entries.items()})
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DotMap) and self.entries == other.entries

@@ -47,16 +47,6 @@ class Timestamp(tuple[int, int, str]):
     def __new__(cls, wall_ms: int, logical: int, replica: str) -> Timestamp:
         return (wall_ms, logical, replica)  # type: ignore[return-value]
 
-    @staticmethod
-    def to_json(ts: Timestamp) -> list[Any]:
-        """``Timestamp.to_json(ts)``: same as :func:`timestamp_to_json`."""
-        return timestamp_to_json(ts)
-
-    @staticmethod
-    def from_json(x: object, path: str) -> Timestamp:
-        """``Timestamp.from_json(x, path)``: same as :func:`timestamp_from_json`."""
-        return timestamp_from_json(x, path)
-
 
 def is_timestamp(x: object) -> TypeGuard[Timestamp]:
     """True iff ``x`` is a well-formed timestamp: an exact tuple (int >= 0, int >= 0, str)."""

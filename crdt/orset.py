@@ -387,14 +387,9 @@ class ORSet:
     # -- misc ------------------------------------------------------------------------------
     def copy(self) -> ORSet:
         # The dot tuples are immutable: a shallow copy of the dicts is a full copy.
-        index = self._index
-        return ORSet._delta(self._entries.copy(), self._ctx.copy())._with_index(
-            None if index is None else index.copy()
-        )
-
-    def _with_index(self, index: dict[Dot, Key] | None) -> ORSet:
-        self._index = index
-        return self
+        c = ORSet._delta(self._entries.copy(), self._ctx.copy())
+        c._index = None if self._index is None else self._index.copy()
+        return c
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from enum import Enum
-from typing import Any
 
 from crdt.dot import MAX_INT, Dot, check_counts, check_replica
 from crdt.errors import DecodeError
@@ -162,7 +161,3 @@ class VersionVector:
 
     def __repr__(self) -> str:
         return f"VersionVector({self.to_dict()!r})"
-
-    def as_dict(self) -> dict[str, Any]:
-        """A plain copy of the counts (unsorted)."""
-        return dict(self._v)
