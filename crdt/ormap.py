@@ -531,7 +531,10 @@ class ORMap:
 
     def kind_of(self, key: object) -> str | None:
         """The kind ``key`` holds, or None."""
-        k = freeze(key, "key")
+        return self._kind_of(freeze(key, "key"))
+
+    def _kind_of(self, k: Key) -> str | None:
+        """The kind the internal key ``k`` holds, or None."""
         entries = self._entries
         for kind in _KINDS_DESC:
             if (k, kind) in entries:
@@ -543,11 +546,11 @@ class ORMap:
 
         Mutating it changes nothing in the map: use ``update``.
         """
-        kind = self.kind_of(key)
+        k = freeze(key, "key")
+        kind = self._kind_of(k)
         if kind is None:
             return None
-        store = self._entries[(freeze(key, "key"), kind)]
-        return _make_view(kind, store, self._ctx.copy())
+        return _make_view(kind, self._entries[(k, kind)], self._ctx.copy())
 
     def __contains__(self, key: object) -> bool:
         try:
@@ -1130,9 +1133,11 @@ def _decode_store(kind: str, body: list[Any], ctx: CausalContext, path: str, see
             s[k] = flat_dots(dots)
         return s
     if kind == "mvregister":
-        e = decode_dotfun(body, ctx, path)
+        e = decode_dotfun(body, ctx, path)  # checks every dot is unique here and in ctx
         for i, d in enumerate(e):
-            _check_dot(d, ctx, seen, f"{path}[{i}][0]")
+            if d in seen:
+                raise DecodeError(f"{path}[{i}][0]", "dot used twice")
+            seen.add(d)
         return _flat([(r, c, v) for (r, c), v in sorted(e.items())])
     width = 3 if kind == "pncounter" else 2
     out: list[FunStore] = []
