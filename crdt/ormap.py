@@ -409,13 +409,16 @@ class _LWWView(_FunView):
             check_json(value)
         if now_ms is not None and (type(now_ms) is not int or not 0 <= now_ms <= MAX_INT):
             check_time(now_ms)  # raises
+        # The current winner's timestamp, the two common cases inlined (calling _lww_winner
+        # for them costs 3-8% of an update): no entry yet (a new key), or one entry.
         store = self.store
         current: Timestamp | None
-        if len(store) == 6:  # one entry, the common case: _lww_winner's first line, inlined
+        if not store:
+            current = None
+        elif len(store) == 6:
             current = store[2:5]  # type: ignore[assignment]
         else:
-            best = _lww_winner(store)
-            current = None if best is None else best[0]
+            current = self.timestamp
         ts = tick(current, replica, now_ms) if timestamp is None else check_timestamp(timestamp)
         if now_ms is not None and ts[0] - now_ms > self.clock_bound_ms:
             raise ClockSkewError(ts[0], now_ms, self.clock_bound_ms)
