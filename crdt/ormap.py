@@ -100,6 +100,7 @@ from crdt.causal_context import (
     _dot_or_none,
     context_of,
     context_of_dot,
+    small_context,
 )
 from crdt.dot import MAX_INT, Dot, check_replica, dot_from_json
 from crdt.dotstores import DotFun
@@ -885,7 +886,10 @@ class ORMap:
         if "ctx" not in body:
             raise DecodeError("ctx", "missing")
         raw_ctx = body["ctx"]
-        ctx = CausalContext.from_dict(raw_ctx, "ctx")
+        # CausalContext.from_dict, inlined (a delta's context: one call less per decode)
+        ctx = small_context(raw_ctx)
+        if ctx is None:
+            ctx = CausalContext._from_dict_slowly(raw_ctx, "ctx")
         if len(entries) == 1:
             one = _one_register(entries[0], ctx)
             if one is not None:

@@ -53,7 +53,7 @@ from crdt._json import (
     str_text,
     thaw,
 )
-from crdt.causal_context import CausalContext, _dot_or_none, context_of
+from crdt.causal_context import CausalContext, _dot_or_none, context_of, small_context
 from crdt.dot import Dot, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
@@ -418,7 +418,10 @@ class ORSet:
         raw_ctx = body.get("ctx")
         if raw_ctx is None and "ctx" not in body:
             raise DecodeError("ctx", "missing")
-        ctx = CausalContext.from_dict(raw_ctx, "ctx")
+        # CausalContext.from_dict, inlined (a delta's context: one call less per decode)
+        ctx = small_context(raw_ctx)
+        if ctx is None:
+            ctx = CausalContext._from_dict_slowly(raw_ctx, "ctx")
         out: dict[Key, Dots] = {}
         s: ORSet = _new(cls)
         s._entries = out
