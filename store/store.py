@@ -178,6 +178,10 @@ class Store:
         ``partitions`` must match the engine's partition count; ``partition_of(key)`` must
         match the engine's (default: :func:`default_partition_of`) and be a pure function of
         the key: the store caches its results.
+
+        Raises :class:`~store.errors.DatabaseLocked` if another process, or another ``Store``
+        of this one, has the database open (nothing read or written); the store holds the
+        database until :meth:`aclose`.
         """
         synchronous = str(synchronous).upper()
         if synchronous not in SYNCHRONOUS_LEVELS:
