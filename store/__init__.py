@@ -1,20 +1,23 @@
 """shoal's durable store: SQLite (default) or PostgreSQL, through SQLAlchemy 2 async Core.
 
 See :mod:`store.store` for the theory of operation (group commit, durability, replica
-identity), :mod:`store.records` for the batch semantics and :mod:`store.schema` for tables
-and migrations.
+identity), :mod:`store.lock` for the lock that lets one process at a time open a database,
+:mod:`store.records` for the batch semantics and :mod:`store.schema` for tables and
+migrations.
 """
 
 from __future__ import annotations
 
 from .errors import (
     CorruptBlob,
+    DatabaseLocked,
     InvalidInput,
     KindMismatch,
     SchemaVersionMismatch,
     StoreClosed,
     StoreError,
 )
+from .lock import LOCK_SUFFIX, DatabaseLock, lock_path, lock_postgres, lock_sqlite
 from .records import (
     Batch,
     BatchLike,
@@ -70,6 +73,7 @@ from .sql import (
 from .store import SYNCHRONOUS_LEVELS, Store, default_partition_of, sidecar_path
 
 __all__ = [
+    "LOCK_SUFFIX",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "SEGMENT_COLUMNS",
@@ -79,6 +83,8 @@ __all__ = [
     "Batch",
     "BatchLike",
     "CorruptBlob",
+    "DatabaseLock",
+    "DatabaseLocked",
     "HintIdLike",
     "HintIdRow",
     "HintLike",
@@ -112,6 +118,9 @@ __all__ = [
     "hints",
     "iter_log",
     "load",
+    "lock_path",
+    "lock_postgres",
+    "lock_sqlite",
     "log_segments",
     "meta",
     "metadata",

@@ -3,6 +3,8 @@
 ::
 
     StoreError                      anything the store refuses or cannot do
+    ├── DatabaseLocked              another opener (another process, or another Store in this
+    │                               one) holds the database; names it; nothing was read or written
     ├── SchemaVersionMismatch       the database was written by a newer shoal (found > supported);
     │                               it is left untouched
     ├── CorruptBlob                 a stored JSON blob is not valid JSON or not a valid encoding
@@ -19,8 +21,12 @@ what happened better than a rewording could.
 
 from __future__ import annotations
 
+import os
+import socket
+
 __all__ = [
     "CorruptBlob",
+    "DatabaseLocked",
     "InvalidInput",
     "KindMismatch",
     "SchemaVersionMismatch",
@@ -31,6 +37,45 @@ __all__ = [
 
 class StoreError(Exception):
     """Base class of every error the store raises on purpose."""
+
+
+class DatabaseLocked(StoreError):
+    """``database`` (a path, or a URL without its password) is open in another process, or
+    in another ``Store`` of this one: one process at a time opens a database.
+
+    ``pid`` and ``host`` name the holder's process (``None`` if it could not be read),
+    ``since`` when it took the database (ISO 8601), ``backend_pid`` its PostgreSQL session.
+    Refused before anything was read or written.
+    """
+
+    def __init__(
+        self,
+        database: str,
+        *,
+        pid: int | None = None,
+        host: str | None = None,
+        since: str | None = None,
+        backend_pid: int | None = None,
+    ) -> None:
+        details = []
+        if pid == os.getpid() and host == socket.gethostname():
+            details.append("this process: close the other Store first")
+        elif host:
+            details.append(f"host {host}")
+        if since:
+            details.append(f"since {since}")
+        if backend_pid is not None:
+            details.append(f"PostgreSQL backend {backend_pid}")
+        who = f"process {pid}" if pid is not None else "another process"
+        message = f"database {database} is in use by {who}"
+        if details:
+            message += f" ({', '.join(details)})"
+        super().__init__(message + "; one process at a time may open it")
+        self.database = database
+        self.pid = pid
+        self.host = host
+        self.since = since
+        self.backend_pid = backend_pid
 
 
 class SchemaVersionMismatch(StoreError):

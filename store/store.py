@@ -38,15 +38,22 @@ is kept, the old id is recorded in ``meta.past_replica_ids``):
 * PostgreSQL: the stamp is the cluster's system identifier (when readable), the database oid
   and schema: a dump restored elsewhere, or ``CREATE DATABASE ... TEMPLATE``, gets a new id.
 
-Detection errs toward rotating (a crash between commit and sidecar write, or two processes
-opening the same file at the same moment, rotates once more than needed; a rotation only
-costs a fresh id). A database without a stamp (one migrated from schema version 0) rotates
-on its first open for the same reason. What it cannot see: a database restored in place
-*together with its sidecar* (the two tokens match, whichever open they come from), or a
-PostgreSQL physical restore into the same cluster identity. For those, the engine reports an
-``IdentityConflict`` when a peer has seen more of our log dots than we have, and the peer
-rotates the id (:meth:`Store.rotate_replica_id`); writes made offline before that contact
-reuse dots and can be lost, so keep the sidecar out of database backups.
+Detection errs toward rotating (a crash between commit and sidecar write rotates once more
+than needed; a rotation only costs a fresh id). A database without a stamp (one migrated
+from schema version 0) rotates on its first open for the same reason. What it cannot see: a
+database restored in place *together with its sidecar* (the two tokens match, whichever open
+they come from), or a PostgreSQL physical restore into the same cluster identity. For those,
+the engine reports an ``IdentityConflict`` when a peer has seen more of our log dots than we
+have, and the peer rotates the id (:meth:`Store.rotate_replica_id`); writes made offline
+before that contact reuse dots and can be lost, so keep the sidecar out of database backups.
+
+One opener at a time. Two processes on one database would issue the same dots from their
+own counters, whatever the stamp says, so ``open`` first takes the database's lock
+(:mod:`store.lock`: ``flock`` on ``REALPATH.shoal-lock`` for SQLite, a session advisory lock
+for PostgreSQL) and ``aclose`` drops it last; a second opener, in another process or in this
+one, gets :class:`~store.errors.DatabaseLocked` naming the holder's PID before anything is
+read or written. The identity check and the sidecar write above happen under that lock. The
+lock dies with its process: nothing to clean up after ``kill -9``.
 
 Lifecycle: ``async with await Store.open(...) as store`` or ``store = await Store.open(...)``
 ... ``await store.aclose()``. ``aclose`` lets queued writes commit, then disposes the engine;
@@ -75,6 +82,7 @@ from sqlalchemy.pool import NullPool
 
 from . import sql
 from .errors import InvalidInput, SchemaVersionMismatch, StoreClosed, StoreError
+from .lock import DatabaseLock, lock_postgres, lock_sqlite
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
 from .schema import SCHEMA_VERSION
 
@@ -128,6 +136,7 @@ class Store:
     def __init__(
         self,
         engine: AsyncEngine,
+        lock: DatabaseLock,
         *,
         partitions: int,
         partition_of: Callable[[str], int],
@@ -135,6 +144,7 @@ class Store:
         max_batch_rows: int,
     ) -> None:
         self._engine = engine
+        self._lock = lock
         self._write_engine = engine.execution_options(shoal_write=True)
         self._partitions = partitions
         self._partition_of = partition_of
@@ -168,6 +178,10 @@ class Store:
         ``partitions`` must match the engine's partition count; ``partition_of(key)`` must
         match the engine's (default: :func:`default_partition_of`) and be a pure function of
         the key: the store caches its results.
+
+        Raises :class:`~store.errors.DatabaseLocked` if another process, or another ``Store``
+        of this one, has the database open (nothing read or written); the store holds the
+        database until :meth:`aclose`.
         """
         synchronous = str(synchronous).upper()
         if synchronous not in SYNCHRONOUS_LEVELS:
@@ -189,35 +203,45 @@ class Store:
         part_of = functools.lru_cache(maxsize=_PARTITION_CACHE)(
             partition_of or (lambda key: default_partition_of(key, partitions))
         )
+        # One opener at a time (store.lock): taken before anything is read or written, held
+        # until aclose().
+        lock: DatabaseLock
         if url.get_backend_name() == "sqlite":
-            db_path = Path(url.database or "")
             if not url.database or url.database == ":memory:":
                 raise InvalidInput("the store needs a database file, not an in-memory database")
-            # Refuse a newer schema before the async engine (which switches to WAL) touches it.
-            if db_path.exists():
-                await asyncio.to_thread(_precheck_sqlite, db_path)
-            engine = create_async_engine(url)
-            _install_sqlite_hooks(engine, synchronous, busy_timeout_ms)
+            db_path: Path | None = Path(url.database)
+            lock = await lock_sqlite(Path(url.database))
         elif url.get_backend_name() == "postgresql":
             db_path = None
-            engine = create_async_engine(url)
+            lock = await lock_postgres(url)
         else:
             raise InvalidInput(
                 f"unsupported database URL {url.render_as_string()!r}: use "
                 "sqlite+aiosqlite:///PATH or postgresql+asyncpg://..."
             )
         try:
-            opened = await _open_identity(engine, db_path, partitions, part_of)
+            engine = create_async_engine(url)
+            try:
+                if db_path is not None:
+                    # Refuse a newer schema before the engine (which switches to WAL) writes.
+                    if db_path.exists():
+                        await asyncio.to_thread(_precheck_sqlite, db_path)
+                    _install_sqlite_hooks(engine, synchronous, busy_timeout_ms)
+                opened = await _open_identity(engine, db_path, partitions, part_of)
+            except BaseException:
+                await engine.dispose()
+                raise
+            return cls(
+                engine,
+                lock,
+                partitions=partitions,
+                partition_of=part_of,
+                opened=opened,
+                max_batch_rows=max_batch_rows,
+            )
         except BaseException:
-            await engine.dispose()
+            await lock.release()
             raise
-        return cls(
-            engine,
-            partitions=partitions,
-            partition_of=part_of,
-            opened=opened,
-            max_batch_rows=max_batch_rows,
-        )
 
     # -- properties ------------------------------------------------------------------------
 
@@ -434,10 +458,13 @@ class Store:
                 await self._writer
             # (a writer that already stopped failed its callers then; closing goes on)
         finally:
-            if self._writer_conn is not None:
-                await self._writer_conn.close()
-                self._writer_conn = None
-            await self._engine.dispose()
+            try:
+                if self._writer_conn is not None:
+                    await self._writer_conn.close()
+                    self._writer_conn = None
+                await self._engine.dispose()
+            finally:
+                await self._lock.release()  # the next opener may come in
 
     async def __aenter__(self) -> Self:
         return self

@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from store import (
+    LOCK_SUFFIX,
     SCHEMA_VERSION,
     SEGMENT_MAX_ENTRIES,
     Batch,
@@ -264,7 +265,12 @@ async def test_a_failed_migration_changes_nothing(backend: Backend) -> None:
 
 
 def _files(directory: Path) -> dict[str, tuple[bytes, int]]:
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(directory.iterdir())}
+    """Every file but the open lock (store.lock), whose record each opener rewrites."""
+    return {
+        p.name: (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(directory.iterdir())
+        if not p.name.endswith(LOCK_SUFFIX)
+    }
 
 
 async def test_a_newer_sqlite_database_is_refused_and_untouched(tmp_path: Path) -> None:

@@ -1,0 +1,247 @@
+"""One process at a time opens a database (store.lock), with real files, processes and servers.
+
+A second opener, in this process or another, gets ``DatabaseLocked`` naming the holder's PID
+and changes nothing; the lock dies with its holder, even under SIGKILL, with nothing to clean
+up; read-only inspection still works while a peer holds the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from store import Batch, DatabaseLocked, Store, StoreError, lock_path, sidecar_path
+from tests.store.conftest import Backend
+from tests.store.helpers import counter_row
+
+CHILD = Path(__file__).with_name("lock_child.py")
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 30.0
+
+
+def _shown(backend: Backend) -> str:
+    """How the error names the database: its path, or its URL without a password."""
+    if backend.path is not None:
+        return str(backend.path)
+    return make_url(backend.url).render_as_string(hide_password=True)
+
+
+class _Child:
+    """``lock_child.py`` holding a database; every wait on it has a timeout."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, mode: str, url: str) -> _Child:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(CHILD),
+            mode,
+            url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        return cls(proc)
+
+    async def line(self) -> str:
+        assert self.proc.stdout is not None
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), TIMEOUT)
+        assert raw, f"the child exited early (status {await self.proc.wait()})"
+        return raw.decode().strip()
+
+    async def release(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"close\n")
+        await self.proc.stdin.drain()
+        assert await self.line() == "CLOSED"
+        assert await asyncio.wait_for(self.proc.wait(), TIMEOUT) == 0
+
+    async def kill(self) -> None:
+        self.proc.kill()  # SIGKILL: no cleanup of any kind runs
+        assert await asyncio.wait_for(self.proc.wait(), TIMEOUT) == -signal.SIGKILL
+
+
+@pytest.fixture
+async def children() -> AsyncIterator[list[_Child]]:
+    started: list[_Child] = []
+    yield started
+    for child in started:
+        if child.proc.returncode is None:
+            child.proc.kill()
+            await child.proc.wait()
+
+
+async def test_a_second_open_in_this_process_is_refused_until_the_first_closes(
+    backend: Backend,
+) -> None:
+    first = await backend.open()
+    try:
+        await first.apply(Batch(objects=(counter_row("k", 3),)))
+        token = sidecar_path(backend.path).read_text() if backend.path else None
+        with pytest.raises(DatabaseLocked) as info:
+            await backend.open()
+        error = info.value
+        assert isinstance(error, StoreError)
+        assert (error.database, error.pid) == (_shown(backend), os.getpid())
+        assert str(error).startswith(
+            f"database {_shown(backend)} is in use by process {os.getpid()} (this process"
+        )
+        assert "\n" not in str(error)
+        if backend.name == "postgres":
+            assert isinstance(error.backend_pid, int)
+        # The refusal changed nothing: the holder's identity token and data, and it goes on.
+        if backend.path is not None:
+            assert sidecar_path(backend.path).read_text() == token
+        await first.apply(Batch(objects=(counter_row("k2", 1),)))
+        assert await first.get_object("k") == counter_row("k", 3)
+        replica_id = first.replica_id
+    finally:
+        await first.aclose()
+    async with await backend.open() as again:
+        assert (again.replica_id, again.identity_rotated) == (replica_id, False)
+        assert await again.get_object("k2") == counter_row("k2", 1)
+
+
+async def test_concurrent_opens_in_one_process_let_exactly_one_in(backend: Backend) -> None:
+    results = await asyncio.gather(*(backend.open() for _ in range(4)), return_exceptions=True)
+    stores = [r for r in results if isinstance(r, Store)]
+    try:
+        assert len(stores) == 1, results
+        assert all(isinstance(r, DatabaseLocked) for r in results if r is not stores[0])
+    finally:
+        for store in stores:
+            await store.aclose()
+
+
+async def test_a_symlink_to_a_held_database_is_refused(tmp_path: Path) -> None:
+    path, link = tmp_path / "real.sqlite", tmp_path / "link.sqlite"
+    link.symlink_to(path)
+    async with await Store.open(path):
+        with pytest.raises(DatabaseLocked, match=f"in use by process {os.getpid()} "):
+            await Store.open(link)
+
+
+async def test_a_database_in_a_missing_directory_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "a.sqlite"
+    with pytest.raises(FileNotFoundError, match=f"cannot lock database {path} "):
+        await Store.open(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_another_process_is_refused_with_the_holders_pid(
+    backend: Backend, children: list[_Child]
+) -> None:
+    child = await _Child.start("hold", backend.url)
+    children.append(child)
+    assert await child.line() == f"HELD {child.proc.pid}"
+    with pytest.raises(DatabaseLocked) as info:
+        await backend.open()
+    assert info.value.pid == child.proc.pid
+    assert str(info.value).startswith(
+        f"database {_shown(backend)} is in use by process {child.proc.pid} ("
+    )
+    await child.release()
+    async with await backend.open() as store:  # the holder let go: ours now
+        assert await store.get_object("child") is not None
+
+
+async def test_a_holder_killed_with_sigkill_leaves_nothing_to_clean_up(
+    backend: Backend, children: list[_Child]
+) -> None:
+    child = await _Child.start("hold", backend.url)
+    children.append(child)
+    assert await child.line() == f"HELD {child.proc.pid}"
+    with pytest.raises(DatabaseLocked) as info:
+        await backend.open()
+    assert info.value.pid == child.proc.pid
+    await child.kill()
+    if backend.path is not None:
+        # The dead holder's file is still there, naming it; it blocks nobody.
+        stale = json.loads(lock_path(backend.path).read_text())
+        assert stale["pid"] == child.proc.pid
+    else:
+        assert info.value.backend_pid is not None
+        await _wait_for_session_end(backend.url, info.value.backend_pid)
+    async with await backend.open() as store:
+        assert await store.get_object("child") is not None
+        if backend.path is not None:
+            assert json.loads(lock_path(backend.path).read_text())["pid"] == os.getpid()
+
+
+async def _wait_for_session_end(url: str, backend_pid: int) -> None:
+    """The server ends a dead client's session when it reads EOF: wait (bounded) for that
+    session's advisory locks to go."""
+    engine = create_async_engine(url)
+    try:
+        for _ in range(int(TIMEOUT / 0.05)):
+            async with engine.connect() as conn:
+                held = (
+                    await conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_locks"
+                            " WHERE pid = :pid AND locktype = 'advisory'"
+                        ),
+                        {"pid": backend_pid},
+                    )
+                ).scalar_one()
+            if not held:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"backend {backend_pid} kept its lock after its client died")
+    finally:
+        await engine.dispose()
+
+
+async def test_a_forked_child_does_not_keep_its_parents_lock(
+    tmp_path: Path, children: list[_Child]
+) -> None:
+    path = tmp_path / "forked.sqlite"
+    child = await _Child.start("fork", str(path))
+    children.append(child)
+    grandchild = int((await child.line()).split()[1])
+    try:
+        assert await child.line() == f"HELD {child.proc.pid}"
+        await child.kill()
+        os.kill(grandchild, 0)  # still alive, with a copy of every descriptor the child had
+        async with await Store.open(path) as store:
+            assert await store.get_object("child") is not None
+    finally:
+        try:
+            os.kill(grandchild, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+async def test_read_only_inspection_works_while_the_database_is_held(tmp_path: Path) -> None:
+    path = tmp_path / "held.sqlite"
+    shoal = shutil.which("shoal", path=str(Path(sys.executable).parent))
+    assert shoal is not None, "the `shoal` console script is not installed next to python"
+    async with await Store.open(path) as store:
+        await store.apply(Batch(objects=(counter_row("k", 3),)))
+        proc = await asyncio.create_subprocess_exec(
+            shoal,
+            "inspect",
+            "--db",
+            str(path),
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+        assert proc.returncode == 0, err.decode()
+        shown = json.loads(out)
+        assert shown["replica_id"] == store.replica_id
+        assert [(o["key"], o["value"]) for o in shown["objects"]] == [("k", 3)]
+        await store.apply(Batch(objects=(counter_row("k", 4),)))  # and the holder goes on
