@@ -1,8 +1,8 @@
 """shoal's durable store: SQLite (default) or PostgreSQL, through SQLAlchemy 2 async Core.
 
 See :mod:`store.store` for the theory of operation (group commit, durability, replica
-identity), :mod:`store.records` for the batch semantics and :mod:`store.schema` for tables
-and migrations.
+identity), :mod:`store.records` for the batch semantics, :mod:`store.schema` for tables
+and migrations and :mod:`store.report` for the read-only report behind ``shoal inspect``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ from .records import (
     ObjectRow,
     PeerLike,
     PeerRow,
+)
+from .report import (
+    DatabaseReport,
+    ObjectReport,
+    PeerReport,
+    Progress,
+    read_report,
+    report_database,
 )
 from .schema import (
     MIGRATIONS,
@@ -79,6 +87,7 @@ __all__ = [
     "Batch",
     "BatchLike",
     "CorruptBlob",
+    "DatabaseReport",
     "HintIdLike",
     "HintIdRow",
     "HintLike",
@@ -90,11 +99,14 @@ __all__ = [
     "LogRow",
     "Migration",
     "ObjectLike",
+    "ObjectReport",
     "ObjectRow",
     "OpenResult",
     "PeerLike",
+    "PeerReport",
     "PeerRow",
     "PreparedBatch",
+    "Progress",
     "SchemaVersionMismatch",
     "SegmentEntry",
     "Store",
@@ -121,7 +133,9 @@ __all__ = [
     "peers",
     "prepare",
     "read_meta",
+    "read_report",
     "read_schema_version",
+    "report_database",
     "rotate_replica_id",
     "sidecar_path",
     "snapshot_page",
