@@ -34,7 +34,6 @@ def module_name(root: Path, path: Path) -> str:
     return ".".join(parts)
 
 
-
 def _resolve_relative(module: str, is_package: bool, level: int, target: str | None) -> str:
     base = module.split(".") if is_package else module.split(".")[:-1]
     if level > 1:

@@ -96,8 +96,7 @@ def _dynamic_imports(path: Path) -> set[str]:
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
         first = node.args[0]
         if name in {"import_module", "__import__"} and isinstance(first, ast.Constant):
-            if isinstance(first.value, str):
-                found.add(first.value.split(".")[0])
+            found.add(str(first.value).split(".")[0])
     return found
 
 
