@@ -1,6 +1,6 @@
 """``shoal demo``: a shared shopping list on three devices and a relay, narrated step by step.
 
-What it runs (DESIGN.md, "The user's first five minutes"), all on loopback with one SQLite
+What it runs (the user's first five minutes with shoal), all on loopback with one SQLite
 file per peer in a temporary folder, every peer a real :class:`~sync.transport.peer.Peer`
 talking websockets to the others:
 
@@ -29,7 +29,7 @@ that the relay plays the part the story needs: a fallback that holds hints, not 
 
 "Offline" is what it is for an embedded app: the device closes its peer and reopens the same
 database with no network (no listen address, no peers to dial). Reopening resumes the same
-replica id and data (DESIGN.md, "The embedding API").
+replica id and data (see :mod:`sync.transport.peer`).
 
 Output: one short line per step; colours when stdout is a terminal (rich), plain text with no
 ANSI escape codes when it is not (a pipe, a file, a CI log). Every wait is bounded by a

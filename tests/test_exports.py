@@ -49,7 +49,7 @@ def test_package_reexports_its_modules_public_names(package: str) -> None:
             assert attr in pkg.__all__, f"{package} does not re-export {info.name}.{attr}"
 
 
-# What a user of the embedding API needs, by name (DESIGN's "embedding API", README).
+# What a user of the embedding API needs, by name (the README and docs/architecture.md).
 EMBEDDING_API = {
     "Peer",
     "Subscription",

@@ -1,6 +1,7 @@
-"""The layering of DESIGN.md, checked: crdt is pure and depends on the standard library only
-(its runtime dependencies are zero), the engine in sync/ is sans-I/O, and the application
-package shoal/ sits on top: crdt, store and sync never import it, not even lazily."""
+"""The layering of docs/architecture.md, checked: crdt is pure and depends on the standard
+library only (its runtime dependencies are zero), the engine in sync/ is sans-I/O, and the
+application package shoal/ sits on top: crdt, store and sync never import it, not even
+lazily."""
 
 from __future__ import annotations
 

@@ -110,6 +110,8 @@ class _Handle:
 
 
 class GCounterHandle(_Handle):
+    """A grow-only counter: ``increment(n=1)``; ``value()`` is an int."""
+
     kind = "gcounter"
 
     def increment(
@@ -120,6 +122,8 @@ class GCounterHandle(_Handle):
 
 
 class PNCounterHandle(GCounterHandle):
+    """A counter: ``increment(n=1)``, ``decrement(n=1)``; ``value()`` is an int."""
+
     kind = "pncounter"
 
     def decrement(
@@ -147,6 +151,8 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
 
 
 class LWWHandle(_Handle):
+    """A last-writer-wins register: ``set(value)``; ``value()`` is the latest value."""
+
     kind = "lww"
 
     def set(
@@ -167,6 +173,9 @@ class LWWHandle(_Handle):
 
 
 class MVRegisterHandle(_Handle):
+    """A multi-value register: ``set(value)`` supersedes what it has seen; ``values()``
+    lists the concurrent values (siblings)."""
+
     kind = "mvregister"
 
     def set(
@@ -183,6 +192,8 @@ class MVRegisterHandle(_Handle):
 
 
 class ORSetHandle(_Handle):
+    """An add-wins set: ``add(element)``, ``remove(element)``; ``value()`` is a frozenset."""
+
     kind = "orset"
 
     def add(
@@ -285,6 +296,9 @@ class _MapUpdate:
 
 
 class ORMapHandle(_Handle):
+    """A map of embedded CRDTs: ``update(key, kind, fn)``, ``remove(key)``; ``value()`` is
+    a dict."""
+
     kind = "ormap"
 
     def update(

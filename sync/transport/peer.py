@@ -1,4 +1,4 @@
-"""``Peer``: the embedding API of DESIGN.md — a replica, its store and its links, in-process.
+"""``Peer``: the embedding API — one replica, its store and its links, in this process.
 
 >>> async def main() -> None:                                      # doctest: +SKIP
 ...     async with Peer.open("phone.db", listen="127.0.0.1:0",
