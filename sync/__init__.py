@@ -8,7 +8,7 @@ re-exported lazily below, in the marked section. Applications import the public 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sync.config import MAX_MESSAGE_BYTES, ReplicaConfig
 from sync.consistency import ALL, LOCAL_QUORUM, ONE, QUORUM, Level, required_acks
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 _TRANSPORT_NAMES = {"Peer": "sync.transport.peer", "Subscription": "sync.transport.subscription"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _TRANSPORT_NAMES.get(name)
     if module is None:
         raise AttributeError(f"module 'sync' has no attribute {name!r}")
