@@ -24,7 +24,7 @@ demo: $(DEMO_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check crdt store sync
+	$(BIN)/ruff format --check crdt store sync shoal
 	$(BIN)/mypy
 
 # PostgreSQL for the relay-backend tests: installed and started by our own script.

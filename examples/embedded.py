@@ -1,6 +1,6 @@
 """The embedding API in one page: two peers in one process, every handle type once.
 
-This is the snippet of DESIGN.md ("The embedding API") made runnable: a "phone" peer listens
+This is the embedding API of the README made runnable: a "phone" peer listens
 on 127.0.0.1 (the OS picks the port), a "laptop" peer dials it, both keep their data in
 SQLite files in a temporary folder. The phone uses every handle (``orset``, ``pncounter``,
 ``mvregister``, ``lww``, ``ormap``) and the laptop watches the cart with ``subscribe`` until
@@ -23,8 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from sync.errors import QuorumNotReached
-from sync.transport.peer import Peer
+from shoal import Peer, QuorumNotReached
 
 __all__ = ["main"]
 

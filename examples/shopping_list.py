@@ -34,8 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from sync.errors import QuorumNotReached, ReadQuorumNotReached
-from sync.transport.peer import Peer
+from shoal import Peer, QuorumNotReached, ReadQuorumNotReached
 
 __all__ = ["main"]
 

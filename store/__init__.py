@@ -2,8 +2,8 @@
 
 See :mod:`store.store` for the theory of operation (group commit, durability, replica
 identity), :mod:`store.lock` for the lock that lets one process at a time open a database,
-:mod:`store.records` for the batch semantics and :mod:`store.schema` for tables and
-migrations.
+:mod:`store.records` for the batch semantics, :mod:`store.schema` for tables and migrations
+and :mod:`store.report` for the read-only report behind ``shoal inspect``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,14 @@ from .records import (
     ObjectRow,
     PeerLike,
     PeerRow,
+)
+from .report import (
+    DatabaseReport,
+    ObjectReport,
+    PeerReport,
+    Progress,
+    read_report,
+    report_database,
 )
 from .schema import (
     MIGRATIONS,
@@ -85,6 +93,7 @@ __all__ = [
     "CorruptBlob",
     "DatabaseLock",
     "DatabaseLocked",
+    "DatabaseReport",
     "HintIdLike",
     "HintIdRow",
     "HintLike",
@@ -96,11 +105,14 @@ __all__ = [
     "LogRow",
     "Migration",
     "ObjectLike",
+    "ObjectReport",
     "ObjectRow",
     "OpenResult",
     "PeerLike",
+    "PeerReport",
     "PeerRow",
     "PreparedBatch",
+    "Progress",
     "SchemaVersionMismatch",
     "SegmentEntry",
     "Store",
@@ -130,7 +142,9 @@ __all__ = [
     "peers",
     "prepare",
     "read_meta",
+    "read_report",
     "read_schema_version",
+    "report_database",
     "rotate_replica_id",
     "sidecar_path",
     "snapshot_page",

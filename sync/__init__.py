@@ -1,11 +1,14 @@
 """shoal's replication: wire messages and the sans-I/O engine (``sync.Replica``).
 
 Re-exports the public names of the engine modules (see docs/architecture.md section 3). The
-asyncio/websocket adapter lives in ``sync.transport`` and its public names (``Peer``...) are
-re-exported below, in the marked section.
+asyncio/websocket adapter lives in ``sync.transport``; its ``Peer`` and ``Subscription`` are
+re-exported lazily below, in the marked section. Applications import the public API from
+``shoal``.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from sync.config import MAX_MESSAGE_BYTES, ReplicaConfig
 from sync.consistency import ALL, LOCAL_QUORUM, ONE, QUORUM, Level, required_acks
@@ -42,8 +45,14 @@ from sync.simnet import SimCluster, SimDisk, SimOp, SimulationError
 
 # --- transport re-exports (owned by the transport engineer) ---------------------------------
 # Lazy (PEP 562): ``from sync import Peer`` works, while ``import sync`` alone (the sans-I/O
-# engine, the simulator) does not pull in asyncio, websockets and SQLAlchemy.
-_TRANSPORT_NAMES = {"Peer": "sync.transport.peer", "Subscription": "sync.transport.peer"}
+# engine, the simulator) does not pull in asyncio, websockets and SQLAlchemy. The same names
+# are imported under TYPE_CHECKING, so that type checkers see their real types. (Apps import
+# them from ``shoal``, the application package.)
+if TYPE_CHECKING:
+    from sync.transport.peer import Peer
+    from sync.transport.subscription import Subscription
+
+_TRANSPORT_NAMES = {"Peer": "sync.transport.peer", "Subscription": "sync.transport.subscription"}
 
 
 def __getattr__(name: str) -> object:
@@ -102,5 +111,4 @@ __all__ = [
     "encode",
     "partition_of",
     "required_acks",
-    # transport names are appended here by sync/transport (e.g. "Peer")
 ]

@@ -1,5 +1,7 @@
-"""The layering of DESIGN.md, checked: crdt is pure and depends on the standard library only
-(its runtime dependencies are zero), the engine in sync/ is sans-I/O."""
+"""The layering of docs/architecture.md, checked: crdt is pure and depends on the standard
+library only (its runtime dependencies are zero), the engine in sync/ is sans-I/O, and the
+application package shoal/ sits on top: crdt, store and sync never import it, not even
+lazily."""
 
 from __future__ import annotations
 
@@ -82,6 +84,50 @@ def test_store_does_not_depend_on_sync(path: Path) -> None:
     assert "sync" not in _imports(path), f"{path.relative_to(ROOT)} imports sync"
 
 
+LAYERS = ("crdt", "store", "sync")
+
+
+def _dynamic_imports(path: Path) -> set[str]:
+    """Module names given as string constants to ``importlib.import_module``/``__import__``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if not (isinstance(node, ast.Call) and node.args):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        first = node.args[0]
+        if name in {"import_module", "__import__"} and isinstance(first, ast.Constant):
+            found.add(str(first.value).split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for layer in LAYERS for p in _sources(layer)],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_layers_never_import_the_application_package(path: Path) -> None:
+    # _imports walks the whole tree: imports inside functions and under TYPE_CHECKING count.
+    bad = (_imports(path) | _dynamic_imports(path)) & {"shoal"}
+    assert not bad, f"{path.relative_to(ROOT)} imports shoal: the layers never reach up"
+
+
 def test_the_checks_see_the_packages() -> None:
     # Guards the tests above against silently checking nothing.
-    assert _sources("crdt") and _engine_sources() and _sources("store")
+    assert _sources("crdt") and _engine_sources() and _sources("store") and _sources("shoal")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "import shoal.cli\n",
+        "def f():\n    from shoal import Peer\n",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from shoal.demo import main\n",
+        "import importlib\nm = importlib.import_module('shoal.cli')\n",
+        "m = __import__('shoal')\n",
+    ],
+)
+def test_an_upward_import_is_seen_however_it_is_spelled(tmp_path: Path, text: str) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(text)
+    assert "shoal" in _imports(probe) | _dynamic_imports(probe)

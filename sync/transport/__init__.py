@@ -1,43 +1,61 @@
 """sync.transport: the asyncio + websockets adapter around the sans-I/O engine.
 
-Modules: :mod:`.auth` (handshake), :mod:`.connection` (links, backoff, flow control),
-:mod:`.node` (drives one :class:`sync.Replica` against a :class:`store.Store`),
-:mod:`.peer` (``Peer.open`` and the typed handles apps embed), :mod:`.http` and
-:mod:`.metrics` (``/status`` and ``/metrics`` on the websocket port), :mod:`.cli` (``shoal``).
+Modules, each knowing only those above it in this list (no import cycles):
+:mod:`.auth` (handshake frames), :mod:`.codec` (the engine's messages as frames),
+:mod:`.connection` (links, backoff, flow control), :mod:`.node` (drives one
+:class:`sync.Replica` against a :class:`store.Store`), :mod:`.handles` (the typed handles),
+:mod:`.subscription` (a key's new values), :mod:`.status` (the health snapshot, read through
+a small protocol), :mod:`.metrics` (its Prometheus text, ``prometheus_client`` loaded only
+then), :mod:`.http` (``/status`` and ``/metrics`` on the websocket port, given functions that
+make the bodies), and :mod:`.peer` (``Peer.open``, which wires them together). The command
+line and the demo are the application's: :mod:`shoal.cli`, :mod:`shoal.demo`.
 """
 
 from __future__ import annotations
 
 from .auth import HandshakeError, Identity, PeerInfo
+from .codec import WireCodec
 from .connection import Backoff, LinkState, Transport, TransportConfig
-from .node import Node, merge_persists
-from .peer import (
+from .handles import (
     GCounterHandle,
+    HandleOwner,
     LWWHandle,
     MVRegisterHandle,
     ORMapHandle,
     ORSetHandle,
-    Peer,
     PNCounterHandle,
-    Subscription,
 )
+from .http import make_http_hook
+from .metrics import MetricsUnavailable, render_metrics
+from .node import Node, merge_persists
+from .peer import Peer
+from .status import StatusSource, public_status, status_snapshot
+from .subscription import Subscription
 
 __all__ = [
     "Backoff",
     "GCounterHandle",
+    "HandleOwner",
     "HandshakeError",
     "Identity",
     "LWWHandle",
     "LinkState",
     "MVRegisterHandle",
+    "MetricsUnavailable",
     "Node",
     "ORMapHandle",
     "ORSetHandle",
     "PNCounterHandle",
     "Peer",
     "PeerInfo",
+    "StatusSource",
     "Subscription",
     "Transport",
     "TransportConfig",
+    "WireCodec",
+    "make_http_hook",
     "merge_persists",
+    "public_status",
+    "render_metrics",
+    "status_snapshot",
 ]

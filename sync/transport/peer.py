@@ -1,4 +1,4 @@
-"""``Peer``: the embedding API of DESIGN.md — a replica, its store and its links, in-process.
+"""``Peer``: the embedding API — one replica, its store and its links, in this process.
 
 >>> async def main() -> None:                                      # doctest: +SKIP
 ...     async with Peer.open("phone.db", listen="127.0.0.1:0",
@@ -13,9 +13,10 @@ Contract.
 * ``Peer.open(...)`` is awaitable *and* an async context manager; :meth:`Peer.aclose` (or
   leaving the ``async with``) commits what is pending, closes every link (1001) and the
   store. Opening an existing database resumes it: same replica id, data, hints, peers.
-* Handles (``gcounter``, ``pncounter``, ``lww``, ``mvregister``, ``orset``, ``ormap``) expose
-  the CRDT's mutators without the replica argument, each taking ``w=``, ``timeout=`` and
-  ``strict=`` and returning a :class:`~sync.effects.WriteResult`; a missed quorum raises
+* Handles (``gcounter``, ``pncounter``, ``lww``, ``mvregister``, ``orset``, ``ormap``, in
+  :mod:`sync.transport.handles`) expose the CRDT's mutators without the replica argument,
+  each taking ``w=``, ``timeout=`` and ``strict=`` and returning a
+  :class:`~sync.effects.WriteResult`; a missed quorum raises
   :class:`~sync.errors.QuorumNotReached` (carrying the result: durable here, replicates
   later). Reads take ``r=``, ``timeout=``, ``strict=``; a missed read quorum raises
   :class:`~sync.errors.ReadQuorumNotReached`. A key holds one type: a handle of another
@@ -23,13 +24,17 @@ Contract.
   write). Values that are not JSON raise ``TypeError`` and change nothing.
 * ``peer.subscribe(key)`` is an async iterator of the key's new values, local or remote,
   with a bounded queue (``maxsize``; when a slow consumer falls behind, the oldest queued
-  values are dropped: the latest value is always delivered).
+  values are dropped: the latest value is always delivered; see
+  :mod:`sync.transport.subscription`).
+* Health: ``peer.status()`` (:mod:`sync.transport.status`); with ``listen``, the same
+  figures on ``GET /status`` and ``GET /metrics`` of the websocket port
+  (:mod:`sync.transport.http`; ``/metrics`` needs the ``cli`` extra).
 * Identity: if peers show that this database was restored or copied (the engine's
   ``IdentityConflict``), the peer rotates its replica id in the store and restarts its node
   and links under the new id in place (logged at CRITICAL); operations in flight at that
   moment fail with ``RuntimeError`` and may be retried.
-* LWW timestamps: wall time from ``time.time()`` here, passed to the CRDT as ``now_ms``; the
-  engine's own clock is the node's monotonic clock (see :mod:`sync.transport.node`).
+* LWW timestamps: wall time from ``time.time()`` in the handles, passed to the CRDT as
+  ``now_ms``; the engine's own clock is the node's monotonic clock (see :mod:`sync.transport.node`).
 """
 
 from __future__ import annotations
@@ -37,53 +42,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterable
-from functools import partial
-from operator import methodcaller
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import crdt
-from crdt import CRDT
 from store import Store
-from sync import messages
 from sync.config import ReplicaConfig
-from sync.effects import IdentityConflict, Persist, WriteResult
+from sync.effects import IdentityConflict, Persist
 from sync.errors import PeerFailed
+from sync.replica import Replica
 from sync.ring import partition_of
 
 from .auth import AdminReply, AdminRequest, Identity, PeerInfo
+from .codec import WireCodec
 from .connection import Transport, TransportConfig
+from .handles import (
+    GCounterHandle,
+    LWWHandle,
+    MVRegisterHandle,
+    ORMapHandle,
+    ORSetHandle,
+    PNCounterHandle,
+)
+from .http import make_http_hook
+from .metrics import render_metrics
 from .node import Node, ReplicaLike, loaded_from_store
+from .status import public_status_json, status_snapshot
+from .subscription import Subscription
 
-__all__ = [
-    "GCounterHandle",
-    "LWWHandle",
-    "MVRegisterHandle",
-    "ORMapHandle",
-    "ORSetHandle",
-    "PNCounterHandle",
-    "Peer",
-    "Subscription",
-    "WireCodec",
-]
+__all__ = ["Peer"]
 
 log = logging.getLogger("shoal.peer")
-
-
-class WireCodec:
-    """:mod:`sync.messages` as the transport's codec."""
-
-    def encode(self, message: Any) -> bytes:
-        return messages.encode(message)
-
-    def decode(self, data: bytes, max_size: int) -> Any:
-        return messages.decode(data, max_size=max_size)
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -117,59 +110,6 @@ def _ssl_contexts(
     # unless a CA file is given: then it is made now, so a bad file fails the open.
     client = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
     return server, client
-
-
-class Subscription:
-    """An async iterator of a key's new values; ``close()`` (or ``aclose()``) ends it."""
-
-    def __init__(self, peer: Peer, key: str, maxsize: int) -> None:
-        if maxsize < 1:
-            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
-        self.key = key
-        self.dropped = 0
-        self._peer = peer
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
-        self._closed = False
-
-    def _push(self, value: Any) -> None:
-        if self._closed:
-            return
-        if self._queue.full():
-            self._queue.get_nowait()
-            self.dropped += 1
-        self._queue.put_nowait(value)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._peer._unsubscribe(self)
-        if self._queue.full():
-            self._queue.get_nowait()
-        self._queue.put_nowait(_END)
-        self._closed = True
-
-    async def aclose(self) -> None:
-        self.close()
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self
-
-    async def __anext__(self) -> Any:
-        if self._closed and self._queue.empty():
-            raise StopAsyncIteration
-        item = await self._queue.get()
-        if item is _END:
-            raise StopAsyncIteration
-        return item
-
-    async def __aenter__(self) -> Subscription:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-
-_END = object()
 
 
 class _Opening:
@@ -219,14 +159,10 @@ class Peer:
         self._closed = False
         self._rotating = False
         self._background: set[asyncio.Task[Any]] = set()
-        from .http import make_http_hook
-        from .metrics import PeerMetrics
-
-        self.metrics = PeerMetrics(self)
         self._transport_args: dict[str, Any] = {
             "server_ssl": server_ssl,
             "client_ssl": client_ssl,
-            "http": make_http_hook(self),
+            "http": make_http_hook(self._status_body, self._metrics_body),
             "refuse": self._refuse,
             "room": self._room,
         }
@@ -342,8 +278,6 @@ class Peer:
         return _Opening(factory)
 
     async def _start(self, listen: str | None, peers: list[str]) -> None:
-        from sync.replica import Replica
-
         stored = await self.store.load()
         for rid, row in stored.peers.items():
             self._learned(rid, row.address, row.forgotten)
@@ -467,7 +401,7 @@ class Peer:
         """An async iterator of ``key``'s new values (local or remote changes)."""
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
-        sub = Subscription(self, key, maxsize or self._subscriber_queue)
+        sub = Subscription(key, maxsize or self._subscriber_queue, self._unsubscribe)
         self._subs.setdefault(key, []).append(sub)
         return sub
 
@@ -486,7 +420,7 @@ class Peer:
             return
         value = self.node.replica.current_value(key)  # no copy of the state per change
         for sub in subs:
-            sub._push(value)
+            sub.push(value)
 
     def _check_siblings(self, key: str) -> None:
         """Warn (once) when a register piles up siblings: a sign that writers never read
@@ -573,9 +507,14 @@ class Peer:
         return self.status_now()
 
     def status_now(self) -> dict[str, Any]:
-        from .metrics import status_snapshot
-
+        """The same as :meth:`status`, without awaiting (see :mod:`sync.transport.status`)."""
         return status_snapshot(self)
+
+    def _status_body(self) -> str:
+        return public_status_json(self)
+
+    def _metrics_body(self) -> tuple[str, str]:
+        return render_metrics(status_snapshot(self))
 
     # -- LinkHandler (called by the transport) -----------------------------------------------
 
@@ -600,271 +539,3 @@ class Peer:
         except (ValueError, TypeError) as exc:
             return AdminReply(ok=False, detail=str(exc))
         return AdminReply(ok=True, detail=f"forgot {request.replica}")
-
-
-# -- handles ---------------------------------------------------------------------------------
-
-
-class _Handle:
-    """A key of one CRDT type. Mutators queue their write when called and return a future
-    of its :class:`WriteResult` (``await cart.add("milk")``): the write is on its way even
-    if the future is never awaited, and a burst of writes costs a future each, not a task.
-    Bad input (a wrong type, a non-JSON value) raises from the ``await``; the key is unchanged.
-    Await the future (or ``asyncio.gather`` many) to see its outcome: an error nobody awaits
-    (``QuorumNotReached``, bad input) only shows as asyncio's "exception was never
-    retrieved" log line once the future is garbage-collected.
-    """
-
-    kind: str = ""
-
-    def __init__(self, peer: Peer, key: str) -> None:
-        if not isinstance(key, str):
-            raise TypeError(f"key must be a str, got {type(key).__name__}")
-        if not key:
-            raise ValueError("key must not be empty")
-        self.peer = peer
-        self.key = key
-        self._check_kind()
-
-    def _check_kind(self) -> None:
-        held = self.peer.node.replica.kind_of(self.key)  # O(1): no copy of the state
-        if held is not None and held != self.kind:
-            raise TypeError(f"key {self.key!r} holds a {held}, not a {self.kind}")
-
-    @property
-    def _rid(self) -> str:
-        return self.peer.replica_id
-
-    def _write(
-        self,
-        fn: Callable[[Any], Any],
-        w: Any,
-        timeout: float | None,
-        strict: bool | None,
-    ) -> asyncio.Future[WriteResult]:
-        # The engine refuses a key of another kind (TypeError) without copying the state.
-        # The write is queued now and its future returned as it is: no coroutine or task
-        # per write (see the class docstring).
-        return self.peer.node.write(self.key, self.kind, fn, w=w, strict=strict, timeout=timeout)
-
-    async def state(
-        self, *, r: Any = None, timeout: float | None = None, strict: bool | None = None
-    ) -> CRDT | None:
-        """The joined CRDT state of the key (None if no replica asked holds it)."""
-        done = await self.peer.node.read(self.key, r=r, strict=strict, timeout=timeout)
-        if done.state is not None and done.state.kind != self.kind:
-            raise TypeError(f"key {self.key!r} holds a {done.state.kind}, not a {self.kind}")
-        return done.state
-
-    async def value(
-        self, *, r: Any = None, timeout: float | None = None, strict: bool | None = None
-    ) -> Any:
-        """The key's value, joined from ``r`` replicas (read repair on the way)."""
-        state = await self.state(r=r, timeout=timeout, strict=strict)
-        if state is None:
-            return crdt.new(self.kind).value
-        return state.value
-
-
-class GCounterHandle(_Handle):
-    kind = "gcounter"
-
-    def increment(
-        self, n: int = 1, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
-    ) -> asyncio.Future[WriteResult]:
-        rid = self._rid
-        return self._write(methodcaller("increment", rid, n), w, timeout, strict)
-
-
-class PNCounterHandle(GCounterHandle):
-    kind = "pncounter"
-
-    def decrement(
-        self, n: int = 1, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
-    ) -> asyncio.Future[WriteResult]:
-        rid = self._rid
-        return self._write(methodcaller("decrement", rid, n), w, timeout, strict)
-
-
-_ACCEPTS: dict[tuple[type, str, str], bool] = {}
-
-
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    """Does the (bound) method ``fn`` take a parameter ``name``? Cached per class."""
-    owner = type(getattr(fn, "__self__", None))
-    cache_key = (owner, getattr(fn, "__name__", ""), name)
-    hit = _ACCEPTS.get(cache_key)
-    if hit is None:
-        try:
-            hit = name in inspect.signature(fn).parameters
-        except (TypeError, ValueError):
-            hit = False
-        _ACCEPTS[cache_key] = hit
-    return hit
-
-
-class LWWHandle(_Handle):
-    kind = "lww"
-
-    def set(
-        self,
-        value: Any,
-        timestamp: Any = None,
-        *,
-        w: Any = None,
-        timeout: float | None = None,
-        strict: bool | None = None,
-    ) -> asyncio.Future[WriteResult]:
-        rid = self._rid
-
-        def fn(reg: Any) -> Any:
-            return reg.set(rid, value, timestamp, now_ms=int(time.time() * 1000))
-
-        return self._write(fn, w, timeout, strict)
-
-
-class MVRegisterHandle(_Handle):
-    kind = "mvregister"
-
-    def set(
-        self, value: Any, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
-    ) -> asyncio.Future[WriteResult]:
-        rid = self._rid
-        return self._write(methodcaller("set", rid, value), w, timeout, strict)
-
-    async def values(
-        self, *, r: Any = None, timeout: float | None = None, strict: bool | None = None
-    ) -> list[Any]:
-        """Every concurrent value (siblings), in the register's stable order."""
-        return list(await self.value(r=r, timeout=timeout, strict=strict))
-
-
-class ORSetHandle(_Handle):
-    kind = "orset"
-
-    def add(
-        self,
-        element: Any,
-        *,
-        w: Any = None,
-        timeout: float | None = None,
-        strict: bool | None = None,
-    ) -> asyncio.Future[WriteResult]:
-        rid = self._rid
-        return self._write(methodcaller("add", rid, element), w, timeout, strict)
-
-    def remove(
-        self,
-        element: Any,
-        *,
-        w: Any = None,
-        timeout: float | None = None,
-        strict: bool | None = None,
-    ) -> asyncio.Future[WriteResult]:
-        return self._write(methodcaller("remove", element), w, timeout, strict)
-
-
-_REPLICA_FIRST = frozenset({"increment", "decrement", "set", "add"})
-
-
-class _Bound:
-    """An embedded CRDT whose mutators take no replica argument (for ``ORMap.update``)."""
-
-    __slots__ = ("_inner", "_replica")
-
-    def __init__(self, inner: Any, replica: str) -> None:
-        self._inner = inner
-        self._replica = replica
-
-    def __getattr__(self, name: str) -> Any:
-        inner = self._inner
-        attr = getattr(inner, name)
-        how = _BINDING.get((type(inner), name))
-        if how is None:
-            how = _binding(name, attr)
-            _BINDING[(type(inner), name)] = how
-        replica = self._replica
-        if how == _AS_IS:
-            return attr
-        if how == _NESTED:
-            return lambda key, kind, fn: attr(
-                replica, key, kind, lambda sub: fn(_Bound(sub, replica))
-            )
-        if how == _WITH_CLOCK:
-
-            def stamped(*a: Any, **k: Any) -> Any:
-                if "now_ms" not in k:
-                    k["now_ms"] = int(time.time() * 1000)
-                return attr(replica, *a, **k)
-
-            return stamped
-        return partial(attr, replica)
-
-
-class _BoundLWW(_Bound):
-    """``_Bound`` of an embedded LWW register, with ``set`` written out (the common case)."""
-
-    __slots__ = ()
-
-    def set(self, value: Any, timestamp: Any = None, **kw: Any) -> Any:
-        if "now_ms" not in kw:
-            kw["now_ms"] = int(time.time() * 1000)
-        return self._inner.set(self._replica, value, timestamp, **kw)
-
-
-_AS_IS, _NESTED, _WITH_CLOCK, _REPLICA = range(4)
-# How _Bound hands out a view's attribute, per (view type, name): decided once.
-_BINDING: dict[tuple[type, str], int] = {}
-
-
-def _binding(name: str, attr: Any) -> int:
-    if name == "update":
-        return _NESTED
-    if name in _REPLICA_FIRST and callable(attr):
-        return _WITH_CLOCK if name == "set" and _accepts(attr, "now_ms") else _REPLICA
-    return _AS_IS
-
-
-class _MapUpdate:
-    """``lambda m: m.update(rid, key, kind, lambda sub: fn(_Bound(sub, rid)))`` as one small
-    object (a window of concurrent writes keeps one per write until the engine runs it)."""
-
-    __slots__ = ("fn", "key", "kind", "rid")
-
-    def __init__(self, rid: str, key: str, kind: str, fn: Callable[[Any], Any]) -> None:
-        self.rid, self.key, self.kind, self.fn = rid, key, kind, fn
-
-    def __call__(self, m: Any) -> Any:
-        return m.update(self.rid, self.key, self.kind, self._inner)
-
-    def _inner(self, sub: Any) -> Any:
-        return self.fn((_BoundLWW if self.kind == "lww" else _Bound)(sub, self.rid))
-
-
-class ORMapHandle(_Handle):
-    kind = "ormap"
-
-    def update(
-        self,
-        key: str,
-        kind: str,
-        fn: Callable[[Any], Any],
-        *,
-        w: Any = None,
-        timeout: float | None = None,
-        strict: bool | None = None,
-    ) -> asyncio.Future[WriteResult]:
-        """Apply ``fn`` to the embedded CRDT of ``kind`` at ``key``, e.g.
-        ``await prefs.update("theme", "lww", lambda reg: reg.set("dark"))``."""
-        rid = self._rid
-        return self._write(
-            _MapUpdate(rid, key, kind, fn),
-            w,
-            timeout,
-            strict,
-        )
-
-    def remove(
-        self, key: str, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
-    ) -> asyncio.Future[WriteResult]:
-        return self._write(methodcaller("remove", key), w, timeout, strict)

@@ -1,21 +1,25 @@
-"""The ``shoal`` command line: serve in a subprocess (SIGTERM), inspect, status, forget, help."""
+"""The ``shoal`` command line: serve in a subprocess (SIGTERM), inspect, status, forget, help,
+--version, and plain text where rich is missing."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
+import sqlite3
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from sync.transport import cli
+from shoal import cli
 from tests.transport.conftest import SECRET, WAIT, eventually, linked, open_peer
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOAL = [sys.executable, "-m", "sync.transport.cli"]
+SHOAL = [sys.executable, "-m", "shoal"]
 
 
 def _env() -> dict[str, str]:
@@ -121,6 +125,20 @@ async def test_inspect_reads_without_writing_and_reports_missing(tmp_path: Path)
     assert not (tmp_path / "none.db").exists()
 
 
+def test_inspect_of_a_database_that_is_not_shoals_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.close()
+    before = other.read_bytes()
+    assert cli.main(["inspect", "--db", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(other) in err and "not a shoal database" in err
+    assert other.read_bytes() == before
+
+
 def test_inspect_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     async def make() -> None:
         a = await open_peer(tmp_path / "a.db", listen=None)
@@ -137,21 +155,6 @@ def test_inspect_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert by_key["cart"]["version_vector"] == {data["replica_id"]: 1}
     assert data["keys"] == 2 and data["log_size"] == 2
     assert data["applied"] == {data["replica_id"]: 2}
-
-
-def test_inspect_reports_progress_on_large_work(tmp_path: Path) -> None:
-    async def make() -> None:
-        a = await open_peer(tmp_path / "a.db", listen=None)
-        await asyncio.gather(*(a.gcounter(f"k{i}").increment() for i in range(1200)))
-        await a.aclose()
-
-    asyncio.run(make())
-    calls: list[tuple[int, int]] = []
-    data = cli._read_database(str(tmp_path / "a.db"), None, lambda d, t: calls.append((d, t)))
-    assert data["keys"] == 1200
-    total = calls[-1][1]
-    assert total >= 1200 and calls[-1] == (total, total)
-    assert [d for d, _ in calls[:-1]] == list(range(500, total + 1, 500))
 
 
 def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -189,7 +192,7 @@ def test_status_of_a_dead_peer_fails_cleanly(capsys: pytest.CaptureFixture[str])
 def test_demo_dispatch_without_the_module(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "sync.transport.demo", None)
+    monkeypatch.setitem(sys.modules, "shoal.demo", None)
     assert cli.main(["demo"]) == 2
     assert "demo is not available" in capsys.readouterr().err
 
@@ -270,3 +273,36 @@ async def test_status_and_forget_over_tls(
         assert "gone-peer" in a._forgotten
     finally:
         await a.aclose()
+
+
+async def test_version_is_the_installed_distributions() -> None:
+    code, out, err = await run("--version")
+    assert code == 0, err
+    assert out.strip() == f"shoal {version('shoal')}"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_inspect_on_a_terminal_without_rich_prints_plain_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def make() -> None:
+        a = await open_peer(tmp_path / "a.db", listen=None)
+        await asyncio.gather(*(a.gcounter(f"k{i}").increment() for i in range(2100)))
+        await a.orset("cart").add("milk")
+        await a.aclose()
+
+    asyncio.run(make())
+    for name in [m for m in sys.modules if m == "rich" or m.startswith("rich.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "rich", None)  # what a base install (no extras) has
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    # Over the progress bar's threshold, so a bar would show if rich were there.
+    assert cli.main(["inspect", "--db", str(tmp_path / "a.db")]) == 0
+    out = terminal.getvalue()
+    assert "\x1b[" not in out
+    assert 'cart\torset\t["milk"]' in out and "keys 2101" in out

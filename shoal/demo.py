@@ -1,7 +1,7 @@
 """``shoal demo``: a shared shopping list on three devices and a relay, narrated step by step.
 
-What it runs (DESIGN.md, "The user's first five minutes"), all on loopback with one SQLite
-file per peer in a temporary folder, every peer a real :class:`sync.transport.peer.Peer`
+What it runs (the user's first five minutes with shoal), all on loopback with one SQLite
+file per peer in a temporary folder, every peer a real :class:`~sync.transport.peer.Peer`
 talking websockets to the others:
 
 1. a relay and three devices (``alice-phone``, ``alice-laptop``, ``bob-phone``) start; each
@@ -29,7 +29,7 @@ that the relay plays the part the story needs: a fallback that holds hints, not 
 
 "Offline" is what it is for an embedded app: the device closes its peer and reopens the same
 database with no network (no listen address, no peers to dial). Reopening resumes the same
-replica id and data (DESIGN.md, "The embedding API").
+replica id and data (see :mod:`sync.transport.peer`).
 
 Output: one short line per step; colours when stdout is a terminal (rich), plain text with no
 ANSI escape codes when it is not (a pipe, a file, a CI log). Every wait is bounded by a
@@ -51,22 +51,23 @@ import tempfile
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any
 
 from crdt import ORMap
+from sync.consistency import ALL
+from sync.effects import WriteResult
+from sync.errors import QuorumNotReached
+from sync.ring import Ring
+from sync.transport.handles import ORMapHandle
 
-if TYPE_CHECKING:
-    from ..effects import WriteResult
-    from .peer import ORMapHandle, Peer
+from .devices import Device, StepFailed, contains, until
+from .narration import Narrator, ReplicaView, format_items, format_version_vector
 
 __all__ = [
     "DEVICES",
     "DemoConfig",
-    "Narrator",
-    "ReplicaView",
     "StepFailed",
     "main",
     "parse_args",
@@ -107,13 +108,11 @@ RESOLVED_NOTE = "decaf, the cheap one"
 CAKE = "birthday cake"
 CANDLES = "candles"
 
-# The whole demo normally takes a few seconds; these bound every wait so that a broken
-# network or a bug shows up as a failed step, never as a hang.
-STEP_TIMEOUT = 10.0
+# Bounds on the waits of the steps (devices.STEP_TIMEOUT bounds the others): a broken network
+# or a bug shows up as a failed step, never as a hang.
 QUORUM_TIMEOUT = 5.0
 OFFLINE_QUORUM_TIMEOUT = 0.5
 DEMO_TIMEOUT = 60.0
-POLL_INTERVAL = 0.02
 
 STYLES: Mapping[str, str] = {
     "alice-phone": "magenta",
@@ -127,168 +126,6 @@ _POOLS: Mapping[str, tuple[str, ...]] = {
     "alice-laptop": ("bread", "apples", "pasta", "rice"),
     "bob-phone": ("coffee", "bananas", "cheese", "lentils"),
 }
-
-
-class StepFailed(Exception):
-    """A step of the demo did not do what it narrates (a timeout, an unexpected result)."""
-
-
-# -- output --------------------------------------------------------------------------------
-
-Segment = tuple[str, str]
-"""A piece of a line: ``(text, style)``; the style is a rich style name, or ``""``."""
-
-
-class Narrator:
-    """Writes the demo's lines: rich with colours on a terminal, plain text otherwise.
-
-    ``color=None`` decides from ``stream.isatty()``. Plain mode writes no escape codes at
-    all, whatever ``FORCE_COLOR`` says, and falls back to ASCII symbols when the stream's
-    encoding is not UTF.
-    """
-
-    def __init__(self, stream: TextIO, *, color: bool | None = None) -> None:
-        self.stream = stream
-        tty = stream.isatty() if color is None else color
-        self._console: Any = None
-        if tty:
-            try:
-                from rich.console import Console
-            except ImportError:  # the [cli] extra is missing: plain text still works
-                tty = False
-            else:
-                self._console = Console(
-                    file=stream,
-                    force_terminal=True,
-                    highlight=False,
-                    markup=False,
-                    emoji=False,
-                    soft_wrap=True,
-                )
-        self.color = tty
-        encoding = (getattr(stream, "encoding", None) or "utf-8").lower()
-        unicode = encoding.replace("-", "").startswith("utf")
-        self.tick = "✓" if unicode else "ok"
-        self.cross = "✗" if unicode else "FAIL"
-        self.dash = "—" if unicode else "-"
-
-    def _write(self, segments: Sequence[Segment]) -> None:
-        if self._console is not None:
-            from rich.text import Text
-
-            self._console.print(Text.assemble(*segments))
-        else:
-            self.stream.write("".join(text for text, _ in segments) + "\n")
-            self.stream.flush()
-
-    def banner(self, text: str, detail: str = "") -> None:
-        self._write([(text, "bold")])
-        if detail:
-            self._write([(detail, "dim")])
-
-    def step(self, number: int, title: str) -> None:
-        self._write([("", "")])
-        self._write([(f"{number}. {title}", "bold cyan")])
-
-    def line(self, *segments: Segment | str) -> None:
-        parts: list[Segment] = [("   ", "")]
-        for s in segments:
-            parts.append((s, "") if isinstance(s, str) else s)
-        self._write(parts)
-
-    def who(self, name: str) -> Segment:
-        """A device name, padded so that what follows lines up."""
-        return (f"{name:<14}", STYLES.get(name, "bold"))
-
-    def ok(self, text: str) -> None:
-        self.line((f"{self.tick} ", "bold green"), (text, "green"))
-
-    def warn(self, text: str) -> None:
-        self.line(("! ", "bold yellow"), (text, "yellow"))
-
-    def fail(self, text: str) -> None:
-        self.line((f"{self.cross} ", "bold red"), (text, "bold red"))
-
-    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        """A table: a label column, then one column per replica, side by side."""
-        if self._console is not None:
-            from rich import box
-            from rich.table import Table
-
-            table = Table(title=title, box=box.SIMPLE_HEAVY, title_style="bold", show_lines=True)
-            table.add_column("", style="bold")
-            for name in columns:
-                table.add_column(name, style=STYLES.get(name, ""), overflow="fold")
-            for row in rows:
-                table.add_row(*row)
-            self._console.print(table)
-            return
-        self._write([("", "")])
-        self._write([(title, "")])
-        self.stream.write(_plain_table(["", *columns], rows) + "\n")
-        self.stream.flush()
-
-
-def _plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table; cells may hold several lines."""
-    split = [[cell.split("\n") for cell in row] for row in [list(header), *rows]]
-    widths = [max(len(part) for row in split for part in row[i]) for i in range(len(header))]
-    out: list[str] = []
-    for index, row in enumerate(split):
-        height = max(len(cell) for cell in row)
-        for k in range(height):
-            parts = [
-                (cell[k] if k < len(cell) else "").ljust(w)
-                for cell, w in zip(row, widths, strict=True)
-            ]
-            out.append("  ".join(parts).rstrip())
-        if index == 0:
-            out.append("  ".join("-" * w for w in widths))
-        elif index < len(split) - 1:
-            out.append("")
-    return "\n".join(out)
-
-
-# -- what a replica holds -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReplicaView:
-    """What one peer holds at the end: the list (None for the relay, which is not a home),
-    the note's siblings, the list's version vector and the hints it still holds."""
-
-    name: str
-    replica_id: str
-    items: frozenset[str] | None
-    note: tuple[Any, ...]
-    version_vector: dict[str, int]
-    hints: int = 0
-
-    def same_data(self, other: ReplicaView) -> bool:
-        return (
-            self.items == other.items
-            and sorted(map(repr, self.note)) == sorted(map(repr, other.note))
-            and self.version_vector == other.version_vector
-        )
-
-    def show_items(self) -> str:
-        if self.items is None:
-            return "(not a home)"
-        return "\n".join(sorted(self.items)) if self.items else "(empty)"
-
-    def show_note(self) -> str:
-        if self.items is None:
-            return "-"
-        return " | ".join(map(str, self.note)) if self.note else "(none)"
-
-
-def _fmt_items(items: frozenset[str] | set[str]) -> str:
-    return ", ".join(sorted(items)) if items else "(empty)"
-
-
-def _fmt_vv(vv: Mapping[str, int], names: Mapping[str, str]) -> str:
-    parts = sorted(f"{names.get(r, r[:8])} {n}" for r, n in vv.items())
-    return "\n".join(parts) if parts else "(empty)"
 
 
 # -- configuration and arguments ------------------------------------------------------------
@@ -330,96 +167,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-# -- helpers over the embedding API ---------------------------------------------------------
-
-
-async def _until(
-    check: Callable[[], Awaitable[bool]], what: str, timeout: float = STEP_TIMEOUT
-) -> float:
-    """Poll ``check`` until it is true; return the seconds it took, or raise StepFailed."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    deadline = start + timeout
-    while True:
-        remaining = deadline - loop.time()
-        try:
-            done = await asyncio.wait_for(check(), timeout=max(remaining, 0.01))
-        except TimeoutError:
-            done = False
-        if done:
-            return loop.time() - start
-        if loop.time() >= deadline:
-            raise StepFailed(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(POLL_INTERVAL)
-
-
 def _list_names() -> Iterator[str]:
     yield from LIST_NAMES
     for k in range(2, MAX_NAME_TRIES):
         yield f"groceries-{k}"
-
-
-@dataclass
-class Device:
-    """One peer of the demo and its database; ``open``/``close`` take it on and off line."""
-
-    name: str
-    path: Path
-    relay: bool = False
-    online: bool = False
-    _peer: Peer | None = field(default=None, repr=False)
-    _stack: AsyncExitStack | None = field(default=None, repr=False)
-
-    @property
-    def peer(self) -> Peer:
-        if self._peer is None:
-            raise StepFailed(f"{self.name} is not running")
-        return self._peer
-
-    async def open(self, *, listen: bool, dial: Sequence[str], secret: bytes) -> None:
-        from .peer import Peer
-
-        await self.close()
-        stack = AsyncExitStack()
-        self._peer = await stack.enter_async_context(
-            Peer.open(
-                str(self.path),
-                listen="127.0.0.1:0" if listen else None,
-                peers=list(dial),
-                n=N_HOMES,
-                w=1,
-                r=1,
-                secret=secret,
-                relay=self.relay,
-            )
-        )
-        self._stack = stack
-        self.online = listen or bool(dial)
-
-    async def close(self) -> None:
-        stack, self._stack = self._stack, None
-        self._peer = None
-        self.online = False
-        if stack is not None:
-            await stack.aclose()
-
-    @property
-    def replica_id(self) -> str:
-        return self.peer.replica_id
-
-    @property
-    def url(self) -> str:
-        return self.peer.url or ""
-
-    async def connected(self) -> set[str]:
-        return set((await self.peer.status())["connected"])
-
-    async def hints_for(self, target: str) -> int:
-        peers = (await self.peer.status())["peers"]
-        return int(peers.get(target, {}).get("pending_hints", 0))
-
-    async def pending_hints(self) -> int:
-        return int((await self.peer.status())["pending_hints"])
 
 
 # -- the story ------------------------------------------------------------------------------
@@ -454,7 +205,7 @@ class _Demo:
         if online and not device.relay:
             others = [d for d in self.everyone if d is not device and d.online and d.url]
             dial = [d.url for d in others]
-        await device.open(listen=online, dial=dial, secret=self.config.secret)
+        await device.open(listen=online, dial=dial, secret=self.config.secret, n=N_HOMES)
         self._names[device.replica_id] = device.name
 
     async def close_all(self) -> None:
@@ -493,8 +244,8 @@ class _Demo:
                 seen.append((frozenset(value.get(ITEMS, frozenset())), notes))
             return all(s == seen[0] for s in seen)
 
-        took = await _until(same, what)
-        self.say.ok(f"{len(devices)} replicas agree in {took:.2f} s: {_fmt_items(seen[0][0])}")
+        took = await until(same, what)
+        self.say.ok(f"{len(devices)} replicas agree in {took:.2f} s: {format_items(seen[0][0])}")
         return seen[0][0]
 
     # -- the steps
@@ -516,7 +267,7 @@ class _Demo:
                     return False
             return True
 
-        await _until(meshed, "every peer to connect to every other")
+        await until(meshed, "every peer to connect to every other")
         say.ok(f"every peer is connected to the 3 others ({time.perf_counter() - t0:.2f} s)")
         self.key = self._choose_key(ids)
         say.line(f"the shared list {self.key!r}: n={N_HOMES} home replicas, the three devices")
@@ -524,8 +275,6 @@ class _Demo:
 
     def _choose_key(self, ids: set[str]) -> str:
         """The first list name whose n=3 homes are the three devices (not the relay)."""
-        from ..ring import Ring
-
         cfg = self.relay.peer.config
         ring = Ring(ids, n=cfg.n, partitions=cfg.partitions, vnodes=cfg.vnodes)
         for name in _list_names():
@@ -545,8 +294,6 @@ class _Demo:
         await self._converged(list(self.devices.values()), "every replica to hold all six items")
 
     async def bob_goes_offline(self) -> None:
-        from ..errors import QuorumNotReached
-
         say = self.say
         bob = self.devices["bob-phone"]
         say.step(3, "bob-phone goes offline and keeps working")
@@ -594,7 +341,7 @@ class _Demo:
             hints = await self.relay.hints_for(bob_id)
             return hints >= 3
 
-        await _until(held, "the relay to hold alice's 3 writes for bob-phone")
+        await until(held, "the relay to hold alice's 3 writes for bob-phone")
         say.line(say.who(RELAY), f"holds {hints} hint(s) for bob-phone (sloppy quorum)")
 
     async def bob_returns(self) -> None:
@@ -612,7 +359,7 @@ class _Demo:
             left = await self.relay.hints_for(bob.replica_id)
             return left == 0
 
-        await _until(drained, "the relay to hand off its hints to bob-phone")
+        await until(drained, "the relay to hand off its hints to bob-phone")
         say.line(say.who(RELAY), f"handed {held} hint(s) to bob-phone: 0 pending")
         items = await self._converged(
             list(self.devices.values()), "bob's offline writes and alice's to meet"
@@ -632,7 +379,7 @@ class _Demo:
             values = await self.note(laptop)
             return len(values) >= 2
 
-        await _until(both, "the note's two concurrent values to reach alice-laptop")
+        await until(both, "the note's two concurrent values to reach alice-laptop")
         say.line(
             say.who(laptop.name),
             f"reads {len(values)} siblings: " + "  |  ".join(repr(v) for v in values),
@@ -644,7 +391,7 @@ class _Demo:
             notes = [await self.note(d) for d in self.devices.values()]
             return all(n == (RESOLVED_NOTE,) for n in notes)
 
-        took = await _until(one_everywhere, "the resolution to reach every replica")
+        took = await until(one_everywhere, "the resolution to reach every replica")
         say.ok(f"one value on every replica in {took:.2f} s")
 
     async def quorum_write(self) -> None:
@@ -664,8 +411,6 @@ class _Demo:
         )
 
     async def read_repair(self) -> None:
-        from ..consistency import ALL
-
         say = self.say
         phone, laptop = self.devices["alice-phone"], self.devices["alice-laptop"]
         bob = self.devices["bob-phone"]
@@ -673,9 +418,11 @@ class _Demo:
         # bob restarts reaching only the relay and alice-phone: his strict write below then
         # reaches alice-phone but neither alice-laptop nor, as a hint, the relay.
         await bob.close()
-        await bob.open(listen=True, dial=[self.relay.url, phone.url], secret=self.config.secret)
+        await bob.open(
+            listen=True, dial=[self.relay.url, phone.url], secret=self.config.secret, n=N_HOMES
+        )
         ids = {self.relay.replica_id, phone.replica_id}
-        await _until(lambda: _contains(bob.connected(), ids), "bob-phone to reconnect")
+        await until(lambda: contains(bob.connected(), ids), "bob-phone to reconnect")
         say.line(say.who(bob.name), "restarts where it reaches alice-phone and the relay only")
         await self.add(bob, CANDLES, strict=True)
         say.line(
@@ -691,7 +438,7 @@ class _Demo:
         value = done.state.value if done.state is not None else {}
         items = frozenset(value.get(ITEMS, frozenset()))
         if CANDLES not in items:
-            raise StepFailed(f"a read with r=ALL missed {CANDLES!r}: {_fmt_items(items)}")
+            raise StepFailed(f"a read with r=ALL missed {CANDLES!r}: {format_items(items)}")
         repaired = (
             f"{self._who(done.repaired)} was behind: repaired"
             if done.repaired
@@ -705,7 +452,7 @@ class _Demo:
         async def fresh() -> bool:
             return CANDLES in await self.items(laptop)
 
-        took = await _until(fresh, "alice-laptop's copy to hold the candles")
+        took = await until(fresh, "alice-laptop's copy to hold the candles")
         say.ok(f"alice-laptop's own copy has {CANDLES} ({took:.2f} s)")
 
     async def final(self) -> bool:
@@ -730,7 +477,10 @@ class _Demo:
         rows = [
             ["list", *(v.show_items() for v in views)],
             ["note", *(v.show_note() for v in views)],
-            ["version vector", *(_fmt_vv(v.version_vector, self._names) for v in views)],
+            [
+                "version vector",
+                *(format_version_vector(v.version_vector, self._names) for v in views),
+            ],
             ["pending hints", *(str(v.hints) for v in views)],
             ["replica id", *(v.replica_id[:8] for v in views)],
         ]
@@ -762,10 +512,6 @@ class _Demo:
             version_vector=vv,
             hints=hints,
         )
-
-
-async def _contains(found: Awaitable[set[str]], wanted: set[str]) -> bool:
-    return wanted <= await found
 
 
 # -- entry point ----------------------------------------------------------------------------
@@ -832,7 +578,7 @@ async def _attempt(step: Callable[[], Awaitable[object]], demo: _Demo, say: Narr
 def main(argv: list[str] | None = None) -> int:
     """``shoal demo [--keep DIR] [--seed N]``; returns the exit status."""
     args = parse_args(argv)
-    say = Narrator(sys.stdout)
+    say = Narrator(sys.stdout, styles=STYLES)
     with tempfile.TemporaryDirectory(prefix="shoal-demo-") as scratch:
         if args.keep is not None:
             folder: Path = args.keep

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from sync.transport.demo import Narrator, _plain_table
+from shoal.narration import Narrator, plain_table
 
 __all__: list[str] = []
 
@@ -37,7 +37,7 @@ async def _shoal(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import sys; from sync.transport.cli import main; sys.exit(main(sys.argv[1:]))",
+        "import sys; from shoal.cli import main; sys.exit(main(sys.argv[1:]))",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -133,7 +133,7 @@ def test_narrator_falls_back_to_ascii_symbols_on_a_non_utf_stream() -> None:
 
 
 def test_plain_table_puts_replicas_side_by_side() -> None:
-    text = _plain_table(["", "a", "b"], [["list", "milk\neggs", "milk"], ["note", "x", "x"]])
+    text = plain_table(["", "a", "b"], [["list", "milk\neggs", "milk"], ["note", "x", "x"]])
     assert text.splitlines() == [
         "      a     b",
         "----  ----  ----",

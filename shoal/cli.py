@@ -1,4 +1,4 @@
-"""``shoal``: the operator's command line (serve, inspect, status, forget, demo).
+"""``shoal``: the operator's command line (serve, inspect, status, forget, demo, --version).
 
 * ``shoal serve --db PATH --listen HOST:PORT [--peer URL ...] [--n N --w W --r R]
   [--site NAME] [--relay] [--secret-file PATH] [--tls-cert PATH --tls-key PATH]`` runs a
@@ -7,11 +7,16 @@
   dial (``ws://HOST:PORT`` or ``wss://``); logs go to stderr.
 * ``shoal inspect --db PATH [KEY] [--json]`` prints keys, types, values, siblings and
   version vectors straight from the database (no peer is started, nothing is written: SQLite
-  is opened read-only). A progress bar shows on a terminal for large databases.
+  is opened read-only). The report is :func:`store.report.report_database`'s; this module
+  only formats it. A progress bar shows on a terminal for large databases.
 * ``shoal status URL [--json]`` reads a running peer's ``/status``.
 * ``shoal forget URL REPLICA_ID --secret-file PATH`` authenticates like a peer (the group
   secret is needed) and asks the peer to forget a replica for good.
-* ``shoal demo ...`` runs :func:`sync.transport.demo.main`.
+* ``shoal demo ...`` runs :func:`shoal.demo.main`.
+* ``shoal --version`` prints the installed distribution's version.
+
+Colours, tables and progress bars need ``rich`` (the ``cli`` extra); without it every
+command prints the same content as plain text.
 
 Exit codes: 0 success, 1 the operation failed (peer unreachable, key not found, refused),
 2 bad usage.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import secrets
@@ -32,9 +38,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from shoal import __version__
 from sync.consistency import LEVELS
+
+if TYPE_CHECKING:
+    from store.report import DatabaseReport
 
 __all__ = ["build_parser", "main"]
 
@@ -72,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="shoal",
         description="shoal: CRDT-first sync for offline-capable apps (SQLite, websockets).",
         epilog="Run 'shoal COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"shoal {__version__}", help="print the version"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -201,7 +214,7 @@ def _read_secret(path: str | None) -> bytes:
 
 
 async def _serve(args: argparse.Namespace, secret: bytes) -> int:
-    from .peer import Peer
+    from sync.transport.peer import Peer
 
     peer = await Peer.open(
         args.db,
@@ -254,149 +267,43 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 # -- inspect ---------------------------------------------------------------------------------
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, frozenset | set):
-        return sorted((_json_value(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
-    if isinstance(value, tuple | list):
-        return [_json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    return value
-
-
-def _vv_of(state: Any) -> dict[str, int]:
-    ctx = getattr(state, "context", None)
-    if ctx is not None:
-        vv = getattr(ctx, "vv", None)
-        if isinstance(vv, dict):
-            return dict(sorted(vv.items()))
-        if vv is not None and hasattr(vv, "to_dict"):
-            return dict(vv.to_dict())
-    counts = getattr(state, "counts_dict", None)
-    if callable(counts):
-        return dict(sorted(counts().items()))
-    return {}
-
-
-def _read_database(
-    db: str, key: str | None, progress: Callable[[int, int], None] | None
-) -> dict[str, Any]:
-    """Everything inspect shows, read with SELECTs only (SQLite: read-only connection)."""
-    from sqlalchemy import create_engine, func, select
-    from sqlalchemy.engine import Connection, make_url
-
-    import crdt
-    from store import schema, sql
-
-    def read(conn: Connection) -> dict[str, Any]:
-        version = sql.read_schema_version(conn)
-        if version is None:
-            raise ValueError(f"{db} is not a shoal database (no tables)")
-        if version != schema.SCHEMA_VERSION:  # read-only: an older one is not migrated here
-            raise ValueError(
-                f"{db} has schema version {version}; this shoal reads version "
-                f"{schema.SCHEMA_VERSION} (opening it with the store migrates an older one)"
-            )
-        meta = sql.read_meta(conn)
-        obj_q = select(schema.objects).order_by(schema.objects.c.key)
-        if key is not None:
-            obj_q = obj_q.where(schema.objects.c.key == key)
-        total = conn.execute(select(func.count()).select_from(obj_q.subquery())).scalar_one()
-        total += sql.count_log(conn, key)
-        done = 0
-
-        def tick() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None and done % 500 == 0:
-                progress(done, total)
-
-        states: dict[str, Any] = {}
-        for row in conn.execute(obj_q):
-            decoded = sql.decode_blob("objects", row.key, row.kind, row.state)
-            states[row.key] = crdt.from_dict(decoded)
-            tick()
-        log_size = 0
-        for logged in sql.iter_log(conn, key):  # log dots once each, deltas checked
-            delta = crdt.from_dict(logged.delta)
-            if logged.key in states:
-                states[logged.key].merge(delta)
-            else:
-                states[logged.key] = delta
-            log_size += 1
-            tick()
-        if progress is not None:
-            progress(total, total)
-        # Log dots applied, per origin, over every partition (each partition numbers its
-        # own log dots): how many of each replica's writes this database holds.
-        applied: dict[str, int] = {}
-        for row in conn.execute(select(schema.summaries)):
-            ctx = json.loads(row.ctx)
-            for origin, n in ctx.get("vv", {}).items():
-                applied[origin] = applied.get(origin, 0) + int(n)
-            for origin, _n in ctx.get("cloud", []):
-                applied[origin] = applied.get(origin, 0) + 1
-        hints = conn.execute(select(func.count()).select_from(schema.hints)).scalar_one()
-        peers = [
+def _report_json(report: DatabaseReport) -> dict[str, Any]:
+    """The report as ``shoal inspect --json`` prints it."""
+    objects = []
+    for obj in report.objects:
+        entry: dict[str, Any] = {"key": obj.key, "type": obj.kind, "value": obj.value}
+        if obj.siblings is not None:
+            entry["siblings"] = obj.siblings
+        entry["version_vector"] = obj.version_vector
+        objects.append(entry)
+    return {
+        "db": report.db,
+        "replica_id": report.replica_id,
+        "schema_version": report.schema_version,
+        "keys": report.keys,
+        "log_size": report.log_size,
+        "pending_hints": report.pending_hints,
+        "applied": report.applied,
+        "peers": [
             {
-                "replica_id": r.replica_id,
-                "address": r.address,
-                "site": r.site,
-                "forgotten": bool(r.forgotten),
+                "replica_id": p.replica_id,
+                "address": p.address,
+                "site": p.site,
+                "forgotten": p.forgotten,
             }
-            for r in conn.execute(select(schema.peers).order_by(schema.peers.c.replica_id))
-        ]
-        objects = []
-        for k in sorted(states):
-            st = states[k]
-            value = st.value
-            entry: dict[str, Any] = {"key": k, "type": st.kind, "value": _json_value(value)}
-            if st.kind == "mvregister":
-                entry["siblings"] = len(value)
-            entry["version_vector"] = _vv_of(st)
-            objects.append(entry)
-        return {
-            "db": db,
-            "replica_id": meta.get("replica_id"),
-            "schema_version": version,
-            "keys": len(objects) if key is not None else len(states),
-            "log_size": log_size,
-            "pending_hints": hints,
-            "applied": dict(sorted(applied.items())),
-            "peers": peers,
-            "objects": objects,
-        }
-
-    if "://" in db:
-        url = make_url(db)
-        if url.get_backend_name() == "postgresql":
-            return asyncio.run(_read_async(db, read))
-        db_path = Path(url.database or "")
-    else:
-        db_path = Path(db)
-    if not db_path.is_file():
-        raise ValueError(f"no database at {db_path}")
-    engine = create_engine(f"sqlite:///file:{db_path.resolve()}?mode=ro&uri=true")
-    try:
-        with engine.connect() as conn:
-            return read(conn)
-    finally:
-        engine.dispose()
+            for p in report.peers
+        ],
+        "objects": objects,
+    }
 
 
-async def _read_async(db: str, read: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(db)
-    try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(read)
-    finally:
-        await engine.dispose()
+def _have_rich() -> bool:
+    return importlib.util.find_spec("rich") is not None
 
 
 class _ProgressBar:
-    """A rich progress bar that appears only once the work is large (>= threshold rows)."""
+    """A rich progress bar that appears only once the work is large (>= threshold rows).
+    Made only when rich is installed (without it, inspect shows no progress)."""
 
     def __init__(self) -> None:
         self._progress: Any = None
@@ -421,11 +328,14 @@ class _ProgressBar:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    tty = sys.stdout.isatty() and not args.json
+    from store.errors import StoreError
+    from store.report import report_database
+
+    tty = sys.stdout.isatty() and not args.json and _have_rich()
     bar = _ProgressBar() if tty else None
     try:
-        data = _read_database(args.db, args.key, bar)
-    except (ValueError, SQLAlchemyError) as exc:
+        data = _report_json(report_database(args.db, args.key, bar))
+    except (ValueError, SQLAlchemyError, StoreError) as exc:
         return _fail(f"inspect: {exc}")
     finally:
         if bar is not None:
@@ -534,8 +444,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
 async def _forget(args: argparse.Namespace, secret: bytes) -> tuple[bool, str]:
     from websockets.asyncio.client import connect
 
-    from .auth import AdminReply, AdminRequest, Identity, client_handshake, decode_frame
-    from .auth import encode_frame as encode
+    from sync.transport.auth import (
+        AdminReply,
+        AdminRequest,
+        Identity,
+        client_handshake,
+        decode_frame,
+    )
+    from sync.transport.auth import encode_frame as encode
 
     context = ssl.create_default_context(cafile=args.tls_ca) if args.url.startswith("wss") else None
     me = Identity(f"admin-{secrets.token_hex(6)}", args.group, secret)
@@ -551,7 +467,7 @@ async def _forget(args: argparse.Namespace, secret: bytes) -> tuple[bool, str]:
 def _cmd_forget(args: argparse.Namespace) -> int:
     from websockets.exceptions import InvalidURI, WebSocketException
 
-    from .auth import HandshakeError
+    from sync.transport.auth import HandshakeError
 
     try:
         secret = _read_secret(args.secret_file)
@@ -571,10 +487,8 @@ def _cmd_forget(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(argv: list[str]) -> int:
-    import importlib
-
     try:
-        demo = importlib.import_module("sync.transport.demo")
+        from shoal import demo
     except ImportError as exc:
         return _fail(f"demo is not available in this installation ({exc})", 2)
     result = demo.main(argv)

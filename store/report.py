@@ -1,0 +1,245 @@
+"""A read-only report of a database (what ``shoal inspect`` prints), as plain records.
+
+:func:`read_report` is a plain function over a SQLAlchemy ``Connection`` that only SELECTs:
+every object's state joined with the log entries not yet folded into it, its type, value,
+siblings and version vector, plus the database's identity, log size, pending hints, the
+writes held per origin and the known peers. :func:`report_database` opens the database without
+writing to it (SQLite: a read-only connection, so neither the database file nor its identity
+sidecar changes, though SQLite may leave the empty ``-wal`` and ``-shm`` files a reader of a
+WAL database needs; PostgreSQL: an ordinary connection that only reads) and calls it. Nothing here
+formats text: the command line does.
+
+An older schema is not migrated here (migrating writes): :func:`read_report` refuses any
+version but :data:`~store.schema.SCHEMA_VERSION` and says that opening the database with
+the store migrates it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, func, make_url, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import crdt
+
+from . import schema, sql
+from .errors import StoreError
+
+__all__ = [
+    "DatabaseReport",
+    "ObjectReport",
+    "PeerReport",
+    "Progress",
+    "read_report",
+    "report_database",
+]
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: rows read so far of the total to read; every 500 rows and at
+the end."""
+
+_PROGRESS_EVERY = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectReport:
+    """One key: ``value`` in JSON form (a set as a sorted list, siblings as a list),
+    ``siblings`` the number of concurrent values of a multi-value register (None for the
+    other types) and the version vector of its causal context (for a counter, per replica
+    the amounts it added and took away; empty for an LWW register, which has none)."""
+
+    key: str
+    kind: str
+    value: Any
+    siblings: int | None
+    version_vector: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReport:
+    """A peer this database knows of."""
+
+    replica_id: str
+    address: str | None
+    site: str | None
+    forgotten: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseReport:
+    """Everything ``shoal inspect`` shows of one database.
+
+    ``keys`` counts the objects read (only ``key`` when one was asked for); ``log_size`` the
+    delta log entries read; ``applied`` the log dots this database holds per origin, over
+    every partition (how many of each replica's writes it has).
+    """
+
+    db: str
+    replica_id: str | None
+    schema_version: int
+    keys: int
+    log_size: int
+    pending_hints: int
+    applied: dict[str, int]
+    peers: tuple[PeerReport, ...]
+    objects: tuple[ObjectReport, ...]
+
+
+def _json_value(value: Any) -> Any:
+    """A CRDT value in JSON form: sets become sorted lists (by their JSON text)."""
+    if isinstance(value, frozenset | set):
+        return sorted((_json_value(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(value, tuple | list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return value
+
+
+def _version_vector(state: Any) -> dict[str, int]:
+    ctx = getattr(state, "context", None)  # causal types: the compact part of the context
+    if ctx is not None:
+        vv = ctx.vv
+        return dict(sorted((vv if isinstance(vv, dict) else vv.to_dict()).items()))
+    # Counters, read from their canonical encoding: per replica, what it added (and, for a
+    # PN-counter, what it took away): the count of its operations, by weight.
+    encoded = state.to_dict()
+    out: dict[str, int] = {}
+    for part in ("counts", "p", "n"):
+        for replica, n in encoded.get(part, {}).items():
+            out[replica] = out.get(replica, 0) + n
+    return dict(sorted(out.items()))
+
+
+def read_report(
+    conn: Connection, db: str, key: str | None = None, progress: Progress | None = None
+) -> DatabaseReport:
+    """The report of the database behind ``conn`` (named ``db`` in the report and in
+    errors), or of its one ``key``; SELECTs only. ``ValueError`` for a database that is not
+    shoal's or has another schema version; :class:`~store.errors.CorruptBlob` for a stored
+    state or delta that does not decode."""
+    try:
+        version = sql.read_schema_version(conn)
+    except StoreError as exc:  # tables, but not ours
+        raise ValueError(f"{db}: {exc}") from exc
+    if version is None:
+        raise ValueError(f"{db} is not a shoal database (no tables)")
+    if version != schema.SCHEMA_VERSION:
+        raise ValueError(
+            f"{db} has schema version {version}; this shoal reads version "
+            f"{schema.SCHEMA_VERSION} (opening it with the store migrates an older one)"
+        )
+    meta = sql.read_meta(conn)
+    obj_q = select(schema.objects).order_by(schema.objects.c.key)
+    if key is not None:
+        obj_q = obj_q.where(schema.objects.c.key == key)
+    total = conn.execute(select(func.count()).select_from(obj_q.subquery())).scalar_one()
+    total += sql.count_log(conn, key)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None and done % _PROGRESS_EVERY == 0:
+            progress(done, total)
+
+    states: dict[str, Any] = {}
+    for row in conn.execute(obj_q):
+        states[row.key] = crdt.from_dict(sql.decode_blob("objects", row.key, row.kind, row.state))
+        tick()
+    log_size = 0
+    for logged in sql.iter_log(conn, key):  # log dots once each, deltas checked
+        delta = crdt.from_dict(logged.delta)
+        if logged.key in states:
+            states[logged.key].merge(delta)
+        else:
+            states[logged.key] = delta
+        log_size += 1
+        tick()
+    if progress is not None:
+        progress(total, total)
+    return DatabaseReport(
+        db=db,
+        replica_id=meta.get("replica_id"),
+        schema_version=version,
+        keys=len(states),
+        log_size=log_size,
+        pending_hints=conn.execute(select(func.count()).select_from(schema.hints)).scalar_one(),
+        applied=_applied(conn),
+        peers=tuple(
+            PeerReport(r.replica_id, r.address, r.site, bool(r.forgotten))
+            for r in conn.execute(select(schema.peers).order_by(schema.peers.c.replica_id))
+        ),
+        objects=tuple(_object(k, states[k]) for k in sorted(states)),
+    )
+
+
+def _object(key: str, state: Any) -> ObjectReport:
+    value = state.value
+    return ObjectReport(
+        key=key,
+        kind=state.kind,
+        value=_json_value(value),
+        siblings=len(value) if state.kind == "mvregister" else None,
+        version_vector=_version_vector(state),
+    )
+
+
+def _applied(conn: Connection) -> dict[str, int]:
+    # Log dots applied, per origin, over every partition (each partition numbers its own
+    # log dots).
+    applied: dict[str, int] = {}
+    for row in conn.execute(select(schema.summaries)):
+        ctx = json.loads(row.ctx)
+        for origin, n in ctx.get("vv", {}).items():
+            applied[origin] = applied.get(origin, 0) + int(n)
+        for origin, _n in ctx.get("cloud", []):
+            applied[origin] = applied.get(origin, 0) + 1
+    return dict(sorted(applied.items()))
+
+
+def report_database(
+    db: str | os.PathLike[str], key: str | None = None, progress: Progress | None = None
+) -> DatabaseReport:
+    """Open ``db`` (a SQLite path, a SQLAlchemy URL, or ``postgresql://...``) without writing
+    and return :func:`read_report` of it. ``ValueError`` when there is no database there.
+
+    Blocking: it runs its own event loop for PostgreSQL (call it from synchronous code).
+    """
+    name = os.fspath(db)
+    if "://" in name:
+        url = make_url(name)
+        if url.get_backend_name() == "postgresql":
+            if url.get_driver_name() != "asyncpg":  # the store's driver, whatever was named
+                url = url.set(drivername="postgresql+asyncpg")
+            return asyncio.run(_report_async(url.render_as_string(False), name, key, progress))
+        path = Path(url.database or "")
+    else:
+        path = Path(name)
+    if not path.is_file():
+        raise ValueError(f"no database at {path}")
+    # mode=ro: SQLite refuses every write on this connection, whatever the code above does.
+    engine = create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
+    try:
+        with engine.connect() as conn:
+            return read_report(conn, name, key, progress)
+    finally:
+        engine.dispose()
+
+
+async def _report_async(
+    url: str, name: str, key: str | None, progress: Progress | None
+) -> DatabaseReport:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(read_report, name, key, progress)
+    finally:
+        await engine.dispose()

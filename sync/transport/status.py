@@ -1,0 +1,229 @@
+"""A running peer's health as one JSON-ready snapshot, read through :class:`StatusSource`.
+
+:func:`status_snapshot` is the one source: ``peer.status()``, ``GET /status``, ``shoal
+status`` and ``GET /metrics`` all read it, computed on demand (nothing is sampled in the
+background). It reads a peer through the small protocol :class:`StatusSource` (identity,
+configuration, the transport's links and traffic, the node's counters and the engine's
+``status()``), so this module knows nothing of :class:`~sync.transport.peer.Peer`. Shape
+(all JSON)::
+
+    {"replica_id", "url", "group", "site", "relay", "n", "uptime_s",
+     "connected": [replica ids with an open link],
+     "peers": {replica_id: {"connected", "address", "site", "relay", "lag",
+                            "pending_hints", "bytes_in", "bytes_out", "messages_in",
+                            "messages_out", "dropped"}},
+     "pending_hints": total held for others, "log_size": entries in the delta log,
+     "keys": objects held, "siblings": {"max": most siblings of a register,
+     "keys": {key: siblings} for registers with more than one},
+     "rejected_handshakes": count, "node": {counters of the node},
+     "engine": {what Replica.status() reports}}
+
+:func:`public_status` is what ``GET /status`` serves to anyone who can reach the port: the
+same figures without key names (sibling keys become a count), since that endpoint is not
+authenticated; :func:`public_status_json` is that body.
+
+``lag`` is the number of log entries this replica has that the peer's last known summary
+lacks (``None`` until the peer reported one), as the engine computes it. Traffic counts are
+cumulative per peer over all its links since this process started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from sync.config import ReplicaConfig
+
+__all__ = [
+    "EngineFigures",
+    "LinkFigures",
+    "NodeFigures",
+    "StatusSource",
+    "TransportFigures",
+    "engine_status",
+    "public_status",
+    "public_status_json",
+    "status_snapshot",
+]
+
+
+class _RemoteFacts(Protocol):
+    @property
+    def address(self) -> str | None: ...
+
+    @property
+    def site(self) -> str | None: ...
+
+    @property
+    def relay(self) -> bool: ...
+
+
+class LinkFigures(Protocol):
+    """An open link: what the remote side said about itself."""
+
+    @property
+    def info(self) -> _RemoteFacts: ...
+
+
+class TransportFigures(Protocol):
+    """The transport's open links, per-peer traffic and refused handshakes."""
+
+    @property
+    def links(self) -> Mapping[str, LinkFigures]: ...
+
+    @property
+    def rejected(self) -> int: ...
+
+    def traffic(self) -> Mapping[str, Mapping[str, int]]: ...
+
+
+class EngineFigures(Protocol):
+    """The engine's own health report (``Replica.status()``)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+
+class NodeFigures(Protocol):
+    """The node's counters (a dataclass) and the engine it drives."""
+
+    @property
+    def replica(self) -> EngineFigures: ...
+
+    @property
+    def counters(self) -> Any: ...
+
+
+class StatusSource(Protocol):
+    """Everything :func:`status_snapshot` reads of a running peer."""
+
+    @property
+    def replica_id(self) -> str: ...
+
+    @property
+    def url(self) -> str | None: ...
+
+    @property
+    def group(self) -> str: ...
+
+    @property
+    def started(self) -> float: ...
+
+    @property
+    def config(self) -> ReplicaConfig: ...
+
+    @property
+    def transport(self) -> TransportFigures: ...
+
+    @property
+    def node(self) -> NodeFigures: ...
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def engine_status(engine: EngineFigures) -> dict[str, Any]:
+    """``engine.status()`` as a JSON-ready dict."""
+    out = _jsonable(engine.status())
+    return out if isinstance(out, dict) else {"status": out}
+
+
+def _int(value: Any, default: int = 0) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, Mapping):
+        return sum(_int(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return len(value)
+    return default
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def status_snapshot(source: StatusSource) -> dict[str, Any]:
+    """The health snapshot described in the module docstring."""
+    eng = engine_status(source.node.replica)
+    traffic = source.transport.traffic()
+    links = source.transport.links
+    lag = _mapping(eng.get("lag"))
+    hints = _mapping(eng.get("hints"))
+    known = eng.get("peers_known")
+    known = known if isinstance(known, list) else []
+    peers: dict[str, dict[str, Any]] = {}
+    for rid in sorted(set(traffic) | set(links) | set(known) | set(hints) | set(lag)):
+        link = links.get(rid)
+        t = traffic.get(rid, {})
+        peer_lag = lag.get(rid)
+        peers[rid] = {
+            "connected": link is not None,
+            "address": link.info.address if link else None,
+            "site": link.info.site if link else None,
+            "relay": bool(link.info.relay) if link else None,
+            "lag": peer_lag if isinstance(peer_lag, int) else None,
+            "pending_hints": _int(hints.get(rid, 0)),
+            "bytes_in": t.get("bytes_in", 0),
+            "bytes_out": t.get("bytes_out", 0),
+            "messages_in": t.get("messages_in", 0),
+            "messages_out": t.get("messages_out", 0),
+            "dropped": t.get("dropped", 0),
+        }
+    siblings = _mapping(eng.get("siblings"))
+    config = source.config
+    return {
+        "replica_id": source.replica_id,
+        "url": source.url,
+        "group": source.group,
+        "site": config.site,
+        "relay": config.relay,
+        "n": config.n,
+        "uptime_s": round(time.time() - source.started, 3),
+        "connected": sorted(links),
+        "peers": peers,
+        "pending_hints": sum(_int(v) for v in hints.values()),
+        "log_size": _int(eng.get("log_size", 0)),
+        "keys": _int(eng.get("objects", 0)),
+        "siblings": {
+            "max": max((_int(v) for v in siblings.values()), default=0),
+            "keys": dict(siblings),
+        },
+        "rejected_handshakes": source.transport.rejected,
+        "node": _jsonable(source.node.counters),
+        "engine": eng,
+    }
+
+
+def public_status(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """``snapshot`` without key names: what an unauthenticated reader may see."""
+    out = dict(snapshot)
+    sib = snapshot.get("siblings")
+    if isinstance(sib, Mapping):
+        keys = sib.get("keys")
+        out["siblings"] = {
+            "max": sib.get("max", 0),
+            "keys": len(keys) if isinstance(keys, Mapping) else 0,
+        }
+    eng = snapshot.get("engine")
+    if isinstance(eng, Mapping) and isinstance(eng.get("siblings"), Mapping):
+        out["engine"] = {**eng, "siblings": len(eng["siblings"])}
+    return out
+
+
+def public_status_json(source: StatusSource) -> str:
+    """The body of ``GET /status``: :func:`public_status` of a fresh snapshot, as JSON."""
+    body = json.dumps(public_status(status_snapshot(source)), sort_keys=True, default=str)
+    return body + "\n"

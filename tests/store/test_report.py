@@ -1,0 +1,101 @@
+"""store.report: the read-only database report behind ``shoal inspect``, on SQLite and
+PostgreSQL, in every form of database name the command line accepts."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import make_url
+
+from store.report import DatabaseReport, ObjectReport, report_database
+from tests.store.conftest import Backend, fresh_pg_database, pg_url_or_skip
+from tests.transport.conftest import open_peer
+
+
+async def _fill(url_or_path: str) -> str:
+    """A cart, a note and a counter written by one peer; returns its replica id."""
+    peer = await open_peer(url_or_path, listen=None)
+    try:
+        await peer.orset("cart").add("milk")
+        await peer.orset("cart").add("eggs")
+        await peer.mvregister("note").set("buy bread")
+        await peer.pncounter("visits").increment(3)
+        return peer.replica_id
+    finally:
+        await peer.aclose()
+
+
+async def test_report_of_a_database_on_either_backend(backend: Backend) -> None:
+    rid = await _fill(backend.url)
+    report = await asyncio.to_thread(report_database, backend.url)
+    assert isinstance(report, DatabaseReport)
+    assert report.replica_id == rid and report.keys == 3 and report.log_size == 4
+    assert report.applied == {rid: 4} and report.pending_hints == 0 and report.peers == ()
+    assert report.objects == (
+        ObjectReport("cart", "orset", ["eggs", "milk"], None, {rid: 2}),
+        ObjectReport("note", "mvregister", ["buy bread"], 1, {rid: 1}),
+        ObjectReport("visits", "pncounter", 3, None, {rid: 3}),
+    )
+    one = await asyncio.to_thread(report_database, backend.url, "note")
+    assert [o.key for o in one.objects] == ["note"] and one.keys == 1
+
+
+@pytest.mark.postgres
+async def test_a_plain_postgresql_url_is_read_with_the_stores_driver() -> None:
+    url, drop = await fresh_pg_database(pg_url_or_skip())
+    try:
+        rid = await _fill(url)
+        plain = make_url(url).set(drivername="postgresql").render_as_string(False)
+        assert plain.startswith("postgresql://")
+        report = await asyncio.to_thread(report_database, plain)
+        assert report.replica_id == rid and report.keys == 3
+    finally:
+        await drop()
+
+
+async def test_a_sqlite_database_is_read_without_a_single_write(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    await _fill(str(db))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["a.db", "a.db.shoal-id"]
+    for name in (str(db), f"sqlite:///{db}", f"sqlite+aiosqlite:///{db}"):
+        assert (await asyncio.to_thread(report_database, name)).keys == 3
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert {k: after[k] for k in before} == before
+    # A reader of a WAL database needs SQLite's shared-memory index; SQLite may leave it and
+    # an empty log behind, which hold nothing.
+    assert set(after) - set(before) <= {"a.db-shm", "a.db-wal"}
+    assert after.get("a.db-wal", b"") == b""
+
+
+def test_what_is_not_a_shoal_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no database at"):
+        report_database(tmp_path / "none.db")
+    assert not (tmp_path / "none.db").exists()
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('mine')")
+    conn.close()
+    before = other.read_bytes()
+    with pytest.raises(ValueError, match="not a shoal database"):
+        report_database(other)
+    assert other.read_bytes() == before
+
+
+def test_progress_is_reported_every_500_rows_and_at_the_end(tmp_path: Path) -> None:
+    async def make() -> None:
+        a = await open_peer(tmp_path / "a.db", listen=None)
+        await asyncio.gather(*(a.gcounter(f"k{i}").increment() for i in range(1200)))
+        await a.aclose()
+
+    asyncio.run(make())
+    calls: list[tuple[int, int]] = []
+    report = report_database(tmp_path / "a.db", None, lambda d, t: calls.append((d, t)))
+    assert report.keys == 1200
+    total = calls[-1][1]
+    assert total >= 1200 and calls[-1] == (total, total)
+    assert [d for d, _ in calls[:-1]] == list(range(500, total + 1, 500))
