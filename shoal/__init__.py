@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         PNCounter,
         VersionVector,
     )
-    from store.errors import SchemaVersionMismatch, StoreError
+    from store.errors import DatabaseLocked, SchemaVersionMismatch, StoreError
     from sync.config import ReplicaConfig
     from sync.consistency import ALL, LOCAL_QUORUM, ONE, QUORUM, Level
     from sync.effects import WriteResult
@@ -69,6 +69,7 @@ __all__ = [
     "QUORUM",
     "CRDTError",
     "ClockSkewError",
+    "DatabaseLocked",
     "DecodeError",
     "GCounter",
     "GCounterHandle",
@@ -116,6 +117,7 @@ _LAZY: dict[str, str] = {
         ],
         "crdt",
     ),
+    "DatabaseLocked": "store.errors",
     "SchemaVersionMismatch": "store.errors",
     "StoreError": "store.errors",
     "ReplicaConfig": "sync.config",
