@@ -209,7 +209,7 @@ class Replica:
             raise ValueError("key must not be empty")
         if kind not in crdt.KINDS:
             raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
-        if op_id in self._writes:
+        if op_id in self._writes.pending:
             raise LocalProtocolError(f"write op_id {op_id} is still pending")
         cfg = self.config
         level = cfg.w if w is None else check_level(w, cfg.n, name="w")
@@ -262,7 +262,7 @@ class Replica:
             raise TypeError(f"key must be a str, got {type(key).__name__}")
         if not key:
             raise ValueError("key must not be empty")
-        if op_id in self._reads:
+        if op_id in self._reads.pending:
             raise LocalProtocolError(f"read op_id {op_id} is still pending")
         cfg = self.config
         level = cfg.r if r is None else check_level(r, cfg.n, name="r")

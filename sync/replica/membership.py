@@ -45,6 +45,7 @@ class Membership:
         "_ring",
         "_shared",
         "_up",
+        "up",
     )
 
     def __init__(self, config: ReplicaConfig, replica_id: str, outbox: Outbox) -> None:
@@ -54,6 +55,8 @@ class Membership:
         self._peers: dict[str, PeerRecord] = {}
         self._peer_summaries: dict[str, dict[int, CausalContext]] = {}
         self._up: dict[str, float] = {}  # peer -> when it came up
+        #: The peers up, with when each came up (read only: a view of what this owns).
+        self.up: Mapping[str, float] = self._up
         self._relays: set[str] = set()
         self._ring: Ring | None = None
         self._shared: dict[str, tuple[int, ...]] = {}  # peer -> partitions both are homes of
@@ -147,11 +150,6 @@ class Membership:
         self._peer_summaries.pop(peer, None)
         self._outbox.durable.peers[peer] = None
         self.changed()
-
-    @property
-    def up(self) -> Mapping[str, float]:
-        """The peers up (read only)."""
-        return self._up
 
     def up_peers(self) -> list[str]:
         return sorted(self._up)

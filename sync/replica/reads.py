@@ -14,6 +14,7 @@ Knows the outbox, the timers, local data and membership.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from crdt import CRDT
@@ -59,6 +60,7 @@ class Reads:
         "_pending",
         "_requests",
         "_timers",
+        "pending",
     )
 
     def __init__(
@@ -78,10 +80,9 @@ class Reads:
         self._data = data
         self._membership = membership
         self._pending: dict[int, PendingRead] = {}
+        #: The reads pending, by op id (read only: a view of what this owns).
+        self.pending: Mapping[int, PendingRead] = self._pending
         self._requests: dict[tuple[str, int], int] = {}  # (peer, req_id) -> op id
-
-    def __contains__(self, op_id: object) -> bool:
-        return op_id in self._pending
 
     def __len__(self) -> int:
         return len(self._pending)

@@ -16,7 +16,7 @@ Knows the outbox, the timers, membership, outbound batching and hints.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sync.config import ReplicaConfig
@@ -71,6 +71,7 @@ class Writes:
         "_outbound",
         "_pending",
         "_timers",
+        "pending",
     )
 
     def __init__(
@@ -91,18 +92,12 @@ class Writes:
         self._outbound = outbound
         self._hints = hints
         self._pending: dict[int, PendingWrite] = {}
+        #: The writes pending, by op id (read only: a view of what this owns).
+        self.pending: Mapping[int, PendingWrite] = self._pending
         self._local_results: dict[str, WriteResult] = {}  # see start
-
-    def __contains__(self, op_id: object) -> bool:
-        return op_id in self._pending
 
     def __len__(self) -> int:
         return len(self._pending)
-
-    @property
-    def pending(self) -> Container[int]:
-        """The op ids of the writes pending."""
-        return self._pending
 
     def start(
         self,
