@@ -1,4 +1,4 @@
-"""Tests of the simulator itself (sync/simnet.py), driven by a toy replica.
+"""Tests of the simulator itself (sync/simnet/), driven by a toy replica.
 
 The toy replica (``Toy``) answers ``Ping`` with ``Pong``, records every input it gets, keeps
 objects in memory and persists them, and can be given a timer. It lets these tests check the

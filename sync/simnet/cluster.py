@@ -1,94 +1,25 @@
-"""A deterministic simulated network of :class:`sync.Replica` objects, for tests and users.
+"""The simulated cluster: replicas, a fake clock, a network with faults (:class:`SimCluster`).
 
-Theory of operation
--------------------
-:class:`SimCluster` plays the part that the asyncio node and the store play in production,
-with no socket, no disk and no real clock:
-
-* **One fake clock** (``cluster.now``, seconds). Nothing happens between events; every event
-  (a message delivery, a replica's timer, a failure detector noticing a link change) sits in
-  one priority queue ordered by ``(time, insertion order)``.
-* **One simulated disk per replica** (:class:`SimDisk`): an in-memory model of the store that
-  applies each :class:`~sync.effects.Persist` exactly as the docstring of
-  :mod:`sync.effects` says (objects upsert, log append, summaries replace, hints add and drop,
-  peers upsert, compact) and hands a :class:`~sync.effects.Loaded` back on restart. Deltas and
-  checkpoints are immutable text (checked to be JSON objects, as a real store would refuse
-  anything else), and summaries are copied through JSON, so the engine cannot share
-  memory with its disk.
-* **Effects run in order, right after the input that produced them.** ``Persist`` is applied
-  to the disk at once (so it is durable before the next effect), ``Send`` encodes the message
-  to bytes with :func:`sync.messages.encode` and puts it in flight, ``WriteDone``/
-  ``WriteFailed``/``ReadDone``/``ReadFailed`` complete the matching :class:`SimOp` handle,
-  ``Changed`` is counted. A message is decoded with :func:`sync.messages.decode` (the
-  receiver's ``max_message_bytes``) when it is delivered, so the codec is exercised.
-* **Faults, per directed link**: ``drop`` (probability), ``delay`` (uniform range),
-  ``duplicate`` and ``reorder`` (global), ``partition(groups)``, ``heal()``. Without
-  ``reorder`` each link is FIFO, like one TCP connection. A message whose link is cut, or
-  whose sender or receiver crashed after it was sent, is lost.
-* **Crash and restart**: :meth:`SimCluster.crash` throws away the replica object (all memory)
-  and any effect not yet executed; :meth:`SimCluster.crash_when` arms a crash *between two
-  effects* of one batch (the persist-before-acknowledge test). :meth:`SimCluster.restart`
-  builds a new replica from its disk's ``Loaded``.
-* **Failure detection, simply**: a replica believes a peer is *up* when the two can talk
-  (both alive, same side of every partition). When that changes, each side is told
-  ``peer_down``/``peer_up`` after ``detect_delay`` seconds, if it is still true then. A
-  restarted peer resets its connections: peers that still believed it up are told
-  ``peer_down`` at once, then ``peer_up`` after ``detect_delay``.
-* **Membership and operators**: :meth:`SimCluster.add_replica` (an empty replica joins),
-  :meth:`SimCluster.forget`, ``restart(rid, disk=backup)`` (a restore from
-  :meth:`SimDisk.copy`), ``known_peers=True`` (start as a configured group).
-* **What a test inspects**: :class:`SimOp` handles (``cluster.ops``), ``cluster.stats``
-  (messages sent/delivered/dropped/duplicated by type, bytes, effects lost to crashes),
-  ``values``/``converged``/``divergent``, each replica's :class:`SimDisk`, and three lists
-  that a correct engine leaves empty or explains: ``anomalies`` (a completion for no pending
-  operation, a send to a non-peer, a timer that does not move on), ``protocol_errors``
-  (raised as :class:`SimulationError` unless ``raise_protocol_errors=False``) and
-  ``other_effects`` (effects the simulator does not execute, e.g. ``IdentityConflict``).
-* **Deterministic**: one ``random.Random(seed)``; every iteration over replicas is in sorted
-  order. The same seed and the same calls give the same run, message for message.
-* **Bounded**: ``run_until``, ``run_until_quiet`` and ``run_for`` take ``max_steps``;
-  ``run_until*`` return whether the condition was reached, ``run_for`` raises
-  :class:`SimulationError` if it needs more steps.
-
-Example (three replicas, n=3, writes wait for two acknowledgements):
-
->>> from sync.config import ReplicaConfig
->>> cluster = SimCluster(["a", "b", "c"], ReplicaConfig(n=3, w=2), seed=7)
->>> op = cluster.update("a", "visits", "gcounter", lambda c: c.increment("a", 1))
->>> cluster.run_until(lambda: op.done, max_steps=1_000), op.ok, op.result.acks
-(True, True, 2)
->>> cluster.partition([["a"], ["b", "c"]])
->>> op = cluster.update("b", "visits", "gcounter", lambda c: c.increment("b", 2))
->>> cluster.run_until(lambda: op.done, max_steps=1_000), op.ok, cluster.values("visits")
-(True, True, {'a': 1, 'b': 3, 'c': 3})
->>> cluster.heal()
->>> cluster.run_until(lambda: cluster.quiet() and cluster.converged(), max_steps=100_000)
-True
->>> cluster.values("visits"), cluster.stats.sent["Push"] > 0
-({'a': 3, 'b': 3, 'c': 3}, True)
+Knows the engine's API and effects, the wire codec, the simulated disk and the simulator's
+handles and counters.
 """
 
 from __future__ import annotations
 
 import copy
 import heapq
-import json
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Literal
 
-from crdt import CRDT, CausalContext, from_dict, join
+from crdt import CRDT
 from sync import messages as wire
 from sync.config import ReplicaConfig
 from sync.effects import (
     Changed,
-    HintId,
-    HintRecord,
     Loaded,
-    LogEntry,
-    ObjectState,
     PeerRecord,
     Persist,
     ReadDone,
@@ -96,32 +27,20 @@ from sync.effects import (
     Send,
     WriteDone,
     WriteFailed,
-    WriteResult,
 )
-from sync.errors import RemoteProtocolError, SyncError
-from sync.replica import ReplicaAPI
+from sync.errors import RemoteProtocolError
+from sync.simnet.disk import SimDisk, canonical
+from sync.simnet.events import Deliver, Detect, Event, Link, Node, Tick, Trap
+from sync.simnet.ops import (
+    MessageStats,
+    OpStatus,
+    ReplicaFactory,
+    SimOp,
+    SimReplica,
+    SimulationError,
+)
 
-__all__ = [
-    "MessageStats",
-    "ReplicaFactory",
-    "SimCluster",
-    "SimDisk",
-    "SimOp",
-    "SimReplica",
-    "SimulationError",
-]
-
-
-class SimulationError(SyncError):
-    """The simulation was asked for something impossible (unknown replica, bad partition,
-    a replica that is down) or saw its own bound exceeded. Nothing changed."""
-
-
-# What the simulator needs of a replica: the engine API (stand-ins implement it too).
-SimReplica = ReplicaAPI
-
-ReplicaFactory = Callable[[ReplicaConfig, str, Loaded | None, float], SimReplica]
-"""Builds a replica: ``factory(config, replica_id, loaded, now)``."""
+__all__ = ["SimCluster"]
 
 
 def _default_factory(
@@ -130,269 +49,6 @@ def _default_factory(
     from sync.replica import Replica  # late: sync.replica may import this package's modules
 
     return Replica(config, replica_id, loaded, now=now)
-
-
-def _json_copy(blob: Any, what: str) -> Any:
-    """Copy a blob the way a store does (JSON text and back); refuse what JSON cannot hold."""
-    try:
-        return json.loads(json.dumps(blob, sort_keys=True))
-    except (TypeError, ValueError) as exc:
-        raise SimulationError(f"{what} is not JSON-serialisable: {exc}") from exc
-
-
-def _checked_entry(entry: LogEntry, what: str) -> LogEntry:
-    """``entry`` if its delta text is a JSON object, as a store would check it."""
-    _check_text(entry.delta_json, what)
-    return entry
-
-
-def _checked_object(obj: ObjectState, what: str) -> ObjectState:
-    """``obj`` if its state text is a JSON object, as a store would check it."""
-    _check_text(obj.state_json, what)
-    return obj
-
-
-def _check_text(text: Any, what: str) -> None:
-    try:
-        ok = isinstance(text, str) and isinstance(json.loads(text), dict)
-    except ValueError as exc:
-        raise SimulationError(f"{what} is not JSON: {exc}") from exc
-    if not ok:
-        raise SimulationError(f"{what} is not the JSON text of an object: {text!r}")
-
-
-def _canonical(state: CRDT | None) -> str | None:
-    return None if state is None else json.dumps(state.to_dict(), sort_keys=True)
-
-
-# --------------------------------------------------------------------------------------------
-# The disk
-
-
-class SimDisk:
-    """An in-memory model of one replica's store, applying ``Persist`` effects atomically.
-
-    ``check_compaction`` (default on) verifies the contract of ``Persist.compact``: a log entry
-    may be dropped only if the object checkpoint of its key already contains its delta; a
-    violation raises :class:`SimulationError` (the engine would lose data on restart).
-    """
-
-    def __init__(self, *, check_compaction: bool = True) -> None:
-        self.objects: dict[str, ObjectState] = {}
-        self.log: dict[tuple[str, int, int], LogEntry] = {}
-        self.summaries: dict[int, dict[str, Any]] = {}
-        self.hints: dict[HintId, HintRecord] = {}
-        self.peers: dict[str, PeerRecord] = {}
-        self.persists = 0
-        self.compacted = 0
-        self.check_compaction = check_compaction
-
-    def apply(self, persist: Persist) -> None:
-        """Apply one ``Persist`` as one transaction: all of it or, on a bad blob, none of it."""
-        objects = {o.key: _checked_object(o, f"object {o.key!r}") for o in persist.objects}
-        log = [_checked_entry(e, f"log delta {e.key!r}") for e in persist.log]
-        summaries = {p: _json_copy(c, f"summary of partition {p}") for p, c in persist.summaries}
-        hints = list(persist.hints_add)
-        for h in hints:
-            _checked_entry(h.entry, "hint delta")  # immutable: kept as it is once checked
-        peers = [copy.deepcopy(p) for p in persist.peers]
-        drop_plan = self._compaction_plan(persist.compact, objects, log)
-        # Everything is validated: commit.
-        self.objects.update(objects)
-        for e in log:
-            self.log.setdefault((e.origin, e.partition, e.seq), e)  # an existing dot is kept
-        self.summaries.update(summaries)
-        for h in hints:
-            self.hints[h.id] = h
-        for hid in persist.hints_drop:
-            self.hints.pop(hid, None)
-        for p in peers:
-            self.peers[p.replica_id] = p
-        for dot in drop_plan:
-            del self.log[dot]
-        self.compacted += len(drop_plan)
-        self.persists += 1
-
-    def _compaction_plan(
-        self,
-        compact: tuple[tuple[int, dict[str, int]], ...],
-        new_objects: dict[str, ObjectState],
-        new_log: list[LogEntry],
-    ) -> list[tuple[str, int, int]]:
-        if not compact:
-            return []
-        marks = dict(compact)
-        log = dict(self.log)
-        for e in new_log:
-            log.setdefault((e.origin, e.partition, e.seq), e)
-        plan = [
-            dot
-            for dot, e in sorted(log.items())
-            if e.partition in marks and e.seq <= marks[e.partition].get(e.origin, 0)
-        ]
-        if self.check_compaction:
-            for dot in plan:
-                self._check_checkpointed(log[dot], new_objects)
-        return plan
-
-    def _check_checkpointed(self, entry: LogEntry, new_objects: dict[str, ObjectState]) -> None:
-        obj = new_objects.get(entry.key) or self.objects.get(entry.key)
-        where = f"log entry {(entry.origin, entry.partition, entry.seq)} of key {entry.key!r}"
-        if obj is None:
-            raise SimulationError(f"compaction drops {where}, which has no checkpoint")
-        state = from_dict(obj.state)
-        if _canonical(join(state, from_dict(entry.delta))) != _canonical(state):
-            raise SimulationError(f"compaction drops {where}, not contained in its checkpoint")
-
-    def load(self) -> Loaded:
-        """What a store returns at open: copies, so the replica cannot alias the disk."""
-        return Loaded(
-            objects=dict(self.objects),  # immutable: the states are text
-            log=[e for _, e in sorted(self.log.items())],  # immutable: the delta is text
-            summaries={p: CausalContext.from_dict(c) for p, c in sorted(self.summaries.items())},
-            hints=[copy.deepcopy(h) for _, h in sorted(self.hints.items(), key=_hint_order)],
-            peers={k: copy.deepcopy(p) for k, p in sorted(self.peers.items())},
-        )
-
-    def is_empty(self) -> bool:
-        return not (self.objects or self.log or self.summaries or self.hints or self.peers)
-
-    def copy(self) -> SimDisk:
-        """A deep copy: a backup, to restore later with ``restart(rid, disk=backup)``."""
-        other = SimDisk(check_compaction=self.check_compaction)
-        other.objects = copy.deepcopy(self.objects)
-        other.log = copy.deepcopy(self.log)
-        other.summaries = copy.deepcopy(self.summaries)
-        other.hints = copy.deepcopy(self.hints)
-        other.peers = copy.deepcopy(self.peers)
-        return other
-
-
-def _hint_order(item: tuple[HintId, HintRecord]) -> tuple[str, str, int, int]:
-    hid = item[0]
-    return (hid.target, hid.origin, hid.partition, hid.seq)
-
-
-# --------------------------------------------------------------------------------------------
-# Operations and counters
-
-OpStatus = Literal["pending", "done", "failed", "lost"]
-
-
-@dataclass(slots=True)
-class SimOp:
-    """A handle on one ``update`` or ``read``.
-
-    ``status``: ``pending`` until the engine answers; ``done`` (``WriteDone``/``ReadDone``),
-    ``failed`` (``WriteFailed``/``ReadFailed``), or ``lost`` (the coordinator crashed first:
-    the caller never heard back, so the operation is *not* acknowledged).
-    """
-
-    op_id: int
-    kind: Literal["write", "read"]
-    replica: str
-    key: str
-    issued_at: float
-    status: OpStatus = "pending"
-    outcome: WriteDone | WriteFailed | ReadDone | ReadFailed | None = None
-    completed_at: float | None = None
-
-    @property
-    def done(self) -> bool:
-        """The operation is over (whatever the outcome)."""
-        return self.status != "pending"
-
-    @property
-    def ok(self) -> bool:
-        """The operation reached its quorum (an acknowledged write, a successful read)."""
-        return self.status == "done"
-
-    @property
-    def result(self) -> WriteResult | None:
-        """For a write that completed or failed: who acknowledged it."""
-        if isinstance(self.outcome, WriteDone | WriteFailed):
-            return self.outcome.result
-        return None
-
-    @property
-    def state(self) -> CRDT | None:
-        """For a read that completed or failed: the joined state (None if nobody had the key)."""
-        if isinstance(self.outcome, ReadDone | ReadFailed):
-            return self.outcome.state
-        return None
-
-
-@dataclass(slots=True)
-class MessageStats:
-    """Message counters by message type name (``"Push"``, ``"Summary"``...)."""
-
-    sent: Counter[str] = field(default_factory=Counter)
-    delivered: Counter[str] = field(default_factory=Counter)
-    dropped: Counter[str] = field(default_factory=Counter)
-    duplicated: Counter[str] = field(default_factory=Counter)
-    bytes_sent: int = 0
-    effects_lost: int = 0
-
-    def total_sent(self) -> int:
-        return sum(self.sent.values())
-
-
-# --------------------------------------------------------------------------------------------
-# Events
-
-
-@dataclass(frozen=True, slots=True)
-class _Deliver:
-    src: str
-    dst: str
-    data: bytes
-    kind: str
-    src_life: int
-    dst_life: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Tick:
-    replica: str
-    life: int
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Detect:
-    observer: str
-    peer: str
-
-
-_Event = _Deliver | _Tick | _Detect
-
-
-@dataclass(slots=True)
-class _Link:
-    drop: float
-    lo: float
-    hi: float
-
-
-@dataclass(slots=True)
-class _Trap:
-    predicate: Callable[[Any], bool]
-    before: bool
-
-
-@dataclass(slots=True)
-class _Node:
-    config: ReplicaConfig
-    disk: SimDisk
-    site: str | None
-    replica: SimReplica | None = None
-    life: int = 0  # incremented at each crash: messages and timers of a past life are void
-    timers: set[float] = field(default_factory=set)
-    trap: _Trap | None = None
-
-
-# --------------------------------------------------------------------------------------------
-# The cluster
 
 
 class SimCluster:
@@ -443,16 +99,16 @@ class SimCluster:
         self._check_compaction = check_compaction
         self._default_config = config if isinstance(config, ReplicaConfig) else ReplicaConfig()
         self._latency = latency
-        self._heap: list[tuple[float, int, _Event]] = []
+        self._heap: list[tuple[float, int, Event]] = []
         self._seq = 0
         self._in_flight = 0
         self._detects = 0
         self._pending_ops: dict[int, SimOp] = {}
         self._next_op = 1
-        self._nodes: dict[str, _Node] = {}
+        self._nodes: dict[str, Node] = {}
         self._believed: dict[tuple[str, str], bool] = {}
         self._groups: dict[str, int] | None = None
-        self._links: dict[tuple[str, str], _Link] = {}
+        self._links: dict[tuple[str, str], Link] = {}
         self._fifo: dict[tuple[str, str], float] = {}
         self._dup = 0.0
         self._reorder = False
@@ -462,7 +118,7 @@ class SimCluster:
             if rid in sites and not isinstance(config, Mapping):
                 cfg = replace(cfg, site=sites[rid])
             disk = SimDisk(check_compaction=check_compaction)
-            self._nodes[rid] = _Node(cfg, disk, sites.get(rid))
+            self._nodes[rid] = Node(cfg, disk, sites.get(rid))
         for rid in self.ids:
             loaded = self._known_peers_loaded(rid) if known_peers else None
             self._nodes[rid].replica = factory(self._nodes[rid].config, rid, loaded, self.now)
@@ -508,7 +164,7 @@ class SimCluster:
         cfg = config or self._default_config
         if site is not None and config is None:
             cfg = replace(cfg, site=site)
-        node = _Node(cfg, SimDisk(check_compaction=self._check_compaction), site)
+        node = Node(cfg, SimDisk(check_compaction=self._check_compaction), site)
         self._nodes[replica_id] = node
         if self._groups is not None:  # joining during a partition: alone until heal()
             self._groups[replica_id] = max(self._groups.values()) + 1
@@ -592,7 +248,7 @@ class SimCluster:
         live = self._live_ids(replicas)
         for key in sorted(self.keys if keys is None else set(keys)):
             among = live if holders is None else [r for r in sorted(holders(key)) if r in live]
-            states = {rid: _canonical(self.value(rid, key)) for rid in among}
+            states = {rid: canonical(self.value(rid, key)) for rid in among}
             if len(set(states.values())) > 1:
                 out[key] = states
         return out
@@ -686,7 +342,7 @@ class SimCluster:
         node = self._node(replica_id)
         if node.replica is None:
             raise SimulationError(f"replica {replica_id!r} is down")
-        node.trap = _Trap(predicate, before)
+        node.trap = Trap(predicate, before)
 
     def disarm(self, replica_id: str) -> None:
         """Remove a crash armed by :meth:`crash_when` (no-op if none)."""
@@ -718,10 +374,10 @@ class SimCluster:
             return False
         at, _, event = heapq.heappop(self._heap)
         self.now = max(self.now, at)
-        if isinstance(event, _Deliver):
+        if isinstance(event, Deliver):
             self._in_flight -= 1
             self._deliver(event)
-        elif isinstance(event, _Tick):
+        elif isinstance(event, Tick):
             self._fire_timer(event)
         else:
             self._detects -= 1
@@ -770,7 +426,7 @@ class SimCluster:
 
     # ---- internals: inputs and effects ---------------------------------------------------
 
-    def _node(self, replica_id: str) -> _Node:
+    def _node(self, replica_id: str) -> Node:
         try:
             return self._nodes[replica_id]
         except KeyError:
@@ -877,13 +533,13 @@ class SimCluster:
 
     # ---- internals: the network ----------------------------------------------------------
 
-    def _link(self, a: str, b: str) -> _Link:
+    def _link(self, a: str, b: str) -> Link:
         link = self._links.get((a, b))
         if link is None:
-            link = self._links[(a, b)] = _Link(0.0, *self._latency)
+            link = self._links[(a, b)] = Link(0.0, *self._latency)
         return link
 
-    def _select_links(self, a: str | None, b: str | None, one_way: bool) -> list[_Link]:
+    def _select_links(self, a: str | None, b: str | None, one_way: bool) -> list[Link]:
         for rid in (a, b):
             if rid is not None:
                 self._node(rid)
@@ -899,7 +555,7 @@ class SimCluster:
             return False
         return self._groups is None or self._groups[a] == self._groups[b]
 
-    def _push(self, at: float, event: _Event) -> None:
+    def _push(self, at: float, event: Event) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (at, self._seq, event))
 
@@ -930,10 +586,10 @@ class SimCluster:
                 at = max(at, self._fifo.get((src, dst), 0.0))
                 self._fifo[(src, dst)] = at
             life = (self._nodes[src].life, self._nodes[dst].life)
-            self._push(at, _Deliver(src, dst, data, kind, *life))
+            self._push(at, Deliver(src, dst, data, kind, *life))
             self._in_flight += 1
 
-    def _deliver(self, event: _Deliver) -> None:
+    def _deliver(self, event: Deliver) -> None:
         src, dst = self._nodes[event.src], self._nodes[event.dst]
         if (
             src.life != event.src_life
@@ -953,7 +609,7 @@ class SimCluster:
         except RemoteProtocolError as exc:
             self._protocol_error(event, exc)
 
-    def _protocol_error(self, event: _Deliver, exc: RemoteProtocolError) -> None:
+    def _protocol_error(self, event: Deliver, exc: RemoteProtocolError) -> None:
         self.protocol_errors.append((event.src, event.dst, exc))
         if self._raise_protocol_errors:
             raise SimulationError(
@@ -973,9 +629,9 @@ class SimCluster:
         if at in node.timers:
             return
         node.timers.add(at)
-        self._push(at, _Tick(replica_id, node.life, at))
+        self._push(at, Tick(replica_id, node.life, at))
 
-    def _fire_timer(self, event: _Tick) -> None:
+    def _fire_timer(self, event: Tick) -> None:
         node = self._nodes[event.replica]
         if node.life != event.life or node.replica is None:
             return
@@ -1003,7 +659,7 @@ class SimCluster:
             if self._nodes[a].replica is not None and self._reachable(a, b) != self.believes_up(
                 a, b
             ):
-                self._push(self.now + self.detect_delay, _Detect(a, b))
+                self._push(self.now + self.detect_delay, Detect(a, b))
                 self._detects += 1
 
     def _detect(self, observer: str, peer: str) -> None:

@@ -1,0 +1,597 @@
+"""The sans-I/O replication engine: one :class:`Replica` per peer, a façade over components.
+
+Theory of operation (Dynamo-style leaderless replication over delta-state CRDTs; DeCandia et
+al., SOSP 2007; Almeida, Shoker, Baquero 2018). The replica holds in memory every object,
+the *delta log*, per-partition *summaries*, hints and what it knows of its peers. Inputs are
+method calls carrying ``now`` (the caller's clock); outputs are effects
+(:mod:`sync.effects`) drained with :meth:`Replica.effects` and executed **in order**, plus
+:meth:`Replica.next_deadline` (when to call :meth:`Replica.tick`). It never reads a clock,
+sleeps, opens a socket or touches a database; its only randomness is a
+``random.Random`` seeded from ``config.seed``, the replica id and the construction time.
+
+* **Keys, partitions, homes.** ``partition_of(key)`` names a key's partition; the ring over
+  this replica plus every known, not-forgotten peer gives each partition ``n`` *home*
+  replicas (:mod:`sync.ring`).
+* **Log dots.** Each local mutation gets the log dot ``(self, partition, seq)``, ``seq`` one
+  above the highest of ours in that partition. The log holds every delta applied here, from
+  any origin, until compaction; a partition's *summary* is the :class:`crdt.CausalContext`
+  of the log dots applied here (gaps allowed).
+* **Effects of one drain** (every input since the previous :meth:`effects`) hold at most one
+  :class:`~sync.effects.Persist`, with every durable change of those inputs, placed before
+  the effects of the first input that changed something durable; sends, acks and
+  completions follow it, so "persist before acknowledge" holds (draining after each input
+  gives one Persist per input, first among its effects). Pushes queued for a peer until the
+  next drain are coalesced into one ``Push`` (at most ``ae_batch`` entries and about half of
+  ``max_message_bytes`` each); an ``Ack`` of a push id acknowledges every operation it
+  carried. A key changed by several inputs of
+  one drain gets one ``Changed`` (at its first change).
+* **Writes** (:meth:`local_update`) persist locally first and never fail for lack of network.
+  The local ack counts if this replica is a home of the key, or always in sloppy mode.
+  Homes that are up get a ``Push``; for each home that is down, sloppy mode picks a fallback
+  (an up relay first, else the next up non-home peer clockwise) and sends it the entry with
+  ``hint_for=<home>``; its ack counts and is reported as hinted. A coordinator that is not a
+  home keeps the entry as a hint for every home too (delivered by hinted handoff), because
+  anti-entropy only runs between homes. ``strict=True``: only home acks count, no
+  fallbacks. ``LOCAL_QUORUM``: only acks from peers of ``config.site`` count. The write
+  completes (``WriteDone``) at ``w`` acks, or fails (``WriteFailed``) at its deadline, or as
+  soon as no ack that could still count is outstanding (fail fast, like Cassandra's
+  "unavailable").
+* **Hints.** A fallback persists the hint and acks. Hints are handed off as ``Push`` batches
+  of ``ae_batch`` when the target is up (on ``peer_up``, then on each ack, retried every
+  ``write_timeout``) and dropped on its ack; hints older than ``hint_window`` or beyond
+  ``hint_max_per_target`` (oldest first) are dropped and left to anti-entropy. A non-home
+  coordinator's hints of its *own* entries are exempt from both limits: anti-entropy would
+  not carry them (it runs between homes), so they go only when a home acks them.
+* **Reads** (:meth:`local_read`) ask this replica (same counting rule as writes) and the up
+  homes (sloppy: fallbacks for the down ones), join the replies, complete at ``r`` replies
+  with ``ReadDone``, and repair every replier whose state differs from the join (late
+  repliers too, until all replied or the deadline). The join is merged and checkpointed
+  locally. Fewer than ``r`` replies at the deadline (or when nobody else can reply):
+  ``ReadFailed`` with what came.
+* **Anti-entropy.** With ``anti_entropy_interval`` set, on ``peer_up`` and every interval
+  each up peer gets a ``Summary`` of the partitions both are homes of (and, when membership
+  changed, the known peers). A summary is answered with the log entries the other lacks, in
+  ``Deltas`` of at most ``ae_batch`` entries (and half of ``max_message_bytes``),
+  ``ae_max_inflight`` unacked per peer; when the
+  other lacks a dot this replica no longer has in its log (compacted, or received by state
+  transfer) it gets a state transfer instead: ``SnapshotChunk`` of at most
+  ``snapshot_chunk`` objects, the last one (sent only once all others are acked) carrying
+  our summary. A summary with ``reply=True`` is answered with our own summary only when its
+  sender has something we lack (no ping-pong); converged peers exchange summaries only.
+* **Compaction** (causal stability, never a timer): for partition ``p`` and origin ``o`` the
+  watermark is the minimum of ``vv[o]`` over our own summary and the last reported summary
+  of every other home of ``p``; nothing is compacted while a home has never reported. Log
+  entries at or below it are dropped in a ``Persist`` that also checkpoints their keys.
+* **Checkpoints.** Every ``checkpoint_every`` log entries a ``Persist`` carries whole-object
+  checkpoints of the keys changed since their own last checkpoint by at least three times
+  as many entries as they had then (a growing key is re-encoded at geometrically growing
+  intervals: O(size) in all). Keys changed without a log entry (repair, state transfer) and
+  keys whose entries are compacted are checkpointed at once.
+* **Identity.** A peer's summary holding a log dot of ours above our highest one means this
+  database was restored or copied: :class:`~sync.effects.IdentityConflict` is emitted and our
+  numbering jumps above the seen dot.
+
+Components (``sync/replica/``). :class:`Replica` is a façade: it checks its arguments,
+brackets each input (clamping ``now``, opening and closing the input's durable changes),
+builds the drain's one ``Persist`` from local data and membership, dispatches received
+messages and due timers with ``match``, and orchestrates what touches several components (a
+peer going up, down or forgotten, an ack). Each component owns its state and knows only
+those listed before it:
+
+* :mod:`~sync.replica.timers` (deadlines on one heap, typed :class:`~sync.replica.timers.Timer`
+  keys) and :mod:`~sync.replica.outbox` (the effects queue, the durable changes of the
+  drain, message ids);
+* :mod:`~sync.replica.local_data` (objects, log, summaries, checkpoints) and
+  :mod:`~sync.replica.membership` (peers, ring, up set, sites, fallbacks);
+* :mod:`~sync.replica.outbound` (pushes coalesced per peer, messages awaiting an ack, relay
+  forwarding), then :mod:`~sync.replica.hints`, then :mod:`~sync.replica.writes`;
+* :mod:`~sync.replica.reads` (with read repair), :mod:`~sync.replica.compaction`, then
+  :mod:`~sync.replica.anti_entropy`, then :mod:`~sync.replica.inbound` (validation of
+  every received message, which changes nothing).
+
+Bad remote input raises :class:`~sync.errors.RemoteProtocolError` from :meth:`receive`
+before anything changes; bad local arguments raise ``TypeError``/``ValueError``/
+:class:`~sync.errors.LocalProtocolError`, also before anything changes. ``now`` values are
+clamped to be non-decreasing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import crdt
+from crdt import CRDT, CausalContext
+from sync import messages as m
+from sync.config import ReplicaConfig, check_bool, check_seconds
+from sync.consistency import check_level
+from sync.effects import Effect, HintRecord, Loaded, LogEntry, Persist, Send
+from sync.errors import LocalProtocolError
+from sync.replica.anti_entropy import AntiEntropy
+from sync.replica.api import ReplicaAPI
+from sync.replica.compaction import Compaction
+from sync.replica.hints import Hints
+from sync.replica.inbound import Inbound
+from sync.replica.local_data import CheckedBatch, LocalData
+from sync.replica.membership import Membership
+from sync.replica.outbound import Outbound
+from sync.replica.outbox import Outbox
+from sync.replica.reads import Reads
+from sync.replica.timers import Timer, TimerKind, Timers
+from sync.replica.writes import Writes
+from sync.ring import partition_of
+
+__all__ = ["Replica", "ReplicaAPI"]
+
+_EMPTY_CTX = CausalContext()
+_COMPACT = Timer(TimerKind.COMPACT)
+
+
+class Replica:
+    """One peer's replication engine (see the module docstring for the semantics).
+
+    >>> from sync.config import ReplicaConfig
+    >>> r = Replica(ReplicaConfig(n=1), "A")
+    >>> r.local_update(1, "visits", "gcounter", lambda c: c.increment("A", 2), now=0.0)
+    >>> [type(e).__name__ for e in r.effects()]
+    ['Persist', 'Changed', 'WriteDone']
+    >>> r.value("visits").value
+    2
+    """
+
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        replica_id: str,
+        loaded: Loaded | None = None,
+        *,
+        now: float = 0.0,
+    ) -> None:
+        if not isinstance(config, ReplicaConfig):
+            raise TypeError(f"config must be a ReplicaConfig, got {type(config).__name__}")
+        if not isinstance(replica_id, str) or not replica_id:
+            raise ValueError(f"replica_id must be a non-empty str, got {replica_id!r}")
+        self.config = config
+        self.replica_id = replica_id
+        self._now = float(now)
+        rng = random.Random(f"{config.seed}/{replica_id}/{now!r}")
+        # Message ids start at a random point so that late acks addressed to a previous
+        # incarnation of this replica (before a crash) cannot match new messages.
+        self._outbox = outbox = Outbox(rng.getrandbits(52))
+        self._timers = timers = Timers()
+        self._data = data = LocalData(config, replica_id, outbox)
+        self._membership = membership = Membership(config, replica_id, outbox)
+        self._outbound = outbound = Outbound(config, replica_id, outbox, timers, membership)
+        self._hints = hints = Hints(config, replica_id, outbox, timers, membership, outbound)
+        self._writes = Writes(config, replica_id, outbox, timers, membership, outbound, hints)
+        self._reads = reads = Reads(config, replica_id, outbox, timers, data, membership)
+        self._compaction = compaction = Compaction(config, replica_id, data, membership, hints)
+        self._anti_entropy = AntiEntropy(
+            config, replica_id, outbox, timers, data, membership, outbound, compaction
+        )
+        self._inbound = Inbound(config, replica_id, data, membership, reads)
+        if loaded is not None:
+            data.load(loaded)
+            hints.load(loaded.hints)
+            membership.load(loaded.peers)
+        timers.set(_COMPACT, self._now + compaction.interval())
+
+    # -- the public API --------------------------------------------------------------------
+    def local_update(
+        self,
+        op_id: int,
+        key: str,
+        kind: str,
+        fn: Callable[[CRDT], CRDT],
+        now: float,
+        *,
+        w: int | str | None = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Apply ``fn`` to ``key``'s object (created as a bottom ``kind`` if absent).
+
+        ``fn`` receives the live object, calls one mutator on it and returns that mutator's
+        delta. A key holding another kind raises ``TypeError``; an error raised by ``fn``
+        propagates; bad ``w``/``timeout`` raise ``TypeError``/``ValueError``. In those cases
+        nothing is queued and the replica is unchanged (CRDT mutators check their arguments
+        before changing anything, so ``fn`` must not change the object and then raise).
+
+        Next, the caller must drain :meth:`effects` and execute them in order: ``Persist``
+        (the write is durable once it is), ``Changed``, then ``WriteDone``/``WriteFailed``
+        for ``op_id`` (now or later, at the latest by ``now + timeout``) and the sends.
+        """
+        _check_now(now)
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__}")
+        if not key:
+            raise ValueError("key must not be empty")
+        if kind not in crdt.KINDS:
+            raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
+        if op_id in self._writes.pending:
+            raise LocalProtocolError(f"write op_id {op_id} is still pending")
+        cfg = self.config
+        level = cfg.w if w is None else check_level(w, cfg.n, name="w")
+        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
+        timeout_ = cfg.write_timeout if timeout is None else check_seconds("timeout", timeout)
+        data = self._data
+        obj = data.get(key)
+        if obj is not None and obj.kind != kind:
+            raise TypeError(f"key {key!r} holds a {obj.kind}, not a {kind}")
+        p = data.partition(key)
+        homes = self._membership.ring().preference_list(p)
+        required, site = self._membership.required(level, homes)
+        target = obj if obj is not None else crdt.new(kind)
+        delta = fn(target)
+        if getattr(delta, "kind", None) != kind or not hasattr(delta, "to_json"):
+            # fn mutated nothing we can log; its result is not a delta of this kind.
+            raise TypeError(f"fn must return the {kind} delta of its mutator, got {delta!r}")
+        # Encoded once, here; from now on the delta travels as this text (see LogEntry).
+        raw = delta.to_json()
+
+        now = self._begin(now)
+        try:
+            if obj is None:
+                data.adopt(key, p, target)
+            entry = LogEntry(self.replica_id, p, data.next_seq(p), key, kind, raw)
+            data.append(entry)
+            self._outbox.changed(key)
+            self._writes.start(op_id, entry, homes, required, site, strict_, timeout_, now)
+        finally:
+            self._finish()
+
+    def local_read(
+        self,
+        op_id: int,
+        key: str,
+        now: float,
+        *,
+        r: int | str | None = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Read ``key`` from ``r`` replicas (this one answers at once when it counts).
+
+        Next, the caller must drain :meth:`effects` and execute them: ``ReadReq`` sends now,
+        and, now or later (at the latest by ``now + timeout``), exactly one ``ReadDone`` or
+        ``ReadFailed`` for ``op_id``; read repairs and a ``Persist`` of the joined state may
+        follow until every asked replica replied or the deadline passed.
+        """
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__}")
+        if not key:
+            raise ValueError("key must not be empty")
+        if op_id in self._reads.pending:
+            raise LocalProtocolError(f"read op_id {op_id} is still pending")
+        cfg = self.config
+        level = cfg.r if r is None else check_level(r, cfg.n, name="r")
+        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
+        timeout_ = cfg.read_timeout if timeout is None else check_seconds("timeout", timeout)
+        p = partition_of(key, cfg.partitions)
+        homes = self._membership.ring().preference_list(p)
+        required, site = self._membership.required(level, homes)
+
+        now = self._begin(now)
+        try:
+            self._reads.start(op_id, key, p, homes, required, site, strict_, timeout_, now)
+        finally:
+            self._finish()
+
+    def receive(self, peer_id: str, message: m.Message, now: float) -> None:
+        """Handle ``message`` from ``peer_id`` (an authenticated, connected peer).
+
+        ``RemoteProtocolError`` if the content is semantically bad (a CRDT body that does not
+        decode, a key in the wrong partition, a kind clash...): the replica is unchanged and
+        the caller should close the connection. ``LocalProtocolError`` for a handshake or
+        heartbeat message (the transport's business). Next, drain :meth:`effects`.
+        """
+        if peer_id == self.replica_id:
+            raise LocalProtocolError("a replica cannot receive from itself")
+        check = self._inbound
+        try:
+            # Each case checks the message first (may raise; nothing has changed yet), then
+            # begins the input (self._begin) and applies it.
+            match message:
+                case m.Push():
+                    batch = check.push(peer_id, message)
+                    self._on_push(peer_id, message, batch, self._begin(now))
+                case m.Deltas():
+                    batch = check.deltas(peer_id, message)
+                    self._on_deltas(peer_id, message, batch, self._begin(now))
+                case m.SnapshotChunk():
+                    states, summary = check.snapshot(peer_id, message)
+                    self._begin(now)
+                    self._anti_entropy.on_snapshot(peer_id, message, states, summary)
+                case m.Ack():
+                    self._on_ack(peer_id, message, self._begin(now))
+                case m.ReadReq():
+                    self._begin(now)
+                    self._reads.answer(peer_id, message)
+                case m.ReadResp():
+                    state = check.read_reply(peer_id, message)
+                    self._begin(now)
+                    self._reads.on_reply(peer_id, message, state)
+                case m.Repair():
+                    repaired = check.repair(peer_id, message)
+                    self._begin(now)
+                    self._data.merge_state(message.key, repaired)
+                case m.Summary():
+                    parts = check.summary(peer_id, message)
+                    self._anti_entropy.on_summary(peer_id, message, parts, self._begin(now))
+                case m.Forget():
+                    self._begin(now)
+                    self._on_forget(peer_id, message)
+                case _:
+                    raise LocalProtocolError(
+                        f"{type(message).__name__} is a transport message; "
+                        "the engine does not handle it"
+                    )
+        finally:
+            self._finish()  # a no-op when the input never began
+
+    def peer_up(
+        self,
+        peer_id: str,
+        now: float,
+        *,
+        address: str | None = None,
+        site: str | None = None,
+        relay: bool = False,
+    ) -> None:
+        """``peer_id`` is reachable (the transport completed a handshake with it).
+
+        Learns the peer (``Persist`` of the peer record when new or changed), starts
+        anti-entropy with it (a ``Summary`` now and every interval) and hands off the hints
+        held for it. Next, drain :meth:`effects`.
+        """
+        if not isinstance(peer_id, str) or not peer_id:
+            raise ValueError(f"peer_id must be a non-empty str, got {peer_id!r}")
+        if peer_id == self.replica_id:
+            raise LocalProtocolError("a replica cannot be its own peer")
+        now = self._begin(now)
+        try:
+            self._membership.connect(peer_id, now, address, site, relay)
+            # Forgetting is for good and for everyone: a peer that was away when it
+            # happened (or came up after it) learns it now. Already-forgotten is a no-op.
+            for gone in self._membership.forgotten():
+                if gone != peer_id:
+                    self._outbox.emit(Send(peer_id, m.Forget(replica_id=gone)))
+            self._anti_entropy.start(peer_id, now)
+            self._hints.handoff(peer_id, now)
+        finally:
+            self._finish()
+
+    def peer_down(self, peer_id: str, now: float) -> None:
+        """``peer_id`` is unreachable (the connection closed or timed out).
+
+        Pending writes and reads stop waiting for it (they may fail now); its anti-entropy
+        session stops; hints for it stay. Next, drain :meth:`effects`.
+        """
+        now = self._begin(now)
+        try:
+            self._down(peer_id)
+        finally:
+            self._finish()
+
+    def forget(self, peer_id: str, now: float) -> None:
+        """Forget ``peer_id`` for good (an operator's decision).
+
+        It leaves the ring, its hints are dropped, compaction stops waiting for it, and the
+        up peers are told (``Forget``). Next, drain :meth:`effects`.
+        """
+        if not isinstance(peer_id, str) or not peer_id:
+            raise ValueError(f"peer_id must be a non-empty str, got {peer_id!r}")
+        if peer_id == self.replica_id:
+            raise LocalProtocolError("a replica cannot forget itself")
+        now = self._begin(now)
+        try:
+            self._forget(peer_id, None)
+        finally:
+            self._finish()
+
+    def tick(self, now: float) -> None:
+        """Time passed: fire what is due (deadlines, anti-entropy, hint hand-off and expiry).
+
+        Call it at :meth:`next_deadline` (calling it earlier or more often is harmless).
+        Next, drain :meth:`effects`.
+        """
+        now = self._begin(now)
+        try:
+            for _ in range(4):  # timers set for "now" by a handler fire in the same tick
+                due = self._timers.pop_due(now)
+                if not due:
+                    break
+                for timer in due:
+                    self._fire(timer, now)
+        finally:
+            self._finish()
+
+    def effects(self) -> list[Effect]:
+        """Drain the queued effects, in the order the caller must execute them."""
+        self._flush_changes()
+        self._outbound.flush()
+        return self._outbox.drain()
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must be called next (None: no timer pending)."""
+        return self._timers.next()
+
+    def value(self, key: str) -> CRDT | None:
+        """A copy of the local state of ``key`` (None if this replica does not hold it)."""
+        obj = self._data.get(key)
+        return obj.copy() if obj is not None else None
+
+    def kind_of(self, key: str) -> str | None:
+        """The CRDT kind ``key`` holds here (None if this replica does not hold it); O(1)."""
+        return self._data.kind_of(key)
+
+    def current_value(self, key: str) -> Any:
+        """``value(key).value`` without copying the state (None if not held here).
+
+        A CRDT's ``value`` is a fresh structure (frozenset, dict, tuple...), so the caller
+        may keep it; this skips the copy of the whole state that :meth:`value` makes.
+        """
+        obj = self._data.get(key)
+        return obj.value if obj is not None else None
+
+    def keys(self) -> list[str]:
+        """Every key held here, sorted."""
+        return self._data.keys()
+
+    def homes(self, key: str) -> tuple[str, ...]:
+        """The home replicas of ``key`` in this replica's current view of the ring."""
+        return self._membership.ring().homes_of(key)
+
+    def summary(self, partition: int) -> CausalContext:
+        """A copy of this replica's summary (log dots applied) of ``partition``."""
+        return self._data.summary(partition).copy()
+
+    @property
+    def peers_up(self) -> list[str]:
+        """The peers currently up, sorted."""
+        return self._membership.up_peers()
+
+    def status(self) -> dict[str, Any]:
+        """Health: log size, hints per target, peers up, lag per peer (log entries its last
+        summary lacks), siblings per key (multi-value registers with more than one value)."""
+        data, membership = self._data, self._membership
+        lag: dict[str, int] = {}
+        for pid, theirs in membership.reported_summaries():
+            lag[pid] = sum(
+                sum(1 for _ in data.summary(p).dots_not_in(theirs.get(p, _EMPTY_CTX)))
+                for p in membership.shared_partitions(pid)
+            )
+        siblings = data.siblings()
+        return {
+            "replica_id": self.replica_id,
+            "objects": len(data),
+            "log_size": data.log_size,
+            "hints": self._hints.counts(),
+            "peers_up": membership.up_peers(),
+            "peers_known": membership.members(),
+            "lag": lag,
+            "siblings": siblings,
+            "pending_writes": len(self._writes),
+            "pending_reads": len(self._reads),
+        }
+
+    # -- inputs and the drain's Persist ----------------------------------------------------
+    def _begin(self, now: float) -> float:
+        _check_now(now)
+        if now > self._now:
+            self._now = float(now)
+        self._outbox.begin_input()
+        return self._now
+
+    def _finish(self) -> None:
+        changes = self._outbox.end_input()
+        if changes is not None:
+            self._data.checkpoint_round(changes)
+
+    def _flush_changes(self) -> None:
+        """Emit the Persist of every durable change since the last drain (if any)."""
+        changes = self._outbox.take_pending()
+        if changes is None:
+            return
+        # The last change of each hint wins (an add then a drop is a drop, and vice versa),
+        # so no hint is both added and dropped by one Persist.
+        hints_add = tuple(rec for rec in changes.hints.values() if rec is not None)
+        hints_drop = tuple(hid for hid, rec in changes.hints.items() if rec is None)
+        persist = Persist(
+            objects=self._data.checkpoints(changes.objects) if changes.objects else (),
+            log=tuple(changes.log),
+            summaries=self._data.encoded_summaries(changes.summaries),
+            hints_add=hints_add,
+            hints_drop=hints_drop,
+            peers=self._membership.records(changes.peers) if changes.peers else (),
+            compact=tuple(changes.compact),
+        )
+        if not persist.is_empty():
+            self._outbox.place_persist(persist)
+
+    # -- what touches several components ---------------------------------------------------
+    def _on_push(self, peer: str, msg: m.Push, batch: CheckedBatch, now: float) -> None:
+        hint_for = msg.hint_for
+        if batch.hints and hint_for is not None:  # entries are held as hints only for one
+            for e in batch.hints:
+                self._hints.add(HintRecord(hint_for, e, now))
+        self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
+        if hint_for is not None and hint_for != self.replica_id and hint_for in self._membership.up:
+            self._hints.handoff_soon(hint_for, now)
+        self._outbox.emit(Send(peer, m.Ack(ids=[msg.push_id])))
+
+    def _on_deltas(self, peer: str, msg: m.Deltas, batch: CheckedBatch, now: float) -> None:
+        self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
+        self._outbox.emit(Send(peer, m.Ack(ids=[msg.batch_id])))
+
+    def _on_ack(self, peer: str, msg: m.Ack, now: float) -> None:
+        handoff = False
+        for bid in msg.ids:
+            record = self._outbound.acked(peer, bid)
+            if record is None:
+                continue  # a duplicate, or for a message we gave up on
+            if record.ae:
+                self._anti_entropy.acked(peer, bid)
+                continue
+            self._writes.acked(peer, record)
+            for hid in record.hint_ids:
+                self._hints.drop(hid)
+                handoff = True
+        if handoff:
+            self._hints.handoff(peer, now)
+        self._anti_entropy.pump(peer, now)
+
+    def _on_forget(self, peer: str, msg: m.Forget) -> None:
+        gone = msg.replica_id
+        if gone == self.replica_id or self._membership.is_forgotten(gone):
+            return
+        self._forget(gone, peer)
+
+    def _down(self, peer: str) -> None:
+        if not self._membership.disconnect(peer):
+            return
+        self._anti_entropy.stop(peer)
+        self._hints.peer_down(peer)
+        self._outbound.peer_down(peer)
+        self._writes.peer_down(peer)
+        self._reads.peer_down(peer)
+
+    def _forget(self, peer: str, told_by: str | None) -> None:
+        self._down(peer)
+        self._membership.forget(peer)
+        self._hints.forget(peer)
+        # The forgotten peer may have been the only home holding compaction back.
+        self._compaction.compact_all()
+        for other in self._membership.up_peers():
+            if other != told_by:
+                self._outbox.emit(Send(other, m.Forget(replica_id=peer)))
+
+    def _fire(self, timer: Timer, now: float) -> None:
+        match timer:
+            case Timer(TimerKind.WRITE, int() as op_id):
+                self._writes.expire(op_id)
+            case Timer(TimerKind.READ, int() as op_id):
+                self._reads.expire(op_id)
+            case Timer(TimerKind.COMPACT):
+                self._compaction.compact_all()
+                self._timers.set(_COMPACT, now + self._compaction.interval())
+            case Timer(TimerKind.ANTI_ENTROPY, str() as peer):
+                self._anti_entropy.next_round(peer, now)
+            case Timer(TimerKind.AE_TIMEOUT, str() as peer):
+                self._anti_entropy.check_timeout(peer, now)
+            case Timer(TimerKind.SWEEP):
+                self._outbound.sweep(now, self._writes.pending)
+            case Timer(TimerKind.HANDOFF, str() as peer):
+                self._hints.handoff(peer, now)
+            case Timer(TimerKind.HINT_EXPIRY):
+                self._hints.expire(now)
+            case _:
+                raise AssertionError(f"a timer no component set: {timer}")
+
+
+def _check_now(now: object) -> None:
+    if type(now) is float and now == now:
+        return  # the common case, first
+    if isinstance(now, bool) or not isinstance(now, int | float) or now != now:
+        raise TypeError(f"now must be a number of seconds, got {now!r}")

@@ -1,0 +1,73 @@
+"""The engine's input/output API as its adapters use it: :class:`ReplicaAPI`.
+
+The asyncio node and the simulator drive a replica only through these methods;
+:class:`sync.replica.Replica` implements them, and a test may drive a stand-in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from crdt import CRDT
+
+__all__ = ["ReplicaAPI"]
+
+
+class ReplicaAPI(Protocol):
+    """The engine's input/output API as its adapters use it (the asyncio node, the
+    simulator): :class:`Replica` implements it; a test may drive a stand-in through it."""
+
+    def local_update(
+        self,
+        op_id: int,
+        key: str,
+        kind: str,
+        fn: Callable[[Any], Any],
+        now: float,
+        *,
+        w: Any = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> object: ...
+
+    def local_read(
+        self,
+        op_id: int,
+        key: str,
+        now: float,
+        *,
+        r: Any = None,
+        strict: bool | None = None,
+        timeout: float | None = None,
+    ) -> object: ...
+
+    def receive(self, peer_id: str, message: Any, now: float) -> object: ...
+
+    def peer_up(
+        self,
+        peer_id: str,
+        now: float,
+        *,
+        address: str | None = None,
+        site: str | None = None,
+        relay: bool = False,
+    ) -> object: ...
+
+    def peer_down(self, peer_id: str, now: float) -> object: ...
+
+    def forget(self, peer_id: str, now: float) -> object: ...
+
+    def tick(self, now: float) -> object: ...
+
+    def effects(self) -> list[Any]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def value(self, key: str) -> CRDT | None: ...
+
+    def kind_of(self, key: str) -> str | None: ...
+
+    def current_value(self, key: str) -> Any: ...
+
+    def status(self) -> dict[str, Any]: ...

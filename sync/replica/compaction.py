@@ -1,0 +1,102 @@
+"""Compaction: dropping the log entries every home of their partition has applied.
+
+Causal stability, never a timer alone: for partition ``p`` and origin ``o`` the watermark
+is the minimum of ``vv[o]`` over our own summary and the last reported summary of every
+other home of ``p``; nothing is compacted while a home has never reported. A replica that
+is not a home of ``p`` logs only its own writes there, each also held as a hint for every
+home; an entry goes once no hint for it is pending. Local data drops the entries in a
+``Persist`` that also checkpoints their keys.
+
+:class:`Compaction` owns no state; the façade runs it on a timer (a partition whose homes
+went quiet would otherwise keep its log for ever), anti-entropy when a peer's summary
+changed, and the façade again when a peer is forgotten.
+
+Knows local data, membership and hints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from crdt import CausalContext
+from sync.config import ReplicaConfig
+from sync.replica.hints import Hints
+from sync.replica.local_data import LocalData, Logged
+from sync.replica.membership import Membership
+
+__all__ = ["COMPACT_EVERY", "Compaction"]
+
+# Seconds between compaction passes when anti-entropy is off (else its interval).
+COMPACT_EVERY = 30.0
+
+
+class Compaction:
+    """Computes the watermarks of causal stability and has local data compact below them."""
+
+    __slots__ = ("_config", "_data", "_hints", "_me", "_membership")
+
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        replica_id: str,
+        data: LocalData,
+        membership: Membership,
+        hints: Hints,
+    ) -> None:
+        self._config = config
+        self._me = replica_id
+        self._data = data
+        self._membership = membership
+        self._hints = hints
+
+    def interval(self) -> float:
+        """Seconds between two compaction passes."""
+        return float(self._config.anti_entropy_interval or 0.0) or COMPACT_EVERY
+
+    def compact_all(self) -> None:
+        for p in self._data.log_partitions():
+            self.compact(p)
+
+    def compact(self, p: int) -> None:
+        """Compact partition ``p`` as far as causal stability allows."""
+        homes = self._membership.ring().preference_list(p)
+        mine = self._data.summary_if_any(p)
+        log_p = self._data.log_of(p)
+        if mine is None or not log_p:
+            return
+        if self._me in homes:
+            marks = self._home_watermarks(p, homes, mine, log_p)
+        else:
+            marks = self._own_watermark(p, log_p)
+        if marks is None:
+            return
+        self._data.compact(p, marks)
+
+    def _home_watermarks(
+        self,
+        p: int,
+        homes: tuple[str, ...],
+        mine: CausalContext,
+        log_p: Mapping[str, Mapping[int, Logged]],
+    ) -> dict[str, int] | None:
+        """Per origin, what every home of ``p`` has applied (causal stability); None while a
+        home never reported its summary."""
+        ctxs = [mine]
+        for h in homes:
+            if h == self._me:
+                continue
+            theirs = self._membership.peer_summary(h, p)
+            if theirs is None:
+                return None  # a home that never reported: nothing is stable yet
+            ctxs.append(theirs)
+        return {origin: min(c.vv.get(origin, 0) for c in ctxs) for origin in log_p}
+
+    def _own_watermark(self, p: int, log_p: Mapping[str, Mapping[int, Logged]]) -> dict[str, int]:
+        """A replica that is not a home of ``p`` logs only its own writes there, each also held
+        as a hint for every home; an entry may go once no hint for it is pending (every home
+        acknowledged it). Entries of other origins (left from a ring change) stay."""
+        own = log_p.get(self._me)
+        if not own:
+            return {}
+        pending = self._hints.own_pending(p)
+        return {self._me: min(pending) - 1 if pending else max(own)}

@@ -1,0 +1,186 @@
+"""Hints: deltas held for a home replica that was unreachable, and their hand-off.
+
+:class:`Hints` owns two sets of hints, each by target then in the order stored:
+
+* hints **held for others** (this replica was a fallback, or is a relay): bounded by
+  ``hint_max_per_target`` (the oldest go first) and dropped after ``hint_window``; what they
+  carried is then left to anti-entropy;
+* hints of **our own entries** kept by a coordinator that is not a home of the key: the only
+  copy until a home acknowledges it (anti-entropy runs between homes only), so they are
+  exempt from both limits.
+
+Hints are handed off to their target when it is up, as ``Push`` batches of ``ae_batch``
+(on ``peer_up``, on each ack, and retried every ``write_timeout``), and dropped on its ack.
+Every add and drop is recorded in the outbox's :class:`~sync.replica.outbox.Changes`.
+
+Knows the outbox, the timers, membership and outbound batching.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+
+from sync.config import ReplicaConfig
+from sync.effects import HintId, HintRecord
+from sync.replica.membership import Membership
+from sync.replica.outbound import Outbound
+from sync.replica.outbox import Outbox
+from sync.replica.timers import Timer, TimerKind, Timers
+
+__all__ = ["Hints"]
+
+_EXPIRY = Timer(TimerKind.HINT_EXPIRY)
+
+
+class Hints:
+    """The hints this replica holds, their bounds, expiry and hand-off."""
+
+    __slots__ = (
+        "_config",
+        "_held",
+        "_me",
+        "_membership",
+        "_outbound",
+        "_outbox",
+        "_own",
+        "_sent_at",
+        "_timers",
+    )
+
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        replica_id: str,
+        outbox: Outbox,
+        timers: Timers,
+        membership: Membership,
+        outbound: Outbound,
+    ) -> None:
+        self._config = config
+        self._me = replica_id
+        self._outbox = outbox
+        self._timers = timers
+        self._membership = membership
+        self._outbound = outbound
+        self._held: dict[str, dict[HintId, HintRecord]] = {}  # for others, by target
+        self._own: dict[str, dict[HintId, HintRecord]] = {}  # of our own entries, by target
+        self._sent_at: dict[HintId, float] = {}  # when each hint was last sent to its target
+
+    def load(self, records: Iterable[HintRecord]) -> None:
+        for rec in sorted(records, key=lambda h: h.stored_at):
+            self._store(rec.id).setdefault(rec.target, {})[rec.id] = rec
+        if any(self._held.values()):
+            self._schedule_expiry()
+
+    def _store(self, hid: HintId) -> dict[str, dict[HintId, HintRecord]]:
+        return self._own if hid.origin == self._me else self._held
+
+    def add(self, rec: HintRecord) -> None:
+        """Hold ``rec`` (persisted); a hint for others may push out the oldest one."""
+        own = rec.entry.origin == self._me
+        held = (self._own if own else self._held).setdefault(rec.target, {})
+        if rec.id in held:
+            return
+        held[rec.id] = rec
+        hints = self._outbox.durable.hints
+        hints.pop(rec.id, None)
+        hints[rec.id] = rec
+        if own:
+            return
+        while len(held) > self._config.hint_max_per_target:
+            oldest = next(iter(held))
+            self.drop(oldest)
+        self._schedule_expiry()
+
+    def drop(self, hid: HintId) -> None:
+        """Drop a hint (persisted), if held."""
+        store = self._store(hid)
+        held = store.get(hid.target)
+        if held is None or held.pop(hid, None) is None:
+            return
+        self._sent_at.pop(hid, None)
+        hints = self._outbox.durable.hints
+        hints.pop(hid, None)
+        hints[hid] = None
+        if not held:
+            del store[hid.target]
+
+    def forget(self, target: str) -> None:
+        """Drop every hint for ``target`` (it is forgotten)."""
+        for hid in [*self._held.get(target, {}), *self._own.get(target, {})]:
+            self.drop(hid)
+
+    def mark_sent(self, hid: HintId, now: float) -> None:
+        """The entry of hint ``hid`` was sent to its target now (with a write)."""
+        self._sent_at[hid] = now
+
+    def _schedule_expiry(self) -> None:
+        oldest = min(
+            (next(iter(h.values())).stored_at for h in self._held.values() if h), default=None
+        )
+        if oldest is not None:
+            self._timers.set_if_earlier(_EXPIRY, oldest + self._config.hint_window)
+
+    def expire(self, now: float) -> None:
+        """Drop the hints for others older than the hint window."""
+        window = self._config.hint_window
+        for target in sorted(self._held):
+            held = self._held[target]
+            expired = []
+            for hid, rec in held.items():
+                if rec.stored_at + window > now:  # the same sum as the timer: no float drift
+                    break
+                expired.append(hid)
+            for hid in expired:
+                self.drop(hid)
+        self._schedule_expiry()
+
+    def handoff(self, target: str, now: float) -> None:
+        """Send the next batch of hints held for ``target`` (if it is up)."""
+        if target not in self._membership.up:
+            return
+        own = self._own.get(target, {})
+        held = self._held.get(target, {})
+        if not own and not held:
+            return
+        retry = self._config.write_timeout
+        batch: list[HintRecord] = []
+        for hid, rec in itertools.chain(own.items(), held.items()):
+            sent = self._sent_at.get(hid)
+            if sent is not None and sent + retry > now:
+                continue
+            batch.append(rec)
+            if len(batch) >= self._config.ae_batch:
+                break
+        for rec in batch:
+            self._sent_at[rec.id] = now
+            self._outbound.queue_push(target, None, rec.entry, None, rec.id, now)
+        self._timers.set(Timer(TimerKind.HANDOFF, target), now + retry)
+
+    def handoff_soon(self, target: str, now: float) -> None:
+        """Hand off to ``target`` at the next tick (a hint for it just arrived)."""
+        self._timers.set_if_earlier(Timer(TimerKind.HANDOFF, target), now)
+
+    def peer_down(self, peer: str) -> None:
+        """No hand-off to ``peer`` while it is down; what was sent counts as unsent."""
+        self._timers.cancel(Timer(TimerKind.HANDOFF, peer))
+        for hid in [h for h in self._sent_at if h.target == peer]:
+            del self._sent_at[hid]
+
+    def counts(self) -> dict[str, int]:
+        """Hints held per target (ours and others'), by target."""
+        return {
+            t: len(self._held.get(t, ())) + len(self._own.get(t, ()))
+            for t in sorted(set(self._held) | set(self._own))
+        }
+
+    def own_pending(self, partition: int) -> list[int]:
+        """The seqs of our own entries of ``partition`` still held as hints for a home."""
+        me = self._me
+        return [
+            hid.seq
+            for held in self._own.values()
+            for hid in held
+            if hid.partition == partition and hid.origin == me
+        ]

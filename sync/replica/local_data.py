@@ -1,0 +1,360 @@
+"""Local data: the objects held here, the delta log, the summaries and the checkpoints.
+
+Every read or change of an object, of the log or of a summary goes through
+:class:`LocalData`; no other part of the engine holds a reference to its dictionaries. It
+records what must become durable in the outbox's :class:`~sync.replica.outbox.Changes`
+(log entries, summaries, keys to checkpoint) and queues ``Changed`` effects, nothing else.
+
+* **Objects**: one CRDT per key, and the keys of each partition (for state transfer).
+* **The log**: per partition, origin and seq, the delta of every entry applied here until
+  compaction drops it. An entry is held as ``(key, kind, delta JSON text)``: the log is the
+  bulk of a replica's memory, and a tuple of strings is untracked by the garbage collector
+  (a decoded delta is a dozen nested containers it would scan for ever).
+* **Summaries**: per partition, the :class:`~crdt.CausalContext` of the log dots applied
+  here, and the highest seq of our own in each partition (the next log dot is one above).
+* **Checkpoints**: every ``checkpoint_every`` log entries a round checkpoints each key whose
+  entries since its last checkpoint reach :data:`CHECKPOINT_GROWTH` times the entries it
+  had then (a growing key is re-encoded at geometrically growing intervals: O(size) in
+  all); a state changed without a log entry, and a key whose entries are compacted, is
+  checkpointed at once.
+
+Knows only the outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import crdt
+from crdt import CRDT, CausalContext, Dot
+from sync.config import ReplicaConfig
+from sync.effects import Loaded, LogEntry, ObjectState
+from sync.replica.outbox import Changes, Outbox
+from sync.ring import partition_of
+
+__all__ = ["CHECKPOINT_GROWTH", "CheckedBatch", "LocalData", "Logged"]
+
+Logged = tuple[str, str, str]  # a log entry held in memory: key, kind, delta JSON
+
+# A key is checkpointed again once it has applied this many times the entries it had at its
+# last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
+# key ever held costs at most (1 + 1/3) times its final size.
+CHECKPOINT_GROWTH = 3
+_PARTITION_MEMO = 1 << 16  # keys whose partition is remembered (cleared when full)
+
+
+@dataclass(slots=True)
+class CheckedBatch:
+    """A received batch, checked (nothing changed yet): the entries to apply as a home of
+    their key, the entries only to hold as hints, and per key the join of the deltas of the
+    entries to apply that this replica lacks (a *delta group*, merged into the state once;
+    each decoded delta is joined into it at once, so a batch of hundreds of decoded deltas is
+    never alive at the same time) with the key's partition."""
+
+    home: list[LogEntry]
+    hints: list[LogEntry]
+    groups: dict[str, tuple[int, CRDT]]
+
+
+class LocalData:
+    """The objects, log, summaries and checkpoint bookkeeping of one replica."""
+
+    __slots__ = (
+        "_at_checkpoint",
+        "_config",
+        "_entries_since_round",
+        "_keys_by_partition",
+        "_last_seq",
+        "_log",
+        "_log_size",
+        "_me",
+        "_objects",
+        "_outbox",
+        "_partition_memo",
+        "_since_checkpoint",
+        "_summaries",
+    )
+
+    def __init__(self, config: ReplicaConfig, replica_id: str, outbox: Outbox) -> None:
+        self._config = config
+        self._me = replica_id
+        self._outbox = outbox
+        self._objects: dict[str, CRDT] = {}
+        self._keys_by_partition: dict[int, set[str]] = {}
+        self._partition_memo: dict[str, int] = {}
+        # partition -> origin -> seq -> (key, kind, delta JSON text)
+        self._log: dict[int, dict[str, dict[int, Logged]]] = {}
+        self._log_size = 0
+        self._summaries: dict[int, CausalContext] = {}
+        self._last_seq: dict[int, int] = {}  # per partition, the highest seq of ours
+        # Per key, log entries applied since its last checkpoint, and the entries it had
+        # applied at that checkpoint (the geometric threshold); entries since the last round.
+        self._since_checkpoint: dict[str, int] = {}
+        self._at_checkpoint: dict[str, int] = {}
+        self._entries_since_round = 0
+
+    def load(self, loaded: Loaded) -> None:
+        """Rebuild from what the store holds: checkpoints, then every log entry merged in."""
+        parts = self._config.partitions
+        for key, obj_state in sorted(loaded.objects.items()):
+            obj = crdt.from_dict(obj_state.state)
+            self._objects[key] = obj
+            self._keys_by_partition.setdefault(partition_of(key, parts), set()).add(key)
+        for p, ctx in loaded.summaries.items():
+            self._summaries[p] = ctx.copy()
+        for e in loaded.log:
+            delta = crdt.from_dict(e.delta)
+            obj = self._objects.get(e.key)
+            if obj is None:
+                self._objects[e.key] = delta
+                self._keys_by_partition.setdefault(e.partition, set()).add(e.key)
+            else:
+                obj.merge(delta)
+            self._log_put(e)
+            self._summaries.setdefault(e.partition, CausalContext()).add(Dot(e.origin, e.seq))
+        for p, ctx in self._summaries.items():
+            mine = ctx.max_counter(self._me)
+            if mine:
+                self._last_seq[p] = mine
+
+    # -- objects ---------------------------------------------------------------------------
+    def get(self, key: str) -> CRDT | None:
+        """The live object of ``key`` (None if not held here); the caller must not keep it."""
+        return self._objects.get(key)
+
+    def kind_of(self, key: str) -> str | None:
+        obj = self._objects.get(key)
+        return obj.kind if obj is not None else None
+
+    def keys(self) -> list[str]:
+        return sorted(self._objects)
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def partition(self, key: str) -> int:
+        """``partition_of(key)``, memoized (a blake2b per call otherwise; keys recur)."""
+        p = self._partition_memo.get(key)
+        if p is None:
+            if len(self._partition_memo) >= _PARTITION_MEMO:
+                self._partition_memo.clear()
+            p = self._partition_memo[key] = partition_of(key, self._config.partitions)
+        return p
+
+    def adopt(self, key: str, partition: int, obj: CRDT) -> None:
+        """Hold ``obj`` as the new object of ``key`` (absent until now)."""
+        self._objects[key] = obj
+        self._keys_by_partition.setdefault(partition, set()).add(key)
+
+    def siblings(self) -> dict[str, int]:
+        """Multi-value registers holding more than one value: key -> how many."""
+        siblings: dict[str, int] = {}
+        for key in sorted(self._objects):
+            obj = self._objects[key]
+            if obj.kind == "mvregister":
+                count = len(obj.value)
+                if count > 1:
+                    siblings[key] = count
+        return siblings
+
+    def snapshot_objects(self, partition: int) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(key, kind, to_dict())`` of every object of ``partition``, by key."""
+        objects = self._objects
+        return [
+            (k, objects[k].kind, objects[k].to_dict())
+            for k in sorted(self._keys_by_partition.get(partition, ()))
+        ]
+
+    def merge_state(self, key: str, state: CRDT) -> bool:
+        """Join a whole state into ``key`` (no log entry): checkpointed; True if it changed."""
+        obj = self._objects.get(key)
+        if obj is None:
+            if state.is_bottom():
+                return False
+            self._objects[key] = state.copy()
+            self._keys_by_partition.setdefault(
+                partition_of(key, self._config.partitions), set()
+            ).add(key)
+        else:
+            before = obj.copy()
+            obj.merge(state)
+            if obj == before:
+                return False
+        self.checkpoint(key)
+        self._outbox.changed(key)
+        return True
+
+    # -- the log and the summaries ----------------------------------------------------------
+    def summary(self, partition: int) -> CausalContext:
+        """The live summary of ``partition`` (created empty if absent)."""
+        ctx = self._summaries.get(partition)
+        if ctx is None:
+            ctx = self._summaries[partition] = CausalContext()
+        return ctx
+
+    def summary_if_any(self, partition: int) -> CausalContext | None:
+        """The live summary of ``partition``, None if this replica never had one."""
+        return self._summaries.get(partition)
+
+    def next_seq(self, partition: int) -> int:
+        # _last_seq[p] is kept >= the highest dot of ours the summary holds (load, append,
+        # state transfer and IdentityConflict all raise it): no scan of the summary here.
+        return self._last_seq.get(partition, 0) + 1
+
+    def last_seq(self, partition: int) -> int:
+        return self._last_seq.get(partition, 0)
+
+    def raise_seq(self, partition: int, seq: int) -> None:
+        """Number our next log dots of ``partition`` above ``seq`` (an identity conflict)."""
+        self._last_seq[partition] = seq
+
+    def merge_summary(self, partition: int, ctx: CausalContext) -> None:
+        """Join ``ctx`` (a state transfer's) into our summary of ``partition``."""
+        mine = self.summary(partition)
+        before = mine.copy()
+        mine.merge(ctx)
+        if mine != before:
+            self._outbox.durable.summaries[partition] = None
+            seen = mine.max_counter(self._me)
+            if seen > self._last_seq.get(partition, 0):
+                self._last_seq[partition] = seen
+
+    @property
+    def log_size(self) -> int:
+        return self._log_size
+
+    def log_partitions(self) -> list[int]:
+        """The partitions that have (or had) log entries here, in order."""
+        return sorted(self._log)
+
+    def log_of(self, partition: int) -> Mapping[str, Mapping[int, Logged]] | None:
+        """The log of ``partition`` by origin and seq (read only)."""
+        return self._log.get(partition)
+
+    def log_entry(self, partition: int, origin: str, seq: int) -> LogEntry | None:
+        found = self._log.get(partition, {}).get(origin, {}).get(seq)
+        if found is None:
+            return None
+        key, kind, raw = found
+        return LogEntry(origin, partition, seq, key, kind, raw)
+
+    def _log_put(self, e: LogEntry) -> None:
+        log_p = self._log.get(e.partition)
+        if log_p is None:
+            log_p = self._log[e.partition] = {}
+        by_origin = log_p.get(e.origin)
+        if by_origin is None:
+            by_origin = log_p[e.origin] = {}
+        if e.seq not in by_origin:
+            by_origin[e.seq] = (e.key, e.kind, e.delta_json)
+            self._log_size += 1
+
+    def append(self, e: LogEntry) -> None:
+        """Record an applied entry: log, summary, Persist, checkpoint bookkeeping."""
+        self._log_put(e)
+        origin, seq = e.origin, e.seq
+        summ = self.summary(e.partition)
+        vv = summ.vv
+        if seq == vv.get(origin, 0) + 1 and not summ.cloud:
+            vv[origin] = seq  # the common case of CausalContext.add: the next dot, in order
+        else:
+            summ.add(Dot(origin, seq))
+        changes = self._outbox.durable
+        changes.log.append(e)
+        changes.summaries[e.partition] = None
+        since = self._since_checkpoint
+        since[e.key] = since.get(e.key, 0) + 1
+        self._entries_since_round += 1
+        if e.origin == self._me and e.seq > self._last_seq.get(e.partition, 0):
+            self._last_seq[e.partition] = e.seq
+
+    def apply_entries(self, batch: CheckedBatch) -> list[LogEntry]:
+        """Log the checked entries this replica lacks and merge each key's delta group;
+        Changed once per key, in order. Returns the entries that were new here."""
+        changed: dict[str, None] = {}
+        applied: list[LogEntry] = []
+        summary = self.summary
+        for e in batch.home:
+            summ = summary(e.partition)
+            if e.seq <= summ.vv.get(e.origin, 0) or (e.origin, e.seq) in summ.cloud:
+                continue  # had it (CausalContext.contains, inline), or twice in the batch
+            self.append(e)
+            applied.append(e)
+            changed[e.key] = None
+        objects, groups = self._objects, batch.groups
+        for key in changed:
+            p, group = groups[key]
+            obj = objects.get(key)
+            if obj is None:
+                objects[key] = group  # the group is nobody else's: adopt it
+                self._keys_by_partition.setdefault(p, set()).add(key)
+            else:
+                obj.merge(group)
+            self._outbox.changed(key)
+        return applied
+
+    def compact(self, partition: int, marks: Mapping[str, int]) -> None:
+        """Drop the log entries of ``partition`` at or below ``marks[origin]``, in a Persist
+        that checkpoints their keys."""
+        log_p = self._log.get(partition)
+        if not log_p:
+            return
+        watermark: dict[str, int] = {}
+        touched: dict[str, None] = {}
+        for origin in sorted(log_p):
+            wm = marks.get(origin, 0)
+            if wm <= 0:
+                continue
+            by_seq = log_p[origin]
+            drop = [s for s in by_seq if s <= wm]
+            if not drop:
+                continue
+            watermark[origin] = wm
+            for s in drop:
+                touched[by_seq.pop(s)[0]] = None
+            self._log_size -= len(drop)
+            if not by_seq:
+                del log_p[origin]
+        if watermark:
+            for key in touched:
+                self.checkpoint(key)
+            self._outbox.durable.compact.append((partition, watermark))
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def checkpoint(self, key: str) -> None:
+        """Checkpoint ``key`` in this drain's Persist."""
+        self._outbox.durable.objects[key] = None
+
+    def checkpoint_round(self, changes: Changes) -> None:
+        """At the end of an input: a checkpoint round if enough entries went by."""
+        if changes.log and self._entries_since_round >= self._config.checkpoint_every:
+            # Every key whose entries since its last checkpoint reach CHECKPOINT_GROWTH times
+            # the entries it had then (so a key's checkpoints grow geometrically apart and
+            # re-encoding a growing object costs O(its size) in all, not O(size^2 / every)).
+            # The log is only compacted together with a checkpoint of the keys it drops, and
+            # loading replays the whole log, so a deferred checkpoint loses nothing; it only
+            # leaves more of the log to replay.
+            self._entries_since_round = 0
+            base = self._at_checkpoint
+            for key, since in self._since_checkpoint.items():
+                if since >= CHECKPOINT_GROWTH * base.get(key, 0):
+                    changes.objects[key] = None
+
+    def checkpoints(self, keys: Iterable[str]) -> tuple[ObjectState, ...]:
+        """The checkpoints of ``keys`` for a Persist (each is counted as checkpointed)."""
+        since, base = self._since_checkpoint, self._at_checkpoint
+        keys = list(keys)
+        for key in keys:
+            base[key] = base.get(key, 0) + since.pop(key, 0)
+        objects = self._objects
+        return tuple(
+            ObjectState(k, objects[k].kind, objects[k].to_json()) for k in keys if k in objects
+        )
+
+    def encoded_summaries(
+        self, partitions: Iterable[int]
+    ) -> tuple[tuple[int, dict[str, Any]], ...]:
+        """``(partition, summary.to_dict())`` of ``partitions``, for a Persist."""
+        return tuple((p, self.summary(p).to_dict()) for p in partitions)

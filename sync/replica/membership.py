@@ -1,0 +1,283 @@
+"""Membership: the peers this replica knows, which are up, the ring, sites and fallbacks.
+
+:class:`Membership` owns the peer records (persisted through the outbox's
+:class:`~sync.replica.outbox.Changes`), the last summary each peer reported, the set of
+peers up (and which of them are relays), the ring over this replica and every known,
+not-forgotten peer (rebuilt lazily when membership changes), and the membership version
+gossiped to each peer in summaries. It answers the placement questions of writes and
+reads: a partition's homes, the fallback for a home that is down, the acks a consistency
+level requires, whether a peer's ack counts for a site.
+
+Knows only the outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from crdt import CausalContext
+from sync import messages as m
+from sync.config import ReplicaConfig
+from sync.consistency import LOCAL_QUORUM, Level, required_acks
+from sync.effects import PeerRecord
+from sync.errors import LocalProtocolError
+from sync.replica.outbox import Outbox
+from sync.ring import Ring
+
+__all__ = ["Membership"]
+
+
+class Membership:
+    """The peers of one replica, the ring they form, and the placement rules over it."""
+
+    __slots__ = (
+        "_config",
+        "_gossiped",
+        "_me",
+        "_members_version",
+        "_outbox",
+        "_peer_summaries",
+        "_peers",
+        "_relays",
+        "_required_memo",
+        "_ring",
+        "_shared",
+        "_up",
+        "up",
+    )
+
+    def __init__(self, config: ReplicaConfig, replica_id: str, outbox: Outbox) -> None:
+        self._config = config
+        self._me = replica_id
+        self._outbox = outbox
+        self._peers: dict[str, PeerRecord] = {}
+        self._peer_summaries: dict[str, dict[int, CausalContext]] = {}
+        self._up: dict[str, float] = {}  # peer -> when it came up
+        #: The peers up, with when each came up (read only: a view of what this owns).
+        self.up: Mapping[str, float] = self._up
+        self._relays: set[str] = set()
+        self._ring: Ring | None = None
+        self._shared: dict[str, tuple[int, ...]] = {}  # peer -> partitions both are homes of
+        self._members_version = 0
+        self._gossiped: dict[str, int] = {}  # peer -> the members version it was sent
+        self._required_memo: dict[tuple[Level, int], tuple[int, None]] = {}
+
+    def load(self, peers: Mapping[str, PeerRecord]) -> None:
+        for pid, peer in sorted(peers.items()):
+            if pid == self._me:
+                continue
+            self._peers[pid] = peer
+            if peer.summary:
+                self._peer_summaries[pid] = {
+                    int(p): CausalContext.from_dict(d) for p, d in peer.summary.items()
+                }
+
+    # -- the ring ----------------------------------------------------------------------------
+    def ring(self) -> Ring:
+        """The ring over this replica and every known, not-forgotten peer."""
+        if self._ring is None:
+            members = [p for p, rec in self._peers.items() if not rec.forgotten]
+            members.append(self._me)
+            cfg = self._config
+            self._ring = Ring(members, n=cfg.n, partitions=cfg.partitions, vnodes=cfg.vnodes)
+            self._shared.clear()
+        return self._ring
+
+    def changed(self) -> None:
+        """Membership changed: rebuild the ring when next asked, gossip the members again."""
+        self._ring = None
+        self._members_version += 1
+
+    def shared_partitions(self, peer: str) -> tuple[int, ...]:
+        """The partitions of which both this replica and ``peer`` are homes."""
+        ring = self.ring()
+        shared = self._shared.get(peer)
+        if shared is None:
+            me = self._me
+            shared = tuple(
+                p
+                for p in range(self._config.partitions)
+                if me in (pl := ring.preference_list(p)) and peer in pl
+            )
+            self._shared[peer] = shared
+        return shared
+
+    # -- peers -------------------------------------------------------------------------------
+    def learn(self, peer: str, address: str | None, site: str | None, now: float) -> None:
+        """Know ``peer`` (persisted when new or when its address or site changed)."""
+        rec = self._peers.get(peer)
+        if rec is None:
+            self._peers[peer] = PeerRecord(peer, address, site, None, now)
+            self._outbox.durable.peers[peer] = None
+            self.changed()
+            return
+        changes: dict[str, Any] = {}
+        if address is not None and address != rec.address:
+            changes["address"] = address
+        if site is not None and site != rec.site:
+            changes["site"] = site
+        if changes:
+            self._peers[peer] = replace(rec, **changes)
+            self._outbox.durable.peers[peer] = None
+
+    def connect(
+        self, peer: str, now: float, address: str | None, site: str | None, relay: bool
+    ) -> None:
+        """``peer`` is up (a relay or not): learnt, seen now, sent the members again."""
+        self.learn(peer, address, site, now)
+        self._peers[peer] = replace(self._peers[peer], last_seen=now)
+        self._outbox.durable.peers[peer] = None
+        self._up[peer] = now
+        self._gossiped.pop(peer, None)  # (re)connected: send it the members again
+        if relay:
+            self._relays.add(peer)
+        else:
+            self._relays.discard(peer)
+
+    def disconnect(self, peer: str) -> bool:
+        """``peer`` is down; False if it was not up."""
+        if self._up.pop(peer, None) is None:
+            return False
+        self._relays.discard(peer)
+        return True
+
+    def forget(self, peer: str) -> None:
+        """Forget ``peer`` for good: off the ring, its reported summary dropped."""
+        rec = self._peers.get(peer) or PeerRecord(peer)
+        self._peers[peer] = replace(rec, forgotten=True, summary=None)
+        self._peer_summaries.pop(peer, None)
+        self._outbox.durable.peers[peer] = None
+        self.changed()
+
+    def up_peers(self) -> list[str]:
+        return sorted(self._up)
+
+    def is_forgotten(self, peer: str) -> bool:
+        rec = self._peers.get(peer)
+        return rec is not None and rec.forgotten
+
+    def is_member(self, peer: str) -> bool:
+        """Known and not forgotten."""
+        rec = self._peers.get(peer)
+        return rec is not None and not rec.forgotten
+
+    def forgotten(self) -> list[str]:
+        return sorted(p for p, rec in self._peers.items() if rec.forgotten)
+
+    def members(self) -> list[str]:
+        """The known, not-forgotten peers, sorted."""
+        return sorted(p for p, rec in self._peers.items() if not rec.forgotten)
+
+    def records(self, peers: Iterable[str]) -> tuple[PeerRecord, ...]:
+        """The records of ``peers`` (for a Persist)."""
+        return tuple(self._peers[p] for p in peers if p in self._peers)
+
+    # -- summaries and gossip ----------------------------------------------------------------
+    def peer_summary(self, peer: str, partition: int) -> CausalContext | None:
+        """The last summary of ``partition`` that ``peer`` reported (None: never)."""
+        return self._peer_summaries.get(peer, {}).get(partition)
+
+    def reported_summaries(self) -> list[tuple[str, dict[int, CausalContext]]]:
+        """Each member that reported summaries, with them, by peer id."""
+        out = []
+        for pid in sorted(self._peers):
+            if self._peers[pid].forgotten:
+                continue
+            theirs = self._peer_summaries.get(pid)
+            if theirs is not None:
+                out.append((pid, theirs))
+        return out
+
+    def store_summary(self, peer: str, theirs: Mapping[int, CausalContext], now: float) -> bool:
+        """Remember what a member reported (persisted); True if it changed anything."""
+        if not self.is_member(peer):
+            return False
+        stored = self._peer_summaries.setdefault(peer, {})
+        changed = False
+        for p, ctx in theirs.items():
+            if stored.get(p) != ctx:
+                stored[p] = ctx
+                changed = True
+        if changed:
+            encoded = {p: c.to_dict() for p, c in sorted(stored.items())}
+            self._peers[peer] = replace(self._peers[peer], summary=encoded, last_seen=now)
+            self._outbox.durable.peers[peer] = None
+        return changed
+
+    def gossip(self, peer: str) -> list[m.PeerInfo]:
+        """The members to list in a summary to ``peer``: all of them (this replica first)
+        if it was not sent the current membership yet, else none."""
+        if self._gossiped.get(peer) == self._members_version:
+            return []
+        self._gossiped[peer] = self._members_version
+        known = [
+            m.PeerInfo.model_construct(replica_id=self._me, address=None, site=self._config.site)
+        ]
+        for pid in sorted(self._peers):
+            rec = self._peers[pid]
+            if not rec.forgotten:
+                known.append(
+                    m.PeerInfo.model_construct(replica_id=pid, address=rec.address, site=rec.site)
+                )
+        return known
+
+    def learn_members(self, listed: Iterable[m.PeerInfo], now: float) -> None:
+        """Know the members a peer listed (but this replica and forgotten peers)."""
+        for info in listed:
+            if info.replica_id != self._me and not self.is_forgotten(info.replica_id):
+                self.learn(info.replica_id, info.address, info.site, now)
+
+    def regossip(self, peer: str) -> None:
+        """Send ``peer`` the members again with the next summary."""
+        self._gossiped.pop(peer, None)
+
+    def members_missing(self, listed: Iterable[m.PeerInfo]) -> bool:
+        """True when ``listed`` (a peer's members) misses some member we know."""
+        names = {i.replica_id for i in listed}
+        names.add(self._me)
+        return any(not rec.forgotten and pid not in names for pid, rec in self._peers.items())
+
+    # -- placement ---------------------------------------------------------------------------
+    def site_of(self, peer: str) -> str | None:
+        if peer == self._me:
+            return self._config.site
+        rec = self._peers.get(peer)
+        return rec.site if rec is not None else None
+
+    def site_ok(self, site: str | None, peer: str) -> bool:
+        """Whether an ack or reply of ``peer`` counts for an operation limited to ``site``."""
+        return site is None or self.site_of(peer) == site
+
+    def required(self, level: Level, homes: tuple[str, ...]) -> tuple[int, str | None]:
+        """The acks (or replies) ``level`` requires of ``homes``, and the site they must come
+        from (``LOCAL_QUORUM``; else None)."""
+        # A named level counts the homes that exist: in a group smaller than n (two devices,
+        # n=3) ALL means both, as Riak and Cassandra users expect. An integer is taken at its
+        # word (validated against n): asking for 3 acks from two peers fails honestly.
+        if level != LOCAL_QUORUM:  # depends on the level and the number of homes only
+            memo = (level, len(homes))
+            found = self._required_memo.get(memo)
+            if found is None:
+                n = self._config.n if isinstance(level, int) else max(1, len(homes))
+                found = self._required_memo[memo] = (required_acks(level, n), None)
+            return found
+        site = self._config.site
+        if site is None:
+            raise LocalProtocolError("LOCAL_QUORUM needs config.site")
+        local = sum(1 for h in homes if self.site_of(h) == site)
+        return required_acks(level, max(1, len(homes)), local_homes=local), site
+
+    def pick_fallback(self, partition: int, chosen: set[str]) -> str | None:
+        """A peer up to stand in for a home of ``partition`` that is down: an up relay first,
+        else the next up non-home peer clockwise; none of ``chosen``."""
+        ring = self.ring()
+        homes = set(ring.preference_list(partition))
+        for relay in sorted(self._relays):
+            if relay in self._up and relay not in chosen and relay not in homes:
+                return relay
+        for peer in ring.walk(partition)[ring.n :]:
+            if peer != self._me and peer in self._up and peer not in chosen:
+                return peer
+        return None

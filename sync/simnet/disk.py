@@ -1,0 +1,154 @@
+"""The simulated disk: an in-memory model of one replica's store (:class:`SimDisk`).
+
+Knows the engine's effects and the simulator's error type.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from crdt import CRDT, CausalContext, from_dict, join
+from sync.effects import HintId, HintRecord, Loaded, LogEntry, ObjectState, PeerRecord, Persist
+from sync.simnet.ops import SimulationError
+
+__all__ = ["SimDisk", "canonical"]
+
+
+def _json_copy(blob: Any, what: str) -> Any:
+    """Copy a blob the way a store does (JSON text and back); refuse what JSON cannot hold."""
+    try:
+        return json.loads(json.dumps(blob, sort_keys=True))
+    except (TypeError, ValueError) as exc:
+        raise SimulationError(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
+def _checked_entry(entry: LogEntry, what: str) -> LogEntry:
+    """``entry`` if its delta text is a JSON object, as a store would check it."""
+    _check_text(entry.delta_json, what)
+    return entry
+
+
+def _checked_object(obj: ObjectState, what: str) -> ObjectState:
+    """``obj`` if its state text is a JSON object, as a store would check it."""
+    _check_text(obj.state_json, what)
+    return obj
+
+
+def _check_text(text: Any, what: str) -> None:
+    try:
+        ok = isinstance(text, str) and isinstance(json.loads(text), dict)
+    except ValueError as exc:
+        raise SimulationError(f"{what} is not JSON: {exc}") from exc
+    if not ok:
+        raise SimulationError(f"{what} is not the JSON text of an object: {text!r}")
+
+
+def canonical(state: CRDT | None) -> str | None:
+    """The canonical JSON text of ``state`` (equal states, equal texts; None for None)."""
+    return None if state is None else json.dumps(state.to_dict(), sort_keys=True)
+
+
+class SimDisk:
+    """An in-memory model of one replica's store, applying ``Persist`` effects atomically.
+
+    ``check_compaction`` (default on) verifies the contract of ``Persist.compact``: a log entry
+    may be dropped only if the object checkpoint of its key already contains its delta; a
+    violation raises :class:`SimulationError` (the engine would lose data on restart).
+    """
+
+    def __init__(self, *, check_compaction: bool = True) -> None:
+        self.objects: dict[str, ObjectState] = {}
+        self.log: dict[tuple[str, int, int], LogEntry] = {}
+        self.summaries: dict[int, dict[str, Any]] = {}
+        self.hints: dict[HintId, HintRecord] = {}
+        self.peers: dict[str, PeerRecord] = {}
+        self.persists = 0
+        self.compacted = 0
+        self.check_compaction = check_compaction
+
+    def apply(self, persist: Persist) -> None:
+        """Apply one ``Persist`` as one transaction: all of it or, on a bad blob, none of it."""
+        objects = {o.key: _checked_object(o, f"object {o.key!r}") for o in persist.objects}
+        log = [_checked_entry(e, f"log delta {e.key!r}") for e in persist.log]
+        summaries = {p: _json_copy(c, f"summary of partition {p}") for p, c in persist.summaries}
+        hints = list(persist.hints_add)
+        for h in hints:
+            _checked_entry(h.entry, "hint delta")  # immutable: kept as it is once checked
+        peers = [copy.deepcopy(p) for p in persist.peers]
+        drop_plan = self._compaction_plan(persist.compact, objects, log)
+        # Everything is validated: commit.
+        self.objects.update(objects)
+        for e in log:
+            self.log.setdefault((e.origin, e.partition, e.seq), e)  # an existing dot is kept
+        self.summaries.update(summaries)
+        for h in hints:
+            self.hints[h.id] = h
+        for hid in persist.hints_drop:
+            self.hints.pop(hid, None)
+        for p in peers:
+            self.peers[p.replica_id] = p
+        for dot in drop_plan:
+            del self.log[dot]
+        self.compacted += len(drop_plan)
+        self.persists += 1
+
+    def _compaction_plan(
+        self,
+        compact: tuple[tuple[int, dict[str, int]], ...],
+        new_objects: dict[str, ObjectState],
+        new_log: list[LogEntry],
+    ) -> list[tuple[str, int, int]]:
+        if not compact:
+            return []
+        marks = dict(compact)
+        log = dict(self.log)
+        for e in new_log:
+            log.setdefault((e.origin, e.partition, e.seq), e)
+        plan = [
+            dot
+            for dot, e in sorted(log.items())
+            if e.partition in marks and e.seq <= marks[e.partition].get(e.origin, 0)
+        ]
+        if self.check_compaction:
+            for dot in plan:
+                self._check_checkpointed(log[dot], new_objects)
+        return plan
+
+    def _check_checkpointed(self, entry: LogEntry, new_objects: dict[str, ObjectState]) -> None:
+        obj = new_objects.get(entry.key) or self.objects.get(entry.key)
+        where = f"log entry {(entry.origin, entry.partition, entry.seq)} of key {entry.key!r}"
+        if obj is None:
+            raise SimulationError(f"compaction drops {where}, which has no checkpoint")
+        state = from_dict(obj.state)
+        if canonical(join(state, from_dict(entry.delta))) != canonical(state):
+            raise SimulationError(f"compaction drops {where}, not contained in its checkpoint")
+
+    def load(self) -> Loaded:
+        """What a store returns at open: copies, so the replica cannot alias the disk."""
+        return Loaded(
+            objects=dict(self.objects),  # immutable: the states are text
+            log=[e for _, e in sorted(self.log.items())],  # immutable: the delta is text
+            summaries={p: CausalContext.from_dict(c) for p, c in sorted(self.summaries.items())},
+            hints=[copy.deepcopy(h) for _, h in sorted(self.hints.items(), key=_hint_order)],
+            peers={k: copy.deepcopy(p) for k, p in sorted(self.peers.items())},
+        )
+
+    def is_empty(self) -> bool:
+        return not (self.objects or self.log or self.summaries or self.hints or self.peers)
+
+    def copy(self) -> SimDisk:
+        """A deep copy: a backup, to restore later with ``restart(rid, disk=backup)``."""
+        other = SimDisk(check_compaction=self.check_compaction)
+        other.objects = copy.deepcopy(self.objects)
+        other.log = copy.deepcopy(self.log)
+        other.summaries = copy.deepcopy(self.summaries)
+        other.hints = copy.deepcopy(self.hints)
+        other.peers = copy.deepcopy(self.peers)
+        return other
+
+
+def _hint_order(item: tuple[HintId, HintRecord]) -> tuple[str, str, int, int]:
+    hid = item[0]
+    return (hid.target, hid.origin, hid.partition, hid.seq)

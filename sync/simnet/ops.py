@@ -1,0 +1,99 @@
+"""What a simulation test holds: operation handles, message counters and the error type.
+
+Knows the engine's API (:class:`~sync.replica.ReplicaAPI`) and its effects only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from crdt import CRDT
+from sync.config import ReplicaConfig
+from sync.effects import Loaded, ReadDone, ReadFailed, WriteDone, WriteFailed, WriteResult
+from sync.errors import SyncError
+from sync.replica import ReplicaAPI
+
+__all__ = [
+    "MessageStats",
+    "OpStatus",
+    "ReplicaFactory",
+    "SimOp",
+    "SimReplica",
+    "SimulationError",
+]
+
+
+class SimulationError(SyncError):
+    """The simulation was asked for something impossible (unknown replica, bad partition,
+    a replica that is down) or saw its own bound exceeded. Nothing changed."""
+
+
+# What the simulator needs of a replica: the engine API (stand-ins implement it too).
+SimReplica = ReplicaAPI
+
+ReplicaFactory = Callable[[ReplicaConfig, str, Loaded | None, float], SimReplica]
+"""Builds a replica: ``factory(config, replica_id, loaded, now)``."""
+
+
+OpStatus = Literal["pending", "done", "failed", "lost"]
+
+
+@dataclass(slots=True)
+class SimOp:
+    """A handle on one ``update`` or ``read``.
+
+    ``status``: ``pending`` until the engine answers; ``done`` (``WriteDone``/``ReadDone``),
+    ``failed`` (``WriteFailed``/``ReadFailed``), or ``lost`` (the coordinator crashed first:
+    the caller never heard back, so the operation is *not* acknowledged).
+    """
+
+    op_id: int
+    kind: Literal["write", "read"]
+    replica: str
+    key: str
+    issued_at: float
+    status: OpStatus = "pending"
+    outcome: WriteDone | WriteFailed | ReadDone | ReadFailed | None = None
+    completed_at: float | None = None
+
+    @property
+    def done(self) -> bool:
+        """The operation is over (whatever the outcome)."""
+        return self.status != "pending"
+
+    @property
+    def ok(self) -> bool:
+        """The operation reached its quorum (an acknowledged write, a successful read)."""
+        return self.status == "done"
+
+    @property
+    def result(self) -> WriteResult | None:
+        """For a write that completed or failed: who acknowledged it."""
+        if isinstance(self.outcome, WriteDone | WriteFailed):
+            return self.outcome.result
+        return None
+
+    @property
+    def state(self) -> CRDT | None:
+        """For a read that completed or failed: the joined state (None if nobody had the key)."""
+        if isinstance(self.outcome, ReadDone | ReadFailed):
+            return self.outcome.state
+        return None
+
+
+@dataclass(slots=True)
+class MessageStats:
+    """Message counters by message type name (``"Push"``, ``"Summary"``...)."""
+
+    sent: Counter[str] = field(default_factory=Counter)
+    delivered: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    duplicated: Counter[str] = field(default_factory=Counter)
+    bytes_sent: int = 0
+    effects_lost: int = 0
+
+    def total_sent(self) -> int:
+        return sum(self.sent.values())
