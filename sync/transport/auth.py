@@ -307,6 +307,9 @@ class Session:
         self.sent = 0
         self.received = 0
 
+    def _failed(self, why: str) -> FrameAuthError:
+        return FrameAuthError(f"frame {self.received} failed authentication: {why}")
+
     @classmethod
     def for_client(cls, keys: LinkKeys) -> Session:
         return cls(keys.client_to_server, keys.server_to_client)
@@ -326,18 +329,15 @@ class Session:
     def unseal(self, frame: bytes | str) -> bytes:
         """The payload of the next frame received, if its tag is right."""
         if isinstance(frame, str):
-            raise FrameAuthError(f"frame {self.received} is a text frame")
+            raise self._failed("a text frame")
         if len(frame) < TAG_BYTES:
-            raise FrameAuthError(f"frame {self.received} is too short to carry a tag")
+            raise self._failed("shorter than a tag")
         body = memoryview(frame)[:-TAG_BYTES]
         mac = self._recv.copy()
         mac.update(_SEQ(self.received))
         mac.update(body)
         if not hmac.compare_digest(mac.digest(), frame[-TAG_BYTES:]):
-            raise FrameAuthError(
-                f"frame {self.received} failed authentication "
-                "(forged, altered, replayed, reordered or after a dropped frame)"
-            )
+            raise self._failed("forged, altered, replayed, reordered or after a dropped frame")
         self.received += 1
         return bytes(body)
 
@@ -442,7 +442,9 @@ async def server_handshake(
     keys = derive_keys(me.secret, client_raw, server_raw)
     auth = _expect(decode_frame(await _recv(ws, deadline)), AuthFrame, "auth")
     if not verify_proof(keys.proof_client.hex(), auth.proof):
-        raise HandshakeError(CLOSE_POLICY, "authentication failed: wrong group secret")
+        raise HandshakeError(
+            CLOSE_POLICY, "authentication failed: wrong group secret, or a hello altered on the way"
+        )
     if on_authenticated is not None:
         on_authenticated()
     await ws.send(encode_frame(AuthFrame(proof=keys.proof_server.hex())))
@@ -479,7 +481,10 @@ async def client_handshake(
     await ws.send(encode_frame(AuthFrame(proof=keys.proof_client.hex())))
     auth = _expect(decode_frame(await _recv(ws, deadline)), AuthFrame, "auth")
     if not verify_proof(keys.proof_server.hex(), auth.proof):
-        raise HandshakeError(CLOSE_POLICY, "listener failed authentication: wrong group secret")
+        raise HandshakeError(
+            CLOSE_POLICY,
+            "listener failed authentication: wrong group secret, or a hello altered on the way",
+        )
     if on_authenticated is not None:
         on_authenticated()
     session = Session.for_client(keys)
