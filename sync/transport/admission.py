@@ -12,11 +12,14 @@ until it is lost (a :class:`~websockets.asyncio.server.ServerConnection` subclas
 served first, so an operator can still look at a peer that is refusing links.
 
 When ``accept()`` fails for lack of file descriptors (``EMFILE``, ``ENFILE``) or memory,
-asyncio stops accepting for a second and reports it to the event loop's exception handler,
-which logs a traceback each time. :meth:`Admission.watch` puts a handler in front of the
-loop's that takes these reports for this listener's sockets: one WARNING line, then at most
-one line per :data:`REPORT_INTERVAL` with the count (``accept_errors``); every other report
-goes on to the handler that was there before.
+asyncio reports it to the event loop's exception handler, which logs a traceback each time,
+and retries a second later (CPython 3.11 reports and schedules a retry for every pending
+connection, up to the backlog: a hundred tracebacks a second). :meth:`Admission.watch` puts
+a handler in front of the loop's that takes these reports for this listener's sockets: one
+WARNING line, then at most one line per :data:`REPORT_INTERVAL` with the count
+(``accept_errors``); every other report goes on to the handler that was there before. When
+the listener closes within a second of such a failure, the retries asyncio had scheduled
+fail on the closed socket; the handler stays a little longer to take those too.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
 #: How often a recurring condition (out of file descriptors, refusals) is logged at most.
 REPORT_INTERVAL = 60.0
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: asyncio retries a failed accept() after one second (asyncio.constants.ACCEPT_RETRY_DELAY).
+_RETRY_GRACE = 2.0
 
 
 class Throttle:
@@ -80,6 +85,8 @@ class Admission:
         self._fd_log = Throttle()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous: ExceptionHandler | None = None
+        self._closed = False
+        self._last_error = -math.inf
 
     @property
     def handshaking(self) -> int:
@@ -90,6 +97,12 @@ class Admission:
         """``conn`` passed the handshake: it no longer counts against ``max_handshakes``."""
         if conn in self.inbound:
             self.authenticated_inbound.add(conn)
+
+    def drop_handshaking(self) -> None:
+        """Abort every inbound connection that has not authenticated (the listener closes:
+        nobody waits for a handshake that will not be served)."""
+        for conn in self.inbound - self.authenticated_inbound:
+            conn.transport.abort()
 
     def connection_class(self) -> type[ServerConnection]:
         """The connection class to give websockets' ``serve`` (``create_connection``)."""
@@ -130,11 +143,11 @@ class Admission:
         muted = self._busy_log.due(asyncio.get_running_loop().time())
         if muted is not None:
             log.warning(
-                "refused a connection from %s with HTTP 503: %s (%d more refused since the "
-                "last report; next report in %.0f s at most)",
+                "refused a connection from %s with HTTP 503: %s (%s; reported at most every "
+                "%.0f s)",
                 conn.remote_address,
                 reason,
-                muted,
+                f"{muted + 1} refused since the last report" if muted else "counted",
                 self._busy_log.interval,
             )
         return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, reason + "\n")
@@ -149,15 +162,27 @@ class Admission:
         loop.set_exception_handler(self._on_loop_exception)
 
     def unwatch(self) -> None:
-        """Give the loop its handler back (if nothing was put in front of ours since)."""
+        """Give the loop its handler back (if nothing was put in front of ours since), once
+        the accept retries asyncio may still have scheduled are past."""
+        self._closed = True
+        loop = self._loop
+        if loop is None:
+            return
+        if loop.time() - self._last_error < _RETRY_GRACE:
+            loop.call_later(_RETRY_GRACE, self._restore)
+        else:
+            self._restore()
+
+    def _restore(self) -> None:
         loop, self._loop = self._loop, None
-        self._sockets = frozenset()
         if loop is not None and loop.get_exception_handler() == self._on_loop_exception:
             loop.set_exception_handler(self._previous)
 
     def _on_loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
         sock = context.get("socket")
+        if self._closed and isinstance(exc, ValueError) and _is_accept_retry(context):
+            return  # a retry scheduled after EMFILE, run after the listener closed
         if (
             isinstance(exc, OSError)
             and exc.errno in _OUT_OF_RESOURCES
@@ -165,14 +190,15 @@ class Admission:
             and sock.fileno() in self._sockets
         ):
             self.accept_errors += 1
+            self._last_error = loop.time()
             muted = self._fd_log.due(loop.time())
             if muted is not None:
                 log.warning(
-                    "cannot accept connections on %s: %s (%d more failures since the last "
-                    "report; asyncio retries every second; next report in %.0f s at most)",
+                    "%s accept connections on %s: %s (%s; reported at most every %.0f s)",
+                    "cannot" if self.accept_errors == 1 else "still cannot",
                     _address(sock),
                     exc.strerror or exc,
-                    muted,
+                    f"{muted + 1} failures since the last report" if muted else "retrying",
                     self._fd_log.interval,
                 )
             return
@@ -180,6 +206,11 @@ class Admission:
             self._previous(loop, context)
         else:
             loop.default_exception_handler(context)
+
+
+def _is_accept_retry(context: dict[str, Any]) -> bool:
+    # asyncio names the callback in the handle's repr; nothing public says more.
+    return "_start_serving" in repr(context.get("handle"))
 
 
 def _address(sock: Any) -> str:

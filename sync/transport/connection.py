@@ -330,6 +330,7 @@ class Transport:
                     await task
         if self._server is not None:
             self._server.close(close_connections=True)
+            self.admission.drop_handshaking()
             await self._server.wait_closed()
             self.admission.unwatch()
         for task in list(self._tasks):
