@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -489,3 +490,50 @@ async def test_a_peer_refused_after_the_handshake_is_redialled_with_growing_back
         await a.aclose()
     assert len(attempts) >= 4
     assert attempts[:4] == [0, 1, 2, 3], f"backoff was reset between refusals: {attempts}"
+
+
+async def test_a_tls_failure_when_dialling_is_one_warning_naming_the_url(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import ssl
+
+    import trustme
+
+    attempts = 0
+    real_next = Backoff.next
+
+    def counting(self: Backoff) -> float:
+        nonlocal attempts
+        attempts += 1
+        return real_next(self)
+
+    monkeypatch.setattr(Backoff, "next", counting)
+    server_ca, other_ca = trustme.CA(), trustme.CA()
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ca.issue_cert("127.0.0.1").configure_cert(server_ssl)
+    client_ssl = ssl.create_default_context()
+    other_ca.configure_trust(client_ssl)  # trusts a CA that did not sign the listener's cert
+    a = Transport(ident("a"), Recorder(), JsonCodec(), CFG, server_ssl=server_ssl)
+    url = await a.listen("127.0.0.1", 0)
+    assert url.startswith("wss://")
+    b = Transport(ident("b"), Recorder(), JsonCodec(), CFG, client_ssl=client_ssl)
+    caplog.set_level(logging.DEBUG, logger="shoal.transport")
+    try:
+        b.dial([url])
+
+        async def retried(times: int) -> None:
+            while attempts < times:
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(retried(4), WAIT)
+        warnings = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "shoal.transport" and r.levelno == logging.WARNING
+        ]
+        assert len(warnings) == 1, warnings
+        assert url in warnings[0] and "certificate verify failed" in warnings[0]
+        assert "certificate verify failed" in b.dial_errors[url] and b.links == {}
+    finally:
+        await b.aclose()
+        await a.aclose()
