@@ -49,11 +49,13 @@ encrypted: use TLS (``wss://``) for confidentiality.
 
 The first frame each way, ``seal(b"")``, confirms the keys and moves the frame limit: until
 it, every frame is limited to :data:`HANDSHAKE_MAX_BYTES`, so a connection that has not
-authenticated cannot make this process buffer more than a few KiB. Each side raises its
-limit (``on_authenticated``) once the other side has proved the secret and before it sends
-its empty frame; a side sends big frames only after receiving the other's empty frame.
-websockets checks a frame against the limit in force when the previous frame ended, so this
-order is what lets the first big frame of each direction through.
+authenticated cannot make this process buffer more than a few KiB. Each side raises its own
+limit (``on_authenticated``) as soon as the other has proved the secret: the listener before
+it sends its proof, the dialler before it sends its empty frame. websockets checks a frame
+against the limit in force when the previous frame ended, so the frame right after the last
+small one of the other side is still checked against the small limit: that is why that
+frame is the empty one, each way, and why the listener sends its own empty frame only after
+receiving the dialler's. Every frame after the empty ones may be as big as a message.
 
 Failures close the websocket with a code and a reason a person can read:
 
@@ -132,7 +134,7 @@ CLOSE_PROTOCOL: Final = 1002
 CLOSE_POLICY: Final = 1008
 CLOSE_TOO_BIG: Final = 1009
 #: The frame limit until the other side has authenticated. The biggest valid hello (every
-#: field at its length limit, every character escaped) is under 6 KiB.
+#: field at its length limit, every character escaped as \u0000) is 6,317 bytes.
 HANDSHAKE_MAX_BYTES: Final = 8192
 #: Bytes of the tag appended to every frame after the handshake.
 TAG_BYTES: Final = 32

@@ -44,8 +44,9 @@ Theory of operation.
   accepting is logged once (then at most once a minute, with a count: ``accept_errors``),
   not as a traceback per attempt. All of this is :mod:`sync.transport.admission`.
 * **Dial errors.** A TLS failure (a certificate that does not verify, a plain-text listener)
-  is logged at WARNING with the URL and the cause once per change of a URL's dial state
-  (``dial_errors``), not on every retry.
+  or a refused handshake is logged at WARNING with the URL and the cause once per change of
+  a URL's dial state (``dial_errors``, cleared by a successful handshake), not on every
+  retry; other failures (nobody listening, a timeout) are logged at DEBUG.
 
 The transport knows nothing of the engine: it hands decoded messages to a
 :class:`LinkHandler` (the node) and takes messages to send by peer id.
@@ -472,15 +473,13 @@ class Transport:
                     on_authenticated=self._limit_raiser(ws),
                 )
             except HandshakeError as exc:
-                log.warning("handshake with %s failed: %s", url, exc)
-                self.dial_errors[url] = exc.reason
+                self._dial_failed(url, f"handshake failed: {exc}", logging.WARNING)
                 with contextlib.suppress(ConnectionClosed, OSError):
                     await ws.close(exc.code, truncate_reason(exc.reason))
                 await asyncio.sleep(backoff.next())
                 continue
             except ConnectionClosed as exc:
-                log.warning("%s refused us: %s", url, exc)
-                self.dial_errors[url] = str(exc)
+                self._dial_failed(url, f"refused us: {exc}", logging.WARNING)
                 await asyncio.sleep(backoff.next())
                 continue
             self.dial_errors.pop(url, None)

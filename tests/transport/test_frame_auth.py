@@ -29,6 +29,7 @@ from crdt import ORSet
 from sync.messages import Entry, Push, encode
 from sync.ring import partition_of
 from sync.transport.auth import (
+    HANDSHAKE_MAX_BYTES,
     PROTO_VERSION,
     TAG_BYTES,
     FrameAuthError,
@@ -38,6 +39,7 @@ from sync.transport.auth import (
     PeerInfo,
     Session,
     client_handshake,
+    decode_frame,
     derive_keys,
     encode_frame,
 )
@@ -506,3 +508,20 @@ async def test_the_first_frames_after_the_handshake_may_be_big_both_ways() -> No
     finally:
         await b.aclose()
         await a.aclose()
+
+
+def test_the_biggest_valid_hello_fits_the_handshake_limit() -> None:
+    escaped = "\x00"  # JSON spells it in six bytes
+    hello = HelloFrame(
+        proto=PROTO_VERSION,
+        group=escaped * 256,
+        replica=escaped * 128,
+        nonce="a" * 64,
+        address=escaped * 512,
+        site=escaped * 128,
+        relay=True,
+        role="admin",
+    )
+    data = encode_frame(hello)
+    assert len(data) == 6317 and len(data) <= HANDSHAKE_MAX_BYTES
+    assert decode_frame(data) == hello
