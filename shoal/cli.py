@@ -444,23 +444,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
 async def _forget(args: argparse.Namespace, secret: bytes) -> tuple[bool, str]:
     from websockets.asyncio.client import connect
 
-    from sync.transport.auth import (
-        AdminReply,
-        AdminRequest,
-        Identity,
-        client_handshake,
-        decode_frame,
-    )
-    from sync.transport.auth import encode_frame as encode
+    from sync.transport.auth import AdminRequest, Identity, admin_call
 
     context = ssl.create_default_context(cafile=args.tls_ca) if args.url.startswith("wss") else None
     me = Identity(f"admin-{secrets.token_hex(6)}", args.group, secret)
+    request = AdminRequest(op="forget", replica=args.replica_id)
     async with connect(args.url, ssl=context, open_timeout=args.timeout) as ws:
-        await client_handshake(ws, me, role="admin", timeout=args.timeout)
-        await ws.send(encode(AdminRequest(op="forget", replica=args.replica_id)))
-        reply = decode_frame(await asyncio.wait_for(ws.recv(), args.timeout))
-    if not isinstance(reply, AdminReply):
-        return False, f"unexpected answer {reply.t!r}"
+        reply = await admin_call(ws, me, request, timeout=args.timeout)
     return reply.ok, reply.detail
 
 

@@ -1,6 +1,6 @@
-"""The shoal handshake: versioned hello, then mutual HMAC challenge-response on the group secret.
+"""Link authentication: a versioned handshake, then every frame authenticated with a link key.
 
-Theory of operation. A link starts with exactly four frames, nothing else may precede them::
+Theory of operation. A link starts with exactly six frames; nothing else may precede them::
 
     dialler (client)                         listener (server)
       Hello(proto, group, replica, nonce_c, address, site, relay, role)  ─▶
@@ -9,27 +9,78 @@ Theory of operation. A link starts with exactly four frames, nothing else may pr
       Auth(proof_c)                                                      ─▶
                                              checks proof_c (constant time)
       ◀─ Auth(proof_s)
-    checks proof_s (constant time); the link is open
+    checks proof_s (constant time)
+      seal_c(b"")                                                        ─▶
+                                             checks it: the link is open
+      ◀─ seal_s(b"")
+    checks it: the link is open
 
-``proof_role = HMAC-SHA256(secret, canonical JSON of [label, role, group, client id,
-server id, client nonce, server nonce])`` with ``role`` ``"client"`` or ``"server"``, so a proof
-can neither be reflected back nor replayed on another link (each side contributes a fresh
-32-byte nonce). The secret never crosses the wire. The listener sends its proof only after
-checking the dialler's, so a dialler without the secret learns nothing but the listener's
-hello; a listener without the secret cannot produce ``proof_s`` and the dialler closes.
+**Key schedule** (HKDF with HMAC-SHA256, RFC 5869, written on the standard library's
+:mod:`hmac`): the *transcript* is ``SHA-256("shoal-link/2" 0x00 || len(H_c) || H_c ||
+len(H_s) || H_s)`` over the two hello frames exactly as they crossed the wire (lengths as 4
+bytes big-endian), so every field of both hellos (nonces, ids, group, address, site, relay,
+role, version) is covered. ``prk = HKDF-Extract(salt=transcript, ikm=secret)``, and four
+32-byte values are expanded from it, one per label::
+
+    proof_c = HKDF-Expand(prk, "shoal-link/2 proof client")
+    proof_s = HKDF-Expand(prk, "shoal-link/2 proof server")
+    key_cs  = HKDF-Expand(prk, "shoal-link/2 frames client->server")
+    key_sc  = HKDF-Expand(prk, "shoal-link/2 frames server->client")
+
+Both sides contribute a fresh 32-byte nonce, so every link has its own keys: a proof or a
+frame can neither be reflected back, nor replayed on another link. The secret never crosses
+the wire. The listener sends its proof only after checking the dialler's, so a dialler
+without the secret learns nothing but the listener's hello; a listener without the secret
+cannot produce ``proof_s`` and the dialler closes. A relay in the middle that rewrites any
+hello field makes the two transcripts differ, and the proofs fail. (A captured handshake lets
+an attacker test guesses of the secret offline: use a long random secret.)
+
+**Frames after the handshake** (:class:`Session`): every websocket message in either
+direction is ``payload || tag`` with ``tag = HMAC-SHA256(key_dir, seq || payload)`` (32
+bytes), where ``key_dir`` is the key of that direction and ``seq`` is the number of frames
+sent before it in that direction, as 8 bytes big-endian, starting at 0. The sequence number
+is implicit (the websocket is reliable and ordered), so a frame that was injected, altered,
+replayed, reordered, dropped (detected at the next frame), moved between directions or
+spliced in from another link fails its check; the link is then closed with 1008 and the frame
+reaches nothing of the engine. The tag is computed once per frame over the encoded bytes,
+whatever the frame holds. Not covered: websocket control frames (ping, pong, close), so a
+party in the middle can still cut a link, as any network fault can; and nothing is
+encrypted: use TLS (``wss://``) for confidentiality.
+
+The first frame each way, ``seal(b"")``, confirms the keys and moves the frame limit: until
+it, every frame is limited to :data:`HANDSHAKE_MAX_BYTES`, so a connection that has not
+authenticated cannot make this process buffer more than a few KiB. Each side raises its own
+limit (``on_authenticated``) as soon as the other has proved the secret: the listener before
+it sends its proof, the dialler before it sends its empty frame. websockets checks a frame
+against the limit in force when the previous frame ended, so the frame right after the last
+small one of the other side is still checked against the small limit: that is why that
+frame is the empty one, each way, and why the listener sends its own empty frame only after
+receiving the dialler's. Every frame after the empty ones may be as big as a message.
 
 Failures close the websocket with a code and a reason a person can read:
 
-* unknown protocol version, a frame that is not a handshake frame, a malformed frame:
-  ``1002`` (protocol error);
-* wrong group, wrong secret, bad replica id: ``1008`` (policy violation).
+* another protocol version (``"protocol version 1 is not supported; this peer speaks 2"``),
+  a frame that is not the expected handshake frame, a malformed frame: ``1002``;
+* wrong group, wrong secret, bad replica id, a frame that fails its check, a handshake that
+  does not finish within its timeout: ``1008``;
+* a handshake frame bigger than :data:`HANDSHAKE_MAX_BYTES`: ``1009``.
 
-Frames are small JSON objects (pydantic models, validated once here). They are transport-only
+:data:`PROTO_VERSION` is the version of this link protocol (handshake and frame format). The
+replication messages inside the frames carry their own schema version
+(``sync.messages.PROTOCOL_VERSION``), which this one does not change.
+
+Handshake frames are small JSON objects (pydantic models, validated once here), transport-only
 and deliberately separate from the replication messages of :mod:`sync.messages`: nothing of
 the engine is reachable before :func:`server_handshake` / :func:`client_handshake` return.
 
 An *admin* dialler (``role="admin"``, used by ``shoal forget``) authenticates the same way but
-is not a replica: it may send one :class:`AdminRequest` and gets one :class:`AdminReply`.
+is not a replica: it may send one sealed :class:`AdminRequest` and gets one sealed
+:class:`AdminReply` (:func:`admin_call` does all of it).
+
+Errors::
+
+    HandshakeError          the link could not be authenticated (code, reason)
+     └── FrameAuthError     a frame after the handshake failed its check (1008)
 """
 
 from __future__ import annotations
@@ -41,8 +92,10 @@ import json
 import logging
 import re
 import secrets
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -52,16 +105,22 @@ __all__ = [
     "CLOSE_TOO_BIG",
     "HANDSHAKE_MAX_BYTES",
     "PROTO_VERSION",
+    "TAG_BYTES",
     "AdminReply",
     "AdminRequest",
     "AuthFrame",
+    "FrameAuthError",
     "HandshakeError",
     "HelloFrame",
     "Identity",
+    "LinkKeys",
     "PeerInfo",
+    "Session",
+    "admin_call",
     "client_handshake",
     "compute_proof",
     "decode_frame",
+    "derive_keys",
     "encode_frame",
     "server_handshake",
     "verify_proof",
@@ -69,15 +128,21 @@ __all__ = [
 
 log = logging.getLogger("shoal.transport.auth")
 
-PROTO_VERSION = 1
+PROTO_VERSION: Final = 2
 #: Close codes (RFC 6455 section 7.4.1).
-CLOSE_PROTOCOL = 1002
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-#: No handshake frame is anywhere near this; a bigger one is refused before parsing.
-HANDSHAKE_MAX_BYTES = 4096
-_LABEL = "shoal-auth/1"
+CLOSE_PROTOCOL: Final = 1002
+CLOSE_POLICY: Final = 1008
+CLOSE_TOO_BIG: Final = 1009
+#: The frame limit until the other side has authenticated. The biggest valid hello (every
+#: field at its length limit, every character escaped as \u0000) is 6,317 bytes.
+HANDSHAKE_MAX_BYTES: Final = 8192
+#: Bytes of the tag appended to every frame after the handshake.
+TAG_BYTES: Final = 32
+_LABEL: Final = b"shoal-link/2"
+_READY: Final = b""
+_SEQ = struct.Struct(">Q").pack
 _REPLICA_ID = re.compile(r"^[A-Za-z0-9._:@/+-]{1,128}$")
+_F = TypeVar("_F")
 
 
 class _Frame(BaseModel):
@@ -99,7 +164,7 @@ class HelloFrame(_Frame):
 
 
 class AuthFrame(_Frame):
-    """Second frame each way: the HMAC proof of holding the group secret."""
+    """Second frame each way: the proof of holding the group secret."""
 
     t: Literal["auth"] = "auth"
     proof: str = Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
@@ -126,12 +191,20 @@ _FRAMES: TypeAdapter[HelloFrame | AuthFrame | AdminRequest | AdminReply] = TypeA
 
 
 class HandshakeError(Exception):
-    """The handshake failed; ``code`` and ``reason`` are what the websocket is closed with."""
+    """The link could not be authenticated; ``code`` and ``reason`` are what it is closed with."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"{reason} (close code {code})")
         self.code = code
         self.reason = reason
+
+
+class FrameAuthError(HandshakeError):
+    """A frame after the handshake failed its check: forged, altered, replayed, reordered,
+    preceded by a dropped frame, or from another link or direction."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(CLOSE_POLICY, reason)
 
 
 def encode_frame(frame: _Frame) -> bytes:
@@ -140,11 +213,25 @@ def encode_frame(frame: _Frame) -> bytes:
 
 
 def decode_frame(data: bytes | str) -> HelloFrame | AuthFrame | AdminRequest | AdminReply:
-    """Decode one frame; :class:`HandshakeError` (1002 / 1009) if it is not a valid one."""
+    """Decode one frame; :class:`HandshakeError` (1002 / 1009) if it is not a valid one.
+
+    A hello of another protocol version is refused by its version alone, before its fields
+    are validated (they may differ between versions).
+    """
     if len(data) > HANDSHAKE_MAX_BYTES:
         raise HandshakeError(CLOSE_TOO_BIG, f"handshake frame too big ({len(data)} bytes)")
     try:
-        return _FRAMES.validate_json(data)
+        raw = json.loads(data)
+    except ValueError as exc:
+        raise HandshakeError(CLOSE_PROTOCOL, "malformed handshake frame: not JSON") from exc
+    if isinstance(raw, dict) and raw.get("t") == "hello" and raw.get("proto") != PROTO_VERSION:
+        raise HandshakeError(
+            CLOSE_PROTOCOL,
+            f"protocol version {raw.get('proto')!r} is not supported; "
+            f"this peer speaks {PROTO_VERSION}",
+        )
+    try:
+        return _FRAMES.validate_python(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "frame"
@@ -153,13 +240,120 @@ def decode_frame(data: bytes | str) -> HelloFrame | AuthFrame | AdminRequest | A
         ) from exc
 
 
+# -- keys ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkKeys:
+    """What both ends of one link derive from the secret and the two hellos (32 bytes each)."""
+
+    proof_client: bytes = field(repr=False)
+    proof_server: bytes = field(repr=False)
+    client_to_server: bytes = field(repr=False)
+    server_to_client: bytes = field(repr=False)
+
+
+def _transcript(client_hello: bytes, server_hello: bytes) -> bytes:
+    h = hashlib.sha256(_LABEL + b"\x00")
+    for part in (client_hello, server_hello):
+        h.update(len(part).to_bytes(4, "big"))
+        h.update(part)
+    return h.digest()
+
+
+def _expand(prk: bytes, label: bytes) -> bytes:
+    # HKDF-Expand (RFC 5869 section 2.3) for L = 32: the first block, T(1).
+    return hmac.digest(prk, _LABEL + b" " + label + b"\x01", "sha256")
+
+
+def derive_keys(secret: bytes, client_hello: bytes, server_hello: bytes) -> LinkKeys:
+    """The proofs and frame keys of a link whose hellos were these bytes (module docstring)."""
+    prk = hmac.digest(_transcript(client_hello, server_hello), secret, "sha256")  # Extract
+    return LinkKeys(
+        _expand(prk, b"proof client"),
+        _expand(prk, b"proof server"),
+        _expand(prk, b"frames client->server"),
+        _expand(prk, b"frames server->client"),
+    )
+
+
+def compute_proof(secret: bytes, role: str, client_hello: bytes, server_hello: bytes) -> str:
+    """The hex proof that the ``role`` side (``"client"`` or ``"server"``) holds the secret."""
+    keys = derive_keys(secret, client_hello, server_hello)
+    if role == "client":
+        return keys.proof_client.hex()
+    if role == "server":
+        return keys.proof_server.hex()
+    raise ValueError(f"role must be 'client' or 'server', got {role!r}")
+
+
+def verify_proof(expected: str, given: str) -> bool:
+    """Constant-time comparison of two hex proofs."""
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+class Session:
+    """Authenticates the frames of one open link: one key and one counter per direction.
+
+    :meth:`seal` appends the tag to an outgoing frame, :meth:`unseal` checks an incoming one
+    and returns its payload, or raises :class:`FrameAuthError`. Frames must be sealed in the
+    order they are sent and unsealed in the order they arrive; neither ever blocks.
+    """
+
+    __slots__ = ("_recv", "_send", "received", "sent")
+
+    def __init__(self, send_key: bytes, recv_key: bytes) -> None:
+        # Keyed once; each frame copies the keyed state (cheaper than keying again).
+        self._send = hmac.new(send_key, digestmod=hashlib.sha256)
+        self._recv = hmac.new(recv_key, digestmod=hashlib.sha256)
+        self.sent = 0
+        self.received = 0
+
+    def _failed(self, why: str) -> FrameAuthError:
+        return FrameAuthError(f"frame {self.received} failed authentication: {why}")
+
+    @classmethod
+    def for_client(cls, keys: LinkKeys) -> Session:
+        return cls(keys.client_to_server, keys.server_to_client)
+
+    @classmethod
+    def for_server(cls, keys: LinkKeys) -> Session:
+        return cls(keys.server_to_client, keys.client_to_server)
+
+    def seal(self, payload: bytes) -> bytes:
+        """``payload || tag`` for the next frame sent."""
+        mac = self._send.copy()
+        mac.update(_SEQ(self.sent))
+        mac.update(payload)
+        self.sent += 1
+        return payload + mac.digest()
+
+    def unseal(self, frame: bytes | str) -> bytes:
+        """The payload of the next frame received, if its tag is right."""
+        if isinstance(frame, str):
+            raise self._failed("a text frame")
+        if len(frame) < TAG_BYTES:
+            raise self._failed("shorter than a tag")
+        body = memoryview(frame)[:-TAG_BYTES]
+        mac = self._recv.copy()
+        mac.update(_SEQ(self.received))
+        mac.update(body)
+        if not hmac.compare_digest(mac.digest(), frame[-TAG_BYTES:]):
+            raise self._failed("forged, altered, replayed, reordered or after a dropped frame")
+        self.received += 1
+        return bytes(body)
+
+
+# -- the handshake ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """This peer's side of the handshake. ``secret`` never leaves the process."""
 
     replica_id: str
     group: str
-    secret: bytes
+    secret: bytes = field(repr=False)
     address: str | None = None
     site: str | None = None
     relay: bool = False
@@ -167,35 +361,15 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class PeerInfo:
-    """What an authenticated remote side told us about itself."""
+    """What an authenticated remote side told us about itself (every field was covered by its
+    proof), and the :class:`Session` that authenticates the frames of the link."""
 
     replica_id: str
     address: str | None
     site: str | None
     relay: bool
     role: str
-
-
-def compute_proof(
-    secret: bytes,
-    role: str,
-    group: str,
-    client_id: str,
-    server_id: str,
-    client_nonce: str,
-    server_nonce: str,
-) -> str:
-    """HMAC-SHA256 over both nonces, both replica ids, the group and the prover's role."""
-    msg = json.dumps(
-        [_LABEL, role, group, client_id, server_id, client_nonce, server_nonce],
-        separators=(",", ":"),
-    ).encode()
-    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
-
-
-def verify_proof(expected: str, given: str) -> bool:
-    """Constant-time comparison of two hex proofs."""
-    return hmac.compare_digest(expected.encode(), given.encode())
+    session: Session | None = field(default=None, repr=False, compare=False)
 
 
 class _Socket(Protocol):
@@ -204,8 +378,8 @@ class _Socket(Protocol):
     async def recv(self) -> Any: ...
 
 
-def _hello(me: Identity, nonce: str, role: str) -> HelloFrame:
-    return HelloFrame(
+def _hello(me: Identity, nonce: str, role: str) -> bytes:
+    frame = HelloFrame(
         proto=PROTO_VERSION,
         group=me.group,
         replica=me.replica_id,
@@ -215,67 +389,121 @@ def _hello(me: Identity, nonce: str, role: str) -> HelloFrame:
         relay=me.relay,
         role=role,
     )
+    return encode_frame(frame)
 
 
-async def _recv(ws: _Socket, timeout: float) -> HelloFrame | AuthFrame | AdminRequest | AdminReply:
+async def _recv(ws: _Socket, deadline: float) -> bytes:
     try:
-        data = await asyncio.wait_for(ws.recv(), timeout)
+        async with asyncio.timeout_at(deadline):
+            data = await ws.recv()
     except TimeoutError as exc:
         raise HandshakeError(CLOSE_POLICY, "handshake timed out") from exc
-    return decode_frame(data)
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
+def _expect(frame: Any, kind: type[_F], what: str) -> _F:
+    if not isinstance(frame, kind):
+        raise HandshakeError(CLOSE_PROTOCOL, f"expected {what}, got {frame.t}")
+    return frame
 
 
 def _check_hello(me: Identity, hello: HelloFrame) -> None:
-    if hello.proto != PROTO_VERSION:
-        raise HandshakeError(
-            CLOSE_PROTOCOL,
-            f"unsupported protocol version {hello.proto}; this peer speaks {PROTO_VERSION}",
-        )
     if hello.group != me.group:
         raise HandshakeError(CLOSE_POLICY, f"wrong group {hello.group[:40]!r}")
     if hello.role == "peer" and not _REPLICA_ID.match(hello.replica):
         raise HandshakeError(CLOSE_POLICY, "bad replica id")
 
 
-def _info(hello: HelloFrame) -> PeerInfo:
-    return PeerInfo(hello.replica, hello.address, hello.site, hello.relay, hello.role)
+def _info(hello: HelloFrame, session: Session) -> PeerInfo:
+    return PeerInfo(hello.replica, hello.address, hello.site, hello.relay, hello.role, session)
 
 
-async def server_handshake(ws: _Socket, me: Identity, *, timeout: float = 10.0) -> PeerInfo:
-    """Run the listener's side; return the authenticated dialler or raise HandshakeError."""
-    hello = await _recv(ws, timeout)
-    if not isinstance(hello, HelloFrame):
-        raise HandshakeError(CLOSE_PROTOCOL, f"expected hello, got {hello.t}")
+def _deadline(timeout: float) -> float:
+    return asyncio.get_running_loop().time() + timeout
+
+
+async def server_handshake(
+    ws: _Socket,
+    me: Identity,
+    *,
+    timeout: float = 10.0,
+    on_authenticated: Callable[[], None] | None = None,
+) -> PeerInfo:
+    """Run the listener's side; return the authenticated dialler or raise HandshakeError.
+
+    ``timeout`` bounds the whole handshake. ``on_authenticated`` is called once the dialler
+    has proved the secret, before anything else is sent (the transport raises its frame
+    limit there).
+    """
+    deadline = _deadline(timeout)
+    client_raw = await _recv(ws, deadline)
+    hello = _expect(decode_frame(client_raw), HelloFrame, "hello")
     _check_hello(me, hello)
-    nonce = secrets.token_hex(32)
-    await ws.send(encode_frame(_hello(me, nonce, "peer")))
-    auth = await _recv(ws, timeout)
-    if not isinstance(auth, AuthFrame):
-        raise HandshakeError(CLOSE_PROTOCOL, f"expected auth, got {auth.t}")
-    args = (me.group, hello.replica, me.replica_id, hello.nonce, nonce)
-    if not verify_proof(compute_proof(me.secret, "client", *args), auth.proof):
-        raise HandshakeError(CLOSE_POLICY, "authentication failed: wrong group secret")
-    await ws.send(encode_frame(AuthFrame(proof=compute_proof(me.secret, "server", *args))))
-    return _info(hello)
+    server_raw = _hello(me, secrets.token_hex(32), "peer")
+    await ws.send(server_raw)
+    keys = derive_keys(me.secret, client_raw, server_raw)
+    auth = _expect(decode_frame(await _recv(ws, deadline)), AuthFrame, "auth")
+    if not verify_proof(keys.proof_client.hex(), auth.proof):
+        raise HandshakeError(
+            CLOSE_POLICY, "authentication failed: wrong group secret, or a hello altered on the way"
+        )
+    if on_authenticated is not None:
+        on_authenticated()
+    await ws.send(encode_frame(AuthFrame(proof=keys.proof_server.hex())))
+    session = Session.for_server(keys)
+    if session.unseal(await _recv(ws, deadline)) != _READY:
+        raise HandshakeError(CLOSE_PROTOCOL, "expected the empty first frame")
+    await ws.send(session.seal(_READY))
+    return _info(hello, session)
 
 
 async def client_handshake(
-    ws: _Socket, me: Identity, *, role: str = "peer", timeout: float = 10.0
+    ws: _Socket,
+    me: Identity,
+    *,
+    role: str = "peer",
+    timeout: float = 10.0,
+    on_authenticated: Callable[[], None] | None = None,
 ) -> PeerInfo:
-    """Run the dialler's side; return the authenticated listener or raise HandshakeError."""
-    nonce = secrets.token_hex(32)
-    await ws.send(encode_frame(_hello(me, nonce, role)))
-    hello = await _recv(ws, timeout)
-    if not isinstance(hello, HelloFrame):
-        raise HandshakeError(CLOSE_PROTOCOL, f"expected hello, got {hello.t}")
+    """Run the dialler's side; return the authenticated listener or raise HandshakeError.
+
+    The returned :attr:`PeerInfo.session` seals what this side sends on the link and
+    unseals what it receives. ``timeout`` and ``on_authenticated`` as in
+    :func:`server_handshake`.
+    """
+    deadline = _deadline(timeout)
+    client_raw = _hello(me, secrets.token_hex(32), role)
+    await ws.send(client_raw)
+    server_raw = await _recv(ws, deadline)
+    hello = _expect(decode_frame(server_raw), HelloFrame, "hello")
     _check_hello(me, hello)
     if hello.role != "peer":
         raise HandshakeError(CLOSE_PROTOCOL, "listener must have role 'peer'")
-    args = (me.group, me.replica_id, hello.replica, nonce, hello.nonce)
-    await ws.send(encode_frame(AuthFrame(proof=compute_proof(me.secret, "client", *args))))
-    auth = await _recv(ws, timeout)
-    if not isinstance(auth, AuthFrame):
-        raise HandshakeError(CLOSE_PROTOCOL, f"expected auth, got {auth.t}")
-    if not verify_proof(compute_proof(me.secret, "server", *args), auth.proof):
-        raise HandshakeError(CLOSE_POLICY, "listener failed authentication: wrong group secret")
-    return _info(hello)
+    keys = derive_keys(me.secret, client_raw, server_raw)
+    await ws.send(encode_frame(AuthFrame(proof=keys.proof_client.hex())))
+    auth = _expect(decode_frame(await _recv(ws, deadline)), AuthFrame, "auth")
+    if not verify_proof(keys.proof_server.hex(), auth.proof):
+        raise HandshakeError(
+            CLOSE_POLICY,
+            "listener failed authentication: wrong group secret, or a hello altered on the way",
+        )
+    if on_authenticated is not None:
+        on_authenticated()
+    session = Session.for_client(keys)
+    await ws.send(session.seal(_READY))
+    if session.unseal(await _recv(ws, deadline)) != _READY:
+        raise HandshakeError(CLOSE_PROTOCOL, "expected the empty first frame")
+    return _info(hello, session)
+
+
+async def admin_call(
+    ws: _Socket, me: Identity, request: AdminRequest, *, timeout: float = 10.0
+) -> AdminReply:
+    """Authenticate as an admin, send ``request`` and return the listener's reply, both
+    sealed; :class:`HandshakeError` if the handshake or a frame fails."""
+    deadline = _deadline(timeout)
+    info = await client_handshake(ws, me, role="admin", timeout=timeout)
+    assert info.session is not None  # client_handshake always makes one
+    await ws.send(info.session.seal(encode_frame(request)))
+    reply = decode_frame(info.session.unseal(await _recv(ws, deadline)))
+    return _expect(reply, AdminReply, "admin reply")

@@ -7,9 +7,12 @@ Theory of operation.
   after a link stayed up for ``backoff_stable`` seconds, so a peer that refuses us right
   after the handshake is not redialled in a tight loop). Every
   websocket first runs the handshake of :mod:`sync.transport.auth`; nothing else is read or
-  written before it succeeds.
-* Each authenticated websocket is a :class:`Link` with an explicit session state machine
-  (:class:`LinkState`, one transition table :data:`TRANSITIONS`).
+  written before it succeeds, and afterwards every frame, both ways, is sealed and checked
+  with the link's :class:`~sync.transport.auth.Session` (a frame that fails its check closes
+  the link with 1008 and reaches nothing of the owner).
+* Each authenticated websocket is a :class:`~sync.transport.link.Link` with an explicit
+  session state machine (:class:`LinkState`, one transition table :data:`TRANSITIONS`; both
+  in :mod:`sync.transport.link`, re-exported here).
 * **One link per pair.** When two peers dial each other, both sides keep the connection
   *dialled by the smaller replica id* and close the other with code 1000 and the reason
   ``"duplicate connection"``; both sides apply the same rule to the same pair of
@@ -18,9 +21,9 @@ Theory of operation.
 * **Heartbeats** are websockets' own keepalive pings (``ping_interval``/``ping_timeout``): a
   peer that stops answering is closed (1011) and reported down (``link_down``).
 * **Flow control.** Each link has a bounded outgoing queue (``queue_limit`` frames and
-  ``queue_bytes`` bytes; messages are encoded when queued) drained by one writer task; the
-  writer awaits the socket's own write buffer, so a slow reader backs up into the queue.
-  When the queue is full the **oldest anti-entropy message**
+  ``queue_bytes`` bytes; messages are encoded when queued, sealed when sent) drained by one
+  writer task; the writer awaits the socket's own write buffer, so a slow reader backs up
+  into the queue. When the queue is full the **oldest anti-entropy message**
   (``Summary``/``Deltas``/``SnapshotChunk``; the engine re-sends those anyway) is dropped, or,
   if there is none, the oldest message of any kind. The sender (the node) never blocks, so a
   slow peer cannot stall the others or make this process buffer without bound. Drops are
@@ -28,10 +31,22 @@ Theory of operation.
 * **Backpressure in.** After each message the reader awaits ``room()`` (the node's input
   queue below its bound), so a peer sending faster than this one can apply stops being
   read and fills its *own* bounded queue (TCP flow control does the rest).
-* **Limits.** Incoming frames bigger than ``max_message_bytes`` are refused by websockets
-  (close 1009); frames the codec cannot decode close the link with 1002 and a reason; text
-  frames are refused (1003). All of these are logged, change nothing, and leave every other
-  link alone.
+* **Limits after the handshake.** Incoming frames bigger than ``max_message_bytes`` (plus the
+  tag) are refused by websockets (close 1009); frames the codec cannot decode close the link
+  with 1002 and a reason; text frames are refused (1003). All of these are logged, change
+  nothing, and leave every other link alone.
+* **Limits before it.** Until the other side has proved the secret, frames are limited to
+  :data:`~sync.transport.auth.HANDSHAKE_MAX_BYTES` (a bigger one is refused from its header,
+  1009), and the HTTP upgrade and the handshake must each finish within
+  ``handshake_timeout``. The listener admits at most ``max_handshakes`` connections that
+  have not authenticated yet and ``max_connections`` in all; one more gets HTTP 503 with the
+  reason, and is counted (``refused_busy``). Running out of file descriptors while
+  accepting is logged once (then at most once a minute, with a count: ``accept_errors``),
+  not as a traceback per attempt. All of this is :mod:`sync.transport.admission`.
+* **Dial errors.** A TLS failure (a certificate that does not verify, a plain-text listener)
+  or a refused handshake is logged at WARNING with the URL and the cause once per change of
+  a URL's dial state (``dial_errors``, cleared by a successful handshake), not on every
+  retry; other failures (nobody listening, a timeout) are logged at DEBUG.
 
 The transport knows nothing of the engine: it hands decoded messages to a
 :class:`LinkHandler` (the node) and takes messages to send by peer id.
@@ -41,28 +56,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import random
 import ssl
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-from websockets.http11 import Request, Response
 
 from sync.config import MAX_MESSAGE_BYTES
 from sync.errors import RemoteProtocolError
 
+from .admission import Admission, HttpHook
 from .auth import (
     CLOSE_POLICY,
     CLOSE_PROTOCOL,
+    HANDSHAKE_MAX_BYTES,
+    TAG_BYTES,
     AdminReply,
     AdminRequest,
+    FrameAuthError,
     HandshakeError,
     Identity,
     PeerInfo,
@@ -70,6 +86,18 @@ from .auth import (
     decode_frame,
     encode_frame,
     server_handshake,
+)
+from .link import (
+    ANTI_ENTROPY_MESSAGES,
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_UNSUPPORTED,
+    TRANSITIONS,
+    Codec,
+    Link,
+    LinkEvent,
+    LinkState,
+    truncate_reason,
 )
 
 __all__ = [
@@ -87,57 +115,6 @@ __all__ = [
 
 log = logging.getLogger("shoal.transport")
 
-#: Message class names that may be dropped first when a link's queue is full.
-ANTI_ENTROPY_MESSAGES = frozenset({"Summary", "Deltas", "SnapshotChunk"})
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED = 1003
-
-
-class LinkState(enum.Enum):
-    """Session states of one link."""
-
-    HANDSHAKING = "handshaking"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class LinkEvent(enum.Enum):
-    """What can happen to a link."""
-
-    AUTHENTICATED = "authenticated"
-    REJECTED = "rejected"  # handshake failed
-    DUPLICATE = "duplicate"  # another link to the same peer wins
-    CLOSE = "close"  # we close it (shutdown, protocol error)
-    LOST = "lost"  # the socket ended
-
-
-#: The one transition table. A pair that is missing is a bug (``LocalProtocolError``-like).
-TRANSITIONS: dict[tuple[LinkState, LinkEvent], LinkState] = {
-    (LinkState.HANDSHAKING, LinkEvent.AUTHENTICATED): LinkState.OPEN,
-    (LinkState.HANDSHAKING, LinkEvent.REJECTED): LinkState.CLOSING,
-    (LinkState.HANDSHAKING, LinkEvent.CLOSE): LinkState.CLOSING,
-    (LinkState.HANDSHAKING, LinkEvent.LOST): LinkState.CLOSED,
-    (LinkState.OPEN, LinkEvent.DUPLICATE): LinkState.CLOSING,
-    (LinkState.OPEN, LinkEvent.CLOSE): LinkState.CLOSING,
-    (LinkState.OPEN, LinkEvent.LOST): LinkState.CLOSED,
-    (LinkState.CLOSING, LinkEvent.CLOSE): LinkState.CLOSING,
-    (LinkState.CLOSING, LinkEvent.DUPLICATE): LinkState.CLOSING,
-    (LinkState.CLOSING, LinkEvent.LOST): LinkState.CLOSED,
-    (LinkState.CLOSED, LinkEvent.LOST): LinkState.CLOSED,
-    (LinkState.CLOSED, LinkEvent.CLOSE): LinkState.CLOSED,
-    (LinkState.CLOSED, LinkEvent.DUPLICATE): LinkState.CLOSED,
-}
-
-
-class Codec(Protocol):
-    """How replication messages become frames (``sync.messages`` in production)."""
-
-    def encode(self, message: Any) -> bytes: ...
-
-    def decode(self, data: bytes, max_size: int) -> Any: ...
-
 
 class LinkHandler(Protocol):
     """What the transport tells its owner (the node)."""
@@ -153,7 +130,13 @@ class LinkHandler(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class TransportConfig:
-    """Limits and timers of the transport."""
+    """Limits and timers of the transport.
+
+    ``handshake_timeout`` bounds the HTTP upgrade and then the whole authentication
+    handshake, each. ``max_handshakes``: inbound connections not yet authenticated (HTTP
+    upgrade included); ``max_connections``: inbound connections in all. A connection past
+    either gets HTTP 503.
+    """
 
     max_message_bytes: int = MAX_MESSAGE_BYTES
     queue_limit: int = 1024
@@ -166,6 +149,18 @@ class TransportConfig:
     backoff_cap: float = 5.0
     backoff_stable: float = 2.0
     seed: int | None = None
+    max_handshakes: int = 64
+    max_connections: int = 512
+
+    def __post_init__(self) -> None:
+        for name in ("max_handshakes", "max_connections", "max_message_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TransportConfig.{name} must be an int >= 1, got {value!r}")
+        if not self.handshake_timeout > 0:
+            raise ValueError(
+                f"TransportConfig.handshake_timeout must be > 0, got {self.handshake_timeout!r}"
+            )
 
 
 class Backoff:
@@ -194,108 +189,31 @@ class Backoff:
         self.attempt = 0
 
 
-def _truncate(reason: str) -> str:
-    raw = reason.encode()[:120]
-    return raw.decode(errors="ignore")
-
-
-@dataclass(eq=False)
-class Link:
-    """One authenticated websocket to one peer, with its bounded outgoing queue."""
-
-    ws: ClientConnection | ServerConnection
-    info: PeerInfo
-    dialled_by: str
-    codec: Codec
-    queue_limit: int
-    queue_bytes: int = 64 * 2**20
-    state: LinkState = LinkState.HANDSHAKING
-    queue: deque[tuple[bool, bytes]] = field(default_factory=deque)
-    queued_bytes: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    messages_in: int = 0
-    messages_out: int = 0
-    dropped: int = 0
-    superseded: bool = False
-    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    _writer: asyncio.Task[None] | None = None
-
-    @property
-    def peer_id(self) -> str:
-        return self.info.replica_id
-
-    def event(self, ev: LinkEvent) -> LinkState:
-        """Apply one event through :data:`TRANSITIONS`."""
-        nxt = TRANSITIONS.get((self.state, ev))
-        if nxt is None:
-            raise RuntimeError(f"link to {self.peer_id}: no transition {self.state} --{ev}-->")
-        self.state = nxt
-        return nxt
-
-    def enqueue(self, message: Any) -> None:
-        """Encode and queue ``message``; never blocks; drops per the flow-control policy.
-
-        The queue holds at most ``queue_limit`` frames and ``queue_bytes`` bytes.
-        """
-        if self.state is not LinkState.OPEN:
-            self.dropped += 1
-            return
-        data = self.codec.encode(message)
-        droppable = type(message).__name__ in ANTI_ENTROPY_MESSAGES
-        while self.queue and (
-            len(self.queue) >= self.queue_limit or self.queued_bytes + len(data) > self.queue_bytes
-        ):
-            victim = next((item for item in self.queue if item[0]), None)
-            if victim is not None:
-                self.queue.remove(victim)
-            else:
-                victim = self.queue.popleft()
-            self.queued_bytes -= len(victim[1])
-            self.dropped += 1
-        self.queue.append((droppable, data))
-        self.queued_bytes += len(data)
-        self._wakeup.set()
-
-    def start_writer(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
-
-    async def _write_loop(self) -> None:
-        try:
-            while self.state is LinkState.OPEN:
-                if not self.queue:
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
-                _droppable, data = self.queue.popleft()
-                self.queued_bytes -= len(data)
-                await self.ws.send(data)
-                self.bytes_out += len(data)
-                self.messages_out += 1
-        except ConnectionClosed:
-            pass
-
-    async def close(self, code: int, reason: str) -> None:
-        """Close the websocket with ``code``/``reason`` (idempotent)."""
-        self.event(LinkEvent.CLOSE)
-        self._wakeup.set()
-        await self.ws.close(code, _truncate(reason))
-
-    async def stop_writer(self) -> None:
-        self._wakeup.set()
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-
-
 _TRAFFIC = ("bytes_in", "bytes_out", "messages_in", "messages_out", "dropped")
 
-HttpHook = Callable[[ServerConnection, Request], Awaitable[Response | None]]
+
+def _raise_limit(ws: ClientConnection | ServerConnection, limit: int) -> None:
+    """Raise the incoming frame limit of ``ws`` (see :mod:`sync.transport.auth` for when)."""
+    protocol = ws.protocol
+    # websockets >= 16 names it max_message_size (max_size may set it and a fragment limit).
+    name = "max_message_size" if hasattr(protocol, "max_message_size") else "max_size"
+    setattr(protocol, name, limit)
+
+
+def _tls_cause(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    return str(exc.reason or exc)
 
 
 class Transport:
-    """Listener, diallers and the set of open links of one peer."""
+    """Listener, diallers and the set of open links of one peer.
+
+    Counters: ``rejected`` (handshakes refused: wrong secret, group, version, garbage),
+    ``frame_failures`` (links closed for a frame that failed its check), ``refused_busy`` and
+    ``accept_errors`` (see :mod:`sync.transport.admission`); ``dial_errors`` maps each URL
+    whose last dial failed to the cause.
+    """
 
     def __init__(
         self,
@@ -322,7 +240,14 @@ class Transport:
         self.links: dict[str, Link] = {}
         self.rng = random.Random(self.config.seed)
         self.url: str | None = None
-        self.rejected = 0  # handshakes refused (wrong secret, group, version, garbage)
+        self.rejected = 0
+        self.frame_failures = 0
+        self.dial_errors: dict[str, str] = {}
+        self.admission = Admission(
+            max_handshakes=self.config.max_handshakes,
+            max_connections=self.config.max_connections,
+            http=http,
+        )
         self._server: Server | None = None
         self._diallers: dict[str, asyncio.Task[None]] = {}
         self._url_peer: dict[str, str] = {}
@@ -330,6 +255,16 @@ class Transport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed_totals: dict[str, dict[str, int]] = {}
         self._closing = False
+
+    @property
+    def refused_busy(self) -> int:
+        """Inbound connections refused with HTTP 503 (over one of the caps)."""
+        return self.admission.refused_busy
+
+    @property
+    def accept_errors(self) -> int:
+        """``accept()`` calls that failed for lack of file descriptors or memory."""
+        return self.admission.accept_errors
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -345,14 +280,17 @@ class Transport:
             host,
             port,
             ssl=self.server_ssl,
-            max_size=self.config.max_message_bytes,
+            max_size=HANDSHAKE_MAX_BYTES,  # raised once the dialler has authenticated
+            open_timeout=self.config.handshake_timeout,
             ping_interval=self.config.ping_interval,
             ping_timeout=self.config.ping_timeout,
             close_timeout=self.config.close_timeout,
-            process_request=self.http,
+            process_request=self.admission.process_request,
+            create_connection=self.admission.connection_class(),
             compression=None,
             server_header=None,
         )
+        self.admission.watch(asyncio.get_running_loop(), self._server.sockets)
         sock = next(iter(self._server.sockets))
         bound_host, bound_port = sock.getsockname()[:2]
         scheme = "wss" if self.server_ssl else "ws"
@@ -393,7 +331,9 @@ class Transport:
                     await task
         if self._server is not None:
             self._server.close(close_connections=True)
+            self.admission.drop_handshaking()
             await self._server.wait_closed()
+            self.admission.unwatch()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -439,38 +379,70 @@ class Transport:
         with contextlib.suppress(ConnectionClosed, OSError):
             await link.close(code, reason)
 
+    def _limit_raiser(self, ws: ClientConnection | ServerConnection) -> Callable[[], None]:
+        limit = self.config.max_message_bytes + TAG_BYTES
+        return lambda: _raise_limit(ws, limit)
+
     async def _serve(self, ws: ServerConnection) -> None:
         try:
-            info = await server_handshake(ws, self.me, timeout=self.config.handshake_timeout)
+            info = await server_handshake(
+                ws,
+                self.me,
+                timeout=self.config.handshake_timeout,
+                on_authenticated=self._limit_raiser(ws),
+            )
         except HandshakeError as exc:
             self.rejected += 1
             log.warning("refused %s: %s", ws.remote_address, exc)
             with contextlib.suppress(ConnectionClosed, OSError):
-                await ws.close(exc.code, _truncate(exc.reason))
+                await ws.close(exc.code, truncate_reason(exc.reason))
             return
         except ConnectionClosed as exc:
             log.info("handshake from %s ended: %s", ws.remote_address, exc)
             return
+        self.admission.authenticated(ws)
         if info.role == "admin":
             await self._serve_admin(ws, info)
             return
         await self._run_link(ws, info, dialled_by=info.replica_id)
 
     async def _serve_admin(self, ws: ServerConnection, info: PeerInfo) -> None:
+        assert info.session is not None  # server_handshake always makes one
         try:
-            frame = decode_frame(await asyncio.wait_for(ws.recv(), self.config.handshake_timeout))
+            data = await asyncio.wait_for(ws.recv(), self.config.handshake_timeout)
+            frame = decode_frame(info.session.unseal(data))
             if not isinstance(frame, AdminRequest):
                 raise HandshakeError(CLOSE_PROTOCOL, f"expected admin request, got {frame.t}")
             log.warning("admin %s asks: %s %s", info.replica_id, frame.op, frame.replica)
             reply = await self.handler.admin(frame)
-            await ws.send(encode_frame(reply))
+            await ws.send(info.session.seal(encode_frame(reply)))
             await ws.close(CLOSE_NORMAL, "done")
         except HandshakeError as exc:
             log.warning("admin link from %s: %s", ws.remote_address, exc)
             with contextlib.suppress(ConnectionClosed, OSError):
-                await ws.close(exc.code, _truncate(exc.reason))
+                await ws.close(exc.code, truncate_reason(exc.reason))
         except (ConnectionClosed, TimeoutError) as exc:
             log.info("admin link from %s ended: %s", ws.remote_address, exc)
+
+    def _dial_failed(self, url: str, cause: str, level: int) -> None:
+        """Log a dial failure at ``level`` when it differs from the URL's last one."""
+        if self.dial_errors.get(url) != cause:
+            self.dial_errors[url] = cause
+            log.log(level, "cannot dial %s: %s (retrying with backoff)", url, cause)
+        else:
+            log.debug("dial %s failed again: %s", url, cause)
+
+    async def _connect(self, url: str) -> ClientConnection:
+        return await connect(
+            url,
+            ssl=self._client_ssl() if url.startswith("wss://") else None,
+            max_size=HANDSHAKE_MAX_BYTES,  # raised once the listener has authenticated
+            ping_interval=self.config.ping_interval,
+            ping_timeout=self.config.ping_timeout,
+            close_timeout=self.config.close_timeout,
+            open_timeout=self.config.handshake_timeout,
+            compression=None,
+        )
 
     async def _dial_loop(self, url: str) -> None:
         backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
@@ -481,36 +453,36 @@ class Transport:
                 await gone.wait()
                 continue
             try:
-                ws = await connect(
-                    url,
-                    ssl=self._client_ssl() if url.startswith("wss://") else None,
-                    max_size=self.config.max_message_bytes,
-                    ping_interval=self.config.ping_interval,
-                    ping_timeout=self.config.ping_timeout,
-                    close_timeout=self.config.close_timeout,
-                    open_timeout=self.config.handshake_timeout,
-                    compression=None,
-                )
+                ws = await self._connect(url)
             except InvalidURI:
                 log.error("cannot dial %r: not a ws:// or wss:// URL; giving up on it", url)
                 return
-            except (OSError, InvalidHandshake, TimeoutError, ssl.SSLError) as exc:
-                delay = backoff.next()
-                log.debug("dial %s failed (%s); retry in %.2fs", url, exc, delay)
-                await asyncio.sleep(delay)
+            except ssl.SSLError as exc:
+                self._dial_failed(url, f"TLS failed: {_tls_cause(exc)}", logging.WARNING)
+                await asyncio.sleep(backoff.next())
+                continue
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                self._dial_failed(url, str(exc) or type(exc).__name__, logging.DEBUG)
+                await asyncio.sleep(backoff.next())
                 continue
             try:
-                info = await client_handshake(ws, self.me, timeout=self.config.handshake_timeout)
+                info = await client_handshake(
+                    ws,
+                    self.me,
+                    timeout=self.config.handshake_timeout,
+                    on_authenticated=self._limit_raiser(ws),
+                )
             except HandshakeError as exc:
-                log.warning("handshake with %s failed: %s", url, exc)
+                self._dial_failed(url, f"handshake failed: {exc}", logging.WARNING)
                 with contextlib.suppress(ConnectionClosed, OSError):
-                    await ws.close(exc.code, _truncate(exc.reason))
+                    await ws.close(exc.code, truncate_reason(exc.reason))
                 await asyncio.sleep(backoff.next())
                 continue
             except ConnectionClosed as exc:
-                log.warning("%s refused us: %s", url, exc)
+                self._dial_failed(url, f"refused us: {exc}", logging.WARNING)
                 await asyncio.sleep(backoff.next())
                 continue
+            self.dial_errors.pop(url, None)
             if info.replica_id == self.me.replica_id:
                 log.warning("%s is this peer itself; not dialling it", url)
                 with contextlib.suppress(ConnectionClosed, OSError):
@@ -605,6 +577,7 @@ class Transport:
     async def _read_loop(self, link: Link) -> None:
         ws = link.ws
         max_size = self.config.max_message_bytes
+        unseal = link.session.unseal
         try:
             async for data in ws:
                 if isinstance(data, str):
@@ -614,7 +587,15 @@ class Transport:
                 link.bytes_in += len(data)
                 link.messages_in += 1
                 try:
-                    message = self.codec.decode(data, max_size)
+                    payload = unseal(data)
+                except FrameAuthError as exc:
+                    # Nothing of this frame, or of any after it, reaches the owner.
+                    self.frame_failures += 1
+                    log.warning("link %s: %s; closing", link.peer_id, exc.reason)
+                    await self._close_quietly(link, exc.code, exc.reason)
+                    return
+                try:
+                    message = self.codec.decode(payload, max_size)
                 except (RemoteProtocolError, ValueError, TypeError) as exc:
                     reason = f"malformed message: {exc}"
                     log.warning("%s: %s; closing", link.peer_id, reason)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from sync.transport.auth import (
+    PROTO_VERSION,
     AdminReply,
     AdminRequest,
     AuthFrame,
@@ -20,6 +22,7 @@ from sync.transport.auth import (
     HelloFrame,
     Identity,
     PeerInfo,
+    admin_call,
     client_handshake,
     compute_proof,
     decode_frame,
@@ -105,12 +108,20 @@ async def make(
     return t, rec
 
 
-async def test_proof_is_role_bound_and_constant_time_compared() -> None:
-    args = ("g", "a", "b", "1" * 64, "2" * 64)
-    c = compute_proof(b"k", "client", *args)
-    assert c != compute_proof(b"k", "server", *args)
-    assert c != compute_proof(b"other", "client", *args)
+async def test_proof_is_role_bound_covers_both_hellos_and_is_constant_time_compared() -> None:
+    hello_c = encode_frame(HelloFrame(proto=PROTO_VERSION, group="g", replica="a", nonce="1" * 64))
+    hello_s = encode_frame(HelloFrame(proto=PROTO_VERSION, group="g", replica="b", nonce="2" * 64))
+    c = compute_proof(b"k", "client", hello_c, hello_s)
+    assert c != compute_proof(b"k", "server", hello_c, hello_s)
+    assert c != compute_proof(b"other", "client", hello_c, hello_s)
+    assert c != compute_proof(b"k", "client", hello_s, hello_c)
+    # Any change to either hello, in any field, changes the proof.
+    for i in range(len(hello_c)):
+        changed = hello_c[:i] + bytes([hello_c[i] ^ 1]) + hello_c[i + 1 :]
+        assert compute_proof(b"k", "client", changed, hello_s) != c
     assert verify_proof(c, c) and not verify_proof(c, "0" * 64)
+    with pytest.raises(ValueError, match="role"):
+        compute_proof(b"k", "admin", hello_c, hello_s)
 
 
 async def test_decode_frame_rejects_garbage_with_protocol_code() -> None:
@@ -118,7 +129,7 @@ async def test_decode_frame_rejects_garbage_with_protocol_code() -> None:
         decode_frame(b"{not json")
     assert err.value.code == 1002
     with pytest.raises(HandshakeError) as err:
-        decode_frame(b"x" * 5000)
+        decode_frame(b"x" * 9000)
     assert err.value.code == 1009
 
 
@@ -165,7 +176,7 @@ async def test_wrong_secret_is_refused_and_nothing_delivered() -> None:
 async def raw_hello(url: str, **fields: Any) -> tuple[int | None, str | None]:
     hello = {
         "t": "hello",
-        "proto": 1,
+        "proto": PROTO_VERSION,
         "group": "g",
         "replica": "raw",
         "nonce": "ab" * 32,
@@ -199,7 +210,9 @@ async def test_wrong_version_group_and_garbage_get_clear_codes() -> None:
         # A forged proof is refused with a policy close.
         async with connect(a.url) as ws:
             await ws.send(
-                encode_frame(HelloFrame(proto=1, group="g", replica="raw", nonce="cd" * 32))
+                encode_frame(
+                    HelloFrame(proto=PROTO_VERSION, group="g", replica="raw", nonce="cd" * 32)
+                )
             )
             hello = decode_frame(await asyncio.wait_for(ws.recv(), WAIT))
             assert isinstance(hello, HelloFrame) and hello.replica == "a"
@@ -260,7 +273,7 @@ async def test_malformed_and_oversized_frames_close_only_that_link() -> None:
         ws, info = await authed_raw(a.url, "evil")
         assert info.replica_id == "a"
         await ra.until(lambda: "evil" in a.links)
-        await ws.send(b'{"t": "Nope"}')
+        await ws.send(info.session.seal(b'{"t": "Nope"}'))
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), WAIT)
         assert ws.close_code == 1002 and "malformed" in (ws.close_reason or "")
@@ -316,16 +329,31 @@ async def test_dialler_reconnects_after_the_listener_restarts() -> None:
         await b.aclose()
 
 
-async def test_admin_link_gets_one_reply() -> None:
-    a, _ = await make("a")
+async def test_admin_link_gets_one_sealed_reply_and_refuses_an_unsealed_request() -> None:
+    asked: list[str] = []
+
+    class Admin(Recorder):
+        async def admin(self, request: AdminRequest) -> AdminReply:
+            asked.append(request.replica)
+            return AdminReply(ok=True, detail=f"forgot {request.replica}")
+
+    a = Transport(ident("a"), Admin(), JsonCodec(), CFG)
+    await a.listen("127.0.0.1", 0)
     try:
         assert a.url is not None
         async with connect(a.url) as ws:
-            await client_handshake(ws, ident("admin-1"), role="admin", timeout=WAIT)
-            await ws.send(encode_frame(AdminRequest(op="forget", replica="zed")))
-            reply = decode_frame(await asyncio.wait_for(ws.recv(), WAIT))
-            assert isinstance(reply, AdminReply) and reply.ok and "zed" in reply.detail
-        assert a.links == {}
+            reply = await admin_call(
+                ws, ident("admin-1"), AdminRequest(op="forget", replica="zed"), timeout=WAIT
+            )
+            assert reply.ok and "zed" in reply.detail
+        # A request that is not sealed with the link's key is refused, and not carried out.
+        async with connect(a.url) as ws:
+            await client_handshake(ws, ident("admin-2"), role="admin", timeout=WAIT)
+            await ws.send(encode_frame(AdminRequest(op="forget", replica="other")))
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), WAIT)
+            assert ws.close_code == 1008 and "failed authentication" in (ws.close_reason or "")
+        assert asked == ["zed"] and a.links == {}
     finally:
         await a.aclose()
 
@@ -389,7 +417,7 @@ async def test_dialler_refuses_a_listener_that_cannot_prove_the_secret() -> None
 
     async def impostor(ws: Any) -> None:
         await ws.recv()  # the dialler's hello
-        hello = HelloFrame(proto=1, group="g", replica="imp", nonce="ef" * 32)
+        hello = HelloFrame(proto=PROTO_VERSION, group="g", replica="imp", nonce="ef" * 32)
         await ws.send(encode_frame(hello))
         await ws.recv()  # the dialler's proof (useless to the impostor: bound to nonces)
         await ws.send(encode_frame(AuthFrame(proof="1" * 64)))
@@ -462,3 +490,50 @@ async def test_a_peer_refused_after_the_handshake_is_redialled_with_growing_back
         await a.aclose()
     assert len(attempts) >= 4
     assert attempts[:4] == [0, 1, 2, 3], f"backoff was reset between refusals: {attempts}"
+
+
+async def test_a_tls_failure_when_dialling_is_one_warning_naming_the_url(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import ssl
+
+    import trustme
+
+    attempts = 0
+    real_next = Backoff.next
+
+    def counting(self: Backoff) -> float:
+        nonlocal attempts
+        attempts += 1
+        return real_next(self)
+
+    monkeypatch.setattr(Backoff, "next", counting)
+    server_ca, other_ca = trustme.CA(), trustme.CA()
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ca.issue_cert("127.0.0.1").configure_cert(server_ssl)
+    client_ssl = ssl.create_default_context()
+    other_ca.configure_trust(client_ssl)  # trusts a CA that did not sign the listener's cert
+    a = Transport(ident("a"), Recorder(), JsonCodec(), CFG, server_ssl=server_ssl)
+    url = await a.listen("127.0.0.1", 0)
+    assert url.startswith("wss://")
+    b = Transport(ident("b"), Recorder(), JsonCodec(), CFG, client_ssl=client_ssl)
+    caplog.set_level(logging.DEBUG, logger="shoal.transport")
+    try:
+        b.dial([url])
+
+        async def retried(times: int) -> None:
+            while attempts < times:
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(retried(4), WAIT)
+        warnings = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "shoal.transport" and r.levelno == logging.WARNING
+        ]
+        assert len(warnings) == 1, warnings
+        assert url in warnings[0] and "certificate verify failed" in warnings[0]
+        assert "certificate verify failed" in b.dial_errors[url] and b.links == {}
+    finally:
+        await b.aclose()
+        await a.aclose()

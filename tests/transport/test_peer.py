@@ -205,8 +205,9 @@ async def test_malformed_oversized_and_bad_frames_leave_the_peer_serving(
 
         async def evil(payload: bytes, name: str) -> tuple[int | None, str | None]:
             async with connect(a.url or "", max_size=None) as ws:
-                await client_handshake(ws, Identity(name, "default", SECRET), timeout=WAIT)
-                await ws.send(payload)
+                info = await client_handshake(ws, Identity(name, "default", SECRET), timeout=WAIT)
+                assert info.session is not None
+                await ws.send(info.session.seal(payload))
                 with pytest.raises(ConnectionClosed):
                     for _ in range(100):
                         await asyncio.wait_for(ws.recv(), WAIT)
@@ -343,8 +344,9 @@ async def test_transport_message_after_handshake_closes_only_that_link(tmp_path:
     try:
         assert a.url is not None
         async with connect(a.url) as ws:
-            await client_handshake(ws, Identity("rude", "default", SECRET), timeout=WAIT)
-            await ws.send(encode(Ping(nonce=1)))
+            info = await client_handshake(ws, Identity("rude", "default", SECRET), timeout=WAIT)
+            assert info.session is not None
+            await ws.send(info.session.seal(encode(Ping(nonce=1))))
             with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), WAIT)
             assert ws.close_code == 1002
