@@ -107,7 +107,7 @@ from sync import messages as m
 from sync.config import ReplicaConfig, check_bool, check_seconds
 from sync.consistency import check_level
 from sync.effects import Effect, HintRecord, Loaded, LogEntry, Persist, Send
-from sync.errors import LocalProtocolError
+from sync.errors import LocalProtocolError, RemoteProtocolError
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
 from sync.replica.compaction import Compaction
@@ -281,10 +281,11 @@ class Replica:
     def receive(self, peer_id: str, message: m.Message, now: float) -> None:
         """Handle ``message`` from ``peer_id`` (an authenticated, connected peer).
 
-        ``RemoteProtocolError`` if the content is semantically bad (a CRDT body that does not
-        decode, a key in the wrong partition, a kind clash...): the replica is unchanged and
-        the caller should close the connection. ``LocalProtocolError`` for a handshake or
-        heartbeat message (the transport's business). Next, drain :meth:`effects`.
+        ``RemoteProtocolError`` if the content is bad (a CRDT body that does not decode, a key
+        in the wrong partition, a kind clash, a log dot of ours we never issued, a handshake or
+        heartbeat message, which is the transport's business...): the replica is unchanged
+        and the caller should close the connection. Nothing a peer sends can make a later
+        ``Persist`` one the store refuses. Next, drain :meth:`effects`.
         """
         if peer_id == self.replica_id:
             raise LocalProtocolError("a replica cannot receive from itself")
@@ -306,6 +307,7 @@ class Replica:
                 case m.Ack():
                     self._on_ack(peer_id, message, self._begin(now))
                 case m.ReadReq():
+                    check.read_request(peer_id, message)
                     self._begin(now)
                     self._reads.answer(peer_id, message)
                 case m.ReadResp():
@@ -323,9 +325,10 @@ class Replica:
                     self._begin(now)
                     self._on_forget(peer_id, message)
                 case _:
-                    raise LocalProtocolError(
+                    raise RemoteProtocolError(
                         f"{type(message).__name__} is a transport message; "
-                        "the engine does not handle it"
+                        "the engine does not handle it",
+                        peer_id,
                     )
         finally:
             self._finish()  # a no-op when the input never began

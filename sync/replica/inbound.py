@@ -2,15 +2,30 @@
 
 :class:`Inbound` turns a message into what its application needs, or raises
 :class:`~sync.errors.RemoteProtocolError` naming what is wrong; it changes no state (only
-caches: the partition of a key). For a ``Push`` or ``Deltas``: every entry is in range (a
-partition of ours, the key's own, a non-empty key, a seq in 1..2**63-1), its delta decodes to
-a CRDT of the declared kind, and no key is given two kinds (by the batch or by what we hold).
+caches: the partition of a key). Whatever the store would refuse is refused here first (a
+refused commit stops a peer: that is for local disk failures only), and so is whatever
+would make a later commit of ours fail.
+
+For a ``Push`` or ``Deltas``: every entry is in range (a partition of ours, the key's own, a
+key the store can hold, an origin that is a replica id, a seq in 1..2**62, the wire's
+:data:`~sync.messages.SEQ_LIMIT`), its delta decodes to a CRDT of the declared kind, and no
+key is given two kinds (by the batch or by what we hold). An entry that claims *this*
+replica's origin is refused unless this replica issued that log dot: it is the only one that
+mints its dots, and taking one above its numbering would make it number on from there (a
+forged ``seq=2**63-1`` would leave no room for its next write, after every restart). The
+one exception is a dot at or below the highest we issued that we lack: after a restore from
+a backup (``IdentityConflict``) peers hand back the writes of our previous incarnation. A
+hint (``hint_for`` another replica) is never of our own origin.
+
 While checking, the deltas of one key that this replica lacks are joined into one *delta
 group* (:class:`~sync.replica.local_data.CheckedBatch`), so the state takes one merge per
 key per message; a delta spelled otherwise than our compact form is re-encoded, so the
-store's prefix check always holds. An entry of a ``Push`` for another replica (``hint_for``)
-is only held as a hint unless this replica is a home of its key. States (read replies,
-repairs, snapshots) and summaries are decoded and checked the same way.
+store's prefix check always holds. An entry of a ``Push`` for another replica
+(``hint_for``) is only held as a hint unless this replica is a home of its key; none is held
+for a forgotten replica. States (read replies, repairs, snapshots) and summaries are decoded
+and checked the same way: keys the store can hold, log-dot contexts of replica ids counting
+at most 2**62 (a summary's dot of ours above our numbering is an identity conflict, which
+moves our numbering up to it: never past the limit).
 
 Knows local data, membership and reads.
 """
@@ -27,7 +42,7 @@ import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync import messages as m
 from sync.config import ReplicaConfig
-from sync.effects import MAX_SEQ, LogEntry
+from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
 from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership
@@ -37,6 +52,7 @@ from sync.ring import partition_of
 __all__ = ["Inbound"]
 
 _EMPTY_CTX = CausalContext()
+_ORIGINS_MEMO = 4096  # origins remembered as checked (cleared when full)
 # How the compact JSON text of a delta of each kind begins (to_dict() puts "type" first).
 _TYPE_PREFIX = {kind: f'{{"type":"{kind}"' for kind in crdt.KINDS}
 
@@ -44,7 +60,7 @@ _TYPE_PREFIX = {kind: f'{{"type":"{kind}"' for kind in crdt.KINDS}
 class Inbound:
     """Checks received messages against what this replica holds; changes nothing."""
 
-    __slots__ = ("_config", "_data", "_me", "_membership", "_reads")
+    __slots__ = ("_config", "_data", "_me", "_membership", "_origins", "_reads")
 
     def __init__(
         self,
@@ -59,9 +75,13 @@ class Inbound:
         self._data = data
         self._membership = membership
         self._reads = reads
+        self._origins: set[str] = set()  # origins already checked to be replica ids
 
     def push(self, peer: str, msg: m.Push) -> CheckedBatch:
-        return self._entries(peer, msg.entries, msg.hint_for)
+        hint_for = msg.hint_for
+        if hint_for is not None and not m.is_replica_id(hint_for):
+            raise RemoteProtocolError(f"a push for {hint_for!r}, not a replica id", peer)
+        return self._entries(peer, msg.entries, hint_for)
 
     def deltas(self, peer: str, msg: m.Deltas) -> CheckedBatch:
         for i, e in enumerate(msg.entries):
@@ -85,18 +105,24 @@ class Inbound:
         from_dict = crdt.from_dict
         me = self._me
         ring = self._membership.ring() if hint_for is not None and hint_for != me else None
+        hold = ring is not None and not self._membership.is_forgotten(hint_for or "")
         data = self._data
         partition, kind_of, summary_if_any = data.partition, data.kind_of, data.summary_if_any
+        origins = self._origins
         for i, e in enumerate(entries):
             if e.partition >= parts:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: partition out of range 0..{parts - 1}", peer
                 )
-            if not e.key or not 1 <= e.seq <= MAX_SEQ:
-                raise RemoteProtocolError(
-                    f"{_where(i, e)}: a log entry needs a non-empty key and a seq in 1..2**63-1",
-                    peer,
-                )
+            # (The reasons name the fault first: a close reason is cut at 120 bytes.)
+            if not 1 <= e.seq <= m.SEQ_LIMIT:
+                raise RemoteProtocolError(f"seq not in 1..2**62: {_where(i, e)}", peer)
+            if not m.is_key(e.key):
+                raise RemoteProtocolError(f"empty key, or one with NUL: {_where(i, e)}", peer)
+            if e.origin not in origins:
+                if not m.is_replica_id(e.origin):
+                    raise RemoteProtocolError(f"origin is not a replica id: {_where(i, e)}", peer)
+                self._checked(e.origin)
             if partition(e.key) != e.partition:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: key {e.key!r} is not in that partition", peer
@@ -122,14 +148,24 @@ class Inbound:
             # compact form (it is, from shoal peers); any other spelling is encoded afresh.
             if not e.delta_json.startswith(_TYPE_PREFIX[kind]):
                 e = replace(e, delta_json=delta.to_json())
-            if ring is not None and me not in ring.preference_list(e.partition):
-                out.hints.append(e)
-                continue
-            home.append(e)
             summ = summary_if_any(e.partition)
             if summ is None:
                 summ = _EMPTY_CTX
-            if e.seq <= summ.vv.get(e.origin, 0) or (e.origin, e.seq) in summ.cloud:
+            known = e.seq <= summ.vv.get(e.origin, 0) or (e.origin, e.seq) in summ.cloud
+            if ring is not None and me not in ring.preference_list(e.partition):
+                if e.origin == me:
+                    raise RemoteProtocolError(f"a hint of our own entry: {_where(i, e)}", peer)
+                if hold:
+                    out.hints.append(e)
+                continue
+            if e.origin == me and not known and e.seq > data.last_seq(e.partition):
+                raise RemoteProtocolError(
+                    f"a log dot of ours we never issued (we are at "
+                    f"{data.last_seq(e.partition)}): {_where(i, e)}",
+                    peer,
+                )
+            home.append(e)
+            if known:
                 continue  # known here: its delta is in the state already
             group = groups.get(e.key)
             if group is None:
@@ -148,8 +184,15 @@ class Inbound:
             raise RemoteProtocolError(f"{where}: key {key!r} holds a {held}, not a {kind}", peer)
         batch[key] = kind
 
+    def read_request(self, peer: str, msg: m.ReadReq) -> None:
+        """A ``ReadReq`` names a key."""
+        if not m.is_key(msg.key):
+            raise RemoteProtocolError(f"read request {msg.req_id}: not a key {msg.key!r}", peer)
+
     def read_reply(self, peer: str, msg: m.ReadResp) -> CRDT | None:
         """The state a ``ReadResp`` carries (None: the replier does not hold the key)."""
+        if not m.is_key(msg.key):
+            raise RemoteProtocolError(f"read reply {msg.req_id}: not a key {msg.key!r}", peer)
         if msg.state is None:
             return None
         state = _decode_crdt(peer, msg.state, f"state of {msg.key!r}")
@@ -168,6 +211,8 @@ class Inbound:
 
     def repair(self, peer: str, msg: m.Repair) -> CRDT:
         """The state a ``Repair`` carries."""
+        if not m.is_key(msg.key):
+            raise RemoteProtocolError(f"repair of {msg.key!r}: not a key (empty, or NUL)", peer)
         state = _decode_crdt(peer, msg.state, f"state of {msg.key!r}")
         if state.kind != msg.kind:
             raise RemoteProtocolError(
@@ -185,11 +230,32 @@ class Inbound:
                     f"summary of partition {p}, out of range 0..{self._config.partitions - 1}",
                     peer,
                 )
-            try:
-                parts[p] = CausalContext(dict(ctx.vv), [Dot(r, c) for r, c in ctx.cloud])
-            except (TypeError, ValueError) as exc:
-                raise RemoteProtocolError(f"summary of partition {p}: {exc}", peer) from exc
+            parts[p] = self._context(peer, ctx, f"summary of partition {p}")
         return parts
+
+    def _context(self, peer: str, ctx: m.Ctx, where: str) -> CausalContext:
+        """A wire context as a :class:`CausalContext`: every log dot names a replica id and
+        counts at most :data:`~sync.messages.SEQ_LIMIT` (the decoder checks both; a message
+        built in Python is checked here)."""
+        origins = self._origins
+        dots = [*ctx.vv.items(), *ctx.cloud]
+        for origin, n in dots:
+            if type(n) is not int or not 1 <= n <= m.SEQ_LIMIT:
+                raise RemoteProtocolError(f"{where}: log dot ({origin}, {n}) out of range", peer)
+            if origin not in origins:
+                if not m.is_replica_id(origin):
+                    raise RemoteProtocolError(f"{where}: {origin!r} is not a replica id", peer)
+                self._checked(origin)
+        try:
+            return CausalContext(dict(ctx.vv), [Dot(r, c) for r, c in ctx.cloud])
+        except (TypeError, ValueError) as exc:
+            raise RemoteProtocolError(f"{where}: {exc}", peer) from exc
+
+    def _checked(self, origin: str) -> None:
+        """Remember ``origin`` as a well-formed replica id."""
+        if len(self._origins) >= _ORIGINS_MEMO:
+            self._origins.clear()
+        self._origins.add(origin)
 
     def snapshot(
         self, peer: str, msg: m.SnapshotChunk
@@ -202,6 +268,8 @@ class Inbound:
         states: list[tuple[str, CRDT]] = []
         for i, o in enumerate(msg.objects):
             where = f"snapshot object {i} ({o.key!r})"
+            if not m.is_key(o.key):
+                raise RemoteProtocolError(f"{where}: not a key (empty, or with NUL)", peer)
             if partition_of(o.key, parts) != msg.partition:
                 raise RemoteProtocolError(f"{where}: not in partition {msg.partition}", peer)
             state = _decode_crdt(peer, o.state, where)
@@ -211,10 +279,7 @@ class Inbound:
             states.append((o.key, state))
         ctx = None
         if msg.summary is not None:
-            try:
-                ctx = CausalContext(dict(msg.summary.vv), [Dot(r, c) for r, c in msg.summary.cloud])
-            except (TypeError, ValueError) as exc:
-                raise RemoteProtocolError(f"snapshot summary: {exc}", peer) from exc
+            ctx = self._context(peer, msg.summary, "snapshot summary")
         return states, ctx
 
 

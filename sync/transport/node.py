@@ -357,8 +357,9 @@ class Node:
             try:
                 r.receive(peer_id, message, now)
             except (RemoteProtocolError, LocalProtocolError) as exc:
-                # LocalProtocolError here: a handshake/heartbeat message type after the
-                # handshake, which the engine does not take; the peer broke the protocol.
+                # The engine refuses every bad remote input with RemoteProtocolError (a
+                # handshake or heartbeat message after the handshake included); either way
+                # the link goes, never the node.
                 reason = exc.reason if isinstance(exc, RemoteProtocolError) else str(exc)
                 self.counters.remote_errors += 1
                 log.warning("bad message from %s: %s; closing its link", peer_id, reason)

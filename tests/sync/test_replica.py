@@ -712,8 +712,10 @@ def test_an_empty_key_is_refused_locally_before_anything_changes() -> None:
 
 def test_transport_messages_are_not_for_the_engine() -> None:
     r = Replica(ReplicaConfig(), "A")
-    with pytest.raises(LocalProtocolError, match="transport"):
+    # The peer sent it on a link after its handshake: the peer broke the protocol.
+    with pytest.raises(RemoteProtocolError, match="transport") as info:
         r.receive("B", m.Ping(), 0.0)
+    assert info.value.peer == "B" and r.effects() == []
     with pytest.raises(LocalProtocolError):
         r.receive("A", m.Ack(ids=[1]), 0.0)
     with pytest.raises(LocalProtocolError):
