@@ -7,8 +7,9 @@ import random
 
 import pytest
 
-import crdt.orset as orset_module
+import crdt.causal_context as causal_context_module
 from crdt import DecodeError, Dot, ORSet
+from crdt._setstore import index_of
 
 
 def enc(s: ORSet) -> str:
@@ -145,8 +146,8 @@ def test_indexed_and_full_merge_paths_agree(seed: int, monkeypatch: pytest.Monke
     states = _random_history(seed)
     results = []
     for small_min, ratio in ((10**9, 1.0), (-1, -1.0)):
-        monkeypatch.setattr(orset_module, "_SMALL_CONTEXT_MIN", small_min)
-        monkeypatch.setattr(orset_module, "_SMALL_CONTEXT_RATIO", ratio)
+        monkeypatch.setattr(causal_context_module, "_SMALL_CONTEXT_MIN", small_min)
+        monkeypatch.setattr(causal_context_module, "_SMALL_CONTEXT_RATIO", ratio)
         acc = ORSet()
         for s in states:
             acc.merge(s)
@@ -164,7 +165,7 @@ def test_merging_deltas_into_a_big_set_keeps_the_index_consistent() -> None:
     for d in removes + adds:
         big.merge(d)
     assert big == peer
-    assert big._index == orset_module._index_of(big._entries)
+    assert big._index == index_of(big._entries)
     full = ORSet()
     full.merge(peer)
     assert full.value == big.value
