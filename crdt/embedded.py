@@ -79,8 +79,9 @@ class Embedded(Protocol):
         ...
 
     def join(self, s1: Any, ctx1: CausalContext, s2: Any, ctx2: CausalContext) -> Any:
-        """The join of the stores of ``(s1, ctx1)`` and ``(s2, ctx2)``: ``s1`` itself if it
-        is unchanged. Commutative, associative, idempotent (with the contexts' union)."""
+        """The join of the stores of ``(s1, ctx1)`` and ``(s2, ctx2)``, commutative,
+        associative and idempotent (the contexts join by union). Returning ``s1`` itself
+        when nothing changes spares the map some work."""
         ...
 
     def discard(self, store: Any, ctx: CausalContext) -> Any:
@@ -98,9 +99,10 @@ class Embedded(Protocol):
         self, store: Any, ctx: CausalContext, fn: Callable[[Any], object]
     ) -> tuple[Any, list[Dot]]:
         """Run ``fn`` on a view of ``store`` (None: empty) under the map's context ``ctx``,
-        which must come back unchanged; return the store the view ends with (the view may
-        outlive the call: the map must not share a container with it) and the dots it took,
-        in the order taken. A view only keeps dots of ``store`` or adds new ones."""
+        which must come back unchanged; return the store the view ends with (in containers
+        of its own: the view may outlive the call) and the fresh dots it took, in the order
+        taken (no dots and ``store`` itself tell the map that nothing changed). A view only
+        keeps dots of ``store`` or adds new ones: the map builds the delta from that."""
         ...
 
     def encode(self, store: Any) -> list[Any]:

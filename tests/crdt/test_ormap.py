@@ -337,3 +337,17 @@ def test_a_delta_group_merges_as_its_deltas_one_by_one(
     full.merge(group)
     assert full == one_by_one
     assert enc(full) == enc(indexed)
+
+
+@pytest.mark.parametrize(("bad", "why"), [("k\udfff", "surrogate"), (10**4000, "4000 digits")])
+def test_decode_refuses_a_key_without_json_text(bad: object, why: str) -> None:
+    """A key with no JSON text is refused by the decoder as by ``update`` (one check for map
+    keys and set elements): a delta from a peer cannot put one in a state."""
+    ctx = {"vv": {"A": 1}, "cloud": []}
+    for entries in ([[bad, "gcounter", [[["A", 1], 1]]]], [["k", "orset", [[bad, [["A", 1]]]]]]):
+        d = {"type": "ormap", "v": 1, "entries": entries, "ctx": ctx}
+        with pytest.raises(DecodeError, match=why) as e:
+            ORMap.from_dict(d)
+        assert e.value.path in ("entries[0][0]", "entries[0][2][0][0]")
+    with pytest.raises(TypeError, match=why):
+        ORMap().update("A", bad, "gcounter", lambda c: c.increment("A"))

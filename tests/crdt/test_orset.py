@@ -196,3 +196,16 @@ def test_decode_refuses_inconsistent_states(entries: object, path: str, reason: 
     with pytest.raises(DecodeError, match=reason) as e:
         ORSet.from_dict(d)
     assert e.value.path == path
+
+
+@pytest.mark.parametrize(("bad", "why"), [("milk\ud800", "surrogate"), (10**4000, "4000 digits")])
+def test_decode_refuses_an_element_without_json_text(bad: object, why: str) -> None:
+    """An element with no JSON text (a lone surrogate has no UTF-8; an int this long has no
+    portable text) is refused by the decoder as by ``add``, and as ORMap's embedded sets
+    refuse it: a delta from a peer cannot put one in a state."""
+    ctx = {"vv": {"A": 2}, "cloud": []}
+    for entries in ([[bad, [["A", 1]]]], [["ok", [["A", 2]]], [bad, [["A", 1]]]]):
+        d = {"type": "orset", "v": 1, "entries": entries, "ctx": ctx}
+        with pytest.raises(DecodeError, match=why) as e:
+            ORSet.from_dict(d)
+        assert e.value.path == f"entries[{len(entries) - 1}][0]"
