@@ -205,9 +205,7 @@ class ORSet:
 
     def clear(self) -> ORSet:
         """Remove every element seen here; returns the delta."""
-        delta = ORSet._delta(
-            {}, context_of(d for dots in self._entries.values() for d in dot_pairs(dots))
-        )
+        delta = ORSet._delta({}, context_of(set_dots(self._entries)))
         self._entries = {}
         self._index = {}
         return delta
