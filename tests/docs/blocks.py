@@ -188,9 +188,7 @@ def run_block(block: Block, folder: Path) -> None:
     for command, expected in _commands(block):
         got = _run(["bash", "-c", command], folder, f"{block.where}: $ {command}")
         if expected and not _CHECKER.check_output(expected, got, _OPTIONS):
-            raise BlockError(
-                f"{block.where}: $ {command}\n--- expected\n{expected}--- got\n{got}"
-            )
+            raise BlockError(f"{block.where}: $ {command}\n--- expected\n{expected}--- got\n{got}")
 
 
 def run_page(page: str, folder: Path) -> int:

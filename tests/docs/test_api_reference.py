@@ -114,9 +114,7 @@ def test_every_public_name_has_a_heading() -> None:
 
 
 def test_every_heading_names_something_that_exists() -> None:
-    ghosts = [
-        span for s in sections(API.read_text()) for span in s.names if not _resolve(span)
-    ]
+    ghosts = [span for s in sections(API.read_text()) for span in s.names if not _resolve(span)]
     assert not ghosts, f"docs/api.md has headings for names shoal does not have: {ghosts}"
 
 
