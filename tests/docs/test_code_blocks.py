@@ -111,6 +111,7 @@ def test_every_block_follows_the_rules(page: str) -> None:
         check_rules(block)
 
 
+@pytest.mark.timeout(600)  # a page's blocks in turn, each bounded by blocks.TIMEOUT
 @pytest.mark.parametrize("page", CHECKED)
 def test_the_blocks_of_the_page_run(page: str, tmp_path: Path) -> None:
     runnable = [b for b in parse(page) if b.lang != "text" and b.not_run is None]
