@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint bench pytest postgres clean
+.PHONY: demo test lint bench pytest postgres docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,7 +34,12 @@ postgres:
 pytest: $(STAMP)
 	bash scripts/run-tests.sh -q
 
-test: lint pytest
+test: lint pytest docs
+
+# The docs site (mkdocs.yml) into site/; --strict fails on a broken link or anchor, a missing
+# page or a page left out of the nav.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
@@ -43,4 +48,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/e2e_bench.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site
