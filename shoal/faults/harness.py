@@ -216,12 +216,14 @@ class Cluster:
         await asyncio.gather(*(self.restart(name) for name in self.peers))
 
     async def aclose(self) -> None:
-        """Close clients, stop every served peer, close proxies and the inspector."""
-        for client in list(self.clients.values()):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.aclose(), _STOP_TIMEOUT)
+        """Close clients, end every served peer (SIGKILL: the run is over and its databases
+        are durable; a clean stop would only cost time), close proxies and the inspector."""
+        await asyncio.gather(
+            *(asyncio.wait_for(c.aclose(), _STOP_TIMEOUT) for c in self.clients.values()),
+            return_exceptions=True,
+        )
         self.clients.clear()
-        await asyncio.gather(*(p.stop() for p in self.peers.values()), return_exceptions=True)
+        await asyncio.gather(*(p.kill() for p in self.peers.values()), return_exceptions=True)
         for proxy in self.proxies.values():
             await proxy.aclose()
         await self.inspector.aclose()

@@ -23,10 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLIError", "CLIResult", "Inspector", "serve_requests"]
+__all__ = ["CLIError", "CLIResult", "Inspector", "child_env", "serve_requests"]
 
 _ROOT = Path(__file__).resolve().parents[2]  # the directory that holds the shoal package
 _LINE_LIMIT = 256 * 2**20
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment, with the directory holding ``shoal`` first on PYTHONPATH
+    (so that ``python -m shoal.faults...`` works in a child from any working directory)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 class CLIError(RuntimeError):

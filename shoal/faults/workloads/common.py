@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from ..checkers import Verdict
@@ -65,12 +66,7 @@ def orset_adds(peer: Peer, writer: str, keys: list[str], *, w: Any, timeout: flo
         key = keys[i % len(keys)]
         element = f"{writer}-{i}"
         handle = peer.orset(key)
-        yield (
-            key,
-            "add",
-            element,
-            lambda h=handle, e=element: h.add(e, w=w, timeout=timeout),  # type: ignore[misc]
-        )
+        yield key, "add", element, partial(handle.add, element, w=w, timeout=timeout)
 
 
 async def converge(
