@@ -3,8 +3,8 @@
 A checker reads every served peer's database with ``shoal inspect --db PATH --json`` (SQLite
 read-only: it works while the peer runs) and asks running peers ``shoal status URL --json``.
 Starting the command line costs about a second of CPU each time, too much to poll a cluster
-while it converges, so :class:`Inspector` starts ``python -m shoal.faults.inspector`` once and
-sends it one command line per request; the helper runs the command line's own entry point
+while it converges, so :class:`Inspector` starts ``python -m shoal.faults.inspect_helper``
+once and sends it one command line per request; the helper runs the command line's own entry point
 (:func:`shoal.faults.commands.cli_main`) and answers with its exit code and output.
 
 Protocol (one JSON document per line): request ``["inspect", "--db", PATH, "--json"]``, answer
@@ -14,8 +14,6 @@ Protocol (one JSON document per line): request ``["inspect", "--db", PATH, "--js
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
 import os
 import sys
@@ -23,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLIError", "CLIResult", "Inspector", "child_env", "serve_requests"]
+__all__ = ["CLIError", "CLIResult", "Inspector", "child_env"]
 
 _ROOT = Path(__file__).resolve().parents[2]  # the directory that holds the shoal package
 _LINE_LIMIT = 256 * 2**20
@@ -70,7 +68,7 @@ class Inspector:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "shoal.faults.inspector",
+            "shoal.faults.inspect_helper",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
@@ -129,24 +127,3 @@ class Inspector:
         data = await self.json(["status", url, "--json", "--timeout", str(timeout)])
         assert isinstance(data, dict)
         return data
-
-
-def serve_requests() -> None:
-    """The helper's loop: one command line in, one answer out, until stdin closes."""
-    from .commands import cli_main
-
-    for line in sys.stdin:
-        argv = json.loads(line)
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = cli_main(argv)
-            except SystemExit as exc:  # argparse on bad usage
-                code = exc.code if isinstance(exc.code, int) else 2
-        answer = {"code": code, "out": out.getvalue(), "err": err.getvalue()}
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
-
-
-if __name__ == "__main__":
-    serve_requests()

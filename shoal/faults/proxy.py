@@ -101,6 +101,7 @@ class ProxyStats:
     duplicated: int = 0
     reordered: int = 0
     corrupted: int = 0
+    bytes_received: int = 0
     bytes_forwarded: int = 0
 
 
@@ -312,6 +313,7 @@ class Proxy:
                     break
                 if not chunk:
                     break
+                self.stats.bytes_received += len(chunk)
                 await self._flowing.wait()
                 units = splitter.feed(chunk)
                 for unit in units:
