@@ -7,6 +7,8 @@ failure message). ``make faults`` runs the long versions (docs/reliability.md).
 
 from __future__ import annotations
 
+import asyncio
+import io
 import shutil
 from pathlib import Path
 
@@ -17,10 +19,19 @@ from shoal.faults.workloads import WORKLOADS, Result
 pytestmark = pytest.mark.slow
 
 SEED = 12
+BOUND = 100.0  # seconds; a short workload takes 10 to 20
 
 
 async def _run(name: str, workdir: Path) -> Result:
-    result = await WORKLOADS[name](workdir, seed=SEED, scale="short")
+    task = asyncio.ensure_future(WORKLOADS[name](workdir, seed=SEED, scale="short"))
+    done, _ = await asyncio.wait({task}, timeout=BOUND)
+    if not done:  # say where it is stuck (pytest-timeout would show only the event loop)
+        stacks = io.StringIO()
+        for t in asyncio.all_tasks():
+            t.print_stack(limit=6, file=stacks)
+        task.cancel()
+        pytest.fail(f"{name} did not finish in {BOUND} s; tasks:\n{stacks.getvalue()}")
+    result = task.result()
     assert result.ok, f"{name}: " + "; ".join(result.verdict.problems)
     return result
 

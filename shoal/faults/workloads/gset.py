@@ -46,7 +46,7 @@ class Params:
 
 
 PRESETS: dict[Scale, Params] = {
-    "short": Params(peers=2, rounds=1, cut_s=2.0, healed_s=0.5, window=4, pace=0.01),
+    "short": Params(peers=2, rounds=1, cut_s=1.5, healed_s=0.5, window=4, pace=0.01),
     "long": Params(peers=5, rounds=8, cut_s=6.0, healed_s=3.0, window=16, pace=0.0),
 }
 

@@ -57,7 +57,7 @@ class Params:
 
 PRESETS: dict[Scale, Params] = {
     # The relay hands hints off in pushes of up to 500 entries: more writes, more round trips.
-    "short": Params(writes=1600, keys=8, delay=0.15, window=32),
+    "short": Params(writes=1100, keys=8, delay=0.15, window=32),
     "long": Params(writes=12000, keys=32, delay=0.1, window=32),
 }
 

@@ -55,7 +55,7 @@ class Params:
 
 
 PRESETS: dict[Scale, Params] = {
-    "short": Params(peers=2, converge_timeout=6.0),
+    "short": Params(peers=2, arrive_timeout=5.0, converge_timeout=3.0),
     "long": Params(peers=3),
 }
 
