@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .report import Outcome, commit, machine, render
 from .workloads import WORKLOADS
+from .workloads.common import Scale, timed
 from .workloads.skew import FaketimeMissing
 
 __all__ = ["main"]
@@ -61,13 +62,14 @@ def _command(name: str, scale: str, seed: int) -> str:
 
 
 async def _run_all(
-    names: list[str], scale: str, seed: int, workdir: Path, known: dict[str, str]
+    names: list[str], scale: Scale, seed: int, workdir: Path, known: dict[str, str]
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for name in names:
         command = _command(name, scale, seed)
         try:
-            result = await WORKLOADS[name](workdir / f"{name}-{seed}", seed=seed, scale=scale)  # type: ignore[arg-type]
+            run = WORKLOADS[name](workdir / f"{name}-{seed}", seed=seed, scale=scale)
+            result = await timed(run)
         except FaketimeMissing as exc:
             outcome = Outcome(name, command, not_run=str(exc), known_issue=known.get(name))
         else:

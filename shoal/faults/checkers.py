@@ -63,11 +63,17 @@ def check_set(history: Iterable[Attempt], finals: Mapping[str, Iterable[Any] | N
     (None: the peer does not hold the key).
 
     Properties: 0 acknowledged adds lost (on every peer), all peers equal, nothing that was
-    never attempted appears."""
+    never attempted appears. Each element must be added once in the history (else the
+    history cannot tell which add a peer holds, and that is reported too)."""
     adds = [a for a in history if a.op == "add"]
     attempted = {a.arg for a in adds}
     acked = {a.arg for a in adds if a.acked}
     v = Verdict()
+    if len(attempted) != len(adds):
+        v.problems.append(
+            f"the history adds {len(adds) - len(attempted)} elements more than once: a g-set "
+            "check needs unique elements"
+        )
     sets = {peer: frozenset(s) if s is not None else frozenset() for peer, s in finals.items()}
     for peer, held in sorted(sets.items()):
         lost = acked - held

@@ -66,3 +66,10 @@ def test_register_wants_every_correct_write_acknowledged_and_the_last_everywhere
         "p0: holds 'future', not the last correct write 'y'",
     ]
     assert v.figures["errors"] == {"ClockSkewError": 1}
+
+
+def test_set_refuses_a_history_that_adds_an_element_twice() -> None:
+    v = check_set([_add("a"), _add("a", acked=False)], {"p0": {"a"}})
+    assert v.problems == [
+        "the history adds 1 elements more than once: a g-set check needs unique elements"
+    ]

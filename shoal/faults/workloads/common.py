@@ -31,6 +31,7 @@ __all__ = [
     "converge",
     "orset_adds",
     "rng_for",
+    "stop_after",
     "timed",
 ]
 
@@ -60,11 +61,14 @@ def rng_for(seed: int, what: str) -> random.Random:
     return random.Random(f"{seed}/{what}")
 
 
-def orset_adds(peer: Peer, writer: str, keys: list[str], *, w: Any, timeout: float) -> Iterator[Op]:
-    """An endless stream of adds of unique elements ``"{writer}-{i}"`` to ``keys`` in turn."""
+def orset_adds(
+    peer: Peer, writer: str, keys: list[str], *, w: Any, timeout: float, tag: str = ""
+) -> Iterator[Op]:
+    """An endless stream of adds of elements ``"{writer}{tag}-{i}"`` to ``keys`` in turn:
+    unique as long as each stream of one writer has its own ``tag``."""
     for i in itertools.count():
         key = keys[i % len(keys)]
-        element = f"{writer}-{i}"
+        element = f"{writer}{tag}-{i}"
         handle = peer.orset(key)
         yield key, "add", element, partial(handle.add, element, w=w, timeout=timeout)
 
@@ -75,14 +79,19 @@ async def converge(
     key: str,
     expected: Callable[[Mapping[str, Any]], bool],
     timeout: float,
+    polls: list[float] | None = None,
 ) -> tuple[float | None, dict[str, Any]]:
     """Poll the value of ``key`` at ``names`` (``shoal inspect``) until ``expected(values)``;
-    (seconds it took or None after ``timeout``, the last values read)."""
+    (seconds it took or None after ``timeout``, the last values read). The time taken by each
+    polling round (the resolution of the measure) is appended to ``polls``."""
     last: dict[str, Any] = {}
 
     async def check() -> bool:
+        began = time.monotonic()
         last.clear()
         last.update(await cluster.values(key, names))
+        if polls is not None:
+            polls.append(time.monotonic() - began)
         return expected(last)
 
     took = await cluster.until(check, timeout, interval=0.05)

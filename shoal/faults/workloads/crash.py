@@ -45,7 +45,7 @@ class Params:
 
 PRESETS: dict[Scale, Params] = {
     "short": Params(peers=2, kills=2, up_s=(0.3, 0.6), down_s=0.3, window=4, pace=0.01),
-    "long": Params(peers=3, kills=40, up_s=(1.0, 4.0), down_s=1.0, window=16, pace=0.0),
+    "long": Params(peers=3, kills=40, up_s=(1.0, 4.0), down_s=1.0, window=8, pace=0.01),
 }
 
 

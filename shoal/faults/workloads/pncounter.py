@@ -55,7 +55,7 @@ class Params:
 
 PRESETS: dict[Scale, Params] = {
     "short": Params(peers=2, write_s=3.0, cut_s=1.0, window=4, pace=0.01),
-    "long": Params(peers=3, write_s=60.0, cut_s=10.0, window=16, pace=0.0),
+    "long": Params(peers=3, write_s=60.0, cut_s=10.0, window=8, pace=0.01),
 }
 
 

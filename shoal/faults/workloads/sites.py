@@ -47,7 +47,7 @@ class Params:
 
 PRESETS: dict[Scale, Params] = {
     "short": Params(per_site=1, before_s=0.5, cut_s=1.5, window=4, pace=0.01),
-    "long": Params(per_site=3, before_s=5.0, cut_s=30.0, window=16, pace=0.0),
+    "long": Params(per_site=3, before_s=5.0, cut_s=30.0, window=8, pace=0.01),
 }
 
 
