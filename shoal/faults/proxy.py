@@ -48,6 +48,7 @@ __all__ = ["LinkFaults", "LinkState", "Proxy", "ProxyStats"]
 _READ = 64 * 1024
 _QUEUE = 1024  # units waiting for their send time per direction (backpressure past it)
 _CONNECT_TIMEOUT = 5.0
+_CLOSE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +144,12 @@ class _Sender:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        ended = False  # the pump's end-of-stream marker was taken from the queue
         try:
             while True:
                 item = await self.queue.get()
                 if item is None:
+                    ended = True
                     if self.writer.can_write_eof():
                         self.writer.write_eof()
                     return
@@ -160,10 +163,10 @@ class _Sender:
                 await self.writer.drain()
         except (ConnectionError, OSError):
             # The socket is gone: say so to the pump and keep taking (and discarding) what it
-            # queues until it notices, so that it never waits on a full queue.
+            # queues until its end marker, so that it never waits on a full queue.
             self.dead = True
             self.writer.transport.abort()
-            while await self.queue.get() is not None:
+            while not ended and await self.queue.get() is not None:
                 pass
 
 
@@ -211,10 +214,12 @@ class Proxy:
             self._server.close()
         for conn in list(self._conns):
             conn.abort()
-        for conn in list(self._conns):
-            for task in conn.tasks:
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await task
+        tasks = [t for conn in list(self._conns) for t in conn.tasks]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT)
+            for task in late:  # should not happen: the sockets are aborted
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -280,6 +285,8 @@ class Proxy:
         ]
         try:
             await asyncio.gather(*conn.tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            pass  # closing: this handler ends here (asyncio's server owns the task)
         finally:
             conn.abort()
             self._conns.discard(conn)
