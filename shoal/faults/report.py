@@ -104,6 +104,8 @@ def _section(o: Outcome) -> list[str]:
     w = WORKLOADS[o.workload]
     out = [f"## {o.workload}", ""]
     out += [f"**Scenario.** {w.scenario}.", "", f"**Checked.** {w.checks}.", ""]
+    if w.note:
+        out += [f"**Note.** {w.note}.", ""]
     out += ["Reproduce:", "", "```", o.command, "```", ""]
     if o.result is None:
         out += [f"**Not run:** {o.not_run}", ""]

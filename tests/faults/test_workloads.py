@@ -2,7 +2,10 @@
 
 Each test runs one workload of :mod:`shoal.faults.workloads` at ``scale="short"`` with a fixed
 seed and asserts that its checker found no violation (the checker's own messages are the
-failure message). ``make faults`` runs the long versions (docs/reliability.md).
+failure message). ``make faults`` runs the long versions (docs/reliability.md), and also
+``corrupt-frames``, which has no short test here: whether a run meets a bit flip that today's
+unauthenticated frames let through depends on the frames' contents, so its outcome under a
+fixed seed is not certain enough for a strict expected failure.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """The workloads of the fault suite, by name (see each module for its scenario and checks).
 
-=============== ======================================================================
-``g-set``        adds while the served peers are partitioned in two, rounds of cut/heal
-``pn-counter``   increments/decrements through dropped, duplicated, reordered frames
-``kill-9``       ``w=2`` writes while served peers are SIGKILLed and restarted
-``relay-handoff`` the relay is SIGKILLed while it hands hints off to a device
-``two-sites``    ``LOCAL_QUORUM`` writes in two sites while the link between them is cut
-``clock-skew``   a writer a day ahead (libfaketime) sets an LWW register before others
-=============== ======================================================================
+* ``g-set``: adds while the served peers are partitioned in two, rounds of cut and heal;
+* ``pn-counter``: increments and decrements through dropped, duplicated, reordered frames;
+* ``corrupt-frames``: the same through frames with one bit flipped;
+* ``kill-9``: ``w=2`` writes while served peers are SIGKILLed and restarted;
+* ``relay-handoff``: the relay is SIGKILLed while it hands hints off to a device;
+* ``two-sites``: ``LOCAL_QUORUM`` writes in two sites while the link between them is cut;
+* ``clock-skew``: a writer a day ahead (libfaketime) sets an LWW register before others.
 """
 
 from __future__ import annotations
@@ -24,12 +23,14 @@ __all__ = ["WORKLOADS", "Result", "Scale", "Workload"]
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    """A workload's name, what it does and checks (one line each), and how to run it."""
+    """A workload's name, what it does and checks (one line each), how to run it, and a note
+    on reading its figures."""
 
     name: str
     scenario: str
     checks: str
     run: Callable[..., Awaitable[Result]]
+    note: str = ""
 
     async def __call__(self, workdir: Path, *, seed: int, scale: Scale = "short") -> Result:
         return await self.run(workdir, seed=seed, scale=scale)
@@ -45,6 +46,9 @@ WORKLOADS: dict[str, Workload] = {
             "0 acknowledged adds lost, all served peers equal after the heal, nothing that was "
             "never added; time from each heal until every peer holds every acknowledged add",
             gset.run,
+            "The time to converge counts from the heal; it includes the served peers' redial "
+            "(`shoal serve` backs off up to 5 s while a link is refused) and is measured by "
+            "polling `shoal inspect` (resolution: one polling round, reported)",
         ),
         Workload(
             pncounter.NAME,
@@ -53,6 +57,16 @@ WORKLOADS: dict[str, Workload] = {
             "all served peers equal, their value between the acknowledged sum and what the "
             "unacknowledged writes could add or take away",
             pncounter.run,
+        ),
+        Workload(
+            pncounter.CORRUPT_NAME,
+            "signed increments (w=2) while every link flips one bit in some of the data "
+            "frames, and one served peer is cut off for a while",
+            "as pn-counter: a corrupted frame must be refused, never applied",
+            pncounter.run_corrupt,
+            "A flipped bit that leaves the frame valid JSON (a digit of an amount or of a log "
+            "dot) is applied today, since frames carry no MAC yet; whether a run meets one "
+            "depends on the frames' contents, so this workload has no short test in make test",
         ),
         Workload(
             crash.NAME,
@@ -75,6 +89,9 @@ WORKLOADS: dict[str, Workload] = {
             "every write acknowledged during the cut, none crossed it before the heal, 0 lost "
             "and all served peers equal after the heal",
             sites.run,
+            "The time to converge counts from the heal; it includes the served peers' redial "
+            "(`shoal serve` backs off up to 5 s while a link is refused) and is measured by "
+            "polling `shoal inspect`",
         ),
         Workload(
             skew.NAME,

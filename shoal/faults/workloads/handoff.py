@@ -10,8 +10,8 @@ ack counts towards ``w=2``). Then:
    relay's hints are the only copies for the device;
 2. the link device -> relay gets a per-frame delay, so that handing the hints off takes
    several round trips; the device restarts and the relay starts handing off;
-3. while hints are still pending (read from ``shoal status``), the relay is SIGKILLed, then
-   restarted on its database;
+3. once some hints were handed off (fewer than ``kill_below`` of them pending, read from
+   ``shoal status``) but not all, the relay is SIGKILLed, then restarted on its database;
 4. the device must end with every acknowledged add, and the relay with no pending hint.
 
 Checked: every acknowledged add is on the device (:func:`~shoal.faults.checkers.check_set`
@@ -51,6 +51,7 @@ class Params:
     keys: int
     delay: float  # per frame on the device -> relay link during the handoff
     window: int
+    kill_below: float = 0.6  # kill the relay once fewer than this share of hints are pending
     timeout: float = 5.0
     converge_timeout: float = 40.0
 
@@ -118,7 +119,7 @@ async def run(workdir: Path, *, seed: int, scale: Scale = "short") -> Result:
 
         async def mid_handoff() -> bool:
             pending = await _pending_for(cluster, device_id)
-            if pending is not None and before is not None and 0 < pending < before:
+            if pending is not None and before and 0 < pending < before * p.kill_below:
                 at_kill.append(pending)
                 return True
             return pending == 0

@@ -12,6 +12,10 @@ Checked (:func:`~shoal.faults.checkers.check_counter`): every served peer holds 
 within ``[acknowledged sum + unacknowledged decrements, acknowledged sum + unacknowledged
 increments]``: a duplicated or replayed delta must not count twice, a lost one must not count
 once it was acknowledged.
+
+:func:`run_corrupt` (``corrupt-frames``) is the same workload with one bit flipped in a share
+of the data frames instead: a peer must refuse a corrupted frame (and close the link), never
+apply it, so the same properties must hold.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from ..harness import Cluster, ClusterConfig, PeerSpec
 from ..proxy import LinkFaults
 from .common import Result, Scale, converge, rng_for
 
-__all__ = ["NAME", "Params", "run"]
+__all__ = ["CORRUPT_NAME", "NAME", "Params", "run", "run_corrupt"]
 
 NAME = "pn-counter"
+CORRUPT_NAME = "corrupt-frames"
 KEY = "counter"
 
 
@@ -47,6 +52,7 @@ class Params:
     drop: float = 0.02
     duplicate: float = 0.02
     reorder: float = 0.05
+    corrupt: float = 0.0
     delay: float = 0.002
     jitter: float = 0.005
     timeout: float = 3.0
@@ -56,6 +62,31 @@ class Params:
 PRESETS: dict[Scale, Params] = {
     "short": Params(peers=2, write_s=3.0, cut_s=1.0, window=4, pace=0.01),
     "long": Params(peers=3, write_s=60.0, cut_s=10.0, window=8, pace=0.01),
+}
+#: The same with one bit flipped in a share of the frames instead of the other faults.
+CORRUPT_PRESETS: dict[Scale, Params] = {
+    "short": Params(
+        peers=2,
+        write_s=4.0,
+        cut_s=1.0,
+        window=4,
+        pace=0.01,
+        drop=0,
+        duplicate=0,
+        reorder=0,
+        corrupt=0.1,
+    ),
+    "long": Params(
+        peers=3,
+        write_s=60.0,
+        cut_s=10.0,
+        window=8,
+        pace=0.01,
+        drop=0,
+        duplicate=0,
+        reorder=0,
+        corrupt=0.02,
+    ),
 }
 
 
@@ -75,12 +106,26 @@ def _all_equal(values: Mapping[str, Any]) -> bool:
 
 
 async def run(workdir: Path, *, seed: int, scale: Scale = "short") -> Result:
-    p = PRESETS[scale]
+    """The pn-counter workload with dropped, duplicated, reordered and delayed frames."""
+    return await _run(NAME, PRESETS[scale], workdir, seed, scale)
+
+
+async def run_corrupt(workdir: Path, *, seed: int, scale: Scale = "short") -> Result:
+    """The pn-counter workload with corrupted frames (one bit flipped in a data frame)."""
+    return await _run(CORRUPT_NAME, CORRUPT_PRESETS[scale], workdir, seed, scale)
+
+
+async def _run(name: str, p: Params, workdir: Path, seed: int, scale: Scale) -> Result:
     names = [f"p{i}" for i in range(p.peers)]
     writer_names = ["w0", "w1"]
     config = ClusterConfig(n=p.peers + len(writer_names), w=2, seed=seed)
     faults = LinkFaults(
-        delay=p.delay, jitter=p.jitter, drop=p.drop, duplicate=p.duplicate, reorder=p.reorder
+        delay=p.delay,
+        jitter=p.jitter,
+        drop=p.drop,
+        duplicate=p.duplicate,
+        reorder=p.reorder,
+        corrupt=p.corrupt,
     )
     victim = rng_for(seed, "victim").choice(names)
     history: list[Attempt] = []
@@ -122,12 +167,10 @@ async def run(workdir: Path, *, seed: int, scale: Scale = "short") -> Result:
     if took is None:
         verdict.problems.append(f"the served peers did not converge in {p.converge_timeout} s")
     frames = {k: sum(s[k] for s in stats.values()) for k in ("data_frames", "dropped")}
-    frames.update(
-        duplicated=sum(s["duplicated"] for s in stats.values()),
-        reordered=sum(s["reordered"] for s in stats.values()),
-    )
+    for k in ("duplicated", "reordered", "corrupted"):
+        frames[k] = sum(s[k] for s in stats.values())
     verdict.figures.update(cut_off=victim, converge_s=_round(took), frames=frames)
-    return Result(NAME, seed, scale, asdict(p), verdict, history=history)
+    return Result(name, seed, scale, asdict(p), verdict, history=history)
 
 
 def _round(t: float | None) -> float | None:
