@@ -41,8 +41,8 @@ WORKLOADS: dict[str, Workload] = {
     for w in (
         Workload(
             gset.NAME,
-            "unique adds to one ORSet (w=2) while the served peers are split in two at random, "
-            "in rounds of cut and heal; the writers close before the last heal",
+            "unique adds (w=2) to one ORSet per round while the served peers are split in two "
+            "at random, in rounds of cut and heal; the writers close before the last heal",
             "0 acknowledged adds lost, all served peers equal after the heal, nothing that was "
             "never added; time from each heal until every peer holds every acknowledged add",
             gset.run,
