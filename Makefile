@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint bench pytest postgres clean
+.PHONY: demo test lint bench pytest postgres docs faults clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,7 +34,12 @@ postgres:
 pytest: $(STAMP)
 	bash scripts/run-tests.sh -q
 
-test: lint pytest
+test: lint pytest docs
+
+# The docs site (mkdocs.yml) into site/; --strict fails on a broken link or anchor, a missing
+# page or a page left out of the nav.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
@@ -42,5 +47,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/store_bench.py
 	$(BIN)/python benchmarks/e2e_bench.py
 
+# The long fault workloads (shoal.faults) against real shoal serve processes; writes their
+# figures, each with the command that reproduces it, to docs/reliability.md (a few minutes).
+# clock-skew and corrupt-frames fail today for known issues: marked so, and reported as such.
+faults: $(STAMP)
+	bash scripts/install-faketime.sh >/dev/null || echo "faults: no faketime; clock-skew will not run"
+	$(BIN)/python -m shoal.faults run --scale long --report docs/reliability.md \
+		--known "clock-skew=issue 12.1: a write from a clock a day ahead wins everywhere and later correct-clock writes fail with ClockSkewError"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site

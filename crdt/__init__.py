@@ -9,6 +9,19 @@ from crdt.base import CRDT, KINDS, check_json, from_dict, join, new
 from crdt.causal_context import CausalContext
 from crdt.dot import Dot, ReplicaId
 from crdt.dotstores import DotFun, DotMap, DotSet, DotStore
+from crdt.embedded import (
+    DotTaker,
+    Embedded,
+    FlatKind,
+    FlatStore,
+    ViewedKind,
+    embedded_kind,
+    embedded_kinds,
+    register_embedded,
+    unregister_embedded,
+)
+from crdt.emcounter import EmbeddedCounter, EmbeddedPNCounter
+from crdt.emlww import EmbeddedLWW
 from crdt.errors import ClockSkewError, CRDTError, DecodeError
 from crdt.gcounter import GCounter
 from crdt.hlc import HybridLogicalClock, Timestamp
@@ -31,6 +44,13 @@ __all__ = [
     "DotMap",
     "DotSet",
     "DotStore",
+    "DotTaker",
+    "Embedded",
+    "EmbeddedCounter",
+    "EmbeddedLWW",
+    "EmbeddedPNCounter",
+    "FlatKind",
+    "FlatStore",
     "GCounter",
     "HybridLogicalClock",
     "LWWRegister",
@@ -42,8 +62,13 @@ __all__ = [
     "ReplicaId",
     "Timestamp",
     "VersionVector",
+    "ViewedKind",
     "check_json",
+    "embedded_kind",
+    "embedded_kinds",
     "from_dict",
     "join",
     "new",
+    "register_embedded",
+    "unregister_embedded",
 ]

@@ -22,15 +22,19 @@ import json
 import math
 from collections.abc import Iterable
 from json.encoder import encode_basestring
+from operator import itemgetter
 from typing import Any, cast
 
 from crdt._codec import FORMAT_VERSION
+from crdt.errors import DecodeError
 
 __all__ = [
     "REPLICA_TEXTS",
     "Key",
     "canonical",
     "check_json",
+    "decode_key",
+    "first_item",
     "freeze",
     "json_dumps",
     "json_text",
@@ -39,6 +43,8 @@ __all__ = [
     "key_to_json",
     "normalize",
     "plain_strings",
+    "sorted_keys",
+    "sorted_pairs",
     "str_text",
     "thaw",
 ]
@@ -163,6 +169,17 @@ def freeze(element: object, what: str = "element") -> Key:
     return _Key(canonical(element))
 
 
+def decode_key(raw: object, path: str, what: str = "element") -> Key:
+    """The internal key of a set element or map key read from JSON: :func:`freeze`'s, with
+    its TypeError as a DecodeError at ``path``."""
+    if plain_key(raw):
+        return raw  # type: ignore[return-value]
+    try:
+        return freeze(raw, what)
+    except TypeError as exc:
+        raise DecodeError(path, str(exc)) from exc
+
+
 def _has_object(value: object) -> bool:
     t = type(value)
     if t is dict:
@@ -220,6 +237,42 @@ def plain_strings(keys: Iterable[object]) -> int:
     return 1 if " " in joined or "!" in joined else 2
 
 
+first_item = itemgetter(0)  # the sort key of (text or key, value) pairs, called from C
+
+
+def sorted_keys(keys: list[Key]) -> list[Key]:
+    """``keys`` sorted by their canonical JSON text (the order of canonical encodings).
+
+    Plain string keys (the common case) are sorted without computing a text per key (see
+    :func:`plain_strings`).
+    """
+    how = plain_strings(keys)
+    if how == 2:
+        return sorted(keys)  # type: ignore[type-var]
+    if how == 1:
+        quoted = [k + '"' for k in cast("list[str]", keys)]
+        quoted.sort()
+        return [q[:-1] for q in quoted]
+    items = [(key_text(k), k) for k in keys]
+    items.sort(key=first_item)
+    return [k for _, k in items]
+
+
+def sorted_pairs(pairs: Iterable[tuple[Key, str]]) -> list[tuple[Key, str]]:
+    """``(key, name)`` pairs (unique) sorted by the key's canonical JSON text, then name:
+    the order of an ORMap's canonical entries, ``(key, kind)``."""
+    pairs = list(pairs)
+    how = plain_strings(map(first_item, pairs))
+    if how == 2:  # str keys sorting as their texts do: the tuple order is the text order
+        return sorted(pairs)
+    return sorted(pairs, key=_pair_text)
+
+
+def _pair_text(pair: tuple[Key, str]) -> str:
+    """A string sorting as ``(key's canonical text, name)`` does: no text holds a NUL."""
+    return f"{key_text(pair[0])}\x00{pair[1]}"
+
+
 def key_to_json(key: Key) -> Any:
     """The JSON form of an internal key (arrays as lists)."""
     if type(key) is _Key:
@@ -246,12 +299,10 @@ json_dumps = _ENCODER.encode
 """``json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)``."""
 
 
-def causal_state_json(x: Any, kind: str, entries: str) -> str:
-    """``x.to_json()`` of an MVRegister, ORSet or ORMap ``x`` of ``kind``: its header, the
-    text of its entries (``entries``, without the brackets) and its context's text."""
-    return (
-        f'{{"type":"{kind}","v":{FORMAT_VERSION},"entries":[{entries}],"ctx":{x._ctx.to_json()}}}'
-    )
+def causal_state_json(kind: str, entries: str, ctx_json: str) -> str:
+    """``to_json()`` of an MVRegister, ORSet or ORMap of ``kind``: its header, the text of its
+    entries (``entries``, without the brackets) and its context's text (``ctx_json``)."""
+    return f'{{"type":"{kind}","v":{FORMAT_VERSION},"entries":[{entries}],"ctx":{ctx_json}}}'
 
 
 str_text = encode_basestring

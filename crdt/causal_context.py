@@ -17,23 +17,22 @@ sorted by ``(replica, counter)``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+from crdt._codec import check_header, get_list
 from crdt._json import REPLICA_TEXTS
 from crdt.dot import MAX_INT, Dot, check_counts, check_replica, dot_from_json
 from crdt.errors import DecodeError
 
 __all__ = ["CausalContext"]
 
+T = TypeVar("T")
 
-def _dot_or_none(x: object) -> Dot | None:
-    """The dot ``[replica, counter]`` encodes if well-formed, else None: for the decoders
-    that format the path of the error (for ``dot_from_json``) only when there is one."""
-    if type(x) is list and len(x) == 2:
-        r, c = x
-        if type(r) is str and r and type(c) is int and 1 <= c <= MAX_INT:
-            return (r, c)  # type: ignore[return-value]
-    return None
+# A merge whose other context holds at most this many dots, or at most this many per entry
+# of the receiving state, finds the entries that context covers through the state's reverse
+# index (ORSet, ORMap); anything bigger takes one full pass over both sides.
+_SMALL_CONTEXT_RATIO = 0.25
+_SMALL_CONTEXT_MIN = 8
 
 
 def context_of(dots: Iterable[Dot]) -> CausalContext:
@@ -356,3 +355,76 @@ def _positive(n: object) -> int:
     if type(n) is not int or not 1 <= n <= MAX_INT:
         raise ValueError(f"a dot counter must be an int in 1..2**63-1, got {n!r}")
     return n
+
+
+# -- What the causal containers (ORSet, ORMap) share --------------------------------------------
+def is_small(ctx: CausalContext, entries: int) -> bool:
+    """Is ``ctx`` small beside a state of ``entries`` entries: is merging it through the
+    state's reverse index (O(size of ctx)) cheaper than a full pass?"""
+    vv = ctx.vv
+    size = len(ctx.cloud) + (sum(vv.values()) if vv else 0)  # ctx.size(), inlined
+    return size <= _SMALL_CONTEXT_MIN or size <= entries * _SMALL_CONTEXT_RATIO
+
+
+def sole_dot(ctx: CausalContext) -> Dot | None:
+    """The dot of ``ctx`` if it holds exactly one (the context of a one-dot delta), else None.
+
+    A causal state's store holds only dots of its context, so a non-empty store under such a
+    context holds exactly that dot.
+    """
+    cloud = ctx.cloud
+    if cloud:
+        if len(cloud) == 1 and not ctx.vv:
+            for d in cloud:
+                return d
+        return None
+    vv = ctx.vv
+    if len(vv) == 1:
+        for r, n in vv.items():
+            if n == 1:
+                return (r, 1)  # type: ignore[return-value]
+    return None
+
+
+def indexed_dots(index: dict[Dot, T], ctx: CausalContext) -> Iterator[tuple[Dot, T]]:
+    """``(dot, index[dot])`` for each dot of ``ctx`` that the reverse index ``index`` holds:
+    the entries of a state that a small context covers, in O(size of ctx). The caller may
+    delete from ``index`` meanwhile (the loop walks ``ctx``)."""
+    get = index.get
+    for d in ctx.cloud:
+        owner = get(d)
+        if owner is not None:
+            yield d, owner
+    for r, n in ctx.vv.items():
+        for c in range(1, n + 1):
+            owner = get((r, c))  # type: ignore[call-overload]
+            if owner is not None:
+                yield (r, c), owner  # type: ignore[misc]
+
+
+def decode_causal(d: object, kind: str, fields: frozenset[str]) -> tuple[list[Any], CausalContext]:
+    """The ``entries`` array and the context of ``{"type": kind, "v": 1, "entries": [...],
+    "ctx": {...}}`` (the encoding of MVRegister, ORSet, ORMap); DecodeError naming the bad
+    field. ``fields`` are the body fields allowed."""
+    body = check_header(d, kind, fields)
+    entries = body.get("entries")
+    if type(entries) is not list:
+        entries = get_list(body, "entries", "entries")  # raises, naming what is wrong
+    raw = body.get("ctx")
+    if raw is None and "ctx" not in body:
+        raise DecodeError("ctx", "missing")
+    # CausalContext.from_dict, inlined (a delta's context: one call less per decode)
+    ctx = small_context(raw)
+    if ctx is None:
+        ctx = CausalContext._from_dict_slowly(raw, "ctx")
+    return entries, ctx
+
+
+def claim_dot(dot: Dot, ctx: CausalContext, seen: set[Dot], path: str) -> None:
+    """For a decoder: ``dot`` must be in ``ctx`` and not in ``seen`` (the dots decoded so far,
+    to which it is added); DecodeError at ``path`` otherwise."""
+    if dot in seen:
+        raise DecodeError(path, "dot used twice")
+    if not ctx.contains(dot):
+        raise DecodeError(path, "dot not covered by ctx")
+    seen.add(dot)

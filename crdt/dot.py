@@ -95,3 +95,13 @@ def dot_from_json(x: object, path: str) -> Dot:
     if type(replica) is not str or not replica:
         raise DecodeError(f"{path}[0]", f"replica must be a non-empty string, got {replica!r}")
     raise DecodeError(f"{path}[1]", f"counter must be an integer in 1..2**63-1, got {counter!r}")
+
+
+def dot_or_none(x: object) -> Dot | None:
+    """The dot ``[replica, counter]`` encodes if well-formed, else None: for the decoders
+    that format the path of the error (for ``dot_from_json``) only when there is one."""
+    if type(x) is list and len(x) == 2:
+        r, c = x
+        if type(r) is str and r and type(c) is int and 1 <= c <= MAX_INT:
+            return (r, c)  # type: ignore[return-value]
+    return None

@@ -10,6 +10,11 @@ replaces them all. ``resolve(fn)`` folds siblings for the reader, e.g. a union o
 
 Encoding: ``{"type": "mvregister", "v": 1, "entries": [[[r, n], value], ...], "ctx": {...}}``,
 entries sorted by dot.
+
+Embedded in an ORMap (kind ``mvregister``, :class:`MVRegisterKind`): the entries under the
+map's context, kept as flat entries ``(r, c, value)`` sorted by dot (``crdt/_flat.py``);
+``update``'s ``fn`` gets an ``MVRegister`` over them and a copy of the map's context, and the
+body of the map entry is encoded as ``entries`` is here.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from crdt._codec import FORMAT_VERSION, check_header, get_list
+from crdt._codec import FORMAT_VERSION
+from crdt._flat import flat, rows
 from crdt._json import (
     REPLICA_TEXTS,
     canonical,
@@ -26,9 +32,10 @@ from crdt._json import (
     json_text,
     normalize,
 )
-from crdt.causal_context import CausalContext
+from crdt.causal_context import CausalContext, decode_causal
 from crdt.dot import Dot, check_replica, dot_from_json, dot_to_json
 from crdt.dotstores import DotFun
+from crdt.embedded import FlatStore, ViewedKind
 from crdt.errors import DecodeError
 
 __all__ = ["MVRegister"]
@@ -36,6 +43,7 @@ __all__ = ["MVRegister"]
 _FIELDS = frozenset({"entries", "ctx"})  # the body fields of the encoding
 
 R = TypeVar("R")
+Store = tuple[Any, ...]  # an embedded register's flat entries: (r, c, value, ...)
 
 
 class MVRegister:
@@ -59,6 +67,20 @@ class MVRegister:
     def __init__(self) -> None:
         self._store: DotFun[Any] = DotFun()
         self._ctx = CausalContext()
+
+    @classmethod
+    def _over(cls, store: Store | None, ctx: CausalContext) -> MVRegister:
+        """A register holding the flat entries ``store`` (None: none) under ``ctx`` (taken,
+        not copied): the view of an embedded register."""
+        r: MVRegister = cls.__new__(cls)
+        r._store = DotFun({x[:2]: x[2] for x in rows(store, 3)} if store else None)  # type: ignore[misc]
+        r._ctx = ctx
+        return r
+
+    def _flat_entries(self) -> Store:
+        """The entries as a new flat store, sorted by dot (the dots are unique: the sort never
+        compares the values)."""
+        return flat([(r, c, v) for (r, c), v in sorted(self._store.entries.items())])
 
     @property
     def values(self) -> tuple[Any, ...]:
@@ -150,17 +172,14 @@ class MVRegister:
         entries = ",".join(
             [f"[[{rj[d[0]]},{d[1]}],{json_text(e[d])}]" for d in (sorted(e) if len(e) > 1 else e)]
         )
-        return causal_state_json(self, "mvregister", entries)
+        return causal_state_json("mvregister", entries, self._ctx.to_json())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MVRegister:
-        body = check_header(d, cls.kind, _FIELDS)
-        entries = get_list(body, "entries", "entries")
-        if "ctx" not in body:
-            raise DecodeError("ctx", "missing")
+        entries, ctx = decode_causal(d, cls.kind, _FIELDS)
         r = cls()
-        r._ctx = CausalContext.from_dict(body["ctx"], "ctx")
-        r._store.entries = decode_dotfun(entries, r._ctx, "entries")
+        r._ctx = ctx
+        r._store.entries = decode_dotfun(entries, ctx, "entries")
         return r
 
 
@@ -182,3 +201,44 @@ def decode_dotfun(entries: list[Any], ctx: CausalContext, path: str) -> dict[Dot
             raise DecodeError(f"{p}[1]", str(exc)) from exc
         out[dot] = normalize(entry[1])
     return out
+
+
+class MVRegisterKind(FlatStore, ViewedKind):
+    """The embedded ``mvregister`` (:mod:`crdt.embedded`): flat entries ``(r, c, value)``
+    viewed as an MVRegister over a copy of the map's context."""
+
+    kind = "mvregister"
+    width = 3
+
+    def value(self, store: Store) -> tuple[Any, ...]:
+        return tuple(normalize(v) for v in store[2::3])
+
+    def view(self, store: Store | None, ctx: CausalContext) -> MVRegister:
+        return MVRegister._over(store, ctx)
+
+    def store_of(self, view: MVRegister) -> Store:
+        return view._flat_entries()
+
+    def encode(self, store: Store) -> list[Any]:
+        return [[[x[0], x[1]], normalize(x[2])] for x in rows(store, 3)]
+
+    def to_json(self, store: Store) -> str:
+        rj = REPLICA_TEXTS
+        body = ",".join(
+            [
+                f"[[{rj[store[i]]},{store[i + 1]}],{json_text(store[i + 2])}]"
+                for i in range(0, len(store), 3)
+            ]
+        )
+        return f"[{body}]"
+
+    def decode(self, body: list[Any], ctx: CausalContext, path: str, seen: set[Dot]) -> Store:
+        e = decode_dotfun(body, ctx, path)  # checks every dot is unique here and in ctx
+        for i, d in enumerate(e):
+            if d in seen:
+                raise DecodeError(f"{path}[{i}][0]", "dot used twice")
+            seen.add(d)
+        return flat([(r, c, v) for (r, c), v in sorted(e.items())])
+
+
+MVREGISTER = MVRegisterKind()

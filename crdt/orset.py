@@ -9,17 +9,12 @@ State: a ``DotMap[element -> DotSet]`` and a causal context (Almeida, Shoker, Ba
 - join: the dot-set join per element (``dotstores``). An element is in the set iff it has a
   live dot, so an add concurrent with a remove wins (the remove never saw the add's dot).
 
-The store is specialised for speed as ``dict[key, Dots]`` plus, built lazily, a reverse
-index ``dot -> key``. ``Dots`` is an element's live dots sorted and *flattened* into one
-immutable tuple ``(r1, c1, r2, c2, ...)``; with one dot (the common case) it is the dot
-itself. Everything these dicts hold is a str, an int or a tuple of those, never a tuple of
-tuples: CPython untracks a tuple only during a collection of the generation it is in, and
-only if its items are untracked already, so each level of nesting costs one more collection
-of an older generation. One level is untracked by the first (youngest) collection that sees
-it, and a big set costs the cyclic collector a handful of objects, not a few per element
-(see ``crdt/dot.py``). The tuples are never mutated, so a delta and the state may share
-them. A merge costs O(size of
-the other side) when the other side's context is small (a delta): the dots it covers are
+The store (``crdt/_setstore.py``, shared with the set embedded in an ORMap) is a ``dict``
+from element to its live dots, sorted and flattened into one immutable tuple ``(r1, c1, r2,
+c2, ...)`` (the dot itself when there is one, the common case), so that a big set costs the
+cyclic garbage collector a handful of objects, not a few per element (``crdt/_flat.py``
+says why). Built lazily beside it: a reverse index ``dot -> element``. A merge costs O(size
+of the other side) when the other side's context is small (a delta): the dots it covers are
 looked up in the index instead of scanning every element. Large contexts take a full pass,
 which drops the index (it is rebuilt on the next small merge).
 
@@ -30,73 +25,46 @@ but a Python frozenset, and so ``value``, cannot hold more than one of them.
 
 Encoding: ``{"type": "orset", "v": 1, "entries": [[element, [[r, n], ...]], ...],
 "ctx": {...}}``; entries sorted by the element's canonical JSON text, dots sorted.
+
+Embedded in an ORMap (kind ``orset``, :class:`ORSetKind`): the same store under the map's
+context; ``update``'s ``fn`` gets an ``ORSet`` over a copy of both, and the body of the map
+entry is encoded as ``entries`` is here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import chain
-from operator import itemgetter
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
-from crdt._codec import FORMAT_VERSION, check_header, get_list
-from crdt._json import (
-    REPLICA_TEXTS,
-    Key,
-    causal_state_json,
-    freeze,
-    key_json_text,
-    key_text,
-    key_to_json,
-    plain_key,
-    plain_strings,
-    str_text,
-    thaw,
+from crdt._codec import FORMAT_VERSION
+from crdt._flat import Dots, dot_pairs, flat_dots, join_dots, unseen_dots
+from crdt._json import Key, causal_state_json, freeze, key_text, plain_key, thaw
+from crdt._setstore import (
+    SetStore,
+    decode_set_entries,
+    discard_set,
+    encode_set_entries,
+    index_of,
+    join_set_into,
+    set_dots,
+    set_entries_json,
+    set_value,
 )
-from crdt.causal_context import CausalContext, _dot_or_none, context_of, small_context
-from crdt.dot import Dot, check_replica, dot_from_json
-from crdt.errors import DecodeError
+from crdt.causal_context import (
+    CausalContext,
+    context_of,
+    decode_causal,
+    indexed_dots,
+    is_small,
+    sole_dot,
+)
+from crdt.dot import Dot, check_replica
+from crdt.embedded import ViewedKind
 
 __all__ = ["ORSet"]
 
 _FIELDS = frozenset({"entries", "ctx"})  # the body fields of the encoding
-
-# A merge whose other context holds at most this many dots per element of ours looks the
-# covered dots up in the reverse index; anything bigger takes one full pass (ORMap's too:
-# it imports them, and its tests patch its own copy).
-_SMALL_CONTEXT_RATIO = 0.25
-_SMALL_CONTEXT_MIN = 8
-
-
-# An element's live dots, sorted and flattened: ``(r1, c1, r2, c2, ...)``; one dot is stored
-# as the dot itself (see the module docstring for why not a tuple of dots).
-Dots = tuple[Any, ...]
 _new = object.__new__  # an instance without __init__, for the hot paths' fresh deltas
-
-
-def dot_pairs(dots: Dots) -> list[Dot]:
-    """The dots of a flat ``Dots``, in order."""
-    if len(dots) == 2:
-        return [dots]  # type: ignore[list-item]
-    return list(zip(dots[::2], dots[1::2], strict=True))  # type: ignore[arg-type]
-
-
-def flat_dots(dots: list[Dot]) -> Dots:
-    """Sorted dots (plain tuples) as one flat ``Dots``; a single dot is kept as it is."""
-    if len(dots) == 1:
-        return dots[0]
-    return tuple(chain.from_iterable(dots))
-
-
-def unseen_dots(dots: Dots, vv: dict[str, int], cloud: set[Dot]) -> Dots:
-    """The flat ``dots`` without those the context ``(vv, cloud)`` holds: ``dots`` itself if
-    it holds none of them, ``()`` if it holds them all."""
-    if len(dots) == 2:  # one dot
-        return dots if dots[1] > vv.get(dots[0], 0) and dots not in cloud else ()
-    keep = [d for d in dot_pairs(dots) if d[1] > vv.get(d[0], 0) and d not in cloud]
-    if 2 * len(keep) == len(dots):
-        return dots
-    return flat_dots(keep) if keep else ()
 
 
 class ORSet:
@@ -132,10 +100,14 @@ class ORSet:
         d._index = None
         return d
 
+    def _store_copy(self) -> SetStore:
+        """The entries, in a dict of their own (the store of an embedded set's view)."""
+        return dict(self._entries)
+
     # -- reading ---------------------------------------------------------------------------
     @property
     def value(self) -> frozenset[Any]:
-        return frozenset(thaw(k) for k in self._entries)
+        return set_value(self._entries)
 
     @property
     def context(self) -> CausalContext:
@@ -233,9 +205,7 @@ class ORSet:
 
     def clear(self) -> ORSet:
         """Remove every element seen here; returns the delta."""
-        delta = ORSet._delta(
-            {}, context_of(d for dots in self._entries.values() for d in dot_pairs(dots))
-        )
+        delta = ORSet._delta({}, context_of(set_dots(self._entries)))
         self._entries = {}
         self._index = {}
         return delta
@@ -248,48 +218,45 @@ class ORSet:
         theirs = other._entries
         octx = other._ctx
         if len(theirs) == 1:
-            # The delta of add(e) for an e its origin did not hold: ({e: d}, {d}), its
-            # context being the cloud {d} (or the vector {r: 1}, for d = (r, 1)). O(1).
-            # (Merging a set into itself takes this path too: its dot is seen already.)
-            dot: Dot
-            for key, dot in theirs.items():  # type: ignore[assignment]
-                ocloud = octx.cloud
-                if len(dot) == 2 and (
-                    (len(ocloud) == 1 and not octx.vv and dot in ocloud)
-                    or (not ocloud and dot[1] == 1 and octx.vv == {dot[0]: 1})
-                ):
-                    ctx = self._ctx
-                    vv = ctx.vv
-                    replica, counter = dot
-                    seen = vv.get(replica, 0)
-                    cloud = ctx.cloud
-                    if counter <= seen or (cloud and dot in cloud):
-                        return  # seen already: the join changes nothing
-                    entries = self._entries
-                    cur = entries.get(key)
-                    entries[key] = dot if cur is None else flat_dots(sorted((*dot_pairs(cur), dot)))
-                    index = self._index
-                    if index is not None:
-                        index[dot] = key
-                    if counter == seen + 1 and not cloud:
-                        vv[replica] = counter  # the common case of ctx.add, inlined
-                    else:
-                        ctx.add(dot)
-                    return
+            # The delta of add(e): ({e: d}, {d} | dots of e it replaced). When ``d`` is the
+            # context's only dot (e was new at its origin), the join is O(1), inlined (the
+            # delta merges of crdt_bench.py). (Merging a set into itself may come here too:
+            # its dot is seen already.)
+            dot = sole_dot(octx)
+            if dot is not None:
+                ((key, _),) = theirs.items()  # a store holds only dots of its context: d
+                ctx = self._ctx
+                vv = ctx.vv
+                replica, counter = dot
+                seen = vv.get(replica, 0)
+                cloud = ctx.cloud
+                if counter <= seen or (cloud and dot in cloud):
+                    return  # seen already: the join changes nothing
+                entries = self._entries
+                cur = entries.get(key)
+                entries[key] = dot if cur is None else flat_dots(sorted((*dot_pairs(cur), dot)))
+                index = self._index
+                if index is not None:
+                    index[dot] = key
+                if counter == seen + 1 and not cloud:
+                    vv[replica] = counter  # the common case of ctx.add, inlined
+                else:
+                    ctx.add(dot)
+                return
         if other is self:
             return
-        ovv = octx.vv
-        size = len(octx.cloud) + (sum(ovv.values()) if ovv else 0)  # octx.size(), inlined
-        if size <= _SMALL_CONTEXT_MIN or size <= len(self._entries) * _SMALL_CONTEXT_RATIO:
+        if is_small(octx, len(self._entries)):
             self._merge_small(other)
         else:
-            self._merge_full(other)
+            self._index = None  # the full pass does not keep it
+            join_set_into(self._entries, self._ctx, other._entries, octx)
+            self._ctx.merge(octx)
 
     def _merge_small(self, other: ORSet) -> None:
         """The join when ``other``'s context is small: O(|other|) with the reverse index."""
         index = self._index
         if index is None:
-            index = self._index = _index_of(self._entries)
+            index = self._index = index_of(self._entries)
         mine = self._entries
         theirs = other._entries
         ctx = self._ctx
@@ -320,15 +287,9 @@ class ORSet:
                 del mine[key]
         # Keys only on our side lose the dots the other side has seen (and removed): find
         # them through the index, looking up only the other context's dots.
-        for d in ocloud:
-            owner = index.get(d)
-            if owner is not None and owner not in theirs:
+        for d, owner in indexed_dots(index, octx):
+            if owner not in theirs:
                 self._drop_dot(owner, d)
-        for r, n in ovv.items():
-            for c in range(1, n + 1):
-                owner = index.get((r, c))  # type: ignore[call-overload]
-                if owner is not None and owner not in theirs:
-                    self._drop_dot(owner, Dot(r, c))
         if not ovv and len(ocloud) == 1:
             for d in ocloud:
                 ctx.add(d)
@@ -342,47 +303,6 @@ class ORSet:
             self._entries[key] = flat_dots(keep)
         else:
             del self._entries[key]
-
-    def _merge_full(self, other: ORSet) -> None:
-        """The join in one pass over both sides; drops the reverse index."""
-        self._index = None
-        mine = self._entries
-        theirs = other._entries
-        ctx = self._ctx
-        vv, cloud = ctx.vv, ctx.cloud
-        octx = other._ctx
-        ovv, ocloud = octx.vv, octx.cloud
-        for key, d2 in theirs.items():
-            d1 = mine.get(key)
-            if d1 is None:
-                if len(d2) == 2:  # one dot
-                    if d2[1] > vv.get(d2[0], 0) and d2 not in cloud:
-                        mine[key] = d2
-                    continue
-                new = unseen_dots(d2, vv, cloud)
-                if new:
-                    mine[key] = new
-                continue
-            new = join_dots(d1, d2, vv, cloud, ovv, ocloud)
-            if new != d1:
-                if new:
-                    mine[key] = new
-                else:
-                    del mine[key]
-        if ovv or ocloud:
-            for key in [k for k in mine if k not in theirs]:
-                dots = mine[key]
-                if len(dots) == 2:  # one dot
-                    if dots[1] <= ovv.get(dots[0], 0) or dots in ocloud:
-                        del mine[key]
-                    continue
-                keep = unseen_dots(dots, ovv, ocloud)
-                if keep is not dots:
-                    if keep:
-                        mine[key] = keep
-                    else:
-                        del mine[key]
-        ctx.merge(octx)
 
     # -- misc ------------------------------------------------------------------------------
     def copy(self) -> ORSet:
@@ -407,21 +327,11 @@ class ORSet:
         never tracked by the cyclic collector, so encoding a big set allocates no tracked
         object per element, and cannot push a young collection (or a full one) meanwhile.
         """
-        return causal_state_json(self, "orset", set_entries_json(self._entries))
+        return causal_state_json("orset", set_entries_json(self._entries), self._ctx.to_json())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ORSet:
-        body = check_header(d, cls.kind, _FIELDS)
-        entries = body.get("entries")
-        if type(entries) is not list:
-            entries = get_list(body, "entries", "entries")  # raises, naming what is wrong
-        raw_ctx = body.get("ctx")
-        if raw_ctx is None and "ctx" not in body:
-            raise DecodeError("ctx", "missing")
-        # CausalContext.from_dict, inlined (a delta's context: one call less per decode)
-        ctx = small_context(raw_ctx)
-        if ctx is None:
-            ctx = CausalContext._from_dict_slowly(raw_ctx, "ctx")
+        entries, ctx = decode_causal(d, cls.kind, _FIELDS)
         out: dict[Key, Dots] = {}
         s: ORSet = _new(cls)
         s._entries = out
@@ -432,7 +342,7 @@ class ORSet:
             if type(entry) is list and len(entry) == 2:
                 # The delta of an add, [[element, [[r, n]]]]: decoded inline.
                 el, raw = entry
-                if (type(el) is str or type(el) is int) and type(raw) is list and len(raw) == 1:
+                if plain_key(el) and type(raw) is list and len(raw) == 1:
                     x = raw[0]
                     if type(x) is list and len(x) == 2:
                         r, c = x
@@ -445,162 +355,45 @@ class ORSet:
                         ):
                             out[el] = (r, c)
                             return s
-        seen: set[Dot] = set()
-        contains = ctx.contains
-        for i, entry in enumerate(entries):
-            # Error paths are formatted only when something is wrong (the hot loop of every
-            # delta received).
-            key = _decode_element(entry, i)
-            if key in out:
-                raise DecodeError(f"entries[{i}][0]", "duplicate element")
-            raw = entry[1]
-            if type(raw) is not list or not raw:
-                raise DecodeError(f"entries[{i}][1]", "expected a non-empty array of dots")
-            dots: list[Dot] = []
-            for j, x in enumerate(raw):
-                dot = _dot_or_none(x)
-                if dot is None:
-                    dot = dot_from_json(x, f"entries[{i}][1][{j}]")
-                if dot in seen:
-                    raise DecodeError(f"entries[{i}][1][{j}]", "dot used twice")
-                if not contains(dot):
-                    raise DecodeError(f"entries[{i}][1][{j}]", "dot not covered by ctx")
-                seen.add(dot)
-                dots.append(dot)
-            if len(dots) > 1:
-                dots.sort()
-            out[key] = flat_dots(dots)
+        s._entries = decode_set_entries(entries, ctx, "entries", set())
         return s
 
 
-first_item = itemgetter(0)  # the sort key of (text or key, value) pairs, called from C
+class ORSetKind(ViewedKind):
+    """The embedded ``orset`` (:mod:`crdt.embedded`): an ORSet's store under the map's
+    context; the view is an ORSet over a copy of the store and of the context."""
+
+    kind = "orset"
+
+    def value(self, store: SetStore) -> frozenset[Any]:
+        return set_value(store)
+
+    def dots(self, store: SetStore) -> list[Dot]:
+        return set_dots(store)
+
+    def join(
+        self, s1: SetStore, ctx1: CausalContext, s2: SetStore, ctx2: CausalContext
+    ) -> SetStore:
+        out = dict(s1)
+        return out if join_set_into(out, ctx1, s2, ctx2) else s1
+
+    def discard(self, store: SetStore, ctx: CausalContext) -> SetStore:
+        return discard_set(store, ctx)
+
+    def view(self, store: SetStore | None, ctx: CausalContext) -> ORSet:
+        return ORSet._delta(dict(store) if store else {}, ctx)
+
+    def store_of(self, view: ORSet) -> SetStore:
+        return view._store_copy()
+
+    def encode(self, store: SetStore) -> list[Any]:
+        return encode_set_entries(store)
+
+    def to_json(self, store: SetStore) -> str:
+        return f"[{set_entries_json(store)}]"
+
+    def decode(self, body: list[Any], ctx: CausalContext, path: str, seen: set[Dot]) -> SetStore:
+        return decode_set_entries(body, ctx, path, seen)
 
 
-def sorted_keys(keys: list[Key]) -> list[Key]:
-    """``keys`` sorted by their canonical JSON text (the order of canonical encodings).
-
-    Plain string keys (the common case) are sorted without computing a text per key (see
-    :func:`crdt._json.plain_strings`).
-    """
-    how = plain_strings(keys)
-    if how == 2:
-        return sorted(keys)  # type: ignore[type-var]
-    if how == 1:
-        quoted = [k + '"' for k in cast("list[str]", keys)]
-        quoted.sort()
-        return [q[:-1] for q in quoted]
-    items = [(key_text(k), k) for k in keys]
-    items.sort(key=first_item)
-    return [k for _, k in items]
-
-
-def encode_set_entries(entries: dict[Key, Dots]) -> list[list[Any]]:
-    """The ``entries`` of the encoding: ``[[element, [[r, n], ...]], ...]`` sorted by text."""
-    if len(entries) == 1:  # a delta: nothing to sort
-        for k, dots in entries.items():
-            body = [list(dots)] if len(dots) == 2 else [list(d) for d in dot_pairs(dots)]
-            return [[k if type(k) is str or type(k) is int else key_to_json(k), body]]
-    return [
-        [
-            k if type(k) is str or type(k) is int else key_to_json(k),
-            [list(dots)] if len(dots) == 2 else [list(d) for d in dot_pairs(dots)],
-        ]
-        for k in sorted_keys(list(entries))
-        for dots in (entries[k],)
-    ]
-
-
-def set_entries_json(entries: dict[Key, Dots]) -> str:
-    """The text of ``encode_set_entries(entries)`` inside its brackets, from string fragments.
-
-    No tuple, list or dict is made per element (only the one list of sorted keys and the one
-    list of fragments), so nothing here gives the cyclic collector work per element.
-    """
-    rj = REPLICA_TEXTS
-    if len(entries) <= 1:  # a delta (or empty): nothing to sort
-        for k, dots in entries.items():
-            text = str_text(k) if type(k) is str else key_json_text(k)
-            if len(dots) == 2:
-                return f"[{text},[[{rj[dots[0]]},{dots[1]}]]]"
-            return f"[{text},[{_dots_json(dots)}]]"
-        return ""
-    how = plain_strings(entries)
-    out: list[str] = []
-    append = out.append
-    if how == 1:
-        # '"' + k + '"' sorts as k + '"' does (see plain_strings); the sort key is the text
-        # without its opening quote, so the text is one concatenation away.
-        quoted = [k + '"' for k in cast("dict[str, Dots]", entries)]
-        quoted.sort()
-        for q in quoted:
-            dots = entries[q[:-1]]
-            if len(dots) == 2:
-                append(f'["{q},[[{rj[dots[0]]},{dots[1]}]]]')
-            else:
-                append(f'["{q},[{_dots_json(dots)}]]')
-        return ",".join(out)
-    if how == 2:
-        for k in sorted(cast("dict[str, Dots]", entries)):
-            dots = entries[k]
-            if len(dots) == 2:
-                append(f'["{k}",[[{rj[dots[0]]},{dots[1]}]]]')
-            else:
-                append(f'["{k}",[{_dots_json(dots)}]]')
-        return ",".join(out)
-    for k in sorted(entries, key=key_text):
-        append(f"[{key_json_text(k)},[{_dots_json(entries[k])}]]")
-    return ",".join(out)
-
-
-def _dots_json(dots: Dots) -> str:
-    """The text of a flat ``Dots`` as ``[r, n], ...`` (inside the brackets of its list)."""
-    rj = REPLICA_TEXTS
-    if len(dots) == 2:
-        return f"[{rj[dots[0]]},{dots[1]}]"
-    return ",".join([f"[{rj[dots[i]]},{dots[i + 1]}]" for i in range(0, len(dots), 2)])
-
-
-def join_dots(
-    d1: Dots, d2: Dots, vv: dict[str, int], cloud: set[Dot], ovv: dict[str, int], ocloud: set[Dot]
-) -> Dots:
-    """The dot-set join of one element's dots ``d1`` (ours) and ``d2`` (theirs), flat and
-    sorted (``d1`` itself if unchanged; empty if no dot is left)."""
-    if d1 == d2:
-        return d1
-    p1, p2 = dot_pairs(d1), dot_pairs(d2)
-    new = [d for d in p1 if d in p2 or (d[1] > ovv.get(d[0], 0) and d not in ocloud)]
-    for d in p2:
-        if d not in p1 and d[1] > vv.get(d[0], 0) and d not in cloud:
-            new.append(d)
-    if not new:
-        return ()
-    if len(new) > 1:
-        new.sort()
-    if new == p1:
-        return d1
-    return flat_dots(new)
-
-
-def _index_of(entries: dict[Key, Dots]) -> dict[Dot, Key]:
-    """The reverse index ``dot -> key`` of ``entries``."""
-    index: dict[Dot, Key] = {}
-    for k, dots in entries.items():
-        if len(dots) == 2:
-            index[dots] = k  # type: ignore[index]
-        else:
-            for d in dot_pairs(dots):
-                index[d] = k
-    return index
-
-
-def _decode_element(entry: object, i: int) -> Key:
-    """The key of ``entries[i]`` (``[element, dots]``); DecodeError naming the path."""
-    if type(entry) is not list or len(entry) != 2:
-        raise DecodeError(f"entries[{i}]", "expected [element, [dot, ...]]")
-    el = entry[0]
-    if type(el) is str or type(el) is int:
-        return el
-    try:
-        return freeze(el)
-    except TypeError as exc:
-        raise DecodeError(f"entries[{i}][0]", str(exc)) from exc
+ORSET = ORSetKind()

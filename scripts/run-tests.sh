@@ -28,5 +28,11 @@ elif [ -z "${SHOAL_TEST_PG_URL:-}" ]; then
   echo "run-tests: no PostgreSQL here; postgres tests will skip (SHOAL_PG=1 make test installs and starts one)"
 fi
 
+# libfaketime for the clock-skew fault test: installed in CI (or with SHOAL_FAKETIME=1); elsewhere
+# that test skips, saying how to install it, when the command is missing.
+if [ "${CI:-}" = "true" ] || [ "${SHOAL_FAKETIME:-}" = "1" ]; then
+  bash scripts/install-faketime.sh >/dev/null || { echo "run-tests: could not install faketime (see above)" >&2; exit 1; }
+fi
+
 # pytest exits 5 when it collected no test: that is a failure, and set -e makes it one.
 exec "$PYTEST" "$@"

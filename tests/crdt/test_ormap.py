@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-import crdt.ormap as ormap_module
+import crdt.causal_context as causal_context_module
 from crdt import ClockSkewError, DecodeError, ORMap, Timestamp
+from crdt.embedded import embedded_kind
 
 
 def enc(m: ORMap) -> str:
@@ -234,8 +235,8 @@ def test_indexed_and_full_merge_paths_agree(seed: int, monkeypatch: pytest.Monke
     states += list(reps.values())
     results = []
     for small_min, ratio in ((10**9, 1.0), (-1, -1.0)):
-        monkeypatch.setattr(ormap_module, "_SMALL_CONTEXT_MIN", small_min)
-        monkeypatch.setattr(ormap_module, "_SMALL_CONTEXT_RATIO", ratio)
+        monkeypatch.setattr(causal_context_module, "_SMALL_CONTEXT_MIN", small_min)
+        monkeypatch.setattr(causal_context_module, "_SMALL_CONTEXT_RATIO", ratio)
         acc = ORMap()
         for s in states:
             acc.merge(s)
@@ -268,7 +269,7 @@ def test_decode_refuses_malformed_entries_naming_the_path(entries: object, path:
 
 
 def _index_of(m: ORMap) -> dict[Any, Any]:
-    return {d: ek for ek, s in m._entries.items() for d in ormap_module._dot_list(ek[1], s)}
+    return {d: ek for ek, s in m._entries.items() for d in embedded_kind(ek[1]).dots(s)}
 
 
 def _write(m: ORMap, replica: str, key: str, value: Any, now_ms: int) -> ORMap:
@@ -326,13 +327,27 @@ def test_a_delta_group_merges_as_its_deltas_one_by_one(
         one_by_one.merge(d)
     indexed = big.copy()
     size = group.context.size()
-    assert size <= len(big._entries) * ormap_module._SMALL_CONTEXT_RATIO  # _merge_small
+    assert size <= len(big._entries) * causal_context_module._SMALL_CONTEXT_RATIO  # _merge_small
     indexed.merge(group)
     assert indexed == one_by_one
     assert indexed._index == _index_of(indexed)
-    monkeypatch.setattr(ormap_module, "_SMALL_CONTEXT_MIN", -1)
-    monkeypatch.setattr(ormap_module, "_SMALL_CONTEXT_RATIO", -1.0)
+    monkeypatch.setattr(causal_context_module, "_SMALL_CONTEXT_MIN", -1)
+    monkeypatch.setattr(causal_context_module, "_SMALL_CONTEXT_RATIO", -1.0)
     full = big.copy()
     full.merge(group)
     assert full == one_by_one
     assert enc(full) == enc(indexed)
+
+
+@pytest.mark.parametrize(("bad", "why"), [("k\udfff", "surrogate"), (10**4000, "4000 digits")])
+def test_decode_refuses_a_key_without_json_text(bad: object, why: str) -> None:
+    """A key with no JSON text is refused by the decoder as by ``update`` (one check for map
+    keys and set elements): a delta from a peer cannot put one in a state."""
+    ctx = {"vv": {"A": 1}, "cloud": []}
+    for entries in ([[bad, "gcounter", [[["A", 1], 1]]]], [["k", "orset", [[bad, [["A", 1]]]]]]):
+        d = {"type": "ormap", "v": 1, "entries": entries, "ctx": ctx}
+        with pytest.raises(DecodeError, match=why) as e:
+            ORMap.from_dict(d)
+        assert e.value.path in ("entries[0][0]", "entries[0][2][0][0]")
+    with pytest.raises(TypeError, match=why):
+        ORMap().update("A", bad, "gcounter", lambda c: c.increment("A"))

@@ -7,8 +7,9 @@ import random
 
 import pytest
 
-import crdt.orset as orset_module
+import crdt.causal_context as causal_context_module
 from crdt import DecodeError, Dot, ORSet
+from crdt._setstore import index_of
 
 
 def enc(s: ORSet) -> str:
@@ -145,8 +146,8 @@ def test_indexed_and_full_merge_paths_agree(seed: int, monkeypatch: pytest.Monke
     states = _random_history(seed)
     results = []
     for small_min, ratio in ((10**9, 1.0), (-1, -1.0)):
-        monkeypatch.setattr(orset_module, "_SMALL_CONTEXT_MIN", small_min)
-        monkeypatch.setattr(orset_module, "_SMALL_CONTEXT_RATIO", ratio)
+        monkeypatch.setattr(causal_context_module, "_SMALL_CONTEXT_MIN", small_min)
+        monkeypatch.setattr(causal_context_module, "_SMALL_CONTEXT_RATIO", ratio)
         acc = ORSet()
         for s in states:
             acc.merge(s)
@@ -164,7 +165,7 @@ def test_merging_deltas_into_a_big_set_keeps_the_index_consistent() -> None:
     for d in removes + adds:
         big.merge(d)
     assert big == peer
-    assert big._index == orset_module._index_of(big._entries)
+    assert big._index == index_of(big._entries)
     full = ORSet()
     full.merge(peer)
     assert full.value == big.value
@@ -195,3 +196,16 @@ def test_decode_refuses_inconsistent_states(entries: object, path: str, reason: 
     with pytest.raises(DecodeError, match=reason) as e:
         ORSet.from_dict(d)
     assert e.value.path == path
+
+
+@pytest.mark.parametrize(("bad", "why"), [("milk\ud800", "surrogate"), (10**4000, "4000 digits")])
+def test_decode_refuses_an_element_without_json_text(bad: object, why: str) -> None:
+    """An element with no JSON text (a lone surrogate has no UTF-8; an int this long has no
+    portable text) is refused by the decoder as by ``add``, and as ORMap's embedded sets
+    refuse it: a delta from a peer cannot put one in a state."""
+    ctx = {"vv": {"A": 2}, "cloud": []}
+    for entries in ([[bad, [["A", 1]]]], [["ok", [["A", 2]]], [bad, [["A", 1]]]]):
+        d = {"type": "orset", "v": 1, "entries": entries, "ctx": ctx}
+        with pytest.raises(DecodeError, match=why) as e:
+            ORSet.from_dict(d)
+        assert e.value.path == f"entries[{len(entries) - 1}][0]"
