@@ -252,7 +252,9 @@ async def _serve(args: argparse.Namespace, secret: bytes) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:
         secret = _read_secret(args.secret_file)
@@ -435,7 +437,23 @@ def _cmd_status(args: argparse.Namespace) -> int:
             f"  {rid}  {state:4}  lag {p.get('lag')}  hints {p.get('pending_hints')}  "
             f"in {p.get('bytes_in')} B  out {p.get('bytes_out')} B  {p.get('address') or ''}"
         )
+    for line in _alarm_lines(data):
+        print(line)
     return 0
+
+
+def _alarm_lines(data: dict[str, Any]) -> list[str]:
+    """What ``shoal status`` shows below the peers: the conditions an operator must see."""
+    lines = []
+    for rid, p in sorted(data.get("peers", {}).items()):
+        ahead = p.get("clock_ahead_ms")
+        if isinstance(ahead, int | float):
+            lines.append(
+                f"WARNING clock skew: {rid} stamps its writes {ahead / 1000:.1f} s ahead of this "
+                f"peer's clock; {p.get('clock_skew_set_aside')} set aside until this clock "
+                f"reaches them. Check {rid}'s clock."
+            )
+    return lines
 
 
 # -- forget ----------------------------------------------------------------------------------

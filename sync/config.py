@@ -40,7 +40,11 @@ class ReplicaConfig:
     checkpoint (geometric spacing: re-encoding a growing object costs O(size) in all), and
     compaction checkpoints the keys it drops entries of. ``relay``: this replica is a relay
     (preferred as fallback, holds hints for anyone, forwards new entries to the other homes
-    connected to it). ``seed``: the only source of randomness of the engine.
+    connected to it). ``max_clock_skew``: seconds a hybrid-logical-clock timestamp (an LWW
+    register's) received from a peer may be ahead of this replica's clock (its ``now``); an
+    entry or a state stamped further ahead is set aside, not applied, until this clock comes
+    within the bound of it, and raises an alarm naming the writer. ``seed``: the only
+    source of randomness of the engine.
     """
 
     n: int = 3
@@ -61,6 +65,7 @@ class ReplicaConfig:
     checkpoint_every: int = 1000
     max_message_bytes: int = MAX_MESSAGE_BYTES
     relay: bool = False
+    max_clock_skew: float = 60.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -82,7 +87,7 @@ class ReplicaConfig:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
-        for name in ("write_timeout", "read_timeout", "hint_window"):
+        for name in ("write_timeout", "read_timeout", "hint_window", "max_clock_skew"):
             check_seconds(name, getattr(self, name))
         if self.anti_entropy_interval is not None and self.anti_entropy_interval != 0:
             check_seconds("anti_entropy_interval", self.anti_entropy_interval)

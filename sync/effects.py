@@ -36,6 +36,7 @@ from crdt import CRDT, CausalContext
 
 __all__ = [
     "MAX_SEQ",
+    "Alarm",
     "Changed",
     "Effect",
     "HintId",
@@ -275,8 +276,27 @@ class IdentityConflict:
     our_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """Something an operator must see; the adapter logs ``message`` at WARNING. ``kind``
+    names what (``"clock_skew"``...), ``peer`` the replica concerned. The engine's
+    ``status()`` keeps the figures behind it; alarms repeat at most every few minutes."""
+
+    kind: str
+    peer: str
+    message: str
+
+
 Effect = (
-    Persist | Send | WriteDone | WriteFailed | ReadDone | ReadFailed | Changed | IdentityConflict
+    Persist
+    | Send
+    | WriteDone
+    | WriteFailed
+    | ReadDone
+    | ReadFailed
+    | Changed
+    | IdentityConflict
+    | Alarm
 )
 
 

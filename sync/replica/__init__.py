@@ -67,6 +67,19 @@ sleeps, opens a socket or touches a database; its only randomness is a
   as many entries as they had then (a growing key is re-encoded at geometrically growing
   intervals: O(size) in all). Keys changed without a log entry (repair, state transfer) and
   keys whose entries are compacted are checkpointed at once.
+* **Clock skew.** A received entry or state carrying a hybrid-logical-clock timestamp (an LWW
+  register's, also inside a map) more than ``max_clock_skew`` ahead of ``now`` is *set
+  aside*: not applied, not logged, not held as a hint, and counted per writer in
+  ``status()["clock_skew"]`` with an :class:`~sync.effects.Alarm` (at most one per writer
+  every ten minutes). A ``Push`` with such an entry is not acked (its sender keeps the entry,
+  and a non-home coordinator its hints), a ``Deltas`` is (our next summary still lacks the
+  entry), a snapshot chunk with such a state is neither applied nor acked (its round
+  restarts later), a repair is dropped and a read reply counts without its state. Set
+  aside, not refused: the other entries of the message are applied and the link stays, and
+  anti-entropy offers the entry again every round until our clock comes within the bound of
+  it, so every replica converges; refusing it for ever would block anti-entropy for ever.
+  Meanwhile nothing stops local writes: a register over a timestamp ahead of our clock is
+  written at that wall time with the logical part counting (:func:`crdt.hlc.write_timestamp`).
 * **Identity.** A peer's summary holding a log dot of ours above our highest one means this
   database was restored or copied: :class:`~sync.effects.IdentityConflict` is emitted and our
   numbering jumps above the seen dot.
@@ -106,13 +119,13 @@ from crdt import CRDT, CausalContext
 from sync import messages as m
 from sync.config import ReplicaConfig, check_bool, check_seconds
 from sync.consistency import check_level
-from sync.effects import Effect, HintRecord, Loaded, LogEntry, Persist, Send
+from sync.effects import Alarm, Effect, HintRecord, Loaded, LogEntry, Persist, Send
 from sync.errors import LocalProtocolError, RemoteProtocolError
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
 from sync.replica.compaction import Compaction
 from sync.replica.hints import Hints
-from sync.replica.inbound import Inbound
+from sync.replica.inbound import Inbound, Skewed
 from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership
 from sync.replica.outbound import Outbound
@@ -295,15 +308,25 @@ class Replica:
             # begins the input (self._begin) and applies it.
             match message:
                 case m.Push():
-                    batch = check.push(peer_id, message)
-                    self._on_push(peer_id, message, batch, self._begin(now))
+                    batch, skewed = check.push(peer_id, message, self._peek(now))
+                    now = self._begin(now)
+                    # An ack says that every entry it covers is durable here: none for a
+                    # push with entries set aside (its sender keeps them, and retries).
+                    self._set_aside(peer_id, skewed, now)
+                    self._on_push(peer_id, message, batch, now, ack=not skewed)
                 case m.Deltas():
-                    batch = check.deltas(peer_id, message)
-                    self._on_deltas(peer_id, message, batch, self._begin(now))
+                    batch, skewed = check.deltas(peer_id, message, self._peek(now))
+                    now = self._begin(now)
+                    # Acked all the same: our next summary still lacks what was set aside.
+                    self._set_aside(peer_id, skewed, now)
+                    self._on_deltas(peer_id, message, batch, now)
                 case m.SnapshotChunk():
-                    states, summary = check.snapshot(peer_id, message)
-                    self._begin(now)
-                    self._anti_entropy.on_snapshot(peer_id, message, states, summary)
+                    states, summary, skewed = check.snapshot(peer_id, message, self._peek(now))
+                    now = self._begin(now)
+                    if skewed:  # not applied, not acked: the round restarts, later
+                        self._set_aside(peer_id, skewed, now)
+                    else:
+                        self._anti_entropy.on_snapshot(peer_id, message, states, summary)
                 case m.Ack():
                     self._on_ack(peer_id, message, self._begin(now))
                 case m.ReadReq():
@@ -312,12 +335,24 @@ class Replica:
                     self._reads.answer(peer_id, message)
                 case m.ReadResp():
                     state = check.read_reply(peer_id, message)
-                    self._begin(now)
+                    skew = None
+                    if state is not None and message.state is not None:
+                        where = f"read reply for {message.key!r}"
+                        skew = check.skewed_state(message.state, self._peek(now), where)
+                    now = self._begin(now)
+                    if skew is not None:  # the reply counts; its state is set aside
+                        self._set_aside(peer_id, [skew], now)
+                        state = None
                     self._reads.on_reply(peer_id, message, state)
                 case m.Repair():
                     repaired = check.repair(peer_id, message)
-                    self._begin(now)
-                    self._data.merge_state(message.key, repaired)
+                    where = f"repair of {message.key!r}"
+                    skew = check.skewed_state(message.state, self._peek(now), where)
+                    now = self._begin(now)
+                    if skew is not None:
+                        self._set_aside(peer_id, [skew], now)
+                    else:
+                        self._data.merge_state(message.key, repaired)
                 case m.Summary():
                     parts = check.summary(peer_id, message)
                     self._anti_entropy.on_summary(peer_id, message, parts, self._begin(now))
@@ -457,7 +492,8 @@ class Replica:
 
     def status(self) -> dict[str, Any]:
         """Health: log size, hints per target, peers up, lag per peer (log entries its last
-        summary lacks), siblings per key (multi-value registers with more than one value)."""
+        summary lacks), siblings per key (multi-value registers with more than one value),
+        writes set aside per writer for clock skew (``clock_skew``)."""
         data, membership = self._data, self._membership
         lag: dict[str, int] = {}
         for pid, theirs in membership.reported_summaries():
@@ -477,9 +513,15 @@ class Replica:
             "siblings": siblings,
             "pending_writes": len(self._writes),
             "pending_reads": len(self._reads),
+            "clock_skew": membership.skews(),
         }
 
     # -- inputs and the drain's Persist ----------------------------------------------------
+    def _peek(self, now: float) -> float:
+        """The clamped ``now`` an input will run at, before it begins (for its checks)."""
+        _check_now(now)
+        return now if now > self._now else self._now
+
     def _begin(self, now: float) -> float:
         _check_now(now)
         if now > self._now:
@@ -514,7 +556,29 @@ class Replica:
             self._outbox.place_persist(persist)
 
     # -- what touches several components ---------------------------------------------------
-    def _on_push(self, peer: str, msg: m.Push, batch: CheckedBatch, now: float) -> None:
+    def _set_aside(self, sender: str, skewed: list[Skewed], now: float) -> None:
+        """Writes stamped too far ahead of our clock were set aside: count them per writer,
+        and raise an alarm (at most one per writer per message, repeated while it lasts)."""
+        bound = self.config.max_clock_skew
+        alarmed: set[str] = set()
+        for s in skewed:
+            if self._membership.note_skew(s.writer, s.ahead_ms, now) and s.writer not in alarmed:
+                alarmed.add(s.writer)
+                via = "" if sender == s.writer else f", received from {sender}"
+                self._outbox.emit(
+                    Alarm(
+                        "clock_skew",
+                        s.writer,
+                        f"clock skew: a write of {s.writer} ({s.what}{via}) is stamped "
+                        f"{s.ahead_ms / 1000:.1f} s ahead of this replica's clock, past the "
+                        f"allowed {bound:g} s; it is set aside until this clock reaches it. "
+                        f"Check the clock of {s.writer} (and this one's).",
+                    )
+                )
+
+    def _on_push(
+        self, peer: str, msg: m.Push, batch: CheckedBatch, now: float, *, ack: bool = True
+    ) -> None:
         hint_for = msg.hint_for
         if batch.hints and hint_for is not None:  # entries are held as hints only for one
             for e in batch.hints:
@@ -522,7 +586,8 @@ class Replica:
         self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
         if hint_for is not None and hint_for != self.replica_id and hint_for in self._membership.up:
             self._hints.handoff_soon(hint_for, now)
-        self._outbox.emit(Send(peer, m.Ack(ids=[msg.push_id])))
+        if ack:
+            self._outbox.emit(Send(peer, m.Ack(ids=[msg.push_id])))
 
     def _on_deltas(self, peer: str, msg: m.Deltas, batch: CheckedBatch, now: float) -> None:
         self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)

@@ -33,7 +33,7 @@ Knows local data, membership and reads.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic_core import from_json
@@ -49,7 +49,7 @@ from sync.replica.membership import Membership
 from sync.replica.reads import Reads
 from sync.ring import partition_of
 
-__all__ = ["Inbound"]
+__all__ = ["Inbound", "Skewed", "latest_stamp"]
 
 _EMPTY_CTX = CausalContext()
 _ORIGINS_MEMO = 4096  # origins remembered as checked (cleared when full)
@@ -77,27 +77,30 @@ class Inbound:
         self._reads = reads
         self._origins: set[str] = set()  # origins already checked to be replica ids
 
-    def push(self, peer: str, msg: m.Push) -> CheckedBatch:
+    def push(self, peer: str, msg: m.Push, now: float) -> tuple[CheckedBatch, list[Skewed]]:
         hint_for = msg.hint_for
         if hint_for is not None and not m.is_replica_id(hint_for):
             raise RemoteProtocolError(f"a push for {hint_for!r}, not a replica id", peer)
-        return self._entries(peer, msg.entries, hint_for)
+        return self._entries(peer, msg.entries, now, hint_for)
 
-    def deltas(self, peer: str, msg: m.Deltas) -> CheckedBatch:
+    def deltas(self, peer: str, msg: m.Deltas, now: float) -> tuple[CheckedBatch, list[Skewed]]:
         for i, e in enumerate(msg.entries):
             if e.partition != msg.partition:
                 raise RemoteProtocolError(
                     f"entry {i} of a Deltas for partition {msg.partition} is in {e.partition}",
                     peer,
                 )
-        return self._entries(peer, msg.entries)
+        return self._entries(peer, msg.entries, now)
 
     def _entries(
-        self, peer: str, entries: Iterable[LogEntry], hint_for: str | None = None
-    ) -> CheckedBatch:
+        self, peer: str, entries: Iterable[LogEntry], now: float, hint_for: str | None = None
+    ) -> tuple[CheckedBatch, list[Skewed]]:
         """Check and decode every entry (its delta decodes, partition and kind agree) and
         build the delta groups; nothing changes. An entry of a ``Push`` for ``hint_for``
-        (another replica) is only held as a hint unless this replica is a home of its key."""
+        (another replica) is only held as a hint unless this replica is a home of its key.
+        An entry stamped too far ahead of ``now`` is set aside (returned as skewed)."""
+        skewed: list[Skewed] = []
+        now_ms, limit_ms = self._horizon(now)
         parts = self._config.partitions
         kinds: dict[str, str] = {}
         out = CheckedBatch([], [], {})
@@ -128,7 +131,8 @@ class Inbound:
                     f"{_where(i, e)}: key {e.key!r} is not in that partition", peer
                 )
             try:
-                delta = from_dict(from_json(e.delta_json, allow_inf_nan=False))
+                raw = from_json(e.delta_json, allow_inf_nan=False)
+                delta = from_dict(raw)
             except (TypeError, ValueError) as exc:  # DecodeError and bad JSON: ValueErrors
                 raise RemoteProtocolError(f"{_where(i, e)}: bad CRDT state: {exc}", peer) from exc
             kind = delta.kind
@@ -152,6 +156,11 @@ class Inbound:
             if summ is None:
                 summ = _EMPTY_CTX
             known = e.seq <= summ.vv.get(e.origin, 0) or (e.origin, e.seq) in summ.cloud
+            if kind in _STAMPED and not known:
+                stamp = latest_stamp(raw)
+                if stamp is not None and stamp[0] > limit_ms:
+                    skewed.append(Skewed(stamp[1], stamp[0] - now_ms, _where(i, e)))
+                    continue
             if ring is not None and me not in ring.preference_list(e.partition):
                 if e.origin == me:
                     raise RemoteProtocolError(f"a hint of our own entry: {_where(i, e)}", peer)
@@ -172,7 +181,20 @@ class Inbound:
                 groups[e.key] = (e.partition, delta)  # freshly decoded: the group to join into
             else:
                 group[1].merge(delta)
-        return out
+        return out, skewed
+
+    def _horizon(self, now: float) -> tuple[int, int]:
+        """``now`` in ms, and the latest wall time (ms) a received timestamp may carry."""
+        now_ms = int(now * 1000)
+        return now_ms, now_ms + int(self._config.max_clock_skew * 1000)
+
+    def skewed_state(self, state: dict[str, Any], now: float, what: str) -> Skewed | None:
+        """The timestamp of a (checked) state too far ahead of ``now``, if it has one."""
+        stamp = latest_stamp(state) if state.get("type") in _STAMPED else None
+        now_ms, limit_ms = self._horizon(now)
+        if stamp is None or stamp[0] <= limit_ms:
+            return None
+        return Skewed(stamp[1], stamp[0] - now_ms, what)
 
     def _check_kind(
         self, peer: str, key: str, kind: str, batch: dict[str, str], where: str
@@ -258,9 +280,11 @@ class Inbound:
         self._origins.add(origin)
 
     def snapshot(
-        self, peer: str, msg: m.SnapshotChunk
-    ) -> tuple[list[tuple[str, CRDT]], CausalContext | None]:
-        """The states of a ``SnapshotChunk`` by key, and the summary it carries (if last)."""
+        self, peer: str, msg: m.SnapshotChunk, now: float
+    ) -> tuple[list[tuple[str, CRDT]], CausalContext | None, list[Skewed]]:
+        """The states of a ``SnapshotChunk`` by key, the summary it carries (if last), and
+        its states stamped too far ahead of ``now``."""
+        skewed: list[Skewed] = []
         parts = self._config.partitions
         if msg.partition >= parts:
             raise RemoteProtocolError(f"snapshot of partition {msg.partition}: out of range", peer)
@@ -277,10 +301,57 @@ class Inbound:
                 raise RemoteProtocolError(f"{where}: says {o.kind!r}, is a {state.kind}", peer)
             self._check_kind(peer, o.key, o.kind, kinds, where)
             states.append((o.key, state))
+            found = self.skewed_state(o.state, now, where)
+            if found is not None:
+                skewed.append(found)
         ctx = None
         if msg.summary is not None:
             ctx = self._context(peer, msg.summary, "snapshot summary")
-        return states, ctx
+        return states, ctx, skewed
+
+
+@dataclass(frozen=True, slots=True)
+class Skewed:
+    """A received write stamped further ahead of this replica's clock than the bound allows:
+    the replica whose timestamp it is, how far ahead of our clock (ms), and what carried
+    it."""
+
+    writer: str
+    ahead_ms: int
+    what: str
+
+
+# The kinds whose encoding carries hybrid-logical-clock timestamps (an LWW register, and a
+# map that may embed some).
+_STAMPED = frozenset({"lww", "ormap"})
+
+
+def latest_stamp(state: dict[str, Any]) -> tuple[int, str] | None:
+    """``(wall_ms, replica)`` of the latest timestamp in a checked ``to_dict()`` form (None:
+    it has none): the ``ts`` of an ``lww``, the entries of every register an ``ormap``
+    embeds, at any depth (their canonical encodings, see ``crdt/lww.py``, ``crdt/emlww.py``
+    and ``crdt/ormap.py``)."""
+    kind = state.get("type")
+    if kind == "lww":
+        ts = state.get("ts")
+        return (ts[0], ts[2]) if ts else None
+    if kind == "ormap":
+        return _latest_in_entries(state.get("entries") or ())
+    return None
+
+
+def _latest_in_entries(entries: Iterable[Any]) -> tuple[int, str] | None:
+    best: tuple[int, str] | None = None
+    for _key, kind, body in entries:
+        if kind == "lww":
+            for _dot, ts, _value in body:
+                if best is None or ts[0] > best[0]:
+                    best = (ts[0], ts[2])
+        elif kind == "ormap":
+            found = _latest_in_entries(body)
+            if found is not None and (best is None or found[0] > best[0]):
+                best = found
+    return best
 
 
 def _where(i: int, e: LogEntry) -> str:

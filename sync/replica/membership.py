@@ -14,7 +14,7 @@ Knows only the outbox.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from crdt import CausalContext
@@ -26,7 +26,23 @@ from sync.errors import LocalProtocolError
 from sync.replica.outbox import Outbox
 from sync.ring import Ring
 
-__all__ = ["Membership"]
+__all__ = ["ALARM_REPEAT", "Membership", "SkewRecord"]
+
+#: Seconds between two alarms about the same condition of one peer while it lasts.
+ALARM_REPEAT = 600.0
+
+
+@dataclass(slots=True)
+class SkewRecord:
+    """Writes of one replica set aside for a timestamp too far ahead of our clock: how many,
+    how far ahead the last one was (ms), when the first and the last came, and when we last
+    raised an alarm about it."""
+
+    set_aside: int
+    ahead_ms: int
+    first: float
+    last: float
+    alarmed: float
 
 
 class Membership:
@@ -44,6 +60,7 @@ class Membership:
         "_required_memo",
         "_ring",
         "_shared",
+        "_skews",
         "_up",
         "up",
     )
@@ -63,6 +80,7 @@ class Membership:
         self._members_version = 0
         self._gossiped: dict[str, int] = {}  # peer -> the members version it was sent
         self._required_memo: dict[tuple[Level, int], tuple[int, None]] = {}
+        self._skews: dict[str, SkewRecord] = {}  # writer -> writes of it set aside
 
     def load(self, peers: Mapping[str, PeerRecord]) -> None:
         for pid, peer in sorted(peers.items()):
@@ -238,6 +256,30 @@ class Membership:
         names = {i.replica_id for i in listed}
         names.add(self._me)
         return any(not rec.forgotten and pid not in names for pid, rec in self._peers.items())
+
+    # -- health ------------------------------------------------------------------------------
+    def note_skew(self, writer: str, ahead_ms: int, now: float) -> bool:
+        """A write of ``writer`` stamped ``ahead_ms`` ahead of our clock was set aside; True
+        when an alarm is due (the first, or :data:`ALARM_REPEAT` seconds after the last)."""
+        rec = self._skews.get(writer)
+        if rec is None:
+            self._skews[writer] = SkewRecord(1, ahead_ms, now, now, now)
+            return True
+        rec.set_aside += 1
+        rec.ahead_ms = ahead_ms
+        rec.last = now
+        if now - rec.alarmed >= ALARM_REPEAT:
+            rec.alarmed = now
+            return True
+        return False
+
+    def skews(self) -> dict[str, dict[str, Any]]:
+        """Per writer whose writes were set aside for clock skew: ``set_aside`` (a count),
+        ``ahead_ms`` (of the last one), ``first`` and ``last`` (this replica's clock)."""
+        return {
+            w: {"set_aside": r.set_aside, "ahead_ms": r.ahead_ms, "first": r.first, "last": r.last}
+            for w, r in sorted(self._skews.items())
+        }
 
     # -- placement ---------------------------------------------------------------------------
     def site_of(self, peer: str) -> str | None:

@@ -27,7 +27,9 @@ Theory of operation.
   (fail-stop): the engine had applied that batch in memory, so the node drops the batch's
   sends and acks (nothing is acknowledged that is not durable), fails every operation in
   flight and every later one with :class:`~sync.errors.PeerFailed`, stops, and calls
-  ``on_fatal`` so the owner closes its links; reopening rebuilds from the store.
+  ``on_fatal`` so the owner closes its links; reopening rebuilds from the store. An
+  :class:`~sync.effects.Alarm` (a peer's clock far ahead...) is logged at WARNING and
+  counted (``counters.alarms``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from crdt import CausalContext
 from store import BatchLike, LogRow
 from store import Loaded as StoredLoaded
 from sync.effects import (
+    Alarm,
     Changed,
     HintId,
     HintRecord,
@@ -180,6 +183,7 @@ class NodeCounters:
     remote_errors: int = 0
     store_errors: int = 0
     input_errors: int = 0
+    alarms: int = 0
 
 
 Input = Callable[[ReplicaLike, float], object]
@@ -505,6 +509,10 @@ class Node:
     def _run_one(self, e: Any) -> None:
         if isinstance(e, Persist | IdentityConflict):
             return  # committed already / the peer's on_effect handles it
+        if isinstance(e, Alarm):
+            self.counters.alarms += 1
+            log.warning("%s (alarm %s about %s)", e.message, e.kind, e.peer)
+            return
         if isinstance(e, Send):
             if self._send(e.peer, e.message):
                 self.counters.sends += 1

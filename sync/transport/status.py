@@ -11,7 +11,8 @@ configuration, the transport's links and traffic, the node's counters and the en
      "connected": [replica ids with an open link],
      "peers": {replica_id: {"connected", "address", "site", "relay", "lag",
                             "pending_hints", "bytes_in", "bytes_out", "messages_in",
-                            "messages_out", "dropped"}},
+                            "messages_out", "dropped", "clock_ahead_ms",
+                            "clock_skew_set_aside"}},
      "pending_hints": total held for others, "log_size": entries in the delta log,
      "keys": objects held, "siblings": {"max": most siblings of a register,
      "keys": {key: siblings} for registers with more than one},
@@ -23,7 +24,10 @@ same figures without key names (sibling keys become a count), since that endpoin
 authenticated; :func:`public_status_json` is that body.
 
 ``lag`` is the number of log entries this replica has that the peer's last known summary
-lacks (``None`` until the peer reported one), as the engine computes it. Traffic counts are
+lacks (``None`` until the peer reported one), as the engine computes it.
+``clock_ahead_ms`` is how far ahead of this replica's clock the last write of that peer set
+aside for clock skew was stamped (``None``: none was), ``clock_skew_set_aside`` how many
+were (see ``sync.replica``: "Clock skew"). Traffic counts are
 cumulative per peer over all its links since this process started.
 """
 
@@ -164,8 +168,9 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
     hints = _mapping(eng.get("hints"))
     known = eng.get("peers_known")
     known = known if isinstance(known, list) else []
+    skews = _mapping(eng.get("clock_skew"))
     peers: dict[str, dict[str, Any]] = {}
-    for rid in sorted(set(traffic) | set(links) | set(known) | set(hints) | set(lag)):
+    for rid in sorted(set(traffic) | set(links) | set(known) | set(hints) | set(lag) | set(skews)):
         link = links.get(rid)
         t = traffic.get(rid, {})
         peer_lag = lag.get(rid)
@@ -181,6 +186,8 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
             "messages_in": t.get("messages_in", 0),
             "messages_out": t.get("messages_out", 0),
             "dropped": t.get("dropped", 0),
+            "clock_ahead_ms": _mapping(skews.get(rid)).get("ahead_ms"),
+            "clock_skew_set_aside": _int(_mapping(skews.get(rid)).get("set_aside", 0)),
         }
     siblings = _mapping(eng.get("siblings"))
     config = source.config
