@@ -78,7 +78,15 @@ from .sql import (
     rotate_replica_id,
     snapshot_page,
 )
-from .store import SYNCHRONOUS_LEVELS, Store, default_partition_of, sidecar_path
+from .store import (
+    SYNCHRONOUS_LEVELS,
+    Store,
+    check_sqlite_file,
+    database_url,
+    default_partition_of,
+    describe_database,
+    sidecar_path,
+)
 
 __all__ = [
     "LOCK_SUFFIX",
@@ -120,11 +128,14 @@ __all__ = [
     "StoreError",
     "apply_prepared",
     "check_context",
+    "check_sqlite_file",
     "compact",
     "count_log",
+    "database_url",
     "decode_blob",
     "default_partition_of",
     "deltas_page",
+    "describe_database",
     "encode",
     "get_object",
     "hints",

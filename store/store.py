@@ -26,15 +26,17 @@ Replica identity, and why a copy must not keep it. A replica id names the sequen
 (and log dots) this database hands out. If a database is copied, or restored from a backup,
 and both the copy and the original (or the pre-restore history others have seen) keep issuing
 dots under the same id, two different writes get the same dot and one is silently lost.
-So the store *detects* a copy/move/restore at open and then mints a new replica id (the data
+So the store *detects* a copy/restore at open and then mints a new replica id (the data
 is kept, the old id is recorded in ``meta.past_replica_ids``):
 
 * SQLite: ``meta.identity`` holds a stamp of where the database lives (real path, device and
   inode of the file) and a random token that is renewed at every open and also written to a
   sidecar file ``PATH.shoal-id`` (atomically, after the open's transaction commits). At open,
-  a different path/device/inode means the file was copied or moved; a sidecar token that
-  differs from (or lacks) the stored one means the file was restored from a backup taken at
-  an earlier open (even by ``cp`` over the same inode), or copied without its sidecar.
+  a different device/inode means the file was copied (or moved to another file system); a
+  sidecar token that differs from (or lacks) the stored one means the file was restored
+  from a backup taken at an earlier open (even by ``cp`` over the same inode), or copied or
+  moved without its sidecar. A file renamed on its file system *with* its sidecar (same
+  device and inode, same token) was moved: it keeps its id.
 * PostgreSQL: the stamp is the cluster's system identifier (when readable), the database oid
   and schema: a dump restored elsewhere, or ``CREATE DATABASE ... TEMPLATE``, gets a new id.
 
@@ -54,6 +56,17 @@ for PostgreSQL) and ``aclose`` drops it last; a second opener, in another proces
 one, gets :class:`~store.errors.DatabaseLocked` naming the holder's PID before anything is
 read or written. The identity check and the sidecar write above happen under that lock. The
 lock dies with its process: nothing to clean up after ``kill -9``.
+
+Where the database is. Every command and ``Peer.open`` name a database the same ways,
+normalised by :func:`database_url`: a path (``shop.db``), ``sqlite:///PATH``,
+``sqlite+aiosqlite:///PATH``, ``postgresql://...``, ``postgresql+asyncpg://...`` (any
+PostgreSQL driver named is replaced by asyncpg, the store's). Before SQLite touches a file,
+``open`` checks it (:func:`check_sqlite_file`) and refuses, with a :class:`StoreError`
+naming the path and the cause, a missing or read-only directory, a directory, a file that is
+not a SQLite database, another application's SQLite database, and an **empty (0-byte)
+file**: SQLite would take it for a new database and the peer would start as a new, empty
+replica, where an empty file is far more likely a copy or restore gone wrong than the
+operator's intent (remove it to create a new database there).
 
 Lifecycle: ``async with await Store.open(...) as store`` or ``store = await Store.open(...)``
 ... ``await store.aclose()``. ``aclose`` lets queued writes commit, then disposes the engine;
@@ -77,6 +90,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from sqlalchemy import Connection, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -86,7 +100,15 @@ from .lock import DatabaseLock, lock_postgres, lock_sqlite
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
 from .schema import SCHEMA_VERSION
 
-__all__ = ["SYNCHRONOUS_LEVELS", "Store", "default_partition_of", "sidecar_path"]
+__all__ = [
+    "SYNCHRONOUS_LEVELS",
+    "Store",
+    "check_sqlite_file",
+    "database_url",
+    "default_partition_of",
+    "describe_database",
+    "sidecar_path",
+]
 
 SYNCHRONOUS_LEVELS = ("FULL", "NORMAL", "EXTRA")
 """Allowed SQLite ``synchronous`` levels. NORMAL survives a process crash, not a power loss."""
@@ -192,12 +214,7 @@ class Store:
             raise InvalidInput(f"partitions must be a positive integer, got {partitions!r}")
         if max_batch_rows < 1:
             raise InvalidInput(f"max_batch_rows must be >= 1, got {max_batch_rows!r}")
-        url = _to_url(url_or_path)
-        # The async drivers, whatever the URL named (sqlite:///x.db, postgresql://...).
-        if url.get_backend_name() == "sqlite" and url.get_driver_name() != "aiosqlite":
-            url = url.set(drivername="sqlite+aiosqlite")
-        elif url.get_backend_name() == "postgresql" and url.get_driver_name() != "asyncpg":
-            url = url.set(drivername="postgresql+asyncpg")
+        url = database_url(url_or_path)
         # partition_of is a pure function of the key (it must match the engine's), so a
         # bounded cache across batches saves a hash per row for keys written again.
         part_of = functools.lru_cache(maxsize=_PARTITION_CACHE)(
@@ -209,8 +226,10 @@ class Store:
         if url.get_backend_name() == "sqlite":
             if not url.database or url.database == ":memory:":
                 raise InvalidInput("the store needs a database file, not an in-memory database")
-            db_path: Path | None = Path(url.database)
-            lock = await lock_sqlite(Path(url.database))
+            file = Path(url.database)
+            await asyncio.to_thread(check_sqlite_file, file, contents=False)
+            lock = await lock_sqlite(file)
+            db_path: Path | None = file
         elif url.get_backend_name() == "postgresql":
             db_path = None
             lock = await lock_postgres(url)
@@ -223,6 +242,8 @@ class Store:
             engine = create_async_engine(url)
             try:
                 if db_path is not None:
+                    # Under the lock: what is in the file (a creator may be writing it).
+                    await asyncio.to_thread(check_sqlite_file, db_path)
                     # Refuse a newer schema before the engine (which switches to WAL) writes.
                     if db_path.exists():
                         await asyncio.to_thread(_precheck_sqlite, db_path)
@@ -252,7 +273,7 @@ class Store:
 
     @property
     def identity_rotated(self) -> bool:
-        """True if this open detected a copy/move/restore and minted a new replica id."""
+        """True if this open detected a copy or restore and minted a new replica id."""
         return self._rotated
 
     @property
@@ -515,14 +536,90 @@ def _positive(value: Any, what: str) -> int:
     return value
 
 
-def _to_url(url_or_path: str | os.PathLike[str]) -> URL:
+def database_url(url_or_path: str | os.PathLike[str]) -> URL:
+    """The store's URL for a database named any of the accepted ways (module docstring).
+
+    A path or ``sqlite:///PATH`` becomes ``sqlite+aiosqlite:///ABSOLUTE_PATH``; a
+    PostgreSQL URL (``postgresql://``, ``postgres://``, any driver) gets the asyncpg driver.
+    ``InvalidInput`` (a ``ValueError``) for an empty name, a string that is not a URL or
+    another database. Reads no file.
+    """
     raw = os.fspath(url_or_path)
-    if "://" in raw:
-        try:
-            return make_url(raw)
-        except Exception as exc:  # sqlalchemy.exc.ArgumentError: reword for the user
-            raise InvalidInput(f"not a database URL: {raw!r} ({exc})") from exc
-    return URL.create("sqlite+aiosqlite", database=os.path.abspath(raw))
+    if not raw:
+        raise InvalidInput("no database given: name a SQLite file or a database URL")
+    if "://" not in raw:
+        return URL.create("sqlite+aiosqlite", database=os.path.abspath(raw))
+    if raw.startswith("postgres://"):  # the short scheme many hosts print
+        raw = "postgresql://" + raw[len("postgres://") :]
+    try:
+        url = make_url(raw)
+    except Exception as exc:  # sqlalchemy.exc.ArgumentError: reword for the user
+        raise InvalidInput(f"not a database URL: {raw!r} ({exc})") from exc
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            url = url.set(database=os.path.abspath(url.database))
+        return url.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql":
+        return url.set(drivername="postgresql+asyncpg")
+    raise InvalidInput(
+        f"unsupported database URL {url.render_as_string()!r}: use a SQLite path, "
+        "sqlite:///PATH or postgresql://..."
+    )
+
+
+def describe_database(url_or_path: str | os.PathLike[str]) -> str:
+    """How messages name a database: the SQLite path, or the URL without its password."""
+    try:
+        url = database_url(url_or_path)
+    except InvalidInput:
+        return repr(os.fspath(url_or_path))
+    if url.get_backend_name() == "sqlite" and url.database:
+        return url.database
+    return url.render_as_string(hide_password=True)
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(path: Path, *, contents: bool = True) -> None:
+    """Refuse, before SQLite touches it, a database file the store cannot or must not use.
+
+    :class:`StoreError` naming ``path`` and the cause: its directory is missing or not
+    writable (SQLite creates ``-wal``, ``-shm`` and the lock file next to it), it is a
+    directory, or (``contents``) an empty (0-byte) file, not a SQLite file, or read-only.
+    A file that is absent in a writable directory is fine (it will be created).
+    """
+    parent = path.parent
+    if not parent.is_dir():
+        raise StoreError(f"cannot open database {path}: directory {parent} does not exist")
+    if path.is_dir():
+        raise StoreError(f"cannot open database {path}: it is a directory")
+    if not path.exists():
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot create database {path}: directory {parent} is not writable")
+        return
+    if not contents:
+        return
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"cannot read database {path}: {exc.strerror or exc}") from exc
+    if not head:
+        raise StoreError(
+            f"database {path} is an empty file (0 bytes), not a shoal database: refusing to "
+            "start it as a new replica; remove it to create a new database there"
+        )
+    if head != _SQLITE_MAGIC:
+        raise StoreError(f"{path} is not a shoal database (not a SQLite file)")
+    if not os.access(path, os.W_OK):
+        raise StoreError(f"database {path} is read-only: a peer writes to it (permission denied)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"database {path}: directory {parent} is not writable (SQLite keeps its write-ahead "
+            "log and the lock file next to the database)"
+        )
 
 
 def _precheck_sqlite(path: Path) -> None:
@@ -530,7 +627,12 @@ def _precheck_sqlite(path: Path) -> None:
     engine = create_engine(URL.create("sqlite", database=str(path)), poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            found = sql.read_schema_version(conn)
+            try:
+                found = sql.read_schema_version(conn)
+            except StoreError as exc:  # another application's database: name the file
+                raise StoreError(f"{path} is {exc}") from exc
+            except DatabaseError as exc:  # a damaged file: SQLite's words, the path first
+                raise StoreError(f"cannot read database {path}: {exc.orig or exc}") from exc
             if found is not None and found > SCHEMA_VERSION:
                 raise SchemaVersionMismatch(found, SCHEMA_VERSION)
     finally:
