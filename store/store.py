@@ -227,7 +227,7 @@ class Store:
             if not url.database or url.database == ":memory:":
                 raise InvalidInput("the store needs a database file, not an in-memory database")
             file = Path(url.database)
-            await asyncio.to_thread(check_sqlite_file, file, contents=False)
+            await asyncio.to_thread(check_sqlite_file, file)  # again under the lock
             lock = await lock_sqlite(file)
             db_path: Path | None = file
         elif url.get_backend_name() == "postgresql":
@@ -582,12 +582,12 @@ def describe_database(url_or_path: str | os.PathLike[str]) -> str:
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def check_sqlite_file(path: Path, *, contents: bool = True) -> None:
+def check_sqlite_file(path: Path) -> None:
     """Refuse, before SQLite touches it, a database file the store cannot or must not use.
 
     :class:`StoreError` naming ``path`` and the cause: its directory is missing or not
     writable (SQLite creates ``-wal``, ``-shm`` and the lock file next to it), it is a
-    directory, or (``contents``) an empty (0-byte) file, not a SQLite file, or read-only.
+    directory, an empty (0-byte) file, not a SQLite file, or read-only.
     A file that is absent in a writable directory is fine (it will be created).
     """
     parent = path.parent
@@ -598,8 +598,6 @@ def check_sqlite_file(path: Path, *, contents: bool = True) -> None:
     if not path.exists():
         if not os.access(parent, os.W_OK | os.X_OK):
             raise StoreError(f"cannot create database {path}: directory {parent} is not writable")
-        return
-    if not contents:
         return
     try:
         with open(path, "rb") as handle:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import socket
 import ssl
 import time
@@ -308,8 +309,9 @@ def classify_dial_error(exc: BaseException) -> tuple[DialState, str]:
         return DialState.UNREACHABLE, f"cannot resolve the host name: {exc.strerror or exc}"
     if isinstance(exc, TimeoutError):
         return DialState.UNREACHABLE, "timed out"
-    if isinstance(exc, OSError):
-        return DialState.UNREACHABLE, exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):  # asyncio's strerror repeats the address: say the cause
+        cause = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
+        return DialState.UNREACHABLE, (cause or type(exc).__name__).lower()
     if isinstance(exc, InvalidHandshake):
         return DialState.FAILED, f"not a shoal peer: {exc}"
     return DialState.FAILED, str(exc) or type(exc).__name__

@@ -57,6 +57,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable, Generator, Iterable
@@ -354,9 +355,8 @@ class Peer:
             try:
                 url = await self.transport.listen(host, port)
             except OSError as exc:
-                raise OSError(
-                    exc.errno, f"cannot listen on {listen}: {exc.strerror or exc}"
-                ) from exc
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise OSError(exc.errno, f"cannot listen on {listen}: {why}") from exc
             self._bound = f"{host}:{url.rsplit(':', 1)[1]}"
             self.transport.me = dataclasses.replace(
                 self.transport.me, address=self.advertise or url
@@ -610,18 +610,19 @@ class Peer:
     # -- LinkHandler (called by the transport) -----------------------------------------------
 
     # After the node closed (only while this peer shuts down) inputs are refused with
-    # RuntimeError: nothing is left to apply them to, so they are dropped.
+    # RuntimeError, and after a fail-stop with PeerFailed: nothing is left to apply them
+    # to, so they are dropped.
 
     def link_up(self, info: PeerInfo) -> None:
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError, PeerFailed):
             self.node.peer_up(info.replica_id, info.address, info.site, info.relay)
 
     def link_down(self, peer_id: str) -> None:
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError, PeerFailed):
             self.node.peer_down(peer_id)
 
     def link_message(self, peer_id: str, message: Any) -> None:
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError, PeerFailed):
             self.node.receive(peer_id, message)
 
     async def admin(self, request: AdminRequest) -> AdminReply:
