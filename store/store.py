@@ -227,7 +227,9 @@ class Store:
             if not url.database or url.database == ":memory:":
                 raise InvalidInput("the store needs a database file, not an in-memory database")
             file = Path(url.database)
-            await asyncio.to_thread(check_sqlite_file, file)  # again under the lock
+            # A file we must not use is refused before the lock leaves its own file next to
+            # it; and again under the lock (a creator may have been writing it).
+            await asyncio.to_thread(_check_sqlite, file)
             lock = await lock_sqlite(file)
             db_path: Path | None = file
         elif url.get_backend_name() == "postgresql":
@@ -242,11 +244,8 @@ class Store:
             engine = create_async_engine(url)
             try:
                 if db_path is not None:
-                    # Under the lock: what is in the file (a creator may be writing it).
-                    await asyncio.to_thread(check_sqlite_file, db_path)
                     # Refuse a newer schema before the engine (which switches to WAL) writes.
-                    if db_path.exists():
-                        await asyncio.to_thread(_precheck_sqlite, db_path)
+                    await asyncio.to_thread(_check_sqlite, db_path)
                     _install_sqlite_hooks(engine, synchronous, busy_timeout_ms)
                 opened = await _open_identity(engine, db_path, partitions, part_of)
             except BaseException:
@@ -612,12 +611,18 @@ def check_sqlite_file(path: Path) -> None:
     if head != _SQLITE_MAGIC:
         raise StoreError(f"{path} is not a shoal database (not a SQLite file)")
     if not os.access(path, os.W_OK):
-        raise StoreError(f"database {path} is read-only: a peer writes to it (permission denied)")
+        raise StoreError(f"database {path} is read-only (a peer writes to its database)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise StoreError(
             f"database {path}: directory {parent} is not writable (SQLite keeps its write-ahead "
             "log and the lock file next to the database)"
         )
+
+
+def _check_sqlite(path: Path) -> None:
+    check_sqlite_file(path)
+    if path.exists():
+        _precheck_sqlite(path)
 
 
 def _precheck_sqlite(path: Path) -> None:

@@ -65,7 +65,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from store import Store
+from store import Store, describe_database
 from sync.config import ReplicaConfig
 from sync.effects import IdentityConflict, Persist
 from sync.errors import PeerFailed
@@ -116,7 +116,7 @@ def _identity_warning(store: Store, path_or_url: str | Path) -> None:
     log.warning(
         "database %s was copied or restored: new replica id %s (was %s); peers will see a "
         "new replica; keep the .shoal-id sidecar with the file when moving it",
-        path_or_url,
+        describe_database(path_or_url),
         store.replica_id,
         was,
     )
