@@ -1,7 +1,9 @@
 """shoal's durable store: SQLite (default) or PostgreSQL, through SQLAlchemy 2 async Core.
 
 See :mod:`store.store` for the theory of operation (group commit, durability, replica
-identity), :mod:`store.lock` for the lock that lets one process at a time open a database,
+identity), :mod:`store.location` for the database names every command accepts and the
+files the store refuses, :mod:`store.lock` for the lock that lets one process at a time open
+a database,
 :mod:`store.records` for the batch semantics, :mod:`store.schema` for tables and migrations
 and :mod:`store.report` for the read-only report behind ``shoal inspect``.
 """
@@ -17,6 +19,7 @@ from .errors import (
     StoreClosed,
     StoreError,
 )
+from .location import check_sqlite_file, database_url, describe_database
 from .lock import LOCK_SUFFIX, DatabaseLock, lock_path, lock_postgres, lock_sqlite
 from .records import (
     Batch,
@@ -78,15 +81,7 @@ from .sql import (
     rotate_replica_id,
     snapshot_page,
 )
-from .store import (
-    SYNCHRONOUS_LEVELS,
-    Store,
-    check_sqlite_file,
-    database_url,
-    default_partition_of,
-    describe_database,
-    sidecar_path,
-)
+from .store import SYNCHRONOUS_LEVELS, Store, default_partition_of, sidecar_path
 
 __all__ = [
     "LOCK_SUFFIX",

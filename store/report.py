@@ -31,7 +31,7 @@ import crdt
 
 from . import schema, sql
 from .errors import StoreError
-from .store import database_url
+from .location import database_url
 
 __all__ = [
     "DatabaseReport",

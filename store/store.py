@@ -57,16 +57,10 @@ one, gets :class:`~store.errors.DatabaseLocked` naming the holder's PID before a
 read or written. The identity check and the sidecar write above happen under that lock. The
 lock dies with its process: nothing to clean up after ``kill -9``.
 
-Where the database is. Every command and ``Peer.open`` name a database the same ways,
-normalised by :func:`database_url`: a path (``shop.db``), ``sqlite:///PATH``,
-``sqlite+aiosqlite:///PATH``, ``postgresql://...``, ``postgresql+asyncpg://...`` (any
-PostgreSQL driver named is replaced by asyncpg, the store's). Before SQLite touches a file,
-``open`` checks it (:func:`check_sqlite_file`) and refuses, with a :class:`StoreError`
-naming the path and the cause, a missing or read-only directory, a directory, a file that is
-not a SQLite database, another application's SQLite database, and an **empty (0-byte)
-file**: SQLite would take it for a new database and the peer would start as a new, empty
-replica, where an empty file is far more likely a copy or restore gone wrong than the
-operator's intent (remove it to create a new database there).
+Where the database is: :func:`~store.location.database_url` normalises every accepted name
+(a path, ``sqlite:///``, ``postgresql://``...), and before SQLite touches a file ``open``
+refuses, by :func:`~store.location.check_sqlite_file` and a read of its schema version, a
+file it must not use (an empty one included: see :mod:`store.location`).
 
 Lifecycle: ``async with await Store.open(...) as store`` or ``store = await Store.open(...)``
 ... ``await store.aclose()``. ``aclose`` lets queued writes commit, then disposes the engine;
@@ -88,7 +82,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-from sqlalchemy import Connection, create_engine, event, make_url, text
+from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -96,19 +90,12 @@ from sqlalchemy.pool import NullPool
 
 from . import sql
 from .errors import InvalidInput, SchemaVersionMismatch, StoreClosed, StoreError
+from .location import check_sqlite_file, database_url
 from .lock import DatabaseLock, lock_postgres, lock_sqlite
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
 from .schema import SCHEMA_VERSION
 
-__all__ = [
-    "SYNCHRONOUS_LEVELS",
-    "Store",
-    "check_sqlite_file",
-    "database_url",
-    "default_partition_of",
-    "describe_database",
-    "sidecar_path",
-]
+__all__ = ["SYNCHRONOUS_LEVELS", "Store", "default_partition_of", "sidecar_path"]
 
 SYNCHRONOUS_LEVELS = ("FULL", "NORMAL", "EXTRA")
 """Allowed SQLite ``synchronous`` levels. NORMAL survives a process crash, not a power loss."""
@@ -533,90 +520,6 @@ def _positive(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInput(f"{what} must be a positive integer, got {value!r}")
     return value
-
-
-def database_url(url_or_path: str | os.PathLike[str]) -> URL:
-    """The store's URL for a database named any of the accepted ways (module docstring).
-
-    A path or ``sqlite:///PATH`` becomes ``sqlite+aiosqlite:///ABSOLUTE_PATH``; a
-    PostgreSQL URL (``postgresql://``, ``postgres://``, any driver) gets the asyncpg driver.
-    ``InvalidInput`` (a ``ValueError``) for an empty name, a string that is not a URL or
-    another database. Reads no file.
-    """
-    raw = os.fspath(url_or_path)
-    if not raw:
-        raise InvalidInput("no database given: name a SQLite file or a database URL")
-    if "://" not in raw:
-        return URL.create("sqlite+aiosqlite", database=os.path.abspath(raw))
-    if raw.startswith("postgres://"):  # the short scheme many hosts print
-        raw = "postgresql://" + raw[len("postgres://") :]
-    try:
-        url = make_url(raw)
-    except Exception as exc:  # sqlalchemy.exc.ArgumentError: reword for the user
-        raise InvalidInput(f"not a database URL: {raw!r} ({exc})") from exc
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-            url = url.set(database=os.path.abspath(url.database))
-        return url.set(drivername="sqlite+aiosqlite")
-    if backend == "postgresql":
-        return url.set(drivername="postgresql+asyncpg")
-    raise InvalidInput(
-        f"unsupported database URL {url.render_as_string()!r}: use a SQLite path, "
-        "sqlite:///PATH or postgresql://..."
-    )
-
-
-def describe_database(url_or_path: str | os.PathLike[str]) -> str:
-    """How messages name a database: the SQLite path, or the URL without its password."""
-    try:
-        url = database_url(url_or_path)
-    except InvalidInput:
-        return repr(os.fspath(url_or_path))
-    if url.get_backend_name() == "sqlite" and url.database:
-        return url.database
-    return url.render_as_string(hide_password=True)
-
-
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def check_sqlite_file(path: Path) -> None:
-    """Refuse, before SQLite touches it, a database file the store cannot or must not use.
-
-    :class:`StoreError` naming ``path`` and the cause: its directory is missing or not
-    writable (SQLite creates ``-wal``, ``-shm`` and the lock file next to it), it is a
-    directory, an empty (0-byte) file, not a SQLite file, or read-only.
-    A file that is absent in a writable directory is fine (it will be created).
-    """
-    parent = path.parent
-    if not parent.is_dir():
-        raise StoreError(f"cannot open database {path}: directory {parent} does not exist")
-    if path.is_dir():
-        raise StoreError(f"cannot open database {path}: it is a directory")
-    if not path.exists():
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise StoreError(f"cannot create database {path}: directory {parent} is not writable")
-        return
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(len(_SQLITE_MAGIC))
-    except OSError as exc:
-        raise StoreError(f"cannot read database {path}: {exc.strerror or exc}") from exc
-    if not head:
-        raise StoreError(
-            f"database {path} is an empty file (0 bytes), not a shoal database: refusing to "
-            "start it as a new replica; remove it to create a new database there"
-        )
-    if head != _SQLITE_MAGIC:
-        raise StoreError(f"{path} is not a shoal database (not a SQLite file)")
-    if not os.access(path, os.W_OK):
-        raise StoreError(f"database {path} is read-only (a peer writes to its database)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise StoreError(
-            f"database {path}: directory {parent} is not writable (SQLite keeps its write-ahead "
-            "log and the lock file next to the database)"
-        )
 
 
 def _check_sqlite(path: Path) -> None:
