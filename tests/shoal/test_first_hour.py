@@ -98,11 +98,12 @@ def test_make_remakes_the_venv_when_another_python_made_it(tmp_path: Path) -> No
     venv.mkdir()
     (venv / ".made-by").write_text("/opt/python3.10/bin/python3.10 3.10.0\n")
     (venv / "left-by-the-old-python").write_text("")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MAKEFLAGS")}
+    outer = ("PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")  # when run by make test
+    env = {k: v for k, v in os.environ.items() if k not in outer}
 
     def make() -> str:
         done = subprocess.run(
-            ["make", f"PY={sys.executable}", ".venv/.made-by"],
+            ["make", "--no-print-directory", f"PY={sys.executable}", ".venv/.made-by"],
             cwd=tmp_path,
             capture_output=True,
             text=True,
