@@ -1,10 +1,12 @@
 """``shoal``: the operator's command line (serve, inspect, status, forget, demo, --version).
 
 * ``shoal serve --db PATH --listen HOST:PORT [--peer URL ...] [--n N --w W --r R]
-  [--site NAME] [--relay] [--secret-file PATH] [--tls-cert PATH --tls-key PATH]`` runs a
-  peer until SIGTERM or SIGINT, then stops cleanly (pending batches committed, links closed
-  with 1001, store closed) and exits 0. On start it prints one line to stdout: the URL peers
-  dial (``ws://HOST:PORT`` or ``wss://``); logs go to stderr.
+  [--site NAME] [--relay] [--secret-file PATH] [--tls-cert PATH --tls-key PATH]
+  [--client-api HOST:PORT --client-token-file PATH]`` runs a peer until SIGTERM or SIGINT,
+  then stops cleanly (pending batches committed, links closed with 1001, store closed) and
+  exits 0. On start it prints one line to stdout: the URL peers dial (``ws://HOST:PORT`` or
+  ``wss://``); logs go to stderr. ``--client-api`` also serves the client API
+  (:mod:`shoal.web`, the ``web`` extra) there, logging its URL.
 * ``shoal inspect --db PATH [KEY] [--json]`` prints keys, types, values, siblings and
   version vectors straight from the database (no peer is started, nothing is written: SQLite
   is opened read-only). The report is :func:`store.report.report_database`'s; this module
@@ -144,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", metavar="PATH", help="private key (PEM) of --tls-cert")
     serve.add_argument("--tls-ca", metavar="PATH", help="CA file to trust when dialling wss://")
     serve.add_argument(
+        "--client-api",
+        metavar="HOST:PORT",
+        help="also serve the HTTP + websocket client API there (needs --client-token-file "
+        "and the 'web' extra; use 127.0.0.1 unless a TLS proxy is in front)",
+    )
+    serve.add_argument(
+        "--client-token-file",
+        metavar="PATH",
+        help="file holding the client API's token (at least 16 characters)",
+    )
+    serve.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -213,7 +226,29 @@ def _read_secret(path: str | None) -> bytes:
 # -- serve -----------------------------------------------------------------------------------
 
 
-async def _serve(args: argparse.Namespace, secret: bytes) -> int:
+def _client_api_args(args: argparse.Namespace) -> tuple[str, int, str] | None:
+    """``--client-api`` and its token, checked before anything is opened (ValueError)."""
+    if args.client_api is None:
+        if args.client_token_file is not None:
+            raise ValueError("--client-token-file needs --client-api HOST:PORT")
+        return None
+    host, sep, port = args.client_api.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--client-api must be HOST:PORT, got {args.client_api!r}")
+    if args.client_token_file is None:
+        raise ValueError("--client-api needs --client-token-file PATH")
+    try:
+        from shoal.web import read_token_file
+    except ImportError as exc:
+        raise ValueError(
+            f"--client-api needs the web extra (pip install 'shoal[web]'): {exc}"
+        ) from exc
+    return host.strip("[]"), int(port), read_token_file(args.client_token_file)
+
+
+async def _serve(
+    args: argparse.Namespace, secret: bytes, client_api: tuple[str, int, str] | None = None
+) -> int:
     from sync.transport.peer import Peer
 
     peer = await Peer.open(
@@ -237,7 +272,12 @@ async def _serve(args: argparse.Namespace, secret: bytes) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    api: Any = None
     try:
+        if client_api is not None:
+            from shoal.web import serve_client_api
+
+            api = await serve_client_api(peer, *client_api)
         print(peer.url, flush=True)
         log.info("serving %s as %s (db %s)", peer.url, peer.replica_id, args.db)
         await stop.wait()
@@ -245,6 +285,8 @@ async def _serve(args: argparse.Namespace, secret: bytes) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if api is not None:
+            await api.aclose()
         await peer.aclose()
     log.info("stopped cleanly")
     return 0
@@ -256,10 +298,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     try:
         secret = _read_secret(args.secret_file)
+        client_api = _client_api_args(args)
     except ValueError as exc:
         return _fail(str(exc), 2)
     try:
-        return asyncio.run(_serve(args, secret))
+        return asyncio.run(_serve(args, secret, client_api))
     except (ValueError, TypeError, OSError, ssl.SSLError) as exc:
         return _fail(f"serve: {exc}")
 
