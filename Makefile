@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 DEMO_STAMP := $(VENV)/.installed-demo
+WEB_STAMP := $(VENV)/.installed-web
 
-.PHONY: demo test lint bench pytest postgres docs faults clean
+.PHONY: demo test lint bench pytest postgres docs faults web clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,9 +16,13 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[cli]'
 	touch $@
 
+$(WEB_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[web]'
+	touch $@
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,cli,postgres]'
-	touch $@ $(DEMO_STAMP)
+	touch $@ $(DEMO_STAMP) $(WEB_STAMP)
 
 demo: $(DEMO_STAMP)
 	$(BIN)/shoal demo
@@ -26,6 +31,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check crdt store sync shoal
 	$(BIN)/mypy
+
+# The shopping list in a browser (examples/web): a relay and two devices on 127.0.0.1, each
+# serving the page and its client API; prints the URLs to open. Ctrl-C stops.
+web: $(WEB_STAMP)
+	$(BIN)/python examples/web/run.py
 
 # PostgreSQL for the relay-backend tests: installed and started by our own script.
 postgres:
