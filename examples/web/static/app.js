@@ -436,6 +436,7 @@ async function refreshStatus() {
 
 function showLogin(message) {
   $("app").hidden = true;
+  $("live").hidden = true;
   $("login").hidden = false;
   $("login-error").hidden = !message;
   $("login-error").textContent = message || "";
@@ -506,6 +507,7 @@ function wire() {
 
 async function start() {
   wire();
+  $("device-name").textContent = new URLSearchParams(location.search).get("device") || "";
   state.token = takeToken();
   if (!state.token) return showLogin();
   $("app").hidden = false;
