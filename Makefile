@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 DEMO_STAMP := $(VENV)/.installed-demo
+WEB_STAMP := $(VENV)/.installed-web
 # Which Python made .venv: when $(PY) is another one (an upgrade, another PY=...), .venv
 # is made again, so that nothing runs on a venv whose interpreter changed under it.
 MADE_BY := $(VENV)/.made-by
 PY_ID = $(shell $(PY) -c 'import os, sys; print(os.path.realpath(sys.executable), sys.version.split()[0])')
 
-.PHONY: demo test lint bench pytest postgres docs faults clean FORCE
+.PHONY: demo test lint bench pytest postgres docs faults web clean FORCE
 
 $(MADE_BY): FORCE
 	@if [ "$$(cat $@ 2>/dev/null)" != "$(PY_ID)" ]; then \
@@ -23,9 +24,13 @@ $(DEMO_STAMP): pyproject.toml $(MADE_BY)
 	$(BIN)/pip install --quiet -e '.[cli]'
 	touch $@
 
+$(WEB_STAMP): pyproject.toml $(MADE_BY)
+	$(BIN)/pip install --quiet -e '.[web]'
+	touch $@
+
 $(STAMP): pyproject.toml $(MADE_BY)
 	$(BIN)/pip install --quiet -e '.[test,cli,postgres]'
-	touch $@ $(DEMO_STAMP)
+	touch $@ $(DEMO_STAMP) $(WEB_STAMP)
 
 demo: $(DEMO_STAMP)
 	$(BIN)/shoal demo
@@ -34,6 +39,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check crdt store sync shoal
 	$(BIN)/mypy
+
+# The shopping list in a browser (examples/web): a relay and two devices on 127.0.0.1, each
+# serving the page and its client API; prints the URLs to open. Ctrl-C stops.
+web: $(WEB_STAMP)
+	$(BIN)/python examples/web/run.py
 
 # PostgreSQL for the relay-backend tests: installed and started by our own script.
 postgres:

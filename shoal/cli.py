@@ -2,7 +2,8 @@
 
 * ``shoal serve --db PATH --listen HOST:PORT [--peer URL ...] [--n N --w W --r R]
   [--site NAME] [--relay] [--secret-file PATH] [--tls-cert PATH --tls-key PATH]
-  [--status on|off|token --http-token-file PATH]`` runs a peer until SIGTERM or SIGINT,
+  [--status on|off|token --http-token-file PATH] [--client-api HOST:PORT
+  --client-token-file PATH]`` runs a peer until SIGTERM or SIGINT,
   then stops cleanly (pending batches committed, links closed with 1001, store closed) and
   exits 0. On start it prints one line to stdout: the URL peers dial (``ws://HOST:PORT`` or
   ``wss://``); logs go to stderr, with one WARNING each time a ``--peer`` changes state
@@ -11,6 +12,8 @@
   status 3 and one line saying why, so that a supervisor restarts it once the cause is
   fixed. ``--status`` and ``--http-token-file`` choose who may read ``GET /status`` and
   ``GET /metrics`` on the port (anyone, nobody, holders of the token).
+  ``--client-api`` also serves the client API (:mod:`shoal.web`, the ``web`` extra) there,
+  logging its URL.
 * ``shoal inspect --db PATH [KEY] [--json]`` prints keys, types, values, siblings and
   version vectors straight from the database (no peer is started, nothing is written: SQLite
   is opened read-only). The report is :func:`store.report.report_database`'s; this module
@@ -199,6 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(Authorization: Bearer TOKEN); implies --status token",
     )
     serve.add_argument(
+        "--client-api",
+        metavar="HOST:PORT",
+        help="also serve the HTTP + websocket client API there (needs --client-token-file "
+        "and the 'web' extra; use 127.0.0.1 unless a TLS proxy is in front)",
+    )
+    serve.add_argument(
+        "--client-token-file",
+        metavar="PATH",
+        help="file holding the client API's token (at least 16 characters)",
+    )
+    serve.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -304,7 +318,32 @@ def _about_db(exc: BaseException, db: str) -> str:
 # -- serve -----------------------------------------------------------------------------------
 
 
-async def _serve(args: argparse.Namespace, secret: bytes, http: bool | bytes) -> int:
+def _client_api_args(args: argparse.Namespace) -> tuple[str, int, str] | None:
+    """``--client-api`` and its token, checked before anything is opened (ValueError)."""
+    if args.client_api is None:
+        if args.client_token_file is not None:
+            raise ValueError("--client-token-file needs --client-api HOST:PORT")
+        return None
+    host, sep, port = args.client_api.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--client-api must be HOST:PORT, got {args.client_api!r}")
+    if args.client_token_file is None:
+        raise ValueError("--client-api needs --client-token-file PATH")
+    try:
+        from shoal.web import read_token_file
+    except ImportError as exc:
+        raise ValueError(
+            f"--client-api needs the web extra (pip install 'shoal[web]'): {exc}"
+        ) from exc
+    return host.strip("[]"), int(port), read_token_file(args.client_token_file)
+
+
+async def _serve(
+    args: argparse.Namespace,
+    secret: bytes,
+    http: bool | bytes,
+    client_api: tuple[str, int, str] | None = None,
+) -> int:
     from sync.transport.peer import Peer
 
     peer = await Peer.open(
@@ -330,7 +369,12 @@ async def _serve(args: argparse.Namespace, secret: bytes, http: bool | bytes) ->
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(peer.wait_failed())]
+    api: Any = None
     try:
+        if client_api is not None:
+            from shoal.web import serve_client_api
+
+            api = await serve_client_api(peer, *client_api)
         print(peer.url, flush=True)
         log.info("serving %s as %s (db %s)", peer.url, peer.replica_id, args.db)
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -341,6 +385,8 @@ async def _serve(args: argparse.Namespace, secret: bytes, http: bool | bytes) ->
             task.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if api is not None:
+            await api.aclose()
         await peer.aclose()
     if peer.failure is not None:
         cause = peer.failure.__cause__ or peer.failure
@@ -373,6 +419,7 @@ def _serve_usage(args: argparse.Namespace) -> tuple[bytes, bool | bytes]:
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         secret, http = _serve_usage(args)
+        client_api = _client_api_args(args)
     except ValueError as exc:
         return _fail(f"serve: {exc}", EXIT_USAGE)
     logging.basicConfig(
@@ -383,7 +430,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from store import StoreError
 
     try:
-        return asyncio.run(_serve(args, secret, http))
+        return asyncio.run(_serve(args, secret, http, client_api))
     except (StoreError, SQLAlchemyError) as exc:
         return _error(args, exc, f"serve: {_about_db(exc, args.db)}")
     except (OSError, ValueError, TypeError) as exc:  # ssl.SSLError is an OSError

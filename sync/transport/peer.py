@@ -22,7 +22,8 @@ Contract.
   :class:`~sync.errors.ReadQuorumNotReached`. A key holds one type: a handle of another
   type raises ``TypeError`` (when it is made if this replica knows the key, else at the
   write). Values that are not JSON raise ``TypeError`` and change nothing.
-* ``peer.subscribe(key)`` is an async iterator of the key's new values, local or remote,
+* ``peer.subscribe(key)`` is an async iterator of the key's new values, local or remote
+  (``peer.subscribe(prefix=P)``: ``(key, value)`` pairs for every key starting with ``P``),
   with a bounded queue (``maxsize``; when a slow consumer falls behind, the oldest queued
   values are dropped: the latest value is always delivered; see
   :mod:`sync.transport.subscription`).
@@ -193,6 +194,7 @@ class Peer:
         self.started = time.time()
         self._subscriber_queue = subscriber_queue
         self._subs: dict[str, list[Subscription]] = {}
+        self._prefix_subs: list[Subscription] = []
         self._closed = False
         self._rotating = False
         self._background: set[asyncio.Task[Any]] = set()
@@ -412,7 +414,7 @@ class Peer:
             if self.node is not None:
                 await self.node.aclose()
         finally:
-            for subs in list(self._subs.values()):
+            for subs in [*self._subs.values(), self._prefix_subs]:
                 for sub in list(subs):
                     sub.close()
             await self.store.aclose()
@@ -460,8 +462,21 @@ class Peer:
 
     # -- operations --------------------------------------------------------------------------
 
-    def subscribe(self, key: str, *, maxsize: int | None = None) -> Subscription:
-        """An async iterator of ``key``'s new values (local or remote changes)."""
+    def subscribe(
+        self, key: str | None = None, *, prefix: str | None = None, maxsize: int | None = None
+    ) -> Subscription:
+        """An async iterator of ``key``'s new values (local or remote changes); with
+        ``prefix`` instead of ``key``, of ``(key, value)`` for every key starting with it."""
+        if prefix is not None:
+            if key is not None:
+                raise TypeError("subscribe takes a key or a prefix, not both")
+            if not isinstance(prefix, str):
+                raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+            sub = Subscription(
+                None, maxsize or self._subscriber_queue, self._unsubscribe, prefix=prefix
+            )
+            self._prefix_subs.append(sub)
+            return sub
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
         sub = Subscription(key, maxsize or self._subscriber_queue, self._unsubscribe)
@@ -469,6 +484,10 @@ class Peer:
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
+        if sub.key is None:
+            if sub in self._prefix_subs:
+                self._prefix_subs.remove(sub)
+            return
         subs = self._subs.get(sub.key)
         if subs and sub in subs:
             subs.remove(sub)
@@ -479,11 +498,18 @@ class Peer:
         if self.node.replica.kind_of(key) == "mvregister":
             self._check_siblings(key)
         subs = self._subs.get(key)
-        if not subs:
+        matching = (
+            [s for s in self._prefix_subs if s.prefix is not None and key.startswith(s.prefix)]
+            if self._prefix_subs
+            else ()
+        )
+        if not subs and not matching:
             return
         value = self.node.replica.current_value(key)  # no copy of the state per change
-        for sub in subs:
+        for sub in subs or ():
             sub.push(value)
+        for sub in matching:
+            sub.push((key, value))
 
     def _check_siblings(self, key: str) -> None:
         """Warn (once) when a register piles up siblings: a sign that writers never read
