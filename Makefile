@@ -4,20 +4,33 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 DEMO_STAMP := $(VENV)/.installed-demo
+WEB_STAMP := $(VENV)/.installed-web
+# Which Python made .venv: when $(PY) is another one (an upgrade, another PY=...), .venv
+# is made again, so that nothing runs on a venv whose interpreter changed under it.
+MADE_BY := $(VENV)/.made-by
+PY_ID = $(shell $(PY) -c 'import os, sys; print(os.path.realpath(sys.executable), sys.version.split()[0])')
 
-.PHONY: demo test lint bench pytest postgres docs faults clean
+.PHONY: demo test lint bench pytest postgres docs faults web clean FORCE
 
-$(BIN)/python:
-	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+$(MADE_BY): FORCE
+	@if [ "$$(cat $@ 2>/dev/null)" != "$(PY_ID)" ]; then \
+	  echo "making $(VENV) with $(PY_ID)"; \
+	  rm -rf $(VENV) && $(PY) -m venv $(VENV) && \
+	  $(BIN)/python -m pip install --quiet --upgrade pip && \
+	  echo "$(PY_ID)" > $@; \
+	fi
 
-$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+$(DEMO_STAMP): pyproject.toml $(MADE_BY)
 	$(BIN)/pip install --quiet -e '.[cli]'
 	touch $@
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(WEB_STAMP): pyproject.toml $(MADE_BY)
+	$(BIN)/pip install --quiet -e '.[web]'
+	touch $@
+
+$(STAMP): pyproject.toml $(MADE_BY)
 	$(BIN)/pip install --quiet -e '.[test,cli,postgres]'
-	touch $@ $(DEMO_STAMP)
+	touch $@ $(DEMO_STAMP) $(WEB_STAMP)
 
 demo: $(DEMO_STAMP)
 	$(BIN)/shoal demo
@@ -26,6 +39,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check crdt store sync shoal
 	$(BIN)/mypy
+
+# The shopping list in a browser (examples/web): a relay and two devices on 127.0.0.1, each
+# serving the page and its client API; prints the URLs to open. Ctrl-C stops.
+web: $(WEB_STAMP)
+	$(BIN)/python examples/web/run.py
 
 # PostgreSQL for the relay-backend tests: installed and started by our own script.
 postgres:

@@ -33,7 +33,7 @@ from typing import Any, TypeGuard
 from crdt.dot import MAX_INT, check_replica
 from crdt.errors import ClockSkewError, DecodeError
 
-__all__ = ["HybridLogicalClock", "Timestamp", "write_timestamp"]
+__all__ = ["HybridLogicalClock", "Timestamp"]
 
 
 class Timestamp(tuple[int, int, str]):

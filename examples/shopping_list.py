@@ -11,6 +11,12 @@ Commands (one per run, or many in ``shell``):
   ``--timeout`` s for one other peer to hold it (``w=2``); if none answers it stays saved
   here and goes out the next time this database is online. Removing an item that is not on
   the list is refused (exit status 1) and removes nothing.
+
+When a ``--peer`` cannot be reached, the program says why (``await peer.connected()``
+tells, per peer, its state and last error): ``not syncing: wrong secret for ws://...``, or
+``unreachable``, ``TLS verification failed``, ``forgotten``... and whether it will sync by
+itself once the other side is back (unreachable, busy) or needs a fix first (a wrong secret,
+a forgotten replica).
 * ``list``: print the list; with peers, ask one other peer first (``r=2``, read repair).
 * ``serve``: stay online (``--listen``) so that others can sync through this copy; prints the
   list whenever it changes, here or elsewhere. Ctrl-C (or SIGTERM) stops it cleanly.
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -34,12 +41,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from shoal import Peer, QuorumNotReached, ReadQuorumNotReached
+from shoal import DialState, Peer, QuorumNotReached, ReadQuorumNotReached
 
 __all__ = ["main"]
 
 DEFAULT_SECRET = "shoal shopping-list example"  # fine on loopback; pass --secret for real use
-CONNECT_TIMEOUT = 5.0
+#: Peers in these states sync by themselves once the other side is back.
+TRANSIENT = {DialState.CONNECTING, DialState.UNREACHABLE, DialState.REFUSED}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -88,17 +96,18 @@ def show(items: frozenset[Any] | set[Any]) -> str:
     return ", ".join(sorted(map(str, items))) if items else "(empty)"
 
 
-async def wait_for_a_peer(peer: Any, timeout: float) -> bool:
-    """Wait until at least one peer is connected; False if none came within ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        status = await peer.status()
-        connected = status.get("connected") if isinstance(status, dict) else status.connected
-        if connected:
-            return True
-        await asyncio.sleep(0.05)
-    return False
+async def reach_peers(peer: Peer, timeout: float) -> bool:
+    """Wait (at most ``timeout`` s) until each peer is connected or has failed with a
+    reason; say why for each one that is not connected; True if one is."""
+    links = await peer.connected(timeout=timeout)
+    for link in links.down.values():
+        later = (
+            "it syncs once the peer is back"
+            if link.state in TRANSIENT
+            else "fix this to sync with it"
+        )
+        print(f"not syncing: {link} ({later})", file=sys.stderr)
+    return bool(links.up)
 
 
 async def change(
@@ -116,7 +125,7 @@ async def change(
         mutate = shopping.add if verb == "add" else shopping.remove
         if not online:
             await mutate(item)
-            print(f"{verb} {item}: saved here (offline; it syncs next time a peer is reachable)")
+            print(f"{verb} {item}: saved here only (no peer connected)")
             continue
         try:
             result = await mutate(item, w=2, timeout=timeout)
@@ -180,9 +189,9 @@ async def run(args: argparse.Namespace) -> int:
     ) as peer:
         if peer.url:
             print(f"listening on {peer.url}", flush=True)
-        online = bool(args.peer) and await wait_for_a_peer(peer, args.timeout)
+        online = bool(args.peer) and await reach_peers(peer, args.timeout)
         if args.peer and not online:
-            print(f"no peer reachable within {args.timeout:g} s: working offline")
+            print("no peer connected: working offline")
         if args.command in ("add", "remove"):
             return await change(
                 peer, key, args.command, args.items, online=online, timeout=args.timeout
@@ -207,6 +216,9 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # The library logs each peer's change of state at WARNING; this program prints the
+    # reasons itself (reach_peers), so only errors of the library's are shown.
+    logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
     return asyncio.run(run(args))
 
 

@@ -34,5 +34,11 @@ if [ "${CI:-}" = "true" ] || [ "${SHOAL_FAKETIME:-}" = "1" ]; then
   bash scripts/install-faketime.sh >/dev/null || { echo "run-tests: could not install faketime (see above)" >&2; exit 1; }
 fi
 
+# Debian's Chromium for the browser tests (tests/web): installed in CI (or with SHOAL_CHROMIUM=1);
+# elsewhere those tests skip, saying how to install it, when /usr/bin/chromium is missing.
+if [ "${CI:-}" = "true" ] || [ "${SHOAL_CHROMIUM:-}" = "1" ]; then
+  bash scripts/install-chromium.sh >/dev/null || { echo "run-tests: could not install chromium (see above)" >&2; exit 1; }
+fi
+
 # pytest exits 5 when it collected no test: that is a failure, and set -e makes it one.
 exec "$PYTEST" "$@"

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from sync.effects import WriteResult
     from sync.errors import PeerFailed, QuorumNotReached, ReadQuorumNotReached, SyncError
     from sync.transport.connection import TransportConfig
+    from sync.transport.dialstate import Connectivity, DialState, PeerLink
     from sync.transport.handles import (
         GCounterHandle,
         LWWHandle,
@@ -69,8 +70,10 @@ __all__ = [
     "QUORUM",
     "CRDTError",
     "ClockSkewError",
+    "Connectivity",
     "DatabaseLocked",
     "DecodeError",
+    "DialState",
     "GCounter",
     "GCounterHandle",
     "LWWHandle",
@@ -86,6 +89,7 @@ __all__ = [
     "PNCounterHandle",
     "Peer",
     "PeerFailed",
+    "PeerLink",
     "QuorumNotReached",
     "ReadQuorumNotReached",
     "ReplicaConfig",
@@ -127,6 +131,7 @@ _LAZY: dict[str, str] = {
         ["PeerFailed", "QuorumNotReached", "ReadQuorumNotReached", "SyncError"], "sync.errors"
     ),
     "TransportConfig": "sync.transport.connection",
+    **dict.fromkeys(["Connectivity", "DialState", "PeerLink"], "sync.transport.dialstate"),
     **dict.fromkeys(
         [
             "GCounterHandle",

@@ -1,25 +1,48 @@
 """``shoal``: the operator's command line (serve, inspect, status, forget, demo, --version).
 
 * ``shoal serve --db PATH --listen HOST:PORT [--peer URL ...] [--n N --w W --r R]
-  [--site NAME] [--relay] [--secret-file PATH] [--tls-cert PATH --tls-key PATH]`` runs a
-  peer until SIGTERM or SIGINT, then stops cleanly (pending batches committed, links closed
-  with 1001, store closed) and exits 0. On start it prints one line to stdout: the URL peers
-  dial (``ws://HOST:PORT`` or ``wss://``); logs go to stderr.
+  [--site NAME] [--relay] [--secret-file PATH] [--tls-cert PATH --tls-key PATH]
+  [--status on|off|token --http-token-file PATH] [--client-api HOST:PORT
+  --client-token-file PATH]`` runs a peer until SIGTERM or SIGINT,
+  then stops cleanly (pending batches committed, links closed with 1001, store closed) and
+  exits 0. On start it prints one line to stdout: the URL peers dial (``ws://HOST:PORT`` or
+  ``wss://``); logs go to stderr, with one WARNING each time a ``--peer`` changes state
+  (unreachable, wrong secret, TLS failed, ...). If the store refuses a commit (disk full,
+  database gone) the peer stops serving (fail-stop) and the process exits at once with
+  status 3 and one line saying why, so that a supervisor restarts it once the cause is
+  fixed. ``--status`` and ``--http-token-file`` choose who may read ``GET /status`` and
+  ``GET /metrics`` on the port (anyone, nobody, holders of the token).
+  ``--client-api`` also serves the client API (:mod:`shoal.web`, the ``web`` extra) there,
+  logging its URL.
 * ``shoal inspect --db PATH [KEY] [--json]`` prints keys, types, values, siblings and
   version vectors straight from the database (no peer is started, nothing is written: SQLite
   is opened read-only). The report is :func:`store.report.report_database`'s; this module
   only formats it. A progress bar shows on a terminal for large databases.
-* ``shoal status URL [--json]`` reads a running peer's ``/status``.
+* ``shoal status URL [--json] [--http-token-file PATH]`` reads a running peer's
+  ``/status``: its peers, and each ``--peer`` it dials with its state and last error.
 * ``shoal forget URL REPLICA_ID --secret-file PATH`` authenticates like a peer (the group
   secret is needed) and asks the peer to forget a replica for good.
 * ``shoal demo ...`` runs :func:`shoal.demo.main`.
 * ``shoal --version`` prints the installed distribution's version.
 
+Every command names a database the same ways (a path, ``sqlite:///PATH``,
+``sqlite+aiosqlite:///PATH``, ``postgresql://...``, ``postgresql+asyncpg://...``: see
+:func:`store.database_url`). A mistake (a missing or read-only directory, a file that is not
+a shoal database, an empty file, a database another process holds, a port in use, a bad URL
+or port) prints one line, ``shoal: COMMAND: ...`` naming the path or address and the cause,
+and no traceback unless ``--debug`` is given (before or after the command).
+
 Colours, tables and progress bars need ``rich`` (the ``cli`` extra); without it every
 command prints the same content as plain text.
 
-Exit codes: 0 success, 1 the operation failed (peer unreachable, key not found, refused),
-2 bad usage.
+Exit codes (also in ``shoal --help``):
+
+* 0: success (``serve``: stopped by SIGTERM or SIGINT, cleanly);
+* 1: the operation failed (the database cannot be opened or read, a peer is unreachable, a
+  key not found, a refusal);
+* 2: bad usage (an unknown option, a bad URL, port or level, no secret);
+* 3: ``serve`` stopped serving because the store refused a commit (restart it once the disk
+  is fixed: it resumes from what is on disk).
 """
 
 from __future__ import annotations
@@ -34,6 +57,7 @@ import secrets
 import signal
 import ssl
 import sys
+import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -42,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal import __version__
 from sync.consistency import LEVELS
+from sync.transport.addresses import check_peer_url, parse_listen
 
 if TYPE_CHECKING:
     from store.report import DatabaseReport
@@ -51,6 +76,16 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("shoal.cli")
 
 PROGRESS_THRESHOLD = 2000
+
+#: Exit statuses (the module docstring says when).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FAIL_STOP = 0, 1, 2, 3
+
+EPILOG = """\
+exit status: 0 success; 1 the operation failed (database cannot be opened or read, peer
+unreachable, key not found, refused); 2 bad usage; 3 serve stopped serving after the store
+refused a commit (restart it: it resumes from what is on disk).
+A mistake prints one line naming the path or address and the cause; --debug adds the
+traceback. Run 'shoal COMMAND --help' for the options of a command."""
 
 
 def _level(text: str) -> int | str:
@@ -81,21 +116,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shoal",
         description="shoal: CRDT-first sync for offline-capable apps (SQLite, websockets).",
-        epilog="Run 'shoal COMMAND --help' for the options of a command.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--version", action="version", version=f"shoal {__version__}", help="print the version"
+    )
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
+    # --debug is accepted after the command as well (it keeps the value given before).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="print tracebacks too"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser(
         "serve",
+        parents=[common],
         help="run a peer until SIGTERM/SIGINT",
         description="Run a peer: accept peers on --listen, dial every --peer, replicate. "
         "Prints the URL to dial on stdout, then logs to stderr. SIGTERM or SIGINT stops "
         "it cleanly: pending writes are committed and connections closed.",
     )
-    serve.add_argument("--db", required=True, help="SQLite file, or a SQLAlchemy URL")
+    serve.add_argument(
+        "--db", required=True, help="SQLite file, sqlite:///PATH or postgresql://... URL"
+    )
     serve.add_argument(
         "--listen",
         required=True,
@@ -144,6 +189,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", metavar="PATH", help="private key (PEM) of --tls-cert")
     serve.add_argument("--tls-ca", metavar="PATH", help="CA file to trust when dialling wss://")
     serve.add_argument(
+        "--status",
+        choices=["on", "off", "token"],
+        default=None,
+        help="who may read GET /status and /metrics on the port: anyone (on, the default), "
+        "nobody (off: 404), or requests with the token of --http-token-file (token)",
+    )
+    serve.add_argument(
+        "--http-token-file",
+        metavar="PATH",
+        help="file holding the token that GET /status and /metrics require "
+        "(Authorization: Bearer TOKEN); implies --status token",
+    )
+    serve.add_argument(
+        "--client-api",
+        metavar="HOST:PORT",
+        help="also serve the HTTP + websocket client API there (needs --client-token-file "
+        "and the 'web' extra; use 127.0.0.1 unless a TLS proxy is in front)",
+    )
+    serve.add_argument(
+        "--client-token-file",
+        metavar="PATH",
+        help="file holding the client API's token (at least 16 characters)",
+    )
+    serve.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -152,15 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = sub.add_parser(
         "inspect",
+        parents=[common],
         help="print a database's keys, types, values, siblings, version vectors",
         description="Read a database without starting a peer (SQLite is opened read-only).",
     )
-    inspect.add_argument("--db", required=True, help="SQLite file, or a SQLAlchemy URL")
+    inspect.add_argument(
+        "--db", required=True, help="SQLite file, sqlite:///PATH or postgresql://... URL"
+    )
     inspect.add_argument("key", nargs="?", help="show only this key")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     status = sub.add_parser(
         "status",
+        parents=[common],
         help="ask a running peer for its health",
         description="Connected peers, lag per peer, pending hints, log size of a running peer "
         "(reads its /status endpoint on the websocket port).",
@@ -169,9 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.add_argument("--tls-ca", metavar="PATH", help="CA file to trust for wss:// / https://")
     status.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    status.add_argument(
+        "--http-token-file", metavar="PATH", help="file holding the peer's /status token"
+    )
 
     forget = sub.add_parser(
         "forget",
+        parents=[common],
         help="tell a running peer to forget a replica for good",
         description="Authenticate with the group secret and ask the peer at URL to forget "
         "REPLICA_ID: it leaves the ring and compaction stops waiting for it.",
@@ -193,27 +270,80 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str, code: int = 1) -> int:
-    print(f"shoal: {message}", file=sys.stderr)
+def _fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"shoal: {' '.join(message.split())}", file=sys.stderr)  # one line, always
     return code
 
 
-def _read_secret(path: str | None) -> bytes:
+def _error(args: argparse.Namespace, exc: BaseException, message: str) -> int:
+    """Report ``exc`` as one line (after its traceback with ``--debug``); exit status 1."""
+    if getattr(args, "debug", False):
+        traceback.print_exception(exc, file=sys.stderr)
+    return _fail(message)
+
+
+def _read_secret(path: str | None, option: str = "--secret-file") -> bytes:
     if not path:
-        raise ValueError("a group secret is required: --secret-file PATH")
+        raise ValueError(f"a group secret is required: {option} PATH")
     try:
         data = Path(path).read_bytes().rstrip(b"\r\n")
     except OSError as exc:
-        raise ValueError(f"cannot read --secret-file {path}: {exc.strerror}") from exc
+        raise ValueError(f"cannot read {option} {path}: {exc.strerror}") from exc
     if not data:
-        raise ValueError(f"--secret-file {path} is empty")
+        raise ValueError(f"{option} {path} is empty")
     return data
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error: the database driver's own words, an OSError without its
+    ``[Errno N]``."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return str(exc.orig)
+    if isinstance(exc, OSError) and exc.strerror:
+        name = exc.filename
+        return f"{exc.strerror}: {name}" if name and str(name) not in exc.strerror else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _about_db(exc: BaseException, db: str) -> str:
+    """``exc`` as one line that names the database ``db``."""
+    from store import describe_database
+
+    text, name = _describe(exc), describe_database(db)
+    return text if name in text or db in text else f"database {name}: {text}"
 
 
 # -- serve -----------------------------------------------------------------------------------
 
 
-async def _serve(args: argparse.Namespace, secret: bytes) -> int:
+def _client_api_args(args: argparse.Namespace) -> tuple[str, int, str] | None:
+    """``--client-api`` and its token, checked before anything is opened (ValueError)."""
+    if args.client_api is None:
+        if args.client_token_file is not None:
+            raise ValueError("--client-token-file needs --client-api HOST:PORT")
+        return None
+    host, sep, port = args.client_api.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--client-api must be HOST:PORT, got {args.client_api!r}")
+    if args.client_token_file is None:
+        raise ValueError("--client-api needs --client-token-file PATH")
+    try:
+        from shoal.web import read_token_file
+    except ImportError as exc:
+        raise ValueError(
+            f"--client-api needs the web extra (pip install 'shoal[web]'): {exc}"
+        ) from exc
+    return host.strip("[]"), int(port), read_token_file(args.client_token_file)
+
+
+async def _serve(
+    args: argparse.Namespace,
+    secret: bytes,
+    http: bool | bytes,
+    client_api: tuple[str, int, str] | None = None,
+) -> int:
     from sync.transport.peer import Peer
 
     peer = await Peer.open(
@@ -232,38 +362,81 @@ async def _serve(args: argparse.Namespace, secret: bytes) -> int:
         tls_ca=args.tls_ca,
         dial_learned=args.dial_learned,
         advertise=args.advertise,
+        http=http,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(peer.wait_failed())]
+    api: Any = None
     try:
+        if client_api is not None:
+            from shoal.web import serve_client_api
+
+            api = await serve_client_api(peer, *client_api)
         print(peer.url, flush=True)
         log.info("serving %s as %s (db %s)", peer.url, peer.replica_id, args.db)
-        await stop.wait()
-        log.info("stopping: committing pending writes, closing connections")
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if peer.failure is None:
+            log.info("stopping: committing pending writes, closing connections")
     finally:
+        for task in waits:
+            task.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if api is not None:
+            await api.aclose()
         await peer.aclose()
+    if peer.failure is not None:
+        cause = peer.failure.__cause__ or peer.failure
+        return _fail(
+            f"serve: stopped serving: the store refused a commit to {args.db} "
+            f"({_describe(cause)}); exit status {EXIT_FAIL_STOP}: fix the disk and restart "
+            "it (it resumes from what is on disk)",
+            EXIT_FAIL_STOP,
+        )
     log.info("stopped cleanly")
-    return 0
+    return EXIT_OK
+
+
+def _serve_usage(args: argparse.Namespace) -> tuple[bytes, bool | bytes]:
+    """The secret and the HTTP access of ``serve``; ``ValueError`` for bad usage."""
+    parse_listen(args.listen)
+    for url in args.peer:
+        check_peer_url(url, "--peer")
+    if args.advertise is not None:
+        check_peer_url(args.advertise, "--advertise")
+    secret = _read_secret(args.secret_file)
+    mode = args.status or ("token" if args.http_token_file else "on")
+    if args.http_token_file and mode != "token":
+        raise ValueError(f"--http-token-file goes with --status token, not --status {mode}")
+    if mode == "token":
+        return secret, _read_secret(args.http_token_file, "--http-token-file")
+    return secret, mode == "on"
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        secret, http = _serve_usage(args)
+        client_api = _client_api_args(args)
+    except ValueError as exc:
+        return _fail(f"serve: {exc}", EXIT_USAGE)
     logging.basicConfig(
         level=args.log_level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from store import StoreError
+
     try:
-        secret = _read_secret(args.secret_file)
-    except ValueError as exc:
-        return _fail(str(exc), 2)
-    try:
-        return asyncio.run(_serve(args, secret))
-    except (ValueError, TypeError, OSError, ssl.SSLError) as exc:
-        return _fail(f"serve: {exc}")
+        return asyncio.run(_serve(args, secret, http, client_api))
+    except (StoreError, SQLAlchemyError) as exc:
+        return _error(args, exc, f"serve: {_about_db(exc, args.db)}")
+    except (OSError, ValueError, TypeError) as exc:  # ssl.SSLError is an OSError
+        return _error(args, exc, f"serve: {_describe(exc)}")
 
 
 # -- inspect ---------------------------------------------------------------------------------
@@ -337,8 +510,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     bar = _ProgressBar() if tty else None
     try:
         data = _report_json(report_database(args.db, args.key, bar))
-    except (ValueError, SQLAlchemyError, StoreError) as exc:
-        return _fail(f"inspect: {exc}")
+    except (ValueError, SQLAlchemyError, StoreError, OSError) as exc:
+        return _error(args, exc, f"inspect: {_about_db(exc, args.db)}")
     finally:
         if bar is not None:
             bar.close()
@@ -408,38 +581,88 @@ def _http_base(url: str) -> str:
     raise ValueError(f"not a peer URL: {url!r} (ws://, wss://, http:// or https://)")
 
 
+def _read_status(args: argparse.Namespace, base: str) -> dict[str, Any]:
+    """GET ``base/status`` (with the token of ``--http-token-file``); ValueError or OSError
+    with one line saying why not."""
+    request = urllib.request.Request(base + "/status")
+    if args.http_token_file:
+        token = _read_secret(args.http_token_file, "--http-token-file").decode()
+        request.add_header("Authorization", f"Bearer {token}")
+    context = ssl.create_default_context(cafile=args.tls_ca) if base.startswith("https") else None
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout, context=context) as r:
+            body = r.read().decode()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise ValueError(
+                f"{base}/status needs a token: --http-token-file PATH"
+                + (" (the one given was refused)" if args.http_token_file else "")
+            ) from exc
+        if exc.code == 404:
+            raise ValueError(f"{base}/status is turned off on that peer") from exc
+        raise ValueError(f"cannot read {base}/status: HTTP {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        why = _describe(exc.reason) if isinstance(exc.reason, BaseException) else exc.reason
+        raise ValueError(f"cannot read {base}/status: {why}") from exc
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(f"cannot read {base}/status: {_describe(exc)}") from exc
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ValueError(f"{base}/status is not a shoal peer's status (not JSON)") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{base}/status is not a shoal peer's status")
+    return data
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     try:
         base = _http_base(args.url)
     except ValueError as exc:
-        return _fail(str(exc), 2)
-    context = ssl.create_default_context(cafile=args.tls_ca) if base.startswith("https") else None
+        return _fail(f"status: {exc}", EXIT_USAGE)
     try:
-        with urllib.request.urlopen(base + "/status", timeout=args.timeout, context=context) as r:
-            body = r.read().decode()
-        data = json.loads(body)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return _fail(f"status: cannot read {base}/status: {exc}")
+        data = _read_status(args, base)
+    except ValueError as exc:
+        return _error(args, exc, f"status: {exc}")
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
-        return 0
+        return EXIT_OK
+    _print_status(data)
+    return EXIT_OK
+
+
+def _print_status(data: dict[str, Any]) -> None:
     print(
         f"peer {data.get('replica_id')} at {data.get('url')}  group {data.get('group')}  "
         f"site {data.get('site')}  relay {data.get('relay')}"
     )
+    if data.get("failed"):
+        print(f"FAILED: {data['failed']}")
     print(
         f"log size {data.get('log_size')}  keys {data.get('keys')}  "
         f"pending hints {data.get('pending_hints')}  connected {len(data.get('connected', []))}"
     )
-    for rid, p in sorted(data.get("peers", {}).items()):
-        state = "up" if p.get("connected") else "down"
+    links = data.get("links") or {}
+    if links:
+        print("dialled peers:")
+    for url, link in links.items():
+        error = link.get("error") if link.get("state") != "connected" else None
         print(
-            f"  {rid}  {state:4}  lag {p.get('lag')}  hints {p.get('pending_hints')}  "
+            f"  {url}  {link.get('state')}"
+            + (f"  ({link.get('replica_id')})" if link.get("replica_id") else "")
+            + (f"  {error}" if error else "")
+        )
+    peers = data.get("peers", {})
+    if peers:
+        print("known peers:")
+    for rid, p in sorted(peers.items()):
+        state = p.get("state") or ("connected" if p.get("connected") else "disconnected")
+        print(
+            f"  {rid}  {state}  lag {p.get('lag')}  hints {p.get('pending_hints')}  "
             f"in {p.get('bytes_in')} B  out {p.get('bytes_out')} B  {p.get('address') or ''}"
         )
     for line in _alarm_lines(data):
         print(line)
-    return 0
 
 
 def _alarm_lines(data: dict[str, Any]) -> list[str]:

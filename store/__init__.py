@@ -1,7 +1,9 @@
 """shoal's durable store: SQLite (default) or PostgreSQL, through SQLAlchemy 2 async Core.
 
 See :mod:`store.store` for the theory of operation (group commit, durability, replica
-identity), :mod:`store.lock` for the lock that lets one process at a time open a database,
+identity), :mod:`store.location` for the database names every command accepts and the
+files the store refuses, :mod:`store.lock` for the lock that lets one process at a time open
+a database,
 :mod:`store.records` for the batch semantics, :mod:`store.schema` for tables and migrations
 and :mod:`store.report` for the read-only report behind ``shoal inspect``.
 """
@@ -17,6 +19,7 @@ from .errors import (
     StoreClosed,
     StoreError,
 )
+from .location import check_sqlite_file, database_url, describe_database
 from .lock import LOCK_SUFFIX, DatabaseLock, lock_path, lock_postgres, lock_sqlite
 from .records import (
     Batch,
@@ -120,11 +123,14 @@ __all__ = [
     "StoreError",
     "apply_prepared",
     "check_context",
+    "check_sqlite_file",
     "compact",
     "count_log",
+    "database_url",
     "decode_blob",
     "default_partition_of",
     "deltas_page",
+    "describe_database",
     "encode",
     "get_object",
     "hints",

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, func, make_url, select
+from sqlalchemy import Connection, create_engine, func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import crdt
 
 from . import schema, sql
 from .errors import StoreError
+from .location import database_url
 
 __all__ = [
     "DatabaseReport",
@@ -208,30 +209,55 @@ def _applied(conn: Connection) -> dict[str, int]:
 def report_database(
     db: str | os.PathLike[str], key: str | None = None, progress: Progress | None = None
 ) -> DatabaseReport:
-    """Open ``db`` (a SQLite path, a SQLAlchemy URL, or ``postgresql://...``) without writing
-    and return :func:`read_report` of it. ``ValueError`` when there is no database there.
+    """Open ``db`` (named any way :func:`store.store.database_url` accepts) without writing
+    and return :func:`read_report` of it. ``ValueError`` naming the path when there is no
+    shoal database there (missing, empty, not a SQLite file).
+
+    Works on read-only media: a SQLite database in WAL mode needs its ``-shm`` file to be
+    read, and SQLite cannot create one in a read-only directory; when there is none and no
+    write-ahead log either (the database was closed cleanly: everything is in the main
+    file), the file is read as immutable instead.
 
     Blocking: it runs its own event loop for PostgreSQL (call it from synchronous code).
     """
     name = os.fspath(db)
-    if "://" in name:
-        url = make_url(name)
-        if url.get_backend_name() == "postgresql":
-            if url.get_driver_name() != "asyncpg":  # the store's driver, whatever was named
-                url = url.set(drivername="postgresql+asyncpg")
-            return asyncio.run(_report_async(url.render_as_string(False), name, key, progress))
-        path = Path(url.database or "")
-    else:
-        path = Path(name)
-    if not path.is_file():
-        raise ValueError(f"no database at {path}")
+    url = database_url(name)
+    if url.get_backend_name() == "postgresql":
+        return asyncio.run(_report_async(url.render_as_string(False), name, key, progress))
+    path = Path(url.database or "")
+    options = _read_only_options(path)
     # mode=ro: SQLite refuses every write on this connection, whatever the code above does.
-    engine = create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
+    engine = create_engine(f"sqlite:///file:{path.resolve()}?{options}&uri=true")
     try:
         with engine.connect() as conn:
             return read_report(conn, name, key, progress)
     finally:
         engine.dispose()
+
+
+def _read_only_options(path: Path) -> str:
+    """The SQLite URI options that read ``path`` without writing anything (see above)."""
+    if not path.is_file():
+        raise ValueError(f"no database at {path}")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise ValueError(f"cannot read database {path}: {exc.strerror or exc}") from exc
+    if not head:
+        raise ValueError(f"{path} is an empty file (0 bytes), not a shoal database")
+    if head != b"SQLite format 3\x00":
+        raise ValueError(f"{path} is not a shoal database (not a SQLite file)")
+    shm, wal = Path(f"{path}-shm"), Path(f"{path}-wal")
+    if shm.exists() or os.access(path.parent, os.W_OK):
+        return "mode=ro"
+    if wal.exists() and wal.stat().st_size > 0:
+        raise ValueError(
+            f"cannot read {path} here: its write-ahead log {wal.name} holds commits that SQLite "
+            f"reads only through {shm.name}, which it cannot create in this read-only "
+            "directory; copy the database files to a writable directory"
+        )
+    return "mode=ro&immutable=1"
 
 
 async def _report_async(

@@ -1055,8 +1055,9 @@ def open_database(
     PostgreSQL database's oid); ``token`` is this open's fresh random token, written to
     ``meta`` (and by the caller, after commit, to the sidecar file). A stored stamp that
     differs from ``where``, or (``uses_sidecar``) a sidecar token that differs from the stored
-    one, means the data was copied, moved or restored: a new replica id is minted and the
-    old one recorded in ``past_replica_ids``.
+    one, means the data was copied or restored: a new replica id is minted and the old one
+    recorded in ``past_replica_ids``. A SQLite file renamed on its file system (same device
+    and inode) with its sidecar was moved, not copied, and keeps its id.
     """
     found = read_schema_version(conn)
     if found is not None and found > SCHEMA_VERSION:
@@ -1085,7 +1086,7 @@ def open_database(
         stamp = json.loads(values["identity"]) if "identity" in values else None
         if (
             stamp is None
-            or stamp.get("where") != dict(where)
+            or not _same_storage(stamp.get("where"), where)
             or (uses_sidecar and sidecar_token != stamp.get("token"))
         ):
             past.append(replica_id)
@@ -1107,6 +1108,16 @@ def open_database(
         rotated,
         tuple(past),
     )
+
+
+def _same_storage(stamped: Any, where: Mapping[str, Any]) -> bool:
+    """Is the database where it was stamped? A SQLite file renamed on its file system keeps
+    its device and inode: moved (with its sidecar, checked apart), not copied."""
+    if not isinstance(stamped, dict):
+        return False
+    if stamped == dict(where):
+        return True
+    return "ino" in where and all(stamped.get(k) == where[k] for k in ("dev", "ino"))
 
 
 def rotate_replica_id(conn: Connection, new_id: str) -> tuple[str, tuple[str, ...]]:

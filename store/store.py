@@ -26,15 +26,17 @@ Replica identity, and why a copy must not keep it. A replica id names the sequen
 (and log dots) this database hands out. If a database is copied, or restored from a backup,
 and both the copy and the original (or the pre-restore history others have seen) keep issuing
 dots under the same id, two different writes get the same dot and one is silently lost.
-So the store *detects* a copy/move/restore at open and then mints a new replica id (the data
+So the store *detects* a copy/restore at open and then mints a new replica id (the data
 is kept, the old id is recorded in ``meta.past_replica_ids``):
 
 * SQLite: ``meta.identity`` holds a stamp of where the database lives (real path, device and
   inode of the file) and a random token that is renewed at every open and also written to a
   sidecar file ``PATH.shoal-id`` (atomically, after the open's transaction commits). At open,
-  a different path/device/inode means the file was copied or moved; a sidecar token that
-  differs from (or lacks) the stored one means the file was restored from a backup taken at
-  an earlier open (even by ``cp`` over the same inode), or copied without its sidecar.
+  a different device/inode means the file was copied (or moved to another file system); a
+  sidecar token that differs from (or lacks) the stored one means the file was restored
+  from a backup taken at an earlier open (even by ``cp`` over the same inode), or copied or
+  moved without its sidecar. A file renamed on its file system *with* its sidecar (same
+  device and inode, same token) was moved: it keeps its id.
 * PostgreSQL: the stamp is the cluster's system identifier (when readable), the database oid
   and schema: a dump restored elsewhere, or ``CREATE DATABASE ... TEMPLATE``, gets a new id.
 
@@ -54,6 +56,11 @@ for PostgreSQL) and ``aclose`` drops it last; a second opener, in another proces
 one, gets :class:`~store.errors.DatabaseLocked` naming the holder's PID before anything is
 read or written. The identity check and the sidecar write above happen under that lock. The
 lock dies with its process: nothing to clean up after ``kill -9``.
+
+Where the database is: :func:`~store.location.database_url` normalises every accepted name
+(a path, ``sqlite:///``, ``postgresql://``...), and before SQLite touches a file ``open``
+refuses, by :func:`~store.location.check_sqlite_file` and a read of its schema version, a
+file it must not use (an empty one included: see :mod:`store.location`).
 
 Lifecycle: ``async with await Store.open(...) as store`` or ``store = await Store.open(...)``
 ... ``await store.aclose()``. ``aclose`` lets queued writes commit, then disposes the engine;
@@ -75,13 +82,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-from sqlalchemy import Connection, create_engine, event, make_url, text
+from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from . import sql
 from .errors import InvalidInput, SchemaVersionMismatch, StoreClosed, StoreError
+from .location import check_sqlite_file, database_url
 from .lock import DatabaseLock, lock_postgres, lock_sqlite
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
 from .schema import SCHEMA_VERSION
@@ -192,12 +201,7 @@ class Store:
             raise InvalidInput(f"partitions must be a positive integer, got {partitions!r}")
         if max_batch_rows < 1:
             raise InvalidInput(f"max_batch_rows must be >= 1, got {max_batch_rows!r}")
-        url = _to_url(url_or_path)
-        # The async drivers, whatever the URL named (sqlite:///x.db, postgresql://...).
-        if url.get_backend_name() == "sqlite" and url.get_driver_name() != "aiosqlite":
-            url = url.set(drivername="sqlite+aiosqlite")
-        elif url.get_backend_name() == "postgresql" and url.get_driver_name() != "asyncpg":
-            url = url.set(drivername="postgresql+asyncpg")
+        url = database_url(url_or_path)
         # partition_of is a pure function of the key (it must match the engine's), so a
         # bounded cache across batches saves a hash per row for keys written again.
         part_of = functools.lru_cache(maxsize=_PARTITION_CACHE)(
@@ -209,8 +213,12 @@ class Store:
         if url.get_backend_name() == "sqlite":
             if not url.database or url.database == ":memory:":
                 raise InvalidInput("the store needs a database file, not an in-memory database")
-            db_path: Path | None = Path(url.database)
-            lock = await lock_sqlite(Path(url.database))
+            file = Path(url.database)
+            # A file we must not use is refused before the lock leaves its own file next to
+            # it; and again under the lock (a creator may have been writing it).
+            await asyncio.to_thread(_check_sqlite, file)
+            lock = await lock_sqlite(file)
+            db_path: Path | None = file
         elif url.get_backend_name() == "postgresql":
             db_path = None
             lock = await lock_postgres(url)
@@ -224,8 +232,7 @@ class Store:
             try:
                 if db_path is not None:
                     # Refuse a newer schema before the engine (which switches to WAL) writes.
-                    if db_path.exists():
-                        await asyncio.to_thread(_precheck_sqlite, db_path)
+                    await asyncio.to_thread(_check_sqlite, db_path)
                     _install_sqlite_hooks(engine, synchronous, busy_timeout_ms)
                 opened = await _open_identity(engine, db_path, partitions, part_of)
             except BaseException:
@@ -252,7 +259,7 @@ class Store:
 
     @property
     def identity_rotated(self) -> bool:
-        """True if this open detected a copy/move/restore and minted a new replica id."""
+        """True if this open detected a copy or restore and minted a new replica id."""
         return self._rotated
 
     @property
@@ -515,14 +522,10 @@ def _positive(value: Any, what: str) -> int:
     return value
 
 
-def _to_url(url_or_path: str | os.PathLike[str]) -> URL:
-    raw = os.fspath(url_or_path)
-    if "://" in raw:
-        try:
-            return make_url(raw)
-        except Exception as exc:  # sqlalchemy.exc.ArgumentError: reword for the user
-            raise InvalidInput(f"not a database URL: {raw!r} ({exc})") from exc
-    return URL.create("sqlite+aiosqlite", database=os.path.abspath(raw))
+def _check_sqlite(path: Path) -> None:
+    check_sqlite_file(path)
+    if path.exists():
+        _precheck_sqlite(path)
 
 
 def _precheck_sqlite(path: Path) -> None:
@@ -530,7 +533,12 @@ def _precheck_sqlite(path: Path) -> None:
     engine = create_engine(URL.create("sqlite", database=str(path)), poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            found = sql.read_schema_version(conn)
+            try:
+                found = sql.read_schema_version(conn)
+            except StoreError as exc:  # another application's database: name the file
+                raise StoreError(f"{path} is {exc}") from exc
+            except DatabaseError as exc:  # a damaged file: SQLite's words, the path first
+                raise StoreError(f"cannot read database {path}: {exc.orig or exc}") from exc
             if found is not None and found > SCHEMA_VERSION:
                 raise SchemaVersionMismatch(found, SCHEMA_VERSION)
     finally:

@@ -1,8 +1,10 @@
 """sync.transport: the asyncio + websockets adapter around the sans-I/O engine.
 
 Modules, each knowing only those above it in this list (no import cycles):
-:mod:`.auth` (handshake frames), :mod:`.codec` (the engine's messages as frames),
-:mod:`.connection` (links, backoff, flow control), :mod:`.node` (drives one
+:mod:`.addresses` (listen addresses and peer URLs, checked), :mod:`.auth` (handshake
+frames), :mod:`.codec` (the engine's messages as frames), :mod:`.dialstate` (why a dialled
+URL is or is not linked: its state and last error), :mod:`.connection` (links, backoff,
+flow control), :mod:`.node` (drives one
 :class:`sync.Replica` against a :class:`store.Store`), :mod:`.handles` (the typed handles),
 :mod:`.subscription` (a key's new values), :mod:`.status` (the health snapshot, read through
 a small protocol), :mod:`.metrics` (its Prometheus text, ``prometheus_client`` loaded only
@@ -13,9 +15,11 @@ line and the demo are the application's: :mod:`shoal.cli`, :mod:`shoal.demo`.
 
 from __future__ import annotations
 
+from .addresses import check_peer_url, parse_listen
 from .auth import HandshakeError, Identity, PeerInfo
 from .codec import WireCodec
 from .connection import Backoff, LinkState, Transport, TransportConfig
+from .dialstate import Connectivity, DialState, PeerLink
 from .handles import (
     GCounterHandle,
     HandleOwner,
@@ -34,6 +38,8 @@ from .subscription import Subscription
 
 __all__ = [
     "Backoff",
+    "Connectivity",
+    "DialState",
     "GCounterHandle",
     "HandleOwner",
     "HandshakeError",
@@ -48,13 +54,16 @@ __all__ = [
     "PNCounterHandle",
     "Peer",
     "PeerInfo",
+    "PeerLink",
     "StatusSource",
     "Subscription",
     "Transport",
     "TransportConfig",
     "WireCodec",
+    "check_peer_url",
     "make_http_hook",
     "merge_persists",
+    "parse_listen",
     "public_status",
     "render_metrics",
     "status_snapshot",

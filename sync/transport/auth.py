@@ -428,12 +428,15 @@ async def server_handshake(
     *,
     timeout: float = 10.0,
     on_authenticated: Callable[[], None] | None = None,
+    admit: Callable[[HelloFrame], str | None] | None = None,
 ) -> PeerInfo:
     """Run the listener's side; return the authenticated dialler or raise HandshakeError.
 
     ``timeout`` bounds the whole handshake. ``on_authenticated`` is called once the dialler
     has proved the secret, before anything else is sent (the transport raises its frame
-    limit there).
+    limit there). ``admit(hello)``, called at the same point, may return a reason to refuse
+    the authenticated dialler (a replica the group forgot): the handshake then fails with
+    1008 and that reason, before this side proves anything.
     """
     deadline = _deadline(timeout)
     client_raw = await _recv(ws, deadline)
@@ -447,6 +450,9 @@ async def server_handshake(
         raise HandshakeError(
             CLOSE_POLICY, "authentication failed: wrong group secret, or a hello altered on the way"
         )
+    refused = admit(hello) if admit is not None else None
+    if refused is not None:
+        raise HandshakeError(CLOSE_POLICY, refused)
     if on_authenticated is not None:
         on_authenticated()
     await ws.send(encode_frame(AuthFrame(proof=keys.proof_server.hex())))

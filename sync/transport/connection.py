@@ -43,10 +43,17 @@ Theory of operation.
   reason, and is counted (``refused_busy``). Running out of file descriptors while
   accepting is logged once (then at most once a minute, with a count: ``accept_errors``),
   not as a traceback per attempt. All of this is :mod:`sync.transport.admission`.
-* **Dial errors.** A TLS failure (a certificate that does not verify, a plain-text listener)
-  or a refused handshake is logged at WARNING with the URL and the cause once per change of
-  a URL's dial state (``dial_errors``, cleared by a successful handshake), not on every
-  retry; other failures (nobody listening, a timeout) are logged at DEBUG.
+* **Why a dialled peer is not linked.** Every dialled URL has a state of
+  :mod:`sync.transport.dialstate` (``connecting``, ``connected``, ``unreachable``,
+  ``tls_failed``, ``wrong_secret``, ``wrong_group``, ``version_mismatch``, ``forgotten``,
+  ``refused``, ``failed``) and its last error, read from what each dial ran into; a change of
+  state is logged once (WARNING into a failure state), not every retry (``dials``;
+  ``dial_errors`` maps each failing URL to its error). A URL counts as connected while a link
+  to its replica is open, whichever side dialled it. The listener refuses a dialler its owner
+  has forgotten inside the handshake, once the dialler has proved the secret (close 1008,
+  :data:`~sync.transport.dialstate.FORGOTTEN_REASON`), so that the dialler never sees a link
+  come up and go down at every retry; refusals of the same cause from the same host are
+  logged once, then at most once a minute with a count.
 
 The transport knows nothing of the engine: it hands decoded messages to a
 :class:`LinkHandler` (the node) and takes messages to send by peer id.
@@ -70,7 +77,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from sync.config import MAX_MESSAGE_BYTES
 from sync.errors import RemoteProtocolError
 
-from .admission import Admission, HttpHook
+from .admission import REPORT_INTERVAL, Admission, HttpHook, Throttle
 from .auth import (
     CLOSE_POLICY,
     CLOSE_PROTOCOL,
@@ -80,12 +87,20 @@ from .auth import (
     AdminRequest,
     FrameAuthError,
     HandshakeError,
+    HelloFrame,
     Identity,
     PeerInfo,
     client_handshake,
     decode_frame,
     encode_frame,
     server_handshake,
+)
+from .dialstate import (
+    FORGOTTEN_REASON,
+    DialBook,
+    DialState,
+    classify_dial_error,
+    classify_refusal,
 )
 from .link import (
     ANTI_ENTROPY_MESSAGES,
@@ -105,6 +120,7 @@ __all__ = [
     "TRANSITIONS",
     "Backoff",
     "Codec",
+    "DialState",
     "Link",
     "LinkEvent",
     "LinkHandler",
@@ -200,19 +216,17 @@ def _raise_limit(ws: ClientConnection | ServerConnection, limit: int) -> None:
     setattr(protocol, name, limit)
 
 
-def _tls_cause(exc: ssl.SSLError) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
-        return f"certificate verify failed: {exc.verify_message}"
-    return str(exc.reason or exc)
-
-
 class Transport:
     """Listener, diallers and the set of open links of one peer.
 
     Counters: ``rejected`` (handshakes refused: wrong secret, group, version, garbage),
     ``frame_failures`` (links closed for a frame that failed its check), ``refused_busy`` and
-    ``accept_errors`` (see :mod:`sync.transport.admission`); ``dial_errors`` maps each URL
-    whose last dial failed to the cause.
+    ``accept_errors`` (see :mod:`sync.transport.admission`), ``dials.failures`` (failed dial
+    attempts by :class:`DialState`). ``dials`` holds the state of every dialled URL;
+    ``dial_errors`` maps each URL whose state is a failure to its last error.
+
+    ``refuse(info)`` (the owner's policy) gives the reason to refuse an authenticated peer,
+    or None: a dialler is refused inside the handshake, a listener we dialled right after it.
     """
 
     def __init__(
@@ -242,7 +256,7 @@ class Transport:
         self.url: str | None = None
         self.rejected = 0
         self.frame_failures = 0
-        self.dial_errors: dict[str, str] = {}
+        self.dials = DialBook()
         self.admission = Admission(
             max_handshakes=self.config.max_handshakes,
             max_connections=self.config.max_connections,
@@ -255,6 +269,7 @@ class Transport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed_totals: dict[str, dict[str, int]] = {}
         self._closing = False
+        self._refusal_logs: dict[tuple[str, str], Throttle] = {}
 
     @property
     def refused_busy(self) -> int:
@@ -265,6 +280,11 @@ class Transport:
     def accept_errors(self) -> int:
         """``accept()`` calls that failed for lack of file descriptors or memory."""
         return self.admission.accept_errors
+
+    @property
+    def dial_errors(self) -> dict[str, str]:
+        """The last error of every dialled URL that is in a failure state."""
+        return self.dials.errors()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -302,6 +322,7 @@ class Transport:
         """Keep a link to each URL, redialling with backoff, until :meth:`aclose`."""
         for url in urls:
             if url not in self._diallers and not self._closing:
+                self.dials.track(url)
                 task = asyncio.get_running_loop().create_task(self._dial_loop(url))
                 self._diallers[url] = task
 
@@ -390,10 +411,11 @@ class Transport:
                 self.me,
                 timeout=self.config.handshake_timeout,
                 on_authenticated=self._limit_raiser(ws),
+                admit=self._admit,
             )
         except HandshakeError as exc:
             self.rejected += 1
-            log.warning("refused %s: %s", ws.remote_address, exc)
+            self._log_refusal(ws.remote_address, exc.reason)
             with contextlib.suppress(ConnectionClosed, OSError):
                 await ws.close(exc.code, truncate_reason(exc.reason))
             return
@@ -404,7 +426,28 @@ class Transport:
         if info.role == "admin":
             await self._serve_admin(ws, info)
             return
+        if info.address is not None and info.address in self.dials:
+            self._url_peer[info.address] = info.replica_id  # the peer at a URL we dial
         await self._run_link(ws, info, dialled_by=info.replica_id)
+
+    def _admit(self, hello: HelloFrame) -> str | None:
+        """Refuse a peer the owner will not link with, inside the handshake."""
+        if hello.role != "peer" or self.refuse is None:
+            return None
+        return self.refuse(PeerInfo(hello.replica, hello.address, hello.site, hello.relay, "peer"))
+
+    def _log_refusal(self, remote: Any, reason: str) -> None:
+        """A refused handshake: logged once per cause and host, then at most once a minute."""
+        host = str(remote[0]) if isinstance(remote, tuple) and remote else str(remote)
+        if len(self._refusal_logs) > 1000:  # bounded: many hosts, many causes
+            self._refusal_logs.clear()
+        throttle = self._refusal_logs.setdefault((host, reason), Throttle(REPORT_INTERVAL))
+        muted = throttle.due(asyncio.get_running_loop().time())
+        if muted is None:
+            log.debug("refused %s again: %s", remote, reason)
+            return
+        again = f" ({muted + 1} times since the last report)" if muted else ""
+        log.warning("refused %s: %s%s", remote, reason, again)
 
     async def _serve_admin(self, ws: ServerConnection, info: PeerInfo) -> None:
         assert info.session is not None  # server_handshake always makes one
@@ -424,14 +467,6 @@ class Transport:
         except (ConnectionClosed, TimeoutError) as exc:
             log.info("admin link from %s ended: %s", ws.remote_address, exc)
 
-    def _dial_failed(self, url: str, cause: str, level: int) -> None:
-        """Log a dial failure at ``level`` when it differs from the URL's last one."""
-        if self.dial_errors.get(url) != cause:
-            self.dial_errors[url] = cause
-            log.log(level, "cannot dial %s: %s (retrying with backoff)", url, cause)
-        else:
-            log.debug("dial %s failed again: %s", url, cause)
-
     async def _connect(self, url: str) -> ClientConnection:
         return await connect(
             url,
@@ -449,20 +484,17 @@ class Transport:
         while not self._closing:
             known = self._url_peer.get(url)
             if known is not None and known in self.links:
+                self.dials.up(url, known)  # linked already (it may have dialled us)
                 gone = self._link_gone.setdefault(known, asyncio.Event())
                 await gone.wait()
                 continue
             try:
                 ws = await self._connect(url)
             except InvalidURI:
-                log.error("cannot dial %r: not a ws:// or wss:// URL; giving up on it", url)
+                self.dials.failed(url, DialState.FAILED, "not a ws:// or wss:// URL; not dialled")
                 return
-            except ssl.SSLError as exc:
-                self._dial_failed(url, f"TLS failed: {_tls_cause(exc)}", logging.WARNING)
-                await asyncio.sleep(backoff.next())
-                continue
-            except (OSError, InvalidHandshake, TimeoutError) as exc:
-                self._dial_failed(url, str(exc) or type(exc).__name__, logging.DEBUG)
+            except (OSError, InvalidHandshake, TimeoutError) as exc:  # ssl.SSLError included
+                self.dials.failed(url, *classify_dial_error(exc))
                 await asyncio.sleep(backoff.next())
                 continue
             try:
@@ -473,24 +505,24 @@ class Transport:
                     on_authenticated=self._limit_raiser(ws),
                 )
             except HandshakeError as exc:
-                self._dial_failed(url, f"handshake failed: {exc}", logging.WARNING)
+                self.dials.failed(url, *classify_refusal(exc.code, exc.reason, by_us=True))
                 with contextlib.suppress(ConnectionClosed, OSError):
                     await ws.close(exc.code, truncate_reason(exc.reason))
                 await asyncio.sleep(backoff.next())
                 continue
             except ConnectionClosed as exc:
-                self._dial_failed(url, f"refused us: {exc}", logging.WARNING)
+                code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
+                self.dials.failed(url, *classify_refusal(code, reason, by_us=False))
                 await asyncio.sleep(backoff.next())
                 continue
-            self.dial_errors.pop(url, None)
             if info.replica_id == self.me.replica_id:
-                log.warning("%s is this peer itself; not dialling it", url)
+                self.dials.failed(url, DialState.FAILED, "this URL is this peer itself")
                 with contextlib.suppress(ConnectionClosed, OSError):
                     await ws.close(CLOSE_POLICY, "connected to self")
                 return
             self._url_peer[url] = info.replica_id
             started = asyncio.get_running_loop().time()
-            await self._run_link(ws, info, dialled_by=self.me.replica_id)
+            await self._run_link(ws, info, dialled_by=self.me.replica_id, url=url)
             # A link that ended at once (refused after the handshake: forgotten, protocol
             # error) must not reset the backoff, or the peer is redialled every few ms.
             if asyncio.get_running_loop().time() - started >= self.config.backoff_stable:
@@ -528,7 +560,11 @@ class Transport:
             await link.ws.close(CLOSE_NORMAL, reason)
 
     async def _run_link(
-        self, ws: ClientConnection | ServerConnection, info: PeerInfo, dialled_by: str
+        self,
+        ws: ClientConnection | ServerConnection,
+        info: PeerInfo,
+        dialled_by: str,
+        url: str | None = None,
     ) -> None:
         link = Link(
             ws, info, dialled_by, self.codec, self.config.queue_limit, self.config.queue_bytes
@@ -539,16 +575,22 @@ class Transport:
             return
         refused = self.refuse(info) if self.refuse is not None else None
         if refused is not None:
-            log.warning("refused link with %s: %s", info.replica_id, refused)
+            if url is not None:
+                why = f"we refuse replica {info.replica_id}: {refused}"
+                self.dials.failed(url, DialState.FORGOTTEN, why)
+            else:
+                log.warning("refused link with %s: %s", info.replica_id, refused)
             await self._close_quietly(link, CLOSE_POLICY, refused)
             return
         replaced = info.replica_id in self.links
         if not self._install(link):
             link.event(LinkEvent.DUPLICATE)
             log.info("duplicate connection with %s closed", info.replica_id)
+            self._linked(info.replica_id)  # the other connection to it stays
             await self._close_quietly_ws(link, "duplicate connection")
             return
         self._link_gone.setdefault(info.replica_id, asyncio.Event()).clear()
+        self._linked(info.replica_id)
         link.start_writer()
         if not replaced:
             log.info("link up: %s (%s)", info.replica_id, info.address or "no address")
@@ -569,10 +611,28 @@ class Transport:
                 log.info(
                     "link down: %s (code %s %s)", info.replica_id, ws.close_code, ws.close_reason
                 )
+                if not self._closing:
+                    self._unlinked(info.replica_id, ws)
                 self.handler.link_down(info.replica_id)
             if link.ws.close_code is None:  # cancelled while open: do not leave it half-open
                 self._spawn(self._close_quietly_ws(link, "peer shutting down"))
             await link.stop_writer()
+
+    def _linked(self, replica_id: str) -> None:
+        for url, rid in list(self._url_peer.items()):
+            if rid == replica_id:
+                self.dials.up(url, replica_id)
+
+    def _unlinked(self, replica_id: str, ws: ClientConnection | ServerConnection) -> None:
+        """The link to ``replica_id`` ended: its URLs go back to connecting, or to
+        ``forgotten`` when the other side closed it because it forgot us."""
+        close = ws.protocol.close_rcvd
+        for url in self.dials.urls_of(replica_id):
+            if close is not None and close.reason.startswith((FORGOTTEN_REASON, "forgotten")):
+                refusal = classify_refusal(close.code, close.reason, by_us=False)
+                self.dials.failed(url, *refusal)
+            else:
+                self.dials.down(url, f"code {ws.close_code} {ws.close_reason or ''}".strip())
 
     async def _read_loop(self, link: Link) -> None:
         ws = link.ws

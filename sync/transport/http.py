@@ -10,13 +10,25 @@ passes :func:`~sync.transport.status.public_status_json` and the Prometheus rend
 installed), ``/metrics`` answers ``501 Not Implemented`` with a text body that names the
 extra to install.
 
-Both endpoints are read-only and unauthenticated (they reveal health figures, never data, key
-names or the secret: :func:`~sync.transport.status.public_status`); run the peer behind TLS
-or a firewall where that matters. ``shoal status URL`` reads ``/status``.
+Both endpoints are read-only. What they reveal: health figures (replica id, group, site,
+uptime, counts of keys, log entries, hints and siblings, per-peer lag and traffic, the
+transport's counters), the replica ids and addresses of known peers, and the URL, state and
+last error of every configured peer; never data, key names or the secret
+(:func:`~sync.transport.status.public_status`). Access is the owner's choice
+(``Peer.open(http=...)``, ``shoal serve --status``):
+
+* open (the default): anyone who can reach the port may read them;
+* off: both answer ``404 Not Found`` (the websocket port serves peers only);
+* token: only requests carrying ``Authorization: Bearer TOKEN`` get them; any other gets
+  ``401 Unauthorized`` with ``WWW-Authenticate: Bearer`` (the token is compared in constant
+  time). Without TLS the token crosses the network in clear: use ``wss://``, or a firewall.
+
+``shoal status URL`` reads ``/status`` (``--http-token-file`` sends the token).
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
@@ -41,28 +53,48 @@ def _respond(conn: ServerConnection, status: HTTPStatus, body: str, content_type
     return response
 
 
+def _authorized(request: Request, token: bytes) -> bool:
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token)
+
+
 def make_http_hook(
-    status_body: Callable[[], str], metrics_body: Callable[[], tuple[str, str]]
+    status_body: Callable[[], str],
+    metrics_body: Callable[[], tuple[str, str]],
+    *,
+    enabled: bool = True,
+    token: bytes | None = None,
 ) -> HttpHook:
     """The ``process_request`` hook serving ``/status`` and ``/metrics``.
 
     ``status_body()`` gives the JSON text of ``/status``; ``metrics_body()`` gives the body
-    and content type of ``/metrics``, or raises :class:`MetricsUnavailable`.
+    and content type of ``/metrics``, or raises :class:`MetricsUnavailable`. ``enabled``
+    False answers both with 404; ``token`` requires ``Authorization: Bearer TOKEN`` (401).
     """
+    text = "text/plain; charset=utf-8"
 
     async def hook(conn: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
+        if path not in (STATUS_PATH, METRICS_PATH):
+            return None
+        if not enabled:
+            message = f"GET {path} is turned off on this peer\n"
+            return _respond(conn, HTTPStatus.NOT_FOUND, message, text)
+        if token is not None and not _authorized(request, token):
+            message = f"GET {path} needs the peer's token: Authorization: Bearer TOKEN\n"
+            response = _respond(conn, HTTPStatus.UNAUTHORIZED, message, text)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="shoal"'
+            return response
         if path == STATUS_PATH:
             return _respond(conn, HTTPStatus.OK, status_body(), "application/json")
         if path == METRICS_PATH:
             try:
-                text, content_type = metrics_body()
+                body, content_type = metrics_body()
             except MetricsUnavailable as exc:
                 message = f"GET {METRICS_PATH}: {exc}\n"
-                return _respond(
-                    conn, HTTPStatus.NOT_IMPLEMENTED, message, "text/plain; charset=utf-8"
-                )
-            return _respond(conn, HTTPStatus.OK, text, content_type)
+                return _respond(conn, HTTPStatus.NOT_IMPLEMENTED, message, text)
+            return _respond(conn, HTTPStatus.OK, body, content_type)
         return None
 
     return hook

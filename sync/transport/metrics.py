@@ -3,7 +3,11 @@
 :func:`render_metrics` turns one snapshot of :func:`~sync.transport.status.status_snapshot`
 into the Prometheus text exposition format with ``prometheus_client``, families prefixed
 ``shoal_``: gauges for connected peers, log size, keys, pending hints and siblings; counters
-for refused handshakes, commits and errors; per-peer families labelled ``peer``. A fresh
+for refused handshakes, commits and errors; per-peer families labelled ``peer``; the
+transport's counters (connections refused busy, failed ``accept()`` calls, links closed for a
+frame that failed its check, failed dials by ``state``); per dialled URL, ``shoal_link_state``
+(labels ``url`` and ``state``: 1 for the URL's current state, 0 for the others); and
+``shoal_fail_stopped`` (1 once the store refused a commit and the peer stopped). A fresh
 registry per call, so several peers in one process never collide and nothing is sampled in
 the background.
 
@@ -18,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["METRICS_EXTRA", "MetricsUnavailable", "render_metrics"]
+from .dialstate import DialState
+
+__all__ = ["DIAL_STATES", "METRICS_EXTRA", "MetricsUnavailable", "render_metrics"]
 
 #: What to install for ``GET /metrics``.
 METRICS_EXTRA = "pip install 'shoal[cli]'"
@@ -33,6 +39,9 @@ class MetricsUnavailable(RuntimeError):
             f"installation lacks: {METRICS_EXTRA} installs it (the 'cli' extra)"
         )
 
+
+#: Every value of :class:`~sync.transport.dialstate.DialState`, the ``state`` label values.
+DIAL_STATES = tuple(state.value for state in DialState)
 
 # (snapshot field, family name, gauge?, help) of the per-peer families.
 _PER_PEER: tuple[tuple[str, str, bool, str], ...] = (
@@ -80,6 +89,40 @@ def _families(s: Mapping[str, Any]) -> Iterator[Any]:
     yield C("shoal_store_errors", "Failed store transactions", value=node["store_errors"])
     yield C("shoal_remote_errors", "Bad messages received", value=node["remote_errors"])
     yield C("shoal_alarms", "Alarms raised (logged at WARNING)", value=node.get("alarms", 0))
+    transport = s.get("transport", {})
+    yield C(
+        "shoal_connections_refused_busy",
+        "Inbound connections refused with HTTP 503 (over a connection cap)",
+        value=transport.get("refused_busy", 0),
+    )
+    yield C(
+        "shoal_accept_errors",
+        "accept() calls that failed for lack of file descriptors or memory",
+        value=transport.get("accept_errors", 0),
+    )
+    yield C(
+        "shoal_frame_failures",
+        "Links closed for a frame that failed its authentication check",
+        value=transport.get("frame_failures", 0),
+    )
+    dial = C("shoal_dial_failures", "Failed dial attempts, by resulting state", labels=["state"])
+    for state, count in transport.get("dial_failures", {}).items():
+        dial.add_metric([state], count)
+    yield dial
+    links = G(
+        "shoal_link_state",
+        "1 for the current state of each dialled URL, 0 for the other states",
+        labels=["url", "state"],
+    )
+    for url, link in s.get("links", {}).items():
+        for state in DIAL_STATES:
+            links.add_metric([url, state], 1.0 if link["state"] == state else 0.0)
+    yield links
+    yield G(
+        "shoal_fail_stopped",
+        "1 once the store refused a commit and this peer stopped serving",
+        value=0 if s.get("failed") is None else 1,
+    )
     for field, name, gauge, doc in _PER_PEER:
         metric = (G if gauge else C)(name, doc, labels=["peer"])
         for rid, p in s["peers"].items():

@@ -22,14 +22,29 @@ Contract.
   :class:`~sync.errors.ReadQuorumNotReached`. A key holds one type: a handle of another
   type raises ``TypeError`` (when it is made if this replica knows the key, else at the
   write). Values that are not JSON raise ``TypeError`` and change nothing.
-* ``peer.subscribe(key)`` is an async iterator of the key's new values, local or remote,
+* ``peer.subscribe(key)`` is an async iterator of the key's new values, local or remote
+  (``peer.subscribe(prefix=P)``: ``(key, value)`` pairs for every key starting with ``P``),
   with a bounded queue (``maxsize``; when a slow consumer falls behind, the oldest queued
   values are dropped: the latest value is always delivered; see
   :mod:`sync.transport.subscription`).
 * Health: ``peer.status()`` (:mod:`sync.transport.status`); with ``listen``, the same
   figures on ``GET /status`` and ``GET /metrics`` of the websocket port
-  (:mod:`sync.transport.http`; ``/metrics`` needs the ``cli`` extra).
-* Identity: if peers show that this database was restored or copied (the engine's
+  (:mod:`sync.transport.http`; ``/metrics`` needs the ``cli`` extra), open to anyone who
+  can reach the port, turned off (``http=False``) or behind a bearer token (``http=TOKEN``).
+* Why a peer is offline: ``peer.links()`` gives, per configured URL, a
+  :class:`~sync.transport.dialstate.PeerLink` (its :class:`~sync.transport.dialstate.DialState`
+  (connected, connecting, unreachable, wrong secret, TLS failed, forgotten, version
+  mismatch, refused...) and the last error); ``await peer.connected(timeout=...)`` waits
+  until each configured peer is connected or has failed with a reason and returns a
+  :class:`~sync.transport.dialstate.Connectivity` (which are up, why the others are not).
+  Listen addresses and peer URLs are checked by ``Peer.open`` (``ValueError`` naming the
+  value) before anything starts.
+* Failure: when the store refuses a commit the peer stops serving (``PeerFailed``, see
+  :mod:`sync.transport.node`); :attr:`Peer.failure` holds the error and ``await
+  peer.wait_failed()`` returns it, so that a supervisor can exit and restart.
+* Identity: a database the store finds copied or restored at open (without its
+  ``.shoal-id`` sidecar, or onto another file) gets a new replica id, logged at WARNING
+  with the old one; if peers show that this database was restored or copied (the engine's
   ``IdentityConflict``), the peer rotates its replica id in the store and restarts its node
   and links under the new id in place (logged at CRITICAL); operations in flight at that
   moment fail with ``RuntimeError`` and may be retried.
@@ -43,6 +58,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable, Generator, Iterable
@@ -50,16 +66,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from store import Store
+from store import Store, describe_database
 from sync.config import ReplicaConfig
 from sync.effects import IdentityConflict, Persist
 from sync.errors import PeerFailed
 from sync.replica import Replica
 from sync.ring import partition_of
 
+from .addresses import check_peer_url, parse_listen
 from .auth import AdminReply, AdminRequest, Identity, PeerInfo
 from .codec import WireCodec
 from .connection import Transport, TransportConfig
+from .dialstate import FORGOTTEN_REASON, Connectivity, PeerLink, Until
 from .handles import (
     GCounterHandle,
     LWWHandle,
@@ -79,11 +97,30 @@ __all__ = ["Peer"]
 log = logging.getLogger("shoal.peer")
 
 
-def _split_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"listen must be HOST:PORT (port 0: the OS picks), got {listen!r}")
-    return host.strip("[]"), int(port)
+def _http_access(http: bool | str | bytes) -> tuple[bool, bytes | None]:
+    """``(enabled, token)`` of the ``http`` option of :meth:`Peer.open`."""
+    if isinstance(http, bool):
+        return http, None
+    if isinstance(http, str):
+        http = http.encode()
+    if not isinstance(http, bytes):
+        raise TypeError(f"http must be True, False or a token (str), got {type(http).__name__}")
+    if not http.strip():
+        raise ValueError("http token must not be empty")
+    return True, http
+
+
+def _identity_warning(store: Store, path_or_url: str | Path) -> None:
+    if not store.identity_rotated:
+        return
+    was = store.previous_replica_ids[-1] if store.previous_replica_ids else "unknown"
+    log.warning(
+        "database %s was copied or restored: new replica id %s (was %s); peers will see a "
+        "new replica; keep the .shoal-id sidecar with the file when moving it",
+        describe_database(path_or_url),
+        store.replica_id,
+        was,
+    )
 
 
 def _secret_bytes(secret: bytes | str | None) -> bytes:
@@ -147,6 +184,7 @@ class Peer:
         client_ssl: ssl.SSLContext | None,
         subscriber_queue: int,
         sibling_warning: int = 8,
+        http: bool | str | bytes = True,
     ) -> None:
         self.store = store
         self.sibling_warning = sibling_warning
@@ -156,13 +194,20 @@ class Peer:
         self.started = time.time()
         self._subscriber_queue = subscriber_queue
         self._subs: dict[str, list[Subscription]] = {}
+        self._prefix_subs: list[Subscription] = []
         self._closed = False
         self._rotating = False
         self._background: set[asyncio.Task[Any]] = set()
+        self.failure: PeerFailed | None = None
+        self._failed = asyncio.Event()
+        self._configured: list[str] = []
+        enabled, token = _http_access(http)
         self._transport_args: dict[str, Any] = {
             "server_ssl": server_ssl,
             "client_ssl": client_ssl,
-            "http": make_http_hook(self._status_body, self._metrics_body),
+            "http": make_http_hook(
+                self._status_body, self._metrics_body, enabled=enabled, token=token
+            ),
             "refuse": self._refuse,
             "room": self._room,
         }
@@ -205,6 +250,7 @@ class Peer:
         transport: TransportConfig | None = None,
         dial_learned: bool = False,
         advertise: str | None = None,
+        http: bool | str | bytes = True,
         **engine: Any,
     ) -> _Opening:
         """Open (or create, or resume) a peer; see the module docstring.
@@ -218,25 +264,34 @@ class Peer:
         should dial to reach this one (default: the listening URL; set it when listening on
         ``0.0.0.0`` or behind a port mapping). ``sibling_warning``: a multi-value register
         with more siblings than this is logged as a warning (once, until it is resolved);
-        siblings are never dropped, whatever their number.
+        siblings are never dropped, whatever their number. ``http``: ``GET /status`` and
+        ``GET /metrics`` on the listening port are open to anyone who can reach it
+        (``True``, the default), turned off (``False``: 404), or served only to requests
+        carrying ``Authorization: Bearer TOKEN`` (a ``str`` or ``bytes`` token: 401 without).
+
+        ``ValueError`` (naming the value) for a listen address that is not ``HOST:PORT``
+        with a port in 0..65535, or a peer URL that is not ``ws://``/``wss://`` with a host
+        and a valid port; nothing is opened then.
         """
         if isinstance(sibling_warning, bool) or not isinstance(sibling_warning, int):
             raise TypeError(f"sibling_warning must be an int, got {sibling_warning!r}")
         if sibling_warning < 1:
             raise ValueError(f"sibling_warning must be >= 1, got {sibling_warning}")
-        if advertise is not None and not advertise.startswith(("ws://", "wss://")):
-            raise ValueError(f"advertise must be a ws:// or wss:// URL, got {advertise!r}")
-        peers = list(peers)
+        if advertise is not None:
+            check_peer_url(advertise, "advertise URL")
+        _http_access(http)
+        if isinstance(peers, str):
+            raise ValueError(f"peers must be a list of URLs, got the string {peers!r}")
+        peers = list(dict.fromkeys(peers))
         if isinstance(path_or_url, str) and not path_or_url:
             raise ValueError("path_or_url must name a database")
         key = _secret_bytes(secret)
         if (listen is not None or peers) and not key:
             raise ValueError("a group secret is required to listen or to dial peers")
         if listen is not None:
-            _split_listen(listen)
+            parse_listen(listen)
         for url in peers:
-            if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-                raise ValueError(f"peer URLs must start with ws:// or wss://, got {url!r}")
+            check_peer_url(url)
         config = ReplicaConfig(n=n, w=w, r=r, site=site, relay=relay, **engine)
         server_ssl, client_ssl = _ssl_contexts(tls_cert, tls_key, tls_ca)
         # One frame limit for websockets (max_size) and the codec: the engine's.
@@ -253,6 +308,7 @@ class Peer:
             )
             peer: Peer | None = None
             try:
+                _identity_warning(store, path_or_url)
                 ident = Identity(store.replica_id, group, key, None, site, relay)
                 peer = cls(
                     store,
@@ -263,6 +319,7 @@ class Peer:
                     client_ssl=client_ssl,
                     subscriber_queue=subscriber_queue,
                     sibling_warning=sibling_warning,
+                    http=http,
                 )
                 peer.dial_learned = dial_learned
                 peer.advertise = advertise
@@ -296,12 +353,18 @@ class Peer:
         )
         self.node.start()
         if listen is not None:
-            host, port = _split_listen(listen)
-            url = await self.transport.listen(host, port)
+            host, port = parse_listen(listen)
+            try:
+                url = await self.transport.listen(host, port)
+            except OSError as exc:
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise OSError(exc.errno, f"cannot listen on {listen}: {why}") from exc
             self._bound = f"{host}:{url.rsplit(':', 1)[1]}"
             self.transport.me = dataclasses.replace(
                 self.transport.me, address=self.advertise or url
             )
+        if not self._configured:
+            self._configured = list(peers)
         self.transport.dial(peers)
         if self.dial_learned:
             self.transport.dial(a for r, a in self._addresses.items() if r not in self._forgotten)
@@ -309,6 +372,8 @@ class Peer:
     def _fatal(self, error: PeerFailed) -> None:
         """The store failed to commit: stop talking to the group (see ``Node._fail_stop``)."""
         log.critical("peer %s stops serving: %s", self.replica_id, error)
+        self.failure = error
+        self._failed.set()
         task = asyncio.get_running_loop().create_task(self.transport.aclose())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -331,7 +396,7 @@ class Peer:
 
     def _refuse(self, info: PeerInfo) -> str | None:
         if info.replica_id in self._forgotten:
-            return "this replica was forgotten by the group"
+            return FORGOTTEN_REASON
         return None
 
     async def aclose(self) -> None:
@@ -349,7 +414,7 @@ class Peer:
             if self.node is not None:
                 await self.node.aclose()
         finally:
-            for subs in list(self._subs.values()):
+            for subs in [*self._subs.values(), self._prefix_subs]:
                 for sub in list(subs):
                     sub.close()
             await self.store.aclose()
@@ -397,8 +462,21 @@ class Peer:
 
     # -- operations --------------------------------------------------------------------------
 
-    def subscribe(self, key: str, *, maxsize: int | None = None) -> Subscription:
-        """An async iterator of ``key``'s new values (local or remote changes)."""
+    def subscribe(
+        self, key: str | None = None, *, prefix: str | None = None, maxsize: int | None = None
+    ) -> Subscription:
+        """An async iterator of ``key``'s new values (local or remote changes); with
+        ``prefix`` instead of ``key``, of ``(key, value)`` for every key starting with it."""
+        if prefix is not None:
+            if key is not None:
+                raise TypeError("subscribe takes a key or a prefix, not both")
+            if not isinstance(prefix, str):
+                raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+            sub = Subscription(
+                None, maxsize or self._subscriber_queue, self._unsubscribe, prefix=prefix
+            )
+            self._prefix_subs.append(sub)
+            return sub
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
         sub = Subscription(key, maxsize or self._subscriber_queue, self._unsubscribe)
@@ -406,6 +484,10 @@ class Peer:
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
+        if sub.key is None:
+            if sub in self._prefix_subs:
+                self._prefix_subs.remove(sub)
+            return
         subs = self._subs.get(sub.key)
         if subs and sub in subs:
             subs.remove(sub)
@@ -416,11 +498,18 @@ class Peer:
         if self.node.replica.kind_of(key) == "mvregister":
             self._check_siblings(key)
         subs = self._subs.get(key)
-        if not subs:
+        matching = (
+            [s for s in self._prefix_subs if s.prefix is not None and key.startswith(s.prefix)]
+            if self._prefix_subs
+            else ()
+        )
+        if not subs and not matching:
             return
         value = self.node.replica.current_value(key)  # no copy of the state per change
-        for sub in subs:
+        for sub in subs or ():
             sub.push(value)
+        for sub in matching:
+            sub.push((key, value))
 
     def _check_siblings(self, key: str) -> None:
         """Warn (once) when a register piles up siblings: a sign that writers never read
@@ -500,7 +589,35 @@ class Peer:
             raise ValueError("a peer cannot forget itself")
         self._forgotten.add(replica_id)
         await self.node.forget(replica_id)
-        self.transport.close_peer(replica_id, 1008, "forgotten by the operator")
+        self.transport.close_peer(replica_id, 1008, FORGOTTEN_REASON)
+
+    # -- links and failure -------------------------------------------------------------------
+
+    def links(self) -> dict[str, PeerLink]:
+        """Per configured peer URL (``peers=``), its state and last error, now."""
+        snapshot = self.transport.dials.snapshot()
+        return {url: snapshot[url] for url in self._configured if url in snapshot}
+
+    async def connected(
+        self, timeout: float | None = 10.0, *, until: Until = "settled"
+    ) -> Connectivity:
+        """Wait for the configured peers; return which are up and why the others are not.
+
+        ``until="settled"`` (the default) returns once every configured peer is connected
+        or has failed at least once with a reason (unreachable, wrong secret, ...), so an
+        app learns at once that a peer cannot be reached; ``"any"`` as soon as one is
+        connected; ``"all"`` only when all are (or at the timeout). Never more than
+        ``timeout`` seconds (None: no limit), and never raises for a timeout: the result
+        says where each peer stands (``Connectivity.up``, ``.down``, ``.reasons()``).
+        Peers keep being dialled in the background whatever this returns.
+        """
+        return await self.transport.dials.wait(self._configured, until, timeout)
+
+    async def wait_failed(self) -> PeerFailed:
+        """Wait until this peer stops serving after a failed commit; return the error."""
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
 
     async def status(self) -> dict[str, Any]:
         """Health: connected peers, lag per peer, pending hints, log size (JSON-ready)."""
@@ -519,18 +636,19 @@ class Peer:
     # -- LinkHandler (called by the transport) -----------------------------------------------
 
     # After the node closed (only while this peer shuts down) inputs are refused with
-    # RuntimeError: nothing is left to apply them to, so they are dropped.
+    # RuntimeError, and after a fail-stop with PeerFailed: nothing is left to apply them
+    # to, so they are dropped.
 
     def link_up(self, info: PeerInfo) -> None:
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError, PeerFailed):
             self.node.peer_up(info.replica_id, info.address, info.site, info.relay)
 
     def link_down(self, peer_id: str) -> None:
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError, PeerFailed):
             self.node.peer_down(peer_id)
 
     def link_message(self, peer_id: str, message: Any) -> None:
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError, PeerFailed):
             self.node.receive(peer_id, message)
 
     async def admin(self, request: AdminRequest) -> AdminReply:

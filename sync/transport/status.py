@@ -9,15 +9,26 @@ configuration, the transport's links and traffic, the node's counters and the en
 
     {"replica_id", "url", "group", "site", "relay", "n", "uptime_s",
      "connected": [replica ids with an open link],
-     "peers": {replica_id: {"connected", "address", "site", "relay", "lag",
-                            "pending_hints", "bytes_in", "bytes_out", "messages_in",
-                            "messages_out", "dropped", "clock_ahead_ms",
+     "links": {url: {"state", "error", "replica_id", "since", "failures"}},
+     "peers": {replica_id: {"connected", "state", "error", "address", "site", "relay",
+                            "lag", "pending_hints", "bytes_in", "bytes_out",
+                            "messages_in", "messages_out", "dropped", "clock_ahead_ms",
                             "clock_skew_set_aside"}},
      "pending_hints": total held for others, "log_size": entries in the delta log,
      "keys": objects held, "siblings": {"max": most siblings of a register,
      "keys": {key: siblings} for registers with more than one},
-     "rejected_handshakes": count, "node": {counters of the node},
+     "rejected_handshakes": count,
+     "transport": {"rejected_handshakes", "refused_busy", "accept_errors",
+                   "frame_failures", "dial_failures": {state: failed attempts}},
+     "node": {counters of the node}, "failed": the fail-stop error or None,
      "engine": {what Replica.status() reports}}
+
+``links`` has one entry per URL this peer dials (the configured ``peers`` first), with its
+:class:`~sync.transport.dialstate.DialState` value (``connected``, ``connecting``,
+``unreachable``, ``tls_failed``, ``wrong_secret``, ``wrong_group``, ``version_mismatch``,
+``forgotten``, ``refused``, ``failed``) and last error. A known peer's ``state`` is
+``connected`` while a link to it is open, else the state of the URL it was last reached at
+(if this peer dials it), else ``disconnected``; ``error`` is that URL's last error.
 
 :func:`public_status` is what ``GET /status`` serves to anyone who can reach the port: the
 same figures without key names (sibling keys become a count), since that endpoint is not
@@ -41,7 +52,10 @@ from typing import Any, Protocol
 
 from sync.config import ReplicaConfig
 
+from .dialstate import PeerLink
+
 __all__ = [
+    "DialFigures",
     "EngineFigures",
     "LinkFigures",
     "NodeFigures",
@@ -72,14 +86,35 @@ class LinkFigures(Protocol):
     def info(self) -> _RemoteFacts: ...
 
 
+class DialFigures(Protocol):
+    """The state of every dialled URL, and failed dial attempts by state."""
+
+    @property
+    def failures(self) -> Mapping[str, int]: ...
+
+    def snapshot(self) -> Mapping[str, PeerLink]: ...
+
+
 class TransportFigures(Protocol):
-    """The transport's open links, per-peer traffic and refused handshakes."""
+    """The transport's open links, per-peer traffic, dialled URLs and counters."""
 
     @property
     def links(self) -> Mapping[str, LinkFigures]: ...
 
     @property
+    def dials(self) -> DialFigures: ...
+
+    @property
     def rejected(self) -> int: ...
+
+    @property
+    def refused_busy(self) -> int: ...
+
+    @property
+    def accept_errors(self) -> int: ...
+
+    @property
+    def frame_failures(self) -> int: ...
 
     def traffic(self) -> Mapping[str, Mapping[str, int]]: ...
 
@@ -123,6 +158,9 @@ class StatusSource(Protocol):
 
     @property
     def node(self) -> NodeFigures: ...
+
+    @property
+    def failure(self) -> Exception | None: ...
 
 
 def _jsonable(value: Any) -> Any:
@@ -169,13 +207,19 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
     known = eng.get("peers_known")
     known = known if isinstance(known, list) else []
     skews = _mapping(eng.get("clock_skew"))
+    dials = source.transport.dials.snapshot()
+    by_replica = {d.replica_id: d for d in dials.values() if d.replica_id is not None}
     peers: dict[str, dict[str, Any]] = {}
     for rid in sorted(set(traffic) | set(links) | set(known) | set(hints) | set(lag) | set(skews)):
         link = links.get(rid)
         t = traffic.get(rid, {})
         peer_lag = lag.get(rid)
+        dial = by_replica.get(rid)
+        state = "connected" if link else dial.state.value if dial else "disconnected"
         peers[rid] = {
             "connected": link is not None,
+            "state": state,
+            "error": dial.error if dial and not link else None,
             "address": link.info.address if link else None,
             "site": link.info.site if link else None,
             "relay": bool(link.info.relay) if link else None,
@@ -191,6 +235,7 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
         }
     siblings = _mapping(eng.get("siblings"))
     config = source.config
+    transport = source.transport
     return {
         "replica_id": source.replica_id,
         "url": source.url,
@@ -200,6 +245,7 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
         "n": config.n,
         "uptime_s": round(time.time() - source.started, 3),
         "connected": sorted(links),
+        "links": {url: d.to_dict() for url, d in dials.items()},
         "peers": peers,
         "pending_hints": sum(_int(v) for v in hints.values()),
         "log_size": _int(eng.get("log_size", 0)),
@@ -208,8 +254,16 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
             "max": max((_int(v) for v in siblings.values()), default=0),
             "keys": dict(siblings),
         },
-        "rejected_handshakes": source.transport.rejected,
+        "rejected_handshakes": transport.rejected,
+        "transport": {
+            "rejected_handshakes": transport.rejected,
+            "refused_busy": transport.refused_busy,
+            "accept_errors": transport.accept_errors,
+            "frame_failures": transport.frame_failures,
+            "dial_failures": dict(sorted(transport.dials.failures.items())),
+        },
         "node": _jsonable(source.node.counters),
+        "failed": None if source.failure is None else str(source.failure),
         "engine": eng,
     }
 

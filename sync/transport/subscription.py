@@ -1,7 +1,9 @@
 """``Subscription``: an async iterator of one key's new values, with a bounded queue.
 
 :meth:`Peer.subscribe <sync.transport.peer.Peer.subscribe>` makes one; the peer pushes every
-new value of the key (a local or a remote change) with :meth:`Subscription.push`. The queue
+new value of the key (a local or a remote change) with :meth:`Subscription.push`. A prefix
+subscription (``peer.subscribe(prefix="cart:")``, :attr:`Subscription.prefix` set) gets a
+``(key, value)`` pair for every key that starts with the prefix. The queue
 holds at most ``maxsize`` values: when a slow consumer falls behind, the oldest queued value
 is dropped (and counted in :attr:`Subscription.dropped`), so the latest value is always
 delivered and a forgotten subscription never grows without bound. :meth:`Subscription.close`
@@ -24,12 +26,24 @@ class Subscription:
     """An async iterator of a key's new values; ``close()`` (or ``aclose()``) ends it.
 
     ``on_close`` is called once, by the first ``close()``, so that the owner stops pushing.
+    ``key`` is the key, or ``None`` for a subscription to every key that starts with
+    ``prefix`` (whose items are ``(key, value)`` pairs).
     """
 
-    def __init__(self, key: str, maxsize: int, on_close: Callable[[Subscription], None]) -> None:
+    def __init__(
+        self,
+        key: str | None,
+        maxsize: int,
+        on_close: Callable[[Subscription], None],
+        *,
+        prefix: str | None = None,
+    ) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        if (key is None) == (prefix is None):
+            raise ValueError("a subscription is to a key or to a prefix, not both or neither")
         self.key = key
+        self.prefix = prefix
         self.dropped = 0
         self._on_close = on_close
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)

@@ -46,11 +46,19 @@ async def test_a_copy_gets_a_new_id_and_the_original_keeps_its_own(tmp_path: Pat
     assert await _open_once(path) == (original, False, ())
 
 
-async def test_a_moved_database_gets_a_new_id(tmp_path: Path) -> None:
+async def test_a_database_moved_with_its_sidecar_keeps_its_id(tmp_path: Path) -> None:
+    path, moved = tmp_path / "a.sqlite", tmp_path / "sub" / "b.sqlite"
+    original = await _create(path)
+    moved.parent.mkdir()
+    os.rename(path, moved)  # same file system: same device and inode
+    os.rename(sidecar_path(path), sidecar_path(moved))
+    assert await _open_once(moved) == (original, False, ())
+
+
+async def test_a_database_moved_without_its_sidecar_gets_a_new_id(tmp_path: Path) -> None:
     path, moved = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
     original = await _create(path)
     os.rename(path, moved)
-    os.rename(sidecar_path(path), sidecar_path(moved))
     new_id, rotated, previous = await _open_once(moved)
     assert rotated and new_id != original and previous == (original,)
 

@@ -135,7 +135,9 @@ async def test_a_symlink_to_a_held_database_is_refused(tmp_path: Path) -> None:
 
 async def test_a_database_in_a_missing_directory_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "a.sqlite"
-    with pytest.raises(FileNotFoundError, match=f"cannot lock database {path} "):
+    with pytest.raises(
+        StoreError, match=f"^cannot open database {path}: directory {path.parent} does not exist$"
+    ):
         await Store.open(path)
     assert list(tmp_path.iterdir()) == []
 

@@ -1,0 +1,394 @@
+"""The client API's routes, on aiohttp: a small REST API and a websocket of changes.
+
+Routes (every one under ``/v1/`` needs the token; docs/api.md, "Client API", has the JSON
+shapes)::
+
+    GET    /v1/status                      the peer's status snapshot
+    GET    /v1/keys?prefix=&after=&limit=  keys, sorted, a page at a time
+    GET    /v1/keys/{key}?r=&timeout=      one object: kind, value, siblings, version
+    POST   /v1/keys/{key}                  a typed mutation (shoal.web.ops)
+    DELETE /v1/keys/{key}?kind=&w=&timeout=  delete the key (observed remove)
+    GET    /v1/subscribe?key= | ?prefix=   websocket: the changes of a key or a prefix
+
+With ``static_dir``, ``GET /`` serves its ``index.html`` and ``GET /static/NAME`` its files,
+without the token (a page holds no data; it asks for the token and sends it with every call).
+
+The token. HTTP calls send ``Authorization: Bearer TOKEN``. A browser cannot set a header on
+a websocket, so the websocket's first message carries it, ``{"token": "TOKEN"}``, rather
+than a query parameter: URLs end up in access logs, proxies and the browser's history, a
+first message does not. Until that message comes (within :data:`AUTH_TIMEOUT` seconds,
+else the socket is closed with 4401), the server sends nothing and subscribes to nothing.
+Tokens are compared with :func:`hmac.compare_digest` (constant time).
+
+Errors are ``{"error": {"code", "message"}}`` with the HTTP status: 400 ``bad_request``,
+401 ``unauthorized``, 404 ``not_found``, 405 ``method_not_allowed``, 409 ``wrong_kind``,
+``version_mismatch`` or ``clock_skew``, 413 ``too_large``, 501 ``not_implemented``, 503
+``peer_failed`` or ``too_many_subscriptions``, 504 ``read_quorum_not_reached``. A write
+that missed its quorum is not an error: it is durable here and replicates later, so it
+answers 202 with ``"quorum": false`` (do not send it again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from crdt import ClockSkewError
+from sync.errors import PeerFailed, QuorumNotReached, ReadQuorumNotReached
+from sync.transport.peer import Peer
+
+from .ops import ApiError, VersionMismatch, mutation_fn, object_view, parse_mutation, write_view
+
+__all__ = ["AUTH_TIMEOUT", "MAX_BODY", "MAX_LIMIT", "MIN_TOKEN", "make_client_app"]
+
+log = logging.getLogger("shoal.web")
+
+AUTH_TIMEOUT = 5.0  # seconds for a websocket's token message
+MAX_BODY = 1024 * 1024  # bytes of a request body
+MAX_LIMIT = 1000  # keys per page
+DEFAULT_LIMIT = 100
+MIN_TOKEN = 16  # characters
+MAX_SUBSCRIPTIONS = 256
+CLOSE_UNAUTHORIZED = 4401
+
+_PEER = web.AppKey("peer", Peer)
+_TOKEN = web.AppKey("token", bytes)
+_SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
+_LIMIT = web.AppKey("max_subscriptions", int)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+}
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response(ApiError(status, code, message, **extra).body(), status=status)
+
+
+def _token_ok(app: web.Application, given: str) -> bool:
+    return hmac.compare_digest(given.encode(), app[_TOKEN])
+
+
+def _public(request: web.Request) -> bool:
+    """The page and its files, and the websocket (which authenticates by message)."""
+    path = request.path
+    return path == "/" or path.startswith("/static/") or path == "/v1/subscribe"
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal as the JSON error shape, whoever raised it."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return web.json_response(exc.body(), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _STATUS_CODES.get(exc.status, "http_error")
+        return _error(exc.status, code, exc.reason)
+    except PeerFailed as exc:
+        return _error(503, "peer_failed", f"the peer stopped serving: {exc}")
+    except RuntimeError as exc:  # the node refuses calls once the peer is closing
+        return _error(503, "peer_closed", f"the peer is not serving: {exc}")
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if _public(request):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not _token_ok(request.app, given.strip()):
+        raise ApiError(401, "unauthorized", "send the token: Authorization: Bearer TOKEN")
+    return await handler(request)
+
+
+def _peer(request: web.Request) -> Peer:
+    return request.app[_PEER]
+
+
+def _level(text: str | None) -> int | str | None:
+    """A level from a query string: a number, or a name the engine checks."""
+    if text is None or text == "":
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _seconds(text: str | None, name: str) -> float | None:
+    if text is None or text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ApiError(
+            400, "bad_request", f"{name} must be a number of seconds, got {text!r}"
+        ) from None
+
+
+async def _engine_call(coro: Awaitable[Any]) -> Any:
+    """Await an engine operation; its refusals of bad input become 400s."""
+    try:
+        return await coro
+    except ClockSkewError as exc:
+        raise ApiError(409, "clock_skew", str(exc)) from exc
+    except (TypeError, ValueError) as exc:
+        raise ApiError(400, "bad_request", str(exc)) from exc
+    except ReadQuorumNotReached as exc:
+        raise ApiError(504, "read_quorum_not_reached", exc.message) from exc
+
+
+async def _local_view(peer: Peer, key: str) -> dict[str, Any] | None:
+    done = await peer.node.read(key, r=1)
+    return None if done.state is None else object_view(key, done.state)
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json(loads=json.loads)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "bad_request", f"the body is not JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "bad_request", "the body is not UTF-8 text") from exc
+
+
+def _missing(peer: Peer, method: str) -> ApiError:
+    return ApiError(
+        501,
+        "not_implemented",
+        f"this peer has no {method}(): this route needs a shoal that has peer.{method}",
+    )
+
+
+# -- routes ----------------------------------------------------------------------------------
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return web.json_response(await _peer(request).status())
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    peer, q = _peer(request), request.query
+    prefix, after = q.get("prefix") or None, q.get("after") or None
+    text = q.get("limit", str(DEFAULT_LIMIT))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise ApiError(400, "bad_request", f"limit must be 1 to {MAX_LIMIT}, got {text!r}")
+    limit = int(text)
+    lister = getattr(peer, "keys", None)
+    if lister is None:
+        raise _missing(peer, "keys")
+    keys: list[str] = []
+    more = False
+    iterator: AsyncIterator[str] = lister(prefix=prefix)
+    async with contextlib.aclosing(iterator):  # type: ignore[type-var]
+        async for key in iterator:
+            if after is not None and key <= after:
+                continue
+            if len(keys) == limit:
+                more = True
+                break
+            keys.append(key)
+    return web.json_response({"keys": keys, "next": keys[-1] if more else None})
+
+
+async def get_key(request: web.Request) -> web.Response:
+    peer, key, q = _peer(request), request.match_info["key"], request.query
+    r, timeout = _level(q.get("r")), _seconds(q.get("timeout"), "timeout")
+    done = await _engine_call(peer.node.read(key, r=r, timeout=timeout))
+    if done.state is None:
+        raise ApiError(404, "not_found", f"no key {key!r}")
+    return web.json_response(object_view(key, done.state))
+
+
+async def post_key(request: web.Request) -> web.Response:
+    peer, key = _peer(request), request.match_info["key"]
+    mutation = parse_mutation(await _json_body(request))
+    kind = mutation.op.kind
+    held = peer.replica.kind_of(key)
+    if held is not None and held != kind:
+        raise ApiError(409, "wrong_kind", f"key {key!r} holds a {held}, not a {kind}", held=held)
+    fn = mutation_fn(mutation, peer.replica_id)
+    write = peer.node.write(
+        key, kind, fn, w=mutation.w, strict=mutation.strict, timeout=mutation.timeout
+    )
+    status, body = 200, {"key": key, "quorum": True}
+    try:
+        result = await _engine_call(write)
+    except VersionMismatch as exc:
+        raise ApiError(
+            409, "version_mismatch", f"key {key!r} changed since that version", current=exc.current
+        ) from exc
+    except QuorumNotReached as exc:
+        status, result = 202, exc.result
+        body.update(quorum=False, message=f"{exc.message}; durable here, replicates later")
+    body["write"] = write_view(result)
+    body["object"] = await _local_view(peer, key)
+    return web.json_response(body, status=status)
+
+
+async def delete_key(request: web.Request) -> web.Response:
+    peer, key, q = _peer(request), request.match_info["key"], request.query
+    deleter = getattr(peer, "delete", None)
+    if deleter is None:
+        raise _missing(peer, "delete")
+    w, timeout = _level(q.get("w")), _seconds(q.get("timeout"), "timeout")
+    status, body = 200, {"key": key, "quorum": True}
+    try:
+        result = await _engine_call(deleter(key, kind=q.get("kind") or None, w=w, timeout=timeout))
+    except QuorumNotReached as exc:
+        status, result = 202, exc.result
+        body.update(quorum=False, message=f"{exc.message}; durable here, replicates later")
+    body["write"] = write_view(result)
+    return web.json_response(body, status=status)
+
+
+async def subscribe(request: web.Request) -> web.StreamResponse:
+    """A websocket of changes: see the module docstring and docs/api.md."""
+    app, peer, q = request.app, _peer(request), request.query
+    key, prefix = q.get("key"), q.get("prefix")
+    if (key is None) == (prefix is None) or key == "":
+        raise ApiError(400, "bad_request", "subscribe to one ?key=KEY or one ?prefix=PREFIX")
+    sockets = app[_SOCKETS]
+    if len(sockets) >= app[_LIMIT]:
+        raise ApiError(503, "too_many_subscriptions", f"at most {app[_LIMIT]} at once")
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    sockets.add(ws)
+    try:
+        if await _authenticate(ws, app):
+            await _stream(ws, peer, key, prefix)
+    finally:
+        sockets.discard(ws)
+    return ws
+
+
+async def _stream(
+    ws: web.WebSocketResponse, peer: Peer, key: str | None, prefix: str | None
+) -> None:
+    """Send ``ready``, then one ``change`` per change of the key (or prefix), until either
+    side closes."""
+    sub = peer.subscribe(key) if key is not None else peer.subscribe(prefix=prefix)
+    reader = asyncio.ensure_future(_drain(ws, sub.close))
+    try:
+        await ws.send_json({"type": "ready"})
+        async for item in sub:
+            changed = key if key is not None else item[0]
+            view = await _local_view(peer, changed)
+            await ws.send_json(
+                {"type": "change", **(view or {"key": changed, "kind": None, "value": None})}
+            )
+    except (ConnectionResetError, RuntimeError, PeerFailed):
+        pass  # the browser went away, or the peer is closing: end quietly
+    finally:
+        sub.close()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"subscription ended")
+
+
+async def _authenticate(ws: web.WebSocketResponse, app: web.Application) -> bool:
+    try:
+        msg = await ws.receive(timeout=AUTH_TIMEOUT)
+    except TimeoutError:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"no token message")
+        return False
+    token = None
+    if msg.type == WSMsgType.TEXT:
+        with contextlib.suppress(ValueError):
+            data = json.loads(msg.data)
+            token = data.get("token") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not _token_ok(app, token):
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=b'unauthorized: send {"token": ...}')
+        return False
+    return True
+
+
+async def _drain(ws: web.WebSocketResponse, done: Callable[[], None]) -> None:
+    """Read (and ignore) what the client sends after the token, until it closes."""
+    async for _ in ws:
+        pass
+    done()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets: set[web.WebSocketResponse] = app[_SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+def _static_routes(app: web.Application, folder: Path) -> None:
+    index = folder / "index.html"
+    if not index.is_file():
+        raise ValueError(f"static_dir {folder} has no index.html")
+
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(index)
+
+    app.router.add_get("/", page)
+    app.router.add_static("/static/", folder)
+
+
+@web.middleware
+async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def make_client_app(
+    peer: Peer,
+    token: str,
+    *,
+    static_dir: str | Path | None = None,
+    max_subscriptions: int = MAX_SUBSCRIPTIONS,
+) -> web.Application:
+    """The aiohttp application of the client API for ``peer`` (see the module docstring).
+
+    ``ValueError`` for a token shorter than :data:`MIN_TOKEN` characters or a
+    ``static_dir`` without ``index.html``. An app may add routes of its own: they need the
+    token too.
+    """
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str, got {type(token).__name__}")
+    if len(token) < MIN_TOKEN:
+        raise ValueError(f"the client API token must be at least {MIN_TOKEN} characters")
+    if isinstance(max_subscriptions, bool) or not isinstance(max_subscriptions, int):
+        raise TypeError(f"max_subscriptions must be an int, got {max_subscriptions!r}")
+    app = web.Application(middlewares=[_headers, _errors, _auth], client_max_size=MAX_BODY)
+    app[_PEER] = peer
+    app[_TOKEN] = token.encode()
+    app[_SOCKETS] = set()
+    app[_LIMIT] = max_subscriptions
+    app.router.add_get("/v1/status", get_status)
+    app.router.add_get("/v1/keys", list_keys)
+    app.router.add_get("/v1/keys/{key:.+}", get_key)
+    app.router.add_post("/v1/keys/{key:.+}", post_key)
+    app.router.add_delete("/v1/keys/{key:.+}", delete_key)
+    app.router.add_get("/v1/subscribe", subscribe)
+    if static_dir is not None:
+        _static_routes(app, Path(static_dir))
+    app.on_shutdown.append(_close_sockets)
+    return app

@@ -1,0 +1,63 @@
+"""The addresses a peer is given: ``HOST:PORT`` to listen on, ``ws://`` / ``wss://`` URLs to dial.
+
+Both are checked when a peer is opened (``Peer.open``, ``shoal serve``), before anything
+starts, so that a typo is one clear error naming the value instead of a dialler that retries
+for ever or a listener on another port than meant:
+
+* :func:`parse_listen`: ``HOST:PORT`` (IPv6 hosts in brackets, ``[::1]:8765``), the port an
+  integer from 0 (the OS picks) to 65535;
+* :func:`check_peer_url`: a ``ws://`` or ``wss://`` URL with a host and, if given, a port
+  from 1 to 65535 (as websockets reads it).
+
+Each raises ``ValueError`` with the value and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from websockets.exceptions import InvalidURI
+from websockets.uri import parse_uri
+
+__all__ = ["check_peer_url", "parse_listen"]
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``HOST:PORT`` listen address; ``ValueError`` if it is not one."""
+    if not isinstance(listen, str):
+        raise ValueError(f"listen must be a HOST:PORT string, got {listen!r}")
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port:
+        raise ValueError(f"listen address {listen!r} is not HOST:PORT (port 0: the OS picks)")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen address {listen!r}: port {port!r} is not a number in 0..65535")
+    if host.startswith("["):
+        if not host.endswith("]") or len(host) < 3:
+            raise ValueError(f"listen address {listen!r}: an IPv6 host goes in brackets")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"listen address {listen!r}: write an IPv6 host in brackets, [::1]:PORT")
+    return host, int(port)
+
+
+def check_peer_url(url: str, what: str = "peer URL") -> str:
+    """``url`` if it is a ``ws://`` or ``wss://`` URL with a host and a valid port."""
+    if not isinstance(url, str):
+        raise ValueError(f"{what} must be a ws:// or wss:// URL string, got {url!r}")
+    if not url.startswith(("ws://", "wss://")):
+        raise ValueError(f"{what} {url!r} must start with ws:// or wss://")
+    if any(c.isspace() for c in url):
+        raise ValueError(f"{what} {url!r} contains white space")
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        raise ValueError(f"{what} {url!r}: the port is not a number in 1..65535") from None
+    if port == 0:
+        raise ValueError(f"{what} {url!r}: port 0 cannot be dialled")
+    try:
+        parsed = parse_uri(url)
+    except InvalidURI as exc:
+        raise ValueError(f"{what} {url!r} is not a valid URL: {exc}") from None
+    if not parsed.host:
+        raise ValueError(f"{what} {url!r} has no host")
+    return url

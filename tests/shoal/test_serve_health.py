@@ -1,0 +1,186 @@
+"""``shoal serve`` as a supervisor sees it: a fail-stop exits at once with status 3 and one
+line; ``shoal status`` says why each dialled peer is not linked; /status and /metrics off or
+behind a token.
+
+The store failure is real: once the served peer is running, the test lowers its
+``RLIMIT_FSIZE`` (``prlimit``, as an operator's disk quota or a full file system would) so
+that SQLite can no longer grow its write-ahead log; the next commit fails with an I/O error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from sync.errors import QuorumNotReached
+from tests.transport.conftest import SECRET, WAIT, eventually, open_peer
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOAL = [sys.executable, "-m", "shoal"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+async def run(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *SHOAL,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@asynccontextmanager
+async def served(
+    tmp_path: Path, *args: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(SECRET)
+    proc = await asyncio.create_subprocess_exec(
+        *SHOAL,
+        "serve",
+        "--db",
+        str(tmp_path / "served.db"),
+        "--listen",
+        "127.0.0.1:0",
+        "--secret-file",
+        str(secret_file),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+        assert url.startswith("ws://127.0.0.1:"), url
+        yield proc, url
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_a_fail_stop_exits_at_once_with_status_3_and_one_line(tmp_path: Path) -> None:
+    async with served(tmp_path) as (proc, url):
+        app = await open_peer(tmp_path / "app.db", listen=None, peers=[url])
+        try:
+            assert (await app.connected(timeout=WAIT)).up == (url,)
+            await app.orset("cart").add("milk", w=2, timeout=WAIT)
+            # From now on the served process cannot grow any file: its disk is "full".
+            resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+            for i in range(200):  # each write makes the served peer commit (bounded)
+                if proc.returncode is not None:
+                    break
+                try:
+                    await app.orset("cart").add(f"item {i} " + "x" * 2000, w=2, timeout=1.0)
+                except QuorumNotReached:
+                    pass
+            code = await asyncio.wait_for(proc.wait(), 30)
+        finally:
+            await app.aclose()
+        assert proc.stderr is not None
+        err = (await proc.stderr.read()).decode()
+    assert code == 3, err
+    last = err.splitlines()[-1]
+    assert last.startswith(
+        f"shoal: serve: stopped serving: the store refused a commit to {tmp_path}/served.db ("
+    ), last
+    assert last.endswith(
+        "exit status 3: fix the disk and restart it (it resumes from what is on disk)"
+    )
+    assert "stopped cleanly" not in err and "Traceback" not in err
+    # Restarted, it resumes from what is on disk: the write acknowledged by both is there.
+    code, out, err = await run("inspect", "--db", str(tmp_path / "served.db"), "--json")
+    assert code == 0, err
+    values = {o["key"]: o["value"] for o in json.loads(out)["objects"]}
+    assert "milk" in values["cart"]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_status_says_why_each_dialled_peer_is_not_linked(tmp_path: Path) -> None:
+    other = await open_peer(tmp_path / "other.db", secret=b"another secret")
+    assert other.url is not None
+    dead = f"ws://127.0.0.1:{closed_port()}"
+    try:
+        async with served(tmp_path, "--peer", dead, "--peer", other.url) as (_proc, url):
+
+            async def settled() -> bool:
+                code, out, _ = await run("status", url, "--json")
+                links = json.loads(out)["links"] if code == 0 else {}
+                return {u: v["state"] for u, v in links.items()} == {
+                    dead: "unreachable",
+                    other.url: "wrong_secret",
+                }
+
+            await eventually(settled, "both dialled peers failed with their reason")
+            code, out, err = await run("status", url)
+            assert code == 0, err
+            lines = out.splitlines()
+            assert f"  {dead}  unreachable  connection refused" in lines
+            assert any(
+                line.startswith(f"  {other.url}  wrong_secret  the listener refused us: ")
+                for line in lines
+            ), out
+    finally:
+        await other.aclose()
+
+
+async def test_status_off_and_token(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("let-me-see\n")
+    wrong = tmp_path / "wrong"
+    wrong.write_text("nope\n")
+    async with served(tmp_path, "--http-token-file", str(token_file)) as (_proc, url):
+        code, out, err = await run("status", url)
+        assert (code, out) == (1, "")
+        base = url.replace("ws://", "http://")
+        assert err == f"shoal: status: {base}/status needs a token: --http-token-file PATH\n"
+        code, _, err = await run("status", url, "--http-token-file", str(wrong))
+        assert code == 1 and err.endswith("(the one given was refused)\n")
+        code, out, err = await run("status", url, "--json", "--http-token-file", str(token_file))
+        assert code == 0, err
+        assert json.loads(out)["url"] == url
+    (tmp_path / "served.db").unlink()
+    for extra in tmp_path.glob("served.db*"):
+        extra.unlink()
+    async with served(tmp_path, "--status", "off") as (_proc, url):
+        code, out, err = await run("status", url)
+        base = url.replace("ws://", "http://")
+        assert (code, out, err) == (
+            1,
+            "",
+            f"shoal: status: {base}/status is turned off on that peer\n",
+        )
+
+
+@pytest.mark.parametrize("flag", ["--status", "--http-token-file"])
+def test_help_says_what_the_flags_do(flag: str) -> None:
+    from shoal import cli
+
+    serve = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    parser = serve.choices["serve"]  # type: ignore[index]
+    action = next(a for a in parser._actions if flag in a.option_strings)
+    assert action.help and "/status" in action.help

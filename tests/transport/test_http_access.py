@@ -1,0 +1,137 @@
+"""/status and /metrics: open, off or behind a token; and what they export about why peers
+are not linked (per dialled URL) and the transport's counters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from sync.transport.dialstate import DialState
+
+from .conftest import WAIT, eventually, linked, open_peer
+
+
+def get(url: str, token: str | None = None) -> tuple[int, dict[str, str], str]:
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=WAIT) as resp:
+            return resp.status, dict(resp.headers), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read().decode()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_status_and_metrics_can_be_turned_off(tmp_path: Path) -> None:
+    a = await open_peer(tmp_path / "a.db", http=False)
+    try:
+        assert a.url is not None
+        base = a.url.replace("ws://", "http://")
+        for path in ("/status", "/metrics"):
+            code, _, body = await asyncio.to_thread(get, base + path)
+            assert code == 404 and body == f"GET {path} is turned off on this peer\n"
+            assert a.replica_id not in body
+        # The port still serves peers.
+        b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url])
+        try:
+            await linked(a, b)
+        finally:
+            await b.aclose()
+    finally:
+        await a.aclose()
+
+
+async def test_status_and_metrics_behind_a_token(tmp_path: Path) -> None:
+    a = await open_peer(tmp_path / "a.db", http="s3cret-token")
+    try:
+        assert a.url is not None
+        base = a.url.replace("ws://", "http://")
+        for path in ("/status", "/metrics"):
+            for token in (None, "wrong", "s3cret-token2", ""):
+                code, headers, body = await asyncio.to_thread(get, base + path, token)
+                assert code == 401, (path, token)
+                assert headers["WWW-Authenticate"] == 'Bearer realm="shoal"'
+                assert a.replica_id not in body
+        code, _, body = await asyncio.to_thread(get, base + "/status", "s3cret-token")
+        assert code == 200 and json.loads(body)["replica_id"] == a.replica_id
+        code, _, body = await asyncio.to_thread(get, base + "/metrics", "s3cret-token")
+        assert code == 200 and "shoal_keys 0.0" in body
+    finally:
+        await a.aclose()
+
+
+async def test_status_and_metrics_show_each_dialled_url_and_the_transport_counters(
+    tmp_path: Path,
+) -> None:
+    a = await open_peer(tmp_path / "a.db")
+    assert a.url is not None
+    dead = f"ws://127.0.0.1:{closed_port()}"
+    b = await open_peer(tmp_path / "b.db", peers=[a.url, dead])
+    try:
+        await linked(a, b)
+        await eventually(
+            lambda: b.links()[dead].state is DialState.UNREACHABLE, "the dead URL unreachable"
+        )
+        assert b.url is not None
+        base = b.url.replace("ws://", "http://")
+        code, _, body = await asyncio.to_thread(get, base + "/status")
+        status = json.loads(body)
+        assert code == 200
+        assert status["links"][a.url]["state"] == "connected"
+        assert status["links"][a.url]["replica_id"] == a.replica_id
+        assert status["links"][dead] | {"since": 0, "failures": 0} == {
+            "state": "unreachable",
+            "error": "connection refused",
+            "replica_id": None,
+            "since": 0,
+            "failures": 0,
+        }
+        assert set(status["transport"]) == {
+            "rejected_handshakes",
+            "refused_busy",
+            "accept_errors",
+            "frame_failures",
+            "dial_failures",
+        }
+        assert status["transport"]["dial_failures"]["unreachable"] >= 1
+        assert status["failed"] is None
+        code, _, text = await asyncio.to_thread(get, base + "/metrics")
+        assert code == 200
+        assert f'shoal_link_state{{state="connected",url="{a.url}"}} 1.0' in text
+        assert f'shoal_link_state{{state="unreachable",url="{dead}"}} 1.0' in text
+        assert f'shoal_link_state{{state="connected",url="{dead}"}} 0.0' in text
+        assert 'shoal_dial_failures_total{state="unreachable"}' in text
+        for name in (
+            "shoal_connections_refused_busy_total 0.0",
+            "shoal_accept_errors_total 0.0",
+            "shoal_frame_failures_total 0.0",
+            "shoal_fail_stopped 0.0",
+            # The names that were there before stay as they were.
+            "shoal_handshakes_rejected_total 0.0",
+            "shoal_peers_connected 1.0",
+        ):
+            assert name in text, name
+    finally:
+        await b.aclose()
+        await a.aclose()
+
+
+@pytest.mark.parametrize("http", [True, False, "token"])
+async def test_the_http_option_is_checked(tmp_path: Path, http: object) -> None:
+    a = await open_peer(tmp_path / f"a{http}.db", http=http)
+    await a.aclose()
+    with pytest.raises(TypeError, match="http must be True, False or a token"):
+        await open_peer(tmp_path / "b.db", http=3)
+    assert not (tmp_path / "b.db").exists()
