@@ -1,7 +1,8 @@
 """A read-only report of a database (what ``shoal inspect`` prints), as plain records.
 
 :func:`read_report` is a plain function over a SQLAlchemy ``Connection`` that only SELECTs:
-every object's state joined with the log entries not yet folded into it, its type, value,
+every object's state joined with the log entries not yet folded into it (an object is named
+by its key and type: a key that two peers wrote offline as two types shows both), its type, value,
 siblings and version vector, plus the database's identity, log size, pending hints, the
 writes held per origin and the known peers. :func:`report_database` opens the database without
 writing to it (SQLite: a read-only connection, so neither the database file nor its identity
@@ -20,7 +21,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,10 @@ class PeerReport:
 class DatabaseReport:
     """Everything ``shoal inspect`` shows of one database.
 
-    ``keys`` counts the objects read (only ``key`` when one was asked for); ``log_size`` the
-    delta log entries read; ``applied`` the log dots this database holds per origin, over
-    every partition (how many of each replica's writes it has).
+    ``keys`` counts the objects read (only ``key``'s when one was asked for; a key holding
+    two types counts twice); ``log_size`` the delta log entries read; ``applied`` the log dots
+    this database holds per origin, over every partition (how many of each replica's writes
+    it has); ``kind_clashes`` the keys holding objects of several types, with their types.
     """
 
     db: str
@@ -90,6 +92,7 @@ class DatabaseReport:
     applied: dict[str, int]
     peers: tuple[PeerReport, ...]
     objects: tuple[ObjectReport, ...]
+    kind_clashes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _json_value(value: Any) -> Any:
@@ -137,7 +140,7 @@ def read_report(
             f"{schema.SCHEMA_VERSION} (opening it with the store migrates an older one)"
         )
     meta = sql.read_meta(conn)
-    obj_q = select(schema.objects).order_by(schema.objects.c.key)
+    obj_q = select(schema.objects).order_by(schema.objects.c.key, schema.objects.c.kind)
     if key is not None:
         obj_q = obj_q.where(schema.objects.c.key == key)
     total = conn.execute(select(func.count()).select_from(obj_q.subquery())).scalar_one()
@@ -150,19 +153,24 @@ def read_report(
         if progress is not None and done % _PROGRESS_EVERY == 0:
             progress(done, total)
 
-    states: dict[str, Any] = {}
+    states: dict[tuple[str, str], Any] = {}  # by (key, kind)
     for row in conn.execute(obj_q):
-        states[row.key] = crdt.from_dict(sql.decode_blob("objects", row.key, row.kind, row.state))
+        blob = sql.decode_blob("objects", row.key, row.kind, row.state)
+        states[(row.key, row.kind)] = crdt.from_dict(blob)
         tick()
     log_size = 0
     for logged in sql.iter_log(conn, key):  # log dots once each, deltas checked
         delta = crdt.from_dict(logged.delta)
-        if logged.key in states:
-            states[logged.key].merge(delta)
+        oid = (logged.key, logged.kind)
+        if oid in states:
+            states[oid].merge(delta)
         else:
-            states[logged.key] = delta
+            states[oid] = delta
         log_size += 1
         tick()
+    kinds: dict[str, list[str]] = {}
+    for k, kind in sorted(states):
+        kinds.setdefault(k, []).append(kind)
     if progress is not None:
         progress(total, total)
     return DatabaseReport(
@@ -177,7 +185,8 @@ def read_report(
             PeerReport(r.replica_id, r.address, r.site, bool(r.forgotten))
             for r in conn.execute(select(schema.peers).order_by(schema.peers.c.replica_id))
         ),
-        objects=tuple(_object(k, states[k]) for k in sorted(states)),
+        objects=tuple(_object(k, states[(k, kind)]) for k, kind in sorted(states)),
+        kind_clashes={k: tuple(ks) for k, ks in kinds.items() if len(ks) > 1},
     )
 
 

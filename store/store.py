@@ -14,7 +14,7 @@ equals applying them one after another; the log's entries appended as one segmen
 (partition, origin), see :mod:`store.schema`), commits, and only then resolves each caller's
 await. If that
 transaction fails, each batch is retried alone in its own transaction, so one caller's
-:class:`~store.errors.KindMismatch` fails only that caller. Because only the writer task
+failure fails only that caller. Because only the writer task
 writes, SQLite transactions use ``BEGIN IMMEDIATE`` and never deadlock on a lock upgrade.
 
 Durability. SQLite runs in WAL mode with ``synchronous=FULL`` by default: an acknowledged
@@ -285,8 +285,8 @@ class Store:
         """Make ``batch`` durable in one transaction (shared with concurrent callers).
 
         Returns after the transaction holding it committed; raises
-        :class:`~store.errors.InvalidInput` (nothing queued) or
-        :class:`~store.errors.KindMismatch` (rolled back) or the database's error.
+        :class:`~store.errors.InvalidInput` (nothing queued) or the database's error (rolled
+        back).
         """
         await self._submit(sql.prepare(batch, self._partitions, self._partition_of))
 
@@ -396,8 +396,9 @@ class Store:
         """Everything the engine needs at start, read in one consistent transaction."""
         return await self._read(sql.load)
 
-    async def get_object(self, key: str) -> ObjectRow | None:
-        return await self._read(sql.get_object, key)
+    async def get_object(self, key: str, kind: str | None = None) -> ObjectRow | None:
+        """The object ``(key, kind)`` (``kind=None``: the key's first kind by name)."""
+        return await self._read(sql.get_object, key, kind)
 
     async def deltas_missing(
         self, partition: int, summary: Mapping[str, Any], batch: int = 500
@@ -425,10 +426,11 @@ class Store:
                 return
 
     async def snapshot(self, partition: int, chunk: int = 500) -> AsyncIterator[list[ObjectRow]]:
-        """Every object of ``partition`` in key order, ``chunk`` at a time (keyset pages)."""
+        """Every object of ``partition`` in (key, kind) order, ``chunk`` at a time (keyset
+        pages)."""
         part = self._check_partition(partition)
         limit = _positive(chunk, "chunk")
-        after: str | None = None
+        after: tuple[str, str] | None = None
         while True:  # ends: every page advances the keyset position
             page = await self._read(sql.snapshot_page, part, after, limit)
             if not page:
@@ -436,7 +438,7 @@ class Store:
             yield page
             if len(page) < limit:
                 return
-            after = page[-1].key
+            after = (page[-1].key, page[-1].kind)
 
     async def _read(
         self, fn: Callable[Concatenate[Connection, _P], _T], *args: _P.args, **kwargs: _P.kwargs

@@ -41,6 +41,7 @@ __all__ = [
     "HintId",
     "HintRecord",
     "IdentityConflict",
+    "KindClashFound",
     "Loaded",
     "LogEntry",
     "ObjectState",
@@ -275,8 +276,28 @@ class IdentityConflict:
     our_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class KindClashFound:
+    """``key`` holds objects of several ``kinds`` (sorted): two peers wrote it offline as
+    different types. Both are kept and replicate as any object does (an object is named by
+    its key and kind); a local write to the key is refused (:class:`~sync.errors.KindClash`)
+    until one is deleted. Emitted once per key, when the engine first holds the second kind
+    (or at start, for a clash it loaded); the adapter reports it (a warning)."""
+
+    key: str
+    kinds: tuple[str, ...]
+
+
 Effect = (
-    Persist | Send | WriteDone | WriteFailed | ReadDone | ReadFailed | Changed | IdentityConflict
+    Persist
+    | Send
+    | WriteDone
+    | WriteFailed
+    | ReadDone
+    | ReadFailed
+    | Changed
+    | IdentityConflict
+    | KindClashFound
 )
 
 
@@ -284,7 +305,7 @@ Effect = (
 class Loaded:
     """What the engine starts from: everything a store (or the simulator's disk) holds."""
 
-    objects: dict[str, ObjectState] = field(default_factory=dict)
+    objects: dict[tuple[str, str], ObjectState] = field(default_factory=dict)  # by (key, kind)
     log: list[LogEntry] = field(default_factory=list)
     summaries: dict[int, CausalContext] = field(default_factory=dict)
     hints: list[HintRecord] = field(default_factory=list)

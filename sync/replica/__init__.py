@@ -9,6 +9,13 @@ method calls carrying ``now`` (the caller's clock); outputs are effects
 sleeps, opens a socket or touches a database; its only randomness is a
 ``random.Random`` seeded from ``config.seed``, the replica id and the construction time.
 
+* **Objects.** An object is named by its key *and* its kind (as riak_dt's map fields are
+  ``{name, type}``). A key is normally written as one kind; two peers that wrote it offline
+  as two kinds both keep theirs, and both objects replicate everywhere the same way (no
+  refusal, no dropped link). Such a *kind clash* is reported once
+  (:class:`~sync.effects.KindClashFound`) and listed by :meth:`Replica.status`; a local
+  write to the key raises :class:`~sync.errors.KindClash` naming both kinds, while reads of
+  each kind work, so the application can look at both before deleting one.
 * **Keys, partitions, homes.** ``partition_of(key)`` names a key's partition; the ring over
   this replica plus every known, not-forgotten peer gives each partition ``n`` *home*
   replicas (:mod:`sync.ring`).
@@ -107,7 +114,7 @@ from sync import messages as m
 from sync.config import ReplicaConfig, check_bool, check_seconds
 from sync.consistency import check_level
 from sync.effects import Effect, HintRecord, Loaded, LogEntry, Persist, Send
-from sync.errors import LocalProtocolError
+from sync.errors import KindClash, LocalProtocolError
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
 from sync.replica.compaction import Compaction
@@ -190,10 +197,11 @@ class Replica:
         strict: bool | None = None,
         timeout: float | None = None,
     ) -> None:
-        """Apply ``fn`` to ``key``'s object (created as a bottom ``kind`` if absent).
+        """Apply ``fn`` to the object ``(key, kind)`` (created as a bottom ``kind`` if absent).
 
         ``fn`` receives the live object, calls one mutator on it and returns that mutator's
-        delta. A key holding another kind raises ``TypeError``; an error raised by ``fn``
+        delta. A key holding only another kind raises ``TypeError``; a key holding this kind
+        and another (a clash) raises :class:`~sync.errors.KindClash`; an error raised by ``fn``
         propagates; bad ``w``/``timeout`` raise ``TypeError``/``ValueError``. In those cases
         nothing is queued and the replica is unchanged (CRDT mutators check their arguments
         before changing anything, so ``fn`` must not change the object and then raise).
@@ -216,9 +224,12 @@ class Replica:
         strict_ = cfg.strict if strict is None else check_bool("strict", strict)
         timeout_ = cfg.write_timeout if timeout is None else check_seconds("timeout", timeout)
         data = self._data
-        obj = data.get(key)
-        if obj is not None and obj.kind != kind:
-            raise TypeError(f"key {key!r} holds a {obj.kind}, not a {kind}")
+        objs = data.objects_of(key)
+        obj = None
+        if objs is not None:
+            obj = objs.get(kind)
+            if obj is None or len(objs) > 1:
+                _refuse_kind(key, kind, data.kinds_of(key))
         p = data.partition(key)
         homes = self._membership.ring().preference_list(p)
         required, site = self._membership.required(level, homes)
@@ -247,11 +258,14 @@ class Replica:
         key: str,
         now: float,
         *,
+        kind: str | None = None,
         r: int | str | None = None,
         strict: bool | None = None,
         timeout: float | None = None,
     ) -> None:
-        """Read ``key`` from ``r`` replicas (this one answers at once when it counts).
+        """Read the object ``(key, kind)`` from ``r`` replicas (this one answers at once when
+        it counts). ``kind=None``: the one kind ``key`` holds here (``ValueError`` if it holds
+        none or several: name the kind).
 
         Next, the caller must drain :meth:`effects` and execute them: ``ReadReq`` sends now,
         and, now or later (at the latest by ``now + timeout``), exactly one ``ReadDone`` or
@@ -264,6 +278,14 @@ class Replica:
             raise ValueError("key must not be empty")
         if op_id in self._reads.pending:
             raise LocalProtocolError(f"read op_id {op_id} is still pending")
+        if kind is None:
+            held = self._data.kinds_of(key)
+            if len(held) != 1:
+                what = "no object" if not held else f"a {' and a '.join(held)}"
+                raise ValueError(f"key {key!r} holds {what} here: name the kind to read")
+            kind = held[0]
+        elif kind not in crdt.KINDS:
+            raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
         cfg = self.config
         level = cfg.r if r is None else check_level(r, cfg.n, name="r")
         strict_ = cfg.strict if strict is None else check_bool("strict", strict)
@@ -274,7 +296,7 @@ class Replica:
 
         now = self._begin(now)
         try:
-            self._reads.start(op_id, key, p, homes, required, site, strict_, timeout_, now)
+            self._reads.start(op_id, key, kind, p, homes, required, site, strict_, timeout_, now)
         finally:
             self._finish()
 
@@ -417,23 +439,35 @@ class Replica:
         """When :meth:`tick` must be called next (None: no timer pending)."""
         return self._timers.next()
 
-    def value(self, key: str) -> CRDT | None:
-        """A copy of the local state of ``key`` (None if this replica does not hold it)."""
-        obj = self._data.get(key)
+    def value(self, key: str, kind: str | None = None) -> CRDT | None:
+        """A copy of the local state of the object ``(key, kind)`` (None if this replica does
+        not hold it). ``kind=None``: the key's one kind (a clashed key raises
+        :class:`~sync.errors.KindClash`: name the kind)."""
+        obj = self._object(key, kind)
         return obj.copy() if obj is not None else None
 
-    def kind_of(self, key: str) -> str | None:
-        """The CRDT kind ``key`` holds here (None if this replica does not hold it); O(1)."""
-        return self._data.kind_of(key)
+    def kinds_of(self, key: str) -> tuple[str, ...]:
+        """The kinds ``key`` holds here, sorted (empty if none; two or more: a clash); O(1)."""
+        return self._data.kinds_of(key)
 
-    def current_value(self, key: str) -> Any:
-        """``value(key).value`` without copying the state (None if not held here).
+    def current_value(self, key: str, kind: str | None = None) -> Any:
+        """``value(key, kind).value`` without copying the state (None if not held here).
 
         A CRDT's ``value`` is a fresh structure (frozenset, dict, tuple...), so the caller
         may keep it; this skips the copy of the whole state that :meth:`value` makes.
         """
-        obj = self._data.get(key)
+        obj = self._object(key, kind)
         return obj.value if obj is not None else None
+
+    def _object(self, key: str, kind: str | None) -> CRDT | None:
+        if kind is not None:
+            return self._data.get(key, kind)
+        objs = self._data.objects_of(key)
+        if not objs:
+            return None
+        if len(objs) > 1:
+            raise KindClash(key, self._data.kinds_of(key))
+        return next(iter(objs.values()))
 
     def keys(self) -> list[str]:
         """Every key held here, sorted."""
@@ -454,7 +488,8 @@ class Replica:
 
     def status(self) -> dict[str, Any]:
         """Health: log size, hints per target, peers up, lag per peer (log entries its last
-        summary lacks), siblings per key (multi-value registers with more than one value)."""
+        summary lacks), siblings per key (multi-value registers with more than one value),
+        kind clashes (keys holding objects of several kinds: key -> kinds)."""
         data, membership = self._data, self._membership
         lag: dict[str, int] = {}
         for pid, theirs in membership.reported_summaries():
@@ -472,6 +507,7 @@ class Replica:
             "peers_known": membership.members(),
             "lag": lag,
             "siblings": siblings,
+            "kind_clashes": {k: list(kinds) for k, kinds in data.clashes().items()},
             "pending_writes": len(self._writes),
             "pending_reads": len(self._reads),
         }
@@ -588,6 +624,13 @@ class Replica:
                 self._hints.expire(now)
             case _:
                 raise AssertionError(f"a timer no component set: {timer}")
+
+
+def _refuse_kind(key: str, kind: str, held: tuple[str, ...]) -> None:
+    """A local write of ``kind`` to ``key``, which holds ``held``: refused."""
+    if kind in held:
+        raise KindClash(key, held)
+    raise TypeError(f"key {key!r} holds a {' and a '.join(held)}, not a {kind}")
 
 
 def _check_now(now: object) -> None:

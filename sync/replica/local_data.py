@@ -5,7 +5,12 @@ Every read or change of an object, of the log or of a summary goes through
 records what must become durable in the outbox's :class:`~sync.replica.outbox.Changes`
 (log entries, summaries, keys to checkpoint) and queues ``Changed`` effects, nothing else.
 
-* **Objects**: one CRDT per key, and the keys of each partition (for state transfer).
+* **Objects**: an object is named by its key *and* its kind (as riak_dt's map fields are
+  ``{name, type}``): usually one CRDT per key, but two peers that wrote one key offline as two
+  kinds both keep theirs, and both replicate everywhere the same way. Such a key is a
+  *clash*: it is listed (:meth:`LocalData.clashes`), reported once with a
+  :class:`~sync.effects.KindClashFound` effect, and a local write to it is refused until one
+  object is deleted. The keys of each partition are kept for state transfer.
 * **The log**: per partition, origin and seq, the delta of every entry applied here until
   compaction drops it. An entry is held as ``(key, kind, delta JSON text)``: the log is the
   bulk of a replica's memory, and a tuple of strings is untracked by the garbage collector
@@ -30,13 +35,14 @@ from typing import Any
 import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync.config import ReplicaConfig
-from sync.effects import Loaded, LogEntry, ObjectState
+from sync.effects import KindClashFound, Loaded, LogEntry, ObjectState
 from sync.replica.outbox import Changes, Outbox
 from sync.ring import partition_of
 
-__all__ = ["CHECKPOINT_GROWTH", "CheckedBatch", "LocalData", "Logged"]
+__all__ = ["CHECKPOINT_GROWTH", "CheckedBatch", "LocalData", "Logged", "ObjectId"]
 
 Logged = tuple[str, str, str]  # a log entry held in memory: key, kind, delta JSON
+ObjectId = tuple[str, str]  # an object's name: (key, kind)
 
 # A key is checkpointed again once it has applied this many times the entries it had at its
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
@@ -55,7 +61,7 @@ class CheckedBatch:
 
     home: list[LogEntry]
     hints: list[LogEntry]
-    groups: dict[str, tuple[int, CRDT]]
+    groups: dict[ObjectId, tuple[int, CRDT]]
 
 
 class LocalData:
@@ -63,6 +69,7 @@ class LocalData:
 
     __slots__ = (
         "_at_checkpoint",
+        "_clashes",
         "_config",
         "_entries_since_round",
         "_keys_by_partition",
@@ -81,7 +88,9 @@ class LocalData:
         self._config = config
         self._me = replica_id
         self._outbox = outbox
-        self._objects: dict[str, CRDT] = {}
+        # key -> kind -> object (two kinds only for a clash)
+        self._objects: dict[str, dict[str, CRDT]] = {}
+        self._clashes: dict[str, tuple[str, ...]] = {}  # key -> its kinds, sorted
         self._keys_by_partition: dict[int, set[str]] = {}
         self._partition_memo: dict[str, int] = {}
         # partition -> origin -> seq -> (key, kind, delta JSON text)
@@ -91,25 +100,23 @@ class LocalData:
         self._last_seq: dict[int, int] = {}  # per partition, the highest seq of ours
         # Per key, log entries applied since its last checkpoint, and the entries it had
         # applied at that checkpoint (the geometric threshold); entries since the last round.
-        self._since_checkpoint: dict[str, int] = {}
-        self._at_checkpoint: dict[str, int] = {}
+        self._since_checkpoint: dict[ObjectId, int] = {}
+        self._at_checkpoint: dict[ObjectId, int] = {}
         self._entries_since_round = 0
 
     def load(self, loaded: Loaded) -> None:
         """Rebuild from what the store holds: checkpoints, then every log entry merged in."""
         parts = self._config.partitions
-        for key, obj_state in sorted(loaded.objects.items()):
+        for _oid, obj_state in sorted(loaded.objects.items()):
             obj = crdt.from_dict(obj_state.state)
-            self._objects[key] = obj
-            self._keys_by_partition.setdefault(partition_of(key, parts), set()).add(key)
+            self.adopt(obj_state.key, partition_of(obj_state.key, parts), obj)
         for p, ctx in loaded.summaries.items():
             self._summaries[p] = ctx.copy()
         for e in loaded.log:
             delta = crdt.from_dict(e.delta)
-            obj = self._objects.get(e.key)
+            obj = self.get(e.key, e.kind)
             if obj is None:
-                self._objects[e.key] = delta
-                self._keys_by_partition.setdefault(e.partition, set()).add(e.key)
+                self.adopt(e.key, e.partition, delta)
             else:
                 obj.merge(delta)
             self._log_put(e)
@@ -120,19 +127,37 @@ class LocalData:
                 self._last_seq[p] = mine
 
     # -- objects ---------------------------------------------------------------------------
-    def get(self, key: str) -> CRDT | None:
-        """The live object of ``key`` (None if not held here); the caller must not keep it."""
+    def get(self, key: str, kind: str) -> CRDT | None:
+        """The live object ``(key, kind)`` (None if not held here); the caller must not keep
+        it."""
+        objs = self._objects.get(key)
+        return objs.get(kind) if objs is not None else None
+
+    def objects_of(self, key: str) -> Mapping[str, CRDT] | None:
+        """The live objects of ``key`` by kind (None if it holds none here; read only)."""
         return self._objects.get(key)
 
-    def kind_of(self, key: str) -> str | None:
-        obj = self._objects.get(key)
-        return obj.kind if obj is not None else None
+    def kinds_of(self, key: str) -> tuple[str, ...]:
+        """The kinds ``key`` holds here, sorted (two or more: a clash).
+
+        The one place that decides which objects of a key are *live*: the clash check of
+        local writes, :meth:`clashes` and the status all go through it (a delete that
+        leaves a marker object behind excludes it here)."""
+        objs = self._objects.get(key)
+        if not objs:
+            return ()
+        return tuple(objs) if len(objs) == 1 else tuple(sorted(objs))
+
+    def clashes(self) -> dict[str, tuple[str, ...]]:
+        """Keys holding objects of several kinds: key -> kinds, by key."""
+        return {k: self._clashes[k] for k in sorted(self._clashes)}
 
     def keys(self) -> list[str]:
         return sorted(self._objects)
 
     def __len__(self) -> int:
-        return len(self._objects)
+        """How many objects (a clashed key counts once per kind)."""
+        return sum(len(objs) for objs in self._objects.values())
 
     def partition(self, key: str) -> int:
         """``partition_of(key)``, memoized (a blake2b per call otherwise; keys recur)."""
@@ -144,45 +169,55 @@ class LocalData:
         return p
 
     def adopt(self, key: str, partition: int, obj: CRDT) -> None:
-        """Hold ``obj`` as the new object of ``key`` (absent until now)."""
-        self._objects[key] = obj
-        self._keys_by_partition.setdefault(partition, set()).add(key)
+        """Hold ``obj`` as the object ``(key, obj.kind)`` (absent until now)."""
+        objs = self._objects.get(key)
+        if objs is None:
+            self._objects[key] = {obj.kind: obj}
+            self._keys_by_partition.setdefault(partition, set()).add(key)
+            return
+        objs[obj.kind] = obj
+        if len(objs) > 1:
+            # Two peers wrote this key offline as two kinds: both objects are kept, and the
+            # clash is reported once (the adapter logs it; status lists it).
+            kinds = tuple(sorted(objs))
+            self._clashes[key] = kinds
+            self._outbox.emit(KindClashFound(key, kinds))
 
     def siblings(self) -> dict[str, int]:
         """Multi-value registers holding more than one value: key -> how many."""
         siblings: dict[str, int] = {}
         for key in sorted(self._objects):
-            obj = self._objects[key]
-            if obj.kind == "mvregister":
+            obj = self._objects[key].get("mvregister")
+            if obj is not None:
                 count = len(obj.value)
                 if count > 1:
                     siblings[key] = count
         return siblings
 
     def snapshot_objects(self, partition: int) -> list[tuple[str, str, dict[str, Any]]]:
-        """``(key, kind, to_dict())`` of every object of ``partition``, by key."""
+        """``(key, kind, to_dict())`` of every object of ``partition``, by key and kind."""
         objects = self._objects
         return [
-            (k, objects[k].kind, objects[k].to_dict())
+            (k, kind, objects[k][kind].to_dict())
             for k in sorted(self._keys_by_partition.get(partition, ()))
+            for kind in sorted(objects[k])
         ]
 
     def merge_state(self, key: str, state: CRDT) -> bool:
-        """Join a whole state into ``key`` (no log entry): checkpointed; True if it changed."""
-        obj = self._objects.get(key)
+        """Join a whole state into ``(key, state.kind)`` (no log entry): checkpointed; True
+        if it changed."""
+        kind = state.kind
+        obj = self.get(key, kind)
         if obj is None:
             if state.is_bottom():
                 return False
-            self._objects[key] = state.copy()
-            self._keys_by_partition.setdefault(
-                partition_of(key, self._config.partitions), set()
-            ).add(key)
+            self.adopt(key, self.partition(key), state.copy())
         else:
             before = obj.copy()
             obj.merge(state)
             if obj == before:
                 return False
-        self.checkpoint(key)
+        self.checkpoint(key, kind)
         self._outbox.changed(key)
         return True
 
@@ -264,8 +299,8 @@ class LocalData:
         changes = self._outbox.durable
         changes.log.append(e)
         changes.summaries[e.partition] = None
-        since = self._since_checkpoint
-        since[e.key] = since.get(e.key, 0) + 1
+        since, oid = self._since_checkpoint, (e.key, e.kind)
+        since[oid] = since.get(oid, 0) + 1
         self._entries_since_round += 1
         if e.origin == self._me and e.seq > self._last_seq.get(e.partition, 0):
             self._last_seq[e.partition] = e.seq
@@ -273,7 +308,7 @@ class LocalData:
     def apply_entries(self, batch: CheckedBatch) -> list[LogEntry]:
         """Log the checked entries this replica lacks and merge each key's delta group;
         Changed once per key, in order. Returns the entries that were new here."""
-        changed: dict[str, None] = {}
+        changed: dict[ObjectId, None] = {}
         applied: list[LogEntry] = []
         summary = self.summary
         for e in batch.home:
@@ -282,14 +317,14 @@ class LocalData:
                 continue  # had it (CausalContext.contains, inline), or twice in the batch
             self.append(e)
             applied.append(e)
-            changed[e.key] = None
-        objects, groups = self._objects, batch.groups
-        for key in changed:
-            p, group = groups[key]
-            obj = objects.get(key)
+            changed[(e.key, e.kind)] = None
+        groups, get = batch.groups, self.get
+        for oid in changed:
+            p, group = groups[oid]
+            key = oid[0]
+            obj = get(key, oid[1])
             if obj is None:
-                objects[key] = group  # the group is nobody else's: adopt it
-                self._keys_by_partition.setdefault(p, set()).add(key)
+                self.adopt(key, p, group)  # the group is nobody else's: adopt it
             else:
                 obj.merge(group)
             self._outbox.changed(key)
@@ -302,7 +337,7 @@ class LocalData:
         if not log_p:
             return
         watermark: dict[str, int] = {}
-        touched: dict[str, None] = {}
+        touched: dict[ObjectId, None] = {}
         for origin in sorted(log_p):
             wm = marks.get(origin, 0)
             if wm <= 0:
@@ -313,19 +348,20 @@ class LocalData:
                 continue
             watermark[origin] = wm
             for s in drop:
-                touched[by_seq.pop(s)[0]] = None
+                key, kind, _ = by_seq.pop(s)
+                touched[(key, kind)] = None
             self._log_size -= len(drop)
             if not by_seq:
                 del log_p[origin]
         if watermark:
-            for key in touched:
-                self.checkpoint(key)
+            for key, kind in touched:
+                self.checkpoint(key, kind)
             self._outbox.durable.compact.append((partition, watermark))
 
     # -- checkpoints ------------------------------------------------------------------------
-    def checkpoint(self, key: str) -> None:
-        """Checkpoint ``key`` in this drain's Persist."""
-        self._outbox.durable.objects[key] = None
+    def checkpoint(self, key: str, kind: str) -> None:
+        """Checkpoint the object ``(key, kind)`` in this drain's Persist."""
+        self._outbox.durable.objects[(key, kind)] = None
 
     def checkpoint_round(self, changes: Changes) -> None:
         """At the end of an input: a checkpoint round if enough entries went by."""
@@ -338,20 +374,22 @@ class LocalData:
             # leaves more of the log to replay.
             self._entries_since_round = 0
             base = self._at_checkpoint
-            for key, since in self._since_checkpoint.items():
-                if since >= CHECKPOINT_GROWTH * base.get(key, 0):
-                    changes.objects[key] = None
+            for oid, since in self._since_checkpoint.items():
+                if since >= CHECKPOINT_GROWTH * base.get(oid, 0):
+                    changes.objects[oid] = None
 
-    def checkpoints(self, keys: Iterable[str]) -> tuple[ObjectState, ...]:
-        """The checkpoints of ``keys`` for a Persist (each is counted as checkpointed)."""
+    def checkpoints(self, oids: Iterable[ObjectId]) -> tuple[ObjectState, ...]:
+        """The checkpoints of the objects ``oids`` for a Persist (each is counted as
+        checkpointed)."""
         since, base = self._since_checkpoint, self._at_checkpoint
-        keys = list(keys)
-        for key in keys:
-            base[key] = base.get(key, 0) + since.pop(key, 0)
-        objects = self._objects
-        return tuple(
-            ObjectState(k, objects[k].kind, objects[k].to_json()) for k in keys if k in objects
-        )
+        out: list[ObjectState] = []
+        get = self.get
+        for oid in oids:
+            base[oid] = base.get(oid, 0) + since.pop(oid, 0)
+            obj = get(*oid)
+            if obj is not None:
+                out.append(ObjectState(oid[0], oid[1], obj.to_json()))
+        return tuple(out)
 
     def encoded_summaries(
         self, partitions: Iterable[int]

@@ -28,7 +28,7 @@ __all__ = ["Changes", "Outbox"]
 class Changes:
     """The durable changes of the inputs of one drain, emitted as one ``Persist``."""
 
-    objects: dict[str, None] = field(default_factory=dict)  # keys to checkpoint
+    objects: dict[tuple[str, str], None] = field(default_factory=dict)  # (key, kind) to checkpoint
     log: list[LogEntry] = field(default_factory=list)
     summaries: dict[int, None] = field(default_factory=dict)  # partitions whose summary changed
     hints: dict[HintId, HintRecord | None] = field(default_factory=dict)  # None: dropped

@@ -204,16 +204,18 @@ class SimCluster:
         replica_id: str,
         key: str,
         *,
+        kind: str | None = None,
         r: Any = None,
         strict: bool | None = None,
         timeout: float | None = None,
     ) -> SimOp:
-        """``local_read`` on ``replica_id`` now; effects run at once; returns the handle."""
+        """``local_read`` of the object ``(key, kind)`` on ``replica_id`` now (``kind=None``:
+        the one kind the replica holds); effects run at once; returns the handle."""
         op = self._new_op("read", replica_id, key)
         self._call_op(
             op,
             lambda rep: rep.local_read(
-                op.op_id, key, self.now, r=r, strict=strict, timeout=timeout
+                op.op_id, key, self.now, kind=kind, r=r, strict=strict, timeout=timeout
             ),
         )
         return op
@@ -223,16 +225,33 @@ class SimCluster:
         self._node(peer_id)
         self._input(replica_id, lambda r: r.forget(peer_id, self.now))
 
-    def value(self, replica_id: str, key: str) -> CRDT | None:
-        return self.replica(replica_id).value(key)
+    def value(self, replica_id: str, key: str, kind: str | None = None) -> CRDT | None:
+        """The state of the object ``(key, kind)`` on ``replica_id`` (``kind=None``: the
+        key's one kind)."""
+        return self.replica(replica_id).value(key, kind)
 
-    def values(self, key: str, replicas: Iterable[str] | None = None) -> dict[str, Any]:
-        """``{replica: value}`` of ``key`` on the live replicas (``None`` where absent)."""
+    def kinds_of(self, replica_id: str, key: str) -> tuple[str, ...]:
+        """The kinds ``key`` holds on ``replica_id`` (two or more: a clash)."""
+        return self.replica(replica_id).kinds_of(key)
+
+    def values(
+        self, key: str, replicas: Iterable[str] | None = None, *, kind: str | None = None
+    ) -> dict[str, Any]:
+        """``{replica: value}`` of ``(key, kind)`` on the live replicas (``None`` where
+        absent)."""
         out: dict[str, Any] = {}
         for rid in self._live_ids(replicas):
-            state = self.value(rid, key)
+            state = self.value(rid, key, kind)
             out[rid] = None if state is None else state.value
         return out
+
+    def _canonical(self, replica_id: str, key: str) -> str | None:
+        """Every object of ``key`` on ``replica_id`` as one text (None if it holds none)."""
+        replica = self.replica(replica_id)
+        kinds = replica.kinds_of(key)
+        if len(kinds) <= 1:
+            return canonical(replica.value(key, kinds[0])) if kinds else None
+        return " ".join(f"{kind}={canonical(replica.value(key, kind))}" for kind in kinds)
 
     def divergent(
         self,
@@ -243,12 +262,12 @@ class SimCluster:
     ) -> dict[str, dict[str, str | None]]:
         """Keys whose full states differ among the live replicas (``holders(key)`` narrows the
         replicas compared for one key, e.g. to its home replicas), with each replica's
-        canonical state."""
+        canonical state (of every kind the key holds)."""
         out: dict[str, dict[str, str | None]] = {}
         live = self._live_ids(replicas)
         for key in sorted(self.keys if keys is None else set(keys)):
             among = live if holders is None else [r for r in sorted(holders(key)) if r in live]
-            states = {rid: canonical(self.value(rid, key)) for rid in among}
+            states = {rid: self._canonical(rid, key) for rid in among}
             if len(set(states.values())) > 1:
                 out[key] = states
         return out

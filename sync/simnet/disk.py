@@ -59,7 +59,7 @@ class SimDisk:
     """
 
     def __init__(self, *, check_compaction: bool = True) -> None:
-        self.objects: dict[str, ObjectState] = {}
+        self.objects: dict[tuple[str, str], ObjectState] = {}  # by (key, kind)
         self.log: dict[tuple[str, int, int], LogEntry] = {}
         self.summaries: dict[int, dict[str, Any]] = {}
         self.hints: dict[HintId, HintRecord] = {}
@@ -70,7 +70,9 @@ class SimDisk:
 
     def apply(self, persist: Persist) -> None:
         """Apply one ``Persist`` as one transaction: all of it or, on a bad blob, none of it."""
-        objects = {o.key: _checked_object(o, f"object {o.key!r}") for o in persist.objects}
+        objects = {
+            (o.key, o.kind): _checked_object(o, f"object {o.key!r}") for o in persist.objects
+        }
         log = [_checked_entry(e, f"log delta {e.key!r}") for e in persist.log]
         summaries = {p: _json_copy(c, f"summary of partition {p}") for p, c in persist.summaries}
         hints = list(persist.hints_add)
@@ -97,7 +99,7 @@ class SimDisk:
     def _compaction_plan(
         self,
         compact: tuple[tuple[int, dict[str, int]], ...],
-        new_objects: dict[str, ObjectState],
+        new_objects: dict[tuple[str, str], ObjectState],
         new_log: list[LogEntry],
     ) -> list[tuple[str, int, int]]:
         if not compact:
@@ -116,8 +118,11 @@ class SimDisk:
                 self._check_checkpointed(log[dot], new_objects)
         return plan
 
-    def _check_checkpointed(self, entry: LogEntry, new_objects: dict[str, ObjectState]) -> None:
-        obj = new_objects.get(entry.key) or self.objects.get(entry.key)
+    def _check_checkpointed(
+        self, entry: LogEntry, new_objects: dict[tuple[str, str], ObjectState]
+    ) -> None:
+        oid = (entry.key, entry.kind)
+        obj = new_objects.get(oid) or self.objects.get(oid)
         where = f"log entry {(entry.origin, entry.partition, entry.seq)} of key {entry.key!r}"
         if obj is None:
             raise SimulationError(f"compaction drops {where}, which has no checkpoint")

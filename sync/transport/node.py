@@ -50,6 +50,7 @@ from sync.effects import (
     HintId,
     HintRecord,
     IdentityConflict,
+    KindClashFound,
     Loaded,
     LogEntry,
     ObjectState,
@@ -103,7 +104,10 @@ def _log_entry(row: LogRow) -> LogEntry:
 
 def loaded_from_store(stored: StoredLoaded) -> Loaded:
     """Convert ``store.Loaded`` (rows, encoded summaries) to the engine's ``Loaded``."""
-    objects = {k: ObjectState.of(o.key, o.kind, dict(o.state)) for k, o in stored.objects.items()}
+    objects = {
+        (o.key, o.kind): ObjectState.of(o.key, o.kind, dict(o.state))
+        for o in stored.objects.values()
+    }
     logs = [_log_entry(e) for e in stored.log]
     summaries = {int(p): CausalContext.from_dict(dict(c)) for p, c in stored.summaries.items()}
     hints = [HintRecord(h.target, _log_entry(h.entry), h.stored_at) for h in stored.hints]
@@ -130,7 +134,7 @@ def merge_persists(persists: Iterable[Persist]) -> Persist:
     dropped goes, and compaction watermarks join (max per origin) so the compaction of an
     earlier Persist still covers what it covered.
     """
-    objects: dict[str, ObjectState] = {}
+    objects: dict[tuple[str, str], ObjectState] = {}
     logs: dict[tuple[str, int, int], LogEntry] = {}
     summaries: dict[int, dict[str, Any]] = {}
     adds: dict[HintId, HintRecord] = {}
@@ -139,8 +143,9 @@ def merge_persists(persists: Iterable[Persist]) -> Persist:
     compact: dict[int, dict[str, int]] = {}
     for p in persists:
         for o in p.objects:
-            objects.pop(o.key, None)
-            objects[o.key] = o
+            oid = (o.key, o.kind)
+            objects.pop(oid, None)
+            objects[oid] = o
         for e in p.log:
             logs.setdefault((e.origin, e.partition, e.seq), e)
         for part, ctx in p.summaries:
@@ -191,8 +196,8 @@ class Node:
     """Owns one replica; see the module docstring. Use :meth:`start` and :meth:`aclose`.
 
     Callbacks: ``on_changed(key)`` once per changed key per round; ``on_effect(effect)`` for
-    each ``Persist`` (after its commit) and ``IdentityConflict`` (the effects the node has no
-    work of its own for); ``on_fatal`` when the node stops serving.
+    each ``Persist`` (after its commit), ``IdentityConflict`` and ``KindClashFound`` (the
+    effects the node has no work of its own for); ``on_fatal`` when the node stops serving.
     """
 
     def __init__(
@@ -333,11 +338,12 @@ class Node:
         self,
         key: str,
         *,
+        kind: str | None = None,
         r: Any = None,
         strict: bool | None = None,
         timeout: float | None = None,
     ) -> ReadDone:
-        """Read ``key`` from ``r`` replicas (read repair on the way)."""
+        """Read the object ``(key, kind)`` from ``r`` replicas (read repair on the way)."""
         self._check_open()  # before the future exists: a refused read leaves nothing behind
         op_id = next(self._ops)
         fut: asyncio.Future[ReadDone] = asyncio.get_running_loop().create_future()
@@ -345,7 +351,7 @@ class Node:
 
         def run(rep: ReplicaLike, now: float) -> None:
             try:
-                rep.local_read(op_id, key, now, r=r, strict=strict, timeout=timeout)
+                rep.local_read(op_id, key, now, kind=kind, r=r, strict=strict, timeout=timeout)
             except Exception as exc:  # the caller's error: hand it back, do not crash the node
                 self._resolve(self._reads, op_id, error=exc)
 
@@ -490,7 +496,9 @@ class Node:
                 continue
             try:
                 self._run_one(e)
-                if on_effect is not None and (t is Persist or t is IdentityConflict):
+                if on_effect is not None and (
+                    t is Persist or t is IdentityConflict or t is KindClashFound
+                ):
                     on_effect(e)
             except Exception:  # a bug (or a callback's); the other effects still run
                 log.exception("running effect %s failed", type(e).__name__)
@@ -502,7 +510,7 @@ class Node:
                     log.exception("change callback for %r failed", key)
 
     def _run_one(self, e: Any) -> None:
-        if isinstance(e, Persist | IdentityConflict):
+        if isinstance(e, Persist | IdentityConflict | KindClashFound):
             return  # committed already / the peer's on_effect handles it
         if isinstance(e, Send):
             if self._send(e.peer, e.message):

@@ -22,6 +22,11 @@ Contract.
   :class:`~sync.errors.ReadQuorumNotReached`. A key holds one type: a handle of another
   type raises ``TypeError`` (when it is made if this replica knows the key, else at the
   write). Values that are not JSON raise ``TypeError`` and change nothing.
+* Kind clashes: two peers that wrote one key offline as two types both keep their object
+  (an object is named by its key and type), and the group converges on both. The clash is
+  logged once per key (WARNING), listed by ``peer.status()`` (``kind_clashes``; ``GET
+  /status`` shows the count) and by ``shoal inspect``; a handle of either type reads its
+  object, and writes to the key raise :class:`~sync.errors.KindClash` naming both types.
 * ``peer.subscribe(key)`` is an async iterator of the key's new values, local or remote,
   with a bounded queue (``maxsize``; when a slow consumer falls behind, the oldest queued
   values are dropped: the latest value is always delivered; see
@@ -52,7 +57,7 @@ from typing import Any
 
 from store import Store
 from sync.config import ReplicaConfig
-from sync.effects import IdentityConflict, Persist
+from sync.effects import IdentityConflict, KindClashFound, Persist
 from sync.errors import PeerFailed
 from sync.replica import Replica
 from sync.ring import partition_of
@@ -151,6 +156,7 @@ class Peer:
         self.store = store
         self.sibling_warning = sibling_warning
         self._many_siblings: set[str] = set()  # registers over the warning, reported once
+        self._clashes_logged: set[str] = set()  # keys whose kind clash was logged
         self.config = config
         self.group = identity.group
         self.started = time.time()
@@ -413,19 +419,20 @@ class Peer:
                 del self._subs[sub.key]
 
     def _changed(self, key: str) -> None:
-        if self.node.replica.kind_of(key) == "mvregister":
+        kinds = self.node.replica.kinds_of(key)
+        if "mvregister" in kinds:
             self._check_siblings(key)
         subs = self._subs.get(key)
-        if not subs:
-            return
-        value = self.node.replica.current_value(key)  # no copy of the state per change
+        if not subs or len(kinds) != 1:
+            return  # (a clashed key has no one value: its clash was logged)
+        value = self.node.replica.current_value(key, kinds[0])  # no copy of the state
         for sub in subs:
             sub.push(value)
 
     def _check_siblings(self, key: str) -> None:
         """Warn (once) when a register piles up siblings: a sign that writers never read
         before they write. They are reported, never dropped: dropping one would lose a write."""
-        siblings = self.node.replica.current_value(key) or ()
+        siblings = self.node.replica.current_value(key, "mvregister") or ()
         if len(siblings) <= self.sibling_warning:
             self._many_siblings.discard(key)
             return
@@ -446,6 +453,18 @@ class Peer:
         if isinstance(effect, Persist):
             for rec in effect.peers:
                 self._learned(rec.replica_id, rec.address, rec.forgotten)
+            return
+        if isinstance(effect, KindClashFound):
+            if effect.key not in self._clashes_logged:
+                self._clashes_logged.add(effect.key)
+                log.warning(
+                    "key %r holds %s: two peers wrote it concurrently as different types. "
+                    "Both are kept; writes to it fail until one is deleted with "
+                    "peer.delete(%r, kind=...)",
+                    effect.key,
+                    " and ".join(effect.kinds),
+                    effect.key,
+                )
             return
         if isinstance(effect, IdentityConflict) and not self._rotating:
             # Our database was restored or copied: peers hold dots of ours we never issued.
