@@ -245,3 +245,8 @@ class Loaded:
     summaries: dict[int, dict[str, Any]] = field(default_factory=dict)
     hints: list[HintRow] = field(default_factory=list)
     peers: dict[str, PeerRow] = field(default_factory=dict)
+    #: False when ``objects`` holds none of a database too large to load whole (the
+    #: engine loads them on demand, see :mod:`store.ondemand`).
+    objects_complete: bool = True
+    #: Keys holding objects of several kinds: key -> kinds (filled by ``load_start``).
+    clashes: dict[str, tuple[str, ...]] = field(default_factory=dict)

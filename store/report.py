@@ -23,14 +23,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, create_engine, func, make_url, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import crdt
 
-from . import schema, sql
+from . import ondemand, schema, sql
 from .errors import StoreError
 
 __all__ = [
@@ -38,8 +38,10 @@ __all__ = [
     "ObjectReport",
     "PeerReport",
     "Progress",
+    "read_keys",
     "read_report",
     "report_database",
+    "report_keys",
 ]
 
 Progress = Callable[[int, int], None]
@@ -47,6 +49,8 @@ Progress = Callable[[int, int], None]
 the end."""
 
 _PROGRESS_EVERY = 500
+_KEYS_PAGE = 1000
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,17 +132,7 @@ def read_report(
     errors), or of its one ``key``; SELECTs only. ``ValueError`` for a database that is not
     shoal's or has another schema version; :class:`~store.errors.CorruptBlob` for a stored
     state or delta that does not decode."""
-    try:
-        version = sql.read_schema_version(conn)
-    except StoreError as exc:  # tables, but not ours
-        raise ValueError(f"{db}: {exc}") from exc
-    if version is None:
-        raise ValueError(f"{db} is not a shoal database (no tables)")
-    if version != schema.SCHEMA_VERSION:
-        raise ValueError(
-            f"{db} has schema version {version}; this shoal reads version "
-            f"{schema.SCHEMA_VERSION} (opening it with the store migrates an older one)"
-        )
+    version = _check_version(conn, db)
     meta = sql.read_meta(conn)
     obj_q = select(schema.objects).order_by(schema.objects.c.key, schema.objects.c.kind)
     if key is not None:
@@ -190,6 +184,21 @@ def read_report(
     )
 
 
+def _check_version(conn: Connection, db: str) -> int:
+    try:
+        version = sql.read_schema_version(conn)
+    except StoreError as exc:  # tables, but not ours
+        raise ValueError(f"{db}: {exc}") from exc
+    if version is None:
+        raise ValueError(f"{db} is not a shoal database (no tables)")
+    if version != schema.SCHEMA_VERSION:
+        raise ValueError(
+            f"{db} has schema version {version}; this shoal reads version "
+            f"{schema.SCHEMA_VERSION} (opening it with the store migrates an older one)"
+        )
+    return version
+
+
 def _object(key: str, state: Any) -> ObjectReport:
     value = state.value
     return ObjectReport(
@@ -214,6 +223,39 @@ def _applied(conn: Connection) -> dict[str, int]:
     return dict(sorted(applied.items()))
 
 
+def read_keys(
+    conn: Connection, db: str, prefix: str | None, emit: Callable[[list[str]], None]
+) -> int:
+    """Every key (starting with ``prefix``) in code-point order, handed to ``emit`` a page at
+    a time; returns how many. SELECTs only. The keys of stored objects are read in pages
+    (memory bounded whatever their number); those only in the log not yet folded into the
+    objects (after a crash: the store folds it at its next open) are merged in."""
+    _check_version(conn, db)
+    tail = sorted(
+        {k for k in ondemand.unfolded_keys(conn) if prefix is None or k.startswith(prefix)}
+    )
+    after: str | None = None
+    total = 0
+    while True:  # ends: every page lists keys above the last one
+        page = ondemand.keys_page(conn, prefix, after, _KEYS_PAGE)
+        last = len(page) < _KEYS_PAGE
+        extra = [k for k in tail if (after is None or k > after) and (last or k <= page[-1])]
+        merged = sorted(set(page) | set(extra))
+        if merged:
+            emit(merged)
+            total += len(merged)
+        if last:
+            return total
+        after = page[-1]
+
+
+def report_keys(
+    db: str | os.PathLike[str], prefix: str | None, emit: Callable[[list[str]], None]
+) -> int:
+    """Open ``db`` as :func:`report_database` does and run :func:`read_keys` on it."""
+    return _on_database(db, lambda conn, name: read_keys(conn, name, prefix, emit))
+
+
 def report_database(
     db: str | os.PathLike[str], key: str | None = None, progress: Progress | None = None
 ) -> DatabaseReport:
@@ -222,13 +264,18 @@ def report_database(
 
     Blocking: it runs its own event loop for PostgreSQL (call it from synchronous code).
     """
+    return _on_database(db, lambda conn, name: read_report(conn, name, key, progress))
+
+
+def _on_database(db: str | os.PathLike[str], fn: Callable[[Connection, str], _T]) -> _T:
+    """``fn(connection, name)`` on ``db`` opened without writing."""
     name = os.fspath(db)
     if "://" in name:
         url = make_url(name)
         if url.get_backend_name() == "postgresql":
             if url.get_driver_name() != "asyncpg":  # the store's driver, whatever was named
                 url = url.set(drivername="postgresql+asyncpg")
-            return asyncio.run(_report_async(url.render_as_string(False), name, key, progress))
+            return asyncio.run(_run_async(url.render_as_string(False), name, fn))
         path = Path(url.database or "")
     else:
         path = Path(name)
@@ -238,17 +285,15 @@ def report_database(
     engine = create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
     try:
         with engine.connect() as conn:
-            return read_report(conn, name, key, progress)
+            return fn(conn, name)
     finally:
         engine.dispose()
 
 
-async def _report_async(
-    url: str, name: str, key: str | None, progress: Progress | None
-) -> DatabaseReport:
+async def _run_async(url: str, name: str, fn: Callable[[Connection, str], _T]) -> _T:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            return await conn.run_sync(read_report, name, key, progress)
+            return await conn.run_sync(fn, name)
     finally:
         await engine.dispose()

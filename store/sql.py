@@ -45,6 +45,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    func,
     inspect,
     literal,
     or_,
@@ -78,6 +79,7 @@ from .schema import (
     pack_segments,
     peers,
 )
+from .schema import objects as objects_table
 from .schema import summaries as summaries_table
 
 __all__ = [
@@ -90,9 +92,11 @@ __all__ = [
     "decode_blob",
     "deltas_page",
     "encode",
+    "folded_mark",
     "get_object",
     "iter_log",
     "load",
+    "mark_folded",
     "open_database",
     "prepare",
     "read_meta",
@@ -203,6 +207,7 @@ class PreparedBatch:
     peers: dict[str, Row] = field(default_factory=dict)
     hints_drop: set[HintKey] = field(default_factory=set)
     compact: list[tuple[int, dict[str, int]]] = field(default_factory=list)
+    fold: bool = False  # record that the log is folded into the objects (mark_folded)
 
     @property
     def rows(self) -> int:
@@ -214,12 +219,13 @@ class PreparedBatch:
             + len(self.peers)
             + len(self.hints_drop)
             + len(self.compact)
+            + self.fold
         )
 
     @property
     def ordered(self) -> bool:
         """True if it holds deletions, which must not be reordered with later inserts."""
-        return bool(self.hints_drop or self.compact)
+        return bool(self.hints_drop or self.compact or self.fold)
 
     def absorb(self, later: PreparedBatch) -> None:
         """Merge ``later`` in as if it were applied after this one (no deletions here)."""
@@ -232,6 +238,7 @@ class PreparedBatch:
         self.peers.update(later.peers)
         self.hints_drop |= later.hints_drop
         self.compact.extend(later.compact)
+        self.fold = self.fold or later.fold
 
 
 def _text(value: Any, what: str) -> str:
@@ -421,6 +428,7 @@ def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int
                     _watermark(watermark, f"compact[{i}] watermark"),
                 )
             )
+        out.fold = getattr(batch, "log_folded", False) is True
     except (AttributeError, TypeError) as exc:
         raise InvalidInput(f"not a batch of store records: {exc}") from exc
     return out
@@ -639,8 +647,10 @@ def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[i
         _executemany(conn, "hints_add", run.hints_add.values())
         _executemany(conn, "peers", run.peers.values())
         _executemany(conn, "hints_drop", run.hints_drop)
-        # Only the last batch of a run may compact (it closes the run).
+        # Only the last batch of a run may compact or fold (it closes the run).
         removed.extend(compact(conn, part, wm) for part, wm in run.compact)
+        if run.fold:
+            mark_folded(conn)
     return removed
 
 
@@ -812,11 +822,15 @@ def get_object(conn: Connection, key: str, kind: str | None = None) -> ObjectRow
     return None if row is None else _object(row)
 
 
-def load(conn: Connection) -> Loaded:
-    """Everything: objects, log (in log-dot order), summaries, hints, peers."""
+def load(conn: Connection, *, objects: bool = True) -> Loaded:
+    """Everything: objects (unless ``objects=False``), log (in log-dot order), summaries,
+    hints, peers."""
     out = Loaded()
-    for row in conn.execute(select(objects).order_by(objects.c.key, objects.c.kind)):
-        out.objects[(row.key, row.kind)] = _object(row)
+    if objects:
+        for row in conn.execute(
+            select(objects_table).order_by(objects_table.c.key, objects_table.c.kind)
+        ):
+            out.objects[(row.key, row.kind)] = _object(row)
     out.log = list(iter_log(conn))
     for row in conn.execute(select(summaries_table).order_by(summaries_table.c.partition)):
         out.summaries[row.partition] = _decode_context("summaries", str(row.partition), row.ctx)
@@ -930,6 +944,29 @@ def snapshot_page(
         stmt = stmt.where(or_(c.key > after[0], and_(c.key == after[0], c.kind > after[1])))
     stmt = stmt.order_by(c.key, c.kind).limit(limit)
     return [_object(row) for row in conn.execute(stmt)]
+
+
+# -- the log fold mark (see store.ondemand) ---------------------------------------------------
+
+_FOLDED = "log_folded"
+
+
+def folded_mark(conn: Connection) -> int:
+    """The last log segment known folded into the objects (0: none)."""
+    value = conn.execute(select(meta.c.value).where(meta.c.name == _FOLDED)).scalar_one_or_none()
+    return int(value) if value is not None and value.isdigit() else 0
+
+
+def _set_mark(conn: Connection, mark: Any) -> None:
+    stmt = _upsert(conn, meta, ["name"]).values(name=_FOLDED, value=mark)
+    conn.execute(stmt)
+
+
+def mark_folded(conn: Connection) -> None:
+    """Record that every stored log entry is in its object (the caller checkpointed every
+    object it changed, in this transaction)."""
+    last = conn.execute(select(func.max(log_segments.c.id))).scalar()
+    _set_mark(conn, str(last or 0))
 
 
 # -- meta, versions, identity --------------------------------------------------------------

@@ -69,7 +69,7 @@ import functools
 import hashlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -80,7 +80,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from . import sql
+from . import ondemand, sql
 from .errors import InvalidInput, SchemaVersionMismatch, StoreClosed, StoreError
 from .lock import DatabaseLock, lock_postgres, lock_sqlite
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
@@ -396,6 +396,44 @@ class Store:
         """Everything the engine needs at start, read in one consistent transaction."""
         return await self._read(sql.load)
 
+    async def load_start(self, objects_limit: int) -> Loaded:
+        """What an engine with a bounded cache starts from (see
+        :func:`store.ondemand.load_start`): every object only if there are at most
+        ``objects_limit``; call :meth:`fold_log` first."""
+        return await self._read(ondemand.load_start, _count(objects_limit, "objects_limit"))
+
+    async def fold_log(self, page: int = ondemand.FOLD_PAGE) -> int:
+        """Fold the log stored since the last clean close into the objects (a page of
+        ``page`` segments per transaction); return how many segments were folded."""
+        limit = _positive(page, "page")
+        total = 0
+        while True:  # ends: every page moves the mark past the segments it folded
+            self._check_open()
+            async with self._write_engine.begin() as conn:
+                done = await conn.run_sync(ondemand.fold_page, limit)
+            if not done:
+                return total
+            total += done
+
+    async def get_objects(self, keys: Iterable[str]) -> list[ObjectRow]:
+        """Every object (each kind) of ``keys``, in (key, kind) order; batched queries."""
+        wanted = list(keys)
+        if not all(isinstance(k, str) for k in wanted):
+            raise InvalidInput("keys must be strings")
+        if not wanted:
+            return []
+        return await self._read(ondemand.get_objects, wanted)
+
+    async def keys(
+        self, prefix: str | None = None, after: str | None = None, limit: int = 500
+    ) -> list[str]:
+        """Up to ``limit`` keys starting with ``prefix``, above ``after``, in code-point
+        order (as Python sorts strings): page with ``after`` = the last key of a page."""
+        for name, value in (("prefix", prefix), ("after", after)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidInput(f"{name} must be a string or None, got {value!r}")
+        return await self._read(ondemand.keys_page, prefix, after, _positive(limit, "limit"))
+
     async def get_object(self, key: str, kind: str | None = None) -> ObjectRow | None:
         """The object ``(key, kind)`` (``kind=None``: the key's first kind by name)."""
         return await self._read(sql.get_object, key, kind)
@@ -509,6 +547,12 @@ def _settle(
         future.set_exception(exc)
     else:
         future.set_result(result)
+
+
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{what} must be a non-negative integer, got {value!r}")
+    return value
 
 
 def _positive(value: Any, what: str) -> int:

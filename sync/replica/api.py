@@ -6,7 +6,7 @@ The asyncio node and the simulator drive a replica only through these methods;
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from crdt import CRDT
@@ -72,3 +72,15 @@ class ReplicaAPI(Protocol):
     def current_value(self, key: str, kind: str | None = None) -> Any: ...
 
     def status(self) -> dict[str, Any]: ...
+
+    def wants_keys(self, keys: Iterable[str]) -> list[str]: ...
+
+    def wants_message(self, peer_id: str, message: Any) -> tuple[list[str], list[int]]: ...
+
+    def admit(
+        self, keys: Iterable[str], rows: Iterable[Any], partitions: Iterable[int] = ()
+    ) -> None: ...
+
+    def checkpoint_all(self, now: float) -> None: ...
+
+    def unsaved_keys(self) -> set[str]: ...

@@ -130,8 +130,22 @@ class SimDisk:
         if canonical(join(state, from_dict(entry.delta))) != canonical(state):
             raise SimulationError(f"compaction drops {where}, not contained in its checkpoint")
 
-    def load(self) -> Loaded:
-        """What a store returns at open: copies, so the replica cannot alias the disk."""
+    def load(self, objects_limit: int | None = None) -> Loaded:
+        """What a store returns at open: copies, so the replica cannot alias the disk.
+
+        With more than ``objects_limit`` objects, as a store does for an engine with a
+        bounded cache: the log is folded into the objects first, and no object is returned
+        (``objects_complete`` False; the replica loads them with :meth:`get_objects`)."""
+        if objects_limit is not None and len(self.objects) > objects_limit:
+            self.fold_log()
+            kinds: dict[str, list[str]] = {}
+            for key, kind in sorted(self.objects):
+                kinds.setdefault(key, []).append(kind)
+            loaded = self.load()
+            loaded.objects = {}
+            loaded.objects_complete = False
+            loaded.clashes = {k: tuple(v) for k, v in kinds.items() if len(v) > 1}
+            return loaded
         return Loaded(
             objects=dict(self.objects),  # immutable: the states are text
             log=[e for _, e in sorted(self.log.items())],  # immutable: the delta is text
@@ -139,6 +153,24 @@ class SimDisk:
             hints=[copy.deepcopy(h) for _, h in sorted(self.hints.items(), key=_hint_order)],
             peers={k: copy.deepcopy(p) for k, p in sorted(self.peers.items())},
         )
+
+    def fold_log(self) -> None:
+        """Merge every log entry into its object (a store does this at open, see
+        :mod:`store.ondemand`); idempotent."""
+        for e in sorted(self.log.values(), key=lambda e: (e.partition, e.origin, e.seq)):
+            oid = (e.key, e.kind)
+            old = self.objects.get(oid)
+            state = (
+                from_dict(e.delta)
+                if old is None
+                else join(from_dict(old.state), from_dict(e.delta))
+            )
+            self.objects[oid] = ObjectState(e.key, e.kind, state.to_json())
+
+    def get_objects(self, keys: list[str]) -> list[ObjectState]:
+        """Every object (each kind) of ``keys``, as a store's ``get_objects``."""
+        wanted = set(keys)
+        return [o for (key, _kind), o in sorted(self.objects.items()) if key in wanted]
 
     def is_empty(self) -> bool:
         return not (self.objects or self.log or self.summaries or self.hints or self.peers)

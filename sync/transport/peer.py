@@ -50,7 +50,7 @@ import dataclasses
 import logging
 import ssl
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -284,7 +284,11 @@ class Peer:
         return _Opening(factory)
 
     async def _start(self, listen: str | None, peers: list[str]) -> None:
-        stored = await self.store.load()
+        # Objects are loaded on demand: fold the log written since the last clean close into
+        # them (O(that log), not O(keys)), then read everything but the objects (all of them
+        # only for a small database).
+        await self.store.fold_log()
+        stored = await self.store.load_start(self.config.objects_at_start)
         for rid, row in stored.peers.items():
             self._learned(rid, row.address, row.forgotten)
         # The node's clock reads as Unix seconds (see sync.transport.node): start there.
@@ -418,21 +422,24 @@ class Peer:
             if not subs:
                 del self._subs[sub.key]
 
-    def _changed(self, key: str) -> None:
-        kinds = self.node.replica.kinds_of(key)
-        if "mvregister" in kinds:
-            self._check_siblings(key)
+    def _changed(self, key: str, objects: Any) -> None:
+        # ``objects``: the key's objects by kind at the change (the engine may have evicted
+        # them from its cache since; they are still the latest of this change).
+        if not objects:
+            return
+        register = objects.get("mvregister")
+        if register is not None:
+            self._check_siblings(key, register.value)
         subs = self._subs.get(key)
-        if not subs or len(kinds) != 1:
+        if not subs or len(objects) != 1:
             return  # (a clashed key has no one value: its clash was logged)
-        value = self.node.replica.current_value(key, kinds[0])  # no copy of the state
+        value = next(iter(objects.values())).value  # a fresh structure: no copy of the state
         for sub in subs:
             sub.push(value)
 
-    def _check_siblings(self, key: str) -> None:
+    def _check_siblings(self, key: str, siblings: Any) -> None:
         """Warn (once) when a register piles up siblings: a sign that writers never read
         before they write. They are reported, never dropped: dropping one would lose a write."""
-        siblings = self.node.replica.current_value(key, "mvregister") or ()
         if len(siblings) <= self.sibling_warning:
             self._many_siblings.discard(key)
             return
@@ -520,6 +527,35 @@ class Peer:
         self._forgotten.add(replica_id)
         await self.node.forget(replica_id)
         self.transport.close_peer(replica_id, 1008, "forgotten by the operator")
+
+    async def keys(self, prefix: str | None = None, *, page: int = 500) -> AsyncIterator[str]:
+        """Every key (with ``prefix``, if given), sorted, read from the store ``page`` at a
+        time, merged with the keys this peer wrote that the store does not hold yet: a key
+        written before the call (even if its write was not awaited) is listed. Keys written
+        while iterating may or may not be."""
+        if prefix is not None and not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str or None, got {type(prefix).__name__}")
+        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+            raise ValueError(f"page must be a positive int, got {page!r}")
+        after: str | None = None
+        while True:  # ends: every page lists keys above the last one
+            # Taken on the engine task, returned once everything before it is committed:
+            # the keys in memory not yet in the store, then the store's.
+            unsaved: set[str] = await self.node.call(lambda r, now: r.unsaved_keys())
+            stored = await self.store.keys(prefix, after, page)
+            extra = [
+                k
+                for k in unsaved
+                if (prefix is None or k.startswith(prefix)) and (after is None or k > after)
+            ]
+            merged = sorted(set(stored) | set(extra))
+            if len(stored) == page:  # more in the store: list only up to its last key
+                merged = [k for k in merged if k <= stored[-1]]
+            for key in merged:
+                yield key
+            if len(stored) < page:
+                return
+            after = merged[-1]
 
     async def status(self) -> dict[str, Any]:
         """Health: connected peers, lag per peer, pending hints, log size (JSON-ready)."""

@@ -217,6 +217,22 @@ class Recorder:
     def status(self) -> dict[str, Any]:
         return self._replica.status()
 
+    def wants_keys(self, keys: Any) -> list[str]:
+        return self._replica.wants_keys(keys)
+
+    def wants_message(self, peer_id: str, message: Any) -> tuple[list[str], list[int]]:
+        return self._replica.wants_message(peer_id, message)
+
+    def admit(self, keys: Any, rows: Any, partitions: Any = ()) -> None:
+        self._trace.add(self._rid, f"admit {sorted(keys)} {sorted(partitions)}")
+        self._replica.admit(keys, rows, partitions)
+
+    def checkpoint_all(self, now: float) -> None:
+        self._replica.checkpoint_all(now)
+
+    def unsaved_keys(self) -> set[str]:
+        return self._replica.unsaved_keys()
+
 
 # -------------------------------------------------------------------------------- scenarios
 

@@ -123,6 +123,21 @@ class Toy:
         obj = self.objects.get(key)
         return () if obj is None else (obj.kind,)
 
+    def wants_keys(self, keys: Any) -> list[str]:
+        return []
+
+    def wants_message(self, peer_id: str, message: Any) -> tuple[list[str], list[int]]:
+        return [], []
+
+    def admit(self, keys: Any, rows: Any, partitions: Any = ()) -> None:
+        raise AssertionError("a toy holds everything")
+
+    def checkpoint_all(self, now: float) -> None:
+        pass
+
+    def unsaved_keys(self) -> set[str]:
+        return set(self.objects)
+
     def status(self) -> dict[str, Any]:
         return {"replica_id": self.rid}
 
