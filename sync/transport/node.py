@@ -527,6 +527,9 @@ class Node:
                     more, ps = want(r)
                     keys.extend(more)
                     parts.update(ps)
+        # A key that is not a non-empty str is the caller's error, which the engine reports
+        # to that caller: nothing to load for it.
+        keys = [k for k in keys if isinstance(k, str) and k]
         if not keys and not parts:
             return
         await self._committed(self._handed)

@@ -187,3 +187,16 @@ async def test_sigkill_with_a_dirty_cache_loses_nothing_acknowledged(tmp_path: P
             assert value == base + n or (value == base + n + 1 and k != last), (k, value)
     finally:
         await peer.aclose()
+
+
+async def test_a_bad_key_fails_its_caller_not_the_node(tmp_path: Path) -> None:
+    peer = await open_peer(tmp_path / "x.db", listen=None, cache_bytes=4096)
+    try:
+        for i in range(40):  # past the budget: objects are evicted, so inputs load first
+            await peer.gcounter(f"k{i}").increment()
+        with pytest.raises(TypeError, match="key must be a str"):
+            await peer.node.write(123, "gcounter", lambda c: c.increment("x"))  # type: ignore[arg-type]
+        assert peer.node.failed is None
+        assert await peer.gcounter("k3").value() == 1
+    finally:
+        await peer.aclose()
