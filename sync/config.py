@@ -41,6 +41,12 @@ class ReplicaConfig:
     compaction checkpoints the keys it drops entries of. ``relay``: this replica is a relay
     (preferred as fallback, holds hints for anyone, forwards new entries to the other homes
     connected to it). ``seed``: the only source of randomness of the engine.
+    ``cache_bytes``: the memory budget of the objects held in memory, estimated as each
+    object's encoded size plus a fixed overhead per key (default 64 MiB); past it the least
+    recently used objects are evicted (a dirty one is checkpointed in the same drain's
+    ``Persist``) and loaded from the store again when an input needs them, so memory does
+    not grow with the number of keys. A database with few enough objects (about one per
+    2 KiB of the budget) is loaded whole at open, as before.
     """
 
     n: int = 3
@@ -62,6 +68,7 @@ class ReplicaConfig:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     relay: bool = False
     seed: int = 0
+    cache_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in (
@@ -74,6 +81,7 @@ class ReplicaConfig:
             "hint_max_per_target",
             "checkpoint_every",
             "max_message_bytes",
+            "cache_bytes",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -94,6 +102,12 @@ class ReplicaConfig:
             level = check_level(getattr(self, name), self.n, name=name)
             if level == LOCAL_QUORUM and self.site is None:
                 raise ValueError(f"{name}=LOCAL_QUORUM needs site")
+
+    @property
+    def objects_at_start(self) -> int:
+        """At most this many objects are loaded whole at open (one per 2 KiB of
+        ``cache_bytes``); a larger store is loaded on demand."""
+        return self.cache_bytes // 2048
 
     @property
     def anti_entropy_on(self) -> bool:

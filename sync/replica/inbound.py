@@ -4,10 +4,12 @@
 :class:`~sync.errors.RemoteProtocolError` naming what is wrong; it changes no state (only
 caches: the partition of a key). For a ``Push`` or ``Deltas``: every entry is in range (a
 partition of ours, the key's own, a non-empty key, a seq in 1..2**63-1), its delta decodes to
-a CRDT of the declared kind, and no key is given two kinds (by the batch or by what we hold).
-While checking, the deltas of one key that this replica lacks are joined into one *delta
-group* (:class:`~sync.replica.local_data.CheckedBatch`), so the state takes one merge per
-key per message; a delta spelled otherwise than our compact form is re-encoded, so the
+a CRDT of the declared kind. A key may hold objects of two kinds (an object is named by its
+key and kind: two peers that wrote one key offline as two kinds both keep theirs), so a
+kind other than the one held here is no error. While checking, the deltas of one object that
+this replica lacks are joined into one *delta group*
+(:class:`~sync.replica.local_data.CheckedBatch`), so the state takes one merge per object
+per message; a delta spelled otherwise than our compact form is re-encoded, so the
 store's prefix check always holds. An entry of a ``Push`` for another replica (``hint_for``)
 is only held as a hint unless this replica is a home of its key. States (read replies,
 repairs, snapshots) and summaries are decoded and checked the same way.
@@ -79,14 +81,13 @@ class Inbound:
         build the delta groups; nothing changes. An entry of a ``Push`` for ``hint_for``
         (another replica) is only held as a hint unless this replica is a home of its key."""
         parts = self._config.partitions
-        kinds: dict[str, str] = {}
         out = CheckedBatch([], [], {})
         home, groups = out.home, out.groups
         from_dict = crdt.from_dict
         me = self._me
         ring = self._membership.ring() if hint_for is not None and hint_for != me else None
         data = self._data
-        partition, kind_of, summary_if_any = data.partition, data.kind_of, data.summary_if_any
+        partition, summary_if_any = data.partition, data.summary_if_any
         for i, e in enumerate(entries):
             if e.partition >= parts:
                 raise RemoteProtocolError(
@@ -110,14 +111,6 @@ class Inbound:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: says kind {e.kind!r} but its delta is a {kind}", peer
                 )
-            held = kind_of(e.key)
-            if held is None:
-                held = kinds.get(e.key)
-            if held is not None and held != kind:
-                raise RemoteProtocolError(
-                    f"{_where(i, e)}: key {e.key!r} holds a {held}, not a {kind}", peer
-                )
-            kinds[e.key] = kind
             # The wire's text is logged, stored and forwarded as it is when it is in our own
             # compact form (it is, from shoal peers); any other spelling is encoded afresh.
             if not e.delta_json.startswith(_TYPE_PREFIX[kind]):
@@ -131,37 +124,29 @@ class Inbound:
                 summ = _EMPTY_CTX
             if e.seq <= summ.vv.get(e.origin, 0) or (e.origin, e.seq) in summ.cloud:
                 continue  # known here: its delta is in the state already
-            group = groups.get(e.key)
+            oid = (e.key, kind)
+            group = groups.get(oid)
             if group is None:
-                groups[e.key] = (e.partition, delta)  # freshly decoded: the group to join into
+                groups[oid] = (e.partition, delta)  # freshly decoded: the group to join into
             else:
                 group[1].merge(delta)
         return out
 
-    def _check_kind(
-        self, peer: str, key: str, kind: str, batch: dict[str, str], where: str
-    ) -> None:
-        held = self._data.kind_of(key)
-        if held is None:
-            held = batch.get(key)
-        if held is not None and held != kind:
-            raise RemoteProtocolError(f"{where}: key {key!r} holds a {held}, not a {kind}", peer)
-        batch[key] = kind
-
     def read_reply(self, peer: str, msg: m.ReadResp) -> CRDT | None:
         """The state a ``ReadResp`` carries (None: the replier does not hold the key)."""
+        rd = self._reads.expected(peer, msg.req_id)
+        if rd is not None and (rd.key, rd.kind) != (msg.key, msg.kind):
+            raise RemoteProtocolError(
+                f"read reply {msg.req_id} is for the {msg.kind} {msg.key!r}, "
+                f"asked the {rd.kind} {rd.key!r}",
+                peer,
+            )
         if msg.state is None:
             return None
         state = _decode_crdt(peer, msg.state, f"state of {msg.key!r}")
-        self._check_kind(peer, msg.key, state.kind, {}, f"state of {msg.key!r}")
-        rd = self._reads.expected(peer, msg.req_id)
-        if rd is not None and rd.key != msg.key:
+        if state.kind != msg.kind:
             raise RemoteProtocolError(
-                f"read reply {msg.req_id} is for {msg.key!r}, asked {rd.key!r}", peer
-            )
-        if rd is not None and rd.joined is not None and rd.joined.kind != state.kind:
-            raise RemoteProtocolError(
-                f"read reply for {msg.key!r} is a {state.kind}, others a {rd.joined.kind}",
+                f"read reply for {msg.key!r} says kind {msg.kind!r} but carries a {state.kind}",
                 peer,
             )
         return state
@@ -173,7 +158,6 @@ class Inbound:
             raise RemoteProtocolError(
                 f"repair of {msg.key!r} says kind {msg.kind!r} but carries a {state.kind}", peer
             )
-        self._check_kind(peer, msg.key, state.kind, {}, f"state of {msg.key!r}")
         return state
 
     def summary(self, peer: str, msg: m.Summary) -> dict[int, CausalContext]:
@@ -198,7 +182,6 @@ class Inbound:
         parts = self._config.partitions
         if msg.partition >= parts:
             raise RemoteProtocolError(f"snapshot of partition {msg.partition}: out of range", peer)
-        kinds: dict[str, str] = {}
         states: list[tuple[str, CRDT]] = []
         for i, o in enumerate(msg.objects):
             where = f"snapshot object {i} ({o.key!r})"
@@ -207,7 +190,6 @@ class Inbound:
             state = _decode_crdt(peer, o.state, where)
             if state.kind != o.kind:
                 raise RemoteProtocolError(f"{where}: says {o.kind!r}, is a {state.kind}", peer)
-            self._check_kind(peer, o.key, o.kind, kinds, where)
             states.append((o.key, state))
         ctx = None
         if msg.summary is not None:
