@@ -228,7 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--db", required=True, help="SQLite file, sqlite:///PATH or postgresql://... URL"
     )
-    inspect.add_argument("key", nargs="?", help="show only this key")
+    inspect.add_argument("key", nargs="?", help="show only this key (with --keys: a prefix)")
+    inspect.add_argument(
+        "--keys", action="store_true", help="list the keys only, sorted (paged: any number)"
+    )
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     status = sub.add_parser(
@@ -506,6 +509,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from store.errors import StoreError
     from store.report import report_database
 
+    if args.keys:
+        return _inspect_keys(args)
     tty = sys.stdout.isatty() and not args.json and _have_rich()
     bar = _ProgressBar() if tty else None
     try:
@@ -524,6 +529,30 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         _print_inspect_rich(data)
     else:
         _print_inspect_plain(data)
+    return 0
+
+
+def _inspect_keys(args: argparse.Namespace) -> int:
+    """``shoal inspect --db DB --keys [PREFIX]``: one key per line (JSON: a list)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from store.errors import StoreError
+    from store.report import report_keys
+
+    found: list[str] = []
+
+    def emit(page: list[str]) -> None:
+        if args.json:
+            found.extend(page)
+        else:
+            sys.stdout.write("".join(f"{k}\n" for k in page))
+
+    try:
+        report_keys(args.db, args.key, emit)
+    except (ValueError, SQLAlchemyError, StoreError) as exc:
+        return _fail(f"inspect: {exc}")
+    if args.json:
+        print(json.dumps(found))
     return 0
 
 

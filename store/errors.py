@@ -9,8 +9,8 @@
     │                               it is left untouched
     ├── CorruptBlob                 a stored JSON blob is not valid JSON or not a valid encoding
     │                               for its kind; names the key and the table; nothing is modified
-    ├── KindMismatch                a write gives a key another CRDT kind than the stored one; the
-    │                               whole transaction is rolled back
+    ├── KindMismatch                kept for callers that catch it: since schema version 3 an
+    │                               object is named by (key, kind), and the store raises it no more
     ├── InvalidInput (ValueError)   a batch, summary or argument is malformed; refused before any
     │                               write
     └── StoreClosed                 the store was closed (or is closing) and takes no more calls
@@ -102,7 +102,10 @@ class CorruptBlob(StoreError):
 
 
 class KindMismatch(StoreError):
-    """``key`` is stored as kind ``stored``; a write tried to give it kind ``given``."""
+    """``key`` is stored as kind ``stored``; a write tried to give it kind ``given``.
+
+    Not raised since schema version 3, where an object is named by its key and kind (a key
+    two peers wrote as two kinds holds both); kept so that code catching it still imports."""
 
     def __init__(self, key: str, stored: str, given: str) -> None:
         super().__init__(

@@ -14,7 +14,8 @@ come back as encoded ``CausalContext`` dicts (``{"vv": {...}, "cloud": [...]}``)
 
 Semantics of each batch field (one transaction per batch, applied in this order):
 
-* ``objects``: upsert whole-object checkpoints (last one wins for a key within a batch).
+* ``objects``: upsert whole-object checkpoints, named by (key, kind) (last one wins for an
+  object within a batch). One key may hold objects of two kinds.
 * ``log``: append delta-log entries; an entry whose ``(origin, partition, seq)`` is already
   stored is ignored (first one wins within a batch). They are stored as log segments, one
   per (partition, origin) (see :mod:`store.schema`): a dot stored again is kept in the table
@@ -239,8 +240,13 @@ class Batch:
 class Loaded:
     """Everything the store holds, as the engine needs it at start."""
 
-    objects: dict[str, ObjectRow] = field(default_factory=dict)
+    objects: dict[tuple[str, str], ObjectRow] = field(default_factory=dict)  # by (key, kind)
     log: list[LogRow] = field(default_factory=list)
     summaries: dict[int, dict[str, Any]] = field(default_factory=dict)
     hints: list[HintRow] = field(default_factory=list)
     peers: dict[str, PeerRow] = field(default_factory=dict)
+    #: False when ``objects`` holds none of a database too large to load whole (the
+    #: engine loads them on demand, see :mod:`store.ondemand`).
+    objects_complete: bool = True
+    #: Keys holding objects of several kinds: key -> kinds (filled by ``load_start``).
+    clashes: dict[str, tuple[str, ...]] = field(default_factory=dict)

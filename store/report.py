@@ -1,7 +1,8 @@
 """A read-only report of a database (what ``shoal inspect`` prints), as plain records.
 
 :func:`read_report` is a plain function over a SQLAlchemy ``Connection`` that only SELECTs:
-every object's state joined with the log entries not yet folded into it, its type, value,
+every object's state joined with the log entries not yet folded into it (an object is named
+by its key and type: a key that two peers wrote offline as two types shows both), its type, value,
 siblings and version vector, plus the database's identity, log size, pending hints, the
 writes held per origin and the known peers. :func:`report_database` opens the database without
 writing to it (SQLite: a read-only connection, so neither the database file nor its identity
@@ -20,16 +21,16 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, create_engine, func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import crdt
 
-from . import schema, sql
+from . import ondemand, schema, sql
 from .errors import StoreError
 from .location import database_url
 
@@ -38,8 +39,10 @@ __all__ = [
     "ObjectReport",
     "PeerReport",
     "Progress",
+    "read_keys",
     "read_report",
     "report_database",
+    "report_keys",
 ]
 
 Progress = Callable[[int, int], None]
@@ -47,6 +50,8 @@ Progress = Callable[[int, int], None]
 the end."""
 
 _PROGRESS_EVERY = 500
+_KEYS_PAGE = 1000
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +82,10 @@ class PeerReport:
 class DatabaseReport:
     """Everything ``shoal inspect`` shows of one database.
 
-    ``keys`` counts the objects read (only ``key`` when one was asked for); ``log_size`` the
-    delta log entries read; ``applied`` the log dots this database holds per origin, over
-    every partition (how many of each replica's writes it has).
+    ``keys`` counts the objects read (only ``key``'s when one was asked for; a key holding
+    two types counts twice); ``log_size`` the delta log entries read; ``applied`` the log dots
+    this database holds per origin, over every partition (how many of each replica's writes
+    it has); ``kind_clashes`` the keys holding objects of several types, with their types.
     """
 
     db: str
@@ -91,6 +97,7 @@ class DatabaseReport:
     applied: dict[str, int]
     peers: tuple[PeerReport, ...]
     objects: tuple[ObjectReport, ...]
+    kind_clashes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _json_value(value: Any) -> Any:
@@ -126,19 +133,9 @@ def read_report(
     errors), or of its one ``key``; SELECTs only. ``ValueError`` for a database that is not
     shoal's or has another schema version; :class:`~store.errors.CorruptBlob` for a stored
     state or delta that does not decode."""
-    try:
-        version = sql.read_schema_version(conn)
-    except StoreError as exc:  # tables, but not ours
-        raise ValueError(f"{db}: {exc}") from exc
-    if version is None:
-        raise ValueError(f"{db} is not a shoal database (no tables)")
-    if version != schema.SCHEMA_VERSION:
-        raise ValueError(
-            f"{db} has schema version {version}; this shoal reads version "
-            f"{schema.SCHEMA_VERSION} (opening it with the store migrates an older one)"
-        )
+    version = _check_version(conn, db)
     meta = sql.read_meta(conn)
-    obj_q = select(schema.objects).order_by(schema.objects.c.key)
+    obj_q = select(schema.objects).order_by(schema.objects.c.key, schema.objects.c.kind)
     if key is not None:
         obj_q = obj_q.where(schema.objects.c.key == key)
     total = conn.execute(select(func.count()).select_from(obj_q.subquery())).scalar_one()
@@ -151,19 +148,24 @@ def read_report(
         if progress is not None and done % _PROGRESS_EVERY == 0:
             progress(done, total)
 
-    states: dict[str, Any] = {}
+    states: dict[tuple[str, str], Any] = {}  # by (key, kind)
     for row in conn.execute(obj_q):
-        states[row.key] = crdt.from_dict(sql.decode_blob("objects", row.key, row.kind, row.state))
+        blob = sql.decode_blob("objects", row.key, row.kind, row.state)
+        states[(row.key, row.kind)] = crdt.from_dict(blob)
         tick()
     log_size = 0
     for logged in sql.iter_log(conn, key):  # log dots once each, deltas checked
         delta = crdt.from_dict(logged.delta)
-        if logged.key in states:
-            states[logged.key].merge(delta)
+        oid = (logged.key, logged.kind)
+        if oid in states:
+            states[oid].merge(delta)
         else:
-            states[logged.key] = delta
+            states[oid] = delta
         log_size += 1
         tick()
+    kinds: dict[str, list[str]] = {}
+    for k, kind in sorted(states):
+        kinds.setdefault(k, []).append(kind)
     if progress is not None:
         progress(total, total)
     return DatabaseReport(
@@ -178,8 +180,24 @@ def read_report(
             PeerReport(r.replica_id, r.address, r.site, bool(r.forgotten))
             for r in conn.execute(select(schema.peers).order_by(schema.peers.c.replica_id))
         ),
-        objects=tuple(_object(k, states[k]) for k in sorted(states)),
+        objects=tuple(_object(k, states[(k, kind)]) for k, kind in sorted(states)),
+        kind_clashes={k: tuple(ks) for k, ks in kinds.items() if len(ks) > 1},
     )
+
+
+def _check_version(conn: Connection, db: str) -> int:
+    try:
+        version = sql.read_schema_version(conn)
+    except StoreError as exc:  # tables, but not ours
+        raise ValueError(f"{db}: {exc}") from exc
+    if version is None:
+        raise ValueError(f"{db} is not a shoal database (no tables)")
+    if version != schema.SCHEMA_VERSION:
+        raise ValueError(
+            f"{db} has schema version {version}; this shoal reads version "
+            f"{schema.SCHEMA_VERSION} (opening it with the store migrates an older one)"
+        )
+    return version
 
 
 def _object(key: str, state: Any) -> ObjectReport:
@@ -206,31 +224,72 @@ def _applied(conn: Connection) -> dict[str, int]:
     return dict(sorted(applied.items()))
 
 
+def read_keys(
+    conn: Connection, db: str, prefix: str | None, emit: Callable[[list[str]], None]
+) -> int:
+    """Every key (starting with ``prefix``) in code-point order, handed to ``emit`` a page at
+    a time; returns how many. SELECTs only. The keys of stored objects are read in pages
+    (memory bounded whatever their number); those only in the log not yet folded into the
+    objects (after a crash: the store folds it at its next open) are merged in."""
+    _check_version(conn, db)
+    tail = sorted(
+        {k for k in ondemand.unfolded_keys(conn) if prefix is None or k.startswith(prefix)}
+    )
+    after: str | None = None
+    total = 0
+    while True:  # ends: every page lists keys above the last one
+        page = ondemand.keys_page(conn, prefix, after, _KEYS_PAGE)
+        last = len(page) < _KEYS_PAGE
+        extra = [k for k in tail if (after is None or k > after) and (last or k <= page[-1])]
+        merged = sorted(set(page) | set(extra))
+        if merged:
+            emit(merged)
+            total += len(merged)
+        if last:
+            return total
+        after = page[-1]
+
+
+def report_keys(
+    db: str | os.PathLike[str], prefix: str | None, emit: Callable[[list[str]], None]
+) -> int:
+    """Open ``db`` as :func:`report_database` does and run :func:`read_keys` on it."""
+    return _on_database(db, lambda conn, name: read_keys(conn, name, prefix, emit))
+
+
 def report_database(
     db: str | os.PathLike[str], key: str | None = None, progress: Progress | None = None
 ) -> DatabaseReport:
-    """Open ``db`` (named any way :func:`store.store.database_url` accepts) without writing
+    """Open ``db`` (named any way :func:`store.location.database_url` accepts) without writing
     and return :func:`read_report` of it. ``ValueError`` naming the path when there is no
     shoal database there (missing, empty, not a SQLite file).
+
+    Works on read-only media (see :func:`_on_database`). Blocking: it runs its own event loop for PostgreSQL (call it from synchronous code).
+    """
+    return _on_database(db, lambda conn, name: read_report(conn, name, key, progress))
+
+
+def _on_database(db: str | os.PathLike[str], fn: Callable[[Connection, str], _T]) -> _T:
+    """``fn(connection, name)`` on ``db`` (named any way :func:`store.location.database_url`
+    accepts) opened without writing; ``ValueError`` naming the path when there is no shoal
+    database there (missing, empty, not a SQLite file).
 
     Works on read-only media: a SQLite database in WAL mode needs its ``-shm`` file to be
     read, and SQLite cannot create one in a read-only directory; when there is none and no
     write-ahead log either (the database was closed cleanly: everything is in the main
     file), the file is read as immutable instead.
-
-    Blocking: it runs its own event loop for PostgreSQL (call it from synchronous code).
     """
     name = os.fspath(db)
     url = database_url(name)
     if url.get_backend_name() == "postgresql":
-        return asyncio.run(_report_async(url.render_as_string(False), name, key, progress))
+        return asyncio.run(_run_async(url.render_as_string(False), name, fn))
     path = Path(url.database or "")
     options = _read_only_options(path)
     # mode=ro: SQLite refuses every write on this connection, whatever the code above does.
     engine = create_engine(f"sqlite:///file:{path.resolve()}?{options}&uri=true")
     try:
         with engine.connect() as conn:
-            return read_report(conn, name, key, progress)
+            return fn(conn, name)
     finally:
         engine.dispose()
 
@@ -260,12 +319,10 @@ def _read_only_options(path: Path) -> str:
     return "mode=ro&immutable=1"
 
 
-async def _report_async(
-    url: str, name: str, key: str | None, progress: Progress | None
-) -> DatabaseReport:
+async def _run_async(url: str, name: str, fn: Callable[[Connection, str], _T]) -> _T:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            return await conn.run_sync(read_report, name, key, progress)
+            return await conn.run_sync(fn, name)
     finally:
         await engine.dispose()

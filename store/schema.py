@@ -1,10 +1,13 @@
 """The database schema (SQLAlchemy Core), its version, and the migrations that reach it.
 
-Tables (version 2)::
+Tables (version 3)::
 
     meta(name PK, value)                    schema_version, replica_id, partitions,
                                             identity (stamp, JSON), past_replica_ids (JSON)
-    objects(key PK, kind, partition, state) checkpoints; index (partition, key) for snapshots
+    objects(key, kind, partition, state)    checkpoints, PK (key, kind): an object is named by
+                                            its key and kind (a key two peers wrote offline as
+                                            two kinds holds both); index (partition, key) for
+                                            snapshots
     log_segments(id PK, partition, origin, first_seq, last_seq, entries)
                                             the delta log, append-only: one row per
                                             (partition, origin) per transaction (see below);
@@ -50,6 +53,11 @@ them, computing partitions with the store's partition function and kinds from th
 Version 1 kept the log one row per entry: ``log(partition, origin, seq, key, kind, delta)``,
 PK ``(partition, origin, seq)``. Migration 1 -> 2 packs its rows into segments (one per
 (partition, origin), cut as above) and drops it.
+
+Version 2 named an object by its key alone (``objects.key`` the primary key) and refused a
+write of another kind to a stored key. Migration 2 -> 3 makes the primary key ``(key, kind)``
+(rows kept as they are): SQLite rebuilds the table (it cannot alter a primary key),
+PostgreSQL swaps the constraint.
 """
 
 from __future__ import annotations
@@ -99,7 +107,7 @@ __all__ = [
     "summaries",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SEGMENT_MAX_ENTRIES = 1000
 """At most this many entries in one log segment."""
@@ -121,7 +129,7 @@ objects = Table(
     "objects",
     metadata,
     Column("key", Text, primary_key=True),
-    Column("kind", String(32), nullable=False),
+    Column("kind", String(32), primary_key=True),
     Column("partition", Integer, nullable=False),
     Column("state", Text, nullable=False),
     Index("ix_objects_partition_key", "partition", "key"),
@@ -308,5 +316,32 @@ def _insert_segments(conn: Connection, rows: list[tuple[int, str, int, int, str]
         )
 
 
-MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2]
+def _migrate_2_to_3(conn: Connection, partition_of: Callable[[str], int]) -> None:
+    """v2 -> v3: the objects' primary key becomes (key, kind); rows kept."""
+    del partition_of  # unused: rows keep their partitions
+    if conn.dialect.name == "postgresql":
+        pk = conn.execute(
+            text(
+                "SELECT conname FROM pg_constraint WHERE conrelid = 'objects'::regclass"
+                " AND contype = 'p'"
+            )
+        ).scalar_one()
+        conn.execute(text(f'ALTER TABLE objects DROP CONSTRAINT "{pk}"'))
+        conn.execute(text("ALTER TABLE objects ADD PRIMARY KEY (key, kind)"))
+        return
+    # SQLite cannot change a primary key: rebuild the table under the new one.
+    conn.execute(text("ALTER TABLE objects RENAME TO objects_v2"))
+    for index in objects.indexes:
+        conn.execute(text(f'DROP INDEX IF EXISTS "{index.name}"'))
+    objects.create(conn)
+    conn.execute(
+        text(
+            "INSERT INTO objects (key, kind, partition, state)"
+            " SELECT key, kind, partition, state FROM objects_v2"
+        )
+    )
+    conn.execute(text("DROP TABLE objects_v2"))
+
+
+MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
 """``MIGRATIONS[k]`` migrates version ``k`` to ``k + 1``; ``len(MIGRATIONS) == SCHEMA_VERSION``."""

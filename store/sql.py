@@ -7,9 +7,10 @@ transaction its caller opened and never commits: the caller decides the transact
 Writes are two steps:
 
 1. :func:`prepare` (pure, no database): validate a :class:`~store.records.BatchLike` and turn
-   it into table rows -- JSON-encoded blobs, object rows deduplicated per key (last wins), log
-   rows per log dot (first wins). Bad input raises :class:`~store.errors.InvalidInput` (or
-   :class:`~store.errors.KindMismatch` for one key given two kinds) before any SQL.
+   it into table rows -- JSON-encoded blobs, object rows deduplicated per (key, kind) (last
+   wins), log rows per log dot (first wins). Bad input raises
+   :class:`~store.errors.InvalidInput` before any SQL. An object is named by its key and kind
+   (schema version 3): one key given two kinds is two objects, never an error.
 2. :func:`apply_prepared` writes a list of prepared batches in one transaction with one
    ``executemany`` per table and per *run*: consecutive batches are merged into a run until
    one carries order-sensitive work (``hints_drop`` or ``compact``), which closes it, so the
@@ -44,6 +45,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    func,
     inspect,
     literal,
     or_,
@@ -55,7 +57,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 import crdt
 
-from .errors import CorruptBlob, InvalidInput, KindMismatch, SchemaVersionMismatch, StoreError
+from .errors import CorruptBlob, InvalidInput, SchemaVersionMismatch, StoreError
 from .records import (
     BatchLike,
     HintRow,
@@ -77,6 +79,7 @@ from .schema import (
     pack_segments,
     peers,
 )
+from .schema import objects as objects_table
 from .schema import summaries as summaries_table
 
 __all__ = [
@@ -89,9 +92,11 @@ __all__ = [
     "decode_blob",
     "deltas_page",
     "encode",
+    "folded_mark",
     "get_object",
     "iter_log",
     "load",
+    "mark_folded",
     "open_database",
     "prepare",
     "read_meta",
@@ -195,14 +200,14 @@ HintKey = tuple[str, str, int, int]
 class PreparedBatch:
     """A validated batch as table rows (see :func:`prepare`); merge with :meth:`absorb`."""
 
-    objects: dict[str, Row] = field(default_factory=dict)
+    objects: dict[tuple[str, str], Row] = field(default_factory=dict)  # by (key, kind)
     log: dict[Dot, Row] = field(default_factory=dict)
     summaries: dict[int, str] = field(default_factory=dict)
     hints_add: dict[HintKey, Row] = field(default_factory=dict)
     peers: dict[str, Row] = field(default_factory=dict)
     hints_drop: set[HintKey] = field(default_factory=set)
     compact: list[tuple[int, dict[str, int]]] = field(default_factory=list)
-    kinds: dict[str, str] = field(default_factory=dict)
+    fold: bool = False  # record that the log is folded into the objects (mark_folded)
 
     @property
     def rows(self) -> int:
@@ -214,22 +219,16 @@ class PreparedBatch:
             + len(self.peers)
             + len(self.hints_drop)
             + len(self.compact)
+            + self.fold
         )
 
     @property
     def ordered(self) -> bool:
         """True if it holds deletions, which must not be reordered with later inserts."""
-        return bool(self.hints_drop or self.compact)
-
-    def note_kind(self, key: str, kind: str) -> None:
-        seen = self.kinds.setdefault(key, kind)
-        if seen != kind:
-            raise KindMismatch(key, seen, kind)
+        return bool(self.hints_drop or self.compact or self.fold)
 
     def absorb(self, later: PreparedBatch) -> None:
         """Merge ``later`` in as if it were applied after this one (no deletions here)."""
-        for key, kind in later.kinds.items():
-            self.note_kind(key, kind)
         self.objects.update(later.objects)
         for dot, row in later.log.items():
             self.log.setdefault(dot, row)
@@ -239,6 +238,7 @@ class PreparedBatch:
         self.peers.update(later.peers)
         self.hints_drop |= later.hints_drop
         self.compact.extend(later.compact)
+        self.fold = self.fold or later.fold
 
 
 def _text(value: Any, what: str) -> str:
@@ -428,13 +428,14 @@ def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int
                     _watermark(watermark, f"compact[{i}] watermark"),
                 )
             )
+        out.fold = getattr(batch, "log_folded", False) is True
     except (AttributeError, TypeError) as exc:
         raise InvalidInput(f"not a batch of store records: {exc}") from exc
     return out
 
 
 def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -> None:
-    objects_out, log_out, kinds = out.objects, out.log, out.kinds
+    objects_out, log_out = out.objects, out.log
     for i, obj in enumerate(batch.objects):
         key, kind = obj.key, obj.kind
         text = getattr(obj, "state_json", None)
@@ -446,9 +447,7 @@ def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -
             and text.startswith(_TYPE_PREFIX[kind])
         ):
             # Pre-encoded by the caller (the engine): stored as it is, kind read off the text.
-            if kinds.setdefault(key, kind) != kind:
-                raise KindMismatch(key, kinds[key], kind)
-            objects_out[key] = (key, kind, parts(key), text)
+            objects_out[(key, kind)] = (key, kind, parts(key), text)
             continue
         try:
             state = obj.state
@@ -467,14 +466,9 @@ def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -
             key = _text(key, f"objects[{i}].key")
             kind = _kind(kind, f"objects[{i}].kind")
             blob = _blob(state, kind, lambda: f"objects[{i}].state for key {key!r}")  # noqa: B023
-        if kinds.setdefault(key, kind) != kind:
-            raise KindMismatch(key, kinds[key], kind)
-        objects_out[key] = (key, kind, parts(key), blob)
+        objects_out[(key, kind)] = (key, kind, parts(key), blob)
     for i, entry in enumerate(batch.log):
         row = _log_row(entry, parts, "log[{}]", i)
-        key, kind = row[3], row[4]
-        if kinds.setdefault(key, kind) != kind:
-            raise KindMismatch(key, kinds[key], kind)
         log_out.setdefault((row[0], row[1], row[2]), row)
 
 
@@ -530,16 +524,11 @@ def _insert(conn: Connection, table: Any) -> Any:
     raise StoreError(f"unsupported database dialect {conn.dialect.name!r}")
 
 
-def _upsert(
-    conn: Connection, table: Any, keys: Sequence[str], *, same_kind: bool = False
-) -> Insert:
+def _upsert(conn: Connection, table: Any, keys: Sequence[str]) -> Insert:
     stmt = _insert(conn, table)
     columns = [c.name for c in table.columns if c.name not in keys]
     result: Insert = stmt.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={name: stmt.excluded[name] for name in columns},
-        # A row of another kind is left alone (and counted as not written: see _write).
-        where=(table.c.kind == stmt.excluded.kind) if same_kind else None,
+        index_elements=list(keys), set_={name: stmt.excluded[name] for name in columns}
     )
     return result
 
@@ -558,7 +547,7 @@ def _statements(conn: Connection) -> dict[str, tuple[Any, Sequence[str]]]:
         hints.c.seq == bindparam("seq"),
     )
     return {
-        "objects": (_upsert(conn, objects, ["key"], same_kind=True), _OBJECT_COLS),
+        "objects": (_upsert(conn, objects, ["key", "kind"]), _OBJECT_COLS),
         "log": (_insert(conn, log_segments), _SEGMENT_COLS),
         "summaries": (_upsert(conn, summaries_table, ["partition"]), ("partition", "ctx")),
         "hints_add": (
@@ -628,47 +617,6 @@ def _runs(batches: Iterable[PreparedBatch]) -> list[PreparedBatch]:
     return runs
 
 
-_KIND_CHECK = select(objects.c.key, objects.c.kind).where(
-    objects.c.key.in_(bindparam("keys", expanding=True))
-)
-
-# The same check as one fixed statement with one parameter (however many keys): no SQL to
-# render per key and only the mismatches come back. SQLite reads a JSON object key -> kind
-# (json_each, built in since 3.38); PostgreSQL two parallel text arrays.
-_KIND_MISMATCH_SQL = {
-    "sqlite": (
-        "SELECT o.key, o.kind FROM json_each(?) AS j JOIN objects AS o ON o.key = j.key"
-        " WHERE o.kind <> j.value"
-    ),
-    "postgresql": (
-        "SELECT o.key, o.kind FROM unnest($1::text[], $2::text[]) AS k(key, kind)"
-        " JOIN objects AS o ON o.key = k.key WHERE o.kind <> k.kind"
-    ),
-}
-
-
-def _check_kinds(conn: Connection, kinds: Mapping[str, str]) -> None:
-    """Raise :class:`KindMismatch` if a stored object has another kind than ``kinds``."""
-    if not kinds:
-        return
-    name = conn.dialect.name
-    if name == "postgresql":
-        found = conn.exec_driver_sql(_KIND_MISMATCH_SQL[name], (list(kinds), list(kinds.values())))
-    elif name == "sqlite" and conn.dialect.dbapi.sqlite_version_info >= (3, 38):  # type: ignore[union-attr]
-        found = conn.exec_driver_sql(_KIND_MISMATCH_SQL[name], (encode(kinds),))
-    else:
-        keys = list(kinds)
-        for start in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[start : start + _IN_CHUNK]
-            for key, stored in conn.execute(_KIND_CHECK, {"keys": chunk}):
-                if stored != kinds[key]:
-                    raise KindMismatch(key, stored, kinds[key])
-        return
-    mismatch = found.first()
-    if mismatch is not None:
-        raise KindMismatch(mismatch.key, mismatch.kind, kinds[mismatch.key])
-
-
 def _seq_of(entry: SegmentEntry) -> int:
     return entry[0]
 
@@ -690,29 +638,19 @@ def _segment_rows(rows: Iterable[Row]) -> Iterator[Row]:
 
 def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[int]:
     """Write ``batches`` in order, in the caller's transaction; return the log dots each
-    batch's ``compact`` removed. Raises :class:`KindMismatch` (the caller rolls back)."""
+    batch's ``compact`` removed."""
     removed: list[int] = []
-    # SQLite reports exact rowcounts for executemany, so there the objects upsert itself
-    # detects a kind mismatch (a skipped row) and only keys without a checkpoint in the
-    # run need the SELECT: two fewer round trips per transaction. PostgreSQL (asyncpg
-    # executemany has no rowcount) checks every key first.
-    exact_rowcount = conn.dialect.name == "sqlite"
     for run in _runs(batches):
-        if exact_rowcount:
-            _check_kinds(conn, {k: v for k, v in run.kinds.items() if k not in run.objects})
-        else:
-            _check_kinds(conn, run.kinds)
-        written = _executemany(conn, "objects", run.objects.values())
-        if exact_rowcount and written != len(run.objects):
-            _check_kinds(conn, {key: row[1] for key, row in run.objects.items()})
-            raise StoreError(f"objects upsert wrote {written} of {len(run.objects)} rows")
+        _executemany(conn, "objects", run.objects.values())
         _executemany(conn, "log", _segment_rows(run.log.values()))
         _executemany(conn, "summaries", run.summaries.items())
         _executemany(conn, "hints_add", run.hints_add.values())
         _executemany(conn, "peers", run.peers.values())
         _executemany(conn, "hints_drop", run.hints_drop)
-        # Only the last batch of a run may compact (it closes the run).
+        # Only the last batch of a run may compact or fold (it closes the run).
         removed.extend(compact(conn, part, wm) for part, wm in run.compact)
+        if run.fold:
+            mark_folded(conn)
     return removed
 
 
@@ -874,16 +812,25 @@ def _peer(row: Any) -> PeerRow:
     )
 
 
-def get_object(conn: Connection, key: str) -> ObjectRow | None:
-    row = conn.execute(select(objects).where(objects.c.key == key)).first()
+def get_object(conn: Connection, key: str, kind: str | None = None) -> ObjectRow | None:
+    """The object ``(key, kind)``; ``kind=None``: the key's object of the first kind (by
+    name; a key holds one kind unless two peers wrote it as two)."""
+    stmt = select(objects).where(objects.c.key == key)
+    if kind is not None:
+        stmt = stmt.where(objects.c.kind == kind)
+    row = conn.execute(stmt.order_by(objects.c.kind).limit(1)).first()
     return None if row is None else _object(row)
 
 
-def load(conn: Connection) -> Loaded:
-    """Everything: objects, log (in log-dot order), summaries, hints, peers."""
+def load(conn: Connection, *, objects: bool = True) -> Loaded:
+    """Everything: objects (unless ``objects=False``), log (in log-dot order), summaries,
+    hints, peers."""
     out = Loaded()
-    for row in conn.execute(select(objects).order_by(objects.c.key)):
-        out.objects[row.key] = _object(row)
+    if objects:
+        for row in conn.execute(
+            select(objects_table).order_by(objects_table.c.key, objects_table.c.kind)
+        ):
+            out.objects[(row.key, row.kind)] = _object(row)
     out.log = list(iter_log(conn))
     for row in conn.execute(select(summaries_table).order_by(summaries_table.c.partition)):
         out.summaries[row.partition] = _decode_context("summaries", str(row.partition), row.ctx)
@@ -987,14 +934,39 @@ class _Page:
 
 
 def snapshot_page(
-    conn: Connection, partition: int, after: str | None, limit: int
+    conn: Connection, partition: int, after: tuple[str, str] | None, limit: int
 ) -> list[ObjectRow]:
-    """Up to ``limit`` objects of ``partition`` with key > ``after``, in key order."""
-    stmt = select(objects).where(objects.c.partition == partition)
+    """Up to ``limit`` objects of ``partition`` after the object ``after`` (``(key, kind)``),
+    in (key, kind) order."""
+    c = objects.c
+    stmt = select(objects).where(c.partition == partition)
     if after is not None:
-        stmt = stmt.where(objects.c.key > after)
-    stmt = stmt.order_by(objects.c.key).limit(limit)
+        stmt = stmt.where(or_(c.key > after[0], and_(c.key == after[0], c.kind > after[1])))
+    stmt = stmt.order_by(c.key, c.kind).limit(limit)
     return [_object(row) for row in conn.execute(stmt)]
+
+
+# -- the log fold mark (see store.ondemand) ---------------------------------------------------
+
+_FOLDED = "log_folded"
+
+
+def folded_mark(conn: Connection) -> int:
+    """The last log segment known folded into the objects (0: none)."""
+    value = conn.execute(select(meta.c.value).where(meta.c.name == _FOLDED)).scalar_one_or_none()
+    return int(value) if value is not None and value.isdigit() else 0
+
+
+def _set_mark(conn: Connection, mark: Any) -> None:
+    stmt = _upsert(conn, meta, ["name"]).values(name=_FOLDED, value=mark)
+    conn.execute(stmt)
+
+
+def mark_folded(conn: Connection) -> None:
+    """Record that every stored log entry is in its object (the caller checkpointed every
+    object it changed, in this transaction)."""
+    last = conn.execute(select(func.max(log_segments.c.id))).scalar()
+    _set_mark(conn, str(last or 0))
 
 
 # -- meta, versions, identity --------------------------------------------------------------

@@ -14,7 +14,7 @@ equals applying them one after another; the log's entries appended as one segmen
 (partition, origin), see :mod:`store.schema`), commits, and only then resolves each caller's
 await. If that
 transaction fails, each batch is retried alone in its own transaction, so one caller's
-:class:`~store.errors.KindMismatch` fails only that caller. Because only the writer task
+failure fails only that caller. Because only the writer task
 writes, SQLite transactions use ``BEGIN IMMEDIATE`` and never deadlock on a lock upgrade.
 
 Durability. SQLite runs in WAL mode with ``synchronous=FULL`` by default: an acknowledged
@@ -76,7 +76,7 @@ import functools
 import hashlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -88,7 +88,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from . import sql
+from . import ondemand, sql
 from .errors import InvalidInput, SchemaVersionMismatch, StoreClosed, StoreError
 from .location import check_sqlite_file, database_url
 from .lock import DatabaseLock, lock_postgres, lock_sqlite
@@ -292,8 +292,8 @@ class Store:
         """Make ``batch`` durable in one transaction (shared with concurrent callers).
 
         Returns after the transaction holding it committed; raises
-        :class:`~store.errors.InvalidInput` (nothing queued) or
-        :class:`~store.errors.KindMismatch` (rolled back) or the database's error.
+        :class:`~store.errors.InvalidInput` (nothing queued) or the database's error (rolled
+        back).
         """
         await self._submit(sql.prepare(batch, self._partitions, self._partition_of))
 
@@ -403,8 +403,47 @@ class Store:
         """Everything the engine needs at start, read in one consistent transaction."""
         return await self._read(sql.load)
 
-    async def get_object(self, key: str) -> ObjectRow | None:
-        return await self._read(sql.get_object, key)
+    async def load_start(self, objects_limit: int) -> Loaded:
+        """What an engine with a bounded cache starts from (see
+        :func:`store.ondemand.load_start`): every object only if there are at most
+        ``objects_limit``; call :meth:`fold_log` first."""
+        return await self._read(ondemand.load_start, _count(objects_limit, "objects_limit"))
+
+    async def fold_log(self, page: int = ondemand.FOLD_PAGE) -> int:
+        """Fold the log stored since the last clean close into the objects (a page of
+        ``page`` segments per transaction); return how many segments were folded."""
+        limit = _positive(page, "page")
+        total = 0
+        while True:  # ends: every page moves the mark past the segments it folded
+            self._check_open()
+            async with self._write_engine.begin() as conn:
+                done = await conn.run_sync(ondemand.fold_page, limit)
+            if not done:
+                return total
+            total += done
+
+    async def get_objects(self, keys: Iterable[str]) -> list[ObjectRow]:
+        """Every object (each kind) of ``keys``, in (key, kind) order; batched queries."""
+        wanted = list(keys)
+        if not all(isinstance(k, str) for k in wanted):
+            raise InvalidInput("keys must be strings")
+        if not wanted:
+            return []
+        return await self._read(ondemand.get_objects, wanted)
+
+    async def keys(
+        self, prefix: str | None = None, after: str | None = None, limit: int = 500
+    ) -> list[str]:
+        """Up to ``limit`` keys starting with ``prefix``, above ``after``, in code-point
+        order (as Python sorts strings): page with ``after`` = the last key of a page."""
+        for name, value in (("prefix", prefix), ("after", after)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidInput(f"{name} must be a string or None, got {value!r}")
+        return await self._read(ondemand.keys_page, prefix, after, _positive(limit, "limit"))
+
+    async def get_object(self, key: str, kind: str | None = None) -> ObjectRow | None:
+        """The object ``(key, kind)`` (``kind=None``: the key's first kind by name)."""
+        return await self._read(sql.get_object, key, kind)
 
     async def deltas_missing(
         self, partition: int, summary: Mapping[str, Any], batch: int = 500
@@ -432,10 +471,11 @@ class Store:
                 return
 
     async def snapshot(self, partition: int, chunk: int = 500) -> AsyncIterator[list[ObjectRow]]:
-        """Every object of ``partition`` in key order, ``chunk`` at a time (keyset pages)."""
+        """Every object of ``partition`` in (key, kind) order, ``chunk`` at a time (keyset
+        pages)."""
         part = self._check_partition(partition)
         limit = _positive(chunk, "chunk")
-        after: str | None = None
+        after: tuple[str, str] | None = None
         while True:  # ends: every page advances the keyset position
             page = await self._read(sql.snapshot_page, part, after, limit)
             if not page:
@@ -443,7 +483,7 @@ class Store:
             yield page
             if len(page) < limit:
                 return
-            after = page[-1].key
+            after = (page[-1].key, page[-1].kind)
 
     async def _read(
         self, fn: Callable[Concatenate[Connection, _P], _T], *args: _P.args, **kwargs: _P.kwargs
@@ -514,6 +554,12 @@ def _settle(
         future.set_exception(exc)
     else:
         future.set_result(result)
+
+
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{what} must be a non-negative integer, got {value!r}")
+    return value
 
 
 def _positive(value: Any, what: str) -> int:

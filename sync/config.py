@@ -45,6 +45,12 @@ class ReplicaConfig:
     entry or a state stamped further ahead is set aside, not applied, until this clock comes
     within the bound of it, and raises an alarm naming the writer. ``seed``: the only
     source of randomness of the engine.
+    ``cache_bytes``: the memory budget of the objects held in memory, estimated as each
+    object's encoded size plus a fixed overhead per key (default 64 MiB); past it the least
+    recently used objects are evicted (a dirty one is checkpointed in the same drain's
+    ``Persist``) and loaded from the store again when an input needs them, so memory does
+    not grow with the number of keys. A database with few enough objects (about one per
+    2 KiB of the budget) is loaded whole at open, as before.
     """
 
     n: int = 3
@@ -67,6 +73,7 @@ class ReplicaConfig:
     relay: bool = False
     max_clock_skew: float = 60.0
     seed: int = 0
+    cache_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in (
@@ -79,6 +86,7 @@ class ReplicaConfig:
             "hint_max_per_target",
             "checkpoint_every",
             "max_message_bytes",
+            "cache_bytes",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -99,6 +107,12 @@ class ReplicaConfig:
             level = check_level(getattr(self, name), self.n, name=name)
             if level == LOCAL_QUORUM and self.site is None:
                 raise ValueError(f"{name}=LOCAL_QUORUM needs site")
+
+    @property
+    def objects_at_start(self) -> int:
+        """At most this many objects are loaded whole at open (one per 2 KiB of
+        ``cache_bytes``); a larger store is loaded on demand."""
+        return self.cache_bytes // 2048
 
     @property
     def anti_entropy_on(self) -> bool:

@@ -26,6 +26,7 @@ to the holder's own objects unless the holder is itself a home of the key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -42,6 +43,7 @@ __all__ = [
     "HintId",
     "HintRecord",
     "IdentityConflict",
+    "KindClashFound",
     "Loaded",
     "LogEntry",
     "ObjectState",
@@ -177,10 +179,15 @@ class Persist:
     hints_drop: tuple[HintId, ...] = ()
     peers: tuple[PeerRecord, ...] = ()
     compact: tuple[tuple[int, dict[str, int]], ...] = ()
+    #: Every object changed here is checkpointed in this Persist (a clean close): the store
+    #: records that its whole log is folded into its objects, so opening it next time folds
+    #: nothing (see :mod:`store.ondemand`).
+    log_folded: bool = False
 
     def is_empty(self) -> bool:
         return not (
-            self.objects
+            self.log_folded
+            or self.objects
             or self.log
             or self.summaries
             or self.hints_add
@@ -255,9 +262,14 @@ class ReadFailed:
 
 @dataclass(frozen=True, slots=True)
 class Changed:
-    """The value of ``key`` changed (local or remote); subscribers may want to look."""
+    """The value of ``key`` changed (local or remote); subscribers may want to look.
+
+    ``objects`` is the key's live objects by kind when it changed (not compared, not shown):
+    the engine may evict them from its cache before the adapter runs this effect, and the
+    adapter reads the value from here; a later change brings a later ``Changed``."""
 
     key: str
+    objects: Mapping[str, CRDT] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +286,18 @@ class IdentityConflict:
     partition: int
     seen_seq: int
     our_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class KindClashFound:
+    """``key`` holds objects of several ``kinds`` (sorted): two peers wrote it offline as
+    different types. Both are kept and replicate as any object does (an object is named by
+    its key and kind); a local write to the key is refused (:class:`~sync.errors.KindClash`)
+    until one is deleted. Emitted once per key, when the engine first holds the second kind
+    (or at start, for a clash it loaded); the adapter reports it (a warning)."""
+
+    key: str
+    kinds: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,16 +320,26 @@ Effect = (
     | ReadFailed
     | Changed
     | IdentityConflict
+    | KindClashFound
     | Alarm
 )
 
 
 @dataclass(slots=True)
 class Loaded:
-    """What the engine starts from: everything a store (or the simulator's disk) holds."""
+    """What the engine starts from: everything a store (or the simulator's disk) holds.
 
-    objects: dict[str, ObjectState] = field(default_factory=dict)
+    ``objects_complete`` False: ``objects`` holds only some objects (none, from a store too
+    large to load whole); the others are loaded on demand (``Replica.wants_*`` and
+    ``Replica.admit``), and the store's objects already include every log entry (the store
+    folds its log at open). True: ``objects`` is every object, and the log is merged into
+    them at load. ``clashes``: keys holding objects of several kinds (the store knows them
+    when the objects are not loaded)."""
+
+    objects: dict[tuple[str, str], ObjectState] = field(default_factory=dict)  # by (key, kind)
     log: list[LogEntry] = field(default_factory=list)
     summaries: dict[int, CausalContext] = field(default_factory=dict)
     hints: list[HintRecord] = field(default_factory=list)
     peers: dict[str, PeerRecord] = field(default_factory=dict)
+    objects_complete: bool = True
+    clashes: dict[str, tuple[str, ...]] = field(default_factory=dict)

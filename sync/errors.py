@@ -16,6 +16,9 @@
           │                           write is durable locally and will replicate later.
           ├── ReadQuorumNotReached    a read got fewer than ``r`` replies by its deadline;
           │                           ``failed`` holds what came (the joined state, if any).
+          ├── KindClash (TypeError)   a local write to a key that holds live objects of two
+          │                           kinds (two peers wrote it concurrently as different
+          │                           types); ``key`` and ``kinds`` say which; nothing changed.
           └── PeerFailed              the peer stopped serving because its store failed to
                                       commit (disk full, database gone): its memory may be
                                       ahead of its disk, so it must be closed and reopened.
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from sync.effects import ReadFailed, WriteResult
 
 __all__ = [
+    "KindClash",
     "LocalProtocolError",
     "PeerFailed",
     "QuorumNotReached",
@@ -43,6 +47,29 @@ __all__ = [
 
 class SyncError(Exception):
     """Base class of every error raised on purpose by ``sync``."""
+
+
+class KindClash(SyncError, TypeError):
+    """``key`` holds objects of several ``kinds``: two peers wrote it concurrently as
+    different types, and both objects were kept (an object is named by its key *and* kind).
+    A local write to it is refused until one of them is deleted; reads of each kind work.
+
+    >>> str(KindClash("k", ("orset", "pncounter"))).split(" (")[0]
+    "key 'k' holds an orset and a pncounter"
+    """
+
+    def __init__(self, key: str, kinds: tuple[str, ...]) -> None:
+        named = " and ".join(f"{_article(k)} {k}" for k in kinds)
+        super().__init__(
+            f"key {key!r} holds {named} (written concurrently by two peers); delete one "
+            f"of them with peer.delete({key!r}, kind=...)"
+        )
+        self.key = key
+        self.kinds = kinds
+
+
+def _article(kind: str) -> str:
+    return "an" if kind[:1] in "aeiou" else "a"
 
 
 class LocalProtocolError(SyncError):

@@ -19,8 +19,10 @@ Replication (the engine, :class:`sync.Replica`):
   or, in a sloppy quorum, for a fallback to hold on behalf of ``hint_for``.
 * ``Ack(ids)`` — acknowledges ``Push.push_id``, ``Deltas.batch_id`` and
   ``SnapshotChunk.batch_id`` values: the receiver has made them durable.
-* ``ReadReq(req_id, key)`` / ``ReadResp(req_id, key, state)`` — quorum reads.
-* ``Repair(key, kind, state)`` — read repair: merge this state.
+* ``ReadReq(req_id, key, kind)`` / ``ReadResp(req_id, key, kind, state)`` — quorum reads of
+  the object ``(key, kind)`` (an object is named by its key and kind: one key written
+  offline as two kinds by two peers holds both).
+* ``Repair(key, kind, state)`` — read repair: merge this state into ``(key, kind)``.
 * ``Summary(parts, known_peers, reply)`` — anti-entropy: per partition, the causal context of
   the log dots the sender has applied; the peers it knows; ``reply`` asks the receiver to
   answer with its own summary if it has something the sender lacks.
@@ -256,12 +258,14 @@ class ReadReq(_Message):
     t: Literal["read"] = "read"
     req_id: int
     key: Key
+    kind: NonEmpty
 
 
 class ReadResp(_Message):
     t: Literal["read_resp"] = "read_resp"
     req_id: int
     key: Key
+    kind: NonEmpty
     state: Json | None = None
 
 

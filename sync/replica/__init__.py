@@ -9,6 +9,13 @@ method calls carrying ``now`` (the caller's clock); outputs are effects
 sleeps, opens a socket or touches a database; its only randomness is a
 ``random.Random`` seeded from ``config.seed``, the replica id and the construction time.
 
+* **Objects.** An object is named by its key *and* its kind (as riak_dt's map fields are
+  ``{name, type}``). A key is normally written as one kind; two peers that wrote it offline
+  as two kinds both keep theirs, and both objects replicate everywhere the same way (no
+  refusal, no dropped link). Such a *kind clash* is reported once
+  (:class:`~sync.effects.KindClashFound`) and listed by :meth:`Replica.status`; a local
+  write to the key raises :class:`~sync.errors.KindClash` naming both kinds, while reads of
+  each kind work, so the application can look at both before deleting one.
 * **Keys, partitions, homes.** ``partition_of(key)`` names a key's partition; the ring over
   this replica plus every known, not-forgotten peer gives each partition ``n`` *home*
   replicas (:mod:`sync.ring`).
@@ -62,6 +69,18 @@ sleeps, opens a socket or touches a database; its only randomness is a
   watermark is the minimum of ``vv[o]`` over our own summary and the last reported summary
   of every other home of ``p``; nothing is compacted while a home has never reported. Log
   entries at or below it are dropped in a ``Persist`` that also checkpoints their keys.
+* **A bounded cache of objects.** Objects are held in a cache of ``config.cache_bytes``
+  (estimated), least recently used first (:mod:`~sync.replica.local_data`); each drain
+  evicts past the budget, checkpointing an evicted object that changed since its last
+  checkpoint in that drain's ``Persist``, so an object not in the cache is complete in the
+  store. Before an input, the adapter asks :meth:`Replica.wants_keys` (a local write or
+  read) or :meth:`Replica.wants_message` (a received message) which keys, or whole
+  partitions (a state transfer to plan), must be loaded; loads them from the store (after
+  every ``Persist`` drained so far is durable) and hands them over with
+  :meth:`Replica.admit`; then feeds the input. A replica that holds every object (fresh, or
+  loaded whole from a small store) wants nothing until it first evicts, so with a cache
+  big enough for the data nothing changes. :meth:`Replica.checkpoint_all` at a clean close
+  checkpoints every changed object and marks the store's log as folded into its objects.
 * **Checkpoints.** Every ``checkpoint_every`` log entries a ``Persist`` carries whole-object
   checkpoints of the keys changed since their own last checkpoint by at least three times
   as many entries as they had then (a growing key is re-encoded at geometrically growing
@@ -111,7 +130,7 @@ clamped to be non-decreasing.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import crdt
@@ -119,8 +138,8 @@ from crdt import CRDT, CausalContext
 from sync import messages as m
 from sync.config import ReplicaConfig, check_bool, check_seconds
 from sync.consistency import check_level
-from sync.effects import Alarm, Effect, HintRecord, Loaded, LogEntry, Persist, Send
-from sync.errors import LocalProtocolError, RemoteProtocolError
+from sync.effects import Alarm, Effect, HintRecord, Loaded, LogEntry, ObjectState, Persist, Send
+from sync.errors import KindClash, LocalProtocolError, RemoteProtocolError
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
 from sync.replica.compaction import Compaction
@@ -129,7 +148,7 @@ from sync.replica.inbound import Inbound, Skewed
 from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership
 from sync.replica.outbound import Outbound
-from sync.replica.outbox import Outbox
+from sync.replica.outbox import Changes, Outbox
 from sync.replica.reads import Reads
 from sync.replica.timers import Timer, TimerKind, Timers
 from sync.replica.writes import Writes
@@ -203,10 +222,11 @@ class Replica:
         strict: bool | None = None,
         timeout: float | None = None,
     ) -> None:
-        """Apply ``fn`` to ``key``'s object (created as a bottom ``kind`` if absent).
+        """Apply ``fn`` to the object ``(key, kind)`` (created as a bottom ``kind`` if absent).
 
         ``fn`` receives the live object, calls one mutator on it and returns that mutator's
-        delta. A key holding another kind raises ``TypeError``; an error raised by ``fn``
+        delta. A key holding only another kind raises ``TypeError``; a key holding this kind
+        and another (a clash) raises :class:`~sync.errors.KindClash`; an error raised by ``fn``
         propagates; bad ``w``/``timeout`` raise ``TypeError``/``ValueError``. In those cases
         nothing is queued and the replica is unchanged (CRDT mutators check their arguments
         before changing anything, so ``fn`` must not change the object and then raise).
@@ -229,9 +249,12 @@ class Replica:
         strict_ = cfg.strict if strict is None else check_bool("strict", strict)
         timeout_ = cfg.write_timeout if timeout is None else check_seconds("timeout", timeout)
         data = self._data
-        obj = data.get(key)
-        if obj is not None and obj.kind != kind:
-            raise TypeError(f"key {key!r} holds a {obj.kind}, not a {kind}")
+        objs = data.objects_of(key)
+        obj = None
+        if objs is not None:
+            obj = objs.get(kind)
+            if obj is None or len(objs) > 1:
+                _refuse_kind(key, kind, data.kinds_of(key))
         p = data.partition(key)
         homes = self._membership.ring().preference_list(p)
         required, site = self._membership.required(level, homes)
@@ -249,7 +272,7 @@ class Replica:
                 data.adopt(key, p, target)
             entry = LogEntry(self.replica_id, p, data.next_seq(p), key, kind, raw)
             data.append(entry)
-            self._outbox.changed(key)
+            self._outbox.changed(key, data.objects_of(key))
             self._writes.start(op_id, entry, homes, required, site, strict_, timeout_, now)
         finally:
             self._finish()
@@ -260,11 +283,14 @@ class Replica:
         key: str,
         now: float,
         *,
+        kind: str | None = None,
         r: int | str | None = None,
         strict: bool | None = None,
         timeout: float | None = None,
     ) -> None:
-        """Read ``key`` from ``r`` replicas (this one answers at once when it counts).
+        """Read the object ``(key, kind)`` from ``r`` replicas (this one answers at once when
+        it counts). ``kind=None``: the one kind ``key`` holds here (``ValueError`` if it holds
+        none or several: name the kind).
 
         Next, the caller must drain :meth:`effects` and execute them: ``ReadReq`` sends now,
         and, now or later (at the latest by ``now + timeout``), exactly one ``ReadDone`` or
@@ -277,6 +303,16 @@ class Replica:
             raise ValueError("key must not be empty")
         if op_id in self._reads.pending:
             raise LocalProtocolError(f"read op_id {op_id} is still pending")
+        if kind is None:
+            self._data.require((key,))
+            held = self._data.kinds_of(key)
+            if len(held) != 1:
+                what = "no object" if not held else f"a {' and a '.join(held)}"
+                raise ValueError(f"key {key!r} holds {what} here: name the kind to read")
+            kind = held[0]
+        elif kind not in crdt.KINDS:
+            raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
+        self._data.require((key,))
         cfg = self.config
         level = cfg.r if r is None else check_level(r, cfg.n, name="r")
         strict_ = cfg.strict if strict is None else check_bool("strict", strict)
@@ -287,7 +323,7 @@ class Replica:
 
         now = self._begin(now)
         try:
-            self._reads.start(op_id, key, p, homes, required, site, strict_, timeout_, now)
+            self._reads.start(op_id, key, kind, p, homes, required, site, strict_, timeout_, now)
         finally:
             self._finish()
 
@@ -309,6 +345,7 @@ class Replica:
             match message:
                 case m.Push():
                     batch, skewed = check.push(peer_id, message, self._peek(now))
+                    self._data.require(oid[0] for oid in batch.groups)
                     now = self._begin(now)
                     # An ack says that every entry it covers is durable here: none for a
                     # push with entries set aside (its sender keeps them, and retries).
@@ -316,12 +353,14 @@ class Replica:
                     self._on_push(peer_id, message, batch, now, ack=not skewed)
                 case m.Deltas():
                     batch, skewed = check.deltas(peer_id, message, self._peek(now))
+                    self._data.require(oid[0] for oid in batch.groups)
                     now = self._begin(now)
                     # Acked all the same: our next summary still lacks what was set aside.
                     self._set_aside(peer_id, skewed, now)
                     self._on_deltas(peer_id, message, batch, now)
                 case m.SnapshotChunk():
                     states, summary, skewed = check.snapshot(peer_id, message, self._peek(now))
+                    self._data.require(key for key, _ in states)
                     now = self._begin(now)
                     if skewed:  # not applied, not acked: the round restarts, later
                         self._set_aside(peer_id, skewed, now)
@@ -331,6 +370,7 @@ class Replica:
                     self._on_ack(peer_id, message, self._begin(now))
                 case m.ReadReq():
                     check.read_request(peer_id, message)
+                    self._data.require((message.key,))
                     self._begin(now)
                     self._reads.answer(peer_id, message)
                 case m.ReadResp():
@@ -339,6 +379,7 @@ class Replica:
                     if state is not None and message.state is not None:
                         where = f"read reply for {message.key!r}"
                         skew = check.skewed_state(message.state, self._peek(now), where)
+                    self._data.require((message.key,))
                     now = self._begin(now)
                     if skew is not None:  # the reply counts; its state is set aside
                         self._set_aside(peer_id, [skew], now)
@@ -348,6 +389,7 @@ class Replica:
                     repaired = check.repair(peer_id, message)
                     where = f"repair of {message.key!r}"
                     skew = check.skewed_state(message.state, self._peek(now), where)
+                    self._data.require((message.key,))
                     now = self._begin(now)
                     if skew is not None:
                         self._set_aside(peer_id, [skew], now)
@@ -449,32 +491,106 @@ class Replica:
         """Drain the queued effects, in the order the caller must execute them."""
         self._flush_changes()
         self._outbound.flush()
+        self._data.end_drain()
         return self._outbox.drain()
+
+    # -- objects on demand (see the module docstring) --------------------------------------
+    def wants_keys(self, keys: Iterable[str]) -> list[str]:
+        """The keys of ``keys`` (a local write or read's) to load and :meth:`admit` before
+        the input; empty when every object is in memory. Pure."""
+        return self._data.missing(keys)
+
+    def wants_message(self, peer_id: str, message: m.Message) -> tuple[list[str], list[int]]:
+        """What to load before ``receive(peer_id, message)``: keys, and partitions whose
+        every object a state transfer would send. Pure; bad input wants nothing (``receive``
+        reports it)."""
+        data = self._data
+        if data.complete:  # every object is in memory: nothing is ever missing
+            return [], []
+        match message:
+            case m.Push() | m.Deltas():
+                return data.missing(e.key for e in message.entries), []
+            case m.ReadReq() | m.ReadResp() | m.Repair():
+                return data.missing((message.key,)), []
+            case m.SnapshotChunk():
+                return data.missing(o.key for o in message.objects), []
+            case m.Summary():
+                if self._anti_entropy.busy(peer_id):
+                    return [], []  # a round is under way: this summary plans nothing
+                try:
+                    theirs = self._inbound.summary(peer_id, message)
+                except RemoteProtocolError:
+                    return [], []
+                parts = self._anti_entropy.snapshot_partitions(theirs)
+                return [], [p for p in parts if data.missing_partition(p)]
+        return [], []
+
+    def admit(
+        self, keys: Iterable[str], rows: Iterable[ObjectState], partitions: Iterable[int] = ()
+    ) -> None:
+        """Hand over what :meth:`wants_keys`/:meth:`wants_message` named, as the store holds
+        it: ``rows``, every object (each kind) of ``keys`` and of the whole ``partitions``.
+        Objects already in memory are kept (they are newer). Changes no durable state."""
+        self._data.admit(keys, rows, partitions)
+
+    def checkpoint_all(self, now: float) -> None:
+        """A clean close: checkpoint every object changed since its checkpoint, and have the
+        store record that its log is folded into its objects (so the next open folds
+        nothing). Next, drain :meth:`effects` (one ``Persist`` with ``log_folded``)."""
+        self._begin(now)
+        try:
+            changes = self._outbox.durable
+            for oid in self._data.dirty_all():
+                changes.objects[oid] = None
+            changes.fold = True
+        finally:
+            self._finish()
+
+    def unsaved_keys(self) -> set[str]:
+        """Keys in memory whose store row may be missing or behind (``Peer.keys`` merges
+        them with the store's)."""
+        return self._data.unsaved_keys()
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must be called next (None: no timer pending)."""
         return self._timers.next()
 
-    def value(self, key: str) -> CRDT | None:
-        """A copy of the local state of ``key`` (None if this replica does not hold it)."""
-        obj = self._data.get(key)
+    def value(self, key: str, kind: str | None = None) -> CRDT | None:
+        """A copy of the local state of the object ``(key, kind)`` (None if this replica does
+        not hold it in memory). ``kind=None``: the key's one kind (a clashed key raises
+        :class:`~sync.errors.KindClash`: name the kind)."""
+        obj = self._object(key, kind)
         return obj.copy() if obj is not None else None
 
-    def kind_of(self, key: str) -> str | None:
-        """The CRDT kind ``key`` holds here (None if this replica does not hold it); O(1)."""
-        return self._data.kind_of(key)
+    def kinds_of(self, key: str) -> tuple[str, ...]:
+        """The kinds ``key`` holds in memory, sorted (empty if none; two or more: a clash);
+        O(1)."""
+        return self._data.kinds_of(key)
 
-    def current_value(self, key: str) -> Any:
-        """``value(key).value`` without copying the state (None if not held here).
+    def current_value(self, key: str, kind: str | None = None) -> Any:
+        """``value(key, kind).value`` without copying the state (None if not held here).
 
         A CRDT's ``value`` is a fresh structure (frozenset, dict, tuple...), so the caller
         may keep it; this skips the copy of the whole state that :meth:`value` makes.
         """
-        obj = self._data.get(key)
+        obj = self._object(key, kind)
         return obj.value if obj is not None else None
 
+    def _object(self, key: str, kind: str | None) -> CRDT | None:
+        data = self._data
+        if not data.resident(key):
+            return None  # not in memory: read it through local_read
+        if kind is not None:
+            return data.get(key, kind)
+        objs = data.objects_of(key)
+        if not objs:
+            return None
+        if len(objs) > 1:
+            raise KindClash(key, self._data.kinds_of(key))
+        return next(iter(objs.values()))
+
     def keys(self) -> list[str]:
-        """Every key held here, sorted."""
+        """Every key held in memory, sorted (``Peer.keys`` lists the store's too)."""
         return self._data.keys()
 
     def homes(self, key: str) -> tuple[str, ...]:
@@ -493,7 +609,8 @@ class Replica:
     def status(self) -> dict[str, Any]:
         """Health: log size, hints per target, peers up, lag per peer (log entries its last
         summary lacks), siblings per key (multi-value registers with more than one value),
-        writes set aside per writer for clock skew (``clock_skew``)."""
+        kind clashes (keys holding objects of several kinds: key -> kinds), writes set aside
+        per writer for clock skew (``clock_skew``)."""
         data, membership = self._data, self._membership
         lag: dict[str, int] = {}
         for pid, theirs in membership.reported_summaries():
@@ -511,6 +628,8 @@ class Replica:
             "peers_known": membership.members(),
             "lag": lag,
             "siblings": siblings,
+            "cache_bytes": data.cache_bytes,
+            "kind_clashes": {k: list(kinds) for k, kinds in data.clashes().items()},
             "pending_writes": len(self._writes),
             "pending_reads": len(self._reads),
             "clock_skew": membership.skews(),
@@ -535,16 +654,33 @@ class Replica:
             self._data.checkpoint_round(changes)
 
     def _flush_changes(self) -> None:
-        """Emit the Persist of every durable change since the last drain (if any)."""
+        """Emit the Persist of every durable change since the last drain (if any), with the
+        checkpoints of the objects evicted from the cache now (see the module docstring)."""
         changes = self._outbox.take_pending()
+        victims = self._data.evict_plan()
+        if victims:
+            dirty = self._data.dirty(victims)
+            at_end = changes is None
+            if dirty and changes is None:
+                changes = Changes()
+            for oid in dirty:
+                changes.objects[oid] = None  # type: ignore[union-attr]
+            if changes is not None:
+                self._emit_persist(changes, at_end=at_end)
+            self._data.evict(victims)
+            return
         if changes is None:
             return
+        self._emit_persist(changes)
+
+    def _emit_persist(self, changes: Changes, *, at_end: bool = False) -> None:
         # The last change of each hint wins (an add then a drop is a drop, and vice versa),
         # so no hint is both added and dropped by one Persist.
         hints_add = tuple(rec for rec in changes.hints.values() if rec is not None)
         hints_drop = tuple(hid for hid, rec in changes.hints.items() if rec is None)
         persist = Persist(
             objects=self._data.checkpoints(changes.objects) if changes.objects else (),
+            log_folded=changes.fold,
             log=tuple(changes.log),
             summaries=self._data.encoded_summaries(changes.summaries),
             hints_add=hints_add,
@@ -553,7 +689,7 @@ class Replica:
             compact=tuple(changes.compact),
         )
         if not persist.is_empty():
-            self._outbox.place_persist(persist)
+            self._outbox.place_persist(persist, at_end=at_end)
 
     # -- what touches several components ---------------------------------------------------
     def _set_aside(self, sender: str, skewed: list[Skewed], now: float) -> None:
@@ -656,6 +792,13 @@ class Replica:
                 self._hints.expire(now)
             case _:
                 raise AssertionError(f"a timer no component set: {timer}")
+
+
+def _refuse_kind(key: str, kind: str, held: tuple[str, ...]) -> None:
+    """A local write of ``kind`` to ``key``, which holds ``held``: refused."""
+    if kind in held:
+        raise KindClash(key, held)
+    raise TypeError(f"key {key!r} holds a {' and a '.join(held)}, not a {kind}")
 
 
 def _check_now(now: object) -> None:

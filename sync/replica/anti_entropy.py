@@ -169,6 +169,26 @@ class AntiEntropy:
         summary = self._data.summary
         return any(next(ctx.dots_not_in(summary(p)), None) is not None for p, ctx in theirs.items())
 
+    def busy(self, peer: str) -> bool:
+        """True while a round with ``peer`` is under way (a summary then plans nothing; if
+        the round ends earlier in the same drain, a partition not loaded is planned by the
+        next summary)."""
+        sess = self._sessions.get(peer)
+        return sess is not None and sess.busy
+
+    def snapshot_partitions(self, theirs: dict[int, CausalContext]) -> list[int]:
+        """The partitions of ``theirs`` whose sender lacks a log dot we no longer have in our
+        log: answering it means a state transfer (every object of the partition)."""
+        data = self._data
+        out: list[int] = []
+        for p in sorted(theirs):
+            mine = data.summary_if_any(p)
+            if mine is not None and any(
+                data.log_entry(p, d[0], d[1]) is None for d in mine.dots_not_in(theirs[p])
+            ):
+                out.append(p)
+        return out
+
     def _plan(self, peer: str, theirs: dict[int, CausalContext]) -> None:
         """Queue what ``peer`` lacks of the partitions in its summary."""
         sess = self._sessions.setdefault(peer, Session())
@@ -188,7 +208,10 @@ class AntiEntropy:
                     break
                 missing.append(e)
             if snapshot:
-                self._plan_snapshot(sess, p)
+                # Every object of p goes; when they are not all in memory (the adapter loads
+                # them before a summary that needs them), the next summary plans it.
+                if not data.missing_partition(p):
+                    self._plan_snapshot(sess, p)
                 continue
             chunks = self._outbound.split(missing)
             for i, chunk in enumerate(chunks):
@@ -197,7 +220,7 @@ class AntiEntropy:
     def _plan_snapshot(self, sess: Session, p: int) -> None:
         objs = [
             m.SnapObject.model_construct(key=key, kind=kind, state=state)
-            for key, kind, state in self._data.snapshot_objects(p)
+            for key, kind, state in self._data.snapshot_objects(p) or ()
         ]
         size = self._config.snapshot_chunk
         chunks = [objs[i : i + size] for i in range(0, len(objs), size)] or [[]]

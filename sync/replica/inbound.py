@@ -8,24 +8,27 @@ would make a later commit of ours fail.
 
 For a ``Push`` or ``Deltas``: every entry is in range (a partition of ours, the key's own, a
 key the store can hold, an origin that is a replica id, a seq in 1..2**62, the wire's
-:data:`~sync.messages.SEQ_LIMIT`), its delta decodes to a CRDT of the declared kind, and no
-key is given two kinds (by the batch or by what we hold). An entry that claims *this*
-replica's origin is refused unless this replica issued that log dot: it is the only one that
-mints its dots, and taking one above its numbering would make it number on from there (a
-forged ``seq=2**63-1`` would leave no room for its next write, after every restart). The
-one exception is a dot at or below the highest we issued that we lack: after a restore from
-a backup (``IdentityConflict``) peers hand back the writes of our previous incarnation. A
-hint (``hint_for`` another replica) is never of our own origin.
+:data:`~sync.messages.SEQ_LIMIT`), its delta decodes to a CRDT of the declared kind. A key
+may hold objects of two kinds (an object is named by its key and kind: two peers that wrote
+one key offline as two kinds both keep theirs), so a kind other than the one held here is no
+error. An entry that claims *this* replica's origin is refused unless this replica issued
+that log dot: it is the only one that mints its dots, and taking one above its numbering
+would make it number on from there (a forged ``seq=2**63-1`` would leave no room for its
+next write, after every restart). The one exception is a dot at or below the highest we
+issued that we lack: after a restore from a backup (``IdentityConflict``) peers hand back
+the writes of our previous incarnation. A hint (``hint_for`` another replica) is never of
+our own origin.
 
-While checking, the deltas of one key that this replica lacks are joined into one *delta
+While checking, the deltas of one object that this replica lacks are joined into one *delta
 group* (:class:`~sync.replica.local_data.CheckedBatch`), so the state takes one merge per
-key per message; a delta spelled otherwise than our compact form is re-encoded, so the
+object per message; a delta spelled otherwise than our compact form is re-encoded, so the
 store's prefix check always holds. An entry of a ``Push`` for another replica
 (``hint_for``) is only held as a hint unless this replica is a home of its key; none is held
-for a forgotten replica. States (read replies, repairs, snapshots) and summaries are decoded
-and checked the same way: keys the store can hold, log-dot contexts of replica ids counting
-at most 2**62 (a summary's dot of ours above our numbering is an identity conflict, which
-moves our numbering up to it: never past the limit).
+for a forgotten replica. An entry or a state stamped too far ahead of our clock is set aside
+(:class:`Skewed`; see the façade's "Clock skew"). States (read replies, repairs, snapshots)
+and summaries are decoded and checked the same way: keys the store can hold, log-dot
+contexts of replica ids counting at most 2**62 (a summary's dot of ours above our numbering
+is an identity conflict, which moves our numbering up to it: never past the limit).
 
 Knows local data, membership and reads.
 """
@@ -102,7 +105,6 @@ class Inbound:
         skewed: list[Skewed] = []
         now_ms, limit_ms = self._horizon(now)
         parts = self._config.partitions
-        kinds: dict[str, str] = {}
         out = CheckedBatch([], [], {})
         home, groups = out.home, out.groups
         from_dict = crdt.from_dict
@@ -110,7 +112,7 @@ class Inbound:
         ring = self._membership.ring() if hint_for is not None and hint_for != me else None
         hold = ring is not None and not self._membership.is_forgotten(hint_for or "")
         data = self._data
-        partition, kind_of, summary_if_any = data.partition, data.kind_of, data.summary_if_any
+        partition, summary_if_any = data.partition, data.summary_if_any
         origins = self._origins
         for i, e in enumerate(entries):
             if e.partition >= parts:
@@ -140,14 +142,6 @@ class Inbound:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: says kind {e.kind!r} but its delta is a {kind}", peer
                 )
-            held = kind_of(e.key)
-            if held is None:
-                held = kinds.get(e.key)
-            if held is not None and held != kind:
-                raise RemoteProtocolError(
-                    f"{_where(i, e)}: key {e.key!r} holds a {held}, not a {kind}", peer
-                )
-            kinds[e.key] = kind
             # The wire's text is logged, stored and forwarded as it is when it is in our own
             # compact form (it is, from shoal peers); any other spelling is encoded afresh.
             if not e.delta_json.startswith(_TYPE_PREFIX[kind]):
@@ -176,9 +170,10 @@ class Inbound:
             home.append(e)
             if known:
                 continue  # known here: its delta is in the state already
-            group = groups.get(e.key)
+            oid = (e.key, kind)
+            group = groups.get(oid)
             if group is None:
-                groups[e.key] = (e.partition, delta)  # freshly decoded: the group to join into
+                groups[oid] = (e.partition, delta)  # freshly decoded: the group to join into
             else:
                 group[1].merge(delta)
         return out, skewed
@@ -196,16 +191,6 @@ class Inbound:
             return None
         return Skewed(stamp[1], stamp[0] - now_ms, what)
 
-    def _check_kind(
-        self, peer: str, key: str, kind: str, batch: dict[str, str], where: str
-    ) -> None:
-        held = self._data.kind_of(key)
-        if held is None:
-            held = batch.get(key)
-        if held is not None and held != kind:
-            raise RemoteProtocolError(f"{where}: key {key!r} holds a {held}, not a {kind}", peer)
-        batch[key] = kind
-
     def read_request(self, peer: str, msg: m.ReadReq) -> None:
         """A ``ReadReq`` names a key."""
         if not m.is_key(msg.key):
@@ -215,18 +200,19 @@ class Inbound:
         """The state a ``ReadResp`` carries (None: the replier does not hold the key)."""
         if not m.is_key(msg.key):
             raise RemoteProtocolError(f"read reply {msg.req_id}: not a key {msg.key!r}", peer)
+        rd = self._reads.expected(peer, msg.req_id)
+        if rd is not None and (rd.key, rd.kind) != (msg.key, msg.kind):
+            raise RemoteProtocolError(
+                f"read reply {msg.req_id} is for the {msg.kind} {msg.key!r}, "
+                f"asked the {rd.kind} {rd.key!r}",
+                peer,
+            )
         if msg.state is None:
             return None
         state = _decode_crdt(peer, msg.state, f"state of {msg.key!r}")
-        self._check_kind(peer, msg.key, state.kind, {}, f"state of {msg.key!r}")
-        rd = self._reads.expected(peer, msg.req_id)
-        if rd is not None and rd.key != msg.key:
+        if state.kind != msg.kind:
             raise RemoteProtocolError(
-                f"read reply {msg.req_id} is for {msg.key!r}, asked {rd.key!r}", peer
-            )
-        if rd is not None and rd.joined is not None and rd.joined.kind != state.kind:
-            raise RemoteProtocolError(
-                f"read reply for {msg.key!r} is a {state.kind}, others a {rd.joined.kind}",
+                f"read reply for {msg.key!r} says kind {msg.kind!r} but carries a {state.kind}",
                 peer,
             )
         return state
@@ -240,7 +226,6 @@ class Inbound:
             raise RemoteProtocolError(
                 f"repair of {msg.key!r} says kind {msg.kind!r} but carries a {state.kind}", peer
             )
-        self._check_kind(peer, msg.key, state.kind, {}, f"state of {msg.key!r}")
         return state
 
     def summary(self, peer: str, msg: m.Summary) -> dict[int, CausalContext]:
@@ -288,7 +273,6 @@ class Inbound:
         parts = self._config.partitions
         if msg.partition >= parts:
             raise RemoteProtocolError(f"snapshot of partition {msg.partition}: out of range", peer)
-        kinds: dict[str, str] = {}
         states: list[tuple[str, CRDT]] = []
         for i, o in enumerate(msg.objects):
             where = f"snapshot object {i} ({o.key!r})"
@@ -299,7 +283,6 @@ class Inbound:
             state = _decode_crdt(peer, o.state, where)
             if state.kind != o.kind:
                 raise RemoteProtocolError(f"{where}: says {o.kind!r}, is a {state.kind}", peer)
-            self._check_kind(peer, o.key, o.kind, kinds, where)
             states.append((o.key, state))
             found = self.skewed_state(o.state, now, where)
             if found is not None:

@@ -5,13 +5,30 @@ Every read or change of an object, of the log or of a summary goes through
 records what must become durable in the outbox's :class:`~sync.replica.outbox.Changes`
 (log entries, summaries, keys to checkpoint) and queues ``Changed`` effects, nothing else.
 
-* **Objects**: one CRDT per key, and the keys of each partition (for state transfer).
+* **Objects**: an object is named by its key *and* its kind (as riak_dt's map fields are
+  ``{name, type}``): usually one CRDT per key, but two peers that wrote one key offline as two
+  kinds both keep theirs, and both replicate everywhere the same way. Such a key is a
+  *clash*: it is listed (:meth:`LocalData.clashes`), reported once with a
+  :class:`~sync.effects.KindClashFound` effect, and a local write to it is refused until one
+  object is deleted. The keys of each partition are kept for state transfer.
 * **The log**: per partition, origin and seq, the delta of every entry applied here until
   compaction drops it. An entry is held as ``(key, kind, delta JSON text)``: the log is the
   bulk of a replica's memory, and a tuple of strings is untracked by the garbage collector
   (a decoded delta is a dozen nested containers it would scan for ever).
 * **Summaries**: per partition, the :class:`~crdt.CausalContext` of the log dots applied
   here, and the highest seq of our own in each partition (the next log dot is one above).
+* **The cache**: the objects are held in a bounded cache, least recently used first, each
+  sized cheaply (its encoded length when loaded or checkpointed, plus the deltas applied
+  since, plus :data:`OBJECT_OVERHEAD` per key). At each drain, past ``config.cache_bytes``
+  the least recently used keys are evicted; one with entries applied since its checkpoint is
+  checkpointed in that drain's ``Persist`` first, so a key not in the cache is complete in
+  the store (the invariant that lets it be loaded again as it is). An input that needs a key
+  (or, for a state transfer, a whole partition) not in the cache gets it loaded first: the
+  adapter asks :meth:`LocalData.missing` (through the façade's ``wants_*``), loads those
+  objects from the store and hands them to :meth:`LocalData.admit`. A replica that holds
+  every object (a fresh one, or one loaded whole from a small store) is *complete* and
+  needs nothing loaded until it first evicts. The in-memory log and summaries are not
+  cached: they stay whole, as before.
 * **Checkpoints**: every ``checkpoint_every`` log entries a round checkpoints each key whose
   entries since its last checkpoint reach :data:`CHECKPOINT_GROWTH` times the entries it
   had then (a growing key is re-encoded at geometrically growing intervals: O(size) in
@@ -30,19 +47,32 @@ from typing import Any
 import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync.config import ReplicaConfig
-from sync.effects import Loaded, LogEntry, ObjectState
+from sync.effects import KindClashFound, Loaded, LogEntry, ObjectState
+from sync.errors import LocalProtocolError
 from sync.replica.outbox import Changes, Outbox
 from sync.ring import partition_of
 
-__all__ = ["CHECKPOINT_GROWTH", "CheckedBatch", "LocalData", "Logged"]
+__all__ = [
+    "CHECKPOINT_GROWTH",
+    "OBJECT_OVERHEAD",
+    "CheckedBatch",
+    "LocalData",
+    "Logged",
+    "ObjectId",
+]
 
 Logged = tuple[str, str, str]  # a log entry held in memory: key, kind, delta JSON
+ObjectId = tuple[str, str]  # an object's name: (key, kind)
 
 # A key is checkpointed again once it has applied this many times the entries it had at its
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
 # key ever held costs at most (1 + 1/3) times its final size.
 CHECKPOINT_GROWTH = 3
 _PARTITION_MEMO = 1 << 16  # keys whose partition is remembered (cleared when full)
+
+OBJECT_OVERHEAD = 512
+"""Bytes counted per key in the cache on top of its objects' encoded size: the Python
+objects of a small CRDT, its key and the cache's own entries."""
 
 
 @dataclass(slots=True)
@@ -55,7 +85,7 @@ class CheckedBatch:
 
     home: list[LogEntry]
     hints: list[LogEntry]
-    groups: dict[str, tuple[int, CRDT]]
+    groups: dict[ObjectId, tuple[int, CRDT]]
 
 
 class LocalData:
@@ -63,10 +93,13 @@ class LocalData:
 
     __slots__ = (
         "_at_checkpoint",
+        "_bytes",
+        "_clashes",
+        "_complete",
         "_config",
         "_entries_since_round",
-        "_keys_by_partition",
         "_last_seq",
+        "_loaded_partitions",
         "_log",
         "_log_size",
         "_me",
@@ -74,15 +107,24 @@ class LocalData:
         "_outbox",
         "_partition_memo",
         "_since_checkpoint",
+        "_sizes",
         "_summaries",
+        "_unfolded",
     )
 
     def __init__(self, config: ReplicaConfig, replica_id: str, outbox: Outbox) -> None:
         self._config = config
         self._me = replica_id
         self._outbox = outbox
-        self._objects: dict[str, CRDT] = {}
-        self._keys_by_partition: dict[int, set[str]] = {}
+        # The cache: key -> kind -> object (two kinds only for a clash; none: known absent),
+        # least recently used first; per key its estimated size.
+        self._objects: dict[str, dict[str, CRDT]] = {}
+        self._sizes: dict[str, int] = {}
+        self._bytes = 0
+        self._complete = True  # every object is in the cache (nothing to load)
+        self._loaded_partitions: set[int] = set()  # admitted whole for this drain's inputs
+        self._unfolded: set[ObjectId] = set()  # log replayed at load, not yet checkpointed
+        self._clashes: dict[str, tuple[str, ...]] = {}  # key -> its kinds, sorted
         self._partition_memo: dict[str, int] = {}
         # partition -> origin -> seq -> (key, kind, delta JSON text)
         self._log: dict[int, dict[str, dict[int, Logged]]] = {}
@@ -91,27 +133,32 @@ class LocalData:
         self._last_seq: dict[int, int] = {}  # per partition, the highest seq of ours
         # Per key, log entries applied since its last checkpoint, and the entries it had
         # applied at that checkpoint (the geometric threshold); entries since the last round.
-        self._since_checkpoint: dict[str, int] = {}
-        self._at_checkpoint: dict[str, int] = {}
+        self._since_checkpoint: dict[ObjectId, int] = {}
+        self._at_checkpoint: dict[ObjectId, int] = {}
         self._entries_since_round = 0
 
     def load(self, loaded: Loaded) -> None:
-        """Rebuild from what the store holds: checkpoints, then every log entry merged in."""
-        parts = self._config.partitions
-        for key, obj_state in sorted(loaded.objects.items()):
-            obj = crdt.from_dict(obj_state.state)
-            self._objects[key] = obj
-            self._keys_by_partition.setdefault(partition_of(key, parts), set()).add(key)
+        """Start from what the store holds: the log, the summaries and the objects it gave
+        (every object, then every log entry merged in, when ``loaded.objects_complete``;
+        else the objects are loaded on demand, and the store's already hold the log)."""
+        complete = self._complete = loaded.objects_complete
+        for _oid, obj_state in sorted(loaded.objects.items()):
+            self._admit_row(obj_state)
+        for key, kinds in sorted(loaded.clashes.items()):
+            if key not in self._clashes:
+                self._clashes[key] = kinds
+                self._outbox.emit(KindClashFound(key, kinds))
         for p, ctx in loaded.summaries.items():
             self._summaries[p] = ctx.copy()
         for e in loaded.log:
-            delta = crdt.from_dict(e.delta)
-            obj = self._objects.get(e.key)
-            if obj is None:
-                self._objects[e.key] = delta
-                self._keys_by_partition.setdefault(e.partition, set()).add(e.key)
-            else:
-                obj.merge(delta)
+            if complete:
+                delta = crdt.from_dict(e.delta)
+                obj = self.peek(e.key, e.kind)
+                if obj is None:
+                    self.adopt(e.key, e.partition, delta)
+                else:
+                    obj.merge(delta)
+                self._unfolded.add((e.key, e.kind))
             self._log_put(e)
             self._summaries.setdefault(e.partition, CausalContext()).add(Dot(e.origin, e.seq))
         for p, ctx in self._summaries.items():
@@ -120,19 +167,178 @@ class LocalData:
                 self._last_seq[p] = mine
 
     # -- objects ---------------------------------------------------------------------------
-    def get(self, key: str) -> CRDT | None:
-        """The live object of ``key`` (None if not held here); the caller must not keep it."""
-        return self._objects.get(key)
+    def get(self, key: str, kind: str) -> CRDT | None:
+        """The live object ``(key, kind)`` (None if not held here); the caller must not keep
+        it. ``LocalProtocolError`` if the key is not in the cache and may be in the store
+        (the adapter did not load what ``missing`` named)."""
+        objs = self._cached(key)
+        return objs.get(kind) if objs is not None else None
 
-    def kind_of(self, key: str) -> str | None:
-        obj = self._objects.get(key)
-        return obj.kind if obj is not None else None
+    def objects_of(self, key: str) -> Mapping[str, CRDT] | None:
+        """The live objects of ``key`` by kind (None if it holds none here; read only);
+        ``LocalProtocolError`` as :meth:`get`."""
+        return self._cached(key) or None
+
+    def _cached(self, key: str) -> dict[str, CRDT] | None:
+        objects = self._objects
+        objs = objects.get(key)
+        if objs is None:
+            if not self._complete:
+                raise LocalProtocolError(
+                    f"object {key!r} is not loaded: load what wants_keys/wants_message name "
+                    "and admit it before the input"
+                )
+            return None
+        del objects[key]  # the least recently used come first
+        objects[key] = objs
+        return objs
+
+    def peek(self, key: str, kind: str) -> CRDT | None:
+        """``(key, kind)`` if it is in the cache (None otherwise); no error, no touch."""
+        objs = self._objects.get(key)
+        return objs.get(kind) if objs is not None else None
+
+    @property
+    def complete(self) -> bool:
+        """True while every object is in the cache (nothing to load)."""
+        return self._complete
+
+    def resident(self, key: str) -> bool:
+        """True if ``key`` is in the cache (or known absent)."""
+        return key in self._objects or self._complete
+
+    def missing(self, keys: Iterable[str]) -> list[str]:
+        """The keys of ``keys`` to load before an input that reads or changes them."""
+        if self._complete:
+            return []
+        objects = self._objects
+        return [k for k in dict.fromkeys(keys) if k not in objects]
+
+    def missing_partition(self, partition: int) -> bool:
+        """True if a state transfer of ``partition`` needs its objects loaded first."""
+        return not self._complete and partition not in self._loaded_partitions
+
+    def require(self, keys: Iterable[str]) -> None:
+        """``LocalProtocolError`` before anything changes if a key of ``keys`` is missing."""
+        missing = self.missing(keys)
+        if missing:
+            raise LocalProtocolError(
+                f"objects not loaded: {missing[:5]!r}: load what wants_keys/wants_message "
+                "name and admit them before the input"
+            )
+
+    def admit(
+        self, keys: Iterable[str], rows: Iterable[ObjectState], partitions: Iterable[int] = ()
+    ) -> None:
+        """Take objects loaded from the store into the cache: ``rows`` are every object of
+        ``keys`` (each kind), or of the whole ``partitions``. A key already in the cache is
+        kept as it is (the cache is newer than the store); one of ``keys`` with no row is
+        held as known absent."""
+        objects = self._objects
+        fresh = {k for k in keys if k not in objects}
+        for row in rows:
+            if row.key in objects and row.key not in fresh:
+                continue
+            fresh.add(row.key)
+            self._admit_row(row)
+        for key in fresh:
+            if key not in objects:
+                objects[key] = {}
+                self._sizes[key] = OBJECT_OVERHEAD
+                self._bytes += OBJECT_OVERHEAD
+        self._loaded_partitions.update(partitions)
+
+    def _admit_row(self, row: ObjectState) -> None:
+        obj = crdt.from_dict(row.state)
+        text = getattr(row, "state_json", None)
+        self.adopt(row.key, -1, obj)
+        self._grow(row.key, len(text) if isinstance(text, str) else 0)
+
+    def _grow(self, key: str, nbytes: int) -> None:
+        self._sizes[key] = self._sizes.get(key, 0) + nbytes
+        self._bytes += nbytes
+
+    @property
+    def cache_bytes(self) -> int:
+        """The estimated size of the objects in the cache."""
+        return self._bytes
+
+    def evict_plan(self) -> list[str]:
+        """The least recently used keys to evict for the cache to fit its budget (it goes
+        down to 90% of it, so that evictions come in batches)."""
+        budget = self._config.cache_bytes
+        if self._bytes <= budget:
+            return []
+        target, freed, sizes = self._bytes - budget * 9 // 10, 0, self._sizes
+        victims: list[str] = []
+        for key in self._objects:
+            if freed >= target:
+                break
+            victims.append(key)
+            freed += sizes.get(key, 0)
+        return victims
+
+    def dirty(self, keys: Iterable[str]) -> list[ObjectId]:
+        """The objects of ``keys`` whose store row lacks something applied here."""
+        since, unfolded = self._since_checkpoint, self._unfolded
+        return [
+            (key, kind)
+            for key in keys
+            for kind in self._objects.get(key, ())
+            if (key, kind) in since or (key, kind) in unfolded
+        ]
+
+    def evict(self, keys: Iterable[str]) -> None:
+        """Drop ``keys`` from the cache (their dirty objects are checkpointed already)."""
+        objects, sizes = self._objects, self._sizes
+        since, base, unfolded = self._since_checkpoint, self._at_checkpoint, self._unfolded
+        for key in keys:
+            objs = objects.pop(key, None)
+            if objs is None:
+                continue
+            self._bytes -= sizes.pop(key, 0)
+            for kind in objs:
+                oid = (key, kind)
+                since.pop(oid, None)
+                base.pop(oid, None)
+                unfolded.discard(oid)
+            self._complete = False
+
+    def end_drain(self) -> None:
+        """A drain ended: partitions admitted whole are not held whole any more."""
+        self._loaded_partitions.clear()
+
+    def unsaved_keys(self) -> set[str]:
+        """Keys in the cache whose store row may be missing or behind (written since their
+        last checkpoint)."""
+        return {oid[0] for oid in self._since_checkpoint} | {oid[0] for oid in self._unfolded}
+
+    def dirty_all(self) -> list[ObjectId]:
+        """Every object in the cache whose store row lacks something applied here."""
+        return sorted(set(self._since_checkpoint) | self._unfolded)
+
+    def kinds_of(self, key: str) -> tuple[str, ...]:
+        """The kinds ``key`` holds here, sorted (two or more: a clash).
+
+        The one place that decides which objects of a key are *live*: the clash check of
+        local writes, :meth:`clashes` and the status all go through it (a delete that
+        leaves a marker object behind excludes it here)."""
+        objs = self._objects.get(key)
+        if not objs:
+            return ()
+        return tuple(objs) if len(objs) == 1 else tuple(sorted(objs))
+
+    def clashes(self) -> dict[str, tuple[str, ...]]:
+        """Keys holding objects of several kinds: key -> kinds, by key."""
+        return {k: self._clashes[k] for k in sorted(self._clashes)}
 
     def keys(self) -> list[str]:
-        return sorted(self._objects)
+        """The keys in the cache holding an object, sorted."""
+        return sorted(k for k, objs in self._objects.items() if objs)
 
     def __len__(self) -> int:
-        return len(self._objects)
+        """How many objects are in the cache (a clashed key counts once per kind)."""
+        return sum(len(objs) for objs in self._objects.values())
 
     def partition(self, key: str) -> int:
         """``partition_of(key)``, memoized (a blake2b per call otherwise; keys recur)."""
@@ -144,46 +350,61 @@ class LocalData:
         return p
 
     def adopt(self, key: str, partition: int, obj: CRDT) -> None:
-        """Hold ``obj`` as the new object of ``key`` (absent until now)."""
-        self._objects[key] = obj
-        self._keys_by_partition.setdefault(partition, set()).add(key)
+        """Hold ``obj`` as the object ``(key, obj.kind)`` (absent until now)."""
+        del partition  # (kept for the callers' symmetry; the cache is not by partition)
+        objs = self._objects.get(key)
+        if objs is None:
+            self._objects[key] = {obj.kind: obj}
+            self._grow(key, OBJECT_OVERHEAD)
+            return
+        objs[obj.kind] = obj
+        if len(objs) > 1 and key not in self._clashes:
+            # Two peers wrote this key offline as two kinds: both objects are kept, and the
+            # clash is reported once (the adapter logs it; status lists it).
+            kinds = tuple(sorted(objs))
+            self._clashes[key] = kinds
+            self._outbox.emit(KindClashFound(key, kinds))
 
     def siblings(self) -> dict[str, int]:
         """Multi-value registers holding more than one value: key -> how many."""
         siblings: dict[str, int] = {}
         for key in sorted(self._objects):
-            obj = self._objects[key]
-            if obj.kind == "mvregister":
+            obj = self._objects[key].get("mvregister")
+            if obj is not None:
                 count = len(obj.value)
                 if count > 1:
                     siblings[key] = count
         return siblings
 
-    def snapshot_objects(self, partition: int) -> list[tuple[str, str, dict[str, Any]]]:
-        """``(key, kind, to_dict())`` of every object of ``partition``, by key."""
-        objects = self._objects
+    def snapshot_objects(self, partition: int) -> list[tuple[str, str, dict[str, Any]]] | None:
+        """``(key, kind, to_dict())`` of every object of ``partition``, by key and kind; None
+        if they are not all in the cache (load the partition first: :meth:`missing_partition`)."""
+        if self.missing_partition(partition):
+            return None
+        objects, part = self._objects, self.partition
         return [
-            (k, objects[k].kind, objects[k].to_dict())
-            for k in sorted(self._keys_by_partition.get(partition, ()))
+            (k, kind, objects[k][kind].to_dict())
+            for k in sorted(k for k, objs in objects.items() if objs and part(k) == partition)
+            for kind in sorted(objects[k])
         ]
 
     def merge_state(self, key: str, state: CRDT) -> bool:
-        """Join a whole state into ``key`` (no log entry): checkpointed; True if it changed."""
-        obj = self._objects.get(key)
+        """Join a whole state into ``(key, state.kind)`` (no log entry): checkpointed; True
+        if it changed."""
+        kind = state.kind
+        obj = self.get(key, kind)
         if obj is None:
             if state.is_bottom():
                 return False
-            self._objects[key] = state.copy()
-            self._keys_by_partition.setdefault(
-                partition_of(key, self._config.partitions), set()
-            ).add(key)
+            self.adopt(key, self.partition(key), state.copy())
+            obj = self.peek(key, kind)
         else:
             before = obj.copy()
             obj.merge(state)
             if obj == before:
                 return False
-        self.checkpoint(key)
-        self._outbox.changed(key)
+        self.checkpoint(key, kind)
+        self._outbox.changed(key, self._objects.get(key))
         return True
 
     # -- the log and the summaries ----------------------------------------------------------
@@ -264,8 +485,10 @@ class LocalData:
         changes = self._outbox.durable
         changes.log.append(e)
         changes.summaries[e.partition] = None
-        since = self._since_checkpoint
-        since[e.key] = since.get(e.key, 0) + 1
+        since, oid = self._since_checkpoint, (e.key, e.kind)
+        since[oid] = since.get(oid, 0) + 1
+        self._sizes[e.key] = self._sizes.get(e.key, 0) + len(e.delta_json)
+        self._bytes += len(e.delta_json)
         self._entries_since_round += 1
         if e.origin == self._me and e.seq > self._last_seq.get(e.partition, 0):
             self._last_seq[e.partition] = e.seq
@@ -273,7 +496,7 @@ class LocalData:
     def apply_entries(self, batch: CheckedBatch) -> list[LogEntry]:
         """Log the checked entries this replica lacks and merge each key's delta group;
         Changed once per key, in order. Returns the entries that were new here."""
-        changed: dict[str, None] = {}
+        changed: dict[ObjectId, None] = {}
         applied: list[LogEntry] = []
         summary = self.summary
         for e in batch.home:
@@ -282,17 +505,17 @@ class LocalData:
                 continue  # had it (CausalContext.contains, inline), or twice in the batch
             self.append(e)
             applied.append(e)
-            changed[e.key] = None
-        objects, groups = self._objects, batch.groups
-        for key in changed:
-            p, group = groups[key]
-            obj = objects.get(key)
+            changed[(e.key, e.kind)] = None
+        groups, get = batch.groups, self.get
+        for oid in changed:
+            p, group = groups[oid]
+            key = oid[0]
+            obj = get(key, oid[1])
             if obj is None:
-                objects[key] = group  # the group is nobody else's: adopt it
-                self._keys_by_partition.setdefault(p, set()).add(key)
+                self.adopt(key, p, group)  # the group is nobody else's: adopt it
             else:
                 obj.merge(group)
-            self._outbox.changed(key)
+            self._outbox.changed(key, self._objects.get(key))
         return applied
 
     def compact(self, partition: int, marks: Mapping[str, int]) -> None:
@@ -302,7 +525,7 @@ class LocalData:
         if not log_p:
             return
         watermark: dict[str, int] = {}
-        touched: dict[str, None] = {}
+        touched: dict[ObjectId, None] = {}
         for origin in sorted(log_p):
             wm = marks.get(origin, 0)
             if wm <= 0:
@@ -313,19 +536,20 @@ class LocalData:
                 continue
             watermark[origin] = wm
             for s in drop:
-                touched[by_seq.pop(s)[0]] = None
+                key, kind, _ = by_seq.pop(s)
+                touched[(key, kind)] = None
             self._log_size -= len(drop)
             if not by_seq:
                 del log_p[origin]
         if watermark:
-            for key in touched:
-                self.checkpoint(key)
+            for key, kind in touched:
+                self.checkpoint(key, kind)
             self._outbox.durable.compact.append((partition, watermark))
 
     # -- checkpoints ------------------------------------------------------------------------
-    def checkpoint(self, key: str) -> None:
-        """Checkpoint ``key`` in this drain's Persist."""
-        self._outbox.durable.objects[key] = None
+    def checkpoint(self, key: str, kind: str) -> None:
+        """Checkpoint the object ``(key, kind)`` in this drain's Persist."""
+        self._outbox.durable.objects[(key, kind)] = None
 
     def checkpoint_round(self, changes: Changes) -> None:
         """At the end of an input: a checkpoint round if enough entries went by."""
@@ -338,20 +562,29 @@ class LocalData:
             # leaves more of the log to replay.
             self._entries_since_round = 0
             base = self._at_checkpoint
-            for key, since in self._since_checkpoint.items():
-                if since >= CHECKPOINT_GROWTH * base.get(key, 0):
-                    changes.objects[key] = None
+            for oid, since in self._since_checkpoint.items():
+                if since >= CHECKPOINT_GROWTH * base.get(oid, 0):
+                    changes.objects[oid] = None
 
-    def checkpoints(self, keys: Iterable[str]) -> tuple[ObjectState, ...]:
-        """The checkpoints of ``keys`` for a Persist (each is counted as checkpointed)."""
-        since, base = self._since_checkpoint, self._at_checkpoint
-        keys = list(keys)
-        for key in keys:
-            base[key] = base.get(key, 0) + since.pop(key, 0)
-        objects = self._objects
-        return tuple(
-            ObjectState(k, objects[k].kind, objects[k].to_json()) for k in keys if k in objects
-        )
+    def checkpoints(self, oids: Iterable[ObjectId]) -> tuple[ObjectState, ...]:
+        """The checkpoints of the objects ``oids`` for a Persist (each is counted as
+        checkpointed)."""
+        since, base, objects = self._since_checkpoint, self._at_checkpoint, self._objects
+        out: list[ObjectState] = []
+        for oid in oids:
+            objs = objects.get(oid[0])
+            obj = objs.get(oid[1]) if objs is not None else None
+            if obj is None or objs is None:
+                continue  # not in the cache: its store row is complete already
+            base[oid] = base.get(oid, 0) + since.pop(oid, 0)
+            self._unfolded.discard(oid)
+            text = obj.to_json()
+            out.append(ObjectState(oid[0], oid[1], text))
+            if len(objs) == 1:  # re-measure the key from its encoding
+                size = len(text) + OBJECT_OVERHEAD
+                self._bytes += size - self._sizes.get(oid[0], 0)
+                self._sizes[oid[0]] = size
+        return tuple(out)
 
     def encoded_summaries(
         self, partitions: Iterable[int]

@@ -17,8 +17,10 @@ This module knows no other part of the engine.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from crdt import CRDT
 from sync.effects import Changed, Effect, HintId, HintRecord, LogEntry, Persist
 
 __all__ = ["Changes", "Outbox"]
@@ -28,16 +30,23 @@ __all__ = ["Changes", "Outbox"]
 class Changes:
     """The durable changes of the inputs of one drain, emitted as one ``Persist``."""
 
-    objects: dict[str, None] = field(default_factory=dict)  # keys to checkpoint
+    objects: dict[tuple[str, str], None] = field(default_factory=dict)  # (key, kind) to checkpoint
     log: list[LogEntry] = field(default_factory=list)
     summaries: dict[int, None] = field(default_factory=dict)  # partitions whose summary changed
     hints: dict[HintId, HintRecord | None] = field(default_factory=dict)  # None: dropped
     peers: dict[str, None] = field(default_factory=dict)  # peers whose record changed
     compact: list[tuple[int, dict[str, int]]] = field(default_factory=list)
+    fold: bool = False  # a clean close: every changed object is checkpointed
 
     def is_empty(self) -> bool:
         return not (
-            self.log or self.objects or self.summaries or self.hints or self.peers or self.compact
+            self.fold
+            or self.log
+            or self.objects
+            or self.summaries
+            or self.hints
+            or self.peers
+            or self.compact
         )
 
 
@@ -74,11 +83,12 @@ class Outbox:
     def emit(self, effect: Effect) -> None:
         self.effects.append(effect)
 
-    def changed(self, key: str) -> None:
-        """``Changed(key)``, once per key per drain (a subscriber reads the latest value)."""
+    def changed(self, key: str, objects: Mapping[str, CRDT] | None = None) -> None:
+        """``Changed(key)``, once per key per drain (a subscriber reads the latest value of
+        ``objects``, the key's live objects by kind)."""
         if key not in self._changed_keys:
             self._changed_keys.add(key)
-            self.effects.append(Changed(key))
+            self.effects.append(Changed(key, objects))
 
     def new_id(self) -> int:
         """A fresh message id (push, batch or request)."""
@@ -110,9 +120,11 @@ class Outbox:
         changes, self._pending = self._pending, None
         return changes
 
-    def place_persist(self, persist: Persist) -> None:
-        """Put the drain's ``Persist`` before the effects of the inputs that needed it."""
-        self.effects.insert(self._pending_mark, persist)
+    def place_persist(self, persist: Persist, *, at_end: bool = False) -> None:
+        """Put the drain's ``Persist`` before the effects of the inputs that needed it (or,
+        ``at_end``, after every effect: checkpoints of evicted objects, which nothing queued
+        depends on)."""
+        self.effects.insert(len(self.effects) if at_end else self._pending_mark, persist)
 
     def drain(self) -> list[Effect]:
         """The queued effects, in order; the queue starts afresh."""

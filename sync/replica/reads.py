@@ -1,7 +1,8 @@
 """Reads: asking the homes of a key, joining their replies, and read repair.
 
-:meth:`Reads.start` asks this replica (when its reply counts: the rule of writes) and each
-home up (sloppy mode: a fallback for each home down), joins the replies as they come, and
+:meth:`Reads.start` reads one object, named by its key and kind. It asks this replica (when
+its reply counts: the rule of writes) and each home up (sloppy mode: a fallback for each
+home down), joins the replies as they come, and
 completes with ``ReadDone`` at ``required`` replies. From then on every replier whose state
 differs from the join is repaired (``Repair``), late repliers too, until all replied or the
 deadline passed; the join is merged here and checkpointed. Fewer than ``required`` replies
@@ -35,6 +36,7 @@ class PendingRead:
 
     op_id: int
     key: str
+    kind: str
     required: int
     site: str | None
     timeout: float
@@ -91,6 +93,7 @@ class Reads:
         self,
         op_id: int,
         key: str,
+        kind: str,
         partition: int,
         homes: tuple[str, ...],
         required: int,
@@ -99,12 +102,12 @@ class Reads:
         timeout: float,
         now: float,
     ) -> None:
-        """Read ``key``: answer locally when it counts, ask the others."""
+        """Read the object ``(key, kind)``: answer locally when it counts, ask the others."""
         me, membership = self._me, self._membership
-        rd = PendingRead(op_id, key, required, site, timeout)
+        rd = PendingRead(op_id, key, kind, required, site, timeout)
         self._pending[op_id] = rd
         if (me in homes or not strict) and membership.site_ok(site, me):
-            local = self._data.get(key)
+            local = self._data.get(key, kind)
             rd.known[me] = local.copy() if local is not None else None
             rd.counted.append(me)
             rd.joined = local.copy() if local is not None else None
@@ -122,7 +125,7 @@ class Reads:
                 self._requests[(ask, req_id)] = op_id
                 rd.reqs.append((ask, req_id))
                 rd.asked.add(ask)
-                self._emit(Send(ask, m.ReadReq(req_id=req_id, key=key)))
+                self._emit(Send(ask, m.ReadReq(req_id=req_id, key=key, kind=kind)))
         self._timers.set(Timer(TimerKind.READ, op_id), now + timeout)
         self._progress(rd)
 
@@ -132,10 +135,11 @@ class Reads:
         return self._pending.get(op_id) if op_id is not None else None
 
     def answer(self, peer: str, msg: m.ReadReq) -> None:
-        """Reply to another replica's ``ReadReq`` with our state of the key."""
-        obj = self._data.get(msg.key)
+        """Reply to another replica's ``ReadReq`` with our state of the object it names."""
+        obj = self._data.get(msg.key, msg.kind)
         state = obj.to_dict() if obj is not None else None
-        self._emit(Send(peer, m.ReadResp(req_id=msg.req_id, key=msg.key, state=state)))
+        reply = m.ReadResp(req_id=msg.req_id, key=msg.key, kind=msg.kind, state=state)
+        self._emit(Send(peer, reply))
 
     def on_reply(self, peer: str, msg: m.ReadResp, state: CRDT | None) -> None:
         """``peer`` replied ``state`` (checked) to one of our requests."""
@@ -195,7 +199,7 @@ class Reads:
         for peer, state in list(rd.known.items()):
             if peer == me or state == joined:
                 continue
-            self._emit(Send(peer, m.Repair(key=rd.key, kind=joined.kind, state=joined.to_dict())))
+            self._emit(Send(peer, m.Repair(key=rd.key, kind=rd.kind, state=joined.to_dict())))
             rd.known[peer] = joined.copy()
             if peer not in rd.repaired:
                 rd.repaired.append(peer)

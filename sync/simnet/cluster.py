@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Literal
 
-from crdt import CRDT
+from crdt import CRDT, from_dict
 from sync import messages as wire
 from sync.config import ReplicaConfig
 from sync.effects import (
@@ -28,7 +28,8 @@ from sync.effects import (
     WriteDone,
     WriteFailed,
 )
-from sync.errors import RemoteProtocolError
+from sync.errors import KindClash, RemoteProtocolError
+from sync.ring import partition_of
 from sync.simnet.disk import SimDisk, canonical
 from sync.simnet.events import Deliver, Detect, Event, Link, Node, Tick, Trap
 from sync.simnet.ops import (
@@ -41,6 +42,8 @@ from sync.simnet.ops import (
 )
 
 __all__ = ["SimCluster"]
+
+_Wants = Callable[[SimReplica], tuple[list[str], list[int]]]
 
 
 def _default_factory(
@@ -195,6 +198,7 @@ class SimCluster:
             lambda r: r.local_update(
                 op.op_id, key, kind, fn, self.now, w=w, strict=strict, timeout=timeout
             ),
+            lambda r: (r.wants_keys((key,)), []),
         )
         self.keys.add(key)
         return op
@@ -204,17 +208,20 @@ class SimCluster:
         replica_id: str,
         key: str,
         *,
+        kind: str | None = None,
         r: Any = None,
         strict: bool | None = None,
         timeout: float | None = None,
     ) -> SimOp:
-        """``local_read`` on ``replica_id`` now; effects run at once; returns the handle."""
+        """``local_read`` of the object ``(key, kind)`` on ``replica_id`` now (``kind=None``:
+        the one kind the replica holds); effects run at once; returns the handle."""
         op = self._new_op("read", replica_id, key)
         self._call_op(
             op,
             lambda rep: rep.local_read(
-                op.op_id, key, self.now, r=r, strict=strict, timeout=timeout
+                op.op_id, key, self.now, kind=kind, r=r, strict=strict, timeout=timeout
             ),
+            lambda rep: (rep.wants_keys((key,)), []),
         )
         return op
 
@@ -223,16 +230,46 @@ class SimCluster:
         self._node(peer_id)
         self._input(replica_id, lambda r: r.forget(peer_id, self.now))
 
-    def value(self, replica_id: str, key: str) -> CRDT | None:
-        return self.replica(replica_id).value(key)
+    def value(self, replica_id: str, key: str, kind: str | None = None) -> CRDT | None:
+        """The state of the object ``(key, kind)`` on ``replica_id`` (``kind=None``: the
+        key's one kind): from its memory, or from its disk for an object it evicted (whose
+        stored row is complete: the engine's invariant)."""
+        replica = self.replica(replica_id)
+        on_disk = () if replica.kinds_of(key) else self._on_disk(replica_id, key)
+        if not on_disk:
+            return replica.value(key, kind)
+        if kind is None:
+            if len(on_disk) > 1:
+                raise KindClash(key, on_disk)
+            kind = on_disk[0]
+        row = self.disk(replica_id).objects.get((key, kind))
+        return None if row is None else from_dict(row.state)
 
-    def values(self, key: str, replicas: Iterable[str] | None = None) -> dict[str, Any]:
-        """``{replica: value}`` of ``key`` on the live replicas (``None`` where absent)."""
+    def _on_disk(self, replica_id: str, key: str) -> tuple[str, ...]:
+        return tuple(k for (name, k) in sorted(self.disk(replica_id).objects) if name == key)
+
+    def kinds_of(self, replica_id: str, key: str) -> tuple[str, ...]:
+        """The kinds ``key`` holds on ``replica_id`` (two or more: a clash), in memory or,
+        for an object it evicted, on its disk."""
+        return self.replica(replica_id).kinds_of(key) or self._on_disk(replica_id, key)
+
+    def values(
+        self, key: str, replicas: Iterable[str] | None = None, *, kind: str | None = None
+    ) -> dict[str, Any]:
+        """``{replica: value}`` of ``(key, kind)`` on the live replicas (``None`` where
+        absent)."""
         out: dict[str, Any] = {}
         for rid in self._live_ids(replicas):
-            state = self.value(rid, key)
+            state = self.value(rid, key, kind)
             out[rid] = None if state is None else state.value
         return out
+
+    def _canonical(self, replica_id: str, key: str) -> str | None:
+        """Every object of ``key`` on ``replica_id`` as one text (None if it holds none)."""
+        kinds = self.kinds_of(replica_id, key)
+        if len(kinds) <= 1:
+            return canonical(self.value(replica_id, key, kinds[0])) if kinds else None
+        return " ".join(f"{kind}={canonical(self.value(replica_id, key, kind))}" for kind in kinds)
 
     def divergent(
         self,
@@ -243,12 +280,12 @@ class SimCluster:
     ) -> dict[str, dict[str, str | None]]:
         """Keys whose full states differ among the live replicas (``holders(key)`` narrows the
         replicas compared for one key, e.g. to its home replicas), with each replica's
-        canonical state."""
+        canonical state (of every kind the key holds)."""
         out: dict[str, dict[str, str | None]] = {}
         live = self._live_ids(replicas)
         for key in sorted(self.keys if keys is None else set(keys)):
             among = live if holders is None else [r for r in sorted(holders(key)) if r in live]
-            states = {rid: canonical(self.value(rid, key)) for rid in among}
+            states = {rid: self._canonical(rid, key) for rid in among}
             if len(set(states.values())) > 1:
                 out[key] = states
         return out
@@ -362,7 +399,8 @@ class SimCluster:
         for peer in self.ids:
             if peer != replica_id and self.believes_up(peer, replica_id):
                 self._set_believed(peer, replica_id, False)  # the old connection resets
-        node.replica = self._factory(node.config, replica_id, node.disk.load(), self.now)
+        loaded = node.disk.load(node.config.objects_at_start)
+        node.replica = self._factory(node.config, replica_id, loaded, self.now)
         self._drain(replica_id)
         self._schedule_detects(self._pairs_of(replica_id))
 
@@ -451,23 +489,49 @@ class SimCluster:
         self._next_op += 1
         return op
 
-    def _call_op(self, op: SimOp, call: Callable[[SimReplica], object]) -> None:
+    def _call_op(
+        self, op: SimOp, call: Callable[[SimReplica], object], wants: _Wants | None = None
+    ) -> None:
         self._pending_ops[op.op_id] = op
         self.ops.append(op)
         try:
-            self._input(op.replica, call)
+            self._input(op.replica, call, wants)
         except BaseException:
             if op.status == "pending":
                 del self._pending_ops[op.op_id]
             self.ops.remove(op)
             raise
 
-    def _input(self, replica_id: str, call: Callable[[SimReplica], object]) -> None:
+    def _input(
+        self,
+        replica_id: str,
+        call: Callable[[SimReplica], object],
+        wants: _Wants | None = None,
+    ) -> None:
         replica = self.replica(replica_id)
+        if wants is not None:
+            self._prefetch(replica_id, replica, *wants(replica))
         try:
             call(replica)
         finally:
             self._drain(replica_id)
+
+    def _prefetch(
+        self, replica_id: str, replica: SimReplica, keys: list[str], parts: list[int]
+    ) -> None:
+        """Hand the replica the objects its next input needs, from its disk (which every
+        Persist drained so far has reached: the simulator runs effects at once)."""
+        if not keys and not parts:
+            return
+        node = self._nodes[replica_id]
+        rows = node.disk.get_objects(keys)
+        count = node.config.partitions
+        for p in parts:
+            rows += [
+                o for (k, _), o in sorted(node.disk.objects.items()) if partition_of(k, count) == p
+            ]
+        self.stats.loads += 1
+        replica.admit(keys, rows, parts)
 
     def _drain(self, replica_id: str) -> None:
         node = self._nodes[replica_id]
@@ -605,7 +669,11 @@ class SimCluster:
             return
         self.stats.delivered[event.kind] += 1
         try:
-            self._input(event.dst, lambda r: r.receive(event.src, message, self.now))
+            self._input(
+                event.dst,
+                lambda r: r.receive(event.src, message, self.now),
+                lambda r: r.wants_message(event.src, message),
+            )
         except RemoteProtocolError as exc:
             self._protocol_error(event, exc)
 

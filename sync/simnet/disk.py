@@ -59,7 +59,7 @@ class SimDisk:
     """
 
     def __init__(self, *, check_compaction: bool = True) -> None:
-        self.objects: dict[str, ObjectState] = {}
+        self.objects: dict[tuple[str, str], ObjectState] = {}  # by (key, kind)
         self.log: dict[tuple[str, int, int], LogEntry] = {}
         self.summaries: dict[int, dict[str, Any]] = {}
         self.hints: dict[HintId, HintRecord] = {}
@@ -70,7 +70,9 @@ class SimDisk:
 
     def apply(self, persist: Persist) -> None:
         """Apply one ``Persist`` as one transaction: all of it or, on a bad blob, none of it."""
-        objects = {o.key: _checked_object(o, f"object {o.key!r}") for o in persist.objects}
+        objects = {
+            (o.key, o.kind): _checked_object(o, f"object {o.key!r}") for o in persist.objects
+        }
         log = [_checked_entry(e, f"log delta {e.key!r}") for e in persist.log]
         summaries = {p: _json_copy(c, f"summary of partition {p}") for p, c in persist.summaries}
         hints = list(persist.hints_add)
@@ -97,7 +99,7 @@ class SimDisk:
     def _compaction_plan(
         self,
         compact: tuple[tuple[int, dict[str, int]], ...],
-        new_objects: dict[str, ObjectState],
+        new_objects: dict[tuple[str, str], ObjectState],
         new_log: list[LogEntry],
     ) -> list[tuple[str, int, int]]:
         if not compact:
@@ -116,8 +118,11 @@ class SimDisk:
                 self._check_checkpointed(log[dot], new_objects)
         return plan
 
-    def _check_checkpointed(self, entry: LogEntry, new_objects: dict[str, ObjectState]) -> None:
-        obj = new_objects.get(entry.key) or self.objects.get(entry.key)
+    def _check_checkpointed(
+        self, entry: LogEntry, new_objects: dict[tuple[str, str], ObjectState]
+    ) -> None:
+        oid = (entry.key, entry.kind)
+        obj = new_objects.get(oid) or self.objects.get(oid)
         where = f"log entry {(entry.origin, entry.partition, entry.seq)} of key {entry.key!r}"
         if obj is None:
             raise SimulationError(f"compaction drops {where}, which has no checkpoint")
@@ -125,8 +130,22 @@ class SimDisk:
         if canonical(join(state, from_dict(entry.delta))) != canonical(state):
             raise SimulationError(f"compaction drops {where}, not contained in its checkpoint")
 
-    def load(self) -> Loaded:
-        """What a store returns at open: copies, so the replica cannot alias the disk."""
+    def load(self, objects_limit: int | None = None) -> Loaded:
+        """What a store returns at open: copies, so the replica cannot alias the disk.
+
+        With more than ``objects_limit`` objects, as a store does for an engine with a
+        bounded cache: the log is folded into the objects first, and no object is returned
+        (``objects_complete`` False; the replica loads them with :meth:`get_objects`)."""
+        if objects_limit is not None and len(self.objects) > objects_limit:
+            self.fold_log()
+            kinds: dict[str, list[str]] = {}
+            for key, kind in sorted(self.objects):
+                kinds.setdefault(key, []).append(kind)
+            loaded = self.load()
+            loaded.objects = {}
+            loaded.objects_complete = False
+            loaded.clashes = {k: tuple(v) for k, v in kinds.items() if len(v) > 1}
+            return loaded
         return Loaded(
             objects=dict(self.objects),  # immutable: the states are text
             log=[e for _, e in sorted(self.log.items())],  # immutable: the delta is text
@@ -134,6 +153,24 @@ class SimDisk:
             hints=[copy.deepcopy(h) for _, h in sorted(self.hints.items(), key=_hint_order)],
             peers={k: copy.deepcopy(p) for k, p in sorted(self.peers.items())},
         )
+
+    def fold_log(self) -> None:
+        """Merge every log entry into its object (a store does this at open, see
+        :mod:`store.ondemand`); idempotent."""
+        for e in sorted(self.log.values(), key=lambda e: (e.partition, e.origin, e.seq)):
+            oid = (e.key, e.kind)
+            old = self.objects.get(oid)
+            state = (
+                from_dict(e.delta)
+                if old is None
+                else join(from_dict(old.state), from_dict(e.delta))
+            )
+            self.objects[oid] = ObjectState(e.key, e.kind, state.to_json())
+
+    def get_objects(self, keys: list[str]) -> list[ObjectState]:
+        """Every object (each kind) of ``keys``, as a store's ``get_objects``."""
+        wanted = set(keys)
+        return [o for (key, _kind), o in sorted(self.objects.items()) if key in wanted]
 
     def is_empty(self) -> bool:
         return not (self.objects or self.log or self.summaries or self.hints or self.peers)

@@ -94,6 +94,7 @@ class MessageStats:
     duplicated: Counter[str] = field(default_factory=Counter)
     bytes_sent: int = 0
     effects_lost: int = 0
+    loads: int = 0  # inputs that needed objects loaded from the disk first
 
     def total_sent(self) -> int:
         return sum(self.sent.values())

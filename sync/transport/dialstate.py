@@ -44,7 +44,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus
 
 __all__ = [
     "FORGOTTEN_REASON",
@@ -312,6 +312,10 @@ def classify_dial_error(exc: BaseException) -> tuple[DialState, str]:
     if isinstance(exc, OSError):  # asyncio's strerror repeats the address: say the cause
         cause = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
         return DialState.UNREACHABLE, (cause or type(exc).__name__).lower()
+    if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError | OSError):
+        # Accepted, then closed before any HTTP response (a proxy or load balancer without
+        # its backend, a listener going down): the peer is not reachable, not a stranger.
+        return DialState.UNREACHABLE, "the connection was closed before the handshake"
     if isinstance(exc, InvalidHandshake):
         return DialState.FAILED, f"not a shoal peer: {exc}"
     return DialState.FAILED, str(exc) or type(exc).__name__

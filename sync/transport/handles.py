@@ -6,8 +6,11 @@
 quorum raises :class:`~sync.errors.QuorumNotReached` from it: durable here, replicates
 later); reads take ``r=``, ``timeout=`` and ``strict=``. A key holds one type: a handle of
 another type raises ``TypeError`` when it is made (if this replica knows the key) or at the
-write. A handle reaches its peer through :class:`HandleOwner` only (the replica id and the
-node), so this module does not depend on :mod:`sync.transport.peer`.
+write. A key that two peers wrote offline as two types holds both (a *kind clash*): a
+handle of either type reads its own object, and its writes raise
+:class:`~sync.errors.KindClash` naming both types until one object is deleted. A handle
+reaches its peer through :class:`HandleOwner` only (the replica id and the node), so this
+module does not depend on :mod:`sync.transport.peer`.
 """
 
 from __future__ import annotations
@@ -70,9 +73,9 @@ class _Handle:
         self._check_kind()
 
     def _check_kind(self) -> None:
-        held = self.peer.node.replica.kind_of(self.key)  # O(1): no copy of the state
-        if held is not None and held != self.kind:
-            raise TypeError(f"key {self.key!r} holds a {held}, not a {self.kind}")
+        held = self.peer.node.replica.kinds_of(self.key)  # O(1): no copy of the state
+        if held and self.kind not in held:
+            raise TypeError(f"key {self.key!r} holds a {' and a '.join(held)}, not a {self.kind}")
 
     @property
     def _rid(self) -> str:
@@ -85,7 +88,8 @@ class _Handle:
         timeout: float | None,
         strict: bool | None,
     ) -> asyncio.Future[WriteResult]:
-        # The engine refuses a key of another kind (TypeError) without copying the state.
+        # The engine refuses a key of another kind (TypeError), or of this kind and another
+        # (KindClash), without copying the state.
         # The write is queued now and its future returned as it is: no coroutine or task
         # per write (see the class docstring).
         return self.peer.node.write(self.key, self.kind, fn, w=w, strict=strict, timeout=timeout)
@@ -93,8 +97,10 @@ class _Handle:
     async def state(
         self, *, r: Any = None, timeout: float | None = None, strict: bool | None = None
     ) -> CRDT | None:
-        """The joined CRDT state of the key (None if no replica asked holds it)."""
-        done = await self.peer.node.read(self.key, r=r, strict=strict, timeout=timeout)
+        """The joined CRDT state of the key's object of this type (None if no replica asked
+        holds it)."""
+        node = self.peer.node
+        done = await node.read(self.key, kind=self.kind, r=r, strict=strict, timeout=timeout)
         if done.state is not None and done.state.kind != self.kind:
             raise TypeError(f"key {self.key!r} holds a {done.state.kind}, not a {self.kind}")
         return done.state

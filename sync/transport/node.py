@@ -16,6 +16,16 @@ Theory of operation.
   commits the engine keeps consuming input: the next batch grows meanwhile. Many concurrent
   writers therefore share one transaction (group commit) without the engine ever waiting
   for the disk.
+* **Objects on demand.** The engine holds a bounded cache of objects. Before running a
+  round of inputs, the engine task asks the replica what they need that is not in memory
+  (``wants_keys`` for local writes and reads, ``wants_message`` for received messages),
+  waits until every ``Persist`` handed to the executor so far has committed (so a row of an
+  object the engine evicted is complete), loads those objects from the store in one
+  batched read (and, for a state transfer, whole partitions), hands them over with
+  ``admit`` and then runs the inputs. With every object in memory the replica wants
+  nothing and a round costs no read. :meth:`Node.aclose` ends with ``checkpoint_all``: every
+  changed object is checkpointed and the store records its log as folded, so the next open
+  folds nothing.
 * **Clock.** The engine's ``now`` is this node's :meth:`Node.now`: ``time.monotonic()`` plus
   an offset fixed at start so that it reads as Unix seconds. It never goes backwards
   within a process, and values persisted by one run (hint ages, last-seen) stay meaningful
@@ -40,12 +50,12 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from crdt import CausalContext
-from store import BatchLike, LogRow
+from store import BatchLike, LogRow, ObjectRow
 from store import Loaded as StoredLoaded
 from sync.effects import (
     Alarm,
@@ -53,6 +63,7 @@ from sync.effects import (
     HintId,
     HintRecord,
     IdentityConflict,
+    KindClashFound,
     Loaded,
     LogEntry,
     ObjectState,
@@ -94,6 +105,10 @@ class StoreLike(Protocol):
 
     async def apply(self, batch: BatchLike) -> None: ...
 
+    async def get_objects(self, keys: Iterable[str]) -> list[ObjectRow]: ...
+
+    def snapshot(self, partition: int, chunk: int = 500) -> AsyncIterator[list[ObjectRow]]: ...
+
 
 def _log_entry(row: LogRow) -> LogEntry:
     """A stored log row as the engine's entry: the stored text as it is (``delta_json``, set
@@ -106,7 +121,10 @@ def _log_entry(row: LogRow) -> LogEntry:
 
 def loaded_from_store(stored: StoredLoaded) -> Loaded:
     """Convert ``store.Loaded`` (rows, encoded summaries) to the engine's ``Loaded``."""
-    objects = {k: ObjectState.of(o.key, o.kind, dict(o.state)) for k, o in stored.objects.items()}
+    objects = {
+        (o.key, o.kind): ObjectState.of(o.key, o.kind, dict(o.state))
+        for o in stored.objects.values()
+    }
     logs = [_log_entry(e) for e in stored.log]
     summaries = {int(p): CausalContext.from_dict(dict(c)) for p, c in stored.summaries.items()}
     hints = [HintRecord(h.target, _log_entry(h.entry), h.stored_at) for h in stored.hints]
@@ -121,7 +139,20 @@ def loaded_from_store(stored: StoredLoaded) -> Loaded:
         )
         for rid, p in stored.peers.items()
     }
-    return Loaded(objects=objects, log=logs, summaries=summaries, hints=hints, peers=peers)
+    return Loaded(
+        objects=objects,
+        log=logs,
+        summaries=summaries,
+        hints=hints,
+        peers=peers,
+        objects_complete=stored.objects_complete,
+        clashes=dict(stored.clashes),
+    )
+
+
+def object_states(rows: Iterable[ObjectRow]) -> list[ObjectState]:
+    """Stored object rows as the engine admits them (with their encoded text: its size)."""
+    return [ObjectState.of(o.key, o.kind, dict(o.state)) for o in rows]
 
 
 def merge_persists(persists: Iterable[Persist]) -> Persist:
@@ -133,17 +164,20 @@ def merge_persists(persists: Iterable[Persist]) -> Persist:
     dropped goes, and compaction watermarks join (max per origin) so the compaction of an
     earlier Persist still covers what it covered.
     """
-    objects: dict[str, ObjectState] = {}
+    objects: dict[tuple[str, str], ObjectState] = {}
     logs: dict[tuple[str, int, int], LogEntry] = {}
     summaries: dict[int, dict[str, Any]] = {}
     adds: dict[HintId, HintRecord] = {}
     drops: dict[HintId, None] = {}
     peers: dict[str, PeerRecord] = {}
     compact: dict[int, dict[str, int]] = {}
+    folded = False
     for p in persists:
+        folded = folded or p.log_folded
         for o in p.objects:
-            objects.pop(o.key, None)
-            objects[o.key] = o
+            oid = (o.key, o.kind)
+            objects.pop(oid, None)
+            objects[oid] = o
         for e in p.log:
             logs.setdefault((e.origin, e.partition, e.seq), e)
         for part, ctx in p.summaries:
@@ -168,6 +202,7 @@ def merge_persists(persists: Iterable[Persist]) -> Persist:
         hints_drop=tuple(drops),
         peers=tuple(peers.values()),
         compact=tuple(compact.items()),
+        log_folded=folded,
     )
 
 
@@ -183,6 +218,8 @@ class NodeCounters:
     remote_errors: int = 0
     store_errors: int = 0
     input_errors: int = 0
+    loads: int = 0  # rounds that loaded objects from the store first
+    objects_loaded: int = 0
     alarms: int = 0
 
 
@@ -194,9 +231,10 @@ _WriteInput = tuple[int, str, str, Callable[[Any], Any], Any, "bool | None", "fl
 class Node:
     """Owns one replica; see the module docstring. Use :meth:`start` and :meth:`aclose`.
 
-    Callbacks: ``on_changed(key)`` once per changed key per round; ``on_effect(effect)`` for
-    each ``Persist`` (after its commit) and ``IdentityConflict`` (the effects the node has no
-    work of its own for); ``on_fatal`` when the node stops serving.
+    Callbacks: ``on_changed(key, objects)`` once per changed key per round (``objects``: the
+    key's objects by kind, which the engine may have evicted since); ``on_effect(effect)`` for
+    each ``Persist`` (after its commit), ``IdentityConflict`` and ``KindClashFound`` (the
+    effects the node has no work of its own for); ``on_fatal`` when the node stops serving.
     """
 
     def __init__(
@@ -206,7 +244,7 @@ class Node:
         send: Callable[[str, Any], bool],
         *,
         close_peer: Callable[[str, int, str], None] | None = None,
-        on_changed: Callable[[str], None] | None = None,
+        on_changed: Callable[[str, Any], None] | None = None,
         on_effect: Callable[[Any], None] | None = None,
         on_fatal: Callable[[PeerFailed], None] | None = None,
         max_inputs: int = 10_000,
@@ -238,6 +276,9 @@ class Node:
         self._exec_task: asyncio.Task[None] | None = None
         self._barrier: list[asyncio.Future[None]] = []
         self._closing = False
+        self._handed = 0  # rounds handed to the executor
+        self._executed = 0  # rounds the executor finished (their Persist committed)
+        self._executed_event = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -263,11 +304,16 @@ class Node:
         await asyncio.wait_for(settled(), timeout)
 
     async def aclose(self, timeout: float = 10.0) -> None:
-        """Run what is queued (so pending batches commit), then stop both tasks."""
+        """Run what is queued (so pending batches commit), checkpoint every changed object
+        (the store records its log as folded), then stop both tasks."""
         if self._closing:
             return
         with contextlib.suppress(TimeoutError):
             await self.drain(timeout)
+        if self.failed is None:
+            # (a store that fails here fail-stops the node, as any commit would)
+            with contextlib.suppress(TimeoutError, RuntimeError, PeerFailed):
+                await asyncio.wait_for(self.call(lambda r, now: r.checkpoint_all(now)), timeout)
         self._closing = True
         self._room.set()
         for task in (self._engine_task, self._exec_task):
@@ -337,11 +383,12 @@ class Node:
         self,
         key: str,
         *,
+        kind: str | None = None,
         r: Any = None,
         strict: bool | None = None,
         timeout: float | None = None,
     ) -> ReadDone:
-        """Read ``key`` from ``r`` replicas (read repair on the way)."""
+        """Read the object ``(key, kind)`` from ``r`` replicas (read repair on the way)."""
         self._check_open()  # before the future exists: a refused read leaves nothing behind
         op_id = next(self._ops)
         fut: asyncio.Future[ReadDone] = asyncio.get_running_loop().create_future()
@@ -349,11 +396,11 @@ class Node:
 
         def run(rep: ReplicaLike, now: float) -> None:
             try:
-                rep.local_read(op_id, key, now, r=r, strict=strict, timeout=timeout)
+                rep.local_read(op_id, key, now, kind=kind, r=r, strict=strict, timeout=timeout)
             except Exception as exc:  # the caller's error: hand it back, do not crash the node
                 self._resolve(self._reads, op_id, error=exc)
 
-        self.submit(run)
+        self.submit(_Call(run, lambda rep: (rep.wants_keys((key,)), [])))
         return await fut
 
     def receive(self, peer_id: str, message: Any) -> None:
@@ -370,7 +417,7 @@ class Node:
                 if self._close_peer is not None:
                     self._close_peer(peer_id, 1002, reason)
 
-        self.submit(run)
+        self.submit(_Call(run, lambda rep: rep.wants_message(peer_id, message)))
 
     def peer_up(
         self, peer_id: str, address: str | None, site: str | None, relay: bool = False
@@ -379,6 +426,24 @@ class Node:
 
     def peer_down(self, peer_id: str) -> None:
         self.submit(lambda r, now: r.peer_down(peer_id, now))
+
+    async def call(self, fn: Callable[[ReplicaLike, float], Any]) -> Any:
+        """Run ``fn(replica, now)`` as an input; return its result once the effects of its
+        round ran (every ``Persist`` up to it is committed)."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        box: list[Any] = []
+
+        def run(r: ReplicaLike, now: float) -> None:
+            try:
+                box.append(fn(r, now))
+            except Exception as exc:
+                done.set_exception(exc)
+                return
+            self._barrier.append(done)
+
+        self.submit(run)
+        await done
+        return box[0] if box else None
 
     async def forget(self, peer_id: str) -> None:
         """Forget ``peer_id`` for good; returns once that is durable."""
@@ -409,10 +474,17 @@ class Node:
                         await asyncio.wait_for(self._input_ready.wait(), delay)
             self._input_ready.clear()
             self._idle.clear()
-            now = self.now()
             n = min(len(self._inputs), self.max_inputs)
-            for _ in range(n):
-                fn = self._inputs.popleft()
+            batch = [self._inputs.popleft() for _ in range(n)]
+            if n:
+                try:
+                    await self._prefetch(r, batch)
+                except Exception as exc:  # the store failed to read: stop, as for a commit
+                    self.counters.store_errors += 1
+                    self._fail_stop([], exc)
+                    return
+            now = self.now()
+            for fn in batch:
                 try:
                     if isinstance(fn, tuple):
                         self._run_write(r, now, fn)
@@ -437,6 +509,7 @@ class Node:
                 self._barrier.clear()
             if effects:
                 self.counters.rounds += 1
+                self._handed += 1
                 self._rounds.append(effects)
                 self._rounds_ready.set()
             elif not self._rounds:
@@ -444,6 +517,40 @@ class Node:
             if self._inputs:
                 self._input_ready.set()
             await asyncio.sleep(0)
+
+    async def _prefetch(self, r: ReplicaLike, batch: list[Input | _WriteInput]) -> None:
+        """Load what the round's inputs need that the engine does not hold (see the module
+        docstring): one batched read of keys, and whole partitions for state transfers."""
+        keys: list[str] = []
+        parts: set[int] = set()
+        for item in batch:
+            if isinstance(item, tuple):
+                keys.extend(r.wants_keys((item[1],)))
+            else:
+                want = getattr(item, "wants", None)
+                if want is not None:
+                    more, ps = want(r)
+                    keys.extend(more)
+                    parts.update(ps)
+        # A key that is not a non-empty str is the caller's error, which the engine reports
+        # to that caller: nothing to load for it.
+        keys = [k for k in keys if isinstance(k, str) and k]
+        if not keys and not parts:
+            return
+        await self._committed(self._handed)
+        rows = await self.store.get_objects(keys) if keys else []
+        for p in sorted(parts):
+            async for page in self.store.snapshot(p):
+                rows.extend(page)
+        self.counters.loads += 1
+        self.counters.objects_loaded += len(rows)
+        r.admit(keys, object_states(rows), sorted(parts))
+
+    async def _committed(self, rounds: int) -> None:
+        """Wait until the executor ran the first ``rounds`` rounds (their Persist committed)."""
+        while self._executed < rounds:
+            self._executed_event.clear()
+            await self._executed_event.wait()
 
     def _run_write(self, r: ReplicaLike, now: float, item: _WriteInput) -> None:
         op_id, key, kind, fn, w, strict, timeout = item
@@ -463,8 +570,10 @@ class Node:
                 continue
             self._idle.clear()
             effects: list[Any] = []
+            taken = 0
             while self._rounds:
                 effects.extend(self._rounds.popleft())
+                taken += 1
             persists = [e for e in effects if isinstance(e, Persist)]
             if persists:
                 batch = persists[0] if len(persists) == 1 else merge_persists(persists)
@@ -478,14 +587,16 @@ class Node:
                         self._fail_stop(effects, exc)
                         return
             self._run_effects(effects)
+            self._executed += taken
+            self._executed_event.set()
 
     def _run_effects(self, effects: list[Any]) -> None:
-        changed: dict[str, None] = {}
+        changed: dict[str, Any] = {}
         writes, on_effect = self._writes, self._on_effect
         for e in effects:
             t = type(e)
             if t is Changed:
-                changed[e.key] = None
+                changed[e.key] = e.objects  # the latest round's: the key's newest objects
                 continue
             if t is WriteDone:
                 # The bulk of a busy round (one per local write): resolved inline.
@@ -495,19 +606,21 @@ class Node:
                 continue
             try:
                 self._run_one(e)
-                if on_effect is not None and (t is Persist or t is IdentityConflict):
+                if on_effect is not None and (
+                    t is Persist or t is IdentityConflict or t is KindClashFound
+                ):
                     on_effect(e)
             except Exception:  # a bug (or a callback's); the other effects still run
                 log.exception("running effect %s failed", type(e).__name__)
         if self._on_changed is not None:
-            for key in changed:
+            for key, objects in changed.items():
                 try:
-                    self._on_changed(key)
+                    self._on_changed(key, objects)
                 except Exception:
                     log.exception("change callback for %r failed", key)
 
     def _run_one(self, e: Any) -> None:
-        if isinstance(e, Persist | IdentityConflict):
+        if isinstance(e, Persist | IdentityConflict | KindClashFound):
             return  # committed already / the peer's on_effect handles it
         if isinstance(e, Alarm):
             self.counters.alarms += 1
@@ -597,6 +710,23 @@ class Node:
             fut.set_exception(error)
         else:
             fut.set_result(result)
+
+
+class _Call:
+    """An input that says what it needs loaded first: ``wants(replica)`` -> (keys,
+    partitions)."""
+
+    __slots__ = ("fn", "wants")
+
+    def __init__(
+        self,
+        fn: Callable[[ReplicaLike, float], object],
+        wants: Callable[[ReplicaLike], tuple[list[str], list[int]]],
+    ) -> None:
+        self.fn, self.wants = fn, wants
+
+    def __call__(self, r: ReplicaLike, now: float) -> object:
+        return self.fn(r, now)
 
 
 @dataclass(frozen=True, slots=True)

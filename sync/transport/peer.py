@@ -22,6 +22,11 @@ Contract.
   :class:`~sync.errors.ReadQuorumNotReached`. A key holds one type: a handle of another
   type raises ``TypeError`` (when it is made if this replica knows the key, else at the
   write). Values that are not JSON raise ``TypeError`` and change nothing.
+* Kind clashes: two peers that wrote one key offline as two types both keep their object
+  (an object is named by its key and type), and the group converges on both. The clash is
+  logged once per key (WARNING), listed by ``peer.status()`` (``kind_clashes``; ``GET
+  /status`` shows the count) and by ``shoal inspect``; a handle of either type reads its
+  object, and writes to the key raise :class:`~sync.errors.KindClash` naming both types.
 * ``peer.subscribe(key)`` is an async iterator of the key's new values, local or remote
   (``peer.subscribe(prefix=P)``: ``(key, value)`` pairs for every key starting with ``P``),
   with a bounded queue (``maxsize``; when a slow consumer falls behind, the oldest queued
@@ -61,14 +66,14 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from store import Store, describe_database
 from sync.config import ReplicaConfig
-from sync.effects import IdentityConflict, Persist
+from sync.effects import IdentityConflict, KindClashFound, Persist
 from sync.errors import PeerFailed
 from sync.replica import Replica
 from sync.ring import partition_of
@@ -189,6 +194,7 @@ class Peer:
         self.store = store
         self.sibling_warning = sibling_warning
         self._many_siblings: set[str] = set()  # registers over the warning, reported once
+        self._clashes_logged: set[str] = set()  # keys whose kind clash was logged
         self.config = config
         self.group = identity.group
         self.started = time.time()
@@ -335,7 +341,11 @@ class Peer:
         return _Opening(factory)
 
     async def _start(self, listen: str | None, peers: list[str]) -> None:
-        stored = await self.store.load()
+        # Objects are loaded on demand: fold the log written since the last clean close into
+        # them (O(that log), not O(keys)), then read everything but the objects (all of them
+        # only for a small database).
+        await self.store.fold_log()
+        stored = await self.store.load_start(self.config.objects_at_start)
         for rid, row in stored.peers.items():
             self._learned(rid, row.address, row.forgotten)
         # The node's clock reads as Unix seconds (see sync.transport.node): start there.
@@ -494,27 +504,31 @@ class Peer:
             if not subs:
                 del self._subs[sub.key]
 
-    def _changed(self, key: str) -> None:
-        if self.node.replica.kind_of(key) == "mvregister":
-            self._check_siblings(key)
+    def _changed(self, key: str, objects: Any) -> None:
+        # ``objects``: the key's objects by kind at the change (the engine may have evicted
+        # them from its cache since; they are still the latest of this change).
+        if not objects:
+            return
+        register = objects.get("mvregister")
+        if register is not None:
+            self._check_siblings(key, register.value)
         subs = self._subs.get(key)
         matching = (
             [s for s in self._prefix_subs if s.prefix is not None and key.startswith(s.prefix)]
             if self._prefix_subs
             else ()
         )
-        if not subs and not matching:
-            return
-        value = self.node.replica.current_value(key)  # no copy of the state per change
+        if (not subs and not matching) or len(objects) != 1:
+            return  # (a clashed key has no one value: its clash was logged)
+        value = next(iter(objects.values())).value  # a fresh structure: no copy of the state
         for sub in subs or ():
             sub.push(value)
         for sub in matching:
             sub.push((key, value))
 
-    def _check_siblings(self, key: str) -> None:
+    def _check_siblings(self, key: str, siblings: Any) -> None:
         """Warn (once) when a register piles up siblings: a sign that writers never read
         before they write. They are reported, never dropped: dropping one would lose a write."""
-        siblings = self.node.replica.current_value(key) or ()
         if len(siblings) <= self.sibling_warning:
             self._many_siblings.discard(key)
             return
@@ -535,6 +549,18 @@ class Peer:
         if isinstance(effect, Persist):
             for rec in effect.peers:
                 self._learned(rec.replica_id, rec.address, rec.forgotten)
+            return
+        if isinstance(effect, KindClashFound):
+            if effect.key not in self._clashes_logged:
+                self._clashes_logged.add(effect.key)
+                log.warning(
+                    "key %r holds %s: two peers wrote it concurrently as different types. "
+                    "Both are kept; writes to it fail until one is deleted with "
+                    "peer.delete(%r, kind=...)",
+                    effect.key,
+                    " and ".join(effect.kinds),
+                    effect.key,
+                )
             return
         if isinstance(effect, IdentityConflict) and not self._rotating:
             # Our database was restored or copied: peers hold dots of ours we never issued.
@@ -618,6 +644,35 @@ class Peer:
         await self._failed.wait()
         assert self.failure is not None
         return self.failure
+
+    async def keys(self, prefix: str | None = None, *, page: int = 500) -> AsyncIterator[str]:
+        """Every key (with ``prefix``, if given), sorted, read from the store ``page`` at a
+        time, merged with the keys this peer wrote that the store does not hold yet: a key
+        written before the call (even if its write was not awaited) is listed. Keys written
+        while iterating may or may not be."""
+        if prefix is not None and not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str or None, got {type(prefix).__name__}")
+        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+            raise ValueError(f"page must be a positive int, got {page!r}")
+        after: str | None = None
+        while True:  # ends: every page lists keys above the last one
+            # Taken on the engine task, returned once everything before it is committed:
+            # the keys in memory not yet in the store, then the store's.
+            unsaved: set[str] = await self.node.call(lambda r, now: r.unsaved_keys())
+            stored = await self.store.keys(prefix, after, page)
+            extra = [
+                k
+                for k in unsaved
+                if (prefix is None or k.startswith(prefix)) and (after is None or k > after)
+            ]
+            merged = sorted(set(stored) | set(extra))
+            if len(stored) == page:  # more in the store: list only up to its last key
+                merged = [k for k in merged if k <= stored[-1]]
+            for key in merged:
+                yield key
+            if len(stored) < page:
+                return
+            after = merged[-1]
 
     async def status(self) -> dict[str, Any]:
         """Health: connected peers, lag per peer, pending hints, log size (JSON-ready)."""

@@ -17,6 +17,8 @@ configuration, the transport's links and traffic, the node's counters and the en
      "pending_hints": total held for others, "log_size": entries in the delta log,
      "keys": objects held, "siblings": {"max": most siblings of a register,
      "keys": {key: siblings} for registers with more than one},
+     "kind_clashes": {"count": keys holding objects of several types,
+                      "keys": {key: [types]}},
      "rejected_handshakes": count,
      "transport": {"rejected_handshakes", "refused_busy", "accept_errors",
                    "frame_failures", "dial_failures": {state: failed attempts}},
@@ -31,8 +33,8 @@ configuration, the transport's links and traffic, the node's counters and the en
 (if this peer dials it), else ``disconnected``; ``error`` is that URL's last error.
 
 :func:`public_status` is what ``GET /status`` serves to anyone who can reach the port: the
-same figures without key names (sibling keys become a count), since that endpoint is not
-authenticated; :func:`public_status_json` is that body.
+same figures without key names (sibling keys and clashed keys become counts), since that
+endpoint is not authenticated; :func:`public_status_json` is that body.
 
 ``lag`` is the number of log entries this replica has that the peer's last known summary
 lacks (``None`` until the peer reported one), as the engine computes it.
@@ -234,6 +236,7 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
             "clock_skew_set_aside": _int(_mapping(skews.get(rid)).get("set_aside", 0)),
         }
     siblings = _mapping(eng.get("siblings"))
+    clashes = _mapping(eng.get("kind_clashes"))
     config = source.config
     transport = source.transport
     return {
@@ -254,6 +257,7 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
             "max": max((_int(v) for v in siblings.values()), default=0),
             "keys": dict(siblings),
         },
+        "kind_clashes": {"count": len(clashes), "keys": dict(clashes)},
         "rejected_handshakes": transport.rejected,
         "transport": {
             "rejected_handshakes": transport.rejected,
@@ -278,9 +282,16 @@ def public_status(snapshot: Mapping[str, Any]) -> dict[str, Any]:
             "max": sib.get("max", 0),
             "keys": len(keys) if isinstance(keys, Mapping) else 0,
         }
+    clashes = snapshot.get("kind_clashes")
+    if isinstance(clashes, Mapping):
+        out["kind_clashes"] = {"count": clashes.get("count", 0)}
     eng = snapshot.get("engine")
-    if isinstance(eng, Mapping) and isinstance(eng.get("siblings"), Mapping):
-        out["engine"] = {**eng, "siblings": len(eng["siblings"])}
+    if isinstance(eng, Mapping):
+        eng = dict(eng)
+        for name in ("siblings", "kind_clashes"):
+            if isinstance(eng.get(name), Mapping):
+                eng[name] = len(eng[name])
+        out["engine"] = eng
     return out
 
 

@@ -36,7 +36,7 @@ async def main(path: str, seed: int) -> None:
     rng = random.Random(seed)
     async with await Store.open(path) as store:
         loaded = await store.load()
-        counters = {k: crdt.from_dict(o.state) for k, o in loaded.objects.items()}
+        counters = {o.key: crdt.from_dict(o.state) for o in loaded.objects.values()}
         next_seq = {p: ctx["vv"].get(ORIGIN, 0) + 1 for p, ctx in loaded.summaries.items()}
 
         def make_batch() -> tuple[Batch, list[list[int]]]:

@@ -135,7 +135,7 @@ async def _check(path: Path, acked: set[tuple[int, int]]) -> int:
         assert loaded.summaries[part] == {"vv": {"W": max(seqs)}, "cloud": []}
         assert sorted(seqs) == list(range(1, max(seqs) + 1))
     per_key = Counter(e.key for e in loaded.log)
-    assert {k: crdt.from_dict(o.state).value for k, o in loaded.objects.items()} == dict(per_key)
+    assert {o.key: crdt.from_dict(o.state).value for o in loaded.objects.values()} == dict(per_key)
     return len(loaded.log)
 
 

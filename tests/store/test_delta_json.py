@@ -185,7 +185,7 @@ async def test_a_checkpoint_state_json_is_stored_as_it_is(backend: Backend) -> N
         loaded = await store.load()
     assert [row[-1] for row in tables["objects"] if row[0] == "cart"] == [compact]
     assert obj.decoded == 0  # kind checked on the text
-    assert loaded.objects["cart"].state == json.loads(compact)
+    assert loaded.objects[("cart", "orset")].state == json.loads(compact)
 
 
 @pytest.mark.parametrize(

@@ -175,7 +175,10 @@ async def test_a_version_0_database_migrates_forward(backend: Backend) -> None:
         assert store.identity_rotated and store.previous_replica_ids == ("old",)
         loaded = await store.load()
         snap = [r async for p in store.snapshot(default_partition_of("cart")) for r in p]
-    assert loaded.objects == {"cart": orset_row("cart", "milk"), "visits": counter_row("visits", 2)}
+    assert loaded.objects == {
+        ("cart", "orset"): orset_row("cart", "milk"),
+        ("visits", "gcounter"): counter_row("visits", 2),
+    }
     assert loaded.log == [log_entry("visits", 1)]
     assert loaded.hints == [HintRow("T", log_entry("cart", 2, origin="C"), 1.5)]
     assert [r.key for r in snap] == ["cart"]

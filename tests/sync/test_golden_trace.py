@@ -205,17 +205,33 @@ class Recorder:
             self._trace.add(self._rid, f"deadline {deadline!r}")
         return deadline
 
-    def value(self, key: str) -> CRDT | None:
-        return self._replica.value(key)
+    def value(self, key: str, kind: str | None = None) -> CRDT | None:
+        return self._replica.value(key, kind)
 
-    def kind_of(self, key: str) -> str | None:
-        return self._replica.kind_of(key)
+    def kinds_of(self, key: str) -> tuple[str, ...]:
+        return self._replica.kinds_of(key)
 
-    def current_value(self, key: str) -> Any:
-        return self._replica.current_value(key)
+    def current_value(self, key: str, kind: str | None = None) -> Any:
+        return self._replica.current_value(key, kind)
 
     def status(self) -> dict[str, Any]:
         return self._replica.status()
+
+    def wants_keys(self, keys: Any) -> list[str]:
+        return self._replica.wants_keys(keys)
+
+    def wants_message(self, peer_id: str, message: Any) -> tuple[list[str], list[int]]:
+        return self._replica.wants_message(peer_id, message)
+
+    def admit(self, keys: Any, rows: Any, partitions: Any = ()) -> None:
+        self._trace.add(self._rid, f"admit {sorted(keys)} {sorted(partitions)}")
+        self._replica.admit(keys, rows, partitions)
+
+    def checkpoint_all(self, now: float) -> None:
+        self._replica.checkpoint_all(now)
+
+    def unsaved_keys(self) -> set[str]:
+        return self._replica.unsaved_keys()
 
 
 # -------------------------------------------------------------------------------- scenarios
@@ -303,9 +319,10 @@ def scenario_quorum() -> list[str]:
     _settle(cluster)
 
     trace.section("reads at r=2, QUORUM and ALL")
+    read_kinds = ["gcounter"] * 3 + ["mvregister", "ormap", "orset"]
     for i, key in enumerate([*home[:3], reg, home[6], "nowhere"]):
-        cluster.read(ids[i % 5], key, r=levels[i % 3])
-    cluster.read("p003", away[0], r=2, strict=True)
+        cluster.read(ids[i % 5], key, kind=read_kinds[i], r=levels[i % 3])
+    cluster.read("p003", away[0], kind="orset", r=2, strict=True)
     _settle(cluster)
 
     trace.section("read repair of replicas that missed writes")
@@ -322,8 +339,8 @@ def scenario_quorum() -> list[str]:
     _settle(cluster)
     cluster.heal()
     _settle(cluster)
-    cluster.read("p001", cart[0], r="ALL")
-    cluster.read("p002", cart[1], r="QUORUM")
+    cluster.read("p001", cart[0], kind="orset", r="ALL")
+    cluster.read("p002", cart[1], kind="ormap", r="QUORUM")
     _settle(cluster)
     _run_for(cluster, 40.0)  # compaction passes and the sweep
     _checked(cluster)
@@ -432,8 +449,8 @@ def scenario_crash() -> list[str]:
         cluster.update(coord, key, "gcounter", lambda c: c.increment(coord, 1), w=2)
     cluster.update(coord, keys[5], "orset", lambda s: s.add(coord, "s"), w=3, strict=True)
     _settle(cluster)
-    cluster.read(coord, keys[0], r=3, strict=True)  # fails: a home is down
-    cluster.read(coord, keys[1], r=3)  # a fallback answers
+    cluster.read(coord, keys[0], kind="orset", r=3, strict=True)  # fails: a home is down
+    cluster.read(coord, keys[1], kind="orset", r=3)  # a fallback answers
     _settle(cluster)
 
     trace.section("hinted hand-off when the home returns")

@@ -58,7 +58,7 @@ def _view(r: Replica) -> tuple[Any, ...]:
     return (
         json.dumps(r.status(), sort_keys=True),
         [r.summary(p).to_dict() for p in range(PARTS)],
-        {k: r.value(k) for k in keys},
+        {(k, kind): r.value(k, kind) for k in keys for kind in r.kinds_of(k)},
     )
 
 
@@ -145,7 +145,7 @@ def test_the_engine_refuses_them_too_when_built_without_the_decoder() -> None:
         (m.Push.model_construct(push_id=1, entries=[entry], hint_for=""), "push for ''"),
         (m.Repair.model_construct(key="", kind="gcounter", state=_gcounter()), "not a key"),
         (chunk, "not a key"),
-        (m.ReadReq.model_construct(req_id=1, key="a\x00"), "not a key"),
+        (m.ReadReq.model_construct(req_id=1, key="a\x00", kind="gcounter"), "not a key"),
     ):
         before = _view(r)
         with pytest.raises(RemoteProtocolError, match=field):

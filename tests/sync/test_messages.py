@@ -26,9 +26,9 @@ SAMPLES: list[m.Message] = [
     m.Goodbye(code=1002, reason="bad message"),
     m.Push(push_id=1, entries=[ENTRY], hint_for="C"),
     m.Ack(ids=[1, 2, 3]),
-    m.ReadReq(req_id=9, key="k"),
-    m.ReadResp(req_id=9, key="k", state=DELTA),
-    m.ReadResp(req_id=9, key="k", state=None),
+    m.ReadReq(req_id=9, key="k", kind="gcounter"),
+    m.ReadResp(req_id=9, key="k", kind="gcounter", state=DELTA),
+    m.ReadResp(req_id=9, key="k", kind="gcounter", state=None),
     m.Repair(key="k", kind="gcounter", state=DELTA),
     m.Summary(
         parts={0: m.Ctx(vv={"A": 2}, cloud=[("B", 4)]), 63: m.Ctx()},

@@ -49,7 +49,7 @@ from sync.ring import Ring, partition_of
 class Disk:
     """What a store would hold, built only from Persist effects (in the documented order)."""
 
-    objects: dict[str, ObjectState] = field(default_factory=dict)
+    objects: dict[tuple[str, str], ObjectState] = field(default_factory=dict)
     log: dict[tuple[str, int, int], LogEntry] = field(default_factory=dict)
     summaries: dict[int, dict[str, Any]] = field(default_factory=dict)
     hints: dict[HintId, HintRecord] = field(default_factory=dict)
@@ -57,7 +57,7 @@ class Disk:
 
     def apply(self, p: Persist) -> None:
         for o in p.objects:
-            self.objects[o.key] = o
+            self.objects[(o.key, o.kind)] = o
         for e in p.log:
             self.log.setdefault((e.origin, e.partition, e.seq), e)
         for part, ctx in p.summaries:
@@ -520,7 +520,7 @@ def test_read_joins_replies_and_repairs_the_stale_replica() -> None:
     assert done.state is not None and done.state.value == frozenset({"milk", "eggs"})
     assert done.replies == 3 and sorted(done.repaired) == ["A", "C"]
     assert all(w.value(i, "cart") == frozenset({"milk", "eggs"}) for i in "ABC")
-    assert w.disk["C"].objects["cart"].state == w.r["B"].value("cart").to_dict()  # type: ignore[union-attr]
+    assert w.disk["C"].objects[("cart", "orset")].state == w.r["B"].value("cart").to_dict()  # type: ignore[union-attr]
 
 
 def test_read_completes_at_r_and_repairs_late_repliers() -> None:
@@ -562,7 +562,7 @@ def test_strict_read_with_a_home_down_fails_fast() -> None:
     key = key_homed(ring_of(w), lambda h: h[0] == "A" and "D" not in h)
     for h in ring_of(w).homes_of(key)[1:]:
         w.down("A", h)
-    w.r["A"].local_read(1, key, w.now, r=2)
+    w.r["A"].local_read(1, key, w.now, kind="gcounter", r=2)
     w.run()
     (failed,) = w.of("A", ReadFailed)
     assert failed.replies == 1 and failed.state is None
@@ -571,7 +571,7 @@ def test_strict_read_with_a_home_down_fails_fast() -> None:
 def test_read_of_a_missing_key_is_none() -> None:
     w = Wire("AB", n=2)
     w.connect()
-    w.r["A"].local_read(1, "nothing", w.now, r=2)
+    w.r["A"].local_read(1, "nothing", w.now, kind="orset", r=2)
     w.run()
     (done,) = w.of("A", ReadDone)
     assert done.state is None and done.replies == 2 and done.repaired == ()
@@ -593,7 +593,8 @@ def test_bad_read_reply_is_refused_and_changes_nothing() -> None:
     ]
     for state in bad_states:
         with pytest.raises(RemoteProtocolError):
-            w.r["A"].receive("B", m.ReadResp(req_id=req.req_id, key="k", state=state), w.now)
+            reply = m.ReadResp(req_id=req.req_id, key="k", kind="gcounter", state=state)
+            w.r["A"].receive("B", reply, w.now)
     assert w.r["A"].effects() == [] and w.r["A"].status()["pending_reads"] == 1
 
 
@@ -659,7 +660,6 @@ def test_bad_push_is_refused_whole_and_changes_nothing() -> None:
             kind="gcounter",
             delta_json="[1, 2]",
         ),
-        _entry("k", crdt.new("orset").to_dict(), seq=2),  # k is a gcounter in this batch
     ]
     for bad in bad_entries:
         with pytest.raises(RemoteProtocolError) as info:
@@ -1084,7 +1084,7 @@ def test_random_histories_converge(ops: list[tuple[str, str, int, Any]]) -> None
                         w.r[x].peer_up(who, w.now)
                         w.r[who].peer_up(x, w.now)
         elif kind == "read":
-            w.r[who].local_read(op_id, f"c{a}", w.now, r=b)
+            w.r[who].local_read(op_id, f"c{a}", w.now, kind="pncounter", r=b)
         w.run()
     for pair in list(w.cut):
         x, y = sorted(pair)

@@ -38,7 +38,8 @@ def test_inputs_between_drains_share_one_persist_placed_first() -> None:
 
 def test_the_persist_goes_after_effects_that_did_not_need_it() -> None:
     r = Replica(ReplicaConfig(n=1), "A")
-    r.local_read(1, "k", 1.0)  # reads nothing durable: its ReadDone needs no Persist
+    # A read changes nothing durable: its ReadDone needs no Persist.
+    r.local_read(1, "k", 1.0, kind="gcounter")
     r.local_update(2, "k", "gcounter", lambda c: c.increment("A", 1), now=1.0)
     fx = r.effects()
     assert _names(fx) == ["ReadDone", "Persist", "Changed", "WriteDone"]
@@ -90,12 +91,13 @@ def test_the_last_change_of_a_hint_wins_within_a_drain() -> None:
     assert r.status()["hints"] == {}
 
 
-def test_kind_of_and_current_value_give_the_local_kind_and_value() -> None:
+def test_kinds_of_and_current_value_give_the_local_kind_and_value() -> None:
     r = Replica(ReplicaConfig(n=1), "A")
-    assert r.kind_of("cart") is None and r.current_value("cart") is None
+    assert r.kinds_of("cart") == () and r.current_value("cart") is None
     r.local_update(1, "cart", "orset", lambda s: s.add("A", "milk"), now=1.0)
     r.effects()
-    assert r.kind_of("cart") == "orset"
+    assert r.kinds_of("cart") == ("orset",)
+    assert r.current_value("cart", "pncounter") is None
     value = r.current_value("cart")
     assert value == frozenset({"milk"}) == r.value("cart").value  # type: ignore[union-attr]
     r.local_update(2, "cart", "orset", lambda s: s.add("A", "eggs"), now=1.0)

@@ -117,7 +117,8 @@ class ClusterMachine(RuleBasedStateMachine):
     def read(self, who: int, key: str, r: int) -> None:
         rid = self._pick(who)
         if rid is not None:
-            self.reads.append(self.cluster.read(rid, key, r=r))
+            kind = "orset" if key in SETS else "pncounter"
+            self.reads.append(self.cluster.read(rid, key, kind=kind, r=r))
 
     @rule(split=st.sets(st.integers(0, MAX_PEERS - 1)))
     def partition(self, split: set[int]) -> None:

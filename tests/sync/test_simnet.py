@@ -44,8 +44,8 @@ class Toy:
         self.loaded = loaded
         self.objects: dict[str, Any] = {}
         if loaded is not None:
-            for key, obj in loaded.objects.items():
-                self.objects[key] = GCounter.from_dict(obj.state)
+            for obj in loaded.objects.values():
+                self.objects[obj.key] = GCounter.from_dict(obj.state)
         self.up: set[str] = set()
         self.events: list[tuple[float, str, Any]] = []
         self.out: list[Any] = []
@@ -79,6 +79,7 @@ class Toy:
         key: str,
         now: float,
         *,
+        kind: str | None = None,
         r: Any = None,
         strict: bool | None = None,
         timeout: float | None = None,
@@ -115,8 +116,27 @@ class Toy:
     def next_deadline(self) -> float | None:
         return self.deadline
 
-    def value(self, key: str) -> Any:
+    def value(self, key: str, kind: str | None = None) -> Any:
         return self.objects.get(key)
+
+    def kinds_of(self, key: str) -> tuple[str, ...]:
+        obj = self.objects.get(key)
+        return () if obj is None else (obj.kind,)
+
+    def wants_keys(self, keys: Any) -> list[str]:
+        return []
+
+    def wants_message(self, peer_id: str, message: Any) -> tuple[list[str], list[int]]:
+        return [], []
+
+    def admit(self, keys: Any, rows: Any, partitions: Any = ()) -> None:
+        raise AssertionError("a toy holds everything")
+
+    def checkpoint_all(self, now: float) -> None:
+        pass
+
+    def unsaved_keys(self) -> set[str]:
+        return set(self.objects)
 
     def status(self) -> dict[str, Any]:
         return {"replica_id": self.rid}
@@ -322,7 +342,7 @@ def test_crash_after_persist_loses_the_sends_and_the_ack() -> None:
     assert op.status == "lost" and not op.ok and op.result is None
     assert not cluster.alive("a")
     assert cluster.stats.sent["Ping"] == 0 and cluster.stats.effects_lost == 3
-    assert set(cluster.disk("a").objects) == {"k"}
+    assert set(cluster.disk("a").objects) == {("k", "gcounter")}
     cluster.restart("a")
     assert cluster.value("a", "k").value == 2
 
@@ -538,7 +558,7 @@ def test_disk_applies_each_part_of_persist() -> None:
         )
     )
     loaded = disk.load()
-    assert loaded.objects["k"].state == state.to_dict()
+    assert loaded.objects[("k", "gcounter")].state == state.to_dict()
     assert [(e.origin, e.seq) for e in loaded.log] == [("a", 1), ("a", 2)]
     assert loaded.summaries[0].to_dict() == {"vv": {"a": 2}, "cloud": [["b", 4]]}
     assert loaded.hints == [] and loaded.peers["b"].address == "sim://b2"
@@ -591,9 +611,9 @@ def test_disk_blobs_are_text_so_the_engine_cannot_alias_them() -> None:
     disk.apply(Persist(objects=(ObjectState.of("k", "gcounter", state),)))
     state["counts"]["a"] = 99
     loaded = disk.load()
-    assert disk.objects["k"].state["counts"] == {"a": 1}
-    loaded.objects["k"].state["counts"]["a"] = 7
-    assert disk.objects["k"].state["counts"] == {"a": 1}
+    assert disk.objects[("k", "gcounter")].state["counts"] == {"a": 1}
+    loaded.objects[("k", "gcounter")].state["counts"]["a"] = 7
+    assert disk.objects[("k", "gcounter")].state["counts"] == {"a": 1}
 
 
 # --- determinism with the real engine -------------------------------------------------------
@@ -641,7 +661,7 @@ def test_restart_from_a_backup_disk() -> None:
     cluster.restart("a", disk=backup)
     assert cluster.value("a", "k").value == 1
     cluster.update("a", "k", "gcounter", incr("a", 5))
-    assert backup.objects["k"].state["counts"] == {"a": 1}, "the backup was aliased"
+    assert backup.objects[("k", "gcounter")].state["counts"] == {"a": 1}, "the backup was aliased"
 
 
 def test_the_module_docstring_example_runs() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -80,8 +81,10 @@ class Page:
         await toggle.click()
         await self.expect(toggle).to_have_attribute("data-online", str(online).lower())
         relay = self.page.locator('[data-testid="peer"][data-name="relay"]')
-        state = "connected" if online else "offline"
-        await self.expect(relay).to_have_attribute("data-state", state, timeout=WAIT_MS)
+        if online:
+            await self.expect(relay).to_have_attribute("data-state", "connected", timeout=WAIT_MS)
+        else:  # down, labelled with the reason the status gives (e.g. "unreachable")
+            await self.expect(relay).to_have_class(re.compile(r"\bdown\b"), timeout=WAIT_MS)
 
     async def write_note(self, text: str) -> None:
         status = self.page.get_by_test_id("note-status")

@@ -1,0 +1,93 @@
+"""Issue 10 item 2: one key written offline as two kinds by two peers, over real websockets.
+
+Before schema version 3 the receiver refused the other kind ("key 'k' holds a orset, not a
+pncounter; closing its link") and the link closed and reopened for ever. Now an object is
+named by its key and kind: both objects survive, replicate, and the clash is shown.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from sync.errors import KindClash
+from sync.transport.peer import Peer
+from tests.transport.conftest import eventually, open_peer
+
+
+def _objects(peer: Peer) -> dict[str, object]:
+    kinds = peer.replica.kinds_of("k")
+    return {kind: peer.replica.current_value("k", kind) for kind in kinds}
+
+
+async def test_two_kinds_of_one_key_converge_and_the_link_stays_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="shoal.peer")
+    a = await open_peer(tmp_path / "a.db", n=2)
+    b = await open_peer(tmp_path / "b.db", listen=None, n=2)
+    try:
+        # Offline: each peer writes 'k' as its own kind.
+        await a.orset("k").add("milk")
+        await b.pncounter("k").increment(3)
+        await b.aclose()
+        b = await open_peer(tmp_path / "b.db", listen=None, n=2, peers=[a.url])
+        await eventually(lambda: a.replica_id in b.transport.links, "b linked to a")
+        want = {"orset": frozenset({"milk"}), "pncounter": 3}
+        await eventually(lambda: _objects(a) == want and _objects(b) == want, "both objects")
+        link = b.transport.links[a.replica_id]
+        # A few more anti-entropy rounds (0.2 s each) pass on the same link, with no refusal.
+        seen = b.transport.traffic()[a.replica_id]["messages_in"]
+        await eventually(
+            lambda: b.transport.traffic()[a.replica_id]["messages_in"] >= seen + 6, "more rounds"
+        )
+        assert b.transport.links.get(a.replica_id) is link, "the link was closed and reopened"
+        assert a.node.counters.remote_errors == 0 and b.node.counters.remote_errors == 0
+        assert not [r for r in caplog.records if "closing its link" in r.getMessage()]
+
+        for peer in (a, b):
+            status = await peer.status()
+            assert status["kind_clashes"] == {"count": 1, "keys": {"k": ["orset", "pncounter"]}}
+            assert status["engine"]["kind_clashes"] == {"k": ["orset", "pncounter"]}
+            # Reads per kind work, and show the replicated object of each kind.
+            assert await peer.orset("k").value() == frozenset({"milk"})
+            assert await peer.pncounter("k").value() == 3
+            # A local write of either kind names both kinds and the way out.
+            with pytest.raises(KindClash, match=r"holds an orset and a pncounter") as info:
+                await peer.orset("k").add("eggs")
+            assert info.value.kinds == ("orset", "pncounter")
+            assert "peer.delete('k', kind=...)" in str(info.value)
+            with pytest.raises(KindClash):
+                await peer.pncounter("k").increment()
+            # A third kind is refused as before (a plain TypeError naming what it holds).
+            with pytest.raises(TypeError, match="not a gcounter"):
+                peer.gcounter("k")
+            assert _objects(peer) == want  # nothing the refused writes touched changed
+        warnings = [r for r in caplog.records if "two peers wrote it concurrently" in r.message]
+        assert len(warnings) == 2, "one warning per peer for the one clashed key"
+    finally:
+        await b.aclose()
+        await a.aclose()
+
+
+async def test_a_clash_survives_a_restart_and_is_reported_again(tmp_path: Path) -> None:
+    a = await open_peer(tmp_path / "a.db", n=2)
+    b = await open_peer(tmp_path / "b.db", listen=None, n=2, peers=[a.url])
+    try:
+        await eventually(lambda: a.replica_id in b.transport.links, "linked")
+        await b.transport.aclose()  # b goes offline
+        await a.lww("k").set("a's")
+        await b.mvregister("k").set("b's")
+        await b.aclose()
+        b = await open_peer(tmp_path / "b.db", listen=None, n=2, peers=[a.url])
+        await eventually(lambda: len(_objects(a)) == 2 and len(_objects(b)) == 2, "both kinds")
+        await a.aclose()
+        a = await open_peer(tmp_path / "a.db", listen=None, n=2)
+        assert (await a.status())["kind_clashes"]["keys"] == {"k": ["lww", "mvregister"]}
+        assert await a.lww("k").value() == "a's"
+        assert await a.mvregister("k").values() == ["b's"]
+    finally:
+        await b.aclose()
+        await a.aclose()
