@@ -263,7 +263,7 @@ class ORMap:
         for o in _OTHERS[kind]:
             # A key holds one kind: the greatest kind present (see the module docstring).
             if (k, o) in entries and (before is None or o > kind):
-                raise TypeError(f"key {key!r} holds a {self.kind_of(key)}, not a {kind}")
+                raise TypeError(f"key {key!r} holds {_a(self.kind_of(key))}, not {_a(kind)}")
         ctx = self._ctx
         after, new = impl.update(before, ctx, fn)
         if not new and after is before:
@@ -574,3 +574,8 @@ ORMAP = ORMapKind()
 # The kinds an ORMap embeds out of the box, in the order ``update``'s error lists them.
 for _impl in (GCOUNTER, PNCOUNTER, LWW, MVREGISTER, ORSET, ORMAP):
     register_embedded(_impl)
+
+
+def _a(kind: str | None) -> str:
+    """``"an orset"``, ``"a gcounter"``: a kind as a sentence names it."""
+    return f"{'an' if (kind or '')[:1] in 'aeiou' else 'a'} {kind}"

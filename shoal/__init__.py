@@ -48,7 +48,14 @@ if TYPE_CHECKING:
     from sync.config import ReplicaConfig
     from sync.consistency import ALL, LOCAL_QUORUM, ONE, QUORUM, Level
     from sync.effects import WriteResult
-    from sync.errors import PeerFailed, QuorumNotReached, ReadQuorumNotReached, SyncError
+    from sync.errors import (
+        KeyNotFound,
+        KindClash,
+        PeerFailed,
+        QuorumNotReached,
+        ReadQuorumNotReached,
+        SyncError,
+    )
     from sync.transport.connection import TransportConfig
     from sync.transport.dialstate import Connectivity, DialState, PeerLink
     from sync.transport.handles import (
@@ -76,6 +83,8 @@ __all__ = [
     "DialState",
     "GCounter",
     "GCounterHandle",
+    "KeyNotFound",
+    "KindClash",
     "LWWHandle",
     "LWWRegister",
     "Level",
@@ -128,7 +137,15 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["ALL", "LOCAL_QUORUM", "ONE", "QUORUM", "Level"], "sync.consistency"),
     "WriteResult": "sync.effects",
     **dict.fromkeys(
-        ["PeerFailed", "QuorumNotReached", "ReadQuorumNotReached", "SyncError"], "sync.errors"
+        [
+            "KeyNotFound",
+            "KindClash",
+            "PeerFailed",
+            "QuorumNotReached",
+            "ReadQuorumNotReached",
+            "SyncError",
+        ],
+        "sync.errors",
     ),
     "TransportConfig": "sync.transport.connection",
     **dict.fromkeys(["Connectivity", "DialState", "PeerLink"], "sync.transport.dialstate"),

@@ -18,7 +18,10 @@
           │                           ``failed`` holds what came (the joined state, if any).
           ├── KindClash (TypeError)   a local write to a key that holds live objects of two
           │                           kinds (two peers wrote it concurrently as different
-          │                           types); ``key`` and ``kinds`` say which; nothing changed.
+          │                           types), or a read of it naming no kind; ``key`` and
+          │                           ``kinds`` say which; nothing changed.
+          ├── KeyNotFound (LookupError, ValueError)
+          │                           a read naming no kind of a key that holds nothing here
           └── PeerFailed              the peer stopped serving because its store failed to
                                       commit (disk full, database gone): its memory may be
                                       ahead of its disk, so it must be closed and reopened.
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from sync.effects import ReadFailed, WriteResult
 
 __all__ = [
+    "KeyNotFound",
     "KindClash",
     "LocalProtocolError",
     "PeerFailed",
@@ -42,6 +46,7 @@ __all__ = [
     "ReadQuorumNotReached",
     "RemoteProtocolError",
     "SyncError",
+    "named_kinds",
 ]
 
 
@@ -59,7 +64,7 @@ class KindClash(SyncError, TypeError):
     """
 
     def __init__(self, key: str, kinds: tuple[str, ...]) -> None:
-        named = " and ".join(f"{_article(k)} {k}" for k in kinds)
+        named = named_kinds(kinds)
         super().__init__(
             f"key {key!r} holds {named} (written concurrently by two peers); delete one "
             f"of them with peer.delete({key!r}, kind=...)"
@@ -68,8 +73,18 @@ class KindClash(SyncError, TypeError):
         self.kinds = kinds
 
 
-def _article(kind: str) -> str:
-    return "an" if kind[:1] in "aeiou" else "a"
+class KeyNotFound(SyncError, LookupError, ValueError):
+    """A read that names no kind found no object under ``key`` here (with a kind, a read of
+    a key held nowhere returns no state instead)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key {key!r} holds no object here")
+        self.key = key
+
+
+def named_kinds(kinds: tuple[str, ...] | list[str]) -> str:
+    """``"an orset and a pncounter"``: CRDT kinds as a sentence names them."""
+    return " and ".join(f"{'an' if k[:1] in 'aeiou' else 'a'} {k}" for k in kinds)
 
 
 class LocalProtocolError(SyncError):

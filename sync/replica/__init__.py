@@ -126,7 +126,13 @@ from sync import messages as m
 from sync.config import ReplicaConfig, check_bool, check_seconds
 from sync.consistency import check_level
 from sync.effects import Effect, HintRecord, Loaded, LogEntry, ObjectState, Persist, Send
-from sync.errors import KindClash, LocalProtocolError, RemoteProtocolError
+from sync.errors import (
+    KeyNotFound,
+    KindClash,
+    LocalProtocolError,
+    RemoteProtocolError,
+    named_kinds,
+)
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
 from sync.replica.compaction import Compaction
@@ -276,8 +282,8 @@ class Replica:
         timeout: float | None = None,
     ) -> None:
         """Read the object ``(key, kind)`` from ``r`` replicas (this one answers at once when
-        it counts). ``kind=None``: the one kind ``key`` holds here (``ValueError`` if it holds
-        none or several: name the kind).
+        it counts). ``kind=None``: the one kind ``key`` holds here (:class:`KeyNotFound` if it
+        holds none, :class:`KindClash` if several: name the kind).
 
         Next, the caller must drain :meth:`effects` and execute them: ``ReadReq`` sends now,
         and, now or later (at the latest by ``now + timeout``), exactly one ``ReadDone`` or
@@ -290,20 +296,21 @@ class Replica:
             raise ValueError("key must not be empty")
         if op_id in self._reads.pending:
             raise LocalProtocolError(f"read op_id {op_id} is still pending")
-        if kind is None:
-            self._data.require((key,))
-            held = self._data.kinds_of(key)
-            if len(held) != 1:
-                what = "no object" if not held else f"a {' and a '.join(held)}"
-                raise ValueError(f"key {key!r} holds {what} here: name the kind to read")
-            kind = held[0]
-        elif kind not in crdt.KINDS:
-            raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
-        self._data.require((key,))
         cfg = self.config
         level = cfg.r if r is None else check_level(r, cfg.n, name="r")
         strict_ = cfg.strict if strict is None else check_bool("strict", strict)
         timeout_ = cfg.read_timeout if timeout is None else check_seconds("timeout", timeout)
+        if kind is None:
+            self._data.require((key,))
+            held = self._data.kinds_of(key)
+            if not held:
+                raise KeyNotFound(key)
+            if len(held) > 1:
+                raise KindClash(key, held)
+            kind = held[0]
+        elif kind not in crdt.KINDS:
+            raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
+        self._data.require((key,))
         p = partition_of(key, cfg.partitions)
         homes = self._membership.ring().preference_list(p)
         required, site = self._membership.required(level, homes)
@@ -730,7 +737,7 @@ def _refuse_kind(key: str, kind: str, held: tuple[str, ...]) -> None:
     """A local write of ``kind`` to ``key``, which holds ``held``: refused."""
     if kind in held:
         raise KindClash(key, held)
-    raise TypeError(f"key {key!r} holds a {' and a '.join(held)}, not a {kind}")
+    raise TypeError(f"key {key!r} holds {named_kinds(held)}, not {named_kinds([kind])}")
 
 
 def _check_now(now: object) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import crdt
 from crdt import CRDT
 from sync.effects import WriteResult
+from sync.errors import named_kinds
 
 from .node import Node
 
@@ -75,7 +76,9 @@ class _Handle:
     def _check_kind(self) -> None:
         held = self.peer.node.replica.kinds_of(self.key)  # O(1): no copy of the state
         if held and self.kind not in held:
-            raise TypeError(f"key {self.key!r} holds a {' and a '.join(held)}, not a {self.kind}")
+            raise TypeError(
+                f"key {self.key!r} holds {named_kinds(held)}, not {named_kinds([self.kind])}"
+            )
 
     @property
     def _rid(self) -> str:
@@ -102,7 +105,10 @@ class _Handle:
         node = self.peer.node
         done = await node.read(self.key, kind=self.kind, r=r, strict=strict, timeout=timeout)
         if done.state is not None and done.state.kind != self.kind:
-            raise TypeError(f"key {self.key!r} holds a {done.state.kind}, not a {self.kind}")
+            raise TypeError(
+                f"key {self.key!r} holds {named_kinds([done.state.kind])}, "
+                f"not {named_kinds([self.kind])}"
+            )
         return done.state
 
     async def value(
