@@ -27,7 +27,7 @@ to the holder's own objects unless the holder is itself a home of the key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from annotated_types import Ge, Le, MinLen
 from pydantic_core import from_json, to_json
@@ -42,6 +42,7 @@ __all__ = [
     "HintRecord",
     "IdentityConflict",
     "Loaded",
+    "LogDot",
     "LogEntry",
     "ObjectState",
     "PeerRecord",
@@ -197,15 +198,27 @@ class Send:
     message: Any
 
 
+class LogDot(NamedTuple):
+    """A log dot: the name of one delta, ``seq`` of ``origin`` in ``partition``."""
+
+    origin: str
+    partition: int
+    seq: int
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """How a write went: who acknowledged it, and which of those acks were hints."""
+    """How a write went: who acknowledged it, and which of those acks were hints.
+
+    ``dot`` is the write's log dot: ``peer.whereabouts(result)`` asks, later, how far the
+    write has travelled since."""
 
     key: str
     acks: int
     required: int
     acked_by: tuple[str, ...]
     hinted: tuple[str, ...] = ()
+    dot: LogDot | None = None
 
 
 @dataclass(slots=True, unsafe_hash=True)
