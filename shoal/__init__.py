@@ -47,8 +47,15 @@ if TYPE_CHECKING:
     from store.errors import DatabaseLocked, SchemaVersionMismatch, StoreError
     from sync.config import ReplicaConfig
     from sync.consistency import ALL, LOCAL_QUORUM, ONE, QUORUM, Level
-    from sync.effects import WriteResult
-    from sync.errors import PeerFailed, QuorumNotReached, ReadQuorumNotReached, SyncError
+    from sync.effects import LogDot, WriteResult
+    from sync.errors import (
+        PeerFailed,
+        QuorumNotReached,
+        ReadQuorumNotReached,
+        SyncError,
+        ValueTooLarge,
+    )
+    from sync.replica.propagation import Whereabouts
     from sync.transport.connection import TransportConfig
     from sync.transport.handles import (
         GCounterHandle,
@@ -76,6 +83,7 @@ __all__ = [
     "LWWHandle",
     "LWWRegister",
     "Level",
+    "LogDot",
     "MVRegister",
     "MVRegisterHandle",
     "ORMap",
@@ -94,7 +102,9 @@ __all__ = [
     "Subscription",
     "SyncError",
     "TransportConfig",
+    "ValueTooLarge",
     "VersionVector",
+    "Whereabouts",
     "WriteResult",
     "__version__",
 ]
@@ -122,10 +132,13 @@ _LAZY: dict[str, str] = {
     "StoreError": "store.errors",
     "ReplicaConfig": "sync.config",
     **dict.fromkeys(["ALL", "LOCAL_QUORUM", "ONE", "QUORUM", "Level"], "sync.consistency"),
+    "LogDot": "sync.effects",
     "WriteResult": "sync.effects",
     **dict.fromkeys(
-        ["PeerFailed", "QuorumNotReached", "ReadQuorumNotReached", "SyncError"], "sync.errors"
+        ["PeerFailed", "QuorumNotReached", "ReadQuorumNotReached", "SyncError", "ValueTooLarge"],
+        "sync.errors",
     ),
+    "Whereabouts": "sync.replica.propagation",
     "TransportConfig": "sync.transport.connection",
     **dict.fromkeys(
         [

@@ -223,6 +223,13 @@ class SimCluster:
         self._node(peer_id)
         self._input(replica_id, lambda r: r.forget(peer_id, self.now))
 
+    def links_connecting(
+        self, replica_id: str, count: int, failures: Mapping[str, str] | None = None
+    ) -> None:
+        """What an adapter's dials tell ``replica_id`` (``Replica.links_connecting``):
+        ``count`` links still being dialled, ``failures`` the dials that failed (URL: why)."""
+        self._input(replica_id, lambda r: r.links_connecting(count, self.now, failures=failures))
+
     def value(self, replica_id: str, key: str) -> CRDT | None:
         return self.replica(replica_id).value(key)
 
