@@ -258,9 +258,10 @@ class Replica:
         raw = delta.to_json()
         entry = LogEntry(self.replica_id, p, data.next_seq(p), key, kind, raw)
         limit = cfg.entry_limit
-        # Four bytes per character bound entry_size (UTF-8, escapes): the exact size is
-        # computed only for a delta that could be near the limit.
-        if 4 * (len(raw) + len(key)) + len(self.replica_id) + 512 > limit:
+        # A bound of entry_size (a delta's character takes at most 4 bytes, escapes
+        # included; a key's or origin's at most 8, as entry_size counts them; 96 for the
+        # rest): the exact size is computed only for a delta that could be near the limit.
+        if 4 * len(raw) + 8 * (len(key) + len(self.replica_id)) + 96 > limit:
             size = entry_size(entry)
             if size > limit:
                 if target is obj:

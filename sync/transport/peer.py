@@ -665,13 +665,17 @@ class Peer:
         failed). A URL is up while a link to the replica its last handshake named is open."""
         t = self.transport
         failed = dict(t.dial_errors)
-        # The replica behind each URL, as the dialler recorded it (until the transport's
-        # per-URL dial states give this directly).
+        # The replica behind each URL as the dialler recorded it, and the diallers that gave
+        # up (this peer's own URL): read from the transport until its per-URL dial states
+        # give both directly.
         behind: dict[str, str] = getattr(t, "_url_peer", {})
+        diallers: dict[str, asyncio.Task[None]] = getattr(t, "_diallers", {})
         connecting = sum(
             1
             for url in t.dialling
-            if url not in failed and not (url in behind and behind[url] in t.links)
+            if url not in failed
+            and not (url in behind and behind[url] in t.links)
+            and not (url in diallers and diallers[url].done())
         )
         return connecting, failed
 

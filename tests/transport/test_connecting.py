@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sync.errors import QuorumNotReached, ReadQuorumNotReached
-from tests.transport.conftest import WAIT, local_value, open_peer
+from tests.transport.conftest import WAIT, eventually, local_value, open_peer
 
 __all__: list[str] = []
 
@@ -71,3 +71,17 @@ async def test_a_write_to_a_peer_that_is_not_running_fails_once_the_dial_is_refu
         assert f"the link to {url} failed" in str(unread.value)
     finally:
         await b.aclose()
+
+
+async def test_a_peer_dialling_its_own_url_is_not_left_connecting(tmp_path: Path) -> None:
+    # A group's list of URLs often includes each peer's own: the dialler gives up on it at
+    # the handshake, and it must not count as a link still being dialled (or every write
+    # short of acks would wait for its whole timeout instead of failing fast).
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        assert a.url is not None
+        a.transport.dial([a.url])
+        assert a._dial_state()[0] == 1  # dialling
+        await eventually(lambda: a._dial_state() == (0, {}), "the dial of itself to end")
+    finally:
+        await a.aclose()
