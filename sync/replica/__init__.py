@@ -168,6 +168,7 @@ class Replica:
             raise ValueError(f"replica_id must be a non-empty str, got {replica_id!r}")
         self.config = config
         self.replica_id = replica_id
+        self._entry_limit = config.entry_limit
         self._now = float(now)
         rng = random.Random(f"{config.seed}/{replica_id}/{now!r}")
         # Message ids start at a random point so that late acks addressed to a previous
@@ -257,7 +258,7 @@ class Replica:
         # Encoded once, here; from now on the delta travels as this text (see LogEntry).
         raw = delta.to_json()
         entry = LogEntry(self.replica_id, p, data.next_seq(p), key, kind, raw)
-        limit = cfg.entry_limit
+        limit = self._entry_limit
         # A bound of entry_size (a delta's character takes at most 4 bytes, escapes
         # included; a key's or origin's at most 8, as entry_size counts them; 96 for the
         # rest): the exact size is computed only for a delta that could be near the limit.

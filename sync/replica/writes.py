@@ -45,6 +45,8 @@ from sync.replica.timers import Timer, TimerKind, Timers
 
 __all__ = ["PendingWrite", "Writes", "unreachable"]
 
+_new_dot = tuple.__new__  # LogDot(...) without its Python __new__ (one per local write)
+
 
 def unreachable(failures: Mapping[str, str]) -> str:
     """Why nobody that counts is reachable, with the dials that failed (if any)."""
@@ -182,7 +184,7 @@ class Writes:
                         op.covered.add(home)
                     queue_push(fallback, home, entry, wop, None, now)
         if op is None:
-            dot = LogDot(entry.origin, entry.partition, entry.seq)
+            dot = _new_dot(LogDot, (entry.origin, entry.partition, entry.seq))
             result = WriteResult(entry.key, 1, required, (me,), (), dot)
             self._emit(WriteDone(op_id, result))
             return

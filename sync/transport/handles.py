@@ -77,13 +77,14 @@ _SCALAR_BYTES = 32
 
 
 class _Room:
-    """What is left for the values of one write: ``max_value_bytes`` less what its keys
-    and values took so far. :meth:`take` refuses a value that does not fit."""
+    """What is left for the values of one write to the object ``name``: ``max_value_bytes``
+    less what its keys and values took so far. :meth:`take` refuses a value that does not
+    fit."""
 
-    __slots__ = ("key", "left", "limit")
+    __slots__ = ("left", "limit", "name")
 
-    def __init__(self, key: str, left: int, limit: int) -> None:
-        self.key = key
+    def __init__(self, name: str, left: int, limit: int) -> None:
+        self.name = name
         self.left = left
         self.limit = limit
 
@@ -91,12 +92,12 @@ class _Room:
         size = _SCALAR_BYTES if type(value) in _SMALL else value_size(value)
         if size > self.left:
             used = self.limit - self.left + size
-            raise ValueTooLarge(_what(self.key), used, self.limit)
+            raise ValueTooLarge(_what(self.name), used, self.limit)
         self.left -= size
 
     def take_size(self, size: int) -> None:
         if size > self.left:
-            raise ValueTooLarge(_what(self.key), self.limit - self.left + size, self.limit)
+            raise ValueTooLarge(_what(self.name), self.limit - self.left + size, self.limit)
         self.left -= size
 
 
@@ -424,12 +425,13 @@ def _binding(name: str, attr: Any) -> int:
     return _AS_IS
 
 
-class _MapUpdate:
+class _MapUpdate(_Room):
     """``lambda m: m.update(rid, key, kind, lambda sub: fn(_Bound(sub, rid, room)))`` as one
     small object (a window of concurrent writes keeps one per write until the engine runs
-    it). ``room``: what is left of ``max_value_bytes`` once the key took its share."""
+    it), which is also the write's :class:`_Room`: what is left of ``max_value_bytes`` for
+    the object ``name`` once its key and the map's key took their share."""
 
-    __slots__ = ("fn", "key", "kind", "left", "limit", "name", "rid")
+    __slots__ = ("fn", "key", "kind", "rid")
 
     def __init__(
         self,
@@ -441,15 +443,14 @@ class _MapUpdate:
         left: int,
         limit: int,
     ) -> None:
+        super().__init__(name, left, limit)
         self.rid, self.key, self.kind, self.fn = rid, key, kind, fn
-        self.name, self.left, self.limit = name, left, limit
 
     def __call__(self, m: Any) -> Any:
         return m.update(self.rid, self.key, self.kind, self._inner)
 
     def _inner(self, sub: Any) -> Any:
-        room = _Room(self.name, self.left, self.limit)
-        return self.fn((_BoundLWW if self.kind == "lww" else _Bound)(sub, self.rid, room))
+        return self.fn((_BoundLWW if self.kind == "lww" else _Bound)(sub, self.rid, self))
 
 
 class ORMapHandle(_Handle):

@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync.config import MESSAGE_ENVELOPE, ReplicaConfig
 from sync.errors import LocalProtocolError, ValueTooLarge
 from sync.replica import Replica
-from sync.replica.outbound import entry_size, value_size
+from sync.replica.outbound import entry_size, text_size, value_size
 
 __all__: list[str] = []
 
@@ -99,6 +101,14 @@ def test_value_size_counts_utf8_and_the_escapes_of_a_delta_in_a_message() -> Non
     assert value_size('a"b') == 6 + 4  # "a\\"b": a backslash and three quotes
     assert value_size({"k": [1, 2]}) == len('{"k":[1,2]}') + 2
     assert value_size(object()) == 0  # not JSON: the CRDT refuses it with its own message
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.text() | st.text(alphabet='ab"\\/ \t\x7f'))
+def test_value_size_of_a_string_is_what_its_json_text_takes_in_an_entry(s: str) -> None:
+    import json
+
+    assert value_size(s) == text_size(json.dumps(s, ensure_ascii=False))
 
 
 @pytest.mark.parametrize(
