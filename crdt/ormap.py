@@ -36,7 +36,9 @@ it dropped. ``fn``'s return value is not needed.
 key's dots. An update concurrent with the remove survives with only what the remove did not
 see (Riak map semantics): for a set, the elements added concurrently; for a register, the
 concurrent write; for a counter, the replicas whose dot is newer than the remove (with their
-running totals). This is what makes delta merging and full-state merging agree.
+running totals). This is what makes delta merging and full-state merging agree. ``clear()``
+removes every key seen here the same way (its delta: the empty map under the whole
+context); ``is_live()``: the map holds a key.
 
 A key holds one kind: ``update`` with another kind than the key holds raises TypeError.
 (Entries are keyed by ``(key, kind)``, so concurrent updates of one key with two kinds on
@@ -323,6 +325,19 @@ class ORMap:
         delta = ORMap._delta({}, context_of(dots))
         self.merge(delta)
         return delta
+
+    def clear(self) -> ORMap:
+        """Observed remove of every key (every kind) seen here: an update concurrent with it
+        survives the join with only its own effect, as with :meth:`remove`. Returns the
+        delta, the empty map under this map's whole context (every dot seen here)."""
+        delta = ORMap._delta({}, self._ctx.copy())
+        self._entries = {}
+        self._index = {}
+        return delta
+
+    def is_live(self) -> bool:
+        """Holds a key (emptied, cleared or never updated: not live)."""
+        return bool(self._entries)
 
     # -- join ------------------------------------------------------------------------------
     def merge(self, other: ORMap) -> None:

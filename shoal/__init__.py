@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from store.errors import DatabaseLocked, SchemaVersionMismatch, StoreError
     from sync.config import ReplicaConfig
     from sync.consistency import ALL, LOCAL_QUORUM, ONE, QUORUM, Level
-    from sync.effects import WriteResult
+    from sync.effects import LogDot, WriteResult
     from sync.errors import (
         KeyNotFound,
         KindClash,
@@ -55,7 +55,9 @@ if TYPE_CHECKING:
         QuorumNotReached,
         ReadQuorumNotReached,
         SyncError,
+        ValueTooLarge,
     )
+    from sync.replica.propagation import Whereabouts
     from sync.transport.connection import TransportConfig
     from sync.transport.dialstate import Connectivity, DialState, PeerLink
     from sync.transport.handles import (
@@ -88,6 +90,7 @@ __all__ = [
     "LWWHandle",
     "LWWRegister",
     "Level",
+    "LogDot",
     "MVRegister",
     "MVRegisterHandle",
     "ORMap",
@@ -107,7 +110,9 @@ __all__ = [
     "Subscription",
     "SyncError",
     "TransportConfig",
+    "ValueTooLarge",
     "VersionVector",
+    "Whereabouts",
     "WriteResult",
     "__version__",
 ]
@@ -135,6 +140,7 @@ _LAZY: dict[str, str] = {
     "StoreError": "store.errors",
     "ReplicaConfig": "sync.config",
     **dict.fromkeys(["ALL", "LOCAL_QUORUM", "ONE", "QUORUM", "Level"], "sync.consistency"),
+    "LogDot": "sync.effects",
     "WriteResult": "sync.effects",
     **dict.fromkeys(
         [
@@ -144,9 +150,11 @@ _LAZY: dict[str, str] = {
             "QuorumNotReached",
             "ReadQuorumNotReached",
             "SyncError",
+            "ValueTooLarge",
         ],
         "sync.errors",
     ),
+    "Whereabouts": "sync.replica.propagation",
     "TransportConfig": "sync.transport.connection",
     **dict.fromkeys(["Connectivity", "DialState", "PeerLink"], "sync.transport.dialstate"),
     **dict.fromkeys(

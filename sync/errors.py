@@ -22,9 +22,12 @@
           │                           ``kinds`` say which; nothing changed.
           ├── KeyNotFound (LookupError, ValueError)
           │                           a read naming no kind of a key that holds nothing here
-          └── PeerFailed              the peer stopped serving because its store failed to
-                                      commit (disk full, database gone): its memory may be
-                                      ahead of its disk, so it must be closed and reopened.
+          ├── PeerFailed              the peer stopped serving because its store failed to
+          │                           commit (disk full, database gone): its memory may be
+          │                           ahead of its disk, so it must be closed and reopened.
+          └── ValueTooLarge           (also a ``ValueError``) a write whose value could not
+                                      travel in one message was refused before anything
+                                      changed; ``size`` and ``limit`` say by how much.
 
 The engine itself reports quorum outcomes as effects (``WriteFailed``, ``ReadFailed``);
 the embedding API (``sync.Peer``) turns those into the two ``...NotReached`` exceptions.
@@ -46,6 +49,7 @@ __all__ = [
     "ReadQuorumNotReached",
     "RemoteProtocolError",
     "SyncError",
+    "ValueTooLarge",
     "named_kinds",
 ]
 
@@ -130,3 +134,24 @@ class PeerFailed(SyncError):
     restart. Every operation in flight and every later one raises this; ``__cause__`` is the
     store's error. Reopening rebuilds the replica from what is durable.
     """
+
+
+class ValueTooLarge(SyncError, ValueError):
+    """A write was refused because what it writes could not travel in one message.
+
+    ``size`` is what it would take in a message (bytes of UTF-8, JSON escapes included),
+    ``limit`` what is allowed (``ReplicaConfig.max_value_bytes`` for a value checked at the
+    call, what one message carries for a whole delta checked by the engine). Nothing was
+    written, here or anywhere.
+
+    >>> str(ValueTooLarge("the value", 5_000_000, 2_097_152))
+    'the value takes 5000000 bytes, over the limit of 2097152: refused, nothing was written'
+    """
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        self.what = what
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} takes {size} bytes, over the limit of {limit}: refused, nothing was written"
+        )

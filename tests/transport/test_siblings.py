@@ -29,6 +29,7 @@ async def test_a_register_over_the_sibling_warning_is_logged_once_and_kept_whole
                 f"siblings at {name}",
             )
         assert sorted(await b.mvregister("note").values()) == sorted(both)  # none dropped
+
         # Once per peer that holds the siblings (a and b share this process's log): never
         # once per change. Both hold them now, so both warn (each once its change callback
         # ran, just after the engine took the change).
