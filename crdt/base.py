@@ -9,6 +9,13 @@ Every CRDT type (``GCounter``, ``PNCounter``, ``LWWRegister``, ``MVRegister``, `
   state of the same class whose join into the old state gives the new one;
 - ``value``, ``copy()``, ``is_bottom()`` (equal to a fresh instance), ``==`` independent of
   internal ordering (instances are mutable, so unhashable);
+- ``clear(...)``: the observed reset that deleting an object writes, a mutator returning
+  its delta like the others: it removes everything this replica has seen, and an update
+  concurrent with it survives the join (the causal types, and the counters through a reset
+  vector); ``LWWRegister.clear(replica, ...)`` writes a timestamped tombstone instead (a
+  later write wins, as in Cassandra). ``is_live()``: the state holds a live contribution (a
+  value, an element, a key, an increment not reset); a cleared state, or a bottom, is not
+  live, and then ``value`` is the bottom's;
 - a canonical codec: ``to_dict()`` returns ``{"type": kind, "v": 1, ...}`` such that equal
   states give byte-equal ``json.dumps(d, sort_keys=True)``; ``from_dict`` refuses anything
   else with a :class:`~crdt.errors.DecodeError` naming the bad field; ``to_json()`` is the
@@ -53,6 +60,8 @@ class CRDT(Protocol):
     def copy(self) -> Any: ...
 
     def is_bottom(self) -> bool: ...
+
+    def is_live(self) -> bool: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 

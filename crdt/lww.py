@@ -19,8 +19,17 @@ of the local clock (``now_ms`` passed to ``merge``, else the latest ``now_ms`` t
 was given), the ``on_skew(timestamp, now_ms)`` hook is called if set, and the merge still
 happens: refusing it would make replicas diverge.
 
+``clear(replica, timestamp=None, now_ms=None)`` deletes: it is not causal (an LWW register
+keeps no causal history), so a delete is a *tombstone* written like a value, with a new
+timestamp, and ordered like one (Cassandra's deletes): a set with a later timestamp, even a
+concurrent one, wins over it, and one with an earlier timestamp loses. A tombstone reads as
+the bottom's value (None) and ``is_live()`` is False for it (and for the bottom). Under one
+identical timestamp (misuse) a tombstone beats a value.
+
 Encoding: ``{"type": "lww", "v": 1, "value": value, "ts": [wall_ms, logical, replica]}``;
-the bottom has ``"value": null, "ts": null``.
+the bottom has ``"value": null, "ts": null``; a tombstone has ``"value": null`` and a
+timestamp, and one more field, ``"deleted": true`` (a register never deleted encodes as it
+always did).
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ from crdt.hlc import (
 
 __all__ = ["LWWRegister"]
 
-_FIELDS = frozenset({"value", "ts"})  # the body fields of the encoding
+_FIELDS = frozenset({"value", "ts", "deleted"})  # the body fields ("deleted": optional)
 
 SkewHook = Callable[[Timestamp, int], None]
 
@@ -58,11 +67,21 @@ def check_timestamp(timestamp: object) -> Timestamp:
     return timestamp
 
 
-def wins(ts: Timestamp, value: Any, cur_ts: Timestamp | None, cur_value: Any) -> bool:
-    """Does ``(ts, value)`` beat ``(cur_ts, cur_value)``?"""
+def wins(
+    ts: Timestamp,
+    value: Any,
+    cur_ts: Timestamp | None,
+    cur_value: Any,
+    deleted: bool = False,
+    cur_deleted: bool = False,
+) -> bool:
+    """Does ``(ts, value)`` beat ``(cur_ts, cur_value)``? (At one timestamp: a tombstone,
+    then the greater canonical text.)"""
     if cur_ts is None or ts > cur_ts:
         return True
-    return ts == cur_ts and canonical(value) > canonical(cur_value)
+    if ts != cur_ts or deleted != cur_deleted:
+        return ts == cur_ts and deleted
+    return canonical(value) > canonical(cur_value)
 
 
 class LWWRegister:
@@ -81,7 +100,7 @@ class LWWRegister:
     """
 
     kind: ClassVar[str] = "lww"
-    __slots__ = ("_local_ms", "_ts", "_value", "clock_bound_ms", "on_skew")
+    __slots__ = ("_deleted", "_local_ms", "_ts", "_value", "clock_bound_ms", "on_skew")
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(
@@ -94,6 +113,7 @@ class LWWRegister:
         self._value: Any = None
         self._ts: Timestamp | None = None
         self._local_ms: int | None = None
+        self._deleted = False  # the value is a tombstone (see clear)
 
     @property
     def value(self) -> Any:
@@ -112,19 +132,39 @@ class LWWRegister:
         now_ms: int | None = None,
     ) -> LWWRegister:
         """Write ``value``; returns the delta. A write with an older timestamp loses."""
-        check_replica(replica)
         check_json(value)
+        return self._write(replica, normalize(value), False, timestamp, now_ms)
+
+    def clear(
+        self, replica: str, timestamp: Timestamp | None = None, now_ms: int | None = None
+    ) -> LWWRegister:
+        """Delete: write a tombstone, timestamped as ``set`` does; returns the delta. A set
+        with a later timestamp (concurrent or not) wins over it."""
+        return self._write(replica, None, True, timestamp, now_ms)
+
+    def is_live(self) -> bool:
+        """Holds a value: neither the bottom nor a tombstone."""
+        return self._ts is not None and not self._deleted
+
+    def _write(
+        self,
+        replica: str,
+        value: Any,
+        deleted: bool,
+        timestamp: Timestamp | None,
+        now_ms: int | None,
+    ) -> LWWRegister:
+        check_replica(replica)
         if now_ms is not None:
             check_time(now_ms)
         given = None if timestamp is None else check_timestamp(timestamp)
         ts = write_timestamp(self._ts, replica, now_ms, given, self.clock_bound_ms)
         if now_ms is not None and (self._local_ms is None or now_ms > self._local_ms):
             self._local_ms = now_ms
-        value = normalize(value)
         delta = self._empty()
-        delta._value, delta._ts = value, ts
-        if wins(ts, value, self._ts, self._value):
-            self._value, self._ts = value, ts
+        delta._value, delta._ts, delta._deleted = value, ts, deleted
+        if wins(ts, value, self._ts, self._value, deleted, self._deleted):
+            self._value, self._ts, self._deleted = value, ts, deleted
         return delta
 
     def merge(self, other: LWWRegister, now_ms: int | None = None) -> None:
@@ -136,13 +176,15 @@ class LWWRegister:
         if not isinstance(other, LWWRegister):
             raise TypeError(f"cannot merge {type(other).__name__} into LWWRegister")
         ts = other._ts
-        if ts is None or not wins(ts, other._value, self._ts, self._value):
+        if ts is None or not wins(
+            ts, other._value, self._ts, self._value, other._deleted, self._deleted
+        ):
             return
         local = now_ms if now_ms is not None else self._local_ms
         hook = self.on_skew
         if hook is not None and local is not None and ts[0] - local > self.clock_bound_ms:
             hook(ts, local)
-        self._value, self._ts = other._value, ts
+        self._value, self._ts, self._deleted = other._value, ts, other._deleted
 
     def _empty(self) -> LWWRegister:
         return LWWRegister(clock_bound_ms=self.clock_bound_ms, on_skew=self.on_skew)
@@ -150,6 +192,7 @@ class LWWRegister:
     def copy(self) -> LWWRegister:
         c = self._empty()
         c._value, c._ts, c._local_ms = self._value, self._ts, self._local_ms
+        c._deleted = self._deleted
         return c
 
     def is_bottom(self) -> bool:
@@ -158,20 +201,27 @@ class LWWRegister:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LWWRegister):
             return NotImplemented
-        return self._ts == other._ts and (
-            self._ts is None or canonical(self._value) == canonical(other._value)
+        return (
+            self._ts == other._ts
+            and self._deleted == other._deleted
+            and (self._ts is None or canonical(self._value) == canonical(other._value))
         )
 
     def __repr__(self) -> str:
+        if self._deleted:
+            return f"LWWRegister(<deleted>, ts={self._ts!r})"
         return f"LWWRegister({self._value!r}, ts={self._ts!r})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "type": self.kind,
             "v": FORMAT_VERSION,
             "value": normalize(self._value),
             "ts": None if self._ts is None else [self._ts[0], self._ts[1], self._ts[2]],
         }
+        if self._deleted:
+            d["deleted"] = True
+        return d
 
     def to_json(self) -> str:
         """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
@@ -180,9 +230,10 @@ class LWWRegister:
         value = json_text(self._value)
         if ts is None:
             return f'{{"type":"lww","v":{FORMAT_VERSION},"value":{value},"ts":null}}'
+        tail = ',"deleted":true}' if self._deleted else "}"
         return (
             f'{{"type":"lww","v":{FORMAT_VERSION},"value":{value},'
-            f'"ts":[{ts[0]},{ts[1]},{REPLICA_TEXTS[ts[2]]}]}}'
+            f'"ts":[{ts[0]},{ts[1]},{REPLICA_TEXTS[ts[2]]}]{tail}'
         )
 
     @classmethod
@@ -195,10 +246,18 @@ class LWWRegister:
         except TypeError as exc:
             raise DecodeError("value", str(exc)) from exc
         r = cls()
+        deleted = body.get("deleted", False)
+        if deleted is not True and "deleted" in body:
+            raise DecodeError("deleted", f"expected true (or no field), got {deleted!r}")
         if raw_ts is None:
             if value is not None:
                 raise DecodeError("ts", "null timestamp with a non-null value")
+            if deleted:
+                raise DecodeError("deleted", "a tombstone needs a timestamp")
             return r
+        if deleted and value is not None:
+            raise DecodeError("value", "a tombstone holds no value (null)")
         r._ts = timestamp_from_json(raw_ts, "ts")
         r._value = normalize(value)
+        r._deleted = deleted
         return r

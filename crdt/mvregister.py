@@ -7,6 +7,8 @@ State Replicated Data Types", 2018, section 7.3, "multi-value register"). ``set(
 register then holds *siblings*, listed by ``values`` in dot order (replica id, then counter),
 which is stable across replicas. A later ``set`` by a replica that has merged all siblings
 replaces them all. ``resolve(fn)`` folds siblings for the reader, e.g. a union of lists.
+``clear()`` drops every value seen here (delta: the empty register under the whole context),
+so a ``set`` concurrent with it survives; ``is_live()``: the register holds a value.
 
 Encoding: ``{"type": "mvregister", "v": 1, "entries": [[[r, n], value], ...], "ctx": {...}}``,
 entries sorted by dot.
@@ -118,12 +120,17 @@ class MVRegister:
         return delta
 
     def clear(self) -> MVRegister:
-        """Drop every value seen here (the register reads as empty); returns the delta."""
+        """Drop every value seen here (an observed remove: the register reads as empty, and
+        a concurrent ``set`` survives the join); returns the delta, the empty register
+        under this register's whole context (every dot seen here, compact)."""
         delta = MVRegister()
-        for d in self._store.entries:
-            delta._ctx.add(d)
+        delta._ctx = self._ctx.copy()
         self._store.entries = {}
         return delta
+
+    def is_live(self) -> bool:
+        """Holds a value (cleared, or never set: not live)."""
+        return bool(self._store.entries)
 
     def merge(self, other: MVRegister) -> None:
         if not isinstance(other, MVRegister):

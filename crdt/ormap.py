@@ -36,7 +36,9 @@ it dropped. ``fn``'s return value is not needed.
 key's dots. An update concurrent with the remove survives with only what the remove did not
 see (Riak map semantics): for a set, the elements added concurrently; for a register, the
 concurrent write; for a counter, the replicas whose dot is newer than the remove (with their
-running totals). This is what makes delta merging and full-state merging agree.
+running totals). This is what makes delta merging and full-state merging agree. ``clear()``
+removes every key seen here the same way (its delta: the empty map under the whole
+context); ``is_live()``: the map holds a key.
 
 A key holds one kind: ``update`` with another kind than the key holds raises TypeError.
 (Entries are keyed by ``(key, kind)``, so concurrent updates of one key with two kinds on
@@ -263,7 +265,7 @@ class ORMap:
         for o in _OTHERS[kind]:
             # A key holds one kind: the greatest kind present (see the module docstring).
             if (k, o) in entries and (before is None or o > kind):
-                raise TypeError(f"key {key!r} holds a {self.kind_of(key)}, not a {kind}")
+                raise TypeError(f"key {key!r} holds {_a(self.kind_of(key))}, not {_a(kind)}")
         ctx = self._ctx
         after, new = impl.update(before, ctx, fn)
         if not new and after is before:
@@ -323,6 +325,19 @@ class ORMap:
         delta = ORMap._delta({}, context_of(dots))
         self.merge(delta)
         return delta
+
+    def clear(self) -> ORMap:
+        """Observed remove of every key (every kind) seen here: an update concurrent with it
+        survives the join with only its own effect, as with :meth:`remove`. Returns the
+        delta, the empty map under this map's whole context (every dot seen here)."""
+        delta = ORMap._delta({}, self._ctx.copy())
+        self._entries = {}
+        self._index = {}
+        return delta
+
+    def is_live(self) -> bool:
+        """Holds a key (emptied, cleared or never updated: not live)."""
+        return bool(self._entries)
 
     # -- join ------------------------------------------------------------------------------
     def merge(self, other: ORMap) -> None:
@@ -574,3 +589,8 @@ ORMAP = ORMapKind()
 # The kinds an ORMap embeds out of the box, in the order ``update``'s error lists them.
 for _impl in (GCOUNTER, PNCOUNTER, LWW, MVREGISTER, ORSET, ORMAP):
     register_embedded(_impl)
+
+
+def _a(kind: str | None) -> str:
+    """``"an orset"``, ``"a gcounter"``: a kind as a sentence names it."""
+    return f"{'an' if (kind or '')[:1] in 'aeiou' else 'a'} {kind}"

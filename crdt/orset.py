@@ -6,6 +6,8 @@ State: a ``DotMap[element -> DotSet]`` and a causal context (Almeida, Shoker, Ba
 - ``add(r, e)``: a fresh dot ``d`` of ``r`` now tags ``e``, replacing the dots ``e`` had;
   delta ``({e: {d}}, {d} | old dots of e)``.
 - ``remove(e)``: drop ``e``'s dots; delta ``({}, old dots of e)``.
+- ``clear()``: drop every element; delta ``({}, the whole context)`` (every dot seen here,
+  so an add this replica has not seen survives). ``is_live()``: the set holds an element.
 - join: the dot-set join per element (``dotstores``). An element is in the set iff it has a
   live dot, so an add concurrent with a remove wins (the remove never saw the add's dot).
 
@@ -204,11 +206,17 @@ class ORSet:
         return ORSet._delta({}, context_of(olds))
 
     def clear(self) -> ORSet:
-        """Remove every element seen here; returns the delta."""
-        delta = ORSet._delta({}, context_of(set_dots(self._entries)))
+        """Remove every element seen here (an observed remove: an add concurrent with it
+        survives the join); returns the delta, the empty set under this set's whole context
+        (every dot seen here, compact however many elements the set held)."""
+        delta = ORSet._delta({}, self._ctx.copy())
         self._entries = {}
         self._index = {}
         return delta
+
+    def is_live(self) -> bool:
+        """Holds an element (emptied, cleared or never added to: not live)."""
+        return bool(self._entries)
 
     # -- join ------------------------------------------------------------------------------
     def merge(self, other: ORSet) -> None:

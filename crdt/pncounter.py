@@ -4,7 +4,13 @@ Two grow-only counters, ``p`` for increments and ``n`` for decrements; value ``p
 join joins both halves (Shapiro et al. 2011, spec. 7). The delta of ``increment`` /
 ``decrement`` carries only the half and the replica it changed.
 
-Encoding: ``{"type": "pncounter", "v": 1, "p": {replica: n}, "n": {replica: n}}``.
+``clear()`` is the observed reset of both halves (see :mod:`crdt.gcounter`): the value
+reads 0, and increments or decrements the reset did not see survive the join.
+``is_live()``: either half is.
+
+Encoding: ``{"type": "pncounter", "v": 1, "p": {replica: n}, "n": {replica: n}}``, and once
+the counter was reset ``"p_reset"`` and ``"n_reset"`` (each only when not empty), the
+``reset`` vectors of the halves: a counter never reset encodes as it always did.
 """
 
 from __future__ import annotations
@@ -12,11 +18,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_dict
-from crdt.gcounter import GCounter, decode_counts
+from crdt.gcounter import GCounter, decode_counts, decode_reset
 
 __all__ = ["PNCounter"]
 
-_FIELDS = frozenset({"p", "n"})  # the body fields of the encoding
+_FIELDS = frozenset({"p", "n", "p_reset", "n_reset"})  # body fields (the resets optional)
 
 
 class PNCounter:
@@ -50,6 +56,17 @@ class PNCounter:
         delta.n = self.n.increment(replica, n)
         return delta
 
+    def clear(self) -> PNCounter:
+        """Reset both halves as seen here (an observed reset); returns the delta."""
+        delta = PNCounter()
+        delta.p = self.p.clear()
+        delta.n = self.n.clear()
+        return delta
+
+    def is_live(self) -> bool:
+        """Some increment or decrement outlives every reset seen here."""
+        return self.p.is_live() or self.n.is_live()
+
     def merge(self, other: PNCounter) -> None:
         if not isinstance(other, PNCounter):
             raise TypeError(f"cannot merge {type(other).__name__} into PNCounter")
@@ -75,23 +92,36 @@ class PNCounter:
         return self.p == other.p and self.n == other.n
 
     def __repr__(self) -> str:
-        return f"PNCounter({self.value}, p={self.p.counts_dict()!r}, n={self.n.counts_dict()!r})"
+        text = f"PNCounter({self.value}, p={self.p.counts_dict()!r}, n={self.n.counts_dict()!r}"
+        if self.p.reset or self.n.reset:
+            text += f", p_reset={self.p.reset_dict()!r}, n_reset={self.n.reset_dict()!r}"
+        return text + ")"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "type": self.kind,
             "v": FORMAT_VERSION,
             "p": self.p.counts_dict(),
             "n": self.n.counts_dict(),
         }
+        if self.p.reset:
+            d["p_reset"] = self.p.reset_dict()
+        if self.n.reset:
+            d["n_reset"] = self.n.reset_dict()
+        return d
 
     def to_json(self) -> str:
         """``json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"),
         allow_nan=False)``, written without the dict (every delta sent is encoded once)."""
-        return (
+        text = (
             f'{{"type":"pncounter","v":{FORMAT_VERSION},'
-            f'"p":{self.p.counts_json()},"n":{self.n.counts_json()}}}'
+            f'"p":{self.p.counts_json()},"n":{self.n.counts_json()}'
         )
+        if self.p.reset:
+            text += f',"p_reset":{self.p.reset_json()}'
+        if self.n.reset:
+            text += f',"n_reset":{self.n.reset_json()}'
+        return text + "}"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PNCounter:
@@ -99,4 +129,8 @@ class PNCounter:
         c = cls()
         c.p.counts = decode_counts(get_dict(body, "p", "p"), "p")
         c.n.counts = decode_counts(get_dict(body, "n", "n"), "n")
+        if "p_reset" in body:
+            c.p.reset = decode_reset(get_dict(body, "p_reset", "p_reset"), c.p.counts, "p_reset")
+        if "n_reset" in body:
+            c.n.reset = decode_reset(get_dict(body, "n_reset", "n_reset"), c.n.counts, "n_reset")
         return c

@@ -47,8 +47,17 @@ if TYPE_CHECKING:
     from store.errors import DatabaseLocked, SchemaVersionMismatch, StoreError
     from sync.config import ReplicaConfig
     from sync.consistency import ALL, LOCAL_QUORUM, ONE, QUORUM, Level
-    from sync.effects import WriteResult
-    from sync.errors import PeerFailed, QuorumNotReached, ReadQuorumNotReached, SyncError
+    from sync.effects import LogDot, WriteResult
+    from sync.errors import (
+        KeyNotFound,
+        KindClash,
+        PeerFailed,
+        QuorumNotReached,
+        ReadQuorumNotReached,
+        SyncError,
+        ValueTooLarge,
+    )
+    from sync.replica.propagation import Whereabouts
     from sync.transport.connection import TransportConfig
     from sync.transport.dialstate import Connectivity, DialState, PeerLink
     from sync.transport.handles import (
@@ -76,9 +85,12 @@ __all__ = [
     "DialState",
     "GCounter",
     "GCounterHandle",
+    "KeyNotFound",
+    "KindClash",
     "LWWHandle",
     "LWWRegister",
     "Level",
+    "LogDot",
     "MVRegister",
     "MVRegisterHandle",
     "ORMap",
@@ -98,7 +110,9 @@ __all__ = [
     "Subscription",
     "SyncError",
     "TransportConfig",
+    "ValueTooLarge",
     "VersionVector",
+    "Whereabouts",
     "WriteResult",
     "__version__",
 ]
@@ -126,10 +140,21 @@ _LAZY: dict[str, str] = {
     "StoreError": "store.errors",
     "ReplicaConfig": "sync.config",
     **dict.fromkeys(["ALL", "LOCAL_QUORUM", "ONE", "QUORUM", "Level"], "sync.consistency"),
+    "LogDot": "sync.effects",
     "WriteResult": "sync.effects",
     **dict.fromkeys(
-        ["PeerFailed", "QuorumNotReached", "ReadQuorumNotReached", "SyncError"], "sync.errors"
+        [
+            "KeyNotFound",
+            "KindClash",
+            "PeerFailed",
+            "QuorumNotReached",
+            "ReadQuorumNotReached",
+            "SyncError",
+            "ValueTooLarge",
+        ],
+        "sync.errors",
     ),
+    "Whereabouts": "sync.replica.propagation",
     "TransportConfig": "sync.transport.connection",
     **dict.fromkeys(["Connectivity", "DialState", "PeerLink"], "sync.transport.dialstate"),
     **dict.fromkeys(

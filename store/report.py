@@ -264,7 +264,8 @@ def report_database(
     and return :func:`read_report` of it. ``ValueError`` naming the path when there is no
     shoal database there (missing, empty, not a SQLite file).
 
-    Works on read-only media (see :func:`_on_database`). Blocking: it runs its own event loop for PostgreSQL (call it from synchronous code).
+    Works on read-only media (see :func:`_on_database`). Blocking: it runs its own event
+    loop for PostgreSQL (call it from synchronous code).
     """
     return _on_database(db, lambda conn, name: read_report(conn, name, key, progress))
 

@@ -20,9 +20,15 @@ from dataclasses import dataclass
 
 from sync.consistency import LOCAL_QUORUM, Level, check_level
 
-__all__ = ["MAX_MESSAGE_BYTES", "ReplicaConfig"]
+__all__ = ["MAX_MESSAGE_BYTES", "MESSAGE_ENVELOPE", "ReplicaConfig"]
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+#: Bytes a ``Push`` or ``Deltas`` message takes beyond the log entries it carries: its field
+#: names and numbers (about 100 bytes) and a hint's target replica id, reserved generously.
+#: One log entry fits in a message when its size (``sync.replica.outbound.entry_size``) is at
+#: most ``max_message_bytes - MESSAGE_ENVELOPE``.
+MESSAGE_ENVELOPE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +44,16 @@ class ReplicaConfig:
     first). ``checkpoint_every``: log entries between checkpoint rounds; in a round a key is
     checkpointed again only once it has applied several times the entries it had at its last
     checkpoint (geometric spacing: re-encoding a growing object costs O(size) in all), and
-    compaction checkpoints the keys it drops entries of. ``relay``: this replica is a relay
+    compaction checkpoints the keys it drops entries of. ``max_message_bytes``: the largest
+    message a peer accepts (its frames too). ``max_value_bytes``: the largest value one write
+    may carry, as it takes room in a message (UTF-8 bytes of its JSON text, counting the
+    escape that each quote and backslash gets when the delta travels as a string), the key of
+    the object and, in a map, the keys it sits under included; ``None`` (the default) means
+    half of ``max_message_bytes`` (2 MiB of the 4 MiB default), the other half left for the
+    rest of the delta (dots, causal context) and the message around it; at most that half.
+    A write over it is refused at the call with :class:`~sync.errors.ValueTooLarge` before
+    anything changes; the engine refuses any delta that would not fit in one message too.
+    ``relay``: this replica is a relay
     (preferred as fallback, holds hints for anyone, forwards new entries to the other homes
     connected to it). ``max_clock_skew``: seconds a hybrid-logical-clock timestamp (an LWW
     register's) received from a peer may be ahead of this replica's clock (its ``now``); an
@@ -74,6 +89,7 @@ class ReplicaConfig:
     max_clock_skew: float = 60.0
     seed: int = 0
     cache_bytes: int = 64 * 1024 * 1024
+    max_value_bytes: int | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -107,6 +123,15 @@ class ReplicaConfig:
             level = check_level(getattr(self, name), self.n, name=name)
             if level == LOCAL_QUORUM and self.site is None:
                 raise ValueError(f"{name}=LOCAL_QUORUM needs site")
+        limit = self.max_value_bytes
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise TypeError(f"max_value_bytes must be an int or None, got {limit!r}")
+            if not 1 <= limit <= self.max_message_bytes // 2:
+                raise ValueError(
+                    f"max_value_bytes must be in 1..{self.max_message_bytes // 2} (half of "
+                    f"max_message_bytes={self.max_message_bytes}), got {limit}"
+                )
 
     @property
     def objects_at_start(self) -> int:
@@ -118,6 +143,17 @@ class ReplicaConfig:
     def anti_entropy_on(self) -> bool:
         """True when periodic anti-entropy is enabled."""
         return bool(self.anti_entropy_interval)
+
+    @property
+    def value_limit(self) -> int:
+        """``max_value_bytes``, or half of ``max_message_bytes`` when it is None."""
+        limit = self.max_value_bytes
+        return self.max_message_bytes // 2 if limit is None else limit
+
+    @property
+    def entry_limit(self) -> int:
+        """The largest log entry (``entry_size``) that fits in one message."""
+        return self.max_message_bytes - MESSAGE_ENVELOPE
 
 
 def check_seconds(name: str, value: object) -> float:

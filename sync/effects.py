@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from annotated_types import Ge, Le, MinLen
 from pydantic_core import from_json, to_json
@@ -45,6 +45,7 @@ __all__ = [
     "IdentityConflict",
     "KindClashFound",
     "Loaded",
+    "LogDot",
     "LogEntry",
     "ObjectState",
     "PeerRecord",
@@ -205,15 +206,27 @@ class Send:
     message: Any
 
 
+class LogDot(NamedTuple):
+    """A log dot: the name of one delta, ``seq`` of ``origin`` in ``partition``."""
+
+    origin: str
+    partition: int
+    seq: int
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """How a write went: who acknowledged it, and which of those acks were hints."""
+    """How a write went: who acknowledged it, and which of those acks were hints.
+
+    ``dot`` is the write's log dot: ``peer.whereabouts(result)`` asks, later, how far the
+    write has travelled since."""
 
     key: str
     acks: int
     required: int
     acked_by: tuple[str, ...]
     hinted: tuple[str, ...] = ()
+    dot: LogDot | None = None
 
 
 @dataclass(slots=True, unsafe_hash=True)

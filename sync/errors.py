@@ -18,10 +18,16 @@
           │                           ``failed`` holds what came (the joined state, if any).
           ├── KindClash (TypeError)   a local write to a key that holds live objects of two
           │                           kinds (two peers wrote it concurrently as different
-          │                           types); ``key`` and ``kinds`` say which; nothing changed.
-          └── PeerFailed              the peer stopped serving because its store failed to
-                                      commit (disk full, database gone): its memory may be
-                                      ahead of its disk, so it must be closed and reopened.
+          │                           types), or a read of it naming no kind; ``key`` and
+          │                           ``kinds`` say which; nothing changed.
+          ├── KeyNotFound (LookupError, ValueError)
+          │                           a read naming no kind of a key that holds nothing here
+          ├── PeerFailed              the peer stopped serving because its store failed to
+          │                           commit (disk full, database gone): its memory may be
+          │                           ahead of its disk, so it must be closed and reopened.
+          └── ValueTooLarge           (also a ``ValueError``) a write whose value could not
+                                      travel in one message was refused before anything
+                                      changed; ``size`` and ``limit`` say by how much.
 
 The engine itself reports quorum outcomes as effects (``WriteFailed``, ``ReadFailed``);
 the embedding API (``sync.Peer``) turns those into the two ``...NotReached`` exceptions.
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
     from sync.effects import ReadFailed, WriteResult
 
 __all__ = [
+    "KeyNotFound",
     "KindClash",
     "LocalProtocolError",
     "PeerFailed",
@@ -42,6 +49,8 @@ __all__ = [
     "ReadQuorumNotReached",
     "RemoteProtocolError",
     "SyncError",
+    "ValueTooLarge",
+    "named_kinds",
 ]
 
 
@@ -59,7 +68,7 @@ class KindClash(SyncError, TypeError):
     """
 
     def __init__(self, key: str, kinds: tuple[str, ...]) -> None:
-        named = " and ".join(f"{_article(k)} {k}" for k in kinds)
+        named = named_kinds(kinds)
         super().__init__(
             f"key {key!r} holds {named} (written concurrently by two peers); delete one "
             f"of them with peer.delete({key!r}, kind=...)"
@@ -68,8 +77,18 @@ class KindClash(SyncError, TypeError):
         self.kinds = kinds
 
 
-def _article(kind: str) -> str:
-    return "an" if kind[:1] in "aeiou" else "a"
+class KeyNotFound(SyncError, LookupError, ValueError):
+    """A read that names no kind found no object under ``key`` here (with a kind, a read of
+    a key held nowhere returns no state instead)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key {key!r} holds no object here")
+        self.key = key
+
+
+def named_kinds(kinds: tuple[str, ...] | list[str]) -> str:
+    """``"an orset and a pncounter"``: CRDT kinds as a sentence names them."""
+    return " and ".join(f"{'an' if k[:1] in 'aeiou' else 'a'} {k}" for k in kinds)
 
 
 class LocalProtocolError(SyncError):
@@ -115,3 +134,24 @@ class PeerFailed(SyncError):
     restart. Every operation in flight and every later one raises this; ``__cause__`` is the
     store's error. Reopening rebuilds the replica from what is durable.
     """
+
+
+class ValueTooLarge(SyncError, ValueError):
+    """A write was refused because what it writes could not travel in one message.
+
+    ``size`` is what it would take in a message (bytes of UTF-8, JSON escapes included),
+    ``limit`` what is allowed (``ReplicaConfig.max_value_bytes`` for a value checked at the
+    call, what one message carries for a whole delta checked by the engine). Nothing was
+    written, here or anywhere.
+
+    >>> str(ValueTooLarge("the value", 5_000_000, 2_097_152))
+    'the value takes 5000000 bytes, over the limit of 2097152: refused, nothing was written'
+    """
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        self.what = what
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} takes {size} bytes, over the limit of {limit}: refused, nothing was written"
+        )

@@ -42,7 +42,14 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from crdt import ClockSkewError
-from sync.errors import PeerFailed, QuorumNotReached, ReadQuorumNotReached
+from sync.errors import (
+    KeyNotFound,
+    KindClash,
+    PeerFailed,
+    QuorumNotReached,
+    ReadQuorumNotReached,
+    named_kinds,
+)
 from sync.transport.peer import Peer
 
 from .ops import ApiError, VersionMismatch, mutation_fn, object_view, parse_mutation, write_view
@@ -147,6 +154,10 @@ async def _engine_call(coro: Awaitable[Any]) -> Any:
         return await coro
     except ClockSkewError as exc:
         raise ApiError(409, "clock_skew", str(exc)) from exc
+    except KindClash as exc:
+        raise ApiError(409, "kind_clash", str(exc), kinds=list(exc.kinds)) from exc
+    except KeyNotFound as exc:
+        raise ApiError(404, "not_found", f"no key {exc.key!r}") from exc
     except (TypeError, ValueError) as exc:
         raise ApiError(400, "bad_request", str(exc)) from exc
     except ReadQuorumNotReached as exc:
@@ -209,7 +220,7 @@ async def list_keys(request: web.Request) -> web.Response:
 async def get_key(request: web.Request) -> web.Response:
     peer, key, q = _peer(request), request.match_info["key"], request.query
     r, timeout = _level(q.get("r")), _seconds(q.get("timeout"), "timeout")
-    done = await _engine_call(peer.node.read(key, r=r, timeout=timeout))
+    done = await _engine_call(peer.node.read(key, kind=q.get("kind") or None, r=r, timeout=timeout))
     if done.state is None:
         raise ApiError(404, "not_found", f"no key {key!r}")
     return web.json_response(object_view(key, done.state))
@@ -219,9 +230,14 @@ async def post_key(request: web.Request) -> web.Response:
     peer, key = _peer(request), request.match_info["key"]
     mutation = parse_mutation(await _json_body(request))
     kind = mutation.op.kind
-    held = peer.replica.kind_of(key)
-    if held is not None and held != kind:
-        raise ApiError(409, "wrong_kind", f"key {key!r} holds a {held}, not a {kind}", held=held)
+    held = peer.replica.kinds_of(key)  # what is in memory; the write itself checks again
+    if held and kind not in held:
+        raise ApiError(
+            409,
+            "wrong_kind",
+            f"key {key!r} holds {named_kinds(held)}, not {named_kinds([kind])}",
+            held=held[0],
+        )
     fn = mutation_fn(mutation, peer.replica_id)
     write = peer.node.write(
         key, kind, fn, w=mutation.w, strict=mutation.strict, timeout=mutation.timeout

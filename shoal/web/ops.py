@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crdt import CRDT, KINDS
+from sync.errors import named_kinds
 
 __all__ = [
     "OPS",
@@ -122,7 +123,8 @@ def _parse_op(body: Any, where: str, depth: int = 0) -> Op:
     if kind not in OPS:
         raise _bad(f"{where}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if name not in OPS[kind]:
-        raise _bad(f"{where}.op of a {kind} must be one of {', '.join(OPS[kind])}, got {name!r}")
+        allowed = ", ".join(OPS[kind])
+        raise _bad(f"{where}.op of {named_kinds([kind])} must be one of {allowed}, got {name!r}")
     if not isinstance(args, list):
         raise _bad(f"{where}.args must be a JSON array")
     low, high = OPS[kind][name]

@@ -41,8 +41,13 @@ sleeps, opens a socket or touches a database; its only randomness is a
   anti-entropy only runs between homes. ``strict=True``: only home acks count, no
   fallbacks. ``LOCAL_QUORUM``: only acks from peers of ``config.site`` count. The write
   completes (``WriteDone``) at ``w`` acks, or fails (``WriteFailed``) at its deadline, or as
-  soon as no ack that could still count is outstanding (fail fast, like Cassandra's
-  "unavailable").
+  soon as no ack that could still count is outstanding and no link is still being dialled
+  (fail fast, like Cassandra's "unavailable"; :meth:`Replica.links_connecting` is the
+  adapter's dial state). A write short of its acks re-targets when a peer comes up: a peer
+  that is a home of the key now (perhaps unknown until its handshake) gets the entry, and
+  its ack counts. A delta that would not fit in one message (``max_message_bytes``, less
+  :data:`~sync.config.MESSAGE_ENVELOPE`) is refused before anything changes
+  (:class:`~sync.errors.ValueTooLarge`).
 * **Hints.** A fallback persists the hint and acks. Hints are handed off as ``Push`` batches
   of ``ae_batch`` when the target is up (on ``peer_up``, then on each ack, retried every
   ``write_timeout``) and dropped on its ack; hints older than ``hint_window`` or beyond
@@ -53,8 +58,15 @@ sleeps, opens a socket or touches a database; its only randomness is a
   homes (sloppy: fallbacks for the down ones), join the replies, complete at ``r`` replies
   with ``ReadDone``, and repair every replier whose state differs from the join (late
   repliers too, until all replied or the deadline). The join is merged and checkpointed
-  locally. Fewer than ``r`` replies at the deadline (or when nobody else can reply):
-  ``ReadFailed`` with what came.
+  locally. Fewer than ``r`` replies at the deadline (or when nobody else can reply and no link
+  is being dialled): ``ReadFailed`` with what came.
+* **Propagation.** Who holds which log dot is known from the peers' summaries and, since,
+  from their acks (a home that acked a push applied it; a fallback that acked holds a hint):
+  :meth:`Replica.whereabouts` says where a write or a key is durable now, and
+  :meth:`Replica.status` counts our own entries not yet known to be at every home.
+* **Liveness.** A deleted object (its kind's ``clear``) is kept, as the CRDT state that
+  makes the delete win against what it saw, but it is not *live*: :meth:`Replica.keys`
+  leaves it out.
 * **Anti-entropy.** With ``anti_entropy_interval`` set, on ``peer_up`` and every interval
   each up peer gets a ``Summary`` of the partitions both are homes of (and, when membership
   changed, the known peers). A summary is answered with the log entries the other lacks, in
@@ -114,7 +126,8 @@ those listed before it:
   keys) and :mod:`~sync.replica.outbox` (the effects queue, the durable changes of the
   drain, message ids);
 * :mod:`~sync.replica.local_data` (objects, log, summaries, checkpoints) and
-  :mod:`~sync.replica.membership` (peers, ring, up set, sites, fallbacks);
+  :mod:`~sync.replica.membership` (peers, ring, up set, sites, fallbacks), then
+  :mod:`~sync.replica.propagation` (who is known to hold which log dots);
 * :mod:`~sync.replica.outbound` (pushes coalesced per peer, messages awaiting an ack, relay
   forwarding), then :mod:`~sync.replica.hints`, then :mod:`~sync.replica.writes`;
 * :mod:`~sync.replica.reads` (with read repair), :mod:`~sync.replica.compaction`, then
@@ -130,16 +143,33 @@ clamped to be non-decreasing.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import crdt
-from crdt import CRDT, CausalContext
+from crdt import CRDT, CausalContext, Dot
 from sync import messages as m
 from sync.config import ReplicaConfig, check_bool, check_seconds
 from sync.consistency import check_level
-from sync.effects import Alarm, Effect, HintRecord, Loaded, LogEntry, ObjectState, Persist, Send
-from sync.errors import KindClash, LocalProtocolError, RemoteProtocolError
+from sync.effects import (
+    Alarm,
+    Effect,
+    HintRecord,
+    Loaded,
+    LogDot,
+    LogEntry,
+    ObjectState,
+    Persist,
+    Send,
+)
+from sync.errors import (
+    KeyNotFound,
+    KindClash,
+    LocalProtocolError,
+    RemoteProtocolError,
+    ValueTooLarge,
+    named_kinds,
+)
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
 from sync.replica.compaction import Compaction
@@ -147,14 +177,15 @@ from sync.replica.hints import Hints
 from sync.replica.inbound import Inbound, Skewed
 from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership
-from sync.replica.outbound import Outbound
+from sync.replica.outbound import Outbound, entry_size
 from sync.replica.outbox import Changes, Outbox
+from sync.replica.propagation import Propagation, Whereabouts
 from sync.replica.reads import Reads
 from sync.replica.timers import Timer, TimerKind, Timers
 from sync.replica.writes import Writes
 from sync.ring import partition_of
 
-__all__ = ["Replica", "ReplicaAPI"]
+__all__ = ["Replica", "ReplicaAPI", "Whereabouts"]
 
 _EMPTY_CTX = CausalContext()
 _COMPACT = Timer(TimerKind.COMPACT)
@@ -186,6 +217,7 @@ class Replica:
             raise ValueError(f"replica_id must be a non-empty str, got {replica_id!r}")
         self.config = config
         self.replica_id = replica_id
+        self._entry_limit = config.entry_limit
         self._now = float(now)
         rng = random.Random(f"{config.seed}/{replica_id}/{now!r}")
         # Message ids start at a random point so that late acks addressed to a previous
@@ -194,6 +226,7 @@ class Replica:
         self._timers = timers = Timers()
         self._data = data = LocalData(config, replica_id, outbox)
         self._membership = membership = Membership(config, replica_id, outbox)
+        self._propagation = Propagation(replica_id, membership)
         self._outbound = outbound = Outbound(config, replica_id, outbox, timers, membership)
         self._hints = hints = Hints(config, replica_id, outbox, timers, membership, outbound)
         self._writes = Writes(config, replica_id, outbox, timers, membership, outbound, hints)
@@ -221,15 +254,26 @@ class Replica:
         w: int | str | None = None,
         strict: bool | None = None,
         timeout: float | None = None,
+        checked: bool = False,
     ) -> None:
         """Apply ``fn`` to the object ``(key, kind)`` (created as a bottom ``kind`` if absent).
 
-        ``fn`` receives the live object, calls one mutator on it and returns that mutator's
+        ``fn`` receives the object, calls one mutator on it and returns that mutator's
         delta. A key holding only another kind raises ``TypeError``; a key holding this kind
         and another (a clash) raises :class:`~sync.errors.KindClash`; an error raised by ``fn``
-        propagates; bad ``w``/``timeout`` raise ``TypeError``/``ValueError``. In those cases
-        nothing is queued and the replica is unchanged (CRDT mutators check their arguments
-        before changing anything, so ``fn`` must not change the object and then raise).
+        propagates; bad ``w``/``timeout`` raise ``TypeError``/``ValueError``; a delta whose
+        log entry would not fit in one message raises
+        :class:`~sync.errors.ValueTooLarge`. In those cases nothing is queued and the
+        replica is unchanged: ``fn`` runs on a fresh bottom when the key is absent, and on a
+        *copy* of the object otherwise, which replaces the object only once its delta is
+        known to fit (CRDT mutators check their arguments before changing anything).
+
+        ``checked=True`` is the caller's promise that ``fn``'s delta fits in a message (the
+        handles of :mod:`sync.transport.handles` check every value against
+        ``config.max_value_bytes`` before its mutator runs): ``fn`` then runs on the live
+        object, with no copy (the hot path). A delta that breaks the promise is refused
+        too, never logged or sent, but the object in memory may keep the change until the
+        replica is rebuilt: ``LocalProtocolError``, a bug of the caller.
 
         Next, the caller must drain :meth:`effects` and execute them in order: ``Persist``
         (the write is durable once it is), ``Changed``, then ``WriteDone``/``WriteFailed``
@@ -254,24 +298,42 @@ class Replica:
         if objs is not None:
             obj = objs.get(kind)
             if obj is None or len(objs) > 1:
-                _refuse_kind(key, kind, data.kinds_of(key))
+                # Another kind is held too: refused while one of the others is live.
+                live = data.kinds_of(key)
+                if any(k != kind for k in live):
+                    _refuse_kind(key, kind, live)
         p = data.partition(key)
         homes = self._membership.ring().preference_list(p)
         required, site = self._membership.required(level, homes)
-        target = obj if obj is not None else crdt.new(kind)
+        # A fresh bottom, a copy (replacing obj once the delta is known to fit), or obj itself.
+        target = crdt.new(kind) if obj is None else (obj if checked else obj.copy())
         delta = fn(target)
         if getattr(delta, "kind", None) != kind or not hasattr(delta, "to_json"):
             # fn mutated nothing we can log; its result is not a delta of this kind.
             raise TypeError(f"fn must return the {kind} delta of its mutator, got {delta!r}")
         # Encoded once, here; from now on the delta travels as this text (see LogEntry).
         raw = delta.to_json()
+        entry = LogEntry(self.replica_id, p, data.next_seq(p), key, kind, raw)
+        limit = self._entry_limit
+        # A bound of entry_size (a delta's character takes at most 4 bytes, escapes
+        # included; a key's or origin's at most 8, as entry_size counts them; 96 for the
+        # rest): the exact size is computed only for a delta that could be near the limit.
+        if 4 * len(raw) + 8 * (len(key) + len(self.replica_id)) + 96 > limit:
+            size = entry_size(entry)
+            if size > limit:
+                if target is obj:
+                    raise LocalProtocolError(
+                        f"checked=True, but the delta of this write to {key!r} takes {size} "
+                        f"bytes, over what one message carries ({limit}); it was not logged"
+                    )
+                raise ValueTooLarge(f"the delta of this write to {key!r}", size, limit)
 
         now = self._begin(now)
         try:
-            if obj is None:
-                data.adopt(key, p, target)
-            entry = LogEntry(self.replica_id, p, data.next_seq(p), key, kind, raw)
+            if target is not obj:
+                data.adopt(key, p, target)  # new, or the copy fn ran on: it replaces obj
             data.append(entry)
+            data.refresh_clash(key)
             self._outbox.changed(key, data.objects_of(key))
             self._writes.start(op_id, entry, homes, required, site, strict_, timeout_, now)
         finally:
@@ -289,8 +351,8 @@ class Replica:
         timeout: float | None = None,
     ) -> None:
         """Read the object ``(key, kind)`` from ``r`` replicas (this one answers at once when
-        it counts). ``kind=None``: the one kind ``key`` holds here (``ValueError`` if it holds
-        none or several: name the kind).
+        it counts). ``kind=None``: the one kind ``key`` holds here (:class:`KeyNotFound` if it
+        holds none, :class:`KindClash` if several: name the kind).
 
         Next, the caller must drain :meth:`effects` and execute them: ``ReadReq`` sends now,
         and, now or later (at the latest by ``now + timeout``), exactly one ``ReadDone`` or
@@ -303,20 +365,21 @@ class Replica:
             raise ValueError("key must not be empty")
         if op_id in self._reads.pending:
             raise LocalProtocolError(f"read op_id {op_id} is still pending")
-        if kind is None:
-            self._data.require((key,))
-            held = self._data.kinds_of(key)
-            if len(held) != 1:
-                what = "no object" if not held else f"a {' and a '.join(held)}"
-                raise ValueError(f"key {key!r} holds {what} here: name the kind to read")
-            kind = held[0]
-        elif kind not in crdt.KINDS:
-            raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
-        self._data.require((key,))
         cfg = self.config
         level = cfg.r if r is None else check_level(r, cfg.n, name="r")
         strict_ = cfg.strict if strict is None else check_bool("strict", strict)
         timeout_ = cfg.read_timeout if timeout is None else check_seconds("timeout", timeout)
+        if kind is None:
+            self._data.require((key,))
+            held = self._data.kinds_of(key)
+            if not held:
+                raise KeyNotFound(key)
+            if len(held) > 1:
+                raise KindClash(key, held)
+            kind = held[0]
+        elif kind not in crdt.KINDS:
+            raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
+        self._data.require((key,))
         p = partition_of(key, cfg.partitions)
         homes = self._membership.ring().preference_list(p)
         required, site = self._membership.required(level, homes)
@@ -398,6 +461,7 @@ class Replica:
                 case m.Summary():
                     parts = check.summary(peer_id, message)
                     self._anti_entropy.on_summary(peer_id, message, parts, self._begin(now))
+                    self._propagation.reported(peer_id, parts)
                 case m.Forget():
                     self._begin(now)
                     self._on_forget(peer_id, message)
@@ -439,6 +503,34 @@ class Replica:
                     self._outbox.emit(Send(peer_id, m.Forget(replica_id=gone)))
             self._anti_entropy.start(peer_id, now)
             self._hints.handoff(peer_id, now)
+            # Operations short of acks or replies: the peer may count for them now.
+            self._writes.peer_up(peer_id, now)
+            self._reads.peer_up(peer_id)
+        finally:
+            self._finish()
+
+    def links_connecting(
+        self, count: int, now: float, *, failures: Mapping[str, str] | None = None
+    ) -> None:
+        """The adapter's dial state: ``count`` links are still being dialled, to replicas
+        not up yet (a dial in progress, or waiting to be retried after a link ended);
+        ``failures`` maps each dialled URL known down (refused, wrong secret, forgotten...)
+        to why. Call it whenever either changes (0 and no failures at start).
+
+        A write or read that cannot reach its quorum with the peers up keeps waiting, until
+        its deadline, while ``count`` is above 0; when it drops to 0 such operations fail
+        at once, their error naming the failed dials. Next, drain :meth:`effects`.
+        """
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"count must be an int >= 0, got {count!r}")
+        down = dict(failures or {})
+        for url, why in down.items():
+            if not isinstance(url, str) or not isinstance(why, str):
+                raise TypeError(f"failures must map URL str -> reason str, got {url!r}: {why!r}")
+        self._begin(now)
+        try:
+            self._writes.links_connecting(count, down)
+            self._reads.links_connecting(count, down)
         finally:
             self._finish()
 
@@ -590,8 +682,45 @@ class Replica:
         return next(iter(objs.values()))
 
     def keys(self) -> list[str]:
-        """Every key held in memory, sorted (``Peer.keys`` lists the store's too)."""
-        return self._data.keys()
+        """Every key holding a live object in memory, sorted (``Peer.keys`` lists the
+        store's too; a deleted object, whose state only remembers what the delete removed,
+        is left out: its kind's ``is_live()``)."""
+        data = self._data
+        held = data.keys()
+        return [k for k in held if data.kinds_of(k)]
+
+    def whereabouts(self, key: str, dot: LogDot | None = None) -> Whereabouts:
+        """Where the write ``dot`` (a :class:`~sync.effects.WriteResult`'s) of ``key`` is
+        durable now, as far as this replica knows: here, at which homes, held as hints by
+        whom (:class:`~sync.replica.propagation.Whereabouts`). Without ``dot``: every write
+        of ``key`` still in the log here (older ones were compacted: every home has them).
+
+        ``KeyError`` if this replica holds nothing of ``key`` (without ``dot``) or never
+        applied ``dot``; ``ValueError`` if ``dot`` is not a log dot of ``key``'s partition.
+        """
+        data = self._data
+        p = data.partition(key)
+        if dot is not None:
+            origin, partition, seq = dot
+            if partition != p:
+                raise ValueError(f"{dot!r} is not a log dot of {key!r} (partition {p})")
+            if not data.summary(p).contains(Dot(origin, seq)):
+                raise KeyError(f"{dot!r} was never applied here")
+            found = data.log_entry(p, origin, seq)
+            if found is not None and found.key != key:
+                raise ValueError(f"{dot!r} is a write to {found.key!r}, not to {key!r}")
+            dots = (LogDot(origin, p, seq),)
+            return self._propagation.whereabouts(key, p, dots, True, found is None)
+        log_p = data.log_of(p) or {}
+        mine = tuple(
+            LogDot(origin, p, seq)
+            for origin in sorted(log_p)
+            for seq, (k, _, _) in sorted(log_p[origin].items())
+            if k == key
+        )
+        if not mine and not data.kinds_of(key):
+            raise KeyError(f"{key!r} is not held here (or not in memory: name a write)")
+        return self._propagation.whereabouts(key, p, mine, True, not mine)
 
     def homes(self, key: str) -> tuple[str, ...]:
         """The home replicas of ``key`` in this replica's current view of the ring."""
@@ -633,7 +762,18 @@ class Replica:
             "pending_writes": len(self._writes),
             "pending_reads": len(self._reads),
             "clock_skew": membership.skews(),
+            "pending_propagation": self._pending_propagation(),
         }
+
+    def _pending_propagation(self) -> int:
+        """Our own log entries not yet known to be at every home of their partition."""
+        data, me = self._data, self.replica_id
+        own: dict[int, list[int]] = {}
+        for p in data.log_partitions():
+            seqs = (data.log_of(p) or {}).get(me)
+            if seqs:
+                own[p] = sorted(seqs)
+        return self._propagation.pending(own)
 
     # -- inputs and the drain's Persist ----------------------------------------------------
     def _peek(self, now: float) -> float:
@@ -739,6 +879,7 @@ class Replica:
                 self._anti_entropy.acked(peer, bid)
                 continue
             self._writes.acked(peer, record)
+            self._propagation.acked(peer, record.entries, record.hint_for)
             for hid in record.hint_ids:
                 self._hints.drop(hid)
                 handoff = True
@@ -764,6 +905,7 @@ class Replica:
     def _forget(self, peer: str, told_by: str | None) -> None:
         self._down(peer)
         self._membership.forget(peer)
+        self._propagation.forget(peer)
         self._hints.forget(peer)
         # The forgotten peer may have been the only home holding compaction back.
         self._compaction.compact_all()
@@ -798,7 +940,7 @@ def _refuse_kind(key: str, kind: str, held: tuple[str, ...]) -> None:
     """A local write of ``kind`` to ``key``, which holds ``held``: refused."""
     if kind in held:
         raise KindClash(key, held)
-    raise TypeError(f"key {key!r} holds a {' and a '.join(held)}, not a {kind}")
+    raise TypeError(f"key {key!r} holds {named_kinds(held)}, not {named_kinds([kind])}")
 
 
 def _check_now(now: object) -> None:

@@ -6,7 +6,7 @@ The asyncio node and the simulator drive a replica only through these methods;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from crdt import CRDT
@@ -29,6 +29,7 @@ class ReplicaAPI(Protocol):
         w: Any = None,
         strict: bool | None = None,
         timeout: float | None = None,
+        checked: bool = False,
     ) -> object: ...
 
     def local_read(
@@ -57,6 +58,10 @@ class ReplicaAPI(Protocol):
 
     def peer_down(self, peer_id: str, now: float) -> object: ...
 
+    def links_connecting(
+        self, count: int, now: float, *, failures: Mapping[str, str] | None = None
+    ) -> object: ...
+
     def forget(self, peer_id: str, now: float) -> object: ...
 
     def tick(self, now: float) -> object: ...
@@ -84,3 +89,7 @@ class ReplicaAPI(Protocol):
     def checkpoint_all(self, now: float) -> None: ...
 
     def unsaved_keys(self) -> set[str]: ...
+
+    def keys(self) -> list[str]: ...
+
+    def whereabouts(self, key: str, dot: Any = None) -> Any: ...

@@ -318,15 +318,32 @@ class LocalData:
         return sorted(set(self._since_checkpoint) | self._unfolded)
 
     def kinds_of(self, key: str) -> tuple[str, ...]:
-        """The kinds ``key`` holds here, sorted (two or more: a clash).
+        """The kinds of the *live* objects ``key`` holds here, sorted (two or more: a clash).
 
-        The one place that decides which objects of a key are *live*: the clash check of
-        local writes, :meth:`clashes` and the status all go through it (a delete that
-        leaves a marker object behind excludes it here)."""
+        The one place that decides which objects of a key are live (``is_live()``: a
+        deleted or emptied object is not): the clash check of local writes, :meth:`clashes`
+        and the status all go through it."""
         objs = self._objects.get(key)
         if not objs:
             return ()
-        return tuple(objs) if len(objs) == 1 else tuple(sorted(objs))
+        return tuple(sorted(kind for kind, obj in objs.items() if obj.is_live()))
+
+    def refresh_clash(self, key: str) -> None:
+        """After a change of ``key``'s objects: a clash appears when a second kind is live
+        (reported once: :class:`~sync.effects.KindClashFound`) and ends when only one is
+        (a delete of the other, here or anywhere)."""
+        objs = self._objects.get(key)
+        if objs is None or (len(objs) < 2 and key not in self._clashes):
+            return  # one kind, no clash recorded: the common case, nothing to look at
+        live = self.kinds_of(key)
+        if len(live) > 1:
+            if self._clashes.get(key) != live:
+                # Two peers wrote this key offline as two kinds: both objects are kept, and
+                # the clash is reported (the adapter logs it; status lists it).
+                self._clashes[key] = live
+                self._outbox.emit(KindClashFound(key, live))
+        else:
+            self._clashes.pop(key, None)
 
     def clashes(self) -> dict[str, tuple[str, ...]]:
         """Keys holding objects of several kinds: key -> kinds, by key."""
@@ -358,12 +375,7 @@ class LocalData:
             self._grow(key, OBJECT_OVERHEAD)
             return
         objs[obj.kind] = obj
-        if len(objs) > 1 and key not in self._clashes:
-            # Two peers wrote this key offline as two kinds: both objects are kept, and the
-            # clash is reported once (the adapter logs it; status lists it).
-            kinds = tuple(sorted(objs))
-            self._clashes[key] = kinds
-            self._outbox.emit(KindClashFound(key, kinds))
+        self.refresh_clash(key)
 
     def siblings(self) -> dict[str, int]:
         """Multi-value registers holding more than one value: key -> how many."""
@@ -404,6 +416,7 @@ class LocalData:
             if obj == before:
                 return False
         self.checkpoint(key, kind)
+        self.refresh_clash(key)
         self._outbox.changed(key, self._objects.get(key))
         return True
 
@@ -515,7 +528,8 @@ class LocalData:
                 self.adopt(key, p, group)  # the group is nobody else's: adopt it
             else:
                 obj.merge(group)
-            self._outbox.changed(key, self._objects.get(key))
+            self.refresh_clash(key)
+        self._outbox.changed(key, self._objects.get(key))
         return applied
 
     def compact(self, partition: int, marks: Mapping[str, int]) -> None:

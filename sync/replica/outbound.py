@@ -15,8 +15,10 @@ Knows the outbox, the timers and membership.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Container
 from dataclasses import dataclass, field
+from typing import Any
 
 from sync import messages as m
 from sync.config import ReplicaConfig
@@ -25,7 +27,7 @@ from sync.replica.membership import Membership
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
 
-__all__ = ["AwaitingAck", "Outbound", "PushBuffer", "entry_size"]
+__all__ = ["AwaitingAck", "Outbound", "PushBuffer", "entry_size", "text_size", "value_size"]
 
 # Bytes a log entry adds to a message beyond its delta, key and origin (field names, numbers).
 _ENTRY_OVERHEAD = 96
@@ -45,9 +47,38 @@ def entry_size(e: LogEntry) -> int:
     return size + _ENTRY_OVERHEAD
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def value_size(value: Any) -> int:
+    """How many bytes ``value`` adds to a log entry in a message, counted as
+    :func:`entry_size` counts a delta: the UTF-8 bytes of its compact JSON text, plus one for
+    each quote and backslash in it (escaped again when the delta travels as a string).
+
+    0 for a value that is not JSON: the CRDT refuses it at the write, with its own message.
+    """
+    if type(value) is str and value.isascii() and value.isprintable():
+        # The common case, without encoding: JSON escapes only the quotes and backslashes of
+        # such a string, each of which then takes 4 bytes of the entry; and its two quotes.
+        return len(value) + 4 + 3 * (value.count('"') + value.count("\\"))
+    try:
+        text = _dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        return 0
+    return text_size(text)
+
+
+def text_size(text: str) -> int:
+    """How many bytes the JSON text ``text`` adds to a message inside a JSON string (a
+    delta's text in an entry): its UTF-8 bytes, plus one for each quote and backslash."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return size + text.count('"') + text.count("\\")
+
+
 @dataclass(slots=True)
 class AwaitingAck:
-    """A sent message awaiting its Ack."""
+    """A sent message awaiting its Ack: for a push, the entries it carries (the list the push
+    was built from, not a copy), so that an ack tells who holds which log dots."""
 
     peer: str
     ae: bool  # an anti-entropy Deltas/SnapshotChunk (else a Push)
@@ -55,6 +86,7 @@ class AwaitingAck:
     hint_ids: list[HintId] = field(default_factory=list)  # the hints it hands off
     hint_for: str | None = None
     sent_at: float = 0.0
+    entries: list[LogEntry] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -146,6 +178,7 @@ class Outbound:
         if buf is None:
             record = AwaitingAck(peer, False, hint_for=hint_for, sent_at=now)
             buf = self._buffers[key] = PushBuffer(self._outbox.new_id(), peer, hint_for, record)
+            record.entries = buf.entries  # the same list: an ack names the entries it carried
             self._awaiting[(peer, buf.push_id)] = record
             if _SWEEP not in self._timers:
                 self._timers.set(_SWEEP, now + 2 * self._config.write_timeout)

@@ -6,7 +6,10 @@ home down), joins the replies as they come, and
 completes with ``ReadDone`` at ``required`` replies. From then on every replier whose state
 differs from the join is repaired (``Repair``), late repliers too, until all replied or the
 deadline passed; the join is merged here and checkpointed. Fewer than ``required`` replies
-at the deadline, or once nobody else can reply: ``ReadFailed`` with what came.
+at the deadline, or once nobody else can reply: ``ReadFailed`` with what came. As a write
+does (:mod:`sync.replica.writes`), a read short of replies waits while links are still
+being dialled (:meth:`Reads.links_connecting`) and asks a peer that comes up if it counts
+now (:meth:`Reads.peer_up`).
 
 It also answers the ``ReadReq`` of other replicas.
 
@@ -30,6 +33,12 @@ from sync.replica.timers import Timer, TimerKind, Timers
 __all__ = ["PendingRead", "Reads"]
 
 
+def _nobody(failures: Mapping[str, str]) -> str:
+    """Why no other replica that counts can reply, with the dials that failed (if any)."""
+    why = "; ".join(f"the link to {url} failed: {cause}" for url, cause in failures.items())
+    return "no other replica that counts can reply" + (f" ({why})" if why else "")
+
+
 @dataclass(slots=True)
 class PendingRead:
     """A read waiting for replies (or, once done, for the late repliers to repair)."""
@@ -40,6 +49,8 @@ class PendingRead:
     required: int
     site: str | None
     timeout: float
+    partition: int = 0
+    strict: bool = False
     asked: set[str] = field(default_factory=set)  # remote peers still expected to reply
     reqs: list[tuple[str, int]] = field(default_factory=list)  # (peer, req_id) sent
     known: dict[str, CRDT | None] = field(default_factory=dict)  # replier -> its state
@@ -47,6 +58,7 @@ class PendingRead:
     joined: CRDT | None = None
     done: bool = False
     repaired: list[str] = field(default_factory=list)
+    covered: set[str] = field(default_factory=set)  # homes down that a fallback stands in for
 
 
 class Reads:
@@ -54,8 +66,10 @@ class Reads:
 
     __slots__ = (
         "_config",
+        "_connecting",
         "_data",
         "_emit",
+        "_failures",
         "_me",
         "_membership",
         "_outbox",
@@ -85,6 +99,8 @@ class Reads:
         #: The reads pending, by op id (read only: a view of what this owns).
         self.pending: Mapping[int, PendingRead] = self._pending
         self._requests: dict[tuple[str, int], int] = {}  # (peer, req_id) -> op id
+        self._connecting = 0  # links the adapter is still dialling
+        self._failures: dict[str, str] = {}  # dialled URLs known down, with why
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -104,7 +120,7 @@ class Reads:
     ) -> None:
         """Read the object ``(key, kind)``: answer locally when it counts, ask the others."""
         me, membership = self._me, self._membership
-        rd = PendingRead(op_id, key, kind, required, site, timeout)
+        rd = PendingRead(op_id, key, kind, required, site, timeout, partition, strict)
         self._pending[op_id] = rd
         if (me in homes or not strict) and membership.site_ok(site, me):
             local = self._data.get(key, kind)
@@ -120,14 +136,50 @@ class Reads:
                 ask = membership.pick_fallback(partition, chosen)
                 if ask is not None:
                     chosen.add(ask)
+                    rd.covered.add(home)
             if ask is not None:
-                req_id = self._outbox.new_id()
-                self._requests[(ask, req_id)] = op_id
-                rd.reqs.append((ask, req_id))
-                rd.asked.add(ask)
-                self._emit(Send(ask, m.ReadReq(req_id=req_id, key=key, kind=kind)))
+                self._ask(rd, ask)
         self._timers.set(Timer(TimerKind.READ, op_id), now + timeout)
         self._progress(rd)
+
+    def _ask(self, rd: PendingRead, peer: str) -> None:
+        req_id = self._outbox.new_id()
+        self._requests[(peer, req_id)] = rd.op_id
+        rd.reqs.append((peer, req_id))
+        rd.asked.add(peer)
+        self._emit(Send(peer, m.ReadReq(req_id=req_id, key=rd.key, kind=rd.kind)))
+
+    def links_connecting(self, count: int, failures: Mapping[str, str]) -> None:
+        """The adapter is dialling ``count`` links whose replicas are not up yet; the dials
+        in ``failures`` failed (URL -> why). A read with nobody left to ask waits while
+        ``count`` is above 0, and fails now once it drops to 0."""
+        self._connecting = count
+        self._failures = dict(failures)
+        if not count:
+            for rd in sorted(self._pending.values(), key=lambda r: r.op_id):
+                if not rd.asked:
+                    self._progress(rd)
+
+    def peer_up(self, peer: str) -> None:
+        """``peer`` came up: every read short of replies asks it if it counts now (a home of
+        the key, or in sloppy mode the fallback of a home that is down)."""
+        membership = self._membership
+        for rd in sorted(self._pending.values(), key=lambda r: r.op_id):
+            if rd.done or peer in rd.asked or peer in rd.known:
+                continue
+            could = sum(1 for p in rd.asked if membership.site_ok(rd.site, p))
+            if len(rd.counted) + could >= rd.required or not membership.site_ok(rd.site, peer):
+                continue
+            homes = membership.ring().preference_list(rd.partition)
+            if peer not in homes:
+                if rd.strict:
+                    continue
+                up = membership.up
+                down = [h for h in homes if h != self._me and h not in up and h not in rd.covered]
+                if not down:
+                    continue
+                rd.covered.add(down[0])
+            self._ask(rd, peer)
 
     def expected(self, peer: str, req_id: int) -> PendingRead | None:
         """The pending read that asked ``peer`` with ``req_id`` (None: late or unknown)."""
@@ -183,10 +235,10 @@ class Reads:
             state = rd.joined.copy() if rd.joined is not None else None
             self._emit(ReadDone(rd.op_id, rd.key, state, len(rd.counted), tuple(rd.repaired)))
         if not rd.asked:
-            if not rd.done:
-                self._fail(rd, "no other replica that counts can reply")
-            else:
+            if rd.done:
                 self._end(rd)
+            elif not self._connecting:
+                self._fail(rd, _nobody(self._failures))
 
     def _repair(self, rd: PendingRead) -> None:
         joined = rd.joined

@@ -8,8 +8,16 @@ as a hint for every home too. The local ack counts if this replica is a home of 
 always in sloppy mode; ``strict`` counts only homes, ``LOCAL_QUORUM`` only peers of the site.
 
 The write completes (``WriteDone``) at ``required`` acks, or fails (``WriteFailed``) at its
-deadline, or as soon as no ack that could still count is outstanding. The common case (one
+deadline, or as soon as no ack that could still count is outstanding and no link is still
+being dialled (:meth:`Writes.links_connecting`: right after a peer opens, its links are
+being dialled and the replicas behind them are not known yet; a write waits for them, within
+its timeout, and fails fast only once every dial has failed or none is left). A write short
+of its acks *re-targets* when a peer comes up (:meth:`Writes.peer_up`): the peer gets the
+push if it is a home of the key now (a peer unknown until its handshake may be one) or, in
+sloppy mode, stands in for a home that is down, and its ack counts. The common case (one
 ack required, ours) completes at once, with no pending record and no deadline.
+
+Every result carries the write's log dot (:class:`~sync.effects.LogDot`).
 
 Knows the outbox, the timers, membership, outbound batching and hints.
 """
@@ -20,16 +28,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sync.config import ReplicaConfig
-from sync.effects import HintId, HintRecord, LogEntry, WriteDone, WriteFailed, WriteResult
+from sync.effects import (
+    HintId,
+    HintRecord,
+    LogDot,
+    LogEntry,
+    WriteDone,
+    WriteFailed,
+    WriteResult,
+)
 from sync.replica.hints import Hints
 from sync.replica.membership import Membership
 from sync.replica.outbound import AwaitingAck, Outbound
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
 
-__all__ = ["PendingWrite", "Writes"]
+__all__ = ["PendingWrite", "Writes", "unreachable"]
 
-_RESULTS_MEMO = 1 << 16  # keys whose local-only write result is shared (cleared when full)
+_new_dot = tuple.__new__  # LogDot(...) without its Python __new__ (one per local write)
+
+
+def unreachable(failures: Mapping[str, str]) -> str:
+    """Why nobody that counts is reachable, with the dials that failed (if any)."""
+    if not failures:
+        return "no other replica that counts is reachable"
+    why = "; ".join(f"the link to {url} failed: {cause}" for url, cause in failures.items())
+    return f"no other replica that counts is reachable ({why})"
 
 
 @dataclass(slots=True)
@@ -39,22 +63,26 @@ class PendingWrite:
     op_id: int
     key: str
     required: int
-    homes: frozenset[str]
+    homes: set[str]
     strict: bool
     site: str | None  # LOCAL_QUORUM: only acks from this site count
     timeout: float
+    entry: LogEntry
     acked_by: list[str] = field(default_factory=list)
     hinted: list[str] = field(default_factory=list)
     waiting: set[str] = field(default_factory=set)  # peers whose ack could still count
     fallbacks: set[str] = field(default_factory=set)
+    covered: set[str] = field(default_factory=set)  # homes down that a fallback stands in for
 
     def result(self) -> WriteResult:
+        e = self.entry
         return WriteResult(
             key=self.key,
             acks=len(self.acked_by),
             required=self.required,
             acked_by=tuple(self.acked_by),
             hinted=tuple(self.hinted),
+            dot=LogDot(e.origin, e.partition, e.seq),
         )
 
 
@@ -63,9 +91,10 @@ class Writes:
 
     __slots__ = (
         "_config",
+        "_connecting",
         "_emit",
+        "_failures",
         "_hints",
-        "_local_results",
         "_me",
         "_membership",
         "_outbound",
@@ -94,7 +123,8 @@ class Writes:
         self._pending: dict[int, PendingWrite] = {}
         #: The writes pending, by op id (read only: a view of what this owns).
         self.pending: Mapping[int, PendingWrite] = self._pending
-        self._local_results: dict[str, WriteResult] = {}  # see start
+        self._connecting = 0  # links the adapter is still dialling (links_connecting)
+        self._failures: dict[str, str] = {}  # dialled URLs known down, with why
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -120,7 +150,7 @@ class Writes:
         done = local_ack and required <= 1
         op = None
         if not done:
-            op = PendingWrite(op_id, entry.key, required, frozenset(homes), strict, site, timeout)
+            op = PendingWrite(op_id, entry.key, required, set(homes), strict, site, timeout, entry)
             self._pending[op_id] = op
             if local_ack:
                 op.acked_by.append(me)
@@ -151,16 +181,11 @@ class Writes:
                     if op is not None:
                         op.fallbacks.add(fallback)
                         op.waiting.add(fallback)
+                        op.covered.add(home)
                     queue_push(fallback, home, entry, wop, None, now)
         if op is None:
-            # Every write of a key acknowledged here alone has the same (immutable) result:
-            # one object per key, not one per write.
-            result = self._local_results.get(entry.key)
-            if result is None or result.required != required:
-                if len(self._local_results) >= _RESULTS_MEMO:
-                    self._local_results.clear()
-                result = WriteResult(key=entry.key, acks=1, required=required, acked_by=(me,))
-                self._local_results[entry.key] = result
+            dot = _new_dot(LogDot, (entry.origin, entry.partition, entry.seq))
+            result = WriteResult(entry.key, 1, required, (me,), (), dot)
             self._emit(WriteDone(op_id, result))
             return
         self._timers.set(Timer(TimerKind.WRITE, op_id), now + timeout)
@@ -170,16 +195,64 @@ class Writes:
         if len(op.acked_by) >= op.required:
             self._end(op)
             self._emit(WriteDone(op.op_id, op.result()))
-        elif not op.waiting:
+        elif not op.waiting and not self._connecting:
             self._end(op)
             self._emit(
                 WriteFailed(
                     op.op_id,
                     op.result(),
-                    f"{len(op.acked_by)} of {op.required} required acks: no other replica "
-                    "that counts is reachable (durable here, will replicate later)",
+                    f"{len(op.acked_by)} of {op.required} required acks: "
+                    f"{unreachable(self._failures)} (durable here, will replicate later)",
                 )
             )
+
+    def _short(self, op: PendingWrite) -> bool:
+        """Can ``op`` not reach its acks even if every peer it waits for acks?"""
+        could = sum(1 for p in op.waiting if self._counts_for(op, p))
+        return len(op.acked_by) + could < op.required
+
+    def links_connecting(self, count: int, failures: Mapping[str, str]) -> None:
+        """The adapter is dialling ``count`` links whose replicas are not up yet; the dials
+        in ``failures`` failed (URL -> why). A write with nothing left to wait for waits
+        while ``count`` is above 0, and fails now once it drops to 0."""
+        self._connecting = count
+        self._failures = dict(failures)
+        if not count:
+            for op in sorted(self._pending.values(), key=lambda o: o.op_id):
+                if not op.waiting:
+                    self._progress(op)
+
+    def peer_up(self, peer: str, now: float) -> None:
+        """``peer`` came up (membership and the ring know it now): every write short of its
+        acks sends it the entry if it counts now, as a home of the key or, in sloppy mode,
+        as the fallback of a home that is down."""
+        membership = self._membership
+        for op in sorted(self._pending.values(), key=lambda o: o.op_id):
+            if peer in op.waiting or peer in op.acked_by or not self._short(op):
+                continue
+            if not membership.site_ok(op.site, peer):
+                continue
+            e = op.entry
+            homes = membership.ring().preference_list(e.partition)
+            if peer in homes:
+                op.homes.add(peer)
+                hid = None
+                if self._me not in homes:
+                    hid = HintId(peer, e.origin, e.partition, e.seq)
+                    self._hints.add(HintRecord(peer, e, now))
+                    self._hints.mark_sent(hid, now)
+                self._outbound.queue_push(peer, None, e, op.op_id, hid, now)
+            elif not op.strict:
+                up = membership.up
+                down = [h for h in homes if h != self._me and h not in up and h not in op.covered]
+                if not down:
+                    continue
+                op.fallbacks.add(peer)
+                op.covered.add(down[0])
+                self._outbound.queue_push(peer, down[0], e, op.op_id, None, now)
+            else:
+                continue
+            op.waiting.add(peer)
 
     def _end(self, op: PendingWrite) -> None:
         del self._pending[op.op_id]

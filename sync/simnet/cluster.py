@@ -230,6 +230,13 @@ class SimCluster:
         self._node(peer_id)
         self._input(replica_id, lambda r: r.forget(peer_id, self.now))
 
+    def links_connecting(
+        self, replica_id: str, count: int, failures: Mapping[str, str] | None = None
+    ) -> None:
+        """What an adapter's dials tell ``replica_id`` (``Replica.links_connecting``):
+        ``count`` links still being dialled, ``failures`` the dials that failed (URL: why)."""
+        self._input(replica_id, lambda r: r.links_connecting(count, self.now, failures=failures))
+
     def value(self, replica_id: str, key: str, kind: str | None = None) -> CRDT | None:
         """The state of the object ``(key, kind)`` on ``replica_id`` (``kind=None``: the
         key's one kind): from its memory, or from its disk for an object it evicted (whose

@@ -9,8 +9,25 @@ another type raises ``TypeError`` when it is made (if this replica knows the key
 write. A key that two peers wrote offline as two types holds both (a *kind clash*): a
 handle of either type reads its own object, and its writes raise
 :class:`~sync.errors.KindClash` naming both types until one object is deleted. A handle
-reaches its peer through :class:`HandleOwner` only (the replica id and the node), so this
-module does not depend on :mod:`sync.transport.peer`.
+reaches its peer through :class:`HandleOwner` only (the replica id, the node and the
+configuration), so this module does not depend on :mod:`sync.transport.peer`.
+
+Sizes. A value that could not travel in one message is refused at the call, before anything
+changes here or anywhere, with :class:`~sync.errors.ValueTooLarge`: what a write carries
+(the key of the object, the value, and in a map the keys it sits under) may take at most
+``max_value_bytes`` (:class:`~sync.config.ReplicaConfig`; half a message by default),
+counted as the engine sizes log entries (:func:`~sync.replica.outbound.value_size`: UTF-8
+bytes of the JSON text, escapes included). A mutator of a handle checks its value when it is
+called; a map's ``update`` checks its key when called and, as ``fn`` runs, every value and
+nested key given to the embedded mutators (and the size of what a nested ``remove`` or
+``clear`` removes), so the write raises from its ``await``. Checked so, a write runs on the
+live object (``checked=True``, the engine's fast path); a map's ``remove(key)`` and a
+``delete()``, whose size depends on what they remove, let the engine check the delta itself.
+
+``delete()`` (and ``peer.delete(key)``) writes the kind's ``clear``, an observed reset: a
+concurrent update survives it; an LWW register gets a timestamped tombstone instead (a later
+``set`` wins). Afterwards the value reads as the empty one. Deleting what holds nothing live
+here raises ``KeyError`` and changes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +42,10 @@ from typing import Any, Protocol
 
 import crdt
 from crdt import CRDT
+from sync.config import ReplicaConfig
 from sync.effects import WriteResult
+from sync.errors import ValueTooLarge, named_kinds
+from sync.replica.outbound import text_size, value_size
 
 from .node import Node
 
@@ -41,14 +61,67 @@ __all__ = [
 
 
 class HandleOwner(Protocol):
-    """What a handle needs of its peer: the replica id its mutators act as, and the node
-    that runs its reads and writes (:class:`~sync.transport.peer.Peer` is one)."""
+    """What a handle needs of its peer: the replica id its mutators act as, the node that
+    runs its reads and writes, and the configuration (for ``max_value_bytes``);
+    :class:`~sync.transport.peer.Peer` is one."""
 
     @property
     def replica_id(self) -> str: ...
 
     @property
     def node(self) -> Node: ...
+
+    @property
+    def config(self) -> ReplicaConfig: ...
+
+
+_SMALL = (int, float, bool, type(None))  # a scalar takes a few bytes at most
+_SCALAR_BYTES = 32
+
+
+class _Room:
+    """What is left for the values of one write to the object ``name``: ``max_value_bytes``
+    less what its keys and values took so far. :meth:`take` refuses a value that does not
+    fit."""
+
+    __slots__ = ("left", "limit", "name")
+
+    def __init__(self, name: str, left: int, limit: int) -> None:
+        self.name = name
+        self.left = left
+        self.limit = limit
+
+    def take(self, value: Any) -> None:
+        size = _SCALAR_BYTES if type(value) in _SMALL else value_size(value)
+        if size > self.left:
+            used = self.limit - self.left + size
+            raise ValueTooLarge(_what(self.name), used, self.limit)
+        self.left -= size
+
+    def take_size(self, size: int) -> None:
+        if size > self.left:
+            raise ValueTooLarge(_what(self.name), self.limit - self.left + size, self.limit)
+        self.left -= size
+
+
+def _what(key: str) -> str:
+    return f"this write to {key[:80]!r} (its key, values and map keys; max_value_bytes)"
+
+
+class _Clear:
+    """The ``fn`` of a delete: the kind's ``clear``, refused (``KeyError``) when the object
+    holds nothing live here."""
+
+    __slots__ = ("clear", "key")
+
+    def __init__(self, key: str, clear: Callable[[Any], Any]) -> None:
+        self.key = key
+        self.clear = clear
+
+    def __call__(self, obj: Any) -> Any:
+        if not obj.is_live():
+            raise KeyError(f"nothing to delete: {self.key!r} holds no {obj.kind} here")
+        return self.clear(obj)
 
 
 class _Handle:
@@ -71,11 +144,30 @@ class _Handle:
         self.peer = peer
         self.key = key
         self._check_kind()
+        limit = peer.config.value_limit
+        used = value_size(key)
+        if used > limit:
+            raise ValueTooLarge(f"the key {key[:80]!r}", used, limit)
+        self._limit = limit
+        self._left = limit - used  # room for the values of one write
+
+    def _room(self) -> _Room:
+        return _Room(self.key, self._left, self._limit)
+
+    def _check(self, value: Any) -> None:
+        """Refuse (ValueTooLarge) a value that does not fit beside the key."""
+        if type(value) in _SMALL:
+            return
+        size = value_size(value)
+        if size > self._left:
+            raise ValueTooLarge(_what(self.key), self._limit - self._left + size, self._limit)
 
     def _check_kind(self) -> None:
         held = self.peer.node.replica.kinds_of(self.key)  # O(1): no copy of the state
         if held and self.kind not in held:
-            raise TypeError(f"key {self.key!r} holds a {' and a '.join(held)}, not a {self.kind}")
+            raise TypeError(
+                f"key {self.key!r} holds {named_kinds(held)}, not {named_kinds([self.kind])}"
+            )
 
     @property
     def _rid(self) -> str:
@@ -87,12 +179,28 @@ class _Handle:
         w: Any,
         timeout: float | None,
         strict: bool | None,
+        checked: bool = True,
     ) -> asyncio.Future[WriteResult]:
         # The engine refuses a key of another kind (TypeError), or of this kind and another
         # (KindClash), without copying the state.
         # The write is queued now and its future returned as it is: no coroutine or task
-        # per write (see the class docstring).
-        return self.peer.node.write(self.key, self.kind, fn, w=w, strict=strict, timeout=timeout)
+        # per write (see the class docstring). ``checked``: the values were checked (see
+        # the module docstring), so fn may run on the live object.
+        return self.peer.node.write(
+            self.key, self.kind, fn, w=w, strict=strict, timeout=timeout, checked=checked
+        )
+
+    def _clear(self) -> Callable[[Any], Any]:
+        """What a delete calls on the object (the kind's observed reset)."""
+        return methodcaller("clear")
+
+    def delete(
+        self, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
+    ) -> asyncio.Future[WriteResult]:
+        """Delete the object: an observed reset that replicates like any write (a concurrent
+        update survives it); the value then reads as the empty one. ``KeyError`` (from the
+        ``await``) if it holds nothing live here: nothing changes."""
+        return self._write(_Clear(self.key, self._clear()), w, timeout, strict, checked=False)
 
     async def state(
         self, *, r: Any = None, timeout: float | None = None, strict: bool | None = None
@@ -102,7 +210,10 @@ class _Handle:
         node = self.peer.node
         done = await node.read(self.key, kind=self.kind, r=r, strict=strict, timeout=timeout)
         if done.state is not None and done.state.kind != self.kind:
-            raise TypeError(f"key {self.key!r} holds a {done.state.kind}, not a {self.kind}")
+            raise TypeError(
+                f"key {self.key!r} holds {named_kinds([done.state.kind])}, "
+                f"not {named_kinds([self.kind])}"
+            )
         return done.state
 
     async def value(
@@ -170,12 +281,18 @@ class LWWHandle(_Handle):
         timeout: float | None = None,
         strict: bool | None = None,
     ) -> asyncio.Future[WriteResult]:
+        self._check(value)
         rid = self._rid
 
         def fn(reg: Any) -> Any:
             return reg.set(rid, value, timestamp, now_ms=int(time.time() * 1000))
 
         return self._write(fn, w, timeout, strict)
+
+    def _clear(self) -> Callable[[Any], Any]:
+        rid = self._rid
+        # A tombstone timestamped as a set is (wall time): a later set wins over it.
+        return lambda reg: reg.clear(rid, now_ms=int(time.time() * 1000))
 
 
 class MVRegisterHandle(_Handle):
@@ -187,6 +304,7 @@ class MVRegisterHandle(_Handle):
     def set(
         self, value: Any, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
     ) -> asyncio.Future[WriteResult]:
+        self._check(value)
         rid = self._rid
         return self._write(methodcaller("set", rid, value), w, timeout, strict)
 
@@ -210,6 +328,7 @@ class ORSetHandle(_Handle):
         timeout: float | None = None,
         strict: bool | None = None,
     ) -> asyncio.Future[WriteResult]:
+        self._check(element)
         rid = self._rid
         return self._write(methodcaller("add", rid, element), w, timeout, strict)
 
@@ -228,13 +347,18 @@ _REPLICA_FIRST = frozenset({"increment", "decrement", "set", "add"})
 
 
 class _Bound:
-    """An embedded CRDT whose mutators take no replica argument (for ``ORMap.update``)."""
+    """An embedded CRDT whose mutators take no replica argument (for ``ORMap.update``),
+    checking what they are given against the write's :class:`_Room`: the value of ``set``
+    and ``add``, the key of a nested ``update``, and the delta of a nested ``remove`` or
+    ``clear`` (what it removes travels too). A refusal raises inside ``fn``, so the map
+    is unchanged (``ORMap.update`` applies nothing when ``fn`` raises)."""
 
-    __slots__ = ("_inner", "_replica")
+    __slots__ = ("_inner", "_replica", "_room")
 
-    def __init__(self, inner: Any, replica: str) -> None:
+    def __init__(self, inner: Any, replica: str, room: _Room) -> None:
         self._inner = inner
         self._replica = replica
+        self._room = room
 
     def __getattr__(self, name: str) -> Any:
         inner = self._inner
@@ -243,21 +367,44 @@ class _Bound:
         if how is None:
             how = _binding(name, attr)
             _BINDING[(type(inner), name)] = how
-        replica = self._replica
+        replica, room = self._replica, self._room
         if how == _AS_IS:
             return attr
         if how == _NESTED:
-            return lambda key, kind, fn: attr(
-                replica, key, kind, lambda sub: fn(_Bound(sub, replica))
-            )
+
+            def nested(key: Any, kind: str, fn: Callable[[Any], Any]) -> Any:
+                room.take(key)
+                return attr(replica, key, kind, lambda sub: fn(_Bound(sub, replica, room)))
+
+            return nested
+        if how == _REMOVING:
+
+            def removing(*a: Any, **k: Any) -> Any:
+                delta = attr(*a, **k)
+                to_json = getattr(delta, "to_json", None)
+                if to_json is not None:  # what it drops travels in the map's delta
+                    room.take_size(text_size(to_json()))
+                return delta
+
+            return removing
         if how == _WITH_CLOCK:
 
             def stamped(*a: Any, **k: Any) -> Any:
+                if a:
+                    room.take(a[0])
                 if "now_ms" not in k:
                     k["now_ms"] = int(time.time() * 1000)
                 return attr(replica, *a, **k)
 
             return stamped
+        if name in _VALUED:
+
+            def valued(*a: Any, **k: Any) -> Any:
+                if a:
+                    room.take(a[0])
+                return attr(replica, *a, **k)
+
+            return valued
         return partial(attr, replica)
 
 
@@ -267,12 +414,14 @@ class _BoundLWW(_Bound):
     __slots__ = ()
 
     def set(self, value: Any, timestamp: Any = None, **kw: Any) -> Any:
+        self._room.take(value)
         if "now_ms" not in kw:
             kw["now_ms"] = int(time.time() * 1000)
         return self._inner.set(self._replica, value, timestamp, **kw)
 
 
-_AS_IS, _NESTED, _WITH_CLOCK, _REPLICA = range(4)
+_AS_IS, _NESTED, _WITH_CLOCK, _REPLICA, _REMOVING = range(5)
+_VALUED = frozenset({"set", "add"})  # mutators whose first argument is a value
 # How _Bound hands out a view's attribute, per (view type, name): decided once.
 _BINDING: dict[tuple[type, str], int] = {}
 
@@ -280,25 +429,39 @@ _BINDING: dict[tuple[type, str], int] = {}
 def _binding(name: str, attr: Any) -> int:
     if name == "update":
         return _NESTED
+    if name in ("remove", "clear") and callable(attr):
+        return _REMOVING
     if name in _REPLICA_FIRST and callable(attr):
         return _WITH_CLOCK if name == "set" and _accepts(attr, "now_ms") else _REPLICA
     return _AS_IS
 
 
-class _MapUpdate:
-    """``lambda m: m.update(rid, key, kind, lambda sub: fn(_Bound(sub, rid)))`` as one small
-    object (a window of concurrent writes keeps one per write until the engine runs it)."""
+class _MapUpdate(_Room):
+    """``lambda m: m.update(rid, key, kind, lambda sub: fn(_Bound(sub, rid, room)))`` as one
+    small object (a window of concurrent writes keeps one per write until the engine runs
+    it), which is also the write's :class:`_Room`: what is left of ``max_value_bytes`` for
+    the object ``name`` once its key and the map's key took their share."""
 
     __slots__ = ("fn", "key", "kind", "rid")
 
-    def __init__(self, rid: str, key: str, kind: str, fn: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        rid: str,
+        key: str,
+        kind: str,
+        fn: Callable[[Any], Any],
+        name: str,
+        left: int,
+        limit: int,
+    ) -> None:
+        super().__init__(name, left, limit)
         self.rid, self.key, self.kind, self.fn = rid, key, kind, fn
 
     def __call__(self, m: Any) -> Any:
         return m.update(self.rid, self.key, self.kind, self._inner)
 
     def _inner(self, sub: Any) -> Any:
-        return self.fn((_BoundLWW if self.kind == "lww" else _Bound)(sub, self.rid))
+        return self.fn((_BoundLWW if self.kind == "lww" else _Bound)(sub, self.rid, self))
 
 
 class ORMapHandle(_Handle):
@@ -319,9 +482,11 @@ class ORMapHandle(_Handle):
     ) -> asyncio.Future[WriteResult]:
         """Apply ``fn`` to the embedded CRDT of ``kind`` at ``key``, e.g.
         ``await prefs.update("theme", "lww", lambda reg: reg.set("dark"))``."""
+        room = self._room()
+        room.take(key)
         rid = self._rid
         return self._write(
-            _MapUpdate(rid, key, kind, fn),
+            _MapUpdate(rid, key, kind, fn, self.key, room.left, room.limit),
             w,
             timeout,
             strict,
@@ -330,4 +495,6 @@ class ORMapHandle(_Handle):
     def remove(
         self, key: str, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
     ) -> asyncio.Future[WriteResult]:
-        return self._write(methodcaller("remove", key), w, timeout, strict)
+        # What a remove's delta carries is the key's dots, as big as its value was: the
+        # engine sizes the delta itself (checked=False).
+        return self._write(methodcaller("remove", key), w, timeout, strict, checked=False)

@@ -2,7 +2,8 @@
 
 :func:`render_metrics` turns one snapshot of :func:`~sync.transport.status.status_snapshot`
 into the Prometheus text exposition format with ``prometheus_client``, families prefixed
-``shoal_``: gauges for connected peers, log size, keys, pending hints and siblings; counters
+``shoal_``: gauges for connected peers, log size, keys, pending hints, pending propagation
+(our own writes not yet known to be at every home) and siblings; counters
 for refused handshakes, commits and errors; per-peer families labelled ``peer``; the
 transport's counters (connections refused busy, failed ``accept()`` calls, links closed for a
 frame that failed its check, failed dials by ``state``); per dialled URL, ``shoal_link_state``
@@ -76,6 +77,11 @@ def _families(s: Mapping[str, Any]) -> Iterator[Any]:
     yield G("shoal_log_size", "Entries in the delta log", value=s["log_size"])
     yield G("shoal_keys", "Objects held", value=s["keys"])
     yield G("shoal_pending_hints", "Hints held for other peers", value=s["pending_hints"])
+    yield G(
+        "shoal_pending_propagation",
+        "Own log entries not yet known to be at every home",
+        value=s["pending_propagation"],
+    )
     sib = s["siblings"]
     most = sib.get("max", 0) if isinstance(sib, Mapping) else 0
     yield G("shoal_siblings_max", "Most concurrent siblings of any register", value=most)

@@ -50,7 +50,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -224,8 +224,8 @@ class NodeCounters:
 
 
 Input = Callable[[ReplicaLike, float], object]
-# A local write waiting for the engine: (op_id, key, kind, fn, w, strict, timeout).
-_WriteInput = tuple[int, str, str, Callable[[Any], Any], Any, "bool | None", "float | None"]
+# A local write waiting for the engine: (op_id, key, kind, fn, w, strict, timeout, checked).
+_WriteInput = tuple[int, str, str, Callable[[Any], Any], Any, "bool | None", "float | None", bool]
 
 
 class Node:
@@ -234,7 +234,9 @@ class Node:
     Callbacks: ``on_changed(key, objects)`` once per changed key per round (``objects``: the
     key's objects by kind, which the engine may have evicted since); ``on_effect(effect)`` for
     each ``Persist`` (after its commit), ``IdentityConflict`` and ``KindClashFound`` (the
-    effects the node has no work of its own for); ``on_fatal`` when the node stops serving.
+    effects the node has no work of its own for); ``on_fatal`` when the node stops serving;
+    ``on_round()`` after each round of inputs the engine ran (in the engine task: it must only
+    note that something may have changed, e.g. set an event).
     """
 
     def __init__(
@@ -247,6 +249,7 @@ class Node:
         on_changed: Callable[[str, Any], None] | None = None,
         on_effect: Callable[[Any], None] | None = None,
         on_fatal: Callable[[PeerFailed], None] | None = None,
+        on_round: Callable[[], None] | None = None,
         max_inputs: int = 10_000,
         max_pending: int = 50_000,
     ) -> None:
@@ -257,6 +260,7 @@ class Node:
         self._on_changed = on_changed
         self._on_effect = on_effect
         self._on_fatal = on_fatal
+        self._on_round = on_round
         self.failed: PeerFailed | None = None
         self.max_inputs = max_inputs
         self.max_pending = max_pending
@@ -361,13 +365,15 @@ class Node:
         w: Any = None,
         strict: bool | None = None,
         timeout: float | None = None,
+        checked: bool = False,
     ) -> asyncio.Future[WriteResult]:
         """Queue ``fn`` for ``key`` now; the future resolves when ``w`` acks came.
 
         The write is queued by this call, not by awaiting: a window of many concurrent
         writes costs one future each, no task. The future raises :class:`QuorumNotReached`
         (durable here, replicates later) or the engine's error for bad input (nothing
-        changed); a closed or failed node raises here, at once.
+        changed); a closed or failed node raises here, at once. ``checked``: see
+        ``Replica.local_update`` (the handles check their values and pass True).
         """
         self._check_open()
         op_id = next(self._ops)
@@ -375,7 +381,7 @@ class Node:
         self._writes[op_id] = fut
         # A plain tuple, not a closure: a window of many concurrent writes queues one small
         # object each (see _run_write).
-        self._inputs.append((op_id, key, kind, fn, w, strict, timeout))
+        self._inputs.append((op_id, key, kind, fn, w, strict, timeout, checked))
         self._input_ready.set()
         return fut
 
@@ -445,6 +451,32 @@ class Node:
         await done
         return box[0] if box else None
 
+    async def kinds(self, key: str) -> tuple[str, ...]:
+        """The kinds of the live objects ``key`` holds here, sorted (loaded from the store
+        first if the engine does not hold them in memory)."""
+
+        def run(rep: ReplicaLike, now: float) -> tuple[str, ...]:
+            return tuple(rep.kinds_of(key))
+
+        done: asyncio.Future[tuple[str, ...]] = asyncio.get_running_loop().create_future()
+
+        def answer(rep: ReplicaLike, now: float) -> None:
+            try:
+                result = run(rep, now)
+            except Exception as exc:  # the caller's error: hand it back
+                done.set_exception(exc)
+                return
+            done.set_result(result)
+
+        self.submit(_Call(answer, lambda rep: (rep.wants_keys((key,)), [])))
+        return await done
+
+    def links_connecting(self, count: int, failures: Mapping[str, str]) -> None:
+        """The transport's dial state, for the engine (``Replica.links_connecting``):
+        ``count`` links still being dialled, and the dialled URLs known down with why."""
+        down = dict(failures)
+        self.submit(lambda r, now: r.links_connecting(count, now, failures=down))
+
     async def forget(self, peer_id: str) -> None:
         """Forget ``peer_id`` for good; returns once that is durable."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -504,6 +536,11 @@ class Node:
                     self.counters.input_errors += 1
                     log.exception("engine tick failed")
             effects = r.effects()
+            if self._on_round is not None:
+                try:
+                    self._on_round()
+                except Exception:  # the owner's bug; the engine goes on
+                    log.exception("round callback failed")
             if self._barrier:
                 effects = [*effects, _Barrier(list(self._barrier))]
                 self._barrier.clear()
@@ -553,9 +590,11 @@ class Node:
             await self._executed_event.wait()
 
     def _run_write(self, r: ReplicaLike, now: float, item: _WriteInput) -> None:
-        op_id, key, kind, fn, w, strict, timeout = item
+        op_id, key, kind, fn, w, strict, timeout, checked = item
         try:
-            r.local_update(op_id, key, kind, fn, now, w=w, strict=strict, timeout=timeout)
+            r.local_update(
+                op_id, key, kind, fn, now, w=w, strict=strict, timeout=timeout, checked=checked
+            )
         except Exception as exc:  # the caller's error: hand it back, do not crash the node
             fut = self._writes.pop(op_id, None)
             if fut is not None and not fut.done():

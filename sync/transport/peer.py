@@ -27,6 +27,24 @@ Contract.
   logged once per key (WARNING), listed by ``peer.status()`` (``kind_clashes``; ``GET
   /status`` shows the count) and by ``shoal inspect``; a handle of either type reads its
   object, and writes to the key raise :class:`~sync.errors.KindClash` naming both types.
+* ``peer.delete(key)`` (or a handle's ``delete()``) deletes an object everywhere: the kind's
+  observed reset, written and replicated like any write (a concurrent update survives it; an
+  LWW register gets a timestamped tombstone, which a later ``set`` beats). Afterwards the
+  key reads as the empty value and ``Replica.keys()`` leaves it out. A key that holds nothing
+  here raises ``KeyError`` and nothing changes.
+* Sizes: a value that could not travel in one message is refused at the call with
+  :class:`~sync.errors.ValueTooLarge`, before anything changes (``max_value_bytes``, a
+  :class:`~sync.config.ReplicaConfig` field that ``Peer.open`` takes: half of
+  ``max_message_bytes`` by default, i.e. 2 MiB; see :mod:`sync.transport.handles`).
+* Where a write is: each :class:`~sync.effects.WriteResult` carries its log dot;
+  ``peer.whereabouts(result)`` (or ``(key)``) says where it is durable now (here, at which
+  homes, held as hints by which relays), ``peer.watch(result)`` yields that record again at
+  each change until every home has the write, and the status counts our writes not yet known
+  to be at every home (``pending_propagation``).
+* Writes and reads right after ``open``: links still being dialled count as reachable until
+  the operation's timeout (a write with ``w=2`` waits for the peer it is dialling); an
+  operation fails fast only once every dial it could wait for has failed, its error naming
+  them.
 * ``peer.subscribe(key)`` is an async iterator of the key's new values, local or remote
   (``peer.subscribe(prefix=P)``: ``(key, value)`` pairs for every key starting with ``P``),
   with a bounded queue (``maxsize``; when a slow consumer falls behind, the oldest queued
@@ -73,9 +91,9 @@ from typing import Any
 
 from store import Store, describe_database
 from sync.config import ReplicaConfig
-from sync.effects import IdentityConflict, KindClashFound, Persist
-from sync.errors import PeerFailed
-from sync.replica import Replica
+from sync.effects import IdentityConflict, KindClashFound, Persist, WriteResult
+from sync.errors import KindClash, PeerFailed
+from sync.replica import Replica, Whereabouts
 from sync.ring import partition_of
 
 from .addresses import check_peer_url, parse_listen
@@ -100,6 +118,9 @@ from .subscription import Subscription
 __all__ = ["Peer"]
 
 log = logging.getLogger("shoal.peer")
+
+#: Seconds between two looks at the transport's dial state while a dial is in progress.
+DIAL_POLL = 0.02
 
 
 def _http_access(http: bool | str | bytes) -> tuple[bool, bytes | None]:
@@ -225,6 +246,13 @@ class Peer:
         self._addresses: dict[str, str] = {}
         self._forgotten: set[str] = set()
         self.node: Node = None  # type: ignore[assignment]  # set by _start
+        # What the engine was last told of the dials (links_connecting), and the task that
+        # keeps looking while a dial is in progress.
+        self._dial_seen: tuple[int, dict[str, str]] | None = None
+        self._dial_task: asyncio.Task[None] | None = None
+        # peer.watch: its iterators wait on this event, set after each engine round.
+        self._round_done = asyncio.Event()
+        self._watchers = 0
 
     def _make_transport(self, identity: Identity) -> Transport:
         return Transport(
@@ -360,7 +388,9 @@ class Peer:
             on_changed=self._changed,
             on_effect=self._effect,
             on_fatal=self._fatal,
+            on_round=self._round,
         )
+        self._dial_seen = None
         self.node.start()
         if listen is not None:
             host, port = parse_listen(listen)
@@ -378,6 +408,8 @@ class Peer:
         self.transport.dial(peers)
         if self.dial_learned:
             self.transport.dial(a for r, a in self._addresses.items() if r not in self._forgotten)
+        # Before any operation of the caller reaches the engine: the dials just started.
+        self._watch_dials()
 
     def _fatal(self, error: PeerFailed) -> None:
         """The store failed to commit: stop talking to the group (see ``Node._fail_stop``)."""
@@ -399,6 +431,7 @@ class Peer:
             self._addresses[replica_id] = address
             if fresh and self.dial_learned and self.node is not None:
                 self.transport.dial([address])
+                self._watch_dials()
 
     async def _room(self) -> None:
         if self.node is not None:
@@ -421,9 +454,14 @@ class Peer:
                 with contextlib.suppress(Exception):
                     await task
             await self.transport.aclose()
+            if self._dial_task is not None:
+                self._dial_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._dial_task
             if self.node is not None:
                 await self.node.aclose()
         finally:
+            self._round_done.set()  # watchers see the peer closed
             for subs in [*self._subs.values(), self._prefix_subs]:
                 for sub in list(subs):
                     sub.close()
@@ -471,6 +509,99 @@ class Peer:
         return ORMapHandle(self, key)
 
     # -- operations --------------------------------------------------------------------------
+
+    async def delete(
+        self,
+        key: str,
+        *,
+        kind: str | None = None,
+        w: Any = None,
+        timeout: float | None = None,
+        strict: bool | None = None,
+    ) -> WriteResult:
+        """Delete the object at ``key`` everywhere: an observed reset written as any write is
+        (durable here, replicated, ``w`` acks within ``timeout``; a future of its
+        :class:`~sync.effects.WriteResult`; a missed quorum raises
+        :class:`~sync.errors.QuorumNotReached`). An update concurrent with it survives; an LWW
+        register gets a timestamped tombstone (a later ``set`` wins). Afterwards the key
+        reads as the empty value of its kind and is no longer listed.
+
+        ``kind`` names the object (None: the one ``key`` holds; with two, a kind clash,
+        :class:`~sync.errors.KindClash` says which). ``KeyError`` if ``key`` holds nothing
+        live here, ``TypeError`` if it holds another kind: nothing changes.
+        """
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__}")
+        if kind is None:
+            held = await self.node.kinds(key)
+            if not held:
+                raise KeyError(f"nothing to delete: {key!r} is not held here")
+            if len(held) > 1:
+                raise KindClash(key, held)
+            kind = held[0]
+        makers = {
+            "gcounter": self.gcounter,
+            "pncounter": self.pncounter,
+            "lww": self.lww,
+            "mvregister": self.mvregister,
+            "orset": self.orset,
+            "ormap": self.ormap,
+        }
+        maker = makers.get(kind) if isinstance(kind, str) else None
+        if maker is None:
+            raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(makers)}")
+        return await maker(key).delete(w=w, timeout=timeout, strict=strict)
+
+    def whereabouts(self, write: WriteResult | str) -> Whereabouts:
+        """Where a write is durable now, as this peer knows it: ``write`` is a
+        :class:`~sync.effects.WriteResult` (that write) or a key (every write of it still in
+        this peer's log). A frozen :class:`~sync.replica.Whereabouts`: ``here``, ``homes``,
+        ``at_homes`` (the homes known to hold it), ``hints`` (peers holding it as hints for a
+        home, such as a relay) and ``everywhere``. Knowledge comes from acks and from the
+        peers' summaries (anti-entropy), so it lags reality a little, never leads it.
+        ``KeyError`` for a key or write this peer does not hold."""
+        if isinstance(write, WriteResult):
+            if write.dot is None:
+                raise ValueError("this WriteResult carries no log dot")
+            return self.node.replica.whereabouts(write.key, write.dot)  # type: ignore[no-any-return]
+        if isinstance(write, str):
+            return self.node.replica.whereabouts(write)  # type: ignore[no-any-return]
+        raise TypeError(f"expected a WriteResult or a key, got {type(write).__name__}")
+
+    async def watch(
+        self, write: WriteResult | str, *, timeout: float | None = None
+    ) -> AsyncIterator[Whereabouts]:
+        """Yield :meth:`whereabouts` of ``write`` now and again each time it changes, until
+        every home holds it (the last one yielded has ``everywhere``) or this peer closes.
+        ``timeout``: raise ``TimeoutError`` if that takes longer (None: wait as long)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        last: Whereabouts | None = None
+        self._watchers += 1
+        try:
+            while True:
+                changed = self._round_done  # taken before looking: no change is missed
+                now = self.whereabouts(write)
+                if now != last:
+                    yield now
+                    last = now
+                if now.everywhere or self._closed:
+                    return
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"{write!r} is not at every home after {timeout}s")
+                try:
+                    await asyncio.wait_for(changed.wait(), left)
+                except TimeoutError:
+                    raise TimeoutError(f"{write!r} is not at every home after {timeout}s") from None
+        finally:
+            self._watchers -= 1
+
+    def _round(self) -> None:
+        """After each engine round: wake the watchers (if any) to look again."""
+        if self._watchers:
+            done, self._round_done = self._round_done, asyncio.Event()
+            done.set()
 
     def subscribe(
         self, key: str | None = None, *, prefix: str | None = None, maxsize: int | None = None
@@ -697,10 +828,59 @@ class Peer:
     def link_up(self, info: PeerInfo) -> None:
         with contextlib.suppress(RuntimeError, PeerFailed):
             self.node.peer_up(info.replica_id, info.address, info.site, info.relay)
+        self._watch_dials()
 
     def link_down(self, peer_id: str) -> None:
         with contextlib.suppress(RuntimeError, PeerFailed):
             self.node.peer_down(peer_id)
+        self._watch_dials()
+
+    # -- the dial state, for the engine ------------------------------------------------------
+
+    def _dial_state(self) -> tuple[int, dict[str, str]]:
+        """(how many dialled URLs are still connecting, {URL: why} of those whose last dial
+        failed). A URL is up while a link to the replica its last handshake named is open."""
+        t = self.transport
+        failed = dict(t.dial_errors)
+        # The replica behind each URL as the dialler recorded it, and the diallers that gave
+        # up (this peer's own URL): read from the transport until its per-URL dial states
+        # give both directly.
+        behind: dict[str, str] = getattr(t, "_url_peer", {})
+        diallers: dict[str, asyncio.Task[None]] = getattr(t, "_diallers", {})
+        connecting = sum(
+            1
+            for url in t.dialling
+            if url not in failed
+            and not (url in behind and behind[url] in t.links)
+            and not (url in diallers and diallers[url].done())
+        )
+        return connecting, failed
+
+    def _watch_dials(self) -> None:
+        """Tell the engine the dial state if it changed, and keep looking (every
+        :data:`DIAL_POLL` seconds) while a dial is in progress."""
+        if self._closed or self.node is None:
+            return
+        state = self._dial_state()
+        if state != self._dial_seen:
+            self._dial_seen = state
+            with contextlib.suppress(RuntimeError):  # the node closed: nothing to tell
+                self.node.links_connecting(*state)
+        if state[0] and (self._dial_task is None or self._dial_task.done()):
+            self._dial_task = asyncio.get_running_loop().create_task(self._poll_dials())
+
+    async def _poll_dials(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(DIAL_POLL)
+            if self._closed or self.node is None:
+                return
+            state = self._dial_state()
+            if state != self._dial_seen:
+                self._dial_seen = state
+                with contextlib.suppress(RuntimeError):
+                    self.node.links_connecting(*state)
+            if not state[0]:
+                return
 
     def link_message(self, peer_id: str, message: Any) -> None:
         with contextlib.suppress(RuntimeError, PeerFailed):

@@ -15,6 +15,7 @@ configuration, the transport's links and traffic, the node's counters and the en
                             "messages_in", "messages_out", "dropped", "clock_ahead_ms",
                             "clock_skew_set_aside"}},
      "pending_hints": total held for others, "log_size": entries in the delta log,
+     "pending_propagation": our own log entries not yet known to be at every home,
      "keys": objects held, "siblings": {"max": most siblings of a register,
      "keys": {key: siblings} for registers with more than one},
      "kind_clashes": {"count": keys holding objects of several types,
@@ -251,6 +252,7 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
         "links": {url: d.to_dict() for url, d in dials.items()},
         "peers": peers,
         "pending_hints": sum(_int(v) for v in hints.values()),
+        "pending_propagation": _int(eng.get("pending_propagation", 0)),
         "log_size": _int(eng.get("log_size", 0)),
         "keys": _int(eng.get("objects", 0)),
         "siblings": {

@@ -7,7 +7,9 @@ golden vectors (``tests/crdt/golden/*.jsonl``):
   ``["A", "increment", 2]``, ``["B", "add", "milk"]``, ``["A", "remove", "milk"]``,
   ``["A", "set", "x", 1000]`` (LWW: value, then the local clock ``now_ms``),
   ``["A", "update", "k", "orset", ["add", "milk"]]`` (ORMap: key, kind, inner operation without
-  the replica — the replica of the step is used), ``["A", "remove", "k"]`` (ORMap);
+  the replica — the replica of the step is used), ``["A", "remove", "k"]`` (ORMap),
+  ``["A", "clear"]`` (the observed reset of a delete; LWW: ``["A", "clear", 1000]``, a
+  tombstone at the local clock ``now_ms``);
 * a *merge* ``["merge", dst, src]`` joins the full state of ``src`` into ``dst``;
 * a *delivery* ``["deliver", dst, i]`` joins the ``i``-th delta made so far (0-based, in
   creation order) into ``dst``.
@@ -135,9 +137,27 @@ def _now_ms() -> st.SearchStrategy[int]:
     return st.integers(min_value=1_000, max_value=1_004)
 
 
+# The kinds whose view inside an ORMap has ``clear`` too (the embedded counters and LWW
+# register are cleared by removing their key).
+_CLEARED_IN_MAPS = ("mvregister", "orset", "ormap")
+
+
 @functools.cache
 def ops_for(kind: str, depth: int = 0) -> st.SearchStrategy[list[Any]]:
-    """Operations (without the replica) for a state of ``kind`` (cached: building is slow)."""
+    """Operations (without the replica) for a state of ``kind`` (cached: building is slow).
+
+    About one operation in eight is a ``clear`` (at the top level for every kind, and inside
+    maps for the kinds whose view has one)."""
+    ops = _updates_for(kind, depth)
+    if depth and kind not in _CLEARED_IN_MAPS:
+        return ops
+    clear: st.SearchStrategy[list[Any]] = st.just(["clear"])
+    if kind == "lww":  # a tombstone at a local clock, as set takes one
+        clear = st.tuples(st.just("clear"), _now_ms()).map(list)
+    return st.one_of(*[ops] * 7, clear)
+
+
+def _updates_for(kind: str, depth: int) -> st.SearchStrategy[list[Any]]:
     n = st.integers(min_value=1, max_value=5)
     if kind == "gcounter":
         return st.tuples(st.just("increment"), n).map(list)
@@ -183,6 +203,10 @@ def apply_op(state: Any, replica: str, op: list[Any]) -> Any:
     if name == "update":
         key, kind, inner = args
         return state.update(replica, key, kind, lambda c: apply_op(c, replica, inner))
+    if name == "clear":
+        if args:  # LWW: a tombstone at the local clock now_ms
+            return state.clear(replica, now_ms=args[0])
+        return state.clear()
     raise ValueError(f"unknown operation {op!r}")
 
 

@@ -135,7 +135,7 @@ def test_a_name_without_its_heading_is_caught(name: str) -> None:
 
 
 def test_a_heading_for_a_name_that_does_not_exist_is_caught() -> None:
-    assert not _resolve("Peer.keys(prefix=None)")
+    assert not _resolve("Peer.no_such_method(prefix=None)")
     assert not _resolve("Nope")
     assert _resolve("Peer.open(path_or_url, *, ...)")
 

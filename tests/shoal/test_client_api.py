@@ -198,8 +198,8 @@ async def test_reading_a_key_with_siblings_shows_them_all(tmp_path: Path) -> Non
 BAD_BODIES: list[tuple[str, Any, str]] = [
     ("not-an-object", [1, 2], "must be a JSON object"),
     ("unknown-kind", {"kind": "gset", "op": "add", "args": [1]}, "kind must be one of"),
-    ("unknown-op", {"kind": "orset", "op": "clear", "args": []}, "op of a orset"),
-    ("dunder-op", {"kind": "orset", "op": "__class__", "args": []}, "op of a orset"),
+    ("unknown-op", {"kind": "orset", "op": "clear", "args": []}, "op of an orset"),
+    ("dunder-op", {"kind": "orset", "op": "__class__", "args": []}, "op of an orset"),
     ("too-few-args", {"kind": "orset", "op": "add", "args": []}, "takes 1 argument"),
     ("too-many-args", {"kind": "gcounter", "op": "increment", "args": [1, 2]}, "0 to 1"),
     ("args-not-list", {"kind": "orset", "op": "add", "args": "milk"}, "args must be"),
@@ -274,7 +274,7 @@ async def test_a_mutation_of_another_kind_is_refused(client: Client, peer: Peer)
     assert status == 409
     assert reply["error"] == {
         "code": "wrong_kind",
-        "message": "key 'cart' holds a orset, not a gcounter",
+        "message": "key 'cart' holds an orset, not a gcounter",
         "held": "orset",
     }
     assert await client.get("cart") == before

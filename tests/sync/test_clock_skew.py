@@ -138,7 +138,9 @@ def test_a_repair_ahead_is_dropped_and_a_read_reply_ahead_counts_without_its_sta
     (req,) = [
         e.message for e in r.effects() if isinstance(e, Send) and isinstance(e.message, m.ReadReq)
     ]
-    r.receive("B", m.ReadResp(req_id=req.req_id, key="title", kind="lww", state=_lww("ahead", DAY)), NOW)
+    r.receive(
+        "B", m.ReadResp(req_id=req.req_id, key="title", kind="lww", state=_lww("ahead", DAY)), NOW
+    )
     fx = r.effects()
     (done,) = [e for e in fx if type(e).__name__ == "ReadDone"]
     assert done.replies == 2 and done.state.value == "mine"

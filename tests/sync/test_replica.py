@@ -317,7 +317,7 @@ def test_kind_mismatch_and_fn_errors_change_nothing() -> None:
     w.run()
     before_status = r.status()
     before_deadline = r.next_deadline()
-    with pytest.raises(TypeError, match="holds a orset"):
+    with pytest.raises(TypeError, match="holds an orset"):
         r.local_update(2, "cart", "gcounter", inc("A"), w.now)
     with pytest.raises(TypeError):
         r.local_update(3, "cart", "orset", lambda s: s.add("A", object()), w.now)

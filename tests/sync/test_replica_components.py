@@ -23,6 +23,7 @@ COMPONENTS: dict[str, set[str]] = {
     "outbox": set(),
     "local_data": {"outbox"},
     "membership": {"outbox"},
+    "propagation": {"membership"},
     "outbound": {"outbox", "timers", "membership"},
     "hints": {"outbox", "timers", "membership", "outbound"},
     "writes": {"outbox", "timers", "membership", "outbound", "hints"},

@@ -332,7 +332,7 @@ async def test_bad_input_raises_and_changes_nothing(tmp_path: Path) -> None:
         await a.orset("cart").add("milk")
         with pytest.raises(TypeError):
             await a.orset("cart").add(object())
-        with pytest.raises(TypeError, match="holds a orset"):
+        with pytest.raises(TypeError, match="holds an orset"):
             a.gcounter("cart")
         with pytest.raises(TypeError):
             await a.pncounter("n").increment("three")  # type: ignore[arg-type]
