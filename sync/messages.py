@@ -29,7 +29,10 @@ Replication (the engine, :class:`sync.Replica`):
 * ``Deltas(batch_id, partition, entries, more)`` — anti-entropy batch of log entries.
 * ``SnapshotChunk(batch_id, partition, objects, summary, last)`` — state transfer to a peer
   behind the compacted log; the last chunk carries the sender's summary of the partition.
-* ``Forget(replica_id)`` — an operator forgot this peer for good.
+
+There is no message to forget a peer: forgetting is an operator's action on each peer
+(``peer.forget``, ``shoal forget``), never something a member can ask of another (a
+``"forget"`` message is refused as of an unknown type, and its link closed).
 
 >>> msg = decode(encode(Ack(ids=[1, 2])), max_size=1000)
 >>> msg
@@ -73,7 +76,6 @@ __all__ = [
     "Ctx",
     "Deltas",
     "Entry",
-    "Forget",
     "Goodbye",
     "Hello",
     "Message",
@@ -184,11 +186,13 @@ class Ctx(_Model):
 
 
 class PeerInfo(_Model):
-    """A member of the group as gossiped in summaries."""
+    """A member of the group as gossiped in summaries; ``home``: it takes a share of the
+    ring (a short-lived replica does not: every peer leaves it off the ring)."""
 
     replica_id: ReplicaId
     address: _Short | None = None
     site: _Short | None = None
+    home: bool = True
 
 
 class _Message(_Model):
@@ -301,11 +305,6 @@ class SnapshotChunk(_Message):
     last: bool = False
 
 
-class Forget(_Message):
-    t: Literal["forget"] = "forget"
-    replica_id: ReplicaId
-
-
 class Ping(_Message):
     t: Literal["ping"] = "ping"
     nonce: int = 0
@@ -329,7 +328,6 @@ Message = Annotated[
     | Summary
     | Deltas
     | SnapshotChunk
-    | Forget
     | Ping
     | Pong,
     Field(discriminator="t"),

@@ -17,8 +17,19 @@ sleeps, opens a socket or touches a database; its only randomness is a
   write to the key raises :class:`~sync.errors.KindClash` naming both kinds, while reads of
   each kind work, so the application can look at both before deleting one.
 * **Keys, partitions, homes.** ``partition_of(key)`` names a key's partition; the ring over
-  this replica plus every known, not-forgotten peer gives each partition ``n`` *home*
-  replicas (:mod:`sync.ring`).
+  the *homes* (this replica if ``config.home``, and every known, not-forgotten peer that is
+  one) gives each partition ``n`` *home* replicas (:mod:`sync.ring`). A short-lived replica
+  says it is not a home (``peer_up(..., home=False)``, from its handshake, and in gossip):
+  it is never a home or a fallback, and nobody waits for it. A non-home coordinator keeps
+  its writes as hints for every home; with no home known at all, it keeps them in its log
+  (never compacted) and hands them to the homes it meets.
+* **Membership changes are operators' actions** on one replica: :meth:`Replica.forget`
+  (which refuses an unknown id, raises an :class:`~sync.effects.Alarm` naming who asked)
+  and :meth:`Replica.unforget`; no message of a peer forgets anyone. A home not seen for
+  ``home_down_window`` is reported (an alarm, ``status()["homes_down"]``) and no longer
+  holds compaction back; our own hints for it go once a live home has their writes; it
+  catches up by state transfer when it returns, and what was removed meanwhile stays
+  removed (:mod:`sync.replica.compaction` says why).
 * **Log dots.** Each local mutation gets the log dot ``(self, partition, seq)``, ``seq`` one
   above the highest of ours in that partition. The log holds every delta applied here, from
   any origin, until compaction; a partition's *summary* is the :class:`crdt.CausalContext`
@@ -79,8 +90,9 @@ sleeps, opens a socket or touches a database; its only randomness is a
   sender has something we lack (no ping-pong); converged peers exchange summaries only.
 * **Compaction** (causal stability, never a timer): for partition ``p`` and origin ``o`` the
   watermark is the minimum of ``vv[o]`` over our own summary and the last reported summary
-  of every other home of ``p``; nothing is compacted while a home has never reported. Log
-  entries at or below it are dropped in a ``Persist`` that also checkpoints their keys.
+  of every other home of ``p`` (but homes gone past ``home_down_window``); nothing is
+  compacted while such a home has never reported. Log entries at or below it are dropped
+  in a ``Persist`` that also checkpoints their keys.
 * **A bounded cache of objects.** Objects are held in a cache of ``config.cache_bytes``
   (estimated), least recently used first (:mod:`~sync.replica.local_data`); each drain
   evicts past the budget, checkpointing an evicted object that changed since its last
@@ -154,6 +166,7 @@ from sync.consistency import check_level
 from sync.effects import (
     Alarm,
     Effect,
+    HintId,
     HintRecord,
     Loaded,
     LogDot,
@@ -240,6 +253,7 @@ class Replica:
             data.load(loaded)
             hints.load(loaded.hints)
             membership.load(loaded.peers)
+        self._had_homes = membership.has_homes()  # (when none: see _rehome)
         timers.set(_COMPACT, self._now + compaction.interval())
 
     # -- the public API --------------------------------------------------------------------
@@ -462,9 +476,6 @@ class Replica:
                     parts = check.summary(peer_id, message)
                     self._anti_entropy.on_summary(peer_id, message, parts, self._begin(now))
                     self._propagation.reported(peer_id, parts)
-                case m.Forget():
-                    self._begin(now)
-                    self._on_forget(peer_id, message)
                 case _:
                     raise RemoteProtocolError(
                         f"{type(message).__name__} is a transport message; "
@@ -482,8 +493,10 @@ class Replica:
         address: str | None = None,
         site: str | None = None,
         relay: bool = False,
+        home: bool = True,
     ) -> None:
-        """``peer_id`` is reachable (the transport completed a handshake with it).
+        """``peer_id`` is reachable (the transport completed a handshake with it); ``home``:
+        what it said of itself (a non-home is never on the ring).
 
         Learns the peer (``Persist`` of the peer record when new or changed), starts
         anti-entropy with it (a ``Summary`` now and every interval) and hands off the hints
@@ -493,14 +506,10 @@ class Replica:
             raise ValueError(f"peer_id must be a non-empty str, got {peer_id!r}")
         if peer_id == self.replica_id:
             raise LocalProtocolError("a replica cannot be its own peer")
+        check_bool("home", home)
         now = self._begin(now)
         try:
-            self._membership.connect(peer_id, now, address, site, relay)
-            # Forgetting is for good and for everyone: a peer that was away when it
-            # happened (or came up after it) learns it now. Already-forgotten is a no-op.
-            for gone in self._membership.forgotten():
-                if gone != peer_id:
-                    self._outbox.emit(Send(peer_id, m.Forget(replica_id=gone)))
+            self._membership.connect(peer_id, now, address, site, relay, home)
             self._anti_entropy.start(peer_id, now)
             self._hints.handoff(peer_id, now)
             # Operations short of acks or replies: the peer may count for them now.
@@ -542,25 +551,67 @@ class Replica:
         """
         now = self._begin(now)
         try:
-            self._down(peer_id)
+            self._down(peer_id, now)
         finally:
             self._finish()
 
-    def forget(self, peer_id: str, now: float) -> None:
-        """Forget ``peer_id`` for good (an operator's decision).
+    def forget(self, peer_id: str, now: float, *, by: str = "an operator") -> None:
+        """Forget ``peer_id`` for good: an operator's decision, on this replica only (no
+        peer is told; the operator forgets it on each peer). ``by`` says who asked (logged).
 
-        It leaves the ring, its hints are dropped, compaction stops waiting for it, and the
-        up peers are told (``Forget``). Next, drain :meth:`effects`.
+        It leaves the ring, its hints are dropped, compaction stops waiting for it; an
+        :class:`~sync.effects.Alarm` says so. ``ValueError`` (nothing changes) for an id this
+        replica does not know or has forgotten already. Undone by :meth:`unforget`. Next,
+        drain :meth:`effects`.
         """
+        self._check_peer_id(peer_id)
+        membership = self._membership
+        if not membership.knows(peer_id):
+            known = ", ".join(membership.members()) or "none"
+            raise ValueError(f"unknown replica id {peer_id!r} (the peers known here: {known})")
+        if membership.is_forgotten(peer_id):
+            raise ValueError(f"replica {peer_id} is forgotten already")
+        now = self._begin(now)
+        try:
+            self._down(peer_id, now)
+            membership.forget(peer_id)
+            self._propagation.forget(peer_id)
+            self._hints.forget(peer_id)
+            # The forgotten peer may have been the only home holding compaction back.
+            self._compaction.compact_all(now)
+            self._outbox.emit(
+                Alarm(
+                    "forgotten",
+                    peer_id,
+                    f"forgot replica {peer_id} for good, asked by {by}: it is off the ring, "
+                    "its hints are dropped, compaction no longer waits for it and its links "
+                    f"are refused. Undo with peer.unforget({peer_id!r}) or shoal forget --undo.",
+                )
+            )
+        finally:
+            self._finish()
+
+    def unforget(self, peer_id: str, now: float, *, by: str = "an operator") -> None:
+        """Undo :meth:`forget`: ``peer_id`` is a member again (on the ring if it is a home)
+        and may connect. ``ValueError`` (nothing changes) if it is not forgotten here. Next,
+        drain :meth:`effects`."""
+        self._check_peer_id(peer_id)
+        if not self._membership.is_forgotten(peer_id):
+            raise ValueError(f"replica {peer_id!r} is not forgotten here")
+        now = self._begin(now)
+        try:
+            self._membership.unforget(peer_id, now)
+            self._outbox.emit(
+                Alarm("unforgotten", peer_id, f"replica {peer_id} is a member again, asked by {by}")
+            )
+        finally:
+            self._finish()
+
+    def _check_peer_id(self, peer_id: object) -> None:
         if not isinstance(peer_id, str) or not peer_id:
             raise ValueError(f"peer_id must be a non-empty str, got {peer_id!r}")
         if peer_id == self.replica_id:
-            raise LocalProtocolError("a replica cannot forget itself")
-        now = self._begin(now)
-        try:
-            self._forget(peer_id, None)
-        finally:
-            self._finish()
+            raise ValueError("a replica cannot forget itself")
 
     def tick(self, now: float) -> None:
         """Time passed: fire what is due (deadlines, anti-entropy, hint hand-off and expiry).
@@ -763,6 +814,9 @@ class Replica:
             "pending_reads": len(self._reads),
             "clock_skew": membership.skews(),
             "pending_propagation": self._pending_propagation(),
+            "forgotten": membership.forgotten(),
+            "non_homes": membership.non_homes(),
+            "homes_down": {p: round(d, 3) for p, d in membership.gone(self._now).items()},
         }
 
     def _pending_propagation(self) -> int:
@@ -789,6 +843,11 @@ class Replica:
         return self._now
 
     def _finish(self) -> None:
+        homes = self._membership.has_homes()
+        if homes != self._had_homes:
+            self._had_homes = homes
+            if homes and self._outbox.changes is not None:  # (an input began)
+                self._rehome(self._now)
         changes = self._outbox.end_input()
         if changes is not None:
             self._data.checkpoint_round(changes)
@@ -887,14 +946,8 @@ class Replica:
             self._hints.handoff(peer, now)
         self._anti_entropy.pump(peer, now)
 
-    def _on_forget(self, peer: str, msg: m.Forget) -> None:
-        gone = msg.replica_id
-        if gone == self.replica_id or self._membership.is_forgotten(gone):
-            return
-        self._forget(gone, peer)
-
-    def _down(self, peer: str) -> None:
-        if not self._membership.disconnect(peer):
+    def _down(self, peer: str, now: float) -> None:
+        if not self._membership.disconnect(peer, now):
             return
         self._anti_entropy.stop(peer)
         self._hints.peer_down(peer)
@@ -902,16 +955,51 @@ class Replica:
         self._writes.peer_down(peer)
         self._reads.peer_down(peer)
 
-    def _forget(self, peer: str, told_by: str | None) -> None:
-        self._down(peer)
-        self._membership.forget(peer)
-        self._propagation.forget(peer)
-        self._hints.forget(peer)
-        # The forgotten peer may have been the only home holding compaction back.
-        self._compaction.compact_all()
-        for other in self._membership.up_peers():
-            if other != told_by:
-                self._outbox.emit(Send(other, m.Forget(replica_id=peer)))
+    def _homes_gone(self, now: float) -> None:
+        """Report the homes newly gone for long (past ``home_down_window``), and drop the
+        hints of our own writes held for any gone home once a home that is not gone has
+        them (it will catch up by state transfer when it returns)."""
+        membership, hints = self._membership, self._hints
+        window = self.config.home_down_window
+        for peer, away in membership.newly_gone(now).items():
+            self._outbox.emit(
+                Alarm(
+                    "home_down",
+                    peer,
+                    f"home {peer} has not been seen for {away / 86_400:.1f} days (past "
+                    f"home_down_window, {window / 86_400:g} days): compaction no longer waits "
+                    "for it; when it returns it catches up by state transfer. If it is gone "
+                    "for good, forget it (shoal forget).",
+                )
+            )
+        gone = membership.gone(now)
+        if not gone:
+            return
+        ring, me = membership.ring(), self.replica_id
+        for target in gone:
+            for hid in hints.own_for(target):
+                live = [h for h in ring.preference_list(hid.partition) if h != me and h not in gone]
+                if live and not any(
+                    hints.holds(HintId(h, hid.origin, hid.partition, hid.seq)) for h in live
+                ):
+                    hints.drop(hid)
+
+    def _rehome(self, now: float) -> None:
+        """The ring had no home and has some now: hand our writes made meanwhile (kept in
+        our log, never compacted) to the homes of their partitions, as hints."""
+        data, ring, me = self._data, self._membership.ring(), self.replica_id
+        for p in data.log_partitions():
+            homes = ring.preference_list(p)
+            own = (data.log_of(p) or {}).get(me)
+            if not own or me in homes:
+                continue
+            for seq in sorted(own):
+                entry = data.log_entry(p, me, seq)
+                if entry is not None:
+                    for home in homes:
+                        self._hints.add(HintRecord(home, entry, now))
+        for home in self._membership.up_peers():
+            self._hints.handoff(home, now)
 
     def _fire(self, timer: Timer, now: float) -> None:
         match timer:
@@ -920,7 +1008,8 @@ class Replica:
             case Timer(TimerKind.READ, int() as op_id):
                 self._reads.expire(op_id)
             case Timer(TimerKind.COMPACT):
-                self._compaction.compact_all()
+                self._homes_gone(now)
+                self._compaction.compact_all(now)
                 self._timers.set(_COMPACT, now + self._compaction.interval())
             case Timer(TimerKind.ANTI_ENTROPY, str() as peer):
                 self._anti_entropy.next_round(peer, now)

@@ -61,6 +61,12 @@ _PER_PEER: tuple[tuple[str, str, bool, str], ...] = (
         "How far ahead of our clock the peer's last write set aside for clock skew was",
     ),
     (
+        "down_for_s",
+        "shoal_peer_home_down_seconds",
+        True,
+        "Seconds a home has not been seen, once past home_down_window",
+    ),
+    (
         "clock_skew_set_aside",
         "shoal_peer_clock_skew_set_aside",
         False,

@@ -426,9 +426,18 @@ class Node:
         self.submit(_Call(run, lambda rep: rep.wants_message(peer_id, message)))
 
     def peer_up(
-        self, peer_id: str, address: str | None, site: str | None, relay: bool = False
+        self,
+        peer_id: str,
+        address: str | None,
+        site: str | None,
+        relay: bool = False,
+        home: bool = True,
     ) -> None:
-        self.submit(lambda r, now: r.peer_up(peer_id, now, address=address, site=site, relay=relay))
+        self.submit(
+            lambda r, now: r.peer_up(
+                peer_id, now, address=address, site=site, relay=relay, home=home
+            )
+        )
 
     def peer_down(self, peer_id: str) -> None:
         self.submit(lambda r, now: r.peer_down(peer_id, now))
@@ -477,21 +486,14 @@ class Node:
         down = dict(failures)
         self.submit(lambda r, now: r.links_connecting(count, now, failures=down))
 
-    async def forget(self, peer_id: str) -> None:
-        """Forget ``peer_id`` for good; returns once that is durable."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def forget(self, peer_id: str, *, by: str = "an operator") -> None:
+        """Forget ``peer_id`` for good (``by``: who asked); returns once that is durable.
+        The engine's ``ValueError`` (an unknown id, one forgotten already) is raised here."""
+        await self.call(lambda r, now: r.forget(peer_id, now, by=by))
 
-        def run(r: ReplicaLike, now: float) -> None:
-            try:
-                r.forget(peer_id, now)
-            except Exception as exc:  # bad input from the operator: report it to them
-                done.set_exception(exc)
-                return
-            # Resolved by the executor once this round's effects ran (after its Persist).
-            self._barrier.append(done)
-
-        self.submit(run)
-        await done
+    async def unforget(self, peer_id: str, *, by: str = "an operator") -> None:
+        """Undo :meth:`forget`; returns once that is durable."""
+        await self.call(lambda r, now: r.unforget(peer_id, now, by=by))
 
     # -- the two tasks -----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import crdt
 from sync import messages as m
 from sync.ring import partition_of
 from sync.transport.auth import Identity, client_handshake
-from tests.transport.conftest import SECRET, WAIT, local_value, open_peer
+from tests.transport.conftest import SECRET, WAIT, linked, local_value, open_peer
 
 __all__: list[str] = []
 
@@ -133,4 +133,23 @@ async def test_an_entry_in_our_name_with_seq_2_63_minus_1_does_not_stop_us_now_o
         await a.gcounter("visits").increment(1)
         assert local_value(a, "visits") == 4
     finally:
+        await a.aclose()
+
+
+async def test_a_forget_message_from_a_member_closes_its_link_and_forgets_nobody(
+    tmp_path: Path,
+) -> None:
+    """It used to exile its subject group-wide, for good (issue 12 item 6)."""
+    a = await open_peer(tmp_path / "a.db")
+    b = await open_peer(tmp_path / "b.db", peers=[a.url])
+    try:
+        await linked(a, b)
+        assert a.url is not None
+        code, why = await _send_as_member(a.url, _raw(t="forget", replica_id=b.replica_id))
+        assert code == 1002 and "unknown message type 'forget'" in why, why
+        assert a.status_now()["engine"]["forgotten"] == []
+        assert b.replica_id in a.transport.links
+        await b.orset("cart").add("milk", w=2, timeout=WAIT)
+    finally:
+        await b.aclose()
         await a.aclose()
