@@ -529,7 +529,7 @@ class LocalData:
             else:
                 obj.merge(group)
             self.refresh_clash(key)
-        self._outbox.changed(key, self._objects.get(key))
+            self._outbox.changed(key, self._objects.get(key))
         return applied
 
     def compact(self, partition: int, marks: Mapping[str, int]) -> None:
