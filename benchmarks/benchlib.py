@@ -29,12 +29,14 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,7 @@ __all__ = [
     "ratio_text",
     "reset_peak",
     "run_folder",
+    "scratch",
     "settle",
 ]
 
@@ -186,6 +189,8 @@ class Spread:
         if len(self.values) == 1:
             return med
         lo, hi = fmt.format(min(self.values)), fmt.format(max(self.values))
+        if lo == hi:
+            return f"{med} ({len(self.values)} runs)"
         return f"{med} ({lo}-{hi}, {len(self.values)} runs)"
 
 
@@ -222,7 +227,7 @@ def interleaved(
             try:
                 figure = fn(left)
             except TimeoutError as exc:
-                res.failure = f"run {k + 1} did not finish: {exc}"
+                res.failure = f"run {k + 1} did not finish: {exc or type(exc).__name__}"
                 print(f"  {label} run {k + 1}/{runs}: {res.failure}", flush=True)
                 continue
             finally:
@@ -316,11 +321,19 @@ def mib(kib: int) -> str:
 
 def run_folder(prefix: str) -> Path:
     """A fresh folder under ``benchmarks/out/runs`` (a real disk) for one run's files."""
-    import tempfile
-
     base = OUT / "runs"
     base.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=base))
+
+
+@contextlib.contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """:func:`run_folder`, removed when the block ends (a failure's cause is in its error)."""
+    folder = run_folder(prefix)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class ChildFailed(RuntimeError):
@@ -592,7 +605,9 @@ async def pycrdt_pair(
 
         map_b.observe(seen)
         for doc, url in ((doc_a, urls[0]), (doc_b, urls[1])):
-            ws = await stack.enter_async_context(connect(url, max_size=None, **compression))
+            ws = await stack.enter_async_context(
+                connect(url, max_size=None, open_timeout=120, **compression)
+            )
             provider = await stack.enter_async_context(Provider(doc, _Channel(ws, room)))
             await asyncio.wait_for(provider.synced.wait(), 60.0)
         if len(map_b) < len(items):

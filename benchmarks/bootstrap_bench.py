@@ -78,7 +78,11 @@ def _last_error(log: Path) -> str | None:
 
 
 async def _bootstrap(built: dbgen.Built, limit: float) -> dict[str, Any]:
-    folder = benchlib.run_folder("bootstrap")
+    with benchlib.scratch("bootstrap") as folder:
+        return await _bootstrap_in(folder, built, limit)
+
+
+async def _bootstrap_in(folder: Path, built: dbgen.Built, limit: float) -> dict[str, Any]:
     a_path = dbgen.copy_db(built.a, folder / "a.db")
     b_path = folder / "b.db"
     target = _applied_dots(a_path, built.origin)
@@ -92,6 +96,7 @@ async def _bootstrap(built: dbgen.Built, limit: float) -> dict[str, Any]:
         b = await Child.start("new-peer-B", folder, "peer", "--db", str(b_path), "--peer",
                               ready_a["url"], "--options", options)  # fmt: skip
         async with b:
+            imported_b = await b.event("imported", 60.0)
             ready_b = await b.event("ready", 60.0)
             start = ready_b["t_open_start"]
             deadline = start + limit
@@ -119,6 +124,7 @@ async def _bootstrap(built: dbgen.Built, limit: float) -> dict[str, Any]:
     return {
         "seconds": took,
         "b_peak_kib": b_mem["hwm_kib"],
+        "b_imported_kib": imported_b["rss_kib"],
         "a_open_kib": ready_a["rss_kib"],
         "a_before_kib": a_before,
         "a_growth_kib": max(0, a_peak - a_before),
@@ -174,18 +180,18 @@ def run_pycrdt(items: dict[str, Any]) -> float:
 def run_sqlite(rows: list[tuple[str, str, int, str]]) -> float:
     from store_bench import _raw_db
 
-    folder = benchlib.run_folder("bootstrap-raw")
-    conn = _raw_db(folder / "raw.db", "FULL")
-    try:
-        start = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO objects (key, kind, partition, state) VALUES (?, ?, ?, ?)", rows
-        )
-        conn.execute("COMMIT")
-        return time.perf_counter() - start
-    finally:
-        conn.close()
+    with benchlib.scratch("bootstrap-raw") as folder:
+        conn = _raw_db(folder / "raw.db", "FULL")
+        try:
+            start = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO objects (key, kind, partition, state) VALUES (?, ?, ?, ?)", rows
+            )
+            conn.execute("COMMIT")
+            return time.perf_counter() - start
+        finally:
+            conn.close()
 
 
 # --------------------------------------------------------------------------- report
@@ -236,12 +242,14 @@ def report(results: list[tuple[str, dbgen.Built, dict[str, Any]]]) -> bool:
             ratio = f"{secs.median / Spread(pyc.results).median:,.0f}x pycrdt"
         time_t.add(case, secs.text("{:.2f}", " s"), ref, ratio, secs.median <= GOAL_S)
         b_peak = Spread([r["b_peak_kib"] / 1024 for r in shoal.results])
+        b_floor = Spread([r["b_imported_kib"] / 1024 for r in shoal.results])
         growth = Spread([r["a_growth_kib"] / 1024 for r in shoal.results])
         a_open = Spread([r["a_open_kib"] / 1024 for r in shoal.results])
         sent = Spread([r["bytes_sent"] / 1e6 for r in shoal.results])
         mem_t.add(
             case,
-            f"B peak {b_peak.text('{:,.0f}', ' MB')}; A +{growth.text('{:,.0f}', ' MB')} "
+            f"B peak {b_peak.text('{:,.0f}', ' MB')} (imports alone "
+            f"{b_floor.text('{:,.0f}', ' MB')}); A +{growth.text('{:,.0f}', ' MB')} "
             f"serving (after open {a_open.text('{:,.0f}', ' MB')}); "
             f"{sent.text('{:,.1f}', ' MB')} sent",
             "",

@@ -84,8 +84,14 @@ class Gate:
 
 
 async def shoal_idle(built: dbgen.Built, args: argparse.Namespace, gate: Gate) -> Any:
+    with benchlib.scratch("idle") as folder:
+        return await _shoal_idle_in(folder, built, args, gate)
+
+
+async def _shoal_idle_in(
+    folder: Path, built: dbgen.Built, args: argparse.Namespace, gate: Gate
+) -> Any:
     ready_here = gate.side()
-    folder = benchlib.run_folder("idle")
     a_path = dbgen.copy_db(built.a, folder / "a.db")
     b_path = dbgen.copy_db(built.b, folder / "b.db")
     options = json.dumps(OPTIONS)
@@ -144,8 +150,20 @@ async def _both(built: dbgen.Built, args: argparse.Namespace, with_pycrdt: bool)
     if with_pycrdt:
         tasks.append(asyncio.create_task(pycrdt_idle(built.keys, args, gate)))
     await gate.open_when_ready(tasks, 2 * args.limit + args.warmup)
-    results = await asyncio.gather(*tasks)
-    return results[0], (results[1] if with_pycrdt else None)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    if isinstance(results[0], BaseException):
+        raise results[0]
+    ref = results[1] if with_pycrdt else None
+    if isinstance(ref, BaseException):  # the reference failed: shoal's figure still stands
+        ref = {"error": _cause(ref)}
+    return results[0], ref
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost cause of ``exc`` (anyio wraps failures in exception groups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,13 +198,20 @@ def main(argv: list[str] | None = None) -> int:
             table.add(f"{keys:,} keys", f"FAILS {mark}", "", "n/a", False)
             continue
         print(f"    shoal: {shoal}\n    pycrdt-websocket: {ref}", flush=True)
-        ref_text = f"pycrdt-websocket {ref['tcp_per_min']:,.0f} B/min" if ref else "n/a"
+        ok = ref is not None and "error" not in ref
+        if ok:
+            ref_text = f"pycrdt-websocket {ref['tcp_per_min']:,.0f} B/min"
+        elif ref is not None:
+            mark = table.note(f"{keys:,} keys, pycrdt-websocket: {ref['error']}")
+            ref_text = f"pycrdt-websocket failed {mark}"
+        else:
+            ref_text = "n/a"
         table.add(
             f"{keys:,} keys",
             f"{shoal['tcp_per_min']:,.0f} B/min ({shoal['payload_per_min']:,.0f} B/min of "
             f"message payload, {shoal['messages_per_min']:,.0f} messages/min)",
             ref_text,
-            f"{shoal['tcp_per_min'] / ref['tcp_per_min']:,.0f}x" if ref else "n/a",
+            f"{shoal['tcp_per_min'] / ref['tcp_per_min']:,.0f}x" if ok else "n/a",
             shoal["tcp_per_min"] <= GOAL_B_PER_MIN,
         )
     table.print()

@@ -46,7 +46,13 @@ GOAL_RSS_MB = 150
 
 
 async def _open_once(path: Path, mode: str, limit: float, check_keys: int | None) -> dict[str, Any]:
-    folder = benchlib.run_folder("open")
+    with benchlib.scratch("open") as folder:
+        return await _open_in(folder, path, mode, limit, check_keys)
+
+
+async def _open_in(
+    folder: Path, path: Path, mode: str, limit: float, check_keys: int | None
+) -> dict[str, Any]:
     args = ["peer", "--db", str(path)] if mode == "shoal" else ["raw-open", "--db", str(path)]
     if mode != "shoal":
         args += ["--what", mode]
