@@ -111,10 +111,13 @@ def _commit() -> str:
             ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
         ).stdout.strip()
 
-    sha = git("rev-parse", "--short", "HEAD") or "unknown"
-    # Only a change to the measured code makes the figure not the commit's.
-    dirty = git("status", "--porcelain", "--", "crdt", "store", "sync", "shoal")
-    return f"{sha}{' + uncommitted changes' if dirty else ''}"
+    measured = ("crdt", "store", "sync", "shoal")
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    # The figure belongs to the last commit that changed the measured code, not to a later
+    # commit that only touched benchmarks or docs.
+    code = git("log", "-1", "--format=%h", "--", *measured) or head
+    dirty = git("status", "--porcelain", "--", *measured)
+    return f"{code} (HEAD {head}){' + uncommitted changes' if dirty else ''}"
 
 
 def machine() -> dict[str, Any]:
@@ -153,7 +156,7 @@ def preamble(title: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
     print(f"software: CPython {info['python']}, SQLite {info['sqlite']}, {versions}")
-    print(f"measured: commit {info['commit']}, {info['date']}", flush=True)
+    print(f"measured: shoal's code at commit {info['commit']}, {info['date']}", flush=True)
     return info
 
 
@@ -603,7 +606,7 @@ async def pycrdt_pair(
             if len(map_b) >= len(items):
                 synced.set()
 
-        map_b.observe(seen)
+        watch = map_b.observe(seen)
         for doc, url in ((doc_a, urls[0]), (doc_b, urls[1])):
             ws = await stack.enter_async_context(
                 connect(url, max_size=None, open_timeout=120, **compression)
@@ -612,4 +615,5 @@ async def pycrdt_pair(
             await asyncio.wait_for(provider.synced.wait(), 60.0)
         if len(map_b) < len(items):
             await asyncio.wait_for(synced.wait(), 60.0)
+        map_b.unobserve(watch)  # its len() per event would slow the measured part down
         yield PycrdtPair(map_a, map_b, proxies[0], proxies[1])
