@@ -7,7 +7,7 @@ The database: ``N`` LWW registers with short values written once each by one pee
 state a lone peer reaches (object checkpoints and summaries, log compacted), built by
 ``dbgen.py`` through the store's batch API and cached under ``benchmarks/out/db/``
 (``--form log`` keeps the log too: one entry per key). The first build of 1M keys takes
-about a minute.
+from half a minute (quiet machine) to a few minutes (busy one).
 
 Each open runs in a **fresh process** (``bench_child.py``), so that its memory is its own:
 
