@@ -22,7 +22,7 @@ Tokens are compared with :func:`hmac.compare_digest` (constant time).
 
 Errors are ``{"error": {"code", "message"}}`` with the HTTP status: 400 ``bad_request``,
 401 ``unauthorized``, 404 ``not_found``, 405 ``method_not_allowed``, 409 ``wrong_kind``,
-``version_mismatch`` or ``clock_skew``, 413 ``too_large``, 501 ``not_implemented``, 503
+``version_mismatch`` or ``clock_skew``, 413 ``too_large``, 503
 ``peer_failed`` or ``too_many_subscriptions``, 504 ``read_quorum_not_reached``. A write
 that missed its quorum is not an error: it is durable here and replicates later, so it
 answers 202 with ``"quorum": false`` (do not send it again).
@@ -158,6 +158,8 @@ async def _engine_call(coro: Awaitable[Any]) -> Any:
         raise ApiError(409, "kind_clash", str(exc), kinds=list(exc.kinds)) from exc
     except KeyNotFound as exc:
         raise ApiError(404, "not_found", f"no key {exc.key!r}") from exc
+    except KeyError as exc:  # a delete of what holds nothing live here
+        raise ApiError(404, "not_found", str(exc.args[0]) if exc.args else "no such key") from exc
     except (TypeError, ValueError) as exc:
         raise ApiError(400, "bad_request", str(exc)) from exc
     except ReadQuorumNotReached as exc:
@@ -178,14 +180,6 @@ async def _json_body(request: web.Request) -> Any:
         raise ApiError(400, "bad_request", "the body is not UTF-8 text") from exc
 
 
-def _missing(peer: Peer, method: str) -> ApiError:
-    return ApiError(
-        501,
-        "not_implemented",
-        f"this peer has no {method}(): this route needs a shoal that has peer.{method}",
-    )
-
-
 # -- routes ----------------------------------------------------------------------------------
 
 
@@ -200,16 +194,11 @@ async def list_keys(request: web.Request) -> web.Response:
     if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
         raise ApiError(400, "bad_request", f"limit must be 1 to {MAX_LIMIT}, got {text!r}")
     limit = int(text)
-    lister = getattr(peer, "keys", None)
-    if lister is None:
-        raise _missing(peer, "keys")
     keys: list[str] = []
     more = False
-    iterator: AsyncIterator[str] = lister(prefix=prefix)
+    iterator: AsyncIterator[str] = peer.keys(prefix=prefix, after=after)
     async with contextlib.aclosing(iterator):  # type: ignore[type-var]
         async for key in iterator:
-            if after is not None and key <= after:
-                continue
             if len(keys) == limit:
                 more = True
                 break
@@ -259,13 +248,12 @@ async def post_key(request: web.Request) -> web.Response:
 
 async def delete_key(request: web.Request) -> web.Response:
     peer, key, q = _peer(request), request.match_info["key"], request.query
-    deleter = getattr(peer, "delete", None)
-    if deleter is None:
-        raise _missing(peer, "delete")
     w, timeout = _level(q.get("w")), _seconds(q.get("timeout"), "timeout")
     status, body = 200, {"key": key, "quorum": True}
     try:
-        result = await _engine_call(deleter(key, kind=q.get("kind") or None, w=w, timeout=timeout))
+        result = await _engine_call(
+            peer.delete(key, kind=q.get("kind") or None, w=w, timeout=timeout)
+        )
     except QuorumNotReached as exc:
         status, result = 202, exc.result
         body.update(quorum=False, message=f"{exc.message}; durable here, replicates later")

@@ -97,6 +97,7 @@ from .auth import (
 )
 from .dialstate import (
     FORGOTTEN_REASON,
+    SELF_REASON,
     DialBook,
     DialState,
     classify_dial_error,
@@ -516,7 +517,7 @@ class Transport:
                 await asyncio.sleep(backoff.next())
                 continue
             if info.replica_id == self.me.replica_id:
-                self.dials.failed(url, DialState.FAILED, "this URL is this peer itself")
+                self.dials.failed(url, DialState.FAILED, SELF_REASON)
                 with contextlib.suppress(ConnectionClosed, OSError):
                     await ws.close(CLOSE_POLICY, "connected to self")
                 return

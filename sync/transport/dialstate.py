@@ -60,6 +60,9 @@ log = logging.getLogger("shoal.transport")
 
 #: The close reason of a link (or handshake) refused because the group forgot the dialler.
 FORGOTTEN_REASON = "this replica was forgotten by the group"
+#: The error of a dialled URL that turned out to be this peer's own (a group's list of URLs
+#: often includes each peer's): not dialled again, and no link that anything waits for.
+SELF_REASON = "this URL is this peer itself"
 
 Until = Literal["settled", "any", "all"]
 
@@ -198,6 +201,13 @@ class DialBook:
     def errors(self) -> dict[str, str]:
         """The last error of every URL in a failure state."""
         return {u: d.error or d.state.label for u, d in self._dials.items() if d.state.failed}
+
+    def pending(self) -> tuple[int, dict[str, str]]:
+        """(how many URLs are still connecting, {URL: last error} of those that failed),
+        this peer's own URLs left out: what the engine waits for (or gives up on)."""
+        connecting = sum(1 for d in self._dials.values() if d.state is DialState.CONNECTING)
+        failed = {u: e for u, e in self.errors().items() if e != SELF_REASON}
+        return connecting, failed
 
     # -- transitions -------------------------------------------------------------------------
 

@@ -799,16 +799,19 @@ class Peer:
         assert self.failure is not None
         return self.failure
 
-    async def keys(self, prefix: str | None = None, *, page: int = 500) -> AsyncIterator[str]:
-        """Every key (with ``prefix``, if given), sorted, read from the store ``page`` at a
-        time, merged with the keys this peer wrote that the store does not hold yet: a key
-        written before the call (even if its write was not awaited) is listed. Keys written
-        while iterating may or may not be."""
+    async def keys(
+        self, prefix: str | None = None, *, after: str | None = None, page: int = 500
+    ) -> AsyncIterator[str]:
+        """Every key (with ``prefix``, if given; above ``after``, if given), sorted, read
+        from the store ``page`` at a time, merged with the keys this peer wrote that the
+        store does not hold yet: a key written before the call (even if its write was not
+        awaited) is listed. Keys written while iterating may or may not be."""
         if prefix is not None and not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str or None, got {type(prefix).__name__}")
+        if after is not None and not isinstance(after, str):
+            raise TypeError(f"after must be a str or None, got {type(after).__name__}")
         if isinstance(page, bool) or not isinstance(page, int) or page < 1:
             raise ValueError(f"page must be a positive int, got {page!r}")
-        after: str | None = None
         while True:  # ends: every page lists keys above the last one
             # Taken on the engine task, returned once everything before it is committed:
             # the keys in memory not yet in the store, then the store's.
@@ -862,22 +865,8 @@ class Peer:
 
     def _dial_state(self) -> tuple[int, dict[str, str]]:
         """(how many dialled URLs are still connecting, {URL: why} of those whose last dial
-        failed). A URL is up while a link to the replica its last handshake named is open."""
-        t = self.transport
-        failed = dict(t.dial_errors)
-        # The replica behind each URL as the dialler recorded it, and the diallers that gave
-        # up (this peer's own URL): read from the transport until its per-URL dial states
-        # give both directly.
-        behind: dict[str, str] = getattr(t, "_url_peer", {})
-        diallers: dict[str, asyncio.Task[None]] = getattr(t, "_diallers", {})
-        connecting = sum(
-            1
-            for url in t.dialling
-            if url not in failed
-            and not (url in behind and behind[url] in t.links)
-            and not (url in diallers and diallers[url].done())
-        )
-        return connecting, failed
+        failed), from the transport's dial states (this peer's own URL left out)."""
+        return self.transport.dials.pending()
 
     def _watch_dials(self) -> None:
         """Tell the engine the dial state if it changed, and keep looking (every

@@ -1,6 +1,6 @@
 """The client API (shoal.web) over real HTTP and websockets on 127.0.0.1 against real peers:
 auth, every kind's mutations, reads with siblings and versions, errors as JSON that change
-nothing, 501 for the routes this shoal cannot serve yet, and subscriptions."""
+nothing, listing and deleting keys, and subscriptions."""
 
 from __future__ import annotations
 
@@ -331,25 +331,9 @@ async def test_status_is_the_peers(client: Client, peer: Peer) -> None:
     assert reply["replica_id"] == peer.replica_id and reply["keys"] == 1
 
 
-# -- keys and delete: built on other branches (peer.keys, peer.delete) -----------------------
+# -- keys and delete ----------------------------------------------------------------------
 
 
-@pytest.mark.skipif(hasattr(Peer, "keys"), reason="Peer.keys exists: the route lists keys")
-async def test_listing_keys_answers_501_without_peer_keys(client: Client, peer: Peer) -> None:
-    status, reply = await client.call("GET", "/v1/keys?prefix=a")
-    assert status == 501
-    assert reply["error"]["code"] == "not_implemented" and "keys" in reply["error"]["message"]
-
-
-@pytest.mark.skipif(hasattr(Peer, "delete"), reason="Peer.delete exists: the route deletes")
-async def test_deleting_answers_501_without_peer_delete(client: Client, peer: Peer) -> None:
-    await peer.orset("cart").add("milk")
-    status, reply = await client.call("DELETE", "/v1/keys/cart")
-    assert status == 501 and reply["error"]["code"] == "not_implemented"
-    assert await peer.orset("cart").value() == {"milk"}
-
-
-@pytest.mark.skipif(not hasattr(Peer, "keys"), reason="Peer.keys is built on another branch")
 async def test_listing_keys_pages_through_a_prefix(client: Client, peer: Peer) -> None:
     for key in ("a:1", "a:2", "a:3", "b:1"):
         await peer.gcounter(key).increment()
@@ -361,12 +345,13 @@ async def test_listing_keys_pages_through_a_prefix(client: Client, peer: Peer) -
     assert (status, reply["error"]["code"]) == (400, "bad_request")
 
 
-@pytest.mark.skipif(not hasattr(Peer, "delete"), reason="Peer.delete is built on another branch")
 async def test_deleting_a_key(client: Client, peer: Peer) -> None:
     await peer.orset("cart").add("milk")
     status, reply = await client.call("DELETE", "/v1/keys/cart")
     assert status == 200 and reply["write"]["acks"] == 1
     assert await peer.orset("cart").value() == frozenset()
+    status, reply = await client.call("DELETE", "/v1/keys/cart")  # nothing live left
+    assert (status, reply["error"]["code"]) == (404, "not_found")
 
 
 # -- subscriptions ---------------------------------------------------------------------------

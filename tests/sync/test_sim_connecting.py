@@ -80,7 +80,7 @@ def test_a_read_waits_for_a_link_being_dialled_too(kit: Any) -> None:
     cluster = _pair(kit)
     cluster.update("p000", "cart", "orset", kit.add("p000", "milk"))  # only p000 has it
     cluster.links_connecting("p001", 1)
-    read = cluster.read("p001", "cart", r=2, timeout=10.0)
+    read = cluster.read("p001", "cart", kind="orset", r=2, timeout=10.0)
     assert read.status == "pending"
     assert cluster.run_until(lambda: read.done, max_steps=10_000)
     assert read.ok and read.state is not None and read.state.value == frozenset({"milk"})
@@ -89,7 +89,7 @@ def test_a_read_waits_for_a_link_being_dialled_too(kit: Any) -> None:
 def test_a_read_fails_at_once_when_the_dial_fails(kit: Any) -> None:
     cluster = _pair(kit, apart=True)
     cluster.links_connecting("p001", 1)
-    read = cluster.read("p001", "cart", r=2, timeout=10.0)
+    read = cluster.read("p001", "cart", kind="orset", r=2, timeout=10.0)
     cluster.links_connecting("p001", 0, {"ws://p000.example:8765": "wrong secret"})
     assert read.status == "failed" and read.completed_at == read.issued_at
     assert "the link to ws://p000.example:8765 failed: wrong secret" in str(read.outcome)

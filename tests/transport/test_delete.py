@@ -81,13 +81,15 @@ async def test_deleting_what_is_not_here_is_an_error_and_changes_nothing(tmp_pat
             await a.delete("nothing")
         with pytest.raises(KeyError, match="holds no orset"):  # named, but not here
             await a.delete("nothing", kind="orset")
-        with pytest.raises(TypeError, match="holds a orset, not a lww"):
+        with pytest.raises(TypeError, match="holds an orset, not a lww"):
             await a.delete("cart", kind="lww")
         with pytest.raises(ValueError, match="unknown CRDT kind"):
             await a.delete("cart", kind="set")
         await a.delete("cart")
-        with pytest.raises(KeyError, match="holds no orset"):  # deleted already
+        with pytest.raises(KeyError, match="not held here"):  # deleted already: nothing live
             await a.delete("cart")
+        with pytest.raises(KeyError, match="holds no orset"):  # named: the same
+            await a.delete("cart", kind="orset")
         await a.node.drain()
         assert _log_rows(tmp_path / "a.db") == before + 1  # the one delete, nothing else
         assert a.replica.keys() == [] and a.replica.value("nothing") is None
