@@ -17,7 +17,10 @@
 * ``shoal inspect --db PATH [KEY] [--json]`` prints keys, types, values, siblings and
   version vectors straight from the database (no peer is started, nothing is written: SQLite
   is opened read-only). The report is :func:`store.report.report_database`'s; this module
-  only formats it. A progress bar shows on a terminal for large databases.
+  only formats it. A progress bar shows on a terminal for large databases. Deleted objects
+  are left out and counted (``deleted N``; JSON ``"deleted"``); a ``KEY`` that was deleted
+  exits 1 saying so. ``--keys [PREFIX]`` lists the keys only, one a line (JSON: a list),
+  and says on stderr how many deleted keys it left out.
 * ``shoal status URL [--json] [--http-token-file PATH]`` reads a running peer's
   ``/status``: its peers, and each ``--peer`` it dials with its state and last error.
 * ``shoal forget URL REPLICA_ID --secret-file PATH`` authenticates like a peer (the group
@@ -457,6 +460,7 @@ def _report_json(report: DatabaseReport) -> dict[str, Any]:
         "replica_id": report.replica_id,
         "schema_version": report.schema_version,
         "keys": report.keys,
+        "deleted": report.deleted,
         "log_size": report.log_size,
         "pending_hints": report.pending_hints,
         "applied": report.applied,
@@ -519,6 +523,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     if args.key is not None and not data["objects"]:
+        if data["deleted"]:
+            return _fail(f"inspect: key {args.key!r} was deleted (in {args.db})")
         return _fail(f"inspect: no key {args.key!r} in {args.db}")
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -531,7 +537,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _inspect_keys(args: argparse.Namespace) -> int:
-    """``shoal inspect --db DB --keys [PREFIX]``: one key per line (JSON: a list)."""
+    """``shoal inspect --db DB --keys [PREFIX]``: one key per line (JSON: a list); the
+    count of deleted keys left out goes to stderr, so stdout stays a plain listing."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from store.errors import StoreError
@@ -546,11 +553,12 @@ def _inspect_keys(args: argparse.Namespace) -> int:
             sys.stdout.write("".join(f"{k}\n" for k in page))
 
     try:
-        report_keys(args.db, args.key, emit)
+        listed = report_keys(args.db, args.key, emit)
     except (ValueError, SQLAlchemyError, StoreError) as exc:
         return _fail(f"inspect: {exc}")
     if args.json:
         print(json.dumps(found))
+    print(f"deleted keys (not listed): {listed.deleted}", file=sys.stderr)
     return 0
 
 
@@ -562,8 +570,8 @@ def _short(value: Any, width: int = 80) -> str:
 def _print_inspect_plain(data: dict[str, Any]) -> None:
     print(f"database {data['db']}  replica {data['replica_id']}  schema v{data['schema_version']}")
     print(
-        f"keys {data['keys']}  log {data['log_size']}  hints {data['pending_hints']}  "
-        f"writes held per origin {_short(data['applied'], 200)}"
+        f"keys {data['keys']}  deleted {data['deleted']}  log {data['log_size']}  "
+        f"hints {data['pending_hints']}  writes held per origin {_short(data['applied'], 200)}"
     )
     for obj in data["objects"]:
         sib = f"  siblings={obj['siblings']}" if obj.get("siblings", 0) > 1 else ""
@@ -580,8 +588,8 @@ def _print_inspect_rich(data: dict[str, Any]) -> None:
     console = Console()
     console.print(
         f"[bold]{data['db']}[/]  replica [cyan]{data['replica_id']}[/]  "
-        f"schema v{data['schema_version']}  keys {data['keys']}  log {data['log_size']}  "
-        f"hints {data['pending_hints']}"
+        f"schema v{data['schema_version']}  keys {data['keys']}  deleted {data['deleted']}  "
+        f"log {data['log_size']}  hints {data['pending_hints']}"
     )
     table = Table("key", "type", "value", "siblings", "version vector")
     for obj in data["objects"]:
