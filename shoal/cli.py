@@ -19,8 +19,9 @@
   is opened read-only). The report is :func:`store.report.report_database`'s; this module
   only formats it. A progress bar shows on a terminal for large databases. Deleted objects
   are left out and counted (``deleted N``; JSON ``"deleted"``); a ``KEY`` that was deleted
-  exits 1 saying so. ``--keys [PREFIX]`` lists the keys only, one a line (JSON: a list),
-  and says on stderr how many deleted keys it left out.
+  exits 1 saying so. Keys holding live objects of several types are named on a ``kind
+  clashes`` line (JSON ``"kind_clashes"``). ``--keys [PREFIX]`` lists the keys only, one a
+  line (JSON: a list), and says on stderr how many deleted keys it left out.
 * ``shoal status URL [--json] [--http-token-file PATH]`` reads a running peer's
   ``/status``: its peers, and each ``--peer`` it dials with its state and last error.
 * ``shoal forget URL REPLICA_ID --secret-file PATH`` authenticates like a peer (the group
@@ -474,6 +475,7 @@ def _report_json(report: DatabaseReport) -> dict[str, Any]:
             for p in report.peers
         ],
         "objects": objects,
+        "kind_clashes": {key: list(kinds) for key, kinds in report.kind_clashes.items()},
     }
 
 
@@ -567,12 +569,21 @@ def _short(value: Any, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _print_clashes(data: dict[str, Any], out: Callable[[str], Any]) -> None:
+    """One line naming the keys that hold live objects of several types, if any."""
+    clashes = data["kind_clashes"]
+    if clashes:
+        named = ", ".join(f"{key} ({' and '.join(kinds)})" for key, kinds in clashes.items())
+        out(f"kind clashes {len(clashes)}: {named}")
+
+
 def _print_inspect_plain(data: dict[str, Any]) -> None:
     print(f"database {data['db']}  replica {data['replica_id']}  schema v{data['schema_version']}")
     print(
         f"keys {data['keys']}  deleted {data['deleted']}  log {data['log_size']}  "
         f"hints {data['pending_hints']}  writes held per origin {_short(data['applied'], 200)}"
     )
+    _print_clashes(data, print)
     for obj in data["objects"]:
         sib = f"  siblings={obj['siblings']}" if obj.get("siblings", 0) > 1 else ""
         print(
@@ -591,6 +602,7 @@ def _print_inspect_rich(data: dict[str, Any]) -> None:
         f"schema v{data['schema_version']}  keys {data['keys']}  deleted {data['deleted']}  "
         f"log {data['log_size']}  hints {data['pending_hints']}"
     )
+    _print_clashes(data, console.print)
     table = Table("key", "type", "value", "siblings", "version vector")
     for obj in data["objects"]:
         sib = obj.get("siblings")
