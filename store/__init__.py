@@ -23,6 +23,7 @@ from .location import check_sqlite_file, database_url, describe_database
 from .lock import LOCK_SUFFIX, DatabaseLock, lock_path, lock_postgres, lock_sqlite
 from .ondemand import (
     FOLD_PAGE,
+    count_deleted_keys,
     count_objects_upto,
     fold_page,
     get_objects,
@@ -31,6 +32,7 @@ from .ondemand import (
     load_start,
     prefix_end,
     unfolded_keys,
+    unfolded_liveness,
 )
 from .records import (
     Batch,
@@ -49,6 +51,7 @@ from .records import (
 )
 from .report import (
     DatabaseReport,
+    KeysReport,
     ObjectReport,
     PeerReport,
     Progress,
@@ -58,6 +61,8 @@ from .report import (
     report_keys,
 )
 from .schema import (
+    LIVE_INDEX,
+    MIGRATION_PAGE,
     MIGRATIONS,
     SCHEMA_VERSION,
     SEGMENT_COLUMNS,
@@ -65,6 +70,7 @@ from .schema import (
     SEGMENT_MAX_ENTRIES,
     Migration,
     SegmentEntry,
+    create_live_index,
     hints,
     log_segments,
     meta,
@@ -100,8 +106,10 @@ from .store import SYNCHRONOUS_LEVELS, Store, default_partition_of, sidecar_path
 
 __all__ = [
     "FOLD_PAGE",
+    "LIVE_INDEX",
     "LOCK_SUFFIX",
     "MIGRATIONS",
+    "MIGRATION_PAGE",
     "SCHEMA_VERSION",
     "SEGMENT_COLUMNS",
     "SEGMENT_MAX_BYTES",
@@ -118,6 +126,7 @@ __all__ = [
     "HintLike",
     "HintRow",
     "InvalidInput",
+    "KeysReport",
     "KindMismatch",
     "Loaded",
     "LogLike",
@@ -141,8 +150,10 @@ __all__ = [
     "check_context",
     "check_sqlite_file",
     "compact",
+    "count_deleted_keys",
     "count_log",
     "count_objects_upto",
+    "create_live_index",
     "database_url",
     "decode_blob",
     "default_partition_of",
@@ -183,4 +194,5 @@ __all__ = [
     "snapshot_page",
     "summaries",
     "unfolded_keys",
+    "unfolded_liveness",
 ]

@@ -71,6 +71,7 @@ from .schema import (
     SCHEMA_VERSION,
     SEGMENT_COLUMNS,
     SegmentEntry,
+    create_live_index,
     hints,
     log_segments,
     meta,
@@ -185,7 +186,7 @@ def _decode_context(table: str, key: str, blob: str) -> dict[str, Any]:
 
 
 # Row layouts (tuples, in the order of the statements below).
-_OBJECT_COLS = ("key", "kind", "partition", "state")
+_OBJECT_COLS = ("key", "kind", "partition", "state", "live")
 _LOG_COLS = ("partition", "origin", "seq", "key", "kind", "delta")  # prepared, per entry
 _SEGMENT_COLS = SEGMENT_COLUMNS  # written
 _HINT_COLS = ("target", "origin", "partition", "seq", "key", "kind", "delta", "stored_ms")
@@ -434,6 +435,23 @@ def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int
     return out
 
 
+def _live(obj: Any, i: int, state: Any) -> bool:
+    """The object's ``live`` flag (see :class:`~store.records.ObjectLike`): as the caller
+    says it, else from its state decoded (``state``: the to_dict() form or its text)."""
+    live = getattr(obj, "live", None)
+    if type(live) is bool:
+        return live
+    if live is not None:
+        raise InvalidInput(f"objects[{i}].live must be a bool or None, got {live!r}")
+    try:
+        decoded: crdt.CRDT = crdt.from_dict(json.loads(state) if type(state) is str else state)
+    except (ValueError, crdt.DecodeError) as exc:
+        raise InvalidInput(
+            f"objects[{i}].state for key {obj.key!r} is not a valid encoding of its kind: {exc}"
+        ) from exc
+    return decoded.is_live()
+
+
 def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -> None:
     objects_out, log_out = out.objects, out.log
     for i, obj in enumerate(batch.objects):
@@ -447,7 +465,7 @@ def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -
             and text.startswith(_TYPE_PREFIX[kind])
         ):
             # Pre-encoded by the caller (the engine): stored as it is, kind read off the text.
-            objects_out[(key, kind)] = (key, kind, parts(key), text)
+            objects_out[(key, kind)] = (key, kind, parts(key), text, _live(obj, i, text))
             continue
         try:
             state = obj.state
@@ -466,7 +484,7 @@ def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -
             key = _text(key, f"objects[{i}].key")
             kind = _kind(kind, f"objects[{i}].kind")
             blob = _blob(state, kind, lambda: f"objects[{i}].state for key {key!r}")  # noqa: B023
-        objects_out[(key, kind)] = (key, kind, parts(key), blob)
+        objects_out[(key, kind)] = (key, kind, parts(key), blob, _live(obj, i, state))
     for i, entry in enumerate(batch.log):
         row = _log_row(entry, parts, "log[{}]", i)
         log_out.setdefault((row[0], row[1], row[2]), row)
@@ -1037,6 +1055,7 @@ def open_database(
     created = found is None
     if found is None:
         metadata.create_all(conn)
+        create_live_index(conn)
         _set_meta(conn, {"schema_version": str(SCHEMA_VERSION), "partitions": str(partitions)})
     else:
         for version in range(found, SCHEMA_VERSION):

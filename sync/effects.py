@@ -63,11 +63,14 @@ __all__ = [
 class ObjectState:
     """A checkpoint of one object: its key, CRDT kind and the JSON text of its ``to_dict()``
     (encoded when the checkpoint is taken; a large state's decoded form would stay alive,
-    and be walked by the garbage collector, until the commit)."""
+    and be walked by the garbage collector, until the commit), and whether the state
+    ``is_live()`` (the engine sets it; the store lists only live objects' keys, and decodes
+    the state to find out when it is None)."""
 
     key: str
     kind: str
     state_json: str
+    live: bool | None = None
 
     @property
     def state(self) -> dict[str, Any]:

@@ -689,9 +689,11 @@ class Replica:
         finally:
             self._finish()
 
-    def unsaved_keys(self) -> set[str]:
-        """Keys in memory whose store row may be missing or behind (``Peer.keys`` merges
-        them with the store's)."""
+    def unsaved_keys(self) -> dict[str, bool]:
+        """Keys in memory whose store row may be missing or behind, each with whether it
+        holds a live object here (``Peer.keys`` merges them with the store's: it lists the
+        True ones and leaves out the False ones, deleted here but maybe live in the
+        store)."""
         return self._data.unsaved_keys()
 
     def next_deadline(self) -> float | None:

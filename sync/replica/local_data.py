@@ -308,10 +308,13 @@ class LocalData:
         """A drain ended: partitions admitted whole are not held whole any more."""
         self._loaded_partitions.clear()
 
-    def unsaved_keys(self) -> set[str]:
-        """Keys in the cache whose store row may be missing or behind (written since their
-        last checkpoint)."""
-        return {oid[0] for oid in self._since_checkpoint} | {oid[0] for oid in self._unfolded}
+    def unsaved_keys(self) -> dict[str, bool]:
+        """Keys in the cache whose store rows may be missing or behind (written since their
+        last checkpoint), each with whether it holds a live object here (:meth:`kinds_of`):
+        a listing merged with the store's must leave out one that is False (deleted here,
+        maybe live in the store) and list one that is True (maybe not stored yet)."""
+        keys = {oid[0] for oid in self._since_checkpoint} | {oid[0] for oid in self._unfolded}
+        return {key: bool(self.kinds_of(key)) for key in keys}
 
     def dirty_all(self) -> list[ObjectId]:
         """Every object in the cache whose store row lacks something applied here."""
@@ -593,7 +596,7 @@ class LocalData:
             base[oid] = base.get(oid, 0) + since.pop(oid, 0)
             self._unfolded.discard(oid)
             text = obj.to_json()
-            out.append(ObjectState(oid[0], oid[1], text))
+            out.append(ObjectState(oid[0], oid[1], text, obj.is_live()))
             if len(objs) == 1:  # re-measure the key from its encoding
                 size = len(text) + OBJECT_OVERHEAD
                 self._bytes += size - self._sizes.get(oid[0], 0)

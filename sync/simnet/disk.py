@@ -138,9 +138,10 @@ class SimDisk:
         (``objects_complete`` False; the replica loads them with :meth:`get_objects`)."""
         if objects_limit is not None and len(self.objects) > objects_limit:
             self.fold_log()
-            kinds: dict[str, list[str]] = {}
-            for key, kind in sorted(self.objects):
-                kinds.setdefault(key, []).append(kind)
+            kinds: dict[str, list[str]] = {}  # live objects only, as the store counts them
+            for (key, kind), obj in sorted(self.objects.items()):
+                if _is_live(obj):
+                    kinds.setdefault(key, []).append(kind)
             loaded = self.load()
             loaded.objects = {}
             loaded.objects_complete = False
@@ -165,7 +166,7 @@ class SimDisk:
                 if old is None
                 else join(from_dict(old.state), from_dict(e.delta))
             )
-            self.objects[oid] = ObjectState(e.key, e.kind, state.to_json())
+            self.objects[oid] = ObjectState(e.key, e.kind, state.to_json(), state.is_live())
 
     def get_objects(self, keys: list[str]) -> list[ObjectState]:
         """Every object (each kind) of ``keys``, as a store's ``get_objects``."""
@@ -184,6 +185,12 @@ class SimDisk:
         other.hints = copy.deepcopy(self.hints)
         other.peers = copy.deepcopy(self.peers)
         return other
+
+
+def _is_live(obj: ObjectState) -> bool:
+    """The object's ``live`` flag, or (not given) its state's ``is_live()``, as a store
+    keeps it."""
+    return obj.live if obj.live is not None else from_dict(obj.state).is_live()
 
 
 def _hint_order(item: tuple[HintId, HintRecord]) -> tuple[str, str, int, int]:
