@@ -178,7 +178,8 @@ class Inbound:
     def snapshot(
         self, peer: str, msg: m.SnapshotChunk
     ) -> tuple[list[tuple[str, CRDT]], CausalContext | None]:
-        """The states of a ``SnapshotChunk`` by key, and the summary it carries (if last)."""
+        """The states of a ``SnapshotChunk`` by key (whole, or pieces of a split state: a
+        delta either way, checked as any state), and the summary it carries (if last)."""
         parts = self._config.partitions
         if msg.partition >= parts:
             raise RemoteProtocolError(f"snapshot of partition {msg.partition}: out of range", peer)
@@ -187,7 +188,11 @@ class Inbound:
             where = f"snapshot object {i} ({o.key!r})"
             if partition_of(o.key, parts) != msg.partition:
                 raise RemoteProtocolError(f"{where}: not in partition {msg.partition}", peer)
-            state = _decode_crdt(peer, o.state, where)
+            try:
+                decoded = from_json(o.state_json, allow_inf_nan=False)
+            except ValueError as exc:
+                raise RemoteProtocolError(f"{where}: bad CRDT state: {exc}", peer) from exc
+            state = _decode_crdt(peer, decoded, where)
             if state.kind != o.kind:
                 raise RemoteProtocolError(f"{where}: says {o.kind!r}, is a {state.kind}", peer)
             states.append((o.key, state))
