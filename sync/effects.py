@@ -41,6 +41,7 @@ from crdt import CRDT, CausalContext
 
 __all__ = [
     "MAX_SEQ",
+    "Alarm",
     "CatchUp",
     "Changed",
     "Effect",
@@ -357,6 +358,17 @@ class CatchUp:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """Something an operator must see; the adapter logs ``message`` at WARNING. ``kind``
+    names what (``"clock_skew"``...), ``peer`` the replica concerned. The engine's
+    ``status()`` keeps the figures behind it; alarms repeat at most every few minutes."""
+
+    kind: str
+    peer: str
+    message: str
+
+
 Effect = (
     Persist
     | Send
@@ -369,6 +381,7 @@ Effect = (
     | KindClashFound
     | ReadPage
     | CatchUp
+    | Alarm
 )
 
 

@@ -41,6 +41,7 @@ from crdt import CRDT
 from sync import messages
 from sync.config import ReplicaConfig
 from sync.effects import (
+    Alarm,
     CatchUp,
     Changed,
     IdentityConflict,
@@ -126,6 +127,8 @@ def _describe(effect: object) -> str:
         )
     if isinstance(effect, Changed | IdentityConflict | ReadPage | CatchUp):
         return repr(effect)
+    if isinstance(effect, Alarm):
+        return f"Alarm {effect.kind} {effect.peer}"
     raise AssertionError(f"an effect the trace does not know: {effect!r}")
 
 
