@@ -23,12 +23,14 @@ from .location import check_sqlite_file, database_url, describe_database
 from .lock import LOCK_SUFFIX, DatabaseLock, lock_path, lock_postgres, lock_sqlite
 from .ondemand import (
     FOLD_PAGE,
+    count_objects,
     count_objects_upto,
     fold_page,
     get_objects,
     keys_page,
     kind_clashes,
     load_start,
+    objects_page,
     prefix_end,
     unfolded_keys,
 )
@@ -142,6 +144,7 @@ __all__ = [
     "check_sqlite_file",
     "compact",
     "count_log",
+    "count_objects",
     "count_objects_upto",
     "database_url",
     "decode_blob",
@@ -167,6 +170,7 @@ __all__ = [
     "meta",
     "metadata",
     "objects",
+    "objects_page",
     "open_database",
     "pack_segments",
     "peers",
