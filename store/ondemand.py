@@ -9,6 +9,11 @@ Plain functions over a SQLAlchemy ``Connection`` (run through ``run_sync`` by
   "C"``), after a key, under a prefix, at most ``limit``: ``Peer.keys()`` pages through it.
 * :func:`count_objects_upto`: the number of objects, counting no further than a bound (so
   that opening a large database costs the same as a small one).
+* :func:`objects_page`: a page of a partition's objects in (key, kind) order after a
+  position, as their stored text (not decoded), at most a count and about a number of bytes
+  of state text: what a state transfer streams (the engine's ``ReadPage``).
+  :func:`count_objects`: the objects of some partitions and their state's characters (its
+  progress).
 * :func:`kind_clashes`: keys holding objects of several kinds.
 * **The log fold.** Objects are loaded on demand, so a stored object must include every
   log entry applied to it. The engine keeps that true while it runs (an object leaves its
@@ -26,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, func, literal, select
+from sqlalchemy import Connection, String, and_, func, literal, or_, select
 
 import crdt
 
@@ -36,12 +41,14 @@ from .sql import _object, _parse_segment, _set_mark, _upsert, decode_blob, folde
 
 __all__ = [
     "FOLD_PAGE",
+    "count_objects",
     "count_objects_upto",
     "fold_page",
     "get_objects",
     "keys_page",
     "kind_clashes",
     "load_start",
+    "objects_page",
     "prefix_end",
     "unfolded_keys",
 ]
@@ -100,6 +107,57 @@ def keys_page(conn: Connection, prefix: str | None, after: str | None, limit: in
         stmt = stmt.where(and_(*conds))
     stmt = stmt.group_by(key).order_by(key).limit(limit)  # a key of two kinds once
     return [row[0] for row in conn.execute(stmt)]
+
+
+def objects_page(
+    conn: Connection, partition: int, after: tuple[str, str] | None, limit: int, max_bytes: int
+) -> tuple[list[tuple[str, str, str]], bool]:
+    """Up to ``limit`` objects ``(key, kind, state text)`` of ``partition`` after the object
+    ``after``, in (key, kind) order, and whether none follows them; no more once their
+    states reach ``max_bytes`` characters (always one, if any is left).
+
+    Two queries: the positions and sizes of the next ``limit`` objects, then the states of
+    those that fit, so that no state beyond the budget is read into memory (a state may
+    weigh megabytes)."""
+    c = objects.c
+    where = [c.partition == partition]
+    if after is not None:
+        a_key, a_kind = literal(after[0], String), literal(after[1], String)
+        where.append(or_(c.key > a_key, and_(c.key == a_key, c.kind > a_kind)))
+    sizes = conn.execute(
+        select(c.key, c.kind, func.length(c.state))
+        .where(*where)
+        .order_by(c.key, c.kind)
+        .limit(limit + 1)
+    ).all()
+    take, total = 0, 0
+    for _key, _kind, n in sizes[:limit]:
+        if take and total >= max_bytes:
+            break
+        take += 1
+        total += int(n or 0)
+    if not take:
+        return [], True
+    last_key, last_kind = literal(sizes[take - 1][0], String), literal(sizes[take - 1][1], String)
+    where.append(or_(c.key < last_key, and_(c.key == last_key, c.kind <= last_kind)))
+    rows = conn.execute(select(c.key, c.kind, c.state).where(*where).order_by(c.key, c.kind))
+    out = [(key, kind, state) for key, kind, state in rows]
+    return out, take == len(sizes)
+
+
+def count_objects(conn: Connection, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """Per partition of ``partitions``: how many objects it holds and the characters of their
+    states (partitions with none are left out)."""
+    wanted = sorted(set(partitions))
+    if not wanted:
+        return {}
+    c = objects.c
+    stmt = (
+        select(c.partition, func.count(), func.sum(func.length(c.state)))
+        .where(c.partition.in_(wanted))
+        .group_by(c.partition)
+    )
+    return {int(p): (int(n), int(size or 0)) for p, n, size in conn.execute(stmt)}
 
 
 def count_objects_upto(conn: Connection, bound: int) -> int:

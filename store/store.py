@@ -470,6 +470,31 @@ class Store:
             if len(page) < limit:
                 return
 
+    async def objects_page(
+        self, partition: int, after: tuple[str, str] | None, limit: int, max_bytes: int
+    ) -> tuple[list[tuple[str, str, str]], bool]:
+        """A page of the objects of ``partition`` after ``after`` (``(key, kind)``) as
+        ``(key, kind, state text)``, and whether it is the last (see
+        :func:`store.ondemand.objects_page`): what a state transfer streams."""
+        part = self._check_partition(partition)
+        if after is not None and not (
+            isinstance(after, tuple) and len(after) == 2 and all(isinstance(x, str) for x in after)
+        ):
+            raise InvalidInput(f"after must be None or a (key, kind) pair, got {after!r}")
+        return await self._read(
+            ondemand.objects_page,
+            part,
+            after,
+            _positive(limit, "limit"),
+            _positive(max_bytes, "max_bytes"),
+        )
+
+    async def count_objects(self, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """Per partition: its objects and the characters of their states (see
+        :func:`store.ondemand.count_objects`)."""
+        parts = [self._check_partition(p) for p in partitions]
+        return await self._read(ondemand.count_objects, parts)
+
     async def snapshot(self, partition: int, chunk: int = 500) -> AsyncIterator[list[ObjectRow]]:
         """Every object of ``partition`` in (key, kind) order, ``chunk`` at a time (keyset
         pages)."""

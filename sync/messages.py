@@ -26,9 +26,17 @@ Replication (the engine, :class:`sync.Replica`):
 * ``Summary(parts, known_peers, reply)`` — anti-entropy: per partition, the causal context of
   the log dots the sender has applied; the peers it knows; ``reply`` asks the receiver to
   answer with its own summary if it has something the sender lacks.
-* ``Deltas(batch_id, partition, entries, more)`` — anti-entropy batch of log entries.
-* ``SnapshotChunk(batch_id, partition, objects, summary, last)`` — state transfer to a peer
-  behind the compacted log; the last chunk carries the sender's summary of the partition.
+* ``Deltas(batch_id, partition, entries, more, remaining)`` — anti-entropy batch of log
+  entries.
+* ``SnapshotChunk(batch_id, partition, objects, summary, last, remaining)`` — state transfer
+  to a peer behind the compacted log; the last chunk carries the sender's summary of the
+  partition. An object is its state's JSON text (``state_json``), or, for a state too big
+  for one message, one of the pieces it was split into (``piece``: a delta whose join with
+  the other pieces is the state, ``crdt/_split.py``).
+* ``remaining`` (``Deltas``, ``SnapshotChunk``): ``[entries, bytes]``, about how much of the
+  anti-entropy round the sender still has to send after this message (log entries and
+  objects; the bytes of their texts), for the receiver's catch-up progress; absent: not
+  said.
 
 There is no message to forget a peer: forgetting is an operator's action on each peer
 (``peer.forget``, ``shoal forget``), never something a member can ask of another (a
@@ -85,6 +93,7 @@ __all__ = [
     "Push",
     "ReadReq",
     "ReadResp",
+    "Remaining",
     "Repair",
     "SnapObject",
     "SnapshotChunk",
@@ -171,11 +180,21 @@ _WireEntry = Annotated[LogEntry, BeforeValidator(_entry_in), PlainSerializer(_en
 
 
 class SnapObject(_Model):
-    """A whole object state in a state transfer."""
+    """An object state in a state transfer: its ``to_dict()`` as JSON text (stored and
+    sent as it is); ``piece``: one of the deltas a state too big for one message was split
+    into (the receiver merges it as a delta and checkpoints the object once the partition's
+    last chunk came)."""
 
     key: Key
     kind: NonEmpty
-    state: Json
+    state_json: str
+    piece: bool = False
+
+
+# ``[entries, bytes]`` still to come after this message (see the module docstring).
+Remaining = tuple[
+    Annotated[int, Field(ge=0, le=SEQ_LIMIT)], Annotated[int, Field(ge=0, le=SEQ_LIMIT)]
+]
 
 
 class Ctx(_Model):
@@ -294,6 +313,7 @@ class Deltas(_Message):
     partition: Index
     entries: list[_WireEntry]
     more: bool = False
+    remaining: Remaining | None = None
 
 
 class SnapshotChunk(_Message):
@@ -303,6 +323,7 @@ class SnapshotChunk(_Message):
     objects: list[SnapObject]
     summary: Ctx | None = None
     last: bool = False
+    remaining: Remaining | None = None
 
 
 class Ping(_Message):
@@ -393,7 +414,7 @@ def _entries(raw: Any) -> list[LogEntry] | None:
 
 # The fields a message decoded without its optional field has set (as pydantic records it).
 _PUSH_SET_NO_HINT: Final = frozenset({"proto", "t", "push_id", "entries"})
-_DELTAS_SET_NO_MORE: Final = frozenset({"proto", "t", "batch_id", "partition", "entries"})
+_DELTAS_SET_BASE: Final = frozenset({"proto", "t", "batch_id", "partition", "entries"})
 
 
 def _fast_decode(raw: Any) -> Message | None:
@@ -428,11 +449,13 @@ def _fast_decode(raw: Any) -> Message | None:
         batch_id = raw.get("batch_id")
         partition = raw.get("partition")
         more = raw.get("more", False)
+        remaining = _remaining(raw.get("remaining"))
         if (
             type(batch_id) is not int
             or type(partition) is not int
             or partition < 0
             or type(more) is not bool
+            or remaining is False
         ):
             return None
         entries = _entries(raw.get("entries"))
@@ -445,10 +468,29 @@ def _fast_decode(raw: Any) -> Message | None:
             "partition": partition,
             "entries": entries,
             "more": more,
+            "remaining": remaining,
         }
-        msg = _built(Deltas, fields, None if "more" in raw else set(_DELTAS_SET_NO_MORE))
+        fields_set = set(_DELTAS_SET_BASE)
+        fields_set.update(name for name in ("more", "remaining") if name in raw)
+        msg = _built(Deltas, fields, fields_set)
         return msg
     return None
+
+
+def _remaining(raw: Any) -> tuple[int, int] | bool | None:
+    """A decoded ``remaining``: the pair, None (absent or null), False if not well-formed."""
+    if raw is None:
+        return None
+    if (
+        type(raw) is not list
+        or len(raw) != 2
+        or type(raw[0]) is not int
+        or type(raw[1]) is not int
+        or not 0 <= raw[0] <= SEQ_LIMIT
+        or not 0 <= raw[1] <= SEQ_LIMIT
+    ):
+        return False
+    return (raw[0], raw[1])
 
 
 def encode(msg: Message) -> bytes:
@@ -476,6 +518,7 @@ def encode(msg: Message) -> bytes:
                 "partition": msg.partition,
                 "entries": _wire_entries(msg.entries),
                 "more": msg.more,
+                "remaining": msg.remaining,
             },
             inf_nan_mode="null",
         )

@@ -267,8 +267,9 @@ class Inbound:
     def snapshot(
         self, peer: str, msg: m.SnapshotChunk, now: float
     ) -> tuple[list[tuple[str, CRDT]], CausalContext | None, list[Skewed]]:
-        """The states of a ``SnapshotChunk`` by key, the summary it carries (if last), and
-        its states stamped too far ahead of ``now``."""
+        """The states of a ``SnapshotChunk`` by key (whole, or pieces of a split state: a
+        delta either way, checked as any state), the summary it carries (if last), and its
+        states stamped too far ahead of ``now``."""
         skewed: list[Skewed] = []
         parts = self._config.partitions
         if msg.partition >= parts:
@@ -280,11 +281,17 @@ class Inbound:
                 raise RemoteProtocolError(f"{where}: not a key (empty, or with NUL)", peer)
             if partition_of(o.key, parts) != msg.partition:
                 raise RemoteProtocolError(f"{where}: not in partition {msg.partition}", peer)
-            state = _decode_crdt(peer, o.state, where)
+            try:
+                decoded = from_json(o.state_json, allow_inf_nan=False)
+            except ValueError as exc:
+                raise RemoteProtocolError(f"{where}: bad CRDT state: {exc}", peer) from exc
+            if type(decoded) is not dict:
+                raise RemoteProtocolError(f"{where}: bad CRDT state: not a JSON object", peer)
+            state = _decode_crdt(peer, decoded, where)
             if state.kind != o.kind:
                 raise RemoteProtocolError(f"{where}: says {o.kind!r}, is a {state.kind}", peer)
             states.append((o.key, state))
-            found = self.skewed_state(o.state, now, where)
+            found = self.skewed_state(decoded, now, where)
             if found is not None:
                 skewed.append(found)
         ctx = None

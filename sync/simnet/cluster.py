@@ -24,6 +24,7 @@ from sync.effects import (
     Persist,
     ReadDone,
     ReadFailed,
+    ReadPage,
     Send,
     WriteDone,
     WriteFailed,
@@ -31,7 +32,7 @@ from sync.effects import (
 from sync.errors import KindClash, RemoteProtocolError
 from sync.ring import partition_of
 from sync.simnet.disk import SimDisk, canonical
-from sync.simnet.events import Deliver, Detect, Event, Link, Node, Tick, Trap
+from sync.simnet.events import Deliver, Detect, Event, Fetch, Link, Node, Tick, Trap
 from sync.simnet.ops import (
     MessageStats,
     OpStatus,
@@ -106,6 +107,7 @@ class SimCluster:
         self._seq = 0
         self._in_flight = 0
         self._detects = 0
+        self._fetches = 0
         self._pending_ops: dict[int, SimOp] = {}
         self._next_op = 1
         self._nodes: dict[str, Node] = {}
@@ -424,14 +426,23 @@ class SimCluster:
             self._deliver(event)
         elif isinstance(event, Tick):
             self._fire_timer(event)
+        elif isinstance(event, Fetch):
+            self._fetches -= 1
+            self._fetch(event)
         else:
             self._detects -= 1
             self._detect(event.observer, event.peer)
         return True
 
     def quiet(self) -> bool:
-        """No message in flight, no pending failure detection, no operation pending."""
-        return self._in_flight == 0 and self._detects == 0 and not self._pending_ops
+        """No message in flight, no pending failure detection or store read, no operation
+        pending."""
+        return (
+            self._in_flight == 0
+            and self._detects == 0
+            and self._fetches == 0
+            and not self._pending_ops
+        )
 
     def run_until(
         self, predicate: Callable[[], bool], max_steps: int = 100_000, *, every: int = 1
@@ -573,6 +584,12 @@ class SimCluster:
             self._finish(replica_id, effect, "failed")
         elif isinstance(effect, Changed):
             self.changed[replica_id] += 1
+        elif isinstance(effect, ReadPage):
+            # Read from the disk as a store would, after this drain (the Persists before it
+            # are applied already): the page comes back as the replica's next input.
+            self._push(self.now, Fetch(replica_id, self._nodes[replica_id].life, effect))
+            self._fetches += 1
+            self.stats.pages_read += 1
         else:
             self.other_effects.append((replica_id, effect))
 
@@ -683,6 +700,20 @@ class SimCluster:
             )
         except RemoteProtocolError as exc:
             self._protocol_error(event, exc)
+
+    def _fetch(self, event: Fetch) -> None:
+        node = self._nodes[event.replica]
+        if node.life != event.life or node.replica is None:
+            return
+        read = event.read
+        count = node.config.partitions
+        rows, end = node.disk.objects_page(
+            read.partition, count, read.after, read.limit, read.max_bytes
+        )
+        totals = node.disk.count_objects(read.count, count) if read.count else None
+        self._input(
+            event.replica, lambda r: r.snapshot_page(read, rows, end, self.now, totals=totals)
+        )
 
     def _protocol_error(self, event: Deliver, exc: RemoteProtocolError) -> None:
         self.protocol_errors.append((event.src, event.dst, exc))

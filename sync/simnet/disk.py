@@ -11,6 +11,7 @@ from typing import Any
 
 from crdt import CRDT, CausalContext, from_dict, join
 from sync.effects import HintId, HintRecord, Loaded, LogEntry, ObjectState, PeerRecord, Persist
+from sync.ring import partition_of
 from sync.simnet.ops import SimulationError
 
 __all__ = ["SimDisk", "canonical"]
@@ -171,6 +172,43 @@ class SimDisk:
         """Every object (each kind) of ``keys``, as a store's ``get_objects``."""
         wanted = set(keys)
         return [o for (key, _kind), o in sorted(self.objects.items()) if key in wanted]
+
+    def objects_page(
+        self,
+        partition: int,
+        partitions: int,
+        after: tuple[str, str] | None,
+        limit: int,
+        max_bytes: int,
+    ) -> tuple[list[ObjectState], bool]:
+        """A page of the objects of ``partition`` (of ``partitions``) after ``after``, as a
+        store's ``objects_page`` (in (key, kind) order, at most ``limit``, no more once their
+        states reach ``max_bytes`` characters), and whether none follows."""
+        part = [
+            o
+            for (key, kind), o in sorted(self.objects.items())
+            if partition_of(key, partitions) == partition and (after is None or (key, kind) > after)
+        ]
+        out: list[ObjectState] = []
+        size = 0
+        for o in part[:limit]:
+            if out and size >= max_bytes:
+                break
+            out.append(o)
+            size += len(o.state_json)
+        return out, len(out) == len(part)
+
+    def count_objects(self, partitions: tuple[int, ...], count: int) -> dict[int, tuple[int, int]]:
+        """Per partition of ``partitions`` (of ``count``): its objects and the characters of
+        their states, as a store's ``count_objects``."""
+        out: dict[int, tuple[int, int]] = {}
+        wanted = set(partitions)
+        for (key, _kind), o in self.objects.items():
+            p = partition_of(key, count)
+            if p in wanted:
+                n, size = out.get(p, (0, 0))
+                out[p] = (n + 1, size + len(o.state_json))
+        return out
 
     def is_empty(self) -> bool:
         return not (self.objects or self.log or self.summaries or self.hints or self.peers)

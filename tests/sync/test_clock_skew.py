@@ -9,6 +9,7 @@ hand-off, the sender's retries) and is taken once the clock is within the bound.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import crdt
@@ -112,9 +113,9 @@ def test_a_snapshot_chunk_with_a_state_ahead_is_neither_applied_nor_acked() -> N
     good = next(k for k in (f"k{i}" for i in range(200)) if partition_of(k, PARTS) == p)
     objects = [
         m.SnapObject(
-            key=good, kind="gcounter", state=crdt.new("gcounter").increment("B").to_dict()
+            key=good, kind="gcounter", state_json=crdt.new("gcounter").increment("B").to_json()
         ),
-        m.SnapObject(key="title", kind="lww", state=_lww("ahead", DAY)),
+        m.SnapObject(key="title", kind="lww", state_json=json.dumps(_lww("ahead", DAY))),
     ]
     summary = m.Ctx(vv={"B": 2})
     r.receive(

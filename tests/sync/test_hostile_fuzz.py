@@ -47,6 +47,7 @@ from sync.effects import Loaded, PeerRecord, Persist, Send
 from sync.errors import RemoteProtocolError
 from sync.replica import Replica
 from sync.ring import partition_of
+from sync.simnet.disk import SimDisk
 from sync.transport.node import loaded_from_store
 
 __all__: list[str] = []
@@ -274,6 +275,16 @@ def _peer_info(c: Choices) -> dict[str, Any]:
     return info
 
 
+# A state transfer's flags and progress, well-formed or not.
+PIECES = [True, False, True, 1, "yes", None]
+REMAINING = [[0, 0], [3, 120], [2**62, 2**62], [-1, 0], [0, 2**62 + 1], [1], [1, 2, 3], "x"]
+
+
+def _remaining(c: Choices, msg: dict[str, Any]) -> dict[str, Any]:
+    """``msg`` with a ``remaining`` (half the time)."""
+    return {**msg, "remaining": c.pick(REMAINING)} if c.chance(4) else msg
+
+
 def message(c: Choices) -> dict[str, Any]:
     """One message as JSON (a dict), in the shape of its :mod:`sync.messages` model."""
     t = c.pick(TYPES)
@@ -284,7 +295,8 @@ def message(c: Choices) -> dict[str, Any]:
     if t == "deltas":
         part = c.upto(PARTS)
         entries = [_entry(c, part) for _ in range(c.upto(4))]
-        return {"t": t, "batch_id": c.upto(5), "partition": part, "entries": entries}
+        msg = {"t": t, "batch_id": c.upto(5), "partition": part, "entries": entries}
+        return _remaining(c, msg)
     if t == "snapshot":
         part = c.upto(PARTS)
         objects = []
@@ -292,10 +304,15 @@ def message(c: Choices) -> dict[str, Any]:
             key = c.pick(KEYS)
             state = _crdt(c, key)
             kind = state.get("type") if c.chance(7) else "orset"
-            objects.append({"key": key, "kind": kind, "state": state})
+            # The stored text, else a spelling of any kind (some not JSON, some not objects).
+            text = json.dumps(state) if c.chance(6) else c.pick(TEXTS[c.pick(crdt.KINDS)])
+            obj = {"key": key, "kind": kind, "state_json": text}
+            if c.chance(3):
+                obj["piece"] = c.pick(PIECES)
+            objects.append(obj)
             part = _partition(key) if c.chance(7) else part
         summary = _ctx(c) if c.chance(5) else None
-        return {
+        msg = {
             "t": t,
             "batch_id": c.upto(5),
             "partition": part,
@@ -303,6 +320,7 @@ def message(c: Choices) -> dict[str, Any]:
             "summary": summary,
             "last": c.chance(4),
         }
+        return _remaining(c, msg)
     if t == "summary":
         parts = {str(c.upto(PARTS)): _ctx(c) for _ in range(c.upto(3))}
         known = [_peer_info(c) for _ in range(c.upto(3))]
@@ -393,6 +411,21 @@ def _run(cases: list[tuple[str, dict[str, Any]]], sink: Callable[[Persist], None
     """Feed ``cases`` to a fresh copy of the base replica, then the follow-up inputs if it
     took any of them; every Persist goes to ``sink`` after the store's validation."""
     r: Replica = pickle.loads(BASE)
+    # What the replica's store would hold, to load what it wants before an input (a state
+    # transfer's objects leave its cache: it no longer holds every object).
+    disk = SimDisk()
+    for p in BASE_PERSISTS:
+        disk.apply(p)
+
+    def sink_too(persist: Persist) -> None:
+        disk.apply(persist)
+        sink(persist)
+
+    def load(keys: list[str]) -> None:
+        if keys:
+            disk.fold_log()
+            r.admit(keys, disk.get_objects(keys))
+
     now = NOW
     touched = {0}
     accepted = False
@@ -404,6 +437,7 @@ def _run(cases: list[tuple[str, dict[str, Any]]], sink: Callable[[Persist], None
         except RemoteProtocolError:
             OUTCOMES["refused by the decoder"] += 1
             continue
+        load(r.wants_message(sender, msg)[0])
         before = _snapshot(r)
         try:
             r.receive(sender, msg, now)
@@ -416,16 +450,17 @@ def _run(cases: list[tuple[str, dict[str, Any]]], sink: Callable[[Persist], None
         OUTCOMES["accepted"] += 1
         accepted = True
         touched |= _partitions(raw)
-        _drain(r, sink)
+        _drain(r, sink_too)
     if not accepted:
         return r  # as the base, which went through all of this once
     for p in sorted(touched & set(AFTER)):
+        load(r.wants_keys([AFTER[p]]))
         r.local_update(1000 + p, AFTER[p], "gcounter", _incr(ME), now)
-    _drain(r, sink)
+    _drain(r, sink_too)
     r.peer_down("P", now)
     r.peer_up("P", now)
     r.tick(now + 3600.0)
-    _drain(r, sink)
+    _drain(r, sink_too)
     return r
 
 
