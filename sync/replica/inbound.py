@@ -12,7 +12,8 @@ this replica lacks are joined into one *delta group*
 per message; a delta spelled otherwise than our compact form is re-encoded, so the
 store's prefix check always holds. An entry of a ``Push`` for another replica (``hint_for``)
 is only held as a hint unless this replica is a home of its key. States (read replies,
-repairs, snapshots) and summaries are decoded and checked the same way.
+repairs, snapshots), summaries and the contexts of digest reads are decoded and checked the
+same way; a read digest's reply carries a context only for a kind that has one.
 
 Knows local data, membership and reads.
 """
@@ -29,6 +30,7 @@ import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync import messages as m
 from sync.config import ReplicaConfig
+from sync.digest import causal_context
 from sync.effects import MAX_SEQ, LogEntry
 from sync.errors import RemoteProtocolError
 from sync.replica.local_data import CheckedBatch, LocalData
@@ -198,6 +200,60 @@ class Inbound:
             except (TypeError, ValueError) as exc:
                 raise RemoteProtocolError(f"snapshot summary: {exc}", peer) from exc
         return states, ctx
+
+    def part_digests(self, peer: str, msg: m.PartDigests) -> None:
+        """A ``PartDigests`` names partitions in range."""
+        for p in msg.parts:
+            if p >= self._config.partitions:
+                raise RemoteProtocolError(
+                    f"digest of partition {p}, out of range 0..{self._config.partitions - 1}",
+                    peer,
+                )
+
+    def read_digest_reply(
+        self, peer: str, msg: m.ReadDigestResp
+    ) -> tuple[CausalContext | None, CRDT | None]:
+        """The causal context or the state a ``ReadDigestResp`` carries (both None: the
+        same digest, or the replier holds nothing)."""
+        rd = self._reads.expected(peer, msg.req_id)
+        if rd is not None and (rd.key, rd.kind) != (msg.key, msg.kind):
+            raise RemoteProtocolError(
+                f"read digest {msg.req_id} is for the {msg.kind} {msg.key!r}, "
+                f"asked the {rd.kind} {rd.key!r}",
+                peer,
+            )
+        if msg.same and (msg.ctx is not None or msg.state is not None):
+            raise RemoteProtocolError(f"read digest of {msg.key!r}: the same, with a body", peer)
+        if msg.ctx is not None and msg.state is not None:
+            raise RemoteProtocolError(f"read digest of {msg.key!r}: a context and a state", peer)
+        if msg.ctx is not None:
+            if msg.kind not in crdt.KINDS or causal_context(crdt.new(msg.kind)) is None:
+                raise RemoteProtocolError(
+                    f"read digest of {msg.key!r}: a context for the kind {msg.kind!r}, "
+                    "which has none",
+                    peer,
+                )
+            return _ctx(peer, msg.ctx, f"context of {msg.key!r}"), None
+        if msg.state is None:
+            return None, None
+        state = _decode_crdt(peer, msg.state, f"state of {msg.key!r}")
+        if state.kind != msg.kind:
+            raise RemoteProtocolError(
+                f"read digest of {msg.key!r} says kind {msg.kind!r} but carries a {state.kind}",
+                peer,
+            )
+        return None, state
+
+    def read_fetch(self, peer: str, msg: m.ReadFetch) -> CausalContext:
+        """The causal context a ``ReadFetch`` carries."""
+        return _ctx(peer, msg.seen, f"context of {msg.key!r}")
+
+
+def _ctx(peer: str, model: m.Ctx, where: str) -> CausalContext:
+    try:
+        return CausalContext(dict(model.vv), [Dot(r, c) for r, c in model.cloud])
+    except (TypeError, ValueError) as exc:
+        raise RemoteProtocolError(f"{where}: {exc}", peer) from exc
 
 
 def _where(i: int, e: LogEntry) -> str:

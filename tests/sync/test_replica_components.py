@@ -30,6 +30,14 @@ COMPONENTS: dict[str, set[str]] = {
     "reads": {"outbox", "timers", "local_data", "membership"},
     "compaction": {"local_data", "membership", "hints"},
     "anti_entropy": {"outbox", "timers", "local_data", "membership", "outbound", "compaction"},
+    "gossip": {
+        "outbox",
+        "timers",
+        "local_data",
+        "membership",
+        "compaction",
+        "anti_entropy",
+    },
     "inbound": {"local_data", "membership", "reads"},
     "api": set(),
 }
