@@ -17,7 +17,7 @@ partition with this replica (both homes of it) in turn; then, in one slot at lea
 some up peer shares
 nothing with us, the next up peers in turn, whatever they share, so that membership
 spreads to every peer. "In turn" is a rotation in an order of the peers that is fixed per
-replica (a hash of both ids) and differs between replicas, served from a cursor, so every
+replica (a CRC-32 of both ids) and differs between replicas, served from a cursor, so every
 sharing peer is met within ``ceil(S / (fanout - 1))`` rounds (``S`` sharing peers up) and
 every up peer within ``U`` rounds (``U`` peers up), and new peers slot in without
 reshuffling the others. A peer whose digest arrived since our previous round (before the
@@ -46,6 +46,7 @@ Knows the outbox, the timers, local data, membership, compaction and anti-entrop
 from __future__ import annotations
 
 import bisect
+import zlib
 from collections.abc import Callable, Iterable
 from hashlib import blake2b
 
@@ -69,38 +70,31 @@ _JITTER = 0.1  # at most this fraction of an interval is taken off it
 _NEVER = float("-inf")
 
 
-def _rank(me: str, peer: str) -> int:
-    """Where ``peer`` sits in ``me``'s rotation: a hash of both ids."""
-    data = f"{me}\0{peer}".encode("utf-8", "surrogatepass")
-    return int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
-
-
 class Rotation:
     """Peers served in turn, in an order fixed per replica, from a cursor that survives the
-    set of peers changing (a peer that joins takes its place in the order)."""
+    set of peers changing (a peer that joins takes its place in the order).
 
-    __slots__ = ("_cursor", "_me", "_order", "_ranks")
+    A peer's place is ``(crc32 of both ids, its id)``: computed when needed rather than
+    kept (a replica of a 1,000-peer group holds only the list of its peers).
+    """
+
+    __slots__ = ("_cursor", "_order", "_seed")
 
     def __init__(self, me: str) -> None:
-        self._me = me
-        self._ranks: dict[str, int] = {}
-        self._order: list[tuple[int, str]] = []
+        self._seed = zlib.crc32(f"{me}\0".encode("utf-8", "surrogatepass"))
+        self._order: list[str] = []
         self._cursor: tuple[int, str] = (-1, "")
 
     def __len__(self) -> int:
         return len(self._order)
 
+    def place(self, peer: str) -> tuple[int, str]:
+        """Where ``peer`` sits in this replica's order."""
+        return zlib.crc32(peer.encode("utf-8", "surrogatepass"), self._seed), peer
+
     def reset(self, peers: Iterable[str]) -> None:
         """Serve ``peers`` from now on (the cursor stays where it is in the order)."""
-        ranks, me = self._ranks, self._me
-        order = []
-        for p in peers:
-            r = ranks.get(p)
-            if r is None:
-                r = ranks[p] = _rank(me, p)
-            order.append((r, p))
-        order.sort()
-        self._order = order
+        self._order = sorted(peers, key=self.place)
 
     def take(self, want: int, skip: Callable[[str], bool]) -> list[str]:
         """The next ``want`` peers after the cursor (at most one turn), passing over those
@@ -109,16 +103,16 @@ class Rotation:
         out: list[str] = []
         if want <= 0 or not order:
             return out
-        start = bisect.bisect_right(order, self._cursor)
+        start = bisect.bisect_right(order, self._cursor, key=self.place)
         total = len(order)
         for i in range(total):
-            entry = order[(start + i) % total]
-            self._cursor = entry
-            if skip(entry[1]):
+            peer = order[(start + i) % total]
+            if skip(peer):
                 continue
-            out.append(entry[1])
+            out.append(peer)
             if len(out) == want:
                 break
+        self._cursor = self.place(peer)  # the last one looked at
         return out
 
 
@@ -128,6 +122,7 @@ class Gossip:
     __slots__ = (
         "_all",
         "_anti_entropy",
+        "_armed",
         "_base",
         "_compaction",
         "_config",
@@ -141,6 +136,7 @@ class Gossip:
         "_members",
         "_members_ring",
         "_membership",
+        "_on",
         "_quiet",
         "_rounds",
         "_shared",
@@ -169,6 +165,8 @@ class Gossip:
         self._membership = membership
         self._compaction = compaction
         self._anti_entropy = anti_entropy
+        self._on = config.anti_entropy_on
+        self._armed = False  # the round timer is set
         self._base = float(config.anti_entropy_interval or 0.0)
         idle = config.anti_entropy_idle_interval
         self._idle = self._base if idle is None else max(self._base, float(idle))
@@ -194,10 +192,11 @@ class Gossip:
     def peer_up(self, peer: str, now: float) -> None:
         """``peer`` came up: a digest now if it shares a partition; rounds (again)."""
         self._stale = True
-        if not self._config.anti_entropy_on:
+        if not self._on:
             return
         self.changed(now)
-        if _ROUND not in self._timers:
+        if not self._armed:
+            self._armed = True
             self._timers.set(_ROUND, now + self._interval)
         if self.shared(peer):
             self._send_digest(peer, self._members_digest(), reply=True)
@@ -211,12 +210,13 @@ class Gossip:
         self._quiet = False
         if self._interval > self._base:
             self._interval = self._base
-            if _ROUND in self._timers:
+            if self._armed:
                 self._timers.set_if_earlier(_ROUND, now + self._base)
 
     def round(self, now: float) -> None:
         """The round timer fired: a digest to each peer of this round; the next round."""
-        if not self._config.anti_entropy_on or not self._membership.up:
+        if not self._on or not self._membership.up:
+            self._armed = False
             return  # no round until a peer comes up
         peers = self._choose(max(self._last_round, now - self._interval))
         self._last_round = now

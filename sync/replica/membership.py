@@ -34,6 +34,7 @@ class Membership:
 
     __slots__ = (
         "_config",
+        "_forgotten",
         "_gossiped",
         "_me",
         "_members_version",
@@ -63,8 +64,10 @@ class Membership:
         self._members_version = 0
         self._gossiped: dict[str, int] = {}  # peer -> the members version it was sent
         self._required_memo: dict[tuple[Level, int], tuple[int, None]] = {}
+        self._forgotten: list[str] | None = None  # forgotten(), until membership changes
 
     def load(self, peers: Mapping[str, PeerRecord]) -> None:
+        self._forgotten = None
         for pid, peer in sorted(peers.items()):
             if pid == self._me:
                 continue
@@ -89,6 +92,7 @@ class Membership:
         """Membership changed: rebuild the ring when next asked, gossip the members again."""
         self._ring = None
         self._members_version += 1
+        self._forgotten = None
 
     def shared_partitions(self, peer: str) -> tuple[int, ...]:
         """The partitions of which both this replica and ``peer`` are homes."""
@@ -164,7 +168,10 @@ class Membership:
         return rec is not None and not rec.forgotten
 
     def forgotten(self) -> list[str]:
-        return sorted(p for p, rec in self._peers.items() if rec.forgotten)
+        # Asked at every peer_up: kept until membership changes (forgetting changes it).
+        if self._forgotten is None:
+            self._forgotten = sorted(p for p, rec in self._peers.items() if rec.forgotten)
+        return list(self._forgotten)
 
     def members(self) -> list[str]:
         """The known, not-forgotten peers, sorted."""

@@ -221,6 +221,8 @@ class Reads:
     def peer_up(self, peer: str) -> None:
         """``peer`` came up: every read short of replies asks it if it counts now (a home of
         the key, or in sloppy mode the fallback of a home that is down)."""
+        if not self._pending:
+            return
         for rd in sorted(self._pending.values(), key=lambda r: r.op_id):
             if not rd.done and peer not in rd.tried:
                 self._ask_more(rd)
