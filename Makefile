@@ -74,11 +74,9 @@ bench: $(STAMP)
 
 # The long fault workloads (shoal.faults) against real shoal serve processes; writes their
 # figures, each with the command that reproduces it, to docs/reliability.md (a few minutes).
-# clock-skew and corrupt-frames fail today for known issues: marked so, and reported as such.
 faults: $(STAMP)
 	bash scripts/install-faketime.sh >/dev/null || echo "faults: no faketime; clock-skew will not run"
-	$(BIN)/python -m shoal.faults run --scale long --report docs/reliability.md \
-		--known "clock-skew=issue 12.1: a write from a clock a day ahead wins everywhere and later correct-clock writes fail with ClockSkewError"
+	$(BIN)/python -m shoal.faults run --scale long --report docs/reliability.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site

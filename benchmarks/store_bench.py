@@ -105,8 +105,8 @@ def _raw_commit(
     ]
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany(
-        "INSERT INTO objects (key, kind, partition, state) VALUES (?, ?, ?, ?) ON CONFLICT (key)"
-        " DO UPDATE SET kind = excluded.kind, partition = excluded.partition,"
+        "INSERT INTO objects (key, kind, partition, state) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (key, kind) DO UPDATE SET partition = excluded.partition,"
         " state = excluded.state",
         objects,
     )

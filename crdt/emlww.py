@@ -22,8 +22,14 @@ from crdt._json import REPLICA_TEXTS, canonical, check_json, json_text, normaliz
 from crdt.causal_context import CausalContext, claim_dot
 from crdt.dot import MAX_INT, Dot, check_replica, dot_from_json, dot_or_none
 from crdt.embedded import DotTaker, FlatKind
-from crdt.errors import ClockSkewError, DecodeError
-from crdt.hlc import DEFAULT_MAX_SKEW_MS, Timestamp, check_time, tick, timestamp_from_json
+from crdt.errors import DecodeError
+from crdt.hlc import (
+    DEFAULT_MAX_SKEW_MS,
+    Timestamp,
+    check_time,
+    timestamp_from_json,
+    write_timestamp,
+)
 from crdt.lww import check_timestamp
 
 __all__ = ["EmbeddedLWW"]
@@ -100,9 +106,8 @@ class EmbeddedLWW(DotTaker):
             current = store[2:5]  # type: ignore[assignment]
         else:
             current = self.timestamp
-        ts = tick(current, replica, now_ms) if timestamp is None else check_timestamp(timestamp)
-        if now_ms is not None and ts[0] - now_ms > self.clock_bound_ms:
-            raise ClockSkewError(ts[0], now_ms, self.clock_bound_ms)
+        given = None if timestamp is None else check_timestamp(timestamp)
+        ts = write_timestamp(current, replica, now_ms, given, self.clock_bound_ms)
         if current is not None and ts <= current:
             return self
         if t is list or t is tuple or t is dict:

@@ -11,6 +11,13 @@ an input, STYLE.md practice 6). ``observe`` enforces a skew bound: a remote time
 than ``max_skew_ms`` ahead of ``now_ms`` raises :class:`~crdt.errors.ClockSkewError` instead
 of dragging the clock into the future.
 
+A local write over a register (:func:`write_timestamp`) takes the next tick after the
+register's timestamp: ``max(now_ms, its wall_ms)``, the logical part counting when the wall
+part is the held one. It never raises, however far ahead the held timestamp is: a register
+that holds a timestamp from a clock ahead of ours (a peer's, or our own before it was set
+right) stays writable, and the write still wins over every write it has seen. Only a
+timestamp the caller gives is checked against the bound.
+
 A timestamp is a *plain* ``tuple`` at run time (``Timestamp(5, 0, "A")`` returns
 ``(5, 0, "A")``), read by index or unpacking: registers keep one per write, and an exact
 tuple of ints and a str is untracked by the cyclic garbage collector (a ``NamedTuple`` is
@@ -100,6 +107,30 @@ def tick(last: Timestamp | None, replica: str, now_ms: int | None) -> Timestamp:
     if now_ms is not None and now_ms > last_wall:
         return (now_ms, 0, replica)  # type: ignore[return-value]
     return (last_wall, last[1] + 1, replica)  # type: ignore[return-value]
+
+
+def write_timestamp(
+    current: Timestamp | None,
+    replica: str,
+    now_ms: int | None,
+    given: Timestamp | None,
+    bound_ms: int,
+) -> Timestamp:
+    """The timestamp of a local write over a register whose winner is stamped ``current``.
+
+    ``given`` (the caller's own timestamp, already checked to be one) is taken as it is, but
+    raises :class:`~crdt.errors.ClockSkewError` if it is more than ``bound_ms`` ahead of
+    ``now_ms``. Without it, the next tick after ``current`` at ``now_ms`` (see the module
+    docstring): never an error.
+
+    >>> write_timestamp(Timestamp(86_400_000, 3, "B"), "A", 1_000, None, 60_000)
+    (86400000, 4, 'A')
+    """
+    if given is None:
+        return tick(current, replica, now_ms)
+    if now_ms is not None and given[0] - now_ms > bound_ms:
+        raise ClockSkewError(given[0], now_ms, bound_ms)
+    return given
 
 
 # How far ahead of the local clock (ms) a timestamp may be: the default of

@@ -8,9 +8,12 @@ greater canonical JSON text wins, so the join stays commutative.
 
 ``set(replica, value, timestamp=None, now_ms=None)``: without ``timestamp`` the register
 makes one: the next HLC tick after its current timestamp at physical time ``now_ms`` (or a
-logical step when ``now_ms`` is None; the register never reads the system clock). A timestamp
-more than ``clock_bound_ms`` ahead of ``now_ms`` raises :class:`~crdt.errors.ClockSkewError`
-on a local set (nothing changes); without ``now_ms`` there is no local clock to check against.
+logical step when ``now_ms`` is None; the register never reads the system clock), which
+never fails: over a timestamp ahead of ``now_ms`` (a peer's fast clock, or ours before it
+was set right) it keeps that wall time and counts the logical part
+(:func:`~crdt.hlc.write_timestamp`). A ``timestamp`` given by the caller more than
+``clock_bound_ms`` ahead of ``now_ms`` raises :class:`~crdt.errors.ClockSkewError` (nothing
+changes); without ``now_ms`` there is no local clock to check against.
 ``merge`` never raises: it is a join. When the incoming winner is more than the bound ahead
 of the local clock (``now_ms`` passed to ``merge``, else the latest ``now_ms`` this register
 was given), the ``on_skew(timestamp, now_ms)`` hook is called if set, and the merge still
@@ -37,14 +40,14 @@ from typing import Any, ClassVar
 from crdt._codec import FORMAT_VERSION, check_header, field
 from crdt._json import REPLICA_TEXTS, canonical, check_json, json_text, normalize
 from crdt.dot import check_replica
-from crdt.errors import ClockSkewError, DecodeError
+from crdt.errors import DecodeError
 from crdt.hlc import (
     DEFAULT_MAX_SKEW_MS,
     Timestamp,
     check_time,
     is_timestamp,
-    tick,
     timestamp_from_json,
+    write_timestamp,
 )
 
 __all__ = ["LWWRegister"]
@@ -154,12 +157,10 @@ class LWWRegister:
         check_replica(replica)
         if now_ms is not None:
             check_time(now_ms)
-        ts = tick(self._ts, replica, now_ms) if timestamp is None else check_timestamp(timestamp)
-        if now_ms is not None:
-            if ts[0] - now_ms > self.clock_bound_ms:
-                raise ClockSkewError(ts[0], now_ms, self.clock_bound_ms)
-            if self._local_ms is None or now_ms > self._local_ms:
-                self._local_ms = now_ms
+        given = None if timestamp is None else check_timestamp(timestamp)
+        ts = write_timestamp(self._ts, replica, now_ms, given, self.clock_bound_ms)
+        if now_ms is not None and (self._local_ms is None or now_ms > self._local_ms):
+            self._local_ms = now_ms
         delta = self._empty()
         delta._value, delta._ts, delta._deleted = value, ts, deleted
         if wins(ts, value, self._ts, self._value, deleted, self._deleted):

@@ -20,8 +20,14 @@
   only formats it. A progress bar shows on a terminal for large databases.
 * ``shoal status URL [--json] [--http-token-file PATH]`` reads a running peer's
   ``/status``: its peers, and each ``--peer`` it dials with its state and last error.
-* ``shoal forget URL REPLICA_ID --secret-file PATH`` authenticates like a peer (the group
-  secret is needed) and asks the peer to forget a replica for good.
+* ``shoal forget URL REPLICA_ID --secret-file PATH [--undo] [--yes]`` authenticates like a
+  peer (the group secret is needed) and asks the peer at URL to forget a replica for good,
+  on that peer (run it on each peer: no peer tells another). It first asks the peer what
+  that would do, refusing an id it does not know, prints it, and asks for confirmation on a
+  terminal (``--yes`` for scripts; without a terminal and without ``--yes`` it refuses,
+  exit 2). ``--undo`` takes a forgotten replica back.
+* ``shoal serve ... --no-home`` runs a replica that takes no share of the ring (``--home``,
+  the default, does).
 * ``shoal demo ...`` runs :func:`shoal.demo.main`.
 * ``shoal --version`` prints the installed distribution's version.
 
@@ -170,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run as a relay: hold hints for offline devices and forward between them",
     )
     serve.add_argument(
+        "--home",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="take a share of the ring, as a home of some keys (the default); --no-home for "
+        "a short-lived replica that peers leave off the ring",
+    )
+    serve.add_argument(
         "--secret-file",
         metavar="PATH",
         help="file holding the group secret (required; trailing newline ignored)",
@@ -252,12 +265,21 @@ def build_parser() -> argparse.ArgumentParser:
     forget = sub.add_parser(
         "forget",
         parents=[common],
-        help="tell a running peer to forget a replica for good",
+        help="tell a running peer to forget a replica for good (or --undo)",
         description="Authenticate with the group secret and ask the peer at URL to forget "
-        "REPLICA_ID: it leaves the ring and compaction stops waiting for it.",
+        "REPLICA_ID for good: it leaves that peer's ring, compaction there stops waiting for "
+        "it and its links are refused. Only that peer: run it on each peer. It says what it "
+        "will do and asks for confirmation on a terminal (--yes for scripts); an id the peer "
+        "does not know is refused. --undo takes a forgotten replica back.",
     )
     forget.add_argument("url", help="the peer's ws:// or wss:// URL")
     forget.add_argument("replica_id", help="the replica id to forget")
+    forget.add_argument(
+        "--undo", action="store_true", help="take REPLICA_ID back (it was forgotten)"
+    )
+    forget.add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation (for scripts)"
+    )
     forget.add_argument(
         "--secret-file", metavar="PATH", required=True, help="file holding the group secret"
     )
@@ -359,6 +381,7 @@ async def _serve(
         secret=secret,
         site=args.site,
         relay=args.relay,
+        home=args.home,
         group=args.group,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
@@ -426,7 +449,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(f"serve: {exc}", EXIT_USAGE)
     logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -688,22 +713,71 @@ def _print_status(data: dict[str, Any]) -> None:
             f"  {rid}  {state}  lag {p.get('lag')}  hints {p.get('pending_hints')}  "
             f"in {p.get('bytes_in')} B  out {p.get('bytes_out')} B  {p.get('address') or ''}"
         )
+    for line in _alarm_lines(data):
+        print(line)
+
+
+def _alarm_lines(data: dict[str, Any]) -> list[str]:
+    """What ``shoal status`` shows below the peers: the conditions an operator must see."""
+    lines = []
+    for rid, p in sorted(data.get("peers", {}).items()):
+        down = p.get("down_for_s")
+        if isinstance(down, int | float):
+            lines.append(
+                f"WARNING home down: {rid} has not been seen for {down / 86_400:.1f} days; "
+                "compaction no longer waits for it. If it is gone for good: shoal forget."
+            )
+        ahead = p.get("clock_ahead_ms")
+        if isinstance(ahead, int | float):
+            lines.append(
+                f"WARNING clock skew: {rid} stamps its writes {ahead / 1000:.1f} s ahead of this "
+                f"peer's clock; {p.get('clock_skew_set_aside')} set aside until this clock "
+                f"reaches them. Check {rid}'s clock."
+            )
+    return lines
 
 
 # -- forget ----------------------------------------------------------------------------------
 
 
-async def _forget(args: argparse.Namespace, secret: bytes) -> tuple[bool, str]:
+async def _admin(args: argparse.Namespace, secret: bytes, *, dry_run: bool) -> tuple[bool, str]:
     from websockets.asyncio.client import connect
 
     from sync.transport.auth import AdminRequest, Identity, admin_call
 
     context = ssl.create_default_context(cafile=args.tls_ca) if args.url.startswith("wss") else None
     me = Identity(f"admin-{secrets.token_hex(6)}", args.group, secret)
-    request = AdminRequest(op="forget", replica=args.replica_id)
+    request = AdminRequest(
+        op="unforget" if args.undo else "forget",
+        replica=args.replica_id,
+        dry_run=dry_run,
+        operator=_operator(),
+    )
     async with connect(args.url, ssl=context, open_timeout=args.timeout) as ws:
         reply = await admin_call(ws, me, request, timeout=args.timeout)
     return reply.ok, reply.detail
+
+
+def _operator() -> str:
+    """Who runs this command (for the peer's log): user@host."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"[:256]
+
+
+def _confirmed(args: argparse.Namespace, what: str) -> bool | None:
+    """The operator's answer to ``what`` (True with --yes); None: no terminal to ask on."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        return None
+    answer = input(f"{what}\n{'Take it back' if args.undo else 'Forget it'}? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _cmd_forget(args: argparse.Namespace) -> int:
@@ -714,15 +788,29 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     try:
         secret = _read_secret(args.secret_file)
     except ValueError as exc:
-        return _fail(str(exc), 2)
+        return _fail(str(exc), EXIT_USAGE)
     try:
-        ok, detail = asyncio.run(_forget(args, secret))
+        ok, detail = asyncio.run(_admin(args, secret, dry_run=True))
+        if not ok:
+            return _fail(f"forget: {args.url}: {detail}")
+        answer = _confirmed(args, f"{args.url}: {detail}")
+        if answer is None:
+            return _fail(
+                f"forget: {args.url}: {detail}. Not a terminal: pass --yes to confirm",
+                EXIT_USAGE,
+            )
+        if not answer:
+            print("nothing done")
+            return EXIT_FAILED
+        ok, detail = asyncio.run(_admin(args, secret, dry_run=False))
     except InvalidURI:
-        return _fail(f"forget: not a ws:// or wss:// URL: {args.url!r}", 2)
+        return _fail(f"forget: not a ws:// or wss:// URL: {args.url!r}", EXIT_USAGE)
     except (HandshakeError, WebSocketException, OSError, TimeoutError) as exc:
         return _fail(f"forget: {exc}")
+    if not ok:
+        return _fail(f"forget: {args.url}: {detail}")
     print(detail)
-    return 0 if ok else 1
+    return EXIT_OK
 
 
 # -- demo ------------------------------------------------------------------------------------

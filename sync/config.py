@@ -60,13 +60,22 @@ class ReplicaConfig:
     anything changes; the engine refuses any delta that would not fit in one message too.
     ``relay``: this replica is a relay
     (preferred as fallback, holds hints for anyone, forwards new entries to the other homes
-    connected to it). ``seed``: the only source of randomness of the engine.
-    ``cache_bytes``: the memory budget of the objects held in memory, estimated as each
-    object's encoded size plus a fixed overhead per key (default 64 MiB); past it the least
-    recently used objects are evicted (a dirty one is checkpointed in the same drain's
-    ``Persist``) and loaded from the store again when an input needs them, so memory does
-    not grow with the number of keys. A database with few enough objects (about one per
-    2 KiB of the budget) is loaded whole at open, as before.
+    connected to it). ``max_clock_skew``: seconds a hybrid-logical-clock timestamp (an LWW
+    register's) received from a peer may be ahead of this replica's clock (its ``now``); an
+    entry or a state stamped further ahead is set aside, not applied, until this clock comes
+    within the bound of it, and raises an alarm naming the writer. ``home``: this replica
+    takes its share of the ring (a home of some partitions); ``False`` for a short-lived
+    replica (a command-line session, a test client), which every peer leaves off the ring:
+    it never holds data for others and nobody waits for it. ``home_down_window``: seconds
+    after which a home not seen (no link, no summary) is reported and stops holding back
+    compaction (default 7 days); when it returns it catches up by state transfer. ``seed``:
+    the only source of randomness of the engine. ``cache_bytes``: the memory budget of the
+    objects held in memory, estimated as each object's encoded size plus a fixed overhead
+    per key (default 64 MiB); past it the least recently used objects are evicted (a dirty
+    one is checkpointed in the same drain's ``Persist``) and loaded from the store again
+    when an input needs them, so memory does not grow with the number of keys. A database
+    with few enough objects (about one per 2 KiB of the budget) is loaded whole at open, as
+    before.
     """
 
     n: int = 3
@@ -89,6 +98,9 @@ class ReplicaConfig:
     checkpoint_every: int = 1000
     max_message_bytes: int = MAX_MESSAGE_BYTES
     relay: bool = False
+    max_clock_skew: float = 60.0
+    home: bool = True
+    home_down_window: float = 7 * 86_400.0
     seed: int = 0
     cache_bytes: int = 64 * 1024 * 1024
     max_value_bytes: int | None = None
@@ -114,13 +126,19 @@ class ReplicaConfig:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
-        for name in ("write_timeout", "read_timeout", "hint_window"):
+        for name in (
+            "write_timeout",
+            "read_timeout",
+            "hint_window",
+            "max_clock_skew",
+            "home_down_window",
+        ):
             check_seconds(name, getattr(self, name))
         if self.anti_entropy_interval is not None and self.anti_entropy_interval != 0:
             check_seconds("anti_entropy_interval", self.anti_entropy_interval)
         if self.anti_entropy_idle_interval is not None:
             check_seconds("anti_entropy_idle_interval", self.anti_entropy_idle_interval)
-        for name in ("strict", "relay"):
+        for name in ("strict", "relay", "home"):
             check_bool(name, getattr(self, name))
         if self.site is not None and (not isinstance(self.site, str) or not self.site):
             raise ValueError(f"site must be a non-empty str or None, got {self.site!r}")

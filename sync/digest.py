@@ -30,7 +30,8 @@ of :mod:`crdt.embedded` (``store_of``, ``dots``, ``discard``, ``view``), never t
 name. The other kinds (counters, LWW registers) have no causal context: a replica behind
 gets the whole state, which is small for them.
 
-Also here: :func:`ctx_model`, a causal context as its wire model.
+Also here: :func:`ctx_model`, a causal context as its wire model, and :func:`is_digest`, what
+the engine's inbound validation accepts as a digest.
 
 Pure functions, beside :mod:`sync.ring`: the engine's components use them.
 """
@@ -48,6 +49,7 @@ __all__ = [
     "DIGEST_BYTES",
     "causal_context",
     "ctx_model",
+    "is_digest",
     "members_digest",
     "part_digest",
     "root_digest",
@@ -64,6 +66,14 @@ def ctx_model(ctx: CausalContext) -> m.Ctx:
     return m.Ctx.model_construct(
         vv={r: ctx.vv[r] for r in sorted(ctx.vv)}, cloud=[(d[0], d[1]) for d in sorted(ctx.cloud)]
     )
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_digest(value: object) -> bool:
+    """Whether ``value`` is a digest as this module spells them (lowercase hex)."""
+    return isinstance(value, str) and len(value) == 2 * DIGEST_BYTES and _HEX.issuperset(value)
 
 
 def _hex(data: bytes) -> str:

@@ -37,6 +37,7 @@ from crdt import CRDT, CausalContext
 
 __all__ = [
     "MAX_SEQ",
+    "Alarm",
     "Changed",
     "Effect",
     "HintId",
@@ -312,6 +313,17 @@ class KindClashFound:
     kinds: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """Something an operator must see; the adapter logs ``message`` at WARNING. ``kind``
+    names what (``"clock_skew"``...), ``peer`` the replica concerned. The engine's
+    ``status()`` keeps the figures behind it; alarms repeat at most every few minutes."""
+
+    kind: str
+    peer: str
+    message: str
+
+
 Effect = (
     Persist
     | Send
@@ -322,6 +334,7 @@ Effect = (
     | Changed
     | IdentityConflict
     | KindClashFound
+    | Alarm
 )
 
 

@@ -29,7 +29,6 @@ Replication (the engine, :class:`sync.Replica`):
 * ``Deltas(batch_id, partition, entries, more)`` — anti-entropy batch of log entries.
 * ``SnapshotChunk(batch_id, partition, objects, summary, last)`` — state transfer to a peer
   behind the compacted log; the last chunk carries the sender's summary of the partition.
-* ``Forget(replica_id)`` — an operator forgot this peer for good.
 * ``Digest(root, members, reply)`` — one anti-entropy round between homes: the digest of the
   summaries of the partitions both share and of the members the sender knows; ``reply`` asks
   the receiver to answer with its own digest when this one taught it something.
@@ -41,6 +40,10 @@ Replication (the engine, :class:`sync.Replica`):
   replier's causal context (causal kinds) or its whole state (the others).
 * ``ReadFetch(req_id, key, kind, seen)`` — the part of the replier's object that a state with
   the causal context ``seen`` lacks, answered with a ``ReadResp``.
+
+There is no message to forget a peer: forgetting is an operator's action on each peer
+(``peer.forget``, ``shoal forget``), never something a member can ask of another (a
+``"forget"`` message is refused as of an unknown type, and its link closed).
 
 >>> msg = decode(encode(Ack(ids=[1, 2])), max_size=1000)
 >>> msg
@@ -54,6 +57,7 @@ sync.errors.RemoteProtocolError: unsupported protocol version 2 (this peer speak
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Final, Literal, Self, cast
 
 from pydantic import (
@@ -76,13 +80,14 @@ from sync.errors import RemoteProtocolError
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "REPLICA_ID_PATTERN",
+    "SEQ_LIMIT",
     "Ack",
     "AuthReply",
     "Ctx",
     "Deltas",
     "Digest",
     "Entry",
-    "Forget",
     "Goodbye",
     "Hello",
     "Message",
@@ -103,13 +108,42 @@ __all__ = [
     "Welcome",
     "decode",
     "encode",
+    "is_key",
+    "is_replica_id",
 ]
 
 PROTOCOL_VERSION: Final = 1
 _WIRE: Final[dict[str, bool]] = {"wire": True}
 
+#: What a replica id looks like (the handshake refuses any other, so no other id can have
+#: minted a log dot).
+REPLICA_ID_PATTERN: Final = r"^[A-Za-z0-9._:@/+-]{1,128}$"
+_REPLICA_ID = re.compile(REPLICA_ID_PATTERN)
+
+#: The largest log-dot counter a peer may send: half the signed 64-bit range of the store's
+#: columns. A replica is never made to number its own log dots past it (neither by an entry
+#: nor by a summary that claims a dot of its own), so it always keeps 2**62 dots of its own
+#: per partition, whatever it is told: nobody can run its numbering into the store's limit.
+#: No honest peer comes near it (a billion writes a second into one partition for 146
+#: years), so it refuses nothing real, however long a peer was offline.
+SEQ_LIMIT: Final = 2**62
+
+
+def is_replica_id(value: object) -> bool:
+    """True if ``value`` is a well-formed replica id (:data:`REPLICA_ID_PATTERN`)."""
+    return type(value) is str and _REPLICA_ID.match(value) is not None
+
+
+def is_key(value: object) -> bool:
+    """True if ``value`` is a key the store can hold: a non-empty str without NUL."""
+    return type(value) is str and value != "" and "\x00" not in value
+
+
 NonEmpty = Annotated[str, Field(min_length=1)]
-Count = Annotated[int, Field(ge=1, le=MAX_SEQ)]
+ReplicaId = Annotated[str, Field(min_length=1, max_length=128, pattern=REPLICA_ID_PATTERN)]
+Key = Annotated[str, Field(min_length=1, pattern=r"^[^\x00]+$")]
+_Short = Annotated[str, Field(max_length=512, pattern=r"^[^\x00]*$")]
+Count = Annotated[int, Field(ge=1, le=SEQ_LIMIT)]
 Index = Annotated[int, Field(ge=0)]
 Json = dict[str, Any]
 
@@ -155,7 +189,7 @@ _WireEntry = Annotated[LogEntry, BeforeValidator(_entry_in), PlainSerializer(_en
 class SnapObject(_Model):
     """A whole object state in a state transfer."""
 
-    key: str
+    key: Key
     kind: NonEmpty
     state: Json
 
@@ -163,16 +197,18 @@ class SnapObject(_Model):
 class Ctx(_Model):
     """A causal context of log dots: ``{"vv": {origin: n}, "cloud": [[origin, n], ...]}``."""
 
-    vv: dict[NonEmpty, Count] = {}
-    cloud: list[tuple[NonEmpty, Count]] = []
+    vv: dict[ReplicaId, Count] = {}
+    cloud: list[tuple[ReplicaId, Count]] = []
 
 
 class PeerInfo(_Model):
-    """A member of the group as gossiped in summaries."""
+    """A member of the group as gossiped in summaries; ``home``: it takes a share of the
+    ring (a short-lived replica does not: every peer leaves it off the ring)."""
 
-    replica_id: NonEmpty
-    address: str | None = None
-    site: str | None = None
+    replica_id: ReplicaId
+    address: _Short | None = None
+    site: _Short | None = None
+    home: bool = True
 
 
 class _Message(_Model):
@@ -230,7 +266,7 @@ class Push(_Message):
     t: Literal["push"] = "push"
     push_id: int
     entries: list[_WireEntry]
-    hint_for: str | None = None
+    hint_for: ReplicaId | None = None
 
 
 class Ack(_Message):
@@ -241,21 +277,21 @@ class Ack(_Message):
 class ReadReq(_Message):
     t: Literal["read"] = "read"
     req_id: int
-    key: str
+    key: Key
     kind: NonEmpty
 
 
 class ReadResp(_Message):
     t: Literal["read_resp"] = "read_resp"
     req_id: int
-    key: str
+    key: Key
     kind: NonEmpty
     state: Json | None = None
 
 
 class Repair(_Message):
     t: Literal["repair"] = "repair"
-    key: str
+    key: Key
     kind: NonEmpty
     state: Json
 
@@ -283,11 +319,6 @@ class SnapshotChunk(_Message):
     objects: list[SnapObject]
     summary: Ctx | None = None
     last: bool = False
-
-
-class Forget(_Message):
-    t: Literal["forget"] = "forget"
-    replica_id: NonEmpty
 
 
 class Ping(_Message):
@@ -352,7 +383,6 @@ Message = Annotated[
     | Summary
     | Deltas
     | SnapshotChunk
-    | Forget
     | Ping
     | Pong
     | Digest
@@ -440,7 +470,7 @@ def _fast_decode(raw: Any) -> Message | None:
     if t == "push":
         push_id = raw.get("push_id")
         hint_for = raw.get("hint_for")
-        if type(push_id) is not int or (hint_for is not None and type(hint_for) is not str):
+        if type(push_id) is not int or (hint_for is not None and not is_replica_id(hint_for)):
             return None
         entries = _entries(raw.get("entries"))
         if entries is None:

@@ -17,8 +17,19 @@ sleeps, opens a socket or touches a database; its only randomness is a
   write to the key raises :class:`~sync.errors.KindClash` naming both kinds, while reads of
   each kind work, so the application can look at both before deleting one.
 * **Keys, partitions, homes.** ``partition_of(key)`` names a key's partition; the ring over
-  this replica plus every known, not-forgotten peer gives each partition ``n`` *home*
-  replicas (:mod:`sync.ring`).
+  the *homes* (this replica if ``config.home``, and every known, not-forgotten peer that is
+  one) gives each partition ``n`` *home* replicas (:mod:`sync.ring`). A short-lived replica
+  says it is not a home (``peer_up(..., home=False)``, from its handshake, and in gossip):
+  it is never a home or a fallback, and nobody waits for it. A non-home coordinator keeps
+  its writes as hints for every home; with no home known at all, it keeps them in its log
+  (never compacted) and hands them to the homes it meets.
+* **Membership changes are operators' actions** on one replica: :meth:`Replica.forget`
+  (which refuses an unknown id, raises an :class:`~sync.effects.Alarm` naming who asked)
+  and :meth:`Replica.unforget`; no message of a peer forgets anyone. A home not seen for
+  ``home_down_window`` is reported (an alarm, ``status()["homes_down"]``) and no longer
+  holds compaction back; our own hints for it go once a live home has their writes; it
+  catches up by state transfer when it returns, and what was removed meanwhile stays
+  removed (:mod:`sync.replica.compaction` says why).
 * **Log dots.** Each local mutation gets the log dot ``(self, partition, seq)``, ``seq`` one
   above the highest of ours in that partition. The log holds every delta applied here, from
   any origin, until compaction; a partition's *summary* is the :class:`crdt.CausalContext`
@@ -79,8 +90,9 @@ sleeps, opens a socket or touches a database; its only randomness is a
   sender has something we lack (no ping-pong); converged peers exchange summaries only.
 * **Compaction** (causal stability, never a timer): for partition ``p`` and origin ``o`` the
   watermark is the minimum of ``vv[o]`` over our own summary and the last reported summary
-  of every other home of ``p``; nothing is compacted while a home has never reported. Log
-  entries at or below it are dropped in a ``Persist`` that also checkpoints their keys.
+  of every other home of ``p`` (but homes gone past ``home_down_window``); nothing is
+  compacted while such a home has never reported. Log entries at or below it are dropped
+  in a ``Persist`` that also checkpoints their keys.
 * **A bounded cache of objects.** Objects are held in a cache of ``config.cache_bytes``
   (estimated), least recently used first (:mod:`~sync.replica.local_data`); each drain
   evicts past the budget, checkpointing an evicted object that changed since its last
@@ -98,6 +110,19 @@ sleeps, opens a socket or touches a database; its only randomness is a
   as many entries as they had then (a growing key is re-encoded at geometrically growing
   intervals: O(size) in all). Keys changed without a log entry (repair, state transfer) and
   keys whose entries are compacted are checkpointed at once.
+* **Clock skew.** A received entry or state carrying a hybrid-logical-clock timestamp (an LWW
+  register's, also inside a map) more than ``max_clock_skew`` ahead of ``now`` is *set
+  aside*: not applied, not logged, not held as a hint, and counted per writer in
+  ``status()["clock_skew"]`` with an :class:`~sync.effects.Alarm` (at most one per writer
+  every ten minutes). A ``Push`` with such an entry is not acked (its sender keeps the entry,
+  and a non-home coordinator its hints), a ``Deltas`` is (our next summary still lacks the
+  entry), a snapshot chunk with such a state is neither applied nor acked (its round
+  restarts later), a repair is dropped and a read reply counts without its state. Set
+  aside, not refused: the other entries of the message are applied and the link stays, and
+  anti-entropy offers the entry again every round until our clock comes within the bound of
+  it, so every replica converges; refusing it for ever would block anti-entropy for ever.
+  Meanwhile nothing stops local writes: a register over a timestamp ahead of our clock is
+  written at that wall time with the logical part counting (:func:`crdt.hlc.write_timestamp`).
 * **Identity.** A peer's summary holding a log dot of ours above our highest one means this
   database was restored or copied: :class:`~sync.effects.IdentityConflict` is emitted and our
   numbering jumps above the seen dot.
@@ -138,7 +163,18 @@ from crdt import CRDT, CausalContext, Dot
 from sync import messages as m
 from sync.config import ReplicaConfig, check_bool, check_seconds
 from sync.consistency import check_level
-from sync.effects import Effect, HintRecord, Loaded, LogDot, LogEntry, ObjectState, Persist, Send
+from sync.effects import (
+    Alarm,
+    Effect,
+    HintId,
+    HintRecord,
+    Loaded,
+    LogDot,
+    LogEntry,
+    ObjectState,
+    Persist,
+    Send,
+)
 from sync.errors import (
     KeyNotFound,
     KindClash,
@@ -152,7 +188,7 @@ from sync.replica.api import ReplicaAPI
 from sync.replica.compaction import Compaction
 from sync.replica.gossip import Gossip
 from sync.replica.hints import Hints
-from sync.replica.inbound import Inbound
+from sync.replica.inbound import Inbound, Skewed
 from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership
 from sync.replica.outbound import Outbound, entry_size
@@ -221,6 +257,7 @@ class Replica:
             data.load(loaded)
             hints.load(loaded.hints)
             membership.load(loaded.peers)
+        self._had_homes = membership.has_homes()  # (when none: see _rehome)
         timers.set(_COMPACT, self._now + compaction.interval())
 
     # -- the public API --------------------------------------------------------------------
@@ -374,10 +411,11 @@ class Replica:
     def receive(self, peer_id: str, message: m.Message, now: float) -> None:
         """Handle ``message`` from ``peer_id`` (an authenticated, connected peer).
 
-        ``RemoteProtocolError`` if the content is semantically bad (a CRDT body that does not
-        decode, a key in the wrong partition, a kind clash...): the replica is unchanged and
-        the caller should close the connection. ``LocalProtocolError`` for a handshake or
-        heartbeat message (the transport's business). Next, drain :meth:`effects`.
+        ``RemoteProtocolError`` if the content is bad (a CRDT body that does not decode, a key
+        in the wrong partition, a kind clash, a log dot of ours we never issued, a handshake or
+        heartbeat message, which is the transport's business...): the replica is unchanged
+        and the caller should close the connection. Nothing a peer sends can make a later
+        ``Persist`` one the store refuses. Next, drain :meth:`effects`.
         """
         if peer_id == self.replica_id:
             raise LocalProtocolError("a replica cannot receive from itself")
@@ -387,34 +425,57 @@ class Replica:
             # begins the input (self._begin) and applies it.
             match message:
                 case m.Push():
-                    batch = check.push(peer_id, message)
+                    batch, skewed = check.push(peer_id, message, self._peek(now))
                     self._data.require(oid[0] for oid in batch.groups)
-                    self._on_push(peer_id, message, batch, self._begin(now))
+                    now = self._begin(now)
+                    # An ack says that every entry it covers is durable here: none for a
+                    # push with entries set aside (its sender keeps them, and retries).
+                    self._set_aside(peer_id, skewed, now)
+                    self._on_push(peer_id, message, batch, now, ack=not skewed)
                 case m.Deltas():
-                    batch = check.deltas(peer_id, message)
+                    batch, skewed = check.deltas(peer_id, message, self._peek(now))
                     self._data.require(oid[0] for oid in batch.groups)
-                    self._on_deltas(peer_id, message, batch, self._begin(now))
+                    now = self._begin(now)
+                    # Acked all the same: our next summary still lacks what was set aside.
+                    self._set_aside(peer_id, skewed, now)
+                    self._on_deltas(peer_id, message, batch, now)
                 case m.SnapshotChunk():
-                    states, summary = check.snapshot(peer_id, message)
+                    states, summary, skewed = check.snapshot(peer_id, message, self._peek(now))
                     self._data.require(key for key, _ in states)
-                    self._begin(now)
-                    self._anti_entropy.on_snapshot(peer_id, message, states, summary)
+                    now = self._begin(now)
+                    if skewed:  # not applied, not acked: the round restarts, later
+                        self._set_aside(peer_id, skewed, now)
+                    else:
+                        self._anti_entropy.on_snapshot(peer_id, message, states, summary)
                 case m.Ack():
                     self._on_ack(peer_id, message, self._begin(now))
                 case m.ReadReq():
+                    check.read_request(peer_id, message)
                     self._data.require((message.key,))
                     self._begin(now)
                     self._reads.answer(peer_id, message)
                 case m.ReadResp():
                     state = check.read_reply(peer_id, message)
+                    skew = None
+                    if state is not None and message.state is not None:
+                        where = f"read reply for {message.key!r}"
+                        skew = check.skewed_state(message.state, self._peek(now), where)
                     self._data.require((message.key,))
-                    self._begin(now)
+                    now = self._begin(now)
+                    if skew is not None:  # the reply counts; its state is set aside
+                        self._set_aside(peer_id, [skew], now)
+                        state = None
                     self._reads.on_reply(peer_id, message, state)
                 case m.Repair():
                     repaired = check.repair(peer_id, message)
+                    where = f"repair of {message.key!r}"
+                    skew = check.skewed_state(message.state, self._peek(now), where)
                     self._data.require((message.key,))
-                    self._begin(now)
-                    self._data.merge_state(message.key, repaired)
+                    now = self._begin(now)
+                    if skew is not None:
+                        self._set_aside(peer_id, [skew], now)
+                    else:
+                        self._data.merge_state(message.key, repaired)
                 case m.Summary():
                     parts = check.summary(peer_id, message)
                     now = self._begin(now)
@@ -422,6 +483,7 @@ class Replica:
                     self._gossip.changed(now)
                     self._propagation.reported(peer_id, parts)
                 case m.Digest():
+                    check.digest(peer_id, message)
                     recorded = self._gossip.on_digest(peer_id, message, self._begin(now))
                     if recorded:
                         self._propagation.reported(peer_id, recorded)
@@ -431,26 +493,32 @@ class Replica:
                     if recorded:
                         self._propagation.reported(peer_id, recorded)
                 case m.ReadDigest():
+                    check.read_digest(peer_id, message)
                     self._data.require((message.key,))
                     self._begin(now)
                     self._reads.answer_digest(peer_id, message)
                 case m.ReadDigestResp():
                     ctx, state = check.read_digest_reply(peer_id, message)
+                    skew = None
+                    if state is not None and message.state is not None:
+                        where = f"read digest reply for {message.key!r}"
+                        skew = check.skewed_state(message.state, self._peek(now), where)
                     self._data.require((message.key,))
-                    self._begin(now)
+                    now = self._begin(now)
+                    if skew is not None:  # the reply counts; its state is set aside
+                        self._set_aside(peer_id, [skew], now)
+                        state = None
                     self._reads.on_digest_reply(peer_id, message, ctx, state)
                 case m.ReadFetch():
                     seen = check.read_fetch(peer_id, message)
                     self._data.require((message.key,))
                     self._begin(now)
                     self._reads.answer_fetch(peer_id, message, seen)
-                case m.Forget():
-                    self._begin(now)
-                    self._on_forget(peer_id, message)
                 case _:
-                    raise LocalProtocolError(
+                    raise RemoteProtocolError(
                         f"{type(message).__name__} is a transport message; "
-                        "the engine does not handle it"
+                        "the engine does not handle it",
+                        peer_id,
                     )
         finally:
             self._finish()  # a no-op when the input never began
@@ -463,8 +531,10 @@ class Replica:
         address: str | None = None,
         site: str | None = None,
         relay: bool = False,
+        home: bool = True,
     ) -> None:
-        """``peer_id`` is reachable (the transport completed a handshake with it).
+        """``peer_id`` is reachable (the transport completed a handshake with it); ``home``:
+        what it said of itself (a non-home is never on the ring).
 
         Learns the peer (``Persist`` of the peer record when new or changed), starts
         anti-entropy with it (a ``Summary`` now and every interval) and hands off the hints
@@ -474,14 +544,10 @@ class Replica:
             raise ValueError(f"peer_id must be a non-empty str, got {peer_id!r}")
         if peer_id == self.replica_id:
             raise LocalProtocolError("a replica cannot be its own peer")
+        check_bool("home", home)
         now = self._begin(now)
         try:
-            self._membership.connect(peer_id, now, address, site, relay)
-            # Forgetting is for good and for everyone: a peer that was away when it
-            # happened (or came up after it) learns it now. Already-forgotten is a no-op.
-            for gone in self._membership.forgotten():
-                if gone != peer_id:
-                    self._outbox.emit(Send(peer_id, m.Forget(replica_id=gone)))
+            self._membership.connect(peer_id, now, address, site, relay, home)
             self._gossip.peer_up(peer_id, now)
             self._hints.handoff(peer_id, now)
             # Operations short of acks or replies: the peer may count for them now.
@@ -523,25 +589,67 @@ class Replica:
         """
         now = self._begin(now)
         try:
-            self._down(peer_id)
+            self._down(peer_id, now)
         finally:
             self._finish()
 
-    def forget(self, peer_id: str, now: float) -> None:
-        """Forget ``peer_id`` for good (an operator's decision).
+    def forget(self, peer_id: str, now: float, *, by: str = "an operator") -> None:
+        """Forget ``peer_id`` for good: an operator's decision, on this replica only (no
+        peer is told; the operator forgets it on each peer). ``by`` says who asked (logged).
 
-        It leaves the ring, its hints are dropped, compaction stops waiting for it, and the
-        up peers are told (``Forget``). Next, drain :meth:`effects`.
+        It leaves the ring, its hints are dropped, compaction stops waiting for it; an
+        :class:`~sync.effects.Alarm` says so. ``ValueError`` (nothing changes) for an id this
+        replica does not know or has forgotten already. Undone by :meth:`unforget`. Next,
+        drain :meth:`effects`.
         """
+        self._check_peer_id(peer_id)
+        membership = self._membership
+        if not membership.knows(peer_id):
+            known = ", ".join(membership.members()) or "none"
+            raise ValueError(f"unknown replica id {peer_id!r} (the peers known here: {known})")
+        if membership.is_forgotten(peer_id):
+            raise ValueError(f"replica {peer_id} is forgotten already")
+        now = self._begin(now)
+        try:
+            self._down(peer_id, now)
+            membership.forget(peer_id)
+            self._propagation.forget(peer_id)
+            self._hints.forget(peer_id)
+            # The forgotten peer may have been the only home holding compaction back.
+            self._compaction.compact_all(now)
+            self._outbox.emit(
+                Alarm(
+                    "forgotten",
+                    peer_id,
+                    f"forgot replica {peer_id} for good, asked by {by}: it is off the ring, "
+                    "its hints are dropped, compaction no longer waits for it and its links "
+                    f"are refused. Undo with peer.unforget({peer_id!r}) or shoal forget --undo.",
+                )
+            )
+        finally:
+            self._finish()
+
+    def unforget(self, peer_id: str, now: float, *, by: str = "an operator") -> None:
+        """Undo :meth:`forget`: ``peer_id`` is a member again (on the ring if it is a home)
+        and may connect. ``ValueError`` (nothing changes) if it is not forgotten here. Next,
+        drain :meth:`effects`."""
+        self._check_peer_id(peer_id)
+        if not self._membership.is_forgotten(peer_id):
+            raise ValueError(f"replica {peer_id!r} is not forgotten here")
+        now = self._begin(now)
+        try:
+            self._membership.unforget(peer_id, now)
+            self._outbox.emit(
+                Alarm("unforgotten", peer_id, f"replica {peer_id} is a member again, asked by {by}")
+            )
+        finally:
+            self._finish()
+
+    def _check_peer_id(self, peer_id: object) -> None:
         if not isinstance(peer_id, str) or not peer_id:
             raise ValueError(f"peer_id must be a non-empty str, got {peer_id!r}")
         if peer_id == self.replica_id:
-            raise LocalProtocolError("a replica cannot forget itself")
-        now = self._begin(now)
-        try:
-            self._forget(peer_id, None)
-        finally:
-            self._finish()
+            raise ValueError("a replica cannot forget itself")
 
     def tick(self, now: float) -> None:
         """Time passed: fire what is due (deadlines, anti-entropy, hint hand-off and expiry).
@@ -726,7 +834,8 @@ class Replica:
     def status(self) -> dict[str, Any]:
         """Health: log size, hints per target, peers up, lag per peer (log entries its last
         summary lacks), siblings per key (multi-value registers with more than one value),
-        kind clashes (keys holding objects of several kinds: key -> kinds)."""
+        kind clashes (keys holding objects of several kinds: key -> kinds), writes set aside
+        per writer for clock skew (``clock_skew``)."""
         data, membership = self._data, self._membership
         lag: dict[str, int] = {}
         for pid, theirs in membership.reported_summaries():
@@ -748,7 +857,11 @@ class Replica:
             "kind_clashes": {k: list(kinds) for k, kinds in data.clashes().items()},
             "pending_writes": len(self._writes),
             "pending_reads": len(self._reads),
+            "clock_skew": membership.skews(),
             "pending_propagation": self._pending_propagation(),
+            "forgotten": membership.forgotten(),
+            "non_homes": membership.non_homes(),
+            "homes_down": {p: round(d, 3) for p, d in membership.gone(self._now).items()},
         }
 
     def _pending_propagation(self) -> int:
@@ -762,6 +875,11 @@ class Replica:
         return self._propagation.pending(own)
 
     # -- inputs and the drain's Persist ----------------------------------------------------
+    def _peek(self, now: float) -> float:
+        """The clamped ``now`` an input will run at, before it begins (for its checks)."""
+        _check_now(now)
+        return now if now > self._now else self._now
+
     def _begin(self, now: float) -> float:
         _check_now(now)
         if now > self._now:
@@ -770,6 +888,11 @@ class Replica:
         return self._now
 
     def _finish(self) -> None:
+        homes = self._membership.has_homes()
+        if homes != self._had_homes:
+            self._had_homes = homes
+            if homes and self._outbox.changes is not None:  # (an input began)
+                self._rehome(self._now)
         changes = self._outbox.end_input()
         if changes is not None:
             self._data.checkpoint_round(changes)
@@ -813,7 +936,29 @@ class Replica:
             self._outbox.place_persist(persist, at_end=at_end)
 
     # -- what touches several components ---------------------------------------------------
-    def _on_push(self, peer: str, msg: m.Push, batch: CheckedBatch, now: float) -> None:
+    def _set_aside(self, sender: str, skewed: list[Skewed], now: float) -> None:
+        """Writes stamped too far ahead of our clock were set aside: count them per writer,
+        and raise an alarm (at most one per writer per message, repeated while it lasts)."""
+        bound = self.config.max_clock_skew
+        alarmed: set[str] = set()
+        for s in skewed:
+            if self._membership.note_skew(s.writer, s.ahead_ms, now) and s.writer not in alarmed:
+                alarmed.add(s.writer)
+                via = "" if sender == s.writer else f", received from {sender}"
+                self._outbox.emit(
+                    Alarm(
+                        "clock_skew",
+                        s.writer,
+                        f"clock skew: a write of {s.writer} ({s.what}{via}) is stamped "
+                        f"{s.ahead_ms / 1000:.1f} s ahead of this replica's clock, past the "
+                        f"allowed {bound:g} s; it is set aside until this clock reaches it. "
+                        f"Check the clock of {s.writer} (and this one's).",
+                    )
+                )
+
+    def _on_push(
+        self, peer: str, msg: m.Push, batch: CheckedBatch, now: float, *, ack: bool = True
+    ) -> None:
         hint_for = msg.hint_for
         if batch.hints and hint_for is not None:  # entries are held as hints only for one
             for e in batch.hints:
@@ -821,7 +966,8 @@ class Replica:
         self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
         if hint_for is not None and hint_for != self.replica_id and hint_for in self._membership.up:
             self._hints.handoff_soon(hint_for, now)
-        self._outbox.emit(Send(peer, m.Ack(ids=[msg.push_id])))
+        if ack:
+            self._outbox.emit(Send(peer, m.Ack(ids=[msg.push_id])))
 
     def _on_deltas(self, peer: str, msg: m.Deltas, batch: CheckedBatch, now: float) -> None:
         self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
@@ -845,14 +991,8 @@ class Replica:
             self._hints.handoff(peer, now)
         self._anti_entropy.pump(peer, now)
 
-    def _on_forget(self, peer: str, msg: m.Forget) -> None:
-        gone = msg.replica_id
-        if gone == self.replica_id or self._membership.is_forgotten(gone):
-            return
-        self._forget(gone, peer)
-
-    def _down(self, peer: str) -> None:
-        if not self._membership.disconnect(peer):
+    def _down(self, peer: str, now: float) -> None:
+        if not self._membership.disconnect(peer, now):
             return
         self._anti_entropy.stop(peer)
         self._gossip.peer_down(peer)
@@ -861,16 +1001,51 @@ class Replica:
         self._writes.peer_down(peer)
         self._reads.peer_down(peer)
 
-    def _forget(self, peer: str, told_by: str | None) -> None:
-        self._down(peer)
-        self._membership.forget(peer)
-        self._propagation.forget(peer)
-        self._hints.forget(peer)
-        # The forgotten peer may have been the only home holding compaction back.
-        self._compaction.compact_all()
-        for other in self._membership.up_peers():
-            if other != told_by:
-                self._outbox.emit(Send(other, m.Forget(replica_id=peer)))
+    def _homes_gone(self, now: float) -> None:
+        """Report the homes newly gone for long (past ``home_down_window``), and drop the
+        hints of our own writes held for any gone home once a home that is not gone has
+        them (it will catch up by state transfer when it returns)."""
+        membership, hints = self._membership, self._hints
+        window = self.config.home_down_window
+        for peer, away in membership.newly_gone(now).items():
+            self._outbox.emit(
+                Alarm(
+                    "home_down",
+                    peer,
+                    f"home {peer} has not been seen for {away / 86_400:.1f} days (past "
+                    f"home_down_window, {window / 86_400:g} days): compaction no longer waits "
+                    "for it; when it returns it catches up by state transfer. If it is gone "
+                    "for good, forget it (shoal forget).",
+                )
+            )
+        gone = membership.gone(now)
+        if not gone:
+            return
+        ring, me = membership.ring(), self.replica_id
+        for target in gone:
+            for hid in hints.own_for(target):
+                live = [h for h in ring.preference_list(hid.partition) if h != me and h not in gone]
+                if live and not any(
+                    hints.holds(HintId(h, hid.origin, hid.partition, hid.seq)) for h in live
+                ):
+                    hints.drop(hid)
+
+    def _rehome(self, now: float) -> None:
+        """The ring had no home and has some now: hand our writes made meanwhile (kept in
+        our log, never compacted) to the homes of their partitions, as hints."""
+        data, ring, me = self._data, self._membership.ring(), self.replica_id
+        for p in data.log_partitions():
+            homes = ring.preference_list(p)
+            own = (data.log_of(p) or {}).get(me)
+            if not own or me in homes:
+                continue
+            for seq in sorted(own):
+                entry = data.log_entry(p, me, seq)
+                if entry is not None:
+                    for home in homes:
+                        self._hints.add(HintRecord(home, entry, now))
+        for home in self._membership.up_peers():
+            self._hints.handoff(home, now)
 
     def _fire(self, timer: Timer, now: float) -> None:
         match timer:
@@ -879,7 +1054,8 @@ class Replica:
             case Timer(TimerKind.READ, int() as op_id):
                 self._reads.expire(op_id)
             case Timer(TimerKind.COMPACT):
-                self._compaction.compact_all()
+                self._homes_gone(now)
+                self._compaction.compact_all(now)
                 self._timers.set(_COMPACT, now + self._compaction.interval())
             case Timer(TimerKind.ANTI_ENTROPY):
                 self._gossip.round(now)

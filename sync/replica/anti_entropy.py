@@ -142,8 +142,9 @@ class AntiEntropy:
         me, membership = self._me, self._membership
         membership.learn_members(msg.known_peers, now)
         if membership.store_summary(peer, theirs, now):
+            gone = set(membership.gone(now))
             for p in sorted(theirs):
-                self._compaction.compact(p)
+                self._compaction.compact(p, now, gone)
         data = self._data
         for p in sorted(theirs):
             seen = theirs[p].max_counter(me)

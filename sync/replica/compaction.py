@@ -4,8 +4,29 @@ Causal stability, never a timer alone: for partition ``p`` and origin ``o`` the 
 is the minimum of ``vv[o]`` over our own summary and the last reported summary of every
 other home of ``p``; nothing is compacted while a home has never reported. A replica that
 is not a home of ``p`` logs only its own writes there, each also held as a hint for every
-home; an entry goes once no hint for it is pending. Local data drops the entries in a
-``Persist`` that also checkpoints their keys.
+home; an entry goes once no hint for it is pending (and never while ``p`` has no home at
+all: nobody else has it yet). Local data drops the entries in a ``Persist`` that also
+checkpoints their keys.
+
+**A home gone for long** (not seen for ``home_down_window``, see
+:meth:`~sync.replica.membership.Membership.gone`) no longer holds compaction back: the
+watermark is taken over the other homes. The façade reports it, and drops the hints of our
+own writes held for it once another home has them. Nothing removed while it was away comes
+back when it returns, and it needs neither to discard its state nor to have its dots
+refused, because compaction drops *log entries*, never causal knowledge:
+
+* every object state keeps its causal context whole (``crdt.CausalContext`` folds dots into
+  its vector, it never drops one: there are no tombstones to expire, unlike the grace
+  periods of Cassandra, Riak or Ditto). A remove is recorded as the removed dots being in
+  the context with no element carrying them, so joining any state or delta that still
+  carries them, however old (the returning home's, a stale hint, a read reply), leaves them
+  removed: the join keeps an element's dot only if the other side has not seen it;
+* the returning home's summary lacks log dots the others no longer have in their logs, so
+  anti-entropy sends it a state transfer (states with their contexts) instead of the log:
+  it applies every remove it missed as it joins them;
+* what it sends back is only what the others' summaries lack: its own writes they never saw
+  (which survive, as any add concurrent with a remove would: add-wins), never a dot they
+  have seen.
 
 :class:`Compaction` owns no state; the façade runs it on a timer (a partition whose homes
 went quiet would otherwise keep its log for ever), anti-entropy when a peer's summary
@@ -53,19 +74,25 @@ class Compaction:
         """Seconds between two compaction passes."""
         return float(self._config.anti_entropy_interval or 0.0) or COMPACT_EVERY
 
-    def compact_all(self) -> None:
+    def compact_all(self, now: float) -> None:
+        gone = set(self._membership.gone(now))
         for p in self._data.log_partitions():
-            self.compact(p)
+            self.compact(p, now, gone)
 
-    def compact(self, p: int) -> None:
-        """Compact partition ``p`` as far as causal stability allows."""
+    def compact(self, p: int, now: float, gone: set[str] | None = None) -> None:
+        """Compact partition ``p`` as far as causal stability allows (``gone``: the homes
+        gone for long at ``now``, computed if not given)."""
         homes = self._membership.ring().preference_list(p)
         mine = self._data.summary_if_any(p)
         log_p = self._data.log_of(p)
         if mine is None or not log_p:
             return
         if self._me in homes:
-            marks = self._home_watermarks(p, homes, mine, log_p)
+            if gone is None:
+                gone = set(self._membership.gone(now))
+            marks = self._home_watermarks(p, homes, mine, log_p, gone)
+        elif not homes:
+            return  # no home at all (a lone non-home): nobody else has our writes yet
         else:
             marks = self._own_watermark(p, log_p)
         if marks is None:
@@ -78,12 +105,13 @@ class Compaction:
         homes: tuple[str, ...],
         mine: CausalContext,
         log_p: Mapping[str, Mapping[int, Logged]],
+        gone: set[str],
     ) -> dict[str, int] | None:
-        """Per origin, what every home of ``p`` has applied (causal stability); None while a
-        home never reported its summary."""
+        """Per origin, what every home of ``p`` (but the ``gone`` ones) has applied (causal
+        stability); None while such a home never reported its summary."""
         ctxs = [mine]
         for h in homes:
-            if h == self._me:
+            if h == self._me or h in gone:
                 continue
             theirs = self._membership.peer_summary(h, p)
             if theirs is None:

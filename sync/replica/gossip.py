@@ -339,6 +339,7 @@ class Gossip:
         if not ours or not self._membership.store_summary(peer, ours, now):
             return {}
         self.changed(now)
+        gone = set(self._membership.gone(now))
         for p in ours:
-            self._compaction.compact(p)
+            self._compaction.compact(p, now, gone)
         return ours

@@ -175,6 +175,14 @@ class Hints:
             for t in sorted(set(self._held) | set(self._own))
         }
 
+    def own_for(self, target: str) -> list[HintId]:
+        """The hints of our own entries held for ``target``, in the order stored."""
+        return list(self._own.get(target, ()))
+
+    def holds(self, hid: HintId) -> bool:
+        """True while hint ``hid`` is held."""
+        return hid in self._store(hid).get(hid.target, {})
+
     def own_pending(self, partition: int) -> list[int]:
         """The seqs of our own entries of ``partition`` still held as hints for a home."""
         me = self._me

@@ -2,18 +2,40 @@
 
 :class:`Inbound` turns a message into what its application needs, or raises
 :class:`~sync.errors.RemoteProtocolError` naming what is wrong; it changes no state (only
-caches: the partition of a key). For a ``Push`` or ``Deltas``: every entry is in range (a
-partition of ours, the key's own, a non-empty key, a seq in 1..2**63-1), its delta decodes to
-a CRDT of the declared kind. A key may hold objects of two kinds (an object is named by its
-key and kind: two peers that wrote one key offline as two kinds both keep theirs), so a
-kind other than the one held here is no error. While checking, the deltas of one object that
-this replica lacks are joined into one *delta group*
-(:class:`~sync.replica.local_data.CheckedBatch`), so the state takes one merge per object
-per message; a delta spelled otherwise than our compact form is re-encoded, so the
-store's prefix check always holds. An entry of a ``Push`` for another replica (``hint_for``)
-is only held as a hint unless this replica is a home of its key. States (read replies,
-repairs, snapshots), summaries and the contexts of digest reads are decoded and checked the
-same way; a read digest's reply carries a context only for a kind that has one.
+caches: the partition of a key). Whatever the store would refuse is refused here first (a
+refused commit stops a peer: that is for local disk failures only), and so is whatever
+would make a later commit of ours fail.
+
+For a ``Push`` or ``Deltas``: every entry is in range (a partition of ours, the key's own, a
+key the store can hold, an origin that is a replica id, a seq in 1..2**62, the wire's
+:data:`~sync.messages.SEQ_LIMIT`), its delta decodes to a CRDT of the declared kind. A key
+may hold objects of two kinds (an object is named by its key and kind: two peers that wrote
+one key offline as two kinds both keep theirs), so a kind other than the one held here is no
+error. An entry that claims *this* replica's origin is refused unless this replica issued
+that log dot: it is the only one that mints its dots, and taking one above its numbering
+would make it number on from there (a forged ``seq=2**63-1`` would leave no room for its
+next write, after every restart). The one exception is a dot at or below the highest we
+issued that we lack: after a restore from a backup (``IdentityConflict``) peers hand back
+the writes of our previous incarnation. A hint (``hint_for`` another replica) is never of
+our own origin.
+
+While checking, the deltas of one object that this replica lacks are joined into one *delta
+group* (:class:`~sync.replica.local_data.CheckedBatch`), so the state takes one merge per
+object per message; a delta spelled otherwise than our compact form is re-encoded, so the
+store's prefix check always holds. An entry of a ``Push`` for another replica
+(``hint_for``) is only held as a hint unless this replica is a home of its key; none is held
+for a forgotten replica. An entry or a state stamped too far ahead of our clock is set aside
+(:class:`Skewed`; see the façade's "Clock skew"). States (read replies, repairs, snapshots)
+and summaries are decoded and checked the same way: keys the store can hold, log-dot
+contexts of replica ids counting at most 2**62 (a summary's dot of ours above our numbering
+is an identity conflict, which moves our numbering up to it: never past the limit).
+
+The messages of digest anti-entropy and digest reads are checked whole the same way: a
+digest is :data:`~sync.digest.DIGEST_BYTES` bytes in lowercase hex; a ``PartDigests`` names
+only partitions of ours; a ``ReadDigest`` or ``ReadFetch`` names a key the store can hold
+and a kind we know, a fetch's context is a log-dot context as above; a ``ReadDigestResp``
+answers the read that asked it (same key and kind), says "the same" with no body, or carries
+either a context (only for a kind that has one) or a state of its kind, never both.
 
 Knows local data, membership and reads.
 """
@@ -21,7 +43,7 @@ Knows local data, membership and reads.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic_core import from_json
@@ -30,17 +52,18 @@ import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync import messages as m
 from sync.config import ReplicaConfig
-from sync.digest import causal_context
-from sync.effects import MAX_SEQ, LogEntry
+from sync.digest import causal_context, is_digest
+from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
 from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership
 from sync.replica.reads import Reads
 from sync.ring import partition_of
 
-__all__ = ["Inbound"]
+__all__ = ["Inbound", "Skewed", "latest_stamp"]
 
 _EMPTY_CTX = CausalContext()
+_ORIGINS_MEMO = 4096  # origins remembered as checked (cleared when full)
 # How the compact JSON text of a delta of each kind begins (to_dict() puts "type" first).
 _TYPE_PREFIX = {kind: f'{{"type":"{kind}"' for kind in crdt.KINDS}
 
@@ -48,7 +71,7 @@ _TYPE_PREFIX = {kind: f'{{"type":"{kind}"' for kind in crdt.KINDS}
 class Inbound:
     """Checks received messages against what this replica holds; changes nothing."""
 
-    __slots__ = ("_config", "_data", "_me", "_membership", "_reads")
+    __slots__ = ("_config", "_data", "_me", "_membership", "_origins", "_reads")
 
     def __init__(
         self,
@@ -63,49 +86,63 @@ class Inbound:
         self._data = data
         self._membership = membership
         self._reads = reads
+        self._origins: set[str] = set()  # origins already checked to be replica ids
 
-    def push(self, peer: str, msg: m.Push) -> CheckedBatch:
-        return self._entries(peer, msg.entries, msg.hint_for)
+    def push(self, peer: str, msg: m.Push, now: float) -> tuple[CheckedBatch, list[Skewed]]:
+        hint_for = msg.hint_for
+        if hint_for is not None and not m.is_replica_id(hint_for):
+            raise RemoteProtocolError(f"a push for {hint_for!r}, not a replica id", peer)
+        return self._entries(peer, msg.entries, now, hint_for)
 
-    def deltas(self, peer: str, msg: m.Deltas) -> CheckedBatch:
+    def deltas(self, peer: str, msg: m.Deltas, now: float) -> tuple[CheckedBatch, list[Skewed]]:
         for i, e in enumerate(msg.entries):
             if e.partition != msg.partition:
                 raise RemoteProtocolError(
                     f"entry {i} of a Deltas for partition {msg.partition} is in {e.partition}",
                     peer,
                 )
-        return self._entries(peer, msg.entries)
+        return self._entries(peer, msg.entries, now)
 
     def _entries(
-        self, peer: str, entries: Iterable[LogEntry], hint_for: str | None = None
-    ) -> CheckedBatch:
+        self, peer: str, entries: Iterable[LogEntry], now: float, hint_for: str | None = None
+    ) -> tuple[CheckedBatch, list[Skewed]]:
         """Check and decode every entry (its delta decodes, partition and kind agree) and
         build the delta groups; nothing changes. An entry of a ``Push`` for ``hint_for``
-        (another replica) is only held as a hint unless this replica is a home of its key."""
+        (another replica) is only held as a hint unless this replica is a home of its key.
+        An entry stamped too far ahead of ``now`` is set aside (returned as skewed)."""
+        skewed: list[Skewed] = []
+        now_ms, limit_ms = self._horizon(now)
         parts = self._config.partitions
         out = CheckedBatch([], [], {})
         home, groups = out.home, out.groups
         from_dict = crdt.from_dict
         me = self._me
         ring = self._membership.ring() if hint_for is not None and hint_for != me else None
+        hold = ring is not None and not self._membership.is_forgotten(hint_for or "")
         data = self._data
         partition, summary_if_any = data.partition, data.summary_if_any
+        origins = self._origins
         for i, e in enumerate(entries):
             if e.partition >= parts:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: partition out of range 0..{parts - 1}", peer
                 )
-            if not e.key or not 1 <= e.seq <= MAX_SEQ:
-                raise RemoteProtocolError(
-                    f"{_where(i, e)}: a log entry needs a non-empty key and a seq in 1..2**63-1",
-                    peer,
-                )
+            # (The reasons name the fault first: a close reason is cut at 120 bytes.)
+            if not 1 <= e.seq <= m.SEQ_LIMIT:
+                raise RemoteProtocolError(f"seq not in 1..2**62: {_where(i, e)}", peer)
+            if not m.is_key(e.key):
+                raise RemoteProtocolError(f"empty key, or one with NUL: {_where(i, e)}", peer)
+            if e.origin not in origins:
+                if not m.is_replica_id(e.origin):
+                    raise RemoteProtocolError(f"origin is not a replica id: {_where(i, e)}", peer)
+                self._checked(e.origin)
             if partition(e.key) != e.partition:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: key {e.key!r} is not in that partition", peer
                 )
             try:
-                delta = from_dict(from_json(e.delta_json, allow_inf_nan=False))
+                raw = from_json(e.delta_json, allow_inf_nan=False)
+                delta = from_dict(raw)
             except (TypeError, ValueError) as exc:  # DecodeError and bad JSON: ValueErrors
                 raise RemoteProtocolError(f"{_where(i, e)}: bad CRDT state: {exc}", peer) from exc
             kind = delta.kind
@@ -117,14 +154,29 @@ class Inbound:
             # compact form (it is, from shoal peers); any other spelling is encoded afresh.
             if not e.delta_json.startswith(_TYPE_PREFIX[kind]):
                 e = replace(e, delta_json=delta.to_json())
-            if ring is not None and me not in ring.preference_list(e.partition):
-                out.hints.append(e)
-                continue
-            home.append(e)
             summ = summary_if_any(e.partition)
             if summ is None:
                 summ = _EMPTY_CTX
-            if e.seq <= summ.vv.get(e.origin, 0) or (e.origin, e.seq) in summ.cloud:
+            known = e.seq <= summ.vv.get(e.origin, 0) or (e.origin, e.seq) in summ.cloud
+            if kind in _STAMPED and not known:
+                stamp = latest_stamp(raw)
+                if stamp is not None and stamp[0] > limit_ms:
+                    skewed.append(Skewed(stamp[1], stamp[0] - now_ms, _where(i, e)))
+                    continue
+            if ring is not None and me not in ring.preference_list(e.partition):
+                if e.origin == me:
+                    raise RemoteProtocolError(f"a hint of our own entry: {_where(i, e)}", peer)
+                if hold:
+                    out.hints.append(e)
+                continue
+            if e.origin == me and not known and e.seq > data.last_seq(e.partition):
+                raise RemoteProtocolError(
+                    f"a log dot of ours we never issued (we are at "
+                    f"{data.last_seq(e.partition)}): {_where(i, e)}",
+                    peer,
+                )
+            home.append(e)
+            if known:
                 continue  # known here: its delta is in the state already
             oid = (e.key, kind)
             group = groups.get(oid)
@@ -132,10 +184,30 @@ class Inbound:
                 groups[oid] = (e.partition, delta)  # freshly decoded: the group to join into
             else:
                 group[1].merge(delta)
-        return out
+        return out, skewed
+
+    def _horizon(self, now: float) -> tuple[int, int]:
+        """``now`` in ms, and the latest wall time (ms) a received timestamp may carry."""
+        now_ms = int(now * 1000)
+        return now_ms, now_ms + int(self._config.max_clock_skew * 1000)
+
+    def skewed_state(self, state: dict[str, Any], now: float, what: str) -> Skewed | None:
+        """The timestamp of a (checked) state too far ahead of ``now``, if it has one."""
+        stamp = latest_stamp(state) if state.get("type") in _STAMPED else None
+        now_ms, limit_ms = self._horizon(now)
+        if stamp is None or stamp[0] <= limit_ms:
+            return None
+        return Skewed(stamp[1], stamp[0] - now_ms, what)
+
+    def read_request(self, peer: str, msg: m.ReadReq) -> None:
+        """A ``ReadReq`` names a key."""
+        if not m.is_key(msg.key):
+            raise RemoteProtocolError(f"read request {msg.req_id}: not a key {msg.key!r}", peer)
 
     def read_reply(self, peer: str, msg: m.ReadResp) -> CRDT | None:
         """The state a ``ReadResp`` carries (None: the replier does not hold the key)."""
+        if not m.is_key(msg.key):
+            raise RemoteProtocolError(f"read reply {msg.req_id}: not a key {msg.key!r}", peer)
         rd = self._reads.expected(peer, msg.req_id)
         if rd is not None and (rd.key, rd.kind) != (msg.key, msg.kind):
             raise RemoteProtocolError(
@@ -155,6 +227,8 @@ class Inbound:
 
     def repair(self, peer: str, msg: m.Repair) -> CRDT:
         """The state a ``Repair`` carries."""
+        if not m.is_key(msg.key):
+            raise RemoteProtocolError(f"repair of {msg.key!r}: not a key (empty, or NUL)", peer)
         state = _decode_crdt(peer, msg.state, f"state of {msg.key!r}")
         if state.kind != msg.kind:
             raise RemoteProtocolError(
@@ -162,59 +236,41 @@ class Inbound:
             )
         return state
 
-    def summary(self, peer: str, msg: m.Summary) -> dict[int, CausalContext]:
-        """The summaries a ``Summary`` carries, by partition."""
-        parts: dict[int, CausalContext] = {}
-        for p, ctx in msg.parts.items():
-            if p >= self._config.partitions:
-                raise RemoteProtocolError(
-                    f"summary of partition {p}, out of range 0..{self._config.partitions - 1}",
-                    peer,
-                )
-            try:
-                parts[p] = CausalContext(dict(ctx.vv), [Dot(r, c) for r, c in ctx.cloud])
-            except (TypeError, ValueError) as exc:
-                raise RemoteProtocolError(f"summary of partition {p}: {exc}", peer) from exc
-        return parts
-
-    def snapshot(
-        self, peer: str, msg: m.SnapshotChunk
-    ) -> tuple[list[tuple[str, CRDT]], CausalContext | None]:
-        """The states of a ``SnapshotChunk`` by key, and the summary it carries (if last)."""
-        parts = self._config.partitions
-        if msg.partition >= parts:
-            raise RemoteProtocolError(f"snapshot of partition {msg.partition}: out of range", peer)
-        states: list[tuple[str, CRDT]] = []
-        for i, o in enumerate(msg.objects):
-            where = f"snapshot object {i} ({o.key!r})"
-            if partition_of(o.key, parts) != msg.partition:
-                raise RemoteProtocolError(f"{where}: not in partition {msg.partition}", peer)
-            state = _decode_crdt(peer, o.state, where)
-            if state.kind != o.kind:
-                raise RemoteProtocolError(f"{where}: says {o.kind!r}, is a {state.kind}", peer)
-            states.append((o.key, state))
-        ctx = None
-        if msg.summary is not None:
-            try:
-                ctx = CausalContext(dict(msg.summary.vv), [Dot(r, c) for r, c in msg.summary.cloud])
-            except (TypeError, ValueError) as exc:
-                raise RemoteProtocolError(f"snapshot summary: {exc}", peer) from exc
-        return states, ctx
+    def digest(self, peer: str, msg: m.Digest) -> None:
+        """A ``Digest`` carries two digests."""
+        for name, value in (("root", msg.root), ("members", msg.members)):
+            if not is_digest(value):
+                raise RemoteProtocolError(f"digest: the {name} digest {value!r} is malformed", peer)
 
     def part_digests(self, peer: str, msg: m.PartDigests) -> None:
-        """A ``PartDigests`` names partitions in range."""
-        for p in msg.parts:
-            if p >= self._config.partitions:
+        """A ``PartDigests`` names partitions in range, each with a digest."""
+        for p, digest in msg.parts.items():
+            if type(p) is not int or not 0 <= p < self._config.partitions:
                 raise RemoteProtocolError(
                     f"digest of partition {p}, out of range 0..{self._config.partitions - 1}",
                     peer,
                 )
+            if not is_digest(digest):
+                raise RemoteProtocolError(f"digest of partition {p} is malformed", peer)
+
+    def _object(self, peer: str, what: str, key: str, kind: str) -> None:
+        if not m.is_key(key):
+            raise RemoteProtocolError(f"{what}: not a key {key!r} (empty, or with NUL)", peer)
+        if kind not in crdt.KINDS:
+            raise RemoteProtocolError(f"{what} of {key!r}: no kind {kind!r}", peer)
+
+    def read_digest(self, peer: str, msg: m.ReadDigest) -> None:
+        """A ``ReadDigest`` names an object, and our digest of it if any."""
+        self._object(peer, f"read digest {msg.req_id}", msg.key, msg.kind)
+        if msg.digest is not None and not is_digest(msg.digest):
+            raise RemoteProtocolError(f"read digest of {msg.key!r}: a malformed digest", peer)
 
     def read_digest_reply(
         self, peer: str, msg: m.ReadDigestResp
     ) -> tuple[CausalContext | None, CRDT | None]:
         """The causal context or the state a ``ReadDigestResp`` carries (both None: the
         same digest, or the replier holds nothing)."""
+        self._object(peer, f"read digest reply {msg.req_id}", msg.key, msg.kind)
         rd = self._reads.expected(peer, msg.req_id)
         if rd is not None and (rd.key, rd.kind) != (msg.key, msg.kind):
             raise RemoteProtocolError(
@@ -227,13 +283,12 @@ class Inbound:
         if msg.ctx is not None and msg.state is not None:
             raise RemoteProtocolError(f"read digest of {msg.key!r}: a context and a state", peer)
         if msg.ctx is not None:
-            if msg.kind not in crdt.KINDS or causal_context(crdt.new(msg.kind)) is None:
+            if causal_context(crdt.new(msg.kind)) is None:
                 raise RemoteProtocolError(
-                    f"read digest of {msg.key!r}: a context for the kind {msg.kind!r}, "
-                    "which has none",
+                    f"read digest of {msg.key!r}: a context for a {msg.kind}, which has none",
                     peer,
                 )
-            return _ctx(peer, msg.ctx, f"context of {msg.key!r}"), None
+            return self._context(peer, msg.ctx, f"context of {msg.key!r}"), None
         if msg.state is None:
             return None, None
         state = _decode_crdt(peer, msg.state, f"state of {msg.key!r}")
@@ -245,15 +300,117 @@ class Inbound:
         return None, state
 
     def read_fetch(self, peer: str, msg: m.ReadFetch) -> CausalContext:
-        """The causal context a ``ReadFetch`` carries."""
-        return _ctx(peer, msg.seen, f"context of {msg.key!r}")
+        """The causal context a ``ReadFetch`` carries (of an object it names)."""
+        self._object(peer, f"read fetch {msg.req_id}", msg.key, msg.kind)
+        return self._context(peer, msg.seen, f"context of {msg.key!r}")
+
+    def summary(self, peer: str, msg: m.Summary) -> dict[int, CausalContext]:
+        """The summaries a ``Summary`` carries, by partition."""
+        parts: dict[int, CausalContext] = {}
+        for p, ctx in msg.parts.items():
+            if p >= self._config.partitions:
+                raise RemoteProtocolError(
+                    f"summary of partition {p}, out of range 0..{self._config.partitions - 1}",
+                    peer,
+                )
+            parts[p] = self._context(peer, ctx, f"summary of partition {p}")
+        return parts
+
+    def _context(self, peer: str, ctx: m.Ctx, where: str) -> CausalContext:
+        """A wire context as a :class:`CausalContext`: every log dot names a replica id and
+        counts at most :data:`~sync.messages.SEQ_LIMIT` (the decoder checks both; a message
+        built in Python is checked here)."""
+        origins = self._origins
+        dots = [*ctx.vv.items(), *ctx.cloud]
+        for origin, n in dots:
+            if type(n) is not int or not 1 <= n <= m.SEQ_LIMIT:
+                raise RemoteProtocolError(f"{where}: log dot ({origin}, {n}) out of range", peer)
+            if origin not in origins:
+                if not m.is_replica_id(origin):
+                    raise RemoteProtocolError(f"{where}: {origin!r} is not a replica id", peer)
+                self._checked(origin)
+        try:
+            return CausalContext(dict(ctx.vv), [Dot(r, c) for r, c in ctx.cloud])
+        except (TypeError, ValueError) as exc:
+            raise RemoteProtocolError(f"{where}: {exc}", peer) from exc
+
+    def _checked(self, origin: str) -> None:
+        """Remember ``origin`` as a well-formed replica id."""
+        if len(self._origins) >= _ORIGINS_MEMO:
+            self._origins.clear()
+        self._origins.add(origin)
+
+    def snapshot(
+        self, peer: str, msg: m.SnapshotChunk, now: float
+    ) -> tuple[list[tuple[str, CRDT]], CausalContext | None, list[Skewed]]:
+        """The states of a ``SnapshotChunk`` by key, the summary it carries (if last), and
+        its states stamped too far ahead of ``now``."""
+        skewed: list[Skewed] = []
+        parts = self._config.partitions
+        if msg.partition >= parts:
+            raise RemoteProtocolError(f"snapshot of partition {msg.partition}: out of range", peer)
+        states: list[tuple[str, CRDT]] = []
+        for i, o in enumerate(msg.objects):
+            where = f"snapshot object {i} ({o.key!r})"
+            if not m.is_key(o.key):
+                raise RemoteProtocolError(f"{where}: not a key (empty, or with NUL)", peer)
+            if partition_of(o.key, parts) != msg.partition:
+                raise RemoteProtocolError(f"{where}: not in partition {msg.partition}", peer)
+            state = _decode_crdt(peer, o.state, where)
+            if state.kind != o.kind:
+                raise RemoteProtocolError(f"{where}: says {o.kind!r}, is a {state.kind}", peer)
+            states.append((o.key, state))
+            found = self.skewed_state(o.state, now, where)
+            if found is not None:
+                skewed.append(found)
+        ctx = None
+        if msg.summary is not None:
+            ctx = self._context(peer, msg.summary, "snapshot summary")
+        return states, ctx, skewed
 
 
-def _ctx(peer: str, model: m.Ctx, where: str) -> CausalContext:
-    try:
-        return CausalContext(dict(model.vv), [Dot(r, c) for r, c in model.cloud])
-    except (TypeError, ValueError) as exc:
-        raise RemoteProtocolError(f"{where}: {exc}", peer) from exc
+@dataclass(frozen=True, slots=True)
+class Skewed:
+    """A received write stamped further ahead of this replica's clock than the bound allows:
+    the replica whose timestamp it is, how far ahead of our clock (ms), and what carried
+    it."""
+
+    writer: str
+    ahead_ms: int
+    what: str
+
+
+# The kinds whose encoding carries hybrid-logical-clock timestamps (an LWW register, and a
+# map that may embed some).
+_STAMPED = frozenset({"lww", "ormap"})
+
+
+def latest_stamp(state: dict[str, Any]) -> tuple[int, str] | None:
+    """``(wall_ms, replica)`` of the latest timestamp in a checked ``to_dict()`` form (None:
+    it has none): the ``ts`` of an ``lww``, the entries of every register an ``ormap``
+    embeds, at any depth (their canonical encodings, see ``crdt/lww.py``, ``crdt/emlww.py``
+    and ``crdt/ormap.py``)."""
+    kind = state.get("type")
+    if kind == "lww":
+        ts = state.get("ts")
+        return (ts[0], ts[2]) if ts else None
+    if kind == "ormap":
+        return _latest_in_entries(state.get("entries") or ())
+    return None
+
+
+def _latest_in_entries(entries: Iterable[Any]) -> tuple[int, str] | None:
+    best: tuple[int, str] | None = None
+    for _key, kind, body in entries:
+        if kind == "lww":
+            for _dot, ts, _value in body:
+                if best is None or ts[0] > best[0]:
+                    best = (ts[0], ts[2])
+        elif kind == "ormap":
+            found = _latest_in_entries(body)
+            if found is not None and (best is None or found[0] > best[0]):
+                best = found
+    return best
 
 
 def _where(i: int, e: LogEntry) -> str:

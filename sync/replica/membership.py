@@ -2,11 +2,26 @@
 
 :class:`Membership` owns the peer records (persisted through the outbox's
 :class:`~sync.replica.outbox.Changes`), the last summary each peer reported, the set of
-peers up (and which of them are relays), the ring over this replica and every known,
-not-forgotten peer (rebuilt lazily when membership changes), and the membership version
-gossiped to each peer in summaries. It answers the placement questions of writes and
-reads: a partition's homes, the fallback for a home that is down, the acks a consistency
-level requires, whether a peer's ack counts for a site.
+peers up (and which of them are relays), the ring over the *homes* (rebuilt lazily when
+membership changes), and the membership version gossiped to each peer in summaries. It
+answers the placement questions of writes and reads: a partition's homes, the fallback for a
+home that is down, the acks a consistency level requires, whether a peer's ack counts for a
+site.
+
+* **Homes and non-homes.** The ring is over every known, not-forgotten peer that is a home,
+  and this replica if it is one (``config.home``). A short-lived replica (a command-line
+  session, a test client) says it is not (``home=False``) in its handshake and when it is
+  gossiped (:class:`~sync.messages.PeerInfo`), and every peer leaves it off the ring: it is
+  never a home or a fallback, so nothing waits for it. What a peer said in its handshake
+  wins over what others gossip about it while it is connected. A non-home's record is kept
+  in memory only (unless it is forgotten): after a restart it is unknown until it connects
+  again or is gossiped, never taken for a home.
+* **Forgetting** is an operator's action on this replica only (``Replica.forget``), and it
+  can be undone (``unforget``); no message of a peer forgets anyone.
+* **Homes down for long.** A home not seen (no link, no summary) for ``home_down_window``
+  seconds is *gone* (:meth:`Membership.gone`): reported, and compaction stops waiting for
+  it (see :mod:`sync.replica.compaction` for why that loses nothing, even when it returns).
+* **Health**: the writes of each writer set aside for clock skew.
 
 Knows only the outbox.
 """
@@ -14,7 +29,7 @@ Knows only the outbox.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from crdt import CausalContext
@@ -26,18 +41,36 @@ from sync.errors import LocalProtocolError
 from sync.replica.outbox import Outbox
 from sync.ring import Ring
 
-__all__ = ["Membership"]
+__all__ = ["ALARM_REPEAT", "Membership", "SkewRecord"]
+
+#: Seconds between two alarms about the same condition of one peer while it lasts.
+ALARM_REPEAT = 600.0
+
+
+@dataclass(slots=True)
+class SkewRecord:
+    """Writes of one replica set aside for a timestamp too far ahead of our clock: how many,
+    how far ahead the last one was (ms), when the first and the last came, and when we last
+    raised an alarm about it."""
+
+    set_aside: int
+    ahead_ms: int
+    first: float
+    last: float
+    alarmed: float
 
 
 class Membership:
     """The peers of one replica, the ring they form, and the placement rules over it."""
 
     __slots__ = (
+        "_away",
         "_config",
-        "_forgotten",
+        "_gone_reported",
         "_gossiped",
         "_me",
         "_members_version",
+        "_non_homes",
         "_outbox",
         "_peer_summaries",
         "_peers",
@@ -45,6 +78,7 @@ class Membership:
         "_required_memo",
         "_ring",
         "_shared",
+        "_skews",
         "_up",
         "up",
     )
@@ -56,6 +90,7 @@ class Membership:
         self._peers: dict[str, PeerRecord] = {}
         self._peer_summaries: dict[str, dict[int, CausalContext]] = {}
         self._up: dict[str, float] = {}  # peer -> when it came up
+        self._away: set[str] = set()  # known peers not up (those gone() looks at)
         #: The peers up, with when each came up (read only: a view of what this owns).
         self.up: Mapping[str, float] = self._up
         self._relays: set[str] = set()
@@ -64,14 +99,17 @@ class Membership:
         self._members_version = 0
         self._gossiped: dict[str, int] = {}  # peer -> the members version it was sent
         self._required_memo: dict[tuple[Level, int], tuple[int, None]] = {}
-        self._forgotten: list[str] | None = None  # forgotten(), until membership changes
+        self._skews: dict[str, SkewRecord] = {}  # writer -> writes of it set aside
+        self._non_homes: set[str] = set()  # known peers that are not homes (in memory only)
+        self._gone_reported: set[str] = set()  # gone homes already reported
 
     def load(self, peers: Mapping[str, PeerRecord]) -> None:
-        self._forgotten = None
         for pid, peer in sorted(peers.items()):
             if pid == self._me:
                 continue
             self._peers[pid] = peer
+            if pid not in self._up:
+                self._away.add(pid)
             if peer.summary:
                 self._peer_summaries[pid] = {
                     int(p): CausalContext.from_dict(d) for p, d in peer.summary.items()
@@ -79,10 +117,15 @@ class Membership:
 
     # -- the ring ----------------------------------------------------------------------------
     def ring(self) -> Ring:
-        """The ring over this replica and every known, not-forgotten peer."""
+        """The ring over the homes: every known, not-forgotten peer that is one, and this
+        replica if it is one (empty when none is known: then no key has a home)."""
         if self._ring is None:
-            members = [p for p, rec in self._peers.items() if not rec.forgotten]
-            members.append(self._me)
+            non_homes = self._non_homes
+            members = [
+                p for p, rec in self._peers.items() if not rec.forgotten and p not in non_homes
+            ]
+            if self._config.home:
+                members.append(self._me)
             cfg = self._config
             self._ring = Ring(members, n=cfg.n, partitions=cfg.partitions, vnodes=cfg.vnodes)
             self._shared.clear()
@@ -92,7 +135,6 @@ class Membership:
         """Membership changed: rebuild the ring when next asked, gossip the members again."""
         self._ring = None
         self._members_version += 1
-        self._forgotten = None
 
     def shared_partitions(self, peer: str) -> tuple[int, ...]:
         """The partitions of which both this replica and ``peer`` are homes."""
@@ -109,11 +151,28 @@ class Membership:
         return shared
 
     # -- peers -------------------------------------------------------------------------------
-    def learn(self, peer: str, address: str | None, site: str | None, now: float) -> None:
-        """Know ``peer`` (persisted when new or when its address or site changed)."""
+    def learn(
+        self,
+        peer: str,
+        address: str | None,
+        site: str | None,
+        now: float,
+        home: bool | None = None,
+    ) -> None:
+        """Know ``peer`` (persisted when new or when its address or site changed, if it is a
+        home), and whether it is a home when ``home`` says so."""
+        if home is not None and (peer in self._non_homes) == home:
+            if home:
+                self._non_homes.discard(peer)
+                self._outbox.durable.peers[peer] = None  # a home now: persisted
+            else:
+                self._non_homes.add(peer)
+            self.changed()
         rec = self._peers.get(peer)
         if rec is None:
             self._peers[peer] = PeerRecord(peer, address, site, None, now)
+            if peer not in self._up:
+                self._away.add(peer)
             self._outbox.durable.peers[peer] = None
             self.changed()
             return
@@ -127,33 +186,92 @@ class Membership:
             self._outbox.durable.peers[peer] = None
 
     def connect(
-        self, peer: str, now: float, address: str | None, site: str | None, relay: bool
+        self,
+        peer: str,
+        now: float,
+        address: str | None,
+        site: str | None,
+        relay: bool,
+        home: bool = True,
     ) -> None:
-        """``peer`` is up (a relay or not): learnt, seen now, sent the members again."""
-        self.learn(peer, address, site, now)
+        """``peer`` is up (a relay or not, a home or not): learnt, seen now, sent the
+        members again."""
+        self.learn(peer, address, site, now, home)
         self._peers[peer] = replace(self._peers[peer], last_seen=now)
         self._outbox.durable.peers[peer] = None
         self._up[peer] = now
+        self._away.discard(peer)
+        self._gone_reported.discard(peer)
         self._gossiped.pop(peer, None)  # (re)connected: send it the members again
         if relay:
             self._relays.add(peer)
         else:
             self._relays.discard(peer)
 
-    def disconnect(self, peer: str) -> bool:
-        """``peer`` is down; False if it was not up."""
+    def disconnect(self, peer: str, now: float) -> bool:
+        """``peer`` is down (last seen now); False if it was not up."""
         if self._up.pop(peer, None) is None:
             return False
+        self._away.add(peer)
         self._relays.discard(peer)
+        rec = self._peers.get(peer)
+        if rec is not None:
+            self._peers[peer] = replace(rec, last_seen=now)
+            self._outbox.durable.peers[peer] = None
         return True
 
     def forget(self, peer: str) -> None:
-        """Forget ``peer`` for good: off the ring, its reported summary dropped."""
-        rec = self._peers.get(peer) or PeerRecord(peer)
-        self._peers[peer] = replace(rec, forgotten=True, summary=None)
+        """Forget ``peer`` (known) for good: off the ring, its reported summary dropped."""
+        self._peers[peer] = replace(self._peers[peer], forgotten=True, summary=None)
         self._peer_summaries.pop(peer, None)
         self._outbox.durable.peers[peer] = None
         self.changed()
+
+    def unforget(self, peer: str, now: float) -> None:
+        """Take a forgotten ``peer`` back: a member again (on the ring if it is a home),
+        as if last seen now (so not gone at once)."""
+        self._peers[peer] = replace(self._peers[peer], forgotten=False, last_seen=now)
+        self._outbox.durable.peers[peer] = None
+        self.changed()
+
+    def knows(self, peer: str) -> bool:
+        """Known to this replica (a member, or forgotten)."""
+        return peer in self._peers
+
+    def is_home(self, peer: str) -> bool:
+        """A known, not-forgotten peer that is a home (on the ring)."""
+        return self.is_member(peer) and peer not in self._non_homes
+
+    def non_homes(self) -> list[str]:
+        """The known, not-forgotten peers that are not homes, sorted."""
+        return sorted(p for p in self._non_homes if self.is_member(p))
+
+    def has_homes(self) -> bool:
+        """True when the ring has any home (else no key has one)."""
+        return self._config.home or any(
+            not rec.forgotten and p not in self._non_homes for p, rec in self._peers.items()
+        )
+
+    def gone(self, now: float) -> dict[str, float]:
+        """The homes not seen (no link, no summary) for longer than ``home_down_window``,
+        with how long, by peer."""
+        # Asked at every compaction pass: only the peers not up are looked at (a 1,000-peer
+        # group asks it often, with most of its peers up).
+        window = self._config.home_down_window
+        peers, non_homes = self._peers, self._non_homes
+        out = []
+        for pid in self._away:
+            rec = peers[pid]
+            away = now - rec.last_seen
+            if away > window and not rec.forgotten and pid not in non_homes:
+                out.append((pid, away))
+        return dict(sorted(out))
+
+    def newly_gone(self, now: float) -> dict[str, float]:
+        """The gone homes not reported yet (each is reported once per absence)."""
+        fresh = {p: d for p, d in self.gone(now).items() if p not in self._gone_reported}
+        self._gone_reported.update(fresh)
+        return fresh
 
     def up_peers(self) -> list[str]:
         return sorted(self._up)
@@ -168,18 +286,21 @@ class Membership:
         return rec is not None and not rec.forgotten
 
     def forgotten(self) -> list[str]:
-        # Asked at every peer_up: kept until membership changes (forgetting changes it).
-        if self._forgotten is None:
-            self._forgotten = sorted(p for p, rec in self._peers.items() if rec.forgotten)
-        return list(self._forgotten)
+        return sorted(p for p, rec in self._peers.items() if rec.forgotten)
 
     def members(self) -> list[str]:
         """The known, not-forgotten peers, sorted."""
         return sorted(p for p, rec in self._peers.items() if not rec.forgotten)
 
     def records(self, peers: Iterable[str]) -> tuple[PeerRecord, ...]:
-        """The records of ``peers`` (for a Persist)."""
-        return tuple(self._peers[p] for p in peers if p in self._peers)
+        """The records of ``peers`` to persist: a non-home's only once it is forgotten (so a
+        restart never takes a short-lived replica for a home)."""
+        out = []
+        for p in peers:
+            rec = self._peers.get(p)
+            if rec is not None and (p not in self._non_homes or rec.forgotten):
+                out.append(rec)
+        return tuple(out)
 
     # -- summaries and gossip ----------------------------------------------------------------
     def peer_summary(self, peer: str, partition: int) -> CausalContext | None:
@@ -220,21 +341,32 @@ class Membership:
             return []
         self._gossiped[peer] = self._members_version
         known = [
-            m.PeerInfo.model_construct(replica_id=self._me, address=None, site=self._config.site)
+            m.PeerInfo.model_construct(
+                replica_id=self._me, address=None, site=self._config.site, home=self._config.home
+            )
         ]
         for pid in sorted(self._peers):
             rec = self._peers[pid]
             if not rec.forgotten:
                 known.append(
-                    m.PeerInfo.model_construct(replica_id=pid, address=rec.address, site=rec.site)
+                    m.PeerInfo.model_construct(
+                        replica_id=pid,
+                        address=rec.address,
+                        site=rec.site,
+                        home=pid not in self._non_homes,
+                    )
                 )
         return known
 
     def learn_members(self, listed: Iterable[m.PeerInfo], now: float) -> None:
-        """Know the members a peer listed (but this replica and forgotten peers)."""
+        """Know the members a peer listed (but this replica and forgotten peers), and which
+        are homes (except for a peer connected to us: its own handshake said so)."""
         for info in listed:
-            if info.replica_id != self._me and not self.is_forgotten(info.replica_id):
-                self.learn(info.replica_id, info.address, info.site, now)
+            rid = info.replica_id
+            if rid != self._me and not self.is_forgotten(rid):
+                self.learn(
+                    rid, info.address, info.site, now, None if rid in self._up else info.home
+                )
 
     def regossip(self, peer: str) -> None:
         """Send ``peer`` the members again with the next summary."""
@@ -245,6 +377,30 @@ class Membership:
         names = {i.replica_id for i in listed}
         names.add(self._me)
         return any(not rec.forgotten and pid not in names for pid, rec in self._peers.items())
+
+    # -- health ------------------------------------------------------------------------------
+    def note_skew(self, writer: str, ahead_ms: int, now: float) -> bool:
+        """A write of ``writer`` stamped ``ahead_ms`` ahead of our clock was set aside; True
+        when an alarm is due (the first, or :data:`ALARM_REPEAT` seconds after the last)."""
+        rec = self._skews.get(writer)
+        if rec is None:
+            self._skews[writer] = SkewRecord(1, ahead_ms, now, now, now)
+            return True
+        rec.set_aside += 1
+        rec.ahead_ms = ahead_ms
+        rec.last = now
+        if now - rec.alarmed >= ALARM_REPEAT:
+            rec.alarmed = now
+            return True
+        return False
+
+    def skews(self) -> dict[str, dict[str, Any]]:
+        """Per writer whose writes were set aside for clock skew: ``set_aside`` (a count),
+        ``ahead_ms`` (of the last one), ``first`` and ``last`` (this replica's clock)."""
+        return {
+            w: {"set_aside": r.set_aside, "ahead_ms": r.ahead_ms, "first": r.first, "last": r.last}
+            for w, r in sorted(self._skews.items())
+        }
 
     # -- placement ---------------------------------------------------------------------------
     def site_of(self, peer: str) -> str | None:

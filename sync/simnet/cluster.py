@@ -764,9 +764,11 @@ class SimCluster:
             self._believed.get(observer, set()).discard(peer)
         if up:
             site = self._nodes[peer].site
+            # A non-home says so in its handshake (homes say nothing: the default).
+            extra = {} if self._nodes[peer].config.home else {"home": False}
             self._input(
                 observer,
-                lambda r: r.peer_up(peer, self.now, address=f"sim://{peer}", site=site),
+                lambda r: r.peer_up(peer, self.now, address=f"sim://{peer}", site=site, **extra),
             )
         else:
             self._input(observer, lambda r: r.peer_down(peer, self.now))

@@ -9,7 +9,8 @@ flow control), :mod:`.node` (drives one
 :mod:`.subscription` (a key's new values), :mod:`.status` (the health snapshot, read through
 a small protocol), :mod:`.metrics` (its Prometheus text, ``prometheus_client`` loaded only
 then), :mod:`.http` (``/status`` and ``/metrics`` on the websocket port, given functions that
-make the bodies), and :mod:`.peer` (``Peer.open``, which wires them together). The command
+make the bodies), :mod:`.operator` (the operator's forget and unforget, for ``shoal
+forget``), and :mod:`.peer` (``Peer.open``, which wires them together). The command
 line and the demo are the application's: :mod:`shoal.cli`, :mod:`shoal.demo`.
 """
 

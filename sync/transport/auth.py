@@ -3,9 +3,9 @@
 Theory of operation. A link starts with exactly six frames; nothing else may precede them::
 
     dialler (client)                         listener (server)
-      Hello(proto, group, replica, nonce_c, address, site, relay, role)  ─▶
+      Hello(proto, group, replica, nonce_c, address, site, relay, role, home)  ─▶
                                              checks proto, group, replica id
-      ◀─ Hello(proto, group, replica, nonce_s, address, site, relay, role="peer")
+      ◀─ Hello(proto, group, replica, nonce_s, address, site, relay, role="peer", home)
       Auth(proof_c)                                                      ─▶
                                              checks proof_c (constant time)
       ◀─ Auth(proof_s)
@@ -19,7 +19,7 @@ Theory of operation. A link starts with exactly six frames; nothing else may pre
 :mod:`hmac`): the *transcript* is ``SHA-256("shoal-link/2" 0x00 || len(H_c) || H_c ||
 len(H_s) || H_s)`` over the two hello frames exactly as they crossed the wire (lengths as 4
 bytes big-endian), so every field of both hellos (nonces, ids, group, address, site, relay,
-role, version) is covered. ``prk = HKDF-Extract(salt=transcript, ikm=secret)``, and four
+home, role, version) is covered. ``prk = HKDF-Extract(salt=transcript, ikm=secret)``, and four
 32-byte values are expanded from it, one per label::
 
     proof_c = HKDF-Expand(prk, "shoal-link/2 proof client")
@@ -134,7 +134,7 @@ CLOSE_PROTOCOL: Final = 1002
 CLOSE_POLICY: Final = 1008
 CLOSE_TOO_BIG: Final = 1009
 #: The frame limit until the other side has authenticated. The biggest valid hello (every
-#: field at its length limit, every character escaped as \u0000) is 6,317 bytes.
+#: field at its length limit, every character escaped as \u0000) is 6,330 bytes.
 HANDSHAKE_MAX_BYTES: Final = 8192
 #: Bytes of the tag appended to every frame after the handshake.
 TAG_BYTES: Final = 32
@@ -161,6 +161,7 @@ class HelloFrame(_Frame):
     site: str | None = Field(default=None, max_length=128)
     relay: bool = False
     role: Literal["peer", "admin"] = "peer"
+    home: bool = True  # False: a short-lived replica, which peers leave off the ring
 
 
 class AuthFrame(_Frame):
@@ -171,11 +172,15 @@ class AuthFrame(_Frame):
 
 
 class AdminRequest(_Frame):
-    """What an authenticated admin link may ask (``shoal forget``)."""
+    """What an authenticated admin link may ask (``shoal forget``): to forget a replica, or
+    to take a forgotten one back (``unforget``); with ``dry_run`` only whether it can be done
+    and what it would do. ``operator`` says who asks (for the peer's log)."""
 
     t: Literal["admin"] = "admin"
-    op: Literal["forget"]
+    op: Literal["forget", "unforget"]
     replica: str = Field(max_length=128)
+    dry_run: bool = False
+    operator: str = Field(default="", max_length=256)
 
 
 class AdminReply(_Frame):
@@ -357,6 +362,7 @@ class Identity:
     address: str | None = None
     site: str | None = None
     relay: bool = False
+    home: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +376,7 @@ class PeerInfo:
     relay: bool
     role: str
     session: Session | None = field(default=None, repr=False, compare=False)
+    home: bool = True
 
 
 class _Socket(Protocol):
@@ -388,6 +395,7 @@ def _hello(me: Identity, nonce: str, role: str) -> bytes:
         site=me.site,
         relay=me.relay,
         role=role,
+        home=me.home,
     )
     return encode_frame(frame)
 
@@ -415,7 +423,9 @@ def _check_hello(me: Identity, hello: HelloFrame) -> None:
 
 
 def _info(hello: HelloFrame, session: Session) -> PeerInfo:
-    return PeerInfo(hello.replica, hello.address, hello.site, hello.relay, hello.role, session)
+    return PeerInfo(
+        hello.replica, hello.address, hello.site, hello.relay, hello.role, session, hello.home
+    )
 
 
 def _deadline(timeout: float) -> float:

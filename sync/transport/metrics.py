@@ -54,6 +54,24 @@ _PER_PEER: tuple[tuple[str, str, bool, str], ...] = (
     ("messages_in", "shoal_peer_messages_in", False, "Messages received from the peer"),
     ("messages_out", "shoal_peer_messages_out", False, "Messages sent to the peer"),
     ("dropped", "shoal_peer_dropped", False, "Messages dropped by flow control"),
+    (
+        "clock_ahead_ms",
+        "shoal_peer_clock_ahead_ms",
+        True,
+        "How far ahead of our clock the peer's last write set aside for clock skew was",
+    ),
+    (
+        "down_for_s",
+        "shoal_peer_home_down_seconds",
+        True,
+        "Seconds a home has not been seen, once past home_down_window",
+    ),
+    (
+        "clock_skew_set_aside",
+        "shoal_peer_clock_skew_set_aside",
+        False,
+        "Writes of the peer set aside, stamped too far ahead of our clock",
+    ),
 )
 
 
@@ -82,6 +100,7 @@ def _families(s: Mapping[str, Any]) -> Iterator[Any]:
     yield C("shoal_commits", "Store transactions committed", value=node["commits"])
     yield C("shoal_store_errors", "Failed store transactions", value=node["store_errors"])
     yield C("shoal_remote_errors", "Bad messages received", value=node["remote_errors"])
+    yield C("shoal_alarms", "Alarms raised (logged at WARNING)", value=node.get("alarms", 0))
     transport = s.get("transport", {})
     yield C(
         "shoal_connections_refused_busy",

@@ -37,7 +37,9 @@ Theory of operation.
   (fail-stop): the engine had applied that batch in memory, so the node drops the batch's
   sends and acks (nothing is acknowledged that is not durable), fails every operation in
   flight and every later one with :class:`~sync.errors.PeerFailed`, stops, and calls
-  ``on_fatal`` so the owner closes its links; reopening rebuilds from the store.
+  ``on_fatal`` so the owner closes its links; reopening rebuilds from the store. An
+  :class:`~sync.effects.Alarm` (a peer's clock far ahead...) is logged at WARNING and
+  counted (``counters.alarms``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from crdt import CausalContext
 from store import BatchLike, LogRow, ObjectRow
 from store import Loaded as StoredLoaded
 from sync.effects import (
+    Alarm,
     Changed,
     HintId,
     HintRecord,
@@ -217,6 +220,7 @@ class NodeCounters:
     input_errors: int = 0
     loads: int = 0  # rounds that loaded objects from the store first
     objects_loaded: int = 0
+    alarms: int = 0
 
 
 Input = Callable[[ReplicaLike, float], object]
@@ -410,8 +414,9 @@ class Node:
             try:
                 r.receive(peer_id, message, now)
             except (RemoteProtocolError, LocalProtocolError) as exc:
-                # LocalProtocolError here: a handshake/heartbeat message type after the
-                # handshake, which the engine does not take; the peer broke the protocol.
+                # The engine refuses every bad remote input with RemoteProtocolError (a
+                # handshake or heartbeat message after the handshake included); either way
+                # the link goes, never the node.
                 reason = exc.reason if isinstance(exc, RemoteProtocolError) else str(exc)
                 self.counters.remote_errors += 1
                 log.warning("bad message from %s: %s; closing its link", peer_id, reason)
@@ -421,9 +426,18 @@ class Node:
         self.submit(_Call(run, lambda rep: rep.wants_message(peer_id, message)))
 
     def peer_up(
-        self, peer_id: str, address: str | None, site: str | None, relay: bool = False
+        self,
+        peer_id: str,
+        address: str | None,
+        site: str | None,
+        relay: bool = False,
+        home: bool = True,
     ) -> None:
-        self.submit(lambda r, now: r.peer_up(peer_id, now, address=address, site=site, relay=relay))
+        self.submit(
+            lambda r, now: r.peer_up(
+                peer_id, now, address=address, site=site, relay=relay, home=home
+            )
+        )
 
     def peer_down(self, peer_id: str) -> None:
         self.submit(lambda r, now: r.peer_down(peer_id, now))
@@ -472,21 +486,14 @@ class Node:
         down = dict(failures)
         self.submit(lambda r, now: r.links_connecting(count, now, failures=down))
 
-    async def forget(self, peer_id: str) -> None:
-        """Forget ``peer_id`` for good; returns once that is durable."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def forget(self, peer_id: str, *, by: str = "an operator") -> None:
+        """Forget ``peer_id`` for good (``by``: who asked); returns once that is durable.
+        The engine's ``ValueError`` (an unknown id, one forgotten already) is raised here."""
+        await self.call(lambda r, now: r.forget(peer_id, now, by=by))
 
-        def run(r: ReplicaLike, now: float) -> None:
-            try:
-                r.forget(peer_id, now)
-            except Exception as exc:  # bad input from the operator: report it to them
-                done.set_exception(exc)
-                return
-            # Resolved by the executor once this round's effects ran (after its Persist).
-            self._barrier.append(done)
-
-        self.submit(run)
-        await done
+    async def unforget(self, peer_id: str, *, by: str = "an operator") -> None:
+        """Undo :meth:`forget`; returns once that is durable."""
+        await self.call(lambda r, now: r.unforget(peer_id, now, by=by))
 
     # -- the two tasks -----------------------------------------------------------------------
 
@@ -656,6 +663,10 @@ class Node:
     def _run_one(self, e: Any) -> None:
         if isinstance(e, Persist | IdentityConflict | KindClashFound):
             return  # committed already / the peer's on_effect handles it
+        if isinstance(e, Alarm):
+            self.counters.alarms += 1
+            log.warning("%s (alarm %s about %s)", e.message, e.kind, e.peer)
+            return
         if isinstance(e, Send):
             if self._send(e.peer, e.message):
                 self.counters.sends += 1

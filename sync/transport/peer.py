@@ -65,12 +65,20 @@ Contract.
 * Failure: when the store refuses a commit the peer stops serving (``PeerFailed``, see
   :mod:`sync.transport.node`); :attr:`Peer.failure` holds the error and ``await
   peer.wait_failed()`` returns it, so that a supervisor can exit and restart.
+* Membership: ``peer.forget(id)`` forgets a replica for good *on this peer* (an operator's
+  decision, logged at WARNING with who asked; forget it on each peer: no peer tells
+  another), refusing an id it does not know; ``peer.unforget(id)`` undoes it
+  (:mod:`sync.transport.operator`, also behind ``shoal forget``). ``Peer.open(...,
+  home=False)`` opens a short-lived replica (a script, a test client) that every peer
+  leaves off the ring; a device is a home (the default).
 * Identity: a database the store finds copied or restored at open (without its
   ``.shoal-id`` sidecar, or onto another file) gets a new replica id, logged at WARNING
   with the old one; if peers show that this database was restored or copied (the engine's
   ``IdentityConflict``), the peer rotates its replica id in the store and restarts its node
   and links under the new id in place (logged at CRITICAL); operations in flight at that
-  moment fail with ``RuntimeError`` and may be retried.
+  moment fail with ``RuntimeError`` and may be retried. The old id is refused here; other
+  peers keep it as a home that went down until their operators forget it (or
+  ``home_down_window`` passes).
 * LWW timestamps: wall time from ``time.time()`` in the handles, passed to the CRDT as
   ``now_ms``; the engine's own clock is the node's monotonic clock (see :mod:`sync.transport.node`).
 """
@@ -112,6 +120,7 @@ from .handles import (
 from .http import make_http_hook
 from .metrics import render_metrics
 from .node import Node, ReplicaLike, loaded_from_store
+from .operator import admin_reply
 from .status import public_status_json, status_snapshot
 from .subscription import Subscription
 
@@ -285,6 +294,7 @@ class Peer:
         dial_learned: bool = False,
         advertise: str | None = None,
         http: bool | str | bytes = True,
+        home: bool = True,
         **engine: Any,
     ) -> _Opening:
         """Open (or create, or resume) a peer; see the module docstring.
@@ -302,6 +312,9 @@ class Peer:
         ``GET /metrics`` on the listening port are open to anyone who can reach it
         (``True``, the default), turned off (``False``: 404), or served only to requests
         carrying ``Authorization: Bearer TOKEN`` (a ``str`` or ``bytes`` token: 401 without).
+        ``home``: this peer takes its share of the ring (the default, for a device); pass
+        ``False`` for a short-lived replica (a script, a test client): every peer leaves it
+        off the ring, so nothing ever waits for it.
 
         ``ValueError`` (naming the value) for a listen address that is not ``HOST:PORT``
         with a port in 0..65535, or a peer URL that is not ``ws://``/``wss://`` with a host
@@ -326,7 +339,7 @@ class Peer:
             parse_listen(listen)
         for url in peers:
             check_peer_url(url)
-        config = ReplicaConfig(n=n, w=w, r=r, site=site, relay=relay, **engine)
+        config = ReplicaConfig(n=n, w=w, r=r, site=site, relay=relay, home=home, **engine)
         server_ssl, client_ssl = _ssl_contexts(tls_cert, tls_key, tls_ca)
         # One frame limit for websockets (max_size) and the codec: the engine's.
         tconfig = dataclasses.replace(
@@ -343,7 +356,7 @@ class Peer:
             peer: Peer | None = None
             try:
                 _identity_warning(store, path_or_url)
-                ident = Identity(store.replica_id, group, key, None, site, relay)
+                ident = Identity(store.replica_id, group, key, None, site, relay, home)
                 peer = cls(
                     store,
                     config,
@@ -729,24 +742,34 @@ class Peer:
         me = dataclasses.replace(old_transport.me, replica_id=new_id, address=None)
         self.transport = self._make_transport(me)
         await self._start(self._bound, dials)
-        # The old id was this database's previous incarnation, now retired: take it off
-        # everyone's ring (the engine tells each peer as it comes up), or compaction would
-        # wait for it and writes would keep hints for it for ever.
+        # The old id was this database's previous incarnation, now retired. Links claiming
+        # it are refused here; no peer can be told to forget it (only their operators can),
+        # so elsewhere it is a home that went down: past home_down_window it no longer holds
+        # compaction back.
         old_id = old_transport.me.replica_id
         self._forgotten.add(old_id)
-        await self.node.forget(old_id)
         self._rotating = False
-        log.critical("restarted as replica %s (was %s, now forgotten)", new_id, old_id)
+        log.critical("restarted as replica %s (was %s, now retired)", new_id, old_id)
 
-    async def forget(self, replica_id: str) -> None:
-        """Forget ``replica_id`` for good (it leaves the ring; compaction stops waiting)."""
+    async def forget(self, replica_id: str, *, by: str = "the embedding application") -> None:
+        """Forget ``replica_id`` for good, on this peer (an operator's decision: forget it on
+        each peer): it leaves the ring, compaction stops waiting for it, its links are
+        refused; logged at WARNING with ``by``. ``ValueError`` for an id this peer does not
+        know (or has forgotten already). Undone by :meth:`unforget`."""
         if not isinstance(replica_id, str) or not replica_id:
             raise ValueError(f"replica_id must be a non-empty str, got {replica_id!r}")
-        if replica_id == self.replica_id:
-            raise ValueError("a peer cannot forget itself")
+        await self.node.forget(replica_id, by=by)
         self._forgotten.add(replica_id)
-        await self.node.forget(replica_id)
         self.transport.close_peer(replica_id, 1008, FORGOTTEN_REASON)
+
+    async def unforget(self, replica_id: str, *, by: str = "the embedding application") -> None:
+        """Undo :meth:`forget`: ``replica_id`` is a member again and may connect.
+        ``ValueError`` if it is not forgotten here."""
+        await self.node.unforget(replica_id, by=by)
+        self._forgotten.discard(replica_id)
+        address = self._addresses.get(replica_id)
+        if address is not None and self.dial_learned:
+            self.transport.dial([address])
 
     # -- links and failure -------------------------------------------------------------------
 
@@ -830,7 +853,7 @@ class Peer:
 
     def link_up(self, info: PeerInfo) -> None:
         with contextlib.suppress(RuntimeError, PeerFailed):
-            self.node.peer_up(info.replica_id, info.address, info.site, info.relay)
+            self.node.peer_up(info.replica_id, info.address, info.site, info.relay, info.home)
         self._watch_dials()
 
     def link_down(self, peer_id: str) -> None:
@@ -876,8 +899,4 @@ class Peer:
             self.node.receive(peer_id, message)
 
     async def admin(self, request: AdminRequest) -> AdminReply:
-        try:
-            await self.forget(request.replica)
-        except (ValueError, TypeError) as exc:
-            return AdminReply(ok=False, detail=str(exc))
-        return AdminReply(ok=True, detail=f"forgot {request.replica}")
+        return await admin_reply(self, request)

@@ -12,7 +12,8 @@ configuration, the transport's links and traffic, the node's counters and the en
      "links": {url: {"state", "error", "replica_id", "since", "failures"}},
      "peers": {replica_id: {"connected", "state", "error", "address", "site", "relay",
                             "lag", "pending_hints", "bytes_in", "bytes_out",
-                            "messages_in", "messages_out", "dropped"}},
+                            "messages_in", "messages_out", "dropped", "clock_ahead_ms",
+                            "clock_skew_set_aside", "home", "forgotten", "down_for_s"}},
      "pending_hints": total held for others, "log_size": entries in the delta log,
      "pending_propagation": our own log entries not yet known to be at every home,
      "keys": objects held, "siblings": {"max": most siblings of a register,
@@ -37,7 +38,13 @@ same figures without key names (sibling keys and clashed keys become counts), si
 endpoint is not authenticated; :func:`public_status_json` is that body.
 
 ``lag`` is the number of log entries this replica has that the peer's last known summary
-lacks (``None`` until the peer reported one), as the engine computes it. Traffic counts are
+lacks (``None`` until the peer reported one), as the engine computes it.
+``home`` is False for a peer that is not a home (off the ring), ``forgotten`` True for one
+an operator forgot here, ``down_for_s`` the seconds a home has not been seen once past
+``home_down_window`` (None otherwise): compaction no longer waits for it.
+``clock_ahead_ms`` is how far ahead of this replica's clock the last write of that peer set
+aside for clock skew was stamped (``None``: none was), ``clock_skew_set_aside`` how many
+were (see ``sync.replica``: "Clock skew"). Traffic counts are
 cumulative per peer over all its links since this process started.
 """
 
@@ -205,10 +212,15 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
     hints = _mapping(eng.get("hints"))
     known = eng.get("peers_known")
     known = known if isinstance(known, list) else []
+    skews = _mapping(eng.get("clock_skew"))
+    non_homes = set(eng.get("non_homes") or ())
+    forgotten = set(eng.get("forgotten") or ())
+    down = _mapping(eng.get("homes_down"))
     dials = source.transport.dials.snapshot()
     by_replica = {d.replica_id: d for d in dials.values() if d.replica_id is not None}
     peers: dict[str, dict[str, Any]] = {}
-    for rid in sorted(set(traffic) | set(links) | set(known) | set(hints) | set(lag)):
+    everyone = set(traffic) | set(links) | set(known) | set(hints) | set(lag) | set(skews)
+    for rid in sorted(everyone | forgotten):
         link = links.get(rid)
         t = traffic.get(rid, {})
         peer_lag = lag.get(rid)
@@ -228,6 +240,11 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
             "messages_in": t.get("messages_in", 0),
             "messages_out": t.get("messages_out", 0),
             "dropped": t.get("dropped", 0),
+            "clock_ahead_ms": _mapping(skews.get(rid)).get("ahead_ms"),
+            "clock_skew_set_aside": _int(_mapping(skews.get(rid)).get("set_aside", 0)),
+            "home": rid not in non_homes,
+            "forgotten": rid in forgotten,
+            "down_for_s": down.get(rid),
         }
     siblings = _mapping(eng.get("siblings"))
     clashes = _mapping(eng.get("kind_clashes"))

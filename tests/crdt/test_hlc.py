@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crdt import ClockSkewError, DecodeError, HybridLogicalClock, Timestamp
-from crdt.hlc import timestamp_from_json, timestamp_to_json
+from crdt.hlc import timestamp_from_json, timestamp_to_json, write_timestamp
 
 
 def test_local_events_are_strictly_increasing_even_when_physical_time_stalls() -> None:
@@ -71,3 +71,18 @@ def test_time_must_be_a_non_negative_int() -> None:
     with pytest.raises(TypeError):
         clock.now(-1)
     assert clock.last is None
+
+
+def test_a_write_over_a_timestamp_far_ahead_takes_its_wall_time_and_never_raises() -> None:
+    ahead = Timestamp(10**12, 5, "B")
+    assert write_timestamp(ahead, "A", 1_000, None, 60_000) == Timestamp(10**12, 6, "A")
+    assert write_timestamp(None, "A", 1_000, None, 60_000) == Timestamp(1_000, 0, "A")
+    assert write_timestamp(Timestamp(900, 2, "B"), "A", 1_000, None, 0) == Timestamp(1_000, 0, "A")
+
+
+def test_a_given_timestamp_beyond_the_bound_raises() -> None:
+    given = Timestamp(70_000, 0, "A")
+    with pytest.raises(ClockSkewError):
+        write_timestamp(None, "A", 1_000, given, 60_000)
+    assert write_timestamp(None, "A", 10_000, given, 60_000) == given
+    assert write_timestamp(None, "A", None, given, 0) == given  # no clock to check against

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from crdt import ClockSkewError, DecodeError, LWWRegister, Timestamp
+from crdt import ClockSkewError, DecodeError, LWWRegister, ORMap, Timestamp
 
 
 def test_the_later_timestamp_wins_whatever_the_merge_order() -> None:
@@ -62,6 +62,50 @@ def test_a_timestamp_beyond_the_clock_bound_raises_on_a_local_set_and_changes_no
         r.set("A", "future", timestamp=Timestamp(10_000, 0, "A"), now_ms=100)
     assert e.value.bound_ms == 1_000
     assert r.to_dict() == before
+
+
+DAY_MS = 86_400_000
+NOW_MS = 1_700_000_000_000
+
+
+def test_a_local_set_over_a_timestamp_a_day_ahead_never_raises_and_wins() -> None:
+    """A peer whose clock is a day ahead wrote once: the register holds its timestamp. A
+    correct-clock writer keeps writing: the next tick keeps the held wall time and counts
+    the logical part (a hybrid logical clock), so its write wins over the one it saw."""
+    fast = LWWRegister()
+    seen = fast.set("B", "from the future", now_ms=NOW_MS + DAY_MS)
+    r = LWWRegister()
+    r.merge(seen)
+    for i in range(3):
+        delta = r.set("A", f"write {i}", now_ms=NOW_MS + i)
+        assert r.value == f"write {i}"
+        assert r.timestamp == delta.timestamp == Timestamp(NOW_MS + DAY_MS, i + 1, "A")
+    fast.merge(delta)
+    assert fast.value == "write 2" and fast == r
+
+
+def test_the_fast_writer_itself_keeps_writing_once_its_clock_is_set_right() -> None:
+    r = LWWRegister()
+    r.set("B", "stamped a day ahead", now_ms=NOW_MS + DAY_MS)
+    r.set("B", "clock fixed", now_ms=NOW_MS)  # used to raise ClockSkewError for ever
+    assert r.value == "clock fixed" and r.timestamp == Timestamp(NOW_MS + DAY_MS, 1, "B")
+
+
+def test_an_embedded_register_over_a_timestamp_a_day_ahead_is_writable_too() -> None:
+    fast, mine = ORMap(), ORMap()
+    mine.merge(
+        fast.update("B", "title", "lww", lambda v: v.set("B", "ahead", now_ms=NOW_MS + DAY_MS))
+    )
+    mine.update("A", "title", "lww", lambda v: v.set("A", "now", now_ms=NOW_MS))
+    assert mine.value == {"title": "now"}
+    with pytest.raises(ClockSkewError):  # a timestamp the caller gives is still checked
+        mine.update(
+            "A",
+            "title",
+            "lww",
+            lambda v: v.set("A", "x", timestamp=Timestamp(NOW_MS + DAY_MS, 9, "A"), now_ms=NOW_MS),
+        )
+    assert mine.value == {"title": "now"}
 
 
 def test_merge_of_a_far_future_winner_calls_on_skew_and_still_merges() -> None:

@@ -73,11 +73,6 @@ async def test_local_quorum_writes_succeed_in_each_site_while_sites_are_cut(
 
 
 @pytest.mark.faketime
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12.1: a write from a clock a day ahead wins everywhere, and later writes "
-    "by correct-clock peers fail with ClockSkewError",
-)
 async def test_correct_clocks_can_still_write_after_a_skewed_write(tmp_path: Path) -> None:
     if shutil.which("faketime") is None:
         pytest.skip("needs the faketime command: bash scripts/install-faketime.sh")

@@ -85,7 +85,7 @@ async def test_serve_status_forget_inspect_and_sigterm(tmp_path: Path) -> None:
             code, _, err = await run("forget", url, app.replica_id, "--secret-file", str(wrong))
             assert code == 1 and "1008" in err
             code, out, err = await run(
-                "forget", url, app.replica_id, "--secret-file", str(secret_file)
+                "forget", url, app.replica_id, "--secret-file", str(secret_file), "--yes"
             )
             assert code == 0, err
             assert app.replica_id in out
@@ -267,10 +267,20 @@ async def test_status_and_forget_over_tls(
         # Without trusting the CA, the certificate is refused.
         assert await asyncio.to_thread(cli.main, ["status", a.url, "--timeout", "3"]) == 1
         capsys.readouterr()
-        args = ["forget", a.url, "gone-peer", "--secret-file", str(secret_file)]
-        assert await asyncio.to_thread(cli.main, [*args, "--tls-ca", str(ca_file)]) == 0
-        assert "forgot gone-peer" in capsys.readouterr().out
-        assert "gone-peer" in a._forgotten
+        args = ["forget", a.url, "gone-peer", "--secret-file", str(secret_file), "--yes"]
+        # An id the peer does not know is refused (issue 12 item 6), over TLS too.
+        assert await asyncio.to_thread(cli.main, [*args, "--tls-ca", str(ca_file)]) == 1
+        assert "unknown replica id gone-peer" in capsys.readouterr().err
+        assert "gone-peer" not in a._forgotten
+        b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url], tls_ca=str(ca_file))
+        try:
+            await linked(a, b)
+            args[2] = b.replica_id
+            assert await asyncio.to_thread(cli.main, [*args, "--tls-ca", str(ca_file)]) == 0
+            assert f"forgot {b.replica_id}" in capsys.readouterr().out
+            assert b.replica_id in a._forgotten
+        finally:
+            await b.aclose()
     finally:
         await a.aclose()
 

@@ -41,6 +41,7 @@ from crdt import CRDT
 from sync import messages
 from sync.config import ReplicaConfig
 from sync.effects import (
+    Alarm,
     Changed,
     IdentityConflict,
     Loaded,
@@ -124,6 +125,8 @@ def _describe(effect: object) -> str:
         )
     if isinstance(effect, Changed | IdentityConflict):
         return repr(effect)
+    if isinstance(effect, Alarm):
+        return f"Alarm {effect.kind} {effect.peer}"
     raise AssertionError(f"an effect the trace does not know: {effect!r}")
 
 

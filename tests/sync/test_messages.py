@@ -43,7 +43,6 @@ SAMPLES: list[m.Message] = [
         summary=m.Ctx(vv={"A": 7}),
         last=True,
     ),
-    m.Forget(replica_id="Z"),
     m.Ping(nonce=1),
     m.Pong(nonce=1),
 ]
@@ -97,6 +96,30 @@ def _raw(**fields: Any) -> bytes:
         (_raw(t="summary", parts={"0": {"vv": {"A": 0}, "cloud": []}}), "parts"),
         (_raw(t="summary", parts={"0": {"vv": {}, "cloud": [["A"]]}}), "parts"),
         (_raw(t="deltas", batch_id=1, partition=0, entries=[], more="yes"), "more"),
+        # Texts the store keeps in columns of their own: replica ids, keys, addresses.
+        (_raw(t="push", push_id=1, entries=[], hint_for=""), "hint_for"),
+        (_raw(t="push", push_id=1, entries=[], hint_for="a b"), "hint_for"),
+        (_raw(t="repair", key="", kind="gcounter", state=DELTA), "key"),
+        (_raw(t="repair", key="a\x00b", kind="gcounter", state=DELTA), "key"),
+        (_raw(t="read", req_id=1, key=""), "key"),
+        (_raw(t="read_resp", req_id=1, key="", state=None), "key"),
+        (
+            _raw(
+                t="snapshot",
+                batch_id=1,
+                partition=0,
+                objects=[{"key": "", "kind": "x", "state": {}}],
+            ),
+            "objects.0.key",
+        ),
+        (_raw(t="summary", known_peers=[{"replica_id": "x\x00"}]), "known_peers"),
+        (_raw(t="summary", known_peers=[{"replica_id": "B", "site": "\x00"}]), "known_peers"),
+        (_raw(t="summary", known_peers=[{"replica_id": "B", "address": "w" * 513}]), "known_peers"),
+        (_raw(t="summary", parts={"0": {"vv": {"": 1}, "cloud": []}}), "parts"),
+        (_raw(t="summary", parts={"0": {"vv": {"A": 2**62 + 1}, "cloud": []}}), "parts"),
+        (_raw(t="summary", parts={"0": {"vv": {}, "cloud": [["A", 2**62 + 1]]}}), "parts"),
+        # No member can ask another to forget anyone: the message does not exist.
+        (_raw(t="forget", replica_id="Z"), "unknown message type 'forget'"),
     ],
 )
 def test_decode_refuses_bad_input_with_a_clear_reason(data: bytes, reason: str) -> None:
@@ -141,7 +164,11 @@ _entries = st.lists(
 
 
 @settings(max_examples=50, deadline=None, derandomize=True)
-@given(push_id=st.integers(-(2**62), 2**62), entries=_entries, hint=st.none() | _text)
+@given(
+    push_id=st.integers(-(2**62), 2**62),
+    entries=_entries,
+    hint=st.none() | st.from_regex(m.REPLICA_ID_PATTERN, fullmatch=True),
+)
 def test_push_round_trips(push_id: int, entries: list[m.Entry], hint: str | None) -> None:
     msg = m.Push(push_id=push_id, entries=entries, hint_for=hint)
     assert m.decode(m.encode(msg)) == msg

@@ -730,8 +730,10 @@ def test_an_empty_key_is_refused_locally_before_anything_changes() -> None:
 
 def test_transport_messages_are_not_for_the_engine() -> None:
     r = Replica(ReplicaConfig(), "A")
-    with pytest.raises(LocalProtocolError, match="transport"):
+    # The peer sent it on a link after its handshake: the peer broke the protocol.
+    with pytest.raises(RemoteProtocolError, match="transport") as info:
         r.receive("B", m.Ping(), 0.0)
+    assert info.value.peer == "B" and r.effects() == []
     with pytest.raises(LocalProtocolError):
         r.receive("A", m.Ack(ids=[1]), 0.0)
     with pytest.raises(LocalProtocolError):
@@ -980,7 +982,7 @@ def test_restored_database_is_detected_as_an_identity_conflict() -> None:
     assert persist.log[0].seq == 4  # no log dot is reused
 
 
-def test_forget_leaves_the_ring_drops_hints_and_spreads() -> None:
+def test_forget_leaves_the_ring_and_drops_hints_on_this_replica_only() -> None:
     w = Wire("ABCD", n=3, w=1)
     w.connect()
     key = key_homed(ring_of(w), lambda h: h[0] == "A" and "D" not in h and "C" in h)
@@ -990,16 +992,23 @@ def test_forget_leaves_the_ring_drops_hints_and_spreads() -> None:
     w.r["A"].local_update(1, key, "gcounter", inc("A"), w.now)
     w.run()
     assert any(w.r[i].status()["hints"].get("C") for i in "ABD")
-    w.r["A"].forget("C", w.now)
+    w.r["A"].forget("C", w.now, by="the test")
     w.run()
-    for i in "ABD":
-        assert "C" not in w.r[i].status()["peers_known"]
-        assert "C" not in w.r[i].status()["hints"]
-        assert "C" not in w.r[i].homes(key)
-        assert w.disk[i].peers["C"].forgotten
-    assert len(w.messages(m.Forget)) >= 2
-    with pytest.raises(LocalProtocolError):
+    status = w.r["A"].status()
+    assert "C" not in status["peers_known"] and status["forgotten"] == ["C"]
+    assert "C" not in status["hints"] and "C" not in w.r["A"].homes(key)
+    assert w.disk["A"].peers["C"].forgotten
+    # Nobody else is told: forgetting is each operator's action on each peer.
+    for i in "BD":
+        assert "C" in w.r[i].status()["peers_known"] and "C" in w.r[i].homes(key)
+        assert not w.disk[i].peers["C"].forgotten
+    with pytest.raises(ValueError, match="cannot forget itself"):
         w.r["A"].forget("A", w.now)
+    with pytest.raises(ValueError, match="unknown replica id 'Z'"):
+        w.r["A"].forget("Z", w.now)
+    with pytest.raises(ValueError, match="forgotten already"):
+        w.r["A"].forget("C", w.now)
+    assert w.r["A"].effects() == []
 
 
 def test_local_quorum_counts_only_same_site_acks() -> None:

@@ -1,0 +1,171 @@
+"""Writes stamped too far ahead of the receiver's clock are set aside at receipt, one path at a
+time (the engine driven by hand; ``now`` is its clock, in seconds).
+
+Set aside means: not applied, not logged, not in the summary; counted per writer in
+``status()["clock_skew"]``; an ``Alarm`` effect. The message itself is not refused: the rest
+of it is applied and the link stays. What is set aside comes again (anti-entropy, hint
+hand-off, the sender's retries) and is taken once the clock is within the bound.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import crdt
+from crdt import Timestamp
+from sync import messages as m
+from sync.config import ReplicaConfig
+from sync.effects import Alarm, Loaded, PeerRecord, Persist, Send
+from sync.replica import Replica
+from sync.ring import partition_of
+
+__all__: list[str] = []
+
+PARTS = 8
+CONFIG = ReplicaConfig(n=2, partitions=PARTS, vnodes=4, max_clock_skew=60.0)
+NOW = 1_000_000.0  # seconds
+DAY = 86_400.0
+
+
+def _replica() -> Replica:
+    r = Replica(CONFIG, "A", Loaded(peers={"B": PeerRecord("B")}), now=NOW)
+    r.peer_up("B", NOW)
+    r.effects()
+    return r
+
+
+def _lww(value: Any, ahead: float, replica: str = "B") -> dict[str, Any]:
+    ts = Timestamp(int((NOW + ahead) * 1000), 0, replica)
+    return crdt.new("lww").set(replica, value, timestamp=ts).to_dict()
+
+
+def _entry(key: str, delta: dict[str, Any], seq: int = 1, origin: str = "B") -> m.Entry:
+    return m.Entry.of(origin, partition_of(key, PARTS), seq, key, delta["type"], delta)
+
+
+def _sent(fx: list[Any]) -> list[str]:
+    return [type(e.message).__name__ for e in fx if isinstance(e, Send)]
+
+
+def _alarms(fx: list[Any]) -> list[Alarm]:
+    return [e for e in fx if isinstance(e, Alarm)]
+
+
+def test_a_push_applies_its_good_entries_sets_the_skewed_one_aside_and_is_not_acked() -> None:
+    r = _replica()
+    good = _entry("g", crdt.new("gcounter").increment("B").to_dict())
+    skewed = _entry("title", _lww("ahead", DAY), seq=2)
+    r.receive("B", m.Push(push_id=5, entries=[good, skewed]), NOW)
+    fx = r.effects()
+    logged = [(e.key, e.seq) for p in fx if isinstance(p, Persist) for e in p.log]
+    assert logged == [("g", 1)] and r.value("title") is None and r.current_value("g") == 1
+    assert "Ack" not in _sent(fx)  # an ack would say the skewed entry is durable here
+    (alarm,) = _alarms(fx)
+    assert alarm.kind == "clock_skew" and alarm.peer == "B"
+    assert "86400.0 s ahead" in alarm.message and "allowed 60 s" in alarm.message
+    assert r.status()["clock_skew"]["B"]["set_aside"] == 1
+    assert r.status()["clock_skew"]["B"]["ahead_ms"] == 86_400_000
+    # Offered again while the clock is still behind: set aside again, no second alarm yet.
+    r.receive("B", m.Push(push_id=6, entries=[skewed]), NOW + 10)
+    fx = r.effects()
+    assert _alarms(fx) == [] and "Ack" not in _sent(fx)
+    assert r.status()["clock_skew"]["B"]["set_aside"] == 2
+    # Once our clock is within the bound of the timestamp, it is taken.
+    r.receive("B", m.Push(push_id=7, entries=[skewed]), NOW + DAY - 60)
+    fx = r.effects()
+    assert "Ack" in _sent(fx) and r.current_value("title") == "ahead"
+
+
+def test_within_the_bound_is_taken_at_once() -> None:
+    r = _replica()
+    r.receive("B", m.Push(push_id=1, entries=[_entry("title", _lww("soon", 59.0))]), NOW)
+    fx = r.effects()
+    assert r.current_value("title") == "soon" and "Ack" in _sent(fx) and not _alarms(fx)
+    assert r.status()["clock_skew"] == {}
+
+
+def test_a_map_embedding_a_register_ahead_is_set_aside_too() -> None:
+    m_ = crdt.new("ormap")
+    ts = Timestamp(int((NOW + DAY) * 1000), 0, "B")
+    delta = m_.update(
+        "B",
+        "prefs",
+        "ormap",
+        lambda inner: inner.update("B", "theme", "lww", lambda v: v.set("B", "dark", timestamp=ts)),
+    )
+    r = _replica()
+    r.receive(
+        "B",
+        m.Deltas(
+            batch_id=3, partition=partition_of("m", PARTS), entries=[_entry("m", delta.to_dict())]
+        ),
+        NOW,
+    )
+    fx = r.effects()
+    assert r.value("m") is None and len(_alarms(fx)) == 1
+    assert "Ack" in _sent(fx)  # a Deltas ack is flow control: our next summary lacks it
+
+
+def test_a_snapshot_chunk_with_a_state_ahead_is_neither_applied_nor_acked() -> None:
+    r = _replica()
+    p = partition_of("title", PARTS)
+    good = next(k for k in (f"k{i}" for i in range(200)) if partition_of(k, PARTS) == p)
+    objects = [
+        m.SnapObject(
+            key=good, kind="gcounter", state=crdt.new("gcounter").increment("B").to_dict()
+        ),
+        m.SnapObject(key="title", kind="lww", state=_lww("ahead", DAY)),
+    ]
+    summary = m.Ctx(vv={"B": 2})
+    r.receive(
+        "B",
+        m.SnapshotChunk(batch_id=9, partition=p, objects=objects, summary=summary, last=True),
+        NOW,
+    )
+    fx = r.effects()
+    # Applying the rest with the summary would claim dots whose writes we set aside.
+    assert r.keys() == [] and r.summary(p).to_dict() == {"vv": {}, "cloud": []}
+    assert _sent(fx) == [] and len(_alarms(fx)) == 1
+
+
+def test_a_repair_ahead_is_dropped_and_a_read_reply_ahead_counts_without_its_state() -> None:
+    r = _replica()
+    r.receive("B", m.Repair(key="title", kind="lww", state=_lww("ahead", DAY)), NOW)
+    fx = r.effects()
+    assert r.value("title") is None and len(_alarms(fx)) == 1
+    r.local_update(1, "title", "lww", lambda v: v.set("A", "mine", now_ms=int(NOW * 1000)), NOW)
+    r.local_read(2, "title", NOW, r=2)
+    (req,) = [
+        e.message
+        for e in r.effects()
+        if isinstance(e, Send) and isinstance(e.message, m.ReadDigest)
+    ]
+    # A register has no causal context: a replier that differs answers with its whole state.
+    ahead = _lww("ahead", DAY)
+    reply = m.ReadDigestResp(req_id=req.req_id, key="title", kind="lww", same=False, state=ahead)
+    r.receive("B", reply, NOW)
+    fx = r.effects()
+    (done,) = [e for e in fx if type(e).__name__ == "ReadDone"]
+    assert done.replies == 2 and done.state.value == "mine"
+    assert r.current_value("title") == "mine"
+    assert r.status()["clock_skew"]["B"]["set_aside"] == 2
+
+
+def test_a_hint_ahead_is_not_held() -> None:
+    cfg = ReplicaConfig(n=1, partitions=PARTS, vnodes=4)
+    r = Replica(cfg, "A", Loaded(peers={"B": PeerRecord("B"), "C": PeerRecord("C")}), now=NOW)
+    r.peer_up("B", NOW)
+    r.effects()
+    key = next(k for k in (f"h{i}" for i in range(500)) if r.homes(k) == ("C",))
+    r.receive("B", m.Push(push_id=1, entries=[_entry(key, _lww("ahead", DAY))], hint_for="C"), NOW)
+    fx = r.effects()
+    assert r.status()["hints"] == {} and "Ack" not in _sent(fx) and len(_alarms(fx)) == 1
+
+
+def test_the_writer_named_is_the_timestamps_not_the_relay() -> None:
+    r = _replica()
+    relayed = _entry("title", _lww("ahead", DAY, replica="C"), origin="C")
+    r.receive("B", m.Push(push_id=1, entries=[relayed]), NOW)
+    (alarm,) = _alarms(r.effects())
+    assert alarm.peer == "C" and "received from B" in alarm.message
+    assert list(r.status()["clock_skew"]) == ["C"]

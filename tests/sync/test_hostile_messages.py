@@ -1,0 +1,264 @@
+"""Single messages that used to stop a peer, each refused now with a reason, changing nothing.
+
+Each of these came from a member holding the group secret: the engine took it, and the
+``Persist`` it then emitted (at once, or at the next local write) was one the store refuses,
+which stops the peer (fail-stop), again at every restart for a poisoned log-dot counter.
+Each test sends the message through the real decoder and engine, checks that it is refused
+and that nothing changed, then commits what the replica persists next to a real SQLite
+store and reopens it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import crdt
+from store import Store
+from sync import messages as m
+from sync.config import ReplicaConfig
+from sync.effects import Loaded, PeerRecord, Persist
+from sync.errors import RemoteProtocolError
+from sync.replica import Replica
+from sync.ring import partition_of
+from sync.transport.node import loaded_from_store
+
+__all__: list[str] = []
+
+PARTS = 8
+CONFIG = ReplicaConfig(n=2, partitions=PARTS, vnodes=4)
+ME = "A"
+MAX_SEQ = 2**63 - 1
+
+
+def _partition(key: str) -> int:
+    return partition_of(key, PARTS)
+
+
+def _replica() -> Replica:
+    r = Replica(CONFIG, ME, Loaded(peers={"B": PeerRecord("B")}), now=10.0)
+    r.peer_up("B", 10.0)
+    r.local_update(1, "k", "gcounter", lambda c: c.increment(ME), 10.0)
+    return r
+
+
+def _wire(raw: dict[str, Any]) -> bytes:
+    return json.dumps({"proto": 1, **raw}).encode()
+
+
+def _gcounter(replica: str = "B") -> dict[str, Any]:
+    return crdt.new("gcounter").increment(replica).to_dict()
+
+
+def _view(r: Replica) -> tuple[Any, ...]:
+    keys = r.keys()
+    return (
+        json.dumps(r.status(), sort_keys=True),
+        [r.summary(p).to_dict() for p in range(PARTS)],
+        {(k, kind): r.value(k, kind) for k in keys for kind in r.kinds_of(k)},
+    )
+
+
+async def _commit_and_reopen(path: Path, persists: list[Persist]) -> Replica:
+    """Commit ``persists`` to a SQLite store (raises what the store refuses), then build a
+    replica from what the store loads back."""
+    store = await Store.open(path, partitions=PARTS, partition_of=_partition)
+    try:
+        for p in persists:
+            await store.apply(p)
+        loaded = loaded_from_store(await store.load())
+    finally:
+        await store.aclose()
+    return Replica(CONFIG, ME, loaded, now=20.0)
+
+
+def _persists(r: Replica) -> list[Persist]:
+    return [fx for fx in r.effects() if isinstance(fx, Persist)]
+
+
+def _refused(r: Replica, data: bytes, field: str) -> None:
+    """``data`` is refused by the decoder or by the engine, naming ``field``; nothing
+    changes. A message built in Python (without the decoder) is refused by the engine."""
+    before = _view(r)
+    with pytest.raises(RemoteProtocolError, match=field):
+        r.receive("B", m.decode(data), 11.0)
+    assert r.effects() == [] and _view(r) == before
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        # Push(hint_for=""): held as a hint for the replica "", a row the store refuses.
+        (
+            {
+                "t": "push",
+                "push_id": 1,
+                "entries": [["B", _partition("x"), 1, "x", "gcounter", json.dumps(_gcounter())]],
+                "hint_for": "",
+            },
+            "hint_for",
+        ),
+        # Repair(key=""): a checkpoint of the key "".
+        ({"t": "repair", "key": "", "kind": "gcounter", "state": _gcounter()}, "key"),
+        # A snapshot object with the key "" (in the partition of "").
+        (
+            {
+                "t": "snapshot",
+                "batch_id": 1,
+                "partition": _partition(""),
+                "objects": [{"key": "", "kind": "gcounter", "state": _gcounter()}],
+            },
+            "key",
+        ),
+        # A key with a NUL: PostgreSQL cannot store it in a text column.
+        ({"t": "repair", "key": "a\x00b", "kind": "gcounter", "state": _gcounter()}, "key"),
+    ],
+    ids=["push-hint-for-empty", "repair-empty-key", "snapshot-empty-key", "repair-nul-key"],
+)
+async def test_a_message_the_store_would_refuse_is_refused_first(
+    tmp_path: Path, raw: dict[str, Any], field: str
+) -> None:
+    r = _replica()
+    persists = _persists(r)
+    _refused(r, _wire(raw), field)
+    r.local_update(2, "k", "gcounter", lambda c: c.increment(ME), 12.0)
+    persists += _persists(r)
+    again = await _commit_and_reopen(tmp_path / "a.db", persists)
+    assert again.current_value("k") == 2 and again.keys() == ["k"]
+
+
+def test_the_engine_refuses_them_too_when_built_without_the_decoder() -> None:
+    r = _replica()
+    r.effects()
+    entry = m.Entry.of("B", _partition("x"), 1, "x", "gcounter", _gcounter())
+    chunk = m.SnapshotChunk.model_construct(
+        batch_id=1,
+        partition=_partition(""),
+        objects=[m.SnapObject.model_construct(key="", kind="gcounter", state=_gcounter())],
+        summary=None,
+        last=False,
+    )
+    for msg, field in (
+        (m.Push.model_construct(push_id=1, entries=[entry], hint_for=""), "push for ''"),
+        (m.Repair.model_construct(key="", kind="gcounter", state=_gcounter()), "not a key"),
+        (chunk, "not a key"),
+        (m.ReadReq.model_construct(req_id=1, key="a\x00", kind="gcounter"), "not a key"),
+    ):
+        before = _view(r)
+        with pytest.raises(RemoteProtocolError, match=field):
+            r.receive("B", msg, 11.0)
+        assert r.effects() == [] and _view(r) == before
+
+
+def _own(seq: int, partition_key: str = "k", origin: str = ME) -> m.Push:
+    delta = crdt.new("gcounter").increment(origin, 5).to_dict()
+    entry = m.Entry.of(origin, _partition(partition_key), seq, partition_key, "gcounter", delta)
+    return m.Push(push_id=7, entries=[entry])
+
+
+async def test_an_entry_claiming_our_origin_and_a_seq_we_never_issued_is_refused(
+    tmp_path: Path,
+) -> None:
+    """``Push(origin=<receiver>, seq=2**63-1)`` used to raise our numbering to 2**63-1, so
+    every later local write (and every restart's) was a row the store refuses."""
+    r = _replica()
+    persists = _persists(r)
+    for seq, why in (
+        (MAX_SEQ, r"seq not in 1\.\.2\*\*62"),
+        (2**62, "never issued"),
+        (2, "never issued"),
+    ):
+        before = _view(r)  # we issued seq 1 only
+        with pytest.raises(RemoteProtocolError, match=why) as info:
+            r.receive("B", _own(seq), 11.0)
+        assert info.value.peer == "B" and r.effects() == [] and _view(r) == before
+    r.local_update(2, "k", "gcounter", lambda c: c.increment(ME), 12.0)
+    persists += _persists(r)
+    again = await _commit_and_reopen(tmp_path / "a.db", persists)
+    assert again.current_value("k") == 2
+    again.local_update(3, "k", "gcounter", lambda c: c.increment(ME), 21.0)
+    logged = [e.seq for p in _persists(again) for e in p.log]
+    assert logged == [3]
+
+
+def test_our_own_entry_that_we_hold_is_a_no_op_and_one_we_lost_is_taken_back() -> None:
+    r = _replica()
+    r.effects()
+    r.receive("B", _own(1), 11.0)  # a dot we issued and hold: known, acked, nothing else
+    fx = r.effects()
+    assert not [p for p in fx if isinstance(p, Persist)]
+    assert [type(e.message).__name__ for e in fx if hasattr(e, "message")] == ["Ack"]
+    # A restored database learns from a summary that peers hold its dots up to 3 (an
+    # identity conflict): those are the writes of its previous incarnation, taken back.
+    summary = m.Summary(parts={_partition("k"): m.Ctx(vv={ME: 3})})
+    r.receive("B", summary, 11.0)
+    r.effects()
+    r.receive("B", _own(3), 11.0)
+    logged = [(e.origin, e.seq) for p in _persists(r) for e in p.log]
+    assert logged == [(ME, 3)] and r.current_value("k") == 5  # our count, as B had it
+
+
+def test_a_hint_of_our_own_origin_is_refused() -> None:
+    """A fallback never holds a hint of its own entries for someone else: forwarding one
+    would spread a dot in our name that we never issued."""
+    cfg = ReplicaConfig(n=1, partitions=PARTS, vnodes=4)
+    r = Replica(cfg, ME, Loaded(peers={"B": PeerRecord("B")}), now=10.0)
+    r.peer_up("B", 10.0)
+    r.effects()
+    key = next(k for k in (f"h{i}" for i in range(100)) if r.homes(k) == ("B",))
+    entry = m.Entry.of(ME, _partition(key), 1, key, "gcounter", _gcounter(ME))
+    with pytest.raises(RemoteProtocolError, match="hint of our own entry"):
+        r.receive("B", m.Push(push_id=1, entries=[entry], hint_for="B"), 11.0)
+    assert r.effects() == [] and r.status()["hints"] == {}
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        # A summary claiming our dot 2**63-1 made us number from there (identity conflict).
+        {"t": "summary", "parts": {"0": {"vv": {ME: MAX_SEQ}, "cloud": []}}},
+        {"t": "summary", "parts": {"0": {"vv": {}, "cloud": [[ME, 2**62 + 1]]}}},
+        # A state transfer's summary raised our numbering the same way, silently.
+        {
+            "t": "snapshot",
+            "batch_id": 1,
+            "partition": 0,
+            "objects": [],
+            "summary": {"vv": {ME: MAX_SEQ}, "cloud": []},
+            "last": True,
+        },
+        # Another origin's dot past the limit, which we would spread in our summary.
+        {
+            "t": "push",
+            "push_id": 1,
+            "entries": [
+                ["B", _partition("k"), 2**62 + 1, "k", "gcounter", json.dumps(_gcounter())]
+            ],
+        },
+    ],
+    ids=["summary-vv", "summary-cloud", "snapshot-summary", "entry-past-the-limit"],
+)
+def test_log_dots_past_the_limit_are_refused(msg: dict[str, Any]) -> None:
+    r = _replica()
+    r.effects()
+    before = _view(r)
+    with pytest.raises(RemoteProtocolError):
+        r.receive("B", m.decode(_wire(msg)), 11.0)
+    assert r.effects() == [] and _view(r) == before
+
+
+async def test_a_summary_at_the_limit_leaves_room_for_our_writes(tmp_path: Path) -> None:
+    """The most a peer can make us skip to is 2**62: 2**62 more writes of ours fit."""
+    r = _replica()
+    persists = _persists(r)
+    p = _partition("k")
+    r.receive("B", m.Summary(parts={p: m.Ctx(vv={ME: m.SEQ_LIMIT})}), 11.0)
+    persists += _persists(r)
+    r.local_update(2, "k", "gcounter", lambda c: c.increment(ME), 12.0)
+    fx = _persists(r)
+    assert [e.seq for x in fx for e in x.log] == [m.SEQ_LIMIT + 1]
+    again = await _commit_and_reopen(tmp_path / "a.db", persists + fx)
+    assert again.current_value("k") == 2

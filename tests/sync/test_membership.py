@@ -1,0 +1,239 @@
+"""Membership is hard to change by accident: forgetting is an operator's action on one
+replica, undoable, never a message; short-lived replicas are never homes.
+
+The engine driven by hand (``now`` is its clock): replicas wired through the real codec by a
+small helper, messages delivered one round at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from sync import messages as m
+from sync.config import ReplicaConfig
+from sync.effects import Alarm, Persist, Send
+from sync.errors import RemoteProtocolError
+from sync.replica import Replica
+
+__all__: list[str] = []
+
+PARTS = 16
+
+
+def _config(**kw: Any) -> ReplicaConfig:
+    return ReplicaConfig(n=3, partitions=PARTS, vnodes=4, anti_entropy_interval=5.0, **kw)
+
+
+class Net:
+    """Replicas that exchange every Send through the codec, in rounds."""
+
+    def __init__(self, configs: dict[str, ReplicaConfig]) -> None:
+        self.r = {rid: Replica(cfg, rid, now=0.0) for rid, cfg in configs.items()}
+        self.now = 0.0
+        self.done: dict[str, list[Any]] = {rid: [] for rid in configs}
+        self.persisted: dict[str, list[Persist]] = {rid: [] for rid in configs}
+        self.cut: set[frozenset[str]] = set()
+
+    def up(self, a: str, b: str) -> None:
+        """a and b connect: each is told what the other says of itself (home or not)."""
+        self.cut.discard(frozenset((a, b)))
+        self.r[a].peer_up(b, self.now, home=self.r[b].config.home)
+        self.r[b].peer_up(a, self.now, home=self.r[a].config.home)
+
+    def down(self, a: str, b: str) -> None:
+        self.cut.add(frozenset((a, b)))
+        self.r[a].peer_down(b, self.now)
+        self.r[b].peer_down(a, self.now)
+
+    def run(self, rounds: int = 50) -> None:
+        for _ in range(rounds):
+            sends: list[tuple[str, Send]] = []
+            for rid, rep in self.r.items():
+                for fx in rep.effects():
+                    if isinstance(fx, Send):
+                        sends.append((rid, fx))
+                    else:
+                        self.done[rid].append(fx)
+                        if isinstance(fx, Persist):
+                            self.persisted[rid].append(fx)
+            if not sends:
+                return
+            for src, fx in sends:
+                if frozenset((src, fx.peer)) not in self.cut and fx.peer in self.r:
+                    msg = m.decode(m.encode(fx.message))
+                    self.r[fx.peer].receive(src, msg, self.now)
+        raise AssertionError("no quiet after the rounds")
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for rep in self.r.values():
+            rep.tick(self.now)
+        self.run()
+
+    def alarms(self, rid: str) -> list[Alarm]:
+        return [fx for fx in self.done[rid] if isinstance(fx, Alarm)]
+
+
+def _keys_where(rep: Replica, ok: Any, count: int = 1) -> list[str]:
+    found = [k for k in (f"k{i}" for i in range(2000)) if ok(rep.homes(k))]
+    assert len(found) >= count
+    return found[:count]
+
+
+def _incr(rid: str) -> Any:
+    return lambda c: c.increment(rid)
+
+
+def _persisted_peers(net: Net, rid: str) -> set[str]:
+    return {rec.replica_id for p in net.persisted[rid] for rec in p.peers}
+
+
+# -- forgetting -------------------------------------------------------------------------------
+
+
+def test_a_forget_message_from_a_member_is_refused_and_forgets_nothing() -> None:
+    """It used to exile its subject group-wide for good: now there is no such message."""
+    net = Net({"A": _config(), "B": _config(), "C": _config()})
+    net.up("A", "B")
+    net.up("A", "C")
+    net.run()
+    raw = json.dumps({"proto": 1, "t": "forget", "replica_id": "C"}).encode()
+    with pytest.raises(RemoteProtocolError, match="unknown message type 'forget'"):
+        net.r["A"].receive("B", m.decode(raw), net.now)
+    assert net.r["A"].status()["forgotten"] == [] and "C" in net.r["A"].status()["peers_known"]
+
+
+def test_forgetting_is_logged_with_who_asked_and_can_be_undone() -> None:
+    net = Net({"A": _config(), "B": _config(), "C": _config()})
+    net.up("A", "B")
+    net.up("A", "C")
+    net.run()
+    a = net.r["A"]
+    (key,) = _keys_where(a, lambda h: "C" in h)
+    net.r["A"].forget("C", net.now, by="operator ann@ops over an admin link")
+    net.run()
+    (alarm,) = net.alarms("A")
+    assert alarm.kind == "forgotten" and alarm.peer == "C"
+    assert "asked by operator ann@ops over an admin link" in alarm.message
+    assert "shoal forget --undo" in alarm.message
+    assert "C" not in a.homes(key) and a.status()["forgotten"] == ["C"]
+    assert "C" not in a.peers_up  # its link is gone from the engine's view
+    a.unforget("C", net.now, by="operator ann@ops")
+    net.run()
+    assert "C" in a.homes(key) and a.status()["forgotten"] == []
+    assert net.alarms("A")[-1].kind == "unforgotten"
+    last = [rec for p in net.persisted["A"] for rec in p.peers if rec.replica_id == "C"][-1]
+    assert last.forgotten is False
+    with pytest.raises(ValueError, match="not forgotten"):
+        a.unforget("C", net.now)
+
+
+# -- homes and non-homes -------------------------------------------------------------------------
+
+
+def test_a_short_lived_replica_is_never_a_home_and_never_blocks_compaction() -> None:
+    """A client that connected for a second used to become a home of most keys: writes
+    kept hints for it and compaction waited for it for ever."""
+    net = Net({"A": _config(), "B": _config(), "T": _config(home=False)})
+    net.up("A", "B")
+    net.up("A", "T")
+    net.run()
+    a = net.r["A"]
+    assert a.status()["non_homes"] == ["T"]
+    assert all("T" not in a.homes(f"k{i}") for i in range(200))
+    net.down("A", "T")  # gone after a second, for good
+    keys = _keys_where(a, lambda h: set(h) == {"A", "B"}, 5)
+    for i, key in enumerate(keys):
+        a.local_update(i, key, "gcounter", _incr("A"), net.now)
+    net.run()
+    net.advance(10.0)  # anti-entropy rounds: summaries reported, compaction
+    assert a.status()["hints"] == {} and a.status()["log_size"] == 0
+    assert "T" not in _persisted_peers(net, "A")  # a restart never takes it for a home
+
+
+def test_the_home_flag_travels_with_gossip() -> None:
+    net = Net({"A": _config(), "B": _config(), "T": _config(home=False)})
+    net.up("A", "T")
+    net.up("A", "B")
+    net.run()
+    b = net.r["B"]
+    assert "T" in b.status()["peers_known"] and b.status()["non_homes"] == ["T"]
+    assert all("T" not in b.homes(f"k{i}") for i in range(200))
+    # What a peer says of itself in its handshake wins over what others gossip about it.
+    net.up("B", "T")
+    gossip = m.Summary(known_peers=[m.PeerInfo(replica_id="T", home=True)])
+    b.receive("A", gossip, net.now)
+    assert b.status()["non_homes"] == ["T"]
+
+
+def test_a_lone_non_home_keeps_its_writes_until_it_meets_a_home_then_hands_them_off() -> None:
+    net = Net({"A": _config(), "T": _config(home=False)})
+    t = net.r["T"]
+    for i in range(3):
+        t.local_update(i, f"k{i}", "gcounter", _incr("T"), net.now)
+    net.run()
+    net.advance(60.0)  # compaction passes: nobody else has these writes, they stay
+    assert t.status()["log_size"] == 3
+    net.up("A", "T")
+    net.run()
+    net.advance(10.0)
+    assert [net.r["A"].current_value(f"k{i}") for i in range(3)] == [1, 1, 1]
+    assert t.status()["hints"] == {} and t.status()["log_size"] == 0
+
+
+# -- homes down for long ------------------------------------------------------------------------
+
+
+def test_a_home_down_past_the_window_is_reported_once_and_our_hints_for_it_go() -> None:
+    window = 100.0
+    cfg = _config(home_down_window=window)
+    net = Net({"A": cfg, "B": cfg, "C": cfg, "T": _config(home=False, home_down_window=window)})
+    for x, y in (("A", "B"), ("A", "C"), ("B", "C"), ("T", "A"), ("T", "B"), ("T", "C")):
+        net.up(x, y)
+    net.run()
+    net.down("T", "C")
+    for x in "AB":
+        net.down(x, "C")
+    t = net.r["T"]
+    keys = _keys_where(t, lambda h: set(h) == {"A", "B", "C"}, 3)
+    for i, key in enumerate(keys):
+        t.local_update(i, key, "gcounter", _incr("T"), net.now)
+    net.run()
+    assert t.status()["hints"] == {"C": 3}  # our only copy for C: kept, however long
+    net.advance(window / 2)
+    assert t.status()["hints"] == {"C": 3} and net.r["A"].status()["homes_down"] == {}
+    net.advance(window)
+    for rid in "AT":
+        assert list(net.r[rid].status()["homes_down"]) == ["C"]
+        assert [(a.kind, a.peer) for a in net.alarms(rid)] == [("home_down", "C")]
+    # A and B have the writes: the hints for C go, and compaction goes on.
+    assert t.status()["hints"] == {} and t.status()["log_size"] == 0
+    net.advance(window)
+    assert len(net.alarms("A")) == 1  # reported once per absence
+    net.up("A", "C")
+    net.run()
+    assert net.r["A"].status()["homes_down"] == {}
+
+
+def test_our_hints_for_a_gone_home_stay_while_no_live_home_has_the_write() -> None:
+    window = 100.0
+    net = Net(
+        {
+            "A": ReplicaConfig(n=1, partitions=PARTS, vnodes=4, home_down_window=window),
+            "T": ReplicaConfig(
+                n=1, partitions=PARTS, vnodes=4, home_down_window=window, home=False
+            ),
+        }
+    )
+    net.up("A", "T")
+    net.run()
+    net.down("A", "T")
+    t = net.r["T"]
+    t.local_update(1, "k0", "gcounter", _incr("T"), net.now)
+    net.run()
+    net.advance(3 * window)
+    assert list(t.status()["homes_down"]) == ["A"]
+    assert t.status()["hints"] == {"A": 1} and t.status()["log_size"] == 1  # the only copy
