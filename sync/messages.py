@@ -37,6 +37,17 @@ Replication (the engine, :class:`sync.Replica`):
   anti-entropy round the sender still has to send after this message (log entries and
   objects; the bytes of their texts), for the receiver's catch-up progress; absent: not
   said.
+* ``Digest(root, members, reply)`` — one anti-entropy round between homes: the digest of the
+  summaries of the partitions both share and of the members the sender knows; ``reply`` asks
+  the receiver to answer with its own digest when this one taught it something.
+* ``PartDigests(parts)`` — the roots differed: per shared partition, the digest of its
+  summary; the receiver answers with a ``Summary`` of the partitions whose digests differ.
+* ``ReadDigest(req_id, key, kind, digest)`` / ``ReadDigestResp(req_id, key, kind, same, ctx,
+  state)`` — a quorum read asks for a digest of the object ``(key, kind)``, giving its own
+  (None: holds nothing); the answer says whether they are the same and, if not, carries the
+  replier's causal context (causal kinds) or its whole state (the others).
+* ``ReadFetch(req_id, key, kind, seen)`` — the part of the replier's object that a state with
+  the causal context ``seen`` lacks, answered with a ``ReadResp``.
 
 There is no message to forget a peer: forgetting is an operator's action on each peer
 (``peer.forget``, ``shoal forget``), never something a member can ask of another (a
@@ -83,14 +94,19 @@ __all__ = [
     "AuthReply",
     "Ctx",
     "Deltas",
+    "Digest",
     "Entry",
     "Goodbye",
     "Hello",
     "Message",
+    "PartDigests",
     "PeerInfo",
     "Ping",
     "Pong",
     "Push",
+    "ReadDigest",
+    "ReadDigestResp",
+    "ReadFetch",
     "ReadReq",
     "ReadResp",
     "Remaining",
@@ -336,6 +352,45 @@ class Pong(_Message):
     nonce: int = 0
 
 
+class Digest(_Message):
+    t: Literal["digest"] = "digest"
+    root: str
+    members: str
+    reply: bool = False
+
+
+class PartDigests(_Message):
+    t: Literal["part_digests"] = "part_digests"
+    # JSON object keys are strings: the partition number is parsed leniently here only.
+    parts: dict[Annotated[int, Strict(False), Field(ge=0)], str] = {}
+
+
+class ReadDigest(_Message):
+    t: Literal["read_digest"] = "read_digest"
+    req_id: int
+    key: str
+    kind: NonEmpty
+    digest: str | None = None
+
+
+class ReadDigestResp(_Message):
+    t: Literal["read_digest_resp"] = "read_digest_resp"
+    req_id: int
+    key: str
+    kind: NonEmpty
+    same: bool
+    ctx: Ctx | None = None
+    state: Json | None = None
+
+
+class ReadFetch(_Message):
+    t: Literal["read_fetch"] = "read_fetch"
+    req_id: int
+    key: str
+    kind: NonEmpty
+    seen: Ctx
+
+
 Message = Annotated[
     Hello
     | AuthReply
@@ -350,7 +405,12 @@ Message = Annotated[
     | Deltas
     | SnapshotChunk
     | Ping
-    | Pong,
+    | Pong
+    | Digest
+    | PartDigests
+    | ReadDigest
+    | ReadDigestResp
+    | ReadFetch,
     Field(discriminator="t"),
 ]
 

@@ -196,6 +196,7 @@ from sync.errors import (
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
 from sync.replica.compaction import Compaction
+from sync.replica.gossip import Gossip
 from sync.replica.hints import Hints
 from sync.replica.inbound import Inbound, Skewed
 from sync.replica.local_data import CheckedBatch, LocalData
@@ -256,8 +257,11 @@ class Replica:
         self._writes = Writes(config, replica_id, outbox, timers, membership, outbound, hints)
         self._reads = reads = Reads(config, replica_id, outbox, timers, data, membership)
         self._compaction = compaction = Compaction(config, replica_id, data, membership, hints)
-        self._anti_entropy = AntiEntropy(
+        self._anti_entropy = anti_entropy = AntiEntropy(
             config, replica_id, outbox, timers, data, membership, outbound, compaction
+        )
+        self._gossip = Gossip(
+            config, replica_id, outbox, timers, data, membership, compaction, anti_entropy
         )
         self._inbound = Inbound(config, replica_id, data, membership, reads)
         self._progress = Progress(config, outbox)
@@ -490,8 +494,42 @@ class Replica:
                         self._data.merge_state(message.key, repaired)
                 case m.Summary():
                     parts = check.summary(peer_id, message)
-                    self._anti_entropy.on_summary(peer_id, message, parts, self._begin(now))
+                    now = self._begin(now)
+                    self._anti_entropy.on_summary(peer_id, message, parts, now)
+                    self._gossip.changed(now)
                     self._propagation.reported(peer_id, parts)
+                case m.Digest():
+                    check.digest(peer_id, message)
+                    recorded = self._gossip.on_digest(peer_id, message, self._begin(now))
+                    if recorded:
+                        self._propagation.reported(peer_id, recorded)
+                case m.PartDigests():
+                    check.part_digests(peer_id, message)
+                    recorded = self._gossip.on_part_digests(peer_id, message, self._begin(now))
+                    if recorded:
+                        self._propagation.reported(peer_id, recorded)
+                case m.ReadDigest():
+                    check.read_digest(peer_id, message)
+                    self._data.require((message.key,))
+                    self._begin(now)
+                    self._reads.answer_digest(peer_id, message)
+                case m.ReadDigestResp():
+                    ctx, state = check.read_digest_reply(peer_id, message)
+                    skew = None
+                    if state is not None and message.state is not None:
+                        where = f"read digest reply for {message.key!r}"
+                        skew = check.skewed_state(message.state, self._peek(now), where)
+                    self._data.require((message.key,))
+                    now = self._begin(now)
+                    if skew is not None:  # the reply counts; its state is set aside
+                        self._set_aside(peer_id, [skew], now)
+                        state = None
+                    self._reads.on_digest_reply(peer_id, message, ctx, state)
+                case m.ReadFetch():
+                    seen = check.read_fetch(peer_id, message)
+                    self._data.require((message.key,))
+                    self._begin(now)
+                    self._reads.answer_fetch(peer_id, message, seen)
                 case _:
                     raise RemoteProtocolError(
                         f"{type(message).__name__} is a transport message; "
@@ -526,7 +564,7 @@ class Replica:
         now = self._begin(now)
         try:
             self._membership.connect(peer_id, now, address, site, relay, home)
-            self._anti_entropy.start(peer_id, now)
+            self._gossip.peer_up(peer_id, now)
             self._hints.handoff(peer_id, now)
             # Operations short of acks or replies: the peer may count for them now.
             self._writes.peer_up(peer_id, now)
@@ -701,7 +739,14 @@ class Replica:
         match message:
             case m.Push() | m.Deltas():
                 return data.missing(e.key for e in message.entries), []
-            case m.ReadReq() | m.ReadResp() | m.Repair():
+            case (
+                m.ReadReq()
+                | m.ReadResp()
+                | m.Repair()
+                | m.ReadDigest()
+                | m.ReadDigestResp()
+                | m.ReadFetch()
+            ):
                 return data.missing((message.key,)), []
             case m.SnapshotChunk():
                 return data.missing(o.key for o in message.objects), []
@@ -1003,6 +1048,7 @@ class Replica:
             return
         self._anti_entropy.stop(peer)
         self._progress.stop(peer, now)
+        self._gossip.peer_down(peer)
         self._hints.peer_down(peer)
         self._outbound.peer_down(peer)
         self._writes.peer_down(peer)
@@ -1064,8 +1110,8 @@ class Replica:
                 self._homes_gone(now)
                 self._compaction.compact_all(now)
                 self._timers.set(_COMPACT, now + self._compaction.interval())
-            case Timer(TimerKind.ANTI_ENTROPY, str() as peer):
-                self._anti_entropy.next_round(peer, now)
+            case Timer(TimerKind.ANTI_ENTROPY):
+                self._gossip.round(now)
             case Timer(TimerKind.AE_TIMEOUT, str() as peer):
                 self._anti_entropy.check_timeout(peer, now)
             case Timer(TimerKind.SWEEP):

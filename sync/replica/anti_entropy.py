@@ -1,22 +1,24 @@
 """Anti-entropy: summaries between homes, and the log entries or state each one lacks.
 
-With ``anti_entropy_interval`` set, on ``peer_up`` and every interval each up peer gets a
-``Summary`` of the partitions both are homes of (and, when membership changed, the known
-peers). A summary is answered with the log entries the other lacks, in ``Deltas`` of at most
-``ae_batch`` entries (and half of ``max_message_bytes``), ``ae_max_inflight`` unacked per
-peer. When the other lacks a dot this replica no longer has in its log (compacted, or
-received by state transfer) it gets a state transfer instead: the partition's objects read
-from the store a page at a time (:mod:`~sync.replica.transfer`), in ``SnapshotChunk`` of at
-most ``snapshot_chunk`` objects (a state too big for one message split into pieces), the
-last one (sent only once all others are acked) carrying our summary. Each message says how
-much of the round is left (``remaining``). A summary with ``reply=True`` is answered with our
-own summary only when its sender has something we lack (no ping-pong); converged peers
-exchange summaries only.
+Rounds and digests are :mod:`sync.replica.gossip`'s: between converged peers a round is one
+``Digest``, and a ``Summary`` is sent only for the partitions whose digests differ (and,
+with no partition, to list the members when the members' digests differ). A summary is
+answered with the log entries the other lacks, in ``Deltas`` of at most ``ae_batch``
+entries (and half of ``max_message_bytes``), ``ae_max_inflight`` unacked per peer. When the
+other lacks a dot this replica no longer has in its log (compacted, or received by state
+transfer) it gets a state transfer instead: the partition's objects read from the store a
+page at a time (:mod:`~sync.replica.transfer`), in ``SnapshotChunk`` of at most
+``snapshot_chunk`` objects (a state too big for one message split into pieces), the last one
+(sent only once all others are acked) carrying our summary. Each message says how much of
+the round is left (``remaining``). A summary with ``reply=True`` is answered with our own
+summary of the same partitions, so each side sends the other what it lacks (and learns of
+an identity conflict, below); one with ``reply=False`` is not (no ping-pong).
 
-A received summary also teaches the members its sender lists, is remembered for compaction
-(which runs on a change), and reveals an identity conflict: a log dot of ours above our
-highest one means this database was restored or copied (``IdentityConflict``; our
-numbering jumps above the seen dot).
+A received summary also teaches the members its sender lists (and is answered with our list
+when it misses some member we know), is remembered for compaction (which runs on a
+change), and reveals an identity conflict: a log dot of ours above our highest one means
+this database was restored or copied (``IdentityConflict``; our numbering jumps above the
+seen dot).
 
 :class:`AntiEntropy` owns one session per peer: the queue of batches and partition streams
 planned for it and the messages in flight.
@@ -28,11 +30,13 @@ state transfers.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from crdt import CRDT, CausalContext
 from sync import messages as m
 from sync.config import ReplicaConfig
+from sync.digest import ctx_model
 from sync.effects import IdentityConflict, LogEntry, ObjectState, ReadPage, Send
 from sync.replica.compaction import Compaction
 from sync.replica.local_data import LocalData
@@ -40,7 +44,7 @@ from sync.replica.membership import Membership
 from sync.replica.outbound import Outbound, entry_size
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
-from sync.replica.transfer import Chunk, Stream, Transfers, ctx_model
+from sync.replica.transfer import Chunk, Stream, Transfers
 
 __all__ = ["AntiEntropy", "Batch", "Session", "ctx_model"]
 
@@ -125,33 +129,31 @@ class AntiEntropy:
         self._sessions: dict[str, Session] = {}
         self._transfers = Transfers(config, replica_id, outbox, data, outbound)
 
-    def _interval(self) -> float:
-        return float(self._config.anti_entropy_interval or 0.0)
-
-    # -- rounds --------------------------------------------------------------------------------
-    def start(self, peer: str, now: float) -> None:
-        """``peer`` came up: a summary now and every interval (if anti-entropy is on)."""
-        if self._config.anti_entropy_on:
-            self.send_summary(peer, reply=True)
-            self._timers.set(Timer(TimerKind.ANTI_ENTROPY, peer), now + self._interval())
-
-    def next_round(self, peer: str, now: float) -> None:
-        """The interval passed: another summary to ``peer`` (if still up)."""
-        if peer in self._membership.up and self._config.anti_entropy_on:
-            self.send_summary(peer, reply=True)
-            self._timers.set(Timer(TimerKind.ANTI_ENTROPY, peer), now + self._interval())
-
+    # -- summaries -----------------------------------------------------------------------------
     def stop(self, peer: str) -> None:
-        """``peer`` went down: no more summaries; its round is abandoned."""
-        self._timers.cancel(Timer(TimerKind.ANTI_ENTROPY, peer))
+        """``peer`` went down: its round is abandoned."""
         self._reset(peer)
 
-    def send_summary(self, peer: str, *, reply: bool) -> None:
+    def send_summary(
+        self,
+        peer: str,
+        *,
+        reply: bool,
+        parts: Iterable[int] | None = None,
+        members: bool = False,
+    ) -> None:
+        """A ``Summary`` to ``peer`` of ``parts`` (default: every partition both are homes
+        of), listing every member we know when ``members``."""
         summary = self._data.summary
-        parts = {p: ctx_model(summary(p)) for p in self._membership.shared_partitions(peer)}
-        known = self._membership.gossip(peer)
+        if parts is None:
+            parts = self._membership.shared_partitions(peer)
+        body = {p: ctx_model(summary(p)) for p in parts}
+        known: list[m.PeerInfo] = []
+        if members:
+            self._membership.regossip(peer)
+            known = self._membership.gossip(peer)
         msg = m.Summary.model_construct(
-            proto=1, t="summary", parts=parts, known_peers=known, reply=reply
+            proto=1, t="summary", parts=body, known_peers=known, reply=reply
         )
         self._emit(Send(peer, msg))
 
@@ -174,17 +176,10 @@ class AntiEntropy:
                 data.raise_seq(p, seen)
         self._plan(peer, theirs)
         self.pump(peer, now)
-        up = membership.up
-        if msg.reply and peer in up and self._lacking(theirs):
-            self.send_summary(peer, reply=False)
-        elif msg.known_peers and peer in up and membership.members_missing(msg.known_peers):
-            membership.regossip(peer)
-            self.send_summary(peer, reply=False)
-
-    def _lacking(self, theirs: dict[int, CausalContext]) -> bool:
-        """True when the sender of ``theirs`` has log dots we lack."""
-        summary = self._data.summary
-        return any(next(ctx.dots_not_in(summary(p)), None) is not None for p, ctx in theirs.items())
+        missing = bool(msg.known_peers) and membership.members_missing(msg.known_peers)
+        if peer in membership.up and (msg.reply or missing):
+            parts = sorted(theirs) if msg.reply else ()
+            self.send_summary(peer, reply=False, parts=parts, members=missing)
 
     def _plan(self, peer: str, theirs: dict[int, CausalContext]) -> None:
         """Queue what ``peer`` lacks of the partitions in its summary: the log entries it

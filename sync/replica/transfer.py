@@ -41,25 +41,18 @@ from typing import Any
 from pydantic_core import from_json
 
 import crdt
-from crdt import CausalContext
 from sync import messages as m
 from sync.config import ReplicaConfig
+from sync.digest import ctx_model
 from sync.effects import CatchUp, ObjectState, ReadPage
 from sync.replica.local_data import LocalData
 from sync.replica.outbound import Outbound, text_size
 from sync.replica.outbox import Outbox
 
-__all__ = ["Chunk", "Progress", "Stream", "Transfers", "ctx_model"]
+__all__ = ["Chunk", "Progress", "Stream", "Transfers"]
 
 # Bytes a SnapObject adds to a chunk beyond its key and state text (field names, flags).
 _OBJECT_OVERHEAD = 64
-
-
-def ctx_model(ctx: CausalContext) -> m.Ctx:
-    """``ctx`` as its wire model (sorted, as its canonical form)."""
-    return m.Ctx.model_construct(
-        vv={r: ctx.vv[r] for r in sorted(ctx.vv)}, cloud=[(d[0], d[1]) for d in sorted(ctx.cloud)]
-    )
 
 
 @dataclass(slots=True)

@@ -6,7 +6,6 @@ handles and counters.
 
 from __future__ import annotations
 
-import copy
 import heapq
 import random
 from collections import Counter
@@ -111,7 +110,7 @@ class SimCluster:
         self._pending_ops: dict[int, SimOp] = {}
         self._next_op = 1
         self._nodes: dict[str, Node] = {}
-        self._believed: dict[tuple[str, str], bool] = {}
+        self._believed: dict[str, set[str]] = {}  # observer -> the peers it believes up
         self._groups: dict[str, int] | None = None
         self._links: dict[tuple[str, str], Link] = {}
         self._fifo: dict[tuple[str, str], float] = {}
@@ -124,14 +123,17 @@ class SimCluster:
                 cfg = replace(cfg, site=sites[rid])
             disk = SimDisk(check_compaction=check_compaction)
             self._nodes[rid] = Node(cfg, disk, sites.get(rid))
+        records = {
+            rid: PeerRecord(rid, address=f"sim://{rid}", site=node.site)
+            for rid, node in sorted(self._nodes.items())
+        }
         for rid in self.ids:
-            loaded = self._known_peers_loaded(rid) if known_peers else None
+            loaded = self._known_peers_loaded(rid, records) if known_peers else None
             self._nodes[rid].replica = factory(self._nodes[rid].config, rid, loaded, self.now)
             self._drain(rid)
-        for a in self.ids:
-            for b in self.ids:
-                if a != b:
-                    self._set_believed(a, b, True)
+        ids = self.ids
+        for a in ids:
+            self._connect_all(a, ids)
 
     # ---- membership and inspection -------------------------------------------------------
 
@@ -158,7 +160,8 @@ class SimCluster:
 
     def believes_up(self, observer: str, peer: str) -> bool:
         """Whether ``observer`` has been told that ``peer`` is up (and not down since)."""
-        return self._believed.get((observer, peer), False)
+        believed = self._believed.get(observer)
+        return believed is not None and peer in believed
 
     def add_replica(
         self, replica_id: str, config: ReplicaConfig | None = None, *, site: str | None = None
@@ -375,9 +378,7 @@ class SimCluster:
         for op in sorted(self._pending_ops.values(), key=lambda o: o.op_id):
             if op.replica == replica_id:
                 self._complete(op, "lost", None)
-        for peer in self.ids:
-            if peer != replica_id:
-                self._believed[(replica_id, peer)] = False
+        self._believed.pop(replica_id, None)
         self._schedule_detects(self._pairs_of(replica_id))
 
     def crash_when(
@@ -492,13 +493,10 @@ class SimCluster:
         chosen = self.ids if replicas is None else sorted(set(replicas))
         return [rid for rid in chosen if self.alive(rid)]
 
-    def _known_peers_loaded(self, replica_id: str) -> Loaded:
-        peers = {
-            rid: PeerRecord(rid, address=f"sim://{rid}", site=self._nodes[rid].site)
-            for rid in self.ids
-            if rid != replica_id
-        }
-        self._nodes[replica_id].disk.peers.update(copy.deepcopy(peers))
+    def _known_peers_loaded(self, replica_id: str, records: Mapping[str, PeerRecord]) -> Loaded:
+        # The records are frozen and hold no summary: every replica's disk shares them.
+        peers = {rid: rec for rid, rec in records.items() if rid != replica_id}
+        self._nodes[replica_id].disk.peers.update(peers)
         return Loaded(peers=peers)
 
     def _new_op(self, kind: Literal["write", "read"], replica_id: str, key: str) -> SimOp:
@@ -775,8 +773,26 @@ class SimCluster:
         if reachable != self.believes_up(observer, peer):
             self._set_believed(observer, peer, reachable)
 
+    def _connect_all(self, observer: str, ids: list[str]) -> None:
+        """At start: ``observer`` is told every other replica is up, then drained once (one
+        drain for many inputs, as the engine allows: a group of 1,000 replicas is a million
+        of them)."""
+        replica = self.replica(observer)
+        believed = self._believed.setdefault(observer, set())
+        try:
+            for peer in ids:
+                if peer != observer:
+                    believed.add(peer)
+                    site = self._nodes[peer].site
+                    replica.peer_up(peer, self.now, address=f"sim://{peer}", site=site)
+        finally:
+            self._drain(observer)
+
     def _set_believed(self, observer: str, peer: str, up: bool) -> None:
-        self._believed[(observer, peer)] = up
+        if up:
+            self._believed.setdefault(observer, set()).add(peer)
+        else:
+            self._believed.get(observer, set()).discard(peer)
         if up:
             site = self._nodes[peer].site
             # A non-home says so in its handshake (homes say nothing: the default).

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from typing import Any
 
 from crdt import CRDT, CausalContext, from_dict, join
@@ -14,7 +15,13 @@ from sync.effects import HintId, HintRecord, Loaded, LogEntry, ObjectState, Peer
 from sync.ring import partition_of
 from sync.simnet.ops import SimulationError
 
-__all__ = ["SimDisk", "canonical"]
+__all__ = ["SimDisk", "canonical", "peer_copy"]
+
+
+def peer_copy(rec: PeerRecord) -> PeerRecord:
+    """A copy of a peer record that shares nothing mutable with it (the record is frozen:
+    only its summary needs copying; most records have none, and are shared as they are)."""
+    return rec if rec.summary is None else replace(rec, summary=copy.deepcopy(rec.summary))
 
 
 def _json_copy(blob: Any, what: str) -> Any:
@@ -79,7 +86,7 @@ class SimDisk:
         hints = list(persist.hints_add)
         for h in hints:
             _checked_entry(h.entry, "hint delta")  # immutable: kept as it is once checked
-        peers = [copy.deepcopy(p) for p in persist.peers]
+        peers = [peer_copy(p) for p in persist.peers]
         drop_plan = self._compaction_plan(persist.compact, objects, log)
         # Everything is validated: commit.
         self.objects.update(objects)
@@ -153,7 +160,7 @@ class SimDisk:
             log=[e for _, e in sorted(self.log.items())],  # immutable: the delta is text
             summaries={p: CausalContext.from_dict(c) for p, c in sorted(self.summaries.items())},
             hints=[copy.deepcopy(h) for _, h in sorted(self.hints.items(), key=_hint_order)],
-            peers={k: copy.deepcopy(p) for k, p in sorted(self.peers.items())},
+            peers={k: peer_copy(p) for k, p in sorted(self.peers.items())},
         )
 
     def fold_log(self) -> None:

@@ -137,11 +137,14 @@ def test_a_repair_ahead_is_dropped_and_a_read_reply_ahead_counts_without_its_sta
     r.local_update(1, "title", "lww", lambda v: v.set("A", "mine", now_ms=int(NOW * 1000)), NOW)
     r.local_read(2, "title", NOW, r=2)
     (req,) = [
-        e.message for e in r.effects() if isinstance(e, Send) and isinstance(e.message, m.ReadReq)
+        e.message
+        for e in r.effects()
+        if isinstance(e, Send) and isinstance(e.message, m.ReadDigest)
     ]
-    r.receive(
-        "B", m.ReadResp(req_id=req.req_id, key="title", kind="lww", state=_lww("ahead", DAY)), NOW
-    )
+    # A register has no causal context: a replier that differs answers with its whole state.
+    ahead = _lww("ahead", DAY)
+    reply = m.ReadDigestResp(req_id=req.req_id, key="title", kind="lww", same=False, state=ahead)
+    r.receive("B", reply, NOW)
     fx = r.effects()
     (done,) = [e for e in fx if type(e).__name__ == "ReadDone"]
     assert done.replies == 2 and done.state.value == "mine"

@@ -19,7 +19,8 @@ what a hostile peer would send, and refuses some of it itself), with hostile con
 dots of the receiver's own origin, counters near the 63-bit limit, empty keys and ids, NUL
 characters, keys in the wrong partition, CRDT states of the wrong kind or malformed, huge
 counts, timestamps far ahead, read replies for pending reads, acks of pending pushes,
-members and summaries made up. Seeded (``derandomize``): the same cases every run.
+members and summaries made up, digests and digest-read messages well formed and spoilt.
+Seeded (``derandomize``): the same cases every run.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def _base() -> tuple[bytes, list[Persist], list[int], list[int]]:
     effects = r.effects()
     persists = [fx for fx in effects if isinstance(fx, Persist)]
     for fx in effects:
-        if isinstance(fx, Send) and isinstance(fx.message, m.ReadReq):
+        if isinstance(fx, Send) and isinstance(fx.message, m.ReadReq | m.ReadDigest):
             req_ids.append(fx.message.req_id)
         if isinstance(fx, Send) and isinstance(fx.message, m.Push):
             push_ids.append(fx.message.push_id)
@@ -240,6 +241,10 @@ SENDERS = ["P", "P", "P", "Q", "S", "Z9"]
 REQ_IDS_OR_NOT = [*REQ_IDS, *PUSH_IDS, 0, -1]
 TYPES = ["push"] * 4 + ["deltas"] * 3 + ["snapshot"] * 2 + ["summary"] * 2
 TYPES += ["repair", "read_resp", "read", "ack", "forget", "ping", "hello"]
+TYPES += ["digest", "part_digests", "read_digest", "read_digest_resp", "read_digest_resp"]
+TYPES += ["read_fetch"]
+# Digests as sync.digest spells them, and spoilt ones.
+DIGESTS = ["0123456789abcdef", "ffffffffffffffff", "", "0123456789ABCDEF", "x" * 16, "00" * 9]
 
 
 def _entry(c: Choices, partition: int | None = None) -> list[Any]:
@@ -338,6 +343,27 @@ def message(c: Choices) -> dict[str, Any]:
         return {**msg, "state": state}
     if t == "read":
         return {"t": t, "req_id": c.upto(3), "key": c.pick(KEYS), "kind": c.pick(KIND_NAMES)}
+    if t == "digest":
+        return {"t": t, "root": c.pick(DIGESTS), "members": c.pick(DIGESTS), "reply": c.chance(4)}
+    if t == "part_digests":
+        return {"t": t, "parts": {str(c.upto(PARTS)): c.pick(DIGESTS) for _ in range(c.upto(3))}}
+    if t == "read_digest":
+        digest = c.pick(DIGESTS) if c.chance(4) else None
+        msg = {"t": t, "req_id": c.upto(3), "key": c.pick(KEYS), "kind": c.pick(KIND_NAMES)}
+        return {**msg, "digest": digest}
+    if t == "read_digest_resp":
+        key = c.pick(["s", "s", *FRESH, *ODD_KEYS])
+        body = c.upto(3)  # the same; a context; a state; nothing (holds none)
+        ctx = _ctx(c) if body == 1 or c.chance(1) else None
+        state = _crdt(c, key) if body == 2 or c.chance(1) else None
+        kind = "orset" if c.chance(5) else c.pick(KIND_NAMES)
+        if state is not None and c.chance(6):
+            kind = state.get("type")
+        msg = {"t": t, "req_id": c.pick(REQ_IDS_OR_NOT), "key": key, "kind": kind}
+        return {**msg, "same": body == 0, "ctx": ctx, "state": state}
+    if t == "read_fetch":
+        msg = {"t": t, "req_id": c.upto(3), "key": c.pick(KEYS), "kind": c.pick(KIND_NAMES)}
+        return {**msg, "seen": _ctx(c)}
     if t == "ack":
         return {"t": t, "ids": [c.pick(REQ_IDS_OR_NOT) for _ in range(c.upto(3))]}
     if t == "forget":
@@ -461,7 +487,16 @@ def _run(cases: list[tuple[str, dict[str, Any]]], sink: Callable[[Persist], None
     r.peer_up("P", now)
     r.tick(now + 3600.0)
     _drain(r, sink_too)
+    # Hold every stored object again (a transfer's objects left the cache) so that the
+    # replica can be compared with one reopened from the store.
+    r.admit(*_not_held(r, disk))
     return r
+
+
+def _not_held(r: Replica, disk: SimDisk) -> tuple[list[str], list[Any]]:
+    wanted = r.wants_keys(sorted({key for key, _kind in disk.objects}))
+    disk.fold_log()
+    return wanted, disk.get_objects(wanted)
 
 
 def _partitions(raw: dict[str, Any]) -> set[int]:

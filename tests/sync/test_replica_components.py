@@ -39,6 +39,7 @@ COMPONENTS: dict[str, set[str]] = {
         "compaction",
         "transfer",
     },
+    "gossip": {"outbox", "timers", "local_data", "membership", "compaction", "anti_entropy"},
     "inbound": {"local_data", "membership", "reads"},
     "api": set(),
 }
