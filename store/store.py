@@ -15,7 +15,8 @@ of its own, so that the transaction crosses into that thread once), takes everyt
 **one** transaction with one ``executemany`` per table (batches merged so that the result
 equals applying them one after another; the log's entries appended as one segment row per
 (partition, origin), see :mod:`store.schema`), commits, and only then resolves each caller's
-await. If that
+await. A caller that finds nothing queued and nothing committing runs its transaction itself
+(the same transaction, without two task switches); callers arriving meanwhile queue. If that
 transaction fails, each batch is retried alone in its own transaction, so one caller's
 failure fails only that caller. Because only the writer task
 writes, SQLite transactions use ``BEGIN IMMEDIATE`` and never deadlock on a lock upgrade.
@@ -170,6 +171,9 @@ class Store:
         self._migrated_from = opened.migrated_from
         self._max_batch_rows = max_batch_rows
         self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
+        # Held while a transaction of apply() is in flight: the writer task's, or the one a
+        # caller runs itself when nothing else is queued or committing (_submit).
+        self._committing = asyncio.Lock()
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._writer = self._loop.create_task(self._write_loop(), name="shoal-store-writer")
@@ -338,6 +342,14 @@ class Store:
         rows = prepared.rows
         if rows == 0:
             return 0
+        if self._queue.empty() and not self._committing.locked():
+            # Nothing to group with: commit in the caller's task, sparing the two task
+            # switches to the writer task and back (one write in flight, the common case of
+            # an app awaiting each write: benchmarks/speed_bench.py --goals serial). Callers
+            # arriving meanwhile queue for the writer task, which groups them next.
+            async with self._committing:
+                (count,) = await self._transaction([prepared])
+            return count
         future: asyncio.Future[int] = self._loop.create_future()
         self._queue.put_nowait(_Pending(prepared, rows, future))
         return await future
@@ -360,7 +372,8 @@ class Store:
                 group.append(nxt)
                 rows += nxt.rows
             try:
-                await self._commit(group)
+                async with self._committing:
+                    await self._commit(group)
             except BaseException as exc:  # never leave a caller waiting on a dead writer
                 for pending in group:
                     _settle(pending.future, exc=exc)
@@ -515,7 +528,8 @@ class Store:
         finally:
             try:
                 try:
-                    await self._writer_db.aclose()
+                    async with self._committing:  # a caller's own transaction ends first
+                        await self._writer_db.aclose()
                 finally:
                     await self._engine.dispose()
             finally:
