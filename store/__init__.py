@@ -4,7 +4,8 @@ See :mod:`store.store` for the theory of operation (group commit, durability, re
 identity), :mod:`store.location` for the database names every command accepts and the
 files the store refuses, :mod:`store.lock` for the lock that lets one process at a time open
 a database,
-:mod:`store.records` for the batch semantics, :mod:`store.schema` for tables and migrations
+:mod:`store.records` for the batch semantics, :mod:`store.writer` for where a group commit's
+transaction runs, :mod:`store.schema` for tables and migrations
 and :mod:`store.report` for the read-only report behind ``shoal inspect``.
 """
 
@@ -105,6 +106,7 @@ from .sql import (
     snapshot_page,
 )
 from .store import SYNCHRONOUS_LEVELS, Store, default_partition_of, sidecar_path
+from .writer import AsyncWriter, ThreadWriter, Writer, install_sqlite_hooks
 
 __all__ = [
     "FOLD_PAGE",
@@ -117,6 +119,7 @@ __all__ = [
     "SEGMENT_MAX_BYTES",
     "SEGMENT_MAX_ENTRIES",
     "SYNCHRONOUS_LEVELS",
+    "AsyncWriter",
     "Batch",
     "BatchLike",
     "CorruptBlob",
@@ -148,6 +151,8 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreError",
+    "ThreadWriter",
+    "Writer",
     "apply_prepared",
     "check_context",
     "check_sqlite_file",
@@ -168,6 +173,7 @@ __all__ = [
     "get_object",
     "get_objects",
     "hints",
+    "install_sqlite_hooks",
     "iter_log",
     "keys_page",
     "kind_clashes",

@@ -54,6 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import DBAPIError
 
 import crdt
 
@@ -608,13 +609,29 @@ def _compiled(conn: Connection, name: str) -> tuple[str, Callable[[Row], Any] | 
     return found
 
 
-def _executemany(conn: Connection, name: str, rows: Iterable[Row]) -> int:
-    """Run ``name`` once per row (one executemany); return the driver's rowcount."""
+def _executemany(conn: Connection, name: str, rows: Iterable[Row]) -> None:
+    """Run ``name`` once per row: one executemany on the driver's cursor.
+
+    Straight on the cursor of the connection's DB-API connection: ``exec_driver_sql`` would
+    pass the same statement and rows to the same call, after building an execution context
+    and a result per statement, which was about as long as SQLite's own work for a
+    one-write transaction (``benchmarks/speed_bench.py --goals serial``). A driver error is
+    raised as ``exec_driver_sql`` would raise it (:class:`sqlalchemy.exc.DBAPIError`).
+    """
     sql_text, mapper = _compiled(conn, name)
     params = list(rows) if mapper is None else [mapper(r) for r in rows]
     if not params:
-        return 0
-    return int(conn.exec_driver_sql(sql_text, params).rowcount)
+        return
+    dbapi = conn.connection
+    cursor = dbapi.cursor()
+    try:
+        cursor.executemany(sql_text, params)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            sql_text, params, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from exc
+    finally:
+        cursor.close()
 
 
 def _runs(batches: Iterable[PreparedBatch]) -> list[PreparedBatch]:

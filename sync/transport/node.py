@@ -285,7 +285,7 @@ class Node:
         self.counters = NodeCounters()
         self._offset = time.time() - time.monotonic()
         self._inputs: deque[Input | _WriteInput] = deque()
-        self._input_ready = asyncio.Event()
+        self._input_ready = _Signal()
         self._rounds: deque[list[Any]] = deque()
         self._rounds_ready = asyncio.Event()
         self._idle = asyncio.Event()
@@ -523,8 +523,9 @@ class Node:
                 deadline = r.next_deadline()
                 delay = None if deadline is None else max(0.0, deadline - self.now())
                 if delay is None or delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._input_ready.wait(), delay)
+                    await self._input_ready.wait(delay)
+                else:
+                    await asyncio.sleep(0)  # a deadline is due: let the others run first
             self._input_ready.clear()
             self._idle.clear()
             n = min(len(self._inputs), self.max_inputs)
@@ -574,7 +575,7 @@ class Node:
                 self._idle.set()
             if self._inputs:
                 self._input_ready.set()
-            await asyncio.sleep(0)
+                await asyncio.sleep(0)  # (else the wait above lets the others run)
 
     async def _prefetch(self, r: ReplicaLike, batch: list[Input | _WriteInput]) -> None:
         """Load what the round's inputs need that the engine does not hold (see the module
@@ -821,6 +822,50 @@ def _log_catch_up(e: CatchUp) -> None:
             f"{e.entries:,}",
             e.bytes / 1e6,
         )
+
+
+class _Signal:
+    """A flag one task waits on, with a timeout: what the engine task sleeps on.
+
+    ``asyncio.wait_for(event.wait(), delay)`` wraps the wait in a task of its own, and waking
+    it takes two turns of the event loop; the engine waits once per round, so with one write
+    in flight that was a visible part of each write's latency (``benchmarks/speed_bench.py
+    --goals serial``). Here a wait is one future and, with a timeout, one timer.
+    """
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait(self, timeout: float | None) -> None:
+        """Return once set (at once if it is), or after ``timeout`` seconds."""
+        if self._flag:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _release, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Call:
