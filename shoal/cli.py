@@ -3,7 +3,8 @@
 * ``shoal serve --db PATH --listen HOST:PORT [--peer URL ...] [--n N --w W --r R]
   [--site NAME] [--relay] [--secret-file PATH] [--tls-cert PATH --tls-key PATH]
   [--status on|off|token --http-token-file PATH] [--client-api HOST:PORT
-  --client-token-file PATH]`` runs a peer until SIGTERM or SIGINT,
+  --client-token-file PATH]`` runs a peer until SIGTERM or SIGINT (on a terminal, stderr
+  keeps a progress line of catch-ups under way: :mod:`shoal.progress`),
   then stops cleanly (pending batches committed, links closed with 1001, store closed) and
   exits 0. On start it prints one line to stdout: the URL peers dial (``ws://HOST:PORT`` or
   ``wss://``); logs go to stderr, with one WARNING each time a ``--peer`` changes state
@@ -400,6 +401,7 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(peer.wait_failed())]
     api: Any = None
+    progress: asyncio.Future[None] | None = None
     try:
         if client_api is not None:
             from shoal.web import serve_client_api
@@ -407,12 +409,16 @@ async def _serve(
             api = await serve_client_api(peer, *client_api)
         print(peer.url, flush=True)
         log.info("serving %s as %s (db %s)", peer.url, peer.replica_id, args.db)
+        if sys.stderr.isatty():
+            progress = asyncio.ensure_future(_show_catch_up(peer))
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if peer.failure is None:
             log.info("stopping: committing pending writes, closing connections")
     finally:
         for task in waits:
             task.cancel()
+        if progress is not None:
+            progress.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         if api is not None:
@@ -428,6 +434,24 @@ async def _serve(
         )
     log.info("stopped cleanly")
     return EXIT_OK
+
+
+async def _show_catch_up(peer: Any, every: float = 0.2) -> None:
+    """Keep a progress line of the catch-ups under way on stderr (a terminal), until
+    cancelled."""
+    from shoal.progress import CatchUpDisplay
+
+    display = CatchUpDisplay()
+    while True:
+        try:
+            status = await peer.status()
+        except Exception:  # the peer is stopping or failed: serve says so, not this line
+            return
+        text = display.update(status.get("catching_up", {}))
+        if text:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        await asyncio.sleep(every)
 
 
 def _serve_usage(args: argparse.Namespace) -> tuple[bytes, bool | bytes]:

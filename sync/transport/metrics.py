@@ -135,6 +135,21 @@ def _families(s: Mapping[str, Any]) -> Iterator[Any]:
         "1 once the store refused a commit and this peer stopped serving",
         value=0 if s.get("failed") is None else 1,
     )
+    left = G(
+        "shoal_catchup_entries_left",
+        "Log entries and objects still to come in a catch-up under way, per source peer",
+        labels=["peer"],
+    )
+    left_bytes = G(
+        "shoal_catchup_bytes_left",
+        "Bytes still to come in a catch-up under way, per source peer",
+        labels=["peer"],
+    )
+    for rid, c in s.get("catching_up", {}).items():
+        left.add_metric([rid], float(c["entries_left"]))
+        left_bytes.add_metric([rid], float(c["bytes_left"]))
+    yield left
+    yield left_bytes
     for field, name, gauge, doc in _PER_PEER:
         metric = (G if gauge else C)(name, doc, labels=["peer"])
         for rid, p in s["peers"].items():

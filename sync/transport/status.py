@@ -20,6 +20,8 @@ configuration, the transport's links and traffic, the node's counters and the en
      "keys": {key: siblings} for registers with more than one},
      "kind_clashes": {"count": keys holding objects of several types,
                       "keys": {key: [types]}},
+     "catching_up": {replica_id: {"entries", "bytes", "entries_left", "bytes_left",
+                                  "since"}} for each catch-up under way from a peer,
      "rejected_handshakes": count,
      "transport": {"rejected_handshakes", "refused_busy", "accept_errors",
                    "frame_failures", "dial_failures": {state: failed attempts}},
@@ -270,6 +272,9 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
             "keys": dict(siblings),
         },
         "kind_clashes": {"count": len(clashes), "keys": dict(clashes)},
+        "catching_up": {
+            str(rid): dict(_mapping(c)) for rid, c in _mapping(eng.get("catching_up")).items()
+        },
         "rejected_handshakes": transport.rejected,
         "transport": {
             "rejected_handshakes": transport.rejected,
