@@ -472,15 +472,8 @@ class Replica:
                     self._reads.answer(peer_id, message)
                 case m.ReadResp():
                     state = check.read_reply(peer_id, message)
-                    skew = None
-                    if state is not None and message.state is not None:
-                        where = f"read reply for {message.key!r}"
-                        skew = check.skewed_state(message.state, self._peek(now), where)
-                    self._data.require((message.key,))
-                    now = self._begin(now)
-                    if skew is not None:  # the reply counts; its state is set aside
-                        self._set_aside(peer_id, [skew], now)
-                        state = None
+                    where = f"read reply for {message.key!r}"
+                    state = self._reply_state(peer_id, message, state, where, now)
                     self._reads.on_reply(peer_id, message, state)
                 case m.Repair():
                     repaired = check.repair(peer_id, message)
@@ -515,15 +508,8 @@ class Replica:
                     self._reads.answer_digest(peer_id, message)
                 case m.ReadDigestResp():
                     ctx, state = check.read_digest_reply(peer_id, message)
-                    skew = None
-                    if state is not None and message.state is not None:
-                        where = f"read digest reply for {message.key!r}"
-                        skew = check.skewed_state(message.state, self._peek(now), where)
-                    self._data.require((message.key,))
-                    now = self._begin(now)
-                    if skew is not None:  # the reply counts; its state is set aside
-                        self._set_aside(peer_id, [skew], now)
-                        state = None
+                    where = f"read digest reply for {message.key!r}"
+                    state = self._reply_state(peer_id, message, state, where, now)
                     self._reads.on_digest_reply(peer_id, message, ctx, state)
                 case m.ReadFetch():
                     seen = check.read_fetch(peer_id, message)
@@ -985,6 +971,26 @@ class Replica:
             self._outbox.place_persist(persist, at_end=at_end)
 
     # -- what touches several components ---------------------------------------------------
+    def _reply_state(
+        self,
+        peer_id: str,
+        message: m.ReadResp | m.ReadDigestResp,
+        state: CRDT | None,
+        where: str,
+        now: float,
+    ) -> CRDT | None:
+        """Open the input of a (checked) read reply carrying ``state``: the state, or None
+        when it is stamped too far ahead (set aside, while the reply still counts)."""
+        skew = None
+        if state is not None and message.state is not None:
+            skew = self._inbound.skewed_state(message.state, self._peek(now), where)
+        self._data.require((message.key,))
+        now = self._begin(now)
+        if skew is None:
+            return state
+        self._set_aside(peer_id, [skew], now)
+        return None
+
     def _set_aside(self, sender: str, skewed: list[Skewed], now: float) -> None:
         """Writes stamped too far ahead of our clock were set aside: count them per writer,
         and raise an alarm (at most one per writer per message, repeated while it lasts)."""
