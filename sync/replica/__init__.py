@@ -298,6 +298,10 @@ class Replica:
         *copy* of the object otherwise, which replaces the object only once its delta is
         known to fit (CRDT mutators check their arguments before changing anything).
 
+        An ``fn`` whose ``resets`` attribute is True promises to call the kind's observed
+        reset (``clear``, a delete): it is allowed on a key of this kind and another, since
+        deleting one of them is how a clash ends.
+
         ``checked=True`` is the caller's promise that ``fn``'s delta fits in a message (the
         handles of :mod:`sync.transport.handles` check every value against
         ``config.max_value_bytes`` before its mutator runs): ``fn`` then runs on the live
@@ -328,9 +332,11 @@ class Replica:
         if objs is not None:
             obj = objs.get(kind)
             if obj is None or len(objs) > 1:
-                # Another kind is held too: refused while one of the others is live.
+                # Another kind is held too: refused while one of the others is live, except
+                # a delete of this kind's object (the way out of a clash).
                 live = data.kinds_of(key)
-                if any(k != kind for k in live):
+                resets = obj is not None and getattr(fn, "resets", False) is True
+                if any(k != kind for k in live) and not resets:
                     _refuse_kind(key, kind, live)
         p = data.partition(key)
         homes = self._membership.ring().preference_list(p)

@@ -110,9 +110,11 @@ def _what(key: str) -> str:
 
 class _Clear:
     """The ``fn`` of a delete: the kind's ``clear``, refused (``KeyError``) when the object
-    holds nothing live here."""
+    holds nothing live here. ``resets`` tells the engine it is a delete, allowed on a key in a
+    kind clash (see ``Replica.local_update``)."""
 
     __slots__ = ("clear", "key")
+    resets = True
 
     def __init__(self, key: str, clear: Callable[[Any], Any]) -> None:
         self.key = key

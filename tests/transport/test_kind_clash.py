@@ -97,3 +97,41 @@ async def test_a_clash_survives_a_restart_and_is_reported_again(tmp_path: Path) 
     finally:
         await b.aclose()
         await a.aclose()
+
+
+async def test_a_peer_holding_both_kinds_deletes_one_and_the_clash_ends_everywhere(
+    tmp_path: Path,
+) -> None:
+    """The way out that the error names: ``peer.delete(key, kind=...)`` on a peer that holds
+    both objects (not only on one that held a single kind)."""
+    steady = {"n": 2, "anti_entropy_idle_interval": 0.2}
+    a = await open_peer(tmp_path / "a.db", **steady)
+    b = await open_peer(tmp_path / "b.db", listen=None, **steady)
+    try:
+        await a.orset("k").add("milk")
+        await b.pncounter("k").increment(3)
+        await b.aclose()
+        b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url], **steady)
+        want = {"orset": frozenset({"milk"}), "pncounter": 3}
+        await eventually(lambda: _objects(a) == want and _objects(b) == want, "both objects")
+        with pytest.raises(KindClash):  # without a kind: which one?
+            await b.delete("k")
+        assert _objects(b) == want
+        await b.delete("k", kind="pncounter", w=2, timeout=10)
+
+        async def ended(peer: Peer) -> bool:
+            return (await peer.status())["kind_clashes"]["count"] == 0
+
+        for peer in (a, b):
+            await eventually(lambda p=peer: ended(p), "the clash ends")  # type: ignore[misc]
+            assert [key async for key in peer.keys()] == ["k"]  # noqa: SIM118
+            await peer.orset("k").add("eggs")  # the kind kept is writable again
+        await eventually(
+            lambda: a.replica.current_value("k", "orset") == frozenset({"milk", "eggs"}),
+            "a's and b's adds on both",
+        )
+        # The deleted counter is kept (a later write merges into it) but reads as empty.
+        assert a.replica.current_value("k", "pncounter") == 0
+    finally:
+        await b.aclose()
+        await a.aclose()
