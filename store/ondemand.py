@@ -131,7 +131,8 @@ def fold_page(conn: Connection, limit: int = FOLD_PAGE) -> int:
     deltas: dict[tuple[str, str], list[str]] = {}
     partitions: dict[str, int] = {}
     for seg_id, part, text in rows:
-        for _seq, key, kind, delta_text in _parse_segment(seg_id, text):
+        for entry in _parse_segment(seg_id, text):
+            key, kind, delta_text = entry[1], entry[2], entry[3]
             deltas.setdefault((key, kind), []).append(delta_text)
             partitions[key] = part
     states: dict[tuple[str, str], Any] = {

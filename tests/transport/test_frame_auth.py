@@ -516,6 +516,7 @@ def test_the_biggest_valid_hello_fits_the_handshake_limit() -> None:
         proto=PROTO_VERSION,
         group=escaped * 256,
         replica=escaped * 128,
+        key=escaped * 64,
         nonce="a" * 64,
         address=escaped * 512,
         site=escaped * 128,
@@ -524,5 +525,5 @@ def test_the_biggest_valid_hello_fits_the_handshake_limit() -> None:
         home=False,
     )
     data = encode_frame(hello)
-    assert len(data) == 6330 and len(data) <= HANDSHAKE_MAX_BYTES
+    assert len(data) == 6723 and len(data) <= HANDSHAKE_MAX_BYTES
     assert decode_frame(data) == hello
