@@ -30,8 +30,8 @@ kind, delta_text]`` in increasing ``seq``, where ``delta_text`` is the delta's J
 JSON *string*; ``first_seq``/``last_seq`` are its first and last ``seq``. An entry signed by
 its origin has a fifth element, the index of its seal in the segment's ``seals``, the JSON
 array of the distinct seals of its entries, each ``[origin, key, digests, signature]`` (see
-``sync.signing``); a hint's ``seal`` is its entry's seal in the same form (or NULL). A group larger than
-:data:`SEGMENT_MAX_ENTRIES` entries, or whose keys and delta texts pass
+``sync.signing``); a hint's ``seal`` is its entry's seal in the same form (or NULL). A
+group larger than :data:`SEGMENT_MAX_ENTRIES` entries, or whose keys and delta texts pass
 :data:`SEGMENT_MAX_BYTES`, is cut into several segments (a single larger entry gets a segment
 of its own). The primary key is the row number, so appends go to the end of the table's
 B-tree, and a higher id means stored later. (Written this way, a transaction of 1000 deltas is

@@ -642,7 +642,8 @@ def _runs(batches: Iterable[PreparedBatch]) -> list[PreparedBatch]:
 
 
 def _seq_of(entry: SegmentEntry) -> int:
-    return entry[0]
+    seq: int = entry[0]
+    return seq
 
 
 def _segment_rows(rows: Iterable[Row]) -> Iterator[Row]:
@@ -913,9 +914,7 @@ def deltas_page(
     before it are final (merged, deduplicated) and can be returned.
     """
     c = log_segments.c
-    stmt = select(c.id, c.origin, c.first_seq, c.entries, c.seals).where(
-        c.partition == partition
-    )
+    stmt = select(c.id, c.origin, c.first_seq, c.entries, c.seals).where(c.partition == partition)
     if vv:
         stmt = stmt.where(
             c.last_seq > case(*((c.origin == o, literal(n)) for o, n in vv.items()), else_=0)

@@ -574,8 +574,7 @@ def _attach_seals(msg: Push | Deltas, raw: Any) -> None:
     seals = _seals_in(raw.get("seals")) if type(raw) is dict else None
     if seals is None:
         raise RemoteProtocolError(
-            f"bad field 'seals' in {msg.t!r} message: a list of [origin, key, digests, "
-            "signature]"
+            f"bad field 'seals' in {msg.t!r} message: a list of [origin, key, digests, signature]"
         )
     for i, (e, wire) in enumerate(zip(msg.entries, raw["entries"], strict=True)):
         if len(wire) == 7:

@@ -113,9 +113,7 @@ class Seal(NamedTuple):
 def entry_digest(e: Signed) -> bytes:
     """The 16-byte digest by which a seal covers ``e``."""
     text = f"{e.origin}\x00{e.partition}\x00{e.seq}\x00{e.key}\x00{e.kind}\x00{e.delta_json}"
-    return hashlib.blake2b(
-        text.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES
-    ).digest()
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES).digest()
 
 
 def _payload(origin: str, digests: bytes) -> bytes:
@@ -154,9 +152,7 @@ class Signer:
         if type(private_key) is not bytes or len(private_key) != 32:
             raise ValueError("an Ed25519 private key is 32 raw bytes")
         self._key = Ed25519PrivateKey.from_private_bytes(private_key)
-        self.public_key: bytes = self._key.public_key().public_bytes(
-            Encoding.Raw, PublicFormat.Raw
-        )
+        self.public_key: bytes = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.public_key_text = _b64(self.public_key)
         self.replica_id: str = replica_id_for(self.public_key)
 

@@ -50,8 +50,8 @@ from sync.config import ReplicaConfig
 from sync.effects import KindClashFound, Loaded, LogEntry, ObjectState
 from sync.errors import LocalProtocolError
 from sync.replica.outbox import Changes, Outbox
-from sync.signing import Seal
 from sync.ring import partition_of
+from sync.signing import Seal
 
 __all__ = [
     "CHECKPOINT_GROWTH",
