@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import crdt  # noqa: E402
-from sync.effects import LogEntry  # noqa: E402
-from sync.signing import SEAL_MAX, Signer, Verifier, check_seal  # noqa: E402
+import crdt
+from sync.effects import LogEntry
+from sync.signing import SEAL_MAX, Signer, Verifier, check_seal
 
 __all__ = ["main"]
 
