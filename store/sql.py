@@ -305,13 +305,15 @@ def _kind(value: Any, what: str) -> str:
 
 
 class _Partitions:
-    """``partition_of`` with a per-batch memo (a key's partition is computed once)."""
+    """``partition_of`` with a per-batch memo (a key's partition is computed once); also the
+    last seal checked (consecutive entries share their seal: checked once)."""
 
-    __slots__ = ("_fn", "count", "memo")
+    __slots__ = ("_fn", "count", "last_seal", "memo")
 
     def __init__(self, fn: Callable[[str], int], count: int) -> None:
         self._fn, self.count = fn, count
         self.memo: dict[str, int] = {}
+        self.last_seal: tuple[Any, tuple[str, str, str, str] | None] = (None, None)
 
     def __call__(self, key: str) -> int:
         part = self.memo.get(key)
@@ -337,7 +339,12 @@ def _log_row(entry: Any, parts: _Partitions, what: str, i: int) -> Row:
     text = getattr(entry, "delta_json", None)
     seal = getattr(entry, "seal", None)
     if seal is not None:
-        seal = _seal(seal, f"{what.format(i)}.seal")
+        given, checked = parts.last_seal
+        if seal is given:
+            seal = checked
+        else:
+            parts.last_seal = (seal, _seal(seal, f"{what.format(i)}.seal"))
+            seal = parts.last_seal[1]
     if (
         type(key) is str
         and type(origin) is str
@@ -368,8 +375,15 @@ def _log_row(entry: Any, parts: _Partitions, what: str, i: int) -> Row:
 def _seal(value: Any, what: str) -> tuple[str, str, str, str]:
     """A log entry's seal as stored: four strings (``sync.signing.Seal``); the store keeps it
     and does not verify it."""
-    if isinstance(value, tuple | list) and len(value) == 4 and all(type(v) is str for v in value):
-        return (value[0], value[1], value[2], value[3])
+    if isinstance(value, tuple | list) and len(value) == 4:
+        origin, key, digests, signature = value
+        if (
+            type(origin) is str
+            and type(key) is str
+            and type(digests) is str
+            and type(signature) is str
+        ):
+            return (origin, key, digests, signature)
     raise InvalidInput(f"{what} must be four strings [origin, key, digests, signature]")
 
 
