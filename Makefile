@@ -67,6 +67,7 @@ bench: $(STAMP)
 	-$(BIN)/python benchmarks/store_bench.py --repeat 1
 	$(BIN)/python benchmarks/e2e_bench.py --quick
 	$(BIN)/python benchmarks/open_bench.py --quick
+	$(BIN)/python benchmarks/pg_relay_bench.py --quick
 	$(BIN)/python benchmarks/bootstrap_bench.py --quick
 	$(BIN)/python benchmarks/idle_bench.py --quick
 	$(BIN)/python benchmarks/scale_sim.py --quick

@@ -16,6 +16,9 @@ Every CRDT type (``GCounter``, ``PNCounter``, ``LWWRegister``, ``MVRegister``, `
   later write wins, as in Cassandra). ``is_live()``: the state holds a live contribution (a
   value, an element, a key, an increment not reset); a cleared state, or a bottom, is not
   live, and then ``value`` is the bottom's;
+- ``split(max_bytes)``: the state as deltas of at most ``max_bytes`` each when encoded,
+  whose join is the state, any subset of which in any order is a valid delta (how an object
+  bigger than one message travels: ``crdt/_split.py``); ``[copy]`` when it fits;
 - a canonical codec: ``to_dict()`` returns ``{"type": kind, "v": 1, ...}`` such that equal
   states give byte-equal ``json.dumps(d, sort_keys=True)``; ``from_dict`` refuses anything
   else with a :class:`~crdt.errors.DecodeError` naming the bad field; ``to_json()`` is the
@@ -62,6 +65,8 @@ class CRDT(Protocol):
     def is_bottom(self) -> bool: ...
 
     def is_live(self) -> bool: ...
+
+    def split(self, max_bytes: int) -> list[Any]: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 

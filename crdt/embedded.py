@@ -45,6 +45,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from crdt._flat import Entries, flat, rows
+from crdt._split import dot_bytes, pack, utf8_len
 from crdt.causal_context import CausalContext
 from crdt.dot import Dot
 
@@ -120,6 +121,14 @@ class Embedded(Protocol):
         :class:`~crdt.errors.DecodeError` naming the bad field under ``path``."""
         ...
 
+    def split(self, store: Any, max_bytes: int) -> list[Any]:
+        """A (non-empty) store too big for one message, as non-empty sub-stores whose dots
+        partition the store's dots (so each, under the context of its own dots, is below
+        the store, and their join is the store: ``crdt/_split.py``), each weighing at most
+        ``max_bytes`` where it can (its ``to_json`` in UTF-8 plus its dots as a context's
+        cloud: :func:`crdt._split.dots_bytes`); ``[store]`` if it cannot be cut."""
+        ...
+
 
 class DotTaker:
     """The view :class:`FlatKind` hands to ``ORMap.update``'s ``fn``: a flat store (``store``,
@@ -147,11 +156,23 @@ class DotTaker:
 
 class FlatStore:
     """The store of a kind kept as flat entries of ``width`` fields, the first two the entry's
-    dot, entries sorted by dot (``crdt/_flat.py``): its dots, its join (a DotFun's) and its
-    discard, written once for every such kind. A mixin: ``FlatKind`` and the embedded
-    multi-value register build on it."""
+    dot, entries sorted by dot (``crdt/_flat.py``): its dots, its join (a DotFun's), its
+    discard and its split (by entries), written once for every such kind. A mixin:
+    ``FlatKind`` and the embedded multi-value register build on it (and write ``to_json``)."""
 
     width: int
+
+    def to_json(self, store: Entries) -> str:  # pragma: no cover - every kind writes it
+        raise NotImplementedError
+
+    def split(self, store: Entries, max_bytes: int) -> list[Entries]:
+        k = self.width
+        if len(store) == k:
+            return [store]  # one entry: cannot be cut
+        # Each entry's weight: its text (the one-entry store's, brackets standing for the
+        # comma) and its dot in a context.
+        units = [(x, utf8_len(self.to_json(x)) + dot_bytes(x[:2])) for x in rows(store, k)]  # type: ignore[arg-type]
+        return [flat(group) for group in pack(units, max_bytes)]
 
     def dots(self, store: Entries) -> list[Dot]:
         k = self.width

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_dict
 from crdt._json import REPLICA_TEXTS
+from crdt._split import check_budget, pack, utf8_len
 from crdt.dot import MAX_INT, check_counts, check_replica
 from crdt.errors import DecodeError
 
@@ -138,6 +139,31 @@ class GCounter:
         if self.reset:
             return f"GCounter({self.value}, {self.counts_dict()!r}, reset={self.reset_dict()!r})"
         return f"GCounter({self.value}, {self.counts_dict()!r})"
+
+    def split(self, max_bytes: int) -> list[GCounter]:
+        """This counter as deltas of at most ``max_bytes`` each when encoded, whose join is
+        the counter: ``[copy]`` if it fits, else counters of a few replicas each (their
+        counts and resets: each below the counter, any of them a valid delta)."""
+        budget = check_budget(max_bytes)
+        if utf8_len(self.to_json()) <= budget:
+            return [self.copy()]
+        groups = pack(self._replica_units(), max(1, budget - 64))
+        return [self._part(group) for group in groups] or [self.copy()]
+
+    def _replica_units(self) -> list[tuple[str, int]]:
+        """Per replica, its weight in an encoding: its count and reset, commas included."""
+        rj, reset = REPLICA_TEXTS, self.reset
+        return [
+            (r, 2 * utf8_len(rj[r]) + len(str(n)) + len(str(reset.get(r, 0))) + 4)
+            for r, n in sorted(self.counts.items())
+        ]
+
+    def _part(self, replicas: list[str]) -> GCounter:
+        """The counter restricted to ``replicas`` (counts and resets)."""
+        part = GCounter()
+        part.counts = {r: self.counts[r] for r in replicas}
+        part.reset = {r: self.reset[r] for r in replicas if r in self.reset}
+        return part
 
     def counts_dict(self) -> dict[str, int]:
         return {r: self.counts[r] for r in sorted(self.counts)}

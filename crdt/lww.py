@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, field
 from crdt._json import REPLICA_TEXTS, canonical, check_json, json_text, normalize
+from crdt._split import check_budget
 from crdt.dot import check_replica
 from crdt.errors import DecodeError
 from crdt.hlc import (
@@ -194,6 +195,12 @@ class LWWRegister:
         c._value, c._ts, c._local_ms = self._value, self._ts, self._local_ms
         c._deleted = self._deleted
         return c
+
+    def split(self, max_bytes: int) -> list[LWWRegister]:
+        """``[copy]``: one value cannot be cut (the engine refuses a value too big for a
+        message at the write); the same contract as the other kinds' ``split``."""
+        check_budget(max_bytes)
+        return [self.copy()]
 
     def is_bottom(self) -> bool:
         return self._ts is None

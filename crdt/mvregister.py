@@ -34,7 +34,8 @@ from crdt._json import (
     json_text,
     normalize,
 )
-from crdt.causal_context import CausalContext, decode_causal
+from crdt._split import CAUSAL_OVERHEAD, check_budget, dot_bytes, pack, removed_contexts, utf8_len
+from crdt.causal_context import CausalContext, context_of, decode_causal
 from crdt.dot import Dot, check_replica, dot_from_json, dot_to_json
 from crdt.dotstores import DotFun
 from crdt.embedded import FlatStore, ViewedKind
@@ -161,6 +162,31 @@ class MVRegister:
 
     def __repr__(self) -> str:
         return f"MVRegister({list(self.values)!r})"
+
+    def split(self, max_bytes: int) -> list[MVRegister]:
+        """This register as deltas of at most ``max_bytes`` each when encoded, whose join is
+        the register: ``[copy]`` if it fits; otherwise pieces of siblings under the context
+        of their own dots, and pieces of the overwritten values' dots (no value), any of
+        which, in any order, is a valid delta (``crdt/_split.py``)."""
+        budget = check_budget(max_bytes)
+        e = self._store.entries
+        rj = REPLICA_TEXTS
+        units = [(d, utf8_len(f"[[{rj[d[0]]},{d[1]}],{json_text(e[d])}]") + 1) for d in sorted(e)]
+        frame = utf8_len(causal_state_json("mvregister", "", self._ctx.to_json()))
+        if frame + sum(n for _, n in units) - (1 if units else 0) <= budget:
+            return [self.copy()]
+        room = max(1, budget - CAUSAL_OVERHEAD)
+        out: list[MVRegister] = []
+        for group in pack(((d, n + dot_bytes(d)) for d, n in units), room):
+            piece = MVRegister()
+            piece._store.entries = {d: e[d] for d in group}
+            piece._ctx = context_of(group)
+            out.append(piece)
+        for ctx in removed_contexts(self._ctx, e, room):
+            piece = MVRegister()
+            piece._ctx = ctx
+            out.append(piece)
+        return out or [self.copy()]  # a bottom: one piece
 
     def to_dict(self) -> dict[str, Any]:
         e = self._store.entries

@@ -70,6 +70,13 @@ from crdt._json import (
     str_text,
     thaw,
 )
+from crdt._split import (
+    CAUSAL_OVERHEAD,
+    check_budget,
+    dots_bytes,
+    removed_contexts,
+    utf8_len,
+)
 from crdt.causal_context import (
     CausalContext,
     context_of,
@@ -440,6 +447,28 @@ class ORMap:
         else:
             mine.pop(ek, None)
 
+    def split(self, max_bytes: int) -> list[ORMap]:
+        """This map as deltas of at most ``max_bytes`` each when encoded (UTF-8), whose join
+        is the map: ``[copy]`` if it fits; otherwise pieces of entries under the context of
+        their own dots (an entry too big for one piece is cut by its kind's ``split``, a
+        nested map by its entries, a set by its elements...), and pieces of the removed
+        entries' dots (no entry), so that any of them, in any order, is a valid delta that
+        removes nothing the map holds (``crdt/_split.py``). A single value too big alone
+        is a piece over the budget."""
+        budget = check_budget(max_bytes)
+        entries = self._entries
+        texts = {ek: utf8_len(_entry_json(ek, st)) + 1 for ek, st in entries.items()}
+        frame = utf8_len(causal_state_json("ormap", "", self._ctx.to_json()))
+        if frame + sum(texts.values()) - (1 if texts else 0) <= budget:
+            return [self.copy()]
+        room = max(1, budget - CAUSAL_OVERHEAD)
+        out = [
+            ORMap._delta(store, context_of(dots))
+            for store, dots in _pack_map(_map_units(entries, room, texts), room)
+        ]
+        out += [ORMap._delta({}, c) for c in removed_contexts(self._ctx, _map_dots(entries), room)]
+        return out or [self.copy()]  # a bottom: one piece
+
     def copy(self) -> ORMap:
         # Stores are immutable once stored: a shallow copy of the dicts is a full copy.
         c = ORMap._delta(self._entries.copy(), self._ctx.copy())
@@ -524,6 +553,67 @@ def _map_json(store: MapStore) -> str:
     return ",".join(out)
 
 
+def _entry_json(ek: EntryKey, store: Any) -> str:
+    """The text of one entry of ``_map_json``: ``[key, "kind", body]``."""
+    k, kind = ek
+    text = str_text(k) if type(k) is str else key_json_text(k)
+    return f'[{text},"{kind}",{_KINDS[kind].to_json(store)}]'
+
+
+# One unit of a split map: an entry (or a part of one), its dots, its weight in bytes.
+_Unit = tuple[EntryKey, Any, list[Dot], int]
+
+
+def _map_units(
+    store: MapStore, budget: int, texts: dict[EntryKey, int] | None = None
+) -> list[_Unit]:
+    """The entries of ``store`` as units of a split, by their lowest dot (so that a piece's
+    context is a run of dots where it can); an entry heavier than ``budget`` cut by its
+    kind's ``split``. ``texts``: each entry's encoded bytes (and comma), if known."""
+    kinds = _KINDS
+    units: list[tuple[Dot, _Unit]] = []
+    for ek, st in store.items():
+        impl = kinds[ek[1]]
+        dots = impl.dots(st)
+        text = texts[ek] if texts is not None else utf8_len(_entry_json(ek, st)) + 1
+        weight = text + dots_bytes(dots)
+        if weight > budget:
+            head = text - utf8_len(impl.to_json(st))  # [key, "kind", ] and the comma
+            subs = impl.split(st, max(1, budget - head))
+            if len(subs) > 1:
+                for sub in subs:
+                    sd = impl.dots(sub)
+                    w = head + utf8_len(impl.to_json(sub)) + dots_bytes(sd)
+                    units.append((min(sd), (ek, sub, sd, w)))
+                continue
+        units.append((min(dots), (ek, st, dots, weight)))
+    units.sort(key=_first)
+    return [u for _, u in units]
+
+
+def _first(item: tuple[Dot, _Unit]) -> Dot:
+    return item[0]
+
+
+def _pack_map(units: list[_Unit], budget: int) -> list[tuple[MapStore, list[Dot]]]:
+    """``units`` in order cut into stores of at most ``budget`` bytes, with their dots; two
+    parts of one entry never share a store."""
+    out: list[tuple[MapStore, list[Dot]]] = []
+    cur: MapStore = {}
+    dots: list[Dot] = []
+    size = 0
+    for ek, st, sd, w in units:
+        if cur and (size + w > budget or ek in cur):
+            out.append((cur, dots))
+            cur, dots, size = {}, [], 0
+        cur[ek] = st
+        dots.extend(sd)
+        size += w
+    if cur:
+        out.append((cur, dots))
+    return out
+
+
 def _decode_map(entries: list[Any], ctx: CausalContext, path: str, seen: set[Dot]) -> MapStore:
     # Error paths are formatted only when something is wrong (the hot loop of every delta
     # received), but a body's (each kind's decoder formats its own paths from it).
@@ -582,6 +672,9 @@ class ORMapKind(ViewedKind):
 
     def decode(self, body: list[Any], ctx: CausalContext, path: str, seen: set[Dot]) -> MapStore:
         return _decode_map(body, ctx, path, seen)
+
+    def split(self, store: MapStore, max_bytes: int) -> list[MapStore]:
+        return [st for st, _ in _pack_map(_map_units(store, max_bytes), max_bytes)]
 
 
 ORMAP = ORMapKind()

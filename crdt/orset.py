@@ -52,6 +52,14 @@ from crdt._setstore import (
     set_entries_json,
     set_value,
 )
+from crdt._split import (
+    CAUSAL_OVERHEAD,
+    check_budget,
+    dots_bytes,
+    pack,
+    removed_contexts,
+    utf8_len,
+)
 from crdt.causal_context import (
     CausalContext,
     context_of,
@@ -319,6 +327,28 @@ class ORSet:
         c._index = None if self._index is None else self._index.copy()
         return c
 
+    def split(self, max_bytes: int) -> list[ORSet]:
+        """This set as deltas of at most ``max_bytes`` each when encoded (UTF-8), whose join
+        is the set: ``[copy]`` if it fits; otherwise pieces of elements, each under the
+        context of its own elements' dots, and pieces of the removed elements' dots (with
+        no element), so that any of them, in any order, is a valid delta that removes
+        nothing the set holds (``crdt/_split.py``). An element too big alone is a piece
+        over the budget."""
+        budget = check_budget(max_bytes)
+        units = _element_units(self._entries)
+        # The exact size of to_json(): the frame, the entries and their commas.
+        frame = utf8_len(causal_state_json("orset", "", self._ctx.to_json()))
+        if frame + sum(n for _, n, _ in units) - (1 if units else 0) <= budget:
+            return [self.copy()]
+        room = max(1, budget - CAUSAL_OVERHEAD)
+        out = [
+            ORSet._delta(dict(group), context_of([d for _, ds in group for d in dot_pairs(ds)]))
+            for group in pack(((item, w) for item, _, w in units), room)
+        ]
+        live = set_dots(self._entries)
+        out += [ORSet._delta({}, c) for c in removed_contexts(self._ctx, live, room)]
+        return out or [self.copy()]  # a bottom: one piece
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": "orset",
@@ -367,6 +397,22 @@ class ORSet:
         return s
 
 
+def _element_units(store: SetStore) -> list[tuple[tuple[Key, Dots], int, int]]:
+    """Per element of ``store``, by its first dot (so that a piece's context is a run of
+    dots where it can): ``((element, dots), its encoding's bytes and a comma, that plus its
+    dots in a context)``."""
+    out: list[tuple[tuple[Key, Dots], int, int]] = []
+    for k, dots in sorted(store.items(), key=_first_dot):
+        text = utf8_len(set_entries_json({k: dots})) + 1
+        out.append(((k, dots), text, text + dots_bytes(dot_pairs(dots))))
+    return out
+
+
+def _first_dot(item: tuple[Key, Dots]) -> tuple[Any, Any]:
+    dots = item[1]
+    return dots[0], dots[1]
+
+
 class ORSetKind(ViewedKind):
     """The embedded ``orset`` (:mod:`crdt.embedded`): an ORSet's store under the map's
     context; the view is an ORSet over a copy of the store and of the context."""
@@ -402,6 +448,10 @@ class ORSetKind(ViewedKind):
 
     def decode(self, body: list[Any], ctx: CausalContext, path: str, seen: set[Dot]) -> SetStore:
         return decode_set_entries(body, ctx, path, seen)
+
+    def split(self, store: SetStore, max_bytes: int) -> list[SetStore]:
+        units = _element_units(store)
+        return [dict(group) for group in pack(((item, w) for item, _, w in units), max_bytes)]
 
 
 ORSET = ORSetKind()

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, get_dict
+from crdt._split import check_budget, pack, utf8_len
 from crdt.gcounter import GCounter, decode_counts, decode_reset
 
 __all__ = ["PNCounter"]
@@ -66,6 +67,23 @@ class PNCounter:
     def is_live(self) -> bool:
         """Some increment or decrement outlives every reset seen here."""
         return self.p.is_live() or self.n.is_live()
+
+    def split(self, max_bytes: int) -> list[PNCounter]:
+        """This counter as deltas of at most ``max_bytes`` each when encoded, whose join is
+        the counter: ``[copy]`` if it fits, else counters of a few replicas of one half each
+        (their counts and resets: each below the counter, any of them a valid delta)."""
+        budget = check_budget(max_bytes)
+        if utf8_len(self.to_json()) <= budget:
+            return [self.copy()]
+        room = max(1, budget - 96)
+        out: list[PNCounter] = []
+        for half in ("p", "n"):
+            counter: GCounter = getattr(self, half)
+            for group in pack(counter._replica_units(), room):
+                piece = PNCounter()
+                setattr(piece, half, counter._part(group))
+                out.append(piece)
+        return out or [self.copy()]
 
     def merge(self, other: PNCounter) -> None:
         if not isinstance(other, PNCounter):

@@ -17,7 +17,11 @@
 * ``shoal inspect --db PATH [KEY] [--json]`` prints keys, types, values, siblings and
   version vectors straight from the database (no peer is started, nothing is written: SQLite
   is opened read-only). The report is :func:`store.report.report_database`'s; this module
-  only formats it. A progress bar shows on a terminal for large databases.
+  only formats it. A progress bar shows on a terminal for large databases. Deleted objects
+  are left out and counted (``deleted N``; JSON ``"deleted"``); a ``KEY`` that was deleted
+  exits 1 saying so. Keys holding live objects of several types are named on a ``kind
+  clashes`` line (JSON ``"kind_clashes"``). ``--keys [PREFIX]`` lists the keys only, one a
+  line (JSON: a list), and says on stderr how many deleted keys it left out.
 * ``shoal status URL [--json] [--http-token-file PATH]`` reads a running peer's
   ``/status``: its peers, and each ``--peer`` it dials with its state and last error.
 * ``shoal forget URL REPLICA_ID --secret-file PATH [--undo] [--yes]`` authenticates like a
@@ -482,6 +486,7 @@ def _report_json(report: DatabaseReport) -> dict[str, Any]:
         "replica_id": report.replica_id,
         "schema_version": report.schema_version,
         "keys": report.keys,
+        "deleted": report.deleted,
         "log_size": report.log_size,
         "pending_hints": report.pending_hints,
         "applied": report.applied,
@@ -495,6 +500,7 @@ def _report_json(report: DatabaseReport) -> dict[str, Any]:
             for p in report.peers
         ],
         "objects": objects,
+        "kind_clashes": {key: list(kinds) for key, kinds in report.kind_clashes.items()},
     }
 
 
@@ -544,6 +550,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     if args.key is not None and not data["objects"]:
+        if data["deleted"]:
+            return _fail(f"inspect: key {args.key!r} was deleted (in {args.db})")
         return _fail(f"inspect: no key {args.key!r} in {args.db}")
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -556,7 +564,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _inspect_keys(args: argparse.Namespace) -> int:
-    """``shoal inspect --db DB --keys [PREFIX]``: one key per line (JSON: a list)."""
+    """``shoal inspect --db DB --keys [PREFIX]``: one key per line (JSON: a list); the
+    count of deleted keys left out goes to stderr, so stdout stays a plain listing."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from store.errors import StoreError
@@ -571,11 +580,12 @@ def _inspect_keys(args: argparse.Namespace) -> int:
             sys.stdout.write("".join(f"{k}\n" for k in page))
 
     try:
-        report_keys(args.db, args.key, emit)
+        listed = report_keys(args.db, args.key, emit)
     except (ValueError, SQLAlchemyError, StoreError) as exc:
         return _fail(f"inspect: {exc}")
     if args.json:
         print(json.dumps(found))
+    print(f"deleted keys (not listed): {listed.deleted}", file=sys.stderr)
     return 0
 
 
@@ -584,12 +594,21 @@ def _short(value: Any, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _print_clashes(data: dict[str, Any], out: Callable[[str], Any]) -> None:
+    """One line naming the keys that hold live objects of several types, if any."""
+    clashes = data["kind_clashes"]
+    if clashes:
+        named = ", ".join(f"{key} ({' and '.join(kinds)})" for key, kinds in clashes.items())
+        out(f"kind clashes {len(clashes)}: {named}")
+
+
 def _print_inspect_plain(data: dict[str, Any]) -> None:
     print(f"database {data['db']}  replica {data['replica_id']}  schema v{data['schema_version']}")
     print(
-        f"keys {data['keys']}  log {data['log_size']}  hints {data['pending_hints']}  "
-        f"writes held per origin {_short(data['applied'], 200)}"
+        f"keys {data['keys']}  deleted {data['deleted']}  log {data['log_size']}  "
+        f"hints {data['pending_hints']}  writes held per origin {_short(data['applied'], 200)}"
     )
+    _print_clashes(data, print)
     for obj in data["objects"]:
         sib = f"  siblings={obj['siblings']}" if obj.get("siblings", 0) > 1 else ""
         print(
@@ -605,9 +624,10 @@ def _print_inspect_rich(data: dict[str, Any]) -> None:
     console = Console()
     console.print(
         f"[bold]{data['db']}[/]  replica [cyan]{data['replica_id']}[/]  "
-        f"schema v{data['schema_version']}  keys {data['keys']}  log {data['log_size']}  "
-        f"hints {data['pending_hints']}"
+        f"schema v{data['schema_version']}  keys {data['keys']}  deleted {data['deleted']}  "
+        f"log {data['log_size']}  hints {data['pending_hints']}"
     )
+    _print_clashes(data, console.print)
     table = Table("key", "type", "value", "siblings", "version vector")
     for obj in data["objects"]:
         sib = obj.get("siblings")

@@ -4,7 +4,8 @@ See :mod:`store.store` for the theory of operation (group commit, durability, re
 identity), :mod:`store.location` for the database names every command accepts and the
 files the store refuses, :mod:`store.lock` for the lock that lets one process at a time open
 a database,
-:mod:`store.records` for the batch semantics, :mod:`store.schema` for tables and migrations
+:mod:`store.records` for the batch semantics, :mod:`store.writer` for where a group commit's
+transaction runs, :mod:`store.schema` for tables and migrations
 and :mod:`store.report` for the read-only report behind ``shoal inspect``.
 """
 
@@ -23,14 +24,18 @@ from .location import check_sqlite_file, database_url, describe_database
 from .lock import LOCK_SUFFIX, DatabaseLock, lock_path, lock_postgres, lock_sqlite
 from .ondemand import (
     FOLD_PAGE,
+    count_deleted_keys,
+    count_objects,
     count_objects_upto,
     fold_page,
     get_objects,
     keys_page,
     kind_clashes,
     load_start,
+    objects_page,
     prefix_end,
     unfolded_keys,
+    unfolded_liveness,
 )
 from .records import (
     Batch,
@@ -49,6 +54,7 @@ from .records import (
 )
 from .report import (
     DatabaseReport,
+    KeysReport,
     ObjectReport,
     PeerReport,
     Progress,
@@ -58,6 +64,8 @@ from .report import (
     report_keys,
 )
 from .schema import (
+    LIVE_INDEX,
+    MIGRATION_PAGE,
     MIGRATIONS,
     SCHEMA_VERSION,
     SEGMENT_COLUMNS,
@@ -65,6 +73,7 @@ from .schema import (
     SEGMENT_MAX_ENTRIES,
     Migration,
     SegmentEntry,
+    create_live_index,
     hints,
     log_segments,
     meta,
@@ -97,16 +106,20 @@ from .sql import (
     snapshot_page,
 )
 from .store import SYNCHRONOUS_LEVELS, Store, default_partition_of, sidecar_path
+from .writer import AsyncWriter, ThreadWriter, Writer, install_sqlite_hooks
 
 __all__ = [
     "FOLD_PAGE",
+    "LIVE_INDEX",
     "LOCK_SUFFIX",
     "MIGRATIONS",
+    "MIGRATION_PAGE",
     "SCHEMA_VERSION",
     "SEGMENT_COLUMNS",
     "SEGMENT_MAX_BYTES",
     "SEGMENT_MAX_ENTRIES",
     "SYNCHRONOUS_LEVELS",
+    "AsyncWriter",
     "Batch",
     "BatchLike",
     "CorruptBlob",
@@ -118,6 +131,7 @@ __all__ = [
     "HintLike",
     "HintRow",
     "InvalidInput",
+    "KeysReport",
     "KindMismatch",
     "Loaded",
     "LogLike",
@@ -137,12 +151,17 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreError",
+    "ThreadWriter",
+    "Writer",
     "apply_prepared",
     "check_context",
     "check_sqlite_file",
     "compact",
+    "count_deleted_keys",
     "count_log",
+    "count_objects",
     "count_objects_upto",
+    "create_live_index",
     "database_url",
     "decode_blob",
     "default_partition_of",
@@ -154,6 +173,7 @@ __all__ = [
     "get_object",
     "get_objects",
     "hints",
+    "install_sqlite_hooks",
     "iter_log",
     "keys_page",
     "kind_clashes",
@@ -167,6 +187,7 @@ __all__ = [
     "meta",
     "metadata",
     "objects",
+    "objects_page",
     "open_database",
     "pack_segments",
     "peers",
@@ -183,4 +204,5 @@ __all__ = [
     "snapshot_page",
     "summaries",
     "unfolded_keys",
+    "unfolded_liveness",
 ]

@@ -5,11 +5,22 @@ Plain functions over a SQLAlchemy ``Connection`` (run through ``run_sync`` by
 
 * :func:`get_objects`: every object (all kinds) of a batch of keys, one ``IN`` query per
   500 keys: what the engine asks for before an input that needs objects it does not hold.
-* :func:`keys_page`: keys in code-point order (SQLite's ``BINARY``, PostgreSQL's ``COLLATE
-  "C"``), after a key, under a prefix, at most ``limit``: ``Peer.keys()`` pages through it.
+* :func:`keys_page`: the keys holding a live object (``objects.live``, see
+  :mod:`store.schema`), in code-point order (SQLite's ``BINARY``, PostgreSQL's ``COLLATE
+  "C"``), after a key, under a prefix, at most ``limit``, read through the partial index of
+  live keys: ``Peer.keys()`` pages through it. A deleted object is still stored (and
+  :func:`get_objects` still returns it: a later write merges into it) but not listed.
 * :func:`count_objects_upto`: the number of objects, counting no further than a bound (so
   that opening a large database costs the same as a small one).
-* :func:`kind_clashes`: keys holding objects of several kinds.
+* :func:`kind_clashes`: keys holding live objects of several kinds (a clash that a delete
+  of one kind resolved is not one).
+* :func:`count_deleted_keys` and :func:`unfolded_liveness`: what ``shoal inspect --keys``
+  reports of deleted keys, on a database it only reads.
+* :func:`objects_page`: a page of a partition's objects in (key, kind) order after a
+  position, as their stored text (not decoded), at most a count and about a number of bytes
+  of state text: what a state transfer streams (the engine's ``ReadPage``).
+  :func:`count_objects`: the objects of some partitions and their state's characters (its
+  progress).
 * **The log fold.** Objects are loaded on demand, so a stored object must include every
   log entry applied to it. The engine keeps that true while it runs (an object leaves its
   cache only with a checkpoint) and at a clean close checkpoints every object it changed
@@ -18,7 +29,8 @@ Plain functions over a SQLAlchemy ``Connection`` (run through ``run_sync`` by
   segments stored since are folded into their objects at open by :func:`fold_page`, a
   bounded page per transaction: the cost is the log written since the last clean close,
   not the number of keys. Folding is idempotent (merging a delta twice changes nothing), so
-  a crash during the fold only repeats work.
+  a crash during the fold only repeats work. It sets ``live`` as a checkpoint does: an
+  object whose delete was logged but not checkpointed before a crash is not listed after.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, func, literal, select
+from sqlalchemy import Connection, Integer, String, and_, case, func, literal, or_, select
 
 import crdt
 
@@ -36,14 +48,18 @@ from .sql import _object, _parse_segment, _set_mark, _upsert, decode_blob, folde
 
 __all__ = [
     "FOLD_PAGE",
+    "count_deleted_keys",
+    "count_objects",
     "count_objects_upto",
     "fold_page",
     "get_objects",
     "keys_page",
     "kind_clashes",
     "load_start",
+    "objects_page",
     "prefix_end",
     "unfolded_keys",
+    "unfolded_liveness",
 ]
 
 FOLD_PAGE = 200
@@ -84,22 +100,91 @@ def prefix_end(prefix: str) -> str | None:
     return None
 
 
+def _prefix_conds(key: Any, prefix: str | None) -> list[Any]:
+    if not prefix:
+        return []
+    conds = [key >= literal(prefix, String)]
+    end = prefix_end(prefix)
+    if end is not None:
+        conds.append(key < literal(end, String))
+    return conds
+
+
 def keys_page(conn: Connection, prefix: str | None, after: str | None, limit: int) -> list[str]:
-    """Up to ``limit`` distinct keys starting with ``prefix``, above ``after``, sorted."""
+    """Up to ``limit`` distinct keys holding a live object, starting with ``prefix``, above
+    ``after``, sorted. (``objects.live`` and the key in code-point order are the terms of
+    the partial index :data:`~store.schema.LIVE_INDEX`, which serves the query.)"""
     key = _ordered(conn, objects.c.key)
-    conds = []
-    if prefix:
-        conds.append(key >= literal(prefix, String))
-        end = prefix_end(prefix)
-        if end is not None:
-            conds.append(key < literal(end, String))
+    conds = [objects.c.live, *_prefix_conds(key, prefix)]
     if after is not None:
         conds.append(key > literal(after, String))
-    stmt = select(key)
-    if conds:
-        stmt = stmt.where(and_(*conds))
+    stmt = select(key).where(and_(*conds))
     stmt = stmt.group_by(key).order_by(key).limit(limit)  # a key of two kinds once
     return [row[0] for row in conn.execute(stmt)]
+
+
+def count_deleted_keys(conn: Connection, prefix: str | None) -> int:
+    """How many keys starting with ``prefix`` hold objects but no live one (deleted or
+    emptied: stored, not listed). Reads every object row under the prefix (no state)."""
+    c = objects.c
+    stmt = select(c.key)
+    conds = _prefix_conds(_ordered(conn, c.key), prefix)
+    if conds:
+        stmt = stmt.where(and_(*conds))
+    live = func.sum(case((c.live, literal(1, Integer)), else_=literal(0, Integer)))
+    dead = stmt.group_by(c.key).having(live == 0).subquery()
+    return int(conn.execute(select(func.count()).select_from(dead)).scalar_one())
+
+
+def objects_page(
+    conn: Connection, partition: int, after: tuple[str, str] | None, limit: int, max_bytes: int
+) -> tuple[list[tuple[str, str, str]], bool]:
+    """Up to ``limit`` objects ``(key, kind, state text)`` of ``partition`` after the object
+    ``after``, in (key, kind) order, and whether none follows them; no more once their
+    states reach ``max_bytes`` characters (always one, if any is left).
+
+    Two queries: the positions and sizes of the next ``limit`` objects, then the states of
+    those that fit, so that no state beyond the budget is read into memory (a state may
+    weigh megabytes)."""
+    c = objects.c
+    where = [c.partition == partition]
+    if after is not None:
+        a_key, a_kind = literal(after[0], String), literal(after[1], String)
+        where.append(or_(c.key > a_key, and_(c.key == a_key, c.kind > a_kind)))
+    sizes = conn.execute(
+        select(c.key, c.kind, func.length(c.state))
+        .where(*where)
+        .order_by(c.key, c.kind)
+        .limit(limit + 1)
+    ).all()
+    take, total = 0, 0
+    for _key, _kind, n in sizes[:limit]:
+        if take and total >= max_bytes:
+            break
+        take += 1
+        total += int(n or 0)
+    if not take:
+        return [], True
+    last_key, last_kind = literal(sizes[take - 1][0], String), literal(sizes[take - 1][1], String)
+    where.append(or_(c.key < last_key, and_(c.key == last_key, c.kind <= last_kind)))
+    rows = conn.execute(select(c.key, c.kind, c.state).where(*where).order_by(c.key, c.kind))
+    out = [(key, kind, state) for key, kind, state in rows]
+    return out, take == len(sizes)
+
+
+def count_objects(conn: Connection, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """Per partition of ``partitions``: how many objects it holds and the characters of their
+    states (partitions with none are left out)."""
+    wanted = sorted(set(partitions))
+    if not wanted:
+        return {}
+    c = objects.c
+    stmt = (
+        select(c.partition, func.count(), func.sum(func.length(c.state)))
+        .where(c.partition.in_(wanted))
+        .group_by(c.partition)
+    )
+    return {int(p): (int(n), int(size or 0)) for p, n, size in conn.execute(stmt)}
 
 
 def count_objects_upto(conn: Connection, bound: int) -> int:
@@ -109,9 +194,11 @@ def count_objects_upto(conn: Connection, bound: int) -> int:
 
 
 def kind_clashes(conn: Connection) -> dict[str, tuple[str, ...]]:
-    """Keys holding objects of several kinds: key -> kinds, sorted."""
-    clashed = select(objects.c.key).group_by(objects.c.key).having(func.count() > 1).subquery()
-    stmt = select(objects.c.key, objects.c.kind).where(objects.c.key.in_(select(clashed.c.key)))
+    """Keys holding live objects of several kinds: key -> those kinds, sorted (a deleted
+    object clashes with nothing: deleting one kind resolves a clash)."""
+    c = objects.c
+    clashed = select(c.key).where(c.live).group_by(c.key).having(func.count() > 1).subquery()
+    stmt = select(c.key, c.kind).where(c.live, c.key.in_(select(clashed.c.key)))
     out: dict[str, list[str]] = {}
     for key, kind in conn.execute(stmt):
         out.setdefault(key, []).append(kind)
@@ -135,9 +222,32 @@ def fold_page(conn: Connection, limit: int = FOLD_PAGE) -> int:
             key, kind, delta_text = entry[1], entry[2], entry[3]
             deltas.setdefault((key, kind), []).append(delta_text)
             partitions[key] = part
+    states = _folded(get_objects(conn, {key for key, _ in deltas}), deltas)
+    conn.execute(
+        _upsert(conn, objects, ["key", "kind"]),
+        [
+            {
+                "key": k,
+                "kind": kind,
+                "partition": partitions[k],
+                "state": state.to_json(),
+                "live": state.is_live(),
+            }
+            for (k, kind), state in states.items()
+            if (k, kind) in deltas
+        ],
+    )
+    _set_mark(conn, str(rows[-1][0]))
+    return len(rows)
+
+
+def _folded(
+    stored: Iterable[ObjectRow], deltas: dict[tuple[str, str], list[str]]
+) -> dict[tuple[str, str], Any]:
+    """The ``stored`` objects, decoded, with the delta texts of ``deltas`` merged in (an
+    object only in ``deltas`` is the join of its deltas)."""
     states: dict[tuple[str, str], Any] = {
-        (row.key, row.kind): crdt.from_dict(row.state)
-        for row in get_objects(conn, {key for key, _ in deltas})
+        (row.key, row.kind): crdt.from_dict(row.state) for row in stored
     }
     for (key, kind), texts in deltas.items():
         state = states.get((key, kind))
@@ -147,16 +257,7 @@ def fold_page(conn: Connection, limit: int = FOLD_PAGE) -> int:
                 state = states[(key, kind)] = delta
             else:
                 state.merge(delta)
-    conn.execute(
-        _upsert(conn, objects, ["key", "kind"]),
-        [
-            {"key": k, "kind": kind, "partition": partitions[k], "state": state.to_json()}
-            for (k, kind), state in states.items()
-            if (k, kind) in deltas
-        ],
-    )
-    _set_mark(conn, str(rows[-1][0]))
-    return len(rows)
+    return states
 
 
 def unfolded_keys(conn: Connection) -> set[str]:
@@ -167,6 +268,37 @@ def unfolded_keys(conn: Connection) -> set[str]:
     for seg_id, text in conn.execute(select(c.id, c.entries).where(c.id > folded_mark(conn))):
         keys.update(entry[1] for entry in _parse_segment(seg_id, text))
     return keys
+
+
+def unfolded_liveness(conn: Connection) -> dict[str, tuple[bool | None, bool]]:
+    """For each key of the log stored since it was last folded (after a crash; see the
+    module docstring): whether its stored objects list it (None: it has none; else their
+    ``live`` flags) and whether it holds a live object once that log is folded in. What
+    a reader that must not write (``shoal inspect``) sees as the store's next open will.
+    Holds that part of the log in memory, and the objects of 500 of its keys at a time."""
+    c = log_segments.c
+    deltas: dict[str, dict[tuple[str, str], list[str]]] = {}
+    stmt = select(c.id, c.entries).where(c.id > folded_mark(conn)).order_by(c.id)
+    for seg_id, text in conn.execute(stmt):
+        for entry in _parse_segment(seg_id, text):  # (a sealed entry has a fifth element)
+            key, kind, delta_text = entry[1], entry[2], entry[3]
+            deltas.setdefault(key, {}).setdefault((key, kind), []).append(delta_text)
+    out: dict[str, tuple[bool | None, bool]] = {}
+    keys = sorted(deltas)
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[start : start + _IN_CHUNK]
+        flags: dict[str, bool] = {}
+        for key, live in conn.execute(
+            select(objects.c.key, objects.c.live).where(objects.c.key.in_(chunk))
+        ):
+            flags[key] = flags.get(key, False) or bool(live)
+        wanted = {oid: texts for key in chunk for oid, texts in deltas[key].items()}
+        now: dict[str, bool] = {}
+        for (key, _kind), state in _folded(get_objects(conn, chunk), wanted).items():
+            now[key] = now.get(key, False) or state.is_live()
+        for key in chunk:
+            out[key] = (flags.get(key), now[key])
+    return out
 
 
 def load_start(conn: Connection, objects_limit: int) -> Loaded:

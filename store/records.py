@@ -15,7 +15,8 @@ come back as encoded ``CausalContext`` dicts (``{"vv": {...}, "cloud": [...]}``)
 Semantics of each batch field (one transaction per batch, applied in this order):
 
 * ``objects``: upsert whole-object checkpoints, named by (key, kind) (last one wins for an
-  object within a batch). One key may hold objects of two kinds.
+  object within a batch). One key may hold objects of two kinds. Each is stored with
+  whether it is live (listed by ``Store.keys``): see :class:`ObjectLike`.
 * ``log``: append delta-log entries; an entry whose ``(origin, partition, seq)`` is already
   stored is ignored (first one wins within a batch). They are stored as log segments, one
   per (partition, origin) (see :mod:`store.schema`): a dot stored again is kept in the table
@@ -59,7 +60,15 @@ __all__ = [
 
 
 class ObjectLike(Protocol):
-    """A checkpoint of one object (``sync.effects.ObjectState``)."""
+    """A checkpoint of one object (``sync.effects.ObjectState``).
+
+    Optional liveness: an object may also have an attribute ``live: bool | None`` (read
+    with ``getattr``, as ``LogLike.delta_json``). A ``bool`` is stored as the object's
+    ``live`` flag as it is: the caller (the engine, from the state's ``is_live()``)
+    guarantees it. Without it, or None, the store decodes the state to find out (a state
+    that does not decode is :class:`~store.errors.InvalidInput`). A deleted object is
+    stored all the same, only not listed by ``Store.keys``.
+    """
 
     @property
     def key(self) -> str: ...

@@ -4,7 +4,10 @@
 every object's state joined with the log entries not yet folded into it (an object is named
 by its key and type: a key that two peers wrote offline as two types shows both), its type, value,
 siblings and version vector, plus the database's identity, log size, pending hints, the
-writes held per origin and the known peers. :func:`report_database` opens the database without
+writes held per origin and the known peers. A deleted object (one whose state is not
+``is_live()``: deleted, or emptied) is left out of the objects and counted in
+``deleted``, as the engine and ``Peer.keys()`` leave it out; :func:`read_keys` lists the
+keys holding a live object and counts the others. :func:`report_database` opens the database without
 writing to it (SQLite: a read-only connection, so neither the database file nor its identity
 sidecar changes, though SQLite may leave the empty ``-wal`` and ``-shm`` files a reader of a
 WAL database needs; PostgreSQL: an ordinary connection that only reads) and calls it. Nothing here
@@ -36,6 +39,7 @@ from .location import database_url
 
 __all__ = [
     "DatabaseReport",
+    "KeysReport",
     "ObjectReport",
     "PeerReport",
     "Progress",
@@ -82,10 +86,13 @@ class PeerReport:
 class DatabaseReport:
     """Everything ``shoal inspect`` shows of one database.
 
-    ``keys`` counts the objects read (only ``key``'s when one was asked for; a key holding
-    two types counts twice); ``log_size`` the delta log entries read; ``applied`` the log dots
-    this database holds per origin, over every partition (how many of each replica's writes
-    it has); ``kind_clashes`` the keys holding objects of several types, with their types.
+    ``keys`` counts the live objects, listed in ``objects`` (only ``key``'s when one was
+    asked for; a key holding two types counts twice); ``deleted`` the objects left out
+    because they are not live (deleted or emptied; with ``key``, that key's: a key whose
+    objects are all deleted has ``objects`` empty and ``deleted`` above 0); ``log_size`` the
+    delta log entries read; ``applied`` the log dots this database holds per origin, over
+    every partition (how many of each replica's writes it has); ``kind_clashes`` the keys
+    holding live objects of several types, with their types.
     """
 
     db: str
@@ -98,6 +105,16 @@ class DatabaseReport:
     peers: tuple[PeerReport, ...]
     objects: tuple[ObjectReport, ...]
     kind_clashes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KeysReport:
+    """What :func:`read_keys` found: ``listed`` keys holding a live object (handed to
+    ``emit``) and ``deleted`` keys holding objects, none live (left out)."""
+
+    listed: int
+    deleted: int
 
 
 def _json_value(value: Any) -> Any:
@@ -163,8 +180,9 @@ def read_report(
             states[oid] = delta
         log_size += 1
         tick()
+    live = sorted(oid for oid, state in states.items() if state.is_live())
     kinds: dict[str, list[str]] = {}
-    for k, kind in sorted(states):
+    for k, kind in live:
         kinds.setdefault(k, []).append(kind)
     if progress is not None:
         progress(total, total)
@@ -172,7 +190,7 @@ def read_report(
         db=db,
         replica_id=meta.get("replica_id"),
         schema_version=version,
-        keys=len(states),
+        keys=len(live),
         log_size=log_size,
         pending_hints=conn.execute(select(func.count()).select_from(schema.hints)).scalar_one(),
         applied=_applied(conn),
@@ -180,8 +198,9 @@ def read_report(
             PeerReport(r.replica_id, r.address, r.site, bool(r.forgotten))
             for r in conn.execute(select(schema.peers).order_by(schema.peers.c.replica_id))
         ),
-        objects=tuple(_object(k, states[(k, kind)]) for k, kind in sorted(states)),
+        objects=tuple(_object(k, states[(k, kind)]) for k, kind in live),
         kind_clashes={k: tuple(ks) for k, ks in kinds.items() if len(ks) > 1},
+        deleted=len(states) - len(live),
     )
 
 
@@ -226,33 +245,41 @@ def _applied(conn: Connection) -> dict[str, int]:
 
 def read_keys(
     conn: Connection, db: str, prefix: str | None, emit: Callable[[list[str]], None]
-) -> int:
-    """Every key (starting with ``prefix``) in code-point order, handed to ``emit`` a page at
-    a time; returns how many. SELECTs only. The keys of stored objects are read in pages
-    (memory bounded whatever their number); those only in the log not yet folded into the
-    objects (after a crash: the store folds it at its next open) are merged in."""
+) -> KeysReport:
+    """Every key holding a live object (starting with ``prefix``) in code-point order,
+    handed to ``emit`` a page at a time, and how many keys were left out as deleted. SELECTs
+    only. The keys of stored objects are read in pages (memory bounded whatever their
+    number); the log not yet folded into the objects (after a crash: the store folds it at
+    its next open) is folded here in memory, so a key it writes is listed and a key it
+    deletes is not (:func:`store.ondemand.unfolded_liveness`)."""
     _check_version(conn, db)
-    tail = sorted(
-        {k for k in ondemand.unfolded_keys(conn) if prefix is None or k.startswith(prefix)}
-    )
+    tail = {
+        k: seen
+        for k, seen in ondemand.unfolded_liveness(conn).items()
+        if prefix is None or k.startswith(prefix)
+    }
+    deleted = ondemand.count_deleted_keys(conn, prefix)
+    for stored, now in tail.values():  # the stored flags, as the fold will change them
+        deleted += (not now and stored is not False) - (now and stored is False)
+    born = sorted(k for k, (_stored, now) in tail.items() if now)
     after: str | None = None
     total = 0
     while True:  # ends: every page lists keys above the last one
         page = ondemand.keys_page(conn, prefix, after, _KEYS_PAGE)
         last = len(page) < _KEYS_PAGE
-        extra = [k for k in tail if (after is None or k > after) and (last or k <= page[-1])]
-        merged = sorted(set(page) | set(extra))
+        extra = [k for k in born if (after is None or k > after) and (last or k <= page[-1])]
+        merged = sorted({k for k in page if tail.get(k, (None, True))[1]} | set(extra))
         if merged:
             emit(merged)
             total += len(merged)
         if last:
-            return total
+            return KeysReport(total, deleted)
         after = page[-1]
 
 
 def report_keys(
     db: str | os.PathLike[str], prefix: str | None, emit: Callable[[list[str]], None]
-) -> int:
+) -> KeysReport:
     """Open ``db`` as :func:`report_database` does and run :func:`read_keys` on it."""
     return _on_database(db, lambda conn, name: read_keys(conn, name, prefix, emit))
 

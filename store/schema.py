@@ -1,15 +1,18 @@
 """The database schema (SQLAlchemy Core), its version, and the migrations that reach it.
 
-Tables (version 4)::
+Tables (version 5)::
 
     meta(name PK, value)                    schema_version, replica_id, signing_key (hex of
                                             the Ed25519 private key the id derives from),
                                             partitions, identity (stamp, JSON),
                                             past_replica_ids (JSON)
-    objects(key, kind, partition, state)    checkpoints, PK (key, kind): an object is named by
+    objects(key, kind, partition, state, live)
+                                            checkpoints, PK (key, kind): an object is named by
                                             its key and kind (a key two peers wrote offline as
                                             two kinds holds both); index (partition, key) for
-                                            snapshots
+                                            snapshots; ``live``: the state's ``is_live()``
+                                            (see below), with a partial index on the key of
+                                            the live rows for the listing
     log_segments(id PK, partition, origin, first_seq, last_seq, entries, seals)
                                             the delta log, append-only: one row per
                                             (partition, origin) per transaction (see below);
@@ -45,6 +48,15 @@ origin) in seq order and keep the *first stored* (lowest id) entry of a dot, whi
 contract the old ``ON CONFLICT DO NOTHING`` gave. Compaction deletes the segments wholly at or
 below a watermark and rewrites one that straddles it without those entries (same id).
 
+Liveness. A deleted object stays stored: its state is the observed reset that remembers
+what the delete removed, which a later or concurrent write needs to merge correctly. So the
+listing of keys (:func:`store.ondemand.keys_page`) cannot go by rows; it goes by ``live``,
+written with every checkpoint (the engine says it, from the object's ``is_live()``; any
+other caller's state is decoded to find out) and by the log fold at open. The index
+``ix_objects_live_key`` holds the key of the live rows only (``WHERE live``), in code-point
+order (PostgreSQL: ``key COLLATE "C"``), so a page of keys reads only live rows in order,
+whatever the number of deleted ones.
+
 Versioning: ``meta.schema_version`` holds the version. ``MIGRATIONS[k]`` moves a database from
 version ``k`` to ``k + 1`` inside the opening transaction, so a failed migration leaves the
 database as it was. A database newer than :data:`SCHEMA_VERSION` is refused
@@ -64,7 +76,17 @@ write of another kind to a stored key. Migration 2 -> 3 makes the primary key ``
 (rows kept as they are): SQLite rebuilds the table (it cannot alter a primary key),
 PostgreSQL swaps the constraint.
 
-Version 3 had no signing key and no seals. Migration 3 -> 4 adds ``log_segments.seals`` and
+Version 3 had no ``live`` column: a listing showed deleted objects. Migration 3 -> 4 adds it
+(``NOT NULL``, true by default), decodes every stored state once, in pages of
+:data:`MIGRATION_PAGE` rows in (key, kind) order (memory bounded whatever the number of
+objects), marks the ones that are not live, and creates the index. Decoding at the
+migration, rather than marking every row live and waiting for the next checkpoint, is what
+keeps a listing right at once: an object deleted before the upgrade may never be written
+again, so no checkpoint would ever correct it. It costs one pass over the objects, once.
+A state that does not decode fails the migration (:class:`~store.errors.CorruptBlob`, the
+database left at version 3).
+
+Version 4 had no signing key and no seals. Migration 4 -> 5 adds ``log_segments.seals`` and
 ``hints.seal`` and deletes the hints (unsigned, no peer would take them; anti-entropy and
 state transfer repair what they held between homes); the log's entries stay (unsigned: a
 peer that lacks one gets a state transfer instead). :func:`store.sql.open_database` then
@@ -91,25 +113,33 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     bindparam,
     delete,
     insert,
     inspect,
+    or_,
     select,
     text,
+    true,
     update,
 )
+
+import crdt
 
 from .errors import CorruptBlob
 
 __all__ = [
+    "LIVE_INDEX",
     "MIGRATIONS",
+    "MIGRATION_PAGE",
     "SCHEMA_VERSION",
     "SEGMENT_COLUMNS",
     "SEGMENT_MAX_BYTES",
     "SEGMENT_MAX_ENTRIES",
     "Migration",
     "SegmentEntry",
+    "create_live_index",
     "hints",
     "log_segments",
     "meta",
@@ -120,7 +150,7 @@ __all__ = [
     "summaries",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SEGMENT_MAX_ENTRIES = 1000
 """At most this many entries in one log segment."""
@@ -145,8 +175,33 @@ objects = Table(
     Column("kind", String(32), primary_key=True),
     Column("partition", Integer, nullable=False),
     Column("state", Text, nullable=False),
+    # True while the state is_live() (a deleted or emptied object is not): what lists it.
+    Column("live", Boolean, nullable=False, server_default=true()),
     Index("ix_objects_partition_key", "partition", "key"),
 )
+
+LIVE_INDEX = "ix_objects_live_key"
+"""The partial index of the live objects' keys (made by :func:`create_live_index`)."""
+
+MIGRATION_PAGE = 500
+"""Object rows decoded per page by the migration 3 -> 4."""
+
+
+def create_live_index(conn: Connection) -> None:
+    """Create :data:`LIVE_INDEX`: the keys of the live rows, in code-point order, the order
+    :func:`store.ondemand.keys_page` lists them in (PostgreSQL compares ``COLLATE "C"``,
+    SQLite's default ``BINARY`` is that order already). Not in ``metadata``: its column
+    expression differs per dialect."""
+    # The predicate is written as SQLAlchemy renders ``objects.c.live`` in a WHERE clause on
+    # each dialect: SQLite uses a partial index only for a query term that is the same.
+    if conn.dialect.name == "postgresql":
+        column, where = 'key COLLATE "C"', "live"
+    else:
+        column, where = "key", "live = 1"
+    conn.execute(
+        text(f"CREATE INDEX IF NOT EXISTS {LIVE_INDEX} ON objects ({column}) WHERE {where}")
+    )
+
 
 log_segments = Table(
     "log_segments",
@@ -179,6 +234,17 @@ _log_v1 = Table(
     Column("kind", String(32), nullable=False),
     Column("delta", Text, nullable=False),
     PrimaryKeyConstraint("partition", "origin", "seq", name="pk_log"),
+)
+
+# The version-3 objects table (no ``live``), only for the migrations: not in ``metadata``.
+_objects_v3 = Table(
+    "objects",
+    MetaData(),
+    Column("key", Text, primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("partition", Integer, nullable=False),
+    Column("state", Text, nullable=False),
+    Index("ix_objects_partition_key", "partition", "key"),
 )
 
 SegmentEntry = tuple[Any, ...]
@@ -365,9 +431,9 @@ def _migrate_2_to_3(conn: Connection, partition_of: Callable[[str], int]) -> Non
         return
     # SQLite cannot change a primary key: rebuild the table under the new one.
     conn.execute(text("ALTER TABLE objects RENAME TO objects_v2"))
-    for index in objects.indexes:
+    for index in _objects_v3.indexes:
         conn.execute(text(f'DROP INDEX IF EXISTS "{index.name}"'))
-    objects.create(conn)
+    _objects_v3.create(conn)
     conn.execute(
         text(
             "INSERT INTO objects (key, kind, partition, state)"
@@ -378,7 +444,51 @@ def _migrate_2_to_3(conn: Connection, partition_of: Callable[[str], int]) -> Non
 
 
 def _migrate_3_to_4(conn: Connection, partition_of: Callable[[str], int]) -> None:
-    """v3 -> v4: ``log_segments.seals`` and ``hints.seal``; unsigned hints deleted (the
+    """v3 -> v4: ``objects.live``, from each state decoded once (in pages), and its index."""
+    del partition_of  # unused: rows keep their partitions
+    default = "TRUE" if conn.dialect.name == "postgresql" else "1"
+    conn.execute(text(f"ALTER TABLE objects ADD COLUMN live BOOLEAN NOT NULL DEFAULT {default}"))
+    c = objects.c
+    after: tuple[str, str] | None = None
+    while True:  # ends: every page reads further in (key, kind) order
+        stmt = select(c.key, c.kind, c.state)
+        if after is not None:
+            stmt = stmt.where(or_(c.key > after[0], and_(c.key == after[0], c.kind > after[1])))
+        rows = conn.execute(stmt.order_by(c.key, c.kind).limit(MIGRATION_PAGE)).all()
+        dead = [
+            {"b_key": key, "b_kind": kind}
+            for key, kind, state in rows
+            if not _state_of_blob(key, kind, state).is_live()
+        ]
+        if dead:
+            conn.execute(
+                update(objects)
+                .where(c.key == bindparam("b_key"), c.kind == bindparam("b_kind"))
+                .values(live=False),
+                dead,
+            )
+        if len(rows) < MIGRATION_PAGE:
+            break
+        after = (rows[-1].key, rows[-1].kind)
+    create_live_index(conn)
+
+
+def _state_of_blob(key: str, kind: str, blob: str) -> crdt.CRDT:
+    try:
+        decoded: Any = json.loads(blob)
+    except ValueError as exc:
+        raise CorruptBlob(key, "objects", f"not JSON ({exc})") from exc
+    if not isinstance(decoded, dict) or decoded.get("type") != kind:
+        raise CorruptBlob(key, "objects", f"not the encoding of a {kind!r}")
+    try:
+        state: crdt.CRDT = crdt.from_dict(decoded)
+    except crdt.DecodeError as exc:
+        raise CorruptBlob(key, "objects", str(exc)) from exc
+    return state
+
+
+def _migrate_4_to_5(conn: Connection, partition_of: Callable[[str], int]) -> None:
+    """v4 -> v5: ``log_segments.seals`` and ``hints.seal``; unsigned hints deleted (the
     signing key, and with it a new replica id, is settled by the identity check after)."""
     del partition_of  # unused
     # (A log made by migration 1 -> 2 was created with this version's columns already.)
@@ -391,5 +501,11 @@ def _migrate_3_to_4(conn: Connection, partition_of: Callable[[str], int]) -> Non
     conn.execute(delete(hints))
 
 
-MIGRATIONS: list[Migration] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4]
+MIGRATIONS: list[Migration] = [
+    _migrate_0_to_1,
+    _migrate_1_to_2,
+    _migrate_2_to_3,
+    _migrate_3_to_4,
+    _migrate_4_to_5,
+]
 """``MIGRATIONS[k]`` migrates version ``k`` to ``k + 1``; ``len(MIGRATIONS) == SCHEMA_VERSION``."""

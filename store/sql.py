@@ -54,6 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import DBAPIError
 
 import crdt
 
@@ -71,6 +72,7 @@ from .schema import (
     SCHEMA_VERSION,
     SEGMENT_COLUMNS,
     SegmentEntry,
+    create_live_index,
     hints,
     log_segments,
     meta,
@@ -185,8 +187,8 @@ def _decode_context(table: str, key: str, blob: str) -> dict[str, Any]:
 
 
 # Row layouts (tuples, in the order of the statements below).
-_OBJECT_COLS = ("key", "kind", "partition", "state")
-_LOG_COLS = ("partition", "origin", "seq", "key", "kind", "delta", "seal")  # per entry
+_OBJECT_COLS = ("key", "kind", "partition", "state", "live")
+_LOG_COLS = ("partition", "origin", "seq", "key", "kind", "delta", "seal")  # prepared, per entry
 _SEGMENT_COLS = SEGMENT_COLUMNS  # written
 _HINT_COLS = (
     "target",
@@ -472,6 +474,23 @@ def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int
     return out
 
 
+def _live(obj: Any, i: int, state: Any) -> bool:
+    """The object's ``live`` flag (see :class:`~store.records.ObjectLike`): as the caller
+    says it, else from its state decoded (``state``: the to_dict() form or its text)."""
+    live = getattr(obj, "live", None)
+    if type(live) is bool:
+        return live
+    if live is not None:
+        raise InvalidInput(f"objects[{i}].live must be a bool or None, got {live!r}")
+    try:
+        decoded: crdt.CRDT = crdt.from_dict(json.loads(state) if type(state) is str else state)
+    except (ValueError, crdt.DecodeError) as exc:
+        raise InvalidInput(
+            f"objects[{i}].state for key {obj.key!r} is not a valid encoding of its kind: {exc}"
+        ) from exc
+    return decoded.is_live()
+
+
 def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -> None:
     objects_out, log_out = out.objects, out.log
     for i, obj in enumerate(batch.objects):
@@ -485,7 +504,7 @@ def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -
             and text.startswith(_TYPE_PREFIX[kind])
         ):
             # Pre-encoded by the caller (the engine): stored as it is, kind read off the text.
-            objects_out[(key, kind)] = (key, kind, parts(key), text)
+            objects_out[(key, kind)] = (key, kind, parts(key), text, _live(obj, i, text))
             continue
         try:
             state = obj.state
@@ -504,7 +523,7 @@ def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -
             key = _text(key, f"objects[{i}].key")
             kind = _kind(kind, f"objects[{i}].kind")
             blob = _blob(state, kind, lambda: f"objects[{i}].state for key {key!r}")  # noqa: B023
-        objects_out[(key, kind)] = (key, kind, parts(key), blob)
+        objects_out[(key, kind)] = (key, kind, parts(key), blob, _live(obj, i, state))
     for i, entry in enumerate(batch.log):
         row = _log_row(entry, parts, "log[{}]", i)
         log_out.setdefault((row[0], row[1], row[2]), row)
@@ -628,13 +647,29 @@ def _compiled(conn: Connection, name: str) -> tuple[str, Callable[[Row], Any] | 
     return found
 
 
-def _executemany(conn: Connection, name: str, rows: Iterable[Row]) -> int:
-    """Run ``name`` once per row (one executemany); return the driver's rowcount."""
+def _executemany(conn: Connection, name: str, rows: Iterable[Row]) -> None:
+    """Run ``name`` once per row: one executemany on the driver's cursor.
+
+    Straight on the cursor of the connection's DB-API connection: ``exec_driver_sql`` would
+    pass the same statement and rows to the same call, after building an execution context
+    and a result per statement, which was about as long as SQLite's own work for a
+    one-write transaction (``benchmarks/speed_bench.py --goals serial``). A driver error is
+    raised as ``exec_driver_sql`` would raise it (:class:`sqlalchemy.exc.DBAPIError`).
+    """
     sql_text, mapper = _compiled(conn, name)
     params = list(rows) if mapper is None else [mapper(r) for r in rows]
     if not params:
-        return 0
-    return int(conn.exec_driver_sql(sql_text, params).rowcount)
+        return
+    dbapi = conn.connection
+    cursor = dbapi.cursor()
+    try:
+        cursor.executemany(sql_text, params)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            sql_text, params, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from exc
+    finally:
+        cursor.close()
 
 
 def _runs(batches: Iterable[PreparedBatch]) -> list[PreparedBatch]:
@@ -1079,7 +1114,7 @@ class OpenResult:
     rotated: bool
     previous_replica_ids: tuple[str, ...]
     signing_key: bytes = b""  # the raw Ed25519 private key behind replica_id
-    rekeyed: bool = False  # a database without a key (before schema 4) got one, and a new id
+    rekeyed: bool = False  # a database without a key (before schema 5) got one, and a new id
 
 
 def open_database(
@@ -1103,7 +1138,7 @@ def open_database(
     recorded in ``past_replica_ids``. A SQLite file renamed on its file system (same device
     and inode) with its sidecar was moved, not copied, and keeps its id. The id is derived
     from an Ed25519 key kept in ``meta.signing_key`` (``new_identity()`` makes both); a
-    database without a key (made before schema version 4) gets one, and so a new id
+    database without a key (made before schema version 5) gets one, and so a new id
     (``rekeyed``), the old one recorded as past.
     """
     found = read_schema_version(conn)
@@ -1112,6 +1147,7 @@ def open_database(
     created = found is None
     if found is None:
         metadata.create_all(conn)
+        create_live_index(conn)
         _set_meta(conn, {"schema_version": str(SCHEMA_VERSION), "partitions": str(partitions)})
     else:
         for version in range(found, SCHEMA_VERSION):

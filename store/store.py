@@ -3,16 +3,20 @@
 Theory of operation
 -------------------
 All storage logic is in :mod:`store.sql` (plain functions over a sync ``Connection``); this
-class calls them through ``AsyncConnection.run_sync`` and holds no data of its own beyond the
-engine, the replica identity it settled at open, and the group-commit queue.
+class calls them through ``AsyncConnection.run_sync`` (reads) or its writer (writes, see
+below) and holds no data of its own beyond the engine, the replica identity it settled at
+open, and the group-commit queue.
 
 Group commit. ``apply(batch)`` validates and encodes the batch in the caller's task (bad input
 raises there and touches nothing), then queues it. A single writer task, holding one
-connection of its own, takes everything queued (up to ``max_batch_rows`` rows), writes it in
+connection of its own (:mod:`store.writer`: for SQLite a synchronous connection in a thread
+of its own, so that the transaction crosses into that thread once), takes everything queued
+(up to ``max_batch_rows`` rows), writes it in
 **one** transaction with one ``executemany`` per table (batches merged so that the result
 equals applying them one after another; the log's entries appended as one segment row per
 (partition, origin), see :mod:`store.schema`), commits, and only then resolves each caller's
-await. If that
+await. A caller that finds nothing queued and nothing committing runs its transaction itself
+(the same transaction, without two task switches); callers arriving meanwhile queue. If that
 transaction fails, each batch is retried alone in its own transaction, so one caller's
 failure fails only that caller. Because only the writer task
 writes, SQLite transactions use ``BEGIN IMMEDIATE`` and never deadlock on a lock upgrade.
@@ -88,10 +92,10 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
-from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DatabaseError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from crdt import replica_id_for
@@ -102,6 +106,7 @@ from .location import check_sqlite_file, database_url
 from .lock import DatabaseLock, lock_postgres, lock_sqlite
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
 from .schema import SCHEMA_VERSION
+from .writer import AsyncWriter, ThreadWriter, Writer, install_sqlite_hooks
 
 __all__ = ["SYNCHRONOUS_LEVELS", "Store", "default_partition_of", "sidecar_path"]
 
@@ -164,10 +169,12 @@ class Store:
         partition_of: Callable[[str], int],
         opened: sql.OpenResult,
         max_batch_rows: int,
+        writer: Writer,
     ) -> None:
         self._engine = engine
         self._lock = lock
         self._write_engine = engine.execution_options(shoal_write=True)
+        self._writer_db = writer
         self._partitions = partitions
         self._partition_of = partition_of
         self._replica_id = opened.replica_id
@@ -179,7 +186,9 @@ class Store:
         self._migrated_from = opened.migrated_from
         self._max_batch_rows = max_batch_rows
         self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
-        self._writer_conn: AsyncConnection | None = None
+        # Held while a transaction of apply() is in flight: the writer task's, or the one a
+        # caller runs itself when nothing else is queued or committing (_submit).
+        self._committing = asyncio.Lock()
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._writer = self._loop.create_task(self._write_loop(), name="shoal-store-writer")
@@ -248,8 +257,13 @@ class Store:
                 if db_path is not None:
                     # Refuse a newer schema before the engine (which switches to WAL) writes.
                     await asyncio.to_thread(_check_sqlite, db_path)
-                    _install_sqlite_hooks(engine, synchronous, busy_timeout_ms)
+                    install_sqlite_hooks(engine.sync_engine, synchronous, busy_timeout_ms)
                 opened = await _open_identity(engine, db_path, partitions, part_of)
+                writer: Writer = (
+                    AsyncWriter(engine)
+                    if db_path is None
+                    else ThreadWriter(url, synchronous, busy_timeout_ms)
+                )
             except BaseException:
                 await engine.dispose()
                 raise
@@ -260,6 +274,7 @@ class Store:
                 partition_of=part_of,
                 opened=opened,
                 max_batch_rows=max_batch_rows,
+                writer=writer,
             )
         except BaseException:
             await lock.release()
@@ -282,7 +297,7 @@ class Store:
     @property
     def rekeyed(self) -> bool:
         """True if this open gave a database without a signing key (one made before schema
-        version 4) a key, and so a new replica id."""
+        version 5) a key, and so a new replica id."""
         return self._rekeyed
 
     @property
@@ -313,6 +328,12 @@ class Store:
     def engine(self) -> AsyncEngine:
         """The SQLAlchemy engine (for event hooks in tests and metrics; do not write)."""
         return self._engine
+
+    @property
+    def write_engine(self) -> Engine:
+        """The synchronous engine :meth:`apply` commits through (:mod:`store.writer`), for
+        event hooks in tests and metrics; do not write."""
+        return self._writer_db.engine
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -350,6 +371,14 @@ class Store:
         rows = prepared.rows
         if rows == 0:
             return 0
+        if self._queue.empty() and not self._committing.locked():
+            # Nothing to group with: commit in the caller's task, sparing the two task
+            # switches to the writer task and back (one write in flight, the common case of
+            # an app awaiting each write: benchmarks/speed_bench.py --goals serial). Callers
+            # arriving meanwhile queue for the writer task, which groups them next.
+            async with self._committing:
+                (count,) = await self._transaction([prepared])
+            return count
         future: asyncio.Future[int] = self._loop.create_future()
         self._queue.put_nowait(_Pending(prepared, rows, future))
         return await future
@@ -372,7 +401,8 @@ class Store:
                 group.append(nxt)
                 rows += nxt.rows
             try:
-                await self._commit(group)
+                async with self._committing:
+                    await self._commit(group)
             except BaseException as exc:  # never leave a caller waiting on a dead writer
                 for pending in group:
                     _settle(pending.future, exc=exc)
@@ -411,17 +441,8 @@ class Store:
 
     async def _transaction(self, prepared: list[sql.PreparedBatch]) -> list[int]:
         """Write ``prepared`` in one transaction; return the log dots each batch compacted."""
-        # The writer keeps one connection and runs the whole transaction in one run_sync:
-        # no pool checkout/reset and no event-loop round trip between statements.
-        if self._writer_conn is None:
-            self._writer_conn = await self._write_engine.connect()
-        try:
-            removed = await self._writer_conn.run_sync(_write_transaction, prepared)
-        except BaseException:
-            conn, self._writer_conn = self._writer_conn, None
-            with contextlib.suppress(Exception):  # already failing: report the first error
-                await conn.close()
-            raise
+        # One crossing into the writer's connection for the whole transaction (store.writer).
+        removed = await self._writer_db.transaction(prepared)
         # apply_prepared returns one count per compaction entry, in batch order.
         it = iter(removed)
         return [sum(next(it) for _ in batch.compact) for batch in prepared]
@@ -499,6 +520,31 @@ class Store:
             if len(page) < limit:
                 return
 
+    async def objects_page(
+        self, partition: int, after: tuple[str, str] | None, limit: int, max_bytes: int
+    ) -> tuple[list[tuple[str, str, str]], bool]:
+        """A page of the objects of ``partition`` after ``after`` (``(key, kind)``) as
+        ``(key, kind, state text)``, and whether it is the last (see
+        :func:`store.ondemand.objects_page`): what a state transfer streams."""
+        part = self._check_partition(partition)
+        if after is not None and not (
+            isinstance(after, tuple) and len(after) == 2 and all(isinstance(x, str) for x in after)
+        ):
+            raise InvalidInput(f"after must be None or a (key, kind) pair, got {after!r}")
+        return await self._read(
+            ondemand.objects_page,
+            part,
+            after,
+            _positive(limit, "limit"),
+            _positive(max_bytes, "max_bytes"),
+        )
+
+    async def count_objects(self, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """Per partition: its objects and the characters of their states (see
+        :func:`store.ondemand.count_objects`)."""
+        parts = [self._check_partition(p) for p in partitions]
+        return await self._read(ondemand.count_objects, parts)
+
     async def snapshot(self, partition: int, chunk: int = 500) -> AsyncIterator[list[ObjectRow]]:
         """Every object of ``partition`` in (key, kind) order, ``chunk`` at a time (keyset
         pages)."""
@@ -535,10 +581,11 @@ class Store:
             # (a writer that already stopped failed its callers then; closing goes on)
         finally:
             try:
-                if self._writer_conn is not None:
-                    await self._writer_conn.close()
-                    self._writer_conn = None
-                await self._engine.dispose()
+                try:
+                    async with self._committing:  # a caller's own transaction ends first
+                        await self._writer_db.aclose()
+                finally:
+                    await self._engine.dispose()
             finally:
                 await self._lock.release()  # the next opener may come in
 
@@ -567,11 +614,6 @@ class Store:
                 f"partition must be an integer in [0, {self._partitions}), got {partition!r}"
             )
         return partition
-
-
-def _write_transaction(conn: Connection, prepared: list[sql.PreparedBatch]) -> list[int]:
-    with conn.begin():
-        return sql.apply_prepared(conn, prepared)
 
 
 def _settle(
@@ -618,23 +660,6 @@ def _precheck_sqlite(path: Path) -> None:
                 raise SchemaVersionMismatch(found, SCHEMA_VERSION)
     finally:
         engine.dispose()
-
-
-def _install_sqlite_hooks(engine: AsyncEngine, synchronous: str, busy_timeout_ms: int) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # We issue BEGIN ourselves (below); the driver must not begin implicitly.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute(f"PRAGMA synchronous = {synchronous}")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("shoal_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 async def _open_identity(

@@ -38,7 +38,12 @@ class ReplicaConfig:
 
     ``n``: home replicas per partition. ``w``/``r``: default write/read levels. ``strict``:
     count only home replicas (no sloppy quorum). ``anti_entropy_interval``: seconds between
-    summaries to each up peer (``0`` or ``None``: off). ``ae_batch``: entries per ``Deltas``
+    anti-entropy rounds (``0`` or ``None``: off); each round sends a digest to at most
+    ``gossip_fanout`` up peers, chosen by :mod:`sync.replica.gossip` (peers sharing partitions
+    first, every up peer in turn). ``anti_entropy_idle_interval``: while rounds find nothing
+    different, the interval doubles after each one up to this many seconds (``None``: no
+    back-off; below ``anti_entropy_interval``: that one); a difference, or a peer coming up,
+    brings it back to ``anti_entropy_interval``. ``ae_batch``: entries per ``Deltas``
     (and per hint hand-off ``Push``). ``ae_max_inflight``: unacknowledged anti-entropy
     messages per peer. ``snapshot_chunk``: objects per ``SnapshotChunk``. ``hint_window``:
     seconds a hint is kept. ``hint_max_per_target``: hints kept per target (the oldest go
@@ -84,6 +89,8 @@ class ReplicaConfig:
     write_timeout: float = 5.0
     read_timeout: float = 5.0
     anti_entropy_interval: float | None = 5.0
+    anti_entropy_idle_interval: float | None = 60.0
+    gossip_fanout: int = 3
     ae_batch: int = 500
     ae_max_inflight: int = 4
     snapshot_chunk: int = 500
@@ -111,6 +118,7 @@ class ReplicaConfig:
             "checkpoint_every",
             "max_message_bytes",
             "cache_bytes",
+            "gossip_fanout",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -129,6 +137,8 @@ class ReplicaConfig:
             check_seconds(name, getattr(self, name))
         if self.anti_entropy_interval is not None and self.anti_entropy_interval != 0:
             check_seconds("anti_entropy_interval", self.anti_entropy_interval)
+        if self.anti_entropy_idle_interval is not None:
+            check_seconds("anti_entropy_idle_interval", self.anti_entropy_idle_interval)
         for name in ("strict", "relay", "home"):
             check_bool(name, getattr(self, name))
         if self.site is not None and (not isinstance(self.site, str) or not self.site):

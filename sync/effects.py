@@ -22,6 +22,10 @@ keys are checkpointed in the same or an earlier ``Persist``.
 
 Hints are held for a home replica that was unreachable (sloppy quorum); they are not applied
 to the holder's own objects unless the holder is itself a home of the key.
+
+The engine never reads the store itself: a state transfer asks for the objects it sends
+with :class:`ReadPage`, a read the caller makes once every ``Persist`` before it is durable,
+and whose rows it hands back with ``Replica.snapshot_page``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from sync.signing import Seal
 __all__ = [
     "MAX_SEQ",
     "Alarm",
+    "CatchUp",
     "Changed",
     "Effect",
     "HintId",
@@ -53,6 +58,7 @@ __all__ = [
     "Persist",
     "ReadDone",
     "ReadFailed",
+    "ReadPage",
     "Send",
     "WriteDone",
     "WriteFailed",
@@ -64,11 +70,14 @@ __all__ = [
 class ObjectState:
     """A checkpoint of one object: its key, CRDT kind and the JSON text of its ``to_dict()``
     (encoded when the checkpoint is taken; a large state's decoded form would stay alive,
-    and be walked by the garbage collector, until the commit)."""
+    and be walked by the garbage collector, until the commit), and whether the state
+    ``is_live()`` (the engine sets it; the store lists only live objects' keys, and decodes
+    the state to find out when it is None)."""
 
     key: str
     kind: str
     state_json: str
+    live: bool | None = None
 
     @property
     def state(self) -> dict[str, Any]:
@@ -321,6 +330,45 @@ class KindClashFound:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadPage:
+    """Read a page of the objects of ``partition`` for the state transfer to ``peer``, once
+    every ``Persist`` before this effect is durable, and hand it back with
+    ``Replica.snapshot_page(self, rows, end, now, totals=...)`` (``read_id`` tells this
+    read from any other).
+
+    ``rows``: the objects (each kind) after the object ``after`` (``(key, kind)``; None: from
+    the first) in (key, kind) order, as :class:`ObjectState`: at most ``limit`` of them, and
+    no more once their state texts reach ``max_bytes`` (always at least one, if any is
+    left). ``end``: no object of the partition follows the last row. ``count``: also count,
+    for each of these partitions, its objects and the UTF-8 bytes of their state texts
+    (``totals``: partition -> ``(objects, bytes)``), for the transfer's progress.
+    """
+
+    peer: str
+    partition: int
+    after: tuple[str, str] | None
+    limit: int
+    max_bytes: int
+    count: tuple[int, ...] = ()
+    read_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """A catch-up from ``peer`` (anti-entropy that takes more than one message: log entries
+    or a state transfer) ``started``, is ``done`` or was ``interrupted`` (the peer went
+    down). ``entries`` and ``bytes``: at the start, about how much is coming (log entries
+    and objects, as the sender counts them); at the end, how much came. ``seconds``: since
+    it started (0 at the start). The adapter logs it."""
+
+    peer: str
+    phase: str  # "started" | "done" | "interrupted"
+    entries: int
+    bytes: int
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Alarm:
     """Something an operator must see; the adapter logs ``message`` at WARNING. ``kind``
     names what (``"clock_skew"``...), ``peer`` the replica concerned. The engine's
@@ -341,6 +389,8 @@ Effect = (
     | Changed
     | IdentityConflict
     | KindClashFound
+    | ReadPage
+    | CatchUp
     | Alarm
 )
 

@@ -33,9 +33,28 @@ decoder sets each entry's ``seal`` from it; whether a seal is valid is the engin
 * ``Summary(parts, known_peers, reply)`` — anti-entropy: per partition, the causal context of
   the log dots the sender has applied; the peers it knows; ``reply`` asks the receiver to
   answer with its own summary if it has something the sender lacks.
-* ``Deltas(batch_id, partition, entries, more)`` — anti-entropy batch of log entries.
-* ``SnapshotChunk(batch_id, partition, objects, summary, last)`` — state transfer to a peer
-  behind the compacted log; the last chunk carries the sender's summary of the partition.
+* ``Deltas(batch_id, partition, entries, more, remaining)`` — anti-entropy batch of log
+  entries.
+* ``SnapshotChunk(batch_id, partition, objects, summary, last, remaining)`` — state transfer
+  to a peer behind the compacted log; the last chunk carries the sender's summary of the
+  partition. An object is its state's JSON text (``state_json``), or, for a state too big
+  for one message, one of the pieces it was split into (``piece``: a delta whose join with
+  the other pieces is the state, ``crdt/_split.py``).
+* ``remaining`` (``Deltas``, ``SnapshotChunk``): ``[entries, bytes]``, about how much of the
+  anti-entropy round the sender still has to send after this message (log entries and
+  objects; the bytes of their texts), for the receiver's catch-up progress; absent: not
+  said.
+* ``Digest(root, members, reply)`` — one anti-entropy round between homes: the digest of the
+  summaries of the partitions both share and of the members the sender knows; ``reply`` asks
+  the receiver to answer with its own digest when this one taught it something.
+* ``PartDigests(parts)`` — the roots differed: per shared partition, the digest of its
+  summary; the receiver answers with a ``Summary`` of the partitions whose digests differ.
+* ``ReadDigest(req_id, key, kind, digest)`` / ``ReadDigestResp(req_id, key, kind, same, ctx,
+  state)`` — a quorum read asks for a digest of the object ``(key, kind)``, giving its own
+  (None: holds nothing); the answer says whether they are the same and, if not, carries the
+  replier's causal context (causal kinds) or its whole state (the others).
+* ``ReadFetch(req_id, key, kind, seen)`` — the part of the replier's object that a state with
+  the causal context ``seen`` lacks, answered with a ``ReadResp``.
 
 There is no message to forget a peer: forgetting is an operator's action on each peer
 (``peer.forget``, ``shoal forget``), never something a member can ask of another (a
@@ -83,16 +102,22 @@ __all__ = [
     "AuthReply",
     "Ctx",
     "Deltas",
+    "Digest",
     "Entry",
     "Goodbye",
     "Hello",
     "Message",
+    "PartDigests",
     "PeerInfo",
     "Ping",
     "Pong",
     "Push",
+    "ReadDigest",
+    "ReadDigestResp",
+    "ReadFetch",
     "ReadReq",
     "ReadResp",
+    "Remaining",
     "Repair",
     "SnapObject",
     "SnapshotChunk",
@@ -213,11 +238,21 @@ _WireEntry = Annotated[LogEntry, BeforeValidator(_entry_in), PlainSerializer(_en
 
 
 class SnapObject(_Model):
-    """A whole object state in a state transfer."""
+    """An object state in a state transfer: its ``to_dict()`` as JSON text (stored and
+    sent as it is); ``piece``: one of the deltas a state too big for one message was split
+    into (the receiver merges it as a delta and checkpoints the object once the partition's
+    last chunk came)."""
 
     key: Key
     kind: NonEmpty
-    state: Json
+    state_json: str
+    piece: bool = False
+
+
+# ``[entries, bytes]`` still to come after this message (see the module docstring).
+Remaining = tuple[
+    Annotated[int, Field(ge=0, le=SEQ_LIMIT)], Annotated[int, Field(ge=0, le=SEQ_LIMIT)]
+]
 
 
 class Ctx(_Model):
@@ -336,6 +371,7 @@ class Deltas(_Message):
     partition: Index
     entries: list[_WireEntry]
     more: bool = False
+    remaining: Remaining | None = None
 
 
 class SnapshotChunk(_Message):
@@ -345,6 +381,7 @@ class SnapshotChunk(_Message):
     objects: list[SnapObject]
     summary: Ctx | None = None
     last: bool = False
+    remaining: Remaining | None = None
 
 
 class Ping(_Message):
@@ -355,6 +392,45 @@ class Ping(_Message):
 class Pong(_Message):
     t: Literal["pong"] = "pong"
     nonce: int = 0
+
+
+class Digest(_Message):
+    t: Literal["digest"] = "digest"
+    root: str
+    members: str
+    reply: bool = False
+
+
+class PartDigests(_Message):
+    t: Literal["part_digests"] = "part_digests"
+    # JSON object keys are strings: the partition number is parsed leniently here only.
+    parts: dict[Annotated[int, Strict(False), Field(ge=0)], str] = {}
+
+
+class ReadDigest(_Message):
+    t: Literal["read_digest"] = "read_digest"
+    req_id: int
+    key: str
+    kind: NonEmpty
+    digest: str | None = None
+
+
+class ReadDigestResp(_Message):
+    t: Literal["read_digest_resp"] = "read_digest_resp"
+    req_id: int
+    key: str
+    kind: NonEmpty
+    same: bool
+    ctx: Ctx | None = None
+    state: Json | None = None
+
+
+class ReadFetch(_Message):
+    t: Literal["read_fetch"] = "read_fetch"
+    req_id: int
+    key: str
+    kind: NonEmpty
+    seen: Ctx
 
 
 Message = Annotated[
@@ -371,7 +447,12 @@ Message = Annotated[
     | Deltas
     | SnapshotChunk
     | Ping
-    | Pong,
+    | Pong
+    | Digest
+    | PartDigests
+    | ReadDigest
+    | ReadDigestResp
+    | ReadFetch,
     Field(discriminator="t"),
 ]
 
@@ -450,7 +531,7 @@ def _entries(raw: Any, raw_seals: Any) -> list[LogEntry] | None:
 
 # The fields a message decoded without its optional field has set (as pydantic records it).
 _PUSH_SET_NO_HINT: Final = frozenset({"proto", "t", "push_id", "entries"})
-_DELTAS_SET_NO_MORE: Final = frozenset({"proto", "t", "batch_id", "partition", "entries"})
+_DELTAS_SET_BASE: Final = frozenset({"proto", "t", "batch_id", "partition", "entries"})
 
 
 def _fast_decode(raw: Any) -> Message | None:
@@ -485,11 +566,13 @@ def _fast_decode(raw: Any) -> Message | None:
         batch_id = raw.get("batch_id")
         partition = raw.get("partition")
         more = raw.get("more", False)
+        remaining = _remaining(raw.get("remaining"))
         if (
             type(batch_id) is not int
             or type(partition) is not int
             or partition < 0
             or type(more) is not bool
+            or remaining is False
         ):
             return None
         entries = _entries(raw.get("entries"), raw.get("seals"))
@@ -502,10 +585,29 @@ def _fast_decode(raw: Any) -> Message | None:
             "partition": partition,
             "entries": entries,
             "more": more,
+            "remaining": remaining,
         }
-        msg = _built(Deltas, fields, None if "more" in raw else set(_DELTAS_SET_NO_MORE))
+        fields_set = set(_DELTAS_SET_BASE)
+        fields_set.update(name for name in ("more", "remaining") if name in raw)
+        msg = _built(Deltas, fields, fields_set)
         return msg
     return None
+
+
+def _remaining(raw: Any) -> tuple[int, int] | bool | None:
+    """A decoded ``remaining``: the pair, None (absent or null), False if not well-formed."""
+    if raw is None:
+        return None
+    if (
+        type(raw) is not list
+        or len(raw) != 2
+        or type(raw[0]) is not int
+        or type(raw[1]) is not int
+        or not 0 <= raw[0] <= SEQ_LIMIT
+        or not 0 <= raw[1] <= SEQ_LIMIT
+    ):
+        return False
+    return (raw[0], raw[1])
 
 
 def encode(msg: Message) -> bytes:
@@ -534,6 +636,7 @@ def encode(msg: Message) -> bytes:
             "partition": msg.partition,
             "entries": entries,
             "more": msg.more,
+            "remaining": msg.remaining,
         }
         if seals:
             body["seals"] = seals

@@ -13,7 +13,9 @@
 
 Reference: DeCandia et al., "Dynamo: Amazon's Highly Available Key-value Store" (SOSP 2007),
 sections 4.2-4.3. The ring is immutable: membership changes build a new ``Ring``; walks are
-computed lazily per partition and cached.
+computed lazily per partition and cached, and a preference list walks only as far as its
+``n`` peers. Rings over the same peers share their sorted points (a simulated group of 1,000
+replicas that know each other builds them once, not once per replica).
 
 >>> ring = Ring(["A", "B", "C", "D"], n=3, partitions=8, vnodes=4)
 >>> len(ring.preference_list(0)), len(set(ring.preference_list(0)))
@@ -51,6 +53,14 @@ def _tokens(replica_id: str, vnodes: int) -> tuple[tuple[int, str], ...]:
     return tuple((token_of(f"{replica_id}/{i}"), replica_id) for i in range(vnodes))
 
 
+@lru_cache(maxsize=16)
+def _points(peers: frozenset[str], vnodes: int) -> tuple[list[tuple[int, str]], list[int]]:
+    # Cached: the replicas of one process (a simulation) that know the same peers share
+    # these lists. Nobody changes them.
+    points = sorted(t for peer in peers for t in _tokens(peer, vnodes))
+    return points, [t for t, _ in points]
+
+
 class Ring:
     """An immutable consistent-hash ring over a set of replica ids."""
 
@@ -66,9 +76,7 @@ class Ring:
         self.n = n
         self.partitions = partitions
         self.vnodes = vnodes
-        points = sorted(t for peer in self.peers for t in _tokens(peer, vnodes))
-        self._points: list[tuple[int, str]] = points
-        self._keys: list[int] = [t for t, _ in points]
+        self._points, self._keys = _points(self.peers, vnodes)
         self._walks: dict[int, tuple[str, ...]] = {}
         self._homes: dict[int, tuple[str, ...]] = {}
 
@@ -81,15 +89,18 @@ class Ring:
         if not 0 <= partition < self.partitions:
             raise ValueError(f"partition {partition} out of range 0..{self.partitions - 1}")
         cached = self._walks.get(partition)
-        if cached is not None:
-            return cached
+        if cached is None:
+            cached = self._walks[partition] = self._first(partition, len(self.peers))
+        return cached
+
+    def _first(self, partition: int, want: int) -> tuple[str, ...]:
+        """The first ``want`` distinct peers clockwise from the partition's point."""
         order: list[str] = []
         seen: set[str] = set()
         points = self._points
         total = len(points)
         if total:
             start = bisect.bisect_left(self._keys, self.point_of(partition))
-            want = len(self.peers)
             for i in range(total):
                 peer = points[(start + i) % total][1]
                 if peer not in seen:
@@ -97,15 +108,17 @@ class Ring:
                     order.append(peer)
                     if len(order) == want:
                         break
-        walk = tuple(order)
-        self._walks[partition] = walk
-        return walk
+        return tuple(order)
 
     def preference_list(self, partition: int) -> tuple[str, ...]:
         """The first ``n`` distinct peers clockwise: the partition's home replicas."""
         homes = self._homes.get(partition)
         if homes is None:
-            homes = self._homes[partition] = self.walk(partition)[: self.n]
+            if not 0 <= partition < self.partitions:
+                raise ValueError(f"partition {partition} out of range 0..{self.partitions - 1}")
+            walk = self._walks.get(partition)
+            homes = walk[: self.n] if walk is not None else self._first(partition, self.n)
+            self._homes[partition] = homes
         return homes
 
     def homes_of(self, key: str) -> tuple[str, ...]:

@@ -84,10 +84,17 @@ sleeps, opens a socket or touches a database; its only randomness is a
   ``Deltas`` of at most ``ae_batch`` entries (and half of ``max_message_bytes``),
   ``ae_max_inflight`` unacked per peer; when the
   other lacks a dot this replica no longer has in its log (compacted, or received by state
-  transfer) it gets a state transfer instead: ``SnapshotChunk`` of at most
-  ``snapshot_chunk`` objects, the last one (sent only once all others are acked) carrying
-  our summary. A summary with ``reply=True`` is answered with our own summary only when its
-  sender has something we lack (no ping-pong); converged peers exchange summaries only.
+  transfer) it gets a state transfer instead: the partition's objects read from the store a
+  page at a time (a :class:`~sync.effects.ReadPage` the adapter answers with
+  :meth:`Replica.snapshot_page`, once the ``Persist`` before it is durable), one page ahead
+  of the window, in ``SnapshotChunk`` of at most ``snapshot_chunk`` objects; a state too big
+  for one message goes as the pieces its type splits it into (``CRDT.split``), merged as
+  deltas. The last chunk (sent only once all others are acked) carries our summary. Each
+  ``Deltas`` and chunk says how much of the round is left (``remaining``): the receiver
+  reports a round of more than one message as a catch-up (:class:`~sync.effects.CatchUp`
+  at its start and end; :meth:`Replica.status` lists those under way). A summary with
+  ``reply=True`` is answered with our own summary only when its sender has something we
+  lack (no ping-pong); converged peers exchange summaries only.
 * **Compaction** (causal stability, never a timer): for partition ``p`` and origin ``o`` the
   watermark is the minimum of ``vv[o]`` over our own summary and the last reported summary
   of every other home of ``p`` (but homes gone past ``home_down_window``); nothing is
@@ -98,12 +105,13 @@ sleeps, opens a socket or touches a database; its only randomness is a
   evicts past the budget, checkpointing an evicted object that changed since its last
   checkpoint in that drain's ``Persist``, so an object not in the cache is complete in the
   store. Before an input, the adapter asks :meth:`Replica.wants_keys` (a local write or
-  read) or :meth:`Replica.wants_message` (a received message) which keys, or whole
-  partitions (a state transfer to plan), must be loaded; loads them from the store (after
-  every ``Persist`` drained so far is durable) and hands them over with
-  :meth:`Replica.admit`; then feeds the input. A replica that holds every object (fresh, or
-  loaded whole from a small store) wants nothing until it first evicts, so with a cache
-  big enough for the data nothing changes. :meth:`Replica.checkpoint_all` at a clean close
+  read) or :meth:`Replica.wants_message` (a received message) which keys must be loaded;
+  loads them from the store (after every ``Persist`` drained so far is durable) and hands
+  them over with :meth:`Replica.admit`; then feeds the input. A replica that holds every
+  object (fresh, or loaded whole from a small store) wants nothing until it first evicts.
+  Objects a state transfer brings in that were not in the cache leave it at the end of the
+  drain (checkpointed), so a bootstrap passes through the cache instead of filling it.
+  :meth:`Replica.checkpoint_all` at a clean close
   checkpoints every changed object and marks the store's log as folded into its objects.
 * **Checkpoints.** Every ``checkpoint_every`` log entries a ``Persist`` carries whole-object
   checkpoints of the keys changed since their own last checkpoint by at least three times
@@ -154,8 +162,9 @@ those listed before it:
   :mod:`~sync.replica.propagation` (who is known to hold which log dots);
 * :mod:`~sync.replica.outbound` (pushes coalesced per peer, messages awaiting an ack, relay
   forwarding), then :mod:`~sync.replica.hints`, then :mod:`~sync.replica.writes`;
-* :mod:`~sync.replica.reads` (with read repair), :mod:`~sync.replica.compaction`, then
-  :mod:`~sync.replica.anti_entropy`, then :mod:`~sync.replica.inbound` (validation of
+* :mod:`~sync.replica.reads` (with read repair), :mod:`~sync.replica.compaction`,
+  :mod:`~sync.replica.transfer` (state transfers read from the store, catch-up progress),
+  then :mod:`~sync.replica.anti_entropy`, then :mod:`~sync.replica.inbound` (validation of
   every received message, which changes nothing).
 
 Bad remote input raises :class:`~sync.errors.RemoteProtocolError` from :meth:`receive`
@@ -185,6 +194,7 @@ from sync.effects import (
     LogEntry,
     ObjectState,
     Persist,
+    ReadPage,
     Send,
 )
 from sync.errors import (
@@ -198,6 +208,7 @@ from sync.errors import (
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
 from sync.replica.compaction import Compaction
+from sync.replica.gossip import Gossip
 from sync.replica.hints import Hints
 from sync.replica.inbound import Inbound, Skewed
 from sync.replica.local_data import CheckedBatch, LocalData
@@ -207,6 +218,7 @@ from sync.replica.outbox import Changes, Outbox
 from sync.replica.propagation import Propagation, Whereabouts
 from sync.replica.reads import Reads
 from sync.replica.timers import Timer, TimerKind, Timers
+from sync.replica.transfer import Progress
 from sync.replica.writes import Writes
 from sync.ring import partition_of
 from sync.signing import SEAL_MAX, Signer, Verifier
@@ -267,7 +279,7 @@ class Replica:
         self._writes = Writes(config, replica_id, outbox, timers, membership, outbound, hints)
         self._reads = reads = Reads(config, replica_id, outbox, timers, data, membership)
         self._compaction = compaction = Compaction(config, replica_id, data, membership, hints)
-        self._anti_entropy = AntiEntropy(
+        self._anti_entropy = anti_entropy = AntiEntropy(
             config,
             replica_id,
             outbox,
@@ -278,9 +290,13 @@ class Replica:
             compaction,
             sealed_only=signer is not None,
         )
+        self._gossip = Gossip(
+            config, replica_id, outbox, timers, data, membership, compaction, anti_entropy
+        )
         self._inbound = Inbound(
             config, replica_id, data, membership, reads, None if signer is None else Verifier()
         )
+        self._progress = Progress(config, outbox)
         if loaded is not None:
             data.load(loaded)
             held = loaded.hints
@@ -478,6 +494,10 @@ class Replica:
                         self._set_aside(peer_id, skewed, now)
                     else:
                         self._anti_entropy.on_snapshot(peer_id, message, states, summary)
+                        size = sum(len(o.state_json) for o in message.objects)
+                        self._progress.received(
+                            peer_id, message.remaining, len(message.objects), size, now
+                        )
                 case m.Ack():
                     self._on_ack(peer_id, message, self._begin(now))
                 case m.ReadReq():
@@ -509,8 +529,42 @@ class Replica:
                         self._data.merge_state(message.key, repaired)
                 case m.Summary():
                     parts = check.summary(peer_id, message)
-                    self._anti_entropy.on_summary(peer_id, message, parts, self._begin(now))
+                    now = self._begin(now)
+                    self._anti_entropy.on_summary(peer_id, message, parts, now)
+                    self._gossip.changed(now)
                     self._propagation.reported(peer_id, parts)
+                case m.Digest():
+                    check.digest(peer_id, message)
+                    recorded = self._gossip.on_digest(peer_id, message, self._begin(now))
+                    if recorded:
+                        self._propagation.reported(peer_id, recorded)
+                case m.PartDigests():
+                    check.part_digests(peer_id, message)
+                    recorded = self._gossip.on_part_digests(peer_id, message, self._begin(now))
+                    if recorded:
+                        self._propagation.reported(peer_id, recorded)
+                case m.ReadDigest():
+                    check.read_digest(peer_id, message)
+                    self._data.require((message.key,))
+                    self._begin(now)
+                    self._reads.answer_digest(peer_id, message)
+                case m.ReadDigestResp():
+                    ctx, state = check.read_digest_reply(peer_id, message)
+                    skew = None
+                    if state is not None and message.state is not None:
+                        where = f"read digest reply for {message.key!r}"
+                        skew = check.skewed_state(message.state, self._peek(now), where)
+                    self._data.require((message.key,))
+                    now = self._begin(now)
+                    if skew is not None:  # the reply counts; its state is set aside
+                        self._set_aside(peer_id, [skew], now)
+                        state = None
+                    self._reads.on_digest_reply(peer_id, message, ctx, state)
+                case m.ReadFetch():
+                    seen = check.read_fetch(peer_id, message)
+                    self._data.require((message.key,))
+                    self._begin(now)
+                    self._reads.answer_fetch(peer_id, message, seen)
                 case _:
                     raise RemoteProtocolError(
                         f"{type(message).__name__} is a transport message; "
@@ -545,7 +599,7 @@ class Replica:
         now = self._begin(now)
         try:
             self._membership.connect(peer_id, now, address, site, relay, home)
-            self._anti_entropy.start(peer_id, now)
+            self._gossip.peer_up(peer_id, now)
             self._hints.handoff(peer_id, now)
             # Operations short of acks or replies: the peer may count for them now.
             self._writes.peer_up(peer_id, now)
@@ -665,6 +719,38 @@ class Replica:
         finally:
             self._finish()
 
+    def snapshot_page(
+        self,
+        read: ReadPage,
+        rows: Iterable[ObjectState],
+        end: bool,
+        now: float,
+        *,
+        totals: Mapping[int, tuple[int, int]] | None = None,
+    ) -> None:
+        """The page ``read`` (a :class:`~sync.effects.ReadPage` of ours) asked for:
+        ``rows``, the objects as the store holds them, in (key, kind) order; ``end``: none
+        follows them in the partition; ``totals``: the counts ``read.count`` asked for
+        (partition -> ``(objects, characters of their states)``). A read whose transfer was
+        abandoned meanwhile is ignored. ``TypeError`` for arguments of the wrong types,
+        before anything changes. Next, drain :meth:`effects` (chunks to send, the next
+        read)."""
+        if not isinstance(read, ReadPage):
+            raise TypeError(f"read must be the ReadPage effect, got {type(read).__name__}")
+        page = list(rows)
+        if not all(isinstance(r, ObjectState) for r in page):
+            raise TypeError("rows must be ObjectState values")
+        if not isinstance(end, bool):
+            raise TypeError(f"end must be a bool, got {end!r}")
+        counts = None
+        if totals is not None:
+            counts = {int(p): (int(n), int(b)) for p, (n, b) in totals.items()}
+        now = self._begin(now)
+        try:
+            self._anti_entropy.on_page(read, page, end, counts, now)
+        finally:
+            self._finish()
+
     def effects(self) -> list[Effect]:
         """Drain the queued effects, in the order the caller must execute them."""
         self._seal_own()
@@ -689,28 +775,29 @@ class Replica:
         match message:
             case m.Push() | m.Deltas():
                 return data.missing(e.key for e in message.entries), []
-            case m.ReadReq() | m.ReadResp() | m.Repair():
+            case (
+                m.ReadReq()
+                | m.ReadResp()
+                | m.Repair()
+                | m.ReadDigest()
+                | m.ReadDigestResp()
+                | m.ReadFetch()
+            ):
                 return data.missing((message.key,)), []
             case m.SnapshotChunk():
                 return data.missing(o.key for o in message.objects), []
-            case m.Summary():
-                if self._anti_entropy.busy(peer_id):
-                    return [], []  # a round is under way: this summary plans nothing
-                try:
-                    theirs = self._inbound.summary(peer_id, message)
-                except RemoteProtocolError:
-                    return [], []
-                parts = self._anti_entropy.snapshot_partitions(theirs)
-                return [], [p for p in parts if data.missing_partition(p)]
         return [], []
 
     def admit(
         self, keys: Iterable[str], rows: Iterable[ObjectState], partitions: Iterable[int] = ()
     ) -> None:
         """Hand over what :meth:`wants_keys`/:meth:`wants_message` named, as the store holds
-        it: ``rows``, every object (each kind) of ``keys`` and of the whole ``partitions``.
-        Objects already in memory are kept (they are newer). Changes no durable state."""
-        self._data.admit(keys, rows, partitions)
+        it: ``rows``, every object (each kind) of ``keys``. Objects already in memory are
+        kept (they are newer). Changes no durable state. (``partitions``: no input names any
+        any more, since state transfers read the store in pages; their rows are taken as
+        any others.)"""
+        del partitions
+        self._data.admit(keys, rows)
 
     def checkpoint_all(self, now: float) -> None:
         """A clean close: checkpoint every object changed since its checkpoint, and have the
@@ -725,9 +812,11 @@ class Replica:
         finally:
             self._finish()
 
-    def unsaved_keys(self) -> set[str]:
-        """Keys in memory whose store row may be missing or behind (``Peer.keys`` merges
-        them with the store's)."""
+    def unsaved_keys(self) -> dict[str, bool]:
+        """Keys in memory whose store row may be missing or behind, each with whether it
+        holds a live object here (``Peer.keys`` merges them with the store's: it lists the
+        True ones and leaves out the False ones, deleted here but maybe live in the
+        store)."""
         return self._data.unsaved_keys()
 
     def next_deadline(self) -> float | None:
@@ -850,6 +939,8 @@ class Replica:
             "pending_reads": len(self._reads),
             "clock_skew": membership.skews(),
             "pending_propagation": self._pending_propagation(),
+            "catching_up": self._progress.status(),
+            "transfer_buffered": self._anti_entropy.buffered(),
             "forgotten": membership.forgotten(),
             "non_homes": membership.non_homes(),
             "homes_down": {p: round(d, 3) for p, d in membership.gone(self._now).items()},
@@ -893,6 +984,9 @@ class Replica:
         checkpoints of the objects evicted from the cache now (see the module docstring)."""
         changes = self._outbox.take_pending()
         victims = self._data.evict_plan()
+        transient = self._data.take_transient()
+        if transient:
+            victims = list(dict.fromkeys([*victims, *transient]))
         if victims:
             dirty = self._data.dirty(victims)
             at_end = changes is None
@@ -979,6 +1073,9 @@ class Replica:
     def _on_deltas(self, peer: str, msg: m.Deltas, batch: CheckedBatch, now: float) -> None:
         self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
         self._outbox.emit(Send(peer, m.Ack(ids=[msg.batch_id])))
+        if msg.remaining is not None:
+            size = sum(len(e.delta_json) for e in msg.entries)
+            self._progress.received(peer, msg.remaining, len(msg.entries), size, now)
 
     def _on_ack(self, peer: str, msg: m.Ack, now: float) -> None:
         handoff = False
@@ -1002,6 +1099,8 @@ class Replica:
         if not self._membership.disconnect(peer, now):
             return
         self._anti_entropy.stop(peer)
+        self._progress.stop(peer, now)
+        self._gossip.peer_down(peer)
         self._hints.peer_down(peer)
         self._outbound.peer_down(peer)
         self._writes.peer_down(peer)
@@ -1063,8 +1162,8 @@ class Replica:
                 self._homes_gone(now)
                 self._compaction.compact_all(now)
                 self._timers.set(_COMPACT, now + self._compaction.interval())
-            case Timer(TimerKind.ANTI_ENTROPY, str() as peer):
-                self._anti_entropy.next_round(peer, now)
+            case Timer(TimerKind.ANTI_ENTROPY):
+                self._gossip.round(now)
             case Timer(TimerKind.AE_TIMEOUT, str() as peer):
                 self._anti_entropy.check_timeout(peer, now)
             case Timer(TimerKind.SWEEP):

@@ -1,74 +1,92 @@
 """Anti-entropy: summaries between homes, and the log entries or state each one lacks.
 
-With ``anti_entropy_interval`` set, on ``peer_up`` and every interval each up peer gets a
-``Summary`` of the partitions both are homes of (and, when membership changed, the known
-peers). A summary is answered with the log entries the other lacks, in ``Deltas`` of at most
-``ae_batch`` entries (and half of ``max_message_bytes``), ``ae_max_inflight`` unacked per
-peer. When the other lacks a dot this replica no longer has in its log (compacted, or
-received by state transfer) it gets a state transfer instead: ``SnapshotChunk`` of at most
-``snapshot_chunk`` objects, the last one (sent only once all others are acked) carrying our
-summary. A summary with ``reply=True`` is answered with our own summary only when its sender
-has something we lack (no ping-pong); converged peers exchange summaries only.
+Rounds and digests are :mod:`sync.replica.gossip`'s: between converged peers a round is one
+``Digest``, and a ``Summary`` is sent only for the partitions whose digests differ (and,
+with no partition, to list the members when the members' digests differ). A summary is
+answered with the log entries the other lacks, in ``Deltas`` of at most ``ae_batch``
+entries (and half of ``max_message_bytes``), ``ae_max_inflight`` unacked per peer. When the
+other lacks a dot this replica no longer has in its log (compacted, or received by state
+transfer) it gets a state transfer instead: the partition's objects read from the store a
+page at a time (:mod:`~sync.replica.transfer`), in ``SnapshotChunk`` of at most
+``snapshot_chunk`` objects (a state too big for one message split into pieces), the last one
+(sent only once all others are acked) carrying our summary. Each message says how much of
+the round is left (``remaining``). A summary with ``reply=True`` is answered with our own
+summary of the same partitions, so each side sends the other what it lacks (and learns of
+an identity conflict, below); one with ``reply=False`` is not (no ping-pong).
 
-A received summary also teaches the members its sender lists, is remembered for compaction
-(which runs on a change), and reveals an identity conflict: a log dot of ours above our
-highest one means this database was restored or copied (``IdentityConflict``; our
-numbering jumps above the seen dot).
+A received summary also teaches the members its sender lists (and is answered with our list
+when it misses some member we know), is remembered for compaction (which runs on a
+change), and reveals an identity conflict: a log dot of ours above our highest one means
+this database was restored or copied (``IdentityConflict``; our numbering jumps above the
+seen dot).
 
-:class:`AntiEntropy` owns one session per peer: the queue of batches planned for it and the
-batches in flight.
+:class:`AntiEntropy` owns one session per peer: the queue of batches and partition streams
+planned for it and the messages in flight.
 
-Knows the outbox, the timers, local data, membership, outbound batching and compaction.
+Knows the outbox, the timers, local data, membership, outbound batching, compaction and
+state transfers.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from crdt import CRDT, CausalContext
 from sync import messages as m
 from sync.config import ReplicaConfig
-from sync.effects import IdentityConflict, LogEntry, Send
+from sync.digest import ctx_model
+from sync.effects import IdentityConflict, LogEntry, ObjectState, ReadPage, Send
 from sync.replica.compaction import Compaction
 from sync.replica.local_data import LocalData
 from sync.replica.membership import Membership
-from sync.replica.outbound import Outbound
+from sync.replica.outbound import Outbound, entry_size
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
+from sync.replica.transfer import Chunk, Stream, Transfers
 
 __all__ = ["AntiEntropy", "Batch", "Session", "ctx_model"]
 
 
-def ctx_model(ctx: CausalContext) -> m.Ctx:
-    """``ctx`` as its wire model (sorted, as its canonical form)."""
-    return m.Ctx.model_construct(
-        vv={r: ctx.vv[r] for r in sorted(ctx.vv)}, cloud=[(d[0], d[1]) for d in sorted(ctx.cloud)]
-    )
-
-
 @dataclass(slots=True)
 class Batch:
-    """One planned anti-entropy message: a ``Deltas`` batch or a ``SnapshotChunk``."""
+    """One planned ``Deltas`` message (``size``: its entries' bytes)."""
 
     partition: int
-    entries: list[LogEntry] | None = None  # a Deltas batch...
+    entries: list[LogEntry]
     more: bool = False
-    objects: list[m.SnapObject] | None = None  # ...or a snapshot chunk
-    summary: m.Ctx | None = None
-    last: bool = False
+    size: int = 0
 
 
 @dataclass(slots=True)
 class Session:
-    """The anti-entropy round with one peer: batches to send, and those in flight."""
+    """The anti-entropy round with one peer: the batches and partition streams to send, and
+    the messages in flight."""
 
-    queue: deque[Batch] = field(default_factory=deque)
+    queue: deque[Batch | Stream] = field(default_factory=deque)
     inflight: dict[int, float] = field(default_factory=dict)  # batch id -> when sent
+    counted: bool = False  # the objects of its streams were asked to be counted
 
     @property
     def busy(self) -> bool:
         return bool(self.queue or self.inflight)
+
+    def remaining(self) -> tuple[int, int]:
+        """Entries (log entries, objects) and bytes still to send in the queue."""
+        entries = size = 0
+        for item in self.queue:
+            if isinstance(item, Batch):
+                entries += len(item.entries)
+                size += item.size
+            else:
+                entries += item.objects_left
+                size += item.bytes_left
+        return entries, size
+
+    def buffered(self) -> int:
+        """Objects read from the store for its streams and not sent yet."""
+        return sum(item.buffered for item in self.queue if isinstance(item, Stream))
 
 
 class AntiEntropy:
@@ -86,6 +104,7 @@ class AntiEntropy:
         "_sealed_only",
         "_sessions",
         "_timers",
+        "_transfers",
     )
 
     def __init__(
@@ -114,34 +133,33 @@ class AntiEntropy:
         self._outbound = outbound
         self._compaction = compaction
         self._sessions: dict[str, Session] = {}
+        self._transfers = Transfers(config, replica_id, outbox, data, outbound)
 
-    def _interval(self) -> float:
-        return float(self._config.anti_entropy_interval or 0.0)
-
-    # -- rounds --------------------------------------------------------------------------------
-    def start(self, peer: str, now: float) -> None:
-        """``peer`` came up: a summary now and every interval (if anti-entropy is on)."""
-        if self._config.anti_entropy_on:
-            self.send_summary(peer, reply=True)
-            self._timers.set(Timer(TimerKind.ANTI_ENTROPY, peer), now + self._interval())
-
-    def next_round(self, peer: str, now: float) -> None:
-        """The interval passed: another summary to ``peer`` (if still up)."""
-        if peer in self._membership.up and self._config.anti_entropy_on:
-            self.send_summary(peer, reply=True)
-            self._timers.set(Timer(TimerKind.ANTI_ENTROPY, peer), now + self._interval())
-
+    # -- summaries -----------------------------------------------------------------------------
     def stop(self, peer: str) -> None:
-        """``peer`` went down: no more summaries; its round is abandoned."""
-        self._timers.cancel(Timer(TimerKind.ANTI_ENTROPY, peer))
+        """``peer`` went down: its round is abandoned."""
         self._reset(peer)
 
-    def send_summary(self, peer: str, *, reply: bool) -> None:
+    def send_summary(
+        self,
+        peer: str,
+        *,
+        reply: bool,
+        parts: Iterable[int] | None = None,
+        members: bool = False,
+    ) -> None:
+        """A ``Summary`` to ``peer`` of ``parts`` (default: every partition both are homes
+        of), listing every member we know when ``members``."""
         summary = self._data.summary
-        parts = {p: ctx_model(summary(p)) for p in self._membership.shared_partitions(peer)}
-        known = self._membership.gossip(peer)
+        if parts is None:
+            parts = self._membership.shared_partitions(peer)
+        body = {p: ctx_model(summary(p)) for p in parts}
+        known: list[m.PeerInfo] = []
+        if members:
+            self._membership.regossip(peer)
+            known = self._membership.gossip(peer)
         msg = m.Summary.model_construct(
-            proto=1, t="summary", parts=parts, known_peers=known, reply=reply
+            proto=1, t="summary", parts=body, known_peers=known, reply=reply
         )
         self._emit(Send(peer, msg))
 
@@ -164,40 +182,14 @@ class AntiEntropy:
                 data.raise_seq(p, seen)
         self._plan(peer, theirs)
         self.pump(peer, now)
-        up = membership.up
-        if msg.reply and peer in up and self._lacking(theirs):
-            self.send_summary(peer, reply=False)
-        elif msg.known_peers and peer in up and membership.members_missing(msg.known_peers):
-            membership.regossip(peer)
-            self.send_summary(peer, reply=False)
-
-    def _lacking(self, theirs: dict[int, CausalContext]) -> bool:
-        """True when the sender of ``theirs`` has log dots we lack."""
-        summary = self._data.summary
-        return any(next(ctx.dots_not_in(summary(p)), None) is not None for p, ctx in theirs.items())
-
-    def busy(self, peer: str) -> bool:
-        """True while a round with ``peer`` is under way (a summary then plans nothing; if
-        the round ends earlier in the same drain, a partition not loaded is planned by the
-        next summary)."""
-        sess = self._sessions.get(peer)
-        return sess is not None and sess.busy
-
-    def snapshot_partitions(self, theirs: dict[int, CausalContext]) -> list[int]:
-        """The partitions of ``theirs`` whose sender lacks a log dot we no longer have in our
-        log: answering it means a state transfer (every object of the partition)."""
-        data = self._data
-        out: list[int] = []
-        for p in sorted(theirs):
-            mine = data.summary_if_any(p)
-            if mine is not None and any(
-                data.log_entry(p, d[0], d[1]) is None for d in mine.dots_not_in(theirs[p])
-            ):
-                out.append(p)
-        return out
+        missing = bool(msg.known_peers) and membership.members_missing(msg.known_peers)
+        if peer in membership.up and (msg.reply or missing):
+            parts = sorted(theirs) if msg.reply else ()
+            self.send_summary(peer, reply=False, parts=parts, members=missing)
 
     def _plan(self, peer: str, theirs: dict[int, CausalContext]) -> None:
-        """Queue what ``peer`` lacks of the partitions in its summary."""
+        """Queue what ``peer`` lacks of the partitions in its summary: the log entries it
+        lacks, or a state transfer of a partition when we no longer have one in our log."""
         sess = self._sessions.setdefault(peer, Session())
         if sess.busy:
             return  # one round at a time; the next summary picks up what this one missed
@@ -216,72 +208,119 @@ class AntiEntropy:
                     break
                 missing.append(e)
             if snapshot:
-                # Every object of p goes; when they are not all in memory (the adapter loads
-                # them before a summary that needs them), the next summary plans it.
-                if not data.missing_partition(p):
-                    self._plan_snapshot(sess, p)
+                sess.queue.append(Stream(p))  # every object of p, read when its turn comes
                 continue
             chunks = self._outbound.split(missing)
             for i, chunk in enumerate(chunks):
-                sess.queue.append(Batch(p, entries=chunk, more=i < len(chunks) - 1))
-
-    def _plan_snapshot(self, sess: Session, p: int) -> None:
-        objs = [
-            m.SnapObject.model_construct(key=key, kind=kind, state=state)
-            for key, kind, state in self._data.snapshot_objects(p) or ()
-        ]
-        size = self._config.snapshot_chunk
-        chunks = [objs[i : i + size] for i in range(0, len(objs), size)] or [[]]
-        for i, chunk in enumerate(chunks):
-            last = i == len(chunks) - 1
-            sess.queue.append(
-                Batch(
-                    p,
-                    objects=chunk,
-                    summary=ctx_model(self._data.summary(p)) if last else None,
-                    last=last,
-                )
-            )
+                size = sum(entry_size(e) for e in chunk)
+                sess.queue.append(Batch(p, chunk, more=i < len(chunks) - 1, size=size))
 
     def pump(self, peer: str, now: float) -> None:
-        """Send the next planned batches to ``peer``, up to ``ae_max_inflight`` unacked."""
+        """Send the next planned messages to ``peer``, up to ``ae_max_inflight`` unacked,
+        reading the next page of a partition stream when its chunks are all sent."""
         sess = self._sessions.get(peer)
         if sess is None or peer not in self._membership.up:
             return
+        transfers = self._transfers
         while sess.queue and len(sess.inflight) < self._config.ae_max_inflight:
             item = sess.queue[0]
-            if item.last and sess.inflight:
-                break  # the summary-carrying chunk goes only once every other chunk landed
-            sess.queue.popleft()
-            bid = self._outbox.new_id()
-            msg: m.Message
-            if item.entries is not None:
-                msg = m.Deltas.model_construct(
-                    proto=1,
-                    t="deltas",
-                    batch_id=bid,
-                    partition=item.partition,
-                    entries=list(item.entries),
-                    more=item.more,
-                )
-            else:
-                msg = m.SnapshotChunk.model_construct(
-                    proto=1,
-                    t="snapshot",
-                    batch_id=bid,
-                    partition=item.partition,
-                    objects=item.objects or [],
-                    summary=item.summary,
-                    last=item.last,
-                )
-            sess.inflight[bid] = now
-            self._outbound.expect_ack(peer, bid, now)
-            self._emit(Send(peer, msg))
+            if isinstance(item, Batch):
+                sess.queue.popleft()
+                self._send_deltas(peer, sess, item, now)
+                continue
+            if not item.started:
+                # The first read of the round also counts what its streams will send.
+                count: list[int] = []
+                if not sess.counted:
+                    sess.counted = True
+                    count = [x.partition for x in sess.queue if isinstance(x, Stream)]
+                transfers.begin(peer, item, count)
+                break
+            if item.ready and not (item.end and len(item.ready) == 1):
+                chunk = item.ready.popleft()
+                transfers.sent(item, chunk)
+                self._send_chunk(peer, sess, item, chunk, False, now)
+                if not item.ready and not item.end and not item.reading:
+                    transfers.read(peer, item)  # one page ahead of the window
+                continue
+            if item.end:
+                if sess.inflight:
+                    break  # the summary-carrying chunk goes only once every other one landed
+                sess.queue.popleft()
+                chunk = item.ready.popleft() if item.ready else Chunk([])
+                self._send_chunk(peer, sess, item, chunk, True, now)
+                continue
+            if not item.reading:
+                transfers.read(peer, item)
+            break
         if sess.inflight:
             oldest = min(sess.inflight.values())
             self._timers.set_if_earlier(
                 Timer(TimerKind.AE_TIMEOUT, peer), oldest + self._config.write_timeout
             )
+
+    def _send_deltas(self, peer: str, sess: Session, batch: Batch, now: float) -> None:
+        bid = self._outbox.new_id()
+        msg = m.Deltas.model_construct(
+            proto=1,
+            t="deltas",
+            batch_id=bid,
+            partition=batch.partition,
+            entries=list(batch.entries),
+            more=batch.more,
+            remaining=sess.remaining(),
+        )
+        self._sent(peer, sess, bid, msg, now)
+
+    def _send_chunk(
+        self, peer: str, sess: Session, stream: Stream, chunk: Chunk, last: bool, now: float
+    ) -> None:
+        bid = self._outbox.new_id()
+        msg = m.SnapshotChunk.model_construct(
+            proto=1,
+            t="snapshot",
+            batch_id=bid,
+            partition=stream.partition,
+            objects=chunk.objects,
+            summary=stream.summary if last else None,
+            last=last,
+            remaining=sess.remaining(),
+        )
+        self._sent(peer, sess, bid, msg, now)
+
+    def _sent(self, peer: str, sess: Session, bid: int, msg: m.Message, now: float) -> None:
+        sess.inflight[bid] = now
+        self._outbound.expect_ack(peer, bid, now)
+        self._emit(Send(peer, msg))
+
+    def on_page(
+        self,
+        read: ReadPage,
+        rows: list[ObjectState],
+        end: bool,
+        totals: dict[int, tuple[int, int]] | None,
+        now: float,
+    ) -> None:
+        """The page ``read`` asked for (ignored if its stream is gone: the round was
+        abandoned meanwhile, and a page read before a later round's checkpoints must not
+        feed it)."""
+        peer = read.peer
+        sess = self._sessions.get(peer)
+        if sess is None:
+            return
+        for item in sess.queue:
+            if isinstance(item, Stream) and item.reading == read:
+                if totals is not None:
+                    self._transfers.counted(
+                        (x for x in sess.queue if isinstance(x, Stream)), totals
+                    )
+                self._transfers.page(item, rows, end)
+                self.pump(peer, now)
+                return
+
+    def buffered(self) -> int:
+        """Objects read from the store for state transfers and not sent yet (every peer)."""
+        return sum(sess.buffered() for sess in self._sessions.values())
 
     def acked(self, peer: str, batch_id: int) -> None:
         """``peer`` acknowledged the batch ``batch_id``."""
@@ -316,9 +355,17 @@ class AntiEntropy:
         states: list[tuple[str, CRDT]],
         summary: CausalContext | None,
     ) -> None:
-        """Merge a checked chunk of a state transfer (and the sender's summary, if last)."""
-        for key, state in states:
-            self._data.merge_state(key, state)
+        """Merge a checked chunk of a state transfer: whole states (checkpointed now; a key
+        it brought into the cache leaves it at the end of the drain) and pieces of split
+        ones (merged as deltas, checkpointed with the partition's last chunk); the last one
+        also carries the sender's summary, merged after every checkpoint it needs."""
+        data, p = self._data, msg.partition
+        for (key, state), obj in zip(states, msg.objects, strict=True):
+            if obj.piece:
+                data.merge_piece(key, p, state, len(obj.state_json))
+            else:
+                data.merge_state(key, state, transferred=True)
         if summary is not None:
-            self._data.merge_summary(msg.partition, summary)
+            data.pieces_done(p)
+            data.merge_summary(p, summary)
         self._emit(Send(peer, m.Ack(ids=[msg.batch_id])))

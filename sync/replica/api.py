@@ -89,9 +89,19 @@ class ReplicaAPI(Protocol):
         self, keys: Iterable[str], rows: Iterable[Any], partitions: Iterable[int] = ()
     ) -> None: ...
 
+    def snapshot_page(
+        self,
+        read: Any,
+        rows: Iterable[Any],
+        end: bool,
+        now: float,
+        *,
+        totals: Mapping[int, tuple[int, int]] | None = None,
+    ) -> object: ...
+
     def checkpoint_all(self, now: float) -> None: ...
 
-    def unsaved_keys(self) -> set[str]: ...
+    def unsaved_keys(self) -> dict[str, bool]: ...
 
     def keys(self) -> list[str]: ...
 

@@ -38,6 +38,13 @@ and summaries are decoded and checked the same way: keys the store can hold, log
 contexts of replica ids counting at most 2**62 (a summary's dot of ours above our numbering
 is an identity conflict, which moves our numbering up to it: never past the limit).
 
+The messages of digest anti-entropy and digest reads are checked whole the same way: a
+digest is :data:`~sync.digest.DIGEST_BYTES` bytes in lowercase hex; a ``PartDigests`` names
+only partitions of ours; a ``ReadDigest`` or ``ReadFetch`` names a key the store can hold
+and a kind we know, a fetch's context is a log-dot context as above; a ``ReadDigestResp``
+answers the read that asked it (same key and kind), says "the same" with no body, or carries
+either a context (only for a kind that has one) or a state of its kind, never both.
+
 Knows local data, membership and reads.
 """
 
@@ -53,6 +60,7 @@ import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync import messages as m
 from sync.config import ReplicaConfig
+from sync.digest import causal_context, is_digest
 from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
 from sync.replica.local_data import CheckedBatch, LocalData
@@ -272,6 +280,74 @@ class Inbound:
             )
         return state
 
+    def digest(self, peer: str, msg: m.Digest) -> None:
+        """A ``Digest`` carries two digests."""
+        for name, value in (("root", msg.root), ("members", msg.members)):
+            if not is_digest(value):
+                raise RemoteProtocolError(f"digest: the {name} digest {value!r} is malformed", peer)
+
+    def part_digests(self, peer: str, msg: m.PartDigests) -> None:
+        """A ``PartDigests`` names partitions in range, each with a digest."""
+        for p, digest in msg.parts.items():
+            if type(p) is not int or not 0 <= p < self._config.partitions:
+                raise RemoteProtocolError(
+                    f"digest of partition {p}, out of range 0..{self._config.partitions - 1}",
+                    peer,
+                )
+            if not is_digest(digest):
+                raise RemoteProtocolError(f"digest of partition {p} is malformed", peer)
+
+    def _object(self, peer: str, what: str, key: str, kind: str) -> None:
+        if not m.is_key(key):
+            raise RemoteProtocolError(f"{what}: not a key {key!r} (empty, or with NUL)", peer)
+        if kind not in crdt.KINDS:
+            raise RemoteProtocolError(f"{what} of {key!r}: no kind {kind!r}", peer)
+
+    def read_digest(self, peer: str, msg: m.ReadDigest) -> None:
+        """A ``ReadDigest`` names an object, and our digest of it if any."""
+        self._object(peer, f"read digest {msg.req_id}", msg.key, msg.kind)
+        if msg.digest is not None and not is_digest(msg.digest):
+            raise RemoteProtocolError(f"read digest of {msg.key!r}: a malformed digest", peer)
+
+    def read_digest_reply(
+        self, peer: str, msg: m.ReadDigestResp
+    ) -> tuple[CausalContext | None, CRDT | None]:
+        """The causal context or the state a ``ReadDigestResp`` carries (both None: the
+        same digest, or the replier holds nothing)."""
+        self._object(peer, f"read digest reply {msg.req_id}", msg.key, msg.kind)
+        rd = self._reads.expected(peer, msg.req_id)
+        if rd is not None and (rd.key, rd.kind) != (msg.key, msg.kind):
+            raise RemoteProtocolError(
+                f"read digest {msg.req_id} is for the {msg.kind} {msg.key!r}, "
+                f"asked the {rd.kind} {rd.key!r}",
+                peer,
+            )
+        if msg.same and (msg.ctx is not None or msg.state is not None):
+            raise RemoteProtocolError(f"read digest of {msg.key!r}: the same, with a body", peer)
+        if msg.ctx is not None and msg.state is not None:
+            raise RemoteProtocolError(f"read digest of {msg.key!r}: a context and a state", peer)
+        if msg.ctx is not None:
+            if causal_context(crdt.new(msg.kind)) is None:
+                raise RemoteProtocolError(
+                    f"read digest of {msg.key!r}: a context for a {msg.kind}, which has none",
+                    peer,
+                )
+            return self._context(peer, msg.ctx, f"context of {msg.key!r}"), None
+        if msg.state is None:
+            return None, None
+        state = _decode_crdt(peer, msg.state, f"state of {msg.key!r}")
+        if state.kind != msg.kind:
+            raise RemoteProtocolError(
+                f"read digest of {msg.key!r} says kind {msg.kind!r} but carries a {state.kind}",
+                peer,
+            )
+        return None, state
+
+    def read_fetch(self, peer: str, msg: m.ReadFetch) -> CausalContext:
+        """The causal context a ``ReadFetch`` carries (of an object it names)."""
+        self._object(peer, f"read fetch {msg.req_id}", msg.key, msg.kind)
+        return self._context(peer, msg.seen, f"context of {msg.key!r}")
+
     def summary(self, peer: str, msg: m.Summary) -> dict[int, CausalContext]:
         """The summaries a ``Summary`` carries, by partition."""
         parts: dict[int, CausalContext] = {}
@@ -311,8 +387,9 @@ class Inbound:
     def snapshot(
         self, peer: str, msg: m.SnapshotChunk, now: float
     ) -> tuple[list[tuple[str, CRDT]], CausalContext | None, list[Skewed]]:
-        """The states of a ``SnapshotChunk`` by key, the summary it carries (if last), and
-        its states stamped too far ahead of ``now``."""
+        """The states of a ``SnapshotChunk`` by key (whole, or pieces of a split state: a
+        delta either way, checked as any state), the summary it carries (if last), and its
+        states stamped too far ahead of ``now``."""
         skewed: list[Skewed] = []
         parts = self._config.partitions
         if msg.partition >= parts:
@@ -324,11 +401,17 @@ class Inbound:
                 raise RemoteProtocolError(f"{where}: not a key (empty, or with NUL)", peer)
             if partition_of(o.key, parts) != msg.partition:
                 raise RemoteProtocolError(f"{where}: not in partition {msg.partition}", peer)
-            state = _decode_crdt(peer, o.state, where)
+            try:
+                decoded = from_json(o.state_json, allow_inf_nan=False)
+            except ValueError as exc:
+                raise RemoteProtocolError(f"{where}: bad CRDT state: {exc}", peer) from exc
+            if type(decoded) is not dict:
+                raise RemoteProtocolError(f"{where}: bad CRDT state: not a JSON object", peer)
+            state = _decode_crdt(peer, decoded, where)
             if state.kind != o.kind:
                 raise RemoteProtocolError(f"{where}: says {o.kind!r}, is a {state.kind}", peer)
             states.append((o.key, state))
-            found = self.skewed_state(o.state, now, where)
+            found = self.skewed_state(decoded, now, where)
             if found is not None:
                 skewed.append(found)
         ctx = None

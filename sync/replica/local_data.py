@@ -10,7 +10,7 @@ records what must become durable in the outbox's :class:`~sync.replica.outbox.Ch
   kinds both keep theirs, and both replicate everywhere the same way. Such a key is a
   *clash*: it is listed (:meth:`LocalData.clashes`), reported once with a
   :class:`~sync.effects.KindClashFound` effect, and a local write to it is refused until one
-  object is deleted. The keys of each partition are kept for state transfer.
+  object is deleted.
 * **The log**: per partition, origin and seq, the delta of every entry applied here until
   compaction drops it. An entry is held as ``(key, kind, delta JSON text)``: the log is the
   bulk of a replica's memory, and a tuple of strings is untracked by the garbage collector
@@ -23,12 +23,17 @@ records what must become durable in the outbox's :class:`~sync.replica.outbox.Ch
   the least recently used keys are evicted; one with entries applied since its checkpoint is
   checkpointed in that drain's ``Persist`` first, so a key not in the cache is complete in
   the store (the invariant that lets it be loaded again as it is). An input that needs a key
-  (or, for a state transfer, a whole partition) not in the cache gets it loaded first: the
-  adapter asks :meth:`LocalData.missing` (through the façade's ``wants_*``), loads those
-  objects from the store and hands them to :meth:`LocalData.admit`. A replica that holds
-  every object (a fresh one, or one loaded whole from a small store) is *complete* and
-  needs nothing loaded until it first evicts. The in-memory log and summaries are not
-  cached: they stay whole, as before.
+  not in the cache gets it loaded first: the adapter asks :meth:`LocalData.missing`
+  (through the façade's ``wants_*``), loads those objects from the store and hands them to
+  :meth:`LocalData.admit`. A replica that holds every object (a fresh one, or one loaded
+  whole from a small store) is *complete* and needs nothing loaded until it first evicts.
+  The in-memory log and summaries are not cached: they stay whole, as before.
+* **State transfers pass through**: a whole state received is checkpointed at once, and a
+  key it brought into the cache leaves it at the end of the drain (:meth:`take_transient`),
+  so a bootstrap does not fill the cache; the pieces of a state too big for one message are
+  merged as deltas into the cached object (:meth:`merge_piece`) and checkpointed with the
+  partition's last chunk (:meth:`pieces_done`), before its summary is merged. A transfer
+  sent reads the store: :meth:`dirty_in` names what to checkpoint first.
 * **Checkpoints**: every ``checkpoint_every`` log entries a round checkpoints each key whose
   entries since its last checkpoint reach :data:`CHECKPOINT_GROWTH` times the entries it
   had then (a growing key is re-encoded at geometrically growing intervals: O(size) in
@@ -98,6 +103,7 @@ class LocalData:
     """The objects, log, summaries and checkpoint bookkeeping of one replica."""
 
     __slots__ = (
+        "_admitted",
         "_at_checkpoint",
         "_bytes",
         "_clashes",
@@ -105,16 +111,17 @@ class LocalData:
         "_config",
         "_entries_since_round",
         "_last_seq",
-        "_loaded_partitions",
         "_log",
         "_log_size",
         "_me",
         "_objects",
         "_outbox",
         "_partition_memo",
+        "_pieces",
         "_since_checkpoint",
         "_sizes",
         "_summaries",
+        "_transient",
         "_unfolded",
         "_unsealed",
     )
@@ -129,7 +136,13 @@ class LocalData:
         self._sizes: dict[str, int] = {}
         self._bytes = 0
         self._complete = True  # every object is in the cache (nothing to load)
-        self._loaded_partitions: set[int] = set()  # admitted whole for this drain's inputs
+        self._admitted: set[str] = set()  # keys loaded from the store for this drain's inputs
+        # Keys a state transfer brought in that were not in the cache: dropped from it at
+        # the end of the drain (checkpointed first), so that a bootstrap passes through.
+        self._transient: set[str] = set()
+        # Per partition, the objects state-transfer pieces changed since its last chunk
+        # (checkpointed with it: the summary never gets ahead of the stored objects).
+        self._pieces: dict[int, set[ObjectId]] = {}
         self._unfolded: set[ObjectId] = set()  # log replayed at load, not yet checkpointed
         self._clashes: dict[str, tuple[str, ...]] = {}  # key -> its kinds, sorted
         self._partition_memo: dict[str, int] = {}
@@ -226,10 +239,6 @@ class LocalData:
         objects = self._objects
         return [k for k in dict.fromkeys(keys) if k not in objects]
 
-    def missing_partition(self, partition: int) -> bool:
-        """True if a state transfer of ``partition`` needs its objects loaded first."""
-        return not self._complete and partition not in self._loaded_partitions
-
     def require(self, keys: Iterable[str]) -> None:
         """``LocalProtocolError`` before anything changes if a key of ``keys`` is missing."""
         missing = self.missing(keys)
@@ -239,13 +248,11 @@ class LocalData:
                 "name and admit them before the input"
             )
 
-    def admit(
-        self, keys: Iterable[str], rows: Iterable[ObjectState], partitions: Iterable[int] = ()
-    ) -> None:
+    def admit(self, keys: Iterable[str], rows: Iterable[ObjectState]) -> None:
         """Take objects loaded from the store into the cache: ``rows`` are every object of
-        ``keys`` (each kind), or of the whole ``partitions``. A key already in the cache is
-        kept as it is (the cache is newer than the store); one of ``keys`` with no row is
-        held as known absent."""
+        ``keys`` (each kind), and maybe of other keys. A key already in the cache is kept as
+        it is (the cache is newer than the store); one of ``keys`` with no row is held as
+        known absent."""
         objects = self._objects
         fresh = {k for k in keys if k not in objects}
         for row in rows:
@@ -258,7 +265,7 @@ class LocalData:
                 objects[key] = {}
                 self._sizes[key] = OBJECT_OVERHEAD
                 self._bytes += OBJECT_OVERHEAD
-        self._loaded_partitions.update(partitions)
+        self._admitted |= fresh
 
     def _admit_row(self, row: ObjectState) -> None:
         obj = crdt.from_dict(row.state)
@@ -317,13 +324,30 @@ class LocalData:
             self._complete = False
 
     def end_drain(self) -> None:
-        """A drain ended: partitions admitted whole are not held whole any more."""
-        self._loaded_partitions.clear()
+        """A drain ended: the keys loaded for its inputs are like any other now."""
+        self._admitted.clear()
 
-    def unsaved_keys(self) -> set[str]:
-        """Keys in the cache whose store row may be missing or behind (written since their
-        last checkpoint)."""
-        return {oid[0] for oid in self._since_checkpoint} | {oid[0] for oid in self._unfolded}
+    def take_transient(self) -> list[str]:
+        """The keys a state transfer brought into the cache in this drain, to drop from it
+        (with :meth:`evict`, after checkpointing what is dirty)."""
+        keys = [k for k in self._transient if k in self._objects]
+        self._transient.clear()
+        return keys
+
+    def dirty_in(self, partition: int) -> list[ObjectId]:
+        """The objects of ``partition`` in the cache whose store row lacks something applied
+        here (a state transfer checkpoints them before it reads the store)."""
+        part = self.partition
+        dirty = set(self._since_checkpoint) | self._unfolded
+        return sorted(oid for oid in dirty if part(oid[0]) == partition)
+
+    def unsaved_keys(self) -> dict[str, bool]:
+        """Keys in the cache whose store rows may be missing or behind (written since their
+        last checkpoint), each with whether it holds a live object here (:meth:`kinds_of`):
+        a listing merged with the store's must leave out one that is False (deleted here,
+        maybe live in the store) and list one that is True (maybe not stored yet)."""
+        keys = {oid[0] for oid in self._since_checkpoint} | {oid[0] for oid in self._unfolded}
+        return {key: bool(self.kinds_of(key)) for key in keys}
 
     def dirty_all(self) -> list[ObjectId]:
         """Every object in the cache whose store row lacks something applied here."""
@@ -400,21 +424,12 @@ class LocalData:
                     siblings[key] = count
         return siblings
 
-    def snapshot_objects(self, partition: int) -> list[tuple[str, str, dict[str, Any]]] | None:
-        """``(key, kind, to_dict())`` of every object of ``partition``, by key and kind; None
-        if they are not all in the cache (load the partition first: :meth:`missing_partition`)."""
-        if self.missing_partition(partition):
-            return None
-        objects, part = self._objects, self.partition
-        return [
-            (k, kind, objects[k][kind].to_dict())
-            for k in sorted(k for k, objs in objects.items() if objs and part(k) == partition)
-            for kind in sorted(objects[k])
-        ]
-
-    def merge_state(self, key: str, state: CRDT) -> bool:
+    def merge_state(self, key: str, state: CRDT, *, transferred: bool = False) -> bool:
         """Join a whole state into ``(key, state.kind)`` (no log entry): checkpointed; True
-        if it changed."""
+        if it changed. ``transferred``: a state transfer's; a key that was not in the cache
+        before this drain leaves it at the end of the drain (:meth:`take_transient`)."""
+        if transferred and (key in self._admitted or key not in self._objects):
+            self._transient.add(key)
         kind = state.kind
         obj = self.get(key, kind)
         if obj is None:
@@ -431,6 +446,33 @@ class LocalData:
         self.refresh_clash(key)
         self._outbox.changed(key, self._objects.get(key))
         return True
+
+    def merge_piece(self, key: str, partition: int, piece: CRDT, size: int) -> None:
+        """Join ``piece`` (of ``size`` bytes), one of the deltas a state too big for one
+        message was split into, into ``(key, piece.kind)``: no copy of the object to compare
+        (it may be huge), so it counts as changed; checkpointed once the partition's last
+        chunk came (:meth:`pieces_done`) or when it leaves the cache."""
+        kind = piece.kind
+        obj = self.get(key, kind)
+        oid = (key, kind)
+        if obj is None:
+            self.adopt(key, partition, piece)
+        else:
+            obj.merge(piece)
+        since = self._since_checkpoint
+        since[oid] = since.get(oid, 0) + 1
+        self._grow(key, size)
+        self._pieces.setdefault(partition, set()).add(oid)
+        self.refresh_clash(key)
+        self._outbox.changed(key, self._objects.get(key))
+
+    def pieces_done(self, partition: int) -> None:
+        """The last chunk of a state transfer of ``partition`` came: checkpoint the objects
+        pieces changed (those still in the cache; the others were checkpointed when they
+        left it)."""
+        for key, kind in sorted(self._pieces.pop(partition, ())):
+            if self.peek(key, kind) is not None:
+                self.checkpoint(key, kind)
 
     # -- the log and the summaries ----------------------------------------------------------
     def summary(self, partition: int) -> CausalContext:
@@ -626,7 +668,7 @@ class LocalData:
             base[oid] = base.get(oid, 0) + since.pop(oid, 0)
             self._unfolded.discard(oid)
             text = obj.to_json()
-            out.append(ObjectState(oid[0], oid[1], text))
+            out.append(ObjectState(oid[0], oid[1], text, obj.is_live()))
             if len(objs) == 1:  # re-measure the key from its encoding
                 size = len(text) + OBJECT_OVERHEAD
                 self._bytes += size - self._sizes.get(oid[0], 0)

@@ -64,6 +64,7 @@ class Membership:
     """The peers of one replica, the ring they form, and the placement rules over it."""
 
     __slots__ = (
+        "_away",
         "_config",
         "_gone_reported",
         "_gossiped",
@@ -89,6 +90,7 @@ class Membership:
         self._peers: dict[str, PeerRecord] = {}
         self._peer_summaries: dict[str, dict[int, CausalContext]] = {}
         self._up: dict[str, float] = {}  # peer -> when it came up
+        self._away: set[str] = set()  # known peers not up (those gone() looks at)
         #: The peers up, with when each came up (read only: a view of what this owns).
         self.up: Mapping[str, float] = self._up
         self._relays: set[str] = set()
@@ -106,6 +108,8 @@ class Membership:
             if pid == self._me:
                 continue
             self._peers[pid] = peer
+            if pid not in self._up:
+                self._away.add(pid)
             if peer.summary:
                 self._peer_summaries[pid] = {
                     int(p): CausalContext.from_dict(d) for p, d in peer.summary.items()
@@ -167,6 +171,8 @@ class Membership:
         rec = self._peers.get(peer)
         if rec is None:
             self._peers[peer] = PeerRecord(peer, address, site, None, now)
+            if peer not in self._up:
+                self._away.add(peer)
             self._outbox.durable.peers[peer] = None
             self.changed()
             return
@@ -194,6 +200,7 @@ class Membership:
         self._peers[peer] = replace(self._peers[peer], last_seen=now)
         self._outbox.durable.peers[peer] = None
         self._up[peer] = now
+        self._away.discard(peer)
         self._gone_reported.discard(peer)
         self._gossiped.pop(peer, None)  # (re)connected: send it the members again
         if relay:
@@ -205,6 +212,7 @@ class Membership:
         """``peer`` is down (last seen now); False if it was not up."""
         if self._up.pop(peer, None) is None:
             return False
+        self._away.add(peer)
         self._relays.discard(peer)
         rec = self._peers.get(peer)
         if rec is not None:
@@ -247,16 +255,17 @@ class Membership:
     def gone(self, now: float) -> dict[str, float]:
         """The homes not seen (no link, no summary) for longer than ``home_down_window``,
         with how long, by peer."""
+        # Asked at every compaction pass: only the peers not up are looked at (a 1,000-peer
+        # group asks it often, with most of its peers up).
         window = self._config.home_down_window
-        out: dict[str, float] = {}
-        for pid in sorted(self._peers):
-            rec = self._peers[pid]
-            if rec.forgotten or pid in self._non_homes or pid in self._up:
-                continue
+        peers, non_homes = self._peers, self._non_homes
+        out = []
+        for pid in self._away:
+            rec = peers[pid]
             away = now - rec.last_seen
-            if away > window:
-                out[pid] = away
-        return out
+            if away > window and not rec.forgotten and pid not in non_homes:
+                out.append((pid, away))
+        return dict(sorted(out))
 
     def newly_gone(self, now: float) -> dict[str, float]:
         """The gone homes not reported yet (each is reported once per absence)."""

@@ -1,17 +1,30 @@
-"""Reads: asking the homes of a key, joining their replies, and read repair.
+"""Reads: asking replicas of a key for a digest, fetching what differs, and read repair.
 
-:meth:`Reads.start` reads one object, named by its key and kind. It asks this replica (when
-its reply counts: the rule of writes) and each home up (sloppy mode: a fallback for each
-home down), joins the replies as they come, and
-completes with ``ReadDone`` at ``required`` replies. From then on every replier whose state
-differs from the join is repaired (``Repair``), late repliers too, until all replied or the
-deadline passed; the join is merged here and checkpointed. Fewer than ``required`` replies
-at the deadline, or once nobody else can reply: ``ReadFailed`` with what came. As a write
-does (:mod:`sync.replica.writes`), a read short of replies waits while links are still
-being dialled (:meth:`Reads.links_connecting`) and asks a peer that comes up if it counts
-now (:meth:`Reads.peer_up`).
+:meth:`Reads.start` reads one object, named by its key and kind, from ``required``
+replicas. This replica answers at once when its reply counts (the rule of writes: it is a
+home, or the read is sloppy; and of the read's site); the others are asked only as many as
+the read still needs: ``r=1`` at a replica that counts is local, no message. They are the
+up homes of the key in preference order (sloppy mode: for a home that is down, a fallback),
+and, under ``LOCAL_QUORUM``, only replicas of the read's site.
 
-It also answers the ``ReadReq`` of other replicas.
+Each one is asked for a *digest* of its state of the object (``ReadDigest``, carrying ours:
+:mod:`sync.digest`) and answers (``ReadDigestResp``) whether it is the same; if not,
+with its causal context (the causal kinds: sets, multi-value registers, maps) or its whole
+state (counters, LWW registers). A replica whose context holds no dot ours lacks is behind
+us: nothing is fetched from it. Otherwise we fetch the part of its state that ours has not
+seen (``ReadFetch`` carrying our context, answered by a ``ReadResp``). The replies are
+joined as they come; the read completes with ``ReadDone`` at ``required`` replies, and
+every replier whose state is behind the join is sent a ``Repair``: the part of the join it
+has not seen (from its context) for the causal kinds, the whole join for the others. Late
+repliers are repaired too, until all replied or the deadline passed; the join is merged
+here and checkpointed. A replier that goes down is replaced by the next replica that
+counts, if any. Fewer than ``required`` replies at the deadline, or once nobody else can
+reply: ``ReadFailed`` with what came. As a write does (:mod:`sync.replica.writes`), a read
+short of replies waits while links are still being dialled (:meth:`Reads.links_connecting`)
+and asks a peer that comes up if it counts now (:meth:`Reads.peer_up`).
+
+It also answers the ``ReadDigest``, ``ReadFetch`` and ``ReadReq`` (the whole state) of
+other replicas.
 
 Knows the outbox, the timers, local data and membership.
 """
@@ -21,16 +34,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from crdt import CRDT
+from crdt import CRDT, CausalContext
 from sync import messages as m
 from sync.config import ReplicaConfig
+from sync.digest import causal_context, ctx_model, state_digest, unseen_part
 from sync.effects import ReadDone, ReadFailed, Send
 from sync.replica.local_data import LocalData
 from sync.replica.membership import Membership
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
 
-__all__ = ["PendingRead", "Reads"]
+__all__ = ["Known", "PendingRead", "Reads"]
+
+#: What a read knows of a replier's state: the state itself, its causal context (its state
+#: is below the join by what that context lacks), or None (it holds nothing).
+Known = CRDT | CausalContext | None
 
 
 def _nobody(failures: Mapping[str, str]) -> str:
@@ -51,14 +69,18 @@ class PendingRead:
     timeout: float
     partition: int = 0
     strict: bool = False
+    local: CRDT | None = None  # our state when the read started
+    digest: str | None = None  # its digest
     asked: set[str] = field(default_factory=set)  # remote peers still expected to reply
+    tried: set[str] = field(default_factory=set)  # every remote peer asked
     reqs: list[tuple[str, int]] = field(default_factory=list)  # (peer, req_id) sent
-    known: dict[str, CRDT | None] = field(default_factory=dict)  # replier -> its state
+    fetching: dict[str, CausalContext] = field(default_factory=dict)  # peer -> its context
+    known: dict[str, Known] = field(default_factory=dict)  # replier -> what we know of it
     counted: list[str] = field(default_factory=list)
     joined: CRDT | None = None
     done: bool = False
     repaired: list[str] = field(default_factory=list)
-    covered: set[str] = field(default_factory=set)  # homes down that a fallback stands in for
+    covered: dict[str, str] = field(default_factory=dict)  # home down -> fallback asked
 
 
 class Reads:
@@ -118,36 +140,72 @@ class Reads:
         timeout: float,
         now: float,
     ) -> None:
-        """Read the object ``(key, kind)``: answer locally when it counts, ask the others."""
-        me, membership = self._me, self._membership
+        """Read the object ``(key, kind)``: answer locally when it counts, ask as many
+        others as the read still needs."""
+        me = self._me
         rd = PendingRead(op_id, key, kind, required, site, timeout, partition, strict)
         self._pending[op_id] = rd
-        if (me in homes or not strict) and membership.site_ok(site, me):
-            local = self._data.get(key, kind)
-            rd.known[me] = local.copy() if local is not None else None
+        local = self._data.get(key, kind)
+        rd.local = local.copy() if local is not None else None
+        rd.digest = state_digest(rd.local)
+        if (me in homes or not strict) and self._membership.site_ok(site, me):
+            rd.known[me] = rd.local
             rd.counted.append(me)
-            rd.joined = local.copy() if local is not None else None
-        chosen = set(homes) | {me}
-        for home in homes:
-            if home == me:
-                continue
-            ask = home if home in membership.up else None
-            if ask is None and not strict:
-                ask = membership.pick_fallback(partition, chosen)
-                if ask is not None:
-                    chosen.add(ask)
-                    rd.covered.add(home)
-            if ask is not None:
-                self._ask(rd, ask)
+            rd.joined = rd.local.copy() if rd.local is not None else None
         self._timers.set(Timer(TimerKind.READ, op_id), now + timeout)
+        self._ask_more(rd)
         self._progress(rd)
 
+    def _ask_more(self, rd: PendingRead) -> None:
+        """Ask the next replicas that count until the read could reach ``required``."""
+        site_ok, site = self._membership.site_ok, rd.site
+        while not rd.done:
+            could = sum(1 for p in rd.asked if site_ok(site, p))
+            if len(rd.counted) + could >= rd.required:
+                return
+            peer = self._next_replica(rd)
+            if peer is None:
+                return
+            self._ask(rd, peer)
+
+    def _next_replica(self, rd: PendingRead) -> str | None:
+        """The next replica to ask: an up home of the key not asked yet, in preference
+        order; in sloppy mode, a fallback for a home that is down; of the read's site."""
+        me, membership = self._me, self._membership
+        homes = membership.ring().preference_list(rd.partition)
+        up = membership.up
+        for home in homes:
+            if home == me or home in rd.tried:
+                continue
+            if home in up:
+                if membership.site_ok(rd.site, home):
+                    return home
+            elif not rd.strict and home not in rd.covered:
+                chosen = set(homes) | rd.tried | {me}
+                fallback = membership.pick_fallback(rd.partition, chosen)
+                if fallback is not None and membership.site_ok(rd.site, fallback):
+                    rd.covered[home] = fallback
+                    return fallback
+        return None
+
     def _ask(self, rd: PendingRead, peer: str) -> None:
+        req_id = self._request(rd, peer)
+        rd.asked.add(peer)
+        rd.tried.add(peer)
+        self._emit(
+            Send(
+                peer,
+                m.ReadDigest.model_construct(
+                    t="read_digest", req_id=req_id, key=rd.key, kind=rd.kind, digest=rd.digest
+                ),
+            )
+        )
+
+    def _request(self, rd: PendingRead, peer: str) -> int:
         req_id = self._outbox.new_id()
         self._requests[(peer, req_id)] = rd.op_id
         rd.reqs.append((peer, req_id))
-        rd.asked.add(peer)
-        self._emit(Send(peer, m.ReadReq(req_id=req_id, key=rd.key, kind=rd.kind)))
+        return req_id
 
     def links_connecting(self, count: int, failures: Mapping[str, str]) -> None:
         """The adapter is dialling ``count`` links whose replicas are not up yet; the dials
@@ -163,29 +221,18 @@ class Reads:
     def peer_up(self, peer: str) -> None:
         """``peer`` came up: every read short of replies asks it if it counts now (a home of
         the key, or in sloppy mode the fallback of a home that is down)."""
-        membership = self._membership
+        if not self._pending:
+            return
         for rd in sorted(self._pending.values(), key=lambda r: r.op_id):
-            if rd.done or peer in rd.asked or peer in rd.known:
-                continue
-            could = sum(1 for p in rd.asked if membership.site_ok(rd.site, p))
-            if len(rd.counted) + could >= rd.required or not membership.site_ok(rd.site, peer):
-                continue
-            homes = membership.ring().preference_list(rd.partition)
-            if peer not in homes:
-                if rd.strict:
-                    continue
-                up = membership.up
-                down = [h for h in homes if h != self._me and h not in up and h not in rd.covered]
-                if not down:
-                    continue
-                rd.covered.add(down[0])
-            self._ask(rd, peer)
+            if not rd.done and peer not in rd.tried:
+                self._ask_more(rd)
 
     def expected(self, peer: str, req_id: int) -> PendingRead | None:
         """The pending read that asked ``peer`` with ``req_id`` (None: late or unknown)."""
         op_id = self._requests.get((peer, req_id))
         return self._pending.get(op_id) if op_id is not None else None
 
+    # -- answering other replicas --------------------------------------------------------------
     def answer(self, peer: str, msg: m.ReadReq) -> None:
         """Reply to another replica's ``ReadReq`` with our state of the object it names."""
         obj = self._data.get(msg.key, msg.kind)
@@ -193,30 +240,115 @@ class Reads:
         reply = m.ReadResp(req_id=msg.req_id, key=msg.key, kind=msg.kind, state=state)
         self._emit(Send(peer, reply))
 
-    def on_reply(self, peer: str, msg: m.ReadResp, state: CRDT | None) -> None:
-        """``peer`` replied ``state`` (checked) to one of our requests."""
+    def answer_digest(self, peer: str, msg: m.ReadDigest) -> None:
+        """Reply to a ``ReadDigest``: the same digest, else our context or whole state."""
+        obj = self._data.get(msg.key, msg.kind)
+        same = state_digest(obj) == msg.digest
+        ctx = state = None
+        if not same and obj is not None:
+            seen = causal_context(obj)
+            if seen is not None:
+                ctx = ctx_model(seen)
+            else:
+                state = obj.to_dict()
+        reply = m.ReadDigestResp.model_construct(
+            t="read_digest_resp",
+            req_id=msg.req_id,
+            key=msg.key,
+            kind=msg.kind,
+            same=same,
+            ctx=ctx,
+            state=state,
+        )
+        self._emit(Send(peer, reply))
+
+    def answer_fetch(self, peer: str, msg: m.ReadFetch, seen: CausalContext) -> None:
+        """Reply to a ``ReadFetch`` (``seen`` checked) with the part of our object it lacks."""
+        obj = self._data.get(msg.key, msg.kind)
+        state = None
+        if obj is not None:
+            part = unseen_part(obj, seen)
+            state = (obj if part is None else part).to_dict()
+        reply = m.ReadResp(req_id=msg.req_id, key=msg.key, kind=msg.kind, state=state)
+        self._emit(Send(peer, reply))
+
+    # -- replies -------------------------------------------------------------------------------
+    def on_digest_reply(
+        self,
+        peer: str,
+        msg: m.ReadDigestResp,
+        ctx: CausalContext | None,
+        state: CRDT | None,
+    ) -> None:
+        """``peer`` answered our ``ReadDigest`` (``ctx`` and ``state`` checked)."""
         op_id = self._requests.pop((peer, msg.req_id), None)
         rd = self._pending.get(op_id) if op_id is not None else None
         if rd is None:
             return  # late, after the read ended
+        local = rd.local
+        if msg.same:
+            self._replied(rd, peer, local, local)
+            return
+        if ctx is None:  # its whole state (a kind without a context), or nothing
+            self._replied(rd, peer, state, state)
+            return
+        ours = causal_context(local) if local is not None else None
+        if ours is not None and next(ctx.dots_not_in(ours), None) is None:
+            self._replied(rd, peer, ctx, local)  # it saw nothing we did not: it is behind
+            return
+        rd.fetching[peer] = ctx
+        req_id = self._request(rd, peer)
+        seen = ctx_model(ours if ours is not None else CausalContext())
+        fetch = m.ReadFetch.model_construct(
+            t="read_fetch", req_id=req_id, key=rd.key, kind=rd.kind, seen=seen
+        )
+        self._emit(Send(peer, fetch))
+
+    def on_reply(self, peer: str, msg: m.ReadResp, state: CRDT | None) -> None:
+        """``peer`` sent ``state`` (checked): the part of its state we fetched (or, for a
+        ``ReadReq``, its whole state)."""
+        op_id = self._requests.pop((peer, msg.req_id), None)
+        rd = self._pending.get(op_id) if op_id is not None else None
+        if rd is None:
+            return  # late, after the read ended
+        ctx = rd.fetching.pop(peer, None)
+        if ctx is None:
+            self._replied(rd, peer, state, state)
+            return
+        # The part of its state our own lacks: joined with ours it gives the join of both.
+        if rd.local is not None:
+            self._join(rd, rd.local)
+        self._replied(rd, peer, ctx, state)
+
+    def _replied(self, rd: PendingRead, peer: str, known: Known, state: CRDT | None) -> None:
+        """``peer``'s reply is in: what we know of its state, and ``state`` to join."""
         rd.asked.discard(peer)
-        rd.known[peer] = state
+        rd.known[peer] = known
         if self._membership.site_ok(rd.site, peer):
             rd.counted.append(peer)
         if state is not None:
-            if rd.joined is None:
-                rd.joined = state.copy()
-            else:
-                rd.joined.merge(state)
+            self._join(rd, state)
         if rd.done:
             self._repair(rd)
         self._progress(rd)
 
+    def _join(self, rd: PendingRead, state: CRDT) -> None:
+        if rd.joined is None:
+            rd.joined = state.copy()
+        else:
+            rd.joined.merge(state)
+
     def peer_down(self, peer: str) -> None:
-        """Stop waiting for ``peer``: a read that can no longer reach its replies fails now."""
-        for rd in list(self._pending.values()):
+        """Stop waiting for ``peer``: ask the next replica that counts instead, if any; a
+        read that can no longer reach its replies fails now."""
+        for rd in sorted(self._pending.values(), key=lambda r: r.op_id):
             if peer in rd.asked:
                 rd.asked.discard(peer)
+                rd.fetching.pop(peer, None)
+                for home, fallback in list(rd.covered.items()):
+                    if fallback == peer:
+                        del rd.covered[home]
+                self._ask_more(rd)
                 self._progress(rd)
 
     def expire(self, op_id: int) -> None:
@@ -248,11 +380,25 @@ class Reads:
         self._data.merge_state(rd.key, joined)
         if me in rd.known:
             rd.known[me] = joined.copy()
-        for peer, state in list(rd.known.items()):
-            if peer == me or state == joined:
+        after = causal_context(joined)
+        for peer, known in list(rd.known.items()):
+            if peer == me:
                 continue
-            self._emit(Send(peer, m.Repair(key=rd.key, kind=rd.kind, state=joined.to_dict())))
-            rd.known[peer] = joined.copy()
+            if isinstance(known, CausalContext):
+                seen: CausalContext | None = known
+            else:
+                seen = causal_context(known) if known is not None else None
+            if seen is not None and after is not None:
+                if next(after.dots_not_in(seen), None) is None:
+                    continue  # it has seen everything the join holds: it equals it
+                part = unseen_part(joined, seen)
+            else:
+                if known == joined:
+                    continue
+                part = None
+            body = (joined if part is None else part).to_dict()
+            self._emit(Send(peer, m.Repair(key=rd.key, kind=rd.kind, state=body)))
+            rd.known[peer] = after.copy() if after is not None else joined.copy()
             if peer not in rd.repaired:
                 rd.repaired.append(peer)
 

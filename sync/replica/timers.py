@@ -24,7 +24,7 @@ class TimerKind(Enum):
     WRITE = "write"  #: a pending write's deadline (subject: its op id)
     READ = "read"  #: a pending read's deadline (subject: its op id)
     COMPACT = "compact"  #: the periodic compaction pass (no subject)
-    ANTI_ENTROPY = "anti_entropy"  #: the next summary to a peer (subject: the peer)
+    ANTI_ENTROPY = "anti_entropy"  #: the next anti-entropy round (no subject)
     AE_TIMEOUT = "ae_timeout"  #: an anti-entropy batch unacknowledged too long (the peer)
     SWEEP = "sweep"  #: forgetting pushes whose ack no longer matters (no subject)
     HANDOFF = "handoff"  #: the next hint hand-off batch to a peer (the peer)

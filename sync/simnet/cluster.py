@@ -6,7 +6,6 @@ handles and counters.
 
 from __future__ import annotations
 
-import copy
 import heapq
 import random
 from collections import Counter
@@ -24,6 +23,7 @@ from sync.effects import (
     Persist,
     ReadDone,
     ReadFailed,
+    ReadPage,
     Send,
     WriteDone,
     WriteFailed,
@@ -31,7 +31,7 @@ from sync.effects import (
 from sync.errors import KindClash, RemoteProtocolError
 from sync.ring import partition_of
 from sync.simnet.disk import SimDisk, canonical
-from sync.simnet.events import Deliver, Detect, Event, Link, Node, Tick, Trap
+from sync.simnet.events import Deliver, Detect, Event, Fetch, Link, Node, Tick, Trap
 from sync.simnet.ops import (
     MessageStats,
     OpStatus,
@@ -106,10 +106,11 @@ class SimCluster:
         self._seq = 0
         self._in_flight = 0
         self._detects = 0
+        self._fetches = 0
         self._pending_ops: dict[int, SimOp] = {}
         self._next_op = 1
         self._nodes: dict[str, Node] = {}
-        self._believed: dict[tuple[str, str], bool] = {}
+        self._believed: dict[str, set[str]] = {}  # observer -> the peers it believes up
         self._groups: dict[str, int] | None = None
         self._links: dict[tuple[str, str], Link] = {}
         self._fifo: dict[tuple[str, str], float] = {}
@@ -122,14 +123,17 @@ class SimCluster:
                 cfg = replace(cfg, site=sites[rid])
             disk = SimDisk(check_compaction=check_compaction)
             self._nodes[rid] = Node(cfg, disk, sites.get(rid))
+        records = {
+            rid: PeerRecord(rid, address=f"sim://{rid}", site=node.site)
+            for rid, node in sorted(self._nodes.items())
+        }
         for rid in self.ids:
-            loaded = self._known_peers_loaded(rid) if known_peers else None
+            loaded = self._known_peers_loaded(rid, records) if known_peers else None
             self._nodes[rid].replica = factory(self._nodes[rid].config, rid, loaded, self.now)
             self._drain(rid)
-        for a in self.ids:
-            for b in self.ids:
-                if a != b:
-                    self._set_believed(a, b, True)
+        ids = self.ids
+        for a in ids:
+            self._connect_all(a, ids)
 
     # ---- membership and inspection -------------------------------------------------------
 
@@ -156,7 +160,8 @@ class SimCluster:
 
     def believes_up(self, observer: str, peer: str) -> bool:
         """Whether ``observer`` has been told that ``peer`` is up (and not down since)."""
-        return self._believed.get((observer, peer), False)
+        believed = self._believed.get(observer)
+        return believed is not None and peer in believed
 
     def add_replica(
         self, replica_id: str, config: ReplicaConfig | None = None, *, site: str | None = None
@@ -373,9 +378,7 @@ class SimCluster:
         for op in sorted(self._pending_ops.values(), key=lambda o: o.op_id):
             if op.replica == replica_id:
                 self._complete(op, "lost", None)
-        for peer in self.ids:
-            if peer != replica_id:
-                self._believed[(replica_id, peer)] = False
+        self._believed.pop(replica_id, None)
         self._schedule_detects(self._pairs_of(replica_id))
 
     def crash_when(
@@ -424,14 +427,23 @@ class SimCluster:
             self._deliver(event)
         elif isinstance(event, Tick):
             self._fire_timer(event)
+        elif isinstance(event, Fetch):
+            self._fetches -= 1
+            self._fetch(event)
         else:
             self._detects -= 1
             self._detect(event.observer, event.peer)
         return True
 
     def quiet(self) -> bool:
-        """No message in flight, no pending failure detection, no operation pending."""
-        return self._in_flight == 0 and self._detects == 0 and not self._pending_ops
+        """No message in flight, no pending failure detection or store read, no operation
+        pending."""
+        return (
+            self._in_flight == 0
+            and self._detects == 0
+            and self._fetches == 0
+            and not self._pending_ops
+        )
 
     def run_until(
         self, predicate: Callable[[], bool], max_steps: int = 100_000, *, every: int = 1
@@ -481,13 +493,10 @@ class SimCluster:
         chosen = self.ids if replicas is None else sorted(set(replicas))
         return [rid for rid in chosen if self.alive(rid)]
 
-    def _known_peers_loaded(self, replica_id: str) -> Loaded:
-        peers = {
-            rid: PeerRecord(rid, address=f"sim://{rid}", site=self._nodes[rid].site)
-            for rid in self.ids
-            if rid != replica_id
-        }
-        self._nodes[replica_id].disk.peers.update(copy.deepcopy(peers))
+    def _known_peers_loaded(self, replica_id: str, records: Mapping[str, PeerRecord]) -> Loaded:
+        # The records are frozen and hold no summary: every replica's disk shares them.
+        peers = {rid: rec for rid, rec in records.items() if rid != replica_id}
+        self._nodes[replica_id].disk.peers.update(peers)
         return Loaded(peers=peers)
 
     def _new_op(self, kind: Literal["write", "read"], replica_id: str, key: str) -> SimOp:
@@ -573,6 +582,12 @@ class SimCluster:
             self._finish(replica_id, effect, "failed")
         elif isinstance(effect, Changed):
             self.changed[replica_id] += 1
+        elif isinstance(effect, ReadPage):
+            # Read from the disk as a store would, after this drain (the Persists before it
+            # are applied already): the page comes back as the replica's next input.
+            self._push(self.now, Fetch(replica_id, self._nodes[replica_id].life, effect))
+            self._fetches += 1
+            self.stats.pages_read += 1
         else:
             self.other_effects.append((replica_id, effect))
 
@@ -684,6 +699,20 @@ class SimCluster:
         except RemoteProtocolError as exc:
             self._protocol_error(event, exc)
 
+    def _fetch(self, event: Fetch) -> None:
+        node = self._nodes[event.replica]
+        if node.life != event.life or node.replica is None:
+            return
+        read = event.read
+        count = node.config.partitions
+        rows, end = node.disk.objects_page(
+            read.partition, count, read.after, read.limit, read.max_bytes
+        )
+        totals = node.disk.count_objects(read.count, count) if read.count else None
+        self._input(
+            event.replica, lambda r: r.snapshot_page(read, rows, end, self.now, totals=totals)
+        )
+
     def _protocol_error(self, event: Deliver, exc: RemoteProtocolError) -> None:
         self.protocol_errors.append((event.src, event.dst, exc))
         if self._raise_protocol_errors:
@@ -744,8 +773,26 @@ class SimCluster:
         if reachable != self.believes_up(observer, peer):
             self._set_believed(observer, peer, reachable)
 
+    def _connect_all(self, observer: str, ids: list[str]) -> None:
+        """At start: ``observer`` is told every other replica is up, then drained once (one
+        drain for many inputs, as the engine allows: a group of 1,000 replicas is a million
+        of them)."""
+        replica = self.replica(observer)
+        believed = self._believed.setdefault(observer, set())
+        try:
+            for peer in ids:
+                if peer != observer:
+                    believed.add(peer)
+                    site = self._nodes[peer].site
+                    replica.peer_up(peer, self.now, address=f"sim://{peer}", site=site)
+        finally:
+            self._drain(observer)
+
     def _set_believed(self, observer: str, peer: str, up: bool) -> None:
-        self._believed[(observer, peer)] = up
+        if up:
+            self._believed.setdefault(observer, set()).add(peer)
+        else:
+            self._believed.get(observer, set()).discard(peer)
         if up:
             site = self._nodes[peer].site
             # A non-home says so in its handshake (homes say nothing: the default).

@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from typing import Any
 
 from crdt import CRDT, CausalContext, from_dict, join
 from sync.effects import HintId, HintRecord, Loaded, LogEntry, ObjectState, PeerRecord, Persist
+from sync.ring import partition_of
 from sync.simnet.ops import SimulationError
 
-__all__ = ["SimDisk", "canonical"]
+__all__ = ["SimDisk", "canonical", "peer_copy"]
+
+
+def peer_copy(rec: PeerRecord) -> PeerRecord:
+    """A copy of a peer record that shares nothing mutable with it (the record is frozen:
+    only its summary needs copying; most records have none, and are shared as they are)."""
+    return rec if rec.summary is None else replace(rec, summary=copy.deepcopy(rec.summary))
 
 
 def _json_copy(blob: Any, what: str) -> Any:
@@ -78,7 +86,7 @@ class SimDisk:
         hints = list(persist.hints_add)
         for h in hints:
             _checked_entry(h.entry, "hint delta")  # immutable: kept as it is once checked
-        peers = [copy.deepcopy(p) for p in persist.peers]
+        peers = [peer_copy(p) for p in persist.peers]
         drop_plan = self._compaction_plan(persist.compact, objects, log)
         # Everything is validated: commit.
         self.objects.update(objects)
@@ -138,9 +146,10 @@ class SimDisk:
         (``objects_complete`` False; the replica loads them with :meth:`get_objects`)."""
         if objects_limit is not None and len(self.objects) > objects_limit:
             self.fold_log()
-            kinds: dict[str, list[str]] = {}
-            for key, kind in sorted(self.objects):
-                kinds.setdefault(key, []).append(kind)
+            kinds: dict[str, list[str]] = {}  # live objects only, as the store counts them
+            for (key, kind), obj in sorted(self.objects.items()):
+                if _is_live(obj):
+                    kinds.setdefault(key, []).append(kind)
             loaded = self.load()
             loaded.objects = {}
             loaded.objects_complete = False
@@ -151,7 +160,7 @@ class SimDisk:
             log=[e for _, e in sorted(self.log.items())],  # immutable: the delta is text
             summaries={p: CausalContext.from_dict(c) for p, c in sorted(self.summaries.items())},
             hints=[copy.deepcopy(h) for _, h in sorted(self.hints.items(), key=_hint_order)],
-            peers={k: copy.deepcopy(p) for k, p in sorted(self.peers.items())},
+            peers={k: peer_copy(p) for k, p in sorted(self.peers.items())},
         )
 
     def fold_log(self) -> None:
@@ -165,12 +174,49 @@ class SimDisk:
                 if old is None
                 else join(from_dict(old.state), from_dict(e.delta))
             )
-            self.objects[oid] = ObjectState(e.key, e.kind, state.to_json())
+            self.objects[oid] = ObjectState(e.key, e.kind, state.to_json(), state.is_live())
 
     def get_objects(self, keys: list[str]) -> list[ObjectState]:
         """Every object (each kind) of ``keys``, as a store's ``get_objects``."""
         wanted = set(keys)
         return [o for (key, _kind), o in sorted(self.objects.items()) if key in wanted]
+
+    def objects_page(
+        self,
+        partition: int,
+        partitions: int,
+        after: tuple[str, str] | None,
+        limit: int,
+        max_bytes: int,
+    ) -> tuple[list[ObjectState], bool]:
+        """A page of the objects of ``partition`` (of ``partitions``) after ``after``, as a
+        store's ``objects_page`` (in (key, kind) order, at most ``limit``, no more once their
+        states reach ``max_bytes`` characters), and whether none follows."""
+        part = [
+            o
+            for (key, kind), o in sorted(self.objects.items())
+            if partition_of(key, partitions) == partition and (after is None or (key, kind) > after)
+        ]
+        out: list[ObjectState] = []
+        size = 0
+        for o in part[:limit]:
+            if out and size >= max_bytes:
+                break
+            out.append(o)
+            size += len(o.state_json)
+        return out, len(out) == len(part)
+
+    def count_objects(self, partitions: tuple[int, ...], count: int) -> dict[int, tuple[int, int]]:
+        """Per partition of ``partitions`` (of ``count``): its objects and the characters of
+        their states, as a store's ``count_objects``."""
+        out: dict[int, tuple[int, int]] = {}
+        wanted = set(partitions)
+        for (key, _kind), o in self.objects.items():
+            p = partition_of(key, count)
+            if p in wanted:
+                n, size = out.get(p, (0, 0))
+                out[p] = (n + 1, size + len(o.state_json))
+        return out
 
     def is_empty(self) -> bool:
         return not (self.objects or self.log or self.summaries or self.hints or self.peers)
@@ -184,6 +230,12 @@ class SimDisk:
         other.hints = copy.deepcopy(self.hints)
         other.peers = copy.deepcopy(self.peers)
         return other
+
+
+def _is_live(obj: ObjectState) -> bool:
+    """The object's ``live`` flag, or (not given) its state's ``is_live()``, as a store
+    keeps it."""
+    return obj.live if obj.live is not None else from_dict(obj.state).is_live()
 
 
 def _hint_order(item: tuple[HintId, HintRecord]) -> tuple[str, str, int, int]:

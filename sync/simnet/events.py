@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync.config import ReplicaConfig
+from sync.effects import ReadPage
 from sync.simnet.disk import SimDisk
 from sync.simnet.ops import SimReplica
 
-__all__ = ["Deliver", "Detect", "Event", "Link", "Node", "Tick", "Trap"]
+__all__ = ["Deliver", "Detect", "Event", "Fetch", "Link", "Node", "Tick", "Trap"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,16 @@ class Detect:
     peer: str
 
 
-Event = Deliver | Tick | Detect
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """A replica's ``ReadPage``, answered from its disk (void if it crashed since)."""
+
+    replica: str
+    life: int
+    read: ReadPage
+
+
+Event = Deliver | Tick | Detect | Fetch
 
 
 @dataclass(slots=True)

@@ -95,6 +95,7 @@ class MessageStats:
     bytes_sent: int = 0
     effects_lost: int = 0
     loads: int = 0  # inputs that needed objects loaded from the disk first
+    pages_read: int = 0  # ReadPage effects answered from a disk (state transfers)
 
     def total_sent(self) -> int:
         return sum(self.sent.values())

@@ -26,6 +26,13 @@ Theory of operation.
   nothing and a round costs no read. :meth:`Node.aclose` ends with ``checkpoint_all``: every
   changed object is checkpointed and the store records its log as folded, so the next open
   folds nothing.
+* **State transfers read the store in pages.** A ``ReadPage`` effect runs, like every
+  effect, once the ``Persist`` before it committed: a task reads the page (and, for the
+  first of a round, the counts it asks for) and hands it back as the input
+  ``snapshot_page``; the engine sends it as chunks and asks for the next page as the
+  receiver acks them, so serving a bootstrap holds a page of objects, not a partition.
+  ``CatchUp`` effects (a catch-up from a peer started, ended, was interrupted) are logged
+  at INFO.
 * **Clock.** The engine's ``now`` is this node's :meth:`Node.now`: ``time.monotonic()`` plus
   an offset fixed at start so that it reads as Unix seconds. It never goes backwards
   within a process, and values persisted by one run (hint ages, last-seen) stay meaningful
@@ -59,6 +66,7 @@ from store import BatchLike, LogRow, ObjectRow
 from store import Loaded as StoredLoaded
 from sync.effects import (
     Alarm,
+    CatchUp,
     Changed,
     HintId,
     HintRecord,
@@ -71,6 +79,7 @@ from sync.effects import (
     Persist,
     ReadDone,
     ReadFailed,
+    ReadPage,
     Send,
     WriteDone,
     WriteFailed,
@@ -109,6 +118,12 @@ class StoreLike(Protocol):
     async def get_objects(self, keys: Iterable[str]) -> list[ObjectRow]: ...
 
     def snapshot(self, partition: int, chunk: int = 500) -> AsyncIterator[list[ObjectRow]]: ...
+
+    async def objects_page(
+        self, partition: int, after: tuple[str, str] | None, limit: int, max_bytes: int
+    ) -> tuple[list[tuple[str, str, str]], bool]: ...
+
+    async def count_objects(self, partitions: Iterable[int]) -> dict[int, tuple[int, int]]: ...
 
 
 def _log_entry(row: LogRow) -> LogEntry:
@@ -226,6 +241,8 @@ class NodeCounters:
     input_errors: int = 0
     loads: int = 0  # rounds that loaded objects from the store first
     objects_loaded: int = 0
+    pages_read: int = 0  # pages of objects read for state transfers
+    objects_streamed: int = 0  # objects those pages held
     alarms: int = 0
 
 
@@ -274,7 +291,7 @@ class Node:
         self.counters = NodeCounters()
         self._offset = time.time() - time.monotonic()
         self._inputs: deque[Input | _WriteInput] = deque()
-        self._input_ready = asyncio.Event()
+        self._input_ready = _Signal()
         self._rounds: deque[list[Any]] = deque()
         self._rounds_ready = asyncio.Event()
         self._idle = asyncio.Event()
@@ -289,6 +306,7 @@ class Node:
         self._handed = 0  # rounds handed to the executor
         self._executed = 0  # rounds the executor finished (their Persist committed)
         self._executed_event = asyncio.Event()
+        self._page_reads: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -326,10 +344,11 @@ class Node:
                 await asyncio.wait_for(self.call(lambda r, now: r.checkpoint_all(now)), timeout)
         self._closing = True
         self._room.set()
-        for task in (self._engine_task, self._exec_task):
+        tasks = [self._engine_task, self._exec_task, *self._page_reads]
+        for task in tasks:
             if task is not None:
                 task.cancel()
-        for task in (self._engine_task, self._exec_task):
+        for task in tasks:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -510,8 +529,9 @@ class Node:
                 deadline = r.next_deadline()
                 delay = None if deadline is None else max(0.0, deadline - self.now())
                 if delay is None or delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._input_ready.wait(), delay)
+                    await self._input_ready.wait(delay)
+                else:
+                    await asyncio.sleep(0)  # a deadline is due: let the others run first
             self._input_ready.clear()
             self._idle.clear()
             n = min(len(self._inputs), self.max_inputs)
@@ -561,7 +581,7 @@ class Node:
                 self._idle.set()
             if self._inputs:
                 self._input_ready.set()
-            await asyncio.sleep(0)
+                await asyncio.sleep(0)  # (else the wait above lets the others run)
 
     async def _prefetch(self, r: ReplicaLike, batch: list[Input | _WriteInput]) -> None:
         """Load what the round's inputs need that the engine does not hold (see the module
@@ -692,8 +712,35 @@ class Node:
             for fut in e.futures:
                 if not fut.done():
                     fut.set_result(None)
+        elif isinstance(e, ReadPage):
+            task = asyncio.get_running_loop().create_task(self._read_page(e))
+            self._page_reads.add(task)
+            task.add_done_callback(self._page_reads.discard)
+        elif isinstance(e, CatchUp):
+            _log_catch_up(e)
         else:
             log.warning("effect %r not handled by the node", e)
+
+    async def _read_page(self, read: ReadPage) -> None:
+        """Read the page ``read`` asks for (its Persist committed: the executor runs effects
+        after the commit) and hand it to the engine."""
+        try:
+            rows, end = await self.store.objects_page(
+                read.partition, read.after, read.limit, read.max_bytes
+            )
+            totals = await self.store.count_objects(read.count) if read.count else None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store failed to read: stop, as for a commit
+            if self.failed is None and not self._closing:
+                self.counters.store_errors += 1
+                self._fail_stop([], exc)
+            return
+        self.counters.pages_read += 1
+        self.counters.objects_streamed += len(rows)
+        page = [ObjectState(key, kind, text) for key, kind, text in rows]
+        if self.failed is None and not self._closing:
+            self.submit(lambda r, now: r.snapshot_page(read, page, end, now, totals=totals))
 
     def _fail_stop(self, effects: list[Any], exc: Exception) -> None:
         """A commit failed: stop serving (memory is ahead of disk), fail every operation.
@@ -757,6 +804,74 @@ class Node:
             fut.set_exception(error)
         else:
             fut.set_result(result)
+
+
+def _log_catch_up(e: CatchUp) -> None:
+    """An operator's view of a catch-up: a line at its start and at its end."""
+    if e.phase == "started":
+        log.info(
+            "catching up from %s: ~%s entries, ~%.1f MB", e.peer, f"{e.entries:,}", e.bytes / 1e6
+        )
+    elif e.phase == "done":
+        log.info(
+            "caught up with %s in %.1f s (%s entries, %.1f MB)",
+            e.peer,
+            e.seconds,
+            f"{e.entries:,}",
+            e.bytes / 1e6,
+        )
+    else:
+        log.info(
+            "catch-up from %s interrupted after %.1f s: ~%s entries, ~%.1f MB left",
+            e.peer,
+            e.seconds,
+            f"{e.entries:,}",
+            e.bytes / 1e6,
+        )
+
+
+class _Signal:
+    """A flag one task waits on, with a timeout: what the engine task sleeps on.
+
+    ``asyncio.wait_for(event.wait(), delay)`` wraps the wait in a task of its own, and waking
+    it takes two turns of the event loop; the engine waits once per round, so with one write
+    in flight that was a visible part of each write's latency (``benchmarks/speed_bench.py
+    --goals serial``). Here a wait is one future and, with a timeout, one timer.
+    """
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait(self, timeout: float | None) -> None:
+        """Return once set (at once if it is), or after ``timeout`` seconds."""
+        if self._flag:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _release, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Call:

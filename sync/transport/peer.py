@@ -832,10 +832,12 @@ class Peer:
     async def keys(
         self, prefix: str | None = None, *, after: str | None = None, page: int = 500
     ) -> AsyncIterator[str]:
-        """Every key (with ``prefix``, if given; above ``after``, if given), sorted, read
-        from the store ``page`` at a time, merged with the keys this peer wrote that the
-        store does not hold yet: a key written before the call (even if its write was not
-        awaited) is listed. Keys written while iterating may or may not be."""
+        """Every key holding a live object (with ``prefix``, if given; above ``after``, if
+        given), sorted, read from the store ``page`` at a time, merged with what this peer
+        changed that the store does not hold yet: a key written before the call (even if
+        its write was not awaited) is listed, and a key deleted before the call (here, or
+        anywhere and replicated here) is not, even while the store still holds it live.
+        Keys written or deleted while iterating may or may not be."""
         if prefix is not None and not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str or None, got {type(prefix).__name__}")
         if after is not None and not isinstance(after, str):
@@ -845,21 +847,24 @@ class Peer:
         while True:  # ends: every page lists keys above the last one
             # Taken on the engine task, returned once everything before it is committed:
             # the keys in memory not yet in the store, then the store's.
-            unsaved: set[str] = await self.node.call(lambda r, now: r.unsaved_keys())
+            # (key -> live here: a deleted one is left out even if the store lists it.)
+            unsaved: dict[str, bool] = await self.node.call(lambda r, now: r.unsaved_keys())
             stored = await self.store.keys(prefix, after, page)
             extra = [
                 k
-                for k in unsaved
-                if (prefix is None or k.startswith(prefix)) and (after is None or k > after)
+                for k, live in unsaved.items()
+                if live
+                and (prefix is None or k.startswith(prefix))
+                and (after is None or k > after)
             ]
-            merged = sorted(set(stored) | set(extra))
+            merged = sorted({k for k in stored if unsaved.get(k, True)} | set(extra))
             if len(stored) == page:  # more in the store: list only up to its last key
                 merged = [k for k in merged if k <= stored[-1]]
             for key in merged:
                 yield key
             if len(stored) < page:
                 return
-            after = merged[-1]
+            after = stored[-1]  # (every key up to it is listed or left out by now)
 
     async def status(self) -> dict[str, Any]:
         """Health: connected peers, lag per peer, pending hints, log size (JSON-ready)."""

@@ -286,10 +286,10 @@ async def test_concurrent_applies_share_commits(backend: Backend) -> None:
             nonlocal commits
             commits += 1
 
-        event.listen(store.engine.sync_engine, "commit", on_commit)
+        event.listen(store.write_engine, "commit", on_commit)
         batches = [Batch(objects=(counter_row(f"c{i}", i + 1),)) for i in range(callers)]
         await asyncio.wait_for(asyncio.gather(*(store.apply(b) for b in batches)), 60)
-        event.remove(store.engine.sync_engine, "commit", on_commit)
+        event.remove(store.write_engine, "commit", on_commit)
         assert 1 <= commits < callers
         loaded = await store.load()
     assert {k: v.state for (k, _), v in loaded.objects.items()} == {

@@ -185,7 +185,7 @@ async def test_a_checkpoint_state_json_is_stored_as_it_is(backend: Backend) -> N
         await store.apply(Batch(objects=(obj,)))  # type: ignore[arg-type]
         tables = await raw_tables(store)
         loaded = await store.load()
-    assert [row[-1] for row in tables["objects"] if row[0] == "cart"] == [compact]
+    assert [row[3] for row in tables["objects"] if row[0] == "cart"] == [compact]
     assert obj.decoded == 0  # kind checked on the text
     assert loaded.objects[("cart", "orset")].state == json.loads(compact)
 

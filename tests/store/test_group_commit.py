@@ -86,7 +86,7 @@ async def test_concurrent_applies_equal_sequential_ones(tmp_path: Path, seed: in
             nonlocal commits
             commits += 1
 
-        event.listen(grouped.engine.sync_engine, "commit", count)
+        event.listen(grouped.write_engine, "commit", count)
         await asyncio.wait_for(asyncio.gather(*(grouped.apply(b) for b in batches)), 60)
         got = _canonical(await grouped.load())
     assert got == expected

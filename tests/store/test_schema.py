@@ -179,7 +179,7 @@ async def test_a_version_0_database_migrates_forward(backend: Backend) -> None:
         ("visits", "gcounter"): counter_row("visits", 2),
     }
     assert loaded.log == [log_entry("visits", 1)]
-    # (Version 0 -> 1 gave the hint its kind; 3 -> 4 deletes it, as every unsigned hint.)
+    # (Version 0 -> 1 gave the hint its kind; 4 -> 5 deletes it, as every unsigned hint.)
     assert loaded.hints == []
     assert [r.key for r in snap] == ["cart"]
     async with await backend.open() as store:

@@ -9,6 +9,7 @@ hand-off, the sender's retries) and is taken once the clock is within the bound.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import crdt
@@ -112,9 +113,9 @@ def test_a_snapshot_chunk_with_a_state_ahead_is_neither_applied_nor_acked() -> N
     good = next(k for k in (f"k{i}" for i in range(200)) if partition_of(k, PARTS) == p)
     objects = [
         m.SnapObject(
-            key=good, kind="gcounter", state=crdt.new("gcounter").increment("B").to_dict()
+            key=good, kind="gcounter", state_json=crdt.new("gcounter").increment("B").to_json()
         ),
-        m.SnapObject(key="title", kind="lww", state=_lww("ahead", DAY)),
+        m.SnapObject(key="title", kind="lww", state_json=json.dumps(_lww("ahead", DAY))),
     ]
     summary = m.Ctx(vv={"B": 2})
     r.receive(
@@ -136,11 +137,14 @@ def test_a_repair_ahead_is_dropped_and_a_read_reply_ahead_counts_without_its_sta
     r.local_update(1, "title", "lww", lambda v: v.set("A", "mine", now_ms=int(NOW * 1000)), NOW)
     r.local_read(2, "title", NOW, r=2)
     (req,) = [
-        e.message for e in r.effects() if isinstance(e, Send) and isinstance(e.message, m.ReadReq)
+        e.message
+        for e in r.effects()
+        if isinstance(e, Send) and isinstance(e.message, m.ReadDigest)
     ]
-    r.receive(
-        "B", m.ReadResp(req_id=req.req_id, key="title", kind="lww", state=_lww("ahead", DAY)), NOW
-    )
+    # A register has no causal context: a replier that differs answers with its whole state.
+    ahead = _lww("ahead", DAY)
+    reply = m.ReadDigestResp(req_id=req.req_id, key="title", kind="lww", same=False, state=ahead)
+    r.receive("B", reply, NOW)
     fx = r.effects()
     (done,) = [e for e in fx if type(e).__name__ == "ReadDone"]
     assert done.replies == 2 and done.state.value == "mine"

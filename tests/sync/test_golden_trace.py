@@ -42,12 +42,14 @@ from sync import messages
 from sync.config import ReplicaConfig
 from sync.effects import (
     Alarm,
+    CatchUp,
     Changed,
     IdentityConflict,
     Loaded,
     Persist,
     ReadDone,
     ReadFailed,
+    ReadPage,
     Send,
     WriteDone,
     WriteFailed,
@@ -123,7 +125,7 @@ def _describe(effect: object) -> str:
             f"ReadFailed op={effect.op_id} key={effect.key} replies={effect.replies}"
             f"/{effect.required} state={_state(effect.state)} {effect.reason!r}"
         )
-    if isinstance(effect, Changed | IdentityConflict):
+    if isinstance(effect, Changed | IdentityConflict | ReadPage | CatchUp):
         return repr(effect)
     if isinstance(effect, Alarm):
         return f"Alarm {effect.kind} {effect.peer}"
@@ -194,6 +196,10 @@ class Recorder:
     def tick(self, now: float) -> None:
         self._input(now, "tick")
         self._replica.tick(now)
+
+    def snapshot_page(self, read: Any, rows: Any, end: bool, now: float, **kw: Any) -> None:
+        self._input(now, f"snapshot_page {read.read_id} rows={[r.key for r in rows]} end={end}")
+        self._replica.snapshot_page(read, rows, end, now, **kw)
 
     def effects(self) -> list[Any]:
         out = self._replica.effects()

@@ -19,7 +19,8 @@ what a hostile peer would send, and refuses some of it itself), with hostile con
 dots of the receiver's own origin, counters near the 63-bit limit, empty keys and ids, NUL
 characters, keys in the wrong partition, CRDT states of the wrong kind or malformed, huge
 counts, timestamps far ahead, read replies for pending reads, acks of pending pushes,
-members and summaries made up. Seeded (``derandomize``): the same cases every run.
+members and summaries made up, digests and digest-read messages well formed and spoilt.
+Seeded (``derandomize``): the same cases every run.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from sync.effects import Loaded, PeerRecord, Persist, Send
 from sync.errors import RemoteProtocolError
 from sync.replica import Replica
 from sync.ring import partition_of
+from sync.simnet.disk import SimDisk
 from sync.transport.node import loaded_from_store
 
 __all__: list[str] = []
@@ -113,7 +115,7 @@ def _base() -> tuple[bytes, list[Persist], list[int], list[int]]:
     effects = r.effects()
     persists = [fx for fx in effects if isinstance(fx, Persist)]
     for fx in effects:
-        if isinstance(fx, Send) and isinstance(fx.message, m.ReadReq):
+        if isinstance(fx, Send) and isinstance(fx.message, m.ReadReq | m.ReadDigest):
             req_ids.append(fx.message.req_id)
         if isinstance(fx, Send) and isinstance(fx.message, m.Push):
             push_ids.append(fx.message.push_id)
@@ -239,6 +241,10 @@ SENDERS = ["P", "P", "P", "Q", "S", "Z9"]
 REQ_IDS_OR_NOT = [*REQ_IDS, *PUSH_IDS, 0, -1]
 TYPES = ["push"] * 4 + ["deltas"] * 3 + ["snapshot"] * 2 + ["summary"] * 2
 TYPES += ["repair", "read_resp", "read", "ack", "forget", "ping", "hello"]
+TYPES += ["digest", "part_digests", "read_digest", "read_digest_resp", "read_digest_resp"]
+TYPES += ["read_fetch"]
+# Digests as sync.digest spells them, and spoilt ones.
+DIGESTS = ["0123456789abcdef", "ffffffffffffffff", "", "0123456789ABCDEF", "x" * 16, "00" * 9]
 
 
 def _entry(c: Choices, partition: int | None = None) -> list[Any]:
@@ -274,6 +280,16 @@ def _peer_info(c: Choices) -> dict[str, Any]:
     return info
 
 
+# A state transfer's flags and progress, well-formed or not.
+PIECES = [True, False, True, 1, "yes", None]
+REMAINING = [[0, 0], [3, 120], [2**62, 2**62], [-1, 0], [0, 2**62 + 1], [1], [1, 2, 3], "x"]
+
+
+def _remaining(c: Choices, msg: dict[str, Any]) -> dict[str, Any]:
+    """``msg`` with a ``remaining`` (half the time)."""
+    return {**msg, "remaining": c.pick(REMAINING)} if c.chance(4) else msg
+
+
 def message(c: Choices) -> dict[str, Any]:
     """One message as JSON (a dict), in the shape of its :mod:`sync.messages` model."""
     t = c.pick(TYPES)
@@ -284,7 +300,8 @@ def message(c: Choices) -> dict[str, Any]:
     if t == "deltas":
         part = c.upto(PARTS)
         entries = [_entry(c, part) for _ in range(c.upto(4))]
-        return {"t": t, "batch_id": c.upto(5), "partition": part, "entries": entries}
+        msg = {"t": t, "batch_id": c.upto(5), "partition": part, "entries": entries}
+        return _remaining(c, msg)
     if t == "snapshot":
         part = c.upto(PARTS)
         objects = []
@@ -292,10 +309,15 @@ def message(c: Choices) -> dict[str, Any]:
             key = c.pick(KEYS)
             state = _crdt(c, key)
             kind = state.get("type") if c.chance(7) else "orset"
-            objects.append({"key": key, "kind": kind, "state": state})
+            # The stored text, else a spelling of any kind (some not JSON, some not objects).
+            text = json.dumps(state) if c.chance(6) else c.pick(TEXTS[c.pick(crdt.KINDS)])
+            obj = {"key": key, "kind": kind, "state_json": text}
+            if c.chance(3):
+                obj["piece"] = c.pick(PIECES)
+            objects.append(obj)
             part = _partition(key) if c.chance(7) else part
         summary = _ctx(c) if c.chance(5) else None
-        return {
+        msg = {
             "t": t,
             "batch_id": c.upto(5),
             "partition": part,
@@ -303,6 +325,7 @@ def message(c: Choices) -> dict[str, Any]:
             "summary": summary,
             "last": c.chance(4),
         }
+        return _remaining(c, msg)
     if t == "summary":
         parts = {str(c.upto(PARTS)): _ctx(c) for _ in range(c.upto(3))}
         known = [_peer_info(c) for _ in range(c.upto(3))]
@@ -320,6 +343,27 @@ def message(c: Choices) -> dict[str, Any]:
         return {**msg, "state": state}
     if t == "read":
         return {"t": t, "req_id": c.upto(3), "key": c.pick(KEYS), "kind": c.pick(KIND_NAMES)}
+    if t == "digest":
+        return {"t": t, "root": c.pick(DIGESTS), "members": c.pick(DIGESTS), "reply": c.chance(4)}
+    if t == "part_digests":
+        return {"t": t, "parts": {str(c.upto(PARTS)): c.pick(DIGESTS) for _ in range(c.upto(3))}}
+    if t == "read_digest":
+        digest = c.pick(DIGESTS) if c.chance(4) else None
+        msg = {"t": t, "req_id": c.upto(3), "key": c.pick(KEYS), "kind": c.pick(KIND_NAMES)}
+        return {**msg, "digest": digest}
+    if t == "read_digest_resp":
+        key = c.pick(["s", "s", *FRESH, *ODD_KEYS])
+        body = c.upto(3)  # the same; a context; a state; nothing (holds none)
+        ctx = _ctx(c) if body == 1 or c.chance(1) else None
+        state = _crdt(c, key) if body == 2 or c.chance(1) else None
+        kind = "orset" if c.chance(5) else c.pick(KIND_NAMES)
+        if state is not None and c.chance(6):
+            kind = state.get("type")
+        msg = {"t": t, "req_id": c.pick(REQ_IDS_OR_NOT), "key": key, "kind": kind}
+        return {**msg, "same": body == 0, "ctx": ctx, "state": state}
+    if t == "read_fetch":
+        msg = {"t": t, "req_id": c.upto(3), "key": c.pick(KEYS), "kind": c.pick(KIND_NAMES)}
+        return {**msg, "seen": _ctx(c)}
     if t == "ack":
         return {"t": t, "ids": [c.pick(REQ_IDS_OR_NOT) for _ in range(c.upto(3))]}
     if t == "forget":
@@ -393,6 +437,21 @@ def _run(cases: list[tuple[str, dict[str, Any]]], sink: Callable[[Persist], None
     """Feed ``cases`` to a fresh copy of the base replica, then the follow-up inputs if it
     took any of them; every Persist goes to ``sink`` after the store's validation."""
     r: Replica = pickle.loads(BASE)
+    # What the replica's store would hold, to load what it wants before an input (a state
+    # transfer's objects leave its cache: it no longer holds every object).
+    disk = SimDisk()
+    for p in BASE_PERSISTS:
+        disk.apply(p)
+
+    def sink_too(persist: Persist) -> None:
+        disk.apply(persist)
+        sink(persist)
+
+    def load(keys: list[str]) -> None:
+        if keys:
+            disk.fold_log()
+            r.admit(keys, disk.get_objects(keys))
+
     now = NOW
     touched = {0}
     accepted = False
@@ -404,6 +463,7 @@ def _run(cases: list[tuple[str, dict[str, Any]]], sink: Callable[[Persist], None
         except RemoteProtocolError:
             OUTCOMES["refused by the decoder"] += 1
             continue
+        load(r.wants_message(sender, msg)[0])
         before = _snapshot(r)
         try:
             r.receive(sender, msg, now)
@@ -416,17 +476,27 @@ def _run(cases: list[tuple[str, dict[str, Any]]], sink: Callable[[Persist], None
         OUTCOMES["accepted"] += 1
         accepted = True
         touched |= _partitions(raw)
-        _drain(r, sink)
+        _drain(r, sink_too)
     if not accepted:
         return r  # as the base, which went through all of this once
     for p in sorted(touched & set(AFTER)):
+        load(r.wants_keys([AFTER[p]]))
         r.local_update(1000 + p, AFTER[p], "gcounter", _incr(ME), now)
-    _drain(r, sink)
+    _drain(r, sink_too)
     r.peer_down("P", now)
     r.peer_up("P", now)
     r.tick(now + 3600.0)
-    _drain(r, sink)
+    _drain(r, sink_too)
+    # Hold every stored object again (a transfer's objects left the cache) so that the
+    # replica can be compared with one reopened from the store.
+    r.admit(*_not_held(r, disk))
     return r
+
+
+def _not_held(r: Replica, disk: SimDisk) -> tuple[list[str], list[Any]]:
+    wanted = r.wants_keys(sorted({key for key, _kind in disk.objects}))
+    disk.fold_log()
+    return wanted, disk.get_objects(wanted)
 
 
 def _partitions(raw: dict[str, Any]) -> set[int]:

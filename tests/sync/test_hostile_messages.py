@@ -109,7 +109,7 @@ def _refused(r: Replica, data: bytes, field: str) -> None:
                 "t": "snapshot",
                 "batch_id": 1,
                 "partition": _partition(""),
-                "objects": [{"key": "", "kind": "gcounter", "state": _gcounter()}],
+                "objects": [{"key": "", "kind": "gcounter", "state_json": json.dumps(_gcounter())}],
             },
             "key",
         ),
@@ -137,7 +137,11 @@ def test_the_engine_refuses_them_too_when_built_without_the_decoder() -> None:
     chunk = m.SnapshotChunk.model_construct(
         batch_id=1,
         partition=_partition(""),
-        objects=[m.SnapObject.model_construct(key="", kind="gcounter", state=_gcounter())],
+        objects=[
+            m.SnapObject.model_construct(
+                key="", kind="gcounter", state_json=json.dumps(_gcounter()), piece=False
+            )
+        ],
         summary=None,
         last=False,
     )
@@ -262,3 +266,99 @@ async def test_a_summary_at_the_limit_leaves_room_for_our_writes(tmp_path: Path)
     assert [e.seq for x in fx for e in x.log] == [m.SEQ_LIMIT + 1]
     again = await _commit_and_reopen(tmp_path / "a.db", persists + fx)
     assert again.current_value("k") == 2
+
+
+def _chunk(obj: dict[str, Any], **extra: Any) -> bytes:
+    key = obj.get("key", "x")
+    raw = {"t": "snapshot", "batch_id": 1, "partition": _partition(key), "objects": [obj]}
+    return _wire({**raw, **extra})
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        # A state transfer's object is its state's JSON text: not JSON, not an object, not
+        # a CRDT, another kind than it says, or a piece flag that is not a bool.
+        (_chunk({"key": "x", "kind": "gcounter", "state_json": '{"type": "gcou'}), "bad CRDT"),
+        (_chunk({"key": "x", "kind": "gcounter", "state_json": "[1, 2]"}), "not a JSON object"),
+        (_chunk({"key": "x", "kind": "gcounter", "state_json": '{"type": "x"}'}), "bad CRDT"),
+        (
+            _chunk({"key": "x", "kind": "orset", "state_json": json.dumps(_gcounter())}),
+            "is a gcounter",
+        ),
+        (
+            _chunk(
+                {"key": "x", "kind": "gcounter", "state_json": json.dumps(_gcounter()), "piece": 1}
+            ),
+            "piece",
+        ),
+        (_chunk({"key": "x", "kind": "gcounter", "state": _gcounter()}), "state_json"),
+        # ``remaining`` is [entries, bytes], each in 0..2**62.
+        (
+            _chunk(
+                {"key": "x", "kind": "gcounter", "state_json": json.dumps(_gcounter())},
+                remaining=[-1, 0],
+            ),
+            "remaining",
+        ),
+        (
+            _wire(
+                {
+                    "t": "deltas",
+                    "batch_id": 1,
+                    "partition": _partition("x"),
+                    "entries": [],
+                    "remaining": [0, 2**62 + 1],
+                }
+            ),
+            "remaining",
+        ),
+        (
+            _wire(
+                {
+                    "t": "deltas",
+                    "batch_id": 1,
+                    "partition": _partition("x"),
+                    "entries": [],
+                    "remaining": [1],
+                }
+            ),
+            "remaining",
+        ),
+    ],
+    ids=[
+        "state-json-not-json",
+        "state-json-not-an-object",
+        "state-json-not-a-crdt",
+        "state-json-other-kind",
+        "piece-not-a-bool",
+        "no-state-json",
+        "snapshot-remaining-negative",
+        "deltas-remaining-past-the-limit",
+        "deltas-remaining-not-a-pair",
+    ],
+)
+async def test_a_bad_state_transfer_object_or_progress_is_refused(
+    tmp_path: Path, data: bytes, field: str
+) -> None:
+    r = _replica()
+    persists = _persists(r)
+    _refused(r, data, field)
+    r.local_update(2, "k", "gcounter", lambda c: c.increment(ME), 12.0)
+    persists += _persists(r)
+    again = await _commit_and_reopen(tmp_path / "a.db", persists)
+    assert again.current_value("k") == 2 and again.keys() == ["k"]
+
+
+def test_a_piece_is_checked_as_any_state_and_one_too_far_ahead_is_set_aside() -> None:
+    """A piece of a split map carrying a timestamp a day ahead: neither merged nor acked."""
+    r = _replica()
+    r.effects()
+    ahead = int((11.0 + 86_400) * 1000)
+    piece = crdt.new("ormap")
+    piece.update("B", "f", "lww", lambda reg: reg.set("B", 1, now_ms=ahead))
+    obj = {"key": "x", "kind": "ormap", "state_json": piece.to_json(), "piece": True}
+    r.receive("B", m.decode(_chunk(obj)), 11.0)
+    fx = r.effects()
+    assert r.value("x", "ormap") is None
+    assert not [e for e in fx if isinstance(getattr(e, "message", None), m.Ack)]

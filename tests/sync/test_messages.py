@@ -39,7 +39,7 @@ SAMPLES: list[m.Message] = [
     m.SnapshotChunk(
         batch_id=6,
         partition=3,
-        objects=[m.SnapObject(key="k", kind="gcounter", state=DELTA)],
+        objects=[m.SnapObject(key="k", kind="gcounter", state_json=json.dumps(DELTA))],
         summary=m.Ctx(vv={"A": 7}),
         last=True,
     ),

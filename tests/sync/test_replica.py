@@ -35,6 +35,7 @@ from sync.effects import (
     Persist,
     ReadDone,
     ReadFailed,
+    ReadPage,
     Send,
     WriteDone,
     WriteFailed,
@@ -137,6 +138,10 @@ class Wire:
                 if i in self.dead:
                     continue
                 for e in self.drain(i):
+                    if isinstance(e, ReadPage):  # a state transfer reads its disk
+                        self.answer_page(i, e)
+                        moved = True
+                        continue
                     if not isinstance(e, Send):
                         self.done[i].append(e)
                         continue
@@ -147,16 +152,50 @@ class Wire:
                     if self.hold(i, e.peer, msg):
                         self.held.append((i, e.peer, msg))
                         continue
-                    self.r[e.peer].receive(i, msg, self.now)
+                    self.deliver(i, e.peer, msg)
                     moved = True
             if not moved:
                 return
         raise AssertionError("the replicas did not go quiet")
 
+    def answer_page(self, i: str, read: ReadPage) -> None:
+        """The page ``read`` asks for, from the disk, as a store reads it."""
+        parts = self.configs[i].partitions
+        rows = [
+            o
+            for (key, kind), o in sorted(self.disk[i].objects.items())
+            if partition_of(key, parts) == read.partition
+            and (read.after is None or (key, kind) > read.after)
+        ]
+        page = rows[: read.limit]
+        totals = None
+        if read.count:
+            totals = {p: (0, 0) for p in read.count}
+            for (key, _), o in self.disk[i].objects.items():
+                p = partition_of(key, parts)
+                if p in totals:
+                    totals[p] = (totals[p][0] + 1, totals[p][1] + len(o.state_json))
+        end = len(page) == len(rows)
+        self.r[i].snapshot_page(read, page, end, self.now, totals=totals)
+
+    def deliver(self, src: str, dst: str, msg: m.Message) -> None:
+        """``dst`` receives ``msg``, once the objects it needs are loaded from its disk."""
+        keys, _ = self.r[dst].wants_message(src, msg)
+        self.load(dst, keys)
+        self.r[dst].receive(src, msg, self.now)
+
+    def load(self, i: str, keys: Iterable[str]) -> None:
+        """Load ``keys`` into ``i``'s memory from its disk (what an adapter does before an
+        input that needs objects the replica evicted)."""
+        wanted = self.r[i].wants_keys(keys)
+        if wanted:
+            rows = [o for (k, _), o in sorted(self.disk[i].objects.items()) if k in wanted]
+            self.r[i].admit(wanted, rows)
+
     def release(self) -> None:
         held, self.held = self.held, []
         for src, dst, msg in held:
-            self.r[dst].receive(src, msg, self.now)
+            self.deliver(src, dst, msg)
         self.run()
 
     def advance(self, seconds: float, step: float = 0.5) -> None:
@@ -179,8 +218,14 @@ class Wire:
         self.r[i] = Replica(self.configs[i], i, self.disk[i].loaded(), now=self.now)
         self.dead.discard(i)
 
+    def state(self, i: str, key: str) -> Any:
+        """``i``'s state of ``key``, loaded from its disk if it is not in memory (a state
+        transfer passes through the cache)."""
+        self.load(i, [key])
+        return self.r[i].value(key)
+
     def value(self, i: str, key: str) -> Any:
-        obj = self.r[i].value(key)
+        obj = self.state(i, key)
         return None if obj is None else obj.value
 
     def of(self, i: str, kind: type) -> list[Any]:
@@ -523,23 +568,41 @@ def test_read_joins_replies_and_repairs_the_stale_replica() -> None:
     assert w.disk["C"].objects[("cart", "orset")].state == w.r["B"].value("cart").to_dict()  # type: ignore[union-attr]
 
 
-def test_read_completes_at_r_and_repairs_late_repliers() -> None:
+def test_read_asks_only_the_replicas_r_needs_and_repairs_them() -> None:
     w = Wire("ABC", n=3, w=1, anti_entropy_interval=0)
     w.connect()
+    key = key_homed(ring_of(w), lambda h: h == ("A", "B", "C"))
+    w.cut.add(frozenset(("A", "B")))
     w.cut.add(frozenset(("A", "C")))
-    w.r["A"].local_update(1, "k", "gcounter", inc("A", 2), w.now)
+    w.r["A"].local_update(1, key, "gcounter", inc("A", 2), w.now)
     w.run()
     w.cut.clear()
-    w.hold = lambda src, dst, msg: src == "C" and isinstance(msg, m.ReadResp)
-    w.r["A"].local_read(2, "k", w.now, r=2)
+    w.sent.clear()
+    w.r["A"].local_read(2, key, w.now, r=2)
     w.run()
     (done,) = w.of("A", ReadDone)
     assert done.replies == 2 and done.state is not None and done.state.value == 2
-    assert w.value("C", "k") is None
+    assert done.repaired == ("B",)  # the first other home in preference order: B
+    assert {dst for _, dst, _ in w.sent} == {"A", "B"}  # C was not asked
+    assert w.value("B", key) == 2 and w.value("C", key) is None
+
+
+def test_a_read_replaces_a_replier_that_goes_down() -> None:
+    w = Wire("ABC", n=3, w=1, anti_entropy_interval=0)
+    w.connect()
+    key = key_homed(ring_of(w), lambda h: h == ("A", "B", "C"))
+    w.r["A"].local_update(1, key, "gcounter", inc("A", 2), w.now)
+    w.run()
+    w.hold = lambda src, dst, msg: dst == "B" and isinstance(msg, m.ReadDigest)
+    w.r["A"].local_read(2, key, w.now, r=2)
+    w.run()
+    assert w.of("A", ReadDone) == [] and len(w.held) == 1
+    w.down("A", "B")  # asked, then gone: C is asked instead
     w.hold = lambda *a: False
-    w.release()
-    assert w.value("C", "k") == 2  # repaired after the read completed
-    assert any(dst == "C" for s, dst, x in w.sent if isinstance(x, m.Repair))
+    w.run()
+    (done,) = w.of("A", ReadDone)
+    assert done.replies == 2 and done.state is not None and done.state.value == 2
+    assert [dst for _, dst, x in w.sent if isinstance(x, m.ReadDigest)] == ["B", "C"]
 
 
 def test_read_fails_at_the_deadline_with_what_came() -> None:
@@ -547,7 +610,7 @@ def test_read_fails_at_the_deadline_with_what_came() -> None:
     w.connect()
     w.r["A"].local_update(1, "k", "gcounter", inc("A"), w.now)
     w.run()
-    w.hold = lambda src, dst, msg: isinstance(msg, m.ReadResp)
+    w.hold = lambda src, dst, msg: isinstance(msg, m.ReadDigestResp)
     w.r["A"].local_read(2, "k", w.now, r=3)
     w.run()
     w.advance(1.0)
@@ -582,11 +645,11 @@ def test_bad_read_reply_is_refused_and_changes_nothing() -> None:
     w.connect()
     w.r["A"].local_update(1, "k", "gcounter", inc("A"), w.now)
     w.run()
-    w.hold = lambda src, dst, msg: isinstance(msg, m.ReadReq)
+    w.hold = lambda src, dst, msg: isinstance(msg, m.ReadDigest)
     w.r["A"].local_read(2, "k", w.now, r=2)
     w.run()
     (_, _, req) = w.held[0]
-    assert isinstance(req, m.ReadReq)
+    assert isinstance(req, m.ReadDigest)
     bad_states: list[dict[str, Any]] = [
         {"type": "gcounter", "v": 1, "counts": {"A": -1}},
         crdt.new("orset").to_dict(),  # the wrong kind for k
@@ -728,7 +791,7 @@ def test_bad_summary_and_snapshot_are_refused() -> None:
     r.effects()
     with pytest.raises(RemoteProtocolError, match="out of range"):
         r.receive("B", m.Summary(parts={64: m.Ctx()}), 0.0)
-    obj = m.SnapObject(key="k", kind="gcounter", state=crdt.new("orset").to_dict())
+    obj = m.SnapObject(key="k", kind="gcounter", state_json=crdt.new("orset").to_json())
     with pytest.raises(RemoteProtocolError):
         r.receive(
             "B", m.SnapshotChunk(batch_id=1, partition=partition_of("k", 64), objects=[obj]), 0.0
@@ -754,10 +817,10 @@ def test_partitioned_writes_converge_by_anti_entropy_then_only_summaries_flow() 
         assert all(w.value(x, f"a{i}") == 1 and w.value(x, f"b{i}") == 1 for x in "ABC")
     deltas = w.messages(m.Deltas)
     assert deltas and all(len(d.entries) <= 7 for d in deltas)
-    w.advance(5.0)  # summaries reach everyone: compaction, then quiet
+    w.advance(5.0)  # digests reach everyone: compaction, then quiet
     w.sent.clear()
     w.advance(20.0)
-    assert w.sent and {type(x) for _, _, x in w.sent} == {m.Summary}
+    assert w.sent and {type(x) for _, _, x in w.sent} == {m.Digest}
 
 
 def test_ae_flow_control_keeps_at_most_max_inflight_batches() -> None:
@@ -767,9 +830,18 @@ def test_ae_flow_control_keeps_at_most_max_inflight_batches() -> None:
         w.r["A"].local_update(i, "k", "gcounter", inc("A"), 0.0)
     w.drain("A")
     w.r["B"].peer_up("A", 0.0)
+    digest = next(e for e in w.drain("B") if isinstance(e, Send)).message
+    assert isinstance(digest, m.Digest)
+    w.r["A"].receive("B", digest, 0.0)  # the roots differ: A answers its partition digests
+    parts = next(e for e in w.drain("A") if isinstance(e, Send)).message
+    assert isinstance(parts, m.PartDigests)
+    w.r["B"].receive("A", parts, 0.0)  # B: a summary of the partitions that differ
     summary = next(e for e in w.drain("B") if isinstance(e, Send)).message
+    assert isinstance(summary, m.Summary) and len(summary.parts) == 1
     w.r["A"].receive("B", summary, 0.0)
     first = [e.message for e in w.drain("A") if isinstance(e, Send)]
+    assert isinstance(first[-1], m.Summary)  # A's own summary, in reply
+    first = first[:-1]
     assert [type(x).__name__ for x in first] == ["Deltas", "Deltas"]
     w.r["B"].receive("A", first[0], 0.0)
     ack = [e.message for e in w.drain("B") if isinstance(e, Send)][-1]
@@ -893,14 +965,13 @@ def test_last_snapshot_chunk_waits_for_the_others_to_be_acked() -> None:
     assert all(w.value("C", k) == 1 for k in same)
 
 
-def test_summary_reply_only_when_the_sender_has_something_we_lack() -> None:
+def test_converged_peers_exchange_one_digest_each_per_round_and_no_reply() -> None:
     w = Wire("AB", n=2, anti_entropy_interval=5.0)
     w.connect()
     w.sent.clear()
     w.advance(5.0)
-    summaries = w.messages(m.Summary)
-    assert len(summaries) == 2  # one each way, no answers: converged
-    assert all(s.known_peers == [] for s in summaries)  # membership unchanged since last time
+    assert {type(x) for _, _, x in w.sent} == {m.Digest}
+    assert len(w.sent) <= 2 and not any(x.reply is False for _, _, x in w.sent)  # type: ignore[union-attr]
 
 
 def test_membership_is_learned_from_summaries() -> None:
@@ -1103,12 +1174,12 @@ def test_random_histories_converge(ops: list[tuple[str, str, int, Any]]) -> None
         assert set(values.values()) <= {total[i], None} and (
             total[i] == 0 or None not in values.values()
         ), values
-        sets = {x: w.r[x].value(f"s{i}") for x in "ABC"}
+        sets = {x: w.state(x, f"s{i}") for x in "ABC"}
         assert sets["A"] == sets["B"] == sets["C"], sets
     for x in "ABC":  # every write was durable on its coordinator: the disks agree
         restarted = Replica(w.configs[x], x, w.disk[x].loaded())
         for i in range(4):
-            assert restarted.value(f"c{i}") == w.r[x].value(f"c{i}")
+            assert restarted.value(f"c{i}") == w.state(x, f"c{i}")
 
 
 def test_fallback_that_is_itself_a_home_applies_the_hinted_entry() -> None:

@@ -29,7 +29,17 @@ COMPONENTS: dict[str, set[str]] = {
     "writes": {"outbox", "timers", "membership", "outbound", "hints"},
     "reads": {"outbox", "timers", "local_data", "membership"},
     "compaction": {"local_data", "membership", "hints"},
-    "anti_entropy": {"outbox", "timers", "local_data", "membership", "outbound", "compaction"},
+    "transfer": {"outbox", "local_data", "outbound"},
+    "anti_entropy": {
+        "outbox",
+        "timers",
+        "local_data",
+        "membership",
+        "outbound",
+        "compaction",
+        "transfer",
+    },
+    "gossip": {"outbox", "timers", "local_data", "membership", "compaction", "anti_entropy"},
     "inbound": {"local_data", "membership", "reads"},
     "api": set(),
 }

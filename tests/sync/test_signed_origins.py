@@ -23,6 +23,7 @@ import pytest
 import crdt
 from sync import messages as m
 from sync.config import ReplicaConfig
+from sync.digest import ctx_model
 from sync.effects import Loaded, LogEntry, PeerRecord, Persist, Send
 from sync.errors import RemoteProtocolError
 from sync.replica import Replica
@@ -202,3 +203,59 @@ def test_an_ack_means_applied_even_after_a_summary_claimed_the_dots() -> None:
     done, acked = _b_writes(a, b)
     assert done == WRITES and len(acked) == WRITES
     assert a.current_value(KEY, "orset") == frozenset(f"b{i}" for i in range(WRITES))
+
+
+def test_anti_entropy_deltas_with_remaining_carry_seals_and_a_forged_one_is_refused() -> None:
+    """The streamed anti-entropy's ``Deltas`` (which say how much of the round is left) carry
+    their entries' seals over the wire like a push: A applies B's writes from them; the same
+    message with entries not sealed by their origin is refused whole."""
+    ids = [s.replica_id for s in (A, B, M)]
+    a = _engine(A, ids[0], [ids[1], ids[2]])
+    b = _engine(B, ids[1], [ids[0], ids[2]])
+    keys = [f"k{i}" for i in range(6)]
+    for i, key in enumerate(keys):
+        b.local_update(300 + i, key, "gcounter", lambda c: c.increment(ids[1], 2), 11.0)
+    b.effects()  # B's pushes to A are lost
+    summary = m.Summary.model_construct(
+        parts={p: ctx_model(a.summary(p)) for p in range(PARTS)}, known_peers=[], reply=False
+    )
+    b.receive(ids[0], _through_wire(summary), 12.0)
+    deltas = [msg for msg in _sends(b.effects(), ids[0]) if isinstance(msg, m.Deltas)]
+    assert deltas and all(msg.remaining is not None for msg in deltas)
+    wire = [_through_wire(msg) for msg in deltas]
+    assert all(
+        isinstance(w, m.Deltas) and w.remaining == d.remaining
+        for w, d in zip(wire, deltas, strict=True)
+    )
+    assert all(e.seal is not None for w in wire for e in w.entries)  # type: ignore[union-attr]
+
+    forged = wire[0]
+    assert isinstance(forged, m.Deltas)
+    unsigned = [
+        LogEntry(
+            e.origin,
+            e.partition,
+            e.seq,
+            e.key,
+            e.kind,
+            crdt.GCounter().increment(e.origin, 99).to_json(),
+        )
+        for e in forged.entries
+    ]
+    lie = m.Deltas.model_construct(
+        batch_id=forged.batch_id,
+        partition=forged.partition,
+        entries=unsigned,
+        more=forged.more,
+        remaining=forged.remaining,
+    )
+    before = _view(a)
+    with pytest.raises(RemoteProtocolError, match="not signed"):
+        a.receive(ids[2], _through_wire(lie), 12.0)
+    assert a.effects() == [] and _view(a) == before
+
+    for msg in wire:
+        a.receive(ids[1], msg, 12.0)
+    acks = [msg for msg in _sends(a.effects(), ids[1]) if isinstance(msg, m.Ack)]
+    assert sorted(i for ack in acks for i in ack.ids) == sorted(d.batch_id for d in deltas)
+    assert all(a.current_value(key, "gcounter") == 2 for key in keys)

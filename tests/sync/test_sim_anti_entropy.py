@@ -2,7 +2,7 @@
 
 * 1000 keys written on both sides of a partition (and some keys on both sides at once)
   converge after the heal; once converged, more anti-entropy intervals send nothing but
-  ``Summary`` messages.
+  ``Digest`` messages.
 * A replica that joins after the others compacted their logs catches up through a chunked
   state transfer (``SnapshotChunk``), not through log entries it can no longer get.
 """
@@ -16,7 +16,7 @@ __all__: list[str] = []
 INTERVAL = 5.0
 
 
-def test_1000_keys_written_under_partition_converge_then_only_summaries(kit: Any) -> None:
+def test_1000_keys_written_under_partition_converge_then_only_digests(kit: Any) -> None:
     cluster = kit.cluster(kit.ids(4), n=3, anti_entropy_interval=INTERVAL, seed=9)
     left, right = ["p000", "p001"], ["p002", "p003"]
     cluster.partition([left, right])
@@ -50,8 +50,8 @@ def test_1000_keys_written_under_partition_converge_then_only_summaries(kit: Any
     cluster.reset_stats()
     cluster.run_for(5 * INTERVAL)
     sent = cluster.stats.sent
-    assert sent["Summary"] > 0, "no anti-entropy at all after convergence"
-    assert set(sent) == {"Summary"}, f"converged peers sent more than summaries: {dict(sent)}"
+    assert sent["Digest"] > 0, "no anti-entropy at all after convergence"
+    assert set(sent) == {"Digest"}, f"converged peers sent more than digests: {dict(sent)}"
     assert cluster.anomalies == [] and cluster.protocol_errors == []
 
 

@@ -172,12 +172,12 @@ class ClusterMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         cluster = self.cluster
+        for rid in self.ids:  # first: a restart makes the others act (peer_down), traps fire
+            cluster.disarm(rid)
         for rid in self.ids:
             if not cluster.alive(rid):
                 cluster.restart(rid)
         cluster.heal()
-        for rid in self.ids:
-            cluster.disarm(rid)
         holders = self.homes.__getitem__
         settled = cluster.run_until(
             lambda: cluster.quiet() and cluster.converged(holders=holders), max_steps=300_000

@@ -26,23 +26,29 @@ async def test_two_kinds_of_one_key_converge_and_the_link_stays_up(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="shoal.peer")
-    a = await open_peer(tmp_path / "a.db", n=2)
-    b = await open_peer(tmp_path / "b.db", listen=None, n=2)
+    # Rounds every 0.2 s without the idle back-off: the link carries a digest a round.
+    steady = {"n": 2, "anti_entropy_idle_interval": 0.2}
+    a = await open_peer(tmp_path / "a.db", **steady)
+    b = await open_peer(tmp_path / "b.db", listen=None, **steady)
     try:
         # Offline: each peer writes 'k' as its own kind.
         await a.orset("k").add("milk")
         await b.pncounter("k").increment(3)
         await b.aclose()
-        b = await open_peer(tmp_path / "b.db", listen=None, n=2, peers=[a.url])
+        b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url], **steady)
         await eventually(lambda: a.replica_id in b.transport.links, "b linked to a")
         want = {"orset": frozenset({"milk"}), "pncounter": 3}
         await eventually(lambda: _objects(a) == want and _objects(b) == want, "both objects")
         link = b.transport.links[a.replica_id]
+
         # A few more anti-entropy rounds (0.2 s each) pass on the same link, with no refusal.
-        seen = b.transport.traffic()[a.replica_id]["messages_in"]
-        await eventually(
-            lambda: b.transport.traffic()[a.replica_id]["messages_in"] >= seen + 6, "more rounds"
-        )
+        # (A round is one digest between the two, from whichever side's round comes first.)
+        def carried() -> int:
+            traffic = b.transport.traffic()[a.replica_id]
+            return int(traffic["messages_in"]) + int(traffic["messages_out"])
+
+        seen = carried()
+        await eventually(lambda: carried() >= seen + 6, "more rounds")
         assert b.transport.links.get(a.replica_id) is link, "the link was closed and reopened"
         assert a.node.counters.remote_errors == 0 and b.node.counters.remote_errors == 0
         assert not [r for r in caplog.records if "closing its link" in r.getMessage()]

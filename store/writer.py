@@ -1,0 +1,190 @@
+"""The group-commit writer's connection: where one transaction of :class:`~store.Store` runs.
+
+A transaction crosses into the database's thread **once**. The store's writer task hands a
+group of prepared batches to a writer here and awaits one result; every statement of the
+transaction (``BEGIN IMMEDIATE``, one ``executemany`` per table, ``COMMIT``) runs on a plain
+SQLAlchemy ``Connection`` in that thread, through :func:`store.sql.apply_prepared`.
+
+* SQLite (:class:`ThreadWriter`): a synchronous SQLAlchemy engine on the standard ``sqlite3``
+  driver, one connection kept open for the store's life, used only by one thread of its own.
+  Through the async engine (aiosqlite), each statement is a round trip between the event
+  loop and the driver's thread, several per statement (cursor, execute, close): for a
+  one-write transaction at ``synchronous=NORMAL`` those round trips, not the disk, were the
+  cost (``benchmarks/speed_bench.py --goals serial``). Reads keep using the async engine.
+* PostgreSQL (:class:`AsyncWriter`): asyncpg is asyncio-native, so its statements run on the
+  event loop without a thread; the transaction is one ``AsyncConnection.run_sync``.
+
+Either writer keeps its connection between transactions and drops it after a failed one (the
+next transaction connects again). ``engine`` is the synchronous ``Engine`` the writer
+commits through, for event hooks (``event.listen(writer.engine, "commit", ...)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from queue import SimpleQueue
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import NullPool
+
+from . import sql
+
+__all__ = ["AsyncWriter", "ThreadWriter", "Writer", "install_sqlite_hooks"]
+
+
+def install_sqlite_hooks(engine: Engine, synchronous: str, busy_timeout_ms: int) -> None:
+    """Every new connection: WAL, ``synchronous``, the busy timeout, and no implicit BEGIN;
+    a transaction begins with ``BEGIN IMMEDIATE`` on a writing connection (execution option
+    ``shoal_write``), else ``BEGIN``."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We issue BEGIN ourselves (below); the driver must not begin implicitly.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("shoal_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _write(conn: Connection, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
+    with conn.begin():
+        return sql.apply_prepared(conn, prepared)
+
+
+class Writer:
+    """What the store's writer task needs: one transaction at a time, and closing."""
+
+    engine: Engine
+
+    async def transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
+        """Write ``prepared`` in one transaction (see :func:`store.sql.apply_prepared`)."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+
+class AsyncWriter(Writer):
+    """The transaction as one ``run_sync`` on a connection of the async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.execution_options(shoal_write=True)
+        self.engine = engine.sync_engine
+        self._conn: AsyncConnection | None = None
+
+    async def transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
+        if self._conn is None:
+            self._conn = await self._engine.connect()
+        try:
+            return await self._conn.run_sync(_write, prepared)
+        except BaseException:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):  # already failing: report the first error
+                await conn.close()
+            raise
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+
+_STOP = object()
+_Job = tuple[asyncio.Future[Any], Callable[[], Any]]
+
+
+class ThreadWriter(Writer):
+    """SQLite: the transaction on a synchronous connection, in a thread of the writer's own.
+
+    The thread takes jobs from a queue and settles each job's future on its event loop
+    (``call_soon_threadsafe``): one crossing each way per transaction.
+    """
+
+    def __init__(self, url: URL, synchronous: str, busy_timeout_ms: int) -> None:
+        self.engine = create_engine(url.set(drivername="sqlite+pysqlite"), poolclass=NullPool)
+        install_sqlite_hooks(self.engine, synchronous, busy_timeout_ms)
+        self._write_engine = self.engine.execution_options(shoal_write=True)
+        self._conn: Connection | None = None  # touched only in the thread
+        self._jobs: SimpleQueue[_Job | object] = SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="shoal-store-writer", daemon=True)
+        self._thread.start()
+
+    async def transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
+        removed: list[int] = await self._call(lambda: self._transaction(prepared))
+        return removed
+
+    async def aclose(self) -> None:
+        if not self._thread.is_alive():
+            return
+        try:
+            await self._call(self._close_connection)
+        finally:
+            self._jobs.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            self.engine.dispose()
+
+    async def _call(self, fn: Callable[[], Any]) -> Any:
+        if not self._thread.is_alive():
+            raise RuntimeError("the store's writer thread has stopped")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._jobs.put((future, fn))
+        return await future
+
+    # -- in the thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:  # until aclose() queues _STOP
+            job = self._jobs.get()
+            if not isinstance(job, tuple):  # _STOP
+                return
+            future: asyncio.Future[Any] = job[0]
+            fn: Callable[[], Any] = job[1]
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the awaiting task, raised there
+                _settle_soon(future, None, exc)
+            else:
+                _settle_soon(future, result, None)
+
+    def _transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
+        if self._conn is None:
+            self._conn = self._write_engine.connect()
+        try:
+            return _write(self._conn, prepared)
+        except BaseException:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):  # already failing: report the first error
+                conn.close()
+            raise
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+
+def _settle_soon(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+        future.get_loop().call_soon_threadsafe(_settle, future, result, exc)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():  # the awaiting task was cancelled
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -1,0 +1,164 @@
+"""Digests: small fixed-size stand-ins for summaries, member lists and object states.
+
+Two replicas compare digests before they exchange what the digests stand for, as Riak's
+active anti-entropy and Cassandra's repair compare hashes before data, and Cassandra's
+digest reads compare a hash of the replicas' answers before fetching them:
+
+* :func:`part_digest` of one partition's *summary* (the canonical JSON text of its causal
+  context, ``CausalContext.to_json``, which equal contexts spell byte for byte) and
+  :func:`root_digest` of the partitions two homes share: equal roots mean equal summaries of
+  every shared partition, so a round between converged peers costs one root each way at
+  most, whatever the number of keys;
+* :func:`members_digest` of the members a replica knows (itself included): equal digests
+  mean the same membership, so the list itself travels only when they differ;
+* :func:`state_digest` of an object's state (its canonical JSON text): equal digests mean
+  equal states.
+
+A digest is the first 8 bytes of BLAKE2b, in hex (16 characters): a collision between two
+different summaries or states compared by one pair has probability about ``2**-64``.
+
+For the *causal* kinds (``orset``, ``mvregister``, ``ormap``: a dot store under a causal
+context) :func:`unseen_part` is the delta-state join decomposition a read repair needs:
+given the causal context of another replica's state, the part of ours it has not seen.
+Joining that part into the other's state gives exactly the join of both states (for any
+pair of states; ``tests/sync/test_digest.py`` checks it as a property), and it costs what
+differs, not the whole state. It keeps, of our dot store, the dots ``seen`` lacks, and, of
+our context, every dot but those our store holds and ``seen`` has (a dot that we hold and
+they have seen is left for them to keep, or to have removed; a dot we have seen and no
+longer hold travels, so that they remove it too). It uses only the embedded-kind interface
+of :mod:`crdt.embedded` (``store_of``, ``dots``, ``discard``, ``view``), never the kind's
+name. The other kinds (counters, LWW registers) have no causal context: a replica behind
+gets the whole state, which is small for them.
+
+Also here: :func:`ctx_model`, a causal context as its wire model, and :func:`is_digest`, what
+the engine's inbound validation accepts as a digest.
+
+Pure functions, beside :mod:`sync.ring`: the engine's components use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from hashlib import blake2b
+from typing import Any
+
+from crdt import CRDT, CausalContext, Dot, ViewedKind, embedded_kind
+from sync import messages as m
+
+__all__ = [
+    "DIGEST_BYTES",
+    "causal_context",
+    "ctx_model",
+    "is_digest",
+    "members_digest",
+    "part_digest",
+    "root_digest",
+    "state_digest",
+    "unseen_part",
+]
+
+DIGEST_BYTES = 8
+_EMPTY_CTX_JSON = CausalContext().to_json()
+
+
+def ctx_model(ctx: CausalContext) -> m.Ctx:
+    """``ctx`` as its wire model (sorted, as its canonical form)."""
+    return m.Ctx.model_construct(
+        vv={r: ctx.vv[r] for r in sorted(ctx.vv)}, cloud=[(d[0], d[1]) for d in sorted(ctx.cloud)]
+    )
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_digest(value: object) -> bool:
+    """Whether ``value`` is a digest as this module spells them (lowercase hex)."""
+    return isinstance(value, str) and len(value) == 2 * DIGEST_BYTES and _HEX.issuperset(value)
+
+
+def _hex(data: bytes) -> str:
+    return blake2b(data, digest_size=DIGEST_BYTES).hexdigest()
+
+
+def part_digest(partition: int, ctx: CausalContext | None) -> str:
+    """The digest of one partition's summary (``None``: never had one, as an empty one)."""
+    text = _EMPTY_CTX_JSON if ctx is None else ctx.to_json()
+    return _hex(f"{partition}:{text}".encode())
+
+
+def root_digest(parts: Iterable[str]) -> str:
+    """The digest of the part digests of the shared partitions, in partition order."""
+    return _hex(",".join(parts).encode())
+
+
+def members_digest(members: Iterable[str]) -> str:
+    """The digest of a set of replica ids (any order)."""
+    return _hex("\n".join(sorted(members)).encode("utf-8", "surrogatepass"))
+
+
+def state_digest(state: CRDT | None) -> str | None:
+    """The digest of an object's state (None: the object is not held)."""
+    if state is None:
+        return None
+    return _hex(state.to_json().encode("utf-8", "surrogatepass"))
+
+
+def _viewed(state: CRDT) -> Any:
+    """The embedded kind whose views are ``state``'s type (a causal kind), else None."""
+    try:
+        impl = embedded_kind(state.kind)
+    except ValueError:
+        return None
+    if not isinstance(impl, ViewedKind) or type(impl.view(None, CausalContext())) is not type(
+        state
+    ):
+        return None
+    return impl
+
+
+def causal_context(state: CRDT) -> CausalContext | None:
+    """``state``'s causal context if its kind is causal (None for counters and registers
+    ordered by timestamp)."""
+    if _viewed(state) is None:
+        return None
+    ctx: CausalContext = getattr(state, "context")  # noqa: B009  # the views' property
+    return ctx
+
+
+def unseen_part(state: CRDT, seen: CausalContext) -> CRDT | None:
+    """The part of ``state`` that a replica whose state has the causal context ``seen``
+    lacks (see the module docstring), as a state of the same kind; None when the kind is
+    not causal (the whole state is then what it lacks)."""
+    impl = _viewed(state)
+    if impl is None:
+        return None
+    ctx: CausalContext = getattr(state, "context")  # noqa: B009
+    store = impl.store_of(state)
+    held_seen = [d for d in impl.dots(store) if seen.contains(d)] if store else []
+    if held_seen:
+        store = impl.discard(store, seen)
+    part: CRDT = impl.view(store or None, _without(ctx, held_seen))
+    return part
+
+
+def _without(ctx: CausalContext, dots: list[Dot]) -> CausalContext:
+    """A new context: ``ctx`` less ``dots`` (each one of its dots)."""
+    if not dots:
+        return ctx.copy()
+    drop: dict[str, set[int]] = {}
+    for r, c in dots:
+        drop.setdefault(r, set()).add(c)
+    vv = dict(ctx.vv)
+    cloud: list[Dot] = []
+    for r, counters in drop.items():
+        n = vv.get(r, 0)
+        low = min(counters)
+        if low > n:
+            continue  # only cloud dots of r are dropped
+        if low > 1:
+            vv[r] = low - 1
+        else:
+            del vv[r]
+        cloud.extend(Dot(r, c) for c in range(low + 1, n + 1) if c not in counters)
+    cloud.extend(d for d in ctx.cloud if d[1] not in drop.get(d[0], ()))
+    return CausalContext(vv, cloud)

@@ -1,0 +1,251 @@
+"""State transfers streamed from the store, and the catch-up progress of a receiver.
+
+**Sending.** A peer behind the compacted log gets every object of a partition. The engine
+holds only a bounded cache of objects, so a transfer reads them from the store, a page at a
+time, through the caller (sans-I/O): a :class:`~sync.effects.ReadPage` effect, executed once
+every ``Persist`` before it is durable, answered by ``Replica.snapshot_page``. A
+:class:`Stream` is one partition's transfer to one peer:
+
+* when it starts, the objects of the partition changed in the cache since their checkpoint
+  are checkpointed (in the drain's ``Persist``, which the read waits for), and our summary
+  of the partition is taken: every object read afterwards holds at least what it says (a
+  later page may hold more, which is harmless), so the summary sent with the last chunk
+  never claims a dot the objects lack;
+* each page becomes ``SnapshotChunk`` objects: a state as its stored text when it fits in a
+  message, else decoded and split by its type into pieces that fit (``CRDT.split``, at half
+  the room: the text travels JSON-escaped), then cut into chunks of at most
+  ``snapshot_chunk`` objects and :meth:`Outbound.batch_bytes` bytes;
+* the next page is read when the chunks of the last one are sent (one page ahead of the
+  window of ``ae_max_inflight`` chunks in flight), so a transfer holds one page of objects,
+  whatever the size of the partition.
+
+The first read of a round also counts the objects (and their states' characters) of every
+partition the round transfers, so that each message can say how much of the round is left
+(``remaining``).
+
+**Receiving.** :class:`Progress` follows, per peer, what its anti-entropy messages say is
+left: a round announced bigger than one batch (more than ``ae_batch`` entries and objects)
+is a *catch-up*, reported at its start and end (:class:`~sync.effects.CatchUp`) and listed
+by ``Replica.status()``; smaller rounds, the daily business of anti-entropy, are not.
+
+Knows the outbox, local data and outbound batching.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_core import from_json
+
+import crdt
+from sync import messages as m
+from sync.config import ReplicaConfig
+from sync.digest import ctx_model
+from sync.effects import CatchUp, ObjectState, ReadPage
+from sync.replica.local_data import LocalData
+from sync.replica.outbound import Outbound, text_size
+from sync.replica.outbox import Outbox
+
+__all__ = ["Chunk", "Progress", "Stream", "Transfers"]
+
+# Bytes a SnapObject adds to a chunk beyond its key and state text (field names, flags).
+_OBJECT_OVERHEAD = 64
+
+
+@dataclass(slots=True)
+class Chunk:
+    """The objects of one ``SnapshotChunk``; ``rows``: the stored objects it completes (the
+    last piece of a split one counts it); ``size``: the bytes it takes in a message;
+    ``chars``: the characters of its state texts (as the store counts them)."""
+
+    objects: list[m.SnapObject]
+    rows: int = 0
+    size: int = 0
+    chars: int = 0
+
+
+@dataclass(slots=True)
+class Stream:
+    """One partition's state transfer to one peer, read from the store page by page."""
+
+    partition: int
+    summary: m.Ctx | None = None  # ours when it started: sent with the last chunk
+    after: tuple[str, str] | None = None  # the last object read
+    started: bool = False
+    reading: ReadPage | None = None  # the read that is out
+    end: bool = False  # no object follows ``after``
+    ready: deque[Chunk] = field(default_factory=deque)  # made from pages, not sent yet
+    objects_left: int = 0  # of the partition, as counted when the round started
+    bytes_left: int = 0
+
+    @property
+    def buffered(self) -> int:
+        """Objects held for this stream (read, not sent yet)."""
+        return sum(len(c.objects) for c in self.ready)
+
+
+class Transfers:
+    """Streams of partitions out of the store: the reads, the chunks and their sizes."""
+
+    __slots__ = ("_config", "_data", "_me", "_outbound", "_outbox")
+
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        replica_id: str,
+        outbox: Outbox,
+        data: LocalData,
+        outbound: Outbound,
+    ) -> None:
+        self._config = config
+        self._me = replica_id
+        self._outbox = outbox
+        self._data = data
+        self._outbound = outbound
+
+    def begin(self, peer: str, stream: Stream, count: Iterable[int] = ()) -> None:
+        """Start ``stream``: checkpoint what the store lacks of its partition, take our
+        summary, read the first page (counting the partitions ``count``)."""
+        data, p = self._data, stream.partition
+        for key, kind in data.dirty_in(p):
+            data.checkpoint(key, kind)
+        stream.summary = ctx_model(data.summary(p))
+        stream.started = True
+        self.read(peer, stream, tuple(count))
+
+    def read(self, peer: str, stream: Stream, count: tuple[int, ...] = ()) -> None:
+        """Ask for the next page of ``stream`` (one at a time)."""
+        read = stream.reading = ReadPage(
+            peer,
+            stream.partition,
+            stream.after,
+            self._config.snapshot_chunk,
+            self._outbound.batch_bytes(),
+            count,
+            self._outbox.new_id(),
+        )
+        self._outbox.emit(read)
+
+    def page(self, stream: Stream, rows: list[ObjectState], end: bool) -> None:
+        """The page ``stream`` asked for: its objects as chunks ready to send."""
+        stream.reading = None
+        stream.end = end
+        if rows:
+            stream.after = (rows[-1].key, rows[-1].kind)
+        limit, count = self._outbound.batch_bytes(), self._config.snapshot_chunk
+        chunk = Chunk([])
+        for row in rows:
+            items = self._items(row)
+            for i, (obj, size) in enumerate(items):
+                if chunk.objects and (len(chunk.objects) >= count or chunk.size + size > limit):
+                    stream.ready.append(chunk)
+                    chunk = Chunk([])
+                chunk.objects.append(obj)
+                chunk.size += size
+                chunk.chars += len(obj.state_json)
+                if i == len(items) - 1:
+                    chunk.rows += 1
+        if chunk.objects:
+            stream.ready.append(chunk)
+
+    def _items(self, row: ObjectState) -> list[tuple[m.SnapObject, int]]:
+        """A stored object as chunk items: itself, or the pieces of a state too big for one
+        message (each with the bytes it takes in a chunk)."""
+        text = row.state_json
+        overhead = _OBJECT_OVERHEAD + text_size(row.key) + len(row.kind)
+        size = text_size(text) + overhead
+        if size <= self._outbound.batch_bytes():
+            obj = m.SnapObject.model_construct(key=row.key, kind=row.kind, state_json=text)
+            return [(obj, size)]
+        # Escaping a JSON text as a string at most doubles it: pieces of half the room fit.
+        state = crdt.from_dict(from_json(text))
+        budget = max(1, (self._outbound.batch_bytes() - overhead) // 2)
+        out: list[tuple[m.SnapObject, int]] = []
+        for piece in state.split(budget):
+            piece_text = piece.to_json()
+            obj = m.SnapObject.model_construct(
+                key=row.key, kind=row.kind, state_json=piece_text, piece=True
+            )
+            out.append((obj, text_size(piece_text) + overhead))
+        return out
+
+    @staticmethod
+    def counted(streams: Iterable[Stream], totals: Mapping[int, tuple[int, int]]) -> None:
+        """The counts a page brought: what each stream has left to send."""
+        for stream in streams:
+            objects, size = totals.get(stream.partition, (0, 0))
+            stream.objects_left, stream.bytes_left = objects, size
+
+    @staticmethod
+    def sent(stream: Stream, chunk: Chunk) -> None:
+        stream.objects_left = max(0, stream.objects_left - chunk.rows)
+        stream.bytes_left = max(0, stream.bytes_left - chunk.chars)
+
+
+# -- the receiving side ----------------------------------------------------------------------
+@dataclass(slots=True)
+class _CatchUp:
+    """A catch-up from one peer: how much was announced, how much is left, since when."""
+
+    entries: int
+    bytes: int
+    entries_left: int
+    bytes_left: int
+    since: float
+
+
+class Progress:
+    """Per peer, the catch-up under way (see the module docstring)."""
+
+    __slots__ = ("_emit", "_peers", "_threshold")
+
+    def __init__(self, config: ReplicaConfig, outbox: Outbox) -> None:
+        self._emit = outbox.emit
+        self._threshold = config.ae_batch
+        self._peers: dict[str, _CatchUp] = {}
+
+    def received(
+        self, peer: str, remaining: tuple[int, int] | None, entries: int, size: int, now: float
+    ) -> None:
+        """An anti-entropy message from ``peer`` carried ``entries`` (of ``size`` bytes) and
+        says ``remaining`` are left after it (None: it does not say)."""
+        if remaining is None:
+            return
+        left, left_bytes = remaining
+        cur = self._peers.get(peer)
+        if cur is None:
+            total, total_bytes = left + entries, left_bytes + size
+            if left == 0 or total <= self._threshold:
+                return  # a round of one batch: not a catch-up
+            cur = self._peers[peer] = _CatchUp(total, total_bytes, left, left_bytes, now)
+            self._emit(CatchUp(peer, "started", total, total_bytes))
+            return
+        # Within a round what is left only shrinks (a late duplicate says more: ignored).
+        cur.entries_left = min(cur.entries_left, left)
+        cur.bytes_left = min(cur.bytes_left, left_bytes)
+        if cur.entries_left == 0:
+            del self._peers[peer]
+            self._emit(CatchUp(peer, "done", cur.entries, cur.bytes, now - cur.since))
+
+    def stop(self, peer: str, now: float) -> None:
+        """``peer`` went down: its catch-up (if any) is interrupted."""
+        cur = self._peers.pop(peer, None)
+        if cur is not None:
+            left = cur.entries_left
+            self._emit(CatchUp(peer, "interrupted", left, cur.bytes_left, now - cur.since))
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per peer with a catch-up under way: entries and bytes announced, left, since."""
+        return {
+            peer: {
+                "entries": c.entries,
+                "bytes": c.bytes,
+                "entries_left": c.entries_left,
+                "bytes_left": c.bytes_left,
+                "since": c.since,
+            }
+            for peer, c in sorted(self._peers.items())
+        }
