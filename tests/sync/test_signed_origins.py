@@ -222,15 +222,11 @@ def test_anti_entropy_deltas_with_remaining_carry_seals_and_a_forged_one_is_refu
     b.receive(ids[0], _through_wire(summary), 12.0)
     deltas = [msg for msg in _sends(b.effects(), ids[0]) if isinstance(msg, m.Deltas)]
     assert deltas and all(msg.remaining is not None for msg in deltas)
-    wire = [_through_wire(msg) for msg in deltas]
-    assert all(
-        isinstance(w, m.Deltas) and w.remaining == d.remaining
-        for w, d in zip(wire, deltas, strict=True)
-    )
-    assert all(e.seal is not None for w in wire for e in w.entries)  # type: ignore[union-attr]
+    wire = [w for w in map(_through_wire, deltas) if isinstance(w, m.Deltas)]
+    assert [w.remaining for w in wire] == [d.remaining for d in deltas]
+    assert all(e.seal is not None for w in wire for e in w.entries)
 
     forged = wire[0]
-    assert isinstance(forged, m.Deltas)
     unsigned = [
         LogEntry(
             e.origin,
