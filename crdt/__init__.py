@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from crdt.base import CRDT, KINDS, check_json, from_dict, join, new
 from crdt.causal_context import CausalContext
-from crdt.dot import Dot, ReplicaId
+from crdt.dot import REPLICA_KEY_BYTES, Dot, ReplicaId, replica_id_for
 from crdt.dotstores import DotFun, DotMap, DotSet, DotStore
 from crdt.embedded import (
     DotTaker,
@@ -35,6 +35,7 @@ from crdt.version_vector import Ordering, VersionVector
 __all__ = [
     "CRDT",
     "KINDS",
+    "REPLICA_KEY_BYTES",
     "CRDTError",
     "CausalContext",
     "ClockSkewError",
@@ -70,5 +71,6 @@ __all__ = [
     "join",
     "new",
     "register_embedded",
+    "replica_id_for",
     "unregister_embedded",
 ]

@@ -18,14 +18,38 @@ Encoded as the JSON array ``[replica, counter]``.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping
 from typing import Any, NewType
 
 from crdt.errors import DecodeError
 
-__all__ = ["Dot", "ReplicaId"]
+__all__ = ["REPLICA_KEY_BYTES", "Dot", "ReplicaId", "replica_id_for"]
 
 ReplicaId = NewType("ReplicaId", str)
+
+#: Bytes of a replica's public key (Ed25519, raw).
+REPLICA_KEY_BYTES = 32
+
+
+def replica_id_for(public_key: bytes) -> ReplicaId:
+    """The replica id of the replica whose Ed25519 public key is ``public_key`` (32 raw bytes):
+    the first 100 bits of its SHA-256, as 20 lowercase base32 characters.
+
+    Ids are *self-certifying*: anyone given an id and a key can check that they belong
+    together, so a replica proves what it originates by signing with the key behind its id
+    (``sync.signing``). 100 bits keep a collision negligible and make finding a key for a
+    given id (a second preimage) cost about 2**100 hashes; 20 characters keep dots short,
+    since an id is in every dot of every state.
+
+    >>> replica_id_for(bytes(32))
+    'mzuhvlpymk6xo3epygfy'
+    """
+    if type(public_key) is not bytes or len(public_key) != REPLICA_KEY_BYTES:
+        raise ValueError(f"a public key is {REPLICA_KEY_BYTES} bytes, got {public_key!r:.80}")
+    digest = hashlib.sha256(public_key).digest()
+    return ReplicaId(base64.b32encode(digest[:13]).decode("ascii")[:20].lower())
 
 
 class Dot(tuple[str, int]):

@@ -218,7 +218,8 @@ def fold_page(conn: Connection, limit: int = FOLD_PAGE) -> int:
     deltas: dict[tuple[str, str], list[str]] = {}
     partitions: dict[str, int] = {}
     for seg_id, part, text in rows:
-        for _seq, key, kind, delta_text in _parse_segment(seg_id, text):
+        for entry in _parse_segment(seg_id, text):
+            key, kind, delta_text = entry[1], entry[2], entry[3]
             deltas.setdefault((key, kind), []).append(delta_text)
             partitions[key] = part
     states = _folded(get_objects(conn, {key for key, _ in deltas}), deltas)
@@ -279,7 +280,8 @@ def unfolded_liveness(conn: Connection) -> dict[str, tuple[bool | None, bool]]:
     deltas: dict[str, dict[tuple[str, str], list[str]]] = {}
     stmt = select(c.id, c.entries).where(c.id > folded_mark(conn)).order_by(c.id)
     for seg_id, text in conn.execute(stmt):
-        for _seq, key, kind, delta_text in _parse_segment(seg_id, text):
+        for entry in _parse_segment(seg_id, text):  # (a sealed entry has a fifth element)
+            key, kind, delta_text = entry[1], entry[2], entry[3]
             deltas.setdefault(key, {}).setdefault((key, kind), []).append(delta_text)
     out: dict[str, tuple[bool | None, bool]] = {}
     keys = sorted(deltas)

@@ -90,6 +90,8 @@ class LogLike(Protocol):
     ``{"type":"<kind>"`` (then ``delta`` is not read), else on ``delta["type"]`` (see
     :func:`store.sql.prepare`). It is not a Protocol member because
     a Protocol cannot declare an optional attribute: objects lacking it would stop matching.
+    Likewise an optional ``seal``: four strings (the origin's signature, see
+    ``sync.signing``), stored with the entry as they are, or None.
     """
 
     @property
@@ -195,6 +197,9 @@ class LogRow:
     kind: str
     delta: dict[str, Any]
     delta_json: str | None = field(default=None, compare=False, repr=False)
+    #: The seal of its origin, ``(origin, key, digests, signature)`` (``sync.signing.Seal``),
+    #: stored as it is (the store does not verify it); None for an unsigned entry.
+    seal: tuple[str, str, str, str] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,11 @@
 """The database schema (SQLAlchemy Core), its version, and the migrations that reach it.
 
-Tables (version 4)::
+Tables (version 5)::
 
-    meta(name PK, value)                    schema_version, replica_id, partitions,
-                                            identity (stamp, JSON), past_replica_ids (JSON)
+    meta(name PK, value)                    schema_version, replica_id, signing_key (hex of
+                                            the Ed25519 private key the id derives from),
+                                            partitions, identity (stamp, JSON),
+                                            past_replica_ids (JSON)
     objects(key, kind, partition, state, live)
                                             checkpoints, PK (key, kind): an object is named by
                                             its key and kind (a key two peers wrote offline as
@@ -11,13 +13,13 @@ Tables (version 4)::
                                             snapshots; ``live``: the state's ``is_live()``
                                             (see below), with a partial index on the key of
                                             the live rows for the listing
-    log_segments(id PK, partition, origin, first_seq, last_seq, entries)
+    log_segments(id PK, partition, origin, first_seq, last_seq, entries, seals)
                                             the delta log, append-only: one row per
                                             (partition, origin) per transaction (see below);
                                             index (partition, origin, last_seq) for paging and
                                             compaction
     summaries(partition PK, ctx)            the encoded CausalContext of applied log dots
-    hints(id PK, target, origin, partition, seq, key, kind, delta, stored_ms)
+    hints(id PK, target, origin, partition, seq, key, kind, delta, stored_ms, seal)
                                             unique (target, origin, partition, seq)
     peers(replica_id PK, address, site, summary, last_seen_ms, forgotten)
 
@@ -28,8 +30,11 @@ text the engine hands over (``delta_json``, ``state_json``), stored as it is.
 Log segments. A transaction that appends N log entries writes one ``log_segments`` row per
 (partition, origin) it touches, not N rows: ``entries`` is the JSON array of ``[seq, key,
 kind, delta_text]`` in increasing ``seq``, where ``delta_text`` is the delta's JSON text as a
-JSON *string*; ``first_seq``/``last_seq`` are its first and last ``seq``. A group larger than
-:data:`SEGMENT_MAX_ENTRIES` entries, or whose keys and delta texts pass
+JSON *string*; ``first_seq``/``last_seq`` are its first and last ``seq``. An entry signed by
+its origin has a fifth element, the index of its seal in the segment's ``seals``, the JSON
+array of the distinct seals of its entries, each ``[origin, key, digests, signature]`` (see
+``sync.signing``); a hint's ``seal`` is its entry's seal in the same form (or NULL). A
+group larger than :data:`SEGMENT_MAX_ENTRIES` entries, or whose keys and delta texts pass
 :data:`SEGMENT_MAX_BYTES`, is cut into several segments (a single larger entry gets a segment
 of its own). The primary key is the row number, so appends go to the end of the table's
 B-tree, and a higher id means stored later. (Written this way, a transaction of 1000 deltas is
@@ -80,6 +85,12 @@ keeps a listing right at once: an object deleted before the upgrade may never be
 again, so no checkpoint would ever correct it. It costs one pass over the objects, once.
 A state that does not decode fails the migration (:class:`~store.errors.CorruptBlob`, the
 database left at version 3).
+
+Version 4 had no signing key and no seals. Migration 4 -> 5 adds ``log_segments.seals`` and
+``hints.seal`` and deletes the hints (unsigned, no peer would take them; anti-entropy and
+state transfer repair what they held between homes); the log's entries stay (unsigned: a
+peer that lacks one gets a state transfer instead). :func:`store.sql.open_database` then
+gives the database a key, and so a new replica id.
 """
 
 from __future__ import annotations
@@ -104,7 +115,9 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
+    delete,
     insert,
+    inspect,
     or_,
     select,
     text,
@@ -137,7 +150,7 @@ __all__ = [
     "summaries",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SEGMENT_MAX_ENTRIES = 1000
 """At most this many entries in one log segment."""
@@ -206,6 +219,7 @@ log_segments = Table(
     Column("first_seq", BigInteger, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
     Column("entries", Text, nullable=False),
+    Column("seals", Text, nullable=False, server_default="[]"),
     Index("ix_log_segments_partition_origin_last_seq", "partition", "origin", "last_seq"),
 )
 
@@ -233,25 +247,44 @@ _objects_v3 = Table(
     Index("ix_objects_partition_key", "partition", "key"),
 )
 
-SegmentEntry = tuple[int, str, str, str]
-"""One entry of a segment: ``(seq, key, kind, delta_text)``."""
+SegmentEntry = tuple[Any, ...]
+"""One entry of a segment: ``(seq, key, kind, delta_text)``, or with a fifth element, the
+seal of its origin (a sequence of four strings, or None)."""
 
-SEGMENT_COLUMNS = ("partition", "origin", "first_seq", "last_seq", "entries")
+SEGMENT_COLUMNS = ("partition", "origin", "first_seq", "last_seq", "entries", "seals")
 """The columns of a ``log_segments`` row as :func:`pack_segments` makes it (the id aside)."""
+
+
+def _packed(entries: list[SegmentEntry]) -> tuple[str, str]:
+    """The ``entries`` and ``seals`` texts of one segment: each sealed entry gets the index of
+    its seal in the segment's list of distinct seals."""
+    seals: dict[Any, int] = {}
+    out: list[SegmentEntry] = []
+    append = out.append
+    for entry in entries:
+        seal = entry[4] if len(entry) > 4 else None
+        if seal is None:
+            append(entry[:4])
+        else:
+            index = seals.get(seal)
+            if index is None:
+                index = seals[seal] = len(seals)
+            append((entry[0], entry[1], entry[2], entry[3], index))
+    return to_json(out).decode(), (to_json([list(s) for s in seals]).decode() if seals else "[]")
 
 
 def pack_segments(
     partition: int, origin: str, entries: Iterable[SegmentEntry]
-) -> Iterator[tuple[int, str, int, int, str]]:
-    """``(partition, origin, first_seq, last_seq, entries_text)`` rows holding ``entries``
-    (already in increasing seq, one per seq), cut by :data:`SEGMENT_MAX_ENTRIES` and
-    :data:`SEGMENT_MAX_BYTES`. The text is one ``to_json`` call per segment (Rust)."""
+) -> Iterator[tuple[int, str, int, int, str, str]]:
+    """``(partition, origin, first_seq, last_seq, entries_text, seals_text)`` rows holding
+    ``entries`` (already in increasing seq, one per seq), cut by :data:`SEGMENT_MAX_ENTRIES`
+    and :data:`SEGMENT_MAX_BYTES`. The texts are one ``to_json`` call each (Rust)."""
     if isinstance(entries, list) and len(entries) <= SEGMENT_MAX_ENTRIES:
-        # The usual case, one segment: encode first, measure after (no per-entry Python).
-        text = to_json(entries).decode()
+        # The usual case, one segment: encode first, measure after.
+        text, seals = _packed(entries)
         if len(text) <= SEGMENT_MAX_BYTES:
             if entries:
-                yield partition, origin, entries[0][0], entries[-1][0], text
+                yield partition, origin, entries[0][0], entries[-1][0], text, seals
             return
     chunk: list[SegmentEntry] = []
     size = 0
@@ -259,10 +292,10 @@ def pack_segments(
         chunk.append(entry)
         size += len(entry[1]) + len(entry[3])
         if len(chunk) >= SEGMENT_MAX_ENTRIES or size >= SEGMENT_MAX_BYTES:
-            yield partition, origin, chunk[0][0], chunk[-1][0], to_json(chunk).decode()
+            yield partition, origin, chunk[0][0], chunk[-1][0], *_packed(chunk)
             chunk, size = [], 0
     if chunk:
-        yield partition, origin, chunk[0][0], chunk[-1][0], to_json(chunk).decode()
+        yield partition, origin, chunk[0][0], chunk[-1][0], *_packed(chunk)
 
 
 summaries = Table(
@@ -284,6 +317,7 @@ hints = Table(
     Column("kind", String(32), nullable=False),
     Column("delta", Text, nullable=False),
     Column("stored_ms", BigInteger, nullable=False),
+    Column("seal", Text, nullable=True),
     UniqueConstraint("target", "origin", "partition", "seq", name="uq_hints_dot"),
 )
 
@@ -357,7 +391,7 @@ def _migrate_1_to_2(conn: Connection, partition_of: Callable[[str], int]) -> Non
             log.c.partition, log.c.origin, log.c.seq, log.c.key, log.c.kind, log.c.delta
         ).order_by(log.c.partition, log.c.origin, log.c.seq)
     )
-    pending: list[tuple[int, str, int, int, str]] = []
+    pending: list[tuple[int, str, int, int, str, str]] = []
     group: tuple[int, str] | None = None
     entries: list[SegmentEntry] = []
     for part, origin, seq, key, kind, delta in rows:
@@ -375,7 +409,7 @@ def _migrate_1_to_2(conn: Connection, partition_of: Callable[[str], int]) -> Non
     log.drop(conn)
 
 
-def _insert_segments(conn: Connection, rows: list[tuple[int, str, int, int, str]]) -> None:
+def _insert_segments(conn: Connection, rows: list[tuple[int, str, int, int, str, str]]) -> None:
     if rows:
         conn.execute(
             insert(log_segments), [dict(zip(SEGMENT_COLUMNS, row, strict=True)) for row in rows]
@@ -453,10 +487,25 @@ def _state_of_blob(key: str, kind: str, blob: str) -> crdt.CRDT:
     return state
 
 
+def _migrate_4_to_5(conn: Connection, partition_of: Callable[[str], int]) -> None:
+    """v4 -> v5: ``log_segments.seals`` and ``hints.seal``; unsigned hints deleted (the
+    signing key, and with it a new replica id, is settled by the identity check after)."""
+    del partition_of  # unused
+    # (A log made by migration 1 -> 2 was created with this version's columns already.)
+    have = {col["name"] for col in inspect(conn).get_columns("log_segments")}
+    if "seals" not in have:
+        conn.execute(text("ALTER TABLE log_segments ADD COLUMN seals TEXT NOT NULL DEFAULT '[]'"))
+    have = {col["name"] for col in inspect(conn).get_columns("hints")}
+    if "seal" not in have:
+        conn.execute(text("ALTER TABLE hints ADD COLUMN seal TEXT"))
+    conn.execute(delete(hints))
+
+
 MIGRATIONS: list[Migration] = [
     _migrate_0_to_1,
     _migrate_1_to_2,
     _migrate_2_to_3,
     _migrate_3_to_4,
+    _migrate_4_to_5,
 ]
 """``MIGRATIONS[k]`` migrates version ``k`` to ``k + 1``; ``len(MIGRATIONS) == SCHEMA_VERSION``."""

@@ -188,9 +188,19 @@ def _decode_context(table: str, key: str, blob: str) -> dict[str, Any]:
 
 # Row layouts (tuples, in the order of the statements below).
 _OBJECT_COLS = ("key", "kind", "partition", "state", "live")
-_LOG_COLS = ("partition", "origin", "seq", "key", "kind", "delta")  # prepared, per entry
+_LOG_COLS = ("partition", "origin", "seq", "key", "kind", "delta", "seal")  # prepared, per entry
 _SEGMENT_COLS = SEGMENT_COLUMNS  # written
-_HINT_COLS = ("target", "origin", "partition", "seq", "key", "kind", "delta", "stored_ms")
+_HINT_COLS = (
+    "target",
+    "origin",
+    "partition",
+    "seq",
+    "key",
+    "kind",
+    "delta",
+    "stored_ms",
+    "seal",
+)
 _PEER_COLS = ("replica_id", "address", "site", "summary", "last_seen_ms", "forgotten")
 
 Row = tuple[Any, ...]
@@ -297,13 +307,15 @@ def _kind(value: Any, what: str) -> str:
 
 
 class _Partitions:
-    """``partition_of`` with a per-batch memo (a key's partition is computed once)."""
+    """``partition_of`` with a per-batch memo (a key's partition is computed once); also the
+    last seal checked (consecutive entries share their seal: checked once)."""
 
-    __slots__ = ("_fn", "count", "memo")
+    __slots__ = ("_fn", "count", "last_seal", "memo")
 
     def __init__(self, fn: Callable[[str], int], count: int) -> None:
         self._fn, self.count = fn, count
         self.memo: dict[str, int] = {}
+        self.last_seal: tuple[Any, tuple[str, str, str, str] | None] = (None, None)
 
     def __call__(self, key: str) -> int:
         part = self.memo.get(key)
@@ -327,6 +339,14 @@ def _log_row(entry: Any, parts: _Partitions, what: str, i: int) -> Row:
     ``LogEntry.delta`` decodes the text on each access)."""
     key, kind, part, origin, seq = entry.key, entry.kind, entry.partition, entry.origin, entry.seq
     text = getattr(entry, "delta_json", None)
+    seal = getattr(entry, "seal", None)
+    if seal is not None:
+        given, checked = parts.last_seal
+        if seal is given:
+            seal = checked
+        else:
+            parts.last_seal = (seal, _seal(seal, f"{what.format(i)}.seal"))
+            seal = parts.last_seal[1]
     if (
         type(key) is str
         and type(origin) is str
@@ -341,7 +361,7 @@ def _log_row(entry: Any, parts: _Partitions, what: str, i: int) -> Row:
     ):
         if type(text) is str:
             if text.startswith(_TYPE_PREFIX[kind]):
-                return (part, origin, seq, key, kind, text)
+                return (part, origin, seq, key, kind, text, seal)
         elif text is None:
             delta = entry.delta
             if type(delta) is dict and delta.get("type") == kind:
@@ -350,8 +370,23 @@ def _log_row(entry: Any, parts: _Partitions, what: str, i: int) -> Row:
                 except (TypeError, ValueError):
                     pass  # not JSON: reported below, naming the key
                 else:
-                    return (part, origin, seq, key, kind, text)
-    return _checked_log_row(entry, parts, what.format(i))
+                    return (part, origin, seq, key, kind, text, seal)
+    return (*_checked_log_row(entry, parts, what.format(i)), seal)
+
+
+def _seal(value: Any, what: str) -> tuple[str, str, str, str]:
+    """A log entry's seal as stored: four strings (``sync.signing.Seal``); the store keeps it
+    and does not verify it."""
+    if isinstance(value, tuple | list) and len(value) == 4:
+        origin, key, digests, signature = value
+        if (
+            type(origin) is str
+            and type(key) is str
+            and type(digests) is str
+            and type(signature) is str
+        ):
+            return (origin, key, digests, signature)
+    raise InvalidInput(f"{what} must be four strings [origin, key, digests, signature]")
 
 
 def _checked_log_row(entry: Any, parts: _Partitions, what: str) -> Row:
@@ -407,10 +442,13 @@ def prepare(batch: BatchLike, partitions: int, partition_of: Callable[[str], int
             row = _log_row(hint.entry, parts, "hints_add[{}].entry", i)
             target = _text(hint.target, f"hints_add[{i}].target")
             stored_ms = _ms(hint.stored_at, f"hints_add[{i}].stored_at")
-            part, origin, seq, key, kind, delta = row
+            part, origin, seq, key, kind, delta, seal = row
             out.hints_add.setdefault(
                 (target, origin, part, seq),
-                (target, origin, part, seq, key, kind, delta, stored_ms),  # _HINT_COLS
+                (
+                    *(target, origin, part, seq, key, kind, delta, stored_ms),  # _HINT_COLS
+                    None if seal is None else to_json(seal).decode(),
+                ),
             )
         for i, peer in enumerate(batch.peers):
             out.peers[_text(peer.replica_id, f"peers[{i}].replica_id")] = _peer_row(peer, i)
@@ -653,7 +691,8 @@ def _runs(batches: Iterable[PreparedBatch]) -> list[PreparedBatch]:
 
 
 def _seq_of(entry: SegmentEntry) -> int:
-    return entry[0]
+    seq: int = entry[0]
+    return seq
 
 
 def _segment_rows(rows: Iterable[Row]) -> Iterator[Row]:
@@ -740,7 +779,13 @@ def _object(row: Any) -> ObjectRow:
 
 def _hint_entry(row: Any) -> LogRow:
     delta = decode_blob("hints", row.key, row.kind, row.delta)
-    return LogRow(row.origin, row.partition, row.seq, row.key, row.kind, delta, row.delta)
+    seal = None
+    if row.seal is not None:
+        try:
+            seal = _seal(json.loads(row.seal), "seal")
+        except (ValueError, InvalidInput) as exc:
+            raise CorruptBlob(row.key, "hints", f"malformed seal ({exc})") from exc
+    return LogRow(row.origin, row.partition, row.seq, row.key, row.kind, delta, row.delta, seal)
 
 
 _SEGMENTS = log_segments.name
@@ -758,7 +803,8 @@ def _parse_segment(seg_id: int, text: str) -> list[list[Any]]:
     for entry in value:
         if (
             type(entry) is not list
-            or len(entry) != 4
+            or not 4 <= len(entry) <= 5
+            or (len(entry) == 5 and (type(entry[4]) is not int or entry[4] < 0))
             or type(entry[0]) is not int
             or entry[0] < 1
             or type(entry[1]) is not str
@@ -769,9 +815,32 @@ def _parse_segment(seg_id: int, text: str) -> list[list[Any]]:
             raise CorruptBlob(
                 key if type(key) is str else f"segment {seg_id}",
                 _SEGMENTS,
-                f"entry {_preview(entry)} is not [seq, key, kind, delta_text]",
+                f"entry {_preview(entry)} is not [seq, key, kind, delta_text(, seal)]",
             )
     return value
+
+
+def _with_seals(seg_id: int, entries: list[list[Any]], seals_text: str) -> list[list[Any]]:
+    """A parsed segment's entries, each with its seal (a tuple of four strings, or None) as a
+    fifth element in place of its index into the segment's ``seals``."""
+    if seals_text == "[]":
+        return [e if len(e) == 5 and e[4] is None else [*e[:4], None] for e in entries]
+    try:
+        raw: Any = json.loads(seals_text)
+        seals = [_seal(s, "seal") for s in raw] if type(raw) is list else None
+    except (ValueError, InvalidInput):
+        seals = None
+    if seals is None:
+        raise CorruptBlob(f"segment {seg_id}", _SEGMENTS, "seals are not a list of seals")
+    out: list[list[Any]] = []
+    for e in entries:
+        if len(e) == 5:
+            if e[4] >= len(seals):
+                raise CorruptBlob(e[1], _SEGMENTS, f"entry {e[0]} names a seal it lacks")
+            out.append([e[0], e[1], e[2], e[3], seals[e[4]]])
+        else:
+            out.append([*e, None])
+    return out
 
 
 def _merge(segments: list[tuple[int, list[list[Any]]]]) -> list[list[Any]]:
@@ -798,17 +867,17 @@ def _log_groups(conn: Connection) -> Iterator[tuple[int, str, list[list[Any]]]]:
     """``(partition, origin, entries)`` for every (partition, origin) of the log, in that
     order, entries merged by :func:`_merge`. Holds one group's segments at a time."""
     c = log_segments.c
-    stmt = select(c.id, c.partition, c.origin, c.entries).order_by(
+    stmt = select(c.id, c.partition, c.origin, c.entries, c.seals).order_by(
         c.partition, c.origin, c.last_seq, c.id
     )
     group: tuple[int, str] | None = None
     segments: list[tuple[int, list[list[Any]]]] = []
-    for seg_id, part, origin, text in conn.execute(stmt):
+    for seg_id, part, origin, text, seals in conn.execute(stmt):
         if (part, origin) != group:
             if group is not None:
                 yield group[0], group[1], _merge(segments)
             group, segments = (part, origin), []
-        segments.append((seg_id, _parse_segment(seg_id, text)))
+        segments.append((seg_id, _with_seals(seg_id, _parse_segment(seg_id, text), seals)))
     if group is not None:
         yield group[0], group[1], _merge(segments)
 
@@ -818,10 +887,10 @@ def iter_log(conn: Connection, key: str | None = None) -> Iterator[LogRow]:
     each log dot once, deltas decoded and checked (:func:`decode_blob`) and ``delta_json``
     set to the stored text. Reads one (partition, origin) group of segments at a time."""
     for part, origin, entries in _log_groups(conn):
-        for seq, entry_key, kind, text in entries:
+        for seq, entry_key, kind, text, seal in entries:
             if key is None or entry_key == key:
                 delta = decode_blob(_SEGMENTS, entry_key, kind, text)
-                yield LogRow(origin, part, seq, entry_key, kind, delta, text)
+                yield LogRow(origin, part, seq, entry_key, kind, delta, text, seal)
 
 
 def count_log(conn: Connection, key: str | None = None) -> int:
@@ -894,7 +963,7 @@ def deltas_page(
     before it are final (merged, deduplicated) and can be returned.
     """
     c = log_segments.c
-    stmt = select(c.id, c.origin, c.first_seq, c.entries).where(c.partition == partition)
+    stmt = select(c.id, c.origin, c.first_seq, c.entries, c.seals).where(c.partition == partition)
     if vv:
         stmt = stmt.where(
             c.last_seq > case(*((c.origin == o, literal(n)) for o, n in vv.items()), else_=0)
@@ -917,10 +986,10 @@ def deltas_page(
                 )
             )
         rows = conn.execute(query.limit(chunk)).all()
-        for seg_id, origin, first_seq, text in rows:
+        for seg_id, origin, first_seq, text, seals in rows:
             if page.settle(origin, first_seq):
                 return page.rows
-            page.add(seg_id, origin, _parse_segment(seg_id, text))
+            page.add(seg_id, origin, _with_seals(seg_id, _parse_segment(seg_id, text), seals))
         if len(rows) < chunk:
             break
         position = (rows[-1].origin, rows[-1].first_seq, rows[-1].id)
@@ -962,9 +1031,10 @@ class _Page:
         else:
             done, self.pending = merged, []
         assert self.origin is not None
-        for seq, key, kind, text in done[: self.limit - len(self.rows)]:
+        for seq, key, kind, text, seal in done[: self.limit - len(self.rows)]:
             delta = decode_blob(_SEGMENTS, key, kind, text)
-            self.rows.append(LogRow(self.origin, self.partition, seq, key, kind, delta, text))
+            row = LogRow(self.origin, self.partition, seq, key, kind, delta, text, seal)
+            self.rows.append(row)
         return len(self.rows) >= self.limit
 
 
@@ -1043,6 +1113,8 @@ class OpenResult:
     migrated_from: int | None
     rotated: bool
     previous_replica_ids: tuple[str, ...]
+    signing_key: bytes = b""  # the raw Ed25519 private key behind replica_id
+    rekeyed: bool = False  # a database without a key (before schema 5) got one, and a new id
 
 
 def open_database(
@@ -1054,7 +1126,7 @@ def open_database(
     token: str,
     sidecar_token: str | None,
     uses_sidecar: bool,
-    new_replica_id: Callable[[], str],
+    new_identity: Callable[[], tuple[str, bytes]],
 ) -> OpenResult:
     """Create, migrate and check the database, and settle its replica identity.
 
@@ -1064,7 +1136,10 @@ def open_database(
     differs from ``where``, or (``uses_sidecar``) a sidecar token that differs from the stored
     one, means the data was copied or restored: a new replica id is minted and the old one
     recorded in ``past_replica_ids``. A SQLite file renamed on its file system (same device
-    and inode) with its sidecar was moved, not copied, and keeps its id.
+    and inode) with its sidecar was moved, not copied, and keeps its id. The id is derived
+    from an Ed25519 key kept in ``meta.signing_key`` (``new_identity()`` makes both); a
+    database without a key (made before schema version 5) gets one, and so a new id
+    (``rekeyed``), the old one recorded as past.
     """
     found = read_schema_version(conn)
     if found is not None and found > SCHEMA_VERSION:
@@ -1087,10 +1162,16 @@ def open_database(
         )
     past: list[str] = json.loads(values.get("past_replica_ids", "[]"))
     replica_id = values.get("replica_id")
-    rotated = False
+    rotated = rekeyed = False
+    key_hex = values.get("signing_key")
     if replica_id is None:
-        replica_id = new_replica_id()
+        replica_id, key = new_identity()
+    elif key_hex is None:
+        past.append(replica_id)
+        replica_id, key = new_identity()
+        rekeyed = True
     else:
+        key = bytes.fromhex(key_hex)
         stamp = json.loads(values["identity"]) if "identity" in values else None
         if (
             stamp is None
@@ -1098,13 +1179,14 @@ def open_database(
             or (uses_sidecar and sidecar_token != stamp.get("token"))
         ):
             past.append(replica_id)
-            replica_id = new_replica_id()
+            replica_id, key = new_identity()
             rotated = True
     _set_meta(
         conn,
         {
             "partitions": str(partitions),
             "replica_id": replica_id,
+            "signing_key": key.hex(),
             "past_replica_ids": json.dumps(past),
             "identity": json.dumps({"where": dict(where), "token": token}, sort_keys=True),
         },
@@ -1115,6 +1197,8 @@ def open_database(
         None if created or found == SCHEMA_VERSION else found,
         rotated,
         tuple(past),
+        key,
+        rekeyed,
     )
 
 
@@ -1128,10 +1212,20 @@ def _same_storage(stamped: Any, where: Mapping[str, Any]) -> bool:
     return "ino" in where and all(stamped.get(k) == where[k] for k in ("dev", "ino"))
 
 
-def rotate_replica_id(conn: Connection, new_id: str) -> tuple[str, tuple[str, ...]]:
-    """Retire the current replica id for ``new_id``; return (new id, past ids)."""
+def rotate_replica_id(
+    conn: Connection, new_id: str, signing_key: bytes
+) -> tuple[str, tuple[str, ...]]:
+    """Retire the current replica id for ``new_id`` (the id of ``signing_key``'s public key);
+    return (new id, past ids)."""
     values = read_meta(conn)
     past: list[str] = json.loads(values.get("past_replica_ids", "[]"))
     past.append(values["replica_id"])
-    _set_meta(conn, {"replica_id": new_id, "past_replica_ids": json.dumps(past)})
+    _set_meta(
+        conn,
+        {
+            "replica_id": new_id,
+            "signing_key": signing_key.hex(),
+            "past_replica_ids": json.dumps(past),
+        },
+    )
     return new_id, tuple(past)

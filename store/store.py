@@ -74,7 +74,6 @@ later calls raise :class:`~store.errors.StoreClosed`.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import hashlib
@@ -86,11 +85,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+from crdt import replica_id_for
 
 from . import ondemand, sql
 from .errors import InvalidInput, SchemaVersionMismatch, StoreClosed, StoreError
@@ -123,15 +131,20 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
-def _new_replica_id() -> str:
-    """A fresh replica id: 100 random bits as 20 lowercase base32 characters.
+def _new_identity() -> tuple[str, bytes]:
+    """A fresh replica identity: an Ed25519 key pair, and the id derived from its public key
+    (:func:`crdt.replica_id_for`: 100 bits of its SHA-256 as 20 lowercase base32 characters).
 
     The id is in every dot, hence in every log entry, delta, message and stored state (about
     four times per delta): 20 characters instead of a UUID's 32 hex digits make each delta
     about 15% smaller. 100 bits keep a collision negligible (about 1e-18 for a million
-    replicas); a database copied with its id is caught by the identity stamp instead.
+    replicas); a database copied with its id is caught by the identity stamp instead. Returns
+    the id and the 32 raw bytes of the private key (kept in ``meta.signing_key``).
     """
-    return base64.b32encode(secrets.token_bytes(13)).decode("ascii")[:20].lower()
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    private = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return replica_id_for(public), private
 
 
 @dataclass(slots=True)
@@ -165,6 +178,8 @@ class Store:
         self._partitions = partitions
         self._partition_of = partition_of
         self._replica_id = opened.replica_id
+        self._signing_key = opened.signing_key
+        self._rekeyed = opened.rekeyed
         self._rotated = opened.rotated
         self._previous = opened.previous_replica_ids
         self._created = opened.created
@@ -273,6 +288,19 @@ class Store:
         return self._replica_id
 
     @property
+    def signing_key(self) -> bytes:
+        """The 32 raw bytes of this incarnation's Ed25519 private key: its replica id is the
+        one :func:`crdt.replica_id_for` derives from the public key. It signs what this
+        replica originates (``sync.signing``); it never leaves the database."""
+        return self._signing_key
+
+    @property
+    def rekeyed(self) -> bool:
+        """True if this open gave a database without a signing key (one made before schema
+        version 5) a key, and so a new replica id."""
+        return self._rekeyed
+
+    @property
     def identity_rotated(self) -> bool:
         """True if this open detected a copy or restore and minted a new replica id."""
         return self._rotated
@@ -329,10 +357,11 @@ class Store:
     async def rotate_replica_id(self) -> str:
         """Retire the current replica id and mint a new one (durably); return it."""
         self._check_open()
-        new_id = _new_replica_id()
+        new_id, new_key = _new_identity()
         async with self._write_engine.begin() as conn:
-            new_id, past = await conn.run_sync(sql.rotate_replica_id, new_id)
+            new_id, past = await conn.run_sync(sql.rotate_replica_id, new_id, new_key)
         self._replica_id, self._previous = new_id, past
+        self._signing_key = new_key
         return new_id
 
     async def _submit(self, prepared: sql.PreparedBatch) -> int:
@@ -667,7 +696,7 @@ async def _open_identity(
                 token=token,
                 sidecar_token=sidecar_token,
                 uses_sidecar=db_path is not None,
-                new_replica_id=_new_replica_id,
+                new_identity=_new_identity,
             )
         )
     if db_path is not None:

@@ -25,10 +25,11 @@ __all__ = ["MAX_MESSAGE_BYTES", "MESSAGE_ENVELOPE", "ReplicaConfig"]
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 #: Bytes a ``Push`` or ``Deltas`` message takes beyond the log entries it carries: its field
-#: names and numbers (about 100 bytes) and a hint's target replica id, reserved generously.
-#: One log entry fits in a message when its size (``sync.replica.outbound.entry_size``) is at
-#: most ``max_message_bytes - MESSAGE_ENVELOPE``.
-MESSAGE_ENVELOPE = 1024
+#: names and numbers (about 100 bytes), a hint's target replica id and the seal of its
+#: origin (``sync.signing.SEAL_WIRE_MAX``, about 3 KiB), reserved generously. One log entry
+#: fits in a message when its size (``sync.replica.outbound.entry_size``) is at most
+#: ``max_message_bytes - MESSAGE_ENVELOPE``.
+MESSAGE_ENVELOPE = 4096
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from annotated_types import Ge, Le, MinLen
 from pydantic_core import from_json, to_json
 
 from crdt import CRDT, CausalContext
+from sync.signing import Seal
 
 __all__ = [
     "MAX_SEQ",
@@ -105,7 +106,8 @@ class LogEntry:
     The same object is the wire's entry (:mod:`sync.messages` validates it with the
     constraints below; on the wire it is the array ``[origin, partition, seq, key, kind,
     delta_json]``), the log's and a hint's: a received entry is logged, stored and forwarded
-    as it arrived. ``seq`` fits a signed 64-bit integer, as the store's columns do.
+    as it arrived, with the seal of its origin. ``seq`` fits a signed 64-bit integer, as
+    the store's columns do.
     """
 
     origin: Annotated[str, MinLen(1)]
@@ -118,6 +120,11 @@ class LogEntry:
     #: as it is, and it is parsed only to be merged (text is also invisible to the garbage
     #: collector, unlike the dicts and lists of a decoded form).
     delta_json: str
+    #: The origin's :class:`~sync.signing.Seal` covering this entry (None until the origin
+    #: seals it at the end of the drain that wrote it; always set on an entry received by a
+    #: replica that signs). Not part of the entry's value: equality and hash ignore it. It is
+    #: set once, by the origin's engine, and travels, is logged and stored with the entry.
+    seal: Seal | None = field(default=None, compare=False)
 
     @property
     def delta(self) -> dict[str, Any]:

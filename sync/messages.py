@@ -15,6 +15,13 @@ code and reason), ``Ping``/``Pong`` (heartbeats).
 
 Replication (the engine, :class:`sync.Replica`):
 
+The log entries of a ``Push`` or ``Deltas`` travel with the seals of their origins
+(:mod:`sync.signing`): the message's ``seals`` lists each distinct seal once, as
+``[origin, key, digests, signature]``, and an entry covered by one carries its index in that
+list as a seventh element (``[origin, partition, seq, key, kind, delta_json, seal]``). The
+list is built from the entries' ``seal`` attributes when the message is encoded, and the
+decoder sets each entry's ``seal`` from it; whether a seal is valid is the engine's check.
+
 * ``Push(push_id, entries, hint_for)`` — log entries for a home replica (``hint_for=None``)
   or, in a sloppy quorum, for a fallback to hold on behalf of ``hint_for``.
 * ``Ack(ids)`` — acknowledges ``Push.push_id``, ``Deltas.batch_id`` and
@@ -85,6 +92,7 @@ from pydantic_core import from_json, to_json
 from sync.config import MAX_MESSAGE_BYTES
 from sync.effects import MAX_SEQ, LogEntry
 from sync.errors import RemoteProtocolError
+from sync.signing import Seal, seal_from_wire
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -167,6 +175,11 @@ _ENTRY_SHAPE: Final = "an entry is the array [origin, partition, seq, key, kind,
 
 def _entry_in(value: Any) -> Any:
     if type(value) is list:
+        if len(value) == len(_ENTRY_FIELDS) + 1:
+            # A seal's index: checked and attached by decode, once the message is valid.
+            if type(value[-1]) is not int or value[-1] < 0:
+                raise ValueError(_ENTRY_SHAPE + ", and a seal index")
+            value = value[:-1]
         if len(value) != len(_ENTRY_FIELDS):
             raise ValueError(_ENTRY_SHAPE)
         return dict(zip(_ENTRY_FIELDS, value, strict=True))
@@ -179,9 +192,38 @@ def _entry_out(e: LogEntry) -> tuple[str, int, int, str, str, str]:
     return (e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json)
 
 
-def _wire_entries(entries: list[LogEntry]) -> list[tuple[str, int, int, str, str, str]]:
-    """The entries of a Push or Deltas as pydantic-core encodes fastest: plain tuples."""
-    return [(e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json) for e in entries]
+def _wire_entries(entries: list[LogEntry]) -> tuple[list[tuple[Any, ...]], list[Seal]]:
+    """The entries of a Push or Deltas as pydantic-core encodes fastest (plain tuples), each
+    with the index of its seal when it has one, and the seals they index."""
+    seals: dict[Seal, int] = {}
+    out: list[tuple[Any, ...]] = []
+    append = out.append
+    last: Seal | None = None
+    index = 0
+    for e in entries:
+        seal = e.seal
+        if seal is None:
+            append((e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json))
+            continue
+        if seal is not last:  # (consecutive entries usually share their seal)
+            found = seals.get(seal)
+            if found is None:
+                found = seals[seal] = len(seals)
+            last, index = seal, found
+        append((e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json, index))
+    return out, list(seals)
+
+
+def _seals_in(raw: Any) -> list[Seal] | None:
+    """The seals of a decoded message's ``seals`` field (absent: none), or None if malformed."""
+    if raw is None:
+        return []
+    if type(raw) is not list:
+        return None
+    try:
+        return [seal_from_wire(v) for v in raw]
+    except ValueError:
+        return None
 
 
 # One log entry: the delta of ``key`` with log dot ``(origin, partition, seq)``, as the
@@ -441,19 +483,34 @@ def _built(cls: type[_Model], fields: dict[str, Any], fields_set: set[str] | Non
     return obj
 
 
-def _entries(raw: Any) -> list[LogEntry] | None:
+def _entries(raw: Any, raw_seals: Any) -> list[LogEntry] | None:
     """The checked entries of a decoded message, or None if any is not well-formed.
 
     Each ``[origin, partition, seq, key, kind, delta_json]`` array is checked field by field
-    with the rules :class:`~sync.effects.LogEntry` declares and built as a ``LogEntry``."""
+    with the rules :class:`~sync.effects.LogEntry` declares and built as a ``LogEntry``; a
+    seventh element is the index of its seal in ``raw_seals``."""
     if type(raw) is not list:
         return None
+    seals = _seals_in(raw_seals)
+    if seals is None:
+        return None
+    count = len(seals)
     out: list[LogEntry] = []
     append = out.append
     for e in raw:
-        if type(e) is not list or len(e) != 6:
+        if type(e) is not list:
             return None
-        origin, partition, seq, key, kind, text = e
+        seal = None
+        if len(e) == 7:
+            index = e[6]
+            if type(index) is not int or not 0 <= index < count:
+                return None
+            seal = seals[index]
+            origin, partition, seq, key, kind, text, _ = e
+        elif len(e) == 6:
+            origin, partition, seq, key, kind, text = e
+        else:
+            return None
         if not (
             type(origin) is str
             and origin != ""
@@ -468,7 +525,7 @@ def _entries(raw: Any) -> list[LogEntry] | None:
             and type(text) is str
         ):
             return None
-        append(LogEntry(origin, partition, seq, key, kind, text))
+        append(LogEntry(origin, partition, seq, key, kind, text, seal))
     return out
 
 
@@ -493,7 +550,7 @@ def _fast_decode(raw: Any) -> Message | None:
         hint_for = raw.get("hint_for")
         if type(push_id) is not int or (hint_for is not None and not is_replica_id(hint_for)):
             return None
-        entries = _entries(raw.get("entries"))
+        entries = _entries(raw.get("entries"), raw.get("seals"))
         if entries is None:
             return None
         fields = {
@@ -518,7 +575,7 @@ def _fast_decode(raw: Any) -> Message | None:
             or remaining is False
         ):
             return None
-        entries = _entries(raw.get("entries"))
+        entries = _entries(raw.get("entries"), raw.get("seals"))
         if entries is None:
             return None
         fields = {
@@ -558,30 +615,32 @@ def encode(msg: Message) -> bytes:
     t = type(msg)
     if t is Push:
         assert isinstance(msg, Push)
-        return to_json(
-            {
-                "proto": 1,
-                "t": "push",
-                "push_id": msg.push_id,
-                "entries": _wire_entries(msg.entries),
-                "hint_for": msg.hint_for,
-            },
-            inf_nan_mode="null",
-        )
+        entries, seals = _wire_entries(msg.entries)
+        body: dict[str, Any] = {
+            "proto": 1,
+            "t": "push",
+            "push_id": msg.push_id,
+            "entries": entries,
+            "hint_for": msg.hint_for,
+        }
+        if seals:
+            body["seals"] = seals
+        return to_json(body, inf_nan_mode="null")
     if t is Deltas:
         assert isinstance(msg, Deltas)
-        return to_json(
-            {
-                "proto": 1,
-                "t": "deltas",
-                "batch_id": msg.batch_id,
-                "partition": msg.partition,
-                "entries": _wire_entries(msg.entries),
-                "more": msg.more,
-                "remaining": msg.remaining,
-            },
-            inf_nan_mode="null",
-        )
+        entries, seals = _wire_entries(msg.entries)
+        body = {
+            "proto": 1,
+            "t": "deltas",
+            "batch_id": msg.batch_id,
+            "partition": msg.partition,
+            "entries": entries,
+            "more": msg.more,
+            "remaining": msg.remaining,
+        }
+        if seals:
+            body["seals"] = seals
+        return to_json(body, inf_nan_mode="null")
     if t is Ack:
         assert isinstance(msg, Ack)
         return to_json({"proto": 1, "t": "ack", "ids": msg.ids})
@@ -603,9 +662,28 @@ def decode(data: bytes | str, *, max_size: int = MAX_MESSAGE_BYTES) -> Message:
         if fast is not None:
             return fast
     try:
-        return _ADAPTER.validate_json(data, context=_WIRE)
+        msg = _ADAPTER.validate_json(data, context=_WIRE)
     except ValidationError as exc:
         raise RemoteProtocolError(_reason(data, exc)) from exc
+    if isinstance(msg, Push | Deltas):
+        _attach_seals(msg, raw)
+    return msg
+
+
+def _attach_seals(msg: Push | Deltas, raw: Any) -> None:
+    """Set the seal of each entry of a message the pydantic path validated (the fast path
+    refused it for another reason, or sets them itself); RemoteProtocolError if the seals
+    or an entry's index into them are malformed."""
+    seals = _seals_in(raw.get("seals")) if type(raw) is dict else None
+    if seals is None:
+        raise RemoteProtocolError(
+            f"bad field 'seals' in {msg.t!r} message: a list of [origin, key, digests, signature]"
+        )
+    for i, (e, wire) in enumerate(zip(msg.entries, raw["entries"], strict=True)):
+        if len(wire) == 7:
+            if not wire[6] < len(seals):
+                raise RemoteProtocolError(f"entry {i} of a {msg.t!r} names no seal")
+            e.seal = seals[wire[6]]
 
 
 def _reason(data: bytes, exc: ValidationError) -> str:

@@ -131,6 +131,18 @@ sleeps, opens a socket or touches a database; its only randomness is a
   it, so every replica converges; refusing it for ever would block anti-entropy for ever.
   Meanwhile nothing stops local writes: a register over a timestamp ahead of our clock is
   written at that wall time with the logical part counting (:func:`crdt.hlc.write_timestamp`).
+* **Signed origins** (:mod:`sync.signing`). A replica given a ``signer`` (its id is then
+  the one its key derives) seals the entries it wrote at the end of each drain, before the
+  drain's ``Persist`` and sends are executed: one :class:`~sync.signing.Seal` per
+  :data:`~sync.signing.SEAL_MAX` of them, set on the entry objects the log, the pushes and
+  the hints share, so each is stored and sent with it. It refuses any received entry not
+  covered by a valid seal of its origin (:mod:`~sync.replica.inbound`), and anti-entropy
+  sends a state transfer rather than an entry it holds unsealed (from before signing).
+  A replica without a signer (tests, the simulator) neither seals nor checks.
+* **An ack means applied.** A home acks a ``Push`` once every entry in it is in its state:
+  an entry whose log dot it already had in its log was applied from the same signed entry;
+  one whose dot it knows only from a summary (a state transfer) or whose log entry was
+  compacted has its delta joined again first (a no-op when it is in the state already).
 * **Identity.** A peer's summary holding a log dot of ours above our highest one means this
   database was restored or copied: :class:`~sync.effects.IdentityConflict` is emitted and our
   numbering jumps above the seen dot.
@@ -209,6 +221,7 @@ from sync.replica.timers import Timer, TimerKind, Timers
 from sync.replica.transfer import Progress
 from sync.replica.writes import Writes
 from sync.ring import partition_of
+from sync.signing import SEAL_MAX, Signer, Verifier
 
 __all__ = ["Replica", "ReplicaAPI", "Whereabouts"]
 
@@ -235,11 +248,18 @@ class Replica:
         loaded: Loaded | None = None,
         *,
         now: float = 0.0,
+        signer: Signer | None = None,
     ) -> None:
         if not isinstance(config, ReplicaConfig):
             raise TypeError(f"config must be a ReplicaConfig, got {type(config).__name__}")
         if not isinstance(replica_id, str) or not replica_id:
             raise ValueError(f"replica_id must be a non-empty str, got {replica_id!r}")
+        if signer is not None and signer.replica_id != replica_id:
+            raise ValueError(
+                f"replica_id {replica_id!r} is not the id of the signer's key "
+                f"({signer.replica_id!r})"
+            )
+        self._signer = signer
         self.config = config
         self.replica_id = replica_id
         self._entry_limit = config.entry_limit
@@ -252,22 +272,37 @@ class Replica:
         self._data = data = LocalData(config, replica_id, outbox)
         self._membership = membership = Membership(config, replica_id, outbox)
         self._propagation = Propagation(replica_id, membership)
-        self._outbound = outbound = Outbound(config, replica_id, outbox, timers, membership)
+        self._outbound = outbound = Outbound(
+            config, replica_id, outbox, timers, membership, sealed=signer is not None
+        )
         self._hints = hints = Hints(config, replica_id, outbox, timers, membership, outbound)
         self._writes = Writes(config, replica_id, outbox, timers, membership, outbound, hints)
         self._reads = reads = Reads(config, replica_id, outbox, timers, data, membership)
         self._compaction = compaction = Compaction(config, replica_id, data, membership, hints)
         self._anti_entropy = anti_entropy = AntiEntropy(
-            config, replica_id, outbox, timers, data, membership, outbound, compaction
+            config,
+            replica_id,
+            outbox,
+            timers,
+            data,
+            membership,
+            outbound,
+            compaction,
+            sealed_only=signer is not None,
         )
         self._gossip = Gossip(
             config, replica_id, outbox, timers, data, membership, compaction, anti_entropy
         )
-        self._inbound = Inbound(config, replica_id, data, membership, reads)
+        self._inbound = Inbound(
+            config, replica_id, data, membership, reads, None if signer is None else Verifier()
+        )
         self._progress = Progress(config, outbox)
         if loaded is not None:
             data.load(loaded)
-            hints.load(loaded.hints)
+            held = loaded.hints
+            if signer is not None:  # (a hint stored unsealed could never be delivered)
+                held = [h for h in held if h.entry.seal is not None]
+            hints.load(held)
             membership.load(loaded.peers)
         self._had_homes = membership.has_homes()  # (when none: see _rehome)
         timers.set(_COMPACT, self._now + compaction.interval())
@@ -444,7 +479,7 @@ class Replica:
             match message:
                 case m.Push():
                     batch, skewed = check.push(peer_id, message, self._peek(now))
-                    self._data.require(oid[0] for oid in batch.groups)
+                    self._data.require(oid[0] for oid in (*batch.groups, *batch.rejoin))
                     now = self._begin(now)
                     # An ack says that every entry it covers is durable here: none for a
                     # push with entries set aside (its sender keeps them, and retries).
@@ -710,6 +745,7 @@ class Replica:
 
     def effects(self) -> list[Effect]:
         """Drain the queued effects, in the order the caller must execute them."""
+        self._seal_own()
         self._flush_changes()
         self._outbound.flush()
         self._data.end_drain()
@@ -847,7 +883,7 @@ class Replica:
         mine = tuple(
             LogDot(origin, p, seq)
             for origin in sorted(log_p)
-            for seq, (k, _, _) in sorted(log_p[origin].items())
+            for seq, (k, *_) in sorted(log_p[origin].items())
             if k == key
         )
         if not mine and not data.kinds_of(key):
@@ -958,6 +994,20 @@ class Replica:
             return
         self._emit_persist(changes)
 
+    def _seal_own(self) -> None:
+        """Seal our entries written since the last drain, in place (the log, the pushes and
+        the hints hold the same entry objects), before anything of the drain is executed."""
+        fresh = self._data.take_unsealed()
+        signer = self._signer
+        if not fresh or signer is None:
+            return
+        for i in range(0, len(fresh), SEAL_MAX):
+            chunk = fresh[i : i + SEAL_MAX]
+            seal = signer.seal(chunk)
+            for e in chunk:
+                e.seal = seal
+        self._data.sealed(fresh)
+
     def _emit_persist(self, changes: Changes, *, at_end: bool = False) -> None:
         # The last change of each hint wins (an add then a drop is a drop, and vice versa),
         # so no hint is both added and dropped by one Persist.
@@ -1025,6 +1075,8 @@ class Replica:
             for e in batch.hints:
                 self._hints.add(HintRecord(hint_for, e, now))
         self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
+        for (key, _kind), (_p, delta) in batch.rejoin.items():
+            self._data.merge_state(key, delta)
         if hint_for is not None and hint_for != self.replica_id and hint_for in self._membership.up:
             self._hints.handoff_soon(hint_for, now)
         if ack:

@@ -101,6 +101,7 @@ class AntiEntropy:
         "_membership",
         "_outbound",
         "_outbox",
+        "_sealed_only",
         "_sessions",
         "_timers",
         "_transfers",
@@ -116,8 +117,13 @@ class AntiEntropy:
         membership: Membership,
         outbound: Outbound,
         compaction: Compaction,
+        *,
+        sealed_only: bool = False,
     ) -> None:
         self._config = config
+        # A replica that signs sends only sealed entries (others are refused): one of another
+        # origin held unsealed (logged before signing) is sent as a state transfer instead.
+        self._sealed_only = sealed_only
         self._me = replica_id
         self._outbox = outbox
         self._emit = outbox.emit
@@ -194,9 +200,10 @@ class AntiEntropy:
                 continue
             missing: list[LogEntry] = []
             snapshot = False
+            sealed_only, me = self._sealed_only, self._me
             for d in mine.dots_not_in(theirs[p]):
                 e = data.log_entry(p, d[0], d[1])
-                if e is None:
+                if e is None or (sealed_only and e.seal is None and e.origin != me):
                     snapshot = True
                     break
                 missing.append(e)

@@ -19,6 +19,14 @@ issued that we lack: after a restore from a backup (``IdentityConflict``) peers 
 the writes of our previous incarnation. A hint (``hint_for`` another replica) is never of
 our own origin.
 
+Signed origins (:mod:`sync.signing`). A replica that signs (the façade was given a
+:class:`~sync.signing.Signer`) also requires every entry, applied or held as a hint, to be
+covered by a valid seal of its origin: the seal's key is the one the origin's id is derived
+from, its signature verifies, and it lists the entry's digest. An entry that is not signed,
+or whose seal fails, is refused with the whole message (nothing applied, nothing acked, the
+link closed): a member cannot forge another's writes. Its delta text must also be in our
+compact form, since the signed text is what we store and forward.
+
 While checking, the deltas of one object that this replica lacks are joined into one *delta
 group* (:class:`~sync.replica.local_data.CheckedBatch`), so the state takes one merge per
 object per message; a delta spelled otherwise than our compact form is re-encoded, so the
@@ -59,6 +67,7 @@ from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership
 from sync.replica.reads import Reads
 from sync.ring import partition_of
+from sync.signing import Verifier
 
 __all__ = ["Inbound", "Skewed", "latest_stamp"]
 
@@ -71,7 +80,15 @@ _TYPE_PREFIX = {kind: f'{{"type":"{kind}"' for kind in crdt.KINDS}
 class Inbound:
     """Checks received messages against what this replica holds; changes nothing."""
 
-    __slots__ = ("_config", "_data", "_me", "_membership", "_origins", "_reads")
+    __slots__ = (
+        "_config",
+        "_data",
+        "_me",
+        "_membership",
+        "_origins",
+        "_reads",
+        "_verifier",
+    )
 
     def __init__(
         self,
@@ -80,8 +97,10 @@ class Inbound:
         data: LocalData,
         membership: Membership,
         reads: Reads,
+        verifier: Verifier | None = None,
     ) -> None:
         self._config = config
+        self._verifier = verifier  # None: origins are not checked (a replica that does not sign)
         self._me = replica_id
         self._data = data
         self._membership = membership
@@ -92,7 +111,7 @@ class Inbound:
         hint_for = msg.hint_for
         if hint_for is not None and not m.is_replica_id(hint_for):
             raise RemoteProtocolError(f"a push for {hint_for!r}, not a replica id", peer)
-        return self._entries(peer, msg.entries, now, hint_for)
+        return self._entries(peer, msg.entries, now, hint_for, rejoin=True)
 
     def deltas(self, peer: str, msg: m.Deltas, now: float) -> tuple[CheckedBatch, list[Skewed]]:
         for i, e in enumerate(msg.entries):
@@ -104,12 +123,20 @@ class Inbound:
         return self._entries(peer, msg.entries, now)
 
     def _entries(
-        self, peer: str, entries: Iterable[LogEntry], now: float, hint_for: str | None = None
+        self,
+        peer: str,
+        entries: Iterable[LogEntry],
+        now: float,
+        hint_for: str | None = None,
+        *,
+        rejoin: bool = False,
     ) -> tuple[CheckedBatch, list[Skewed]]:
-        """Check and decode every entry (its delta decodes, partition and kind agree) and
-        build the delta groups; nothing changes. An entry of a ``Push`` for ``hint_for``
-        (another replica) is only held as a hint unless this replica is a home of its key.
-        An entry stamped too far ahead of ``now`` is set aside (returned as skewed)."""
+        """Check and decode every entry (its delta decodes, partition and kind agree, its
+        origin signed it) and build the delta groups; nothing changes. An entry of a ``Push``
+        for ``hint_for`` (another replica) is only held as a hint unless this replica is a
+        home of its key. An entry stamped too far ahead of ``now`` is set aside (returned as
+        skewed). ``rejoin``: the deltas of entries whose log dots our summary has but our log
+        lacks are grouped too (:attr:`CheckedBatch.rejoin`), to be joined before an ack."""
         skewed: list[Skewed] = []
         now_ms, limit_ms = self._horizon(now)
         parts = self._config.partitions
@@ -122,6 +149,8 @@ class Inbound:
         data = self._data
         partition, summary_if_any = data.partition, data.summary_if_any
         origins = self._origins
+        verifier = self._verifier
+        log_entry = data.log_entry
         for i, e in enumerate(entries):
             if e.partition >= parts:
                 raise RemoteProtocolError(
@@ -136,6 +165,10 @@ class Inbound:
                 if not m.is_replica_id(e.origin):
                     raise RemoteProtocolError(f"origin is not a replica id: {_where(i, e)}", peer)
                 self._checked(e.origin)
+            if verifier is not None:
+                why = verifier.covers(e.seal, e)
+                if why is not None:
+                    raise RemoteProtocolError(f"{why}: refused {_where(i, e)}", peer)
             if partition(e.key) != e.partition:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: key {e.key!r} is not in that partition", peer
@@ -153,6 +186,8 @@ class Inbound:
             # The wire's text is logged, stored and forwarded as it is when it is in our own
             # compact form (it is, from shoal peers); any other spelling is encoded afresh.
             if not e.delta_json.startswith(_TYPE_PREFIX[kind]):
+                if verifier is not None:  # the signed text is what we store and forward
+                    raise RemoteProtocolError(f"{_where(i, e)}: delta not in compact form", peer)
                 e = replace(e, delta_json=delta.to_json())
             summ = summary_if_any(e.partition)
             if summ is None:
@@ -177,6 +212,15 @@ class Inbound:
                 )
             home.append(e)
             if known:
+                if rejoin and log_entry(e.partition, e.origin, e.seq) is None:
+                    # A dot we were told of (a state transfer's summary) or compacted: join
+                    # its delta all the same, so that an ack means applied, whatever we were
+                    # told (and a delta already in the state changes nothing).
+                    found = out.rejoin.get((e.key, kind))
+                    if found is None:
+                        out.rejoin[(e.key, kind)] = (e.partition, delta)
+                    else:
+                        found[1].merge(delta)
                 continue  # known here: its delta is in the state already
             oid = (e.key, kind)
             group = groups.get(oid)

@@ -46,7 +46,7 @@ Knows only the outbox.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import crdt
@@ -56,6 +56,7 @@ from sync.effects import KindClashFound, Loaded, LogEntry, ObjectState
 from sync.errors import LocalProtocolError
 from sync.replica.outbox import Changes, Outbox
 from sync.ring import partition_of
+from sync.signing import Seal
 
 __all__ = [
     "CHECKPOINT_GROWTH",
@@ -66,7 +67,8 @@ __all__ = [
     "ObjectId",
 ]
 
-Logged = tuple[str, str, str]  # a log entry held in memory: key, kind, delta JSON
+# A log entry held in memory: key, kind, delta JSON, the seal of its origin (if any).
+Logged = tuple[str, str, str, Seal | None]
 ObjectId = tuple[str, str]  # an object's name: (key, kind)
 
 # A key is checkpointed again once it has applied this many times the entries it had at its
@@ -91,6 +93,10 @@ class CheckedBatch:
     home: list[LogEntry]
     hints: list[LogEntry]
     groups: dict[ObjectId, tuple[int, CRDT]]
+    #: Per key, the join of the deltas of entries whose log dots are in our summary but not
+    #: in our log (learned from a state transfer's summary, or compacted): a ``Push`` of
+    #: them is acknowledged only once they are joined in (see ``Replica`` "Writes").
+    rejoin: dict[ObjectId, tuple[int, CRDT]] = field(default_factory=dict)
 
 
 class LocalData:
@@ -117,6 +123,7 @@ class LocalData:
         "_summaries",
         "_transient",
         "_unfolded",
+        "_unsealed",
     )
 
     def __init__(self, config: ReplicaConfig, replica_id: str, outbox: Outbox) -> None:
@@ -142,6 +149,9 @@ class LocalData:
         # partition -> origin -> seq -> (key, kind, delta JSON text)
         self._log: dict[int, dict[str, dict[int, Logged]]] = {}
         self._log_size = 0
+        # Our own entries appended since the last drain, by (partition, seq): not sealed yet
+        # (the façade seals them at the drain, in place: every holder shares these objects).
+        self._unsealed: dict[tuple[int, int], LogEntry] = {}
         self._summaries: dict[int, CausalContext] = {}
         self._last_seq: dict[int, int] = {}  # per partition, the highest seq of ours
         # Per key, log entries applied since its last checkpoint, and the entries it had
@@ -173,6 +183,8 @@ class LocalData:
                     obj.merge(delta)
                 self._unfolded.add((e.key, e.kind))
             self._log_put(e)
+            if e.origin == self._me and e.seal is None:
+                self._unsealed[(e.partition, e.seq)] = e  # stored unsealed: sealed at the drain
             self._summaries.setdefault(e.partition, CausalContext()).add(Dot(e.origin, e.seq))
         for p, ctx in self._summaries.items():
             mine = ctx.max_counter(self._me)
@@ -513,8 +525,12 @@ class LocalData:
         found = self._log.get(partition, {}).get(origin, {}).get(seq)
         if found is None:
             return None
-        key, kind, raw = found
-        return LogEntry(origin, partition, seq, key, kind, raw)
+        key, kind, raw, seal = found
+        if seal is None and origin == self._me:
+            fresh = self._unsealed.get((partition, seq))
+            if fresh is not None:
+                return fresh  # the very entry the drain's seal will be set on
+        return LogEntry(origin, partition, seq, key, kind, raw, seal)
 
     def _log_put(self, e: LogEntry) -> None:
         log_p = self._log.get(e.partition)
@@ -524,7 +540,7 @@ class LocalData:
         if by_origin is None:
             by_origin = log_p[e.origin] = {}
         if e.seq not in by_origin:
-            by_origin[e.seq] = (e.key, e.kind, e.delta_json)
+            by_origin[e.seq] = (e.key, e.kind, e.delta_json, e.seal)
             self._log_size += 1
 
     def append(self, e: LogEntry) -> None:
@@ -545,8 +561,25 @@ class LocalData:
         self._sizes[e.key] = self._sizes.get(e.key, 0) + len(e.delta_json)
         self._bytes += len(e.delta_json)
         self._entries_since_round += 1
-        if e.origin == self._me and e.seq > self._last_seq.get(e.partition, 0):
-            self._last_seq[e.partition] = e.seq
+        if e.origin == self._me:
+            if e.seq > self._last_seq.get(e.partition, 0):
+                self._last_seq[e.partition] = e.seq
+            if e.seal is None:
+                self._unsealed[(e.partition, e.seq)] = e
+
+    def take_unsealed(self) -> list[LogEntry]:
+        """Our own entries not sealed yet (appended since the last drain), in order."""
+        out = list(self._unsealed.values())
+        self._unsealed.clear()
+        return out
+
+    def sealed(self, entries: Iterable[LogEntry]) -> None:
+        """Record in the log the seals just set on our own ``entries``."""
+        for e in entries:
+            by_seq = self._log.get(e.partition, {}).get(e.origin)
+            if by_seq is not None and e.seq in by_seq:
+                key, kind, raw, _ = by_seq[e.seq]
+                by_seq[e.seq] = (key, kind, raw, e.seal)
 
     def apply_entries(self, batch: CheckedBatch) -> list[LogEntry]:
         """Log the checked entries this replica lacks and merge each key's delta group;
@@ -592,7 +625,7 @@ class LocalData:
                 continue
             watermark[origin] = wm
             for s in drop:
-                key, kind, _ = by_seq.pop(s)
+                key, kind, _, _ = by_seq.pop(s)
                 touched[(key, kind)] = None
             self._log_size -= len(drop)
             if not by_seq:

@@ -26,6 +26,7 @@ from sync.effects import HintId, LogEntry, Send
 from sync.replica.membership import Membership
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
+from sync.signing import SEAL_WIRE_MAX
 
 __all__ = ["AwaitingAck", "Outbound", "PushBuffer", "entry_size", "text_size", "value_size"]
 
@@ -112,6 +113,7 @@ class Outbound:
         "_me",
         "_membership",
         "_outbox",
+        "_seal_share",
         "_timers",
     )
 
@@ -122,8 +124,13 @@ class Outbound:
         outbox: Outbox,
         timers: Timers,
         membership: Membership,
+        *,
+        sealed: bool = False,
     ) -> None:
         self._config = config
+        # Sealed entries travel with their seals: each may bring one into a message, so it
+        # is counted as that much bigger (at the default limits no batch gets smaller).
+        self._seal_share = SEAL_WIRE_MAX if sealed else 0
         self._me = replica_id
         self._outbox = outbox
         self._emit = outbox.emit
@@ -144,8 +151,9 @@ class Outbound:
         cur: list[LogEntry] = []
         size = 0
         limit, count = self.batch_bytes(), self._config.ae_batch
+        share = self._seal_share
         for e in entries:
-            b = entry_size(e)
+            b = entry_size(e) + share
             if cur and (len(cur) >= count or size + b > limit):
                 out.append(cur)
                 cur, size = [], 0
@@ -169,7 +177,7 @@ class Outbound:
         ``op_id`` (a write) and drops ``hint_id`` (a hint handed off)."""
         key = (peer, hint_for)
         buf = self._buffers.get(key)
-        size = entry_size(entry)
+        size = entry_size(entry) + self._seal_share
         if buf is not None and (
             len(buf.entries) >= self._config.ae_batch or buf.size + size > self.batch_bytes()
         ):

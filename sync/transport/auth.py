@@ -3,29 +3,40 @@
 Theory of operation. A link starts with exactly six frames; nothing else may precede them::
 
     dialler (client)                         listener (server)
-      Hello(proto, group, replica, nonce_c, address, site, relay, role, home)  ─▶
-                                             checks proto, group, replica id
-      ◀─ Hello(proto, group, replica, nonce_s, address, site, relay, role="peer", home)
-      Auth(proof_c)                                                      ─▶
-                                             checks proof_c (constant time)
-      ◀─ Auth(proof_s)
-    checks proof_s (constant time)
+      Hello(proto, group, replica, key, nonce_c, address, site, relay, role, home)  ─▶
+                                             checks proto, group, replica id (of the key)
+      ◀─ Hello(proto, group, replica, key, nonce_s, address, site, relay, role="peer", home)
+      Auth(proof_c, sig_c)                                               ─▶
+                                             checks proof_c (constant time), sig_c
+      ◀─ Auth(proof_s, sig_s)
+    checks proof_s (constant time), sig_s
       seal_c(b"")                                                        ─▶
                                              checks it: the link is open
       ◀─ seal_s(b"")
     checks it: the link is open
 
+**Replica keys.** A replica's id is derived from its Ed25519 public key
+(:func:`crdt.replica_id_for`), and its hello carries that key (``key``, base64): the other
+side checks that the id is the key's. Its ``Auth`` carries ``sig``, its Ed25519 signature of
+the transcript (below) and its role, which proves it holds the private key: a member with the
+group secret cannot take another replica's id on a link (and, say, acknowledge writes in its
+name), just as it cannot sign entries in its name (``sync.signing``). A side that has a key
+(``Identity.signer``: every ``Peer``) requires one of a replica it links with; an admin
+(``shoal forget``) has none and needs none.
+
 **Key schedule** (HKDF with HMAC-SHA256, RFC 5869, written on the standard library's
-:mod:`hmac`): the *transcript* is ``SHA-256("shoal-link/2" 0x00 || len(H_c) || H_c ||
+:mod:`hmac`): the *transcript* is ``SHA-256("shoal-link/3" 0x00 || len(H_c) || H_c ||
 len(H_s) || H_s)`` over the two hello frames exactly as they crossed the wire (lengths as 4
 bytes big-endian), so every field of both hellos (nonces, ids, group, address, site, relay,
-home, role, version) is covered. ``prk = HKDF-Extract(salt=transcript, ikm=secret)``, and four
-32-byte values are expanded from it, one per label::
+home, role, key, version) is covered. ``prk = HKDF-Extract(salt=transcript, ikm=secret)``,
+and four 32-byte values are expanded from it, one per label::
 
-    proof_c = HKDF-Expand(prk, "shoal-link/2 proof client")
-    proof_s = HKDF-Expand(prk, "shoal-link/2 proof server")
-    key_cs  = HKDF-Expand(prk, "shoal-link/2 frames client->server")
-    key_sc  = HKDF-Expand(prk, "shoal-link/2 frames server->client")
+    proof_c = HKDF-Expand(prk, "shoal-link/3 proof client")
+    proof_s = HKDF-Expand(prk, "shoal-link/3 proof server")
+    key_cs  = HKDF-Expand(prk, "shoal-link/3 frames client->server")
+    key_sc  = HKDF-Expand(prk, "shoal-link/3 frames server->client")
+
+and ``sig_c``/``sig_s`` sign ``transcript || "client"``/``"server"`` with the replica's key.
 
 Both sides contribute a fresh 32-byte nonce, so every link has its own keys: a proof or a
 frame can neither be reflected back, nor replayed on another link. The secret never crosses
@@ -59,10 +70,11 @@ receiving the dialler's. Every frame after the empty ones may be as big as a mes
 
 Failures close the websocket with a code and a reason a person can read:
 
-* another protocol version (``"protocol version 1 is not supported; this peer speaks 2"``),
+* another protocol version (``"protocol version 2 is not supported; this peer speaks 3"``),
   a frame that is not the expected handshake frame, a malformed frame: ``1002``;
-* wrong group, wrong secret, bad replica id, a frame that fails its check, a handshake that
-  does not finish within its timeout: ``1008``;
+* wrong group, wrong secret, bad replica id, an id that is not its key's, a missing key or
+  a signature that fails, a frame that fails its check, a handshake that does not finish
+  within its timeout: ``1008``;
 * a handshake frame bigger than :data:`HANDSHAKE_MAX_BYTES`: ``1009``.
 
 :data:`PROTO_VERSION` is the version of this link protocol (handshake and frame format). The
@@ -86,6 +98,7 @@ Errors::
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -97,7 +110,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal, Protocol, TypeVar
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from crdt import replica_id_for
+from sync.signing import Signer, public_key_of
 
 __all__ = [
     "CLOSE_POLICY",
@@ -128,17 +146,17 @@ __all__ = [
 
 log = logging.getLogger("shoal.transport.auth")
 
-PROTO_VERSION: Final = 2
+PROTO_VERSION: Final = 3
 #: Close codes (RFC 6455 section 7.4.1).
 CLOSE_PROTOCOL: Final = 1002
 CLOSE_POLICY: Final = 1008
 CLOSE_TOO_BIG: Final = 1009
 #: The frame limit until the other side has authenticated. The biggest valid hello (every
-#: field at its length limit, every character escaped as \u0000) is 6,330 bytes.
+#: field at its length limit, every character escaped as \u0000) is 6,723 bytes.
 HANDSHAKE_MAX_BYTES: Final = 8192
 #: Bytes of the tag appended to every frame after the handshake.
 TAG_BYTES: Final = 32
-_LABEL: Final = b"shoal-link/2"
+_LABEL: Final = b"shoal-link/3"
 _READY: Final = b""
 _SEQ = struct.Struct(">Q").pack
 _REPLICA_ID = re.compile(r"^[A-Za-z0-9._:@/+-]{1,128}$")
@@ -156,6 +174,7 @@ class HelloFrame(_Frame):
     proto: int
     group: str = Field(max_length=256)
     replica: str = Field(max_length=128)
+    key: str | None = Field(default=None, max_length=64)  # base64 Ed25519 public key
     nonce: str = Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
     address: str | None = Field(default=None, max_length=512)
     site: str | None = Field(default=None, max_length=128)
@@ -169,6 +188,7 @@ class AuthFrame(_Frame):
 
     t: Literal["auth"] = "auth"
     proof: str = Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")
+    sig: str = Field(default="", max_length=128)  # base64 Ed25519 signature (a keyed side)
 
 
 class AdminRequest(_Frame):
@@ -363,6 +383,9 @@ class Identity:
     site: str | None = None
     relay: bool = False
     home: bool = True
+    #: The replica's key (its id must be the key's); None for an admin, or in tests of the
+    #: link alone. A side with a key requires one of the replicas it links with.
+    signer: Signer | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,8 +419,30 @@ def _hello(me: Identity, nonce: str, role: str) -> bytes:
         relay=me.relay,
         role=role,
         home=me.home,
+        key=None if me.signer is None else me.signer.public_key_text,
     )
     return encode_frame(frame)
+
+
+def _signature(me: Identity, transcript: bytes, role: bytes) -> str:
+    if me.signer is None:
+        return ""
+    return base64.b64encode(me.signer.sign(transcript + role)).decode("ascii")
+
+
+def _check_signature(
+    me: Identity, hello: HelloFrame, auth: AuthFrame, transcript: bytes, role: bytes
+) -> None:
+    """A replica with a key proves it holds the key of its id (required by a keyed side)."""
+    if hello.role != "peer" or (hello.key is None and me.signer is None):
+        return
+    if hello.key is None:
+        raise HandshakeError(CLOSE_POLICY, "replica without a key (an older shoal?)")
+    try:
+        key = Ed25519PublicKey.from_public_bytes(public_key_of(hello.key))
+        key.verify(base64.b64decode(auth.sig.encode("ascii"), validate=True), transcript + role)
+    except (ValueError, InvalidSignature) as exc:
+        raise HandshakeError(CLOSE_POLICY, "the replica's key signature does not verify") from exc
 
 
 async def _recv(ws: _Socket, deadline: float) -> bytes:
@@ -420,6 +465,15 @@ def _check_hello(me: Identity, hello: HelloFrame) -> None:
         raise HandshakeError(CLOSE_POLICY, f"wrong group {hello.group[:40]!r}")
     if hello.role == "peer" and not _REPLICA_ID.match(hello.replica):
         raise HandshakeError(CLOSE_POLICY, "bad replica id")
+    if hello.role == "peer" and hello.key is not None:
+        try:
+            derived = replica_id_for(public_key_of(hello.key))
+        except ValueError:
+            derived = None
+        if derived != hello.replica:
+            raise HandshakeError(CLOSE_POLICY, "replica id is not the id of its key")
+    elif hello.role == "peer" and me.signer is not None:
+        raise HandshakeError(CLOSE_POLICY, "replica without a key (an older shoal?)")
 
 
 def _info(hello: HelloFrame, session: Session) -> PeerInfo:
@@ -460,12 +514,15 @@ async def server_handshake(
         raise HandshakeError(
             CLOSE_POLICY, "authentication failed: wrong group secret, or a hello altered on the way"
         )
+    transcript = _transcript(client_raw, server_raw)
+    _check_signature(me, hello, auth, transcript, b"client")
     refused = admit(hello) if admit is not None else None
     if refused is not None:
         raise HandshakeError(CLOSE_POLICY, refused)
     if on_authenticated is not None:
         on_authenticated()
-    await ws.send(encode_frame(AuthFrame(proof=keys.proof_server.hex())))
+    sig = _signature(me, transcript, b"server")
+    await ws.send(encode_frame(AuthFrame(proof=keys.proof_server.hex(), sig=sig)))
     session = Session.for_server(keys)
     if session.unseal(await _recv(ws, deadline)) != _READY:
         raise HandshakeError(CLOSE_PROTOCOL, "expected the empty first frame")
@@ -496,13 +553,16 @@ async def client_handshake(
     if hello.role != "peer":
         raise HandshakeError(CLOSE_PROTOCOL, "listener must have role 'peer'")
     keys = derive_keys(me.secret, client_raw, server_raw)
-    await ws.send(encode_frame(AuthFrame(proof=keys.proof_client.hex())))
+    transcript = _transcript(client_raw, server_raw)
+    sig = _signature(me, transcript, b"client") if role == "peer" else ""
+    await ws.send(encode_frame(AuthFrame(proof=keys.proof_client.hex(), sig=sig)))
     auth = _expect(decode_frame(await _recv(ws, deadline)), AuthFrame, "auth")
     if not verify_proof(keys.proof_server.hex(), auth.proof):
         raise HandshakeError(
             CLOSE_POLICY,
             "listener failed authentication: wrong group secret, or a hello altered on the way",
         )
+    _check_signature(me, hello, auth, transcript, b"server")
     if on_authenticated is not None:
         on_authenticated()
     session = Session.for_client(keys)

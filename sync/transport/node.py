@@ -93,6 +93,7 @@ from sync.errors import (
     RemoteProtocolError,
 )
 from sync.replica import ReplicaAPI
+from sync.signing import Seal
 
 __all__ = [
     "Node",
@@ -130,8 +131,13 @@ def _log_entry(row: LogRow) -> LogEntry:
     on rows read back), encoded afresh only for a row that lacks it."""
     text = getattr(row, "delta_json", None)
     if text is None:
-        return LogEntry.of(row.origin, row.partition, row.seq, row.key, row.kind, dict(row.delta))
-    return LogEntry(row.origin, row.partition, row.seq, row.key, row.kind, text)
+        entry = LogEntry.of(row.origin, row.partition, row.seq, row.key, row.kind, dict(row.delta))
+    else:
+        entry = LogEntry(row.origin, row.partition, row.seq, row.key, row.kind, text)
+    seal = getattr(row, "seal", None)
+    if seal is not None:
+        entry.seal = Seal(*seal)  # the origin's seal, stored with the entry
+    return entry
 
 
 def loaded_from_store(stored: StoredLoaded) -> Loaded:

@@ -103,6 +103,7 @@ from sync.effects import IdentityConflict, KindClashFound, Persist, WriteResult
 from sync.errors import KindClash, PeerFailed
 from sync.replica import Replica, Whereabouts
 from sync.ring import partition_of
+from sync.signing import Signer
 
 from .addresses import check_peer_url, parse_listen
 from .auth import AdminReply, AdminRequest, Identity, PeerInfo
@@ -146,6 +147,17 @@ def _http_access(http: bool | str | bytes) -> tuple[bool, bytes | None]:
 
 
 def _identity_warning(store: Store, path_or_url: str | Path) -> None:
+    if store.rekeyed:
+        was = store.previous_replica_ids[-1] if store.previous_replica_ids else "unknown"
+        log.warning(
+            "database %s had no signing key (made by an older shoal): new key and replica id "
+            "%s (was %s); peers see a new replica, and its writes made before are reconciled "
+            "by state transfer",
+            describe_database(path_or_url),
+            store.replica_id,
+            was,
+        )
+        return
     if not store.identity_rotated:
         return
     was = store.previous_replica_ids[-1] if store.previous_replica_ids else "unknown"
@@ -356,7 +368,16 @@ class Peer:
             peer: Peer | None = None
             try:
                 _identity_warning(store, path_or_url)
-                ident = Identity(store.replica_id, group, key, None, site, relay, home)
+                ident = Identity(
+                    store.replica_id,
+                    group,
+                    key,
+                    None,
+                    site,
+                    relay,
+                    home,
+                    signer=Signer(store.signing_key),
+                )
                 peer = cls(
                     store,
                     config,
@@ -391,7 +412,11 @@ class Peer:
             self._learned(rid, row.address, row.forgotten)
         # The node's clock reads as Unix seconds (see sync.transport.node): start there.
         replica = Replica(
-            self.config, self.store.replica_id, loaded_from_store(stored), now=time.time()
+            self.config,
+            self.store.replica_id,
+            loaded_from_store(stored),
+            now=time.time(),
+            signer=Signer(self.store.signing_key),
         )
         self.node = Node(
             replica,
@@ -739,7 +764,12 @@ class Peer:
         await old_node.aclose()
         if self._closed:
             return
-        me = dataclasses.replace(old_transport.me, replica_id=new_id, address=None)
+        me = dataclasses.replace(
+            old_transport.me,
+            replica_id=new_id,
+            address=None,
+            signer=Signer(self.store.signing_key),
+        )
         self.transport = self._make_transport(me)
         await self._start(self._bound, dials)
         # The old id was this database's previous incarnation, now retired. Links claiming

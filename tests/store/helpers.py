@@ -4,13 +4,57 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Column, Index, MetaData, Table, UniqueConstraint, select
 
 import crdt
 from store import LogRow, ObjectRow, Store, default_partition_of
 from store.schema import metadata
 
-__all__ = ["counter_row", "key_in", "log_entry", "orset_row", "raw_tables", "summary"]
+__all__ = [
+    "counter_row",
+    "key_in",
+    "log_entry",
+    "old_layout",
+    "orset_row",
+    "raw_tables",
+    "summary",
+]
+
+
+def old_layout(dropped: dict[str, set[str]]) -> MetaData:
+    """Today's tables without the ``dropped`` columns (table name -> column names), with
+    the indexes and unique constraints over the columns kept: an older version's layout."""
+    old = MetaData()
+    for table in metadata.tables.values():
+        gone = dropped.get(table.name, set())
+        kept = [c for c in table.columns if c.name not in gone]
+        extras: list[Any] = [
+            Index(ix.name, *(c.name for c in ix.columns))
+            for ix in table.indexes
+            if all(c.name not in gone for c in ix.columns)
+        ]
+        extras += [
+            UniqueConstraint(*(c.name for c in uc.columns), name=uc.name)
+            for uc in table.constraints
+            if isinstance(uc, UniqueConstraint) and all(c.name not in gone for c in uc.columns)
+        ]
+        Table(
+            table.name,
+            old,
+            *(
+                Column(
+                    c.name,
+                    c.type,
+                    primary_key=c.primary_key,
+                    nullable=c.nullable,
+                    autoincrement=c.autoincrement,
+                    server_default=c.server_default,
+                )
+                for c in kept
+            ),
+            *extras,
+        )
+    return old
 
 
 def counter_row(key: str, n: int = 1, replica: str = "A") -> ObjectRow:

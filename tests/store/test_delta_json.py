@@ -64,9 +64,11 @@ async def test_delta_json_is_the_stored_blob_and_reads_back_as_the_delta(
         )
         tables = await raw_tables(store)
         loaded = await store.load()
-    # One segment: [[seq, key, kind, delta_text], ...], each delta text a JSON string.
+    # One segment: [[seq, key, kind, delta_text], ...], each delta text a JSON string (its
+    # last column is the seals, none here).
     (segment,) = tables["log_segments"]
-    assert [e[3] for e in json.loads(segment[-1])] == [logged.delta_json, sql.encode(bare.delta)]
+    assert segment[-1] == "[]"
+    assert [e[3] for e in json.loads(segment[-2])] == [logged.delta_json, sql.encode(bare.delta)]
     assert [row[7] for row in tables["hints"]] == [hinted.delta_json]
     assert [(e.seq, e.delta) for e in loaded.log] == [
         (1, logged.delta),
@@ -84,7 +86,7 @@ def test_prepare_keeps_the_text_itself() -> None:
     given = LogRow(plain.origin, plain.partition, 1, "k", "gcounter", plain.delta, text)
     prepared = sql.prepare(Batch(log=(given,)), 64, default_partition_of)
     (row,) = prepared.log.values()
-    assert row[-1] is text
+    assert row[5] is text  # (then the seal: None)
     assert given == plain  # delta_json is a cache of delta, not part of the value
 
 
@@ -150,7 +152,7 @@ def test_compact_delta_json_is_kind_checked_without_decoding_the_delta() -> None
     compact = sql.encode(orset_delta("x"))
     entries = [TextOnlyEntry("k", 1, "orset", compact), TextOnlyEntry("k", 2, "orset", compact)]
     prepared = sql.prepare(Batch(log=tuple(entries)), 64, default_partition_of)  # type: ignore[arg-type]
-    assert [row[-1] for row in prepared.log.values()] == [compact, compact]
+    assert [row[5] for row in prepared.log.values()] == [compact, compact]
     assert [e.decoded for e in entries] == [0, 0]
     # Another layout (indented, "type" not first) is checked on the decoded delta instead.
     spaced = TextOnlyEntry("k", 3, "orset", json.dumps(orset_delta("x"), indent=1))

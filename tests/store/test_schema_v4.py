@@ -1,4 +1,5 @@
-"""Schema version 4: a version-3 database migrates, its deleted objects found by decoding.
+"""Schema version 4: a version-3 database migrates, its deleted objects found by decoding
+(and then on to version 5, ``test_schema_v5.py``).
 
 Version 3 had no ``objects.live``. The migration decodes each stored state once, in pages
 (here two rows a page, so that pages end between the two kinds of one key), marks the ones
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, insert, make_url
+from sqlalchemy import insert, make_url
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -25,27 +26,16 @@ from store import (
     CorruptBlob,
     ObjectRow,
     default_partition_of,
-    metadata,
     pack_segments,
 )
+from sync.signing import Signer
 from tests.store.conftest import Backend
-from tests.store.helpers import counter_row, log_entry, orset_row
+from tests.store.helpers import counter_row, log_entry, old_layout, orset_row
 from tests.store.test_live import deleted_counter, emptied_set, tombstone
 
-# The version-3 layout: today's tables, except that objects had no ``live`` column.
-v3 = MetaData()
-for _table in metadata.tables.values():
-    if _table.name != "objects":
-        _table.to_metadata(v3)
-Table(
-    "objects",
-    v3,
-    Column("key", Text, primary_key=True),
-    Column("kind", String(32), primary_key=True),
-    Column("partition", Integer, nullable=False),
-    Column("state", Text, nullable=False),
-    Index("ix_objects_partition_key", "partition", "key"),
-)
+# The version-3 layout: today's tables, except that objects had no ``live`` column and
+# neither log segments nor hints had seals (version 5's).
+v3 = old_layout({"objects": {"live"}, "log_segments": {"seals"}, "hints": {"seal"}})
 
 
 def cleared_register(key: str) -> ObjectRow:
@@ -104,7 +94,8 @@ async def _make_v3(backend: Backend, rows: list[ObjectRow], states: dict[str, st
                 ],
             )
             await conn.execute(
-                insert(t["log_segments"]), [dict(zip(SEGMENT_COLUMNS, segment, strict=True))]
+                insert(t["log_segments"]),
+                [dict(zip(SEGMENT_COLUMNS[:5], segment[:5], strict=True))],  # no seals in v3
             )
     finally:
         await engine.dispose()
@@ -130,7 +121,8 @@ async def test_a_version_3_database_lists_only_its_live_objects_once_migrated(
     monkeypatch.setattr(store.schema, "MIGRATION_PAGE", 2)
     await _make_v3(backend, LIVE + DELETED, {})
     async with await backend.open() as st:
-        assert st.migrated_from == 3
+        assert st.migrated_from == 3  # on through 4 -> 5: a signing key, the id its
+        assert st.replica_id == Signer(st.signing_key).replica_id
         assert await st.keys() == ["a", "both", "d", "z"]
         start = await st.load_start(objects_limit=0)
         assert start.clashes == {"both": ("gcounter", "orset")}  # d and u are no clash now
@@ -167,5 +159,5 @@ async def test_a_state_that_does_not_decode_fails_the_migration_and_changes_noth
             rows = (await conn.exec_driver_sql("SELECT key, state FROM objects")).all()
     finally:
         await engine.dispose()
-    assert version == "3" and SCHEMA_VERSION == 4
+    assert version == "3" and SCHEMA_VERSION == 5
     assert len(rows) == len(LIVE) + 2 and dict(rows)["q"] == broken

@@ -65,7 +65,7 @@ def test_extra_fields_are_ignored_like_the_models_do() -> None:
     got = _ours(data.encode())
     want = m.Push(push_id=1, entries=[LogEntry(*ENTRY)])
     assert got == _pydantic(data.encode()) == want
-    assert isinstance(got, m.Push) and list(dataclasses.astuple(got.entries[0])) == ENTRY
+    assert isinstance(got, m.Push) and list(dataclasses.astuple(got.entries[0]))[:6] == ENTRY
 
 
 @pytest.mark.parametrize(

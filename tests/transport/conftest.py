@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from sync.signing import Signer
+from sync.transport.auth import Identity
 from sync.transport.connection import TransportConfig
 from sync.transport.peer import Peer
 
@@ -59,3 +61,10 @@ async def linked(*peers: Peer) -> None:
 def local_value(peer: Peer, key: str) -> Any:
     state = peer.replica.value(key)
     return None if state is None else state.value
+
+
+def member(group: str = "default", secret: bytes = SECRET) -> Identity:
+    """A member of the group (it holds the secret) with a key of its own, as a hand-made
+    client: its replica id is its key's."""
+    signer = Signer.generate()
+    return Identity(signer.replica_id, group, secret, signer=signer)

@@ -341,9 +341,10 @@ async def test_a_write_injected_by_a_relay_in_the_middle_is_never_applied(tmp_pa
 # -- versions ----------------------------------------------------------------------------------
 
 
-V1_HELLO = {
+# A hello of link protocol 2 (before replica keys).
+OLD_HELLO = {
     "t": "hello",
-    "proto": 1,
+    "proto": 2,
     "group": "g",
     "replica": "old",
     "nonce": "ab" * 32,
@@ -359,11 +360,11 @@ async def test_a_peer_of_the_old_version_gets_a_clear_refusal() -> None:
     assert a.url is not None
     try:
         async with connect(a.url) as ws:
-            await ws.send(json.dumps(V1_HELLO).encode())
+            await ws.send(json.dumps(OLD_HELLO).encode())
             with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), WAIT)  # no hello back: a close
             assert ws.close_code == 1002
-            assert ws.close_reason == "protocol version 1 is not supported; this peer speaks 2"
+            assert ws.close_reason == "protocol version 2 is not supported; this peer speaks 3"
         assert ra.up == [] and a.rejected == 1
     finally:
         await a.aclose()
@@ -372,7 +373,7 @@ async def test_a_peer_of_the_old_version_gets_a_clear_refusal() -> None:
 async def test_a_dialler_refuses_a_listener_of_the_old_version_clearly() -> None:
     async def old_listener(ws: ServerConnection) -> None:
         await ws.recv()
-        await ws.send(json.dumps({**V1_HELLO, "replica": "old-listener"}).encode())
+        await ws.send(json.dumps({**OLD_HELLO, "replica": "old-listener"}).encode())
         await ws.wait_closed()
 
     async with serve(old_listener, "127.0.0.1", 0) as server:
@@ -381,8 +382,8 @@ async def test_a_dialler_refuses_a_listener_of_the_old_version_clearly() -> None
             with pytest.raises(HandshakeError) as err:
                 await client_handshake(ws, ident("b"), timeout=WAIT)
     assert err.value.code == 1002
-    assert err.value.reason == "protocol version 1 is not supported; this peer speaks 2"
-    assert PROTO_VERSION == 2
+    assert err.value.reason == "protocol version 2 is not supported; this peer speaks 3"
+    assert PROTO_VERSION == 3
 
 
 # -- the session and the keys, without sockets -------------------------------------------------
@@ -436,7 +437,7 @@ def test_keys_are_hkdf_sha256_over_the_transcript_of_both_hellos() -> None:
     # An independent HKDF (the cryptography package) over the documented transcript.
     hello_c = encode_frame(HelloFrame(proto=2, group="g", replica="c", nonce="1" * 64))
     hello_s = encode_frame(HelloFrame(proto=2, group="g", replica="s", nonce="2" * 64))
-    h = hashlib.sha256(b"shoal-link/2\x00")
+    h = hashlib.sha256(b"shoal-link/3\x00")
     for part in (hello_c, hello_s):
         h.update(len(part).to_bytes(4, "big") + part)
     transcript = h.digest()
@@ -446,10 +447,10 @@ def test_keys_are_hkdf_sha256_over_the_transcript_of_both_hellos() -> None:
         return kdf.derive(b"s3cret")
 
     keys = derive_keys(b"s3cret", hello_c, hello_s)
-    assert keys.proof_client == hkdf(b"shoal-link/2 proof client")
-    assert keys.proof_server == hkdf(b"shoal-link/2 proof server")
-    assert keys.client_to_server == hkdf(b"shoal-link/2 frames client->server")
-    assert keys.server_to_client == hkdf(b"shoal-link/2 frames server->client")
+    assert keys.proof_client == hkdf(b"shoal-link/3 proof client")
+    assert keys.proof_server == hkdf(b"shoal-link/3 proof server")
+    assert keys.client_to_server == hkdf(b"shoal-link/3 frames client->server")
+    assert keys.server_to_client == hkdf(b"shoal-link/3 frames server->client")
     assert (
         len({keys.proof_client, keys.proof_server, keys.client_to_server, keys.server_to_client})
         == 4
@@ -516,6 +517,7 @@ def test_the_biggest_valid_hello_fits_the_handshake_limit() -> None:
         proto=PROTO_VERSION,
         group=escaped * 256,
         replica=escaped * 128,
+        key=escaped * 64,
         nonce="a" * 64,
         address=escaped * 512,
         site=escaped * 128,
@@ -524,5 +526,5 @@ def test_the_biggest_valid_hello_fits_the_handshake_limit() -> None:
         home=False,
     )
     data = encode_frame(hello)
-    assert len(data) == 6330 and len(data) <= HANDSHAKE_MAX_BYTES
+    assert len(data) == 6723 and len(data) <= HANDSHAKE_MAX_BYTES
     assert decode_frame(data) == hello

@@ -16,9 +16,17 @@ from websockets.exceptions import ConnectionClosed
 
 from sync.errors import QuorumNotReached
 from sync.messages import Entry, Push, encode
-from sync.transport.auth import Identity, client_handshake
+from sync.transport.auth import client_handshake
 from sync.transport.peer import Peer
-from tests.transport.conftest import SECRET, WAIT, eventually, linked, local_value, open_peer
+from tests.transport.conftest import (
+    SECRET,
+    WAIT,
+    eventually,
+    linked,
+    local_value,
+    member,
+    open_peer,
+)
 
 
 def rows(db: Path, table: str) -> list[tuple[Any, ...]]:
@@ -210,7 +218,8 @@ async def test_malformed_oversized_and_bad_frames_leave_the_peer_serving(
 
         async def evil(payload: bytes, name: str) -> tuple[int | None, str | None]:
             async with connect(a.url or "", max_size=None) as ws:
-                info = await client_handshake(ws, Identity(name, "default", SECRET), timeout=WAIT)
+                del name  # a member's id is its key's
+                info = await client_handshake(ws, member(), timeout=WAIT)
                 assert info.session is not None
                 await ws.send(info.session.seal(payload))
                 with pytest.raises(ConnectionClosed):
@@ -351,7 +360,7 @@ async def test_transport_message_after_handshake_closes_only_that_link(tmp_path:
     try:
         assert a.url is not None
         async with connect(a.url) as ws:
-            info = await client_handshake(ws, Identity("rude", "default", SECRET), timeout=WAIT)
+            info = await client_handshake(ws, member(), timeout=WAIT)
             assert info.session is not None
             await ws.send(info.session.seal(encode(Ping(nonce=1))))
             with pytest.raises(ConnectionClosed):

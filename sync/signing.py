@@ -1,0 +1,260 @@
+"""Signed origins: a replica signs the log entries it originates, receivers verify them.
+
+Theory of operation. A replica's id is derived from its Ed25519 public key
+(:func:`crdt.replica_id_for`), so an id and a key can be checked to belong together by
+anyone, with no directory of keys. Each replica signs what it originates, and every
+receiver checks the signature before it applies an entry, whoever relayed it: a member
+holding the group secret can still send anything on its own links, but it cannot make an
+entry claiming another replica's origin verify, so it can no longer forge another's writes
+(issue 12 item 5).
+
+The unit of signature is a :class:`Seal`: the origin signs, once, the list of the *digests*
+of a batch of its entries (up to :data:`SEAL_MAX`), ``Ed25519(key, "shoal-seal/1" 0x00 ||
+origin 0x00 || d_1 || ... || d_k)`` with ``d_i = BLAKE2b-128(origin 0x00 partition 0x00 seq
+0x00 key 0x00 kind 0x00 delta_json)`` (keys and ids hold no NUL; the delta is last). The
+seal carries the public key, the digests and the signature; an entry is covered by a seal of
+its origin that lists its digest. So any subset of a seal's entries verifies with the seal
+alone: a relay, a hint holder or anti-entropy forwards the entries it has with the seals
+that cover them, however the origin's batch was split on the way. A replica seals the
+entries it wrote at the end of each drain of its engine (every local write since the last
+one, in seals of at most :data:`SEAL_MAX`), so a busy replica signs once per many writes;
+a receiver checks each seal once (:class:`Verifier` remembers the seals it checked) and
+each entry with one hash.
+
+What a seal does not cover: whole states (state transfer, read repair), which are joins of
+many origins' writes and carry no signature. See ``docs/concepts.md`` ("Threat model").
+
+>>> signer = Signer.generate()
+>>> from sync.effects import LogEntry
+>>> e = LogEntry(signer.replica_id, 0, 1, "k", "gcounter", '{"type":"gcounter"}')
+>>> seal = signer.seal([e])
+>>> Verifier().covers(seal, e) is None
+True
+>>> forged = LogEntry(signer.replica_id, 0, 1, "k", "gcounter", '{"type":"gcounter","v":1}')
+>>> Verifier().covers(seal, forged)
+'the seal of its origin does not cover it'
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Final, NamedTuple, Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from crdt import REPLICA_KEY_BYTES, replica_id_for
+
+__all__ = [
+    "DIGEST_BYTES",
+    "SEAL_MAX",
+    "SEAL_WIRE_MAX",
+    "Seal",
+    "Signed",
+    "Signer",
+    "Verifier",
+    "check_seal",
+    "entry_digest",
+    "new_private_key",
+    "public_key_of",
+    "seal_from_wire",
+    "seals_of",
+]
+
+#: The most entries one seal covers: a seal carries 16 bytes per entry it covers, and it
+#: travels whole with any of them (128: 2 KiB of digests, 2.7 KiB as base64).
+SEAL_MAX: Final = 128
+#: Bytes of one entry's digest in a seal.
+DIGEST_BYTES: Final = 16
+#: An upper bound of the bytes one seal adds to a message (its four base64 strings, an id
+#: of up to 128 characters, the JSON around them).
+SEAL_WIRE_MAX: Final = 128 + 44 + 4 * ((SEAL_MAX * DIGEST_BYTES + 2) // 3) + 88 + 32
+_DOMAIN: Final = b"shoal-seal/1\x00"
+_SIGNATURE_BYTES: Final = 64
+_MEMO: Final = 4096  # seals remembered as checked (cleared when full)
+
+
+class Signed(Protocol):
+    """What a seal covers: a log entry's log dot, key, kind and delta text."""
+
+    @property
+    def origin(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def delta_json(self) -> str: ...
+
+
+class Seal(NamedTuple):
+    """An origin's signature over the digests of a batch of its entries, as it travels and
+    is stored: four text fields (``key``, ``digests``, ``signature`` in base64)."""
+
+    origin: str
+    key: str
+    digests: str
+    signature: str
+
+
+def entry_digest(e: Signed) -> bytes:
+    """The 16-byte digest by which a seal covers ``e``."""
+    text = f"{e.origin}\x00{e.partition}\x00{e.seq}\x00{e.key}\x00{e.kind}\x00{e.delta_json}"
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES).digest()
+
+
+def _payload(origin: str, digests: bytes) -> bytes:
+    return _DOMAIN + origin.encode("utf-8", "surrogatepass") + b"\x00" + digests
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, binascii.Error, UnicodeEncodeError) as exc:
+        raise ValueError(f"{what} is not base64") from exc
+
+
+def public_key_of(text: str) -> bytes:
+    """The raw public key of its base64 ``text`` (ValueError if it is not one)."""
+    key = _unb64(text, "the key")
+    if len(key) != REPLICA_KEY_BYTES:
+        raise ValueError(f"a public key is {REPLICA_KEY_BYTES} bytes, got {len(key)}")
+    return key
+
+
+class Signer:
+    """A replica's private key: its id, and seals over the entries it originates.
+
+    ``Signer(private_key)`` takes the 32 raw bytes the store keeps; :meth:`generate` makes a
+    new key (a new replica).
+    """
+
+    __slots__ = ("_key", "public_key", "public_key_text", "replica_id")
+
+    def __init__(self, private_key: bytes) -> None:
+        if type(private_key) is not bytes or len(private_key) != 32:
+            raise ValueError("an Ed25519 private key is 32 raw bytes")
+        self._key = Ed25519PrivateKey.from_private_bytes(private_key)
+        self.public_key: bytes = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.public_key_text = _b64(self.public_key)
+        self.replica_id: str = replica_id_for(self.public_key)
+
+    @classmethod
+    def generate(cls) -> Signer:
+        """A signer over a fresh random key."""
+        return cls(new_private_key())
+
+    def private_bytes(self) -> bytes:
+        """The 32 raw bytes of the private key (what the store keeps)."""
+        return self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+    def sign(self, data: bytes) -> bytes:
+        """An Ed25519 signature of ``data`` (64 bytes)."""
+        return self._key.sign(data)
+
+    def seal(self, entries: Sequence[Signed]) -> Seal:
+        """One seal over ``entries`` (all of this replica's origin, at most SEAL_MAX)."""
+        if not 1 <= len(entries) <= SEAL_MAX:
+            raise ValueError(f"a seal covers 1..{SEAL_MAX} entries, got {len(entries)}")
+        me = self.replica_id
+        if any(e.origin != me for e in entries):
+            raise ValueError("a replica seals only the entries it originates")
+        digests = b"".join(entry_digest(e) for e in entries)
+        signature = self._key.sign(_payload(me, digests))
+        return Seal(me, self.public_key_text, _b64(digests), _b64(signature))
+
+
+def new_private_key() -> bytes:
+    """32 raw bytes of a fresh Ed25519 private key."""
+    return Ed25519PrivateKey.generate().private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+    )
+
+
+def seal_from_wire(value: object) -> Seal:
+    """A seal from its wire or stored form ``[origin, key, digests, signature]`` (four
+    strings); ValueError if it has another shape. Nothing is verified here."""
+    if (
+        type(value) not in (list, tuple)
+        or len(value) != 4  # type: ignore[arg-type]
+        or any(type(v) is not str for v in value)  # type: ignore[attr-defined]
+    ):
+        raise ValueError("a seal is [origin, key, digests, signature], four strings")
+    return Seal(*value)  # type: ignore[misc]
+
+
+def check_seal(seal: Seal) -> frozenset[bytes] | str:
+    """The digests a valid ``seal`` covers, or the reason it is not valid: its key must be
+    the one its origin's id is derived from, and its signature must verify."""
+    try:
+        key = public_key_of(seal.key)
+        digests = _unb64(seal.digests, "the digests")
+        signature = _unb64(seal.signature, "the signature")
+    except ValueError as exc:
+        return f"malformed seal: {exc}"
+    count, rest = divmod(len(digests), DIGEST_BYTES)
+    if rest or not 1 <= count <= SEAL_MAX or len(signature) != _SIGNATURE_BYTES:
+        return "malformed seal: wrong length of digests or signature"
+    if replica_id_for(key) != seal.origin:
+        return f"the seal's key is not the key of {seal.origin!r}"
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(signature, _payload(seal.origin, digests))
+    except InvalidSignature:
+        return f"the signature of {seal.origin!r} does not verify"
+    return frozenset(digests[i : i + DIGEST_BYTES] for i in range(0, len(digests), DIGEST_BYTES))
+
+
+class Verifier:
+    """Checks that entries are covered by valid seals of their origins; remembers the seals
+    it found valid (at most a few thousand), so a seal is verified once however many of its
+    entries arrive, and in however many messages."""
+
+    __slots__ = ("_valid",)
+
+    def __init__(self) -> None:
+        self._valid: dict[Seal, frozenset[bytes]] = {}
+
+    def covers(self, seal: Seal | None, e: Signed) -> str | None:
+        """None if ``seal`` is a valid seal of ``e``'s origin listing ``e``; else why not."""
+        if seal is None:
+            return "it is not signed"
+        if seal.origin != e.origin:
+            return f"it is sealed by {seal.origin!r}, not its origin"
+        digests = self._valid.get(seal)
+        if digests is None:
+            checked = check_seal(seal)
+            if isinstance(checked, str):
+                return checked
+            if len(self._valid) >= _MEMO:
+                self._valid.clear()
+            digests = self._valid[seal] = checked
+        if entry_digest(e) not in digests:
+            return "the seal of its origin does not cover it"
+        return None
+
+
+def seals_of(entries: Iterable[object]) -> list[Seal]:
+    """The distinct seals of ``entries`` (objects with a ``seal`` attribute), in order."""
+    seen: dict[Seal, None] = {}
+    for e in entries:
+        seal = getattr(e, "seal", None)
+        if seal is not None:
+            seen[seal] = None
+    return list(seen)

@@ -1,0 +1,257 @@
+"""Members cannot forge each other's writes, and an ack means applied (issue 12 item 5).
+
+The attack of the issue: an insider M (a member holding the group secret) sends A entries
+claiming origin B (log dots B:1..50 with M's own deltas). A applied them, its summary then
+held B:1..50, so when B made its next 50 writes (w=2) A acknowledged each without applying
+it (the dot was "known"), and anti-entropy never repaired it (A's summary said it had them).
+
+Here A, B and M are real engines with real Ed25519 keys (their ids derived from them),
+exchanging messages through the real codec: A refuses the forged entries (the link would be
+closed), changes nothing and acks nothing; B's real writes are applied and acked. A second
+way to plant "known" dots, a state transfer whose summary claims B's dots, cannot be signed
+(see the threat model in docs/concepts.md); A then still applies B's pushed entries before it
+acks them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import crdt
+from sync import messages as m
+from sync.config import ReplicaConfig
+from sync.digest import ctx_model
+from sync.effects import Loaded, LogEntry, PeerRecord, Persist, Send
+from sync.errors import RemoteProtocolError
+from sync.replica import Replica
+from sync.ring import partition_of
+from sync.signing import Seal, Signer, Verifier, entry_digest
+
+__all__: list[str] = []
+
+PARTS = 4
+CONFIG = ReplicaConfig(n=3, w=2, partitions=PARTS, vnodes=4)
+KEY = "cart"
+A, B, M = (Signer(bytes([i]) * 32) for i in (1, 2, 3))
+WRITES = 50
+
+
+def _engine(me: Signer | None, rid: str, others: list[str]) -> Replica:
+    loaded = Loaded(peers={o: PeerRecord(o) for o in others})
+    r = Replica(CONFIG, rid, loaded, now=10.0, signer=me)
+    for o in others:
+        r.peer_up(o, 10.0)
+    r.effects()
+    return r
+
+
+def _forged_push(origin: str, seal: Seal | None = None, *, first: int = 1) -> m.Push:
+    """What M sends: entries claiming ``origin`` (adds of M's choosing) under ``seal``."""
+    p = partition_of(KEY, PARTS)
+    entries = []
+    for seq in range(first, first + WRITES):
+        delta = crdt.ORSet().add(origin, f"forged {seq}")
+        entries.append(LogEntry(origin, p, seq, KEY, "orset", delta.to_json(), seal))
+    return m.Push.model_construct(push_id=7, entries=entries, hint_for=None)
+
+
+def _through_wire(msg: m.Message) -> m.Message:
+    return m.decode(m.encode(msg))
+
+
+def _view(r: Replica) -> tuple[Any, ...]:
+    return (
+        json.dumps(r.status(), sort_keys=True, default=str),
+        [r.summary(p).to_dict() for p in range(PARTS)],
+        r.current_value(KEY, "orset") if r.kinds_of(KEY) else None,
+    )
+
+
+def _sends(effects: list[Any], to: str) -> list[m.Message]:
+    return [fx.message for fx in effects if isinstance(fx, Send) and fx.peer == to]
+
+
+def _b_writes(a: Replica, b: Replica) -> tuple[int, list[int]]:
+    """B makes WRITES adds (w=2), each push delivered to A; returns how many of B's writes
+    completed and the push ids A acked."""
+    acked: list[int] = []
+    done = 0
+    for i in range(WRITES):
+        b.local_update(100 + i, KEY, "orset", lambda s, i=i: s.add(b.replica_id, f"b{i}"), 11.0)
+        for msg in _sends(b.effects(), a.replica_id):
+            a.receive(b.replica_id, _through_wire(msg), 11.0)
+            for reply in _sends(a.effects(), b.replica_id):
+                assert isinstance(reply, m.Ack)
+                acked.extend(reply.ids)
+                b.receive(a.replica_id, _through_wire(reply), 11.0)
+        done += sum(1 for fx in b.effects() if type(fx).__name__ == "WriteDone")
+    return done, acked
+
+
+def _attack(signed: bool) -> tuple[Replica, Replica, int]:
+    ids = [s.replica_id for s in (A, B, M)]
+    a = _engine(A if signed else None, ids[0], [ids[1], ids[2]])
+    b = _engine(B if signed else None, ids[1], [ids[0], ids[2]])
+    before = _view(a)
+    forged = _through_wire(_forged_push(ids[1]))
+    refused = False
+    try:
+        a.receive(ids[2], forged, 10.5)
+    except RemoteProtocolError:
+        refused = True
+    effects = a.effects()
+    if refused:
+        assert effects == [] and _view(a) == before
+    done, _acked = _b_writes(a, b)
+    return a, b, done
+
+
+def test_forged_origin_is_refused_and_the_real_writes_are_applied() -> None:
+    a, b, done = _attack(signed=True)
+    assert done == WRITES  # B's writes reached w=2 with A's acks...
+    # ...and A applied every one of them (with the forgery accepted, A held M's 50 adds and
+    # none of B's, yet acked them all).
+    value = a.current_value(KEY, "orset")
+    assert value == frozenset(f"b{i}" for i in range(WRITES))
+    assert a.summary(partition_of(KEY, PARTS)) == b.summary(partition_of(KEY, PARTS))
+
+
+def test_the_attack_succeeds_against_a_replica_that_does_not_sign() -> None:
+    """The same run without signing keys (as every replica was before): A acks B's writes
+    and holds none of them. This is what the signed run above prevents."""
+    a, _b, done = _attack(signed=False)
+    assert done == WRITES
+    value = a.current_value(KEY, "orset")
+    assert not any(v.startswith("b") for v in value)
+
+
+@pytest.mark.parametrize("how", ["unsigned", "own key", "claimed key", "extra entry"])
+def test_every_forgery_is_refused_with_a_reason(how: str) -> None:
+    ids = [s.replica_id for s in (A, B, M)]
+    a = _engine(A, ids[0], [ids[1], ids[2]])
+    push = _forged_push(ids[1])
+    if how == "own key":  # M seals them with its own key: the seal is not B's
+        good = _forged_push(ids[2])
+        seal = M.seal(good.entries)
+        push = _forged_push(ids[1], seal._replace(origin=ids[1]))
+    elif how == "claimed key":  # B's public key in the seal, signed by M
+        seal = M.seal(_forged_push(ids[2]).entries)
+        push = _forged_push(ids[1], seal._replace(origin=ids[1], key=B.public_key_text))
+    elif how == "extra entry":  # a real seal of B, over other entries than these
+        real = LogEntry(ids[1], partition_of(KEY, PARTS), 1, KEY, "orset", "{}")
+        push = _forged_push(ids[1], B.seal([real]))
+    before = _view(a)
+    with pytest.raises(RemoteProtocolError) as refused:
+        a.receive(ids[2], _through_wire(push), 10.5)
+    reason = str(refused.value)
+    assert "refused entry 0" in reason
+    expected = {
+        "unsigned": "not signed",
+        "own key": "key is not the key of",
+        "claimed key": "does not verify",
+        "extra entry": "does not cover it",
+    }[how]
+    assert expected in reason
+    assert a.effects() == [] and _view(a) == before
+
+
+def test_a_relayed_subset_of_a_seal_verifies() -> None:
+    """B's seal covers all of its drain's entries; any subset of them, forwarded by someone
+    else with that seal, verifies on its own."""
+    ids = [s.replica_id for s in (A, B, M)]
+    b = _engine(B, ids[1], [ids[0], ids[2]])
+    for i in range(5):
+        b.local_update(200 + i, f"k{i}", "gcounter", lambda c: c.increment(ids[1]), 11.0)
+    pushes = [msg for msg in _sends(b.effects(), ids[0]) if isinstance(msg, m.Push)]
+    entries = [e for msg in pushes for e in msg.entries]
+    assert len(entries) == 5 and len({e.seal for e in entries}) == 1  # one seal, 5 writes
+    subset = m.Push.model_construct(push_id=9, entries=entries[1:4:2], hint_for=None)
+    a = _engine(A, ids[0], [ids[1], ids[2]])
+    a.receive(ids[2], _through_wire(subset), 11.0)  # relayed by M: verifies, applies
+    assert [type(fx).__name__ for fx in a.effects()].count("Persist") == 1
+    assert a.current_value("k1", "gcounter") == 1 and a.current_value("k3", "gcounter") == 1
+
+
+def test_own_entries_are_sealed_before_they_are_persisted_or_sent() -> None:
+    ids = [s.replica_id for s in (A, B, M)]
+    b = _engine(B, ids[1], [ids[0], ids[2]])
+    b.local_update(1, KEY, "orset", lambda s: s.add(ids[1], "x"), 11.0)
+    effects = b.effects()
+    persist = next(fx for fx in effects if isinstance(fx, Persist))
+    (logged,) = persist.log
+    assert logged.seal is not None
+    assert Verifier().covers(logged.seal, logged) is None
+    assert entry_digest(logged) in {entry_digest(e) for e in persist.log}
+
+
+def test_an_ack_means_applied_even_after_a_summary_claimed_the_dots() -> None:
+    """A state transfer's summary is not signed: M claims B:1..50 in one (with no state).
+    A must still apply B's pushed writes before acking them."""
+    ids = [s.replica_id for s in (A, B, M)]
+    a = _engine(A, ids[0], [ids[1], ids[2]])
+    b = _engine(B, ids[1], [ids[0], ids[2]])
+    p = partition_of(KEY, PARTS)
+    lie = m.SnapshotChunk.model_construct(
+        batch_id=3, partition=p, objects=[], summary=m.Ctx(vv={ids[1]: WRITES}), last=True
+    )
+    a.receive(ids[2], _through_wire(lie), 10.5)
+    a.effects()
+    assert a.summary(p).vv.get(ids[1]) == WRITES  # the claim is taken: a documented limit
+    done, acked = _b_writes(a, b)
+    assert done == WRITES and len(acked) == WRITES
+    assert a.current_value(KEY, "orset") == frozenset(f"b{i}" for i in range(WRITES))
+
+
+def test_anti_entropy_deltas_with_remaining_carry_seals_and_a_forged_one_is_refused() -> None:
+    """The streamed anti-entropy's ``Deltas`` (which say how much of the round is left) carry
+    their entries' seals over the wire like a push: A applies B's writes from them; the same
+    message with entries not sealed by their origin is refused whole."""
+    ids = [s.replica_id for s in (A, B, M)]
+    a = _engine(A, ids[0], [ids[1], ids[2]])
+    b = _engine(B, ids[1], [ids[0], ids[2]])
+    keys = [f"k{i}" for i in range(6)]
+    for i, key in enumerate(keys):
+        b.local_update(300 + i, key, "gcounter", lambda c: c.increment(ids[1], 2), 11.0)
+    b.effects()  # B's pushes to A are lost
+    summary = m.Summary.model_construct(
+        parts={p: ctx_model(a.summary(p)) for p in range(PARTS)}, known_peers=[], reply=False
+    )
+    b.receive(ids[0], _through_wire(summary), 12.0)
+    deltas = [msg for msg in _sends(b.effects(), ids[0]) if isinstance(msg, m.Deltas)]
+    assert deltas and all(msg.remaining is not None for msg in deltas)
+    wire = [w for w in map(_through_wire, deltas) if isinstance(w, m.Deltas)]
+    assert [w.remaining for w in wire] == [d.remaining for d in deltas]
+    assert all(e.seal is not None for w in wire for e in w.entries)
+
+    forged = wire[0]
+    unsigned = [
+        LogEntry(
+            e.origin,
+            e.partition,
+            e.seq,
+            e.key,
+            e.kind,
+            crdt.GCounter().increment(e.origin, 99).to_json(),
+        )
+        for e in forged.entries
+    ]
+    lie = m.Deltas.model_construct(
+        batch_id=forged.batch_id,
+        partition=forged.partition,
+        entries=unsigned,
+        more=forged.more,
+        remaining=forged.remaining,
+    )
+    before = _view(a)
+    with pytest.raises(RemoteProtocolError, match="not signed"):
+        a.receive(ids[2], _through_wire(lie), 12.0)
+    assert a.effects() == [] and _view(a) == before
+
+    for msg in wire:
+        a.receive(ids[1], msg, 12.0)
+    acks = [msg for msg in _sends(a.effects(), ids[1]) if isinstance(msg, m.Ack)]
+    assert sorted(i for ack in acks for i in ack.ids) == sorted(d.batch_id for d in deltas)
+    assert all(a.current_value(key, "gcounter") == 2 for key in keys)

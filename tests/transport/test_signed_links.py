@@ -1,0 +1,121 @@
+"""Issue 12 item 5 over real websockets: an insider (a member holding the group secret, with
+a key of its own) cannot forge another replica's writes nor take its id on a link.
+
+The insider is a hand-made client on 127.0.0.1 that completes the real handshake and sends
+sealed frames; A and B are real peers with their SQLite files.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+import crdt
+from sync.messages import Entry, Push, encode
+from sync.ring import partition_of
+from sync.signing import Signer
+from sync.transport.auth import HandshakeError, Identity, client_handshake
+from tests.transport.conftest import SECRET, WAIT, linked, local_value, member, open_peer
+
+WRITES = 50
+
+
+def rows(db: Path, table: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return sorted(conn.execute(f"SELECT * FROM {table}").fetchall())
+
+
+def _forged(origin: str, partitions: int, seal: Any = None) -> Push:
+    p = partition_of("cart", partitions)
+    entries = [
+        Entry(origin, p, seq, "cart", "orset", crdt.ORSet().add(origin, f"forged {seq}").to_json())
+        for seq in range(1, WRITES + 1)
+    ]
+    for e in entries:
+        e.seal = seal
+    return Push.model_construct(push_id=1, entries=entries, hint_for=None)
+
+
+async def _send_as(url: str, me: Identity, payload: bytes) -> tuple[int | None, str | None]:
+    async with connect(url, max_size=None) as ws:
+        info = await client_handshake(ws, me, timeout=WAIT)
+        assert info.session is not None
+        await ws.send(info.session.seal(payload))
+        with pytest.raises(ConnectionClosed):
+            for _ in range(100):
+                await ws.recv()
+        return ws.close_code, ws.close_reason
+
+
+async def test_an_insider_cannot_make_a_ack_writes_of_b_it_never_applied(tmp_path: Path) -> None:
+    a = await open_peer(tmp_path / "a.db")
+    b = await open_peer(tmp_path / "b.db", peers=[a.url])
+    try:
+        assert a.url is not None
+        await linked(a, b)
+        parts = a.config.partitions
+        before = [rows(tmp_path / "a.db", t) for t in ("objects", "summaries", "log_segments")]
+        errors = a.node.counters.remote_errors
+        insider = member()
+        # Unsigned entries claiming B's origin; then sealed by the insider's own key.
+        code, reason = await _send_as(a.url, insider, encode(_forged(b.replica_id, parts)))
+        assert code == 1002 and reason is not None and "not signed" in reason
+        assert insider.signer is not None
+        own = insider.signer.seal(_forged(insider.replica_id, parts).entries[:3])
+        code, reason = await _send_as(
+            a.url, member(), encode(_forged(b.replica_id, parts, own._replace(origin=b.replica_id)))
+        )
+        assert code == 1002 and reason is not None and "key is not the key of" in reason
+        assert a.node.counters.remote_errors == errors + 2
+        after = [rows(tmp_path / "a.db", t) for t in ("objects", "summaries", "log_segments")]
+        assert after == before
+        # B's next writes are acked by A (w=2) and applied there, every one.
+        for i in range(WRITES):
+            result = await b.orset("cart").add(f"b{i}", w=2, timeout=WAIT)
+            assert a.replica_id in result.acked_by
+        assert local_value(a, "cart") == frozenset(f"b{i}" for i in range(WRITES))
+    finally:
+        await b.aclose()
+        await a.aclose()
+
+
+async def test_a_member_cannot_take_another_replicas_id(tmp_path: Path) -> None:
+    a = await open_peer(tmp_path / "a.db")
+    b = await open_peer(tmp_path / "b.db", peers=[a.url])
+    try:
+        assert a.url is not None
+        await linked(a, b)
+        mine = Signer.generate()
+        # B's id with the insider's own key: the id is not the key's.
+        liar = Identity(b.replica_id, "default", SECRET, signer=mine)
+        async with connect(a.url) as ws:
+            with pytest.raises((HandshakeError, ConnectionClosed)):
+                await client_handshake(ws, liar, timeout=WAIT)
+        assert ws.close_code == 1008 and "not the id of its key" in (ws.close_reason or "")
+
+        # B's id and B's public key, signed with the insider's key: no proof of B's key.
+        class Claims:
+            public_key_text = Signer(b.store.signing_key).public_key_text
+
+            def sign(self, data: bytes) -> bytes:
+                return mine.sign(data)
+
+        thief = Identity(b.replica_id, "default", SECRET, signer=Claims())  # type: ignore[arg-type]
+        async with connect(a.url) as ws:
+            with pytest.raises((HandshakeError, ConnectionClosed)):
+                await client_handshake(ws, thief, timeout=WAIT)
+        assert ws.close_code == 1008 and "signature does not verify" in (ws.close_reason or "")
+        # A keyless replica (an older shoal) is refused too.
+        async with connect(a.url) as ws:
+            with pytest.raises((HandshakeError, ConnectionClosed)):
+                await client_handshake(ws, Identity("old", "default", SECRET), timeout=WAIT)
+        assert ws.close_code == 1008 and "without a key" in (ws.close_reason or "")
+        assert b.replica_id in a.transport.links  # the real B stays linked
+    finally:
+        await b.aclose()
+        await a.aclose()
