@@ -360,7 +360,15 @@ function peerName(rid) {
 // A known peer is "connected" (a link is open), "offline" with the reason the status gives
 // (newer peers report a state and last error per dialled URL), or, while this peer is linked
 // to others, "not linked": changes still reach it through them (a relay, say).
-function describePeer(rid, p, anyUp) {
+// A catch-up from a peer (more than one message of changes coming): how much is left.
+function describeCatchUp(c) {
+  if (!c || typeof c.entries !== "number" || c.entries <= 0) return null;
+  const left = Math.max(0, c.entries_left ?? 0);
+  const done = Math.round(100 * (1 - left / c.entries));
+  return `catching up: ${done}% (${left.toLocaleString()} of ${c.entries.toLocaleString()} left)`;
+}
+
+function describePeer(rid, p, anyUp, catchUp) {
   const up = p.connected === true || p.state === "connected";
   const failed = p.state && !["connected", "connecting", "disconnected"].includes(p.state);
   let label = "connected";
@@ -374,6 +382,8 @@ function describePeer(rid, p, anyUp) {
   const details = [];
   if (typeof p.lag === "number") details.push(p.lag === 0 ? "in sync" : `${p.lag} change${p.lag === 1 ? "" : "s"} it lacks`);
   if (p.pending_hints) details.push(`${p.pending_hints} held for it`);
+  const progress = describeCatchUp(catchUp);
+  if (progress) details.push(progress);
   if (how === "indirect") details.push("reached through the others");
   if (!up && p.error) details.push(p.error);
   return el("li", { className: `peer ${how}`, dataset: { testid: "peer", name: peerName(rid), state: label } },
@@ -407,7 +417,7 @@ function renderSync() {
     : (s.pending_hints ? `${s.pending_hints} hints` : "nothing");
   const peers = Object.entries(s.peers || {}).sort(([a], [b]) => peerName(a).localeCompare(peerName(b)));
   const anyUp = (s.connected || []).length > 0;
-  const rows = peers.map(([rid, p]) => describePeer(rid, p, anyUp));
+  const rows = peers.map(([rid, p]) => describePeer(rid, p, anyUp, s.catching_up?.[rid]));
   // Dialled URLs not linked to a known replica yet, with their state, when the peer reports them.
   for (const [url, link] of Object.entries(s.links || {})) {
     if (link.replica_id && s.peers?.[link.replica_id]) continue;
