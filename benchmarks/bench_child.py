@@ -87,6 +87,8 @@ async def run_peer(args: argparse.Namespace) -> None:
                 emit("status", status=_status(peer), **proc_memory())
             elif cmd["cmd"] == "memory":
                 emit("memory", **proc_memory())
+            elif cmd["cmd"] == "count-keys":  # every key the peer lists (store and memory)
+                emit("count-keys", keys=sum([1 async for _ in peer.keys()]), **proc_memory())
             else:
                 emit("error", error=f"unknown command {cmd!r}")
     finally:

@@ -67,8 +67,10 @@ async def _open_in(
             "imported_kib": imported["rss_kib"],
         }
         if check_keys is not None:
-            status = await child.ask({"cmd": "status"}, "status", limit)
-            keys = status["status"]["keys"]
+            # After the timed open: the peer lists every key of the file (the objects are
+            # on disk, loaded on demand; its status counts only those in memory).
+            listed = await child.ask({"cmd": "count-keys"}, "count-keys", limit + 120)
+            keys = listed["keys"]
             if keys != check_keys:
                 raise AssertionError(f"the peer reports {keys} keys; the file holds {check_keys}")
     return out
