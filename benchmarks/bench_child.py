@@ -88,7 +88,7 @@ async def run_peer(args: argparse.Namespace) -> None:
             elif cmd["cmd"] == "memory":
                 emit("memory", **proc_memory())
             elif cmd["cmd"] == "count-keys":  # every key the peer lists (store and memory)
-                emit("count-keys", keys=sum([1 async for _ in peer.keys()]), **proc_memory())
+                emit("count-keys", keys=sum([1 async for _ in peer.keys()]), **proc_memory())  # noqa: SIM118
             else:
                 emit("error", error=f"unknown command {cmd!r}")
     finally:
