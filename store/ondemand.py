@@ -1,7 +1,7 @@
 """Reads for an engine that holds a bounded cache of objects, and the log fold at open.
 
 Plain functions over a SQLAlchemy ``Connection`` (run through ``run_sync`` by
-:class:`store.Store`), as in :mod:`store.sql`:
+:class:`store.Store`), like the rest of the storage logic (:mod:`store.sql`):
 
 * :func:`get_objects`: every object (all kinds) of a batch of keys, one ``IN`` query per
   500 keys: what the engine asks for before an input that needs objects it does not hold.
@@ -42,9 +42,11 @@ from sqlalchemy import Connection, Integer, String, and_, case, func, literal, o
 
 import crdt
 
+from .codec import _parse_segment, decode_blob
+from .reads import _object, load
 from .records import Loaded, ObjectRow
 from .schema import log_segments, objects
-from .sql import _object, _parse_segment, _set_mark, _upsert, decode_blob, folded_mark, load
+from .writes import _set_mark, _upsert, folded_mark
 
 __all__ = [
     "FOLD_PAGE",

@@ -22,7 +22,7 @@ import pytest
 
 import crdt
 import store.ondemand
-import store.sql
+import store.reads
 from store import Batch, ObjectRow, Store
 from sync.replica.local_data import OBJECT_OVERHEAD
 from tests.transport.conftest import eventually, open_peer
@@ -54,13 +54,13 @@ class _Decoded:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        real = store.sql._object
+        real = store.reads._object
 
         def counting(row: Any) -> Any:
             self.count += 1
             return real(row)
 
-        monkeypatch.setattr(store.sql, "_object", counting)
+        monkeypatch.setattr(store.reads, "_object", counting)
         monkeypatch.setattr(store.ondemand, "_object", counting)
 
 

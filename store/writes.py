@@ -1,0 +1,283 @@
+"""Writing: a list of prepared batches applied in one transaction, compaction, the fold mark.
+
+:func:`apply_prepared` writes a list of :class:`~store.rows.PreparedBatch` in the caller's
+transaction with one ``executemany`` per table and per *run*: consecutive batches are merged
+into a run until one carries order-sensitive work (``hints_drop`` or ``compact``), which
+closes it, so the merged result equals applying the batches one after another. A run's log
+entries are grouped by (partition, origin) and appended as log *segments* (one row per
+group, cut at :data:`~store.schema.SEGMENT_MAX_ENTRIES` entries or about
+:data:`~store.schema.SEGMENT_MAX_BYTES`; see :mod:`store.schema`): a transaction of N
+entries writes a handful of rows, not N. Appending reads nothing: a log dot that is already
+stored may be stored again, and the readers (:mod:`store.reads`) keep the first one.
+
+:func:`compact` deletes the log below a watermark; the log fold mark (``meta.log_folded``,
+:func:`mark_folded`, :func:`folded_mark`; see :mod:`store.ondemand`) records how much of the
+log is already in the objects. Like every storage function, these run inside the
+transaction their caller opened and never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from pydantic_core import to_json
+from sqlalchemy import (
+    Connection,
+    Insert,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import DBAPIError
+
+from .codec import _parse_segment
+from .errors import StoreError
+from .rows import (
+    _HINT_COLS,
+    _OBJECT_COLS,
+    _PEER_COLS,
+    _SEGMENT_COLS,
+    PreparedBatch,
+    Row,
+)
+from .schema import (
+    SegmentEntry,
+    hints,
+    log_segments,
+    meta,
+    objects,
+    pack_segments,
+    peers,
+)
+from .schema import summaries as summaries_table
+
+__all__ = ["apply_prepared", "compact", "folded_mark", "mark_folded"]
+
+_IN_CHUNK = 500  # keys per IN (...) list: well under every backend's parameter limit
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        return pg_dialect.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite_dialect.insert(table)
+    raise StoreError(f"unsupported database dialect {conn.dialect.name!r}")
+
+
+def _upsert(conn: Connection, table: Any, keys: Sequence[str]) -> Insert:
+    stmt = _insert(conn, table)
+    columns = [c.name for c in table.columns if c.name not in keys]
+    result: Insert = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={name: stmt.excluded[name] for name in columns}
+    )
+    return result
+
+
+def _insert_ignore(conn: Connection, table: Any, keys: Sequence[str]) -> Insert:
+    result: Insert = _insert(conn, table).on_conflict_do_nothing(index_elements=list(keys))
+    return result
+
+
+def _statements(conn: Connection) -> dict[str, tuple[Any, Sequence[str]]]:
+    """The write statements (Core, for this dialect) and the column order of their rows."""
+    drop = delete(hints).where(
+        hints.c.target == bindparam("target"),
+        hints.c.origin == bindparam("origin"),
+        hints.c.partition == bindparam("partition"),
+        hints.c.seq == bindparam("seq"),
+    )
+    return {
+        "objects": (_upsert(conn, objects, ["key", "kind"]), _OBJECT_COLS),
+        "log": (_insert(conn, log_segments), _SEGMENT_COLS),
+        "summaries": (_upsert(conn, summaries_table, ["partition"]), ("partition", "ctx")),
+        "hints_add": (
+            _insert_ignore(conn, hints, ["target", "origin", "partition", "seq"]),
+            _HINT_COLS,
+        ),
+        "peers": (_upsert(conn, peers, ["replica_id"]), _PEER_COLS),
+        "hints_drop": (drop, ("target", "origin", "partition", "seq")),
+    }
+
+
+_COMPILED: dict[tuple[str, str], tuple[str, Callable[[Row], Any] | None]] = {}
+
+
+def _compiled(conn: Connection, name: str) -> tuple[str, Callable[[Row], Any] | None]:
+    """``name``'s SQL for this dialect, compiled once, and how to map a row tuple to the
+    driver's parameters (None: the tuple already is them).
+
+    The rows go to ``exec_driver_sql`` as one executemany: SQLAlchemy builds the statement
+    (dialect-correct upserts), the driver gets the rows without per-row processing. That
+    is safe because every bound value is a str, int, bool or None, which both drivers take
+    as they are.
+    """
+    cache_key = (conn.dialect.name, name)
+    found = _COMPILED.get(cache_key)
+    if found is None:
+        stmt, cols = _statements(conn)[name]
+        # for_executemany: no RETURNING of generated ids (nothing reads them back).
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(cols), for_executemany=True)
+        if compiled.positional:
+            order = list(compiled.positiontup or [])
+            if order == list(cols):
+                mapper: Callable[[Row], Any] | None = None
+            else:
+                index = [cols.index(n) for n in order]
+                mapper = lambda row: tuple(row[i] for i in index)  # noqa: E731
+        else:
+            mapper = lambda row: dict(zip(cols, row, strict=True))  # noqa: E731
+        found = _COMPILED[cache_key] = (compiled.string, mapper)
+    return found
+
+
+def _executemany(conn: Connection, name: str, rows: Iterable[Row]) -> None:
+    """Run ``name`` once per row: one executemany on the driver's cursor.
+
+    Straight on the cursor of the connection's DB-API connection: ``exec_driver_sql`` would
+    pass the same statement and rows to the same call, after building an execution context
+    and a result per statement, which was about as long as SQLite's own work for a
+    one-write transaction (``benchmarks/speed_bench.py --goals serial``). A driver error is
+    raised as ``exec_driver_sql`` would raise it (:class:`sqlalchemy.exc.DBAPIError`).
+    """
+    sql_text, mapper = _compiled(conn, name)
+    params = list(rows) if mapper is None else [mapper(r) for r in rows]
+    if not params:
+        return
+    dbapi = conn.connection
+    cursor = dbapi.cursor()
+    try:
+        cursor.executemany(sql_text, params)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            sql_text, params, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from exc
+    finally:
+        cursor.close()
+
+
+def _runs(batches: Iterable[PreparedBatch]) -> list[PreparedBatch]:
+    groups: list[list[PreparedBatch]] = [[]]
+    for batch in batches:
+        groups[-1].append(batch)
+        if batch.ordered:
+            groups.append([])
+    runs: list[PreparedBatch] = []
+    for group in groups:
+        if len(group) == 1:
+            runs.append(group[0])
+        elif group:
+            merged = PreparedBatch()
+            for batch in group:
+                merged.absorb(batch)
+            runs.append(merged)
+    return runs
+
+
+def _seq_of(entry: SegmentEntry) -> int:
+    seq: int = entry[0]
+    return seq
+
+
+def _segment_rows(rows: Iterable[Row]) -> Iterator[Row]:
+    """Prepared log rows (``_LOG_COLS``, one per log dot) as ``_SEGMENT_COLS`` rows: one
+    segment per (partition, origin), entries in seq order, cut by the schema's limits."""
+    groups: dict[tuple[int, str], list[SegmentEntry]] = {}
+    for row in rows:
+        group = groups.get(row[:2])
+        if group is None:
+            groups[row[:2]] = [row[2:]]
+        else:
+            group.append(row[2:])
+    for (part, origin), entries in groups.items():
+        entries.sort(key=_seq_of)  # (the engine appends in seq order: a linear pass)
+        yield from pack_segments(part, origin, entries)
+
+
+def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[int]:
+    """Write ``batches`` in order, in the caller's transaction; return the log dots each
+    batch's ``compact`` removed."""
+    removed: list[int] = []
+    for run in _runs(batches):
+        _executemany(conn, "objects", run.objects.values())
+        _executemany(conn, "log", _segment_rows(run.log.values()))
+        _executemany(conn, "summaries", run.summaries.items())
+        _executemany(conn, "hints_add", run.hints_add.values())
+        _executemany(conn, "peers", run.peers.values())
+        _executemany(conn, "hints_drop", run.hints_drop)
+        # Only the last batch of a run may compact or fold (it closes the run).
+        removed.extend(compact(conn, part, wm) for part, wm in run.compact)
+        if run.fold:
+            mark_folded(conn)
+    return removed
+
+
+def compact(conn: Connection, partition: int, watermark: Mapping[str, int]) -> int:
+    """Delete log entries of ``partition`` with ``seq <= watermark[origin]``; return how many
+    log dots went.
+
+    A segment wholly at or below the watermark is deleted; one that straddles it is rewritten
+    in place (same id, so it keeps its place in the stored order) without those entries.
+    """
+    marks = {origin: n for origin, n in watermark.items() if n > 0}
+    if not marks:
+        return 0
+    c = log_segments.c
+    bound = case(*((c.origin == origin, literal(n)) for origin, n in marks.items()), else_=0)
+    found = conn.execute(
+        select(c.id, c.origin, c.entries).where(
+            c.partition == partition, c.origin.in_(list(marks)), c.first_seq <= bound
+        )
+    ).all()
+    dropped: set[tuple[str, int]] = set()
+    doomed: list[int] = []
+    rewrites: list[dict[str, Any]] = []
+    for seg_id, origin, text in found:
+        mark = marks[origin]
+        entries = _parse_segment(seg_id, text)
+        kept = [entry for entry in entries if entry[0] > mark]
+        dropped.update((origin, entry[0]) for entry in entries if entry[0] <= mark)
+        if kept:
+            new_text = to_json(kept).decode()
+            rewrites.append({"b_id": seg_id, "new_first": kept[0][0], "new_entries": new_text})
+        else:
+            doomed.append(seg_id)
+    for start in range(0, len(doomed), _IN_CHUNK):
+        conn.execute(delete(log_segments).where(c.id.in_(doomed[start : start + _IN_CHUNK])))
+    if rewrites:
+        conn.execute(
+            update(log_segments)
+            .where(c.id == bindparam("b_id"))
+            .values(first_seq=bindparam("new_first"), entries=bindparam("new_entries")),
+            rewrites,
+        )
+    return len(dropped)
+
+
+# -- the log fold mark (see store.ondemand) ---------------------------------------------------
+
+_FOLDED = "log_folded"
+
+
+def folded_mark(conn: Connection) -> int:
+    """The last log segment known folded into the objects (0: none)."""
+    value = conn.execute(select(meta.c.value).where(meta.c.name == _FOLDED)).scalar_one_or_none()
+    return int(value) if value is not None and value.isdigit() else 0
+
+
+def _set_mark(conn: Connection, mark: Any) -> None:
+    stmt = _upsert(conn, meta, ["name"]).values(name=_FOLDED, value=mark)
+    conn.execute(stmt)
+
+
+def mark_folded(conn: Connection) -> None:
+    """Record that every stored log entry is in its object (the caller checkpointed every
+    object it changed, in this transaction)."""
+    last = conn.execute(select(func.max(log_segments.c.id))).scalar()
+    _set_mark(conn, str(last or 0))
