@@ -31,7 +31,7 @@ descriptor of its own from the start of ``Store.open`` until ``aclose``. Why a s
   only serves the refusal message. A child forked while a lock is held closes its inherited
   copy, so the lock still dies with the process that took it.
 
-The identity sidecar ``PATH.shoal-id`` (:mod:`store.store`) is read and rewritten under this
+The identity sidecar ``PATH.shoal-id`` (:mod:`store.opening`) is read and rewritten under this
 lock, so two openers never race on its token any more.
 
 PostgreSQL: a session-level ``pg_try_advisory_lock`` on a key hashed from the database and

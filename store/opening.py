@@ -1,23 +1,71 @@
 """Opening a database: its schema (created, migrated, or a newer one refused) and its identity.
 
-:func:`open_database` runs in the opening transaction: it creates or migrates the schema
-(:data:`~store.schema.MIGRATIONS`), checks the partition count, and settles the replica
-identity (see :mod:`store.store`); :func:`read_schema_version` reads the stored version
-without writing, :func:`read_meta` the ``meta`` table, and :func:`rotate_replica_id`
-retires the current id. Plain functions over a SQLAlchemy ``Connection``, like the rest of
-the storage logic.
+Before a :class:`~store.Store` exists, :meth:`~store.Store.open` reads the stored schema
+version (:func:`read_schema_version`; for SQLite first with a plain connection that writes
+nothing, :func:`_check_sqlite`), then :func:`_open_identity` gathers where the database is
+now and runs :func:`open_database` in one transaction: create or migrate the schema
+(:data:`~store.schema.MIGRATIONS`), check the partition count, and settle the replica
+identity. The sync functions are plain functions over a SQLAlchemy ``Connection``, like the
+rest of the storage logic; the async ones around them only gather their inputs (a file's
+device and inode, the sidecar token, the PostgreSQL database's oid) and write the sidecar.
+
+Replica identity, and why a copy must not keep it. A replica id names the sequence of dots
+(and log dots) this database hands out. If a database is copied, or restored from a backup,
+and both the copy and the original (or the pre-restore history others have seen) keep issuing
+dots under the same id, two different writes get the same dot and one is silently lost.
+So the store *detects* a copy/restore at open and then mints a new replica id (the data
+is kept, the old id is recorded in ``meta.past_replica_ids``):
+
+* SQLite: ``meta.identity`` holds a stamp of where the database lives (real path, device and
+  inode of the file) and a random token that is renewed at every open and also written to a
+  sidecar file ``PATH.shoal-id`` (atomically, after the open's transaction commits). At open,
+  a different device/inode means the file was copied (or moved to another file system); a
+  sidecar token that differs from (or lacks) the stored one means the file was restored
+  from a backup taken at an earlier open (even by ``cp`` over the same inode), or copied or
+  moved without its sidecar. A file renamed on its file system *with* its sidecar (same
+  device and inode, same token) was moved: it keeps its id.
+* PostgreSQL: the stamp is the cluster's system identifier (when readable), the database oid
+  and schema: a dump restored elsewhere, or ``CREATE DATABASE ... TEMPLATE``, gets a new id.
+
+Detection errs toward rotating (a crash between commit and sidecar write rotates once more
+than needed; a rotation only costs a fresh id). A database without a stamp (one migrated
+from schema version 0) rotates on its first open for the same reason. What it cannot see: a
+database restored in place *together with its sidecar* (the two tokens match, whichever open
+they come from), or a PostgreSQL physical restore into the same cluster identity. For those,
+the engine reports an ``IdentityConflict`` when a peer has seen more of our log dots than we
+have, and the peer rotates the id (:meth:`~store.Store.rotate_replica_id`); writes made offline
+before that contact reuse dots and can be lost, so keep the sidecar out of database backups.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, inspect, select
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+from sqlalchemy import Connection, create_engine, inspect, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DatabaseError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
+
+from crdt import replica_id_for
 
 from .errors import SchemaVersionMismatch, StoreError
+from .location import check_sqlite_file
 from .schema import MIGRATIONS, SCHEMA_VERSION, create_live_index, meta, metadata
 from .writes import _upsert
 
@@ -27,6 +75,7 @@ __all__ = [
     "read_meta",
     "read_schema_version",
     "rotate_replica_id",
+    "sidecar_path",
 ]
 
 
@@ -182,3 +231,120 @@ def rotate_replica_id(
         },
     )
     return new_id, tuple(past)
+
+
+def sidecar_path(db_path: str | os.PathLike[str]) -> Path:
+    """Where the SQLite identity token lives: next to the database, ``PATH.shoal-id``."""
+    return Path(f"{os.fspath(db_path)}.shoal-id")
+
+
+def _new_identity() -> tuple[str, bytes]:
+    """A fresh replica identity: an Ed25519 key pair, and the id derived from its public key
+    (:func:`crdt.replica_id_for`: 100 bits of its SHA-256 as 20 lowercase base32 characters).
+
+    The id is in every dot, hence in every log entry, delta, message and stored state (about
+    four times per delta): 20 characters instead of a UUID's 32 hex digits make each delta
+    about 15% smaller. 100 bits keep a collision negligible (about 1e-18 for a million
+    replicas); a database copied with its id is caught by the identity stamp instead. Returns
+    the id and the 32 raw bytes of the private key (kept in ``meta.signing_key``).
+    """
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    private = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return replica_id_for(public), private
+
+
+def _check_sqlite(path: Path) -> None:
+    check_sqlite_file(path)
+    if path.exists():
+        _precheck_sqlite(path)
+
+
+def _precheck_sqlite(path: Path) -> None:
+    """Read the schema version with a plain connection that writes nothing."""
+    engine = create_engine(URL.create("sqlite", database=str(path)), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            try:
+                found = read_schema_version(conn)
+            except StoreError as exc:  # another application's database: name the file
+                raise StoreError(f"{path} is {exc}") from exc
+            except DatabaseError as exc:  # a damaged file: SQLite's words, the path first
+                raise StoreError(f"cannot read database {path}: {exc.orig or exc}") from exc
+            if found is not None and found > SCHEMA_VERSION:
+                raise SchemaVersionMismatch(found, SCHEMA_VERSION)
+    finally:
+        engine.dispose()
+
+
+async def _open_identity(
+    engine: AsyncEngine,
+    db_path: Path | None,
+    partitions: int,
+    partition_of: Callable[[str], int],
+) -> OpenResult:
+    token = secrets.token_hex(16)
+    write_engine = engine.execution_options(shoal_write=True)
+    sidecar_token: str | None = None
+    if db_path is not None:
+        async with engine.connect() as conn:  # creates the file if it is new
+            await conn.run_sync(lambda c: c.exec_driver_sql("SELECT 1").all())
+        st = db_path.stat()
+        where: dict[str, Any] = {
+            "path": os.path.realpath(db_path),
+            "dev": st.st_dev,
+            "ino": st.st_ino,
+        }
+        side = sidecar_path(db_path)
+        with contextlib.suppress(FileNotFoundError):
+            sidecar_token = side.read_text().strip()
+    else:
+        async with engine.connect() as conn:
+            where = await conn.run_sync(_pg_where)
+    async with write_engine.begin() as aconn:
+        opened: OpenResult = await aconn.run_sync(
+            lambda c: open_database(
+                c,
+                partitions=partitions,
+                partition_of=partition_of,
+                where=where,
+                token=token,
+                sidecar_token=sidecar_token,
+                uses_sidecar=db_path is not None,
+                new_identity=_new_identity,
+            )
+        )
+    if db_path is not None:
+        await asyncio.to_thread(_write_sidecar, sidecar_path(db_path), token)
+    return opened
+
+
+def _pg_where(conn: Connection) -> dict[str, Any]:
+    row = conn.execute(
+        text(
+            "SELECT d.oid::bigint AS oid, current_database() AS db, current_schema() AS schema,"
+            " has_function_privilege('pg_control_system()', 'EXECUTE') AS can_read_control"
+            " FROM pg_database d WHERE d.datname = current_database()"
+        )
+    ).one()
+    where: dict[str, Any] = {"db_oid": int(row.oid), "database": row.db, "schema": row.schema}
+    if row.can_read_control:
+        where["system_identifier"] = str(
+            conn.execute(text("SELECT system_identifier FROM pg_control_system()")).scalar_one()
+        )
+    conn.rollback()
+    return where
+
+
+def _write_sidecar(path: Path, token: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        handle.write(token + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -2,10 +2,11 @@
 
 Theory of operation
 -------------------
-All storage logic is in :mod:`store.sql` (plain functions over a sync ``Connection``); this
-class calls them through ``AsyncConnection.run_sync`` (reads) or its writer (writes, see
-below) and holds no data of its own beyond the engine, the replica identity it settled at
-open, and the group-commit queue.
+All storage logic is plain functions over a sync ``Connection`` (gathered in
+:mod:`store.sql`, and :mod:`store.ondemand`); this class calls them through
+``AsyncConnection.run_sync`` (reads) or its writer (writes, see below) and holds no data of
+its own beyond the engine, the replica identity it settled at open (:mod:`store.opening`),
+and the group-commit queue.
 
 Group commit. ``apply(batch)`` validates and encodes the batch in the caller's task (bad input
 raises there and touches nothing), then queues it. A single writer task, holding one
@@ -26,32 +27,12 @@ Durability. SQLite runs in WAL mode with ``synchronous=FULL`` by default: an ack
 faster: it survives a process crash, not a power loss (the last commits may roll back).
 PostgreSQL uses the server's durability settings.
 
-Replica identity, and why a copy must not keep it. A replica id names the sequence of dots
-(and log dots) this database hands out. If a database is copied, or restored from a backup,
-and both the copy and the original (or the pre-restore history others have seen) keep issuing
-dots under the same id, two different writes get the same dot and one is silently lost.
-So the store *detects* a copy/restore at open and then mints a new replica id (the data
-is kept, the old id is recorded in ``meta.past_replica_ids``):
-
-* SQLite: ``meta.identity`` holds a stamp of where the database lives (real path, device and
-  inode of the file) and a random token that is renewed at every open and also written to a
-  sidecar file ``PATH.shoal-id`` (atomically, after the open's transaction commits). At open,
-  a different device/inode means the file was copied (or moved to another file system); a
-  sidecar token that differs from (or lacks) the stored one means the file was restored
-  from a backup taken at an earlier open (even by ``cp`` over the same inode), or copied or
-  moved without its sidecar. A file renamed on its file system *with* its sidecar (same
-  device and inode, same token) was moved: it keeps its id.
-* PostgreSQL: the stamp is the cluster's system identifier (when readable), the database oid
-  and schema: a dump restored elsewhere, or ``CREATE DATABASE ... TEMPLATE``, gets a new id.
-
-Detection errs toward rotating (a crash between commit and sidecar write rotates once more
-than needed; a rotation only costs a fresh id). A database without a stamp (one migrated
-from schema version 0) rotates on its first open for the same reason. What it cannot see: a
-database restored in place *together with its sidecar* (the two tokens match, whichever open
-they come from), or a PostgreSQL physical restore into the same cluster identity. For those,
-the engine reports an ``IdentityConflict`` when a peer has seen more of our log dots than we
-have, and the peer rotates the id (:meth:`Store.rotate_replica_id`); writes made offline
-before that contact reuse dots and can be lost, so keep the sidecar out of database backups.
+Replica identity, and why a copy must not keep it: a database copied, or restored from a
+backup, must not keep issuing dots under its old replica id (two different writes would get
+the same dot and one would be silently lost), so ``open`` detects a copy or restore and
+mints a new id, keeping the data and recording the old id in ``meta.past_replica_ids``.
+:mod:`store.opening` says how (a stamp of where the database lives and, for SQLite, a
+sidecar file ``PATH.shoal-id``) and what it cannot see.
 
 One opener at a time. Two processes on one database would issue the same dots from their
 own counters, whatever the stamp says, so ``open`` first takes the database's lock
@@ -74,38 +55,24 @@ later calls raise :class:`~store.errors.StoreClosed`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import os
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
-from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
-
-from crdt import replica_id_for
 
 from . import ondemand, sql
-from .errors import InvalidInput, SchemaVersionMismatch, StoreClosed, StoreError
-from .location import check_sqlite_file, database_url
+from .errors import InvalidInput, StoreClosed, StoreError
+from .location import database_url
 from .lock import DatabaseLock, lock_postgres, lock_sqlite
+from .opening import _check_sqlite, _new_identity, _open_identity, sidecar_path
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
-from .schema import SCHEMA_VERSION
 from .writer import AsyncWriter, ThreadWriter, Writer, install_sqlite_hooks
 
 __all__ = ["SYNCHRONOUS_LEVELS", "Store", "default_partition_of", "sidecar_path"]
@@ -120,31 +87,10 @@ def default_partition_of(key: str, partitions: int = 64) -> int:
     return int.from_bytes(digest, "big") % partitions
 
 
-def sidecar_path(db_path: str | os.PathLike[str]) -> Path:
-    """Where the SQLite identity token lives: next to the database, ``PATH.shoal-id``."""
-    return Path(f"{os.fspath(db_path)}.shoal-id")
-
-
 _PARTITION_CACHE = 1 << 16  # keys whose partition the store remembers (~100 B each)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-def _new_identity() -> tuple[str, bytes]:
-    """A fresh replica identity: an Ed25519 key pair, and the id derived from its public key
-    (:func:`crdt.replica_id_for`: 100 bits of its SHA-256 as 20 lowercase base32 characters).
-
-    The id is in every dot, hence in every log entry, delta, message and stored state (about
-    four times per delta): 20 characters instead of a UUID's 32 hex digits make each delta
-    about 15% smaller. 100 bits keep a collision negligible (about 1e-18 for a million
-    replicas); a database copied with its id is caught by the identity stamp instead. Returns
-    the id and the 32 raw bytes of the private key (kept in ``meta.signing_key``).
-    """
-    key = Ed25519PrivateKey.generate()
-    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    private = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    return replica_id_for(public), private
 
 
 @dataclass(slots=True)
@@ -637,99 +583,3 @@ def _positive(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInput(f"{what} must be a positive integer, got {value!r}")
     return value
-
-
-def _check_sqlite(path: Path) -> None:
-    check_sqlite_file(path)
-    if path.exists():
-        _precheck_sqlite(path)
-
-
-def _precheck_sqlite(path: Path) -> None:
-    """Read the schema version with a plain connection that writes nothing."""
-    engine = create_engine(URL.create("sqlite", database=str(path)), poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            try:
-                found = sql.read_schema_version(conn)
-            except StoreError as exc:  # another application's database: name the file
-                raise StoreError(f"{path} is {exc}") from exc
-            except DatabaseError as exc:  # a damaged file: SQLite's words, the path first
-                raise StoreError(f"cannot read database {path}: {exc.orig or exc}") from exc
-            if found is not None and found > SCHEMA_VERSION:
-                raise SchemaVersionMismatch(found, SCHEMA_VERSION)
-    finally:
-        engine.dispose()
-
-
-async def _open_identity(
-    engine: AsyncEngine,
-    db_path: Path | None,
-    partitions: int,
-    partition_of: Callable[[str], int],
-) -> sql.OpenResult:
-    token = secrets.token_hex(16)
-    write_engine = engine.execution_options(shoal_write=True)
-    sidecar_token: str | None = None
-    if db_path is not None:
-        async with engine.connect() as conn:  # creates the file if it is new
-            await conn.run_sync(lambda c: c.exec_driver_sql("SELECT 1").all())
-        st = db_path.stat()
-        where: dict[str, Any] = {
-            "path": os.path.realpath(db_path),
-            "dev": st.st_dev,
-            "ino": st.st_ino,
-        }
-        side = sidecar_path(db_path)
-        with contextlib.suppress(FileNotFoundError):
-            sidecar_token = side.read_text().strip()
-    else:
-        async with engine.connect() as conn:
-            where = await conn.run_sync(_pg_where)
-    async with write_engine.begin() as aconn:
-        opened: sql.OpenResult = await aconn.run_sync(
-            lambda c: sql.open_database(
-                c,
-                partitions=partitions,
-                partition_of=partition_of,
-                where=where,
-                token=token,
-                sidecar_token=sidecar_token,
-                uses_sidecar=db_path is not None,
-                new_identity=_new_identity,
-            )
-        )
-    if db_path is not None:
-        await asyncio.to_thread(_write_sidecar, sidecar_path(db_path), token)
-    return opened
-
-
-def _pg_where(conn: Connection) -> dict[str, Any]:
-    row = conn.execute(
-        text(
-            "SELECT d.oid::bigint AS oid, current_database() AS db, current_schema() AS schema,"
-            " has_function_privilege('pg_control_system()', 'EXECUTE') AS can_read_control"
-            " FROM pg_database d WHERE d.datname = current_database()"
-        )
-    ).one()
-    where: dict[str, Any] = {"db_oid": int(row.oid), "database": row.db, "schema": row.schema}
-    if row.can_read_control:
-        where["system_identifier"] = str(
-            conn.execute(text("SELECT system_identifier FROM pg_control_system()")).scalar_one()
-        )
-    conn.rollback()
-    return where
-
-
-def _write_sidecar(path: Path, token: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(token + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
