@@ -1,12 +1,16 @@
 """shoal's durable store: SQLite (default) or PostgreSQL, through SQLAlchemy 2 async Core.
 
-See :mod:`store.store` for the theory of operation (group commit, durability, replica
-identity), :mod:`store.location` for the database names every command accepts and the
-files the store refuses, :mod:`store.lock` for the lock that lets one process at a time open
-a database,
-:mod:`store.records` for the batch semantics, :mod:`store.writer` for where a group commit's
-transaction runs, :mod:`store.schema` for tables and migrations
-and :mod:`store.report` for the read-only report behind ``shoal inspect``.
+See :mod:`store.store` for the theory of operation (group commit, durability),
+:mod:`store.sql` for the storage logic (plain functions over a sync ``Connection``, one
+module per job: :mod:`store.codec` for the stored text, :mod:`store.rows` and
+:mod:`store.writes` for a write's two steps, :mod:`store.reads` for reads and keyset pages,
+:mod:`store.opening` for the schema and the replica identity at open), :mod:`store.ondemand`
+for the reads of an engine with a bounded cache and the log fold, :mod:`store.location` for
+the database names every command accepts and the files the store refuses, :mod:`store.lock`
+for the lock that lets one process at a time open a database, :mod:`store.records` for the
+batch semantics, :mod:`store.writer` for where a group commit's transaction runs,
+:mod:`store.schema` for tables and migrations and :mod:`store.report` for the read-only
+report behind ``shoal inspect``.
 """
 
 from __future__ import annotations
