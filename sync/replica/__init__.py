@@ -149,8 +149,8 @@ sleeps, opens a socket or touches a database; its only randomness is a
 
 Components (``sync/replica/``). :class:`Replica` is a façade: it checks its arguments,
 brackets each input (clamping ``now``, opening and closing the input's durable changes),
-builds the drain's one ``Persist`` from local data and membership, dispatches received
-messages and due timers with ``match``, and orchestrates what touches several components (a
+has each drain sealed and persisted, dispatches received messages and due timers with
+``match``, and orchestrates what touches several components (a
 peer going up, down or forgotten, an ack). Each component owns its state and knows only
 those listed before it:
 
@@ -159,6 +159,7 @@ those listed before it:
   drain, message ids);
 * :mod:`~sync.replica.local_data` (objects, log, summaries, checkpoints) and
   :mod:`~sync.replica.membership` (peers, ring, up set, sites, fallbacks), then
+  :mod:`~sync.replica.drain` (the seals and the one ``Persist`` of a drain) and
   :mod:`~sync.replica.propagation` (who is known to hold which log dots);
 * :mod:`~sync.replica.outbound` (pushes coalesced per peer, messages awaiting an ack, relay
   forwarding), then :mod:`~sync.replica.hints`, then :mod:`~sync.replica.writes`;
@@ -193,7 +194,6 @@ from sync.effects import (
     LogDot,
     LogEntry,
     ObjectState,
-    Persist,
     ReadPage,
     Send,
 )
@@ -208,20 +208,21 @@ from sync.errors import (
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
 from sync.replica.compaction import Compaction
+from sync.replica.drain import Drain
 from sync.replica.gossip import Gossip
 from sync.replica.hints import Hints
 from sync.replica.inbound import Inbound, Skewed
 from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership
 from sync.replica.outbound import Outbound, entry_size
-from sync.replica.outbox import Changes, Outbox
+from sync.replica.outbox import Outbox
 from sync.replica.propagation import Propagation, Whereabouts
 from sync.replica.reads import Reads
 from sync.replica.timers import Timer, TimerKind, Timers
 from sync.replica.transfer import Progress
 from sync.replica.writes import Writes
 from sync.ring import partition_of
-from sync.signing import SEAL_MAX, Signer, Verifier
+from sync.signing import Signer, Verifier
 
 __all__ = ["Replica", "ReplicaAPI", "Whereabouts"]
 
@@ -259,7 +260,6 @@ class Replica:
                 f"replica_id {replica_id!r} is not the id of the signer's key "
                 f"({signer.replica_id!r})"
             )
-        self._signer = signer
         self.config = config
         self.replica_id = replica_id
         self._entry_limit = config.entry_limit
@@ -271,6 +271,7 @@ class Replica:
         self._timers = timers = Timers()
         self._data = data = LocalData(config, replica_id, outbox)
         self._membership = membership = Membership(config, replica_id, outbox)
+        self._drain = Drain(outbox, data, membership, signer)
         self._propagation = Propagation(replica_id, membership)
         self._outbound = outbound = Outbound(
             config, replica_id, outbox, timers, membership, sealed=signer is not None
@@ -745,8 +746,8 @@ class Replica:
 
     def effects(self) -> list[Effect]:
         """Drain the queued effects, in the order the caller must execute them."""
-        self._seal_own()
-        self._flush_changes()
+        self._drain.seal_own()
+        self._drain.flush()
         self._outbound.flush()
         self._data.end_drain()
         return self._outbox.drain()
@@ -797,10 +798,7 @@ class Replica:
         nothing). Next, drain :meth:`effects` (one ``Persist`` with ``log_folded``)."""
         self._begin(now)
         try:
-            changes = self._outbox.durable
-            for oid in self._data.dirty_all():
-                changes.objects[oid] = None
-            changes.fold = True
+            self._drain.fold_all()
         finally:
             self._finish()
 
@@ -948,7 +946,7 @@ class Replica:
                 own[p] = sorted(seqs)
         return self._propagation.pending(own)
 
-    # -- inputs and the drain's Persist ----------------------------------------------------
+    # -- inputs ----------------------------------------------------------------------------
     def _peek(self, now: float) -> float:
         """The clamped ``now`` an input will run at, before it begins (for its checks)."""
         _check_now(now)
@@ -970,61 +968,6 @@ class Replica:
         changes = self._outbox.end_input()
         if changes is not None:
             self._data.checkpoint_round(changes)
-
-    def _flush_changes(self) -> None:
-        """Emit the Persist of every durable change since the last drain (if any), with the
-        checkpoints of the objects evicted from the cache now (see the module docstring)."""
-        changes = self._outbox.take_pending()
-        victims = self._data.evict_plan()
-        transient = self._data.take_transient()
-        if transient:
-            victims = list(dict.fromkeys([*victims, *transient]))
-        if victims:
-            dirty = self._data.dirty(victims)
-            at_end = changes is None
-            if dirty and changes is None:
-                changes = Changes()
-            for oid in dirty:
-                changes.objects[oid] = None  # type: ignore[union-attr]
-            if changes is not None:
-                self._emit_persist(changes, at_end=at_end)
-            self._data.evict(victims)
-            return
-        if changes is None:
-            return
-        self._emit_persist(changes)
-
-    def _seal_own(self) -> None:
-        """Seal our entries written since the last drain, in place (the log, the pushes and
-        the hints hold the same entry objects), before anything of the drain is executed."""
-        fresh = self._data.take_unsealed()
-        signer = self._signer
-        if not fresh or signer is None:
-            return
-        for i in range(0, len(fresh), SEAL_MAX):
-            chunk = fresh[i : i + SEAL_MAX]
-            seal = signer.seal(chunk)
-            for e in chunk:
-                e.seal = seal
-        self._data.sealed(fresh)
-
-    def _emit_persist(self, changes: Changes, *, at_end: bool = False) -> None:
-        # The last change of each hint wins (an add then a drop is a drop, and vice versa),
-        # so no hint is both added and dropped by one Persist.
-        hints_add = tuple(rec for rec in changes.hints.values() if rec is not None)
-        hints_drop = tuple(hid for hid, rec in changes.hints.items() if rec is None)
-        persist = Persist(
-            objects=self._data.checkpoints(changes.objects) if changes.objects else (),
-            log_folded=changes.fold,
-            log=tuple(changes.log),
-            summaries=self._data.encoded_summaries(changes.summaries),
-            hints_add=hints_add,
-            hints_drop=hints_drop,
-            peers=self._membership.records(changes.peers) if changes.peers else (),
-            compact=tuple(changes.compact),
-        )
-        if not persist.is_empty():
-            self._outbox.place_persist(persist, at_end=at_end)
 
     # -- what touches several components ---------------------------------------------------
     def _reply_state(

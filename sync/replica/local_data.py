@@ -150,7 +150,7 @@ class LocalData:
         self._log: dict[int, dict[str, dict[int, Logged]]] = {}
         self._log_size = 0
         # Our own entries appended since the last drain, by (partition, seq): not sealed yet
-        # (the façade seals them at the drain, in place: every holder shares these objects).
+        # (the drain seals them, in place: every holder shares these objects).
         self._unsealed: dict[tuple[int, int], LogEntry] = {}
         self._summaries: dict[int, CausalContext] = {}
         self._last_seq: dict[int, int] = {}  # per partition, the highest seq of ours

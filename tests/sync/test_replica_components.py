@@ -23,6 +23,7 @@ COMPONENTS: dict[str, set[str]] = {
     "outbox": set(),
     "local_data": {"outbox"},
     "membership": {"outbox"},
+    "drain": {"outbox", "local_data", "membership"},
     "propagation": {"membership"},
     "outbound": {"outbox", "timers", "membership"},
     "hints": {"outbox", "timers", "membership", "outbound"},
