@@ -162,7 +162,9 @@ those listed before it:
   :mod:`~sync.replica.drain` (the seals and the one ``Persist`` of a drain) and
   :mod:`~sync.replica.propagation` (who is known to hold which log dots);
 * :mod:`~sync.replica.outbound` (pushes coalesced per peer, messages awaiting an ack, relay
-  forwarding), then :mod:`~sync.replica.hints`, then :mod:`~sync.replica.writes`;
+  forwarding), then :mod:`~sync.replica.hints`, :mod:`~sync.replica.updates` (a local
+  update made into a log entry, refused before anything changes), then
+  :mod:`~sync.replica.writes`;
 * :mod:`~sync.replica.reads` (with read repair), :mod:`~sync.replica.compaction`,
   :mod:`~sync.replica.transfer` (state transfers read from the store, catch-up progress),
   then :mod:`~sync.replica.anti_entropy`, then :mod:`~sync.replica.inbound` (validation of
@@ -192,7 +194,6 @@ from sync.effects import (
     HintRecord,
     Loaded,
     LogDot,
-    LogEntry,
     ObjectState,
     ReadPage,
     Send,
@@ -202,8 +203,6 @@ from sync.errors import (
     KindClash,
     LocalProtocolError,
     RemoteProtocolError,
-    ValueTooLarge,
-    named_kinds,
 )
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
@@ -214,12 +213,13 @@ from sync.replica.hints import Hints
 from sync.replica.inbound import Inbound, Skewed
 from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership
-from sync.replica.outbound import Outbound, entry_size
+from sync.replica.outbound import Outbound
 from sync.replica.outbox import Outbox
 from sync.replica.propagation import Propagation, Whereabouts
 from sync.replica.reads import Reads
 from sync.replica.timers import Timer, TimerKind, Timers
 from sync.replica.transfer import Progress
+from sync.replica.updates import Updates
 from sync.replica.writes import Writes
 from sync.ring import partition_of
 from sync.signing import Signer, Verifier
@@ -262,7 +262,6 @@ class Replica:
             )
         self.config = config
         self.replica_id = replica_id
-        self._entry_limit = config.entry_limit
         self._now = float(now)
         rng = random.Random(f"{config.seed}/{replica_id}/{now!r}")
         # Message ids start at a random point so that late acks addressed to a previous
@@ -277,6 +276,7 @@ class Replica:
             config, replica_id, outbox, timers, membership, sealed=signer is not None
         )
         self._hints = hints = Hints(config, replica_id, outbox, timers, membership, outbound)
+        self._updates = Updates(config, replica_id, outbox, data)
         self._writes = Writes(config, replica_id, outbox, timers, membership, outbound, hints)
         self._reads = reads = Reads(config, replica_id, outbox, timers, data, membership)
         self._compaction = compaction = Compaction(config, replica_id, data, membership, hints)
@@ -362,51 +362,16 @@ class Replica:
         level = cfg.w if w is None else check_level(w, cfg.n, name="w")
         strict_ = cfg.strict if strict is None else check_bool("strict", strict)
         timeout_ = cfg.write_timeout if timeout is None else check_seconds("timeout", timeout)
-        data = self._data
-        objs = data.objects_of(key)
-        obj = None
-        if objs is not None:
-            obj = objs.get(kind)
-            if obj is None or len(objs) > 1:
-                # Another kind is held too: refused while one of the others is live, except
-                # a delete of this kind's object (the way out of a clash).
-                live = data.kinds_of(key)
-                resets = obj is not None and getattr(fn, "resets", False) is True
-                if any(k != kind for k in live) and not resets:
-                    _refuse_kind(key, kind, live)
-        p = data.partition(key)
+        updates = self._updates
+        obj = updates.held(key, kind, fn)
+        p = self._data.partition(key)
         homes = self._membership.ring().preference_list(p)
         required, site = self._membership.required(level, homes)
-        # A fresh bottom, a copy (replacing obj once the delta is known to fit), or obj itself.
-        target = crdt.new(kind) if obj is None else (obj if checked else obj.copy())
-        delta = fn(target)
-        if getattr(delta, "kind", None) != kind or not hasattr(delta, "to_json"):
-            # fn mutated nothing we can log; its result is not a delta of this kind.
-            raise TypeError(f"fn must return the {kind} delta of its mutator, got {delta!r}")
-        # Encoded once, here; from now on the delta travels as this text (see LogEntry).
-        raw = delta.to_json()
-        entry = LogEntry(self.replica_id, p, data.next_seq(p), key, kind, raw)
-        limit = self._entry_limit
-        # A bound of entry_size (a delta's character takes at most 4 bytes, escapes
-        # included; a key's or origin's at most 8, as entry_size counts them; 96 for the
-        # rest): the exact size is computed only for a delta that could be near the limit.
-        if 4 * len(raw) + 8 * (len(key) + len(self.replica_id)) + 96 > limit:
-            size = entry_size(entry)
-            if size > limit:
-                if target is obj:
-                    raise LocalProtocolError(
-                        f"checked=True, but the delta of this write to {key!r} takes {size} "
-                        f"bytes, over what one message carries ({limit}); it was not logged"
-                    )
-                raise ValueTooLarge(f"the delta of this write to {key!r}", size, limit)
+        entry, replacement = updates.prepare(key, kind, p, obj, fn, checked)
 
         now = self._begin(now)
         try:
-            if target is not obj:
-                data.adopt(key, p, target)  # new, or the copy fn ran on: it replaces obj
-            data.append(entry)
-            data.refresh_clash(key)
-            self._outbox.changed(key, data.objects_of(key))
+            updates.apply(entry, replacement)
             self._writes.start(op_id, entry, homes, required, site, strict_, timeout_, now)
         finally:
             self._finish()
@@ -1129,13 +1094,6 @@ class Replica:
                 self._hints.expire(now)
             case _:
                 raise AssertionError(f"a timer no component set: {timer}")
-
-
-def _refuse_kind(key: str, kind: str, held: tuple[str, ...]) -> None:
-    """A local write of ``kind`` to ``key``, which holds ``held``: refused."""
-    if kind in held:
-        raise KindClash(key, held)
-    raise TypeError(f"key {key!r} holds {named_kinds(held)}, not {named_kinds([kind])}")
 
 
 def _check_now(now: object) -> None:

@@ -27,6 +27,7 @@ COMPONENTS: dict[str, set[str]] = {
     "propagation": {"membership"},
     "outbound": {"outbox", "timers", "membership"},
     "hints": {"outbox", "timers", "membership", "outbound"},
+    "updates": {"outbox", "local_data", "outbound"},
     "writes": {"outbox", "timers", "membership", "outbound", "hints"},
     "reads": {"outbox", "timers", "local_data", "membership"},
     "compaction": {"local_data", "membership", "hints"},
