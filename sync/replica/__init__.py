@@ -190,7 +190,6 @@ from sync.consistency import check_level
 from sync.effects import (
     Alarm,
     Effect,
-    HintId,
     HintRecord,
     Loaded,
     LogDot,
@@ -210,7 +209,7 @@ from sync.replica.compaction import Compaction
 from sync.replica.drain import Drain
 from sync.replica.gossip import Gossip
 from sync.replica.hints import Hints
-from sync.replica.inbound import Inbound, Skewed
+from sync.replica.inbound import Inbound
 from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership
 from sync.replica.outbound import Outbound
@@ -449,21 +448,21 @@ class Replica:
                     now = self._begin(now)
                     # An ack says that every entry it covers is durable here: none for a
                     # push with entries set aside (its sender keeps them, and retries).
-                    self._set_aside(peer_id, skewed, now)
+                    self._membership.set_aside(peer_id, skewed, now)
                     self._on_push(peer_id, message, batch, now, ack=not skewed)
                 case m.Deltas():
                     batch, skewed = check.deltas(peer_id, message, self._peek(now))
                     self._data.require(oid[0] for oid in batch.groups)
                     now = self._begin(now)
                     # Acked all the same: our next summary still lacks what was set aside.
-                    self._set_aside(peer_id, skewed, now)
+                    self._membership.set_aside(peer_id, skewed, now)
                     self._on_deltas(peer_id, message, batch, now)
                 case m.SnapshotChunk():
                     states, summary, skewed = check.snapshot(peer_id, message, self._peek(now))
                     self._data.require(key for key, _ in states)
                     now = self._begin(now)
                     if skewed:  # not applied, not acked: the round restarts, later
-                        self._set_aside(peer_id, skewed, now)
+                        self._membership.set_aside(peer_id, skewed, now)
                     else:
                         self._anti_entropy.on_snapshot(peer_id, message, states, summary)
                         size = sum(len(o.state_json) for o in message.objects)
@@ -489,7 +488,7 @@ class Replica:
                     self._data.require((message.key,))
                     now = self._begin(now)
                     if skew is not None:
-                        self._set_aside(peer_id, [skew], now)
+                        self._membership.set_aside(peer_id, [skew], now)
                     else:
                         self._data.merge_state(message.key, repaired)
                 case m.Summary():
@@ -893,23 +892,13 @@ class Replica:
             "pending_writes": len(self._writes),
             "pending_reads": len(self._reads),
             "clock_skew": membership.skews(),
-            "pending_propagation": self._pending_propagation(),
+            "pending_propagation": self._propagation.pending(data.own_seqs()),
             "catching_up": self._progress.status(),
             "transfer_buffered": self._anti_entropy.buffered(),
             "forgotten": membership.forgotten(),
             "non_homes": membership.non_homes(),
             "homes_down": {p: round(d, 3) for p, d in membership.gone(self._now).items()},
         }
-
-    def _pending_propagation(self) -> int:
-        """Our own log entries not yet known to be at every home of their partition."""
-        data, me = self._data, self.replica_id
-        own: dict[int, list[int]] = {}
-        for p in data.log_partitions():
-            seqs = (data.log_of(p) or {}).get(me)
-            if seqs:
-                own[p] = sorted(seqs)
-        return self._propagation.pending(own)
 
     # -- inputs ----------------------------------------------------------------------------
     def _peek(self, now: float) -> float:
@@ -952,28 +941,8 @@ class Replica:
         now = self._begin(now)
         if skew is None:
             return state
-        self._set_aside(peer_id, [skew], now)
+        self._membership.set_aside(peer_id, [skew], now)
         return None
-
-    def _set_aside(self, sender: str, skewed: list[Skewed], now: float) -> None:
-        """Writes stamped too far ahead of our clock were set aside: count them per writer,
-        and raise an alarm (at most one per writer per message, repeated while it lasts)."""
-        bound = self.config.max_clock_skew
-        alarmed: set[str] = set()
-        for s in skewed:
-            if self._membership.note_skew(s.writer, s.ahead_ms, now) and s.writer not in alarmed:
-                alarmed.add(s.writer)
-                via = "" if sender == s.writer else f", received from {sender}"
-                self._outbox.emit(
-                    Alarm(
-                        "clock_skew",
-                        s.writer,
-                        f"clock skew: a write of {s.writer} ({s.what}{via}) is stamped "
-                        f"{s.ahead_ms / 1000:.1f} s ahead of this replica's clock, past the "
-                        f"allowed {bound:g} s; it is set aside until this clock reaches it. "
-                        f"Check the clock of {s.writer} (and this one's).",
-                    )
-                )
 
     def _on_push(
         self, peer: str, msg: m.Push, batch: CheckedBatch, now: float, *, ack: bool = True
@@ -1026,51 +995,10 @@ class Replica:
         self._writes.peer_down(peer)
         self._reads.peer_down(peer)
 
-    def _homes_gone(self, now: float) -> None:
-        """Report the homes newly gone for long (past ``home_down_window``), and drop the
-        hints of our own writes held for any gone home once a home that is not gone has
-        them (it will catch up by state transfer when it returns)."""
-        membership, hints = self._membership, self._hints
-        window = self.config.home_down_window
-        for peer, away in membership.newly_gone(now).items():
-            self._outbox.emit(
-                Alarm(
-                    "home_down",
-                    peer,
-                    f"home {peer} has not been seen for {away / 86_400:.1f} days (past "
-                    f"home_down_window, {window / 86_400:g} days): compaction no longer waits "
-                    "for it; when it returns it catches up by state transfer. If it is gone "
-                    "for good, forget it (shoal forget).",
-                )
-            )
-        gone = membership.gone(now)
-        if not gone:
-            return
-        ring, me = membership.ring(), self.replica_id
-        for target in gone:
-            for hid in hints.own_for(target):
-                live = [h for h in ring.preference_list(hid.partition) if h != me and h not in gone]
-                if live and not any(
-                    hints.holds(HintId(h, hid.origin, hid.partition, hid.seq)) for h in live
-                ):
-                    hints.drop(hid)
-
     def _rehome(self, now: float) -> None:
-        """The ring had no home and has some now: hand our writes made meanwhile (kept in
-        our log, never compacted) to the homes of their partitions, as hints."""
-        data, ring, me = self._data, self._membership.ring(), self.replica_id
-        for p in data.log_partitions():
-            homes = ring.preference_list(p)
-            own = (data.log_of(p) or {}).get(me)
-            if not own or me in homes:
-                continue
-            for seq in sorted(own):
-                entry = data.log_entry(p, me, seq)
-                if entry is not None:
-                    for home in homes:
-                        self._hints.add(HintRecord(home, entry, now))
-        for home in self._membership.up_peers():
-            self._hints.handoff(home, now)
+        """The ring had no home and has some now: our writes made meanwhile go to the homes
+        of their partitions, as hints."""
+        self._hints.rehome(self._data.own_entries(), now)
 
     def _fire(self, timer: Timer, now: float) -> None:
         match timer:
@@ -1079,7 +1007,8 @@ class Replica:
             case Timer(TimerKind.READ, int() as op_id):
                 self._reads.expire(op_id)
             case Timer(TimerKind.COMPACT):
-                self._homes_gone(now)
+                self._membership.report_gone(now)
+                self._hints.release_gone(now)
                 self._compaction.compact_all(now)
                 self._timers.set(_COMPACT, now + self._compaction.interval())
             case Timer(TimerKind.ANTI_ENTROPY):

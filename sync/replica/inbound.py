@@ -33,7 +33,8 @@ object per message; a delta spelled otherwise than our compact form is re-encode
 store's prefix check always holds. An entry of a ``Push`` for another replica
 (``hint_for``) is only held as a hint unless this replica is a home of its key; none is held
 for a forgotten replica. An entry or a state stamped too far ahead of our clock is set aside
-(:class:`Skewed`; see the façade's "Clock skew"). States (read replies, repairs, snapshots)
+(:class:`~sync.replica.membership.Skewed`, counted by membership; see the façade's "Clock
+skew"). States (read replies, repairs, snapshots)
 and summaries are decoded and checked the same way: keys the store can hold, log-dot
 contexts of replica ids counting at most 2**62 (a summary's dot of ours above our numbering
 is an identity conflict, which moves our numbering up to it: never past the limit).
@@ -51,7 +52,7 @@ Knows local data, membership and reads.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from pydantic_core import from_json
@@ -64,12 +65,12 @@ from sync.digest import causal_context, is_digest
 from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
 from sync.replica.local_data import CheckedBatch, LocalData
-from sync.replica.membership import Membership
+from sync.replica.membership import Membership, Skewed
 from sync.replica.reads import Reads
 from sync.ring import partition_of
 from sync.signing import Verifier
 
-__all__ = ["Inbound", "Skewed", "latest_stamp"]
+__all__ = ["Inbound", "latest_stamp"]
 
 _EMPTY_CTX = CausalContext()
 _ORIGINS_MEMO = 4096  # origins remembered as checked (cleared when full)
@@ -418,17 +419,6 @@ class Inbound:
         if msg.summary is not None:
             ctx = self._context(peer, msg.summary, "snapshot summary")
         return states, ctx, skewed
-
-
-@dataclass(frozen=True, slots=True)
-class Skewed:
-    """A received write stamped further ahead of this replica's clock than the bound allows:
-    the replica whose timestamp it is, how far ahead of our clock (ms), and what carried
-    it."""
-
-    writer: str
-    ahead_ms: int
-    what: str
 
 
 # The kinds whose encoding carries hybrid-logical-clock timestamps (an LWW register, and a

@@ -517,6 +517,19 @@ class LocalData:
         """The partitions that have (or had) log entries here, in order."""
         return sorted(self._log)
 
+    def own_seqs(self) -> dict[int, list[int]]:
+        """Per partition (in order), the seqs of our own entries in its log, in order."""
+        me, log = self._me, self._log
+        return {p: sorted(log[p][me]) for p in sorted(log) if log[p].get(me)}
+
+    def own_entries(self) -> dict[int, list[LogEntry]]:
+        """Per partition (in order), our own entries in its log, in seq order."""
+        me, get = self._me, self.log_entry
+        return {
+            p: [e for seq in seqs if (e := get(p, me, seq)) is not None]
+            for p, seqs in self.own_seqs().items()
+        }
+
     def log_of(self, partition: int) -> Mapping[str, Mapping[int, Logged]] | None:
         """The log of ``partition`` by origin and seq (read only)."""
         return self._log.get(partition)

@@ -20,8 +20,10 @@ site.
   can be undone (``unforget``); no message of a peer forgets anyone.
 * **Homes down for long.** A home not seen (no link, no summary) for ``home_down_window``
   seconds is *gone* (:meth:`Membership.gone`): reported, and compaction stops waiting for
-  it (see :mod:`sync.replica.compaction` for why that loses nothing, even when it returns).
-* **Health**: the writes of each writer set aside for clock skew.
+  it (see :mod:`sync.replica.compaction` for why that loses nothing, even when it returns);
+  each absence is reported once, with an :class:`~sync.effects.Alarm`.
+* **Health**: the writes of each writer set aside for clock skew (:class:`Skewed`), counted
+  per writer, with an alarm at most once per writer every :data:`ALARM_REPEAT` seconds.
 
 Knows only the outbox.
 """
@@ -36,15 +38,26 @@ from crdt import CausalContext
 from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.consistency import LOCAL_QUORUM, Level, required_acks
-from sync.effects import PeerRecord
+from sync.effects import Alarm, PeerRecord
 from sync.errors import LocalProtocolError
 from sync.replica.outbox import Outbox
 from sync.ring import Ring
 
-__all__ = ["ALARM_REPEAT", "Membership", "SkewRecord"]
+__all__ = ["ALARM_REPEAT", "Membership", "SkewRecord", "Skewed"]
 
 #: Seconds between two alarms about the same condition of one peer while it lasts.
 ALARM_REPEAT = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Skewed:
+    """A received write stamped further ahead of this replica's clock than the bound allows:
+    the replica whose timestamp it is, how far ahead of our clock (ms), and what carried
+    it."""
+
+    writer: str
+    ahead_ms: int
+    what: str
 
 
 @dataclass(slots=True)
@@ -273,6 +286,21 @@ class Membership:
         self._gone_reported.update(fresh)
         return fresh
 
+    def report_gone(self, now: float) -> None:
+        """Raise an alarm for each home newly gone for long (past ``home_down_window``)."""
+        window = self._config.home_down_window
+        for peer, away in self.newly_gone(now).items():
+            self._outbox.emit(
+                Alarm(
+                    "home_down",
+                    peer,
+                    f"home {peer} has not been seen for {away / 86_400:.1f} days (past "
+                    f"home_down_window, {window / 86_400:g} days): compaction no longer waits "
+                    "for it; when it returns it catches up by state transfer. If it is gone "
+                    "for good, forget it (shoal forget).",
+                )
+            )
+
     def up_peers(self) -> list[str]:
         return sorted(self._up)
 
@@ -379,6 +407,26 @@ class Membership:
         return any(not rec.forgotten and pid not in names for pid, rec in self._peers.items())
 
     # -- health ------------------------------------------------------------------------------
+    def set_aside(self, sender: str, skewed: Iterable[Skewed], now: float) -> None:
+        """Writes stamped too far ahead of our clock were set aside: count them per writer,
+        and raise an alarm (at most one per writer per message, repeated while it lasts)."""
+        bound = self._config.max_clock_skew
+        alarmed: set[str] = set()
+        for s in skewed:
+            if self.note_skew(s.writer, s.ahead_ms, now) and s.writer not in alarmed:
+                alarmed.add(s.writer)
+                via = "" if sender == s.writer else f", received from {sender}"
+                self._outbox.emit(
+                    Alarm(
+                        "clock_skew",
+                        s.writer,
+                        f"clock skew: a write of {s.writer} ({s.what}{via}) is stamped "
+                        f"{s.ahead_ms / 1000:.1f} s ahead of this replica's clock, past the "
+                        f"allowed {bound:g} s; it is set aside until this clock reaches it. "
+                        f"Check the clock of {s.writer} (and this one's).",
+                    )
+                )
+
     def note_skew(self, writer: str, ahead_ms: int, now: float) -> bool:
         """A write of ``writer`` stamped ``ahead_ms`` ahead of our clock was set aside; True
         when an alarm is due (the first, or :data:`ALARM_REPEAT` seconds after the last)."""
