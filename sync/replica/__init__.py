@@ -168,7 +168,8 @@ those listed before it:
 * :mod:`~sync.replica.reads` (with read repair), :mod:`~sync.replica.compaction`,
   :mod:`~sync.replica.transfer` (state transfers read from the store, catch-up progress),
   then :mod:`~sync.replica.anti_entropy`, then :mod:`~sync.replica.inbound` (validation of
-  every received message, which changes nothing).
+  every received message, which changes nothing), then :mod:`~sync.replica.reports` (the
+  replica's health and where a write is, read from the others).
 
 Bad remote input raises :class:`~sync.errors.RemoteProtocolError` from :meth:`receive`
 before anything changes; bad local arguments raise ``TypeError``/``ValueError``/
@@ -183,7 +184,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import crdt
-from crdt import CRDT, CausalContext, Dot
+from crdt import CRDT, CausalContext
 from sync import messages as m
 from sync.config import ReplicaConfig, check_bool, check_seconds
 from sync.consistency import check_level
@@ -216,6 +217,7 @@ from sync.replica.outbound import Outbound
 from sync.replica.outbox import Outbox
 from sync.replica.propagation import Propagation, Whereabouts
 from sync.replica.reads import Reads
+from sync.replica.reports import Reports
 from sync.replica.timers import Timer, TimerKind, Timers
 from sync.replica.transfer import Progress
 from sync.replica.updates import Updates
@@ -225,7 +227,6 @@ from sync.signing import Signer, Verifier
 
 __all__ = ["Replica", "ReplicaAPI", "Whereabouts"]
 
-_EMPTY_CTX = CausalContext()
 _COMPACT = Timer(TimerKind.COMPACT)
 
 
@@ -296,7 +297,18 @@ class Replica:
         self._inbound = Inbound(
             config, replica_id, data, membership, reads, None if signer is None else Verifier()
         )
-        self._progress = Progress(config, outbox)
+        self._progress = progress = Progress(config, outbox)
+        self._reports = Reports(
+            replica_id,
+            data,
+            membership,
+            self._propagation,
+            hints,
+            self._writes,
+            reads,
+            progress,
+            anti_entropy,
+        )
         if loaded is not None:
             data.load(loaded)
             held = loaded.hints
@@ -828,29 +840,7 @@ class Replica:
         ``KeyError`` if this replica holds nothing of ``key`` (without ``dot``) or never
         applied ``dot``; ``ValueError`` if ``dot`` is not a log dot of ``key``'s partition.
         """
-        data = self._data
-        p = data.partition(key)
-        if dot is not None:
-            origin, partition, seq = dot
-            if partition != p:
-                raise ValueError(f"{dot!r} is not a log dot of {key!r} (partition {p})")
-            if not data.summary(p).contains(Dot(origin, seq)):
-                raise KeyError(f"{dot!r} was never applied here")
-            found = data.log_entry(p, origin, seq)
-            if found is not None and found.key != key:
-                raise ValueError(f"{dot!r} is a write to {found.key!r}, not to {key!r}")
-            dots = (LogDot(origin, p, seq),)
-            return self._propagation.whereabouts(key, p, dots, True, found is None)
-        log_p = data.log_of(p) or {}
-        mine = tuple(
-            LogDot(origin, p, seq)
-            for origin in sorted(log_p)
-            for seq, (k, *_) in sorted(log_p[origin].items())
-            if k == key
-        )
-        if not mine and not data.kinds_of(key):
-            raise KeyError(f"{key!r} is not held here (or not in memory: name a write)")
-        return self._propagation.whereabouts(key, p, mine, True, not mine)
+        return self._reports.whereabouts(key, dot)
 
     def homes(self, key: str) -> tuple[str, ...]:
         """The home replicas of ``key`` in this replica's current view of the ring."""
@@ -870,35 +860,7 @@ class Replica:
         summary lacks), siblings per key (multi-value registers with more than one value),
         kind clashes (keys holding objects of several kinds: key -> kinds), writes set aside
         per writer for clock skew (``clock_skew``)."""
-        data, membership = self._data, self._membership
-        lag: dict[str, int] = {}
-        for pid, theirs in membership.reported_summaries():
-            lag[pid] = sum(
-                sum(1 for _ in data.summary(p).dots_not_in(theirs.get(p, _EMPTY_CTX)))
-                for p in membership.shared_partitions(pid)
-            )
-        siblings = data.siblings()
-        return {
-            "replica_id": self.replica_id,
-            "objects": len(data),
-            "log_size": data.log_size,
-            "hints": self._hints.counts(),
-            "peers_up": membership.up_peers(),
-            "peers_known": membership.members(),
-            "lag": lag,
-            "siblings": siblings,
-            "cache_bytes": data.cache_bytes,
-            "kind_clashes": {k: list(kinds) for k, kinds in data.clashes().items()},
-            "pending_writes": len(self._writes),
-            "pending_reads": len(self._reads),
-            "clock_skew": membership.skews(),
-            "pending_propagation": self._propagation.pending(data.own_seqs()),
-            "catching_up": self._progress.status(),
-            "transfer_buffered": self._anti_entropy.buffered(),
-            "forgotten": membership.forgotten(),
-            "non_homes": membership.non_homes(),
-            "homes_down": {p: round(d, 3) for p, d in membership.gone(self._now).items()},
-        }
+        return self._reports.status(self._now)
 
     # -- inputs ----------------------------------------------------------------------------
     def _peek(self, now: float) -> float:

@@ -43,6 +43,16 @@ COMPONENTS: dict[str, set[str]] = {
     },
     "gossip": {"outbox", "timers", "local_data", "membership", "compaction", "anti_entropy"},
     "inbound": {"local_data", "membership", "reads"},
+    "reports": {
+        "local_data",
+        "membership",
+        "propagation",
+        "hints",
+        "writes",
+        "reads",
+        "transfer",
+        "anti_entropy",
+    },
     "api": set(),
 }
 
