@@ -189,7 +189,6 @@ from sync import messages as m
 from sync.config import ReplicaConfig, check_bool, check_seconds
 from sync.consistency import check_level
 from sync.effects import (
-    Alarm,
     Effect,
     HintRecord,
     Loaded,
@@ -622,13 +621,8 @@ class Replica:
         replica does not know or has forgotten already. Undone by :meth:`unforget`. Next,
         drain :meth:`effects`.
         """
-        self._check_peer_id(peer_id)
         membership = self._membership
-        if not membership.knows(peer_id):
-            known = ", ".join(membership.members()) or "none"
-            raise ValueError(f"unknown replica id {peer_id!r} (the peers known here: {known})")
-        if membership.is_forgotten(peer_id):
-            raise ValueError(f"replica {peer_id} is forgotten already")
+        membership.check_forget(peer_id)
         now = self._begin(now)
         try:
             self._down(peer_id, now)
@@ -637,15 +631,7 @@ class Replica:
             self._hints.forget(peer_id)
             # The forgotten peer may have been the only home holding compaction back.
             self._compaction.compact_all(now)
-            self._outbox.emit(
-                Alarm(
-                    "forgotten",
-                    peer_id,
-                    f"forgot replica {peer_id} for good, asked by {by}: it is off the ring, "
-                    "its hints are dropped, compaction no longer waits for it and its links "
-                    f"are refused. Undo with peer.unforget({peer_id!r}) or shoal forget --undo.",
-                )
-            )
+            membership.report_forgotten(peer_id, by)
         finally:
             self._finish()
 
@@ -653,23 +639,12 @@ class Replica:
         """Undo :meth:`forget`: ``peer_id`` is a member again (on the ring if it is a home)
         and may connect. ``ValueError`` (nothing changes) if it is not forgotten here. Next,
         drain :meth:`effects`."""
-        self._check_peer_id(peer_id)
-        if not self._membership.is_forgotten(peer_id):
-            raise ValueError(f"replica {peer_id!r} is not forgotten here")
+        self._membership.check_forget(peer_id, undo=True)
         now = self._begin(now)
         try:
-            self._membership.unforget(peer_id, now)
-            self._outbox.emit(
-                Alarm("unforgotten", peer_id, f"replica {peer_id} is a member again, asked by {by}")
-            )
+            self._membership.unforget(peer_id, now, by)
         finally:
             self._finish()
-
-    def _check_peer_id(self, peer_id: object) -> None:
-        if not isinstance(peer_id, str) or not peer_id:
-            raise ValueError(f"peer_id must be a non-empty str, got {peer_id!r}")
-        if peer_id == self.replica_id:
-            raise ValueError("a replica cannot forget itself")
 
     def tick(self, now: float) -> None:
         """Time passed: fire what is due (deadlines, anti-entropy, hint hand-off and expiry).

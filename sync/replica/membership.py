@@ -233,6 +233,23 @@ class Membership:
             self._outbox.durable.peers[peer] = None
         return True
 
+    def check_forget(self, peer: object, *, undo: bool = False) -> None:
+        """``ValueError`` unless ``peer`` is a replica id this replica may forget (a peer it
+        knows and has not forgotten) or, ``undo``, take back (one it has forgotten)."""
+        if not isinstance(peer, str) or not peer:
+            raise ValueError(f"peer_id must be a non-empty str, got {peer!r}")
+        if peer == self._me:
+            raise ValueError("a replica cannot forget itself")
+        if undo:
+            if not self.is_forgotten(peer):
+                raise ValueError(f"replica {peer!r} is not forgotten here")
+            return
+        if not self.knows(peer):
+            known = ", ".join(self.members()) or "none"
+            raise ValueError(f"unknown replica id {peer!r} (the peers known here: {known})")
+        if self.is_forgotten(peer):
+            raise ValueError(f"replica {peer} is forgotten already")
+
     def forget(self, peer: str) -> None:
         """Forget ``peer`` (known) for good: off the ring, its reported summary dropped."""
         self._peers[peer] = replace(self._peers[peer], forgotten=True, summary=None)
@@ -240,12 +257,28 @@ class Membership:
         self._outbox.durable.peers[peer] = None
         self.changed()
 
-    def unforget(self, peer: str, now: float) -> None:
-        """Take a forgotten ``peer`` back: a member again (on the ring if it is a home),
-        as if last seen now (so not gone at once)."""
+    def report_forgotten(self, peer: str, by: str) -> None:
+        """The alarm that ``peer`` was forgotten (off the ring, its hints dropped, compaction
+        no longer waiting for it), asked by ``by``."""
+        self._outbox.emit(
+            Alarm(
+                "forgotten",
+                peer,
+                f"forgot replica {peer} for good, asked by {by}: it is off the ring, "
+                "its hints are dropped, compaction no longer waits for it and its links "
+                f"are refused. Undo with peer.unforget({peer!r}) or shoal forget --undo.",
+            )
+        )
+
+    def unforget(self, peer: str, now: float, by: str) -> None:
+        """Take a forgotten ``peer`` back, asked by ``by`` (an alarm says so): a member again
+        (on the ring if it is a home), as if last seen now (so not gone at once)."""
         self._peers[peer] = replace(self._peers[peer], forgotten=False, last_seen=now)
         self._outbox.durable.peers[peer] = None
         self.changed()
+        self._outbox.emit(
+            Alarm("unforgotten", peer, f"replica {peer} is a member again, asked by {by}")
+        )
 
     def knows(self, peer: str) -> bool:
         """Known to this replica (a member, or forgotten)."""
