@@ -33,11 +33,11 @@ object per message; a delta spelled otherwise than our compact form is re-encode
 store's prefix check always holds. An entry of a ``Push`` for another replica
 (``hint_for``) is only held as a hint unless this replica is a home of its key; none is held
 for a forgotten replica. An entry or a state stamped too far ahead of our clock is set aside
-(:class:`~sync.replica.membership.Skewed`, counted by membership; see the façade's "Clock
-skew"). States (read replies, repairs, snapshots)
-and summaries are decoded and checked the same way: keys the store can hold, log-dot
-contexts of replica ids counting at most 2**62 (a summary's dot of ours above our numbering
-is an identity conflict, which moves our numbering up to it: never past the limit).
+(:class:`~sync.replica.membership.Skewed`, counted by membership; see "Clock skew" in
+:mod:`sync.replica.theory`). States (read replies, repairs, snapshots) and summaries are
+decoded and checked the same way: keys the store can hold, log-dot contexts of replica ids
+counting at most 2**62 (a summary's dot of ours above our numbering is an identity
+conflict, which moves our numbering up to it: never past the limit).
 
 The messages of digest anti-entropy and digest reads are checked whole the same way: a
 digest is :data:`~sync.digest.DIGEST_BYTES` bytes in lowercase hex; a ``PartDigests`` names

@@ -95,7 +95,8 @@ class CheckedBatch:
     groups: dict[ObjectId, tuple[int, CRDT]]
     #: Per key, the join of the deltas of entries whose log dots are in our summary but not
     #: in our log (learned from a state transfer's summary, or compacted): a ``Push`` of
-    #: them is acknowledged only once they are joined in (see ``Replica`` "Writes").
+    #: them is acknowledged only once they are joined in (see :mod:`sync.replica.theory`,
+    #: "An ack means applied").
     rejoin: dict[ObjectId, tuple[int, CRDT]] = field(default_factory=dict)
 
 

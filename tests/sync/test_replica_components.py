@@ -54,6 +54,7 @@ COMPONENTS: dict[str, set[str]] = {
         "anti_entropy",
     },
     "api": set(),
+    "theory": set(),
 }
 
 
