@@ -43,21 +43,8 @@ from crdt import CRDT, CausalContext
 from sync import messages as m
 from sync.config import ReplicaConfig, check_bool, check_seconds
 from sync.consistency import check_level
-from sync.effects import (
-    Effect,
-    HintRecord,
-    Loaded,
-    LogDot,
-    ObjectState,
-    ReadPage,
-    Send,
-)
-from sync.errors import (
-    KeyNotFound,
-    KindClash,
-    LocalProtocolError,
-    RemoteProtocolError,
-)
+from sync.effects import Effect, HintRecord, Loaded, LogDot, ObjectState, ReadPage, Send
+from sync.errors import LocalProtocolError, RemoteProtocolError
 from sync.replica import theory as theory  # the theory of operation (text only)
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
@@ -273,13 +260,7 @@ class Replica:
         strict_ = cfg.strict if strict is None else check_bool("strict", strict)
         timeout_ = cfg.read_timeout if timeout is None else check_seconds("timeout", timeout)
         if kind is None:
-            self._data.require((key,))
-            held = self._data.kinds_of(key)
-            if not held:
-                raise KeyNotFound(key)
-            if len(held) > 1:
-                raise KindClash(key, held)
-            kind = held[0]
+            kind = self._reads.kind_to_read(key)
         elif kind not in crdt.KINDS:
             raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
         self._data.require((key,))
@@ -569,24 +550,7 @@ class Replica:
         """What to load before ``receive(peer_id, message)``: keys, and partitions whose
         every object a state transfer would send. Pure; bad input wants nothing (``receive``
         reports it)."""
-        data = self._data
-        if data.complete:  # every object is in memory: nothing is ever missing
-            return [], []
-        match message:
-            case m.Push() | m.Deltas():
-                return data.missing(e.key for e in message.entries), []
-            case (
-                m.ReadReq()
-                | m.ReadResp()
-                | m.Repair()
-                | m.ReadDigest()
-                | m.ReadDigestResp()
-                | m.ReadFetch()
-            ):
-                return data.missing((message.key,)), []
-            case m.SnapshotChunk():
-                return data.missing(o.key for o in message.objects), []
-        return [], []
+        return self._inbound.wants(message), []
 
     def admit(
         self, keys: Iterable[str], rows: Iterable[ObjectState], partitions: Iterable[int] = ()
@@ -624,7 +588,7 @@ class Replica:
         """A copy of the local state of the object ``(key, kind)`` (None if this replica does
         not hold it in memory). ``kind=None``: the key's one kind (a clashed key raises
         :class:`~sync.errors.KindClash`: name the kind)."""
-        obj = self._object(key, kind)
+        obj = self._reads.local(key, kind)
         return obj.copy() if obj is not None else None
 
     def kinds_of(self, key: str) -> tuple[str, ...]:
@@ -638,21 +602,8 @@ class Replica:
         A CRDT's ``value`` is a fresh structure (frozenset, dict, tuple...), so the caller
         may keep it; this skips the copy of the whole state that :meth:`value` makes.
         """
-        obj = self._object(key, kind)
+        obj = self._reads.local(key, kind)
         return obj.value if obj is not None else None
-
-    def _object(self, key: str, kind: str | None) -> CRDT | None:
-        data = self._data
-        if not data.resident(key):
-            return None  # not in memory: read it through local_read
-        if kind is not None:
-            return data.get(key, kind)
-        objs = data.objects_of(key)
-        if not objs:
-            return None
-        if len(objs) > 1:
-            raise KindClash(key, self._data.kinds_of(key))
-        return next(iter(objs.values()))
 
     def keys(self) -> list[str]:
         """Every key holding a live object in memory, sorted (``Peer.keys`` lists the

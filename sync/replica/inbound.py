@@ -1,4 +1,5 @@
-"""Inbound validation: every received message is checked whole before anything changes.
+"""Inbound: every received message, read before anything changes: checked whole, and the
+objects it needs loaded named first.
 
 :class:`Inbound` turns a message into what its application needs, or raises
 :class:`~sync.errors.RemoteProtocolError` naming what is wrong; it changes no state (only
@@ -45,6 +46,10 @@ only partitions of ours; a ``ReadDigest`` or ``ReadFetch`` names a key the store
 and a kind we know, a fetch's context is a log-dot context as above; a ``ReadDigestResp``
 answers the read that asked it (same key and kind), says "the same" with no body, or carries
 either a context (only for a kind that has one) or a state of its kind, never both.
+
+Before a message is received, :meth:`Inbound.wants` names the keys it needs loaded (the
+objects it names that are not in memory; see "A bounded cache of objects" in
+:mod:`sync.replica.theory`).
 
 Knows local data, membership and reads.
 """
@@ -107,6 +112,29 @@ class Inbound:
         self._membership = membership
         self._reads = reads
         self._origins: set[str] = set()  # origins already checked to be replica ids
+
+    def wants(self, msg: m.Message) -> list[str]:
+        """The keys whose objects are to be loaded before ``msg`` is received (objects on
+        demand: those it names that are not in memory). Pure; a bad message wants nothing
+        (its check reports it)."""
+        data = self._data
+        if data.complete:  # every object is in memory: nothing is ever missing
+            return []
+        match msg:
+            case m.Push() | m.Deltas():
+                return data.missing(e.key for e in msg.entries)
+            case (
+                m.ReadReq()
+                | m.ReadResp()
+                | m.Repair()
+                | m.ReadDigest()
+                | m.ReadDigestResp()
+                | m.ReadFetch()
+            ):
+                return data.missing((msg.key,))
+            case m.SnapshotChunk():
+                return data.missing(o.key for o in msg.objects)
+        return []
 
     def push(self, peer: str, msg: m.Push, now: float) -> tuple[CheckedBatch, list[Skewed]]:
         hint_for = msg.hint_for
