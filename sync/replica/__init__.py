@@ -41,8 +41,7 @@ from typing import Any
 import crdt
 from crdt import CRDT, CausalContext
 from sync import messages as m
-from sync.config import ReplicaConfig, check_bool, check_seconds
-from sync.consistency import check_level
+from sync.config import ReplicaConfig
 from sync.effects import Effect, HintRecord, Loaded, LogDot, ObjectState, ReadPage, Send
 from sync.errors import LocalProtocolError, RemoteProtocolError
 from sync.replica import theory as theory  # the theory of operation (text only)
@@ -209,17 +208,11 @@ class Replica:
             raise ValueError("key must not be empty")
         if kind not in crdt.KINDS:
             raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
-        if op_id in self._writes.pending:
-            raise LocalProtocolError(f"write op_id {op_id} is still pending")
-        cfg = self.config
-        level = cfg.w if w is None else check_level(w, cfg.n, name="w")
-        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
-        timeout_ = cfg.write_timeout if timeout is None else check_seconds("timeout", timeout)
+        level, strict_, timeout_ = self._writes.options(op_id, w, strict, timeout)
         updates = self._updates
         obj = updates.held(key, kind, fn)
         p = self._data.partition(key)
-        homes = self._membership.ring().preference_list(p)
-        required, site = self._membership.required(level, homes)
+        homes, required, site = self._membership.placement(p, level)
         entry, replacement = updates.prepare(key, kind, p, obj, fn, checked)
 
         now = self._begin(now)
@@ -253,20 +246,14 @@ class Replica:
             raise TypeError(f"key must be a str, got {type(key).__name__}")
         if not key:
             raise ValueError("key must not be empty")
-        if op_id in self._reads.pending:
-            raise LocalProtocolError(f"read op_id {op_id} is still pending")
-        cfg = self.config
-        level = cfg.r if r is None else check_level(r, cfg.n, name="r")
-        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
-        timeout_ = cfg.read_timeout if timeout is None else check_seconds("timeout", timeout)
+        level, strict_, timeout_ = self._reads.options(op_id, r, strict, timeout)
         if kind is None:
             kind = self._reads.kind_to_read(key)
         elif kind not in crdt.KINDS:
             raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
         self._data.require((key,))
-        p = partition_of(key, cfg.partitions)
-        homes = self._membership.ring().preference_list(p)
-        required, site = self._membership.required(level, homes)
+        p = partition_of(key, self.config.partitions)
+        homes, required, site = self._membership.placement(p, level)
 
         now = self._begin(now)
         try:
@@ -396,11 +383,7 @@ class Replica:
         anti-entropy with it (a ``Summary`` now and every interval) and hands off the hints
         held for it. Next, drain :meth:`effects`.
         """
-        if not isinstance(peer_id, str) or not peer_id:
-            raise ValueError(f"peer_id must be a non-empty str, got {peer_id!r}")
-        if peer_id == self.replica_id:
-            raise LocalProtocolError("a replica cannot be its own peer")
-        check_bool("home", home)
+        self._membership.check_connect(peer_id, home)
         now = self._begin(now)
         try:
             self._membership.connect(peer_id, now, address, site, relay, home)

@@ -36,7 +36,7 @@ from typing import Any
 
 from crdt import CausalContext
 from sync import messages as m
-from sync.config import ReplicaConfig
+from sync.config import ReplicaConfig, check_bool
 from sync.consistency import LOCAL_QUORUM, Level, required_acks
 from sync.effects import Alarm, PeerRecord
 from sync.errors import LocalProtocolError
@@ -197,6 +197,15 @@ class Membership:
         if changes:
             self._peers[peer] = replace(rec, **changes)
             self._outbox.durable.peers[peer] = None
+
+    def check_connect(self, peer: object, home: object) -> None:
+        """``ValueError``/``LocalProtocolError``/``TypeError`` unless ``peer`` is an id that
+        may come up (a non-empty str, not ours) saying ``home`` of itself (a bool)."""
+        if not isinstance(peer, str) or not peer:
+            raise ValueError(f"peer_id must be a non-empty str, got {peer!r}")
+        if peer == self._me:
+            raise LocalProtocolError("a replica cannot be its own peer")
+        check_bool("home", home)
 
     def connect(
         self,
@@ -493,6 +502,14 @@ class Membership:
     def site_ok(self, site: str | None, peer: str) -> bool:
         """Whether an ack or reply of ``peer`` counts for an operation limited to ``site``."""
         return site is None or self.site_of(peer) == site
+
+    def placement(self, partition: int, level: Level) -> tuple[tuple[str, ...], int, str | None]:
+        """Where an operation on ``partition`` at ``level`` goes: the partition's homes, in
+        preference order, the acks (or replies) it requires and their site (see
+        :meth:`required`)."""
+        homes = self.ring().preference_list(partition)
+        required, site = self.required(level, homes)
+        return homes, required, site
 
     def required(self, level: Level, homes: tuple[str, ...]) -> tuple[int, str | None]:
         """The acks (or replies) ``level`` requires of ``homes``, and the site they must come

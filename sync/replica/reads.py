@@ -37,10 +37,11 @@ from dataclasses import dataclass, field
 
 from crdt import CRDT, CausalContext
 from sync import messages as m
-from sync.config import ReplicaConfig
+from sync.config import ReplicaConfig, check_bool, check_seconds
+from sync.consistency import Level, check_level
 from sync.digest import causal_context, ctx_model, state_digest, unseen_part
 from sync.effects import ReadDone, ReadFailed, Send
-from sync.errors import KeyNotFound, KindClash
+from sync.errors import KeyNotFound, KindClash, LocalProtocolError
 from sync.replica.local_data import LocalData
 from sync.replica.membership import Membership
 from sync.replica.outbox import Outbox
@@ -128,6 +129,20 @@ class Reads:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def options(
+        self, op_id: int, r: Level | None, strict: bool | None, timeout: float | None
+    ) -> tuple[Level, bool, float]:
+        """A new read's level, strictness and timeout (the configuration's where None),
+        before anything changes: ``LocalProtocolError`` if read ``op_id`` is pending still,
+        ``TypeError``/``ValueError`` for a bad option."""
+        if op_id in self._pending:
+            raise LocalProtocolError(f"read op_id {op_id} is still pending")
+        cfg = self._config
+        level = cfg.r if r is None else check_level(r, cfg.n, name="r")
+        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
+        timeout_ = cfg.read_timeout if timeout is None else check_seconds("timeout", timeout)
+        return level, strict_, timeout_
 
     def start(
         self,

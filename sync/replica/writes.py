@@ -27,7 +27,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sync.config import ReplicaConfig
+from sync.config import ReplicaConfig, check_bool, check_seconds
+from sync.consistency import Level, check_level
 from sync.effects import (
     HintId,
     HintRecord,
@@ -37,6 +38,7 @@ from sync.effects import (
     WriteFailed,
     WriteResult,
 )
+from sync.errors import LocalProtocolError
 from sync.replica.hints import Hints
 from sync.replica.membership import Membership
 from sync.replica.outbound import AwaitingAck, Outbound
@@ -128,6 +130,20 @@ class Writes:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def options(
+        self, op_id: int, w: Level | None, strict: bool | None, timeout: float | None
+    ) -> tuple[Level, bool, float]:
+        """A new write's level, strictness and timeout (the configuration's where None),
+        before anything changes: ``LocalProtocolError`` if write ``op_id`` is pending still,
+        ``TypeError``/``ValueError`` for a bad option."""
+        if op_id in self._pending:
+            raise LocalProtocolError(f"write op_id {op_id} is still pending")
+        cfg = self._config
+        level = cfg.w if w is None else check_level(w, cfg.n, name="w")
+        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
+        timeout_ = cfg.write_timeout if timeout is None else check_seconds("timeout", timeout)
+        return level, strict_, timeout_
 
     def start(
         self,
