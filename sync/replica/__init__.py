@@ -60,7 +60,7 @@ from sync.replica.propagation import Propagation, Whereabouts
 from sync.replica.reads import Reads
 from sync.replica.reports import Reports
 from sync.replica.timers import Timer, TimerKind, Timers
-from sync.replica.transfer import Progress
+from sync.replica.transfer import Progress, checked_page
 from sync.replica.updates import Updates
 from sync.replica.writes import Writes
 from sync.ring import partition_of
@@ -291,7 +291,8 @@ class Replica:
                     now = self._begin(now)
                     # Acked all the same: our next summary still lacks what was set aside.
                     self._membership.set_aside(peer_id, skewed, now)
-                    self._on_deltas(peer_id, message, batch, now)
+                    self._anti_entropy.on_deltas(peer_id, message, batch, now)
+                    self._progress.received(peer_id, message, now)
                 case m.SnapshotChunk():
                     states, summary, skewed = check.snapshot(peer_id, message, self._peek(now))
                     self._data.require(key for key, _ in states)
@@ -300,10 +301,7 @@ class Replica:
                         self._membership.set_aside(peer_id, skewed, now)
                     else:
                         self._anti_entropy.on_snapshot(peer_id, message, states, summary)
-                        size = sum(len(o.state_json) for o in message.objects)
-                        self._progress.received(
-                            peer_id, message.remaining, len(message.objects), size, now
-                        )
+                        self._progress.received(peer_id, message, now)
                 case m.Ack():
                     self._on_ack(peer_id, message, self._begin(now))
                 case m.ReadReq():
@@ -499,16 +497,7 @@ class Replica:
         abandoned meanwhile is ignored. ``TypeError`` for arguments of the wrong types,
         before anything changes. Next, drain :meth:`effects` (chunks to send, the next
         read)."""
-        if not isinstance(read, ReadPage):
-            raise TypeError(f"read must be the ReadPage effect, got {type(read).__name__}")
-        page = list(rows)
-        if not all(isinstance(r, ObjectState) for r in page):
-            raise TypeError("rows must be ObjectState values")
-        if not isinstance(end, bool):
-            raise TypeError(f"end must be a bool, got {end!r}")
-        counts = None
-        if totals is not None:
-            counts = {int(p): (int(n), int(b)) for p, (n, b) in totals.items()}
+        page, counts = checked_page(read, rows, end, totals)
         now = self._begin(now)
         try:
             self._anti_entropy.on_page(read, page, end, counts, now)
@@ -685,13 +674,6 @@ class Replica:
             self._hints.handoff_soon(hint_for, now)
         if ack:
             self._outbox.emit(Send(peer, m.Ack(ids=[msg.push_id])))
-
-    def _on_deltas(self, peer: str, msg: m.Deltas, batch: CheckedBatch, now: float) -> None:
-        self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
-        self._outbox.emit(Send(peer, m.Ack(ids=[msg.batch_id])))
-        if msg.remaining is not None:
-            size = sum(len(e.delta_json) for e in msg.entries)
-            self._progress.received(peer, msg.remaining, len(msg.entries), size, now)
 
     def _on_ack(self, peer: str, msg: m.Ack, now: float) -> None:
         handoff = False
