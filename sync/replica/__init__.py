@@ -42,7 +42,7 @@ import crdt
 from crdt import CRDT, CausalContext
 from sync import messages as m
 from sync.config import ReplicaConfig
-from sync.effects import Effect, HintRecord, Loaded, LogDot, ObjectState, ReadPage, Send
+from sync.effects import Effect, Loaded, LogDot, ObjectState, ReadPage, Send
 from sync.errors import LocalProtocolError, RemoteProtocolError
 from sync.replica import theory as theory  # the theory of operation (text only)
 from sync.replica.anti_entropy import AntiEntropy
@@ -112,13 +112,16 @@ class Replica:
         self._data = data = LocalData(config, replica_id, outbox)
         self._membership = membership = Membership(config, replica_id, outbox)
         self._drain = Drain(outbox, data, membership, signer)
-        self._propagation = Propagation(replica_id, membership)
+        self._propagation = propagation = Propagation(replica_id, membership)
+        signs = signer is not None
         self._outbound = outbound = Outbound(
-            config, replica_id, outbox, timers, membership, sealed=signer is not None
+            config, replica_id, outbox, timers, membership, sealed=signs
         )
         self._hints = hints = Hints(config, replica_id, outbox, timers, membership, outbound)
         self._updates = Updates(config, replica_id, outbox, data)
-        self._writes = Writes(config, replica_id, outbox, timers, membership, outbound, hints)
+        self._writes = writes = Writes(
+            config, replica_id, outbox, timers, membership, outbound, hints
+        )
         self._reads = reads = Reads(config, replica_id, outbox, timers, data, membership)
         self._compaction = compaction = Compaction(config, replica_id, data, membership, hints)
         self._anti_entropy = anti_entropy = AntiEntropy(
@@ -130,7 +133,7 @@ class Replica:
             membership,
             outbound,
             compaction,
-            sealed_only=signer is not None,
+            sealed_only=signs,
         )
         self._gossip = Gossip(
             config, replica_id, outbox, timers, data, membership, compaction, anti_entropy
@@ -140,15 +143,7 @@ class Replica:
         )
         self._progress = progress = Progress(config, outbox)
         self._reports = Reports(
-            replica_id,
-            data,
-            membership,
-            self._propagation,
-            hints,
-            self._writes,
-            reads,
-            progress,
-            anti_entropy,
+            replica_id, data, membership, propagation, hints, writes, reads, progress, anti_entropy
         )
         if loaded is not None:
             data.load(loaded)
@@ -664,13 +659,12 @@ class Replica:
         self, peer: str, msg: m.Push, batch: CheckedBatch, now: float, *, ack: bool = True
     ) -> None:
         hint_for = msg.hint_for
-        if batch.hints and hint_for is not None:  # entries are held as hints only for one
-            for e in batch.hints:
-                self._hints.add(HintRecord(hint_for, e, now))
+        if hint_for is not None:  # entries are held as hints only for one replica
+            self._hints.hold(hint_for, batch.hints, now)
         self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
         for (key, _kind), (_p, delta) in batch.rejoin.items():
             self._data.merge_state(key, delta)
-        if hint_for is not None and hint_for != self.replica_id and hint_for in self._membership.up:
+        if hint_for is not None:
             self._hints.handoff_soon(hint_for, now)
         if ack:
             self._outbox.emit(Send(peer, m.Ack(ids=[msg.push_id])))

@@ -161,9 +161,16 @@ class Hints:
             self._outbound.queue_push(target, None, rec.entry, None, rec.id, now)
         self._timers.set(Timer(TimerKind.HANDOFF, target), now + retry)
 
+    def hold(self, target: str, entries: Iterable[LogEntry], now: float) -> None:
+        """Hold ``entries`` (of a received push) as hints for ``target``."""
+        for e in entries:
+            self.add(HintRecord(target, e, now))
+
     def handoff_soon(self, target: str, now: float) -> None:
-        """Hand off to ``target`` at the next tick (a hint for it just arrived)."""
-        self._timers.set_if_earlier(Timer(TimerKind.HANDOFF, target), now)
+        """Hand off to ``target`` at the next tick, if it is another replica and up (a hint
+        for it just arrived)."""
+        if target != self._me and target in self._membership.up:
+            self._timers.set_if_earlier(Timer(TimerKind.HANDOFF, target), now)
 
     def peer_down(self, peer: str) -> None:
         """No hand-off to ``peer`` while it is down; what was sent counts as unsent."""
