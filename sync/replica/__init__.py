@@ -3,33 +3,16 @@
 :class:`Replica` takes every input (local writes and reads, received messages, peers up and
 down, time passing) with the caller's ``now``, and gives back the effects to execute, in
 order (:meth:`Replica.effects`), and when to call it next (:meth:`Replica.next_deadline`).
-What the engine does with each input, and why, is its theory of operation:
-:mod:`sync.replica.theory`.
+What it does with each input, and why, is the theory of operation: :mod:`sync.replica.theory`.
 
-Its one job is to be the façade: it checks its arguments, brackets each input (clamping
-``now``, opening and closing the input's durable changes), has each drain sealed and
-persisted, dispatches received messages and due timers with ``match``, and orchestrates
-what touches several components (a peer going up, down or forgotten, an ack, a push). Each
-component (``sync/replica/``) owns its state and knows only those listed before it
-(``tests/sync/test_replica_components.py`` checks their imports):
-
-* :mod:`~sync.replica.timers` (deadlines on one heap, typed :class:`~sync.replica.timers.Timer`
-  keys) and :mod:`~sync.replica.outbox` (the effects queue, the durable changes of the
-  drain, message ids);
-* :mod:`~sync.replica.local_data` (objects, log, summaries, checkpoints) and
-  :mod:`~sync.replica.membership` (peers, ring, up set, sites, fallbacks), then
-  :mod:`~sync.replica.drain` (the seals and the one ``Persist`` of a drain) and
-  :mod:`~sync.replica.propagation` (who is known to hold which log dots);
-* :mod:`~sync.replica.outbound` (pushes coalesced per peer, messages awaiting an ack, relay
-  forwarding), then :mod:`~sync.replica.hints`, :mod:`~sync.replica.updates` (a local
-  update made into a log entry, refused before anything changes), then
-  :mod:`~sync.replica.writes`;
-* :mod:`~sync.replica.reads` (with read repair), :mod:`~sync.replica.compaction`,
-  :mod:`~sync.replica.transfer` (state transfers read from the store, catch-up progress),
-  then :mod:`~sync.replica.anti_entropy` and :mod:`~sync.replica.gossip`, then
-  :mod:`~sync.replica.inbound` (validation of every received message, which changes
-  nothing), then :mod:`~sync.replica.reports` (the replica's health and where a write is,
-  read from the others).
+Its one job is to be the façade: it has its arguments checked before anything changes,
+brackets each input (clamping ``now``, opening and closing the input's durable changes),
+dispatches received messages and due timers with ``match``, and orchestrates what touches
+several components (a peer going up, down or forgotten, an ack, a push). Each component of
+``sync/replica/`` owns its state and knows only those before it in this order: timers,
+outbox, local_data, membership, drain, propagation, outbound, hints, updates, writes, reads,
+compaction, transfer, anti_entropy, gossip, inbound, reports (each module's docstring says
+its job; ``tests/sync/test_replica_components.py`` checks their imports).
 """
 
 from __future__ import annotations
@@ -62,7 +45,7 @@ from sync.replica.reports import Reports
 from sync.replica.timers import Timer, TimerKind, Timers
 from sync.replica.transfer import Progress, checked_page
 from sync.replica.updates import Updates
-from sync.replica.writes import Writes
+from sync.replica.writes import Writes, dial_state
 from sync.ring import partition_of
 from sync.signing import Signer, Verifier
 
@@ -152,7 +135,7 @@ class Replica:
                 held = [h for h in held if h.entry.seal is not None]
             hints.load(held)
             membership.load(loaded.peers)
-        self._had_homes = membership.has_homes()  # (when none: see _rehome)
+        self._had_homes = membership.has_homes()  # (when none: see _finish)
         timers.set(_COMPACT, self._now + compaction.interval())
 
     # -- the public API --------------------------------------------------------------------
@@ -177,9 +160,8 @@ class Replica:
         propagates; bad ``w``/``timeout`` raise ``TypeError``/``ValueError``; a delta whose
         log entry would not fit in one message raises
         :class:`~sync.errors.ValueTooLarge`. In those cases nothing is queued and the
-        replica is unchanged: ``fn`` runs on a fresh bottom when the key is absent, and on a
-        *copy* of the object otherwise, which replaces the object only once its delta is
-        known to fit (CRDT mutators check their arguments before changing anything).
+        replica is unchanged: ``fn`` runs on a fresh bottom or a *copy* of the object, which
+        replaces it once its delta is known to fit (:mod:`~sync.replica.updates`).
 
         An ``fn`` whose ``resets`` attribute is True promises to call the kind's observed
         reset (``clear``, a delete): it is allowed on a key of this kind and another, since
@@ -400,12 +382,7 @@ class Replica:
         its deadline, while ``count`` is above 0; when it drops to 0 such operations fail
         at once, their error naming the failed dials. Next, drain :meth:`effects`.
         """
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"count must be an int >= 0, got {count!r}")
-        down = dict(failures or {})
-        for url, why in down.items():
-            if not isinstance(url, str) or not isinstance(why, str):
-                raise TypeError(f"failures must map URL str -> reason str, got {url!r}: {why!r}")
+        down = dial_state(count, failures)
         self._begin(now)
         try:
             self._writes.links_connecting(count, down)
@@ -467,12 +444,8 @@ class Replica:
         """
         now = self._begin(now)
         try:
-            for _ in range(4):  # timers set for "now" by a handler fire in the same tick
-                due = self._timers.pop_due(now)
-                if not due:
-                    break
-                for timer in due:
-                    self._fire(timer, now)
+            for timer in self._timers.firing(now):  # (and those set for now meanwhile)
+                self._fire(timer, now)
         finally:
             self._finish()
 
@@ -629,7 +602,9 @@ class Replica:
         if homes != self._had_homes:
             self._had_homes = homes
             if homes and self._outbox.changes is not None:  # (an input began)
-                self._rehome(self._now)
+                # The ring had no home and has some now: our writes made meanwhile go to
+                # the homes of their partitions, as hints.
+                self._hints.rehome(self._data.own_entries(), self._now)
         changes = self._outbox.end_input()
         if changes is not None:
             self._data.checkpoint_round(changes)
@@ -697,11 +672,6 @@ class Replica:
         self._outbound.peer_down(peer)
         self._writes.peer_down(peer)
         self._reads.peer_down(peer)
-
-    def _rehome(self, now: float) -> None:
-        """The ring had no home and has some now: our writes made meanwhile go to the homes
-        of their partitions, as hints."""
-        self._hints.rehome(self._data.own_entries(), now)
 
     def _fire(self, timer: Timer, now: float) -> None:
         match timer:

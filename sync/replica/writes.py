@@ -45,9 +45,21 @@ from sync.replica.outbound import AwaitingAck, Outbound
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
 
-__all__ = ["PendingWrite", "Writes", "unreachable"]
+__all__ = ["PendingWrite", "Writes", "dial_state", "unreachable"]
 
 _new_dot = tuple.__new__  # LogDot(...) without its Python __new__ (one per local write)
+
+
+def dial_state(count: object, failures: Mapping[str, str] | None) -> dict[str, str]:
+    """The adapter's dial state checked before anything changes (``ValueError`` for a bad
+    ``count``, ``TypeError`` for bad ``failures``): the dialled URLs known down, with why."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be an int >= 0, got {count!r}")
+    down = dict(failures or {})
+    for url, why in down.items():
+        if not isinstance(url, str) or not isinstance(why, str):
+            raise TypeError(f"failures must map URL str -> reason str, got {url!r}: {why!r}")
+    return down
 
 
 def unreachable(failures: Mapping[str, str]) -> str:
