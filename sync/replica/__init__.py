@@ -288,8 +288,7 @@ class Replica:
                     self._reads.answer(peer_id, message)
                 case m.ReadResp():
                     state = check.read_reply(peer_id, message)
-                    where = f"read reply for {message.key!r}"
-                    state = self._reply_state(peer_id, message, state, where, now)
+                    state = self._reply_state(peer_id, message, state, now)
                     self._reads.on_reply(peer_id, message, state)
                 case m.Repair():
                     repaired = check.repair(peer_id, message)
@@ -324,8 +323,7 @@ class Replica:
                     self._reads.answer_digest(peer_id, message)
                 case m.ReadDigestResp():
                     ctx, state = check.read_digest_reply(peer_id, message)
-                    where = f"read digest reply for {message.key!r}"
-                    state = self._reply_state(peer_id, message, state, where, now)
+                    state = self._reply_state(peer_id, message, state, now)
                     self._reads.on_digest_reply(peer_id, message, ctx, state)
                 case m.ReadFetch():
                     seen = check.read_fetch(peer_id, message)
@@ -581,7 +579,7 @@ class Replica:
         """Health: log size, hints per target, peers up, lag per peer (log entries its last
         summary lacks), siblings per key (multi-value registers with more than one value),
         kind clashes (keys holding objects of several kinds: key -> kinds), writes set aside
-        per writer for clock skew (``clock_skew``)."""
+        per writer for clock skew (``clock_skew``); :mod:`~sync.replica.reports` has it all."""
         return self._reports.status(self._now)
 
     # -- inputs ----------------------------------------------------------------------------
@@ -611,17 +609,14 @@ class Replica:
 
     # -- what touches several components ---------------------------------------------------
     def _reply_state(
-        self,
-        peer_id: str,
-        message: m.ReadResp | m.ReadDigestResp,
-        state: CRDT | None,
-        where: str,
-        now: float,
+        self, peer_id: str, message: m.ReadResp | m.ReadDigestResp, state: CRDT | None, now: float
     ) -> CRDT | None:
         """Open the input of a (checked) read reply carrying ``state``: the state, or None
         when it is stamped too far ahead (set aside, while the reply still counts)."""
         skew = None
         if state is not None and message.state is not None:
+            digest = "digest " if isinstance(message, m.ReadDigestResp) else ""
+            where = f"read {digest}reply for {message.key!r}"
             skew = self._inbound.skewed_state(message.state, self._peek(now), where)
         self._data.require((message.key,))
         now = self._begin(now)
