@@ -1,11 +1,12 @@
 """Writes: the replication of a local update, and its completion at ``w`` acks.
 
-A write is durable here before anything else happens (the façade logs it first). Then
-:meth:`Writes.start` pushes the entry to every home up; for each home that is down, sloppy
-mode picks a fallback (membership's rule) and sends it the entry with ``hint_for=<home>``,
-whose ack counts and is reported as hinted. A coordinator that is not a home keeps the entry
-as a hint for every home too. The local ack counts if this replica is a home of the key, or
-always in sloppy mode; ``strict`` counts only homes, ``LOCAL_QUORUM`` only peers of the site.
+A write is durable here before anything else happens (:mod:`~sync.replica.updates` logs
+it first). Then :meth:`Writes.start` pushes the entry to every home up; for each home that
+is down, sloppy mode picks a fallback (membership's rule) and sends it the entry with
+``hint_for=<home>``, whose ack counts and is reported as hinted. A coordinator that is not
+a home keeps the entry as a hint for every home too. The local ack counts if this replica
+is a home of the key, or always in sloppy mode; ``strict`` counts only homes,
+``LOCAL_QUORUM`` only peers of the site.
 
 The write completes (``WriteDone``) at ``required`` acks, or fails (``WriteFailed``) at its
 deadline, or as soon as no ack that could still count is outstanding and no link is still
@@ -17,7 +18,9 @@ push if it is a home of the key now (a peer unknown until its handshake may be o
 sloppy mode, stands in for a home that is down, and its ack counts. The common case (one
 ack required, ours) completes at once, with no pending record and no deadline.
 
-Every result carries the write's log dot (:class:`~sync.effects.LogDot`).
+Every result carries the write's log dot (:class:`~sync.effects.LogDot`). A write's options
+(``w``, ``strict``, ``timeout``) and the adapter's dial state are checked here too, before
+anything changes (:meth:`Writes.options`, :func:`dial_state`).
 
 Knows the outbox, the timers, membership, outbound batching and hints.
 """
