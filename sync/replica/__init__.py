@@ -1,176 +1,18 @@
 """The sans-I/O replication engine: one :class:`Replica` per peer, a façade over components.
 
-Theory of operation (Dynamo-style leaderless replication over delta-state CRDTs; DeCandia et
-al., SOSP 2007; Almeida, Shoker, Baquero 2018). The replica holds in memory every object,
-the *delta log*, per-partition *summaries*, hints and what it knows of its peers. Inputs are
-method calls carrying ``now`` (the caller's clock); outputs are effects
-(:mod:`sync.effects`) drained with :meth:`Replica.effects` and executed **in order**, plus
-:meth:`Replica.next_deadline` (when to call :meth:`Replica.tick`). It never reads a clock,
-sleeps, opens a socket or touches a database; its only randomness is a
-``random.Random`` seeded from ``config.seed``, the replica id and the construction time.
+:class:`Replica` takes every input (local writes and reads, received messages, peers up and
+down, time passing) with the caller's ``now``, and gives back the effects to execute, in
+order (:meth:`Replica.effects`), and when to call it next (:meth:`Replica.next_deadline`).
+What it does with each input, and why, is the theory of operation: :mod:`sync.replica.theory`.
 
-* **Objects.** An object is named by its key *and* its kind (as riak_dt's map fields are
-  ``{name, type}``). A key is normally written as one kind; two peers that wrote it offline
-  as two kinds both keep theirs, and both objects replicate everywhere the same way (no
-  refusal, no dropped link). Such a *kind clash* is reported once
-  (:class:`~sync.effects.KindClashFound`) and listed by :meth:`Replica.status`; a local
-  write to the key raises :class:`~sync.errors.KindClash` naming both kinds, while reads of
-  each kind work, so the application can look at both before deleting one.
-* **Keys, partitions, homes.** ``partition_of(key)`` names a key's partition; the ring over
-  the *homes* (this replica if ``config.home``, and every known, not-forgotten peer that is
-  one) gives each partition ``n`` *home* replicas (:mod:`sync.ring`). A short-lived replica
-  says it is not a home (``peer_up(..., home=False)``, from its handshake, and in gossip):
-  it is never a home or a fallback, and nobody waits for it. A non-home coordinator keeps
-  its writes as hints for every home; with no home known at all, it keeps them in its log
-  (never compacted) and hands them to the homes it meets.
-* **Membership changes are operators' actions** on one replica: :meth:`Replica.forget`
-  (which refuses an unknown id, raises an :class:`~sync.effects.Alarm` naming who asked)
-  and :meth:`Replica.unforget`; no message of a peer forgets anyone. A home not seen for
-  ``home_down_window`` is reported (an alarm, ``status()["homes_down"]``) and no longer
-  holds compaction back; our own hints for it go once a live home has their writes; it
-  catches up by state transfer when it returns, and what was removed meanwhile stays
-  removed (:mod:`sync.replica.compaction` says why).
-* **Log dots.** Each local mutation gets the log dot ``(self, partition, seq)``, ``seq`` one
-  above the highest of ours in that partition. The log holds every delta applied here, from
-  any origin, until compaction; a partition's *summary* is the :class:`crdt.CausalContext`
-  of the log dots applied here (gaps allowed).
-* **Effects of one drain** (every input since the previous :meth:`effects`) hold at most one
-  :class:`~sync.effects.Persist`, with every durable change of those inputs, placed before
-  the effects of the first input that changed something durable; sends, acks and
-  completions follow it, so "persist before acknowledge" holds (draining after each input
-  gives one Persist per input, first among its effects). Pushes queued for a peer until the
-  next drain are coalesced into one ``Push`` (at most ``ae_batch`` entries and about half of
-  ``max_message_bytes`` each); an ``Ack`` of a push id acknowledges every operation it
-  carried. A key changed by several inputs of
-  one drain gets one ``Changed`` (at its first change).
-* **Writes** (:meth:`local_update`) persist locally first and never fail for lack of network.
-  The local ack counts if this replica is a home of the key, or always in sloppy mode.
-  Homes that are up get a ``Push``; for each home that is down, sloppy mode picks a fallback
-  (an up relay first, else the next up non-home peer clockwise) and sends it the entry with
-  ``hint_for=<home>``; its ack counts and is reported as hinted. A coordinator that is not a
-  home keeps the entry as a hint for every home too (delivered by hinted handoff), because
-  anti-entropy only runs between homes. ``strict=True``: only home acks count, no
-  fallbacks. ``LOCAL_QUORUM``: only acks from peers of ``config.site`` count. The write
-  completes (``WriteDone``) at ``w`` acks, or fails (``WriteFailed``) at its deadline, or as
-  soon as no ack that could still count is outstanding and no link is still being dialled
-  (fail fast, like Cassandra's "unavailable"; :meth:`Replica.links_connecting` is the
-  adapter's dial state). A write short of its acks re-targets when a peer comes up: a peer
-  that is a home of the key now (perhaps unknown until its handshake) gets the entry, and
-  its ack counts. A delta that would not fit in one message (``max_message_bytes``, less
-  :data:`~sync.config.MESSAGE_ENVELOPE`) is refused before anything changes
-  (:class:`~sync.errors.ValueTooLarge`).
-* **Hints.** A fallback persists the hint and acks. Hints are handed off as ``Push`` batches
-  of ``ae_batch`` when the target is up (on ``peer_up``, then on each ack, retried every
-  ``write_timeout``) and dropped on its ack; hints older than ``hint_window`` or beyond
-  ``hint_max_per_target`` (oldest first) are dropped and left to anti-entropy. A non-home
-  coordinator's hints of its *own* entries are exempt from both limits: anti-entropy would
-  not carry them (it runs between homes), so they go only when a home acks them.
-* **Reads** (:meth:`local_read`) ask this replica (same counting rule as writes) and the up
-  homes (sloppy: fallbacks for the down ones), join the replies, complete at ``r`` replies
-  with ``ReadDone``, and repair every replier whose state differs from the join (late
-  repliers too, until all replied or the deadline). The join is merged and checkpointed
-  locally. Fewer than ``r`` replies at the deadline (or when nobody else can reply and no link
-  is being dialled): ``ReadFailed`` with what came.
-* **Propagation.** Who holds which log dot is known from the peers' summaries and, since,
-  from their acks (a home that acked a push applied it; a fallback that acked holds a hint):
-  :meth:`Replica.whereabouts` says where a write or a key is durable now, and
-  :meth:`Replica.status` counts our own entries not yet known to be at every home.
-* **Liveness.** A deleted object (its kind's ``clear``) is kept, as the CRDT state that
-  makes the delete win against what it saw, but it is not *live*: :meth:`Replica.keys`
-  leaves it out.
-* **Anti-entropy.** With ``anti_entropy_interval`` set, on ``peer_up`` and every interval
-  each up peer gets a ``Summary`` of the partitions both are homes of (and, when membership
-  changed, the known peers). A summary is answered with the log entries the other lacks, in
-  ``Deltas`` of at most ``ae_batch`` entries (and half of ``max_message_bytes``),
-  ``ae_max_inflight`` unacked per peer; when the
-  other lacks a dot this replica no longer has in its log (compacted, or received by state
-  transfer) it gets a state transfer instead: the partition's objects read from the store a
-  page at a time (a :class:`~sync.effects.ReadPage` the adapter answers with
-  :meth:`Replica.snapshot_page`, once the ``Persist`` before it is durable), one page ahead
-  of the window, in ``SnapshotChunk`` of at most ``snapshot_chunk`` objects; a state too big
-  for one message goes as the pieces its type splits it into (``CRDT.split``), merged as
-  deltas. The last chunk (sent only once all others are acked) carries our summary. Each
-  ``Deltas`` and chunk says how much of the round is left (``remaining``): the receiver
-  reports a round of more than one message as a catch-up (:class:`~sync.effects.CatchUp`
-  at its start and end; :meth:`Replica.status` lists those under way). A summary with
-  ``reply=True`` is answered with our own summary only when its sender has something we
-  lack (no ping-pong); converged peers exchange summaries only.
-* **Compaction** (causal stability, never a timer): for partition ``p`` and origin ``o`` the
-  watermark is the minimum of ``vv[o]`` over our own summary and the last reported summary
-  of every other home of ``p`` (but homes gone past ``home_down_window``); nothing is
-  compacted while such a home has never reported. Log entries at or below it are dropped
-  in a ``Persist`` that also checkpoints their keys.
-* **A bounded cache of objects.** Objects are held in a cache of ``config.cache_bytes``
-  (estimated), least recently used first (:mod:`~sync.replica.local_data`); each drain
-  evicts past the budget, checkpointing an evicted object that changed since its last
-  checkpoint in that drain's ``Persist``, so an object not in the cache is complete in the
-  store. Before an input, the adapter asks :meth:`Replica.wants_keys` (a local write or
-  read) or :meth:`Replica.wants_message` (a received message) which keys must be loaded;
-  loads them from the store (after every ``Persist`` drained so far is durable) and hands
-  them over with :meth:`Replica.admit`; then feeds the input. A replica that holds every
-  object (fresh, or loaded whole from a small store) wants nothing until it first evicts.
-  Objects a state transfer brings in that were not in the cache leave it at the end of the
-  drain (checkpointed), so a bootstrap passes through the cache instead of filling it.
-  :meth:`Replica.checkpoint_all` at a clean close
-  checkpoints every changed object and marks the store's log as folded into its objects.
-* **Checkpoints.** Every ``checkpoint_every`` log entries a ``Persist`` carries whole-object
-  checkpoints of the keys changed since their own last checkpoint by at least three times
-  as many entries as they had then (a growing key is re-encoded at geometrically growing
-  intervals: O(size) in all). Keys changed without a log entry (repair, state transfer) and
-  keys whose entries are compacted are checkpointed at once.
-* **Clock skew.** A received entry or state carrying a hybrid-logical-clock timestamp (an LWW
-  register's, also inside a map) more than ``max_clock_skew`` ahead of ``now`` is *set
-  aside*: not applied, not logged, not held as a hint, and counted per writer in
-  ``status()["clock_skew"]`` with an :class:`~sync.effects.Alarm` (at most one per writer
-  every ten minutes). A ``Push`` with such an entry is not acked (its sender keeps the entry,
-  and a non-home coordinator its hints), a ``Deltas`` is (our next summary still lacks the
-  entry), a snapshot chunk with such a state is neither applied nor acked (its round
-  restarts later), a repair is dropped and a read reply counts without its state. Set
-  aside, not refused: the other entries of the message are applied and the link stays, and
-  anti-entropy offers the entry again every round until our clock comes within the bound of
-  it, so every replica converges; refusing it for ever would block anti-entropy for ever.
-  Meanwhile nothing stops local writes: a register over a timestamp ahead of our clock is
-  written at that wall time with the logical part counting (:func:`crdt.hlc.write_timestamp`).
-* **Signed origins** (:mod:`sync.signing`). A replica given a ``signer`` (its id is then
-  the one its key derives) seals the entries it wrote at the end of each drain, before the
-  drain's ``Persist`` and sends are executed: one :class:`~sync.signing.Seal` per
-  :data:`~sync.signing.SEAL_MAX` of them, set on the entry objects the log, the pushes and
-  the hints share, so each is stored and sent with it. It refuses any received entry not
-  covered by a valid seal of its origin (:mod:`~sync.replica.inbound`), and anti-entropy
-  sends a state transfer rather than an entry it holds unsealed (from before signing).
-  A replica without a signer (tests, the simulator) neither seals nor checks.
-* **An ack means applied.** A home acks a ``Push`` once every entry in it is in its state:
-  an entry whose log dot it already had in its log was applied from the same signed entry;
-  one whose dot it knows only from a summary (a state transfer) or whose log entry was
-  compacted has its delta joined again first (a no-op when it is in the state already).
-* **Identity.** A peer's summary holding a log dot of ours above our highest one means this
-  database was restored or copied: :class:`~sync.effects.IdentityConflict` is emitted and our
-  numbering jumps above the seen dot.
-
-Components (``sync/replica/``). :class:`Replica` is a façade: it checks its arguments,
+Its one job is to be the façade: it has its arguments checked before anything changes,
 brackets each input (clamping ``now``, opening and closing the input's durable changes),
-builds the drain's one ``Persist`` from local data and membership, dispatches received
-messages and due timers with ``match``, and orchestrates what touches several components (a
-peer going up, down or forgotten, an ack). Each component owns its state and knows only
-those listed before it:
-
-* :mod:`~sync.replica.timers` (deadlines on one heap, typed :class:`~sync.replica.timers.Timer`
-  keys) and :mod:`~sync.replica.outbox` (the effects queue, the durable changes of the
-  drain, message ids);
-* :mod:`~sync.replica.local_data` (objects, log, summaries, checkpoints) and
-  :mod:`~sync.replica.membership` (peers, ring, up set, sites, fallbacks), then
-  :mod:`~sync.replica.propagation` (who is known to hold which log dots);
-* :mod:`~sync.replica.outbound` (pushes coalesced per peer, messages awaiting an ack, relay
-  forwarding), then :mod:`~sync.replica.hints`, then :mod:`~sync.replica.writes`;
-* :mod:`~sync.replica.reads` (with read repair), :mod:`~sync.replica.compaction`,
-  :mod:`~sync.replica.transfer` (state transfers read from the store, catch-up progress),
-  then :mod:`~sync.replica.anti_entropy`, then :mod:`~sync.replica.inbound` (validation of
-  every received message, which changes nothing).
-
-Bad remote input raises :class:`~sync.errors.RemoteProtocolError` from :meth:`receive`
-before anything changes; bad local arguments raise ``TypeError``/``ValueError``/
-:class:`~sync.errors.LocalProtocolError`, also before anything changes. ``now`` values are
-clamped to be non-decreasing.
+dispatches received messages and due timers with ``match``, and orchestrates what touches
+several components (a peer going up, down or forgotten, an ack, a push). Each component of
+``sync/replica/`` owns its state and knows only those before it in this order: timers,
+outbox, local_data, membership, drain, propagation, outbound, hints, updates, writes, reads,
+compaction, transfer, anti_entropy, gossip, inbound, reports (each module's docstring says
+its job; ``tests/sync/test_replica_components.py`` checks their imports).
 """
 
 from __future__ import annotations
@@ -180,57 +22,40 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import crdt
-from crdt import CRDT, CausalContext, Dot
+from crdt import CRDT, CausalContext
 from sync import messages as m
-from sync.config import ReplicaConfig, check_bool, check_seconds
-from sync.consistency import check_level
-from sync.effects import (
-    Alarm,
-    Effect,
-    HintId,
-    HintRecord,
-    Loaded,
-    LogDot,
-    LogEntry,
-    ObjectState,
-    Persist,
-    ReadPage,
-    Send,
-)
-from sync.errors import (
-    KeyNotFound,
-    KindClash,
-    LocalProtocolError,
-    RemoteProtocolError,
-    ValueTooLarge,
-    named_kinds,
-)
+from sync.config import ReplicaConfig
+from sync.effects import Effect, Loaded, LogDot, ObjectState, ReadPage, Send
+from sync.errors import LocalProtocolError, RemoteProtocolError
+from sync.replica import theory as theory  # the theory of operation (text only)
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
 from sync.replica.compaction import Compaction
+from sync.replica.drain import Drain
 from sync.replica.gossip import Gossip
 from sync.replica.hints import Hints
-from sync.replica.inbound import Inbound, Skewed
+from sync.replica.inbound import Inbound
 from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership
-from sync.replica.outbound import Outbound, entry_size
-from sync.replica.outbox import Changes, Outbox
+from sync.replica.outbound import Outbound
+from sync.replica.outbox import Outbox
 from sync.replica.propagation import Propagation, Whereabouts
 from sync.replica.reads import Reads
+from sync.replica.reports import Reports
 from sync.replica.timers import Timer, TimerKind, Timers
-from sync.replica.transfer import Progress
-from sync.replica.writes import Writes
+from sync.replica.transfer import Progress, checked_page
+from sync.replica.updates import Updates
+from sync.replica.writes import Writes, dial_state
 from sync.ring import partition_of
-from sync.signing import SEAL_MAX, Signer, Verifier
+from sync.signing import Signer, Verifier
 
 __all__ = ["Replica", "ReplicaAPI", "Whereabouts"]
 
-_EMPTY_CTX = CausalContext()
 _COMPACT = Timer(TimerKind.COMPACT)
 
 
 class Replica:
-    """One peer's replication engine (see the module docstring for the semantics).
+    """One peer's replication engine (:mod:`sync.replica.theory` says what it does).
 
     >>> from sync.config import ReplicaConfig
     >>> r = Replica(ReplicaConfig(n=1), "A")
@@ -259,10 +84,8 @@ class Replica:
                 f"replica_id {replica_id!r} is not the id of the signer's key "
                 f"({signer.replica_id!r})"
             )
-        self._signer = signer
         self.config = config
         self.replica_id = replica_id
-        self._entry_limit = config.entry_limit
         self._now = float(now)
         rng = random.Random(f"{config.seed}/{replica_id}/{now!r}")
         # Message ids start at a random point so that late acks addressed to a previous
@@ -271,12 +94,17 @@ class Replica:
         self._timers = timers = Timers()
         self._data = data = LocalData(config, replica_id, outbox)
         self._membership = membership = Membership(config, replica_id, outbox)
-        self._propagation = Propagation(replica_id, membership)
+        self._drain = Drain(outbox, data, membership, signer)
+        self._propagation = propagation = Propagation(replica_id, membership)
+        signs = signer is not None
         self._outbound = outbound = Outbound(
-            config, replica_id, outbox, timers, membership, sealed=signer is not None
+            config, replica_id, outbox, timers, membership, sealed=signs
         )
         self._hints = hints = Hints(config, replica_id, outbox, timers, membership, outbound)
-        self._writes = Writes(config, replica_id, outbox, timers, membership, outbound, hints)
+        self._updates = Updates(config, replica_id, outbox, data)
+        self._writes = writes = Writes(
+            config, replica_id, outbox, timers, membership, outbound, hints
+        )
         self._reads = reads = Reads(config, replica_id, outbox, timers, data, membership)
         self._compaction = compaction = Compaction(config, replica_id, data, membership, hints)
         self._anti_entropy = anti_entropy = AntiEntropy(
@@ -288,7 +116,7 @@ class Replica:
             membership,
             outbound,
             compaction,
-            sealed_only=signer is not None,
+            sealed_only=signs,
         )
         self._gossip = Gossip(
             config, replica_id, outbox, timers, data, membership, compaction, anti_entropy
@@ -296,7 +124,10 @@ class Replica:
         self._inbound = Inbound(
             config, replica_id, data, membership, reads, None if signer is None else Verifier()
         )
-        self._progress = Progress(config, outbox)
+        self._progress = progress = Progress(config, outbox)
+        self._reports = Reports(
+            replica_id, data, membership, propagation, hints, writes, reads, progress, anti_entropy
+        )
         if loaded is not None:
             data.load(loaded)
             held = loaded.hints
@@ -304,7 +135,7 @@ class Replica:
                 held = [h for h in held if h.entry.seal is not None]
             hints.load(held)
             membership.load(loaded.peers)
-        self._had_homes = membership.has_homes()  # (when none: see _rehome)
+        self._had_homes = membership.has_homes()  # (when none: see _finish)
         timers.set(_COMPACT, self._now + compaction.interval())
 
     # -- the public API --------------------------------------------------------------------
@@ -329,9 +160,8 @@ class Replica:
         propagates; bad ``w``/``timeout`` raise ``TypeError``/``ValueError``; a delta whose
         log entry would not fit in one message raises
         :class:`~sync.errors.ValueTooLarge`. In those cases nothing is queued and the
-        replica is unchanged: ``fn`` runs on a fresh bottom when the key is absent, and on a
-        *copy* of the object otherwise, which replaces the object only once its delta is
-        known to fit (CRDT mutators check their arguments before changing anything).
+        replica is unchanged: ``fn`` runs on a fresh bottom or a *copy* of the object, which
+        replaces it once its delta is known to fit (:mod:`~sync.replica.updates`).
 
         An ``fn`` whose ``resets`` attribute is True promises to call the kind's observed
         reset (``clear``, a delete): it is allowed on a key of this kind and another, since
@@ -355,57 +185,16 @@ class Replica:
             raise ValueError("key must not be empty")
         if kind not in crdt.KINDS:
             raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
-        if op_id in self._writes.pending:
-            raise LocalProtocolError(f"write op_id {op_id} is still pending")
-        cfg = self.config
-        level = cfg.w if w is None else check_level(w, cfg.n, name="w")
-        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
-        timeout_ = cfg.write_timeout if timeout is None else check_seconds("timeout", timeout)
-        data = self._data
-        objs = data.objects_of(key)
-        obj = None
-        if objs is not None:
-            obj = objs.get(kind)
-            if obj is None or len(objs) > 1:
-                # Another kind is held too: refused while one of the others is live, except
-                # a delete of this kind's object (the way out of a clash).
-                live = data.kinds_of(key)
-                resets = obj is not None and getattr(fn, "resets", False) is True
-                if any(k != kind for k in live) and not resets:
-                    _refuse_kind(key, kind, live)
-        p = data.partition(key)
-        homes = self._membership.ring().preference_list(p)
-        required, site = self._membership.required(level, homes)
-        # A fresh bottom, a copy (replacing obj once the delta is known to fit), or obj itself.
-        target = crdt.new(kind) if obj is None else (obj if checked else obj.copy())
-        delta = fn(target)
-        if getattr(delta, "kind", None) != kind or not hasattr(delta, "to_json"):
-            # fn mutated nothing we can log; its result is not a delta of this kind.
-            raise TypeError(f"fn must return the {kind} delta of its mutator, got {delta!r}")
-        # Encoded once, here; from now on the delta travels as this text (see LogEntry).
-        raw = delta.to_json()
-        entry = LogEntry(self.replica_id, p, data.next_seq(p), key, kind, raw)
-        limit = self._entry_limit
-        # A bound of entry_size (a delta's character takes at most 4 bytes, escapes
-        # included; a key's or origin's at most 8, as entry_size counts them; 96 for the
-        # rest): the exact size is computed only for a delta that could be near the limit.
-        if 4 * len(raw) + 8 * (len(key) + len(self.replica_id)) + 96 > limit:
-            size = entry_size(entry)
-            if size > limit:
-                if target is obj:
-                    raise LocalProtocolError(
-                        f"checked=True, but the delta of this write to {key!r} takes {size} "
-                        f"bytes, over what one message carries ({limit}); it was not logged"
-                    )
-                raise ValueTooLarge(f"the delta of this write to {key!r}", size, limit)
+        level, strict_, timeout_ = self._writes.options(op_id, w, strict, timeout)
+        updates = self._updates
+        obj = updates.held(key, kind, fn)
+        p = self._data.partition(key)
+        homes, required, site = self._membership.placement(p, level)
+        entry, replacement = updates.prepare(key, kind, p, obj, fn, checked)
 
         now = self._begin(now)
         try:
-            if target is not obj:
-                data.adopt(key, p, target)  # new, or the copy fn ran on: it replaces obj
-            data.append(entry)
-            data.refresh_clash(key)
-            self._outbox.changed(key, data.objects_of(key))
+            updates.apply(entry, replacement)
             self._writes.start(op_id, entry, homes, required, site, strict_, timeout_, now)
         finally:
             self._finish()
@@ -434,26 +223,14 @@ class Replica:
             raise TypeError(f"key must be a str, got {type(key).__name__}")
         if not key:
             raise ValueError("key must not be empty")
-        if op_id in self._reads.pending:
-            raise LocalProtocolError(f"read op_id {op_id} is still pending")
-        cfg = self.config
-        level = cfg.r if r is None else check_level(r, cfg.n, name="r")
-        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
-        timeout_ = cfg.read_timeout if timeout is None else check_seconds("timeout", timeout)
+        level, strict_, timeout_ = self._reads.options(op_id, r, strict, timeout)
         if kind is None:
-            self._data.require((key,))
-            held = self._data.kinds_of(key)
-            if not held:
-                raise KeyNotFound(key)
-            if len(held) > 1:
-                raise KindClash(key, held)
-            kind = held[0]
+            kind = self._reads.kind_to_read(key)
         elif kind not in crdt.KINDS:
             raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
         self._data.require((key,))
-        p = partition_of(key, cfg.partitions)
-        homes = self._membership.ring().preference_list(p)
-        required, site = self._membership.required(level, homes)
+        p = partition_of(key, self.config.partitions)
+        homes, required, site = self._membership.placement(p, level)
 
         now = self._begin(now)
         try:
@@ -483,27 +260,25 @@ class Replica:
                     now = self._begin(now)
                     # An ack says that every entry it covers is durable here: none for a
                     # push with entries set aside (its sender keeps them, and retries).
-                    self._set_aside(peer_id, skewed, now)
+                    self._membership.set_aside(peer_id, skewed, now)
                     self._on_push(peer_id, message, batch, now, ack=not skewed)
                 case m.Deltas():
                     batch, skewed = check.deltas(peer_id, message, self._peek(now))
                     self._data.require(oid[0] for oid in batch.groups)
                     now = self._begin(now)
                     # Acked all the same: our next summary still lacks what was set aside.
-                    self._set_aside(peer_id, skewed, now)
-                    self._on_deltas(peer_id, message, batch, now)
+                    self._membership.set_aside(peer_id, skewed, now)
+                    self._anti_entropy.on_deltas(peer_id, message, batch, now)
+                    self._progress.received(peer_id, message, now)
                 case m.SnapshotChunk():
                     states, summary, skewed = check.snapshot(peer_id, message, self._peek(now))
                     self._data.require(key for key, _ in states)
                     now = self._begin(now)
                     if skewed:  # not applied, not acked: the round restarts, later
-                        self._set_aside(peer_id, skewed, now)
+                        self._membership.set_aside(peer_id, skewed, now)
                     else:
                         self._anti_entropy.on_snapshot(peer_id, message, states, summary)
-                        size = sum(len(o.state_json) for o in message.objects)
-                        self._progress.received(
-                            peer_id, message.remaining, len(message.objects), size, now
-                        )
+                        self._progress.received(peer_id, message, now)
                 case m.Ack():
                     self._on_ack(peer_id, message, self._begin(now))
                 case m.ReadReq():
@@ -513,8 +288,7 @@ class Replica:
                     self._reads.answer(peer_id, message)
                 case m.ReadResp():
                     state = check.read_reply(peer_id, message)
-                    where = f"read reply for {message.key!r}"
-                    state = self._reply_state(peer_id, message, state, where, now)
+                    state = self._reply_state(peer_id, message, state, now)
                     self._reads.on_reply(peer_id, message, state)
                 case m.Repair():
                     repaired = check.repair(peer_id, message)
@@ -523,7 +297,7 @@ class Replica:
                     self._data.require((message.key,))
                     now = self._begin(now)
                     if skew is not None:
-                        self._set_aside(peer_id, [skew], now)
+                        self._membership.set_aside(peer_id, [skew], now)
                     else:
                         self._data.merge_state(message.key, repaired)
                 case m.Summary():
@@ -549,8 +323,7 @@ class Replica:
                     self._reads.answer_digest(peer_id, message)
                 case m.ReadDigestResp():
                     ctx, state = check.read_digest_reply(peer_id, message)
-                    where = f"read digest reply for {message.key!r}"
-                    state = self._reply_state(peer_id, message, state, where, now)
+                    state = self._reply_state(peer_id, message, state, now)
                     self._reads.on_digest_reply(peer_id, message, ctx, state)
                 case m.ReadFetch():
                     seen = check.read_fetch(peer_id, message)
@@ -583,11 +356,7 @@ class Replica:
         anti-entropy with it (a ``Summary`` now and every interval) and hands off the hints
         held for it. Next, drain :meth:`effects`.
         """
-        if not isinstance(peer_id, str) or not peer_id:
-            raise ValueError(f"peer_id must be a non-empty str, got {peer_id!r}")
-        if peer_id == self.replica_id:
-            raise LocalProtocolError("a replica cannot be its own peer")
-        check_bool("home", home)
+        self._membership.check_connect(peer_id, home)
         now = self._begin(now)
         try:
             self._membership.connect(peer_id, now, address, site, relay, home)
@@ -611,12 +380,7 @@ class Replica:
         its deadline, while ``count`` is above 0; when it drops to 0 such operations fail
         at once, their error naming the failed dials. Next, drain :meth:`effects`.
         """
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"count must be an int >= 0, got {count!r}")
-        down = dict(failures or {})
-        for url, why in down.items():
-            if not isinstance(url, str) or not isinstance(why, str):
-                raise TypeError(f"failures must map URL str -> reason str, got {url!r}: {why!r}")
+        down = dial_state(count, failures)
         self._begin(now)
         try:
             self._writes.links_connecting(count, down)
@@ -645,13 +409,8 @@ class Replica:
         replica does not know or has forgotten already. Undone by :meth:`unforget`. Next,
         drain :meth:`effects`.
         """
-        self._check_peer_id(peer_id)
         membership = self._membership
-        if not membership.knows(peer_id):
-            known = ", ".join(membership.members()) or "none"
-            raise ValueError(f"unknown replica id {peer_id!r} (the peers known here: {known})")
-        if membership.is_forgotten(peer_id):
-            raise ValueError(f"replica {peer_id} is forgotten already")
+        membership.check_forget(peer_id)
         now = self._begin(now)
         try:
             self._down(peer_id, now)
@@ -660,15 +419,7 @@ class Replica:
             self._hints.forget(peer_id)
             # The forgotten peer may have been the only home holding compaction back.
             self._compaction.compact_all(now)
-            self._outbox.emit(
-                Alarm(
-                    "forgotten",
-                    peer_id,
-                    f"forgot replica {peer_id} for good, asked by {by}: it is off the ring, "
-                    "its hints are dropped, compaction no longer waits for it and its links "
-                    f"are refused. Undo with peer.unforget({peer_id!r}) or shoal forget --undo.",
-                )
-            )
+            membership.report_forgotten(peer_id, by)
         finally:
             self._finish()
 
@@ -676,23 +427,12 @@ class Replica:
         """Undo :meth:`forget`: ``peer_id`` is a member again (on the ring if it is a home)
         and may connect. ``ValueError`` (nothing changes) if it is not forgotten here. Next,
         drain :meth:`effects`."""
-        self._check_peer_id(peer_id)
-        if not self._membership.is_forgotten(peer_id):
-            raise ValueError(f"replica {peer_id!r} is not forgotten here")
+        self._membership.check_forget(peer_id, undo=True)
         now = self._begin(now)
         try:
-            self._membership.unforget(peer_id, now)
-            self._outbox.emit(
-                Alarm("unforgotten", peer_id, f"replica {peer_id} is a member again, asked by {by}")
-            )
+            self._membership.unforget(peer_id, now, by)
         finally:
             self._finish()
-
-    def _check_peer_id(self, peer_id: object) -> None:
-        if not isinstance(peer_id, str) or not peer_id:
-            raise ValueError(f"peer_id must be a non-empty str, got {peer_id!r}")
-        if peer_id == self.replica_id:
-            raise ValueError("a replica cannot forget itself")
 
     def tick(self, now: float) -> None:
         """Time passed: fire what is due (deadlines, anti-entropy, hint hand-off and expiry).
@@ -702,12 +442,8 @@ class Replica:
         """
         now = self._begin(now)
         try:
-            for _ in range(4):  # timers set for "now" by a handler fire in the same tick
-                due = self._timers.pop_due(now)
-                if not due:
-                    break
-                for timer in due:
-                    self._fire(timer, now)
+            for timer in self._timers.firing(now):  # (and those set for now meanwhile)
+                self._fire(timer, now)
         finally:
             self._finish()
 
@@ -727,16 +463,7 @@ class Replica:
         abandoned meanwhile is ignored. ``TypeError`` for arguments of the wrong types,
         before anything changes. Next, drain :meth:`effects` (chunks to send, the next
         read)."""
-        if not isinstance(read, ReadPage):
-            raise TypeError(f"read must be the ReadPage effect, got {type(read).__name__}")
-        page = list(rows)
-        if not all(isinstance(r, ObjectState) for r in page):
-            raise TypeError("rows must be ObjectState values")
-        if not isinstance(end, bool):
-            raise TypeError(f"end must be a bool, got {end!r}")
-        counts = None
-        if totals is not None:
-            counts = {int(p): (int(n), int(b)) for p, (n, b) in totals.items()}
+        page, counts = checked_page(read, rows, end, totals)
         now = self._begin(now)
         try:
             self._anti_entropy.on_page(read, page, end, counts, now)
@@ -745,13 +472,13 @@ class Replica:
 
     def effects(self) -> list[Effect]:
         """Drain the queued effects, in the order the caller must execute them."""
-        self._seal_own()
-        self._flush_changes()
+        self._drain.seal_own()
+        self._drain.flush()
         self._outbound.flush()
         self._data.end_drain()
         return self._outbox.drain()
 
-    # -- objects on demand (see the module docstring) --------------------------------------
+    # -- objects on demand (see sync.replica.theory) ---------------------------------------
     def wants_keys(self, keys: Iterable[str]) -> list[str]:
         """The keys of ``keys`` (a local write or read's) to load and :meth:`admit` before
         the input; empty when every object is in memory. Pure."""
@@ -761,24 +488,7 @@ class Replica:
         """What to load before ``receive(peer_id, message)``: keys, and partitions whose
         every object a state transfer would send. Pure; bad input wants nothing (``receive``
         reports it)."""
-        data = self._data
-        if data.complete:  # every object is in memory: nothing is ever missing
-            return [], []
-        match message:
-            case m.Push() | m.Deltas():
-                return data.missing(e.key for e in message.entries), []
-            case (
-                m.ReadReq()
-                | m.ReadResp()
-                | m.Repair()
-                | m.ReadDigest()
-                | m.ReadDigestResp()
-                | m.ReadFetch()
-            ):
-                return data.missing((message.key,)), []
-            case m.SnapshotChunk():
-                return data.missing(o.key for o in message.objects), []
-        return [], []
+        return self._inbound.wants(message), []
 
     def admit(
         self, keys: Iterable[str], rows: Iterable[ObjectState], partitions: Iterable[int] = ()
@@ -797,10 +507,7 @@ class Replica:
         nothing). Next, drain :meth:`effects` (one ``Persist`` with ``log_folded``)."""
         self._begin(now)
         try:
-            changes = self._outbox.durable
-            for oid in self._data.dirty_all():
-                changes.objects[oid] = None
-            changes.fold = True
+            self._drain.fold_all()
         finally:
             self._finish()
 
@@ -819,7 +526,7 @@ class Replica:
         """A copy of the local state of the object ``(key, kind)`` (None if this replica does
         not hold it in memory). ``kind=None``: the key's one kind (a clashed key raises
         :class:`~sync.errors.KindClash`: name the kind)."""
-        obj = self._object(key, kind)
+        obj = self._reads.local(key, kind)
         return obj.copy() if obj is not None else None
 
     def kinds_of(self, key: str) -> tuple[str, ...]:
@@ -833,21 +540,8 @@ class Replica:
         A CRDT's ``value`` is a fresh structure (frozenset, dict, tuple...), so the caller
         may keep it; this skips the copy of the whole state that :meth:`value` makes.
         """
-        obj = self._object(key, kind)
+        obj = self._reads.local(key, kind)
         return obj.value if obj is not None else None
-
-    def _object(self, key: str, kind: str | None) -> CRDT | None:
-        data = self._data
-        if not data.resident(key):
-            return None  # not in memory: read it through local_read
-        if kind is not None:
-            return data.get(key, kind)
-        objs = data.objects_of(key)
-        if not objs:
-            return None
-        if len(objs) > 1:
-            raise KindClash(key, self._data.kinds_of(key))
-        return next(iter(objs.values()))
 
     def keys(self) -> list[str]:
         """Every key holding a live object in memory, sorted (``Peer.keys`` lists the
@@ -866,29 +560,7 @@ class Replica:
         ``KeyError`` if this replica holds nothing of ``key`` (without ``dot``) or never
         applied ``dot``; ``ValueError`` if ``dot`` is not a log dot of ``key``'s partition.
         """
-        data = self._data
-        p = data.partition(key)
-        if dot is not None:
-            origin, partition, seq = dot
-            if partition != p:
-                raise ValueError(f"{dot!r} is not a log dot of {key!r} (partition {p})")
-            if not data.summary(p).contains(Dot(origin, seq)):
-                raise KeyError(f"{dot!r} was never applied here")
-            found = data.log_entry(p, origin, seq)
-            if found is not None and found.key != key:
-                raise ValueError(f"{dot!r} is a write to {found.key!r}, not to {key!r}")
-            dots = (LogDot(origin, p, seq),)
-            return self._propagation.whereabouts(key, p, dots, True, found is None)
-        log_p = data.log_of(p) or {}
-        mine = tuple(
-            LogDot(origin, p, seq)
-            for origin in sorted(log_p)
-            for seq, (k, *_) in sorted(log_p[origin].items())
-            if k == key
-        )
-        if not mine and not data.kinds_of(key):
-            raise KeyError(f"{key!r} is not held here (or not in memory: name a write)")
-        return self._propagation.whereabouts(key, p, mine, True, not mine)
+        return self._reports.whereabouts(key, dot)
 
     def homes(self, key: str) -> tuple[str, ...]:
         """The home replicas of ``key`` in this replica's current view of the ring."""
@@ -907,48 +579,10 @@ class Replica:
         """Health: log size, hints per target, peers up, lag per peer (log entries its last
         summary lacks), siblings per key (multi-value registers with more than one value),
         kind clashes (keys holding objects of several kinds: key -> kinds), writes set aside
-        per writer for clock skew (``clock_skew``)."""
-        data, membership = self._data, self._membership
-        lag: dict[str, int] = {}
-        for pid, theirs in membership.reported_summaries():
-            lag[pid] = sum(
-                sum(1 for _ in data.summary(p).dots_not_in(theirs.get(p, _EMPTY_CTX)))
-                for p in membership.shared_partitions(pid)
-            )
-        siblings = data.siblings()
-        return {
-            "replica_id": self.replica_id,
-            "objects": len(data),
-            "log_size": data.log_size,
-            "hints": self._hints.counts(),
-            "peers_up": membership.up_peers(),
-            "peers_known": membership.members(),
-            "lag": lag,
-            "siblings": siblings,
-            "cache_bytes": data.cache_bytes,
-            "kind_clashes": {k: list(kinds) for k, kinds in data.clashes().items()},
-            "pending_writes": len(self._writes),
-            "pending_reads": len(self._reads),
-            "clock_skew": membership.skews(),
-            "pending_propagation": self._pending_propagation(),
-            "catching_up": self._progress.status(),
-            "transfer_buffered": self._anti_entropy.buffered(),
-            "forgotten": membership.forgotten(),
-            "non_homes": membership.non_homes(),
-            "homes_down": {p: round(d, 3) for p, d in membership.gone(self._now).items()},
-        }
+        per writer for clock skew (``clock_skew``); :mod:`~sync.replica.reports` has it all."""
+        return self._reports.status(self._now)
 
-    def _pending_propagation(self) -> int:
-        """Our own log entries not yet known to be at every home of their partition."""
-        data, me = self._data, self.replica_id
-        own: dict[int, list[int]] = {}
-        for p in data.log_partitions():
-            seqs = (data.log_of(p) or {}).get(me)
-            if seqs:
-                own[p] = sorted(seqs)
-        return self._propagation.pending(own)
-
-    # -- inputs and the drain's Persist ----------------------------------------------------
+    # -- inputs ----------------------------------------------------------------------------
     def _peek(self, now: float) -> float:
         """The clamped ``now`` an input will run at, before it begins (for its checks)."""
         _check_now(now)
@@ -966,128 +600,44 @@ class Replica:
         if homes != self._had_homes:
             self._had_homes = homes
             if homes and self._outbox.changes is not None:  # (an input began)
-                self._rehome(self._now)
+                # The ring had no home and has some now: our writes made meanwhile go to
+                # the homes of their partitions, as hints.
+                self._hints.rehome(self._data.own_entries(), self._now)
         changes = self._outbox.end_input()
         if changes is not None:
             self._data.checkpoint_round(changes)
 
-    def _flush_changes(self) -> None:
-        """Emit the Persist of every durable change since the last drain (if any), with the
-        checkpoints of the objects evicted from the cache now (see the module docstring)."""
-        changes = self._outbox.take_pending()
-        victims = self._data.evict_plan()
-        transient = self._data.take_transient()
-        if transient:
-            victims = list(dict.fromkeys([*victims, *transient]))
-        if victims:
-            dirty = self._data.dirty(victims)
-            at_end = changes is None
-            if dirty and changes is None:
-                changes = Changes()
-            for oid in dirty:
-                changes.objects[oid] = None  # type: ignore[union-attr]
-            if changes is not None:
-                self._emit_persist(changes, at_end=at_end)
-            self._data.evict(victims)
-            return
-        if changes is None:
-            return
-        self._emit_persist(changes)
-
-    def _seal_own(self) -> None:
-        """Seal our entries written since the last drain, in place (the log, the pushes and
-        the hints hold the same entry objects), before anything of the drain is executed."""
-        fresh = self._data.take_unsealed()
-        signer = self._signer
-        if not fresh or signer is None:
-            return
-        for i in range(0, len(fresh), SEAL_MAX):
-            chunk = fresh[i : i + SEAL_MAX]
-            seal = signer.seal(chunk)
-            for e in chunk:
-                e.seal = seal
-        self._data.sealed(fresh)
-
-    def _emit_persist(self, changes: Changes, *, at_end: bool = False) -> None:
-        # The last change of each hint wins (an add then a drop is a drop, and vice versa),
-        # so no hint is both added and dropped by one Persist.
-        hints_add = tuple(rec for rec in changes.hints.values() if rec is not None)
-        hints_drop = tuple(hid for hid, rec in changes.hints.items() if rec is None)
-        persist = Persist(
-            objects=self._data.checkpoints(changes.objects) if changes.objects else (),
-            log_folded=changes.fold,
-            log=tuple(changes.log),
-            summaries=self._data.encoded_summaries(changes.summaries),
-            hints_add=hints_add,
-            hints_drop=hints_drop,
-            peers=self._membership.records(changes.peers) if changes.peers else (),
-            compact=tuple(changes.compact),
-        )
-        if not persist.is_empty():
-            self._outbox.place_persist(persist, at_end=at_end)
-
     # -- what touches several components ---------------------------------------------------
     def _reply_state(
-        self,
-        peer_id: str,
-        message: m.ReadResp | m.ReadDigestResp,
-        state: CRDT | None,
-        where: str,
-        now: float,
+        self, peer_id: str, message: m.ReadResp | m.ReadDigestResp, state: CRDT | None, now: float
     ) -> CRDT | None:
         """Open the input of a (checked) read reply carrying ``state``: the state, or None
         when it is stamped too far ahead (set aside, while the reply still counts)."""
         skew = None
         if state is not None and message.state is not None:
+            digest = "digest " if isinstance(message, m.ReadDigestResp) else ""
+            where = f"read {digest}reply for {message.key!r}"
             skew = self._inbound.skewed_state(message.state, self._peek(now), where)
         self._data.require((message.key,))
         now = self._begin(now)
         if skew is None:
             return state
-        self._set_aside(peer_id, [skew], now)
+        self._membership.set_aside(peer_id, [skew], now)
         return None
-
-    def _set_aside(self, sender: str, skewed: list[Skewed], now: float) -> None:
-        """Writes stamped too far ahead of our clock were set aside: count them per writer,
-        and raise an alarm (at most one per writer per message, repeated while it lasts)."""
-        bound = self.config.max_clock_skew
-        alarmed: set[str] = set()
-        for s in skewed:
-            if self._membership.note_skew(s.writer, s.ahead_ms, now) and s.writer not in alarmed:
-                alarmed.add(s.writer)
-                via = "" if sender == s.writer else f", received from {sender}"
-                self._outbox.emit(
-                    Alarm(
-                        "clock_skew",
-                        s.writer,
-                        f"clock skew: a write of {s.writer} ({s.what}{via}) is stamped "
-                        f"{s.ahead_ms / 1000:.1f} s ahead of this replica's clock, past the "
-                        f"allowed {bound:g} s; it is set aside until this clock reaches it. "
-                        f"Check the clock of {s.writer} (and this one's).",
-                    )
-                )
 
     def _on_push(
         self, peer: str, msg: m.Push, batch: CheckedBatch, now: float, *, ack: bool = True
     ) -> None:
         hint_for = msg.hint_for
-        if batch.hints and hint_for is not None:  # entries are held as hints only for one
-            for e in batch.hints:
-                self._hints.add(HintRecord(hint_for, e, now))
+        if hint_for is not None:  # entries are held as hints only for one replica
+            self._hints.hold(hint_for, batch.hints, now)
         self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
         for (key, _kind), (_p, delta) in batch.rejoin.items():
             self._data.merge_state(key, delta)
-        if hint_for is not None and hint_for != self.replica_id and hint_for in self._membership.up:
+        if hint_for is not None:
             self._hints.handoff_soon(hint_for, now)
         if ack:
             self._outbox.emit(Send(peer, m.Ack(ids=[msg.push_id])))
-
-    def _on_deltas(self, peer: str, msg: m.Deltas, batch: CheckedBatch, now: float) -> None:
-        self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
-        self._outbox.emit(Send(peer, m.Ack(ids=[msg.batch_id])))
-        if msg.remaining is not None:
-            size = sum(len(e.delta_json) for e in msg.entries)
-            self._progress.received(peer, msg.remaining, len(msg.entries), size, now)
 
     def _on_ack(self, peer: str, msg: m.Ack, now: float) -> None:
         handoff = False
@@ -1118,52 +668,6 @@ class Replica:
         self._writes.peer_down(peer)
         self._reads.peer_down(peer)
 
-    def _homes_gone(self, now: float) -> None:
-        """Report the homes newly gone for long (past ``home_down_window``), and drop the
-        hints of our own writes held for any gone home once a home that is not gone has
-        them (it will catch up by state transfer when it returns)."""
-        membership, hints = self._membership, self._hints
-        window = self.config.home_down_window
-        for peer, away in membership.newly_gone(now).items():
-            self._outbox.emit(
-                Alarm(
-                    "home_down",
-                    peer,
-                    f"home {peer} has not been seen for {away / 86_400:.1f} days (past "
-                    f"home_down_window, {window / 86_400:g} days): compaction no longer waits "
-                    "for it; when it returns it catches up by state transfer. If it is gone "
-                    "for good, forget it (shoal forget).",
-                )
-            )
-        gone = membership.gone(now)
-        if not gone:
-            return
-        ring, me = membership.ring(), self.replica_id
-        for target in gone:
-            for hid in hints.own_for(target):
-                live = [h for h in ring.preference_list(hid.partition) if h != me and h not in gone]
-                if live and not any(
-                    hints.holds(HintId(h, hid.origin, hid.partition, hid.seq)) for h in live
-                ):
-                    hints.drop(hid)
-
-    def _rehome(self, now: float) -> None:
-        """The ring had no home and has some now: hand our writes made meanwhile (kept in
-        our log, never compacted) to the homes of their partitions, as hints."""
-        data, ring, me = self._data, self._membership.ring(), self.replica_id
-        for p in data.log_partitions():
-            homes = ring.preference_list(p)
-            own = (data.log_of(p) or {}).get(me)
-            if not own or me in homes:
-                continue
-            for seq in sorted(own):
-                entry = data.log_entry(p, me, seq)
-                if entry is not None:
-                    for home in homes:
-                        self._hints.add(HintRecord(home, entry, now))
-        for home in self._membership.up_peers():
-            self._hints.handoff(home, now)
-
     def _fire(self, timer: Timer, now: float) -> None:
         match timer:
             case Timer(TimerKind.WRITE, int() as op_id):
@@ -1171,7 +675,8 @@ class Replica:
             case Timer(TimerKind.READ, int() as op_id):
                 self._reads.expire(op_id)
             case Timer(TimerKind.COMPACT):
-                self._homes_gone(now)
+                self._membership.report_gone(now)
+                self._hints.release_gone(now)
                 self._compaction.compact_all(now)
                 self._timers.set(_COMPACT, now + self._compaction.interval())
             case Timer(TimerKind.ANTI_ENTROPY):
@@ -1186,13 +691,6 @@ class Replica:
                 self._hints.expire(now)
             case _:
                 raise AssertionError(f"a timer no component set: {timer}")
-
-
-def _refuse_kind(key: str, kind: str, held: tuple[str, ...]) -> None:
-    """A local write of ``kind`` to ``key``, which holds ``held``: refused."""
-    if kind in held:
-        raise KindClash(key, held)
-    raise TypeError(f"key {key!r} holds {named_kinds(held)}, not {named_kinds([kind])}")
 
 
 def _check_now(now: object) -> None:

@@ -39,7 +39,7 @@ from sync.config import ReplicaConfig
 from sync.digest import ctx_model
 from sync.effects import IdentityConflict, LogEntry, ObjectState, ReadPage, Send
 from sync.replica.compaction import Compaction
-from sync.replica.local_data import LocalData
+from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership
 from sync.replica.outbound import Outbound, entry_size
 from sync.replica.outbox import Outbox
@@ -346,6 +346,12 @@ class AntiEntropy:
             for bid in sess.inflight:
                 self._outbound.give_up(peer, bid)
         self._timers.cancel(Timer(TimerKind.AE_TIMEOUT, peer))
+
+    def on_deltas(self, peer: str, msg: m.Deltas, batch: CheckedBatch, now: float) -> None:
+        """Apply a checked ``Deltas`` batch (the entries we lacked, forwarded by a relay to
+        the homes connected to it) and acknowledge it."""
+        self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
+        self._emit(Send(peer, m.Ack(ids=[msg.batch_id])))
 
     # -- state transfer ------------------------------------------------------------------------
     def on_snapshot(

@@ -10,8 +10,8 @@ checkpoints their keys.
 
 **A home gone for long** (not seen for ``home_down_window``, see
 :meth:`~sync.replica.membership.Membership.gone`) no longer holds compaction back: the
-watermark is taken over the other homes. The façade reports it, and drops the hints of our
-own writes held for it once another home has them. Nothing removed while it was away comes
+watermark is taken over the other homes. Membership reports it, and hints drop those of our
+own writes held for it once the other homes have them. Nothing removed while it was away comes
 back when it returns, and it needs neither to discard its state nor to have its dots
 refused, because compaction drops *log entries*, never causal knowledge:
 

@@ -11,6 +11,9 @@
 
 Hints are handed off to their target when it is up, as ``Push`` batches of ``ae_batch``
 (on ``peer_up``, on each ack, and retried every ``write_timeout``), and dropped on its ack.
+Our own hints for a home gone for long go once every other home has their writes
+(:meth:`Hints.release_gone`). A coordinator that knew no home at all kept its writes in its
+log; when the ring first has homes, they become hints for them (:meth:`Hints.rehome`).
 Every add and drop is recorded in the outbox's :class:`~sync.replica.outbox.Changes`.
 
 Knows the outbox, the timers, membership and outbound batching.
@@ -19,10 +22,10 @@ Knows the outbox, the timers, membership and outbound batching.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sync.config import ReplicaConfig
-from sync.effects import HintId, HintRecord
+from sync.effects import HintId, HintRecord, LogEntry
 from sync.replica.membership import Membership
 from sync.replica.outbound import Outbound
 from sync.replica.outbox import Outbox
@@ -158,9 +161,16 @@ class Hints:
             self._outbound.queue_push(target, None, rec.entry, None, rec.id, now)
         self._timers.set(Timer(TimerKind.HANDOFF, target), now + retry)
 
+    def hold(self, target: str, entries: Iterable[LogEntry], now: float) -> None:
+        """Hold ``entries`` (of a received push) as hints for ``target``."""
+        for e in entries:
+            self.add(HintRecord(target, e, now))
+
     def handoff_soon(self, target: str, now: float) -> None:
-        """Hand off to ``target`` at the next tick (a hint for it just arrived)."""
-        self._timers.set_if_earlier(Timer(TimerKind.HANDOFF, target), now)
+        """Hand off to ``target`` at the next tick, if it is another replica and up (a hint
+        for it just arrived)."""
+        if target != self._me and target in self._membership.up:
+            self._timers.set_if_earlier(Timer(TimerKind.HANDOFF, target), now)
 
     def peer_down(self, peer: str) -> None:
         """No hand-off to ``peer`` while it is down; what was sent counts as unsent."""
@@ -182,6 +192,38 @@ class Hints:
     def holds(self, hid: HintId) -> bool:
         """True while hint ``hid`` is held."""
         return hid in self._store(hid).get(hid.target, {})
+
+    def release_gone(self, now: float) -> None:
+        """Drop the hints of our own writes held for any home gone for long (past
+        ``home_down_window``) once every home that is not gone has them (it catches up by
+        state transfer when it returns)."""
+        membership = self._membership
+        gone = membership.gone(now)
+        if not gone:
+            return
+        ring, me = membership.ring(), self._me
+        for target in gone:
+            for hid in self.own_for(target):
+                live = [h for h in ring.preference_list(hid.partition) if h != me and h not in gone]
+                if live and not any(
+                    self.holds(HintId(h, hid.origin, hid.partition, hid.seq)) for h in live
+                ):
+                    self.drop(hid)
+
+    def rehome(self, own: Mapping[int, Iterable[LogEntry]], now: float) -> None:
+        """The ring had no home and has some now: hand ``own`` (our writes made meanwhile,
+        per partition, kept in our log and never compacted) to the homes of their
+        partitions, as hints."""
+        ring, me = self._membership.ring(), self._me
+        for p, entries in own.items():
+            homes = ring.preference_list(p)
+            if me in homes:
+                continue
+            for entry in entries:
+                for home in homes:
+                    self.add(HintRecord(home, entry, now))
+        for home in self._membership.up_peers():
+            self.handoff(home, now)
 
     def own_pending(self, partition: int) -> list[int]:
         """The seqs of our own entries of ``partition`` still held as hints for a home."""

@@ -1,4 +1,5 @@
-"""Inbound validation: every received message is checked whole before anything changes.
+"""Inbound: every received message, read before anything changes: checked whole, and the
+objects it needs loaded named first.
 
 :class:`Inbound` turns a message into what its application needs, or raises
 :class:`~sync.errors.RemoteProtocolError` naming what is wrong; it changes no state (only
@@ -33,10 +34,11 @@ object per message; a delta spelled otherwise than our compact form is re-encode
 store's prefix check always holds. An entry of a ``Push`` for another replica
 (``hint_for``) is only held as a hint unless this replica is a home of its key; none is held
 for a forgotten replica. An entry or a state stamped too far ahead of our clock is set aside
-(:class:`Skewed`; see the façade's "Clock skew"). States (read replies, repairs, snapshots)
-and summaries are decoded and checked the same way: keys the store can hold, log-dot
-contexts of replica ids counting at most 2**62 (a summary's dot of ours above our numbering
-is an identity conflict, which moves our numbering up to it: never past the limit).
+(:class:`~sync.replica.membership.Skewed`, counted by membership; see "Clock skew" in
+:mod:`sync.replica.theory`). States (read replies, repairs, snapshots) and summaries are
+decoded and checked the same way: keys the store can hold, log-dot contexts of replica ids
+counting at most 2**62 (a summary's dot of ours above our numbering is an identity
+conflict, which moves our numbering up to it: never past the limit).
 
 The messages of digest anti-entropy and digest reads are checked whole the same way: a
 digest is :data:`~sync.digest.DIGEST_BYTES` bytes in lowercase hex; a ``PartDigests`` names
@@ -45,13 +47,17 @@ and a kind we know, a fetch's context is a log-dot context as above; a ``ReadDig
 answers the read that asked it (same key and kind), says "the same" with no body, or carries
 either a context (only for a kind that has one) or a state of its kind, never both.
 
+Before a message is received, :meth:`Inbound.wants` names the keys it needs loaded (the
+objects it names that are not in memory; see "A bounded cache of objects" in
+:mod:`sync.replica.theory`).
+
 Knows local data, membership and reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from pydantic_core import from_json
@@ -64,12 +70,12 @@ from sync.digest import causal_context, is_digest
 from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
 from sync.replica.local_data import CheckedBatch, LocalData
-from sync.replica.membership import Membership
+from sync.replica.membership import Membership, Skewed
 from sync.replica.reads import Reads
 from sync.ring import partition_of
 from sync.signing import Verifier
 
-__all__ = ["Inbound", "Skewed", "latest_stamp"]
+__all__ = ["Inbound", "latest_stamp"]
 
 _EMPTY_CTX = CausalContext()
 _ORIGINS_MEMO = 4096  # origins remembered as checked (cleared when full)
@@ -106,6 +112,29 @@ class Inbound:
         self._membership = membership
         self._reads = reads
         self._origins: set[str] = set()  # origins already checked to be replica ids
+
+    def wants(self, msg: m.Message) -> list[str]:
+        """The keys whose objects are to be loaded before ``msg`` is received (objects on
+        demand: those it names that are not in memory). Pure; a bad message wants nothing
+        (its check reports it)."""
+        data = self._data
+        if data.complete:  # every object is in memory: nothing is ever missing
+            return []
+        match msg:
+            case m.Push() | m.Deltas():
+                return data.missing(e.key for e in msg.entries)
+            case (
+                m.ReadReq()
+                | m.ReadResp()
+                | m.Repair()
+                | m.ReadDigest()
+                | m.ReadDigestResp()
+                | m.ReadFetch()
+            ):
+                return data.missing((msg.key,))
+            case m.SnapshotChunk():
+                return data.missing(o.key for o in msg.objects)
+        return []
 
     def push(self, peer: str, msg: m.Push, now: float) -> tuple[CheckedBatch, list[Skewed]]:
         hint_for = msg.hint_for
@@ -418,17 +447,6 @@ class Inbound:
         if msg.summary is not None:
             ctx = self._context(peer, msg.summary, "snapshot summary")
         return states, ctx, skewed
-
-
-@dataclass(frozen=True, slots=True)
-class Skewed:
-    """A received write stamped further ahead of this replica's clock than the bound allows:
-    the replica whose timestamp it is, how far ahead of our clock (ms), and what carried
-    it."""
-
-    writer: str
-    ahead_ms: int
-    what: str
 
 
 # The kinds whose encoding carries hybrid-logical-clock timestamps (an LWW register, and a

@@ -95,7 +95,8 @@ class CheckedBatch:
     groups: dict[ObjectId, tuple[int, CRDT]]
     #: Per key, the join of the deltas of entries whose log dots are in our summary but not
     #: in our log (learned from a state transfer's summary, or compacted): a ``Push`` of
-    #: them is acknowledged only once they are joined in (see ``Replica`` "Writes").
+    #: them is acknowledged only once they are joined in (see :mod:`sync.replica.theory`,
+    #: "An ack means applied").
     rejoin: dict[ObjectId, tuple[int, CRDT]] = field(default_factory=dict)
 
 
@@ -150,7 +151,7 @@ class LocalData:
         self._log: dict[int, dict[str, dict[int, Logged]]] = {}
         self._log_size = 0
         # Our own entries appended since the last drain, by (partition, seq): not sealed yet
-        # (the façade seals them at the drain, in place: every holder shares these objects).
+        # (the drain seals them, in place: every holder shares these objects).
         self._unsealed: dict[tuple[int, int], LogEntry] = {}
         self._summaries: dict[int, CausalContext] = {}
         self._last_seq: dict[int, int] = {}  # per partition, the highest seq of ours
@@ -516,6 +517,19 @@ class LocalData:
     def log_partitions(self) -> list[int]:
         """The partitions that have (or had) log entries here, in order."""
         return sorted(self._log)
+
+    def own_seqs(self) -> dict[int, list[int]]:
+        """Per partition (in order), the seqs of our own entries in its log, in order."""
+        me, log = self._me, self._log
+        return {p: sorted(log[p][me]) for p in sorted(log) if log[p].get(me)}
+
+    def own_entries(self) -> dict[int, list[LogEntry]]:
+        """Per partition (in order), our own entries in its log, in seq order."""
+        me, get = self._me, self.log_entry
+        return {
+            p: [e for seq in seqs if (e := get(p, me, seq)) is not None]
+            for p, seqs in self.own_seqs().items()
+        }
 
     def log_of(self, partition: int) -> Mapping[str, Mapping[int, Logged]] | None:
         """The log of ``partition`` by origin and seq (read only)."""

@@ -20,8 +20,10 @@ site.
   can be undone (``unforget``); no message of a peer forgets anyone.
 * **Homes down for long.** A home not seen (no link, no summary) for ``home_down_window``
   seconds is *gone* (:meth:`Membership.gone`): reported, and compaction stops waiting for
-  it (see :mod:`sync.replica.compaction` for why that loses nothing, even when it returns).
-* **Health**: the writes of each writer set aside for clock skew.
+  it (see :mod:`sync.replica.compaction` for why that loses nothing, even when it returns);
+  each absence is reported once, with an :class:`~sync.effects.Alarm`.
+* **Health**: the writes of each writer set aside for clock skew (:class:`Skewed`), counted
+  per writer, with an alarm at most once per writer every :data:`ALARM_REPEAT` seconds.
 
 Knows only the outbox.
 """
@@ -34,17 +36,28 @@ from typing import Any
 
 from crdt import CausalContext
 from sync import messages as m
-from sync.config import ReplicaConfig
+from sync.config import ReplicaConfig, check_bool
 from sync.consistency import LOCAL_QUORUM, Level, required_acks
-from sync.effects import PeerRecord
+from sync.effects import Alarm, PeerRecord
 from sync.errors import LocalProtocolError
 from sync.replica.outbox import Outbox
 from sync.ring import Ring
 
-__all__ = ["ALARM_REPEAT", "Membership", "SkewRecord"]
+__all__ = ["ALARM_REPEAT", "Membership", "SkewRecord", "Skewed"]
 
 #: Seconds between two alarms about the same condition of one peer while it lasts.
 ALARM_REPEAT = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Skewed:
+    """A received write stamped further ahead of this replica's clock than the bound allows:
+    the replica whose timestamp it is, how far ahead of our clock (ms), and what carried
+    it."""
+
+    writer: str
+    ahead_ms: int
+    what: str
 
 
 @dataclass(slots=True)
@@ -185,6 +198,15 @@ class Membership:
             self._peers[peer] = replace(rec, **changes)
             self._outbox.durable.peers[peer] = None
 
+    def check_connect(self, peer: object, home: object) -> None:
+        """``ValueError``/``LocalProtocolError``/``TypeError`` unless ``peer`` is an id that
+        may come up (a non-empty str, not ours) saying ``home`` of itself (a bool)."""
+        if not isinstance(peer, str) or not peer:
+            raise ValueError(f"peer_id must be a non-empty str, got {peer!r}")
+        if peer == self._me:
+            raise LocalProtocolError("a replica cannot be its own peer")
+        check_bool("home", home)
+
     def connect(
         self,
         peer: str,
@@ -220,6 +242,23 @@ class Membership:
             self._outbox.durable.peers[peer] = None
         return True
 
+    def check_forget(self, peer: object, *, undo: bool = False) -> None:
+        """``ValueError`` unless ``peer`` is a replica id this replica may forget (a peer it
+        knows and has not forgotten) or, ``undo``, take back (one it has forgotten)."""
+        if not isinstance(peer, str) or not peer:
+            raise ValueError(f"peer_id must be a non-empty str, got {peer!r}")
+        if peer == self._me:
+            raise ValueError("a replica cannot forget itself")
+        if undo:
+            if not self.is_forgotten(peer):
+                raise ValueError(f"replica {peer!r} is not forgotten here")
+            return
+        if not self.knows(peer):
+            known = ", ".join(self.members()) or "none"
+            raise ValueError(f"unknown replica id {peer!r} (the peers known here: {known})")
+        if self.is_forgotten(peer):
+            raise ValueError(f"replica {peer} is forgotten already")
+
     def forget(self, peer: str) -> None:
         """Forget ``peer`` (known) for good: off the ring, its reported summary dropped."""
         self._peers[peer] = replace(self._peers[peer], forgotten=True, summary=None)
@@ -227,12 +266,28 @@ class Membership:
         self._outbox.durable.peers[peer] = None
         self.changed()
 
-    def unforget(self, peer: str, now: float) -> None:
-        """Take a forgotten ``peer`` back: a member again (on the ring if it is a home),
-        as if last seen now (so not gone at once)."""
+    def report_forgotten(self, peer: str, by: str) -> None:
+        """The alarm that ``peer`` was forgotten (off the ring, its hints dropped, compaction
+        no longer waiting for it), asked by ``by``."""
+        self._outbox.emit(
+            Alarm(
+                "forgotten",
+                peer,
+                f"forgot replica {peer} for good, asked by {by}: it is off the ring, "
+                "its hints are dropped, compaction no longer waits for it and its links "
+                f"are refused. Undo with peer.unforget({peer!r}) or shoal forget --undo.",
+            )
+        )
+
+    def unforget(self, peer: str, now: float, by: str) -> None:
+        """Take a forgotten ``peer`` back, asked by ``by`` (an alarm says so): a member again
+        (on the ring if it is a home), as if last seen now (so not gone at once)."""
         self._peers[peer] = replace(self._peers[peer], forgotten=False, last_seen=now)
         self._outbox.durable.peers[peer] = None
         self.changed()
+        self._outbox.emit(
+            Alarm("unforgotten", peer, f"replica {peer} is a member again, asked by {by}")
+        )
 
     def knows(self, peer: str) -> bool:
         """Known to this replica (a member, or forgotten)."""
@@ -272,6 +327,21 @@ class Membership:
         fresh = {p: d for p, d in self.gone(now).items() if p not in self._gone_reported}
         self._gone_reported.update(fresh)
         return fresh
+
+    def report_gone(self, now: float) -> None:
+        """Raise an alarm for each home newly gone for long (past ``home_down_window``)."""
+        window = self._config.home_down_window
+        for peer, away in self.newly_gone(now).items():
+            self._outbox.emit(
+                Alarm(
+                    "home_down",
+                    peer,
+                    f"home {peer} has not been seen for {away / 86_400:.1f} days (past "
+                    f"home_down_window, {window / 86_400:g} days): compaction no longer waits "
+                    "for it; when it returns it catches up by state transfer. If it is gone "
+                    "for good, forget it (shoal forget).",
+                )
+            )
 
     def up_peers(self) -> list[str]:
         return sorted(self._up)
@@ -379,6 +449,26 @@ class Membership:
         return any(not rec.forgotten and pid not in names for pid, rec in self._peers.items())
 
     # -- health ------------------------------------------------------------------------------
+    def set_aside(self, sender: str, skewed: Iterable[Skewed], now: float) -> None:
+        """Writes stamped too far ahead of our clock were set aside: count them per writer,
+        and raise an alarm (at most one per writer per message, repeated while it lasts)."""
+        bound = self._config.max_clock_skew
+        alarmed: set[str] = set()
+        for s in skewed:
+            if self.note_skew(s.writer, s.ahead_ms, now) and s.writer not in alarmed:
+                alarmed.add(s.writer)
+                via = "" if sender == s.writer else f", received from {sender}"
+                self._outbox.emit(
+                    Alarm(
+                        "clock_skew",
+                        s.writer,
+                        f"clock skew: a write of {s.writer} ({s.what}{via}) is stamped "
+                        f"{s.ahead_ms / 1000:.1f} s ahead of this replica's clock, past the "
+                        f"allowed {bound:g} s; it is set aside until this clock reaches it. "
+                        f"Check the clock of {s.writer} (and this one's).",
+                    )
+                )
+
     def note_skew(self, writer: str, ahead_ms: int, now: float) -> bool:
         """A write of ``writer`` stamped ``ahead_ms`` ahead of our clock was set aside; True
         when an alarm is due (the first, or :data:`ALARM_REPEAT` seconds after the last)."""
@@ -412,6 +502,14 @@ class Membership:
     def site_ok(self, site: str | None, peer: str) -> bool:
         """Whether an ack or reply of ``peer`` counts for an operation limited to ``site``."""
         return site is None or self.site_of(peer) == site
+
+    def placement(self, partition: int, level: Level) -> tuple[tuple[str, ...], int, str | None]:
+        """Where an operation on ``partition`` at ``level`` goes: the partition's homes, in
+        preference order, the acks (or replies) it requires and their site (see
+        :meth:`required`)."""
+        homes = self.ring().preference_list(partition)
+        required, site = self.required(level, homes)
+        return homes, required, site
 
     def required(self, level: Level, homes: tuple[str, ...]) -> tuple[int, str | None]:
         """The acks (or replies) ``level`` requires of ``homes``, and the site they must come

@@ -6,9 +6,9 @@ It holds three things every other part of the engine writes into:
   with one ``Changed`` per key per drain (:meth:`Outbox.changed`);
 * the **durable changes** (:class:`Changes`) of those inputs: which keys to checkpoint, the
   log entries, summaries, hints, peer records and compactions that the drain's one
-  ``Persist`` must carry. The façade turns them into that ``Persist`` when it drains, and
-  inserts it where the first input that changed something durable began: before every
-  effect of that input and of the later ones ("persist before acknowledge");
+  ``Persist`` must carry. The drain (:mod:`sync.replica.drain`) turns them into that
+  ``Persist``, and inserts it where the first input that changed something durable began:
+  before every effect of that input and of the later ones ("persist before acknowledge");
 * the **message ids** (push, batch and request ids), counting up from a random start so
   that late acks addressed to a previous incarnation of the replica match nothing.
 

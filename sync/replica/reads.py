@@ -24,7 +24,8 @@ short of replies waits while links are still being dialled (:meth:`Reads.links_c
 and asks a peer that comes up if it counts now (:meth:`Reads.peer_up`).
 
 It also answers the ``ReadDigest``, ``ReadFetch`` and ``ReadReq`` (the whole state) of
-other replicas.
+other replicas, and reads the objects held here (:meth:`Reads.local`, and
+:meth:`Reads.kind_to_read` for a read that names no kind).
 
 Knows the outbox, the timers, local data and membership.
 """
@@ -36,9 +37,11 @@ from dataclasses import dataclass, field
 
 from crdt import CRDT, CausalContext
 from sync import messages as m
-from sync.config import ReplicaConfig
+from sync.config import ReplicaConfig, check_bool, check_seconds
+from sync.consistency import Level, check_level
 from sync.digest import causal_context, ctx_model, state_digest, unseen_part
 from sync.effects import ReadDone, ReadFailed, Send
+from sync.errors import KeyNotFound, KindClash, LocalProtocolError
 from sync.replica.local_data import LocalData
 from sync.replica.membership import Membership
 from sync.replica.outbox import Outbox
@@ -126,6 +129,20 @@ class Reads:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def options(
+        self, op_id: int, r: Level | None, strict: bool | None, timeout: float | None
+    ) -> tuple[Level, bool, float]:
+        """A new read's level, strictness and timeout (the configuration's where None),
+        before anything changes: ``LocalProtocolError`` if read ``op_id`` is pending still,
+        ``TypeError``/``ValueError`` for a bad option."""
+        if op_id in self._pending:
+            raise LocalProtocolError(f"read op_id {op_id} is still pending")
+        cfg = self._config
+        level = cfg.r if r is None else check_level(r, cfg.n, name="r")
+        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
+        timeout_ = cfg.read_timeout if timeout is None else check_seconds("timeout", timeout)
+        return level, strict_, timeout_
 
     def start(
         self,
@@ -231,6 +248,36 @@ class Reads:
         """The pending read that asked ``peer`` with ``req_id`` (None: late or unknown)."""
         op_id = self._requests.get((peer, req_id))
         return self._pending.get(op_id) if op_id is not None else None
+
+    # -- reading here ----------------------------------------------------------------------------
+    def kind_to_read(self, key: str) -> str:
+        """The one kind ``key`` holds here, for a read that names none (its object must be in
+        memory): :class:`~sync.errors.KeyNotFound` if it holds none,
+        :class:`~sync.errors.KindClash` if several (name the kind)."""
+        data = self._data
+        data.require((key,))
+        held = data.kinds_of(key)
+        if not held:
+            raise KeyNotFound(key)
+        if len(held) > 1:
+            raise KindClash(key, held)
+        return held[0]
+
+    def local(self, key: str, kind: str | None) -> CRDT | None:
+        """The object ``(key, kind)`` held here, not a copy (None: not held, or not in memory:
+        read it through :meth:`start`). ``kind=None``: the key's one object
+        (:class:`~sync.errors.KindClash` if it holds several)."""
+        data = self._data
+        if not data.resident(key):
+            return None
+        if kind is not None:
+            return data.get(key, kind)
+        objs = data.objects_of(key)
+        if not objs:
+            return None
+        if len(objs) > 1:
+            raise KindClash(key, data.kinds_of(key))
+        return next(iter(objs.values()))
 
     # -- answering other replicas --------------------------------------------------------------
     def answer(self, peer: str, msg: m.ReadReq) -> None:

@@ -12,6 +12,7 @@ This module knows no other part of the engine.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -73,6 +74,15 @@ class Timers:
         while heap and self._when.get(heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
+
+    def firing(self, now: float, rounds: int = 4) -> Iterator[Timer]:
+        """The timers due at ``now``, in firing order, each unset as it comes; those set for
+        ``now`` by the handlers of a round fire in the next one (at most ``rounds``)."""
+        for _ in range(rounds):
+            due = self.pop_due(now)
+            if not due:
+                return
+            yield from due
 
     def pop_due(self, now: float) -> list[Timer]:
         """The timers due at ``now``, in firing order; each is unset."""

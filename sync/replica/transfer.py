@@ -49,7 +49,7 @@ from sync.replica.local_data import LocalData
 from sync.replica.outbound import Outbound, text_size
 from sync.replica.outbox import Outbox
 
-__all__ = ["Chunk", "Progress", "Stream", "Transfers"]
+__all__ = ["Chunk", "Progress", "Stream", "Transfers", "checked_page"]
 
 # Bytes a SnapObject adds to a chunk beyond its key and state text (field names, flags).
 _OBJECT_OVERHEAD = 64
@@ -197,6 +197,27 @@ class _CatchUp:
     since: float
 
 
+def checked_page(
+    read: ReadPage,
+    rows: Iterable[ObjectState],
+    end: bool,
+    totals: Mapping[int, tuple[int, int]] | None,
+) -> tuple[list[ObjectState], dict[int, tuple[int, int]] | None]:
+    """The arguments of ``Replica.snapshot_page`` checked before anything changes (a
+    ``TypeError`` otherwise): the page's rows, and the counts per partition if given."""
+    if not isinstance(read, ReadPage):
+        raise TypeError(f"read must be the ReadPage effect, got {type(read).__name__}")
+    page = list(rows)
+    if not all(isinstance(r, ObjectState) for r in page):
+        raise TypeError("rows must be ObjectState values")
+    if not isinstance(end, bool):
+        raise TypeError(f"end must be a bool, got {end!r}")
+    counts = None
+    if totals is not None:
+        counts = {int(p): (int(n), int(b)) for p, (n, b) in totals.items()}
+    return page, counts
+
+
 class Progress:
     """Per peer, the catch-up under way (see the module docstring)."""
 
@@ -207,13 +228,16 @@ class Progress:
         self._threshold = config.ae_batch
         self._peers: dict[str, _CatchUp] = {}
 
-    def received(
-        self, peer: str, remaining: tuple[int, int] | None, entries: int, size: int, now: float
-    ) -> None:
-        """An anti-entropy message from ``peer`` carried ``entries`` (of ``size`` bytes) and
-        says ``remaining`` are left after it (None: it does not say)."""
+    def received(self, peer: str, msg: m.Deltas | m.SnapshotChunk, now: float) -> None:
+        """An anti-entropy message from ``peer`` (applied): what it carried, and what it says
+        is left after it (``remaining``; None: it does not say)."""
+        remaining = msg.remaining
         if remaining is None:
             return
+        if isinstance(msg, m.Deltas):
+            entries, size = len(msg.entries), sum(len(e.delta_json) for e in msg.entries)
+        else:
+            entries, size = len(msg.objects), sum(len(o.state_json) for o in msg.objects)
         left, left_bytes = remaining
         cur = self._peers.get(peer)
         if cur is None:

@@ -1,11 +1,12 @@
 """Writes: the replication of a local update, and its completion at ``w`` acks.
 
-A write is durable here before anything else happens (the façade logs it first). Then
-:meth:`Writes.start` pushes the entry to every home up; for each home that is down, sloppy
-mode picks a fallback (membership's rule) and sends it the entry with ``hint_for=<home>``,
-whose ack counts and is reported as hinted. A coordinator that is not a home keeps the entry
-as a hint for every home too. The local ack counts if this replica is a home of the key, or
-always in sloppy mode; ``strict`` counts only homes, ``LOCAL_QUORUM`` only peers of the site.
+A write is durable here before anything else happens (:mod:`~sync.replica.updates` logs
+it first). Then :meth:`Writes.start` pushes the entry to every home up; for each home that
+is down, sloppy mode picks a fallback (membership's rule) and sends it the entry with
+``hint_for=<home>``, whose ack counts and is reported as hinted. A coordinator that is not
+a home keeps the entry as a hint for every home too. The local ack counts if this replica
+is a home of the key, or always in sloppy mode; ``strict`` counts only homes,
+``LOCAL_QUORUM`` only peers of the site.
 
 The write completes (``WriteDone``) at ``required`` acks, or fails (``WriteFailed``) at its
 deadline, or as soon as no ack that could still count is outstanding and no link is still
@@ -17,7 +18,9 @@ push if it is a home of the key now (a peer unknown until its handshake may be o
 sloppy mode, stands in for a home that is down, and its ack counts. The common case (one
 ack required, ours) completes at once, with no pending record and no deadline.
 
-Every result carries the write's log dot (:class:`~sync.effects.LogDot`).
+Every result carries the write's log dot (:class:`~sync.effects.LogDot`). A write's options
+(``w``, ``strict``, ``timeout``) and the adapter's dial state are checked here too, before
+anything changes (:meth:`Writes.options`, :func:`dial_state`).
 
 Knows the outbox, the timers, membership, outbound batching and hints.
 """
@@ -27,7 +30,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sync.config import ReplicaConfig
+from sync.config import ReplicaConfig, check_bool, check_seconds
+from sync.consistency import Level, check_level
 from sync.effects import (
     HintId,
     HintRecord,
@@ -37,15 +41,28 @@ from sync.effects import (
     WriteFailed,
     WriteResult,
 )
+from sync.errors import LocalProtocolError
 from sync.replica.hints import Hints
 from sync.replica.membership import Membership
 from sync.replica.outbound import AwaitingAck, Outbound
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
 
-__all__ = ["PendingWrite", "Writes", "unreachable"]
+__all__ = ["PendingWrite", "Writes", "dial_state", "unreachable"]
 
 _new_dot = tuple.__new__  # LogDot(...) without its Python __new__ (one per local write)
+
+
+def dial_state(count: object, failures: Mapping[str, str] | None) -> dict[str, str]:
+    """The adapter's dial state checked before anything changes (``ValueError`` for a bad
+    ``count``, ``TypeError`` for bad ``failures``): the dialled URLs known down, with why."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be an int >= 0, got {count!r}")
+    down = dict(failures or {})
+    for url, why in down.items():
+        if not isinstance(url, str) or not isinstance(why, str):
+            raise TypeError(f"failures must map URL str -> reason str, got {url!r}: {why!r}")
+    return down
 
 
 def unreachable(failures: Mapping[str, str]) -> str:
@@ -128,6 +145,20 @@ class Writes:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def options(
+        self, op_id: int, w: Level | None, strict: bool | None, timeout: float | None
+    ) -> tuple[Level, bool, float]:
+        """A new write's level, strictness and timeout (the configuration's where None),
+        before anything changes: ``LocalProtocolError`` if write ``op_id`` is pending still,
+        ``TypeError``/``ValueError`` for a bad option."""
+        if op_id in self._pending:
+            raise LocalProtocolError(f"write op_id {op_id} is still pending")
+        cfg = self._config
+        level = cfg.w if w is None else check_level(w, cfg.n, name="w")
+        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
+        timeout_ = cfg.write_timeout if timeout is None else check_seconds("timeout", timeout)
+        return level, strict_, timeout_
 
     def start(
         self,

@@ -23,9 +23,11 @@ COMPONENTS: dict[str, set[str]] = {
     "outbox": set(),
     "local_data": {"outbox"},
     "membership": {"outbox"},
+    "drain": {"outbox", "local_data", "membership"},
     "propagation": {"membership"},
     "outbound": {"outbox", "timers", "membership"},
     "hints": {"outbox", "timers", "membership", "outbound"},
+    "updates": {"outbox", "local_data", "outbound"},
     "writes": {"outbox", "timers", "membership", "outbound", "hints"},
     "reads": {"outbox", "timers", "local_data", "membership"},
     "compaction": {"local_data", "membership", "hints"},
@@ -41,7 +43,18 @@ COMPONENTS: dict[str, set[str]] = {
     },
     "gossip": {"outbox", "timers", "local_data", "membership", "compaction", "anti_entropy"},
     "inbound": {"local_data", "membership", "reads"},
+    "reports": {
+        "local_data",
+        "membership",
+        "propagation",
+        "hints",
+        "writes",
+        "reads",
+        "transfer",
+        "anti_entropy",
+    },
     "api": set(),
+    "theory": set(),
 }
 
 
