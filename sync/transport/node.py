@@ -7,15 +7,16 @@ Theory of operation.
   The *engine task* is the only code that touches the replica: it wakes on new input or at
   ``next_deadline()``, drains **every** queued input (up to ``max_inputs`` at once), ticks
   the replica if a deadline passed, and hands the effects of that round to the executor.
-* **Effects run in order, persist before acknowledge.** The *executor task* takes every
-  round of effects queued since it last ran, folds their ``Persist`` effects into one batch
-  (:func:`merge_persists`, which keeps the store's per-batch semantics), awaits one
-  ``store.apply`` for it, and only then runs the other effects (sends, acks, write and read
-  results, change notifications) in their original order. So nothing that depends on a
-  change leaves the process before the change is durable, and while one transaction
-  commits the engine keeps consuming input: the next batch grows meanwhile. Many concurrent
-  writers therefore share one transaction (group commit) without the engine ever waiting
-  for the disk.
+* **Effects run in order, persist before acknowledge.** The *executor task*
+  (:mod:`sync.transport.executor`) takes every round of effects queued since it last ran,
+  folds their ``Persist`` effects into one batch (:func:`merge_persists`, which keeps the
+  store's per-batch semantics; it and the other conversions between the store's rows and
+  the engine's values are in :mod:`sync.transport.storage`), awaits one ``store.apply`` for
+  it, and only then runs the other effects (sends, acks, write and read results, change
+  notifications) in their original order. So nothing that depends on a change leaves the
+  process before the change is durable, and while one transaction commits the engine keeps
+  consuming input: the next batch grows meanwhile. Many concurrent writers therefore share
+  one transaction (group commit) without the engine ever waiting for the disk.
 * **Objects on demand.** The engine holds a bounded cache of objects. Before running a
   round of inputs, the engine task asks the replica what they need that is not in memory
   (``wants_keys`` for local writes and reads, ``wants_message`` for received messages),
@@ -57,43 +58,15 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from crdt import CausalContext
-from store import BatchLike, LogRow, ObjectRow
-from store import Loaded as StoredLoaded
-from sync.effects import (
-    Alarm,
-    CatchUp,
-    Changed,
-    HintId,
-    HintRecord,
-    IdentityConflict,
-    KindClashFound,
-    Loaded,
-    LogEntry,
-    ObjectState,
-    PeerRecord,
-    Persist,
-    ReadDone,
-    ReadFailed,
-    ReadPage,
-    Send,
-    WriteDone,
-    WriteFailed,
-    WriteResult,
-)
-from sync.errors import (
-    LocalProtocolError,
-    PeerFailed,
-    QuorumNotReached,
-    ReadQuorumNotReached,
-    RemoteProtocolError,
-)
+from sync.effects import ObjectState, ReadDone, ReadPage, WriteResult
+from sync.errors import LocalProtocolError, PeerFailed, RemoteProtocolError
 from sync.replica import ReplicaAPI
-from sync.signing import Seal
+
+from .executor import Barrier, Executor, NodeCounters, settle
+from .storage import StoreLike, loaded_from_store, merge_persists, object_states
 
 __all__ = [
     "Node",
@@ -108,142 +81,6 @@ log = logging.getLogger("shoal.node")
 
 # The engine API the node drives (one definition, shared with the simulator).
 ReplicaLike = ReplicaAPI
-
-
-class StoreLike(Protocol):
-    """What the node needs of :class:`store.Store`."""
-
-    async def apply(self, batch: BatchLike) -> None: ...
-
-    async def get_objects(self, keys: Iterable[str]) -> list[ObjectRow]: ...
-
-    def snapshot(self, partition: int, chunk: int = 500) -> AsyncIterator[list[ObjectRow]]: ...
-
-    async def objects_page(
-        self, partition: int, after: tuple[str, str] | None, limit: int, max_bytes: int
-    ) -> tuple[list[tuple[str, str, str]], bool]: ...
-
-    async def count_objects(self, partitions: Iterable[int]) -> dict[int, tuple[int, int]]: ...
-
-
-def _log_entry(row: LogRow) -> LogEntry:
-    """A stored log row as the engine's entry: the stored text as it is (``delta_json``, set
-    on rows read back), encoded afresh only for a row that lacks it."""
-    text = getattr(row, "delta_json", None)
-    if text is None:
-        entry = LogEntry.of(row.origin, row.partition, row.seq, row.key, row.kind, dict(row.delta))
-    else:
-        entry = LogEntry(row.origin, row.partition, row.seq, row.key, row.kind, text)
-    seal = getattr(row, "seal", None)
-    if seal is not None:
-        entry.seal = Seal(*seal)  # the origin's seal, stored with the entry
-    return entry
-
-
-def loaded_from_store(stored: StoredLoaded) -> Loaded:
-    """Convert ``store.Loaded`` (rows, encoded summaries) to the engine's ``Loaded``."""
-    objects = {
-        (o.key, o.kind): ObjectState.of(o.key, o.kind, dict(o.state))
-        for o in stored.objects.values()
-    }
-    logs = [_log_entry(e) for e in stored.log]
-    summaries = {int(p): CausalContext.from_dict(dict(c)) for p, c in stored.summaries.items()}
-    hints = [HintRecord(h.target, _log_entry(h.entry), h.stored_at) for h in stored.hints]
-    peers = {
-        rid: PeerRecord(
-            p.replica_id,
-            p.address,
-            p.site,
-            None if p.summary is None else {int(k): dict(v) for k, v in p.summary.items()},
-            p.last_seen,
-            p.forgotten,
-        )
-        for rid, p in stored.peers.items()
-    }
-    return Loaded(
-        objects=objects,
-        log=logs,
-        summaries=summaries,
-        hints=hints,
-        peers=peers,
-        objects_complete=stored.objects_complete,
-        clashes=dict(stored.clashes),
-    )
-
-
-def object_states(rows: Iterable[ObjectRow]) -> list[ObjectState]:
-    """Stored object rows as the engine admits them (with their encoded text: its size)."""
-    return [ObjectState.of(o.key, o.kind, dict(o.state)) for o in rows]
-
-
-def merge_persists(persists: Iterable[Persist]) -> Persist:
-    """Fold consecutive ``Persist`` effects into one with the same end result.
-
-    The store applies a batch's fields in a fixed order (objects, log, summaries, hints_add,
-    peers, hints_drop, compact), with "last wins" for objects; here later summaries and
-    peers replace earlier ones, a hint dropped and then re-added stays, one added and then
-    dropped goes, and compaction watermarks join (max per origin) so the compaction of an
-    earlier Persist still covers what it covered.
-    """
-    objects: dict[tuple[str, str], ObjectState] = {}
-    logs: dict[tuple[str, int, int], LogEntry] = {}
-    summaries: dict[int, dict[str, Any]] = {}
-    adds: dict[HintId, HintRecord] = {}
-    drops: dict[HintId, None] = {}
-    peers: dict[str, PeerRecord] = {}
-    compact: dict[int, dict[str, int]] = {}
-    folded = False
-    for p in persists:
-        folded = folded or p.log_folded
-        for o in p.objects:
-            oid = (o.key, o.kind)
-            objects.pop(oid, None)
-            objects[oid] = o
-        for e in p.log:
-            logs.setdefault((e.origin, e.partition, e.seq), e)
-        for part, ctx in p.summaries:
-            summaries[part] = ctx
-        for h in p.hints_add:
-            drops.pop(h.id, None)
-            adds[h.id] = h
-        for hid in p.hints_drop:
-            adds.pop(hid, None)
-            drops[hid] = None
-        for peer in p.peers:
-            peers[peer.replica_id] = peer
-        for part, vv in p.compact:
-            joined = compact.setdefault(part, {})
-            for origin, seq in vv.items():
-                joined[origin] = max(seq, joined.get(origin, 0))
-    return Persist(
-        objects=tuple(objects.values()),
-        log=tuple(logs.values()),
-        summaries=tuple(summaries.items()),
-        hints_add=tuple(adds.values()),
-        hints_drop=tuple(drops),
-        peers=tuple(peers.values()),
-        compact=tuple(compact.items()),
-        log_folded=folded,
-    )
-
-
-@dataclass(slots=True)
-class NodeCounters:
-    """Cumulative counts, for status and metrics."""
-
-    rounds: int = 0
-    inputs: int = 0
-    commits: int = 0
-    sends: int = 0
-    sends_dropped: int = 0
-    remote_errors: int = 0
-    store_errors: int = 0
-    input_errors: int = 0
-    loads: int = 0  # rounds that loaded objects from the store first
-    objects_loaded: int = 0
-    pages_read: int = 0  # pages of objects read for state transfers
-    objects_streamed: int = 0  # objects those pages held
-    alarms: int = 0
 
 
 Input = Callable[[ReplicaLike, float], object]
@@ -278,10 +115,7 @@ class Node:
     ) -> None:
         self.replica = replica
         self.store = store
-        self._send = send
         self._close_peer = close_peer
-        self._on_changed = on_changed
-        self._on_effect = on_effect
         self._on_fatal = on_fatal
         self._on_round = on_round
         self.failed: PeerFailed | None = None
@@ -292,8 +126,6 @@ class Node:
         self._offset = time.time() - time.monotonic()
         self._inputs: deque[Input | _WriteInput] = deque()
         self._input_ready = _Signal()
-        self._rounds: deque[list[Any]] = deque()
-        self._rounds_ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._ops = itertools.count(1)
@@ -303,10 +135,19 @@ class Node:
         self._exec_task: asyncio.Task[None] | None = None
         self._barrier: list[asyncio.Future[None]] = []
         self._closing = False
-        self._handed = 0  # rounds handed to the executor
-        self._executed = 0  # rounds the executor finished (their Persist committed)
-        self._executed_event = asyncio.Event()
         self._page_reads: set[asyncio.Task[None]] = set()
+        self._executor = Executor(
+            store,
+            send,
+            self.counters,
+            self._writes,
+            self._reads,
+            self._idle,
+            read_page=self._start_page_read,
+            fail_stop=self._fail_stop,
+            on_changed=on_changed,
+            on_effect=on_effect,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -317,14 +158,14 @@ class Node:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._engine_task = loop.create_task(self._engine_loop(), name="shoal-engine")
-        self._exec_task = loop.create_task(self._exec_loop(), name="shoal-effects")
+        self._exec_task = loop.create_task(self._executor.run(), name="shoal-effects")
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every queued input ran and every effect so far was executed."""
 
         async def settled() -> None:
             for _ in range(1_000_000):
-                if not self._inputs and not self._rounds and self._idle.is_set():
+                if not self._inputs and not self._executor.queued and self._idle.is_set():
                     return
                 self._input_ready.set()
                 await asyncio.sleep(0.001)
@@ -429,7 +270,7 @@ class Node:
             try:
                 rep.local_read(op_id, key, now, kind=kind, r=r, strict=strict, timeout=timeout)
             except Exception as exc:  # the caller's error: hand it back, do not crash the node
-                self._resolve(self._reads, op_id, error=exc)
+                settle(self._reads, op_id, error=exc)
 
         self.submit(_Call(run, lambda rep: (rep.wants_keys((key,)), [])))
         return await fut
@@ -570,14 +411,12 @@ class Node:
                 except Exception:  # the owner's bug; the engine goes on
                     log.exception("round callback failed")
             if self._barrier:
-                effects = [*effects, _Barrier(list(self._barrier))]
+                effects = [*effects, Barrier(list(self._barrier))]
                 self._barrier.clear()
             if effects:
                 self.counters.rounds += 1
-                self._handed += 1
-                self._rounds.append(effects)
-                self._rounds_ready.set()
-            elif not self._rounds:
+                self._executor.hand(effects)
+            elif not self._executor.queued:
                 self._idle.set()
             if self._inputs:
                 self._input_ready.set()
@@ -602,7 +441,7 @@ class Node:
         keys = [k for k in keys if isinstance(k, str) and k]
         if not keys and not parts:
             return
-        await self._committed(self._handed)
+        await self._executor.caught_up()
         rows = await self.store.get_objects(keys) if keys else []
         for p in sorted(parts):
             async for page in self.store.snapshot(p):
@@ -610,12 +449,6 @@ class Node:
         self.counters.loads += 1
         self.counters.objects_loaded += len(rows)
         r.admit(keys, object_states(rows), sorted(parts))
-
-    async def _committed(self, rounds: int) -> None:
-        """Wait until the executor ran the first ``rounds`` rounds (their Persist committed)."""
-        while self._executed < rounds:
-            self._executed_event.clear()
-            await self._executed_event.wait()
 
     def _run_write(self, r: ReplicaLike, now: float, item: _WriteInput) -> None:
         op_id, key, kind, fn, w, strict, timeout, checked = item
@@ -628,98 +461,11 @@ class Node:
             if fut is not None and not fut.done():
                 fut.set_exception(exc)
 
-    async def _exec_loop(self) -> None:
-        while True:
-            if not self._rounds:
-                self._idle.set()
-                self._rounds_ready.clear()
-                await self._rounds_ready.wait()
-                continue
-            self._idle.clear()
-            effects: list[Any] = []
-            taken = 0
-            while self._rounds:
-                effects.extend(self._rounds.popleft())
-                taken += 1
-            persists = [e for e in effects if isinstance(e, Persist)]
-            if persists:
-                batch = persists[0] if len(persists) == 1 else merge_persists(persists)
-                if not batch.is_empty():
-                    try:
-                        # One transaction for the whole batch, compactions included.
-                        await self.store.apply(batch)
-                        self.counters.commits += 1
-                    except Exception as exc:  # disk full, database gone: fail, do not ack
-                        self.counters.store_errors += 1
-                        self._fail_stop(effects, exc)
-                        return
-            self._run_effects(effects)
-            self._executed += taken
-            self._executed_event.set()
-
-    def _run_effects(self, effects: list[Any]) -> None:
-        changed: dict[str, Any] = {}
-        writes, on_effect = self._writes, self._on_effect
-        for e in effects:
-            t = type(e)
-            if t is Changed:
-                changed[e.key] = e.objects  # the latest round's: the key's newest objects
-                continue
-            if t is WriteDone:
-                # The bulk of a busy round (one per local write): resolved inline.
-                fut = writes.pop(e.op_id, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(e.result)
-                continue
-            try:
-                self._run_one(e)
-                if on_effect is not None and (
-                    t is Persist or t is IdentityConflict or t is KindClashFound
-                ):
-                    on_effect(e)
-            except Exception:  # a bug (or a callback's); the other effects still run
-                log.exception("running effect %s failed", type(e).__name__)
-        if self._on_changed is not None:
-            for key, objects in changed.items():
-                try:
-                    self._on_changed(key, objects)
-                except Exception:
-                    log.exception("change callback for %r failed", key)
-
-    def _run_one(self, e: Any) -> None:
-        if isinstance(e, Persist | IdentityConflict | KindClashFound):
-            return  # committed already / the peer's on_effect handles it
-        if isinstance(e, Alarm):
-            self.counters.alarms += 1
-            log.warning("%s (alarm %s about %s)", e.message, e.kind, e.peer)
-            return
-        if isinstance(e, Send):
-            if self._send(e.peer, e.message):
-                self.counters.sends += 1
-            else:
-                self.counters.sends_dropped += 1
-        elif isinstance(e, WriteFailed):  # (WriteDone: resolved in _run_effects)
-            exc = QuorumNotReached(e.result, f"write to {e.result.key!r}: {e.reason}")
-            self._resolve(self._writes, e.op_id, error=exc)
-        elif isinstance(e, ReadDone):
-            self._resolve(self._reads, e.op_id, result=e)
-        elif isinstance(e, ReadFailed):
-            rexc = ReadQuorumNotReached(
-                e, f"read of {e.key!r} got {e.replies} of {e.required} replies: {e.reason}"
-            )
-            self._resolve(self._reads, e.op_id, error=rexc)
-        elif isinstance(e, _Barrier):
-            for fut in e.futures:
-                if not fut.done():
-                    fut.set_result(None)
-        elif isinstance(e, ReadPage):
-            task = asyncio.get_running_loop().create_task(self._read_page(e))
-            self._page_reads.add(task)
-            task.add_done_callback(self._page_reads.discard)
-        elif isinstance(e, CatchUp):
-            _log_catch_up(e)
-        else:
-            log.warning("effect %r not handled by the node", e)
+    def _start_page_read(self, read: ReadPage) -> None:
+        """The executor met ``read`` (a ``ReadPage``): read it in a task of its own."""
+        task = asyncio.get_running_loop().create_task(self._read_page(read))
+        self._page_reads.add(task)
+        task.add_done_callback(self._page_reads.discard)
 
     async def _read_page(self, read: ReadPage) -> None:
         """Read the page ``read`` asks for (its Persist committed: the executor runs effects
@@ -758,9 +504,7 @@ class Node:
         self.failed = failed
         self._closing = True
         log.critical("store.apply failed; the peer stops serving: %r", exc)
-        self._fail_batch(effects, failed)
-        while self._rounds:
-            self._fail_batch(self._rounds.popleft(), failed)
+        self._executor.fail(effects, failed)
         self._inputs.clear()
         pending: list[asyncio.Future[Any]] = [*self._writes.values(), *self._reads.values()]
         for fut in pending:
@@ -777,57 +521,6 @@ class Node:
                 self._on_fatal(failed)
             except Exception:
                 log.exception("on_fatal callback failed")
-
-    def _fail_batch(self, effects: list[Any], exc: Exception) -> None:
-        for e in effects:
-            if isinstance(e, WriteDone | WriteFailed):
-                self._resolve(self._writes, e.op_id, error=exc)
-            elif isinstance(e, ReadDone | ReadFailed):
-                self._resolve(self._reads, e.op_id, error=exc)
-            elif isinstance(e, _Barrier):
-                for fut in e.futures:
-                    if not fut.done():
-                        fut.set_exception(exc)
-
-    @staticmethod
-    def _resolve(
-        table: dict[int, Any],
-        op_id: int,
-        *,
-        result: Any = None,
-        error: BaseException | None = None,
-    ) -> None:
-        fut = table.pop(op_id, None)
-        if fut is None or fut.done():
-            return
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(result)
-
-
-def _log_catch_up(e: CatchUp) -> None:
-    """An operator's view of a catch-up: a line at its start and at its end."""
-    if e.phase == "started":
-        log.info(
-            "catching up from %s: ~%s entries, ~%.1f MB", e.peer, f"{e.entries:,}", e.bytes / 1e6
-        )
-    elif e.phase == "done":
-        log.info(
-            "caught up with %s in %.1f s (%s entries, %.1f MB)",
-            e.peer,
-            e.seconds,
-            f"{e.entries:,}",
-            e.bytes / 1e6,
-        )
-    else:
-        log.info(
-            "catch-up from %s interrupted after %.1f s: ~%s entries, ~%.1f MB left",
-            e.peer,
-            e.seconds,
-            f"{e.entries:,}",
-            e.bytes / 1e6,
-        )
 
 
 class _Signal:
@@ -889,10 +582,3 @@ class _Call:
 
     def __call__(self, r: ReplicaLike, now: float) -> object:
         return self.fn(r, now)
-
-
-@dataclass(frozen=True, slots=True)
-class _Barrier:
-    """Node-internal marker: resolve ``futures`` when the effects before it have run."""
-
-    futures: list[asyncio.Future[None]]

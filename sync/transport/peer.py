@@ -81,6 +81,13 @@ Contract.
   ``home_down_window`` passes).
 * LWW timestamps: wall time from ``time.time()`` in the handles, passed to the CRDT as
   ``now_ms``; the engine's own clock is the node's monotonic clock (see :mod:`sync.transport.node`).
+
+Structure. ``Peer`` wires the parts together and owns the lifecycle (open, restart under a
+new id, fail-stop, close); each part has a module: ``open``'s checks and configuration
+(:mod:`sync.transport.opening`), subscriptions, warnings and watchers
+(:mod:`sync.transport.changefeed`), whom it dials and refuses
+(:mod:`sync.transport.dialling`), listing and deleting keys (:mod:`sync.transport.keyops`),
+the node, transport, handles and status in theirs.
 """
 
 from __future__ import annotations
@@ -92,23 +99,23 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from store import Store, describe_database
+from store import Store
 from sync.config import ReplicaConfig
 from sync.effects import IdentityConflict, KindClashFound, Persist, WriteResult
-from sync.errors import KindClash, PeerFailed
+from sync.errors import PeerFailed
 from sync.replica import Replica, Whereabouts
-from sync.ring import partition_of
 from sync.signing import Signer
 
-from .addresses import check_peer_url, parse_listen
+from .addresses import parse_listen
 from .auth import AdminReply, AdminRequest, Identity, PeerInfo
+from .changefeed import ChangeFeed
 from .codec import WireCodec
 from .connection import Transport, TransportConfig
+from .dialling import Dialling
 from .dialstate import FORGOTTEN_REASON, Connectivity, PeerLink, Until
 from .handles import (
     GCounterHandle,
@@ -119,8 +126,10 @@ from .handles import (
     PNCounterHandle,
 )
 from .http import make_http_hook
+from .keyops import delete_key, live_keys
 from .metrics import render_metrics
 from .node import Node, ReplicaLike, loaded_from_store
+from .opening import Opening, http_access, identity_warning, plan_open
 from .operator import admin_reply
 from .status import public_status_json, status_snapshot
 from .subscription import Subscription
@@ -128,93 +137,6 @@ from .subscription import Subscription
 __all__ = ["Peer"]
 
 log = logging.getLogger("shoal.peer")
-
-#: Seconds between two looks at the transport's dial state while a dial is in progress.
-DIAL_POLL = 0.02
-
-
-def _http_access(http: bool | str | bytes) -> tuple[bool, bytes | None]:
-    """``(enabled, token)`` of the ``http`` option of :meth:`Peer.open`."""
-    if isinstance(http, bool):
-        return http, None
-    if isinstance(http, str):
-        http = http.encode()
-    if not isinstance(http, bytes):
-        raise TypeError(f"http must be True, False or a token (str), got {type(http).__name__}")
-    if not http.strip():
-        raise ValueError("http token must not be empty")
-    return True, http
-
-
-def _identity_warning(store: Store, path_or_url: str | Path) -> None:
-    if store.rekeyed:
-        was = store.previous_replica_ids[-1] if store.previous_replica_ids else "unknown"
-        log.warning(
-            "database %s had no signing key (made by an older shoal): new key and replica id "
-            "%s (was %s); peers see a new replica, and its writes made before are reconciled "
-            "by state transfer",
-            describe_database(path_or_url),
-            store.replica_id,
-            was,
-        )
-        return
-    if not store.identity_rotated:
-        return
-    was = store.previous_replica_ids[-1] if store.previous_replica_ids else "unknown"
-    log.warning(
-        "database %s was copied or restored: new replica id %s (was %s); peers will see a "
-        "new replica; keep the .shoal-id sidecar with the file when moving it",
-        describe_database(path_or_url),
-        store.replica_id,
-        was,
-    )
-
-
-def _secret_bytes(secret: bytes | str | None) -> bytes:
-    if secret is None:
-        return b""
-    if isinstance(secret, str):
-        secret = secret.encode()
-    if not isinstance(secret, bytes):
-        raise TypeError(f"secret must be bytes or str, got {type(secret).__name__}")
-    return secret
-
-
-def _ssl_contexts(
-    tls_cert: str | None, tls_key: str | None, tls_ca: str | None
-) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
-    server = None
-    if tls_cert or tls_key:
-        if not (tls_cert and tls_key):
-            raise ValueError("TLS needs both a certificate and a key (tls_cert and tls_key)")
-        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server.load_cert_chain(tls_cert, tls_key)
-    # The client context is made when a wss:// peer is first dialled (loading the system's
-    # CA certificates costs tens of milliseconds per open, and most peers never need them),
-    # unless a CA file is given: then it is made now, so a bad file fails the open.
-    client = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
-    return server, client
-
-
-class _Opening:
-    """What :meth:`Peer.open` returns: await it, or use it as ``async with``."""
-
-    def __init__(self, factory: Callable[[], Any]) -> None:
-        self._factory = factory
-        self._peer: Peer | None = None
-
-    def __await__(self) -> Generator[Any, None, Peer]:
-        return self._factory().__await__()  # type: ignore[no-any-return]
-
-    async def __aenter__(self) -> Peer:
-        self._peer = await self._factory()
-        return self._peer
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._peer is not None:
-            await self._peer.aclose()
 
 
 class Peer:
@@ -234,46 +156,34 @@ class Peer:
         http: bool | str | bytes = True,
     ) -> None:
         self.store = store
-        self.sibling_warning = sibling_warning
-        self._many_siblings: set[str] = set()  # registers over the warning, reported once
-        self._clashes_logged: set[str] = set()  # keys whose kind clash was logged
         self.config = config
         self.group = identity.group
         self.started = time.time()
-        self._subscriber_queue = subscriber_queue
-        self._subs: dict[str, list[Subscription]] = {}
-        self._prefix_subs: list[Subscription] = []
+        # Subscriptions, the sibling and kind clash warnings, the watchers of peer.watch.
+        self._feed = ChangeFeed(subscriber_queue, sibling_warning)
         self._closed = False
         self._rotating = False
         self._background: set[asyncio.Task[Any]] = set()
         self.failure: PeerFailed | None = None
         self._failed = asyncio.Event()
-        self._configured: list[str] = []
-        enabled, token = _http_access(http)
+        self.dial_learned = False
+        self.advertise: str | None = None
+        # Whom this peer dials and refuses, and what its engine hears of the dials.
+        self._dials = Dialling(self, lambda: self._closed)
+        enabled, token = http_access(http)
         self._transport_args: dict[str, Any] = {
             "server_ssl": server_ssl,
             "client_ssl": client_ssl,
             "http": make_http_hook(
                 self._status_body, self._metrics_body, enabled=enabled, token=token
             ),
-            "refuse": self._refuse,
+            "refuse": self._dials.refuse,
             "room": self._room,
         }
         self._transport_config = transport_config
         self.transport = self._make_transport(identity)
         self._bound: str | None = None  # "HOST:PORT" actually listened on
-        self.dial_learned = False
-        self.advertise: str | None = None
-        self._addresses: dict[str, str] = {}
-        self._forgotten: set[str] = set()
         self.node: Node = None  # type: ignore[assignment]  # set by _start
-        # What the engine was last told of the dials (links_connecting), and the task that
-        # keeps looking while a dial is in progress.
-        self._dial_seen: tuple[int, dict[str, str]] | None = None
-        self._dial_task: asyncio.Task[None] | None = None
-        # peer.watch: its iterators wait on this event, set after each engine round.
-        self._round_done = asyncio.Event()
-        self._watchers = 0
 
     def _make_transport(self, identity: Identity) -> Transport:
         return Transport(
@@ -308,7 +218,7 @@ class Peer:
         http: bool | str | bytes = True,
         home: bool = True,
         **engine: Any,
-    ) -> _Opening:
+    ) -> Opening[Peer]:
         """Open (or create, or resume) a peer; see the module docstring.
 
         ``engine`` passes further :class:`~sync.config.ReplicaConfig` fields (for example
@@ -332,66 +242,48 @@ class Peer:
         with a port in 0..65535, or a peer URL that is not ``ws://``/``wss://`` with a host
         and a valid port; nothing is opened then.
         """
-        if isinstance(sibling_warning, bool) or not isinstance(sibling_warning, int):
-            raise TypeError(f"sibling_warning must be an int, got {sibling_warning!r}")
-        if sibling_warning < 1:
-            raise ValueError(f"sibling_warning must be >= 1, got {sibling_warning}")
-        if advertise is not None:
-            check_peer_url(advertise, "advertise URL")
-        _http_access(http)
-        if isinstance(peers, str):
-            raise ValueError(f"peers must be a list of URLs, got the string {peers!r}")
-        peers = list(dict.fromkeys(peers))
-        if isinstance(path_or_url, str) and not path_or_url:
-            raise ValueError("path_or_url must name a database")
-        key = _secret_bytes(secret)
-        if (listen is not None or peers) and not key:
-            raise ValueError("a group secret is required to listen or to dial peers")
-        if listen is not None:
-            parse_listen(listen)
-        for url in peers:
-            check_peer_url(url)
-        config = ReplicaConfig(n=n, w=w, r=r, site=site, relay=relay, home=home, **engine)
-        server_ssl, client_ssl = _ssl_contexts(tls_cert, tls_key, tls_ca)
-        # One frame limit for websockets (max_size) and the codec: the engine's.
-        tconfig = dataclasses.replace(
-            transport or TransportConfig(), max_message_bytes=config.max_message_bytes
+        plan = plan_open(
+            path_or_url,
+            listen=listen,
+            peers=peers,
+            n=n,
+            w=w,
+            r=r,
+            secret=secret,
+            site=site,
+            relay=relay,
+            group=group,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_ca=tls_ca,
+            synchronous=synchronous,
+            sibling_warning=sibling_warning,
+            transport=transport,
+            advertise=advertise,
+            http=http,
+            home=home,
+            engine=engine,
         )
 
         async def factory() -> Peer:
-            store = await Store.open(
-                path_or_url,
-                synchronous=synchronous,
-                partitions=config.partitions,
-                partition_of=lambda k: partition_of(k, config.partitions),
-            )
+            store = await plan.open_store()
             peer: Peer | None = None
             try:
-                _identity_warning(store, path_or_url)
-                ident = Identity(
-                    store.replica_id,
-                    group,
-                    key,
-                    None,
-                    site,
-                    relay,
-                    home,
-                    signer=Signer(store.signing_key),
-                )
+                identity_warning(store, path_or_url)
                 peer = cls(
                     store,
-                    config,
-                    ident,
-                    tconfig,
-                    server_ssl=server_ssl,
-                    client_ssl=client_ssl,
+                    plan.config,
+                    plan.identity(store),
+                    plan.transport,
+                    server_ssl=plan.server_ssl,
+                    client_ssl=plan.client_ssl,
                     subscriber_queue=subscriber_queue,
                     sibling_warning=sibling_warning,
                     http=http,
                 )
                 peer.dial_learned = dial_learned
                 peer.advertise = advertise
-                await peer._start(listen, peers)
+                await peer._start(listen, list(plan.peers))
             except BaseException:
                 if peer is not None:
                     await peer.aclose()  # stops what started, closes the store
@@ -400,7 +292,7 @@ class Peer:
                 raise
             return peer
 
-        return _Opening(factory)
+        return Opening(factory)
 
     async def _start(self, listen: str | None, peers: list[str]) -> None:
         # Objects are loaded on demand: fold the log written since the last clean close into
@@ -409,7 +301,7 @@ class Peer:
         await self.store.fold_log()
         stored = await self.store.load_start(self.config.objects_at_start)
         for rid, row in stored.peers.items():
-            self._learned(rid, row.address, row.forgotten)
+            self._dials.learned(rid, row.address, row.forgotten)
         # The node's clock reads as Unix seconds (see sync.transport.node): start there.
         replica = Replica(
             self.config,
@@ -423,12 +315,12 @@ class Peer:
             self.store,
             self.transport.send,
             close_peer=self.transport.close_peer,
-            on_changed=self._changed,
+            on_changed=self._feed.changed,
             on_effect=self._effect,
             on_fatal=self._fatal,
-            on_round=self._round,
+            on_round=self._feed.round,
         )
-        self._dial_seen = None
+        self._dials.restart()
         self.node.start()
         if listen is not None:
             host, port = parse_listen(listen)
@@ -441,13 +333,8 @@ class Peer:
             self.transport.me = dataclasses.replace(
                 self.transport.me, address=self.advertise or url
             )
-        if not self._configured:
-            self._configured = list(peers)
-        self.transport.dial(peers)
-        if self.dial_learned:
-            self.transport.dial(a for r, a in self._addresses.items() if r not in self._forgotten)
-        # Before any operation of the caller reaches the engine: the dials just started.
-        self._watch_dials()
+        # Before any operation of the caller reaches the engine, it hears of these dials.
+        self._dials.dial(peers)
 
     def _fatal(self, error: PeerFailed) -> None:
         """The store failed to commit: stop talking to the group (see ``Node._fail_stop``)."""
@@ -458,27 +345,9 @@ class Peer:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _learned(self, replica_id: str, address: str | None, forgotten: bool) -> None:
-        if replica_id == self.replica_id:
-            return
-        if forgotten:
-            self._forgotten.add(replica_id)
-            return
-        if address and address.startswith(("ws://", "wss://")) and address != self.url:
-            fresh = self._addresses.get(replica_id) != address
-            self._addresses[replica_id] = address
-            if fresh and self.dial_learned and self.node is not None:
-                self.transport.dial([address])
-                self._watch_dials()
-
     async def _room(self) -> None:
         if self.node is not None:
             await self.node.room()
-
-    def _refuse(self, info: PeerInfo) -> str | None:
-        if info.replica_id in self._forgotten:
-            return FORGOTTEN_REASON
-        return None
 
     async def aclose(self) -> None:
         """Commit what is pending, close links and store. Idempotent."""
@@ -492,17 +361,11 @@ class Peer:
                 with contextlib.suppress(Exception):
                     await task
             await self.transport.aclose()
-            if self._dial_task is not None:
-                self._dial_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._dial_task
+            await self._dials.aclose()
             if self.node is not None:
                 await self.node.aclose()
         finally:
-            self._round_done.set()  # watchers see the peer closed
-            for subs in [*self._subs.values(), self._prefix_subs]:
-                for sub in list(subs):
-                    sub.close()
+            self._feed.close()  # watchers see the peer closed, subscriptions end
             await self.store.aclose()
 
     async def __aenter__(self) -> Peer:
@@ -568,27 +431,7 @@ class Peer:
         :class:`~sync.errors.KindClash` says which). ``KeyError`` if ``key`` holds nothing
         live here, ``TypeError`` if it holds another kind: nothing changes.
         """
-        if not isinstance(key, str):
-            raise TypeError(f"key must be a str, got {type(key).__name__}")
-        if kind is None:
-            held = await self.node.kinds(key)
-            if not held:
-                raise KeyError(f"nothing to delete: {key!r} is not held here")
-            if len(held) > 1:
-                raise KindClash(key, held)
-            kind = held[0]
-        makers = {
-            "gcounter": self.gcounter,
-            "pncounter": self.pncounter,
-            "lww": self.lww,
-            "mvregister": self.mvregister,
-            "orset": self.orset,
-            "ormap": self.ormap,
-        }
-        maker = makers.get(kind) if isinstance(kind, str) else None
-        if maker is None:
-            raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(makers)}")
-        return await maker(key).delete(w=w, timeout=timeout, strict=strict)
+        return await delete_key(self, key, kind, w=w, timeout=timeout, strict=strict)
 
     def whereabouts(self, write: WriteResult | str) -> Whereabouts:
         """Where a write is durable now, as this peer knows it: ``write`` is a
@@ -606,130 +449,53 @@ class Peer:
             return self.node.replica.whereabouts(write)  # type: ignore[no-any-return]
         raise TypeError(f"expected a WriteResult or a key, got {type(write).__name__}")
 
-    async def watch(
+    def watch(
         self, write: WriteResult | str, *, timeout: float | None = None
     ) -> AsyncIterator[Whereabouts]:
         """Yield :meth:`whereabouts` of ``write`` now and again each time it changes, until
         every home holds it (the last one yielded has ``everywhere``) or this peer closes.
         ``timeout``: raise ``TimeoutError`` if that takes longer (None: wait as long)."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        last: Whereabouts | None = None
-        self._watchers += 1
-        try:
-            while True:
-                changed = self._round_done  # taken before looking: no change is missed
-                now = self.whereabouts(write)
-                if now != last:
-                    yield now
-                    last = now
-                if now.everywhere or self._closed:
-                    return
-                left = None if deadline is None else deadline - loop.time()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"{write!r} is not at every home after {timeout}s")
-                try:
-                    await asyncio.wait_for(changed.wait(), left)
-                except TimeoutError:
-                    raise TimeoutError(f"{write!r} is not at every home after {timeout}s") from None
-        finally:
-            self._watchers -= 1
-
-    def _round(self) -> None:
-        """After each engine round: wake the watchers (if any) to look again."""
-        if self._watchers:
-            done, self._round_done = self._round_done, asyncio.Event()
-            done.set()
+        return self._feed.follow(
+            lambda: self.whereabouts(write), lambda: self._closed, timeout, write
+        )
 
     def subscribe(
         self, key: str | None = None, *, prefix: str | None = None, maxsize: int | None = None
     ) -> Subscription:
         """An async iterator of ``key``'s new values (local or remote changes); with
         ``prefix`` instead of ``key``, of ``(key, value)`` for every key starting with it."""
-        if prefix is not None:
-            if key is not None:
-                raise TypeError("subscribe takes a key or a prefix, not both")
-            if not isinstance(prefix, str):
-                raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
-            sub = Subscription(
-                None, maxsize or self._subscriber_queue, self._unsubscribe, prefix=prefix
-            )
-            self._prefix_subs.append(sub)
-            return sub
-        if not isinstance(key, str):
-            raise TypeError(f"key must be a str, got {type(key).__name__}")
-        sub = Subscription(key, maxsize or self._subscriber_queue, self._unsubscribe)
-        self._subs.setdefault(key, []).append(sub)
-        return sub
+        return self._feed.subscribe(key, prefix=prefix, maxsize=maxsize)
 
-    def _unsubscribe(self, sub: Subscription) -> None:
-        if sub.key is None:
-            if sub in self._prefix_subs:
-                self._prefix_subs.remove(sub)
-            return
-        subs = self._subs.get(sub.key)
-        if subs and sub in subs:
-            subs.remove(sub)
-            if not subs:
-                del self._subs[sub.key]
+    @property
+    def sibling_warning(self) -> int:
+        """A register with more siblings than this is logged (see :meth:`open`)."""
+        return self._feed.sibling_warning
 
-    def _changed(self, key: str, objects: Any) -> None:
-        # ``objects``: the key's objects by kind at the change (the engine may have evicted
-        # them from its cache since; they are still the latest of this change).
-        if not objects:
-            return
-        register = objects.get("mvregister")
-        if register is not None:
-            self._check_siblings(key, register.value)
-        subs = self._subs.get(key)
-        matching = (
-            [s for s in self._prefix_subs if s.prefix is not None and key.startswith(s.prefix)]
-            if self._prefix_subs
-            else ()
-        )
-        if (not subs and not matching) or len(objects) != 1:
-            return  # (a clashed key has no one value: its clash was logged)
-        value = next(iter(objects.values())).value  # a fresh structure: no copy of the state
-        for sub in subs or ():
-            sub.push(value)
-        for sub in matching:
-            sub.push((key, value))
+    @sibling_warning.setter
+    def sibling_warning(self, value: int) -> None:
+        self._feed.sibling_warning = value
 
-    def _check_siblings(self, key: str, siblings: Any) -> None:
-        """Warn (once) when a register piles up siblings: a sign that writers never read
-        before they write. They are reported, never dropped: dropping one would lose a write."""
-        if len(siblings) <= self.sibling_warning:
-            self._many_siblings.discard(key)
-            return
-        if key in self._many_siblings:
-            return
-        self._many_siblings.add(key)
-        shown = ", ".join(repr(v)[:40] for v in siblings[:3])
-        log.warning(
-            "register %r has %d siblings (warning above %d); first of them: %s. Resolve them "
-            "with a set() made after reading them all.",
-            key,
-            len(siblings),
-            self.sibling_warning,
-            shown,
-        )
+    # (What tests look at: the subscriptions still registered, the replicas forgotten here.)
+
+    @property
+    def _subs(self) -> dict[str, list[Subscription]]:
+        return self._feed.by_key
+
+    @property
+    def _prefix_subs(self) -> list[Subscription]:
+        return self._feed.by_prefix
+
+    @property
+    def _forgotten(self) -> set[str]:
+        return self._dials.forgotten
 
     def _effect(self, effect: Any) -> None:
         if isinstance(effect, Persist):
             for rec in effect.peers:
-                self._learned(rec.replica_id, rec.address, rec.forgotten)
+                self._dials.learned(rec.replica_id, rec.address, rec.forgotten)
             return
         if isinstance(effect, KindClashFound):
-            if effect.key not in self._clashes_logged:
-                self._clashes_logged.add(effect.key)
-                log.warning(
-                    "key %r holds %s: two peers wrote it concurrently as different types. "
-                    "Both are kept; writes to it fail until one is deleted with "
-                    "peer.delete(%r, kind=...)",
-                    effect.key,
-                    " and ".join(effect.kinds),
-                    effect.key,
-                )
+            self._feed.clash_found(effect)
             return
         if isinstance(effect, IdentityConflict) and not self._rotating:
             # Our database was restored or copied: peers hold dots of ours we never issued.
@@ -777,7 +543,7 @@ class Peer:
         # so elsewhere it is a home that went down: past home_down_window it no longer holds
         # compaction back.
         old_id = old_transport.me.replica_id
-        self._forgotten.add(old_id)
+        self._dials.forgotten.add(old_id)
         self._rotating = False
         log.critical("restarted as replica %s (was %s, now retired)", new_id, old_id)
 
@@ -789,24 +555,21 @@ class Peer:
         if not isinstance(replica_id, str) or not replica_id:
             raise ValueError(f"replica_id must be a non-empty str, got {replica_id!r}")
         await self.node.forget(replica_id, by=by)
-        self._forgotten.add(replica_id)
+        self._dials.forgotten.add(replica_id)
         self.transport.close_peer(replica_id, 1008, FORGOTTEN_REASON)
 
     async def unforget(self, replica_id: str, *, by: str = "the embedding application") -> None:
         """Undo :meth:`forget`: ``replica_id`` is a member again and may connect.
         ``ValueError`` if it is not forgotten here."""
         await self.node.unforget(replica_id, by=by)
-        self._forgotten.discard(replica_id)
-        address = self._addresses.get(replica_id)
-        if address is not None and self.dial_learned:
-            self.transport.dial([address])
+        self._dials.unforgotten(replica_id)
 
     # -- links and failure -------------------------------------------------------------------
 
     def links(self) -> dict[str, PeerLink]:
         """Per configured peer URL (``peers=``), its state and last error, now."""
         snapshot = self.transport.dials.snapshot()
-        return {url: snapshot[url] for url in self._configured if url in snapshot}
+        return {url: snapshot[url] for url in self._dials.configured if url in snapshot}
 
     async def connected(
         self, timeout: float | None = 10.0, *, until: Until = "settled"
@@ -821,7 +584,7 @@ class Peer:
         says where each peer stands (``Connectivity.up``, ``.down``, ``.reasons()``).
         Peers keep being dialled in the background whatever this returns.
         """
-        return await self.transport.dials.wait(self._configured, until, timeout)
+        return await self.transport.dials.wait(self._dials.configured, until, timeout)
 
     async def wait_failed(self) -> PeerFailed:
         """Wait until this peer stops serving after a failed commit; return the error."""
@@ -829,7 +592,7 @@ class Peer:
         assert self.failure is not None
         return self.failure
 
-    async def keys(
+    def keys(
         self, prefix: str | None = None, *, after: str | None = None, page: int = 500
     ) -> AsyncIterator[str]:
         """Every key holding a live object (with ``prefix``, if given; above ``after``, if
@@ -838,33 +601,7 @@ class Peer:
         its write was not awaited) is listed, and a key deleted before the call (here, or
         anywhere and replicated here) is not, even while the store still holds it live.
         Keys written or deleted while iterating may or may not be."""
-        if prefix is not None and not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a str or None, got {type(prefix).__name__}")
-        if after is not None and not isinstance(after, str):
-            raise TypeError(f"after must be a str or None, got {type(after).__name__}")
-        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-            raise ValueError(f"page must be a positive int, got {page!r}")
-        while True:  # ends: every page lists keys above the last one
-            # Taken on the engine task, returned once everything before it is committed:
-            # the keys in memory not yet in the store, then the store's.
-            # (key -> live here: a deleted one is left out even if the store lists it.)
-            unsaved: dict[str, bool] = await self.node.call(lambda r, now: r.unsaved_keys())
-            stored = await self.store.keys(prefix, after, page)
-            extra = [
-                k
-                for k, live in unsaved.items()
-                if live
-                and (prefix is None or k.startswith(prefix))
-                and (after is None or k > after)
-            ]
-            merged = sorted({k for k in stored if unsaved.get(k, True)} | set(extra))
-            if len(stored) == page:  # more in the store: list only up to its last key
-                merged = [k for k in merged if k <= stored[-1]]
-            for key in merged:
-                yield key
-            if len(stored) < page:
-                return
-            after = stored[-1]  # (every key up to it is listed or left out by now)
+        return live_keys(self, prefix, after, page)
 
     async def status(self) -> dict[str, Any]:
         """Health: connected peers, lag per peer, pending hints, log size (JSON-ready)."""
@@ -889,45 +626,17 @@ class Peer:
     def link_up(self, info: PeerInfo) -> None:
         with contextlib.suppress(RuntimeError, PeerFailed):
             self.node.peer_up(info.replica_id, info.address, info.site, info.relay, info.home)
-        self._watch_dials()
+        self._dials.watch()
 
     def link_down(self, peer_id: str) -> None:
         with contextlib.suppress(RuntimeError, PeerFailed):
             self.node.peer_down(peer_id)
-        self._watch_dials()
-
-    # -- the dial state, for the engine ------------------------------------------------------
+        self._dials.watch()
 
     def _dial_state(self) -> tuple[int, dict[str, str]]:
         """(how many dialled URLs are still connecting, {URL: why} of those whose last dial
-        failed), from the transport's dial states (this peer's own URL left out)."""
-        return self.transport.dials.pending()
-
-    def _watch_dials(self) -> None:
-        """Tell the engine the dial state if it changed, and keep looking (every
-        :data:`DIAL_POLL` seconds) while a dial is in progress."""
-        if self._closed or self.node is None:
-            return
-        state = self._dial_state()
-        if state != self._dial_seen:
-            self._dial_seen = state
-            with contextlib.suppress(RuntimeError):  # the node closed: nothing to tell
-                self.node.links_connecting(*state)
-        if state[0] and (self._dial_task is None or self._dial_task.done()):
-            self._dial_task = asyncio.get_running_loop().create_task(self._poll_dials())
-
-    async def _poll_dials(self) -> None:
-        while not self._closed:
-            await asyncio.sleep(DIAL_POLL)
-            if self._closed or self.node is None:
-                return
-            state = self._dial_state()
-            if state != self._dial_seen:
-                self._dial_seen = state
-                with contextlib.suppress(RuntimeError):
-                    self.node.links_connecting(*state)
-            if not state[0]:
-                return
+        failed): see :meth:`~sync.transport.dialling.Dialling.pending`."""
+        return self._dials.pending()
 
     def link_message(self, peer_id: str, message: Any) -> None:
         with contextlib.suppress(RuntimeError, PeerFailed):

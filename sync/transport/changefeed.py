@@ -1,0 +1,189 @@
+"""What a peer tells its application (and its log) as the engine changes things.
+
+* **Subscriptions.** :meth:`ChangeFeed.subscribe` makes a
+  :class:`~sync.transport.subscription.Subscription` of one key's new values, or of
+  ``(key, value)`` for every key starting with a prefix; :meth:`ChangeFeed.changed` (the
+  node's ``on_changed``, once per changed key per round) pushes the key's new value to
+  both kinds. A key holding objects of two kinds (a kind clash) has no one value: nothing
+  is pushed for it.
+* **Siblings.** A multi-value register with more than ``sibling_warning`` siblings is
+  logged at WARNING, once until it comes back under: a sign that writers never read before
+  they write. Siblings are reported, never dropped: dropping one would lose a write.
+* **Kind clashes.** :meth:`ChangeFeed.clash_found` logs a key that two peers wrote as two
+  types, at WARNING, once per key.
+* **Where a write is.** :meth:`ChangeFeed.follow` (behind ``Peer.watch``) yields a write's
+  whereabouts now and again each time it changes: its iterators look again after each
+  engine round (:meth:`ChangeFeed.round`, the node's ``on_round``, wakes them only if there
+  are any).
+
+Logged on the ``shoal.peer`` logger, as the rest of the peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from sync.effects import KindClashFound
+from sync.replica import Whereabouts
+
+from .subscription import Subscription
+
+__all__ = ["ChangeFeed"]
+
+log = logging.getLogger("shoal.peer")
+
+
+class ChangeFeed:
+    """One peer's subscriptions, warnings and watchers; see the module docstring.
+
+    ``maxsize``: the queue bound of a subscription made without one.
+    """
+
+    def __init__(self, maxsize: int, sibling_warning: int) -> None:
+        self.maxsize = maxsize
+        self.sibling_warning = sibling_warning
+        self.by_key: dict[str, list[Subscription]] = {}
+        self.by_prefix: list[Subscription] = []
+        self._many_siblings: set[str] = set()  # registers over the warning, reported once
+        self._clashes_logged: set[str] = set()  # keys whose kind clash was logged
+        # The watchers' iterators wait on this event, set after each engine round.
+        self._round_done = asyncio.Event()
+        self._watchers = 0
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def subscribe(
+        self, key: str | None = None, *, prefix: str | None = None, maxsize: int | None = None
+    ) -> Subscription:
+        """A subscription of ``key``'s new values, or of ``(key, value)`` under ``prefix``."""
+        if prefix is not None:
+            if key is not None:
+                raise TypeError("subscribe takes a key or a prefix, not both")
+            if not isinstance(prefix, str):
+                raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+            sub = Subscription(None, maxsize or self.maxsize, self._unsubscribe, prefix=prefix)
+            self.by_prefix.append(sub)
+            return sub
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__}")
+        sub = Subscription(key, maxsize or self.maxsize, self._unsubscribe)
+        self.by_key.setdefault(key, []).append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        if sub.key is None:
+            if sub in self.by_prefix:
+                self.by_prefix.remove(sub)
+            return
+        subs = self.by_key.get(sub.key)
+        if subs and sub in subs:
+            subs.remove(sub)
+            if not subs:
+                del self.by_key[sub.key]
+
+    def changed(self, key: str, objects: Any) -> None:
+        """``key`` changed; ``objects``: its objects by kind at the change (the engine may
+        have evicted them from its cache since; they are still the latest of this change)."""
+        if not objects:
+            return
+        register = objects.get("mvregister")
+        if register is not None:
+            self._check_siblings(key, register.value)
+        subs = self.by_key.get(key)
+        matching = (
+            [s for s in self.by_prefix if s.prefix is not None and key.startswith(s.prefix)]
+            if self.by_prefix
+            else ()
+        )
+        if (not subs and not matching) or len(objects) != 1:
+            return  # (a clashed key has no one value: its clash was logged)
+        value = next(iter(objects.values())).value  # a fresh structure: no copy of the state
+        for sub in subs or ():
+            sub.push(value)
+        for sub in matching:
+            sub.push((key, value))
+
+    def close(self) -> None:
+        """The peer closed: wake the watchers (they see it closed), end every subscription."""
+        self._round_done.set()
+        for subs in [*self.by_key.values(), self.by_prefix]:
+            for sub in list(subs):
+                sub.close()
+
+    # -- warnings ----------------------------------------------------------------------------
+
+    def _check_siblings(self, key: str, siblings: Any) -> None:
+        """Warn (once) when a register piles up siblings: a sign that writers never read
+        before they write. They are reported, never dropped: dropping one would lose a write."""
+        if len(siblings) <= self.sibling_warning:
+            self._many_siblings.discard(key)
+            return
+        if key in self._many_siblings:
+            return
+        self._many_siblings.add(key)
+        shown = ", ".join(repr(v)[:40] for v in siblings[:3])
+        log.warning(
+            "register %r has %d siblings (warning above %d); first of them: %s. Resolve them "
+            "with a set() made after reading them all.",
+            key,
+            len(siblings),
+            self.sibling_warning,
+            shown,
+        )
+
+    def clash_found(self, effect: KindClashFound) -> None:
+        """The engine found a kind clash: log it, once per key."""
+        if effect.key in self._clashes_logged:
+            return
+        self._clashes_logged.add(effect.key)
+        log.warning(
+            "key %r holds %s: two peers wrote it concurrently as different types. "
+            "Both are kept; writes to it fail until one is deleted with "
+            "peer.delete(%r, kind=...)",
+            effect.key,
+            " and ".join(effect.kinds),
+            effect.key,
+        )
+
+    # -- where a write is --------------------------------------------------------------------
+
+    def round(self) -> None:
+        """After each engine round: wake the watchers (if any) to look again."""
+        if self._watchers:
+            done, self._round_done = self._round_done, asyncio.Event()
+            done.set()
+
+    async def follow(
+        self,
+        look: Callable[[], Whereabouts],
+        closed: Callable[[], bool],
+        timeout: float | None,
+        write: object,
+    ) -> AsyncIterator[Whereabouts]:
+        """Yield ``look()`` now and again each time it changes, until ``everywhere`` or
+        ``closed()``; ``TimeoutError`` naming ``write`` after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        last: Whereabouts | None = None
+        self._watchers += 1
+        try:
+            while True:
+                changed = self._round_done  # taken before looking: no change is missed
+                now = look()
+                if now != last:
+                    yield now
+                    last = now
+                if now.everywhere or closed():
+                    return
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"{write!r} is not at every home after {timeout}s")
+                try:
+                    await asyncio.wait_for(changed.wait(), left)
+                except TimeoutError:
+                    raise TimeoutError(f"{write!r} is not at every home after {timeout}s") from None
+        finally:
+            self._watchers -= 1

@@ -1,0 +1,236 @@
+"""``Peer.open``'s arguments, checked and made into what a peer is built from, before it starts.
+
+:func:`plan_open` checks every argument of :meth:`~sync.transport.peer.Peer.open` in a
+fixed order (``ValueError`` or ``TypeError`` naming the value: a listen address that is not
+``HOST:PORT``, a peer URL that is not ``ws://``/``wss://``, a missing group secret, a TLS
+certificate without its key...) and makes the configuration: the engine's
+:class:`~sync.config.ReplicaConfig`, the transport's (one frame limit, the engine's), the
+TLS contexts and the group secret, as one :class:`OpenPlan`. Nothing is opened before it
+returns. Then :meth:`OpenPlan.open_store` opens the store, :func:`identity_warning` logs a
+database the store gave a new replica id, and :meth:`OpenPlan.identity` is the identity the
+links prove. :class:`Opening` is what ``Peer.open`` returns: awaitable, and an async context
+manager that closes the peer on leaving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Generator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
+
+from store import Store, describe_database
+from sync.config import ReplicaConfig
+from sync.ring import partition_of
+from sync.signing import Signer
+
+from .addresses import check_peer_url, parse_listen
+from .auth import Identity
+from .connection import TransportConfig
+
+__all__ = ["OpenPlan", "Opening", "http_access", "identity_warning", "plan_open"]
+
+log = logging.getLogger("shoal.peer")
+
+
+def http_access(http: bool | str | bytes) -> tuple[bool, bytes | None]:
+    """``(enabled, token)`` of the ``http`` option of :meth:`Peer.open`."""
+    if isinstance(http, bool):
+        return http, None
+    if isinstance(http, str):
+        http = http.encode()
+    if not isinstance(http, bytes):
+        raise TypeError(f"http must be True, False or a token (str), got {type(http).__name__}")
+    if not http.strip():
+        raise ValueError("http token must not be empty")
+    return True, http
+
+
+def identity_warning(store: Store, path_or_url: str | Path) -> None:
+    """Log (WARNING) that the store gave this database a new replica id at open: made by an
+    older shoal (no signing key), or copied or restored (no ``.shoal-id`` sidecar)."""
+    if store.rekeyed:
+        was = store.previous_replica_ids[-1] if store.previous_replica_ids else "unknown"
+        log.warning(
+            "database %s had no signing key (made by an older shoal): new key and replica id "
+            "%s (was %s); peers see a new replica, and its writes made before are reconciled "
+            "by state transfer",
+            describe_database(path_or_url),
+            store.replica_id,
+            was,
+        )
+        return
+    if not store.identity_rotated:
+        return
+    was = store.previous_replica_ids[-1] if store.previous_replica_ids else "unknown"
+    log.warning(
+        "database %s was copied or restored: new replica id %s (was %s); peers will see a "
+        "new replica; keep the .shoal-id sidecar with the file when moving it",
+        describe_database(path_or_url),
+        store.replica_id,
+        was,
+    )
+
+
+def _secret_bytes(secret: bytes | str | None) -> bytes:
+    if secret is None:
+        return b""
+    if isinstance(secret, str):
+        secret = secret.encode()
+    if not isinstance(secret, bytes):
+        raise TypeError(f"secret must be bytes or str, got {type(secret).__name__}")
+    return secret
+
+
+def _ssl_contexts(
+    tls_cert: str | None, tls_key: str | None, tls_ca: str | None
+) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    server = None
+    if tls_cert or tls_key:
+        if not (tls_cert and tls_key):
+            raise ValueError("TLS needs both a certificate and a key (tls_cert and tls_key)")
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(tls_cert, tls_key)
+    # The client context is made when a wss:// peer is first dialled (loading the system's
+    # CA certificates costs tens of milliseconds per open, and most peers never need them),
+    # unless a CA file is given: then it is made now, so a bad file fails the open.
+    client = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
+    return server, client
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPlan:
+    """What :func:`plan_open` made of ``Peer.open``'s arguments, all of them checked."""
+
+    path_or_url: str | Path
+    synchronous: str
+    config: ReplicaConfig
+    transport: TransportConfig
+    group: str
+    key: bytes
+    site: str | None
+    relay: bool
+    home: bool
+    peers: tuple[str, ...]  # the configured peer URLs, each once, in order
+    server_ssl: ssl.SSLContext | None
+    client_ssl: ssl.SSLContext | None
+
+    async def open_store(self) -> Store:
+        """Open (or create, or resume) the database."""
+        config = self.config
+        return await Store.open(
+            self.path_or_url,
+            synchronous=self.synchronous,
+            partitions=config.partitions,
+            partition_of=lambda k: partition_of(k, config.partitions),
+        )
+
+    def identity(self, store: Store) -> Identity:
+        """The identity the links prove: the store's replica id and signing key."""
+        return Identity(
+            store.replica_id,
+            self.group,
+            self.key,
+            None,
+            self.site,
+            self.relay,
+            self.home,
+            signer=Signer(store.signing_key),
+        )
+
+
+def plan_open(
+    path_or_url: str | Path,
+    *,
+    listen: str | None,
+    peers: Iterable[str],
+    n: int,
+    w: Any,
+    r: Any,
+    secret: bytes | str | None,
+    site: str | None,
+    relay: bool,
+    group: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
+    synchronous: str,
+    sibling_warning: int,
+    transport: TransportConfig | None,
+    advertise: str | None,
+    http: bool | str | bytes,
+    home: bool,
+    engine: dict[str, Any],
+) -> OpenPlan:
+    """Check the arguments of ``Peer.open`` (see the module docstring)."""
+    if isinstance(sibling_warning, bool) or not isinstance(sibling_warning, int):
+        raise TypeError(f"sibling_warning must be an int, got {sibling_warning!r}")
+    if sibling_warning < 1:
+        raise ValueError(f"sibling_warning must be >= 1, got {sibling_warning}")
+    if advertise is not None:
+        check_peer_url(advertise, "advertise URL")
+    http_access(http)
+    if isinstance(peers, str):
+        raise ValueError(f"peers must be a list of URLs, got the string {peers!r}")
+    urls = list(dict.fromkeys(peers))
+    if isinstance(path_or_url, str) and not path_or_url:
+        raise ValueError("path_or_url must name a database")
+    key = _secret_bytes(secret)
+    if (listen is not None or urls) and not key:
+        raise ValueError("a group secret is required to listen or to dial peers")
+    if listen is not None:
+        parse_listen(listen)
+    for url in urls:
+        check_peer_url(url)
+    config = ReplicaConfig(n=n, w=w, r=r, site=site, relay=relay, home=home, **engine)
+    server_ssl, client_ssl = _ssl_contexts(tls_cert, tls_key, tls_ca)
+    # One frame limit for websockets (max_size) and the codec: the engine's.
+    tconfig = dataclasses.replace(
+        transport or TransportConfig(), max_message_bytes=config.max_message_bytes
+    )
+    return OpenPlan(
+        path_or_url,
+        synchronous,
+        config,
+        tconfig,
+        group,
+        key,
+        site,
+        relay,
+        home,
+        tuple(urls),
+        server_ssl,
+        client_ssl,
+    )
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+P = TypeVar("P", bound=_Closable)
+
+
+class Opening(Generic[P]):
+    """What :meth:`Peer.open` returns: await it, or use it as ``async with``."""
+
+    def __init__(self, factory: Callable[[], Awaitable[P]]) -> None:
+        self._factory = factory
+        self._peer: P | None = None
+
+    def __await__(self) -> Generator[Any, None, P]:
+        return self._factory().__await__()
+
+    async def __aenter__(self) -> P:
+        self._peer = await self._factory()
+        return self._peer
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._peer is not None:
+            await self._peer.aclose()
