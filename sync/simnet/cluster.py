@@ -1,49 +1,32 @@
-"""The simulated cluster: replicas, a fake clock, a network with faults (:class:`SimCluster`).
+"""The simulated cluster (:class:`SimCluster`): what a test holds and calls (the theory of
+operation is the package's docstring, :mod:`sync.simnet`).
 
-Knows the engine's API and effects, the wire codec, the simulated disk and the simulator's
-handles and counters.
+It checks its arguments, starts the replicas, and gives a test the operations (``update``,
+``read``, ``forget``...), the reading of what each replica holds (:mod:`sync.simnet.states`),
+the fault and crash controls (the fault model itself is :mod:`sync.simnet.network`) and runs
+until a condition. Running the replicas (inputs, effects, deliveries, timers, failure
+detection) is the runtime's, :mod:`sync.simnet.runtime`, which this class extends.
+
+Knows the runtime and the components behind it, and the engine's config and records.
 """
 
 from __future__ import annotations
 
-import heapq
-import random
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Literal
 
-from crdt import CRDT, from_dict
-from sync import messages as wire
+from crdt import CRDT
 from sync.config import ReplicaConfig
-from sync.effects import (
-    Changed,
-    Loaded,
-    PeerRecord,
-    Persist,
-    ReadDone,
-    ReadFailed,
-    ReadPage,
-    Send,
-    WriteDone,
-    WriteFailed,
-)
-from sync.errors import KindClash, RemoteProtocolError
-from sync.ring import partition_of
-from sync.simnet.disk import SimDisk, canonical
-from sync.simnet.events import Deliver, Detect, Event, Fetch, Link, Node, Tick, Trap
-from sync.simnet.ops import (
-    MessageStats,
-    OpStatus,
-    ReplicaFactory,
-    SimOp,
-    SimReplica,
-    SimulationError,
-)
+from sync.effects import Loaded, PeerRecord
+from sync.simnet.disk import SimDisk
+from sync.simnet.events import Node, Trap
+from sync.simnet.network import check_delay, check_probability
+from sync.simnet.ops import MessageStats, ReplicaFactory, SimOp, SimReplica, SimulationError
+from sync.simnet.runtime import SimRuntime, Wants
+from sync.simnet.states import canonical_held, kinds_held, state_held
 
 __all__ = ["SimCluster"]
-
-_Wants = Callable[[SimReplica], tuple[list[str], list[int]]]
 
 
 def _default_factory(
@@ -54,7 +37,7 @@ def _default_factory(
     return Replica(config, replica_id, loaded, now=now)
 
 
-class SimCluster:
+class SimCluster(SimRuntime):
     """A deterministic cluster of replicas on a simulated network (see the module docstring).
 
     ``config`` is one :class:`ReplicaConfig` for everyone or a mapping replica id -> config.
@@ -83,39 +66,19 @@ class SimCluster:
             raise SimulationError(f"replica ids must be distinct and non-empty: {ids}")
         if isinstance(config, Mapping) and set(config) != set(ids):
             raise SimulationError("per-replica configs must name exactly the replica ids")
-        _check_delay(*latency)
+        check_delay(*latency)
         if detect_delay < 0:
             raise SimulationError(f"detect_delay must be >= 0, not {detect_delay}")
-        self.now = 0.0
-        self.seed = seed
-        self.detect_delay = detect_delay
-        self.stats = MessageStats()
-        self.changed: Counter[str] = Counter()
+        super().__init__(
+            seed=seed,
+            detect_delay=detect_delay,
+            latency=latency,
+            raise_protocol_errors=raise_protocol_errors,
+        )
         self.keys: set[str] = set()
-        self.ops: list[SimOp] = []
-        self.protocol_errors: list[tuple[str, str, RemoteProtocolError]] = []
-        self.anomalies: list[str] = []
-        self.other_effects: list[tuple[str, Any]] = []
-        self._rng = random.Random(seed)
         self._factory = factory
-        self._raise_protocol_errors = raise_protocol_errors
         self._check_compaction = check_compaction
         self._default_config = config if isinstance(config, ReplicaConfig) else ReplicaConfig()
-        self._latency = latency
-        self._heap: list[tuple[float, int, Event]] = []
-        self._seq = 0
-        self._in_flight = 0
-        self._detects = 0
-        self._fetches = 0
-        self._pending_ops: dict[int, SimOp] = {}
-        self._next_op = 1
-        self._nodes: dict[str, Node] = {}
-        self._believed: dict[str, set[str]] = {}  # observer -> the peers it believes up
-        self._groups: dict[str, int] | None = None
-        self._links: dict[tuple[str, str], Link] = {}
-        self._fifo: dict[tuple[str, str], float] = {}
-        self._dup = 0.0
-        self._reorder = False
         sites = dict(sites or {})
         for rid in sorted(ids):
             cfg = config[rid] if isinstance(config, Mapping) else self._default_config
@@ -138,19 +101,9 @@ class SimCluster:
     # ---- membership and inspection -------------------------------------------------------
 
     @property
-    def ids(self) -> list[str]:
-        """Every replica id, sorted (crashed ones included)."""
-        return sorted(self._nodes)
-
-    def alive(self, replica_id: str) -> bool:
-        return self._node(replica_id).replica is not None
-
-    def replica(self, replica_id: str) -> SimReplica:
-        """The live replica object (raises if it is crashed)."""
-        replica = self._node(replica_id).replica
-        if replica is None:
-            raise SimulationError(f"replica {replica_id!r} is down")
-        return replica
+    def ops(self) -> list[SimOp]:
+        """The handle of every ``update`` and ``read`` issued, in order."""
+        return self._ledger.ops
 
     def disk(self, replica_id: str) -> SimDisk:
         return self._node(replica_id).disk
@@ -160,8 +113,7 @@ class SimCluster:
 
     def believes_up(self, observer: str, peer: str) -> bool:
         """Whether ``observer`` has been told that ``peer`` is up (and not down since)."""
-        believed = self._believed.get(observer)
-        return believed is not None and peer in believed
+        return self._detector.believes_up(observer, peer)
 
     def add_replica(
         self, replica_id: str, config: ReplicaConfig | None = None, *, site: str | None = None
@@ -174,8 +126,7 @@ class SimCluster:
             cfg = replace(cfg, site=site)
         node = Node(cfg, SimDisk(check_compaction=self._check_compaction), site)
         self._nodes[replica_id] = node
-        if self._groups is not None:  # joining during a partition: alone until heal()
-            self._groups[replica_id] = max(self._groups.values()) + 1
+        self._network.join(replica_id)  # during a partition: alone until heal()
         node.replica = self._factory(cfg, replica_id, None, self.now)
         self._drain(replica_id)
         self._schedule_detects(self._pairs_of(replica_id))
@@ -246,24 +197,12 @@ class SimCluster:
         """The state of the object ``(key, kind)`` on ``replica_id`` (``kind=None``: the
         key's one kind): from its memory, or from its disk for an object it evicted (whose
         stored row is complete: the engine's invariant)."""
-        replica = self.replica(replica_id)
-        on_disk = () if replica.kinds_of(key) else self._on_disk(replica_id, key)
-        if not on_disk:
-            return replica.value(key, kind)
-        if kind is None:
-            if len(on_disk) > 1:
-                raise KindClash(key, on_disk)
-            kind = on_disk[0]
-        row = self.disk(replica_id).objects.get((key, kind))
-        return None if row is None else from_dict(row.state)
-
-    def _on_disk(self, replica_id: str, key: str) -> tuple[str, ...]:
-        return tuple(k for (name, k) in sorted(self.disk(replica_id).objects) if name == key)
+        return state_held(self.replica(replica_id), self.disk(replica_id), key, kind)
 
     def kinds_of(self, replica_id: str, key: str) -> tuple[str, ...]:
         """The kinds ``key`` holds on ``replica_id`` (two or more: a clash), in memory or,
         for an object it evicted, on its disk."""
-        return self.replica(replica_id).kinds_of(key) or self._on_disk(replica_id, key)
+        return kinds_held(self.replica(replica_id), self.disk(replica_id), key)
 
     def values(
         self, key: str, replicas: Iterable[str] | None = None, *, kind: str | None = None
@@ -275,13 +214,6 @@ class SimCluster:
             state = self.value(rid, key, kind)
             out[rid] = None if state is None else state.value
         return out
-
-    def _canonical(self, replica_id: str, key: str) -> str | None:
-        """Every object of ``key`` on ``replica_id`` as one text (None if it holds none)."""
-        kinds = self.kinds_of(replica_id, key)
-        if len(kinds) <= 1:
-            return canonical(self.value(replica_id, key, kinds[0])) if kinds else None
-        return " ".join(f"{kind}={canonical(self.value(replica_id, key, kind))}" for kind in kinds)
 
     def divergent(
         self,
@@ -297,7 +229,7 @@ class SimCluster:
         live = self._live_ids(replicas)
         for key in sorted(self.keys if keys is None else set(keys)):
             among = live if holders is None else [r for r in sorted(holders(key)) if r in live]
-            states = {rid: self._canonical(rid, key) for rid in among}
+            states = {rid: canonical_held(self.replica(rid), self.disk(rid), key) for rid in among}
             if len(set(states.values())) > 1:
                 out[key] = states
         return out
@@ -316,28 +248,24 @@ class SimCluster:
 
     def drop(self, a: str | None, b: str | None, p: float, *, one_way: bool = False) -> None:
         """Drop messages between ``a`` and ``b`` (None: any replica) with probability ``p``."""
-        if not 0.0 <= p <= 1.0:
-            raise SimulationError(f"drop probability must be in [0, 1], not {p}")
-        for link in self._select_links(a, b, one_way):
-            link.drop = p
+        check_probability("drop", p)
+        self._network.drop(self._pairs(a, b, one_way), p)
 
     def delay(
         self, a: str | None, b: str | None, lo: float, hi: float, *, one_way: bool = False
     ) -> None:
         """Delay messages between ``a`` and ``b`` by a uniform draw in ``[lo, hi]`` seconds."""
-        _check_delay(lo, hi)
-        for link in self._select_links(a, b, one_way):
-            link.lo, link.hi = lo, hi
+        check_delay(lo, hi)
+        self._network.delay(self._pairs(a, b, one_way), lo, hi)
 
     def duplicate(self, p: float) -> None:
         """Deliver each message twice with probability ``p`` (each copy has its own delay)."""
-        if not 0.0 <= p <= 1.0:
-            raise SimulationError(f"duplicate probability must be in [0, 1], not {p}")
-        self._dup = p
+        check_probability("duplicate", p)
+        self._network.duplicate(p)
 
     def reorder(self, enabled: bool = True) -> None:
         """Let messages on one link overtake each other (links are FIFO otherwise)."""
-        self._reorder = enabled
+        self._network.reorder(enabled)
 
     def partition(self, groups: Iterable[Iterable[str]]) -> None:
         """Cut the network into ``groups``; a replica named in no group is alone.
@@ -355,31 +283,19 @@ class SimCluster:
         solo = len(mapping) + 1_000_000
         for i, rid in enumerate(self.ids):
             mapping.setdefault(rid, solo + i)
-        self._groups = mapping
+        self._network.partition(mapping)
         self._schedule_detects(self._all_pairs())
 
     def heal(self) -> None:
         """Remove the partition and every message fault (drop, delay, duplicate, reorder)."""
-        self._groups = None
-        self._links.clear()
-        self._dup = 0.0
-        self._reorder = False
+        self._network.heal()
         self._schedule_detects(self._all_pairs())
 
     def crash(self, replica_id: str) -> None:
         """The replica loses its memory and its unexecuted effects; its disk survives."""
-        node = self._node(replica_id)
-        if node.replica is None:
+        if self._node(replica_id).replica is None:
             raise SimulationError(f"replica {replica_id!r} is already down")
-        node.replica = None
-        node.life += 1
-        node.timers.clear()
-        node.trap = None
-        for op in sorted(self._pending_ops.values(), key=lambda o: o.op_id):
-            if op.replica == replica_id:
-                self._complete(op, "lost", None)
-        self._believed.pop(replica_id, None)
-        self._schedule_detects(self._pairs_of(replica_id))
+        self._lose(replica_id)
 
     def crash_when(
         self, replica_id: str, predicate: Callable[[Any], bool], *, before: bool = False
@@ -416,34 +332,10 @@ class SimCluster:
 
     # ---- running -------------------------------------------------------------------------
 
-    def step(self) -> bool:
-        """Process the next event (advancing the clock to it); False if there is none."""
-        if not self._heap:
-            return False
-        at, _, event = heapq.heappop(self._heap)
-        self.now = max(self.now, at)
-        if isinstance(event, Deliver):
-            self._in_flight -= 1
-            self._deliver(event)
-        elif isinstance(event, Tick):
-            self._fire_timer(event)
-        elif isinstance(event, Fetch):
-            self._fetches -= 1
-            self._fetch(event)
-        else:
-            self._detects -= 1
-            self._detect(event.observer, event.peer)
-        return True
-
     def quiet(self) -> bool:
         """No message in flight, no pending failure detection or store read, no operation
         pending."""
-        return (
-            self._in_flight == 0
-            and self._detects == 0
-            and self._fetches == 0
-            and not self._pending_ops
-        )
+        return not self._queue.busy and self._ledger.idle
 
     def run_until(
         self, predicate: Callable[[], bool], max_steps: int = 100_000, *, every: int = 1
@@ -472,7 +364,8 @@ class SimCluster:
             raise SimulationError(f"cannot run for a negative time ({seconds})")
         end = self.now + seconds
         for _ in range(max_steps):
-            if not self._heap or self._heap[0][0] > end:
+            at = self._queue.next_at()
+            if at is None or at > end:
                 self.now = end
                 return
             self.step()
@@ -481,13 +374,7 @@ class SimCluster:
     def reset_stats(self) -> None:
         self.stats = MessageStats()
 
-    # ---- internals: inputs and effects ---------------------------------------------------
-
-    def _node(self, replica_id: str) -> Node:
-        try:
-            return self._nodes[replica_id]
-        except KeyError:
-            raise SimulationError(f"unknown replica {replica_id!r}") from None
+    # ---- internals -----------------------------------------------------------------------
 
     def _live_ids(self, replicas: Iterable[str] | None) -> list[str]:
         chosen = self.ids if replicas is None else sorted(set(replicas))
@@ -501,131 +388,20 @@ class SimCluster:
 
     def _new_op(self, kind: Literal["write", "read"], replica_id: str, key: str) -> SimOp:
         self.replica(replica_id)
-        op = SimOp(self._next_op, kind, replica_id, key, self.now)
-        self._next_op += 1
-        return op
+        return self._ledger.open(kind, replica_id, key, self.now)
 
     def _call_op(
-        self, op: SimOp, call: Callable[[SimReplica], object], wants: _Wants | None = None
+        self, op: SimOp, call: Callable[[SimReplica], object], wants: Wants | None = None
     ) -> None:
-        self._pending_ops[op.op_id] = op
-        self.ops.append(op)
         try:
             self._input(op.replica, call, wants)
         except BaseException:
-            if op.status == "pending":
-                del self._pending_ops[op.op_id]
-            self.ops.remove(op)
+            self._ledger.withdraw(op)
             raise
 
-    def _input(
-        self,
-        replica_id: str,
-        call: Callable[[SimReplica], object],
-        wants: _Wants | None = None,
-    ) -> None:
-        replica = self.replica(replica_id)
-        if wants is not None:
-            self._prefetch(replica_id, replica, *wants(replica))
-        try:
-            call(replica)
-        finally:
-            self._drain(replica_id)
-
-    def _prefetch(
-        self, replica_id: str, replica: SimReplica, keys: list[str], parts: list[int]
-    ) -> None:
-        """Hand the replica the objects its next input needs, from its disk (which every
-        Persist drained so far has reached: the simulator runs effects at once)."""
-        if not keys and not parts:
-            return
-        node = self._nodes[replica_id]
-        rows = node.disk.get_objects(keys)
-        count = node.config.partitions
-        for p in parts:
-            rows += [
-                o for (k, _), o in sorted(node.disk.objects.items()) if partition_of(k, count) == p
-            ]
-        self.stats.loads += 1
-        replica.admit(keys, rows, parts)
-
-    def _drain(self, replica_id: str) -> None:
-        node = self._nodes[replica_id]
-        replica = node.replica
-        if replica is None:
-            return
-        effects = replica.effects()
-        for index, effect in enumerate(effects):
-            trap = node.trap
-            fire = trap is not None and trap.predicate(effect)
-            if fire and trap is not None and trap.before:
-                self._trap_crash(replica_id, len(effects) - index)
-                return
-            self._execute(replica_id, effect)
-            if fire:
-                self._trap_crash(replica_id, len(effects) - index - 1)
-                return
-        self._schedule_timer(replica_id)
-
-    def _trap_crash(self, replica_id: str, lost: int) -> None:
-        self.stats.effects_lost += lost
-        self.crash(replica_id)
-
-    def _execute(self, replica_id: str, effect: Any) -> None:
-        if isinstance(effect, Persist):
-            self._nodes[replica_id].disk.apply(effect)
-        elif isinstance(effect, Send):
-            self._send(replica_id, effect)
-        elif isinstance(effect, WriteDone | ReadDone):
-            self._finish(replica_id, effect, "done")
-        elif isinstance(effect, WriteFailed | ReadFailed):
-            self._finish(replica_id, effect, "failed")
-        elif isinstance(effect, Changed):
-            self.changed[replica_id] += 1
-        elif isinstance(effect, ReadPage):
-            # Read from the disk as a store would, after this drain (the Persists before it
-            # are applied already): the page comes back as the replica's next input.
-            self._push(self.now, Fetch(replica_id, self._nodes[replica_id].life, effect))
-            self._fetches += 1
-            self.stats.pages_read += 1
-        else:
-            self.other_effects.append((replica_id, effect))
-
-    def _finish(
-        self,
-        replica_id: str,
-        effect: WriteDone | WriteFailed | ReadDone | ReadFailed,
-        status: OpStatus,
-    ) -> None:
-        op = self._pending_ops.get(effect.op_id)
-        if op is None or op.replica != replica_id:
-            self.anomalies.append(f"{replica_id}: {type(effect).__name__} for no pending op")
-            return
-        expected = "write" if isinstance(effect, WriteDone | WriteFailed) else "read"
-        if op.kind != expected:
-            self.anomalies.append(f"{replica_id}: {type(effect).__name__} for a {op.kind}")
-        self._complete(op, status, effect)
-
-    def _complete(
-        self,
-        op: SimOp,
-        status: OpStatus,
-        effect: WriteDone | WriteFailed | ReadDone | ReadFailed | None,
-    ) -> None:
-        op.status = status
-        op.outcome = effect
-        op.completed_at = self.now
-        del self._pending_ops[op.op_id]
-
-    # ---- internals: the network ----------------------------------------------------------
-
-    def _link(self, a: str, b: str) -> Link:
-        link = self._links.get((a, b))
-        if link is None:
-            link = self._links[(a, b)] = Link(0.0, *self._latency)
-        return link
-
-    def _select_links(self, a: str | None, b: str | None, one_way: bool) -> list[Link]:
+    def _pairs(self, a: str | None, b: str | None, one_way: bool) -> list[tuple[str, str]]:
+        """The directed links between ``a`` and ``b`` (None: any replica), both ways unless
+        ``one_way``."""
         for rid in (a, b):
             if rid is not None:
                 self._node(rid)
@@ -634,177 +410,4 @@ class SimCluster:
         pairs = {(x, y) for x in srcs for y in dsts if x != y}
         if not one_way:
             pairs |= {(y, x) for x, y in pairs}
-        return [self._link(x, y) for x, y in sorted(pairs)]
-
-    def _reachable(self, a: str, b: str) -> bool:
-        if self._nodes[a].replica is None or self._nodes[b].replica is None:
-            return False
-        return self._groups is None or self._groups[a] == self._groups[b]
-
-    def _push(self, at: float, event: Event) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (at, self._seq, event))
-
-    def _send(self, src: str, effect: Send) -> None:
-        kind = type(effect.message).__name__
-        data = wire.encode(effect.message)
-        self.stats.sent[kind] += 1
-        self.stats.bytes_sent += len(data)
-        dst = effect.peer
-        if dst == src or dst not in self._nodes:
-            self.anomalies.append(f"{src}: Send {kind} to {dst!r}, not a peer")
-            self.stats.dropped[kind] += 1
-            return
-        if not self._reachable(src, dst):
-            self.stats.dropped[kind] += 1
-            return
-        link = self._link(src, dst)
-        copies = 1
-        if self._dup > 0 and self._rng.random() < self._dup:
-            copies = 2
-            self.stats.duplicated[kind] += 1
-        for _ in range(copies):
-            if link.drop > 0 and self._rng.random() < link.drop:
-                self.stats.dropped[kind] += 1
-                continue
-            at = self.now + self._rng.uniform(link.lo, link.hi)
-            if not self._reorder:
-                at = max(at, self._fifo.get((src, dst), 0.0))
-                self._fifo[(src, dst)] = at
-            life = (self._nodes[src].life, self._nodes[dst].life)
-            self._push(at, Deliver(src, dst, data, kind, *life))
-            self._in_flight += 1
-
-    def _deliver(self, event: Deliver) -> None:
-        src, dst = self._nodes[event.src], self._nodes[event.dst]
-        if (
-            src.life != event.src_life
-            or dst.life != event.dst_life
-            or not self._reachable(event.src, event.dst)
-        ):
-            self.stats.dropped[event.kind] += 1
-            return
-        try:
-            message = wire.decode(event.data, max_size=dst.config.max_message_bytes)
-        except RemoteProtocolError as exc:
-            self._protocol_error(event, exc)
-            return
-        self.stats.delivered[event.kind] += 1
-        try:
-            self._input(
-                event.dst,
-                lambda r: r.receive(event.src, message, self.now),
-                lambda r: r.wants_message(event.src, message),
-            )
-        except RemoteProtocolError as exc:
-            self._protocol_error(event, exc)
-
-    def _fetch(self, event: Fetch) -> None:
-        node = self._nodes[event.replica]
-        if node.life != event.life or node.replica is None:
-            return
-        read = event.read
-        count = node.config.partitions
-        rows, end = node.disk.objects_page(
-            read.partition, count, read.after, read.limit, read.max_bytes
-        )
-        totals = node.disk.count_objects(read.count, count) if read.count else None
-        self._input(
-            event.replica, lambda r: r.snapshot_page(read, rows, end, self.now, totals=totals)
-        )
-
-    def _protocol_error(self, event: Deliver, exc: RemoteProtocolError) -> None:
-        self.protocol_errors.append((event.src, event.dst, exc))
-        if self._raise_protocol_errors:
-            raise SimulationError(
-                f"{event.dst} rejected a {event.kind} from {event.src}: {exc}"
-            ) from exc
-
-    # ---- internals: timers and failure detection -----------------------------------------
-
-    def _schedule_timer(self, replica_id: str) -> None:
-        node = self._nodes[replica_id]
-        if node.replica is None:
-            return
-        deadline = node.replica.next_deadline()
-        if deadline is None:
-            return
-        at = max(deadline, self.now)
-        if at in node.timers:
-            return
-        node.timers.add(at)
-        self._push(at, Tick(replica_id, node.life, at))
-
-    def _fire_timer(self, event: Tick) -> None:
-        node = self._nodes[event.replica]
-        if node.life != event.life or node.replica is None:
-            return
-        node.timers.discard(event.at)
-        deadline = node.replica.next_deadline()
-        if deadline is None:
-            return
-        if deadline > self.now:
-            self._schedule_timer(event.replica)
-            return
-        self._input(event.replica, lambda r: r.tick(self.now))
-        after = node.replica.next_deadline() if node.replica is not None else None
-        if after is not None and after <= self.now:
-            self.anomalies.append(f"{event.replica}: next_deadline() {after} <= now after tick")
-
-    def _all_pairs(self) -> list[tuple[str, str]]:
-        return [(a, b) for a in self.ids for b in self.ids if a != b]
-
-    def _pairs_of(self, replica_id: str) -> list[tuple[str, str]]:
-        others = [p for p in self.ids if p != replica_id]
-        return [(replica_id, p) for p in others] + [(p, replica_id) for p in others]
-
-    def _schedule_detects(self, pairs: list[tuple[str, str]]) -> None:
-        for a, b in pairs:
-            if self._nodes[a].replica is not None and self._reachable(a, b) != self.believes_up(
-                a, b
-            ):
-                self._push(self.now + self.detect_delay, Detect(a, b))
-                self._detects += 1
-
-    def _detect(self, observer: str, peer: str) -> None:
-        if self._nodes[observer].replica is None:
-            return
-        reachable = self._reachable(observer, peer)
-        if reachable != self.believes_up(observer, peer):
-            self._set_believed(observer, peer, reachable)
-
-    def _connect_all(self, observer: str, ids: list[str]) -> None:
-        """At start: ``observer`` is told every other replica is up, then drained once (one
-        drain for many inputs, as the engine allows: a group of 1,000 replicas is a million
-        of them)."""
-        replica = self.replica(observer)
-        believed = self._believed.setdefault(observer, set())
-        try:
-            for peer in ids:
-                if peer != observer:
-                    believed.add(peer)
-                    site = self._nodes[peer].site
-                    replica.peer_up(peer, self.now, address=f"sim://{peer}", site=site)
-        finally:
-            self._drain(observer)
-
-    def _set_believed(self, observer: str, peer: str, up: bool) -> None:
-        if up:
-            self._believed.setdefault(observer, set()).add(peer)
-        else:
-            self._believed.get(observer, set()).discard(peer)
-        if up:
-            site = self._nodes[peer].site
-            # A non-home says so in its handshake (homes say nothing: the default).
-            extra = {} if self._nodes[peer].config.home else {"home": False}
-            self._input(
-                observer,
-                lambda r: r.peer_up(peer, self.now, address=f"sim://{peer}", site=site, **extra),
-            )
-        else:
-            self._input(observer, lambda r: r.peer_down(peer, self.now))
-
-
-def _check_delay(lo: float, hi: float) -> None:
-    if not 0.0 <= lo <= hi:
-        raise SimulationError(f"delay range must satisfy 0 <= lo <= hi, not ({lo}, {hi})")
+        return sorted(pairs)

@@ -181,6 +181,16 @@ class SimDisk:
         wanted = set(keys)
         return [o for (key, _kind), o in sorted(self.objects.items()) if key in wanted]
 
+    def objects_for(self, keys: list[str], parts: list[int], partitions: int) -> list[ObjectState]:
+        """Every object of ``keys``, then every object of each partition in ``parts`` (of
+        ``partitions``): what an input that wants them is handed first."""
+        rows = self.get_objects(keys)
+        for p in parts:
+            rows += [
+                o for (k, _), o in sorted(self.objects.items()) if partition_of(k, partitions) == p
+            ]
+        return rows
+
     def objects_page(
         self,
         partition: int,

@@ -1,4 +1,5 @@
-"""What a simulation test holds: operation handles, message counters and the error type.
+"""What a simulation test holds: operation handles (and the ledger of those issued), message
+counters and the error type.
 
 Knows the engine's API (:class:`~sync.replica.ReplicaAPI`) and its effects only.
 """
@@ -18,6 +19,7 @@ from sync.replica import ReplicaAPI
 
 __all__ = [
     "MessageStats",
+    "OpLedger",
     "OpStatus",
     "ReplicaFactory",
     "SimOp",
@@ -82,6 +84,62 @@ class SimOp:
         if isinstance(self.outcome, ReadDone | ReadFailed):
             return self.outcome.state
         return None
+
+
+Outcome = WriteDone | WriteFailed | ReadDone | ReadFailed
+
+
+class OpLedger:
+    """Every operation issued (``ops``, in order) and those still waiting for the engine's
+    answer. Completing an operation that is not pending is the engine's mistake: it is
+    reported (as text, for the cluster's ``anomalies``), never raised."""
+
+    def __init__(self) -> None:
+        self.ops: list[SimOp] = []
+        self._pending: dict[int, SimOp] = {}
+        self._next_id = 1
+
+    @property
+    def idle(self) -> bool:
+        """No operation is pending."""
+        return not self._pending
+
+    def open(self, kind: Literal["write", "read"], replica_id: str, key: str, now: float) -> SimOp:
+        """A new pending operation of ``replica_id``."""
+        op = SimOp(self._next_id, kind, replica_id, key, now)
+        self._next_id += 1
+        self._pending[op.op_id] = op
+        self.ops.append(op)
+        return op
+
+    def withdraw(self, op: SimOp) -> None:
+        """Forget ``op`` as if it had never been issued (the engine refused the call)."""
+        if op.status == "pending":
+            del self._pending[op.op_id]
+        self.ops.remove(op)
+
+    def finish(self, replica_id: str, effect: Outcome, status: OpStatus, now: float) -> str | None:
+        """Complete the operation ``effect`` answers; what is wrong with it, if anything."""
+        op = self._pending.get(effect.op_id)
+        if op is None or op.replica != replica_id:
+            return f"{replica_id}: {type(effect).__name__} for no pending op"
+        expected = "write" if isinstance(effect, WriteDone | WriteFailed) else "read"
+        self._complete(op, status, effect, now)
+        if op.kind != expected:
+            return f"{replica_id}: {type(effect).__name__} for a {op.kind}"
+        return None
+
+    def lose(self, replica_id: str, now: float) -> None:
+        """``replica_id`` crashed: the operations it coordinated are lost."""
+        for op in sorted(self._pending.values(), key=lambda o: o.op_id):
+            if op.replica == replica_id:
+                self._complete(op, "lost", None, now)
+
+    def _complete(self, op: SimOp, status: OpStatus, effect: Outcome | None, now: float) -> None:
+        op.status = status
+        op.outcome = effect
+        op.completed_at = now
+        del self._pending[op.op_id]
 
 
 @dataclass(slots=True)

@@ -1,0 +1,89 @@
+"""``shoal forget``: authenticate like a peer and ask a running peer to forget a replica for
+good (or take it back with ``--undo``), after saying what that would do and asking for
+confirmation (the options, output and exit statuses are in :mod:`shoal.cli`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import ssl
+import sys
+
+from shoal.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, read_secret
+
+__all__ = ["cmd_forget"]
+
+
+async def _admin(args: argparse.Namespace, secret: bytes, *, dry_run: bool) -> tuple[bool, str]:
+    from websockets.asyncio.client import connect
+
+    from sync.transport.auth import AdminRequest, Identity, admin_call
+
+    context = ssl.create_default_context(cafile=args.tls_ca) if args.url.startswith("wss") else None
+    me = Identity(f"admin-{secrets.token_hex(6)}", args.group, secret)
+    request = AdminRequest(
+        op="unforget" if args.undo else "forget",
+        replica=args.replica_id,
+        dry_run=dry_run,
+        operator=_operator(),
+    )
+    async with connect(args.url, ssl=context, open_timeout=args.timeout) as ws:
+        reply = await admin_call(ws, me, request, timeout=args.timeout)
+    return reply.ok, reply.detail
+
+
+def _operator() -> str:
+    """Who runs this command (for the peer's log): user@host."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"[:256]
+
+
+def _confirmed(args: argparse.Namespace, what: str) -> bool | None:
+    """The operator's answer to ``what`` (True with --yes); None: no terminal to ask on."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        return None
+    answer = input(f"{what}\n{'Take it back' if args.undo else 'Forget it'}? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from websockets.exceptions import InvalidURI, WebSocketException
+
+    from sync.transport.auth import HandshakeError
+
+    try:
+        secret = read_secret(args.secret_file)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    try:
+        ok, detail = asyncio.run(_admin(args, secret, dry_run=True))
+        if not ok:
+            return fail(f"forget: {args.url}: {detail}")
+        answer = _confirmed(args, f"{args.url}: {detail}")
+        if answer is None:
+            return fail(
+                f"forget: {args.url}: {detail}. Not a terminal: pass --yes to confirm",
+                EXIT_USAGE,
+            )
+        if not answer:
+            print("nothing done")
+            return EXIT_FAILED
+        ok, detail = asyncio.run(_admin(args, secret, dry_run=False))
+    except InvalidURI:
+        return fail(f"forget: not a ws:// or wss:// URL: {args.url!r}", EXIT_USAGE)
+    except (HandshakeError, WebSocketException, OSError, TimeoutError) as exc:
+        return fail(f"forget: {exc}")
+    if not ok:
+        return fail(f"forget: {args.url}: {detail}")
+    print(detail)
+    return EXIT_OK

@@ -1,0 +1,179 @@
+"""``shoal serve``: run a peer until SIGTERM or SIGINT, then stop it cleanly (the options,
+output and exit statuses are in :mod:`shoal.cli`).
+
+Checks the addresses, secret, token files and ``--client-api`` before anything opens (exit
+2), prints the URL to dial, keeps a catch-up progress line on a terminal's stderr, and exits
+3 when the store refused a commit (fail-stop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from shoal.commands.common import (
+    EXIT_FAIL_STOP,
+    EXIT_OK,
+    EXIT_USAGE,
+    about_db,
+    describe,
+    error,
+    fail,
+    read_secret,
+)
+from sync.transport.addresses import check_peer_url, parse_listen
+
+__all__ = ["cmd_serve"]
+
+# The logger keeps the name it had when the whole command line was shoal/cli.py: operators'
+# log filters and the lines they read name it.
+log = logging.getLogger("shoal.cli")
+
+
+def _client_api_args(args: argparse.Namespace) -> tuple[str, int, str] | None:
+    """``--client-api`` and its token, checked before anything is opened (ValueError)."""
+    if args.client_api is None:
+        if args.client_token_file is not None:
+            raise ValueError("--client-token-file needs --client-api HOST:PORT")
+        return None
+    host, sep, port = args.client_api.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--client-api must be HOST:PORT, got {args.client_api!r}")
+    if args.client_token_file is None:
+        raise ValueError("--client-api needs --client-token-file PATH")
+    try:
+        from shoal.web import read_token_file
+    except ImportError as exc:
+        raise ValueError(
+            f"--client-api needs the web extra (pip install 'shoal[web]'): {exc}"
+        ) from exc
+    return host.strip("[]"), int(port), read_token_file(args.client_token_file)
+
+
+async def _serve(
+    args: argparse.Namespace,
+    secret: bytes,
+    http: bool | bytes,
+    client_api: tuple[str, int, str] | None = None,
+) -> int:
+    from sync.transport.peer import Peer
+
+    peer = await Peer.open(
+        args.db,
+        listen=args.listen,
+        peers=args.peer,
+        n=args.n,
+        w=args.w,
+        r=args.r,
+        secret=secret,
+        site=args.site,
+        relay=args.relay,
+        home=args.home,
+        group=args.group,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_ca=args.tls_ca,
+        dial_learned=args.dial_learned,
+        advertise=args.advertise,
+        http=http,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(peer.wait_failed())]
+    api: Any = None
+    progress: asyncio.Future[None] | None = None
+    try:
+        if client_api is not None:
+            from shoal.web import serve_client_api
+
+            api = await serve_client_api(peer, *client_api)
+        print(peer.url, flush=True)
+        log.info("serving %s as %s (db %s)", peer.url, peer.replica_id, args.db)
+        if sys.stderr.isatty():
+            progress = asyncio.ensure_future(_show_catch_up(peer))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if peer.failure is None:
+            log.info("stopping: committing pending writes, closing connections")
+    finally:
+        for task in waits:
+            task.cancel()
+        if progress is not None:
+            progress.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if api is not None:
+            await api.aclose()
+        await peer.aclose()
+    if peer.failure is not None:
+        cause = peer.failure.__cause__ or peer.failure
+        return fail(
+            f"serve: stopped serving: the store refused a commit to {args.db} "
+            f"({describe(cause)}); exit status {EXIT_FAIL_STOP}: fix the disk and restart "
+            "it (it resumes from what is on disk)",
+            EXIT_FAIL_STOP,
+        )
+    log.info("stopped cleanly")
+    return EXIT_OK
+
+
+async def _show_catch_up(peer: Any, every: float = 0.2) -> None:
+    """Keep a progress line of the catch-ups under way on stderr (a terminal), until
+    cancelled."""
+    from shoal.progress import CatchUpDisplay
+
+    display = CatchUpDisplay()
+    while True:
+        try:
+            status = await peer.status()
+        except Exception:  # the peer is stopping or failed: serve says so, not this line
+            return
+        text = display.update(status.get("catching_up", {}))
+        if text:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        await asyncio.sleep(every)
+
+
+def _serve_usage(args: argparse.Namespace) -> tuple[bytes, bool | bytes]:
+    """The secret and the HTTP access of ``serve``; ``ValueError`` for bad usage."""
+    parse_listen(args.listen)
+    for url in args.peer:
+        check_peer_url(url, "--peer")
+    if args.advertise is not None:
+        check_peer_url(args.advertise, "--advertise")
+    secret = read_secret(args.secret_file)
+    mode = args.status or ("token" if args.http_token_file else "on")
+    if args.http_token_file and mode != "token":
+        raise ValueError(f"--http-token-file goes with --status token, not --status {mode}")
+    if mode == "token":
+        return secret, read_secret(args.http_token_file, "--http-token-file")
+    return secret, mode == "on"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        secret, http = _serve_usage(args)
+        client_api = _client_api_args(args)
+    except ValueError as exc:
+        return fail(f"serve: {exc}", EXIT_USAGE)
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from store import StoreError
+
+    try:
+        return asyncio.run(_serve(args, secret, http, client_api))
+    except (StoreError, SQLAlchemyError) as exc:
+        return error(args, exc, f"serve: {about_db(exc, args.db)}")
+    except (OSError, ValueError, TypeError) as exc:  # ssl.SSLError is an OSError
+        return error(args, exc, f"serve: {describe(exc)}")
