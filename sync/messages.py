@@ -1,5 +1,8 @@
 """Wire messages: pydantic v2 models, one discriminated union, one codec.
 
+(About 700 lines on purpose: every message of the protocol and its one decoder in one place,
+so that what crosses the wire can be read, and reviewed, in a single file.)
+
 Every message is a JSON object with a literal type tag ``t`` and the protocol version
 ``proto`` (currently ``1``). :func:`decode` is the only way bytes become messages: it refuses
 anything oversized, not JSON, of an unknown version or type, or with a field of the wrong

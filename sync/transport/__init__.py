@@ -4,8 +4,12 @@ Modules, each knowing only those above it in this list (no import cycles):
 :mod:`.addresses` (listen addresses and peer URLs, checked), :mod:`.auth` (handshake
 frames), :mod:`.codec` (the engine's messages as frames), :mod:`.dialstate` (why a dialled
 URL is or is not linked: its state and last error), :mod:`.connection` (links, backoff,
-flow control), :mod:`.node` (drives one
+flow control), :mod:`.storage` (what passes between the node and the store),
+:mod:`.executor` (runs each drain's effects, commit first), :mod:`.node` (drives one
 :class:`sync.Replica` against a :class:`store.Store`), :mod:`.handles` (the typed handles),
+:mod:`.changefeed` (subscriptions and their warnings), :mod:`.dialling` (whom the peer
+dials), :mod:`.keyops` (listing and deleting keys), :mod:`.opening` (``Peer.open``'s checks
+and configuration),
 :mod:`.subscription` (a key's new values), :mod:`.status` (the health snapshot, read through
 a small protocol), :mod:`.metrics` (its Prometheus text, ``prometheus_client`` loaded only
 then), :mod:`.http` (``/status`` and ``/metrics`` on the websocket port, given functions that

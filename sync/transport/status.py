@@ -46,7 +46,7 @@ an operator forgot here, ``down_for_s`` the seconds a home has not been seen onc
 ``home_down_window`` (None otherwise): compaction no longer waits for it.
 ``clock_ahead_ms`` is how far ahead of this replica's clock the last write of that peer set
 aside for clock skew was stamped (``None``: none was), ``clock_skew_set_aside`` how many
-were (see ``sync.replica``: "Clock skew"). Traffic counts are
+were (see ``sync.replica.theory``: "Clock skew"). Traffic counts are
 cumulative per peer over all its links since this process started.
 """
 
