@@ -646,7 +646,7 @@ class Replica:
             if record is None:
                 continue  # a duplicate, or for a message we gave up on
             if record.ae:
-                self._anti_entropy.acked(peer, bid)
+                self._anti_entropy.acked(peer, bid, now)
                 continue
             self._writes.acked(peer, record)
             self._propagation.acked(peer, record.entries, record.hint_for)

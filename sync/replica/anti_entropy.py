@@ -66,6 +66,7 @@ class Session:
 
     queue: deque[Batch | Stream] = field(default_factory=deque)
     inflight: dict[int, float] = field(default_factory=dict)  # batch id -> when sent
+    progress: float = float("-inf")  # when the last of its messages was acknowledged
     counted: bool = False  # the objects of its streams were asked to be counted
 
     @property
@@ -254,10 +255,7 @@ class AntiEntropy:
                 transfers.read(peer, item)
             break
         if sess.inflight:
-            oldest = min(sess.inflight.values())
-            self._timers.set_if_earlier(
-                Timer(TimerKind.AE_TIMEOUT, peer), oldest + self._config.write_timeout
-            )
+            self._timers.set_if_earlier(Timer(TimerKind.AE_TIMEOUT, peer), self._overdue(sess))
 
     def _send_deltas(self, peer: str, sess: Session, batch: Batch, now: float) -> None:
         bid = self._outbox.new_id()
@@ -322,23 +320,28 @@ class AntiEntropy:
         """Objects read from the store for state transfers and not sent yet (every peer)."""
         return sum(sess.buffered() for sess in self._sessions.values())
 
-    def acked(self, peer: str, batch_id: int) -> None:
-        """``peer`` acknowledged the batch ``batch_id``."""
+    def acked(self, peer: str, batch_id: int, now: float) -> None:
+        """``peer`` acknowledged the batch ``batch_id``: the round makes progress."""
         sess = self._sessions.get(peer)
-        if sess is not None:
-            sess.inflight.pop(batch_id, None)
+        if sess is not None and sess.inflight.pop(batch_id, None) is not None:
+            sess.progress = now
+
+    def _overdue(self, sess: Session) -> float:
+        """When the round counts as lost: ``write_timeout`` after its oldest message in
+        flight was sent or, if later, after its last acknowledgement. A slow receiver that
+        still acknowledges keeps its round (a transfer is never restarted for being slow);
+        a lost message costs one window slot until the acks stop."""
+        return max(min(sess.inflight.values()), sess.progress) + self._config.write_timeout
 
     def check_timeout(self, peer: str, now: float) -> None:
-        """A batch to ``peer`` may be lost: abandon the round once the oldest is overdue."""
+        """A batch to ``peer`` may be lost: abandon the round once it is overdue."""
         sess = self._sessions.get(peer)
         if sess is not None and sess.inflight:
-            oldest = min(sess.inflight.values())
-            if oldest + self._config.write_timeout <= now:
+            overdue = self._overdue(sess)
+            if overdue <= now:
                 self._reset(peer)  # lost: the next summary starts a new round
             else:
-                self._timers.set(
-                    Timer(TimerKind.AE_TIMEOUT, peer), oldest + self._config.write_timeout
-                )
+                self._timers.set(Timer(TimerKind.AE_TIMEOUT, peer), overdue)
 
     def _reset(self, peer: str) -> None:
         sess = self._sessions.pop(peer, None)

@@ -965,6 +965,40 @@ def test_last_snapshot_chunk_waits_for_the_others_to_be_acked() -> None:
     assert all(w.value("C", k) == 1 for k in same)
 
 
+def test_a_slow_receiver_that_still_acknowledges_keeps_its_state_transfer() -> None:
+    # C acknowledges each chunk late (0.8 write_timeout after the last ack) while four are in
+    # flight: the oldest chunk out is overdue, but the round makes progress, so it must not
+    # be abandoned and sent again from the start (under load that restarted a big transfer
+    # for ever).
+    w = Wire("ABC", n=3, anti_entropy_interval=5.0, snapshot_chunk=1, ae_max_inflight=4)
+    timeout = w.config.write_timeout
+    w.connect([("A", "B")])
+    key = key_homed(ring_of(w), lambda h: True, "slow-")
+    part = partition_of(key, 64)
+    same = [k for k in (f"y{i}" for i in range(20_000)) if partition_of(k, 64) == part][:10]
+    for i, k in enumerate(same):
+        w.r["A"].local_update(i, k, "gcounter", inc("A"), w.now)
+    w.run()
+    w.advance(5.0)
+    w.hold = lambda src, dst, msg: isinstance(msg, m.Ack) and dst == "A" and src == "C"
+    w.sent.clear()
+    w.connect([("A", "C")])
+    for _ in range(40):
+        w.advance(0.8 * timeout, step=0.1)
+        if not w.held:
+            break
+        src, dst, msg = w.held.pop(0)  # one ack at a time, late
+        w.deliver(src, dst, msg)
+        w.run()
+    chunks = [x for s, d, x in w.sent if isinstance(x, m.SnapshotChunk) and x.partition == part]
+    sent = [o.key for c in chunks for o in c.objects]
+    assert sorted(sent) == sorted(same), "a chunk was sent again: the round was restarted"
+    assert chunks[-1].last
+    w.hold = lambda *a: False
+    w.release()
+    assert all(w.value("C", k) == 1 for k in same)
+
+
 def test_converged_peers_exchange_one_digest_each_per_round_and_no_reply() -> None:
     w = Wire("AB", n=2, anti_entropy_interval=5.0)
     w.connect()

@@ -64,6 +64,18 @@ class _Decoded:
         monkeypatch.setattr(store.ondemand, "_object", counting)
 
 
+async def _eventually_or_report(check: Any, what: str, timeout: float, *peers: Any) -> None:
+    """``eventually``, failing with what each peer's engine says (a stall names its stage)."""
+    try:
+        await eventually(check, what, timeout=timeout)
+    except pytest.fail.Exception as exc:
+        states = [
+            {k: v for k, v in p.replica.status().items() if k not in ("objects_by_kind",)}
+            for p in peers
+        ]
+        pytest.fail(f"{exc}; engines: {states!r}; nodes: {[p.node.counters for p in peers]!r}")
+
+
 def _resident(peer: Any) -> int:
     status = peer.replica.status()
     assert status["cache_bytes"] <= 2 * CACHE
@@ -100,7 +112,7 @@ async def test_a_big_store_opens_without_reading_its_objects_and_serves_them_on_
             values = [await b.gcounter(_key(i)).value() for i in check]  # type: ignore[union-attr]
             return values == [i + 1 + (1000 if i in sample else 0) for i in check]
 
-        await eventually(b_has_all, "the state transfer", timeout=120)
+        await _eventually_or_report(b_has_all, "the state transfer", 60, a, b)
         assert _resident(a) <= MAX_RESIDENT and _resident(b) <= MAX_RESIDENT
         # Merge: both write the same keys, then both see both writes.
         both = sample[:20]
@@ -114,7 +126,7 @@ async def test_a_big_store_opens_without_reading_its_objects_and_serves_them_on_
                         return False
             return True
 
-        await eventually(merged, "both writes everywhere", timeout=60)
+        await _eventually_or_report(merged, "both writes everywhere", 40, a, b)
         assert a.node.counters.remote_errors == 0 and b.node.counters.remote_errors == 0
     finally:
         if b is not None:
