@@ -183,6 +183,10 @@ async def test_serve_no_home_is_left_off_the_ring(tmp_path: Path) -> None:
     try:
         await eventually(lambda: bool(a.transport.links), "the served peer to link")
         (sid,) = a.transport.links
+        # The link is the transport's at once; the engine takes the peer up on its next round.
+        await eventually(
+            lambda: sid in a.replica.status()["peers_up"], "the engine to take the link as up"
+        )
         assert a.status_now()["engine"]["non_homes"] == [sid]
         assert all(sid not in a.replica.homes(f"k{i}") for i in range(200))
     finally:
