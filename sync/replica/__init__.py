@@ -27,7 +27,6 @@ from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.effects import Effect, Loaded, LogDot, ObjectState, ReadPage, Send
 from sync.errors import LocalProtocolError, RemoteProtocolError
-from sync.replica import theory as theory  # the theory of operation (text only)
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
 from sync.replica.compaction import Compaction
