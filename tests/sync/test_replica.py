@@ -943,12 +943,13 @@ def test_peer_behind_the_compacted_log_gets_a_state_transfer() -> None:
     assert w.r["C"].status()["log_size"] == 0
 
 
-def test_last_snapshot_chunk_waits_for_the_others_to_be_acked() -> None:
-    w = Wire("ABC", n=3, anti_entropy_interval=5.0, snapshot_chunk=1, ae_max_inflight=8)
+def _transfer_to_c_acks_held(w: Wire, count: int) -> tuple[int, list[str]]:
+    """A and B compact ``count`` gcounters of one partition, then C connects to A with its
+    acks held: C gets a state transfer of that partition, chunk by chunk. The partition and
+    its keys."""
     w.connect([("A", "B")])
-    keys = [key_homed(ring_of(w), lambda h: True, f"s{i}-") for i in range(1)]
-    part = partition_of(keys[0], 64)
-    same = [k for k in (f"x{i}" for i in range(5000)) if partition_of(k, 64) == part][:3]
+    part = partition_of(key_homed(ring_of(w), lambda h: True, "s0-"), 64)
+    same = [k for k in (f"x{i}" for i in range(20_000)) if partition_of(k, 64) == part][:count]
     for i, key in enumerate(same):
         w.r["A"].local_update(i, key, "gcounter", inc("A"), w.now)
     w.run()
@@ -956,6 +957,12 @@ def test_last_snapshot_chunk_waits_for_the_others_to_be_acked() -> None:
     w.hold = lambda src, dst, msg: isinstance(msg, m.Ack) and dst == "A" and src == "C"
     w.sent.clear()
     w.connect([("A", "C")])
+    return part, same
+
+
+def test_last_snapshot_chunk_waits_for_the_others_to_be_acked() -> None:
+    w = Wire("ABC", n=3, anti_entropy_interval=5.0, snapshot_chunk=1, ae_max_inflight=8)
+    part, same = _transfer_to_c_acks_held(w, 3)
     chunks = [x for s, d, x in w.sent if isinstance(x, m.SnapshotChunk) and x.partition == part]
     assert len(chunks) == 2 and not any(c.last for c in chunks)  # the third waits
     w.hold = lambda *a: False
@@ -972,17 +979,7 @@ def test_a_slow_receiver_that_still_acknowledges_keeps_its_state_transfer() -> N
     # for ever).
     w = Wire("ABC", n=3, anti_entropy_interval=5.0, snapshot_chunk=1, ae_max_inflight=4)
     timeout = w.config.write_timeout
-    w.connect([("A", "B")])
-    key = key_homed(ring_of(w), lambda h: True, "slow-")
-    part = partition_of(key, 64)
-    same = [k for k in (f"y{i}" for i in range(20_000)) if partition_of(k, 64) == part][:10]
-    for i, k in enumerate(same):
-        w.r["A"].local_update(i, k, "gcounter", inc("A"), w.now)
-    w.run()
-    w.advance(5.0)
-    w.hold = lambda src, dst, msg: isinstance(msg, m.Ack) and dst == "A" and src == "C"
-    w.sent.clear()
-    w.connect([("A", "C")])
+    part, same = _transfer_to_c_acks_held(w, 10)
     for _ in range(40):
         w.advance(0.8 * timeout, step=0.1)
         if not w.held:
