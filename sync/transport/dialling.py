@@ -125,10 +125,7 @@ class Dialling:
         :data:`DIAL_POLL` seconds) while a dial is in progress."""
         if self._closed() or self._owner.node is None:
             return
-        state = self.pending()
-        if state != self._seen:
-            self._seen = state
-            self._tell(state)
+        state = self._tell_if_changed()
         if state[0] and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._poll())
 
@@ -137,12 +134,16 @@ class Dialling:
             await asyncio.sleep(DIAL_POLL)
             if self._closed() or self._owner.node is None:
                 return
-            state = self.pending()
-            if state != self._seen:
-                self._seen = state
-                self._tell(state)
-            if not state[0]:
+            if not self._tell_if_changed()[0]:
                 return
+
+    def _tell_if_changed(self) -> tuple[int, dict[str, str]]:
+        """The dial state, told to the engine if it changed since it was last told."""
+        state = self.pending()
+        if state != self._seen:
+            self._seen = state
+            self._tell(state)
+        return state
 
     def _tell(self, state: tuple[int, dict[str, str]]) -> None:
         node = self._owner.node
