@@ -200,11 +200,14 @@ def seal_from_wire(value: object) -> Seal:
     return Seal(*value)  # type: ignore[misc]
 
 
-def check_seal(seal: Seal) -> frozenset[bytes] | str:
+def check_seal(
+    seal: Seal, keys: dict[str, Ed25519PublicKey] | None = None
+) -> frozenset[bytes] | str:
     """The digests a valid ``seal`` covers, or the reason it is not valid: its key must be
-    the one its origin's id is derived from, and its signature must verify."""
+    the one its origin's id is derived from, and its signature must verify. ``keys``: the
+    keys already checked to belong to their origins, by ``origin 0x00 key`` (read and
+    filled: a key is decoded and checked once)."""
     try:
-        key = public_key_of(seal.key)
         digests = _unb64(seal.digests, "the digests")
         signature = _unb64(seal.signature, "the signature")
     except ValueError as exc:
@@ -212,10 +215,22 @@ def check_seal(seal: Seal) -> frozenset[bytes] | str:
     count, rest = divmod(len(digests), DIGEST_BYTES)
     if rest or not 1 <= count <= SEAL_MAX or len(signature) != _SIGNATURE_BYTES:
         return "malformed seal: wrong length of digests or signature"
-    if replica_id_for(key) != seal.origin:
-        return f"the seal's key is not the key of {seal.origin!r}"
+    memo = f"{seal.origin}\x00{seal.key}"
+    public = None if keys is None else keys.get(memo)
+    if public is None:
+        try:
+            key = public_key_of(seal.key)
+        except ValueError as exc:
+            return f"malformed seal: {exc}"
+        if replica_id_for(key) != seal.origin:
+            return f"the seal's key is not the key of {seal.origin!r}"
+        public = Ed25519PublicKey.from_public_bytes(key)
+        if keys is not None:
+            if len(keys) >= _MEMO:
+                keys.clear()
+            keys[memo] = public
     try:
-        Ed25519PublicKey.from_public_bytes(key).verify(signature, _payload(seal.origin, digests))
+        public.verify(signature, _payload(seal.origin, digests))
     except InvalidSignature:
         return f"the signature of {seal.origin!r} does not verify"
     return frozenset(digests[i : i + DIGEST_BYTES] for i in range(0, len(digests), DIGEST_BYTES))
@@ -224,12 +239,13 @@ def check_seal(seal: Seal) -> frozenset[bytes] | str:
 class Verifier:
     """Checks that entries are covered by valid seals of their origins; remembers the seals
     it found valid (at most a few thousand), so a seal is verified once however many of its
-    entries arrive, and in however many messages."""
+    entries arrive, and in however many messages, and the origins' keys it checked."""
 
-    __slots__ = ("_valid",)
+    __slots__ = ("_keys", "_valid")
 
     def __init__(self) -> None:
         self._valid: dict[Seal, frozenset[bytes]] = {}
+        self._keys: dict[str, Ed25519PublicKey] = {}
 
     def covers(self, seal: Seal | None, e: Signed) -> str | None:
         """None if ``seal`` is a valid seal of ``e``'s origin listing ``e``; else why not."""
@@ -239,7 +255,7 @@ class Verifier:
             return f"it is sealed by {seal.origin!r}, not its origin"
         digests = self._valid.get(seal)
         if digests is None:
-            checked = check_seal(seal)
+            checked = check_seal(seal, self._keys)
             if isinstance(checked, str):
                 return checked
             if len(self._valid) >= _MEMO:

@@ -180,27 +180,35 @@ class Inbound:
         origins = self._origins
         verifier = self._verifier
         log_entry = data.log_entry
+        # Per message: the partition of each key and the summary of each partition (a push
+        # carries many entries of a few keys), looked up once.
+        key_parts: dict[str, int] = {}
+        summaries: dict[int, CausalContext] = {}
         for i, e in enumerate(entries):
-            if e.partition >= parts:
+            # (The reasons name the fault first: a close reason is cut at 120 bytes.)
+            key, origin, seq, p = e.key, e.origin, e.seq, e.partition
+            if p >= parts:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: partition out of range 0..{parts - 1}", peer
                 )
-            # (The reasons name the fault first: a close reason is cut at 120 bytes.)
-            if not 1 <= e.seq <= m.SEQ_LIMIT:
+            if not 1 <= seq <= m.SEQ_LIMIT:
                 raise RemoteProtocolError(f"seq not in 1..2**62: {_where(i, e)}", peer)
-            if not m.is_key(e.key):
-                raise RemoteProtocolError(f"empty key, or one with NUL: {_where(i, e)}", peer)
-            if e.origin not in origins:
-                if not m.is_replica_id(e.origin):
+            kp = key_parts.get(key)
+            if kp is None:
+                if not m.is_key(key):
+                    raise RemoteProtocolError(f"empty key, or one with NUL: {_where(i, e)}", peer)
+                kp = key_parts[key] = partition(key)
+            if origin not in origins:
+                if not m.is_replica_id(origin):
                     raise RemoteProtocolError(f"origin is not a replica id: {_where(i, e)}", peer)
-                self._checked(e.origin)
+                self._checked(origin)
             if verifier is not None:
                 why = verifier.covers(e.seal, e)
                 if why is not None:
                     raise RemoteProtocolError(f"{why}: refused {_where(i, e)}", peer)
-            if partition(e.key) != e.partition:
+            if kp != p:
                 raise RemoteProtocolError(
-                    f"{_where(i, e)}: key {e.key!r} is not in that partition", peer
+                    f"{_where(i, e)}: key {key!r} is not in that partition", peer
                 )
             try:
                 raw = from_json(e.delta_json, allow_inf_nan=False)
@@ -218,43 +226,43 @@ class Inbound:
                 if verifier is not None:  # the signed text is what we store and forward
                     raise RemoteProtocolError(f"{_where(i, e)}: delta not in compact form", peer)
                 e = replace(e, delta_json=delta.to_json())
-            summ = summary_if_any(e.partition)
+            summ = summaries.get(p)
             if summ is None:
-                summ = _EMPTY_CTX
-            known = e.seq <= summ.vv.get(e.origin, 0) or (e.origin, e.seq) in summ.cloud
-            if kind in _STAMPED and not known:
+                summ = summaries[p] = summary_if_any(p) or _EMPTY_CTX
+            known = seq <= summ.vv.get(origin, 0) or (origin, seq) in summ.cloud
+            if not known and kind in _STAMPED:
                 stamp = latest_stamp(raw)
                 if stamp is not None and stamp[0] > limit_ms:
                     skewed.append(Skewed(stamp[1], stamp[0] - now_ms, _where(i, e)))
                     continue
-            if ring is not None and me not in ring.preference_list(e.partition):
-                if e.origin == me:
+            if ring is not None and me not in ring.preference_list(p):
+                if origin == me:
                     raise RemoteProtocolError(f"a hint of our own entry: {_where(i, e)}", peer)
                 if hold:
                     out.hints.append(e)
                 continue
-            if e.origin == me and not known and e.seq > data.last_seq(e.partition):
+            if origin == me and not known and seq > data.last_seq(p):
                 raise RemoteProtocolError(
                     f"a log dot of ours we never issued (we are at "
-                    f"{data.last_seq(e.partition)}): {_where(i, e)}",
+                    f"{data.last_seq(p)}): {_where(i, e)}",
                     peer,
                 )
             home.append(e)
             if known:
-                if rejoin and log_entry(e.partition, e.origin, e.seq) is None:
+                if rejoin and log_entry(p, origin, seq) is None:
                     # A dot we were told of (a state transfer's summary) or compacted: join
                     # its delta all the same, so that an ack means applied, whatever we were
                     # told (and a delta already in the state changes nothing).
-                    found = out.rejoin.get((e.key, kind))
+                    found = out.rejoin.get((key, kind))
                     if found is None:
-                        out.rejoin[(e.key, kind)] = (e.partition, delta)
+                        out.rejoin[(key, kind)] = (p, delta)
                     else:
                         found[1].merge(delta)
                 continue  # known here: its delta is in the state already
-            oid = (e.key, kind)
+            oid = (key, kind)
             group = groups.get(oid)
             if group is None:
-                groups[oid] = (e.partition, delta)  # freshly decoded: the group to join into
+                groups[oid] = (p, delta)  # freshly decoded: the group to join into
             else:
                 group[1].merge(delta)
         return out, skewed
