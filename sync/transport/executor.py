@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +127,10 @@ class Executor:
         self._fail_stop = fail_stop
         self._on_changed = on_changed
         self._on_effect = on_effect
-        self._rounds: deque[list[Any]] = deque()
+        # Rounds handed over and not run yet, each with its number (1, 2, ... in order);
+        # ``_running``: those the executor took and is committing now.
+        self._rounds: deque[tuple[int, list[Any]]] = deque()
+        self._running: list[tuple[int, list[Any]]] = []
         self._rounds_ready = asyncio.Event()
         self._handed = 0  # rounds handed over
         self._executed = 0  # rounds run (their Persist committed)
@@ -141,21 +144,37 @@ class Executor:
     def hand(self, effects: list[Any]) -> None:
         """Queue the effects of one engine round."""
         self._handed += 1
-        self._rounds.append(effects)
+        self._rounds.append((self._handed, effects))
         self._rounds_ready.set()
 
-    async def caught_up(self) -> None:
-        """Wait until every round handed so far ran (its Persist committed)."""
-        rounds = self._handed
+    async def caught_up(self, keys: Collection[str] | None = None) -> None:
+        """Wait until every round handed so far ran (its Persist committed); with ``keys``,
+        only the rounds up to the last one whose ``Persist`` writes an object or a log
+        entry of one of ``keys`` (what loading those keys from the store must see)."""
+        rounds = self._handed if keys is None else self._last_writing(set(keys))
         while self._executed < rounds:
             self._executed_event.clear()
             await self._executed_event.wait()
+
+    def _last_writing(self, keys: set[str]) -> int:
+        """The number of the last round not yet run whose Persist writes one of ``keys``
+        (0: none does)."""
+        if not keys:
+            return 0
+        pending: list[tuple[int, list[Any]]] = [*self._running, *self._rounds]
+        for number, effects in reversed(pending):
+            for e in effects:
+                if type(e) is Persist and (
+                    any(o.key in keys for o in e.objects) or any(x.key in keys for x in e.log)
+                ):
+                    return number
+        return 0
 
     def fail(self, effects: list[Any], exc: Exception) -> None:
         """Fail the operations of ``effects`` and of every round still queued with ``exc``."""
         self._fail_batch(effects, exc)
         while self._rounds:
-            self._fail_batch(self._rounds.popleft(), exc)
+            self._fail_batch(self._rounds.popleft()[1], exc)
 
     async def run(self) -> None:
         """The executor task."""
@@ -168,8 +187,10 @@ class Executor:
             self._idle.clear()
             effects: list[Any] = []
             taken = 0
-            while self._rounds:
-                effects.extend(self._rounds.popleft())
+            running = self._running = list(self._rounds)
+            self._rounds.clear()
+            for _, round_effects in running:
+                effects.extend(round_effects)
                 taken += 1
             persists = [e for e in effects if isinstance(e, Persist)]
             if persists:
@@ -183,6 +204,7 @@ class Executor:
                         self.counters.store_errors += 1
                         self._fail_stop(effects, exc)
                         return
+            self._running = []
             self._run_effects(effects)
             self._executed += taken
             self._executed_event.set()

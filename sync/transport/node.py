@@ -20,8 +20,10 @@ Theory of operation.
 * **Objects on demand.** The engine holds a bounded cache of objects. Before running a
   round of inputs, the engine task asks the replica what they need that is not in memory
   (``wants_keys`` for local writes and reads, ``wants_message`` for received messages),
-  waits until every ``Persist`` handed to the executor so far has committed (so a row of an
-  object the engine evicted is complete), loads those objects from the store in one
+  waits until every ``Persist`` handed to the executor so far that writes one of those
+  objects has committed (so a row of an object the engine evicted is complete; unrelated
+  commits are not waited for, so a state transfer's next chunk is loaded while the last
+  one commits), loads those objects from the store in one
   batched read (and, for a state transfer, whole partitions), hands them over with
   ``admit`` and then runs the inputs. With every object in memory the replica wants
   nothing and a round costs no read. :meth:`Node.aclose` ends with ``checkpoint_all``: every
@@ -441,7 +443,9 @@ class Node:
         keys = [k for k in keys if isinstance(k, str) and k]
         if not keys and not parts:
             return
-        await self._executor.caught_up()
+        # The store must hold what the rounds handed so far write of these objects (a whole
+        # partition: every round), not more: a load does not wait for unrelated commits.
+        await self._executor.caught_up(None if parts else keys)
         rows = await self.store.get_objects(keys) if keys else []
         for p in sorted(parts):
             async for page in self.store.snapshot(p):

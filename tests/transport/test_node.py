@@ -219,3 +219,54 @@ async def test_room_blocks_readers_while_inputs_pile_up() -> None:
         assert node.counters.inputs == 10
     finally:
         await node.aclose()
+
+
+async def test_a_load_waits_only_for_the_commits_that_write_its_keys() -> None:
+    """Before loading keys from the store the node waits for the rounds handed so far that
+    write those keys, not for unrelated ones (a state transfer's next chunk is loaded while
+    the last one commits); with no keys named (a whole partition) it waits for every round."""
+    from sync.transport.executor import Executor, NodeCounters
+
+    store = GatedStore()
+    idle = asyncio.Event()
+    executor = Executor(
+        store,  # type: ignore[arg-type]
+        lambda peer, msg: True,
+        NodeCounters(),
+        {},
+        {},
+        idle,
+        read_page=lambda effect: None,
+        fail_stop=lambda effects, exc: None,
+    )
+    task = asyncio.ensure_future(executor.run())
+    try:
+        store.gate.clear()
+        a = ObjectState("a", "gcounter", '{"type":"gcounter","v":1,"counts":{}}', False)
+        executor.hand([Persist(objects=(a,))])
+        executor.hand([Persist(log=(LogEntry("r", 0, 1, "b", "gcounter", "{}"),))])
+        await asyncio.sleep(0.05)  # the executor took both rounds: committing, at the gate
+        assert store.events == ["apply-start"]
+        await asyncio.wait_for(executor.caught_up(["c", "d"]), WAIT)  # nothing writes them
+        waiting = {
+            name: asyncio.ensure_future(executor.caught_up(keys))
+            for name, keys in (("a", ["a"]), ("b", ["x", "b"]), ("all", None))
+        }
+        await asyncio.sleep(0.05)
+        assert not any(w.done() for w in waiting.values())
+        store.gate.set()
+        await asyncio.wait_for(asyncio.gather(*waiting.values()), WAIT)
+        assert len(store.batches) == 1  # (both rounds in one commit)
+        store.gate.clear()
+        executor.hand([Persist(objects=(a,))])  # a third round, queued behind a new commit
+        await asyncio.sleep(0.05)
+        assert store.events.count("apply-start") == 2
+        await asyncio.wait_for(executor.caught_up(["b"]), WAIT)  # b's round ran already
+        late = asyncio.ensure_future(executor.caught_up(["a"]))
+        await asyncio.sleep(0.05)
+        assert not late.done()
+        store.gate.set()
+        await asyncio.wait_for(late, WAIT)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
