@@ -164,9 +164,7 @@ class Executor:
         pending: list[tuple[int, list[Any]]] = [*self._running, *self._rounds]
         for number, effects in reversed(pending):
             for e in effects:
-                if type(e) is Persist and (
-                    any(o.key in keys for o in e.objects) or any(x.key in keys for x in e.log)
-                ):
+                if isinstance(e, Persist) and _writes_any(e, keys):
                     return number
         return 0
 
@@ -281,6 +279,11 @@ class Executor:
                 for fut in e.futures:
                     if not fut.done():
                         fut.set_exception(exc)
+
+
+def _writes_any(persist: Persist, keys: set[str]) -> bool:
+    """Whether ``persist`` writes an object or a log entry of one of ``keys``."""
+    return any(o.key in keys for o in persist.objects) or any(e.key in keys for e in persist.log)
 
 
 def _log_catch_up(e: CatchUp) -> None:
