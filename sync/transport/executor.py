@@ -162,10 +162,10 @@ class Executor:
         if not keys:
             return 0
         pending: list[tuple[int, list[Any]]] = [*self._running, *self._rounds]
-        for number, effects in reversed(pending):
-            for e in effects:
-                if isinstance(e, Persist) and _writes_any(e, keys):
-                    return number
+        for i in range(len(pending) - 1, -1, -1):
+            number, effects = pending[i]
+            if any(isinstance(e, Persist) and _writes_any(e, keys) for e in effects):
+                return number
         return 0
 
     def fail(self, effects: list[Any], exc: Exception) -> None:
