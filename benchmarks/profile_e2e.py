@@ -5,7 +5,10 @@ Run: ``.venv/bin/python benchmarks/profile_e2e.py`` (``--updates N``, ``--runs K
 rows, ``--gc`` for the time spent in garbage collections per generation during the timed
 parts (from the first write until B is durable), ``--heap`` for the objects the garbage
 collector tracks once B is durable (by type: what every full collection has to walk),
-``--set NAME=INT`` to pass an engine option such as ``checkpoint_every`` to all three peers).
+``--set NAME=INT`` to pass an engine option such as ``checkpoint_every`` to all three peers,
+``--collector off`` to run with the garbage collector disabled, ``--collector freeze`` to
+``gc.freeze()`` once everything is imported, so that full collections skip the modules'
+objects).
 
 The scenario is the benchmark's (three peers in one process, A and B dial the relay,
 ``n=3, w=1``, half ``orset.add`` and half ``ormap.update``, ``--window`` concurrent writes at
@@ -154,8 +157,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME=INT",
         help="a Peer.open option for all three peers, e.g. checkpoint_every=100000",
     )
+    parser.add_argument(
+        "--collector",
+        choices=("on", "off", "freeze"),
+        default="on",
+        help="the garbage collector during the runs: as usual, disabled, or after gc.freeze()",
+    )
     args = parser.parse_args(argv)
     engine = {k: int(v) for k, v in (item.split("=", 1) for item in args.set)}
+    if args.collector == "freeze":
+        import sync.transport.peer  # noqa: F401  (everything a run imports, then frozen)
+
+        gc.collect()
+        gc.freeze()
+    elif args.collector == "off":
+        gc.disable()
     if args.profile:
         prof = cProfile.Profile()
         _TIMED.append(prof)

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -96,6 +97,8 @@ async def test_serve_status_forget_inspect_and_sigterm(tmp_path: Path) -> None:
         assert proc.stderr is not None
         log = (await proc.stderr.read()).decode()
         assert "stopped cleanly" in log
+        frozen = re.search(r"(\d+) objects of startup frozen for the garbage collector", log)
+        assert frozen is not None and int(frozen.group(1)) > 10_000, log
     finally:
         if proc.returncode is None:
             proc.kill()
