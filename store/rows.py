@@ -24,7 +24,7 @@ import crdt
 from .codec import _is_count, _preview, _seal, check_context, encode
 from .errors import InvalidInput
 from .records import BatchLike
-from .schema import SEGMENT_COLUMNS
+from .schema import SEGMENT_COLUMNS, segment_fields
 
 __all__ = ["PreparedBatch", "prepare"]
 
@@ -56,7 +56,13 @@ class PreparedBatch:
     """A validated batch as table rows (see :func:`prepare`); merge with :meth:`absorb`."""
 
     objects: dict[tuple[str, str], Row] = field(default_factory=dict)  # by (key, kind)
-    log: dict[Dot, Row] = field(default_factory=dict)
+    #: Per (partition, origin), per seq, the entry to store: the caller's own entry object
+    #: when it is in the engine's form (checked: its ``seq``, ``key``, ``kind``,
+    #: ``delta_json`` and ``seal`` are stored as they are), else a ``SegmentEntry`` tuple
+    #: ``(seq, key, kind, delta_text, seal)`` made here. No row per entry: a busy peer logs
+    #: thousands of entries a second, and a tuple each (two, with a dict key) brought the
+    #: garbage collector's next young collection, and its full ones, that much closer.
+    log: dict[tuple[int, str], dict[int, Any]] = field(default_factory=dict)
     summaries: dict[int, str] = field(default_factory=dict)
     hints_add: dict[HintKey, Row] = field(default_factory=dict)
     peers: dict[str, Row] = field(default_factory=dict)
@@ -68,7 +74,7 @@ class PreparedBatch:
     def rows(self) -> int:
         return (
             len(self.objects)
-            + len(self.log)
+            + sum(len(by_seq) for by_seq in self.log.values())
             + len(self.summaries)
             + len(self.hints_add)
             + len(self.peers)
@@ -76,6 +82,15 @@ class PreparedBatch:
             + len(self.compact)
             + self.fold
         )
+
+    def log_rows(self) -> list[Row]:
+        """The log as rows ``(partition, origin, seq, key, kind, delta_text, seal)``, by
+        segment then seq as they were put (made on each call: for tests and inspection)."""
+        return [
+            (part, origin, *segment_fields(entry))
+            for (part, origin), by_seq in self.log.items()
+            for entry in by_seq.values()
+        ]
 
     @property
     def ordered(self) -> bool:
@@ -85,8 +100,13 @@ class PreparedBatch:
     def absorb(self, later: PreparedBatch) -> None:
         """Merge ``later`` in as if it were applied after this one (no deletions here)."""
         self.objects.update(later.objects)
-        for dot, row in later.log.items():
-            self.log.setdefault(dot, row)
+        for segment, entries in later.log.items():
+            mine = self.log.get(segment)
+            if mine is None:
+                self.log[segment] = dict(entries)
+            else:
+                for seq, entry in entries.items():
+                    mine.setdefault(seq, entry)
         self.summaries.update(later.summaries)
         for hid, row in later.hints_add.items():
             self.hints_add.setdefault(hid, row)
@@ -148,12 +168,13 @@ class _Partitions:
     """``partition_of`` with a per-batch memo (a key's partition is computed once); also the
     last seal checked (consecutive entries share their seal: checked once)."""
 
-    __slots__ = ("_fn", "count", "last_seal", "memo")
+    __slots__ = ("_fn", "count", "last_seal", "memo", "seal_ok")
 
     def __init__(self, fn: Callable[[str], int], count: int) -> None:
         self._fn, self.count = fn, count
         self.memo: dict[str, int] = {}
         self.last_seal: tuple[Any, tuple[str, str, str, str] | None] = (None, None)
+        self.seal_ok: Any = None  # the last seal found to be four strings
 
     def __call__(self, key: str) -> int:
         part = self.memo.get(key)
@@ -210,6 +231,58 @@ def _log_row(entry: Any, parts: _Partitions, what: str, i: int) -> Row:
                 else:
                     return (part, origin, seq, key, kind, text, seal)
     return (*_checked_log_row(entry, parts, what.format(i)), seal)
+
+
+def _put_log(
+    log: dict[tuple[int, str], dict[int, Any]], entry: Any, parts: _Partitions, i: int
+) -> None:
+    """Check ``entry`` (``log[i]`` of a batch) and put it in ``log``, by segment and seq (a
+    log dot already there stays: the first wins). The engine's entries (``delta_json`` in
+    the compact form of their kind, a seal of four strings or none) go in as they are;
+    anything else as the row :func:`_log_row` checks and makes."""
+    key, kind, part, origin, seq = entry.key, entry.kind, entry.partition, entry.origin, entry.seq
+    text = getattr(entry, "delta_json", None)
+    seal = getattr(entry, "seal", None)
+    if (
+        type(key) is str
+        and type(origin) is str
+        and type(part) is int
+        and type(seq) is int
+        and type(text) is str
+        and key
+        and origin
+        and seq >= 1
+        and 0 <= part < parts.count
+        and kind in _KINDS
+        and part == (parts.memo.get(key) or parts(key))
+        and text.startswith(_TYPE_PREFIX[kind])
+        and (seal is None or seal is parts.seal_ok or _plain_seal(seal))
+    ):
+        parts.seal_ok = seal
+        found = log.get((part, origin))
+        if found is None:
+            log[(part, origin)] = {seq: entry}
+        elif seq not in found:
+            found[seq] = entry
+        return
+    row = _log_row(entry, parts, "log[{}]", i)
+    found = log.get((row[0], row[1]))
+    if found is None:
+        log[(row[0], row[1])] = {row[2]: row[2:]}
+    elif row[2] not in found:
+        found[row[2]] = row[2:]
+
+
+def _plain_seal(seal: Any) -> bool:
+    """Whether ``seal`` is four strings (what the store keeps and writes as they are)."""
+    return (
+        isinstance(seal, tuple)
+        and len(seal) == 4
+        and type(seal[0]) is str
+        and type(seal[1]) is str
+        and type(seal[2]) is str
+        and type(seal[3]) is str
+    )
 
 
 def _checked_log_row(entry: Any, parts: _Partitions, what: str) -> Row:
@@ -348,8 +421,7 @@ def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -
             blob = _blob(state, kind, lambda: f"objects[{i}].state for key {key!r}")  # noqa: B023
         objects_out[(key, kind)] = (key, kind, parts(key), blob, _live(obj, i, state))
     for i, entry in enumerate(batch.log):
-        row = _log_row(entry, parts, "log[{}]", i)
-        log_out.setdefault((row[0], row[1], row[2]), row)
+        _put_log(log_out, entry, parts, i)
 
 
 def _watermark(value: Any, what: str) -> dict[str, int]:

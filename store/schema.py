@@ -147,6 +147,7 @@ __all__ = [
     "objects",
     "pack_segments",
     "peers",
+    "segment_fields",
     "summaries",
 ]
 
@@ -249,53 +250,69 @@ _objects_v3 = Table(
 
 SegmentEntry = tuple[Any, ...]
 """One entry of a segment: ``(seq, key, kind, delta_text)``, or with a fifth element, the
-seal of its origin (a sequence of four strings, or None)."""
+seal of its origin (a sequence of four strings, or None). :func:`pack_segments` also takes an
+entry object with the attributes ``seq``, ``key``, ``kind``, ``delta_json`` and ``seal`` (the
+engine's log entry, checked by the store's ``prepare``) in place of the tuple."""
 
 SEGMENT_COLUMNS = ("partition", "origin", "first_seq", "last_seq", "entries", "seals")
 """The columns of a ``log_segments`` row as :func:`pack_segments` makes it (the id aside)."""
 
 
-def _packed(entries: list[SegmentEntry]) -> tuple[str, str]:
+def segment_fields(entry: Any) -> tuple[int, str, str, str, Any]:
+    """``(seq, key, kind, delta_text, seal)`` of a segment entry, tuple or object."""
+    if isinstance(entry, tuple):
+        return entry[0], entry[1], entry[2], entry[3], entry[4] if len(entry) > 4 else None
+    return entry.seq, entry.key, entry.kind, entry.delta_json, getattr(entry, "seal", None)
+
+
+def _seq(entry: Any) -> int:
+    seq: int = entry[0] if isinstance(entry, tuple) else entry.seq
+    return seq
+
+
+def _packed(entries: list[Any]) -> tuple[str, str]:
     """The ``entries`` and ``seals`` texts of one segment: each sealed entry gets the index of
     its seal in the segment's list of distinct seals."""
     seals: dict[Any, int] = {}
     out: list[SegmentEntry] = []
     append = out.append
     for entry in entries:
-        seal = entry[4] if len(entry) > 4 else None
+        seq, key, kind, text, seal = segment_fields(entry)
         if seal is None:
-            append(entry[:4])
+            append((seq, key, kind, text))
         else:
             index = seals.get(seal)
             if index is None:
                 index = seals[seal] = len(seals)
-            append((entry[0], entry[1], entry[2], entry[3], index))
+            append((seq, key, kind, text, index))
     return to_json(out).decode(), (to_json([list(s) for s in seals]).decode() if seals else "[]")
 
 
 def pack_segments(
-    partition: int, origin: str, entries: Iterable[SegmentEntry]
+    partition: int, origin: str, entries: Iterable[Any]
 ) -> Iterator[tuple[int, str, int, int, str, str]]:
     """``(partition, origin, first_seq, last_seq, entries_text, seals_text)`` rows holding
-    ``entries`` (already in increasing seq, one per seq), cut by :data:`SEGMENT_MAX_ENTRIES`
-    and :data:`SEGMENT_MAX_BYTES`. The texts are one ``to_json`` call each (Rust)."""
+    ``entries`` (already in increasing seq, one per seq; :data:`SegmentEntry` tuples or entry
+    objects), cut by :data:`SEGMENT_MAX_ENTRIES` and :data:`SEGMENT_MAX_BYTES`. The texts
+    are one ``to_json`` call each (Rust)."""
     if isinstance(entries, list) and len(entries) <= SEGMENT_MAX_ENTRIES:
         # The usual case, one segment: encode first, measure after.
         text, seals = _packed(entries)
         if len(text) <= SEGMENT_MAX_BYTES:
             if entries:
-                yield partition, origin, entries[0][0], entries[-1][0], text, seals
+                yield partition, origin, _seq(entries[0]), _seq(entries[-1]), text, seals
             return
-    chunk: list[SegmentEntry] = []
+    chunk: list[Any] = []
     size = 0
     for entry in entries:
         chunk.append(entry)
-        size += len(entry[1]) + len(entry[3])
+        _, key, _, text, _ = segment_fields(entry)
+        size += len(key) + len(text)
         if len(chunk) >= SEGMENT_MAX_ENTRIES or size >= SEGMENT_MAX_BYTES:
-            yield partition, origin, chunk[0][0], chunk[-1][0], *_packed(chunk)
+            yield partition, origin, _seq(chunk[0]), _seq(chunk[-1]), *_packed(chunk)
             chunk, size = [], 0
     if chunk:
-        yield partition, origin, chunk[0][0], chunk[-1][0], *_packed(chunk)
+        yield partition, origin, _seq(chunk[0]), _seq(chunk[-1]), *_packed(chunk)
 
 
 summaries = Table(

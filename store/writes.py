@@ -48,7 +48,6 @@ from .rows import (
     Row,
 )
 from .schema import (
-    SegmentEntry,
     hints,
     log_segments,
     meta,
@@ -180,24 +179,13 @@ def _runs(batches: Iterable[PreparedBatch]) -> list[PreparedBatch]:
     return runs
 
 
-def _seq_of(entry: SegmentEntry) -> int:
-    seq: int = entry[0]
-    return seq
-
-
-def _segment_rows(rows: Iterable[Row]) -> Iterator[Row]:
-    """Prepared log rows (``_LOG_COLS``, one per log dot) as ``_SEGMENT_COLS`` rows: one
-    segment per (partition, origin), entries in seq order, cut by the schema's limits."""
-    groups: dict[tuple[int, str], list[SegmentEntry]] = {}
-    for row in rows:
-        group = groups.get(row[:2])
-        if group is None:
-            groups[row[:2]] = [row[2:]]
-        else:
-            group.append(row[2:])
-    for (part, origin), entries in groups.items():
-        entries.sort(key=_seq_of)  # (the engine appends in seq order: a linear pass)
-        yield from pack_segments(part, origin, entries)
+def _segment_rows(log: Mapping[tuple[int, str], Mapping[int, Any]]) -> Iterator[Row]:
+    """A prepared log (per (partition, origin), per seq, an entry: see
+    :attr:`~store.rows.PreparedBatch.log`) as ``_SEGMENT_COLS`` rows: one segment per
+    (partition, origin), entries in seq order, cut by the schema's limits."""
+    for (part, origin), by_seq in log.items():
+        seqs = sorted(by_seq)  # (the engine appends in seq order: a linear pass)
+        yield from pack_segments(part, origin, [by_seq[seq] for seq in seqs])
 
 
 def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[int]:
@@ -206,7 +194,7 @@ def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[i
     removed: list[int] = []
     for run in _runs(batches):
         _executemany(conn, "objects", run.objects.values())
-        _executemany(conn, "log", _segment_rows(run.log.values()))
+        _executemany(conn, "log", _segment_rows(run.log))
         _executemany(conn, "summaries", run.summaries.items())
         _executemany(conn, "hints_add", run.hints_add.values())
         _executemany(conn, "peers", run.peers.values())

@@ -67,12 +67,13 @@ __all__ = [
     "ObjectId",
 ]
 
-# A log entry held in memory: key, kind, delta JSON, the seal of its origin (if any) as a
-# plain tuple of its four strings. A tuple of strings only is one the garbage collector stops
-# tracking, and so is a tuple holding only such tuples: the log (the most numerous objects
-# a replica holds) costs a full collection nothing. A Seal (a NamedTuple) would keep every
-# entry tracked, and each full collection walking the log cost 10-20% of e2e_bench.
-Logged = tuple[str, str, str, tuple[str, str, str, str] | None]
+# A log entry held in memory: one string, ``key NUL kind NUL seal NUL delta JSON`` (keys and
+# kinds hold no NUL; ``seal`` is the number of the origin's seal in the log's seal table, or
+# empty). Strings are invisible to the garbage collector: the log, the most numerous objects
+# a replica holds, neither adds to what its full collections walk nor, entry by entry,
+# brings the next collection closer (a tuple per entry did both, and with a NamedTuple
+# seal in it stayed tracked for good: 10-20% of e2e_bench went to collections walking it).
+Logged = str
 ObjectId = tuple[str, str]  # an object's name: (key, kind)
 
 # A key is checkpointed again once it has applied this many times the entries it had at its
@@ -124,6 +125,8 @@ class LocalData:
         "_outbox",
         "_partition_memo",
         "_pieces",
+        "_seal_count",
+        "_seals",
         "_since_checkpoint",
         "_sizes",
         "_summaries",
@@ -155,7 +158,11 @@ class LocalData:
         # partition -> origin -> seq -> (key, kind, delta JSON text)
         self._log: dict[int, dict[str, dict[int, Logged]]] = {}
         self._log_size = 0
-        self._last_seal: tuple[Seal, tuple[str, str, str, str]] | None = None
+        # The seals of logged entries by number, each with how many entries it covers here;
+        # the last seal numbered (the entries of one seal arrive together).
+        self._seals: dict[int, list[Any]] = {}  # number -> [seal, entries logged with it]
+        self._last_seal: tuple[Seal, int] | None = None
+        self._seal_count = 0
         # Our own entries appended since the last drain, by (partition, seq): not sealed yet
         # (the drain seals them, in place: every holder shares these objects).
         self._unsealed: dict[tuple[int, int], LogEntry] = {}
@@ -545,14 +552,21 @@ class LocalData:
         found = self._log.get(partition, {}).get(origin, {}).get(seq)
         if found is None:
             return None
-        key, kind, raw, plain = found
-        if plain is None:
+        key, kind, sid, raw = found.split("\x00", 3)
+        if not sid:
             if origin == self._me:
                 fresh = self._unsealed.get((partition, seq))
                 if fresh is not None:
                     return fresh  # the very entry the drain's seal will be set on
             return LogEntry(origin, partition, seq, key, kind, raw, None)
-        return LogEntry(origin, partition, seq, key, kind, raw, Seal._make(plain))
+        return LogEntry(origin, partition, seq, key, kind, raw, self._seals[int(sid)][0])
+
+    def logged_keys(self, partition: int) -> dict[str, dict[int, str]]:
+        """Per origin, the key of each log entry of ``partition`` by seq."""
+        return {
+            origin: {seq: text.split("\x00", 1)[0] for seq, text in by_seq.items()}
+            for origin, by_seq in self._log.get(partition, {}).items()
+        }
 
     def _log_put(self, e: LogEntry) -> bool:
         """Put ``e`` in the in-memory log; False if it was there already."""
@@ -565,23 +579,35 @@ class LocalData:
         if e.seq in by_origin:
             return False
         seal = e.seal
-        by_origin[e.seq] = (
-            e.key,
-            e.kind,
-            e.delta_json,
-            None if seal is None else self._plain(seal),
-        )
+        sid = "" if seal is None else self._seal_ref(seal)
+        by_origin[e.seq] = f"{e.key}\x00{e.kind}\x00{sid}\x00{e.delta_json}"
         self._log_size += 1
         return True
 
-    def _plain(self, seal: Seal) -> tuple[str, str, str, str]:
-        """``seal`` as a plain tuple, one per seal (the entries of a seal arrive together)."""
+    def _seal_ref(self, seal: Seal) -> int:
+        """The number of ``seal`` in the seal table, counting one more entry logged with it."""
         last = self._last_seal
-        if last is not None and last[0] is seal:
-            return last[1]
-        plain: tuple[str, str, str, str] = tuple(seal)  # type: ignore[assignment]
-        self._last_seal = (seal, plain)
-        return plain
+        if last is not None and last[0] is seal and last[1] in self._seals:
+            sid = last[1]
+            self._seals[sid][1] += 1
+            return sid
+        sid = self._seal_count = self._seal_count + 1
+        self._seals[sid] = [seal, 1]
+        self._last_seal = (seal, sid)
+        return sid
+
+    def _log_pop(self, by_seq: dict[int, Logged], seq: int) -> tuple[str, str]:
+        """Drop the entry ``seq`` of ``by_seq`` (and its share of its seal); its key and kind."""
+        key, kind, sid, _ = by_seq.pop(seq).split("\x00", 3)
+        if sid:
+            self._unref(int(sid))
+        return key, kind
+
+    def _unref(self, sid: int) -> None:
+        held = self._seals[sid]
+        held[1] -= 1
+        if held[1] <= 0:
+            del self._seals[sid]
 
     def append(self, e: LogEntry) -> None:
         """Record an applied entry: log, summary, Persist, checkpoint bookkeeping.
@@ -625,8 +651,11 @@ class LocalData:
         for e in entries:
             by_seq = self._log.get(e.partition, {}).get(e.origin)
             if by_seq is not None and e.seq in by_seq:
-                key, kind, raw, _ = by_seq[e.seq]
-                by_seq[e.seq] = (key, kind, raw, None if e.seal is None else self._plain(e.seal))
+                key, kind, sid, raw = by_seq[e.seq].split("\x00", 3)
+                if sid:
+                    self._unref(int(sid))
+                new = "" if e.seal is None else self._seal_ref(e.seal)
+                by_seq[e.seq] = f"{key}\x00{kind}\x00{new}\x00{raw}"
 
     def apply_entries(self, batch: CheckedBatch) -> list[LogEntry]:
         """Log the checked entries this replica lacks and merge each key's delta group;
@@ -672,8 +701,7 @@ class LocalData:
                 continue
             watermark[origin] = wm
             for s in drop:
-                key, kind, _, _ = by_seq.pop(s)
-                touched[(key, kind)] = None
+                touched[self._log_pop(by_seq, s)] = None
             self._log_size -= len(drop)
             if not by_seq:
                 del log_p[origin]

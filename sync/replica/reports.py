@@ -125,11 +125,11 @@ class Reports:
                 raise ValueError(f"{dot!r} is a write to {found.key!r}, not to {key!r}")
             dots = (LogDot(origin, p, seq),)
             return self._propagation.whereabouts(key, p, dots, True, found is None)
-        log_p = data.log_of(p) or {}
+        logged = data.logged_keys(p)
         mine = tuple(
             LogDot(origin, p, seq)
-            for origin in sorted(log_p)
-            for seq, (k, *_) in sorted(log_p[origin].items())
+            for origin in sorted(logged)
+            for seq, k in sorted(logged[origin].items())
             if k == key
         )
         if not mine and not data.kinds_of(key):

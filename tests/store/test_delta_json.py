@@ -85,7 +85,7 @@ def test_prepare_keeps_the_text_itself() -> None:
     plain = log_entry("k", 1)
     given = LogRow(plain.origin, plain.partition, 1, "k", "gcounter", plain.delta, text)
     prepared = sql.prepare(Batch(log=(given,)), 64, default_partition_of)
-    (row,) = prepared.log.values()
+    (row,) = prepared.log_rows()
     assert row[5] is text  # (then the seal: None)
     assert given == plain  # delta_json is a cache of delta, not part of the value
 
@@ -129,8 +129,8 @@ def test_the_fast_path_and_the_checked_path_make_the_same_rows() -> None:
     ]
     fast = sql.prepare(Batch(log=tuple(plain)), 64, default_partition_of)
     checked = sql.prepare(Batch(log=tuple(proxied)), 64, default_partition_of)
-    assert list(fast.log.values()) == list(checked.log.values())
-    assert [row[0] for row in fast.log.values()] == [0, 0, 5, 0]
+    assert fast.log_rows() == checked.log_rows()
+    assert sorted(row[0] for row in fast.log_rows()) == [0, 0, 0, 5]
 
 
 class TextOnlyEntry:
@@ -152,7 +152,7 @@ def test_compact_delta_json_is_kind_checked_without_decoding_the_delta() -> None
     compact = sql.encode(orset_delta("x"))
     entries = [TextOnlyEntry("k", 1, "orset", compact), TextOnlyEntry("k", 2, "orset", compact)]
     prepared = sql.prepare(Batch(log=tuple(entries)), 64, default_partition_of)  # type: ignore[arg-type]
-    assert [row[5] for row in prepared.log.values()] == [compact, compact]
+    assert [row[5] for row in prepared.log_rows()] == [compact, compact]
     assert [e.decoded for e in entries] == [0, 0]
     # Another layout (indented, "type" not first) is checked on the decoded delta instead.
     spaced = TextOnlyEntry("k", 3, "orset", json.dumps(orset_delta("x"), indent=1))

@@ -413,7 +413,7 @@ def _prepare(persist: Persist) -> None:
     prepared = prepare(persist, PARTS, _partition)
     rows: list[tuple[Any, ...]] = [
         *prepared.objects.values(),
-        *prepared.log.values(),
+        *prepared.log_rows(),
         *prepared.hints_add.values(),
         *prepared.peers.values(),
         *prepared.hints_drop,
