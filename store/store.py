@@ -73,7 +73,7 @@ from .location import database_url
 from .lock import DatabaseLock, lock_postgres, lock_sqlite
 from .opening import _check_sqlite, _new_identity, _open_identity, sidecar_path
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
-from .writer import AsyncWriter, ThreadWriter, Writer, install_sqlite_hooks
+from .writer import AsyncWriter, ThreadReader, ThreadWriter, Writer, install_sqlite_hooks
 
 __all__ = ["SYNCHRONOUS_LEVELS", "Store", "default_partition_of", "sidecar_path"]
 
@@ -116,8 +116,10 @@ class Store:
         opened: sql.OpenResult,
         max_batch_rows: int,
         writer: Writer,
+        reader: ThreadReader | None = None,
     ) -> None:
         self._engine = engine
+        self._reader = reader  # SQLite: reads in a thread of their own (else the engine)
         self._lock = lock
         self._write_engine = engine.execution_options(shoal_write=True)
         self._writer_db = writer
@@ -210,6 +212,9 @@ class Store:
                     if db_path is None
                     else ThreadWriter(url, synchronous, busy_timeout_ms)
                 )
+                reader = (
+                    None if db_path is None else ThreadReader(url, synchronous, busy_timeout_ms)
+                )
             except BaseException:
                 await engine.dispose()
                 raise
@@ -221,6 +226,7 @@ class Store:
                 opened=opened,
                 max_batch_rows=max_batch_rows,
                 writer=writer,
+                reader=reader,
             )
         except BaseException:
             await lock.release()
@@ -274,6 +280,13 @@ class Store:
     def engine(self) -> AsyncEngine:
         """The SQLAlchemy engine (for event hooks in tests and metrics; do not write)."""
         return self._engine
+
+    @property
+    def read_engine(self) -> Engine:
+        """The synchronous engine the store's reads run on (SQLite: the reader thread's,
+        :class:`~store.writer.ThreadReader`; PostgreSQL: the async engine's), for event hooks
+        in tests and metrics; do not write."""
+        return self._reader.engine if self._reader is not None else self._engine.sync_engine
 
     @property
     def write_engine(self) -> Engine:
@@ -510,6 +523,8 @@ class Store:
         self, fn: Callable[Concatenate[Connection, _P], _T], *args: _P.args, **kwargs: _P.kwargs
     ) -> _T:
         self._check_open()
+        if self._reader is not None:
+            return await self._reader.read(fn, *args, **kwargs)
         async with self._engine.begin() as conn:
             return await conn.run_sync(fn, *args, **kwargs)
 
@@ -531,7 +546,11 @@ class Store:
                     async with self._committing:  # a caller's own transaction ends first
                         await self._writer_db.aclose()
                 finally:
-                    await self._engine.dispose()
+                    try:
+                        if self._reader is not None:
+                            await self._reader.aclose()
+                    finally:
+                        await self._engine.dispose()
             finally:
                 await self._lock.release()  # the next opener may come in
 

@@ -10,7 +10,8 @@ SQLAlchemy ``Connection`` in that thread, through :func:`store.sql.apply_prepare
   Through the async engine (aiosqlite), each statement is a round trip between the event
   loop and the driver's thread, several per statement (cursor, execute, close): for a
   one-write transaction at ``synchronous=NORMAL`` those round trips, not the disk, were the
-  cost (``benchmarks/speed_bench.py --goals serial``). Reads keep using the async engine.
+  cost (``benchmarks/speed_bench.py --goals serial``). Reads do the same in a thread of
+  their own (:class:`ThreadReader`), one crossing per read.
 * PostgreSQL (:class:`AsyncWriter`): asyncpg is asyncio-native, so its statements run on the
   event loop without a thread; the transaction is one ``AsyncConnection.run_sync``.
 
@@ -26,7 +27,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from queue import SimpleQueue
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
@@ -35,7 +36,9 @@ from sqlalchemy.pool import NullPool
 
 from . import sql
 
-__all__ = ["AsyncWriter", "ThreadWriter", "Writer", "install_sqlite_hooks"]
+__all__ = ["AsyncWriter", "ThreadReader", "ThreadWriter", "Writer", "install_sqlite_hooks"]
+
+_T = TypeVar("_T")
 
 
 def install_sqlite_hooks(engine: Engine, synchronous: str, busy_timeout_ms: int) -> None:
@@ -106,39 +109,38 @@ _STOP = object()
 _Job = tuple[asyncio.Future[Any], Callable[[], Any]]
 
 
-class ThreadWriter(Writer):
-    """SQLite: the transaction on a synchronous connection, in a thread of the writer's own.
+class _DbThread:
+    """One synchronous SQLAlchemy connection, used only by a thread of its own: jobs come in
+    through a queue and each job's future is settled on its event loop
+    (``call_soon_threadsafe``), one crossing each way per job. The connection is made on
+    first use, kept between jobs and dropped after a failed one (the next job connects
+    again)."""
 
-    The thread takes jobs from a queue and settles each job's future on its event loop
-    (``call_soon_threadsafe``): one crossing each way per transaction.
-    """
-
-    def __init__(self, url: URL, synchronous: str, busy_timeout_ms: int) -> None:
-        self.engine = create_engine(url.set(drivername="sqlite+pysqlite"), poolclass=NullPool)
-        install_sqlite_hooks(self.engine, synchronous, busy_timeout_ms)
-        self._write_engine = self.engine.execution_options(shoal_write=True)
+    def __init__(self, engine: Engine, name: str) -> None:
+        self._engine = engine
         self._conn: Connection | None = None  # touched only in the thread
         self._jobs: SimpleQueue[_Job | object] = SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="shoal-store-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    async def transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
-        removed: list[int] = await self._call(lambda: self._transaction(prepared))
-        return removed
+    async def call(self, fn: Callable[[Connection], Any]) -> Any:
+        """``fn(connection)`` in the thread."""
+        if not self._thread.is_alive():
+            raise RuntimeError(f"the store's thread {self._thread.name} has stopped")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._jobs.put((future, lambda: self._with_connection(fn)))
+        return await future
 
     async def aclose(self) -> None:
         if not self._thread.is_alive():
             return
         try:
-            await self._call(self._close_connection)
+            await self._call_raw(self._close_connection)  # (after the jobs queued before it)
         finally:
             self._jobs.put(_STOP)
             await asyncio.to_thread(self._thread.join)
-            self.engine.dispose()
 
-    async def _call(self, fn: Callable[[], Any]) -> Any:
-        if not self._thread.is_alive():
-            raise RuntimeError("the store's writer thread has stopped")
+    async def _call_raw(self, fn: Callable[[], Any]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._jobs.put((future, fn))
         return await future
@@ -159,11 +161,11 @@ class ThreadWriter(Writer):
             else:
                 _settle_soon(future, result, None)
 
-    def _transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
+    def _with_connection(self, fn: Callable[[Connection], Any]) -> Any:
         if self._conn is None:
-            self._conn = self._write_engine.connect()
+            self._conn = self._engine.connect()
         try:
-            return _write(self._conn, prepared)
+            return fn(self._conn)
         except BaseException:
             conn, self._conn = self._conn, None
             with contextlib.suppress(Exception):  # already failing: report the first error
@@ -174,6 +176,61 @@ class ThreadWriter(Writer):
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
+
+
+def _sqlite_engine(url: URL, synchronous: str, busy_timeout_ms: int) -> Engine:
+    engine = create_engine(url.set(drivername="sqlite+pysqlite"), poolclass=NullPool)
+    install_sqlite_hooks(engine, synchronous, busy_timeout_ms)
+    return engine
+
+
+class ThreadWriter(Writer):
+    """SQLite: the transaction on a synchronous connection, in a thread of the writer's own
+    (one crossing each way per transaction)."""
+
+    def __init__(self, url: URL, synchronous: str, busy_timeout_ms: int) -> None:
+        self.engine = _sqlite_engine(url, synchronous, busy_timeout_ms)
+        self._thread = _DbThread(
+            self.engine.execution_options(shoal_write=True), "shoal-store-writer"
+        )
+
+    async def transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
+        removed: list[int] = await self._thread.call(lambda conn: _write(conn, prepared))
+        return removed
+
+    async def aclose(self) -> None:
+        try:
+            await self._thread.aclose()
+        finally:
+            self.engine.dispose()
+
+
+class ThreadReader:
+    """SQLite: the store's reads on a synchronous connection of their own, in a thread of
+    their own: a read (``BEGIN``, its statements, ``COMMIT``) crosses into it once, where
+    through the async engine each statement was several round trips to aiosqlite's thread
+    (a state transfer's loads of the keys it names took a fifth of a new peer's time). WAL
+    lets it read while the writer writes."""
+
+    def __init__(self, url: URL, synchronous: str, busy_timeout_ms: int) -> None:
+        self.engine = _sqlite_engine(url, synchronous, busy_timeout_ms)
+        self._thread = _DbThread(self.engine, "shoal-store-reader")
+
+    async def read(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """``fn(connection, *args, **kwargs)`` in one read transaction."""
+
+        def job(conn: Connection) -> _T:
+            with conn.begin():
+                return fn(conn, *args, **kwargs)
+
+        result: _T = await self._thread.call(job)
+        return result
+
+    async def aclose(self) -> None:
+        try:
+            await self._thread.aclose()
+        finally:
+            self.engine.dispose()
 
 
 def _settle_soon(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

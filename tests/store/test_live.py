@@ -130,11 +130,11 @@ async def test_the_live_index_serves_the_listing(backend: Backend) -> None:
             if "GROUP BY" in statement:
                 seen.append((statement, params))
 
-        event.listen(store.engine.sync_engine, "before_cursor_execute", capture)
+        event.listen(store.read_engine, "before_cursor_execute", capture)
         try:
             assert await store.keys("k0", "k00100", 3) == ["k00102", "k00104", "k00106"]
         finally:
-            event.remove(store.engine.sync_engine, "before_cursor_execute", capture)
+            event.remove(store.read_engine, "before_cursor_execute", capture)
         ((statement, params),) = seen
         async with store.engine.connect() as conn:
             if backend.name == "sqlite":

@@ -22,17 +22,17 @@ from tests.store.test_live import emptied_set
 
 
 async def _statements_of(store: Store, call: Any) -> list[tuple[str, Any]]:
-    """The statements (and parameters) ``await call()`` runs through the store's engine."""
+    """The statements (and parameters) ``await call()`` reads through the store."""
     seen: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> None:
         seen.append((statement, params))
 
-    event.listen(store.engine.sync_engine, "before_cursor_execute", capture)
+    event.listen(store.read_engine, "before_cursor_execute", capture)
     try:
         await call()
     finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", capture)
+        event.remove(store.read_engine, "before_cursor_execute", capture)
     return seen
 
 
