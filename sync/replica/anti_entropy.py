@@ -9,7 +9,8 @@ other lacks a dot this replica no longer has in its log (compacted, or received 
 transfer) it gets a state transfer instead: the partition's objects read from the store a
 page at a time (:mod:`~sync.replica.transfer`), in ``SnapshotChunk`` of at most
 ``snapshot_chunk`` objects (a state too big for one message split into pieces), the last one
-(sent only once all others are acked) carrying our summary. Each message says how much of
+(sent only once every other message of its partition is acked) carrying our summary; the
+partitions' transfers overlap, up to the window. Each message says how much of
 the round is left (``remaining``). A summary with ``reply=True`` is answered with our own
 summary of the same partitions, so each side sends the other what it lacks (and learns of
 an identity conflict, below); one with ``reply=False`` is not (no ping-pong).
@@ -66,6 +67,7 @@ class Session:
 
     queue: deque[Batch | Stream] = field(default_factory=deque)
     inflight: dict[int, float] = field(default_factory=dict)  # batch id -> when sent
+    parts: dict[int, int] = field(default_factory=dict)  # batch id in flight -> its partition
     progress: float = float("-inf")  # when the last of its messages was acknowledged
     counted: bool = False  # the objects of its streams were asked to be counted
 
@@ -245,8 +247,10 @@ class AntiEntropy:
                     transfers.read(peer, item)  # one page ahead of the window
                 continue
             if item.end:
-                if sess.inflight:
-                    break  # the summary-carrying chunk goes only once every other one landed
+                if item.partition in sess.parts.values():
+                    # The summary-carrying chunk goes only once every other message of its
+                    # partition landed (other partitions' do not matter: the window fills).
+                    break
                 sess.queue.popleft()
                 chunk = item.ready.popleft() if item.ready else Chunk([])
                 self._send_chunk(peer, sess, item, chunk, True, now)
@@ -268,7 +272,7 @@ class AntiEntropy:
             more=batch.more,
             remaining=sess.remaining(),
         )
-        self._sent(peer, sess, bid, msg, now)
+        self._sent(peer, sess, bid, batch.partition, msg, now)
 
     def _send_chunk(
         self, peer: str, sess: Session, stream: Stream, chunk: Chunk, last: bool, now: float
@@ -284,10 +288,13 @@ class AntiEntropy:
             last=last,
             remaining=sess.remaining(),
         )
-        self._sent(peer, sess, bid, msg, now)
+        self._sent(peer, sess, bid, stream.partition, msg, now)
 
-    def _sent(self, peer: str, sess: Session, bid: int, msg: m.Message, now: float) -> None:
+    def _sent(
+        self, peer: str, sess: Session, bid: int, partition: int, msg: m.Message, now: float
+    ) -> None:
         sess.inflight[bid] = now
+        sess.parts[bid] = partition
         self._outbound.expect_ack(peer, bid, now)
         self._emit(Send(peer, msg))
 
@@ -324,6 +331,7 @@ class AntiEntropy:
         """``peer`` acknowledged the batch ``batch_id``: the round makes progress."""
         sess = self._sessions.get(peer)
         if sess is not None and sess.inflight.pop(batch_id, None) is not None:
+            del sess.parts[batch_id]
             sess.progress = now
 
     def _overdue(self, sess: Session) -> float:

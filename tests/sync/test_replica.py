@@ -972,6 +972,34 @@ def test_last_snapshot_chunk_waits_for_the_others_to_be_acked() -> None:
     assert all(w.value("C", k) == 1 for k in same)
 
 
+def test_the_transfers_of_several_partitions_fill_the_window() -> None:
+    """A partition's summary-carrying chunk waits only for its own partition's chunks: with
+    C's acks held, the one-chunk transfers of four partitions are all in flight at once (the
+    window), where each used to wait for the one before it to be acknowledged (a round trip
+    per partition: a new peer's bootstrap ran at the receiver's commit latency)."""
+    w = Wire("ABC", n=3, anti_entropy_interval=5.0, ae_max_inflight=4)
+    w.connect([("A", "B")])
+    keys: dict[int, str] = {}
+    for k in (f"y{i}" for i in range(1000)):
+        keys.setdefault(partition_of(k, 64), k)
+        if len(keys) == 6:
+            break
+    for i, key in enumerate(keys.values()):
+        w.r["A"].local_update(i, key, "gcounter", inc("A"), w.now)
+    w.run()
+    w.advance(5.0)
+    w.hold = lambda src, dst, msg: isinstance(msg, m.Ack) and dst == "A" and src == "C"
+    w.sent.clear()
+    w.connect([("A", "C")])
+    chunks = [x for s, d, x in w.sent if isinstance(x, m.SnapshotChunk) and s == "A"]
+    assert len(chunks) == 4 and all(c.last and len(c.objects) == 1 for c in chunks)
+    assert len({c.partition for c in chunks}) == 4
+    w.hold = lambda *a: False
+    w.release()
+    assert all(w.value("C", k) == 1 for k in keys.values())
+    assert all(w.r["C"].summary(p) == w.r["A"].summary(p) for p in keys)
+
+
 def test_a_slow_receiver_that_still_acknowledges_keeps_its_state_transfer() -> None:
     # C acknowledges each chunk late (0.8 write_timeout after the last ack) while four are in
     # flight: the oldest chunk out is overdue, but the round makes progress, so it must not
