@@ -72,7 +72,6 @@ from sync.errors import RemoteProtocolError
 from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership, Skewed
 from sync.replica.reads import Reads
-from sync.ring import partition_of
 from sync.signing import Verifier
 
 __all__ = ["Inbound", "latest_stamp"]
@@ -436,7 +435,7 @@ class Inbound:
             where = f"snapshot object {i} ({o.key!r})"
             if not m.is_key(o.key):
                 raise RemoteProtocolError(f"{where}: not a key (empty, or with NUL)", peer)
-            if partition_of(o.key, parts) != msg.partition:
+            if self._data.partition(o.key) != msg.partition:
                 raise RemoteProtocolError(f"{where}: not in partition {msg.partition}", peer)
             try:
                 decoded = from_json(o.state_json, allow_inf_nan=False)

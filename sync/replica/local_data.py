@@ -440,8 +440,10 @@ class LocalData:
 
     def merge_state(self, key: str, state: CRDT, *, transferred: bool = False) -> bool:
         """Join a whole state into ``(key, state.kind)`` (no log entry): checkpointed; True
-        if it changed. ``transferred``: a state transfer's; a key that was not in the cache
-        before this drain leaves it at the end of the drain (:meth:`take_transient`)."""
+        if it changed. ``transferred``: a state transfer's, decoded for this call and held by
+        nobody else (a key absent here adopts it as it is, no copy); a key that was not in
+        the cache before this drain leaves it at the end of the drain
+        (:meth:`take_transient`)."""
         if transferred and (key in self._admitted or key not in self._objects):
             self._transient.add(key)
         kind = state.kind
@@ -449,7 +451,7 @@ class LocalData:
         if obj is None:
             if state.is_bottom():
                 return False
-            self.adopt(key, self.partition(key), state.copy())
+            self.adopt(key, self.partition(key), state if transferred else state.copy())
             obj = self.peek(key, kind)
         else:
             before = obj.copy()
