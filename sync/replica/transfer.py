@@ -158,17 +158,14 @@ class Transfers:
         overhead = _OBJECT_OVERHEAD + text_size(row.key) + len(row.kind)
         size = text_size(text) + overhead
         if size <= self._outbound.batch_bytes():
-            obj = m.SnapObject.model_construct(key=row.key, kind=row.kind, state_json=text)
-            return [(obj, size)]
+            return [(m.snap_object(row.key, row.kind, text), size)]
         # Escaping a JSON text as a string at most doubles it: pieces of half the room fit.
         state = crdt.from_dict(from_json(text))
         budget = max(1, (self._outbound.batch_bytes() - overhead) // 2)
         out: list[tuple[m.SnapObject, int]] = []
         for piece in state.split(budget):
             piece_text = piece.to_json()
-            obj = m.SnapObject.model_construct(
-                key=row.key, kind=row.kind, state_json=piece_text, piece=True
-            )
+            obj = m.snap_object(row.key, row.kind, piece_text, piece=True)
             out.append((obj, text_size(piece_text) + overhead))
         return out
 
