@@ -105,6 +105,11 @@ class CheckedBatch:
     rejoin: dict[ObjectId, tuple[int, CRDT]] = field(default_factory=dict)
 
 
+def _dot_key(partition: int, seq: int) -> int:
+    """One int for a log dot of ours (a seq is below 2**63)."""
+    return (partition << 63) | seq
+
+
 class LocalData:
     """The objects, log, summaries and checkpoint bookkeeping of one replica."""
 
@@ -165,7 +170,9 @@ class LocalData:
         self._seal_count = 0
         # Our own entries appended since the last drain, by (partition, seq): not sealed yet
         # (the drain seals them, in place: every holder shares these objects).
-        self._unsealed: dict[tuple[int, int], LogEntry] = {}
+        # (keyed by _dot_key(partition, seq): an int, which the garbage collector never
+        # tracks, where a tuple per write brought the next young collection closer)
+        self._unsealed: dict[int, LogEntry] = {}
         self._summaries: dict[int, CausalContext] = {}
         self._last_seq: dict[int, int] = {}  # per partition, the highest seq of ours
         # Per key, log entries applied since its last checkpoint, and the entries it had
@@ -198,7 +205,7 @@ class LocalData:
                 self._unfolded.add((e.key, e.kind))
             self._log_put(e)
             if e.origin == self._me and e.seal is None:
-                self._unsealed[(e.partition, e.seq)] = e  # stored unsealed: sealed at the drain
+                self._unsealed[_dot_key(e.partition, e.seq)] = e  # stored unsealed: sealed later
             self._summaries.setdefault(e.partition, CausalContext()).add(Dot(e.origin, e.seq))
         for p, ctx in self._summaries.items():
             mine = ctx.max_counter(self._me)
@@ -557,7 +564,7 @@ class LocalData:
         key, kind, sid, raw = found.split("\x00", 3)
         if not sid:
             if origin == self._me:
-                fresh = self._unsealed.get((partition, seq))
+                fresh = self._unsealed.get(_dot_key(partition, seq))
                 if fresh is not None:
                     return fresh  # the very entry the drain's seal will be set on
             return LogEntry(origin, partition, seq, key, kind, raw, None)
@@ -640,7 +647,7 @@ class LocalData:
             if seq > last.get(p, 0):
                 last[p] = seq
             if e.seal is None:
-                self._unsealed[(p, seq)] = e
+                self._unsealed[_dot_key(p, seq)] = e
 
     def take_unsealed(self) -> list[LogEntry]:
         """Our own entries not sealed yet (appended since the last drain), in order."""

@@ -113,6 +113,7 @@ class Writes:
         "_failures",
         "_hints",
         "_me",
+        "_me_only",
         "_membership",
         "_outbound",
         "_pending",
@@ -132,6 +133,7 @@ class Writes:
     ) -> None:
         self._config = config
         self._me = replica_id
+        self._me_only = (replica_id,)  # acked_by of every write this replica alone acks
         self._emit = outbox.emit
         self._timers = timers
         self._membership = membership
@@ -216,7 +218,7 @@ class Writes:
                     queue_push(fallback, home, entry, wop, None, now)
         if op is None:
             dot = _new_dot(LogDot, (entry.origin, entry.partition, entry.seq))
-            result = WriteResult(entry.key, 1, required, (me,), (), dot)
+            result = WriteResult(entry.key, 1, required, self._me_only, (), dot)
             self._emit(WriteDone(op_id, result))
             return
         self._timers.set(Timer(TimerKind.WRITE, op_id), now + timeout)
