@@ -85,6 +85,7 @@ from .schema import (
     objects,
     pack_segments,
     peers,
+    segment_fields,
     summaries,
 )
 from .sql import (
@@ -204,6 +205,7 @@ __all__ = [
     "report_database",
     "report_keys",
     "rotate_replica_id",
+    "segment_fields",
     "sidecar_path",
     "snapshot_page",
     "summaries",
