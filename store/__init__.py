@@ -156,6 +156,7 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreError",
+    "ThreadReader",
     "ThreadWriter",
     "Writer",
     "apply_prepared",
