@@ -111,7 +111,7 @@ from .sql import (
     snapshot_page,
 )
 from .store import SYNCHRONOUS_LEVELS, Store, default_partition_of, sidecar_path
-from .writer import AsyncWriter, ThreadWriter, Writer, install_sqlite_hooks
+from .writer import AsyncWriter, ThreadReader, ThreadWriter, Writer, install_sqlite_hooks
 
 __all__ = [
     "FOLD_PAGE",
