@@ -62,6 +62,43 @@ async def test_a_transaction_runs_in_one_thread_off_the_event_loop(tmp_path: Pat
     assert threading.get_ident() not in threads
 
 
+async def test_a_read_runs_in_one_thread_of_its_own_with_a_small_page_cache(
+    tmp_path: Path,
+) -> None:
+    """SQLite: a read (its BEGIN, statements and COMMIT) runs in the reader's own thread,
+    neither the event loop's nor the writer's, on a connection whose page cache is
+    READER_CACHE_KIB; what it reads is what was committed."""
+    from store.writer import READER_CACHE_KIB
+
+    reads: list[tuple[int, str]] = []
+    writes: set[int] = set()
+
+    def on_read(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        reads.append((threading.get_ident(), statement.split()[0].upper()))
+
+    def on_write(_conn: Any, *_args: Any) -> None:
+        writes.add(threading.get_ident())
+
+    async with await Store.open(str(tmp_path / "r.db")) as store:
+        await store.apply(Batch(objects=(counter_row("k", 1),)))
+        event.listen(store.read_engine, "before_cursor_execute", on_read)
+        event.listen(store.write_engine, "before_cursor_execute", on_write)
+        await store.apply(Batch(objects=(counter_row("j", 2),)))
+        rows = await asyncio.gather(store.get_objects(["k", "j", "absent"]), store.keys())
+        cache = await store._read(lambda conn: conn.exec_driver_sql("PRAGMA cache_size").scalar())
+        event.remove(store.read_engine, "before_cursor_execute", on_read)
+        event.remove(store.write_engine, "before_cursor_execute", on_write)
+    assert [(r.key, r.state) for r in rows[0]] == [
+        ("j", counter_row("j", 2).state),
+        ("k", counter_row("k", 1).state),
+    ]
+    assert rows[1] == ["j", "k"]
+    assert cache == -READER_CACHE_KIB
+    threads = {thread for thread, _ in reads}
+    assert len(threads) == 1 and not threads & writes and threading.get_ident() not in threads
+    assert [kind for _, kind in reads].count("BEGIN") == 3  # one transaction per read
+
+
 async def test_a_driver_error_in_a_write_is_sqlalchemys_and_rolls_back(tmp_path: Path) -> None:
     """The rows go to the driver's cursor directly (store.sql._executemany): a driver error
     still surfaces as SQLAlchemy's DBAPIError, and nothing of the batch is written."""
