@@ -75,13 +75,23 @@ class Chunk:
 class Ready(deque[Chunk]):
     """The chunks of a stream ready to send: made from a source of chunks (:meth:`feed`) as
     they are taken (``popleft``), at least :data:`AHEAD` of them held while the source has
-    more, so that one left means the last (what the anti-entropy pump reads ``len`` for)."""
+    more, so that one left means the last (what the anti-entropy pump reads ``len`` for).
 
-    __slots__ = ("_source",)
+    A source that fails (a stored state that cannot be cut: a corrupt row) leaves the stream
+    stuck, never complete: taking a chunk raises its error again, and ``len`` counts more
+    than one, so that the last chunk, whose summary would claim what was not sent, never
+    goes; the round is abandoned when its acks stop coming."""
+
+    __slots__ = ("_failed", "_source")
 
     def __init__(self, chunks: Iterable[Chunk] = ()) -> None:
         super().__init__(chunks)
         self._source: Iterator[Chunk] | None = None
+        self._failed: Exception | None = None
+
+    def __len__(self) -> int:
+        held = super().__len__()
+        return held + AHEAD if self._failed is not None else held
 
     def feed(self, chunks: Iterator[Chunk]) -> None:
         """Make the chunks of ``chunks`` after those held, as they are needed."""
@@ -89,14 +99,20 @@ class Ready(deque[Chunk]):
         self._fill()
 
     def popleft(self) -> Chunk:
+        if self._failed is not None:
+            raise self._failed
         chunk = super().popleft()
         self._fill()
         return chunk
 
     def _fill(self) -> None:
         source = self._source
-        while source is not None and len(self) < AHEAD:
-            chunk = next(source, None)
+        while source is not None and super().__len__() < AHEAD:
+            try:
+                chunk = next(source, None)
+            except Exception as exc:
+                self._source, self._failed = None, exc
+                raise
             if chunk is None:
                 self._source = source = None
             else:

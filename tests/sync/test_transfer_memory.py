@@ -133,3 +133,22 @@ def test_serving_a_big_stored_map_takes_far_less_memory_than_the_map() -> None:
     # Decoded whole, the map took about 14 times its text; cut from its text, the stream
     # holds AHEAD chunks (a message's worth each) and the piece being filled.
     assert peak < len(text) // 4, (peak, len(text))
+
+
+def test_a_stored_state_that_cannot_be_cut_leaves_the_stream_stuck_never_complete() -> None:
+    text = big_map(5_000).to_json()
+    at = text.index('"lww"', len(text) // 2)
+    corrupt = text[:at] + '"nope"' + text[at + 5 :]  # an entry of an unknown kind, mid-way
+    stream = Stream(7)
+    transfers().page(stream, [ObjectState("big", "ormap", corrupt)], True)
+    taken = 0
+    with pytest.raises(ValueError, match="unknown kind"):
+        for _ in range(1_000):
+            stream.ready.popleft()
+            taken += 1
+    assert taken > AHEAD
+    # Never "one chunk left": the last chunk, whose summary would claim the whole map, never
+    # goes; every later take fails the same way.
+    assert len(stream.ready) > 1
+    with pytest.raises(ValueError, match="unknown kind"):
+        stream.ready.popleft()
