@@ -26,7 +26,8 @@ bytes per removed dot beyond its own encoding. A state that fits the budget is o
 copy of itself.
 
 Sizes are computed from upper bounds (a context's dots counted as a cloud, the longest
-form), so a piece is never bigger than estimated.
+form), so a piece is never bigger than estimated. ``crdt/_split_text.py`` cuts a state's
+stored JSON text by these rules without decoding it whole (what a state transfer sends).
 """
 
 from __future__ import annotations

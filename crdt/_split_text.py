@@ -89,8 +89,9 @@ def _layout(text: str) -> tuple[str, int, int, CausalContext] | None:
     else:
         return None
     start = len(head)
-    # ``,"ctx":`` is a key wherever it occurs (in a JSON string its quotes are escaped), and
-    # the state's own is the one whose value ends the text: the last that does.
+    # ``],"ctx":`` is never inside a JSON string (there its quotes would be escaped): it is
+    # an array closing before a key "ctx", which a value of an entry may hold too (an LWW
+    # register's object); the state's own is the one whose value ends the text.
     i = text.rfind(_CTX_KEY)
     while i >= start:
         try:
