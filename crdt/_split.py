@@ -26,12 +26,13 @@ bytes per removed dot beyond its own encoding. A state that fits the budget is o
 copy of itself.
 
 Sizes are computed from upper bounds (a context's dots counted as a cloud, the longest
-form), so a piece is never bigger than estimated.
+form), so a piece is never bigger than estimated. ``crdt/_split_text.py`` cuts a state's
+stored JSON text by these rules without decoding it whole (what a state transfer sends).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from crdt._json import REPLICA_TEXTS
@@ -65,18 +66,21 @@ def dots_bytes(dots: Iterable[Dot]) -> int:
 def pack(units: Iterable[tuple[T, int]], budget: int) -> list[list[T]]:
     """``units`` (each with its size in bytes, a separator included) in order, cut into
     groups of at most ``budget`` bytes; a unit bigger than that is a group of its own."""
-    groups: list[list[T]] = []
+    return list(packed(units, budget))
+
+
+def packed(units: Iterable[tuple[T, int]], budget: int) -> Iterator[list[T]]:
+    """:func:`pack`, one group at a time (only the group being filled is held)."""
     cur: list[T] = []
     size = 0
     for unit, n in units:
         if cur and size + n > budget:
-            groups.append(cur)
+            yield cur
             cur, size = [], 0
         cur.append(unit)
         size += n
     if cur:
-        groups.append(cur)
-    return groups
+        yield cur
 
 
 def removed_contexts(ctx: CausalContext, live: Iterable[Dot], budget: int) -> list[CausalContext]:
@@ -90,31 +94,40 @@ def removed_contexts(ctx: CausalContext, live: Iterable[Dot], budget: int) -> li
         r, c = d
         if c < lowest.get(r, c + 1):
             lowest[r] = c
+    return list(iter_removed_contexts(ctx, lowest, live_set.__contains__, budget))
+
+
+def iter_removed_contexts(
+    ctx: CausalContext, lowest: dict[str, int], is_live: Callable[[Dot], bool], budget: int
+) -> Iterator[CausalContext]:
+    """:func:`removed_contexts` one context at a time, the live dots given by ``is_live`` and
+    ``lowest`` (per replica, its lowest live counter), so that a caller streaming a state's
+    entries need not hold a set of them (``crdt/_split_text.py``)."""
     prefix: dict[str, int] = {}
     for r, n in ctx.vv.items():
         below = min(n, lowest.get(r, n + 1) - 1)
         if below > 0:
             prefix[r] = below
-    out: list[CausalContext] = []
     if prefix:
         head: CausalContext = CausalContext.__new__(CausalContext)
         head.vv = prefix
         head.cloud = set()
-        out.append(head)
-    for group in pack(((d, dot_bytes(d)) for d in _others(ctx, prefix, live_set)), budget):
-        out.append(context_of(group))
-    return out
+        yield head
+    for group in packed(((d, dot_bytes(d)) for d in _others(ctx, prefix, is_live)), budget):
+        yield context_of(group)
 
 
-def _others(ctx: CausalContext, prefix: dict[str, int], live: set[Dot]) -> Iterator[Dot]:
-    """The dots of ``ctx`` above ``prefix`` that ``live`` lacks, in (replica, counter) order."""
+def _others(
+    ctx: CausalContext, prefix: dict[str, int], is_live: Callable[[Dot], bool]
+) -> Iterator[Dot]:
+    """The dots of ``ctx`` above ``prefix`` that are not live, in (replica, counter) order."""
     for r in sorted(ctx.vv):
         for c in range(prefix.get(r, 0) + 1, ctx.vv[r] + 1):
             d: Dot = (r, c)  # type: ignore[assignment]
-            if d not in live:
+            if not is_live(d):
                 yield d
     for d in sorted(ctx.cloud):
-        if d not in live:
+        if not is_live(d):
             yield d
 
 

@@ -12,12 +12,15 @@ every ``Persist`` before it is durable, answered by ``Replica.snapshot_page``. A
   later page may hold more, which is harmless), so the summary sent with the last chunk
   never claims a dot the objects lack;
 * each page becomes ``SnapshotChunk`` objects: a state as its stored text when it fits in a
-  message, else decoded and split by its type into pieces that fit (``CRDT.split``, at half
-  the room: the text travels JSON-escaped), then cut into chunks of at most
-  ``snapshot_chunk`` objects and :meth:`Outbound.batch_bytes` bytes;
+  message, else its text cut by its type into pieces that fit (``crdt/_split_text.py``, at
+  half the room: the text travels JSON-escaped; the state is never decoded whole), then cut
+  into chunks of at most ``snapshot_chunk`` objects and :meth:`Outbound.batch_bytes` bytes;
+* chunks are made from the page lazily (:class:`Ready`), at most :data:`AHEAD` ahead of
+  those sent, so the pieces of a big state are made as the window of ``ae_max_inflight``
+  chunks in flight moves, never all at once;
 * the next page is read when the chunks of the last one are sent (one page ahead of the
-  window of ``ae_max_inflight`` chunks in flight), so a transfer holds one page of objects,
-  whatever the size of the partition.
+  window), so a transfer holds one page of objects (its rows' texts, and a few chunks made
+  from them), whatever the size of the partition or of one object in it.
 
 The first read of a round also counts the objects (and their states' characters) of every
 partition the round transfers, so that each message can say how much of the round is left
@@ -34,13 +37,12 @@ Knows the outbox, local data and outbound batching.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
-from pydantic_core import from_json
-
-import crdt
+from crdt._split_text import split_text
 from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.digest import ctx_model
@@ -49,10 +51,13 @@ from sync.replica.local_data import LocalData
 from sync.replica.outbound import Outbound, text_size
 from sync.replica.outbox import Outbox
 
-__all__ = ["Chunk", "Progress", "Stream", "Transfers", "checked_page"]
+__all__ = ["AHEAD", "Chunk", "Progress", "Ready", "Stream", "Transfers", "checked_page"]
 
 # Bytes a SnapObject adds to a chunk beyond its key and state text (field names, flags).
 _OBJECT_OVERHEAD = 64
+
+#: Chunks a stream makes ahead of those it sent, while its page has more to make.
+AHEAD = 2
 
 
 @dataclass(slots=True)
@@ -67,6 +72,53 @@ class Chunk:
     chars: int = 0
 
 
+class Ready(deque[Chunk]):
+    """The chunks of a stream ready to send: made from a source of chunks (:meth:`feed`) as
+    they are taken (``popleft``), at least :data:`AHEAD` of them held while the source has
+    more, so that one left means the last (what the anti-entropy pump reads ``len`` for).
+
+    A source that fails (a stored state that cannot be cut: a corrupt row) leaves the stream
+    stuck, never complete: taking a chunk raises its error again, and ``len`` counts more
+    than one, so that the last chunk, whose summary would claim what was not sent, never
+    goes; the round is abandoned when its acks stop coming."""
+
+    __slots__ = ("_failed", "_source")
+
+    def __init__(self, chunks: Iterable[Chunk] = ()) -> None:
+        super().__init__(chunks)
+        self._source: Iterator[Chunk] | None = None
+        self._failed: Exception | None = None
+
+    def __len__(self) -> int:
+        held = super().__len__()
+        return held + AHEAD if self._failed is not None else held
+
+    def feed(self, chunks: Iterator[Chunk]) -> None:
+        """Make the chunks of ``chunks`` after those held, as they are needed."""
+        self._source = chunks if self._source is None else chain(self._source, chunks)
+        self._fill()
+
+    def popleft(self) -> Chunk:
+        if self._failed is not None:
+            raise self._failed
+        chunk = super().popleft()
+        self._fill()
+        return chunk
+
+    def _fill(self) -> None:
+        source = self._source
+        while source is not None and super().__len__() < AHEAD:
+            try:
+                chunk = next(source, None)
+            except Exception as exc:
+                self._source, self._failed = None, exc
+                raise
+            if chunk is None:
+                self._source = source = None
+            else:
+                self.append(chunk)
+
+
 @dataclass(slots=True)
 class Stream:
     """One partition's state transfer to one peer, read from the store page by page."""
@@ -77,7 +129,7 @@ class Stream:
     started: bool = False
     reading: ReadPage | None = None  # the read that is out
     end: bool = False  # no object follows ``after``
-    ready: deque[Chunk] = field(default_factory=deque)  # made from pages, not sent yet
+    ready: Ready = field(default_factory=Ready)  # made from pages, not sent yet
     objects_left: int = 0  # of the partition, as counted when the round started
     bytes_left: int = 0
 
@@ -130,44 +182,47 @@ class Transfers:
         self._outbox.emit(read)
 
     def page(self, stream: Stream, rows: list[ObjectState], end: bool) -> None:
-        """The page ``stream`` asked for: its objects as chunks ready to send."""
+        """The page ``stream`` asked for: its objects as chunks ready to send (made as they
+        are taken)."""
         stream.reading = None
         stream.end = end
         if rows:
             stream.after = (rows[-1].key, rows[-1].kind)
+        stream.ready.feed(self._chunks(rows))
+
+    def _chunks(self, rows: list[ObjectState]) -> Iterator[Chunk]:
+        """The chunks of a page's ``rows``, one at a time."""
         limit, count = self._outbound.batch_bytes(), self._config.snapshot_chunk
         chunk = Chunk([])
         for row in rows:
-            items = self._items(row)
-            for i, (obj, size) in enumerate(items):
+            for obj, size in self._items(row):
                 if chunk.objects and (len(chunk.objects) >= count or chunk.size + size > limit):
-                    stream.ready.append(chunk)
+                    yield chunk
                     chunk = Chunk([])
                 chunk.objects.append(obj)
                 chunk.size += size
                 chunk.chars += len(obj.state_json)
-                if i == len(items) - 1:
-                    chunk.rows += 1
+            chunk.rows += 1  # it holds the row's last item: the row is complete
         if chunk.objects:
-            stream.ready.append(chunk)
+            yield chunk
 
-    def _items(self, row: ObjectState) -> list[tuple[m.SnapObject, int]]:
+    def _items(self, row: ObjectState) -> Iterator[tuple[m.SnapObject, int]]:
         """A stored object as chunk items: itself, or the pieces of a state too big for one
-        message (each with the bytes it takes in a chunk)."""
+        message, cut from its text as they are needed (each with the bytes it takes in a
+        chunk)."""
         text = row.state_json
         overhead = _OBJECT_OVERHEAD + text_size(row.key) + len(row.kind)
         size = text_size(text) + overhead
         if size <= self._outbound.batch_bytes():
-            return [(m.snap_object(row.key, row.kind, text), size)]
+            yield m.snap_object(row.key, row.kind, text), size
+            return
         # Escaping a JSON text as a string at most doubles it: pieces of half the room fit.
-        state = crdt.from_dict(from_json(text))
         budget = max(1, (self._outbound.batch_bytes() - overhead) // 2)
-        out: list[tuple[m.SnapObject, int]] = []
-        for piece in state.split(budget):
-            piece_text = piece.to_json()
-            obj = m.snap_object(row.key, row.kind, piece_text, piece=True)
-            out.append((obj, text_size(piece_text) + overhead))
-        return out
+        for piece_text in split_text(text, budget):
+            yield (
+                m.snap_object(row.key, row.kind, piece_text, piece=True),
+                text_size(piece_text) + overhead,
+            )
 
     @staticmethod
     def counted(streams: Iterable[Stream], totals: Mapping[int, tuple[int, int]]) -> None:
