@@ -92,8 +92,11 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   page at a time (a :class:`~sync.effects.ReadPage` the adapter answers with
   :meth:`Replica.snapshot_page`, once the ``Persist`` before it is durable), one page ahead
   of the window, in ``SnapshotChunk`` of at most ``snapshot_chunk`` objects; a state too big
-  for one message goes as the pieces its type splits it into (``CRDT.split``), merged as
-  deltas. The last chunk (sent only once all others are acked) carries our summary. Each
+  for one message goes as the pieces its type splits it into, cut from its stored text
+  entry by entry (``crdt._split_text``, by ``CRDT.split``'s rules: the whole object is never
+  decoded to be sent), merged as deltas. The last chunk of a partition (sent only once the
+  partition's other messages are acked; other partitions' chunks fill the window meanwhile)
+  carries our summary. Each
   ``Deltas`` and chunk says how much of the round is left (``remaining``): the receiver
   reports a round of more than one message as a catch-up (:class:`~sync.effects.CatchUp`
   at its start and end; :meth:`Replica.status` lists those under way). A summary with
