@@ -260,13 +260,13 @@ SEGMENT_COLUMNS = ("partition", "origin", "first_seq", "last_seq", "entries", "s
 
 def segment_fields(entry: Any) -> tuple[int, str, str, str, Any]:
     """``(seq, key, kind, delta_text, seal)`` of a segment entry, tuple or object."""
-    if isinstance(entry, tuple):
+    if type(entry) is tuple:
         return entry[0], entry[1], entry[2], entry[3], entry[4] if len(entry) > 4 else None
     return entry.seq, entry.key, entry.kind, entry.delta_json, getattr(entry, "seal", None)
 
 
 def _seq(entry: Any) -> int:
-    seq: int = entry[0] if isinstance(entry, tuple) else entry.seq
+    seq: int = entry[0] if type(entry) is tuple else entry.seq
     return seq
 
 

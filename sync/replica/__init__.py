@@ -182,6 +182,8 @@ class Replica:
             raise TypeError(f"key must be a str, got {type(key).__name__}")
         if not key:
             raise ValueError("key must not be empty")
+        if "\x00" in key:
+            raise ValueError("key must not hold a NUL character (no store can keep it)")
         if kind not in crdt.KINDS:
             raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
         level, strict_, timeout_ = self._writes.options(op_id, w, strict, timeout)
@@ -222,6 +224,8 @@ class Replica:
             raise TypeError(f"key must be a str, got {type(key).__name__}")
         if not key:
             raise ValueError("key must not be empty")
+        if "\x00" in key:
+            raise ValueError("key must not hold a NUL character (no store can keep it)")
         level, strict_, timeout_ = self._reads.options(op_id, r, strict, timeout)
         if kind is None:
             kind = self._reads.kind_to_read(key)

@@ -596,7 +596,7 @@ class LocalData:
     def _seal_ref(self, seal: Seal) -> int:
         """The number of ``seal`` in the seal table, counting one more entry logged with it."""
         last = self._last_seal
-        if last is not None and last[0] is seal and last[1] in self._seals:
+        if last is not None and (last[0] is seal or last[0] == seal) and last[1] in self._seals:
             sid = last[1]
             self._seals[sid][1] += 1
             return sid

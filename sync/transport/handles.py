@@ -143,6 +143,8 @@ class _Handle:
             raise TypeError(f"key must be a str, got {type(key).__name__}")
         if not key:
             raise ValueError("key must not be empty")
+        if "\x00" in key:
+            raise ValueError("key must not hold a NUL character (no store can keep it)")
         self.peer = peer
         self.key = key
         self._check_kind()

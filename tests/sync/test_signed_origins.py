@@ -325,3 +325,27 @@ def test_compaction_lets_go_of_the_seals_of_the_entries_it_drops() -> None:
     assert len(data._seals) == 5 and data.log_entry(p, ids[1], 15) is None
     kept = data.log_entry(p, ids[1], 16)
     assert kept is not None and Verifier().covers(kept.seal, kept) is None
+
+
+def test_a_local_write_or_read_of_a_key_with_nul_is_refused_and_changes_nothing() -> None:
+    """A NUL cannot be stored (nor kept in the in-memory log's text): refused at the call."""
+    ids = [s.replica_id for s in (A, B, M)]
+    b = _engine(B, ids[1], [ids[0], ids[2]])
+    before = _view(b)
+    with pytest.raises(ValueError, match="NUL"):
+        b.local_update(1, "a\x00b", "gcounter", lambda c: c.increment(ids[1]), 11.0)
+    with pytest.raises(ValueError, match="NUL"):
+        b.local_read(2, "a\x00b", 11.0, kind="gcounter")
+    assert b.effects() == [] and _view(b) == before
+
+
+def test_seals_loaded_from_the_store_share_one_entry_of_the_seal_table() -> None:
+    """Entries read back from the store carry equal (not identical) seals: one table entry."""
+    ids = [s.replica_id for s in (A, B, M)]
+    b = _engine(B, ids[1], [ids[0], ids[2]])
+    for i in range(10):
+        b.local_update(500 + i, KEY, "orset", lambda s, i=i: s.add(ids[1], f"e{i}"), 11.0)
+    persist = next(fx for fx in b.effects() if isinstance(fx, Persist))
+    again = [dataclasses.replace(e, seal=Seal(*e.seal)) for e in persist.log]  # type: ignore[misc]
+    c = Replica(CONFIG, ids[1], Loaded(log=again), now=12.0, signer=B)
+    assert len(c._data._seals) == 1
