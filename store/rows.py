@@ -188,6 +188,24 @@ class _Partitions:
 _TYPE_PREFIX = {kind: f'{{"type":"{kind}"' for kind in _KINDS}
 
 
+def _log_dot_ok(key: Any, kind: Any, part: Any, origin: Any, seq: Any, parts: _Partitions) -> bool:
+    """The fast check of a log entry's name: a key and origin that are non-empty strings, a
+    seq >= 1, a known kind, the key's own partition (anything else takes the checked path,
+    which says what is wrong)."""
+    return (
+        type(key) is str
+        and type(origin) is str
+        and type(part) is int
+        and type(seq) is int
+        and bool(key)
+        and bool(origin)
+        and seq >= 1
+        and 0 <= part < parts.count
+        and kind in _KINDS
+        and part == (parts.memo.get(key) or parts(key))
+    )
+
+
 def _log_row(entry: Any, parts: _Partitions, what: str, i: int) -> Row:
     """One entry as a ``_LOG_COLS`` row; ``what.format(i)`` names it in errors.
 
@@ -206,18 +224,7 @@ def _log_row(entry: Any, parts: _Partitions, what: str, i: int) -> Row:
         else:
             parts.last_seal = (seal, _seal(seal, f"{what.format(i)}.seal"))
             seal = parts.last_seal[1]
-    if (
-        type(key) is str
-        and type(origin) is str
-        and type(part) is int
-        and type(seq) is int
-        and key
-        and origin
-        and seq >= 1
-        and 0 <= part < parts.count
-        and kind in _KINDS
-        and part == (parts.memo.get(key) or parts(key))
-    ):
+    if _log_dot_ok(key, kind, part, origin, seq, parts):
         if type(text) is str:
             if text.startswith(_TYPE_PREFIX[kind]):
                 return (part, origin, seq, key, kind, text, seal)
@@ -244,17 +251,8 @@ def _put_log(
     text = getattr(entry, "delta_json", None)
     seal = getattr(entry, "seal", None)
     if (
-        type(key) is str
-        and type(origin) is str
-        and type(part) is int
-        and type(seq) is int
+        _log_dot_ok(key, kind, part, origin, seq, parts)
         and type(text) is str
-        and key
-        and origin
-        and seq >= 1
-        and 0 <= part < parts.count
-        and kind in _KINDS
-        and part == (parts.memo.get(key) or parts(key))
         and text.startswith(_TYPE_PREFIX[kind])
         and (seal is None or seal is parts.seal_ok or _plain_seal(seal))
     ):

@@ -187,7 +187,20 @@ def _sqlite_engine(url: URL, synchronous: str, busy_timeout_ms: int) -> Engine:
     return engine
 
 
-class ThreadWriter(Writer):
+class _OwnThread:
+    """An engine and the thread that runs its one connection (:class:`_DbThread`)."""
+
+    engine: Engine
+    _thread: _DbThread
+
+    async def aclose(self) -> None:
+        try:
+            await self._thread.aclose()
+        finally:
+            self.engine.dispose()
+
+
+class ThreadWriter(_OwnThread, Writer):
     """SQLite: the transaction on a synchronous connection, in a thread of the writer's own
     (one crossing each way per transaction)."""
 
@@ -201,14 +214,8 @@ class ThreadWriter(Writer):
         removed: list[int] = await self._thread.call(lambda conn: _write(conn, prepared))
         return removed
 
-    async def aclose(self) -> None:
-        try:
-            await self._thread.aclose()
-        finally:
-            self.engine.dispose()
 
-
-class ThreadReader:
+class ThreadReader(_OwnThread):
     """SQLite: the store's reads on a synchronous connection of their own, in a thread of
     their own: a read (``BEGIN``, its statements, ``COMMIT``) crosses into it once, where
     through the async engine each statement was several round trips to aiosqlite's thread
@@ -238,12 +245,6 @@ class ThreadReader:
 
         result: _T = await self._thread.call(job)
         return result
-
-    async def aclose(self) -> None:
-        try:
-            await self._thread.aclose()
-        finally:
-            self.engine.dispose()
 
 
 def _settle_soon(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

@@ -1,11 +1,13 @@
 """``split(max_bytes)``: every kind cut into deltas that fit, whose join is the state.
 
-Properties over states of one causal history (``conftest.run_history``), for every kind, with
-small budgets so that states are cut: the join of the pieces is the state; every piece fits
-the budget unless it cannot be cut further (one element, one value, one replica's counts);
-every piece is below the state; joining the pieces in any order, with duplicates, into any
-other replica state of the history gives what joining the whole state gives; and a piece
-never removes a dot the state holds live (the bug of a piece carrying the whole context).
+Properties, for both cuts (``CRDT.split``, and ``split_text`` of ``crdt/_split_text.py``
+on the stored text), over states of one causal history (``conftest.run_history``), for
+every kind, with small budgets so that states are cut: the join of the pieces is the
+state; every piece fits the budget unless it cannot be cut further (one element, one value,
+one replica's counts); every piece is below the state; joining the pieces in any order,
+with duplicates, into any other replica state of the history gives what joining the whole
+state gives; and a piece never removes a dot the state holds live (the bug of a piece
+carrying the whole context).
 Then big states, built directly: a set of thousands of elements with removals, a map of
 every embedded kind with a nested map too big for one piece, a register overwritten many
 times.
@@ -13,7 +15,9 @@ times.
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,9 +27,20 @@ from hypothesis import strategies as st
 import crdt
 from crdt import MVRegister, ORMap, ORSet
 from crdt._split import removed_contexts
+from crdt._split_text import split_text
 from tests.crdt.conftest import KINDS, canonical_bytes, crdt_settings, history_steps, run_history
 
 __all__: list[str] = []
+
+# The two ways a state is cut, both held to the properties below: ``CRDT.split`` on the
+# object, and ``split_text`` on its stored text (the pieces decoded, as a receiver does).
+CUTS: dict[str, Callable[[Any, int], list[Any]]] = {
+    "split": lambda state, budget: state.split(budget),
+    "split_text": lambda state, budget: [
+        crdt.from_dict(json.loads(t)) for t in split_text(state.to_json(), budget)
+    ],
+}
+cuts = pytest.mark.parametrize("cut", sorted(CUTS))
 
 
 def size(x: Any) -> int:
@@ -64,56 +79,63 @@ def draw_case(data: st.DataObject, kind: str) -> tuple[Any, list[Any], int]:
     return state, h.snapshots, budget
 
 
+@cuts
 @pytest.mark.parametrize("kind", KINDS)
 @crdt_settings
 @given(data=st.data())
-def test_the_join_of_the_pieces_is_the_state(kind: str, data: st.DataObject) -> None:
+def test_the_join_of_the_pieces_is_the_state(kind: str, cut: str, data: st.DataObject) -> None:
     state, _, budget = draw_case(data, kind)
-    pieces = state.split(budget)
+    pieces = CUTS[cut](state, budget)
     assert pieces and all(p.kind == kind for p in pieces)
     assert_same(join_all(kind, pieces), state)
     if size(state) <= budget:
         assert len(pieces) == 1
 
 
+@cuts
 @pytest.mark.parametrize("kind", KINDS)
 @crdt_settings
 @given(data=st.data())
-def test_every_piece_fits_or_cannot_be_cut(kind: str, data: st.DataObject) -> None:
+def test_every_piece_fits_or_cannot_be_cut(kind: str, cut: str, data: st.DataObject) -> None:
     state, _, budget = draw_case(data, kind)
-    for p in state.split(budget):
-        assert size(p) <= budget or len(p.split(budget)) == 1, (p.to_json(), budget)
+    for p in CUTS[cut](state, budget):
+        assert size(p) <= budget or len(CUTS[cut](p, budget)) == 1, (p.to_json(), budget)
 
 
+@cuts
 @pytest.mark.parametrize("kind", KINDS)
 @crdt_settings
 @given(data=st.data())
-def test_every_piece_is_below_the_state(kind: str, data: st.DataObject) -> None:
+def test_every_piece_is_below_the_state(kind: str, cut: str, data: st.DataObject) -> None:
     state, _, budget = draw_case(data, kind)
-    for p in state.split(budget):
+    for p in CUTS[cut](state, budget):
         assert_same(join_all(kind, [state, p]), state)
 
 
+@cuts
 @pytest.mark.parametrize("kind", KINDS)
 @crdt_settings
 @given(data=st.data())
 def test_pieces_in_any_order_with_duplicates_into_any_state_join_as_the_state(
-    kind: str, data: st.DataObject
+    kind: str, cut: str, data: st.DataObject
 ) -> None:
     state, snapshots, budget = draw_case(data, kind)
     other = snapshots[data.draw(st.integers(0, len(snapshots) - 1), label="other")]
-    pieces = state.split(budget)
+    pieces = CUTS[cut](state, budget)
     order = data.draw(st.permutations(pieces + pieces[: data.draw(st.integers(0, len(pieces)))]))
     assert_same(join_all(kind, order, into=other), join_all(kind, [other, state]))
 
 
+@cuts
 @pytest.mark.parametrize("kind", ["mvregister", "orset", "ormap"])
 @crdt_settings
 @given(data=st.data())
-def test_a_piece_never_removes_what_the_state_holds(kind: str, data: st.DataObject) -> None:
+def test_a_piece_never_removes_what_the_state_holds(
+    kind: str, cut: str, data: st.DataObject
+) -> None:
     state, snapshots, budget = draw_case(data, kind)
     other = snapshots[data.draw(st.integers(0, len(snapshots) - 1), label="other")]
-    pieces = state.split(budget)
+    pieces = CUTS[cut](state, budget)
     some = data.draw(st.lists(st.sampled_from(pieces), max_size=len(pieces)), label="some")
     held = join_all(kind, some, into=other)
     keep = live_dots(held) & live_dots(state)

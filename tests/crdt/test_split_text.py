@@ -1,13 +1,10 @@
 """``split_text``: a state's JSON text cut into pieces that fit, without decoding it whole.
 
-The pieces obey the rules of ``CRDT.split`` (``crdt/_split.py``), so the properties of
-``test_split.py`` are checked here on the texts, for every kind: the join of the pieces is the
-state; every piece fits the budget unless it cannot be cut further; every piece is below the
-state; the pieces in any order, with duplicates, into any other replica state of the
-history give what the whole state gives; a piece never removes a dot the state holds live.
-Then big states of every kind that can be big (a set with removals, a map of every embedded
-kind with a nested map too big for one piece, a register overwritten many times), a text in
-another layout than the canonical one, and the memory it takes to cut a big map.
+The pieces obey the rules of ``CRDT.split`` (``crdt/_split.py``); the properties of
+``test_split.py`` run on both cuts there. Here: the budget check, then big states of every
+kind that can be big (a set with removals, a map of every embedded kind with a nested map too
+big for one piece, a register overwritten many times), a text in another layout than the
+canonical one, and the memory it takes to cut a big map.
 """
 
 from __future__ import annotations
@@ -18,14 +15,11 @@ import tracemalloc
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 import crdt
 from crdt import MVRegister, ORMap, ORSet
 from crdt._split_text import split_text
-from crdt.ormap import _map_dots
-from tests.crdt.conftest import KINDS, canonical_bytes, crdt_settings, history_steps, run_history
+from tests.crdt.test_split import assert_same, join_all
 
 __all__: list[str] = []
 
@@ -37,93 +31,6 @@ def nbytes(text: str) -> int:
 def pieces_of(state: Any, budget: int) -> list[Any]:
     """The pieces of ``state``'s stored text, decoded (what a receiver makes of them)."""
     return [crdt.from_dict(json.loads(t)) for t in split_text(state.to_json(), budget)]
-
-
-def join_all(kind: str, pieces: list[Any], into: Any = None) -> Any:
-    out = crdt.new(kind) if into is None else into.copy()
-    for p in pieces:
-        out.merge(p)
-    return out
-
-
-def assert_same(x: Any, y: Any) -> None:
-    assert x == y
-    assert canonical_bytes(x) == canonical_bytes(y)
-
-
-def live_dots(x: Any) -> set[Any]:
-    if isinstance(x, ORSet):
-        return {d for e in x.value for d in x.dots_of(e)}
-    if isinstance(x, ORMap):
-        return set(_map_dots(x._entries))
-    if isinstance(x, MVRegister):
-        return set(x._store.entries)
-    return set()
-
-
-def draw_case(data: st.DataObject, kind: str) -> tuple[Any, list[Any], int]:
-    h = run_history(kind, data.draw(history_steps(kind, max_size=24), label="steps"))
-    state = h.snapshots[data.draw(st.integers(0, len(h.snapshots) - 1), label="state")]
-    budget = data.draw(st.integers(1, max(1, nbytes(state.to_json()) + 10)), label="budget")
-    return state, h.snapshots, budget
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@crdt_settings
-@given(data=st.data())
-def test_the_join_of_the_pieces_is_the_state(kind: str, data: st.DataObject) -> None:
-    state, _, budget = draw_case(data, kind)
-    texts = list(split_text(state.to_json(), budget))
-    pieces = [crdt.from_dict(json.loads(t)) for t in texts]
-    assert pieces and all(p.kind == kind for p in pieces)
-    assert_same(join_all(kind, pieces), state)
-    if nbytes(state.to_json()) <= budget:
-        assert texts == [state.to_json()]
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@crdt_settings
-@given(data=st.data())
-def test_every_piece_fits_or_cannot_be_cut(kind: str, data: st.DataObject) -> None:
-    state, _, budget = draw_case(data, kind)
-    for text in split_text(state.to_json(), budget):
-        assert nbytes(text) <= budget or len(list(split_text(text, budget))) == 1, (text, budget)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@crdt_settings
-@given(data=st.data())
-def test_every_piece_is_below_the_state(kind: str, data: st.DataObject) -> None:
-    state, _, budget = draw_case(data, kind)
-    for p in pieces_of(state, budget):
-        assert_same(join_all(kind, [state, p]), state)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@crdt_settings
-@given(data=st.data())
-def test_pieces_in_any_order_with_duplicates_into_any_state_join_as_the_state(
-    kind: str, data: st.DataObject
-) -> None:
-    state, snapshots, budget = draw_case(data, kind)
-    other = snapshots[data.draw(st.integers(0, len(snapshots) - 1), label="other")]
-    pieces = pieces_of(state, budget)
-    order = data.draw(st.permutations(pieces + pieces[: data.draw(st.integers(0, len(pieces)))]))
-    assert_same(join_all(kind, order, into=other), join_all(kind, [other, state]))
-
-
-@pytest.mark.parametrize("kind", ["mvregister", "orset", "ormap"])
-@crdt_settings
-@given(data=st.data())
-def test_a_piece_never_removes_what_the_state_holds(kind: str, data: st.DataObject) -> None:
-    state, snapshots, budget = draw_case(data, kind)
-    other = snapshots[data.draw(st.integers(0, len(snapshots) - 1), label="other")]
-    pieces = pieces_of(state, budget)
-    some = data.draw(st.lists(st.sampled_from(pieces), max_size=len(pieces)), label="some")
-    held = join_all(kind, some, into=other)
-    keep = live_dots(held) & live_dots(state)
-    for p in pieces:
-        assert keep <= live_dots(join_all(kind, [held, p]))
 
 
 def test_a_budget_must_be_a_positive_int() -> None:

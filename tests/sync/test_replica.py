@@ -947,17 +947,23 @@ def _transfer_to_c_acks_held(w: Wire, count: int) -> tuple[int, list[str]]:
     """A and B compact ``count`` gcounters of one partition, then C connects to A with its
     acks held: C gets a state transfer of that partition, chunk by chunk. The partition and
     its keys."""
-    w.connect([("A", "B")])
     part = partition_of(key_homed(ring_of(w), lambda h: True, "s0-"), 64)
     same = [k for k in (f"x{i}" for i in range(20_000)) if partition_of(k, 64) == part][:count]
-    for i, key in enumerate(same):
+    _compact_then_c_connects(w, same)
+    return part, same
+
+
+def _compact_then_c_connects(w: Wire, keys: Iterable[str]) -> None:
+    """A and B compact a gcounter at each of ``keys``, then C connects to A with its acks to
+    A held: C gets a state transfer of their partitions."""
+    w.connect([("A", "B")])
+    for i, key in enumerate(keys):
         w.r["A"].local_update(i, key, "gcounter", inc("A"), w.now)
     w.run()
     w.advance(5.0)
     w.hold = lambda src, dst, msg: isinstance(msg, m.Ack) and dst == "A" and src == "C"
     w.sent.clear()
     w.connect([("A", "C")])
-    return part, same
 
 
 def test_last_snapshot_chunk_waits_for_the_others_to_be_acked() -> None:
@@ -978,19 +984,12 @@ def test_the_transfers_of_several_partitions_fill_the_window() -> None:
     window), where each used to wait for the one before it to be acknowledged (a round trip
     per partition: a new peer's bootstrap ran at the receiver's commit latency)."""
     w = Wire("ABC", n=3, anti_entropy_interval=5.0, ae_max_inflight=4)
-    w.connect([("A", "B")])
-    keys: dict[int, str] = {}
+    keys: dict[int, str] = {}  # one key in each of six partitions
     for k in (f"y{i}" for i in range(1000)):
         keys.setdefault(partition_of(k, 64), k)
         if len(keys) == 6:
             break
-    for i, key in enumerate(keys.values()):
-        w.r["A"].local_update(i, key, "gcounter", inc("A"), w.now)
-    w.run()
-    w.advance(5.0)
-    w.hold = lambda src, dst, msg: isinstance(msg, m.Ack) and dst == "A" and src == "C"
-    w.sent.clear()
-    w.connect([("A", "C")])
+    _compact_then_c_connects(w, keys.values())
     chunks = [x for s, d, x in w.sent if isinstance(x, m.SnapshotChunk) and s == "A"]
     assert len(chunks) == 4 and all(c.last and len(c.objects) == 1 for c in chunks)
     assert len({c.partition for c in chunks}) == 4
