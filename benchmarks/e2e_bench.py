@@ -20,10 +20,13 @@ objects with a ``Provider`` each, connected by websockets to a ``WebsocketServer
 room lives in memory (no store). A makes ``N`` map sets, one transaction each; the clock stops
 when B's map holds all ``N`` keys. Nothing is durable anywhere on this side.
 
-Reported: seconds and updates/s of each, and the ratio (pycrdt time / shoal time). The goal of
-issue 5 is a ratio of at least 5 (shoal durable on all three peers). If pycrdt-websocket is
-not installed, the shoal figures are reported alone. No figure here is asserted by a test;
-they go into the "End to end" section of ``benchmarks/README.md``.
+The two sides run in turn (a pycrdt-websocket run, a shoal run, the next pycrdt-websocket
+run...), so that a machine whose speed drifts during the benchmark weighs on both alike.
+
+Reported: seconds and updates/s of each (the median of its runs), and the ratio (pycrdt time
+/ shoal time). The goal of issue 5 is a ratio of at least 5 (shoal durable on all three
+peers). If pycrdt-websocket is not installed, the shoal figures are reported alone. No figure
+here is asserted by a test; they go into the "End to end" section of ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -273,23 +276,36 @@ def _pycrdt_missing() -> str | None:
 # --------------------------------------------------------------------------- report
 
 
-def _median(run: Callable[[float], float], runs: int, label: str, budget: float) -> float | None:
-    """Median of up to ``runs`` runs within ``budget`` seconds; None if not one finished."""
-    times: list[float] = []
-    deadline = time.monotonic() + budget
+def _interleaved(
+    sides: Sequence[tuple[str, Callable[[float], float]]], runs: int, budget: float
+) -> list[list[float]]:
+    """Up to ``runs`` runs of each side, taken in turn (one run of each, then the next round),
+    so that a machine whose speed drifts (other load, a CPU's clock) weighs on every side
+    alike; each side may use ``budget`` seconds in all. The times of each side's runs."""
+    times: list[list[float]] = [[] for _ in sides]
+    used = [0.0 for _ in sides]
+    stopped = [False for _ in sides]
     for k in range(runs):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            print(f"  {label}: time budget of {budget:.0f} s used up after {k} run(s)")
-            break
-        try:
-            took = run(left)
-        except TimeoutError:
-            print(f"  {label} run {k + 1}/{runs}: did not finish within {left:.0f} s", flush=True)
-            break
-        times.append(took)
-        print(f"  {label} run {k + 1}/{runs}: {took:.3f} s", flush=True)
-    return statistics.median(times) if times else None
+        for i, (label, run) in enumerate(sides):
+            if stopped[i]:
+                continue
+            left = budget - used[i]
+            if left <= 0:
+                print(f"  {label}: time budget of {budget:.0f} s used up after {k} run(s)")
+                stopped[i] = True
+                continue
+            began = time.monotonic()
+            try:
+                took = run(left)
+            except TimeoutError:
+                print(f"  {label} run {k + 1}/{runs}: did not finish within {left:.0f} s")
+                stopped[i] = True
+                continue
+            finally:
+                used[i] += time.monotonic() - began
+            times[i].append(took)
+            print(f"  {label} run {k + 1}/{runs}: {took:.3f} s", flush=True)
+    return times
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -315,21 +331,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
 
-    reference: float | None = None
+    sides: list[tuple[str, Callable[[float], float]]] = [
+        ("shoal", lambda left: run_shoal(args.updates, args.window, left))
+    ]
     missing = _pycrdt_missing()
     if missing is None:
-        reference = _median(
-            lambda left: run_pycrdt(args.updates, left), args.runs, "pycrdt-websocket", args.budget
-        )
+        sides.insert(0, ("pycrdt-websocket", lambda left: run_pycrdt(args.updates, left)))
     else:
         print(
             f"  pycrdt-websocket is not installed ({missing}); install the bench extra "
             "(pip install -e '.[bench]') to measure the reference. Reporting shoal alone.",
             flush=True,
         )
-    shoal = _median(
-        lambda left: run_shoal(args.updates, args.window, left), args.runs, "shoal", args.budget
-    )
+    measured = _interleaved(sides, args.runs, args.budget)
+    medians = [statistics.median(t) if t else None for t in measured]
+    shoal = medians[-1]
+    reference = medians[0] if missing is None else None
 
     print()
     print(f"{'':42} {'seconds':>9} {'updates/s':>11}")
