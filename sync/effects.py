@@ -245,14 +245,65 @@ class WriteResult:
     dot: LogDot | None = None
 
 
-@dataclass(slots=True, unsafe_hash=True)
 class WriteDone:
     """The write ``op_id`` reached its quorum (``result.acks >= result.required``).
 
-    Immutable by convention (one per local write: not ``frozen``, see :class:`LogEntry`)."""
+    ``WriteDone(op_id, result)``. Immutable by convention (one per local write: not frozen,
+    see :class:`LogEntry`). A write that completes at once, on this replica's own ack (the
+    common ``w=1`` case), is made with :meth:`acked_here`, which builds its ``result`` when
+    it is first read: a window of many concurrent writes then holds one object per write
+    until its commit instead of three (the result and its log dot), which is what the
+    garbage collector's young collections count."""
 
-    op_id: int
-    result: WriteResult
+    __slots__ = ("_acked_by", "_entry", "_required", "_result", "op_id")
+    __match_args__ = ("op_id", "result")
+
+    def __init__(self, op_id: int, result: WriteResult) -> None:
+        self.op_id = op_id
+        self._result: WriteResult | None = result
+        self._entry: LogEntry | None = None
+        self._required = 0
+        self._acked_by: tuple[str, ...] = ()
+
+    @classmethod
+    def acked_here(
+        cls, op_id: int, entry: LogEntry, required: int, acked_by: tuple[str, ...]
+    ) -> WriteDone:
+        """The write ``op_id`` of ``entry``, acknowledged by ``acked_by`` (this replica) only,
+        which meets ``required``: ``WriteResult(entry.key, 1, required, acked_by, (),
+        LogDot(entry.origin, entry.partition, entry.seq))``, built when first read."""
+        done = cls.__new__(cls)
+        done.op_id = op_id
+        done._result = None
+        done._entry = entry
+        done._required = required
+        done._acked_by = acked_by
+        return done
+
+    @property
+    def result(self) -> WriteResult:
+        result = self._result
+        if result is None:
+            e = self._entry
+            assert e is not None
+            dot = _new_dot(LogDot, (e.origin, e.partition, e.seq))
+            result = self._result = WriteResult(e.key, 1, self._required, self._acked_by, (), dot)
+            self._entry = None
+        return result
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not WriteDone:
+            return NotImplemented
+        return self.op_id == other.op_id and self.result == other.result
+
+    def __hash__(self) -> int:
+        return hash((self.op_id, self.result))
+
+    def __repr__(self) -> str:
+        return f"WriteDone(op_id={self.op_id!r}, result={self.result!r})"
+
+
+_new_dot = tuple.__new__  # LogDot(...) without its Python __new__ (one per local write)
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,8 +50,6 @@ from sync.replica.timers import Timer, TimerKind, Timers
 
 __all__ = ["PendingWrite", "Writes", "dial_state", "unreachable"]
 
-_new_dot = tuple.__new__  # LogDot(...) without its Python __new__ (one per local write)
-
 
 def dial_state(count: object, failures: Mapping[str, str] | None) -> dict[str, str]:
     """The adapter's dial state checked before anything changes (``ValueError`` for a bad
@@ -217,9 +215,7 @@ class Writes:
                         op.covered.add(home)
                     queue_push(fallback, home, entry, wop, None, now)
         if op is None:
-            dot = _new_dot(LogDot, (entry.origin, entry.partition, entry.seq))
-            result = WriteResult(entry.key, 1, required, self._me_only, (), dot)
-            self._emit(WriteDone(op_id, result))
+            self._emit(WriteDone.acked_here(op_id, entry, required, self._me_only))
             return
         self._timers.set(Timer(TimerKind.WRITE, op_id), now + timeout)
         self._progress(op)
