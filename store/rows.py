@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,6 +271,58 @@ def _put_log(
         found[row[2]] = row[2:]
 
 
+def _put_logs(
+    log: dict[tuple[int, str], dict[int, Any]], entries: Iterable[Any], parts: _Partitions
+) -> None:
+    """:func:`_put_log` for each of ``entries`` (a batch's ``log``), with its common case
+    inlined: an engine's entry (the checks of :func:`_log_dot_ok`, its key's partition
+    known from an earlier entry, its delta text in the compact form of its kind, its seal
+    the one checked last) costs no call. Anything else goes through :func:`_put_log`, which
+    checks it and says what is wrong."""
+    count, memo, kinds, prefix = parts.count, parts.memo, _KINDS, _TYPE_PREFIX
+    segment: dict[int, Any] = {}
+    at_part, at_origin = -1, ""
+    for i, entry in enumerate(entries):
+        try:
+            key, kind, part, origin, seq = (
+                entry.key,
+                entry.kind,
+                entry.partition,
+                entry.origin,
+                entry.seq,
+            )
+            seal, text = entry.seal, entry.delta_json
+        except AttributeError:
+            fast = False
+        else:
+            fast = (
+                type(key) is str
+                and type(origin) is str
+                and type(part) is int
+                and type(seq) is int
+                and seq >= 1
+                and 0 <= part < count
+                and kind in kinds
+                and part == memo.get(key)  # (so the key is a non-empty str)
+                and origin != ""
+                and (seal is None or seal is parts.seal_ok)
+                and type(text) is str
+                and text.startswith(prefix[kind])
+            )
+        if not fast:
+            _put_log(log, entry, parts, i)
+            at_part = -1  # (it may have made the segment the next entry belongs to)
+            continue
+        if part != at_part or origin != at_origin:
+            at_part, at_origin = part, origin
+            found = log.get((part, origin))
+            if found is None:
+                found = log[(part, origin)] = {}
+            segment = found
+        if seq not in segment:
+            segment[seq] = entry
+
+
 def _plain_seal(seal: Any) -> bool:
     """Whether ``seal`` is four strings (what the store keeps and writes as they are)."""
     return (
@@ -418,8 +470,7 @@ def _prepare_objects(out: PreparedBatch, batch: BatchLike, parts: _Partitions) -
             kind = _kind(kind, f"objects[{i}].kind")
             blob = _blob(state, kind, lambda: f"objects[{i}].state for key {key!r}")  # noqa: B023
         objects_out[(key, kind)] = (key, kind, parts(key), blob, _live(obj, i, state))
-    for i, entry in enumerate(batch.log):
-        _put_log(log_out, entry, parts, i)
+    _put_logs(log_out, batch.log, parts)
 
 
 def _watermark(value: Any, what: str) -> dict[str, int]:
