@@ -253,6 +253,17 @@ class Verifier:
             return "it is not signed"
         if seal.origin != e.origin:
             return f"it is sealed by {seal.origin!r}, not its origin"
+        digests = self.digests(seal)
+        if isinstance(digests, str):
+            return digests
+        if entry_digest(e) not in digests:
+            return "the seal of its origin does not cover it"
+        return None
+
+    def digests(self, seal: Seal) -> frozenset[bytes] | str:
+        """The digests ``seal`` lists if it is valid (its key is its origin's, its signature
+        verifies), else why it is not: what :meth:`covers` checks of the seal alone, for a
+        caller that checks many entries of one seal in a row."""
         digests = self._valid.get(seal)
         if digests is None:
             checked = check_seal(seal, self._keys)
@@ -261,9 +272,7 @@ class Verifier:
             if len(self._valid) >= _MEMO:
                 self._valid.clear()
             digests = self._valid[seal] = checked
-        if entry_digest(e) not in digests:
-            return "the seal of its origin does not cover it"
-        return None
+        return digests
 
 
 def seals_of(entries: Iterable[object]) -> list[Seal]:
