@@ -79,6 +79,7 @@ class Membership:
     __slots__ = (
         "_away",
         "_config",
+        "_first_fallback",
         "_gone_reported",
         "_gossiped",
         "_me",
@@ -115,6 +116,9 @@ class Membership:
         self._skews: dict[str, SkewRecord] = {}  # writer -> writes of it set aside
         self._non_homes: set[str] = set()  # known peers that are not homes (in memory only)
         self._gone_reported: set[str] = set()  # gone homes already reported
+        # partition -> pick_fallback(partition, its homes and us), until the ring, the up set
+        # or the relays change (a write to a key whose home is down asks for every write)
+        self._first_fallback: dict[int, str | None] = {}
 
     def load(self, peers: Mapping[str, PeerRecord]) -> None:
         for pid, peer in sorted(peers.items()):
@@ -147,6 +151,7 @@ class Membership:
     def changed(self) -> None:
         """Membership changed: rebuild the ring when next asked, gossip the members again."""
         self._ring = None
+        self._first_fallback.clear()
         self._members_version += 1
 
     def shared_partitions(self, peer: str) -> tuple[int, ...]:
@@ -222,6 +227,7 @@ class Membership:
         self._peers[peer] = replace(self._peers[peer], last_seen=now)
         self._outbox.durable.peers[peer] = None
         self._up[peer] = now
+        self._first_fallback.clear()
         self._away.discard(peer)
         self._gone_reported.discard(peer)
         self._gossiped.pop(peer, None)  # (re)connected: send it the members again
@@ -234,6 +240,7 @@ class Membership:
         """``peer`` is down (last seen now); False if it was not up."""
         if self._up.pop(peer, None) is None:
             return False
+        self._first_fallback.clear()
         self._away.add(peer)
         self._relays.discard(peer)
         rec = self._peers.get(peer)
@@ -529,6 +536,15 @@ class Membership:
             raise LocalProtocolError("LOCAL_QUORUM needs config.site")
         local = sum(1 for h in homes if self.site_of(h) == site)
         return required_acks(level, max(1, len(homes)), local_homes=local), site
+
+    def first_fallback(self, partition: int) -> str | None:
+        """``pick_fallback(partition, chosen)`` for ``chosen`` the partition's homes and this
+        replica (the first home down of a write), remembered until membership changes."""
+        found = self._first_fallback.get(partition, False)
+        if found is False:
+            chosen = {*self.ring().preference_list(partition), self._me}
+            found = self._first_fallback[partition] = self.pick_fallback(partition, chosen)
+        return found  # type: ignore[return-value]
 
     def pick_fallback(self, partition: int, chosen: set[str]) -> str | None:
         """A peer up to stand in for a home of ``partition`` that is down: an up relay first,

@@ -205,8 +205,14 @@ class Writes:
                     op.waiting.add(home)
             elif not strict:
                 if chosen is None:
-                    chosen = set(homes) | {me}
-                fallback = membership.pick_fallback(entry.partition, chosen)
+                    fallback = membership.first_fallback(entry.partition)
+                    chosen = set()  # none found: none for the next home down either
+                    if fallback is not None:
+                        chosen = {*homes, me}
+                elif chosen:
+                    fallback = membership.pick_fallback(entry.partition, chosen)
+                else:
+                    fallback = None
                 if fallback is not None:
                     chosen.add(fallback)
                     if op is not None:
