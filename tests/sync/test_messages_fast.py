@@ -1,4 +1,5 @@
-"""The fast path of :mod:`sync.messages` (Push, Deltas, Ack) agrees with the pydantic path.
+"""The fast path of :mod:`sync.messages` (Push, Deltas, Ack, SnapshotChunk) agrees with the
+pydantic path.
 
 ``decode`` reads the replication stream without pydantic's per-field machinery and hands
 anything it does not accept to the pydantic validator. These tests check that both paths
@@ -25,6 +26,8 @@ DELTA = {"type": "gcounter", "v": 1, "counts": {"A": 1}}
 FIELDS = ("origin", "partition", "seq", "key", "kind", "delta_json")
 # An entry on the wire: [origin, partition, seq, key, kind, delta_json] (the delta's text).
 ENTRY = ["A", 3, 7, "k", "gcounter", json.dumps(DELTA)]
+# An object of a state transfer's chunk.
+SNAP = {"key": "k", "kind": "gcounter", "state_json": json.dumps(DELTA)}
 
 
 def _with(**change: Any) -> list[Any]:
@@ -52,6 +55,25 @@ def test_fast_types_decode_to_equal_models() -> None:
         {"proto": 1, "t": "deltas", "batch_id": 2, "partition": 3, "entries": [ENTRY]},
         {"proto": 1, "t": "deltas", "batch_id": 2, "partition": 3, "entries": [], "more": True},
         {"proto": 1, "t": "ack", "ids": [1, 2, -3]},
+        {"proto": 1, "t": "snapshot", "batch_id": 4, "partition": 2, "objects": [SNAP]},
+        {
+            "proto": 1,
+            "t": "snapshot",
+            "batch_id": 4,
+            "partition": 0,
+            "objects": [SNAP, {**SNAP, "piece": True}, {**SNAP, "piece": False, "x": 1}],
+            "summary": {"vv": {"A": 3}, "cloud": [["B", 5]]},
+            "last": True,
+            "remaining": [0, 0],
+        },
+        {
+            "proto": 1,
+            "t": "snapshot",
+            "batch_id": 4,
+            "partition": 2,
+            "objects": [],
+            "summary": None,
+        },
     ):
         data = json.dumps(raw).encode()
         got, want = _ours(data), _pydantic(data)
@@ -123,10 +145,31 @@ _value = st.recursive(
     max_leaves=4,
 )
 _entry = st.tuples(*(st.one_of(_value, st.just(value)) for value in ENTRY)).map(list) | _value
+_snap = (
+    st.fixed_dictionaries(
+        {name: st.one_of(_value, st.just(value)) for name, value in SNAP.items()},
+        optional={"piece": st.one_of(st.booleans(), _value), "x": _value},
+    )
+    | _value
+)
+_ctx = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "vv": st.dictionaries(st.sampled_from(["A", "", "a b"]), st.integers(-1, 3)) | _value,
+            "cloud": st.lists(
+                st.tuples(st.sampled_from(["B", ""]), st.integers(-1, 3)).map(list) | _value,
+                max_size=2,
+            )
+            | _value,
+        },
+    )
+    | _value
+)
 _message = st.fixed_dictionaries(
     {
         "proto": st.sampled_from([1, 1, 1, 2, True, 1.0]),
-        "t": st.sampled_from(["push", "deltas", "ack"]),
+        "t": st.sampled_from(["push", "deltas", "ack", "snapshot"]),
     },
     optional={
         "push_id": st.one_of(st.integers(-5, 5), _value),
@@ -136,12 +179,41 @@ _message = st.fixed_dictionaries(
         "more": st.one_of(st.booleans(), _value),
         "ids": st.one_of(st.lists(st.integers(-5, 5), max_size=3), _value),
         "entries": st.lists(_entry, max_size=3) | _value,
+        "objects": st.lists(_snap, max_size=3) | _value,
+        "summary": st.one_of(st.none(), _ctx),
+        "last": st.one_of(st.booleans(), _value),
+        "remaining": st.one_of(
+            st.none(), st.tuples(st.integers(-1, 2), st.integers(0, 2)).map(list), _value
+        ),
     },
 )
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
-@given(raw=_message)
+# Chunks of a state transfer, mostly well-formed (every required field there, each one valid
+# or any value), so that both paths accept some and refuse others for every reason.
+_snapshot = st.fixed_dictionaries(
+    {
+        "proto": st.sampled_from([1, 1, 1, 1, True, 1.0]),
+        "t": st.just("snapshot"),
+        "batch_id": st.one_of(st.integers(-5, 5), st.integers(-5, 5), _value),
+        "partition": st.one_of(st.integers(-1, 5), st.integers(0, 5), _value),
+        "objects": st.lists(st.just(SNAP) | _snap, max_size=3) | _value,
+    },
+    optional={
+        "summary": st.one_of(
+            st.none(),
+            st.just({"vv": {"A": 3}, "cloud": [["B", 5]]}),
+            st.just({}),
+            _ctx,
+        ),
+        "last": st.one_of(st.booleans(), st.booleans(), _value),
+        "remaining": st.one_of(st.none(), st.just([1, 2]), _value),
+    },
+)
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(raw=_message | _snapshot)
 def test_both_paths_accept_the_same_messages(raw: dict[str, Any]) -> None:
     data = json.dumps(raw).encode()
     got, want = _ours(data), _pydantic(data)
