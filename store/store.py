@@ -240,6 +240,12 @@ class Store:
         return self._replica_id
 
     @property
+    def partition_of(self) -> Callable[[str], int]:
+        """The partition function this store was opened with (the engine's: an engine may
+        share its memo, see ``sync.ring.PartitionMemo``), without the store's own cache."""
+        return getattr(self._partition_of, "__wrapped__", self._partition_of)
+
+    @property
     def signing_key(self) -> bytes:
         """The 32 raw bytes of this incarnation's Ed25519 private key: its replica id is the
         one :func:`crdt.replica_id_for` derives from the public key. It signs what this

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from hashlib import blake2b
 
-__all__ = ["RING_SIZE", "Ring", "partition_of", "token_of"]
+__all__ = ["RING_SIZE", "PartitionMemo", "Ring", "partition_of", "token_of"]
 
 RING_SIZE = 2**64
 
@@ -40,6 +40,31 @@ def partition_of(key: str, partitions: int) -> int:
     """The partition of ``key``: ``blake2b(key.encode(), digest_size=8)`` (big-endian) mod
     ``partitions``."""
     return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "big") % partitions
+
+
+class PartitionMemo:
+    """``partition_of(key, partitions)`` for one partition count, remembering the keys asked
+    last (at most ``limit``; all forgotten at once when full). A peer's engine and its store
+    ask for the same keys, a bootstrap for each of its keys in both: they share one memo, so
+    each key is hashed once."""
+
+    __slots__ = ("_memo", "limit", "partitions")
+
+    def __init__(self, partitions: int, limit: int = 1 << 16) -> None:
+        if type(partitions) is not int or partitions < 1:
+            raise ValueError(f"partitions must be an int >= 1, got {partitions!r}")
+        self.partitions = partitions
+        self.limit = limit
+        self._memo: dict[str, int] = {}
+
+    def __call__(self, key: str) -> int:
+        p = self._memo.get(key)
+        if p is None:
+            memo = self._memo
+            if len(memo) >= self.limit:
+                memo.clear()
+            p = memo[key] = partition_of(key, self.partitions)
+        return p
 
 
 def token_of(label: str) -> int:

@@ -45,7 +45,7 @@ from sync.replica.timers import Timer, TimerKind, Timers
 from sync.replica.transfer import Progress, checked_page
 from sync.replica.updates import Updates
 from sync.replica.writes import Writes, dial_state
-from sync.ring import partition_of
+from sync.ring import PartitionMemo
 from sync.signing import Signer, Verifier
 
 __all__ = ["Replica", "ReplicaAPI", "Whereabouts"]
@@ -63,6 +63,10 @@ class Replica:
     ['Persist', 'Changed', 'WriteDone']
     >>> r.value("visits").value
     2
+
+    ``partition_of``: the memo of keys' partitions to use, shared with the store that
+    persists this replica (a key's partition is then hashed once for both); a memo of its own
+    when None.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class Replica:
         *,
         now: float = 0.0,
         signer: Signer | None = None,
+        partition_of: PartitionMemo | None = None,
     ) -> None:
         if not isinstance(config, ReplicaConfig):
             raise TypeError(f"config must be a ReplicaConfig, got {type(config).__name__}")
@@ -83,6 +88,14 @@ class Replica:
                 f"replica_id {replica_id!r} is not the id of the signer's key "
                 f"({signer.replica_id!r})"
             )
+        if partition_of is not None and (
+            not isinstance(partition_of, PartitionMemo)
+            or partition_of.partitions != config.partitions
+        ):
+            raise ValueError(
+                f"partition_of must be a PartitionMemo of config.partitions "
+                f"({config.partitions}) partitions, got {partition_of!r}"
+            )
         self.config = config
         self.replica_id = replica_id
         self._now = float(now)
@@ -91,7 +104,7 @@ class Replica:
         # incarnation of this replica (before a crash) cannot match new messages.
         self._outbox = outbox = Outbox(rng.getrandbits(52))
         self._timers = timers = Timers()
-        self._data = data = LocalData(config, replica_id, outbox)
+        self._data = data = LocalData(config, replica_id, outbox, partition_of)
         self._membership = membership = Membership(config, replica_id, outbox)
         self._drain = Drain(outbox, data, membership, signer)
         self._propagation = propagation = Propagation(replica_id, membership)
@@ -232,7 +245,7 @@ class Replica:
         elif kind not in crdt.KINDS:
             raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
         self._data.require((key,))
-        p = partition_of(key, self.config.partitions)
+        p = self._data.partition(key)
         homes, required, site = self._membership.placement(p, level)
 
         now = self._begin(now)

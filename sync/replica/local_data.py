@@ -55,7 +55,7 @@ from sync.config import ReplicaConfig
 from sync.effects import KindClashFound, Loaded, LogEntry, ObjectState
 from sync.errors import LocalProtocolError
 from sync.replica.outbox import Changes, Outbox
-from sync.ring import partition_of
+from sync.ring import PartitionMemo
 from sync.signing import Seal
 
 __all__ = [
@@ -80,7 +80,6 @@ ObjectId = tuple[str, str]  # an object's name: (key, kind)
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
 # key ever held costs at most (1 + 1/3) times its final size.
 CHECKPOINT_GROWTH = 3
-_PARTITION_MEMO = 1 << 16  # keys whose partition is remembered (cleared when full)
 
 OBJECT_OVERHEAD = 512
 """Bytes counted per key in the cache on top of its objects' encoded size: the Python
@@ -128,7 +127,6 @@ class LocalData:
         "_me",
         "_objects",
         "_outbox",
-        "_partition_memo",
         "_pieces",
         "_seal_count",
         "_seals",
@@ -138,12 +136,21 @@ class LocalData:
         "_transient",
         "_unfolded",
         "_unsealed",
+        "partition",
     )
 
-    def __init__(self, config: ReplicaConfig, replica_id: str, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        replica_id: str,
+        outbox: Outbox,
+        partition_of: PartitionMemo | None = None,
+    ) -> None:
         self._config = config
         self._me = replica_id
         self._outbox = outbox
+        #: A key's partition, memoized (a blake2b per call otherwise; keys recur).
+        self.partition = partition_of or PartitionMemo(config.partitions)
         # The cache: key -> kind -> object (two kinds only for a clash; none: known absent),
         # least recently used first; per key its estimated size.
         self._objects: dict[str, dict[str, CRDT]] = {}
@@ -159,7 +166,6 @@ class LocalData:
         self._pieces: dict[int, set[ObjectId]] = {}
         self._unfolded: set[ObjectId] = set()  # log replayed at load, not yet checkpointed
         self._clashes: dict[str, tuple[str, ...]] = {}  # key -> its kinds, sorted
-        self._partition_memo: dict[str, int] = {}
         # partition -> origin -> seq -> (key, kind, delta JSON text)
         self._log: dict[int, dict[str, dict[int, Logged]]] = {}
         self._log_size = 0
@@ -413,15 +419,6 @@ class LocalData:
     def __len__(self) -> int:
         """How many objects are in the cache (a clashed key counts once per kind)."""
         return sum(len(objs) for objs in self._objects.values())
-
-    def partition(self, key: str) -> int:
-        """``partition_of(key)``, memoized (a blake2b per call otherwise; keys recur)."""
-        p = self._partition_memo.get(key)
-        if p is None:
-            if len(self._partition_memo) >= _PARTITION_MEMO:
-                self._partition_memo.clear()
-            p = self._partition_memo[key] = partition_of(key, self._config.partitions)
-        return p
 
     def adopt(self, key: str, partition: int, obj: CRDT) -> None:
         """Hold ``obj`` as the object ``(key, obj.kind)`` (absent until now)."""

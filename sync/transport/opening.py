@@ -25,7 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from store import Store, describe_database
 from sync.config import ReplicaConfig
-from sync.ring import partition_of
+from sync.ring import PartitionMemo
 from sync.signing import Signer
 
 from .addresses import check_peer_url, parse_listen
@@ -126,7 +126,7 @@ class OpenPlan:
             self.path_or_url,
             synchronous=self.synchronous,
             partitions=config.partitions,
-            partition_of=lambda k: partition_of(k, config.partitions),
+            partition_of=PartitionMemo(config.partitions),  # the engine shares it
         )
 
     def identity(self, store: Store) -> Identity:

@@ -108,6 +108,7 @@ from sync.config import ReplicaConfig
 from sync.effects import IdentityConflict, KindClashFound, Persist, WriteResult
 from sync.errors import PeerFailed
 from sync.replica import Replica, Whereabouts
+from sync.ring import PartitionMemo
 from sync.signing import Signer
 
 from .addresses import parse_listen
@@ -309,6 +310,9 @@ class Peer:
             loaded_from_store(stored),
             now=time.time(),
             signer=Signer(self.store.signing_key),
+            partition_of=memo
+            if isinstance(memo := self.store.partition_of, PartitionMemo)
+            else None,
         )
         self.node = Node(
             replica,

@@ -7,7 +7,7 @@ from hashlib import blake2b
 
 import pytest
 
-from sync.ring import RING_SIZE, Ring, partition_of, token_of
+from sync.ring import RING_SIZE, PartitionMemo, Ring, partition_of, token_of
 
 
 def test_partition_of_is_blake2b_big_endian_mod_partitions() -> None:
@@ -82,3 +82,26 @@ def test_empty_ring_and_bad_arguments() -> None:
         Ring([""], n=1, partitions=4, vnodes=2)
     with pytest.raises(ValueError, match="out of range"):
         Ring(["A"], n=1, partitions=4, vnodes=2).walk(4)
+
+
+def test_partition_memo_agrees_with_partition_of_and_stays_bounded() -> None:
+    memo = PartitionMemo(16, limit=8)
+    keys = [f"k{i}" for i in range(50)]
+    assert [memo(k) for k in keys] == [partition_of(k, 16) for k in keys]
+    assert len(memo._memo) <= 8  # forgotten all at once when full, never over the limit
+    assert [memo(k) for k in keys] == [partition_of(k, 16) for k in keys]
+    with pytest.raises(ValueError, match="partitions must be"):
+        PartitionMemo(0)
+
+
+def test_a_replica_takes_only_a_memo_of_its_own_partition_count() -> None:
+    from sync.config import ReplicaConfig
+    from sync.replica import Replica
+
+    memo = PartitionMemo(8)
+    r = Replica(ReplicaConfig(n=1, partitions=8), "A", partition_of=memo)
+    r.local_update(1, "cart", "orset", lambda s: s.add("A", "milk"), now=0.0)
+    assert memo._memo == {"cart": partition_of("cart", 8)}  # the engine asked the shared memo
+    for wrong in (PartitionMemo(16), lambda key: 0):
+        with pytest.raises(ValueError, match=r"PartitionMemo of config\.partitions"):
+            Replica(ReplicaConfig(n=1, partitions=8), "A", partition_of=wrong)  # type: ignore[arg-type]

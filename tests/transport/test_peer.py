@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from sync.errors import QuorumNotReached
 from sync.messages import Entry, Push, encode
+from sync.ring import PartitionMemo, partition_of
 from sync.transport.auth import client_handshake
 from sync.transport.peer import Peer
 from tests.transport.conftest import (
@@ -63,6 +64,19 @@ async def test_quorum_writes_and_reads_across_three_peers(tmp_path: Path) -> Non
     finally:
         await c.aclose()
         await b.aclose()
+        await a.aclose()
+
+
+async def test_engine_and_store_of_a_peer_share_one_partition_memo(tmp_path: Path) -> None:
+    """A key's partition is hashed once for the engine and its store (a bootstrap asks both
+    for every key it brings)."""
+    a = await open_peer(tmp_path / "a.db", listen=None)
+    try:
+        assert isinstance(a.store.partition_of, PartitionMemo)
+        assert a.node.replica._data.partition is a.store.partition_of
+        await a.orset("cart").add("milk")  # the engine asks, then the store's commit
+        assert a.store.partition_of._memo == {"cart": partition_of("cart", a.config.partitions)}
+    finally:
         await a.aclose()
 
 
