@@ -8,7 +8,8 @@ collector tracks once B is durable (by type: what every full collection has to w
 ``--set NAME=INT`` to pass an engine option such as ``checkpoint_every`` to all three peers,
 ``--collector off`` to run with the garbage collector disabled, ``--collector freeze`` to
 ``gc.freeze()`` once everything is imported, so that full collections skip the modules'
-objects).
+objects; ``--young N`` to set the young generation's threshold, 700 by default: with 1400,
+collections run as if each update left half as many tracked objects behind).
 
 The scenario is the benchmark's (three peers in one process, A and B dial the relay,
 ``n=3, w=1``, half ``orset.add`` and half ``ormap.update``, ``--window`` concurrent writes at
@@ -163,8 +164,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="on",
         help="the garbage collector during the runs: as usual, disabled, or after gc.freeze()",
     )
+    parser.add_argument(
+        "--young",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the young generation's threshold (gc.set_threshold(N), 700 by default): as if "
+        "each update left 700/N times as many tracked objects behind",
+    )
     args = parser.parse_args(argv)
     engine = {k: int(v) for k, v in (item.split("=", 1) for item in args.set)}
+    if args.young is not None:
+        gc.set_threshold(args.young, *gc.get_threshold()[1:])
     if args.collector == "freeze":
         import sync.transport.peer  # noqa: F401  (everything a run imports, then frozen)
 
