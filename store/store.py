@@ -36,9 +36,10 @@ sidecar file ``PATH.shoal-id``) and what it cannot see.
 
 One opener at a time. Two processes on one database would issue the same dots from their
 own counters, whatever the stamp says, so ``open`` first takes the database's lock
-(:mod:`store.lock`: ``flock`` on ``REALPATH.shoal-lock`` for SQLite, a session advisory lock
-for PostgreSQL) and ``aclose`` drops it last; a second opener, in another process or in this
-one, gets :class:`~store.errors.DatabaseLocked` naming the holder's PID before anything is
+(:mod:`store.lock`: ``flock`` on ``REALPATH.shoal-lock`` and on the database file itself for
+SQLite, a session advisory lock for PostgreSQL) and ``aclose`` drops it last; a second
+opener, in another process or in this one, under any name of the file (a symlink, a hard
+link), gets :class:`~store.errors.DatabaseLocked` naming the holder's PID before anything is
 read or written. The identity check and the sidecar write above happen under that lock. The
 lock dies with its process: nothing to clean up after ``kill -9``.
 
@@ -72,7 +73,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from . import ondemand, sql
 from .errors import InvalidInput, StoreClosed, StoreError
 from .location import database_url
-from .lock import DatabaseLock, lock_postgres, lock_sqlite
+from .lock import DatabaseLock, check_not_open_here, lock_postgres, lock_sqlite
 from .opening import _check_sqlite, _new_identity, _open_identity, sidecar_path
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
 from .writer import AsyncWriter, ThreadReader, ThreadWriter, Writer, install_sqlite_hooks
@@ -195,7 +196,7 @@ class Store:
                 # Refuse a newer schema before the engine (which switches to WAL) writes.
                 await asyncio.to_thread(_check_sqlite, db_path)
                 install_sqlite_hooks(engine.sync_engine, synchronous, busy_timeout_ms)
-            opened = await _open_identity(engine, db_path, partitions, part_of)
+            opened = await _open_identity(engine, db_path, partitions, part_of, lock.hold_file)
             writer: Writer
             reader: ThreadReader | None = None
             if db_path is None:
@@ -580,8 +581,10 @@ async def _take_lock(url: URL) -> tuple[DatabaseLock, Path | None]:
     if not url.database or url.database == ":memory:":
         raise InvalidInput("the store needs a database file, not an in-memory database")
     file = Path(url.database)
-    # A file we must not use is refused before the lock leaves its own file next to it; and
-    # again under the lock (a creator may have been writing it).
+    # A file a store of this process holds (under any name) is refused before anything
+    # opens it. A file we must not use is refused before the lock leaves its own file next
+    # to it; and again under the lock (a creator may have been writing it).
+    check_not_open_here(file)
     await asyncio.to_thread(_check_sqlite, file)
     return await lock_sqlite(file), file
 
