@@ -25,7 +25,14 @@ from .errors import (
     StoreError,
 )
 from .location import check_sqlite_file, database_url, describe_database
-from .lock import LOCK_SUFFIX, DatabaseLock, lock_path, lock_postgres, lock_sqlite
+from .lock import (
+    LOCK_SUFFIX,
+    DatabaseLock,
+    check_not_open_here,
+    lock_path,
+    lock_postgres,
+    lock_sqlite,
+)
 from .ondemand import (
     FOLD_PAGE,
     count_deleted_keys,
@@ -161,6 +168,7 @@ __all__ = [
     "Writer",
     "apply_prepared",
     "check_context",
+    "check_not_open_here",
     "check_sqlite_file",
     "compact",
     "count_deleted_keys",

@@ -44,8 +44,9 @@ class DatabaseLocked(StoreError):
     in another ``Store`` of this one: one process at a time opens a database.
 
     ``pid`` and ``host`` name the holder's process (``None`` if it could not be read),
-    ``since`` when it took the database (ISO 8601), ``backend_pid`` its PostgreSQL session.
-    Refused before anything was read or written.
+    ``since`` when it took the database (ISO 8601), ``backend_pid`` its PostgreSQL session,
+    ``opened_as`` the name the holder opened the same file as, when it is another one (a
+    hard link). Refused before anything was read or written.
     """
 
     def __init__(
@@ -56,12 +57,15 @@ class DatabaseLocked(StoreError):
         host: str | None = None,
         since: str | None = None,
         backend_pid: int | None = None,
+        opened_as: str | None = None,
     ) -> None:
         details = []
         if pid == os.getpid() and host == socket.gethostname():
             details.append("this process: close the other Store first")
         elif host:
             details.append(f"host {host}")
+        if opened_as:
+            details.append(f"the same file, opened as {opened_as}")
         if since:
             details.append(f"since {since}")
         if backend_pid is not None:
@@ -76,6 +80,7 @@ class DatabaseLocked(StoreError):
         self.host = host
         self.since = since
         self.backend_pid = backend_pid
+        self.opened_as = opened_as
 
 
 class SchemaVersionMismatch(StoreError):

@@ -10,26 +10,54 @@ second one -- in another process or in this one -- is refused with
 Each lock belongs to the operating system or the server, never to a file we must clean up: it
 dies with the process that holds it, and ``kill -9`` leaves nothing to remove by hand.
 
-SQLite: ``flock(LOCK_EX | LOCK_NB)`` on a sidecar file ``REALPATH.shoal-lock`` next to the
-database (its real path, so a symlink to the database takes the same lock), held on a
-descriptor of its own from the start of ``Store.open`` until ``aclose``. Why a sidecar and
-``flock``:
+SQLite: two ``flock(LOCK_EX | LOCK_NB)``, each on a descriptor of its own, held from
+``Store.open`` until ``aclose``:
 
-* SQLite coordinates through POSIX record locks (``fcntl``) on the database file and its
-  ``-shm``. Those belong to the *process*, and closing *any* descriptor of the file drops all
-  of them; a lock on the database file itself would need a descriptor there, and the refused
-  opener closing it would silently release the holder's SQLite locks when both are in one
-  process (SQLite's documentation warns against exactly this). The sidecar is a file SQLite
-  never opens.
-* ``flock`` locks belong to the open file description, not the process, so a second
-  ``open`` + ``flock`` in the same process is refused as one in another process is; on Linux
-  they do not interact with ``fcntl`` locks at all. (On NFS, Linux emulates ``flock`` with a
-  whole-file ``fcntl`` lock: still on the sidecar, still separate from SQLite's.)
-* The file is never deleted: unlinking a lock file races with an opener that has just opened
-  it (two holders of two inodes). A file left by a killed process is just a file; its lock
-  went with the process. Its text (``{"pid", "host", "since"}``, rewritten by each holder)
-  only serves the refusal message. A child forked while a lock is held closes its inherited
-  copy, so the lock still dies with the process that took it.
+* on a sidecar file ``REALPATH.shoal-lock`` next to the database (its real path, so a
+  symlink to the database takes the same lock). It exists before the database does, so it
+  is what keeps apart two openers of one name while one of them creates the database.
+* on the database file itself, as soon as it exists: at once for an existing database,
+  right after SQLite has made a new one, before its schema and identity are written
+  (:meth:`_FileLock.hold_file`). A file's names -- hard links, bind mounts -- each have their
+  own sidecar but share this lock, so a second opener is refused whichever name it uses;
+  and the lock still holds if someone deletes the sidecar.
+
+Why ``flock``: its locks belong to the open file description, not the process, so a second
+``open`` + ``flock`` in the same process is refused as one in another process is, and on
+Linux they do not interact with the ``fcntl`` locks SQLite takes. (On NFS, Linux emulates
+``flock`` with whole-file ``fcntl`` locks, which would clash with SQLite's on the database
+file; but the store runs SQLite in WAL mode, which does not work over a network file system
+in the first place.)
+
+Why not only a sidecar named by the file's identity (device and inode), which every name
+would find: there is no directory that every name of a file shares (hard links may sit in
+any directories of the file system), and a common one (``/tmp``, ``/run``) is not common to
+containers, chroots or other users. So the file itself carries the lock.
+
+The caveat of a descriptor on the database file. SQLite coordinates through POSIX record
+locks (``fcntl``) on the database file and its ``-shm``; those belong to the *process*, and
+closing *any* descriptor of the file drops all of them (SQLite's documentation warns against
+exactly this): another process would then take the database for unused, and may checkpoint
+and delete the write-ahead log under the holder. So our descriptor on the database file is:
+
+* opened before the store's SQLite connections and closed after they have all closed;
+* never opened by a second opener in this process: a process-wide registry of the files this
+  process's stores hold, by ``(st_dev, st_ino)`` (:func:`check_not_open_here`), refuses it
+  before anything opens the file, not even the checks that read its header;
+* closed only when no other descriptor of this process is on the file (as listed in
+  ``/proc/self/fd``): otherwise (an application's own SQLite connection to it, say) its
+  ``flock`` is let go at once and the descriptor kept until the others are gone, as SQLite
+  does with its own. An opener that another process's lock refuses closes its descriptor
+  the same way.
+
+The database file is only ever opened read-only here, and the sidecar is never deleted:
+unlinking a lock file races with an opener that has just opened it (two holders of two
+inodes). A sidecar left by a killed process is just a file; its lock went with the process.
+Its text (``{"pid", "host", "since"}``, rewritten by each holder) only serves the refusal
+message; a refusal by the database file's lock names the holder from ``/proc/locks`` (and
+the name it opened the file as, from ``/proc/PID/fd``, where readable). A child forked while
+a lock is held closes its inherited copies, so the lock still dies with the process that
+took it.
 
 The identity sidecar ``PATH.shoal-id`` (:mod:`store.opening`) is read and rewritten under this
 lock, so two openers never race on its token any more.
@@ -54,8 +82,10 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 import weakref
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,9 +95,16 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from .errors import DatabaseLocked
+from .errors import DatabaseLocked, StoreError
 
-__all__ = ["LOCK_SUFFIX", "DatabaseLock", "lock_path", "lock_postgres", "lock_sqlite"]
+__all__ = [
+    "LOCK_SUFFIX",
+    "DatabaseLock",
+    "check_not_open_here",
+    "lock_path",
+    "lock_postgres",
+    "lock_sqlite",
+]
 
 LOCK_SUFFIX = ".shoal-lock"
 
@@ -77,7 +114,9 @@ _APP_NAME = re.compile(r"^shoal pid=(\d+) host=(\S*)")
 
 
 class DatabaseLock(Protocol):
-    """A held open lock. ``release`` is idempotent."""
+    """A held open lock. ``hold_file`` once the database exists; ``release`` is idempotent."""
+
+    async def hold_file(self) -> None: ...
 
     async def release(self) -> None: ...
 
@@ -87,22 +126,65 @@ def lock_path(db_path: str | os.PathLike[str]) -> Path:
     return Path(os.path.realpath(os.fspath(db_path)) + LOCK_SUFFIX)
 
 
-# -- SQLite: flock on a sidecar file ---------------------------------------------------------
+# -- SQLite: flock on a sidecar file and on the database file ---------------------------------
+
+_FileKey = tuple[int, int]  # a file's (st_dev, st_ino): the same for each of its names
+
+
+@dataclass(frozen=True, slots=True)
+class _Holder:
+    """A store of this process holding a database file: the name it opened it as, and when."""
+
+    name: str
+    since: str
+
+
+# The database files this process's stores hold; and descriptors of database files waiting
+# to be closed until no other descriptor of this process is on their file (module
+# docstring). Both guarded by _REGISTRY, reentrant: a finalizer may run where it is held.
+_REGISTRY = threading.RLock()
+_OPEN_HERE: dict[_FileKey, _Holder] = {}
+_PARKED: list[tuple[int, _FileKey]] = []
 
 
 class _FileLock:
-    """The descriptor holding the ``flock``; closing it (or the process dying) releases it."""
+    """The descriptors holding the ``flock`` of the sidecar and, once it exists, of the
+    database file; closing them (or the process dying) releases them."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, db_path: Path, fd: int, since: str) -> None:
+        self._db_path = db_path
+        self._since = since
         # Also closed if the owner is dropped without release(): no lock outlives its store.
         self._close = weakref.finalize(self, os.close, fd)
+        self._let_go: weakref.finalize[[_FileKey, int], _FileLock] | None = None
+        self._file_fd = -1
         _HELD.add(self)
 
+    async def hold_file(self) -> None:
+        """Lock the database file too, now that it exists (nothing to do if done already):
+        ``DatabaseLocked`` if another opener holds it, under another name."""
+        if self._let_go is None and self._close.alive:
+            await asyncio.to_thread(self.hold_file_now)
+
+    def hold_file_now(self) -> None:
+        held = _lock_database_file(self._db_path, self._since)
+        if held is not None:
+            self._file_fd = held[1]
+            self._let_go = weakref.finalize(self, _let_go, *held)
+
     async def release(self) -> None:
-        self._close()  # runs os.close once, whatever calls it first
+        self.release_now()
+
+    def release_now(self) -> None:
+        if self._let_go is not None:
+            self._let_go()  # runs once, whatever calls it first; the file's lock goes first
+        self._close()
 
     def drop_inherited(self) -> None:
-        """In a forked child: close our copy; the parent's descriptor keeps the lock."""
+        """In a forked child: close our copies; the parent's descriptors keep the locks (no
+        lock of SQLite's is lost: a child inherits none)."""
+        if self._let_go is not None and self._let_go.detach() is not None:
+            os.close(self._file_fd)
         self._close()
 
 
@@ -110,16 +192,38 @@ _HELD: weakref.WeakSet[_FileLock] = weakref.WeakSet()
 
 
 def _drop_inherited_locks() -> None:
+    global _REGISTRY
+    _REGISTRY = threading.RLock()  # the parent's may have been held by another thread
     for held in list(_HELD):
         held.drop_inherited()
+    for fd, _key in _PARKED:
+        os.close(fd)
+    _PARKED.clear()
+    _OPEN_HERE.clear()
 
 
 os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 async def lock_sqlite(db_path: Path) -> DatabaseLock:
-    """Take the open lock of the SQLite database at ``db_path`` or raise ``DatabaseLocked``."""
+    """Take the open lock of the SQLite database at ``db_path`` or raise ``DatabaseLocked``:
+    the sidecar's, and the database file's if it exists (else call ``hold_file`` once it
+    does)."""
     return await asyncio.to_thread(_lock_file, db_path)
+
+
+def check_not_open_here(db_path: Path) -> None:
+    """``DatabaseLocked`` if a store of this process holds the file at ``db_path``, under any
+    of its names; found without opening the file (that store's SQLite locks would go when a
+    descriptor of it closed). Nothing if there is no file there (or it cannot be looked at:
+    the checks after say why)."""
+    try:
+        key = _file_key(db_path)
+    except OSError:
+        return
+    if key is not None:
+        with _REGISTRY:
+            _refuse_if_held_here(db_path, key)
 
 
 def _lock_file(db_path: Path) -> _FileLock:
@@ -135,16 +239,176 @@ def _lock_file(db_path: Path) -> _FileLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DatabaseLocked(str(db_path), **_read_holder(fd)) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    since = _now_iso()
+    lock = _FileLock(db_path, fd, since)  # closes fd from now on
+    try:
+        lock.hold_file_now()  # an existing database: its file too, before the record
         record = json.dumps(
-            {"pid": os.getpid(), "host": socket.gethostname(), "since": _now_iso()}
+            {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
         ).encode()
         # Write, then cut: a reader sees the old or the new record, or a mix it rereads.
         os.pwrite(fd, record + b"\n", 0)
         os.ftruncate(fd, len(record) + 1)
     except BaseException:
-        os.close(fd)
+        lock.release_now()
         raise
-    return _FileLock(fd)
+    return lock
+
+
+def _file_key(path: Path) -> _FileKey | None:
+    """The file's ``(st_dev, st_ino)``; None if there is none (yet)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _lock_database_file(db_path: Path, since: str) -> tuple[_FileKey, int] | None:
+    """``flock`` the database file at ``db_path`` on a read-only descriptor of its own and
+    note it as held here: ``(its key, the descriptor)``, or None if there is no file yet.
+    ``DatabaseLocked`` if a store of this process, or another process, holds it."""
+    with _REGISTRY:
+        _close_parked()
+        key = _file_key(db_path)
+        if key is None:
+            return None
+        _refuse_if_held_here(db_path, key)  # before a descriptor of it is opened
+        fd = os.open(db_path, os.O_RDONLY | os.O_CLOEXEC)
+        st = os.fstat(fd)
+        opened = (st.st_dev, st.st_ino)
+        try:
+            if opened != key:
+                raise StoreError(f"database {db_path} was replaced as it was opened; try again")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DatabaseLocked(str(db_path), **_file_holder(db_path, key)) from None
+        except BaseException:
+            _close_safely(fd, opened)
+            raise
+        _OPEN_HERE[key] = _Holder(str(db_path), since)
+        return key, fd
+
+
+def _let_go(key: _FileKey, fd: int) -> None:
+    """Release the database file's lock: close its descriptor (safely), and only then let
+    another store of this process open the file."""
+    with _REGISTRY:
+        _close_safely(fd, key)
+        _OPEN_HERE.pop(key, None)
+
+
+def _refuse_if_held_here(db_path: Path, key: _FileKey) -> None:
+    holder = _OPEN_HERE.get(key)
+    if holder is not None:
+        raise DatabaseLocked(
+            str(db_path),
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            since=holder.since,
+            opened_as=_another_name(holder.name, db_path),
+        )
+
+
+def _close_safely(fd: int, key: _FileKey) -> None:
+    """Let go of ``fd``'s ``flock`` now, and close it once no other descriptor of this
+    process is on its file: at once, as a rule (module docstring)."""
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    _PARKED.append((fd, key))
+    _close_parked()
+
+
+def _close_parked() -> None:
+    """Close the parked descriptors of each file no other descriptor of this process is on."""
+    for key in {k for _fd, k in _PARKED}:
+        parked = {fd for fd, k in _PARKED if k == key}
+        if not _others_open(key, parked):
+            for fd in parked:
+                os.close(fd)
+            _PARKED[:] = [(fd, k) for fd, k in _PARKED if k != key]
+
+
+def _others_open(key: _FileKey, mine: set[int]) -> bool:
+    """Has this process a descriptor of the file ``key`` besides ``mine``? True if it cannot
+    tell (no ``/proc/self/fd`` nor ``/dev/fd`` to list them)."""
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        with contextlib.suppress(OSError):
+            names = os.listdir(folder)
+            break
+    else:
+        return True
+    for name in names:
+        fd = int(name)
+        if fd in mine:
+            continue
+        try:
+            st = os.fstat(fd)
+        except OSError:  # closed since (the listing's own descriptor, say)
+            continue
+        if (st.st_dev, st.st_ino) == key:
+            return True
+    return False
+
+
+def _file_holder(db_path: Path, key: _FileKey) -> dict[str, Any]:
+    """Who holds the ``flock`` of the database file: its PID (``/proc/locks``) and the name
+    it opened the file as (``/proc/PID/fd``), as far as this system shows them."""
+    pid = _flock_pid(key)
+    if pid is None:
+        return {}
+    name = _name_in(pid, key)
+    return {
+        "pid": pid,
+        "host": socket.gethostname(),  # a flock of a local file: a process of this host
+        "opened_as": None if name is None else _another_name(name, db_path),
+    }
+
+
+def _flock_pid(key: _FileKey) -> int | None:
+    """The PID holding a ``flock`` on the file ``key``, from lines of ``/proc/locks`` such as
+    ``3: FLOCK  ADVISORY  WRITE 11394 fe:00:5343238 0 EOF``."""
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    want = (os.major(key[0]), os.minor(key[0]), key[1])
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or not fields[4].isdigit():
+            continue  # (a waiter's line reads "N: -> FLOCK ...": nobody waits on ours)
+        try:
+            major, minor, ino = fields[5].split(":")
+            found = (int(major, 16), int(minor, 16), int(ino))
+        except ValueError:
+            continue
+        if found == want and int(fields[4]) > 0:
+            return int(fields[4])
+    return None
+
+
+def _name_in(pid: int, key: _FileKey) -> str | None:
+    """The name process ``pid`` opened the file ``key`` as, if its descriptors are readable."""
+    folder = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    for name in names:
+        link = os.path.join(folder, name)
+        with contextlib.suppress(OSError):
+            st = os.stat(link)
+            if (st.st_dev, st.st_ino) == key:
+                return os.readlink(link)
+    return None
+
+
+def _another_name(name: str, db_path: Path) -> str | None:
+    """``name`` if it is another name of the file than ``db_path`` (a hard link), else None."""
+    return name if os.path.realpath(name) != os.path.realpath(db_path) else None
 
 
 def _read_holder(fd: int) -> dict[str, Any]:
@@ -193,6 +457,9 @@ class _PgLock:
     def __init__(self, engine: AsyncEngine, conn: AsyncConnection) -> None:
         self._engine = engine
         self._conn: AsyncConnection | None = conn
+
+    async def hold_file(self) -> None:
+        """Nothing to do: the advisory lock covers the database from the start."""
 
     async def release(self) -> None:
         if self._conn is None:

@@ -44,7 +44,7 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -282,13 +282,18 @@ async def _open_identity(
     db_path: Path | None,
     partitions: int,
     partition_of: Callable[[str], int],
+    hold_file: Callable[[], Awaitable[None]],
 ) -> OpenResult:
+    """Settle the database's schema and identity (:func:`open_database`); ``hold_file`` is
+    the open lock's (:mod:`store.lock`), awaited once the file exists, before the
+    transaction that writes them."""
     token = secrets.token_hex(16)
     write_engine = engine.execution_options(shoal_write=True)
     sidecar_token: str | None = None
     if db_path is not None:
         async with engine.connect() as conn:  # creates the file if it is new
             await conn.run_sync(lambda c: c.exec_driver_sql("SELECT 1").all())
+        await hold_file()  # a file just made: locked before its schema and identity are written
         st = db_path.stat()
         where: dict[str, Any] = {
             "path": os.path.realpath(db_path),

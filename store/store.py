@@ -36,9 +36,10 @@ sidecar file ``PATH.shoal-id``) and what it cannot see.
 
 One opener at a time. Two processes on one database would issue the same dots from their
 own counters, whatever the stamp says, so ``open`` first takes the database's lock
-(:mod:`store.lock`: ``flock`` on ``REALPATH.shoal-lock`` for SQLite, a session advisory lock
-for PostgreSQL) and ``aclose`` drops it last; a second opener, in another process or in this
-one, gets :class:`~store.errors.DatabaseLocked` naming the holder's PID before anything is
+(:mod:`store.lock`: ``flock`` on ``REALPATH.shoal-lock`` and on the database file itself for
+SQLite, a session advisory lock for PostgreSQL) and ``aclose`` drops it last; a second
+opener, in another process or in this one, under any name of the file (a symlink, a hard
+link), gets :class:`~store.errors.DatabaseLocked` naming the holder's PID before anything is
 read or written. The identity check and the sidecar write above happen under that lock. The
 lock dies with its process: nothing to clean up after ``kill -9``.
 
@@ -55,6 +56,7 @@ later calls raise :class:`~store.errors.StoreClosed`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import os
@@ -65,12 +67,13 @@ from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import ondemand, sql
 from .errors import InvalidInput, StoreClosed, StoreError
 from .location import database_url
-from .lock import DatabaseLock, lock_postgres, lock_sqlite
+from .lock import DatabaseLock, check_not_open_here, lock_postgres, lock_sqlite
 from .opening import _check_sqlite, _new_identity, _open_identity, sidecar_path
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
 from .writer import AsyncWriter, ThreadReader, ThreadWriter, Writer, install_sqlite_hooks
@@ -162,7 +165,8 @@ class Store:
 
         Raises :class:`~store.errors.DatabaseLocked` if another process, or another ``Store``
         of this one, has the database open (nothing read or written); the store holds the
-        database until :meth:`aclose`.
+        database until :meth:`aclose`. An open that fails gives back everything it took
+        (its threads stopped, its connections closed, the lock let go) before it raises.
         """
         synchronous = str(synchronous).upper()
         if synchronous not in SYNCHRONOUS_LEVELS:
@@ -179,46 +183,30 @@ class Store:
         part_of = functools.lru_cache(maxsize=_PARTITION_CACHE)(
             partition_of or (lambda key: default_partition_of(key, partitions))
         )
-        # One opener at a time (store.lock): taken before anything is read or written, held
-        # until aclose().
-        lock: DatabaseLock
-        if url.get_backend_name() == "sqlite":
-            if not url.database or url.database == ":memory:":
-                raise InvalidInput("the store needs a database file, not an in-memory database")
-            file = Path(url.database)
-            # A file we must not use is refused before the lock leaves its own file next to
-            # it; and again under the lock (a creator may have been writing it).
-            await asyncio.to_thread(_check_sqlite, file)
-            lock = await lock_sqlite(file)
-            db_path: Path | None = file
-        elif url.get_backend_name() == "postgresql":
-            db_path = None
-            lock = await lock_postgres(url)
-        else:
-            raise InvalidInput(
-                f"unsupported database URL {url.render_as_string()!r}: use "
-                "sqlite+aiosqlite:///PATH or postgresql+asyncpg://..."
-            )
-        try:
+        # Whatever the open has taken is given back, the last first, if a later step fails
+        # (the OS refusing a thread included); once the store is made, aclose() owns it all.
+        async with contextlib.AsyncExitStack() as taken:
+            # One opener at a time (store.lock): taken before anything is read or written,
+            # held until aclose().
+            lock, db_path = await _take_lock(url)
+            taken.push_async_callback(lock.release)
             engine = create_async_engine(url)
-            try:
-                if db_path is not None:
-                    # Refuse a newer schema before the engine (which switches to WAL) writes.
-                    await asyncio.to_thread(_check_sqlite, db_path)
-                    install_sqlite_hooks(engine.sync_engine, synchronous, busy_timeout_ms)
-                opened = await _open_identity(engine, db_path, partitions, part_of)
-                writer: Writer = (
-                    AsyncWriter(engine)
-                    if db_path is None
-                    else ThreadWriter(url, synchronous, busy_timeout_ms)
-                )
-                reader = (
-                    None if db_path is None else ThreadReader(url, synchronous, busy_timeout_ms)
-                )
-            except BaseException:
-                await engine.dispose()
-                raise
-            return cls(
+            taken.push_async_callback(engine.dispose)
+            if db_path is not None:
+                # Refuse a newer schema before the engine (which switches to WAL) writes.
+                await asyncio.to_thread(_check_sqlite, db_path)
+                install_sqlite_hooks(engine.sync_engine, synchronous, busy_timeout_ms)
+            opened = await _open_identity(engine, db_path, partitions, part_of, lock.hold_file)
+            writer: Writer
+            reader: ThreadReader | None = None
+            if db_path is None:
+                writer = AsyncWriter(engine)
+            else:  # SQLite: the writer's and the reader's threads start here
+                writer = ThreadWriter(url, synchronous, busy_timeout_ms)
+                taken.push_async_callback(writer.aclose)
+                reader = ThreadReader(url, synchronous, busy_timeout_ms)
+                taken.push_async_callback(reader.aclose)
+            store = cls(
                 engine,
                 lock,
                 partitions=partitions,
@@ -228,9 +216,8 @@ class Store:
                 writer=writer,
                 reader=reader,
             )
-        except BaseException:
-            await lock.release()
-            raise
+            taken.pop_all()
+        return store
 
     # -- properties ------------------------------------------------------------------------
 
@@ -585,6 +572,27 @@ class Store:
                 f"partition must be an integer in [0, {self._partitions}), got {partition!r}"
             )
         return partition
+
+
+async def _take_lock(url: URL) -> tuple[DatabaseLock, Path | None]:
+    """The open lock of the database at ``url`` (:mod:`store.lock`), and its SQLite file
+    (None for PostgreSQL); ``InvalidInput`` for a database the store cannot use."""
+    if url.get_backend_name() == "postgresql":
+        return await lock_postgres(url), None
+    if url.get_backend_name() != "sqlite":
+        raise InvalidInput(
+            f"unsupported database URL {url.render_as_string()!r}: use "
+            "sqlite+aiosqlite:///PATH or postgresql+asyncpg://..."
+        )
+    if not url.database or url.database == ":memory:":
+        raise InvalidInput("the store needs a database file, not an in-memory database")
+    file = Path(url.database)
+    # A file a store of this process holds (under any name) is refused before anything
+    # opens it. A file we must not use is refused before the lock leaves its own file next
+    # to it; and again under the lock (a creator may have been writing it).
+    check_not_open_here(file)
+    await asyncio.to_thread(_check_sqlite, file)
+    return await lock_sqlite(file), file
 
 
 def _settle(

@@ -10,16 +10,23 @@ for ever or a listener on another port than meant:
   from 1 to 65535 (as websockets reads it).
 
 Each raises ``ValueError`` with the value and what is wrong with it.
+
+:func:`bind_listen` then takes the address: ``Peer.open`` binds its listening sockets before
+it opens the database, so that an address it cannot have (a port in use, a host that is not
+here) is an ``OSError`` naming it and leaves the database as it was (not even created).
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import socket
 from urllib.parse import urlsplit
 
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
-__all__ = ["check_peer_url", "parse_listen"]
+__all__ = ["bind_listen", "check_peer_url", "parse_listen", "shown_listen"]
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -61,3 +68,50 @@ def check_peer_url(url: str, what: str = "peer URL") -> str:
     if not parsed.host:
         raise ValueError(f"{what} {url!r} has no host")
     return url
+
+
+def shown_listen(host: str, port: int) -> str:
+    """``HOST:PORT`` as :func:`parse_listen` reads it (an IPv6 host in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def bind_listen(host: str, port: int, backlog: int = 100) -> list[socket.socket]:
+    """Sockets bound to every address of ``host`` at ``port`` (0: the OS picks one per
+    address) and listening, made as ``loop.create_server`` makes its own (``SO_REUSEADDR``,
+    IPv6 sockets IPv6 only, families this system lacks skipped), for
+    :meth:`~sync.transport.connection.Transport.listen_on`, which owns them from then on.
+
+    ``OSError`` (its ``errno`` kept) ``cannot listen on HOST:PORT: WHY`` if the host does
+    not resolve or an address cannot be had (in use, not on this machine, a privileged
+    port); then no socket is left open.
+    """
+    shown = shown_listen(host, port)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise OSError(exc.errno, f"cannot listen on {shown}: {exc.strerror}") from exc
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _name, address in dict.fromkeys(infos):  # once each, in order
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:  # a family this system lacks (IPv6 off): as create_server does
+                continue
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # no dual stack: the IPv4 address has its own
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            # Listening now, not when serving starts: with SO_REUSEADDR, two sockets may bind
+            # one address until either listens, so this is what makes the address ours.
+            sock.listen(backlog)
+        if not sockets:
+            raise OSError(errno.EADDRNOTAVAIL, "no address of this host can be used here")
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        why = exc.strerror or str(exc)
+        raise OSError(exc.errno, f"cannot listen on {shown}: {why}") from exc
+    return sockets

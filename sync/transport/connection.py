@@ -65,8 +65,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -77,6 +78,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from sync.config import MAX_MESSAGE_BYTES
 from sync.errors import RemoteProtocolError
 
+from .addresses import bind_listen, shown_listen
 from .admission import REPORT_INTERVAL, Admission, HttpHook, Throttle
 from .auth import (
     CLOSE_POLICY,
@@ -263,7 +265,7 @@ class Transport:
             max_connections=self.config.max_connections,
             http=http,
         )
-        self._server: Server | None = None
+        self._servers: list[Server] = []  # one per listening socket
         self._diallers: dict[str, asyncio.Task[None]] = {}
         self._url_peer: dict[str, str] = {}
         self._link_gone: dict[str, asyncio.Event] = {}
@@ -296,27 +298,42 @@ class Transport:
 
     async def listen(self, host: str, port: int) -> str:
         """Start accepting peers on ``host:port`` (port 0: the OS picks); return the URL."""
-        self._server = await serve(
-            self._serve,
-            host,
-            port,
-            ssl=self.server_ssl,
-            max_size=HANDSHAKE_MAX_BYTES,  # raised once the dialler has authenticated
-            open_timeout=self.config.handshake_timeout,
-            ping_interval=self.config.ping_interval,
-            ping_timeout=self.config.ping_timeout,
-            close_timeout=self.config.close_timeout,
-            process_request=self.admission.process_request,
-            create_connection=self.admission.connection_class(),
-            compression=None,
-            server_header=None,
-        )
-        self.admission.watch(asyncio.get_running_loop(), self._server.sockets)
-        sock = next(iter(self._server.sockets))
-        bound_host, bound_port = sock.getsockname()[:2]
+        return await self.listen_on(await bind_listen(host, port))
+
+    async def listen_on(self, sockets: Sequence[socket.socket]) -> str:
+        """Start accepting peers on ``sockets``, bound and listening (:func:`bind_listen`);
+        they are this transport's from now on, closed with it (or at once if this fails).
+        Return the URL of the first."""
+        servers: list[Server] = []
+        try:
+            for sock in sockets:
+                servers.append(
+                    await serve(
+                        self._serve,
+                        sock=sock,
+                        ssl=self.server_ssl,
+                        max_size=HANDSHAKE_MAX_BYTES,  # raised once the dialler authenticated
+                        open_timeout=self.config.handshake_timeout,
+                        ping_interval=self.config.ping_interval,
+                        ping_timeout=self.config.ping_timeout,
+                        close_timeout=self.config.close_timeout,
+                        process_request=self.admission.process_request,
+                        create_connection=self.admission.connection_class(),
+                        compression=None,
+                        server_header=None,
+                    )
+                )
+        except BaseException:
+            for server in servers:
+                server.close()
+            for sock in sockets:
+                sock.close()
+            raise
+        self._servers = servers
+        self.admission.watch(asyncio.get_running_loop(), [s for sv in servers for s in sv.sockets])
+        bound_host, bound_port = sockets[0].getsockname()[:2]
         scheme = "wss" if self.server_ssl else "ws"
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        self.url = f"{scheme}://{shown}:{bound_port}"
+        self.url = f"{scheme}://{shown_listen(bound_host, bound_port)}"
         return self.url
 
     def dial(self, urls: Iterable[str]) -> None:
@@ -335,8 +352,8 @@ class Transport:
     async def aclose(self) -> None:
         """Stop listening and dialling, close every link with 1001 (going away)."""
         self._closing = True
-        if self._server is not None:
-            self._server.close(close_connections=False)
+        for server in self._servers:
+            server.close(close_connections=False)
         links = list(self.links.values())
         await asyncio.gather(
             *(self._close_quietly(link, CLOSE_GOING_AWAY, "peer shutting down") for link in links)
@@ -351,10 +368,12 @@ class Transport:
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._server is not None:
-            self._server.close(close_connections=True)
+        if self._servers:
+            for server in self._servers:
+                server.close(close_connections=True)
             self.admission.drop_handshaking()
-            await self._server.wait_closed()
+            for server in self._servers:
+                await server.wait_closed()
             self.admission.unwatch()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):

@@ -61,7 +61,8 @@ Contract.
   until each configured peer is connected or has failed with a reason and returns a
   :class:`~sync.transport.dialstate.Connectivity` (which are up, why the others are not).
   Listen addresses and peer URLs are checked by ``Peer.open`` (``ValueError`` naming the
-  value) before anything starts.
+  value) before anything starts, and the listen address is bound before the database is
+  opened (a busy port is an ``OSError`` naming it, and the database is left untouched).
 * Failure: when the store refuses a commit the peer stops serving (``PeerFailed``, see
   :mod:`sync.transport.node`); :attr:`Peer.failure` holds the error and ``await
   peer.wait_failed()`` returns it, so that a supervisor can exit and restart.
@@ -96,7 +97,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -111,7 +112,7 @@ from sync.replica import Replica, Whereabouts
 from sync.ring import PartitionMemo
 from sync.signing import Signer
 
-from .addresses import parse_listen
+from .addresses import bind_listen, parse_listen
 from .auth import AdminReply, AdminRequest, Identity, PeerInfo
 from .changefeed import ChangeFeed
 from .codec import WireCodec
@@ -183,7 +184,7 @@ class Peer:
         }
         self._transport_config = transport_config
         self.transport = self._make_transport(identity)
-        self._bound: str | None = None  # "HOST:PORT" actually listened on
+        self._bound: tuple[str, int] | None = None  # (host, port) listened on
         self.node: Node = None  # type: ignore[assignment]  # set by _start
 
     def _make_transport(self, identity: Identity) -> Transport:
@@ -241,7 +242,10 @@ class Peer:
 
         ``ValueError`` (naming the value) for a listen address that is not ``HOST:PORT``
         with a port in 0..65535, or a peer URL that is not ``ws://``/``wss://`` with a host
-        and a valid port; nothing is opened then.
+        and a valid port; nothing is opened then. The listen address is taken before the
+        database is opened: one this peer cannot have raises ``OSError`` ``cannot listen on
+        HOST:PORT: WHY`` (a port in use, a host that is not this machine) and the database
+        is left as it was, not even created.
         """
         plan = plan_open(
             path_or_url,
@@ -267,7 +271,16 @@ class Peer:
         )
 
         async def factory() -> Peer:
-            store = await plan.open_store()
+            # The address first: one the peer cannot have fails the open before the database
+            # is touched (a new one is not created, an existing one not even opened).
+            address = None if listen is None else parse_listen(listen)
+            sockets = [] if address is None else await bind_listen(*address)
+            try:
+                store = await plan.open_store()
+            except BaseException:
+                for sock in sockets:
+                    sock.close()
+                raise
             peer: Peer | None = None
             try:
                 identity_warning(store, path_or_url)
@@ -284,18 +297,39 @@ class Peer:
                 )
                 peer.dial_learned = dial_learned
                 peer.advertise = advertise
-                await peer._start(listen, list(plan.peers))
+                if address is not None:  # where a restart under a new id listens again
+                    peer._bound = (address[0], sockets[0].getsockname()[1])
+                await peer._start(sockets, list(plan.peers))
             except BaseException:
                 if peer is not None:
                     await peer.aclose()  # stops what started, closes the store
                 else:
                     await store.aclose()
+                for sock in sockets:  # (closing one _start or the transport closed: a no-op)
+                    sock.close()
                 raise
             return peer
 
         return Opening(factory)
 
-    async def _start(self, listen: str | None, peers: list[str]) -> None:
+    async def _start(self, sockets: list[socket.socket], peers: list[str]) -> None:
+        """Start the node, listen on ``sockets`` (bound; closed here if this fails) and dial
+        ``peers``."""
+        try:
+            await self._start_node()
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        if sockets:
+            url = await self.transport.listen_on(sockets)
+            self.transport.me = dataclasses.replace(
+                self.transport.me, address=self.advertise or url
+            )
+        # Before any operation of the caller reaches the engine, it hears of these dials.
+        self._dials.dial(peers)
+
+    async def _start_node(self) -> None:
         # Objects are loaded on demand: fold the log written since the last clean close into
         # them (O(that log), not O(keys)), then read everything but the objects (all of them
         # only for a small database).
@@ -326,19 +360,6 @@ class Peer:
         )
         self._dials.restart()
         self.node.start()
-        if listen is not None:
-            host, port = parse_listen(listen)
-            try:
-                url = await self.transport.listen(host, port)
-            except OSError as exc:
-                why = os.strerror(exc.errno) if exc.errno else str(exc)
-                raise OSError(exc.errno, f"cannot listen on {listen}: {why}") from exc
-            self._bound = f"{host}:{url.rsplit(':', 1)[1]}"
-            self.transport.me = dataclasses.replace(
-                self.transport.me, address=self.advertise or url
-            )
-        # Before any operation of the caller reaches the engine, it hears of these dials.
-        self._dials.dial(peers)
 
     def _fatal(self, error: PeerFailed) -> None:
         """The store failed to commit: stop talking to the group (see ``Node._fail_stop``)."""
@@ -541,7 +562,7 @@ class Peer:
             signer=Signer(self.store.signing_key),
         )
         self.transport = self._make_transport(me)
-        await self._start(self._bound, dials)
+        await self._start([] if self._bound is None else await bind_listen(*self._bound), dials)
         # The old id was this database's previous incarnation, now retired. Links claiming
         # it are refused here; no peer can be told to forget it (only their operators can),
         # so elsewhere it is a home that went down: past home_down_window it no longer holds

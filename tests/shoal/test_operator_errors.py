@@ -202,7 +202,7 @@ async def test_a_database_held_by_another_process_is_one_line(
     assert line.startswith(f"shoal: serve: database {db} is in use by process {os.getpid()}")
 
 
-async def test_a_busy_port_is_one_line_naming_the_address(
+async def test_a_busy_port_is_one_line_naming_the_address_and_makes_no_database(
     tmp_path: Path, secret_file: Path
 ) -> None:
     with socket.socket() as taken:
@@ -222,6 +222,8 @@ async def test_a_busy_port_is_one_line_naming_the_address(
     assert one_line(err) == (
         f"shoal: serve: cannot listen on 127.0.0.1:{port}: Address already in use"
     )
+    # The port was refused before the database was touched: none made, nor any file beside it.
+    assert list(tmp_path.iterdir()) == [secret_file]
 
 
 async def test_debug_adds_the_traceback_before_the_line(tmp_path: Path, secret_file: Path) -> None:

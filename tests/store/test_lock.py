@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -133,6 +134,79 @@ async def test_a_symlink_to_a_held_database_is_refused(tmp_path: Path) -> None:
             await Store.open(link)
 
 
+async def test_a_hard_link_to_a_held_database_is_refused_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    path, link = tmp_path / "real.sqlite", tmp_path / "link.sqlite"
+    async with await Store.open(path) as held:  # made by this open: locked once it exists
+        await held.apply(Batch(objects=(counter_row("k", 3),)))
+        os.link(path, link)
+        files = sorted(tmp_path.iterdir())
+        with pytest.raises(DatabaseLocked) as info:
+            await Store.open(link)
+        error = info.value
+        assert (error.database, error.pid, error.opened_as) == (str(link), os.getpid(), str(path))
+        assert str(error).startswith(
+            f"database {link} is in use by process {os.getpid()} (this process: close the "
+            f"other Store first, the same file, opened as {path}, since "
+        )
+        assert sorted(tmp_path.iterdir()) == files  # no -wal, -shm or lock file beside it
+        await held.apply(Batch(objects=(counter_row("k", 4),)))  # the holder goes on
+    async with await Store.open(link):  # and the other way round
+        with pytest.raises(DatabaseLocked, match=f"in use by process {os.getpid()} "):
+            await Store.open(path)
+
+
+def _sqlite_locks(path: Path) -> list[str]:
+    """This process's POSIX record locks on the file ``path`` (SQLite's), from /proc/locks."""
+    st = os.stat(path)
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    found = []
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1] != "POSIX" or fields[4] != str(os.getpid()):
+            continue
+        major, minor, ino = fields[5].split(":")
+        if (int(major, 16), int(minor, 16), int(ino)) == want:
+            found.append(" ".join(fields[1:]))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="reads /proc/locks (Linux)")
+async def test_a_refused_open_in_this_process_leaves_the_holders_sqlite_locks(
+    tmp_path: Path,
+) -> None:
+    # Closing any descriptor of the database file drops every fcntl lock this process has on
+    # it: the refused opener must not open the file at all, not even to check its header.
+    path = tmp_path / "held.sqlite"
+    async with await Store.open(path) as held:
+        await held.apply(Batch(objects=(counter_row("k", 3),)))
+        locks = _sqlite_locks(path)
+        assert locks  # SQLite keeps a shared lock on the file while a WAL connection is open
+        with pytest.raises(DatabaseLocked):
+            await Store.open(path)
+        assert _sqlite_locks(path) == locks
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="reads /proc/locks (Linux)")
+async def test_closing_a_store_leaves_another_connection_of_this_process_its_locks(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "shared.sqlite"
+    store = await Store.open(path)
+    own = sqlite3.connect(path)  # the application's own connection to the file
+    try:
+        own.execute("SELECT count(*) FROM meta").fetchall()
+        locks = _sqlite_locks(path)
+        assert locks
+        await store.aclose()  # its descriptor on the file waits for ``own`` to go
+        assert _sqlite_locks(path) == locks
+    finally:
+        own.close()
+    async with await Store.open(path):  # the lock was let go at once all the same
+        pass
+
+
 async def test_a_database_in_a_missing_directory_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "a.sqlite"
     with pytest.raises(
@@ -156,6 +230,29 @@ async def test_another_process_is_refused_with_the_holders_pid(
     )
     await child.release()
     async with await backend.open() as store:  # the holder let go: ours now
+        assert await store.get_object("child") is not None
+
+
+async def test_another_process_is_refused_through_a_hard_link(
+    tmp_path: Path, children: list[_Child]
+) -> None:
+    path, link = tmp_path / "real.sqlite", tmp_path / "link.sqlite"
+    child = await _Child.start("hold", str(path))  # the child makes the database
+    children.append(child)
+    assert await child.line() == f"HELD {child.proc.pid}"
+    os.link(path, link)
+    with pytest.raises(DatabaseLocked) as info:
+        await Store.open(link)
+    error = info.value
+    assert error.database == str(link)
+    if sys.platform == "linux":  # the holder is named from /proc/locks and /proc/PID/fd
+        assert (error.pid, error.opened_as) == (child.proc.pid, str(path))
+        assert str(error).startswith(
+            f"database {link} is in use by process {child.proc.pid} (host "
+        )
+        assert f"the same file, opened as {path})" in str(error)
+    await child.release()  # (it commits its last writes as it closes, unhindered)
+    async with await Store.open(link) as store:  # the holder let go: ours now
         assert await store.get_object("child") is not None
 
 
