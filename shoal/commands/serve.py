@@ -61,9 +61,66 @@ async def _serve(
     http: bool | bytes,
     client_api: tuple[str, int, str] | None = None,
 ) -> int:
+    from sync.transport.addresses import bind_listen
+
+    # The client API's address is had first, as the peer's own: a busy port fails the
+    # command before the database is opened (or made).
+    api_sockets = None if client_api is None else await bind_listen(*client_api[:2])
+    try:
+        peer = await _open_peer(args, secret, http)
+    except BaseException:
+        for sock in api_sockets or ():
+            sock.close()
+        raise
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(peer.wait_failed())]
+    api: Any = None
+    progress: asyncio.Future[None] | None = None
+    try:
+        if client_api is not None:
+            from shoal.web import serve_client_api
+
+            api = await serve_client_api(peer, *client_api, sockets=api_sockets)
+            api_sockets = None  # the API's now
+        _freeze_startup()
+        print(peer.url, flush=True)
+        log.info("serving %s as %s (db %s)", peer.url, peer.replica_id, args.db)
+        if sys.stderr.isatty():
+            progress = asyncio.ensure_future(_show_catch_up(peer))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if peer.failure is None:
+            log.info("stopping: committing pending writes, closing connections")
+    finally:
+        for task in waits:
+            task.cancel()
+        if progress is not None:
+            progress.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        for sock in api_sockets or ():  # (the API did not start)
+            sock.close()
+        if api is not None:
+            await api.aclose()
+        await peer.aclose()
+    if peer.failure is not None:
+        cause = peer.failure.__cause__ or peer.failure
+        return fail(
+            f"serve: stopped serving: the store refused a commit to {args.db} "
+            f"({describe(cause)}); exit status {EXIT_FAIL_STOP}: fix the disk and restart "
+            "it (it resumes from what is on disk)",
+            EXIT_FAIL_STOP,
+        )
+    log.info("stopped cleanly")
+    return EXIT_OK
+
+
+async def _open_peer(args: argparse.Namespace, secret: bytes, http: bool | bytes) -> Any:
     from sync.transport.peer import Peer
 
-    peer = await Peer.open(
+    return await Peer.open(
         args.db,
         listen=args.listen,
         peers=args.peer,
@@ -82,46 +139,6 @@ async def _serve(
         advertise=args.advertise,
         http=http,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(peer.wait_failed())]
-    api: Any = None
-    progress: asyncio.Future[None] | None = None
-    try:
-        if client_api is not None:
-            from shoal.web import serve_client_api
-
-            api = await serve_client_api(peer, *client_api)
-        _freeze_startup()
-        print(peer.url, flush=True)
-        log.info("serving %s as %s (db %s)", peer.url, peer.replica_id, args.db)
-        if sys.stderr.isatty():
-            progress = asyncio.ensure_future(_show_catch_up(peer))
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        if peer.failure is None:
-            log.info("stopping: committing pending writes, closing connections")
-    finally:
-        for task in waits:
-            task.cancel()
-        if progress is not None:
-            progress.cancel()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        if api is not None:
-            await api.aclose()
-        await peer.aclose()
-    if peer.failure is not None:
-        cause = peer.failure.__cause__ or peer.failure
-        return fail(
-            f"serve: stopped serving: the store refused a commit to {args.db} "
-            f"({describe(cause)}); exit status {EXIT_FAIL_STOP}: fix the disk and restart "
-            "it (it resumes from what is on disk)",
-            EXIT_FAIL_STOP,
-        )
-    log.info("stopped cleanly")
-    return EXIT_OK
 
 
 def _freeze_startup() -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -70,9 +72,18 @@ def _loopback(host: str) -> bool:
         return False
 
 
-async def start_client_app(app: web.Application, host: str, port: int) -> ClientAPI:
+async def start_client_app(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    sockets: Sequence[socket.socket] | None = None,
+) -> ClientAPI:
     """Serve an app made by :func:`~shoal.web.app.make_client_app` (maybe with routes of
-    the caller's own) on ``host:port`` (port 0: the OS picks)."""
+    the caller's own) on ``host:port`` (port 0: the OS picks); or, given ``sockets``, on
+    those, bound and listening at ``host:port`` already (the caller made sure of the address
+    before anything else opened: ``sync.transport.addresses.bind_listen``), which the API
+    owns from then on."""
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise ValueError(f"port must be 0 to 65535, got {port!r}")
     if not _loopback(host):
@@ -84,10 +95,17 @@ async def start_client_app(app: web.Application, host: str, port: int) -> Client
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        sites = (
+            [web.TCPSite(runner, host, port)]
+            if sockets is None
+            else [web.SockSite(runner, sock) for sock in sockets]
+        )
+        for site in sites:
+            await site.start()
     except BaseException:
         await runner.cleanup()
+        for sock in sockets or ():
+            sock.close()
         raise
     bound = runner.addresses[0][1]
     api = ClientAPI(runner, host, bound)
@@ -102,13 +120,15 @@ async def serve_client_api(
     token: str,
     *,
     static_dir: str | Path | None = None,
+    sockets: Sequence[socket.socket] | None = None,
     **options: Any,
 ) -> ClientAPI:
     """Serve the client API of ``peer`` on ``host:port`` with ``token`` (at least
     16 characters); ``static_dir``: a page to serve at ``/`` (its ``index.html``) and
-    ``/static/``. ``options`` go to :func:`~shoal.web.app.make_client_app`."""
+    ``/static/``; ``sockets``: see :func:`start_client_app`. ``options`` go to
+    :func:`~shoal.web.app.make_client_app`."""
     app = make_client_app(peer, token, static_dir=static_dir, **options)
-    return await start_client_app(app, host, port)
+    return await start_client_app(app, host, port, sockets=sockets)
 
 
 def read_token_file(path: str | Path) -> str:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -81,3 +82,23 @@ async def test_client_api_mistakes_are_refused_before_opening(
     assert code == 2 and out == ""
     assert says in err and err.count("\n") == 1
     assert not db.exists()
+
+
+async def test_a_busy_client_api_port_fails_before_the_database_is_made(tmp_path: Path) -> None:
+    """The client API's address is had before anything opens, as the peer's own is: a busy
+    port is one line naming it (exit 1), and no database is made."""
+    (tmp_path / "secret").write_bytes(SECRET)
+    (tmp_path / "token").write_text(TOKEN)
+    db = tmp_path / "never.db"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = await run(
+            "serve", "--db", str(db), "--listen", "127.0.0.1:0",
+            "--secret-file", str(tmp_path / "secret"),
+            "--client-api", f"127.0.0.1:{port}", "--client-token-file", str(tmp_path / "token"),
+        )  # fmt: skip
+    assert code == 1 and out == ""
+    assert err == f"shoal: serve: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret", "token"]
