@@ -579,18 +579,10 @@ def _fast_decode(raw: Any) -> Message | None:
         msg = _built(Push, fields, None if "hint_for" in raw else set(_PUSH_SET_NO_HINT))
         return msg
     if t == "deltas":
-        batch_id = raw.get("batch_id")
-        partition = raw.get("partition")
-        more = raw.get("more", False)
-        remaining = _remaining(raw.get("remaining"))
-        if (
-            type(batch_id) is not int
-            or type(partition) is not int
-            or partition < 0
-            or type(more) is not bool
-            or remaining is False
-        ):
+        head = _batch_head(raw, "more")
+        if head is None:
             return None
+        batch_id, partition, more, remaining = head
         entries = _entries(raw.get("entries"), raw.get("seals"))
         if entries is None:
             return None
@@ -621,20 +613,11 @@ def _fast_snapshot(raw: dict[str, Any]) -> SnapshotChunk | None:
     declare; None for anything else. Its summary, when it has one (one chunk of each
     partition), is validated by the ``Ctx`` model from its own JSON, as the pydantic path
     would: what a bootstrap spends here is the objects, a hundred thousand of them."""
-    batch_id = raw.get("batch_id")
-    partition = raw.get("partition")
+    head = _batch_head(raw, "last")
     objects = raw.get("objects")
-    last = raw.get("last", False)
-    remaining = _remaining(raw.get("remaining"))
-    if (
-        type(batch_id) is not int
-        or type(partition) is not int
-        or partition < 0
-        or type(objects) is not list
-        or type(last) is not bool
-        or remaining is False
-    ):
+    if head is None or type(objects) is not list:
         return None
+    batch_id, partition, last, remaining = head
     summary = raw.get("summary")
     if summary is not None:
         try:
@@ -671,6 +654,27 @@ def _fast_snapshot(raw: dict[str, Any]) -> SnapshotChunk | None:
         "remaining": remaining,
     }
     return cast(SnapshotChunk, _built(SnapshotChunk, fields, set(_SNAPSHOT_FIELDS & raw.keys())))
+
+
+def _batch_head(
+    raw: dict[str, Any], flag: str
+) -> tuple[int, int, bool, tuple[int, int] | None] | None:
+    """``batch_id``, ``partition``, the bool field ``flag`` (False when absent) and
+    ``remaining`` of a partition's batch (``Deltas``, ``SnapshotChunk``); None if one is not
+    well-formed."""
+    batch_id = raw.get("batch_id")
+    partition = raw.get("partition")
+    value = raw.get(flag, False)
+    remaining = _remaining(raw.get("remaining"))
+    if (
+        type(batch_id) is not int
+        or type(partition) is not int
+        or partition < 0
+        or type(value) is not bool
+        or remaining is False
+    ):
+        return None
+    return batch_id, partition, value, remaining  # type: ignore[return-value]
 
 
 def _remaining(raw: Any) -> tuple[int, int] | bool | None:
