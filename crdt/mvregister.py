@@ -96,6 +96,11 @@ class MVRegister:
         """Same as ``values``."""
         return self.values
 
+    @property
+    def sibling_count(self) -> int:
+        """How many siblings the register holds: ``len(values)``, without copying them."""
+        return len(self._store.entries)
+
     def resolve(self, fn: Callable[[tuple[Any, ...]], R]) -> R:
         """``fn(values)``: fold the siblings into one value for the reader."""
         return fn(self.values)

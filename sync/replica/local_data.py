@@ -436,8 +436,8 @@ class LocalData:
         siblings: dict[str, int] = {}
         for key in sorted(self._objects):
             obj = self._objects[key].get("mvregister")
-            if obj is not None:
-                count = len(obj.value)
+            if isinstance(obj, crdt.MVRegister):
+                count = obj.sibling_count
                 if count > 1:
                     siblings[key] = count
         return siblings

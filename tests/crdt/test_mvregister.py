@@ -28,6 +28,19 @@ def test_a_set_after_seeing_every_sibling_replaces_them() -> None:
     assert a.values == b.values == (3,)
 
 
+def test_sibling_count_is_the_number_of_values() -> None:
+    a, b, c = MVRegister(), MVRegister(), MVRegister()
+    assert a.sibling_count == 0
+    for r, replica in ((a, "A"), (b, "B"), (c, "C")):
+        r.set(replica, replica.lower())
+    a.merge(b)
+    assert a.sibling_count == len(a.values) == 2
+    a.merge(c)
+    assert a.sibling_count == len(a.values) == 3
+    a.set("A", "one")
+    assert a.sibling_count == len(a.values) == 1
+
+
 def test_a_sequential_set_on_one_replica_replaces_its_own_value() -> None:
     r = MVRegister()
     r.set("A", 1)
