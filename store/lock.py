@@ -41,9 +41,15 @@ exactly this): another process would then take the database for unused, and may 
 and delete the write-ahead log under the holder. So our descriptor on the database file is:
 
 * opened before the store's SQLite connections and closed after they have all closed;
-* never opened by a second opener in this process: a process-wide registry of the files this
-  process's stores hold, by ``(st_dev, st_ino)`` (:func:`check_not_open_here`), refuses it
-  before anything opens the file, not even the checks that read its header;
+* never opened by a second opener in this process: the checks an opener makes before it
+  takes the lock (its header, its schema version) run in :func:`check_unheld`, under a
+  process-wide registry of the files this process's stores hold, by ``(st_dev, st_ino)``,
+  and of the sidecars they hold, by real path (a new database, made before its file can be
+  locked): they refuse a file a store of this process holds, under any name, before
+  anything opens it, and no store of this process takes the sidecar or the file of a
+  database while they run. They also refuse a file whose lock another process holds (a
+  probe of the ``flock``) before a SQLite connection reads it beside its holder, through
+  another name with a write-ahead log of its own;
 * closed only when no other descriptor of this process is on the file (as listed in
   ``/proc/self/fd``): otherwise (an application's own SQLite connection to it, say) its
   ``flock`` is let go at once and the descriptor kept until the others are gone, as SQLite
@@ -85,6 +91,7 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,6 +108,7 @@ __all__ = [
     "LOCK_SUFFIX",
     "DatabaseLock",
     "check_not_open_here",
+    "check_unheld",
     "lock_path",
     "lock_postgres",
     "lock_sqlite",
@@ -153,12 +161,17 @@ class _FileLock:
 
     def __init__(self, db_path: Path, fd: int, since: str) -> None:
         self._db_path = db_path
-        self._since = since
+        self.real = os.path.realpath(db_path)
+        self.since = since
         # Also closed if the owner is dropped without release(): no lock outlives its store.
         self._close = weakref.finalize(self, os.close, fd)
         self._let_go: weakref.finalize[[_FileKey, int], _FileLock] | None = None
         self._file_fd = -1
         _HELD.add(self)
+
+    def holding(self) -> bool:
+        """Whether this lock is still held (not released, nor dropped)."""
+        return self._close.alive
 
     async def hold_file(self) -> None:
         """Lock the database file too, now that it exists (nothing to do if done already):
@@ -167,7 +180,7 @@ class _FileLock:
             await asyncio.to_thread(self.hold_file_now)
 
     def hold_file_now(self) -> None:
-        held = _lock_database_file(self._db_path, self._since)
+        held = _lock_database_file(self._db_path, self.since)
         if held is not None:
             self._file_fd = held[1]
             self._let_go = weakref.finalize(self, _let_go, *held)
@@ -226,6 +239,56 @@ def check_not_open_here(db_path: Path) -> None:
             _refuse_if_held_here(db_path, key)
 
 
+def check_unheld(db_path: Path, check: Callable[[Path], None]) -> None:
+    """Run ``check(db_path)``, the reads an opener makes of a database file before it takes
+    its lock, where they cannot hurt a holder (module docstring): ``DatabaseLocked`` first if
+    a store of this process holds the file under any name, or holds the sidecar of this name
+    (it may be making the database), or if another process holds the file's lock. No store
+    of this process takes a lock meanwhile."""
+    with _REGISTRY:
+        real = os.path.realpath(db_path)
+        for held in list(_HELD):
+            if held.real == real and held.holding():
+                raise DatabaseLocked(
+                    str(db_path), pid=os.getpid(), host=socket.gethostname(), since=held.since
+                )
+        try:
+            key = _file_key(db_path)
+        except OSError:
+            key = None  # (``check`` says what is wrong with it)
+        if key is not None:
+            _refuse_if_held_here(db_path, key)
+            _probe(db_path, key)
+        check(db_path)
+
+
+def _probe(db_path: Path, key: _FileKey) -> None:
+    """``DatabaseLocked`` if another process holds the ``flock`` of the database file; the
+    probe's descriptor is let go of as every descriptor of the file is (:func:`_close_safely`).
+    Nothing if the file cannot be opened (the checks after say why)."""
+    try:
+        fd = _descriptor(db_path, key)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _close_safely(fd, key)
+        raise DatabaseLocked(str(db_path), **_file_holder(db_path, key)) from None
+    _close_safely(fd, key)
+
+
+def _descriptor(db_path: Path, key: _FileKey) -> int:
+    """A read-only descriptor of the database file ``key`` at ``db_path``: one parked for it
+    if there is one (so that an application's own connection to the file, which keeps them
+    parked, does not make them pile up), else a new one."""
+    for i, (fd, k) in enumerate(_PARKED):
+        if k == key:
+            del _PARKED[i]
+            return fd
+    return os.open(db_path, os.O_RDONLY | os.O_CLOEXEC)
+
+
 def _lock_file(db_path: Path) -> _FileLock:
     path = lock_path(db_path)
     try:
@@ -234,14 +297,25 @@ def _lock_file(db_path: Path) -> _FileLock:
         raise type(exc)(
             exc.errno, f"cannot lock database {db_path} ({exc.strerror})", str(path)
         ) from exc
-    try:
+    with _REGISTRY:  # (not while check_unheld reads the database file)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DatabaseLocked(str(db_path), **_read_holder(fd)) from None
-    except BaseException:
+            pass  # refused: named below, out of the registry (it may wait a little)
+        except BaseException:
+            os.close(fd)
+            raise
+        else:
+            return _held_file(db_path, fd)  # (which closes fd if it fails)
+    try:
+        raise DatabaseLocked(str(db_path), **_read_holder(fd)) from None
+    finally:
         os.close(fd)
-        raise
+
+
+def _held_file(db_path: Path, fd: int) -> _FileLock:
+    """The lock of ``db_path`` whose sidecar's ``flock`` ``fd`` holds: its database file's
+    too if it exists, and the sidecar's record written."""
     since = _now_iso()
     lock = _FileLock(db_path, fd, since)  # closes fd from now on
     try:
@@ -277,7 +351,7 @@ def _lock_database_file(db_path: Path, since: str) -> tuple[_FileKey, int] | Non
         if key is None:
             return None
         _refuse_if_held_here(db_path, key)  # before a descriptor of it is opened
-        fd = os.open(db_path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _descriptor(db_path, key)
         st = os.fstat(fd)
         opened = (st.st_dev, st.st_ino)
         try:

@@ -73,7 +73,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from . import ondemand, sql
 from .errors import InvalidInput, StoreClosed, StoreError
 from .location import database_url
-from .lock import DatabaseLock, check_not_open_here, lock_postgres, lock_sqlite
+from .lock import DatabaseLock, check_unheld, lock_postgres, lock_sqlite
 from .opening import _check_sqlite, _new_identity, _open_identity, sidecar_path
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
 from .writer import AsyncWriter, ThreadReader, ThreadWriter, Writer, install_sqlite_hooks
@@ -587,11 +587,10 @@ async def _take_lock(url: URL) -> tuple[DatabaseLock, Path | None]:
     if not url.database or url.database == ":memory:":
         raise InvalidInput("the store needs a database file, not an in-memory database")
     file = Path(url.database)
-    # A file a store of this process holds (under any name) is refused before anything
-    # opens it. A file we must not use is refused before the lock leaves its own file next
-    # to it; and again under the lock (a creator may have been writing it).
-    check_not_open_here(file)
-    await asyncio.to_thread(_check_sqlite, file)
+    # A file we must not use is refused before the lock leaves its own file next to it
+    # (and again under the lock: a creator may have been writing it), by checks that cannot
+    # hurt a holder of this process or another (store.lock.check_unheld).
+    await asyncio.to_thread(check_unheld, file, _check_sqlite)
     return await lock_sqlite(file), file
 
 

@@ -14,6 +14,7 @@ import shutil
 import signal
 import sqlite3
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -207,6 +208,66 @@ async def test_closing_a_store_leaves_another_connection_of_this_process_its_loc
         pass
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="lists /proc/self/fd (Linux)")
+async def test_descriptors_kept_for_an_apps_own_connection_do_not_pile_up(
+    tmp_path: Path,
+) -> None:
+    # While the application holds a connection of its own to the file, a closed store keeps
+    # its descriptor of the file (closing it would drop that connection's locks): the next
+    # open takes that one again instead of opening another, however many times it reopens.
+    path = tmp_path / "shared.sqlite"
+    async with await Store.open(path):
+        pass
+    own = sqlite3.connect(path)
+    try:
+        own.execute("SELECT count(*) FROM meta").fetchall()
+        counts = []
+        for _ in range(20):
+            async with await Store.open(path):
+                pass
+            counts.append(len(os.listdir("/proc/self/fd")))
+        assert max(counts) == min(counts)
+    finally:
+        own.close()
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="reads /proc/locks (Linux)")
+async def test_opens_racing_in_one_process_leave_the_winners_sqlite_locks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One opener's checks before the lock read the file; had another opener of this process
+    # taken the file meanwhile, their closing its descriptor would drop that store's SQLite
+    # locks. They run where no store of this process takes the file: slowed down here (a
+    # busy thread pool, a slow disk), they finish before the other opener gets in.
+    import store.store as store_module
+
+    path = tmp_path / "raced.sqlite"
+    async with await Store.open(path):
+        pass
+    checked = store_module._check_sqlite
+    slow: list[str] = []
+
+    def slow_check(file: Path) -> None:
+        if not slow:
+            slow.append(str(file))
+            time.sleep(0.3)  # the other opener starts meanwhile
+        checked(file)
+
+    monkeypatch.setattr(store_module, "_check_sqlite", slow_check)
+    first = asyncio.create_task(Store.open(path))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(Store.open(path))
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    opened = [r for r in results if isinstance(r, Store)]
+    assert len(opened) == 1
+    assert isinstance(next(r for r in results if r not in opened), DatabaseLocked)
+    try:
+        await opened[0].apply(Batch(objects=(counter_row("k", 1),)))
+        assert _sqlite_locks(path)  # the winner's SQLite still holds its locks
+    finally:
+        await opened[0].aclose()
+
+
 async def test_a_database_in_a_missing_directory_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "a.sqlite"
     with pytest.raises(
@@ -245,6 +306,9 @@ async def test_another_process_is_refused_through_a_hard_link(
         await Store.open(link)
     error = info.value
     assert error.database == str(link)
+    # Refused before anything read the file through the link (a SQLite connection there would
+    # read it beside the holder, with a write-ahead log of its own) or left a file beside it.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("link")) == [link.name]
     if sys.platform == "linux":  # the holder is named from /proc/locks and /proc/PID/fd
         assert (error.pid, error.opened_as) == (child.proc.pid, str(path))
         assert str(error).startswith(
