@@ -8,6 +8,7 @@ small helper, messages delivered one round at a time.
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -237,3 +238,36 @@ def test_our_hints_for_a_gone_home_stay_while_no_live_home_has_the_write() -> No
     net.advance(3 * window)
     assert list(t.status()["homes_down"]) == ["A"]
     assert t.status()["hints"] == {"A": 1} and t.status()["log_size"] == 1  # the only copy
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_first_fallback_is_what_pick_fallback_says_after_any_change(seed: int) -> None:
+    """``first_fallback`` (remembered per partition) equals ``pick_fallback`` over the
+    partition's homes and this replica, whatever came before: peers up and down, relays or
+    not, homes or not, learnt, forgotten and taken back."""
+    from sync.replica.membership import Membership
+    from sync.replica.outbox import Outbox
+
+    rng = random.Random(seed)
+    parts = 8
+    config = ReplicaConfig(n=2, partitions=parts, home=rng.random() < 0.8)
+    outbox = Outbox(1)
+    outbox.begin_input()
+    mem = Membership(config, "ME", outbox)
+    peers = [f"P{i}" for i in range(6)]
+    for step in range(60):
+        now = float(step)
+        op, peer = rng.choice(("up", "down", "learn", "forget", "unforget")), rng.choice(peers)
+        if op == "up" and not mem.is_forgotten(peer):
+            mem.connect(peer, now, None, None, relay=rng.random() < 0.3, home=rng.random() < 0.7)
+        elif op == "down":
+            mem.disconnect(peer, now)
+        elif op == "learn":
+            mem.learn(peer, None, None, now, rng.choice([None, True, False]))
+        elif op == "forget" and mem.knows(peer) and not mem.is_forgotten(peer):
+            mem.forget(peer)
+        elif op == "unforget" and mem.is_forgotten(peer):
+            mem.unforget(peer, now, "operator")
+        for p in range(parts):
+            chosen = {*mem.ring().preference_list(p), "ME"}
+            assert mem.first_fallback(p) == mem.pick_fallback(p, chosen), (step, op, peer, p)

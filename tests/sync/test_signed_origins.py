@@ -160,6 +160,25 @@ def test_every_forgery_is_refused_with_a_reason(how: str) -> None:
     assert a.effects() == [] and _view(a) == before
 
 
+def test_every_entry_of_a_seal_is_checked_not_only_its_first() -> None:
+    """A receiver looks a seal's digests up once for a run of entries under it, but checks
+    each entry against them: an entry the seal does not cover, after one it does, under the
+    very same seal, is refused (by its index), and nothing of the push is applied."""
+    ids = [s.replica_id for s in (A, B, M)]
+    a = _engine(A, ids[0], [ids[1], ids[2]])
+    p = partition_of(KEY, PARTS)
+    real = LogEntry(ids[1], p, 1, KEY, "orset", crdt.ORSet().add(ids[1], "real").to_json())
+    real.seal = seal = B.seal([real])
+    forged = LogEntry(
+        ids[1], p, 2, KEY, "orset", crdt.ORSet().add(ids[1], "forged").to_json(), seal
+    )
+    push = m.Push.model_construct(push_id=7, entries=[real, forged], hint_for=None)
+    before = _view(a)
+    with pytest.raises(RemoteProtocolError, match="does not cover it: refused entry 1"):
+        a.receive(ids[2], _through_wire(push), 10.5)
+    assert a.effects() == [] and _view(a) == before
+
+
 def test_a_relayed_subset_of_a_seal_verifies() -> None:
     """B's seal covers all of its drain's entries; any subset of them, forwarded by someone
     else with that seal, verifies on its own."""
