@@ -1313,3 +1313,27 @@ def test_relay_forwarding_between_two_relays_terminates() -> None:
     w.r["A"].local_update(1, "hits", "gcounter", inc("A", 3), w.now)
     w.run()  # raises if forwarding ping-pongs forever
     assert {w.value(i, "hits") for i in w.ids} == {3}
+
+
+def test_a_write_done_at_once_equals_the_one_built_with_its_result() -> None:
+    """A write completed by this replica's own ack builds its result when first read: the
+    effect equals, hashes, prints and matches as the one built with that result does."""
+    import copy
+    import pickle
+
+    from sync.effects import LogDot, LogEntry, WriteDone, WriteResult
+
+    entry = LogEntry("A", 3, 7, "cart", "orset", '{"type":"orset"}')
+    lazy = WriteDone.acked_here(5, entry, 1, ("A",))
+    eager = WriteDone(5, WriteResult("cart", 1, 1, ("A",), (), LogDot("A", 3, 7)))
+    assert hash(lazy) == hash(eager) and lazy == eager and repr(lazy) == repr(eager)
+    assert lazy.result == eager.result and lazy.result is lazy.result  # built once
+    fresh = WriteDone.acked_here(5, entry, 1, ("A",))
+    for twin in (copy.copy(fresh), copy.deepcopy(fresh), pickle.loads(pickle.dumps(fresh))):
+        assert twin == eager
+    match fresh:
+        case WriteDone(op_id, WriteResult(key=key, dot=dot)):
+            assert (op_id, key, dot) == (5, "cart", LogDot("A", 3, 7))
+        case _:
+            pytest.fail("WriteDone no longer matches by position")
+    assert lazy != WriteDone(6, eager.result) and lazy != eager.result
