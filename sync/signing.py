@@ -56,6 +56,7 @@ from crdt import REPLICA_KEY_BYTES, replica_id_for
 
 __all__ = [
     "DIGEST_BYTES",
+    "NOT_COVERED",
     "SEAL_MAX",
     "SEAL_WIRE_MAX",
     "Seal",
@@ -81,6 +82,8 @@ SEAL_WIRE_MAX: Final = 128 + 44 + 4 * ((SEAL_MAX * DIGEST_BYTES + 2) // 3) + 88 
 _DOMAIN: Final = b"shoal-seal/1\x00"
 _SIGNATURE_BYTES: Final = 64
 _MEMO: Final = 4096  # seals remembered as checked (cleared when full)
+#: Why an entry is refused whose origin's (valid) seal does not list it.
+NOT_COVERED: Final = "the seal of its origin does not cover it"
 
 
 class Signed(Protocol):
@@ -257,7 +260,7 @@ class Verifier:
         if isinstance(digests, str):
             return digests
         if entry_digest(e) not in digests:
-            return "the seal of its origin does not cover it"
+            return NOT_COVERED
         return None
 
     def digests(self, seal: Seal) -> frozenset[bytes] | str:

@@ -72,7 +72,7 @@ from sync.errors import RemoteProtocolError
 from sync.replica.local_data import CheckedBatch, LocalData
 from sync.replica.membership import Membership, Skewed
 from sync.replica.reads import Reads
-from sync.signing import Seal, Verifier, entry_digest
+from sync.signing import NOT_COVERED, Seal, Verifier, entry_digest
 
 __all__ = ["Inbound", "latest_stamp"]
 
@@ -215,8 +215,7 @@ class Inbound:
                 if type(digests) is str:
                     raise RemoteProtocolError(f"{digests}: refused {_where(i, e)}", peer)
                 if entry_digest(e) not in digests:
-                    why = "the seal of its origin does not cover it"
-                    raise RemoteProtocolError(f"{why}: refused {_where(i, e)}", peer)
+                    raise RemoteProtocolError(f"{NOT_COVERED}: refused {_where(i, e)}", peer)
             if kp != p:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: key {key!r} is not in that partition", peer
