@@ -24,13 +24,16 @@ import crdt
 import store.ondemand
 import store.reads
 from store import Batch, ObjectRow, Store
+from sync.config import ReplicaConfig
 from sync.replica.local_data import OBJECT_OVERHEAD
+from sync.ring import partition_of
 from tests.transport.conftest import eventually, open_peer
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("cache_child.py")
 N = 20_000
 CACHE = 64 * 1024  # about 128 small objects
+PARTITIONS = ReplicaConfig().partitions
 MAX_RESIDENT = 2 * CACHE // OBJECT_OVERHEAD
 
 
@@ -39,14 +42,24 @@ def _key(i: int) -> str:
 
 
 async def _build(path: Path, n: int = N) -> None:
-    """``n`` gcounters, key:i holding i, written as checkpoints through the batch API."""
+    """``n`` gcounters, key:i holding i, written through the batch API as a peer's compaction
+    leaves its writes: checkpoints, and summaries naming one log dot of the writer ``seed``
+    per key, its log gone. (Without the summaries the objects would be changes no log dot
+    names, which no engine makes: anti-entropy, comparing log dots, could not tell a peer
+    lacks them, and a new peer got them only when its transfer began by a snapshot.)"""
+    seqs: dict[int, int] = {}
     async with await Store.open(path) as st:
         for start in range(0, n, 5000):
+            keys = [_key(i) for i in range(start, min(n, start + 5000))]
+            for key in keys:
+                p = partition_of(key, PARTITIONS)
+                seqs[p] = seqs.get(p, 0) + 1
             rows = tuple(
-                ObjectRow(_key(i), "gcounter", crdt.GCounter().increment("seed", i + 1).to_dict())
-                for i in range(start, min(n, start + 5000))
+                ObjectRow(key, "gcounter", crdt.GCounter().increment("seed", i + 1).to_dict())
+                for i, key in enumerate(keys, start)
             )
-            await st.apply(Batch(objects=rows))
+            summaries = tuple((p, {"vv": {"seed": seq}, "cloud": []}) for p, seq in seqs.items())
+            await st.apply(Batch(objects=rows, summaries=summaries))
 
 
 class _Decoded:
