@@ -17,6 +17,7 @@ import json
 import resource
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from store import Store
 
 STACK = 256 << 20
-TRIES = 8
+TRIES = 12
 
 started: list[str] = []
 
@@ -46,9 +47,20 @@ def _store_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("shoal-store")]
 
 
+async def _warm_executor(workers: int = 8) -> None:
+    """Start every thread of the loop's default executor now: an open that needs one then
+    starts none, so each try below fails at the same thread whatever the machine's load
+    (an executor starts its threads as the work waiting for them asks)."""
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(workers))
+    all_started = threading.Barrier(workers)
+    await asyncio.gather(*(loop.run_in_executor(None, all_started.wait) for _ in range(workers)))
+
+
 async def main(path: str) -> None:
     async with await Store.open(path):  # made, and every module the open needs imported
         pass
+    await _warm_executor()
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     threading.setprofile(_seen)
     for n in range(1, TRIES + 1):
