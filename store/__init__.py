@@ -28,7 +28,6 @@ from .location import check_sqlite_file, database_url, describe_database
 from .lock import (
     LOCK_SUFFIX,
     DatabaseLock,
-    check_not_open_here,
     check_unheld,
     lock_path,
     lock_postgres,
@@ -169,7 +168,6 @@ __all__ = [
     "Writer",
     "apply_prepared",
     "check_context",
-    "check_not_open_here",
     "check_sqlite_file",
     "check_unheld",
     "compact",

@@ -107,7 +107,6 @@ from .errors import DatabaseLocked, StoreError
 __all__ = [
     "LOCK_SUFFIX",
     "DatabaseLock",
-    "check_not_open_here",
     "check_unheld",
     "lock_path",
     "lock_postgres",
@@ -223,20 +222,6 @@ async def lock_sqlite(db_path: Path) -> DatabaseLock:
     the sidecar's, and the database file's if it exists (else call ``hold_file`` once it
     does)."""
     return await asyncio.to_thread(_lock_file, db_path)
-
-
-def check_not_open_here(db_path: Path) -> None:
-    """``DatabaseLocked`` if a store of this process holds the file at ``db_path``, under any
-    of its names; found without opening the file (that store's SQLite locks would go when a
-    descriptor of it closed). Nothing if there is no file there (or it cannot be looked at:
-    the checks after say why)."""
-    try:
-        key = _file_key(db_path)
-    except OSError:
-        return
-    if key is not None:
-        with _REGISTRY:
-            _refuse_if_held_here(db_path, key)
 
 
 def check_unheld(db_path: Path, check: Callable[[Path], None]) -> None:
