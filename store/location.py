@@ -25,8 +25,9 @@ from sqlalchemy import make_url
 from sqlalchemy.engine import URL
 
 from .errors import InvalidInput, StoreError
+from .lock import read_head
 
-__all__ = ["check_sqlite_file", "database_url", "describe_database"]
+__all__ = ["SQLITE_MAGIC", "check_sqlite_file", "database_url", "describe_database"]
 
 
 def database_url(url_or_path: str | os.PathLike[str]) -> URL:
@@ -72,7 +73,8 @@ def describe_database(url_or_path: str | os.PathLike[str]) -> str:
     return url.render_as_string(hide_password=True)
 
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: The first 16 bytes of every SQLite database file.
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def check_sqlite_file(path: Path) -> None:
@@ -93,8 +95,7 @@ def check_sqlite_file(path: Path) -> None:
             raise StoreError(f"cannot create database {path}: directory {parent} is not writable")
         return
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(len(_SQLITE_MAGIC))
+        head = read_head(path, len(SQLITE_MAGIC))  # (keeps this process's SQLite locks)
     except OSError as exc:
         raise StoreError(f"cannot read database {path}: {exc.strerror or exc}") from exc
     if not head:
@@ -102,7 +103,7 @@ def check_sqlite_file(path: Path) -> None:
             f"database {path} is an empty file (0 bytes), not a shoal database: refusing to "
             "start it as a new replica; remove it to create a new database there"
         )
-    if head != _SQLITE_MAGIC:
+    if head != SQLITE_MAGIC:
         raise StoreError(f"{path} is not a shoal database (not a SQLite file)")
     if not os.access(path, os.W_OK):
         raise StoreError(f"database {path} is read-only (a peer writes to its database)")

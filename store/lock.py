@@ -55,6 +55,9 @@ and delete the write-ahead log under the holder. So our descriptor on the databa
   ``flock`` is let go at once and the descriptor kept until the others are gone, as SQLite
   does with its own. An opener that another process's lock refuses closes its descriptor
   the same way.
+* and what else of shoal reads the file's first bytes in a process that may hold it (the
+  header checks of an opener and of the read-only report, :func:`read_head`) reads them
+  through such a descriptor, closed the same way.
 
 The database file is only ever opened read-only here, and the sidecar is never deleted:
 unlinking a lock file races with an opener that has just opened it (two holders of two
@@ -82,6 +85,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -111,6 +115,7 @@ __all__ = [
     "lock_path",
     "lock_postgres",
     "lock_sqlite",
+    "read_head",
 ]
 
 LOCK_SUFFIX = ".shoal-lock"
@@ -261,6 +266,23 @@ def _probe(db_path: Path, key: _FileKey) -> None:
         _close_safely(fd, key)
         raise DatabaseLocked(str(db_path), **_file_holder(db_path, key)) from None
     _close_safely(fd, key)
+
+
+def read_head(db_path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of the file at ``db_path`` (``FileNotFoundError`` if there is
+    none), read through a descriptor closed only once no other of this process is on the
+    file (module docstring): a store or an application's connection of this process keeps
+    SQLite's locks on it."""
+    with _REGISTRY:
+        key = _file_key(db_path)
+        if key is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(db_path))
+        fd = _descriptor(db_path, key)
+        try:
+            return os.pread(fd, size, 0)
+        finally:
+            _PARKED.append((fd, key))
+            _close_parked()
 
 
 def _descriptor(db_path: Path, key: _FileKey) -> int:

@@ -35,7 +35,8 @@ import crdt
 
 from . import ondemand, schema, sql
 from .errors import StoreError
-from .location import database_url
+from .location import SQLITE_MAGIC, database_url
+from .lock import read_head
 
 __all__ = [
     "DatabaseReport",
@@ -327,13 +328,14 @@ def _read_only_options(path: Path) -> str:
     if not path.is_file():
         raise ValueError(f"no database at {path}")
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
+        # Not open(): closing a descriptor of the file would drop the locks that SQLite
+        # holds on it in this process (an application's own peer, say).
+        head = read_head(path, 16)
     except OSError as exc:
         raise ValueError(f"cannot read database {path}: {exc.strerror or exc}") from exc
     if not head:
         raise ValueError(f"{path} is an empty file (0 bytes), not a shoal database")
-    if head != b"SQLite format 3\x00":
+    if head != SQLITE_MAGIC:
         raise ValueError(f"{path} is not a shoal database (not a SQLite file)")
     shm, wal = Path(f"{path}-shm"), Path(f"{path}-wal")
     if shm.exists() or os.access(path.parent, os.W_OK):

@@ -4,6 +4,7 @@ PostgreSQL, in every form of database name the command line accepts."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from pathlib import Path
 
@@ -100,3 +101,37 @@ def test_progress_is_reported_every_500_rows_and_at_the_end(tmp_path: Path) -> N
     total = calls[-1][1]
     assert total >= 1200 and calls[-1] == (total, total)
     assert [d for d, _ in calls[:-1]] == list(range(500, total + 1, 500))
+
+
+def _posix_locks_of(path: Path) -> list[str]:
+    """This process's POSIX record locks on the file at ``path``, from ``/proc/locks``."""
+    ino, pid = path.stat().st_ino, os.getpid()
+    held = []
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == "POSIX" and int(fields[4]) == pid and fields[5].endswith(f":{ino}"):
+            held.append(" ".join(fields[1:4] + fields[6:]))
+    return sorted(held)
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks")
+async def test_a_report_in_the_process_of_an_open_peer_keeps_sqlites_locks(
+    tmp_path: Path,
+) -> None:
+    # SQLite's record locks belong to the process: closing any descriptor of the database
+    # file drops them all, and another process would take the database for unused. An app
+    # that reports on the database its own peer holds must not make its peer lose them.
+    db = tmp_path / "a.db"
+    rid = await _fill(str(db))
+    peer = await open_peer(str(db), listen=None)
+    try:
+        await peer.orset("cart").add("tea")
+        before = _posix_locks_of(db)
+        assert before, "the open peer's SQLite connection holds a lock on the file"
+        report = await asyncio.to_thread(report_database, str(db))
+        assert report.replica_id == rid and report.keys == 3
+        assert _posix_locks_of(db) == before
+        await peer.orset("cart").add("jam")  # and the peer goes on writing
+        assert sorted(await peer.orset("cart").value()) == ["eggs", "jam", "milk", "tea"]
+    finally:
+        await peer.aclose()
