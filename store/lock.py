@@ -184,10 +184,11 @@ class _FileLock:
             await asyncio.to_thread(self.hold_file_now)
 
     def hold_file_now(self) -> None:
-        held = _lock_database_file(self._db_path, self.since)
-        if held is not None:
-            self._file_fd = held[1]
-            self._let_go = weakref.finalize(self, _let_go, *held)
+        with _REGISTRY:  # (the descriptor is registered before this process can fork)
+            held = _lock_database_file(self._db_path, self.since)
+            if held is not None:
+                self._file_fd = held[1]
+                self._let_go = weakref.finalize(self, _let_go, *held)
 
     async def release(self) -> None:
         self.release_now()
@@ -219,7 +220,17 @@ def _drop_inherited_locks() -> None:
     _OPEN_HERE.clear()
 
 
-os.register_at_fork(after_in_child=_drop_inherited_locks)
+def _before_fork() -> None:
+    _REGISTRY.acquire()  # wait for a lock being taken or let go to be registered
+
+
+def _after_fork_in_parent() -> None:
+    _REGISTRY.release()
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_drop_inherited_locks
+)
 
 
 async def lock_sqlite(db_path: Path) -> DatabaseLock:
@@ -298,13 +309,17 @@ def _descriptor(db_path: Path, key: _FileKey) -> int:
 
 def _lock_file(db_path: Path) -> _FileLock:
     path = lock_path(db_path)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:  # name the database: the user never heard of the lock file
-        raise type(exc)(
-            exc.errno, f"cannot lock database {db_path} ({exc.strerror})", str(path)
-        ) from exc
-    with _REGISTRY:  # (not while check_unheld reads the database file)
+    # Under the registry from the descriptor's opening to its registration (not while
+    # check_unheld reads the database file, nor while this process forks: a child forked
+    # in between would keep a copy of the descriptor that no one closes, and the flock
+    # with it, after the parent let go).
+    with _REGISTRY:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:  # name the database: the user never heard of the lock file
+            raise type(exc)(
+                exc.errno, f"cannot lock database {db_path} ({exc.strerror})", str(path)
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -14,6 +14,7 @@ import shutil
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -408,3 +409,30 @@ async def test_read_only_inspection_works_while_the_database_is_held(tmp_path: P
         assert shown["replica_id"] == store.replica_id
         assert [(o["key"], o["value"]) for o in shown["objects"]] == [("k", 3)]
         await store.apply(Batch(objects=(counter_row("k", 4),)))  # and the holder goes on
+
+
+def test_a_fork_waits_for_a_lock_being_taken_to_be_registered() -> None:
+    # Taking (or letting go of) a lock opens descriptors, flocks them and registers them,
+    # all under the lock registry; the child of a fork in between would keep a copy of a
+    # flocked descriptor that no one knows of (so never closes), and the lock with it after
+    # the parent let go. So a fork waits for the registry.
+    from store import lock as store_lock
+
+    events: list[str] = []
+    forked = threading.Event()
+
+    def fork() -> None:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        events.append("forked")
+        forked.set()
+        os.waitpid(pid, 0)
+
+    with store_lock._REGISTRY:  # as a thread taking a lock holds it
+        thread = threading.Thread(target=fork)
+        thread.start()
+        forked.wait(2.0)  # (without the wait at fork, the fork happens meanwhile)
+        events.append("registered")
+    thread.join(TIMEOUT)
+    assert events == ["registered", "forked"]
