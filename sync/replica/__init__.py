@@ -44,7 +44,7 @@ from sync.replica.reports import Reports
 from sync.replica.timers import Timer, TimerKind, Timers
 from sync.replica.transfer import Progress, checked_page
 from sync.replica.updates import Updates
-from sync.replica.writes import Writes, dial_state
+from sync.replica.writes import Writes
 from sync.ring import PartitionMemo
 from sync.signing import Signer, Verifier
 
@@ -396,11 +396,11 @@ class Replica:
         its deadline, while ``count`` is above 0; when it drops to 0 such operations fail
         at once, their error naming the failed dials. Next, drain :meth:`effects`.
         """
-        down = dial_state(count, failures)
+        self._membership.links_connecting(count, failures)  # (checked: raises first)
         self._begin(now)
         try:
-            self._writes.links_connecting(count, down)
-            self._reads.links_connecting(count, down)
+            self._writes.dials_changed()
+            self._reads.dials_changed()
         finally:
             self._finish()
 

@@ -22,6 +22,9 @@ site.
   seconds is *gone* (:meth:`Membership.gone`): reported, and compaction stops waiting for
   it (see :mod:`sync.replica.compaction` for why that loses nothing, even when it returns);
   each absence is reported once, with an :class:`~sync.effects.Alarm`.
+* **Dials**: how many links the adapter is still dialling and the dials that failed
+  (:meth:`Membership.links_connecting`): a write or read short of peers waits while links
+  are being dialled, and fails naming the failed dials (:meth:`Membership.unreachable`).
 * **Health**: the writes of each writer set aside for clock skew (:class:`Skewed`), counted
   per writer, with an alarm at most once per writer every :data:`ALARM_REPEAT` seconds.
 
@@ -79,6 +82,7 @@ class Membership:
     __slots__ = (
         "_away",
         "_config",
+        "_failures",
         "_first_fallback",
         "_gone_reported",
         "_gossiped",
@@ -94,6 +98,7 @@ class Membership:
         "_shared",
         "_skews",
         "_up",
+        "connecting",
         "up",
     )
 
@@ -119,6 +124,28 @@ class Membership:
         # partition -> pick_fallback(partition, its homes and us), until the ring, the up set
         # or the relays change (a write to a key whose home is down asks for every write)
         self._first_fallback: dict[int, str | None] = {}
+        #: Links the adapter is still dialling (read only; see links_connecting).
+        self.connecting = 0
+        self._failures: dict[str, str] = {}  # dialled URLs known down, with why
+
+    def links_connecting(self, count: object, failures: Mapping[str, str] | None) -> None:
+        """The adapter is dialling ``count`` links whose replicas are not up yet; the dials
+        in ``failures`` failed (URL -> why). ``ValueError`` for a bad ``count``,
+        ``TypeError`` for bad ``failures``: nothing changes then."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"count must be an int >= 0, got {count!r}")
+        down = dict(failures or {})
+        for url, why in down.items():
+            if not isinstance(url, str) or not isinstance(why, str):
+                raise TypeError(f"failures must map URL str -> reason str, got {url!r}: {why!r}")
+        self.connecting, self._failures = count, down
+
+    def unreachable(self, what: str) -> str:
+        """Why no other replica that counts ``what`` (``"is reachable"``, ``"can reply"``),
+        with the dials that failed (if any)."""
+        failures = self._failures
+        why = "; ".join(f"the link to {url} failed: {cause}" for url, cause in failures.items())
+        return f"no other replica that counts {what}" + (f" ({why})" if why else "")
 
     def load(self, peers: Mapping[str, PeerRecord]) -> None:
         for pid, peer in sorted(peers.items()):

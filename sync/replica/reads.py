@@ -20,7 +20,7 @@ repliers are repaired too, until all replied or the deadline passed; the join is
 here and checkpointed. A replier that goes down is replaced by the next replica that
 counts, if any. Fewer than ``required`` replies at the deadline, or once nobody else can
 reply: ``ReadFailed`` with what came. As a write does (:mod:`sync.replica.writes`), a read
-short of replies waits while links are still being dialled (:meth:`Reads.links_connecting`)
+short of replies waits while links are still being dialled (:meth:`Reads.dials_changed`)
 and asks a peer that comes up if it counts now (:meth:`Reads.peer_up`).
 
 It also answers the ``ReadDigest``, ``ReadFetch`` and ``ReadReq`` (the whole state) of
@@ -54,12 +54,6 @@ __all__ = ["Known", "PendingRead", "Reads"]
 Known = CRDT | CausalContext | None
 
 
-def _nobody(failures: Mapping[str, str]) -> str:
-    """Why no other replica that counts can reply, with the dials that failed (if any)."""
-    why = "; ".join(f"the link to {url} failed: {cause}" for url, cause in failures.items())
-    return "no other replica that counts can reply" + (f" ({why})" if why else "")
-
-
 @dataclass(slots=True)
 class PendingRead:
     """A read waiting for replies (or, once done, for the late repliers to repair)."""
@@ -91,10 +85,8 @@ class Reads:
 
     __slots__ = (
         "_config",
-        "_connecting",
         "_data",
         "_emit",
-        "_failures",
         "_me",
         "_membership",
         "_outbox",
@@ -124,8 +116,6 @@ class Reads:
         #: The reads pending, by op id (read only: a view of what this owns).
         self.pending: Mapping[int, PendingRead] = self._pending
         self._requests: dict[tuple[str, int], int] = {}  # (peer, req_id) -> op id
-        self._connecting = 0  # links the adapter is still dialling
-        self._failures: dict[str, str] = {}  # dialled URLs known down, with why
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -224,13 +214,11 @@ class Reads:
         rd.reqs.append((peer, req_id))
         return req_id
 
-    def links_connecting(self, count: int, failures: Mapping[str, str]) -> None:
-        """The adapter is dialling ``count`` links whose replicas are not up yet; the dials
-        in ``failures`` failed (URL -> why). A read with nobody left to ask waits while
-        ``count`` is above 0, and fails now once it drops to 0."""
-        self._connecting = count
-        self._failures = dict(failures)
-        if not count:
+    def dials_changed(self) -> None:
+        """The dial state changed (:meth:`Membership.links_connecting`). A read
+        with nobody left to ask waits while links are being dialled, and fails now
+        once none is."""
+        if not self._membership.connecting:
             for rd in sorted(self._pending.values(), key=lambda r: r.op_id):
                 if not rd.asked:
                     self._progress(rd)
@@ -416,8 +404,8 @@ class Reads:
         if not rd.asked:
             if rd.done:
                 self._end(rd)
-            elif not self._connecting:
-                self._fail(rd, _nobody(self._failures))
+            elif not self._membership.connecting:
+                self._fail(rd, self._membership.unreachable("can reply"))
 
     def _repair(self, rd: PendingRead) -> None:
         joined = rd.joined

@@ -10,7 +10,7 @@ is a home of the key, or always in sloppy mode; ``strict`` counts only homes,
 
 The write completes (``WriteDone``) at ``required`` acks, or fails (``WriteFailed``) at its
 deadline, or as soon as no ack that could still count is outstanding and no link is still
-being dialled (:meth:`Writes.links_connecting`: right after a peer opens, its links are
+being dialled (:meth:`Writes.dials_changed`: right after a peer opens, its links are
 being dialled and the replicas behind them are not known yet; a write waits for them, within
 its timeout, and fails fast only once every dial has failed or none is left). A write short
 of its acks *re-targets* when a peer comes up (:meth:`Writes.peer_up`): the peer gets the
@@ -20,7 +20,7 @@ ack required, ours) completes at once, with no pending record and no deadline.
 
 Every result carries the write's log dot (:class:`~sync.effects.LogDot`). A write's options
 (``w``, ``strict``, ``timeout``) and the adapter's dial state are checked here too, before
-anything changes (:meth:`Writes.options`, :func:`dial_state`).
+anything changes (:meth:`Writes.options`, :meth:`Membership.links_connecting`).
 
 Knows the outbox, the timers, membership, outbound batching and hints.
 """
@@ -48,27 +48,7 @@ from sync.replica.outbound import AwaitingAck, Outbound
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
 
-__all__ = ["PendingWrite", "Writes", "dial_state", "unreachable"]
-
-
-def dial_state(count: object, failures: Mapping[str, str] | None) -> dict[str, str]:
-    """The adapter's dial state checked before anything changes (``ValueError`` for a bad
-    ``count``, ``TypeError`` for bad ``failures``): the dialled URLs known down, with why."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValueError(f"count must be an int >= 0, got {count!r}")
-    down = dict(failures or {})
-    for url, why in down.items():
-        if not isinstance(url, str) or not isinstance(why, str):
-            raise TypeError(f"failures must map URL str -> reason str, got {url!r}: {why!r}")
-    return down
-
-
-def unreachable(failures: Mapping[str, str]) -> str:
-    """Why nobody that counts is reachable, with the dials that failed (if any)."""
-    if not failures:
-        return "no other replica that counts is reachable"
-    why = "; ".join(f"the link to {url} failed: {cause}" for url, cause in failures.items())
-    return f"no other replica that counts is reachable ({why})"
+__all__ = ["PendingWrite", "Writes"]
 
 
 @dataclass(slots=True)
@@ -106,9 +86,7 @@ class Writes:
 
     __slots__ = (
         "_config",
-        "_connecting",
         "_emit",
-        "_failures",
         "_hints",
         "_me",
         "_me_only",
@@ -140,8 +118,6 @@ class Writes:
         self._pending: dict[int, PendingWrite] = {}
         #: The writes pending, by op id (read only: a view of what this owns).
         self.pending: Mapping[int, PendingWrite] = self._pending
-        self._connecting = 0  # links the adapter is still dialling (links_connecting)
-        self._failures: dict[str, str] = {}  # dialled URLs known down, with why
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -230,14 +206,15 @@ class Writes:
         if len(op.acked_by) >= op.required:
             self._end(op)
             self._emit(WriteDone(op.op_id, op.result()))
-        elif not op.waiting and not self._connecting:
+        elif not op.waiting and not self._membership.connecting:
             self._end(op)
             self._emit(
                 WriteFailed(
                     op.op_id,
                     op.result(),
                     f"{len(op.acked_by)} of {op.required} required acks: "
-                    f"{unreachable(self._failures)} (durable here, will replicate later)",
+                    f"{self._membership.unreachable('is reachable')} "
+                    "(durable here, will replicate later)",
                 )
             )
 
@@ -246,13 +223,11 @@ class Writes:
         could = sum(1 for p in op.waiting if self._counts_for(op, p))
         return len(op.acked_by) + could < op.required
 
-    def links_connecting(self, count: int, failures: Mapping[str, str]) -> None:
-        """The adapter is dialling ``count`` links whose replicas are not up yet; the dials
-        in ``failures`` failed (URL -> why). A write with nothing left to wait for waits
-        while ``count`` is above 0, and fails now once it drops to 0."""
-        self._connecting = count
-        self._failures = dict(failures)
-        if not count:
+    def dials_changed(self) -> None:
+        """The dial state changed (:meth:`Membership.links_connecting`). A write
+        with nothing left to wait for waits while links are being dialled, and fails now
+        once none is."""
+        if not self._membership.connecting:
             for op in sorted(self._pending.values(), key=lambda o: o.op_id):
                 if not op.waiting:
                     self._progress(op)

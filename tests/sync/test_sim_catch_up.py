@@ -31,8 +31,10 @@ def test_a_new_replica_reports_what_is_left_of_its_catch_up_until_it_ends(kit: A
             assert progress["entries_left"] >= 0 and progress["bytes_left"] >= 0, progress
             assert progress["entries"] > 0, progress
             seen.append((progress["entries_left"], progress["bytes_left"]))
-        if seen and not report and all(
-            cluster.values(f"s{i}").get("p002") == i + 1 for i in range(400)
+        if (
+            seen
+            and not report
+            and all(cluster.values(f"s{i}").get("p002") == i + 1 for i in range(400))
         ):
             break
     assert len(seen) > 3, "no catch-up was ever reported while 400 keys arrived"

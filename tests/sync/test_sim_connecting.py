@@ -110,3 +110,26 @@ def test_a_home_that_comes_back_while_a_write_waits_gets_the_push_and_its_ack_co
     assert cluster.run_until(lambda: op.done, max_steps=10_000)
     assert op.ok, op.outcome
     assert op.result is not None and set(op.result.acked_by) == {"p000", "p001", "p002"}
+
+
+def test_a_bad_dial_state_is_refused_and_changes_nothing(kit: Any) -> None:
+    cluster = _pair(kit, apart=True)
+    cluster.links_connecting("p001", 1)
+    op = cluster.update("p001", "cart", "orset", kit.add("p001", "milk"), w=2, timeout=10.0)
+    for count, failures, error in (
+        (-1, {}, ValueError),
+        (True, {}, ValueError),
+        (0, {1: "refused"}, TypeError),
+        (0, {"ws://p000.example:8765": None}, TypeError),
+    ):
+        try:
+            cluster.links_connecting("p001", count, failures)
+        except error as exc:
+            assert "count must be" in str(exc) or "failures must map" in str(exc)
+        else:
+            raise AssertionError(f"{count!r}, {failures!r} was taken")
+        assert op.status == "pending"  # still dialling: a count of 0 was not taken
+        assert cluster.replica("p001")._membership.connecting == 1
+    cluster.links_connecting("p001", 0)
+    assert op.status == "failed"
+    assert "no other replica that counts is reachable" in str(op.outcome)
