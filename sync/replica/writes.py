@@ -19,8 +19,9 @@ sloppy mode, stands in for a home that is down, and its ack counts. The common c
 ack required, ours) completes at once, with no pending record and no deadline.
 
 Every result carries the write's log dot (:class:`~sync.effects.LogDot`). A write's options
-(``w``, ``strict``, ``timeout``) and the adapter's dial state are checked here too, before
-anything changes (:meth:`Writes.options`, :meth:`Membership.links_connecting`).
+(``w``, ``strict``, ``timeout``) are checked here too, before anything changes
+(:meth:`Writes.options`); the adapter's dial state is membership's
+(:meth:`~sync.replica.membership.Membership.links_connecting`).
 
 Knows the outbox, the timers, membership, outbound batching and hints.
 """
