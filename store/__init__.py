@@ -32,6 +32,7 @@ from .lock import (
     lock_path,
     lock_postgres,
     lock_sqlite,
+    read_head,
 )
 from .ondemand import (
     FOLD_PAGE,
@@ -207,6 +208,7 @@ __all__ = [
     "peers",
     "prefix_end",
     "prepare",
+    "read_head",
     "read_keys",
     "read_meta",
     "read_report",

@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL
 from .errors import InvalidInput, StoreError
 from .lock import read_head
 
-__all__ = ["SQLITE_MAGIC", "check_sqlite_file", "database_url", "describe_database"]
+__all__ = ["check_sqlite_file", "database_url", "describe_database"]
 
 
 def database_url(url_or_path: str | os.PathLike[str]) -> URL:
