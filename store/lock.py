@@ -292,8 +292,7 @@ def read_head(db_path: Path, size: int) -> bytes:
         try:
             return os.pread(fd, size, 0)
         finally:
-            _PARKED.append((fd, key))
-            _close_parked()
+            _close_safely(fd, key)
 
 
 def _descriptor(db_path: Path, key: _FileKey) -> int:
