@@ -143,8 +143,12 @@ class Replica:
         if loaded is not None:
             data.load(loaded)
             held = loaded.hints
-            if signer is not None:  # (a hint stored unsealed could never be delivered)
-                held = [h for h in held if h.entry.seal is not None]
+            if signer is not None:
+                # Another origin's entry stored unsealed (from before signing) could never be
+                # delivered; ours is sealed when it is handed off.
+                held = [
+                    h for h in held if h.entry.seal is not None or h.entry.origin == replica_id
+                ]
             hints.load(held)
             membership.load(loaded.peers)
         self._had_homes = membership.has_homes()  # (when none: see _finish)
@@ -488,11 +492,12 @@ class Replica:
 
     def effects(self) -> list[Effect]:
         """Drain the queued effects, in the order the caller must execute them."""
-        self._drain.seal_own()
         self._drain.flush()
         self._outbound.flush()
         self._data.end_drain()
-        return self._outbox.drain()
+        effects = self._outbox.drain()
+        self._drain.seal_sent(effects)
+        return effects
 
     # -- objects on demand (see sync.replica.theory) ---------------------------------------
     def wants_keys(self, keys: Iterable[str]) -> list[str]:

@@ -3,10 +3,6 @@
 When the caller drains the effects (:meth:`sync.replica.Replica.effects`), before anything
 of the drain is executed, :class:`Drain`:
 
-* **seals** the entries this replica wrote since the last drain (a replica given a
-  :class:`~sync.signing.Signer` only): one :class:`~sync.signing.Seal` per
-  :data:`~sync.signing.SEAL_MAX` of them, set in place on the entry objects the log, the
-  pushes and the hints share, so each is stored and sent with its seal;
 * builds the **Persist** of every durable change of the drain's inputs (the outbox's
   :class:`~sync.replica.outbox.Changes`: checkpoints, log entries, summaries, hints, peer
   records, compactions), and places it before the effects of the first input that changed
@@ -15,6 +11,16 @@ of the drain is executed, :class:`Drain`:
   checkpointing in that ``Persist`` each one that changed since its checkpoint, so an
   object not in memory is complete in the store. With no durable change but such
   checkpoints, the ``Persist`` goes after every effect: nothing queued depends on it.
+* **seals**, once the drain's effects are all queued, the entries of our own origin that
+  its messages carry unsealed (a replica given a :class:`~sync.signing.Signer` only): one
+  :class:`~sync.signing.Seal` per :data:`~sync.signing.SEAL_MAX` of them, set in place on
+  every object of such an entry in the drain (the ``Persist`` may hold the same object,
+  and then stores the seal too), or the seal the log already holds for it. An entry is
+  signed when it first leaves this replica, not when it is written: a replica writing
+  while no peer is linked (offline, or a lone peer) signs nothing until it syncs, and then
+  its backlog goes out in seals of up to ``SEAL_MAX`` entries, not one per write. Our own
+  entries stored unsealed are sealed the same way whenever they are sent, after a restart
+  too (only the origin can, and it always holds its key).
 
 A clean close (:meth:`Drain.fold_all`) checkpoints every changed object and marks the
 store's log as folded into its objects.
@@ -24,7 +30,8 @@ Knows the outbox, local data and membership.
 
 from __future__ import annotations
 
-from sync.effects import Persist
+from sync.effects import Effect, LogEntry, Persist, Send
+from sync.messages import Deltas, Push
 from sync.replica.local_data import LocalData
 from sync.replica.membership import Membership
 from sync.replica.outbox import Changes, Outbox
@@ -34,7 +41,7 @@ __all__ = ["Drain"]
 
 
 class Drain:
-    """Seals our new entries and builds the ``Persist`` of one drain."""
+    """Builds the ``Persist`` of one drain and seals our entries that it sends."""
 
     __slots__ = ("_data", "_membership", "_outbox", "_signer")
 
@@ -46,19 +53,46 @@ class Drain:
         self._membership = membership
         self._signer = signer
 
-    def seal_own(self) -> None:
-        """Seal our entries written since the last drain, in place (the log, the pushes and
-        the hints hold the same entry objects), before anything of the drain is executed."""
-        fresh = self._data.take_unsealed()
+    def seal_sent(self, effects: list[Effect]) -> None:
+        """Seal, in place, the entries of our own origin that the messages of ``effects``
+        (the drain, before any of it is executed) carry without a seal."""
         signer = self._signer
-        if not fresh or signer is None:
+        if signer is None:
             return
-        for i in range(0, len(fresh), SEAL_MAX):
-            chunk = fresh[i : i + SEAL_MAX]
-            seal = signer.seal(chunk)
-            for e in chunk:
+        me = signer.replica_id
+        # Per log dot, every object of it in the drain (a push and a hint may hold two).
+        fresh: dict[tuple[int, int], list[LogEntry]] = {}
+        for effect in effects:
+            if type(effect) is not Send:
+                continue
+            message = effect.message
+            if type(message) is not Push and type(message) is not Deltas:
+                continue
+            for e in message.entries:
+                if e.seal is None and e.origin == me:
+                    held = fresh.get((e.partition, e.seq))
+                    if held is None:
+                        fresh[e.partition, e.seq] = [e]
+                    elif all(x is not e for x in held):
+                        held.append(e)
+        if not fresh:
+            return
+        data = self._data
+        unsealed: list[list[LogEntry]] = []
+        for (partition, seq), held in fresh.items():
+            seal = data.seal_of(partition, seq)  # sent sealed before: the same seal again
+            if seal is None:
+                unsealed.append(held)
+                continue
+            for e in held:
                 e.seal = seal
-        self._data.sealed(fresh)
+        for i in range(0, len(unsealed), SEAL_MAX):
+            chunk = unsealed[i : i + SEAL_MAX]
+            seal = signer.seal([held[0] for held in chunk])
+            for held in chunk:
+                for e in held:
+                    e.seal = seal
+        data.sealed([held[0] for held in unsealed])
 
     def flush(self) -> None:
         """Emit the Persist of every durable change since the last drain (if any), with the

@@ -104,11 +104,6 @@ class CheckedBatch:
     rejoin: dict[ObjectId, tuple[int, CRDT]] = field(default_factory=dict)
 
 
-def _dot_key(partition: int, seq: int) -> int:
-    """One int for a log dot of ours (a seq is below 2**63)."""
-    return (partition << 63) | seq
-
-
 class LocalData:
     """The objects, log, summaries and checkpoint bookkeeping of one replica."""
 
@@ -135,7 +130,6 @@ class LocalData:
         "_summaries",
         "_transient",
         "_unfolded",
-        "_unsealed",
         "partition",
     )
 
@@ -174,11 +168,6 @@ class LocalData:
         self._seals: dict[int, list[Any]] = {}  # number -> [seal, entries logged with it]
         self._last_seal: tuple[Seal, int] | None = None
         self._seal_count = 0
-        # Our own entries appended since the last drain, by (partition, seq): not sealed yet
-        # (the drain seals them, in place: every holder shares these objects).
-        # (keyed by _dot_key(partition, seq): an int, which the garbage collector never
-        # tracks, where a tuple per write brought the next young collection closer)
-        self._unsealed: dict[int, LogEntry] = {}
         self._summaries: dict[int, CausalContext] = {}
         self._last_seq: dict[int, int] = {}  # per partition, the highest seq of ours
         # Per key, log entries applied since its last checkpoint, and the entries it had
@@ -209,9 +198,7 @@ class LocalData:
                 else:
                     obj.merge(delta)
                 self._unfolded.add((e.key, e.kind))
-            self._log_put(e)
-            if e.origin == self._me and e.seal is None:
-                self._unsealed[_dot_key(e.partition, e.seq)] = e  # stored unsealed: sealed later
+            self._log_put(e)  # (ours stored unsealed: sealed when first sent)
             self._summaries.setdefault(e.partition, CausalContext()).add(Dot(e.origin, e.seq))
         for p, ctx in self._summaries.items():
             mine = ctx.max_counter(self._me)
@@ -560,10 +547,6 @@ class LocalData:
             return None
         key, kind, sid, raw = found.split("\x00", 3)
         if not sid:
-            if origin == self._me:
-                fresh = self._unsealed.get(_dot_key(partition, seq))
-                if fresh is not None:
-                    return fresh  # the very entry the drain's seal will be set on
             return LogEntry(origin, partition, seq, key, kind, raw, None)
         return LogEntry(origin, partition, seq, key, kind, raw, self._seals[int(sid)][0])
 
@@ -643,14 +626,15 @@ class LocalData:
             last = self._last_seq
             if seq > last.get(p, 0):
                 last[p] = seq
-            if e.seal is None:
-                self._unsealed[_dot_key(p, seq)] = e
 
-    def take_unsealed(self) -> list[LogEntry]:
-        """Our own entries not sealed yet (appended since the last drain), in order."""
-        out = list(self._unsealed.values())
-        self._unsealed.clear()
-        return out
+    def seal_of(self, partition: int, seq: int) -> Seal | None:
+        """The seal our log holds for our own entry ``seq`` of ``partition`` (None: not
+        sealed yet, or not in the log)."""
+        found = self._log.get(partition, {}).get(self._me, {}).get(seq)
+        if found is None:
+            return None
+        sid = found.split("\x00", 3)[2]
+        return self._seals[int(sid)][0] if sid else None
 
     def sealed(self, entries: Iterable[LogEntry]) -> None:
         """Record in the log the seals just set on our own ``entries``."""

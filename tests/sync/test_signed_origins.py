@@ -26,11 +26,11 @@ import crdt
 from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.digest import ctx_model
-from sync.effects import Loaded, LogEntry, PeerRecord, Persist, Send
+from sync.effects import HintRecord, Loaded, LogEntry, PeerRecord, Persist, Send
 from sync.errors import RemoteProtocolError
 from sync.replica import Replica
 from sync.ring import partition_of
-from sync.signing import Seal, Signer, Verifier, entry_digest
+from sync.signing import SEAL_MAX, Seal, Signer, Verifier, entry_digest
 
 __all__: list[str] = []
 
@@ -206,6 +206,73 @@ def test_own_entries_are_sealed_before_they_are_persisted_or_sent() -> None:
     assert logged.seal is not None
     assert Verifier().covers(logged.seal, logged) is None
     assert entry_digest(logged) in {entry_digest(e) for e in persist.log}
+
+
+class _Counting(Signer):
+    """A real signer that counts the seals it makes."""
+
+    made = 0
+
+    def seal(self, entries: Any) -> Seal:
+        type(self).made += 1
+        return super().seal(entries)
+
+
+def test_nothing_is_signed_until_it_is_sent_then_in_a_seal_per_batch() -> None:
+    """With no peer up, B's writes are persisted unsealed and cost no signature; the entries
+    go out later (here: in one drain) under a seal per up to SEAL_MAX of them."""
+    signer = _Counting(bytes([2]) * 32)
+    _Counting.made = 0
+    ids = [s.replica_id for s in (A, B, M)]
+    loaded = Loaded(peers={o: PeerRecord(o) for o in (ids[0], ids[2])})
+    b = Replica(CONFIG, ids[1], loaded, now=10.0, signer=signer)
+    writes = 300
+    persisted: list[LogEntry] = []
+    for i in range(writes):
+        b.local_update(i, KEY, "orset", lambda s, i=i: s.add(ids[1], f"x{i}"), 11.0)
+        for fx in b.effects():
+            if isinstance(fx, Persist):
+                persisted.extend(fx.log)
+    assert len(persisted) == writes and _Counting.made == 0
+    assert all(e.seal is None for e in persisted)
+    # A comes up; anti-entropy between the two sends it the backlog, sealed now.
+    a = _engine(A, ids[0], [ids[1], ids[2]])
+    b.peer_up(ids[0], 12.0)
+    sent: list[LogEntry] = []
+    now = 12.0
+    for _ in range(40):  # bounded: a few anti-entropy rounds
+        now = max(now, b.next_deadline() or now, a.next_deadline() or now)
+        b.tick(now)
+        a.tick(now)
+        for _ in range(10):
+            to_a, to_b = _sends(b.effects(), ids[0]), _sends(a.effects(), ids[1])
+            if not to_a and not to_b:
+                break
+            for msg in to_a:
+                sent.extend(getattr(msg, "entries", []))
+                a.receive(ids[1], _through_wire(msg), now)
+            for msg in to_b:
+                b.receive(ids[0], _through_wire(msg), now)
+        if a.current_value(KEY, "orset") == b.current_value(KEY, "orset"):
+            break
+    assert a.current_value(KEY, "orset") == frozenset(f"x{i}" for i in range(writes))
+    assert {e.seq for e in sent} == set(range(1, writes + 1))
+    assert _Counting.made == -(-writes // SEAL_MAX)  # 3 signatures, where each write made one
+
+
+def test_an_own_hint_stored_unsealed_is_kept_and_sealed_when_handed_off() -> None:
+    ids = [s.replica_id for s in (A, B, M)]
+    delta = crdt.ORSet().add(ids[1], "offline")
+    entry = LogEntry(ids[1], partition_of(KEY, PARTS), 1, KEY, "orset", delta.to_json())
+    foreign = LogEntry(ids[2], partition_of(KEY, PARTS), 1, KEY, "orset", delta.to_json())
+    hints = [HintRecord(ids[0], entry, 10.0), HintRecord(ids[0], foreign, 10.0)]
+    loaded = Loaded(peers={o: PeerRecord(o) for o in (ids[0], ids[2])}, hints=hints)
+    b = Replica(CONFIG, ids[1], loaded, now=10.0, signer=B)
+    b.peer_up(ids[0], 11.0)
+    pushed = [e for msg in _sends(b.effects(), ids[0]) for e in getattr(msg, "entries", [])]
+    # Ours is handed off sealed; another origin's, stored unsealed, could never verify.
+    assert [(e.origin, e.seq) for e in pushed] == [(ids[1], 1)]
+    assert Verifier().covers(pushed[0].seal, pushed[0]) is None
 
 
 def test_an_ack_means_applied_even_after_a_summary_claimed_the_dots() -> None:

@@ -7,6 +7,7 @@ sealed frames; A and B are real peers with their SQLite files.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,17 @@ from websockets.exceptions import ConnectionClosed
 import crdt
 from sync.messages import Entry, Push, encode
 from sync.ring import partition_of
-from sync.signing import Signer
+from sync.signing import SEAL_MAX, Signer
 from sync.transport.auth import HandshakeError, Identity, client_handshake
-from tests.transport.conftest import SECRET, WAIT, linked, local_value, member, open_peer
+from tests.transport.conftest import (
+    SECRET,
+    WAIT,
+    eventually,
+    linked,
+    local_value,
+    member,
+    open_peer,
+)
 
 WRITES = 50
 
@@ -119,3 +128,54 @@ async def test_a_member_cannot_take_another_replicas_id(tmp_path: Path) -> None:
     finally:
         await b.aclose()
         await a.aclose()
+
+
+def _signatures(db: Path, origin: str) -> tuple[int, set[str]]:
+    """The entries of ``origin`` in the log segments of ``db`` and the distinct signatures
+    of the seals stored with them."""
+    count, signatures = 0, set()
+    for entries, seals in _segments(db, origin):
+        count += len(json.loads(entries))
+        signatures |= {seal[3] for seal in json.loads(seals)}
+    return count, signatures
+
+
+def _segments(db: Path, origin: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        query = "SELECT entries, seals FROM log_segments WHERE origin = ?"
+        return conn.execute(query, (origin,)).fetchall()
+
+
+async def test_an_offline_backlog_is_signed_when_sent_in_a_seal_per_batch(tmp_path: Path) -> None:
+    """B writes while A, the other home it knows, is down: nothing is signed and B's entries
+    are stored unsealed (its log is kept for A). Reopened (the backlog loaded from its file)
+    and linked to A again, B sends them with a seal per up to SEAL_MAX entries, not one per
+    write, and A verifies and applies every one."""
+    backlog = 300
+    # A compacts nothing meanwhile (its pass runs at its anti-entropy interval), so its file
+    # keeps the seals it received.
+    a = await open_peer(tmp_path / "a.db", anti_entropy_interval=3600.0)
+    b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url])
+    try:
+        await linked(a, b)
+    finally:
+        await a.aclose()
+    try:
+        for i in range(backlog):  # one write per drain, as an app's await in a loop makes
+            await b.orset("cart").add(f"b{i}")
+    finally:
+        await b.aclose()
+    me = b.replica_id
+    assert _signatures(tmp_path / "b.db", me) == (backlog, set())
+
+    a = await open_peer(tmp_path / "a.db", anti_entropy_interval=3600.0)
+    b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url])
+    want = frozenset(f"b{i}" for i in range(backlog))
+    try:
+        await eventually(lambda: local_value(a, "cart") == want, "the backlog applied at A")
+    finally:
+        await b.aclose()
+        await a.aclose()
+    count, signatures = _signatures(tmp_path / "a.db", me)
+    assert count == backlog
+    assert len(signatures) <= -(-backlog // SEAL_MAX)  # 3, where one per write made 300
