@@ -15,11 +15,13 @@ origin 0x00 || d_1 || ... || d_k)`` with ``d_i = BLAKE2b-128(origin 0x00 partiti
 seal carries the public key, the digests and the signature; an entry is covered by a seal of
 its origin that lists its digest. So any subset of a seal's entries verifies with the seal
 alone: a relay, a hint holder or anti-entropy forwards the entries it has with the seals
-that cover them, however the origin's batch was split on the way. A replica seals the
-entries it wrote at the end of each drain of its engine (every local write since the last
-one, in seals of at most :data:`SEAL_MAX`), so a busy replica signs once per many writes;
-a receiver checks each seal once (:class:`Verifier` remembers the seals it checked) and
-each entry with one hash.
+that cover them, however the origin's batch was split on the way. A replica seals its
+entries when they first leave it: at the end of each drain of its engine, the entries of
+its origin that the drain's messages carry unsealed, in seals of at most :data:`SEAL_MAX`
+(:meth:`sync.replica.drain.Drain.seal_sent`). So a busy replica signs once per many writes,
+and one writing offline signs nothing until it syncs, then once per ``SEAL_MAX`` entries of
+its backlog. A receiver checks each seal once (:class:`Verifier` remembers the seals it
+checked) and each entry with one hash.
 
 What a seal does not cover: whole states (state transfer, read repair), which are joins of
 many origins' writes and carry no signature. See ``docs/concepts.md`` ("Threat model").

@@ -146,9 +146,7 @@ class Replica:
             if signer is not None:
                 # Another origin's entry stored unsealed (from before signing) could never be
                 # delivered; ours is sealed when it is handed off.
-                held = [
-                    h for h in held if h.entry.seal is not None or h.entry.origin == replica_id
-                ]
+                held = [h for h in held if h.entry.seal is not None or h.entry.origin == replica_id]
             hints.load(held)
             membership.load(loaded.peers)
         self._had_homes = membership.has_homes()  # (when none: see _finish)

@@ -633,7 +633,9 @@ class LocalData:
         found = self._log.get(partition, {}).get(self._me, {}).get(seq)
         if found is None:
             return None
-        sid = found.split("\x00", 3)[2]
+        # key NUL kind NUL sid NUL delta: the third field, without copying the delta
+        start = found.index("\x00", found.index("\x00") + 1) + 1
+        sid = found[start : found.index("\x00", start)]
         return self._seals[int(sid)][0] if sid else None
 
     def sealed(self, entries: Iterable[LogEntry]) -> None:

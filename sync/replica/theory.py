@@ -139,10 +139,13 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   Meanwhile nothing stops local writes: a register over a timestamp ahead of our clock is
   written at that wall time with the logical part counting (:func:`crdt.hlc.write_timestamp`).
 * **Signed origins** (:mod:`sync.signing`). A replica given a ``signer`` (its id is then
-  the one its key derives) seals the entries it wrote at the end of each drain, before the
-  drain's ``Persist`` and sends are executed: one :class:`~sync.signing.Seal` per
-  :data:`~sync.signing.SEAL_MAX` of them, set on the entry objects the log, the pushes and
-  the hints share, so each is stored and sent with it. It refuses any received entry not
+  the one its key derives) seals its entries when they first leave it: at the end of each
+  drain, before any of it is executed, the entries of its origin that the drain's messages
+  carry unsealed get one :class:`~sync.signing.Seal` per :data:`~sync.signing.SEAL_MAX` of
+  them (or the seal its log holds for them, if sent before), set on every object of the
+  entry in the drain. Its own entries are stored unsealed until then, and sealed whenever
+  they are sent, after a restart too: only the origin can, and it always can. A replica
+  writing offline signs nothing until it syncs. It refuses any received entry not
   covered by a valid seal of its origin (:mod:`~sync.replica.inbound`), and anti-entropy
   sends a state transfer rather than an entry it holds unsealed (from before signing).
   A replica without a signer (tests, the simulator) neither seals nor checks.

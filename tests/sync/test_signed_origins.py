@@ -208,6 +208,28 @@ def test_own_entries_are_sealed_before_they_are_persisted_or_sent() -> None:
     assert entry_digest(logged) in {entry_digest(e) for e in persist.log}
 
 
+def _anti_entropy(x: Replica, y: Replica, now: float) -> list[LogEntry]:
+    """Anti-entropy rounds between ``x`` and ``y`` (both up to each other) until they hold
+    the same value of KEY, every message through the codec; the entries ``x`` sent."""
+    sent: list[LogEntry] = []
+    for _ in range(40):  # bounded: a few rounds
+        now = max(now, x.next_deadline() or now, y.next_deadline() or now)
+        x.tick(now)
+        y.tick(now)
+        for _ in range(10):
+            to_y, to_x = _sends(x.effects(), y.replica_id), _sends(y.effects(), x.replica_id)
+            if not to_y and not to_x:
+                break
+            for msg in to_y:
+                sent.extend(getattr(msg, "entries", []))
+                y.receive(x.replica_id, _through_wire(msg), now)
+            for msg in to_x:
+                x.receive(y.replica_id, _through_wire(msg), now)
+        if x.current_value(KEY, "orset") == y.current_value(KEY, "orset"):
+            break
+    return sent
+
+
 class _Counting(Signer):
     """A real signer that counts the seals it makes."""
 
@@ -238,23 +260,7 @@ def test_nothing_is_signed_until_it_is_sent_then_in_a_seal_per_batch() -> None:
     # A comes up; anti-entropy between the two sends it the backlog, sealed now.
     a = _engine(A, ids[0], [ids[1], ids[2]])
     b.peer_up(ids[0], 12.0)
-    sent: list[LogEntry] = []
-    now = 12.0
-    for _ in range(40):  # bounded: a few anti-entropy rounds
-        now = max(now, b.next_deadline() or now, a.next_deadline() or now)
-        b.tick(now)
-        a.tick(now)
-        for _ in range(10):
-            to_a, to_b = _sends(b.effects(), ids[0]), _sends(a.effects(), ids[1])
-            if not to_a and not to_b:
-                break
-            for msg in to_a:
-                sent.extend(getattr(msg, "entries", []))
-                a.receive(ids[1], _through_wire(msg), now)
-            for msg in to_b:
-                b.receive(ids[0], _through_wire(msg), now)
-        if a.current_value(KEY, "orset") == b.current_value(KEY, "orset"):
-            break
+    sent = _anti_entropy(b, a, 12.0)
     assert a.current_value(KEY, "orset") == frozenset(f"x{i}" for i in range(writes))
     assert {e.seq for e in sent} == set(range(1, writes + 1))
     assert _Counting.made == -(-writes // SEAL_MAX)  # 3 signatures, where each write made one
@@ -273,6 +279,31 @@ def test_an_own_hint_stored_unsealed_is_kept_and_sealed_when_handed_off() -> Non
     # Ours is handed off sealed; another origin's, stored unsealed, could never verify.
     assert [(e.origin, e.seq) for e in pushed] == [(ids[1], 1)]
     assert Verifier().covers(pushed[0].seal, pushed[0]) is None
+
+
+def test_an_entry_sent_before_goes_again_under_the_seal_it_got_then() -> None:
+    """B's entry and its hint for A are loaded unsealed (two objects of one dot); anti-entropy
+    sends the entry to M, sealed; the hint handed off to A later carries that same seal."""
+    signer = _Counting(bytes([2]) * 32)
+    _Counting.made = 0
+    ids = [s.replica_id for s in (A, B, M)]
+    delta = crdt.ORSet().add(ids[1], "offline").to_json()
+    p = partition_of(KEY, PARTS)
+    logged, hinted = (LogEntry(ids[1], p, 1, KEY, "orset", delta) for _ in range(2))
+    loaded = Loaded(
+        peers={o: PeerRecord(o) for o in (ids[0], ids[2])},
+        log=[logged],
+        hints=[HintRecord(ids[0], hinted, 10.0)],
+    )
+    b = Replica(CONFIG, ids[1], loaded, now=10.0, signer=signer)
+    mallory = _engine(M, ids[2], [ids[0], ids[1]])
+    b.peer_up(ids[2], 11.0)
+    (to_m,) = {e.seal for e in _anti_entropy(b, mallory, 11.0)}
+    assert mallory.current_value(KEY, "orset") == frozenset({"offline"})
+    b.peer_up(ids[0], 20.0)
+    handed = [e for msg in _sends(b.effects(), ids[0]) for e in getattr(msg, "entries", [])]
+    assert [(e.seq, e.seal) for e in handed] == [(1, to_m)]
+    assert _Counting.made == 1
 
 
 def test_an_ack_means_applied_even_after_a_summary_claimed_the_dots() -> None:
