@@ -42,6 +42,7 @@ __all__ = ["main"]
 SECRET = b"backlog bench secret"
 KEY = "cart"
 LIMIT_S = 60.0
+LABELS = {"shoal": "shoal (SQLite, signed, 2 peers)", "pycrdt": "pycrdt (memory, one update)"}
 
 
 async def _until(check: Any, what: str) -> None:
@@ -144,12 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"\n{'':34s}{'bytes/change':>14s}{'catch-up s':>12s}{'offline write':>15s}")
     for name, m in med.items():
-        label = "shoal (SQLite, signed, 2 peers)" if name == "shoal" else "pycrdt (memory, one update)"
+        label = LABELS[name]
         print(f"{label:34s}{m['bytes']:>14,.0f}{m['catch_up_s']:>12.3f}{m['write_us']:>12,.0f} us")
     if missing:
         print(f"pycrdt: not run ({missing})")
     else:
-        print(f"bytes per change, shoal/pycrdt: {med['shoal']['bytes'] / med['pycrdt']['bytes']:.1f}x")
+        ratio = med["shoal"]["bytes"] / med["pycrdt"]["bytes"]
+        print(f"bytes per change, shoal/pycrdt: {ratio:.1f}x")
     return 0
 
 
