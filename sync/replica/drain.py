@@ -20,7 +20,11 @@ of the drain is executed, :class:`Drain`:
   while no peer is linked (offline, or a lone peer) signs nothing until it syncs, and then
   its backlog goes out in seals of up to ``SEAL_MAX`` entries, not one per write. Our own
   entries stored unsealed are sealed the same way whenever they are sent, after a restart
-  too (only the origin can, and it always holds its key).
+  too, as long as this replica keeps its id. A hint is sealed when it is stored: it may be
+  the only copy of a write until a home has it, and a replica whose id changes (a restored
+  copy: the store drops the old key) could no longer seal the old id's entries. Its log
+  entries of the old id, unsealed, still reach the others, by state transfer
+  (``AntiEntropy(sealed_only=True)``).
 
 A clean close (:meth:`Drain.fold_all`) checkpoints every changed object and marks the
 store's log as folded into its objects.
@@ -55,7 +59,10 @@ class Drain:
 
     def seal_sent(self, effects: list[Effect]) -> None:
         """Seal, in place, the entries of our own origin that the messages of ``effects``
-        (the drain, before any of it is executed) carry without a seal."""
+        (the drain, before any of it is executed) carry without a seal, and those its
+        ``Persist`` stores as hints: a hint may be the only copy of a write until a home has
+        it, so it is stored deliverable by whatever id this replica has when it hands it off
+        (a restored copy gets a new id, and its store drops the old key)."""
         signer = self._signer
         if signer is None:
             return
@@ -63,12 +70,17 @@ class Drain:
         # Per log dot, every object of it in the drain (a push and a hint may hold two).
         fresh: dict[tuple[int, int], list[LogEntry]] = {}
         for effect in effects:
-            if type(effect) is not Send:
+            kind = type(effect)
+            if kind is Send:
+                message = effect.message  # type: ignore[union-attr]
+                if type(message) is not Push and type(message) is not Deltas:
+                    continue
+                entries = message.entries
+            elif kind is Persist and effect.hints_add:  # type: ignore[union-attr]
+                entries = [h.entry for h in effect.hints_add]  # type: ignore[union-attr]
+            else:
                 continue
-            message = effect.message
-            if type(message) is not Push and type(message) is not Deltas:
-                continue
-            for e in message.entries:
+            for e in entries:
                 if e.seal is None and e.origin == me:
                     held = fresh.get((e.partition, e.seq))
                     if held is None:

@@ -143,9 +143,11 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   drain, before any of it is executed, the entries of its origin that the drain's messages
   carry unsealed get one :class:`~sync.signing.Seal` per :data:`~sync.signing.SEAL_MAX` of
   them (or the seal its log holds for them, if sent before), set on every object of the
-  entry in the drain. Its own entries are stored unsealed until then, and sealed whenever
-  they are sent, after a restart too: only the origin can, and it always can. A replica
-  writing offline signs nothing until it syncs. It refuses any received entry not
+  entry in the drain. Its own log entries are stored unsealed until then, and sealed
+  whenever they are sent, after a restart too, while it keeps its id; its hints are sealed
+  when stored (a hint may be the only copy of a write, and a replica whose id changes, a
+  restored copy, loses the key of the old one). A replica writing offline as a home signs
+  nothing until it syncs. It refuses any received entry not
   covered by a valid seal of its origin (:mod:`~sync.replica.inbound`), and anti-entropy
   sends a state transfer rather than an entry it holds unsealed (from before signing).
   A replica without a signer (tests, the simulator) neither seals nor checks.

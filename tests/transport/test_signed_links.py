@@ -179,3 +179,37 @@ async def test_an_offline_backlog_is_signed_when_sent_in_a_seal_per_batch(tmp_pa
     count, signatures = _signatures(tmp_path / "a.db", me)
     assert count == backlog
     assert len(signatures) <= -(-backlog // SEAL_MAX)  # 3, where one per write made 300
+
+
+async def test_hints_of_a_non_home_reach_the_home_after_its_id_changes(tmp_path: Path) -> None:
+    """B, not a home, writes while A (the home) is down: its hints are the only copies. Its
+    file is then taken for a restored copy (the id sidecar is gone), so B reopens under a new
+    id and the store drops the old key. The hints were sealed when stored, so A still gets
+    every write; unsealed, they could never be delivered and were lost."""
+    writes = 20
+    a = await open_peer(tmp_path / "a.db")
+    b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url], home=False)
+    try:
+        await linked(a, b)
+    finally:
+        await a.aclose()
+    try:
+        for i in range(writes):
+            await b.orset("cart").add(f"b{i}")
+    finally:
+        await b.aclose()
+    old = b.replica_id
+    with sqlite3.connect(tmp_path / "b.db") as conn:
+        stored, sealed = conn.execute("SELECT count(*), count(seal) FROM hints").fetchone()
+    assert stored == sealed == writes
+    Path(f"{tmp_path / 'b.db'}.shoal-id").unlink()  # read as a restored copy at next open
+
+    a = await open_peer(tmp_path / "a.db")
+    b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url], home=False)
+    want = frozenset(f"b{i}" for i in range(writes))
+    try:
+        assert b.replica_id != old
+        await eventually(lambda: local_value(a, "cart") == want, "B's hinted writes at A")
+    finally:
+        await b.aclose()
+        await a.aclose()
