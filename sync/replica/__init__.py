@@ -145,7 +145,8 @@ class Replica:
             held = loaded.hints
             if signer is not None:
                 # Another origin's entry stored unsealed (from before signing) could never be
-                # delivered; ours is sealed when it is handed off.
+                # delivered; ours (hints are sealed when stored, but a store may hold one
+                # from before that) is sealed when it is handed off.
                 held = [h for h in held if h.entry.seal is not None or h.entry.origin == replica_id]
             hints.load(held)
             membership.load(loaded.peers)
