@@ -17,15 +17,15 @@ of up to 128 entries.
 ``Doc`` lacks (``get_update(state)``), applied there: its bytes per change, and the time to
 encode and apply it (in memory, no network, nothing durable).
 
-No figure here is asserted by a test; they go into ``benchmarks/README.md`` ("An offline
-backlog").
+Runs of the two sides alternate; each figure is the median with its range. No figure here
+is asserted by a test; they go into ``benchmarks/README.md`` ("Signed when sent: an offline
+backlog and one write at a time").
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib
+from benchlib import Spread
 
 __all__ = ["main"]
 
@@ -94,9 +95,9 @@ async def _shoal(folder: Path, writes: int) -> dict[str, float]:
     return {"write_us": offline / writes * 1e6, "catch_up_s": took, "bytes": sent / writes}
 
 
-def run_shoal(writes: int) -> dict[str, float]:
+def run_shoal(writes: int, limit: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="shoal-backlog-") as tmp:
-        return asyncio.run(asyncio.wait_for(_shoal(Path(tmp), writes), 3 * LIMIT_S))
+        return asyncio.run(asyncio.wait_for(_shoal(Path(tmp), writes), limit))
 
 
 def run_pycrdt(writes: int) -> dict[str, float]:
@@ -123,35 +124,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--writes", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=300.0, help="seconds per side")
     parser.add_argument("--quick", action="store_true", help="200 writes, one run")
     args = parser.parse_args(argv)
     if args.quick:
         args.writes, args.runs = 200, 1
     if args.writes < 1 or args.runs < 1:
         parser.error("--writes and --runs must be at least 1")
-    print(f"backlog: {args.writes} offline writes, then the catch-up; median of {args.runs}")
+    benchlib.preamble(f"backlog: {args.writes} offline writes, then the catch-up", argv)
     missing = benchlib.pycrdt_missing()
-    sides = [("shoal", run_shoal)] + ([] if missing else [("pycrdt", run_pycrdt)])
-    results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in sides}
-    for k in range(args.runs):
-        for name, run in sides:
-            got = run(args.writes)
-            results[name].append(got)
-            shown = ", ".join(f"{f} {v:,.3f}" for f, v in got.items())
-            print(f"  {name} run {k + 1}/{args.runs}: {shown}", flush=True)
-    med = {
-        name: {f: statistics.median(r[f] for r in runs) for f in runs[0]}
-        for name, runs in results.items()
-    }
-    print(f"\n{'':34s}{'bytes/change':>14s}{'catch-up s':>12s}{'offline write':>15s}")
-    for name, m in med.items():
-        label = LABELS[name]
-        print(f"{label:34s}{m['bytes']:>14,.0f}{m['catch_up_s']:>12.3f}{m['write_us']:>12,.0f} us")
+    sides = [("shoal", lambda left: run_shoal(args.writes, left))]
+    if not missing:
+        sides.append(("pycrdt", lambda _left: run_pycrdt(args.writes)))
+    out = benchlib.interleaved(sides, args.runs, args.budget)
+    print(f"\n{'':34s}{'bytes/change':>24s}{'catch-up':>30s}{'offline write':>30s}")
+    for name, outcome in out.items():
+        if not outcome.results:
+            print(f"{LABELS[name]:34s}{outcome.failure or 'no run'}")
+            continue
+        cols = {f: Spread([r[f] for r in outcome.results]) for f in outcome.results[0]}
+        print(
+            f"{LABELS[name]:34s}{cols['bytes'].text('{:,.0f}', ' B'):>24s}"
+            f"{cols['catch_up_s'].text('{:.3f}', ' s'):>30s}"
+            f"{cols['write_us'].text('{:,.0f}', ' us'):>30s}"
+        )
     if missing:
         print(f"pycrdt: not run ({missing})")
-    else:
-        ratio = med["shoal"]["bytes"] / med["pycrdt"]["bytes"]
-        print(f"bytes per change, shoal/pycrdt: {ratio:.1f}x")
+    elif out["shoal"].results and out["pycrdt"].results:
+        shoal = Spread([r["bytes"] for r in out["shoal"].results]).median
+        ref = Spread([r["bytes"] for r in out["pycrdt"].results]).median
+        print(f"bytes per change, shoal/pycrdt: {shoal / ref:.1f}x")
     return 0
 
 

@@ -70,14 +70,13 @@ class Drain:
         # Per log dot, every object of it in the drain (a push and a hint may hold two).
         fresh: dict[tuple[int, int], list[LogEntry]] = {}
         for effect in effects:
-            kind = type(effect)
-            if kind is Send:
-                message = effect.message  # type: ignore[union-attr]
-                if type(message) is not Push and type(message) is not Deltas:
+            if isinstance(effect, Send):
+                message = effect.message
+                if not isinstance(message, Push | Deltas):
                     continue
                 entries = message.entries
-            elif kind is Persist and effect.hints_add:  # type: ignore[union-attr]
-                entries = [h.entry for h in effect.hints_add]  # type: ignore[union-attr]
+            elif isinstance(effect, Persist):
+                entries = [h.entry for h in effect.hints_add]
             else:
                 continue
             for e in entries:

@@ -196,7 +196,7 @@ def test_a_relayed_subset_of_a_seal_verifies() -> None:
     assert a.current_value("k1", "gcounter") == 1 and a.current_value("k3", "gcounter") == 1
 
 
-def test_own_entries_are_sealed_before_they_are_persisted_or_sent() -> None:
+def test_own_entries_sent_in_the_drain_that_writes_them_are_stored_sealed() -> None:
     ids = [s.replica_id for s in (A, B, M)]
     b = _engine(B, ids[1], [ids[0], ids[2]])
     b.local_update(1, KEY, "orset", lambda s: s.add(ids[1], "x"), 11.0)
@@ -233,10 +233,14 @@ def _anti_entropy(x: Replica, y: Replica, now: float) -> list[LogEntry]:
 class _Counting(Signer):
     """A real signer that counts the seals it makes."""
 
-    made = 0
+    __slots__ = ("made",)
+
+    def __init__(self, private: bytes) -> None:
+        super().__init__(private)
+        self.made = 0
 
     def seal(self, entries: Any) -> Seal:
-        type(self).made += 1
+        self.made += 1
         return super().seal(entries)
 
 
@@ -244,7 +248,6 @@ def test_nothing_is_signed_until_it_is_sent_then_in_a_seal_per_batch() -> None:
     """With no peer up, B's writes are persisted unsealed and cost no signature; the entries
     go out later (here: in one drain) under a seal per up to SEAL_MAX of them."""
     signer = _Counting(bytes([2]) * 32)
-    _Counting.made = 0
     ids = [s.replica_id for s in (A, B, M)]
     loaded = Loaded(peers={o: PeerRecord(o) for o in (ids[0], ids[2])})
     b = Replica(CONFIG, ids[1], loaded, now=10.0, signer=signer)
@@ -255,7 +258,7 @@ def test_nothing_is_signed_until_it_is_sent_then_in_a_seal_per_batch() -> None:
         for fx in b.effects():
             if isinstance(fx, Persist):
                 persisted.extend(fx.log)
-    assert len(persisted) == writes and _Counting.made == 0
+    assert len(persisted) == writes and signer.made == 0
     assert all(e.seal is None for e in persisted)
     # A comes up; anti-entropy between the two sends it the backlog, sealed now.
     a = _engine(A, ids[0], [ids[1], ids[2]])
@@ -263,7 +266,7 @@ def test_nothing_is_signed_until_it_is_sent_then_in_a_seal_per_batch() -> None:
     sent = _anti_entropy(b, a, 12.0)
     assert a.current_value(KEY, "orset") == frozenset(f"x{i}" for i in range(writes))
     assert {e.seq for e in sent} == set(range(1, writes + 1))
-    assert _Counting.made == -(-writes // SEAL_MAX)  # 3 signatures, where each write made one
+    assert signer.made == -(-writes // SEAL_MAX)  # 3 signatures, where each write made one
 
 
 def test_an_own_hint_stored_unsealed_is_kept_and_sealed_when_handed_off() -> None:
@@ -285,7 +288,6 @@ def test_an_entry_sent_before_goes_again_under_the_seal_it_got_then() -> None:
     """B's entry and its hint for A are loaded unsealed (two objects of one dot); anti-entropy
     sends the entry to M, sealed; the hint handed off to A later carries that same seal."""
     signer = _Counting(bytes([2]) * 32)
-    _Counting.made = 0
     ids = [s.replica_id for s in (A, B, M)]
     delta = crdt.ORSet().add(ids[1], "offline").to_json()
     p = partition_of(KEY, PARTS)
@@ -303,7 +305,7 @@ def test_an_entry_sent_before_goes_again_under_the_seal_it_got_then() -> None:
     b.peer_up(ids[0], 20.0)
     handed = [e for msg in _sends(b.effects(), ids[0]) for e in getattr(msg, "entries", [])]
     assert [(e.seq, e.seal) for e in handed] == [(1, to_m)]
-    assert _Counting.made == 1
+    assert signer.made == 1
 
 
 def test_an_ack_means_applied_even_after_a_summary_claimed_the_dots() -> None:

@@ -133,17 +133,14 @@ async def test_a_member_cannot_take_another_replicas_id(tmp_path: Path) -> None:
 def _signatures(db: Path, origin: str) -> tuple[int, set[str]]:
     """The entries of ``origin`` in the log segments of ``db`` and the distinct signatures
     of the seals stored with them."""
+    with sqlite3.connect(db) as conn:
+        query = "SELECT entries, seals FROM log_segments WHERE origin = ?"
+        segments = conn.execute(query, (origin,)).fetchall()
     count, signatures = 0, set()
-    for entries, seals in _segments(db, origin):
+    for entries, seals in segments:
         count += len(json.loads(entries))
         signatures |= {seal[3] for seal in json.loads(seals)}
     return count, signatures
-
-
-def _segments(db: Path, origin: str) -> list[tuple[str, str]]:
-    with sqlite3.connect(db) as conn:
-        query = "SELECT entries, seals FROM log_segments WHERE origin = ?"
-        return conn.execute(query, (origin,)).fetchall()
 
 
 async def test_an_offline_backlog_is_signed_when_sent_in_a_seal_per_batch(tmp_path: Path) -> None:
