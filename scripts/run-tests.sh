@@ -40,5 +40,8 @@ if [ "${CI:-}" = "true" ] || [ "${SHOAL_CHROMIUM:-}" = "1" ]; then
   bash scripts/install-chromium.sh >/dev/null || { echo "run-tests: could not install chromium (see above)" >&2; exit 1; }
 fi
 
+# The suite runs in SHOAL_TEST_WORKERS worker processes (pytest-xdist; 2 by default, the CI
+# machine's cores: most tests wait on sockets, subprocesses and disks, so two workers take about
+# 60% of the serial time); SHOAL_TEST_WORKERS=0 runs it in this process.
 # pytest exits 5 when it collected no test: that is a failure, and set -e makes it one.
-exec "$PYTEST" "$@"
+exec "$PYTEST" -n "${SHOAL_TEST_WORKERS:-2}" "$@"
