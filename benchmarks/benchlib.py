@@ -64,6 +64,7 @@ __all__ = [
     "mib",
     "percentile",
     "preamble",
+    "proc_cpu",
     "proc_memory",
     "pycrdt_missing",
     "pycrdt_pair",
@@ -306,6 +307,12 @@ def proc_memory(pid: int | None = None) -> dict[str, int]:
         elif line.startswith("VmHWM:"):
             out["hwm_kib"] = int(line.split()[1])
     return out
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used, from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reset_peak(pid: int) -> bool:

@@ -142,7 +142,9 @@ class Drain:
         hints_add = tuple(rec for rec in changes.hints.values() if rec is not None)
         hints_drop = tuple(hid for hid, rec in changes.hints.items() if rec is None)
         persist = Persist(
-            objects=self._data.checkpoints(changes.objects) if changes.objects else (),
+            objects=self._data.checkpoints(changes.objects, changes.texts)
+            if changes.objects
+            else (),
             log_folded=changes.fold,
             log=tuple(changes.log),
             summaries=self._data.encoded_summaries(changes.summaries),

@@ -429,16 +429,21 @@ class LocalData:
                     siblings[key] = count
         return siblings
 
-    def merge_state(self, key: str, state: CRDT, *, transferred: bool = False) -> bool:
+    def merge_state(
+        self, key: str, state: CRDT, *, transferred: bool = False, text: str | None = None
+    ) -> bool:
         """Join a whole state into ``(key, state.kind)`` (no log entry): checkpointed; True
         if it changed. ``transferred``: a state transfer's, decoded for this call and held by
         nobody else (a key absent here adopts it as it is, no copy); a key that was not in
         the cache before this drain leaves it at the end of the drain
-        (:meth:`take_transient`)."""
+        (:meth:`take_transient`). ``text``: the compact JSON ``state`` was decoded from; a
+        state adopted as it is is checkpointed as that text, unless the key changes again
+        before the drain ends (a new peer's bootstrap then encodes nothing it received)."""
         if transferred and (key in self._admitted or key not in self._objects):
             self._transient.add(key)
         kind = state.kind
         obj = self.get(key, kind)
+        adopted = obj is None and transferred
         if obj is None:
             if state.is_bottom():
                 return False
@@ -452,6 +457,8 @@ class LocalData:
         self.checkpoint(key, kind)
         self.refresh_clash(key)
         self._outbox.changed(key, self._objects.get(key))
+        if adopted and text is not None:
+            self._outbox.durable.texts[key] = (kind, text)  # (after changed(): it drops it)
         return True
 
     def merge_piece(self, key: str, partition: int, piece: CRDT, size: int) -> None:
@@ -722,9 +729,12 @@ class LocalData:
                 if since >= CHECKPOINT_GROWTH * base.get(oid, 0):
                     changes.objects[oid] = None
 
-    def checkpoints(self, oids: Iterable[ObjectId]) -> tuple[ObjectState, ...]:
+    def checkpoints(
+        self, oids: Iterable[ObjectId], texts: Mapping[str, tuple[str, str]] | None = None
+    ) -> tuple[ObjectState, ...]:
         """The checkpoints of the objects ``oids`` for a Persist (each is counted as
-        checkpointed)."""
+        checkpointed); ``texts``: key -> (kind, text) of states held as they were received
+        (:attr:`Changes.texts`), checkpointed as that text."""
         since, base, objects = self._since_checkpoint, self._at_checkpoint, self._objects
         out: list[ObjectState] = []
         for oid in oids:
@@ -734,7 +744,8 @@ class LocalData:
                 continue  # not in the cache: its store row is complete already
             base[oid] = base.get(oid, 0) + since.pop(oid, 0)
             self._unfolded.discard(oid)
-            text = obj.to_json()
+            given = texts.get(oid[0]) if texts else None
+            text = given[1] if given is not None and given[0] == oid[1] else obj.to_json()
             out.append(ObjectState(oid[0], oid[1], text, obj.is_live()))
             if len(objs) == 1:  # re-measure the key from its encoding
                 size = len(text) + OBJECT_OVERHEAD

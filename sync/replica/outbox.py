@@ -37,6 +37,9 @@ class Changes:
     peers: dict[str, None] = field(default_factory=dict)  # peers whose record changed
     compact: list[tuple[int, dict[str, int]]] = field(default_factory=list)
     fold: bool = False  # a clean close: every changed object is checkpointed
+    #: key -> (kind, text): a state transfer's state adopted as it came, with the text it
+    #: came as, which is then its checkpoint (no re-encoding); dropped when the key changes.
+    texts: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return not (
@@ -85,7 +88,11 @@ class Outbox:
 
     def changed(self, key: str, objects: Mapping[str, CRDT] | None = None) -> None:
         """``Changed(key)``, once per key per drain (a subscriber reads the latest value of
-        ``objects``, the key's live objects by kind)."""
+        ``objects``, the key's live objects by kind). Every change of a held object comes
+        here, so this is also where a text received for the key stops being its state's."""
+        changes = self.changes
+        if changes is not None and changes.texts:
+            changes.texts.pop(key, None)
         if key not in self._changed_keys:
             self._changed_keys.add(key)
             self.effects.append(Changed(key, objects))
