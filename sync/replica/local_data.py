@@ -28,7 +28,8 @@ records what must become durable in the outbox's :class:`~sync.replica.outbox.Ch
   :meth:`LocalData.admit`. A replica that holds every object (a fresh one, or one loaded
   whole from a small store) is *complete* and needs nothing loaded until it first evicts.
   The in-memory log and summaries are not cached: they stay whole, as before.
-* **State transfers pass through**: a whole state received is checkpointed at once, and a
+* **State transfers pass through**: a whole state received is checkpointed at once (a
+  state adopted as it came, as the text it came as: ``Changes.texts``), and a
   key it brought into the cache leaves it at the end of the drain (:meth:`take_transient`),
   so a bootstrap does not fill the cache; the pieces of a state too big for one message are
   merged as deltas into the cached object (:meth:`merge_piece`) and checkpointed with the

@@ -124,7 +124,8 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   checkpoints of the keys changed since their own last checkpoint by at least three times
   as many entries as they had then (a growing key is re-encoded at geometrically growing
   intervals: O(size) in all). Keys changed without a log entry (repair, state transfer) and
-  keys whose entries are compacted are checkpointed at once.
+  keys whose entries are compacted are checkpointed at once; a transferred state adopted
+  whole is checkpointed as the text it came as, unless its key changed again since.
 * **Clock skew.** A received entry or state carrying a hybrid-logical-clock timestamp (an LWW
   register's, also inside a map) more than ``max_clock_skew`` ahead of ``now`` is *set
   aside*: not applied, not logged, not held as a hint, and counted per writer in
