@@ -62,6 +62,7 @@ from sync.signing import Seal
 __all__ = [
     "CHECKPOINT_GROWTH",
     "OBJECT_OVERHEAD",
+    "WHOLE_TEXT_SHARE",
     "CheckedBatch",
     "LocalData",
     "Logged",
@@ -81,6 +82,15 @@ ObjectId = tuple[str, str]  # an object's name: (key, kind)
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
 # key ever held costs at most (1 + 1/3) times its final size.
 CHECKPOINT_GROWTH = 3
+
+# A received state's text is stored as it came only if it is at most this share of the
+# largest message (in characters): such a text is always served whole, however it is
+# spelled. One big enough to be cut into pieces when served is encoded afresh, since the
+# cutter (crdt/_split_text.py) reads our own layout entry by entry, and a peer's text in
+# another layout that decodes all the same (a duplicated JSON key, say) would stop it.
+# Characters to bytes in a message: at most 4 for UTF-8 and twice that escaped; a 4x margin
+# for a smaller max_message_bytes later. 64 KiB of text at the default 4 MiB.
+WHOLE_TEXT_SHARE = 64
 
 OBJECT_OVERHEAD = 512
 """Bytes counted per key in the cache on top of its objects' encoded size: the Python
@@ -131,6 +141,7 @@ class LocalData:
         "_summaries",
         "_transient",
         "_unfolded",
+        "_whole_text_limit",
         "partition",
     )
 
@@ -142,6 +153,7 @@ class LocalData:
         partition_of: PartitionMemo | None = None,
     ) -> None:
         self._config = config
+        self._whole_text_limit = config.max_message_bytes // WHOLE_TEXT_SHARE
         self._me = replica_id
         self._outbox = outbox
         #: A key's partition, memoized (a blake2b per call otherwise; keys recur).
@@ -437,9 +449,10 @@ class LocalData:
         if it changed. ``transferred``: a state transfer's, decoded for this call and held by
         nobody else (a key absent here adopts it as it is, no copy); a key that was not in
         the cache before this drain leaves it at the end of the drain
-        (:meth:`take_transient`). ``text``: the compact JSON ``state`` was decoded from; a
-        state adopted as it is is checkpointed as that text, unless the key changes again
-        before the drain ends (a new peer's bootstrap then encodes nothing it received)."""
+        (:meth:`take_transient`). ``text``: the JSON ``state`` was decoded from; a state
+        adopted as it is is checkpointed as that text, unless the key changes again before
+        the drain ends (a new peer's bootstrap then encodes nothing it received), or the text
+        is one that serving it could ever cut into pieces (see :data:`WHOLE_TEXT_SHARE`)."""
         if transferred and (key in self._admitted or key not in self._objects):
             self._transient.add(key)
         kind = state.kind
@@ -458,7 +471,7 @@ class LocalData:
         self.checkpoint(key, kind)
         self.refresh_clash(key)
         self._outbox.changed(key, self._objects.get(key))
-        if adopted and text is not None:
+        if adopted and text is not None and len(text) <= self._whole_text_limit:
             self._outbox.durable.texts[key] = (kind, text)  # (after changed(): it drops it)
         return True
 

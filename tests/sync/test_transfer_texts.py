@@ -14,10 +14,12 @@ import json
 import pytest
 
 import crdt
+from crdt._split_text import split_text
 from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.effects import Effect, Persist
 from sync.replica import Replica
+from sync.replica.local_data import WHOLE_TEXT_SHARE
 from sync.ring import partition_of
 
 KEY = "list"
@@ -100,3 +102,35 @@ def test_a_key_changed_again_in_the_same_drain_is_checkpointed_from_its_object(
     assert stored is not chunk.objects[0].state_json
     assert _decoded(stored).value == frozenset({"milk", "eggs"})
     assert stored == _decoded(stored).to_json()  # encoded by this replica: its compact form
+
+
+def test_a_text_that_could_be_cut_when_served_is_stored_in_our_layout() -> None:
+    # A hostile peer's text that decodes to a state but is not in our layout: a duplicated
+    # "entries" and "ctx" (JSON parsers keep the last copy). Were it stored as it came and
+    # later served in pieces, the cutter, which reads our layout entry by entry, would stop
+    # at it and the partition could never be served again.
+    limit = 64 * 1024
+    r = Replica(ReplicaConfig(n=2, max_message_bytes=limit), "A")
+    r.peer_up("B", 0.0)
+    r.effects()
+    state = crdt.new("orset")
+    for i in range(200):
+        state.add("C", f"element {i:04d}")
+    ours = state.to_json()
+    assert len(ours) > limit // WHOLE_TEXT_SHARE  # a text the cutter may have to read
+    theirs = ours.replace(
+        '"entries":[', '"entries":[["zz",[["C",1]]]],"ctx":{"vv":{"C":1}},"entries":[', 1
+    )
+    assert _decoded(theirs) == state
+    chunk = m.SnapshotChunk(
+        batch_id=1,
+        partition=PART,
+        objects=[m.SnapObject(key=KEY, kind="orset", state_json=theirs)],
+    )
+    r.receive("B", chunk, 0.0)
+    stored = _checkpoints(r.effects())[(KEY, "orset")]
+    assert stored == ours
+    joined = crdt.new("orset")
+    for piece in split_text(stored, 1000):  # what serving it in pieces does
+        joined.merge(_decoded(piece))
+    assert joined == state
