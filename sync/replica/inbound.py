@@ -442,25 +442,34 @@ class Inbound:
         if msg.partition >= parts:
             raise RemoteProtocolError(f"snapshot of partition {msg.partition}: out of range", peer)
         states: list[tuple[str, CRDT]] = []
+        now_ms, limit_ms = self._horizon(now)
+        partition = self._data.partition
+
+        def where(i: int) -> str:  # (a chunk holds hundreds: named only when it is needed)
+            return f"snapshot object {i} ({msg.objects[i].key!r})"
+
         for i, o in enumerate(msg.objects):
-            where = f"snapshot object {i} ({o.key!r})"
             if not m.is_key(o.key):
-                raise RemoteProtocolError(f"{where}: not a key (empty, or with NUL)", peer)
-            if self._data.partition(o.key) != msg.partition:
-                raise RemoteProtocolError(f"{where}: not in partition {msg.partition}", peer)
+                raise RemoteProtocolError(f"{where(i)}: not a key (empty, or with NUL)", peer)
+            if partition(o.key) != msg.partition:
+                raise RemoteProtocolError(f"{where(i)}: not in partition {msg.partition}", peer)
             try:
                 decoded = from_json(o.state_json, allow_inf_nan=False)
             except ValueError as exc:
-                raise RemoteProtocolError(f"{where}: bad CRDT state: {exc}", peer) from exc
+                raise RemoteProtocolError(f"{where(i)}: bad CRDT state: {exc}", peer) from exc
             if type(decoded) is not dict:
-                raise RemoteProtocolError(f"{where}: bad CRDT state: not a JSON object", peer)
-            state = _decode_crdt(peer, decoded, where)
+                raise RemoteProtocolError(f"{where(i)}: bad CRDT state: not a JSON object", peer)
+            try:
+                state: CRDT = crdt.from_dict(decoded)
+            except (TypeError, ValueError) as exc:  # DecodeError is a ValueError
+                raise RemoteProtocolError(f"{where(i)}: bad CRDT state: {exc}", peer) from exc
             if state.kind != o.kind:
-                raise RemoteProtocolError(f"{where}: says {o.kind!r}, is a {state.kind}", peer)
+                raise RemoteProtocolError(f"{where(i)}: says {o.kind!r}, is a {state.kind}", peer)
             states.append((o.key, state))
-            found = self.skewed_state(decoded, now, where)
-            if found is not None:
-                skewed.append(found)
+            if state.kind in _STAMPED:
+                stamp = latest_stamp(decoded)
+                if stamp is not None and stamp[0] > limit_ms:
+                    skewed.append(Skewed(stamp[1], stamp[0] - now_ms, where(i)))
         ctx = None
         if msg.summary is not None:
             ctx = self._context(peer, msg.summary, "snapshot summary")
