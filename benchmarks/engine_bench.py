@@ -1,7 +1,8 @@
 """The e2e scenario through the engines alone: where a replicated update's CPU goes, no I/O.
 
 Run: ``.venv/bin/python benchmarks/engine_bench.py`` (``--updates N``, ``--runs K``,
-``--window W``, ``--gc on|off|freeze``, ``--unsigned``).
+``--window W``, ``--gc on|off|freeze``, ``--unsigned``; ``--transfer N`` for the other
+scenario below).
 
 The scenario is ``e2e_bench.py``'s (three replicas: A and B each linked to the relay R only,
 ``n=3, w=1``, A makes ``N`` updates, half ``orset.add`` of a new element and half
@@ -20,6 +21,13 @@ collections no longer walk the modules' objects). ``--unsigned``: engines withou
 
 Reported: the median seconds of the timed runs and updates/s, then the phases (median
 seconds per run). Nothing here is asserted; it is a tool for the performance work.
+
+``--transfer N``: what a new peer's engine spends on a bootstrap (``bootstrap_bench.py``'s
+mixed case, without the store, the network and the other peer): a fresh replica receives a
+state transfer of ``N`` small objects cycling through the six kinds, in chunks of 500 of one
+partition, each chunk's ``receive`` then its drain of ``effects`` (the checkpoints of the
+Persist included); what it asks to load is admitted as absent (a fresh store). Reported: the
+fastest and the median run.
 """
 
 from __future__ import annotations
@@ -36,10 +44,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import crdt
 from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.effects import Send
 from sync.replica import Replica
+from sync.ring import partition_of
 from sync.signing import Signer
 
 __all__ = ["main", "run"]
@@ -133,6 +143,46 @@ def run(updates: int, window: int, *, signed: bool = True) -> tuple[float, Count
     return took, phases.seconds
 
 
+def _transfer_chunks(count: int) -> list[m.SnapshotChunk]:
+    by_partition: dict[int, list[str]] = {}
+    for i in range(count):
+        key = f"key-{i}"
+        by_partition.setdefault(partition_of(key, 64), []).append(key)
+    chunks: list[m.SnapshotChunk] = []
+    for p, keys in sorted(by_partition.items()):
+        for low in range(0, len(keys), 500):
+            objects = []
+            for j, key in enumerate(keys[low : low + 500]):
+                kind = crdt.KINDS[j % len(crdt.KINDS)]
+                state: Any = crdt.new(kind)
+                if kind in ("lww", "mvregister"):
+                    state.set("C", j)
+                elif kind == "orset":
+                    state.add("C", f"element {j}")
+                elif kind in ("gcounter", "pncounter"):
+                    state.increment("C", j + 1)
+                else:
+                    state.update("C", f"f{j}", "lww", lambda reg, j=j: reg.set("C", j))
+                objects.append(m.SnapObject(key=key, kind=kind, state_json=state.to_json()))
+            chunks.append(m.SnapshotChunk(batch_id=len(chunks) + 1, partition=p, objects=objects))
+    return chunks
+
+
+def run_transfer(chunks: list[m.SnapshotChunk]) -> float:
+    """Seconds for a fresh replica to take every chunk (receive, then drain its effects)."""
+    r = Replica(ReplicaConfig(n=2), "A")
+    r.peer_up("B", NOW)
+    r.effects()
+    start = time.perf_counter()
+    for chunk in chunks:
+        keys, _partitions = r.wants_message("B", chunk)
+        if keys:
+            r.admit(keys, [])
+        r.receive("B", chunk, NOW)
+        r.effects()
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=10_000)
@@ -140,7 +190,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--gc", choices=("on", "off", "freeze"), default="on")
     parser.add_argument("--unsigned", action="store_true", help="engines without a signer")
+    parser.add_argument("--transfer", type=int, metavar="N", help="the state-transfer scenario")
     args = parser.parse_args(argv)
+    if args.transfer:
+        chunks = _transfer_chunks(args.transfer)
+        run_transfer(chunks[:20])  # warm-up
+        took = [run_transfer(chunks) for _ in range(args.runs)]
+        print(
+            f"engine: a state transfer of {args.transfer} objects in {len(chunks)} chunks, "
+            f"{args.runs} runs: fastest {min(took):.3f} s, median {statistics.median(took):.3f} s "
+            f"(runs: {', '.join(f'{t:.3f}' for t in took)})"
+        )
+        return 0
     run(min(args.updates, 1000), args.window, signed=not args.unsigned)  # warm-up
     if args.gc == "freeze":
         gc.collect()
