@@ -125,7 +125,8 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   as many entries as they had then (a growing key is re-encoded at geometrically growing
   intervals: O(size) in all). Keys changed without a log entry (repair, state transfer) and
   keys whose entries are compacted are checkpointed at once; a transferred state adopted
-  whole is checkpointed as the text it came as, unless its key changed again since.
+  whole is checkpointed as the text it came as, unless its key changed again since or the
+  text is big enough ever to be served in pieces (then it is encoded in our own layout).
 * **Clock skew.** A received entry or state carrying a hybrid-logical-clock timestamp (an LWW
   register's, also inside a map) more than ``max_clock_skew`` ahead of ``now`` is *set
   aside*: not applied, not logged, not held as a hint, and counted per writer in
