@@ -216,10 +216,15 @@ class Persist:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Send ``message`` (a :mod:`sync.messages` model) to ``peer``; losing it is allowed."""
+    """Send ``message`` (a :mod:`sync.messages` model) to ``peer``; losing it is allowed.
+
+    ``early``: it depends on nothing the replica makes durable (a relay's forward of other
+    origins' entries), so a caller that commits several rounds' ``Persist`` effects at once
+    may send it before that commit; the engine puts it ahead of its round's effects."""
 
     peer: str
     message: Any
+    early: bool = False
 
 
 class LogDot(NamedTuple):

@@ -8,7 +8,10 @@
 * the **records of sent messages awaiting an ``Ack``** (:class:`AwaitingAck`): for a push,
   the writes and hints it carried; for an anti-entropy batch, only that it is one. A push
   whose ack can no longer matter is forgotten by :meth:`Outbound.sweep`;
-* **relay forwarding**: a relay passes entries new to it straight on to the other homes up.
+* **relay forwarding**: a relay passes entries new to it straight on to the other homes up,
+  in pushes that go *before* the drain's ``Persist`` (:meth:`Outbox.emit_early`): they carry
+  other origins' entries, signed by them, which depend on nothing this relay makes durable,
+  so the next hop does not wait for the relay's commit.
 
 Knows the outbox, the timers and membership.
 """
@@ -100,6 +103,7 @@ class PushBuffer:
     record: AwaitingAck  # its record among the messages awaiting an ack
     entries: list[LogEntry] = field(default_factory=list)
     size: int = 0  # estimated encoded bytes of entries
+    early: bool = False  # a relay's forward: sent before the drain's Persist
 
 
 class Outbound:
@@ -137,7 +141,8 @@ class Outbound:
         self._timers = timers
         self._membership = membership
         self._awaiting: dict[tuple[str, int], AwaitingAck] = {}  # (peer, message id) ->
-        self._buffers: dict[tuple[str, str | None], PushBuffer] = {}  # (peer, hint_for) ->
+        # (peer, hint_for, early) -> the push being filled
+        self._buffers: dict[tuple[str, str | None, bool], PushBuffer] = {}
 
     def batch_bytes(self) -> int:
         """The bytes of entries one message carries at most: half the receiver's limit
@@ -172,10 +177,13 @@ class Outbound:
         op_id: int | None,
         hint_id: HintId | None,
         now: float,
+        *,
+        early: bool = False,
     ) -> None:
         """Queue ``entry`` for ``peer`` (the entry is its own wire form); its ack completes
-        ``op_id`` (a write) and drops ``hint_id`` (a hint handed off)."""
-        key = (peer, hint_for)
+        ``op_id`` (a write) and drops ``hint_id`` (a hint handed off). ``early``: a relay's
+        forward, sent ahead of the drain's ``Persist`` (in a push of its own)."""
+        key = (peer, hint_for, early)
         buf = self._buffers.get(key)
         size = entry_size(entry) + self._seal_share
         if buf is not None and (
@@ -185,7 +193,9 @@ class Outbound:
             buf = None
         if buf is None:
             record = AwaitingAck(peer, False, hint_for=hint_for, sent_at=now)
-            buf = self._buffers[key] = PushBuffer(self._outbox.new_id(), peer, hint_for, record)
+            buf = self._buffers[key] = PushBuffer(
+                self._outbox.new_id(), peer, hint_for, record, early=early
+            )
             record.entries = buf.entries  # the same list: an ack names the entries it carried
             self._awaiting[(peer, buf.push_id)] = record
             if _SWEEP not in self._timers:
@@ -198,11 +208,14 @@ class Outbound:
             buf.record.hint_ids.append(hint_id)
 
     def _send(self, buf: PushBuffer) -> None:
-        del self._buffers[(buf.peer, buf.hint_for)]
+        del self._buffers[(buf.peer, buf.hint_for, buf.early)]
         msg = m.Push.model_construct(
             proto=1, t="push", push_id=buf.push_id, entries=buf.entries, hint_for=buf.hint_for
         )
-        self._emit(Send(buf.peer, msg))
+        if buf.early:
+            self._outbox.emit_early(Send(buf.peer, msg, early=True))
+        else:
+            self._emit(Send(buf.peer, msg))
 
     def flush(self) -> None:
         """Send every queued push (at the drain)."""
@@ -232,7 +245,7 @@ class Outbound:
                 )
             for home in homes:
                 if home != e.origin:
-                    self.queue_push(home, None, e, None, None, now)
+                    self.queue_push(home, None, e, None, None, now, early=True)
 
     # -- acks --------------------------------------------------------------------------------
     def expect_ack(self, peer: str, message_id: int, now: float) -> None:

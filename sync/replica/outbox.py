@@ -58,6 +58,7 @@ class Outbox:
 
     __slots__ = (
         "_changed_keys",
+        "_early",
         "_input_mark",
         "_next_id",
         "_pending",
@@ -68,6 +69,7 @@ class Outbox:
 
     def __init__(self, first_id: int) -> None:
         self.effects: list[Effect] = []
+        self._early: list[Effect] = []  # effects that go before everything of this drain
         #: The durable changes of the input being handled (None between inputs).
         self.changes: Changes | None = None
         self._pending: Changes | None = None  # durable changes since the last drain
@@ -85,6 +87,12 @@ class Outbox:
 
     def emit(self, effect: Effect) -> None:
         self.effects.append(effect)
+
+    def emit_early(self, effect: Effect) -> None:
+        """Queue ``effect`` ahead of every effect of this drain, its ``Persist`` included:
+        for what depends on nothing this drain makes durable (a relay's forward of other
+        origins' entries), so that it is not held up by the commit."""
+        self._early.append(effect)
 
     def changed(self, key: str, objects: Mapping[str, CRDT] | None = None) -> None:
         """``Changed(key)``, once per key per drain (a subscriber reads the latest value of
@@ -138,4 +146,7 @@ class Outbox:
         self._changed_keys.clear()
         out = self.effects
         self.effects = []
+        if self._early:
+            out[:0] = self._early
+            self._early = []
         return out

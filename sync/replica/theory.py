@@ -42,7 +42,9 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   :class:`~sync.effects.Persist`, with every durable change of those inputs, placed before
   the effects of the first input that changed something durable; sends, acks and
   completions follow it, so "persist before acknowledge" holds (draining after each input
-  gives one Persist per input, first among its effects). Pushes queued for a peer until the
+  gives one Persist per input, first among its effects). A relay's forwards of other
+  origins' entries are the exception: ``Send(early=True)`` at the very front of the drain,
+  since they depend on nothing it makes durable. Pushes queued for a peer until the
   next drain are coalesced into one ``Push`` (at most ``ae_batch`` entries and about half of
   ``max_message_bytes`` each); an ``Ack`` of a push id acknowledges every operation it
   carried. A key changed by several inputs of

@@ -8,7 +8,9 @@ awaits one ``store.apply`` for it, and only then runs the other effects in their
 order: sends, the results of writes and reads (their futures), change notifications, the
 owner's ``on_effect``, ``ReadPage`` (handed to the node, which reads the page), ``CatchUp``
 (logged at INFO) and ``Alarm`` (logged at WARNING and counted). So nothing that depends on a
-change leaves the process before the change is durable (persist before acknowledge).
+change leaves the process before the change is durable (persist before acknowledge). A
+relay's forwards (``Send.early``: other origins' entries, which depend on nothing durable
+here) are the exception: they leave before the commit.
 
 A failed commit is the node's business: the executor hands that batch's effects to the
 node's fail-stop and ends; the fail-stop fails them, and every round still queued, with
@@ -192,6 +194,12 @@ class Executor:
                 taken += 1
             persists = [e for e in effects if isinstance(e, Persist)]
             if persists:
+                # A relay's forwards (Send.early) depend on nothing this commit holds: they
+                # leave first, so that the next hop does not wait for this disk.
+                early = [e for e in effects if type(e) is Send and e.early]
+                if early:
+                    self._run_effects(early)
+                    effects = [e for e in effects if not (type(e) is Send and e.early)]
                 batch = persists[0] if len(persists) == 1 else merge_persists(persists)
                 if not batch.is_empty():
                     try:
