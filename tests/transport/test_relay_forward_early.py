@@ -49,8 +49,13 @@ async def test_a_relay_forwards_before_its_commit_and_acks_after(tmp_path: Path)
         await eventually(b_has_it, "B to get A's write while R's commit is held")
         # R's commit of it is still held: B got it from R's forward, not after the commit.
         assert holding.is_set() and not held_to_the_end.is_set()
-        assert relay.replica_id not in result.acked_by
+        # ...and R has not acknowledged it to A: an ack means durable, and it is not yet.
+        assert relay.replica_id not in a.whereabouts(result).at_homes  # type: ignore[union-attr]
         release.set()
+        await eventually(
+            lambda: relay.replica_id in a.whereabouts(result).at_homes,  # type: ignore[union-attr]
+            "R's ack to A once its commit is done",
+        )
 
         async def relay_has_it() -> bool:
             return await relay.orset("list").value() == frozenset({"milk"})
