@@ -50,10 +50,10 @@ async def test_a_relay_forwards_before_its_commit_and_acks_after(tmp_path: Path)
         # R's commit of it is still held: B got it from R's forward, not after the commit.
         assert holding.is_set() and not held_to_the_end.is_set()
         # ...and R has not acknowledged it to A: an ack means durable, and it is not yet.
-        assert relay.replica_id not in a.whereabouts(result).at_homes  # type: ignore[union-attr]
+        assert relay.replica_id not in a.whereabouts(result).at_homes
         release.set()
         await eventually(
-            lambda: relay.replica_id in a.whereabouts(result).at_homes,  # type: ignore[union-attr]
+            lambda: relay.replica_id in a.whereabouts(result).at_homes,
             "R's ack to A once its commit is done",
         )
 
