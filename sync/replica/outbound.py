@@ -245,7 +245,9 @@ class Outbound:
                 )
             for home in homes:
                 if home != e.origin:
-                    self.queue_push(home, None, e, None, None, now, early=True)
+                    # Another origin's entry goes ahead of our commit; one of our own (ours
+                    # from before a restore, handed back) waits for it like any of ours.
+                    self.queue_push(home, None, e, None, None, now, early=e.origin != me)
 
     # -- acks --------------------------------------------------------------------------------
     def expect_ack(self, peer: str, message_id: int, now: float) -> None:
