@@ -56,8 +56,9 @@ Knows local data, membership and reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from pydantic_core import from_json
@@ -240,9 +241,9 @@ class Inbound:
             if summ is None:
                 summ = summaries[p] = summary_if_any(p) or _EMPTY_CTX
             known = seq <= summ.vv.get(origin, 0) or (origin, seq) in summ.cloud
-            if not known and kind in _STAMPED:
-                stamp = latest_stamp(raw)
-                if stamp is not None and stamp[0] > limit_ms:
+            if not known:
+                stamp = _ahead(raw, kind, limit_ms)
+                if stamp is not None:
                     skewed.append(Skewed(stamp[1], stamp[0] - now_ms, _where(i, e)))
                     continue
             if ring is not None and me not in ring.preference_list(p):
@@ -284,11 +285,9 @@ class Inbound:
 
     def skewed_state(self, state: dict[str, Any], now: float, what: str) -> Skewed | None:
         """The timestamp of a (checked) state too far ahead of ``now``, if it has one."""
-        stamp = latest_stamp(state) if state.get("type") in _STAMPED else None
         now_ms, limit_ms = self._horizon(now)
-        if stamp is None or stamp[0] <= limit_ms:
-            return None
-        return Skewed(stamp[1], stamp[0] - now_ms, what)
+        stamp = _ahead(state, state.get("type"), limit_ms)
+        return None if stamp is None else Skewed(stamp[1], stamp[0] - now_ms, what)
 
     def read_request(self, peer: str, msg: m.ReadReq) -> None:
         """A ``ReadReq`` names a key."""
@@ -459,17 +458,13 @@ class Inbound:
                 raise RemoteProtocolError(f"{where(i)}: bad CRDT state: {exc}", peer) from exc
             if type(decoded) is not dict:
                 raise RemoteProtocolError(f"{where(i)}: bad CRDT state: not a JSON object", peer)
-            try:
-                state: CRDT = crdt.from_dict(decoded)
-            except (TypeError, ValueError) as exc:  # DecodeError is a ValueError
-                raise RemoteProtocolError(f"{where(i)}: bad CRDT state: {exc}", peer) from exc
+            state = _decode_crdt(peer, decoded, partial(where, i))
             if state.kind != o.kind:
                 raise RemoteProtocolError(f"{where(i)}: says {o.kind!r}, is a {state.kind}", peer)
             states.append((o.key, state))
-            if state.kind in _STAMPED:
-                stamp = latest_stamp(decoded)
-                if stamp is not None and stamp[0] > limit_ms:
-                    skewed.append(Skewed(stamp[1], stamp[0] - now_ms, where(i)))
+            stamp = _ahead(decoded, state.kind, limit_ms)
+            if stamp is not None:
+                skewed.append(Skewed(stamp[1], stamp[0] - now_ms, where(i)))
         ctx = None
         if msg.summary is not None:
             ctx = self._context(peer, msg.summary, "snapshot summary")
@@ -513,9 +508,21 @@ def _where(i: int, e: LogEntry) -> str:
     return f"entry {i} ({e.origin}, {e.partition}, {e.seq})"
 
 
-def _decode_crdt(peer: str, d: dict[str, Any], where: str) -> CRDT:
+def _decode_crdt(peer: str, d: dict[str, Any], where: str | Callable[[], str]) -> CRDT:
+    """The CRDT of a checked JSON object; ``RemoteProtocolError`` naming ``where`` (or what
+    it returns: a chunk's objects are named only when one is refused) if it is not one."""
     try:
         obj: CRDT = crdt.from_dict(d)
     except (TypeError, ValueError) as exc:  # DecodeError is a ValueError
-        raise RemoteProtocolError(f"{where}: bad CRDT state: {exc}", peer) from exc
+        name = where if isinstance(where, str) else where()
+        raise RemoteProtocolError(f"{name}: bad CRDT state: {exc}", peer) from exc
     return obj
+
+
+def _ahead(state: dict[str, Any], kind: object, limit_ms: int) -> tuple[int, str] | None:
+    """``(wall_ms, replica)`` of the latest timestamp of a checked ``to_dict()`` form of
+    ``kind`` if it is later than ``limit_ms`` (None otherwise, or if it carries none)."""
+    if kind not in _STAMPED:
+        return None
+    stamp = latest_stamp(state)
+    return stamp if stamp is not None and stamp[0] > limit_ms else None

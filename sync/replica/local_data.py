@@ -141,7 +141,6 @@ class LocalData:
         "_summaries",
         "_transient",
         "_unfolded",
-        "_whole_text_limit",
         "partition",
     )
 
@@ -153,7 +152,6 @@ class LocalData:
         partition_of: PartitionMemo | None = None,
     ) -> None:
         self._config = config
-        self._whole_text_limit = config.max_message_bytes // WHOLE_TEXT_SHARE
         self._me = replica_id
         self._outbox = outbox
         #: A key's partition, memoized (a blake2b per call otherwise; keys recur).
@@ -471,7 +469,8 @@ class LocalData:
         self.checkpoint(key, kind)
         self.refresh_clash(key)
         self._outbox.changed(key, self._objects.get(key))
-        if adopted and text is not None and len(text) <= self._whole_text_limit:
+        whole = self._config.max_message_bytes // WHOLE_TEXT_SHARE
+        if adopted and text is not None and len(text) <= whole:
             self._outbox.durable.texts[key] = (kind, text)  # (after changed(): it drops it)
         return True
 

@@ -186,20 +186,27 @@ class Executor:
                 continue
             self._idle.clear()
             effects: list[Any] = []
+            early: list[Any] = []
             taken = 0
             running = self._running = list(self._rounds)
             self._rounds.clear()
             for _, round_effects in running:
-                effects.extend(round_effects)
+                # A relay's forwards (Send.early, which the engine puts first in its round)
+                # depend on nothing this commit holds: they leave before it, so that the next
+                # hop does not wait for this disk.
+                lead = 0
+                while lead < len(round_effects) and _is_early(round_effects[lead]):
+                    lead += 1
+                if lead:
+                    early.extend(round_effects[:lead])
+                    effects.extend(round_effects[lead:])
+                else:
+                    effects.extend(round_effects)
                 taken += 1
+            if early:
+                self._run_effects(early)
             persists = [e for e in effects if isinstance(e, Persist)]
             if persists:
-                # A relay's forwards (Send.early) depend on nothing this commit holds: they
-                # leave first, so that the next hop does not wait for this disk.
-                early = [e for e in effects if type(e) is Send and e.early]
-                if early:
-                    self._run_effects(early)
-                    effects = [e for e in effects if not (type(e) is Send and e.early)]
                 batch = persists[0] if len(persists) == 1 else merge_persists(persists)
                 if not batch.is_empty():
                     try:
@@ -287,6 +294,10 @@ class Executor:
                 for fut in e.futures:
                     if not fut.done():
                         fut.set_exception(exc)
+
+
+def _is_early(effect: Any) -> bool:
+    return type(effect) is Send and effect.early
 
 
 def _writes_any(persist: Persist, keys: set[str]) -> bool:
