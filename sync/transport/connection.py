@@ -83,8 +83,8 @@ from .admission import REPORT_INTERVAL, Admission, HttpHook, Throttle
 from .auth import (
     CLOSE_POLICY,
     CLOSE_PROTOCOL,
+    FRAME_OVERHEAD,
     HANDSHAKE_MAX_BYTES,
-    TAG_BYTES,
     AdminReply,
     AdminRequest,
     FrameAuthError,
@@ -421,7 +421,7 @@ class Transport:
             await link.close(code, reason)
 
     def _limit_raiser(self, ws: ClientConnection | ServerConnection) -> Callable[[], None]:
-        limit = self.config.max_message_bytes + TAG_BYTES
+        limit = self.config.max_message_bytes + FRAME_OVERHEAD
         return lambda: _raise_limit(ws, limit)
 
     async def _serve(self, ws: ServerConnection) -> None:

@@ -173,14 +173,14 @@ async def test_a_listener_of_link_protocol_1_is_a_version_mismatch(
 async def test_a_listener_refusing_our_version_is_a_version_mismatch(tmp_path: Path) -> None:
     async def newer_listener(ws: ServerConnection) -> None:
         await ws.recv()
-        await ws.close(1002, "protocol version 2 is not supported; this peer speaks 3")
+        await ws.close(1002, "protocol version 3 is not supported; this peer speaks 4")
 
     async with serve(newer_listener, "127.0.0.1", 0) as server:
         url = f"ws://127.0.0.1:{next(iter(server.sockets)).getsockname()[1]}"
         b = await open_peer(tmp_path / "b.db", listen=None, peers=[url])
         try:
             link = await retried(b, url, DialState.VERSION_MISMATCH)
-            assert "this peer speaks 3" in (link.error or "")
+            assert "this peer speaks 4" in (link.error or "")
         finally:
             await b.aclose()
 

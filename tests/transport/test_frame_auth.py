@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import sqlite3
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +31,18 @@ from crdt import ORSet
 from sync.messages import Entry, Push, encode
 from sync.ring import partition_of
 from sync.transport.auth import (
+    COMPRESS_MAX,
+    DEFLATE_WBITS,
+    FRAME_OVERHEAD,
     HANDSHAKE_MAX_BYTES,
     PROTO_VERSION,
     TAG_BYTES,
     FrameAuthError,
+    FrameFormatError,
     HandshakeError,
     HelloFrame,
     Identity,
+    LinkKeys,
     PeerInfo,
     Session,
     client_handshake,
@@ -54,14 +61,39 @@ CFG = TransportConfig(backoff_base=0.02, backoff_cap=0.2, seed=5)
 # -- a relay in the middle, without the secret -------------------------------------------------
 
 
-def payload_of(frame: bytes) -> dict[str, Any] | None:
-    """The JSON object a frame carries, sealed (protocol 2) or not (protocol 1)."""
-    for body in (frame[:-TAG_BYTES], frame):
-        with contextlib.suppress(ValueError):
-            value = json.loads(body)
-            if isinstance(value, dict):
-                return value
+# What each frame the proxy saw carries, read as a party in the middle can (compression is
+# not secrecy): by the frame's bytes, filled in by the proxy's pumps.
+_READ: dict[bytes, dict[str, Any]] = {}
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    with contextlib.suppress(ValueError):
+        value = json.loads(data)
+        if isinstance(value, dict):
+            return value
     return None
+
+
+class FrameReader:
+    """Reads one direction of a link as it crosses the proxy: handshake frames are JSON;
+    after them, ``flag || body || tag``, the compressed ones on one stream per direction."""
+
+    def __init__(self) -> None:
+        self._inflate = zlib.decompressobj(DEFLATE_WBITS)
+
+    def read(self, frame: bytes) -> dict[str, Any] | None:
+        hello = _json_object(frame)
+        if hello is not None or len(frame) < 1 + TAG_BYTES:
+            return hello
+        body = frame[1:-TAG_BYTES]
+        if frame[0] == 1:
+            body = self._inflate.decompress(body + b"\x00\x00\xff\xff")
+        return _json_object(body)
+
+
+def payload_of(frame: bytes) -> dict[str, Any] | None:
+    """The JSON object a frame carries: one the proxy read, or a handshake frame."""
+    return _READ.get(frame) or _json_object(frame)
 
 
 @dataclass
@@ -73,6 +105,9 @@ class Hop:
     server: ClientConnection
     dialler: str | None = None
     seen: dict[str, list[bytes]] = field(default_factory=lambda: {"c2s": [], "s2c": []})
+    readers: dict[str, FrameReader] = field(
+        default_factory=lambda: {"c2s": FrameReader(), "s2c": FrameReader()}
+    )
 
     def sink(self, direction: str) -> ServerConnection | ClientConnection:
         return self.server if direction == "c2s" else self.client
@@ -108,6 +143,9 @@ class Proxy:
     async def pump(self, hop: Hop, direction: str, src: Any, dst: Any) -> None:
         try:
             async for frame in src:
+                body = hop.readers[direction].read(frame)
+                if body is not None:
+                    _READ[frame] = body
                 if direction == "c2s" and hop.dialler is None:
                     hop.dialler = (payload_of(frame) or {}).get("replica")
                 hop.seen[direction].append(frame)
@@ -258,6 +296,39 @@ async def test_a_tampered_frame_closes_the_link_and_reaches_nothing(kind: str) -
         await a.aclose()
 
 
+async def test_a_member_sending_a_deflate_bomb_is_closed_and_the_listener_serves_on() -> None:
+    """A member holding the secret tags a compressed frame that inflates to 1 MiB: the
+    listener refuses it by its size (1002) before anything reaches its owner, and takes the
+    dialler back on a new link."""
+    a, ra = await transport("a")
+    b, _ = await transport("b")
+    assert a.url is not None
+    try:
+        async with proxy_to(a.url) as proxy:
+            b.dial([proxy.url])
+            await ra.until(lambda: bool(ra.up))
+            await eventually(lambda: "a" in b.links, "b linked")
+            assert b.send("a", TPush(1))
+            await ra.until(lambda: ("b", TPush(1)) in ra.messages)
+            hop = proxy.hops[0]
+            # What the member knows: the secret and both hellos; the client's next seq is the
+            # number of frames it sent after its hello and its proof.
+            keys = derive_keys(b"s3cret", hop.seen["c2s"][0], hop.seen["s2c"][0])
+            seq = len(hop.seen["c2s"]) - 2
+            await proxy.inject(hop, "c2s", tagged(keys, seq, 1, deflated(bytes(1 << 20))))
+            await proxy.until(lambda: bool(proxy.listener_closed(1002)))
+            assert "inflates to more than 2048 bytes" in proxy.listener_closed(1002)[0]
+            assert [m for p, m in ra.messages if p == "b"] == [TPush(1)]
+            assert a.frame_failures == 1
+            # The dialler comes back on a new link, and what it sends arrives.
+            await eventually(lambda: len(proxy.hops) >= 2 and "a" in b.links, "relink")
+            assert b.send("a", TPush(2))
+            await ra.until(lambda: ("b", TPush(2)) in ra.messages)
+    finally:
+        await b.aclose()
+        await a.aclose()
+
+
 async def test_a_frame_spliced_in_from_another_link_closes_that_link() -> None:
     a, ra = await transport("a")
     b, _ = await transport("b")
@@ -344,7 +415,7 @@ async def test_a_write_injected_by_a_relay_in_the_middle_is_never_applied(tmp_pa
 # A hello of link protocol 2 (before replica keys).
 OLD_HELLO = {
     "t": "hello",
-    "proto": 2,
+    "proto": 3,
     "group": "g",
     "replica": "old",
     "nonce": "ab" * 32,
@@ -364,7 +435,7 @@ async def test_a_peer_of_the_old_version_gets_a_clear_refusal() -> None:
             with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), WAIT)  # no hello back: a close
             assert ws.close_code == 1002
-            assert ws.close_reason == "protocol version 2 is not supported; this peer speaks 3"
+            assert ws.close_reason == "protocol version 3 is not supported; this peer speaks 4"
         assert ra.up == [] and a.rejected == 1
     finally:
         await a.aclose()
@@ -382,8 +453,8 @@ async def test_a_dialler_refuses_a_listener_of_the_old_version_clearly() -> None
             with pytest.raises(HandshakeError) as err:
                 await client_handshake(ws, ident("b"), timeout=WAIT)
     assert err.value.code == 1002
-    assert err.value.reason == "protocol version 2 is not supported; this peer speaks 3"
-    assert PROTO_VERSION == 3
+    assert err.value.reason == "protocol version 3 is not supported; this peer speaks 4"
+    assert PROTO_VERSION == 4
 
 
 # -- the session and the keys, without sockets -------------------------------------------------
@@ -399,10 +470,75 @@ def pair(server_nonce: str = "2" * 64) -> tuple[Session, Session]:
 def test_sealed_frames_open_in_order_on_the_other_side_only() -> None:
     client, server = pair()
     frames = [client.seal(f"m{i}".encode()) for i in range(3)]
-    assert all(len(f) == len(f"m{i}") + TAG_BYTES for i, f in enumerate(frames))
+    assert all(f[0] == 1 and f.endswith(f[-TAG_BYTES:]) for f in frames)  # small: deflated
     assert [server.unseal(f) for f in frames] == [b"m0", b"m1", b"m2"]
     back = server.seal(b"reply")
     assert client.unseal(back) == b"reply"
+
+
+def change(i: int) -> bytes:
+    """About what one change to a set is on the wire: the same ids and key, a new element."""
+    rid = "un2ei3nmleagpx2mcmxn"
+    return json.dumps(
+        {
+            "t": "push",
+            "push_id": 100 + i,
+            "entries": [[rid, 7, 100 + i, "cart", "orset", f'{{"e":"item-{i}","r":"{rid}"}}']],
+            "seals": [[rid, "/XVyKLlqDQ7kC7mcWK05ip6OhO7ZgWsN2b898nX/mPE=", "sig"]],
+        }
+    ).encode()
+
+
+def test_small_frames_share_one_deflate_stream_big_ones_go_as_they_are() -> None:
+    client, server = pair()
+    small = [client.seal(change(i)) for i in range(4)]
+    # What a frame repeats of the frames before it costs a few bytes.
+    assert small[0][0] == 1 and len(small[0]) < len(change(0))
+    assert all(len(f) < len(change(i)) // 3 for i, f in enumerate(small) if i > 0)
+    big = bytes(range(256)) * (COMPRESS_MAX // 256) + b"!"
+    assert len(big) == COMPRESS_MAX + 1
+    plain = client.seal(big)
+    assert plain[0] == 0 and len(plain) == len(big) + FRAME_OVERHEAD
+    after = client.seal(change(9))  # the stream goes on past an uncompressed frame
+    assert [server.unseal(f) for f in (*small, plain, after)] == [
+        *(change(i) for i in range(4)),
+        big,
+        change(9),
+    ]
+    assert client.seal(b"x" * COMPRESS_MAX)[0] == 1
+
+
+def tagged(keys: LinkKeys, seq: int, flag: int, body: bytes) -> bytes:
+    """A frame from the client with a right tag, as a member holding the secret can make."""
+    signed = bytes([flag]) + body
+    mac = hmac.new(keys.client_to_server, seq.to_bytes(8, "big") + signed, hashlib.sha256)
+    return signed + mac.digest()[:TAG_BYTES]
+
+
+def deflated(data: bytes) -> bytes:
+    z = zlib.compressobj(1, zlib.DEFLATED, DEFLATE_WBITS, 4)
+    return (z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+@pytest.mark.parametrize("kind", ["bomb", "not deflate", "flag"])
+def test_an_authentic_frame_that_does_not_decode_is_a_protocol_error(kind: str) -> None:
+    hello_c = encode_frame(HelloFrame(proto=2, group="g", replica="c", nonce="1" * 64))
+    hello_s = encode_frame(HelloFrame(proto=2, group="g", replica="s", nonce="2" * 64))
+    keys = derive_keys(b"s3cret", hello_c, hello_s)
+    client, server = Session.for_client(keys), Session.for_server(keys)
+    assert server.unseal(client.seal(change(0))) == change(0)
+    if kind == "bomb":  # 1 MiB of zeros in about a kilobyte
+        bad = tagged(keys, 1, 1, deflated(bytes(1 << 20)))
+        assert len(bad) < 8192
+    elif kind == "not deflate":
+        bad = tagged(keys, 1, 1, b"\xff" * 40)
+    else:
+        bad = tagged(keys, 1, 2, change(1))
+    with pytest.raises(FrameFormatError) as err:
+        server.unseal(bad)
+    assert err.value.code == 1002
+    why = {"bomb": "inflates to more than", "not deflate": "does not inflate", "flag": "flag 2"}
+    assert why[kind] in err.value.reason
 
 
 @pytest.mark.parametrize(
@@ -437,7 +573,7 @@ def test_keys_are_hkdf_sha256_over_the_transcript_of_both_hellos() -> None:
     # An independent HKDF (the cryptography package) over the documented transcript.
     hello_c = encode_frame(HelloFrame(proto=2, group="g", replica="c", nonce="1" * 64))
     hello_s = encode_frame(HelloFrame(proto=2, group="g", replica="s", nonce="2" * 64))
-    h = hashlib.sha256(b"shoal-link/3\x00")
+    h = hashlib.sha256(b"shoal-link/4\x00")
     for part in (hello_c, hello_s):
         h.update(len(part).to_bytes(4, "big") + part)
     transcript = h.digest()
@@ -447,10 +583,10 @@ def test_keys_are_hkdf_sha256_over_the_transcript_of_both_hellos() -> None:
         return kdf.derive(b"s3cret")
 
     keys = derive_keys(b"s3cret", hello_c, hello_s)
-    assert keys.proof_client == hkdf(b"shoal-link/3 proof client")
-    assert keys.proof_server == hkdf(b"shoal-link/3 proof server")
-    assert keys.client_to_server == hkdf(b"shoal-link/3 frames client->server")
-    assert keys.server_to_client == hkdf(b"shoal-link/3 frames server->client")
+    assert keys.proof_client == hkdf(b"shoal-link/4 proof client")
+    assert keys.proof_server == hkdf(b"shoal-link/4 proof server")
+    assert keys.client_to_server == hkdf(b"shoal-link/4 frames client->server")
+    assert keys.server_to_client == hkdf(b"shoal-link/4 frames server->client")
     assert (
         len({keys.proof_client, keys.proof_server, keys.client_to_server, keys.server_to_client})
         == 4
