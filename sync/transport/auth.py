@@ -376,8 +376,8 @@ class Session:
         self.sent = 0
         self.received = 0
         # The compression streams, made with the first small frame each way.
-        self._deflate: Any = None
-        self._inflate: Any = None
+        self._deflate: zlib._Compress | None = None
+        self._inflate: zlib._Decompress | None = None
 
     def _failed(self, why: str) -> FrameAuthError:
         return FrameAuthError(f"frame {self.received} failed authentication: {why}")
