@@ -24,6 +24,10 @@ The log entries of a ``Push`` or ``Deltas`` travel with the seals of their origi
 list as a seventh element (``[origin, partition, seq, key, kind, delta_json, seal]``). The
 list is built from the entries' ``seal`` attributes when the message is encoded, and the
 decoder sets each entry's ``seal`` from it; whether a seal is valid is the engine's check.
+A seal that covers one entry, named by one entry of the message, travels without its
+digests (``""``): they are that entry's digest, which the decoder computes (a lone change
+is then a signature and a few fields, not a signature, a digest and the fields; such a
+seal named by more than one entry is malformed).
 
 * ``Push(push_id, entries, hint_for)`` — log entries for a home replica (``hint_for=None``)
   or, in a sloppy quorum, for a fallback to hold on behalf of ``hint_for``.
@@ -74,6 +78,7 @@ sync.errors.RemoteProtocolError: unsupported protocol version 2 (this peer speak
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Annotated, Any, Final, Literal, Self, cast
@@ -95,7 +100,7 @@ from pydantic_core import from_json, to_json
 from sync.config import MAX_MESSAGE_BYTES
 from sync.effects import MAX_SEQ, LogEntry
 from sync.errors import RemoteProtocolError
-from sync.signing import Seal, seal_from_wire
+from sync.signing import DIGEST_BYTES, Seal, entry_digest, seal_from_wire
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -198,8 +203,10 @@ def _entry_out(e: LogEntry) -> tuple[str, int, int, str, str, str]:
 
 def _wire_entries(entries: list[LogEntry]) -> tuple[list[tuple[Any, ...]], list[Seal]]:
     """The entries of a Push or Deltas as pydantic-core encodes fastest (plain tuples), each
-    with the index of its seal when it has one, and the seals they index."""
+    with the index of its seal when it has one, and the seals they index (a seal of one
+    entry, named once, without its digests: the module docstring)."""
     seals: dict[Seal, int] = {}
+    named: list[int] = []  # how many entries name each seal
     out: list[tuple[Any, ...]] = []
     append = out.append
     last: Seal | None = None
@@ -213,9 +220,33 @@ def _wire_entries(entries: list[LogEntry]) -> tuple[list[tuple[Any, ...]], list[
             found = seals.get(seal)
             if found is None:
                 found = seals[seal] = len(seals)
+                named.append(0)
             last, index = seal, found
+        named[index] += 1
         append((e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json, index))
-    return out, list(seals)
+    wire = list(seals)
+    for i, seal in enumerate(wire):
+        if named[i] == 1 and len(seal.digests) == _ONE_DIGEST_B64:
+            wire[i] = seal._replace(digests="")
+    return out, wire
+
+
+# The base64 length of one digest: a seal of that length covers one entry.
+_ONE_DIGEST_B64: Final = 4 * ((DIGEST_BYTES + 2) // 3)
+
+
+def _full_seals(entries: list[LogEntry]) -> bool:
+    """Give each seal that came without its digests (one per entry that names it) the digest
+    of its entry; False if such a seal is named by more than one entry."""
+    done: set[int] = set()
+    for e in entries:
+        seal = e.seal
+        if seal is not None and seal.digests == "":
+            if id(seal) in done:
+                return False
+            done.add(id(seal))
+            e.seal = seal._replace(digests=base64.b64encode(entry_digest(e)).decode())
+    return True
 
 
 def _seals_in(raw: Any) -> list[Seal] | None:
@@ -542,6 +573,8 @@ def _entries(raw: Any, raw_seals: Any) -> list[LogEntry] | None:
         ):
             return None
         append(LogEntry(origin, partition, seq, key, kind, text, seal))
+    if any(seal.digests == "" for seal in seals) and not _full_seals(out):
+        return None
     return out
 
 
@@ -765,6 +798,8 @@ def _attach_seals(msg: Push | Deltas, raw: Any) -> None:
             if not wire[6] < len(seals):
                 raise RemoteProtocolError(f"entry {i} of a {msg.t!r} names no seal")
             e.seal = seals[wire[6]]
+    if not _full_seals(msg.entries):
+        raise RemoteProtocolError(f"a seal without digests is named by two entries of a {msg.t!r}")
 
 
 def _reason(data: bytes, exc: ValidationError) -> str:

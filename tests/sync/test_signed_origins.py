@@ -468,3 +468,61 @@ def test_seals_loaded_from_the_store_share_one_entry_of_the_seal_table() -> None
     again = [dataclasses.replace(e, seal=Seal(*e.seal)) for e in persist.log]  # type: ignore[misc]
     c = Replica(CONFIG, ids[1], Loaded(log=again), now=12.0, signer=B)
     assert len(c._data._seals) == 1
+
+
+def _lone(signer: Signer, seq: int, element: str, into: crdt.ORSet) -> LogEntry:
+    """The entry of ``signer``'s write number ``seq``, an add to its copy of the set
+    ``into``, sealed alone."""
+    rid = signer.replica_id
+    delta = into.add(rid, element)
+    e = LogEntry(rid, partition_of(KEY, PARTS), seq, KEY, "orset", delta.to_json())
+    e.seal = signer.seal([e])
+    return e
+
+
+def test_a_seal_of_one_entry_travels_without_its_digest_and_arrives_whole() -> None:
+    """A lone change's seal leaves its digest out (the receiver computes it from the entry):
+    24 fewer characters of random base64 per change. It arrives equal to the seal made, and
+    the entry verifies and applies."""
+    mine = crdt.ORSet()
+    one, other = _lone(B, 1, "milk", mine), _lone(B, 2, "eggs", mine)
+    push = m.Push.model_construct(push_id=7, entries=[one, other], hint_for=None)
+    wire = json.loads(m.encode(push))
+    assert [s[2] for s in wire["seals"]] == ["", ""]
+    back = m.decode(m.encode(push))
+    assert isinstance(back, m.Push)
+    assert [e.seal for e in back.entries] == [one.seal, other.seal]
+    ids = [s.replica_id for s in (A, B, M)]
+    a = _engine(A, ids[0], [ids[1], ids[2]])
+    a.receive(ids[1], back, 10.5)
+    assert a.current_value(KEY, "orset") == {"milk", "eggs"}
+    # A seal of several entries keeps its digests, even when one entry of it travels.
+    e1, e2 = _lone(B, 3, "a", mine), _lone(B, 4, "b", mine)
+    e1.seal = e2.seal = B.seal([e1, e2])
+    wire = json.loads(m.encode(m.Push.model_construct(push_id=8, entries=[e1], hint_for=None)))
+    assert wire["seals"][0][2] == e1.seal.digests
+
+
+def test_a_seal_without_digests_named_twice_or_over_another_entry_is_refused() -> None:
+    """Hostile forms: the bare seal named by two entries is malformed (the decoder cannot
+    tell whose digest it is); a bare seal over an entry other than the one signed computes a
+    digest the signature does not cover, and the push is refused with nothing applied."""
+    one = _lone(B, 1, "milk", crdt.ORSet())
+    assert one.seal is not None
+    push = m.Push.model_construct(push_id=7, entries=[one], hint_for=None)
+    wire = json.loads(m.encode(push))
+    twice = {
+        **wire,
+        "entries": [wire["entries"][0], [*wire["entries"][0][:2], 2, *wire["entries"][0][3:]]],
+    }
+    with pytest.raises(RemoteProtocolError, match="without digests is named by two entries"):
+        m.decode(json.dumps(twice))
+    swapped = json.loads(json.dumps(wire))
+    swapped["entries"][0][5] = crdt.ORSet().add(B.replica_id, "forged").to_json()
+    forged = m.decode(json.dumps(swapped))
+    ids = [s.replica_id for s in (A, B, M)]
+    a = _engine(A, ids[0], [ids[1], ids[2]])
+    before = _view(a)
+    with pytest.raises(RemoteProtocolError, match="does not verify"):
+        a.receive(ids[2], forged, 10.5)
+    assert a.effects() == [] and _view(a) == before
