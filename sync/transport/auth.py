@@ -61,17 +61,19 @@ websocket control frames (ping, pong, close), so a party in the middle can still
 as any network fault can; and nothing is encrypted: use TLS (``wss://``) for
 confidentiality.
 
-**Small frames are compressed with a context per link and direction.** A payload of at most
-:data:`COMPRESS_MAX` bytes (a lone change, an ack, a summary, a digest) is compressed with
-raw deflate (RFC 1951; a 2 KiB window, level 6) on one stream per direction that lives as
-long as the link: each such frame is the stream's output up to a sync flush, without the
-flush's last four bytes (``00 00 ff ff``, put back by the receiver), as permessage-deflate
-(RFC 7692) does. So what one frame repeats of the frames before it (ids, keys, field names,
-a seal's key) costs a few bytes: one change to a set travels in about 130 bytes, not 520.
-Bigger payloads (batches of many entries, state transfer) go as they are: compressing them
-would cost CPU where the bytes per change are already small. A compressed frame that does
-not inflate, or inflates to more than :data:`COMPRESS_MAX` bytes, closes the link with 1002
-(:class:`FrameFormatError`). The streams cost about 25 KiB of memory per link.
+**Frames are compressed with a context per link and direction.** Every payload is
+compressed with raw deflate (RFC 1951; a 2 KiB window, level 1, memory level 4) on one
+stream per direction that lives as long as the link: each frame is the stream's output up
+to a sync flush, without the flush's last four bytes (``00 00 ff ff``, put back by the
+receiver), as permessage-deflate (RFC 7692) with context takeover does. So what a frame
+repeats of itself and of the frames before it (ids, keys, field names, a seal's key) costs a
+few bytes: one change to a set travels in about 130 bytes, not 520, and a batch of a
+thousand changes in about a seventh of its JSON. A frame with ``flag`` 0 (its payload as it
+is) is accepted too; this side sends none. A compressed frame that does not inflate, or
+inflates to more than the link's message limit, closes the link with 1002
+(:class:`FrameFormatError`). The streams cost about 25 KiB of memory per link (zlib's
+formula for these settings) and CPU in proportion to the bytes (zlib's fastest level: what
+it costs end to end is in ``benchmarks/README.md``, "Bytes per change").
 
 The first frame each way, ``seal(b"")``, confirms the keys and moves the frame limit: until
 it, every frame is limited to :data:`HANDSHAKE_MAX_BYTES`, so a connection that has not
@@ -132,13 +134,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from crdt import replica_id_for
+from sync.config import MAX_MESSAGE_BYTES
 from sync.signing import Signer, public_key_of
 
 __all__ = [
     "CLOSE_POLICY",
     "CLOSE_PROTOCOL",
     "CLOSE_TOO_BIG",
-    "COMPRESS_MAX",
     "DEFLATE_WBITS",
     "FRAME_OVERHEAD",
     "HANDSHAKE_MAX_BYTES",
@@ -180,14 +182,13 @@ HANDSHAKE_MAX_BYTES: Final = 8192
 TAG_BYTES: Final = 16
 #: Bytes a frame adds to its payload after the handshake: the flag and the tag.
 FRAME_OVERHEAD: Final = 1 + TAG_BYTES
-#: The biggest payload sent compressed (module docstring).
-COMPRESS_MAX: Final = 2048
-_PLAIN: Final = b"\x00"
 _DEFLATED: Final = b"\x01"
 #: Raw deflate (negative), a 2 KiB window.
 DEFLATE_WBITS: Final = -11
 _MEM_LEVEL: Final = 4
-_LEVEL: Final = 6  # zlib's default: 3 bytes a change fewer than level 1, for 3 us more a frame
+# Level 1: a batch of a thousand changes in half the time of level 6 and 3% bigger; a lone
+# change 3 bytes bigger.
+_LEVEL: Final = 1
 _FLUSH_TAIL: Final = b"\x00\x00\xff\xff"
 _LABEL: Final = b"shoal-link/4"
 _READY: Final = b""
@@ -367,46 +368,42 @@ class Session:
     the order they are sent and unsealed in the order they arrive; neither ever blocks.
     """
 
-    __slots__ = ("_deflate", "_inflate", "_recv", "_send", "received", "sent")
+    __slots__ = ("_deflate", "_inflate", "_recv", "_send", "max_payload", "received", "sent")
 
-    def __init__(self, send_key: bytes, recv_key: bytes) -> None:
+    def __init__(
+        self, send_key: bytes, recv_key: bytes, max_payload: int = MAX_MESSAGE_BYTES
+    ) -> None:
         # Keyed once; each frame copies the keyed state (cheaper than keying again).
         self._send = hmac.new(send_key, digestmod=hashlib.sha256)
         self._recv = hmac.new(recv_key, digestmod=hashlib.sha256)
         self.sent = 0
         self.received = 0
-        # The compression streams, made with the first small frame each way.
-        self._deflate: zlib._Compress | None = None
-        self._inflate: zlib._Decompress | None = None
+        #: The most a received frame may inflate to (the link's message limit).
+        self.max_payload = max_payload
+        self._deflate = zlib.compressobj(_LEVEL, zlib.DEFLATED, DEFLATE_WBITS, _MEM_LEVEL)
+        self._inflate = zlib.decompressobj(DEFLATE_WBITS)
 
     def _failed(self, why: str) -> FrameAuthError:
         return FrameAuthError(f"frame {self.received} failed authentication: {why}")
 
     @classmethod
-    def for_client(cls, keys: LinkKeys) -> Session:
-        return cls(keys.client_to_server, keys.server_to_client)
+    def for_client(cls, keys: LinkKeys, max_payload: int = MAX_MESSAGE_BYTES) -> Session:
+        return cls(keys.client_to_server, keys.server_to_client, max_payload)
 
     @classmethod
-    def for_server(cls, keys: LinkKeys) -> Session:
-        return cls(keys.server_to_client, keys.client_to_server)
+    def for_server(cls, keys: LinkKeys, max_payload: int = MAX_MESSAGE_BYTES) -> Session:
+        return cls(keys.server_to_client, keys.client_to_server, max_payload)
 
     def seal(self, payload: bytes) -> bytes:
-        """``flag || body || tag`` for the next frame sent."""
-        if len(payload) <= COMPRESS_MAX:
-            z = self._deflate
-            if z is None:
-                z = self._deflate = zlib.compressobj(
-                    _LEVEL, zlib.DEFLATED, DEFLATE_WBITS, _MEM_LEVEL
-                )
-            flag, body = _DEFLATED, (z.compress(payload) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
-        else:
-            flag, body = _PLAIN, payload
+        """``flag || body || tag`` for the next frame sent: the payload deflated."""
+        z = self._deflate
+        body = (z.compress(payload) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
         mac = self._send.copy()
         mac.update(_SEQ(self.sent))
-        mac.update(flag)
+        mac.update(_DEFLATED)
         mac.update(body)
         self.sent += 1
-        return b"".join((flag, body, mac.digest()[:TAG_BYTES]))
+        return b"".join((_DEFLATED, body, mac.digest()[:TAG_BYTES]))
 
     def unseal(self, frame: bytes | str) -> bytes:
         """The payload of the next frame received, if its tag is right."""
@@ -427,15 +424,13 @@ class Session:
             return bytes(signed[1:])
         if flag != 1:
             raise FrameFormatError(f"frame {n}: unknown flag {flag}")
-        z = self._inflate
-        if z is None:
-            z = self._inflate = zlib.decompressobj(DEFLATE_WBITS)
+        z, limit = self._inflate, self.max_payload
         try:
-            payload = z.decompress(bytes(signed[1:]) + _FLUSH_TAIL, COMPRESS_MAX + 1)
+            payload = z.decompress(bytes(signed[1:]) + _FLUSH_TAIL, limit + 1)
         except zlib.error as exc:
             raise FrameFormatError(f"frame {n}: does not inflate ({exc})") from None
-        if len(payload) > COMPRESS_MAX or z.unconsumed_tail:
-            raise FrameFormatError(f"frame {n}: inflates to more than {COMPRESS_MAX} bytes")
+        if len(payload) > limit or z.unconsumed_tail:
+            raise FrameFormatError(f"frame {n}: inflates to more than {limit} bytes")
         return payload
 
 
@@ -563,6 +558,7 @@ async def server_handshake(
     timeout: float = 10.0,
     on_authenticated: Callable[[], None] | None = None,
     admit: Callable[[HelloFrame], str | None] | None = None,
+    max_payload: int = MAX_MESSAGE_BYTES,
 ) -> PeerInfo:
     """Run the listener's side; return the authenticated dialler or raise HandshakeError.
 
@@ -570,7 +566,8 @@ async def server_handshake(
     has proved the secret, before anything else is sent (the transport raises its frame
     limit there). ``admit(hello)``, called at the same point, may return a reason to refuse
     the authenticated dialler (a replica the group forgot): the handshake then fails with
-    1008 and that reason, before this side proves anything.
+    1008 and that reason, before this side proves anything. ``max_payload``: the most a
+    frame received on the link may inflate to (:class:`Session`).
     """
     deadline = _deadline(timeout)
     client_raw = await _recv(ws, deadline)
@@ -593,7 +590,7 @@ async def server_handshake(
         on_authenticated()
     sig = _signature(me, transcript, b"server")
     await ws.send(encode_frame(AuthFrame(proof=keys.proof_server.hex(), sig=sig)))
-    session = Session.for_server(keys)
+    session = Session.for_server(keys, max_payload)
     if session.unseal(await _recv(ws, deadline)) != _READY:
         raise HandshakeError(CLOSE_PROTOCOL, "expected the empty first frame")
     await ws.send(session.seal(_READY))
@@ -607,11 +604,12 @@ async def client_handshake(
     role: str = "peer",
     timeout: float = 10.0,
     on_authenticated: Callable[[], None] | None = None,
+    max_payload: int = MAX_MESSAGE_BYTES,
 ) -> PeerInfo:
     """Run the dialler's side; return the authenticated listener or raise HandshakeError.
 
     The returned :attr:`PeerInfo.session` seals what this side sends on the link and
-    unseals what it receives. ``timeout`` and ``on_authenticated`` as in
+    unseals what it receives. ``timeout``, ``on_authenticated`` and ``max_payload`` as in
     :func:`server_handshake`.
     """
     deadline = _deadline(timeout)
@@ -635,7 +633,7 @@ async def client_handshake(
     _check_signature(me, hello, auth, transcript, b"server")
     if on_authenticated is not None:
         on_authenticated()
-    session = Session.for_client(keys)
+    session = Session.for_client(keys, max_payload)
     await ws.send(session.seal(_READY))
     if session.unseal(await _recv(ws, deadline)) != _READY:
         raise HandshakeError(CLOSE_PROTOCOL, "expected the empty first frame")

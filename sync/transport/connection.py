@@ -432,6 +432,7 @@ class Transport:
                 timeout=self.config.handshake_timeout,
                 on_authenticated=self._limit_raiser(ws),
                 admit=self._admit,
+                max_payload=self.config.max_message_bytes,
             )
         except HandshakeError as exc:
             self.rejected += 1
@@ -523,6 +524,7 @@ class Transport:
                     self.me,
                     timeout=self.config.handshake_timeout,
                     on_authenticated=self._limit_raiser(ws),
+                    max_payload=self.config.max_message_bytes,
                 )
             except HandshakeError as exc:
                 self.dials.failed(url, *classify_refusal(exc.code, exc.reason, by_us=True))

@@ -31,9 +31,7 @@ from crdt import ORSet
 from sync.messages import Entry, Push, encode
 from sync.ring import partition_of
 from sync.transport.auth import (
-    COMPRESS_MAX,
     DEFLATE_WBITS,
-    FRAME_OVERHEAD,
     HANDSHAKE_MAX_BYTES,
     PROTO_VERSION,
     TAG_BYTES,
@@ -297,9 +295,9 @@ async def test_a_tampered_frame_closes_the_link_and_reaches_nothing(kind: str) -
 
 
 async def test_a_member_sending_a_deflate_bomb_is_closed_and_the_listener_serves_on() -> None:
-    """A member holding the secret tags a compressed frame that inflates to 1 MiB: the
-    listener refuses it by its size (1002) before anything reaches its owner, and takes the
-    dialler back on a new link."""
+    """A member holding the secret tags a compressed frame that inflates to twice the message
+    limit: the listener refuses it by its size (1002) before anything reaches its owner, and
+    takes the dialler back on a new link."""
     a, ra = await transport("a")
     b, _ = await transport("b")
     assert a.url is not None
@@ -315,9 +313,11 @@ async def test_a_member_sending_a_deflate_bomb_is_closed_and_the_listener_serves
             # number of frames it sent after its hello and its proof.
             keys = derive_keys(b"s3cret", hop.seen["c2s"][0], hop.seen["s2c"][0])
             seq = len(hop.seen["c2s"]) - 2
-            await proxy.inject(hop, "c2s", tagged(keys, seq, 1, deflated(bytes(1 << 20))))
+            bomb = deflated(bytes(2 * CFG.max_message_bytes))  # zeros: a few KiB of frame
+            await proxy.inject(hop, "c2s", tagged(keys, seq, 1, bomb))
             await proxy.until(lambda: bool(proxy.listener_closed(1002)))
-            assert "inflates to more than 2048 bytes" in proxy.listener_closed(1002)[0]
+            limit = CFG.max_message_bytes
+            assert f"inflates to more than {limit} bytes" in proxy.listener_closed(1002)[0]
             assert [m for p, m in ra.messages if p == "b"] == [TPush(1)]
             assert a.frame_failures == 1
             # The dialler comes back on a new link, and what it sends arrives.
@@ -470,7 +470,7 @@ def pair(server_nonce: str = "2" * 64) -> tuple[Session, Session]:
 def test_sealed_frames_open_in_order_on_the_other_side_only() -> None:
     client, server = pair()
     frames = [client.seal(f"m{i}".encode()) for i in range(3)]
-    assert all(f[0] == 1 and f.endswith(f[-TAG_BYTES:]) for f in frames)  # small: deflated
+    assert all(f[0] == 1 for f in frames)  # deflated
     assert [server.unseal(f) for f in frames] == [b"m0", b"m1", b"m2"]
     back = server.seal(b"reply")
     assert client.unseal(back) == b"reply"
@@ -489,23 +489,29 @@ def change(i: int) -> bytes:
     ).encode()
 
 
-def test_small_frames_share_one_deflate_stream_big_ones_go_as_they_are() -> None:
-    client, server = pair()
-    small = [client.seal(change(i)) for i in range(4)]
+def test_frames_share_one_deflate_stream_and_a_plain_frame_is_taken_too() -> None:
+    hello_c = encode_frame(HelloFrame(proto=2, group="g", replica="c", nonce="1" * 64))
+    hello_s = encode_frame(HelloFrame(proto=2, group="g", replica="s", nonce="2" * 64))
+    keys = derive_keys(b"s3cret", hello_c, hello_s)
+    client, server = Session.for_client(keys), Session.for_server(keys)
+    lone = [client.seal(change(i)) for i in range(4)]
     # What a frame repeats of the frames before it costs a few bytes.
-    assert small[0][0] == 1 and len(small[0]) < len(change(0))
-    assert all(len(f) < len(change(i)) // 3 for i, f in enumerate(small) if i > 0)
-    big = bytes(range(256)) * (COMPRESS_MAX // 256) + b"!"
-    assert len(big) == COMPRESS_MAX + 1
-    plain = client.seal(big)
-    assert plain[0] == 0 and len(plain) == len(big) + FRAME_OVERHEAD
-    after = client.seal(change(9))  # the stream goes on past an uncompressed frame
-    assert [server.unseal(f) for f in (*small, plain, after)] == [
+    assert lone[0][0] == 1 and len(lone[0]) < len(change(0))
+    assert all(len(f) < len(change(i)) // 3 for i, f in enumerate(lone) if i > 0)
+    # A batch of a thousand changes: what it repeats of itself costs a few bytes too.
+    batch = b"[" + b",".join(change(i) for i in range(10, 1010)) + b"]"
+    big = client.seal(batch)
+    assert big[0] == 1 and len(big) < len(batch) // 5
+    # A plain frame (flag 0) with the right tag: its payload as it is; the stream goes on.
+    plain = tagged(keys, 5, 0, b"as it is")
+    client.sent += 1  # (the next seq: the frame above took seq 5)
+    after = client.seal(change(9))
+    assert [server.unseal(f) for f in (*lone, big, plain, after)] == [
         *(change(i) for i in range(4)),
-        big,
+        batch,
+        b"as it is",
         change(9),
     ]
-    assert client.seal(b"x" * COMPRESS_MAX)[0] == 1
 
 
 def tagged(keys: LinkKeys, seq: int, flag: int, body: bytes) -> bytes:
@@ -525,9 +531,9 @@ def test_an_authentic_frame_that_does_not_decode_is_a_protocol_error(kind: str) 
     hello_c = encode_frame(HelloFrame(proto=2, group="g", replica="c", nonce="1" * 64))
     hello_s = encode_frame(HelloFrame(proto=2, group="g", replica="s", nonce="2" * 64))
     keys = derive_keys(b"s3cret", hello_c, hello_s)
-    client, server = Session.for_client(keys), Session.for_server(keys)
+    client, server = Session.for_client(keys), Session.for_server(keys, max_payload=65536)
     assert server.unseal(client.seal(change(0))) == change(0)
-    if kind == "bomb":  # 1 MiB of zeros in about a kilobyte
+    if kind == "bomb":  # 1 MiB of zeros in about a kilobyte, to a peer taking 64 KiB
         bad = tagged(keys, 1, 1, deflated(bytes(1 << 20)))
         assert len(bad) < 2048
     elif kind == "not deflate":
