@@ -69,8 +69,8 @@ receiver), as permessage-deflate (RFC 7692) with context takeover does. So what 
 repeats of itself and of the frames before it (ids, keys, field names, a seal's key) costs a
 few bytes: one change to a set travels in about 130 bytes, not 520, and a batch of a
 thousand changes in about a seventh of its JSON. A frame with ``flag`` 0 (its payload as it
-is) is accepted too; this side sends none. A compressed frame that does not inflate, or
-inflates to more than the link's message limit, closes the link with 1002
+is) is accepted too; this side sends none. A compressed frame that does not inflate closes
+the link with 1002, one that inflates to more than the link's message limit with 1009
 (:class:`FrameFormatError`). The streams cost about 25 KiB of memory per link (zlib's
 formula for these settings) and CPU in proportion to the bytes (zlib's fastest level: what
 it costs end to end is in ``benchmarks/README.md``, "Bytes per change").
@@ -110,7 +110,7 @@ Errors::
 
     HandshakeError          the link could not be authenticated (code, reason)
      └── FrameAuthError     a frame after the handshake failed its check (1008)
-          └── FrameFormatError  an authenticated frame that does not decode (1002)
+          └── FrameFormatError  an authenticated frame that does not decode (1002, 1009)
 """
 
 from __future__ import annotations
@@ -268,10 +268,11 @@ class FrameAuthError(HandshakeError):
 
 class FrameFormatError(FrameAuthError):
     """A frame whose tag is right (so its sender is the other side) but whose body does not
-    decode: an unknown flag, or a compressed body that does not inflate or is too big."""
+    decode: an unknown flag or a compressed body that does not inflate (1002), or one that
+    inflates past the message limit (1009, as a frame that big would be refused)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason, CLOSE_PROTOCOL)
+    def __init__(self, reason: str, code: int = CLOSE_PROTOCOL) -> None:
+        super().__init__(reason, code)
 
 
 def encode_frame(frame: _Frame) -> bytes:
@@ -430,7 +431,7 @@ class Session:
         except zlib.error as exc:
             raise FrameFormatError(f"frame {n}: does not inflate ({exc})") from None
         if len(payload) > limit or z.unconsumed_tail:
-            raise FrameFormatError(f"frame {n}: inflates to more than {limit} bytes")
+            raise FrameFormatError(f"frame {n}: inflates to more than {limit} bytes", CLOSE_TOO_BIG)
         return payload
 
 
