@@ -71,8 +71,8 @@ few bytes: one change to a set travels in about 130 bytes, not 520, and a batch 
 thousand changes in about a seventh of its JSON. A frame with ``flag`` 0 (its payload as it
 is) is accepted too; this side sends none. A compressed frame that does not inflate closes
 the link with 1002, one that inflates to more than the link's message limit with 1009
-(:class:`FrameFormatError`). The streams cost about 25 KiB of memory per link (zlib's
-formula for these settings) and CPU in proportion to the bytes (zlib's fastest level: what
+(:class:`FrameFormatError`). The two streams cost about 32 KiB of memory on each side of a
+link (measured with ``tracemalloc`` in ``tests/transport/test_frame_auth.py``) and CPU in proportion to the bytes (zlib's fastest level: what
 it costs end to end is in ``benchmarks/README.md``, "Bytes per change").
 
 The first frame each way, ``seal(b"")``, confirms the keys and moves the frame limit: until

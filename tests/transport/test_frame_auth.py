@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import hmac
 import json
 import sqlite3
+import tracemalloc
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -670,3 +672,28 @@ def test_the_biggest_valid_hello_fits_the_handshake_limit() -> None:
     data = encode_frame(hello)
     assert len(data) == 6723 and len(data) <= HANDSHAKE_MAX_BYTES
     assert decode_frame(data) == hello
+
+
+def test_a_link_holds_a_bounded_amount_of_memory_for_its_compression_streams() -> None:
+    """Each side of a link holds one deflate and one inflate stream for as long as the link
+    lives: about 32 KiB with a 2 KiB window (a relay with 1,000 links: about 32 MB). A wider
+    window or a higher memory level would multiply it; this keeps it in view."""
+    hello_c = encode_frame(HelloFrame(proto=2, group="g", replica="c", nonce="1" * 64))
+    hello_s = encode_frame(HelloFrame(proto=2, group="g", replica="s", nonce="2" * 64))
+    keys = derive_keys(b"s3cret", hello_c, hello_s)
+    batch = b"[" + b",".join(change(i) for i in range(50)) + b"]"
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        sides = []
+        for _ in range(50):
+            client, server = Session.for_client(keys), Session.for_server(keys)
+            assert server.unseal(client.seal(batch)) == batch
+            assert client.unseal(server.seal(change(1))) == change(1)
+            sides += [client, server]
+        gc.collect()
+        per_side = (tracemalloc.get_traced_memory()[0] - before) / len(sides)
+    finally:
+        tracemalloc.stop()
+    assert 16 * 1024 < per_side <= 40 * 1024, per_side
