@@ -72,8 +72,9 @@ thousand changes in about a seventh of its JSON. A frame with ``flag`` 0 (its pa
 is) is accepted too; this side sends none. A compressed frame that does not inflate closes
 the link with 1002, one that inflates to more than the link's message limit with 1009
 (:class:`FrameFormatError`). The two streams cost about 32 KiB of memory on each side of a
-link (measured with ``tracemalloc`` in ``tests/transport/test_frame_auth.py``) and CPU in proportion to the bytes (zlib's fastest level: what
-it costs end to end is in ``benchmarks/README.md``, "Bytes per change").
+link (measured with ``tracemalloc`` in ``tests/transport/test_frame_auth.py``), and CPU in
+proportion to the bytes (zlib's fastest level; what it costs end to end is in
+``benchmarks/README.md``, "Bytes per change").
 
 The first frame each way, ``seal(b"")``, confirms the keys and moves the frame limit: until
 it, every frame is limited to :data:`HANDSHAKE_MAX_BYTES`, so a connection that has not
