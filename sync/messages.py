@@ -19,15 +19,7 @@ code and reason), ``Ping``/``Pong`` (heartbeats).
 Replication (the engine, :class:`sync.Replica`):
 
 The log entries of a ``Push`` or ``Deltas`` travel with the seals of their origins
-(:mod:`sync.signing`): the message's ``seals`` lists each distinct seal once, as
-``[origin, key, digests, signature]``, and an entry covered by one carries its index in that
-list as a seventh element (``[origin, partition, seq, key, kind, delta_json, seal]``). The
-list is built from the entries' ``seal`` attributes when the message is encoded, and the
-decoder sets each entry's ``seal`` from it; whether a seal is valid is the engine's check.
-A seal that covers one entry, named by one entry of the message, travels without its
-digests (``""``): they are that entry's digest, which the decoder computes (a lone change
-is then a signature and a few fields, not a signature, a digest and the fields; such a
-seal named by more than one entry is malformed).
+(:mod:`sync.signing`), in the wire form of :mod:`sync.wire_entries`.
 
 * ``Push(push_id, entries, hint_for)`` — log entries for a home replica (``hint_for=None``)
   or, in a sloppy quorum, for a fallback to hold on behalf of ``hint_for``.
@@ -78,7 +70,6 @@ sync.errors.RemoteProtocolError: unsupported protocol version 2 (this peer speak
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from typing import Annotated, Any, Final, Literal, Self, cast
@@ -98,9 +89,9 @@ from pydantic import (
 from pydantic_core import from_json, to_json
 
 from sync.config import MAX_MESSAGE_BYTES
-from sync.effects import MAX_SEQ, LogEntry
+from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
-from sync.signing import DIGEST_BYTES, Seal, entry_digest, seal_from_wire
+from sync.wire_entries import attach_seals, entry_in, entry_out, from_wire, to_wire
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -178,89 +169,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
 
 
-_ENTRY_FIELDS: Final = ("origin", "partition", "seq", "key", "kind", "delta_json")
-_ENTRY_SHAPE: Final = "an entry is the array [origin, partition, seq, key, kind, delta_json]"
-
-
-def _entry_in(value: Any) -> Any:
-    if type(value) is list:
-        if len(value) == len(_ENTRY_FIELDS) + 1:
-            # A seal's index: checked and attached by decode, once the message is valid.
-            if type(value[-1]) is not int or value[-1] < 0:
-                raise ValueError(_ENTRY_SHAPE + ", and a seal index")
-            value = value[:-1]
-        if len(value) != len(_ENTRY_FIELDS):
-            raise ValueError(_ENTRY_SHAPE)
-        return dict(zip(_ENTRY_FIELDS, value, strict=True))
-    if isinstance(value, LogEntry):
-        return value
-    raise ValueError(_ENTRY_SHAPE)
-
-
-def _entry_out(e: LogEntry) -> tuple[str, int, int, str, str, str]:
-    return (e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json)
-
-
-def _wire_entries(entries: list[LogEntry]) -> tuple[list[tuple[Any, ...]], list[Seal]]:
-    """The entries of a Push or Deltas as pydantic-core encodes fastest (plain tuples), each
-    with the index of its seal when it has one, and the seals they index (a seal of one
-    entry, named once, without its digests: the module docstring)."""
-    seals: dict[Seal, int] = {}
-    named: list[int] = []  # how many entries name each seal
-    out: list[tuple[Any, ...]] = []
-    append = out.append
-    last: Seal | None = None
-    index = 0
-    for e in entries:
-        seal = e.seal
-        if seal is None:
-            append((e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json))
-            continue
-        if seal is not last:  # (consecutive entries usually share their seal)
-            found = seals.get(seal)
-            if found is None:
-                found = seals[seal] = len(seals)
-                named.append(0)
-            last, index = seal, found
-        named[index] += 1
-        append((e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json, index))
-    wire = list(seals)
-    for i, seal in enumerate(wire):
-        if named[i] == 1 and len(seal.digests) == _ONE_DIGEST_B64:
-            wire[i] = seal._replace(digests="")
-    return out, wire
-
-
-# The base64 length of one digest: a seal of that length covers one entry.
-_ONE_DIGEST_B64: Final = 4 * ((DIGEST_BYTES + 2) // 3)
-
-
-def _full_seals(entries: list[LogEntry]) -> bool:
-    """Give each seal that came without its digests (one per entry that names it) the digest
-    of its entry; False if such a seal is named by more than one entry."""
-    done: set[int] = set()
-    for e in entries:
-        seal = e.seal
-        if seal is not None and seal.digests == "":
-            if id(seal) in done:
-                return False
-            done.add(id(seal))
-            e.seal = seal._replace(digests=base64.b64encode(entry_digest(e)).decode())
-    return True
-
-
-def _seals_in(raw: Any) -> list[Seal] | None:
-    """The seals of a decoded message's ``seals`` field (absent: none), or None if malformed."""
-    if raw is None:
-        return []
-    if type(raw) is not list:
-        return None
-    try:
-        return [seal_from_wire(v) for v in raw]
-    except ValueError:
-        return None
-
-
 # One log entry: the delta of ``key`` with log dot ``(origin, partition, seq)``, as the
 # engine logs it (a dataclass validated with the constraints it declares). On the
 # wire it is the array ``[origin, partition, seq, key, kind, delta_json]`` (no field names:
@@ -269,7 +177,7 @@ def _seals_in(raw: Any) -> list[Seal] | None:
 # re-encoding) and parses it only to merge. The engine checks that it decodes to a CRDT of
 # ``kind`` before anything changes.
 Entry = LogEntry
-_WireEntry = Annotated[LogEntry, BeforeValidator(_entry_in), PlainSerializer(_entry_out)]
+_WireEntry = Annotated[LogEntry, BeforeValidator(entry_in), PlainSerializer(entry_out)]
 
 
 class SnapObject(_Model):
@@ -530,54 +438,6 @@ def snap_object(key: str, kind: str, state_json: str, piece: bool = False) -> Sn
     return cast(SnapObject, _built(SnapObject, fields, {"key", "kind", "state_json"}))
 
 
-def _entries(raw: Any, raw_seals: Any) -> list[LogEntry] | None:
-    """The checked entries of a decoded message, or None if any is not well-formed.
-
-    Each ``[origin, partition, seq, key, kind, delta_json]`` array is checked field by field
-    with the rules :class:`~sync.effects.LogEntry` declares and built as a ``LogEntry``; a
-    seventh element is the index of its seal in ``raw_seals``."""
-    if type(raw) is not list:
-        return None
-    seals = _seals_in(raw_seals)
-    if seals is None:
-        return None
-    count = len(seals)
-    out: list[LogEntry] = []
-    append = out.append
-    for e in raw:
-        if type(e) is not list:
-            return None
-        seal = None
-        if len(e) == 7:
-            index = e[6]
-            if type(index) is not int or not 0 <= index < count:
-                return None
-            seal = seals[index]
-            origin, partition, seq, key, kind, text, _ = e
-        elif len(e) == 6:
-            origin, partition, seq, key, kind, text = e
-        else:
-            return None
-        if not (
-            type(origin) is str
-            and origin != ""
-            and type(partition) is int
-            and partition >= 0
-            and type(seq) is int
-            and 1 <= seq <= MAX_SEQ
-            and type(key) is str
-            and key != ""
-            and type(kind) is str
-            and kind != ""
-            and type(text) is str
-        ):
-            return None
-        append(LogEntry(origin, partition, seq, key, kind, text, seal))
-    if any(seal.digests == "" for seal in seals) and not _full_seals(out):
-        return None
-    return out
-
-
 # The fields a message decoded without its optional field has set (as pydantic records it).
 _PUSH_SET_NO_HINT: Final = frozenset({"proto", "t", "push_id", "entries"})
 _DELTAS_SET_BASE: Final = frozenset({"proto", "t", "batch_id", "partition", "entries"})
@@ -599,7 +459,7 @@ def _fast_decode(raw: Any) -> Message | None:
         hint_for = raw.get("hint_for")
         if type(push_id) is not int or (hint_for is not None and not is_replica_id(hint_for)):
             return None
-        entries = _entries(raw.get("entries"), raw.get("seals"))
+        entries = from_wire(raw.get("entries"), raw.get("seals"))
         if entries is None:
             return None
         fields = {
@@ -616,7 +476,7 @@ def _fast_decode(raw: Any) -> Message | None:
         if head is None:
             return None
         batch_id, partition, more, remaining = head
-        entries = _entries(raw.get("entries"), raw.get("seals"))
+        entries = from_wire(raw.get("entries"), raw.get("seals"))
         if entries is None:
             return None
         fields = {
@@ -729,7 +589,7 @@ def encode(msg: Message) -> bytes:
     t = type(msg)
     if t is Push:
         assert isinstance(msg, Push)
-        entries, seals = _wire_entries(msg.entries)
+        entries, seals = to_wire(msg.entries)
         body: dict[str, Any] = {
             "proto": 1,
             "t": "push",
@@ -742,7 +602,7 @@ def encode(msg: Message) -> bytes:
         return to_json(body, inf_nan_mode="null")
     if t is Deltas:
         assert isinstance(msg, Deltas)
-        entries, seals = _wire_entries(msg.entries)
+        entries, seals = to_wire(msg.entries)
         body = {
             "proto": 1,
             "t": "deltas",
@@ -780,26 +640,8 @@ def decode(data: bytes | str, *, max_size: int = MAX_MESSAGE_BYTES) -> Message:
     except ValidationError as exc:
         raise RemoteProtocolError(_reason(data, exc)) from exc
     if isinstance(msg, Push | Deltas):
-        _attach_seals(msg, raw)
+        attach_seals(msg.entries, raw, msg.t)
     return msg
-
-
-def _attach_seals(msg: Push | Deltas, raw: Any) -> None:
-    """Set the seal of each entry of a message the pydantic path validated (the fast path
-    refused it for another reason, or sets them itself); RemoteProtocolError if the seals
-    or an entry's index into them are malformed."""
-    seals = _seals_in(raw.get("seals")) if type(raw) is dict else None
-    if seals is None:
-        raise RemoteProtocolError(
-            f"bad field 'seals' in {msg.t!r} message: a list of [origin, key, digests, signature]"
-        )
-    for i, (e, wire) in enumerate(zip(msg.entries, raw["entries"], strict=True)):
-        if len(wire) == 7:
-            if not wire[6] < len(seals):
-                raise RemoteProtocolError(f"entry {i} of a {msg.t!r} names no seal")
-            e.seal = seals[wire[6]]
-    if not _full_seals(msg.entries):
-        raise RemoteProtocolError(f"a seal without digests is named by two entries of a {msg.t!r}")
 
 
 def _reason(data: bytes, exc: ValidationError) -> str:

@@ -71,8 +71,8 @@ few bytes: one change to a set travels in about 130 bytes, not 520, and a batch 
 thousand changes in about a seventh of its JSON. A frame with ``flag`` 0 (its payload as it
 is) is accepted too; this side sends none. A compressed frame that does not inflate closes
 the link with 1002, one that inflates to more than the link's message limit with 1009
-(:class:`FrameFormatError`). The two streams cost about 32 KiB of memory on each side of a
-link (measured with ``tracemalloc`` in ``tests/transport/test_frame_auth.py``), and CPU in
+(:class:`FrameFormatError`). The two streams cost at most 40 KiB of memory on each side of
+a link (measured with ``tracemalloc`` in ``tests/transport/test_frame_auth.py``), and CPU in
 proportion to the bytes (zlib's fastest level; what it costs end to end is in
 ``benchmarks/README.md``, "Bytes per change").
 
@@ -187,8 +187,8 @@ _DEFLATED: Final = b"\x01"
 #: Raw deflate (negative), a 2 KiB window.
 DEFLATE_WBITS: Final = -11
 _MEM_LEVEL: Final = 4
-# Level 1: a batch of a thousand changes in half the time of level 6 and 3% bigger; a lone
-# change 3 bytes bigger.
+# zlib's fastest level: every batch goes through it; a lone change is a few bytes bigger than
+# at a higher level (benchmarks/README.md, "Bytes per change").
 _LEVEL: Final = 1
 _FLUSH_TAIL: Final = b"\x00\x00\xff\xff"
 _LABEL: Final = b"shoal-link/4"

@@ -676,7 +676,7 @@ def test_the_biggest_valid_hello_fits_the_handshake_limit() -> None:
 
 def test_a_link_holds_a_bounded_amount_of_memory_for_its_compression_streams() -> None:
     """Each side of a link holds one deflate and one inflate stream for as long as the link
-    lives: about 32 KiB with a 2 KiB window (a relay with 1,000 links: about 32 MB). A wider
+    lives: at most 40 KiB with a 2 KiB window (a relay with 1,000 links: at most 40 MB). A wider
     window or a higher memory level would multiply it; this keeps it in view."""
     hello_c = encode_frame(HelloFrame(proto=2, group="g", replica="c", nonce="1" * 64))
     hello_s = encode_frame(HelloFrame(proto=2, group="g", replica="s", nonce="2" * 64))
