@@ -4,8 +4,10 @@
 so that what crosses the wire can be read, and reviewed, in a single file.)
 
 Every message is a JSON object with a literal type tag ``t`` and the protocol version
-``proto`` (currently ``1``). :func:`decode` is the only way bytes become messages: it refuses
-anything oversized, not JSON, of an unknown version or type, or with a field of the wrong
+``proto`` (currently ``1``); a ``Push`` or ``Deltas`` whose entries are sealed is followed by
+a NUL byte and a binary tail, the bytes of its seals (a JSON text has no raw NUL, so the first
+one ends it; :mod:`sync.wire_entries`). :func:`decode` is the only way bytes become messages:
+it refuses anything oversized, not JSON, of an unknown version or type, or with a field of the wrong
 type, by raising :class:`~sync.errors.RemoteProtocolError` with a clear ``reason``, and it has
 no side effects. Validation runs once, at this boundary, directly on the bytes
 (``TypeAdapter.validate_json``); the engine then checks what only it can (CRDT bodies,
@@ -443,11 +445,14 @@ _PUSH_SET_NO_HINT: Final = frozenset({"proto", "t", "push_id", "entries"})
 _DELTAS_SET_BASE: Final = frozenset({"proto", "t", "batch_id", "partition", "entries"})
 
 
-def _fast_decode(raw: Any) -> Message | None:
-    """The message ``raw`` (parsed JSON) encodes, if it is a well-formed fast-path one."""
+def _fast_decode(raw: Any, tail: bytes = b"") -> Message | None:
+    """The message ``raw`` (parsed JSON) and its binary ``tail`` encode, if it is a
+    well-formed fast-path one."""
     if type(raw) is not dict or type(raw.get("proto")) is not int or raw["proto"] != 1:
         return None
     t = raw.get("t")
+    if tail and t != "push" and t != "deltas":
+        return None
     if t == "ack":
         ids = raw.get("ids")
         if type(ids) is not list or any(type(i) is not int for i in ids):
@@ -459,7 +464,7 @@ def _fast_decode(raw: Any) -> Message | None:
         hint_for = raw.get("hint_for")
         if type(push_id) is not int or (hint_for is not None and not is_replica_id(hint_for)):
             return None
-        entries = from_wire(raw.get("entries"), raw.get("seals"))
+        entries = from_wire(raw.get("entries"), raw.get("seals"), tail)
         if entries is None:
             return None
         fields = {
@@ -476,7 +481,7 @@ def _fast_decode(raw: Any) -> Message | None:
         if head is None:
             return None
         batch_id, partition, more, remaining = head
-        entries = from_wire(raw.get("entries"), raw.get("seals"))
+        entries = from_wire(raw.get("entries"), raw.get("seals"), tail)
         if entries is None:
             return None
         fields = {
@@ -585,11 +590,11 @@ def _remaining(raw: Any) -> tuple[int, int] | bool | None:
 
 
 def encode(msg: Message) -> bytes:
-    """The JSON bytes of ``msg``."""
+    """The bytes of ``msg``: its JSON, and for sealed entries a NUL and the seals' bytes."""
     t = type(msg)
     if t is Push:
         assert isinstance(msg, Push)
-        entries, seals = to_wire(msg.entries)
+        entries, seals, tail = to_wire(msg.entries)
         body: dict[str, Any] = {
             "proto": 1,
             "t": "push",
@@ -599,10 +604,10 @@ def encode(msg: Message) -> bytes:
         }
         if seals:
             body["seals"] = seals
-        return to_json(body, inf_nan_mode="null")
+        return _with_tail(to_json(body, inf_nan_mode="null"), tail)
     if t is Deltas:
         assert isinstance(msg, Deltas)
-        entries, seals = to_wire(msg.entries)
+        entries, seals, tail = to_wire(msg.entries)
         body = {
             "proto": 1,
             "t": "deltas",
@@ -614,11 +619,15 @@ def encode(msg: Message) -> bytes:
         }
         if seals:
             body["seals"] = seals
-        return to_json(body, inf_nan_mode="null")
+        return _with_tail(to_json(body, inf_nan_mode="null"), tail)
     if t is Ack:
         assert isinstance(msg, Ack)
         return to_json({"proto": 1, "t": "ack", "ids": msg.ids})
     return _ADAPTER.dump_json(msg)
+
+
+def _with_tail(text: bytes, tail: bytes) -> bytes:
+    return b"".join((text, b"\x00", tail)) if tail else text
 
 
 def decode(data: bytes | str, *, max_size: int = MAX_MESSAGE_BYTES) -> Message:
@@ -627,12 +636,18 @@ def decode(data: bytes | str, *, max_size: int = MAX_MESSAGE_BYTES) -> Message:
         data = data.encode()
     if len(data) > max_size:
         raise RemoteProtocolError(f"message of {len(data)} bytes exceeds the limit of {max_size}")
+    end = data.find(0)
+    tail = b""
+    if end >= 0:  # the JSON ends at the first NUL; the seals' bytes follow
+        data, tail = data[:end], data[end + 1 :]
+        if not tail:
+            raise RemoteProtocolError("a NUL ends the message's JSON, and no binary tail follows")
     try:
         raw = from_json(data, allow_inf_nan=False)
     except ValueError:
         raw = None  # the pydantic path reports it
     if raw is not None:
-        fast = _fast_decode(raw)
+        fast = _fast_decode(raw, tail)
         if fast is not None:
             return fast
     try:
@@ -640,7 +655,9 @@ def decode(data: bytes | str, *, max_size: int = MAX_MESSAGE_BYTES) -> Message:
     except ValidationError as exc:
         raise RemoteProtocolError(_reason(data, exc)) from exc
     if isinstance(msg, Push | Deltas):
-        attach_seals(msg.entries, raw, msg.t)
+        attach_seals(msg.entries, raw, msg.t, tail)
+    elif end >= 0:
+        raise RemoteProtocolError(f"a {msg.t!r} message has no binary tail; this one has a NUL")
     return msg
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "NOT_COVERED",
     "SEAL_MAX",
     "SEAL_WIRE_MAX",
+    "SIGNATURE_BYTES",
     "Seal",
     "Signed",
     "Signer",
@@ -82,7 +83,8 @@ DIGEST_BYTES: Final = 16
 #: of up to 128 characters, the JSON around them).
 SEAL_WIRE_MAX: Final = 128 + 44 + 4 * ((SEAL_MAX * DIGEST_BYTES + 2) // 3) + 88 + 32
 _DOMAIN: Final = b"shoal-seal/1\x00"
-_SIGNATURE_BYTES: Final = 64
+#: Bytes of an Ed25519 signature.
+SIGNATURE_BYTES: Final = 64
 _MEMO: Final = 4096  # seals remembered as checked (cleared when full)
 #: Why an entry is refused whose origin's (valid) seal does not list it.
 NOT_COVERED: Final = "the seal of its origin does not cover it"
@@ -218,7 +220,7 @@ def check_seal(
     except ValueError as exc:
         return f"malformed seal: {exc}"
     count, rest = divmod(len(digests), DIGEST_BYTES)
-    if rest or not 1 <= count <= SEAL_MAX or len(signature) != _SIGNATURE_BYTES:
+    if rest or not 1 <= count <= SEAL_MAX or len(signature) != SIGNATURE_BYTES:
         return "malformed seal: wrong length of digests or signature"
     memo = f"{seal.origin}\x00{seal.key}"
     public = None if keys is None else keys.get(memo)

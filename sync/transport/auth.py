@@ -25,16 +25,16 @@ name), just as it cannot sign entries in its name (``sync.signing``). A side tha
 (``shoal forget``) has none and needs none.
 
 **Key schedule** (HKDF with HMAC-SHA256, RFC 5869, written on the standard library's
-:mod:`hmac`): the *transcript* is ``SHA-256("shoal-link/4" 0x00 || len(H_c) || H_c ||
+:mod:`hmac`): the *transcript* is ``SHA-256("shoal-link/5" 0x00 || len(H_c) || H_c ||
 len(H_s) || H_s)`` over the two hello frames exactly as they crossed the wire (lengths as 4
 bytes big-endian), so every field of both hellos (nonces, ids, group, address, site, relay,
 home, role, key, version) is covered. ``prk = HKDF-Extract(salt=transcript, ikm=secret)``,
 and four 32-byte values are expanded from it, one per label::
 
-    proof_c = HKDF-Expand(prk, "shoal-link/4 proof client")
-    proof_s = HKDF-Expand(prk, "shoal-link/4 proof server")
-    key_cs  = HKDF-Expand(prk, "shoal-link/4 frames client->server")
-    key_sc  = HKDF-Expand(prk, "shoal-link/4 frames server->client")
+    proof_c = HKDF-Expand(prk, "shoal-link/5 proof client")
+    proof_s = HKDF-Expand(prk, "shoal-link/5 proof server")
+    key_cs  = HKDF-Expand(prk, "shoal-link/5 frames client->server")
+    key_sc  = HKDF-Expand(prk, "shoal-link/5 frames server->client")
 
 and ``sig_c``/``sig_s`` sign ``transcript || "client"``/``"server"`` with the replica's key.
 
@@ -67,7 +67,8 @@ stream per direction that lives as long as the link: each frame is the stream's 
 to a sync flush, without the flush's last four bytes (``00 00 ff ff``, put back by the
 receiver), as permessage-deflate (RFC 7692) with context takeover does. So what a frame
 repeats of itself and of the frames before it (ids, keys, field names, a seal's key) costs a
-few bytes: one change to a set travels in about 130 bytes, not 520, and a batch of a
+few bytes: one change to a set travels in about 110 bytes, not 520 (its signature as bytes
+after the message's JSON, :mod:`sync.wire_entries`), and a batch of a
 thousand changes in about a seventh of its JSON. A frame with ``flag`` 0 (its payload as it
 is) is accepted too; this side sends none. A compressed frame that does not inflate closes
 the link with 1002, one that inflates to more than the link's message limit with 1009
@@ -88,7 +89,7 @@ receiving the dialler's. Every frame after the empty ones may be as big as a mes
 
 Failures close the websocket with a code and a reason a person can read:
 
-* another protocol version (``"protocol version 3 is not supported; this peer speaks 4"``),
+* another protocol version (``"protocol version 4 is not supported; this peer speaks 5"``),
   a frame that is not the expected handshake frame, a malformed frame: ``1002``;
 * wrong group, wrong secret, bad replica id, an id that is not its key's, a missing key or
   a signature that fails, a frame that fails its check, a handshake that does not finish
@@ -97,7 +98,10 @@ Failures close the websocket with a code and a reason a person can read:
 
 :data:`PROTO_VERSION` is the version of this link protocol (handshake and frame format). The
 replication messages inside the frames carry their own schema version
-(``sync.messages.PROTOCOL_VERSION``), which this one does not change.
+(``sync.messages.PROTOCOL_VERSION``). Version 5 is the first whose messages may end in a
+binary tail (a sealed ``Push`` or ``Deltas`` carries its seals' signatures and digests as
+bytes, :mod:`sync.wire_entries`), so a peer of version 4 is refused at its hello, with the
+reason above, rather than at its first sealed message.
 
 Handshake frames are small JSON objects (pydantic models, validated once here), transport-only
 and deliberately separate from the replication messages of :mod:`sync.messages`: nothing of
@@ -170,7 +174,7 @@ __all__ = [
 
 log = logging.getLogger("shoal.transport.auth")
 
-PROTO_VERSION: Final = 4
+PROTO_VERSION: Final = 5
 #: Close codes (RFC 6455 section 7.4.1).
 CLOSE_PROTOCOL: Final = 1002
 CLOSE_POLICY: Final = 1008
@@ -191,7 +195,7 @@ _MEM_LEVEL: Final = 4
 # at a higher level (benchmarks/README.md, "Bytes per change").
 _LEVEL: Final = 1
 _FLUSH_TAIL: Final = b"\x00\x00\xff\xff"
-_LABEL: Final = b"shoal-link/4"
+_LABEL: Final = b"shoal-link/5"
 _READY: Final = b""
 _SEQ = struct.Struct(">Q").pack
 _REPLICA_ID = re.compile(r"^[A-Za-z0-9._:@/+-]{1,128}$")

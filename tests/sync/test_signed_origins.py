@@ -15,6 +15,7 @@ acks them.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import gc
 import json
@@ -470,6 +471,16 @@ def test_seals_loaded_from_the_store_share_one_entry_of_the_seal_table() -> None
     assert len(c._data._seals) == 1
 
 
+def _wire(msg: m.Message) -> tuple[dict[str, Any], bytes]:
+    """The JSON object of an encoded message and its binary tail (after the first NUL)."""
+    text, _, tail = m.encode(msg).partition(b"\x00")
+    return json.loads(text), tail
+
+
+def _bytes(raw: dict[str, Any], tail: bytes) -> bytes:
+    return json.dumps(raw).encode() + (b"\x00" + tail if tail else b"")
+
+
 def _lone(signer: Signer, seq: int, element: str, into: crdt.ORSet) -> LogEntry:
     """The entry of ``signer``'s write number ``seq``, an add to its copy of the set
     ``into``, sealed alone."""
@@ -487,8 +498,9 @@ def test_a_seal_of_one_entry_travels_without_its_digest_and_arrives_whole() -> N
     mine = crdt.ORSet()
     one, other = _lone(B, 1, "milk", mine), _lone(B, 2, "eggs", mine)
     push = m.Push.model_construct(push_id=7, entries=[one, other], hint_for=None)
-    wire = json.loads(m.encode(push))
+    wire, tail = _wire(push)
     assert [s[2] for s in wire["seals"]] == ["", ""]
+    assert len(tail) == 2 * 64  # the two signatures, as bytes
     back = m.decode(m.encode(push))
     assert isinstance(back, m.Push)
     assert [e.seal for e in back.entries] == [one.seal, other.seal]
@@ -499,8 +511,9 @@ def test_a_seal_of_one_entry_travels_without_its_digest_and_arrives_whole() -> N
     # A seal of several entries keeps its digests, even when one entry of it travels.
     e1, e2 = _lone(B, 3, "a", mine), _lone(B, 4, "b", mine)
     e1.seal = e2.seal = B.seal([e1, e2])
-    wire = json.loads(m.encode(m.Push.model_construct(push_id=8, entries=[e1], hint_for=None)))
-    assert wire["seals"][0][2] == e1.seal.digests
+    wire, tail = _wire(m.Push.model_construct(push_id=8, entries=[e1], hint_for=None))
+    assert wire["seals"][0][2] == 2  # two digests, in the tail before the signature
+    assert tail == base64.b64decode(e1.seal.digests) + base64.b64decode(e1.seal.signature)
 
 
 def test_a_seal_without_digests_named_twice_or_over_another_entry_is_refused() -> None:
@@ -510,19 +523,87 @@ def test_a_seal_without_digests_named_twice_or_over_another_entry_is_refused() -
     one = _lone(B, 1, "milk", crdt.ORSet())
     assert one.seal is not None
     push = m.Push.model_construct(push_id=7, entries=[one], hint_for=None)
-    wire = json.loads(m.encode(push))
+    wire, tail = _wire(push)
     twice = {
         **wire,
         "entries": [wire["entries"][0], [*wire["entries"][0][:2], 2, *wire["entries"][0][3:]]],
     }
     with pytest.raises(RemoteProtocolError, match="without digests is named by two entries"):
-        m.decode(json.dumps(twice))
+        m.decode(_bytes(twice, tail))
     swapped = json.loads(json.dumps(wire))
     swapped["entries"][0][5] = crdt.ORSet().add(B.replica_id, "forged").to_json()
-    forged = m.decode(json.dumps(swapped))
+    forged = m.decode(_bytes(swapped, tail))
     ids = [s.replica_id for s in (A, B, M)]
     a = _engine(A, ids[0], [ids[1], ids[2]])
     before = _view(a)
     with pytest.raises(RemoteProtocolError, match="does not verify"):
         a.receive(ids[2], forged, 10.5)
     assert a.effects() == [] and _view(a) == before
+
+
+def test_seals_travel_as_bytes_in_a_binary_tail_and_arrive_as_they_were_made() -> None:
+    """The random parts of seals (signatures, digests) travel as bytes after the JSON, not as
+    base64 inside it: no base64 signature or digests in the JSON, the tail exactly their
+    bytes, and the decoded seals equal to the ones made (stored and forwarded as they are).
+    A seal given as text (another encoder's) is taken too."""
+    mine = crdt.ORSet()
+    lone = _lone(B, 1, "milk", mine)
+    e1, e2, e3 = (_lone(M, i, f"x{i}", mine) for i in (1, 2, 3))
+    e1.seal = e2.seal = e3.seal = M.seal([e1, e2, e3])
+    push = m.Push.model_construct(push_id=9, entries=[lone, e1, e2, e3], hint_for=None)
+    data = m.encode(push)
+    wire, tail = _wire(push)
+    assert [s[2:] for s in wire["seals"]] == [["", ""], [3, ""]]
+    assert lone.seal is not None and e1.seal is not None
+    assert lone.seal.signature.encode() not in data and e1.seal.digests.encode() not in data
+    assert tail == b"".join(
+        base64.b64decode(x) for x in (lone.seal.signature, e1.seal.digests, e1.seal.signature)
+    )
+    back = m.decode(data)
+    assert isinstance(back, m.Push)
+    assert [e.seal for e in back.entries] == [lone.seal, e1.seal, e1.seal, e1.seal]
+    as_text = {**wire, "seals": [list(lone.seal), list(e1.seal)]}
+    again = m.decode(json.dumps(as_text).encode())
+    assert isinstance(again, m.Push)
+    assert [e.seal for e in again.entries] == [e.seal for e in back.entries]
+    ids = [s.replica_id for s in (A, B, M)]
+    a = _engine(A, ids[0], [ids[1], ids[2]])
+    a.receive(ids[2], back, 10.5)
+    assert a.current_value(KEY, "orset") == {"milk", "x1", "x2", "x3"}
+
+
+def _tail_cases() -> list[tuple[str, bytes, str]]:
+    mine = crdt.ORSet()
+    e1, e2 = (_lone(M, i, f"x{i}", mine) for i in (1, 2))
+    e1.seal = e2.seal = M.seal([e1, e2])
+    push = m.Push.model_construct(push_id=9, entries=[e1, e2], hint_for=None)
+    wire, tail = _wire(push)
+    assert wire["seals"][0][2:] == [2, ""]
+
+    def digests(n: Any) -> dict[str, Any]:
+        return {**wire, "seals": [[*wire["seals"][0][:2], n, ""]]}
+
+    seals = "bad field 'seals'"
+    return [
+        ("tail one byte short", _bytes(wire, tail[:-1]), seals),
+        ("tail one byte long", _bytes(wire, tail + b"\x00"), seals),
+        ("no tail", json.dumps(wire).encode(), seals),
+        ("a NUL and nothing after it", json.dumps(wire).encode() + b"\x00", "no binary tail"),
+        ("zero digests", _bytes(digests(0), tail[32:]), seals),
+        ("more digests than a seal covers", _bytes(digests(SEAL_MAX + 1), tail), seals),
+        ("digests counted as true", _bytes(digests(True), tail[16:]), seals),
+        ("a tail on an ack", b'{"proto":1,"t":"ack","ids":[1]}\x00' + tail, "binary tail"),
+        ("a tail with no seals", _bytes({**wire, "seals": []}, tail), seals),
+    ]
+
+
+@pytest.mark.parametrize(("case", "data", "reason"), _tail_cases(), ids=lambda x: str(x)[:30])
+def test_a_malformed_binary_tail_is_refused_with_a_reason_and_changes_nothing(
+    case: str, data: bytes, reason: str
+) -> None:
+    ids = [s.replica_id for s in (A, B, M)]
+    a = _engine(A, ids[0], [ids[1], ids[2]])
+    before = _view(a)
+    with pytest.raises(RemoteProtocolError, match=reason):
+        a.receive(ids[2], m.decode(data), 10.5)
+    assert a.effects() == [] and _view(a) == before, case

@@ -414,10 +414,10 @@ async def test_a_write_injected_by_a_relay_in_the_middle_is_never_applied(tmp_pa
 # -- versions ----------------------------------------------------------------------------------
 
 
-# A hello of link protocol 2 (before replica keys).
+# A hello of link protocol 4 (before the messages' binary tail).
 OLD_HELLO = {
     "t": "hello",
-    "proto": 3,
+    "proto": 4,
     "group": "g",
     "replica": "old",
     "nonce": "ab" * 32,
@@ -437,7 +437,7 @@ async def test_a_peer_of_the_old_version_gets_a_clear_refusal() -> None:
             with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), WAIT)  # no hello back: a close
             assert ws.close_code == 1002
-            assert ws.close_reason == "protocol version 3 is not supported; this peer speaks 4"
+            assert ws.close_reason == "protocol version 4 is not supported; this peer speaks 5"
         assert ra.up == [] and a.rejected == 1
     finally:
         await a.aclose()
@@ -455,8 +455,8 @@ async def test_a_dialler_refuses_a_listener_of_the_old_version_clearly() -> None
             with pytest.raises(HandshakeError) as err:
                 await client_handshake(ws, ident("b"), timeout=WAIT)
     assert err.value.code == 1002
-    assert err.value.reason == "protocol version 3 is not supported; this peer speaks 4"
-    assert PROTO_VERSION == 4
+    assert err.value.reason == "protocol version 4 is not supported; this peer speaks 5"
+    assert PROTO_VERSION == 5
 
 
 # -- the session and the keys, without sockets -------------------------------------------------
@@ -581,7 +581,7 @@ def test_keys_are_hkdf_sha256_over_the_transcript_of_both_hellos() -> None:
     # An independent HKDF (the cryptography package) over the documented transcript.
     hello_c = encode_frame(HelloFrame(proto=2, group="g", replica="c", nonce="1" * 64))
     hello_s = encode_frame(HelloFrame(proto=2, group="g", replica="s", nonce="2" * 64))
-    h = hashlib.sha256(b"shoal-link/4\x00")
+    h = hashlib.sha256(b"shoal-link/5\x00")
     for part in (hello_c, hello_s):
         h.update(len(part).to_bytes(4, "big") + part)
     transcript = h.digest()
@@ -591,10 +591,10 @@ def test_keys_are_hkdf_sha256_over_the_transcript_of_both_hellos() -> None:
         return kdf.derive(b"s3cret")
 
     keys = derive_keys(b"s3cret", hello_c, hello_s)
-    assert keys.proof_client == hkdf(b"shoal-link/4 proof client")
-    assert keys.proof_server == hkdf(b"shoal-link/4 proof server")
-    assert keys.client_to_server == hkdf(b"shoal-link/4 frames client->server")
-    assert keys.server_to_client == hkdf(b"shoal-link/4 frames server->client")
+    assert keys.proof_client == hkdf(b"shoal-link/5 proof client")
+    assert keys.proof_server == hkdf(b"shoal-link/5 proof server")
+    assert keys.client_to_server == hkdf(b"shoal-link/5 frames client->server")
+    assert keys.server_to_client == hkdf(b"shoal-link/5 frames server->client")
     assert (
         len({keys.proof_client, keys.proof_server, keys.client_to_server, keys.server_to_client})
         == 4

@@ -80,8 +80,36 @@ def _gcounter() -> dict[str, Any]:
             ),
             "key",
         ),
+        (  # a seal whose signature is in the binary tail, and a tail one byte short
+            _raw(
+                t="push",
+                push_id=1,
+                entries=[
+                    [
+                        "member-1",
+                        partition_of("x", 64),
+                        1,
+                        "x",
+                        "gcounter",
+                        json.dumps(_gcounter()),
+                        0,
+                    ]
+                ],
+                seals=[["member-1", "", "", ""]],
+            )
+            + b"\x00"
+            + bytes(63),
+            "seals",
+        ),
+        (_raw(t="ack", ids=[1]) + b"\x00" + bytes(64), "binary tail"),
     ],
-    ids=["push-hint-for-empty", "repair-empty-key", "snapshot-empty-key"],
+    ids=[
+        "push-hint-for-empty",
+        "repair-empty-key",
+        "snapshot-empty-key",
+        "push-tail-short",
+        "ack-with-tail",
+    ],
 )
 async def test_a_message_the_store_would_refuse_closes_the_link_and_the_peer_serves_on(
     tmp_path: Path, payload: bytes, reason: str
