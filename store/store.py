@@ -329,8 +329,14 @@ class Store:
             # an app awaiting each write: benchmarks/speed_bench.py --goals serial). Callers
             # arriving meanwhile queue for the writer task, which groups them next.
             async with self._committing:
-                (count,) = await self._transaction([prepared])
-            return count
+                if self._writer_db.may_commit_here:
+                    # That commit may not yield to the loop at all (store.writer): let the
+                    # callers of this turn of the loop queue first, to be grouped.
+                    await asyncio.sleep(0)
+                if self._queue.empty():
+                    (count,) = await self._transaction([prepared])
+                    return count
+            # Others queued meanwhile: join them, for the writer task to group.
         future: asyncio.Future[int] = self._loop.create_future()
         self._queue.put_nowait(_Pending(prepared, rows, future))
         return await future

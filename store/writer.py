@@ -6,12 +6,26 @@ transaction (``BEGIN IMMEDIATE``, one ``executemany`` per table, ``COMMIT``) run
 SQLAlchemy ``Connection`` in that thread, through :func:`store.sql.apply_prepared`.
 
 * SQLite (:class:`ThreadWriter`): a synchronous SQLAlchemy engine on the standard ``sqlite3``
-  driver, one connection kept open for the store's life, used only by one thread of its own.
+  driver, one connection kept open for the store's life, used by one thread of its own.
   Through the async engine (aiosqlite), each statement is a round trip between the event
   loop and the driver's thread, several per statement (cursor, execute, close): for a
   one-write transaction at ``synchronous=NORMAL`` those round trips, not the disk, were the
   cost (``benchmarks/speed_bench.py --goals serial``). Reads do the same in a thread of
   their own (:class:`ThreadReader`), one crossing per read.
+* **Small commits without the crossing.** At ``synchronous=NORMAL`` a commit in WAL mode
+  writes to the WAL and syncs nothing, so a small transaction (at most
+  :data:`INLINE_MAX_ROWS` rows: one write, an ack's bookkeeping) costs SQLite a few tens of
+  microseconds, less than the crossing into the thread and back. When the writer's thread
+  has no job queued or running, such a transaction runs on the connection in the caller's
+  thread (the event loop's), which blocks the loop only for that long (or, if another
+  process holds the database's write lock, up to the busy timeout, as the thread would
+  wait); anything bigger, and every commit at ``FULL`` or ``EXTRA`` (which sync the WAL),
+  crosses as before. The connection is used by one thread at a time: a job counts as
+  running from its queueing until the thread has finished it, whether or not its caller
+  still waits. SQLite's automatic checkpoints would run inside such a commit (copying the
+  WAL into the database and syncing it: milliseconds), so that connection has them off, and
+  the writer's thread runs a passive checkpoint after every :data:`CHECKPOINT_COMMITS`
+  commits, while commits meanwhile cross to the thread.
 * PostgreSQL (:class:`AsyncWriter`): asyncpg is asyncio-native, so its statements run on the
   event loop without a thread; the transaction is one ``AsyncConnection.run_sync``.
 
@@ -24,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from queue import SimpleQueue
@@ -40,8 +55,17 @@ __all__ = ["AsyncWriter", "ThreadReader", "ThreadWriter", "Writer", "install_sql
 
 _T = TypeVar("_T")
 
+log = logging.getLogger("shoal.store")
+
 #: The reader connection's SQLite page cache, in KiB.
 READER_CACHE_KIB = 512
+#: The most rows a transaction may have to commit in the caller's thread (see the module's
+#: docstring; a write is three: its object, its log segment, its partition's summary).
+INLINE_MAX_ROWS = 64
+#: Commits between two checkpoints of the WAL by the writer's thread, where commits may run
+#: in the caller's thread (SQLite's automatic checkpoint: at 1000 pages, a few hundred
+#: small commits).
+CHECKPOINT_COMMITS = 256
 
 
 def install_sqlite_hooks(engine: Engine, synchronous: str, busy_timeout_ms: int) -> None:
@@ -71,9 +95,12 @@ def _write(conn: Connection, prepared: Sequence[sql.PreparedBatch]) -> list[int]
 
 
 class Writer:
-    """What the store's writer task needs: one transaction at a time, and closing."""
+    """What the store's writer task needs: one transaction at a time, and closing.
+    ``may_commit_here``: whether :meth:`transaction` may commit without yielding to the
+    event loop (then the store lets concurrent callers queue first, to group them)."""
 
     engine: Engine
+    may_commit_here = False
 
     async def transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
         """Write ``prepared`` in one transaction (see :func:`store.sql.apply_prepared`)."""
@@ -113,26 +140,58 @@ _Job = tuple[asyncio.Future[Any], Callable[[], Any]]
 
 
 class _DbThread:
-    """One synchronous SQLAlchemy connection, used only by a thread of its own: jobs come in
-    through a queue and each job's future is settled on its event loop
-    (``call_soon_threadsafe``), one crossing each way per job. The connection is made on
-    first use, kept between jobs and dropped after a failed one (the next job connects
-    again)."""
+    """One synchronous SQLAlchemy connection and a thread of its own: jobs come in through a
+    queue and each job's future is settled on its event loop (``call_soon_threadsafe``), one
+    crossing each way per job. :meth:`run_here` runs a job in the caller's thread instead,
+    when the thread is :meth:`idle`, so that one thread at a time uses the connection. The
+    connection is made on first use, kept between jobs and dropped after a failed one (the
+    next job connects again)."""
 
     def __init__(self, engine: Engine, name: str) -> None:
         self._engine = engine
-        self._conn: Connection | None = None  # touched only in the thread
+        self._conn: Connection | None = None  # used by one thread at a time (see idle)
         self._jobs: SimpleQueue[_Job | object] = SimpleQueue()
+        # Jobs queued and not yet finished by the thread: counted up when queued, down on the
+        # event loop once the thread has finished one (not when its caller stops waiting).
+        self._busy = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    async def call(self, fn: Callable[[Connection], Any]) -> Any:
-        """``fn(connection)`` in the thread."""
+    @property
+    def name(self) -> str:
+        return self._thread.name
+
+    def idle(self) -> bool:
+        """Whether the thread has no job queued or running (checked on the event loop)."""
+        return self._busy == 0 and self._thread.is_alive()
+
+    def run_here(self, fn: Callable[[Connection], _T]) -> _T:
+        """``fn(connection)`` in the caller's thread; only when :meth:`idle`."""
+        assert self.idle(), "the connection is in use by the store's thread"
+        result: _T = self._with_connection(fn)
+        return result
+
+    def start(self, fn: Callable[[Connection], Any]) -> asyncio.Future[Any]:
+        """Queue ``fn(connection)`` for the thread; its future (awaited or not)."""
         if not self._thread.is_alive():
             raise RuntimeError(f"the store's thread {self._thread.name} has stopped")
+        return self._queue(lambda: self._with_connection(fn))
+
+    async def call(self, fn: Callable[[Connection], Any]) -> Any:
+        """``fn(connection)`` in the thread."""
+        return await self.start(fn)
+
+    def _queue(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._jobs.put((future, lambda: self._with_connection(fn)))
-        return await future
+        self._busy += 1
+        self._jobs.put((future, fn))
+        return future
+
+    def _finished(
+        self, future: asyncio.Future[Any], result: Any, exc: BaseException | None
+    ) -> None:
+        self._busy -= 1
+        _settle(future, result, exc)
 
     async def aclose(self) -> None:
         if not self._thread.is_alive():
@@ -144,9 +203,7 @@ class _DbThread:
             await asyncio.to_thread(self._thread.join)
 
     async def _call_raw(self, fn: Callable[[], Any]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._jobs.put((future, fn))
-        return await future
+        return await self._queue(fn)
 
     # -- in the thread ---------------------------------------------------------------------
 
@@ -160,9 +217,15 @@ class _DbThread:
             try:
                 result = fn()
             except BaseException as exc:  # handed to the awaiting task, raised there
-                _settle_soon(future, None, exc)
+                self._settle_soon(future, None, exc)
             else:
-                _settle_soon(future, result, None)
+                self._settle_soon(future, result, None)
+
+    def _settle_soon(
+        self, future: asyncio.Future[Any], result: Any, exc: BaseException | None
+    ) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            future.get_loop().call_soon_threadsafe(self._finished, future, result, exc)
 
     def _with_connection(self, fn: Callable[[Connection], Any]) -> Any:
         if self._conn is None:
@@ -181,8 +244,15 @@ class _DbThread:
             conn.close()
 
 
-def _sqlite_engine(url: URL, synchronous: str, busy_timeout_ms: int) -> Engine:
-    engine = create_engine(url.set(drivername="sqlite+pysqlite"), poolclass=NullPool)
+def _sqlite_engine(
+    url: URL, synchronous: str, busy_timeout_ms: int, *, shared: bool = False
+) -> Engine:
+    """``shared``: the connection may be used by another thread than the one that made it
+    (one at a time: :class:`_DbThread`)."""
+    args = {"check_same_thread": False} if shared else {}
+    engine = create_engine(
+        url.set(drivername="sqlite+pysqlite"), poolclass=NullPool, connect_args=args
+    )
     install_sqlite_hooks(engine, synchronous, busy_timeout_ms)
     return engine
 
@@ -202,17 +272,52 @@ class _OwnThread:
 
 class ThreadWriter(_OwnThread, Writer):
     """SQLite: the transaction on a synchronous connection, in a thread of the writer's own
-    (one crossing each way per transaction)."""
+    (one crossing each way per transaction); at ``synchronous=NORMAL``, a small one
+    while that thread is idle in the caller's thread (see the module's docstring).
+    ``checkpoints``: the WAL checkpoints its thread ran (those commits only)."""
 
     def __init__(self, url: URL, synchronous: str, busy_timeout_ms: int) -> None:
-        self.engine = _sqlite_engine(url, synchronous, busy_timeout_ms)
+        self._inline = self.may_commit_here = synchronous == "NORMAL"
+        self.engine = _sqlite_engine(url, synchronous, busy_timeout_ms, shared=self._inline)
+        if self._inline:
+
+            @event.listens_for(self.engine, "connect")
+            def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")
+
         self._thread = _DbThread(
             self.engine.execution_options(shoal_write=True), "shoal-store-writer"
         )
+        self._commits = 0
+        self.checkpoints = 0
 
     async def transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
-        removed: list[int] = await self._thread.call(lambda conn: _write(conn, prepared))
+        if not self._inline:
+            removed: list[int] = await self._thread.call(lambda conn: _write(conn, prepared))
+            return removed
+        if self._thread.idle() and sum(p.rows for p in prepared) <= INLINE_MAX_ROWS:
+            removed = self._thread.run_here(lambda conn: _write(conn, prepared))
+        else:
+            removed = await self._thread.call(lambda conn: _write(conn, prepared))
+        self._commits += 1
+        if self._commits >= CHECKPOINT_COMMITS:
+            self._commits = 0
+            self._thread.start(self._checkpoint).add_done_callback(_checked)
         return removed
+
+    def _checkpoint(self, conn: Connection) -> None:
+        # On the driver's connection: outside any transaction (a checkpoint cannot run in one).
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self.checkpoints += 1
+
+
+def _checked(future: asyncio.Future[Any]) -> None:
+    """A checkpoint's outcome, which nobody awaits: a failure is logged (the next one, or the
+    next clean close, checkpoints what this one left)."""
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("a checkpoint of the WAL failed: %r", future.exception())
 
 
 class ThreadReader(_OwnThread):
@@ -245,11 +350,6 @@ class ThreadReader(_OwnThread):
 
         result: _T = await self._thread.call(job)
         return result
-
-
-def _settle_soon(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-        future.get_loop().call_soon_threadsafe(_settle, future, result, exc)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
