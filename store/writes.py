@@ -147,15 +147,23 @@ def _executemany(conn: Connection, name: str, rows: Iterable[Row]) -> None:
     """
     sql_text, mapper = _compiled(conn, name)
     params = list(rows) if mapper is None else [mapper(r) for r in rows]
-    if not params:
-        return
-    dbapi = conn.connection
-    cursor = dbapi.cursor()
+    if params:
+        on_cursor(conn, sql_text, params)
+
+
+def on_cursor(conn: Connection, statement: str, params: list[Any] | None = None) -> None:
+    """``statement`` on a cursor of the connection's DB-API connection: once per row of
+    ``params`` (``executemany``), or once without parameters (None). A driver error is raised
+    as ``exec_driver_sql`` would raise it (:class:`sqlalchemy.exc.DBAPIError`)."""
+    cursor = conn.connection.cursor()
     try:
-        cursor.executemany(sql_text, params)
+        if params is None:
+            cursor.execute(statement)
+        else:
+            cursor.executemany(statement, params)
     except conn.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(
-            sql_text, params, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            statement, params, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
         ) from exc
     finally:
         cursor.close()

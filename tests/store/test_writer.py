@@ -41,17 +41,22 @@ async def test_a_transaction_runs_in_one_thread_off_the_event_loop(tmp_path: Pat
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append((threading.get_ident(), statement.split()[0].upper()))
 
+    def begin(_conn: Any) -> None:  # (BEGIN goes to the driver's cursor: no cursor event)
+        statements.append((threading.get_ident(), "BEGIN"))
+
     def commit(_conn: Any) -> None:
         statements.append((threading.get_ident(), "COMMIT"))
 
     async with await Store.open(str(tmp_path / "t.db")) as store:
         event.listen(store.write_engine, "before_cursor_execute", before)
+        event.listen(store.write_engine, "begin", begin)
         event.listen(store.write_engine, "commit", commit)
         await store.apply(Batch(objects=(counter_row("k", 1),)))
         await asyncio.gather(
             *(store.apply(Batch(objects=(counter_row(f"g{i}", i + 1),))) for i in range(20))
         )
         event.remove(store.write_engine, "before_cursor_execute", before)
+        event.remove(store.write_engine, "begin", begin)
         event.remove(store.write_engine, "commit", commit)
         row = await store.get_object("g19")
     assert row is not None and row.state == counter_row("g19", 20).state
@@ -76,17 +81,22 @@ async def test_a_read_runs_in_one_thread_of_its_own_with_a_small_page_cache(
     def on_read(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         reads.append((threading.get_ident(), statement.split()[0].upper()))
 
+    def on_begin(_conn: Any) -> None:  # (BEGIN goes to the driver's cursor: no cursor event)
+        reads.append((threading.get_ident(), "BEGIN"))
+
     def on_write(_conn: Any, *_args: Any) -> None:
         writes.add(threading.get_ident())
 
     async with await Store.open(str(tmp_path / "r.db")) as store:
         await store.apply(Batch(objects=(counter_row("k", 1),)))
         event.listen(store.read_engine, "before_cursor_execute", on_read)
+        event.listen(store.read_engine, "begin", on_begin)
         event.listen(store.write_engine, "before_cursor_execute", on_write)
         await store.apply(Batch(objects=(counter_row("j", 2),)))
         rows = await asyncio.gather(store.get_objects(["k", "j", "absent"]), store.keys())
         cache = await store._read(lambda conn: conn.exec_driver_sql("PRAGMA cache_size").scalar())
         event.remove(store.read_engine, "before_cursor_execute", on_read)
+        event.remove(store.read_engine, "begin", on_begin)
         event.remove(store.write_engine, "before_cursor_execute", on_write)
     assert [(r.key, r.state) for r in rows[0]] == [
         ("j", counter_row("j", 2).state),
