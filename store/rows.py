@@ -83,6 +83,18 @@ class PreparedBatch:
             + self.fold
         )
 
+    def text_size(self) -> int:
+        """Characters of text in its rows (states, deltas, summaries): what committing it
+        writes, roughly."""
+        size = sum(len(text) for text in self.summaries.values())
+        for by_seq in self.log.values():
+            for entry in by_seq.values():
+                size += len(segment_fields(entry)[3])
+        for table in (self.objects, self.hints_add, self.peers):
+            for row in table.values():
+                size += sum(len(v) for v in row if type(v) is str)
+        return size
+
     def log_rows(self) -> list[Row]:
         """The log as rows ``(partition, origin, seq, key, kind, delta_text, seal)``, by
         segment then seq as they were put (made on each call: for tests and inspection)."""

@@ -333,7 +333,9 @@ class Store:
                     # That commit may not yield to the loop at all (store.writer): let the
                     # callers of this turn of the loop queue first, to be grouped.
                     await asyncio.sleep(0)
-                if self._queue.empty():
+                if self._queue.empty() or self._closed:
+                    # (Closing meanwhile queued its stop: aclose waits for this commit, and
+                    # a batch queued behind the stop would never be taken.)
                     (count,) = await self._transaction([prepared])
                     return count
             # Others queued meanwhile: join them, for the writer task to group.

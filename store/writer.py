@@ -14,18 +14,22 @@ SQLAlchemy ``Connection`` in that thread, through :func:`store.sql.apply_prepare
   their own (:class:`ThreadReader`), one crossing per read.
 * **Small commits without the crossing.** At ``synchronous=NORMAL`` a commit in WAL mode
   writes to the WAL and syncs nothing, so a small transaction (at most
-  :data:`INLINE_MAX_ROWS` rows: one write, an ack's bookkeeping) costs SQLite a few tens of
-  microseconds, less than the crossing into the thread and back. When the writer's thread
-  has no job queued or running, such a transaction runs on the connection in the caller's
-  thread (the event loop's), which blocks the loop only for that long (or, if another
-  process holds the database's write lock, up to the busy timeout, as the thread would
-  wait); anything bigger, and every commit at ``FULL`` or ``EXTRA`` (which sync the WAL),
+  :data:`INLINE_MAX_ROWS` rows and :data:`INLINE_MAX_BYTES` of text, no compaction: one
+  write, an ack's bookkeeping) costs SQLite a few tens of microseconds, less than the
+  crossing into the thread and back. When the writer's thread has no job queued or
+  running, such a transaction runs on the connection in the caller's thread (the event
+  loop's); anything bigger, and every commit at ``FULL`` or ``EXTRA`` (which sync the WAL),
   crosses as before. The connection is used by one thread at a time: a job counts as
   running from its queueing until the thread has finished it, whether or not its caller
-  still waits. SQLite's automatic checkpoints would run inside such a commit (copying the
-  WAL into the database and syncing it: milliseconds), so that connection has them off, and
-  the writer's thread runs a passive checkpoint after every :data:`CHECKPOINT_COMMITS`
-  commits, while commits meanwhile cross to the thread.
+  still waits. **The loop never waits on that connection.** A commit here runs with no busy
+  timeout and without SQLite's automatic checkpoint (which would copy the WAL into the
+  database and sync it inside the commit: milliseconds); if another connection holds the
+  write lock (another process, or the store's own async engine rotating the replica id),
+  its ``BEGIN IMMEDIATE`` fails at once and the transaction is handed to the thread, which
+  waits up to the busy timeout as at ``FULL``. A commit in the thread runs with both
+  settings back (the busy timeout, a checkpoint past :data:`AUTOCHECKPOINT_PAGES` pages of
+  WAL), and the thread also runs a passive checkpoint after every
+  :data:`CHECKPOINT_COMMITS` commits, so the WAL stays bounded whichever way commits go.
 * PostgreSQL (:class:`AsyncWriter`): asyncpg is asyncio-native, so its statements run on the
   event loop without a thread; the transaction is one ``AsyncConnection.run_sync``.
 
@@ -46,6 +50,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import NullPool
 
@@ -63,6 +68,11 @@ READER_CACHE_KIB = 512
 #: The most rows a transaction may have to commit in the caller's thread (see the module's
 #: docstring; a write is three: its object, its log segment, its partition's summary).
 INLINE_MAX_ROWS = 64
+#: The most characters of text (states, deltas, summaries) such a transaction may write.
+INLINE_MAX_BYTES = 64 * 1024
+#: SQLite's automatic checkpoint (its default) on the writer's connection for commits in
+#: its thread.
+AUTOCHECKPOINT_PAGES = 1000
 #: Commits between two checkpoints of the WAL by the writer's thread, where commits may run
 #: in the caller's thread (SQLite's automatic checkpoint: at 1000 pages, a few hundred
 #: small commits).
@@ -282,12 +292,10 @@ class ThreadWriter(_OwnThread, Writer):
     def __init__(self, url: URL, synchronous: str, busy_timeout_ms: int) -> None:
         self._inline = self.may_commit_here = synchronous == "NORMAL"
         self.engine = _sqlite_engine(url, synchronous, busy_timeout_ms, shared=self._inline)
-        if self._inline:
-
-            @event.listens_for(self.engine, "connect")
-            def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
-                dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")
-
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        # The driver connection whose settings are those of a commit in the caller's thread
+        # (None: it has the thread's, as every new connection does).
+        self._set_for_here: Any = None
         self._thread = _DbThread(
             self.engine.execution_options(shoal_write=True), "shoal-store-writer"
         )
@@ -296,17 +304,38 @@ class ThreadWriter(_OwnThread, Writer):
 
     async def transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
         if not self._inline:
-            removed: list[int] = await self._thread.call(lambda conn: _write(conn, prepared))
-            return removed
-        if self._thread.idle() and sum(p.rows for p in prepared) <= INLINE_MAX_ROWS:
-            removed = self._thread.run_here(lambda conn: _write(conn, prepared))
-        else:
-            removed = await self._thread.call(lambda conn: _write(conn, prepared))
+            synced: list[int] = await self._thread.call(lambda conn: _write(conn, prepared))
+            return synced
+        removed: list[int] | None = None
+        if self._thread.idle() and _small(prepared):
+            try:
+                removed = self._thread.run_here(lambda c: self._write(c, prepared, here=True))
+            except DBAPIError as exc:
+                if not _locked(exc):
+                    raise
+                # Another connection holds the write lock (nothing was written: the failed
+                # connection is closed, which rolls back): the thread waits for it, not the loop.
+        if removed is None:
+            removed = await self._thread.call(lambda c: self._write(c, prepared, here=False))
         self._commits += 1
         if self._commits >= CHECKPOINT_COMMITS:
             self._commits = 0
             self._thread.start(self._checkpoint).add_done_callback(_checked)
         return removed
+
+    def _write(
+        self, conn: Connection, prepared: Sequence[sql.PreparedBatch], here: bool
+    ) -> list[int]:
+        """The transaction, with the connection's settings for where it runs (the module's
+        docstring): in the caller's thread, no busy timeout and no automatic checkpoint."""
+        raw = conn.connection.driver_connection
+        if (self._set_for_here is raw) != here:
+            busy, pages = (0, 0) if here else (self._busy_timeout_ms, AUTOCHECKPOINT_PAGES)
+            assert raw is not None
+            raw.execute(f"PRAGMA busy_timeout = {busy}").fetchall()
+            raw.execute(f"PRAGMA wal_autocheckpoint = {pages}").fetchall()
+            self._set_for_here = raw if here else None
+        return _write(conn, prepared)
 
     def _checkpoint(self, conn: Connection) -> None:
         # On the driver's connection: outside any transaction (a checkpoint cannot run in one).
@@ -314,6 +343,24 @@ class ThreadWriter(_OwnThread, Writer):
         assert raw is not None
         raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         self.checkpoints += 1
+
+
+def _small(prepared: Sequence[sql.PreparedBatch]) -> bool:
+    """Is the transaction of ``prepared`` small enough to commit in the caller's thread: at
+    most INLINE_MAX_ROWS rows and INLINE_MAX_BYTES of text, and no compaction or fold (whose
+    cost grows with the log, not with the batch)?"""
+    rows = 0
+    for batch in prepared:
+        rows += batch.rows
+        if rows > INLINE_MAX_ROWS or batch.compact or batch.fold:
+            return False
+    return sum(batch.text_size() for batch in prepared) <= INLINE_MAX_BYTES
+
+
+def _locked(exc: DBAPIError) -> bool:
+    """Did SQLite refuse because another connection holds a lock (SQLITE_BUSY, _LOCKED)?"""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (5, 6)
 
 
 def _checked(future: asyncio.Future[Any]) -> None:

@@ -9,6 +9,7 @@ WAL is checkpointed by the thread, never inside a commit on the loop (``store.wr
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,14 @@ import pytest
 from sqlalchemy import event
 
 from store import Batch, Store
-from store.writer import CHECKPOINT_COMMITS, INLINE_MAX_ROWS, ThreadWriter
-from tests.store.helpers import counter_row
+from store.writer import (
+    AUTOCHECKPOINT_PAGES,
+    CHECKPOINT_COMMITS,
+    INLINE_MAX_BYTES,
+    INLINE_MAX_ROWS,
+    ThreadWriter,
+)
+from tests.store.helpers import counter_row, key_in, log_entry, orset_row
 
 
 def _commit_threads(store: Store) -> list[str]:
@@ -129,21 +136,27 @@ async def test_a_failed_small_commit_raises_to_its_caller_and_the_next_one_works
     assert row is not None and row.state == counter_row("k", 3).state
 
 
+def _autocheckpoint(writer: ThreadWriter) -> int:
+    """The writer's connection's ``wal_autocheckpoint`` (read on the loop: the thread idle)."""
+    pages: int = writer._thread.run_here(
+        lambda conn: conn.connection.driver_connection.execute(
+            "PRAGMA wal_autocheckpoint"
+        ).fetchone()[0]
+    )
+    return pages
+
+
 async def test_the_wal_is_checkpointed_by_the_writers_thread_and_stays_bounded(
     tmp_path: Path,
 ) -> None:
-    """SQLite's automatic checkpoint is off on the writer's connection at NORMAL (it would run
-    inside a commit on the loop); the writer's thread checkpoints every CHECKPOINT_COMMITS
-    commits, so the WAL does not grow with the number of writes."""
+    """A commit on the loop runs without SQLite's automatic checkpoint (it would run inside
+    the commit); the writer's thread checkpoints every CHECKPOINT_COMMITS commits, so the WAL
+    does not grow with the number of writes."""
     path = tmp_path / "w.db"
     async with await Store.open(str(path), synchronous="NORMAL") as store:
         writer = _writer(store)
-        auto = writer._thread.run_here(
-            lambda conn: conn.connection.driver_connection.execute(
-                "PRAGMA wal_autocheckpoint"
-            ).fetchone()[0]
-        )
-        assert auto == 0
+        await store.apply(Batch(objects=(counter_row("first", 1),)))
+        assert _autocheckpoint(writer) == 0
         sizes = []
         for i in range(3 * CHECKPOINT_COMMITS):
             await store.apply(Batch(objects=(counter_row(f"k{i}", 1),)))
@@ -157,3 +170,134 @@ async def test_the_wal_is_checkpointed_by_the_writers_thread_and_stays_bounded(
         # Each checkpoint lets the next commits reuse the WAL from its start: its file stays
         # at what CHECKPOINT_COMMITS small commits need (about 1 MB here), not three times.
         assert sizes[2] <= sizes[0] * 1.5, sizes
+
+
+async def test_big_commits_in_the_thread_keep_the_wal_bounded(tmp_path: Path) -> None:
+    """Commits too big for the loop run in the thread with SQLite's automatic checkpoint
+    back on: the WAL stays at about what one of them writes, as at FULL (before, with the
+    checkpoint off on that connection for every commit, 60 such commits left 45 MB of WAL
+    between two of the thread's checkpoints)."""
+    path = tmp_path / "big.db"
+    async with await Store.open(str(path), synchronous="NORMAL") as store:
+        writer = _writer(store)
+        threads = _commit_threads(store)
+        for c in range(60):
+            rows = tuple(counter_row(f"k{c}_{i}", 1) for i in range(1000))
+            await store.apply(Batch(objects=rows))
+        assert set(threads) == {"shoal-store-writer"}
+        assert _autocheckpoint(writer) == AUTOCHECKPOINT_PAGES
+        wal = Path(f"{path}-wal").stat().st_size
+        assert writer.checkpoints == 0  # (the thread's own checkpoints did not do it)
+    assert wal <= 12_000_000, wal
+
+
+async def test_big_text_and_compactions_commit_in_the_thread(tmp_path: Path) -> None:
+    """Few rows do not make a transaction small: one big state, or a compaction (which reads
+    and rewrites the log it compacts), runs in the thread."""
+    async with await Store.open(str(tmp_path / "t.db"), synchronous="NORMAL") as store:
+        threads = _commit_threads(store)
+        big = orset_row("big", *(f"element-{i:05}" for i in range(INLINE_MAX_BYTES // 20)))
+        await store.apply(Batch(objects=(big,)))
+        key = key_in(3, 0)
+        await store.apply(Batch(log=tuple(log_entry(key, s) for s in range(1, 4))))
+        await store.apply(Batch(compact=((3, {"A": 2}),)))
+        row = await store.get_object("big")
+    assert row is not None and row.state == big.state
+    assert threads[0] == "shoal-store-writer"  # the big state
+    assert threads[1] == threading.current_thread().name  # three small log entries
+    assert threads[2] == "shoal-store-writer"  # the compaction
+
+
+async def test_a_write_begun_before_close_is_committed_not_left_waiting(tmp_path: Path) -> None:
+    """A commit on the loop first lets the callers of its turn queue; ``aclose`` in that turn
+    queues the writer's stop. The write commits (close waits for it) instead of queueing
+    behind the stop, where nobody would ever take it."""
+    path = str(tmp_path / "c.db")
+    store = await Store.open(path, synchronous="NORMAL")
+    await store.apply(Batch(objects=(counter_row("a", 1),)))
+    write = asyncio.ensure_future(store.apply(Batch(objects=(counter_row("k", 5),))))
+    await asyncio.sleep(0)  # the write is in its yield, holding the commit
+    await store.aclose()
+    await asyncio.wait_for(write, 10.0)
+    async with await Store.open(path) as again:
+        row = await again.get_object("k")
+    assert row is not None and row.state == counter_row("k", 5).state
+
+
+async def test_the_stores_own_locked_write_does_not_stall_a_commit_on_the_loop(
+    tmp_path: Path,
+) -> None:
+    """Rotating the replica id writes through the async engine, whose statements need the
+    loop. A commit on the loop meanwhile must not wait in SQLite's busy handler for that lock
+    (holding the loop, so the rotation could not finish: the commit failed after the busy
+    timeout); it is handed to the thread and both complete."""
+    path = str(tmp_path / "r.db")
+    async with await Store.open(path, synchronous="NORMAL", busy_timeout_ms=3000) as store:
+        await store.apply(Batch(objects=(counter_row("a", 1),)))
+        threads = _commit_threads(store)
+        began = asyncio.Event()
+
+        def on_begin(_conn: Any) -> None:
+            began.set()
+
+        # (the async engine's BEGIN IMMEDIATE has run when its "begin" event reaches this)
+        event.listen(store._engine.sync_engine, "begin", on_begin)
+        rotation = asyncio.ensure_future(store.rotate_replica_id())
+        await asyncio.wait_for(began.wait(), 10.0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.wait_for(store.apply(Batch(objects=(counter_row("k", 2),))), 10.0)
+        took = loop.time() - start
+        new_id = await asyncio.wait_for(rotation, 10.0)
+        row = await store.get_object("k")
+    assert row is not None and row.state == counter_row("k", 2).state
+    assert new_id and threads == ["shoal-store-writer"]
+    assert took < 2.5, took  # not the busy timeout (3 s) spent holding the loop
+
+
+_HOLD_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+async def test_another_process_holding_the_write_lock_never_blocks_the_loop(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the database's write lock: a small write at NORMAL waits for it
+    in the writer's thread (up to the busy timeout) while the event loop keeps running, and
+    commits once the lock is released."""
+    path = str(tmp_path / "p.db")
+    async with await Store.open(path, synchronous="NORMAL", busy_timeout_ms=10_000) as store:
+        await store.apply(Batch(objects=(counter_row("a", 1),)))
+        threads = _commit_threads(store)
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _HOLD_LOCK,
+            path,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert holder.stdin is not None and holder.stdout is not None
+        try:
+            assert await asyncio.wait_for(holder.stdout.readline(), 10.0) == b"locked\n"
+            write = asyncio.ensure_future(store.apply(Batch(objects=(counter_row("k", 9),))))
+            ticks = 0
+            for _ in range(30):  # 0.3 s of a loop that is free to run
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not write.done()  # waiting for the lock, in the thread
+        finally:
+            holder.stdin.write(b"go\n")
+            await holder.stdin.drain()
+            await asyncio.wait_for(holder.wait(), 10.0)
+        await asyncio.wait_for(write, 10.0)
+        row = await store.get_object("k")
+    assert ticks == 30
+    assert row is not None and row.state == counter_row("k", 9).state
+    assert threads == ["shoal-store-writer"]
