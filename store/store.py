@@ -289,14 +289,18 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def apply(self, batch: BatchLike) -> None:
+    async def apply(self, batch: BatchLike, *, grouped: bool = True) -> None:
         """Make ``batch`` durable in one transaction (shared with concurrent callers).
 
         Returns after the transaction holding it committed; raises
         :class:`~store.errors.InvalidInput` (nothing queued) or the database's error (rolled
-        back).
+        back). ``grouped=False`` is for a caller that is the store's only writer and groups
+        its own batches (a peer's executor): a commit that may run in the caller's thread
+        (:mod:`store.writer`) then runs at once, without first letting the other callers of
+        this turn of the event loop queue to join it.
         """
-        await self._submit(sql.prepare(batch, self._partitions, self._partition_of))
+        prepared = sql.prepare(batch, self._partitions, self._partition_of)
+        await self._submit(prepared, grouped=grouped)
 
     async def compact(self, partition: int, watermark: Mapping[str, int]) -> int:
         """Delete log entries of ``partition`` with ``seq <= watermark[origin]``; return how
@@ -316,7 +320,7 @@ class Store:
         self._signing_key = new_key
         return new_id
 
-    async def _submit(self, prepared: sql.PreparedBatch) -> int:
+    async def _submit(self, prepared: sql.PreparedBatch, *, grouped: bool = True) -> int:
         self._check_open()
         if self._writer.done():
             raise StoreError("the store's writer task has stopped; reopen the store")
@@ -329,7 +333,7 @@ class Store:
             # an app awaiting each write: benchmarks/speed_bench.py --goals serial). Callers
             # arriving meanwhile queue for the writer task, which groups them next.
             async with self._committing:
-                if self._writer_db.may_commit_here:
+                if grouped and self._writer_db.may_commit_here:
                     # That commit may not yield to the loop at all (store.writer): let the
                     # callers of this turn of the loop queue first, to be grouped.
                     await asyncio.sleep(0)

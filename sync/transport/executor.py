@@ -210,8 +210,9 @@ class Executor:
                 batch = persists[0] if len(persists) == 1 else merge_persists(persists)
                 if not batch.is_empty():
                     try:
-                        # One transaction for the whole batch, compactions included.
-                        await self.store.apply(batch)
+                        # One transaction for the whole batch, compactions included (the
+                        # rounds are grouped here: the store need not wait for others).
+                        await self.store.apply(batch, grouped=False)
                         self.counters.commits += 1
                     except Exception as exc:  # disk full, database gone: fail, do not ack
                         self.counters.store_errors += 1

@@ -301,3 +301,27 @@ async def test_another_process_holding_the_write_lock_never_blocks_the_loop(
     assert ticks == 30
     assert row is not None and row.state == counter_row("k", 9).state
     assert threads == ["shoal-store-writer"]
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+async def test_a_sole_writer_commits_without_a_turn_of_the_loop(
+    tmp_path: Path, grouped: bool
+) -> None:
+    """By default a commit that may run in the caller's thread first lets the other callers
+    of this turn of the loop queue (one turn); a caller that is the store's only writer and
+    groups its own batches (``grouped=False``, a peer's executor) commits without that turn:
+    nothing else on the loop runs meanwhile."""
+    async with await Store.open(str(tmp_path / "g.db"), synchronous="NORMAL") as store:
+        await store.apply(Batch(objects=(counter_row("warm", 1),)))
+        ran: list[str] = []
+
+        async def other() -> None:
+            ran.append("other")
+
+        task = asyncio.ensure_future(other())
+        await store.apply(Batch(objects=(counter_row("k", 3),)), grouped=grouped)
+        ran.append("committed")
+        await task
+        row = await store.get_object("k")
+    assert row is not None and row.state == counter_row("k", 3).state
+    assert ran == (["other", "committed"] if grouped else ["committed", "other"])

@@ -26,7 +26,8 @@ class GatedStore:
         self.fail: Exception | None = None
         self.events: list[str] = []
 
-    async def apply(self, batch: Any) -> None:
+    async def apply(self, batch: Any, *, grouped: bool = True) -> None:
+        assert not grouped  # the executor groups its rounds itself
         self.events.append("apply-start")
         await self.gate.wait()
         if self.fail is not None:
