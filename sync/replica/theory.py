@@ -44,7 +44,10 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   completions follow it, so "persist before acknowledge" holds (draining after each input
   gives one Persist per input, first among its effects). A relay's forwards of other
   origins' entries are the exception: ``Send(early=True)`` at the very front of the drain,
-  since they depend on nothing it makes durable. Pushes queued for a peer until the
+  since they depend on nothing it makes durable (an adapter that commits several drains at
+  once may send them ahead of the earlier drains' sends too, as the node's executor does:
+  entries join in any order and a receiver takes gaps, so no send depends on another's
+  order). Pushes queued for a peer until the
   next drain are coalesced into one ``Push`` (at most ``ae_batch`` entries and about half of
   ``max_message_bytes`` each); an ``Ack`` of a push id acknowledges every operation it
   carried. A key changed by several inputs of
