@@ -32,10 +32,26 @@ def _json_copy(blob: Any, what: str) -> Any:
         raise SimulationError(f"{what} is not JSON-serialisable: {exc}") from exc
 
 
+def _entry_copy(e: LogEntry) -> LogEntry:
+    """A copy of ``e`` as it is now, with its seal (None if not sealed yet).
+
+    An entry is not immutable: its origin's engine seals its own entries in place when it
+    first sends them, which may be in a later drain than the one whose ``Persist`` stored
+    them. A store writes the row at commit and never sees that seal, so the disk keeps a
+    copy, and hands out copies, so the engine's later changes never reach it."""
+    return LogEntry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json, e.seal)
+
+
 def _checked_entry(entry: LogEntry, what: str) -> LogEntry:
-    """``entry`` if its delta text is a JSON object, as a store would check it."""
+    """A copy of ``entry`` (:func:`_entry_copy`) if its delta text is a JSON object, as a
+    store would check it."""
     _check_text(entry.delta_json, what)
-    return entry
+    return _entry_copy(entry)
+
+
+def _hint_copy(h: HintRecord) -> HintRecord:
+    """A copy of ``h`` (frozen) whose entry is a copy (:func:`_entry_copy`)."""
+    return HintRecord(h.target, _entry_copy(h.entry), h.stored_at)
 
 
 def _checked_object(obj: ObjectState, what: str) -> ObjectState:
@@ -64,6 +80,10 @@ class SimDisk:
     ``check_compaction`` (default on) verifies the contract of ``Persist.compact``: a log entry
     may be dropped only if the object checkpoint of its key already contains its delta; a
     violation raises :class:`SimulationError` (the engine would lose data on restart).
+
+    Log entries and hints are kept as copies made when their ``Persist`` is applied, and
+    loaded as copies: an own entry that its engine seals after that (when it first sends
+    it) is stored, and reloaded, unsealed, as a store that committed it earlier has it.
     """
 
     def __init__(self, *, check_compaction: bool = True) -> None:
@@ -83,9 +103,10 @@ class SimDisk:
         }
         log = [_checked_entry(e, f"log delta {e.key!r}") for e in persist.log]
         summaries = {p: _json_copy(c, f"summary of partition {p}") for p, c in persist.summaries}
-        hints = list(persist.hints_add)
-        for h in hints:
-            _checked_entry(h.entry, "hint delta")  # immutable: kept as it is once checked
+        hints = [
+            HintRecord(h.target, _checked_entry(h.entry, "hint delta"), h.stored_at)
+            for h in persist.hints_add
+        ]
         peers = [peer_copy(p) for p in persist.peers]
         drop_plan = self._compaction_plan(persist.compact, objects, log)
         # Everything is validated: commit.
@@ -157,9 +178,9 @@ class SimDisk:
             return loaded
         return Loaded(
             objects=dict(self.objects),  # immutable: the states are text
-            log=[e for _, e in sorted(self.log.items())],  # immutable: the delta is text
+            log=[_entry_copy(e) for _, e in sorted(self.log.items())],  # copies: sealed later
             summaries={p: CausalContext.from_dict(c) for p, c in sorted(self.summaries.items())},
-            hints=[copy.deepcopy(h) for _, h in sorted(self.hints.items(), key=_hint_order)],
+            hints=[_hint_copy(h) for _, h in sorted(self.hints.items(), key=_hint_order)],
             peers={k: peer_copy(p) for k, p in sorted(self.peers.items())},
         )
 
