@@ -33,7 +33,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError
 
@@ -64,6 +63,9 @@ _IN_CHUNK = 500  # keys per IN (...) list: well under every backend's parameter 
 
 def _insert(conn: Connection, table: Any) -> Any:
     if conn.dialect.name == "postgresql":
+        # Imported here: a peer on SQLite never loads PostgreSQL's dialect (2 MB resident).
+        from sqlalchemy.dialects import postgresql as pg_dialect
+
         return pg_dialect.insert(table)
     if conn.dialect.name == "sqlite":
         return sqlite_dialect.insert(table)

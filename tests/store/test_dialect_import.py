@@ -1,0 +1,30 @@
+"""A store on SQLite does not load PostgreSQL's SQLAlchemy dialect (about 2 MB resident in
+every peer otherwise): only a store on PostgreSQL imports it, when it first writes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_sqlite_peer_writes_without_importing_the_postgresql_dialect(tmp_path: Path) -> None:
+    code = f"""
+import asyncio, sys
+from shoal import Peer
+
+async def main():
+    async with Peer.open({str(tmp_path / "a.db")!r}) as peer:
+        await peer.orset("cart").add("milk")
+        await peer.pncounter("n").increment(2)
+    print("postgresql" if "sqlalchemy.dialects.postgresql" in sys.modules else "sqlite only")
+
+asyncio.run(main())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "sqlite only"
