@@ -670,7 +670,7 @@ def _reason(data: bytes, exc: ValidationError) -> str:
     # future version may use types and fields this one does not know.
     try:
         raw = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raw = None
     if not isinstance(raw, dict):
         return f"a message must be a JSON object, got {type(raw).__name__}"

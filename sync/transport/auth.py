@@ -295,7 +295,7 @@ def decode_frame(data: bytes | str) -> HelloFrame | AuthFrame | AdminRequest | A
         raise HandshakeError(CLOSE_TOO_BIG, f"handshake frame too big ({len(data)} bytes)")
     try:
         raw = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # (a few KiB of "[" nest past the stack)
         raise HandshakeError(CLOSE_PROTOCOL, "malformed handshake frame: not JSON") from exc
     if isinstance(raw, dict) and raw.get("t") == "hello" and raw.get("proto") != PROTO_VERSION:
         raise HandshakeError(
@@ -437,6 +437,8 @@ class Session:
             raise FrameFormatError(f"frame {n}: does not inflate ({exc})") from None
         if len(payload) > limit or z.unconsumed_tail:
             raise FrameFormatError(f"frame {n}: inflates to more than {limit} bytes", CLOSE_TOO_BIG)
+        if z.eof:  # a sender flushes its stream and never ends it: nothing may follow
+            raise FrameFormatError(f"frame {n}: its deflate stream ended")
         return payload
 
 

@@ -549,6 +549,33 @@ def test_an_authentic_frame_that_does_not_decode_is_a_protocol_error(kind: str) 
     assert why[kind] in err.value.reason
 
 
+def test_an_authentic_frame_that_ends_the_deflate_stream_is_a_protocol_error() -> None:
+    """A sender flushes its stream and never ends it; a frame that ends it (anything after
+    the final block would be kept aside, and every later frame inflate to nothing) closes
+    the link."""
+    client, server = pair()
+    assert server.unseal(client.seal(change(0))) == change(0)
+    z = zlib.compressobj(6, zlib.DEFLATED, DEFLATE_WBITS, 4)
+    ended = z.compress(change(1)) + z.flush(zlib.Z_FINISH) + b"more after the end"
+    keys = derive_keys(
+        b"s3cret",
+        encode_frame(HelloFrame(proto=2, group="g", replica="c", nonce="1" * 64)),
+        encode_frame(HelloFrame(proto=2, group="g", replica="s", nonce="2" * 64)),
+    )
+    with pytest.raises(FrameFormatError) as err:
+        server.unseal(tagged(keys, 1, 1, ended))
+    assert err.value.code == 1002 and "deflate stream ended" in err.value.reason
+
+
+def test_a_deeply_nested_handshake_frame_is_refused_as_malformed() -> None:
+    """A few KiB of ``[`` nest past the interpreter's recursion limit: the frame is refused
+    as any malformed one (1002), never with another exception."""
+    for data in (b"[" * (HANDSHAKE_MAX_BYTES - 1), b"{" + b'"a":{' * 1500):
+        with pytest.raises(HandshakeError) as err:
+            decode_frame(data)
+        assert err.value.code == 1002 and "not JSON" in err.value.reason
+
+
 @pytest.mark.parametrize(
     "kind",
     ["altered", "replayed", "reordered", "dropped", "reflected", "other link", "short", "text"],

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from sync.transport.admission import Throttle
@@ -280,3 +281,51 @@ def test_a_recurring_condition_is_reported_once_then_once_per_interval() -> None
     assert [throttle.due(t) for t in (1.0, 30.0, 59.9)] == [None, None, None]
     assert throttle.due(60.0) == 3  # the three muted since the last line
     assert throttle.due(61.0) is None and throttle.due(120.0) == 1
+
+
+async def test_a_deeply_nested_hello_is_refused_and_counted_like_any_malformed_one() -> None:
+    """Before authentication, a hello of a few KiB of ``[`` (past the recursion limit of a
+    JSON parser) is a malformed frame: closed with 1002 and counted as a refusal."""
+    a, ra, url = await listener()
+    try:
+        async with connect(url) as ws:
+            await ws.send(b"[" * (HANDSHAKE_MAX_BYTES - 100))
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), WAIT)
+                await asyncio.wait_for(ws.recv(), WAIT)
+            assert ws.close_code == 1002
+        await eventually(lambda: a.rejected == 1, "the refusal counted")
+        assert ra.up == []
+    finally:
+        await a.aclose()
+
+
+async def test_a_listener_answering_with_a_deeply_nested_hello_is_dialled_again() -> None:
+    """Whatever answers at a dialled address (a stale host, a hostile listener) may send a
+    hello nested past the recursion limit: the dialler refuses it as malformed and dials
+    again with its backoff; its dial task does not die."""
+    answered = 0
+
+    async def hostile(ws: ServerConnection) -> None:
+        nonlocal answered
+        answered += 1
+        await ws.recv()  # the dialler's hello
+        await ws.send(b"[" * (HANDSHAKE_MAX_BYTES - 100))
+        await ws.wait_closed()
+
+    async with serve(hostile, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        url = f"ws://127.0.0.1:{port}"
+        b = Transport(
+            ident("b"),
+            Recorder(),
+            JsonCodec(),
+            TransportConfig(backoff_base=0.02, backoff_cap=0.05, seed=3),
+        )
+        try:
+            b.dial([url])
+            await eventually(lambda: answered >= 3, "dialled again after the refusal")
+            assert not b._diallers[url].done()
+            assert "not JSON" in str(b.dials.snapshot()[url])
+        finally:
+            await b.aclose()
