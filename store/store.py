@@ -90,7 +90,7 @@ def default_partition_of(key: str, partitions: int = 64) -> int:
     return int.from_bytes(digest, "big") % partitions
 
 
-_PARTITION_CACHE = 1 << 16  # keys whose partition the store remembers (~100 B each)
+_PARTITION_CACHE = 1 << 12  # keys whose partition the store remembers (~115 B each)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -178,10 +178,12 @@ class Store:
         if max_batch_rows < 1:
             raise InvalidInput(f"max_batch_rows must be >= 1, got {max_batch_rows!r}")
         url = database_url(url_or_path)
-        # partition_of is a pure function of the key (it must match the engine's), so a
-        # bounded cache across batches saves a hash per row for keys written again.
-        part_of = functools.lru_cache(maxsize=_PARTITION_CACHE)(
-            partition_of or (lambda key: default_partition_of(key, partitions))
+        # partition_of is a pure function of the key (it must match the engine's): a given
+        # one is used as it is (a peer's is the engine's own memo: a second cache around it
+        # held 7 MB at 64k keys); the default has a small cache across batches, which saves
+        # a hash per row for keys written again.
+        part_of = partition_of or functools.lru_cache(maxsize=_PARTITION_CACHE)(
+            lambda key: default_partition_of(key, partitions)
         )
         # Whatever the open has taken is given back, the last first, if a later step fails
         # (the OS refusing a thread included); once the store is made, aclose() owns it all.
