@@ -160,8 +160,8 @@ class Store:
         """Open (creating or migrating) the database at a path or SQLAlchemy URL.
 
         ``partitions`` must match the engine's partition count; ``partition_of(key)`` must
-        match the engine's (default: :func:`default_partition_of`) and be a pure function of
-        the key: the store caches its results.
+        match the engine's (default: :func:`default_partition_of`, whose results the store
+        caches) and be a pure function of the key (a peer's is the engine's own memo).
 
         Raises :class:`~store.errors.DatabaseLocked` if another process, or another ``Store``
         of this one, has the database open (nothing read or written); the store holds the

@@ -68,7 +68,8 @@ READER_CACHE_KIB = 512
 #: The most rows a transaction may have to commit in the caller's thread (see the module's
 #: docstring; a write is three: its object, its log segment, its partition's summary).
 INLINE_MAX_ROWS = 64
-#: The most characters of text (states, deltas, summaries) such a transaction may write.
+#: The most characters of text (states, deltas, summaries; not counted in bytes, nor the
+#: seals) such a transaction may write.
 INLINE_MAX_BYTES = 64 * 1024
 #: SQLite's automatic checkpoint (its default) on the writer's connection for commits in
 #: its thread.
@@ -233,6 +234,8 @@ class _DbThread:
                 self._settle_soon(future, None, exc)
             else:
                 self._settle_soon(future, result, None)
+            # Not held until the next job: a job holds its batches (5000 rows after a burst).
+            del job, fn, future
 
     def _settle_soon(
         self, future: asyncio.Future[Any], result: Any, exc: BaseException | None

@@ -150,9 +150,10 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   drain, before any of it is executed, the entries of its origin that the drain's messages
   carry unsealed get one :class:`~sync.signing.Seal` per :data:`~sync.signing.SEAL_MAX` of
   them (or the seal its log holds for them, if sent before), set on every object of the
-  entry in the drain. Its own log entries are stored unsealed until then (the store gets
-  the seal only with the drain that writes them), and sealed whenever they are sent, after
-  a restart too (again, if it was not stored), while it keeps its id; its hints are sealed
+  entry in the drain. Its own log entries are stored unsealed until then (the store has the
+  seal if it was set before the commit of the drain that writes them: sent in that drain,
+  or in a later one committed with it), and sealed whenever they are sent, after a restart
+  too (again, if it was not stored), while it keeps its id; its hints are sealed
   when stored (a hint may be the only copy of a write, and a replica whose id changes, a
   restored copy, loses the key of the old one). A replica writing offline as a home signs
   nothing until it syncs. It refuses any received entry not

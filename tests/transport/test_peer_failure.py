@@ -23,7 +23,7 @@ async def test_a_failed_commit_stops_the_peer_and_reopening_resumes_from_disk(
         await cart.add("milk", w=2, timeout=WAIT)
         real_apply = a.store.apply
 
-        async def broken(batch: Any) -> None:
+        async def broken(batch: Any, *, grouped: bool = True) -> None:
             raise OSError("disk full")
 
         a.store.apply = broken  # type: ignore[method-assign]
