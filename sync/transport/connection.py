@@ -341,7 +341,7 @@ class Transport:
         for url in urls:
             if url not in self._diallers and not self._closing:
                 self.dials.track(url)
-                task = asyncio.get_running_loop().create_task(self._dial_loop(url))
+                task = asyncio.get_running_loop().create_task(self._dial_forever(url))
                 self._diallers[url] = task
 
     @property
@@ -500,6 +500,19 @@ class Transport:
             compression=None,
         )
 
+    async def _dial_forever(self, url: str) -> None:
+        """:meth:`_dial_loop`, started again after a failure it does not expect (a bug, or an
+        input nobody foresaw): logged with its traceback, the dial reported failed, and the
+        URL dialled again after the longest backoff, never dropped for the process's life."""
+        while not self._closing:
+            try:
+                await self._dial_loop(url)
+                return
+            except Exception as exc:
+                log.exception("dialling %s failed unexpectedly; dialling it again", url)
+                self.dials.failed(url, DialState.FAILED, f"failed unexpectedly ({exc!r})")
+                await asyncio.sleep(self.config.backoff_cap)
+
     async def _dial_loop(self, url: str) -> None:
         backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
         while not self._closing:
@@ -537,6 +550,10 @@ class Transport:
                 self.dials.failed(url, *classify_refusal(code, reason, by_us=False))
                 await asyncio.sleep(backoff.next())
                 continue
+            except Exception:  # not expected (see _dial_forever): the connection goes first
+                with contextlib.suppress(Exception):
+                    await ws.close(1011, "internal error")
+                raise
             if info.replica_id == self.me.replica_id:
                 self.dials.failed(url, DialState.FAILED, SELF_REASON)
                 with contextlib.suppress(ConnectionClosed, OSError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -20,6 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from sync.transport import connection
 from sync.transport.admission import Throttle
 from sync.transport.auth import HANDSHAKE_MAX_BYTES, PROTO_VERSION
 from sync.transport.connection import Transport, TransportConfig
@@ -329,3 +331,34 @@ async def test_a_listener_answering_with_a_deeply_nested_hello_is_dialled_again(
             assert "not JSON" in str(b.dials.snapshot()[url])
         finally:
             await b.aclose()
+
+
+async def test_a_dial_that_fails_unexpectedly_is_logged_and_dialled_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception the dial loop does not expect (here the handshake raising a bug's
+    RuntimeError once) is logged with its traceback and the address is dialled again: it
+    links, instead of never being dialled for the rest of the process's life."""
+    real = connection.client_handshake
+    raised: list[str] = []
+
+    async def once_broken(*args: Any, **kwargs: Any) -> Any:
+        if not raised:
+            raised.append("boom")
+            raise RuntimeError("a bug in the handshake")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "client_handshake", once_broken)
+    a, ra, url = await listener()
+    b = Transport(
+        ident("b"), Recorder(), JsonCodec(), TransportConfig(backoff_base=0.02, backoff_cap=0.05)
+    )
+    try:
+        with caplog.at_level(logging.ERROR, logger="shoal.transport"):
+            b.dial([url])
+            await eventually(lambda: [i.replica_id for i in ra.up] == ["b"], "linked after all")
+        assert raised == ["boom"]
+        assert any("failed unexpectedly" in r.getMessage() and r.exc_info for r in caplog.records)
+    finally:
+        await b.aclose()
+        await a.aclose()
