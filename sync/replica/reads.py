@@ -263,9 +263,14 @@ class Reads:
         objs = data.objects_of(key)
         if not objs:
             return None
-        if len(objs) > 1:
-            raise KindClash(key, data.kinds_of(key))
-        return next(iter(objs.values()))
+        if len(objs) == 1:
+            return next(iter(objs.values()))
+        # Several kinds, one of them maybe deleted (a clash ended, a key reused as another
+        # kind): the one live kind is the key's object; two live kinds are a clash.
+        live = data.kinds_of(key)
+        if len(live) != 1:
+            raise KindClash(key, live or tuple(sorted(objs)))
+        return objs[live[0]]
 
     # -- answering other replicas --------------------------------------------------------------
     def answer(self, peer: str, msg: m.ReadReq) -> None:

@@ -98,9 +98,16 @@ class ChangeFeed:
             if self.by_prefix
             else ()
         )
-        if (not subs and not matching) or len(objects) != 1:
-            return  # (a clashed key has no one value: its clash was logged)
-        value = next(iter(objects.values())).value  # a fresh structure: no copy of the state
+        if not subs and not matching:
+            return
+        if len(objects) == 1:
+            obj = next(iter(objects.values()))
+        else:  # a deleted kind beside the live one is no clash (the engine's rule: live kinds)
+            live = [o for o in objects.values() if o.is_live()]
+            if len(live) != 1:
+                return  # (a clashed key has no one value: its clash was logged)
+            obj = live[0]
+        value = obj.value  # a fresh structure: no copy of the state
         for sub in subs or ():
             sub.push(value)
         for sub in matching:

@@ -1,9 +1,10 @@
 """A kind clash ends when one of its objects is deleted, and stays ended after a restart: the
 store's clash bookkeeping at open counts live objects only, and ``shoal inspect`` agrees.
 
-The delete comes from a peer that held only the set (the engine refuses every write to a
-clashed key, a delete naming its kind included, so a peer that holds the clash cannot make
-it): it replicates to the peers that hold both objects, whose clash then ends.
+The delete comes from a peer that held only the set, and replicates to the peers that hold
+both objects, whose clash then ends (a peer holding the clash may delete one kind by naming
+it too: the one write allowed on a clashed key). Afterwards the key reads, and subscribers
+hear of it, as its one live kind: a deleted object beside it is no clash.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 from shoal import cli
 from sync.transport.peer import Peer
@@ -107,3 +109,48 @@ async def test_deleting_one_kind_ends_the_clash_for_good(tmp_path: Path) -> None
         objects = report["objects"]
         assert isinstance(objects, list)
         assert [(o["key"], o["type"]) for o in objects] == [("k", "pncounter")]
+
+
+async def _next(sub: Any) -> Any:
+    return await asyncio.wait_for(sub.__anext__(), WAIT)
+
+
+async def test_a_deleted_kind_beside_a_live_one_is_read_and_heard_as_the_live_one(
+    tmp_path: Path,
+) -> None:
+    """A key deleted as one kind and written again as another (no clash anywhere), and a
+    clash ended by deleting one kind: the key's value, read without naming a kind, is the
+    live object's, and its subscribers (key and prefix) hear every later change. Both were
+    silent or refused before: the deleted object still counted as a second kind."""
+    a = await open_peer(tmp_path / "solo.db", listen=None)
+    try:
+        await a.lww("k").set("old")
+        await a.delete("k")
+        by_key, by_prefix = a.subscribe("k"), a.subscribe(prefix="k")
+        await a.orset("k").add("milk")
+        assert await _next(by_key) == frozenset({"milk"})
+        assert await _next(by_prefix) == ("k", frozenset({"milk"}))
+        assert a.replica.current_value("k") == frozenset({"milk"})
+        assert _clashes(a) == NONE
+    finally:
+        await a.aclose()
+
+    steady: dict[str, Any] = {"n": 2, "anti_entropy_idle_interval": 0.2}
+    a = await open_peer(tmp_path / "a.db", **steady)
+    b = await open_peer(tmp_path / "b.db", listen=None, **steady)
+    await a.orset("c").add("milk")
+    await b.pncounter("c").increment(3)  # off line: the same key as a counter
+    await b.aclose()
+    b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url], **steady)
+    try:
+        await eventually(lambda: _clashes(a)["count"] == 1 == _clashes(b)["count"], "the clash")
+        await b.delete("c", kind="pncounter", w=2, timeout=WAIT)  # allowed on a clashed key
+        await eventually(lambda: _clashes(a) == NONE == _clashes(b), "the clash to end")
+        subs = [a.subscribe("c"), b.subscribe("c")]
+        await b.orset("c").add("eggs", w=2, timeout=WAIT)
+        for sub in subs:
+            assert await _next(sub) == frozenset({"milk", "eggs"})
+        assert a.replica.current_value("c") == frozenset({"milk", "eggs"})
+    finally:
+        await b.aclose()
+        await a.aclose()
