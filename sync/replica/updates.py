@@ -11,8 +11,12 @@
 * **The delta.** ``fn`` runs on a fresh bottom when the key holds no object of the kind, on
   a *copy* of the object otherwise (it replaces the object only once its delta is known to
   fit), or, for a caller that promised the delta fits (``checked``), on the live object (the
-  hot path). It must return its mutator's delta, of this kind; the delta is encoded once,
-  here, and travels as that text (:class:`~sync.effects.LogEntry`) from then on.
+  hot path) -- when the configuration makes that promise hold: a value checked against
+  ``value_limit`` fits in ``entry_limit`` with :data:`LIVE_SLACK` to spare for the rest of
+  the delta (always, but for a ``max_message_bytes`` of a few KiB, where a checked write
+  runs on a copy too, so that a refusal changes nothing). It must return its mutator's
+  delta, of this kind; the delta is encoded once, here, and travels as that text
+  (:class:`~sync.effects.LogEntry`) from then on.
 * **The size.** A log entry that would not fit in one message (``entry_limit``, as
   :func:`~sync.replica.outbound.entry_size` counts it) is refused,
   :class:`~sync.errors.ValueTooLarge`, or ``LocalProtocolError`` when ``checked`` broke its
@@ -38,13 +42,16 @@ from sync.replica.local_data import LocalData
 from sync.replica.outbound import entry_size
 from sync.replica.outbox import Outbox
 
-__all__ = ["Updates"]
+__all__ = ["LIVE_SLACK", "Updates"]
+
+#: What a delta adds to the values a handle checked (ids, dots, timestamps, JSON), bounded.
+LIVE_SLACK = 4096
 
 
 class Updates:
     """Local updates made into log entries, refused before anything changes, then applied."""
 
-    __slots__ = ("_data", "_entry_limit", "_me", "_outbox")
+    __slots__ = ("_data", "_entry_limit", "_live", "_me", "_outbox")
 
     def __init__(
         self, config: ReplicaConfig, replica_id: str, outbox: Outbox, data: LocalData
@@ -53,6 +60,8 @@ class Updates:
         self._outbox = outbox
         self._data = data
         self._entry_limit = config.entry_limit
+        # Whether a checked write may run on the live object (the module docstring).
+        self._live = config.value_limit + LIVE_SLACK <= config.entry_limit
 
     def held(self, key: str, kind: str, fn: Callable[[CRDT], CRDT]) -> CRDT | None:
         """The object ``(key, kind)`` a write of ``fn`` will change (None: absent), or a
@@ -85,7 +94,8 @@ class Updates:
         this raises. Returns the entry, and the object to hold in place of ``obj`` (None when
         ``fn`` ran on ``obj`` itself)."""
         # A fresh bottom, a copy (replacing obj once the delta is known to fit), or obj itself.
-        target = crdt.new(kind) if obj is None else (obj if checked else obj.copy())
+        live = checked and self._live
+        target = crdt.new(kind) if obj is None else (obj if live else obj.copy())
         delta = fn(target)
         if getattr(delta, "kind", None) != kind or not hasattr(delta, "to_json"):
             # fn mutated nothing we can log; its result is not a delta of this kind.

@@ -74,6 +74,24 @@ def test_every_kind_of_oversized_write_is_refused(kit: Any) -> None:
     assert r.effects() == [] and r.keys() == []
 
 
+def test_where_a_message_is_a_few_kib_a_checked_write_too_big_changes_nothing() -> None:
+    """With a ``max_message_bytes`` so small that a value under ``value_limit`` (half a
+    message) can still make an entry over ``entry_limit``, a checked write runs on a copy:
+    refused with ``ValueTooLarge`` and nothing changed (it ran on the live object before,
+    which kept an element that was never logged, so never replicated)."""
+    small = ReplicaConfig(n=1, max_message_bytes=6000)
+    value = "y" * 2500
+    assert len(value) < small.value_limit  # what the handles check: it passes
+    r = Replica(small, "A")
+    r.local_update(1, "cart", "orset", lambda s: s.add("A", "milk"), 0.0)
+    r.effects()
+    before = _snapshot(r)
+    with pytest.raises(ValueTooLarge):
+        r.local_update(2, "cart", "orset", lambda s: s.add("A", value), 1.0, checked=True)
+    assert r.effects() == []
+    assert _snapshot(r) == before  # the set still holds "milk" alone
+
+
 def test_a_broken_promise_of_a_checked_caller_is_a_local_protocol_error() -> None:
     r = _replica()
     with pytest.raises(LocalProtocolError, match="checked=True"):
