@@ -34,16 +34,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from crdt import CRDT, CausalContext
 from sync import messages as m
 from sync.config import ReplicaConfig, check_bool, check_seconds
 from sync.consistency import Level, check_level
 from sync.digest import causal_context, ctx_model, state_digest, unseen_part
-from sync.effects import ReadDone, ReadFailed, Send
+from sync.effects import Alarm, ReadDone, ReadFailed, Send
 from sync.errors import KeyNotFound, KindClash, LocalProtocolError
 from sync.replica.local_data import LocalData
 from sync.replica.membership import Membership
+from sync.replica.outbound import text_size
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
 
@@ -273,10 +275,34 @@ class Reads:
         return objs[live[0]]
 
     # -- answering other replicas --------------------------------------------------------------
+    def _state_to_send(self, peer: str, key: str, obj: CRDT, what: str) -> Any:
+        """``obj.to_dict()`` if its text fits in one message; else None, with an alarm. Reads
+        and read repair send a state whole; one bigger than a message (a set or map grown by
+        many writes, each of which fit) would close the link with 1009 at the receiver, so it
+        is not sent: anti-entropy brings it, cut into pieces (``CRDT.split``)."""
+        limit = self._config.entry_limit
+        size = text_size(obj.to_json())
+        if size <= limit:
+            return obj.to_dict()
+        self._emit(
+            Alarm(
+                "state_too_big",
+                peer,
+                f"{what} of {key!r} to {peer} would take {size} bytes, over what one message "
+                f"carries ({limit}): not sent (anti-entropy brings the state in pieces)",
+            )
+        )
+        return None
+
     def answer(self, peer: str, msg: m.ReadReq) -> None:
-        """Reply to another replica's ``ReadReq`` with our state of the object it names."""
+        """Reply to another replica's ``ReadReq`` with our state of the object it names (no
+        reply when that state is too big for a message: the asker counts us as silent)."""
         obj = self._data.get(msg.key, msg.kind)
-        state = obj.to_dict() if obj is not None else None
+        state = None
+        if obj is not None:
+            state = self._state_to_send(peer, msg.key, obj, "a read reply")
+            if state is None:
+                return
         reply = m.ReadResp(req_id=msg.req_id, key=msg.key, kind=msg.kind, state=state)
         self._emit(Send(peer, reply))
 
@@ -290,7 +316,9 @@ class Reads:
             if seen is not None:
                 ctx = ctx_model(seen)
             else:
-                state = obj.to_dict()
+                state = self._state_to_send(peer, msg.key, obj, "a read reply")
+                if state is None:
+                    return
         reply = m.ReadDigestResp.model_construct(
             t="read_digest_resp",
             req_id=msg.req_id,
@@ -308,7 +336,11 @@ class Reads:
         state = None
         if obj is not None:
             part = unseen_part(obj, seen)
-            state = (obj if part is None else part).to_dict()
+            state = self._state_to_send(
+                peer, msg.key, obj if part is None else part, "a read reply"
+            )
+            if state is None:
+                return
         reply = m.ReadResp(req_id=msg.req_id, key=msg.key, kind=msg.kind, state=state)
         self._emit(Send(peer, reply))
 
@@ -436,7 +468,11 @@ class Reads:
                 if known == joined:
                     continue
                 part = None
-            body = (joined if part is None else part).to_dict()
+            body = self._state_to_send(
+                peer, rd.key, joined if part is None else part, "a read repair"
+            )
+            if body is None:
+                continue  # (anti-entropy repairs it)
             self._emit(Send(peer, m.Repair(key=rd.key, kind=rd.kind, state=body)))
             rd.known[peer] = after.copy() if after is not None else joined.copy()
             if peer not in rd.repaired:

@@ -77,3 +77,34 @@ def test_a_replica_that_never_had_the_key_gets_it_from_one_read(kit: Any) -> Non
     cluster.crash("p002")
     cluster.restart("p002")
     assert cluster.values("note", ["p002"]) == {"p002": 4}, "the repair did not survive a restart"
+
+
+def test_a_state_bigger_than_a_message_is_not_sent_by_reads_and_anti_entropy_brings_it(
+    kit: Any,
+) -> None:
+    """A set grown by writes that each fit can outgrow one message. A read asking a replica
+    that holds it, or repairing one that lacks it, must not send it whole (the receiver
+    would refuse the message, closing the link): the answer is not sent (an alarm says why;
+    the asker counts that replica as silent) and the repair is skipped, for anti-entropy to
+    bring the set in pieces (as it does a state transfer's: test_sim_catch_up)."""
+    limit = 64 * 1024
+    cluster = kit.cluster(kit.ids(2), n=2, anti_entropy_interval=0, max_message_bytes=limit)
+    cluster.run_for(cluster.detect_delay + 0.5)
+    cluster.drop("p001", None, 1.0)  # p001 misses every write
+    ops = [
+        cluster.update("p000", "big", "orset", kit.add("p000", f"{i:03}" + "x" * 6000), w=1)
+        for i in range(20)  # 20 elements of 6 KB: about 120 KB, two messages' worth
+    ]
+    assert cluster.run_until(lambda: all(op.done for op in ops), max_steps=20_000)
+    cluster.heal()
+    assert cluster.run_until_quiet(10_000)
+    assert cluster.values("big")["p001"] is None
+
+    behind = cluster.read("p001", "big", kind="orset", r=2, timeout=2.0)
+    assert cluster.run_until(lambda: behind.done, max_steps=20_000)
+    assert not behind.ok  # p000's answer was too big to send: one reply of two
+    ahead = cluster.read("p000", "big", kind="orset", r=2, timeout=2.0)
+    assert cluster.run_until(lambda: ahead.done, max_steps=20_000)
+    assert ahead.ok and ahead.state is not None and len(ahead.state.value) == 20
+    assert cluster.protocol_errors == []  # nothing over the limit was ever sent
+    assert cluster.values("big")["p001"] is None  # the repair was skipped, not cut short
