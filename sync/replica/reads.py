@@ -27,7 +27,8 @@ It also answers the ``ReadDigest``, ``ReadFetch`` and ``ReadReq`` (the whole sta
 other replicas, and reads the objects held here (:meth:`Reads.local`, and
 :meth:`Reads.kind_to_read` for a read that names no kind).
 
-Knows the outbox, the timers, local data and membership.
+Knows the outbox, the timers, local data, membership and outbound batching (how a state
+is sized for a message).
 """
 
 from __future__ import annotations

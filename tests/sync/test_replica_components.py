@@ -29,7 +29,7 @@ COMPONENTS: dict[str, set[str]] = {
     "hints": {"outbox", "timers", "membership", "outbound"},
     "updates": {"outbox", "local_data", "outbound"},
     "writes": {"outbox", "timers", "membership", "outbound", "hints"},
-    "reads": {"outbox", "timers", "local_data", "membership"},
+    "reads": {"outbox", "timers", "local_data", "membership", "outbound"},
     "compaction": {"local_data", "membership", "hints"},
     "transfer": {"outbox", "local_data", "outbound"},
     "anti_entropy": {
