@@ -65,6 +65,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -133,6 +134,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("shoal.transport")
+
+#: Control characters (C0, DEL, C1): escaped in what the log quotes of a client's input.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class LinkHandler(Protocol):
@@ -458,7 +462,10 @@ class Transport:
         return self.refuse(PeerInfo(hello.replica, hello.address, hello.site, hello.relay, "peer"))
 
     def _log_refusal(self, remote: Any, reason: str) -> None:
-        """A refused handshake: logged once per cause and host, then at most once a minute."""
+        """A refused handshake: logged once per cause and host, then at most once a minute.
+        The reason may quote what an unauthenticated client sent: its control characters are
+        escaped, so that it cannot forge lines of the log."""
+        reason = _CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", reason)
         host = str(remote[0]) if isinstance(remote, tuple) and remote else str(remote)
         if len(self._refusal_logs) > 1000:  # bounded: many hosts, many causes
             self._refusal_logs.clear()

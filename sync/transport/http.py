@@ -19,9 +19,12 @@ last error of every configured peer; never data, key names or the secret
 
 * open (the default): anyone who can reach the port may read them;
 * off: both answer ``404 Not Found`` (the websocket port serves peers only);
-* token: only requests carrying ``Authorization: Bearer TOKEN`` get them; any other gets
-  ``401 Unauthorized`` with ``WWW-Authenticate: Bearer`` (the token is compared in constant
-  time). Without TLS the token crosses the network in clear: use ``wss://``, or a firewall.
+* token: only requests carrying ``Authorization: Bearer TOKEN`` (one such header) get them;
+  any other gets ``401 Unauthorized`` with ``WWW-Authenticate: Bearer`` (the token is
+  compared in constant time). Without TLS the token crosses the network in clear: use
+  ``wss://``, or a firewall.
+
+Both answer ``GET`` only (``405 Method Not Allowed`` otherwise).
 
 ``shoal status URL`` reads ``/status`` (``--http-token-file`` sends the token).
 """
@@ -54,8 +57,10 @@ def _respond(conn: ServerConnection, status: HTTPStatus, body: str, content_type
 
 
 def _authorized(request: Request, token: bytes) -> bool:
-    given = request.headers.get("Authorization", "")
-    scheme, _, value = given.partition(" ")
+    given = request.headers.get_all("Authorization")
+    if len(given) != 1:  # none, or several: which one would count?
+        return False
+    scheme, _, value = given[0].partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token)
 
 
@@ -78,6 +83,11 @@ def make_http_hook(
         path = request.path.split("?", 1)[0]
         if path not in (STATUS_PATH, METRICS_PATH):
             return None
+        if request.method != "GET":
+            message = f"{path} answers GET only\n"
+            response = _respond(conn, HTTPStatus.METHOD_NOT_ALLOWED, message, text)
+            response.headers["Allow"] = "GET"
+            return response
         if not enabled:
             message = f"GET {path} is turned off on this peer\n"
             return _respond(conn, HTTPStatus.NOT_FOUND, message, text)

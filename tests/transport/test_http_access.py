@@ -4,6 +4,7 @@ are not linked (per dialled URL) and the transport's counters."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import urllib.error
@@ -135,3 +136,71 @@ async def test_the_http_option_is_checked(tmp_path: Path, http: object) -> None:
     with pytest.raises(TypeError, match="http must be True, False or a token"):
         await open_peer(tmp_path / "b.db", http=3)
     assert not (tmp_path / "b.db").exists()
+
+
+async def _raw_http(url: str, request: bytes) -> bytes:
+    """``request`` sent as it is to the peer's port; the status line and headers it gets."""
+    host, port = url.split("//", 1)[1].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    finally:
+        writer.close()
+
+
+async def test_only_get_is_answered_and_two_authorization_headers_are_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A method other than GET gets 405 (it got the page); two Authorization headers get 401
+    (they raised in the handler: 500 and a traceback logged for each request)."""
+    a = await open_peer(tmp_path / "a.db", http="s3cret-token")
+    try:
+        assert a.url is not None
+        for method in ("POST", "HEAD", "DELETE"):
+            head = await _raw_http(a.url, f"{method} /status HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert head.startswith(b"HTTP/1.1 405 "), head
+            assert b"\r\nAllow: GET\r\n" in head
+        twice = (
+            b"GET /status HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer s3cret-token\r\nAuthorization: Bearer s3cret-token\r\n\r\n"
+        )
+        head = await _raw_http(a.url, twice)
+        assert head.startswith(b"HTTP/1.1 401 "), head
+        code, _, _ = await asyncio.to_thread(
+            get, a.url.replace("ws://", "http://") + "/status", "s3cret-token"
+        )
+        assert code == 200
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    finally:
+        await a.aclose()
+
+
+async def test_a_refused_handshake_cannot_forge_lines_of_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unauthenticated hello naming a field with a newline in it: the refusal is logged on
+    one line, the control characters escaped."""
+    from websockets.asyncio.client import connect
+
+    from sync.transport.auth import PROTO_VERSION
+
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        assert a.url is not None
+        forged = "x\n2026-12-06 00:00:00 CRITICAL shoal: forged"
+        hello = {"t": "hello", "proto": PROTO_VERSION, "group": "g", "replica": "r",
+                 "nonce": "ab" * 32, forged: 1}  # fmt: skip
+        with caplog.at_level("WARNING", logger="shoal.transport"):
+            async with connect(a.url) as ws:
+                await ws.send(json.dumps(hello).encode())
+                with contextlib.suppress(Exception):
+                    for _ in range(10):
+                        await asyncio.wait_for(ws.recv(), WAIT)
+            await eventually(lambda: a.transport.rejected == 1, "the refusal")
+        refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert refusals and all("\n" not in m for m in refusals), refusals
+        assert any("x\\x0a2026-12-06" in m for m in refusals), refusals
+    finally:
+        await a.aclose()
