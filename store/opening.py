@@ -101,7 +101,7 @@ def read_schema_version(conn: Connection) -> int | None:
     value = conn.execute(
         select(meta.c.value).where(meta.c.name == "schema_version")
     ).scalar_one_or_none()
-    if value is None or not value.isdigit():
+    if not isinstance(value, str) or not value.isdigit():  # (a file made by another program)
         raise StoreError(f"not a shoal database: meta.schema_version is {value!r}")
     return int(value)
 

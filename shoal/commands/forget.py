@@ -59,8 +59,14 @@ def _confirmed(args: argparse.Namespace, what: str) -> bool | None:
 def cmd_forget(args: argparse.Namespace) -> int:
     from websockets.exceptions import InvalidURI, WebSocketException
 
+    from sync.messages import REPLICA_ID_PATTERN, is_replica_id
     from sync.transport.auth import HandshakeError
 
+    if not is_replica_id(args.replica_id):
+        return fail(
+            f"forget: not a replica id: {args.replica_id[:80]!r} (one is {REPLICA_ID_PATTERN})",
+            EXIT_USAGE,
+        )
     try:
         secret = read_secret(args.secret_file)
     except ValueError as exc:

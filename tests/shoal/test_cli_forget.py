@@ -193,3 +193,15 @@ async def test_serve_no_home_is_left_off_the_ring(tmp_path: Path) -> None:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 30)
         await a.aclose()
+
+
+@pytest.mark.parametrize("bad", ["x" * 200, "two words", "line\nbreak"])
+async def test_a_malformed_replica_id_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str
+) -> None:
+    """Refused before anything is dialled (it raised pydantic's ValidationError, a
+    traceback): usage, exit 2, one line naming what a replica id is."""
+    code = await _forget("ws://127.0.0.1:9", bad, "--secret-file", _secret(tmp_path), "--yes")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "not a replica id" in err and "Traceback" not in err

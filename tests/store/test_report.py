@@ -86,6 +86,16 @@ def test_what_is_not_a_shoal_database_is_refused_and_left_alone(tmp_path: Path) 
     with pytest.raises(ValueError, match="not a shoal database"):
         report_database(other)
     assert other.read_bytes() == before
+    # A meta table another program made, its version an integer (it raised AttributeError).
+    odd = tmp_path / "odd.db"
+    with sqlite3.connect(odd) as conn:
+        conn.execute("CREATE TABLE meta (name TEXT, value)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', 5)")
+    conn.close()
+    before = odd.read_bytes()
+    with pytest.raises(ValueError, match=r"not a shoal database: meta\.schema_version is 5"):
+        report_database(odd)
+    assert odd.read_bytes() == before
 
 
 def test_progress_is_reported_every_500_rows_and_at_the_end(tmp_path: Path) -> None:
