@@ -79,7 +79,9 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   with ``ReadDone``, and repair every replier whose state differs from the join (late
   repliers too, until all replied or the deadline). The join is merged and checkpointed
   locally. Fewer than ``r`` replies at the deadline (or when nobody else can reply and no link
-  is being dialled): ``ReadFailed`` with what came.
+  is being dialled): ``ReadFailed`` with what came. A reply or a repair whose state would
+  not fit in one message is not sent (an ``Alarm``): the asker counts that replica as silent,
+  and anti-entropy brings the state, cut into pieces.
 * **Propagation.** Who holds which log dot is known from the peers' summaries and, since,
   from their acks (a home that acked a push applied it; a fallback that acked holds a hint):
   :meth:`Replica.whereabouts` says where a write or a key is durable now, and
