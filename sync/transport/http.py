@@ -24,7 +24,10 @@ last error of every configured peer; never data, key names or the secret
   compared in constant time). Without TLS the token crosses the network in clear: use
   ``wss://``, or a firewall.
 
-Both answer ``GET`` only (``405 Method Not Allowed`` otherwise).
+Both answer ``GET`` only (``405 Method Not Allowed`` otherwise). A page is made at most once
+per :data:`PAGE_MAX_AGE` seconds and served from that copy meanwhile: making one walks the
+engine's objects on the event loop (tens of ms at 100k keys), so a client asking in a loop
+must not hold up the peer's own work.
 
 ``shoal status URL`` reads ``/status`` (``--http-token-file`` sends the token).
 """
@@ -32,6 +35,7 @@ Both answer ``GET`` only (``405 Method Not Allowed`` otherwise).
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
@@ -44,6 +48,8 @@ __all__ = ["METRICS_PATH", "STATUS_PATH", "HttpHook", "make_http_hook"]
 
 STATUS_PATH = "/status"
 METRICS_PATH = "/metrics"
+#: Seconds a page made for one request is served to the next ones.
+PAGE_MAX_AGE = 1.0
 
 HttpHook = Callable[[ServerConnection, Request], Awaitable[Response | None]]
 """websockets' ``process_request``: a response, or None to go on with the handshake."""
@@ -70,14 +76,27 @@ def make_http_hook(
     *,
     enabled: bool = True,
     token: bytes | None = None,
+    max_age: float = PAGE_MAX_AGE,
+    clock: Callable[[], float] = time.monotonic,
 ) -> HttpHook:
     """The ``process_request`` hook serving ``/status`` and ``/metrics``.
 
     ``status_body()`` gives the JSON text of ``/status``; ``metrics_body()`` gives the body
     and content type of ``/metrics``, or raises :class:`MetricsUnavailable`. ``enabled``
     False answers both with 404; ``token`` requires ``Authorization: Bearer TOKEN`` (401).
+    A page is made again only once it is ``max_age`` seconds old (by ``clock``).
     """
     text = "text/plain; charset=utf-8"
+    made: dict[str, tuple[float, str, str]] = {}  # path -> (when, body, content type)
+
+    def page(path: str, make: Callable[[], tuple[str, str]]) -> tuple[str, str]:
+        now = clock()
+        kept = made.get(path)
+        if kept is not None and now - kept[0] < max_age:
+            return kept[1], kept[2]
+        body, content_type = make()
+        made[path] = (now, body, content_type)
+        return body, content_type
 
     async def hook(conn: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -97,10 +116,11 @@ def make_http_hook(
             response.headers["WWW-Authenticate"] = 'Bearer realm="shoal"'
             return response
         if path == STATUS_PATH:
-            return _respond(conn, HTTPStatus.OK, status_body(), "application/json")
+            body, content_type = page(path, lambda: (status_body(), "application/json"))
+            return _respond(conn, HTTPStatus.OK, body, content_type)
         if path == METRICS_PATH:
             try:
-                body, content_type = metrics_body()
+                body, content_type = page(path, metrics_body)
             except MetricsUnavailable as exc:
                 message = f"GET {METRICS_PATH}: {exc}\n"
                 return _respond(conn, HTTPStatus.NOT_IMPLEMENTED, message, text)

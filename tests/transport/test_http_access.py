@@ -10,6 +10,7 @@ import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -204,3 +205,40 @@ async def test_a_refused_handshake_cannot_forge_lines_of_the_log(
         assert any("x\\x0a2026-12-06" in m for m in refusals), refusals
     finally:
         await a.aclose()
+
+
+async def test_a_page_is_made_at_most_once_a_second_however_often_it_is_asked_for() -> None:
+    """Making /status walks the engine's objects on the event loop: a client asking in a
+    loop is served the page made for the first request until it is PAGE_MAX_AGE old."""
+    from http import HTTPStatus
+
+    from websockets.datastructures import Headers
+    from websockets.http11 import Request, Response
+
+    from sync.transport.http import PAGE_MAX_AGE, make_http_hook
+
+    class _Conn:
+        def respond(self, status: HTTPStatus, text: str) -> Response:
+            headers = Headers({"Content-Type": "text/plain"})
+            return Response(status.value, status.phrase, headers, text.encode())
+
+    made: list[int] = []
+
+    def status_body() -> str:
+        made.append(len(made) + 1)
+        return json.dumps({"made": len(made)})
+
+    now = [100.0]
+    hook = make_http_hook(status_body, lambda: ("m 1\n", "text/plain"), clock=lambda: now[0])
+    conn: Any = _Conn()
+
+    async def fetch() -> str:
+        response = await hook(conn, Request("/status", Headers()))
+        assert response is not None and response.status_code == 200
+        return response.body.decode()
+
+    assert {await fetch() for _ in range(50)} == {'{"made": 1}'}
+    now[0] += PAGE_MAX_AGE * 0.99
+    assert await fetch() == '{"made": 1}' and made == [1]
+    now[0] += PAGE_MAX_AGE * 0.02
+    assert await fetch() == '{"made": 2}' and made == [1, 2]
