@@ -77,25 +77,28 @@ def test_what_is_not_a_shoal_database_is_refused_and_left_alone(tmp_path: Path) 
     with pytest.raises(ValueError, match="no database at"):
         report_database(tmp_path / "none.db")
     assert not (tmp_path / "none.db").exists()
-    other = tmp_path / "other.db"
-    with sqlite3.connect(other) as conn:
-        conn.execute("CREATE TABLE notes (body TEXT)")
-        conn.execute("INSERT INTO notes VALUES ('mine')")
-    conn.close()
-    before = other.read_bytes()
-    with pytest.raises(ValueError, match="not a shoal database"):
-        report_database(other)
-    assert other.read_bytes() == before
-    # A meta table another program made, its version an integer (it raised AttributeError).
-    odd = tmp_path / "odd.db"
-    with sqlite3.connect(odd) as conn:
-        conn.execute("CREATE TABLE meta (name TEXT, value)")
-        conn.execute("INSERT INTO meta VALUES ('schema_version', 5)")
-    conn.close()
-    before = odd.read_bytes()
-    with pytest.raises(ValueError, match=r"not a shoal database: meta\.schema_version is 5"):
-        report_database(odd)
-    assert odd.read_bytes() == before
+    # Another program's database; and a meta table another program made, its version an
+    # integer (that raised AttributeError).
+    for name, statements, why in (
+        ("other.db", ["CREATE TABLE notes (body TEXT)", "INSERT INTO notes VALUES ('mine')"], ""),
+        (
+            "odd.db",
+            [
+                "CREATE TABLE meta (name TEXT, value)",
+                "INSERT INTO meta VALUES ('schema_version', 5)",
+            ],
+            r": meta\.schema_version is 5",
+        ),
+    ):
+        path = tmp_path / name
+        with sqlite3.connect(path) as conn:
+            for statement in statements:
+                conn.execute(statement)
+        conn.close()
+        before = path.read_bytes()
+        with pytest.raises(ValueError, match="not a shoal database" + why):
+            report_database(path)
+        assert path.read_bytes() == before
 
 
 def test_progress_is_reported_every_500_rows_and_at_the_end(tmp_path: Path) -> None:
