@@ -24,10 +24,13 @@ last error of every configured peer; never data, key names or the secret
   compared in constant time). Without TLS the token crosses the network in clear: use
   ``wss://``, or a firewall.
 
-Both answer ``GET`` only (``405 Method Not Allowed`` otherwise). A page is made at most once
-per :data:`PAGE_MAX_AGE` seconds and served from that copy meanwhile: making one walks the
+Both answer ``GET`` only (``405 Method Not Allowed`` otherwise). Making a page walks the
 engine's objects on the event loop (tens of ms at 100k keys), so a client asking in a loop
-must not hold up the peer's own work.
+must not hold up the peer's own work: a page is served from the copy made for an earlier
+request until that copy is :data:`PAGE_COST_RATIO` times as old as making it took (a few ms
+on a small peer, so a monitor polling it sees changes as they come; a fraction of a second
+at 100k keys), which keeps the pages to a small share of the loop whatever the rate of
+requests.
 
 ``shoal status URL`` reads ``/status`` (``--http-token-file`` sends the token).
 """
@@ -48,8 +51,8 @@ __all__ = ["METRICS_PATH", "STATUS_PATH", "HttpHook", "make_http_hook"]
 
 STATUS_PATH = "/status"
 METRICS_PATH = "/metrics"
-#: Seconds a page made for one request is served to the next ones.
-PAGE_MAX_AGE = 1.0
+#: A page is made again once its copy is this many times as old as making it took.
+PAGE_COST_RATIO = 10.0
 
 HttpHook = Callable[[ServerConnection, Request], Awaitable[Response | None]]
 """websockets' ``process_request``: a response, or None to go on with the handshake."""
@@ -76,7 +79,7 @@ def make_http_hook(
     *,
     enabled: bool = True,
     token: bytes | None = None,
-    max_age: float = PAGE_MAX_AGE,
+    cost_ratio: float = PAGE_COST_RATIO,
     clock: Callable[[], float] = time.monotonic,
 ) -> HttpHook:
     """The ``process_request`` hook serving ``/status`` and ``/metrics``.
@@ -84,18 +87,20 @@ def make_http_hook(
     ``status_body()`` gives the JSON text of ``/status``; ``metrics_body()`` gives the body
     and content type of ``/metrics``, or raises :class:`MetricsUnavailable`. ``enabled``
     False answers both with 404; ``token`` requires ``Authorization: Bearer TOKEN`` (401).
-    A page is made again only once it is ``max_age`` seconds old (by ``clock``).
+    A page is made again only once its copy is ``cost_ratio`` times as old as making it took
+    (both by ``clock``).
     """
     text = "text/plain; charset=utf-8"
-    made: dict[str, tuple[float, str, str]] = {}  # path -> (when, body, content type)
+    made: dict[str, tuple[float, str, str]] = {}  # path -> (good until, body, content type)
 
     def page(path: str, make: Callable[[], tuple[str, str]]) -> tuple[str, str]:
-        now = clock()
         kept = made.get(path)
-        if kept is not None and now - kept[0] < max_age:
+        start = clock()
+        if kept is not None and start < kept[0]:
             return kept[1], kept[2]
         body, content_type = make()
-        made[path] = (now, body, content_type)
+        end = clock()
+        made[path] = (end + cost_ratio * (end - start), body, content_type)
         return body, content_type
 
     async def hook(conn: ServerConnection, request: Request) -> Response | None:
