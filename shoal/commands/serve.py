@@ -183,7 +183,14 @@ def _serve_usage(args: argparse.Namespace) -> tuple[bytes, bool | bytes]:
     if args.http_token_file and mode != "token":
         raise ValueError(f"--http-token-file goes with --status token, not --status {mode}")
     if mode == "token":
-        return secret, read_secret(args.http_token_file, "--http-token-file")
+        from sync.transport.opening import http_access
+
+        token = read_secret(args.http_token_file, "--http-token-file")
+        try:
+            http_access(token)
+        except ValueError as exc:
+            raise ValueError(f"--http-token-file {args.http_token_file}: {exc}") from None
+        return secret, token
     return secret, mode == "on"
 
 

@@ -70,7 +70,11 @@ def _authorized(request: Request, token: bytes) -> bool:
     if len(given) != 1:  # none, or several: which one would count?
         return False
     scheme, _, value = given[0].partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token)
+    try:  # websockets decodes a header's bytes as Latin-1: back to the bytes that were sent
+        sent = value.strip().encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return scheme.lower() == "bearer" and hmac.compare_digest(sent, token)
 
 
 def make_http_hook(

@@ -47,6 +47,9 @@ def http_access(http: bool | str | bytes) -> tuple[bool, bytes | None]:
         raise TypeError(f"http must be True, False or a token (str), got {type(http).__name__}")
     if not http.strip():
         raise ValueError("http token must not be empty")
+    if http != http.strip() or any(b < 0x20 or b == 0x7F for b in http):
+        # (An HTTP header cannot carry them, and the value received is stripped.)
+        raise ValueError("http token must not hold control characters or surrounding spaces")
     return True, http
 
 

@@ -184,3 +184,22 @@ def test_help_says_what_the_flags_do(flag: str) -> None:
     parser = serve.choices["serve"]  # type: ignore[index]
     action = next(a for a in parser._actions if flag in a.option_strings)
     assert action.help and "/status" in action.help
+
+
+async def test_a_token_file_that_could_never_match_is_a_usage_error(tmp_path: Path) -> None:
+    """A token with surrounding spaces (a stray space before the newline) could never
+    match (the header received is stripped): refused before anything opens, exit 2."""
+    secret_file, token_file = tmp_path / "secret", tmp_path / "token"
+    secret_file.write_bytes(SECRET)
+    token_file.write_bytes(b"status-token \n")
+    db = tmp_path / "a.db"
+    code, out, err = await run(
+        "serve", "--db", str(db), "--listen", "127.0.0.1:0", "--secret-file", str(secret_file),
+        "--http-token-file", str(token_file),
+    )  # fmt: skip
+    assert code == 2 and out == ""
+    assert err == (
+        f"shoal: serve: --http-token-file {token_file}: http token must not hold control "
+        "characters or surrounding spaces\n"
+    )
+    assert not db.exists()

@@ -244,3 +244,24 @@ async def test_a_page_asked_for_in_a_loop_is_made_again_only_when_its_cost_allow
     assert await fetch() == '{"made": 1}' and made == [1]
     now[0] += 0.05 * PAGE_COST_RATIO * 0.02
     assert await fetch() == '{"made": 2}' and made == [1, 2]
+
+
+async def test_a_token_that_could_never_match_is_refused_and_a_utf8_one_matches(
+    tmp_path: Path,
+) -> None:
+    """A token with surrounding spaces or control characters is refused at open (the header
+    received is stripped, and cannot carry them: it could never match); one beyond ASCII
+    matches when the client sends it as UTF-8 (it was compared with the header decoded as
+    Latin-1 and encoded again as UTF-8)."""
+    for bad in (" token", "token ", "tok\x01en", "tok\nen"):
+        with pytest.raises(ValueError, match="control characters or surrounding spaces"):
+            await open_peer(tmp_path / "bad.db", http=bad)
+    a = await open_peer(tmp_path / "a.db", http="tök-en")
+    try:
+        assert a.url is not None
+        ok = b"GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\xc3\xb6k-en\r\n\r\n"
+        assert (await _raw_http(a.url, ok)).startswith(b"HTTP/1.1 200 ")
+        wrong = b"GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\xf6k-en\r\n\r\n"
+        assert (await _raw_http(a.url, wrong)).startswith(b"HTTP/1.1 401 ")
+    finally:
+        await a.aclose()
