@@ -312,21 +312,21 @@ class ThreadWriter(_OwnThread, Writer):
         removed: list[int] | None = None
         if self._thread.idle() and _small(prepared):
             try:
-                removed = self._thread.run_here(lambda c: self._write(c, prepared, here=True))
+                removed = self._thread.run_here(lambda c: self._set_up(c, prepared, here=True))
             except DBAPIError as exc:
                 if not _locked(exc):
                     raise
                 # Another connection holds the write lock (nothing was written: the failed
                 # connection is closed, which rolls back): the thread waits for it, not the loop.
         if removed is None:
-            removed = await self._thread.call(lambda c: self._write(c, prepared, here=False))
+            removed = await self._thread.call(lambda c: self._set_up(c, prepared, here=False))
         self._commits += 1
         if self._commits >= CHECKPOINT_COMMITS:
             self._commits = 0
             self._thread.start(self._checkpoint).add_done_callback(_checked)
         return removed
 
-    def _write(
+    def _set_up(
         self, conn: Connection, prepared: Sequence[sql.PreparedBatch], here: bool
     ) -> list[int]:
         """The transaction, with the connection's settings for where it runs (the module's

@@ -34,7 +34,7 @@ from sync.replica.drain import Drain
 from sync.replica.gossip import Gossip
 from sync.replica.hints import Hints
 from sync.replica.inbound import Inbound
-from sync.replica.local_data import CheckedBatch, LocalData
+from sync.replica.local_data import CheckedBatch, LocalData, live_kinds
 from sync.replica.membership import Membership
 from sync.replica.outbound import Outbound
 from sync.replica.outbox import Outbox
@@ -48,7 +48,7 @@ from sync.replica.writes import Writes
 from sync.ring import PartitionMemo
 from sync.signing import Signer, Verifier
 
-__all__ = ["Replica", "ReplicaAPI", "Whereabouts"]
+__all__ = ["Replica", "ReplicaAPI", "Whereabouts", "live_kinds"]
 
 _COMPACT = Timer(TimerKind.COMPACT)
 

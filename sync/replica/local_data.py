@@ -115,6 +115,16 @@ class CheckedBatch:
     rejoin: dict[ObjectId, tuple[int, CRDT]] = field(default_factory=dict)
 
 
+def live_kinds(objects: Mapping[str, CRDT] | None) -> tuple[str, ...]:
+    """The kinds of the *live* objects of a key's ``objects`` (kind -> object), sorted: two or
+    more is a clash. The one rule of which objects count (``is_live()``: a deleted or emptied
+    object does not), for the engine (:meth:`LocalData.kinds_of`) and its adapters (a change
+    feed given a key's objects)."""
+    if not objects:
+        return ()
+    return tuple(sorted(kind for kind, obj in objects.items() if obj.is_live()))
+
+
 class LocalData:
     """The objects, log, summaries and checkpoint bookkeeping of one replica."""
 
@@ -384,10 +394,7 @@ class LocalData:
         The one place that decides which objects of a key are live (``is_live()``: a
         deleted or emptied object is not): the clash check of local writes, :meth:`clashes`
         and the status all go through it."""
-        objs = self._objects.get(key)
-        if not objs:
-            return ()
-        return tuple(sorted(kind for kind, obj in objs.items() if obj.is_live()))
+        return live_kinds(self._objects.get(key))
 
     def refresh_clash(self, key: str) -> None:
         """After a change of ``key``'s objects: a clash appears when a second kind is live

@@ -276,7 +276,7 @@ class Reads:
         return objs[live[0]]
 
     # -- answering other replicas --------------------------------------------------------------
-    def _state_to_send(self, peer: str, key: str, obj: CRDT, what: str) -> Any:
+    def _state_to_send(self, peer: str, key: str, obj: CRDT, what: str) -> dict[str, Any] | None:
         """``obj.to_dict()`` if its text fits in one message; else None, with an alarm. Reads
         and read repair send a state whole; one bigger than a message (a set or map grown by
         many writes, each of which fit) would close the link with 1009 at the receiver, so it

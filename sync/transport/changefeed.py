@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sync.effects import KindClashFound
-from sync.replica import Whereabouts
+from sync.replica import Whereabouts, live_kinds
 
 from .subscription import Subscription
 
@@ -102,11 +102,11 @@ class ChangeFeed:
             return
         if len(objects) == 1:
             obj = next(iter(objects.values()))
-        else:  # a deleted kind beside the live one is no clash (the engine's rule: live kinds)
-            live = [o for o in objects.values() if o.is_live()]
+        else:  # a deleted kind beside the live one is no clash (the engine's rule)
+            live = live_kinds(objects)
             if len(live) != 1:
                 return  # (a clashed key has no one value: its clash was logged)
-            obj = live[0]
+            obj = objects[live[0]]
         value = obj.value  # a fresh structure: no copy of the state
         for sub in subs or ():
             sub.push(value)
