@@ -118,6 +118,7 @@ from .link import (
     LinkState,
     truncate_reason,
 )
+from .wslog import CLIENT_LOG, SERVER_LOG
 
 __all__ = [
     "ANTI_ENTROPY_MESSAGES",
@@ -325,6 +326,7 @@ class Transport:
                         create_connection=self.admission.connection_class(),
                         compression=None,
                         server_header=None,
+                        logger=SERVER_LOG,  # (credentials redacted: wslog)
                     )
                 )
         except BaseException:
@@ -505,6 +507,7 @@ class Transport:
             close_timeout=self.config.close_timeout,
             open_timeout=self.config.handshake_timeout,
             compression=None,
+            logger=CLIENT_LOG,
         )
 
     async def _dial_forever(self, url: str) -> None:

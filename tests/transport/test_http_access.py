@@ -265,3 +265,27 @@ async def test_a_token_that_could_never_match_is_refused_and_a_utf8_one_matches(
         assert (await _raw_http(a.url, wrong)).startswith(b"HTTP/1.1 401 ")
     finally:
         await a.aclose()
+
+
+async def test_debug_logs_never_show_the_token(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At DEBUG, websockets logs every request header of a connection: the peer's own
+    loggers for its connections redact the credentials (the Authorization header), so
+    ``shoal serve --log-level DEBUG`` does not write the /status token to its log; the
+    other headers are still logged."""
+    token = "d3bug-t0ken-never-logged"
+    a = await open_peer(tmp_path / "a.db", http=token)
+    try:
+        assert a.url is not None
+        base = a.url.replace("ws://", "http://")
+        with caplog.at_level("DEBUG"):
+            code, _, _ = await asyncio.to_thread(get, base + "/status", token)
+            code_bad, _, _ = await asyncio.to_thread(get, base + "/metrics", token + "x")
+        lines = [r.getMessage() for r in caplog.records]
+    finally:
+        await a.aclose()
+    assert code == 200 and code_bad == 401
+    assert any(line.startswith("< Host: ") for line in lines)  # headers are logged...
+    assert lines.count("< Authorization: [redacted]") == 2  # ...but not that one's value
+    assert not [line for line in lines if token in line]
