@@ -66,6 +66,11 @@ class Throttle:
         self._next = now + self.interval
         return muted
 
+    def spent(self, now: float) -> bool:
+        """Would a fresh throttle do the same from now on (its interval is over, nothing is
+        muted)? Then it may be dropped."""
+        return now >= self._next and not self._muted
+
 
 class Admission:
     """Counts and caps the inbound connections of one listener."""

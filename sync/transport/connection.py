@@ -138,6 +138,8 @@ log = logging.getLogger("shoal.transport")
 
 #: Control characters (C0, DEL, C1): escaped in what the log quotes of a client's input.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Hosts whose refused handshakes are throttled each on their own (see _log_refusal).
+MAX_REFUSAL_HOSTS = 1000
 
 
 class LinkHandler(Protocol):
@@ -277,7 +279,10 @@ class Transport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed_totals: dict[str, dict[str, int]] = {}
         self._closing = False
-        self._refusal_logs: dict[tuple[str, str], Throttle] = {}
+        # Refused handshakes, per host (see _log_refusal); past MAX_REFUSAL_HOSTS, one more
+        # throttle for every other host.
+        self._refusal_logs: dict[str, Throttle] = {}
+        self._refusal_overflow = Throttle(REPORT_INTERVAL)
 
     @property
     def refused_busy(self) -> int:
@@ -464,15 +469,26 @@ class Transport:
         return self.refuse(PeerInfo(hello.replica, hello.address, hello.site, hello.relay, "peer"))
 
     def _log_refusal(self, remote: Any, reason: str) -> None:
-        """A refused handshake: logged once per cause and host, then at most once a minute.
-        The reason may quote what an unauthenticated client sent: its control characters are
-        escaped, so that it cannot forge lines of the log."""
+        """A refused handshake: logged at WARNING once per host, then at most once a minute
+        (the line says how many refusals it stands for; the others are DEBUG). Per host,
+        not per reason: the reason may quote what an unauthenticated client sent, which it
+        can vary at will. Past :data:`MAX_REFUSAL_HOSTS` hosts at once, the others share
+        one throttle. The reason's control characters are escaped, so that it cannot forge
+        lines of the log."""
         reason = _CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", reason)
         host = str(remote[0]) if isinstance(remote, tuple) and remote else str(remote)
-        if len(self._refusal_logs) > 1000:  # bounded: many hosts, many causes
-            self._refusal_logs.clear()
-        throttle = self._refusal_logs.setdefault((host, reason), Throttle(REPORT_INTERVAL))
-        muted = throttle.due(asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        logs = self._refusal_logs
+        throttle = logs.get(host)
+        if throttle is None:
+            if len(logs) >= MAX_REFUSAL_HOSTS:
+                for spent in [h for h, t in logs.items() if t.spent(now)]:
+                    del logs[spent]
+            if len(logs) < MAX_REFUSAL_HOSTS:
+                throttle = logs[host] = Throttle(REPORT_INTERVAL)
+            else:
+                throttle = self._refusal_overflow
+        muted = throttle.due(now)
         if muted is None:
             log.debug("refused %s again: %s", remote, reason)
             return

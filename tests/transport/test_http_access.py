@@ -207,6 +207,59 @@ async def test_a_refused_handshake_cannot_forge_lines_of_the_log(
         await a.aclose()
 
 
+async def test_hellos_varied_by_one_host_are_logged_once_per_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unauthenticated client that varies its hello (each refusal's reason quotes what it
+    sent, so each reads differently) gets one WARNING line per interval for its host, not
+    one per variant: the next line says how many refusals it stood for."""
+    from websockets.asyncio.client import connect
+
+    from sync.transport.auth import PROTO_VERSION
+
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        assert a.url is not None
+        with caplog.at_level("WARNING", logger="shoal.transport"):
+            for i in range(12):
+                hello = {"t": "hello", "proto": PROTO_VERSION, "group": "g", "replica": "r",
+                         "nonce": "ab" * 32, f"field-{i}": 1}  # fmt: skip
+                async with connect(a.url) as ws:
+                    await ws.send(json.dumps(hello).encode())
+                    with contextlib.suppress(Exception):
+                        for _ in range(10):
+                            await asyncio.wait_for(ws.recv(), WAIT)
+                await eventually(lambda i=i: a.transport.rejected == i + 1, "the refusal")
+        refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    finally:
+        await a.aclose()
+    assert len(refusals) == 1, refusals
+    assert "field-0" in refusals[0]
+
+
+async def test_refusals_from_more_hosts_than_the_bound_share_one_throttle(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refusals from more hosts at once than MAX_REFUSAL_HOSTS: each host within the bound
+    gets its line, the hosts past it share one throttle (one line between them), and none
+    of the throttles still muting is dropped to make room (which would let its host log
+    again at once)."""
+    from sync.transport import connection
+
+    monkeypatch.setattr(connection, "MAX_REFUSAL_HOSTS", 3)
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        with caplog.at_level("WARNING", logger="shoal.transport"):
+            for round_ in range(2):
+                for i in range(6):
+                    a.transport._log_refusal((f"192.0.2.{i}", 4000 + round_), "no")
+        warned = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    finally:
+        await a.aclose()
+    hosts = [m.split("'")[1] for m in warned]
+    assert hosts == ["192.0.2.0", "192.0.2.1", "192.0.2.2", "192.0.2.3"], warned
+
+
 async def test_a_page_asked_for_in_a_loop_is_made_again_only_when_its_cost_allows() -> None:
     """Making /status walks the engine's objects on the event loop: a client asking in a
     loop is served the page made for an earlier request until that copy is PAGE_COST_RATIO
