@@ -41,9 +41,12 @@ removes every key seen here the same way (its delta: the empty map under the who
 context); ``is_live()``: the map holds a key.
 
 A key holds one kind: ``update`` with another kind than the key holds raises TypeError.
-(Entries are keyed by ``(key, kind)``, so concurrent updates of one key with two kinds on
-two replicas still join deterministically; ``value`` then shows the kind that comes last
-in alphabetical order.) Keys are hashable JSON values, as ORSet elements.
+Entries are keyed by ``(key, kind)``, so concurrent updates of one key with two kinds on
+two replicas still join deterministically, and the key then holds both: a *kind clash*
+(:meth:`ORMap.clashes`). ``value`` and ``get`` show the kind that comes last in
+alphabetical order, ``get(key, kind)`` either; ``update`` refuses both kinds (TypeError,
+naming them) until ``remove(key, kind=...)`` drops the one not kept, as a top-level key
+written as two kinds does. Keys are hashable JSON values, as ORSet elements.
 
 Encoding: ``{"type": "ormap", "v": 1, "entries": [[key, kind, body], ...], "ctx": {...}}``,
 entries sorted by (key's canonical JSON, kind); ``body`` is the kind's encoding of its store
@@ -206,8 +209,37 @@ class ORMap:
         return self._ctx
 
     def kind_of(self, key: object) -> str | None:
-        """The kind ``key`` holds, or None."""
+        """The kind ``key`` holds (the one ``value`` shows, if it holds several), or None."""
         return self._kind_of(freeze(key, "key"))
+
+    def kinds_of(self, key: object) -> tuple[str, ...]:
+        """Every kind ``key`` holds, sorted: two or more is a kind clash."""
+        k = freeze(key, "key")
+        entries = self._entries
+        return tuple(kind for kind in reversed(REGISTRY.descending) if (k, kind) in entries)
+
+    def clashes(self) -> dict[Any, tuple[str, ...]]:
+        """``{key: its kinds}`` of the keys holding two kinds or more (see the module
+        docstring); O(entries)."""
+        seen: dict[Key, list[str]] = {}
+        for k, kind in self._entries:
+            seen.setdefault(k, []).append(kind)
+        return {thaw(k): tuple(sorted(ks)) for k, ks in seen.items() if len(ks) > 1}
+
+    def clashes_from(self, other: ORMap) -> dict[Any, tuple[str, ...]]:
+        """:meth:`clashes` among the keys ``other`` holds (the delta or state just joined
+        into this map): O(entries of ``other``)."""
+        entries = self._entries
+        found: dict[Any, tuple[str, ...]] = {}
+        for k, kind in other._entries:
+            for o in _OTHERS[kind]:
+                if (k, o) in entries:
+                    key = thaw(k)
+                    kinds = self.kinds_of(key)
+                    if len(kinds) > 1:
+                        found[key] = kinds
+                    break
+        return found
 
     def _kind_of(self, k: Key) -> str | None:
         """The kind the internal key ``k`` holds, or None (the greatest, if several)."""
@@ -217,16 +249,23 @@ class ORMap:
                 return kind
         return None
 
-    def get(self, key: object) -> Any:
-        """A detached copy (a view object) of the value at ``key``, or None.
+    def get(self, key: object, kind: str | None = None) -> Any:
+        """A detached copy (a view object) of the value at ``key``, or None; ``kind``: of
+        that kind (None if the key does not hold it), else of the kind it holds.
 
         Mutating it changes nothing in the map: use ``update``.
         """
         k = freeze(key, "key")
-        kind = self._kind_of(k)
         if kind is None:
+            kind = self._kind_of(k)
+            if kind is None:
+                return None
+        else:
+            embedded_kind(kind)  # raises ValueError for an unknown kind
+        store = self._entries.get((k, kind))
+        if store is None:
             return None
-        return _KINDS[kind].view(self._entries[(k, kind)], self._ctx.copy())
+        return _KINDS[kind].view(store, self._ctx.copy())
 
     def __contains__(self, key: object) -> bool:
         try:
@@ -270,9 +309,15 @@ class ORMap:
         entries = self._entries
         before = entries.get((k, kind))
         for o in _OTHERS[kind]:
-            # A key holds one kind: the greatest kind present (see the module docstring).
-            if (k, o) in entries and (before is None or o > kind):
-                raise TypeError(f"key {key!r} holds {_a(self.kind_of(key))}, not {_a(kind)}")
+            if (k, o) in entries:  # a key holds one kind (see the module docstring)
+                held = self.kinds_of(key)
+                if len(held) > 1:
+                    raise TypeError(
+                        f"key {key!r} holds {' and '.join(map(_a, held))} (written as two "
+                        f"kinds concurrently): remove the one not kept first, "
+                        f"remove({key!r}, kind=...)"
+                    )
+                raise TypeError(f"key {key!r} holds {_a(o)}, not {_a(kind)}")
         ctx = self._ctx
         after, new = impl.update(before, ctx, fn)
         if not new and after is before:
@@ -320,14 +365,17 @@ class ORMap:
             else:
                 ctx.add(d)
 
-    def remove(self, key: object) -> ORMap:
-        """Observed-remove of ``key`` (every kind it holds); returns the delta."""
+    def remove(self, key: object, kind: str | None = None) -> ORMap:
+        """Observed-remove of ``key`` (every kind it holds; ``kind``: that kind only, how a
+        kind clash is ended); returns the delta."""
         k = freeze(key, "key")
         entries = self._entries
         dots: list[Dot] = []
-        for kind, impl in _KINDS.items():
-            store = entries.get((k, kind))
-            if store is not None:
+        if kind is not None:
+            embedded_kind(kind)  # raises ValueError for an unknown kind
+        for name, impl in _KINDS.items():
+            store = entries.get((k, name))
+            if store is not None and (kind is None or name == kind):
                 dots += impl.dots(store)
         delta = ORMap._delta({}, context_of(dots))
         self.merge(delta)

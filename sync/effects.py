@@ -427,8 +427,9 @@ class CatchUp:
 @dataclass(frozen=True, slots=True)
 class Alarm:
     """Something an operator must see; the adapter logs ``message`` at WARNING. ``kind``
-    names what (``"clock_skew"``...), ``peer`` the replica concerned. The engine's
-    ``status()`` keeps the figures behind it; alarms repeat at most every few minutes."""
+    names what (``"clock_skew"``...), ``peer`` the replica concerned (the map's key for a
+    ``"map_kind_clash"``, raised once per map key and kinds). The engine's ``status()``
+    keeps the figures behind it; alarms repeat at most every few minutes."""
 
     kind: str
     peer: str

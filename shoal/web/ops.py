@@ -63,7 +63,7 @@ OPS: dict[str, dict[str, tuple[int, int]]] = {
     "lww": {"set": (1, 1)},
     "mvregister": {"set": (1, 1)},
     "orset": {"add": (1, 1), "remove": (1, 1)},
-    "ormap": {"update": (2, 2), "remove": (1, 1)},
+    "ormap": {"update": (2, 2), "remove": (1, 2)},  # remove [key] or [key, kind]
 }
 MAX_DEPTH = 16  # nested map updates
 
@@ -132,6 +132,8 @@ def _parse_op(body: Any, where: str, depth: int = 0) -> Op:
         want = str(low) if low == high else f"{low} to {high}"
         raise _bad(f"{where}: {kind} {name} takes {want} argument(s), got {len(args)}")
     inner = None
+    if (kind, name) == ("ormap", "remove") and len(args) == 2 and args[1] not in OPS:
+        raise _bad(f"{where}.args[1]: the kind to remove must be one of {', '.join(KINDS)}")
     if (kind, name) == ("ormap", "update"):
         inner = _parse_op(args[1], f"{where}.args[1]", depth + 1)
         args = args[:1]
@@ -168,7 +170,7 @@ def _apply(obj: Any, op: Op, rid: str, now_ms: int) -> Any:
         case ("orset", "add"):
             return obj.add(rid, args[0])
         case ("orset" | "ormap", "remove"):
-            return obj.remove(args[0])
+            return obj.remove(*args)  # (a map's: [key] or [key, kind])
         case ("ormap", "update"):
             inner = op.inner
             assert inner is not None  # set by _parse_op for every map update

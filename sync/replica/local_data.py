@@ -53,7 +53,7 @@ from typing import Any
 import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync.config import ReplicaConfig
-from sync.effects import KindClashFound, Loaded, LogEntry, ObjectState
+from sync.effects import Alarm, KindClashFound, Loaded, LogEntry, ObjectState
 from sync.errors import LocalProtocolError
 from sync.replica.outbox import Changes, Outbox
 from sync.ring import PartitionMemo
@@ -91,6 +91,9 @@ CHECKPOINT_GROWTH = 3
 # Characters to bytes in a message: at most 4 for UTF-8 and twice that escaped; a 4x margin
 # for a smaller max_message_bytes later. 64 KiB of text at the default 4 MiB.
 WHOLE_TEXT_SHARE = 64
+
+#: Kind clashes inside maps remembered as reported (cleared when full: reported again).
+MAP_CLASH_MEMO = 4096
 
 OBJECT_OVERHEAD = 512
 """Bytes counted per key in the cache on top of its objects' encoded size: the Python
@@ -140,6 +143,7 @@ class LocalData:
         "_last_seq",
         "_log",
         "_log_size",
+        "_map_clashes_reported",
         "_me",
         "_objects",
         "_outbox",
@@ -181,6 +185,8 @@ class LocalData:
         self._pieces: dict[int, set[ObjectId]] = {}
         self._unfolded: set[ObjectId] = set()  # log replayed at load, not yet checkpointed
         self._clashes: dict[str, tuple[str, ...]] = {}  # key -> its kinds, sorted
+        # (key, map key, kinds) of the kind clashes inside maps reported (map_clashes)
+        self._map_clashes_reported: set[tuple[str, Any, tuple[str, ...]]] = set()
         # partition -> origin -> seq -> (key, kind, delta JSON text)
         self._log: dict[int, dict[str, dict[int, Logged]]] = {}
         self._log_size = 0
@@ -413,6 +419,36 @@ class LocalData:
         else:
             self._clashes.pop(key, None)
 
+    def map_clashes(self, key: str, obj: crdt.ORMap, joined: CRDT) -> None:
+        """After ``joined`` (a delta, a state or a piece of one) was joined into the map
+        ``obj`` of ``key``: an alarm for each key of ``joined`` that the map now holds as two
+        kinds (written so concurrently; see :mod:`crdt.ormap`), once per map key and kinds.
+        The map converges all the same; the alarm says which kind its value shows and how to
+        keep the other."""
+        if type(joined) is not crdt.ORMap:
+            return
+        found = obj.clashes_from(joined)
+        if not found:
+            return
+        reported = self._map_clashes_reported
+        for mkey, kinds in found.items():
+            if (key, mkey, kinds) in reported:
+                continue
+            if len(reported) >= MAP_CLASH_MEMO:
+                reported.clear()
+            reported.add((key, mkey, kinds))
+            held = " and ".join(f"{'an' if k[0] in 'aeiou' else 'a'} {k}" for k in kinds)
+            self._outbox.emit(
+                Alarm(
+                    "map_kind_clash",
+                    key,
+                    f"map {key!r}: its key {mkey!r} holds {held}, written as two kinds "
+                    f"concurrently; its value shows the {kinds[-1]}, and updates of the key "
+                    f"are refused until the one not kept is removed: "
+                    f"remove({mkey!r}, kind=...)",
+                )
+            )
+
     def clashes(self) -> dict[str, tuple[str, ...]]:
         """Keys holding objects of several kinds: key -> kinds, by key."""
         return {k: self._clashes[k] for k in sorted(self._clashes)}
@@ -475,6 +511,8 @@ class LocalData:
                 return False
         self.checkpoint(key, kind)
         self.refresh_clash(key)
+        if type(obj) is crdt.ORMap:
+            self.map_clashes(key, obj, state)
         self._outbox.changed(key, self._objects.get(key))
         whole = self._config.max_message_bytes // WHOLE_TEXT_SHARE
         if adopted and text is not None and len(text) <= whole:
@@ -491,8 +529,11 @@ class LocalData:
         oid = (key, kind)
         if obj is None:
             self.adopt(key, partition, piece)
+            obj = piece
         else:
             obj.merge(piece)
+        if type(obj) is crdt.ORMap:
+            self.map_clashes(key, obj, piece)
         since = self._since_checkpoint
         since[oid] = since.get(oid, 0) + 1
         self._grow(key, size)
@@ -696,9 +737,12 @@ class LocalData:
             obj = get(key, oid[1])
             if obj is None:
                 self.adopt(key, p, group)  # the group is nobody else's: adopt it
+                obj = group
             else:
                 obj.merge(group)
             self.refresh_clash(key)
+            if type(obj) is crdt.ORMap:
+                self.map_clashes(key, obj, group)
             self._outbox.changed(key, self._objects.get(key))
         return applied
 

@@ -497,8 +497,18 @@ class ORMapHandle(_Handle):
         )
 
     def remove(
-        self, key: str, *, w: Any = None, timeout: float | None = None, strict: bool | None = None
+        self,
+        key: str,
+        *,
+        kind: str | None = None,
+        w: Any = None,
+        timeout: float | None = None,
+        strict: bool | None = None,
     ) -> asyncio.Future[WriteResult]:
+        """Remove the entry ``key`` (every kind it holds; ``kind``: that kind only, which
+        ends a kind clash keeping the other: see :class:`~crdt.ORMap`)."""
+        if kind is not None:
+            crdt.embedded_kind(kind)  # ValueError for an unknown kind, before anything queues
         # What a remove's delta carries is the key's dots, as big as its value was: the
         # engine sizes the delta itself (checked=False).
-        return self._write(methodcaller("remove", key), w, timeout, strict, checked=False)
+        return self._write(methodcaller("remove", key, kind), w, timeout, strict, checked=False)

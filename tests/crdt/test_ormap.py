@@ -202,6 +202,64 @@ def test_concurrent_updates_of_one_key_with_two_kinds_join_deterministically() -
     assert a.kind_of("k") == "orset"
 
 
+def _clashed() -> tuple[ORMap, ORMap, ORMap, ORMap]:
+    """Two replicas that wrote "k" concurrently, A as a gcounter and B as an orset, synced;
+    and the two deltas."""
+    a, b = ORMap(), ORMap()
+    a.update("A", "other", "lww", lambda r: r.set("A", 1, now_ms=5))
+    da = a.update("A", "k", "gcounter", lambda c: c.increment("A", 2))
+    db = b.update("B", "k", "orset", lambda s: s.add("B", "x"))
+    a.merge(db)
+    b.merge(da)
+    b.merge(a.copy())
+    return a, b, da, db
+
+
+def test_a_key_written_as_two_kinds_is_a_clash_each_kind_readable() -> None:
+    a, b, da, db = _clashed()
+    assert a.clashes() == b.clashes() == {"k": ("gcounter", "orset")}
+    assert a.kinds_of("k") == ("gcounter", "orset") and a.kinds_of("other") == ("lww",)
+    assert a.clashes_from(db) == {"k": ("gcounter", "orset")}  # the delta just joined
+    assert b.clashes_from(da) == {"k": ("gcounter", "orset")}
+    assert ORMap().clashes_from(db) == {} and a.clashes_from(ORMap()) == {}
+    # value shows the kind last in alphabetical order; get(key, kind) reads either.
+    assert a.value["k"] == frozenset({"x"})
+    assert a.get("k", "gcounter").value == 2 and a.get("k", "orset").value == frozenset({"x"})
+    assert a.get("k", "lww") is None and a.get("missing", "orset") is None
+    with pytest.raises(ValueError, match="zset"):
+        a.get("k", "zset")
+
+
+def test_a_clashed_key_refuses_updates_of_either_kind_and_changes_nothing() -> None:
+    a, _, _, _ = _clashed()
+    before = enc(a)
+    for kind, fn in (
+        ("gcounter", lambda c: c.increment("A")),
+        ("orset", lambda s: s.add("A", "y")),
+        ("lww", lambda r: r.set("A", 1)),
+    ):
+        with pytest.raises(TypeError) as info:
+            a.update("A", "k", kind, fn)
+        message = str(info.value)
+        assert "a gcounter and an orset" in message and "remove('k', kind=...)" in message
+    assert enc(a) == before
+
+
+def test_removing_one_kind_ends_the_clash_everywhere_and_keeps_the_other() -> None:
+    a, b, _, _ = _clashed()
+    with pytest.raises(ValueError, match="zset"):
+        a.remove("k", kind="zset")
+    rm = a.remove("k", kind="orset")
+    b.merge(rm)
+    assert a == b and a.clashes() == {} and a.value == {"k": 2, "other": 1}
+    b.update("B", "k", "gcounter", lambda c: c.increment("B", 5))  # writable again
+    assert b.value["k"] == 7
+    # A remove without a kind still removes every kind of the key.
+    a2, _, _, _ = _clashed()
+    a2.remove("k")
+    assert "k" not in a2 and a2.clashes() == {}
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_indexed_and_full_merge_paths_agree(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     import random

@@ -143,6 +143,10 @@ async def test_every_kind_through_the_api_matches_the_python_api(
     await client.post("prefs", kind="ormap", op="update", args=["inner", deep])
     await client.post("prefs", kind="ormap", op="update", args=["gone", theme])
     await client.post("prefs", kind="ormap", op="remove", args=["gone"])
+    await client.post("prefs", kind="ormap", op="update", args=["gone2", theme])
+    await client.post("prefs", kind="ormap", op="remove", args=["gone2", "orset"])  # not held
+    assert (await peer.ormap("prefs").value())["gone2"] == "dark"
+    await client.post("prefs", kind="ormap", op="remove", args=["gone2", "lww"])
     assert await peer.ormap("prefs").value() == {
         "theme": "dark",
         "tags": frozenset({"new"}),
@@ -228,6 +232,12 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
         },
         "holds a",
     ),
+    (
+        "map-remove-unknown-kind",
+        {"kind": "ormap", "op": "remove", "args": ["a", "zset"]},
+        "the kind to remove must be one of",
+    ),
+    ("map-remove-three-args", {"kind": "ormap", "op": "remove", "args": ["a", "lww", 1]}, "1 to 2"),
 ]
 
 

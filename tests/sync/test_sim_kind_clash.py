@@ -92,3 +92,98 @@ def test_a_new_replica_gets_both_kinds_by_state_transfer(kit: Any) -> None:
     assert cluster.stats.sent["SnapshotChunk"] > 0
     assert _objects(cluster, "p003") == WANT
     assert cluster.converged(["k"])
+
+
+def _map_set(rid: str, key: str, kind: str, fn: Any) -> Any:
+    """The update of the map key ``key`` as ``kind`` by ``rid``: ``fn(embedded)``."""
+    return lambda m: m.update(rid, key, kind, fn)
+
+
+def _put(rid: str, value: Any) -> Any:
+    """An LWW register's set by ``rid``."""
+    return lambda r: r.set(rid, value)
+
+
+def _map_alarms(cluster: Any, rid: str) -> list[Any]:
+    from sync.effects import Alarm
+
+    return [
+        e
+        for r, e in cluster.other_effects
+        if r == rid and isinstance(e, Alarm) and e.kind == "map_kind_clash"
+    ]
+
+
+def test_a_map_key_written_as_two_kinds_is_reported_and_one_kind_can_be_removed(
+    kit: Any,
+) -> None:
+    """Inside an ORMap, one key written as two kinds across a partition: the map converges
+    (its value shows the kind last in alphabetical order), every holder raises one alarm
+    naming the map, the key and both kinds, updates of the key are refused on either kind,
+    and removing one kind ends it everywhere, keeping the other's value."""
+    ids = kit.ids(4)
+    cluster = kit.cluster(ids, n=4, anti_entropy_interval=1.0, seed=11)
+    cluster.partition([ids[:2], ids[2:]])
+    cluster.run_for(2.0)
+    cluster.update("p000", "prefs", "ormap", _map_set("p000", "theme", "lww", _put("p000", "dark")))
+    cluster.update(
+        "p002", "prefs", "ormap", _map_set("p002", "theme", "pncounter", kit.incr("p002", 3))
+    )
+    cluster.update("p001", "prefs", "ormap", _map_set("p001", "size", "gcounter", kit.incr("p001")))
+    cluster.run_for(5.0)
+    assert all(_map_alarms(cluster, rid) == [] for rid in ids)  # no clash within a side
+    cluster.heal()
+    cluster.run_for(10.0)
+    assert cluster.protocol_errors == [] and cluster.anomalies == []
+    assert cluster.converged(["prefs"])
+    for rid in ids:
+        state = cluster.value(rid, "prefs", "ormap")
+        assert state.value == {"theme": 3, "size": 1}
+        assert state.clashes() == {"theme": ("lww", "pncounter")}
+        assert state.get("theme", "lww").value == "dark"
+        alarms = _map_alarms(cluster, rid)
+        assert len(alarms) == 1, alarms  # once, however many messages carried it
+        assert alarms[0].peer == "prefs"
+        assert "'theme' holds a lww and a pncounter" in alarms[0].message
+        assert "remove('theme', kind=...)" in alarms[0].message
+
+    with pytest.raises(TypeError, match="holds a lww and a pncounter"):
+        cluster.update(
+            "p001", "prefs", "ormap", _map_set("p001", "theme", "lww", _put("p001", "x"))
+        )
+    cluster.update("p003", "prefs", "ormap", lambda m: m.remove("theme", kind="pncounter"))
+    cluster.run_for(10.0)
+    assert cluster.converged(["prefs"])
+    for rid in ids:
+        state = cluster.value(rid, "prefs", "ormap")
+        assert state.value == {"theme": "dark", "size": 1} and state.clashes() == {}
+        assert len(_map_alarms(cluster, rid)) == 1
+    cluster.update(
+        "p001", "prefs", "ormap", _map_set("p001", "theme", "lww", _put("p001", "light"))
+    )
+    cluster.run_for(5.0)
+    assert all(cluster.value(rid, "prefs", "ormap").value["theme"] == "light" for rid in ids)
+
+
+def test_a_map_kind_clash_that_arrives_by_state_transfer_is_reported(kit: Any) -> None:
+    """A new replica that gets a map already holding a clash, by state transfer (a whole
+    state joined, not deltas), reports it too."""
+    ids = kit.ids(3)
+    cluster = kit.cluster(ids, n=4, anti_entropy_interval=1.0, seed=12)
+    cluster.partition([["p000"], ["p001", "p002"]])
+    cluster.run_for(2.0)
+    cluster.update("p000", "prefs", "ormap", _map_set("p000", "theme", "lww", _put("p000", "dark")))
+    cluster.update(
+        "p001", "prefs", "ormap", _map_set("p001", "theme", "orset", kit.add("p001", "x"))
+    )
+    cluster.heal()
+    cluster.run_for(45.0)  # converged, then compaction passes: the log entries go
+    assert cluster.converged(["prefs"])
+    assert all(cluster.replica(r).status()["log_size"] == 0 for r in ids)
+    cluster.add_replica("p003")
+    cluster.run_for(10.0)
+    assert cluster.protocol_errors == []
+    assert cluster.stats.sent["SnapshotChunk"] > 0
+    state = cluster.value("p003", "prefs", "ormap")
+    assert state.clashes() == {"theme": ("lww", "orset")}
+    assert len(_map_alarms(cluster, "p003")) == 1

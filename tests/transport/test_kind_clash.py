@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from crdt import ORMap
 from sync.errors import KindClash
 from sync.transport.peer import Peer
 from tests.transport.conftest import eventually, open_peer
@@ -135,3 +136,50 @@ async def test_a_peer_holding_both_kinds_deletes_one_and_the_clash_ends_everywhe
     finally:
         await b.aclose()
         await a.aclose()
+
+
+async def test_a_map_key_written_offline_as_two_kinds_warns_and_one_kind_is_removed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Inside a map, one key written offline as two kinds by two peers over real
+    websockets: each peer logs one alarm at WARNING naming the map, the key, both kinds and
+    the way out; the handle's ``remove(key, kind=...)`` ends it on both, keeping the other;
+    an unknown kind is refused at the call and changes nothing."""
+    caplog.set_level(logging.WARNING, logger="shoal.node")
+    a = await open_peer(tmp_path / "a.db", n=2)
+    b = await open_peer(tmp_path / "b.db", listen=None, n=2)
+    try:
+        await a.ormap("prefs").update("theme", "lww", lambda r: r.set("dark"))
+        await b.ormap("prefs").update("theme", "pncounter", lambda c: c.increment(3))
+        await b.aclose()
+        b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url], n=2)
+
+        def clashed(peer: Peer) -> bool:
+            state = peer.replica.value("prefs", "ormap")
+            return isinstance(state, ORMap) and state.clashes() == {"theme": ("lww", "pncounter")}
+
+        await eventually(lambda: clashed(a) and clashed(b), "the clash on both")
+        for peer in (a, b):
+            assert await peer.ormap("prefs").value() == {"theme": 3}
+            with pytest.raises(TypeError, match="holds a lww and a pncounter"):
+                await peer.ormap("prefs").update("theme", "lww", lambda r: r.set("x"))
+        await eventually(lambda: a.node.counters.alarms >= 1 and b.node.counters.alarms >= 1,
+                         "the alarms")  # fmt: skip
+        warned = [r.getMessage() for r in caplog.records if "map_kind_clash" in r.getMessage()]
+        assert len(warned) == 2, warned  # one per peer
+        assert all("map 'prefs': its key 'theme' holds a lww and a pncounter" in m
+                   for m in warned)  # fmt: skip
+
+        with pytest.raises(ValueError, match="unknown kind 'zset'"):
+            b.ormap("prefs").remove("theme", kind="zset")
+        await b.ormap("prefs").remove("theme", kind="pncounter")
+        await eventually(lambda: not clashed(a) and not clashed(b), "the clash ended")
+        assert await a.ormap("prefs").value() == {"theme": "dark"}
+        await a.ormap("prefs").update("theme", "lww", lambda r: r.set("light"))
+        await eventually(
+            lambda: b.replica.current_value("prefs", "ormap") == {"theme": "light"},
+            "the update after the clash",
+        )
+    finally:
+        await a.aclose()
+        await b.aclose()
