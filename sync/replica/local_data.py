@@ -54,7 +54,7 @@ import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync.config import ReplicaConfig
 from sync.effects import Alarm, KindClashFound, Loaded, LogEntry, ObjectState
-from sync.errors import LocalProtocolError
+from sync.errors import LocalProtocolError, named_kinds
 from sync.replica.outbox import Changes, Outbox
 from sync.ring import PartitionMemo
 from sync.signing import Seal
@@ -437,7 +437,7 @@ class LocalData:
             if len(reported) >= MAP_CLASH_MEMO:
                 reported.clear()
             reported.add((key, mkey, kinds))
-            held = " and ".join(f"{'an' if k[0] in 'aeiou' else 'a'} {k}" for k in kinds)
+            held = named_kinds(kinds)
             self._outbox.emit(
                 Alarm(
                     "map_kind_clash",
