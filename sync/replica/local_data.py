@@ -149,6 +149,7 @@ class LocalData:
         "_outbox",
         "_pieces",
         "_seal_count",
+        "_sealed_upto",
         "_seals",
         "_since_checkpoint",
         "_sizes",
@@ -195,6 +196,9 @@ class LocalData:
         self._seals: dict[int, list[Any]] = {}  # number -> [seal, entries logged with it]
         self._last_seal: tuple[Seal, int] | None = None
         self._seal_count = 0
+        # Per partition, the highest seq of ours logged with a seal: an entry of ours above
+        # it has never been sealed (seal_of and sealed skip reading its log text).
+        self._sealed_upto: dict[int, int] = {}
         self._summaries: dict[int, CausalContext] = {}
         self._last_seq: dict[int, int] = {}  # per partition, the highest seq of ours
         # Per key, log entries applied since its last checkpoint, and the entries it had
@@ -636,7 +640,12 @@ class LocalData:
         if e.seq in by_origin:
             return False
         seal = e.seal
-        sid = "" if seal is None else self._seal_ref(seal)
+        if seal is None:
+            sid: int | str = ""
+        else:
+            sid = self._seal_ref(seal)
+            if e.origin == self._me and e.seq > self._sealed_upto.get(e.partition, 0):
+                self._sealed_upto[e.partition] = e.seq
         by_origin[e.seq] = f"{e.key}\x00{e.kind}\x00{sid}\x00{e.delta_json}"
         self._log_size += 1
         return True
@@ -698,6 +707,8 @@ class LocalData:
     def seal_of(self, partition: int, seq: int) -> Seal | None:
         """The seal our log holds for our own entry ``seq`` of ``partition`` (None: not
         sealed yet, or not in the log)."""
+        if seq > self._sealed_upto.get(partition, 0):
+            return None  # above every seal of ours logged in the partition: never sealed
         found = self._log.get(partition, {}).get(self._me, {}).get(seq)
         if found is None:
             return None
@@ -708,14 +719,24 @@ class LocalData:
 
     def sealed(self, entries: Iterable[LogEntry]) -> None:
         """Record in the log the seals just set on our own ``entries``."""
+        upto = self._sealed_upto
         for e in entries:
-            by_seq = self._log.get(e.partition, {}).get(e.origin)
-            if by_seq is not None and e.seq in by_seq:
-                key, kind, sid, raw = by_seq[e.seq].split("\x00", 3)
-                if sid:
-                    self._unref(int(sid))
-                new = "" if e.seal is None else self._seal_ref(e.seal)
-                by_seq[e.seq] = f"{key}\x00{kind}\x00{new}\x00{raw}"
+            p, seq = e.partition, e.seq
+            by_seq = self._log.get(p, {}).get(e.origin)
+            if by_seq is None or seq not in by_seq:
+                continue
+            if seq > upto.get(p, 0):
+                # Never sealed (see _sealed_upto): its text holds no seal, and is e's own.
+                if e.seal is None:
+                    continue
+                by_seq[seq] = f"{e.key}\x00{e.kind}\x00{self._seal_ref(e.seal)}\x00{e.delta_json}"
+                upto[p] = seq
+                continue
+            key, kind, sid, raw = by_seq[seq].split("\x00", 3)
+            if sid:
+                self._unref(int(sid))
+            new = "" if e.seal is None else self._seal_ref(e.seal)
+            by_seq[seq] = f"{key}\x00{kind}\x00{new}\x00{raw}"
 
     def apply_entries(self, batch: CheckedBatch) -> list[LogEntry]:
         """Log the checked entries this replica lacks and merge each key's delta group;

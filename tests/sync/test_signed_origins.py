@@ -309,6 +309,35 @@ def test_an_entry_sent_before_goes_again_under_the_seal_it_got_then() -> None:
     assert signer.made == 1
 
 
+def test_a_hint_loaded_unsealed_goes_under_the_seal_its_logged_entry_was_stored_with() -> None:
+    """B restarts with its own entry stored sealed in its log and a hint of the same dot for
+    A stored unsealed (two objects of one dot): the hint handed off to A carries the stored
+    seal, and nothing is signed anew. (The engine skips looking up a seal for an entry above
+    every seal of ours it logged: this fails if what it loaded does not count.) A later
+    write of B's is sealed anew when sent, and logged with its seal."""
+    signer = _Counting(bytes([2]) * 32)
+    ids = [s.replica_id for s in (A, B, M)]
+    p = partition_of(KEY, PARTS)
+    delta = crdt.ORSet().add(ids[1], "offline").to_json()
+    logged, hinted = (LogEntry(ids[1], p, 1, KEY, "orset", delta) for _ in range(2))
+    stored = logged.seal = signer.seal([logged])
+    signer.made = 0
+    loaded = Loaded(
+        peers={o: PeerRecord(o) for o in (ids[0], ids[2])},
+        log=[logged],
+        hints=[HintRecord(ids[0], hinted, 10.0)],
+    )
+    b = Replica(CONFIG, ids[1], loaded, now=10.0, signer=signer)
+    b.peer_up(ids[0], 20.0)
+    handed = [e for msg in _sends(b.effects(), ids[0]) for e in getattr(msg, "entries", [])]
+    assert [(e.seq, e.seal) for e in handed] == [(1, stored)]
+    assert signer.made == 0
+    b.local_update(9, KEY, "orset", lambda s: s.add(ids[1], "later"), 21.0)
+    pushed = [e for msg in _sends(b.effects(), ids[0]) for e in getattr(msg, "entries", [])]
+    assert [e.seq for e in pushed] == [2] and pushed[0].seal not in (None, stored)
+    assert signer.made == 1 and b._data.seal_of(p, 2) == pushed[0].seal
+
+
 def test_an_ack_means_applied_even_after_a_summary_claimed_the_dots() -> None:
     """A state transfer's summary is not signed: M claims B:1..50 in one (with no state).
     A must still apply B's pushed writes before acking them."""
