@@ -67,8 +67,10 @@ class Drain:
         if signer is None:
             return
         me = signer.replica_id
-        # Per log dot, every object of it in the drain (a push and a hint may hold two).
-        fresh: dict[tuple[int, int], list[LogEntry]] = {}
+        # Per log dot, the first object of it in the drain; the other objects of a dot (a
+        # push and a hint may hold two), which take the first's seal.
+        fresh: dict[tuple[int, int], LogEntry] = {}
+        more: list[LogEntry] = []
         for effect in effects:
             if isinstance(effect, Send):
                 message = effect.message
@@ -81,29 +83,25 @@ class Drain:
                 continue
             for e in entries:
                 if e.seal is None and e.origin == me:
-                    held = fresh.get((e.partition, e.seq))
-                    if held is None:
-                        fresh[e.partition, e.seq] = [e]
-                    elif all(x is not e for x in held):
-                        held.append(e)
+                    first = fresh.setdefault((e.partition, e.seq), e)
+                    if first is not e:
+                        more.append(e)
         if not fresh:
             return
         data = self._data
-        unsealed: list[list[LogEntry]] = []
-        for (partition, seq), held in fresh.items():
-            seal = data.seal_of(partition, seq)  # sent sealed before: the same seal again
-            if seal is None:
-                unsealed.append(held)
-                continue
-            for e in held:
-                e.seal = seal
+        unsealed: list[LogEntry] = []
+        for (partition, seq), e in fresh.items():
+            e.seal = data.seal_of(partition, seq)  # sent sealed before: the same seal again
+            if e.seal is None:
+                unsealed.append(e)
         for i in range(0, len(unsealed), SEAL_MAX):
             chunk = unsealed[i : i + SEAL_MAX]
-            seal = signer.seal([held[0] for held in chunk])
-            for held in chunk:
-                for e in held:
-                    e.seal = seal
-        data.sealed([held[0] for held in unsealed])
+            seal = signer.seal(chunk)
+            for e in chunk:
+                e.seal = seal
+        for e in more:
+            e.seal = fresh[e.partition, e.seq].seal
+        data.sealed(unsealed)
 
     def flush(self) -> None:
         """Emit the Persist of every durable change since the last drain (if any), with the
