@@ -9,7 +9,10 @@ collector tracks once B is durable (by type: what every full collection has to w
 ``--collector off`` to run with the garbage collector disabled, ``--collector freeze`` to
 ``gc.freeze()`` once everything is imported, so that full collections skip the modules'
 objects; ``--young N`` to set the young generation's threshold, 700 by default: with 1400,
-collections run as if each update left half as many tracked objects behind).
+collections run as if each update left half as many tracked objects behind;
+``--unsigned-too`` to alternate each run with one whose three engines have no signer (no
+seals made, none checked: never a mode of a real peer, only the measure of what signing
+costs end to end), reporting the medians of both).
 
 The scenario is the benchmark's (three peers in one process, A and B dial the relay,
 ``n=3, w=1``, half ``orset.add`` and half ``ormap.update``, ``--window`` concurrent writes at
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import cProfile
 import gc
 import io
@@ -36,7 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -139,6 +143,34 @@ class _GCTimer:
         return ", ".join(f"gen{g}: {self.count[g]} in {self.seconds[g]:.3f} s" for g in range(3))
 
 
+@contextlib.contextmanager
+def _unsigned() -> Iterator[None]:
+    """Peers opened meanwhile run engines without a signer (see ``--unsigned-too``)."""
+    import sync.transport.peer as peer_module
+
+    signer = peer_module.Signer
+    peer_module.Signer = lambda _key: None  # type: ignore[assignment,misc,return-value]
+    try:
+        yield
+    finally:
+        peer_module.Signer = signer  # type: ignore[misc]
+
+
+def _compare_unsigned(args: argparse.Namespace, engine: dict[str, Any]) -> None:
+    """Signed and unsigned runs in turn; each run's phases, then the medians of each."""
+    runs: dict[str, list[dict[str, float]]] = {"signed": [], "unsigned": []}
+    for i in range(1, args.runs + 1):
+        for label in runs:
+            with _unsigned() if label == "unsigned" else contextlib.nullcontext():
+                got = phases(args.updates, args.window, engine)
+            runs[label].append(got)
+            shown = "  ".join(f"{k} {v:.3f} s" for k, v in got.items())
+            print(f"run {i} {label}: {shown}", flush=True)
+    for label, done in runs.items():
+        med = {k: statistics.median(r[k] for r in done) for k in done[0]}
+        print(f"median {label}: " + "  ".join(f"{k} {v:.3f} s" for k, v in med.items()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=10_000)
@@ -172,6 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the young generation's threshold (gc.set_threshold(N), 700 by default): as if "
         "each update left 700/N times as many tracked objects behind",
     )
+    parser.add_argument(
+        "--unsigned-too",
+        action="store_true",
+        help="alternate each run with one whose engines have no signer (what signing costs)",
+    )
     args = parser.parse_args(argv)
     engine = {k: int(v) for k, v in (item.split("=", 1) for item in args.set)}
     if args.young is not None:
@@ -192,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         pstats.Stats(prof, stream=out).sort_stats(args.sort).print_stats(args.top)
         print(out.getvalue())
         print("  ".join(f"{k} {v:.3f} s" for k, v in got.items()), "(under cProfile)")
+        return 0
+    if args.unsigned_too:
+        _compare_unsigned(args, engine)
         return 0
     collections = _GCTimer()
     if args.gc:
