@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,7 +93,9 @@ class DatabaseReport:
     objects are all deleted has ``objects`` empty and ``deleted`` above 0); ``log_size`` the
     delta log entries read; ``applied`` the log dots this database holds per origin, over
     every partition (how many of each replica's writes it has); ``kind_clashes`` the keys
-    holding live objects of several types, with their types.
+    holding live objects of several types, with their types; ``map_clashes`` per live map,
+    its keys holding several types (updated concurrently as two kinds: see
+    :class:`crdt.ORMap`), each key as its JSON text.
     """
 
     db: str
@@ -107,6 +109,7 @@ class DatabaseReport:
     objects: tuple[ObjectReport, ...]
     kind_clashes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     deleted: int = 0
+    map_clashes: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +205,21 @@ def read_report(
         objects=tuple(_object(k, states[(k, kind)]) for k, kind in live),
         kind_clashes={k: tuple(ks) for k, ks in kinds.items() if len(ks) > 1},
         deleted=len(states) - len(live),
+        map_clashes=_map_clashes((k, states[(k, kind)]) for k, kind in live if kind == "ormap"),
     )
+
+
+def _map_clashes(maps: Iterable[tuple[str, Any]]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Per map holding any, its keys updated concurrently as several kinds (JSON texts)."""
+    found: dict[str, dict[str, tuple[str, ...]]] = {}
+    for key, state in maps:
+        clashes = state.clashes()
+        if clashes:
+            found[key] = {
+                k if type(k) is str else json.dumps(k, ensure_ascii=False): kinds
+                for k, kinds in clashes.items()
+            }
+    return found
 
 
 def _check_version(conn: Connection, db: str) -> int:

@@ -54,6 +54,10 @@ def _report_json(report: DatabaseReport) -> dict[str, Any]:
         ],
         "objects": objects,
         "kind_clashes": {key: list(kinds) for key, kinds in report.kind_clashes.items()},
+        "map_clashes": {
+            key: {k: list(kinds) for k, kinds in inner.items()}
+            for key, inner in report.map_clashes.items()
+        },
     }
 
 
@@ -148,11 +152,19 @@ def _short(value: Any, width: int = 80) -> str:
 
 
 def _print_clashes(data: dict[str, Any], out: Callable[[str], Any]) -> None:
-    """One line naming the keys that hold live objects of several types, if any."""
+    """One line naming the keys that hold live objects of several types, if any, and one
+    naming the keys of maps that hold several types."""
     clashes = data["kind_clashes"]
     if clashes:
         named = ", ".join(f"{key} ({' and '.join(kinds)})" for key, kinds in clashes.items())
         out(f"kind clashes {len(clashes)}: {named}")
+    inside = data["map_clashes"]
+    if inside:
+        named = "; ".join(
+            f"{key}: " + ", ".join(f"{k} ({' and '.join(kinds)})" for k, kinds in keys.items())
+            for key, keys in inside.items()
+        )
+        out(f"kind clashes inside maps {sum(len(keys) for keys in inside.values())}: {named}")
 
 
 def _print_inspect_plain(data: dict[str, Any]) -> None:

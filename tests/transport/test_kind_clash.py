@@ -7,15 +7,27 @@ named by its key and kind: both objects survive, replicate, and the clash is sho
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
+import json
 import logging
 from pathlib import Path
 
 import pytest
 
 from crdt import ORMap
+from shoal import cli
 from sync.errors import KindClash
 from sync.transport.peer import Peer
 from tests.transport.conftest import eventually, open_peer
+
+
+def _inspect(db: Path, *args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["inspect", "--db", str(db), *args])
+    return code, out.getvalue()
 
 
 def _objects(peer: Peer) -> dict[str, object]:
@@ -169,6 +181,15 @@ async def test_a_map_key_written_offline_as_two_kinds_warns_and_one_kind_is_remo
         assert len(warned) == 2, warned  # one per peer
         assert all("map 'prefs': its key 'theme' holds a lww and a pncounter" in m
                    for m in warned)  # fmt: skip
+
+        # shoal inspect reads it from the database (a peer's, while it runs).
+        code, out = await asyncio.to_thread(_inspect, tmp_path / "b.db", "--json")
+        assert code == 0 and json.loads(out)["map_clashes"] == {
+            "prefs": {"theme": ["lww", "pncounter"]}
+        }
+        code, out = await asyncio.to_thread(_inspect, tmp_path / "b.db")
+        assert code == 0
+        assert "kind clashes inside maps 1: prefs: theme (lww and pncounter)" in out
 
         with pytest.raises(ValueError, match="unknown kind 'zset'"):
             b.ormap("prefs").remove("theme", kind="zset")
