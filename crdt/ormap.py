@@ -218,6 +218,10 @@ class ORMap:
         entries = self._entries
         return tuple(kind for kind in reversed(REGISTRY.descending) if (k, kind) in entries)
 
+    def has_clash(self) -> bool:
+        """Does a key hold two kinds or more (:meth:`clashes` is not empty)? O(entries)."""
+        return len({k for k, _ in self._entries}) != len(self._entries)
+
     def clashes(self) -> dict[Any, tuple[str, ...]]:
         """``{key: its kinds}`` of the keys holding two kinds or more (see the module
         docstring); O(entries)."""

@@ -427,9 +427,11 @@ class CatchUp:
 @dataclass(frozen=True, slots=True)
 class Alarm:
     """Something an operator must see; the adapter logs ``message`` at WARNING. ``kind``
-    names what (``"clock_skew"``...), ``peer`` the replica concerned (the map's key for a
-    ``"map_kind_clash"``, raised once per map key and kinds). The engine's ``status()``
-    keeps the figures behind it; alarms repeat at most every few minutes."""
+    names what (``"clock_skew"``...), ``peer`` the replica concerned. The engine's
+    ``status()`` keeps the figures behind it; alarms repeat at most every few minutes. (A
+    ``"map_kind_clash"`` names the map's key as ``peer``; it is raised once while the clash
+    lasts, and again after a restart, when the map is loaded: ``shoal inspect`` lists the
+    clashes a database holds.)"""
 
     kind: str
     peer: str

@@ -120,9 +120,10 @@ def _parse_op(body: Any, where: str, depth: int = 0) -> Op:
     if not isinstance(body, dict):
         raise _bad(f"{where} must be a JSON object")
     kind, name, args = body.get("kind"), body.get("op"), body.get("args", [])
-    if kind not in OPS:
+    # (Not a str: a list or an object would not even hash, and must be a 400 all the same.)
+    if not isinstance(kind, str) or kind not in OPS:
         raise _bad(f"{where}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if name not in OPS[kind]:
+    if not isinstance(name, str) or name not in OPS[kind]:
         allowed = ", ".join(OPS[kind])
         raise _bad(f"{where}.op of {named_kinds([kind])} must be one of {allowed}, got {name!r}")
     if not isinstance(args, list):
@@ -132,7 +133,11 @@ def _parse_op(body: Any, where: str, depth: int = 0) -> Op:
         want = str(low) if low == high else f"{low} to {high}"
         raise _bad(f"{where}: {kind} {name} takes {want} argument(s), got {len(args)}")
     inner = None
-    if (kind, name) == ("ormap", "remove") and len(args) == 2 and args[1] not in OPS:
+    if (
+        (kind, name) == ("ormap", "remove")
+        and len(args) == 2
+        and not (isinstance(args[1], str) and args[1] in OPS)
+    ):
         raise _bad(f"{where}.args[1]: the kind to remove must be one of {', '.join(KINDS)}")
     if (kind, name) == ("ormap", "update"):
         inner = _parse_op(args[1], f"{where}.args[1]", depth + 1)

@@ -186,8 +186,8 @@ class LocalData:
         self._pieces: dict[int, set[ObjectId]] = {}
         self._unfolded: set[ObjectId] = set()  # log replayed at load, not yet checkpointed
         self._clashes: dict[str, tuple[str, ...]] = {}  # key -> its kinds, sorted
-        # (key, map key, kinds) of the kind clashes inside maps reported (map_clashes)
-        self._map_clashes_reported: set[tuple[str, Any, tuple[str, ...]]] = set()
+        # key -> map key -> kinds: the kind clashes inside maps reported (map_clashes)
+        self._map_clashes_reported: dict[str, dict[Any, tuple[str, ...]]] = {}
         # partition -> origin -> seq -> (key, kind, delta JSON text)
         self._log: dict[int, dict[str, dict[int, Logged]]] = {}
         self._log_size = 0
@@ -235,6 +235,10 @@ class LocalData:
             mine = ctx.max_counter(self._me)
             if mine:
                 self._last_seq[p] = mine
+        for key, objs in self._objects.items():  # the clashes inside maps, reported again
+            found = objs.get("ormap")
+            if type(found) is crdt.ORMap and found.has_clash():
+                self.map_clashes(key, found, found)
 
     # -- objects ---------------------------------------------------------------------------
     def get(self, key: str, kind: str) -> CRDT | None:
@@ -305,6 +309,10 @@ class LocalData:
                 continue
             fresh.add(row.key)
             self._admit_row(row)
+            if row.kind == "ormap":
+                found = objects[row.key].get("ormap")
+                if type(found) is crdt.ORMap and found.has_clash():
+                    self.map_clashes(row.key, found, found)
         for key in fresh:
             if key not in objects:
                 objects[key] = {}
@@ -425,22 +433,29 @@ class LocalData:
 
     def map_clashes(self, key: str, obj: crdt.ORMap, joined: CRDT) -> None:
         """After ``joined`` (a delta, a state or a piece of one) was joined into the map
-        ``obj`` of ``key``: an alarm for each key of ``joined`` that the map now holds as two
-        kinds (written so concurrently; see :mod:`crdt.ormap`), once per map key and kinds.
-        The map converges all the same; the alarm says which kind its value shows and how to
-        keep the other."""
+        ``obj`` of ``key`` (or ``obj`` itself was loaded: ``joined`` is ``obj``): an alarm for
+        each key of ``joined`` that the map now holds as two kinds (written so concurrently;
+        see :mod:`crdt.ormap`), once while it lasts (a clash that ended, then came back, is
+        reported again; so is each after a restart, when its map is loaded). The map
+        converges all the same; the alarm says which kind its value shows and how to keep
+        the other. Top-level keys of the map only: a nested map's are not looked at."""
         if type(joined) is not crdt.ORMap:
             return
+        memo = self._map_clashes_reported
+        reported = memo.get(key)
+        if reported:  # forget the clashes that ended
+            for mkey in [m for m in reported if len(obj.kinds_of(m)) < 2]:
+                del reported[mkey]
         found = obj.clashes_from(joined)
         if not found:
             return
-        reported = self._map_clashes_reported
         for mkey, kinds in found.items():
-            if (key, mkey, kinds) in reported:
+            if reported is not None and reported.get(mkey) == kinds:
                 continue
-            if len(reported) >= MAP_CLASH_MEMO:
-                reported.clear()
-            reported.add((key, mkey, kinds))
+            if sum(len(r) for r in memo.values()) >= MAP_CLASH_MEMO:
+                memo.clear()
+            reported = memo.setdefault(key, {})
+            reported[mkey] = kinds
             held = named_kinds(kinds)
             self._outbox.emit(
                 Alarm(

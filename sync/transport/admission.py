@@ -67,9 +67,15 @@ class Throttle:
         return muted
 
     def spent(self, now: float) -> bool:
-        """Would a fresh throttle do the same from now on (its interval is over, nothing is
-        muted)? Then it may be dropped."""
-        return now >= self._next and not self._muted
+        """Is its interval over? Then a fresh throttle would log the next occurrence as this
+        one would, and it may be dropped (with the count of what it muted since its last
+        line: the condition has not come back for a whole interval)."""
+        return now >= self._next
+
+    @property
+    def until(self) -> float:
+        """When its interval ends."""
+        return self._next
 
 
 class Admission:

@@ -64,6 +64,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import re
 import socket
@@ -283,6 +284,7 @@ class Transport:
         # throttle for every other host.
         self._refusal_logs: dict[str, Throttle] = {}
         self._refusal_overflow = Throttle(REPORT_INTERVAL)
+        self._refusal_prune_at = -math.inf  # when a full table is worth scanning again
 
     @property
     def refused_busy(self) -> int:
@@ -481,9 +483,13 @@ class Transport:
         logs = self._refusal_logs
         throttle = logs.get(host)
         if throttle is None:
-            if len(logs) >= MAX_REFUSAL_HOSTS:
+            if len(logs) >= MAX_REFUSAL_HOSTS and now >= self._refusal_prune_at:
+                # Drop the hosts whose interval is over; if none is, not before the first
+                # ends (a full table is not scanned again at every refusal).
                 for spent in [h for h, t in logs.items() if t.spent(now)]:
                     del logs[spent]
+                if logs:
+                    self._refusal_prune_at = min(t.until for t in logs.values())
             if len(logs) < MAX_REFUSAL_HOSTS:
                 throttle = logs[host] = Throttle(REPORT_INTERVAL)
             else:

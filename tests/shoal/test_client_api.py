@@ -238,6 +238,10 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
         "the kind to remove must be one of",
     ),
     ("map-remove-three-args", {"kind": "ormap", "op": "remove", "args": ["a", "lww", 1]}, "1 to 2"),
+    ("map-remove-list-kind", {"kind": "ormap", "op": "remove", "args": ["a", ["lww"]]}, "one of"),
+    ("map-remove-object-kind", {"kind": "ormap", "op": "remove", "args": ["a", {}]}, "one of"),
+    ("kind-a-list", {"kind": ["orset"], "op": "add", "args": ["x"]}, "kind must be one of"),
+    ("op-an-object", {"kind": "orset", "op": {"add": 1}, "args": ["x"]}, "op of an orset"),
 ]
 
 

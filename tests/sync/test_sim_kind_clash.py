@@ -147,6 +147,12 @@ def test_a_map_key_written_as_two_kinds_is_reported_and_one_kind_can_be_removed(
         assert "'theme' holds a lww and a pncounter" in alarms[0].message
         assert "remove('theme', kind=...)" in alarms[0].message
 
+    # A restart loads the map and reports its clash again (the alarm's memo is in memory).
+    cluster.crash("p002")
+    cluster.restart("p002")
+    cluster.run_for(2.0)
+    assert len(_map_alarms(cluster, "p002")) == 2
+
     with pytest.raises(TypeError, match="holds a lww and a pncounter"):
         cluster.update(
             "p001", "prefs", "ormap", _map_set("p001", "theme", "lww", _put("p001", "x"))
@@ -157,12 +163,27 @@ def test_a_map_key_written_as_two_kinds_is_reported_and_one_kind_can_be_removed(
     for rid in ids:
         state = cluster.value(rid, "prefs", "ormap")
         assert state.value == {"theme": "dark", "size": 1} and state.clashes() == {}
-        assert len(_map_alarms(cluster, rid)) == 1
+        assert len(_map_alarms(cluster, rid)) == (2 if rid == "p002" else 1)
     cluster.update(
         "p001", "prefs", "ormap", _map_set("p001", "theme", "lww", _put("p001", "light"))
     )
     cluster.run_for(5.0)
     assert all(cluster.value(rid, "prefs", "ormap").value["theme"] == "light" for rid in ids)
+
+    # The clash ended: the same two kinds clashing again are reported again.
+    cluster.partition([ids[:2], ids[2:]])
+    cluster.run_for(2.0)
+    cluster.update("p002", "prefs", "ormap", lambda m: m.remove("theme"))
+    cluster.update(
+        "p002", "prefs", "ormap", _map_set("p002", "theme", "pncounter", kit.incr("p002"))
+    )
+    cluster.update("p000", "prefs", "ormap", _map_set("p000", "theme", "lww", _put("p000", "dim")))
+    cluster.heal()
+    cluster.run_for(10.0)
+    assert cluster.converged(["prefs"])
+    for rid in ids:
+        assert cluster.value(rid, "prefs", "ormap").clashes() == {"theme": ("lww", "pncounter")}
+        assert len(_map_alarms(cluster, rid)) == (3 if rid == "p002" else 2)
 
 
 def test_a_map_kind_clash_that_arrives_by_state_transfer_is_reported(kit: Any) -> None:

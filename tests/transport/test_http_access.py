@@ -260,6 +260,32 @@ async def test_refusals_from_more_hosts_than_the_bound_share_one_throttle(
     assert hosts == ["192.0.2.0", "192.0.2.1", "192.0.2.2", "192.0.2.3"], warned
 
 
+async def test_hosts_whose_interval_is_over_make_room_even_with_refusals_muted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full table of hosts, each refused twice (its second refusal muted): once their
+    interval is over they make room, so that a new host gets its own line rather than the
+    shared throttle of the hosts past the bound (which one host just used)."""
+    from sync.transport import connection
+
+    monkeypatch.setattr(connection, "MAX_REFUSAL_HOSTS", 3)
+    monkeypatch.setattr(connection, "REPORT_INTERVAL", 0.05)
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        with caplog.at_level("WARNING", logger="shoal.transport"):
+            for _ in range(2):
+                for i in range(3):
+                    a.transport._log_refusal((f"192.0.2.{i}", 4000), "no")
+            await asyncio.sleep(0.1)  # the interval is over for every host of the table
+            a.transport._log_refusal(("198.51.100.1", 4000), "no")
+            a.transport._log_refusal(("198.51.100.2", 4000), "no")
+        warned = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    finally:
+        await a.aclose()
+    hosts = [m.split("'")[1] for m in warned]
+    assert hosts == ["192.0.2.0", "192.0.2.1", "192.0.2.2", "198.51.100.1", "198.51.100.2"]
+
+
 async def test_a_page_asked_for_in_a_loop_is_made_again_only_when_its_cost_allows() -> None:
     """Making /status walks the engine's objects on the event loop: a client asking in a
     loop is served the page made for an earlier request until that copy is PAGE_COST_RATIO
