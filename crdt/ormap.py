@@ -55,7 +55,7 @@ entries sorted by (key's canonical JSON, kind); ``body`` is the kind's encoding 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION
@@ -148,6 +148,37 @@ def _join_map(s1: MapStore, ctx1: CausalContext, s2: MapStore, ctx2: CausalConte
     return out
 
 
+def _kinds_in(store: MapStore, k: Key) -> tuple[str, ...]:
+    """The kinds the internal key ``k`` holds in ``store``, sorted."""
+    return tuple(kind for kind in reversed(REGISTRY.descending) if (k, kind) in store)
+
+
+def _store_clashes(
+    mine: MapStore, theirs: MapStore, prefix: tuple[Any, ...]
+) -> dict[tuple[Any, ...], tuple[str, ...]]:
+    """The keys of ``theirs`` that hold two kinds or more in ``mine``, by path (``prefix``
+    and the key), the maps nested in both looked into as well."""
+    found: dict[tuple[Any, ...], tuple[str, ...]] = {}
+    for k, kind in theirs:
+        for o in _OTHERS[kind]:
+            if (k, o) in mine:
+                kinds = _kinds_in(mine, k)
+                if len(kinds) > 1:
+                    found[(*prefix, thaw(k))] = kinds
+                break
+        if kind == "ormap":
+            inner = mine.get((k, "ormap"))
+            if inner is not None:
+                found.update(_store_clashes(inner, theirs[(k, kind)], (*prefix, thaw(k))))
+    return found
+
+
+def _store_has_clash(store: MapStore) -> bool:
+    if len({k for k, _ in store}) != len(store):
+        return True
+    return any(_store_has_clash(s) for (_, kind), s in store.items() if kind == "ormap")
+
+
 def _map_value(store: MapStore) -> dict[Any, Any]:
     chosen: dict[Key, str] = {}
     for key, kind in store:
@@ -214,36 +245,41 @@ class ORMap:
 
     def kinds_of(self, key: object) -> tuple[str, ...]:
         """Every kind ``key`` holds, sorted: two or more is a kind clash."""
-        k = freeze(key, "key")
-        entries = self._entries
-        return tuple(kind for kind in reversed(REGISTRY.descending) if (k, kind) in entries)
+        return _kinds_in(self._entries, freeze(key, "key"))
 
     def has_clash(self) -> bool:
-        """Does a key hold two kinds or more (:meth:`clashes` is not empty)? O(entries)."""
-        return len({k for k, _ in self._entries}) != len(self._entries)
+        """Does a key hold two kinds or more, here or in a nested map (is
+        :meth:`clash_paths` not empty)? O(entries)."""
+        return _store_has_clash(self._entries)
 
     def clashes(self) -> dict[Any, tuple[str, ...]]:
-        """``{key: its kinds}`` of the keys holding two kinds or more (see the module
-        docstring); O(entries)."""
-        seen: dict[Key, list[str]] = {}
-        for k, kind in self._entries:
-            seen.setdefault(k, []).append(kind)
-        return {thaw(k): tuple(sorted(ks)) for k, ks in seen.items() if len(ks) > 1}
+        """``{key: its kinds}`` of this map's keys holding two kinds or more (see the module
+        docstring; nested maps' keys: :meth:`clash_paths`); O(entries)."""
+        return {path[0]: kinds for path, kinds in self.clash_paths().items() if len(path) == 1}
 
-    def clashes_from(self, other: ORMap) -> dict[Any, tuple[str, ...]]:
-        """:meth:`clashes` among the keys ``other`` holds (the delta or state just joined
-        into this map): O(entries of ``other``)."""
-        entries = self._entries
-        found: dict[Any, tuple[str, ...]] = {}
-        for k, kind in other._entries:
-            for o in _OTHERS[kind]:
-                if (k, o) in entries:
-                    key = thaw(k)
-                    kinds = self.kinds_of(key)
-                    if len(kinds) > 1:
-                        found[key] = kinds
-                    break
-        return found
+    def clash_paths(self) -> dict[tuple[Any, ...], tuple[str, ...]]:
+        """``{path: kinds}`` of the keys holding two kinds or more, in this map (a path of
+        one key) and in the maps nested in it (the keys from this map down); O(entries)."""
+        return _store_clashes(self._entries, self._entries, ())
+
+    def clashes_from(self, other: ORMap) -> dict[tuple[Any, ...], tuple[str, ...]]:
+        """:meth:`clash_paths` among the keys ``other`` holds, nested maps' included (the
+        delta or state just joined into this map): O(entries of ``other``)."""
+        return _store_clashes(self._entries, other._entries, ())
+
+    def kinds_at(self, path: Sequence[object]) -> tuple[str, ...]:
+        """Every kind the key at ``path`` holds (see :meth:`clash_paths`), sorted; () if
+        there is no such key."""
+        store = self._entries
+        for i, key in enumerate(path):
+            k = freeze(key, "key")
+            if i == len(path) - 1:
+                return _kinds_in(store, k)
+            inner = store.get((k, "ormap"))
+            if inner is None:
+                return ()
+            store = inner
+        return ()
 
     def _kind_of(self, k: Key) -> str | None:
         """The kind the internal key ``k`` holds, or None (the greatest, if several)."""

@@ -210,16 +210,21 @@ def read_report(
 
 
 def _map_clashes(maps: Iterable[tuple[str, Any]]) -> dict[str, dict[str, tuple[str, ...]]]:
-    """Per map holding any, its keys updated concurrently as several kinds (JSON texts)."""
+    """Per map holding any, its keys updated concurrently as several kinds: a key of the
+    map as itself (a string) or its JSON text, a key of a nested map as the JSON text of
+    its path (the keys from the map down)."""
     found: dict[str, dict[str, tuple[str, ...]]] = {}
     for key, state in maps:
-        clashes = state.clashes()
+        clashes = state.clash_paths()
         if clashes:
-            found[key] = {
-                k if type(k) is str else json.dumps(k, ensure_ascii=False): kinds
-                for k, kinds in clashes.items()
-            }
+            found[key] = dict(sorted((_path_text(p), kinds) for p, kinds in clashes.items()))
     return found
+
+
+def _path_text(path: tuple[Any, ...]) -> str:
+    if len(path) == 1 and type(path[0]) is str:
+        return str(path[0])
+    return json.dumps(path[0] if len(path) == 1 else list(path), ensure_ascii=False)
 
 
 def _check_version(conn: Connection, db: str) -> int:

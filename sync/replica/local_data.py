@@ -186,8 +186,8 @@ class LocalData:
         self._pieces: dict[int, set[ObjectId]] = {}
         self._unfolded: set[ObjectId] = set()  # log replayed at load, not yet checkpointed
         self._clashes: dict[str, tuple[str, ...]] = {}  # key -> its kinds, sorted
-        # key -> map key -> kinds: the kind clashes inside maps reported (map_clashes)
-        self._map_clashes_reported: dict[str, dict[Any, tuple[str, ...]]] = {}
+        # key -> path in the map -> kinds: the kind clashes inside maps reported
+        self._map_clashes_reported: dict[str, dict[tuple[Any, ...], tuple[str, ...]]] = {}
         # partition -> origin -> seq -> (key, kind, delta JSON text)
         self._log: dict[int, dict[str, dict[int, Logged]]] = {}
         self._log_size = 0
@@ -434,37 +434,44 @@ class LocalData:
     def map_clashes(self, key: str, obj: crdt.ORMap, joined: CRDT) -> None:
         """After ``joined`` (a delta, a state or a piece of one) was joined into the map
         ``obj`` of ``key`` (or ``obj`` itself was loaded: ``joined`` is ``obj``): an alarm for
-        each key of ``joined`` that the map now holds as two kinds (written so concurrently;
-        see :mod:`crdt.ormap`), once while it lasts (a clash that ended, then came back, is
-        reported again; so is each after a restart, when its map is loaded). The map
-        converges all the same; the alarm says which kind its value shows and how to keep
-        the other. Top-level keys of the map only: a nested map's are not looked at."""
+        each key of ``joined`` (nested maps' included) that the map now holds as two kinds
+        (written so concurrently; see :mod:`crdt.ormap`), once while it lasts (a clash that
+        ended, then came back, is reported again; so is each after a restart, when its map
+        is loaded). The map converges all the same; the alarm says which kind its value
+        shows and how to keep the other."""
         if type(joined) is not crdt.ORMap:
             return
         memo = self._map_clashes_reported
         reported = memo.get(key)
         if reported:  # forget the clashes that ended
-            for mkey in [m for m in reported if len(obj.kinds_of(m)) < 2]:
-                del reported[mkey]
+            for path in [p for p in reported if len(obj.kinds_at(p)) < 2]:
+                del reported[path]
         found = obj.clashes_from(joined)
         if not found:
             return
-        for mkey, kinds in found.items():
-            if reported is not None and reported.get(mkey) == kinds:
+        for path, kinds in found.items():
+            if reported is not None and reported.get(path) == kinds:
                 continue
             if sum(len(r) for r in memo.values()) >= MAP_CLASH_MEMO:
                 memo.clear()
             reported = memo.setdefault(key, {})
-            reported[mkey] = kinds
-            held = named_kinds(kinds)
+            reported[path] = kinds
+            *outer, last = path
+            where = "".join(f"[{k!r}]" for k in outer)
+            fix = (
+                f"remove({last!r}, kind=...)"
+                if not outer
+                else f"remove({last!r}, kind=...) in the map at {where}"
+            )
             self._outbox.emit(
                 Alarm(
                     "map_kind_clash",
                     key,
-                    f"map {key!r}: its key {mkey!r} holds {held}, written as two kinds "
-                    f"concurrently; its value shows the {kinds[-1]}, and updates of the key "
-                    f"are refused until the one not kept is removed: "
-                    f"remove({mkey!r}, kind=...)",
+                    f"map {key!r}: {'its key' if not outer else f'the key of its map at {where},'} "
+                    f"{last!r} holds "
+                    f"{named_kinds(kinds)}, written as two kinds concurrently; its value shows "
+                    f"the {kinds[-1]}, and updates of the key are refused until the one not "
+                    f"kept is removed: {fix}",
                 )
             )
 

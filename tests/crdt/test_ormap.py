@@ -219,8 +219,10 @@ def test_a_key_written_as_two_kinds_is_a_clash_each_kind_readable() -> None:
     a, b, da, db = _clashed()
     assert a.clashes() == b.clashes() == {"k": ("gcounter", "orset")}
     assert a.kinds_of("k") == ("gcounter", "orset") and a.kinds_of("other") == ("lww",)
-    assert a.clashes_from(db) == {"k": ("gcounter", "orset")}  # the delta just joined
-    assert b.clashes_from(da) == {"k": ("gcounter", "orset")}
+    assert a.clashes_from(db) == {("k",): ("gcounter", "orset")}  # the delta just joined
+    assert b.clashes_from(da) == {("k",): ("gcounter", "orset")}
+    assert a.clash_paths() == {("k",): ("gcounter", "orset")} and a.has_clash()
+    assert a.kinds_at(["k"]) == ("gcounter", "orset") and a.kinds_at(["nope", "k"]) == ()
     assert ORMap().clashes_from(db) == {} and a.clashes_from(ORMap()) == {}
     # value shows the kind last in alphabetical order; get(key, kind) reads either.
     assert a.value["k"] == frozenset({"x"})
@@ -243,6 +245,29 @@ def test_a_clashed_key_refuses_updates_of_either_kind_and_changes_nothing() -> N
         message = str(info.value)
         assert "a gcounter and an orset" in message and "remove('k', kind=...)" in message
     assert enc(a) == before
+
+
+def test_a_clash_inside_a_nested_map_has_its_path_and_ends_by_a_nested_remove() -> None:
+    a, b = ORMap(), ORMap()
+    da = a.update(
+        "A", "outer", "ormap", lambda n: n.update("A", "x", "lww", lambda r: r.set("A", 1))
+    )
+    db = b.update(
+        "B", "outer", "ormap", lambda n: n.update("B", "x", "gcounter", lambda c: c.increment("B"))
+    )
+    assert not a.has_clash() and a.clash_paths() == {}
+    a.merge(db)
+    b.merge(da)
+    assert a == b and a.has_clash() and a.clashes() == {}  # not a key of this map
+    assert a.clash_paths() == {("outer", "x"): ("gcounter", "lww")}
+    assert a.clashes_from(db) == b.clashes_from(da) == {("outer", "x"): ("gcounter", "lww")}
+    assert a.kinds_at(["outer", "x"]) == ("gcounter", "lww") and a.kinds_at(["outer"]) == ("ormap",)
+    with pytest.raises(TypeError, match="holds a gcounter and a lww"):
+        a.update(
+            "A", "outer", "ormap", lambda n: n.update("A", "x", "lww", lambda r: r.set("A", 2))
+        )
+    b.merge(a.update("A", "outer", "ormap", lambda n: n.remove("x", kind="gcounter")))
+    assert a == b and not a.has_clash() and a.value == {"outer": {"x": 1}}
 
 
 def test_removing_one_kind_ends_the_clash_everywhere_and_keeps_the_other() -> None:

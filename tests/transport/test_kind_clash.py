@@ -163,42 +163,60 @@ async def test_a_map_key_written_offline_as_two_kinds_warns_and_one_kind_is_remo
     try:
         await a.ormap("prefs").update("theme", "lww", lambda r: r.set("dark"))
         await b.ormap("prefs").update("theme", "pncounter", lambda c: c.increment(3))
+        # ... and inside a nested map.
+        await a.ormap("prefs").update(
+            "outer", "ormap", lambda n: n.update("x", "lww", lambda r: r.set("v"))
+        )
+        await b.ormap("prefs").update(
+            "outer", "ormap", lambda n: n.update("x", "gcounter", lambda c: c.increment())
+        )
         await b.aclose()
         b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url], n=2)
 
-        def clashed(peer: Peer) -> bool:
-            state = peer.replica.value("prefs", "ormap")
-            return isinstance(state, ORMap) and state.clashes() == {"theme": ("lww", "pncounter")}
+        both = {("theme",): ("lww", "pncounter"), ("outer", "x"): ("gcounter", "lww")}
 
-        await eventually(lambda: clashed(a) and clashed(b), "the clash on both")
+        def clashes(peer: Peer) -> dict[tuple[object, ...], tuple[str, ...]]:
+            state = peer.replica.value("prefs", "ormap")
+            return state.clash_paths() if isinstance(state, ORMap) else {}
+
+        await eventually(lambda: clashes(a) == clashes(b) == both, "the clashes on both")
         for peer in (a, b):
-            assert await peer.ormap("prefs").value() == {"theme": 3}
+            assert await peer.ormap("prefs").value() == {"theme": 3, "outer": {"x": "v"}}
             with pytest.raises(TypeError, match="holds a lww and a pncounter"):
                 await peer.ormap("prefs").update("theme", "lww", lambda r: r.set("x"))
-        await eventually(lambda: a.node.counters.alarms >= 1 and b.node.counters.alarms >= 1,
+        await eventually(lambda: a.node.counters.alarms >= 2 and b.node.counters.alarms >= 2,
                          "the alarms")  # fmt: skip
         warned = [r.getMessage() for r in caplog.records if "map_kind_clash" in r.getMessage()]
-        assert len(warned) == 2, warned  # one per peer
-        assert all("map 'prefs': its key 'theme' holds a lww and a pncounter" in m
-                   for m in warned)  # fmt: skip
+        assert len(warned) == 4, warned  # one per clash per peer
+        assert sum("map 'prefs': its key 'theme' holds a lww and a pncounter" in m
+                   for m in warned) == 2  # fmt: skip
+        assert sum("map 'prefs': the key of its map at ['outer'], 'x' holds a gcounter and a "
+                   "lww" in m and "remove('x', kind=...) in the map at ['outer']" in m
+                   for m in warned) == 2  # fmt: skip
 
         # shoal inspect reads it from the database (a peer's, while it runs).
         code, out = await asyncio.to_thread(_inspect, tmp_path / "b.db", "--json")
         assert code == 0 and json.loads(out)["map_clashes"] == {
-            "prefs": {"theme": ["lww", "pncounter"]}
+            "prefs": {"theme": ["lww", "pncounter"], '["outer", "x"]': ["gcounter", "lww"]}
         }
         code, out = await asyncio.to_thread(_inspect, tmp_path / "b.db")
         assert code == 0
-        assert "kind clashes inside maps 1: prefs: theme (lww and pncounter)" in out
+        assert (
+            'kind clashes inside maps 2: prefs: ["outer", "x"] (gcounter and lww), theme (lww '
+            "and pncounter)" in out
+        )
 
         with pytest.raises(ValueError, match="unknown kind 'zset'"):
             b.ormap("prefs").remove("theme", kind="zset")
         await b.ormap("prefs").remove("theme", kind="pncounter")
-        await eventually(lambda: not clashed(a) and not clashed(b), "the clash ended")
-        assert await a.ormap("prefs").value() == {"theme": "dark"}
+        rest = {("outer", "x"): ("gcounter", "lww")}
+        await eventually(lambda: clashes(a) == clashes(b) == rest, "the clash ended")
+        assert await a.ormap("prefs").value() == {"theme": "dark", "outer": {"x": "v"}}
         await a.ormap("prefs").update("theme", "lww", lambda r: r.set("light"))
         await eventually(
-            lambda: b.replica.current_value("prefs", "ormap") == {"theme": "light"},
+            lambda: (
+                b.replica.current_value("prefs", "ormap") == {"theme": "light", "outer": {"x": "v"}}
+            ),
             "the update after the clash",
         )
     finally:
