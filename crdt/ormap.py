@@ -270,6 +270,8 @@ class ORMap:
     def kinds_at(self, path: Sequence[object]) -> tuple[str, ...]:
         """Every kind the key at ``path`` holds (see :meth:`clash_paths`), sorted; () if
         there is no such key."""
+        if isinstance(path, str):
+            raise TypeError("a path is a sequence of keys (a list or tuple), not a str")
         store = self._entries
         for i, key in enumerate(path):
             k = freeze(key, "key")

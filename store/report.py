@@ -59,6 +59,10 @@ _KEYS_PAGE = 1000
 _T = TypeVar("_T")
 
 
+#: The kind clashes inside one map: ``(path, kinds)`` each, the path the keys from the map down.
+MapClashes = tuple[tuple[tuple[Any, ...], tuple[str, ...]], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectReport:
     """One key: ``value`` in JSON form (a set as a sorted list, siblings as a list),
@@ -95,7 +99,7 @@ class DatabaseReport:
     every partition (how many of each replica's writes it has); ``kind_clashes`` the keys
     holding live objects of several types, with their types; ``map_clashes`` per live map,
     its keys holding several types (updated concurrently as two kinds: see
-    :class:`crdt.ORMap`), each key as its JSON text.
+    :class:`crdt.ORMap`), each as ``(path, kinds)`` (the path's keys in JSON form).
     """
 
     db: str
@@ -109,7 +113,7 @@ class DatabaseReport:
     objects: tuple[ObjectReport, ...]
     kind_clashes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     deleted: int = 0
-    map_clashes: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    map_clashes: dict[str, MapClashes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,22 +213,17 @@ def read_report(
     )
 
 
-def _map_clashes(maps: Iterable[tuple[str, Any]]) -> dict[str, dict[str, tuple[str, ...]]]:
-    """Per map holding any, its keys updated concurrently as several kinds: a key of the
-    map as itself (a string) or its JSON text, a key of a nested map as the JSON text of
-    its path (the keys from the map down)."""
-    found: dict[str, dict[str, tuple[str, ...]]] = {}
+def _map_clashes(maps: Iterable[tuple[str, Any]]) -> dict[str, MapClashes]:
+    """Per map holding any, its keys updated concurrently as several kinds, each by its
+    path (the keys from the map down: one key for the map's own), in the order of the
+    paths' JSON texts."""
+    found: dict[str, MapClashes] = {}
     for key, state in maps:
         clashes = state.clash_paths()
         if clashes:
-            found[key] = dict(sorted((_path_text(p), kinds) for p, kinds in clashes.items()))
+            paths = [(tuple(_json_value(list(p))), kinds) for p, kinds in clashes.items()]
+            found[key] = tuple(sorted(paths, key=lambda item: json.dumps(item[0])))
     return found
-
-
-def _path_text(path: tuple[Any, ...]) -> str:
-    if len(path) == 1 and type(path[0]) is str:
-        return str(path[0])
-    return json.dumps(path[0] if len(path) == 1 else list(path), ensure_ascii=False)
 
 
 def _check_version(conn: Connection, db: str) -> int:

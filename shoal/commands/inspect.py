@@ -55,7 +55,7 @@ def _report_json(report: DatabaseReport) -> dict[str, Any]:
         "objects": objects,
         "kind_clashes": {key: list(kinds) for key, kinds in report.kind_clashes.items()},
         "map_clashes": {
-            key: {k: list(kinds) for k, kinds in inner.items()}
+            key: [{"path": list(path), "kinds": list(kinds)} for path, kinds in inner]
             for key, inner in report.map_clashes.items()
         },
     }
@@ -161,10 +161,14 @@ def _print_clashes(data: dict[str, Any], out: Callable[[str], Any]) -> None:
     inside = data["map_clashes"]
     if inside:
         named = "; ".join(
-            f"{key}: " + ", ".join(f"{k} ({' and '.join(kinds)})" for k, kinds in keys.items())
-            for key, keys in inside.items()
+            f"{key}: "
+            + ", ".join(
+                f"{json.dumps(c['path'], ensure_ascii=False)} ({' and '.join(c['kinds'])})"
+                for c in found
+            )
+            for key, found in inside.items()
         )
-        out(f"kind clashes inside maps {sum(len(keys) for keys in inside.values())}: {named}")
+        out(f"kind clashes inside maps {sum(len(found) for found in inside.values())}: {named}")
 
 
 def _print_inspect_plain(data: dict[str, Any]) -> None:

@@ -143,6 +143,7 @@ class LocalData:
         "_last_seq",
         "_log",
         "_log_size",
+        "_map_clash_count",
         "_map_clashes_reported",
         "_me",
         "_objects",
@@ -188,6 +189,7 @@ class LocalData:
         self._clashes: dict[str, tuple[str, ...]] = {}  # key -> its kinds, sorted
         # key -> path in the map -> kinds: the kind clashes inside maps reported
         self._map_clashes_reported: dict[str, dict[tuple[Any, ...], tuple[str, ...]]] = {}
+        self._map_clash_count = 0  # paths in it
         # partition -> origin -> seq -> (key, kind, delta JSON text)
         self._log: dict[int, dict[str, dict[int, Logged]]] = {}
         self._log_size = 0
@@ -419,6 +421,8 @@ class LocalData:
         (reported once: :class:`~sync.effects.KindClashFound`) and ends when only one is
         (a delete of the other, here or anywhere)."""
         objs = self._objects.get(key)
+        if key in self._map_clashes_reported and objs is not None:
+            self._forget_ended(key, objs.get("ormap"))  # (a local remove may end one)
         if objs is None or (len(objs) < 2 and key not in self._clashes):
             return  # one kind, no clash recorded: the common case, nothing to look at
         live = self.kinds_of(key)
@@ -442,19 +446,19 @@ class LocalData:
         if type(joined) is not crdt.ORMap:
             return
         memo = self._map_clashes_reported
-        reported = memo.get(key)
-        if reported:  # forget the clashes that ended
-            for path in [p for p in reported if len(obj.kinds_at(p)) < 2]:
-                del reported[path]
+        self._forget_ended(key, obj)
         found = obj.clashes_from(joined)
         if not found:
             return
         for path, kinds in found.items():
+            reported = memo.get(key)
             if reported is not None and reported.get(path) == kinds:
                 continue
-            if sum(len(r) for r in memo.values()) >= MAP_CLASH_MEMO:
+            if self._map_clash_count >= MAP_CLASH_MEMO:
                 memo.clear()
+                self._map_clash_count = 0
             reported = memo.setdefault(key, {})
+            self._map_clash_count += path not in reported
             reported[path] = kinds
             *outer, last = path
             where = "".join(f"[{k!r}]" for k in outer)
@@ -474,6 +478,19 @@ class LocalData:
                     f"kept is removed: {fix}",
                 )
             )
+
+    def _forget_ended(self, key: str, obj: CRDT | None) -> None:
+        """Forget the clashes reported in the map of ``key`` that ended (so that one coming
+        back is reported again); the map's entry goes with its last one."""
+        reported = self._map_clashes_reported.get(key)
+        if not reported:
+            return
+        for path in list(reported):
+            if type(obj) is not crdt.ORMap or len(obj.kinds_at(path)) < 2:
+                del reported[path]
+                self._map_clash_count -= 1
+        if not reported:
+            del self._map_clashes_reported[key]
 
     def clashes(self) -> dict[str, tuple[str, ...]]:
         """Keys holding objects of several kinds: key -> kinds, by key."""

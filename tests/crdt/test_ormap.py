@@ -223,6 +223,8 @@ def test_a_key_written_as_two_kinds_is_a_clash_each_kind_readable() -> None:
     assert b.clashes_from(da) == {("k",): ("gcounter", "orset")}
     assert a.clash_paths() == {("k",): ("gcounter", "orset")} and a.has_clash()
     assert a.kinds_at(["k"]) == ("gcounter", "orset") and a.kinds_at(["nope", "k"]) == ()
+    with pytest.raises(TypeError, match="not a str"):
+        a.kinds_at("k")  # a str is a sequence too: not taken for a path of one-letter keys
     assert ORMap().clashes_from(db) == {} and a.clashes_from(ORMap()) == {}
     # value shows the kind last in alphabetical order; get(key, kind) reads either.
     assert a.value["k"] == frozenset({"x"})

@@ -208,3 +208,35 @@ def test_a_map_kind_clash_that_arrives_by_state_transfer_is_reported(kit: Any) -
     state = cluster.value("p003", "prefs", "ormap")
     assert state.clashes() == {"theme": ("lww", "orset")}
     assert len(_map_alarms(cluster, "p003")) == 1
+
+
+def test_a_map_clash_ended_by_a_local_remove_is_reported_when_it_comes_back(kit: Any) -> None:
+    """A replica ends a clash in a map by removing one kind itself, and the very next thing
+    it receives brings the same clash back (a write made concurrently with its remove): it
+    reports the clash again, and keeps nothing of an ended clash in its memory."""
+    ids = kit.ids(2)
+    cluster = kit.cluster(ids, n=2, anti_entropy_interval=1.0, seed=13)
+    cluster.partition([["p000"], ["p001"]])
+    cluster.run_for(1.0)
+    cluster.update("p000", "prefs", "ormap", _map_set("p000", "theme", "lww", _put("p000", "a")))
+    cluster.update(
+        "p001", "prefs", "ormap", _map_set("p001", "theme", "gcounter", kit.incr("p001"))
+    )
+    cluster.heal()
+    cluster.run_for(5.0)
+    assert [len(_map_alarms(cluster, rid)) for rid in ids] == [1, 1]
+    cluster.partition([["p000"], ["p001"]])
+    cluster.run_for(1.0)
+    # Each side keeps its own kind, concurrently: the clash ends on each, then comes back.
+    cluster.update("p000", "prefs", "ormap", lambda m: m.remove("theme", kind="gcounter"))
+    cluster.update("p000", "prefs", "ormap", _map_set("p000", "theme", "lww", _put("p000", "b")))
+    cluster.update("p001", "prefs", "ormap", lambda m: m.remove("theme", kind="lww"))
+    cluster.update(
+        "p001", "prefs", "ormap", _map_set("p001", "theme", "gcounter", kit.incr("p001"))
+    )
+    assert cluster.value("p000", "prefs", "ormap").clashes() == {}
+    assert cluster.replica("p000")._data._map_clashes_reported == {}  # forgotten at once
+    cluster.heal()
+    cluster.run_for(5.0)
+    assert cluster.value("p000", "prefs", "ormap").clashes() == {"theme": ("gcounter", "lww")}
+    assert [len(_map_alarms(cluster, rid)) for rid in ids] == [2, 2]

@@ -197,13 +197,16 @@ async def test_a_map_key_written_offline_as_two_kinds_warns_and_one_kind_is_remo
         # shoal inspect reads it from the database (a peer's, while it runs).
         code, out = await asyncio.to_thread(_inspect, tmp_path / "b.db", "--json")
         assert code == 0 and json.loads(out)["map_clashes"] == {
-            "prefs": {"theme": ["lww", "pncounter"], '["outer", "x"]': ["gcounter", "lww"]}
+            "prefs": [
+                {"path": ["outer", "x"], "kinds": ["gcounter", "lww"]},
+                {"path": ["theme"], "kinds": ["lww", "pncounter"]},
+            ]
         }
         code, out = await asyncio.to_thread(_inspect, tmp_path / "b.db")
         assert code == 0
         assert (
-            'kind clashes inside maps 2: prefs: ["outer", "x"] (gcounter and lww), theme (lww '
-            "and pncounter)" in out
+            'kind clashes inside maps 2: prefs: ["outer", "x"] (gcounter and lww), ["theme"] '
+            "(lww and pncounter)" in out
         )
 
         with pytest.raises(ValueError, match="unknown kind 'zset'"):
