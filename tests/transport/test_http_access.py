@@ -241,9 +241,9 @@ async def test_refusals_from_more_hosts_than_the_bound_share_one_throttle(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Refusals from more hosts at once than MAX_REFUSAL_HOSTS: each host within the bound
-    gets its line, the hosts past it share one throttle (one line between them), and none
-    of the throttles still muting is dropped to make room (which would let its host log
-    again at once)."""
+    gets its line, the hosts past it share one throttle (one line between them), and no
+    throttle whose interval is still running is dropped to make room (which would let its
+    host log again at once)."""
     from sync.transport import connection
 
     monkeypatch.setattr(connection, "MAX_REFUSAL_HOSTS", 3)
