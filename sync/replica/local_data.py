@@ -41,7 +41,11 @@ records what must become durable in the outbox's :class:`~sync.replica.outbox.Ch
   all); a state changed without a log entry, and a key whose entries are compacted, is
   checkpointed at once.
 
-Knows only the outbox.
+Knows only the outbox, and holds two parts of its own: the seals of the logged entries
+(:mod:`sync.replica.seals`) and the alarms of kind clashes inside maps
+(:mod:`sync.replica.map_clashes`). (Longer than most modules: it is the one owner of the
+objects, the log and the summaries, whose dictionaries no other part may hold; splitting
+it would hand them out.)
 """
 
 from __future__ import annotations
@@ -53,9 +57,11 @@ from typing import Any
 import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync.config import ReplicaConfig
-from sync.effects import Alarm, KindClashFound, Loaded, LogEntry, ObjectState
-from sync.errors import LocalProtocolError, named_kinds
+from sync.effects import KindClashFound, Loaded, LogEntry, ObjectState
+from sync.errors import LocalProtocolError
+from sync.replica.map_clashes import MapClashes
 from sync.replica.outbox import Changes, Outbox
+from sync.replica.seals import SealTable
 from sync.ring import PartitionMemo
 from sync.signing import Seal
 
@@ -91,9 +97,6 @@ CHECKPOINT_GROWTH = 3
 # Characters to bytes in a message: at most 4 for UTF-8 and twice that escaped; a 4x margin
 # for a smaller max_message_bytes later. 64 KiB of text at the default 4 MiB.
 WHOLE_TEXT_SHARE = 64
-
-#: Kind clashes inside maps remembered as reported (cleared when full: reported again).
-MAP_CLASH_MEMO = 4096
 
 OBJECT_OVERHEAD = 512
 """Bytes counted per key in the cache on top of its objects' encoded size: the Python
@@ -139,18 +142,14 @@ class LocalData:
         "_complete",
         "_config",
         "_entries_since_round",
-        "_last_seal",
         "_last_seq",
         "_log",
         "_log_size",
-        "_map_clash_count",
-        "_map_clashes_reported",
+        "_map_clashes",
         "_me",
         "_objects",
         "_outbox",
         "_pieces",
-        "_seal_count",
-        "_sealed_upto",
         "_seals",
         "_since_checkpoint",
         "_sizes",
@@ -187,20 +186,11 @@ class LocalData:
         self._pieces: dict[int, set[ObjectId]] = {}
         self._unfolded: set[ObjectId] = set()  # log replayed at load, not yet checkpointed
         self._clashes: dict[str, tuple[str, ...]] = {}  # key -> its kinds, sorted
-        # key -> path in the map -> kinds: the kind clashes inside maps reported
-        self._map_clashes_reported: dict[str, dict[tuple[Any, ...], tuple[str, ...]]] = {}
-        self._map_clash_count = 0  # paths in it
+        self._map_clashes = MapClashes(outbox)  # inside maps: alarms
         # partition -> origin -> seq -> (key, kind, delta JSON text)
         self._log: dict[int, dict[str, dict[int, Logged]]] = {}
         self._log_size = 0
-        # The seals of logged entries by number, each with how many entries it covers here;
-        # the last seal numbered (the entries of one seal arrive together).
-        self._seals: dict[int, list[Any]] = {}  # number -> [seal, entries logged with it]
-        self._last_seal: tuple[Seal, int] | None = None
-        self._seal_count = 0
-        # Per partition, the highest seq of ours logged with a seal: an entry of ours above
-        # it has never been sealed (seal_of and sealed skip reading its log text).
-        self._sealed_upto: dict[int, int] = {}
+        self._seals = SealTable()  # the seals of the logged entries, by number
         self._summaries: dict[int, CausalContext] = {}
         self._last_seq: dict[int, int] = {}  # per partition, the highest seq of ours
         # Per key, log entries applied since its last checkpoint, and the entries it had
@@ -240,7 +230,7 @@ class LocalData:
         for key, objs in self._objects.items():  # the clashes inside maps, reported again
             found = objs.get("ormap")
             if type(found) is crdt.ORMap and found.has_clash():
-                self.map_clashes(key, found, found)
+                self._map_clashes.joined(key, found, found)
 
     # -- objects ---------------------------------------------------------------------------
     def get(self, key: str, kind: str) -> CRDT | None:
@@ -314,7 +304,7 @@ class LocalData:
             if row.kind == "ormap":
                 found = objects[row.key].get("ormap")
                 if type(found) is crdt.ORMap and found.has_clash():
-                    self.map_clashes(row.key, found, found)
+                    self._map_clashes.joined(row.key, found, found)
         for key in fresh:
             if key not in objects:
                 objects[key] = {}
@@ -421,8 +411,8 @@ class LocalData:
         (reported once: :class:`~sync.effects.KindClashFound`) and ends when only one is
         (a delete of the other, here or anywhere)."""
         objs = self._objects.get(key)
-        if key in self._map_clashes_reported and objs is not None:
-            self._forget_ended(key, objs.get("ormap"))  # (a local remove may end one)
+        if key in self._map_clashes.by_key and objs is not None:
+            self._map_clashes.forget_ended(key, objs.get("ormap"))  # (may end by a local remove)
         if objs is None or (len(objs) < 2 and key not in self._clashes):
             return  # one kind, no clash recorded: the common case, nothing to look at
         live = self.kinds_of(key)
@@ -434,63 +424,6 @@ class LocalData:
                 self._outbox.emit(KindClashFound(key, live))
         else:
             self._clashes.pop(key, None)
-
-    def map_clashes(self, key: str, obj: crdt.ORMap, joined: CRDT) -> None:
-        """After ``joined`` (a delta, a state or a piece of one) was joined into the map
-        ``obj`` of ``key`` (or ``obj`` itself was loaded: ``joined`` is ``obj``): an alarm for
-        each key of ``joined`` (nested maps' included) that the map now holds as two kinds
-        (written so concurrently; see :mod:`crdt.ormap`), once while it lasts (a clash that
-        ended, then came back, is reported again; so is each after a restart, when its map
-        is loaded). The map converges all the same; the alarm says which kind its value
-        shows and how to keep the other."""
-        if type(joined) is not crdt.ORMap:
-            return
-        memo = self._map_clashes_reported
-        self._forget_ended(key, obj)
-        found = obj.clashes_from(joined)
-        if not found:
-            return
-        for path, kinds in found.items():
-            reported = memo.get(key)
-            if reported is not None and reported.get(path) == kinds:
-                continue
-            if self._map_clash_count >= MAP_CLASH_MEMO:
-                memo.clear()
-                self._map_clash_count = 0
-            reported = memo.setdefault(key, {})
-            self._map_clash_count += path not in reported
-            reported[path] = kinds
-            *outer, last = path
-            where = "".join(f"[{k!r}]" for k in outer)
-            fix = (
-                f"remove({last!r}, kind=...)"
-                if not outer
-                else f"remove({last!r}, kind=...) in the map at {where}"
-            )
-            self._outbox.emit(
-                Alarm(
-                    "map_kind_clash",
-                    key,
-                    f"map {key!r}: {'its key' if not outer else f'the key of its map at {where},'} "
-                    f"{last!r} holds "
-                    f"{named_kinds(kinds)}, written as two kinds concurrently; its value shows "
-                    f"the {kinds[-1]}, and updates of the key are refused until the one not "
-                    f"kept is removed: {fix}",
-                )
-            )
-
-    def _forget_ended(self, key: str, obj: CRDT | None) -> None:
-        """Forget the clashes reported in the map of ``key`` that ended (so that one coming
-        back is reported again); the map's entry goes with its last one."""
-        reported = self._map_clashes_reported.get(key)
-        if not reported:
-            return
-        for path in list(reported):
-            if type(obj) is not crdt.ORMap or len(obj.kinds_at(path)) < 2:
-                del reported[path]
-                self._map_clash_count -= 1
-        if not reported:
-            del self._map_clashes_reported[key]
 
     def clashes(self) -> dict[str, tuple[str, ...]]:
         """Keys holding objects of several kinds: key -> kinds, by key."""
@@ -554,8 +487,7 @@ class LocalData:
                 return False
         self.checkpoint(key, kind)
         self.refresh_clash(key)
-        if type(obj) is crdt.ORMap:
-            self.map_clashes(key, obj, state)
+        self._map_clashes.joined(key, obj, state)
         self._outbox.changed(key, self._objects.get(key))
         whole = self._config.max_message_bytes // WHOLE_TEXT_SHARE
         if adopted and text is not None and len(text) <= whole:
@@ -575,8 +507,7 @@ class LocalData:
             obj = piece
         else:
             obj.merge(piece)
-        if type(obj) is crdt.ORMap:
-            self.map_clashes(key, obj, piece)
+        self._map_clashes.joined(key, obj, piece)
         since = self._since_checkpoint
         since[oid] = since.get(oid, 0) + 1
         self._grow(key, size)
@@ -659,7 +590,7 @@ class LocalData:
         key, kind, sid, raw = found.split("\x00", 3)
         if not sid:
             return LogEntry(origin, partition, seq, key, kind, raw, None)
-        return LogEntry(origin, partition, seq, key, kind, raw, self._seals[int(sid)][0])
+        return LogEntry(origin, partition, seq, key, kind, raw, self._seals.get(int(sid)))
 
     def logged_keys(self, partition: int) -> dict[str, dict[int, str]]:
         """Per origin, the key of each log entry of ``partition`` by seq."""
@@ -682,37 +613,19 @@ class LocalData:
         if seal is None:
             sid: int | str = ""
         else:
-            sid = self._seal_ref(seal)
-            if e.origin == self._me and e.seq > self._sealed_upto.get(e.partition, 0):
-                self._sealed_upto[e.partition] = e.seq
+            sid = self._seals.ref(seal)
+            if e.origin == self._me:
+                self._seals.own_sealed(e.partition, e.seq)
         by_origin[e.seq] = f"{e.key}\x00{e.kind}\x00{sid}\x00{e.delta_json}"
         self._log_size += 1
         return True
-
-    def _seal_ref(self, seal: Seal) -> int:
-        """The number of ``seal`` in the seal table, counting one more entry logged with it."""
-        last = self._last_seal
-        if last is not None and (last[0] is seal or last[0] == seal) and last[1] in self._seals:
-            sid = last[1]
-            self._seals[sid][1] += 1
-            return sid
-        sid = self._seal_count = self._seal_count + 1
-        self._seals[sid] = [seal, 1]
-        self._last_seal = (seal, sid)
-        return sid
 
     def _log_pop(self, by_seq: dict[int, Logged], seq: int) -> tuple[str, str]:
         """Drop the entry ``seq`` of ``by_seq`` (and its share of its seal); its key and kind."""
         key, kind, sid, _ = by_seq.pop(seq).split("\x00", 3)
         if sid:
-            self._unref(int(sid))
+            self._seals.unref(int(sid))
         return key, kind
-
-    def _unref(self, sid: int) -> None:
-        held = self._seals[sid]
-        held[1] -= 1
-        if held[1] <= 0:
-            del self._seals[sid]
 
     def append(self, e: LogEntry) -> None:
         """Record an applied entry: log, summary, Persist, checkpoint bookkeeping.
@@ -746,35 +659,35 @@ class LocalData:
     def seal_of(self, partition: int, seq: int) -> Seal | None:
         """The seal our log holds for our own entry ``seq`` of ``partition`` (None: not
         sealed yet, or not in the log)."""
-        if seq > self._sealed_upto.get(partition, 0):
-            return None  # above every seal of ours logged in the partition: never sealed
+        if self._seals.never_sealed(partition, seq):
+            return None  # (spares the lookup for a new entry of ours)
         found = self._log.get(partition, {}).get(self._me, {}).get(seq)
         if found is None:
             return None
         # key NUL kind NUL sid NUL delta: the third field, without copying the delta
         start = found.index("\x00", found.index("\x00") + 1) + 1
         sid = found[start : found.index("\x00", start)]
-        return self._seals[int(sid)][0] if sid else None
+        return self._seals.get(int(sid)) if sid else None
 
     def sealed(self, entries: Iterable[LogEntry]) -> None:
         """Record in the log the seals just set on our own ``entries``."""
-        upto = self._sealed_upto
+        seals = self._seals
         for e in entries:
             p, seq = e.partition, e.seq
             by_seq = self._log.get(p, {}).get(e.origin)
             if by_seq is None or seq not in by_seq:
                 continue
-            if seq > upto.get(p, 0):
-                # Never sealed (see _sealed_upto): its text holds no seal, and is e's own.
+            if seals.never_sealed(p, seq):
+                # Its text holds no seal, and is e's own: written again without reading it.
                 if e.seal is None:
                     continue
-                by_seq[seq] = f"{e.key}\x00{e.kind}\x00{self._seal_ref(e.seal)}\x00{e.delta_json}"
-                upto[p] = seq
+                by_seq[seq] = f"{e.key}\x00{e.kind}\x00{seals.ref(e.seal)}\x00{e.delta_json}"
+                seals.own_sealed(p, seq)
                 continue
             key, kind, sid, raw = by_seq[seq].split("\x00", 3)
             if sid:
-                self._unref(int(sid))
-            new = "" if e.seal is None else self._seal_ref(e.seal)
+                seals.unref(int(sid))
+            new = "" if e.seal is None else seals.ref(e.seal)
             by_seq[seq] = f"{key}\x00{kind}\x00{new}\x00{raw}"
 
     def apply_entries(self, batch: CheckedBatch) -> list[LogEntry]:
@@ -801,8 +714,7 @@ class LocalData:
             else:
                 obj.merge(group)
             self.refresh_clash(key)
-            if type(obj) is crdt.ORMap:
-                self.map_clashes(key, obj, group)
+            self._map_clashes.joined(key, obj, group)
             self._outbox.changed(key, self._objects.get(key))
         return applied
 

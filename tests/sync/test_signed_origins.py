@@ -454,8 +454,8 @@ def test_the_in_memory_log_is_invisible_to_the_garbage_collector() -> None:
         assert len(held) == 20 and not any(gc.is_tracked(t) for t in held)
         back = [r._data.log_entry(p, ids[1], seq) for seq in range(1, 21)]
         assert back == sent and [e.seal for e in back] == [e.seal for e in sent]
-        (held_seal,) = r._data._seals.values()  # one seal covers the drain's 20 entries
-        assert held_seal == [sent[0].seal, 20]
+        (held_seal,) = r._data._seals.held()  # one seal covers the drain's 20 entries
+        assert held_seal == (sent[0].seal, 20)
 
 
 def test_compaction_lets_go_of_the_seals_of_the_entries_it_drops() -> None:

@@ -235,7 +235,7 @@ def test_a_map_clash_ended_by_a_local_remove_is_reported_when_it_comes_back(kit:
         "p001", "prefs", "ormap", _map_set("p001", "theme", "gcounter", kit.incr("p001"))
     )
     assert cluster.value("p000", "prefs", "ormap").clashes() == {}
-    assert cluster.replica("p000")._data._map_clashes_reported == {}  # forgotten at once
+    assert cluster.replica("p000")._data._map_clashes.by_key == {}  # forgotten at once
     cluster.heal()
     cluster.run_for(5.0)
     assert cluster.value("p000", "prefs", "ormap").clashes() == {"theme": ("gcounter", "lww")}

@@ -9,6 +9,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,20 @@ async def test_hellos_varied_by_one_host_are_logged_once_per_interval(
     assert "field-0" in refusals[0]
 
 
+async def _warned_hosts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, refuse: Callable[[Any], Awaitable[None]]
+) -> list[str]:
+    """The hosts named by the refusal WARNINGs that ``refuse(transport)`` makes a peer log."""
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        with caplog.at_level("WARNING", logger="shoal.transport"):
+            await refuse(a.transport)
+        warned = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    finally:
+        await a.aclose()
+    return [m.split("'")[1] for m in warned]
+
+
 async def test_refusals_from_more_hosts_than_the_bound_share_one_throttle(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -247,17 +262,14 @@ async def test_refusals_from_more_hosts_than_the_bound_share_one_throttle(
     from sync.transport import connection
 
     monkeypatch.setattr(connection, "MAX_REFUSAL_HOSTS", 3)
-    a = await open_peer(tmp_path / "a.db")
-    try:
-        with caplog.at_level("WARNING", logger="shoal.transport"):
-            for round_ in range(2):
-                for i in range(6):
-                    a.transport._log_refusal((f"192.0.2.{i}", 4000 + round_), "no")
-        warned = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-    finally:
-        await a.aclose()
-    hosts = [m.split("'")[1] for m in warned]
-    assert hosts == ["192.0.2.0", "192.0.2.1", "192.0.2.2", "192.0.2.3"], warned
+
+    async def refuse(transport: Any) -> None:
+        for round_ in range(2):
+            for i in range(6):
+                transport._log_refusal((f"192.0.2.{i}", 4000 + round_), "no")
+
+    hosts = await _warned_hosts(tmp_path, caplog, refuse)
+    assert hosts == ["192.0.2.0", "192.0.2.1", "192.0.2.2", "192.0.2.3"]
 
 
 async def test_hosts_whose_interval_is_over_make_room_even_with_refusals_muted(
@@ -270,19 +282,16 @@ async def test_hosts_whose_interval_is_over_make_room_even_with_refusals_muted(
 
     monkeypatch.setattr(connection, "MAX_REFUSAL_HOSTS", 3)
     monkeypatch.setattr(connection, "REPORT_INTERVAL", 0.05)
-    a = await open_peer(tmp_path / "a.db")
-    try:
-        with caplog.at_level("WARNING", logger="shoal.transport"):
-            for _ in range(2):
-                for i in range(3):
-                    a.transport._log_refusal((f"192.0.2.{i}", 4000), "no")
-            await asyncio.sleep(0.1)  # the interval is over for every host of the table
-            a.transport._log_refusal(("198.51.100.1", 4000), "no")
-            a.transport._log_refusal(("198.51.100.2", 4000), "no")
-        warned = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-    finally:
-        await a.aclose()
-    hosts = [m.split("'")[1] for m in warned]
+
+    async def refuse(transport: Any) -> None:
+        for _ in range(2):
+            for i in range(3):
+                transport._log_refusal((f"192.0.2.{i}", 4000), "no")
+        await asyncio.sleep(0.1)  # the interval is over for every host of the table
+        transport._log_refusal(("198.51.100.1", 4000), "no")
+        transport._log_refusal(("198.51.100.2", 4000), "no")
+
+    hosts = await _warned_hosts(tmp_path, caplog, refuse)
     assert hosts == ["192.0.2.0", "192.0.2.1", "192.0.2.2", "198.51.100.1", "198.51.100.2"]
 
 
