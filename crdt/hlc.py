@@ -106,7 +106,19 @@ def tick(last: Timestamp | None, replica: str, now_ms: int | None) -> Timestamp:
     last_wall = last[0]
     if now_ms is not None and now_ms > last_wall:
         return (now_ms, 0, replica)  # type: ignore[return-value]
-    return (last_wall, last[1] + 1, replica)  # type: ignore[return-value]
+    return _after(last_wall, last[1], replica)
+
+
+def _after(wall: int, logical: int, replica: str) -> Timestamp:
+    """The timestamp right after ``(wall, logical)``: the logical part counts on, and at its
+    limit the wall part moves a millisecond on instead. A timestamp we were sent (one within
+    the skew bound, so taken) may carry any logical part up to 2**63-1; counting past it would
+    stamp our next write with a value no peer accepts (nor our own store, once reopened)."""
+    if logical < MAX_INT:
+        return (wall, logical + 1, replica)  # type: ignore[return-value]
+    if wall < MAX_INT:
+        return (wall + 1, 0, replica)  # type: ignore[return-value]
+    raise ValueError("the clock is exhausted: a timestamp at (2**63-1, 2**63-1) was taken")
 
 
 def write_timestamp(
@@ -196,13 +208,12 @@ class HybridLogicalClock:
         ll = last[1] if last is not None else -1
         wall = max(lw, rw, now_ms)
         if wall == lw and wall == rw:
-            logical = max(ll, rl) + 1
+            ts = _after(wall, max(ll, rl), self.replica)
         elif wall == lw:
-            logical = ll + 1
+            ts = _after(wall, ll, self.replica)
         elif wall == rw:
-            logical = rl + 1
+            ts = _after(wall, rl, self.replica)
         else:
-            logical = 0
-        ts = Timestamp(wall, logical, self.replica)
+            ts = Timestamp(wall, 0, self.replica)
         self._last = ts
         return ts

@@ -86,3 +86,51 @@ def test_a_given_timestamp_beyond_the_bound_raises() -> None:
         write_timestamp(None, "A", 1_000, given, 60_000)
     assert write_timestamp(None, "A", 10_000, given, 60_000) == given
     assert write_timestamp(None, "A", None, given, 0) == given  # no clock to check against
+
+
+MAX = 2**63 - 1
+
+
+def test_past_the_logical_limit_the_wall_part_moves_on_instead() -> None:
+    """A timestamp we took (within the skew bound) may carry any logical part up to 2**63-1;
+    the next tick must still be a timestamp every peer accepts, and later than it."""
+    held = Timestamp(5_000, MAX, "H")
+    nxt = write_timestamp(held, "A", 1_000, None, 60_000)
+    assert nxt == Timestamp(5_001, 0, "A") and nxt > held
+    assert timestamp_from_json(timestamp_to_json(nxt), "ts") == nxt
+    clock = HybridLogicalClock("A")
+    got = clock.observe(Timestamp(5_000, MAX, "H"), now_ms=4_000)
+    assert got == Timestamp(5_001, 0, "A")
+    assert clock.now(4_000) == Timestamp(5_001, 1, "A")
+    with pytest.raises(ValueError, match="exhausted"):
+        write_timestamp(Timestamp(MAX, MAX, "H"), "A", 1_000, None, 60_000)
+
+
+@pytest.mark.parametrize("kind", ["lww", "ormap"])
+def test_a_register_holding_the_last_logical_value_stays_writable_with_a_valid_stamp(
+    kind: str,
+) -> None:
+    """A peer's register stamped (wall, 2**63-1) within the skew bound: our next write wins
+    and encodes a state that decodes again (before: logical 2**63, refused by every peer's
+    decoder and by our own store once reopened)."""
+    from crdt import LWWRegister, ORMap, from_dict
+
+    theirs: LWWRegister | ORMap
+    if kind == "lww":
+        theirs = LWWRegister()
+        theirs.set("H", "theirs", timestamp=Timestamp(5_000, MAX, "H"), now_ms=4_990)
+        ours = LWWRegister()
+        ours.merge(theirs)
+        delta = ours.set("A", "ours", now_ms=4_000)
+    else:
+        theirs = ORMap()
+        theirs.update(
+            "H", "k", "lww", lambda r: r.set("H", "theirs", Timestamp(5_000, MAX, "H"), 4_990)
+        )
+        ours = ORMap()
+        ours.merge(theirs)
+        delta = ours.update("A", "k", "lww", lambda r: r.set("A", "ours", now_ms=4_000))
+    for state in (ours, delta):
+        again = from_dict(state.to_dict())
+        assert again.to_dict() == state.to_dict()
+    assert (ours.value if kind == "lww" else ours.value["k"]) == "ours"
