@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from crdt._codec import check_header, get_list
 from crdt._json import REPLICA_TEXTS
-from crdt.dot import MAX_INT, Dot, check_counts, check_replica, dot_from_json
+from crdt.dot import MAX_INT, Dot, check_counts, check_replica, dot_from_json, next_counter
 from crdt.errors import DecodeError
 
 __all__ = ["CausalContext"]
@@ -102,12 +102,12 @@ class CausalContext:
         return n
 
     def next_dot(self, replica: str) -> Dot:
-        """The dot for ``replica``'s next event (not added: the mutator adds it)."""
+        """The dot for ``replica``'s next event (not added: the mutator adds it);
+        ``ValueError`` if its counter is at 2**63-1 already."""
         if type(replica) is not str or not replica:
             check_replica(replica)  # raises
-        if self.cloud:
-            return (replica, self.max_counter(replica) + 1)  # type: ignore[return-value]
-        return (replica, self.vv.get(replica, 0) + 1)  # type: ignore[return-value]
+        n = self.max_counter(replica) if self.cloud else self.vv.get(replica, 0)
+        return (replica, next_counter(replica, n))  # type: ignore[return-value]
 
     def size(self) -> int:
         """The number of dots in the context."""

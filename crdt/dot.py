@@ -77,6 +77,16 @@ class Dot(tuple[str, int]):
 MAX_INT = 2**63 - 1
 
 
+def next_counter(replica: str, n: int) -> int:
+    """The counter after ``n`` for ``replica``'s next dot; ``ValueError`` past 2**63-1 (a
+    dot no decoder takes). A replica's counter only grows by its own events, one at a time,
+    and receivers refuse a message that raises ours (``sync.replica.inbound``), so this is
+    a guard, not a path."""
+    if n >= MAX_INT:
+        raise ValueError(f"{replica!r} has used every dot counter up to 2**63-1 here")
+    return n + 1
+
+
 def check_replica(replica: object) -> str:
     """Return ``replica`` if it is a non-empty str; raise TypeError/ValueError otherwise."""
     if type(replica) is not str:

@@ -47,7 +47,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from crdt._flat import Entries, flat, rows
 from crdt._split import dot_bytes, pack, utf8_len
 from crdt.causal_context import CausalContext
-from crdt.dot import Dot
+from crdt.dot import Dot, next_counter
 
 __all__ = [
     "DotTaker",
@@ -149,7 +149,7 @@ class DotTaker:
         for d in self.new:
             if d[0] == replica and d[1] > n:
                 n = d[1]
-        dot: Dot = (replica, n + 1)  # type: ignore[assignment]
+        dot: Dot = (replica, next_counter(replica, n))  # type: ignore[assignment]
         self.new.append(dot)
         return dot
 

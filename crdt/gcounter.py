@@ -115,6 +115,13 @@ class GCounter:
         """The increments made at ``replica`` since the last reset seen here."""
         return self.counts.get(replica, 0) - self.reset.get(replica, 0)
 
+    def max_counter(self, replica: str) -> int:
+        """``replica``'s count as far as this state knows it (0 if none; a reset's record
+        of it included). Only ``replica`` raises it, by its increments: a receiver refuses
+        a state that raises its own (``sync.replica.inbound``), which would otherwise leave
+        it no room to count (a forged 2**63-1 made every later increment an overflow)."""
+        return max(self.counts.get(replica, 0), self.reset.get(replica, 0))
+
     def is_live(self) -> bool:
         """Some replica's increments outlive every reset seen here."""
         reset = self.reset

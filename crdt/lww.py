@@ -143,6 +143,11 @@ class LWWRegister:
         with a later timestamp (concurrent or not) wins over it."""
         return self._write(replica, None, True, timestamp, now_ms)
 
+    def max_counter(self, replica: str) -> int:
+        """0: a register counts nothing per replica (its timestamp's logical part never
+        runs out, :func:`crdt.hlc.tick`)."""
+        return 0
+
     def is_live(self) -> bool:
         """Holds a value: neither the bottom nor a tombstone."""
         return self._ts is not None and not self._deleted

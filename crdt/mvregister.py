@@ -134,6 +134,12 @@ class MVRegister:
         self._store.entries = {}
         return delta
 
+    def max_counter(self, replica: str) -> int:
+        """The largest dot counter of ``replica`` this state has seen (0 if none): its
+        context's, which covers every dot it holds. Only ``replica`` raises it, by its own
+        events: a receiver refuses a state that raises its own (``sync.replica.inbound``)."""
+        return self._ctx.max_counter(replica)
+
     def is_live(self) -> bool:
         """Holds a value (cleared, or never set: not live)."""
         return bool(self._store.entries)

@@ -432,6 +432,14 @@ class ORMap:
         self._index = {}
         return delta
 
+    def max_counter(self, replica: str) -> int:
+        """The largest dot counter of ``replica`` this state has seen (0 if none): its
+        context's, which covers every dot of every value it holds (nested maps and the
+        totals of embedded counters too: each rides on a dot). Only ``replica`` raises it,
+        by its own events: a receiver refuses a state that raises its own
+        (``sync.replica.inbound``)."""
+        return self._ctx.max_counter(replica)
+
     def is_live(self) -> bool:
         """Holds a key (emptied, cleared or never updated: not live)."""
         return bool(self._entries)

@@ -68,7 +68,7 @@ from crdt.causal_context import (
     is_small,
     sole_dot,
 )
-from crdt.dot import Dot, check_replica
+from crdt.dot import MAX_INT, Dot, check_replica, next_counter
 from crdt.embedded import ViewedKind
 
 __all__ = ["ORSet"]
@@ -167,6 +167,8 @@ class ORSet:
             ctx.add(dot)
         else:  # the common case of next_dot and add, inlined
             n = vv.get(replica, 0) + 1
+            if n > MAX_INT:
+                n = next_counter(replica, n - 1)  # raises
             dot = (replica, n)  # type: ignore[assignment]
             vv[replica] = n
         entries = self._entries
@@ -221,6 +223,12 @@ class ORSet:
         self._entries = {}
         self._index = {}
         return delta
+
+    def max_counter(self, replica: str) -> int:
+        """The largest dot counter of ``replica`` this state has seen (0 if none): its
+        context's, which covers every dot it holds. Only ``replica`` raises it, by its own
+        events: a receiver refuses a state that raises its own (``sync.replica.inbound``)."""
+        return self._ctx.max_counter(replica)
 
     def is_live(self) -> bool:
         """Holds an element (emptied, cleared or never added to: not live)."""

@@ -64,6 +64,10 @@ class PNCounter:
         delta.n = self.n.clear()
         return delta
 
+    def max_counter(self, replica: str) -> int:
+        """The larger of ``replica``'s two counts (see :meth:`GCounter.max_counter`)."""
+        return max(self.p.max_counter(replica), self.n.max_counter(replica))
+
     def is_live(self) -> bool:
         """Some increment or decrement outlives every reset seen here."""
         return self.p.is_live() or self.n.is_live()

@@ -18,7 +18,11 @@ would make it number on from there (a forged ``seq=2**63-1`` would leave no room
 next write, after every restart). The one exception is a dot at or below the highest we
 issued that we lack: after a restore from a backup (``IdentityConflict``) peers hand back
 the writes of our previous incarnation. A hint (``hint_for`` another replica) is never of
-our own origin.
+our own origin. The same holds inside the CRDTs: no delta or state of another origin may
+raise one of *our* counters (a dot of ours in a context, our count in a counter:
+``max_counter``) above what the object we hold has, or what the message brought of it
+before. Only we raise them, by our own writes; one raised to 2**63-1 by a member would have
+left our next write a dot (or a count) that no peer, nor our own store, accepts.
 
 Signed origins (:mod:`sync.signing`). A replica that signs (the façade was given a
 :class:`~sync.signing.Signer`) also requires every entry, applied or held as a hint, to be
@@ -35,7 +39,8 @@ store's prefix check always holds. An entry of a ``Push`` for another replica
 (``hint_for``) is only held as a hint unless this replica is a home of its key; none is held
 for a forgotten replica. An entry or a state stamped too far ahead of our clock is set aside
 (:class:`~sync.replica.membership.Skewed`, counted by membership; see "Clock skew" in
-:mod:`sync.replica.theory`). States (read replies, repairs, snapshots) and summaries are
+:mod:`sync.replica.theory`), a known dot whose delta is joined again included. States
+(read replies, repairs, snapshots) and summaries are
 decoded and checked the same way: keys the store can hold, log-dot contexts of replica ids
 counting at most 2**62 (a summary's dot of ours above our numbering is an identity
 conflict, which moves our numbering up to it: never past the limit).
@@ -231,6 +236,10 @@ class Inbound:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: says kind {e.kind!r} but its delta is a {kind}", peer
                 )
+            if origin != me and delta.max_counter(me):
+                # (Our own entries carry our counters: their log dots are checked below.)
+                pending = groups.get((key, kind)) or out.rejoin.get((key, kind))
+                self._own_counters(peer, key, delta, pending, partial(_where, i, e))
             # The wire's text is logged, stored and forwarded as it is when it is in our own
             # compact form (it is, from shoal peers); any other spelling is encoded afresh.
             if not e.delta_json.startswith(_TYPE_PREFIX[kind]):
@@ -241,7 +250,10 @@ class Inbound:
             if summ is None:
                 summ = summaries[p] = summary_if_any(p) or _EMPTY_CTX
             known = seq <= summ.vv.get(origin, 0) or (origin, seq) in summ.cloud
-            if not known:
+            # A dot we were told of (a state transfer's summary) or compacted: its delta is
+            # joined all the same (below), so it is checked for skew as a new one is.
+            rejoining = known and rejoin and log_entry(p, origin, seq) is None
+            if not known or rejoining:
                 stamp = _ahead(raw, kind, limit_ms)
                 if stamp is not None:
                     skewed.append(Skewed(stamp[1], stamp[0] - now_ms, _where(i, e)))
@@ -260,10 +272,9 @@ class Inbound:
                 )
             home.append(e)
             if known:
-                if rejoin and log_entry(p, origin, seq) is None:
-                    # A dot we were told of (a state transfer's summary) or compacted: join
-                    # its delta all the same, so that an ack means applied, whatever we were
-                    # told (and a delta already in the state changes nothing).
+                if rejoining:
+                    # Join its delta all the same, so that an ack means applied, whatever we
+                    # were told (and a delta already in the state changes nothing).
                     found = out.rejoin.get((key, kind))
                     if found is None:
                         out.rejoin[(key, kind)] = (p, delta)
@@ -282,6 +293,30 @@ class Inbound:
         """``now`` in ms, and the latest wall time (ms) a received timestamp may carry."""
         now_ms = int(now * 1000)
         return now_ms, now_ms + int(self._config.max_clock_skew * 1000)
+
+    def _own_counters(
+        self,
+        peer: str,
+        key: str,
+        state: CRDT,
+        pending: tuple[int, CRDT] | None,
+        where: Callable[[], str],
+    ) -> None:
+        """``state`` (received for ``key``) may not raise one of our own counters (a dot of
+        ours, our count in a counter) above the object we hold, or the deltas of it this
+        message brought before (``pending``): only we raise them, by our own events. One
+        that did would leave us no room (a dot of ours at 2**63-1, and our next write mints
+        one no peer, nor our own store, accepts) or forge our count."""
+        me = self._me
+        theirs = state.max_counter(me)
+        held = self._data.get(key, state.kind)
+        ours = held.max_counter(me) if held is not None else 0
+        if pending is not None:
+            ours = max(ours, pending[1].max_counter(me))
+        if theirs > ours:
+            raise RemoteProtocolError(
+                f"raises our own counter to {theirs} (we are at {ours}): {where()}", peer
+            )
 
     def skewed_state(self, state: dict[str, Any], now: float, what: str) -> Skewed | None:
         """The timestamp of a (checked) state too far ahead of ``now``, if it has one."""
@@ -313,6 +348,7 @@ class Inbound:
                 f"read reply for {msg.key!r} says kind {msg.kind!r} but carries a {state.kind}",
                 peer,
             )
+        self._own_counters(peer, msg.key, state, None, lambda: f"read reply {msg.req_id}")
         return state
 
     def repair(self, peer: str, msg: m.Repair) -> CRDT:
@@ -324,6 +360,7 @@ class Inbound:
             raise RemoteProtocolError(
                 f"repair of {msg.key!r} says kind {msg.kind!r} but carries a {state.kind}", peer
             )
+        self._own_counters(peer, msg.key, state, None, lambda: f"repair of {msg.key!r}")
         return state
 
     def digest(self, peer: str, msg: m.Digest) -> None:
@@ -387,6 +424,7 @@ class Inbound:
                 f"read digest of {msg.key!r} says kind {msg.kind!r} but carries a {state.kind}",
                 peer,
             )
+        self._own_counters(peer, msg.key, state, None, lambda: f"read digest {msg.req_id}")
         return None, state
 
     def read_fetch(self, peer: str, msg: m.ReadFetch) -> CausalContext:
@@ -461,6 +499,8 @@ class Inbound:
             state = _decode_crdt(peer, decoded, partial(where, i))
             if state.kind != o.kind:
                 raise RemoteProtocolError(f"{where(i)}: says {o.kind!r}, is a {state.kind}", peer)
+            if state.max_counter(self._me):
+                self._own_counters(peer, o.key, state, None, partial(where, i))
             states.append((o.key, state))
             stamp = _ahead(decoded, state.kind, limit_ms)
             if stamp is not None:
