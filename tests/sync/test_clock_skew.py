@@ -170,3 +170,29 @@ def test_the_writer_named_is_the_timestamps_not_the_relay() -> None:
     (alarm,) = _alarms(r.effects())
     assert alarm.peer == "C" and "received from B" in alarm.message
     assert list(r.status()["clock_skew"]) == ["C"]
+
+
+def test_a_dot_we_know_of_but_do_not_log_is_checked_as_a_new_one() -> None:
+    """A push of a log dot our summary has but our log lacks (compacted, or told of by a
+    state transfer) is joined all the same (so that its ack means applied): it was joined
+    without the skew check, so a writer could re-send one of its compacted dots with another
+    delta stamped years ahead and pin the register there (our later writes then lost to it,
+    and every correct peer set them aside as skewed)."""
+    r = _replica()
+    key = "title"
+    p = partition_of(key, PARTS)
+    r.receive("B", m.Push(push_id=1, entries=[_entry(key, _lww("v1", 0.0))]), NOW)
+    r.effects()
+    r.receive("B", m.Summary(parts={p: m.Ctx(vv={"B": 1})}), NOW)
+    r.tick(NOW + 100)  # (compaction: B's dot is in both summaries)
+    r.effects()
+    assert r.summary(p).to_dict()["vv"] == {"B": 1}
+    assert r._data.log_entry(p, "B", 1) is None  # compacted: known, not in the log
+    r.receive("B", m.Push(push_id=2, entries=[_entry(key, _lww("pinned", 10 * 365 * DAY))]), NOW)
+    fx = r.effects()
+    assert r.current_value(key) == "v1" and "Ack" not in _sent(fx)
+    (alarm,) = _alarms(fx)
+    assert alarm.kind == "clock_skew"
+    r.local_update(9, key, "lww", lambda x: x.set("A", "ours", now_ms=int(NOW * 1000) + 1), NOW)
+    r.effects()
+    assert r.current_value(key) == "ours"
