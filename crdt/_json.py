@@ -1,8 +1,9 @@
 """JSON values: validation, canonical text, and hashable keys for set elements / map keys.
 
 A JSON value is ``None``, ``bool``, ``int``, a finite ``float``, ``str``, a ``list`` (or
-``tuple``) of JSON values, or a ``dict`` with ``str`` keys and JSON values, recursively.
-:func:`check_json` refuses anything else with a ``TypeError`` naming the offending type.
+``tuple``) of JSON values, or a ``dict`` with ``str`` keys and JSON values, recursively, at
+most :data:`MAX_DEPTH` arrays and objects deep. :func:`check_json` refuses anything else with
+a ``TypeError`` naming the offending type (a ``ValueError`` for the depth).
 
 Set elements and map keys must be *hashable* JSON values: scalars, or arrays of hashable
 JSON values. Internally they are stored as a *key*: ``str`` and ``int`` as themselves (the
@@ -29,6 +30,7 @@ from crdt._codec import FORMAT_VERSION
 from crdt.errors import DecodeError
 
 __all__ = [
+    "MAX_DEPTH",
     "REPLICA_TEXTS",
     "Key",
     "canonical",
@@ -54,6 +56,13 @@ __all__ = [
 # readers choke far earlier. 13,000 bits is about 3,900 digits.
 _MAX_INT_BITS = 13_000
 
+#: The most arrays and objects a value nests within one another. The JSON reader every peer
+#: loads states and messages with stops at about 200 levels, and a value sits a few levels
+#: down in its CRDT's encoding (an ORMap adds two per nested map, ``crdt.ormap.MAX_NESTING``
+#: of them at most), so a deeper value was taken, then made the database unopenable and the
+#: links that carried it drop for good. 64 leaves that reader more than 60 levels to spare.
+MAX_DEPTH = 64
+
 
 def plain(value: object) -> bool:
     """True for the JSON atoms that need no further check (the mutators' fast path): an
@@ -75,8 +84,10 @@ def plain_key(value: object) -> bool:
     return t is int and value.bit_length() <= _MAX_INT_BITS  # type: ignore[attr-defined]
 
 
-def check_json(value: object, path: str = "value") -> None:
-    """Raise TypeError naming the type (and where) if ``value`` is not a JSON value."""
+def check_json(value: object, path: str = "value", depth: int = 0) -> None:
+    """Raise TypeError naming the type (and where) if ``value`` is not a JSON value, and
+    ValueError if it nests more than :data:`MAX_DEPTH` arrays and objects (a value that
+    contains itself included). ``depth``: the containers ``value`` is in."""
     t = type(value)
     if t is str:
         if not cast(str, value).isascii():
@@ -99,9 +110,13 @@ def check_json(value: object, path: str = "value") -> None:
         if not math.isfinite(cast(float, value)):
             raise TypeError(f"non-finite float {value!r} is not a JSON value (at {path})")
         return
+    if (t is list or t is tuple or t is dict) and depth >= MAX_DEPTH:
+        raise ValueError(
+            f"a value may nest at most {MAX_DEPTH} arrays and objects deep (at {path[:80]}...)"
+        )
     if t is list or t is tuple:
         for i, x in enumerate(cast("list[object]", value)):
-            check_json(x, f"{path}[{i}]")
+            check_json(x, f"{path}[{i}]", depth + 1)
         return
     if t is dict:
         for k, x in cast("dict[object, object]", value).items():
@@ -109,7 +124,7 @@ def check_json(value: object, path: str = "value") -> None:
                 raise TypeError(
                     f"JSON object keys must be str, got {type(k).__name__} {k!r} (at {path})"
                 )
-            check_json(x, f"{path}[{k!r}]")
+            check_json(x, f"{path}[{k!r}]", depth + 1)
         return
     raise TypeError(f"{t.__name__} is not a JSON value (at {path})")
 

@@ -46,7 +46,10 @@ two replicas still join deterministically, and the key then holds both: a *kind 
 (:meth:`ORMap.clashes`). ``value`` and ``get`` show the kind that comes last in
 alphabetical order, ``get(key, kind)`` either; ``update`` refuses both kinds (TypeError,
 naming them) until ``remove(key, kind=...)`` drops the one not kept, as a top-level key
-written as two kinds does. Keys are hashable JSON values, as ORSet elements.
+written as two kinds does. Keys are hashable JSON values, as ORSet elements. Maps nest at
+most :data:`MAX_NESTING` deep (an update that would make a map that deep inside others
+raises ValueError): with values of at most :data:`crdt._json.MAX_DEPTH` levels, the whole
+encoding stays well within what a JSON reader takes.
 
 Encoding: ``{"type": "ormap", "v": 1, "entries": [[key, kind, body], ...], "ctx": {...}}``,
 entries sorted by (key's canonical JSON, kind); ``body`` is the kind's encoding of its store
@@ -55,6 +58,7 @@ entries sorted by (key's canonical JSON, kind); ``body`` is the kind's encoding 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -97,7 +101,14 @@ from crdt.errors import DecodeError
 from crdt.mvregister import MVREGISTER
 from crdt.orset import ORSET
 
-__all__ = ["ORMap"]
+__all__ = ["MAX_NESTING", "ORMap"]
+
+#: The most maps an ORMap value nests in one another, the outermost counted (each adds two
+#: levels to the encoding: see :data:`crdt._json.MAX_DEPTH`).
+MAX_NESTING = 32
+# The nested maps being updated right now, one inside another, in this thread: an update
+# of a nested map runs inside its parent's (``fn`` gets a view with no link to its parent).
+_nesting = threading.local()
 
 _FIELDS = frozenset({"entries", "ctx"})  # the body fields of the encoding
 
@@ -107,6 +118,21 @@ MapStore = dict[EntryKey, Any]
 # The registry's tables (crdt/embedded.py updates them in place as kinds are registered).
 _KINDS = REGISTRY.by_kind
 _OTHERS = REGISTRY.others
+
+
+def _nested_update(
+    impl: Any, before: Any, ctx: CausalContext, fn: Callable[[Any], object]
+) -> tuple[Any, list[Dot]]:
+    """``impl.update`` of a nested map, counting the maps it runs inside (MAX_NESTING)."""
+    depth = getattr(_nesting, "depth", 1)
+    if depth >= MAX_NESTING:
+        raise ValueError(f"maps nest at most {MAX_NESTING} deep (this one would be deeper)")
+    _nesting.depth = depth + 1
+    try:
+        result: tuple[Any, list[Dot]] = impl.update(before, ctx, fn)
+        return result
+    finally:
+        _nesting.depth = depth
 
 
 # ---------------------------------------------------------------------------------------
@@ -361,7 +387,10 @@ class ORMap:
                     )
                 raise TypeError(f"key {key!r} holds {_a(o)}, not {_a(kind)}")
         ctx = self._ctx
-        after, new = impl.update(before, ctx, fn)
+        if kind == "ormap":
+            after, new = _nested_update(impl, before, ctx, fn)
+        else:
+            after, new = impl.update(before, ctx, fn)
         if not new and after is before:
             return ORMap._delta({}, CausalContext())  # nothing written (e.g. a stale set)
         ek: EntryKey = (k, kind)

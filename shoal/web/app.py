@@ -178,6 +178,8 @@ async def _json_body(request: web.Request) -> Any:
         raise ApiError(400, "bad_request", f"the body is not JSON: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ApiError(400, "bad_request", "the body is not UTF-8 text") from exc
+    except RecursionError as exc:  # (a RuntimeError, which would read as "peer closed")
+        raise ApiError(400, "bad_request", "the body nests arrays and objects too deep") from exc
 
 
 # -- routes ----------------------------------------------------------------------------------

@@ -199,6 +199,16 @@ async def test_reading_a_key_with_siblings_shows_them_all(tmp_path: Path) -> Non
         await a.aclose()
 
 
+def _nested(depth: int) -> Any:
+    """A value of ``depth`` arrays one inside another."""
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+LWW_SET = {"kind": "lww", "op": "set"}
+
 BAD_BODIES: list[tuple[str, Any, str]] = [
     ("not-an-object", [1, 2], "must be a JSON object"),
     ("unknown-kind", {"kind": "gset", "op": "add", "args": [1]}, "kind must be one of"),
@@ -242,6 +252,14 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("map-remove-object-kind", {"kind": "ormap", "op": "remove", "args": ["a", {}]}, "one of"),
     ("kind-a-list", {"kind": ["orset"], "op": "add", "args": ["x"]}, "kind must be one of"),
     ("op-an-object", {"kind": "orset", "op": {"add": 1}, "args": ["x"]}, "op of an orset"),
+    # Deeper than a value may nest (before: taken, and the database could not be opened
+    # again; deeper still, a RecursionError answered as 503 "peer closed").
+    ("value-65-deep", {"kind": "orset", "op": "add", "args": [_nested(65)]}, "at most 64"),
+    (
+        "value-900-deep",
+        {"kind": "ormap", "op": "update", "args": ["a", {**LWW_SET, "args": [_nested(900)]}]},
+        "at most 64",
+    ),
 ]
 
 
@@ -275,6 +293,10 @@ async def test_malformed_json_and_huge_bodies_are_refused(client: Client, peer: 
     status, reply = await client.call("POST", "/v1/keys/cart", raw="{nope")
     assert (status, reply["error"]["code"]) == (400, "bad_request")
     assert "not JSON" in reply["error"]["message"]
+    deep = '{"kind": "lww", "op": "set", "args": [' + "[" * 5000 + "]" * 5000 + "]}"
+    status, reply = await client.call("POST", "/v1/keys/cart", raw=deep)
+    assert (status, reply["error"]["code"]) == (400, "bad_request")  # not 503 "peer closed"
+    assert "too deep" in reply["error"]["message"]
     huge = json.dumps({"kind": "orset", "op": "add", "args": ["x" * (2 * 1024 * 1024)]})
     status, reply = await client.call("POST", "/v1/keys/cart", raw=huge)
     assert (status, reply["error"]["code"]) == (413, "too_large")
