@@ -27,8 +27,11 @@ our context, every dot but those our store holds and ``seen`` has (a dot that we
 they have seen is left for them to keep, or to have removed; a dot we have seen and no
 longer hold travels, so that they remove it too). It uses only the embedded-kind interface
 of :mod:`crdt.embedded` (``store_of``, ``dots``, ``discard``, ``view``), never the kind's
-name. The other kinds (counters, LWW registers) have no causal context: a replica behind
-gets the whole state, which is small for them.
+name. The part is an optimisation, and where it would cost more than the whole state (a
+context whose run of dots runs far past what its store holds, even ``2**62`` dots claimed by
+a member of its own: the part's cloud would spell out that run) it is the whole state
+instead, which joins to the same result. The other kinds (counters, LWW registers) have no
+causal context: a replica behind gets the whole state, which is small for them.
 
 Also here: :func:`ctx_model`, a causal context as its wire model, and :func:`is_digest`, what
 the engine's inbound validation accepts as a digest.
@@ -58,6 +61,10 @@ __all__ = [
 ]
 
 DIGEST_BYTES = 8
+# The dots the cloud of an unseen part may hold beyond those the whole state spells out: a set
+# emptied of a few dozen elements still sends the part, as it always did; far beyond, the
+# state is smaller than its part (a cloud dot costs about what a held dot does on the wire).
+_CLOUD_MARGIN = 64
 _EMPTY_CTX_JSON = CausalContext().to_json()
 
 
@@ -127,34 +134,53 @@ def causal_context(state: CRDT) -> CausalContext | None:
 
 def unseen_part(state: CRDT, seen: CausalContext) -> CRDT | None:
     """The part of ``state`` that a replica whose state has the causal context ``seen``
-    lacks (see the module docstring), as a state of the same kind; None when the kind is
-    not causal (the whole state is then what it lacks)."""
+    lacks (see the module docstring), as a state of the same kind, or a copy of the whole
+    ``state`` when that part would cost more; None when the kind is not causal (the whole
+    state is then what it lacks)."""
     impl = _viewed(state)
     if impl is None:
         return None
     ctx: CausalContext = getattr(state, "context")  # noqa: B009
     store = impl.store_of(state)
-    held_seen = [d for d in impl.dots(store) if seen.contains(d)] if store else []
+    held = list(impl.dots(store)) if store else []
+    held_seen = [d for d in held if seen.contains(d)]
+    # The whole state spells out its held dots and its cloud: a part whose new cloud holds
+    # more dots than those (plus a margin that leaves small states' parts as they are) would
+    # be bigger than the state, and unbounded when a context claims a run of 2**62 dots.
+    rest = _without(ctx, held_seen, len(held) + len(ctx.cloud) + _CLOUD_MARGIN)
+    if rest is None:
+        whole: CRDT = state.copy()  # a superset of the part: joined, it gives the same state
+        return whole
     if held_seen:
         store = impl.discard(store, seen)
-    part: CRDT = impl.view(store or None, _without(ctx, held_seen))
+    part: CRDT = impl.view(store or None, rest)
     return part
 
 
-def _without(ctx: CausalContext, dots: list[Dot]) -> CausalContext:
-    """A new context: ``ctx`` less ``dots`` (each one of its dots)."""
+def _without(ctx: CausalContext, dots: list[Dot], budget: int) -> CausalContext | None:
+    """A new context: ``ctx`` less ``dots`` (each one of its dots); None if that takes more
+    than ``budget`` new cloud dots (counted before any is built)."""
     if not dots:
         return ctx.copy()
     drop: dict[str, set[int]] = {}
     for r, c in dots:
         drop.setdefault(r, set()).add(c)
-    vv = dict(ctx.vv)
-    cloud: list[Dot] = []
+    # Dropping (r, low) from the run 1..vv[r] leaves the rest of the run, less what is
+    # dropped, to spell out as cloud dots: count them first.
+    runs: list[tuple[str, int, int, set[int]]] = []
+    size = 0
     for r, counters in drop.items():
-        n = vv.get(r, 0)
+        n = ctx.vv.get(r, 0)
         low = min(counters)
         if low > n:
             continue  # only cloud dots of r are dropped
+        runs.append((r, low, n, counters))
+        size += n - low - sum(1 for c in counters if low < c <= n)
+    if size > budget:
+        return None
+    vv = dict(ctx.vv)
+    cloud: list[Dot] = []
+    for r, low, n, counters in runs:
         if low > 1:
             vv[r] = low - 1
         else:
