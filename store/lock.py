@@ -260,7 +260,38 @@ def check_unheld(db_path: Path, check: Callable[[Path], None]) -> None:
         if key is not None:
             _refuse_if_held_here(db_path, key)
             _probe(db_path, key)
+        _refuse_if_making(db_path)
         check(db_path)
+
+
+def _refuse_if_making(db_path: Path) -> None:
+    """``DatabaseLocked`` if another process holds the sidecar of this name: it may be making
+    the database, whose file SQLite has made (empty, or partly written) before its lock can
+    be taken, and which the checks after would refuse as not a shoal database (telling the
+    user to remove the file that opener goes on writing). The holder is read from
+    ``/proc/locks``, not probed with a ``flock`` of ours, which would refuse that opener's
+    own. Nothing where ``/proc/locks`` cannot be read."""
+    sidecar = lock_path(db_path)
+    key = _file_key(sidecar)
+    pid = None if key is None else _flock_pid(key)
+    if pid is None or pid == os.getpid():  # (this process's holders: the registry's check)
+        return
+    raise DatabaseLocked(
+        str(db_path), pid=pid, host=socket.gethostname(), since=_since(db_path, pid)
+    )
+
+
+def _since(db_path: Path, pid: int) -> str | None:
+    """When process ``pid`` took the lock of ``db_path``, from the sidecar's record if that
+    record is its (one read: a holder that has not written it yet, or that holds the file
+    under another name, is named without it)."""
+    try:
+        record = json.loads(lock_path(db_path).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if isinstance(record, dict) and record.get("pid") == pid:
+        return str(record.get("since") or "") or None
+    return None
 
 
 def _probe(db_path: Path, key: _FileKey) -> None:
@@ -460,6 +491,7 @@ def _file_holder(db_path: Path, key: _FileKey) -> dict[str, Any]:
         "pid": pid,
         "host": socket.gethostname(),  # a flock of a local file: a process of this host
         "opened_as": None if name is None else _another_name(name, db_path),
+        "since": _since(db_path, pid),
     }
 
 

@@ -290,6 +290,7 @@ async def test_another_process_is_refused_with_the_holders_pid(
     assert str(info.value).startswith(
         f"database {_shown(backend)} is in use by process {child.proc.pid} ("
     )
+    assert "since " in str(info.value)  # when it took the database, as documented
     await child.release()
     async with await backend.open() as store:  # the holder let go: ours now
         assert await store.get_object("child") is not None
@@ -436,3 +437,22 @@ def test_a_fork_waits_for_a_lock_being_taken_to_be_registered() -> None:
         events.append("registered")
     thread.join(TIMEOUT)
     assert events == ["registered", "forked"]
+
+
+async def test_an_opener_racing_the_creation_of_the_database_is_told_it_is_in_use(
+    tmp_path: Path, children: list[_Child]
+) -> None:
+    """Another process is making the database: it holds the lock of the name, and SQLite
+    has made the file, still empty, which it has not locked yet. A second opener must be
+    refused as for any held database, naming the holder (it was told the file is not a
+    shoal database and to remove it: the live database the first one goes on writing)."""
+    path = tmp_path / "new.db"
+    child = await _Child.start("creating", str(path))
+    children.append(child)
+    assert await child.line() == f"CREATING {child.proc.pid}"
+    assert path.exists() and path.stat().st_size == 0
+    with pytest.raises(DatabaseLocked) as info:
+        await Store.open(path)
+    assert info.value.pid == child.proc.pid
+    assert path.exists() and path.stat().st_size == 0  # nothing touched
+    await child.release()
