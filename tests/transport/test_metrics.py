@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -41,6 +42,30 @@ async def test_render_metrics_exports_a_live_snapshot(tmp_path: Path) -> None:
     assert "shoal_keys 1.0" in text and "shoal_peers_connected 1.0" in text
     assert f'shoal_peer_connected{{peer="{b.replica_id}"}} 1.0' in text
     assert "shoal_commits_total " in text
+    # Every family it exports is in the operator's list, by the name a scrape shows (a
+    # counter's with its _total: docs named one without it, which no query would find).
+    exported = {
+        re.split(r"[{ ]", line, maxsplit=1)[0]
+        for line in text.splitlines()
+        if line.startswith("shoal_") and not re.match(r"shoal_\w+_created[{ ]", line)
+    }
+    documented = (ROOT / "docs" / "operations.md").read_text()
+    assert {name for name in exported if f"`{name}`" not in documented} == set()
+    for doc in ("api.md", "concepts.md", "operations.md"):
+        named = set(re.findall(r"`(shoal_[a-z_]+)`", (ROOT / "docs" / doc).read_text()))
+        assert named - exported - _NOT_IN_A_QUIET_SNAPSHOT == set(), doc
+
+
+# Families a snapshot of two quiet peers does not show: no dialled URL's state nor failed
+# dial, no catch-up under way, no home down, no write set aside for clock skew.
+_NOT_IN_A_QUIET_SNAPSHOT = {
+    "shoal_link_state",
+    "shoal_dial_failures_total",
+    "shoal_catchup_entries_left",
+    "shoal_catchup_bytes_left",
+    "shoal_peer_home_down_seconds",
+    "shoal_peer_clock_ahead_ms",
+}
 
 
 def test_without_prometheus_client_rendering_says_what_to_install(
