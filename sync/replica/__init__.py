@@ -538,6 +538,19 @@ class Replica:
         store)."""
         return self._data.unsaved_keys()
 
+    @property
+    def wall_offset(self) -> float:
+        """Seconds the wall clock reads ahead of ``now`` (0.0 unless the adapter says): a
+        received timestamp is judged against ``now + wall_offset``. An adapter whose ``now``
+        is monotonic (it must never go back) sets it each round from the system clock, so
+        that a step of the wall clock (NTP setting it right) moves the clock-skew horizon
+        with it, where the engine's own clock cannot follow."""
+        return self._inbound.wall_offset
+
+    @wall_offset.setter
+    def wall_offset(self, seconds: float) -> None:
+        self._inbound.wall_offset = float(seconds)
+
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must be called next (None: no timer pending)."""
         return self._timers.next()

@@ -99,6 +99,7 @@ class Inbound:
         "_origins",
         "_reads",
         "_verifier",
+        "wall_offset",
     )
 
     def __init__(
@@ -117,6 +118,9 @@ class Inbound:
         self._membership = membership
         self._reads = reads
         self._origins: set[str] = set()  # origins already checked to be replica ids
+        #: Seconds the wall clock (what timestamps are stamped with) reads ahead of ``now``
+        #: (``Replica.wall_offset``).
+        self.wall_offset = 0.0
 
     def wants(self, msg: m.Message) -> list[str]:
         """The keys whose objects are to be loaded before ``msg`` is received (objects on
@@ -290,8 +294,9 @@ class Inbound:
         return out, skewed
 
     def _horizon(self, now: float) -> tuple[int, int]:
-        """``now`` in ms, and the latest wall time (ms) a received timestamp may carry."""
-        now_ms = int(now * 1000)
+        """The wall clock at ``now`` in ms, and the latest wall time (ms) a received
+        timestamp may carry."""
+        now_ms = int((now + self.wall_offset) * 1000)
         return now_ms, now_ms + int(self._config.max_clock_skew * 1000)
 
     def _own_counters(

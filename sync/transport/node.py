@@ -40,7 +40,9 @@ Theory of operation.
   an offset fixed at start so that it reads as Unix seconds. It never goes backwards
   within a process, and values persisted by one run (hint ages, last-seen) stay meaningful
   in the next. Wall time for LWW timestamps is separate (``time.time()`` in the handles,
-  passed as ``now_ms``).
+  passed as ``now_ms``), and so is the clock received timestamps are judged by for skew:
+  each round sets the engine's ``wall_offset`` from ``time.time()``, so that a step of the
+  wall clock (NTP setting it right) moves that horizon too.
 * **Errors.** A :class:`~sync.errors.RemoteProtocolError` from ``receive`` closes that peer's
   link with 1002 and its reason; the engine state is unchanged by contract. An exception
   from a local operation is raised to its caller. A failed ``store.apply`` is fatal
@@ -387,6 +389,8 @@ class Node:
                     self._fail_stop([], exc)
                     return
             now = self.now()
+            # The wall clock may have been stepped since we started (our now cannot follow).
+            r.wall_offset = time.time() - now
             for fn in batch:
                 try:
                     if isinstance(fn, tuple):

@@ -1,0 +1,47 @@
+"""A wall clock stepped while a peer runs (NTP setting it right) moves the horizon received
+timestamps are judged by, not only the stamps of its own writes.
+
+The engine's ``now`` is monotonic (it must never go back), anchored to the wall clock once,
+at start. A peer that started a day behind and was then set right kept judging its peers'
+writes by the old anchor: every LWW write of a correct peer was set aside as "a day ahead"
+(w=2 writes failed, the alarm blamed the other's clock) until it restarted.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.transport.conftest import WAIT, eventually, linked, open_peer
+
+__all__: list[str] = []
+
+DAY = 86_400.0
+
+
+async def test_a_peer_started_a_day_behind_and_set_right_takes_correct_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wall = time.time
+    monkeypatch.setattr(time, "time", lambda: wall() - DAY)  # A starts a day behind...
+    a = await open_peer(tmp_path / "a.db")
+    monkeypatch.undo()  # ...then its clock is set right, while it runs
+    b = await open_peer(tmp_path / "b.db", peers=[a.url])
+    try:
+        await linked(a, b)
+        result = await b.lww("note").set("written by B", w=2, timeout=WAIT)
+        assert result.acks == 2  # A applied it: not set aside as a day ahead
+        assert await a.lww("note").value() == "written by B"
+        status = await a.status()
+        assert status["peers"][b.replica_id]["clock_skew_set_aside"] == 0
+        await a.lww("note").set("written by A", w=2, timeout=WAIT)
+
+        async def b_reads_a() -> bool:
+            return await b.lww("note").value() == "written by A"
+
+        await eventually(b_reads_a, "B to read A's later write")
+    finally:
+        await b.aclose()
+        await a.aclose()
