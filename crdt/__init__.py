@@ -5,6 +5,7 @@ Re-exports the public names of every module; see docs/architecture.md section 1.
 
 from __future__ import annotations
 
+from crdt._json import MAX_DEPTH
 from crdt.base import CRDT, KINDS, check_json, from_dict, join, new
 from crdt.causal_context import CausalContext
 from crdt.dot import REPLICA_KEY_BYTES, Dot, ReplicaId, replica_id_for
@@ -27,7 +28,7 @@ from crdt.gcounter import GCounter
 from crdt.hlc import HybridLogicalClock, Timestamp
 from crdt.lww import LWWRegister
 from crdt.mvregister import MVRegister
-from crdt.ormap import ORMap
+from crdt.ormap import MAX_NESTING, ORMap
 from crdt.orset import ORSet
 from crdt.pncounter import PNCounter
 from crdt.version_vector import Ordering, VersionVector
@@ -35,6 +36,8 @@ from crdt.version_vector import Ordering, VersionVector
 __all__ = [
     "CRDT",
     "KINDS",
+    "MAX_DEPTH",
+    "MAX_NESTING",
     "REPLICA_KEY_BYTES",
     "CRDTError",
     "CausalContext",

@@ -41,7 +41,11 @@ def check_amount(n: object) -> int:
     if type(n) is not int:
         raise TypeError(f"amount must be an int, got {type(n).__name__}")
     if not 1 <= n <= MAX_INT:
-        raise ValueError(f"amount must be in 1..2**63-1, got {n}")
+        # A huge int is described, not printed: its text could run to megabytes, and past
+        # Python's int-to-str limit (4300 digits) formatting it raises a ValueError of its own.
+        bits = n.bit_length()
+        got = str(n) if bits <= 128 else f"{'a negative' if n < 0 else 'an'} int of {bits} bits"
+        raise ValueError(f"amount must be in 1..2**63-1, got {got}")
     return n
 
 

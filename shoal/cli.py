@@ -64,11 +64,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from shoal import __version__
-from shoal.commands.common import fail
+from shoal.commands.common import EXIT_USAGE, describe, fail
 from shoal.commands.forget import cmd_forget
 from shoal.commands.inspect import cmd_inspect
 from shoal.commands.serve import cmd_serve
@@ -106,6 +108,18 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A time limit: a finite number of seconds above 0 (``inf`` would overflow the clock,
+    ``nan`` compares false with every deadline)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds above 0")
     return value
 
 
@@ -248,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("url", help="the peer's URL (ws://, wss://, http:// or https://)")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.add_argument("--tls-ca", metavar="PATH", help="CA file to trust for wss:// / https://")
-    status.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    status.add_argument("--timeout", type=_seconds, default=5.0, help="seconds (default 5)")
     status.add_argument(
         "--http-token-file", metavar="PATH", help="file holding the peer's /status token"
     )
@@ -276,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     forget.add_argument("--group", default="default", help="sync group id (default 'default')")
     forget.add_argument("--tls-ca", metavar="PATH", help="CA file to trust for wss://")
-    forget.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    forget.add_argument("--timeout", type=_seconds, default=10.0, help="seconds (default 10)")
 
     sub.add_parser(
         "demo",
@@ -293,9 +307,28 @@ def _cmd_demo(argv: list[str]) -> int:
     try:
         from shoal import demo
     except ImportError as exc:
-        return fail(f"demo is not available in this installation ({exc})", 2)
+        return fail(f"demo is not available in this installation ({exc})", EXIT_USAGE)
+    keep = demo.parse_args(argv).keep  # (--help and bad options exit here, as in demo.main)
+    if keep is not None:
+        why = _keep_folder_problem(keep)
+        if why is not None:
+            return fail(f"demo: --keep {keep}: {why}", EXIT_USAGE)
     result = demo.main(argv)
     return int(result or 0)
+
+
+def _keep_folder_problem(folder: Path) -> str | None:
+    """Why ``demo --keep FOLDER`` cannot be had: a new folder that cannot be made (under a
+    file, on a read-only disk), one that cannot be listed; None otherwise. The demo makes
+    the folder and refuses one that is not empty or not a folder itself."""
+    try:
+        if folder.is_dir():
+            next(folder.iterdir(), None)
+        elif not folder.exists() and not folder.is_symlink():
+            folder.mkdir(parents=True)
+    except OSError as exc:
+        return f"cannot make the folder: {describe(exc)}"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,9 @@ Every field has the default of the embedding API. Levels (``w``, ``r``) are an `
 ``1..n`` or one of ``"ONE"``, ``"QUORUM"``, ``"ALL"``, ``"LOCAL_QUORUM"`` (see
 :mod:`sync.consistency`); ``LOCAL_QUORUM`` needs ``site``. Times are seconds on the caller's
 clock (the engine never reads a clock: every input carries ``now``). A bad value raises
-``ValueError`` or ``TypeError`` naming the field.
+``ValueError`` or ``TypeError`` naming the field. The same checks serve each operation's own
+``w``/``r``, ``strict`` and ``timeout`` (:meth:`ReplicaConfig.write_options`,
+:meth:`ReplicaConfig.read_options`), and :func:`check_key` every key a caller hands in.
 
 >>> ReplicaConfig(n=3, w="QUORUM").w
 'QUORUM'
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 from sync.consistency import LOCAL_QUORUM, Level, check_level
 
-__all__ = ["MAX_MESSAGE_BYTES", "MESSAGE_ENVELOPE", "ReplicaConfig"]
+__all__ = ["MAX_MESSAGE_BYTES", "MESSAGE_ENVELOPE", "MIN_MESSAGE_BYTES", "ReplicaConfig"]
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -30,6 +32,16 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 #: fits in a message when its size (``sync.replica.outbound.entry_size``) is at most
 #: ``max_message_bytes - MESSAGE_ENVELOPE``.
 MESSAGE_ENVELOPE = 4096
+
+#: The smallest ``max_message_bytes`` accepted: 64 KiB, 16 envelopes. Below it a message is
+#: mostly envelope: at 4 KiB or less not even a one-letter write fits (``entry_limit`` is
+#: zero or negative). At 64 KiB a write still carries a value of 32 KiB (``value_limit``,
+#: half a message) in an entry of up to 60 KiB (``entry_limit``); a value checked against
+#: ``value_limit`` always fits in ``entry_limit`` with ``LIVE_SLACK`` to spare (which needs
+#: 16 KiB), so checked writes keep their fast path; and the messages that travel whole, not
+#: batched (a partition's summary, a member list, a state of a read), keep some room.
+#: Websocket peers commonly allow 1 MiB.
+MIN_MESSAGE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +63,9 @@ class ReplicaConfig:
     checkpointed again only once it has applied several times the entries it had at its last
     checkpoint (geometric spacing: re-encoding a growing object costs O(size) in all), and
     compaction checkpoints the keys it drops entries of. ``max_message_bytes``: the largest
-    message a peer accepts (its frames too). ``max_value_bytes``: the largest value one write
-    may carry, as it takes room in a message (UTF-8 bytes of its JSON text, counting the
+    message a peer accepts (its frames too), at least :data:`MIN_MESSAGE_BYTES` (64 KiB).
+    ``max_value_bytes``: the largest value one write may carry, as it takes room in a
+    message (UTF-8 bytes of its JSON text, counting the
     escape that each quote and backslash gets when the delta travels as a string), the key of
     the object and, in a map, the keys it sits under included; ``None`` (the default) means
     half of ``max_message_bytes`` (2 MiB of the 4 MiB default), the other half left for the
@@ -125,6 +138,12 @@ class ReplicaConfig:
                 raise TypeError(f"{name} must be an int, got {value!r}")
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.max_message_bytes < MIN_MESSAGE_BYTES:
+            raise ValueError(
+                f"max_message_bytes must be >= {MIN_MESSAGE_BYTES} (64 KiB), got "
+                f"{self.max_message_bytes}: a message carries {MESSAGE_ENVELOPE} bytes of "
+                "envelope beside its entries"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
         for name in (
@@ -144,9 +163,7 @@ class ReplicaConfig:
         if self.site is not None and (not isinstance(self.site, str) or not self.site):
             raise ValueError(f"site must be a non-empty str or None, got {self.site!r}")
         for name in ("w", "r"):
-            level = check_level(getattr(self, name), self.n, name=name)
-            if level == LOCAL_QUORUM and self.site is None:
-                raise ValueError(f"{name}=LOCAL_QUORUM needs site")
+            check_site_level(name, getattr(self, name), self.n, self.site)
         limit = self.max_value_bytes
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int):
@@ -156,6 +173,28 @@ class ReplicaConfig:
                     f"max_value_bytes must be in 1..{self.max_message_bytes // 2} (half of "
                     f"max_message_bytes={self.max_message_bytes}), got {limit}"
                 )
+
+    def write_options(
+        self, w: object, strict: object, timeout: object
+    ) -> tuple[Level, bool, float]:
+        """A write's own level, strictness and timeout, each checked as its field is
+        (``TypeError``/``ValueError`` naming it); ``None`` is this configuration's."""
+        return self._options("w", w, strict, timeout, self.write_timeout)
+
+    def read_options(self, r: object, strict: object, timeout: object) -> tuple[Level, bool, float]:
+        """A read's own level, strictness and timeout: see :meth:`write_options`."""
+        return self._options("r", r, strict, timeout, self.read_timeout)
+
+    def _options(
+        self, name: str, level: object, strict: object, timeout: object, default: float
+    ) -> tuple[Level, bool, float]:
+        if level is None:
+            level_: Level = getattr(self, name)
+        else:
+            level_ = check_site_level(name, level, self.n, self.site)
+        strict_ = self.strict if strict is None else check_bool("strict", strict)
+        timeout_ = default if timeout is None else check_seconds("timeout", timeout)
+        return level_, strict_, timeout_
 
     @property
     def objects_at_start(self) -> int:
@@ -178,6 +217,40 @@ class ReplicaConfig:
     def entry_limit(self) -> int:
         """The largest log entry (``entry_size``) that fits in one message."""
         return self.max_message_bytes - MESSAGE_ENVELOPE
+
+
+def check_site_level(name: str, value: object, n: int, site: str | None) -> Level:
+    """``value`` if it is a level ``name`` (``"w"`` or ``"r"``) can take with ``n`` homes and
+    this ``site`` (:func:`~sync.consistency.check_level`, and ``LOCAL_QUORUM`` only with a
+    site); else ``TypeError`` or ``ValueError`` naming ``name``."""
+    level = check_level(value, n, name=name)
+    if level == LOCAL_QUORUM and site is None:
+        raise ValueError(f"{name}=LOCAL_QUORUM needs site, and this replica has none")
+    return level
+
+
+def check_key(key: object, name: str = "key", *, empty_ok: bool = False) -> str:
+    """``key`` if a store can keep it as a key: a ``str``, not empty (unless ``empty_ok``: a
+    prefix, a bound), without NUL, whose text has a UTF-8 spelling (no lone surrogate, as
+    ``os.fsdecode`` makes of bytes that are not UTF-8); else ``TypeError`` or ``ValueError``
+    naming ``name``. Every key and key prefix a caller hands in passes here first, so that a
+    bad one is refused at the call, not deep in the engine (which hashes its UTF-8 bytes) or
+    in the store."""
+    if not isinstance(key, str):
+        raise TypeError(f"{name} must be a str, got {type(key).__name__}")
+    if not key and not empty_ok:
+        raise ValueError(f"{name} must not be empty")
+    if "\x00" in key:
+        raise ValueError(f"{name} must not hold a NUL character (no store can keep it)")
+    if not key.isascii():  # (O(1) in CPython: ASCII, the common case, always encodes)
+        try:
+            key.encode()
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{name} must be UTF-8 text, but {key[exc.start]!r} at {exc.start} is a "
+                "lone surrogate (no store can keep it)"
+            ) from exc
+    return key
 
 
 def check_seconds(name: str, value: object) -> float:

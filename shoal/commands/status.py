@@ -16,23 +16,27 @@ from shoal.commands.common import EXIT_OK, EXIT_USAGE, describe, error, fail, re
 __all__ = ["cmd_status"]
 
 
+#: The URLs ``shoal status`` reads: a peer's own, or the HTTP(S) URL of its port.
+_SCHEMES = ("ws://", "wss://", "http://", "https://")
+
+
 def _http_base(url: str) -> str:
+    """The ``http(s)://`` base of a checked ``URL``."""
     for ws, http in (("ws://", "http://"), ("wss://", "https://")):
         if url.startswith(ws):
             return http + url[len(ws) :].rstrip("/")
-    if url.startswith(("http://", "https://")):
-        return url.rstrip("/")
-    raise ValueError(f"not a peer URL: {url!r} (ws://, wss://, http:// or https://)")
+    return url.rstrip("/")
 
 
-def _read_status(args: argparse.Namespace, base: str) -> dict[str, Any]:
+def _read_status(
+    args: argparse.Namespace, base: str, context: ssl.SSLContext | None
+) -> dict[str, Any]:
     """GET ``base/status`` (with the token of ``--http-token-file``); ValueError or OSError
     with one line saying why not."""
     request = urllib.request.Request(base + "/status")
     if args.http_token_file:
         token = read_secret(args.http_token_file, "--http-token-file").decode()
         request.add_header("Authorization", f"Bearer {token}")
-    context = ssl.create_default_context(cafile=args.tls_ca) if base.startswith("https") else None
     try:
         with urllib.request.urlopen(request, timeout=args.timeout, context=context) as r:
             body = r.read().decode()
@@ -60,12 +64,21 @@ def _read_status(args: argparse.Namespace, base: str) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from sync.transport.addresses import check_peer_url
+    from sync.transport.opening import client_ssl_context
+
     try:
-        base = _http_base(args.url)
+        # A URL without a port is taken (the scheme's default, a TLS proxy's 443): this
+        # command tries once and says why it failed, unlike a peer that keeps dialling.
+        check_peer_url(args.url, "URL", schemes=_SCHEMES, port_required=False)
     except ValueError as exc:
         return fail(f"status: {exc}", EXIT_USAGE)
     try:
-        data = _read_status(args, base)
+        context = client_ssl_context(args.tls_ca, "--tls-ca")
+    except OSError as exc:  # a file that cannot be loaded (ssl.SSLError is an OSError)
+        return error(args, exc, f"status: {describe(exc)}")
+    try:
+        data = _read_status(args, _http_base(args.url), context)
     except ValueError as exc:
         return error(args, exc, f"status: {exc}")
     if args.json:

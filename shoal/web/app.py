@@ -42,6 +42,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from crdt import ClockSkewError
+from sync.config import check_key
 from sync.errors import (
     KeyNotFound,
     KindClash,
@@ -269,6 +270,13 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     key, prefix = q.get("key"), q.get("prefix")
     if (key is None) == (prefix is None) or key == "":
         raise ApiError(400, "bad_request", "subscribe to one ?key=KEY or one ?prefix=PREFIX")
+    try:  # before the websocket: refused as an HTTP answer, not a socket gone without one
+        if key is not None:
+            check_key(key)
+        else:
+            check_key(prefix, "prefix", empty_ok=True)
+    except (TypeError, ValueError) as exc:
+        raise ApiError(400, "bad_request", str(exc)) from exc
     sockets = app[_SOCKETS]
     if len(sockets) >= app[_LIMIT]:
         raise ApiError(503, "too_many_subscriptions", f"at most {app[_LIMIT]} at once")

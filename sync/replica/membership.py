@@ -547,7 +547,8 @@ class Membership:
 
     def required(self, level: Level, homes: tuple[str, ...]) -> tuple[int, str | None]:
         """The acks (or replies) ``level`` requires of ``homes``, and the site they must come
-        from (``LOCAL_QUORUM``; else None)."""
+        from (``LOCAL_QUORUM``; else None). ``ValueError`` for ``LOCAL_QUORUM`` without a
+        site."""
         # A named level counts the homes that exist: in a group smaller than n (two devices,
         # n=3) ALL means both, as Riak and Cassandra users expect. An integer is taken at its
         # word (validated against n): asking for 3 acks from two peers fails honestly.
@@ -559,8 +560,8 @@ class Membership:
                 found = self._required_memo[memo] = (required_acks(level, n), None)
             return found
         site = self._config.site
-        if site is None:
-            raise LocalProtocolError("LOCAL_QUORUM needs config.site")
+        if site is None:  # the caller's level (the configuration's are checked when made)
+            raise ValueError("LOCAL_QUORUM needs site, and this replica has none")
         local = sum(1 for h in homes if self.site_of(h) == site)
         return required_acks(level, max(1, len(homes)), local_homes=local), site
 

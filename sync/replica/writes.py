@@ -20,7 +20,8 @@ ack required, ours) completes at once, with no pending record and no deadline.
 
 Every result carries the write's log dot (:class:`~sync.effects.LogDot`). A write's options
 (``w``, ``strict``, ``timeout``) are checked here too, before anything changes
-(:meth:`Writes.options`); the adapter's dial state is membership's
+(:meth:`Writes.options`, with the configuration's checks, which the handles run at the
+call); the adapter's dial state is membership's
 (:meth:`~sync.replica.membership.Membership.links_connecting`).
 
 Knows the outbox, the timers, membership, outbound batching and hints.
@@ -31,8 +32,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sync.config import ReplicaConfig, check_bool, check_seconds
-from sync.consistency import Level, check_level
+from sync.config import ReplicaConfig
+from sync.consistency import Level
 from sync.effects import (
     HintId,
     HintRecord,
@@ -131,11 +132,7 @@ class Writes:
         ``TypeError``/``ValueError`` for a bad option."""
         if op_id in self._pending:
             raise LocalProtocolError(f"write op_id {op_id} is still pending")
-        cfg = self._config
-        level = cfg.w if w is None else check_level(w, cfg.n, name="w")
-        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
-        timeout_ = cfg.write_timeout if timeout is None else check_seconds("timeout", timeout)
-        return level, strict_, timeout_
+        return self._config.write_options(w, strict, timeout)
 
     def start(
         self,

@@ -6,8 +6,12 @@ for ever or a listener on another port than meant:
 
 * :func:`parse_listen`: ``HOST:PORT`` (IPv6 hosts in brackets, ``[::1]:8765``), the port an
   integer from 0 (the OS picks) to 65535;
-* :func:`check_peer_url`: a ``ws://`` or ``wss://`` URL with a host and, if given, a port
-  from 1 to 65535 (as websockets reads it).
+* :func:`check_peer_url`: a ``ws://`` or ``wss://`` URL with a host and a port from 1 to
+  65535 (as websockets reads it). The port must be written: websockets would take a URL
+  without one as port 80 (443 for ``wss://``), where no peer listens unless a proxy does,
+  and dial it for ever; behind such a proxy write ``:443``. A command that dials once
+  (``shoal status``, ``shoal forget``) passes ``port_required=False`` and other
+  ``schemes``.
 
 Each raises ``ValueError`` with the value and what is wrong with it.
 
@@ -47,26 +51,44 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def check_peer_url(url: str, what: str = "peer URL") -> str:
-    """``url`` if it is a ``ws://`` or ``wss://`` URL with a host and a valid port."""
+def check_peer_url(
+    url: str,
+    what: str = "peer URL",
+    *,
+    schemes: tuple[str, ...] = ("ws://", "wss://"),
+    port_required: bool = True,
+) -> str:
+    """``url`` if it is a URL of one of ``schemes`` with a host and a port in 1..65535 (or,
+    unless ``port_required``, none: the scheme's default)."""
+    either = " or ".join(filter(None, (", ".join(schemes[:-1]), schemes[-1])))
     if not isinstance(url, str):
-        raise ValueError(f"{what} must be a ws:// or wss:// URL string, got {url!r}")
-    if not url.startswith(("ws://", "wss://")):
-        raise ValueError(f"{what} {url!r} must start with ws:// or wss://")
+        raise ValueError(f"{what} must be a {either} URL string, got {url!r}")
+    if not url.startswith(schemes):
+        raise ValueError(f"{what} {url!r} must start with {either}")
     if any(c.isspace() for c in url):
         raise ValueError(f"{what} {url!r} contains white space")
     try:
-        port = urlsplit(url).port
+        parts = urlsplit(url)
+    except ValueError as exc:  # a bracket left open: "Invalid IPv6 URL"
+        raise ValueError(f"{what} {url!r} is not a valid URL: {exc}") from None
+    try:
+        port = parts.port
     except ValueError:
         raise ValueError(f"{what} {url!r}: the port is not a number in 1..65535") from None
     if port == 0:
         raise ValueError(f"{what} {url!r}: port 0 cannot be dialled")
-    try:
-        parsed = parse_uri(url)
-    except InvalidURI as exc:
-        raise ValueError(f"{what} {url!r} is not a valid URL: {exc}") from None
-    if not parsed.host:
+    if not parts.hostname:
         raise ValueError(f"{what} {url!r} has no host")
+    if port is None and port_required:
+        raise ValueError(
+            f"{what} {url!r} has no port: write the one the peer listens on "
+            "(ws://HOST:PORT; :443 for a TLS proxy in front of it)"
+        )
+    if parts.scheme in ("ws", "wss"):
+        try:
+            parse_uri(url)
+        except InvalidURI as exc:
+            raise ValueError(f"{what} {url!r} is not a valid URL: {exc}") from None
     return url
 
 

@@ -5,7 +5,8 @@
   ``(key, value)`` for every key starting with a prefix; :meth:`ChangeFeed.changed` (the
   node's ``on_changed``, once per changed key per round) pushes the key's new value to
   both kinds. A key holding objects of two kinds (a kind clash) has no one value: nothing
-  is pushed for it.
+  is pushed for it. :meth:`ChangeFeed.close` (the peer's) ends them all and refuses new
+  ones.
 * **Siblings.** A multi-value register with more than ``sibling_warning`` siblings is
   logged at WARNING, once until it comes back under: a sign that writers never read before
   they write. Siblings are reported, never dropped: dropping one would lose a write.
@@ -26,6 +27,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from sync.config import check_key
 from sync.effects import KindClashFound
 from sync.replica import Whereabouts, live_kinds
 
@@ -52,23 +54,25 @@ class ChangeFeed:
         # The watchers' iterators wait on this event, set after each engine round.
         self._round_done = asyncio.Event()
         self._watchers = 0
+        self.closed = False  # (see close)
 
     # -- subscriptions -----------------------------------------------------------------------
 
     def subscribe(
         self, key: str | None = None, *, prefix: str | None = None, maxsize: int | None = None
     ) -> Subscription:
-        """A subscription of ``key``'s new values, or of ``(key, value)`` under ``prefix``."""
+        """A subscription of ``key``'s new values, or of ``(key, value)`` under ``prefix``.
+        ``RuntimeError`` once the peer is closed (:meth:`close`): nothing would end it."""
+        if self.closed:
+            raise RuntimeError("the peer is closed")
         if prefix is not None:
             if key is not None:
                 raise TypeError("subscribe takes a key or a prefix, not both")
-            if not isinstance(prefix, str):
-                raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+            check_key(prefix, "prefix", empty_ok=True)
             sub = Subscription(None, maxsize or self.maxsize, self._unsubscribe, prefix=prefix)
             self.by_prefix.append(sub)
             return sub
-        if not isinstance(key, str):
-            raise TypeError(f"key must be a str, got {type(key).__name__}")
+        key = check_key(key)
         sub = Subscription(key, maxsize or self.maxsize, self._unsubscribe)
         self.by_key.setdefault(key, []).append(sub)
         return sub
@@ -114,7 +118,9 @@ class ChangeFeed:
             sub.push((key, value))
 
     def close(self) -> None:
-        """The peer closed: wake the watchers (they see it closed), end every subscription."""
+        """The peer closed: wake the watchers (they see it closed), end every subscription,
+        refuse new ones."""
+        self.closed = True
         self._round_done.set()
         for subs in [*self.by_key.values(), self.by_prefix]:
             for sub in list(subs):

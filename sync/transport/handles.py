@@ -4,7 +4,11 @@
 ``mvregister`` and ``ormap`` give the others. Every mutator takes ``w=``, ``timeout=`` and
 ``strict=`` and returns a future of the write's :class:`~sync.effects.WriteResult` (a missed
 quorum raises :class:`~sync.errors.QuorumNotReached` from it: durable here, replicates
-later); reads take ``r=``, ``timeout=`` and ``strict=``. A key holds one type: a handle of
+later); reads take ``r=``, ``timeout=`` and ``strict=``. A bad key (empty, with a NUL, or
+not UTF-8 text: :func:`~sync.config.check_key`) raises when the handle is made, and a bad
+option (a level impossible with ``n``, ``LOCAL_QUORUM`` without a site, a timeout <= 0) at
+the call (a read's: its ``await``), as ``TypeError`` or ``ValueError``, before anything is
+queued (:meth:`~sync.config.ReplicaConfig.write_options`). A key holds one type: a handle of
 another type raises ``TypeError`` when it is made (if this replica knows the key) or at the
 write. A key that two peers wrote offline as two types holds both (a *kind clash*): a
 handle of either type reads its own object, and its writes raise
@@ -42,7 +46,7 @@ from typing import Any, Protocol
 
 import crdt
 from crdt import CRDT
-from sync.config import ReplicaConfig
+from sync.config import ReplicaConfig, check_key
 from sync.effects import WriteResult
 from sync.errors import ValueTooLarge, named_kinds
 from sync.replica.outbound import text_size, value_size
@@ -130,7 +134,9 @@ class _Handle:
     """A key of one CRDT type. Mutators queue their write when called and return a future
     of its :class:`WriteResult` (``await cart.add("milk")``): the write is on its way even
     if the future is never awaited, and a burst of writes costs a future each, not a task.
-    Bad input (a wrong type, a non-JSON value) raises from the ``await``; the key is unchanged.
+    A bad key, a bad option (``w``, ``strict``, ``timeout``) and a value too large raise at
+    the call, before anything is queued; other bad input (a wrong type, a non-JSON value)
+    raises from the ``await``. Either way the key is unchanged.
     Await the future (or ``asyncio.gather`` many) to see its outcome: an error nobody awaits
     (``QuorumNotReached``, bad input) only shows as asyncio's "exception was never
     retrieved" log line once the future is garbage-collected.
@@ -139,12 +145,7 @@ class _Handle:
     kind: str = ""
 
     def __init__(self, peer: HandleOwner, key: str) -> None:
-        if not isinstance(key, str):
-            raise TypeError(f"key must be a str, got {type(key).__name__}")
-        if not key:
-            raise ValueError("key must not be empty")
-        if "\x00" in key:
-            raise ValueError("key must not hold a NUL character (no store can keep it)")
+        check_key(key)
         self.peer = peer
         self.key = key
         self._check_kind()
@@ -189,7 +190,10 @@ class _Handle:
         # (KindClash), without copying the state.
         # The write is queued now and its future returned as it is: no coroutine or task
         # per write (see the class docstring). ``checked``: the values were checked (see
-        # the module docstring), so fn may run on the live object.
+        # the module docstring), so fn may run on the live object. Bad options raise here,
+        # before anything is queued (the engine checks them again, as its own input).
+        if w is not None or strict is not None or timeout is not None:
+            self.peer.config.write_options(w, strict, timeout)
         return self.peer.node.write(
             self.key, self.kind, fn, w=w, strict=strict, timeout=timeout, checked=checked
         )
@@ -211,6 +215,8 @@ class _Handle:
     ) -> CRDT | None:
         """The joined CRDT state of the key's object of this type (None if no replica asked
         holds it)."""
+        if r is not None or strict is not None or timeout is not None:
+            self.peer.config.read_options(r, strict, timeout)  # bad options: before any I/O
         node = self.peer.node
         done = await node.read(self.key, kind=self.kind, r=r, strict=strict, timeout=timeout)
         if done.state is not None and done.state.kind != self.kind:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
@@ -32,7 +33,15 @@ from .addresses import check_peer_url, parse_listen
 from .auth import Identity
 from .connection import TransportConfig
 
-__all__ = ["OpenPlan", "Opening", "http_access", "identity_warning", "plan_open"]
+__all__ = [
+    "OpenPlan",
+    "Opening",
+    "client_ssl_context",
+    "http_access",
+    "identity_warning",
+    "plan_open",
+    "server_ssl_context",
+]
 
 log = logging.getLogger("shoal.peer")
 
@@ -89,20 +98,75 @@ def _secret_bytes(secret: bytes | str | None) -> bytes:
     return secret
 
 
+def server_ssl_context(
+    cert: str | None, key: str | None, names: tuple[str, str] = ("tls_cert", "tls_key")
+) -> ssl.SSLContext | None:
+    """The context that serves ``wss://`` with the PEM certificate (chain) ``cert`` and its
+    private key ``key``; None without either. ``names`` are the two arguments' names, as the
+    errors say them (a command line passes its options').
+
+    ``ValueError`` for one without the other. A file that cannot be loaded raises what it
+    raised before, an ``OSError`` (``FileNotFoundError``, ``IsADirectoryError``,
+    ``PermissionError``, ``ssl.SSLError`` for one that is not PEM or a key of another
+    certificate), saying ``cannot load NAME PATH: WHY``.
+    """
+    if not (cert or key):
+        return None
+    if not (cert and key):
+        raise ValueError(f"TLS needs both a certificate and a key ({' and '.join(names)})")
+    cert_text = _read_tls_file(names[0], cert)
+    key_text = _read_tls_file(names[1], key)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        # OpenSSL says "PEM lib" for either file: the markers tell which (a file with both
+        # the key and the chain, as some tools write them, has both markers).
+        if b"CERTIFICATE-----" not in cert_text:
+            why = f"{names[0]} {cert}: not a PEM certificate"
+        elif b"PRIVATE KEY-----" not in key_text:
+            why = f"{names[1]} {key}: not a PEM private key"
+        else:
+            why = f"{names[0]} {cert} with {names[1]} {key}: {_ssl_reason(exc)}"
+        raise ssl.SSLError(exc.errno, f"cannot load {why}") from exc
+    return context
+
+
+def client_ssl_context(ca: str | None, name: str = "tls_ca") -> ssl.SSLContext | None:
+    """The context that dials ``wss://`` trusting the PEM certificates in ``ca``; None
+    without it (the system's trust store, when a ``wss://`` URL is first dialled). A file
+    that cannot be loaded raises as :func:`server_ssl_context` says."""
+    if not ca:
+        return None
+    _read_tls_file(name, ca)
+    try:
+        return ssl.create_default_context(cafile=ca)
+    except ssl.SSLError as exc:
+        raise ssl.SSLError(exc.errno, f"cannot load {name} {ca}: {_ssl_reason(exc)}") from exc
+
+
+def _read_tls_file(name: str, path: str) -> bytes:
+    """The bytes of ``path``; ``OSError`` of the same kind naming ``name`` and ``path``."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise OSError(exc.errno, f"cannot load {name} {path}: {why}") from exc
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    """OpenSSL's words without the library tag and source line: ``key values mismatch``."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", exc.strerror or str(exc))
+    return re.sub(r"\s*\(_ssl\.c:\d+\)$", "", text) or "not PEM"
+
+
 def _ssl_contexts(
     tls_cert: str | None, tls_key: str | None, tls_ca: str | None
 ) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
-    server = None
-    if tls_cert or tls_key:
-        if not (tls_cert and tls_key):
-            raise ValueError("TLS needs both a certificate and a key (tls_cert and tls_key)")
-        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server.load_cert_chain(tls_cert, tls_key)
     # The client context is made when a wss:// peer is first dialled (loading the system's
     # CA certificates costs tens of milliseconds per open, and most peers never need them),
     # unless a CA file is given: then it is made now, so a bad file fails the open.
-    client = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
-    return server, client
+    return server_ssl_context(tls_cert, tls_key), client_ssl_context(tls_ca)
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,7 +105,7 @@ from pathlib import Path
 from typing import Any
 
 from store import Store
-from sync.config import ReplicaConfig
+from sync.config import ReplicaConfig, check_key
 from sync.effects import IdentityConflict, KindClashFound, Persist, WriteResult
 from sync.errors import PeerFailed
 from sync.replica import Replica, Whereabouts
@@ -160,7 +160,7 @@ class Peer:
         self.store = store
         self.config = config
         self.group = identity.group
-        self.started = time.time()
+        self.started = time.monotonic()  # (uptime: a wall clock stepped back made it negative)
         # Subscriptions, the sibling and kind clash warnings, the watchers of peer.watch.
         self._feed = ChangeFeed(subscriber_queue, sibling_warning)
         self._closed = False
@@ -454,8 +454,11 @@ class Peer:
 
         ``kind`` names the object (None: the one ``key`` holds; with two, a kind clash,
         :class:`~sync.errors.KindClash` says which). ``KeyError`` if ``key`` holds nothing
-        live here, ``TypeError`` if it holds another kind: nothing changes.
+        live here, ``TypeError`` if it holds another kind: nothing changes. A bad key or
+        option raises ``TypeError`` or ``ValueError`` first, as a handle's would.
         """
+        check_key(key)
+        self.config.write_options(w, strict, timeout)  # bad input before "nothing to delete"
         return await delete_key(self, key, kind, w=w, timeout=timeout, strict=strict)
 
     def whereabouts(self, write: WriteResult | str) -> Whereabouts:
@@ -471,7 +474,7 @@ class Peer:
                 raise ValueError("this WriteResult carries no log dot")
             return self.node.replica.whereabouts(write.key, write.dot)  # type: ignore[no-any-return]
         if isinstance(write, str):
-            return self.node.replica.whereabouts(write)  # type: ignore[no-any-return]
+            return self.node.replica.whereabouts(check_key(write))  # type: ignore[no-any-return]
         raise TypeError(f"expected a WriteResult or a key, got {type(write).__name__}")
 
     def watch(
@@ -480,6 +483,8 @@ class Peer:
         """Yield :meth:`whereabouts` of ``write`` now and again each time it changes, until
         every home holds it (the last one yielded has ``everywhere``) or this peer closes.
         ``timeout``: raise ``TimeoutError`` if that takes longer (None: wait as long)."""
+        if isinstance(write, str):
+            check_key(write)  # at the call, not at the first step
         return self._feed.follow(
             lambda: self.whereabouts(write), lambda: self._closed, timeout, write
         )
@@ -488,7 +493,8 @@ class Peer:
         self, key: str | None = None, *, prefix: str | None = None, maxsize: int | None = None
     ) -> Subscription:
         """An async iterator of ``key``'s new values (local or remote changes); with
-        ``prefix`` instead of ``key``, of ``(key, value)`` for every key starting with it."""
+        ``prefix`` instead of ``key``, of ``(key, value)`` for every key starting with it.
+        ``RuntimeError`` on a closed peer; a subscription open when the peer closes ends."""
         return self._feed.subscribe(key, prefix=prefix, maxsize=maxsize)
 
     @property
@@ -625,7 +631,11 @@ class Peer:
         changed that the store does not hold yet: a key written before the call (even if
         its write was not awaited) is listed, and a key deleted before the call (here, or
         anywhere and replicated here) is not, even while the store still holds it live.
-        Keys written or deleted while iterating may or may not be."""
+        Keys written or deleted while iterating may or may not be. A bad ``prefix`` or
+        ``after`` (see :func:`~sync.config.check_key`) raises at the call."""
+        for name, text in (("prefix", prefix), ("after", after)):
+            if text is not None:
+                check_key(text, name, empty_ok=True)
         return live_keys(self, prefix, after, page)
 
     async def status(self) -> dict[str, Any]:

@@ -156,7 +156,9 @@ class StatusSource(Protocol):
     def group(self) -> str: ...
 
     @property
-    def started(self) -> float: ...
+    def started(self) -> float:
+        """When it started, on ``time.monotonic()``'s clock."""
+        ...
 
     @property
     def config(self) -> ReplicaConfig: ...
@@ -259,7 +261,7 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
         "site": config.site,
         "relay": config.relay,
         "n": config.n,
-        "uptime_s": round(time.time() - source.started, 3),
+        "uptime_s": round(time.monotonic() - source.started, 3),
         "connected": sorted(links),
         "links": {url: d.to_dict() for url, d in dials.items()},
         "peers": peers,

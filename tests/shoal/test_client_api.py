@@ -460,7 +460,7 @@ async def test_a_subscription_without_the_token_is_closed(
 
 
 async def test_a_subscription_needs_one_key_or_prefix(client: Client) -> None:
-    for query in ("", "key=a&prefix=b", "key="):
+    for query in ("", "key=a&prefix=b", "key=", "key=a%00b", "prefix=a%00", "key=%ED%A0%80"):
         status, reply = await client.call("GET", f"/v1/subscribe?{query}")
         assert (status, reply["error"]["code"]) == (400, "bad_request"), query
 

@@ -376,7 +376,7 @@ def test_kind_mismatch_and_fn_errors_change_nothing() -> None:
         r.local_update(7, "cart", "orset", add("x", "A"), w.now, w=5)
     with pytest.raises(TypeError):
         r.local_update(8, "cart", "orset", add("x", "A"), w.now, timeout="1")
-    with pytest.raises(LocalProtocolError, match="LOCAL_QUORUM"):
+    with pytest.raises(ValueError, match="LOCAL_QUORUM needs site"):  # the caller's error
         r.local_update(9, "cart", "orset", add("x", "A"), w.now, w="LOCAL_QUORUM")
     with pytest.raises(TypeError):
         r.local_update(10, 42, "orset", add("x", "A"), w.now)  # type: ignore[arg-type]

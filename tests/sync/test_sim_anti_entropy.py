@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sync.config import MIN_MESSAGE_BYTES
+
 __all__: list[str] = []
 
 INTERVAL = 5.0
@@ -118,11 +120,11 @@ def test_anti_entropy_converges_through_lossy_links_in_small_batches(kit: Any) -
 
 
 def test_batches_stay_under_the_message_size_limit(kit: Any) -> None:
-    limit = 20_000
+    limit = MIN_MESSAGE_BYTES
     cluster = kit.cluster(kit.ids(3), n=3, anti_entropy_interval=1.0, max_message_bytes=limit)
     cluster.partition([["p000", "p001"], ["p002"]])
     cluster.run_for(cluster.detect_delay + 0.5)
-    big = "x" * 50
+    big = "x" * 200  # (1000 of them: several times the limit)
     ops = [cluster.update("p000", f"b{i}", "orset", kit.add("p000", big)) for i in range(1000)]
     assert cluster.run_until(lambda: all(op.done for op in ops), max_steps=50_000)
     cluster.heal()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from crdt import GCounter, new
-from sync.config import ReplicaConfig
+from sync.config import MIN_MESSAGE_BYTES, ReplicaConfig
 from sync.effects import (
     HintId,
     HintRecord,
@@ -28,7 +28,7 @@ from sync.effects import (
     WriteDone,
     WriteResult,
 )
-from sync.messages import Ping, Pong
+from sync.messages import Ack, Ping, Pong
 from sync.ring import Ring
 from sync.simnet import SimCluster, SimDisk, SimulationError
 
@@ -429,17 +429,25 @@ def test_an_exception_from_the_engine_propagates_and_leaves_no_handle() -> None:
 
 
 def test_oversized_messages_are_protocol_errors() -> None:
-    config = {"a": ReplicaConfig(), "b": ReplicaConfig(max_message_bytes=10)}
+    config = {"a": ReplicaConfig(), "b": ReplicaConfig(max_message_bytes=MIN_MESSAGE_BYTES)}
+    # An Ack of that many ids takes two bytes per id: twice b's limit.
+    big = Ack(ids=[0] * MIN_MESSAGE_BYTES)
+
+    def send_big(cluster: SimCluster) -> None:
+        cluster._input("a", lambda r: r.out.append(Send("b", big)))
+
     cluster = SimCluster(["a", "b"], config, factory=Toy)
-    send_pings(cluster, "a", "b", 1)
+    send_big(cluster)
     with pytest.raises(SimulationError, match="exceeds the limit"):
         cluster.run_until_quiet(100)
 
     lenient = SimCluster(["a", "b"], config, factory=Toy, raise_protocol_errors=False)
-    send_pings(lenient, "a", "b", 1)
+    send_big(lenient)
+    send_pings(lenient, "a", "b", 1)  # (a message under the limit still arrives)
     assert lenient.run_until_quiet(100)
     assert [(s, d) for s, d, _ in lenient.protocol_errors] == [("a", "b")]
-    assert toy(lenient, "b").received(Ping) == []
+    assert not [m for _, _, m in toy(lenient, "b").events if isinstance(m, Ack)]
+    assert toy(lenient, "b").received(Ping) == [("a", 0)]
 
 
 # --- determinism ----------------------------------------------------------------------------

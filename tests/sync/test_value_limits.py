@@ -16,10 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.config import MESSAGE_ENVELOPE, ReplicaConfig
+from sync.config import MESSAGE_ENVELOPE, MIN_MESSAGE_BYTES, ReplicaConfig
 from sync.errors import LocalProtocolError, ValueTooLarge
 from sync.replica import Replica
 from sync.replica.outbound import entry_size, text_size, value_size
+from sync.replica.updates import LIVE_SLACK
 
 __all__: list[str] = []
 
@@ -74,22 +75,23 @@ def test_every_kind_of_oversized_write_is_refused(kit: Any) -> None:
     assert r.effects() == [] and r.keys() == []
 
 
-def test_where_a_message_is_a_few_kib_a_checked_write_too_big_changes_nothing() -> None:
-    """With a ``max_message_bytes`` so small that a value under ``value_limit`` (half a
-    message) can still make an entry over ``entry_limit``, a checked write runs on a copy:
-    refused with ``ValueTooLarge`` and nothing changed (it ran on the live object before,
-    which kept an element that was never logged, so never replicated)."""
-    small = ReplicaConfig(n=1, max_message_bytes=6000)
-    value = "y" * 2500
-    assert len(value) < small.value_limit  # what the handles check: it passes
-    r = Replica(small, "A")
-    r.local_update(1, "cart", "orset", lambda s: s.add("A", "milk"), 0.0)
-    r.effects()
-    before = _snapshot(r)
-    with pytest.raises(ValueTooLarge):
-        r.local_update(2, "cart", "orset", lambda s: s.add("A", value), 1.0, checked=True)
-    assert r.effects() == []
-    assert _snapshot(r) == before  # the set still holds "milk" alone
+@pytest.mark.parametrize("filler", ["y", '"', "\\", "\u00e9", "\U0001f6d2"])
+def test_at_the_smallest_message_a_checked_value_still_fits_in_an_entry(filler: str) -> None:
+    """Every ``max_message_bytes`` accepted keeps the handles' promise: a value under
+    ``value_limit`` (half a message) makes an entry under ``entry_limit``, with
+    ``LIVE_SLACK`` to spare, so a checked write may run on the live object. (Messages of a
+    few KiB, where it did not and a checked write ran on a copy, are refused.)"""
+    smallest = ReplicaConfig(n=1, max_message_bytes=MIN_MESSAGE_BYTES)
+    assert smallest.value_limit + LIVE_SLACK <= smallest.entry_limit
+    with pytest.raises(ValueError, match="max_message_bytes must be >= 65536"):
+        ReplicaConfig(n=1, max_message_bytes=6000)
+    r = Replica(smallest, "A")
+    room = smallest.value_limit - value_size("cart") - 16
+    value = filler * (room // (value_size(filler * 2) - value_size(filler)) - 4)
+    assert room - 64 < value_size(value) <= room  # what the handles check: it passes
+    r.local_update(1, "cart", "orset", lambda s: s.add("A", value), 0.0, checked=True)
+    state = r.value("cart")
+    assert state is not None and state.value == frozenset({value})
 
 
 def test_a_broken_promise_of_a_checked_caller_is_a_local_protocol_error() -> None:
@@ -145,6 +147,6 @@ def test_max_value_bytes_is_checked(fields: dict[str, Any], error: type[Exceptio
 
 def test_max_value_bytes_defaults_to_half_a_message() -> None:
     assert ReplicaConfig().value_limit == 2 * 1024 * 1024
-    assert ReplicaConfig(max_message_bytes=1000).value_limit == 500
+    assert ReplicaConfig(max_message_bytes=128 * 1024).value_limit == 64 * 1024
     assert ReplicaConfig(max_value_bytes=1000).value_limit == 1000
     assert ReplicaConfig().entry_limit == 4 * 1024 * 1024 - MESSAGE_ENVELOPE
