@@ -27,6 +27,10 @@ The log entries of a ``Push`` or ``Deltas`` travel with the seals of their origi
   or, in a sloppy quorum, for a fallback to hold on behalf of ``hint_for``.
 * ``Ack(ids)`` — acknowledges ``Push.push_id``, ``Deltas.batch_id`` and
   ``SnapshotChunk.batch_id`` values: the receiver has made them durable.
+* ``AckExcept(push_id, skipped)`` — acknowledges the ``Push`` ``push_id`` but for its
+  entries at the positions ``skipped``, which the receiver set aside (stamped too far ahead
+  of its clock): the rest is durable there. A type of its own, so that a peer that does not
+  know it refuses it rather than read it as an ``Ack`` of every entry.
 * ``ReadReq(req_id, key, kind)`` / ``ReadResp(req_id, key, kind, state)`` — quorum reads of
   the object ``(key, kind)`` (an object is named by its key and kind: one key written
   offline as two kinds by two peers holds both).
@@ -100,6 +104,7 @@ __all__ = [
     "REPLICA_ID_PATTERN",
     "SEQ_LIMIT",
     "Ack",
+    "AckExcept",
     "AuthReply",
     "Ctx",
     "Deltas",
@@ -280,6 +285,12 @@ class Ack(_Message):
     ids: list[int]
 
 
+class AckExcept(_Message):
+    t: Literal["ack_except"] = "ack_except"
+    push_id: int
+    skipped: list[Annotated[int, Field(ge=0, lt=2**31)]] = Field(min_length=1, max_length=65536)
+
+
 class ReadReq(_Message):
     t: Literal["read"] = "read"
     req_id: int
@@ -385,6 +396,7 @@ Message = Annotated[
     | Goodbye
     | Push
     | Ack
+    | AckExcept
     | ReadReq
     | ReadResp
     | Repair

@@ -277,10 +277,11 @@ class Replica:
                     batch, skewed = check.push(peer_id, message, self._peek(now))
                     self._data.require(oid[0] for oid in (*batch.groups, *batch.rejoin))
                     now = self._begin(now)
-                    # An ack says that every entry it covers is durable here: none for a
-                    # push with entries set aside (its sender keeps them, and retries).
+                    # An ack says that every entry it covers is durable here: a push with
+                    # entries set aside is acked but for them (its sender keeps them, and
+                    # retries), so that the writes it carries beside them complete.
                     self._membership.set_aside(peer_id, skewed, now)
-                    self._on_push(peer_id, message, batch, now, ack=not skewed)
+                    self._on_push(peer_id, message, batch, now)
                 case m.Deltas():
                     batch, skewed = check.deltas(peer_id, message, self._peek(now))
                     self._data.require(oid[0] for oid in batch.groups)
@@ -298,7 +299,7 @@ class Replica:
                     else:
                         self._anti_entropy.on_snapshot(peer_id, message, states, summary)
                         self._progress.received(peer_id, message, now)
-                case m.Ack():
+                case m.Ack() | m.AckExcept():
                     self._on_ack(peer_id, message, self._begin(now))
                 case m.ReadReq():
                     check.read_request(peer_id, message)
@@ -658,9 +659,7 @@ class Replica:
         self._membership.set_aside(peer_id, [skew], now)
         return None
 
-    def _on_push(
-        self, peer: str, msg: m.Push, batch: CheckedBatch, now: float, *, ack: bool = True
-    ) -> None:
+    def _on_push(self, peer: str, msg: m.Push, batch: CheckedBatch, now: float) -> None:
         hint_for = msg.hint_for
         if hint_for is not None:  # entries are held as hints only for one replica
             self._hints.hold(hint_for, batch.hints, now)
@@ -669,18 +668,24 @@ class Replica:
             self._data.merge_state(key, delta)
         if hint_for is not None:
             self._hints.handoff_soon(hint_for, now)
-        if ack:
+        if batch.set_aside:
+            skipped = batch.set_aside
+            self._outbox.emit(Send(peer, m.AckExcept(push_id=msg.push_id, skipped=skipped)))
+        else:
             self._outbox.emit(Send(peer, m.Ack(ids=[msg.push_id])))
 
-    def _on_ack(self, peer: str, msg: m.Ack, now: float) -> None:
+    def _on_ack(self, peer: str, msg: m.Ack | m.AckExcept, now: float) -> None:
         handoff = False
-        for bid in msg.ids:
+        ids, skipped = (msg.ids, None) if isinstance(msg, m.Ack) else ([msg.push_id], msg.skipped)
+        for bid in ids:
             record = self._outbound.acked(peer, bid)
             if record is None:
                 continue  # a duplicate, or for a message we gave up on
             if record.ae:
                 self._anti_entropy.acked(peer, bid, now)
                 continue
+            if skipped is not None:
+                record = record.without(skipped)
             self._writes.acked(peer, record)
             self._propagation.acked(peer, record.entries, record.hint_for)
             for hid in record.hint_ids:

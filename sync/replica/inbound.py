@@ -261,6 +261,7 @@ class Inbound:
                 stamp = _ahead(raw, kind, limit_ms)
                 if stamp is not None:
                     skewed.append(Skewed(stamp[1], stamp[0] - now_ms, _where(i, e)))
+                    out.set_aside.append(i)
                     continue
             if ring is not None and me not in ring.preference_list(p):
                 if origin == me:

@@ -119,6 +119,9 @@ class CheckedBatch:
     #: them is acknowledged only once they are joined in (see :mod:`sync.replica.theory`,
     #: "An ack means applied").
     rejoin: dict[ObjectId, tuple[int, CRDT]] = field(default_factory=dict)
+    #: The positions, in the message, of the entries set aside for clock skew (neither
+    #: applied nor held): a ``Push``'s ack leaves them out (``AckExcept``).
+    set_aside: list[int] = field(default_factory=list)
 
 
 def live_kinds(objects: Mapping[str, CRDT] | None) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ Knows the outbox, the timers and membership.
 from __future__ import annotations
 
 import json
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,23 @@ class AwaitingAck:
     hint_for: str | None = None
     sent_at: float = 0.0
     entries: list[LogEntry] = field(default_factory=list)
+    # The position in ``entries`` of the entry of each of ``ops`` and of ``hint_ids``.
+    op_at: list[int] = field(default_factory=list)
+    hint_at: list[int] = field(default_factory=list)
+
+    def without(self, skipped: Iterable[int]) -> AwaitingAck:
+        """This record less the entries at the positions ``skipped`` (an ``AckExcept``: the
+        receiver set them aside), with their writes and hints."""
+        out = set(skipped)
+        return AwaitingAck(
+            self.peer,
+            self.ae,
+            [op for op, i in zip(self.ops, self.op_at, strict=True) if i not in out],
+            [h for h, i in zip(self.hint_ids, self.hint_at, strict=True) if i not in out],
+            self.hint_for,
+            self.sent_at,
+            [e for i, e in enumerate(self.entries) if i not in out],
+        )
 
 
 @dataclass(slots=True)
@@ -200,12 +217,15 @@ class Outbound:
             self._awaiting[(peer, buf.push_id)] = record
             if _SWEEP not in self._timers:
                 self._timers.set(_SWEEP, now + 2 * self._config.write_timeout)
+        at = len(buf.entries)
         buf.entries.append(entry)
         buf.size += size
         if op_id is not None:
             buf.record.ops.append(op_id)
+            buf.record.op_at.append(at)
         if hint_id is not None:
             buf.record.hint_ids.append(hint_id)
+            buf.record.hint_at.append(at)
 
     def _send(self, buf: PushBuffer) -> None:
         del self._buffers[(buf.peer, buf.hint_for, buf.early)]

@@ -50,8 +50,8 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   order). Pushes queued for a peer until the
   next drain are coalesced into one ``Push`` (at most ``ae_batch`` entries and about half of
   ``max_message_bytes`` each); an ``Ack`` of a push id acknowledges every operation it
-  carried. A key changed by several inputs of
-  one drain gets one ``Changed`` (at its first change).
+  carried (an ``AckExcept``, every one but those whose entries it names). A key changed by
+  several inputs of one drain gets one ``Changed`` (at its first change).
 * **Writes** (:meth:`local_update`) persist locally first and never fail for lack of network.
   The local ack counts if this replica is a home of the key, or always in sloppy mode.
   Homes that are up get a ``Push``; for each home that is down, sloppy mode picks a fallback
@@ -138,9 +138,10 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   register's, also inside a map) more than ``max_clock_skew`` ahead of ``now`` is *set
   aside*: not applied, not logged, not held as a hint, and counted per writer in
   ``status()["clock_skew"]`` with an :class:`~sync.effects.Alarm` (at most one per writer
-  every ten minutes). A ``Push`` with such an entry is not acked (its sender keeps the entry,
-  and a non-home coordinator its hints), a ``Deltas`` is (our next summary still lacks the
-  entry), a snapshot chunk with such a state is neither applied nor acked (its round
+  every ten minutes). A ``Push`` with such an entry is acked but for it (``AckExcept``
+  names its position: its sender keeps the entry, and a non-home coordinator its hints,
+  while the writes beside it in the push complete), a ``Deltas`` is (our next summary still
+  lacks the entry), a snapshot chunk with such a state is neither applied nor acked (its round
   restarts later), a repair is dropped and a read reply counts without its state. Set
   aside, not refused: the other entries of the message are applied and the link stays, and
   anti-entropy offers the entry again every round until our clock comes within the bound of

@@ -16,7 +16,7 @@ import crdt
 from crdt import Timestamp
 from sync import messages as m
 from sync.config import ReplicaConfig
-from sync.effects import Alarm, Loaded, PeerRecord, Persist, Send
+from sync.effects import Alarm, Loaded, LogDot, PeerRecord, Persist, Send
 from sync.replica import Replica
 from sync.ring import partition_of
 
@@ -52,7 +52,7 @@ def _alarms(fx: list[Any]) -> list[Alarm]:
     return [e for e in fx if isinstance(e, Alarm)]
 
 
-def test_a_push_applies_its_good_entries_sets_the_skewed_one_aside_and_is_not_acked() -> None:
+def test_a_push_applies_its_good_entries_and_acks_all_but_the_skewed_one() -> None:
     r = _replica()
     good = _entry("g", crdt.new("gcounter").increment("B").to_dict())
     skewed = _entry("title", _lww("ahead", DAY), seq=2)
@@ -60,7 +60,10 @@ def test_a_push_applies_its_good_entries_sets_the_skewed_one_aside_and_is_not_ac
     fx = r.effects()
     logged = [(e.key, e.seq) for p in fx if isinstance(p, Persist) for e in p.log]
     assert logged == [("g", 1)] and r.value("title") is None and r.current_value("g") == 1
-    assert "Ack" not in _sent(fx)  # an ack would say the skewed entry is durable here
+    # A plain ack would say the skewed entry is durable here: the ack leaves it out.
+    assert "Ack" not in _sent(fx)
+    (ack,) = [e.message for e in fx if isinstance(e, Send) and isinstance(e.message, m.AckExcept)]
+    assert (ack.push_id, ack.skipped) == (5, [1])
     (alarm,) = _alarms(fx)
     assert alarm.kind == "clock_skew" and alarm.peer == "B"
     assert "86400.0 s ahead" in alarm.message and "allowed 60 s" in alarm.message
@@ -69,7 +72,7 @@ def test_a_push_applies_its_good_entries_sets_the_skewed_one_aside_and_is_not_ac
     # Offered again while the clock is still behind: set aside again, no second alarm yet.
     r.receive("B", m.Push(push_id=6, entries=[skewed]), NOW + 10)
     fx = r.effects()
-    assert _alarms(fx) == [] and "Ack" not in _sent(fx)
+    assert _alarms(fx) == [] and "Ack" not in _sent(fx) and "AckExcept" in _sent(fx)
     assert r.status()["clock_skew"]["B"]["set_aside"] == 2
     # Once our clock is within the bound of the timestamp, it is taken.
     r.receive("B", m.Push(push_id=7, entries=[skewed]), NOW + DAY - 60)
@@ -196,3 +199,31 @@ def test_a_dot_we_know_of_but_do_not_log_is_checked_as_a_new_one() -> None:
     r.local_update(9, key, "lww", lambda x: x.set("A", "ours", now_ms=int(NOW * 1000) + 1), NOW)
     r.effects()
     assert r.current_value(key) == "ours"
+
+
+def test_the_writes_beside_a_skewed_one_in_a_push_complete() -> None:
+    """B's clock is a day ahead: in one drain it sets a register (w=1) and adds to a set
+    (w=2). A sets the register aside and applies the add: B's add completes with A's ack
+    (before, the whole push went unacked and the add failed, QuorumNotReached, for a
+    register it had nothing to do with), and A is not counted as holding the register."""
+    a = _replica()
+    b = Replica(CONFIG, "B", Loaded(peers={"A": PeerRecord("A")}), now=NOW)
+    b.peer_up("A", NOW)
+    b.effects()
+    ahead_ms = int((NOW + DAY) * 1000)
+    b.local_update(1, "title", "lww", lambda v: v.set("B", "ahead", now_ms=ahead_ms), NOW, w=1)
+    b.local_update(2, "cart", "orset", lambda s: s.add("B", "milk"), NOW, w=2)
+    pushes = [e.message for e in b.effects() if isinstance(e, Send) and e.peer == "A"]
+    assert len(pushes) == 1 and len(pushes[0].entries) == 2  # one push carries both
+    a.receive("B", m.decode(m.encode(pushes[0])), NOW)
+    replies = [e.message for e in a.effects() if isinstance(e, Send) and e.peer == "B"]
+    assert a.current_value("cart") == frozenset({"milk"}) and a.value("title") is None
+    for reply in replies:
+        b.receive("A", m.decode(m.encode(reply)), NOW)
+    done = {e.op_id: e.result for e in b.effects() if type(e).__name__ == "WriteDone"}
+    assert set(done) == {2} and done[2].acks == 2
+    title = next(e for e in pushes[0].entries if e.key == "title")
+    where = b.whereabouts("title", LogDot(title.origin, title.partition, title.seq))
+    assert "A" not in where.at_homes
+    cart = next(e for e in pushes[0].entries if e.key == "cart")
+    assert "A" in b.whereabouts("cart", LogDot(cart.origin, cart.partition, cart.seq)).at_homes

@@ -242,7 +242,7 @@ REQ_IDS_OR_NOT = [*REQ_IDS, *PUSH_IDS, 0, -1]
 TYPES = ["push"] * 4 + ["deltas"] * 3 + ["snapshot"] * 2 + ["summary"] * 2
 TYPES += ["repair", "read_resp", "read", "ack", "forget", "ping", "hello"]
 TYPES += ["digest", "part_digests", "read_digest", "read_digest_resp", "read_digest_resp"]
-TYPES += ["read_fetch"]
+TYPES += ["read_fetch", "ack_except"]
 # Digests as sync.digest spells them, and spoilt ones.
 DIGESTS = ["0123456789abcdef", "ffffffffffffffff", "", "0123456789ABCDEF", "x" * 16, "00" * 9]
 
@@ -366,6 +366,9 @@ def message(c: Choices) -> dict[str, Any]:
         return {**msg, "seen": _ctx(c)}
     if t == "ack":
         return {"t": t, "ids": [c.pick(REQ_IDS_OR_NOT) for _ in range(c.upto(3))]}
+    if t == "ack_except":
+        skipped = [c.pick([0, 1, 2, 7, -1, 2**31]) for _ in range(c.upto(3))]
+        return {"t": t, "push_id": c.pick(REQ_IDS_OR_NOT), "skipped": skipped}
     if t == "forget":
         return {"t": t, "replica_id": c.pick(IDS)}
     if t == "ping":
