@@ -327,7 +327,7 @@ def _keep_folder_problem(folder: Path) -> str | None:
         elif not folder.exists() and not folder.is_symlink():
             folder.mkdir(parents=True)
     except OSError as exc:
-        return f"cannot make the folder: {describe(exc)}"
+        return f"cannot make the folder: {exc.strerror or describe(exc)}"
     return None
 
 

@@ -11,17 +11,26 @@ import secrets
 import ssl
 import sys
 
-from shoal.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, read_secret
+from shoal.commands.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    describe,
+    error,
+    fail,
+    read_secret,
+)
 
 __all__ = ["cmd_forget"]
 
 
-async def _admin(args: argparse.Namespace, secret: bytes, *, dry_run: bool) -> tuple[bool, str]:
+async def _admin(
+    args: argparse.Namespace, secret: bytes, context: ssl.SSLContext | None, *, dry_run: bool
+) -> tuple[bool, str]:
     from websockets.asyncio.client import connect
 
     from sync.transport.auth import AdminRequest, Identity, admin_call
 
-    context = ssl.create_default_context(cafile=args.tls_ca) if args.url.startswith("wss") else None
     me = Identity(f"admin-{secrets.token_hex(6)}", args.group, secret)
     request = AdminRequest(
         op="unforget" if args.undo else "forget",
@@ -29,7 +38,8 @@ async def _admin(args: argparse.Namespace, secret: bytes, *, dry_run: bool) -> t
         dry_run=dry_run,
         operator=_operator(),
     )
-    async with connect(args.url, ssl=context, open_timeout=args.timeout) as ws:
+    wss = args.url.startswith("wss://")
+    async with connect(args.url, ssl=context if wss else None, open_timeout=args.timeout) as ws:
         reply = await admin_call(ws, me, request, timeout=args.timeout)
     return reply.ok, reply.detail
 
@@ -57,11 +67,19 @@ def _confirmed(args: argparse.Namespace, what: str) -> bool | None:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from websockets.exceptions import InvalidURI, WebSocketException
+    from websockets.exceptions import WebSocketException
 
     from sync.messages import REPLICA_ID_PATTERN, is_replica_id
+    from sync.transport.addresses import check_peer_url
     from sync.transport.auth import HandshakeError
+    from sync.transport.opening import client_ssl_context
 
+    try:
+        # A URL without a port is taken (the scheme's default, a TLS proxy's 443): this
+        # command tries once and says why it failed, unlike a peer that keeps dialling.
+        check_peer_url(args.url, "URL", port_required=False)
+    except ValueError as exc:
+        return fail(f"forget: {exc}", EXIT_USAGE)
     if not is_replica_id(args.replica_id):
         return fail(
             f"forget: not a replica id: {args.replica_id[:80]!r} (one is {REPLICA_ID_PATTERN})",
@@ -70,9 +88,13 @@ def cmd_forget(args: argparse.Namespace) -> int:
     try:
         secret = read_secret(args.secret_file)
     except ValueError as exc:
-        return fail(str(exc), EXIT_USAGE)
+        return fail(f"forget: {exc}", EXIT_USAGE)
     try:
-        ok, detail = asyncio.run(_admin(args, secret, dry_run=True))
+        context = client_ssl_context(args.tls_ca, "--tls-ca")
+    except OSError as exc:  # a file that cannot be loaded (ssl.SSLError is an OSError)
+        return error(args, exc, f"forget: {describe(exc)}")
+    try:
+        ok, detail = asyncio.run(_admin(args, secret, context, dry_run=True))
         if not ok:
             return fail(f"forget: {args.url}: {detail}")
         answer = _confirmed(args, f"{args.url}: {detail}")
@@ -84,9 +106,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
         if not answer:
             print("nothing done")
             return EXIT_FAILED
-        ok, detail = asyncio.run(_admin(args, secret, dry_run=False))
-    except InvalidURI:
-        return fail(f"forget: not a ws:// or wss:// URL: {args.url!r}", EXIT_USAGE)
+        ok, detail = asyncio.run(_admin(args, secret, context, dry_run=False))
     except (HandshakeError, WebSocketException, OSError, TimeoutError) as exc:
         return fail(f"forget: {exc}")
     if not ok:

@@ -2,8 +2,9 @@
 output and exit statuses are in :mod:`shoal.cli`).
 
 Checks the addresses, secret, token files and ``--client-api`` before anything opens (exit
-2), prints the URL to dial, keeps a catch-up progress line on a terminal's stderr, and exits
-3 when the store refused a commit (fail-stop).
+2) and loads the TLS files (exit 1 for one that cannot be loaded), prints the URL to dial,
+keeps a catch-up progress line on a terminal's stderr, and exits 3 when the store refused a
+commit (fail-stop).
 """
 
 from __future__ import annotations
@@ -194,12 +195,25 @@ def _serve_usage(args: argparse.Namespace) -> tuple[bytes, bool | bytes]:
     return secret, mode == "on"
 
 
+def _check_tls(args: argparse.Namespace) -> None:
+    """Load the TLS files as ``Peer.open`` will, so that a mistake names the option:
+    ``ValueError`` for a certificate without its key (bad usage), ``OSError`` for a file
+    that cannot be loaded (the command fails: docs/operations.md)."""
+    from sync.transport.opening import client_ssl_context, server_ssl_context
+
+    server_ssl_context(args.tls_cert, args.tls_key, ("--tls-cert", "--tls-key"))
+    client_ssl_context(args.tls_ca, "--tls-ca")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         secret, http = _serve_usage(args)
         client_api = _client_api_args(args)
+        _check_tls(args)
     except ValueError as exc:
         return fail(f"serve: {exc}", EXIT_USAGE)
+    except OSError as exc:  # a TLS file that cannot be loaded (ssl.SSLError is an OSError)
+        return error(args, exc, f"serve: {describe(exc)}")
     logging.basicConfig(
         level=args.log_level,
         stream=sys.stderr,

@@ -13,6 +13,10 @@ runs real processes for the mistakes of databases and ports.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,9 @@ from shoal import cli
 from tests.transport.conftest import SECRET
 
 __all__: list[str] = []
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHONPATH = os.environ.get("PYTHONPATH", "")
 
 # Nothing listens on port 1 of loopback: a mistake the command misses fails later, and
 # differently (connection refused), instead of reaching a peer.
@@ -70,9 +77,8 @@ def _forget(url: str, secret_file: Path, *more: str) -> list[str]:
 @pytest.mark.parametrize("make", BAD_FILES, ids=lambda f: f.__name__.strip("_"))
 @pytest.mark.parametrize("scheme", ["wss", "https"])
 def test_status_names_a_bad_tls_ca_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: object, scheme: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Callable[[Path], Path], scheme: str
 ) -> None:
-    assert callable(make)
     ca = make(tmp_path)
     assert cli.main(["status", f"{scheme}://{NOWHERE}", "--tls-ca", str(ca)]) == 1
     line = one_line(capsys.readouterr().err)
@@ -81,9 +87,11 @@ def test_status_names_a_bad_tls_ca_file(
 
 @pytest.mark.parametrize("make", BAD_FILES, ids=lambda f: f.__name__.strip("_"))
 def test_forget_names_a_bad_tls_ca_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], secret_file: Path, make: object
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    secret_file: Path,
+    make: Callable[[Path], Path],
 ) -> None:
-    assert callable(make)
     ca = make(tmp_path)
     assert cli.main(_forget(f"wss://{NOWHERE}", secret_file, "--tls-ca", str(ca))) == 1
     line = one_line(capsys.readouterr().err)
@@ -101,7 +109,7 @@ def test_a_timeout_must_be_a_finite_number_of_seconds_above_0(
     url = f"ws://{NOWHERE}"
     args = ["status", url] if command == "status" else _forget(url, secret_file)
     with pytest.raises(SystemExit) as done:
-        cli.main([*args, "--timeout", value])
+        cli.main([*args, f"--timeout={value}"])  # (argparse reads "-inf" as an option)
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -157,7 +165,7 @@ def test_status_and_forget_take_a_url_without_a_port(
     # 443) is a reasonable thing to ask for (a peer behind a TLS proxy); nothing listens on
     # port 80 of 127.0.0.2 here.
     assert cli.main(["status", "ws://127.0.0.2", "--timeout", "2"]) == 1
-    assert "cannot read http://127.0.0.2/status" in one_line(capsys.readouterr().err)
+    assert "http://127.0.0.2/status" in one_line(capsys.readouterr().err)
     assert cli.main(_forget("ws://127.0.0.2", secret_file, "--timeout", "2")) == 1
     assert one_line(capsys.readouterr().err).startswith("shoal: forget: ")
 
@@ -189,10 +197,9 @@ def test_serve_names_a_bad_tls_file_and_makes_nothing(
     capsys: pytest.CaptureFixture[str],
     secret_file: Path,
     pem_pair: tuple[Path, Path],
-    make: object,
+    make: Callable[[Path], Path],
     option: str,
 ) -> None:
-    assert callable(make)
     bad = make(tmp_path)
     files = {"--tls-cert": str(pem_pair[0]), "--tls-key": str(pem_pair[1]), option: str(bad)}
     before = sorted(tmp_path.iterdir())
@@ -233,7 +240,7 @@ def test_serve_refuses_a_certificate_without_its_key_as_bad_usage(
     given = pem_pair[0] if option == "--tls-cert" else pem_pair[1]
     assert cli.main(_serve(tmp_path, secret_file, option, str(given))) == 2
     line = one_line(capsys.readouterr().err)
-    assert line == "shoal: serve: TLS needs both --tls-cert and --tls-key (or neither)", line
+    assert line == "shoal: serve: TLS needs both a certificate and a key (--tls-cert and --tls-key)"
     assert not (tmp_path / "never.db").exists()
 
 
@@ -259,15 +266,22 @@ def test_serve_refuses_a_peer_url_without_a_port(
 # -- demo --keep ----------------------------------------------------------------------------
 
 
-def test_demo_names_a_keep_folder_it_cannot_make(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_demo_names_a_keep_folder_it_cannot_make(tmp_path: Path) -> None:
+    # A real process: importing shoal.demo here would hide it from the test that runs
+    # ``shoal demo`` without it (tests/shoal/test_cli.py).
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     keep = a_file / "x"
-    assert cli.main(["demo", "--keep", str(keep)]) == 2
-    captured = capsys.readouterr()
-    line = one_line(captured.err)
-    assert line.startswith(f"shoal: demo: --keep {keep}: cannot make the folder: "), line
-    assert captured.out == ""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), PYTHONPATH)))}
+    done = subprocess.run(
+        [sys.executable, "-m", "shoal", "demo", "--keep", str(keep)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    line = one_line(done.stderr)
+    assert line == f"shoal: demo: --keep {keep}: cannot make the folder: Not a directory", line
+    assert done.stdout == ""
     assert sorted(tmp_path.iterdir()) == [a_file] and a_file.read_text() == "x"

@@ -55,7 +55,8 @@ CASES = [
 async def test_a_tls_file_that_cannot_be_loaded_is_named(
     tmp_path: Path, pem: dict[str, Path], arg: str, bad: str, kind: type[OSError], why: str
 ) -> None:
-    given = {"tls_cert": str(pem["cert"]), "tls_key": str(pem["key"]), arg: str(pem[bad])}
+    given: dict[str, Any] = {"tls_cert": str(pem["cert"]), "tls_key": str(pem["key"])}
+    given[arg] = str(pem[bad])
     before = sorted(tmp_path.iterdir())
     with pytest.raises(kind) as raised:
         await Peer.open(str(tmp_path / "never.db"), transport=FAST_TRANSPORT, **given)
