@@ -45,6 +45,7 @@ __all__ = [
     "key_to_json",
     "normalize",
     "plain_strings",
+    "read_json",
     "sorted_keys",
     "sorted_pairs",
     "str_text",
@@ -62,6 +63,11 @@ _MAX_INT_BITS = 13_000
 #: of them at most), so a deeper value was taken, then made the database unopenable and the
 #: links that carried it drop for good. 64 leaves that reader more than 60 levels to spare.
 MAX_DEPTH = 64
+# What a value decoded from a state may nest: a JSON text that deep was read by no JSON reader
+# a peer uses (they stop at about 200); the bound keeps a state built in Python from
+# recursing without end. A peer of an older version took values deeper than MAX_DEPTH: its
+# states still load.
+_READ_DEPTH = 256
 
 
 def plain(value: object) -> bool:
@@ -84,10 +90,12 @@ def plain_key(value: object) -> bool:
     return t is int and value.bit_length() <= _MAX_INT_BITS  # type: ignore[attr-defined]
 
 
-def check_json(value: object, path: str = "value", depth: int = 0) -> None:
+def check_json(
+    value: object, path: str = "value", depth: int = 0, max_depth: int = MAX_DEPTH
+) -> None:
     """Raise TypeError naming the type (and where) if ``value`` is not a JSON value, and
-    ValueError if it nests more than :data:`MAX_DEPTH` arrays and objects (a value that
-    contains itself included). ``depth``: the containers ``value`` is in."""
+    ValueError if it nests more than ``max_depth`` arrays and objects (a value that contains
+    itself included). ``depth``: the containers ``value`` is in."""
     t = type(value)
     if t is str:
         if not cast(str, value).isascii():
@@ -110,13 +118,13 @@ def check_json(value: object, path: str = "value", depth: int = 0) -> None:
         if not math.isfinite(cast(float, value)):
             raise TypeError(f"non-finite float {value!r} is not a JSON value (at {path})")
         return
-    if (t is list or t is tuple or t is dict) and depth >= MAX_DEPTH:
+    if (t is list or t is tuple or t is dict) and depth >= max_depth:
         raise ValueError(
-            f"a value may nest at most {MAX_DEPTH} arrays and objects deep (at {path[:80]}...)"
+            f"a value may nest at most {max_depth} arrays and objects deep (at {path[:80]}...)"
         )
     if t is list or t is tuple:
         for i, x in enumerate(cast("list[object]", value)):
-            check_json(x, f"{path}[{i}]", depth + 1)
+            check_json(x, f"{path}[{i}]", depth + 1, max_depth)
         return
     if t is dict:
         for k, x in cast("dict[object, object]", value).items():
@@ -124,7 +132,7 @@ def check_json(value: object, path: str = "value", depth: int = 0) -> None:
                 raise TypeError(
                     f"JSON object keys must be str, got {type(k).__name__} {k!r} (at {path})"
                 )
-            check_json(x, f"{path}[{k!r}]", depth + 1)
+            check_json(x, f"{path}[{k!r}]", depth + 1, max_depth)
         return
     raise TypeError(f"{t.__name__} is not a JSON value (at {path})")
 
@@ -165,15 +173,16 @@ class _Key:
 Key = str | int | _Key
 
 
-def freeze(element: object, what: str = "element") -> Key:
+def freeze(element: object, what: str = "element", max_depth: int = MAX_DEPTH) -> Key:
     """Check ``element`` is a hashable JSON value and return its internal key.
 
-    Raises TypeError (naming the type) for non-JSON values and for JSON objects.
+    Raises TypeError (naming the type) for non-JSON values and for JSON objects, ValueError
+    for one nested deeper than ``max_depth``.
     """
     t = type(element)
     if (t is str and element.isascii()) or (t is int and element.bit_length() <= _MAX_INT_BITS):  # type: ignore[attr-defined]
         return element  # type: ignore[return-value]
-    check_json(element, what)
+    check_json(element, what, 0, max_depth)
     if t is str or t is int:
         return element  # type: ignore[return-value]
     if _has_object(element):
@@ -190,8 +199,18 @@ def decode_key(raw: object, path: str, what: str = "element") -> Key:
     if plain_key(raw):
         return raw  # type: ignore[return-value]
     try:
-        return freeze(raw, what)
-    except TypeError as exc:
+        return freeze(raw, what, _READ_DEPTH)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(path, str(exc)) from exc
+
+
+def read_json(value: object, path: str) -> None:
+    """:func:`check_json` for a value decoded from a state (at ``path``), nested at most a
+    JSON reader's depth, not :data:`MAX_DEPTH` (a write's bound); DecodeError if it is not
+    one."""
+    try:
+        check_json(value, path, 0, _READ_DEPTH)
+    except (TypeError, ValueError) as exc:
         raise DecodeError(path, str(exc)) from exc
 
 

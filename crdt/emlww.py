@@ -18,7 +18,16 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from crdt._flat import flat, rows
-from crdt._json import REPLICA_TEXTS, canonical, check_json, json_text, normalize, plain, str_text
+from crdt._json import (
+    REPLICA_TEXTS,
+    canonical,
+    check_json,
+    json_text,
+    normalize,
+    plain,
+    read_json,
+    str_text,
+)
 from crdt.causal_context import CausalContext, claim_dot
 from crdt.dot import MAX_INT, Dot, check_replica, dot_from_json, dot_or_none
 from crdt.embedded import DotTaker, FlatKind
@@ -183,10 +192,7 @@ class LWWKind(FlatKind):
                 w, n, r = timestamp_from_json(raw_ts, f"{path}[{i}][1]")
             t = type(value)
             if not (t is str or t is int or t is bool or value is None):
-                try:
-                    check_json(value, f"{path}[{i}][2]")
-                except TypeError as exc:
-                    raise DecodeError(f"{path}[{i}][2]", str(exc)) from exc
+                read_json(value, f"{path}[{i}][2]")
                 value = normalize(value)
             out.append((dot[0], dot[1], w, n, r, value))
         if len(out) > 1:

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, field
-from crdt._json import REPLICA_TEXTS, canonical, check_json, json_text, normalize
+from crdt._json import REPLICA_TEXTS, canonical, check_json, json_text, normalize, read_json
 from crdt._split import check_budget
 from crdt.dot import check_replica
 from crdt.errors import DecodeError
@@ -253,10 +253,7 @@ class LWWRegister:
         body = check_header(d, cls.kind, _FIELDS)
         value = field(body, "value", "value")
         raw_ts = field(body, "ts", "ts")
-        try:
-            check_json(value)
-        except TypeError as exc:
-            raise DecodeError("value", str(exc)) from exc
+        read_json(value, "value")
         r = cls()
         deleted = body.get("deleted", False)
         if deleted is not True and "deleted" in body:

@@ -33,6 +33,7 @@ from crdt._json import (
     check_json,
     json_text,
     normalize,
+    read_json,
 )
 from crdt._split import CAUSAL_OVERHEAD, check_budget, dot_bytes, pack, removed_contexts, utf8_len
 from crdt.causal_context import CausalContext, context_of, decode_causal
@@ -239,10 +240,7 @@ def decode_dotfun(entries: list[Any], ctx: CausalContext, path: str) -> dict[Dot
             raise DecodeError(f"{p}[0]", "duplicate dot")
         if not ctx.contains(dot):
             raise DecodeError(f"{p}[0]", "dot not covered by ctx")
-        try:
-            check_json(entry[1], f"{p}[1]")
-        except TypeError as exc:
-            raise DecodeError(f"{p}[1]", str(exc)) from exc
+        read_json(entry[1], f"{p}[1]")
         out[dot] = normalize(entry[1])
     return out
 

@@ -46,10 +46,11 @@ two replicas still join deterministically, and the key then holds both: a *kind 
 (:meth:`ORMap.clashes`). ``value`` and ``get`` show the kind that comes last in
 alphabetical order, ``get(key, kind)`` either; ``update`` refuses both kinds (TypeError,
 naming them) until ``remove(key, kind=...)`` drops the one not kept, as a top-level key
-written as two kinds does. Keys are hashable JSON values, as ORSet elements. Maps nest at
-most :data:`MAX_NESTING` deep (an update that would make a map that deep inside others
-raises ValueError): with values of at most :data:`crdt._json.MAX_DEPTH` levels, the whole
-encoding stays well within what a JSON reader takes.
+written as two kinds does. Keys are hashable JSON values, as ORSet elements. An update
+nests maps at most :data:`MAX_NESTING` deep, the outermost counted (one that would nest a
+map deeper raises ValueError): with values of at most :data:`crdt._json.MAX_DEPTH` levels,
+what a write makes stays well within what a JSON reader takes. (A state decoded from a peer
+of an older version may nest deeper: it is read as it is.)
 
 Encoding: ``{"type": "ormap", "v": 1, "entries": [[key, kind, body], ...], "ctx": {...}}``,
 entries sorted by (key's canonical JSON, kind); ``body`` is the kind's encoding of its store
@@ -58,7 +59,6 @@ entries sorted by (key's canonical JSON, kind); ``body`` is the kind's encoding 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -106,9 +106,6 @@ __all__ = ["MAX_NESTING", "ORMap"]
 #: The most maps an ORMap value nests in one another, the outermost counted (each adds two
 #: levels to the encoding: see :data:`crdt._json.MAX_DEPTH`).
 MAX_NESTING = 32
-# The nested maps being updated right now, one inside another, in this thread: an update
-# of a nested map runs inside its parent's (``fn`` gets a view with no link to its parent).
-_nesting = threading.local()
 
 _FIELDS = frozenset({"entries", "ctx"})  # the body fields of the encoding
 
@@ -118,21 +115,6 @@ MapStore = dict[EntryKey, Any]
 # The registry's tables (crdt/embedded.py updates them in place as kinds are registered).
 _KINDS = REGISTRY.by_kind
 _OTHERS = REGISTRY.others
-
-
-def _nested_update(
-    impl: Any, before: Any, ctx: CausalContext, fn: Callable[[Any], object]
-) -> tuple[Any, list[Dot]]:
-    """``impl.update`` of a nested map, counting the maps it runs inside (MAX_NESTING)."""
-    depth = getattr(_nesting, "depth", 1)
-    if depth >= MAX_NESTING:
-        raise ValueError(f"maps nest at most {MAX_NESTING} deep (this one would be deeper)")
-    _nesting.depth = depth + 1
-    try:
-        result: tuple[Any, list[Dot]] = impl.update(before, ctx, fn)
-        return result
-    finally:
-        _nesting.depth = depth
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,13 +216,14 @@ class ORMap:
     """
 
     kind: ClassVar[str] = "ormap"
-    __slots__ = ("_ctx", "_entries", "_index")
+    __slots__ = ("_ctx", "_depth", "_entries", "_index")
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self) -> None:
         self._entries: MapStore = {}
         self._ctx = CausalContext()
         self._index: dict[Dot, EntryKey] | None = {}
+        self._depth = 1  # the maps this one is in, itself counted: a view's is set by update
 
     @classmethod
     def _delta(cls, entries: MapStore, ctx: CausalContext) -> ORMap:
@@ -249,6 +232,7 @@ class ORMap:
         m._entries = entries
         m._ctx = ctx
         m._index = None
+        m._depth = 1
         return m
 
     def _store_copy(self) -> MapStore:
@@ -388,9 +372,8 @@ class ORMap:
                 raise TypeError(f"key {key!r} holds {_a(o)}, not {_a(kind)}")
         ctx = self._ctx
         if kind == "ormap":
-            after, new = _nested_update(impl, before, ctx, fn)
-        else:
-            after, new = impl.update(before, ctx, fn)
+            fn = self._nested(fn)
+        after, new = impl.update(before, ctx, fn)
         if not new and after is before:
             return ORMap._delta({}, CausalContext())  # nothing written (e.g. a stale set)
         ek: EntryKey = (k, kind)
@@ -412,6 +395,19 @@ class ORMap:
         # context holds only new dots and this entry's dots): apply it directly, O(entry).
         self._apply(ek, old, after, live, new)
         return ORMap._delta({ek: dstore} if dstore else {}, dctx)
+
+    def _nested(self, fn: Callable[[Any], object]) -> Callable[[Any], object]:
+        """``fn`` for the view of a map nested in this one, which it tells its depth (a view
+        has no link to its parent); ValueError past :data:`MAX_NESTING`."""
+        depth = self._depth + 1
+        if depth > MAX_NESTING:
+            raise ValueError(f"maps nest at most {MAX_NESTING} deep (this one would be deeper)")
+
+        def at_depth(view: ORMap) -> object:
+            view._depth = depth
+            return fn(view)
+
+        return at_depth
 
     def _apply(
         self, ek: EntryKey, old: list[Dot], after: Any, live: list[Dot], new: list[Dot]

@@ -24,7 +24,7 @@ from typing import Any
 import crdt
 from crdt import CRDT, CausalContext
 from sync import messages as m
-from sync.config import ReplicaConfig
+from sync.config import ReplicaConfig, check_key
 from sync.effects import Effect, Loaded, LogDot, ObjectState, ReadPage, Send
 from sync.errors import LocalProtocolError, RemoteProtocolError
 from sync.replica.anti_entropy import AntiEntropy
@@ -194,12 +194,7 @@ class Replica:
         for ``op_id`` (now or later, at the latest by ``now + timeout``) and the sends.
         """
         _check_now(now)
-        if not isinstance(key, str):
-            raise TypeError(f"key must be a str, got {type(key).__name__}")
-        if not key:
-            raise ValueError("key must not be empty")
-        if "\x00" in key:
-            raise ValueError("key must not hold a NUL character (no store can keep it)")
+        check_key(key)
         if kind not in crdt.KINDS:
             raise ValueError(f"unknown CRDT kind {kind!r}; known: {', '.join(crdt.KINDS)}")
         level, strict_, timeout_ = self._writes.options(op_id, w, strict, timeout)
@@ -236,12 +231,7 @@ class Replica:
         ``ReadFailed`` for ``op_id``; read repairs and a ``Persist`` of the joined state may
         follow until every asked replica replied or the deadline passed.
         """
-        if not isinstance(key, str):
-            raise TypeError(f"key must be a str, got {type(key).__name__}")
-        if not key:
-            raise ValueError("key must not be empty")
-        if "\x00" in key:
-            raise ValueError("key must not hold a NUL character (no store can keep it)")
+        check_key(key)
         level, strict_, timeout_ = self._reads.options(op_id, r, strict, timeout)
         if kind is None:
             kind = self._reads.kind_to_read(key)

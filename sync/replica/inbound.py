@@ -18,11 +18,13 @@ would make it number on from there (a forged ``seq=2**63-1`` would leave no room
 next write, after every restart). The one exception is a dot at or below the highest we
 issued that we lack: after a restore from a backup (``IdentityConflict``) peers hand back
 the writes of our previous incarnation. A hint (``hint_for`` another replica) is never of
-our own origin. The same holds inside the CRDTs: no delta or state of another origin may
-raise one of *our* counters (a dot of ours in a context, our count in a counter:
-``max_counter``) above what the object we hold has, or what the message brought of it
-before. Only we raise them, by our own writes; one raised to 2**63-1 by a member would have
-left our next write a dot (or a count) that no peer, nor our own store, accepts.
+our own origin. The same holds inside the CRDTs: no delta or state of another origin that
+is to be joined here may raise one of *our* counters (a dot of ours in a context, our count
+in a counter: ``max_counter``) more than :data:`OWN_COUNTER_SLACK` (2**32) past the object
+we hold. Only we raise them, by our own writes; one raised to 2**63-1 by a member would have
+left our next write a dot (or a count) that no peer, nor our own store, accepts. The slack
+takes what peers rightly have of ours that we lack (our writes since the backup we were
+restored from, and their removes of them, before our id rotates).
 
 Signed origins (:mod:`sync.signing`). A replica that signs (the façade was given a
 :class:`~sync.signing.Signer`) also requires every entry, applied or held as a hint, to be
@@ -80,10 +82,13 @@ from sync.replica.membership import Membership, Skewed
 from sync.replica.reads import Reads
 from sync.signing import NOT_COVERED, Seal, Verifier, entry_digest
 
-__all__ = ["Inbound", "latest_stamp"]
+__all__ = ["OWN_COUNTER_SLACK", "Inbound", "latest_stamp"]
 
 _EMPTY_CTX = CausalContext()
 _ORIGINS_MEMO = 4096  # origins remembered as checked (cleared when full)
+#: How far past our own counter in an object a received state may count it (see
+#: ``Inbound._own_counters``).
+OWN_COUNTER_SLACK = 2**32
 # How the compact JSON text of a delta of each kind begins (to_dict() puts "type" first).
 _TYPE_PREFIX = {kind: f'{{"type":"{kind}"' for kind in crdt.KINDS}
 
@@ -195,6 +200,7 @@ class Inbound:
         summaries: dict[int, CausalContext] = {}
         last_seal: Seal | None = None
         digests: frozenset[bytes] | str = ""
+        ours_held: dict[tuple[str, str], int] = {}  # per object, our counter in what we hold
         for i, e in enumerate(entries):
             # (The reasons name the fault first: a close reason is cut at 120 bytes.)
             key, origin, seq, p = e.key, e.origin, e.seq, e.partition
@@ -240,10 +246,6 @@ class Inbound:
                 raise RemoteProtocolError(
                     f"{_where(i, e)}: says kind {e.kind!r} but its delta is a {kind}", peer
                 )
-            if origin != me and delta.max_counter(me):
-                # (Our own entries carry our counters: their log dots are checked below.)
-                pending = groups.get((key, kind)) or out.rejoin.get((key, kind))
-                self._own_counters(peer, key, delta, pending, partial(_where, i, e))
             # The wire's text is logged, stored and forwarded as it is when it is in our own
             # compact form (it is, from shoal peers); any other spelling is encoded afresh.
             if not e.delta_json.startswith(_TYPE_PREFIX[kind]):
@@ -275,6 +277,8 @@ class Inbound:
                     f"{data.last_seq(p)}): {_where(i, e)}",
                     peer,
                 )
+            if origin != me:  # (ours carry our counters: their log dots are checked above)
+                self._own_counters(peer, key, delta, ours_held, partial(_where, i, e))
             home.append(e)
             if known:
                 if rejoining:
@@ -305,21 +309,30 @@ class Inbound:
         peer: str,
         key: str,
         state: CRDT,
-        pending: tuple[int, CRDT] | None,
+        held: dict[tuple[str, str], int] | None,
         where: Callable[[], str],
     ) -> None:
-        """``state`` (received for ``key``) may not raise one of our own counters (a dot of
-        ours, our count in a counter) above the object we hold, or the deltas of it this
-        message brought before (``pending``): only we raise them, by our own events. One
-        that did would leave us no room (a dot of ours at 2**63-1, and our next write mints
-        one no peer, nor our own store, accepts) or forge our count."""
+        """``state`` (received for ``key``, to be joined here) may not raise one of our own
+        counters (a dot of ours, our count in a counter) more than :data:`OWN_COUNTER_SLACK`
+        past the object we hold: only we raise them, by our own writes, one at a time. A
+        member that raised one to 2**63-1 left our next write a dot (or a count) that no
+        peer, nor our own store, accepts. The slack lets through what peers may rightly
+        have of ours that we lack (our writes since a backup we were restored from, before
+        our id is rotated, and their removes of them, in any order) while it takes some
+        2**31 messages to raise a counter to its limit. ``held``: per object, our counter
+        in what we hold, filled here (one look per object per message)."""
         me = self._me
         theirs = state.max_counter(me)
-        held = self._data.get(key, state.kind)
-        ours = held.max_counter(me) if held is not None else 0
-        if pending is not None:
-            ours = max(ours, pending[1].max_counter(me))
-        if theirs > ours:
+        if theirs <= OWN_COUNTER_SLACK:
+            return  # (the common case: the check costs one look at the state)
+        oid = (key, state.kind)
+        ours = held.get(oid) if held is not None else None
+        if ours is None:
+            obj = self._data.get(key, state.kind)
+            ours = obj.max_counter(me) if obj is not None else 0
+            if held is not None:
+                held[oid] = ours
+        if theirs > ours + OWN_COUNTER_SLACK:
             raise RemoteProtocolError(
                 f"raises our own counter to {theirs} (we are at {ours}): {where()}", peer
             )
@@ -487,6 +500,7 @@ class Inbound:
         states: list[tuple[str, CRDT]] = []
         now_ms, limit_ms = self._horizon(now)
         partition = self._data.partition
+        ours_held: dict[tuple[str, str], int] = {}
 
         def where(i: int) -> str:  # (a chunk holds hundreds: named only when it is needed)
             return f"snapshot object {i} ({msg.objects[i].key!r})"
@@ -505,8 +519,7 @@ class Inbound:
             state = _decode_crdt(peer, decoded, partial(where, i))
             if state.kind != o.kind:
                 raise RemoteProtocolError(f"{where(i)}: says {o.kind!r}, is a {state.kind}", peer)
-            if state.max_counter(self._me):
-                self._own_counters(peer, o.key, state, None, partial(where, i))
+            self._own_counters(peer, o.key, state, ours_held, partial(where, i))
             states.append((o.key, state))
             stamp = _ahead(decoded, state.kind, limit_ms)
             if stamp is not None:

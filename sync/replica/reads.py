@@ -39,8 +39,8 @@ from typing import Any
 
 from crdt import CRDT, CausalContext
 from sync import messages as m
-from sync.config import ReplicaConfig, check_bool, check_seconds
-from sync.consistency import Level, check_level
+from sync.config import ReplicaConfig
+from sync.consistency import Level
 from sync.digest import causal_context, ctx_model, state_digest, unseen_part
 from sync.effects import Alarm, ReadDone, ReadFailed, Send
 from sync.errors import KeyNotFound, KindClash, LocalProtocolError
@@ -131,11 +131,7 @@ class Reads:
         ``TypeError``/``ValueError`` for a bad option."""
         if op_id in self._pending:
             raise LocalProtocolError(f"read op_id {op_id} is still pending")
-        cfg = self._config
-        level = cfg.r if r is None else check_level(r, cfg.n, name="r")
-        strict_ = cfg.strict if strict is None else check_bool("strict", strict)
-        timeout_ = cfg.read_timeout if timeout is None else check_seconds("timeout", timeout)
-        return level, strict_, timeout_
+        return self._config.read_options(r, strict, timeout)
 
     def start(
         self,

@@ -11,6 +11,7 @@ the state, and ``1``, ``1.0`` and ``True`` stay three distinct elements.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -278,3 +279,60 @@ def test_elements_that_are_json_but_unusual_are_kept() -> None:
         s.add("A", e)
     assert len(s.to_dict()["entries"]) == len(odd)
     assert crdt.from_dict(s.to_dict()) == s
+
+
+def test_decoding_takes_values_deeper_than_a_write_may_make_up_to_a_readers_depth() -> None:
+    """A write's value nests at most MAX_DEPTH (64) levels; a state from a peer of an older
+    version (or a database it wrote) may hold deeper ones: it decodes, up to a JSON reader's
+    depth, and past that is a DecodeError, as any bad state is (not a bare ValueError)."""
+    import crdt
+    from crdt import MAX_DEPTH, DecodeError
+
+    def nested(depth: int) -> object:
+        value: object = 1
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    deep = nested(MAX_DEPTH + 40)
+    states = [
+        {"type": "lww", "v": 1, "ts": [5, 0, "A"], "value": deep},
+        {"type": "mvregister", "v": 1, "entries": [[["A", 1], deep]], "ctx": {"vv": {"A": 1}, "cloud": []}},
+        {"type": "orset", "v": 1, "entries": [[deep, [["A", 1]]]], "ctx": {"vv": {"A": 1}, "cloud": []}},
+    ]
+    for state in states:
+        assert crdt.from_dict(state).to_dict() == crdt.from_dict(state).to_dict()
+        text = json.dumps(state).replace(json.dumps(deep), json.dumps(nested(300)))
+        with pytest.raises(DecodeError):
+            crdt.from_dict(json.loads(text))
+
+
+def test_map_nesting_is_counted_per_map_and_a_refused_update_changes_nothing() -> None:
+    import crdt
+    from crdt import MAX_NESTING
+
+    def deepen(levels: int) -> object:
+        """``fn`` for an update of the map at depth 1 that writes at the bottom of
+        ``levels`` maps (the outermost counted)."""
+
+        def at(level: int) -> object:
+            if level == levels:
+                return lambda m: m.update("A", "leaf", "lww", lambda r: r.set("A", level))
+            return lambda m: m.update("A", "k", "ormap", at(level + 1))
+
+        return at(2)
+
+    outer = crdt.ORMap()
+    outer.update("A", "top", "ormap", deepen(MAX_NESTING))  # the deepest allowed
+    before = outer.to_dict()
+    with pytest.raises(ValueError, match=f"at most {MAX_NESTING}"):
+        outer.update("A", "top", "ormap", deepen(MAX_NESTING + 1))
+    assert outer.to_dict() == before
+    outer.update("A", "top", "ormap", deepen(MAX_NESTING))  # the refusal left no trace
+
+    # Another map updated inside an update's fn is not counted as nested in it.
+    other = crdt.ORMap()
+    outer.update(
+        "A", "top", "ormap", lambda m: other.update("A", "x", "ormap", deepen(MAX_NESTING))
+    )
+    assert other.value["x"] is not None

@@ -138,7 +138,7 @@ def test_a_repair_raising_our_counter_is_refused() -> None:
 
 def test_our_counters_as_high_as_we_hold_them_are_taken() -> None:
     """B removes what A added (its delta's context holds A's dot) and counts where A has:
-    A takes both; a fresh peer takes a state transfer holding A's dots."""
+    A takes both, and a repair of that state."""
     a, b = _engine(SA, [B, H]), _engine(SB, [A, H])
     a.local_update(1, KEY, "orset", lambda s: s.add(A, "milk"), 11.0, w=1)
     assert _deliver(a, b, 11.0)
@@ -154,3 +154,39 @@ def test_our_counters_as_high_as_we_hold_them_are_taken() -> None:
     assert state is not None and state.max_counter(A) == 5
     a.receive(B, m.Repair(key="hits", kind="gcounter", state=state.to_dict()), 14.0)
     assert a.current_value("hits", "gcounter") == 5
+
+
+def test_a_remove_of_a_write_of_ours_we_lost_is_taken() -> None:
+    """A restored from a backup lacks its last writes, which B holds, until its id rotates:
+    B's remove of one of them (a context with a dot of A's past what A holds) is taken, in
+    OWN_COUNTER_SLACK (it was refused, closing the link to a correct peer)."""
+    a, b = _engine(SA, [B, H]), _engine(SB, [A, H])
+    a.local_update(1, KEY, "orset", lambda s: s.add(A, "milk"), 11.0, w=1)
+    a.local_update(2, KEY, "orset", lambda s: s.add(A, "eggs"), 11.0, w=1)
+    assert _deliver(a, b, 11.0)
+    restored = _engine(SA, [B, H])  # A's database from before both writes
+    b.local_update(3, KEY, "orset", lambda s: s.remove("eggs"), 12.0, w=1)
+    state = b.value(KEY, "orset")
+    assert state is not None and state.max_counter(A) == 2
+    assert _deliver(b, restored, 12.0)
+    assert restored.value(KEY, "orset").max_counter(A) == 2  # type: ignore[union-attr]
+    assert restored.current_value(KEY, "orset") == frozenset()
+
+
+def test_states_raising_our_counter_in_read_replies_are_refused() -> None:
+    a = _engine(SA, [B, H])
+    a.local_update(1, KEY, "orset", lambda s: s.add(A, "milk"), 11.0, w=1)
+    a.effects()
+    before = _view(a)
+    raised = json.loads(_raised("orset"))
+    a.local_read(7, KEY, 11.0, r=3, kind="orset")
+    asked = {fx.peer: fx.message for fx in a.effects() if isinstance(fx, Send)}
+    req = asked[H]
+    reply: m.Message
+    if isinstance(req, m.ReadDigest):
+        reply = m.ReadDigestResp(req_id=req.req_id, key=KEY, kind="orset", same=False, state=raised)
+    else:
+        reply = m.ReadResp(req_id=req.req_id, key=KEY, kind="orset", state=raised)
+    with pytest.raises(RemoteProtocolError, match="raises our own counter"):
+        a.receive(H, m.decode(m.encode(reply)), 11.5)
+    assert a.effects() == [] and _view(a)[1:] == before[1:]
