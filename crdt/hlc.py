@@ -13,7 +13,9 @@ of dragging the clock into the future.
 
 A local write over a register (:func:`write_timestamp`) takes the next tick after the
 register's timestamp: ``max(now_ms, its wall_ms)``, the logical part counting when the wall
-part is the held one. It never raises, however far ahead the held timestamp is: a register
+part is the held one (at its limit, 2**63-1, the wall part moves a millisecond on instead).
+It never raises, however far ahead the held timestamp is (short of one at (2**63-1,
+2**63-1), which no clock within the skew bound makes): a register
 that holds a timestamp from a clock ahead of ours (a peer's, or our own before it was set
 right) stays writable, and the write still wins over every write it has seen. Only a
 timestamp the caller gives is checked against the bound.
@@ -133,7 +135,7 @@ def write_timestamp(
     ``given`` (the caller's own timestamp, already checked to be one) is taken as it is, but
     raises :class:`~crdt.errors.ClockSkewError` if it is more than ``bound_ms`` ahead of
     ``now_ms``. Without it, the next tick after ``current`` at ``now_ms`` (see the module
-    docstring): never an error.
+    docstring): never an error (but past ``(2**63-1, 2**63-1)``).
 
     >>> write_timestamp(Timestamp(86_400_000, 3, "B"), "A", 1_000, None, 60_000)
     (86400000, 4, 'A')
