@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
 import random
@@ -217,6 +218,21 @@ class Backoff:
 
 
 _TRAFFIC = ("bytes_in", "bytes_out", "messages_in", "messages_out", "dropped")
+
+
+def _refusal_host(remote: Any) -> str:
+    """Whom a refused handshake is counted against: its IPv4 address, or the /64 of its IPv6
+    one (an IPv4 one mapped into IPv6 as itself)."""
+    host = str(remote[0]) if isinstance(remote, tuple) and remote else str(remote)
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])  # (without an IPv6 zone)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return host
 
 
 def _raise_limit(ws: ClientConnection | ServerConnection, limit: int) -> None:
@@ -474,11 +490,12 @@ class Transport:
         """A refused handshake: logged at WARNING once per host, then at most once a minute
         (the line says how many refusals it stands for; the others are DEBUG). Per host,
         not per reason: the reason may quote what an unauthenticated client sent, which it
-        can vary at will. Past :data:`MAX_REFUSAL_HOSTS` hosts at once, the others share
-        one throttle. The reason's control characters are escaped, so that it cannot forge
-        lines of the log."""
+        can vary at will; an IPv6 host is its /64 (one machine's share of addresses, which
+        it may change at will too). Past :data:`MAX_REFUSAL_HOSTS` hosts at once, the others
+        share one throttle. The reason's control characters are escaped, so that it cannot
+        forge lines of the log."""
         reason = _CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", reason)
-        host = str(remote[0]) if isinstance(remote, tuple) and remote else str(remote)
+        host = _refusal_host(remote)
         now = asyncio.get_running_loop().time()
         logs = self._refusal_logs
         throttle = logs.get(host)

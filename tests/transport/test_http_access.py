@@ -272,6 +272,24 @@ async def test_refusals_from_more_hosts_than_the_bound_share_one_throttle(
     assert hosts == ["192.0.2.0", "192.0.2.1", "192.0.2.2", "192.0.2.3"]
 
 
+async def test_an_ipv6_client_changing_its_address_within_its_64_is_one_host(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A machine has a /64 of IPv6 addresses to pick from: refusals from any of them count
+    as one host (one WARNING a minute, and one entry of the table, not 2**64); another /64
+    and an IPv4 client mapped into IPv6 are hosts of their own."""
+
+    async def refuse(transport: Any) -> None:
+        for i in range(50):
+            transport._log_refusal((f"2001:db8:1:2::{i:x}", 4000, 0, 0), "no")
+        transport._log_refusal(("2001:db8:1:3::1", 4000, 0, 0), "no")
+        transport._log_refusal(("::ffff:192.0.2.7", 4000, 0, 0), "no")
+        assert len(transport._refusal_logs) == 3
+
+    hosts = await _warned_hosts(tmp_path, caplog, refuse)
+    assert hosts == ["2001:db8:1:2::0", "2001:db8:1:3::1", "::ffff:192.0.2.7"]
+
+
 async def test_hosts_whose_interval_is_over_make_room_even_with_refusals_muted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
