@@ -334,8 +334,10 @@ def _keep_folder_problem(folder: Path) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``shoal`` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] == "demo":
-        return _cmd_demo(args_list[1:])
+    first = next((i for i, a in enumerate(args_list) if a != "--debug"), len(args_list))
+    if first < len(args_list) and args_list[first] == "demo":
+        # The demo parses its own options; --debug, before or after it, as for the others.
+        return _cmd_demo([a for a in args_list[first + 1 :] if a != "--debug"])
     parser = build_parser()
     args = parser.parse_args(args_list)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -200,6 +200,18 @@ def test_demo_dispatch_without_the_module(
     assert "demo is not available" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["--debug", "demo"], ["demo", "--debug"]])
+def test_debug_before_or_after_demo(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """--debug is taken before or after the command, the demo's too (before it: KeyError
+    'demo'; after it: refused as an unknown option of the demo)."""
+    from shoal import demo
+
+    ran: list[list[str]] = []
+    monkeypatch.setattr(demo, "main", lambda args: ran.append(list(args)) or 0)
+    assert cli.main(argv) == 0
+    assert ran == [[]]
+
+
 async def test_forget_through_the_embedding_api(tmp_path: Path) -> None:
     a = await open_peer(tmp_path / "a.db")
     b = await open_peer(tmp_path / "b.db", peers=[a.url])
