@@ -77,12 +77,13 @@ def describe_database(url_or_path: str | os.PathLike[str]) -> str:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def check_sqlite_file(path: Path) -> None:
+def check_sqlite_file(path: Path, *, empty_ok: bool = False) -> None:
     """Refuse, before SQLite touches it, a database file the store cannot or must not use.
 
     :class:`StoreError` naming ``path`` and the cause: its directory is missing or not
     writable (SQLite creates ``-wal``, ``-shm`` and the lock file next to it), it is a
-    directory, an empty (0-byte) file, not a SQLite file, or read-only.
+    directory, an empty (0-byte) file (unless ``empty_ok``: one an interrupted open of ours
+    left while it made the database), not a SQLite file, or read-only.
     A file that is absent in a writable directory is fine (it will be created).
     """
     parent = path.parent
@@ -98,6 +99,8 @@ def check_sqlite_file(path: Path) -> None:
         head = read_head(path, len(SQLITE_MAGIC))  # (keeps this process's SQLite locks)
     except OSError as exc:
         raise StoreError(f"cannot read database {path}: {exc.strerror or exc}") from exc
+    if not head and empty_ok:
+        head = SQLITE_MAGIC  # (checked as a file SQLite will make a database in)
     if not head:
         raise StoreError(
             f"database {path} is an empty file (0 bytes), not a shoal database: refusing to "

@@ -115,6 +115,7 @@ __all__ = [
     "lock_path",
     "lock_postgres",
     "lock_sqlite",
+    "making_interrupted",
     "read_head",
 ]
 
@@ -126,9 +127,12 @@ _APP_NAME = re.compile(r"^shoal pid=(\d+) host=(\S*)")
 
 
 class DatabaseLock(Protocol):
-    """A held open lock. ``hold_file`` once the database exists; ``release`` is idempotent."""
+    """A held open lock. ``hold_file`` once the database exists; ``made`` once a database
+    this opener made is (schema and identity committed); ``release`` is idempotent."""
 
     async def hold_file(self) -> None: ...
+
+    async def made(self) -> None: ...
 
     async def release(self) -> None: ...
 
@@ -167,6 +171,7 @@ class _FileLock:
         self._db_path = db_path
         self.real = os.path.realpath(db_path)
         self.since = since
+        self._fd = fd
         # Also closed if the owner is dropped without release(): no lock outlives its store.
         self._close = weakref.finalize(self, os.close, fd)
         self._let_go: weakref.finalize[[_FileKey, int], _FileLock] | None = None
@@ -189,6 +194,21 @@ class _FileLock:
             if held is not None:
                 self._file_fd = held[1]
                 self._let_go = weakref.finalize(self, _let_go, *held)
+
+    def write_record(self, making: bool) -> None:
+        """The sidecar's record: who holds it, since when, and whether it is making the
+        database (``making``: see :func:`making_interrupted`)."""
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "since": self.since}
+        if making:
+            record["making"] = True
+        text = json.dumps(record).encode()
+        # Write, then cut: a reader sees the old or the new record, or a mix it rereads.
+        os.pwrite(self._fd, text + b"\n", 0)
+        os.ftruncate(self._fd, len(text) + 1)
+
+    async def made(self) -> None:
+        if self._close.alive:
+            await asyncio.to_thread(self.write_record, False)
 
     async def release(self) -> None:
         self.release_now()
@@ -371,17 +391,30 @@ def _held_file(db_path: Path, fd: int) -> _FileLock:
     since = _now_iso()
     lock = _FileLock(db_path, fd, since)  # closes fd from now on
     try:
+        # Making the database: none is there, or the empty file a holder left that was
+        # making it and stopped before it was made (making_interrupted).
+        making = not db_path.exists() or making_interrupted(db_path)
         lock.hold_file_now()  # an existing database: its file too, before the record
-        record = json.dumps(
-            {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
-        ).encode()
-        # Write, then cut: a reader sees the old or the new record, or a mix it rereads.
-        os.pwrite(fd, record + b"\n", 0)
-        os.ftruncate(fd, len(record) + 1)
+        lock.write_record(making)
     except BaseException:
         lock.release_now()
         raise
     return lock
+
+
+def making_interrupted(db_path: Path) -> bool:
+    """Is the database file at ``db_path`` an empty file that an opener of this name left
+    while it was making the database (killed before its schema was committed: SQLite rolls
+    a new file's first transaction back to nothing), not a copy or restore gone wrong? The
+    sidecar's record says so (``making``) until the database is made; only then may an
+    opener take the empty file as a new database."""
+    try:
+        if db_path.stat().st_size != 0:
+            return False
+        record = json.loads(lock_path(db_path).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("making") is True
 
 
 def _file_key(path: Path) -> _FileKey | None:
@@ -587,6 +620,9 @@ class _PgLock:
 
     async def hold_file(self) -> None:
         """Nothing to do: the advisory lock covers the database from the start."""
+
+    async def made(self) -> None:
+        """Nothing to do: a transaction makes the schema, or nothing of it."""
 
     async def release(self) -> None:
         if self._conn is None:

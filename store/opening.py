@@ -66,6 +66,7 @@ from crdt import replica_id_for
 
 from .errors import SchemaVersionMismatch, StoreError
 from .location import check_sqlite_file
+from .lock import making_interrupted
 from .schema import MIGRATIONS, SCHEMA_VERSION, create_live_index, meta, metadata
 from .writes import _upsert
 
@@ -255,7 +256,8 @@ def _new_identity() -> tuple[str, bytes]:
 
 
 def _check_sqlite(path: Path) -> None:
-    check_sqlite_file(path)
+    # (An empty file left by an opener killed while it made the database is a new one.)
+    check_sqlite_file(path, empty_ok=making_interrupted(path))
     if path.exists():
         _precheck_sqlite(path)
 

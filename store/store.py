@@ -199,6 +199,8 @@ class Store:
                 await asyncio.to_thread(_check_sqlite, db_path)
                 install_sqlite_hooks(engine.sync_engine, synchronous, busy_timeout_ms)
             opened = await _open_identity(engine, db_path, partitions, part_of, lock.hold_file)
+            if opened.created:
+                await lock.made()
             writer: Writer
             reader: ThreadReader | None = None
             if db_path is None:

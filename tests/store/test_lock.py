@@ -456,3 +456,29 @@ async def test_an_opener_racing_the_creation_of_the_database_is_told_it_is_in_us
     assert info.value.pid == child.proc.pid
     assert path.exists() and path.stat().st_size == 0  # nothing touched
     await child.release()
+
+
+async def test_an_empty_file_left_by_an_opener_killed_while_it_made_the_database_is_a_new_one(
+    tmp_path: Path, children: list[_Child]
+) -> None:
+    """An opener killed while it made a new database (SIGTERM from a supervisor during a
+    first start) leaves an empty file (SQLite rolls a new file's first transaction back to
+    nothing): every later open refused it as "not a shoal database", a restart loop until
+    someone removed it. The sidecar says the database was being made, so the next opener
+    makes it; once made, an empty file there is refused again (a restore gone wrong)."""
+    path = tmp_path / "new.db"
+    child = await _Child.start("creating", str(path))
+    children.append(child)
+    assert await child.line() == f"CREATING {child.proc.pid}"
+    await child.kill()
+    assert path.stat().st_size == 0
+    async with await Store.open(path) as store:
+        await store.apply(Batch(objects=(counter_row("k", 1),)))
+        replica = store.replica_id
+    async with await Store.open(path) as store:  # a database now, with its identity
+        assert store.replica_id == replica
+        assert await store.get_object("k") is not None
+    path.unlink()
+    path.touch()  # an empty file where a made database was: not ours to start afresh
+    with pytest.raises(StoreError, match="empty file"):
+        await Store.open(path)
