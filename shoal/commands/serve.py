@@ -67,33 +67,41 @@ async def _serve(
     # The client API's address is had first, as the peer's own: a busy port fails the
     # command before the database is opened (or made).
     api_sockets = None if client_api is None else await bind_listen(*client_api[:2])
-    try:
-        peer = await _open_peer(args, secret, http)
-    except BaseException:
-        for sock in api_sockets or ():
-            sock.close()
-        raise
+    # A stop asked for while the database opens (a supervisor's SIGTERM, Ctrl-C) waits for
+    # the open to end, then stops as from serving: before, it killed the process where it
+    # stood (exit 143, or a KeyboardInterrupt traceback), a first start's database half made.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    try:
+        peer = await _open_peer(args, secret, http)
+    except BaseException:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        for sock in api_sockets or ():
+            sock.close()
+        raise
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(peer.wait_failed())]
     api: Any = None
     progress: asyncio.Future[None] | None = None
     try:
-        if client_api is not None:
+        if stop.is_set():
+            log.info("stopping: asked to while the database opened")
+        elif client_api is not None:
             from shoal.web import serve_client_api
 
             api = await serve_client_api(peer, *client_api, sockets=api_sockets)
             api_sockets = None  # the API's now
-        _freeze_startup()
-        print(peer.url, flush=True)
-        log.info("serving %s as %s (db %s)", peer.url, peer.replica_id, args.db)
-        if sys.stderr.isatty():
-            progress = asyncio.ensure_future(_show_catch_up(peer))
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        if peer.failure is None:
-            log.info("stopping: committing pending writes, closing connections")
+        if not stop.is_set():
+            _freeze_startup()
+            print(peer.url, flush=True)
+            log.info("serving %s as %s (db %s)", peer.url, peer.replica_id, args.db)
+            if sys.stderr.isatty():
+                progress = asyncio.ensure_future(_show_catch_up(peer))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if peer.failure is None:
+                log.info("stopping: committing pending writes, closing connections")
     finally:
         for task in waits:
             task.cancel()

@@ -260,6 +260,59 @@ async def test_serve_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     assert json.loads(out)["objects"] == []
 
 
+# ``shoal serve`` with a stop asked for while its database opens: the process signals itself
+# just before the open (what a supervisor's SIGTERM or a Ctrl-C does at that moment).
+_STOP_WHILE_OPENING = """
+import os, signal, sys
+from shoal import cli
+from shoal.commands import serve
+
+real = serve._open_peer
+
+async def open_after_a_signal(*args, **kw):
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    return await real(*args, **kw)
+
+serve._open_peer = open_after_a_signal
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+async def test_serve_asked_to_stop_while_its_database_opens_stops_cleanly(
+    tmp_path: Path, sig: str
+) -> None:
+    """Before, the signal killed it where it stood (exit 143, or a KeyboardInterrupt
+    traceback), a first start's database half made; now it ends the open, serves nothing
+    and stops cleanly, and the database it made opens."""
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(SECRET)
+    db = tmp_path / "s.db"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _STOP_WHILE_OPENING,
+        sig,
+        "serve",
+        "--db",
+        str(db),
+        "--listen",
+        "127.0.0.1:0",
+        "--secret-file",
+        str(secret_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert out == b""  # it never served
+    assert b"Traceback" not in err and b"stopped cleanly" in err
+    code, text, why = await run("inspect", "--db", str(db), "--json")
+    assert code == 0, why
+    assert json.loads(text)["objects"] == []
+
+
 async def test_status_and_forget_over_tls(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
