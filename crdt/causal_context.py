@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from crdt._codec import check_header, get_list
 from crdt._json import REPLICA_TEXTS
 from crdt.dot import MAX_INT, Dot, check_counts, check_replica, dot_from_json, next_counter
-from crdt.errors import DecodeError
+from crdt.errors import DecodeError, shown
 
 __all__ = ["CausalContext"]
 
@@ -285,10 +285,12 @@ class CausalContext:
         ctx = cls()
         for r, n in vv.items():
             if type(r) is not str or not r:
-                raise DecodeError(f"{path}.vv", f"replica id must be a non-empty string, got {r!r}")
+                raise DecodeError(
+                    f"{path}.vv", f"replica id must be a non-empty string, got {shown(r)}"
+                )
             if type(n) is not int or not 1 <= n <= MAX_INT:
                 raise DecodeError(
-                    f"{path}.vv.{r}", f"count must be an integer in 1..2**63-1, got {n!r}"
+                    f"{path}.vv.{r}", f"count must be an integer in 1..2**63-1, got {shown(n)}"
                 )
             ctx.vv[r] = n
         cloud = d["cloud"]
@@ -353,7 +355,7 @@ def small_context(d: object) -> CausalContext | None:
 
 def _positive(n: object) -> int:
     if type(n) is not int or not 1 <= n <= MAX_INT:
-        raise ValueError(f"a dot counter must be an int in 1..2**63-1, got {n!r}")
+        raise ValueError(f"a dot counter must be an int in 1..2**63-1, got {shown(n)}")
     return n
 
 

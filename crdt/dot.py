@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, NewType
 
-from crdt.errors import DecodeError
+from crdt.errors import DecodeError, shown
 
 __all__ = ["REPLICA_KEY_BYTES", "Dot", "ReplicaId", "replica_id_for"]
 
@@ -108,7 +108,7 @@ def check_counts(counts: Mapping[str, int] | None) -> dict[str, int]:
         for r, n in counts.items():
             check_replica(r)
             if type(n) is not int or not 0 <= n <= MAX_INT:
-                raise ValueError(f"count for {r!r} must be an int in 0..2**63-1, got {n!r}")
+                raise ValueError(f"count for {r!r} must be an int in 0..2**63-1, got {shown(n)}")
             if n:
                 out[r] = n
     return out
@@ -122,13 +122,15 @@ def dot_to_json(dot: Dot) -> list[Any]:
 def dot_from_json(x: object, path: str) -> Dot:
     """Decode ``[replica, counter]``; DecodeError naming ``path`` when malformed."""
     if type(x) is not list or len(x) != 2:
-        raise DecodeError(path, f"a dot must be a [replica, counter] array, got {x!r}")
+        raise DecodeError(path, f"a dot must be a [replica, counter] array, got {shown(x)}")
     replica, counter = x
     if type(replica) is str and replica and type(counter) is int and 1 <= counter <= MAX_INT:
         return (replica, counter)  # type: ignore[return-value]  # the decoders' hot path
     if type(replica) is not str or not replica:
-        raise DecodeError(f"{path}[0]", f"replica must be a non-empty string, got {replica!r}")
-    raise DecodeError(f"{path}[1]", f"counter must be an integer in 1..2**63-1, got {counter!r}")
+        raise DecodeError(f"{path}[0]", f"replica must be a non-empty string, got {shown(replica)}")
+    raise DecodeError(
+        f"{path}[1]", f"counter must be an integer in 1..2**63-1, got {shown(counter)}"
+    )
 
 
 def dot_or_none(x: object) -> Dot | None:

@@ -48,6 +48,7 @@ from crdt._flat import Entries, flat, rows
 from crdt._split import dot_bytes, pack, utf8_len
 from crdt.causal_context import CausalContext
 from crdt.dot import Dot, next_counter
+from crdt.errors import shown
 
 __all__ = [
     "DotTaker",
@@ -301,7 +302,7 @@ def register_embedded(impl: Embedded) -> None:
         raise TypeError(f"{type(impl).__name__} does not implement crdt.embedded.Embedded")
     kind = impl.kind
     if type(kind) is not str or not (kind.isascii() and kind.isidentifier()):
-        raise ValueError(f"an embedded kind is named by an ASCII identifier, got {kind!r}")
+        raise ValueError(f"an embedded kind is named by an ASCII identifier, got {shown(kind)}")
     if kind in REGISTRY.by_kind:
         raise ValueError(f"embedded kind {kind!r} is registered already")
     REGISTRY.by_kind[kind] = impl

@@ -22,7 +22,7 @@ from crdt._json import REPLICA_TEXTS
 from crdt.causal_context import CausalContext, claim_dot
 from crdt.dot import MAX_INT, Dot, check_replica, dot_from_json
 from crdt.embedded import DotTaker, FlatKind
-from crdt.errors import DecodeError
+from crdt.errors import DecodeError, shown
 from crdt.gcounter import check_amount
 
 __all__ = ["EmbeddedCounter", "EmbeddedPNCounter"]
@@ -164,7 +164,7 @@ def _decode(body: list[Any], ctx: CausalContext, path: str, seen: set[Dot], widt
         nums = entry[1:] if width == 3 else [entry[1], 0]
         for j, x in enumerate(nums[: width - 1]):
             if type(x) is not int or not 0 <= x <= MAX_INT:
-                raise DecodeError(f"{p}[{j + 1}]", f"expected an integer >= 0, got {x!r}")
+                raise DecodeError(f"{p}[{j + 1}]", f"expected an integer >= 0, got {shown(x)}")
         out.append((dot[0], dot[1], nums[0], nums[1]))
     out.sort()
     return flat(out)

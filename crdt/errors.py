@@ -18,7 +18,7 @@ Merging two states of the same kind never raises.
 
 from __future__ import annotations
 
-__all__ = ["CRDTError", "ClockSkewError", "DecodeError"]
+__all__ = ["CRDTError", "ClockSkewError", "DecodeError", "shown"]
 
 
 class CRDTError(Exception):
@@ -49,3 +49,17 @@ class ClockSkewError(CRDTError):
         self.wall_ms = wall_ms
         self.now_ms = now_ms
         self.bound_ms = bound_ms
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for an error message, of bounded length: a huge int is described, not
+    printed (its text could run to megabytes, and past Python's int-to-str limit, 4300
+    digits, printing it raises a ValueError of its own in place of the error meant), and
+    any other repr is cut at 200 characters."""
+    if type(value) is int and value.bit_length() > 128:
+        return f"{'a negative' if value < 0 else 'an'} int of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except ValueError:  # (an int inside a container, past the limit)
+        return f"a {type(value).__name__} holding a huge int"
+    return text if len(text) <= 200 else text[:197] + "..."

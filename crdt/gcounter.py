@@ -29,7 +29,7 @@ from crdt._codec import FORMAT_VERSION, check_header, get_dict
 from crdt._json import REPLICA_TEXTS
 from crdt._split import check_budget, pack, utf8_len
 from crdt.dot import MAX_INT, check_counts, check_replica
-from crdt.errors import DecodeError
+from crdt.errors import DecodeError, shown
 
 __all__ = ["GCounter"]
 
@@ -41,11 +41,7 @@ def check_amount(n: object) -> int:
     if type(n) is not int:
         raise TypeError(f"amount must be an int, got {type(n).__name__}")
     if not 1 <= n <= MAX_INT:
-        # A huge int is described, not printed: its text could run to megabytes, and past
-        # Python's int-to-str limit (4300 digits) formatting it raises a ValueError of its own.
-        bits = n.bit_length()
-        got = str(n) if bits <= 128 else f"{'a negative' if n < 0 else 'an'} int of {bits} bits"
-        raise ValueError(f"amount must be in 1..2**63-1, got {got}")
+        raise ValueError(f"amount must be in 1..2**63-1, got {shown(n)}")
     return n
 
 
@@ -227,9 +223,11 @@ def decode_counts(x: dict[str, Any], path: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for r, n in x.items():
         if type(r) is not str or not r:
-            raise DecodeError(path, f"replica id must be a non-empty string, got {r!r}")
+            raise DecodeError(path, f"replica id must be a non-empty string, got {shown(r)}")
         if type(n) is not int or not 1 <= n <= MAX_INT:
-            raise DecodeError(f"{path}.{r}", f"count must be an integer in 1..2**63-1, got {n!r}")
+            raise DecodeError(
+                f"{path}.{r}", f"count must be an integer in 1..2**63-1, got {shown(n)}"
+            )
         out[r] = n
     return dict(sorted(out.items()))
 

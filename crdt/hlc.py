@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any, TypeGuard
 
 from crdt.dot import MAX_INT, check_replica
-from crdt.errors import ClockSkewError, DecodeError
+from crdt.errors import ClockSkewError, DecodeError, shown
 
 __all__ = ["HybridLogicalClock", "Timestamp"]
 
@@ -86,16 +86,18 @@ def timestamp_to_json(ts: Timestamp) -> list[Any]:
 def timestamp_from_json(x: object, path: str) -> Timestamp:
     """Decode ``[wall_ms, logical, replica]``; DecodeError naming ``path`` when malformed."""
     if type(x) is not list or len(x) != 3:
-        raise DecodeError(path, f"a timestamp must be [wall_ms, logical, replica], got {x!r}")
+        raise DecodeError(path, f"a timestamp must be [wall_ms, logical, replica], got {shown(x)}")
     wall, logical, replica = x
     if type(wall) is not int or not 0 <= wall <= MAX_INT:
-        raise DecodeError(f"{path}[0]", f"wall_ms must be an integer in 0..2**63-1, got {wall!r}")
+        raise DecodeError(
+            f"{path}[0]", f"wall_ms must be an integer in 0..2**63-1, got {shown(wall)}"
+        )
     if type(logical) is not int or not 0 <= logical <= MAX_INT:
         raise DecodeError(
-            f"{path}[1]", f"logical must be an integer in 0..2**63-1, got {logical!r}"
+            f"{path}[1]", f"logical must be an integer in 0..2**63-1, got {shown(logical)}"
         )
     if type(replica) is not str or not replica:
-        raise DecodeError(f"{path}[2]", f"replica must be a non-empty string, got {replica!r}")
+        raise DecodeError(f"{path}[2]", f"replica must be a non-empty string, got {shown(replica)}")
     return Timestamp(wall, logical, replica)
 
 
@@ -154,7 +156,7 @@ DEFAULT_MAX_SKEW_MS = 60_000
 
 def check_time(now_ms: object) -> int:
     if type(now_ms) is not int or not 0 <= now_ms <= MAX_INT:
-        raise TypeError(f"now_ms must be an int in 0..2**63-1 (milliseconds), got {now_ms!r}")
+        raise TypeError(f"now_ms must be an int in 0..2**63-1 (milliseconds), got {shown(now_ms)}")
     return now_ms
 
 
@@ -179,7 +181,7 @@ class HybridLogicalClock:
     ) -> None:
         self.replica = check_replica(replica)
         if type(max_skew_ms) is not int or max_skew_ms < 0:
-            raise ValueError(f"max_skew_ms must be an int >= 0, got {max_skew_ms!r}")
+            raise ValueError(f"max_skew_ms must be an int >= 0, got {shown(max_skew_ms)}")
         self.max_skew_ms = max_skew_ms
         self._last = last
 

@@ -41,7 +41,7 @@ from crdt._codec import FORMAT_VERSION, check_header, field
 from crdt._json import REPLICA_TEXTS, canonical, check_json, json_text, normalize, read_json
 from crdt._split import check_budget
 from crdt.dot import check_replica
-from crdt.errors import DecodeError
+from crdt.errors import DecodeError, shown
 from crdt.hlc import (
     DEFAULT_MAX_SKEW_MS,
     Timestamp,
@@ -108,7 +108,7 @@ class LWWRegister:
         self, *, clock_bound_ms: int = DEFAULT_MAX_SKEW_MS, on_skew: SkewHook | None = None
     ) -> None:
         if type(clock_bound_ms) is not int or clock_bound_ms < 0:
-            raise ValueError(f"clock_bound_ms must be an int >= 0, got {clock_bound_ms!r}")
+            raise ValueError(f"clock_bound_ms must be an int >= 0, got {shown(clock_bound_ms)}")
         self.clock_bound_ms = clock_bound_ms
         self.on_skew = on_skew
         self._value: Any = None
@@ -257,7 +257,7 @@ class LWWRegister:
         r = cls()
         deleted = body.get("deleted", False)
         if deleted is not True and "deleted" in body:
-            raise DecodeError("deleted", f"expected true (or no field), got {deleted!r}")
+            raise DecodeError("deleted", f"expected true (or no field), got {shown(deleted)}")
         if raw_ts is None:
             if value is not None:
                 raise DecodeError("ts", "null timestamp with a non-null value")

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from enum import Enum
 
 from crdt.dot import MAX_INT, Dot, check_counts, check_replica
-from crdt.errors import DecodeError
+from crdt.errors import DecodeError, shown
 
 __all__ = ["Ordering", "VersionVector"]
 
@@ -153,9 +153,9 @@ class VersionVector:
         vv = cls()
         for r, n in d.items():
             if type(r) is not str or not r:
-                raise DecodeError(path, f"replica id must be a non-empty string, got {r!r}")
+                raise DecodeError(path, f"replica id must be a non-empty string, got {shown(r)}")
             if type(n) is not int or not 1 <= n <= MAX_INT:
-                raise DecodeError(f"{path}.{r}", f"count must be an integer >= 1, got {n!r}")
+                raise DecodeError(f"{path}.{r}", f"count must be an integer >= 1, got {shown(n)}")
             vv._v[r] = n
         return vv
 

@@ -42,3 +42,23 @@ def test_counters_refuse_a_huge_amount_and_change_nothing() -> None:
         with pytest.raises(ValueError, match="bits"):
             mutate()
     assert g.value == pn.value == 0 and not g.is_live() and not pn.is_live()
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"type": "gcounter", "v": 1, "counts": {"A": 10**5000}},
+        {"type": "orset", "v": 1, "entries": [], "ctx": {"vv": {"A": 10**5000}, "cloud": []}},
+        {"type": "lww", "v": 1, "ts": [10**5000, 0, "A"], "value": 1},
+        {"type": "lww", "v": 1, "ts": [1, 0, "A"], "value": 1, "deleted": [10**5000]},
+    ],
+    ids=["count", "context", "timestamp", "in-a-list"],
+)
+def test_a_huge_int_in_a_state_is_a_decode_error_that_says_its_size(state: object) -> None:
+    """A state with an int past Python's int-to-text limit: from_dict raised that limit's
+    own ValueError while it wrote its message, not the DecodeError naming the field."""
+    import crdt
+
+    with pytest.raises(crdt.DecodeError) as refused:
+        crdt.from_dict(state)  # type: ignore[arg-type]
+    assert len(str(refused.value)) < 300
