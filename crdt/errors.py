@@ -18,7 +18,7 @@ Merging two states of the same kind never raises.
 
 from __future__ import annotations
 
-__all__ = ["CRDTError", "ClockSkewError", "DecodeError", "shown"]
+__all__ = ["CRDTError", "ClockSkewError", "DecodeError"]
 
 
 class CRDTError(Exception):

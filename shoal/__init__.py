@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         PeerFailed,
         QuorumNotReached,
         ReadQuorumNotReached,
+        SubscriptionOverflow,
         SyncError,
         ValueTooLarge,
     )
@@ -108,6 +109,7 @@ __all__ = [
     "SchemaVersionMismatch",
     "StoreError",
     "Subscription",
+    "SubscriptionOverflow",
     "SyncError",
     "TransportConfig",
     "ValueTooLarge",
@@ -149,6 +151,7 @@ _LAZY: dict[str, str] = {
             "PeerFailed",
             "QuorumNotReached",
             "ReadQuorumNotReached",
+            "SubscriptionOverflow",
             "SyncError",
             "ValueTooLarge",
         ],

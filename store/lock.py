@@ -115,7 +115,6 @@ __all__ = [
     "lock_path",
     "lock_postgres",
     "lock_sqlite",
-    "making_interrupted",
     "read_head",
 ]
 

@@ -25,6 +25,9 @@
           ├── PeerFailed              the peer stopped serving because its store failed to
           │                           commit (disk full, database gone): its memory may be
           │                           ahead of its disk, so it must be closed and reopened.
+          ├── SubscriptionOverflow (RuntimeError)
+          │                           a prefix subscription fell more keys behind than it
+          │                           holds and ended: subscribe again, then read the keys
           └── ValueTooLarge           (also a ``ValueError``) a write whose value could not
                                       travel in one message was refused before anything
                                       changed; ``size`` and ``limit`` say by how much.
@@ -48,6 +51,7 @@ __all__ = [
     "QuorumNotReached",
     "ReadQuorumNotReached",
     "RemoteProtocolError",
+    "SubscriptionOverflow",
     "SyncError",
     "ValueTooLarge",
     "named_kinds",
@@ -155,3 +159,22 @@ class ValueTooLarge(SyncError, ValueError):
         super().__init__(
             f"{what} takes {size} bytes, over the limit of {limit}: refused, nothing was written"
         )
+
+
+class SubscriptionOverflow(SyncError, RuntimeError):
+    """More than ``maxsize`` distinct keys under ``prefix`` changed while the reader was
+    behind: the subscription dropped them and ended. Subscribe again, then read the keys
+    (``peer.keys(prefix)``). Also a ``RuntimeError``, as a closed peer's refusal: this
+    subscription serves no more.
+
+    >>> str(SubscriptionOverflow("cart:", 100)).split(" and ")[0]
+    "the subscription to prefix 'cart:' fell more than 100 keys behind"
+    """
+
+    def __init__(self, prefix: str, maxsize: int) -> None:
+        super().__init__(
+            f"the subscription to prefix {prefix!r} fell more than {maxsize} keys behind and "
+            "ended: subscribe again, then read the keys under the prefix"
+        )
+        self.prefix = prefix
+        self.maxsize = maxsize

@@ -4,9 +4,10 @@
   :class:`~sync.transport.subscription.Subscription` of one key's new values, or of
   ``(key, value)`` for every key starting with a prefix; :meth:`ChangeFeed.changed` (the
   node's ``on_changed``, once per changed key per round) pushes the key's new value to
-  both kinds. A key holding objects of two kinds (a kind clash) has no one value: nothing
-  is pushed for it. :meth:`ChangeFeed.close` (the peer's) ends them all and refuses new
-  ones.
+  both kinds; each subscription bounds its own backlog (a prefix one that overflows
+  unregisters itself, through the same callback as its ``close``). A key holding objects
+  of two kinds (a kind clash) has no one value: nothing is pushed for it.
+  :meth:`ChangeFeed.close` (the peer's) ends them all and refuses new ones.
 * **Siblings.** A multi-value register with more than ``sibling_warning`` siblings is
   logged at WARNING, once until it comes back under: a sign that writers never read before
   they write. Siblings are reported, never dropped: dropping one would lose a write.

@@ -295,10 +295,11 @@ def test_decoding_takes_values_deeper_than_a_write_may_make_up_to_a_readers_dept
         return value
 
     deep = nested(MAX_DEPTH + 40)
+    one_dot = {"vv": {"A": 1}, "cloud": []}
     states = [
         {"type": "lww", "v": 1, "ts": [5, 0, "A"], "value": deep},
-        {"type": "mvregister", "v": 1, "entries": [[["A", 1], deep]], "ctx": {"vv": {"A": 1}, "cloud": []}},
-        {"type": "orset", "v": 1, "entries": [[deep, [["A", 1]]]], "ctx": {"vv": {"A": 1}, "cloud": []}},
+        {"type": "mvregister", "v": 1, "entries": [[["A", 1], deep]], "ctx": one_dot},
+        {"type": "orset", "v": 1, "entries": [[deep, [["A", 1]]]], "ctx": one_dot},
     ]
     for state in states:
         assert crdt.from_dict(state).to_dict() == crdt.from_dict(state).to_dict()

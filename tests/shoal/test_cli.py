@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOAL = [sys.executable, "-m", "shoal"]
 
 
+def _serve_args(db: Path, secret_file: Path) -> list[str]:
+    """``shoal serve`` of ``db`` on a port of the OS's choosing."""
+    return ["serve", "--db", str(db), "--listen", "127.0.0.1:0", "--secret-file", str(secret_file)]
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -49,13 +54,7 @@ async def test_serve_status_forget_inspect_and_sigterm(tmp_path: Path) -> None:
     db = tmp_path / "served.db"
     proc = await asyncio.create_subprocess_exec(
         *SHOAL,
-        "serve",
-        "--db",
-        str(db),
-        "--listen",
-        "127.0.0.1:0",
-        "--secret-file",
-        str(secret_file),
+        *_serve_args(db, secret_file),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=_env(),
@@ -293,13 +292,7 @@ async def test_serve_asked_to_stop_while_its_database_opens_stops_cleanly(
         "-c",
         _STOP_WHILE_OPENING,
         sig,
-        "serve",
-        "--db",
-        str(db),
-        "--listen",
-        "127.0.0.1:0",
-        "--secret-file",
-        str(secret_file),
+        *_serve_args(db, secret_file),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=_env(),
