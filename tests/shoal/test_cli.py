@@ -194,7 +194,10 @@ def test_status_of_a_dead_peer_fails_cleanly(capsys: pytest.CaptureFixture[str])
 def test_demo_dispatch_without_the_module(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import shoal
+
     monkeypatch.setitem(sys.modules, "shoal.demo", None)
+    monkeypatch.delattr(shoal, "demo", raising=False)  # (imported by an earlier test)
     assert cli.main(["demo"]) == 2
     assert "demo is not available" in capsys.readouterr().err
 
