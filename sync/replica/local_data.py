@@ -332,14 +332,18 @@ class LocalData:
 
     def evict_plan(self) -> list[str]:
         """The least recently used keys to evict for the cache to fit its budget (it goes
-        down to 90% of it, so that evictions come in batches)."""
+        down to 90% of it, so that evictions come in batches). The most recently used is
+        kept, however big: an object bigger than the whole budget, evicted after every
+        write, was loaded and saved whole again at each next one (a cost growing with its
+        size, per write)."""
         budget = self._config.cache_bytes
         if self._bytes <= budget:
             return []
         target, freed, sizes = self._bytes - budget * 9 // 10, 0, self._sizes
         victims: list[str] = []
+        last = next(reversed(self._objects), None)
         for key in self._objects:
-            if freed >= target:
+            if freed >= target or key == last:
                 break
             victims.append(key)
             freed += sizes.get(key, 0)

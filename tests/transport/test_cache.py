@@ -225,3 +225,28 @@ async def test_a_bad_key_fails_its_caller_not_the_node(tmp_path: Path) -> None:
         assert await peer.gcounter("k3").value() == 1
     finally:
         await peer.aclose()
+
+
+async def test_an_object_bigger_than_the_cache_is_not_loaded_again_at_each_write(
+    tmp_path: Path,
+) -> None:
+    """One set grows past the whole budget: it stays in memory while it is written (the
+    most recently used object is never evicted), where it was evicted after every write and
+    loaded, and saved whole, again at the next one (a write's cost grew with the set)."""
+    peer = await open_peer(tmp_path / "big.db", listen=None, cache_bytes=CACHE)
+    try:
+        cart = peer.orset("cart")
+        for i in range(600):  # 600 elements of about 160 bytes: past the 64 KiB budget
+            await cart.add(f"{i:04d}:" + "x" * 150)
+        loads = peer.node.counters.loads
+        for i in range(600, 700):
+            await cart.add(f"{i:04d}:" + "x" * 150)
+        assert peer.node.counters.loads == loads  # none of the 100 writes loaded it
+        assert len(await cart.value()) == 700
+    finally:
+        await peer.aclose()
+    peer = await open_peer(tmp_path / "big.db", listen=None, cache_bytes=CACHE)
+    try:
+        assert len(await peer.orset("cart").value()) == 700
+    finally:
+        await peer.aclose()
