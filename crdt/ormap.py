@@ -1,5 +1,9 @@
 """ORMap: a map from keys to embedded CRDTs, with observed-remove keys.
 
+(About 800 lines: the map's state, its mutators, its codec and its split, and the embedded
+kind that nests it in another map, which all read the same store; the kinds it holds live in
+modules of their own.)
+
 State: *one* causal context shared by every embedded value, and a dot map ``(key, kind) ->
 store`` (Almeida, Shoker, Baquero, "Delta State Replicated Data Types", 2018, section 7.4,
 "map embedding"; the Riak DT map, Brown et al. 2014). Every store is a dot store of its kind

@@ -1,5 +1,8 @@
 """The sans-I/O replication engine: one :class:`Replica` per peer, a façade over components.
 
+(About 730 lines: every public entry point with its checks, and what touches several
+components orchestrated in one place, in order; the components are modules of their own.)
+
 :class:`Replica` takes every input (local writes and reads, received messages, peers up and
 down, time passing) with the caller's ``now``, and gives back the effects to execute, in
 order (:meth:`Replica.effects`), and when to call it next (:meth:`Replica.next_deadline`).

@@ -1,5 +1,9 @@
 """Local data: the objects held here, the delta log, the summaries and the checkpoints.
 
+(About 800 lines: one owner for the dictionaries every change goes through, the cache, the
+log and the summaries updated together by each change; its seal table and its kind-clash
+alarms are parts of their own, ``seals.py`` and ``map_clashes.py``.)
+
 Every read or change of an object, of the log or of a summary goes through
 :class:`LocalData`; no other part of the engine holds a reference to its dictionaries. It
 records what must become durable in the outbox's :class:`~sync.replica.outbox.Changes`

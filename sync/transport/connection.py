@@ -1,5 +1,9 @@
 """Links between peers: one authenticated websocket per pair, heartbeats, backoff, flow control.
 
+(About 760 lines: the listener and the dialler share the link's life (handshake, limits,
+refusals and their throttles, heartbeats), which reads best in one place; the link itself,
+dial states, admission and the handshake are modules of their own.)
+
 Theory of operation.
 
 * A :class:`Transport` listens (optional) and dials a set of URLs, forever, with exponential
