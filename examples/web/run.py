@@ -27,12 +27,16 @@ removed at the end.
 
 from __future__ import annotations
 
+import signal
+import sys
+
+if __name__ == "__main__":  # Ctrl-C while the modules below load (a second or two): stop quietly
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+
 import argparse
 import asyncio
 import contextlib
 import secrets
-import signal
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -105,7 +109,10 @@ def _network_routes(app: web.Application, device: Device) -> None:
         return web.json_response(state())
 
     async def post(request: web.Request) -> web.Response:
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError:  # not JSON, or not UTF-8 text: the same refusal as a wrong shape
+            body = None
         online = body.get("online") if isinstance(body, dict) else None
         if not isinstance(online, bool) or device.proxy is None:
             message = 'send {"online": true|false} to a device\'s page (the relay has no link)'
@@ -151,23 +158,43 @@ async def start(
 
 
 async def _run(args: argparse.Namespace) -> int:
-    with contextlib.ExitStack() as cleanup:
-        if args.dir is None:
-            folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="shoal-web-")))
-        else:
-            folder = args.dir
-            folder.mkdir(parents=True, exist_ok=True)
-        async with start(folder, args.devices, port=args.port) as crew:
-            print(f"shoal web example: {len(crew)} peers on 127.0.0.1 (databases in {folder})")
-            for device in crew:
-                print(f"  {device.name:7} {device.url}")
-            print("Open two of these side by side. Ctrl-C stops.", flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            print("stopping", flush=True)
+    # Ctrl-C (or SIGTERM) while the peers open cancels the opening, which closes what is
+    # open already; once they serve, it ends the wait below. Either way: a quiet stop.
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+    stop = asyncio.Event()
+    serving = False
+
+    def on_signal() -> None:
+        if serving:
+            stop.set()
+        elif not stop.is_set():
+            stop.set()
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        with contextlib.ExitStack() as cleanup:
+            if args.dir is None:
+                scratch = tempfile.TemporaryDirectory(prefix="shoal-web-")
+                folder = Path(cleanup.enter_context(scratch))
+            else:
+                folder = args.dir
+                folder.mkdir(parents=True, exist_ok=True)
+            async with start(folder, args.devices, port=args.port) as crew:
+                serving = True
+                print(f"shoal web example: {len(crew)} peers on 127.0.0.1 (databases in {folder})")
+                for device in crew:
+                    print(f"  {device.name:7} {device.url}")
+                print("Open two of these side by side. Ctrl-C stops.", flush=True)
+                await stop.wait()
+                print("stopping", flush=True)
+    except asyncio.CancelledError:
+        if serving or not stop.is_set():
+            raise  # not our Ctrl-C
+        task.uncancel()
+        print("stopping", flush=True)
     return 0
 
 

@@ -16,9 +16,18 @@ without the token (a page holds no data; it asks for the token and sends it with
 The token. HTTP calls send ``Authorization: Bearer TOKEN``. A browser cannot set a header on
 a websocket, so the websocket's first message carries it, ``{"token": "TOKEN"}``, rather
 than a query parameter: URLs end up in access logs, proxies and the browser's history, a
-first message does not. Until that message comes (within :data:`AUTH_TIMEOUT` seconds,
-else the socket is closed with 4401), the server sends nothing and subscribes to nothing.
-Tokens are compared with :func:`hmac.compare_digest` (constant time).
+first message does not. Until that message comes (within :data:`AUTH_TIMEOUT` seconds in
+all, pings or not, else the socket is closed with 4401), the server sends nothing and
+subscribes to nothing. Tokens are compared with :func:`hmac.compare_digest` (constant time);
+one that is not UTF-8 text is a wrong one.
+
+The sockets. A subscription counts against ``max_subscriptions`` once its token is
+accepted (one more is refused before the upgrade with 503, or, if the last slot went while
+its token was on the way, closed with 1013, try again later). Sockets still waiting for
+their token are bounded on their own (:data:`MAX_WAITING`): one more cuts the wait of the
+oldest one short (closed with 1013), so that sockets without a token, which anyone who
+reaches the port can open, never keep a token holder out. A subscriber gone while a send
+waits is an ordinary goodbye (a tab closed), logged at DEBUG.
 
 Errors are ``{"error": {"code", "message"}}`` with the HTTP status: 400 ``bad_request``,
 401 ``unauthorized``, 404 ``not_found``, 405 ``method_not_allowed``, 409 ``wrong_kind``,
@@ -35,6 +44,7 @@ import contextlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -55,22 +65,30 @@ from sync.transport.peer import Peer
 
 from .ops import ApiError, VersionMismatch, mutation_fn, object_view, parse_mutation, write_view
 
-__all__ = ["AUTH_TIMEOUT", "MAX_BODY", "MAX_LIMIT", "MIN_TOKEN", "make_client_app"]
+__all__ = [
+    "AUTH_TIMEOUT",
+    "MAX_BODY",
+    "MAX_LIMIT",
+    "MAX_SUBSCRIPTIONS",
+    "MAX_WAITING",
+    "MIN_TOKEN",
+    "make_client_app",
+]
 
 log = logging.getLogger("shoal.web")
 
-AUTH_TIMEOUT = 5.0  # seconds for a websocket's token message
+AUTH_TIMEOUT = 5.0  # seconds for a websocket's token message, in all
 MAX_BODY = 1024 * 1024  # bytes of a request body
 MAX_LIMIT = 1000  # keys per page
 DEFAULT_LIMIT = 100
 MIN_TOKEN = 16  # characters
 MAX_SUBSCRIPTIONS = 256
+MAX_WAITING = 64  # websockets waiting for their token at once
 CLOSE_UNAUTHORIZED = 4401
+_INT = re.compile(r"-?[0-9]+")  # ASCII only: int() also reads other scripts' digits
 
 _PEER = web.AppKey("peer", Peer)
 _TOKEN = web.AppKey("token", bytes)
-_SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
-_LIMIT = web.AppKey("max_subscriptions", int)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -89,7 +107,11 @@ def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
 
 
 def _token_ok(app: web.Application, given: str) -> bool:
-    return hmac.compare_digest(given.encode(), app[_TOKEN])
+    try:
+        text = given.encode()
+    except UnicodeEncodeError:  # a lone surrogate (or a header's byte that is not UTF-8)
+        return False
+    return hmac.compare_digest(text, app[_TOKEN])
 
 
 def _public(request: web.Request) -> bool:
@@ -131,11 +153,30 @@ def _peer(request: web.Request) -> Peer:
     return request.app[_PEER]
 
 
+def _int(text: str) -> int | None:
+    """``text`` as an integer if it is one in ASCII digits (an optional ``-`` first), else
+    None. (``str.isdigit`` takes a superscript two, which ``int`` refuses; ``int`` takes
+    the digits of other scripts, which no client means.)"""
+    return int(text) if _INT.fullmatch(text) else None
+
+
 def _level(text: str | None) -> int | str | None:
     """A level from a query string: a number, or a name the engine checks."""
     if text is None or text == "":
         return None
-    return int(text) if text.lstrip("-").isdigit() else text
+    number = _int(text)
+    return text if number is None else number
+
+
+def _key_query(text: str | None, name: str, *, empty_ok: bool = True) -> str | None:
+    """A key or a key prefix from a query string (None: not given), checked as the engine
+    checks keys: 400 for one no store can keep."""
+    if text is None:
+        return None
+    try:
+        return check_key(text, name, empty_ok=empty_ok)
+    except (TypeError, ValueError) as exc:
+        raise ApiError(400, "bad_request", str(exc)) from exc
 
 
 def _seconds(text: str | None, name: str) -> float | None:
@@ -167,9 +208,19 @@ async def _engine_call(coro: Awaitable[Any]) -> Any:
         raise ApiError(504, "read_quorum_not_reached", exc.message) from exc
 
 
-async def _local_view(peer: Peer, key: str) -> dict[str, Any] | None:
-    done = await peer.node.read(key, r=1)
+async def _local_view(peer: Peer, key: str, kind: str | None = None) -> dict[str, Any] | None:
+    """The object ``(key, kind)`` as this peer holds it; None when ``kind`` is None and the
+    key holds nothing live (a set emptied, a key deleted). A key of two kinds at once, with
+    no ``kind`` named, raises :class:`KindClash`."""
+    try:
+        done = await peer.node.read(key, kind=kind, r=1)
+    except KeyNotFound:
+        return None
     return None if done.state is None else object_view(key, done.state)
+
+
+def _gone(key: str) -> dict[str, Any]:
+    return {"key": key, "kind": None, "value": None}
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -192,11 +243,12 @@ async def get_status(request: web.Request) -> web.Response:
 
 async def list_keys(request: web.Request) -> web.Response:
     peer, q = _peer(request), request.query
-    prefix, after = q.get("prefix") or None, q.get("after") or None
+    prefix = _key_query(q.get("prefix") or None, "prefix")
+    after = _key_query(q.get("after") or None, "after")
     text = q.get("limit", str(DEFAULT_LIMIT))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    limit = _int(text)
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, "bad_request", f"limit must be 1 to {MAX_LIMIT}, got {text!r}")
-    limit = int(text)
     keys: list[str] = []
     more = False
     iterator: AsyncIterator[str] = peer.keys(prefix=prefix, after=after)
@@ -245,7 +297,7 @@ async def post_key(request: web.Request) -> web.Response:
         status, result = 202, exc.result
         body.update(quorum=False, message=f"{exc.message}; durable here, replicates later")
     body["write"] = write_view(result)
-    body["object"] = await _local_view(peer, key)
+    body["object"] = await _local_view(peer, key, kind)  # (emptied: the kind's empty value)
     return web.json_response(body, status=status)
 
 
@@ -264,30 +316,61 @@ async def delete_key(request: web.Request) -> web.Response:
     return web.json_response(body, status=status)
 
 
+class _Sockets:
+    """The API's websockets: every open one (closed at shutdown), those subscribed (counted
+    against ``limit``) and those waiting for their token, oldest first, each with the
+    deadline of its wait (at most :data:`MAX_WAITING`: see the module docstring)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: set[web.WebSocketResponse] = set()
+        self.subscribed: set[web.WebSocketResponse] = set()
+        self.waiting: dict[web.WebSocketResponse, asyncio.Timeout] = {}
+
+    def full(self) -> bool:
+        return len(self.subscribed) >= self.limit
+
+    def wait(self, ws: web.WebSocketResponse, deadline: asyncio.Timeout) -> None:
+        """``ws`` waits for its token until ``deadline``; past the bound, the oldest one
+        waiting is cut short (its deadline now: it finds itself no longer waiting)."""
+        self.waiting[ws] = deadline
+        while len(self.waiting) > MAX_WAITING:
+            oldest = self.waiting.pop(next(iter(self.waiting)))
+            if not oldest.expired():  # (expired: on its way out already)
+                oldest.reschedule(asyncio.get_running_loop().time())
+
+
+_SOCKETS = web.AppKey("sockets", _Sockets)
+
+
 async def subscribe(request: web.Request) -> web.StreamResponse:
     """A websocket of changes: see the module docstring and docs/api.md."""
     app, peer, q = request.app, _peer(request), request.query
     key, prefix = q.get("key"), q.get("prefix")
     if (key is None) == (prefix is None) or key == "":
         raise ApiError(400, "bad_request", "subscribe to one ?key=KEY or one ?prefix=PREFIX")
-    try:  # before the websocket: refused as an HTTP answer, not a socket gone without one
-        if key is not None:
-            check_key(key)
-        else:
-            check_key(prefix, "prefix", empty_ok=True)
-    except (TypeError, ValueError) as exc:
-        raise ApiError(400, "bad_request", str(exc)) from exc
+    # Before the websocket: refused as an HTTP answer, not a socket gone without one.
+    key = _key_query(key, "key", empty_ok=False)
+    prefix = _key_query(prefix, "prefix")
     sockets = app[_SOCKETS]
-    if len(sockets) >= app[_LIMIT]:
-        raise ApiError(503, "too_many_subscriptions", f"at most {app[_LIMIT]} at once")
+    if sockets.full():
+        raise ApiError(503, "too_many_subscriptions", f"at most {sockets.limit} at once")
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
     await ws.prepare(request)
-    sockets.add(ws)
+    sockets.open.add(ws)
     try:
-        if await _authenticate(ws, app):
+        if not await _authenticate(ws, app):
+            return ws
+        if sockets.full():  # the last slot went while this token was on its way
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too many subscriptions")
+            return ws
+        sockets.subscribed.add(ws)
+        try:
             await _stream(ws, peer, key, prefix)
+        finally:
+            sockets.subscribed.discard(ws)
     finally:
-        sockets.discard(ws)
+        sockets.open.discard(ws)
     return ws
 
 
@@ -295,19 +378,24 @@ async def _stream(
     ws: web.WebSocketResponse, peer: Peer, key: str | None, prefix: str | None
 ) -> None:
     """Send ``ready``, then one ``change`` per change of the key (or prefix), until either
-    side closes."""
+    side closes. A key left with nothing live is sent as ``kind: null``; a key holding two
+    kinds at once by the time it is read has no one value and is skipped, as the peer's
+    own subscriptions skip it (the peer logs the clash)."""
     sub = peer.subscribe(key) if key is not None else peer.subscribe(prefix=prefix)
     reader = asyncio.ensure_future(_drain(ws, sub.close))
     try:
         await ws.send_json({"type": "ready"})
         async for item in sub:
             changed = key if key is not None else item[0]
-            view = await _local_view(peer, changed)
-            await ws.send_json(
-                {"type": "change", **(view or {"key": changed, "kind": None, "value": None})}
-            )
-    except (ConnectionResetError, RuntimeError, PeerFailed):
-        pass  # the browser went away, or the peer is closing: end quietly
+            try:
+                view = await _local_view(peer, changed)
+            except KindClash:
+                continue
+            await ws.send_json({"type": "change", **(view or _gone(changed))})
+    except ConnectionError as exc:  # the page went away (a tab closed), maybe mid-send
+        log.debug("a subscriber went away: %s", exc)
+    except (RuntimeError, PeerFailed) as exc:  # the peer is closing, or the reader too slow
+        log.debug("a subscription ends: %s", exc)
     finally:
         sub.close()
         reader.cancel()
@@ -317,10 +405,24 @@ async def _stream(
 
 
 async def _authenticate(ws: web.WebSocketResponse, app: web.Application) -> bool:
+    """Wait for the token message, :data:`AUTH_TIMEOUT` seconds in all (a ping does not
+    stretch it, as ``ws.receive(timeout=...)`` would); close the socket unless it comes
+    with the token."""
+    sockets = app[_SOCKETS]
+    cut_short = False
     try:
-        msg = await ws.receive(timeout=AUTH_TIMEOUT)
+        async with asyncio.timeout(AUTH_TIMEOUT) as deadline:
+            sockets.wait(ws, deadline)
+            try:
+                msg = await ws.receive()
+            finally:
+                cut_short = sockets.waiting.pop(ws, None) is None
     except TimeoutError:
-        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"no token message")
+        if cut_short:
+            message = b"too many sockets waiting for a token; try again"
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=message)
+        else:
+            await ws.close(code=CLOSE_UNAUTHORIZED, message=b"no token message")
         return False
     token = None
     if msg.type == WSMsgType.TEXT:
@@ -341,8 +443,7 @@ async def _drain(ws: web.WebSocketResponse, done: Callable[[], None]) -> None:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    sockets: set[web.WebSocketResponse] = app[_SOCKETS]
-    for ws in list(sockets):
+    for ws in list(app[_SOCKETS].open):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
@@ -394,8 +495,7 @@ def make_client_app(
     app = web.Application(middlewares=[_headers, _errors, _auth], client_max_size=MAX_BODY)
     app[_PEER] = peer
     app[_TOKEN] = token.encode()
-    app[_SOCKETS] = set()
-    app[_LIMIT] = max_subscriptions
+    app[_SOCKETS] = _Sockets(max_subscriptions)
     app.router.add_get("/v1/status", get_status)
     app.router.add_get("/v1/keys", list_keys)
     app.router.add_get("/v1/keys/{key:.+}", get_key)

@@ -24,11 +24,19 @@ An object is shown as ``{"key", "kind", "value", "version"}`` (plus ``"siblings"
 number, for a multi-value register): the value in JSON (a set as a list sorted by its JSON
 text, a register's siblings as a list in the register's stable order, a map as an object)
 and the version: the causal context ``{"vv": {replica: n}, "cloud": [[replica, n], ...]}``
-of a causal kind, the per-replica totals of a counter as ``vv``, and the winning
-``timestamp`` of an LWW register. ``if_version`` is compared to it on the engine's task,
+of a causal kind and the per-replica totals of a counter as ``vv``, each with the
+``digest`` of the state (:func:`sync.digest.state_digest`: the same on every replica that
+holds the same state), and the winning ``timestamp`` of an LWW register. The digest is
+there for what the rest does not show: an observed remove (a set's element, a map's entry,
+a register's value) leaves the context as it was, a counter's reset its totals. An object
+with nothing live (never written, emptied, deleted: ``is_live()`` is false) has the empty
+version ``{"vv": {}, "cloud": []}``, whatever its kind and however it came to hold nothing:
+a reader sees nothing in each case, and a write made against "nothing here" goes through
+as long as nothing is. ``if_version`` is compared to the version on the engine's task,
 just before the mutator runs: a write made against a version that is no longer current is
 refused (:class:`VersionMismatch`) and changes nothing. Clients use it to resolve siblings
-they have shown, without silently superseding one that arrived since.
+they have shown, without silently superseding one that arrived since, nor bringing back
+what was removed or deleted since.
 """
 
 from __future__ import annotations
@@ -39,7 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from crdt import CRDT, KINDS
+from crdt import CRDT, KINDS, LWWRegister
+from sync.digest import state_digest
 from sync.errors import named_kinds
 
 __all__ = [
@@ -214,20 +223,27 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def version_of(state: Any) -> dict[str, Any]:
+def version_of(state: CRDT) -> dict[str, Any]:
     """The version of a CRDT state, in JSON (see the module docstring)."""
+    if not state.is_live():
+        return {"vv": {}, "cloud": []}  # nothing here (see the module docstring)
+    if isinstance(state, LWWRegister):  # every write has a timestamp of its own
+        return {"timestamp": json_value(state.timestamp)}
     ctx = getattr(state, "context", None)
     if ctx is not None:
         encoded = ctx.to_dict()
-        return {"vv": dict(sorted(encoded["vv"].items())), "cloud": json_value(encoded["cloud"])}
-    if state.kind == "lww":
-        return {"timestamp": json_value(state.timestamp)}
-    encoded = state.to_dict()  # counters: per replica, its operations by weight
-    totals: dict[str, int] = {}
-    for part in ("counts", "p", "n"):
-        for replica, n in encoded.get(part, {}).items():
-            totals[replica] = totals.get(replica, 0) + n
-    return {"vv": dict(sorted(totals.items())), "cloud": []}
+        version = {"vv": dict(sorted(encoded["vv"].items())), "cloud": json_value(encoded["cloud"])}
+    else:
+        encoded = state.to_dict()  # counters: per replica, its operations by weight
+        totals: dict[str, int] = {}
+        for part in ("counts", "p", "n"):
+            for replica, n in encoded.get(part, {}).items():
+                totals[replica] = totals.get(replica, 0) + n
+        version = {"vv": dict(sorted(totals.items())), "cloud": []}
+    # An observed remove (or a reset a concurrent update survived) changes the state but
+    # not the context or the totals: the digest of the state's canonical text sees it.
+    version["digest"] = state_digest(state)
+    return version
 
 
 def object_view(key: str, state: CRDT) -> dict[str, Any]:

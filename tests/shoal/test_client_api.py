@@ -4,6 +4,7 @@ nothing, listing and deleting keys, and subscriptions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -159,10 +160,10 @@ async def test_every_kind_through_the_api_matches_the_python_api(
         "key": "launches",
         "kind": "gcounter",
         "value": 4,
-        "version": {"vv": {rid: 4}, "cloud": []},
+        "version": {"vv": {rid: 4}, "cloud": [], "digest": ANY},
     }
     assert views["cart"]["value"] == ["eggs", "milk"]  # sorted by JSON text
-    assert views["cart"]["version"] == {"vv": {rid: 3}, "cloud": []}  # three adds
+    assert views["cart"]["version"] == {"vv": {rid: 3}, "cloud": [], "digest": ANY}  # 3 adds
     assert views["note"]["value"] == ["buy bread"] and views["note"]["siblings"] == 1
     assert views["prefs"]["value"] == {"theme": "dark", "tags": ["new"], "inner": {"n": 1}}
     status, title = await client.get("title")
@@ -352,6 +353,46 @@ async def test_reads_unknown_keys_routes_and_methods(client: Client) -> None:
     assert (status, reply["error"]["code"]) == (400, "bad_request")
     status, reply = await client.call("GET", "/v1/keys/x?r=0")
     assert (status, reply["error"]["code"]) == (400, "bad_request")
+
+
+BAD_QUERIES = [
+    ("GET", "/v1/keys?limit=%C2%B2"),  # a superscript 2: a digit to isdigit(), not to int()
+    ("GET", "/v1/keys?limit=%D9%A1"),  # an Arabic-Indic 1: int() takes it, the API does not
+    ("GET", "/v1/keys?limit=+5"),
+    ("GET", "/v1/keys?prefix=%00"),
+    ("GET", "/v1/keys?after=%00"),
+    ("GET", "/v1/keys/cart?r=%C2%B2"),
+    ("GET", "/v1/keys/cart?r=-1"),
+    ("DELETE", "/v1/keys/cart?w=%C2%B2"),
+    ("DELETE", "/v1/keys/cart?w=0"),
+    ("POST", "/v1/keys/a%00b"),
+    ("DELETE", "/v1/keys/a%00b"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), BAD_QUERIES, ids=[p for _, p in BAD_QUERIES])
+async def test_bad_queries_are_400_and_change_nothing(
+    client: Client, peer: Peer, method: str, path: str
+) -> None:
+    await peer.orset("cart").add("milk")
+    body = {"kind": "orset", "op": "add", "args": ["x"]} if method == "POST" else None
+    status, reply = await client.call(method, path, body)
+    assert (status, reply["error"]["code"]) == (400, "bad_request"), reply
+    assert await peer.orset("cart").value() == {"milk"}
+
+
+async def test_a_token_header_that_is_not_utf8_is_a_wrong_token(client: Client) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.api.port)
+    try:
+        writer.write(
+            b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Authorization: Bearer \xff\xfe-not-text\r\n\r\n"
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readline(), WAIT)
+    finally:
+        writer.close()
+    assert head.split()[1] == b"401", head
 
 
 async def test_a_read_quorum_missed_is_504(client: Client, peer: Peer) -> None:

@@ -63,6 +63,7 @@ async function read(key) {
     remember(await api("GET", `/v1/keys/${encodeURIComponent(key)}`));
   } catch (err) {
     if (err.status !== 404) throw err;
+    remember({ key, kind: null, value: null }); // nothing there now (emptied or deleted)
   }
 }
 
@@ -185,9 +186,14 @@ async function addItem(listId, text) {
   await write(keyOf(listId, "items"), "ormap", "update", [newId(), lwwSet(text)]);
 }
 
+// Both writes are sent whatever the other answers: a tick must not outlive its item.
 async function removeItem(listId, itemId) {
-  await write(keyOf(listId, "items"), "ormap", "remove", [itemId]);
-  await write(keyOf(listId, "done"), "orset", "remove", [itemId]);
+  const results = await Promise.allSettled([
+    write(keyOf(listId, "items"), "ormap", "remove", [itemId]),
+    write(keyOf(listId, "done"), "orset", "remove", [itemId]),
+  ]);
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
 }
 
 async function tick(listId, itemId, done) {
