@@ -115,8 +115,12 @@ class Hints:
             self.drop(hid)
 
     def mark_sent(self, hid: HintId, now: float) -> None:
-        """The entry of hint ``hid`` was sent to its target now (with a write)."""
+        """The entry of hint ``hid`` was sent to its target now (with a write): retried by
+        the hand-off after ``write_timeout`` if no ack drops it (the push may be lost on a
+        link that stays up: a full queue drops its oldest message)."""
         self._sent_at[hid] = now
+        retry = Timer(TimerKind.HANDOFF, hid.target)
+        self._timers.set_if_earlier(retry, now + self._config.write_timeout)
 
     def _schedule_expiry(self) -> None:
         oldest = min(

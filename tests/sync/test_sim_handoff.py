@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from sync.config import ReplicaConfig
+from sync.ring import Ring
 from sync.simnet import SimCluster
 
 __all__: list[str] = []
@@ -129,3 +131,25 @@ def test_hints_per_target_are_bounded_and_anti_entropy_repairs_the_rest(kit: Any
     cluster.restart(HOME)
     kit.settle(cluster, holders=kit.homes_map(cluster, keys))
     assert all(cluster.values(k, [HOME])[HOME] == frozenset({k}) for k in keys)
+
+
+def test_a_coordinators_own_hint_whose_push_was_lost_on_a_live_link_is_sent_again() -> None:
+    """A coordinator that is not a home keeps its write as a hint for each home; the push to
+    one home is lost while the link stays up (a full queue drops its oldest message). The
+    hint was never sent again (no hand-off retry was set for it): held for ever, the entry
+    never compacted, and without anti-entropy the home never had the write."""
+    ids = ["p0", "p1", "p2", "p3"]
+    cfg = ReplicaConfig(n=3, anti_entropy_interval=0, write_timeout=2.0)
+    c = SimCluster(ids, cfg, seed=1, known_peers=True)
+    c.run_for(3)
+    ring = Ring(ids, n=3, partitions=cfg.partitions, vnodes=cfg.vnodes)
+    key = next(k for k in (f"k{i}" for i in range(1000)) if "p0" not in ring.homes_of(k))
+    home = ring.homes_of(key)[0]
+    c.drop("p0", home, 1.0, one_way=True)  # the write's push to the home is lost
+    op = c.update("p0", key, "gcounter", lambda g: g.increment("p0", 1), w=1)
+    c.run_for(0.5)
+    c.drop("p0", home, 0.0, one_way=True)  # the link is fine again
+    c.run_for(10 * cfg.write_timeout)
+    assert op.ok
+    assert c.values(key, [home])[home] == 1
+    assert c.replica("p0").status()["hints"] == {}  # handed off, acked, dropped
