@@ -712,6 +712,7 @@ class Replica:
                 self._timers.set(_COMPACT, now + self._compaction.interval())
             case Timer(TimerKind.ANTI_ENTROPY):
                 self._gossip.round(now)
+                self._anti_entropy.hand_over()
             case Timer(TimerKind.AE_TIMEOUT, str() as peer):
                 self._anti_entropy.check_timeout(peer, now)
             case Timer(TimerKind.SWEEP):

@@ -139,6 +139,36 @@ class AntiEntropy:
         self._transfers = Transfers(config, replica_id, outbox, data, outbound)
 
     # -- summaries -----------------------------------------------------------------------------
+    def hand_over(self) -> None:
+        """Offer what we hold of the partitions we are no longer a home of to their homes.
+
+        Anti-entropy runs between the homes of a partition; when the ring grows (or a home
+        is forgotten) a partition may get homes none of which held it, while the replicas
+        that do hold it are homes no more: nothing carried it to its homes, and a write
+        acknowledged by all its homes then could not be read from the new ones, for ever.
+        So, each round, a replica sends each home that is up and, by its last summary,
+        lacks something we hold of such a partition, our summary of it asking for theirs
+        (``reply``); their answer plans what they lack as any summary does (log entries, or
+        a state transfer), and the next answer, once they hold it all, ends the offer. (As
+        Riak's hand-off of a vnode whose ownership moved; what we hold stays here.)"""
+        membership, data, me = self._membership, self._data, self._me
+        up, ring = membership.up, membership.ring()
+        offers: dict[str, list[int]] = {}  # per home, the partitions to offer it
+        for p in data.held_partitions():
+            homes = ring.preference_list(p)
+            if me in homes:
+                continue
+            mine = data.summary(p)
+            for home in homes:
+                if home not in up:
+                    continue
+                theirs = membership.reported_summary(home, p)
+                if theirs is not None and next(mine.dots_not_in(theirs), None) is None:
+                    continue  # it holds all we have of p
+                offers.setdefault(home, []).append(p)
+        for home in sorted(offers):
+            self.send_summary(home, reply=True, parts=offers[home])
+
     def stop(self, peer: str) -> None:
         """``peer`` went down: its round is abandoned."""
         self._reset(peer)

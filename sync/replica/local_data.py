@@ -542,6 +542,10 @@ class LocalData:
             ctx = self._summaries[partition] = CausalContext()
         return ctx
 
+    def held_partitions(self) -> list[int]:
+        """The partitions whose summary holds a log dot here, in order."""
+        return sorted(p for p, ctx in self._summaries.items() if not ctx.is_bottom())
+
     def summary_if_any(self, partition: int) -> CausalContext | None:
         """The live summary of ``partition``, None if this replica never had one."""
         return self._summaries.get(partition)

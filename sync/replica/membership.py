@@ -422,6 +422,11 @@ class Membership:
                 out.append((pid, theirs))
         return out
 
+    def reported_summary(self, peer: str, partition: int) -> CausalContext | None:
+        """The summary of ``partition`` that ``peer`` reported last (None: none)."""
+        theirs = self._peer_summaries.get(peer)
+        return None if theirs is None else theirs.get(partition)
+
     def store_summary(self, peer: str, theirs: Mapping[int, CausalContext], now: float) -> bool:
         """Remember what a member reported (persisted); True if it changed anything."""
         if not self.is_member(peer):

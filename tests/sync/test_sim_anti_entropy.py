@@ -132,3 +132,33 @@ def test_batches_stay_under_the_message_size_limit(kit: Any) -> None:
     assert cluster.protocol_errors == []
     assert cluster.stats.sent["Deltas"] > 1000 // 500, "the batches were not split to fit"
     assert cluster.values("b999") == dict.fromkeys(cluster.ids, frozenset({big}))
+
+
+def test_a_partition_whose_homes_are_all_new_gets_its_data_from_those_that_hold_it() -> None:
+    """Three replicas, n=3 (each a home of every key), 30 keys written at w=3; six empty
+    replicas join. A partition whose three new homes are all new replicas had no home that
+    held it, and its old holders were homes no more: anti-entropy (between homes) never
+    carried it, and an r=2 read on its homes found nothing, for ever. The old holders now
+    offer it to its homes."""
+    from sync.config import ReplicaConfig
+    from sync.simnet import SimCluster
+
+    cfg = ReplicaConfig(n=3, w=1, r=2, anti_entropy_interval=2.0, anti_entropy_idle_interval=10.0)
+    cluster = SimCluster(["a", "b", "c"], cfg, seed=1)
+    keys = [f"k{i}" for i in range(30)]
+    for k in keys:
+        op = cluster.update("a", k, "orset", lambda s, k=k: s.add("a", k), w=3)
+        assert cluster.run_until(lambda op=op: op.done, 10_000) and op.ok
+    assert cluster.run_until(lambda: cluster.quiet() and cluster.converged(), 200_000)
+    for r in [f"n{i}" for i in range(6)]:
+        cluster.add_replica(r)
+    cluster.run_for(120, max_steps=3_000_000)
+    ring = cluster.replica("n0")._membership.ring()
+    moved = [k for k in keys if not set(ring.homes_of(k)) & {"a", "b", "c"}]
+    assert moved  # (the case of the test: keys whose homes are all new)
+    for k in moved:
+        homes = ring.homes_of(k)
+        assert cluster.values(k, homes) == dict.fromkeys(homes, frozenset({k}))
+        op = cluster.read(homes[0], k, kind="orset", r=2)
+        assert cluster.run_until(lambda op=op: op.done, 10_000)
+        assert op.ok and op.state is not None and op.state.value == frozenset({k})
