@@ -91,7 +91,9 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   leaves it out.
 * **Anti-entropy.** With ``anti_entropy_interval`` set, on ``peer_up`` and every interval
   each up peer gets a ``Summary`` of the partitions both are homes of (and, when membership
-  changed, the known peers). A summary is answered with the log entries the other lacks, in
+  changed, the known peers); the homes of a partition we hold but are no longer a home of
+  get it too, while their last summary lacks something of ours (the ring grew:
+  ``AntiEntropy.hand_over``). A summary is answered with the log entries the other lacks, in
   ``Deltas`` of at most ``ae_batch`` entries (and half of ``max_message_bytes``),
   ``ae_max_inflight`` unacked per peer; when the
   other lacks a dot this replica no longer has in its log (compacted, or received by state
