@@ -15,6 +15,7 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Awaitable
 from typing import Any
 
 from shoal.commands.common import (
@@ -67,41 +68,46 @@ async def _serve(
     # The client API's address is had first, as the peer's own: a busy port fails the
     # command before the database is opened (or made).
     api_sockets = None if client_api is None else await bind_listen(*client_api[:2])
-    # A stop asked for while the database opens (a supervisor's SIGTERM, Ctrl-C) waits for
-    # the open to end, then stops as from serving: before, it killed the process where it
-    # stood (exit 143, or a KeyboardInterrupt traceback), a first start's database half made.
+    # A stop asked for while the database opens (a supervisor's SIGTERM, Ctrl-C) cancels the
+    # open, which gives back what it took (an interrupted first start's empty file is a new
+    # database: store.lock), and stops cleanly: before, it killed the process where it stood
+    # (exit 143, or a KeyboardInterrupt traceback).
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        peer = await _open_peer(args, secret, http)
+        peer = await _open_unless_stopped(_open_peer(args, secret, http), stop)
     except BaseException:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         for sock in api_sockets or ():
             sock.close()
         raise
+    if peer is None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        for sock in api_sockets or ():
+            sock.close()
+        log.info("stopped while the database opened: it was not served")
+        return EXIT_OK
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(peer.wait_failed())]
     api: Any = None
     progress: asyncio.Future[None] | None = None
     try:
-        if stop.is_set():
-            log.info("stopping: asked to while the database opened")
-        elif client_api is not None:
+        if client_api is not None:
             from shoal.web import serve_client_api
 
             api = await serve_client_api(peer, *client_api, sockets=api_sockets)
             api_sockets = None  # the API's now
-        if not stop.is_set():
-            _freeze_startup()
-            print(peer.url, flush=True)
-            log.info("serving %s as %s (db %s)", peer.url, peer.replica_id, args.db)
-            if sys.stderr.isatty():
-                progress = asyncio.ensure_future(_show_catch_up(peer))
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            if peer.failure is None:
-                log.info("stopping: committing pending writes, closing connections")
+        _freeze_startup()
+        print(peer.url, flush=True)
+        log.info("serving %s as %s (db %s)", peer.url, peer.replica_id, args.db)
+        if sys.stderr.isatty():
+            progress = asyncio.ensure_future(_show_catch_up(peer))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if peer.failure is None:
+            log.info("stopping: committing pending writes, closing connections")
     finally:
         for task in waits:
             task.cancel()
@@ -124,6 +130,26 @@ async def _serve(
         )
     log.info("stopped cleanly")
     return EXIT_OK
+
+
+async def _open_unless_stopped(opening: Awaitable[Any], stop: asyncio.Event) -> Any:
+    """The peer ``opening`` gives, or None if ``stop`` is set first (the open cancelled and
+    what it took given back; a peer it gave meanwhile closed)."""
+    task = asyncio.ensure_future(opening)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not stop.is_set():
+        return task.result()
+    task.cancel()
+    try:
+        peer = await task
+    except asyncio.CancelledError:
+        return None
+    await peer.aclose()  # (it had opened: the stop came with its last step)
+    return None
 
 
 async def _open_peer(args: argparse.Namespace, secret: bytes, http: bool | bytes) -> Any:
