@@ -26,7 +26,9 @@ accepted (one more is refused before the upgrade with 503, or, if the last slot 
 its token was on the way, closed with 1013, try again later). Sockets still waiting for
 their token are bounded on their own (:data:`MAX_WAITING`): one more cuts the wait of the
 oldest one short (closed with 1013), so that sockets without a token, which anyone who
-reaches the port can open, never keep a token holder out. A subscriber gone while a send
+reaches the port can open, cannot hold the subscriptions' slots (they can still make a
+token holder's socket wait its turn: one that opens sockets faster than tokens come back
+pushes the waiting ones out, which a client that retries outlasts). A subscriber gone while a send
 waits is an ordinary goodbye (a tab closed), logged at DEBUG.
 
 Errors are ``{"error": {"code", "message"}}`` with the HTTP status: 400 ``bad_request``,

@@ -39,6 +39,13 @@ __all__ = ["ChangeFeed"]
 log = logging.getLogger("shoal.peer")
 
 
+#: The distinct keys a prefix subscription holds, by default, for a reader that is behind
+#: (or ``subscriber_queue``, if larger): one write of many keys (a bulk import, a state
+#: transfer's page) changes them all in one round, before any reader can run, so a bound
+#: of about the one of a key's values ended every prefix subscriber at each such burst.
+PREFIX_KEYS = 10_000
+
+
 class ChangeFeed:
     """One peer's subscriptions, warnings and watchers; see the module docstring.
 
@@ -70,7 +77,8 @@ class ChangeFeed:
             if key is not None:
                 raise TypeError("subscribe takes a key or a prefix, not both")
             check_key(prefix, "prefix", empty_ok=True)
-            sub = Subscription(None, maxsize or self.maxsize, self._unsubscribe, prefix=prefix)
+            limit = maxsize or max(self.maxsize, PREFIX_KEYS)
+            sub = Subscription(None, limit, self._unsubscribe, prefix=prefix)
             self.by_prefix.append(sub)
             return sub
         key = check_key(key)

@@ -47,9 +47,9 @@ Contract.
   them.
 * ``peer.subscribe(key)`` is an async iterator of the key's new values, local or remote
   (``peer.subscribe(prefix=P)``: ``(key, value)`` pairs for every key starting with ``P``),
-  with a bounded queue (``maxsize``; when a slow consumer falls behind, the oldest queued
-  values are dropped: the latest value is always delivered; see
-  :mod:`sync.transport.subscription`).
+  with a bounded backlog for a reader that falls behind: the latest value of each key is
+  always delivered (a prefix subscription that falls too many keys behind ends with
+  ``SubscriptionOverflow``; see :mod:`sync.transport.subscription`).
 * Health: ``peer.status()`` (:mod:`sync.transport.status`); with ``listen``, the same
   figures on ``GET /status`` and ``GET /metrics`` of the websocket port
   (:mod:`sync.transport.http`; ``/metrics`` needs the ``cli`` extra), open to anyone who

@@ -53,12 +53,12 @@ async def test_a_slow_prefix_reader_learns_every_key_with_its_latest_value(
 
 
 async def test_a_reader_too_far_behind_is_told_and_reads_the_keys_again(tmp_path: Path) -> None:
-    """300 keys changed once while the reader does not read, past ``maxsize`` (the default
-    ``subscriber_queue``, 100): the reader is told at its next read and, doing what the docs
-    say (subscribe again, read the keys), learns every key with its latest value. (The old
-    queue silently kept the last 100 keys; the reader never heard of the other 200.)"""
-    async with await open_peer(tmp_path / "a.db", listen=None, subscriber_queue=100) as a:
-        sub = a.subscribe(prefix="p:")
+    """300 keys changed once while the reader does not read, past ``maxsize`` (100): the
+    reader is told at its next read and, doing what the docs say (subscribe again, read the
+    keys), learns every key with its latest value. (The old queue silently kept the last 100
+    keys; the reader never heard of the other 200.)"""
+    async with await open_peer(tmp_path / "a.db", listen=None) as a:
+        sub = a.subscribe(prefix="p:", maxsize=100)
         await asyncio.gather(*(a.lww(f"p:{i:03d}").set(f"v{i}") for i in range(N)))
         assert not a._prefix_subs  # it unregistered when it overflowed: no more pushes
         known: dict[str, Any] = {}
@@ -153,3 +153,18 @@ async def test_a_key_subscription_keeps_its_last_maxsize_values() -> None:
         sub.push(value)
     assert await _drain(sub, 3) == [7, 8, 9]
     assert sub.dropped == 7 and not sub.overflowed and closed == []
+
+
+async def test_a_burst_of_writes_does_not_end_a_prefix_subscription_that_keeps_up(
+    tmp_path: Path,
+) -> None:
+    """One round changes 300 keys (a bulk write) while the reader waits for the next change:
+    the subscription holds them all (by default up to 10,000 keys, or subscriber_queue if
+    more), where a bound of 100 ended every prefix subscriber at each such burst."""
+    async with await open_peer(tmp_path / "a.db", listen=None) as a:
+        sub = a.subscribe(prefix="p:")
+        reader = asyncio.ensure_future(_drain(sub, N))
+        await asyncio.sleep(0)  # the reader waits for the first change
+        await asyncio.gather(*(a.lww(f"p:{i:03d}").set(f"v{i}") for i in range(N)))
+        got = dict(await asyncio.wait_for(reader, WAIT))
+        assert got == {f"p:{i:03d}": f"v{i}" for i in range(N)} and not sub.overflowed
