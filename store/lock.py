@@ -62,8 +62,10 @@ and delete the write-ahead log under the holder. So our descriptor on the databa
 The database file is only ever opened read-only here, and the sidecar is never deleted:
 unlinking a lock file races with an opener that has just opened it (two holders of two
 inodes). A sidecar left by a killed process is just a file; its lock went with the process.
-Its text (``{"pid", "host", "since"}``, rewritten by each holder) only serves the refusal
-message; a refusal by the database file's lock names the holder from ``/proc/locks`` (and
+Its text (``{"pid", "host", "since"}``, rewritten by each holder, and ``"making": true``
+while the holder makes the database: :func:`making_interrupted`) serves the refusal
+message, and tells the empty file of an interrupted creation from one a restore left; a
+refusal by the database file's lock names the holder from ``/proc/locks`` (and
 the name it opened the file as, from ``/proc/PID/fd``, where readable). A child forked while
 a lock is held closes its inherited copies, so the lock still dies with the process that
 took it.
