@@ -221,13 +221,18 @@ class AntiEntropy:
             self.send_summary(peer, reply=False, parts=parts, members=missing)
 
     def _plan(self, peer: str, theirs: dict[int, CausalContext]) -> None:
-        """Queue what ``peer`` lacks of the partitions in its summary: the log entries it
-        lacks, or a state transfer of a partition when we no longer have one in our log."""
+        """Queue what ``peer`` lacks of the partitions in its summary that it is a home of:
+        the log entries it lacks, or a state transfer of a partition when we no longer have
+        one in our log. (A replica that is not a home of a partition sends its summary only
+        to offer it, :meth:`hand_over`: it is sent nothing of it back.)"""
         sess = self._sessions.setdefault(peer, Session())
         if sess.busy:
             return  # one round at a time; the next summary picks up what this one missed
         data = self._data
+        ring = self._membership.ring()
         for p in sorted(theirs):
+            if not ring.is_home(peer, p):
+                continue
             mine = data.summary_if_any(p)
             if mine is None:
                 continue

@@ -162,3 +162,32 @@ def test_a_partition_whose_homes_are_all_new_gets_its_data_from_those_that_hold_
         op = cluster.read(homes[0], k, kind="orset", r=2)
         assert cluster.run_until(lambda op=op: op.done, 10_000)
         assert op.ok and op.state is not None and op.state.value == frozenset({k})
+
+
+def test_a_replica_that_offers_a_partition_it_does_not_home_is_not_sent_the_partition() -> None:
+    """A non-home coordinator that wrote one key of a partition offers it to the homes
+    (the hand-over): the homes take its write and send it nothing of the partition back (a
+    home answering an offer with what the offerer lacked made every replica that ever wrote
+    a key homed elsewhere pull that key's whole partition)."""
+    from sync.config import ReplicaConfig
+    from sync.ring import Ring, partition_of
+    from sync.simnet import SimCluster
+
+    ids = ["p0", "p1", "p2", "p3"]
+    cfg = ReplicaConfig(n=3, w=1, anti_entropy_interval=2.0, anti_entropy_idle_interval=10.0)
+    cluster = SimCluster(ids, cfg, seed=3, known_peers=True)
+    cluster.run_for(3)
+    ring = Ring(ids, n=3, partitions=cfg.partitions, vnodes=cfg.vnodes)
+    keys = [k for k in (f"k{i}" for i in range(2000)) if "p0" not in ring.homes_of(k)]
+    part = partition_of(keys[0], cfg.partitions)
+    same = [k for k in keys if partition_of(k, cfg.partitions) == part]
+    assert len(same) >= 3
+    homes = ring.homes_of(same[0])
+    for k in same[1:3]:  # the homes write two keys of the partition
+        op = cluster.update(homes[0], k, "gcounter", lambda g: g.increment(homes[0], 1))
+        assert cluster.run_until(lambda op=op: op.done, 10_000) and op.ok
+    op = cluster.update("p0", same[0], "gcounter", lambda g: g.increment("p0", 1))
+    assert cluster.run_until(lambda op=op: op.done, 10_000) and op.ok
+    cluster.run_for(60, max_steps=2_000_000)
+    assert cluster.values(same[0], list(homes)) == dict.fromkeys(homes, 1)
+    assert cluster.values(same[1], ["p0"]) == {"p0": None}  # not pulled to p0
