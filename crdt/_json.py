@@ -132,6 +132,8 @@ def check_json(
                 raise TypeError(
                     f"JSON object keys must be str, got {type(k).__name__} {k!r} (at {path})"
                 )
+            if not k.isascii():
+                check_json(k, f"{path} key {k!r}", depth + 1, max_depth)  # UTF-8 text too
             check_json(x, f"{path}[{k!r}]", depth + 1, max_depth)
         return
     raise TypeError(f"{t.__name__} is not a JSON value (at {path})")

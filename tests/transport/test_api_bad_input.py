@@ -203,3 +203,24 @@ async def test_the_smallest_message_limit_carries_writes(tmp_path: Path) -> None
         await peer.lww("x").set(1)
         await peer.lww("big").set("v" * (peer.config.value_limit - 100))
         assert await peer.lww("x").value() == 1
+
+
+async def test_a_value_with_a_lone_surrogate_in_an_object_key_is_refused_at_the_call(
+    tmp_path: Path,
+) -> None:
+    """``{"\\udfff": 1}`` passed the value check (its keys were checked to be str, not to
+    have UTF-8 text), was applied in memory, and the store's encoding refused the commit:
+    the peer stopped serving (PeerFailed), after every restart of the write's retry too."""
+    async with await open_peer(tmp_path / "p.db", listen=None) as peer:
+        await peer.lww("kept").set("yes")
+        for call in (
+            lambda: peer.lww("k").set({"\udfff": 1}),
+            lambda: peer.mvregister("m").set([{"\ud83d": 0}]),
+            lambda: peer.ormap("map").update("f", "lww", lambda r: r.set({"a": {"\udc80": 1}})),
+        ):
+            with pytest.raises(TypeError, match="lone surrogate"):
+                await call()
+        assert peer.failure is None
+        await peer.lww("after").set(1)
+        assert await peer.lww("kept").value() == "yes"
+        assert peer.replica.keys() == ["after", "kept"]
