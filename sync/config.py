@@ -22,7 +22,19 @@ from dataclasses import dataclass
 
 from sync.consistency import LOCAL_QUORUM, Level, check_level
 
-__all__ = ["MAX_MESSAGE_BYTES", "MESSAGE_ENVELOPE", "MIN_MESSAGE_BYTES", "ReplicaConfig"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "MESSAGE_ENVELOPE",
+    "MIN_MESSAGE_BYTES",
+    "ReplicaConfig",
+]
+
+#: The longest key, in UTF-8 bytes (S3's bound for an object's key). Every store must hold
+#: any key a peer takes: PostgreSQL indexes keys in b-trees whose rows hold at most 2,704
+#: bytes, so a key of about 2.7 KB, which SQLite took, made a relay on PostgreSQL refuse
+#: the commit, stop, and fail every restart (its log fold wrote it again).
+MAX_KEY_BYTES = 1024
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -242,14 +254,17 @@ def check_key(key: object, name: str = "key", *, empty_ok: bool = False) -> str:
         raise ValueError(f"{name} must not be empty")
     if "\x00" in key:
         raise ValueError(f"{name} must not hold a NUL character (no store can keep it)")
+    size = len(key)
     if not key.isascii():  # (O(1) in CPython: ASCII, the common case, always encodes)
         try:
-            key.encode()
+            size = len(key.encode())
         except UnicodeEncodeError as exc:
             raise ValueError(
                 f"{name} must be UTF-8 text, but {key[exc.start]!r} at {exc.start} is a "
                 "lone surrogate (no store can keep it)"
             ) from exc
+    if size > MAX_KEY_BYTES:
+        raise ValueError(f"{name} takes {size} bytes of UTF-8, over the {MAX_KEY_BYTES} allowed")
     return key
 
 

@@ -94,7 +94,7 @@ from pydantic import (
 )
 from pydantic_core import from_json, to_json
 
-from sync.config import MAX_MESSAGE_BYTES
+from sync.config import MAX_KEY_BYTES, MAX_MESSAGE_BYTES
 from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
 from sync.wire_entries import attach_seals, entry_in, entry_out, from_wire, to_wire
@@ -159,8 +159,16 @@ def is_replica_id(value: object) -> bool:
 
 
 def is_key(value: object) -> bool:
-    """True if ``value`` is a key the store can hold: a non-empty str without NUL."""
-    return type(value) is str and value != "" and "\x00" not in value
+    """True if ``value`` is a key every store can hold: a non-empty str without NUL, of at
+    most :data:`~sync.config.MAX_KEY_BYTES` bytes of UTF-8 (whatever the store would refuse,
+    the link refuses first)."""
+    if type(value) is not str or value == "" or "\x00" in value:
+        return False
+    # (A wire key decoded from JSON has UTF-8 text; a key of a message built in Python may
+    # not, which the engine's own checks refuse.)
+    return len(value) <= MAX_KEY_BYTES // 4 or len(value.encode("utf-8", "replace")) <= (
+        MAX_KEY_BYTES
+    )
 
 
 NonEmpty = Annotated[str, Field(min_length=1)]

@@ -73,7 +73,7 @@ from pydantic_core import from_json
 import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync import messages as m
-from sync.config import ReplicaConfig
+from sync.config import MAX_KEY_BYTES, ReplicaConfig
 from sync.digest import causal_context, is_digest
 from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
@@ -89,6 +89,7 @@ _ORIGINS_MEMO = 4096  # origins remembered as checked (cleared when full)
 #: How far past our own counter in an object a received state may count it (see
 #: ``Inbound._own_counters``).
 OWN_COUNTER_SLACK = 2**32
+_NOT_A_KEY = f"not a key (empty, with NUL, or over {MAX_KEY_BYTES} bytes)"
 # How the compact JSON text of a delta of each kind begins (to_dict() puts "type" first).
 _TYPE_PREFIX = {kind: f'{{"type":"{kind}"' for kind in crdt.KINDS}
 
@@ -213,7 +214,7 @@ class Inbound:
             kp = key_parts.get(key)
             if kp is None:
                 if not m.is_key(key):
-                    raise RemoteProtocolError(f"empty key, or one with NUL: {_where(i, e)}", peer)
+                    raise RemoteProtocolError(f"{_NOT_A_KEY}: {_where(i, e)}", peer)
                 kp = key_parts[key] = partition(key)
             if origin not in origins:
                 if not m.is_replica_id(origin):
@@ -346,12 +347,12 @@ class Inbound:
     def read_request(self, peer: str, msg: m.ReadReq) -> None:
         """A ``ReadReq`` names a key."""
         if not m.is_key(msg.key):
-            raise RemoteProtocolError(f"read request {msg.req_id}: not a key {msg.key!r}", peer)
+            raise RemoteProtocolError(f"read request {msg.req_id}: {_NOT_A_KEY}", peer)
 
     def read_reply(self, peer: str, msg: m.ReadResp) -> CRDT | None:
         """The state a ``ReadResp`` carries (None: the replier does not hold the key)."""
         if not m.is_key(msg.key):
-            raise RemoteProtocolError(f"read reply {msg.req_id}: not a key {msg.key!r}", peer)
+            raise RemoteProtocolError(f"read reply {msg.req_id}: {_NOT_A_KEY}", peer)
         rd = self._reads.expected(peer, msg.req_id)
         if rd is not None and (rd.key, rd.kind) != (msg.key, msg.kind):
             raise RemoteProtocolError(
@@ -373,7 +374,7 @@ class Inbound:
     def repair(self, peer: str, msg: m.Repair) -> CRDT:
         """The state a ``Repair`` carries."""
         if not m.is_key(msg.key):
-            raise RemoteProtocolError(f"repair of {msg.key!r}: not a key (empty, or NUL)", peer)
+            raise RemoteProtocolError(f"repair of {msg.key[:40]!r}: {_NOT_A_KEY}", peer)
         state = _decode_crdt(peer, msg.state, f"state of {msg.key!r}")
         if state.kind != msg.kind:
             raise RemoteProtocolError(
@@ -401,7 +402,7 @@ class Inbound:
 
     def _object(self, peer: str, what: str, key: str, kind: str) -> None:
         if not m.is_key(key):
-            raise RemoteProtocolError(f"{what}: not a key {key!r} (empty, or with NUL)", peer)
+            raise RemoteProtocolError(f"{what}: {_NOT_A_KEY}", peer)
         if kind not in crdt.KINDS:
             raise RemoteProtocolError(f"{what} of {key!r}: no kind {kind!r}", peer)
 
@@ -507,7 +508,7 @@ class Inbound:
 
         for i, o in enumerate(msg.objects):
             if not m.is_key(o.key):
-                raise RemoteProtocolError(f"{where(i)}: not a key (empty, or with NUL)", peer)
+                raise RemoteProtocolError(f"{where(i)}: {_NOT_A_KEY}", peer)
             if partition(o.key) != msg.partition:
                 raise RemoteProtocolError(f"{where(i)}: not in partition {msg.partition}", peer)
             try:

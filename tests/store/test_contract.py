@@ -277,6 +277,26 @@ async def test_a_corrupt_blob_names_its_key_and_changes_nothing(
         assert await raw_tables(store) == before
 
 
+async def test_every_store_holds_a_key_of_the_largest_size_a_peer_takes(backend: Backend) -> None:
+    """Keys of MAX_KEY_BYTES bytes (random, so that PostgreSQL cannot compress them in its
+    indexes; multibyte too) are stored, found and listed on every store: a peer takes any
+    key up to that size, and a store refusing one would stop the peer at its commit."""
+    import random
+
+    from sync.config import MAX_KEY_BYTES
+
+    rng = random.Random(7)
+    keys = [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(MAX_KEY_BYTES)),
+        "é" * (MAX_KEY_BYTES // 2),
+    ]
+    async with await backend.open() as store:
+        await store.apply(Batch(objects=tuple(counter_row(k, 1) for k in keys)))
+        rows = await store.get_objects(keys)
+        assert sorted(r.key for r in rows) == sorted(keys)
+        assert await store.keys() == sorted(keys)
+
+
 async def test_concurrent_applies_share_commits(backend: Backend) -> None:
     callers = 200
     async with await backend.open() as store:

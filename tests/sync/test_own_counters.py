@@ -190,3 +190,21 @@ def test_states_raising_our_counter_in_read_replies_are_refused() -> None:
     with pytest.raises(RemoteProtocolError, match="raises our own counter"):
         a.receive(H, m.decode(m.encode(reply)), 11.5)
     assert a.effects() == [] and _view(a)[1:] == before[1:]
+
+
+def test_an_entry_of_a_key_over_the_byte_bound_is_refused_before_anything_changes() -> None:
+    """A peer's entry for a key longer than MAX_KEY_BYTES (taken by an older peer, or sent
+    by a hostile one) is refused with its message: a store that cannot hold it would refuse
+    the commit, and a refused commit stops a peer."""
+    from sync.config import MAX_KEY_BYTES
+
+    a = _engine(SA, [B, H])
+    before = _view(a)
+    key = "k" * (MAX_KEY_BYTES + 1)
+    delta = crdt.ORSet().add(H, "milk").to_json()
+    e = LogEntry(H, partition_of(key, PARTS), 1, key, "orset", delta)
+    e.seal = SH.seal([e])
+    push = m.decode(m.encode(m.Push.model_construct(push_id=1, entries=[e], hint_for=None)))
+    with pytest.raises(RemoteProtocolError, match=f"over {MAX_KEY_BYTES} bytes"):
+        a.receive(H, push, 11.0)
+    assert a.effects() == [] and _view(a) == before

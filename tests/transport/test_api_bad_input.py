@@ -224,3 +224,23 @@ async def test_a_value_with_a_lone_surrogate_in_an_object_key_is_refused_at_the_
         await peer.lww("after").set(1)
         assert await peer.lww("kept").value() == "yes"
         assert peer.replica.keys() == ["after", "kept"]
+
+
+async def test_a_key_over_the_byte_bound_is_refused_at_the_call(tmp_path: Path) -> None:
+    """A key of more than MAX_KEY_BYTES bytes of UTF-8 is refused at the call; one at the
+    bound works (ASCII or not). Every store must hold every key a peer takes: PostgreSQL's
+    b-tree index rows hold at most 2,704 bytes, so a relay on it refused the commit of a
+    2.7 KB key a SQLite device took, stopped, and failed every restart."""
+    from sync.config import MAX_KEY_BYTES
+
+    async with await open_peer(tmp_path / "p.db", listen=None) as peer:
+        at_bound = ["k" * MAX_KEY_BYTES, "é" * (MAX_KEY_BYTES // 2)]
+        for key in at_bound:
+            await peer.lww(key).set(1)
+        for key in ("k" * (MAX_KEY_BYTES + 1), "é" * (MAX_KEY_BYTES // 2) + "k"):
+            with pytest.raises(ValueError, match=f"over the {MAX_KEY_BYTES} allowed"):
+                peer.lww(key)
+            with pytest.raises(ValueError, match="allowed"):
+                peer.subscribe(prefix=key)
+        assert sorted(peer.replica.keys()) == sorted(at_bound)
+        assert peer.failure is None
