@@ -129,11 +129,15 @@ _APP_NAME = re.compile(r"^shoal pid=(\d+) host=(\S*)")
 
 class DatabaseLock(Protocol):
     """A held open lock. ``hold_file`` once the database exists; ``made`` once a database
-    this opener made is (schema and identity committed); ``release`` is idempotent."""
+    this opener made is (schema and identity committed); ``guard(conn)`` in each write
+    transaction, before its commit: ``StoreError`` if the lock is no longer held (then the
+    transaction is rolled back and the store stops); ``release`` is idempotent."""
 
     async def hold_file(self) -> None: ...
 
     async def made(self) -> None: ...
+
+    def guard(self, conn: Connection) -> None: ...
 
     async def release(self) -> None: ...
 
@@ -210,6 +214,9 @@ class _FileLock:
     async def made(self) -> None:
         if self._close.alive:
             await asyncio.to_thread(self.write_record, False)
+
+    def guard(self, conn: Connection) -> None:
+        """Nothing to check: the flock lives as long as this process (and its descriptor)."""
 
     async def release(self) -> None:
         self.release_now()
@@ -613,11 +620,36 @@ def _now_iso() -> str:
 
 
 class _PgLock:
-    """The session holding the advisory lock; ending it releases the lock."""
+    """The session holding the advisory lock; ending it releases the lock.
 
-    def __init__(self, engine: AsyncEngine, conn: AsyncConnection) -> None:
+    That session may end while the store goes on committing on its own connection: a
+    server's ``idle_session_timeout``, a pooler or a firewall dropping an idle connection,
+    an administrator's ``pg_terminate_backend``. A second process could then open the
+    database and hand out dots under the same replica id. So each write transaction checks,
+    before its commit, that the session still holds the lock (:meth:`guard`, one look at
+    ``pg_locks``): once it does not, the commit is refused and the store stops."""
+
+    def __init__(self, engine: AsyncEngine, conn: AsyncConnection, key: int, pid: int) -> None:
         self._engine = engine
         self._conn: AsyncConnection | None = conn
+        unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+        self._held = {"hi": unsigned >> 32, "lo": unsigned & 0xFFFF_FFFF, "pid": pid}
+
+    def guard(self, conn: Connection) -> None:
+        found = conn.execute(
+            text(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND objsubid = 1 AND pid = :pid"
+                " AND classid::bigint = :hi AND objid::bigint = :lo"
+            ),
+            self._held,
+        ).first()
+        if found is None:
+            raise StoreError(
+                "the database's open lock was lost (its PostgreSQL session ended: a timeout, "
+                "a dropped connection, pg_terminate_backend): this store stops, so that no "
+                "second opener writes under its replica id; open it again"
+            )
 
     async def hold_file(self) -> None:
         """Nothing to do: the advisory lock covers the database from the start."""
@@ -648,7 +680,7 @@ async def lock_postgres(url: URL) -> DatabaseLock:
     try:
         conn = await engine.connect()
         try:
-            holder = await conn.run_sync(_pg_try_lock)
+            holder, key, pid = await conn.run_sync(_pg_try_lock)
         except BaseException:
             with contextlib.suppress(Exception):  # already failing: report the first error
                 await conn.close()
@@ -660,18 +692,20 @@ async def lock_postgres(url: URL) -> DatabaseLock:
         await conn.close()
         await engine.dispose()
         raise DatabaseLocked(url.render_as_string(hide_password=True), **holder)
-    return _PgLock(engine, conn)
+    return _PgLock(engine, conn, key, pid)
 
 
-def _pg_try_lock(conn: Connection) -> dict[str, Any] | None:
-    """Take the advisory lock; None if taken, else who holds it (as far as visible)."""
+def _pg_try_lock(conn: Connection) -> tuple[dict[str, Any] | None, int, int]:
+    """Take the advisory lock: (None if taken, else who holds it as far as visible; the
+    lock's key; this session's backend pid)."""
     names = conn.execute(text("SELECT current_database(), current_schema()")).one()
     digest = hashlib.blake2b(
         f"shoal store open lock\0{names[0]}\0{names[1]}".encode(), digest_size=8
     ).digest()
     key = int.from_bytes(digest, "big", signed=True)
+    pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
     if conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one():
-        return None
+        return None, key, pid
     # A bigint advisory lock shows in pg_locks as (classid, objid) = its high and low 32
     # bits, objsubid 1, in the current database.
     unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
@@ -686,11 +720,12 @@ def _pg_try_lock(conn: Connection) -> dict[str, Any] | None:
         {"hi": unsigned >> 32, "lo": unsigned & 0xFFFF_FFFF},
     ).first()
     if row is None:  # released in between: report what we know
-        return {}
+        return {}, key, pid
     match = _APP_NAME.match(row.app or "")
-    return {
+    holder = {
         "pid": int(match[1]) if match else None,
         "host": (match[2] or None) if match else None,
         "since": row.since.isoformat(timespec="seconds") if row.since is not None else None,
         "backend_pid": int(row.backend_pid),
     }
+    return holder, key, pid

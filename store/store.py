@@ -204,7 +204,7 @@ class Store:
             writer: Writer
             reader: ThreadReader | None = None
             if db_path is None:
-                writer = AsyncWriter(engine)
+                writer = AsyncWriter(engine, lock.guard)
             else:  # SQLite: the writer's and the reader's threads start here
                 writer = ThreadWriter(url, synchronous, busy_timeout_ms)
                 taken.push_async_callback(writer.aclose)

@@ -103,9 +103,16 @@ def install_sqlite_hooks(engine: Engine, synchronous: str, busy_timeout_ms: int)
         on_cursor(conn, "BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def _write(conn: Connection, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
+def _write(
+    conn: Connection,
+    prepared: Sequence[sql.PreparedBatch],
+    guard: Callable[[Connection], None] | None = None,
+) -> list[int]:
     with conn.begin():
-        return sql.apply_prepared(conn, prepared)
+        removed = sql.apply_prepared(conn, prepared)
+        if guard is not None:
+            guard(conn)  # (raises: the transaction rolls back)
+        return removed
 
 
 class Writer:
@@ -125,18 +132,22 @@ class Writer:
 
 
 class AsyncWriter(Writer):
-    """The transaction as one ``run_sync`` on a connection of the async engine."""
+    """The transaction as one ``run_sync`` on a connection of the async engine; ``guard``
+    runs in it before its commit (the open lock's check, :class:`store.lock.DatabaseLock`)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, guard: Callable[[Connection], None] | None = None
+    ) -> None:
         self._engine = engine.execution_options(shoal_write=True)
         self.engine = engine.sync_engine
         self._conn: AsyncConnection | None = None
+        self._guard = guard
 
     async def transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
         if self._conn is None:
             self._conn = await self._engine.connect()
         try:
-            return await self._conn.run_sync(_write, prepared)
+            return await self._conn.run_sync(_write, prepared, self._guard)
         except BaseException:
             conn, self._conn = self._conn, None
             with contextlib.suppress(Exception):  # already failing: report the first error

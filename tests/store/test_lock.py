@@ -8,6 +8,7 @@ up; read-only inspection still works while a peer holds the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -482,3 +483,29 @@ async def test_an_empty_file_left_by_an_opener_killed_while_it_made_the_database
     path.touch()  # an empty file where a made database was: not ours to start afresh
     with pytest.raises(StoreError, match="empty file"):
         await Store.open(path)
+
+
+@pytest.mark.postgres
+async def test_a_store_whose_postgresql_lock_session_ended_stops_before_its_next_commit(
+    pg_backend: Backend,
+) -> None:
+    """The session holding the advisory lock ends while the store goes on (a server's
+    idle_session_timeout, a dropped idle connection, pg_terminate_backend): before, the store
+    kept committing on its own connection while a second process could open the database
+    and hand out dots under the same replica id. Now its next commit is refused (nothing of
+    it written) and a second opener gets the database."""
+    from tests.store.conftest import _admin
+
+    store = await pg_backend.open()
+    try:
+        await store.apply(Batch(objects=(counter_row("before", 1),)))
+        pid = store._lock._held["pid"]  # type: ignore[attr-defined]
+        await _admin(pg_backend.url, f"SELECT pg_terminate_backend({int(pid)})")
+        with pytest.raises(StoreError, match="open lock was lost"):
+            await store.apply(Batch(objects=(counter_row("after", 1),)))
+    finally:
+        with contextlib.suppress(Exception):
+            await store.aclose()
+    async with await pg_backend.open() as second:
+        assert await second.get_object("before") is not None
+        assert await second.get_object("after") is None  # refused: nothing of it written
