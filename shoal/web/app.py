@@ -28,8 +28,8 @@ their token are bounded on their own (:data:`MAX_WAITING`): one more cuts the wa
 oldest one short (closed with 1013), so that sockets without a token, which anyone who
 reaches the port can open, cannot hold the subscriptions' slots (they can still make a
 token holder's socket wait its turn: one that opens sockets faster than tokens come back
-pushes the waiting ones out, which a client that retries outlasts). A subscriber gone while a send
-waits is an ordinary goodbye (a tab closed), logged at DEBUG.
+pushes the waiting ones out, which a client that retries outlasts). A subscriber gone while
+a send waits is an ordinary goodbye (a tab closed), logged at DEBUG.
 
 Errors are ``{"error": {"code", "message"}}`` with the HTTP status: 400 ``bad_request``,
 401 ``unauthorized``, 404 ``not_found``, 405 ``method_not_allowed``, 409 ``wrong_kind``,
