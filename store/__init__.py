@@ -95,6 +95,7 @@ from .schema import (
     peers,
     segment_fields,
     summaries,
+    widen_hint_ids,
 )
 from .sql import (
     OpenResult,
@@ -222,4 +223,5 @@ __all__ = [
     "summaries",
     "unfolded_keys",
     "unfolded_liveness",
+    "widen_hint_ids",
 ]

@@ -67,7 +67,14 @@ from crdt import replica_id_for
 from .errors import SchemaVersionMismatch, StoreError
 from .location import check_sqlite_file
 from .lock import making_interrupted
-from .schema import MIGRATIONS, SCHEMA_VERSION, create_live_index, meta, metadata
+from .schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    create_live_index,
+    meta,
+    metadata,
+    widen_hint_ids,
+)
 from .writes import _upsert
 
 __all__ = [
@@ -157,6 +164,7 @@ def open_database(
             MIGRATIONS[version](conn, partition_of)
         if found < SCHEMA_VERSION:
             _set_meta(conn, {"schema_version": str(SCHEMA_VERSION)})
+        widen_hint_ids(conn)
     values = read_meta(conn)
     stored_parts = values.setdefault("partitions", str(partitions))
     if stored_parts != str(partitions):

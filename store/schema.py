@@ -149,6 +149,7 @@ __all__ = [
     "peers",
     "segment_fields",
     "summaries",
+    "widen_hint_ids",
 ]
 
 SCHEMA_VERSION = 5
@@ -325,7 +326,14 @@ summaries = Table(
 hints = Table(
     "hints",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    # 64 bits everywhere (BIGSERIAL on PostgreSQL: a SERIAL's 2**31 ids, never reused, ran
+    # out within a busy relay's life; see widen_hint_ids).
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     Column("target", Text, nullable=False),
     Column("origin", Text, nullable=False),
     Column("partition", Integer, nullable=False),
@@ -516,6 +524,27 @@ def _migrate_4_to_5(conn: Connection, partition_of: Callable[[str], int]) -> Non
     if "seal" not in have:
         conn.execute(text("ALTER TABLE hints ADD COLUMN seal TEXT"))
     conn.execute(delete(hints))
+
+
+def widen_hint_ids(conn: Connection) -> None:
+    """PostgreSQL: ``hints.id`` of 64 bits in a database made when it was a 32-bit SERIAL
+    (after 2**31 hints, never reused, every commit holding a hint failed, and the relay
+    stopped again at each restart). Idempotent, at every open; nothing to do on SQLite,
+    whose integer keys are 64 bits."""
+    if conn.dialect.name != "postgresql":
+        return
+    found = conn.execute(
+        text(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'hints'"
+            " AND column_name = 'id'"
+        )
+    ).scalar()
+    if found == "integer":
+        conn.execute(text("ALTER TABLE hints ALTER COLUMN id TYPE BIGINT"))
+        sequence = conn.execute(text("SELECT pg_get_serial_sequence('hints', 'id')")).scalar()
+        if sequence is not None:
+            conn.execute(text(f"ALTER SEQUENCE {sequence} AS BIGINT MAXVALUE 9223372036854775807"))
 
 
 MIGRATIONS: list[Migration] = [

@@ -488,3 +488,22 @@ async def test_many_and_odd_keys_take_a_second_kind(backend: Backend, odd: str) 
         assert await store.get_object(odd, "gcounter") == counter_row(odd)
         assert await store.get_object(odd, "orset") == orset_row(odd, "x")
         assert [r.kind for r in (await store.load()).log if r.key == odd] == ["orset"]
+
+
+@pytest.mark.postgres
+async def test_hint_ids_go_past_two_to_the_31_on_postgresql(pg_backend: Backend) -> None:
+    """``hints.id`` was a 32-bit SERIAL on PostgreSQL: ids are never reused, so after 2**31
+    hints in a relay's life every commit holding one failed (and the relay stopped again at
+    each restart). A database made that way is widened at its next open."""
+    from tests.store.conftest import _admin
+
+    async with await pg_backend.open():
+        pass
+    # As a database made before: a 32-bit id whose sequence is about to run out.
+    await _admin(pg_backend.url, "ALTER TABLE hints ALTER COLUMN id TYPE INTEGER")
+    await _admin(pg_backend.url, "ALTER SEQUENCE hints_id_seq AS INTEGER")
+    await _admin(pg_backend.url, "SELECT setval('hints_id_seq', 2147483646)")
+    async with await pg_backend.open() as store:
+        rows = tuple(HintRow("T", log_entry(f"k{i}", i + 1), 1.0) for i in range(3))
+        await store.apply(Batch(hints_add=rows))
+        assert (await store.load()).hints == list(rows)
