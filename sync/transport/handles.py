@@ -45,7 +45,7 @@ from operator import methodcaller
 from typing import Any, Protocol
 
 import crdt
-from crdt import CRDT
+from crdt import CRDT, ClockSkewError
 from sync.config import ReplicaConfig, check_key
 from sync.effects import WriteResult
 from sync.errors import ValueTooLarge, named_kinds
@@ -88,12 +88,13 @@ class _Room:
     less what its keys and values took so far. :meth:`take` refuses a value that does not
     fit."""
 
-    __slots__ = ("left", "limit", "name")
+    __slots__ = ("left", "limit", "name", "skew_ms")
 
-    def __init__(self, name: str, left: int, limit: int) -> None:
+    def __init__(self, name: str, left: int, limit: int, skew_ms: int) -> None:
         self.name = name
         self.left = left
         self.limit = limit
+        self.skew_ms = skew_ms  # how far ahead a timestamp given to a register may be
 
     def take(self, value: Any) -> None:
         size = _SCALAR_BYTES if type(value) in _SMALL else value_size(value)
@@ -106,6 +107,20 @@ class _Room:
         if size > self.left:
             raise ValueTooLarge(_what(self.name), self.limit - self.left + size, self.limit)
         self.left -= size
+
+
+def _given_stamp(timestamp: Any, now_ms: int, skew_ms: int) -> None:
+    """A timestamp given to an LWW write more than the peer's ``max_clock_skew`` ahead of
+    ``now_ms``: ``ClockSkewError`` at the call (every peer would set the write aside; the
+    register's own bound, a minute, only refuses past it). A malformed one is left to the
+    register, which names what is wrong."""
+    if (
+        type(timestamp) is tuple
+        and len(timestamp) == 3
+        and type(timestamp[0]) is int
+        and timestamp[0] - now_ms > skew_ms
+    ):
+        raise ClockSkewError(timestamp[0], now_ms, skew_ms)
 
 
 def _what(key: str) -> str:
@@ -157,7 +172,8 @@ class _Handle:
         self._left = limit - used  # room for the values of one write
 
     def _room(self) -> _Room:
-        return _Room(self.key, self._left, self._limit)
+        skew_ms = int(self.peer.config.max_clock_skew * 1000)
+        return _Room(self.key, self._left, self._limit, skew_ms)
 
     def _check(self, value: Any) -> None:
         """Refuse (ValueTooLarge) a value that does not fit beside the key."""
@@ -293,6 +309,9 @@ class LWWHandle(_Handle):
     ) -> asyncio.Future[WriteResult]:
         self._check(value)
         rid = self._rid
+        if timestamp is not None:
+            now_ms = int(time.time() * 1000)
+            _given_stamp(timestamp, now_ms, int(self.peer.config.max_clock_skew * 1000))
 
         def fn(reg: Any) -> Any:
             return reg.set(rid, value, timestamp, now_ms=int(time.time() * 1000))
@@ -427,6 +446,8 @@ class _BoundLWW(_Bound):
         self._room.take(value)
         if "now_ms" not in kw:
             kw["now_ms"] = int(time.time() * 1000)
+        if timestamp is not None:
+            _given_stamp(timestamp, kw["now_ms"], self._room.skew_ms)
         return self._inner.set(self._replica, value, timestamp, **kw)
 
 
@@ -463,8 +484,9 @@ class _MapUpdate(_Room):
         name: str,
         left: int,
         limit: int,
+        skew_ms: int,
     ) -> None:
-        super().__init__(name, left, limit)
+        super().__init__(name, left, limit, skew_ms)
         self.rid, self.key, self.kind, self.fn = rid, key, kind, fn
 
     def __call__(self, m: Any) -> Any:
@@ -496,7 +518,7 @@ class ORMapHandle(_Handle):
         room.take(key)
         rid = self._rid
         return self._write(
-            _MapUpdate(rid, key, kind, fn, self.key, room.left, room.limit),
+            _MapUpdate(rid, key, kind, fn, self.key, room.left, room.limit, room.skew_ms),
             w,
             timeout,
             strict,

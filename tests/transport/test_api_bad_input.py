@@ -244,3 +244,27 @@ async def test_a_key_over_the_byte_bound_is_refused_at_the_call(tmp_path: Path) 
                 peer.subscribe(prefix=key)
         assert sorted(peer.replica.keys()) == sorted(at_bound)
         assert peer.failure is None
+
+
+async def test_a_given_timestamp_past_the_peers_skew_bound_is_refused_at_the_call(
+    tmp_path: Path,
+) -> None:
+    """``lww.set(v, timestamp=...)`` was checked against a fixed minute: with
+    ``max_clock_skew=10`` a timestamp 30 s ahead was taken here, and every peer then set the
+    write aside. Now one past the peer's bound is refused at the call (a register's, and a
+    register's in a map), and nothing changes; one within it is taken."""
+    import time
+
+    from crdt import ClockSkewError, Timestamp
+
+    async with await open_peer(tmp_path / "p.db", listen=None, max_clock_skew=10.0) as peer:
+        rid = peer.replica_id
+        ahead = Timestamp(int(time.time() * 1000) + 30_000, 0, rid)
+        with pytest.raises(ClockSkewError):
+            peer.lww("reg").set("ahead", timestamp=ahead)
+        with pytest.raises(ClockSkewError):
+            await peer.ormap("map").update("f", "lww", lambda r: r.set("ahead", timestamp=ahead))
+        assert peer.replica.keys() == []
+        soon = Timestamp(int(time.time() * 1000) + 5_000, 0, rid)
+        await peer.lww("reg").set("soon", timestamp=soon)
+        assert await peer.lww("reg").value() == "soon"
