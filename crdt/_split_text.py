@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from crdt._json import causal_state_json
+from crdt._map_codec import decode_map, entry_json, map_units
 from crdt._setstore import decode_set_entries, set_dots
 from crdt._split import (
     CAUSAL_OVERHEAD,
@@ -47,7 +48,6 @@ from crdt.causal_context import CausalContext, context_of
 from crdt.dot import Dot
 from crdt.errors import DecodeError
 from crdt.mvregister import decode_dotfun
-from crdt.ormap import _decode_map, _entry_json, _map_units
 
 __all__ = ["split_text"]
 
@@ -185,11 +185,11 @@ class _LiveDots:
 def _map_entry(entry: Any, etext: str, ctx: CausalContext, room: int) -> list[_Unit]:
     """An ORMap entry ``[key, kind, body]``: itself, or the parts its kind cuts it into when
     it weighs more than ``room`` (``ORMap.split``'s units)."""
-    store = _decode_map([entry], ctx, "entries", set())
+    store = decode_map([entry], ctx, "entries", set())
     (ek, whole), *_ = store.items()
     out: list[_Unit] = []
-    for _, st, sd, weight in _map_units(store, room, {ek: utf8_len(etext) + 1}):
-        out.append((etext if st is whole else _entry_json(ek, st), ek, sd, weight))
+    for _, st, sd, weight in map_units(store, room, {ek: utf8_len(etext) + 1}):
+        out.append((etext if st is whole else entry_json(ek, st), ek, sd, weight))
     return out
 
 

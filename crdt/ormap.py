@@ -1,9 +1,5 @@
 """ORMap: a map from keys to embedded CRDTs, with observed-remove keys.
 
-(About 800 lines: the map's state, its mutators, its codec and its split, and the embedded
-kind that nests it in another map, which all read the same store; the kinds it holds live in
-modules of their own.)
-
 State: *one* causal context shared by every embedded value, and a dot map ``(key, kind) ->
 store`` (Almeida, Shoker, Baquero, "Delta State Replicated Data Types", 2018, section 7.4,
 "map embedding"; the Riak DT map, Brown et al. 2014). Every store is a dot store of its kind
@@ -58,7 +54,8 @@ of an older version may nest deeper: it is read as it is.)
 
 Encoding: ``{"type": "ormap", "v": 1, "entries": [[key, kind, body], ...], "ctx": {...}}``,
 entries sorted by (key's canonical JSON, kind); ``body`` is the kind's encoding of its store
-(see its module), a nested map's its ``entries``. Dots are ``[replica, n]``.
+(see its module), a nested map's its ``entries``. Dots are ``[replica, n]``. The entries'
+codec and the units of a split are in :mod:`crdt._map_codec`.
 """
 
 from __future__ import annotations
@@ -70,21 +67,23 @@ from crdt._codec import FORMAT_VERSION
 from crdt._json import (
     Key,
     causal_state_json,
-    decode_key,
-    first_item,
     freeze,
-    key_json_text,
-    key_to_json,
     plain_key,
-    plain_strings,
-    sorted_pairs,
-    str_text,
     thaw,
+)
+from crdt._map_codec import (
+    EntryKey,
+    MapStore,
+    decode_map,
+    encode_map,
+    entry_json,
+    map_json,
+    map_units,
+    pack_map,
 )
 from crdt._split import (
     CAUSAL_OVERHEAD,
     check_budget,
-    dots_bytes,
     removed_contexts,
     utf8_len,
 )
@@ -101,7 +100,6 @@ from crdt.dot import Dot, check_replica
 from crdt.embedded import REGISTRY, ViewedKind, embedded_kind, register_embedded
 from crdt.emcounter import GCOUNTER, PNCOUNTER
 from crdt.emlww import LWW
-from crdt.errors import DecodeError
 from crdt.mvregister import MVREGISTER
 from crdt.orset import ORSET
 
@@ -113,8 +111,6 @@ MAX_NESTING = 32
 
 _FIELDS = frozenset({"entries", "ctx"})  # the body fields of the encoding
 
-EntryKey = tuple[Key, str]
-MapStore = dict[EntryKey, Any]
 
 # The registry's tables (crdt/embedded.py updates them in place as kinds are registered).
 _KINDS = REGISTRY.by_kind
@@ -584,14 +580,14 @@ class ORMap:
         is a piece over the budget."""
         budget = check_budget(max_bytes)
         entries = self._entries
-        texts = {ek: utf8_len(_entry_json(ek, st)) + 1 for ek, st in entries.items()}
+        texts = {ek: utf8_len(entry_json(ek, st)) + 1 for ek, st in entries.items()}
         frame = utf8_len(causal_state_json("ormap", "", self._ctx.to_json()))
         if frame + sum(texts.values()) - (1 if texts else 0) <= budget:
             return [self.copy()]
         room = max(1, budget - CAUSAL_OVERHEAD)
         out = [
             ORMap._delta(store, context_of(dots))
-            for store, dots in _pack_map(_map_units(entries, room, texts), room)
+            for store, dots in pack_map(map_units(entries, room, texts), room)
         ]
         out += [ORMap._delta({}, c) for c in removed_contexts(self._ctx, _map_dots(entries), room)]
         return out or [self.copy()]  # a bottom: one piece
@@ -607,7 +603,7 @@ class ORMap:
         return {
             "type": "ormap",
             "v": FORMAT_VERSION,
-            "entries": _encode_map(self._entries),
+            "entries": encode_map(self._entries),
             "ctx": self._ctx.to_dict(),
         }
 
@@ -620,13 +616,13 @@ class ORMap:
         object per entry (nested values included), and cannot push a young collection (or
         a full one) meanwhile.
         """
-        return causal_state_json("ormap", _map_json(self._entries), self._ctx.to_json())
+        return causal_state_json("ormap", map_json(self._entries), self._ctx.to_json())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ORMap:
         entries, ctx = decode_causal(d, cls.kind, _FIELDS)
         if len(entries) == 1:
-            # A delta of one entry (every map delta received, e2e_bench.py): _decode_map's
+            # A delta of one entry (every map delta received, e2e_bench.py): decode_map's
             # loop, inlined for its common case; anything else goes through it.
             entry = entries[0]
             if type(entry) is list and len(entry) == 3:
@@ -641,128 +637,7 @@ class ORMap:
                 ):
                     store = impl.decode(body, ctx, "entries[0][2]", set())
                     return cls._delta({(k, kind): store}, ctx)
-        return cls._delta(_decode_map(entries, ctx, "entries", set()), ctx)
-
-
-# ---------------------------------------------------------------------------------------
-# Codec of the map's store: each entry's body through its kind
-# ---------------------------------------------------------------------------------------
-def _encode_map(store: MapStore) -> list[Any]:
-    kinds = _KINDS
-    return [
-        [k if type(k) is str or type(k) is int else key_to_json(k), kind, kinds[kind].encode(s)]
-        for (k, kind), s in (
-            store.items() if len(store) <= 1 else [(ek, store[ek]) for ek in sorted_pairs(store)]
-        )
-    ]
-
-
-def _map_json(store: MapStore) -> str:
-    """The text of ``_encode_map(store)`` inside its brackets, from string fragments.
-
-    Only the list of sorted entry keys (tuples the map holds already) and the list of
-    fragments are made: no tuple, list or dict per entry.
-    """
-    kinds = _KINDS
-    if len(store) <= 1:  # a delta (or empty): nothing to sort
-        for (k, kind), s in store.items():
-            text = str_text(k) if type(k) is str else key_json_text(k)
-            return f'[{text},"{kind}",{kinds[kind].to_json(s)}]'
-        return ""
-    # Keys all str whose text is '"' + k + '"' (see plain_strings): written as they are.
-    quoted = plain_strings(map(first_item, store)) != 0
-    out: list[str] = []
-    append = out.append
-    for ek in sorted_pairs(store):
-        k, kind = ek
-        text = f'"{k}"' if quoted else key_json_text(k)
-        append(f'[{text},"{kind}",{kinds[kind].to_json(store[ek])}]')
-    return ",".join(out)
-
-
-def _entry_json(ek: EntryKey, store: Any) -> str:
-    """The text of one entry of ``_map_json``: ``[key, "kind", body]``."""
-    k, kind = ek
-    text = str_text(k) if type(k) is str else key_json_text(k)
-    return f'[{text},"{kind}",{_KINDS[kind].to_json(store)}]'
-
-
-# One unit of a split map: an entry (or a part of one), its dots, its weight in bytes.
-_Unit = tuple[EntryKey, Any, list[Dot], int]
-
-
-def _map_units(
-    store: MapStore, budget: int, texts: dict[EntryKey, int] | None = None
-) -> list[_Unit]:
-    """The entries of ``store`` as units of a split, by their lowest dot (so that a piece's
-    context is a run of dots where it can); an entry heavier than ``budget`` cut by its
-    kind's ``split``. ``texts``: each entry's encoded bytes (and comma), if known."""
-    kinds = _KINDS
-    units: list[tuple[Dot, _Unit]] = []
-    for ek, st in store.items():
-        impl = kinds[ek[1]]
-        dots = impl.dots(st)
-        text = texts[ek] if texts is not None else utf8_len(_entry_json(ek, st)) + 1
-        weight = text + dots_bytes(dots)
-        if weight > budget:
-            head = text - utf8_len(impl.to_json(st))  # [key, "kind", ] and the comma
-            subs = impl.split(st, max(1, budget - head))
-            if len(subs) > 1:
-                for sub in subs:
-                    sd = impl.dots(sub)
-                    w = head + utf8_len(impl.to_json(sub)) + dots_bytes(sd)
-                    units.append((min(sd), (ek, sub, sd, w)))
-                continue
-        units.append((min(dots), (ek, st, dots, weight)))
-    units.sort(key=_first)
-    return [u for _, u in units]
-
-
-def _first(item: tuple[Dot, _Unit]) -> Dot:
-    return item[0]
-
-
-def _pack_map(units: list[_Unit], budget: int) -> list[tuple[MapStore, list[Dot]]]:
-    """``units`` in order cut into stores of at most ``budget`` bytes, with their dots; two
-    parts of one entry never share a store."""
-    out: list[tuple[MapStore, list[Dot]]] = []
-    cur: MapStore = {}
-    dots: list[Dot] = []
-    size = 0
-    for ek, st, sd, w in units:
-        if cur and (size + w > budget or ek in cur):
-            out.append((cur, dots))
-            cur, dots, size = {}, [], 0
-        cur[ek] = st
-        dots.extend(sd)
-        size += w
-    if cur:
-        out.append((cur, dots))
-    return out
-
-
-def _decode_map(entries: list[Any], ctx: CausalContext, path: str, seen: set[Dot]) -> MapStore:
-    # Error paths are formatted only when something is wrong (the hot loop of every delta
-    # received), but a body's (each kind's decoder formats its own paths from it).
-    kinds = _KINDS
-    got: MapStore = {}
-    for i, entry in enumerate(entries):
-        if type(entry) is not list or len(entry) != 3:
-            raise DecodeError(f"{path}[{i}]", "expected [key, kind, body]")
-        raw_key, kind, body = entry
-        if type(raw_key) is str and raw_key.isascii():
-            k: Key = raw_key
-        else:
-            k = decode_key(raw_key, f"{path}[{i}][0]", "key")
-        impl = kinds.get(kind) if type(kind) is str else None
-        if impl is None:
-            raise DecodeError(f"{path}[{i}][1]", f"unknown kind {kind!r}")
-        if (k, kind) in got:
-            raise DecodeError(f"{path}[{i}]", "duplicate (key, kind)")
-        if type(body) is not list or not body:
-            raise DecodeError(f"{path}[{i}][2]", "expected a non-empty array")
-        got[(k, kind)] = impl.decode(body, ctx, f"{path}[{i}][2]", seen)
-    return got
+        return cls._delta(decode_map(entries, ctx, "entries", set()), ctx)
 
 
 class ORMapKind(ViewedKind):
@@ -792,16 +667,16 @@ class ORMapKind(ViewedKind):
         return view._store_copy()
 
     def encode(self, store: MapStore) -> list[Any]:
-        return _encode_map(store)
+        return encode_map(store)
 
     def to_json(self, store: MapStore) -> str:
-        return f"[{_map_json(store)}]"
+        return f"[{map_json(store)}]"
 
     def decode(self, body: list[Any], ctx: CausalContext, path: str, seen: set[Dot]) -> MapStore:
-        return _decode_map(body, ctx, path, seen)
+        return decode_map(body, ctx, path, seen)
 
     def split(self, store: MapStore, max_bytes: int) -> list[MapStore]:
-        return [st for st, _ in _pack_map(_map_units(store, max_bytes), max_bytes)]
+        return [st for st, _ in pack_map(map_units(store, max_bytes), max_bytes)]
 
 
 ORMAP = ORMapKind()
