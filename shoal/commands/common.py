@@ -7,6 +7,7 @@ When each exit status is used: :mod:`shoal.cli`.
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 import traceback
 from pathlib import Path
@@ -70,3 +71,27 @@ def about_db(exc: BaseException, db: str) -> str:
 
     text, name = describe(exc), describe_database(db)
     return text if name in text or db in text else f"database {name}: {text}"
+
+
+def dialled_once(
+    args: argparse.Namespace, command: str, schemes: tuple[str, ...] | None = None
+) -> tuple[int | None, ssl.SSLContext | None]:
+    """The checks of a command that dials ``args.url`` once (``status``, ``forget``): (the
+    exit status, its line printed, if the URL or ``--tls-ca`` is refused, else None; the
+    TLS context to dial with). A URL without a port is taken (the scheme's default, a TLS
+    proxy's 443): such a command tries once and says why it failed, unlike a peer that
+    keeps dialling."""
+    from sync.transport.addresses import check_peer_url
+    from sync.transport.opening import client_ssl_context
+
+    try:
+        if schemes is None:
+            check_peer_url(args.url, "URL", port_required=False)
+        else:
+            check_peer_url(args.url, "URL", schemes=schemes, port_required=False)
+    except ValueError as exc:
+        return fail(f"{command}: {exc}", EXIT_USAGE), None
+    try:
+        return None, client_ssl_context(args.tls_ca, "--tls-ca")
+    except OSError as exc:  # a file that cannot be loaded (ssl.SSLError is an OSError)
+        return error(args, exc, f"{command}: {describe(exc)}"), None

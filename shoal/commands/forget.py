@@ -15,8 +15,7 @@ from shoal.commands.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    describe,
-    error,
+    dialled_once,
     fail,
     read_secret,
 )
@@ -70,16 +69,11 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from websockets.exceptions import WebSocketException
 
     from sync.messages import REPLICA_ID_PATTERN, is_replica_id
-    from sync.transport.addresses import check_peer_url
     from sync.transport.auth import HandshakeError
-    from sync.transport.opening import client_ssl_context
 
-    try:
-        # A URL without a port is taken (the scheme's default, a TLS proxy's 443): this
-        # command tries once and says why it failed, unlike a peer that keeps dialling.
-        check_peer_url(args.url, "URL", port_required=False)
-    except ValueError as exc:
-        return fail(f"forget: {exc}", EXIT_USAGE)
+    refused, context = dialled_once(args, "forget")
+    if refused is not None:
+        return refused
     if not is_replica_id(args.replica_id):
         return fail(
             f"forget: not a replica id: {args.replica_id[:80]!r} (one is {REPLICA_ID_PATTERN})",
@@ -89,10 +83,6 @@ def cmd_forget(args: argparse.Namespace) -> int:
         secret = read_secret(args.secret_file)
     except ValueError as exc:
         return fail(f"forget: {exc}", EXIT_USAGE)
-    try:
-        context = client_ssl_context(args.tls_ca, "--tls-ca")
-    except OSError as exc:  # a file that cannot be loaded (ssl.SSLError is an OSError)
-        return error(args, exc, f"forget: {describe(exc)}")
     try:
         ok, detail = asyncio.run(_admin(args, secret, context, dry_run=True))
         if not ok:

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from shoal.commands.common import EXIT_OK, EXIT_USAGE, describe, error, fail, read_secret
+from shoal.commands.common import EXIT_OK, describe, dialled_once, error, read_secret
 
 __all__ = ["cmd_status"]
 
@@ -64,19 +64,9 @@ def _read_status(
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sync.transport.addresses import check_peer_url
-    from sync.transport.opening import client_ssl_context
-
-    try:
-        # A URL without a port is taken (the scheme's default, a TLS proxy's 443): this
-        # command tries once and says why it failed, unlike a peer that keeps dialling.
-        check_peer_url(args.url, "URL", schemes=_SCHEMES, port_required=False)
-    except ValueError as exc:
-        return fail(f"status: {exc}", EXIT_USAGE)
-    try:
-        context = client_ssl_context(args.tls_ca, "--tls-ca")
-    except OSError as exc:  # a file that cannot be loaded (ssl.SSLError is an OSError)
-        return error(args, exc, f"status: {describe(exc)}")
+    refused, context = dialled_once(args, "status", _SCHEMES)
+    if refused is not None:
+        return refused
     try:
         data = _read_status(args, _http_base(args.url), context)
     except ValueError as exc:

@@ -172,8 +172,11 @@ class _Handle:
         self._left = limit - used  # room for the values of one write
 
     def _room(self) -> _Room:
-        skew_ms = int(self.peer.config.max_clock_skew * 1000)
-        return _Room(self.key, self._left, self._limit, skew_ms)
+        return _Room(self.key, self._left, self._limit, self._skew_ms())
+
+    def _skew_ms(self) -> int:
+        """How far ahead of this clock a timestamp given to a register may be (ms)."""
+        return int(self.peer.config.max_clock_skew * 1000)
 
     def _check(self, value: Any) -> None:
         """Refuse (ValueTooLarge) a value that does not fit beside the key."""
@@ -311,7 +314,7 @@ class LWWHandle(_Handle):
         rid = self._rid
         if timestamp is not None:
             now_ms = int(time.time() * 1000)
-            _given_stamp(timestamp, now_ms, int(self.peer.config.max_clock_skew * 1000))
+            _given_stamp(timestamp, now_ms, self._skew_ms())
 
         def fn(reg: Any) -> Any:
             return reg.set(rid, value, timestamp, now_ms=int(time.time() * 1000))
