@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 import crdt
 
@@ -123,9 +123,12 @@ def _parse_segment(seg_id: int, text: str) -> list[list[Any]]:
     """A segment's ``entries``, checked to be a list of ``[seq, key, kind, delta_text]``
     (the delta texts are decoded later, by :func:`decode_blob`)."""
     try:
-        value: Any = json.loads(text)
-    except ValueError as exc:
-        raise CorruptBlob(f"segment {seg_id}", _SEGMENTS, f"not valid JSON ({exc})") from exc
+        value: Any = from_json(text)  # (Rust: a third of the stdlib's time on a segment)
+    except ValueError:
+        try:  # what only the stdlib reads (a lone surrogate's escape): still a valid segment
+            value = json.loads(text)
+        except ValueError as exc:
+            raise CorruptBlob(f"segment {seg_id}", _SEGMENTS, f"not valid JSON ({exc})") from exc
     if type(value) is not list:
         raise CorruptBlob(f"segment {seg_id}", _SEGMENTS, "entries are not a JSON array")
     for entry in value:

@@ -68,6 +68,9 @@ class PreparedBatch:
     peers: dict[str, Row] = field(default_factory=dict)
     hints_drop: set[HintKey] = field(default_factory=set)
     compact: list[tuple[int, dict[str, int]]] = field(default_factory=list)
+    #: Whether the caller wants to know how many log dots ``compact`` removed (reading what
+    #: each dropped segment held); else segments wholly below a watermark go unread.
+    count_compacted: bool = False
     fold: bool = False  # record that the log is folded into the objects (mark_folded)
 
     @property
@@ -125,6 +128,7 @@ class PreparedBatch:
         self.peers.update(later.peers)
         self.hints_drop |= later.hints_drop
         self.compact.extend(later.compact)
+        self.count_compacted = self.count_compacted or later.count_compacted
         self.fold = self.fold or later.fold
 
 

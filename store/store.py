@@ -312,6 +312,7 @@ class Store:
         prepared = sql.prepare(
             Batch(compact=((partition, watermark),)), self._partitions, self._partition_of
         )
+        prepared.count_compacted = True
         return await self._submit(prepared)
 
     async def rotate_replica_id(self) -> str:

@@ -210,29 +210,34 @@ def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[i
         _executemany(conn, "peers", run.peers.values())
         _executemany(conn, "hints_drop", run.hints_drop)
         # Only the last batch of a run may compact or fold (it closes the run).
-        removed.extend(compact(conn, part, wm) for part, wm in run.compact)
+        removed.extend(
+            compact(conn, part, wm, count=run.count_compacted) for part, wm in run.compact
+        )
         if run.fold:
             mark_folded(conn)
     return removed
 
 
-def compact(conn: Connection, partition: int, watermark: Mapping[str, int]) -> int:
+def compact(
+    conn: Connection, partition: int, watermark: Mapping[str, int], *, count: bool = True
+) -> int:
     """Delete log entries of ``partition`` with ``seq <= watermark[origin]``; return how many
-    log dots went.
+    log dots went (0 unless ``count``).
 
-    A segment wholly at or below the watermark is deleted; one that straddles it is rewritten
-    in place (same id, so it keeps its place in the stored order) without those entries.
+    A segment wholly at or below the watermark (its ``last_seq``) is deleted, unread unless
+    ``count``; one that straddles it is rewritten in place (same id, so it keeps its place in
+    the stored order) without those entries.
     """
     marks = {origin: n for origin, n in watermark.items() if n > 0}
     if not marks:
         return 0
     c = log_segments.c
     bound = case(*((c.origin == origin, literal(n)) for origin, n in marks.items()), else_=0)
-    found = conn.execute(
-        select(c.id, c.origin, c.entries).where(
-            c.partition == partition, c.origin.in_(list(marks)), c.first_seq <= bound
-        )
-    ).all()
+    mine = (c.partition == partition, c.origin.in_(list(marks)), c.first_seq <= bound)
+    # Reading a segment costs a parse of all its deltas: only those it keeps a part of are
+    # read, unless the caller counts (a peer's compactions do not; Store.compact does).
+    read = mine if count else (*mine, c.last_seq > bound)
+    found = conn.execute(select(c.id, c.origin, c.entries).where(*read)).all()
     dropped: set[tuple[str, int]] = set()
     doomed: list[int] = []
     rewrites: list[dict[str, Any]] = []
@@ -246,6 +251,8 @@ def compact(conn: Connection, partition: int, watermark: Mapping[str, int]) -> i
             rewrites.append({"b_id": seg_id, "new_first": kept[0][0], "new_entries": new_text})
         else:
             doomed.append(seg_id)
+    if not count:
+        conn.execute(delete(log_segments).where(*mine, c.last_seq <= bound))
     for start in range(0, len(doomed), _IN_CHUNK):
         conn.execute(delete(log_segments).where(c.id.in_(doomed[start : start + _IN_CHUNK])))
     if rewrites:

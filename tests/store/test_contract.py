@@ -321,9 +321,10 @@ async def test_a_failing_batch_in_a_group_fails_alone(backend: Backend) -> None:
     async with await backend.open() as store:
         await store.apply(Batch(objects=(counter_row("taken"),)))
         # A corrupt stored segment makes compacting its partition fail inside the
-        # transaction (after prepare accepted the batch).
+        # transaction (after prepare accepted the batch): compacting up to seq 1 of a
+        # segment of seqs 1 and 2 reads it (one wholly below the watermark goes unread).
         part = default_partition_of("taken")
-        await store.apply(Batch(log=(log_entry("taken", 1),)))
+        await store.apply(Batch(log=(log_entry("taken", 1), log_entry("taken", 2))))
         async with store.engine.begin() as conn:
             await conn.execute(update(log_segments).values(entries="not json"))
         good = [Batch(objects=(counter_row(f"g{i}"),)) for i in range(20)]

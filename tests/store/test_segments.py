@@ -142,17 +142,29 @@ async def test_deltas_missing_pages_across_many_overlapping_segments(backend: Ba
             ], limit
 
 
-async def test_compaction_deletes_and_rewrites_straddling_segments(backend: Backend) -> None:
+async def compact(store: Store, watermark: dict[str, int], counted: bool) -> int | None:
+    """Compact partition P as ``Store.compact`` does (counting what went) or as a peer's own
+    batches do (``apply``: nothing counted, segments wholly below the watermark unread)."""
+    if counted:
+        return await store.compact(P, watermark)
+    await store.apply(Batch(compact=((P, watermark),)))
+    return None
+
+
+@pytest.mark.parametrize("counted", [True, False], ids=["Store.compact", "apply"])
+async def test_compaction_deletes_and_rewrites_straddling_segments(
+    backend: Backend, counted: bool
+) -> None:
     key, other = key_in(P, 0), key_in(P + 1, 0)
     async with await backend.open() as store:
         await store.apply(Batch(log=tuple(entries_of(key, range(1, 4)))))
         await store.apply(Batch(log=tuple(entries_of(key, range(4, 9)))))
         await store.apply(Batch(log=(*entries_of(key, [1, 2], "B"), *entries_of(other, [1]))))
         await append_raw(store, segment(entries_of(key, [5, 6, 9])))  # 5 and 6 again
-        removed = await store.compact(P, {"A": 6, "B": 1})
+        removed = await compact(store, {"A": 6, "B": 1}, counted)
         tables = await raw_tables(store)
         left = (await store.load()).log
-        assert removed == 7  # A 1..6 (each once) and B 1
+        assert removed == (7 if counted else None)  # A 1..6 (each once) and B 1
         assert spans(tables) == [
             (P, "A", 7, 8, [7, 8]),  # straddled: rewritten without 4..6, same row
             (P, "B", 2, 2, [2]),
@@ -166,9 +178,34 @@ async def test_compaction_deletes_and_rewrites_straddling_segments(backend: Back
             (P, "B", 2),
             (P + 1, "A", 1),
         ]
-        assert await store.compact(P, {"A": 6}) == 0
-        assert await store.compact(P, {"A": 100, "B": 100}) == 4
+        assert await compact(store, {"A": 6}, counted) == (0 if counted else None)
+        assert await compact(store, {"A": 100, "B": 100}, counted) == (4 if counted else None)
         assert [e.partition for e in (await store.load()).log] == [P + 1]
+
+
+async def test_a_peers_compaction_leaves_segments_wholly_below_the_watermark_unread(
+    backend: Backend,
+) -> None:
+    # Reading a segment parses every delta in it; a peer's compaction (nothing counted)
+    # deletes those it drops whole by their last_seq alone. Shown with a segment whose text
+    # is not even JSON: dropped whole, no error; the one that straddles is read and rewritten.
+    key = key_in(P, 0)
+    async with await backend.open() as store:
+        await store.apply(Batch(log=tuple(entries_of(key, range(1, 4)))))
+        async with store.engine.begin() as conn:
+            await conn.execute(update(log_segments).values(entries="not json"))
+        await store.apply(Batch(log=tuple(entries_of(key, range(4, 7)))))
+        await store.apply(Batch(compact=((P, {"A": 4}),)))
+        assert spans(await raw_tables(store)) == [(P, "A", 5, 6, [5, 6])]
+        # Counting reads what it drops: the same corruption is reported there.
+        await store.apply(Batch(log=tuple(entries_of(key, range(7, 9)))))
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                update(log_segments).where(log_segments.c.first_seq == 7).values(entries="[")
+            )
+        with pytest.raises(CorruptBlob):
+            await store.compact(P, {"A": 8})
+        assert [r[3] for r in sorted((await raw_tables(store))["log_segments"])] == [5, 7]
 
 
 @pytest.mark.parametrize(
