@@ -23,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, create_engine, func, select
+from sqlalchemy import Connection, String, and_, create_engine, func, literal, or_, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import crdt
@@ -56,6 +56,7 @@ the end."""
 
 _PROGRESS_EVERY = 500
 _KEYS_PAGE = 1000
+_OBJECTS_PAGE = 500
 _T = TypeVar("_T")
 
 
@@ -152,19 +153,28 @@ def _version_vector(state: Any) -> dict[str, int]:
 
 
 def read_report(
-    conn: Connection, db: str, key: str | None = None, progress: Progress | None = None
+    conn: Connection,
+    db: str,
+    key: str | None = None,
+    progress: Progress | None = None,
+    emit: Callable[[ObjectReport], None] | None = None,
 ) -> DatabaseReport:
     """The report of the database behind ``conn`` (named ``db`` in the report and in
     errors), or of its one ``key``; SELECTs only. ``ValueError`` for a database that is not
     shoal's or has another schema version; :class:`~store.errors.CorruptBlob` for a stored
-    state or delta that does not decode."""
+    state or delta that does not decode.
+
+    With ``emit``, each live object is handed to it in (key, type) order as it is read and
+    the report's ``objects`` is empty: memory then holds the log not yet folded into the
+    objects and a page of objects, whatever their number (the objects are read in pages of
+    :data:`_OBJECTS_PAGE`)."""
     version = _check_version(conn, db)
     meta = sql.read_meta(conn)
-    obj_q = select(schema.objects).order_by(schema.objects.c.key, schema.objects.c.kind)
+    c = schema.objects.c
+    count_q = select(func.count()).select_from(schema.objects)
     if key is not None:
-        obj_q = obj_q.where(schema.objects.c.key == key)
-    total = conn.execute(select(func.count()).select_from(obj_q.subquery())).scalar_one()
-    total += sql.count_log(conn, key)
+        count_q = count_q.where(c.key == key)
+    total = conn.execute(count_q).scalar_one() + sql.count_log(conn, key)
     done = 0
 
     def tick() -> None:
@@ -173,32 +183,67 @@ def read_report(
         if progress is not None and done % _PROGRESS_EVERY == 0:
             progress(done, total)
 
-    states: dict[tuple[str, str], Any] = {}  # by (key, kind)
-    for row in conn.execute(obj_q):
-        blob = sql.decode_blob("objects", row.key, row.kind, row.state)
-        states[(row.key, row.kind)] = crdt.from_dict(blob)
-        tick()
+    # The log not yet folded into the objects (after a crash; the store folds it at its next
+    # open), joined per object first, so that each object is complete when it is read.
+    pending: dict[tuple[str, str], Any] = {}  # by (key, kind)
     log_size = 0
     for logged in sql.iter_log(conn, key):  # log dots once each, deltas checked
         delta = crdt.from_dict(logged.delta)
         oid = (logged.key, logged.kind)
-        if oid in states:
-            states[oid].merge(delta)
+        if oid in pending:
+            pending[oid].merge(delta)
         else:
-            states[oid] = delta
+            pending[oid] = delta
         log_size += 1
         tick()
-    live = sorted(oid for oid, state in states.items() if state.is_live())
-    kinds: dict[str, list[str]] = {}
-    for k, kind in live:
-        kinds.setdefault(k, []).append(kind)
+    kept: list[ObjectReport] = []
+    out = kept.append if emit is None else emit
+    live = deleted = 0
+    kinds: dict[str, tuple[str, ...]] = {}
+    maps: dict[str, MapClashes] = {}
+    current: tuple[str | None, list[str]] = (None, [])  # the key being read, its live kinds
+
+    def visit(oid: tuple[str, str], state: Any) -> None:
+        nonlocal live, deleted, current
+        if not state.is_live():
+            deleted += 1
+            return
+        live += 1
+        k, kind = oid
+        if current[0] != k:
+            current = (k, [])
+        current[1].append(kind)
+        if len(current[1]) > 1:
+            kinds[k] = tuple(current[1])
+        if kind == "ormap":
+            maps.update(_map_clashes([(k, state)]))
+        out(_object(k, state))
+
+    # Objects stored without a row of their own (written only in the log) in their place.
+    log_only = sorted(pending)
+    at = 0
+    for row in _objects(conn, key):
+        oid = (row.key, row.kind)
+        while at < len(log_only) and log_only[at] < oid:
+            if log_only[at] in pending:  # (else: merged into its stored object below)
+                visit(log_only[at], pending.pop(log_only[at]))
+            at += 1
+        state = crdt.from_dict(sql.decode_blob("objects", row.key, row.kind, row.state))
+        delta = pending.pop(oid, None)
+        if delta is not None:
+            state.merge(delta)
+        visit(oid, state)
+        tick()
+    for oid in log_only[at:]:
+        if oid in pending:
+            visit(oid, pending.pop(oid))
     if progress is not None:
         progress(total, total)
     return DatabaseReport(
         db=db,
         replica_id=meta.get("replica_id"),
         schema_version=version,
-        keys=len(live),
+        keys=live,
         log_size=log_size,
         pending_hints=conn.execute(select(func.count()).select_from(schema.hints)).scalar_one(),
         applied=_applied(conn),
@@ -206,11 +251,31 @@ def read_report(
             PeerReport(r.replica_id, r.address, r.site, bool(r.forgotten))
             for r in conn.execute(select(schema.peers).order_by(schema.peers.c.replica_id))
         ),
-        objects=tuple(_object(k, states[(k, kind)]) for k, kind in live),
-        kind_clashes={k: tuple(ks) for k, ks in kinds.items() if len(ks) > 1},
-        deleted=len(states) - len(live),
-        map_clashes=_map_clashes((k, states[(k, kind)]) for k, kind in live if kind == "ormap"),
+        objects=tuple(kept),
+        kind_clashes=kinds,
+        deleted=deleted,
+        map_clashes=dict(sorted(maps.items())),
     )
+
+
+def _objects(conn: Connection, key: str | None) -> Iterator[Any]:
+    """The stored objects (of ``key``, if given) in (key, kind) code-point order, read a page
+    of :data:`_OBJECTS_PAGE` at a time (a backend may hold a whole result in memory)."""
+    c = schema.objects.c
+    ordered = ondemand._ordered(conn, c.key)
+    after: tuple[str, str] | None = None
+    while True:  # ends: each page starts past the last object of the one before
+        q = select(c.key, c.kind, c.state).order_by(ordered, c.kind).limit(_OBJECTS_PAGE)
+        if key is not None:
+            q = q.where(c.key == key)
+        if after is not None:
+            last = literal(after[0], String)
+            q = q.where(or_(ordered > last, and_(ordered == last, c.kind > after[1])))
+        page = conn.execute(q).all()
+        yield from page
+        if len(page) < _OBJECTS_PAGE:
+            return
+        after = (page[-1].key, page[-1].kind)
 
 
 def _map_clashes(maps: Iterable[tuple[str, Any]]) -> dict[str, MapClashes]:
@@ -307,16 +372,20 @@ def report_keys(
 
 
 def report_database(
-    db: str | os.PathLike[str], key: str | None = None, progress: Progress | None = None
+    db: str | os.PathLike[str],
+    key: str | None = None,
+    progress: Progress | None = None,
+    emit: Callable[[ObjectReport], None] | None = None,
 ) -> DatabaseReport:
     """Open ``db`` (named any way :func:`store.location.database_url` accepts) without writing
-    and return :func:`read_report` of it. ``ValueError`` naming the path when there is no
-    shoal database there (missing, empty, not a SQLite file).
+    and return :func:`read_report` of it (``emit``: its objects streamed, as there).
+    ``ValueError`` naming the path when there is no shoal database there (missing, empty,
+    not a SQLite file).
 
     Works on read-only media (see :func:`_on_database`). Blocking: it runs its own event
     loop for PostgreSQL (call it from synchronous code).
     """
-    return _on_database(db, lambda conn, name: read_report(conn, name, key, progress))
+    return _on_database(db, lambda conn, name: read_report(conn, name, key, progress, emit))
 
 
 def _on_database(db: str | os.PathLike[str], fn: Callable[[Connection, str], _T]) -> _T:

@@ -10,30 +10,37 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
+import shutil
 import sys
+import tempfile
+import textwrap
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from shoal.commands.common import about_db, error, fail
 
 if TYPE_CHECKING:
-    from store.report import DatabaseReport
+    from store.report import DatabaseReport, ObjectReport
 
 __all__ = ["cmd_inspect"]
 
 PROGRESS_THRESHOLD = 2000
 
 
+def _object_json(obj: ObjectReport) -> dict[str, Any]:
+    """One object as ``shoal inspect --json`` lists it."""
+    entry: dict[str, Any] = {"key": obj.key, "type": obj.kind, "value": obj.value}
+    if obj.siblings is not None:
+        entry["siblings"] = obj.siblings
+    entry["version_vector"] = obj.version_vector
+    return entry
+
+
 def _report_json(report: DatabaseReport) -> dict[str, Any]:
-    """The report as ``shoal inspect --json`` prints it."""
-    objects = []
-    for obj in report.objects:
-        entry: dict[str, Any] = {"key": obj.key, "type": obj.kind, "value": obj.value}
-        if obj.siblings is not None:
-            entry["siblings"] = obj.siblings
-        entry["version_vector"] = obj.version_vector
-        objects.append(entry)
+    """The report as ``shoal inspect --json`` prints it (its ``objects`` as the report has
+    them: none when they were streamed)."""
     return {
         "db": report.db,
         "replica_id": report.replica_id,
@@ -52,7 +59,7 @@ def _report_json(report: DatabaseReport) -> dict[str, Any]:
             }
             for p in report.peers
         ],
-        "objects": objects,
+        "objects": [_object_json(obj) for obj in report.objects],
         "kind_clashes": {key: list(kinds) for key, kinds in report.kind_clashes.items()},
         "map_clashes": {
             key: [{"path": list(path), "kinds": list(kinds)} for path, kinds in inner]
@@ -99,25 +106,65 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return _inspect_keys(args)
     tty = sys.stdout.isatty() and not args.json and _have_rich()
     bar = _ProgressBar() if tty else None
-    try:
-        data = _report_json(report_database(args.db, args.key, bar))
-    except (ValueError, SQLAlchemyError, StoreError, OSError) as exc:
-        return error(args, exc, f"inspect: {about_db(exc, args.db)}")
-    finally:
-        if bar is not None:
-            bar.close()
-    if args.key is not None and not data["objects"]:
-        if data["deleted"]:
-            return fail(f"inspect: key {args.key!r} was deleted (in {args.db})")
-        return fail(f"inspect: no key {args.key!r} in {args.db}")
-    if args.json:
-        print(json.dumps(data, indent=2, sort_keys=True))
-        return 0
-    if tty:
-        _print_inspect_rich(data)
-    else:
-        _print_inspect_plain(data)
+    # The summary comes first and is known only once every object is read: the objects are
+    # rendered as they are read into a spool (a file past SPOOL_BYTES), so memory stays
+    # bounded however many keys the database holds.
+    with tempfile.SpooledTemporaryFile(SPOOL_BYTES, "w+", encoding="utf-8") as spool:
+        listed = 0
+
+        def emit(obj: ObjectReport) -> None:
+            nonlocal listed
+            if args.json:
+                text = json.dumps(_object_json(obj), indent=2, sort_keys=True)
+                spool.write(("" if listed == 0 else ",\n") + textwrap.indent(text, "    "))
+            else:
+                spool.write(json.dumps(_row(obj)) + "\n")
+            listed += 1
+
+        try:
+            data = _report_json(report_database(args.db, args.key, bar, emit))
+        except (ValueError, SQLAlchemyError, StoreError, OSError) as exc:
+            return error(args, exc, f"inspect: {about_db(exc, args.db)}")
+        finally:
+            if bar is not None:
+                bar.close()
+        if args.key is not None and listed == 0:
+            if data["deleted"]:
+                return fail(f"inspect: key {args.key!r} was deleted (in {args.db})")
+            return fail(f"inspect: no key {args.key!r} in {args.db}")
+        spool.seek(0)
+        if args.json:
+            _print_json(data, spool, listed)
+        elif tty:
+            _print_inspect_rich(data, spool)
+        else:
+            _print_inspect_plain(data, spool)
     return 0
+
+
+SPOOL_BYTES = 8 << 20
+_TABLE_ROWS = 1000  # rows per rich table on a terminal
+_SPOOLED = "\x00objects\x00"
+
+
+def _print_json(data: dict[str, Any], spool: IO[str], listed: int) -> None:
+    """``data`` as ``json.dumps(indent=2, sort_keys=True)`` prints it, its ``objects`` the
+    ``listed`` ones in ``spool`` (already indented as list items)."""
+    if listed == 0:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return
+    text = json.dumps({**data, "objects": [_SPOOLED]}, indent=2, sort_keys=True)
+    before, after = text.split(f"    {json.dumps(_SPOOLED)}\n")
+    out = sys.stdout
+    out.write(before)
+    shutil.copyfileobj(spool, out)
+    out.write("\n" + after + "\n")
+
+
+def _row(obj: ObjectReport) -> list[Any]:
+    """An object as a line of the text listing shows it: key, type, the value and version
+    vector shortened, its siblings (None: not a multi-value register)."""
+    return [obj.key, obj.kind, _short(obj.value), obj.siblings, obj.version_vector]
 
 
 def _inspect_keys(args: argparse.Namespace) -> int:
@@ -171,22 +218,20 @@ def _print_clashes(data: dict[str, Any], out: Callable[[str], Any]) -> None:
         out(f"kind clashes inside maps {sum(len(found) for found in inside.values())}: {named}")
 
 
-def _print_inspect_plain(data: dict[str, Any]) -> None:
+def _print_inspect_plain(data: dict[str, Any], rows: IO[str]) -> None:
     print(f"database {data['db']}  replica {data['replica_id']}  schema v{data['schema_version']}")
     print(
         f"keys {data['keys']}  deleted {data['deleted']}  log {data['log_size']}  "
         f"hints {data['pending_hints']}  writes held per origin {_short(data['applied'], 200)}"
     )
     _print_clashes(data, print)
-    for obj in data["objects"]:
-        sib = f"  siblings={obj['siblings']}" if obj.get("siblings", 0) > 1 else ""
-        print(
-            f"{obj['key']}\t{obj['type']}\t{_short(obj['value'])}{sib}\t"
-            f"vv={_short(obj['version_vector'], 120)}"
-        )
+    for line in rows:
+        key, kind, value, siblings, vv = json.loads(line)
+        sib = f"  siblings={siblings}" if (siblings or 0) > 1 else ""
+        print(f"{key}\t{kind}\t{value}{sib}\tvv={_short(vv, 120)}")
 
 
-def _print_inspect_rich(data: dict[str, Any]) -> None:
+def _print_inspect_rich(data: dict[str, Any], rows: IO[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -197,14 +242,19 @@ def _print_inspect_rich(data: dict[str, Any]) -> None:
         f"log {data['log_size']}  hints {data['pending_hints']}"
     )
     _print_clashes(data, console.print)
-    table = Table("key", "type", "value", "siblings", "version vector")
-    for obj in data["objects"]:
-        sib = obj.get("siblings")
-        table.add_row(
-            obj["key"],
-            obj["type"],
-            _short(obj["value"]),
-            f"[yellow]{sib}[/]" if sib and sib > 1 else "",
-            _short(obj["version_vector"], 60),
-        )
-    console.print(table)
+    lines = iter(rows)
+    first = True
+    while True:  # ends: each table takes up to _TABLE_ROWS lines of the spool
+        chunk = list(itertools.islice(lines, _TABLE_ROWS))
+        if not chunk and not first:
+            return
+        table = Table("key", "type", "value", "siblings", "version vector", show_header=first)
+        for line in chunk:
+            key, kind, value, sib, vv = json.loads(line)
+            table.add_row(
+                key, kind, value, f"[yellow]{sib}[/]" if sib and sib > 1 else "", _short(vv, 60)
+            )
+        console.print(table)
+        if len(chunk) < _TABLE_ROWS:
+            return
+        first = False

@@ -380,3 +380,27 @@ def test_inspect_on_a_terminal_without_rich_prints_plain_text(
     out = terminal.getvalue()
     assert "\x1b[" not in out
     assert 'cart\torset\t["milk"]' in out and "keys 2101" in out
+
+
+def test_inspect_on_a_terminal_lists_every_key_in_tables_of_a_thousand_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rows are read into a spool as the database is read and shown a table at a time:
+    # every key once, the header once, the summary first (rich is in the test install).
+    async def make() -> None:
+        a = await open_peer(tmp_path / "a.db", listen=None)
+        await asyncio.gather(*(a.gcounter(f"k{i:04}").increment() for i in range(2100)))
+        await a.aclose()
+
+    asyncio.run(make())
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setenv("COLUMNS", "200")
+    assert cli.main(["inspect", "--db", str(tmp_path / "a.db")]) == 0
+    out = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue())  # (rich's colours)
+    assert out.index("keys 2100") < out.index("k0000") < out.index("k2099")
+    shown = [line for line in out.splitlines() if re.search(r"\bk\d{4}\b", line)]
+    assert [re.search(r"\bk\d{4}\b", line)[0] for line in shown] == [  # type: ignore[index]
+        f"k{i:04}" for i in range(2100)
+    ]
+    assert out.count("version vector") == 1
