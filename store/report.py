@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, String, and_, create_engine, func, literal, or_, select
+from sqlalchemy import Connection, create_engine, func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import crdt
@@ -259,23 +259,14 @@ def read_report(
 
 
 def _objects(conn: Connection, key: str | None) -> Iterator[Any]:
-    """The stored objects (of ``key``, if given) in (key, kind) code-point order, read a page
-    of :data:`_OBJECTS_PAGE` at a time (a backend may hold a whole result in memory)."""
+    """The stored objects (of ``key``, if given) in (key, kind) code-point order, in one
+    query whose rows are fetched :data:`_OBJECTS_PAGE` at a time (``yield_per``: a server-side
+    cursor on PostgreSQL; SQLite's cursor steps through the primary key's index)."""
     c = schema.objects.c
-    ordered = ondemand._ordered(conn, c.key)
-    after: tuple[str, str] | None = None
-    while True:  # ends: each page starts past the last object of the one before
-        q = select(c.key, c.kind, c.state).order_by(ordered, c.kind).limit(_OBJECTS_PAGE)
-        if key is not None:
-            q = q.where(c.key == key)
-        if after is not None:
-            last = literal(after[0], String)
-            q = q.where(or_(ordered > last, and_(ordered == last, c.kind > after[1])))
-        page = conn.execute(q).all()
-        yield from page
-        if len(page) < _OBJECTS_PAGE:
-            return
-        after = (page[-1].key, page[-1].kind)
+    q = select(c.key, c.kind, c.state).order_by(ondemand._ordered(conn, c.key), c.kind)
+    if key is not None:
+        q = q.where(c.key == key)
+    yield from conn.execute(q.execution_options(yield_per=_OBJECTS_PAGE))
 
 
 def _map_clashes(maps: Iterable[tuple[str, Any]]) -> dict[str, MapClashes]:
