@@ -226,7 +226,8 @@ def compact(
 
     A segment wholly at or below the watermark (its ``last_seq``) is deleted, unread unless
     ``count``; one that straddles it is rewritten in place (same id, so it keeps its place in
-    the stored order) without those entries.
+    the stored order) without those entries. The fold mark comes down to the last segment
+    left (:func:`_lower_mark_to_log`).
     """
     marks = {origin: n for origin, n in watermark.items() if n > 0}
     if not marks:
@@ -251,10 +252,13 @@ def compact(
             rewrites.append({"b_id": seg_id, "new_first": kept[0][0], "new_entries": new_text})
         else:
             doomed.append(seg_id)
+    gone = len(doomed)
     if not count:
-        conn.execute(delete(log_segments).where(*mine, c.last_seq <= bound))
+        gone += conn.execute(delete(log_segments).where(*mine, c.last_seq <= bound)).rowcount
     for start in range(0, len(doomed), _IN_CHUNK):
         conn.execute(delete(log_segments).where(c.id.in_(doomed[start : start + _IN_CHUNK])))
+    if gone:
+        _lower_mark_to_log(conn)
     if rewrites:
         conn.execute(
             update(log_segments)
@@ -279,6 +283,20 @@ def folded_mark(conn: Connection) -> int:
 def _set_mark(conn: Connection, mark: Any) -> None:
     stmt = _upsert(conn, meta, ["name"]).values(name=_FOLDED, value=mark)
     conn.execute(stmt)
+
+
+def _lower_mark_to_log(conn: Connection) -> None:
+    """Bring the fold mark down to the last segment left, if compaction deleted those above
+    it. SQLite gives a new row the rowid after the largest one in the table, so the
+    segments appended next would take ids at or below a mark left higher, and after a crash
+    the fold (which reads the ids above the mark) would skip them: their acknowledged
+    entries never reached their objects. Every segment left at or below the mark is folded,
+    so the lower mark is as true."""
+    mark = folded_mark(conn)
+    if mark:
+        last = conn.execute(select(func.max(log_segments.c.id))).scalar() or 0
+        if last < mark:
+            _set_mark(conn, str(last))
 
 
 def mark_folded(conn: Connection) -> None:
