@@ -30,8 +30,10 @@ Plain functions over a SQLAlchemy ``Connection`` (run through ``run_sync`` by
   segments stored since are folded into their objects at open by :func:`fold_page`, a
   bounded page per transaction: the cost is the log written since the last clean close,
   not the number of keys. Folding is idempotent (merging a delta twice changes nothing), so
-  a crash during the fold only repeats work. It sets ``live`` as a checkpoint does: an
-  object whose delete was logged but not checkpointed before a crash is not listed after.
+  a crash during the fold only repeats work, and a mark above every segment (which a
+  compaction of an older version left: see :func:`~store.writes._fold_start`) folds the
+  whole log. It sets ``live`` as a checkpoint does: an object whose delete was logged but
+  not checkpointed before a crash is not listed after.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from .codec import _parse_segment, decode_blob
 from .reads import _object, load
 from .records import Loaded, ObjectRow
 from .schema import log_segments, objects
-from .writes import _set_mark, _upsert, folded_mark
+from .writes import _fold_start, _set_mark, _upsert
 
 __all__ = [
     "FOLD_PAGE",
@@ -232,7 +234,7 @@ def fold_page(conn: Connection, limit: int = FOLD_PAGE) -> int:
     """Fold the next ``limit`` log segments after the mark into their objects and move the
     mark past them; return how many segments were folded (0: the log is folded)."""
     c = log_segments.c
-    after = folded_mark(conn)
+    after = _fold_start(conn)
     rows = conn.execute(
         select(c.id, c.partition, c.entries).where(c.id > after).order_by(c.id).limit(limit)
     ).all()
@@ -288,7 +290,7 @@ def unfolded_keys(conn: Connection) -> set[str]:
     docstring): after a crash, keys that may have no object row yet."""
     c = log_segments.c
     keys: set[str] = set()
-    for seg_id, text in conn.execute(select(c.id, c.entries).where(c.id > folded_mark(conn))):
+    for seg_id, text in conn.execute(select(c.id, c.entries).where(c.id > _fold_start(conn))):
         keys.update(entry[1] for entry in _parse_segment(seg_id, text))
     return keys
 
@@ -301,7 +303,7 @@ def unfolded_liveness(conn: Connection) -> dict[str, tuple[bool | None, bool]]:
     Holds that part of the log in memory, and the objects of 500 of its keys at a time."""
     c = log_segments.c
     deltas: dict[str, dict[tuple[str, str], list[str]]] = {}
-    stmt = select(c.id, c.entries).where(c.id > folded_mark(conn)).order_by(c.id)
+    stmt = select(c.id, c.entries).where(c.id > _fold_start(conn)).order_by(c.id)
     for seg_id, text in conn.execute(stmt):
         for entry in _parse_segment(seg_id, text):  # (a sealed entry has a fifth element)
             key, kind, delta_text = entry[1], entry[2], entry[3]

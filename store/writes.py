@@ -285,6 +285,17 @@ def _set_mark(conn: Connection, mark: Any) -> None:
     conn.execute(stmt)
 
 
+def _fold_start(conn: Connection) -> int:
+    """The last log segment known folded: the mark, or 0 (fold the whole log) if the mark is
+    above every segment. A compaction lowers the mark with the log it deletes
+    (:func:`_lower_mark_to_log`); a compaction of an older version did not, so a mark above
+    the log says that the segments appended after that compaction took ids below it, and a
+    crash may have left them unfolded. Folding is idempotent: folding the whole log again
+    only costs the work."""
+    mark, last = _mark_and_last(conn)
+    return 0 if last < mark else mark
+
+
 def _lower_mark_to_log(conn: Connection) -> None:
     """Bring the fold mark down to the last segment left, if compaction deleted those above
     it. SQLite gives a new row the rowid after the largest one in the table, so the
@@ -292,11 +303,17 @@ def _lower_mark_to_log(conn: Connection) -> None:
     the fold (which reads the ids above the mark) would skip them: their acknowledged
     entries never reached their objects. Every segment left at or below the mark is folded,
     so the lower mark is as true."""
+    mark, last = _mark_and_last(conn)
+    if last < mark:
+        _set_mark(conn, str(last))
+
+
+def _mark_and_last(conn: Connection) -> tuple[int, int]:
+    """The fold mark, and the id of the last log segment (0: the log is empty)."""
     mark = folded_mark(conn)
-    if mark:
-        last = conn.execute(select(func.max(log_segments.c.id))).scalar() or 0
-        if last < mark:
-            _set_mark(conn, str(last))
+    if not mark:
+        return 0, 0
+    return mark, conn.execute(select(func.max(log_segments.c.id))).scalar() or 0
 
 
 def mark_folded(conn: Connection) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import insert
 
 import crdt
 from shoal import cli
-from store import Batch, LogRow, ObjectRow, default_partition_of
+from store import Batch, LogRow, ObjectRow, default_partition_of, meta
 from store.ondemand import prefix_end
 from store.report import report_keys
 from tests.store.conftest import Backend
@@ -116,6 +117,31 @@ async def test_entries_logged_after_a_compaction_emptied_the_log_are_folded_afte
     async with await backend.open() as store:
         assert await store.fold_log() == 2
         row = await store.get_object(key, "gcounter")
+    assert row is not None and crdt.from_dict(row.state).value == 7
+
+
+async def test_a_fold_mark_above_the_log_left_by_an_older_version_refolds_the_whole_log(
+    backend: Backend,
+) -> None:
+    # What a version that did not lower the mark at compaction left after a kill -9: the
+    # mark above every segment, and segments below it never folded. The open folds the
+    # whole log again (merging is idempotent) rather than skip them.
+    key, part = "c", default_partition_of("c")
+    async with await backend.open() as store:
+        await store.apply(Batch(objects=(ObjectRow(key, "gcounter", _delta(5)),)))
+        for seq in (6, 7):
+            await store.apply(Batch(log=(LogRow("W", part, seq, key, "gcounter", _delta(seq)),)))
+        solo = LogRow("V", default_partition_of("solo"), 1, "solo", "gcounter", _delta(2))
+        await store.apply(Batch(log=(solo,)))
+        async with store.engine.begin() as conn:
+            await conn.execute(insert(meta).values(name="log_folded", value="12"))
+    # (What the next open will list, read without writing: the key only in the log too.)
+    assert sorted(await asyncio.to_thread(_keys, backend.url)) == ["c", "solo"]
+    async with await backend.open() as store:
+        assert await store.fold_log() == 3
+        assert await store.fold_log() == 0
+        row = await store.get_object(key, "gcounter")
+        assert await store.get_object("solo") == ObjectRow("solo", "gcounter", _delta(2))
     assert row is not None and crdt.from_dict(row.state).value == 7
 
 
