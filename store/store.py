@@ -332,6 +332,7 @@ class Store:
         rows = prepared.rows
         if rows == 0:
             return 0
+        ahead = False
         if self._queue.empty() and not self._committing.locked():
             # Nothing to group with: commit in the caller's task, sparing the two task
             # switches to the writer task and back (one write in flight, the common case of
@@ -347,10 +348,25 @@ class Store:
                     # a batch queued behind the stop would never be taken.)
                     (count,) = await self._transaction([prepared])
                     return count
-            # Others queued meanwhile: join them, for the writer task to group.
+            # Others queued meanwhile: join them, for the writer task to group, ahead of
+            # them (they called after this one).
+            ahead = True
         future: asyncio.Future[int] = self._loop.create_future()
         self._queue.put_nowait(_Pending(prepared, rows, future))
+        if ahead:
+            self._move_last_first()
         return await future
+
+    def _move_last_first(self) -> None:
+        """Move the batch queued last to the head of the queue (no await: atomic). The writer
+        task writes a group in queue order, the order that the merge makes the outcome of
+        (a later checkpoint or summary replaces an earlier one): a caller that let the others
+        of its turn of the loop queue first must be written before them, or its older
+        states overwrite their newer ones (seen at synchronous=NORMAL: a counter's checkpoint
+        and its partition's summary went back a write, behind the log)."""
+        queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+        for item in (queued[-1], *queued[:-1]):
+            self._queue.put_nowait(item)
 
     async def _write_loop(self) -> None:
         while True:  # until aclose() queues _CLOSE
