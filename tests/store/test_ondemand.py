@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 import crdt
 from shoal import cli
@@ -94,8 +94,9 @@ async def test_a_crash_leaves_log_entries_that_the_open_folds_into_objects(
     assert not big.objects_complete and big.objects == {} and len(big.log) == 3
 
 
+@pytest.mark.parametrize("counted", [True, False], ids=["Store.compact", "apply"])
 async def test_entries_logged_after_a_compaction_emptied_the_log_are_folded_after_a_crash(
-    backend: Backend,
+    backend: Backend, counted: bool
 ) -> None:
     # SQLite gives a new row the rowid after the largest one left: once compaction deleted
     # the segments at the top of the log, the next ones took ids at or below the fold mark,
@@ -110,8 +111,15 @@ async def test_entries_logged_after_a_compaction_emptied_the_log_are_folded_afte
         await store.apply(_Folded())
     async with await backend.open() as store:
         assert await store.fold_log() == 0
-        # Every entry is stable: the log is compacted away (the object holds it all).
-        assert await store.compact(part, {"W": 5}) == 5
+        # Every entry is stable: the log is compacted away (the object holds it all), by
+        # Store.compact or as a peer's batches do (segments below the watermark unread).
+        if counted:
+            assert await store.compact(part, {"W": 5}) == 5
+        else:
+            await store.apply(Batch(compact=((part, {"W": 5}),)))
+        async with store.engine.connect() as conn:
+            mark = await conn.scalar(select(meta.c.value).where(meta.c.name == "log_folded"))
+        assert mark == "0"  # down to the last segment left: none
         for seq in (6, 7):  # acknowledged, not checkpointed yet; then the process dies
             await store.apply(Batch(log=(LogRow("W", part, seq, key, "gcounter", _delta(seq)),)))
     async with await backend.open() as store:
