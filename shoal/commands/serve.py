@@ -2,9 +2,10 @@
 output and exit statuses are in :mod:`shoal.cli`).
 
 Checks the addresses, secret, token files and ``--client-api`` before anything opens (exit
-2) and loads the TLS files (exit 1 for one that cannot be loaded), prints the URL to dial,
-keeps a catch-up progress line on a terminal's stderr, and exits 3 when the store refused a
-commit (fail-stop).
+2) and loads the TLS files (exit 1 for one that cannot be loaded), raises its soft limit of
+open files to the hard one (a relay holds a file descriptor per connected device), prints
+the URL to dial, keeps a catch-up progress line on a terminal's stderr, and exits 3 when
+the store refused a commit (fail-stop).
 """
 
 from __future__ import annotations
@@ -239,6 +240,35 @@ def _check_tls(args: argparse.Namespace) -> None:
     client_ssl_context(args.tls_ca, "--tls-ca")
 
 
+def _raise_open_file_limit() -> None:
+    """Raise this process's soft limit of open files to its hard limit, as the JVM and Go's
+    runtime do for their servers: a relay holds one file descriptor per connected device,
+    and the soft limit is often far below the hard one (1024 under systemd, 256 on macOS),
+    which made a relay stop accepting devices past a few hundred. An app that embeds a
+    peer keeps the limits it chose; the transport refuses connections with HTTP 503 before
+    a listener runs out (:mod:`sync.transport.admission`)."""
+    try:
+        import resource
+    except ImportError:  # (not on Windows)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit (macOS reports it) cannot be the soft one: ask for what a
+    # process may hold there at most, or keep the soft limit.
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, _OPEN_MAX)
+    if soft != resource.RLIM_INFINITY and soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.info("open file limit kept at %d (raising it to %d failed: %s)", soft, target, exc)
+        return
+    log.info("open file limit raised from %d to %d", soft, target)
+
+
+#: The most descriptors asked for when the hard limit is unlimited (macOS' OPEN_MAX).
+_OPEN_MAX = 10240
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         secret, http = _serve_usage(args)
@@ -253,6 +283,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    _raise_open_file_limit()
     from sqlalchemy.exc import SQLAlchemyError
 
     from store import StoreError

@@ -203,3 +203,47 @@ async def test_a_token_file_that_could_never_match_is_a_usage_error(tmp_path: Pa
         "characters or surrounding spaces\n"
     )
     assert not db.exists()
+
+
+def _open_files_limit(pid: int) -> tuple[int, int]:
+    """(soft, hard) ``RLIMIT_NOFILE`` of process ``pid``."""
+    return resource.prlimit(pid, resource.RLIMIT_NOFILE)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs prlimit (Linux)")
+async def test_serve_takes_the_hard_open_file_limit(tmp_path: Path) -> None:
+    """A relay started under a low soft limit (``ulimit -n 256``, macOS' default; 1024 under
+    systemd) raises it to the hard limit: a file descriptor per connected device, and at the
+    soft limit the relay stopped accepting and its devices waited in the backlog for ever."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip(f"the hard open file limit is {hard}: nothing to raise")
+    low = 200
+
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(SECRET)
+    proc = await asyncio.create_subprocess_exec(
+        *SHOAL, "serve", "--db", str(tmp_path / "relay.db"), "--listen", "127.0.0.1:0",
+        "--secret-file", str(secret_file), "--relay",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=_env(),
+        preexec_fn=lower,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        url = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+        assert url.startswith("ws://127.0.0.1:"), url
+        now = _open_files_limit(proc.pid)
+        proc.terminate()
+        err = (await asyncio.wait_for(proc.stderr.read(), 60)).decode()
+        assert await asyncio.wait_for(proc.wait(), 60) == 0, err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    expected = hard if hard != resource.RLIM_INFINITY else now[0]
+    assert now == (expected, hard), err
+    assert now[0] > low
+    assert f"open file limit raised from {low} to {now[0]}" in err, err
