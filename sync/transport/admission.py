@@ -11,6 +11,16 @@ until it is lost (a :class:`~websockets.asyncio.server.ServerConnection` subclas
 ``refused_busy``. Requests the owner's HTTP hook answers (``/status``, ``/metrics``) are
 served first, so an operator can still look at a peer that is refusing links.
 
+**Open files.** Every connection holds a file descriptor, and ``accept()`` needs one before
+anything of it can be read: a process at its limit of open files (``RLIMIT_NOFILE``) can
+neither answer a connection nor refuse it, and every dialler past that point waits in the
+listen backlog until it times out, with no reason given. So a connection that finds fewer
+than :data:`FILE_RESERVE` descriptors left under the limit gets HTTP 503 too (``too many
+open files``, counted in ``refused_busy``); the reserve is for those answers, ``/status``,
+dials and the store. :meth:`Admission.watch` warns once when the limit leaves room for
+fewer connections than ``max_connections``. Where the process's descriptors cannot be
+counted (no ``/proc/self/fd`` or ``/dev/fd``) only the caps apply.
+
 When ``accept()`` fails for lack of file descriptors (``EMFILE``, ``ENFILE``) or memory,
 asyncio reports it to the event loop's exception handler, which logs a traceback each time,
 and retries a second later (CPython 3.11 reports and schedules a retry for every pending
@@ -28,6 +38,7 @@ import asyncio
 import errno
 import logging
 import math
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -35,7 +46,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-__all__ = ["REPORT_INTERVAL", "Admission", "HttpHook", "Throttle"]
+__all__ = ["FILE_RESERVE", "REPORT_INTERVAL", "Admission", "HttpHook", "Throttle", "open_files"]
 
 log = logging.getLogger("shoal.transport")
 
@@ -47,6 +58,26 @@ REPORT_INTERVAL = 60.0
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: asyncio retries a failed accept() after one second (asyncio.constants.ACCEPT_RETRY_DELAY).
 _RETRY_GRACE = 2.0
+#: File descriptors kept free under the limit: a connection that finds fewer gets HTTP 503.
+FILE_RESERVE = 32
+
+
+def open_files() -> tuple[int, int] | None:
+    """(file descriptors this process has open, its soft limit of them), or None where
+    either is unknown (no ``resource`` module, no limit, nothing that lists them)."""
+    try:
+        import resource
+    except ImportError:  # (not on Windows)
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    for listing in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return len(os.listdir(listing)) - 1, limit  # (less the listing's own)
+        except OSError:
+            continue
+    return None
 
 
 class Throttle:
@@ -132,12 +163,18 @@ class Admission:
         return CountedConnection
 
     def _over(self) -> str | None:
-        # Both counts include the connection asking.
+        # Every count includes the connection asking.
         if len(self.inbound) > self.max_connections:
             return f"too many connections (limit {self.max_connections}); try again later"
         if self.handshaking > self.max_handshakes:
             return (
                 f"too many connections in handshake (limit {self.max_handshakes}); try again later"
+            )
+        files = open_files()
+        if files is not None and files[1] - files[0] < FILE_RESERVE:
+            return (
+                f"too many open files ({files[0]} of this process's limit of {files[1]}); "
+                "try again later"
             )
         return None
 
@@ -171,6 +208,26 @@ class Admission:
         self._loop = loop
         self._previous = loop.get_exception_handler()
         loop.set_exception_handler(self._on_loop_exception)
+        self._check_open_files()
+
+    def _check_open_files(self) -> None:
+        """Warn when the limit of open files leaves room for fewer connections than
+        ``max_connections`` (the ones past it will get HTTP 503)."""
+        files = open_files()
+        if files is None:
+            return
+        used, limit = files
+        room = max(0, limit - used - FILE_RESERVE)
+        if room < self.max_connections:
+            log.warning(
+                "the open file limit of this process (%d, %d in use) leaves room for about %d "
+                "connections, fewer than max_connections (%d): past them, connections get HTTP "
+                "503; raise the limit (ulimit -n, systemd's LimitNOFILE=)",
+                limit,
+                used,
+                room,
+                self.max_connections,
+            )
 
     def unwatch(self) -> None:
         """Give the loop its handler back (if nothing was put in front of ours since), once

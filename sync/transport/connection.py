@@ -44,9 +44,10 @@ Theory of operation.
   1009), and the HTTP upgrade and the handshake must each finish within
   ``handshake_timeout``. The listener admits at most ``max_handshakes`` connections that
   have not authenticated yet and ``max_connections`` in all; one more gets HTTP 503 with the
-  reason, and is counted (``refused_busy``). Running out of file descriptors while
-  accepting is logged once (then at most once a minute, with a count: ``accept_errors``),
-  not as a traceback per attempt. All of this is :mod:`sync.transport.admission`.
+  reason, and is counted (``refused_busy``), as is one that finds the process near its
+  limit of open files. Running out of file descriptors while accepting is logged once
+  (then at most once a minute, with a count: ``accept_errors``), not as a traceback per
+  attempt. All of this is :mod:`sync.transport.admission`.
 * **Why a dialled peer is not linked.** Every dialled URL has a state of
   :mod:`sync.transport.dialstate` (``connecting``, ``connected``, ``unreachable``,
   ``tls_failed``, ``wrong_secret``, ``wrong_group``, ``version_mismatch``, ``forgotten``,

@@ -277,6 +277,92 @@ async def test_running_out_of_file_descriptors_is_logged_once(tmp_path: Path) ->
     assert "Traceback" not in text and "out of system resource" not in text
 
 
+BUDGET_CHILD = textwrap.dedent(
+    """
+    import asyncio, logging, os, resource, sys
+    sys.path.insert(0, sys.argv[1])
+    from sync.transport.auth import Identity
+    from sync.transport.connection import Transport, TransportConfig
+
+    class Owner:
+        def link_up(self, info): pass
+        def link_down(self, peer_id): pass
+        def link_message(self, peer_id, message): pass
+        async def admin(self, request): raise NotImplementedError
+
+    class Codec:
+        def encode(self, message): return b""
+        def decode(self, data, max_size): return data
+
+    async def main():
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+        # A hard limit too: nothing can raise it (a container's, a shared host's).
+        used = len(os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (used + 60, used + 60))
+        config = TransportConfig(handshake_timeout=60.0, max_handshakes=1000, max_connections=1000)
+        t = Transport(Identity("budget", "g", b"s"), Owner(), Codec(), config)
+        print(await t.listen("127.0.0.1", 0), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        print(f"accept_errors={t.accept_errors} refused_busy={t.refused_busy}", flush=True)
+        await t.aclose()
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+async def test_connections_past_the_open_file_limit_get_503_not_a_dead_backlog(
+    tmp_path: Path,
+) -> None:
+    """A listener whose process is near its open file limit answers HTTP 503 naming the
+    limit, and keeps descriptors for that answer (and for ``/status``): it used to accept
+    until ``accept()`` failed, and every connection past that point waited in the backlog
+    until it timed out, with no reason given to the dialler (a relay under ``ulimit -n 128``
+    left 90 of 200 devices so, for good)."""
+    script, log_file = tmp_path / "child.py", tmp_path / "child.log"
+    script.write_text(BUDGET_CHILD)
+    with log_file.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), str(ROOT),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
+        )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    held, outcomes = [], []
+    try:
+        url = (await asyncio.wait_for(proc.stdout.readline(), WAIT)).decode().strip()
+        for _ in range(80):  # more than the child has descriptors for
+            try:
+                held.append(await connect(url, open_timeout=2.0))  # then silent: handshaking
+                outcomes.append("open")
+            except InvalidStatus as exc:
+                outcomes.append(f"{exc.response.status_code} {exc.response.body.decode()}")
+            except TimeoutError:
+                outcomes.append("timed out")
+                break
+        proc.stdin.write(b"report\n")
+        await proc.stdin.drain()
+        report = (await asyncio.wait_for(proc.stdout.readline(), WAIT)).decode().split()
+        assert await asyncio.wait_for(proc.wait(), WAIT) == 0
+    finally:
+        for ws in held:
+            await ws.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = log_file.read_text()
+    assert "timed out" not in outcomes, (outcomes, text)
+    opened = outcomes.count("open")
+    assert 0 < opened < 60 and len(outcomes) == 80, outcomes
+    refusals = set(outcomes[opened:])
+    assert len(refusals) == 1 and outcomes[:opened] == ["open"] * opened, outcomes
+    (refusal,) = refusals
+    assert refusal.startswith("503 too many open files (") and "limit" in refusal, refusal
+    assert report == ["accept_errors=0", f"refused_busy={80 - opened}"], text
+    assert "max_connections" in text and "open file limit" in text, text
+    assert "Traceback" not in text
+
+
 def test_a_recurring_condition_is_reported_once_then_once_per_interval() -> None:
     throttle = Throttle(60.0)
     assert throttle.due(0.0) == 0
