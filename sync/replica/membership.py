@@ -579,6 +579,10 @@ class Membership:
             found = self._first_fallback[partition] = self.pick_fallback(partition, chosen)
         return found  # type: ignore[return-value]
 
+    def is_relay(self, peer: str) -> bool:
+        """Is ``peer`` a relay (by its handshake)?"""
+        return peer in self._relays
+
     def pick_fallback(self, partition: int, chosen: set[str]) -> str | None:
         """A peer up to stand in for a home of ``partition`` that is down: an up relay first,
         else the next up non-home peer clockwise; none of ``chosen``."""

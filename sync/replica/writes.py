@@ -3,7 +3,9 @@
 A write is durable here before anything else happens (:mod:`~sync.replica.updates` logs
 it first). Then :meth:`Writes.start` pushes the entry to every home up; for each home that
 is down, sloppy mode picks a fallback (membership's rule) and sends it the entry with
-``hint_for=<home>``, whose ack counts and is reported as hinted. A coordinator that is not
+``hint_for=<home>``, whose ack counts and is reported as hinted; fallbacks are distinct,
+but a relay stands in for every home down that no other peer can (devices that reach only
+the relay), and its ack counts once. A coordinator that is not
 a home keeps the entry as a hint for every home too. The local ack counts if this replica
 is a home of the key, or always in sloppy mode; ``strict`` counts only homes,
 ``LOCAL_QUORUM`` only peers of the site.
@@ -167,6 +169,7 @@ class Writes:
         up = membership.up
         queue_push = self._outbound.queue_push
         chosen: set[str] | None = None  # homes and fallbacks picked (made when one is down)
+        relay: str | None = None  # a relay picked as a fallback: it stands in for any home
         for home in homes:
             if home == me:
                 continue
@@ -185,8 +188,17 @@ class Writes:
                         chosen = {*homes, me}
                 elif chosen:
                     fallback = membership.pick_fallback(entry.partition, chosen)
+                    if fallback is None:
+                        # A relay holds hints for any number of homes: no other peer up to
+                        # stand in for this one (devices that reach only the relay), so it
+                        # holds this home's too, or the home never gets the write (the relay
+                        # applies and forwards only what it is a home of, and the homes
+                        # have no link to run anti-entropy on).
+                        fallback = relay
                 else:
                     fallback = None
+                if relay is None and fallback is not None and membership.is_relay(fallback):
+                    relay = fallback
                 if fallback is not None:
                     chosen.add(fallback)
                     if op is not None:

@@ -1,0 +1,62 @@
+"""A relay serving more devices than ``n``: a device's write reaches every home of its key.
+
+The devices dial only the relay (behind NAT, they cannot reach each other), so a key whose
+homes are devices other than the relay reaches them through the relay alone: the writer
+cannot push to any of them, and the relay, not a home of the key, holds what it gets as
+hints and does not apply it (nor forward it on). Anti-entropy runs between homes, which
+have no link to each other here. So each home the writer cannot reach must get the write as
+a hint through the relay, which hands it off: a relay holds hints for any number of homes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sync.ring import partition_of
+from sync.transport.peer import Peer
+from tests.transport.conftest import eventually, open_peer
+
+__all__: list[str] = []
+
+DEVICES = 5
+
+
+def _key_without(relay: Peer, others: set[str]) -> tuple[str, tuple[str, ...]]:
+    """A key whose homes (by the relay's ring) are devices, none of them the relay."""
+    ring = relay.replica._membership.ring()
+    for i in range(1000):
+        key = f"list:{i}"
+        homes = ring.preference_list(partition_of(key, ring.partitions))
+        if relay.replica_id not in homes and set(homes) <= others:
+            return key, homes
+    raise AssertionError("no key homed on devices only")
+
+
+async def test_a_write_reaches_every_home_through_the_relay(tmp_path: Path) -> None:
+    relay = await open_peer(tmp_path / "relay.db", relay=True)
+    devices: list[Peer] = []
+    try:
+        for i in range(DEVICES):
+            devices.append(await open_peer(tmp_path / f"d{i}.db", listen=None, peers=[relay.url]))
+        ids = {d.replica_id for d in devices}
+        everyone = ids | {relay.replica_id}
+
+        def all_known() -> bool:
+            return all(p.replica._membership.ring().peers == everyone for p in (relay, *devices))
+
+        await eventually(all_known, "every peer to know the group")
+        key, homes = _key_without(relay, ids)
+        for d in devices:
+            await d.orset(key).add(d.replica_id)
+        added = frozenset(ids)
+        by_id = {d.replica_id: d for d in devices}
+
+        async def homes_have_all() -> bool:
+            values = await asyncio.gather(*(by_id[h].orset(key).value() for h in homes))
+            return all(v == added for v in values)
+
+        await eventually(homes_have_all, f"every home of {key} ({len(homes)}) to hold every add")
+    finally:
+        for p in (*devices, relay):
+            await p.aclose()
