@@ -164,6 +164,7 @@ class Peer:
         # Subscriptions, the sibling and kind clash warnings, the watchers of peer.watch.
         self._feed = ChangeFeed(subscriber_queue, sibling_warning)
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None  # (see aclose)
         self._rotating = False
         self._background: set[asyncio.Task[Any]] = set()
         self.failure: PeerFailed | None = None
@@ -375,10 +376,28 @@ class Peer:
             await self.node.room()
 
     async def aclose(self) -> None:
-        """Commit what is pending, close links and store. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        """Commit what is pending, close links and store. Idempotent: every call returns
+        once the peer is closed, a call made while another one closes included.
+
+        The close runs in a task of its own, to its end whoever waits for it: a caller
+        cancelled while it waits (``asyncio.wait_for``, a task group, Ctrl-C) still waits
+        for the close, then raises ``CancelledError``. Cut short, it left the engine's tasks
+        running on a closed store, and every later ``aclose`` returned at once.
+        """
+        if self._closing is None:
+            self._closed = True
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(), name="shoal-peer-close"
+            )
+        closing = self._closing
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            if not closing.done():  # (the caller was cancelled, not the close)
+                await asyncio.wait({closing})
+            raise
+
+    async def _close(self) -> None:
         try:
             # A restart under a new id may be under way: let it finish (it checks _closed),
             # then close whatever transport and node are current.
