@@ -138,7 +138,11 @@ class Node:
         self._engine_task: asyncio.Task[None] | None = None
         self._exec_task: asyncio.Task[None] | None = None
         self._barrier: list[asyncio.Future[None]] = []
-        self._closing = False
+        # The futures of call() and kinds(), failed at close and fail-stop as writes and
+        # reads are (their inputs may be dropped then).
+        self._calls: set[asyncio.Future[Any]] = set()
+        self._closing = False  # refusing input: closing, or failed
+        self._closed = False  # aclose() began
         self._page_reads: set[asyncio.Task[None]] = set()
         self._executor = Executor(
             store,
@@ -177,17 +181,23 @@ class Node:
         await asyncio.wait_for(settled(), timeout)
 
     async def aclose(self, timeout: float = 10.0) -> None:
-        """Run what is queued (so pending batches commit), checkpoint every changed object
-        (the store records its log as folded), then stop both tasks."""
-        if self._closing:
+        """Refuse new input, run what is queued (so pending batches commit), checkpoint
+        every changed object (the store records its log as folded), then stop both tasks.
+
+        Input is refused first (``RuntimeError``, at the call): an input taken while the
+        close drains could be left behind, its caller waiting for ever (a ``call``) or told
+        that a write it could not know the fate of had failed."""
+        if self._closed:
             return
+        self._closed = True
+        self._closing = True
         with contextlib.suppress(TimeoutError):
             await self.drain(timeout)
         if self.failed is None:
             # (a store that fails here fail-stops the node, as any commit would)
             with contextlib.suppress(TimeoutError, RuntimeError, PeerFailed):
-                await asyncio.wait_for(self.call(lambda r, now: r.checkpoint_all(now)), timeout)
-        self._closing = True
+                checkpoint = self._call(lambda r, now: r.checkpoint_all(now))
+                await asyncio.wait_for(checkpoint, timeout)
         self._room.set()
         tasks = [self._engine_task, self._exec_task, *self._page_reads]
         for task in tasks:
@@ -197,12 +207,7 @@ class Node:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        pending: list[asyncio.Future[Any]] = [*self._writes.values(), *self._reads.values()]
-        for fut in pending:
-            if not fut.done():
-                fut.set_exception(RuntimeError("peer closed before the operation finished"))
-        self._writes.clear()
-        self._reads.clear()
+        self._fail_pending(RuntimeError("peer closed before the operation finished"))
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -314,21 +319,36 @@ class Node:
 
     async def call(self, fn: Callable[[ReplicaLike, float], Any]) -> Any:
         """Run ``fn(replica, now)`` as an input; return its result once the effects of its
-        round ran (every ``Persist`` up to it is committed)."""
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        round ran (every ``Persist`` up to it is committed). Cancelled, ``fn`` still runs
+        (or already ran): only the answer is dropped."""
+        self._check_open()
+        return await self._call(fn)
+
+    async def _call(self, fn: Callable[[ReplicaLike, float], Any]) -> Any:
+        """:meth:`call`, taken even while the node closes (its last checkpoint)."""
+        done = self._future()
         box: list[Any] = []
 
         def run(r: ReplicaLike, now: float) -> None:
             try:
                 box.append(fn(r, now))
             except Exception as exc:
-                done.set_exception(exc)
+                if not done.done():  # (its caller may have stopped waiting)
+                    done.set_exception(exc)
                 return
             self._barrier.append(done)
 
-        self.submit(run)
+        self._inputs.append(run)
+        self._input_ready.set()
         await done
         return box[0] if box else None
+
+    def _future(self) -> asyncio.Future[Any]:
+        """The future of a call, failed if the node closes before it is answered."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls.add(done)
+        done.add_done_callback(self._calls.discard)
+        return done
 
     async def kinds(self, key: str) -> tuple[str, ...]:
         """The kinds of the live objects ``key`` holds here, sorted (loaded from the store
@@ -337,9 +357,12 @@ class Node:
         def run(rep: ReplicaLike, now: float) -> tuple[str, ...]:
             return tuple(rep.kinds_of(key))
 
-        done: asyncio.Future[tuple[str, ...]] = asyncio.get_running_loop().create_future()
+        self._check_open()
+        done = self._future()
 
         def answer(rep: ReplicaLike, now: float) -> None:
+            if done.done():  # its caller stopped waiting
+                return
             try:
                 result = run(rep, now)
             except Exception as exc:  # the caller's error: hand it back
@@ -348,7 +371,8 @@ class Node:
             done.set_result(result)
 
         self.submit(_Call(answer, lambda rep: (rep.wants_keys((key,)), [])))
-        return await done
+        result: tuple[str, ...] = await done
+        return result
 
     def links_connecting(self, count: int, failures: Mapping[str, str]) -> None:
         """The transport's dial state, for the engine (``Replica.links_connecting``):
@@ -514,12 +538,7 @@ class Node:
         log.critical("store.apply failed; the peer stops serving: %r", exc)
         self._executor.fail(effects, failed)
         self._inputs.clear()
-        pending: list[asyncio.Future[Any]] = [*self._writes.values(), *self._reads.values()]
-        for fut in pending:
-            if not fut.done():
-                fut.set_exception(failed)
-        self._writes.clear()
-        self._reads.clear()
+        self._fail_pending(failed)
         if self._engine_task is not None:
             self._engine_task.cancel()
         self._idle.set()
@@ -529,6 +548,20 @@ class Node:
                 self._on_fatal(failed)
             except Exception:
                 log.exception("on_fatal callback failed")
+
+    def _fail_pending(self, error: Exception) -> None:
+        """Fail every operation still waiting (writes, reads, calls) with ``error``."""
+        pending: list[asyncio.Future[Any]] = [
+            *self._writes.values(),
+            *self._reads.values(),
+            *self._calls,
+        ]
+        self._writes.clear()
+        self._reads.clear()
+        self._calls.clear()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(error)
 
 
 class _Signal:

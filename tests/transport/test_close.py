@@ -8,7 +8,12 @@ a clear error, none waits for ever.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
+
+from sync.transport.peer import Peer
 
 from .conftest import open_peer
 
@@ -61,3 +66,76 @@ async def test_an_aclose_cancelled_midway_still_closes_the_peer(tmp_path: Path) 
         await asyncio.wait_for(peer.aclose(), WAIT)
         await asyncio.wait_for(asyncio.gather(*writes), WAIT)
         await _resume(path, 20)
+
+
+async def _keys(peer: Peer) -> list[str]:
+    return [k async for k in peer.keys(None)]
+
+
+async def _outcome(call: asyncio.Future[object]) -> object:
+    """What ``call`` came to: its result or its error; it must not wait for ever."""
+    try:
+        return await asyncio.wait_for(call, WAIT)
+    except TimeoutError:
+        raise AssertionError(f"{call!r} still waits after the peer closed") from None
+    except Exception as exc:  # the clear error a closed peer gives
+        return exc
+
+
+async def test_calls_made_while_the_peer_closes_end_and_writes_stay_consistent(
+    tmp_path: Path,
+) -> None:
+    # Listing keys, deleting, forgetting, writing, made at each step of a close: each ends,
+    # with its answer or RuntimeError, and a write is on disk iff it returned its result.
+    for turns in range(0, 16, 3):
+        path = tmp_path / f"{turns}.db"
+        peer = await open_peer(path)
+        await peer.orset("gone").add("x")
+        closing = asyncio.ensure_future(peer.aclose())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        calls = [
+            asyncio.ensure_future(_keys(peer)),
+            asyncio.ensure_future(peer.delete("gone")),
+            asyncio.ensure_future(peer.unforget("nobody")),
+        ]
+        writes: list[asyncio.Future[object]] = []
+        for i in range(5):
+            try:
+                writes.append(asyncio.ensure_future(peer.orset("cart").add(i)))
+            except RuntimeError:
+                break  # closed: refused at the call, as every later one
+        await asyncio.wait_for(closing, WAIT)
+        outcomes = [await _outcome(c) for c in calls]
+        assert isinstance(outcomes[0], list | RuntimeError), outcomes
+        assert not isinstance(outcomes[1], Exception) or isinstance(outcomes[1], RuntimeError)
+        assert isinstance(outcomes[2], ValueError | RuntimeError), outcomes
+        written = {i for i, w in enumerate(writes) if not isinstance(await _outcome(w), Exception)}
+        again = await open_peer(path, listen=None)
+        try:
+            assert await again.orset("cart").value() == frozenset(written), turns
+        finally:
+            await again.aclose()
+
+
+async def test_a_cancelled_call_is_no_engine_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An app gives up on a delete or a forget (its own timeout): the engine still runs it or
+    # refuses it, with nobody left to tell; that is no failure of the engine.
+    peer = await open_peer(tmp_path / "c.db")
+    try:
+        await peer.orset("cart").add("milk")
+        with caplog.at_level(logging.ERROR, logger="shoal"):
+            for call in (peer.delete("cart"), peer.forget("nobody"), peer.unforget("nobody")):
+                task = asyncio.ensure_future(call)
+                await asyncio.sleep(0)  # queued for the engine
+                task.cancel()
+                await asyncio.wait({task}, timeout=WAIT)
+            await asyncio.wait_for(peer.node.drain(), WAIT)
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+        assert peer.node.counters.input_errors == 0
+        # (the delete was cancelled while it looked up the key's kind: it wrote nothing)
+        assert await peer.orset("cart").value() == frozenset({"milk"})
+    finally:
+        await peer.aclose()
