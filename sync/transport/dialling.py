@@ -26,15 +26,20 @@ import contextlib
 from collections.abc import Callable
 from typing import Protocol
 
+from sync.errors import PeerFailed
+
 from .auth import PeerInfo
 from .connection import Transport
 from .dialstate import FORGOTTEN_REASON
 from .node import Node
 
-__all__ = ["DIAL_POLL", "DialOwner", "Dialling"]
+__all__ = ["CLOSED_REASON", "DIAL_POLL", "DialOwner", "Dialling"]
 
 #: Seconds between two looks at the transport's dial state while a dial is in progress.
 DIAL_POLL = 0.02
+
+#: Why a dialled URL is down once this peer closes (as the engine's errors name it).
+CLOSED_REASON = "this peer closed"
 
 
 class DialOwner(Protocol):
@@ -152,8 +157,20 @@ class Dialling:
             node.links_connecting(*state)
 
     async def aclose(self) -> None:
-        """Stop looking (the peer is closing)."""
+        """Stop looking (the peer is closing, its links closed), and tell the engine that
+        no dial is in progress any more: a write or read still waiting for a link ends now,
+        as any that runs out of links does (a write with ``QuorumNotReached``: durable here).
+        Left waiting, it was failed with a bare ``RuntimeError`` when the node stopped, and
+        an app that retried the write (reopened) applied it twice."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        node = self._owner.node
+        if node is None:
+            return
+        _, failed = self.pending()  # (this peer's own URL left out)
+        dials = self._owner.transport.dials.snapshot()
+        closed = {url: CLOSED_REASON for url, link in dials.items() if not link.state.failed}
+        with contextlib.suppress(RuntimeError, PeerFailed):  # (closed or failed: nothing to tell)
+            node.links_connecting(0, {**closed, **failed})

@@ -12,7 +12,8 @@ Contract.
 
 * ``Peer.open(...)`` is awaitable *and* an async context manager; :meth:`Peer.aclose` (or
   leaving the ``async with``) commits what is pending, closes every link (1001) and the
-  store. Opening an existing database resumes it: same replica id, data, hints, peers.
+  store; a write still waiting for acks then ends with ``QuorumNotReached`` (durable
+  here). Opening an existing database resumes it: same replica id, data, hints, peers.
 * Handles (``gcounter``, ``pncounter``, ``lww``, ``mvregister``, ``orset``, ``ormap``, in
   :mod:`sync.transport.handles`) expose the CRDT's mutators without the replica argument,
   each taking ``w=``, ``timeout=`` and ``strict=`` and returning a

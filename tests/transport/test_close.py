@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 
 import pytest
 
+from sync.errors import QuorumNotReached, ReadQuorumNotReached
 from sync.transport.peer import Peer
 
 from .conftest import open_peer
@@ -139,3 +141,31 @@ async def test_a_cancelled_call_is_no_engine_error(
         assert await peer.orset("cart").value() == frozenset({"milk"})
     finally:
         await peer.aclose()
+
+
+async def test_a_write_waiting_for_acks_when_the_peer_closes_says_it_is_durable(
+    tmp_path: Path,
+) -> None:
+    # A w=2 increment waits for the peer being dialled (a port that takes the connection and
+    # never answers): closing the peer ends it with QuorumNotReached, which says the write
+    # is durable here, not a RuntimeError an app would retry (counting it twice).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"ws://127.0.0.1:{silent.getsockname()[1]}"
+        peer = await open_peer(tmp_path / "d.db", listen=None, peers=[url])
+        visits = peer.pncounter("visits")
+        write = visits.increment(1, w=2, timeout=30)
+        read = asyncio.ensure_future(visits.value(r=2, timeout=30))
+        await asyncio.wait_for(peer.aclose(), WAIT)
+        with pytest.raises(QuorumNotReached) as info:
+            await asyncio.wait_for(write, WAIT)
+        assert (info.value.result.acks, info.value.result.required) == (1, 2)
+        assert "durable here" in str(info.value)
+        with pytest.raises(ReadQuorumNotReached):
+            await asyncio.wait_for(read, WAIT)
+    again = await open_peer(tmp_path / "d.db", listen=None)
+    try:
+        assert await again.pncounter("visits").value() == 1
+    finally:
+        await again.aclose()
