@@ -181,6 +181,7 @@ class DialBook:
         self._dials: dict[str, _Dial] = {}
         self.failures: Counter[str] = Counter()  # failed attempts, by state value
         self._changed = asyncio.Event()
+        self._ended: Exception | None = None  # (see end)
 
     def __contains__(self, url: object) -> bool:
         return url in self._dials
@@ -253,6 +254,13 @@ class DialBook:
         dial.state, dial.error = state, error
         self._notify()
 
+    def end(self, error: Exception) -> None:
+        """Nothing will be dialled any more (the peer closes, or stopped serving): every
+        :meth:`wait` raises ``error`` now, and so does every later one."""
+        if self._ended is None:
+            self._ended = error
+            self._notify()
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
@@ -278,15 +286,18 @@ class DialBook:
     async def wait(self, urls: Iterable[str], until: Until, timeout: float | None) -> Connectivity:
         """Wait until ``urls`` are (``"all"``) connected, or each is connected or failed at
         least once (``"settled"``), or one is connected (``"any"``, or all settled); at
-        most ``timeout`` seconds. Returns what is known then; never raises for a timeout."""
+        most ``timeout`` seconds. Returns what is known then; never raises for a timeout,
+        and raises the error given to :meth:`end` once the dialling ended."""
         if until not in ("settled", "any", "all"):
             raise ValueError(f"until must be 'settled', 'any' or 'all', got {until!r}")
         wanted = list(dict.fromkeys(urls))
         with_timeout = asyncio.timeout(timeout)
         try:
             async with with_timeout:
-                while not self._done(wanted, until):
+                while self._ended is None and not self._done(wanted, until):
                     await self._changed.wait()
+                if self._ended is not None:
+                    raise self._ended
         except TimeoutError:
             if not with_timeout.expired():
                 raise

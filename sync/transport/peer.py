@@ -169,7 +169,7 @@ class Peer:
         self._rotating = False
         self._background: set[asyncio.Task[Any]] = set()
         self.failure: PeerFailed | None = None
-        self._failed = asyncio.Event()
+        self._ended = asyncio.Event()  # set when it fails or closes (see wait_failed)
         self.dial_learned = False
         self.advertise: str | None = None
         # Whom this peer dials and refuses, and what its engine hears of the dials.
@@ -367,7 +367,8 @@ class Peer:
         """The store failed to commit: stop talking to the group (see ``Node._fail_stop``)."""
         log.critical("peer %s stops serving: %s", self.replica_id, error)
         self.failure = error
-        self._failed.set()
+        self._ended.set()
+        self.transport.dials.end(error)
         task = asyncio.get_running_loop().create_task(self.transport.aclose())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -387,6 +388,8 @@ class Peer:
         """
         if self._closing is None:
             self._closed = True
+            self._ended.set()
+            self.transport.dials.end(self.failure or RuntimeError("the peer is closed"))
             self._closing = asyncio.get_running_loop().create_task(
                 self._close(), name="shoal-peer-close"
             )
@@ -633,14 +636,19 @@ class Peer:
         connected; ``"all"`` only when all are (or at the timeout). Never more than
         ``timeout`` seconds (None: no limit), and never raises for a timeout: the result
         says where each peer stands (``Connectivity.up``, ``.down``, ``.reasons()``).
-        Peers keep being dialled in the background whatever this returns.
+        Peers keep being dialled in the background whatever this returns. ``RuntimeError``
+        once the peer is closed (at once if it is when called), ``PeerFailed`` once it
+        stopped serving.
         """
         return await self.transport.dials.wait(self._dials.configured, until, timeout)
 
     async def wait_failed(self) -> PeerFailed:
-        """Wait until this peer stops serving after a failed commit; return the error."""
-        await self._failed.wait()
-        assert self.failure is not None
+        """Wait until this peer stops serving after a failed commit; return the error.
+        ``RuntimeError`` once the peer is closed without having failed: a supervisor
+        waiting for a failure learns that none will come."""
+        await self._ended.wait()
+        if self.failure is None:
+            raise RuntimeError("the peer is closed")
         return self.failure
 
     def keys(

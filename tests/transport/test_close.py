@@ -8,18 +8,21 @@ a clear error, none waits for ever.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from pathlib import Path
 
 import pytest
 
-from sync.errors import QuorumNotReached, ReadQuorumNotReached
+from sync.errors import PeerFailed, QuorumNotReached, ReadQuorumNotReached
 from sync.transport.peer import Peer
 
-from .conftest import open_peer
+from .conftest import FAST_TRANSPORT, open_peer
 
 WAIT = 5.0
+# (A dial stuck in its handshake is given close_timeout to end before it is cancelled.)
+QUICK_CLOSE = dataclasses.replace(FAST_TRANSPORT, close_timeout=0.1)
 
 
 def _others() -> set[asyncio.Task[object]]:
@@ -153,7 +156,7 @@ async def test_a_write_waiting_for_acks_when_the_peer_closes_says_it_is_durable(
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         url = f"ws://127.0.0.1:{silent.getsockname()[1]}"
-        peer = await open_peer(tmp_path / "d.db", listen=None, peers=[url])
+        peer = await open_peer(tmp_path / "d.db", listen=None, peers=[url], transport=QUICK_CLOSE)
         visits = peer.pncounter("visits")
         write = visits.increment(1, w=2, timeout=30)
         read = asyncio.ensure_future(visits.value(r=2, timeout=30))
@@ -169,3 +172,46 @@ async def test_a_write_waiting_for_acks_when_the_peer_closes_says_it_is_durable(
         assert await again.pncounter("visits").value() == 1
     finally:
         await again.aclose()
+
+
+async def test_waiting_for_links_or_a_failure_ends_when_the_peer_closes(tmp_path: Path) -> None:
+    # A supervisor waits for the peer to fail, a task for its links, with no timeout: the
+    # peer closed (the app's own shutdown), both end with RuntimeError, and so do calls
+    # made later, as every call of a closed peer does.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"ws://127.0.0.1:{silent.getsockname()[1]}"
+        peer = await open_peer(tmp_path / "e.db", listen=None, peers=[url], transport=QUICK_CLOSE)
+        failed = asyncio.ensure_future(peer.wait_failed())
+        linked = asyncio.ensure_future(peer.connected(timeout=None, until="all"))
+        await asyncio.sleep(0)
+        await asyncio.wait_for(peer.aclose(), WAIT)
+        for waiter in (failed, linked):
+            with pytest.raises(RuntimeError, match="the peer is closed"):
+                await asyncio.wait_for(waiter, WAIT)
+        for call in (peer.wait_failed(), peer.connected(timeout=None)):
+            with pytest.raises(RuntimeError, match="the peer is closed"):
+                await asyncio.wait_for(call, WAIT)
+
+
+async def test_waiting_for_links_ends_with_the_failure_of_a_commit(tmp_path: Path) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"ws://127.0.0.1:{silent.getsockname()[1]}"
+        peer = await open_peer(tmp_path / "f.db", listen=None, peers=[url], transport=QUICK_CLOSE)
+        try:
+            linked = asyncio.ensure_future(peer.connected(timeout=None, until="all"))
+
+            async def broken(batch: object, *, grouped: bool = True) -> None:
+                raise OSError("disk full")
+
+            peer.store.apply = broken  # type: ignore[method-assign]
+            with pytest.raises(PeerFailed):
+                await asyncio.wait_for(peer.orset("cart").add("milk"), WAIT)
+            with pytest.raises(PeerFailed, match="disk full"):
+                await asyncio.wait_for(linked, WAIT)
+            assert await asyncio.wait_for(peer.wait_failed(), WAIT) is peer.failure
+        finally:
+            await peer.aclose()
