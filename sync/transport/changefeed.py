@@ -7,7 +7,11 @@
   both kinds; each subscription bounds its own backlog (a prefix one that overflows
   unregisters itself, through the same callback as its ``close``). A key holding objects
   of two kinds (a kind clash) has no one value: nothing is pushed for it.
-  :meth:`ChangeFeed.close` (the peer's) ends them all and refuses new ones.
+  :meth:`ChangeFeed.close` (the peer's) ends them all and refuses new ones. The feed holds
+  its subscriptions by weak reference: one that nothing refers to any more (its reader left
+  an ``async for`` by ``break``, an error or a cancelled task, without closing it) could
+  never be read again, and is dropped, instead of being pushed every later change for as
+  long as the peer runs.
 * **Siblings.** A multi-value register with more than ``sibling_warning`` siblings is
   logged at WARNING, once until it comes back under: a sign that writers never read before
   they write. Siblings are reported, never dropped: dropping one would lose a write.
@@ -25,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from sync.config import check_key
@@ -55,8 +60,10 @@ class ChangeFeed:
     def __init__(self, maxsize: int, sibling_warning: int) -> None:
         self.maxsize = maxsize
         self.sibling_warning = sibling_warning
-        self.by_key: dict[str, list[Subscription]] = {}
-        self.by_prefix: list[Subscription] = []
+        # Subscriptions by weak reference (see the module docstring); the dead ones are
+        # pruned as a key's list is used.
+        self._by_key: dict[str, list[weakref.ref[Subscription]]] = {}
+        self._by_prefix: list[weakref.ref[Subscription]] = []
         self._many_siblings: set[str] = set()  # registers over the warning, reported once
         self._clashes_logged: set[str] = set()  # keys whose kind clash was logged
         # The watchers' iterators wait on this event, set after each engine round.
@@ -79,23 +86,46 @@ class ChangeFeed:
             check_key(prefix, "prefix", empty_ok=True)
             limit = maxsize or max(self.maxsize, PREFIX_KEYS)
             sub = Subscription(None, limit, self._unsubscribe, prefix=prefix)
-            self.by_prefix.append(sub)
+            self._by_prefix = [*_alive(self._by_prefix), weakref.ref(sub)]
             return sub
         key = check_key(key)
         sub = Subscription(key, maxsize or self.maxsize, self._unsubscribe)
-        self.by_key.setdefault(key, []).append(sub)
+        self._by_key[key] = [*_alive(self._by_key.get(key, ())), weakref.ref(sub)]
         return sub
+
+    @property
+    def by_key(self) -> dict[str, list[Subscription]]:
+        """The subscriptions of each key (those still referred to), now."""
+        live = {key: _live(refs) for key, refs in list(self._by_key.items())}
+        return {key: subs for key, subs in live.items() if subs}
+
+    @property
+    def by_prefix(self) -> list[Subscription]:
+        """The prefix subscriptions (those still referred to), now."""
+        return _live(self._by_prefix)
 
     def _unsubscribe(self, sub: Subscription) -> None:
         if sub.key is None:
-            if sub in self.by_prefix:
-                self.by_prefix.remove(sub)
+            self._by_prefix = [r for r in _alive(self._by_prefix) if r() is not sub]
             return
-        subs = self.by_key.get(sub.key)
-        if subs and sub in subs:
-            subs.remove(sub)
-            if not subs:
-                del self.by_key[sub.key]
+        refs = [r for r in _alive(self._by_key.get(sub.key, ())) if r() is not sub]
+        if refs:
+            self._by_key[sub.key] = refs
+        else:
+            self._by_key.pop(sub.key, None)
+
+    def _subscribers(self, key: str) -> list[Subscription]:
+        """The subscriptions of ``key`` still referred to (the list pruned of the others)."""
+        refs = self._by_key.get(key)
+        if not refs:
+            return []
+        subs = _live(refs)
+        if len(subs) < len(refs):
+            if subs:
+                self._by_key[key] = [weakref.ref(s) for s in subs]
+            else:
+                del self._by_key[key]
+        return subs
 
     def changed(self, key: str, objects: Any) -> None:
         """``key`` changed; ``objects``: its objects by kind at the change (the engine may
@@ -105,10 +135,10 @@ class ChangeFeed:
         register = objects.get("mvregister")
         if register is not None:
             self._check_siblings(key, register)
-        subs = self.by_key.get(key)
+        subs = self._subscribers(key)
         matching = (
-            [s for s in self.by_prefix if s.prefix is not None and key.startswith(s.prefix)]
-            if self.by_prefix
+            [s for s in self._prefixed() if s.prefix is not None and key.startswith(s.prefix)]
+            if self._by_prefix
             else ()
         )
         if not subs and not matching:
@@ -132,8 +162,15 @@ class ChangeFeed:
         self.closed = True
         self._round_done.set()
         for subs in [*self.by_key.values(), self.by_prefix]:
-            for sub in list(subs):
+            for sub in subs:
                 sub.close()
+
+    def _prefixed(self) -> list[Subscription]:
+        """The prefix subscriptions still referred to (the list pruned of the others)."""
+        subs = _live(self._by_prefix)
+        if len(subs) < len(self._by_prefix):
+            self._by_prefix = [weakref.ref(s) for s in subs]
+        return subs
 
     # -- warnings ----------------------------------------------------------------------------
 
@@ -211,3 +248,17 @@ class ChangeFeed:
                     raise TimeoutError(f"{write!r} is not at every home after {timeout}s") from None
         finally:
             self._watchers -= 1
+
+
+def _live(refs: Iterable[weakref.ref[Subscription]]) -> list[Subscription]:
+    """The subscriptions ``refs`` still refer to."""
+    return [s for s in map(_deref, tuple(refs)) if s is not None]
+
+
+def _alive(refs: Iterable[weakref.ref[Subscription]]) -> list[weakref.ref[Subscription]]:
+    """The references of ``refs`` whose subscription is still referred to."""
+    return [r for r in tuple(refs) if r() is not None]
+
+
+def _deref(ref: weakref.ref[Subscription]) -> Subscription | None:
+    return ref()
