@@ -101,7 +101,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
@@ -121,6 +121,8 @@ __all__ = [
 ]
 
 LOCK_SUFFIX = ".shoal-lock"
+
+_T = TypeVar("_T")
 
 _READ_ATTEMPTS = 50  # a refused opener rereads the holder's record for at most ~0.1 s
 _READ_PAUSE = 0.002
@@ -191,7 +193,7 @@ class _FileLock:
         """Lock the database file too, now that it exists (nothing to do if done already):
         ``DatabaseLocked`` if another opener holds it, under another name."""
         if self._let_go is None and self._close.alive:
-            await asyncio.to_thread(self.hold_file_now)
+            await _to_thread_to_its_end(self.hold_file_now)
 
     def hold_file_now(self) -> None:
         with _REGISTRY:  # (the descriptor is registered before this process can fork)
@@ -213,7 +215,7 @@ class _FileLock:
 
     async def made(self) -> None:
         if self._close.alive:
-            await asyncio.to_thread(self.write_record, False)
+            await _to_thread_to_its_end(self.write_record, False)
 
     def guard(self, conn: Connection) -> None:
         """Nothing to check: the flock lives as long as this process (and its descriptor)."""
@@ -265,7 +267,28 @@ async def lock_sqlite(db_path: Path) -> DatabaseLock:
     """Take the open lock of the SQLite database at ``db_path`` or raise ``DatabaseLocked``:
     the sidecar's, and the database file's if it exists (else call ``hold_file`` once it
     does)."""
-    return await asyncio.to_thread(_lock_file, db_path)
+    return await _to_thread_to_its_end(_lock_file, db_path, give_back=_FileLock.release_now)
+
+
+async def _to_thread_to_its_end(
+    fn: Callable[..., _T], *args: Any, give_back: Callable[[_T], None] | None = None
+) -> _T:
+    """``asyncio.to_thread(fn, *args)``, awaited to its end even if the caller is cancelled
+    meanwhile, and then ``give_back(result)`` before ``CancelledError`` propagates.
+
+    A thread cannot be stopped: one taking a lock for an open that was cancelled (a
+    ``wait_for`` that timed out) went on and took it, and nobody let it go, so the database
+    stayed locked for the life of the process; one locking the database file or writing
+    the sidecar raced the release that the cancelled open ran meanwhile."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        if not work.done():
+            await asyncio.wait({work})
+        if give_back is not None and not work.cancelled() and work.exception() is None:
+            give_back(work.result())
+        raise
 
 
 def check_unheld(db_path: Path, check: Callable[[Path], None]) -> None:

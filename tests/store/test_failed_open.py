@@ -12,10 +12,14 @@ import asyncio
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import store.lock as store_lock
+from store import Store
 
 CHILD = Path(__file__).with_name("threads_child.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,3 +58,40 @@ async def test_an_open_cut_short_after_its_threads_started_stops_them_and_frees_
         assert report["error"] == "can't start new thread"
         assert report["left"] == [], report  # no store thread outlives the failed open
         assert report["reopened"], report  # and the next open in the process is not locked out
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "existing"])
+async def test_an_open_cancelled_while_its_thread_takes_the_lock_gives_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: bool
+) -> None:
+    """``asyncio.wait_for(Peer.open(...), t)`` timing out, a task cancelled: a thread cannot
+    be stopped, and the one taking the lock went on and took it for an open that was no
+    more, so the database stayed locked for the life of the process ("in use by process
+    PID (this process...)"). The open now waits for that thread, gives the lock back, and
+    only then raises ``CancelledError``."""
+    path = tmp_path / "a.sqlite"
+    if existing:
+        store = await Store.open(path)
+        await store.aclose()
+    taking, go_on, took = threading.Event(), threading.Event(), threading.Event()
+    real = store_lock._lock_file
+
+    def slow(db_path: Path) -> Any:
+        taking.set()
+        go_on.wait(TIMEOUT)
+        try:
+            return real(db_path)
+        finally:
+            took.set()
+
+    monkeypatch.setattr(store_lock, "_lock_file", slow)
+    opening = asyncio.ensure_future(Store.open(path))
+    assert await asyncio.to_thread(taking.wait, TIMEOUT)
+    opening.cancel()
+    go_on.set()
+    assert await asyncio.to_thread(took.wait, TIMEOUT)  # the thread has taken the lock
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(opening, TIMEOUT)
+    monkeypatch.undo()
+    store = await Store.open(path)  # at once, in this process
+    await store.aclose()
