@@ -97,7 +97,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -280,14 +280,22 @@ async def _to_thread_to_its_end(
     ``wait_for`` that timed out) went on and took it, and nobody let it go, so the database
     stayed locked for the life of the process; one locking the database file or writing
     the sidecar raced the release that the cancelled open ran meanwhile."""
-    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    return await _to_its_end(asyncio.to_thread(fn, *args), give_back)
+
+
+async def _to_its_end(work: Awaitable[_T], give_back: Callable[[_T], None] | None = None) -> _T:
+    """Await ``work`` to its end even if the caller is cancelled meanwhile; then call
+    ``give_back(result)`` (if ``work`` succeeded) before ``CancelledError`` propagates.
+    For the steps of an open that must not stop halfway (a thread, which cannot be
+    stopped; a commit and what must follow it)."""
+    task = asyncio.ensure_future(work)
     try:
-        return await asyncio.shield(work)
+        return await asyncio.shield(task)
     except asyncio.CancelledError:
-        if not work.done():
-            await asyncio.wait({work})
-        if give_back is not None and not work.cancelled() and work.exception() is None:
-            give_back(work.result())
+        if not task.done():
+            await asyncio.wait({task})
+        if give_back is not None and not task.cancelled() and task.exception() is None:
+            give_back(task.result())
         raise
 
 

@@ -66,7 +66,7 @@ from crdt import replica_id_for
 
 from .errors import SchemaVersionMismatch, StoreError
 from .location import check_sqlite_file
-from .lock import making_interrupted
+from .lock import _to_its_end, making_interrupted
 from .schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -316,22 +316,29 @@ async def _open_identity(
     else:
         async with engine.connect() as conn:
             where = await conn.run_sync(_pg_where)
-    async with write_engine.begin() as aconn:
-        opened: OpenResult = await aconn.run_sync(
-            lambda c: open_database(
-                c,
-                partitions=partitions,
-                partition_of=partition_of,
-                where=where,
-                token=token,
-                sidecar_token=sidecar_token,
-                uses_sidecar=db_path is not None,
-                new_identity=_new_identity,
+
+    async def settle() -> OpenResult:
+        async with write_engine.begin() as aconn:
+            opened: OpenResult = await aconn.run_sync(
+                lambda c: open_database(
+                    c,
+                    partitions=partitions,
+                    partition_of=partition_of,
+                    where=where,
+                    token=token,
+                    sidecar_token=sidecar_token,
+                    uses_sidecar=db_path is not None,
+                    new_identity=_new_identity,
+                )
             )
-        )
-    if db_path is not None:
-        await asyncio.to_thread(_write_sidecar, sidecar_path(db_path), token)
-    return opened
+        if db_path is not None:
+            await asyncio.to_thread(_write_sidecar, sidecar_path(db_path), token)
+        return opened
+
+    # The token goes to the database, then to the sidecar, whatever happens to the caller:
+    # cancelled in between (SQLite commits in its thread all the same), the sidecar kept
+    # the old token and the next open rotated the replica id of a database never copied.
+    return await _to_its_end(settle())
 
 
 def _pg_where(conn: Connection) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import store.lock as store_lock
+import store.opening as store_opening
 from store import Store
 
 CHILD = Path(__file__).with_name("threads_child.py")
@@ -95,3 +96,38 @@ async def test_an_open_cancelled_while_its_thread_takes_the_lock_gives_it_back(
     monkeypatch.undo()
     store = await Store.open(path)  # at once, in this process
     await store.aclose()
+
+
+async def test_an_open_cancelled_as_its_identity_commits_keeps_the_replica_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each open renews the identity token in the database, then in the ``.shoal-id``
+    sidecar. An open cancelled as that transaction committed (the commit goes on in
+    SQLite's thread) left the sidecar with the old token, so the next open took the
+    database for a restored backup and gave it a new replica id (peers then wait for the
+    old one as a home that went down). The open now writes the sidecar before it raises
+    ``CancelledError``."""
+    path = tmp_path / "a.sqlite"
+    store = await Store.open(path)
+    replica_id = store.replica_id
+    await store.aclose()
+    real = store_opening.open_database
+    opening: asyncio.Future[Store] | None = None
+
+    def cancelled_as_it_commits(conn: Any, **kw: Any) -> Any:
+        result = real(conn, **kw)
+        assert opening is not None
+        opening.cancel()  # the caller gives up: the commit is the next thing awaited
+        return result
+
+    monkeypatch.setattr(store_opening, "open_database", cancelled_as_it_commits)
+    opening = asyncio.ensure_future(Store.open(path))
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(opening, TIMEOUT)
+    monkeypatch.undo()
+    store = await Store.open(path)
+    try:
+        assert not store.identity_rotated
+        assert store.replica_id == replica_id
+    finally:
+        await store.aclose()
