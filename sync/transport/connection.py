@@ -301,6 +301,7 @@ class Transport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed_totals: dict[str, dict[str, int]] = {}
         self._closing = False
+        self._closed = asyncio.Event()  # set with _closing: wakes the diallers' backoff
         # Refused handshakes, per host (see _log_refusal); past MAX_REFUSAL_HOSTS, one more
         # throttle for every other host.
         self._refusal_logs: dict[str, Throttle] = {}
@@ -386,6 +387,7 @@ class Transport:
     async def aclose(self) -> None:
         """Stop listening and dialling, close every link with 1001 (going away)."""
         self._closing = True
+        self._closed.set()
         for server in self._servers:
             server.close(close_connections=False)
         links = list(self.links.values())
@@ -565,7 +567,7 @@ class Transport:
             except Exception as exc:
                 log.exception("dialling %s failed unexpectedly; dialling it again", url)
                 self.dials.failed(url, DialState.FAILED, f"failed unexpectedly ({exc!r})")
-                await asyncio.sleep(self.config.backoff_cap)
+                await self._rest(self.config.backoff_cap)
 
     async def _dial_loop(self, url: str) -> None:
         backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
@@ -583,7 +585,7 @@ class Transport:
                 return
             except (OSError, InvalidHandshake, TimeoutError) as exc:  # ssl.SSLError included
                 self.dials.failed(url, *classify_dial_error(exc))
-                await asyncio.sleep(backoff.next())
+                await self._rest(backoff.next())
                 continue
             try:
                 info = await client_handshake(
@@ -597,12 +599,12 @@ class Transport:
                 self.dials.failed(url, *classify_refusal(exc.code, exc.reason, by_us=True))
                 with contextlib.suppress(ConnectionClosed, OSError):
                     await ws.close(exc.code, truncate_reason(exc.reason))
-                await asyncio.sleep(backoff.next())
+                await self._rest(backoff.next())
                 continue
             except ConnectionClosed as exc:
                 code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
                 self.dials.failed(url, *classify_refusal(code, reason, by_us=False))
-                await asyncio.sleep(backoff.next())
+                await self._rest(backoff.next())
                 continue
             except Exception:  # not expected (see _dial_forever): the connection goes first
                 with contextlib.suppress(Exception):
@@ -621,7 +623,14 @@ class Transport:
             if asyncio.get_running_loop().time() - started >= self.config.backoff_stable:
                 backoff.reset()
             if not self._closing:
-                await asyncio.sleep(backoff.next())
+                await self._rest(backoff.next())
+
+    async def _rest(self, seconds: float) -> None:
+        """Wait ``seconds`` before dialling again, or until :meth:`aclose`: a dialler that
+        waits to redial has nothing to close, and the close waited ``close_timeout`` for
+        it (every close of a peer with a peer down took that long)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), seconds)
 
     def _install(self, link: Link) -> bool:
         """Make ``link`` the peer's link, or refuse it as a duplicate. True if installed."""

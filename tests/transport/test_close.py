@@ -215,3 +215,20 @@ async def test_waiting_for_links_ends_with_the_failure_of_a_commit(tmp_path: Pat
             assert await asyncio.wait_for(peer.wait_failed(), WAIT) is peer.failure
         finally:
             await peer.aclose()
+
+
+async def test_a_peer_waiting_to_redial_closes_at_once(tmp_path: Path) -> None:
+    # The configured peer is down (connection refused) and the next dial is a long backoff
+    # away: the close does not wait for it (it waited close_timeout, here 30 s, for a
+    # dialler that had nothing to close).
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        url = f"ws://127.0.0.1:{free.getsockname()[1]}"  # (bound, not listening: refused)
+        patient = dataclasses.replace(
+            FAST_TRANSPORT, backoff_base=30.0, backoff_cap=60.0, close_timeout=30.0
+        )
+        peer = await open_peer(tmp_path / "g.db", listen=None, peers=[url], transport=patient)
+        links = await peer.connected(timeout=WAIT)
+        assert url in links.down  # its first dial failed: the dialler sleeps
+        await asyncio.wait_for(peer.aclose(), WAIT)
+    assert _others() == set()
