@@ -151,8 +151,8 @@ class Replica:
                 # delivered; ours (hints are sealed when stored, but a store may hold one
                 # from before that) is sealed when it is handed off.
                 held = [h for h in held if h.entry.seal is not None or h.entry.origin == replica_id]
-            hints.load(held)
-            membership.load(loaded.peers)
+            hints.load(held, self._now)
+            membership.load(loaded.peers, self._now)
         self._had_homes = membership.has_homes()  # (when none: see _finish)
         timers.set(_COMPACT, self._now + compaction.interval())
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from sync.config import ReplicaConfig
 from sync.effects import HintId, HintRecord, LogEntry
@@ -70,8 +71,14 @@ class Hints:
         self._own: dict[str, dict[HintId, HintRecord]] = {}  # of our own entries, by target
         self._sent_at: dict[HintId, float] = {}  # when each hint was last sent to its target
 
-    def load(self, records: Iterable[HintRecord]) -> None:
+    def load(self, records: Iterable[HintRecord], now: float) -> None:
+        """Hold the hints a store kept. One stored after ``now`` (by a run whose clock read
+        ahead of this one's: the wall clock was set back since) counts as stored ``now``:
+        else it would outlive the hint window by the step, and so would every hint stored
+        after it (expiry goes through each target's hints in the order stored)."""
         for rec in sorted(records, key=lambda h: h.stored_at):
+            if rec.stored_at > now:
+                rec = replace(rec, stored_at=now)
             self._store(rec.id).setdefault(rec.target, {})[rec.id] = rec
         if any(self._held.values()):
             self._schedule_expiry()

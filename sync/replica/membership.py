@@ -147,10 +147,16 @@ class Membership:
         why = "; ".join(f"the link to {url} failed: {cause}" for url, cause in failures.items())
         return f"no other replica that counts {what}" + (f" ({why})" if why else "")
 
-    def load(self, peers: Mapping[str, PeerRecord]) -> None:
+    def load(self, peers: Mapping[str, PeerRecord], now: float) -> None:
+        """Know the peers a store kept. One last seen after ``now`` (by a run whose clock
+        read ahead of this one's: the wall clock was set back since) counts as seen ``now``:
+        else a home gone since would be reported, and stop holding compaction back, only
+        past ``home_down_window`` plus the step."""
         for pid, peer in sorted(peers.items()):
             if pid == self._me:
                 continue
+            if peer.last_seen > now:
+                peer = replace(peer, last_seen=now)
             self._peers[pid] = peer
             if pid not in self._up:
                 self._away.add(pid)

@@ -39,7 +39,8 @@ Theory of operation.
 * **Clock.** The engine's ``now`` is this node's :meth:`Node.now`: ``time.monotonic()`` plus
   an offset fixed at start so that it reads as Unix seconds. It never goes backwards
   within a process, and values persisted by one run (hint ages, last-seen) stay meaningful
-  in the next. Wall time for LWW timestamps is separate (``time.time()`` in the handles,
+  in the next (one ahead of the new run's clock, the wall clock set back since, counts as
+  the time of the open). Wall time for LWW timestamps is separate (``time.time()`` in the handles,
   passed as ``now_ms``), and so is the clock received timestamps are judged by for skew:
   each round sets the engine's ``wall_offset`` from ``time.time()``, so that a step of the
   wall clock (NTP setting it right) moves that horizon too.
