@@ -38,12 +38,15 @@ Theory of operation.
   at INFO.
 * **Clock.** The engine's ``now`` is this node's :meth:`Node.now`: ``time.monotonic()`` plus
   an offset fixed at start so that it reads as Unix seconds. It never goes backwards
-  within a process, and values persisted by one run (hint ages, last-seen) stay meaningful
-  in the next (one ahead of the new run's clock, the wall clock set back since, counts as
-  the time of the open). Wall time for LWW timestamps is separate (``time.time()`` in the handles,
-  passed as ``now_ms``), and so is the clock received timestamps are judged by for skew:
-  each round sets the engine's ``wall_offset`` from ``time.time()``, so that a step of the
-  wall clock (NTP setting it right) moves that horizon too.
+  within a process. Values persisted by one run (when a hint was stored, when a peer was
+  last seen) stay meaningful in the next: they are stored on the wall clock as it reads
+  when they are committed (:func:`~sync.transport.storage.on_wall_clock`, once the wall
+  clock was stepped since the start), and one ahead of the new run's clock (the wall clock
+  set back since) counts as the time of the open. Wall time for LWW timestamps is separate
+  (``time.time()`` in the handles, passed as ``now_ms``), and so is the clock received
+  timestamps are judged by for skew: each round sets the engine's ``wall_offset`` from
+  ``time.time()``, so that a step of the wall clock (NTP setting it right) moves that
+  horizon too.
 * **Errors.** A :class:`~sync.errors.RemoteProtocolError` from ``receive`` closes that peer's
   link with 1002 and its reason; the engine state is unchanged by contract. An exception
   from a local operation is raised to its caller. A failed ``store.apply`` is fatal
@@ -66,12 +69,12 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sync.effects import ObjectState, ReadDone, ReadPage, WriteResult
+from sync.effects import ObjectState, Persist, ReadDone, ReadPage, WriteResult
 from sync.errors import LocalProtocolError, PeerFailed, RemoteProtocolError
 from sync.replica import ReplicaAPI
 
 from .executor import Barrier, Executor, NodeCounters, settle
-from .storage import StoreLike, loaded_from_store, merge_persists, object_states
+from .storage import StoreLike, loaded_from_store, merge_persists, object_states, on_wall_clock
 
 __all__ = [
     "Node",
@@ -436,6 +439,9 @@ class Node:
                     self.counters.input_errors += 1
                     log.exception("engine tick failed")
             effects = r.effects()
+            offset = r.wall_offset
+            if not -1.0 < offset < 1.0:  # the wall clock was stepped since we started
+                effects = [on_wall_clock(e, offset) if type(e) is Persist else e for e in effects]
             if self._on_round is not None:
                 try:
                     self._on_round()

@@ -6,6 +6,9 @@
   ``Store.load_start`` read into the engine's :class:`~sync.effects.Loaded` (a log row keeps
   its stored text and its origin's seal), :func:`object_states` turns object rows into what
   ``Replica.admit`` takes.
+* :func:`on_wall_clock` turns the times a ``Persist`` holds (a hint's ``stored_at``, a
+  peer's ``last_seen``) from the engine's clock to the wall clock as it reads now, once it
+  was stepped since the node started (see :mod:`sync.transport.node`, "Clock").
 * :func:`merge_persists` folds the ``Persist`` effects of several engine rounds into one
   batch with the same end result, so that the executor commits them in one transaction
   (see :mod:`sync.transport.executor`).
@@ -14,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from crdt import CausalContext
@@ -22,7 +26,7 @@ from store import Loaded as StoredLoaded
 from sync.effects import HintId, HintRecord, Loaded, LogEntry, ObjectState, PeerRecord, Persist
 from sync.signing import Seal
 
-__all__ = ["StoreLike", "loaded_from_store", "merge_persists", "object_states"]
+__all__ = ["StoreLike", "loaded_from_store", "merge_persists", "object_states", "on_wall_clock"]
 
 
 class StoreLike(Protocol):
@@ -89,6 +93,24 @@ def loaded_from_store(stored: StoredLoaded) -> Loaded:
 def object_states(rows: Iterable[ObjectRow]) -> list[ObjectState]:
     """Stored object rows as the engine admits them (with their encoded text: its size)."""
     return [ObjectState.of(o.key, o.kind, dict(o.state)) for o in rows]
+
+
+def on_wall_clock(persist: Persist, offset: float) -> Persist:
+    """``persist`` with its times moved by ``offset`` (the wall clock less the engine's
+    clock): the engine's clock is anchored to the wall clock at start, the next run's starts
+    at the wall time of its open, so what is stored must be wall time, or a device that
+    booted a day behind and was set right (NTP) would find, at its next open, every home it
+    saw in this run unseen for a day, and every hint it stored a day old."""
+    if not persist.hints_add and not persist.peers:
+        return persist
+    return replace(
+        persist,
+        hints_add=tuple(replace(h, stored_at=h.stored_at + offset) for h in persist.hints_add),
+        peers=tuple(
+            p if not p.last_seen else replace(p, last_seen=p.last_seen + offset)
+            for p in persist.peers
+        ),
+    )
 
 
 def merge_persists(persists: Iterable[Persist]) -> Persist:

@@ -12,6 +12,7 @@ from sync.effects import HintId, HintRecord, LogEntry, ObjectState, PeerRecord, 
 from sync.errors import PeerFailed, QuorumNotReached
 from sync.replica import Replica
 from sync.transport.node import Node, merge_persists
+from sync.transport.storage import on_wall_clock
 
 WAIT = 5.0
 
@@ -271,3 +272,18 @@ async def test_a_load_waits_only_for_the_commits_that_write_its_keys() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_on_wall_clock_moves_the_persisted_times_and_nothing_else() -> None:
+    hint = HintRecord("B", _entry(1), 100.0)
+    p = Persist(
+        log=(_entry(1),),
+        hints_add=(hint,),
+        peers=(PeerRecord("B", last_seen=90.0), PeerRecord("C")),  # C: never seen (0.0)
+    )
+    moved = on_wall_clock(p, 86_400.0)
+    assert [h.stored_at for h in moved.hints_add] == [86_500.0]
+    assert [(q.replica_id, q.last_seen) for q in moved.peers] == [("B", 86_490.0), ("C", 0.0)]
+    assert moved.log == p.log and moved.hints_add[0].id == hint.id
+    nothing = Persist(log=(_entry(2),))
+    assert on_wall_clock(nothing, 86_400.0) is nothing

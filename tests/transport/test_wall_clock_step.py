@@ -45,3 +45,32 @@ async def test_a_peer_started_a_day_behind_and_set_right_takes_correct_writes(
     finally:
         await b.aclose()
         await a.aclose()
+
+
+async def test_a_home_seen_just_before_a_restart_is_not_gone_after_the_clock_was_set_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device that booted a day behind (no RTC) and was set right while A ran: the times A
+    persisted (when it last saw B) were on its engine's clock, anchored a day behind, so at
+    the next open B, seen a moment before, read as not seen for a day: past
+    home_down_window, reported, and no longer holding compaction back."""
+    wall = time.time
+    monkeypatch.setattr(time, "time", lambda: wall() - DAY)
+    a = await open_peer(tmp_path / "a.db", home_down_window=3_600.0)
+    monkeypatch.undo()
+    try:
+        b = await open_peer(tmp_path / "b.db", peers=[a.url], home_down_window=3_600.0)
+        try:
+            await linked(a, b)
+            await b.lww("note").set("written by B", w=2, timeout=WAIT)
+        finally:
+            await b.aclose()
+        await eventually(lambda: b.replica_id not in a.replica.status()["peers_up"], "B down")
+    finally:
+        await a.aclose()
+    a = await open_peer(tmp_path / "a.db", home_down_window=3_600.0)
+    try:
+        assert a.replica.status()["homes_down"] == {}
+        assert (await a.status())["peers"][b.replica_id]["down_for_s"] is None
+    finally:
+        await a.aclose()
