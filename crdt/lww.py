@@ -15,9 +15,10 @@ was set right) it keeps that wall time and counts the logical part
 ``clock_bound_ms`` ahead of ``now_ms`` raises :class:`~crdt.errors.ClockSkewError` (nothing
 changes); without ``now_ms`` there is no local clock to check against.
 ``merge`` never raises: it is a join. When the incoming winner is more than the bound ahead
-of the local clock (``now_ms`` passed to ``merge``, else the latest ``now_ms`` this register
-was given), the ``on_skew(timestamp, now_ms)`` hook is called if set, and the merge still
-happens: refusing it would make replicas diverge.
+of the local clock (``now_ms`` passed to ``merge``, else the last ``now_ms`` this register
+was given, even one behind an earlier one: the clock was set back), the
+``on_skew(timestamp, now_ms)`` hook is called if set, and the merge still happens: refusing
+it would make replicas diverge.
 
 ``clear(replica, timestamp=None, now_ms=None)`` deletes: it is not causal (an LWW register
 keeps no causal history), so a delete is a *tombstone* written like a value, with a new
@@ -165,7 +166,7 @@ class LWWRegister:
             check_time(now_ms)
         given = None if timestamp is None else check_timestamp(timestamp)
         ts = write_timestamp(self._ts, replica, now_ms, given, self.clock_bound_ms)
-        if now_ms is not None and (self._local_ms is None or now_ms > self._local_ms):
+        if now_ms is not None:  # the clock as it reads now, even if set back since
             self._local_ms = now_ms
         delta = self._empty()
         delta._value, delta._ts, delta._deleted = value, ts, deleted

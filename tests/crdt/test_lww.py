@@ -122,6 +122,22 @@ def test_merge_of_a_far_future_winner_calls_on_skew_and_still_merges() -> None:
     assert len(seen) == 1  # within the bound of the now_ms passed to merge
 
 
+def test_merge_after_the_clock_was_set_back_judges_by_the_clock_as_it_reads_now() -> None:
+    """The local time merge falls back on is the last ``now_ms`` given, not the greatest:
+    after a step of the wall clock an hour back, a winner an hour ahead of it is reported."""
+    hour = 3_600_000
+    seen: list[tuple[Timestamp, int]] = []
+    r = LWWRegister(clock_bound_ms=1_000, on_skew=lambda ts, now: seen.append((ts, now)))
+    r.set("A", "before the step", now_ms=NOW_MS)
+    r.set("A", "after the step", now_ms=NOW_MS - hour)  # wins: ticks past the first
+    assert r.value == "after the step"
+    ahead = LWWRegister()
+    ahead.set("B", "an hour ahead", timestamp=Timestamp(NOW_MS + 500, 0, "B"))
+    r.merge(ahead)
+    assert r.value == "an hour ahead"
+    assert seen == [(Timestamp(NOW_MS + 500, 0, "B"), NOW_MS - hour)]
+
+
 def test_merge_without_a_known_local_time_does_not_report() -> None:
     calls: list[Any] = []
     r = LWWRegister(on_skew=lambda ts, now: calls.append(ts))
