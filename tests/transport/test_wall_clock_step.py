@@ -9,6 +9,7 @@ writes by the old anchor: every LWW write of a correct peer was set aside as "a 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -72,5 +73,54 @@ async def test_a_home_seen_just_before_a_restart_is_not_gone_after_the_clock_was
     try:
         assert a.replica.status()["homes_down"] == {}
         assert (await a.status())["peers"][b.replica_id]["down_for_s"] is None
+    finally:
+        await a.aclose()
+
+
+@pytest.mark.parametrize("cache_bytes", [None, 1], ids=["loaded", "on-demand"])
+async def test_a_set_after_a_reopen_with_the_clock_set_back_wins_over_the_set_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_bytes: int | None
+) -> None:
+    """set(a), close, reopen with the wall clock an hour (then a day) back, set(b): b is read,
+    then and after the next open; with the objects loaded at the open or on demand."""
+    kw = {} if cache_bytes is None else {"cache_bytes": cache_bytes}
+    path = tmp_path / "a.db"
+    wall = time.time
+    a = await open_peer(path, listen=None, **kw)
+    try:
+        await a.lww("note").set("a")
+        await a.ormap("prefs").update("theme", "lww", lambda r: r.set("dark"))
+    finally:
+        await a.aclose()
+    for back, value in ((3_600.0, "b"), (DAY, "c")):
+        monkeypatch.setattr(time, "time", lambda back=back: wall() - back)
+        a = await open_peer(path, listen=None, **kw)
+        try:
+            await a.lww("note").set(value)
+            await a.ormap("prefs").update("theme", "lww", lambda r, v=value: r.set(v))
+            assert await a.lww("note").value() == value
+        finally:
+            await a.aclose()
+        a = await open_peer(path, listen=None, **kw)
+        try:
+            assert await a.lww("note").value() == value
+            assert await a.ormap("prefs").value() == {"theme": value}
+        finally:
+            await a.aclose()
+
+
+async def test_many_sets_within_one_millisecond_each_win(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen = time.time()
+    monkeypatch.setattr(time, "time", lambda: frozen)
+    a = await open_peer(tmp_path / "a.db", listen=None)
+    try:
+        note = a.lww("note")
+        for i in range(50):
+            await note.set(i)
+            assert await note.value() == i
+        await asyncio.gather(*(note.set(i) for i in range(50, 60)))  # queued together
+        assert await note.value() == 59
     finally:
         await a.aclose()
