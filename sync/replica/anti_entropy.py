@@ -1,4 +1,6 @@
-"""Anti-entropy: summaries between homes, and the log entries or state each one lacks.
+"""Anti-entropy: summaries between the replicas that hold a partition (its homes, and any
+relay: :meth:`~sync.replica.membership.Membership.shared_partitions`), and the log entries or
+state each one lacks.
 
 Rounds and digests are :mod:`sync.replica.gossip`'s: between converged peers a round is one
 ``Digest``, and a ``Summary`` is sent only for the partitions whose digests differ (and,
@@ -153,13 +155,15 @@ class AntiEntropy:
         Riak's hand-off of a vnode whose ownership moved; what we hold stays here.)"""
         membership, data, me = self._membership, self._data, self._me
         up, ring = membership.up, membership.ring()
+        relays = [r for r in sorted(up) if membership.is_relay(r)]
         offers: dict[str, list[int]] = {}  # per home, the partitions to offer it
         for p in data.held_partitions():
             homes = ring.preference_list(p)
             if me in homes:
                 continue
             mine = data.summary(p)
-            for home in homes:
+            # Relays too: they hold every partition, and bridge homes that never meet.
+            for home in (*homes, *(r for r in relays if r not in homes)):
                 if home not in up:
                     continue
                 theirs = membership.reported_summary(home, p)
@@ -230,8 +234,9 @@ class AntiEntropy:
             return  # one round at a time; the next summary picks up what this one missed
         data = self._data
         ring = self._membership.ring()
+        relay = self._membership.is_relay(peer)  # (it holds every partition)
         for p in sorted(theirs):
-            if not ring.is_home(peer, p):
+            if not (relay or ring.is_home(peer, p)):
                 continue
             mine = data.summary_if_any(p)
             if mine is None:

@@ -275,9 +275,9 @@ class Gossip:
 
     # -- digests -------------------------------------------------------------------------------
     def shared(self, peer: str) -> tuple[int, ...]:
-        """The partitions of which both this replica and ``peer`` are homes, in order."""
-        self._refresh_sharing()
-        return self._sharing.get(peer, ())
+        """The partitions this replica and ``peer`` both hold, in order
+        (:meth:`~sync.replica.membership.Membership.shared_partitions`)."""
+        return self._membership.shared_partitions(peer)
 
     def _members_digest(self) -> str:
         ring = self._membership.ring()  # a new ring exactly when the members changed

@@ -114,7 +114,7 @@ class Membership:
         self.up: Mapping[str, float] = self._up
         self._relays: set[str] = set()
         self._ring: Ring | None = None
-        self._shared: dict[str, tuple[int, ...]] = {}  # peer -> partitions both are homes of
+        self._shared: dict[str, tuple[int, ...]] = {}  # peer -> partitions both hold
         self._members_version = 0
         self._gossiped: dict[str, int] = {}  # peer -> the members version it was sent
         self._required_memo: dict[tuple[Level, int], tuple[int, None]] = {}
@@ -188,15 +188,23 @@ class Membership:
         self._members_version += 1
 
     def shared_partitions(self, peer: str) -> tuple[int, ...]:
-        """The partitions of which both this replica and ``peer`` are homes."""
+        """The partitions both this replica and ``peer`` hold, which anti-entropy keeps equal
+        between them: those both are homes of, and with a relay (``peer`` up as one, or this
+        replica), those the other is a home of. A relay holds every partition its peers are
+        homes of: devices behind NAT reach only it, so it is their anti-entropy's only way
+        to each other (a write made while it was down reaches the other homes through it
+        once it is back)."""
         ring = self.ring()
         shared = self._shared.get(peer)
         if shared is None:
             me = self._me
+            i_hold = self._config.relay  # (a relay holds every partition)
+            they_hold = peer in self._relays
+            homes = [ring.preference_list(p) for p in range(self._config.partitions)]
             shared = tuple(
                 p
-                for p in range(self._config.partitions)
-                if me in (pl := ring.preference_list(p)) and peer in pl
+                for p, pl in enumerate(homes)
+                if (i_hold or me in pl) and (they_hold or peer in pl)
             )
             self._shared[peer] = shared
         return shared
@@ -264,6 +272,8 @@ class Membership:
         self._away.discard(peer)
         self._gone_reported.discard(peer)
         self._gossiped.pop(peer, None)  # (re)connected: send it the members again
+        if relay != (peer in self._relays):
+            self._shared.pop(peer, None)  # (what a relay shares differs)
         if relay:
             self._relays.add(peer)
         else:
@@ -275,7 +285,9 @@ class Membership:
             return False
         self._first_fallback.clear()
         self._away.add(peer)
-        self._relays.discard(peer)
+        if peer in self._relays:
+            self._relays.discard(peer)
+            self._shared.pop(peer, None)
         rec = self._peers.get(peer)
         if rec is not None:
             self._peers[peer] = replace(rec, last_seen=now)

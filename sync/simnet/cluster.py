@@ -286,8 +286,18 @@ class SimCluster(SimRuntime):
         self._network.partition(mapping)
         self._schedule_detects(self._all_pairs())
 
+    def cut(self, a: str | None, b: str | None) -> None:
+        """Cut the links between ``a`` and ``b`` (None: any replica) both ways, as between
+        two devices behind NAT: nothing crosses, and each sees the other down after
+        ``detect_delay``, until :meth:`heal`. Unlike :meth:`partition`, cuts need not split
+        the replicas into groups (two devices may each reach a relay, not each other)."""
+        pairs = self._pairs(a, b, False)
+        self._network.cut(pairs)
+        self._schedule_detects(pairs)
+
     def heal(self) -> None:
-        """Remove the partition and every message fault (drop, delay, duplicate, reorder)."""
+        """Remove the partition, the cuts and every message fault (drop, delay, duplicate,
+        reorder)."""
         self._network.heal()
         self._schedule_detects(self._all_pairs())
 

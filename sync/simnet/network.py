@@ -36,6 +36,7 @@ class SimNetwork:
         self._dup = 0.0
         self._reorder = False
         self._sides: dict[str, int] | None = None  # replica -> its side of the partition
+        self._cut: set[Pair] = set()  # links cut both ways (replicas that never reach each other)
 
     def drop(self, pairs: Iterable[Pair], p: float) -> None:
         """Messages on the directed links ``pairs`` are lost with probability ``p``."""
@@ -60,6 +61,11 @@ class SimNetwork:
         """Cut the network: replicas talk only to those with the same side number."""
         self._sides = dict(sides)
 
+    def cut(self, pairs: Iterable[Pair]) -> None:
+        """The links ``pairs`` carry nothing, and their ends see each other down, until
+        :meth:`heal` (two devices behind NAT that never reach each other)."""
+        self._cut.update(pairs)
+
     def join(self, replica_id: str) -> None:
         """A replica joins: during a partition it is alone (on a side of its own)."""
         if self._sides is not None:
@@ -68,12 +74,16 @@ class SimNetwork:
     def heal(self) -> None:
         """Remove the partition and every fault (drop, delay, duplicate, reorder)."""
         self._sides = None
+        self._cut.clear()
         self._links.clear()
         self._dup = 0.0
         self._reorder = False
 
     def connected(self, a: str, b: str) -> bool:
-        """``a`` and ``b`` are on the same side of the partition (if any)."""
+        """``a`` and ``b`` are on the same side of the partition (if any), and their link is
+        not cut."""
+        if (a, b) in self._cut:
+            return False
         return self._sides is None or self._sides[a] == self._sides[b]
 
     def arrivals(

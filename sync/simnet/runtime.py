@@ -331,8 +331,11 @@ class SimRuntime:
             for peer in ids:
                 if peer != observer:
                     self._detector.believe(observer, peer, True)
-                    site = self._nodes[peer].site
-                    replica.peer_up(peer, self.now, address=f"sim://{peer}", site=site)
+                    node = self._nodes[peer]
+                    relay = {"relay": True} if node.config.relay else {}
+                    replica.peer_up(
+                        peer, self.now, address=f"sim://{peer}", site=node.site, **relay
+                    )
         finally:
             self._drain(observer)
 
@@ -340,11 +343,19 @@ class SimRuntime:
         self._detector.believe(observer, peer, up)
         if up:
             site = self._nodes[peer].site
-            # A non-home says so in its handshake (homes say nothing: the default).
-            extra = {} if self._nodes[peer].config.home else {"home": False}
+            extra = _said(self._nodes[peer])
             self._input(
                 observer,
                 lambda r: r.peer_up(peer, self.now, address=f"sim://{peer}", site=site, **extra),
             )
         else:
             self._input(observer, lambda r: r.peer_down(peer, self.now))
+
+
+def _said(node: Any) -> dict[str, bool]:
+    """What ``node``'s handshake says of it beyond its address and site: a non-home and a
+    relay say so (the defaults are a home, not a relay)."""
+    said = {} if node.config.home else {"home": False}
+    if node.config.relay:
+        said["relay"] = True
+    return said

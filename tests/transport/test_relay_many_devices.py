@@ -2,10 +2,10 @@
 
 The devices dial only the relay (behind NAT, they cannot reach each other), so a key whose
 homes are devices other than the relay reaches them through the relay alone: the writer
-cannot push to any of them, and the relay, not a home of the key, holds what it gets as
-hints and does not apply it (nor forward it on). Anti-entropy runs between homes, which
-have no link to each other here. So each home the writer cannot reach must get the write as
-a hint through the relay, which hands it off: a relay holds hints for any number of homes.
+cannot push to any of them. While the relay is up, each home the writer cannot reach gets
+the write as a hint through the relay, which hands it off (a relay holds hints for any
+number of homes). A write made while the relay is down reaches them by anti-entropy through
+the relay once it is back: a relay holds every partition its peers are homes of.
 """
 
 from __future__ import annotations
@@ -57,6 +57,43 @@ async def test_a_write_reaches_every_home_through_the_relay(tmp_path: Path) -> N
             return all(v == added for v in values)
 
         await eventually(homes_have_all, f"every home of {key} ({len(homes)}) to hold every add")
+    finally:
+        for p in (*devices, relay):
+            await p.aclose()
+
+
+async def test_writes_made_while_the_relay_was_down_reach_every_home_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    # The devices never reach each other; while the relay restarts, a home of the key and a
+    # device that is not one write. Once the relay is back, anti-entropy through it (it
+    # holds every partition its peers are homes of) brings both writes to every home.
+    relay = await open_peer(tmp_path / "relay.db", relay=True)
+    devices: list[Peer] = []
+    try:
+        for i in range(DEVICES):
+            devices.append(await open_peer(tmp_path / f"d{i}.db", listen=None, peers=[relay.url]))
+        ids = {d.replica_id for d in devices}
+        everyone = ids | {relay.replica_id}
+        await eventually(
+            lambda: all(p.replica._membership.ring().peers == everyone for p in (relay, *devices)),
+            "every peer to know the group",
+        )
+        key, homes = _key_without(relay, ids)
+        by_id = {d.replica_id: d for d in devices}
+        writer, outsider = by_id[homes[0]], next(d for d in devices if d.replica_id not in homes)
+        port = relay.url.rsplit(":", 1)[1].split("/")[0]
+        await relay.aclose()
+        await writer.orset(key).add("by a home")
+        await outsider.orset(key).add("by another")
+        relay = await open_peer(tmp_path / "relay.db", relay=True, listen=f"127.0.0.1:{port}")
+        want = frozenset({"by a home", "by another"})
+
+        async def homes_have_both() -> bool:
+            values = await asyncio.gather(*(by_id[h].orset(key).value() for h in homes))
+            return all(v == want for v in values)
+
+        await eventually(homes_have_both, f"every home of {key} to hold both writes")
     finally:
         for p in (*devices, relay):
             await p.aclose()
