@@ -27,8 +27,10 @@ async def test_a_relay_forwards_before_its_commit_and_acks_after(tmp_path: Path)
     armed, holding, release = threading.Event(), threading.Event(), threading.Event()
     held_to_the_end = threading.Event()  # the hold ran out (longer than any wait below)
 
-    def hold_commit(_conn: Any) -> None:  # in R's store thread
-        if armed.is_set() and not release.is_set():
+    def hold_commit(conn: Any) -> None:  # in R's store thread
+        # Only the commit that logs A's write: another one of R's (a peer record learnt, a
+        # summary) held instead would stop R's engine before it took A's push at all.
+        if armed.is_set() and not release.is_set() and _logs_the_list(conn):
             holding.set()
             if not release.wait(3 * WAIT):
                 held_to_the_end.set()
@@ -67,3 +69,11 @@ async def test_a_relay_forwards_before_its_commit_and_acks_after(tmp_path: Path)
         release.set()
         for peer in (a, b, relay):
             await peer.aclose()
+
+
+def _logs_the_list(conn: Any) -> bool:
+    """Whether the transaction committing on ``conn`` (R's store thread) logs an entry of the
+    key ``list`` (read on the driver's connection: inside the transaction, before its commit)."""
+    raw = conn.connection.driver_connection
+    query = "SELECT count(*) FROM log_segments WHERE entries LIKE '%\"list\"%'"
+    return bool(raw.execute(query).fetchone()[0])
