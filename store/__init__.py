@@ -30,7 +30,6 @@ from .lock import (
     DatabaseLock,
     check_unheld,
     lock_path,
-    lock_postgres,
     lock_sqlite,
     read_head,
 )
@@ -49,6 +48,7 @@ from .ondemand import (
     unfolded_keys,
     unfolded_liveness,
 )
+from .pg_lock import lock_postgres
 from .records import (
     Batch,
     BatchLike,

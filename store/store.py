@@ -73,8 +73,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from . import ondemand, sql
 from .errors import InvalidInput, StoreClosed, StoreError
 from .location import database_url
-from .lock import DatabaseLock, check_unheld, lock_postgres, lock_sqlite
+from .lock import DatabaseLock, check_unheld, lock_sqlite
 from .opening import _check_sqlite, _new_identity, _open_identity, sidecar_path
+from .pg_lock import lock_postgres
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
 from .writer import AsyncWriter, ThreadReader, ThreadWriter, Writer, install_sqlite_hooks
 
