@@ -33,6 +33,11 @@ a member of its own: the part's cloud would spell out that run) it is the whole 
 instead, which joins to the same result. The other kinds (counters, LWW registers) have no
 causal context: a replica behind gets the whole state, which is small for them.
 
+A replica's context alone never says that its state is below ours: a remove makes no dot, so
+a replica that removed an element has the context of one still holding it. The part it sends
+says it, though (:func:`part_holds`): with its context, the part tells exactly which dots its
+store holds, so a read learns whether a replier holds a dot the join removed.
+
 Also here: :func:`ctx_model`, a causal context as its wire model, and :func:`is_digest`, what
 the engine's inbound validation accepts as a digest.
 
@@ -52,9 +57,11 @@ __all__ = [
     "DIGEST_BYTES",
     "causal_context",
     "ctx_model",
+    "held_dots",
     "is_digest",
     "members_digest",
     "part_digest",
+    "part_holds",
     "root_digest",
     "state_digest",
     "unseen_part",
@@ -132,6 +139,15 @@ def causal_context(state: CRDT) -> CausalContext | None:
     return ctx
 
 
+def held_dots(state: CRDT) -> set[Dot] | None:
+    """The dots ``state``'s dot store holds (None if its kind is not causal)."""
+    impl = _viewed(state)
+    if impl is None:
+        return None
+    store = impl.store_of(state)
+    return set(impl.dots(store)) if store else set()
+
+
 def unseen_part(state: CRDT, seen: CausalContext) -> CRDT | None:
     """The part of ``state`` that a replica whose state has the causal context ``seen``
     lacks (see the module docstring), as a state of the same kind, or a copy of the whole
@@ -155,6 +171,18 @@ def unseen_part(state: CRDT, seen: CausalContext) -> CRDT | None:
         store = impl.discard(store, seen)
     part: CRDT = impl.view(store or None, rest)
     return part
+
+
+def part_holds(ctx: CausalContext, part: CRDT) -> set[Dot]:
+    """The dots held by the store of the state whose context is ``ctx`` and whose
+    :func:`unseen_part` (for any ``seen``) is ``part``: those of the part's store, and those
+    of ``ctx`` the part's context leaves out (held there and seen: see :func:`unseen_part`;
+    none when the part is the whole state). Costs what the part costs."""
+    held = held_dots(part) or set()
+    rest: CausalContext | None = causal_context(part)
+    if rest is not None:
+        held.update(ctx.dots_not_in(rest))
+    return held
 
 
 def _without(ctx: CausalContext, dots: list[Dot], budget: int) -> CausalContext | None:

@@ -10,18 +10,21 @@ and, under ``LOCAL_QUORUM``, only replicas of the read's site.
 Each one is asked for a *digest* of its state of the object (``ReadDigest``, carrying ours:
 :mod:`sync.digest`) and answers (``ReadDigestResp``) whether it is the same; if not,
 with its causal context (the causal kinds: sets, multi-value registers, maps) or its whole
-state (counters, LWW registers). A replica whose context holds no dot ours lacks is behind
-us: nothing is fetched from it. Otherwise we fetch the part of its state that ours has not
-seen (``ReadFetch`` carrying our context, answered by a ``ReadResp``). The replies are
-joined as they come; the read completes with ``ReadDone`` at ``required`` replies, and
-every replier whose state is behind the join is sent a ``Repair``: the part of the join it
-has not seen (from its context) for the causal kinds, the whole join for the others. Late
-repliers are repaired too, until all replied or the deadline passed; the join is merged
-here and checkpointed. A replier that goes down is replaced by the next replica that
-counts, if any. Fewer than ``required`` replies at the deadline, or once nobody else can
-reply: ``ReadFailed`` with what came. As a write does (:mod:`sync.replica.writes`), a read
-short of replies waits while links are still being dialled (:meth:`Reads.dials_changed`)
-and asks a peer that comes up if it counts now (:meth:`Reads.peer_up`).
+state (counters, LWW registers). From a replica that sent its context we fetch the part of
+its state that ours has not seen (``ReadFetch`` carrying our context, answered by a
+``ReadResp``), even when its context holds no dot ours lacks: a remove makes no dot, so a
+replica that removed what we hold has our context, and only the part says so (it carries
+the removed dots: :func:`~sync.digest.part_holds`). The replies are joined as they come;
+the read completes with ``ReadDone`` at ``required`` replies, and every replier whose state
+differs from the join (a context short of it, or a dot held that the join removed) is sent
+a ``Repair``: the part of the join it has not seen (from its context) for the causal kinds,
+the whole join for the others. Late repliers are repaired too, until all replied or the
+deadline passed; the join is merged here and checkpointed. A replier that goes down is
+replaced by the next replica that counts, if any. Fewer than ``required`` replies at the
+deadline, or once nobody else can reply: ``ReadFailed`` with what came. As a write does
+(:mod:`sync.replica.writes`), a read short of replies waits while links are still being
+dialled (:meth:`Reads.dials_changed`) and asks a peer that comes up if it counts now
+(:meth:`Reads.peer_up`).
 
 It also answers the ``ReadDigest``, ``ReadFetch`` and ``ReadReq`` (the whole state) of
 other replicas, and reads the objects held here (:meth:`Reads.local`, and
@@ -37,11 +40,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from crdt import CRDT, CausalContext
+from crdt import CRDT, CausalContext, Dot
 from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.consistency import Level
-from sync.digest import causal_context, ctx_model, state_digest, unseen_part
+from sync.digest import (
+    causal_context,
+    ctx_model,
+    held_dots,
+    part_holds,
+    state_digest,
+    unseen_part,
+)
 from sync.effects import Alarm, ReadDone, ReadFailed, Send
 from sync.errors import KeyNotFound, KindClash, LocalProtocolError
 from sync.replica.local_data import LocalData
@@ -50,11 +60,21 @@ from sync.replica.outbound import text_size
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
 
-__all__ = ["Known", "PendingRead", "Reads"]
+__all__ = ["Fetched", "Known", "PendingRead", "Reads"]
 
-#: What a read knows of a replier's state: the state itself, its causal context (its state
-#: is below the join by what that context lacks), or None (it holds nothing).
-Known = CRDT | CausalContext | None
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What a read knows of a replier whose part it fetched: its causal context and the dots
+    its store holds (:func:`~sync.digest.part_holds`), which is its state but the values."""
+
+    ctx: CausalContext
+    held: frozenset[Dot]
+
+
+#: What a read knows of a replier's state: the state itself, its context and the dots it
+#: holds, or None (it holds nothing).
+Known = CRDT | Fetched | None
 
 
 @dataclass(slots=True)
@@ -361,10 +381,9 @@ class Reads:
         if ctx is None:  # its whole state (a kind without a context), or nothing
             self._replied(rd, peer, state, state)
             return
+        # Fetched even if its context holds no dot ours lacks: it may have removed a dot we
+        # hold (a remove makes no dot), and only the part it sends carries that remove.
         ours = causal_context(local) if local is not None else None
-        if ours is not None and next(ctx.dots_not_in(ours), None) is None:
-            self._replied(rd, peer, ctx, local)  # it saw nothing we did not: it is behind
-            return
         rd.fetching[peer] = ctx
         req_id = self._request(rd, peer)
         seen = ctx_model(ours if ours is not None else CausalContext())
@@ -387,7 +406,8 @@ class Reads:
         # The part of its state our own lacks: joined with ours it gives the join of both.
         if rd.local is not None:
             self._join(rd, rd.local)
-        self._replied(rd, peer, ctx, state)
+        known = None if state is None else Fetched(ctx, frozenset(part_holds(ctx, state)))
+        self._replied(rd, peer, known, state)
 
     def _replied(self, rd: PendingRead, peer: str, known: Known, state: CRDT | None) -> None:
         """``peer``'s reply is in: what we know of its state, and ``state`` to join."""
@@ -449,29 +469,22 @@ class Reads:
         self._data.merge_state(rd.key, joined)
         if me in rd.known:
             rd.known[me] = joined.copy()
-        after = causal_context(joined)
+        behind = _Behind(joined)
         for peer, known in list(rd.known.items()):
-            if peer == me:
+            if peer == me or not behind(known):
                 continue
-            if isinstance(known, CausalContext):
-                seen: CausalContext | None = known
+            if isinstance(known, Fetched):
+                seen: CausalContext | None = known.ctx
             else:
                 seen = causal_context(known) if known is not None else None
-            if seen is not None and after is not None:
-                if next(after.dots_not_in(seen), None) is None:
-                    continue  # it has seen everything the join holds: it equals it
-                part = unseen_part(joined, seen)
-            else:
-                if known == joined:
-                    continue
-                part = None
+            part = unseen_part(joined, seen) if seen is not None else None
             body = self._state_to_send(
                 peer, rd.key, joined if part is None else part, "a read repair"
             )
             if body is None:
                 continue  # (anti-entropy repairs it)
             self._emit(Send(peer, m.Repair(key=rd.key, kind=rd.kind, state=body)))
-            rd.known[peer] = after.copy() if after is not None else joined.copy()
+            rd.known[peer] = joined.copy()
             if peer not in rd.repaired:
                 rd.repaired.append(peer)
 
@@ -494,3 +507,27 @@ class Reads:
         self._timers.cancel(Timer(TimerKind.READ, rd.op_id))
         for req in rd.reqs:
             self._requests.pop(req, None)
+
+
+class _Behind:
+    """Whether a replier's state, as a read knows it, is below ``joined`` (the join of every
+    reply, so at most equal to it): it needs a repair unless it equals the join. A replier
+    whose context has every dot of the join may still hold a dot the join removed."""
+
+    __slots__ = ("_after", "_held", "_joined")
+
+    def __init__(self, joined: CRDT) -> None:
+        self._joined = joined
+        self._after = causal_context(joined)
+        self._held: set[Dot] | None = None
+
+    def __call__(self, known: Known) -> bool:
+        if known is None:
+            return True
+        if not isinstance(known, Fetched):
+            return known != self._joined
+        if self._after is None or next(self._after.dots_not_in(known.ctx), None) is not None:
+            return True  # the join holds dots it has not seen
+        if self._held is None:
+            self._held = held_dots(self._joined) or set()
+        return not known.held <= self._held  # it holds a dot the join removed

@@ -4,6 +4,8 @@
   ``unseen_part(ours, theirs.context)`` into ``theirs`` gives exactly ``join(theirs, ours)``,
   for every causal kind; it is never bigger than our whole state; and for a replica that saw
   most of our state it is much smaller.
+* With our context, the part tells exactly which dots our store holds (``part_holds``): how a
+  read learns that a replier with the reader's context removed what the reader holds.
 * Equal states have equal digests whatever order built them; different ones differ.
 """
 
@@ -18,8 +20,10 @@ import crdt
 from crdt import CausalContext, ORSet
 from sync.digest import (
     causal_context,
+    held_dots,
     members_digest,
     part_digest,
+    part_holds,
     root_digest,
     state_digest,
     unseen_part,
@@ -50,6 +54,30 @@ def test_joining_the_unseen_part_equals_joining_the_whole_state(data: Any) -> No
     got.merge(part)
     assert got == expected
     assert len(part.to_json()) <= len(ours.to_json())
+
+
+@crdt_settings
+@given(st.data())
+def test_the_unseen_part_and_the_context_tell_the_dots_held(data: Any) -> None:
+    kind = data.draw(st.sampled_from(CAUSAL), label="kind")
+    h = run_history(kind, data.draw(history_steps(kind), label="steps"))
+    states = [*h.states.values(), *h.snapshots]
+    ours = data.draw(st.sampled_from(states), label="ours")
+    theirs = data.draw(st.sampled_from(states), label="theirs")
+    part = unseen_part(ours, causal_context(theirs) or CausalContext())
+    ctx = causal_context(ours)
+    assert part is not None and ctx is not None
+    assert part_holds(ctx, part) == held_dots(ours)
+
+
+def test_a_remove_shows_in_the_part_though_the_contexts_are_equal() -> None:
+    holder, remover = ORSet(), ORSet()
+    remover.merge(holder.add("A", "milk"))
+    remover.remove("milk")
+    assert holder.context == remover.context and holder != remover
+    part = unseen_part(remover, holder.context)
+    assert part is not None and part_holds(remover.context, part) == set()
+    assert held_dots(holder) == {("A", 1)}
 
 
 @crdt_settings
