@@ -6,7 +6,8 @@ its running totals ``(p, n)``, and an increment replaces that replica's dot with
 carrying the new totals (riak_dt's ``riak_dt_emcntr``, the counter of ``riak_dt_map``). So
 the store stays bounded (one entry per replica), and a remove of the key followed by a
 concurrent increment keeps exactly the replicas whose dots the remove did not see, with
-their running totals (Riak map semantics). Value: the sum of ``p - n``.
+their running totals (Riak map semantics). The join keeps one entry per replica, its latest,
+whatever order the deltas come in (``_latest``). Value: the sum of ``p - n``.
 
 Store: flat entries ``(r, c, p, n)`` (``crdt/_flat.py``), sorted by dot. Encoding (the body
 of the map entry): ``gcounter`` ``[[dot, p], ...]``, ``pncounter`` ``[[dot, p, n], ...]``,
@@ -107,6 +108,32 @@ class _CounterKind(FlatKind):
 
     def value(self, store: Store) -> int:
         return _value(store)
+
+    def join(self, s1: Store, ctx1: CausalContext, s2: Store, ctx2: CausalContext) -> Store:
+        """The DotFun join, then one entry per replica: its latest (see :func:`_latest`)."""
+        return _latest(super().join(s1, ctx1, s2, ctx2))
+
+
+def _latest(store: Store) -> Store:
+    """``store`` with, per replica, only its entry of the highest counter (``store`` itself if
+    it holds one entry per replica already).
+
+    A replica's entries are its running totals, each made replacing the one before it (or
+    after a remove it saw), so a later one has seen every earlier one: an earlier entry is
+    never live beside a later one in a full state. A delta's context holds only the dot it
+    replaced, though, so a replica that missed the delta in between (a lost push, gaps taken
+    out of order, the pieces of a state transfer) would hold both, counting the earlier total
+    twice until the missing delta came. Keeping the latest (its dot past the earlier one in
+    the context already) is riak_dt_emcntr's merge, which keeps one entry per actor.
+    """
+    if len(store) <= 4:
+        return store
+    replicas = store[0::4]
+    if len(set(replicas)) == len(replicas):
+        return store
+    # Sorted by dot: a replica's entries are a run, its latest the last of the run.
+    last = len(replicas) - 1
+    return flat([x for i, x in enumerate(rows(store, 4)) if i == last or replicas[i + 1] != x[0]])
 
 
 class GCounterKind(_CounterKind):
