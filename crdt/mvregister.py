@@ -3,10 +3,13 @@
 State: a ``DotFun[dot -> value]`` and a causal context (Almeida, Shoker, Baquero, "Delta
 State Replicated Data Types", 2018, section 7.3, "multi-value register"). ``set(r, v)`` tags
 ``v`` with a fresh dot of ``r`` and drops every value this replica has seen; its delta is
-``({d: v}, {d} | dots seen)``. Writes that did not see each other both survive the join: the
-register then holds *siblings*, listed by ``values`` in dot order (replica id, then counter),
-which is stable across replicas. A later ``set`` by a replica that has merged all siblings
-replaces them all. ``resolve(fn)`` folds siblings for the reader, e.g. a union of lists.
+``({d: v}, {d} | every dot seen)``: the register itself, so that a replica that missed the
+delta of an earlier set (a lost push, taken out of order) drops the value that set
+overwrote too, and does not show it as a sibling of the later one. Writes that did not see
+each other both survive the join: the register then holds *siblings*, listed by ``values``
+in dot order (replica id, then counter), which is stable across replicas. A later ``set`` by
+a replica that has merged all siblings replaces them all. ``resolve(fn)`` folds siblings for
+the reader, e.g. a union of lists.
 ``clear()`` drops every value seen here (delta: the empty register under the whole context),
 so a ``set`` concurrent with it survives; ``is_live()``: the register holds a value.
 
@@ -111,19 +114,17 @@ class MVRegister:
         return self._ctx
 
     def set(self, replica: str, value: Any) -> MVRegister:
-        """Replace every value seen here with ``value``; returns the delta."""
+        """Replace every value seen here with ``value``; returns the delta (the new value
+        under the whole context: it supersedes every value seen here, not only those held)."""
         check_replica(replica)
         check_json(value)
         value = normalize(value)
         dot = self._ctx.next_dot(replica)
-        delta = MVRegister()
-        delta._store.entries[dot] = value
-        dctx = delta._ctx
-        dctx.add(dot)
-        for d in self._store.entries:
-            dctx.add(d)
         self._store.entries = {dot: value}
         self._ctx.add(dot)
+        delta = MVRegister()
+        delta._store.entries[dot] = value
+        delta._ctx = self._ctx.copy()
         return delta
 
     def clear(self) -> MVRegister:

@@ -113,3 +113,14 @@ def test_codec_round_trip_and_refusals() -> None:
     with pytest.raises(DecodeError) as e:
         MVRegister.from_dict({"type": "mvregister", "v": 1, "entries": []})
     assert e.value.path == "ctx"
+
+
+def test_a_set_replaces_what_it_saw_at_a_replica_that_missed_the_set_in_between() -> None:
+    """The delta of a set carries every dot seen where it was made: a replica that missed
+    the delta of an earlier set (a lost push, whose gap anti-entropy fills later) still drops
+    the value that earlier set overwrote, instead of showing it as a sibling."""
+    a, b = MVRegister(), MVRegister()
+    b.merge(a.set("A", "v1"))
+    a.set("A", "v2")  # its delta is lost on the way to B
+    b.merge(a.set("A", "v3"))
+    assert b.values == a.values == ("v3",)
