@@ -8,7 +8,7 @@ Knows the engine's API, the CRDT codec and the simulated disk.
 
 from __future__ import annotations
 
-from crdt import CRDT, from_dict
+from crdt import CRDT, KINDS, from_dict
 from sync.errors import KindClash
 from sync.simnet.disk import SimDisk, canonical
 from sync.simnet.ops import SimReplica
@@ -18,12 +18,13 @@ __all__ = ["canonical_held", "kinds_held", "state_held"]
 
 def kinds_held(replica: SimReplica, disk: SimDisk, key: str) -> tuple[str, ...]:
     """The kinds ``key`` holds (two or more: a clash), in memory or on the disk."""
-    return replica.kinds_of(key) or _on_disk(disk, key)
+    return _in_memory(replica, key) or _on_disk(disk, key)
 
 
 def state_held(replica: SimReplica, disk: SimDisk, key: str, kind: str | None) -> CRDT | None:
     """The state of the object ``(key, kind)`` (``kind=None``: the key's one kind)."""
-    on_disk = () if replica.kinds_of(key) else _on_disk(disk, key)
+    in_memory = _in_memory(replica, key)
+    on_disk = () if in_memory else _on_disk(disk, key)
     if not on_disk:
         return replica.value(key, kind)
     if kind is None:
@@ -40,6 +41,13 @@ def canonical_held(replica: SimReplica, disk: SimDisk, key: str) -> str | None:
     if len(kinds) <= 1:
         return canonical(state_held(replica, disk, key, kinds[0])) if kinds else None
     return " ".join(f"{kind}={canonical(state_held(replica, disk, key, kind))}" for kind in kinds)
+
+
+def _in_memory(replica: SimReplica, key: str) -> tuple[str, ...]:
+    """The kinds of the objects of ``key`` in the replica's memory, deleted (not live) ones
+    included: memory is newer than the disk's row, which an object deleted since its last
+    checkpoint still holds live (``Replica.kinds_of`` names the live kinds only)."""
+    return tuple(sorted(k for k in KINDS if getattr(replica.value(key, k), "kind", None) == k))
 
 
 def _on_disk(disk: SimDisk, key: str) -> tuple[str, ...]:

@@ -83,3 +83,18 @@ def test_deleting_what_holds_nothing_live_changes_nothing(kit: Any) -> None:
     assert replica.value("absent") is None and replica.keys() == []
     assert cluster.disk("p000").objects == {} and cluster.disk("p000").log == {}
     assert replica.status()["log_size"] == before["log_size"] == 0
+
+
+def test_the_simulator_reads_a_delete_not_yet_checkpointed_from_memory(kit: Any) -> None:
+    """``SimCluster.value``/``converged`` read an object from the replica's memory while it is
+    there, deleted or not: its disk row, from before the delete, still holds it live."""
+    cluster = kit.cluster(kit.ids(2), n=2, anti_entropy_interval=0, checkpoint_every=1)
+    cluster.run_for(cluster.detect_delay + 0.5)
+    cluster.update("p000", "cart", "orset", kit.add("p000", "milk"), w="ALL")
+    assert cluster.run_until_quiet(10_000)
+    cluster.update("p000", "cart", "orset", kit.remove("milk"), w="ALL")
+    assert cluster.run_until_quiet(10_000)
+    for rid in cluster.ids:  # the row on disk is the checkpoint of the add (geometric)
+        assert "milk" in str(cluster.disk(rid).objects[("cart", "orset")].state)
+    assert cluster.values("cart") == dict.fromkeys(cluster.ids, frozenset())
+    assert cluster.converged(["cart"])
