@@ -186,6 +186,13 @@ class SimCluster(SimRuntime):
         self._node(peer_id)
         self._input(replica_id, lambda r: r.forget(peer_id, self.now))
 
+    def unforget(self, replica_id: str, peer_id: str) -> None:
+        """Operator action on ``replica_id``: undo :meth:`forget` of ``peer_id``. (The
+        simulated links are not reset: restart a replica for the handshake a real re-dial
+        makes.)"""
+        self._node(peer_id)
+        self._input(replica_id, lambda r: r.unforget(peer_id, self.now))
+
     def links_connecting(
         self, replica_id: str, count: int, failures: Mapping[str, str] | None = None
     ) -> None:
