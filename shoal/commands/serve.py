@@ -1,11 +1,11 @@
 """``shoal serve``: run a peer until SIGTERM or SIGINT, then stop it cleanly (the options,
 output and exit statuses are in :mod:`shoal.cli`).
 
-Checks the addresses, secret, token files and ``--client-api`` before anything opens (exit
-2) and loads the TLS files (exit 1 for one that cannot be loaded), raises its soft limit of
-open files to the hard one (a relay holds a file descriptor per connected device), prints
-the URL to dial, keeps a catch-up progress line on a terminal's stderr, and exits 3 when
-the store refused a commit (fail-stop).
+Checks the addresses, levels, secret, token files and ``--client-api`` before anything
+opens (exit 2) and loads the TLS files (exit 1 for one that cannot be loaded), raises its
+soft limit of open files to the hard one (a relay holds a file descriptor per connected
+device), prints the URL to dial, keeps a catch-up progress line on a terminal's stderr, and
+exits 3 when the store refused a commit (fail-stop).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from shoal.commands.common import (
     fail,
     read_secret,
 )
+from sync.config import ReplicaConfig
 from sync.transport.addresses import check_peer_url, parse_listen
 
 __all__ = ["cmd_serve"]
@@ -210,6 +211,9 @@ async def _show_catch_up(peer: Any, every: float = 0.2) -> None:
 def _serve_usage(args: argparse.Namespace) -> tuple[bytes, bool | bytes]:
     """The secret and the HTTP access of ``serve``; ``ValueError`` for bad usage."""
     parse_listen(args.listen)
+    # The levels as Peer.open will check them (w=5 with --n 3, LOCAL_QUORUM without --site):
+    # bad usage, as a level argparse refuses is, not a failure to open.
+    ReplicaConfig(n=args.n, w=args.w, r=args.r, site=args.site)
     for url in args.peer:
         check_peer_url(url, "--peer")
     if args.advertise is not None:

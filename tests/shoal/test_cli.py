@@ -186,6 +186,29 @@ def test_serve_without_secret_and_bad_levels_are_usage_errors(
     assert cli.main(["status", "ftp://x"]) == 2
 
 
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        (["--n", "3", "--w", "5"], "w=5 is impossible with n=3"),
+        (["--n", "2", "--r", "ALL", "--w", "3"], "w=3 is impossible with n=2"),
+        (["--w", "LOCAL_QUORUM"], "w=LOCAL_QUORUM needs site"),
+        (["--r", "LOCAL_QUORUM"], "r=LOCAL_QUORUM needs site"),
+    ],
+)
+def test_serve_refuses_a_level_its_n_or_site_cannot_meet_as_bad_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], error: str
+) -> None:
+    # docs/operations.md, exit statuses: 2 is "bad usage: ... a bad URL, address, port or
+    # level"; a level only n or --site can rule out is one too (it exited 1).
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    db = tmp_path / "x.db"
+    assert cli.main([*_serve_args(db, secret), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("shoal: serve: ") and error in err and err.count("\n") == 1
+    assert not db.exists()
+
+
 def test_status_of_a_dead_peer_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["status", "ws://127.0.0.1:9", "--timeout", "2"]) == 1
     assert "cannot read" in capsys.readouterr().err
