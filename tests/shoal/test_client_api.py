@@ -431,6 +431,32 @@ async def test_deleting_a_key(client: Client, peer: Peer) -> None:
     assert (status, reply["error"]["code"]) == (404, "not_found")
 
 
+async def test_deleting_one_kind_of_a_clashed_key_ends_the_clash(tmp_path: Path) -> None:
+    # docs/api.md, DELETE /v1/keys/{key}: 409 kind_clash when the key holds two kinds and
+    # no ?kind= names one; naming one deletes that object, as peer.delete(key, kind=) does.
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        b = await open_peer(tmp_path / "b.db", listen=None)  # offline: another kind
+        await b.pncounter("k").increment(3)
+        await b.aclose()
+        await a.orset("k").add("milk")
+        b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url])
+        try:
+            await eventually(lambda: len(a.replica.kinds_of("k")) == 2, "a to hold both kinds")
+            async for client in _client(a):
+                status, reply = await client.call("DELETE", "/v1/keys/k")
+                assert (status, reply["error"]["code"]) == (409, "kind_clash")
+                assert reply["error"]["kinds"] == ["orset", "pncounter"]
+                status, reply = await client.call("DELETE", "/v1/keys/k?kind=pncounter")
+                assert status == 200 and reply["write"]["acks"] == 1
+                status, view = await client.get("k")  # one kind left: no clash
+                assert status == 200 and (view["kind"], view["value"]) == ("orset", ["milk"])
+        finally:
+            await b.aclose()
+    finally:
+        await a.aclose()
+
+
 # -- subscriptions ---------------------------------------------------------------------------
 
 
