@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
-from store import Store, describe_database
+from store import SYNCHRONOUS_LEVELS, Store, describe_database
 from sync.config import ReplicaConfig
 from sync.ring import PartitionMemo
 from sync.signing import Signer
@@ -226,6 +226,7 @@ def plan_open(
     tls_key: str | None,
     tls_ca: str | None,
     synchronous: str,
+    subscriber_queue: int,
     sibling_warning: int,
     transport: TransportConfig | None,
     advertise: str | None,
@@ -234,10 +235,21 @@ def plan_open(
     engine: dict[str, Any],
 ) -> OpenPlan:
     """Check the arguments of ``Peer.open`` (see the module docstring)."""
-    if isinstance(sibling_warning, bool) or not isinstance(sibling_warning, int):
-        raise TypeError(f"sibling_warning must be an int, got {sibling_warning!r}")
-    if sibling_warning < 1:
-        raise ValueError(f"sibling_warning must be >= 1, got {sibling_warning}")
+    for name, count in (
+        ("subscriber_queue", subscriber_queue),
+        ("sibling_warning", sibling_warning),
+    ):
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise TypeError(f"{name} must be an int, got {count!r}")
+        if count < 1:
+            raise ValueError(f"{name} must be >= 1, got {count}")
+    # (The store checks it again when it opens; here it is refused before anything is.)
+    if not isinstance(synchronous, str):
+        raise TypeError(f"synchronous must be a str, got {synchronous!r}")
+    if synchronous.upper() not in SYNCHRONOUS_LEVELS:
+        raise ValueError(f"synchronous must be one of {SYNCHRONOUS_LEVELS}, got {synchronous!r}")
+    if transport is not None and not isinstance(transport, TransportConfig):
+        raise TypeError(f"transport must be a TransportConfig or None, got {transport!r}")
     if advertise is not None:
         check_peer_url(advertise, "advertise URL")
     http_access(http)

@@ -264,6 +264,7 @@ class Peer:
             tls_key=tls_key,
             tls_ca=tls_ca,
             synchronous=synchronous,
+            subscriber_queue=subscriber_queue,
             sibling_warning=sibling_warning,
             transport=transport,
             advertise=advertise,

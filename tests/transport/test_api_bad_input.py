@@ -268,3 +268,35 @@ async def test_a_given_timestamp_past_the_peers_skew_bound_is_refused_at_the_cal
         soon = Timestamp(int(time.time() * 1000) + 5_000, 0, rid)
         await peer.lww("reg").set("soon", timestamp=soon)
         assert await peer.lww("reg").value() == "soon"
+
+
+# -- Peer.open's own options -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"synchronous": "OFF"}, ValueError, r"synchronous must be one of .*, got 'OFF'"),
+        ({"synchronous": 1}, TypeError, "synchronous must be a str, got 1"),
+        ({"subscriber_queue": 0}, ValueError, "subscriber_queue must be >= 1, got 0"),
+        ({"subscriber_queue": "10"}, TypeError, "subscriber_queue must be an int, got '10'"),
+        ({"subscriber_queue": True}, TypeError, "subscriber_queue must be an int, got True"),
+        ({"sibling_warning": 0}, ValueError, "sibling_warning must be >= 1, got 0"),
+        ({"transport": "fast"}, TypeError, "transport must be a TransportConfig or None"),
+    ],
+)
+def test_a_bad_option_of_peer_open_raises_at_the_call(
+    tmp_path: Path, options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    # docs/api.md, Peer.open: "Bad arguments raise ValueError or TypeError at the call,
+    # before anything is opened". synchronous was refused only when awaited, a
+    # subscriber_queue of 0 by every subscribe() after, a transport not a TransportConfig
+    # by dataclasses.replace's own words.
+    with pytest.raises(error, match=match):
+        Peer.open(str(tmp_path / "a.db"), **options)
+    assert not (tmp_path / "a.db").exists()
+
+
+async def test_synchronous_is_taken_in_any_case(tmp_path: Path) -> None:
+    async with Peer.open(str(tmp_path / "a.db"), synchronous="normal") as peer:
+        await peer.gcounter("k").increment()
