@@ -1,6 +1,8 @@
 """docs/api.md's "Client API" section documents every route of the client API: each
 ``METHOD /path`` the application serves (``{key}`` for the key's placeholder) appears in it,
-and so does every error code the API can answer."""
+and so does every error code the API can answer; and the limits docs/api.md and
+docs/operations.md state (body size, subscriptions, sockets waiting, the token's wait and
+length, a page of keys) are the constants of shoal.web.app."""
 
 from __future__ import annotations
 
@@ -69,3 +71,40 @@ def test_every_error_code_is_documented() -> None:
     section = client_api_section(API.read_text())
     missing = {c for c in codes if f"`{c}`" not in section}
     assert not missing, f"docs/api.md's Client API section does not name {missing}"
+
+
+def client_api_limits() -> list[tuple[str, str]]:
+    """(page, phrase) for each limit of the client API the docs state, made from the
+    constant the code uses."""
+    from shoal.web import app
+
+    assert app.MAX_BODY % 2**20 == 0
+    body = f"{app.MAX_BODY // 2**20} MiB"
+    return [
+        ("api.md", f"the token file holds at least {app.MIN_TOKEN} characters"),
+        ("api.md", f"within {app.AUTH_TIMEOUT:g} seconds in all"),
+        ("api.md", f"`limit` 1 to {app.MAX_LIMIT}, default {app.DEFAULT_LIMIT}"),
+        ("api.md", f"At most {app.MAX_SUBSCRIPTIONS} subscriptions are open at once"),
+        ("api.md", f"At most {app.MAX_WAITING} sockets wait for their token"),
+        ("api.md", f"| `too_large` | a body over {body} |"),
+        ("operations.md", f"The token file holds at least {app.MIN_TOKEN} characters"),
+        ("operations.md", f"Request bodies are limited to {body} and open subscriptions to "),
+        ("operations.md", f"{body} and open subscriptions to {app.MAX_SUBSCRIPTIONS}."),
+    ]
+
+
+def misstated(pages: dict[str, str]) -> list[str]:
+    flat = {page: " ".join(text.split()) for page, text in pages.items()}
+    return [
+        f"{page}: {phrase!r}" for page, phrase in client_api_limits() if phrase not in flat[page]
+    ]
+
+
+def test_the_limits_the_docs_state_are_the_codes() -> None:
+    pages = {p: (API.parent / p).read_text() for p in ("api.md", "operations.md")}
+    missing = misstated(pages)
+    assert not missing, f"the docs do not state these limits as the code has them: {missing}"
+    pages["api.md"] = pages["api.md"].replace(
+        "At most 256 subscriptions", "At most 100 subscriptions"
+    )
+    assert misstated(pages) == ["api.md: 'At most 256 subscriptions are open at once'"]
