@@ -205,7 +205,8 @@ def test_limits_are_checked() -> None:
 
 # -- out of file descriptors -----------------------------------------------------------------
 
-CHILD = textwrap.dedent(
+# What both children run before their main(): a transport with no peer behind it.
+_PRELUDE = textwrap.dedent(
     """
     import asyncio, logging, os, resource, sys
     sys.path.insert(0, sys.argv[1])
@@ -221,6 +222,11 @@ CHILD = textwrap.dedent(
     class Codec:
         def encode(self, message): return b""
         def decode(self, data, max_size): return data
+    """
+)
+
+CHILD = _PRELUDE + textwrap.dedent(
+    """
 
     async def main():
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
@@ -277,22 +283,8 @@ async def test_running_out_of_file_descriptors_is_logged_once(tmp_path: Path) ->
     assert "Traceback" not in text and "out of system resource" not in text
 
 
-BUDGET_CHILD = textwrap.dedent(
+BUDGET_CHILD = _PRELUDE + textwrap.dedent(
     """
-    import asyncio, logging, os, resource, sys
-    sys.path.insert(0, sys.argv[1])
-    from sync.transport.auth import Identity
-    from sync.transport.connection import Transport, TransportConfig
-
-    class Owner:
-        def link_up(self, info): pass
-        def link_down(self, peer_id): pass
-        def link_message(self, peer_id, message): pass
-        async def admin(self, request): raise NotImplementedError
-
-    class Codec:
-        def encode(self, message): return b""
-        def decode(self, data, max_size): return data
 
     async def main():
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")

@@ -33,30 +33,44 @@ def _key_without(relay: Peer, others: set[str]) -> tuple[str, tuple[str, ...]]:
     raise AssertionError("no key homed on devices only")
 
 
-async def test_a_write_reaches_every_home_through_the_relay(tmp_path: Path) -> None:
+async def _group(tmp_path: Path, devices: list[Peer]) -> Peer:
+    """A relay, and ``DEVICES`` devices dialling only it (appended to ``devices``), once every
+    peer knows the whole group. Close them all (``devices`` and the relay) when done."""
     relay = await open_peer(tmp_path / "relay.db", relay=True)
-    devices: list[Peer] = []
     try:
         for i in range(DEVICES):
             devices.append(await open_peer(tmp_path / f"d{i}.db", listen=None, peers=[relay.url]))
+        everyone = {relay.replica_id, *(d.replica_id for d in devices)}
+        await eventually(
+            lambda: all(p.replica._membership.ring().peers == everyone for p in (relay, *devices)),
+            "every peer to know the group",
+        )
+    except BaseException:
+        for p in (*devices, relay):
+            await p.aclose()
+        raise
+    return relay
+
+
+async def _homes_hold(
+    by_id: dict[str, Peer], key: str, homes: tuple[str, ...], want: frozenset[str]
+) -> None:
+    async def held() -> bool:
+        values = await asyncio.gather(*(by_id[h].orset(key).value() for h in homes))
+        return all(v == want for v in values)
+
+    await eventually(held, f"every home of {key} ({len(homes)}) to hold {sorted(want)}")
+
+
+async def test_a_write_reaches_every_home_through_the_relay(tmp_path: Path) -> None:
+    devices: list[Peer] = []
+    relay = await _group(tmp_path, devices)
+    try:
         ids = {d.replica_id for d in devices}
-        everyone = ids | {relay.replica_id}
-
-        def all_known() -> bool:
-            return all(p.replica._membership.ring().peers == everyone for p in (relay, *devices))
-
-        await eventually(all_known, "every peer to know the group")
         key, homes = _key_without(relay, ids)
         for d in devices:
             await d.orset(key).add(d.replica_id)
-        added = frozenset(ids)
-        by_id = {d.replica_id: d for d in devices}
-
-        async def homes_have_all() -> bool:
-            values = await asyncio.gather(*(by_id[h].orset(key).value() for h in homes))
-            return all(v == added for v in values)
-
-        await eventually(homes_have_all, f"every home of {key} ({len(homes)}) to hold every add")
+        await _homes_hold({d.replica_id: d for d in devices}, key, homes, frozenset(ids))
     finally:
         for p in (*devices, relay):
             await p.aclose()
@@ -68,18 +82,10 @@ async def test_writes_made_while_the_relay_was_down_reach_every_home_once_it_is_
     # The devices never reach each other; while the relay restarts, a home of the key and a
     # device that is not one write. Once the relay is back, anti-entropy through it (it
     # holds every partition its peers are homes of) brings both writes to every home.
-    relay = await open_peer(tmp_path / "relay.db", relay=True)
     devices: list[Peer] = []
+    relay = await _group(tmp_path, devices)
     try:
-        for i in range(DEVICES):
-            devices.append(await open_peer(tmp_path / f"d{i}.db", listen=None, peers=[relay.url]))
-        ids = {d.replica_id for d in devices}
-        everyone = ids | {relay.replica_id}
-        await eventually(
-            lambda: all(p.replica._membership.ring().peers == everyone for p in (relay, *devices)),
-            "every peer to know the group",
-        )
-        key, homes = _key_without(relay, ids)
+        key, homes = _key_without(relay, {d.replica_id for d in devices})
         by_id = {d.replica_id: d for d in devices}
         writer, outsider = by_id[homes[0]], next(d for d in devices if d.replica_id not in homes)
         port = relay.url.rsplit(":", 1)[1].split("/")[0]
@@ -87,13 +93,7 @@ async def test_writes_made_while_the_relay_was_down_reach_every_home_once_it_is_
         await writer.orset(key).add("by a home")
         await outsider.orset(key).add("by another")
         relay = await open_peer(tmp_path / "relay.db", relay=True, listen=f"127.0.0.1:{port}")
-        want = frozenset({"by a home", "by another"})
-
-        async def homes_have_both() -> bool:
-            values = await asyncio.gather(*(by_id[h].orset(key).value() for h in homes))
-            return all(v == want for v in values)
-
-        await eventually(homes_have_both, f"every home of {key} to hold both writes")
+        await _homes_hold(by_id, key, homes, frozenset({"by a home", "by another"}))
     finally:
         for p in (*devices, relay):
             await p.aclose()
