@@ -708,6 +708,7 @@ class Replica:
             case Timer(TimerKind.COMPACT):
                 self._membership.report_gone(now)
                 self._hints.release_gone(now)
+                self._hints.release_to_relays()
                 self._compaction.compact_all(now)
                 self._timers.set(_COMPACT, now + self._compaction.interval())
             case Timer(TimerKind.ANTI_ENTROPY):

@@ -12,8 +12,10 @@
 Hints are handed off to their target when it is up, as ``Push`` batches of ``ae_batch``
 (on ``peer_up``, on each ack, and retried every ``write_timeout``), and dropped on its ack.
 Our own hints for a home gone for long go once every other home has their writes
-(:meth:`Hints.release_gone`). A coordinator that knew no home at all kept its writes in its
-log; when the ring first has homes, they become hints for them (:meth:`Hints.rehome`).
+(:meth:`Hints.release_gone`), and those for a home we do not reach once an up relay holds
+their writes (:meth:`Hints.release_to_relays`). A coordinator that knew no home at all kept
+its writes in its log; when the ring first has homes, they become hints for them
+(:meth:`Hints.rehome`).
 Every add and drop is recorded in the outbox's :class:`~sync.replica.outbox.Changes`.
 
 Knows the outbox, the timers, membership and outbound batching.
@@ -25,6 +27,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from crdt import Dot
 from sync.config import ReplicaConfig
 from sync.effects import HintId, HintRecord, LogEntry
 from sync.replica.membership import Membership
@@ -220,6 +223,27 @@ class Hints:
                     self.holds(HintId(h, hid.origin, hid.partition, hid.seq)) for h in live
                 ):
                     self.drop(hid)
+
+    def release_to_relays(self) -> None:
+        """Drop the hints of our own writes held for a home we do not reach, once an up relay
+        holds the write (by its last summary). A relay holds every partition its peers are
+        homes of and offers what it holds to the homes (:mod:`sync.replica.anti_entropy`),
+        so the write reaches them through it; their acknowledgements would reach the relay,
+        never us (devices behind NAT), and the hints would otherwise stay until the homes
+        were gone for ``home_down_window``."""
+        membership = self._membership
+        up = membership.up
+        relays = [r for r in sorted(up) if membership.is_relay(r)]
+        if not relays:
+            return
+        for target in [t for t in self._own if t not in up]:
+            for hid in list(self._own[target]):
+                dot = Dot(hid.origin, hid.seq)
+                for relay in relays:
+                    theirs = membership.reported_summary(relay, hid.partition)
+                    if theirs is not None and theirs.contains(dot):
+                        self.drop(hid)
+                        break
 
     def rehome(self, own: Mapping[int, Iterable[LogEntry]], now: float) -> None:
         """The ring had no home and has some now: hand ``own`` (our writes made meanwhile,

@@ -67,3 +67,7 @@ def test_writes_made_while_the_relay_was_down_reach_every_home_once_it_is_back(
     sim.run_for(60.0)
     want = frozenset({"by a home", "by another"})
     assert sim.values(key, homes, kind="orset") == dict.fromkeys(homes, want)
+    # The device that is not a home kept its write as a hint for each home (it may hold the
+    # only copy); the homes never reach it to acknowledge, and the relay now holds the write
+    # and takes it to them: the hints go, and the write is no longer counted pending.
+    assert sim.replica(outsider).status()["hints"] == {}

@@ -94,6 +94,11 @@ async def test_writes_made_while_the_relay_was_down_reach_every_home_once_it_is_
         await outsider.orset(key).add("by another")
         relay = await open_peer(tmp_path / "relay.db", relay=True, listen=f"127.0.0.1:{port}")
         await _homes_hold(by_id, key, homes, frozenset({"by a home", "by another"}))
+        # The device that is not a home held its write as a hint for each home until the
+        # relay held it (the homes' acks go to the relay, never to it).
+        await eventually(
+            lambda: outsider.replica.status()["hints"] == {}, "the outsider's hints to go"
+        )
     finally:
         for p in (*devices, relay):
             await p.aclose()
