@@ -93,6 +93,18 @@ class Compaction:
             marks = self._home_watermarks(p, homes, mine, log_p, gone)
         elif not homes:
             return  # no home at all (a lone non-home): nobody else has our writes yet
+        elif self._config.relay:
+            # A relay logs every partition its peers are homes of (it takes part in their
+            # anti-entropy): what every home has applied goes, as at a home; our own
+            # entries also wait for their hints.
+            if gone is None:
+                gone = set(self._membership.gone(now))
+            marks = self._home_watermarks(p, homes, mine, log_p, gone)
+            if marks is None:
+                return
+            own = self._own_watermark(p, log_p)
+            if self._me in own:
+                marks[self._me] = min(marks.get(self._me, 0), own[self._me])
         else:
             marks = self._own_watermark(p, log_p)
         if marks is None:
