@@ -332,9 +332,8 @@ class SimRuntime:
                 if peer != observer:
                     self._detector.believe(observer, peer, True)
                     node = self._nodes[peer]
-                    relay = {"relay": True} if node.config.relay else {}
                     replica.peer_up(
-                        peer, self.now, address=f"sim://{peer}", site=node.site, **relay
+                        peer, self.now, address=f"sim://{peer}", site=node.site, **_said(node)
                     )
         finally:
             self._drain(observer)

@@ -50,3 +50,22 @@ def test_a_relay_compacts_the_partitions_it_is_not_a_home_of() -> None:
         homes = ring.homes_of(key)
         want = frozenset(f"v{j}" for j in range(i, 100, 20))
         assert sim.values(key, homes, kind="orset") == dict.fromkeys(homes, want)
+
+
+def test_a_relay_that_is_no_home_costs_a_digest_a_round_once_converged() -> None:
+    # Every replica must know at the start that the relay is no home (as its handshake
+    # says), else the devices' rings hold it and the relay's does not: the partitions
+    # each side shares with the other differ, their digests never match, and every round
+    # sends part digests and summaries for good.
+    configs = {d: BASE for d in DEVICES} | {"relay": replace(BASE, relay=True, home=False)}
+    sim = SimCluster([*DEVICES, "relay"], configs, seed=1)
+    for i, a in enumerate(DEVICES):
+        for b in DEVICES[i + 1 :]:
+            sim.cut(a, b)
+    sim.run_for(5.0)
+    for i in range(20):
+        sim.update(DEVICES[i % 5], f"k{i}", "orset", lambda s, i=i: s.add("x", f"v{i}"))
+    sim.run_for(300.0)
+    sim.reset_stats()
+    sim.run_for(300.0)
+    assert set(sim.stats.sent) == {"Digest"}, dict(sim.stats.sent)
