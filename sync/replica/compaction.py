@@ -120,12 +120,28 @@ class Compaction:
         gone: set[str],
     ) -> dict[str, int] | None:
         """Per origin, what every home of ``p`` (but the ``gone`` ones) has applied (causal
-        stability); None while such a home never reported its summary."""
+        stability); None while such a home never reported its summary.
+
+        A home we do not reach, while a relay is up here (not being one ourselves), counts
+        as holding what that relay holds of ``p``: devices behind NAT never hear each other,
+        and the relay, which holds every partition its peers are homes of, takes what it
+        holds to them (and compacts its own log only once they have it)."""
+        membership = self._membership
+        up = membership.up
+        stand_in: CausalContext | None = None
+        if not self._config.relay:
+            for relay in sorted(up):
+                if membership.is_relay(relay):
+                    stand_in = membership.reported_summary(relay, p)
+                    if stand_in is not None:
+                        break
         ctxs = [mine]
         for h in homes:
             if h == self._me or h in gone:
                 continue
-            theirs = self._membership.peer_summary(h, p)
+            theirs = membership.peer_summary(h, p)
+            if stand_in is not None and h not in up:
+                theirs = stand_in
             if theirs is None:
                 return None  # a home that never reported: nothing is stable yet
             ctxs.append(theirs)

@@ -366,6 +366,10 @@ class Membership:
         # group asks it often, with most of its peers up).
         window = self._config.home_down_window
         peers, non_homes = self._peers, self._non_homes
+        if not self._config.relay and any(r in self._up for r in self._relays):
+            # A relay is up: the homes we do not reach (behind NAT, as we may be) are its
+            # to judge; it reaches them, and reports one that is really gone.
+            return {}
         out = []
         for pid in self._away:
             rec = peers[pid]

@@ -69,3 +69,33 @@ def test_a_relay_that_is_no_home_costs_a_digest_a_round_once_converged() -> None
     sim.reset_stats()
     sim.run_for(300.0)
     assert set(sim.stats.sent) == {"Digest"}, dict(sim.stats.sent)
+
+
+def test_devices_behind_nat_compact_through_the_relay_and_raise_no_home_down() -> None:
+    # A device never hears the other homes of its partitions (they are behind NAT too): it
+    # kept its log of them until home_down_window, then reported them down though they were
+    # on line behind the relay. The relay, which reaches them, stands in for them: what it
+    # holds, it takes to them (and it reports a home that is really gone).
+    window = 60.0
+    base = replace(BASE, home_down_window=window)
+    configs = {d: base for d in DEVICES} | {"relay": replace(base, relay=True)}
+    sim = SimCluster([*DEVICES, "relay"], configs, seed=2)
+    for i, a in enumerate(DEVICES):
+        for b in DEVICES[i + 1 :]:
+            sim.cut(a, b)
+    sim.run_for(5.0)
+    for i in range(100):
+        d = DEVICES[i % 5]
+        sim.update(d, f"k{i % 20}", "orset", lambda s, d=d, i=i: s.add(d, f"v{i}"))
+        sim.run_for(0.2)
+    sim.run_for(3 * window)
+    for d in DEVICES:
+        status = sim.replica(d).status()
+        assert status["homes_down"] == {}, (d, status["homes_down"])
+        assert status["log_size"] == 0, (d, status["log_size"])
+    ring = sim.replica("relay")._membership.ring()
+    for i in range(20):
+        key = f"k{i}"
+        homes = ring.homes_of(key)
+        want = frozenset(f"v{j}" for j in range(i, 100, 20))
+        assert sim.values(key, homes, kind="orset") == dict.fromkeys(homes, want)
