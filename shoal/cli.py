@@ -199,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="URL other peers should dial to reach this one (default: the listening URL)",
     )
     serve.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="inbound connections accepted at once, authenticated or not (default 512); a "
+        "relay holds one per connected device, so raise it for more devices",
+    )
+    serve.add_argument(
         "--dial-learned",
         action="store_true",
         help="also dial the addresses of peers learned from other peers",

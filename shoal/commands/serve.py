@@ -155,8 +155,12 @@ async def _open_unless_stopped(opening: Awaitable[Any], stop: asyncio.Event) -> 
 
 
 async def _open_peer(args: argparse.Namespace, secret: bytes, http: bool | bytes) -> Any:
+    from sync.transport.connection import TransportConfig
     from sync.transport.peer import Peer
 
+    transport = None
+    if args.max_connections is not None:
+        transport = TransportConfig(max_connections=args.max_connections)
     return await Peer.open(
         args.db,
         listen=args.listen,
@@ -175,6 +179,7 @@ async def _open_peer(args: argparse.Namespace, secret: bytes, http: bool | bytes
         dial_learned=args.dial_learned,
         advertise=args.advertise,
         http=http,
+        transport=transport,
     )
 
 

@@ -247,3 +247,24 @@ async def test_serve_takes_the_hard_open_file_limit(tmp_path: Path) -> None:
     assert now == (expected, hard), err
     assert now[0] > low
     assert f"open file limit raised from {low} to {now[0]}" in err, err
+
+
+async def test_serve_takes_more_devices_with_max_connections(tmp_path: Path) -> None:
+    # A relay holds a connection per device: past --max-connections (512 by default) the
+    # next one gets 503 and dials again later, so a relay for more devices raises it.
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    async with served(tmp_path, "--max-connections", "2") as (_proc, url):
+        held = [await connect(url), await connect(url)]  # two that never say hello
+        try:
+            with pytest.raises(InvalidStatus) as err:
+                await connect(url)
+            assert err.value.response.status_code == 503
+            assert "too many connections (limit 2)" in err.value.response.body.decode()
+        finally:
+            for ws in held:
+                await ws.close()
+    code, _out, err_text = await run("serve", "--db", "x.db", "--listen", "127.0.0.1:0",
+                                     "--max-connections", "0")  # fmt: skip
+    assert code == 2 and "--max-connections" in err_text and "must be >= 1" in err_text
