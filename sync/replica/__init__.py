@@ -32,12 +32,13 @@ from sync.effects import Effect, Loaded, LogDot, ObjectState, ReadPage, Send
 from sync.errors import LocalProtocolError, RemoteProtocolError
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
+from sync.replica.checked import CheckedBatch
 from sync.replica.compaction import Compaction
 from sync.replica.drain import Drain
 from sync.replica.gossip import Gossip
 from sync.replica.hints import Hints
 from sync.replica.inbound import Inbound
-from sync.replica.local_data import CheckedBatch, LocalData, live_kinds
+from sync.replica.local_data import LocalData, live_kinds
 from sync.replica.membership import Membership
 from sync.replica.outbound import Outbound
 from sync.replica.outbox import Outbox

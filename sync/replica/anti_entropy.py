@@ -26,8 +26,8 @@ seen dot).
 :class:`AntiEntropy` owns one session per peer: the queue of batches and partition streams
 planned for it and the messages in flight.
 
-Knows the outbox, the timers, local data, membership, outbound batching, compaction and
-state transfers.
+Knows the outbox, the timers, checked batches, local data, membership, outbound batching,
+compaction and state transfers.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.digest import ctx_model
 from sync.effects import IdentityConflict, LogEntry, ObjectState, ReadPage, Send
+from sync.replica.checked import CheckedBatch
 from sync.replica.compaction import Compaction
-from sync.replica.local_data import CheckedBatch, LocalData
+from sync.replica.local_data import LocalData
 from sync.replica.membership import Membership
 from sync.replica.outbound import Outbound, entry_size
 from sync.replica.outbox import Outbox
@@ -155,7 +156,7 @@ class AntiEntropy:
         Riak's hand-off of a vnode whose ownership moved; what we hold stays here.)"""
         membership, data, me = self._membership, self._data, self._me
         up, ring = membership.up, membership.ring()
-        relays = [r for r in sorted(up) if membership.is_relay(r)]
+        relays = membership.up_relays()
         offers: dict[str, list[int]] = {}  # per home, the partitions to offer it
         for p in data.held_partitions():
             homes = ring.preference_list(p)

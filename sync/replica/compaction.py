@@ -130,11 +130,10 @@ class Compaction:
         up = membership.up
         stand_in: CausalContext | None = None
         if not self._config.relay:
-            for relay in sorted(up):
-                if membership.is_relay(relay):
-                    stand_in = membership.reported_summary(relay, p)
-                    if stand_in is not None:
-                        break
+            for relay in membership.up_relays():
+                stand_in = membership.reported_summary(relay, p)
+                if stand_in is not None:
+                    break
         ctxs = [mine]
         for h in homes:
             if h == self._me or h in gone:

@@ -233,7 +233,7 @@ class Hints:
         were gone for ``home_down_window``."""
         membership = self._membership
         up = membership.up
-        relays = [r for r in sorted(up) if membership.is_relay(r)]
+        relays = membership.up_relays()
         if not relays:
             return
         for target in [t for t in self._own if t not in up]:

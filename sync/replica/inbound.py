@@ -58,7 +58,7 @@ Before a message is received, :meth:`Inbound.wants` names the keys it needs load
 objects it names that are not in memory; see "A bounded cache of objects" in
 :mod:`sync.replica.theory`).
 
-Knows local data, membership and reads.
+Knows the checked batch it makes, local data, membership and reads.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ from sync.config import MAX_KEY_BYTES, ReplicaConfig
 from sync.digest import causal_context, is_digest
 from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
-from sync.replica.local_data import CheckedBatch, LocalData
+from sync.replica.checked import CheckedBatch
+from sync.replica.local_data import LocalData
 from sync.replica.membership import Membership, Skewed
 from sync.replica.reads import Reads
 from sync.signing import NOT_COVERED, Seal, Verifier, entry_digest

@@ -1,8 +1,9 @@
 """Local data: the objects held here, the delta log, the summaries and the checkpoints.
 
-(About 800 lines: one owner for the dictionaries every change goes through, the cache, the
-log and the summaries updated together by each change; its seal table and its kind-clash
-alarms are parts of their own, ``seals.py`` and ``map_clashes.py``.)
+(About 790 lines: one owner for the dictionaries every change goes through, the cache, the
+log and the summaries updated together by each change, which splitting would hand out; its
+seal table, its kind-clash alarms and the checked batches it applies are modules of their
+own, ``seals.py``, ``map_clashes.py`` and ``checked.py``.)
 
 Every read or change of an object, of the log or of a summary goes through
 :class:`LocalData`; no other part of the engine holds a reference to its dictionaries. It
@@ -47,15 +48,13 @@ records what must become durable in the outbox's :class:`~sync.replica.outbox.Ch
 
 Knows only the outbox, and holds two parts of its own: the seals of the logged entries
 (:mod:`sync.replica.seals`) and the alarms of kind clashes inside maps
-(:mod:`sync.replica.map_clashes`). (Longer than most modules: it is the one owner of the
-objects, the log and the summaries, whose dictionaries no other part may hold; splitting
-it would hand them out.)
+(:mod:`sync.replica.map_clashes`). It applies what inbound validation checked, a
+:class:`~sync.replica.checked.CheckedBatch`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import crdt
@@ -63,6 +62,7 @@ from crdt import CRDT, CausalContext, Dot
 from sync.config import ReplicaConfig
 from sync.effects import KindClashFound, Loaded, LogEntry, ObjectState
 from sync.errors import LocalProtocolError
+from sync.replica.checked import CheckedBatch, ObjectId
 from sync.replica.map_clashes import MapClashes
 from sync.replica.outbox import Changes, Outbox
 from sync.replica.seals import SealTable
@@ -73,10 +73,8 @@ __all__ = [
     "CHECKPOINT_GROWTH",
     "OBJECT_OVERHEAD",
     "WHOLE_TEXT_SHARE",
-    "CheckedBatch",
     "LocalData",
     "Logged",
-    "ObjectId",
 ]
 
 # A log entry held in memory: one string, ``key NUL kind NUL seal NUL delta JSON`` (keys and
@@ -86,7 +84,6 @@ __all__ = [
 # brings the next collection closer (a tuple per entry did both, and with a NamedTuple
 # seal in it stayed tracked for good: 10-20% of e2e_bench went to collections walking it).
 Logged = str
-ObjectId = tuple[str, str]  # an object's name: (key, kind)
 
 # A key is checkpointed again once it has applied this many times the entries it had at its
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
@@ -105,27 +102,6 @@ WHOLE_TEXT_SHARE = 64
 OBJECT_OVERHEAD = 512
 """Bytes counted per key in the cache on top of its objects' encoded size: the Python
 objects of a small CRDT, its key and the cache's own entries."""
-
-
-@dataclass(slots=True)
-class CheckedBatch:
-    """A received batch, checked (nothing changed yet): the entries to apply as a home of
-    their key, the entries only to hold as hints, and per key the join of the deltas of the
-    entries to apply that this replica lacks (a *delta group*, merged into the state once;
-    each decoded delta is joined into it at once, so a batch of hundreds of decoded deltas is
-    never alive at the same time) with the key's partition."""
-
-    home: list[LogEntry]
-    hints: list[LogEntry]
-    groups: dict[ObjectId, tuple[int, CRDT]]
-    #: Per key, the join of the deltas of entries whose log dots are in our summary but not
-    #: in our log (learned from a state transfer's summary, or compacted): a ``Push`` of
-    #: them is acknowledged only once they are joined in (see :mod:`sync.replica.theory`,
-    #: "An ack means applied").
-    rejoin: dict[ObjectId, tuple[int, CRDT]] = field(default_factory=dict)
-    #: The positions, in the message, of the entries set aside for clock skew (neither
-    #: applied nor held): a ``Push``'s ack leaves them out (``AckExcept``).
-    set_aside: list[int] = field(default_factory=list)
 
 
 def live_kinds(objects: Mapping[str, CRDT] | None) -> tuple[str, ...]:

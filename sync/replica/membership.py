@@ -366,7 +366,7 @@ class Membership:
         # group asks it often, with most of its peers up).
         window = self._config.home_down_window
         peers, non_homes = self._peers, self._non_homes
-        if not self._config.relay and any(r in self._up for r in self._relays):
+        if not self._config.relay and self._relays:
             # A relay is up: the homes we do not reach (behind NAT, as we may be) are its
             # to judge; it reaches them, and reports one that is really gone.
             return {}
@@ -605,13 +605,17 @@ class Membership:
         """Is ``peer`` a relay (by its handshake)?"""
         return peer in self._relays
 
+    def up_relays(self) -> list[str]:
+        """The relays up now, sorted (a relay is known as one only while it is up)."""
+        return sorted(self._relays)
+
     def pick_fallback(self, partition: int, chosen: set[str]) -> str | None:
         """A peer up to stand in for a home of ``partition`` that is down: an up relay first,
         else the next up non-home peer clockwise; none of ``chosen``."""
         ring = self.ring()
         homes = set(ring.preference_list(partition))
-        for relay in sorted(self._relays):
-            if relay in self._up and relay not in chosen and relay not in homes:
+        for relay in self.up_relays():
+            if relay not in chosen and relay not in homes:
                 return relay
         for peer in ring.walk(partition)[ring.n :]:
             if peer != self._me and peer in self._up and peer not in chosen:

@@ -23,7 +23,8 @@ COMPONENTS: dict[str, set[str]] = {
     "outbox": set(),
     "seals": set(),
     "map_clashes": {"outbox"},
-    "local_data": {"outbox", "seals", "map_clashes"},
+    "checked": set(),
+    "local_data": {"outbox", "seals", "map_clashes", "checked"},
     "membership": {"outbox"},
     "drain": {"outbox", "local_data", "membership"},
     "propagation": {"membership"},
@@ -37,6 +38,7 @@ COMPONENTS: dict[str, set[str]] = {
     "anti_entropy": {
         "outbox",
         "timers",
+        "checked",
         "local_data",
         "membership",
         "outbound",
@@ -44,7 +46,7 @@ COMPONENTS: dict[str, set[str]] = {
         "transfer",
     },
     "gossip": {"outbox", "timers", "local_data", "membership", "compaction", "anti_entropy"},
-    "inbound": {"local_data", "membership", "reads"},
+    "inbound": {"checked", "local_data", "membership", "reads"},
     "reports": {
         "local_data",
         "membership",
