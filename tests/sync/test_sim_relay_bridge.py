@@ -12,6 +12,7 @@ offers what it holds to the homes.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -23,14 +24,20 @@ DEVICES = [f"d{i}" for i in range(5)]
 BASE = ReplicaConfig(n=3, partitions=16, anti_entropy_interval=2.0, write_timeout=2.0)
 
 
-def _cluster(seed: int) -> SimCluster:
-    configs = {d: BASE for d in DEVICES} | {"relay": replace(BASE, relay=True)}
+def behind_nat(base: ReplicaConfig, seed: int, **relay: Any) -> SimCluster:
+    """``DEVICES`` and a relay (``base`` with ``relay=True`` and ``relay``'s options), the
+    devices' links to each other cut (behind NAT: they reach only the relay), once up."""
+    configs = {d: base for d in DEVICES} | {"relay": replace(base, relay=True, **relay)}
     sim = SimCluster([*DEVICES, "relay"], configs, seed=seed)
-    for i, a in enumerate(DEVICES):  # behind NAT: devices never reach each other
+    for i, a in enumerate(DEVICES):
         for b in DEVICES[i + 1 :]:
             sim.cut(a, b)
     sim.run_for(5.0)
     return sim
+
+
+def _cluster(seed: int) -> SimCluster:
+    return behind_nat(BASE, seed)
 
 
 def _keys(sim: SimCluster) -> tuple[str, tuple[str, ...], str]:

@@ -12,8 +12,8 @@ from dataclasses import replace
 
 from sync.config import ReplicaConfig
 from sync.simnet import SimCluster
+from tests.sync.test_sim_relay_bridge import DEVICES, behind_nat
 
-DEVICES = [f"d{i}" for i in range(5)]
 BASE = ReplicaConfig(
     n=3,
     partitions=16,
@@ -23,28 +23,16 @@ BASE = ReplicaConfig(
 )
 
 
-def test_a_relay_compacts_the_partitions_it_is_not_a_home_of() -> None:
-    configs = {d: BASE for d in DEVICES} | {"relay": replace(BASE, relay=True)}
-    sim = SimCluster([*DEVICES, "relay"], configs, seed=1)
-    for i, a in enumerate(DEVICES):  # behind NAT: devices never reach each other
-        for b in DEVICES[i + 1 :]:
-            sim.cut(a, b)
-    sim.run_for(5.0)
+def _write(sim: SimCluster) -> None:
+    """100 adds by the devices in turn to 20 keys."""
     for i in range(100):
         d = DEVICES[i % 5]
         sim.update(d, f"k{i % 20}", "orset", lambda s, d=d, i=i: s.add(d, f"v{i}"))
         sim.run_for(0.2)
-    sim.run_for(300.0)
-    relay = sim.replica("relay")
-    ring = relay._membership.ring()
-    data = relay._data
-    held = {
-        p: sum(len(by_seq) for by_seq in log_p.values())
-        for p, log_p in data._log.items()
-        if "relay" not in ring.preference_list(p)
-    }
-    assert sum(held.values()) == 0, held
-    # Nothing was lost: every home of every key holds all of it.
+
+
+def _every_home_holds_every_add(sim: SimCluster) -> None:
+    ring = sim.replica("relay")._membership.ring()
     for i in range(20):
         key = f"k{i}"
         homes = ring.homes_of(key)
@@ -52,17 +40,27 @@ def test_a_relay_compacts_the_partitions_it_is_not_a_home_of() -> None:
         assert sim.values(key, homes, kind="orset") == dict.fromkeys(homes, want)
 
 
+def test_a_relay_compacts_the_partitions_it_is_not_a_home_of() -> None:
+    sim = behind_nat(BASE, 1)
+    _write(sim)
+    sim.run_for(300.0)
+    relay = sim.replica("relay")
+    ring = relay._membership.ring()
+    held = {
+        p: sum(len(by_seq) for by_seq in log_p.values())
+        for p, log_p in relay._data._log.items()
+        if "relay" not in ring.preference_list(p)
+    }
+    assert sum(held.values()) == 0, held
+    _every_home_holds_every_add(sim)  # nothing was lost
+
+
 def test_a_relay_that_is_no_home_costs_a_digest_a_round_once_converged() -> None:
     # Every replica must know at the start that the relay is no home (as its handshake
     # says), else the devices' rings hold it and the relay's does not: the partitions
     # each side shares with the other differ, their digests never match, and every round
     # sends part digests and summaries for good.
-    configs = {d: BASE for d in DEVICES} | {"relay": replace(BASE, relay=True, home=False)}
-    sim = SimCluster([*DEVICES, "relay"], configs, seed=1)
-    for i, a in enumerate(DEVICES):
-        for b in DEVICES[i + 1 :]:
-            sim.cut(a, b)
-    sim.run_for(5.0)
+    sim = behind_nat(BASE, 1, home=False)
     for i in range(20):
         sim.update(DEVICES[i % 5], f"k{i}", "orset", lambda s, i=i: s.add("x", f"v{i}"))
     sim.run_for(300.0)
@@ -77,25 +75,11 @@ def test_devices_behind_nat_compact_through_the_relay_and_raise_no_home_down() -
     # on line behind the relay. The relay, which reaches them, stands in for them: what it
     # holds, it takes to them (and it reports a home that is really gone).
     window = 60.0
-    base = replace(BASE, home_down_window=window)
-    configs = {d: base for d in DEVICES} | {"relay": replace(base, relay=True)}
-    sim = SimCluster([*DEVICES, "relay"], configs, seed=2)
-    for i, a in enumerate(DEVICES):
-        for b in DEVICES[i + 1 :]:
-            sim.cut(a, b)
-    sim.run_for(5.0)
-    for i in range(100):
-        d = DEVICES[i % 5]
-        sim.update(d, f"k{i % 20}", "orset", lambda s, d=d, i=i: s.add(d, f"v{i}"))
-        sim.run_for(0.2)
+    sim = behind_nat(replace(BASE, home_down_window=window), 2)
+    _write(sim)
     sim.run_for(3 * window)
     for d in DEVICES:
         status = sim.replica(d).status()
         assert status["homes_down"] == {}, (d, status["homes_down"])
         assert status["log_size"] == 0, (d, status["log_size"])
-    ring = sim.replica("relay")._membership.ring()
-    for i in range(20):
-        key = f"k{i}"
-        homes = ring.homes_of(key)
-        want = frozenset(f"v{j}" for j in range(i, 100, 20))
-        assert sim.values(key, homes, kind="orset") == dict.fromkeys(homes, want)
+    _every_home_holds_every_add(sim)
