@@ -734,7 +734,9 @@ class Transport:
                 refusal = classify_refusal(close.code, close.reason, by_us=False)
                 self.dials.failed(url, *refusal)
             else:
-                self.dials.down(url, f"code {ws.close_code} {ws.close_reason or ''}".strip())
+                shut_down = close is not None and close.code == CLOSE_GOING_AWAY
+                why = f"code {ws.close_code} {ws.close_reason or ''}".strip()
+                self.dials.down(url, why, shut_down=shut_down)
 
     async def _read_loop(self, link: Link) -> None:
         ws = link.ws

@@ -224,11 +224,18 @@ class DialBook:
             log.info("connected to %s (replica %s)", url, replica_id)
             self._move(dial, DialState.CONNECTED, None)
 
-    def down(self, url: str, error: str) -> None:
-        """The link to ``url`` ended; the dialler will redial."""
+    def down(self, url: str, error: str, *, shut_down: bool = False) -> None:
+        """The link to ``url`` ended; the dialler will redial. ``shut_down``: the other side
+        closed it because it is shutting down (close code 1001): its operator stopped it, which
+        is logged at INFO here, and the refused dials that follow at DEBUG (a failure of
+        another kind, or one after the peer was back, still warns)."""
         dial = self._dials.get(url)
         if dial is not None and dial.state is DialState.CONNECTED:
-            log.info("link to %s ended (%s); redialling", url, error)
+            if shut_down:
+                log.info("peer %s shut down (%s); redialling", url, error)
+                dial.reported = DialState.UNREACHABLE
+            else:
+                log.info("link to %s ended (%s); redialling", url, error)
             self._move(dial, DialState.CONNECTING, error)
 
     def failed(self, url: str, state: DialState, error: str) -> None:

@@ -259,8 +259,38 @@ async def test_one_warning_per_change_of_state_not_per_retry(
         await a.aclose()
         await retried(b, url, DialState.UNREACHABLE)
         changes = [m.split(": ")[1] for m in warnings_about(warnings, url)]
-        # One line per change, whatever the retries; after a link, a failure is news again.
-        assert changes == ["unreachable", "wrong secret", "unreachable", "unreachable"], changes
+        # One line per change, whatever the retries; after a link, a failure is news again,
+        # except the refused dials after a peer shut down (its link closed with 1001: the
+        # first and the last aclose above), which its operator did.
+        assert changes == ["wrong secret", "unreachable"], changes
+    finally:
+        await b.aclose()
+        await a.aclose()
+
+
+async def test_a_peer_that_shut_down_is_logged_at_info_and_a_cut_link_warns(
+    tmp_path: Path, warnings: pytest.LogCaptureFixture
+) -> None:
+    a = await open_peer(tmp_path / "a.db")
+    assert a.url is not None
+    url, port = a.url, int(a.url.rsplit(":", 1)[1])
+    b = await open_peer(tmp_path / "b.db", listen=None, peers=[url])
+    try:
+        await linked(a, b)
+        await a.aclose()  # closes its links with 1001: the operator stopped it
+        await retried(b, url, DialState.UNREACHABLE)
+        assert warnings_about(warnings, url) == []
+        said = [r for r in warnings.records if r.levelno == logging.INFO and url in r.getMessage()]
+        assert any("shut down" in r.getMessage() for r in said), [r.getMessage() for r in said]
+        # Back, then gone without a close frame (its listener and links cut): news again.
+        a = await open_peer(tmp_path / "a.db", listen=f"127.0.0.1:{port}")
+        await linked(a, b)
+        for link in list(a.transport.links.values()):
+            link.ws.transport.abort()
+        for server in a.transport._servers:  # stops listening (a's aclose below ends it)
+            server.close()
+        await retried(b, url, DialState.UNREACHABLE)
+        assert [m.split(": ")[1] for m in warnings_about(warnings, url)] == ["unreachable"]
     finally:
         await b.aclose()
         await a.aclose()
