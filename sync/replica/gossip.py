@@ -282,7 +282,7 @@ class Gossip:
     def _members_digest(self) -> str:
         ring = self._membership.ring()  # a new ring exactly when the members changed
         if ring is not self._members_ring:
-            self._members = members_digest([*self._membership.members(), self._me])
+            self._members = members_digest(self._membership.homes())
             self._members_ring = ring
         return self._members
 

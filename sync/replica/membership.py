@@ -13,9 +13,12 @@ site.
   session, a test client) says it is not (``home=False``) in its handshake and when it is
   gossiped (:class:`~sync.messages.PeerInfo`), and every peer leaves it off the ring: it is
   never a home or a fallback, so nothing waits for it. What a peer said in its handshake
-  wins over what others gossip about it while it is connected. A non-home's record is kept
-  in memory only (unless it is forgotten): after a restart it is unknown until it connects
-  again or is gossiped, never taken for a home.
+  wins over what others gossip about it while it is connected. A non-home is known only
+  while it is up here: its record is in memory only (unless it is forgotten) and goes when
+  its link does, it is gossiped only by the peers it is linked to, and only to correct a
+  peer that takes it for a home (a peer learns no new non-home from gossip). So the
+  sessions a group served (thousands of clients a day) leave nothing behind in anyone's
+  membership, its gossip or its digest of the members, which covers the homes only.
 * **Forgetting** is an operator's action on this replica only (``Replica.forget``), and it
   can be undone (``unforget``); no message of a peer forgets anyone.
 * **Homes down for long.** A home not seen (no link, no summary) for ``home_down_window``
@@ -280,19 +283,34 @@ class Membership:
             self._relays.discard(peer)
 
     def disconnect(self, peer: str, now: float) -> bool:
-        """``peer`` is down (last seen now); False if it was not up."""
+        """``peer`` is down (last seen now); False if it was not up. A non-home that is not
+        forgotten is no longer known (the module docstring)."""
         if self._up.pop(peer, None) is None:
             return False
         self._first_fallback.clear()
-        self._away.add(peer)
         if peer in self._relays:
             self._relays.discard(peer)
             self._shared.pop(peer, None)
         rec = self._peers.get(peer)
+        if rec is not None and peer in self._non_homes and not rec.forgotten:
+            self._drop(peer)
+            return True
+        self._away.add(peer)
         if rec is not None:
             self._peers[peer] = replace(rec, last_seen=now)
             self._outbox.durable.peers[peer] = None
         return True
+
+    def _drop(self, peer: str) -> None:
+        """Know nothing more of ``peer``, a non-home that left (never persisted: nothing to
+        delete from the store)."""
+        del self._peers[peer]
+        self._non_homes.discard(peer)
+        self._away.discard(peer)
+        self._peer_summaries.pop(peer, None)
+        self._gossiped.pop(peer, None)
+        self._gone_reported.discard(peer)
+        self._shared.pop(peer, None)
 
     def check_forget(self, peer: object, *, undo: bool = False) -> None:
         """``ValueError`` unless ``peer`` is a replica id this replica may forget (a peer it
@@ -466,8 +484,9 @@ class Membership:
         return changed
 
     def gossip(self, peer: str) -> list[m.PeerInfo]:
-        """The members to list in a summary to ``peer``: all of them (this replica first)
-        if it was not sent the current membership yet, else none."""
+        """The members to list in a summary to ``peer``: this replica first, every home we
+        know and the non-homes up here, if it was not sent the current membership yet, else
+        none."""
         if self._gossiped.get(peer) == self._members_version:
             return []
         self._gossiped[peer] = self._members_version
@@ -476,24 +495,29 @@ class Membership:
                 replica_id=self._me, address=None, site=self._config.site, home=self._config.home
             )
         ]
+        non_homes, up = self._non_homes, self._up
         for pid in sorted(self._peers):
             rec = self._peers[pid]
-            if not rec.forgotten:
+            if not rec.forgotten and (pid not in non_homes or pid in up):
                 known.append(
                     m.PeerInfo.model_construct(
                         replica_id=pid,
                         address=rec.address,
                         site=rec.site,
-                        home=pid not in self._non_homes,
+                        home=pid not in non_homes,
                     )
                 )
         return known
 
     def learn_members(self, listed: Iterable[m.PeerInfo], now: float) -> None:
-        """Know the members a peer listed (but this replica and forgotten peers), and which
-        are homes (except for a peer connected to us: its own handshake said so)."""
+        """Know the homes a peer listed (but this replica and forgotten peers), and which
+        peers we know are not homes (except for a peer connected to us: its own handshake
+        said so); a non-home we do not know stays unknown."""
+        peers = self._peers
         for info in listed:
             rid = info.replica_id
+            if info.home is False and rid not in peers:
+                continue
             if rid != self._me and not self.is_forgotten(rid):
                 self.learn(
                     rid, info.address, info.site, now, None if rid in self._up else info.home
@@ -504,10 +528,19 @@ class Membership:
         self._gossiped.pop(peer, None)
 
     def members_missing(self, listed: Iterable[m.PeerInfo]) -> bool:
-        """True when ``listed`` (a peer's members) misses some member we know."""
+        """True when ``listed`` (a peer's members) misses some home we know."""
         names = {i.replica_id for i in listed}
         names.add(self._me)
-        return any(not rec.forgotten and pid not in names for pid, rec in self._peers.items())
+        non_homes = self._non_homes
+        return any(
+            not rec.forgotten and pid not in names and pid not in non_homes
+            for pid, rec in self._peers.items()
+        )
+
+    def homes(self) -> list[str]:
+        """The homes the ring is over (this replica too if it is one), sorted: what the
+        digest of the members covers."""
+        return sorted(self.ring().peers)
 
     # -- health ------------------------------------------------------------------------------
     def set_aside(self, sender: str, skewed: Iterable[Skewed], now: float) -> None:

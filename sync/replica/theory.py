@@ -24,7 +24,9 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   the *homes* (this replica if ``config.home``, and every known, not-forgotten peer that is
   one) gives each partition ``n`` *home* replicas (:mod:`sync.ring`). A short-lived replica
   says it is not a home (``peer_up(..., home=False)``, from its handshake, and in gossip):
-  it is never a home or a fallback, and nobody waits for it. A non-home coordinator keeps
+  it is never a home or a fallback, and nobody waits for it; a peer knows it only while
+  linked to it (gossip corrects a peer that takes it for a home, and teaches no one of it):
+  the sessions a group served leave no member behind. A non-home coordinator keeps
   its writes as hints for every home; with no home known at all, it keeps them in its log
   (never compacted) and hands them to the homes it meets.
 * **Membership changes are operators' actions** on one replica: :meth:`Replica.forget`

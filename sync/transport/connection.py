@@ -300,6 +300,9 @@ class Transport:
         self._link_gone: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed_totals: dict[str, dict[str, int]] = {}
+        #: The traffic of the non-homes whose last link ended (short-lived sessions, counted
+        #: together, with how many left): per peer it would grow with every session served.
+        self.departed: dict[str, int] = dict.fromkeys(("non_homes", *_TRAFFIC), 0)
         self._closing = False
         self._closed = asyncio.Event()  # set with _closing: wakes the diallers' backoff
         # Refused handshakes, per host (see _log_refusal); past MAX_REFUSAL_HOSTS, one more
@@ -435,7 +438,16 @@ class Transport:
         return out
 
     def _retire(self, link: Link) -> None:
-        t = self._closed_totals.setdefault(link.peer_id, dict.fromkeys(_TRAFFIC, 0))
+        """Count an ended link's traffic: in its peer's totals, or, for the last link of a
+        non-home, in :attr:`departed` (its own totals go, as the engine forgets it)."""
+        peer = link.peer_id
+        if link.info.home or self.links.get(peer, link) is not link:
+            t = self._closed_totals.setdefault(peer, dict.fromkeys(_TRAFFIC, 0))
+        else:
+            t = self.departed
+            t["non_homes"] += 1
+            for name, value in self._closed_totals.pop(peer, {}).items():
+                t[name] += value
         for name in _TRAFFIC:
             t[name] += getattr(link, name)
 
@@ -710,6 +722,8 @@ class Transport:
             if current:
                 del self.links[info.replica_id]
                 self._link_gone.setdefault(info.replica_id, asyncio.Event()).set()
+                if not info.home and info.replica_id not in self._url_peer.values():
+                    del self._link_gone[info.replica_id]  # (its waiters hold the event)
                 log.info(
                     "link down: %s (code %s %s)", info.replica_id, ws.close_code, ws.close_reason
                 )

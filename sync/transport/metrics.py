@@ -117,6 +117,23 @@ def _families(s: Mapping[str, Any]) -> Iterator[Any]:
         "Links closed for a frame that failed its authentication check",
         value=transport.get("frame_failures", 0),
     )
+    departed = transport.get("departed_non_homes", {})
+    yield C(
+        "shoal_non_homes_departed",
+        "Non-home replicas (short-lived sessions) whose last link ended; their per-peer "
+        "series end with it",
+        value=departed.get("non_homes", 0),
+    )
+    yield C(
+        "shoal_non_homes_departed_bytes_in",
+        "Bytes received from non-home replicas that left, in all",
+        value=departed.get("bytes_in", 0),
+    )
+    yield C(
+        "shoal_non_homes_departed_bytes_out",
+        "Bytes sent to non-home replicas that left, in all",
+        value=departed.get("bytes_out", 0),
+    )
     dial = C("shoal_dial_failures", "Failed dial attempts, by resulting state", labels=["state"])
     for state, count in transport.get("dial_failures", {}).items():
         dial.add_metric([state], count)

@@ -24,7 +24,9 @@ configuration, the transport's links and traffic, the node's counters and the en
                                   "since"}} for each catch-up under way from a peer,
      "rejected_handshakes": count,
      "transport": {"rejected_handshakes", "refused_busy", "accept_errors",
-                   "frame_failures", "dial_failures": {state: failed attempts}},
+                   "frame_failures", "dial_failures": {state: failed attempts},
+                   "departed_non_homes": {"non_homes", "bytes_in", "bytes_out",
+                                          "messages_in", "messages_out", "dropped"}},
      "node": {counters of the node}, "failed": the fail-stop error or None,
      "engine": {what Replica.status() reports}}
 
@@ -47,7 +49,11 @@ an operator forgot here, ``down_for_s`` the seconds a home has not been seen onc
 ``clock_ahead_ms`` is how far ahead of this replica's clock the last write of that peer set
 aside for clock skew was stamped (``None``: none was), ``clock_skew_set_aside`` how many
 were (see ``sync.replica.theory``: "Clock skew"). Traffic counts are
-cumulative per peer over all its links since this process started.
+cumulative per peer over all its links since this process started. A non-home (a
+short-lived session) is listed while it is linked: once its last link ends, the engine
+forgets it and its traffic joins ``transport.departed_non_homes``, the totals of every
+non-home that left (``non_homes``: how many), so neither list grows with the sessions
+served.
 """
 
 from __future__ import annotations
@@ -123,6 +129,9 @@ class TransportFigures(Protocol):
 
     @property
     def frame_failures(self) -> int: ...
+
+    @property
+    def departed(self) -> Mapping[str, int]: ...
 
     def traffic(self) -> Mapping[str, Mapping[str, int]]: ...
 
@@ -284,6 +293,7 @@ def status_snapshot(source: StatusSource) -> dict[str, Any]:
             "accept_errors": transport.accept_errors,
             "frame_failures": transport.frame_failures,
             "dial_failures": dict(sorted(transport.dials.failures.items())),
+            "departed_non_homes": dict(transport.departed),
         },
         "node": _jsonable(source.node.counters),
         "failed": None if source.failure is None else str(source.failure),

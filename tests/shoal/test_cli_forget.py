@@ -134,19 +134,25 @@ async def test_a_client_opened_with_home_false_is_never_a_home(tmp_path: Path) -
             await linked(client, a)
             await client.gcounter("visits").increment(w=2, timeout=WAIT)
             cid = client.replica_id
+            # Known as a non-home where it is linked; b, not linked to it, learns nothing
+            # of it (a peer learns no non-home from gossip): on no one's ring.
+            await eventually(
+                lambda: cid in a.status_now()["engine"]["non_homes"],
+                "the client known as a non-home",
+            )
+            assert a.status_now()["peers"][cid]["home"] is False
             for peer in (a, b):
-                await eventually(
-                    lambda p=peer: cid in p.status_now()["engine"]["non_homes"],
-                    "the client known as a non-home",
-                )
                 assert all(cid not in peer.replica.homes(f"k{i}") for i in range(200))
-                assert peer.status_now()["peers"][cid]["home"] is False
+            assert cid not in b.status_now()["peers"]
             assert all(cid not in client.replica.homes(f"k{i}") for i in range(200))
             await eventually(lambda: a.replica.current_value("visits") == 1, "the write at a")
+            await eventually(lambda: b.replica.current_value("visits") == 1, "the write at b")
         finally:
             await client.aclose()
-        # Gone after its one write: it holds nothing back.
+        # Gone after its one write: it holds nothing back, and is no longer known.
+        await eventually(lambda: cid not in a.status_now()["peers"], "the client forgotten")
         assert a.status_now()["engine"]["hints"] == {}
+        assert a.status_now()["engine"]["non_homes"] == []
     finally:
         await b.aclose()
         await a.aclose()

@@ -37,6 +37,7 @@ class Net:
         self.done: dict[str, list[Any]] = {rid: [] for rid in configs}
         self.persisted: dict[str, list[Persist]] = {rid: [] for rid in configs}
         self.cut: set[frozenset[str]] = set()
+        self.sent: list[tuple[str, Send]] = []  # every Send delivered, with its sender
 
     def up(self, a: str, b: str) -> None:
         """a and b connect: each is told what the other says of itself (home or not)."""
@@ -64,6 +65,7 @@ class Net:
                 return
             for src, fx in sends:
                 if frozenset((src, fx.peer)) not in self.cut and fx.peer in self.r:
+                    self.sent.append((src, fx))
                     msg = m.decode(m.encode(fx.message))
                     self.r[fx.peer].receive(src, msg, self.now)
         raise AssertionError("no quiet after the rounds")
@@ -157,10 +159,14 @@ def test_a_short_lived_replica_is_never_a_home_and_never_blocks_compaction() -> 
 
 def test_the_home_flag_travels_with_gossip() -> None:
     net = Net({"A": _config(), "B": _config(), "T": _config(home=False)})
-    net.up("A", "T")
     net.up("A", "B")
     net.run()
     b = net.r["B"]
+    # B took T for a home (say T was one, and restarted as a short-lived replica).
+    b.receive("A", m.Summary(known_peers=[m.PeerInfo(replica_id="T", home=True)]), net.now)
+    assert any("T" in b.homes(f"k{i}") for i in range(200))
+    net.up("A", "T")  # A gossips T, up there, as a non-home: B takes it off its ring
+    net.advance(10.0)
     assert "T" in b.status()["peers_known"] and b.status()["non_homes"] == ["T"]
     assert all("T" not in b.homes(f"k{i}") for i in range(200))
     # What a peer says of itself in its handshake wins over what others gossip about it.
@@ -168,6 +174,41 @@ def test_the_home_flag_travels_with_gossip() -> None:
     gossip = m.Summary(known_peers=[m.PeerInfo(replica_id="T", home=True)])
     b.receive("A", gossip, net.now)
     assert b.status()["non_homes"] == ["T"]
+
+
+def test_short_lived_replicas_that_left_are_neither_kept_nor_gossiped() -> None:
+    """Every short-lived replica that ever connected (a command-line session, a test client)
+    stayed in every peer's membership for good and was listed to every newcomer: a group
+    that served a few thousand sessions gossiped a few thousand dead clients on every
+    connect. A non-home is known while it is up, by the peers it is linked to."""
+    sessions = [f"T{i}" for i in range(40)]
+    configs = {"A": _config(), "B": _config(), "Z": _config(home=False)}
+    configs.update({t: _config(home=False) for t in sessions})
+    net = Net(configs)
+    net.up("A", "B")
+    net.run()
+    (key,) = _keys_where(net.r["A"], lambda h: {"A", "B"} <= set(h))
+    for t in sessions:  # one session at a time: connect, write, leave
+        net.up("A", t)
+        net.r[t].local_update(1, key, "gcounter", _incr(t), net.now)
+        net.run()
+        net.down("A", t)
+        net.advance(1.0)
+    a, b = net.r["A"], net.r["B"]
+    assert a.status()["non_homes"] == [] and a.status()["peers_known"] == ["B"]
+    assert b.status()["non_homes"] == [] and b.status()["peers_known"] == ["A"]
+    assert a.current_value(key) == b.current_value(key) == len(sessions)  # nothing lost
+    net.sent.clear()
+    net.up("A", "Z")  # a newcomer is told the members: the homes, and who is up
+    net.advance(10.0)
+    assert net.r["Z"].status()["peers_known"] == ["A", "B"]
+    listed = {
+        info.replica_id
+        for src, fx in net.sent
+        if src == "A" and fx.peer == "Z" and isinstance(fx.message, m.Summary)
+        for info in fx.message.known_peers
+    }
+    assert listed == {"A", "B", "Z"}, sorted(listed)
 
 
 def test_a_lone_non_home_keeps_its_writes_until_it_meets_a_home_then_hands_them_off() -> None:

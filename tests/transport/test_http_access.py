@@ -107,6 +107,7 @@ async def test_status_and_metrics_show_each_dialled_url_and_the_transport_counte
             "accept_errors",
             "frame_failures",
             "dial_failures",
+            "departed_non_homes",
         }
         assert status["transport"]["dial_failures"]["unreachable"] >= 1
         assert status["failed"] is None
@@ -120,6 +121,7 @@ async def test_status_and_metrics_show_each_dialled_url_and_the_transport_counte
             "shoal_connections_refused_busy_total 0.0",
             "shoal_accept_errors_total 0.0",
             "shoal_frame_failures_total 0.0",
+            "shoal_non_homes_departed_total 0.0",
             "shoal_fail_stopped 0.0",
             # The names that were there before stay as they were.
             "shoal_handshakes_rejected_total 0.0",
