@@ -24,7 +24,10 @@ counted as the engine sizes log entries (:func:`~sync.replica.outbound.value_siz
 bytes of the JSON text, escapes included). A mutator of a handle checks its value when it is
 called; a map's ``update`` checks its key when called and, as ``fn`` runs, every value and
 nested key given to the embedded mutators (and the size of what a nested ``remove`` or
-``clear`` removes), so the write raises from its ``await``. Checked so, a write runs on the
+``clear`` removes), so the write raises from its ``await``; and, since one ``fn`` may make
+any number of changes, each adding a dot (perhaps a timestamp, a replaced dot) beside its
+value, it counts those too (:func:`_change_bytes`), values and changes together within what
+a log entry holds less :data:`~sync.replica.updates.LIVE_SLACK`. Checked so, a write runs on the
 live object (``checked=True``, the engine's fast path); a map's ``remove(key)`` and a
 ``delete()``, whose size depends on what they remove, let the engine check the delta itself.
 
@@ -40,7 +43,6 @@ import asyncio
 import inspect
 import time
 from collections.abc import Callable
-from functools import partial
 from operator import methodcaller
 from typing import Any, Protocol
 
@@ -50,6 +52,7 @@ from sync.config import ReplicaConfig, check_key
 from sync.effects import WriteResult
 from sync.errors import ValueTooLarge, named_kinds
 from sync.replica.outbound import text_size, value_size
+from sync.replica.updates import LIVE_SLACK
 
 from .node import Node
 
@@ -84,29 +87,57 @@ _SCALAR_BYTES = 32
 
 
 class _Room:
-    """What is left for the values of one write to the object ``name``: ``max_value_bytes``
-    less what its keys and values took so far. :meth:`take` refuses a value that does not
-    fit."""
+    """What is left for one write to the object ``name``: for its values, ``max_value_bytes``
+    less what its keys and values took so far (:meth:`take` refuses a value that does not
+    fit); for its values and what the changes of a map update add beside them (dots,
+    timestamps: :meth:`take_change`) together, ``spare``, what a log entry holds less
+    :data:`~sync.replica.updates.LIVE_SLACK`. Both within bounds, the delta fits in one
+    message."""
 
-    __slots__ = ("left", "limit", "name", "skew_ms")
+    __slots__ = ("left", "limit", "name", "skew_ms", "spare", "spare_limit")
 
-    def __init__(self, name: str, left: int, limit: int, skew_ms: int) -> None:
+    def __init__(
+        self, name: str, left: int, limit: int, skew_ms: int, spare: int, spare_limit: int
+    ) -> None:
         self.name = name
         self.left = left
         self.limit = limit
         self.skew_ms = skew_ms  # how far ahead a timestamp given to a register may be
+        self.spare = spare
+        self.spare_limit = spare_limit
 
     def take(self, value: Any) -> None:
-        size = _SCALAR_BYTES if type(value) in _SMALL else value_size(value)
-        if size > self.left:
-            used = self.limit - self.left + size
-            raise ValueTooLarge(_what(self.name), used, self.limit)
-        self.left -= size
+        self.take_size(_SCALAR_BYTES if type(value) in _SMALL else value_size(value))
 
     def take_size(self, size: int) -> None:
         if size > self.left:
             raise ValueTooLarge(_what(self.name), self.limit - self.left + size, self.limit)
+        self.take_change(size)
         self.left -= size
+
+    def take_change(self, size: int) -> None:
+        """``size`` bytes more in the delta (a value, or what one change inside a map update
+        adds beside its value: :func:`_change_bytes`): refused past ``spare``, so that many
+        small changes in one update count for what they carry, not for their values alone."""
+        if size > self.spare:
+            what = (
+                f"this update to {self.name[:80]!r} (its values, and the dots and timestamps "
+                "each change adds beside its value)"
+            )
+            limit = self.spare_limit
+            raise ValueTooLarge(what, limit - self.spare + size, limit)
+        self.spare -= size
+
+
+def _change_bytes(replica: str) -> int:
+    """What one change by ``replica`` inside a map update (a set's add, a register's set, a
+    counter's increment) adds to the delta beside its value, at most: four replica ids with
+    a number each (its dot in the entry and in the context, the dot it replaces, a register's
+    timestamp: each ``["replica id",counter]`` with its quotes escaped again in a message)
+    and an amount. (An element or a register written concurrently by several replicas
+    replaces one dot per writer: the engine's :data:`~sync.replica.updates.LIVE_SLACK`
+    holds some 80 more in one update.)"""
+    return 4 * (value_size(replica) + 24) + 24
 
 
 def _given_stamp(timestamp: Any, now_ms: int, skew_ms: int) -> None:
@@ -170,9 +201,14 @@ class _Handle:
             raise ValueTooLarge(f"the key {key[:80]!r}", used, limit)
         self._limit = limit
         self._left = limit - used  # room for the values of one write
+        # ...and for them and what a map update's changes add beside them: an entry's.
+        self._spare_limit = max(peer.config.entry_limit - LIVE_SLACK, limit)
+        self._spare = self._spare_limit - used
 
     def _room(self) -> _Room:
-        return _Room(self.key, self._left, self._limit, self._skew_ms())
+        return _Room(
+            self.key, self._left, self._limit, self._skew_ms(), self._spare, self._spare_limit
+        )
 
     def _skew_ms(self) -> int:
         """How far ahead of this clock a timestamp given to a register may be (ms)."""
@@ -400,12 +436,14 @@ class _Bound:
             how = _binding(name, attr)
             _BINDING[(type(inner), name)] = how
         replica, room = self._replica, self._room
+        change = _change_bytes(replica)
         if how == _AS_IS:
             return attr
         if how == _NESTED:
 
             def nested(key: Any, kind: str, fn: Callable[[Any], Any]) -> Any:
                 room.take(key)
+                room.take_change(value_size(kind) + 16)  # its entry (contents: as fn goes)
                 return attr(replica, key, kind, lambda sub: fn(_Bound(sub, replica, room)))
 
             return nested
@@ -424,6 +462,7 @@ class _Bound:
             def stamped(*a: Any, **k: Any) -> Any:
                 if a:
                     room.take(a[0])
+                room.take_change(change)  # its dot and timestamp
                 if "now_ms" not in k:
                     k["now_ms"] = int(time.time() * 1000)
                 return attr(replica, *a, **k)
@@ -434,10 +473,16 @@ class _Bound:
             def valued(*a: Any, **k: Any) -> Any:
                 if a:
                     room.take(a[0])
+                room.take_change(change)  # its dots (in the entry, the context: replaced)
                 return attr(replica, *a, **k)
 
             return valued
-        return partial(attr, replica)
+
+        def changing(*a: Any, **k: Any) -> Any:
+            room.take_change(change)  # (a counter's increment: its dots, new and replaced)
+            return attr(replica, *a, **k)
+
+        return changing
 
 
 class _BoundLWW(_Bound):
@@ -447,6 +492,7 @@ class _BoundLWW(_Bound):
 
     def set(self, value: Any, timestamp: Any = None, **kw: Any) -> Any:
         self._room.take(value)
+        self._room.take_change(_change_bytes(self._replica))  # its dot and timestamp
         if "now_ms" not in kw:
             kw["now_ms"] = int(time.time() * 1000)
         if timestamp is not None:
@@ -488,8 +534,10 @@ class _MapUpdate(_Room):
         left: int,
         limit: int,
         skew_ms: int,
+        spare: int,
+        spare_limit: int,
     ) -> None:
-        super().__init__(name, left, limit, skew_ms)
+        super().__init__(name, left, limit, skew_ms, spare, spare_limit)
         self.rid, self.key, self.kind, self.fn = rid, key, kind, fn
 
     def __call__(self, m: Any) -> Any:
@@ -521,7 +569,18 @@ class ORMapHandle(_Handle):
         room.take(key)
         rid = self._rid
         return self._write(
-            _MapUpdate(rid, key, kind, fn, self.key, room.left, room.limit, room.skew_ms),
+            _MapUpdate(
+                rid,
+                key,
+                kind,
+                fn,
+                self.key,
+                room.left,
+                room.limit,
+                room.skew_ms,
+                room.spare,
+                room.spare_limit,
+            ),
             w,
             timeout,
             strict,
