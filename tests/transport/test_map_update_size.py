@@ -21,20 +21,20 @@ import pytest
 
 from sync.errors import ValueTooLarge
 from sync.replica.updates import LIVE_SLACK
-from tests.transport.conftest import WAIT, linked, local_value, open_peer
+from tests.transport.conftest import WAIT, eventually, linked, local_value, open_peer
 
 __all__: list[str] = []
 
 SMALL = {"max_message_bytes": 64 * 1024}  # a value limit of 32 KiB, an entry of 60 KiB
 
 
-def _adds(count: int) -> Any:
+def _adds(count: int, start: int = 0) -> Any:
     """``fn`` of an update adding ``count`` short elements to a nested set (about 10 bytes
-    of value each, several times that with their dots)."""
+    of value each, several times that with their dots), numbered from ``start``."""
 
     def fn(s: Any) -> Any:
         delta = None
-        for i in range(count):
+        for i in range(start, start + count):
             delta = s.add(f"e{i:05d}")
         return delta
 
@@ -78,6 +78,51 @@ async def test_an_update_of_many_small_changes_too_big_for_a_message_is_refused(
         await prefs.update("big", kind, few, w=2, timeout=WAIT)
         assert local_value(b, "prefs") == local_value(a, "prefs")
         assert len(local_value(b, "prefs")["big"]) == 20
+    finally:
+        await b.aclose()
+        await a.aclose()
+
+
+async def test_a_clashed_map_key_too_big_to_remove_is_refused_and_the_other_ways_out_work(
+    tmp_path: Path,
+) -> None:
+    """A remove carries each dot of what it removes: a map key whose kind holds more
+    elements than one message can list cannot be removed at once (``ValueTooLarge``, nothing
+    changes, the clash stays). The docs' other ways out still end the clash: removing the
+    other kind, or deleting the whole map (its delete carries the map's compact context)."""
+    async with await open_peer(tmp_path / "a.db", **SMALL) as a:
+        prefs = a.ormap("prefs")
+        await prefs.update("other", "lww", lambda reg: reg.set("x"))
+        for batch in range(10):  # 2,000 elements, in updates that fit
+            await prefs.update("theme", "orset", _adds(200, 200 * batch))
+    async with await open_peer(tmp_path / "b.db", **SMALL) as b:
+        await b.ormap("prefs").update("theme", "pncounter", lambda c: c.increment(2))
+    a = await open_peer(tmp_path / "a.db", **SMALL)
+    b = await open_peer(tmp_path / "b.db", peers=[a.url], **SMALL)
+    try:
+        await linked(a, b)
+
+        def clashed(p: Any) -> bool:
+            return ("theme",) in p.replica._data._map_clashes.by_key.get("prefs", {})
+
+        def b_holds_all() -> bool:
+            state = b.replica.value("prefs")
+            theme = None if state is None else state.get("theme", "orset")
+            return theme is not None and len(theme.value) == 2000
+
+        await eventually(b_holds_all, "B to hold A's 2,000 elements")
+        await eventually(lambda: clashed(a) and clashed(b), "the clash on both peers")
+        state = await b.ormap("prefs").state()
+        for remove in (
+            lambda: b.ormap("prefs").remove("theme", kind="orset"),
+            lambda: b.ormap("prefs").remove("theme"),
+        ):
+            with pytest.raises(ValueTooLarge):
+                await remove()
+            assert await b.ormap("prefs").state() == state and clashed(b)
+        await b.ormap("prefs").remove("theme", kind="pncounter", w=2, timeout=WAIT)
+        await eventually(lambda: not clashed(a) and not clashed(b), "the clash to end")
+        assert len(local_value(a, "prefs")["theme"]) == 2000
     finally:
         await b.aclose()
         await a.aclose()
