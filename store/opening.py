@@ -17,13 +17,15 @@ So the store *detects* a copy/restore at open and then mints a new replica id (t
 is kept, the old id is recorded in ``meta.past_replica_ids``):
 
 * SQLite: ``meta.identity`` holds a stamp of where the database lives (real path, device and
-  inode of the file) and a random token that is renewed at every open and also written to a
-  sidecar file ``PATH.shoal-id`` (atomically, after the open's transaction commits). At open,
-  a different device/inode means the file was copied (or moved to another file system); a
-  sidecar token that differs from (or lacks) the stored one means the file was restored
-  from a backup taken at an earlier open (even by ``cp`` over the same inode), or copied or
-  moved without its sidecar. A file renamed on its file system *with* its sidecar (same
-  device and inode, same token) was moved: it keeps its id.
+  inode of the file) and a random token that is renewed at every open and at every clean
+  close (:func:`_renew_token`) and also written to a sidecar file ``PATH.shoal-id``
+  (atomically, after the transaction commits). At open, a different device/inode means the
+  file was copied (or moved to another file system); a sidecar token that differs from (or
+  lacks) the stored one means the file was restored from a backup taken before the last
+  clean close or open (even by ``cp`` over the same inode, and a backup taken while the
+  store ran: the close renewed the token after it), or copied or moved without its
+  sidecar. A file renamed on its file system *with* its sidecar (same device and inode,
+  same token) was moved: it keeps its id.
 * PostgreSQL: the stamp is the cluster's system identifier (when readable), the database oid
   and schema: a dump restored elsewhere, or ``CREATE DATABASE ... TEMPLATE``, gets a new id.
 
@@ -31,7 +33,9 @@ Detection errs toward rotating (a crash between commit and sidecar write rotates
 than needed; a rotation only costs a fresh id). A database without a stamp (one migrated
 from schema version 0) rotates on its first open for the same reason. What it cannot see: a
 database restored in place *together with its sidecar* (the two tokens match, whichever open
-they come from), or a PostgreSQL physical restore into the same cluster identity. For those,
+they come from), one restored in place from a backup taken while the store ran, when that
+run ended without a clean close (killed, a power loss: the sidecar still holds that open's
+token), or a PostgreSQL physical restore into the same cluster identity. For those,
 the engine reports an ``IdentityConflict`` when a peer has seen more of our log dots than we
 have, and the peer rotates the id (:meth:`~store.Store.rotate_replica_id`); writes made offline
 before that contact reuse dots and can be lost, so keep the sidecar out of database backups.
@@ -240,6 +244,34 @@ def rotate_replica_id(
         },
     )
     return new_id, tuple(past)
+
+
+def _renew_token(conn: Connection, token: str) -> bool:
+    """Put ``token`` in the identity stamp in place of the open's (at a clean close, which
+    then writes the sidecar); False, changing nothing, for a database without a stamp."""
+    stamp_text = read_meta(conn).get("identity")
+    if stamp_text is None:
+        return False
+    stamp = json.loads(stamp_text)
+    stamp["token"] = token
+    _set_meta(conn, {"identity": json.dumps(stamp, sort_keys=True)})
+    return True
+
+
+async def _renew_identity_token(engine: AsyncEngine, db_path: Path) -> None:
+    """At a clean close: a new token in the stamp, then in the sidecar. A backup taken while
+    the store ran holds the open's token, which no longer matches the sidecar: restored in
+    place, even with the sidecar left as it is, it gets a new replica id at its next open."""
+    token = secrets.token_hex(16)
+
+    async def renew() -> None:
+        async with engine.execution_options(shoal_write=True).begin() as aconn:
+            renewed = await aconn.run_sync(_renew_token, token)
+        if renewed:
+            await asyncio.to_thread(_write_sidecar, sidecar_path(db_path), token)
+
+    # As at open: a cancelled close still writes the sidecar once the stamp has the token.
+    await _to_its_end(renew())
 
 
 def sidecar_path(db_path: str | os.PathLike[str]) -> Path:

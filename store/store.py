@@ -32,7 +32,8 @@ backup, must not keep issuing dots under its old replica id (two different write
 the same dot and one would be silently lost), so ``open`` detects a copy or restore and
 mints a new id, keeping the data and recording the old id in ``meta.past_replica_ids``.
 :mod:`store.opening` says how (a stamp of where the database lives and, for SQLite, a
-sidecar file ``PATH.shoal-id``) and what it cannot see.
+sidecar file ``PATH.shoal-id``, renewed at open and at a clean close) and what it cannot
+see.
 
 One opener at a time. Two processes on one database would issue the same dots from their
 own counters, whatever the stamp says, so ``open`` first takes the database's lock
@@ -74,7 +75,13 @@ from . import ondemand, sql
 from .errors import InvalidInput, StoreClosed, StoreError
 from .location import database_url
 from .lock import DatabaseLock, check_unheld, lock_sqlite
-from .opening import _check_sqlite, _new_identity, _open_identity, sidecar_path
+from .opening import (
+    _check_sqlite,
+    _new_identity,
+    _open_identity,
+    _renew_identity_token,
+    sidecar_path,
+)
 from .pg_lock import lock_postgres
 from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
 from .writer import AsyncWriter, ThreadReader, ThreadWriter, Writer, install_sqlite_hooks
@@ -121,8 +128,10 @@ class Store:
         max_batch_rows: int,
         writer: Writer,
         reader: ThreadReader | None = None,
+        db_path: Path | None = None,
     ) -> None:
         self._engine = engine
+        self._db_path = db_path  # SQLite: the file, whose sidecar a clean close renews
         self._reader = reader  # SQLite: reads in a thread of their own (else the engine)
         self._lock = lock
         self._write_engine = engine.execution_options(shoal_write=True)
@@ -220,6 +229,7 @@ class Store:
                 max_batch_rows=max_batch_rows,
                 writer=writer,
                 reader=reader,
+                db_path=db_path,
             )
             taken.pop_all()
         return store
@@ -558,7 +568,8 @@ class Store:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Commit what is queued, stop the writer, dispose the engine. Idempotent."""
+        """Commit what is queued, stop the writer, renew the identity token (SQLite, if the
+        writer did not fail), dispose the engine. Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -567,6 +578,11 @@ class Store:
             if not self._writer.done():
                 await self._writer
             # (a writer that already stopped failed its callers then; closing goes on)
+            elif self._writer.cancelled() or self._writer.exception() is not None:
+                return  # (to the finally: no new token over a failure)
+            if self._db_path is not None:  # a clean close renews the token: store.opening
+                async with self._committing:
+                    await _renew_identity_token(self._engine, self._db_path)
         finally:
             try:
                 try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,39 @@ async def test_a_postgres_database_copy_gets_a_new_id(pg_backend: Backend) -> No
             assert (again.replica_id, again.identity_rotated) == (original, False)
     finally:
         await drop()
+
+
+async def test_a_hot_backup_restored_after_a_clean_close_is_detected(tmp_path: Path) -> None:
+    # The operator's hot backup (`sqlite3 a.sqlite .backup`) of a running store, restored with
+    # `cp` over the same inode once the store has stopped, with no open in between: the
+    # sidecar still holds the token of the open the backup was taken in. Writes committed
+    # after the backup (dots that peers may hold) are gone, so the id must not be kept.
+    path, backup = tmp_path / "a.sqlite", tmp_path / "backup.sqlite"
+    async with await Store.open(path) as store:
+        await store.apply(Batch(objects=(counter_row("k", 3),)))
+        original = store.replica_id
+        with sqlite3.connect(path) as live, sqlite3.connect(backup) as copy:
+            live.backup(copy)
+        live.close()
+        copy.close()
+        await store.apply(Batch(objects=(counter_row("k", 4),)))  # after the backup
+    inode = path.stat().st_ino
+    with open(path, "r+b") as handle:  # restore in place, as `cp backup.sqlite a.sqlite`
+        handle.write(backup.read_bytes())
+        handle.truncate()
+    assert path.stat().st_ino == inode and not Path(f"{path}-wal").exists()
+    new_id, rotated, previous = await _open_once(path)
+    assert rotated and new_id != original and previous == (original,)
+
+
+async def test_reopening_after_a_clean_close_keeps_the_id_and_changes_the_token(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.sqlite"
+    original = await _create(path)
+    token = sidecar_path(path).read_text()
+    async with await Store.open(path) as store:
+        opened = sidecar_path(path).read_text()
+        assert store.replica_id == original and opened != token
+    assert sidecar_path(path).read_text() not in (token, opened)  # renewed at close too
+    assert await _open_once(path) == (original, False, ())
