@@ -34,11 +34,21 @@ than needed; a rotation only costs a fresh id). A database without a stamp (one 
 from schema version 0) rotates on its first open for the same reason. What it cannot see: a
 database restored in place *together with its sidecar* (the two tokens match, whichever open
 they come from), one restored in place from a backup taken while the store ran, when that
-run ended without a clean close (killed, a power loss: the sidecar still holds that open's
+run ended without a clean close (killed, a crash: the sidecar still holds that open's
 token), or a PostgreSQL physical restore into the same cluster identity. For those,
 the engine reports an ``IdentityConflict`` when a peer has seen more of our log dots than we
 have, and the peer rotates the id (:meth:`~store.Store.rotate_replica_id`); writes made offline
 before that contact reuse dots and can be lost, so keep the sidecar out of database backups.
+
+A run cut short at ``synchronous=NORMAL``. There a commit is acknowledged (and its writes
+sent to peers) before the WAL is synced; a process crash loses nothing (the OS still writes
+the WAL), but a power loss or an OS crash takes the WAL's tail since the last checkpoint,
+whose dots peers may hold: kept under its id, the database would issue them again for other
+writes, lost behind them. So a SQLite open records the run in ``meta.running`` (its
+``synchronous`` level and the machine's boot id, :func:`_boot_id`) and a clean close clears
+it; an open that finds it set by a run at ``NORMAL`` under another boot (or an unknown one)
+mints a new replica id. At ``FULL`` and ``EXTRA`` every commit is synced before it is
+acknowledged, and a run killed without a restart in between lost nothing: both keep the id.
 """
 
 from __future__ import annotations
@@ -60,7 +70,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
-from sqlalchemy import Connection, create_engine, inspect, select, text
+from sqlalchemy import Connection, create_engine, delete, inspect, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -129,6 +139,7 @@ class OpenResult:
     previous_replica_ids: tuple[str, ...]
     signing_key: bytes = b""  # the raw Ed25519 private key behind replica_id
     rekeyed: bool = False  # a database without a key (before schema 5) got one, and a new id
+    cut_short: bool = False  # rotated: the last run, at NORMAL, ended in a power loss or crash
 
 
 def open_database(
@@ -140,6 +151,7 @@ def open_database(
     token: str,
     sidecar_token: str | None,
     uses_sidecar: bool,
+    run: Mapping[str, Any] | None = None,
     new_identity: Callable[[], tuple[str, bytes]],
 ) -> OpenResult:
     """Create, migrate and check the database, and settle its replica identity.
@@ -153,7 +165,10 @@ def open_database(
     and inode) with its sidecar was moved, not copied, and keeps its id. The id is derived
     from an Ed25519 key kept in ``meta.signing_key`` (``new_identity()`` makes both); a
     database without a key (made before schema version 5) gets one, and so a new id
-    (``rekeyed``), the old one recorded as past.
+    (``rekeyed``), the old one recorded as past. ``run`` (SQLite: its ``synchronous`` level
+    and the boot id) is recorded in ``meta.running`` until a clean close; found there from a
+    run at ``NORMAL`` under another boot, it means the end of that run may have lost commits
+    that peers hold: a new id too (``cut_short``).
     """
     found = read_schema_version(conn)
     if found is not None and found > SCHEMA_VERSION:
@@ -177,7 +192,7 @@ def open_database(
         )
     past: list[str] = json.loads(values.get("past_replica_ids", "[]"))
     replica_id = values.get("replica_id")
-    rotated = rekeyed = False
+    rotated = rekeyed = cut_short = False
     key_hex = values.get("signing_key")
     if replica_id is None:
         replica_id, key = new_identity()
@@ -196,16 +211,20 @@ def open_database(
             past.append(replica_id)
             replica_id, key = new_identity()
             rotated = True
-    _set_meta(
-        conn,
-        {
-            "partitions": str(partitions),
-            "replica_id": replica_id,
-            "signing_key": key.hex(),
-            "past_replica_ids": json.dumps(past),
-            "identity": json.dumps({"where": dict(where), "token": token}, sort_keys=True),
-        },
-    )
+        elif run is not None and _cut_short(values.get("running"), run):
+            past.append(replica_id)
+            replica_id, key = new_identity()
+            rotated = cut_short = True
+    settled = {
+        "partitions": str(partitions),
+        "replica_id": replica_id,
+        "signing_key": key.hex(),
+        "past_replica_ids": json.dumps(past),
+        "identity": json.dumps({"where": dict(where), "token": token}, sort_keys=True),
+    }
+    if run is not None:
+        settled["running"] = json.dumps(dict(run), sort_keys=True)
+    _set_meta(conn, settled)
     return OpenResult(
         replica_id,
         created,
@@ -214,7 +233,34 @@ def open_database(
         tuple(past),
         key,
         rekeyed,
+        cut_short,
     )
+
+
+def _cut_short(found: str | None, now: Mapping[str, Any]) -> bool:
+    """Did the run recorded in ``found`` (``meta.running``, left set: no clean close) run at
+    ``synchronous=NORMAL`` and end under another boot than ``now``'s (or an unknown one)?"""
+    if found is None:
+        return False
+    try:
+        last = json.loads(found)
+    except ValueError:
+        return True  # (not ours to read: err toward rotating)
+    if not isinstance(last, dict):
+        return True
+    if last.get("synchronous") in ("FULL", "EXTRA"):
+        return False
+    boot = last.get("boot")
+    return boot is None or boot != now.get("boot")
+
+
+def _boot_id() -> str | None:
+    """This boot of the machine (Linux: ``/proc/sys/kernel/random/boot_id``), None where
+    unknown: a run cut short under an unknown boot counts as cut by a power loss."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _same_storage(stamped: Any, where: Mapping[str, Any]) -> bool:
@@ -247,14 +293,16 @@ def rotate_replica_id(
 
 
 def _renew_token(conn: Connection, token: str) -> bool:
-    """Put ``token`` in the identity stamp in place of the open's (at a clean close, which
-    then writes the sidecar); False, changing nothing, for a database without a stamp."""
+    """At a clean close: put ``token`` in the identity stamp in place of the open's (the
+    caller then writes the sidecar) and clear ``meta.running``; False, changing nothing, for
+    a database without a stamp."""
     stamp_text = read_meta(conn).get("identity")
     if stamp_text is None:
         return False
     stamp = json.loads(stamp_text)
     stamp["token"] = token
     _set_meta(conn, {"identity": json.dumps(stamp, sort_keys=True)})
+    conn.execute(delete(meta).where(meta.c.name == "running"))
     return True
 
 
@@ -325,6 +373,7 @@ async def _open_identity(
     partitions: int,
     partition_of: Callable[[str], int],
     hold_file: Callable[[], Awaitable[None]],
+    synchronous: str = "FULL",
 ) -> OpenResult:
     """Settle the database's schema and identity (:func:`open_database`); ``hold_file`` is
     the open lock's (:mod:`store.lock`), awaited once the file exists, before the
@@ -332,6 +381,7 @@ async def _open_identity(
     token = secrets.token_hex(16)
     write_engine = engine.execution_options(shoal_write=True)
     sidecar_token: str | None = None
+    run: dict[str, Any] | None = None  # SQLite: this run, in meta.running until a clean close
     if db_path is not None:
         async with engine.connect() as conn:  # creates the file if it is new
             await conn.run_sync(lambda c: c.exec_driver_sql("SELECT 1").all())
@@ -345,6 +395,7 @@ async def _open_identity(
         side = sidecar_path(db_path)
         with contextlib.suppress(FileNotFoundError):
             sidecar_token = side.read_text().strip()
+        run = {"synchronous": synchronous, "boot": _boot_id()}
     else:
         async with engine.connect() as conn:
             where = await conn.run_sync(_pg_where)
@@ -360,6 +411,7 @@ async def _open_identity(
                     token=token,
                     sidecar_token=sidecar_token,
                     uses_sidecar=db_path is not None,
+                    run=run,
                     new_identity=_new_identity,
                 )
             )

@@ -142,6 +142,7 @@ class Store:
         self._signing_key = opened.signing_key
         self._rekeyed = opened.rekeyed
         self._rotated = opened.rotated
+        self._cut_short = opened.cut_short
         self._previous = opened.previous_replica_ids
         self._created = opened.created
         self._migrated_from = opened.migrated_from
@@ -208,7 +209,9 @@ class Store:
                 # Refuse a newer schema before the engine (which switches to WAL) writes.
                 await asyncio.to_thread(_check_sqlite, db_path)
                 install_sqlite_hooks(engine.sync_engine, synchronous, busy_timeout_ms)
-            opened = await _open_identity(engine, db_path, partitions, part_of, lock.hold_file)
+            opened = await _open_identity(
+                engine, db_path, partitions, part_of, lock.hold_file, synchronous
+            )
             if opened.created:
                 await lock.made()
             writer: Writer
@@ -262,8 +265,16 @@ class Store:
 
     @property
     def identity_rotated(self) -> bool:
-        """True if this open detected a copy or restore and minted a new replica id."""
+        """True if this open detected a copy or restore, or a run cut short that may have lost
+        commits (:attr:`identity_cut_short`), and minted a new replica id."""
         return self._rotated
+
+    @property
+    def identity_cut_short(self) -> bool:
+        """True if this open minted a new replica id because the last run, at
+        ``synchronous="NORMAL"``, ended without a clean close under another boot of the
+        machine (a power loss or an OS crash may have taken commits that peers hold)."""
+        return self._cut_short
 
     @property
     def previous_replica_ids(self) -> tuple[str, ...]:

@@ -64,7 +64,8 @@ def http_access(http: bool | str | bytes) -> tuple[bool, bytes | None]:
 
 def identity_warning(store: Store, path_or_url: str | Path) -> None:
     """Log (WARNING) that the store gave this database a new replica id at open: made by an
-    older shoal (no signing key), or copied or restored (no ``.shoal-id`` sidecar)."""
+    older shoal (no signing key), copied or restored (no ``.shoal-id`` sidecar), or left open
+    by a run at ``synchronous=NORMAL`` cut short by a power loss."""
     if store.rekeyed:
         was = store.previous_replica_ids[-1] if store.previous_replica_ids else "unknown"
         log.warning(
@@ -79,6 +80,16 @@ def identity_warning(store: Store, path_or_url: str | Path) -> None:
     if not store.identity_rotated:
         return
     was = store.previous_replica_ids[-1] if store.previous_replica_ids else "unknown"
+    if store.identity_cut_short:
+        log.warning(
+            "database %s was left open at synchronous=NORMAL by a run that ended in a power "
+            "loss or a crash of the machine, whose last commits may be gone while peers hold "
+            "them: new replica id %s (was %s); peers will see a new replica",
+            describe_database(path_or_url),
+            store.replica_id,
+            was,
+        )
+        return
     log.warning(
         "database %s was copied or restored: new replica id %s (was %s); peers will see a "
         "new replica; keep the .shoal-id sidecar with the file when moving it",
