@@ -49,6 +49,15 @@ writes, lost behind them. So a SQLite open records the run in ``meta.running`` (
 it; an open that finds it set by a run at ``NORMAL`` under another boot (or an unknown one)
 mints a new replica id. At ``FULL`` and ``EXTRA`` every commit is synced before it is
 acknowledged, and a run killed without a restart in between lost nothing: both keep the id.
+
+The same record shows a WAL lost after a run that did not close cleanly: SQLite deletes the
+``PATH-wal`` file only when its last connection closes, so a run killed leaves it, holding
+the commits since the last checkpoint. Found missing at open (before anything here opens
+the file) while ``meta.running`` is set, it was deleted (crash leftovers cleared by hand), or
+the file is a backup taken while a run went on (``sqlite3 PATH .backup``, which holds that
+run's record and token) restored in place after that run was killed: a new replica id.
+(It errs toward rotating: a program other than shoal that opened and closed the file
+between the crash and this open deleted the WAL after copying it in.)
 """
 
 from __future__ import annotations
@@ -152,6 +161,7 @@ def open_database(
     sidecar_token: str | None,
     uses_sidecar: bool,
     run: Mapping[str, Any] | None = None,
+    wal_left: bool = True,
     new_identity: Callable[[], tuple[str, bytes]],
 ) -> OpenResult:
     """Create, migrate and check the database, and settle its replica identity.
@@ -167,8 +177,8 @@ def open_database(
     database without a key (made before schema version 5) gets one, and so a new id
     (``rekeyed``), the old one recorded as past. ``run`` (SQLite: its ``synchronous`` level
     and the boot id) is recorded in ``meta.running`` until a clean close; found there from a
-    run at ``NORMAL`` under another boot, it means the end of that run may have lost commits
-    that peers hold: a new id too (``cut_short``).
+    run at ``NORMAL`` under another boot, or with no WAL left (``wal_left`` False), it means
+    the end of that run may have lost commits that peers hold: a new id too (``cut_short``).
     """
     found = read_schema_version(conn)
     if found is not None and found > SCHEMA_VERSION:
@@ -211,7 +221,7 @@ def open_database(
             past.append(replica_id)
             replica_id, key = new_identity()
             rotated = True
-        elif run is not None and _cut_short(values.get("running"), run):
+        elif run is not None and _cut_short(values.get("running"), run, wal_left):
             past.append(replica_id)
             replica_id, key = new_identity()
             rotated = cut_short = True
@@ -237,11 +247,14 @@ def open_database(
     )
 
 
-def _cut_short(found: str | None, now: Mapping[str, Any]) -> bool:
-    """Did the run recorded in ``found`` (``meta.running``, left set: no clean close) run at
-    ``synchronous=NORMAL`` and end under another boot than ``now``'s (or an unknown one)?"""
+def _cut_short(found: str | None, now: Mapping[str, Any], wal_left: bool) -> bool:
+    """May the run recorded in ``found`` (``meta.running``, left set: no clean close) have
+    lost commits? Its WAL is gone (``wal_left`` False), or it ran at ``synchronous=NORMAL``
+    and ended under another boot than ``now``'s (or an unknown one)."""
     if found is None:
         return False
+    if not wal_left:
+        return True
     try:
         last = json.loads(found)
     except ValueError:
@@ -292,29 +305,37 @@ def rotate_replica_id(
     return new_id, tuple(past)
 
 
-def _renew_token(conn: Connection, token: str) -> bool:
+def _renew_token(conn: Connection, token: str, opened: str | None = None) -> bool:
     """At a clean close: put ``token`` in the identity stamp in place of the open's (the
     caller then writes the sidecar) and clear ``meta.running``; False, changing nothing, for
-    a database without a stamp."""
+    a database without a stamp, or (``opened``: the token of an open that failed) one whose
+    stamp that open did not write (its record is an earlier run's, kept)."""
+    if not inspect(conn).has_table("meta"):  # (an open that failed making the database)
+        return False
     stamp_text = read_meta(conn).get("identity")
     if stamp_text is None:
         return False
     stamp = json.loads(stamp_text)
+    if opened is not None and stamp.get("token") != opened:
+        return False
     stamp["token"] = token
     _set_meta(conn, {"identity": json.dumps(stamp, sort_keys=True)})
     conn.execute(delete(meta).where(meta.c.name == "running"))
     return True
 
 
-async def _renew_identity_token(engine: AsyncEngine, db_path: Path) -> None:
-    """At a clean close: a new token in the stamp, then in the sidecar. A backup taken while
-    the store ran holds the open's token, which no longer matches the sidecar: restored in
-    place, even with the sidecar left as it is, it gets a new replica id at its next open."""
+async def _renew_identity_token(
+    engine: AsyncEngine, db_path: Path, opened: str | None = None
+) -> None:
+    """At a clean close (or the end of an open that failed, ``opened`` its token): a new
+    token in the stamp, then in the sidecar. A backup taken while the store ran holds the
+    open's token, which no longer matches the sidecar: restored in place, even with the
+    sidecar left as it is, it gets a new replica id at its next open."""
     token = secrets.token_hex(16)
 
     async def renew() -> None:
         async with engine.execution_options(shoal_write=True).begin() as aconn:
-            renewed = await aconn.run_sync(_renew_token, token)
+            renewed = await aconn.run_sync(_renew_token, token, opened)
         if renewed:
             await asyncio.to_thread(_write_sidecar, sidecar_path(db_path), token)
 
@@ -374,11 +395,13 @@ async def _open_identity(
     partition_of: Callable[[str], int],
     hold_file: Callable[[], Awaitable[None]],
     synchronous: str = "FULL",
+    wal_left: bool = True,
+    token: str | None = None,
 ) -> OpenResult:
     """Settle the database's schema and identity (:func:`open_database`); ``hold_file`` is
     the open lock's (:mod:`store.lock`), awaited once the file exists, before the
-    transaction that writes them."""
-    token = secrets.token_hex(16)
+    transaction that writes them; ``token``: this open's (default: a new one)."""
+    token = token or secrets.token_hex(16)
     write_engine = engine.execution_options(shoal_write=True)
     sidecar_token: str | None = None
     run: dict[str, Any] | None = None  # SQLite: this run, in meta.running until a clean close
@@ -412,6 +435,7 @@ async def _open_identity(
                     sidecar_token=sidecar_token,
                     uses_sidecar=db_path is not None,
                     run=run,
+                    wal_left=wal_left,
                     new_identity=_new_identity,
                 )
             )

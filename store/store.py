@@ -60,7 +60,9 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import logging
 import os
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +71,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from . import ondemand, sql
@@ -87,6 +90,8 @@ from .records import Batch, BatchLike, Loaded, LogRow, ObjectRow
 from .writer import AsyncWriter, ThreadReader, ThreadWriter, Writer, install_sqlite_hooks
 
 __all__ = ["SYNCHRONOUS_LEVELS", "Store", "default_partition_of", "sidecar_path"]
+
+log = logging.getLogger("shoal.store")
 
 SYNCHRONOUS_LEVELS = ("FULL", "NORMAL", "EXTRA")
 """Allowed SQLite ``synchronous`` levels. NORMAL survives a process crash, not a power loss."""
@@ -201,7 +206,7 @@ class Store:
         async with contextlib.AsyncExitStack() as taken:
             # One opener at a time (store.lock): taken before anything is read or written,
             # held until aclose().
-            lock, db_path = await _take_lock(url)
+            lock, db_path, wal_left = await _take_lock(url)
             taken.push_async_callback(lock.release)
             engine = create_async_engine(url)
             taken.push_async_callback(engine.dispose)
@@ -209,8 +214,13 @@ class Store:
                 # Refuse a newer schema before the engine (which switches to WAL) writes.
                 await asyncio.to_thread(_check_sqlite, db_path)
                 install_sqlite_hooks(engine.sync_engine, synchronous, busy_timeout_ms)
+            token = secrets.token_hex(16)
+            if db_path is not None:
+                # An open that fails once its identity committed records a clean end, as
+                # aclose() does: no run is left open (store.opening) by an open that was not.
+                taken.push_async_callback(_record_clean_close, engine, db_path, token)
             opened = await _open_identity(
-                engine, db_path, partitions, part_of, lock.hold_file, synchronous
+                engine, db_path, partitions, part_of, lock.hold_file, synchronous, wal_left, token
             )
             if opened.created:
                 await lock.made()
@@ -271,9 +281,10 @@ class Store:
 
     @property
     def identity_cut_short(self) -> bool:
-        """True if this open minted a new replica id because the last run, at
-        ``synchronous="NORMAL"``, ended without a clean close under another boot of the
-        machine (a power loss or an OS crash may have taken commits that peers hold)."""
+        """True if this open minted a new replica id because the last run ended without a
+        clean close and may have lost commits that peers hold: at ``synchronous="NORMAL"``
+        under another boot of the machine (a power loss, an OS crash), or its WAL gone
+        (deleted, or a backup restored without it)."""
         return self._cut_short
 
     @property
@@ -579,21 +590,20 @@ class Store:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Commit what is queued, stop the writer, renew the identity token (SQLite, if the
-        writer did not fail), dispose the engine. Idempotent."""
+        """Commit what is queued, stop the writer, record the clean close (SQLite: a new
+        identity token, :mod:`store.opening`), dispose the engine. Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._queue.put_nowait(_CLOSE)
         try:
-            if not self._writer.done():
-                await self._writer
-            # (a writer that already stopped failed its callers then; closing goes on)
-            elif self._writer.cancelled() or self._writer.exception() is not None:
-                return  # (to the finally: no new token over a failure)
-            if self._db_path is not None:  # a clean close renews the token: store.opening
-                async with self._committing:
-                    await _renew_identity_token(self._engine, self._db_path)
+            try:
+                if not self._writer.done():
+                    await self._writer
+                # (a writer that already stopped failed its callers then; closing goes on)
+            finally:
+                if self._db_path is not None:
+                    await self._closing_cleanly(self._db_path)
         finally:
             try:
                 try:
@@ -607,6 +617,10 @@ class Store:
                         await self._engine.dispose()
             finally:
                 await self._lock.release()  # the next opener may come in
+
+    async def _closing_cleanly(self, db_path: Path) -> None:
+        async with self._committing:  # (a caller's own transaction ends first)
+            await _record_clean_close(self._engine, db_path)
 
     async def __aenter__(self) -> Self:
         return self
@@ -635,11 +649,13 @@ class Store:
         return partition
 
 
-async def _take_lock(url: URL) -> tuple[DatabaseLock, Path | None]:
-    """The open lock of the database at ``url`` (:mod:`store.lock`), and its SQLite file
-    (None for PostgreSQL); ``InvalidInput`` for a database the store cannot use."""
+async def _take_lock(url: URL) -> tuple[DatabaseLock, Path | None, bool]:
+    """The open lock of the database at ``url`` (:mod:`store.lock`), its SQLite file (None
+    for PostgreSQL), and whether the file's WAL was there before anything here opened it
+    (:mod:`store.opening`: a run that did not close cleanly leaves it); ``InvalidInput``
+    for a database the store cannot use."""
     if url.get_backend_name() == "postgresql":
-        return await lock_postgres(url), None
+        return await lock_postgres(url), None, False
     if url.get_backend_name() != "sqlite":
         raise InvalidInput(
             f"unsupported database URL {url.render_as_string()!r}: use "
@@ -648,11 +664,31 @@ async def _take_lock(url: URL) -> tuple[DatabaseLock, Path | None]:
     if not url.database or url.database == ":memory:":
         raise InvalidInput("the store needs a database file, not an in-memory database")
     file = Path(url.database)
+    # (Before the checks below: their connection, closing, checkpoints and deletes a WAL.)
+    wal_left = os.path.exists(f"{file}-wal")
     # A file we must not use is refused before the lock leaves its own file next to it
     # (and again under the lock: a creator may have been writing it), by checks that cannot
     # hurt a holder of this process or another (store.lock.check_unheld).
     await asyncio.to_thread(check_unheld, file, _check_sqlite)
-    return await lock_sqlite(file), file
+    return await lock_sqlite(file), file, wal_left
+
+
+async def _record_clean_close(
+    engine: AsyncEngine, db_path: Path, opened: str | None = None
+) -> None:
+    """Renew the identity token and clear ``meta.running`` (:mod:`store.opening`), after a
+    failed writer too (what failed was not committed); ``opened``: the token of an open that
+    failed, whose record only is cleared. If that fails in turn, the close goes on: the next
+    open then takes a new replica id, which errs the safe way."""
+    try:
+        await _renew_identity_token(engine, db_path, opened)
+    except (DBAPIError, OSError) as exc:
+        log.warning(
+            "closing %s: could not record the clean close (%s); its next open will take a "
+            "new replica id",
+            db_path,
+            exc,
+        )
 
 
 def _settle(

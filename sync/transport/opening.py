@@ -65,7 +65,7 @@ def http_access(http: bool | str | bytes) -> tuple[bool, bytes | None]:
 def identity_warning(store: Store, path_or_url: str | Path) -> None:
     """Log (WARNING) that the store gave this database a new replica id at open: made by an
     older shoal (no signing key), copied or restored (no ``.shoal-id`` sidecar), or left open
-    by a run at ``synchronous=NORMAL`` cut short by a power loss."""
+    by a run that may have lost its last commits (``Store.identity_cut_short``)."""
     if store.rekeyed:
         was = store.previous_replica_ids[-1] if store.previous_replica_ids else "unknown"
         log.warning(
@@ -82,9 +82,10 @@ def identity_warning(store: Store, path_or_url: str | Path) -> None:
     was = store.previous_replica_ids[-1] if store.previous_replica_ids else "unknown"
     if store.identity_cut_short:
         log.warning(
-            "database %s was left open at synchronous=NORMAL by a run that ended in a power "
-            "loss or a crash of the machine, whose last commits may be gone while peers hold "
-            "them: new replica id %s (was %s); peers will see a new replica",
+            "database %s was left open by a run that may have lost its last commits while "
+            "peers hold them (a power loss or a crash of the machine at synchronous=NORMAL, "
+            "or its -wal file deleted or not restored with it): new replica id %s (was %s); "
+            "peers will see a new replica",
             describe_database(path_or_url),
             store.replica_id,
             was,

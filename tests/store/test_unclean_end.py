@@ -21,13 +21,14 @@ CHILD = Path(__file__).with_name("unclean_child.py")
 TIMEOUT = 30.0
 
 
-async def _killed_after_writing(synchronous: str, path: Path) -> str:
+async def _killed_after_writing(synchronous: str, path: Path, *backup: Path) -> str:
     """Run ``unclean_child.py`` until it has written, SIGKILL it; return its replica id."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(CHILD),
         synchronous,
         str(path),
+        *map(str, backup),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -42,9 +43,14 @@ async def _killed_after_writing(synchronous: str, path: Path) -> str:
     return line[1]
 
 
-def _lose_the_wal(path: Path) -> None:
+def _power_loss(path: Path) -> None:
     """What a power loss takes at synchronous=NORMAL: the WAL's frames since the last
-    checkpoint, never synced."""
+    checkpoint, never synced (the file itself stays), and the shared memory."""
+    os.truncate(f"{path}-wal", 0)
+    Path(f"{path}-shm").unlink(missing_ok=True)
+
+
+def _lose_the_wal(path: Path) -> None:
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
@@ -61,7 +67,7 @@ async def test_a_normal_run_cut_by_a_power_loss_gets_a_new_id(tmp_path: Path) ->
     # id, the database would issue their dots again for other writes, lost behind them.
     path = tmp_path / "a.sqlite"
     old_id = await _killed_after_writing("NORMAL", path)
-    _lose_the_wal(path)
+    _power_loss(path)
     async with await Store.open(path) as reopened:
         assert reopened.identity_rotated and reopened.identity_cut_short
         assert reopened.replica_id != old_id and reopened.previous_replica_ids == (old_id,)
@@ -98,3 +104,35 @@ async def test_a_normal_run_closed_cleanly_keeps_its_id_after_a_restart(
     monkeypatch.setattr(store.opening, "_boot_id", lambda: "another boot", raising=False)
     async with await Store.open(path, synchronous="NORMAL") as reopened:
         assert not reopened.identity_rotated and reopened.replica_id == old_id
+
+
+async def test_a_run_killed_whose_wal_was_then_deleted_gets_a_new_id(tmp_path: Path) -> None:
+    # The operator clears what looks like the crash's leftovers (a.sqlite-wal, -shm): the
+    # commits since the last checkpoint go with the WAL, at FULL too (k=4 here), while peers
+    # may hold their dots.
+    path = tmp_path / "a.sqlite"
+    old_id = await _killed_after_writing("FULL", path)
+    assert Path(f"{path}-wal").exists()  # (SQLite deletes it only at a clean close)
+    _lose_the_wal(path)
+    async with await Store.open(path) as reopened:
+        assert reopened.identity_rotated and reopened.identity_cut_short
+        assert reopened.replica_id != old_id
+        assert await reopened.get_object("k") == counter_row("k", 3)
+
+
+async def test_a_hot_backup_restored_after_the_run_was_killed_gets_a_new_id(
+    tmp_path: Path,
+) -> None:
+    # The backup (sqlite3's backup API, as `sqlite3 a.sqlite .backup`) is taken in the run,
+    # which goes on writing (k=4) and is then killed: the .shoal-id still holds that run's
+    # token, as the backup does. Restored as docs/operations.md says but for the .shoal-id
+    # (left in place), it must not resume the old id.
+    path, backup = tmp_path / "a.sqlite", tmp_path / "backup.sqlite"
+    old_id = await _killed_after_writing("FULL", path, backup)
+    _lose_the_wal(path)
+    with open(path, "r+b") as handle:  # in place, as `cp backup.sqlite a.sqlite`
+        handle.write(backup.read_bytes())
+        handle.truncate()
+    async with await Store.open(path) as reopened:
+        assert reopened.identity_rotated and reopened.replica_id != old_id
+        assert await reopened.get_object("k") == counter_row("k", 3)
