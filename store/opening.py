@@ -33,9 +33,10 @@ Detection errs toward rotating (a crash between commit and sidecar write rotates
 than needed; a rotation only costs a fresh id). A database without a stamp (one migrated
 from schema version 0) rotates on its first open for the same reason. What it cannot see: a
 database restored in place *together with its sidecar* (the two tokens match, whichever open
-they come from), one restored in place from a backup taken while the store ran, when that
-run ended without a clean close (killed, a crash: the sidecar still holds that open's
-token), or a PostgreSQL physical restore into the same cluster identity. For those,
+they come from), a copy of the file *and its WAL* taken while the store ran, restored in
+place after that run ended without a clean close (killed, a crash: the sidecar still holds
+that open's token, and a WAL is there, below), or a PostgreSQL physical restore into the
+same cluster identity. For those,
 the engine reports an ``IdentityConflict`` when a peer has seen more of our log dots than we
 have, and the peer rotates the id (:meth:`~store.Store.rotate_replica_id`); writes made offline
 before that contact reuse dots and can be lost, so keep the sidecar out of database backups.
@@ -148,7 +149,7 @@ class OpenResult:
     previous_replica_ids: tuple[str, ...]
     signing_key: bytes = b""  # the raw Ed25519 private key behind replica_id
     rekeyed: bool = False  # a database without a key (before schema 5) got one, and a new id
-    cut_short: bool = False  # rotated: the last run, at NORMAL, ended in a power loss or crash
+    cut_short: bool = False  # rotated: the last run may have lost commits (meta.running)
 
 
 def open_database(
