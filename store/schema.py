@@ -5,7 +5,9 @@ Tables (version 5)::
     meta(name PK, value)                    schema_version, replica_id, signing_key (hex of
                                             the Ed25519 private key the id derives from),
                                             partitions, identity (stamp, JSON),
-                                            past_replica_ids (JSON)
+                                            past_replica_ids (JSON), running (JSON,
+                                            SQLite: the run that has it open, until a
+                                            clean close; see store.opening)
     objects(key, kind, partition, state, live)
                                             checkpoints, PK (key, kind): an object is named by
                                             its key and kind (a key two peers wrote offline as
