@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from shoal import cli
-from store import Store
+from store import SCHEMA_VERSION, Store
 from tests.transport.conftest import SECRET
 
 from .readonly import read_only
@@ -95,6 +95,17 @@ def _empty_file(folder: Path) -> Path:
     return path
 
 
+def _newer_schema(folder: Path) -> Path:
+    """A database of a later shoal (its schema ahead of this one's)."""
+    path = folder / "newer.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION + 1),))
+        conn.execute("INSERT INTO meta VALUES ('replica_id', 'kept')")
+    conn.close()
+    return path
+
+
 def _missing_directory(folder: Path) -> Path:
     return folder / "no-such-dir" / "a.db"
 
@@ -111,6 +122,11 @@ MISTAKES: list[tuple[Callable[[Path], Path], str]] = [
     (_text_file, "{db} is not a shoal database (not a SQLite file)"),
     (_foreign_sqlite, "{db} is not a shoal database: it has tables ['notes'] but no 'meta'"),
     (_empty_file, "database {db} is an empty file (0 bytes), not a shoal database: refusing"),
+    (
+        _newer_schema,
+        f"database schema version {SCHEMA_VERSION + 1} is newer than the supported version "
+        f"{SCHEMA_VERSION}; upgrade shoal to open it (the database was left untouched)",
+    ),
 ]
 
 
