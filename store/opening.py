@@ -33,10 +33,10 @@ Detection errs toward rotating (a crash between commit and sidecar write rotates
 than needed; a rotation only costs a fresh id). A database without a stamp (one migrated
 from schema version 0) rotates on its first open for the same reason. What it cannot see: a
 database restored in place *together with its sidecar* (the two tokens match, whichever open
-they come from), a copy of the file *and its WAL* taken while the store ran, restored in
-place after that run ended without a clean close (killed, a crash: the sidecar still holds
-that open's token, and a WAL is there, below), or a PostgreSQL physical restore into the
-same cluster identity. For those,
+they come from), one restored in place from a backup taken while the store ran, when that
+run ended without a clean close (killed, a crash: the sidecar still holds that open's
+token), a WAL deleted after a crash (the commits since the last checkpoint go with it), or a
+PostgreSQL physical restore into the same cluster identity. For those,
 the engine reports an ``IdentityConflict`` when a peer has seen more of our log dots than we
 have, and the peer rotates the id (:meth:`~store.Store.rotate_replica_id`); writes made offline
 before that contact reuse dots and can be lost, so keep the sidecar out of database backups.
@@ -51,14 +51,10 @@ it; an open that finds it set by a run at ``NORMAL`` under another boot (or an u
 mints a new replica id. At ``FULL`` and ``EXTRA`` every commit is synced before it is
 acknowledged, and a run killed without a restart in between lost nothing: both keep the id.
 
-The same record shows a WAL lost after a run that did not close cleanly: SQLite deletes the
-``PATH-wal`` file only when its last connection closes, so a run killed leaves it, holding
-the commits since the last checkpoint. Found missing at open (before anything here opens
-the file) while ``meta.running`` is set, it was deleted (crash leftovers cleared by hand), or
-the file is a backup taken while a run went on (``sqlite3 PATH .backup``, which holds that
-run's record and token) restored in place after that run was killed: a new replica id.
-(It errs toward rotating: a program other than shoal that opened and closed the file
-between the crash and this open deleted the WAL after copying it in.)
+(A WAL found missing after a run that did not close cleanly does not tell a lost WAL from
+one that another SQLite program folded into the file and removed, as its close does: a
+``sqlite3 PATH`` between the crash and the restart. Rotating on it cost a new id, and the
+signatures of the run's unsent entries, at every such look.)
 """
 
 from __future__ import annotations
@@ -162,7 +158,6 @@ def open_database(
     sidecar_token: str | None,
     uses_sidecar: bool,
     run: Mapping[str, Any] | None = None,
-    wal_left: bool = True,
     new_identity: Callable[[], tuple[str, bytes]],
 ) -> OpenResult:
     """Create, migrate and check the database, and settle its replica identity.
@@ -178,8 +173,8 @@ def open_database(
     database without a key (made before schema version 5) gets one, and so a new id
     (``rekeyed``), the old one recorded as past. ``run`` (SQLite: its ``synchronous`` level
     and the boot id) is recorded in ``meta.running`` until a clean close; found there from a
-    run at ``NORMAL`` under another boot, or with no WAL left (``wal_left`` False), it means
-    the end of that run may have lost commits that peers hold: a new id too (``cut_short``).
+    run at ``NORMAL`` under another boot, it means the end of that run may have lost commits
+    that peers hold: a new id too (``cut_short``).
     """
     found = read_schema_version(conn)
     if found is not None and found > SCHEMA_VERSION:
@@ -222,7 +217,7 @@ def open_database(
             past.append(replica_id)
             replica_id, key = new_identity()
             rotated = True
-        elif run is not None and _cut_short(values.get("running"), run, wal_left):
+        elif run is not None and _cut_short(values.get("running"), run):
             past.append(replica_id)
             replica_id, key = new_identity()
             rotated = cut_short = True
@@ -248,14 +243,12 @@ def open_database(
     )
 
 
-def _cut_short(found: str | None, now: Mapping[str, Any], wal_left: bool) -> bool:
+def _cut_short(found: str | None, now: Mapping[str, Any]) -> bool:
     """May the run recorded in ``found`` (``meta.running``, left set: no clean close) have
-    lost commits? Its WAL is gone (``wal_left`` False), or it ran at ``synchronous=NORMAL``
-    and ended under another boot than ``now``'s (or an unknown one)."""
+    lost commits? It ran at ``synchronous=NORMAL`` and ended under another boot than
+    ``now``'s (or an unknown one)."""
     if found is None:
         return False
-    if not wal_left:
-        return True
     try:
         last = json.loads(found)
     except ValueError:
@@ -396,7 +389,6 @@ async def _open_identity(
     partition_of: Callable[[str], int],
     hold_file: Callable[[], Awaitable[None]],
     synchronous: str = "FULL",
-    wal_left: bool = True,
     token: str | None = None,
 ) -> OpenResult:
     """Settle the database's schema and identity (:func:`open_database`); ``hold_file`` is
@@ -436,7 +428,6 @@ async def _open_identity(
                     sidecar_token=sidecar_token,
                     uses_sidecar=db_path is not None,
                     run=run,
-                    wal_left=wal_left,
                     new_identity=_new_identity,
                 )
             )

@@ -206,7 +206,7 @@ class Store:
         async with contextlib.AsyncExitStack() as taken:
             # One opener at a time (store.lock): taken before anything is read or written,
             # held until aclose().
-            lock, db_path, wal_left = await _take_lock(url)
+            lock, db_path = await _take_lock(url)
             taken.push_async_callback(lock.release)
             engine = create_async_engine(url)
             taken.push_async_callback(engine.dispose)
@@ -220,7 +220,7 @@ class Store:
                 # aclose() does: no run is left open (store.opening) by an open that was not.
                 taken.push_async_callback(_record_clean_close, engine, db_path, token)
             opened = await _open_identity(
-                engine, db_path, partitions, part_of, lock.hold_file, synchronous, wal_left, token
+                engine, db_path, partitions, part_of, lock.hold_file, synchronous, token
             )
             if opened.created:
                 await lock.made()
@@ -281,10 +281,9 @@ class Store:
 
     @property
     def identity_cut_short(self) -> bool:
-        """True if this open minted a new replica id because the last run ended without a
-        clean close and may have lost commits that peers hold: at ``synchronous="NORMAL"``
-        under another boot of the machine (a power loss, an OS crash), or its WAL gone
-        (deleted, or a backup restored without it)."""
+        """True if this open minted a new replica id because the last run, at
+        ``synchronous="NORMAL"``, ended without a clean close under another boot of the
+        machine (a power loss or an OS crash may have taken commits that peers hold)."""
         return self._cut_short
 
     @property
@@ -649,13 +648,11 @@ class Store:
         return partition
 
 
-async def _take_lock(url: URL) -> tuple[DatabaseLock, Path | None, bool]:
-    """The open lock of the database at ``url`` (:mod:`store.lock`), its SQLite file (None
-    for PostgreSQL), and whether the file's WAL was there before anything here opened it
-    (:mod:`store.opening`: a run that did not close cleanly leaves it); ``InvalidInput``
-    for a database the store cannot use."""
+async def _take_lock(url: URL) -> tuple[DatabaseLock, Path | None]:
+    """The open lock of the database at ``url`` (:mod:`store.lock`), and its SQLite file
+    (None for PostgreSQL); ``InvalidInput`` for a database the store cannot use."""
     if url.get_backend_name() == "postgresql":
-        return await lock_postgres(url), None, False
+        return await lock_postgres(url), None
     if url.get_backend_name() != "sqlite":
         raise InvalidInput(
             f"unsupported database URL {url.render_as_string()!r}: use "
@@ -664,13 +661,11 @@ async def _take_lock(url: URL) -> tuple[DatabaseLock, Path | None, bool]:
     if not url.database or url.database == ":memory:":
         raise InvalidInput("the store needs a database file, not an in-memory database")
     file = Path(url.database)
-    # (Before the checks below: their connection, closing, checkpoints and deletes a WAL.)
-    wal_left = os.path.exists(f"{file}-wal")
     # A file we must not use is refused before the lock leaves its own file next to it
     # (and again under the lock: a creator may have been writing it), by checks that cannot
     # hurt a holder of this process or another (store.lock.check_unheld).
     await asyncio.to_thread(check_unheld, file, _check_sqlite)
-    return await lock_sqlite(file), file, wal_left
+    return await lock_sqlite(file), file
 
 
 async def _record_clean_close(
@@ -678,17 +673,12 @@ async def _record_clean_close(
 ) -> None:
     """Renew the identity token and clear ``meta.running`` (:mod:`store.opening`), after a
     failed writer too (what failed was not committed); ``opened``: the token of an open that
-    failed, whose record only is cleared. If that fails in turn, the close goes on: the next
-    open then takes a new replica id, which errs the safe way."""
+    failed, whose record only is cleared. If that fails in turn, the close goes on, logged:
+    the database is then as after a crash (no more at risk than its run was)."""
     try:
         await _renew_identity_token(engine, db_path, opened)
     except (DBAPIError, OSError) as exc:
-        log.warning(
-            "closing %s: could not record the clean close (%s); its next open will take a "
-            "new replica id",
-            db_path,
-            exc,
-        )
+        log.warning("closing %s: could not record the clean close (%s)", db_path, exc)
 
 
 def _settle(

@@ -82,10 +82,9 @@ def identity_warning(store: Store, path_or_url: str | Path) -> None:
     was = store.previous_replica_ids[-1] if store.previous_replica_ids else "unknown"
     if store.identity_cut_short:
         log.warning(
-            "database %s was left open by a run that may have lost its last commits while "
-            "peers hold them (a power loss or a crash of the machine at synchronous=NORMAL, "
-            "or its -wal file deleted or not restored with it): new replica id %s (was %s); "
-            "peers will see a new replica",
+            "database %s was left open by a run at synchronous=NORMAL that ended in a power "
+            "loss or a crash of the machine, whose last commits may be gone while peers hold "
+            "them: new replica id %s (was %s); peers will see a new replica",
             describe_database(path_or_url),
             store.replica_id,
             was,

@@ -1,11 +1,10 @@
 """Child process of the unclean-end tests: writes, then waits to be killed.
 
-``python unclean_child.py SYNCHRONOUS PATH [BACKUP]`` opens a Store on ``PATH`` at that
+``python unclean_child.py SYNCHRONOUS PATH`` opens a Store on ``PATH`` at that
 ``synchronous`` level, writes the counter ``k`` (3), checkpoints the WAL into the database
 file (as the store's own checkpoints do, now and then: up to here is on disk whatever
-happens), takes an online backup to ``BACKUP`` if given (sqlite3's backup API, as
-``sqlite3 PATH ".backup BACKUP"``), writes ``k`` again (4: in the WAL only), prints ``WROTE
-<replica id>`` and waits for a line on stdin (the test kills it first).
+happens), writes ``k`` again (4: in the WAL only), prints ``WROTE <replica id>`` and waits
+for a line on stdin (the test kills it first).
 """
 
 from __future__ import annotations
@@ -18,18 +17,12 @@ from store import Batch, Store
 from tests.store.helpers import counter_row
 
 
-async def main(synchronous: str, path: str, backup: str | None) -> None:
+async def main(synchronous: str, path: str) -> None:
     async with await Store.open(path, synchronous=synchronous) as store:
         await store.apply(Batch(objects=(counter_row("k", 3),)))
         raw = sqlite3.connect(path)
         try:
             raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            if backup is not None:
-                copy = sqlite3.connect(backup)
-                try:
-                    raw.backup(copy)
-                finally:
-                    copy.close()
         finally:
             raw.close()
         await store.apply(Batch(objects=(counter_row("k", 4),)))
@@ -38,4 +31,4 @@ async def main(synchronous: str, path: str, backup: str | None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
