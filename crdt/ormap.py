@@ -20,10 +20,11 @@ ormap       nested map                          this module             ORMap
 ==========  ==================================  ======================  ===================
 
 Representation: one ``dict`` from ``(key, kind)`` (a plain tuple) to its store, plus a
-reverse index ``dot -> (key, kind)`` built lazily. Stores are immutable once stored (a
-mutation or a merge builds a new one and replaces it), so states, their copies and the
-deltas they return share them, and they are made of objects CPython's collector untracks:
-a big map is nearly invisible to it (``crdt/_flat.py``, ``tests/crdt/test_gc_footprint.py``).
+reverse index ``replica -> counter -> (key, kind)`` built lazily (``crdt/_dot_index.py``).
+Stores are immutable once stored (a mutation or a merge builds a new one and replaces it),
+so states, their copies and the deltas they return share them, and they are made of objects
+CPython's collector untracks: a big map is nearly invisible to it (``crdt/_flat.py``,
+``tests/crdt/test_gc_footprint.py``).
 
 ``update(replica, key, kind, fn)`` hands ``fn`` a *view* of the embedded value of that kind:
 an object with the standalone type's mutators (``increment(replica, n)``, ``decrement``,
@@ -64,6 +65,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION
+from crdt._dot_index import DotIndex, index_copy, index_dots, index_items, index_of, index_pop
 from crdt._json import (
     Key,
     causal_state_json,
@@ -92,7 +94,6 @@ from crdt.causal_context import (
     context_of,
     context_of_dot,
     decode_causal,
-    indexed_dots,
     is_small,
     sole_dot,
 )
@@ -222,7 +223,7 @@ class ORMap:
     def __init__(self) -> None:
         self._entries: MapStore = {}
         self._ctx = CausalContext()
-        self._index: dict[Dot, EntryKey] | None = {}
+        self._index: DotIndex[EntryKey] | None = {}
         self._depth = 1  # the maps this one is in, itself counted: a view's is set by update
 
     @classmethod
@@ -415,10 +416,8 @@ class ORMap:
         """Replace the store at ``ek`` (whose dots were ``old``) by ``after``; add ``new``."""
         index = self._index
         if index is not None:
-            for d in old:
-                index.pop(d, None)
-            for d in live:
-                index[d] = ek
+            index_pop(index, old)
+            index_dots(index, live, ek)
         if after:
             self._entries[ek] = after
         else:
@@ -497,7 +496,7 @@ class ORMap:
                     mine[ek] = store  # stores are immutable: the delta's is shared
                     index = self._index
                     if index is not None:
-                        index[dot] = ek
+                        index_dots(index, (dot,), ek)
                     if c == seen + 1 and not cloud:
                         vv[r] = c  # the common case of ctx.add, inlined
                     else:
@@ -521,12 +520,12 @@ class ORMap:
         mine = self._entries
         index = self._index
         if index is None:
-            index = self._index = {d: ek for ek, s in mine.items() for d in _KINDS[ek[1]].dots(s)}
+            index = self._index = index_of((_KINDS[ek[1]].dots(s), ek) for ek, s in mine.items())
         octx = other._ctx
         theirs = other._entries
         # Ours only, losing dots the other side has seen (and removed): found before any
         # entry changes, through the index, looking up only the other context's dots.
-        extra = {ek for _, ek in indexed_dots(index, octx) if ek not in theirs}
+        extra = {ek for _, ek in index_items(index, octx) if ek not in theirs}
         kinds = _KINDS
         ctx = self._ctx
         for ek, s2 in theirs.items():
@@ -537,8 +536,7 @@ class ORMap:
                 s = impl.discard(s2, ctx)
                 if s:
                     mine[ek] = s
-                    for d in impl.dots(s):
-                        index[d] = ek
+                    index_dots(index, impl.dots(s), ek)
                 continue
             self._join_entry(ek, s1, s2, octx, index)
         for ek in extra:
@@ -546,7 +544,7 @@ class ORMap:
         ctx.merge(octx)
 
     def _join_entry(
-        self, ek: EntryKey, s1: Any, s2: Any, octx: CausalContext, index: dict[Dot, EntryKey]
+        self, ek: EntryKey, s1: Any, s2: Any, octx: CausalContext, index: DotIndex[EntryKey]
     ) -> None:
         """Join the other side's store ``s2`` at ``ek`` (its context ``octx``) into ours,
         ``s1`` (None: absent on that side), keeping ``index`` (ours) up to date."""
@@ -561,12 +559,10 @@ class ORMap:
             return
         mine = self._entries
         if s1 is not None:
-            for d in impl.dots(s1):
-                index.pop(d, None)
+            index_pop(index, impl.dots(s1))
         if s:
             mine[ek] = s
-            for d in impl.dots(s):
-                index[d] = ek
+            index_dots(index, impl.dots(s), ek)
         else:
             mine.pop(ek, None)
 
@@ -595,7 +591,7 @@ class ORMap:
     def copy(self) -> ORMap:
         # Stores are immutable once stored: a shallow copy of the dicts is a full copy.
         c = ORMap._delta(self._entries.copy(), self._ctx.copy())
-        c._index = None if self._index is None else self._index.copy()
+        c._index = None if self._index is None else index_copy(self._index)
         return c
 
     # -- codec -----------------------------------------------------------------------------

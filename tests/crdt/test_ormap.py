@@ -354,7 +354,11 @@ def test_decode_refuses_malformed_entries_naming_the_path(entries: object, path:
 
 
 def _index_of(m: ORMap) -> dict[Any, Any]:
-    return {d: ek for ek, s in m._entries.items() for d in embedded_kind(ek[1]).dots(s)}
+    index: dict[Any, Any] = {}
+    for ek, s in m._entries.items():
+        for r, c in embedded_kind(ek[1]).dots(s):
+            index.setdefault(r, {})[c] = ek
+    return index
 
 
 def _write(m: ORMap, replica: str, key: str, value: Any, now_ms: int) -> ORMap:
