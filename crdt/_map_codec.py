@@ -34,6 +34,7 @@ __all__ = [
     "encode_map",
     "entry_json",
     "map_json",
+    "map_json_parts",
     "map_units",
     "pack_map",
 ]
@@ -55,27 +56,48 @@ def encode_map(store: MapStore) -> list[Any]:
     ]
 
 
-def map_json(store: MapStore) -> str:
-    """The text of ``encode_map(store)`` inside its brackets, from string fragments.
+#: The entries :func:`map_json_parts` writes into one part: a part of a map of registers
+#: weighs some 100 KB, so the fragments of one part are all that is held beside the parts.
+PART_ENTRIES = 1024
 
-    Only the list of sorted entry keys (tuples the map holds already) and the list of
-    fragments are made: no tuple, list or dict per entry.
-    """
-    kinds = _KINDS
+
+def map_json(store: MapStore) -> str:
+    """The text of ``encode_map(store)`` inside its brackets, from string fragments."""
     if len(store) <= 1:  # a delta (or empty): nothing to sort
         for (k, kind), s in store.items():
             text = str_text(k) if type(k) is str else key_json_text(k)
-            return f'[{text},"{kind}",{kinds[kind].to_json(s)}]'
+            return f'[{text},"{kind}",{_KINDS[kind].to_json(s)}]'
         return ""
+    parts = map_json_parts(store)
+    return parts[0] if len(parts) == 1 else "".join(parts)
+
+
+def map_json_parts(store: MapStore) -> list[str]:
+    """``map_json(store)`` as parts whose concatenation is it, each the text of at most
+    :data:`PART_ENTRIES` entries (the first without its leading comma).
+
+    Only the list of sorted entry keys (tuples the map holds already), the parts and the
+    fragments of one part are made: no tuple, list or dict per entry, and the fragments of
+    all the entries (a string object each, 50 bytes of header apiece) are never held at
+    once. Joined once with what surrounds them (``ORMap.to_json``), a big map's text takes
+    its parts and itself, about twice its size, at the peak (``tests/crdt/test_map_memory.py``).
+    """
+    kinds = _KINDS
     # Keys all str whose text is '"' + k + '"' (see plain_strings): written as they are.
     quoted = plain_strings(map(first_item, store)) != 0
+    parts: list[str] = []
     out: list[str] = []
     append = out.append
     for ek in sorted_pairs(store):
         k, kind = ek
         text = f'"{k}"' if quoted else key_json_text(k)
         append(f'[{text},"{kind}",{kinds[kind].to_json(store[ek])}]')
-    return ",".join(out)
+        if len(out) == PART_ENTRIES:
+            parts.append(("," if parts else "") + ",".join(out))
+            out.clear()
+    if out or not parts:
+        parts.append(("," if parts else "") + ",".join(out))
+    return parts
 
 
 def entry_json(ek: EntryKey, store: Any) -> str:

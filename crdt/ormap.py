@@ -69,6 +69,7 @@ from crdt._dot_index import DotIndex, index_copy, index_dots, index_items, index
 from crdt._json import (
     Key,
     causal_state_json,
+    causal_state_json_of_parts,
     freeze,
     plain_key,
     thaw,
@@ -80,6 +81,7 @@ from crdt._map_codec import (
     encode_map,
     entry_json,
     map_json,
+    map_json_parts,
     map_units,
     pack_map,
 )
@@ -612,7 +614,10 @@ class ORMap:
         object per entry (nested values included), and cannot push a young collection (or
         a full one) meanwhile.
         """
-        return causal_state_json("ormap", map_json(self._entries), self._ctx.to_json())
+        if len(self._entries) <= 1:
+            return causal_state_json("ormap", map_json(self._entries), self._ctx.to_json())
+        parts = map_json_parts(self._entries)
+        return causal_state_json_of_parts("ormap", parts, self._ctx.to_json())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ORMap:

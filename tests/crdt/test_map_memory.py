@@ -9,8 +9,10 @@ reverse index of the map is made by the indexed join, as on that peer.
 from __future__ import annotations
 
 import gc
+import json
 import tracemalloc
 
+import pytest
 from pydantic_core import from_json
 
 from crdt import ORMap, from_dict
@@ -55,3 +57,36 @@ def test_the_reverse_index_of_a_received_map_holds_no_tuple_per_dot() -> None:
     # A dict slot per dot (its hash, key and value, with the table's slack): 30 bytes here.
     # Keyed by dot tuples, it held a 56-byte tuple per dot besides (85 bytes a dot).
     assert freed / N < 45, f"the index holds {freed / N:.0f} bytes a dot"
+
+
+def test_encoding_a_big_map_holds_little_beside_its_text() -> None:
+    m = _source()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        text = m.to_json()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The text and its parts (each the size of its entries' text): twice the text, with the
+    # fragments of one part and the sorted keys besides. The fragments of every entry at
+    # once, then the entries' text apart from the state's, took 2.5 times the text.
+    assert peak / len(text) < 2.25, f"encoding took {peak / len(text):.2f} times the text"
+
+
+@pytest.mark.parametrize("n", [2, 1024, 1025, 2051])
+@pytest.mark.parametrize("keys", ["plain", "escaped", "ints"])
+def test_a_map_in_parts_writes_the_canonical_text(n: int, keys: str) -> None:
+    from crdt._map_codec import PART_ENTRIES
+
+    assert PART_ENTRIES == 1024  # n: one part, one part exactly, one entry over, three parts
+    m = ORMap()
+    for i in range(n):
+        key: object = {"plain": f"k{i:05d}", "escaped": f'k"{i}é', "ints": i * 7 - n}[keys]
+        m.update("A", key, "lww", lambda r, i=i: r.set("A", i, now_ms=5 + i))
+    m.update(
+        "B", "nested", "ormap", lambda inner: inner.update("B", 1, "orset", lambda s: s.add("B", 2))
+    )
+    want = json.dumps(m.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    assert m.to_json() == want
+    assert from_dict(json.loads(want)) == m
