@@ -10,10 +10,14 @@ the database names every command accepts and the files the store refuses, :mod:`
 for the lock that lets one process at a time open a database, :mod:`store.records` for the
 batch semantics, :mod:`store.writer` for where a group commit's transaction runs,
 :mod:`store.schema` for tables and migrations and :mod:`store.report` for the read-only
-report behind ``shoal inspect``.
+report behind ``shoal inspect``, loaded on first use (PEP 562): a peer never reads it, and
+``tests/store/test_dialect_import.py`` checks that a peer does not import it.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     CorruptBlob,
@@ -63,17 +67,6 @@ from .records import (
     ObjectRow,
     PeerLike,
     PeerRow,
-)
-from .report import (
-    DatabaseReport,
-    KeysReport,
-    ObjectReport,
-    PeerReport,
-    Progress,
-    read_keys,
-    read_report,
-    report_database,
-    report_keys,
 )
 from .schema import (
     LIVE_INDEX,
@@ -225,3 +218,38 @@ __all__ = [
     "unfolded_liveness",
     "widen_hint_ids",
 ]
+
+if TYPE_CHECKING:
+    from .report import (
+        DatabaseReport,
+        KeysReport,
+        ObjectReport,
+        PeerReport,
+        Progress,
+        read_keys,
+        read_report,
+        report_database,
+        report_keys,
+    )
+
+_REPORT_NAMES = frozenset(
+    {
+        "DatabaseReport",
+        "KeysReport",
+        "ObjectReport",
+        "PeerReport",
+        "Progress",
+        "read_keys",
+        "read_report",
+        "report_database",
+        "report_keys",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _REPORT_NAMES:
+        raise AttributeError(f"module 'store' has no attribute {name!r}")
+    value = getattr(importlib.import_module("store.report"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

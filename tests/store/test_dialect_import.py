@@ -1,5 +1,6 @@
 """A store on SQLite does not load PostgreSQL's SQLAlchemy dialect (about 2 MB resident in
-every peer otherwise): only a store on PostgreSQL imports it, when it first writes."""
+every peer otherwise): only a store on PostgreSQL imports it, when it first writes. Nor does a
+peer load what only a command reads (``store.report``, behind ``shoal inspect``)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,24 @@ asyncio.run(main())
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "sqlite only"
+
+
+def test_a_peer_does_not_import_the_report_of_shoal_inspect(tmp_path: Path) -> None:
+    code = f"""
+import asyncio, sys
+from shoal import Peer
+
+async def main():
+    async with Peer.open({str(tmp_path / "a.db")!r}) as peer:
+        await peer.orset("cart").add("milk")
+    print("report" if "store.report" in sys.modules else "no report")
+    import store
+    print(store.report_keys.__module__)  # still there for those who ask
+
+asyncio.run(main())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["no report", "store.report"]
