@@ -12,10 +12,12 @@ transfer) it gets a state transfer instead: the partition's objects read from th
 page at a time (:mod:`~sync.replica.transfer`), in ``SnapshotChunk`` of at most
 ``snapshot_chunk`` objects (a state too big for one message split into pieces), the last one
 (sent only once every other message of its partition is acked) carrying our summary; the
-partitions' transfers overlap, up to the window. Each message says how much of
-the round is left (``remaining``). A summary with ``reply=True`` is answered with our own
-summary of the same partitions, so each side sends the other what it lacks (and learns of
-an identity conflict, below); one with ``reply=False`` is not (no ping-pong).
+partitions' transfers overlap, up to the window: while one partition's last chunk waits for
+its acks (holding that chunk alone), the partitions queued after it are read and sent. Each
+message says how much of the round is left (``remaining``). A summary with ``reply=True``
+is answered with our own summary of the same partitions, so each side sends the other what
+it lacks (and learns of an identity conflict, below); one with ``reply=False`` is not (no
+ping-pong).
 
 A received summary also teaches the members its sender lists (and is answered with our list
 when it misses some member we know), is remembered for compaction (which runs on a
@@ -266,10 +268,12 @@ class AntiEntropy:
         if sess is None or peer not in self._membership.up:
             return
         transfers = self._transfers
-        while sess.queue and len(sess.inflight) < self._config.ae_max_inflight:
-            item = sess.queue[0]
+        queue = sess.queue
+        at = 0  # items before it: streams whose summary-carrying chunk waits for acks
+        while at < len(queue) and len(sess.inflight) < self._config.ae_max_inflight:
+            item = queue[at]
             if isinstance(item, Batch):
-                sess.queue.popleft()
+                del queue[at]
                 self._send_deltas(peer, sess, item, now)
                 continue
             if not item.started:
@@ -290,9 +294,11 @@ class AntiEntropy:
             if item.end:
                 if item.partition in sess.parts.values():
                     # The summary-carrying chunk goes only once every other message of its
-                    # partition landed (other partitions' do not matter: the window fills).
-                    break
-                sess.queue.popleft()
+                    # partition landed; meanwhile the streams behind it go on, so the window
+                    # fills (such a stream holds one chunk, and a message in flight).
+                    at += 1
+                    continue
+                del queue[at]
                 chunk = item.ready.popleft() if item.ready else Chunk([])
                 self._send_chunk(peer, sess, item, chunk, True, now)
                 continue

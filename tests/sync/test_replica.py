@@ -999,6 +999,36 @@ def test_the_transfers_of_several_partitions_fill_the_window() -> None:
     assert all(w.r["C"].summary(p) == w.r["A"].summary(p) for p in keys)
 
 
+def test_a_partition_whose_last_chunk_waits_lets_the_next_partitions_fill_the_window() -> None:
+    """A partition's summary-carrying chunk waiting for its own partition's acks does not
+    hold back the partitions queued after it: with C's acks held and partitions of two
+    chunks, the first chunks of four partitions are all in flight at once (the window),
+    where the second partition used to wait until the first's last chunk had gone (a round
+    trip, the receiver's commit included, per partition of a bootstrap)."""
+    w = Wire("ABC", n=3, anti_entropy_interval=5.0, snapshot_chunk=1, ae_max_inflight=4)
+    by_part: dict[int, list[str]] = {}  # two keys in each of six partitions
+    for k in (f"y{i}" for i in range(5000)):
+        got = by_part.setdefault(partition_of(k, 64), [])
+        if len(got) < 2:
+            got.append(k)
+        full = [ks for ks in by_part.values() if len(ks) == 2]
+        if len(full) == 6:
+            break
+    keys = [k for ks in by_part.values() if len(ks) == 2 for k in ks]
+    _compact_then_c_connects(w, keys)
+    chunks = [x for s, d, x in w.sent if isinstance(x, m.SnapshotChunk) and s == "A"]
+    assert len(chunks) == 4 and not any(c.last for c in chunks)
+    assert len({c.partition for c in chunks}) == 4
+    w.hold = lambda *a: False
+    w.release()
+    assert all(w.value("C", k) == 1 for k in keys)
+    parts = {partition_of(k, 64) for k in keys}
+    assert all(w.r["C"].summary(p) == w.r["A"].summary(p) for p in parts)
+    last = [x for s, d, x in w.sent if isinstance(x, m.SnapshotChunk) and x.last]
+    assert {c.partition for c in last} == parts  # each partition's summary went once
+    assert len(last) == len(parts)
+
+
 def test_a_slow_receiver_that_still_acknowledges_keeps_its_state_transfer() -> None:
     # C acknowledges each chunk late (0.8 write_timeout after the last ack) while four are in
     # flight: the oldest chunk out is overdue, but the round makes progress, so it must not
