@@ -2,8 +2,9 @@
 
 (About 790 lines: one owner for the dictionaries every change goes through, the cache, the
 log and the summaries updated together by each change, which splitting would hand out; its
-seal table, its kind-clash alarms and the checked batches it applies are modules of their
-own, ``seals.py``, ``map_clashes.py`` and ``checked.py``.)
+seal table, its kind-clash alarms, the keys it evicted and the checked batches it applies
+are modules of their own, ``seals.py``, ``map_clashes.py``, ``evicted.py`` and
+``checked.py``.)
 
 Every read or change of an object, of the log or of a summary goes through
 :class:`LocalData`; no other part of the engine holds a reference to its dictionaries. It
@@ -31,7 +32,9 @@ records what must become durable in the outbox's :class:`~sync.replica.outbox.Ch
   not in the cache gets it loaded first: the adapter asks :meth:`LocalData.missing`
   (through the façade's ``wants_*``), loads those objects from the store and hands them to
   :meth:`LocalData.admit`. A replica that holds every object (a fresh one, or one loaded
-  whole from a small store) is *complete* and needs nothing loaded until it first evicts.
+  whole from a small store) is *complete* and needs nothing loaded until it first evicts;
+  after that, only the keys within the span of those it evicted of their partition
+  (:mod:`sync.replica.evicted`).
   The in-memory log and summaries are not cached: they stay whole, as before.
 * **State transfers pass through**: a whole state received is checkpointed at once (a
   state adopted as it came, as the text it came as: ``Changes.texts``), and a
@@ -46,9 +49,10 @@ records what must become durable in the outbox's :class:`~sync.replica.outbox.Ch
   all); a state changed without a log entry, and a key whose entries are compacted, is
   checkpointed at once.
 
-Knows only the outbox, and holds two parts of its own: the seals of the logged entries
-(:mod:`sync.replica.seals`) and the alarms of kind clashes inside maps
-(:mod:`sync.replica.map_clashes`). It applies what inbound validation checked, a
+Knows only the outbox, and holds three parts of its own: the seals of the logged entries
+(:mod:`sync.replica.seals`), the alarms of kind clashes inside maps
+(:mod:`sync.replica.map_clashes`) and the spans of the keys it evicted
+(:mod:`sync.replica.evicted`). It applies what inbound validation checked, a
 :class:`~sync.replica.checked.CheckedBatch`.
 """
 
@@ -63,6 +67,7 @@ from sync.config import ReplicaConfig
 from sync.effects import KindClashFound, Loaded, LogEntry, ObjectState
 from sync.errors import LocalProtocolError
 from sync.replica.checked import CheckedBatch, ObjectId
+from sync.replica.evicted import Evicted
 from sync.replica.map_clashes import MapClashes
 from sync.replica.outbox import Changes, Outbox
 from sync.replica.seals import SealTable
@@ -122,9 +127,9 @@ class LocalData:
         "_at_checkpoint",
         "_bytes",
         "_clashes",
-        "_complete",
         "_config",
         "_entries_since_round",
+        "_evicted",
         "_last_seq",
         "_log",
         "_log_size",
@@ -159,7 +164,7 @@ class LocalData:
         self._objects: dict[str, dict[str, CRDT]] = {}
         self._sizes: dict[str, int] = {}
         self._bytes = 0
-        self._complete = True  # every object is in the cache (nothing to load)
+        self._evicted = Evicted(self.partition)  # what the store may hold, the cache not
         self._admitted: set[str] = set()  # keys loaded from the store for this drain's inputs
         # Keys a state transfer brought in that were not in the cache: dropped from it at
         # the end of the drain (checkpointed first), so that a bootstrap passes through.
@@ -186,7 +191,7 @@ class LocalData:
         """Start from what the store holds: the log, the summaries and the objects it gave
         (every object, then every log entry merged in, when ``loaded.objects_complete``;
         else the objects are loaded on demand, and the store's already hold the log)."""
-        complete = self._complete = loaded.objects_complete
+        complete = self._evicted.whole = loaded.objects_complete
         for _oid, obj_state in sorted(loaded.objects.items()):
             self._admit_row(obj_state)
         for key, kinds in sorted(loaded.clashes.items()):
@@ -232,7 +237,7 @@ class LocalData:
         objects = self._objects
         objs = objects.get(key)
         if objs is None:
-            if not self._complete:
+            if self._evicted.may_hold(key):
                 raise LocalProtocolError(
                     f"object {key!r} is not loaded: load what wants_keys/wants_message name "
                     "and admit it before the input"
@@ -250,18 +255,19 @@ class LocalData:
     @property
     def complete(self) -> bool:
         """True while every object is in the cache (nothing to load)."""
-        return self._complete
+        return not self._evicted
 
     def resident(self, key: str) -> bool:
         """True if ``key`` is in the cache (or known absent)."""
-        return key in self._objects or self._complete
+        return key in self._objects or not self._evicted.may_hold(key)
 
     def missing(self, keys: Iterable[str]) -> list[str]:
-        """The keys of ``keys`` to load before an input that reads or changes them."""
-        if self._complete:
+        """The keys of ``keys`` to load before an input that reads or changes them (not in
+        the cache, and maybe in the store: :mod:`sync.replica.evicted`)."""
+        if not self._evicted:
             return []
-        objects = self._objects
-        return [k for k in dict.fromkeys(keys) if k not in objects]
+        objects, maybe = self._objects, self._evicted.may_hold
+        return [k for k in dict.fromkeys(keys) if k not in objects and maybe(k)]
 
     def require(self, keys: Iterable[str]) -> None:
         """``LocalProtocolError`` before anything changes if a key of ``keys`` is missing."""
@@ -353,7 +359,7 @@ class LocalData:
                 since.pop(oid, None)
                 base.pop(oid, None)
                 unfolded.discard(oid)
-            self._complete = False
+            self._evicted.add(key)
 
     def end_drain(self) -> None:
         """A drain ended: the keys loaded for its inputs are like any other now."""

@@ -24,7 +24,8 @@ COMPONENTS: dict[str, set[str]] = {
     "seals": set(),
     "map_clashes": {"outbox"},
     "checked": set(),
-    "local_data": {"outbox", "seals", "map_clashes", "checked"},
+    "evicted": set(),
+    "local_data": {"outbox", "seals", "map_clashes", "evicted", "checked"},
     "membership": {"outbox"},
     "drain": {"outbox", "local_data", "membership"},
     "propagation": {"membership"},
@@ -63,7 +64,7 @@ COMPONENTS: dict[str, set[str]] = {
 # to them rather than importing them.
 TEXT_ONLY = {"theory"}
 # Parts of one component, which it makes and holds (local_data's), not the façade.
-PARTS = {"seals", "map_clashes"}
+PARTS = {"seals", "map_clashes", "evicted"}
 
 
 def _components_imported(path: Path) -> set[str]:

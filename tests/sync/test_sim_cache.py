@@ -86,3 +86,29 @@ def test_a_new_replica_gets_every_object_by_state_transfer_under_a_small_cache(k
     assert cluster.converged(KEYS)
     for i in range(0, len(KEYS), 11):
         assert cluster.value("p002", KEYS[i], "orset").value == frozenset({i})  # type: ignore[union-attr]
+
+
+def test_a_new_replica_under_a_small_cache_loads_nothing_for_its_state_transfer(kit: Any) -> None:
+    """A new replica's cache evicts the keys a state transfer brings as it goes; a key of a
+    later chunk is new all the same (it lies past the keys evicted of its partition), so the
+    replica asks its disk for nothing: it used to load every later chunk's keys, one load
+    per chunk, to find none of them. (One sender: the transfers of two senders overlap,
+    and the second one's keys are rightly loaded, the first one's being on the disk.)"""
+    ids = kit.ids(1)
+    cluster = kit.cluster(
+        ids, n=3, anti_entropy_interval=1.0, cache_bytes=BUDGET, snapshot_chunk=8, seed=3
+    )
+    for i, key in enumerate(KEYS):
+        cluster.update(ids[0], key, "orset", kit.add(ids[0], i))
+    cluster.run_for(60.0)  # compacted: only a state transfer carries it now
+    assert cluster.replica(ids[0]).status()["log_size"] == 0
+    loads = cluster.stats.loads
+    cluster.add_replica("p001")
+    cluster.run_for(30.0)
+    assert cluster.protocol_errors == [] and cluster.anomalies == []
+    assert cluster.stats.sent["SnapshotChunk"] > len(KEYS) // 8
+    assert cluster.converged(KEYS)
+    assert cluster.stats.loads == loads
+    assert _resident(cluster, "p001") < 80
+    for i in range(0, len(KEYS), 11):  # (read from its disk: evicted, then loaded)
+        assert cluster.value("p001", KEYS[i], "orset").value == frozenset({i})  # type: ignore[union-attr]
