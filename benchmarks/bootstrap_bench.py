@@ -23,9 +23,11 @@ every object of A's file with the same state text (the canonical encodings). Rep
 seconds; the CPU time B used from its start (its imports and open included: on a shared
 machine a steadier figure than the seconds) and A used while serving; B's peak resident
 memory (``VmHWM``); A's memory after open and how much its peak grew while serving; the
-bytes A sent (websocket message payloads, from A's status). A case that is not durable
-within ``--limit`` seconds is reported as failing, with B's progress and the last error
-line of either peer's log.
+bytes A sent (websocket message payloads, from A's status); per run, the store reads B
+made for its inputs (``b_loads``: a new peer's store holds nothing to find), B's commits
+and the pages A read (from their status). A case that is not durable within ``--limit``
+seconds is reported as failing, with B's progress and the last error line of either peer's
+log.
 
 **References, same run, interleaved** (shoal, pycrdt, sqlite3, shoal, ...):
 
@@ -122,6 +124,7 @@ async def _bootstrap_in(folder: Path, built: dbgen.Built, limit: float) -> dict[
                     f"last error: {cause}"
                 )
             status_a = (await a.ask({"cmd": "status"}, "status", 60.0))["status"]
+            node_b = (await b.ask({"cmd": "status"}, "status", 60.0))["status"]["node"]
     # B's committed objects, byte for byte those of A's file (canonical encodings).
     mismatch = await asyncio.to_thread(_compare_objects, a_path, b_path)
     if mismatch is not None:
@@ -138,6 +141,9 @@ async def _bootstrap_in(folder: Path, built: dbgen.Built, limit: float) -> dict[
         "a_growth_kib": max(0, a_peak - a_before),
         "a_peak_how": "VmHWM after clear_refs" if peak_reset else "VmRSS sampled every 20 ms",
         "bytes_sent": sum(p["bytes_out"] for p in status_a["peers"].values()),
+        "b_loads": node_b["loads"],
+        "b_commits": node_b["commits"],
+        "a_pages": status_a["node"]["pages_read"],
     }
 
 
