@@ -12,12 +12,12 @@ transfer) it gets a state transfer instead: the partition's objects read from th
 page at a time (:mod:`~sync.replica.transfer`), in ``SnapshotChunk`` of at most
 ``snapshot_chunk`` objects (a state too big for one message split into pieces), the last one
 (sent only once every other message of its partition is acked) carrying our summary; the
-partitions' transfers overlap, up to the window: a partition whose summary must wait for
-its acks sends its last objects at once (the summary follows in a chunk of its own), and
-the partitions queued after it are read and sent meanwhile. Each message says how much of
-the round is left (``remaining``). A summary with ``reply=True`` is answered with our own
-summary of the same partitions, so each side sends the other what it lacks (and learns of
-an identity conflict, below); one with ``reply=False`` is not (no ping-pong).
+partitions' transfers overlap, up to the window: while one partition's last chunk waits for
+its acks (holding that chunk alone), the partitions queued after it are read and sent. Each
+message says how much of the round is left (``remaining``). A summary with ``reply=True``
+is answered with our own summary of the same partitions, so each side sends the other what
+it lacks (and learns of an identity conflict, below); one with ``reply=False`` is not (no
+ping-pong).
 
 A received summary also teaches the members its sender lists (and is answered with our list
 when it misses some member we know), is remembered for compaction (which runs on a
@@ -293,15 +293,9 @@ class AntiEntropy:
                 continue
             if item.end:
                 if item.partition in sess.parts.values():
-                    # The summary goes only once every other message of its partition
-                    # landed. Its objects need not wait: they go now, and the summary
-                    # later in a chunk of its own; meanwhile the streams behind this one go
-                    # on, so the window fills (a waiting stream holds nothing).
-                    if item.ready:
-                        chunk = item.ready.popleft()
-                        transfers.sent(item, chunk)
-                        self._send_chunk(peer, sess, item, chunk, False, now)
-                        continue
+                    # The summary-carrying chunk goes only once every other message of its
+                    # partition landed; meanwhile the streams behind it go on, so the window
+                    # fills (such a stream holds one chunk, and a message in flight).
                     at += 1
                     continue
                 del queue[at]
