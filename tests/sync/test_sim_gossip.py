@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from sync.config import ReplicaConfig
 from sync.effects import ReadDone
 from sync.simnet import SimCluster
@@ -63,6 +65,7 @@ def test_a_round_contacts_a_bounded_number_of_peers(kit: Any) -> None:
     assert cluster.stats.total_sent() <= 2 * fanout * peers * rounds, dict(cluster.stats.sent)
 
 
+@pytest.mark.timeout(600)  # about 35 s of CPU; two minutes and more on a loaded machine
 def test_a_1000_peer_group_converges_after_partitions_and_idles_cheaply(kit: Any) -> None:
     peers = 1_000
     ids = kit.ids(peers)
