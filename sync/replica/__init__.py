@@ -657,6 +657,7 @@ class Replica:
         hint_for = msg.hint_for
         if hint_for is not None:  # entries are held as hints only for one replica
             self._hints.hold(hint_for, batch.hints, now)
+            self._hints.not_held += batch.not_held
         self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
         for (key, _kind), (_p, delta) in batch.rejoin.items():
             self._data.merge_state(key, delta)

@@ -2,9 +2,10 @@
 
 :class:`Hints` owns two sets of hints, each by target then in the order stored:
 
-* hints **held for others** (this replica was a fallback, or is a relay): bounded by
-  ``hint_max_per_target`` (the oldest go first) and dropped after ``hint_window``; what they
-  carried is then left to anti-entropy;
+* hints **held for others** (this replica was a fallback, or is a relay): held only for a
+  home of their partition in our ring (the others are counted, :attr:`Hints.not_held`, see
+  :mod:`sync.replica.inbound`), bounded by ``hint_max_per_target`` (the oldest go first) and
+  dropped after ``hint_window``; what they carried is then left to anti-entropy;
 * hints of **our own entries** kept by a coordinator that is not a home of the key: the only
   copy until a home acknowledges it (anti-entropy runs between homes only), so they are
   exempt from both limits.
@@ -53,6 +54,7 @@ class Hints:
         "_own",
         "_sent_at",
         "_timers",
+        "not_held",
     )
 
     def __init__(
@@ -73,6 +75,9 @@ class Hints:
         self._held: dict[str, dict[HintId, HintRecord]] = {}  # for others, by target
         self._own: dict[str, dict[HintId, HintRecord]] = {}  # of our own entries, by target
         self._sent_at: dict[HintId, float] = {}  # when each hint was last sent to its target
+        #: Entries of pushes for another replica not held (forgotten, or no home of their
+        #: partition here), since this replica started.
+        self.not_held = 0
 
     def load(self, records: Iterable[HintRecord], now: float) -> None:
         """Hold the hints a store kept. One stored after ``now`` (by a run whose clock read

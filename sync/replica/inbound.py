@@ -37,12 +37,15 @@ compact form, since the signed text is what we store and forward.
 While checking, the deltas of one object that this replica lacks are joined into one *delta
 group* (:class:`~sync.replica.local_data.CheckedBatch`), so the state takes one merge per
 object per message; a delta spelled otherwise than our compact form is re-encoded, so the
-store's prefix check always holds. An entry of a ``Push`` for another replica
-(``hint_for``) is only held as a hint unless this replica is a home of its key; none is held
-for a forgotten replica. An entry or a state stamped too far ahead of our clock is set aside
-(:class:`~sync.replica.membership.Skewed`, counted by membership; see "Clock skew" in
-:mod:`sync.replica.theory`), a known dot whose delta is joined again included. States
-(read replies, repairs, snapshots) and summaries are
+store's prefix check always holds. An entry of a ``Push`` for another replica (``hint_for``)
+is only held as a hint unless this replica is a home of its key; none is held for a
+forgotten replica, nor for one that is no home of the entry's partition here (any id would
+do: a member naming as many made-up targets as it liked was held ``hint_max_per_target``
+hints for each), and those not held are counted (:attr:`CheckedBatch.not_held`) and
+acknowledged, their writes left to anti-entropy. An entry or a state stamped too far ahead
+of our clock is set aside (:class:`~sync.replica.membership.Skewed`, counted by membership;
+see "Clock skew" in :mod:`sync.replica.theory`), a known dot whose delta is joined again
+included. States (read replies, repairs, snapshots) and summaries are
 decoded and checked the same way: keys the store can hold, log-dot contexts of replica ids
 counting at most 2**62 (a summary's dot of ours above our numbering is an identity
 conflict, which moves our numbering up to it: never past the limit).
@@ -267,11 +270,13 @@ class Inbound:
                     skewed.append(Skewed(stamp[1], stamp[0] - now_ms, _where(i, e)))
                     out.set_aside.append(i)
                     continue
-            if ring is not None and me not in ring.preference_list(p):
+            if ring is not None and me not in (homes := ring.preference_list(p)):
                 if origin == me:
                     raise RemoteProtocolError(f"a hint of our own entry: {_where(i, e)}", peer)
-                if hold:
+                if hold and hint_for in homes:
                     out.hints.append(e)
+                else:
+                    out.not_held += 1
                 continue
             if origin == me and not known and seq > data.last_seq(p):
                 raise RemoteProtocolError(

@@ -4,11 +4,12 @@
 replica, neither of which any one component can answer alone:
 
 * **Health** (:meth:`Reports.status`, behind ``Replica.status`` and the adapters'
-  ``/status`` and metrics): objects and log size (local data), hints per target, the peers
-  known and up, how far behind each peer's last summary is (its *lag*: the log entries of
-  the partitions we share that it lacks), siblings and kind clashes, the writes and reads
-  pending, the writes set aside for clock skew, our own entries not yet known to be at
-  every home (propagation), the catch-ups under way and the homes gone for long.
+  ``/status`` and metrics): objects and log size (local data), hints per target (and the
+  pushed entries for another replica not held as hints), the peers known and up, how far
+  behind each peer's last summary is (its *lag*: the log entries of the partitions we share
+  that it lacks), siblings and kind clashes, the writes and reads pending, the writes set
+  aside for clock skew, our own entries not yet known to be at every home (propagation), the
+  catch-ups under way and the homes gone for long.
 * **Whereabouts** (:meth:`Reports.whereabouts`, behind ``Replica.whereabouts``): where a
   write, or every write of a key still in the log, is durable now; the log dots are found
   in local data, and propagation says who holds them
@@ -92,6 +93,7 @@ class Reports:
             "objects": len(data),
             "log_size": data.log_size,
             "hints": self._hints.counts(),
+            "hints_not_held": self._hints.not_held,
             "peers_up": membership.up_peers(),
             "peers_known": membership.members(),
             "lag": lag,

@@ -1284,8 +1284,10 @@ def test_fallback_that_is_itself_a_home_applies_the_hinted_entry() -> None:
 def test_fallback_holds_the_hint_and_persists_it_before_acking() -> None:
     r = Replica(ReplicaConfig(n=1), "D")
     r.peer_up("A", 0.0)
+    r.peer_up("C", 0.0)  # a home, down when its hint comes
+    r.peer_down("C", 0.0)
     r.effects()
-    key = key_homed(Ring(["A", "D"], n=1, partitions=64, vnodes=16), lambda h: h == ("A",))
+    key = key_homed(Ring(["A", "C", "D"], n=1, partitions=64, vnodes=16), lambda h: h == ("C",))
     delta = crdt.new("gcounter").increment("A", 2).to_dict()
     r.receive("A", m.Push(push_id=5, entries=[_entry_from("A", key, delta)], hint_for="C"), 3.0)
     fx = r.effects()

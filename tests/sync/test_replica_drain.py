@@ -55,7 +55,7 @@ def _pushes_to(r: Replica, peer: str) -> list[m.Push]:
 
 
 def test_the_last_change_of_a_hint_wins_within_a_drain() -> None:
-    # D is a fallback holding hints for C (neither is a home of the key): the hint is added,
+    # D is a fallback holding hints for C (the key's home; D is none): the hint is added,
     # handed off and acked by C (dropped), then held again from a fresh push, all in one
     # drain: the Persist must store it (an add), not drop it.
     r = Replica(ReplicaConfig(n=1, anti_entropy_interval=None), "D")
@@ -63,7 +63,7 @@ def test_the_last_change_of_a_hint_wins_within_a_drain() -> None:
     r.peer_up("C", 0.0)
     r.peer_down("C", 0.0)
     r.effects()
-    key = next(k for k in (f"k{i}" for i in range(10_000)) if r.homes(k) == ("A",))
+    key = next(k for k in (f"k{i}" for i in range(10_000)) if r.homes(k) == ("C",))
     p = partition_of(key, 64)
     delta = crdt.new("gcounter").increment("A", 2).to_dict()
     entry = m.Entry(

@@ -1,0 +1,118 @@
+"""A member that exhausts its receiver with valid-shaped messages: what a peer holds for
+another one stays bounded.
+
+A real peer (SQLite, websockets on 127.0.0.1) and a hand-made client that completes the real
+handshake as a member (the group secret, a key of its own) and sends well-formed, sealed
+messages. Each test sends what used to make the peer hold state without bound, and measures
+what the peer then holds (counts of held objects, bytes on its disk, ``tracemalloc``), never
+times: hints for replicas that are no home of their partition (any id will do, so one peer
+held ``hint_max_per_target`` hints for each of as many targets as a member named).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+import crdt
+from sync import messages as m
+from sync.ring import partition_of
+from sync.transport.auth import Identity, Session, client_handshake
+from sync.transport.peer import Peer
+from tests.transport.conftest import WAIT, eventually, member, open_peer
+
+__all__: list[str] = []
+
+PARTS = 64
+
+
+class Member:
+    """The hostile member's side of one link: sends sealed messages, reads the peer's."""
+
+    def __init__(self, ws: ClientConnection, me: Identity, session: Session) -> None:
+        self.ws = ws
+        self.me = me
+        self.session = session
+        self.received: list[m.Message] = []
+
+    async def send(self, msg: m.Message) -> None:
+        await self.ws.send(self.session.seal(m.encode(msg)))
+
+    async def until(self, what: str, done: Any) -> None:
+        """Read the peer's messages until ``done(received)`` (at most 10,000 of them)."""
+        for _ in range(10_000):
+            if done(self.received):
+                return
+            frame = await asyncio.wait_for(self.ws.recv(), WAIT)
+            assert isinstance(frame, bytes)
+            self.received.append(m.decode(self.session.unseal(frame)))
+        raise AssertionError(f"no {what} in 10,000 messages")
+
+    def acked(self) -> set[int]:
+        return {i for msg in self.received if isinstance(msg, m.Ack) for i in msg.ids}
+
+    def summaries(self) -> int:
+        return sum(isinstance(msg, m.Summary) for msg in self.received)
+
+
+@asynccontextmanager
+async def linked_member(peer: Peer) -> AsyncIterator[Member]:
+    """A member linked to ``peer``, once ``peer``'s engine has it up."""
+    me = member()
+    assert peer.url is not None
+    async with connect(peer.url, max_size=None) as ws:
+        info = await client_handshake(ws, me, timeout=WAIT)
+        assert info.session is not None
+        up = me.replica_id
+        await eventually(lambda: up in peer.replica.status()["peers_up"], "the member up")
+        yield Member(ws, me, info.session)
+
+
+def _hints_on_disk(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM hints").fetchone()[0])
+
+
+async def test_hints_for_replicas_that_are_no_home_are_not_held(tmp_path: Path) -> None:
+    """A push of 10 entries for each of 40 made-up ids used to leave 400 hints here (on disk,
+    in memory, and each target a ``hint_max_per_target`` of its own). A hint is held only
+    for a home of its partition; the others are acked (as for a forgotten home: anti-entropy
+    carries what they hold), counted, and not stored. A hint for a real home still is."""
+    a = await open_peer(tmp_path / "a.db", n=1)
+    try:
+        async with linked_member(a) as h:
+            mid = h.me.replica_id
+            ring = a.replica._membership.ring()
+            # A key of a partition the member is the only home of (n=1): held here as hints.
+            key = next(
+                k
+                for k in (f"k{i}" for i in range(1000))
+                if ring.preference_list(partition_of(k, PARTS)) == (mid,)
+            )
+            p = partition_of(key, PARTS)
+            entries = [
+                m.Entry(mid, p, seq, key, "gcounter", crdt.GCounter().increment(mid, seq).to_json())
+                for seq in range(1, 11)
+            ]
+            seal = h.me.signer.seal(entries)  # type: ignore[union-attr]
+            for e in entries:
+                e.seal = seal
+            ghosts = [f"ghost-{i}" for i in range(40)]
+            for i, target in enumerate([*ghosts, mid]):
+                await h.send(
+                    m.Push.model_construct(push_id=i + 1, entries=entries, hint_for=target)
+                )
+            await h.until("acks", lambda _: h.acked() >= set(range(1, 42)))
+            status = a.replica.status()
+            assert status["hints"] == {mid: 10}, status["hints"]
+            assert status["hints_not_held"] == 400
+            assert a.node.failed is None
+        assert _hints_on_disk(tmp_path / "a.db") == 10
+    finally:
+        await a.aclose()
