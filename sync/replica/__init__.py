@@ -317,9 +317,9 @@ class Replica:
                 case m.Summary():
                     parts = check.summary(peer_id, message)
                     now = self._begin(now)
-                    self._anti_entropy.on_summary(peer_id, message, parts, now)
+                    kept = self._anti_entropy.on_summary(peer_id, message, parts, now)
                     self._gossip.changed(now)
-                    self._propagation.reported(peer_id, parts)
+                    self._propagation.reported(peer_id, kept)
                 case m.Digest():
                     check.digest(peer_id, message)
                     recorded = self._gossip.on_digest(peer_id, message, self._begin(now))

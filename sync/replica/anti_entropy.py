@@ -20,10 +20,12 @@ it lacks (and learns of an identity conflict, below); one with ``reply=False`` i
 ping-pong).
 
 A received summary also teaches the members its sender lists (and is answered with our list
-when it misses some member we know), is remembered for compaction (which runs on a
-change), and reveals an identity conflict: a log dot of ours above our highest one means
-this database was restored or copied (``IdentityConflict``; our numbering jumps above the
-seen dot).
+when it misses some member we know), is remembered for compaction (which runs on a change)
+as far as it concerns what we hold (:func:`kept_summary`: a member's summary listing dots
+held nowhere here was kept whole, up to 30 bytes of memory per byte received, per partition
+and peer, and written to its record again on each later summary), and reveals an identity
+conflict: a log dot of ours above our highest one means this database was restored or copied
+(``IdentityConflict``; our numbering jumps above the seen dot).
 
 :class:`AntiEntropy` owns one session per peer: the queue of batches and partition streams
 planned for it and the messages in flight.
@@ -52,7 +54,27 @@ from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
 from sync.replica.transfer import Chunk, Stream, Transfers
 
-__all__ = ["AntiEntropy", "Batch", "Session", "ctx_model"]
+__all__ = ["REPORTED_CLOUD_MAX", "AntiEntropy", "Batch", "Session", "ctx_model", "kept_summary"]
+
+#: The cloud dots (dots past a version vector: seen out of order) of a peer's summary of one
+#: partition that are remembered, at most (the lowest ones).
+REPORTED_CLOUD_MAX = 1024
+
+
+def kept_summary(theirs: CausalContext, mine: CausalContext | None) -> CausalContext:
+    """What is remembered of a peer's summary ``theirs`` of a partition we hold ``mine`` of:
+    the dots both hold, with at most :data:`REPORTED_CLOUD_MAX` cloud dots. Every question
+    asked of a remembered summary is whether the peer holds dots of ours (compaction, the
+    hand-over, the release of hints to relays, propagation, lag), so the rest is never
+    needed; a dot not remembered counts as not held by the peer (compaction waits, an offer
+    or a hint goes again) until its next summary, or digest round, tells again. So what a
+    peer's summaries take here is bounded by what we hold, not by what it sends."""
+    if mine is None:
+        return CausalContext()
+    kept = theirs.meet(mine)
+    if len(kept.cloud) > REPORTED_CLOUD_MAX:
+        kept.cloud = set(sorted(kept.cloud)[:REPORTED_CLOUD_MAX])
+    return kept
 
 
 @dataclass(slots=True)
@@ -205,15 +227,17 @@ class AntiEntropy:
 
     def on_summary(
         self, peer: str, msg: m.Summary, theirs: dict[int, CausalContext], now: float
-    ) -> None:
-        """``peer`` reported its summaries ``theirs`` (checked)."""
+    ) -> dict[int, CausalContext]:
+        """``peer`` reported its summaries ``theirs`` (checked); returns what of them is
+        remembered (:func:`kept_summary`)."""
         me, membership = self._me, self._membership
         membership.learn_members(msg.known_peers, now)
-        if membership.store_summary(peer, theirs, now):
+        data = self._data
+        kept = {p: kept_summary(ctx, data.summary_if_any(p)) for p, ctx in theirs.items()}
+        if membership.store_summary(peer, kept, now):
             gone = set(membership.gone(now))
             for p in sorted(theirs):
                 self._compaction.compact(p, now, gone)
-        data = self._data
         for p in sorted(theirs):
             seen = theirs[p].max_counter(me)
             ours = data.last_seq(p)
@@ -226,6 +250,7 @@ class AntiEntropy:
         if peer in membership.up and (msg.reply or missing):
             parts = sorted(theirs) if msg.reply else ()
             self.send_summary(peer, reply=False, parts=parts, members=missing)
+        return kept
 
     def _plan(self, peer: str, theirs: dict[int, CausalContext]) -> None:
         """Queue what ``peer`` lacks of the partitions in its summary that it is a home of:

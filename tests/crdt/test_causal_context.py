@@ -61,6 +61,21 @@ def test_merge_equals_set_union_on_random_contexts() -> None:
         assert a == CausalContext(cloud=sets[0] | sets[1])  # compact form is canonical
 
 
+def test_meet_equals_set_intersection_on_random_contexts() -> None:
+    rng = random.Random(11)
+    for _ in range(300):
+        sets = [
+            {Dot(rng.choice("ABC"), rng.randint(1, 8)) for _ in range(rng.randint(0, 10))}
+            for _ in range(2)
+        ]
+        a, b = (CausalContext(cloud=s) for s in sets)
+        both = a.meet(b)
+        assert dots_of(both) == sets[0] & sets[1]
+        assert both == CausalContext(cloud=sets[0] & sets[1])  # compact, canonical
+        assert b.meet(a) == both
+        assert dots_of(a) == sets[0] and dots_of(b) == sets[1]  # neither changed
+
+
 def test_merging_a_cloud_into_a_compact_vector_equals_set_union() -> None:
     """A state's context (a vector, no cloud) merging a delta group's (a cloud of dots):
     one replica's run right after the vector folds into it; anything else (gaps, several

@@ -6,13 +6,17 @@ handshake as a member (the group secret, a key of its own) and sends well-formed
 messages. Each test sends what used to make the peer hold state without bound, and measures
 what the peer then holds (counts of held objects, bytes on its disk, ``tracemalloc``), never
 times: hints for replicas that are no home of their partition (any id will do, so one peer
-held ``hint_max_per_target`` hints for each of as many targets as a member named).
+held ``hint_max_per_target`` hints for each of as many targets as a member named), and
+summaries whose contexts list dots the receiver holds nothing of (4.6 MB of them were kept as
+55 MB of Python objects, and written to the peer's record on disk again on every later
+summary).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -114,5 +118,69 @@ async def test_hints_for_replicas_that_are_no_home_are_not_held(tmp_path: Path) 
             assert status["hints_not_held"] == 400
             assert a.node.failed is None
         assert _hints_on_disk(tmp_path / "a.db") == 10
+    finally:
+        await a.aclose()
+
+
+def _gapped(origin: str, count: int) -> m.Ctx:
+    """A context of ``count`` dots of ``origin`` with a gap between each two."""
+    return m.Ctx.model_construct(vv={}, cloud=[(origin, 2 * i + 2) for i in range(count)])
+
+
+def _many_origins(count: int) -> m.Ctx:
+    return m.Ctx.model_construct(vv={f"o{i}": 1 for i in range(count)}, cloud=[])
+
+
+def _summary_bytes(db: Path, peer: str) -> int:
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT length(summary) FROM peers WHERE replica_id = ?", (peer,)
+        ).fetchone()
+    return int(row[0] or 0)
+
+
+async def test_a_summary_of_dots_held_nowhere_here_is_not_kept(tmp_path: Path) -> None:
+    """Summaries of three partitions, each about 1.5 MB of dots of made-up origins (gapped,
+    so none folds into a version vector) or of 100,000 made-up origins, used to be kept
+    whole: 55 MB of Python objects in all, written to the peer's record on disk again on
+    every later summary of any partition. A peer's reported summary is kept only for what
+    this replica holds (the dots compaction, hand-over and propagation ask the peer about),
+    so it holds a few KB whatever it was sent; what the member did report of ours still
+    counts (its lag is 0)."""
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        await a.gcounter("visits").increment(2)
+        me = a.replica_id
+        p_visits = partition_of("visits", PARTS)
+        async with linked_member(a) as h:
+            mid = h.me.replica_id
+            ours = m.Ctx.model_construct(vv={me: a.replica.summary(p_visits).vv[me]}, cloud=[])
+            await h.send(m.Summary.model_construct(parts={p_visits: ours}, reply=True))
+            await h.until("a summary back", lambda _: h.summaries() >= 1)
+            sent = [
+                {0: _gapped("made-up", 100_000)},
+                {1: _many_origins(100_000)},
+                {2: _gapped("other", 100_000), p_visits: ours},
+                {p_visits: ours},  # (a small one last: the link holds no big one at the end)
+            ]
+            texts = [m.encode(m.Summary.model_construct(parts=parts, reply=True)) for parts in sent]
+            size = sum(map(len, texts))
+            payloads = [h.session.seal(text) for text in texts]
+            del sent, texts
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for i, payload in enumerate(payloads):
+                    await h.ws.send(payload)
+                    await h.until("a summary back", lambda _, n=i + 2: h.summaries() >= n)
+                held = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            del payloads
+            assert size > 3_000_000
+            assert held < 2_000_000, f"{held} bytes held for {size} bytes of summaries"
+            assert a.replica.status()["lag"] == {mid: 0}
+        assert _summary_bytes(tmp_path / "a.db", mid) < 10_000
+        assert a.node.failed is None
     finally:
         await a.aclose()
