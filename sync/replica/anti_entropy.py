@@ -231,7 +231,7 @@ class AntiEntropy:
         """``peer`` reported its summaries ``theirs`` (checked); returns what of them is
         remembered (:func:`kept_summary`)."""
         me, membership = self._me, self._membership
-        membership.learn_members(msg.known_peers, now)
+        membership.learn_members(peer, msg.known_peers, now)
         data = self._data
         kept = {p: kept_summary(ctx, data.summary_if_any(p)) for p, ctx in theirs.items()}
         if membership.store_summary(peer, kept, now):

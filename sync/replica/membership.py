@@ -19,6 +19,9 @@ site.
   peer that takes it for a home (a peer learns no new non-home from gossip). So the
   sessions a group served (thousands of clients a day) leave nothing behind in anyone's
   membership, its gossip or its digest of the members, which covers the homes only.
+* **Learning.** A peer that links to this one is known at once; the others are learned
+  from what peers list in summaries, at most :data:`MAX_MEMBERS` of them in all (a member
+  can list made-up ids: they would each be a home on the ring, persisted and gossiped on).
 * **Forgetting** is an operator's action on this replica only (``Replica.forget``), and it
   can be undone (``unforget``); no message of a peer forgets anyone.
 * **Homes down for long.** A home not seen (no link, no summary) for ``home_down_window``
@@ -49,10 +52,18 @@ from sync.errors import LocalProtocolError
 from sync.replica.outbox import Outbox
 from sync.ring import Ring
 
-__all__ = ["ALARM_REPEAT", "Membership", "SkewRecord", "Skewed"]
+__all__ = ["ALARM_REPEAT", "MAX_MEMBERS", "Membership", "SkewRecord", "Skewed"]
 
 #: Seconds between two alarms about the same condition of one peer while it lasts.
 ALARM_REPEAT = 600.0
+
+#: The most peers a replica learns of from what others list (summaries' ``known_peers``):
+#: ten times the largest group tested (1,000 peers). A member listing as many made-up ids as
+#: a message holds (some 40,000) made every peer hold each of them, a home on its ring, and
+#: gossip them on, without bound; past this many, no more are learned (counted in
+#: ``members_not_learned``, with an alarm). A peer that links to this one is learned all the
+#: same (it proved it holds the group's secret; links are bounded by the transport).
+MAX_MEMBERS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +103,7 @@ class Membership:
         "_me",
         "_members_version",
         "_non_homes",
+        "_not_learned_alarm",
         "_outbox",
         "_peer_summaries",
         "_peers",
@@ -102,6 +114,7 @@ class Membership:
         "_skews",
         "_up",
         "connecting",
+        "not_learned",
         "up",
     )
 
@@ -130,6 +143,9 @@ class Membership:
         #: Links the adapter is still dialling (read only; see links_connecting).
         self.connecting = 0
         self._failures: dict[str, str] = {}  # dialled URLs known down, with why
+        #: Peers listed by others and not learned (:data:`MAX_MEMBERS` known already).
+        self.not_learned = 0
+        self._not_learned_alarm = float("-inf")  # when the last alarm about it was raised
 
     def links_connecting(self, count: object, failures: Mapping[str, str] | None) -> None:
         """The adapter is dialling ``count`` links whose replicas are not up yet; the dials
@@ -509,19 +525,39 @@ class Membership:
                 )
         return known
 
-    def learn_members(self, listed: Iterable[m.PeerInfo], now: float) -> None:
-        """Know the homes a peer listed (but this replica and forgotten peers), and which
+    def learn_members(self, sender: str, listed: Iterable[m.PeerInfo], now: float) -> None:
+        """Know the homes ``sender`` listed (but this replica and forgotten peers), and which
         peers we know are not homes (except for a peer connected to us: its own handshake
-        said so); a non-home we do not know stays unknown."""
+        said so); a non-home we do not know stays unknown; new ones only while fewer than
+        :data:`MAX_MEMBERS` peers are known."""
+        skipped = 0
         peers = self._peers
         for info in listed:
             rid = info.replica_id
-            if info.home is False and rid not in peers:
+            if rid == self._me or self.is_forgotten(rid):
                 continue
-            if rid != self._me and not self.is_forgotten(rid):
-                self.learn(
-                    rid, info.address, info.site, now, None if rid in self._up else info.home
+            if rid not in peers:
+                if info.home is False:
+                    continue
+                if len(peers) >= MAX_MEMBERS:
+                    skipped += 1
+                    continue
+            self.learn(rid, info.address, info.site, now, None if rid in self._up else info.home)
+        if not skipped:
+            return
+        self.not_learned += skipped
+        if now - self._not_learned_alarm >= ALARM_REPEAT:
+            self._not_learned_alarm = now
+            self._outbox.emit(
+                Alarm(
+                    "members_full",
+                    sender,
+                    f"{skipped} peers {sender} listed were not learned: this replica knows "
+                    f"{len(self._peers)}, the most it learns of from what others list is "
+                    f"{MAX_MEMBERS} ({self.not_learned} not learned so far). A group that "
+                    f"large is not supported; else a member made them up.",
                 )
+            )
 
     def regossip(self, peer: str) -> None:
         """Send ``peer`` the members again with the next summary."""

@@ -96,6 +96,7 @@ class Reports:
             "hints_not_held": self._hints.not_held,
             "peers_up": membership.up_peers(),
             "peers_known": membership.members(),
+            "members_not_learned": membership.not_learned,
             "lag": lag,
             "siblings": siblings,
             "cache_bytes": data.cache_bytes,

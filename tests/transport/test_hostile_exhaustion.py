@@ -6,10 +6,11 @@ handshake as a member (the group secret, a key of its own) and sends well-formed
 messages. Each test sends what used to make the peer hold state without bound, and measures
 what the peer then holds (counts of held objects, bytes on its disk, ``tracemalloc``), never
 times: hints for replicas that are no home of their partition (any id will do, so one peer
-held ``hint_max_per_target`` hints for each of as many targets as a member named), and
+held ``hint_max_per_target`` hints for each of as many targets as a member named),
 summaries whose contexts list dots the receiver holds nothing of (4.6 MB of them were kept as
 55 MB of Python objects, and written to the peer's record on disk again on every later
-summary).
+summary), and members made up by the thousand in summaries' lists of known peers (each was
+learned, put on the ring and gossiped on).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 import crdt
 from sync import messages as m
+from sync.replica.membership import MAX_MEMBERS
 from sync.ring import partition_of
 from sync.transport.auth import Identity, Session, client_handshake
 from sync.transport.peer import Peer
@@ -182,5 +185,43 @@ async def test_a_summary_of_dots_held_nowhere_here_is_not_kept(tmp_path: Path) -
             assert a.replica.status()["lag"] == {mid: 0}
         assert _summary_bytes(tmp_path / "a.db", mid) < 10_000
         assert a.node.failed is None
+    finally:
+        await a.aclose()
+
+
+async def test_made_up_members_are_learned_only_up_to_max_members(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three summaries listing 4,000 made-up members each (no partition) used to leave
+    12,001 peers known here (each a home on the ring, each persisted, each gossiped on).
+    Past MAX_MEMBERS known, no more are learned: counted, with one alarm naming the sender;
+    the link stays up and a peer that links is learned all the same."""
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        async with linked_member(a) as h:
+            mid = h.me.replica_id
+            for batch in range(3):
+                listed = [
+                    m.PeerInfo.model_construct(
+                        replica_id=f"made-up-{batch}-{i}", address=None, site=None, home=True
+                    )
+                    for i in range(4_000)
+                ]
+                await h.send(m.Summary.model_construct(parts={}, known_peers=listed, reply=False))
+            await h.send(m.Summary.model_construct(parts={}, reply=True))
+            await h.until("a summary back", lambda _: h.summaries() >= 1)
+            status = a.replica.status()
+            assert len(status["peers_known"]) == MAX_MEMBERS
+            assert status["members_not_learned"] == 12_001 - MAX_MEMBERS
+            assert mid in status["peers_known"] and a.node.failed is None
+            alarms = [r for r in caplog.records if "were not learned" in r.getMessage()]
+            assert len(alarms) == 1 and mid in alarms[0].getMessage()
+            b = await open_peer(tmp_path / "b.db", peers=[a.url])
+            try:
+                await eventually(
+                    lambda: b.replica_id in a.replica.status()["peers_known"], "b known to a"
+                )
+            finally:
+                await b.aclose()
     finally:
         await a.aclose()
