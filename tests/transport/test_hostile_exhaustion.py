@@ -208,8 +208,14 @@ async def test_made_up_members_are_learned_only_up_to_max_members(
                     for i in range(4_000)
                 ]
                 await h.send(m.Summary.model_construct(parts={}, known_peers=listed, reply=False))
-            await h.send(m.Summary.model_construct(parts={}, reply=True))
-            await h.until("a summary back", lambda _: h.summaries() >= 1)
+            # (Each list is answered with ours, which it lacks; the answer to this one, of
+            # partition 0, comes once the lists before it were handled.)
+            probe = {0: m.Ctx.model_construct(vv={}, cloud=[])}
+            await h.send(m.Summary.model_construct(parts=probe, reply=True))
+            await h.until(
+                "a summary of partition 0 back",
+                lambda got: any(isinstance(x, m.Summary) and 0 in x.parts for x in got),
+            )
             status = a.replica.status()
             assert len(status["peers_known"]) == MAX_MEMBERS
             assert status["members_not_learned"] == 12_001 - MAX_MEMBERS
@@ -247,5 +253,49 @@ async def test_a_state_transfer_summary_of_dots_never_sent_is_not_taken(tmp_path
             await h.send(m.Summary.model_construct(parts={}, reply=True))
             await h.until("a summary back", lambda _: h.summaries() >= 1)
             assert a.replica.summary(5).is_bottom()
+    finally:
+        await a.aclose()
+
+
+async def test_summaries_asking_for_everything_get_one_window_at_a_time(tmp_path: Path) -> None:
+    """What held: a member that reports holding nothing, again and again, gets one round at
+    a time, at most ``ae_max_inflight`` messages of it unacknowledged: summaries that come
+    while the round is on plan nothing more, and a member that never acknowledges is sent
+    no more than that window (until ``write_timeout`` abandons the round: long here, so that
+    no timing matters)."""
+    a = await open_peer(
+        tmp_path / "a.db", ae_batch=1, anti_entropy_interval=None, write_timeout=600.0
+    )
+    try:
+        for i in range(40):
+            await a.gcounter(f"k{i}").increment()
+        async with linked_member(a) as h:
+            nothing = m.Ctx.model_construct(vv={}, cloud=[])
+            ask = m.Summary.model_construct(parts=dict.fromkeys(range(PARTS), nothing))
+            probes = 0
+
+            async def probe() -> list[m.Deltas]:
+                """What it was sent once every message before this one was handled (a
+                summary's answer comes after what the messages before it led to)."""
+                nonlocal probes
+                probes += 1
+                await h.send(m.Summary.model_construct(parts={}, reply=True))
+                await h.until("a summary back", lambda _, n=probes: h.summaries() >= n)
+                return [x for x in h.received if isinstance(x, m.Deltas)]
+
+            for _ in range(10):
+                await h.send(ask)
+                assert len(await probe()) == 4  # ae_max_inflight, never more
+            acked: set[int] = set()
+            for _ in range(40):
+                batches = await probe()
+                fresh = [b.batch_id for b in batches if b.batch_id not in acked]
+                if not fresh:
+                    break
+                acked.update(fresh)
+                await h.send(m.Ack(ids=fresh))
+            entries = [e for b in await probe() for e in b.entries]
+            # The one round, not one per summary: each change once.
+            assert sorted(e.key for e in entries) == sorted(f"k{i}" for i in range(40))
     finally:
         await a.aclose()
