@@ -149,13 +149,16 @@ async def test_an_offline_backlog_is_signed_when_sent_in_a_seal_per_batch(tmp_pa
     and linked to A again, B sends them with a seal per up to SEAL_MAX entries, not one per
     write, and A verifies and applies every one."""
     backlog = 300
-    # A compacts nothing meanwhile (its pass runs at its anti-entropy interval), so its file
-    # keeps the seals it received.
+    # A compacts none of them, so its file keeps the seals it received: C, a third home that
+    # A knows, is away and never gets them.
     a = await open_peer(tmp_path / "a.db", anti_entropy_interval=3600.0)
     b = await open_peer(tmp_path / "b.db", listen=None, peers=[a.url])
+    c = await open_peer(tmp_path / "c.db", listen=None, peers=[a.url])
     try:
         await linked(a, b)
+        await linked(a, c)
     finally:
+        await c.aclose()
         await a.aclose()
     try:
         for i in range(backlog):  # one write per drain, as an app's await in a loop makes
