@@ -427,8 +427,9 @@ class Replica:
         membership.check_forget(peer_id)
         now = self._begin(now)
         try:
-            self._down(peer_id, now)
+            # Forgotten first: a non-home taken down is dropped unless it is (membership).
             membership.forget(peer_id)
+            self._down(peer_id, now)
             self._propagation.forget(peer_id)
             self._hints.forget(peer_id)
             # The forgotten peer may have been the only home holding compaction back.

@@ -312,3 +312,22 @@ def test_the_first_fallback_is_what_pick_fallback_says_after_any_change(seed: in
         for p in range(parts):
             chosen = {*mem.ring().preference_list(p), "ME"}
             assert mem.first_fallback(p) == mem.pick_fallback(p, chosen), (step, op, peer, p)
+
+
+def test_a_non_home_that_is_up_can_be_forgotten_and_stays_forgotten() -> None:
+    """Forgetting a non-home while it is linked took it down first, which (since a non-home
+    is known only while up) dropped its record, then marked the record gone: KeyError, half
+    done (the link down, nothing forgotten, no alarm)."""
+    net = Net({"A": _config(), "T": _config(home=False)})
+    net.up("A", "T")
+    net.run()
+    a = net.r["A"]
+    assert a.status()["non_homes"] == ["T"]
+    a.forget("T", net.now, by="a test")
+    net.run()
+    assert a.status()["forgotten"] == ["T"] and a.status()["non_homes"] == []
+    assert [x.kind for x in net.alarms("A")] == ["forgotten"]
+    assert "T" in _persisted_peers(net, "A")  # forgotten: kept (persisted) so it stays so
+    a.unforget("T", net.now, by="a test")
+    net.run()
+    assert a.status()["forgotten"] == []
