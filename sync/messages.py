@@ -29,7 +29,8 @@ The log entries of a ``Push`` or ``Deltas`` travel with the seals of their origi
   ``SnapshotChunk.batch_id`` values: the receiver has made them durable.
 * ``AckExcept(push_id, skipped)`` — acknowledges the ``Push`` ``push_id`` but for its
   entries at the positions ``skipped``, which the receiver set aside (stamped too far ahead
-  of its clock): the rest is durable there. A type of its own, so that a peer that does not
+  of its clock) or, in a push for another replica, did not hold as hints (no home of their
+  partition there): the rest is durable there. A type of its own, so that a peer that does not
   know it refuses it rather than read it as an ``Ack`` of every entry.
 * ``ReadReq(req_id, key, kind)`` / ``ReadResp(req_id, key, kind, state)`` — quorum reads of
   the object ``(key, kind)`` (an object is named by its key and kind: one key written

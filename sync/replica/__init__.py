@@ -658,14 +658,15 @@ class Replica:
         hint_for = msg.hint_for
         if hint_for is not None:  # entries are held as hints only for one replica
             self._hints.hold(hint_for, batch.hints, now)
-            self._hints.not_held += batch.not_held
+            self._hints.not_held += len(batch.not_held)
         self._outbound.relay_forward(peer, self._data.apply_entries(batch), now)
         for (key, _kind), (_p, delta) in batch.rejoin.items():
             self._data.merge_state(key, delta)
         if hint_for is not None:
             self._hints.handoff_soon(hint_for, now)
-        if batch.set_aside:
-            skipped = batch.set_aside
+        if batch.set_aside or batch.not_held:
+            # (what is not held must not count at the sender: as held here, for its write)
+            skipped = sorted(batch.set_aside + batch.not_held)
             self._outbox.emit(Send(peer, m.AckExcept(push_id=msg.push_id, skipped=skipped)))
         else:
             self._outbox.emit(Send(peer, m.Ack(ids=[msg.push_id])))

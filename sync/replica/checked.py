@@ -36,6 +36,7 @@ class CheckedBatch:
     #: The positions, in the message, of the entries set aside for clock skew (neither
     #: applied nor held): a ``Push``'s ack leaves them out (``AckExcept``).
     set_aside: list[int] = field(default_factory=list)
-    #: The entries of a ``Push`` for another replica (``hint_for``) that are neither applied
-    #: nor held: their target is forgotten, or no home of their partition here.
-    not_held: int = 0
+    #: The positions of the entries of a ``Push`` for another replica (``hint_for``) that are
+    #: neither applied nor held (their target is forgotten, or no home of their partition
+    #: here): its ack leaves them out too, so the sender counts no hint held here for them.
+    not_held: list[int] = field(default_factory=list)

@@ -41,14 +41,16 @@ store's prefix check always holds. An entry of a ``Push`` for another replica (`
 is only held as a hint unless this replica is a home of its key; none is held for a
 forgotten replica, nor for one that is no home of the entry's partition here (any id would
 do: a member naming as many made-up targets as it liked was held ``hint_max_per_target``
-hints for each), and those not held are counted (:attr:`CheckedBatch.not_held`) and
-acknowledged, their writes left to anti-entropy. An entry or a state stamped too far ahead
-of our clock is set aside (:class:`~sync.replica.membership.Skewed`, counted by membership;
-see "Clock skew" in :mod:`sync.replica.theory`), a known dot whose delta is joined again
-included. States (read replies, repairs, snapshots) and summaries are
+hints for each), and those not held are counted (:attr:`CheckedBatch.not_held`) and left out
+of the push's ack (``AckExcept``), their writes left to anti-entropy: acked, they counted at
+the sender as held here (a write's sloppy-quorum ack, a hint's whereabouts), as when the
+rings differ (a fallback that learned of a new home before its sender). An entry or a state
+stamped too far ahead of our clock is set aside (:class:`~sync.replica.membership.Skewed`,
+counted by membership; see "Clock skew" in :mod:`sync.replica.theory`), a known dot whose
+delta is joined again included. States (read replies, repairs, snapshots) and summaries are
 decoded and checked the same way: keys the store can hold, log-dot contexts of replica ids
-counting at most 2**62 (a summary's dot of ours above our numbering is an identity
-conflict, which moves our numbering up to it: never past the limit).
+counting at most 2**62 (a summary's dot of ours above our numbering is an identity conflict,
+which moves our numbering up to it: never past the limit).
 
 The messages of digest anti-entropy and digest reads are checked whole the same way: a
 digest is :data:`~sync.digest.DIGEST_BYTES` bytes in lowercase hex; a ``PartDigests`` names
@@ -276,7 +278,7 @@ class Inbound:
                 if hold and hint_for in homes:
                     out.hints.append(e)
                 else:
-                    out.not_held += 1
+                    out.not_held.append(i)
                 continue
             if origin == me and not known and seq > data.last_seq(p):
                 raise RemoteProtocolError(

@@ -15,9 +15,10 @@ import pytest
 
 from sync import messages as m
 from sync.config import ReplicaConfig
-from sync.effects import Alarm, Persist, Send
+from sync.effects import Alarm, Persist, Send, WriteDone
 from sync.errors import RemoteProtocolError
 from sync.replica import Replica
+from sync.ring import partition_of
 
 __all__: list[str] = []
 
@@ -331,3 +332,40 @@ def test_a_non_home_that_is_up_can_be_forgotten_and_stays_forgotten() -> None:
     a.unforget("T", net.now, by="a test")
     net.run()
     assert a.status()["forgotten"] == []
+
+
+def test_a_fallback_that_holds_no_hint_for_the_home_does_not_count_for_the_write() -> None:
+    """A hint is held only for a home of its partition in the fallback's ring. A fallback
+    whose ring differs (it learned of a new home, Z, before the coordinator did: gossip
+    lags) left the entry unheld but acked it, so the coordinator's write completed at w=2
+    with the fallback counted as holding a hint for the home, while only the coordinator
+    held the write. A push's ack leaves out what is not held (``AckExcept``): the write does
+    not count it, the coordinator keeps it."""
+    cfg = {"n": 2, "partitions": PARTS, "vnodes": 4, "anti_entropy_interval": 5.0}
+    net = Net({r: ReplicaConfig(**cfg) for r in "AFGHZ"})  # type: ignore[arg-type]
+    for x, y in (("A", "F"), ("A", "G"), ("F", "G"), ("A", "H")):
+        net.up(x, y)
+    net.run()
+    net.down("A", "H")
+    net.up("F", "Z")  # F and G learn of Z, a new home; A not yet (no gossip round)
+    net.up("G", "Z")
+    net.run()
+    a = net.r["A"]
+    assert "Z" not in a.status()["peers_known"]
+
+    def unheld(k: str) -> bool:  # A's homes {A, H}; its fallback neither home nor holder
+        fb = a._membership.first_fallback(partition_of(k, PARTS))
+        return (
+            set(a.homes(k)) == {"A", "H"}
+            and fb is not None
+            and not {fb, "H"} & set(net.r[fb].homes(k))
+        )
+
+    key = next(k for k in (f"k{i}" for i in range(4000)) if unheld(k))
+    fallback = a._membership.first_fallback(partition_of(key, PARTS))
+    assert fallback is not None
+    a.local_update(1, key, "gcounter", _incr("A"), net.now, w=2, timeout=30.0)
+    net.run()
+    done = [fx for fx in net.done["A"] if isinstance(fx, WriteDone) and fx.op_id == 1]
+    held = net.r[fallback].status()["hints"]
+    assert not done, (done, held)
