@@ -327,6 +327,7 @@ class Membership:
         self._gossiped.pop(peer, None)
         self._gone_reported.discard(peer)
         self._shared.pop(peer, None)
+        self._skews.pop(peer, None)  # (else listed per peer, as a home, for good)
 
     def check_forget(self, peer: object, *, undo: bool = False) -> None:
         """``ValueError`` unless ``peer`` is a replica id this replica may forget (a peer it

@@ -227,3 +227,22 @@ def test_the_writes_beside_a_skewed_one_in_a_push_complete() -> None:
     assert "A" not in where.at_homes
     cart = next(e for e in pushes[0].entries if e.key == "cart")
     assert "A" in b.whereabouts("cart", LogDot(cart.origin, cart.partition, cart.seq)).at_homes
+
+
+def test_a_non_home_that_left_leaves_no_clock_skew_record_behind() -> None:
+    """A short-lived session (a non-home) with its clock ahead, linked, pushes a write that
+    is set aside, then leaves: the engine forgets it, but its clock-skew record stayed, so
+    every such session stayed in ``status()["clock_skew"]`` and in the adapter's per-peer
+    status (listed as a home) for as long as the peer ran."""
+    r = Replica(CONFIG, "A", now=NOW)
+    r.peer_up("T", NOW, home=False)
+    r.effects()
+    r.receive(
+        "T", m.Push(push_id=1, entries=[_entry("title", _lww("x", DAY, "T"), origin="T")]), NOW
+    )
+    assert list(r.status()["clock_skew"]) == ["T"]
+    r.effects()
+    r.peer_down("T", NOW + 1)
+    r.effects()
+    assert r.status()["non_homes"] == [] and r.status()["peers_known"] == []
+    assert r.status()["clock_skew"] == {}
