@@ -46,10 +46,12 @@ sent to peers) before the WAL is synced; a process crash loses nothing (the OS s
 the WAL), but a power loss or an OS crash takes the WAL's tail since the last checkpoint,
 whose dots peers may hold: kept under its id, the database would issue them again for other
 writes, lost behind them. So a SQLite open records the run in ``meta.running`` (its
-``synchronous`` level and the machine's boot id, :func:`_boot_id`) and a clean close clears
-it; an open that finds it set by a run at ``NORMAL`` under another boot (or an unknown one)
-mints a new replica id. At ``FULL`` and ``EXTRA`` every commit is synced before it is
-acknowledged, and a run killed without a restart in between lost nothing: both keep the id.
+``synchronous`` level and the machine's boot id, :func:`_boot_id`; at ``NORMAL`` the open
+then checkpoints the WAL, else a power loss took the record with the tail it is there for)
+and a clean close clears it; an open that finds it set by a run at ``NORMAL`` under another
+boot (or an unknown one) mints a new replica id. At ``FULL`` and ``EXTRA`` every commit is
+synced before it is acknowledged, and a run killed without a restart in between lost
+nothing: both keep the id.
 
 (A WAL found missing after a run that did not close cleanly does not tell a lost WAL from
 one that another SQLite program folded into the file and removed, as its close does: a
@@ -432,6 +434,12 @@ async def _open_identity(
                 )
             )
         if db_path is not None:
+            if synchronous == "NORMAL":
+                # That commit sits in the WAL unsynced: a power loss before the store's first
+                # checkpoint took meta.running with it, and the run went unseen (its id
+                # changed by the sidecar's token alone, as if the file had been restored).
+                async with engine.connect() as conn:
+                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
             await asyncio.to_thread(_write_sidecar, sidecar_path(db_path), token)
         return opened
 

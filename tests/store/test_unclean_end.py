@@ -23,13 +23,14 @@ CHILD = Path(__file__).with_name("unclean_child.py")
 TIMEOUT = 30.0
 
 
-async def _killed_after_writing(synchronous: str, path: Path) -> str:
+async def _killed_after_writing(synchronous: str, path: Path, *fresh: str) -> str:
     """Run ``unclean_child.py`` until it has written, SIGKILL it; return its replica id."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(CHILD),
         synchronous,
         str(path),
+        *fresh,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -70,6 +71,21 @@ async def test_a_normal_run_cut_by_a_power_loss_gets_a_new_id(tmp_path: Path) ->
         assert await reopened.get_object("k") == counter_row("k", 3)  # what was on disk
     async with await Store.open(path) as again:  # rotated once, not at every open
         assert not again.identity_rotated and again.replica_id != old_id
+
+
+@pytest.mark.usefixtures("rebooted")
+async def test_a_normal_run_cut_before_any_checkpoint_gets_a_new_id(tmp_path: Path) -> None:
+    # The run's record in meta.running was committed at NORMAL too: in the WAL, unsynced,
+    # until a checkpoint. Lost with the WAL, it left no trace of the run (the last one had
+    # closed cleanly), so the database kept its id while peers held the lost writes' dots.
+    path = tmp_path / "a.sqlite"
+    async with await Store.open(path, synchronous="NORMAL"):
+        pass  # a clean run first: nothing left in meta.running
+    old_id = await _killed_after_writing("NORMAL", path, "fresh")
+    _power_loss(path)
+    async with await Store.open(path) as reopened:
+        assert reopened.identity_rotated and reopened.identity_cut_short
+        assert reopened.replica_id != old_id and reopened.previous_replica_ids == (old_id,)
 
 
 @pytest.mark.usefixtures("rebooted")
