@@ -210,7 +210,7 @@ def open_database(
         rekeyed = True
     else:
         key = bytes.fromhex(key_hex)
-        stamp = json.loads(values["identity"]) if "identity" in values else None
+        stamp = _stamp(values.get("identity"))
         if (
             stamp is None
             or not _same_storage(stamp.get("where"), where)
@@ -301,17 +301,32 @@ def rotate_replica_id(
     return new_id, tuple(past)
 
 
+def _stamp(text: str | None) -> dict[str, Any] | None:
+    """The identity stamp ``meta.identity`` holds (None: none, or one that is not a JSON
+    object, as another program may leave it: an open then takes a new id)."""
+    if text is None:
+        return None
+    try:
+        stamp = json.loads(text)
+    except ValueError:
+        return None
+    return stamp if isinstance(stamp, dict) else None
+
+
 def _renew_token(conn: Connection, token: str, opened: str | None = None) -> bool:
     """At a clean close: put ``token`` in the identity stamp in place of the open's (the
     caller then writes the sidecar) and clear ``meta.running``; False, changing nothing, for
-    a database without a stamp, or (``opened``: the token of an open that failed) one whose
-    stamp that open did not write (its record is an earlier run's, kept)."""
+    a database without a stamp or with one that is not a JSON object, or (``opened``: the
+    token of an open that failed) one whose stamp that open did not write (its record is an
+    earlier run's, kept)."""
     if not inspect(conn).has_table("meta"):  # (an open that failed making the database)
         return False
     stamp_text = read_meta(conn).get("identity")
     if stamp_text is None:
         return False
-    stamp = json.loads(stamp_text)
+    stamp = _stamp(stamp_text)
+    if stamp is None:  # spoilt by another program: left as it is for the next open
+        return False
     if opened is not None and stamp.get("token") != opened:
         return False
     stamp["token"] = token

@@ -140,3 +140,21 @@ async def test_reopening_after_a_clean_close_keeps_the_id_and_changes_the_token(
         assert store.replica_id == original and opened != token
     assert sidecar_path(path).read_text() not in (token, opened)  # renewed at close too
     assert await _open_once(path) == (original, False, ())
+
+
+@pytest.mark.parametrize("stamp", ["not json {", "[1, 2]", '"a string"'])
+async def test_a_stamp_spoilt_while_the_store_ran_does_not_fail_its_close(
+    tmp_path: Path, stamp: str
+) -> None:
+    # Another program wrote over meta.identity while the store ran: its close cannot renew
+    # the token (and says nothing of it); the next open sees no stamp it can trust and
+    # takes a new id, the data kept.
+    path = tmp_path / "a.sqlite"
+    original = await _create(path)
+    store = await Store.open(path)
+    with sqlite3.connect(path) as other:
+        other.execute("UPDATE meta SET value = ? WHERE name = 'identity'", (stamp,))
+    other.close()
+    await store.aclose()
+    new_id, rotated, previous = await _open_once(path)
+    assert rotated and new_id != original and previous == (original,)
