@@ -71,8 +71,13 @@ class ReplicaConfig:
     (and per hint hand-off ``Push``). ``ae_max_inflight``: unacknowledged anti-entropy
     messages per peer. ``snapshot_chunk``: objects per ``SnapshotChunk``. ``hint_window``:
     seconds a hint is kept. ``hint_max_per_target``: hints kept per target (the oldest go
-    first). ``checkpoint_every``: log entries between checkpoint rounds; in a round a key is
-    checkpointed again only once it has applied several times the entries it had at its last
+    first). ``hint_max_bytes``: bytes of the hints held for other replicas' writes, all
+    targets together, each counted as its entry takes in a message (the oldest go first;
+    default 256 MiB, at least ``max_message_bytes`` so that the newest hint always fits);
+    a replica's hints of its own writes are not counted, as they are never dropped (see
+    :mod:`sync.replica.hints`). ``checkpoint_every``: log entries between checkpoint
+    rounds; in a round a key is checkpointed again only once it has applied several times the
+    entries it had at its last
     checkpoint (geometric spacing: re-encoding a growing object costs O(size) in all), and
     compaction checkpoints the keys it drops entries of. ``max_message_bytes``: the largest
     message a peer accepts (its frames too), at least :data:`MIN_MESSAGE_BYTES` (64 KiB).
@@ -121,6 +126,7 @@ class ReplicaConfig:
     snapshot_chunk: int = 500
     hint_window: float = 3600.0
     hint_max_per_target: int = 100_000
+    hint_max_bytes: int = 256 * 1024 * 1024
     checkpoint_every: int = 1000
     max_message_bytes: int = MAX_MESSAGE_BYTES
     relay: bool = False
@@ -140,6 +146,7 @@ class ReplicaConfig:
             "ae_max_inflight",
             "snapshot_chunk",
             "hint_max_per_target",
+            "hint_max_bytes",
             "checkpoint_every",
             "max_message_bytes",
             "cache_bytes",
@@ -155,6 +162,11 @@ class ReplicaConfig:
                 f"max_message_bytes must be >= {MIN_MESSAGE_BYTES} (64 KiB), got "
                 f"{self.max_message_bytes}: a message carries {MESSAGE_ENVELOPE} bytes of "
                 "envelope beside its entries"
+            )
+        if self.hint_max_bytes < self.max_message_bytes:
+            raise ValueError(
+                f"hint_max_bytes must be >= max_message_bytes={self.max_message_bytes}, got "
+                f"{self.hint_max_bytes}: a hint of the largest entry must fit"
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {self.seed!r}")

@@ -4,11 +4,18 @@
 
 * hints **held for others** (this replica was a fallback, or is a relay): held only for a
   home of their partition in our ring (the others are counted, :attr:`Hints.not_held`, see
-  :mod:`sync.replica.inbound`), bounded by ``hint_max_per_target`` (the oldest go first) and
-  dropped after ``hint_window``; what they carried is then left to anti-entropy;
+  :mod:`sync.replica.inbound`), bounded by ``hint_max_per_target`` per target and by
+  ``hint_max_bytes`` all targets together (each hint counted as its entry takes in a
+  message, :func:`~sync.replica.outbound.entry_size`; the oldest go first, counted in
+  :attr:`Hints.dropped`) and dropped after ``hint_window``; what they carried is then left
+  to anti-entropy, as Cassandra and Riak do past their hint limits;
 * hints of **our own entries** kept by a coordinator that is not a home of the key: the only
   copy until a home acknowledges it (anti-entropy runs between homes only), so they are
-  exempt from both limits.
+  exempt from all three limits. Dropping one would lose the write for the group: its log
+  entry is kept only while a hint of it is pending (:mod:`sync.replica.compaction`), and no
+  home would ever ask for it. Their bytes are reported (:attr:`Hints.own_bytes`), not
+  bounded: they are this replica's own writes, whose entries its log holds anyway, and they
+  go as the homes (or a relay) take them (below).
 
 Hints are handed off to their target when it is up, as ``Push`` batches of ``ae_batch``
 (on ``peer_up``, on each ack, and retried every ``write_timeout``), and dropped on its ack.
@@ -32,7 +39,7 @@ from crdt import Dot
 from sync.config import ReplicaConfig
 from sync.effects import HintId, HintRecord, LogEntry
 from sync.replica.membership import Membership
-from sync.replica.outbound import Outbound
+from sync.replica.outbound import Outbound, entry_size
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
 
@@ -49,12 +56,16 @@ class Hints:
         "_held",
         "_me",
         "_membership",
+        "_order",
         "_outbound",
         "_outbox",
         "_own",
         "_sent_at",
         "_timers",
+        "dropped",
+        "held_bytes",
         "not_held",
+        "own_bytes",
     )
 
     def __init__(
@@ -75,6 +86,16 @@ class Hints:
         self._held: dict[str, dict[HintId, HintRecord]] = {}  # for others, by target
         self._own: dict[str, dict[HintId, HintRecord]] = {}  # of our own entries, by target
         self._sent_at: dict[HintId, float] = {}  # when each hint was last sent to its target
+        # The hints for others, all targets together, in the order stored, with their sizes:
+        # the first is the oldest, the first to go past ``hint_max_bytes``.
+        self._order: dict[HintId, int] = {}
+        #: Bytes of the hints held for others (what ``hint_max_bytes`` bounds).
+        self.held_bytes = 0
+        #: Bytes of the hints of our own entries (never dropped by a bound).
+        self.own_bytes = 0
+        #: Hints for others dropped past ``hint_max_per_target`` or ``hint_max_bytes``
+        #: before their target had them (left to anti-entropy), since this replica started.
+        self.dropped = 0
         #: Entries of pushes for another replica not held (forgotten, or no home of their
         #: partition here), since this replica started.
         self.not_held = 0
@@ -88,8 +109,34 @@ class Hints:
             if rec.stored_at > now:
                 rec = replace(rec, stored_at=now)
             self._store(rec.id).setdefault(rec.target, {})[rec.id] = rec
+            self._count(rec)
         if any(self._held.values()):
             self._schedule_expiry()
+            if self.held_bytes > self._config.hint_max_bytes or any(
+                len(h) > self._config.hint_max_per_target for h in self._held.values()
+            ):
+                # A bound lowered since they were stored: it holds at the first tick (a drop
+                # is a durable change, made only within an input).
+                self._timers.set_if_earlier(_EXPIRY, now)
+
+    def _count(self, rec: HintRecord) -> None:
+        size = entry_size(rec.entry)
+        if rec.id.origin == self._me:
+            self.own_bytes += size
+        else:
+            self._order[rec.id] = size
+            self.held_bytes += size
+
+    def _bound(self, held: dict[HintId, HintRecord]) -> None:
+        """Drop the oldest hints for others past the bounds: of ``held`` (one target's)
+        past ``hint_max_per_target``, then of all targets past ``hint_max_bytes``."""
+        config = self._config
+        while len(held) > config.hint_max_per_target:
+            self.drop(next(iter(held)))
+            self.dropped += 1
+        while self._order and self.held_bytes > config.hint_max_bytes:
+            self.drop(next(iter(self._order)))
+            self.dropped += 1
 
     def _store(self, hid: HintId) -> dict[str, dict[HintId, HintRecord]]:
         return self._own if hid.origin == self._me else self._held
@@ -104,19 +151,23 @@ class Hints:
         hints = self._outbox.durable.hints
         hints.pop(rec.id, None)
         hints[rec.id] = rec
+        self._count(rec)
         if own:
             return
-        while len(held) > self._config.hint_max_per_target:
-            oldest = next(iter(held))
-            self.drop(oldest)
+        self._bound(held)
         self._schedule_expiry()
 
     def drop(self, hid: HintId) -> None:
         """Drop a hint (persisted), if held."""
         store = self._store(hid)
         held = store.get(hid.target)
-        if held is None or held.pop(hid, None) is None:
+        rec = None if held is None else held.pop(hid, None)
+        if held is None or rec is None:
             return
+        if store is self._own:
+            self.own_bytes -= entry_size(rec.entry)
+        else:
+            self.held_bytes -= self._order.pop(hid)
         self._sent_at.pop(hid, None)
         hints = self._outbox.durable.hints
         hints.pop(hid, None)
@@ -145,7 +196,8 @@ class Hints:
             self._timers.set_if_earlier(_EXPIRY, oldest + self._config.hint_window)
 
     def expire(self, now: float) -> None:
-        """Drop the hints for others older than the hint window."""
+        """Drop the hints for others older than the hint window, then those past the
+        bounds (lowered since they were stored)."""
         window = self._config.hint_window
         for target in sorted(self._held):
             held = self._held[target]
@@ -156,6 +208,9 @@ class Hints:
                 expired.append(hid)
             for hid in expired:
                 self.drop(hid)
+        for target in sorted(self._held):
+            if bounded := self._held.get(target):  # the byte bound may have emptied it
+                self._bound(bounded)
         self._schedule_expiry()
 
     def handoff(self, target: str, now: float) -> None:

@@ -5,7 +5,8 @@ replica, neither of which any one component can answer alone:
 
 * **Health** (:meth:`Reports.status`, behind ``Replica.status`` and the adapters'
   ``/status`` and metrics): objects and log size (local data), hints per target (and the
-  pushed entries for another replica not held as hints), the peers known and up, how far
+  pushed entries for another replica not held as hints, the bytes of the hints held for
+  others and of our own, and those dropped past their bounds), the peers known and up, how far
   behind each peer's last summary is (its *lag*: the log entries of the partitions we share
   that it lacks), siblings and kind clashes, the writes and reads pending, the writes set
   aside for clock skew, our own entries not yet known to be at every home (propagation), the
@@ -94,6 +95,9 @@ class Reports:
             "log_size": data.log_size,
             "hints": self._hints.counts(),
             "hints_not_held": self._hints.not_held,
+            "hint_bytes": self._hints.held_bytes,
+            "hints_dropped": self._hints.dropped,
+            "own_hint_bytes": self._hints.own_bytes,
             "peers_up": membership.up_peers(),
             "peers_known": membership.members(),
             "members_not_learned": membership.not_learned,

@@ -73,9 +73,10 @@ touches a database; its only randomness is a ``random.Random`` seeded from
 * **Hints.** A fallback persists the hint and acks. Hints are handed off as ``Push`` batches
   of ``ae_batch`` when the target is up (on ``peer_up``, then on each ack, retried every
   ``write_timeout``) and dropped on its ack; hints older than ``hint_window`` or beyond
-  ``hint_max_per_target`` (oldest first) are dropped and left to anti-entropy. A non-home
-  coordinator's hints of its *own* entries are exempt from both limits: anti-entropy would
-  not carry them (it runs between homes), so they go only when a home acks them.
+  ``hint_max_per_target`` per target or ``hint_max_bytes`` for all (oldest first) are
+  dropped and left to anti-entropy. A non-home coordinator's hints of its *own* entries are
+  exempt from all three limits: anti-entropy would not carry them (it runs between homes),
+  so they go only when a home (or a relay, for a home we do not reach) holds them.
 * **Reads** (:meth:`local_read`) ask this replica (same counting rule as writes) and the up
   homes (sloppy: fallbacks for the down ones), join the replies, complete at ``r`` replies
   with ``ReadDone``, and repair every replier whose state differs from the join (late

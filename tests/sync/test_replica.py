@@ -537,6 +537,7 @@ def test_hints_expire_after_the_window_and_are_bounded_per_target() -> None:
         w.r["A"].local_update(i, key, "gcounter", inc("A"), w.now)
         w.run()
     assert w.r["D"].status()["hints"] == {"C": 3}  # the bound: the two oldest went first
+    assert w.r["D"].status()["hints_dropped"] == 2
     assert sorted(h.entry.key for h in w.disk["D"].hints.values()) == sorted(keys[2:])
     w.advance(9.0)
     assert w.r["D"].status()["hints"] == {"C": 3}
