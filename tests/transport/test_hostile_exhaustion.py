@@ -6,7 +6,8 @@ handshake as a member (the group secret, a key of its own) and sends well-formed
 messages. Each test sends what used to make the peer hold state without bound, and measures
 what the peer then holds (counts of held objects, bytes on its disk, ``tracemalloc``), never
 times: hints for replicas that are no home of their partition (any id will do, so one peer
-held ``hint_max_per_target`` hints for each of as many targets as a member named),
+held ``hint_max_per_target`` hints for each of as many targets as a member named), hints of
+large values for a real home (held whatever their bytes, now up to ``hint_max_bytes``),
 summaries whose contexts list dots the receiver holds nothing of (4.6 MB of them were kept as
 55 MB of Python objects, and written to the peer's record on disk again on every later
 summary), and members made up by the thousand in summaries' lists of known peers (each was
@@ -129,6 +130,40 @@ async def test_hints_for_replicas_that_are_no_home_are_not_held(tmp_path: Path) 
             assert status["hints_not_held"] == 400
             assert a.node.failed is None
         assert _hints_on_disk(tmp_path / "a.db") == 10
+    finally:
+        await a.aclose()
+
+
+async def test_hints_of_large_values_are_held_up_to_hint_max_bytes(tmp_path: Path) -> None:
+    """Twelve pushes of one 8 KB change each, for a home that takes none of them back (the
+    member itself, which never acks the hand-off), used to be held whole, on disk and in
+    memory, whatever their size (a hint per change up to ``hint_max_per_target``). Past
+    ``hint_max_bytes`` (64 KiB here) the oldest go first, counted in ``hints_dropped``."""
+    budget = 64 * 1024
+    a = await open_peer(tmp_path / "a.db", n=1, max_message_bytes=budget, hint_max_bytes=budget)
+    try:
+        async with linked_member(a) as h:
+            mid = h.me.replica_id
+            ring = a.replica._membership.ring()
+            key = next(
+                k
+                for k in (f"k{i}" for i in range(1000))
+                if ring.preference_list(partition_of(k, PARTS)) == (mid,)
+            )
+            p = partition_of(key, PARTS)
+            for seq in range(1, 13):
+                delta = crdt.ORSet().add(mid, f"{seq:04d}" + "x" * 8000)
+                entry = m.Entry(mid, p, seq, key, "orset", delta.to_json())
+                entry.seal = h.me.signer.seal([entry])  # type: ignore[union-attr]
+                await h.send(m.Push.model_construct(push_id=seq, entries=[entry], hint_for=mid))
+            await h.until("acks", lambda _: h.acked() >= set(range(1, 13)))
+            status = a.replica.status()
+            held = status["hints"][mid]
+            assert 0 < held < 12
+            assert 7 * 8000 < status["hint_bytes"] <= budget
+            assert status["hints_dropped"] == 12 - held
+            assert a.node.failed is None
+        assert _hints_on_disk(tmp_path / "a.db") == held  # the disk keeps the same hints
     finally:
         await a.aclose()
 
