@@ -2,15 +2,15 @@
 
 :func:`render_metrics` turns one snapshot of :func:`~sync.transport.status.status_snapshot`
 into the Prometheus text exposition format with ``prometheus_client``, families prefixed
-``shoal_``: gauges for connected peers, log size, keys, pending hints, pending propagation
-(our own writes not yet known to be at every home) and siblings; counters
-for refused handshakes, commits and errors; per-peer families labelled ``peer``; the
-transport's counters (connections refused busy, failed ``accept()`` calls, links closed for a
-frame that failed its check, failed dials by ``state``); per dialled URL, ``shoal_link_state``
-(labels ``url`` and ``state``: 1 for the URL's current state, 0 for the others); and
-``shoal_fail_stopped`` (1 once the store refused a commit and the peer stopped). A fresh
-registry per call, so several peers in one process never collide and nothing is sampled in
-the background.
+``shoal_``: gauges for connected peers, log size, keys, pending hints and their bytes,
+pending propagation (our own writes not yet known to be at every home) and siblings;
+counters for refused handshakes, commits, errors and hints dropped past their bounds;
+per-peer families labelled ``peer``; the transport's counters (connections refused busy,
+failed ``accept()`` calls, links closed for a frame that failed its check, failed dials by
+``state``); per dialled URL, ``shoal_link_state`` (labels ``url`` and ``state``: 1 for the
+URL's current state, 0 for the others); and ``shoal_fail_stopped`` (1 once the store refused
+a commit and the peer stopped). A fresh registry per call, so several peers in one process
+never collide and nothing is sampled in the background.
 
 ``prometheus_client`` belongs to the ``cli`` extra (``pip install 'shoal[cli]'``) and is
 imported only here, when a page is rendered: a peer runs without it, and then
@@ -83,6 +83,22 @@ def _families(s: Mapping[str, Any]) -> Iterator[Any]:
     yield G("shoal_log_size", "Entries in the delta log", value=s["log_size"])
     yield G("shoal_keys", "Objects held", value=s["keys"])
     yield G("shoal_pending_hints", "Hints held for other peers", value=s["pending_hints"])
+    eng = s.get("engine", {})
+    yield G(
+        "shoal_hint_bytes",
+        "Bytes of the hints held for other peers' writes (at most hint_max_bytes)",
+        value=eng.get("hint_bytes", 0),
+    )
+    yield G(
+        "shoal_own_hint_bytes",
+        "Bytes of the hints of this peer's own writes (never dropped by a bound)",
+        value=eng.get("own_hint_bytes", 0),
+    )
+    yield C(
+        "shoal_hints_dropped",
+        "Hints for other peers dropped past hint_max_per_target or hint_max_bytes",
+        value=eng.get("hints_dropped", 0),
+    )
     yield G(
         "shoal_pending_propagation",
         "Own log entries not yet known to be at every home",

@@ -32,7 +32,9 @@ from sync import messages as m
 from sync.replica.membership import MAX_MEMBERS
 from sync.ring import partition_of
 from sync.transport.auth import Identity, Session, client_handshake
+from sync.transport.metrics import render_metrics
 from sync.transport.peer import Peer
+from sync.transport.status import status_snapshot
 from tests.transport.conftest import WAIT, eventually, member, open_peer
 
 __all__: list[str] = []
@@ -163,6 +165,9 @@ async def test_hints_of_large_values_are_held_up_to_hint_max_bytes(tmp_path: Pat
             assert 7 * 8000 < status["hint_bytes"] <= budget
             assert status["hints_dropped"] == 12 - held
             assert a.node.failed is None
+            text, _ = render_metrics(status_snapshot(a))
+            assert f"shoal_hint_bytes {float(status['hint_bytes'])}" in text
+            assert f"shoal_hints_dropped_total {float(12 - held)}" in text
         assert _hints_on_disk(tmp_path / "a.db") == held  # the disk keeps the same hints
     finally:
         await a.aclose()
