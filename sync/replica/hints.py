@@ -104,10 +104,19 @@ class Hints:
         """Hold the hints a store kept. One stored after ``now`` (by a run whose clock read
         ahead of this one's: the wall clock was set back since) counts as stored ``now``:
         else it would outlive the hint window by the step, and so would every hint stored
-        after it (expiry goes through each target's hints in the order stored)."""
+        after it (expiry goes through each target's hints in the order stored).
+
+        Our own write's hints for its homes share one entry, as they did when it was made
+        (the store keeps one row per home): else each would hold a copy of the value."""
+        shared: dict[tuple[int, int], LogEntry] = {}
         for rec in sorted(records, key=lambda h: h.stored_at):
             if rec.stored_at > now:
                 rec = replace(rec, stored_at=now)
+            if rec.id.origin == self._me:
+                e = rec.entry
+                first = shared.setdefault((e.partition, e.seq), e)
+                if first is not e and first == e:
+                    rec = replace(rec, entry=first)
             self._store(rec.id).setdefault(rec.target, {})[rec.id] = rec
             self._count(rec)
         if any(self._held.values()):

@@ -13,10 +13,13 @@ message), on the held hints and on what the disk keeps.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
+from store import Batch, Store
 from sync.config import ReplicaConfig
+from sync.replica import Replica
 from sync.replica.outbound import entry_size
 from tests.sync.test_replica import Wire, add, key_homed, ring_of
 
@@ -134,3 +137,32 @@ def test_the_budget_is_at_least_one_message() -> None:
     assert ReplicaConfig(max_message_bytes=MESSAGE, hint_max_bytes=MESSAGE).hint_max_bytes == (
         MESSAGE
     )
+
+
+async def test_own_hints_loaded_from_the_store_share_one_copy_of_each_write(
+    tmp_path: Path,
+) -> None:
+    """A real SQLite store keeps one row per home and loads a copy of the entry from each;
+    loaded, a write's hints for its homes share one entry again, as when it was made,
+    instead of holding a copy of the value each."""
+    w = Wire("ABCD", n=3, w=1, max_message_bytes=MESSAGE, hint_max_bytes=MESSAGE)
+    w.connect()
+    ring = ring_of(w)
+    keys = [key_homed(ring, lambda h: "A" not in h, f"k{i}-") for i in range(4)]
+    for h in "BCD":
+        w.down("A", h)
+    _write_big(w, keys)
+    before = w.r["A"].status()["own_hint_bytes"]
+    async with await Store.open(tmp_path / "a.db", partitions=64) as st:
+        await st.apply(Batch(hints_add=tuple(w.disk["A"].hints.values())))
+        stored = (await st.load()).hints
+    assert len(stored) == 3 * len(keys)
+    assert len({id(h.entry) for h in stored}) == len(stored)  # a copy per row
+    loaded = w.disk["A"].loaded()
+    loaded.hints = list(stored)
+    w.r["A"] = Replica(w.configs["A"], "A", loaded, now=w.now)
+    assert w.r["A"].status()["own_hint_bytes"] == before
+    own = w.r["A"]._hints._own  # what the engine holds in memory
+    entries = [rec.entry for held in own.values() for rec in held.values()]
+    assert len(entries) == 3 * len(keys)
+    assert len({id(e) for e in entries}) == len(keys)  # one copy per write, not per home
