@@ -75,6 +75,76 @@ _PER_PEER: tuple[tuple[str, str, bool, str], ...] = (
 )
 
 
+#: Figures of the snapshot exported as they are: (where in the snapshot, field, metric name,
+#: gauge (else counter), help).
+_FIGURES: tuple[tuple[tuple[str, ...], str, str, bool, str], ...] = (
+    (
+        ("engine",),
+        "hint_bytes",
+        "shoal_hint_bytes",
+        True,
+        "Bytes of the hints held for other peers' writes (at most hint_max_bytes)",
+    ),
+    (
+        ("engine",),
+        "own_hint_bytes",
+        "shoal_own_hint_bytes",
+        True,
+        "Bytes of the hints of this peer's own writes (never dropped by a bound)",
+    ),
+    (
+        ("engine",),
+        "hints_dropped",
+        "shoal_hints_dropped",
+        False,
+        "Hints for other peers dropped past hint_max_per_target or hint_max_bytes",
+    ),
+    (
+        ("transport",),
+        "refused_busy",
+        "shoal_connections_refused_busy",
+        False,
+        "Inbound connections refused with HTTP 503 (over a connection cap)",
+    ),
+    (
+        ("transport",),
+        "accept_errors",
+        "shoal_accept_errors",
+        False,
+        "accept() calls that failed for lack of file descriptors or memory",
+    ),
+    (
+        ("transport",),
+        "frame_failures",
+        "shoal_frame_failures",
+        False,
+        "Links closed for a frame that failed its authentication check",
+    ),
+    (
+        ("transport", "departed_non_homes"),
+        "non_homes",
+        "shoal_non_homes_departed",
+        False,
+        "Non-home replicas (short-lived sessions) whose last link ended; their per-peer "
+        "series end with it",
+    ),
+    (
+        ("transport", "departed_non_homes"),
+        "bytes_in",
+        "shoal_non_homes_departed_bytes_in",
+        False,
+        "Bytes received from non-home replicas that left, in all",
+    ),
+    (
+        ("transport", "departed_non_homes"),
+        "bytes_out",
+        "shoal_non_homes_departed_bytes_out",
+        False,
+        "Bytes sent to non-home replicas that left, in all",
+    ),
+)
+
+
 def _families(s: Mapping[str, Any]) -> Iterator[Any]:
     from prometheus_client.core import CounterMetricFamily as C
     from prometheus_client.core import GaugeMetricFamily as G
@@ -83,22 +153,6 @@ def _families(s: Mapping[str, Any]) -> Iterator[Any]:
     yield G("shoal_log_size", "Entries in the delta log", value=s["log_size"])
     yield G("shoal_keys", "Objects held", value=s["keys"])
     yield G("shoal_pending_hints", "Hints held for other peers", value=s["pending_hints"])
-    eng = s.get("engine", {})
-    yield G(
-        "shoal_hint_bytes",
-        "Bytes of the hints held for other peers' writes (at most hint_max_bytes)",
-        value=eng.get("hint_bytes", 0),
-    )
-    yield G(
-        "shoal_own_hint_bytes",
-        "Bytes of the hints of this peer's own writes (never dropped by a bound)",
-        value=eng.get("own_hint_bytes", 0),
-    )
-    yield C(
-        "shoal_hints_dropped",
-        "Hints for other peers dropped past hint_max_per_target or hint_max_bytes",
-        value=eng.get("hints_dropped", 0),
-    )
     yield G(
         "shoal_pending_propagation",
         "Own log entries not yet known to be at every home",
@@ -117,39 +171,12 @@ def _families(s: Mapping[str, Any]) -> Iterator[Any]:
     yield C("shoal_store_errors", "Failed store transactions", value=node["store_errors"])
     yield C("shoal_remote_errors", "Bad messages received", value=node["remote_errors"])
     yield C("shoal_alarms", "Alarms raised (logged at WARNING)", value=node.get("alarms", 0))
+    for path, field, name, gauge, doc in _FIGURES:
+        section: Any = s
+        for part in path:
+            section = section.get(part, {})
+        yield (G if gauge else C)(name, doc, value=section.get(field, 0))
     transport = s.get("transport", {})
-    yield C(
-        "shoal_connections_refused_busy",
-        "Inbound connections refused with HTTP 503 (over a connection cap)",
-        value=transport.get("refused_busy", 0),
-    )
-    yield C(
-        "shoal_accept_errors",
-        "accept() calls that failed for lack of file descriptors or memory",
-        value=transport.get("accept_errors", 0),
-    )
-    yield C(
-        "shoal_frame_failures",
-        "Links closed for a frame that failed its authentication check",
-        value=transport.get("frame_failures", 0),
-    )
-    departed = transport.get("departed_non_homes", {})
-    yield C(
-        "shoal_non_homes_departed",
-        "Non-home replicas (short-lived sessions) whose last link ended; their per-peer "
-        "series end with it",
-        value=departed.get("non_homes", 0),
-    )
-    yield C(
-        "shoal_non_homes_departed_bytes_in",
-        "Bytes received from non-home replicas that left, in all",
-        value=departed.get("bytes_in", 0),
-    )
-    yield C(
-        "shoal_non_homes_departed_bytes_out",
-        "Bytes sent to non-home replicas that left, in all",
-        value=departed.get("bytes_out", 0),
-    )
     dial = C("shoal_dial_failures", "Failed dial attempts, by resulting state", labels=["state"])
     for state, count in transport.get("dial_failures", {}).items():
         dial.add_metric([state], count)
