@@ -237,15 +237,26 @@ async def test_a_busy_listener_is_refused_with_its_reason(
         await a.aclose()
 
 
-async def test_one_warning_per_change_of_state_not_per_retry(
-    tmp_path: Path, warnings: pytest.LogCaptureFixture
-) -> None:
+async def _b_linked_to_a(tmp_path: Path) -> tuple[Peer, Peer, str, int]:
+    """A listening and B dialling it, linked: (a, b, a's URL, its port)."""
     a = await open_peer(tmp_path / "a.db")
     assert a.url is not None
     url, port = a.url, int(a.url.rsplit(":", 1)[1])
     b = await open_peer(tmp_path / "b.db", listen=None, peers=[url])
     try:
         await linked(a, b)
+    except BaseException:
+        await b.aclose()
+        await a.aclose()
+        raise
+    return a, b, url, port
+
+
+async def test_one_warning_per_change_of_state_not_per_retry(
+    tmp_path: Path, warnings: pytest.LogCaptureFixture
+) -> None:
+    a, b, url, port = await _b_linked_to_a(tmp_path)
+    try:
         assert b.links()[url].state is DialState.CONNECTED
         await a.aclose()  # gone: connecting, then unreachable (retried)
         await retried(b, url, DialState.UNREACHABLE)
@@ -271,12 +282,8 @@ async def test_one_warning_per_change_of_state_not_per_retry(
 async def test_a_peer_that_shut_down_is_logged_at_info_and_a_cut_link_warns(
     tmp_path: Path, warnings: pytest.LogCaptureFixture
 ) -> None:
-    a = await open_peer(tmp_path / "a.db")
-    assert a.url is not None
-    url, port = a.url, int(a.url.rsplit(":", 1)[1])
-    b = await open_peer(tmp_path / "b.db", listen=None, peers=[url])
+    a, b, url, port = await _b_linked_to_a(tmp_path)
     try:
-        await linked(a, b)
         await a.aclose()  # closes its links with 1001: the operator stopped it
         await retried(b, url, DialState.UNREACHABLE)
         assert warnings_about(warnings, url) == []
