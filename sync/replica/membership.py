@@ -52,7 +52,14 @@ from sync.errors import LocalProtocolError
 from sync.replica.outbox import Outbox
 from sync.ring import Ring
 
-__all__ = ["ALARM_REPEAT", "MAX_MEMBERS", "Membership", "SkewRecord", "Skewed"]
+__all__ = [
+    "ALARM_REPEAT",
+    "MAX_MEMBERS",
+    "MAX_SKEWED_WRITERS",
+    "Membership",
+    "SkewRecord",
+    "Skewed",
+]
 
 #: Seconds between two alarms about the same condition of one peer while it lasts.
 ALARM_REPEAT = 600.0
@@ -64,6 +71,10 @@ ALARM_REPEAT = 600.0
 #: ``members_not_learned``, with an alarm). A peer that links to this one is learned all the
 #: same (it proved it holds the group's secret; links are bounded by the transport).
 MAX_MEMBERS = 10_000
+
+#: The most writers whose writes set aside for clock skew are remembered (the least recently
+#: set aside go first): a member may relay writes of as many made-up writers as it likes.
+MAX_SKEWED_WRITERS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -603,9 +614,12 @@ class Membership:
     def note_skew(self, writer: str, ahead_ms: int, now: float) -> bool:
         """A write of ``writer`` stamped ``ahead_ms`` ahead of our clock was set aside; True
         when an alarm is due (the first, or :data:`ALARM_REPEAT` seconds after the last)."""
-        rec = self._skews.get(writer)
+        skews = self._skews
+        rec = skews.get(writer)
         if rec is None:
-            self._skews[writer] = SkewRecord(1, ahead_ms, now, now, now)
+            if len(skews) >= MAX_SKEWED_WRITERS:
+                del skews[min(skews, key=lambda w: skews[w].last)]
+            skews[writer] = SkewRecord(1, ahead_ms, now, now, now)
             return True
         rec.set_aside += 1
         rec.ahead_ms = ahead_ms

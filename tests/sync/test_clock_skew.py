@@ -18,6 +18,7 @@ from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.effects import Alarm, Loaded, LogDot, PeerRecord, Persist, Send
 from sync.replica import Replica
+from sync.replica.membership import MAX_SKEWED_WRITERS
 from sync.ring import partition_of
 
 __all__: list[str] = []
@@ -246,3 +247,19 @@ def test_a_non_home_that_left_leaves_no_clock_skew_record_behind() -> None:
     r.effects()
     assert r.status()["non_homes"] == [] and r.status()["peers_known"] == []
     assert r.status()["clock_skew"] == {}
+
+
+def test_the_writers_with_writes_set_aside_are_remembered_up_to_a_bound() -> None:
+    """One record per writer whose write was set aside, for as long as the peer ran: a member
+    relaying writes of ever new writers stamped ahead (ids are free to make) grew the table,
+    ``status()["clock_skew"]`` and the per-peer status without bound. The most recent are
+    kept."""
+    r = _replica()
+    writers = [f"W{i:04d}" for i in range(MAX_SKEWED_WRITERS + 200)]
+    for n, w in enumerate(writers):
+        entry = _entry(f"t{n}", _lww("x", DAY, w), origin=w)
+        r.receive("B", m.Push(push_id=n + 1, entries=[entry]), NOW + n)
+        r.effects()
+    skews = r.status()["clock_skew"]
+    assert len(skews) == MAX_SKEWED_WRITERS
+    assert set(skews) == set(writers[-MAX_SKEWED_WRITERS:])
