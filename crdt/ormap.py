@@ -418,17 +418,8 @@ class ORMap:
         """Replace the store at ``ek`` (whose dots were ``old``) by ``after``; add ``new``."""
         index = self._index
         if index is not None:
-            if old:
-                index_pop(index, old)
-            if len(live) == 1:  # the common case (one write), inlined
-                ((r, c),) = live
-                inner = index.get(r)
-                if inner is None:
-                    index[r] = {c: ek}
-                else:
-                    inner[c] = ek
-            else:
-                index_dots(index, live, ek)
+            index_pop(index, old)
+            index_dots(index, live, ek)
         if after:
             self._entries[ek] = after
         else:
@@ -507,11 +498,7 @@ class ORMap:
                     mine[ek] = store  # stores are immutable: the delta's is shared
                     index = self._index
                     if index is not None:
-                        inner = index.get(r)
-                        if inner is None:
-                            index[r] = {c: ek}
-                        else:
-                            inner[c] = ek
+                        index_dots(index, (dot,), ek)
                     if c == seen + 1 and not cloud:
                         vv[r] = c  # the common case of ctx.add, inlined
                     else:
