@@ -30,12 +30,7 @@ def index_of(pairs: Iterable[tuple[Iterable[Dot], T]]) -> DotIndex[T]:
     """The index of ``(dots, owner)`` pairs: each dot of ``dots`` owned by ``owner``."""
     index: DotIndex[T] = {}
     for dots, owner in pairs:
-        for r, c in dots:
-            inner = index.get(r)
-            if inner is None:
-                index[r] = {c: owner}
-            else:
-                inner[c] = owner
+        index_dots(index, dots, owner)
     return index
 
 

@@ -338,7 +338,7 @@ json_dumps = _ENCODER.encode
 def causal_state_json(kind: str, entries: str, ctx_json: str) -> str:
     """``to_json()`` of an MVRegister, ORSet or ORMap of ``kind``: its header, the text of its
     entries (``entries``, without the brackets) and its context's text (``ctx_json``)."""
-    return f'{{"type":"{kind}","v":{FORMAT_VERSION},"entries":[{entries}],"ctx":{ctx_json}}}'
+    return causal_state_json_of_parts(kind, [entries], ctx_json)
 
 
 def causal_state_json_of_parts(kind: str, parts: list[str], ctx_json: str) -> str:

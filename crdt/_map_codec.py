@@ -64,10 +64,7 @@ PART_ENTRIES = 1024
 def map_json(store: MapStore) -> str:
     """The text of ``encode_map(store)`` inside its brackets, from string fragments."""
     if len(store) <= 1:  # a delta (or empty): nothing to sort
-        for (k, kind), s in store.items():
-            text = str_text(k) if type(k) is str else key_json_text(k)
-            return f'[{text},"{kind}",{_KINDS[kind].to_json(s)}]'
-        return ""
+        return "".join([entry_json(ek, s) for ek, s in store.items()])
     parts = map_json_parts(store)
     return parts[0] if len(parts) == 1 else "".join(parts)
 
