@@ -210,7 +210,7 @@ def open_database(
         rekeyed = True
     else:
         key = bytes.fromhex(key_hex)
-        stamp = _stamp(values.get("identity"))
+        stamp = _json_object(values.get("identity"))
         if (
             stamp is None
             or not _same_storage(stamp.get("where"), where)
@@ -251,12 +251,9 @@ def _cut_short(found: str | None, now: Mapping[str, Any]) -> bool:
     ``now``'s (or an unknown one)."""
     if found is None:
         return False
-    try:
-        last = json.loads(found)
-    except ValueError:
+    last = _json_object(found)
+    if last is None:
         return True  # (not ours to read: err toward rotating)
-    if not isinstance(last, dict):
-        return True
     if last.get("synchronous") in ("FULL", "EXTRA"):
         return False
     boot = last.get("boot")
@@ -301,9 +298,10 @@ def rotate_replica_id(
     return new_id, tuple(past)
 
 
-def _stamp(text: str | None) -> dict[str, Any] | None:
-    """The identity stamp ``meta.identity`` holds (None: none, or one that is not a JSON
-    object, as another program may leave it: an open then takes a new id)."""
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    """The JSON object a ``meta`` value holds (the identity stamp, the record of a run);
+    None: no value, or one that is not a JSON object, as another program may leave it (the
+    callers then err toward a new id)."""
     if text is None:
         return None
     try:
@@ -321,11 +319,8 @@ def _renew_token(conn: Connection, token: str, opened: str | None = None) -> boo
     earlier run's, kept)."""
     if not inspect(conn).has_table("meta"):  # (an open that failed making the database)
         return False
-    stamp_text = read_meta(conn).get("identity")
-    if stamp_text is None:
-        return False
-    stamp = _stamp(stamp_text)
-    if stamp is None:  # spoilt by another program: left as it is for the next open
+    stamp = _json_object(read_meta(conn).get("identity"))
+    if stamp is None:  # none, or spoilt by another program: left as it is for the next open
         return False
     if opened is not None and stamp.get("token") != opened:
         return False
