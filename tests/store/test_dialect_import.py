@@ -50,3 +50,12 @@ asyncio.run(main())
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["no report", "store.report"]
+
+
+def test_the_lazy_names_of_store_are_those_of_the_report() -> None:
+    # store/__init__.py lists the report's names so as not to import it: the two lists agree.
+    import store
+    import store.report
+
+    assert frozenset(store.report.__all__) == store._REPORT_NAMES
+    assert all(getattr(store, name) is getattr(store.report, name) for name in store._REPORT_NAMES)
