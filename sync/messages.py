@@ -87,11 +87,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     Strict,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
 )
 from pydantic_core import from_json, to_json
 
@@ -223,12 +225,26 @@ class Ctx(_Model):
 
 class PeerInfo(_Model):
     """A member of the group as gossiped in summaries; ``home``: it takes a share of the
-    ring (a short-lived replica does not: every peer leaves it off the ring)."""
+    ring (a short-lived replica does not: every peer leaves it off the ring). ``key``,
+    ``at`` and ``sig``: the member's own signature over the other fields, its *card*
+    (:mod:`sync.member_cards`); a listing without them only introduces a member."""
 
     replica_id: ReplicaId
     address: _Short | None = None
     site: _Short | None = None
     home: bool = True
+    key: Annotated[str, Field(max_length=64)] | None = None
+    at: Annotated[int, Field(ge=0, le=SEQ_LIMIT)] = 0
+    sig: Annotated[str, Field(max_length=128)] | None = None
+
+    @model_serializer(mode="wrap")
+    def _card_only_if_signed(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An unsigned listing is sent without the card's fields (as before cards)."""
+        data: dict[str, Any] = handler(self)
+        if self.sig is None:
+            for name in ("key", "at", "sig"):
+                data.pop(name, None)
+        return data
 
 
 class _Message(_Model):

@@ -30,6 +30,7 @@ from sync import messages as m
 from sync.config import ReplicaConfig, check_key
 from sync.effects import Effect, Loaded, LogDot, ObjectState, ReadPage, Send
 from sync.errors import LocalProtocolError, RemoteProtocolError
+from sync.member_cards import Cards
 from sync.replica.anti_entropy import AntiEntropy
 from sync.replica.api import ReplicaAPI
 from sync.replica.checked import CheckedBatch
@@ -109,7 +110,8 @@ class Replica:
         self._outbox = outbox = Outbox(rng.getrandbits(52))
         self._timers = timers = Timers()
         self._data = data = LocalData(config, replica_id, outbox, partition_of)
-        self._membership = membership = Membership(config, replica_id, outbox)
+        cards = Cards(replica_id, signer, config.site, config.home, int(self._now * 1000))
+        self._membership = membership = Membership(config, replica_id, outbox, cards)
         self._drain = Drain(outbox, data, membership, signer)
         self._propagation = propagation = Propagation(replica_id, membership)
         signs = signer is not None
@@ -318,6 +320,7 @@ class Replica:
                     parts = check.summary(peer_id, message)
                     now = self._begin(now)
                     kept = self._anti_entropy.on_summary(peer_id, message, parts, now)
+                    self._card_news()
                     self._gossip.changed(now)
                     self._propagation.reported(peer_id, kept)
                 case m.Digest():
@@ -413,6 +416,28 @@ class Replica:
             self._down(peer_id, now)
         finally:
             self._finish()
+
+    def announce(self, address: str | None, now: float) -> None:
+        """This replica listens at ``address`` (a URL its peers can dial; None: it does not
+        listen): what its card says (:mod:`sync.member_cards`), gossiped to every peer
+        with the next summaries. ``TypeError`` (nothing changes) unless a str or None."""
+        if address is not None and (not isinstance(address, str) or not address):
+            raise TypeError(f"address must be a non-empty str or None, got {address!r}")
+        self._begin(now)
+        try:
+            if self._membership.cards.announce(address):
+                self._membership.changed()
+            self._card_news()
+        finally:
+            self._finish()
+
+    def _card_news(self) -> None:
+        """When this replica signed a new card (it announced another address, or a peer
+        showed it a card of its own from ahead of its clock), every peer up gets the
+        members now: a card changes no digest, so no round would carry it soon."""
+        if self._membership.cards.take_resigned():
+            for peer in sorted(self._membership.up):
+                self._anti_entropy.send_summary(peer, reply=False, parts=(), members=True)
 
     def forget(self, peer_id: str, now: float, *, by: str = "an operator") -> None:
         """Forget ``peer_id`` for good: an operator's decision, on this replica only (no

@@ -470,6 +470,11 @@ class Inbound:
                     peer,
                 )
             parts[p] = self._context(peer, ctx, f"summary of partition {p}")
+        cards = self._membership.cards
+        for info in msg.known_peers:
+            why = cards.check(info)
+            if why is not None:
+                raise RemoteProtocolError(f"member card of {info.replica_id}: {why}", peer)
         return parts
 
     def _context(self, peer: str, ctx: m.Ctx, where: str) -> CausalContext:

@@ -49,6 +49,7 @@ from sync.config import ReplicaConfig, check_bool
 from sync.consistency import LOCAL_QUORUM, Level, required_acks
 from sync.effects import Alarm, PeerRecord
 from sync.errors import LocalProtocolError
+from sync.member_cards import Cards
 from sync.replica.outbox import Outbox
 from sync.ring import Ring
 
@@ -106,6 +107,7 @@ class Membership:
 
     __slots__ = (
         "_away",
+        "_cards",
         "_config",
         "_failures",
         "_first_fallback",
@@ -124,15 +126,22 @@ class Membership:
         "_shared",
         "_skews",
         "_up",
+        "cards",
         "connecting",
         "not_learned",
         "up",
     )
 
-    def __init__(self, config: ReplicaConfig, replica_id: str, outbox: Outbox) -> None:
+    def __init__(
+        self, config: ReplicaConfig, replica_id: str, outbox: Outbox, cards: Cards | None = None
+    ) -> None:
         self._config = config
         self._me = replica_id
         self._outbox = outbox
+        if cards is None:
+            cards = Cards(replica_id, None, config.site, config.home, 0)
+        #: This replica's card and the peers' newest ones (:mod:`sync.member_cards`).
+        self.cards = self._cards = cards
         self._peers: dict[str, PeerRecord] = {}
         self._peer_summaries: dict[str, dict[int, CausalContext]] = {}
         self._up: dict[str, float] = {}  # peer -> when it came up
@@ -339,6 +348,7 @@ class Membership:
         self._gone_reported.discard(peer)
         self._shared.pop(peer, None)
         self._skews.pop(peer, None)  # (else listed per peer, as a home, for good)
+        self._cards.drop(peer)
 
     def check_forget(self, peer: object, *, undo: bool = False) -> None:
         """``ValueError`` unless ``peer`` is a replica id this replica may forget (a peer it
@@ -518,17 +528,17 @@ class Membership:
         if self._gossiped.get(peer) == self._members_version:
             return []
         self._gossiped[peer] = self._members_version
-        known = [
-            m.PeerInfo.model_construct(
-                replica_id=self._me, address=None, site=self._config.site, home=self._config.home
-            )
-        ]
+        cards = self._cards
+        known = [cards.own()]
         non_homes, up = self._non_homes, self._up
         for pid in sorted(self._peers):
             rec = self._peers[pid]
             if not rec.forgotten and (pid not in non_homes or pid in up):
+                card = cards.held(pid)
                 known.append(
-                    m.PeerInfo.model_construct(
+                    card
+                    if card is not None
+                    else m.PeerInfo.model_construct(
                         replica_id=pid,
                         address=rec.address,
                         site=rec.site,
@@ -541,19 +551,32 @@ class Membership:
         """Know the homes ``sender`` listed (but this replica and forgotten peers), and which
         peers we know are not homes (except for a peer connected to us: its own handshake
         said so); a non-home we do not know stays unknown; new ones only while fewer than
-        :data:`MAX_MEMBERS` peers are known."""
+        :data:`MAX_MEMBERS` peers are known. When this replica signs, what it knows of a
+        known peer (address, site, home) changes only by that peer's own card, newer than
+        the one held (:mod:`sync.member_cards`; cards were checked with the message)."""
         skipped = 0
-        peers = self._peers
+        peers, cards = self._peers, self._cards
+        signs = cards.signs
         for info in listed:
             rid = info.replica_id
-            if rid == self._me or self.is_forgotten(rid):
+            if rid == self._me:
+                if cards.seen_own(info):  # (our clock went back since that one was signed)
+                    self.changed()  # our newer card goes out with the next summaries
                 continue
+            if self.is_forgotten(rid):
+                continue
+            fresh = cards.newer(info)  # its own card, checked, newer than the one held
             if rid not in peers:
                 if info.home is False:
                     continue
                 if len(peers) >= MAX_MEMBERS:
                     skipped += 1
                     continue
+            elif signs and not fresh:
+                continue  # what a known peer is, only its own (newer) card changes
+            if fresh:
+                cards.hold(info)
+                self.changed()  # (the members' digest covers the cards held)
             self.learn(rid, info.address, info.site, now, None if rid in self._up else info.home)
         if not skipped:
             return
@@ -586,9 +609,16 @@ class Membership:
         )
 
     def homes(self) -> list[str]:
-        """The homes the ring is over (this replica too if it is one), sorted: what the
-        digest of the members covers."""
-        return sorted(self.ring().peers)
+        """What the digest of the members covers: the homes the ring is over (this replica
+        too if it is one), each as ``id@at`` when its card is held (``at``: the card's, so
+        that peers holding different cards of a home exchange their lists), else its id."""
+        cards = self._cards
+        out = []
+        for rid in self.ring().peers:
+            card = cards.own() if rid == self._me else cards.held(rid)
+            out.append(rid if card is None or card.sig is None else f"{rid}@{card.at}")
+        out.sort()
+        return out
 
     # -- health ------------------------------------------------------------------------------
     def set_aside(self, sender: str, skewed: Iterable[Skewed], now: float) -> None:

@@ -321,6 +321,10 @@ class Node:
     def peer_down(self, peer_id: str) -> None:
         self.submit(lambda r, now: r.peer_down(peer_id, now))
 
+    def announce(self, address: str | None) -> None:
+        """This replica listens at ``address``: its card says so (``Replica.announce``)."""
+        self.submit(lambda r, now: r.announce(address, now))
+
     async def call(self, fn: Callable[[ReplicaLike, float], Any]) -> Any:
         """Run ``fn(replica, now)`` as an input; return its result once the effects of its
         round ran (every ``Persist`` up to it is committed). Cancelled, ``fn`` still runs

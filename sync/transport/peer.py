@@ -329,6 +329,7 @@ class Peer:
             self.transport.me = dataclasses.replace(
                 self.transport.me, address=self.advertise or url
             )
+            self.node.announce(self.transport.me.address)  # (before anyone links: see dial)
         # Before any operation of the caller reaches the engine, it hears of these dials.
         self._dials.dial(peers)
 

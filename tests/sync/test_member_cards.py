@@ -1,0 +1,200 @@
+"""Member cards: what gossip may change of a known peer (its address, site, home flag) is
+only what that peer signed of itself (``sync.member_cards``).
+
+Engines driven by hand, each with a key of its own (as every ``Peer`` has), messages through
+the real codec: a summary from one peer listing the members it knows, as a member of the
+group (holder of the secret) could make it.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from sync import messages as m
+from sync.config import ReplicaConfig
+from sync.effects import Send
+from sync.errors import RemoteProtocolError
+from sync.member_cards import Cards
+from sync.replica import Replica
+from sync.signing import Signer
+
+__all__: list[str] = []
+
+PARTS = 16
+T0 = 1_700_000_000.0  # the engines' clock: Unix seconds, as a Peer's
+
+
+def _config(**kw: Any) -> ReplicaConfig:
+    return ReplicaConfig(n=3, partitions=PARTS, vnodes=4, anti_entropy_interval=5.0, **kw)
+
+
+def _replica(signer: Signer | None = None, **kw: Any) -> tuple[Replica, Signer]:
+    signer = signer or Signer.generate()
+    return Replica(_config(**kw), signer.replica_id, now=T0, signer=signer), signer
+
+
+def _card(signer: Signer, at_s: float, address: str | None, **kw: Any) -> m.PeerInfo:
+    """``signer``'s card as its engine signs it at ``at_s`` (Unix seconds)."""
+    cards = Cards(signer.replica_id, signer, kw.get("site"), kw.get("home", True), int(at_s * 1000))
+    cards.announce(address)
+    return cards.own()
+
+
+def _summary_from(sender: str, target: Replica, listed: list[m.PeerInfo], now: float) -> None:
+    """``sender`` (up at ``target``) sends it a summary listing ``listed``, through the codec."""
+    msg = m.Summary.model_construct(proto=1, t="summary", parts={}, known_peers=listed)
+    target.receive(sender, m.decode(m.encode(msg)), now)
+    target.effects()
+
+
+def _record(r: Replica, peer: str) -> tuple[str | None, str | None, bool]:
+    rec = r._membership._peers[peer]
+    return rec.address, rec.site, peer in r._membership.ring().peers
+
+
+def _gossiped(r: Replica, peer: str) -> list[m.PeerInfo]:
+    """What ``r`` lists of the members in its next summary to ``peer``."""
+    r._membership.regossip(peer)
+    return r._membership.gossip(peer)
+
+
+@pytest.fixture
+def group() -> tuple[Replica, str, Signer, str]:
+    """``a`` knows ``b`` (from b's own card) and has a member ``h`` up."""
+    a, _ = _replica()
+    b = Signer.generate()
+    h = Signer.generate().replica_id
+    a.peer_up(h, T0)
+    a.effects()
+    _summary_from(h, a, [_card(b, T0, "ws://b.example:7000", site="east")], T0)
+    assert _record(a, b.replica_id) == ("ws://b.example:7000", "east", True)
+    return a, h, b, b.replica_id
+
+
+def test_what_a_member_says_of_a_known_peer_without_its_card_changes_nothing(
+    group: tuple[Replica, str, Signer, str],
+) -> None:
+    """The attack: a member lists a known peer with its own idea of it (address elsewhere,
+    another site, not a home). Before cards, ``a`` took all three."""
+    a, h, _b, bid = group
+    lie = m.PeerInfo(replica_id=bid, address="ws://evil.example:1", site="west", home=False)
+    _summary_from(h, a, [lie], T0 + 1)
+    assert _record(a, bid) == ("ws://b.example:7000", "east", True)
+
+
+def test_a_card_altered_on_the_way_is_refused_with_its_message(
+    group: tuple[Replica, str, Signer, str],
+) -> None:
+    """A member that alters a peer's card (its address) or makes one up under another key
+    is refused: the link's reason names the card, and nothing of the message is taken."""
+    a, h, b, bid = group
+    real = _card(b, T0 + 10, "ws://b.example:7000", site="east")
+    altered = real.model_copy(update={"address": "ws://evil.example:1"})
+    mallory = Signer.generate()
+    own_key = _card(mallory, T0 + 10, "ws://evil.example:1").model_copy(update={"replica_id": bid})
+    not_b64 = real.model_copy(update={"sig": "!" * 88})
+    newcomer = Signer.generate().replica_id
+    _summary_from(h, a, [real], T0 + 10)  # the real one first: verified and held
+    for bad, why in (
+        (altered, "does not verify"),
+        (own_key, "is not the key of"),
+        (not_b64, "not base64"),
+    ):
+        listed = [m.PeerInfo(replica_id=newcomer), bad]
+        with pytest.raises(RemoteProtocolError, match=f"member card of {bid}: .*{why}"):
+            _summary_from(h, a, listed, T0 + 11)
+        assert _record(a, bid) == ("ws://b.example:7000", "east", True)
+        assert newcomer not in a._membership._peers  # (listed first: nothing was taken)
+
+
+def test_a_peer_moves_by_a_newer_card_of_its_own_and_an_older_one_changes_nothing(
+    group: tuple[Replica, str, Signer, str],
+) -> None:
+    a, h, b, bid = group
+    moved = _card(b, T0 + 60, "ws://b.example:7001", site="west")
+    _summary_from(h, a, [moved], T0 + 61)
+    assert _record(a, bid) == ("ws://b.example:7001", "west", True)
+    # What a gossips of b is b's card, as b signed it.
+    assert [i for i in _gossiped(a, h) if i.replica_id == bid] == [moved]
+    # An old card, replayed, changes nothing back.
+    _summary_from(h, a, [_card(b, T0 - 60, "ws://b.example:7000", site="east")], T0 + 62)
+    assert _record(a, bid) == ("ws://b.example:7001", "west", True)
+    # b restarted as a short-lived replica: its own card takes it off a's ring.
+    _summary_from(h, a, [_card(b, T0 + 120, None, home=False)], T0 + 121)
+    assert bid not in a._membership.ring().peers
+
+
+def test_a_replica_shown_a_card_of_its_own_not_older_than_its_own_signs_a_newer_one() -> None:
+    """Its clock went back since it signed that one (or a copy of it ran ahead): the order of
+    its cards holds without a persisted counter or a right clock."""
+    a, signer = _replica()
+    h = Signer.generate().replica_id
+    a.peer_up(h, T0)
+    a.effects()
+    a.announce("ws://a.example:7000", T0)
+    first = _gossiped(a, h)[0]
+    assert first.replica_id == a.replica_id and first.address == "ws://a.example:7000"
+    ahead = _card(signer, T0 + 86_400, "ws://a.example:6999")  # a day ahead, another address
+    _summary_from(h, a, [ahead], T0 + 1)
+    now = _gossiped(a, h)[0]
+    assert now.at == ahead.at + 1 and now.address == "ws://a.example:7000"
+    assert Cards(h, None, None, True, 0).check(now) is None  # signed, valid
+    # Once ahead, an older card of its own changes nothing.
+    _summary_from(h, a, [first], T0 + 2)
+    assert _gossiped(a, h)[0] == now
+
+
+def test_a_newer_card_is_sent_on_in_the_next_summaries() -> None:
+    a, _ = _replica()
+    h = Signer.generate().replica_id
+    a.peer_up(h, T0)
+    a.effects()
+    a.announce("ws://a.example:7000", T0 + 1)
+    sent = [
+        fx.message
+        for fx in a.effects()
+        if isinstance(fx, Send) and isinstance(fx.message, m.Summary) and fx.message.known_peers
+    ]
+    a.tick(T0 + 10)
+    sent += [
+        fx.message
+        for fx in a.effects()
+        if isinstance(fx, Send) and isinstance(fx.message, m.Summary) and fx.message.known_peers
+    ]
+    assert any(s.known_peers[0].address == "ws://a.example:7000" for s in sent)
+
+
+def test_an_engine_without_a_key_takes_gossip_as_before() -> None:
+    """The simulator's engines sign nothing; what their gossip does is unchanged (the golden
+    traces hold it), and their listings carry no card."""
+    a = Replica(_config(), "p000", now=0.0)
+    a.peer_up("p009", 0.0)
+    a.effects()
+    _summary_from("p009", a, [m.PeerInfo(replica_id="p001", address="sim://p001")], 0.0)
+    _summary_from("p009", a, [m.PeerInfo(replica_id="p001", address="sim://x", site="w")], 0.0)
+    assert _record(a, "p001") == ("sim://x", "w", True)
+    own = _gossiped(a, "p009")[0]
+    assert own.sig is None and b'"sig"' not in m.encode(
+        m.Summary.model_construct(proto=1, t="summary", parts={}, known_peers=[own])
+    )
+
+
+def test_the_signature_covers_every_field() -> None:
+    """Also once the card itself was verified (each valid card is verified once: what is
+    remembered is the whole card, not its signature)."""
+    signer = Signer.generate()
+    card = _card(signer, T0, "ws://b.example:7000", site="east")
+    check = Cards("x", None, None, True, 0).check
+    assert check(card) is None
+    assert check(card) is None
+    for change in (
+        {"address": "ws://b.example:7001"},
+        {"site": "west"},
+        {"home": False},
+        {"at": card.at + 1},
+    ):
+        assert "does not verify" in (check(card.model_copy(update=change)) or "")
+    assert base64.b64decode(card.key or "") == signer.public_key
