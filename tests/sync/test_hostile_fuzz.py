@@ -46,8 +46,10 @@ from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.effects import Loaded, PeerRecord, Persist, Send
 from sync.errors import RemoteProtocolError
+from sync.member_cards import Cards
 from sync.replica import Replica
 from sync.ring import partition_of
+from sync.signing import Signer
 from sync.simnet.disk import SimDisk
 from sync.transport.node import loaded_from_store
 
@@ -271,7 +273,41 @@ def _ctx(c: Choices) -> dict[str, Any]:
     return {"vv": vv, "cloud": [[c.pick(IDS), c.pick(SEQ_CHOICES)] for _ in range(c.upto(2))]}
 
 
+def _cards() -> list[dict[str, Any]]:
+    """Member cards (``sync.member_cards``) as a member could list them: valid ones of a
+    replica with a key of its own (two, in order), and spoilt ones of each sort."""
+    signer = Signer(bytes(range(32)))
+    made = []
+    for at, address in ((5, "ws://127.0.0.1:1"), (9, "ws://127.0.0.1:2")):
+        cards = Cards(signer.replica_id, signer, "eu", True, at)
+        cards.announce(address)
+        made.append(cards.own().model_dump())
+    good = made[0]
+    other = Signer(bytes(range(1, 33)))
+    return [
+        *made,
+        {**good, "address": "ws://127.0.0.1:9"},  # altered on the way
+        {**good, "home": False},
+        {**good, "at": good["at"] + 1},
+        {**good, "key": other.public_key_text},  # a key that is not the id's
+        {**good, "replica_id": other.replica_id},
+        {**good, "sig": "not base64!"},
+        {**good, "sig": "QUJD"},  # base64, not a signature
+        {**good, "sig": "A" * 200},  # longer than the wire takes
+        {**good, "key": None},
+        {**good, "at": 0},
+        {**good, "at": -1},
+        {**good, "at": 2**63},
+        {**good, "key": "x" * 80},
+    ]
+
+
+CARDS = _cards()
+
+
 def _peer_info(c: Choices) -> dict[str, Any]:
+    if c.chance(2):
+        return dict(c.pick(CARDS))
     info: dict[str, Any] = {"replica_id": c.pick(IDS)}
     if c.chance(2):
         info["address"] = c.pick(["ws://127.0.0.1:1", "", "x\x00", "w" * 600])
@@ -396,6 +432,7 @@ def _snapshot(r: Replica) -> tuple[Any, ...]:
         _values(r),
         r.next_deadline(),
         r.peers_up,
+        sorted(r._membership.cards._held.items()),  # the peers' cards held
     )
 
 
