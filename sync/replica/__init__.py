@@ -287,7 +287,10 @@ class Replica:
                     self._anti_entropy.on_deltas(peer_id, message, batch, now)
                     self._progress.received(peer_id, message, now)
                 case m.SnapshotChunk():
-                    states, summary, skewed = check.snapshot(peer_id, message, self._peek(now))
+                    asked = self._anti_entropy.asked(peer_id, message.partition)
+                    states, summary, skewed = check.snapshot(
+                        peer_id, message, self._peek(now), asked=asked
+                    )
                     self._data.require(key for key, _ in states)
                     now = self._begin(now)
                     if skewed:  # not applied, not acked: the round restarts, later

@@ -13,11 +13,14 @@ page at a time (:mod:`~sync.replica.transfer`), in ``SnapshotChunk`` of at most
 ``snapshot_chunk`` objects (a state too big for one message split into pieces), the last one
 (sent only once every other message of its partition is acked) carrying our summary; the
 partitions' transfers overlap, up to the window: while one partition's last chunk waits for
-its acks (holding that chunk alone), the partitions queued after it are read and sent. Each
-message says how much of the round is left (``remaining``). A summary with ``reply=True``
-is answered with our own summary of the same partitions, so each side sends the other what
-it lacks (and learns of an identity conflict, below); one with ``reply=False`` is not (no
-ping-pong).
+its acks (holding that chunk alone), the partitions queued after it are read and sent. A
+chunk is taken only of a partition we sent its sender our summary of (which a transfer
+answers: :meth:`AntiEntropy.asked`), and of the summary it ends with, only what
+:func:`taken_summary` takes (a member could fill one with made-up dots and origins, which we
+would hold, persist, and send on in every summary and transfer). Each message says how much
+of the round is left (``remaining``). A summary with ``reply=True`` is answered with our own
+summary of the same partitions, so each side sends the other what it lacks (and learns of an
+identity conflict, below); one with ``reply=False`` is not (no ping-pong).
 
 A received summary also teaches the members its sender lists (and is answered with our list
 when it misses some member we know), is remembered for compaction (which runs on a change)
@@ -54,11 +57,29 @@ from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
 from sync.replica.transfer import Chunk, Stream, Transfers
 
-__all__ = ["REPORTED_CLOUD_MAX", "AntiEntropy", "Batch", "Session", "ctx_model", "kept_summary"]
+__all__ = [
+    "REPORTED_CLOUD_MAX",
+    "TAKEN_ORIGINS_MAX",
+    "AntiEntropy",
+    "Batch",
+    "Session",
+    "ctx_model",
+    "kept_summary",
+    "taken_summary",
+]
 
 #: The cloud dots (dots past a version vector: seen out of order) of a peer's summary of one
 #: partition that are remembered, at most (the lowest ones).
 REPORTED_CLOUD_MAX = 1024
+
+#: The origins new to our summary of a partition that one state transfer's summary adds to
+#: it, at most (the first ones by id). An honest summary holds one origin per replica that
+#: ever wrote to the partition, and nearly all of them are already ours after the first
+#: transfer or the log entries: a bound as large as the cloud's lets a group of a thousand
+#: writers in one go, and a larger one over as many transfers (the sender sends another
+#: while we lack dots it has only in its states). A member's made-up origins cost us ~40
+#: bytes each, held, persisted and sent on in every summary: ~40 KB per transfer, not ~2 MB.
+TAKEN_ORIGINS_MAX = 1024
 
 
 def kept_summary(theirs: CausalContext, mine: CausalContext | None) -> CausalContext:
@@ -75,6 +96,38 @@ def kept_summary(theirs: CausalContext, mine: CausalContext | None) -> CausalCon
     if len(kept.cloud) > REPORTED_CLOUD_MAX:
         kept.cloud = set(sorted(kept.cloud)[:REPORTED_CLOUD_MAX])
     return kept
+
+
+def taken_summary(theirs: CausalContext, mine: CausalContext) -> CausalContext:
+    """What is taken of the summary ``theirs`` that ends a state transfer of a partition we
+    hold ``mine`` of (a member asked for a transfer could send one full of made-up dots,
+    each of which we would hold, persist and send on in every summary, and pass on in the
+    transfers we make):
+
+    * its version vector for the origins ``mine`` has, whole, and for the others only the
+      first :data:`TAKEN_ORIGINS_MAX` by id (an origin whose entries are compacted away
+      everywhere is real, may be known to no member, and is carried by a transfer's summary
+      only, so a vector cannot be checked against what we know);
+    * of its cloud dots we lack, only the lowest ones, while our cloud holds fewer than
+      :data:`REPORTED_CLOUD_MAX`.
+
+    Taking less than the sender holds is safe: a dot we lack is sent again (as a log entry,
+    or in the sender's next transfer, which takes the next origins), and joins are
+    idempotent."""
+    mvv, mcloud = mine.vv, mine.cloud
+    ours = set(mvv).union(o for o, _ in mcloud)
+    new = sorted(o for o in theirs.vv if o not in ours)
+    vv = {o: c for o, c in theirs.vv.items() if o in ours}
+    vv.update((o, theirs.vv[o]) for o in new[:TAKEN_ORIGINS_MAX])
+    fresh = [d for d in theirs.cloud if d[1] > mvv.get(d[0], 0) and d not in mcloud]
+    room = max(0, REPORTED_CLOUD_MAX - len(mcloud))
+    if len(fresh) > room:
+        fresh = sorted(fresh)[:room]
+    taken: CausalContext = CausalContext.__new__(CausalContext)
+    taken.vv = vv
+    taken.cloud = set(fresh)
+    taken.compact()
+    return taken
 
 
 @dataclass(slots=True)
@@ -123,6 +176,7 @@ class AntiEntropy:
     """Summaries to and from each peer, and the rounds of batches they lead to."""
 
     __slots__ = (
+        "_asked",
         "_compaction",
         "_config",
         "_data",
@@ -163,6 +217,9 @@ class AntiEntropy:
         self._outbound = outbound
         self._compaction = compaction
         self._sessions: dict[str, Session] = {}
+        # Per peer, the partitions we sent it a summary of (while it is a member): the only
+        # ones it may send us a state transfer of.
+        self._asked: dict[str, set[int]] = {}
         self._transfers = Transfers(config, replica_id, outbox, data, outbound)
 
     # -- summaries -----------------------------------------------------------------------------
@@ -199,8 +256,23 @@ class AntiEntropy:
             self.send_summary(home, reply=True, parts=offers[home])
 
     def stop(self, peer: str) -> None:
-        """``peer`` went down: its round is abandoned."""
+        """``peer`` went down: its round is abandoned. What we asked it stays while it is a
+        member (:meth:`asked`)."""
         self._reset(peer)
+        if not self._membership.is_member(peer):
+            self._asked.pop(peer, None)
+
+    def asked(self, peer: str, partition: int) -> bool:
+        """May ``peer`` send us a state transfer of ``partition``? Only if we sent it our
+        summary of that partition, which is what a transfer answers (:meth:`_plan`).
+
+        Once asked, always asked while ``peer`` is a member, across its links: which of our
+        summaries a transfer answers is not on the wire, a transfer may overlap the next
+        summary (so a transfer cannot use up the asking), and a sender whose link was
+        replaced (it redialled us before we saw the old one end) goes on with the transfer
+        it had begun. A non-home, or a forgotten peer, loses it when it goes down."""
+        asked = self._asked.get(peer)
+        return asked is not None and partition in asked
 
     def send_summary(
         self,
@@ -216,6 +288,8 @@ class AntiEntropy:
         if parts is None:
             parts = self._membership.shared_partitions(peer)
         body = {p: ctx_model(summary(p)) for p in parts}
+        if body:
+            self._asked.setdefault(peer, set()).update(body)
         known: list[m.PeerInfo] = []
         if members:
             self._membership.regossip(peer)
@@ -447,7 +521,9 @@ class AntiEntropy:
         """Merge a checked chunk of a state transfer: whole states (checkpointed now; a key
         it brought into the cache leaves it at the end of the drain) and pieces of split
         ones (merged as deltas, checkpointed with the partition's last chunk); the last one
-        also carries the sender's summary, merged after every checkpoint it needs."""
+        also carries the sender's summary, merged after every checkpoint it needs, as far as
+        :func:`taken_summary` takes it. (The chunk answers a summary of ours:
+        :meth:`asked`, checked by inbound.)"""
         data, p = self._data, msg.partition
         for (key, state), obj in zip(states, msg.objects, strict=True):
             if obj.piece:
@@ -456,5 +532,5 @@ class AntiEntropy:
                 data.merge_state(key, state, transferred=True, text=obj.state_json)
         if summary is not None:
             data.pieces_done(p)
-            data.merge_summary(p, summary)
+            data.merge_summary(p, taken_summary(summary, data.summary(p)))
         self._emit(Send(peer, m.Ack(ids=[msg.batch_id])))

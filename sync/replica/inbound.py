@@ -502,15 +502,22 @@ class Inbound:
         self._origins.add(origin)
 
     def snapshot(
-        self, peer: str, msg: m.SnapshotChunk, now: float
+        self, peer: str, msg: m.SnapshotChunk, now: float, *, asked: bool
     ) -> tuple[list[tuple[str, CRDT]], CausalContext | None, list[Skewed]]:
         """The states of a ``SnapshotChunk`` by key (whole, or pieces of a split state: a
         delta either way, checked as any state), the summary it carries (if last), and its
-        states stamped too far ahead of ``now``."""
+        states stamped too far ahead of ``now``. ``asked``: we sent ``peer`` our summary of
+        the chunk's partition (a transfer answers one); a chunk nobody asked for is
+        refused."""
         skewed: list[Skewed] = []
         parts = self._config.partitions
         if msg.partition >= parts:
             raise RemoteProtocolError(f"snapshot of partition {msg.partition}: out of range", peer)
+        if not asked:
+            raise RemoteProtocolError(
+                f"snapshot of partition {msg.partition} not asked for (we sent no summary of it)",
+                peer,
+            )
         states: list[tuple[str, CRDT]] = []
         now_ms, limit_ms = self._horizon(now)
         partition = self._data.partition

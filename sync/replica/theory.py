@@ -108,7 +108,8 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   entry by entry (``crdt._split_text``, by ``CRDT.split``'s rules: the whole object is never
   decoded to be sent), merged as deltas. The last chunk of a partition (sent only once the
   partition's other messages are acked; other partitions' chunks fill the window meanwhile)
-  carries our summary. Each
+  carries our summary; the receiver takes a chunk only of a partition it sent us its summary
+  of, and of that summary a bounded part (``anti_entropy.taken_summary``). Each
   ``Deltas`` and chunk says how much of the round is left (``remaining``): the receiver
   reports a round of more than one message as a catch-up (:class:`~sync.effects.CatchUp`
   at its start and end; :meth:`Replica.status` lists those under way). A summary with

@@ -2,7 +2,8 @@
 
 Exposed as the ``kit`` fixture (test modules cannot import a conftest under
 ``--import-mode=importlib``): building clusters, mutators for ``SimCluster.update``, and the
-ring questions a test asks to pick keys (``homes``, ``key_where``).
+ring questions a test asks to pick keys (``homes``, ``key_where``). Engine tests import
+:func:`ask_transfer` (``from tests.sync.conftest import ask_transfer``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,23 @@ from typing import Any
 
 import pytest
 
+from sync import messages as m
 from sync.config import ReplicaConfig
+from sync.digest import ctx_model
+from sync.replica import Replica
 from sync.ring import Ring
 from sync.simnet import SimCluster
 
-__all__ = ["SimKit"]
+__all__ = ["SimKit", "ask_transfer"]
+
+
+def ask_transfer(r: Replica, peer: str, partitions: Iterable[int], now: float) -> None:
+    """Have ``r`` send ``peer`` its summary of ``partitions``, which a state transfer answers
+    (a chunk nobody asked for is refused): ``peer`` reports holding what ``r`` holds of them,
+    asking for ``r``'s summaries back. ``r``'s effects are drained."""
+    parts = {p: ctx_model(r.summary(p)) for p in partitions}
+    r.receive(peer, m.Summary(parts=parts, reply=True), now)
+    r.effects()
 
 
 class SimKit:

@@ -20,6 +20,7 @@ from sync.effects import Alarm, Loaded, LogDot, PeerRecord, Persist, Send
 from sync.replica import Replica
 from sync.replica.membership import MAX_SKEWED_WRITERS
 from sync.ring import partition_of
+from tests.sync.conftest import ask_transfer
 
 __all__: list[str] = []
 
@@ -122,6 +123,7 @@ def test_a_snapshot_chunk_with_a_state_ahead_is_neither_applied_nor_acked() -> N
         m.SnapObject(key="title", kind="lww", state_json=json.dumps(_lww("ahead", DAY))),
     ]
     summary = m.Ctx(vv={"B": 2})
+    ask_transfer(r, "B", [p], NOW)
     r.receive(
         "B",
         m.SnapshotChunk(batch_id=9, partition=p, objects=objects, summary=summary, last=True),

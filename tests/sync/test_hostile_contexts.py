@@ -31,6 +31,7 @@ from sync.effects import LogEntry, ReadDone
 from sync.replica.reports import _count_not_in
 from sync.ring import partition_of
 from tests.crdt.conftest import crdt_settings
+from tests.sync.conftest import ask_transfer
 from tests.sync.test_replica import Wire, add
 
 __all__: list[str] = []
@@ -68,7 +69,7 @@ def test_the_count_is_exact_over_a_run_no_one_could_walk() -> None:
 
 
 def _snapshot_claiming(summary: dict[str, Any]) -> m.Message:
-    """An unsolicited last chunk of a state transfer whose summary says ``summary``."""
+    """The last chunk of a state transfer whose summary says ``summary``."""
     raw = {
         "proto": 1,
         "t": "snapshot",
@@ -86,6 +87,7 @@ def test_status_after_a_summary_claiming_2_62_dots_reports_the_exact_lag_at_once
     w = Wire("AB", n=2, partitions=PARTS, vnodes=4, anti_entropy_interval=5.0)
     w.connect()
     assert w.r["A"].status()["lag"] == {"B": 0}
+    ask_transfer(w.r["A"], "B", [0], w.now)
     w.r["A"].receive("B", _snapshot_claiming({"vv": {"zz": HUGE}, "cloud": []}), w.now)
     w.drain("A")
     assert w.r["A"].summary(0).vv == {"zz": HUGE}, "the lie is taken (that is allowed)"

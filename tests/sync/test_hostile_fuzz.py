@@ -105,6 +105,8 @@ def _base() -> tuple[bytes, list[Persist], list[int], list[int]]:
     r = Replica(CONFIG, ME, loaded, now=NOW)
     r.peer_up("P", NOW)
     r.peer_up("Q", NOW)
+    for peer in ("P", "Q"):  # our summaries asked them for state transfers of every partition
+        r.receive(peer, m.Summary(parts=dict.fromkeys(range(PARTS), m.Ctx()), reply=True), NOW)
     for op, (key, fn) in enumerate(_LOCAL.items()):
         r.local_update(op, key, HELD[key], fn, NOW, w=2)
     # Entries of P for keys we hold, and a state transfer's worth of Q's.

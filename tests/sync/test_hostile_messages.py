@@ -20,11 +20,12 @@ import crdt
 from store import Store
 from sync import messages as m
 from sync.config import ReplicaConfig
-from sync.effects import Loaded, PeerRecord, Persist
+from sync.effects import Loaded, PeerRecord, Persist, Send
 from sync.errors import RemoteProtocolError
 from sync.replica import Replica
 from sync.ring import partition_of
 from sync.transport.node import loaded_from_store
+from tests.sync.conftest import ask_transfer
 
 __all__: list[str] = []
 
@@ -41,6 +42,7 @@ def _partition(key: str) -> int:
 def _replica() -> Replica:
     r = Replica(CONFIG, ME, Loaded(peers={"B": PeerRecord("B")}), now=10.0)
     r.peer_up("B", 10.0)
+    ask_transfer(r, "B", range(PARTS), 10.0)  # (what B's state transfers answer)
     r.local_update(1, "k", "gcounter", lambda c: c.increment(ME), 10.0)
     return r
 
@@ -362,3 +364,38 @@ def test_a_piece_is_checked_as_any_state_and_one_too_far_ahead_is_set_aside() ->
     fx = r.effects()
     assert r.value("x", "ormap") is None
     assert not [e for e in fx if isinstance(getattr(e, "message", None), m.Ack)]
+
+
+def test_a_state_transfer_answers_a_summary_of_ours_and_no_other_is_taken() -> None:
+    """A ``SnapshotChunk`` of a partition we sent the peer no summary of is refused, changing
+    nothing (its summary would be merged into ours, and sent on); one we did is taken, and
+    still is once the member's link goes down and comes back (a transfer may outlive the
+    link it began on); a peer that is no member loses it when it goes down."""
+    r = Replica(CONFIG, ME, Loaded(peers={"B": PeerRecord("B")}), now=10.0)
+    r.peer_up("B", 10.0)
+    r.effects()
+    chunk = m.SnapshotChunk.model_construct(
+        batch_id=1, partition=3, objects=[], summary=m.Ctx(vv={"B": 4}), last=True
+    )
+    before = _view(r)
+    with pytest.raises(RemoteProtocolError, match="snapshot of partition 3 not asked for"):
+        r.receive("B", chunk, 11.0)
+    assert r.effects() == [] and _view(r) == before
+    ask_transfer(r, "B", [2], 11.0)  # another partition asks for no transfer of 3
+    with pytest.raises(RemoteProtocolError, match="not asked for"):
+        r.receive("B", chunk, 11.0)
+    ask_transfer(r, "B", [3], 11.0)
+    r.peer_down("B", 12.0)
+    r.peer_up("B", 12.0)
+    r.effects()
+    r.receive("B", chunk, 12.0)
+    assert r.summary(3).vv == {"B": 4}
+    assert [fx.message for fx in r.effects() if isinstance(fx, Send)] == [m.Ack(ids=[1])]
+
+    r.peer_up("C", 13.0, home=False)  # a device: no member
+    ask_transfer(r, "C", [3], 13.0)
+    r.receive("C", chunk, 13.0)
+    r.peer_down("C", 14.0)
+    r.peer_up("C", 14.0, home=False)
+    with pytest.raises(RemoteProtocolError, match="not asked for"):
+        r.receive("C", chunk, 14.0)

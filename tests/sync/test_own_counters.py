@@ -28,6 +28,7 @@ from sync.errors import RemoteProtocolError
 from sync.replica import Replica
 from sync.ring import partition_of
 from sync.signing import Signer
+from tests.sync.conftest import ask_transfer
 
 __all__: list[str] = []
 
@@ -114,6 +115,7 @@ def test_a_delta_raising_our_counter_is_refused_and_our_next_write_replicates(ki
 @pytest.mark.parametrize("kind", sorted(WRITES))
 def test_the_same_counter_in_a_state_transfer_is_refused(kind: str) -> None:
     a = _engine(SA, [B, H])
+    ask_transfer(a, H, [partition_of(KEY, PARTS)], 10.5)
     before = _view(a)
     chunk = m.SnapshotChunk.model_construct(
         batch_id=1,

@@ -43,6 +43,7 @@ from sync.effects import (
 from sync.errors import LocalProtocolError, RemoteProtocolError
 from sync.replica import Replica
 from sync.ring import Ring, partition_of
+from tests.sync.conftest import ask_transfer
 
 
 # -- harness -------------------------------------------------------------------------------
@@ -793,7 +794,8 @@ def test_bad_summary_and_snapshot_are_refused() -> None:
     with pytest.raises(RemoteProtocolError, match="out of range"):
         r.receive("B", m.Summary(parts={64: m.Ctx()}), 0.0)
     obj = m.SnapObject(key="k", kind="gcounter", state_json=crdt.new("orset").to_json())
-    with pytest.raises(RemoteProtocolError):
+    ask_transfer(r, "B", [partition_of("k", 64)], 0.0)
+    with pytest.raises(RemoteProtocolError, match="is a orset"):
         r.receive(
             "B", m.SnapshotChunk(batch_id=1, partition=partition_of("k", 64), objects=[obj]), 0.0
         )

@@ -32,6 +32,7 @@ from sync.errors import RemoteProtocolError
 from sync.replica import Replica
 from sync.ring import partition_of
 from sync.signing import SEAL_MAX, Seal, Signer, Verifier, entry_digest
+from tests.sync.conftest import ask_transfer
 
 __all__: list[str] = []
 
@@ -345,6 +346,7 @@ def test_an_ack_means_applied_even_after_a_summary_claimed_the_dots() -> None:
     a = _engine(A, ids[0], [ids[1], ids[2]])
     b = _engine(B, ids[1], [ids[0], ids[2]])
     p = partition_of(KEY, PARTS)
+    ask_transfer(a, ids[2], [p], 10.5)
     lie = m.SnapshotChunk.model_construct(
         batch_id=3, partition=p, objects=[], summary=m.Ctx(vv={ids[1]: WRITES}), last=True
     )

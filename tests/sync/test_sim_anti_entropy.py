@@ -4,14 +4,20 @@
   converge after the heal; once converged, more anti-entropy intervals send nothing but
   ``Digest`` messages.
 * A replica that joins after the others compacted their logs catches up through a chunked
-  state transfer (``SnapshotChunk``), not through log entries it can no longer get.
+  state transfer (``SnapshotChunk``), not through log entries it can no longer get; when
+  the transfer's summary brings more new origins than one takes, over several transfers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from crdt import CausalContext
 from sync.config import MIN_MESSAGE_BYTES
+from sync.replica import anti_entropy
+from sync.replica.anti_entropy import taken_summary
 
 __all__: list[str] = []
 
@@ -191,3 +197,56 @@ def test_a_replica_that_offers_a_partition_it_does_not_home_is_not_sent_the_part
     cluster.run_for(60, max_steps=2_000_000)
     assert cluster.values(same[0], list(homes)) == dict.fromkeys(homes, 1)
     assert cluster.values(same[1], ["p0"]) == {"p0": None}  # not pulled to p0
+
+
+def test_a_transfer_of_more_new_origins_than_are_taken_at_once_converges_over_rounds(
+    kit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state transfer's summary adds at most ``TAKEN_ORIGINS_MAX`` origins new to ours (one
+    here): a new replica, sent summaries of five writers each, takes them one transfer at a
+    time; each round its summary still lacks some, so the sender transfers again, until
+    their summaries are the same."""
+    monkeypatch.setattr(anti_entropy, "TAKEN_ORIGINS_MAX", 1)
+    cut: list[int] = []  # the partitions of each transfer whose summary was not taken whole
+
+    def spy(theirs: CausalContext, mine: CausalContext) -> CausalContext:
+        taken = taken_summary(theirs, mine)
+        if set(theirs.vv) - set(taken.vv):
+            cut.append(len(set(theirs.vv) - set(taken.vv)))
+        return taken
+
+    monkeypatch.setattr(anti_entropy, "taken_summary", spy)
+    writers = kit.ids(5)
+    cluster = kit.cluster(writers, n=3, anti_entropy_interval=1.0, checkpoint_every=10, seed=4)
+    ops = [
+        cluster.update(w, f"s{i}", "gcounter", kit.incr(w), w=3) for i in range(40) for w in writers
+    ]
+    assert cluster.run_until(lambda: all(op.done for op in ops), max_steps=200_000)
+    assert all(op.ok for op in ops)
+    assert cluster.run_until(
+        lambda: all(cluster.disk(w).compacted > 0 for w in writers), max_steps=400_000
+    ), "the writers never compacted their logs"
+
+    cluster.add_replica("p005")
+    holders = kit.homes_map(cluster, cluster.keys)
+    kit.settle(cluster, holders=holders)
+    ring = kit.ring(cluster)
+    parts = [p for p in range(cluster.config("p005").partitions) if ring.is_home("p005", p)]
+
+    def same_summaries() -> bool:
+        return all(
+            cluster.replica("p005").summary(p) == cluster.replica(h).summary(p)
+            for p in parts
+            for h in ring.preference_list(p)
+        )
+
+    for _ in range(20):
+        if same_summaries():
+            break
+        cluster.run_for(1.0)
+    assert same_summaries()
+    assert max(cut) >= 4, "no transfer brought more new origins than are taken at once"
+    for i in range(40):
+        homes = holders(f"s{i}")
+        assert cluster.values(f"s{i}", homes) == dict.fromkeys(homes, 5)
+    assert cluster.anomalies == [] and cluster.protocol_errors == []

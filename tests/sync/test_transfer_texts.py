@@ -21,6 +21,7 @@ from sync.effects import Effect, Persist
 from sync.replica import Replica
 from sync.replica.local_data import WHOLE_TEXT_SHARE
 from sync.ring import partition_of
+from tests.sync.conftest import ask_transfer
 
 KEY = "list"
 PART = partition_of(KEY, 64)
@@ -43,6 +44,7 @@ def _replica() -> Replica:
     r = Replica(ReplicaConfig(n=2), "A")
     r.peer_up("B", 0.0)
     r.effects()
+    ask_transfer(r, "B", [PART], 0.0)
     return r
 
 
@@ -113,6 +115,7 @@ def test_a_text_that_could_be_cut_when_served_is_stored_in_our_layout() -> None:
     r = Replica(ReplicaConfig(n=2, max_message_bytes=limit), "A")
     r.peer_up("B", 0.0)
     r.effects()
+    ask_transfer(r, "B", [PART], 0.0)
     state = crdt.new("orset")
     for i in range(200):
         state.add("C", f"element {i:04d}")

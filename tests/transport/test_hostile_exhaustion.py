@@ -10,8 +10,10 @@ held ``hint_max_per_target`` hints for each of as many targets as a member named
 large values for a real home (held whatever their bytes, now up to ``hint_max_bytes``),
 summaries whose contexts list dots the receiver holds nothing of (4.6 MB of them were kept as
 55 MB of Python objects, and written to the peer's record on disk again on every later
-summary), and members made up by the thousand in summaries' lists of known peers (each was
-learned, put on the ring and gossiped on).
+summary), members made up by the thousand in summaries' lists of known peers (each was
+learned, put on the ring and gossiped on), and the summary that ends a state transfer (one
+nobody asked for, or one listing 100,000 made-up dots or origins: merged into the peer's
+own summary whole, held, persisted and sent on).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 import crdt
 from sync import messages as m
+from sync.replica.anti_entropy import REPORTED_CLOUD_MAX, TAKEN_ORIGINS_MAX
 from sync.replica.membership import MAX_MEMBERS
 from sync.ring import partition_of
 from sync.transport.auth import Identity, Session, client_handshake
@@ -281,16 +285,34 @@ async def test_made_up_members_are_learned_only_up_to_max_members(
         await a.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: a state transfer's summary is merged into ours whole, unverified",
-)
-async def test_a_state_transfer_summary_of_dots_never_sent_is_not_taken(tmp_path: Path) -> None:
-    """Found and not fixed (see docs/operations.md): a ``SnapshotChunk`` nobody asked for,
-    with no object and a summary of 100,000 dots (1.8 MB), is merged into this replica's own
-    summary of the partition: held, persisted, sent in every summary of it from then on, and
-    taken by each peer that gets a state transfer from here. Dots of a real origin so
-    claimed are never sent here by anti-entropy (they count as applied)."""
+async def _transfer_of_nothing(h: Member, summary: m.Ctx) -> None:
+    """Ask ``h``'s peer for its summary of partition 5 (a state transfer answers one), then
+    send it the last chunk of a transfer of partition 5 with no object and ``summary``, and
+    read until it is acknowledged."""
+    await h.send(m.Summary.model_construct(parts={5: m.Ctx()}, reply=True))
+    await h.until("a summary back", lambda _: h.summaries() >= 1)
+    chunk = m.SnapshotChunk.model_construct(
+        batch_id=1, partition=5, objects=[], summary=summary, last=True
+    )
+    await h.send(chunk)
+    await h.until("the chunk acked", lambda _: 1 in h.acked())
+
+
+async def _summary_sent_of_5(h: Member) -> m.Ctx:
+    """What ``h``'s peer now sends as its summary of partition 5."""
+    seen = h.summaries()
+    await h.send(m.Summary.model_construct(parts={5: m.Ctx()}, reply=True))
+    await h.until("a summary back", lambda _: h.summaries() > seen)
+    last = [x for x in h.received if isinstance(x, m.Summary) and 5 in x.parts][-1]
+    return last.parts[5]
+
+
+async def test_a_state_transfer_nobody_asked_for_is_refused(tmp_path: Path) -> None:
+    """A ``SnapshotChunk`` of a partition this replica sent the member no summary of (a
+    transfer answers one) used to be merged: its summary of 100,000 made-up dots (1.8 MB)
+    was held, persisted, sent in every summary of the partition and passed on in every
+    state transfer from here. It is refused: the link closes, saying why, and nothing of it
+    is taken."""
     a = await open_peer(tmp_path / "a.db")
     try:
         async with linked_member(a) as h:
@@ -298,9 +320,67 @@ async def test_a_state_transfer_summary_of_dots_never_sent_is_not_taken(tmp_path
                 batch_id=1, partition=5, objects=[], summary=_gapped("made-up", 100_000), last=True
             )
             await h.send(chunk)
-            await h.send(m.Summary.model_construct(parts={}, reply=True))
+            with pytest.raises(ConnectionClosed):
+                await h.until("the link closed", lambda _: False)
+            assert h.ws.close_code == 1002
+            assert "snapshot of partition 5 not asked for" in (h.ws.close_reason or "")
+            assert 1 not in h.acked()
+        assert a.replica.summary(5).is_bottom()
+        assert a.node.failed is None
+    finally:
+        await a.aclose()
+
+
+async def test_a_state_transfer_summary_of_dots_never_sent_is_not_taken(tmp_path: Path) -> None:
+    """A state transfer asked for (the member got our summary of partition 5) whose closing
+    summary lists 100,000 gapped dots of a made-up origin (1.8 MB), and no object, was
+    merged whole into this replica's summary of the partition. Of its cloud dots, only the
+    lowest ``REPORTED_CLOUD_MAX`` are taken (while ours holds fewer), and that is all this
+    replica then sends of it."""
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        async with linked_member(a) as h:
+            await _transfer_of_nothing(h, _gapped("made-up", 100_000))
+            taken = a.replica.summary(5)
+            assert taken.vv == {} and len(taken.cloud) == REPORTED_CLOUD_MAX
+            assert taken.cloud == {("made-up", 2 * i + 2) for i in range(REPORTED_CLOUD_MAX)}
+            sent = await _summary_sent_of_5(h)
+            assert len(sent.cloud) == REPORTED_CLOUD_MAX and not sent.vv
+            assert a.node.failed is None
+    finally:
+        await a.aclose()
+
+
+async def test_a_state_transfer_summary_of_made_up_origins_adds_a_bounded_few(
+    tmp_path: Path,
+) -> None:
+    """A state transfer asked for whose closing summary names 100,000 made-up origins (1.4
+    MB) was merged whole: each origin held, persisted and sent on. Only
+    ``TAKEN_ORIGINS_MAX`` origins new to our summary are taken from one transfer (the
+    first by id); the origins we have are taken as they come (a member can still claim
+    log positions of them it does not have)."""
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        await a.gcounter("k").increment()
+        me = a.replica_id
+        p = partition_of("k", PARTS)
+        async with linked_member(a) as h:
+            await h.send(m.Summary.model_construct(parts={p: m.Ctx()}, reply=True))
             await h.until("a summary back", lambda _: h.summaries() >= 1)
-            assert a.replica.summary(5).is_bottom()
+            made_up = _many_origins(100_000).vv
+            claim = m.Ctx.model_construct(vv={me: 1, **made_up}, cloud=[])
+            for batch_id in (1, 2):  # a second transfer adds as many again, no more
+                await h.send(m.Summary.model_construct(parts={p: m.Ctx()}, reply=True))
+                await h.until("a summary back", lambda _, n=batch_id: h.summaries() >= n)
+                chunk = m.SnapshotChunk.model_construct(
+                    batch_id=batch_id, partition=p, objects=[], summary=claim, last=True
+                )
+                await h.send(chunk)
+                await h.until("the chunk acked", lambda _, i=batch_id: i in h.acked())
+                taken = a.replica.summary(p)
+                first = sorted(made_up)[: batch_id * TAKEN_ORIGINS_MAX]
+                assert set(taken.vv) == {me, *first} and not taken.cloud
+            assert a.node.failed is None
     finally:
         await a.aclose()
 
