@@ -26,7 +26,7 @@ its id is derived from (:func:`crdt.replica_id_for`, as its log entries are in
 
 :class:`Cards` holds this replica's own card and the newest valid card of each peer, and
 checks the cards a message lists (each one verified once: :meth:`Cards.check` remembers
-what it verified).
+what it verified, and takes a card equal to the one it holds as verified).
 """
 
 from __future__ import annotations
@@ -153,8 +153,8 @@ class Cards:
         no signature: an unsigned listing). Each valid card is verified once."""
         if info.sig is None:
             return None
-        if info in self._verified:
-            return None
+        if info in self._verified or self._held.get(info.replica_id) == info:
+            return None  # (the one held was verified: gossip lists it again and again)
         rid, at = info.replica_id, info.at
         if info.key is None:
             return "a signature without its key"
@@ -181,8 +181,8 @@ class Cards:
     def newer(self, info: m.PeerInfo) -> bool:
         """True when ``info`` is a card (checked by :meth:`check`) newer than the one held of
         its replica, or the first one."""
-        if info.sig is None or info not in self._verified:
-            return False
+        if info.sig is None or self.check(info) is not None:
+            return False  # (checked again if the memo was cleared since: it is not a proof)
         held = self._held.get(info.replica_id)
         return held is None or info.at > held.at
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from sync import member_cards
 from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.effects import Send
@@ -198,3 +199,26 @@ def test_the_signature_covers_every_field() -> None:
     ):
         assert "does not verify" in (check(card.model_copy(update=change)) or "")
     assert base64.b64decode(card.key or "") == signer.public_key
+
+
+def test_a_fresh_card_is_taken_when_the_memo_of_verified_cards_fills_during_its_message(
+    group: tuple[Replica, str, Signer, str],
+) -> None:
+    """The memo of verified cards is cleared when full: a card verified earlier in the same
+    message (by ``Inbound.summary``) was then no longer known as verified when membership
+    read it, and a peer's newer card was dropped (for good in a group of more members than
+    the memo holds: the same cards fell out of it on every exchange)."""
+    a, h, b, bid = group
+    cards = a._membership.cards
+    z = Signer.generate()
+    base = _card(z, T0, None)
+    memo = member_cards._MEMO
+    for i in range(memo - 1 - len(cards._verified)):
+        payload = member_cards.card_payload(z.replica_id, None, None, True, base.at + 1 + i)
+        sig = base64.b64encode(z.sign(payload)).decode("ascii")
+        assert cards.check(base.model_copy(update={"at": base.at + 1 + i, "sig": sig})) is None
+    assert len(cards._verified) == memo - 1
+    moved = _card(b, T0 + 60, "ws://b.example:7001", site="west")
+    other = _card(Signer.generate(), T0 + 60, "ws://c.example:7000")
+    _summary_from(h, a, [moved, other], T0 + 61)
+    assert _record(a, bid) == ("ws://b.example:7001", "west", True)
