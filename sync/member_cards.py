@@ -15,7 +15,9 @@ its id is derived from (:func:`crdt.replica_id_for`, as its log entries are in
 * ``at`` orders one replica's cards: the newer one wins. It starts at the wall clock in
   milliseconds when the replica starts; a replica told of a card of its own that is not
   older than its current one (its clock went back since it signed that one) signs a new one
-  above it, so the order holds without a persisted counter or a right clock;
+  above it, so the order holds without a persisted counter or a right clock (at most one
+  such card every :data:`RESIGN_EVERY` seconds: two runs of one id, a restored copy started
+  beside it, would each sign above the other's, round after round, for ever);
 * a signing replica changes what it holds of a known peer from gossip only by a valid card
   of that peer newer than the one it holds; a listing without a card can still introduce a
   peer not known yet (a member can invent members: see the threat model in the docs), and
@@ -43,11 +45,13 @@ from crdt import replica_id_for
 from sync import messages as m
 from sync.signing import Signer, public_key_of
 
-__all__ = ["MAX_AT", "Cards", "card_payload"]
+__all__ = ["MAX_AT", "RESIGN_EVERY", "Cards", "card_payload"]
 
 _DOMAIN: Final = b"shoal-member-card/1\x00"
 #: The largest ``at`` a card may carry (the wire's bound on counts).
 MAX_AT: Final = m.SEQ_LIMIT
+#: Seconds between two cards a replica signs above cards of its own signed elsewhere.
+RESIGN_EVERY: Final = 600.0
 _MEMO: Final = 4096  # cards remembered as verified (cleared when full)
 
 
@@ -75,6 +79,7 @@ class Cards:
 
     __slots__ = (
         "_address",
+        "_answered",
         "_at",
         "_held",
         "_home",
@@ -83,6 +88,7 @@ class Cards:
         "_signer",
         "_site",
         "_verified",
+        "contested",
         "resigned",
     )
 
@@ -98,6 +104,10 @@ class Cards:
         self._held: dict[str, m.PeerInfo] = {}
         self._verified: set[m.PeerInfo] = set()  # whole cards: every field as verified
         self._own: m.PeerInfo | None = None
+        self._answered = float("-inf")  # when seen_own last signed above a card of ours
+        #: A card of this replica newer than its own that :meth:`seen_own` left unanswered
+        #: (signed by another run of this replica id); the reader sets it back to None.
+        self.contested: m.PeerInfo | None = None
         self.resigned = False
         self._sign()
         #: This replica signed a new card since the last :meth:`take_resigned`.
@@ -198,14 +208,20 @@ class Cards:
         """Forget the card of ``replica_id`` (the peer is no longer known)."""
         self._held.pop(replica_id, None)
 
-    def seen_own(self, info: m.PeerInfo) -> bool:
+    def seen_own(self, info: m.PeerInfo, now: float) -> bool:
         """A peer listed a card of this replica (checked by :meth:`check`): when it is not
         older than the current one (the clock went back since it was signed, or another
-        run of this replica signed it), sign a newer one. True when it did."""
+        run of this replica signed it), sign a newer one. True when it did. Once every
+        :data:`RESIGN_EVERY` seconds at most (else ``info`` is left in :attr:`contested`):
+        a past run signed finitely many, but another run beside this one answers each."""
         if self._signer is None or info.sig is None or info.at < self._at:
             return False
         if info == self._own:
             return False
+        if now - self._answered < RESIGN_EVERY:
+            self.contested = info
+            return False
+        self._answered = now
         self._at = min(info.at + 1, MAX_AT)
         self._sign()
         return True

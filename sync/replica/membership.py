@@ -49,7 +49,7 @@ from sync.config import ReplicaConfig, check_bool
 from sync.consistency import LOCAL_QUORUM, Level, required_acks
 from sync.effects import Alarm, PeerRecord
 from sync.errors import LocalProtocolError
-from sync.member_cards import Cards
+from sync.member_cards import RESIGN_EVERY, Cards
 from sync.replica.outbox import Outbox
 from sync.ring import Ring
 
@@ -109,6 +109,7 @@ class Membership:
         "_away",
         "_cards",
         "_config",
+        "_contested_alarm",
         "_failures",
         "_first_fallback",
         "_gone_reported",
@@ -166,6 +167,7 @@ class Membership:
         #: Peers listed by others and not learned (:data:`MAX_MEMBERS` known already).
         self.not_learned = 0
         self._not_learned_alarm = float("-inf")  # when the last alarm about it was raised
+        self._contested_alarm = float("-inf")  # when the last about cards of ours elsewhere
 
     def links_connecting(self, count: object, failures: Mapping[str, str] | None) -> None:
         """The adapter is dialling ``count`` links whose replicas are not up yet; the dials
@@ -560,8 +562,10 @@ class Membership:
         for info in listed:
             rid = info.replica_id
             if rid == self._me:
-                if cards.seen_own(info):  # (our clock went back since that one was signed)
+                if cards.seen_own(info, now):  # (our clock went back since it was signed)
                     self.changed()  # our newer card goes out with the next summaries
+                elif cards.contested is not None:
+                    self._contested(sender, cards.contested, now)
                 continue
             if self.is_forgotten(rid):
                 continue
@@ -593,6 +597,25 @@ class Membership:
                     f"large is not supported; else a member made them up.",
                 )
             )
+
+    def _contested(self, sender: str, card: m.PeerInfo, now: float) -> None:
+        """The alarm that another run of this replica id signs cards (at most one every
+        :data:`ALARM_REPEAT` seconds)."""
+        self._cards.contested = None
+        if now - self._contested_alarm < ALARM_REPEAT:
+            return
+        self._contested_alarm = now
+        self._outbox.emit(
+            Alarm(
+                "card_contested",
+                self._me,
+                f"{sender} listed a card of this replica, signed with its key, newer than "
+                f"its own and saying it listens at {card.address} (site {card.site}): "
+                f"another run of replica {self._me} (a copy of its store?) is up. This one "
+                f"signs a card above it at most once every {RESIGN_EVERY:g} s; peers take "
+                "the newer card of the two.",
+            )
+        )
 
     def regossip(self, peer: str) -> None:
         """Send ``peer`` the members again with the next summary."""

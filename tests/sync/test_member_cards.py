@@ -16,7 +16,7 @@ import pytest
 from sync import member_cards
 from sync import messages as m
 from sync.config import ReplicaConfig
-from sync.effects import Send
+from sync.effects import Alarm, Send
 from sync.errors import RemoteProtocolError
 from sync.member_cards import Cards
 from sync.replica import Replica
@@ -222,3 +222,57 @@ def test_a_fresh_card_is_taken_when_the_memo_of_verified_cards_fills_during_its_
     other = _card(Signer.generate(), T0 + 60, "ws://c.example:7000")
     _summary_from(h, a, [moved, other], T0 + 61)
     assert _record(a, bid) == ("ws://b.example:7001", "west", True)
+
+
+def _pump(replicas: dict[str, list[Replica]], now: float, alarms: list[Alarm]) -> None:
+    """Deliver every message the engines send, through the codec, until none is left
+    (``replicas``: id -> the engines running as that id; each link joins one engine of
+    each side, the one that has the other up); keep their alarms in ``alarms``."""
+    pending = True
+    while pending:
+        pending = False
+        for rid, engines in replicas.items():
+            for engine in engines:
+                for fx in engine.effects():
+                    if isinstance(fx, Alarm):
+                        alarms.append(fx)
+                    if not isinstance(fx, Send):
+                        continue
+                    for target in replicas[fx.peer]:
+                        if rid in target._membership.up:
+                            pending = True
+                            target.receive(rid, m.decode(m.encode(fx.message)), now)
+
+
+def test_two_runs_of_one_replica_do_not_outbid_each_other_round_after_round() -> None:
+    """Two runs of one replica id (a restored copy started beside it), each listening at an
+    address of its own, each linked to one of two peers linked to each other. Each run shown
+    the other's card, newer than its own, signed one above it: the peers' idea of where
+    that replica listens flipped every few rounds, each flip sent on to every member, for
+    ever. Now each answers once (at most once every ``RESIGN_EVERY`` seconds), an alarm
+    says why, and the peers agree on the newer card."""
+    signer = Signer.generate()
+    aid = signer.replica_id
+    one, _ = _replica(signer)
+    two = Replica(one.config, aid, now=T0 + 5, signer=signer)  # started 5 s later
+    h1, _ = _replica()
+    h2, _ = _replica()
+    for x, y in ((one, h1), (h1, h2), (two, h2)):
+        x.peer_up(y.replica_id, T0 + 5)
+        y.peer_up(x.replica_id, T0 + 5)
+    one.announce("ws://one.example:7000", T0 + 5)
+    two.announce("ws://two.example:7000", T0 + 5)
+    engines = {aid: [one, two], h1.replica_id: [h1], h2.replica_id: [h2]}
+    alarms: list[Alarm] = []
+    signed: dict[int, set[int]] = {id(one): set(), id(two): set()}
+    for t in range(5, 300, 5):  # within RESIGN_EVERY
+        for engine in (one, two, h1, h2):
+            engine.tick(T0 + t)
+        _pump(engines, T0 + t, alarms)
+        for run in (one, two):
+            signed[id(run)].add(run._membership.cards.own().at)
+    assert all(len(ats) <= 2 for ats in signed.values())  # announced, answered once
+    held = [h._membership.cards.held(aid) for h in (h1, h2)]
+    assert held[0] is not None and held[0] == held[1]
+    assert [a.kind for a in alarms] == ["card_contested"]
+    assert member_cards.RESIGN_EVERY >= 300
