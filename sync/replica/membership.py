@@ -39,6 +39,7 @@ Knows only the outbox.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -100,6 +101,11 @@ class SkewRecord:
     first: float
     last: float
     alarmed: float
+
+
+def _card_fields(card: m.PeerInfo) -> str:
+    """What ``card`` says of its replica, as JSON (the home flag: being on the ring)."""
+    return json.dumps([card.address, card.site, card.home], separators=(",", ":"))
 
 
 class Membership:
@@ -579,8 +585,10 @@ class Membership:
             elif signs and not fresh:
                 continue  # what a known peer is, only its own (newer) card changes
             if fresh:
+                held = cards.held(rid)
                 cards.hold(info)
-                self.changed()  # (the members' digest covers the cards held)
+                if held is None or _card_fields(held) != _card_fields(info):
+                    self.changed()  # (the members' digest covers what the cards held say)
             self.learn(rid, info.address, info.site, now, None if rid in self._up else info.home)
         if not skipped:
             return
@@ -633,13 +641,15 @@ class Membership:
 
     def homes(self) -> list[str]:
         """What the digest of the members covers: the homes the ring is over (this replica
-        too if it is one), each as ``id@at`` when its card is held (``at``: the card's, so
-        that peers holding different cards of a home exchange their lists), else its id."""
+        too if it is one), each as ``id@[address, site]`` when its card is held (what the
+        card says: peers holding cards that say different things of a home exchange their
+        lists; not its ``at``, else each restart of a member, a new card saying the same,
+        sent every member the list of all, some 250 kB in a group of 1,000), else its id."""
         cards = self._cards
         out = []
         for rid in self.ring().peers:
             card = cards.own() if rid == self._me else cards.held(rid)
-            out.append(rid if card is None or card.sig is None else f"{rid}@{card.at}")
+            out.append(rid if card is None or card.sig is None else f"{rid}@{_card_fields(card)}")
         out.sort()
         return out
 

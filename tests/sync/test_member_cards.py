@@ -224,10 +224,16 @@ def test_a_fresh_card_is_taken_when_the_memo_of_verified_cards_fills_during_its_
     assert _record(a, bid) == ("ws://b.example:7001", "west", True)
 
 
-def _pump(replicas: dict[str, list[Replica]], now: float, alarms: list[Alarm]) -> None:
+def _pump(
+    replicas: dict[str, list[Replica]],
+    now: float,
+    alarms: list[Alarm],
+    sent: list[tuple[str, str, m.Message]] | None = None,
+) -> None:
     """Deliver every message the engines send, through the codec, until none is left
     (``replicas``: id -> the engines running as that id; each link joins one engine of
-    each side, the one that has the other up); keep their alarms in ``alarms``."""
+    each side, the one that has the other up); keep their alarms in ``alarms``, and what
+    was delivered (sender, receiver, message) in ``sent``."""
     pending = True
     while pending:
         pending = False
@@ -241,6 +247,8 @@ def _pump(replicas: dict[str, list[Replica]], now: float, alarms: list[Alarm]) -
                     for target in replicas[fx.peer]:
                         if rid in target._membership.up:
                             pending = True
+                            if sent is not None:
+                                sent.append((rid, fx.peer, fx.message))
                             target.receive(rid, m.decode(m.encode(fx.message)), now)
 
 
@@ -276,3 +284,47 @@ def test_two_runs_of_one_replica_do_not_outbid_each_other_round_after_round() ->
     assert held[0] is not None and held[0] == held[1]
     assert [a.kind for a in alarms] == ["card_contested"]
     assert member_cards.RESIGN_EVERY >= 300
+
+
+def test_a_member_restarted_saying_the_same_of_itself_sends_no_member_lists_about() -> None:
+    """``b`` restarts (a new card, newer, saying the same address) and links to ``a``; ``h``
+    is linked to ``a`` only. The members' digest covered each card's ``at``: ``a`` and
+    ``h`` exchanged their lists of all members (some 250 kB each in a group of 1,000, to
+    and from every member) for a card that changed nothing. Restarted on another port, its
+    new address still reaches ``h``."""
+    bs = Signer.generate()
+    b, _ = _replica(bs)
+    a, _ = _replica()
+    h, _ = _replica()
+    for x, y in ((b, a), (a, h)):
+        x.peer_up(y.replica_id, T0)
+        y.peer_up(x.replica_id, T0)
+    b.announce("ws://b.example:7000", T0)
+    engines = {bs.replica_id: [b], a.replica_id: [a], h.replica_id: [h]}
+    sent: list[tuple[str, str, m.Message]] = []
+    for t in range(0, 60, 5):
+        for engine in (a, b, h):
+            engine.tick(T0 + t)
+        _pump(engines, T0 + t, [], sent)
+    assert h._membership._peers[bs.replica_id].address == "ws://b.example:7000"
+    for start, address in ((T0 + 60, "ws://b.example:7000"), (T0 + 120, "ws://b.example:7001")):
+        old = engines[bs.replica_id][0]
+        old.peer_down(a.replica_id, start)
+        a.peer_down(bs.replica_id, start)
+        new = Replica(b.config, bs.replica_id, now=start, signer=bs)
+        engines[bs.replica_id] = [new]
+        new.announce(address, start)
+        new.peer_up(a.replica_id, start)
+        a.peer_up(bs.replica_id, start, address=address)
+        del sent[:]
+        for t in range(0, 60, 5):
+            for engine in (a, h, new):
+                engine.tick(start + t)
+            _pump(engines, start + t, [], sent)
+        assert h._membership._peers[bs.replica_id].address == address
+        lists = [
+            (src, dst)
+            for src, dst, msg in sent
+            if isinstance(msg, m.Summary) and msg.known_peers and bs.replica_id not in (src, dst)
+        ]
+        assert bool(lists) == (address != "ws://b.example:7000")
