@@ -617,7 +617,7 @@ class Membership:
             Alarm(
                 "card_contested",
                 self._me,
-                f"{sender} listed a card of this replica, signed with its key, newer than "
+                f"{sender} listed a card of this replica, signed with its key, not older than "
                 f"its own and saying it listens at {card.address} (site {card.site}): "
                 f"another run of replica {self._me} (a copy of its store?) is up. This one "
                 f"signs a card above it at most once every {RESIGN_EVERY:g} s; peers take "
