@@ -190,11 +190,13 @@ class Cards:
 
     def newer(self, info: m.PeerInfo) -> bool:
         """True when ``info`` is a card (checked by :meth:`check`) newer than the one held of
-        its replica, or the first one."""
+        its replica, or the first one. Of two cards of one ``at`` (two runs of one id that
+        started in the same millisecond), the one with the greater signature is newer: every
+        peer holds the same one."""
         if info.sig is None or self.check(info) is not None:
             return False  # (checked again if the memo was cleared since: it is not a proof)
         held = self._held.get(info.replica_id)
-        return held is None or info.at > held.at
+        return held is None or (info.at, info.sig) > (held.at, held.sig or "")
 
     def hold(self, info: m.PeerInfo) -> None:
         """Keep the card ``info`` as its replica's newest."""

@@ -328,3 +328,37 @@ def test_a_member_restarted_saying_the_same_of_itself_sends_no_member_lists_abou
             if isinstance(msg, m.Summary) and msg.known_peers and bs.replica_id not in (src, dst)
         ]
         assert bool(lists) == (address != "ws://b.example:7000")
+
+
+def test_two_runs_of_one_replica_started_in_the_same_millisecond_are_told_apart() -> None:
+    """Their cards have the same ``at``: neither was newer, so the peers linked to each kept
+    its own and, their digests differing, exchanged their lists of all members every round,
+    for ever (neither run being shown the other's card). Of two cards of one ``at``, the
+    one with the greater signature now wins everywhere. (The run that lost still exchanges
+    lists with its own peers, its card differing from theirs: the alarm says why.)"""
+    signer = Signer.generate()
+    aid = signer.replica_id
+    one, _ = _replica(signer)
+    two, _ = _replica(signer)
+    h1, _ = _replica()
+    h2, _ = _replica()
+    for x, y in ((one, h1), (h1, h2), (two, h2)):
+        x.peer_up(y.replica_id, T0)
+        y.peer_up(x.replica_id, T0)
+    one.announce("ws://one.example:7000", T0)
+    two.announce("ws://two.example:7000", T0)
+    engines = {aid: [one, two], h1.replica_id: [h1], h2.replica_id: [h2]}
+    sent: list[tuple[str, str, m.Message]] = []
+    for t in range(0, 300, 5):
+        del sent[:]
+        for engine in (one, two, h1, h2):
+            engine.tick(T0 + t)
+        _pump(engines, T0 + t, [], sent)
+    held = [h._membership.cards.held(aid) for h in (h1, h2)]
+    assert held[0] is not None and held[0] == held[1]
+    between_peers = [
+        msg
+        for src, dst, msg in sent
+        if isinstance(msg, m.Summary) and msg.known_peers and aid not in (src, dst)
+    ]
+    assert not between_peers
