@@ -36,9 +36,10 @@ The log entries of a ``Push`` or ``Deltas`` travel with the seals of their origi
   the object ``(key, kind)`` (an object is named by its key and kind: one key written
   offline as two kinds by two peers holds both).
 * ``Repair(key, kind, state)`` — read repair: merge this state into ``(key, kind)``.
-* ``Summary(parts, known_peers, reply)`` — anti-entropy: per partition, the causal context of
-  the log dots the sender has applied; the peers it knows; ``reply`` asks the receiver to
-  answer with its own summary if it has something the sender lacks.
+* ``Summary(parts, known_peers, reply, more_members)`` — anti-entropy: per partition, the
+  causal context of the log dots the sender has applied; the peers it knows; ``reply`` asks
+  the receiver to answer with its own summary if it has something the sender lacks;
+  ``more_members``: the list of peers goes on in the next summary.
 * ``Deltas(batch_id, partition, entries, more, remaining)`` — anti-entropy batch of log
   entries.
 * ``SnapshotChunk(batch_id, partition, objects, summary, last, remaining)`` — state transfer
@@ -339,11 +340,22 @@ class Repair(_Message):
 
 
 class Summary(_Message):
+    """``more_members``: the list of members goes on in the next summary (a list too big
+    for one message is sent in parts; sent only when true)."""
+
     t: Literal["summary"] = "summary"
     # JSON object keys are strings: the partition number is parsed leniently here only.
     parts: dict[Annotated[int, Strict(False), Field(ge=0)], Ctx] = {}
     known_peers: list[PeerInfo] = []
     reply: bool = False
+    more_members: bool = False
+
+    @model_serializer(mode="wrap")
+    def _more_only_if_so(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.more_members:
+            data.pop("more_members", None)
+        return data
 
 
 class Deltas(_Message):

@@ -130,6 +130,23 @@ def taken_summary(theirs: CausalContext, mine: CausalContext) -> CausalContext:
     return taken
 
 
+def _in_parts(known: list[m.PeerInfo], max_bytes: int) -> list[list[m.PeerInfo]]:
+    """``known`` (a list of members to send) cut into lists of at most a quarter of
+    ``max_bytes`` of JSON each (the first message also carries the partitions' contexts);
+    one list, maybe empty, when it fits."""
+    budget = max_bytes // 4
+    lists: list[list[m.PeerInfo]] = [[]]
+    size = 0
+    for info in known:
+        n = len(info.__pydantic_serializer__.to_json(info)) + 1
+        if size + n > budget and lists[-1]:
+            lists.append([])
+            size = 0
+        lists[-1].append(info)
+        size += n
+    return lists
+
+
 @dataclass(slots=True)
 class Batch:
     """One planned ``Deltas`` message (``size``: its entries' bytes)."""
@@ -294,10 +311,19 @@ class AntiEntropy:
         if members:
             self._membership.regossip(peer)
             known = self._membership.gossip(peer)
-        msg = m.Summary.model_construct(
-            proto=1, t="summary", parts=body, known_peers=known, reply=reply
-        )
-        self._emit(Send(peer, msg))
+        # A list of members too big for one message goes on in members-only summaries
+        # (the first one leaves room for the partitions' contexts).
+        lists = _in_parts(known, self._config.max_message_bytes)
+        for i, listed in enumerate(lists):
+            msg = m.Summary.model_construct(
+                proto=1,
+                t="summary",
+                parts=body if i == 0 else {},
+                known_peers=listed,
+                reply=reply if i == 0 else False,
+                more_members=i < len(lists) - 1,
+            )
+            self._emit(Send(peer, msg))
 
     def on_summary(
         self, peer: str, msg: m.Summary, theirs: dict[int, CausalContext], now: float
@@ -320,7 +346,9 @@ class AntiEntropy:
                 data.raise_seq(p, seen)
         self._plan(peer, theirs)
         self.pump(peer, now)
-        missing = bool(msg.known_peers) and membership.members_missing(msg.known_peers)
+        missing = (bool(msg.known_peers) or msg.more_members) and membership.members_missing(
+            peer, msg.known_peers, more=msg.more_members
+        )
         if peer in membership.up and (msg.reply or missing):
             parts = sorted(theirs) if msg.reply else ()
             self.send_summary(peer, reply=False, parts=parts, members=missing)

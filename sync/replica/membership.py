@@ -120,6 +120,7 @@ class Membership:
         "_first_fallback",
         "_gone_reported",
         "_gossiped",
+        "_listing",
         "_me",
         "_members_version",
         "_non_homes",
@@ -160,6 +161,8 @@ class Membership:
         self._shared: dict[str, tuple[int, ...]] = {}  # peer -> partitions both hold
         self._members_version = 0
         self._gossiped: dict[str, int] = {}  # peer -> the members version it was sent
+        # peer -> the members we know that it listed in the parts of a list still coming
+        self._listing: dict[str, set[str]] = {}
         self._required_memo: dict[tuple[Level, int], tuple[int, None]] = {}
         self._skews: dict[str, SkewRecord] = {}  # writer -> writes of it set aside
         self._non_homes: set[str] = set()  # known peers that are not homes (in memory only)
@@ -332,6 +335,7 @@ class Membership:
         if self._up.pop(peer, None) is None:
             return False
         self._first_fallback.clear()
+        self._listing.pop(peer, None)  # (a list in parts ends with its link)
         if peer in self._relays:
             self._relays.discard(peer)
             self._shared.pop(peer, None)
@@ -353,6 +357,7 @@ class Membership:
         self._away.discard(peer)
         self._peer_summaries.pop(peer, None)
         self._gossiped.pop(peer, None)
+        self._listing.pop(peer, None)
         self._gone_reported.discard(peer)
         self._shared.pop(peer, None)
         self._skews.pop(peer, None)  # (else listed per peer, as a home, for good)
@@ -629,14 +634,23 @@ class Membership:
         """Send ``peer`` the members again with the next summary."""
         self._gossiped.pop(peer, None)
 
-    def members_missing(self, listed: Iterable[m.PeerInfo]) -> bool:
-        """True when ``listed`` (a peer's members) misses some home we know."""
-        names = {i.replica_id for i in listed}
-        names.add(self._me)
+    def members_missing(
+        self, sender: str, listed: Iterable[m.PeerInfo], *, more: bool = False
+    ) -> bool:
+        """True when ``sender``'s list of members misses some home we know. A list too big
+        for one message comes in parts (``more``: parts follow): the names of ours listed so
+        far are kept until the last part (at most one per peer we know), then it is judged
+        whole."""
+        peers = self._peers
+        names = self._listing.pop(sender, set())
+        names.update(i.replica_id for i in listed if i.replica_id in peers)
+        if more:
+            self._listing[sender] = names
+            return False
         non_homes = self._non_homes
         return any(
             not rec.forgotten and pid not in names and pid not in non_homes
-            for pid, rec in self._peers.items()
+            for pid, rec in peers.items()
         )
 
     def homes(self) -> list[str]:

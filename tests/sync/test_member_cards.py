@@ -362,3 +362,50 @@ def test_two_runs_of_one_replica_started_in_the_same_millisecond_are_told_apart(
         if isinstance(msg, m.Summary) and msg.known_peers and aid not in (src, dst)
     ]
     assert not between_peers
+
+
+def test_a_list_of_members_too_big_for_one_message_goes_in_parts() -> None:
+    """At the smallest ``max_message_bytes`` (64 KiB) a list of 600 members' cards (some
+    160 kB) fits no message: before, it went as one summary, which the receiver refuses
+    (the link closes, 1009) on every exchange. Now it goes in parts, each within the bound,
+    the receiver learns every member, and judges the list whole: it sends none back."""
+    small = 64 * 1024
+    a, _ = _replica(max_message_bytes=small)
+    h = Signer.generate().replica_id
+    a.peer_up(h, T0)
+    a.effects()
+    members = [
+        _card(Signer.generate(), T0, f"ws://10.0.{i // 250}.{i % 250}:7000") for i in range(600)
+    ]
+    for i in range(0, len(members), 100):
+        _summary_from(h, a, members[i : i + 100], T0)
+    assert len(a._membership._peers) == 601
+    q, _ = _replica(max_message_bytes=small)
+    qid = q._membership._me
+    a.peer_up(qid, T0, home=True)
+    a.effects()
+    # q lists itself alone: a's list is what q lacks.
+    hello = m.Summary.model_construct(
+        proto=1, t="summary", parts={}, known_peers=[q._membership.cards.own()], reply=True
+    )
+    a.receive(qid, hello, T0)
+    sent = [
+        e.message
+        for e in a.effects()
+        if isinstance(e, Send) and e.peer == qid and isinstance(e.message, m.Summary)
+    ]
+    listing = [s for s in sent if s.known_peers]
+    assert len(listing) >= 3
+    q.peer_up(a._membership._me, T0, home=True)
+    q.effects()
+    for s in listing:
+        data = m.encode(s)
+        assert len(data) <= small
+        q.receive(a._membership._me, m.decode(data, max_size=small), T0)
+    assert {c.replica_id for c in members} <= set(q._membership._peers)
+    back = [
+        e.message
+        for e in q.effects()
+        if isinstance(e, Send) and isinstance(e.message, m.Summary) and e.message.known_peers
+    ]
+    assert back == []  # nothing missing from a's list, judged whole
