@@ -294,6 +294,13 @@ class Membership:
             self._peers[peer] = replace(rec, **changes)
             self._outbox.durable.peers[peer] = None
 
+    def unlisten(self, peer: str) -> None:
+        """``peer`` said (in its card) that it listens nowhere: forget the address it had."""
+        rec = self._peers.get(peer)
+        if rec is not None and rec.address is not None:
+            self._peers[peer] = replace(rec, address=None)
+            self._outbox.durable.peers[peer] = None
+
     def check_connect(self, peer: object, home: object) -> None:
         """``ValueError``/``LocalProtocolError``/``TypeError`` unless ``peer`` is an id that
         may come up (a non-empty str, not ours) saying ``home`` of itself (a bool)."""
@@ -595,6 +602,8 @@ class Membership:
                 if held is None or _card_fields(held) != _card_fields(info):
                     self.changed()  # (the members' digest covers what the cards held say)
             self.learn(rid, info.address, info.site, now, None if rid in self._up else info.home)
+            if fresh and info.address is None:
+                self.unlisten(rid)  # (its own word: it no longer listens anywhere)
         if not skipped:
             return
         self.not_learned += skipped

@@ -123,6 +123,10 @@ def test_a_peer_moves_by_a_newer_card_of_its_own_and_an_older_one_changes_nothin
     # An old card, replayed, changes nothing back.
     _summary_from(h, a, [_card(b, T0 - 60, "ws://b.example:7000", site="east")], T0 + 62)
     assert _record(a, bid) == ("ws://b.example:7001", "west", True)
+    # b no longer listens (a device behind NAT now): its own card clears the old address,
+    # which a would otherwise dial for ever.
+    _summary_from(h, a, [_card(b, T0 + 90, None, site="west")], T0 + 91)
+    assert _record(a, bid) == (None, "west", True)
     # b restarted as a short-lived replica: its own card takes it off a's ring.
     _summary_from(h, a, [_card(b, T0 + 120, None, home=False)], T0 + 121)
     assert bid not in a._membership.ring().peers
