@@ -437,7 +437,8 @@ class Replica:
     def _card_news(self) -> None:
         """When this replica signed a new card (it announced another address, or a peer
         showed it a card of its own from ahead of its clock), every peer up gets the
-        members now: a card changes no digest, so no round would carry it soon."""
+        members now, not at the next round (and a card that says what the one before said
+        changes no digest of the members: no round would carry it)."""
         if self._membership.cards.take_resigned():
             for peer in sorted(self._membership.up):
                 self._anti_entropy.send_summary(peer, reply=False, parts=(), members=True)
