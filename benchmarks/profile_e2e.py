@@ -5,6 +5,9 @@ Run: ``.venv/bin/python benchmarks/profile_e2e.py`` (``--updates N``, ``--runs K
 rows, ``--gc`` for the time spent in garbage collections per generation during the timed
 parts (from the first write until B is durable), ``--heap`` for the objects the garbage
 collector tracks once B is durable (by type: what every full collection has to walk),
+``--promoted`` for the objects of the two young generations, by type, at each collection of
+the middle one (nearly all of them move to the oldest: what brings full collections; the
+counting slows the runs, so their times are not comparable to others'),
 ``--set NAME=INT`` to pass an engine option such as ``checkpoint_every`` to all three peers,
 ``--collector off`` to run with the garbage collector disabled, ``--collector freeze`` to
 ``gc.freeze()`` once everything is imported, so that full collections skip the modules'
@@ -143,6 +146,39 @@ class _GCTimer:
         return ", ".join(f"gen{g}: {self.count[g]} in {self.seconds[g]:.3f} s" for g in range(3))
 
 
+class _Promoted:
+    """A ``gc.callbacks`` hook: at the start of each collection of the middle generation,
+    the objects of the two young generations by type. Those a collection finds alive (most
+    of them: garbage without cycles is freed at once) move to the oldest generation, whose
+    count since the last full collection is what brings the next one."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.collections = 0
+        self._on = False
+
+    def enable(self) -> None:
+        self._on = True
+
+    def disable(self) -> None:
+        self._on = False
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if self._on and phase == "start" and info["generation"] == 1:
+            self.collections += 1
+            young = gc.get_objects(0) + gc.get_objects(1)
+            self.counts.update(type(o).__qualname__ for o in young)
+            del young
+
+    def report(self, runs: int, top: int = 15) -> str:
+        total = sum(self.counts.values())
+        shown = ", ".join(f"{name} {n / runs:.0f}" for name, n in self.counts.most_common(top))
+        return (
+            f"objects in the young generations at the {self.collections / runs:.0f} "
+            f"middle-generation collections of a run: {total / runs:.0f}; {shown}"
+        )
+
+
 @contextlib.contextmanager
 def _unsigned() -> Iterator[None]:
     """Peers opened meanwhile run engines without a signer (see ``--unsigned-too``)."""
@@ -182,6 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gc", action="store_true", help="time garbage collections")
     parser.add_argument(
         "--heap", action="store_true", help="tracked objects by type once B is durable"
+    )
+    parser.add_argument(
+        "--promoted",
+        action="store_true",
+        help="per run, the young objects by type at each middle-generation collection",
     )
     parser.add_argument(
         "--set",
@@ -237,11 +278,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.gc:
         gc.callbacks.append(collections)
         _TIMED.append(collections)
+    promoted = _Promoted()
+    if args.promoted:
+        gc.callbacks.append(promoted)
+        _TIMED.append(promoted)
     heap: list[str] | None = [] if args.heap else None
     runs = [phases(args.updates, args.window, engine, heap) for _ in range(args.runs)]
     if args.gc:
         gc.callbacks.remove(collections)
         print(f"garbage collections in the timed part of the {args.runs} run(s): {collections}")
+    if args.promoted:
+        gc.callbacks.remove(promoted)
+        print(promoted.report(args.runs))
     for line in heap or ():
         print(line)
     for i, got in enumerate(runs, 1):
