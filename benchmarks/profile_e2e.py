@@ -117,20 +117,25 @@ def phases(
         return asyncio.run(asyncio.wait_for(coro, 120.0))
 
 
-class _GCTimer:
-    """A ``gc.callbacks`` hook: count and seconds of collections per generation."""
+class _Hook:
+    """A ``gc.callbacks`` hook that counts only while enabled (the timed parts: _TIMED)."""
 
-    def __init__(self) -> None:
-        self.count = [0, 0, 0]
-        self.seconds = [0.0, 0.0, 0.0]
-        self._start = 0.0
-        self._on = False
+    _on = False
 
     def enable(self) -> None:
         self._on = True
 
     def disable(self) -> None:
         self._on = False
+
+
+class _GCTimer(_Hook):
+    """Count and seconds of collections per generation."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._start = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if not self._on:
@@ -146,22 +151,15 @@ class _GCTimer:
         return ", ".join(f"gen{g}: {self.count[g]} in {self.seconds[g]:.3f} s" for g in range(3))
 
 
-class _Promoted:
-    """A ``gc.callbacks`` hook: at the start of each collection of the middle generation,
-    the objects of the two young generations by type. Those a collection finds alive (most
-    of them: garbage without cycles is freed at once) move to the oldest generation, whose
-    count since the last full collection is what brings the next one."""
+class _Promoted(_Hook):
+    """At the start of each collection of the middle generation, the objects of the two
+    young generations by type. Those a collection finds alive (most of them: garbage
+    without cycles is freed at once) move to the oldest generation, whose count since the
+    last full collection is what brings the next one."""
 
     def __init__(self) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
         self.collections = 0
-        self._on = False
-
-    def enable(self) -> None:
-        self._on = True
-
-    def disable(self) -> None:
-        self._on = False
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if self._on and phase == "start" and info["generation"] == 1:
