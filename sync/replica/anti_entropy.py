@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 from crdt import CRDT, CausalContext
 from sync import messages as m
-from sync.config import ReplicaConfig
+from sync.config import MESSAGE_ENVELOPE, ReplicaConfig
 from sync.digest import ctx_model
 from sync.effects import IdentityConflict, LogEntry, ObjectState, ReadPage, Send
 from sync.replica.checked import CheckedBatch
@@ -130,18 +130,20 @@ def taken_summary(theirs: CausalContext, mine: CausalContext) -> CausalContext:
     return taken
 
 
-def _in_parts(known: list[m.PeerInfo], max_bytes: int) -> list[list[m.PeerInfo]]:
+def _in_parts(known: list[m.PeerInfo], max_bytes: int, first: int) -> list[list[m.PeerInfo]]:
     """``known`` (a list of members to send) cut into lists of at most a quarter of
-    ``max_bytes`` of JSON each (the first message also carries the partitions' contexts);
-    one list, maybe empty, when it fits."""
+    ``max_bytes`` of JSON each, the first of at most ``first`` (the first message also
+    carries the partitions' contexts: it may carry no member); one list, maybe empty, when
+    it fits."""
     budget = max_bytes // 4
+    room = min(budget, first)
     lists: list[list[m.PeerInfo]] = [[]]
     size = 0
     for info in known:
         n = len(info.__pydantic_serializer__.to_json(info)) + 1
-        if size + n > budget and lists[-1]:
+        if size + n > room and (lists[-1] or room < budget):
             lists.append([])
-            size = 0
+            size, room = 0, budget
         lists[-1].append(info)
         size += n
     return lists
@@ -313,7 +315,13 @@ class AntiEntropy:
             known = self._membership.gossip(peer)
         # A list of members too big for one message goes on in members-only summaries
         # (the first one leaves room for the partitions' contexts).
-        lists = _in_parts(known, self._config.max_message_bytes)
+        max_bytes = self._config.max_message_bytes
+        first = max_bytes
+        if known and body:
+            first -= MESSAGE_ENVELOPE + sum(
+                len(ctx.__pydantic_serializer__.to_json(ctx)) + 16 for ctx in body.values()
+            )
+        lists = _in_parts(known, max_bytes, first)
         for i, listed in enumerate(lists):
             msg = m.Summary.model_construct(
                 proto=1,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from crdt import CausalContext
 from sync import member_cards
 from sync import messages as m
 from sync.config import ReplicaConfig
@@ -21,6 +22,7 @@ from sync.errors import RemoteProtocolError
 from sync.member_cards import Cards
 from sync.replica import Replica
 from sync.signing import Signer
+from tests.sync.conftest import ask_transfer
 
 __all__: list[str] = []
 
@@ -413,3 +415,56 @@ def test_a_list_of_members_too_big_for_one_message_goes_in_parts() -> None:
         if isinstance(e, Send) and isinstance(e.message, m.Summary) and e.message.known_peers
     ]
     assert back == []  # nothing missing from a's list, judged whole
+
+
+def test_the_first_part_of_a_list_leaves_room_for_big_partition_contexts() -> None:
+    """The first summary of a list in parts also carries the partitions' contexts: when
+    those are big (a partition written by a thousand replicas: some 50 kB at 64 KiB
+    messages), the members it carries are fewer, so that it fits; before, it
+    carried a quarter of a message of cards whatever the contexts took, and went over."""
+    small = 64 * 1024
+    a, _ = _replica(max_message_bytes=small)
+    h = Signer.generate().replica_id
+    a.peer_up(h, T0)
+    a.effects()
+    members = [
+        _card(Signer.generate(), T0, f"ws://10.0.{i // 250}.{i % 250}:7000") for i in range(300)
+    ]
+    for i in range(0, len(members), 100):
+        _summary_from(h, a, members[i : i + 100], T0)
+    # What h's state transfer of partition 3 brings: its writers' dots.
+    ask_transfer(a, h, [3], T0)
+    writers = {Signer.generate().replica_id: 1_000_000 + i for i in range(1600)}
+    for i, some in enumerate((dict(list(writers.items())[:800]), writers)):
+        chunk = m.SnapshotChunk.model_construct(
+            batch_id=i, partition=3, objects=[], summary=m.Ctx(vv=some), last=True
+        )
+        a.receive(h, chunk, T0)  # (up to TAKEN_ORIGINS_MAX new writers a transfer)
+        a.effects()
+    assert a.summary(3).vv == writers
+    q, _ = _replica(max_message_bytes=small)
+    qid = q._membership._me
+    a.peer_up(qid, T0, home=True)
+    a.effects()
+    hello = m.Summary.model_construct(
+        proto=1,
+        t="summary",
+        parts={3: m.Ctx()},
+        known_peers=[q._membership.cards.own()],
+        reply=True,
+    )
+    a.receive(qid, hello, T0)
+    sent = [
+        e.message
+        for e in a.effects()
+        if isinstance(e, Send) and e.peer == qid and isinstance(e.message, m.Summary)
+    ]
+    assert sent[0].parts and sum(len(s.known_peers) for s in sent) == 303
+    q.peer_up(a._membership._me, T0, home=True)
+    q.effects()
+    for s in sent:
+        data = m.encode(s)
+        assert len(data) <= small
+        q.receive(a._membership._me, m.decode(data, max_size=small), T0)
+    assert {c.replica_id for c in members} <= set(q._membership._peers)
+    assert q.summary(3) == CausalContext()  # (q took a's summary as a report, not as its own)
