@@ -108,8 +108,8 @@ def taken_summary(theirs: CausalContext, mine: CausalContext) -> CausalContext:
       first :data:`TAKEN_ORIGINS_MAX` by id (an origin whose entries are compacted away
       everywhere is real, may be known to no member, and is carried by a transfer's summary
       only, so a vector cannot be checked against what we know);
-    * of its cloud dots we lack, only the lowest ones, while our cloud holds fewer than
-      :data:`REPORTED_CLOUD_MAX`.
+    * of its cloud dots we lack, only the lowest ones, while our cloud, but for the dots
+      that vector covers, holds fewer than :data:`REPORTED_CLOUD_MAX`.
 
     Taking less than the sender holds is safe: a dot we lack is sent again (as a log entry,
     or in the sender's next transfer, which takes the next origins), and joins are
@@ -120,9 +120,10 @@ def taken_summary(theirs: CausalContext, mine: CausalContext) -> CausalContext:
     vv = {o: c for o, c in theirs.vv.items() if o in ours}
     vv.update((o, theirs.vv[o]) for o in new[:TAKEN_ORIGINS_MAX])
     fresh = [d for d in theirs.cloud if d[1] > mvv.get(d[0], 0) and d not in mcloud]
-    room = max(0, REPORTED_CLOUD_MAX - len(mcloud))
-    if len(fresh) > room:
-        fresh = sorted(fresh)[:room]
+    room = REPORTED_CLOUD_MAX - len(mcloud)
+    if len(fresh) > room:  # (but our dots the vector taken covers leave our cloud)
+        room = REPORTED_CLOUD_MAX - sum(1 for o, c in mcloud if c > vv.get(o, 0))
+        fresh = sorted(fresh)[: max(0, room)]
     taken: CausalContext = CausalContext.__new__(CausalContext)
     taken.vv = vv
     taken.cloud = set(fresh)

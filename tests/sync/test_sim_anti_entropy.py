@@ -250,3 +250,19 @@ def test_a_transfer_of_more_new_origins_than_are_taken_at_once_converges_over_ro
         homes = holders(f"s{i}")
         assert cluster.values(f"s{i}", homes) == dict.fromkeys(homes, 5)
     assert cluster.anomalies == [] and cluster.protocol_errors == []
+
+
+def test_a_transfer_filling_our_gaps_also_brings_its_out_of_order_dots() -> None:
+    """Our summary's cloud is full (1,100 of a's dots past a:1, which we lack); a state
+    transfer's summary holds a:1 (so our cloud leaves for the vector) and b:5 out of order.
+    b:5 is taken: the room for cloud dots is what our cloud holds once the transfer's vector
+    is taken. Before, the room was counted on the cloud before, none, and the sender
+    transferred the partition again next round only for b:5."""
+    mine = CausalContext()
+    mine.cloud = {("a", c) for c in range(2, 1102)}
+    theirs = CausalContext()
+    theirs.vv, theirs.cloud = {"a": 1101}, {("b", 5)}
+    taken = taken_summary(theirs, mine)
+    assert taken.vv == {"a": 1101} and taken.cloud == {("b", 5)}
+    mine.merge(taken)
+    assert mine == theirs
