@@ -370,29 +370,33 @@ def test_two_runs_of_one_replica_started_in_the_same_millisecond_are_told_apart(
     assert not between_peers
 
 
-def test_a_list_of_members_too_big_for_one_message_goes_in_parts() -> None:
-    """At the smallest ``max_message_bytes`` (64 KiB) a list of 600 members' cards (some
-    160 kB) fits no message: before, it went as one summary, which the receiver refuses
-    (the link closes, 1009) on every exchange. Now it goes in parts, each within the bound,
-    the receiver learns every member, and judges the list whole: it sends none back."""
-    small = 64 * 1024
-    a, _ = _replica(max_message_bytes=small)
+SMALL = 64 * 1024  # the smallest max_message_bytes
+
+
+def _knowing(count: int) -> tuple[Replica, str, list[m.PeerInfo]]:
+    """A replica at ``SMALL`` messages with a member ``h`` up, told by ``h`` of ``count``
+    members' cards."""
+    a, _ = _replica(max_message_bytes=SMALL)
     h = Signer.generate().replica_id
     a.peer_up(h, T0)
     a.effects()
     members = [
-        _card(Signer.generate(), T0, f"ws://10.0.{i // 250}.{i % 250}:7000") for i in range(600)
+        _card(Signer.generate(), T0, f"ws://10.0.{i // 250}.{i % 250}:7000") for i in range(count)
     ]
     for i in range(0, len(members), 100):
         _summary_from(h, a, members[i : i + 100], T0)
-    assert len(a._membership._peers) == 601
-    q, _ = _replica(max_message_bytes=small)
+    return a, h, members
+
+
+def _newcomer_asks(a: Replica, parts: dict[int, m.Ctx]) -> tuple[Replica, list[m.Summary]]:
+    """A new replica ``q`` comes up at ``a`` and sends it a summary of ``parts`` listing
+    itself alone (so a's list is what it lacks); the summaries ``a`` answers with."""
+    q, _ = _replica(max_message_bytes=SMALL)
     qid = q._membership._me
     a.peer_up(qid, T0, home=True)
     a.effects()
-    # q lists itself alone: a's list is what q lacks.
     hello = m.Summary.model_construct(
-        proto=1, t="summary", parts={}, known_peers=[q._membership.cards.own()], reply=True
+        proto=1, t="summary", parts=parts, known_peers=[q._membership.cards.own()], reply=True
     )
     a.receive(qid, hello, T0)
     sent = [
@@ -400,14 +404,30 @@ def test_a_list_of_members_too_big_for_one_message_goes_in_parts() -> None:
         for e in a.effects()
         if isinstance(e, Send) and e.peer == qid and isinstance(e.message, m.Summary)
     ]
-    listing = [s for s in sent if s.known_peers]
-    assert len(listing) >= 3
+    return q, sent
+
+
+def _deliver(a: Replica, q: Replica, sent: list[m.Summary]) -> None:
+    """``a``'s summaries to ``q``, each within ``SMALL`` bytes, through the codec."""
     q.peer_up(a._membership._me, T0, home=True)
     q.effects()
-    for s in listing:
+    for s in sent:
         data = m.encode(s)
-        assert len(data) <= small
-        q.receive(a._membership._me, m.decode(data, max_size=small), T0)
+        assert len(data) <= SMALL
+        q.receive(a._membership._me, m.decode(data, max_size=SMALL), T0)
+
+
+def test_a_list_of_members_too_big_for_one_message_goes_in_parts() -> None:
+    """At the smallest ``max_message_bytes`` (64 KiB) a list of 600 members' cards (some
+    160 kB) fits no message: before, it went as one summary, which the receiver refuses
+    (the link closes, 1009) on every exchange. Now it goes in parts, each within the bound,
+    the receiver learns every member, and judges the list whole: it sends none back."""
+    a, _, members = _knowing(600)
+    assert len(a._membership._peers) == 601
+    q, sent = _newcomer_asks(a, {})
+    listing = [s for s in sent if s.known_peers]
+    assert len(listing) >= 3
+    _deliver(a, q, listing)
     assert {c.replica_id for c in members} <= set(q._membership._peers)
     back = [
         e.message
@@ -422,16 +442,7 @@ def test_the_first_part_of_a_list_leaves_room_for_big_partition_contexts() -> No
     those are big (a partition written by a thousand replicas: some 50 kB at 64 KiB
     messages), the members it carries are fewer, so that it fits; before, it
     carried a quarter of a message of cards whatever the contexts took, and went over."""
-    small = 64 * 1024
-    a, _ = _replica(max_message_bytes=small)
-    h = Signer.generate().replica_id
-    a.peer_up(h, T0)
-    a.effects()
-    members = [
-        _card(Signer.generate(), T0, f"ws://10.0.{i // 250}.{i % 250}:7000") for i in range(300)
-    ]
-    for i in range(0, len(members), 100):
-        _summary_from(h, a, members[i : i + 100], T0)
+    a, h, members = _knowing(300)
     # What h's state transfer of partition 3 brings: its writers' dots.
     ask_transfer(a, h, [3], T0)
     writers = {Signer.generate().replica_id: 1_000_000 + i for i in range(1600)}
@@ -442,29 +453,8 @@ def test_the_first_part_of_a_list_leaves_room_for_big_partition_contexts() -> No
         a.receive(h, chunk, T0)  # (up to TAKEN_ORIGINS_MAX new writers a transfer)
         a.effects()
     assert a.summary(3).vv == writers
-    q, _ = _replica(max_message_bytes=small)
-    qid = q._membership._me
-    a.peer_up(qid, T0, home=True)
-    a.effects()
-    hello = m.Summary.model_construct(
-        proto=1,
-        t="summary",
-        parts={3: m.Ctx()},
-        known_peers=[q._membership.cards.own()],
-        reply=True,
-    )
-    a.receive(qid, hello, T0)
-    sent = [
-        e.message
-        for e in a.effects()
-        if isinstance(e, Send) and e.peer == qid and isinstance(e.message, m.Summary)
-    ]
+    q, sent = _newcomer_asks(a, {3: m.Ctx()})
     assert sent[0].parts and sum(len(s.known_peers) for s in sent) == 303
-    q.peer_up(a._membership._me, T0, home=True)
-    q.effects()
-    for s in sent:
-        data = m.encode(s)
-        assert len(data) <= small
-        q.receive(a._membership._me, m.decode(data, max_size=small), T0)
+    _deliver(a, q, sent)
     assert {c.replica_id for c in members} <= set(q._membership._peers)
     assert q.summary(3) == CausalContext()  # (q took a's summary as a report, not as its own)
