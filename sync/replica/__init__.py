@@ -296,7 +296,7 @@ class Replica:
                     if skewed:  # not applied, not acked: the round restarts, later
                         self._membership.set_aside(peer_id, skewed, now)
                     else:
-                        self._anti_entropy.on_snapshot(peer_id, message, states, summary)
+                        self._anti_entropy.on_snapshot(peer_id, message, states, summary, now)
                         self._progress.received(peer_id, message, now)
                 case m.Ack() | m.AckExcept():
                     self._on_ack(peer_id, message, self._begin(now))

@@ -47,11 +47,11 @@ from crdt import CRDT, CausalContext
 from sync import messages as m
 from sync.config import MESSAGE_ENVELOPE, ReplicaConfig
 from sync.digest import ctx_model
-from sync.effects import IdentityConflict, LogEntry, ObjectState, ReadPage, Send
+from sync.effects import Alarm, IdentityConflict, LogEntry, ObjectState, ReadPage, Send
 from sync.replica.checked import CheckedBatch
 from sync.replica.compaction import Compaction
 from sync.replica.local_data import LocalData
-from sync.replica.membership import Membership
+from sync.replica.membership import ALARM_REPEAT, Membership
 from sync.replica.outbound import Outbound, entry_size
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
@@ -59,6 +59,7 @@ from sync.replica.transfer import Chunk, Stream, Transfers
 
 __all__ = [
     "REPORTED_CLOUD_MAX",
+    "SUMMARY_ORIGINS_MAX",
     "TAKEN_ORIGINS_MAX",
     "AntiEntropy",
     "Batch",
@@ -80,6 +81,14 @@ REPORTED_CLOUD_MAX = 1024
 #: while we lack dots it has only in its states). A member's made-up origins cost us ~40
 #: bytes each, held, persisted and sent on in every summary: ~40 KB per transfer, not ~2 MB.
 TAKEN_ORIGINS_MAX = 1024
+#: The origins our summary of a partition may hold for a state transfer's summary to add new
+#: ones (below it, :data:`TAKEN_ORIGINS_MAX` a transfer). Without it a member asked again
+#: and again could add that many a round until the partition's summary outgrew a message,
+#: which every summary of it must fit in (a summary too big for a peer is refused whole);
+#: 10,000 origins are some 400 kB. An honest group with more writers than that in one
+#: partition is not supported: past it, the new origins' dots go on being sent (the sender
+#: transfers again), and an alarm says so.
+SUMMARY_ORIGINS_MAX = 10_000
 
 
 def kept_summary(theirs: CausalContext, mine: CausalContext | None) -> CausalContext:
@@ -105,7 +114,8 @@ def taken_summary(theirs: CausalContext, mine: CausalContext) -> CausalContext:
     transfers we make):
 
     * its version vector for the origins ``mine`` has, whole, and for the others only the
-      first :data:`TAKEN_ORIGINS_MAX` by id (an origin whose entries are compacted away
+      first :data:`TAKEN_ORIGINS_MAX` by id, while ``mine`` holds fewer than
+      :data:`SUMMARY_ORIGINS_MAX` origins (an origin whose entries are compacted away
       everywhere is real, may be known to no member, and is carried by a transfer's summary
       only, so a vector cannot be checked against what we know);
     * of its cloud dots we lack, only the lowest ones, while our cloud, but for the dots
@@ -118,7 +128,8 @@ def taken_summary(theirs: CausalContext, mine: CausalContext) -> CausalContext:
     ours = set(mvv).union(o for o, _ in mcloud)
     new = sorted(o for o in theirs.vv if o not in ours)
     vv = {o: c for o, c in theirs.vv.items() if o in ours}
-    vv.update((o, theirs.vv[o]) for o in new[:TAKEN_ORIGINS_MAX])
+    room = min(TAKEN_ORIGINS_MAX, SUMMARY_ORIGINS_MAX - len(ours))
+    vv.update((o, theirs.vv[o]) for o in new[: max(0, room)])
     fresh = [d for d in theirs.cloud if d[1] > mvv.get(d[0], 0) and d not in mcloud]
     room = REPORTED_CLOUD_MAX - len(mcloud)
     if len(fresh) > room:  # (but our dots the vector taken covers leave our cloud)
@@ -201,6 +212,7 @@ class AntiEntropy:
         "_config",
         "_data",
         "_emit",
+        "_full_alarms",
         "_me",
         "_membership",
         "_outbound",
@@ -240,6 +252,7 @@ class AntiEntropy:
         # Per peer, the partitions we sent it a summary of (while it is a member): the only
         # ones it may send us a state transfer of.
         self._asked: dict[str, set[int]] = {}
+        self._full_alarms: dict[int, float] = {}  # partition -> its last summary_full alarm
         self._transfers = Transfers(config, replica_id, outbox, data, outbound)
 
     # -- summaries -----------------------------------------------------------------------------
@@ -554,6 +567,7 @@ class AntiEntropy:
         msg: m.SnapshotChunk,
         states: list[tuple[str, CRDT]],
         summary: CausalContext | None,
+        now: float,
     ) -> None:
         """Merge a checked chunk of a state transfer: whole states (checkpointed now; a key
         it brought into the cache leaves it at the end of the drain) and pieces of split
@@ -570,4 +584,27 @@ class AntiEntropy:
         if summary is not None:
             data.pieces_done(p)
             data.merge_summary(p, taken_summary(summary, data.summary(p)))
+            self._origins_full(peer, p, summary, now)
         self._emit(Send(peer, m.Ack(ids=[msg.batch_id])))
+
+    def _origins_full(self, peer: str, p: int, theirs: CausalContext, now: float) -> None:
+        """The alarm that our summary of ``p`` holds :data:`SUMMARY_ORIGINS_MAX` origins and
+        ``peer``'s transfer named more (at most one per partition every ``ALARM_REPEAT``)."""
+        ours = self._data.summary(p)
+        origins = set(ours.vv).union(o for o, _ in ours.cloud)
+        if len(origins) < SUMMARY_ORIGINS_MAX or all(o in origins for o in theirs.vv):
+            return
+        if now - self._full_alarms.get(p, float("-inf")) < ALARM_REPEAT:
+            return
+        self._full_alarms[p] = now
+        self._emit(
+            Alarm(
+                "summary_full",
+                peer,
+                f"a state transfer from {peer} names writers of partition {p} this replica "
+                f"does not hold, and its summary of that partition already holds "
+                f"{len(origins)} ({SUMMARY_ORIGINS_MAX} at most): they are not taken, and "
+                f"their changes go on being sent. A group with that many writers in one "
+                f"partition is not supported; else {peer} made them up.",
+            )
+        )

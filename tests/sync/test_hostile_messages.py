@@ -399,3 +399,34 @@ def test_a_state_transfer_answers_a_summary_of_ours_and_no_other_is_taken() -> N
     r.peer_up("C", 14.0, home=False)
     with pytest.raises(RemoteProtocolError, match="not asked for"):
         r.receive("C", chunk, 14.0)
+
+
+def test_made_up_writers_stop_at_the_bound_of_a_partitions_summary() -> None:
+    """A member asked again round after round sends each time a transfer naming 1,024 new
+    made-up writers (``TAKEN_ORIGINS_MAX``, what one transfer adds): before, they added up
+    without end, until the partition's summary outgrew any message (a summary too big is
+    refused whole, so no peer took this replica's summaries of it). Now the summary stops at
+    ``SUMMARY_ORIGINS_MAX`` origins, and an alarm names the member."""
+    from sync.effects import Alarm
+    from sync.replica.anti_entropy import SUMMARY_ORIGINS_MAX, TAKEN_ORIGINS_MAX
+
+    r = Replica(CONFIG, ME, Loaded(peers={"B": PeerRecord("B")}), now=10.0)
+    r.peer_up("B", 10.0)
+    r.effects()
+    rounds = SUMMARY_ORIGINS_MAX // TAKEN_ORIGINS_MAX + 3
+    made_up = [f"w{i:06d}" for i in range(rounds * TAKEN_ORIGINS_MAX)]
+    alarms: list[Alarm] = []
+    for i in range(rounds):
+        ask_transfer(r, "B", [3], 11.0 + i)
+        named = made_up[i * TAKEN_ORIGINS_MAX : (i + 1) * TAKEN_ORIGINS_MAX]
+        chunk = m.SnapshotChunk.model_construct(
+            batch_id=i,
+            partition=3,
+            objects=[],
+            summary=m.Ctx(vv=dict.fromkeys(named, 1)),
+            last=True,
+        )
+        r.receive("B", chunk, 11.0 + i)
+        alarms += [fx for fx in r.effects() if isinstance(fx, Alarm)]
+    assert len(r.summary(3).vv) == SUMMARY_ORIGINS_MAX
+    assert [(a.kind, a.peer) for a in alarms] == [("summary_full", "B")]  # (one per ALARM_REPEAT)
