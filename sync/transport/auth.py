@@ -101,7 +101,11 @@ replication messages inside the frames carry their own schema version
 (``sync.messages.PROTOCOL_VERSION``). Version 5 is the first whose messages may end in a
 binary tail (a sealed ``Push`` or ``Deltas`` carries its seals' signatures and digests as
 bytes, :mod:`sync.wire_entries`), so a peer of version 4 is refused at its hello, with the
-reason above, rather than at its first sealed message.
+reason above, rather than at its first sealed message. Version 6 adds ``run`` to the hello: a
+random id of the peer's process run (:attr:`Identity.run`), by which a link from a new run
+of a replica that replaces one still open (the old run ended without closing it: a machine
+that lost power) is told from a reconnection of the same run (see
+``sync.transport.connection``).
 
 Handshake frames are small JSON objects (pydantic models, validated once here), transport-only
 and deliberately separate from the replication messages of :mod:`sync.messages`: nothing of
@@ -174,7 +178,7 @@ __all__ = [
 
 log = logging.getLogger("shoal.transport.auth")
 
-PROTO_VERSION: Final = 5
+PROTO_VERSION: Final = 6
 #: Close codes (RFC 6455 section 7.4.1).
 CLOSE_PROTOCOL: Final = 1002
 CLOSE_POLICY: Final = 1008
@@ -220,6 +224,7 @@ class HelloFrame(_Frame):
     relay: bool = False
     role: Literal["peer", "admin"] = "peer"
     home: bool = True  # False: a short-lived replica, which peers leave off the ring
+    run: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")  # this process run's id
 
 
 class AuthFrame(_Frame):
@@ -459,6 +464,8 @@ class Identity:
     #: The replica's key (its id must be the key's); None for an admin, or in tests of the
     #: link alone. A side with a key requires one of the replicas it links with.
     signer: Signer | None = field(default=None, repr=False, compare=False)
+    #: A random id of this process run (32 hex digits; None: an admin, tests of the link).
+    run: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +480,7 @@ class PeerInfo:
     role: str
     session: Session | None = field(default=None, repr=False, compare=False)
     home: bool = True
+    run: str | None = None  # its process run's id (Identity.run)
 
 
 class _Socket(Protocol):
@@ -493,6 +501,7 @@ def _hello(me: Identity, nonce: str, role: str) -> bytes:
         role=role,
         home=me.home,
         key=None if me.signer is None else me.signer.public_key_text,
+        run=me.run,
     )
     return encode_frame(frame)
 
@@ -551,7 +560,14 @@ def _check_hello(me: Identity, hello: HelloFrame) -> None:
 
 def _info(hello: HelloFrame, session: Session) -> PeerInfo:
     return PeerInfo(
-        hello.replica, hello.address, hello.site, hello.relay, hello.role, session, hello.home
+        hello.replica,
+        hello.address,
+        hello.site,
+        hello.relay,
+        hello.role,
+        session,
+        hello.home,
+        hello.run,
     )
 
 

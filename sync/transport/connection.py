@@ -21,7 +21,9 @@ Theory of operation.
   *dialled by the smaller replica id* and close the other with code 1000 and the reason
   ``"duplicate connection"``; both sides apply the same rule to the same pair of
   connections, so they agree without talking. A dialler whose target is already linked waits
-  for that link to end before dialling again (no redial storm).
+  for that link to end before dialling again (no redial storm). A link from a new run of a
+  peer (the hello's ``run``) replaces the one its last run left open, and is reported as
+  the peer going down and coming up; what was queued for the old run is dropped.
 * **Heartbeats** are websockets' own keepalive pings (``ping_interval``/``ping_timeout``): a
   peer that stops answering is closed (1011) and reported down (``link_down``).
 * **Flow control.** Each link has a bounded outgoing queue (``queue_limit`` frames and
@@ -644,8 +646,9 @@ class Transport:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closed.wait(), seconds)
 
-    def _install(self, link: Link) -> bool:
-        """Make ``link`` the peer's link, or refuse it as a duplicate. True if installed."""
+    def _install(self, link: Link, *, new_run: bool = False) -> bool:
+        """Make ``link`` the peer's link, or refuse it as a duplicate. True if installed.
+        ``new_run``: it comes from another run of the peer than the link it replaces."""
         existing = self.links.get(link.peer_id)
         if existing is None:
             self.links[link.peer_id] = link
@@ -653,15 +656,19 @@ class Transport:
         preferred = min(self.me.replica_id, link.peer_id)
         # Same dialler twice: it redials only after its old link ended, so the newer one is
         # live and the old one is a half-open leftover. Different diallers: the smaller wins.
-        wins = link.dialled_by == existing.dialled_by or (
-            link.dialled_by == preferred and existing.dialled_by != preferred
+        # A new run of the peer: the old link is a leftover of a run that ended.
+        wins = (
+            new_run
+            or link.dialled_by == existing.dialled_by
+            or (link.dialled_by == preferred and existing.dialled_by != preferred)
         )
         if wins:
             existing.superseded = True
             existing.event(LinkEvent.DUPLICATE)
-            # What the old link had not sent yet goes out on the new one, in order.
-            link.queue.extendleft(reversed(existing.queue))
-            link.queued_bytes += existing.queued_bytes
+            if not new_run:  # (what was meant for a run that ended is dropped with it)
+                # What the old link had not sent yet goes out on the new one, in order.
+                link.queue.extendleft(reversed(existing.queue))
+                link.queued_bytes += existing.queued_bytes
             existing.queue.clear()
             existing.queued_bytes = 0
             self._spawn(self._close_quietly_ws(existing, "duplicate connection"))
@@ -696,8 +703,10 @@ class Transport:
                 log.warning("refused link with %s: %s", info.replica_id, refused)
             await self._close_quietly(link, CLOSE_POLICY, refused)
             return
-        replaced = info.replica_id in self.links
-        if not self._install(link):
+        old = self.links.get(info.replica_id)
+        replaced = old is not None
+        new_run = old is not None and old.info.run != info.run
+        if not self._install(link, new_run=new_run):
             link.event(LinkEvent.DUPLICATE)
             log.info("duplicate connection with %s closed", info.replica_id)
             self._linked(info.replica_id)  # the other connection to it stays
@@ -708,6 +717,13 @@ class Transport:
         link.start_writer()
         if not replaced:
             log.info("link up: %s (%s)", info.replica_id, info.address or "no address")
+            self.handler.link_up(info)
+        elif new_run:
+            # The peer's last run ended without closing its link (power lost, a machine
+            # frozen): for the engine, that run went down and a new one came up, so that
+            # nothing it began with the old run (a round, a state transfer) goes on with it.
+            log.info("link up: %s, a new run of it (its old link was still open)", info.replica_id)
+            self.handler.link_down(info.replica_id)
             self.handler.link_up(info)
         try:
             await self._read_loop(link)

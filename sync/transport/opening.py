@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
@@ -218,6 +219,7 @@ class OpenPlan:
             self.relay,
             self.home,
             signer=Signer(store.signing_key),
+            run=secrets.token_hex(16),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -260,6 +261,40 @@ async def authed_raw(url: str, name: str = "raw") -> Any:
     ws = await connect(url, max_size=None)
     info = await client_handshake(ws, ident(name), timeout=WAIT)
     return ws, info
+
+
+async def test_a_link_from_a_new_run_of_a_peer_counts_as_it_going_down_and_up() -> None:
+    """The peer's last run ended without closing its link (a machine that lost power), and
+    its next run links while that link is still open here. Before, the new link took the old
+    one's place unseen by the engine (no ``link_down``, no ``link_up``), so what the engine
+    had begun with the ended run went on with the new one: the rest of a state transfer,
+    which the new run never asked for and refuses, closing the link. Now it is the peer
+    going down and coming back; a second link of the same run is a reconnection, as before."""
+    a, ra = await make("a")
+    links: list[Any] = []
+    try:
+        assert a.url is not None
+
+        async def link(run: str) -> None:
+            ws = await connect(a.url, max_size=None)
+            links.append(ws)
+            me = dataclasses.replace(ident("r"), run=run)
+            await client_handshake(ws, me, timeout=WAIT)
+
+        await link("1" * 32)
+        await ra.until(lambda: "r" in a.links)
+        assert [i.run for i in ra.up] == ["1" * 32] and ra.down == []
+        await link("2" * 32)  # a new run; the old link still open
+        await ra.until(lambda: len(ra.up) == 2)
+        assert ra.down == ["r"] and ra.up[1].run == "2" * 32
+        assert a.links["r"].info.run == "2" * 32
+        await link("2" * 32)  # the same run again: a reconnection
+        await asyncio.wait_for(links[1].wait_closed(), WAIT)  # (the one it replaced)
+        assert len(ra.up) == 2 and ra.down == ["r"]
+    finally:
+        for ws in links:
+            ws.transport.abort()
+        await a.aclose()
 
 
 async def test_malformed_and_oversized_frames_close_only_that_link() -> None:

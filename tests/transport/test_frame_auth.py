@@ -414,10 +414,10 @@ async def test_a_write_injected_by_a_relay_in_the_middle_is_never_applied(tmp_pa
 # -- versions ----------------------------------------------------------------------------------
 
 
-# A hello of link protocol 4 (before the messages' binary tail).
+# A hello of link protocol 5 (before the process run in the hello).
 OLD_HELLO = {
     "t": "hello",
-    "proto": 4,
+    "proto": 5,
     "group": "g",
     "replica": "old",
     "nonce": "ab" * 32,
@@ -437,7 +437,7 @@ async def test_a_peer_of_the_old_version_gets_a_clear_refusal() -> None:
             with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), WAIT)  # no hello back: a close
             assert ws.close_code == 1002
-            assert ws.close_reason == "protocol version 4 is not supported; this peer speaks 5"
+            assert ws.close_reason == "protocol version 5 is not supported; this peer speaks 6"
         assert ra.up == [] and a.rejected == 1
     finally:
         await a.aclose()
@@ -455,8 +455,8 @@ async def test_a_dialler_refuses_a_listener_of_the_old_version_clearly() -> None
             with pytest.raises(HandshakeError) as err:
                 await client_handshake(ws, ident("b"), timeout=WAIT)
     assert err.value.code == 1002
-    assert err.value.reason == "protocol version 4 is not supported; this peer speaks 5"
-    assert PROTO_VERSION == 5
+    assert err.value.reason == "protocol version 5 is not supported; this peer speaks 6"
+    assert PROTO_VERSION == 6
 
 
 # -- the session and the keys, without sockets -------------------------------------------------
@@ -695,9 +695,10 @@ def test_the_biggest_valid_hello_fits_the_handshake_limit() -> None:
         relay=True,
         role="admin",
         home=False,
+        run="f" * 32,
     )
     data = encode_frame(hello)
-    assert len(data) == 6723 and len(data) <= HANDSHAKE_MAX_BYTES
+    assert len(data) == 6764 and len(data) <= HANDSHAKE_MAX_BYTES
     assert decode_frame(data) == hello
 
 
