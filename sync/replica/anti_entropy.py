@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 
 from crdt import CRDT, CausalContext
 from sync import messages as m
@@ -119,7 +120,8 @@ def taken_summary(theirs: CausalContext, mine: CausalContext) -> CausalContext:
       everywhere is real, may be known to no member, and is carried by a transfer's summary
       only, so a vector cannot be checked against what we know);
     * of its cloud dots we lack, only the lowest ones, while our cloud, but for the dots
-      that vector covers, holds fewer than :data:`REPORTED_CLOUD_MAX`.
+      that vector covers, holds fewer than :data:`REPORTED_CLOUD_MAX`, and of origins new
+      to us only within what is left of the vector's room of new origins.
 
     Taking less than the sender holds is safe: a dot we lack is sent again (as a log entry,
     or in the sender's next transfer, which takes the next origins), and joins are
@@ -128,9 +130,15 @@ def taken_summary(theirs: CausalContext, mine: CausalContext) -> CausalContext:
     ours = set(mvv).union(o for o, _ in mcloud)
     new = sorted(o for o in theirs.vv if o not in ours)
     vv = {o: c for o, c in theirs.vv.items() if o in ours}
-    room = min(TAKEN_ORIGINS_MAX, SUMMARY_ORIGINS_MAX - len(ours))
-    vv.update((o, theirs.vv[o]) for o in new[: max(0, room)])
-    fresh = [d for d in theirs.cloud if d[1] > mvv.get(d[0], 0) and d not in mcloud]
+    room = max(0, min(TAKEN_ORIGINS_MAX, SUMMARY_ORIGINS_MAX - len(ours)))
+    vv.update((o, theirs.vv[o]) for o in new[:room])
+    # A cloud's new origins share that room (once ours, the next transfer's vector of them
+    # is taken whole).
+    named = sorted({o for o, _ in theirs.cloud if o not in ours and o not in vv})
+    known = ours.union(vv, named[: room - min(room, len(new))])
+    fresh = [
+        d for d in theirs.cloud if d[1] > mvv.get(d[0], 0) and d not in mcloud and d[0] in known
+    ]
     room = REPORTED_CLOUD_MAX - len(mcloud)
     if len(fresh) > room:  # (but our dots the vector taken covers leave our cloud)
         room = REPORTED_CLOUD_MAX - sum(1 for o, c in mcloud if c > vv.get(o, 0))
@@ -592,7 +600,8 @@ class AntiEntropy:
         ``peer``'s transfer named more (at most one per partition every ``ALARM_REPEAT``)."""
         ours = self._data.summary(p)
         origins = set(ours.vv).union(o for o, _ in ours.cloud)
-        if len(origins) < SUMMARY_ORIGINS_MAX or all(o in origins for o in theirs.vv):
+        named = chain(theirs.vv, (o for o, _ in theirs.cloud))
+        if len(origins) < SUMMARY_ORIGINS_MAX or all(o in origins for o in named):
             return
         if now - self._full_alarms.get(p, float("-inf")) < ALARM_REPEAT:
             return

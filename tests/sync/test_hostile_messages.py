@@ -430,3 +430,36 @@ def test_made_up_writers_stop_at_the_bound_of_a_partitions_summary() -> None:
         alarms += [fx for fx in r.effects() if isinstance(fx, Alarm)]
     assert len(r.summary(3).vv) == SUMMARY_ORIGINS_MAX
     assert [(a.kind, a.peer) for a in alarms] == [("summary_full", "B")]  # (one per ALARM_REPEAT)
+
+
+def test_made_up_writers_named_first_in_a_transfers_cloud_stop_at_the_bound_too() -> None:
+    """The made-up writers named first as cloud dots ``(w, 2)`` (which stay in the cloud),
+    then, in the next transfer, in the vector (where an origin our summary has, cloud
+    included, is taken whole): before, 1,024 more origins got in every two transfers past
+    ``SUMMARY_ORIGINS_MAX``, without end; now a cloud's new origins share the vector's room."""
+    from sync.effects import Alarm
+    from sync.replica.anti_entropy import SUMMARY_ORIGINS_MAX, TAKEN_ORIGINS_MAX
+
+    r = Replica(CONFIG, ME, Loaded(peers={"B": PeerRecord("B")}), now=10.0)
+    r.peer_up("B", 10.0)
+    r.effects()
+    alarms: list[Alarm] = []
+    now = 11.0
+
+    def transfer(summary: m.Ctx) -> None:
+        nonlocal now
+        ask_transfer(r, "B", [3], now)
+        chunk = m.SnapshotChunk.model_construct(
+            batch_id=int(now), partition=3, objects=[], summary=summary, last=True
+        )
+        r.receive("B", chunk, now)
+        alarms.extend(fx for fx in r.effects() if isinstance(fx, Alarm))
+        now += 1.0
+
+    for i in range(SUMMARY_ORIGINS_MAX // TAKEN_ORIGINS_MAX + 3):
+        named = [f"w{i:02d}{j:05d}" for j in range(TAKEN_ORIGINS_MAX)]
+        transfer(m.Ctx(cloud=[(w, 2) for w in named]))
+        transfer(m.Ctx(vv=dict.fromkeys(named, 2)))
+    held = r.summary(3)
+    assert len(set(held.vv).union(o for o, _ in held.cloud)) == SUMMARY_ORIGINS_MAX
+    assert [(a.kind, a.peer) for a in alarms] == [("summary_full", "B")]
