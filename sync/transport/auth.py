@@ -89,7 +89,7 @@ receiving the dialler's. Every frame after the empty ones may be as big as a mes
 
 Failures close the websocket with a code and a reason a person can read:
 
-* another protocol version (``"protocol version 4 is not supported; this peer speaks 5"``),
+* another protocol version (``"protocol version 5 is not supported; this peer speaks 6"``),
   a frame that is not the expected handshake frame, a malformed frame: ``1002``;
 * wrong group, wrong secret, bad replica id, an id that is not its key's, a missing key or
   a signature that fails, a frame that fails its check, a handshake that does not finish

@@ -23,7 +23,10 @@ Theory of operation.
   connections, so they agree without talking. A dialler whose target is already linked waits
   for that link to end before dialling again (no redial storm). A link from a new run of a
   peer (the hello's ``run``) replaces the one its last run left open, and is reported as
-  the peer going down and coming up; what was queued for the old run is dropped.
+  the peer going down and coming up; what was queued for the old run is dropped. A link
+  from a run so replaced is refused (1008) while the newer run's link is open: two runs of
+  one replica up at once (a copy of its store) would otherwise take the link from each other
+  at every redial.
 * **Heartbeats** are websockets' own keepalive pings (``ping_interval``/``ping_timeout``): a
   peer that stops answering is closed (1011) and reported down (``link_down``).
 * **Flow control.** Each link has a bounded outgoing queue (``queue_limit`` frames and
@@ -149,6 +152,10 @@ log = logging.getLogger("shoal.transport")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: Hosts whose refused handshakes are throttled each on their own (see _log_refusal).
 MAX_REFUSAL_HOSTS = 1000
+#: The runs of one peer that a newer run replaced, kept while it is linked (see _run_link).
+MAX_REPLACED_RUNS = 8
+#: Why a link from a run of a peer that a newer run replaced is refused.
+OLDER_RUN_REASON = "another run of this replica is linked; is a copy of its store running?"
 
 
 class LinkHandler(Protocol):
@@ -302,6 +309,9 @@ class Transport:
         self._link_gone: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed_totals: dict[str, dict[str, int]] = {}
+        #: Per peer, while a link to it is open, the runs of it that a newer run's link
+        #: replaced (up to MAX_REPLACED_RUNS), each with how many links of it were refused.
+        self._replaced_runs: dict[str, dict[str | None, int]] = {}
         #: The traffic of the non-homes whose last link ended (short-lived sessions, counted
         #: together, with how many left): per peer it would grow with every session served.
         self.departed: dict[str, int] = dict.fromkeys(("non_homes", *_TRAFFIC), 0)
@@ -706,6 +716,22 @@ class Transport:
         old = self.links.get(info.replica_id)
         replaced = old is not None
         new_run = old is not None and old.info.run != info.run
+        replaced_runs = self._replaced_runs.get(info.replica_id, {})
+        if new_run and info.run in replaced_runs:
+            # Two runs of the peer are up at once (a copy of its store started beside it):
+            # the one a newer run replaced does not take the link back, or they would take
+            # it from each other at every redial, the peer going down and up each time.
+            refusals = replaced_runs[info.run] = replaced_runs[info.run] + 1
+            level = logging.WARNING if refusals == 1 else logging.DEBUG
+            log.log(level, "refused link with %s: %s", info.replica_id, OLDER_RUN_REASON)
+            self._linked(info.replica_id)  # the other run's link stays
+            await self._close_quietly(link, CLOSE_POLICY, OLDER_RUN_REASON)
+            return
+        if old is not None and new_run:
+            replaced_runs = self._replaced_runs.setdefault(info.replica_id, replaced_runs)
+            replaced_runs[old.info.run] = 0
+            if len(replaced_runs) > MAX_REPLACED_RUNS:
+                del replaced_runs[next(iter(replaced_runs))]
         if not self._install(link, new_run=new_run):
             link.event(LinkEvent.DUPLICATE)
             log.info("duplicate connection with %s closed", info.replica_id)
@@ -737,6 +763,7 @@ class Transport:
             current = self.links.get(info.replica_id) is link
             if current:
                 del self.links[info.replica_id]
+                self._replaced_runs.pop(info.replica_id, None)
                 self._link_gone.setdefault(info.replica_id, asyncio.Event()).set()
                 if not info.home and info.replica_id not in self._url_peer.values():
                     del self._link_gone[info.replica_id]  # (its waiters hold the event)

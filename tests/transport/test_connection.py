@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from sync.transport.auth import (
+    CLOSE_POLICY,
     PROTO_VERSION,
     AdminReply,
     AdminRequest,
@@ -291,6 +292,46 @@ async def test_a_link_from_a_new_run_of_a_peer_counts_as_it_going_down_and_up() 
         await link("2" * 32)  # the same run again: a reconnection
         await asyncio.wait_for(links[1].wait_closed(), WAIT)  # (the one it replaced)
         assert len(ra.up) == 2 and ra.down == ["r"]
+    finally:
+        for ws in links:
+            ws.transport.abort()
+        await a.aclose()
+
+
+async def test_two_runs_of_a_peer_up_at_once_do_not_take_the_link_from_each_other() -> None:
+    """A copy of a replica's store started beside the original: two runs of one id, each
+    redialling when its link ends. The newer run's link replaces the older's once (a new
+    run); before, the older run's next link replaced it back, and so on at every redial,
+    the peer reported down and up each time and what was queued for it dropped. Now a run
+    that a newer one replaced is refused while that one is linked (1008, saying why), and
+    linked again once it is not."""
+    a, ra = await make("a")
+    links: list[Any] = []
+    try:
+        assert a.url is not None
+
+        async def link(run: str) -> Any:
+            ws = await connect(a.url, max_size=None)
+            links.append(ws)
+            me = dataclasses.replace(ident("r"), run=run)
+            info = await client_handshake(ws, me, timeout=WAIT)
+            return ws, info
+
+        ws1, _ = await link("1" * 32)
+        await ra.until(lambda: "r" in a.links)
+        ws2, _ = await link("2" * 32)  # the copy: a new run, which replaces the link
+        await ra.until(lambda: len(ra.up) == 2)
+        await asyncio.wait_for(ws1.wait_closed(), WAIT)
+        ws3, _ = await link("1" * 32)  # the original redials
+        await asyncio.wait_for(ws3.wait_closed(), WAIT)
+        assert ws3.close_code == CLOSE_POLICY and "another run" in ws3.close_reason
+        assert a.links["r"].info.run == "2" * 32
+        assert len(ra.up) == 2 and ra.down == ["r"]
+        await ws2.close()  # the copy stops: the original links again
+        await ra.until(lambda: ra.down == ["r", "r"])
+        await link("1" * 32)
+        await ra.until(lambda: len(ra.up) == 3)
+        assert a.links["r"].info.run == "1" * 32
     finally:
         for ws in links:
             ws.transport.abort()
