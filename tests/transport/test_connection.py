@@ -264,6 +264,16 @@ async def authed_raw(url: str, name: str = "raw") -> Any:
     return ws, info
 
 
+async def _link_as_run(url: str, name: str, run: str, links: list[Any]) -> Any:
+    """A raw link to ``url`` authenticated as replica ``name`` in its process run ``run``
+    (kept in ``links``, to be closed by the caller); its websocket and what the other side
+    said of itself."""
+    ws = await connect(url, max_size=None)
+    links.append(ws)
+    info = await client_handshake(ws, dataclasses.replace(ident(name), run=run), timeout=WAIT)
+    return ws, info
+
+
 async def test_a_link_from_a_new_run_of_a_peer_counts_as_it_going_down_and_up() -> None:
     """The peer's last run ended without closing its link (a machine that lost power), and
     its next run links while that link is still open here. Before, the new link took the old
@@ -276,20 +286,14 @@ async def test_a_link_from_a_new_run_of_a_peer_counts_as_it_going_down_and_up() 
     try:
         assert a.url is not None
 
-        async def link(run: str) -> None:
-            ws = await connect(a.url, max_size=None)
-            links.append(ws)
-            me = dataclasses.replace(ident("r"), run=run)
-            await client_handshake(ws, me, timeout=WAIT)
-
-        await link("1" * 32)
+        await _link_as_run(a.url, "r", "1" * 32, links)
         await ra.until(lambda: "r" in a.links)
         assert [i.run for i in ra.up] == ["1" * 32] and ra.down == []
-        await link("2" * 32)  # a new run; the old link still open
+        await _link_as_run(a.url, "r", "2" * 32, links)  # a new run; the old link still open
         await ra.until(lambda: len(ra.up) == 2)
         assert ra.down == ["r"] and ra.up[1].run == "2" * 32
         assert a.links["r"].info.run == "2" * 32
-        await link("2" * 32)  # the same run again: a reconnection
+        await _link_as_run(a.url, "r", "2" * 32, links)  # the same run again: a reconnection
         await asyncio.wait_for(links[1].wait_closed(), WAIT)  # (the one it replaced)
         assert len(ra.up) == 2 and ra.down == ["r"]
     finally:
@@ -310,26 +314,20 @@ async def test_two_runs_of_a_peer_up_at_once_do_not_take_the_link_from_each_othe
     try:
         assert a.url is not None
 
-        async def link(run: str) -> Any:
-            ws = await connect(a.url, max_size=None)
-            links.append(ws)
-            me = dataclasses.replace(ident("r"), run=run)
-            info = await client_handshake(ws, me, timeout=WAIT)
-            return ws, info
-
-        ws1, _ = await link("1" * 32)
+        ws1, _ = await _link_as_run(a.url, "r", "1" * 32, links)
         await ra.until(lambda: "r" in a.links)
-        ws2, _ = await link("2" * 32)  # the copy: a new run, which replaces the link
+        # The copy: a new run, whose link replaces the original's.
+        ws2, _ = await _link_as_run(a.url, "r", "2" * 32, links)
         await ra.until(lambda: len(ra.up) == 2)
         await asyncio.wait_for(ws1.wait_closed(), WAIT)
-        ws3, _ = await link("1" * 32)  # the original redials
+        ws3, _ = await _link_as_run(a.url, "r", "1" * 32, links)  # the original redials
         await asyncio.wait_for(ws3.wait_closed(), WAIT)
         assert ws3.close_code == CLOSE_POLICY and "another run" in ws3.close_reason
         assert a.links["r"].info.run == "2" * 32
         assert len(ra.up) == 2 and ra.down == ["r"]
         await ws2.close()  # the copy stops: the original links again
         await ra.until(lambda: ra.down == ["r", "r"])
-        await link("1" * 32)
+        await _link_as_run(a.url, "r", "1" * 32, links)
         await ra.until(lambda: len(ra.up) == 3)
         assert a.links["r"].info.run == "1" * 32
     finally:
