@@ -113,6 +113,7 @@ from .auth import (
 from .dialstate import (
     FORGOTTEN_REASON,
     SELF_REASON,
+    Backoff,
     DialBook,
     DialState,
     classify_dial_error,
@@ -128,6 +129,7 @@ from .link import (
     Link,
     LinkEvent,
     LinkState,
+    ReplacedRuns,
     truncate_reason,
 )
 from .wslog import CLIENT_LOG, SERVER_LOG
@@ -152,8 +154,6 @@ log = logging.getLogger("shoal.transport")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: Hosts whose refused handshakes are throttled each on their own (see _log_refusal).
 MAX_REFUSAL_HOSTS = 1000
-#: The runs of one peer that a newer run replaced, kept while it is linked (see _run_link).
-MAX_REPLACED_RUNS = 8
 #: Why a link from a run of a peer that a newer run replaced is refused.
 OLDER_RUN_REASON = "another run of this replica is linked; is a copy of its store running?"
 
@@ -203,32 +203,6 @@ class TransportConfig:
             raise ValueError(
                 f"TransportConfig.handshake_timeout must be > 0, got {self.handshake_timeout!r}"
             )
-
-
-class Backoff:
-    """Exponential backoff with equal jitter: ``uniform(c / 2, c)``, ``c = min(cap, base * 2**n)``.
-
-    Half the delay is kept so that a refusing peer is never redialled in a burst; the other
-    half is random so that many peers do not redial in step.
-
-    Deterministic for a given ``rng``; :meth:`reset` after a success.
-    """
-
-    def __init__(self, base: float, cap: float, rng: random.Random) -> None:
-        if base <= 0 or cap < base:
-            raise ValueError(f"need 0 < base <= cap, got base={base} cap={cap}")
-        self.base = base
-        self.cap = cap
-        self.rng = rng
-        self.attempt = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.base * 2 ** min(self.attempt, 30))
-        self.attempt += 1
-        return self.rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 _TRAFFIC = ("bytes_in", "bytes_out", "messages_in", "messages_out", "dropped")
@@ -309,9 +283,7 @@ class Transport:
         self._link_gone: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed_totals: dict[str, dict[str, int]] = {}
-        #: Per peer, while a link to it is open, the runs of it that a newer run's link
-        #: replaced (up to MAX_REPLACED_RUNS), each with how many links of it were refused.
-        self._replaced_runs: dict[str, dict[str | None, int]] = {}
+        self._replaced_runs = ReplacedRuns()  # of the peers linked now
         #: The traffic of the non-homes whose last link ended (short-lived sessions, counted
         #: together, with how many left): per peer it would grow with every session served.
         self.departed: dict[str, int] = dict.fromkeys(("non_homes", *_TRAFFIC), 0)
@@ -716,22 +688,17 @@ class Transport:
         old = self.links.get(info.replica_id)
         replaced = old is not None
         new_run = old is not None and old.info.run != info.run
-        replaced_runs = self._replaced_runs.get(info.replica_id, {})
-        if new_run and info.run in replaced_runs:
-            # Two runs of the peer are up at once (a copy of its store started beside it):
-            # the one a newer run replaced does not take the link back, or they would take
-            # it from each other at every redial, the peer going down and up each time.
-            refusals = replaced_runs[info.run] = replaced_runs[info.run] + 1
-            level = logging.WARNING if refusals == 1 else logging.DEBUG
-            log.log(level, "refused link with %s: %s", info.replica_id, OLDER_RUN_REASON)
-            self._linked(info.replica_id)  # the other run's link stays
-            await self._close_quietly(link, CLOSE_POLICY, OLDER_RUN_REASON)
-            return
         if old is not None and new_run:
-            replaced_runs = self._replaced_runs.setdefault(info.replica_id, replaced_runs)
-            replaced_runs[old.info.run] = 0
-            if len(replaced_runs) > MAX_REPLACED_RUNS:
-                del replaced_runs[next(iter(replaced_runs))]
+            # A run a newer one replaced does not take the link back (two runs up at once,
+            # a copy of a store: else they take it from each other at every redial).
+            refusals = self._replaced_runs.refused(info.replica_id, info.run)
+            if refusals:
+                level = logging.WARNING if refusals == 1 else logging.DEBUG
+                log.log(level, "refused link with %s: %s", info.replica_id, OLDER_RUN_REASON)
+                self._linked(info.replica_id)  # the other run's link stays
+                await self._close_quietly(link, CLOSE_POLICY, OLDER_RUN_REASON)
+                return
+            self._replaced_runs.replaced(info.replica_id, old.info.run)
         if not self._install(link, new_run=new_run):
             link.event(LinkEvent.DUPLICATE)
             log.info("duplicate connection with %s closed", info.replica_id)
@@ -745,9 +712,8 @@ class Transport:
             log.info("link up: %s (%s)", info.replica_id, info.address or "no address")
             self.handler.link_up(info)
         elif new_run:
-            # The peer's last run ended without closing its link (power lost, a machine
-            # frozen): for the engine, that run went down and a new one came up, so that
-            # nothing it began with the old run (a round, a state transfer) goes on with it.
+            # Its last run ended without closing its link (power lost): for the engine it went
+            # down and came back, so nothing begun with the old run (a transfer) goes on.
             log.info("link up: %s, a new run of it (its old link was still open)", info.replica_id)
             self.handler.link_down(info.replica_id)
             self.handler.link_up(info)
@@ -763,7 +729,7 @@ class Transport:
             current = self.links.get(info.replica_id) is link
             if current:
                 del self.links[info.replica_id]
-                self._replaced_runs.pop(info.replica_id, None)
+                self._replaced_runs.ended(info.replica_id)
                 self._link_gone.setdefault(info.replica_id, asyncio.Event()).set()
                 if not info.home and info.replica_id not in self._url_peer.values():
                     del self._link_gone[info.replica_id]  # (its waiters hold the event)

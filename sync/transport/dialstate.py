@@ -36,6 +36,7 @@ import asyncio
 import enum
 import logging
 import os
+import random
 import socket
 import ssl
 import time
@@ -48,6 +49,7 @@ from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatu
 
 __all__ = [
     "FORGOTTEN_REASON",
+    "Backoff",
     "Connectivity",
     "DialBook",
     "DialState",
@@ -371,3 +373,29 @@ def classify_refusal(code: int | None, reason: str, *, by_us: bool) -> tuple[Dia
     if code == 1001:
         return DialState.UNREACHABLE, text
     return DialState.FAILED, text
+
+
+class Backoff:
+    """Exponential backoff with equal jitter: ``uniform(c / 2, c)``, ``c = min(cap, base * 2**n)``.
+
+    Half the delay is kept so that a refusing peer is never redialled in a burst; the other
+    half is random so that many peers do not redial in step.
+
+    Deterministic for a given ``rng``; :meth:`reset` after a success.
+    """
+
+    def __init__(self, base: float, cap: float, rng: random.Random) -> None:
+        if base <= 0 or cap < base:
+            raise ValueError(f"need 0 < base <= cap, got base={base} cap={cap}")
+        self.base = base
+        self.cap = cap
+        self.rng = rng
+        self.attempt = 0
+
+    def next(self) -> float:
+        ceiling = min(self.cap, self.base * 2 ** min(self.attempt, 30))
+        self.attempt += 1
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0

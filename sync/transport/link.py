@@ -29,11 +29,13 @@ __all__ = [
     "CLOSE_GOING_AWAY",
     "CLOSE_NORMAL",
     "CLOSE_UNSUPPORTED",
+    "MAX_REPLACED_RUNS",
     "TRANSITIONS",
     "Codec",
     "Link",
     "LinkEvent",
     "LinkState",
+    "ReplacedRuns",
     "truncate_reason",
 ]
 
@@ -193,3 +195,38 @@ class Link:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+
+
+#: The runs of one peer that a newer run replaced, kept while it is linked.
+MAX_REPLACED_RUNS = 8
+
+
+class ReplacedRuns:
+    """Per peer, while a link to it is open, the runs of it (the hello's ``run``) whose link
+    a newer run's replaced (at most :data:`MAX_REPLACED_RUNS`, the oldest forgotten first),
+    each with how many of its links were refused since."""
+
+    __slots__ = ("_runs",)
+
+    def __init__(self) -> None:
+        self._runs: dict[str, dict[str | None, int]] = {}
+
+    def refused(self, peer: str, run: str | None) -> int:
+        """A link of ``run`` of ``peer`` came: how many were refused, this one counted, if a
+        newer run replaced ``run`` (0: it did not, and this one is not refused)."""
+        runs = self._runs.get(peer)
+        if runs is None or run not in runs:
+            return 0
+        runs[run] += 1
+        return runs[run]
+
+    def replaced(self, peer: str, run: str | None) -> None:
+        """A newer run of ``peer`` replaced the link of ``run``."""
+        runs = self._runs.setdefault(peer, {})
+        runs[run] = 0
+        if len(runs) > MAX_REPLACED_RUNS:
+            del runs[next(iter(runs))]
+
+    def ended(self, peer: str) -> None:
+        """The link to ``peer`` ended: forget its runs."""
+        self._runs.pop(peer, None)
