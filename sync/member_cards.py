@@ -108,9 +108,9 @@ class Cards:
         #: A card of this replica newer than its own that :meth:`seen_own` left unanswered
         #: (signed by another run of this replica id); the reader sets it back to None.
         self.contested: m.PeerInfo | None = None
-        self.resigned = False
         self._sign()
-        #: This replica signed a new card since the last :meth:`take_resigned`.
+        #: This replica signed a new card since the last :meth:`take_resigned` (not the
+        #: first: a card made at the start goes out with the first summaries).
         self.resigned = False
 
     @property

@@ -599,6 +599,8 @@ class AntiEntropy:
         """The alarm that our summary of ``p`` holds :data:`SUMMARY_ORIGINS_MAX` origins and
         ``peer``'s transfer named more (at most one per partition every ``ALARM_REPEAT``)."""
         ours = self._data.summary(p)
+        if len(ours.vv) + len(ours.cloud) < SUMMARY_ORIGINS_MAX:
+            return  # (the common case, without building the set of its origins)
         origins = set(ours.vv).union(o for o, _ in ours.cloud)
         named = chain(theirs.vv, (o for o, _ in theirs.cloud))
         if len(origins) < SUMMARY_ORIGINS_MAX or all(o in origins for o in named):

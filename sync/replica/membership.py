@@ -113,7 +113,6 @@ class Membership:
 
     __slots__ = (
         "_away",
-        "_cards",
         "_config",
         "_contested_alarm",
         "_failures",
@@ -149,7 +148,7 @@ class Membership:
         if cards is None:
             cards = Cards(replica_id, None, config.site, config.home, 0)
         #: This replica's card and the peers' newest ones (:mod:`sync.member_cards`).
-        self.cards = self._cards = cards
+        self.cards = cards
         self._peers: dict[str, PeerRecord] = {}
         self._peer_summaries: dict[str, dict[int, CausalContext]] = {}
         self._up: dict[str, float] = {}  # peer -> when it came up
@@ -368,7 +367,7 @@ class Membership:
         self._gone_reported.discard(peer)
         self._shared.pop(peer, None)
         self._skews.pop(peer, None)  # (else listed per peer, as a home, for good)
-        self._cards.drop(peer)
+        self.cards.drop(peer)
 
     def check_forget(self, peer: object, *, undo: bool = False) -> None:
         """``ValueError`` unless ``peer`` is a replica id this replica may forget (a peer it
@@ -548,7 +547,7 @@ class Membership:
         if self._gossiped.get(peer) == self._members_version:
             return []
         self._gossiped[peer] = self._members_version
-        cards = self._cards
+        cards = self.cards
         known = [cards.own()]
         non_homes, up = self._non_homes, self._up
         for pid in sorted(self._peers):
@@ -575,7 +574,7 @@ class Membership:
         known peer (address, site, home) changes only by that peer's own card, newer than
         the one held (:mod:`sync.member_cards`; cards were checked with the message)."""
         skipped = 0
-        peers, cards = self._peers, self._cards
+        peers, cards = self._peers, self.cards
         signs = cards.signs
         for info in listed:
             rid = info.replica_id
@@ -623,7 +622,7 @@ class Membership:
     def _contested(self, sender: str, card: m.PeerInfo, now: float) -> None:
         """The alarm that another run of this replica id signs cards (at most one every
         :data:`ALARM_REPEAT` seconds)."""
-        self._cards.contested = None
+        self.cards.contested = None
         if now - self._contested_alarm < ALARM_REPEAT:
             return
         self._contested_alarm = now
@@ -664,11 +663,11 @@ class Membership:
 
     def homes(self) -> list[str]:
         """What the digest of the members covers: the homes the ring is over (this replica
-        too if it is one), each as ``id@[address, site]`` when its card is held (what the
+        too if it is one), each as ``id@[address, site, home]`` when its card is held (what the
         card says: peers holding cards that say different things of a home exchange their
         lists; not its ``at``, else each restart of a member, a new card saying the same,
         sent every member the list of all, some 250 kB in a group of 1,000), else its id."""
-        cards = self._cards
+        cards = self.cards
         out = []
         for rid in self.ring().peers:
             card = cards.own() if rid == self._me else cards.held(rid)

@@ -124,6 +124,7 @@ from .link import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
     CLOSE_UNSUPPORTED,
+    OLDER_RUN_REASON,
     TRANSITIONS,
     Codec,
     Link,
@@ -154,8 +155,6 @@ log = logging.getLogger("shoal.transport")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: Hosts whose refused handshakes are throttled each on their own (see _log_refusal).
 MAX_REFUSAL_HOSTS = 1000
-#: Why a link from a run of a peer that a newer run replaced is refused.
-OLDER_RUN_REASON = "another run of this replica is linked; is a copy of its store running?"
 
 
 class LinkHandler(Protocol):
@@ -686,8 +685,7 @@ class Transport:
             await self._close_quietly(link, CLOSE_POLICY, refused)
             return
         old = self.links.get(info.replica_id)
-        replaced = old is not None
-        new_run = old is not None and old.info.run != info.run
+        replaced, new_run = old is not None, old is not None and old.info.run != info.run
         if old is not None and new_run:
             # A run a newer one replaced does not take the link back (two runs up at once,
             # a copy of a store: else they take it from each other at every redial).

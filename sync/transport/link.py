@@ -30,6 +30,7 @@ __all__ = [
     "CLOSE_NORMAL",
     "CLOSE_UNSUPPORTED",
     "MAX_REPLACED_RUNS",
+    "OLDER_RUN_REASON",
     "TRANSITIONS",
     "Codec",
     "Link",
@@ -199,6 +200,8 @@ class Link:
 
 #: The runs of one peer that a newer run replaced, kept while it is linked.
 MAX_REPLACED_RUNS = 8
+#: Why a link from a run of a peer that a newer run replaced is refused.
+OLDER_RUN_REASON = "another run of this replica is linked; is a copy of its store running?"
 
 
 class ReplacedRuns:
