@@ -3,7 +3,8 @@
 At NORMAL a WAL commit syncs nothing, so a small transaction runs on the writer's
 connection in the event loop's thread when the writer's thread is idle; a big one, and every
 commit at FULL, runs in the thread; the connection is never used by both at once; and the
-WAL is checkpointed by the thread, never inside a commit on the loop (``store.writer``).
+WAL is checkpointed by a thread of its own, never inside a commit on the loop
+(``store.writer``).
 """
 
 from __future__ import annotations
@@ -146,11 +147,11 @@ def _autocheckpoint(writer: ThreadWriter) -> int:
     return pages
 
 
-async def test_the_wal_is_checkpointed_by_the_writers_thread_and_stays_bounded(
+async def test_the_wal_is_checkpointed_by_the_checkpointer_and_stays_bounded(
     tmp_path: Path,
 ) -> None:
     """A commit on the loop runs without SQLite's automatic checkpoint (it would run inside
-    the commit); the writer's thread checkpoints every CHECKPOINT_COMMITS commits, so the WAL
+    the commit); the checkpointer checkpoints every CHECKPOINT_COMMITS commits, so the WAL
     does not grow with the number of writes."""
     path = tmp_path / "w.db"
     async with await Store.open(str(path), synchronous="NORMAL") as store:
@@ -170,6 +171,50 @@ async def test_the_wal_is_checkpointed_by_the_writers_thread_and_stays_bounded(
         # Each checkpoint lets the next commits reuse the WAL from its start: its file stays
         # at what CHECKPOINT_COMMITS small commits need (about 1 MB here), not three times.
         assert sizes[2] <= sizes[0] * 1.5, sizes
+
+
+async def test_commits_stay_on_the_loop_while_a_checkpoint_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The periodic checkpoint runs on a connection of its own: while it copies the WAL into
+    the database, the writer's thread is idle and small commits still run on the loop (in
+    the writer's thread, the commits behind a checkpoint all crossed into it and waited)."""
+    loop_thread = threading.current_thread().name
+    entered, release = threading.Event(), threading.Event()
+    ran_in: list[str] = []
+    path = tmp_path / "k.db"
+    async with await Store.open(str(path), synchronous="NORMAL") as store:
+        writer = _writer(store)
+        checkpoint = writer._checkpoint
+
+        def held_checkpoint(conn: Any) -> None:
+            ran_in.append(threading.current_thread().name)
+            entered.set()
+            release.wait(10.0)
+            checkpoint(conn)
+
+        monkeypatch.setattr(writer, "_checkpoint", held_checkpoint)
+        threads = _commit_threads(store)
+        for i in range(CHECKPOINT_COMMITS):
+            await store.apply(Batch(objects=(counter_row(f"k{i}", 1),)))
+        assert await asyncio.to_thread(entered.wait, 10.0)
+        try:
+            for i in range(20):  # while the checkpoint is held
+                await store.apply(Batch(objects=(counter_row(f"during{i}", i + 1),)))
+            assert not release.is_set() and writer.checkpoints == 0
+        finally:
+            release.set()
+        for _ in range(100):
+            if writer.checkpoints:
+                break
+            await asyncio.sleep(0.02)
+        rows = await store.get_objects([f"during{i}" for i in range(20)])
+    assert ran_in == ["shoal-store-checkpointer"]
+    assert writer.checkpoints == 1
+    assert set(threads) == {loop_thread}, threads
+    assert {r.key: r.state for r in rows} == {
+        f"during{i}": counter_row(f"during{i}", i + 1).state for i in range(20)
+    }
 
 
 async def test_big_commits_in_the_thread_keep_the_wal_bounded(tmp_path: Path) -> None:
