@@ -325,7 +325,7 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def apply(self, batch: BatchLike, *, grouped: bool = True) -> None:
+    async def apply(self, batch: BatchLike, *, grouped: bool = True, lone: bool = False) -> None:
         """Make ``batch`` durable in one transaction (shared with concurrent callers).
 
         Returns after the transaction holding it committed; raises
@@ -333,10 +333,13 @@ class Store:
         back). ``grouped=False`` is for a caller that is the store's only writer and groups
         its own batches (a peer's executor): a commit that may run in the caller's thread
         (:mod:`store.writer`) then runs at once, without first letting the other callers of
-        this turn of the event loop queue to join it.
+        this turn of the event loop queue to join it. ``lone=True`` says that the caller has
+        nothing else to do until this commit is durable (one write in flight): at ``FULL``
+        or ``EXTRA`` a small commit may then sync in the caller's thread, while such syncs
+        are quick (:mod:`store.writer`).
         """
         prepared = sql.prepare(batch, self._partitions, self._partition_of)
-        await self._submit(prepared, grouped=grouped)
+        await self._submit(prepared, grouped=grouped, lone=lone)
 
     async def compact(self, partition: int, watermark: Mapping[str, int]) -> int:
         """Delete log entries of ``partition`` with ``seq <= watermark[origin]``; return how
@@ -357,7 +360,9 @@ class Store:
         self._signing_key = new_key
         return new_id
 
-    async def _submit(self, prepared: sql.PreparedBatch, *, grouped: bool = True) -> int:
+    async def _submit(
+        self, prepared: sql.PreparedBatch, *, grouped: bool = True, lone: bool = False
+    ) -> int:
         self._check_open()
         if self._writer.done():
             raise StoreError("the store's writer task has stopped; reopen the store")
@@ -378,7 +383,7 @@ class Store:
                 if self._queue.empty() or self._closed:
                     # (Closing meanwhile queued its stop: aclose waits for this commit, and
                     # a batch queued behind the stop would never be taken.)
-                    (count,) = await self._transaction([prepared])
+                    (count,) = await self._transaction([prepared], lone=lone)
                     return count
             # Others queued meanwhile: join them, for the writer task to group, ahead of
             # them (they called after this one).
@@ -456,10 +461,12 @@ class Store:
         for pending, count in zip(group, counts, strict=True):
             _settle(pending.future, result=count)
 
-    async def _transaction(self, prepared: list[sql.PreparedBatch]) -> list[int]:
+    async def _transaction(
+        self, prepared: list[sql.PreparedBatch], *, lone: bool = False
+    ) -> list[int]:
         """Write ``prepared`` in one transaction; return the log dots each batch compacted."""
         # One crossing into the writer's connection for the whole transaction (store.writer).
-        removed = await self._writer_db.transaction(prepared)
+        removed = await self._writer_db.transaction(prepared, lone=lone)
         # apply_prepared returns one count per compaction entry, in batch order.
         it = iter(removed)
         return [sum(next(it) for _ in batch.compact) for batch in prepared]

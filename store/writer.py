@@ -18,8 +18,18 @@ SQLAlchemy ``Connection`` in that thread, through :func:`store.sql.apply_prepare
   write, an ack's bookkeeping) costs SQLite a few tens of microseconds, less than the
   crossing into the thread and back. When the writer's thread has no job queued or
   running, such a transaction runs on the connection in the caller's thread (the event
-  loop's); anything bigger, and every commit at ``FULL`` or ``EXTRA`` (which sync the WAL),
-  crosses as before. The connection is used by one thread at a time: a job counts as
+  loop's); anything bigger crosses as before.
+* **A lone commit that syncs.** At ``FULL`` or ``EXTRA`` a commit syncs the WAL, which the
+  loop should not wait for while it has other work. But when the caller says it is *lone*
+  (a peer's executor with no other round queued and no input waiting: one write in flight,
+  the way an app that awaits each write writes), nothing on the loop waits for it but what
+  arrives meanwhile, and the crossing (a wake-up of each thread, about 60-200 us here) cost
+  more than the sync itself (``benchmarks/speed_bench.py --goals serial``). Such a small
+  commit runs in the caller's thread too, as long as small commits' syncs have taken under
+  :data:`SYNC_HERE_MAX` seconds on average (a moving average of every small commit, here
+  or in the thread): on a disk whose syncs are slow, every commit crosses, and the loop
+  never waits longer than about that for one. Other commits at ``FULL`` cross, as before.
+* The connection is used by one thread at a time: a job counts as
   running from its queueing until the thread has finished it, whether or not its caller
   still waits. **The loop never waits on that connection.** A commit here runs with no busy
   timeout and without SQLite's automatic checkpoint (which would copy the WAL into the
@@ -51,6 +61,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from queue import SimpleQueue
 from typing import Any, TypeVar
@@ -78,6 +89,12 @@ INLINE_MAX_ROWS = 64
 #: The most characters of text (states, deltas, summaries; not counted in bytes, nor the
 #: seals) such a transaction may write.
 INLINE_MAX_BYTES = 64 * 1024
+#: A lone small commit at ``FULL`` or ``EXTRA`` runs in the caller's thread only while such
+#: commits (here or in the thread) have taken less than this on average, in seconds: about
+#: the longest the loop waits for a sync.
+SYNC_HERE_MAX = 0.002
+#: The weight of the latest small commit's time in that average.
+SYNC_WEIGHT = 0.125
 #: SQLite's automatic checkpoint (its default) on the writer's connection for commits in
 #: its thread.
 AUTOCHECKPOINT_PAGES = 1000
@@ -130,8 +147,11 @@ class Writer:
     engine: Engine
     may_commit_here = False
 
-    async def transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
-        """Write ``prepared`` in one transaction (see :func:`store.sql.apply_prepared`)."""
+    async def transaction(
+        self, prepared: Sequence[sql.PreparedBatch], *, lone: bool = False
+    ) -> list[int]:
+        """Write ``prepared`` in one transaction (see :func:`store.sql.apply_prepared`);
+        ``lone``: the caller waits for nothing else (see the module's docstring)."""
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -150,7 +170,9 @@ class AsyncWriter(Writer):
         self._conn: AsyncConnection | None = None
         self._guard = guard
 
-    async def transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
+    async def transaction(
+        self, prepared: Sequence[sql.PreparedBatch], *, lone: bool = False
+    ) -> list[int]:
         if self._conn is None:
             self._conn = await self._engine.connect()
         try:
@@ -306,14 +328,18 @@ class _OwnThread:
 
 class ThreadWriter(_OwnThread, Writer):
     """SQLite: the transaction on a synchronous connection, in a thread of the writer's own
-    (one crossing each way per transaction); at ``synchronous=NORMAL``, a small one
-    while that thread is idle in the caller's thread (see the module's docstring).
+    (one crossing each way per transaction); a small one at ``synchronous=NORMAL``, or a
+    small lone one at ``FULL`` or ``EXTRA`` while syncs are quick, in the caller's thread
+    while that thread is idle (see the module's docstring).
     ``checkpoints``: the passive checkpoints its checkpointer ran (not those SQLite ran inside
     the thread's commits)."""
 
     def __init__(self, url: URL, synchronous: str, busy_timeout_ms: int) -> None:
         self._inline = self.may_commit_here = synchronous == "NORMAL"
-        self.engine = _sqlite_engine(url, synchronous, busy_timeout_ms, shared=self._inline)
+        # Commits sync (FULL, EXTRA): how long a small one has taken, on average (seconds).
+        self._syncs = not self._inline
+        self.sync_time = 0.0
+        self.engine = _sqlite_engine(url, synchronous, busy_timeout_ms, shared=True)
         self._busy_timeout_ms = int(busy_timeout_ms)
         # The driver connection whose settings are those of a commit in the caller's thread
         # (None: it has the thread's, as every new connection does).
@@ -325,21 +351,22 @@ class ThreadWriter(_OwnThread, Writer):
         self._commits = 0
         self.checkpoints = 0
 
-    async def transaction(self, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
-        if not self._inline:
-            synced: list[int] = await self._thread.call(lambda conn: _write(conn, prepared))
-            return synced
+    async def transaction(
+        self, prepared: Sequence[sql.PreparedBatch], *, lone: bool = False
+    ) -> list[int]:
+        small = _small(prepared)
+        here = self._inline or (lone and self.sync_time < SYNC_HERE_MAX)
         removed: list[int] | None = None
-        if self._thread.idle() and _small(prepared):
+        if here and small and self._thread.idle():
             try:
-                removed = self._thread.run_here(lambda c: self._set_up(c, prepared, here=True))
+                removed = self._thread.run_here(lambda c: self._set_up(c, prepared, True, small))
             except DBAPIError as exc:
                 if not _locked(exc):
                     raise
                 # Another connection holds the write lock (nothing was written: the failed
                 # connection is closed, which rolls back): the thread waits for it, not the loop.
         if removed is None:
-            removed = await self._thread.call(lambda c: self._set_up(c, prepared, here=False))
+            removed = await self._thread.call(lambda c: self._set_up(c, prepared, False, small))
         self._commits += 1
         if self._commits >= CHECKPOINT_COMMITS:
             self._checkpoint_soon()
@@ -371,10 +398,11 @@ class ThreadWriter(_OwnThread, Writer):
             await super().aclose()
 
     def _set_up(
-        self, conn: Connection, prepared: Sequence[sql.PreparedBatch], here: bool
+        self, conn: Connection, prepared: Sequence[sql.PreparedBatch], here: bool, small: bool
     ) -> list[int]:
         """The transaction, with the connection's settings for where it runs (the module's
-        docstring): in the caller's thread, no busy timeout and no automatic checkpoint."""
+        docstring): in the caller's thread, no busy timeout and no automatic checkpoint.
+        Where commits sync, a small one's time goes into :attr:`sync_time`."""
         raw = conn.connection.driver_connection
         if (self._set_for_here is raw) != here:
             busy, pages = (0, 0) if here else (self._busy_timeout_ms, AUTOCHECKPOINT_PAGES)
@@ -382,7 +410,12 @@ class ThreadWriter(_OwnThread, Writer):
             raw.execute(f"PRAGMA busy_timeout = {busy}").fetchall()
             raw.execute(f"PRAGMA wal_autocheckpoint = {pages}").fetchall()
             self._set_for_here = raw if here else None
-        return _write(conn, prepared)
+        if not (self._syncs and small):
+            return _write(conn, prepared)
+        start = time.perf_counter()
+        removed = _write(conn, prepared)
+        self.sync_time += (time.perf_counter() - start - self.sync_time) * SYNC_WEIGHT
+        return removed
 
     def _checkpoint(self, conn: Connection) -> None:
         _checkpoint(conn)

@@ -102,7 +102,9 @@ class Executor:
     ``writes`` and ``reads`` are the node's futures of operations in flight, by op id (the
     executor resolves them); ``idle`` is the node's event "no round is queued or running".
     ``read_page(effect)`` starts the read a ``ReadPage`` asks for; ``fail_stop(effects,
-    exc)`` is called (and the executor ends) when a commit fails.
+    exc)`` is called (and the executor ends) when a commit fails; ``inputs_waiting()``: are
+    inputs queued for the engine (else a commit with no round behind it is lone, see
+    :meth:`store.Store.apply`)?
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class Executor:
         *,
         read_page: Callable[[ReadPage], None],
         fail_stop: Callable[[list[Any], Exception], None],
+        inputs_waiting: Callable[[], bool] = lambda: False,
         on_changed: Callable[[str, Any], None] | None = None,
         on_effect: Callable[[Any], None] | None = None,
     ) -> None:
@@ -127,6 +130,7 @@ class Executor:
         self._idle = idle
         self._read_page = read_page
         self._fail_stop = fail_stop
+        self._inputs_waiting = inputs_waiting
         self._on_changed = on_changed
         self._on_effect = on_effect
         # Rounds handed over and not run yet, each with its number (1, 2, ... in order);
@@ -211,8 +215,11 @@ class Executor:
                 if not batch.is_empty():
                     try:
                         # One transaction for the whole batch, compactions included (the
-                        # rounds are grouped here: the store need not wait for others).
-                        await self.store.apply(batch, grouped=False)
+                        # rounds are grouped here: the store need not wait for others). Lone:
+                        # no round queued behind it and no input waiting for the engine (one
+                        # write in flight), so the loop has nothing to do during its sync.
+                        lone = not self._rounds and not self._inputs_waiting()
+                        await self.store.apply(batch, grouped=False, lone=lone)
                         self.counters.commits += 1
                     except Exception as exc:  # disk full, database gone: fail, do not ack
                         self.counters.store_errors += 1

@@ -157,6 +157,7 @@ class Node:
             self._idle,
             read_page=self._start_page_read,
             fail_stop=self._fail_stop,
+            inputs_waiting=lambda: bool(self._inputs),
             on_changed=on_changed,
             on_effect=on_effect,
         )

@@ -32,7 +32,9 @@ __all__ = ["StoreLike", "loaded_from_store", "merge_persists", "object_states", 
 class StoreLike(Protocol):
     """What the node needs of :class:`store.Store`."""
 
-    async def apply(self, batch: BatchLike, *, grouped: bool = True) -> None: ...
+    async def apply(
+        self, batch: BatchLike, *, grouped: bool = True, lone: bool = False
+    ) -> None: ...
 
     async def get_objects(self, keys: Iterable[str]) -> list[ObjectRow]: ...
 

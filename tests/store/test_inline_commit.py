@@ -1,8 +1,9 @@
 """Small commits at ``synchronous=NORMAL`` without the crossing into the writer's thread.
 
 At NORMAL a WAL commit syncs nothing, so a small transaction runs on the writer's
-connection in the event loop's thread when the writer's thread is idle; a big one, and every
-commit at FULL, runs in the thread; the connection is never used by both at once; and the
+connection in the event loop's thread when the writer's thread is idle; at FULL only a lone
+one does (its caller waits for nothing else), while syncs are quick; a big one runs in the
+thread; the connection is never used by both at once; and the
 WAL is checkpointed by a thread of its own, never inside a commit on the loop
 (``store.writer``).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from store.writer import (
     CHECKPOINT_COMMITS,
     INLINE_MAX_BYTES,
     INLINE_MAX_ROWS,
+    SYNC_HERE_MAX,
     ThreadWriter,
 )
 from tests.store.helpers import counter_row, key_in, log_entry, orset_row
@@ -58,6 +61,54 @@ async def test_a_lone_small_commit_runs_in_the_callers_thread_only_where_nothing
         rows = await store.get_objects([f"k{i}" for i in range(5)])
     assert [r.state for r in rows] == [counter_row(f"k{i}", i + 1).state for i in range(5)]
     assert threads == [loop_thread if here else "shoal-store-writer"] * 5
+
+
+@pytest.mark.parametrize("level", ["FULL", "EXTRA"])
+async def test_a_lone_small_commit_syncs_in_the_callers_thread(tmp_path: Path, level: str) -> None:
+    """Where commits sync, a small commit runs in the caller's thread only when its caller
+    says it is lone (nothing else waits on the loop meanwhile); a big one crosses anyway."""
+    loop_thread = threading.current_thread().name
+    async with await Store.open(str(tmp_path / "l.db"), synchronous=level) as store:
+        threads = _commit_threads(store)
+        await store.apply(Batch(objects=(counter_row("lone", 1),)), grouped=False, lone=True)
+        await store.apply(Batch(objects=(counter_row("other", 2),)), grouped=False)
+        big = tuple(counter_row(f"big{i}", 1) for i in range(INLINE_MAX_ROWS + 1))
+        await store.apply(Batch(objects=big), grouped=False, lone=True)
+        rows = await store.get_objects(["lone", "other", "big0"])
+    assert threads == [loop_thread, "shoal-store-writer", "shoal-store-writer"]
+    assert {r.key: r.state for r in rows} == {
+        "lone": counter_row("lone", 1).state,
+        "other": counter_row("other", 2).state,
+        "big0": counter_row("big0", 1).state,
+    }
+
+
+async def test_lone_commits_cross_while_syncs_are_slow(tmp_path: Path) -> None:
+    """A disk whose syncs are slow (here a commit that takes 5 ms) sends lone commits into
+    the thread once the average of small commits passes SYNC_HERE_MAX, so the loop stops
+    waiting for them; once syncs are quick again (measured in the thread), they come back."""
+    loop_thread = threading.current_thread().name
+    async with await Store.open(str(tmp_path / "s.db"), synchronous="FULL") as store:
+        writer = _writer(store)
+        threads = _commit_threads(store)
+
+        def slow(_conn: Any) -> None:
+            time.sleep(0.005)
+
+        event.listen(store.write_engine, "commit", slow)
+        for i in range(30):
+            await store.apply(Batch(objects=(counter_row(f"s{i}", 1),)), grouped=False, lone=True)
+        here = threads.count(loop_thread)
+        assert 1 <= here <= 10, threads  # the first ones, until the average said "slow"
+        assert set(threads[here:]) == {"shoal-store-writer"}
+        assert writer.sync_time >= SYNC_HERE_MAX
+        event.remove(store.write_engine, "commit", slow)
+        threads.clear()
+        for i in range(60):
+            await store.apply(Batch(objects=(counter_row(f"q{i}", 1),)), grouped=False, lone=True)
+        assert threads[0] == "shoal-store-writer" and threads[-1] == loop_thread, threads
+        rows = await store.get_objects([f"s{i}" for i in range(30)] + [f"q{i}" for i in range(60)])
+    assert len(rows) == 90
 
 
 async def test_a_big_commit_crosses_into_the_thread_and_concurrent_commits_still_group(

@@ -204,7 +204,7 @@ async def test_waiting_for_links_ends_with_the_failure_of_a_commit(tmp_path: Pat
         try:
             linked = asyncio.ensure_future(peer.connected(timeout=None, until="all"))
 
-            async def broken(batch: object, *, grouped: bool = True) -> None:
+            async def broken(batch: object, *, grouped: bool = True, lone: bool = False) -> None:
                 raise OSError("disk full")
 
             peer.store.apply = broken  # type: ignore[method-assign]

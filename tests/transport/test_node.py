@@ -26,9 +26,11 @@ class GatedStore:
         self.batches: list[Any] = []
         self.fail: Exception | None = None
         self.events: list[str] = []
+        self.lone: list[bool] = []
 
-    async def apply(self, batch: Any, *, grouped: bool = True) -> None:
+    async def apply(self, batch: Any, *, grouped: bool = True, lone: bool = False) -> None:
         assert not grouped  # the executor groups its rounds itself
+        self.lone.append(lone)
         self.events.append("apply-start")
         await self.gate.wait()
         if self.fail is not None:
@@ -82,6 +84,27 @@ async def test_concurrent_writes_share_a_transaction() -> None:
         await asyncio.wait_for(asyncio.gather(first, *rest), WAIT)
         # One commit for the first write, one for the 50 queued while it committed.
         assert [len(b.log) for b in store.batches] == [1, 50]
+    finally:
+        await node.aclose()
+
+
+async def test_a_commit_is_lone_only_while_no_input_waits_for_the_engine() -> None:
+    """The executor tells the store that a commit is lone (it may sync on the loop, see
+    ``store.writer``) only when no input waits behind it: one write in flight."""
+    store = GatedStore()
+    node = make_node(store, [])
+    try:
+        await asyncio.wait_for(node.write("k", "gcounter", lambda c: c.increment("A")), WAIT)
+        assert store.lone == [True]
+        node.max_inputs = 1  # three writes at once: three rounds, the first two with more behind
+        store.lone.clear()
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(node.write(f"k{i}", "gcounter", lambda c: c.increment("A")) for i in range(3))
+            ),
+            WAIT,
+        )
+        assert store.lone == [False, False, True]
     finally:
         await node.aclose()
 

@@ -25,7 +25,7 @@ async def test_a_failed_commit_stops_the_peer_and_reopening_resumes_from_disk(
         await cart.add("milk", w=2, timeout=WAIT)
         real_apply = a.store.apply
 
-        async def broken(batch: Any, *, grouped: bool = True) -> None:
+        async def broken(batch: Any, *, grouped: bool = True, lone: bool = False) -> None:
             raise OSError("disk full")
 
         a.store.apply = broken  # type: ignore[method-assign]
@@ -68,7 +68,7 @@ async def test_calls_waiting_when_a_commit_fails_get_the_failure(tmp_path: Path)
         await a.orset("cart").value()  # in memory from now on
         release, loading = asyncio.Event(), asyncio.Event()
 
-        async def broken(batch: Any, *, grouped: bool = True) -> None:
+        async def broken(batch: Any, *, grouped: bool = True, lone: bool = False) -> None:
             await release.wait()
             raise OSError("disk full")
 
