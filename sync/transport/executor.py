@@ -216,9 +216,10 @@ class Executor:
                     try:
                         # One transaction for the whole batch, compactions included (the
                         # rounds are grouped here: the store need not wait for others). Lone:
-                        # no round queued behind it and no input waiting for the engine (one
-                        # write in flight), so the loop has nothing to do during its sync.
-                        lone = not self._rounds and not self._inputs_waiting()
+                        # no forward leaving before it, no round queued behind it and no input
+                        # waiting for the engine (one write in flight), so the loop has
+                        # nothing to do during its sync.
+                        lone = not early and not self._rounds and not self._inputs_waiting()
                         await self.store.apply(batch, grouped=False, lone=lone)
                         self.counters.commits += 1
                     except Exception as exc:  # disk full, database gone: fail, do not ack

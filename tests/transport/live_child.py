@@ -32,7 +32,7 @@ async def main(path: str, mode: str) -> None:
         if mode == "uncommitted":
             started = asyncio.Event()
 
-            async def hang(prepared: Any) -> list[int]:
+            async def hang(prepared: Any, *, lone: bool = False) -> list[int]:
                 started.set()
                 await asyncio.Event().wait()  # until SIGKILL
                 raise AssertionError("unreachable")
