@@ -139,6 +139,32 @@ def _write(
         return removed
 
 
+def _write_lean(conn: Connection, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
+    """:func:`_write` for the SQLite writer, without SQLAlchemy's ``Transaction`` object.
+
+    The connection's ``begin`` and ``commit`` events run as SQLAlchemy would run them (the
+    first issues ``BEGIN IMMEDIATE``, :func:`install_sqlite_hooks`; tests hook the second),
+    and ``COMMIT`` goes to the driver's cursor. The ``Transaction`` around them cost about
+    7 us a transaction (a fifth of SQLite's own work for a one-write commit; a loop of
+    one-row commits, py-spy on ``benchmarks/speed_bench.py --goals serial``). A failure rolls
+    back (the caller then drops the connection) and is raised as SQLAlchemy raises it. Only
+    for batches whose statements all go to the driver's cursor: a compaction or a fold
+    executes through SQLAlchemy, which would begin a second transaction (:func:`_write`).
+    """
+    if any(batch.compact or batch.fold for batch in prepared):
+        return _write(conn, prepared)
+    conn.dispatch.begin(conn)
+    try:
+        removed = sql.apply_prepared(conn, prepared)
+        conn.dispatch.commit(conn)
+        on_cursor(conn, "COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):  # already failing: report the first error
+            on_cursor(conn, "ROLLBACK")
+        raise
+    return removed
+
+
 class Writer:
     """What the store's writer task needs: one transaction at a time, and closing.
     ``may_commit_here``: whether :meth:`transaction` may commit without yielding to the
@@ -411,9 +437,9 @@ class ThreadWriter(_OwnThread, Writer):
             raw.execute(f"PRAGMA wal_autocheckpoint = {pages}").fetchall()
             self._set_for_here = raw if here else None
         if not (self._syncs and small):
-            return _write(conn, prepared)
+            return _write_lean(conn, prepared)
         start = time.perf_counter()
-        removed = _write(conn, prepared)
+        removed = _write_lean(conn, prepared)
         self.sync_time += (time.perf_counter() - start - self.sync_time) * SYNC_WEIGHT
         return removed
 
