@@ -23,7 +23,7 @@ import crdt
 from .errors import CorruptBlob, InvalidInput
 from .schema import log_segments
 
-__all__ = ["check_context", "decode_blob", "encode"]
+__all__ = ["check_card", "check_context", "decode_blob", "encode"]
 
 
 def encode(value: Mapping[str, Any]) -> str:
@@ -83,6 +83,27 @@ def check_context(value: Any, what: str) -> dict[str, Any]:
             raise ValueError(f"{what}: 'cloud' must be a list of [replica, counter] pairs")
         pairs.append([dot[0], dot[1]])
     return {"vv": dict(vv), "cloud": pairs}
+
+
+def check_card(text: Any, replica_id: str, what: str) -> None:
+    """Check that ``text`` is the JSON text of a member card of ``replica_id`` (an object
+    naming it, with a string ``key`` and ``sig`` and an integer ``at``: see
+    :class:`~store.records.PeerLike`), or None; raise ``ValueError`` if not. The signature
+    is the engine's to verify."""
+    if text is None:
+        return
+    if type(text) is not str:
+        raise ValueError(f"{what} must be the JSON text of a card or None, got {text!r}")
+    try:
+        card: Any = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{what} is not JSON: {_preview(text)}") from None
+    if type(card) is not dict or card.get("replica_id") != replica_id:
+        raise ValueError(f"{what} is not a card of {replica_id!r}: {_preview(text)}")
+    if type(card.get("key")) is not str or type(card.get("sig")) is not str:
+        raise ValueError(f"{what} has no key or signature: {_preview(text)}")
+    if type(card.get("at")) is not int:
+        raise ValueError(f"{what} has no integer 'at': {_preview(text)}")
 
 
 def _is_count(n: Any) -> bool:

@@ -26,6 +26,7 @@ from .codec import (
     _parse_segment,
     _seal,
     _with_seals,
+    check_card,
     check_context,
     decode_blob,
 )
@@ -121,8 +122,18 @@ def _peer(row: Any) -> PeerRow:
             summary = {int(p): check_context(ctx, f"partition {p}") for p, ctx in raw.items()}
         except ValueError as exc:
             raise CorruptBlob(row.replica_id, "peers", str(exc)) from exc
+    try:
+        check_card(row.card, row.replica_id, "its card")
+    except ValueError as exc:
+        raise CorruptBlob(row.replica_id, "peers", str(exc)) from exc
     return PeerRow(
-        row.replica_id, row.address, row.site, summary, row.last_seen_ms / 1000, bool(row.forgotten)
+        row.replica_id,
+        row.address,
+        row.site,
+        summary,
+        row.last_seen_ms / 1000,
+        bool(row.forgotten),
+        row.card,
     )
 
 

@@ -133,7 +133,14 @@ class HintLike(Protocol):
 
 
 class PeerLike(Protocol):
-    """What we know of a peer (``sync.effects.PeerRecord``)."""
+    """What we know of a peer (``sync.effects.PeerRecord``).
+
+    An optional ``card`` (read with ``getattr``, as :class:`LogLike`'s ``seal``): the JSON
+    text of the peer's own signed card (``sync.member_cards``), or None. The store checks
+    that it is a JSON object naming this peer (``replica_id``) with a string ``key`` and
+    ``sig`` and an integer ``at`` (else :class:`~store.errors.InvalidInput`), and keeps the
+    text as it is.
+    """
 
     @property
     def replica_id(self) -> str: ...
@@ -227,7 +234,8 @@ class HintRow:
 
 @dataclass(frozen=True, slots=True)
 class PeerRow:
-    """What we know of a peer; ``summary`` maps partition -> encoded causal context."""
+    """What we know of a peer; ``summary`` maps partition -> encoded causal context;
+    ``card``: the JSON text of the peer's own signed card (see :class:`PeerLike`)."""
 
     replica_id: str
     address: str | None = None
@@ -235,6 +243,7 @@ class PeerRow:
     summary: dict[int, dict[str, Any]] | None = None
     last_seen: float = 0.0
     forgotten: bool = False
+    card: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

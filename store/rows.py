@@ -21,7 +21,7 @@ from pydantic_core import to_json
 
 import crdt
 
-from .codec import _is_count, _preview, _seal, check_context, encode
+from .codec import _is_count, _preview, _seal, check_card, check_context, encode
 from .errors import InvalidInput
 from .records import BatchLike
 from .schema import SEGMENT_COLUMNS, segment_fields
@@ -44,7 +44,7 @@ _HINT_COLS = (
     "stored_ms",
     "seal",
 )
-_PEER_COLS = ("replica_id", "address", "site", "summary", "last_seen_ms", "forgotten")
+_PEER_COLS = ("replica_id", "address", "site", "summary", "last_seen_ms", "forgotten", "card")
 
 Row = tuple[Any, ...]
 Dot = tuple[int, str, int]
@@ -520,6 +520,11 @@ def _peer_row(peer: Any, i: int) -> Row:
             raise InvalidInput(str(exc)) from exc
     if not isinstance(peer.forgotten, bool):
         raise InvalidInput(f"peers[{i}].forgotten must be a bool")
+    card = getattr(peer, "card", None)
+    try:
+        check_card(card, peer.replica_id, f"peers[{i}].card")
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
     return (
         peer.replica_id,
         peer.address,
@@ -527,4 +532,5 @@ def _peer_row(peer: Any, i: int) -> Row:
         encoded,
         _ms(peer.last_seen, f"peers[{i}].last_seen"),
         peer.forgotten,
+        card,
     )

@@ -1,6 +1,6 @@
 """The database schema (SQLAlchemy Core), its version, and the migrations that reach it.
 
-Tables (version 5)::
+Tables (version 6)::
 
     meta(name PK, value)                    schema_version, replica_id, signing_key (hex of
                                             the Ed25519 private key the id derives from),
@@ -23,9 +23,9 @@ Tables (version 5)::
     summaries(partition PK, ctx)            the encoded CausalContext of applied log dots
     hints(id PK, target, origin, partition, seq, key, kind, delta, stored_ms, seal)
                                             unique (target, origin, partition, seq)
-    peers(replica_id PK, address, site, summary, last_seen_ms, forgotten)
+    peers(replica_id PK, address, site, summary, last_seen_ms, forgotten, card)
 
-Blobs (``state``, ``delta``, ``ctx``, ``summary``) are the JSON text of the crdt
+Blobs (``state``, ``delta``, ``ctx``, ``summary``, ``card``) are the JSON text of the crdt
 ``to_dict()`` forms: the store's own encoding (compact) or, for deltas and checkpoints, the
 text the engine hands over (``delta_json``, ``state_json``), stored as it is.
 
@@ -93,6 +93,12 @@ Version 4 had no signing key and no seals. Migration 4 -> 5 adds ``log_segments.
 state transfer repair what they held between homes); the log's entries stay (unsigned: a
 peer that lacks one gets a state transfer instead). :func:`store.sql.open_database` then
 gives the database a key, and so a new replica id.
+
+Version 5 kept no peer's card. Migration 5 -> 6 adds ``peers.card`` (nullable): the JSON
+text of the peer's own signed card (``sync.member_cards``), which its replica holds again
+at the next start, so that an older card of that peer replayed by a member after a restart
+is refused as it was before it. Rows from before have none (the next card of each peer
+fills it in).
 """
 
 from __future__ import annotations
@@ -154,7 +160,7 @@ __all__ = [
     "widen_hint_ids",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SEGMENT_MAX_ENTRIES = 1000
 """At most this many entries in one log segment."""
@@ -357,6 +363,7 @@ peers = Table(
     Column("summary", Text, nullable=True),
     Column("last_seen_ms", BigInteger, nullable=False),
     Column("forgotten", Boolean, nullable=False),
+    Column("card", Text, nullable=True),
 )
 
 Migration = Callable[[Connection, Callable[[str], int]], None]
@@ -528,6 +535,15 @@ def _migrate_4_to_5(conn: Connection, partition_of: Callable[[str], int]) -> Non
     conn.execute(delete(hints))
 
 
+def _migrate_5_to_6(conn: Connection, partition_of: Callable[[str], int]) -> None:
+    """v5 -> v6: ``peers.card`` (none held yet)."""
+    del partition_of  # unused
+    # (A peers table made by an older version's creation may have it already.)
+    have = {col["name"] for col in inspect(conn).get_columns("peers")}
+    if "card" not in have:
+        conn.execute(text("ALTER TABLE peers ADD COLUMN card TEXT"))
+
+
 def widen_hint_ids(conn: Connection) -> None:
     """PostgreSQL: ``hints.id`` of 64 bits in a database made when it was a 32-bit SERIAL
     (after 2**31 hints, never reused, every commit holding a hint failed, and the relay
@@ -555,5 +571,6 @@ MIGRATIONS: list[Migration] = [
     _migrate_2_to_3,
     _migrate_3_to_4,
     _migrate_4_to_5,
+    _migrate_5_to_6,
 ]
 """``MIGRATIONS[k]`` migrates version ``k`` to ``k + 1``; ``len(MIGRATIONS) == SCHEMA_VERSION``."""

@@ -165,7 +165,9 @@ class HintRecord:
 
 @dataclass(frozen=True, slots=True)
 class PeerRecord:
-    """What this replica knows of another peer; ``summary`` maps partition -> encoded context."""
+    """What this replica knows of another peer; ``summary`` maps partition -> encoded context;
+    ``card``: the JSON text of the newest card of the peer's own held here (a replica that
+    signs; :mod:`sync.member_cards`), held again when the record is loaded."""
 
     replica_id: str
     address: str | None = None
@@ -173,6 +175,7 @@ class PeerRecord:
     summary: dict[int, dict[str, Any]] | None = None
     last_seen: float = 0.0
     forgotten: bool = False
+    card: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

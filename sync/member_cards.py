@@ -29,6 +29,12 @@ its id is derived from (:func:`crdt.replica_id_for`, as its log entries are in
 :class:`Cards` holds this replica's own card and the newest valid card of each peer, and
 checks the cards a message lists (each one verified once: :meth:`Cards.check` remembers
 what it verified, and takes a card equal to the one it holds as verified).
+
+The card held of a known peer is persisted with its record (:func:`card_text`, the
+record's ``card``) and held again when the records are loaded (:meth:`Cards.restore`):
+else, after a restart, a member could replay an older card of that peer (its former
+address or site, validly signed) and have it taken, since none would be held to compare
+it with.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from crdt import replica_id_for
 from sync import messages as m
 from sync.signing import Signer, public_key_of
 
-__all__ = ["MAX_AT", "RESIGN_EVERY", "Cards", "card_payload"]
+__all__ = ["MAX_AT", "RESIGN_EVERY", "Cards", "card_payload", "card_text"]
 
 _DOMAIN: Final = b"shoal-member-card/1\x00"
 #: The largest ``at`` a card may carry (the wire's bound on counts).
@@ -61,6 +67,11 @@ def card_payload(
     """The bytes a card's signature covers."""
     fields = json.dumps([replica_id, address, site, home, at], separators=(",", ":"))
     return _DOMAIN + fields.encode("utf-8", "surrogatepass")
+
+
+def card_text(info: m.PeerInfo) -> str:
+    """The card ``info`` as JSON text, as a peer record keeps it (:meth:`Cards.restore`)."""
+    return info.model_dump_json()
 
 
 def _signature(info: m.PeerInfo) -> bytes:
@@ -201,6 +212,22 @@ class Cards:
     def hold(self, info: m.PeerInfo) -> None:
         """Keep the card ``info`` as its replica's newest."""
         self._held[info.replica_id] = info
+
+    def restore(self, replica_id: str, text: str) -> bool:
+        """Hold again the card of ``replica_id`` its record kept (:func:`card_text`), unless
+        one at least as new is held. It is verified here, once (and taken as verified from
+        then on): a card spoilt in the store, passed on in gossip, would get this replica's
+        messages refused as a hostile member's. False when it is not a valid card of
+        ``replica_id`` (then nothing is held)."""
+        try:
+            info = m.PeerInfo.model_validate_json(text)
+        except ValueError:
+            return False
+        if info.replica_id != replica_id or info.sig is None or self.check(info) is not None:
+            return False
+        if self.newer(info):
+            self._held[replica_id] = info
+        return True
 
     def held(self, replica_id: str) -> m.PeerInfo | None:
         """The newest card held of ``replica_id``."""

@@ -50,7 +50,7 @@ from sync.config import ReplicaConfig, check_bool
 from sync.consistency import LOCAL_QUORUM, Level, required_acks
 from sync.effects import Alarm, PeerRecord
 from sync.errors import LocalProtocolError
-from sync.member_cards import RESIGN_EVERY, Cards
+from sync.member_cards import RESIGN_EVERY, Cards, card_text
 from sync.replica.outbox import Outbox
 from sync.ring import Ring
 
@@ -197,16 +197,18 @@ class Membership:
         return f"no other replica that counts {what}" + (f" ({why})" if why else "")
 
     def load(self, peers: Mapping[str, PeerRecord], now: float) -> None:
-        """Know the peers a store kept. One last seen after ``now`` (by a run whose clock
-        read ahead of this one's: the wall clock was set back since) counts as seen ``now``:
-        else a home gone since would be reported, and stop holding compaction back, only
-        past ``home_down_window`` plus the step."""
+        """Know the peers a store kept, and hold their cards again. One last seen after
+        ``now`` (by a run whose clock read ahead of this one's: the wall clock was set back
+        since) counts as seen ``now``: else a home gone since would be reported, and stop
+        holding compaction back, only past ``home_down_window`` plus the step."""
         for pid, peer in sorted(peers.items()):
             if pid == self._me:
                 continue
             if peer.last_seen > now:
                 peer = replace(peer, last_seen=now)
             self._peers[pid] = peer
+            if peer.card is not None:
+                self.cards.restore(pid, peer.card)  # (an older one replayed is refused)
             if pid not in self._up:
                 self._away.add(pid)
             if peer.summary:
@@ -603,6 +605,9 @@ class Membership:
             self.learn(rid, info.address, info.site, now, None if rid in self._up else info.home)
             if fresh and info.address is None:
                 self.unlisten(rid)  # (its own word: it no longer listens anywhere)
+            if fresh and signs:  # kept with its record: held again after a restart
+                peers[rid] = replace(peers[rid], card=card_text(info))
+                self._outbox.durable.peers[rid] = None
         if not skipped:
             return
         self.not_learned += skipped

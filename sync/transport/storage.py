@@ -78,6 +78,7 @@ def loaded_from_store(stored: StoredLoaded) -> Loaded:
             None if p.summary is None else {int(k): dict(v) for k, v in p.summary.items()},
             p.last_seen,
             p.forgotten,
+            p.card,
         )
         for rid, p in stored.peers.items()
     }

@@ -8,6 +8,7 @@ real handshake and sends well-formed, authenticated frames.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from sync import messages as m
@@ -82,3 +83,40 @@ async def test_a_peer_learns_where_another_listens_from_that_ones_card(tmp_path:
     finally:
         for p in (c, b, relay):
             await p.aclose()
+
+
+async def test_an_older_card_replayed_after_a_restart_is_refused(tmp_path: Path) -> None:
+    """``a`` held ``b``'s card saying it listens at its first address, then the card ``b``
+    signed when it came back at another; ``a`` restarts (``b`` down); a member replays the
+    first card. Before cards were persisted, ``a`` held none after its restart: it took the
+    replayed card, and stored ``b``'s former address."""
+    b = await open_peer(tmp_path / "b.db")
+    a = await open_peer(tmp_path / "a.db", peers=[b.url])
+    bid = b.replica_id
+    try:
+        await eventually(lambda: a.replica._membership.cards.held(bid) is not None, "b's card")
+        first = a.replica._membership.cards.held(bid)
+        assert first is not None and first.address == b.url
+        await b.aclose()
+        b = await open_peer(tmp_path / "b.db", peers=[a.url])  # another port: a newer card
+        assert b.url != first.address
+        await eventually(lambda: _as_known(a, b) == (b.url, None, True), "b's new address")
+        second = a.replica._membership.cards.held(bid)
+        assert second is not None and second.address == b.url and second.at > first.at
+    finally:
+        await a.aclose()
+        await b.aclose()
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        assert _as_known(a, b) == (b.url, None, True)
+        async with linked_member(a) as h:
+            await h.send(m.Summary.model_construct(parts={}, known_peers=[first], reply=True))
+            await h.until("a summary back", lambda _: h.summaries() >= 1)
+            assert _as_known(a, b) == (b.url, None, True)
+            assert a.replica._membership.cards.held(bid) == second
+        assert a.node.failed is None
+    finally:
+        await a.aclose()
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        stored = conn.execute("SELECT address FROM peers WHERE replica_id = ?", (bid,)).fetchone()
+    assert stored == (b.url,)
