@@ -7,8 +7,9 @@ transaction its caller opened and never commits: the caller decides the transact
 extent. The logic itself lives in one module per job:
 
 * :mod:`store.codec`: the stored text -- :func:`encode` a ``to_dict()`` form,
-  :func:`decode_blob` and :func:`check_context` to decode and check what is read (a bad
-  blob raises :class:`~store.errors.CorruptBlob` naming the key and table).
+  :func:`decode_blob`, :func:`check_context` and :func:`check_card` to decode and check
+  what is read (a bad blob raises :class:`~store.errors.CorruptBlob` naming the key and
+  table).
 * :mod:`store.rows`: writes, step 1 -- :func:`prepare` (pure, no database) validates a
   :class:`~store.records.BatchLike` into a :class:`PreparedBatch` of table rows; bad input
   raises :class:`~store.errors.InvalidInput` before any SQL.
@@ -28,7 +29,7 @@ in :mod:`store.ondemand`.
 
 from __future__ import annotations
 
-from .codec import check_context, decode_blob, encode
+from .codec import check_card, check_context, decode_blob, encode
 from .opening import (
     OpenResult,
     open_database,
@@ -44,6 +45,7 @@ __all__ = [
     "OpenResult",
     "PreparedBatch",
     "apply_prepared",
+    "check_card",
     "check_context",
     "compact",
     "count_log",
