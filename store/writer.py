@@ -21,7 +21,7 @@ SQLAlchemy ``Connection`` in that thread, through :func:`store.sql.apply_prepare
   loop's); anything bigger crosses as before.
 * **A lone commit that syncs.** At ``FULL`` or ``EXTRA`` a commit syncs the WAL, which the
   loop should not wait for while it has other work. But when the caller says it is *lone*
-  (a peer's executor with no other round queued and no input waiting: one write in flight,
+  (a peer's executor with no input waiting for its engine: one write in flight,
   the way an app that awaits each write writes), nothing on the loop waits for it but what
   arrives meanwhile, and the crossing (a wake-up of each thread, about 60-200 us here) cost
   more than the sync itself (``benchmarks/speed_bench.py --goals serial``). Such a small

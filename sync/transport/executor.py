@@ -103,8 +103,8 @@ class Executor:
     executor resolves them); ``idle`` is the node's event "no round is queued or running".
     ``read_page(effect)`` starts the read a ``ReadPage`` asks for; ``fail_stop(effects,
     exc)`` is called (and the executor ends) when a commit fails; ``inputs_waiting()``: are
-    inputs queued for the engine (else a commit with no round behind it is lone, see
-    :meth:`store.Store.apply`)?
+    inputs queued for the engine (else a commit whose rounds forward nothing early is lone,
+    see :meth:`store.Store.apply`)?
     """
 
     def __init__(
@@ -216,10 +216,10 @@ class Executor:
                     try:
                         # One transaction for the whole batch, compactions included (the
                         # rounds are grouped here: the store need not wait for others). Lone:
-                        # no forward leaving before it, no round queued behind it and no input
-                        # waiting for the engine (one write in flight), so the loop has
-                        # nothing to do during its sync.
-                        lone = not early and not self._rounds and not self._inputs_waiting()
+                        # no forward leaving before it and no input waiting for the engine
+                        # (every round queued was taken above): one write in flight, so the
+                        # loop has nothing to do during its sync.
+                        lone = not early and not self._inputs_waiting()
                         await self.store.apply(batch, grouped=False, lone=lone)
                         self.counters.commits += 1
                     except Exception as exc:  # disk full, database gone: fail, do not ack
