@@ -30,12 +30,16 @@ WARNING line, then at most one line per :data:`REPORT_INTERVAL` with the count
 (``accept_errors``); every other report goes on to the handler that was there before. When
 the listener closes within a second of such a failure, the retries asyncio had scheduled
 fail on the closed socket; the handler stays a little longer to take those too.
+
+:func:`refusal_host` says whom a refused handshake counts against (the transport logs
+refusals once per host, then once a minute).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import math
 import os
@@ -46,7 +50,15 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-__all__ = ["FILE_RESERVE", "REPORT_INTERVAL", "Admission", "HttpHook", "Throttle", "open_files"]
+__all__ = [
+    "FILE_RESERVE",
+    "REPORT_INTERVAL",
+    "Admission",
+    "HttpHook",
+    "Throttle",
+    "open_files",
+    "refusal_host",
+]
 
 log = logging.getLogger("shoal.transport")
 
@@ -287,3 +299,18 @@ def _address(sock: Any) -> str:
     except (OSError, ValueError, TypeError):
         return "the listening socket"
     return f"{host}:{port}"
+
+
+def refusal_host(remote: Any) -> str:
+    """Whom a refused handshake is counted against: its IPv4 address, or the /64 of its IPv6
+    one (an IPv4 one mapped into IPv6 as itself)."""
+    host = str(remote[0]) if isinstance(remote, tuple) and remote else str(remote)
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])  # (without an IPv6 zone)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return host

@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import math
 import random
@@ -92,7 +91,7 @@ from sync.config import MAX_MESSAGE_BYTES
 from sync.errors import RemoteProtocolError
 
 from .addresses import bind_listen, shown_listen
-from .admission import REPORT_INTERVAL, Admission, HttpHook, Throttle
+from .admission import REPORT_INTERVAL, Admission, HttpHook, Throttle, refusal_host
 from .auth import (
     CLOSE_POLICY,
     CLOSE_PROTOCOL,
@@ -205,21 +204,6 @@ class TransportConfig:
 
 
 _TRAFFIC = ("bytes_in", "bytes_out", "messages_in", "messages_out", "dropped")
-
-
-def _refusal_host(remote: Any) -> str:
-    """Whom a refused handshake is counted against: its IPv4 address, or the /64 of its IPv6
-    one (an IPv4 one mapped into IPv6 as itself)."""
-    host = str(remote[0]) if isinstance(remote, tuple) and remote else str(remote)
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])  # (without an IPv6 zone)
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return host
 
 
 def _raise_limit(ws: ClientConnection | ServerConnection, limit: int) -> None:
@@ -497,7 +481,7 @@ class Transport:
         share one throttle. The reason's control characters are escaped, so that it cannot
         forge lines of the log."""
         reason = _CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", reason)
-        host = _refusal_host(remote)
+        host = refusal_host(remote)
         now = asyncio.get_running_loop().time()
         logs = self._refusal_logs
         throttle = logs.get(host)
