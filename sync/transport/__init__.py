@@ -3,7 +3,8 @@
 Modules, each knowing only those above it in this list (no import cycles):
 :mod:`.addresses` (listen addresses and peer URLs, checked), :mod:`.auth` (handshake
 frames), :mod:`.codec` (the engine's messages as frames), :mod:`.dialstate` (why a dialled
-URL is or is not linked: its state and last error), :mod:`.connection` (links, backoff,
+URL is or is not linked: its state and last error), :mod:`.diallers` (the dialler task of
+each dialled URL, and stopping one), :mod:`.connection` (links, backoff,
 flow control), :mod:`.storage` (what passes between the node and the store),
 :mod:`.executor` (runs each drain's effects, commit first), :mod:`.node` (drives one
 :class:`sync.Replica` against a :class:`store.Store`), :mod:`.handles` (the typed handles),

@@ -1,15 +1,16 @@
 """Links between peers: one authenticated websocket per pair, heartbeats, backoff, flow control.
 
-(About 760 lines: the listener and the dialler share the link's life (handshake, limits,
+(About 790 lines: the listener and the dialler share the link's life (handshake, limits,
 refusals and their throttles, heartbeats), which reads best in one place; the link itself,
-dial states, admission and the handshake are modules of their own.)
+dial states, the dialler tasks, admission and the handshake are modules of their own.)
 
 Theory of operation.
 
-* A :class:`Transport` listens (optional) and dials a set of URLs, forever, with exponential
-  backoff and equal jitter (:class:`Backoff`, seeded for tests, capped delay; reset only
-  after a link stayed up for ``backoff_stable`` seconds, so a peer that refuses us right
-  after the handshake is not redialled in a tight loop). Every
+* A :class:`Transport` listens (optional) and dials a set of URLs with exponential backoff
+  and equal jitter (:class:`Backoff`, seeded for tests, capped delay; reset only after a
+  link stayed up for ``backoff_stable`` seconds, so a peer that refuses us right after the
+  handshake is not redialled in a tight loop), until it closes or is told to stop dialling
+  one (:meth:`Transport.undial`: a peer moved; see :mod:`sync.transport.diallers`). Every
   websocket first runs the handshake of :mod:`sync.transport.auth`; nothing else is read or
   written before it succeeds, and afterwards every frame, both ways, is sealed and checked
   with the link's :class:`~sync.transport.auth.Session` (a frame that fails its check closes
@@ -109,6 +110,7 @@ from .auth import (
     encode_frame,
     server_handshake,
 )
+from .diallers import Diallers
 from .dialstate import (
     FORGOTTEN_REASON,
     SELF_REASON,
@@ -261,7 +263,7 @@ class Transport:
             http=http,
         )
         self._servers: list[Server] = []  # one per listening socket
-        self._diallers: dict[str, asyncio.Task[None]] = {}
+        self._diallers = Diallers()
         self._url_peer: dict[str, str] = {}
         self._link_gone: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -342,17 +344,24 @@ class Transport:
         return self.url
 
     def dial(self, urls: Iterable[str]) -> None:
-        """Keep a link to each URL, redialling with backoff, until :meth:`aclose`."""
+        """Keep a link to each URL, redialling with backoff, until :meth:`undial` or
+        :meth:`aclose`."""
         for url in urls:
-            if url not in self._diallers and not self._closing:
+            if not self._closing and self._diallers.start(url, self._dial_forever):
                 self.dials.track(url)
-                task = asyncio.get_running_loop().create_task(self._dial_forever(url))
-                self._diallers[url] = task
+
+    def undial(self, url: str) -> None:
+        """Stop keeping a link to ``url`` (:mod:`sync.transport.diallers`): a dial in
+        progress is cancelled; a link dialled over it stays open until it ends, and is not
+        redialled; ``url`` leaves :attr:`dials`. Nothing happens for a URL not dialled."""
+        self._diallers.stop(url)
+        self._url_peer.pop(url, None)
+        self.dials.drop(url)
 
     @property
     def dialling(self) -> list[str]:
         """The URLs this transport keeps dialling."""
-        return list(self._diallers)
+        return self._diallers.urls()
 
     async def aclose(self) -> None:
         """Stop listening and dialling, close every link with 1001 (going away)."""
@@ -364,16 +373,7 @@ class Transport:
         await asyncio.gather(
             *(self._close_quietly(link, CLOSE_GOING_AWAY, "peer shutting down") for link in links)
         )
-        diallers = list(self._diallers.values())
-        self._diallers.clear()
-        if diallers:
-            # They return on their own once their link ended; a dial in progress is cancelled.
-            _done, pending = await asyncio.wait(diallers, timeout=self.config.close_timeout)
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self._diallers.aclose(self.config.close_timeout)
         if self._servers:
             for server in self._servers:
                 server.close(close_connections=True)
@@ -538,8 +538,8 @@ class Transport:
     async def _dial_forever(self, url: str) -> None:
         """:meth:`_dial_loop`, started again after a failure it does not expect (a bug, or an
         input nobody foresaw): logged with its traceback, the dial reported failed, and the
-        URL dialled again after the longest backoff, never dropped for the process's life."""
-        while not self._closing:
+        URL dialled again after the longest backoff, never dropped until it is undialled."""
+        while not self._closing and self._diallers.keeps(url):
             try:
                 await self._dial_loop(url)
                 return
@@ -550,7 +550,7 @@ class Transport:
 
     async def _dial_loop(self, url: str) -> None:
         backoff = Backoff(self.config.backoff_base, self.config.backoff_cap, self.rng)
-        while not self._closing:
+        while not self._closing and self._diallers.keeps(url):
             known = self._url_peer.get(url)
             if known is not None and known in self.links:
                 self.dials.up(url, known)  # linked already (it may have dialled us)
@@ -585,6 +585,9 @@ class Transport:
                 self.dials.failed(url, *classify_refusal(code, reason, by_us=False))
                 await self._rest(backoff.next())
                 continue
+            except asyncio.CancelledError:  # undialled, or closing: the connection goes too
+                ws.transport.abort()
+                raise
             except Exception:  # not expected (see _dial_forever): the connection goes first
                 with contextlib.suppress(Exception):
                     await ws.close(1011, "internal error")
@@ -596,12 +599,13 @@ class Transport:
                 return
             self._url_peer[url] = info.replica_id
             started = asyncio.get_running_loop().time()
-            await self._run_link(ws, info, dialled_by=self.me.replica_id, url=url)
+            with self._diallers.carrying():  # (undial leaves this link open)
+                await self._run_link(ws, info, dialled_by=self.me.replica_id, url=url)
             # A link that ended at once (refused after the handshake: forgotten, protocol
             # error) must not reset the backoff, or the peer is redialled every few ms.
             if asyncio.get_running_loop().time() - started >= self.config.backoff_stable:
                 backoff.reset()
-            if not self._closing:
+            if not self._closing and self._diallers.keeps(url):
                 await self._rest(backoff.next())
 
     async def _rest(self, seconds: float) -> None:

@@ -1,8 +1,9 @@
 """Why a configured peer is (not) linked: one small state machine per dialled URL.
 
-Theory of operation. The transport dials every URL it was given for as long as it runs
-(:mod:`sync.transport.connection`). Each URL has a :class:`DialState` and the text of its
-last error, kept by :class:`DialBook`:
+Theory of operation. The transport dials every URL it was given for as long as it runs, or
+until it is told to stop dialling it (:mod:`sync.transport.connection`). Each URL it dials
+has a :class:`DialState` and the text of its last error, kept by :class:`DialBook`
+(:meth:`DialBook.drop` forgets a URL no longer dialled):
 
 * ``connecting``: not known yet (the first dial, or a redial after a link ended);
 * ``connected``: a link to the replica at that URL is open (whoever dialled it);
@@ -192,6 +193,13 @@ class DialBook:
         """Start tracking ``url`` (``connecting``); a known URL is left as it is."""
         if url not in self._dials:
             self._dials[url] = _Dial(url, since=time.time())
+            self._notify()
+
+    def drop(self, url: str) -> None:
+        """Stop tracking ``url`` (no longer dialled): it leaves :meth:`snapshot`,
+        :meth:`errors` and :meth:`pending`; its failed attempts stay counted in
+        :attr:`failures`. A waiter on it no longer waits for it. Unknown URL: nothing."""
+        if self._dials.pop(url, None) is not None:
             self._notify()
 
     def urls_of(self, replica_id: str) -> list[str]:

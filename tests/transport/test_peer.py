@@ -437,7 +437,7 @@ async def test_dial_learned_connects_peers_introduced_by_a_third(tmp_path: Path)
         await linked(hub, c)
         await linked(hub, b)
         await linked(b, c)  # b learned c's address from hub and dialled it
-        assert c.url in b.transport._diallers
+        assert c.url in b.transport.dialling
     finally:
         await b.aclose()
         await c.aclose()
