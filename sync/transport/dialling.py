@@ -1,10 +1,15 @@
 """Whom a peer dials and whose links it refuses, and what its engine hears of the dials.
 
-* **Whom it dials.** The configured URLs (``peers=`` of ``Peer.open``) when it starts;
-  with ``dial_learned``, also the address of every peer it learns of (from the store at
-  open, and from the engine's ``Persist`` of peer records: :meth:`Dialling.learned`), as
-  soon as it is learned or changes. Its own URL, and the address of a replica forgotten
-  here, are not dialled.
+* **Whom it dials.** The configured URLs (``peers=`` of ``Peer.open``) when it starts,
+  for as long as it runs; with ``dial_learned``, also the address of every peer it learns
+  of (from the store at open, and from the engine's ``Persist`` of peer records:
+  :meth:`Dialling.learned`), as soon as it is learned or changes. Its own URL, and the
+  address of a replica forgotten here, are not dialled. When a replica's address changes
+  (its newer card says it listens elsewhere, or nowhere) or it is forgotten, its old
+  address is no longer dialled (``Transport.undial``: a link open over it stays until it
+  ends), unless it is a configured URL or another known replica has it: a peer that moved
+  (a new port after a restart, a new IP) leaves no dialler behind, redialling a dead
+  address with backoff and counted as connecting.
 * **Whom it refuses.** A replica forgotten here (by an operator, or this database's own
   retired id after a rotation): :meth:`Dialling.refuse` is the transport's ``refuse``,
   which closes such a link inside the handshake with
@@ -76,20 +81,39 @@ class Dialling:
         self._task: asyncio.Task[None] | None = None
 
     def learned(self, replica_id: str, address: str | None, forgotten: bool) -> None:
-        """A peer record: remember the address (dial it if new and ``dial_learned``), or
-        that the replica is forgotten here."""
+        """A peer record: remember its address (None, or not a ``ws://``/``wss://`` URL: it
+        has none) and whether the replica is forgotten here; with ``dial_learned``, dial
+        the address it has now and stop dialling the one it had (:meth:`_retarget`)."""
         owner = self._owner
         if replica_id == owner.replica_id:
             return
+        before = self._target(replica_id)
         if forgotten:
             self.forgotten.add(replica_id)
-            return
         if address and address.startswith(("ws://", "wss://")) and address != owner.url:
-            fresh = self.addresses.get(replica_id) != address
             self.addresses[replica_id] = address
-            if fresh and owner.dial_learned and owner.node is not None:
-                owner.transport.dial([address])
-                self.watch()
+        else:
+            self.addresses.pop(replica_id, None)
+        self._retarget(before, self._target(replica_id))
+
+    def _target(self, replica_id: str) -> str | None:
+        """The learned address dialled for ``replica_id`` (None: none, or it is forgotten)."""
+        return None if replica_id in self.forgotten else self.addresses.get(replica_id)
+
+    def _retarget(self, old: str | None, new: str | None) -> None:
+        """A replica's learned address was ``old`` and is ``new`` now (either None: none):
+        with ``dial_learned``, dial ``new``, and stop dialling ``old`` unless the operator
+        asked for it (a configured URL) or another replica still has it; then tell the
+        engine."""
+        owner = self._owner
+        if old == new or not owner.dial_learned or owner.node is None:
+            return
+        if new is not None:
+            owner.transport.dial([new])
+        kept = old in self.configured or any(self._target(r) == old for r in self.addresses)
+        if old is not None and not kept:
+            owner.transport.undial(old)
+        self.watch()
 
     def refuse(self, info: PeerInfo) -> str | None:
         """Why a link from ``info`` is refused (None: it is not)."""
@@ -100,9 +124,7 @@ class Dialling:
     def unforgotten(self, replica_id: str) -> None:
         """``replica_id`` is a member again: accept its links, dial it if we would."""
         self.forgotten.discard(replica_id)
-        address = self.addresses.get(replica_id)
-        if address is not None and self._owner.dial_learned:
-            self._owner.transport.dial([address])
+        self._retarget(None, self._target(replica_id))
 
     def restart(self) -> None:
         """A new node: it has been told nothing of the dials yet."""

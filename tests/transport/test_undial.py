@@ -1,19 +1,25 @@
-"""A URL no longer dialled: ``Transport.undial``.
+"""A URL no longer dialled: ``Transport.undial``, and a peer that moved no longer dialled at
+its old address (``Dialling.learned`` with ``dial_learned``).
 
-Before, the dial loop of an address ran for the process's life.
+Before, the dial loop of an address ran for the process's life: a peer whose port or IP
+changed left every peer that had dialled it redialling a dead address with backoff, counted
+as connecting and shown with its error in the status.
 
-Real transports, websockets on 127.0.0.1 (ports from the OS).
+Real transports and peers, websockets on 127.0.0.1 (ports from the OS).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 
 from sync.transport.connection import Transport, TransportConfig
-from tests.transport.conftest import eventually
+from sync.transport.dialling import Dialling
+from tests.transport.conftest import eventually, linked, open_peer
 from tests.transport.test_connection import WAIT, JsonCodec, Push, Recorder, ident, make
 
 __all__: list[str] = []
@@ -101,3 +107,94 @@ async def test_undial_leaves_an_open_link_and_does_not_redial_it() -> None:
     finally:
         await a.aclose()
         await b.aclose()
+
+
+class _Node:
+    """What the engine is told of the dials (``links_connecting``)."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[int, dict[str, str]]] = []
+
+    def links_connecting(self, connecting: int, failed: dict[str, str]) -> None:
+        self.told.append((connecting, failed))
+
+
+class _Owner:
+    def __init__(self, transport: Transport) -> None:
+        self.replica_id = "me"
+        self.url: str | None = None
+        self.transport = transport
+        self.node: Any = _Node()
+        self.dial_learned = True
+
+
+async def test_an_old_address_is_kept_while_configured_or_another_replica_has_it() -> None:
+    """A replica's old address is undialled when it moves, listens nowhere, or is forgotten;
+    but not while it is a configured URL, or the address of another replica."""
+    t = Transport(ident("me"), Recorder(), JsonCodec(), FAST)
+    owner = _Owner(t)
+    d = Dialling(owner, lambda: False)
+    u = [refused_url() for _ in range(6)]
+    try:
+        d.dial([u[0]])  # configured
+        d.learned("b", u[1], False)
+        d.learned("c", u[0], False)  # at the configured URL
+        d.learned("x", u[2], False)
+        d.learned("y", u[2], False)  # two replicas, one address
+        assert set(t.dialling) == {u[0], u[1], u[2]}
+
+        d.learned("b", u[3], False)  # b moved: u1 is dead
+        d.learned("c", u[4], False)  # c moved: u0 stays, the operator asked for it
+        d.learned("x", None, False)  # x listens nowhere: y is still at u2
+        assert set(t.dialling) == {u[0], u[2], u[3], u[4]}
+        assert u[1] not in t.dials.snapshot()
+        d.learned("y", u[2], True)  # y forgotten: nobody left at u2
+        assert set(t.dialling) == {u[0], u[3], u[4]}
+
+        d.learned("b", u[3], True)  # b forgotten, then taken back
+        assert set(t.dialling) == {u[0], u[4]}
+        d.unforgotten("b")
+        assert set(t.dialling) == {u[0], u[3], u[4]}
+
+        d.learned("c", "not a URL", False)  # as good as none
+        assert set(t.dialling) == {u[0], u[3]}
+        await eventually(lambda: set(t.dial_errors) == {u[0], u[3]}, "the dials to fail")
+        d.watch()
+        connecting, failed = owner.node.told[-1]
+        assert connecting == 0 and set(failed) == {u[0], u[3]}  # (the engine hears no more)
+    finally:
+        await d.aclose()
+        await t.aclose()
+
+
+async def test_a_peer_that_moved_is_no_longer_dialled_at_its_old_address(tmp_path: Path) -> None:
+    """``a`` learns ``b``'s address from ``c``, which both dial, and dials it; ``b`` comes
+    back on another port and dials ``a`` (its newer card says where it listens now): ``a``
+    links to ``b`` at its new address and no longer dials the old one (before: for the
+    process's life, ``unreachable``)."""
+    c = await open_peer(tmp_path / "c.db")
+    b = await open_peer(tmp_path / "b.db", peers=[c.url])
+    a = await open_peer(tmp_path / "a.db", peers=[c.url], dial_learned=True)
+    try:
+        old = b.url
+        assert old is not None
+
+        def at(url: str) -> bool:
+            link = a.transport.dials.snapshot().get(url)
+            return link is not None and link.connected
+
+        await eventually(lambda: at(old), "a to link to b at the address it learned")
+        await b.aclose()
+        b = await open_peer(tmp_path / "b.db", peers=[c.url, a.url])  # another port
+        new = b.url
+        assert new is not None and new != old
+
+        await eventually(lambda: at(new), "a to link to b at its new address")
+        assert old not in a.transport.dials.snapshot()
+        assert old not in a.transport.dialling and old not in a.transport.dial_errors
+        assert old not in a.status_now()["links"]
+        await linked(a, b)
+        assert a.status_now()["peers"][b.replica_id]["state"] == "connected"
+    finally:
+        for p in (a, b, c):
+            await p.aclose()
