@@ -42,6 +42,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 from typing import Final
 
 from cryptography.exceptions import InvalidSignature
@@ -51,7 +52,7 @@ from crdt import replica_id_for
 from sync import messages as m
 from sync.signing import Signer, public_key_of
 
-__all__ = ["MAX_AT", "RESIGN_EVERY", "Cards", "card_payload", "card_text"]
+__all__ = ["MAX_AT", "RESIGN_EVERY", "Cards", "card_fields", "card_payload", "card_text"]
 
 _DOMAIN: Final = b"shoal-member-card/1\x00"
 #: The largest ``at`` a card may carry (the wire's bound on counts).
@@ -67,6 +68,11 @@ def card_payload(
     """The bytes a card's signature covers."""
     fields = json.dumps([replica_id, address, site, home, at], separators=(",", ":"))
     return _DOMAIN + fields.encode("utf-8", "surrogatepass")
+
+
+def card_fields(card: m.PeerInfo) -> str:
+    """What ``card`` says of its replica, as JSON (the home flag: being on the ring)."""
+    return json.dumps([card.address, card.site, card.home], separators=(",", ":"))
 
 
 def card_text(info: m.PeerInfo) -> str:
@@ -228,6 +234,20 @@ class Cards:
         if self.newer(info):
             self._held[replica_id] = info
         return True
+
+    def behind(self, listed: Iterable[m.PeerInfo]) -> bool:
+        """True when a member's list (its cards checked) shows a replica whose card held here
+        is newer than the one listed, or lists it without one: its sender lacks what we
+        hold, and is to be sent our list (else a newer card reached a member only over a
+        link of its own to the replica it is of). Never for an engine that does not sign."""
+        if self._signer is None:
+            return False
+        held, me = self._held, self._me
+        for info in listed:
+            mine = self._own if info.replica_id == me else held.get(info.replica_id)
+            if mine is not None and (info.sig is None or (info.at, info.sig) < (mine.at, mine.sig)):
+                return True
+        return False
 
     def held(self, replica_id: str) -> m.PeerInfo | None:
         """The newest card held of ``replica_id``."""

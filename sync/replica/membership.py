@@ -39,7 +39,6 @@ Knows only the outbox.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -50,7 +49,7 @@ from sync.config import ReplicaConfig, check_bool
 from sync.consistency import LOCAL_QUORUM, Level, required_acks
 from sync.effects import Alarm, PeerRecord
 from sync.errors import LocalProtocolError
-from sync.member_cards import RESIGN_EVERY, Cards, card_text
+from sync.member_cards import RESIGN_EVERY, Cards, card_fields, card_text
 from sync.replica.outbox import Outbox
 from sync.ring import Ring
 
@@ -101,11 +100,6 @@ class SkewRecord:
     first: float
     last: float
     alarmed: float
-
-
-def _card_fields(card: m.PeerInfo) -> str:
-    """What ``card`` says of its replica, as JSON (the home flag: being on the ring)."""
-    return json.dumps([card.address, card.site, card.home], separators=(",", ":"))
 
 
 class Membership:
@@ -161,7 +155,7 @@ class Membership:
         self._members_version = 0
         self._gossiped: dict[str, int] = {}  # peer -> the members version it was sent
         # peer -> the members we know that it listed in the parts of a list still coming
-        self._listing: dict[str, set[str]] = {}
+        self._listing: dict[str, tuple[set[str], bool]] = {}
         self._required_memo: dict[tuple[Level, int], tuple[int, None]] = {}
         self._skews: dict[str, SkewRecord] = {}  # writer -> writes of it set aside
         self._non_homes: set[str] = set()  # known peers that are not homes (in memory only)
@@ -600,7 +594,7 @@ class Membership:
             if fresh:
                 held = cards.held(rid)
                 cards.hold(info)
-                if held is None or _card_fields(held) != _card_fields(info):
+                if held is None or card_fields(held) != card_fields(info):
                     self.changed()  # (the members' digest covers what the cards held say)
             self.learn(rid, info.address, info.site, now, None if rid in self._up else info.home)
             if fresh and info.address is None:
@@ -650,18 +644,20 @@ class Membership:
     def members_missing(
         self, sender: str, listed: Iterable[m.PeerInfo], *, more: bool = False
     ) -> bool:
-        """True when ``sender``'s list of members misses some home we know. A list too big
-        for one message comes in parts (``more``: parts follow): the names of ours listed so
-        far are kept until the last part (at most one per peer we know), then it is judged
-        whole."""
+        """True when ``sender``'s list of members misses some home we know, or shows an older
+        card than we hold (:meth:`Cards.behind`). A list too big for one message comes in
+        parts (``more``: parts follow): the names of ours listed so far are kept until the
+        last part (at most one per peer we know), then it is judged whole."""
         peers = self._peers
-        names = self._listing.pop(sender, set())
+        names, behind = self._listing.pop(sender, (set(), False))
+        listed = list(listed)
         names.update(i.replica_id for i in listed if i.replica_id in peers)
+        behind = behind or self.cards.behind(listed)
         if more:
-            self._listing[sender] = names
+            self._listing[sender] = (names, behind)
             return False
         non_homes = self._non_homes
-        return any(
+        return behind or any(
             not rec.forgotten and pid not in names and pid not in non_homes
             for pid, rec in peers.items()
         )
@@ -676,7 +672,7 @@ class Membership:
         out = []
         for rid in self.ring().peers:
             card = cards.own() if rid == self._me else cards.held(rid)
-            out.append(rid if card is None or card.sig is None else f"{rid}@{_card_fields(card)}")
+            out.append(rid if card is None or card.sig is None else f"{rid}@{card_fields(card)}")
         out.sort()
         return out
 

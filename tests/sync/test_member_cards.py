@@ -458,3 +458,41 @@ def test_the_first_part_of_a_list_leaves_room_for_big_partition_contexts() -> No
     _deliver(a, q, sent)
     assert {c.replica_id for c in members} <= set(q._membership._peers)
     assert q.summary(3) == CausalContext()  # (q took a's summary as a report, not as its own)
+
+
+def test_a_member_that_lists_an_older_card_is_sent_the_newer_one() -> None:
+    """``c`` holds ``b``'s newer card (it moved), ``a`` the older one, and ``a`` sends ``c``
+    its list of members (their digests differ). ``c`` judged that list only by the ids it
+    names, found none missing and sent nothing back: a newer card reached a member only over
+    a link of its own, never through another member (found by a review: a peer dialling
+    learned addresses kept dialling ``b``'s old one). Now ``c`` answers with its list, and
+    ``a`` takes the newer card from it."""
+    a, _ = _replica()
+    c, _ = _replica()
+    b = Signer.generate()
+    old = _card(b, T0, "ws://b.example:7000")
+    new = _card(b, T0 + 60, "ws://b.example:7001")
+    h = Signer.generate().replica_id
+    for r in (a, c):
+        r.peer_up(h, T0)
+        r.effects()
+        _summary_from(h, r, [old], T0 + 1)
+    _summary_from(h, c, [new], T0 + 61)
+    c.peer_up(a.replica_id, T0 + 62)
+    c.effects()  # (its opening summary: lost, or a was not listening yet)
+    a.peer_up(c.replica_id, T0 + 62)
+    a.effects()
+    listed = a._membership.gossip(c.replica_id) or _gossiped(a, c.replica_id)
+    assert old in listed
+    msg = m.Summary.model_construct(proto=1, t="summary", parts={}, known_peers=listed)
+    c.receive(a.replica_id, m.decode(m.encode(msg)), T0 + 63)
+    answers = [
+        fx.message
+        for fx in c.effects()
+        if isinstance(fx, Send) and fx.peer == a.replica_id and isinstance(fx.message, m.Summary)
+    ]
+    assert any(new in s.known_peers for s in answers), answers
+    for s in answers:
+        a.receive(c.replica_id, m.decode(m.encode(s)), T0 + 64)
+    assert _record(a, b.replica_id) == ("ws://b.example:7001", None, True)
+    assert c._membership.cards.held(b.replica_id) == new  # (and c kept the newer one)
