@@ -652,7 +652,10 @@ class Membership:
         names, behind = self._listing.pop(sender, (set(), False))
         listed = list(listed)
         names.update(i.replica_id for i in listed if i.replica_id in peers)
-        behind = behind or self.cards.behind(listed)
+        # (Only the cards our own list would carry: else a card of a forgotten peer, or of
+        # a non-home not up here, held newer than the one listed, got the sender a list
+        # without it, again at each of its lists, which could answer back: a ping-pong.)
+        behind = behind or self.cards.behind(i for i in listed if self._lists(i.replica_id))
         if more:
             self._listing[sender] = (names, behind)
             return False
@@ -660,6 +663,17 @@ class Membership:
         return behind or any(
             not rec.forgotten and pid not in names and pid not in non_homes
             for pid, rec in peers.items()
+        )
+
+    def _lists(self, peer: str) -> bool:
+        """Does :meth:`gossip` list ``peer`` (with the card held of it)?"""
+        if peer == self._me:
+            return True
+        rec = self._peers.get(peer)
+        return (
+            rec is not None
+            and not rec.forgotten
+            and (peer not in self._non_homes or peer in self._up)
         )
 
     def homes(self) -> list[str]:

@@ -496,3 +496,78 @@ def test_a_member_that_lists_an_older_card_is_sent_the_newer_one() -> None:
         a.receive(c.replica_id, m.decode(m.encode(s)), T0 + 64)
     assert _record(a, b.replica_id) == ("ws://b.example:7001", None, True)
     assert c._membership.cards.held(b.replica_id) == new  # (and c kept the newer one)
+
+
+def _shuttle(x: Replica, y: Replica, now: float, rounds: int = 12) -> int:
+    """Deliver the summaries ``x`` and ``y`` send each other until none is left (at most
+    ``rounds`` deliveries); how many were delivered."""
+    delivered = 0
+    for _ in range(rounds):
+        moved = False
+        for src, dst in ((x, y), (y, x)):
+            for fx in src.effects():
+                if (
+                    isinstance(fx, Send)
+                    and fx.peer == dst.replica_id
+                    and isinstance(fx.message, m.Summary)
+                ):
+                    dst.receive(src.replica_id, m.decode(m.encode(fx.message)), now)
+                    delivered += 1
+                    moved = True
+        if not moved:
+            break
+    return delivered
+
+
+def test_a_forgotten_peers_older_card_listed_starts_no_ping_pong() -> None:
+    """``c`` forgot ``b`` (and still holds its newer card); ``a`` lists ``b`` with the older
+    one. ``c`` answered with its list (``a`` is behind on ``b``), which does not list ``b``
+    (forgotten), so ``a`` found a home missing from it and answered with its own list, and
+    so on without end: a list each way per message, between rounds. ``c`` judges a list
+    only by the cards it would list itself."""
+    a, _ = _replica()
+    c, _ = _replica()
+    b = Signer.generate()
+    old = _card(b, T0, "ws://b.example:7000")
+    new = _card(b, T0 + 60, "ws://b.example:7001")
+    h = Signer.generate().replica_id
+    for r in (a, c):
+        r.peer_up(h, T0)
+        r.effects()
+        _summary_from(h, r, [old], T0 + 1)
+    _summary_from(h, c, [new], T0 + 61)
+    c.forget(b.replica_id, T0 + 62)
+    c.peer_up(a.replica_id, T0 + 62)
+    a.peer_up(c.replica_id, T0 + 62)
+    assert _shuttle(a, c, T0 + 63) < 12  # (the opening summaries)
+    msg = m.Summary.model_construct(
+        proto=1, t="summary", parts={}, known_peers=_gossiped(a, c.replica_id)
+    )
+    c.receive(a.replica_id, m.decode(m.encode(msg)), T0 + 64)
+    assert _shuttle(a, c, T0 + 64) < 12
+
+
+def test_a_non_homes_older_card_listed_starts_no_ping_pong() -> None:
+    """The same with ``b``'s newer card saying it is no longer a home (``c`` does not list
+    a non-home that is not up): ``a``, listing ``b`` as a home with its older card, was sent
+    a list without it, found a home missing, and so on."""
+    a, _ = _replica()
+    c, _ = _replica()
+    b = Signer.generate()
+    old = _card(b, T0, "ws://b.example:7000")
+    new = _card(b, T0 + 60, "ws://b.example:7001", home=False)
+    h = Signer.generate().replica_id
+    for r in (a, c):
+        r.peer_up(h, T0)
+        r.effects()
+        _summary_from(h, r, [old], T0 + 1)
+    _summary_from(h, c, [new], T0 + 61)
+    assert c._membership.non_homes() == [b.replica_id]
+    c.peer_up(a.replica_id, T0 + 62)
+    a.peer_up(c.replica_id, T0 + 62)
+    assert _shuttle(a, c, T0 + 63) < 12  # (the opening summaries)
+    msg = m.Summary.model_construct(
+        proto=1, t="summary", parts={}, known_peers=_gossiped(a, c.replica_id)
+    )
+    c.receive(a.replica_id, m.decode(m.encode(msg)), T0 + 64)
+    assert _shuttle(a, c, T0 + 64) < 12
