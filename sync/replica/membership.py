@@ -34,13 +34,13 @@ site.
 * **Health**: the writes of each writer set aside for clock skew (:class:`Skewed`), counted
   per writer, with an alarm at most once per writer every :data:`ALARM_REPEAT` seconds.
 
-Knows only the outbox.
+Knows only the outbox (and the records of :mod:`sync.replica.skew`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from crdt import CausalContext
@@ -51,6 +51,7 @@ from sync.effects import Alarm, PeerRecord
 from sync.errors import LocalProtocolError
 from sync.member_cards import RESIGN_EVERY, Cards, card_fields, card_text
 from sync.replica.outbox import Outbox
+from sync.replica.skew import Skewed, SkewRecord
 from sync.ring import Ring
 
 __all__ = [
@@ -76,30 +77,6 @@ MAX_MEMBERS = 10_000
 #: The most writers whose writes set aside for clock skew are remembered (the least recently
 #: set aside go first): a member may relay writes of as many made-up writers as it likes.
 MAX_SKEWED_WRITERS = 1_000
-
-
-@dataclass(frozen=True, slots=True)
-class Skewed:
-    """A received write stamped further ahead of this replica's clock than the bound allows:
-    the replica whose timestamp it is, how far ahead of our clock (ms), and what carried
-    it."""
-
-    writer: str
-    ahead_ms: int
-    what: str
-
-
-@dataclass(slots=True)
-class SkewRecord:
-    """Writes of one replica set aside for a timestamp too far ahead of our clock: how many,
-    how far ahead the last one was (ms), when the first and the last came, and when we last
-    raised an alarm about it."""
-
-    set_aside: int
-    ahead_ms: int
-    first: float
-    last: float
-    alarmed: float
 
 
 class Membership:
@@ -545,10 +522,10 @@ class Membership:
         self._gossiped[peer] = self._members_version
         cards = self.cards
         known = [cards.own()]
-        non_homes, up = self._non_homes, self._up
+        non_homes = self._non_homes
         for pid in sorted(self._peers):
             rec = self._peers[pid]
-            if not rec.forgotten and (pid not in non_homes or pid in up):
+            if self._lists(pid):
                 card = cards.held(pid)
                 known.append(
                     card
@@ -666,7 +643,8 @@ class Membership:
         )
 
     def _lists(self, peer: str) -> bool:
-        """Does :meth:`gossip` list ``peer`` (with the card held of it)?"""
+        """Does :meth:`gossip` list ``peer`` (with the card held of it): this replica, and the
+        known peers not forgotten, homes or up here?"""
         if peer == self._me:
             return True
         rec = self._peers.get(peer)

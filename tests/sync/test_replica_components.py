@@ -25,8 +25,9 @@ COMPONENTS: dict[str, set[str]] = {
     "map_clashes": {"outbox"},
     "checked": set(),
     "evicted": set(),
+    "skew": set(),
     "local_data": {"outbox", "seals", "map_clashes", "evicted", "checked"},
-    "membership": {"outbox"},
+    "membership": {"outbox", "skew"},
     "drain": {"outbox", "local_data", "membership"},
     "propagation": {"membership"},
     "outbound": {"outbox", "timers", "membership"},
@@ -63,8 +64,9 @@ COMPONENTS: dict[str, set[str]] = {
 # Modules that hold text only (no code), so not components: the façade's docstring points
 # to them rather than importing them.
 TEXT_ONLY = {"theory"}
-# Parts of one component, which it makes and holds (local_data's), not the façade.
-PARTS = {"seals", "map_clashes", "evicted"}
+# Parts of one component, which it makes and holds (local_data's, membership's), not the
+# façade.
+PARTS = {"seals", "map_clashes", "evicted", "skew"}
 
 
 def _components_imported(path: Path) -> set[str]:
