@@ -460,6 +460,23 @@ def test_the_first_part_of_a_list_leaves_room_for_big_partition_contexts() -> No
     assert q.summary(3) == CausalContext()  # (q took a's summary as a report, not as its own)
 
 
+def _behind_on_b(**new_card: Any) -> tuple[Replica, Replica, Signer, m.PeerInfo, m.PeerInfo]:
+    """``a`` and ``c``, each told of ``b``'s card by a member ``h`` up at both; ``c`` then of
+    ``b``'s newer card (``new_card``: its fields), ``a`` not: (a, c, b, old card, new)."""
+    a, _ = _replica()
+    c, _ = _replica()
+    b = Signer.generate()
+    old = _card(b, T0, "ws://b.example:7000")
+    new = _card(b, T0 + 60, "ws://b.example:7001", **new_card)
+    h = Signer.generate().replica_id
+    for r in (a, c):
+        r.peer_up(h, T0)
+        r.effects()
+        _summary_from(h, r, [old], T0 + 1)
+    _summary_from(h, c, [new], T0 + 61)
+    return a, c, b, old, new
+
+
 def test_a_member_that_lists_an_older_card_is_sent_the_newer_one() -> None:
     """``c`` holds ``b``'s newer card (it moved), ``a`` the older one, and ``a`` sends ``c``
     its list of members (their digests differ). ``c`` judged that list only by the ids it
@@ -467,17 +484,7 @@ def test_a_member_that_lists_an_older_card_is_sent_the_newer_one() -> None:
     a link of its own, never through another member (found by a review: a peer dialling
     learned addresses kept dialling ``b``'s old one). Now ``c`` answers with its list, and
     ``a`` takes the newer card from it."""
-    a, _ = _replica()
-    c, _ = _replica()
-    b = Signer.generate()
-    old = _card(b, T0, "ws://b.example:7000")
-    new = _card(b, T0 + 60, "ws://b.example:7001")
-    h = Signer.generate().replica_id
-    for r in (a, c):
-        r.peer_up(h, T0)
-        r.effects()
-        _summary_from(h, r, [old], T0 + 1)
-    _summary_from(h, c, [new], T0 + 61)
+    a, c, b, old, new = _behind_on_b()
     c.peer_up(a.replica_id, T0 + 62)
     c.effects()  # (its opening summary: lost, or a was not listening yet)
     a.peer_up(c.replica_id, T0 + 62)
@@ -525,17 +532,7 @@ def test_a_forgotten_peers_older_card_listed_starts_no_ping_pong() -> None:
     (forgotten), so ``a`` found a home missing from it and answered with its own list, and
     so on without end: a list each way per message, between rounds. ``c`` judges a list
     only by the cards it would list itself."""
-    a, _ = _replica()
-    c, _ = _replica()
-    b = Signer.generate()
-    old = _card(b, T0, "ws://b.example:7000")
-    new = _card(b, T0 + 60, "ws://b.example:7001")
-    h = Signer.generate().replica_id
-    for r in (a, c):
-        r.peer_up(h, T0)
-        r.effects()
-        _summary_from(h, r, [old], T0 + 1)
-    _summary_from(h, c, [new], T0 + 61)
+    a, c, b, _, _ = _behind_on_b()
     c.forget(b.replica_id, T0 + 62)
     c.peer_up(a.replica_id, T0 + 62)
     a.peer_up(c.replica_id, T0 + 62)
@@ -551,17 +548,7 @@ def test_a_non_homes_older_card_listed_starts_no_ping_pong() -> None:
     """The same with ``b``'s newer card saying it is no longer a home (``c`` does not list
     a non-home that is not up): ``a``, listing ``b`` as a home with its older card, was sent
     a list without it, found a home missing, and so on."""
-    a, _ = _replica()
-    c, _ = _replica()
-    b = Signer.generate()
-    old = _card(b, T0, "ws://b.example:7000")
-    new = _card(b, T0 + 60, "ws://b.example:7001", home=False)
-    h = Signer.generate().replica_id
-    for r in (a, c):
-        r.peer_up(h, T0)
-        r.effects()
-        _summary_from(h, r, [old], T0 + 1)
-    _summary_from(h, c, [new], T0 + 61)
+    a, c, b, _, _ = _behind_on_b(home=False)
     assert c._membership.non_homes() == [b.replica_id]
     c.peer_up(a.replica_id, T0 + 62)
     a.peer_up(c.replica_id, T0 + 62)
