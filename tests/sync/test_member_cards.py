@@ -526,30 +526,19 @@ def _shuttle(x: Replica, y: Replica, now: float, rounds: int = 12) -> int:
     return delivered
 
 
-def test_a_forgotten_peers_older_card_listed_starts_no_ping_pong() -> None:
-    """``c`` forgot ``b`` (and still holds its newer card); ``a`` lists ``b`` with the older
-    one. ``c`` answered with its list (``a`` is behind on ``b``), which does not list ``b``
-    (forgotten), so ``a`` found a home missing from it and answered with its own list, and
-    so on without end: a list each way per message, between rounds. ``c`` judges a list
-    only by the cards it would list itself."""
-    a, c, b, _, _ = _behind_on_b()
-    c.forget(b.replica_id, T0 + 62)
-    c.peer_up(a.replica_id, T0 + 62)
-    a.peer_up(c.replica_id, T0 + 62)
-    assert _shuttle(a, c, T0 + 63) < 12  # (the opening summaries)
-    msg = m.Summary.model_construct(
-        proto=1, t="summary", parts={}, known_peers=_gossiped(a, c.replica_id)
-    )
-    c.receive(a.replica_id, m.decode(m.encode(msg)), T0 + 64)
-    assert _shuttle(a, c, T0 + 64) < 12
-
-
-def test_a_non_homes_older_card_listed_starts_no_ping_pong() -> None:
-    """The same with ``b``'s newer card saying it is no longer a home (``c`` does not list
-    a non-home that is not up): ``a``, listing ``b`` as a home with its older card, was sent
-    a list without it, found a home missing, and so on."""
-    a, c, b, _, _ = _behind_on_b(home=False)
-    assert c._membership.non_homes() == [b.replica_id]
+@pytest.mark.parametrize("why", ["forgotten", "no longer a home"])
+def test_an_older_card_of_a_peer_we_do_not_list_starts_no_ping_pong(why: str) -> None:
+    """``a`` lists ``b`` with its older card to ``c``, which holds ``b``'s newer card but
+    does not list ``b`` itself: ``c`` forgot it, or its newer card says it is no longer a
+    home (``c`` lists a non-home only while it is up). ``c`` answered with its list (``a``
+    is behind on ``b``), which does not list ``b``, so ``a`` found a home missing from it and
+    answered with its own list, and so on without end: a list each way per message, between
+    rounds. ``c`` judges a list only by the cards it would list itself."""
+    a, c, b, _, _ = _behind_on_b(home=why == "forgotten")
+    if why == "forgotten":
+        c.forget(b.replica_id, T0 + 62)
+    else:
+        assert c._membership.non_homes() == [b.replica_id]
     c.peer_up(a.replica_id, T0 + 62)
     a.peer_up(c.replica_id, T0 + 62)
     assert _shuttle(a, c, T0 + 63) < 12  # (the opening summaries)
