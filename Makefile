@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/idle_bench.py --quick
 	$(BIN)/python benchmarks/scale_sim.py --quick
 	$(BIN)/python benchmarks/speed_bench.py --quick
+	$(BIN)/python benchmarks/commit_bench.py --quick
 	$(BIN)/python benchmarks/backlog_bench.py --quick
 
 # The long fault workloads (shoal.faults) against real shoal serve processes; writes their

@@ -23,8 +23,9 @@ SQLAlchemy ``Connection`` in that thread, through :func:`store.sql.apply_prepare
   loop should not wait for while it has other work. But when the caller says it is *lone*
   (a peer's executor with no input waiting for its engine: one write in flight,
   the way an app that awaits each write writes), nothing on the loop waits for it but what
-  arrives meanwhile, and the crossing (a wake-up of each thread, about 60-200 us here) cost
-  more than the sync itself (``benchmarks/speed_bench.py --goals serial``). Such a small
+  arrives meanwhile, and the crossing (a wake-up of each thread) cost half as much again as
+  the sync itself (``benchmarks/commit_bench.py``: 225 against 150 us for a one-row commit
+  at FULL; ``benchmarks/speed_bench.py --goals serial``). Such a small
   commit runs in the caller's thread too, as long as small commits' syncs have taken under
   :data:`SYNC_HERE_MAX` seconds on average (a moving average of every small commit, here
   or in the thread): on a disk whose syncs are slow, every commit crosses, and the loop
@@ -146,8 +147,8 @@ def _write_lean(conn: Connection, prepared: Sequence[sql.PreparedBatch]) -> list
     The connection's ``begin`` and ``commit`` events run as SQLAlchemy would run them (the
     first issues ``BEGIN IMMEDIATE``, :func:`install_sqlite_hooks`; tests hook the second),
     and ``COMMIT`` goes to the driver's cursor. The ``Transaction`` around them cost about
-    7 us a transaction (a fifth of SQLite's own work for a one-write commit; a loop of
-    one-row commits, py-spy on ``benchmarks/speed_bench.py --goals serial``). A failure rolls
+    6 us a transaction (``benchmarks/commit_bench.py``: a one-row commit at NORMAL, 20 us
+    through it against 14 us on the driver). A failure rolls
     back (the caller then drops the connection) and is raised as SQLAlchemy raises it. Only
     for batches whose statements all go to the driver's cursor: a compaction or a fold
     executes through SQLAlchemy, which would begin a second transaction (:func:`_write`).
