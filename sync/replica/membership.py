@@ -178,8 +178,16 @@ class Membership:
             if peer.last_seen > now:
                 peer = replace(peer, last_seen=now)
             self._peers[pid] = peer
-            if peer.card is not None:
-                self.cards.restore(pid, peer.card)  # (an older one replayed is refused)
+            if peer.card is not None and not self.cards.restore(pid, peer.card):
+                self._outbox.emit(  # (else held again: an older one replayed is refused)
+                    Alarm(
+                        "card_spoilt",
+                        pid,
+                        f"the card of {pid} kept in this database is not a valid card of it "
+                        "(the database was altered or damaged?): not held; its next card is "
+                        "taken as it comes",
+                    )
+                )
             if pid not in self._up:
                 self._away.add(pid)
             if peer.summary:

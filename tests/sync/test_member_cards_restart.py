@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sync import messages as m
-from sync.effects import Loaded, PeerRecord, Persist
+from sync.effects import Alarm, Loaded, PeerRecord, Persist
 from sync.replica import Replica
 from sync.signing import Signer
 from tests.sync.test_member_cards import T0, _card, _config, _gossiped, _record
@@ -32,6 +32,7 @@ class _Run:
         rid = signer.replica_id if signer is not None else "p000"
         self.stored: dict[str, PeerRecord] = dict(peers or {})
         self.r = Replica(_config(), rid, Loaded(peers=dict(self.stored)), now=now, signer=signer)
+        self.alarms: list[Alarm] = []
         self.r.peer_up(H, now)
         self._drain()
 
@@ -39,6 +40,8 @@ class _Run:
         for fx in self.r.effects():
             if isinstance(fx, Persist):
                 self.stored.update((p.replica_id, p) for p in fx.peers)
+            elif isinstance(fx, Alarm):
+                self.alarms.append(fx)
 
     def listed(self, cards: list[m.PeerInfo], now: float) -> None:
         """``H`` sends a summary listing ``cards``, through the codec."""
@@ -109,6 +112,8 @@ def test_a_card_spoilt_in_the_store_is_not_held_nor_passed_on() -> None:
     again = run.restarted(T0 + 100)
     assert _record(again.r, bid) == ("ws://b.example:7000", None, True)
     assert again.r._membership.cards.held(bid) is None
+    assert [(a.kind, a.peer) for a in again.alarms] == [("card_spoilt", bid)]  # (said so)
+    assert run.alarms == []
     (listed,) = [i for i in _gossiped(again.r, H) if i.replica_id == bid]
     assert listed.sig is None and listed.address == "ws://b.example:7000"
 
