@@ -231,6 +231,7 @@ class Store:
             else:  # SQLite: the writer's and the reader's threads start here
                 writer = ThreadWriter(url, synchronous, busy_timeout_ms)
                 taken.push_async_callback(writer.aclose)
+                await writer.connect()
                 reader = ThreadReader(url, synchronous, busy_timeout_ms)
                 taken.push_async_callback(reader.aclose)
             store = cls(

@@ -247,6 +247,12 @@ class _DbThread:
         """Whether the thread has no job queued or running (checked on the event loop)."""
         return self._busy == 0 and self._thread.is_alive()
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is made (a job connects first: its hook sets the journal
+        mode, which may wait up to the busy timeout for another connection's lock)."""
+        return self._conn is not None
+
     def run_here(self, fn: Callable[[Connection], _T]) -> _T:
         """``fn(connection)`` in the caller's thread; only when :meth:`idle`."""
         assert self.idle(), "the connection is in use by the store's thread"
@@ -379,13 +385,19 @@ class ThreadWriter(_OwnThread, Writer):
         self._commits = 0
         self.checkpoints = 0
 
+    async def connect(self) -> None:
+        """Make the writer's connection now, in its thread (a commit in the caller's thread
+        needs it made: see :meth:`transaction`)."""
+        await self._thread.call(lambda _conn: None)
+
     async def transaction(
         self, prepared: Sequence[sql.PreparedBatch], *, lone: bool = False
     ) -> list[int]:
         small = _small(prepared)
         here = self._inline or (lone and self.sync_time < SYNC_HERE_MAX)
         removed: list[int] | None = None
-        if here and small and self._thread.idle():
+        # (Connecting is the thread's: never on the loop, first or after a failed commit.)
+        if here and small and self._thread.idle() and self._thread.connected:
             try:
                 removed = self._thread.run_here(lambda c: self._set_up(c, prepared, True, small))
             except DBAPIError as exc:

@@ -189,6 +189,40 @@ async def test_a_failed_small_commit_raises_to_its_caller_and_the_next_one_works
     assert row is not None and row.state == counter_row("k", 3).state
 
 
+@pytest.mark.parametrize("level", ["NORMAL", "FULL"])
+async def test_the_writers_connection_is_made_in_its_thread_never_on_the_loop(
+    tmp_path: Path, level: str
+) -> None:
+    """Connecting runs the connection's hook (the journal mode, which may wait up to the busy
+    timeout for another connection's lock): after a failed commit dropped the connection,
+    the next commit connects in the writer's thread, and the ones after it run on the loop
+    again."""
+    loop_thread = threading.current_thread().name
+    async with await Store.open(str(tmp_path / "n.db"), synchronous=level) as store:
+        await store.apply(Batch(objects=(counter_row("k", 1),)), grouped=False, lone=True)
+        connected: list[str] = []
+        event.listen(
+            store.write_engine,
+            "connect",
+            lambda *_: connected.append(threading.current_thread().name),
+        )
+
+        def fail(_conn: Any) -> None:
+            raise RuntimeError("disk on fire")
+
+        event.listen(store.write_engine, "commit", fail)
+        with pytest.raises(RuntimeError):
+            await store.apply(Batch(objects=(counter_row("k", 2),)), grouped=False, lone=True)
+        event.remove(store.write_engine, "commit", fail)
+        threads = _commit_threads(store)
+        for i in range(3):
+            await store.apply(Batch(objects=(counter_row("k", 3 + i),)), grouped=False, lone=True)
+        row = await store.get_object("k")
+    assert connected == ["shoal-store-writer"]
+    assert threads == ["shoal-store-writer", loop_thread, loop_thread]
+    assert row is not None and row.state == counter_row("k", 5).state
+
+
 def _autocheckpoint(writer: ThreadWriter) -> int:
     """The writer's connection's ``wal_autocheckpoint`` (read on the loop: the thread idle)."""
     pages: int = writer._thread.run_here(
