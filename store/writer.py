@@ -32,8 +32,9 @@ SQLAlchemy ``Connection`` in that thread, through :func:`store.sql.apply_prepare
   never waits longer than about that for one. Other commits at ``FULL`` cross, as before.
 * The connection is used by one thread at a time: a job counts as
   running from its queueing until the thread has finished it, whether or not its caller
-  still waits. **The loop never waits on that connection** for a lock or a checkpoint (a
-  lone commit's sync above is the one wait it allows). A commit here runs with no busy
+  still waits. **The loop never waits on that connection** for a lock, a checkpoint or
+  connecting (the thread makes the connection, at open and after a failed commit dropped
+  it; a lone commit's sync above is the one wait it allows). A commit here runs with no busy
   timeout and without SQLite's automatic checkpoint (which would copy the WAL into the
   database and sync it inside the commit: milliseconds); if another connection holds the
   write lock (another process, or the store's own async engine rotating the replica id),
