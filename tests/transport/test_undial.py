@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from sync.transport.connection import Transport, TransportConfig
@@ -167,11 +168,16 @@ async def test_an_old_address_is_kept_while_configured_or_another_replica_has_it
         await t.aclose()
 
 
-async def test_a_peer_that_moved_is_no_longer_dialled_at_its_old_address(tmp_path: Path) -> None:
+@pytest.mark.parametrize("route", ["b dials a", "through c"])
+async def test_a_peer_that_moved_is_no_longer_dialled_at_its_old_address(
+    tmp_path: Path, route: str
+) -> None:
     """``a`` learns ``b``'s address from ``c``, which both dial, and dials it; ``b`` comes
-    back on another port and dials ``a`` (its newer card says where it listens now): ``a``
-    links to ``b`` at its new address and no longer dials the old one (before: for the
-    process's life, ``unreachable``)."""
+    back on another port (its newer card says where it listens now) and dials ``a``, or
+    only ``c``, which passes the card on: ``a`` links to ``b`` at its new address and no
+    longer dials the old one (before: for the process's life, ``unreachable``). Through
+    ``c`` the card never reached ``a`` before ``Cards.behind``: ``c`` found nothing missing
+    in ``a``'s list of members, which showed ``b``'s older card, and sent none back."""
     c = await open_peer(tmp_path / "c.db")
     b = await open_peer(tmp_path / "b.db", peers=[c.url])
     a = await open_peer(tmp_path / "a.db", peers=[c.url], dial_learned=True)
@@ -185,7 +191,8 @@ async def test_a_peer_that_moved_is_no_longer_dialled_at_its_old_address(tmp_pat
 
         await eventually(lambda: at(old), "a to link to b at the address it learned")
         await b.aclose()
-        b = await open_peer(tmp_path / "b.db", peers=[c.url, a.url])  # another port
+        dials = [c.url, a.url] if route == "b dials a" else [c.url]
+        b = await open_peer(tmp_path / "b.db", peers=dials)  # another port
         new = b.url
         assert new is not None and new != old
 
