@@ -370,9 +370,9 @@ class ThreadWriter(_OwnThread, Writer):
     the thread's commits)."""
 
     def __init__(self, url: URL, synchronous: str, busy_timeout_ms: int) -> None:
+        # NORMAL: commits sync nothing (else: FULL, EXTRA).
         self._inline = self.may_commit_here = synchronous == "NORMAL"
-        # Commits sync (FULL, EXTRA): how long a small one has taken, on average (seconds).
-        self._syncs = not self._inline
+        # Where commits sync: how long a small one has taken, on average (seconds).
         self.sync_time = 0.0
         self.engine = _sqlite_engine(url, synchronous, busy_timeout_ms, shared=True)
         self._busy_timeout_ms = int(busy_timeout_ms)
@@ -451,7 +451,7 @@ class ThreadWriter(_OwnThread, Writer):
             raw.execute(f"PRAGMA busy_timeout = {busy}").fetchall()
             raw.execute(f"PRAGMA wal_autocheckpoint = {pages}").fetchall()
             self._set_for_here = raw if here else None
-        if not (self._syncs and small):
+        if self._inline or not small:
             return _write_lean(conn, prepared)
         start = time.perf_counter()
         removed = _write_lean(conn, prepared)

@@ -80,6 +80,11 @@ def card_text(info: m.PeerInfo) -> str:
     return info.model_dump_json()
 
 
+def _rank(card: m.PeerInfo) -> tuple[int, str]:
+    """The order of one replica's cards: the newer ``at``, then the greater signature."""
+    return card.at, card.sig or ""
+
+
 def _signature(info: m.PeerInfo) -> bytes:
     try:
         return base64.b64decode(info.sig or "", validate=True)
@@ -213,7 +218,7 @@ class Cards:
         if info.sig is None or self.check(info) is not None:
             return False  # (checked again if the memo was cleared since: it is not a proof)
         held = self._held.get(info.replica_id)
-        return held is None or (info.at, info.sig) > (held.at, held.sig or "")
+        return held is None or _rank(info) > _rank(held)
 
     def hold(self, info: m.PeerInfo) -> None:
         """Keep the card ``info`` as its replica's newest."""
@@ -245,7 +250,7 @@ class Cards:
         held, me = self._held, self._me
         for info in listed:
             mine = self._own if info.replica_id == me else held.get(info.replica_id)
-            if mine is not None and (info.sig is None or (info.at, info.sig) < (mine.at, mine.sig)):
+            if mine is not None and (info.sig is None or _rank(info) < _rank(mine)):
                 return True
         return False
 
