@@ -14,7 +14,9 @@ run). Each measure alternates its cases ``--runs`` times and prints the median p
 * **a peer's write, in segments**: one ``LWWHandle.set`` awaited at a time on a lone peer
   at ``FULL`` and ``NORMAL``, split at the commit (``store.writer._write_lean``): before it
   (the handle, the engine, the store's preparation), the commit itself, after it (the
-  effects, the caller's wake-up).
+  effects, the caller's wake-up); and at ``NORMAL`` with a sleep of ``--sleep-us`` (200)
+  in each commit, where ``FULL`` syncs: does the work around a commit slow down because
+  the process slept, sync or not?
 
 No figure is asserted by a test; they go into ``benchmarks/README.md``.
 """
@@ -148,7 +150,9 @@ def transaction_object(folder: Path, n: int, runs: int) -> None:
     )
 
 
-async def _segments(path: Path, level: str, n: int) -> tuple[float, float, float]:
+async def _segments(
+    path: Path, level: str, n: int, sleep_s: float = 0.0
+) -> tuple[float, float, float]:
     import store.writer as writer
     from shoal import Peer
 
@@ -158,6 +162,8 @@ async def _segments(path: Path, level: str, n: int) -> tuple[float, float, float
     def timed(conn: Any, prepared: Any) -> list[int]:
         start = time.perf_counter()
         removed = lean(conn, prepared)
+        if sleep_s:
+            time.sleep(sleep_s)
         marks.append((start, time.perf_counter()))
         return removed
 
@@ -182,14 +188,17 @@ async def _segments(path: Path, level: str, n: int) -> tuple[float, float, float
     return statistics.median(before), statistics.median(during), statistics.median(after)
 
 
-def segments(folder: Path, n: int, runs: int) -> None:
-    for level in ("FULL", "NORMAL"):
+def segments(folder: Path, n: int, runs: int, sleep_us: int) -> None:
+    cases = [("FULL", 0), ("NORMAL", 0), ("NORMAL", sleep_us)]
+    for level, slept in cases:
         got = [
-            asyncio.run(_segments(folder / f"seg-{level}-{r}.db", level, n)) for r in range(runs)
+            asyncio.run(_segments(folder / f"seg-{level}-{slept}-{r}.db", level, n, slept / 1e6))
+            for r in range(runs)
         ]
         before, during, after = ([g[i] for g in got] for i in range(3))
+        label = f"{level}, {slept} us slept in each commit" if slept else level
         print(
-            f"  a peer's write at {level} (medians): before its commit {_us(before)}, "
+            f"  a peer's write at {label} (medians): before its commit {_us(before)}, "
             f"the commit {_us(during)}, after it {_us(after)}"
         )
 
@@ -202,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="alternations of each measure")
     parser.add_argument("--quick", action="store_true", help="a smoke run: small counts")
+    parser.add_argument(
+        "--sleep-us", type=int, default=200, help="the sleep in each commit of the third case"
+    )
     args = parser.parse_args(argv)
     n = 100 if args.quick else 1000
     runs = 1 if args.quick else args.runs
@@ -212,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         print("SQLAlchemy's Transaction object, against the driver's statements:")
         transaction_object(folder, 10 * n, runs)
         print("one write of a lone peer awaited at a time, split at its commit:")
-        segments(folder, n, runs)
+        segments(folder, n, runs, args.sleep_us)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0
