@@ -6,7 +6,7 @@ Re-exports the public names of every module; see docs/architecture.md section 1.
 from __future__ import annotations
 
 from crdt._json import MAX_DEPTH
-from crdt.base import CRDT, KINDS, check_json, from_dict, join, new
+from crdt.base import CRDT, KINDS, check_json, from_dict, join, merge_dict, new
 from crdt.causal_context import CausalContext
 from crdt.dot import REPLICA_KEY_BYTES, Dot, ReplicaId, replica_id_for
 from crdt.dotstores import DotFun, DotMap, DotSet, DotStore
@@ -72,6 +72,7 @@ __all__ = [
     "embedded_kinds",
     "from_dict",
     "join",
+    "merge_dict",
     "new",
     "register_embedded",
     "replica_id_for",

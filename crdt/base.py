@@ -45,7 +45,7 @@ from crdt.ormap import ORMap
 from crdt.orset import ORSet
 from crdt.pncounter import PNCounter
 
-__all__ = ["CRDT", "KINDS", "check_json", "from_dict", "join", "new"]
+__all__ = ["CRDT", "KINDS", "check_json", "from_dict", "join", "merge_dict", "new"]
 
 T = TypeVar("T", bound="CRDT")
 
@@ -118,6 +118,18 @@ def from_dict(d: dict[str, Any]) -> Any:
     if cls is None:
         raise DecodeError("type", f"unknown CRDT type {kind!r}; known: {', '.join(KINDS)}")
     return cls.from_dict(d)
+
+
+def merge_dict(state: Any, d: object, skip: str = "") -> bool:
+    """Join into ``state``, in place, the state of its kind that ``d`` encodes, if ``d`` is a
+    delta the kind joins without decoding it first, and True; False, nothing changed, for
+    any other ``d``, valid or not: then ``state.merge(from_dict(d))`` (which raises what it
+    raises for a bad ``d``). Taken: an ORSet add or ORMap update of one new dot, not of the
+    replica ``skip``, to an element or key ``state`` does not hold (how every delta of a
+    busy peer's writes comes in). What is taken, ``from_dict`` accepts, and the join is
+    the same (``tests/crdt/test_merge_dict.py``)."""
+    fast = getattr(state, "merge_dict", None)
+    return fast is not None and fast(d, skip) is True
 
 
 def join(a: T, b: T) -> T:

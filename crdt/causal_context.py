@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
-from crdt._codec import check_header, get_list
+from crdt._codec import FORMAT_VERSION, check_header, get_list
 from crdt._json import REPLICA_TEXTS
 from crdt.dot import MAX_INT, Dot, check_counts, check_replica, dot_from_json, next_counter
 from crdt.errors import DecodeError, shown
@@ -421,6 +421,48 @@ def indexed_dots(index: dict[Dot, T], ctx: CausalContext) -> Iterator[tuple[Dot,
             owner = get((r, c))  # type: ignore[call-overload]
             if owner is not None:
                 yield (r, c), owner  # type: ignore[misc]
+
+
+def one_dot_delta(d: object, kind: str) -> tuple[object, Dot] | None:
+    """``(entry, dot)`` if ``d`` is, exactly, ``{"type": kind, "v": 1, "entries": [entry],
+    "ctx": ctx}`` with ``ctx`` the context of the one dot ``(r, c)``: ``{"vv": {}, "cloud":
+    [[r, c]]}``, or ``{"vv": {r: 1}, "cloud": []}`` (the encoding of the delta of a write of
+    one new dot, as its origin makes it); None for anything else, valid or not. What
+    ``entry`` holds is the caller's to check."""
+    if type(d) is not dict or len(d) != 4 or d.get("type") != kind:
+        return None
+    v = d.get("v")
+    entries = d.get("entries")
+    ctx = d.get("ctx")
+    if (
+        type(v) is not int
+        or v != FORMAT_VERSION
+        or type(entries) is not list
+        or len(entries) != 1
+        or type(ctx) is not dict
+        or len(ctx) != 2
+    ):
+        return None
+    vv = ctx.get("vv")
+    cloud = ctx.get("cloud")
+    if type(vv) is not dict or type(cloud) is not list:
+        return None
+    if cloud:
+        if vv or len(cloud) != 1:
+            return None
+        x = cloud[0]
+        if type(x) is not list or len(x) != 2:
+            return None
+        r, c = x
+        if type(r) is not str or not r or type(c) is not int or not 1 <= c <= MAX_INT:
+            return None
+    else:
+        if len(vv) != 1:
+            return None
+        ((r, c),) = vv.items()
+        if type(r) is not str or not r or type(c) is not int or c != 1:
+            return None
+    return entries[0], (r, c)  # type: ignore[return-value]
 
 
 def decode_causal(d: object, kind: str, fields: frozenset[str]) -> tuple[list[Any], CausalContext]:

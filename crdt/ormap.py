@@ -97,12 +97,14 @@ from crdt.causal_context import (
     context_of_dot,
     decode_causal,
     is_small,
+    one_dot_delta,
     sole_dot,
 )
 from crdt.dot import Dot, check_replica
 from crdt.embedded import REGISTRY, ViewedKind, embedded_kind, register_embedded
 from crdt.emcounter import GCOUNTER, PNCOUNTER
 from crdt.emlww import LWW
+from crdt.errors import DecodeError
 from crdt.mvregister import MVREGISTER
 from crdt.orset import ORSET
 
@@ -639,6 +641,46 @@ class ORMap:
                     store = impl.decode(body, ctx, "entries[0][2]", set())
                     return cls._delta({(k, kind): store}, ctx)
         return cls._delta(decode_map(entries, ctx, "entries", set()), ctx)
+
+    def merge_dict(self, d: object, skip: str) -> bool:
+        """Join in place the delta ``d`` encodes if it is an update that wrote one new dot
+        (of a replica other than ``skip``) to a key not held here, without decoding it into
+        a map first: True. False, nothing changed, for anything else, valid or not
+        (``from_dict`` and ``merge`` it then). See :func:`crdt.merge_dict`."""
+        one = one_dot_delta(d, "ormap")
+        if one is None:
+            return False
+        entry, dot = one
+        if type(entry) is not list or len(entry) != 3:
+            return False
+        k, kind, body = entry
+        if dot[0] == skip or type(k) is not str or not k.isascii() or type(body) is not list:
+            return False
+        impl = _KINDS.get(kind) if type(kind) is str else None
+        ek = (k, kind)
+        if impl is None or not body or ek in self._entries:
+            return False
+        one_ctx = context_of_dot(dot)
+        try:
+            store = impl.decode(body, one_ctx, "entries[0][2]", set())
+        except DecodeError:
+            return False  # (from_dict says why)
+        # merge's one-dot path, for a key not held
+        ctx = self._ctx
+        vv, cloud = ctx.vv, ctx.cloud
+        r, c = dot
+        seen = vv.get(r, 0)
+        if c <= seen or (cloud and dot in cloud):
+            return True  # seen already (and removed since): the join changes nothing
+        self._entries[ek] = store
+        index = self._index
+        if index is not None:
+            index_dots(index, (dot,), ek)
+        if c == seen + 1 and not cloud:
+            vv[r] = c
+        else:
+            ctx.add(dot)
+        return True
 
 
 class ORMapKind(ViewedKind):

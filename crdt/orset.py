@@ -66,6 +66,7 @@ from crdt.causal_context import (
     decode_causal,
     indexed_dots,
     is_small,
+    one_dot_delta,
     sole_dot,
 )
 from crdt.dot import MAX_INT, Dot, check_replica, next_counter
@@ -403,6 +404,47 @@ class ORSet:
                             return s
         s._entries = decode_set_entries(entries, ctx, "entries", set())
         return s
+
+    def merge_dict(self, d: object, skip: str) -> bool:
+        """Join in place the delta ``d`` encodes if it is an add of one new dot (of a
+        replica other than ``skip``) to an element not held here, without decoding it into
+        a state first: True. False, nothing changed, for anything else, valid or not
+        (``from_dict`` and ``merge`` it then). See :func:`crdt.merge_dict`."""
+        one = one_dot_delta(d, "orset")
+        if one is None:
+            return False
+        entry, dot = one
+        if type(entry) is not list or len(entry) != 2:
+            return False
+        el, raw = entry
+        r, c = dot
+        if (
+            r == skip
+            or type(raw) is not list
+            or len(raw) != 1
+            or raw[0] != [r, c]
+            or type(raw[0][1]) is not int
+            or not plain_key(el)
+        ):
+            return False
+        entries = self._entries
+        if el in entries:
+            return False
+        # merge's one-dot path, for an element not held
+        ctx = self._ctx
+        vv, cloud = ctx.vv, ctx.cloud
+        seen = vv.get(r, 0)
+        if c <= seen or (cloud and dot in cloud):
+            return True  # seen already (and removed since): the join changes nothing
+        entries[el] = dot
+        index = self._index
+        if index is not None:
+            index[dot] = el
+        if c == seen + 1 and not cloud:
+            vv[r] = c
+        else:
+            ctx.add(dot)
+        return True
 
 
 def _element_units(store: SetStore) -> list[tuple[tuple[Key, Dots], int, int]]:

@@ -22,8 +22,8 @@ class CheckedBatch:
     """A received batch, checked (nothing changed yet): the entries to apply as a home of
     their key, the entries only to hold as hints, and per key the join of the deltas of the
     entries to apply that this replica lacks (a *delta group*, merged into the state once;
-    each decoded delta is joined into it at once, so a batch of hundreds of decoded deltas is
-    never alive at the same time) with the key's partition."""
+    each delta is joined into it at once, most straight from their parsed JSON, so a batch of
+    hundreds of decoded deltas is never alive at the same time) with the key's partition."""
 
     home: list[LogEntry]
     hints: list[LogEntry]

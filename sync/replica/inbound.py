@@ -36,7 +36,10 @@ compact form, since the signed text is what we store and forward.
 
 While checking, the deltas of one object that this replica lacks are joined into one *delta
 group* (:class:`~sync.replica.local_data.CheckedBatch`), so the state takes one merge per
-object per message; a delta spelled otherwise than our compact form is re-encoded, so the
+object per message. The first is decoded; each next one that is a write of one new dot, not
+ours, is joined from its parsed JSON without a state of its own (:func:`crdt.merge_dict`,
+which takes only what ``from_dict`` accepts: every delta of a busy peer's writes), any other
+is decoded and merged. A delta spelled otherwise than our compact form is re-encoded, so the
 store's prefix check always holds. An entry of a ``Push`` for another replica (``hint_for``)
 is only held as a hint unless this replica is a home of its key; none is held for a
 forgotten replica, nor for one that is no home of the entry's partition here (any id would
@@ -192,7 +195,7 @@ class Inbound:
         parts = self._config.partitions
         out = CheckedBatch([], [], {})
         home, groups = out.home, out.groups
-        from_dict = crdt.from_dict
+        merge_dict = crdt.merge_dict
         me = self._me
         ring = self._membership.ring() if hint_for is not None and hint_for != me else None
         hold = ring is not None and not self._membership.is_forgotten(hint_for or "")
@@ -245,19 +248,23 @@ class Inbound:
                 )
             try:
                 raw = from_json(e.delta_json, allow_inf_nan=False)
-                delta = from_dict(raw)
-            except (TypeError, ValueError) as exc:  # DecodeError and bad JSON: ValueErrors
+            except ValueError as exc:
                 raise RemoteProtocolError(f"{_where(i, e)}: bad CRDT state: {exc}", peer) from exc
-            kind = delta.kind
-            if kind != e.kind:
+            kind = e.kind
+            delta: CRDT | None = None
+            prefix = _TYPE_PREFIX.get(kind)
+            if prefix is None or type(raw) is not dict or raw.get("type") != kind:
+                # (it raises, or it is a delta of another kind)
+                delta = _decode_crdt(peer, raw, partial(_where, i, e))
                 raise RemoteProtocolError(
-                    f"{_where(i, e)}: says kind {e.kind!r} but its delta is a {kind}", peer
+                    f"{_where(i, e)}: says kind {e.kind!r} but its delta is a {delta.kind}", peer
                 )
             # The wire's text is logged, stored and forwarded as it is when it is in our own
             # compact form (it is, from shoal peers); any other spelling is encoded afresh.
-            if not e.delta_json.startswith(_TYPE_PREFIX[kind]):
+            if not e.delta_json.startswith(prefix):
                 if verifier is not None:  # the signed text is what we store and forward
                     raise RemoteProtocolError(f"{_where(i, e)}: delta not in compact form", peer)
+                delta = _decode_crdt(peer, raw, partial(_where, i, e))
                 e = replace(e, delta_json=delta.to_json())
             summ = summaries.get(p)
             if summ is None:
@@ -275,6 +282,8 @@ class Inbound:
             if ring is not None and me not in (homes := ring.preference_list(p)):
                 if origin == me:
                     raise RemoteProtocolError(f"a hint of our own entry: {_where(i, e)}", peer)
+                if delta is None:  # held or not, it must decode
+                    delta = _decode_crdt(peer, raw, partial(_where, i, e))
                 if hold and hint_for in homes:
                     out.hints.append(e)
                 else:
@@ -286,6 +295,15 @@ class Inbound:
                     f"{data.last_seq(p)}): {_where(i, e)}",
                     peer,
                 )
+            oid = (key, kind)
+            group = groups.get(oid)
+            if group is not None and delta is None and not known and merge_dict(group[1], raw, me):
+                # Joined as it is, undecoded: one new dot, not ours (so no counter of ours
+                # rises), as a busy peer's writes all are (crdt.merge_dict).
+                home.append(e)
+                continue
+            if delta is None:
+                delta = _decode_crdt(peer, raw, partial(_where, i, e))
             if origin != me:  # (ours carry our counters: their log dots are checked above)
                 self._own_counters(peer, key, delta, ours_held, partial(_where, i, e))
             home.append(e)
@@ -293,14 +311,12 @@ class Inbound:
                 if rejoining:
                     # Join its delta all the same, so that an ack means applied, whatever we
                     # were told (and a delta already in the state changes nothing).
-                    found = out.rejoin.get((key, kind))
+                    found = out.rejoin.get(oid)
                     if found is None:
-                        out.rejoin[(key, kind)] = (p, delta)
+                        out.rejoin[oid] = (p, delta)
                     else:
                         found[1].merge(delta)
                 continue  # known here: its delta is in the state already
-            oid = (key, kind)
-            group = groups.get(oid)
             if group is None:
                 groups[oid] = (p, delta)  # freshly decoded: the group to join into
             else:

@@ -210,3 +210,30 @@ def test_an_entry_of_a_key_over_the_byte_bound_is_refused_before_anything_change
     with pytest.raises(RemoteProtocolError, match=f"over {MAX_KEY_BYTES} bytes"):
         a.receive(H, push, 11.0)
     assert a.effects() == [] and _view(a) == before
+
+
+@pytest.mark.parametrize("kind", ["orset", "ormap"])
+def test_our_counter_raised_behind_another_entry_of_the_same_key_is_refused(kind: str) -> None:
+    """The second entry of a key in a push is joined into the first's delta straight from
+    its dict when it is one new dot (``crdt.merge_dict``): a dot of ours at 2**63-1 there
+    must still be refused."""
+    a = _engine(SA, [B, H])
+    before = _view(a)
+    first = crdt.new(kind)
+    WRITES[kind](H)(first)
+    p = partition_of(KEY, PARTS)
+    raised = json.loads(_raised(kind))
+    raised["ctx"] = {"vv": {}, "cloud": [[A, MAX]]}  # one dot: as a new write's delta
+    raised["entries"][0][0] = "other"  # another element, or key, than the first entry's
+    entries = [
+        LogEntry(H, p, 1, KEY, kind, first.to_json()),
+        LogEntry(H, p, 2, KEY, kind, json.dumps(raised, separators=(",", ":"))),
+    ]
+    assert crdt.merge_dict(crdt.from_dict(json.loads(entries[0].delta_json)), raised)
+    seal = SH.seal(entries)
+    for e in entries:
+        e.seal = seal
+    push = m.decode(m.encode(m.Push.model_construct(push_id=1, entries=entries, hint_for=None)))
+    with pytest.raises(RemoteProtocolError, match="raises our own counter"):
+        a.receive(H, push, 11.0)
+    assert a.effects() == [] and _view(a) == before
