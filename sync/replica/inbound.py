@@ -274,8 +274,17 @@ class Inbound:
             # joined all the same (below), so it is checked for skew as a new one is.
             rejoining = known and rejoin and log_entry(p, origin, seq) is None
             if not known or rejoining:
-                stamp = _ahead(raw, kind, limit_ms)
+                # (Read off the delta before it is decoded, which a delta joined by
+                # merge_dict never is: a malformed one, which the reading may choke on, is
+                # decoded here for the error that names it; one set aside is decoded too.)
+                try:
+                    stamp = _ahead(raw, kind, limit_ms)
+                except (TypeError, ValueError, LookupError):
+                    delta = _decode_crdt(peer, raw, partial(_where, i, e))  # raises
+                    stamp = _ahead(raw, kind, limit_ms)  # (a valid state reads cleanly)
                 if stamp is not None:
+                    if delta is None:  # set aside, it must decode all the same
+                        delta = _decode_crdt(peer, raw, partial(_where, i, e))
                     skewed.append(Skewed(stamp[1], stamp[0] - now_ms, _where(i, e)))
                     out.set_aside.append(i)
                     continue

@@ -463,3 +463,45 @@ def test_made_up_writers_named_first_in_a_transfers_cloud_stop_at_the_bound_too(
     held = r.summary(3)
     assert len(set(held.vv).union(o for o, _ in held.cloud)) == SUMMARY_ORIGINS_MAX
     assert [(a.kind, a.peer) for a in alarms] == [("summary_full", "B")]
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _map(entries: Any) -> dict[str, Any]:
+    return {"type": "ormap", "v": 1, "entries": entries, "ctx": {"vv": {"B": 1}, "cloud": []}}
+
+
+@pytest.mark.parametrize(
+    "delta",
+    [
+        {"type": "lww", "v": 1, "ts": 5, "value": 1},  # a timestamp that is not one
+        {"type": "lww", "v": 1, "ts": ["x", 0, "B"], "value": 1},
+        _map([["k", "lww"]]),
+        _map([["k", "lww", [[["B", 1], 7, 0]]]]),
+        _map(3),
+        # stamped far ahead (set aside if it were a state), with a field no state has
+        {"type": "lww", "v": 1, "ts": [2**50, 0, "B"], "value": 1, "x": 1},
+        _map([["k", "lww", [[["B", 9], [2**50, 0, "B"], 0]]]]),
+    ],
+    ids=[
+        "lww-ts-int", "lww-ts-text-wall", "ormap-entry-short", "ormap-ts-int", "ormap-entries-int",
+        "lww-ahead-extra-field", "ormap-ahead-dot-not-in-ctx",
+    ],
+)  # fmt: skip
+def test_a_malformed_delta_of_a_stamped_kind_is_refused_as_a_bad_state(
+    delta: dict[str, Any],
+) -> None:
+    """Deltas that carry timestamps (LWW registers, maps) are checked for clock skew; one that
+    is not a state at all is refused as such, as any kind's is, and changes nothing."""
+    key = "stamped"
+    raw = {
+        "t": "push",
+        "push_id": 1,
+        # (in the compact form, as our peers send: else it is decoded at once, to re-encode)
+        "entries": [["B", _partition(key), 1, key, delta["type"], _compact(delta)]],
+    }
+    r = _replica()
+    r.effects()
+    _refused(r, _wire(raw), "bad CRDT state")
