@@ -166,6 +166,23 @@ def _mutate(kind: str, obj: Any, rep: str, rng: random.Random, depth: int = 0) -
     )
 
 
+_JUNK = [None, True, -1, 0, 2**70, 1.5, "", "x", [], {}, [1], ["x", 0], {"a": 1}]
+
+
+def _spoil_within(d: Any, rng: random.Random) -> None:
+    """Replace one node somewhere inside ``d`` (a field, an element, a timestamp, a dot...)
+    with junk: a state spoilt within, not only at its top."""
+    node = d
+    while True:
+        at = rng.choice(list(node) if isinstance(node, dict) else list(range(len(node))))
+        child = node[at]
+        if isinstance(child, dict | list) and child and rng.random() < 0.85:
+            node = child
+            continue
+        node[at] = rng.choice(_JUNK)
+        return
+
+
 def _crdt_dicts(kind: str, count: int) -> list[dict[str, Any]]:
     """``count`` states or deltas of ``kind`` (``to_dict()`` forms), some spoilt."""
     rng = _POOL_RNG
@@ -179,8 +196,10 @@ def _crdt_dicts(kind: str, count: int) -> list[dict[str, Any]]:
             except (TypeError, ValueError, crdt.CRDTError):
                 pass  # a value the type refuses: nothing changed
         d = (obj if rng.random() < 0.5 else last).to_dict()
-        spoil = rng.choice(["none"] * 8 + ["type", "v", "drop", "extra"])
-        if spoil == "type":
+        spoil = rng.choice(["none"] * 6 + ["type", "v", "drop", "extra"] + ["deep"] * 4)
+        if spoil == "deep":
+            _spoil_within(d, rng)
+        elif spoil == "type":
             d["type"] = rng.choice([*crdt.KINDS, "teleport"])
         elif spoil == "v":
             d["v"] = 2
