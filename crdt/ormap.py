@@ -104,7 +104,6 @@ from crdt.dot import Dot, check_replica
 from crdt.embedded import REGISTRY, ViewedKind, embedded_kind, register_embedded
 from crdt.emcounter import GCOUNTER, PNCOUNTER
 from crdt.emlww import LWW
-from crdt.errors import DecodeError
 from crdt.mvregister import MVREGISTER
 from crdt.orset import ORSET
 
@@ -663,7 +662,7 @@ class ORMap:
         one_ctx = context_of_dot(dot)
         try:
             store = impl.decode(body, one_ctx, "entries[0][2]", set())
-        except DecodeError:
+        except (TypeError, ValueError):  # DecodeError, or a registered kind's own error
             return False  # (from_dict says why)
         # merge's one-dot path, for a key not held
         ctx = self._ctx

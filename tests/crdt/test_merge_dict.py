@@ -130,6 +130,11 @@ def _map(kind: str, stamp: list[Any]) -> dict[str, Any]:
         # a map entry whose value does not decode, or names an unknown kind
         _map("lww", [0, -1, "A"]),
         _map("zset", [0, 0, "A"]),
+        # a map key that is no text (a lone surrogate); a body that is no list
+        {**_map("lww", [0, 0, "A"]), "entries": [["\ud800", "lww", [[["A", 1], [0, 0, "A"], 0]]]]},
+        {**_map("lww", [0, 0, "A"]), "entries": [["k", "lww", {"a": 1}]]},
+        # a context with a field it has not
+        _set(["A", 1], {"A": 1}, []) | {"ctx": {"vv": {"A": 1}, "cloud": [], "x": 1}},
     ],
 )
 def test_what_from_dict_refuses_is_not_taken(d: dict[str, Any]) -> None:
@@ -174,3 +179,28 @@ def test_a_corrupted_delta_is_taken_only_if_from_dict_accepts_it(
     _, delta = data.draw(st.sampled_from(h.deltas), label="delta")
     state = data.draw(st.sampled_from(h.snapshots), label="state")
     _check(state, data.draw(corrupted(delta.to_dict()), label="corrupted"))
+
+
+@pytest.mark.parametrize("kind", ["orset", "ormap"])
+def test_the_reverse_index_is_kept_as_merge_keeps_it(kind: str) -> None:
+    """A state that holds its reverse index (dot -> element or key) after a join from a
+    dict removes what a later remove names, as after ``merge``."""
+    writer: Any = crdt.new(kind)
+
+    def write(name: str) -> Any:
+        if kind == "orset":
+            return writer.add("A", name)
+        return writer.update("A", name, "lww", lambda r: r.set("A", 1, now_ms=5))
+
+    first, second = write("x"), write("y")
+    removal = writer.remove("y")
+    taken: Any = crdt.new(kind)
+    taken.merge(first)
+    taken.merge(writer.remove("nothing") if kind == "orset" else first)  # builds the index
+    reference = taken.copy()
+    assert crdt.merge_dict(taken, second.to_dict())
+    reference.merge(crdt.from_dict(second.to_dict()))
+    taken.merge(removal)
+    reference.merge(removal)
+    assert taken == reference and taken.to_json() == reference.to_json()
+    assert set(taken.value) == {"x"}

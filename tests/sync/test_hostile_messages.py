@@ -505,3 +505,22 @@ def test_a_malformed_delta_of_a_stamped_kind_is_refused_as_a_bad_state(
     r = _replica()
     r.effects()
     _refused(r, _wire(raw), "bad CRDT state")
+
+
+def test_a_bad_delta_behind_a_good_one_of_the_same_key_is_refused_naming_it() -> None:
+    """The second delta of a key in a push is joined into the first's group from its JSON
+    when it is one new dot (crdt.merge_dict); one that only looks so is refused, named."""
+    key = "cart"
+    good = crdt.ORSet().add("B", "milk").to_dict()
+    bad = {**good, "entries": [["eggs", [["B", True]]]]}  # a dot's counter as a bool
+    raw = {
+        "t": "push",
+        "push_id": 1,
+        "entries": [
+            ["B", _partition(key), 1, key, "orset", _compact(good)],
+            ["B", _partition(key), 2, key, "orset", _compact(bad)],
+        ],
+    }
+    r = _replica()
+    r.effects()
+    _refused(r, _wire(raw), r"entry 1 \(B, \d+, 2\): bad CRDT state")
