@@ -204,3 +204,32 @@ def test_the_reverse_index_is_kept_as_merge_keeps_it(kind: str) -> None:
     reference.merge(removal)
     assert taken == reference and taken.to_json() == reference.to_json()
     assert set(taken.value) == {"x"}
+
+
+def test_a_registered_kind_whose_decoder_raises_its_own_error_is_left_to_from_dict() -> None:
+    """A kind registered by an application may raise ValueError or TypeError rather than
+    DecodeError for a body it refuses: merge_dict takes nothing, and from_dict raises it."""
+    from crdt.embedded import register_embedded, unregister_embedded
+    from tests.crdt.test_embedded import FlagKind
+
+    class Strict(FlagKind):
+        kind = "strict"
+
+        def decode(self, body: Any, ctx: Any, path: str, seen: Any) -> Any:
+            raise ValueError(f"{path}: not a body of mine")
+
+    register_embedded(Strict())
+    try:
+        d = {
+            "type": "ormap",
+            "v": 1,
+            "entries": [["k", "strict", [["A", 1]]]],
+            "ctx": {"vv": {"A": 1}, "cloud": []},
+        }
+        state = ORMap()
+        assert not crdt.merge_dict(state, d)
+        assert state == ORMap()
+        with pytest.raises(ValueError, match="not a body of mine"):
+            crdt.from_dict(d)
+    finally:
+        unregister_embedded("strict")
