@@ -495,16 +495,22 @@ class ORMap:
                     r, c = dot
                     seen = vv.get(r, 0)
                     if c <= seen or (cloud and dot in cloud):
-                        return  # seen already (and removed since, or held): nothing to join
-                    mine[ek] = store  # stores are immutable: the delta's is shared
-                    index = self._index
-                    if index is not None:
-                        index_dots(index, (dot,), ek)
-                    if c == seen + 1 and not cloud:
-                        vv[r] = c  # the common case of ctx.add, inlined
+                        # Seen already (and removed since): nothing to join, unless another
+                        # entry holds the dot (its origin used it twice: the join drops it
+                        # there). Known through the reverse index; else the general join.
+                        index = self._index
+                        if index is not None and c not in index.get(r, ()):
+                            return
                     else:
-                        ctx.add(dot)
-                    return
+                        mine[ek] = store  # stores are immutable: the delta's is shared
+                        index = self._index
+                        if index is not None:
+                            index_dots(index, (dot,), ek)
+                        if c == seen + 1 and not cloud:
+                            vv[r] = c  # the common case of ctx.add, inlined
+                        else:
+                            ctx.add(dot)
+                        return
         if other is self:
             return
         if is_small(octx, len(mine)):
@@ -670,7 +676,10 @@ class ORMap:
         r, c = dot
         seen = vv.get(r, 0)
         if c <= seen or (cloud and dot in cloud):
-            return True  # seen already (and removed since): the join changes nothing
+            # Seen already: nothing changes, unless another entry holds the dot (see merge):
+            # known through the reverse index; without one, merge decides.
+            index = self._index
+            return index is not None and c not in index.get(r, ())
         self._entries[ek] = store
         index = self._index
         if index is not None:

@@ -256,18 +256,24 @@ class ORSet:
                 seen = vv.get(replica, 0)
                 cloud = ctx.cloud
                 if counter <= seen or (cloud and dot in cloud):
-                    return  # seen already: the join changes nothing
-                entries = self._entries
-                cur = entries.get(key)
-                entries[key] = dot if cur is None else flat_dots(sorted((*dot_pairs(cur), dot)))
-                index = self._index
-                if index is not None:
-                    index[dot] = key
-                if counter == seen + 1 and not cloud:
-                    vv[replica] = counter  # the common case of ctx.add, inlined
+                    # Seen already: the join changes nothing, unless another element holds
+                    # d (its origin used the dot twice: the join drops it there). Known
+                    # through the reverse index; without one, the general join below.
+                    index = self._index
+                    if index is not None and index.get(dot, key) == key:
+                        return
                 else:
-                    ctx.add(dot)
-                return
+                    entries = self._entries
+                    cur = entries.get(key)
+                    entries[key] = dot if cur is None else flat_dots(sorted((*dot_pairs(cur), dot)))
+                    index = self._index
+                    if index is not None:
+                        index[dot] = key
+                    if counter == seen + 1 and not cloud:
+                        vv[replica] = counter  # the common case of ctx.add, inlined
+                    else:
+                        ctx.add(dot)
+                    return
         if other is self:
             return
         if is_small(octx, len(self._entries)):
@@ -435,7 +441,10 @@ class ORSet:
         vv, cloud = ctx.vv, ctx.cloud
         seen = vv.get(r, 0)
         if c <= seen or (cloud and dot in cloud):
-            return True  # seen already (and removed since): the join changes nothing
+            # Seen already: nothing changes, unless another element holds d (see merge):
+            # known through the reverse index; without one, merge decides.
+            index = self._index
+            return index is not None and dot not in index
         entries[el] = dot
         index = self._index
         if index is not None:
