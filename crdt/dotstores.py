@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
+from crdt._json import canonical
 from crdt.causal_context import CausalContext
 from crdt.dot import Dot
 
@@ -111,7 +112,13 @@ class DotFun(Generic[V]):
         c = ctx.contains
         out = {d: v for d, v in e1.items() if d in e2 or not oc(d)}
         for d, v in e2.items():
-            if d not in out and not c(d):
+            if d not in out:
+                if not c(d):
+                    out[d] = v
+            elif out[d] is not v and out[d] != v and canonical(v) < canonical(out[d]):
+                # One dot, two values: its origin used the dot twice (a faulty or hostile
+                # one). Either side may hear of either first; the smaller encoding is kept
+                # everywhere, so that replicas agree.
                 out[d] = v
         self.entries = out
 

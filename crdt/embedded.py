@@ -175,6 +175,12 @@ class FlatStore:
         units = [(x, utf8_len(self.to_json(x)) + dot_bytes(x[:2])) for x in rows(store, k)]  # type: ignore[arg-type]
         return [flat(group) for group in pack(units, max_bytes)]
 
+    def _either(self, x: Entries, y: Entries) -> Entries:
+        """Of two entries of one dot that differ (its origin used the dot twice: a faulty or
+        hostile one), the one of the smaller encoding: either side may hear of either first,
+        and every replica keeps the same."""
+        return x if self.to_json(x) <= self.to_json(y) else y
+
     def dots(self, store: Entries) -> list[Dot]:
         k = self.width
         if len(store) == k:
@@ -197,16 +203,25 @@ class FlatStore:
         k = self.width
         if len(s1) == k and len(s2) == k:  # one entry each (a write joining the one it replaces)
             a, b = s1[:2], s2[:2]
-            keep1 = a == b or not ctx2.contains(a)  # type: ignore[arg-type]
-            keep2 = a != b and not ctx1.contains(b)  # type: ignore[arg-type]
+            if a == b:  # (and s1 != s2: see _either)
+                return self._either(s1, s2)
+            keep1 = not ctx2.contains(a)  # type: ignore[arg-type]
+            keep2 = not ctx1.contains(b)  # type: ignore[arg-type]
             if keep1 and keep2:
                 return s1 + s2 if a < b else s2 + s1
             return s1 if keep1 else s2 if keep2 else ()
         r1, r2 = rows(s1, k), rows(s2, k)
+        by2 = {y[:2]: y for y in r2}
         d1 = {x[:2] for x in r1}
-        d2 = {x[:2] for x in r2}
         seen1, seen2 = ctx1.contains, ctx2.contains
-        out = [x for x in r1 if x[:2] in d2 or not seen2(x[:2])]  # type: ignore[arg-type]
+        out = []
+        for x in r1:
+            y = by2.get(x[:2])
+            if y is None:
+                if not seen2(x[:2]):  # type: ignore[arg-type]
+                    out.append(x)
+            else:
+                out.append(x if y == x else self._either(x, y))
         out += [y for y in r2 if y[:2] not in d1 and not seen1(y[:2])]  # type: ignore[arg-type]
         if len(out) > 1:
             out.sort()  # dots are unique: the sort never compares the other fields

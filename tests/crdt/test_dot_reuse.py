@@ -85,3 +85,44 @@ def test_one_dot_deltas_join_alike_in_every_order(
     results = [_joined(kind, list(p), how) for p in itertools.permutations(deltas)]
     assert all(r == results[0] for r in results)
     assert len({r.to_json() for r in results}) == 1
+
+
+def _ctx(c: int) -> dict[str, Any]:
+    return {"vv": {"H": 1}, "cloud": []} if c == 1 else {"vv": {}, "cloud": [["H", c]]}
+
+
+def _register_delta(value: Any, c: int) -> dict[str, Any]:
+    return {"type": "mvregister", "v": 1, "entries": [[["H", c], value]], "ctx": _ctx(c)}
+
+
+def _embedded_delta(kind: str, value: Any, c: int) -> dict[str, Any]:
+    """An ORMap delta writing ``value`` at the key "k" as an embedded ``kind``, with dot c."""
+    body: Any = {
+        "lww": [[["H", c], [5, 0, "H"], value]],
+        "mvregister": [[["H", c], value]],
+        "gcounter": [[["H", c], value]],
+    }[kind]
+    return {"type": "ormap", "v": 1, "entries": [["k", kind, body]], "ctx": _ctx(c)}
+
+
+@pytest.mark.parametrize(
+    "deltas",
+    [
+        [_register_delta(v, c) for v, c in (("a", 3), ("b", 3), ("c", 2), ({"x": 1}, 3))],
+        *(
+            [_embedded_delta(kind, v, c) for v, c in ((1, 3), (2, 3), (7, 2))]
+            for kind in ("lww", "mvregister", "gcounter")
+        ),
+    ],
+    ids=["mvregister", "ormap-lww", "ormap-mvregister", "ormap-gcounter"],
+)
+def test_two_values_with_one_dot_join_alike_in_every_order(deltas: list[dict[str, Any]]) -> None:
+    """A dot its origin wrote twice with two values (a register's, an embedded value's):
+    every replica keeps the same one, whatever order it heard of them in."""
+    results = set()
+    for p in itertools.permutations(deltas):
+        state: Any = crdt.new(p[0]["type"])
+        for d in p:
+            state.merge(crdt.from_dict(d))
+        results.add(state.to_json())
+    assert len(results) == 1, results
