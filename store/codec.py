@@ -7,7 +7,7 @@ JSON, or not a valid encoding of its kind, raises :class:`~store.errors.CorruptB
 the key and table. The same goes for the other stored texts: an encoded ``CausalContext``
 (:func:`check_context`: summaries, a peer's summary), a log entry's seal, and a log
 segment's ``entries`` and ``seals`` (:func:`_parse_segment`, :func:`_with_seals`; the layout
-is :mod:`store.schema`'s).
+is :mod:`store.schema`'s), and a row of ``seals`` (:func:`_stored_seal`).
 """
 
 from __future__ import annotations
@@ -172,18 +172,44 @@ def _parse_segment(seg_id: int, text: str) -> list[list[Any]]:
     return value
 
 
-def _with_seals(seg_id: int, entries: list[list[Any]], seals_text: str) -> list[list[Any]]:
-    """A parsed segment's entries, each with its seal (a tuple of four strings, or None) as a
-    fifth element in place of its index into the segment's ``seals``."""
+def _seal_ids(seg_id: int, seals_text: str) -> list[str]:
+    """A segment's ``seals``: the ids of its seals (see :mod:`store.schema`)."""
     if seals_text == "[]":
-        return [e if len(e) == 5 and e[4] is None else [*e[:4], None] for e in entries]
+        return []
     try:
         raw: Any = json.loads(seals_text)
-        seals = [_seal(s, "seal") for s in raw] if type(raw) is list else None
-    except (ValueError, InvalidInput):
-        seals = None
-    if seals is None:
-        raise CorruptBlob(f"segment {seg_id}", _SEGMENTS, "seals are not a list of seals")
+    except ValueError:
+        raw = None
+    if type(raw) is not list or not all(type(sid) is str for sid in raw):
+        raise CorruptBlob(f"segment {seg_id}", _SEGMENTS, "seals are not a list of seal ids")
+    return raw
+
+
+def _stored_seal(seal_id: str, stored: str) -> tuple[str, str, str, str]:
+    """A row of ``seals``, decoded and checked to be four strings."""
+    try:
+        return _seal(json.loads(stored), "seal")
+    except (ValueError, InvalidInput) as exc:
+        raise CorruptBlob(seal_id, "seals", f"malformed seal ({exc})") from exc
+
+
+def _with_seals(
+    seg_id: int,
+    entries: list[list[Any]],
+    seals_text: str,
+    found: Mapping[str, tuple[str, str, str, str]],
+) -> list[list[Any]]:
+    """A parsed segment's entries, each with its seal (a tuple of four strings, or None) as a
+    fifth element in place of its index into the segment's ``seals``; ``found`` holds the
+    seals by id (read from ``seals``: at least the ones the segment names)."""
+    if seals_text == "[]":
+        return [e if len(e) == 5 and e[4] is None else [*e[:4], None] for e in entries]
+    seals = []
+    for sid in _seal_ids(seg_id, seals_text):
+        seal = found.get(sid)
+        if seal is None:
+            raise CorruptBlob(f"segment {seg_id}", _SEGMENTS, f"names seal {sid} not stored")
+        seals.append(seal)
     out: list[list[Any]] = []
     for e in entries:
         if len(e) == 5:

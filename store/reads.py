@@ -9,13 +9,16 @@ looked up in this module's globals (a test counts the decodes by replacing it he
 The log's readers (:func:`iter_log`, :func:`load`, :func:`deltas_page`) merge the segments
 of each (partition, origin) into seq order and return each log dot once, from its first
 stored (lowest id) segment; the :class:`~store.records.LogRow` they return carry the stored
-delta text as ``delta_json``. :func:`snapshot_page` pages through a partition's objects.
+delta text as ``delta_json``. The seals the segments and hints name by id are looked up in
+``seals`` once per chunk of segments, page, or load (:func:`_seals_of`); an id not stored
+raises :class:`~store.errors.CorruptBlob` naming the segment or hint. :func:`snapshot_page`
+pages through a partition's objects.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, literal, or_, select
@@ -24,15 +27,16 @@ from .codec import (
     _SEGMENTS,
     _decode_context,
     _parse_segment,
-    _seal,
+    _seal_ids,
+    _stored_seal,
     _with_seals,
     check_card,
     check_context,
     decode_blob,
 )
-from .errors import CorruptBlob, InvalidInput
+from .errors import CorruptBlob
 from .records import HintRow, Loaded, LogRow, ObjectRow, PeerRow
-from .schema import hints, log_segments, objects, peers
+from .schema import hints, log_segments, objects, peers, seals
 from .schema import objects as objects_table
 from .schema import summaries as summaries_table
 
@@ -43,14 +47,38 @@ def _object(row: Any) -> ObjectRow:
     return ObjectRow(row.key, row.kind, decode_blob("objects", row.key, row.kind, row.state))
 
 
-def _hint_entry(row: Any) -> LogRow:
+_IN_CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
+_SEGMENT_CHUNK = 256  # segments read before their seals are looked up (iter_log, load)
+
+Seal = tuple[str, str, str, str]
+
+
+def _seals_of(conn: Connection, ids: Iterable[str], known: dict[str, Seal]) -> dict[str, Seal]:
+    """``known`` with the seals of ``ids`` it lacks read from ``seals`` (one query per
+    :data:`_IN_CHUNK` ids; an id not stored stays missing, for the caller to name)."""
+    wanted = sorted({sid for sid in ids if sid not in known})
+    c = seals.c
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        for sid, stored in conn.execute(select(c.id, c.seal).where(c.id.in_(chunk))):
+            known[sid] = _stored_seal(sid, stored)
+    return known
+
+
+def _segment_seals(conn: Connection, rows: Iterable[Any], known: dict[str, Seal]) -> None:
+    """Read the seals the segments ``rows`` (with ``id`` and ``seals``) name into ``known``."""
+    ids = [sid for row in rows if row.seals != "[]" for sid in _seal_ids(row.id, row.seals)]
+    if ids:
+        _seals_of(conn, ids, known)
+
+
+def _hint_entry(row: Any, found: Mapping[str, Seal]) -> LogRow:
     delta = decode_blob("hints", row.key, row.kind, row.delta)
     seal = None
     if row.seal is not None:
-        try:
-            seal = _seal(json.loads(row.seal), "seal")
-        except (ValueError, InvalidInput) as exc:
-            raise CorruptBlob(row.key, "hints", f"malformed seal ({exc})") from exc
+        seal = found.get(row.seal)
+        if seal is None:
+            raise CorruptBlob(row.key, "hints", f"hint {row.id} names seal {row.seal} not stored")
     return LogRow(row.origin, row.partition, row.seq, row.key, row.kind, delta, row.delta, seal)
 
 
@@ -83,12 +111,16 @@ def _log_groups(conn: Connection) -> Iterator[tuple[int, str, list[list[Any]]]]:
     )
     group: tuple[int, str] | None = None
     segments: list[tuple[int, list[list[Any]]]] = []
-    for seg_id, part, origin, text, seals in conn.execute(stmt):
-        if (part, origin) != group:
-            if group is not None:
-                yield group[0], group[1], _merge(segments)
-            group, segments = (part, origin), []
-        segments.append((seg_id, _with_seals(seg_id, _parse_segment(seg_id, text), seals)))
+    for rows in conn.execute(stmt).partitions(_SEGMENT_CHUNK):
+        found: dict[str, Seal] = {}
+        _segment_seals(conn, rows, found)  # one lookup per chunk of segments
+        for seg_id, part, origin, text, named in rows:
+            if (part, origin) != group:
+                if group is not None:
+                    yield group[0], group[1], _merge(segments)
+                group, segments = (part, origin), []
+            entries = _with_seals(seg_id, _parse_segment(seg_id, text), named, found)
+            segments.append((seg_id, entries))
     if group is not None:
         yield group[0], group[1], _merge(segments)
 
@@ -159,9 +191,10 @@ def load(conn: Connection, *, objects: bool = True) -> Loaded:
     out.log = list(iter_log(conn))
     for row in conn.execute(select(summaries_table).order_by(summaries_table.c.partition)):
         out.summaries[row.partition] = _decode_context("summaries", str(row.partition), row.ctx)
+    stored_hints = conn.execute(select(hints).order_by(hints.c.id)).all()
+    found = _seals_of(conn, (row.seal for row in stored_hints if row.seal is not None), {})
     out.hints = [
-        HintRow(row.target, _hint_entry(row), row.stored_ms / 1000)
-        for row in conn.execute(select(hints).order_by(hints.c.id))
+        HintRow(row.target, _hint_entry(row, found), row.stored_ms / 1000) for row in stored_hints
     ]
     for row in conn.execute(select(peers).order_by(peers.c.replica_id)):
         out.peers[row.replica_id] = _peer(row)
@@ -195,6 +228,7 @@ def deltas_page(
         )
     stmt = stmt.order_by(c.origin, c.first_seq, c.id)
     page = _Page(partition, vv, after, limit)
+    found: dict[str, Seal] = {}  # the page's seals, by id
     chunk, position = 8, None
     while True:  # ends: every round reads further in keyset order
         query = stmt
@@ -207,10 +241,12 @@ def deltas_page(
                 )
             )
         rows = conn.execute(query.limit(chunk)).all()
-        for seg_id, origin, first_seq, text, seals in rows:
+        _segment_seals(conn, rows, found)  # one lookup per round
+        for seg_id, origin, first_seq, text, named in rows:
             if page.settle(origin, first_seq):
                 return page.rows
-            page.add(seg_id, origin, _with_seals(seg_id, _parse_segment(seg_id, text), seals))
+            entries = _with_seals(seg_id, _parse_segment(seg_id, text), named, found)
+            page.add(seg_id, origin, entries)
         if len(rows) < chunk:
             break
         position = (rows[-1].origin, rows[-1].first_seq, rows[-1].id)

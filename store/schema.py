@@ -1,6 +1,6 @@
 """The database schema (SQLAlchemy Core), its version, and the migrations that reach it.
 
-Tables (version 6)::
+Tables (version 7)::
 
     meta(name PK, value)                    schema_version, replica_id, signing_key (hex of
                                             the Ed25519 private key the id derives from),
@@ -22,7 +22,10 @@ Tables (version 6)::
                                             compaction
     summaries(partition PK, ctx)            the encoded CausalContext of applied log dots
     hints(id PK, target, origin, partition, seq, key, kind, delta, stored_ms, seal)
-                                            unique (target, origin, partition, seq)
+                                            unique (target, origin, partition, seq); ``seal``
+                                            the id of its entry's seal (or NULL)
+    seals(id PK, seal)                      each seal once, by a hash of its text (see
+                                            below)
     peers(replica_id PK, address, site, summary, last_seen_ms, forgotten, card)
 
 Blobs (``state``, ``delta``, ``ctx``, ``summary``, ``card``) are the JSON text of the crdt
@@ -34,14 +37,27 @@ Log segments. A transaction that appends N log entries writes one ``log_segments
 kind, delta_text]`` in increasing ``seq``, where ``delta_text`` is the delta's JSON text as a
 JSON *string*; ``first_seq``/``last_seq`` are its first and last ``seq``. An entry signed by
 its origin has a fifth element, the index of its seal in the segment's ``seals``, the JSON
-array of the distinct seals of its entries, each ``[origin, key, digests, signature]`` (see
-``sync.signing``); a hint's ``seal`` is its entry's seal in the same form (or NULL). A
-group larger than :data:`SEGMENT_MAX_ENTRIES` entries, or whose keys and delta texts pass
-:data:`SEGMENT_MAX_BYTES`, is cut into several segments (a single larger entry gets a segment
-of its own). The primary key is the row number, so appends go to the end of the table's
-B-tree, and a higher id means stored later. (Written this way, a transaction of 1000 deltas is
-a few rows instead of 1000: ``benchmarks/store_bench.py`` measures the store against raw
-sqlite3 writing the same segments.)
+array of the ids of the distinct seals of its entries (a hint's ``seal`` is the id of its
+entry's seal, or NULL). A group larger than :data:`SEGMENT_MAX_ENTRIES` entries, or whose
+keys and delta texts pass :data:`SEGMENT_MAX_BYTES`, is cut into several segments (a single
+larger entry gets a segment of its own). The primary key is the row number, so appends go to
+the end of the table's B-tree, and a higher id means stored later. (Written this way, a
+transaction of 1000 deltas is a few rows instead of 1000: ``benchmarks/store_bench.py``
+measures the store against raw sqlite3 writing the same segments.)
+
+Seals. A seal (``[origin, key, digests, signature]``, see ``sync.signing``) covers up to
+128 entries of its origin, whose keys may fall in as many partitions: about 2.9 KB of JSON
+that every segment and hint of those entries would repeat (version 6 did: ten times the
+entries' own text for writes spread over the partitions). So each seal is stored once, in
+``seals``: ``seal`` its compact JSON text (:func:`seal_text`), ``id`` the hex of its BLAKE2b
+digest of 16 bytes (:func:`seal_id`), so that equal seals share a row; a transaction inserts
+the seals its segments and hints name (``ON CONFLICT DO NOTHING``) before them. The readers
+look up the ids of a chunk or page of segments, or of the hints, in one query; an id missing
+from ``seals`` is a :class:`~store.errors.CorruptBlob` naming the segment or hint. A seal no
+segment or hint names is garbage: each transaction that compacts the log (deletes or
+rewrites a segment) deletes every such seal in one statement
+(:func:`store.writes.drop_unused_seals`), which reads the ``seals`` of every segment. A seal
+that only dropped hints named stays until the next compaction.
 
 Segments are never merged, so the seq ranges of one (partition, origin) may overlap (a delta
 that arrived out of order) and a log dot may be stored twice (a delta persisted again): the
@@ -99,12 +115,19 @@ text of the peer's own signed card (``sync.member_cards``), which its replica ho
 at the next start, so that an older card of that peer replayed by a member after a restart
 is refused as it was before it. Rows from before have none (the next card of each peer
 fills it in).
+
+Version 6 kept each seal inline: ``log_segments.seals`` the JSON array of the seals
+themselves, ``hints.seal`` the seal's JSON. Migration 6 -> 7 creates ``seals`` and moves
+them into it, in pages of :data:`MIGRATION_PAGE` rows by id, rewriting the columns to ids.
+A seal that is not four strings fails the migration (:class:`~store.errors.CorruptBlob`,
+the database left at version 6).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
+from hashlib import blake2b
 from typing import Any
 
 from pydantic_core import to_json
@@ -146,21 +169,26 @@ __all__ = [
     "SEGMENT_MAX_BYTES",
     "SEGMENT_MAX_ENTRIES",
     "Migration",
+    "SealIds",
     "SegmentEntry",
     "create_live_index",
     "hints",
+    "insert_seals",
     "log_segments",
     "meta",
     "metadata",
     "objects",
     "pack_segments",
     "peers",
+    "seal_id",
+    "seal_text",
+    "seals",
     "segment_fields",
     "summaries",
     "widen_hint_ids",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 SEGMENT_MAX_ENTRIES = 1000
 """At most this many entries in one log segment."""
@@ -279,10 +307,26 @@ def _seq(entry: Any) -> int:
     return seq
 
 
-def _packed(entries: list[Any]) -> tuple[str, str]:
+SealIds = dict[Any, tuple[str, str]]
+"""Per seal met (the entries' own seal objects, or a hint's seal text), its id and text:
+what :func:`pack_segments` fills in, for its caller to insert into ``seals``."""
+
+
+def seal_text(seal: Any) -> str:
+    """The stored text of a seal (four strings): its compact JSON array."""
+    return to_json(list(seal)).decode()
+
+
+def seal_id(text: str) -> str:
+    """The id of a seal stored as ``text``: the hex of its BLAKE2b digest of 16 bytes."""
+    return blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _packed(entries: list[Any], found: SealIds) -> tuple[str, str]:
     """The ``entries`` and ``seals`` texts of one segment: each sealed entry gets the index of
-    its seal in the segment's list of distinct seals."""
-    seals: dict[Any, int] = {}
+    its seal in the segment's list of distinct seal ids (each seal's id and text put in
+    ``found``, computed once per seal object)."""
+    index_of: dict[Any, int] = {}
     out: list[SegmentEntry] = []
     append = out.append
     for entry in entries:
@@ -290,26 +334,38 @@ def _packed(entries: list[Any]) -> tuple[str, str]:
         if seal is None:
             append((seq, key, kind, text))
         else:
-            index = seals.get(seal)
+            index = index_of.get(seal)
             if index is None:
-                index = seals[seal] = len(seals)
+                index = index_of[seal] = len(index_of)
             append((seq, key, kind, text, index))
-    return to_json(out).decode(), (to_json([list(s) for s in seals]).decode() if seals else "[]")
+    if not index_of:
+        return to_json(out).decode(), "[]"
+    ids: list[str] = []
+    for seal in index_of:
+        known = found.get(seal)
+        if known is None:
+            stored = seal_text(seal)
+            known = found[seal] = (seal_id(stored), stored)
+        ids.append(known[0])
+    return to_json(out).decode(), to_json(ids).decode()
 
 
 def pack_segments(
-    partition: int, origin: str, entries: Iterable[Any]
+    partition: int, origin: str, entries: Iterable[Any], found: SealIds | None = None
 ) -> Iterator[tuple[int, str, int, int, str, str]]:
     """``(partition, origin, first_seq, last_seq, entries_text, seals_text)`` rows holding
     ``entries`` (already in increasing seq, one per seq; :data:`SegmentEntry` tuples or entry
     objects), cut by :data:`SEGMENT_MAX_ENTRIES` and :data:`SEGMENT_MAX_BYTES`. The texts
-    are one ``to_json`` call each (Rust)."""
+    are one ``to_json`` call each (Rust). ``seals_text`` names the seals by id; their ids and
+    texts go in ``found``, which the caller stores in ``seals``."""
+    if found is None:
+        found = {}
     if isinstance(entries, list) and len(entries) <= SEGMENT_MAX_ENTRIES:
         # The usual case, one segment: encode first, measure after.
-        text, seals = _packed(entries)
+        text, sealed = _packed(entries, found)
         if len(text) <= SEGMENT_MAX_BYTES:
             if entries:
-                yield partition, origin, _seq(entries[0]), _seq(entries[-1]), text, seals
+                yield partition, origin, _seq(entries[0]), _seq(entries[-1]), text, sealed
             return
     chunk: list[Any] = []
     size = 0
@@ -318,10 +374,10 @@ def pack_segments(
         _, key, _, text, _ = segment_fields(entry)
         size += len(key) + len(text)
         if len(chunk) >= SEGMENT_MAX_ENTRIES or size >= SEGMENT_MAX_BYTES:
-            yield partition, origin, _seq(chunk[0]), _seq(chunk[-1]), *_packed(chunk)
+            yield partition, origin, _seq(chunk[0]), _seq(chunk[-1]), *_packed(chunk, found)
             chunk, size = [], 0
     if chunk:
-        yield partition, origin, _seq(chunk[0]), _seq(chunk[-1]), *_packed(chunk)
+        yield partition, origin, _seq(chunk[0]), _seq(chunk[-1]), *_packed(chunk, found)
 
 
 summaries = Table(
@@ -352,6 +408,13 @@ hints = Table(
     Column("stored_ms", BigInteger, nullable=False),
     Column("seal", Text, nullable=True),
     UniqueConstraint("target", "origin", "partition", "seq", name="uq_hints_dot"),
+)
+
+seals = Table(
+    "seals",
+    metadata,
+    Column("id", Text, primary_key=True),  # seal_id(seal): the hex of 16 bytes of BLAKE2b
+    Column("seal", Text, nullable=False),  # seal_text(seal): [origin, key, digests, signature]
 )
 
 peers = Table(
@@ -544,6 +607,70 @@ def _migrate_5_to_6(conn: Connection, partition_of: Callable[[str], int]) -> Non
         conn.execute(text("ALTER TABLE peers ADD COLUMN card TEXT"))
 
 
+def _four_strings(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 4 and all(type(part) is str for part in value)
+
+
+def insert_seals(conn: Connection, rows: Iterable[tuple[str, str]]) -> None:
+    """Store the seals ``(id, text)`` not stored yet (one executemany)."""
+    params = [{"id": sid, "seal": stored} for sid, stored in rows]
+    if params:
+        conn.execute(
+            text("INSERT INTO seals (id, seal) VALUES (:id, :seal) ON CONFLICT (id) DO NOTHING"),
+            params,
+        )
+
+
+def _migrate_6_to_7(conn: Connection, partition_of: Callable[[str], int]) -> None:
+    """v6 -> v7: the ``seals`` table; every segment's and hint's inline seals moved into it
+    and named by id, in pages of :data:`MIGRATION_PAGE` rows by id."""
+    del partition_of  # unused
+    seals.create(conn, checkfirst=True)
+    for table, column in ((log_segments, log_segments.c.seals), (hints, hints.c.seal)):
+        ident = table.c.id
+        after = 0
+        while True:  # ends: every page reads further in id order
+            rows = conn.execute(
+                select(ident, column)
+                .where(ident > after, column.is_not(None), column != "[]")
+                .order_by(ident)
+                .limit(MIGRATION_PAGE)
+            ).all()
+            found: dict[str, str] = {}
+            changes: list[dict[str, Any]] = []
+            for row_id, inline in rows:
+                try:
+                    value: Any = json.loads(inline)
+                except ValueError:
+                    value = None
+                listed = [value] if table is hints else value
+                if not isinstance(listed, list) or not all(_four_strings(s) for s in listed):
+                    what = "seal is not" if table is hints else "seals are not a list of"
+                    raise CorruptBlob(
+                        f"{'hint' if table is hints else 'segment'} {row_id}",
+                        table.name,
+                        f"{what} four strings [origin, key, digests, signature]",
+                    )
+                ids = []
+                for seal in listed:
+                    stored = seal_text(seal)
+                    ids.append(seal_id(stored))
+                    found[ids[-1]] = stored
+                new = ids[0] if table is hints else to_json(ids).decode()
+                changes.append({"b_id": row_id, "new": new})
+            insert_seals(conn, sorted(found.items()))
+            if changes:
+                conn.execute(
+                    update(table)
+                    .where(ident == bindparam("b_id"))
+                    .values({column: bindparam("new")}),
+                    changes,
+                )
+            if len(rows) < MIGRATION_PAGE:
+                break
+            after = rows[-1][0]
+
+
 def widen_hint_ids(conn: Connection) -> None:
     """PostgreSQL: ``hints.id`` of 64 bits in a database made when it was a 32-bit SERIAL
     (after 2**31 hints, never reused, every commit holding a hint failed, and the relay
@@ -572,5 +699,6 @@ MIGRATIONS: list[Migration] = [
     _migrate_3_to_4,
     _migrate_4_to_5,
     _migrate_5_to_6,
+    _migrate_6_to_7,
 ]
 """``MIGRATIONS[k]`` migrates version ``k`` to ``k + 1``; ``len(MIGRATIONS) == SCHEMA_VERSION``."""

@@ -7,10 +7,12 @@ closes it, so the merged result equals applying the batches one after another. A
 entries are grouped by (partition, origin) and appended as log *segments* (one row per
 group, cut at :data:`~store.schema.SEGMENT_MAX_ENTRIES` entries or about
 :data:`~store.schema.SEGMENT_MAX_BYTES`; see :mod:`store.schema`): a transaction of N
-entries writes a handful of rows, not N. Appending reads nothing: a log dot that is already
+entries writes a handful of rows, not N, and each seal its segments and hints name once, in
+``seals``, before them. Appending reads nothing: a log dot that is already
 stored may be stored again, and the readers (:mod:`store.reads`) keep the first one.
 
-:func:`compact` deletes the log below a watermark; the log fold mark (``meta.log_folded``,
+:func:`compact` deletes the log below a watermark (and the seals nothing names any more:
+:func:`drop_unused_seals`); the log fold mark (``meta.log_folded``,
 :func:`mark_folded`, :func:`folded_mark`; see :mod:`store.ondemand`) records how much of the
 log is already in the objects. Like every storage function, these run inside the
 transaction their caller opened and never commit.
@@ -36,8 +38,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError
 
-from .codec import _parse_segment
-from .errors import StoreError
+from .codec import _parse_segment, _seal_ids
+from .errors import CorruptBlob, StoreError
 from .rows import (
     _HINT_COLS,
     _OBJECT_COLS,
@@ -47,16 +49,19 @@ from .rows import (
     Row,
 )
 from .schema import (
+    SealIds,
     hints,
     log_segments,
     meta,
     objects,
     pack_segments,
     peers,
+    seal_id,
 )
+from .schema import seals as seals_table
 from .schema import summaries as summaries_table
 
-__all__ = ["apply_prepared", "compact", "folded_mark", "mark_folded"]
+__all__ = ["apply_prepared", "compact", "drop_unused_seals", "folded_mark", "mark_folded"]
 
 _IN_CHUNK = 500  # keys per IN (...) list: well under every backend's parameter limit
 
@@ -103,6 +108,7 @@ def _statements(conn: Connection) -> dict[str, tuple[Any, Sequence[str]]]:
             _HINT_COLS,
         ),
         "peers": (_upsert(conn, peers, ["replica_id"]), _PEER_COLS),
+        "seals": (_insert_ignore(conn, seals_table, ["id"]), ("id", "seal")),
         "hints_drop": (drop, ("target", "origin", "partition", "seq")),
     }
 
@@ -189,32 +195,75 @@ def _runs(batches: Iterable[PreparedBatch]) -> list[PreparedBatch]:
     return runs
 
 
-def _segment_rows(log: Mapping[tuple[int, str], Mapping[int, Any]]) -> Iterator[Row]:
+def _segment_rows(
+    log: Mapping[tuple[int, str], Mapping[int, Any]], found: SealIds
+) -> Iterator[Row]:
     """A prepared log (per (partition, origin), per seq, an entry: see
     :attr:`~store.rows.PreparedBatch.log`) as ``_SEGMENT_COLS`` rows: one segment per
-    (partition, origin), entries in seq order, cut by the schema's limits."""
+    (partition, origin), entries in seq order, cut by the schema's limits; the seals they
+    name put in ``found``."""
     for (part, origin), by_seq in log.items():
         seqs = sorted(by_seq)  # (the engine appends in seq order: a linear pass)
-        yield from pack_segments(part, origin, [by_seq[seq] for seq in seqs])
+        yield from pack_segments(part, origin, [by_seq[seq] for seq in seqs], found)
+
+
+def _hint_rows(rows: Iterable[Row], found: SealIds) -> list[Row]:
+    """Prepared hint rows (their seal the seal's text, last) with the seal's id in its place;
+    the seals put in ``found`` (by text)."""
+    out: list[Row] = []
+    for row in rows:
+        stored = row[-1]
+        if stored is None:
+            out.append(row)
+            continue
+        known = found.get(stored)
+        if known is None:
+            known = found[stored] = (seal_id(stored), stored)
+        out.append((*row[:-1], known[0]))
+    return out
+
+
+def drop_unused_seals(conn: Connection) -> None:
+    """Delete the seals that no log segment and no hint names (one statement)."""
+    if conn.dialect.name == "postgresql":
+        named = (
+            "SELECT jsonb_array_elements_text(seals::jsonb) FROM log_segments WHERE seals <> '[]'"
+        )
+    else:
+        named = "SELECT j.value FROM log_segments, json_each(log_segments.seals) AS j"
+    on_cursor(
+        conn,
+        f"DELETE FROM seals WHERE id NOT IN ({named})"
+        " AND id NOT IN (SELECT seal FROM hints WHERE seal IS NOT NULL)",
+    )
 
 
 def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[int]:
     """Write ``batches`` in order, in the caller's transaction; return the log dots each
     batch's ``compact`` removed."""
     removed: list[int] = []
+    compacted = False
     for run in _runs(batches):
+        found: SealIds = {}
+        segments = list(_segment_rows(run.log, found))
+        hint_rows = _hint_rows(run.hints_add.values(), found)
+        if found:  # each seal once, before the rows naming it
+            _executemany(conn, "seals", sorted(dict(found.values()).items()))
         _executemany(conn, "objects", run.objects.values())
-        _executemany(conn, "log", _segment_rows(run.log))
+        _executemany(conn, "log", segments)
         _executemany(conn, "summaries", run.summaries.items())
-        _executemany(conn, "hints_add", run.hints_add.values())
+        _executemany(conn, "hints_add", hint_rows)
         _executemany(conn, "peers", run.peers.values())
         _executemany(conn, "hints_drop", run.hints_drop)
         # Only the last batch of a run may compact or fold (it closes the run).
-        removed.extend(
-            compact(conn, part, wm, count=run.count_compacted) for part, wm in run.compact
-        )
+        for part, wm in run.compact:
+            count, changed = _compact(conn, part, wm, count=run.count_compacted)
+            removed.append(count)
+            compacted = compacted or changed
         if run.fold:
             mark_folded(conn)
+    if compacted:
+        drop_unused_seals(conn)
     return removed
 
 
@@ -226,30 +275,49 @@ def compact(
 
     A segment wholly at or below the watermark (its ``last_seq``) is deleted, unread unless
     ``count``; one that straddles it is rewritten in place (same id, so it keeps its place in
-    the stored order) without those entries. The fold mark comes down to the last segment
-    left (:func:`_lower_mark_to_log`).
+    the stored order) without those entries, and without the seals only they named. The fold
+    mark comes down to the last segment left (:func:`_lower_mark_to_log`). The seals no
+    segment or hint names any more are deleted (:func:`drop_unused_seals`).
     """
+    removed, changed = _compact(conn, partition, watermark, count=count)
+    if changed:
+        drop_unused_seals(conn)
+    return removed
+
+
+def _compact(
+    conn: Connection, partition: int, watermark: Mapping[str, int], *, count: bool
+) -> tuple[int, bool]:
+    """:func:`compact` but for the seals: how many log dots went (0 unless ``count``), and
+    whether any segment was deleted or rewritten."""
     marks = {origin: n for origin, n in watermark.items() if n > 0}
     if not marks:
-        return 0
+        return 0, False
     c = log_segments.c
     bound = case(*((c.origin == origin, literal(n)) for origin, n in marks.items()), else_=0)
     mine = (c.partition == partition, c.origin.in_(list(marks)), c.first_seq <= bound)
     # Reading a segment costs a parse of all its deltas: only those it keeps a part of are
     # read, unless the caller counts (a peer's compactions do not; Store.compact does).
     read = mine if count else (*mine, c.last_seq > bound)
-    found = conn.execute(select(c.id, c.origin, c.entries).where(*read)).all()
+    found = conn.execute(select(c.id, c.origin, c.entries, c.seals).where(*read)).all()
     dropped: set[tuple[str, int]] = set()
     doomed: list[int] = []
     rewrites: list[dict[str, Any]] = []
-    for seg_id, origin, text in found:
+    for seg_id, origin, text, named in found:
         mark = marks[origin]
         entries = _parse_segment(seg_id, text)
         kept = [entry for entry in entries if entry[0] > mark]
         dropped.update((origin, entry[0]) for entry in entries if entry[0] <= mark)
         if kept:
-            new_text = to_json(kept).decode()
-            rewrites.append({"b_id": seg_id, "new_first": kept[0][0], "new_entries": new_text})
+            kept, named = _kept_seals(seg_id, kept, named)
+            rewrites.append(
+                {
+                    "b_id": seg_id,
+                    "new_first": kept[0][0],
+                    "new_entries": to_json(kept).decode(),
+                    "new_seals": named,
+                }
+            )
         else:
             doomed.append(seg_id)
     gone = len(doomed)
@@ -263,10 +331,30 @@ def compact(
         conn.execute(
             update(log_segments)
             .where(c.id == bindparam("b_id"))
-            .values(first_seq=bindparam("new_first"), entries=bindparam("new_entries")),
+            .values(
+                first_seq=bindparam("new_first"),
+                entries=bindparam("new_entries"),
+                seals=bindparam("new_seals"),
+            ),
             rewrites,
         )
-    return len(dropped)
+    return len(dropped), bool(gone or rewrites)
+
+
+def _kept_seals(seg_id: int, kept: list[list[Any]], seals_text: str) -> tuple[list[list[Any]], str]:
+    """The entries a compaction keeps of a segment and its ``seals``, without the seals only
+    the dropped entries named (so that :func:`drop_unused_seals` can delete them)."""
+    if seals_text == "[]":
+        return kept, seals_text
+    ids = _seal_ids(seg_id, seals_text)
+    used = sorted({entry[4] for entry in kept if len(entry) == 5})
+    if len(used) == len(ids):
+        return kept, seals_text
+    if used and used[-1] >= len(ids):
+        raise CorruptBlob(f"segment {seg_id}", log_segments.name, "names a seal it lacks")
+    index = {old: new for new, old in enumerate(used)}
+    kept = [entry if len(entry) == 4 else [*entry[:4], index[entry[4]]] for entry in kept]
+    return kept, to_json([ids[i] for i in used]).decode()
 
 
 # -- the log fold mark (see store.ondemand) ---------------------------------------------------
