@@ -431,7 +431,9 @@ def _read_only_options(path: Path) -> str:
 
 
 async def _run_async(url: str, name: str, fn: Callable[[Connection, str], _T]) -> _T:
-    engine = create_async_engine(url)
+    # One snapshot for the whole report: a peer's compaction meanwhile may delete the seals
+    # of the segments already read (see store.schema).
+    engine = create_async_engine(url, isolation_level="REPEATABLE READ")
     try:
         async with engine.connect() as conn:
             return await conn.run_sync(fn, name)

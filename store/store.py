@@ -140,6 +140,15 @@ class Store:
         self._reader = reader  # SQLite: reads in a thread of their own (else the engine)
         self._lock = lock
         self._write_engine = engine.execution_options(shoal_write=True)
+        # PostgreSQL: a read sees one snapshot (its statements, the default READ COMMITTED,
+        # would each see their own), so that the seals a page of segments names are still
+        # there when the next statement looks them up, whatever a compaction committed
+        # meanwhile (see store.schema). SQLite's reads are one snapshot already (WAL).
+        self._read_engine = (
+            engine.execution_options(isolation_level="REPEATABLE READ")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
         self._writer_db = writer
         self._partitions = partitions
         self._partition_of = partition_of
@@ -591,7 +600,7 @@ class Store:
         self._check_open()
         if self._reader is not None:
             return await self._reader.read(fn, *args, **kwargs)
-        async with self._engine.begin() as conn:
+        async with self._read_engine.begin() as conn:
             return await conn.run_sync(fn, *args, **kwargs)
 
     # -- lifecycle -------------------------------------------------------------------------
