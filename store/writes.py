@@ -224,18 +224,25 @@ def _hint_rows(rows: Iterable[Row], found: SealIds) -> list[Row]:
 
 
 def drop_unused_seals(conn: Connection) -> None:
-    """Delete the seals that no log segment and no hint names (one statement)."""
+    """Delete the seals that no log segment and no hint names (one statement, which reads the
+    ``seals`` of every segment)."""
     if conn.dialect.name == "postgresql":
-        named = (
-            "SELECT jsonb_array_elements_text(seals::jsonb) FROM log_segments WHERE seals <> '[]'"
+        # NOT EXISTS: an anti-join, hashed and spilled to disk as needed (a NOT IN list
+        # larger than work_mem would be scanned once per seal).
+        statement = (
+            "DELETE FROM seals AS s WHERE NOT EXISTS (SELECT 1 FROM log_segments AS g,"
+            " jsonb_array_elements_text(g.seals::jsonb) AS j(id)"
+            " WHERE g.seals <> '[]' AND j.id = s.id)"
+            " AND NOT EXISTS (SELECT 1 FROM hints AS h WHERE h.seal = s.id)"
         )
     else:
-        named = "SELECT j.value FROM log_segments, json_each(log_segments.seals) AS j"
-    on_cursor(
-        conn,
-        f"DELETE FROM seals WHERE id NOT IN ({named})"
-        " AND id NOT IN (SELECT seal FROM hints WHERE seal IS NOT NULL)",
-    )
+        # NOT IN: SQLite builds each list once, as a temporary index.
+        statement = (
+            "DELETE FROM seals WHERE id NOT IN"
+            " (SELECT j.value FROM log_segments AS g, json_each(g.seals) AS j)"
+            " AND id NOT IN (SELECT seal FROM hints WHERE seal IS NOT NULL)"
+        )
+    on_cursor(conn, statement)
 
 
 def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[int]:
