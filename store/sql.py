@@ -39,7 +39,7 @@ from .opening import (
 )
 from .reads import count_log, deltas_page, get_object, iter_log, load, snapshot_page
 from .rows import PreparedBatch, prepare
-from .writes import apply_prepared, compact, folded_mark, mark_folded
+from .writes import apply_prepared, compact, drop_unused_seals, folded_mark, mark_folded
 
 __all__ = [
     "OpenResult",
@@ -51,6 +51,7 @@ __all__ = [
     "count_log",
     "decode_blob",
     "deltas_page",
+    "drop_unused_seals",
     "encode",
     "folded_mark",
     "get_object",

@@ -192,3 +192,27 @@ async def test_a_streamed_report_holds_a_page_of_objects_whatever_their_number(
         finally:
             tracemalloc.stop()
     assert peaks[0] < peaks[1] / 3, peaks
+
+
+async def test_a_sqlite_report_reads_one_snapshot_while_a_peer_commits(tmp_path: Path) -> None:
+    """The report reads a live database in one snapshot: a commit between two of its reads
+    (a peer's compaction deleting the seals of segments already read, say) is not half seen."""
+    from sqlalchemy import text
+
+    from store.report import _on_database
+
+    db = tmp_path / "a.db"
+    await _fill(str(db))
+
+    def two_reads(conn: object, _name: str) -> tuple[int, int]:
+        count = text("SELECT count(*) FROM meta")
+        first = conn.execute(count).scalar_one()  # type: ignore[attr-defined]
+        with sqlite3.connect(db) as other:  # another writer commits meanwhile
+            other.execute("INSERT INTO meta (name, value) VALUES ('x-test', '1')")
+        second = conn.execute(count).scalar_one()  # type: ignore[attr-defined]
+        return first, second
+
+    first, second = await asyncio.to_thread(_on_database, str(db), two_reads)
+    assert first == second
+    with sqlite3.connect(db) as check:  # (the commit did land)
+        assert check.execute("SELECT value FROM meta WHERE name = 'x-test'").fetchone() == ("1",)
