@@ -342,6 +342,17 @@ class CausalContext:
         return ctx
 
 
+def _dot_of(x: object) -> Dot | None:
+    """The dot of a well-formed ``[r, c]`` (a non-empty replica id, a counter in 1..2**63-1),
+    or None for anything else."""
+    if type(x) is not list or len(x) != 2:
+        return None
+    r, c = x
+    if type(r) is not str or not r or type(c) is not int or not 1 <= c <= MAX_INT:
+        return None
+    return (r, c)  # type: ignore[return-value]
+
+
 def small_context(d: object) -> CausalContext | None:
     """The context a well-formed ``{"vv": {...}, "cloud": [...]}`` with at most one cloud dot
     encodes (a delta's), or None for anything else (then decode it with ``from_dict``)."""
@@ -358,13 +369,10 @@ def small_context(d: object) -> CausalContext | None:
     ctx.vv = vv.copy()
     ctx.cloud = set()
     if cloud:
-        x = cloud[0]
-        if type(x) is not list or len(x) != 2:
+        dot = _dot_of(cloud[0])
+        if dot is None:
             return None
-        r, c = x
-        if type(r) is not str or not r or type(c) is not int or not 1 <= c <= MAX_INT:
-            return None
-        dot: Dot = (r, c)  # type: ignore[assignment]
+        r, c = dot
         if c <= vv.get(r, 0) + 1:
             ctx.add(dot)  # covered, or the next one: compacts into vv
         else:
@@ -450,12 +458,10 @@ def one_dot_delta(d: object, kind: str) -> tuple[object, Dot] | None:
     if cloud:
         if vv or len(cloud) != 1:
             return None
-        x = cloud[0]
-        if type(x) is not list or len(x) != 2:
+        dot = _dot_of(cloud[0])
+        if dot is None:
             return None
-        r, c = x
-        if type(r) is not str or not r or type(c) is not int or not 1 <= c <= MAX_INT:
-            return None
+        r, c = dot
     else:
         if len(vv) != 1:
             return None

@@ -489,28 +489,8 @@ class ORMap:
             dot = sole_dot(octx)
             if dot is not None:
                 ((ek, store),) = theirs.items()
-                if ek not in mine:
-                    ctx = self._ctx
-                    vv, cloud = ctx.vv, ctx.cloud
-                    r, c = dot
-                    seen = vv.get(r, 0)
-                    if c <= seen or (cloud and dot in cloud):
-                        # Seen already (and removed since): nothing to join, unless another
-                        # entry holds the dot (its origin used it twice: the join drops it
-                        # there). Known through the reverse index; else the general join.
-                        index = self._index
-                        if index is not None and c not in index.get(r, ()):
-                            return
-                    else:
-                        mine[ek] = store  # stores are immutable: the delta's is shared
-                        index = self._index
-                        if index is not None:
-                            index_dots(index, (dot,), ek)
-                        if c == seen + 1 and not cloud:
-                            vv[r] = c  # the common case of ctx.add, inlined
-                        else:
-                            ctx.add(dot)
-                        return
+                if ek not in mine and self._join_new(ek, store, dot):
+                    return
         if other is self:
             return
         if is_small(octx, len(mine)):
@@ -670,22 +650,28 @@ class ORMap:
             store = impl.decode(body, one_ctx, "entries[0][2]", set())
         except (TypeError, ValueError):  # DecodeError, or a registered kind's own error
             return False  # (from_dict says why)
-        # merge's one-dot path, for a key not held
+        return self._join_new(ek, store, dot)
+
+    def _join_new(self, ek: EntryKey, store: Any, dot: Dot) -> bool:
+        """Join, in place, the delta ``({ek: store}, {dot})`` (an update that wrote one new
+        dot to ``ek``, which is not held here: the store holds just that dot) when that is
+        O(1): True. It adds the entry if the dot is new here; if the dot is seen already (and
+        removed since), nothing changes, unless another entry holds it (its origin used it
+        twice: the join drops it there), which only the reverse index tells: False then, and
+        without an index, for the general join."""
         ctx = self._ctx
         vv, cloud = ctx.vv, ctx.cloud
         r, c = dot
         seen = vv.get(r, 0)
         if c <= seen or (cloud and dot in cloud):
-            # Seen already: nothing changes, unless another entry holds the dot (see merge):
-            # known through the reverse index; without one, merge decides.
             index = self._index
             return index is not None and c not in index.get(r, ())
-        self._entries[ek] = store
+        self._entries[ek] = store  # stores are immutable: the delta's is shared
         index = self._index
         if index is not None:
             index_dots(index, (dot,), ek)
         if c == seen + 1 and not cloud:
-            vv[r] = c
+            vv[r] = c  # the common case of ctx.add, inlined
         else:
             ctx.add(dot)
         return True

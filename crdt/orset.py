@@ -250,29 +250,7 @@ class ORSet:
             dot = sole_dot(octx)
             if dot is not None:
                 ((key, _),) = theirs.items()  # a store holds only dots of its context: d
-                ctx = self._ctx
-                vv = ctx.vv
-                replica, counter = dot
-                seen = vv.get(replica, 0)
-                cloud = ctx.cloud
-                if counter <= seen or (cloud and dot in cloud):
-                    # Seen already: the join changes nothing, unless another element holds
-                    # d (its origin used the dot twice: the join drops it there). Known
-                    # through the reverse index; without one, the general join below.
-                    index = self._index
-                    if index is not None and index.get(dot, key) == key:
-                        return
-                else:
-                    entries = self._entries
-                    cur = entries.get(key)
-                    entries[key] = dot if cur is None else flat_dots(sorted((*dot_pairs(cur), dot)))
-                    index = self._index
-                    if index is not None:
-                        index[dot] = key
-                    if counter == seen + 1 and not cloud:
-                        vv[replica] = counter  # the common case of ctx.add, inlined
-                    else:
-                        ctx.add(dot)
+                if self._join_one(key, dot):
                     return
         if other is self:
             return
@@ -433,24 +411,29 @@ class ORSet:
             or not plain_key(el)
         ):
             return False
-        entries = self._entries
-        if el in entries:
-            return False
-        # merge's one-dot path, for an element not held
+        return el not in self._entries and self._join_one(el, dot)
+
+    def _join_one(self, key: Key, dot: Dot) -> bool:
+        """Join, in place, the delta ``({key: dot}, {dot})`` (an add of one new dot) when
+        that is O(1): True. It adds the dot to ``key`` if the dot is new here; if the dot is
+        seen already, nothing changes, unless another element holds it (its origin used it
+        twice: the join drops it there), which only the reverse index tells: False then, and
+        without an index, for the general join."""
         ctx = self._ctx
         vv, cloud = ctx.vv, ctx.cloud
-        seen = vv.get(r, 0)
-        if c <= seen or (cloud and dot in cloud):
-            # Seen already: nothing changes, unless another element holds d (see merge):
-            # known through the reverse index; without one, merge decides.
+        replica, counter = dot
+        seen = vv.get(replica, 0)
+        if counter <= seen or (cloud and dot in cloud):
             index = self._index
-            return index is not None and dot not in index
-        entries[el] = dot
+            return index is not None and index.get(dot, key) == key
+        entries = self._entries
+        cur = entries.get(key)
+        entries[key] = dot if cur is None else flat_dots(sorted((*dot_pairs(cur), dot)))
         index = self._index
         if index is not None:
-            index[dot] = el
-        if c == seen + 1 and not cloud:
-            vv[r] = c
+            index[dot] = key
+        if counter == seen + 1 and not cloud:
+            vv[replica] = counter  # the common case of ctx.add, inlined
         else:
             ctx.add(dot)
         return True
