@@ -431,12 +431,12 @@ def indexed_dots(index: dict[Dot, T], ctx: CausalContext) -> Iterator[tuple[Dot,
                 yield (r, c), owner  # type: ignore[misc]
 
 
-def one_dot_delta(d: object, kind: str) -> tuple[object, Dot] | None:
+def one_dot_delta(d: object, kind: str, width: int) -> tuple[list[Any], Dot] | None:
     """``(entry, dot)`` if ``d`` is, exactly, ``{"type": kind, "v": 1, "entries": [entry],
     "ctx": ctx}`` with ``ctx`` the context of the one dot ``(r, c)``: ``{"vv": {}, "cloud":
     [[r, c]]}``, or ``{"vv": {r: 1}, "cloud": []}`` (the encoding of the delta of a write of
-    one new dot, as its origin makes it); None for anything else, valid or not. What
-    ``entry`` holds is the caller's to check."""
+    one new dot, as its origin makes it) and ``entry`` an array of ``width`` items; None for
+    anything else, valid or not. What the items hold is the caller's to check."""
     if type(d) is not dict or len(d) != 4 or d.get("type") != kind:
         return None
     v = d.get("v")
@@ -447,6 +447,8 @@ def one_dot_delta(d: object, kind: str) -> tuple[object, Dot] | None:
         or v != FORMAT_VERSION
         or type(entries) is not list
         or len(entries) != 1
+        or type(entries[0]) is not list
+        or len(entries[0]) != width
         or type(ctx) is not dict
         or len(ctx) != 2
     ):

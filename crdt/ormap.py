@@ -632,13 +632,10 @@ class ORMap:
         (of a replica other than ``skip``) to a key not held here, without decoding it into
         a map first: True. False, nothing changed, for anything else, valid or not
         (``from_dict`` and ``merge`` it then). See :func:`crdt.merge_dict`."""
-        one = one_dot_delta(d, "ormap")
+        one = one_dot_delta(d, "ormap", 3)
         if one is None:
             return False
-        entry, dot = one
-        if type(entry) is not list or len(entry) != 3:
-            return False
-        k, kind, body = entry
+        (k, kind, body), dot = one
         if dot[0] == skip or type(k) is not str or not k.isascii() or type(body) is not list:
             return False
         impl = _KINDS.get(kind) if type(kind) is str else None

@@ -394,13 +394,10 @@ class ORSet:
         replica other than ``skip``) to an element not held here, without decoding it into
         a state first: True. False, nothing changed, for anything else, valid or not
         (``from_dict`` and ``merge`` it then). See :func:`crdt.merge_dict`."""
-        one = one_dot_delta(d, "orset")
+        one = one_dot_delta(d, "orset", 2)
         if one is None:
             return False
-        entry, dot = one
-        if type(entry) is not list or len(entry) != 2:
-            return False
-        el, raw = entry
+        (el, raw), dot = one
         r, c = dot
         if (
             r == skip
