@@ -115,7 +115,7 @@ class DotFun(Generic[V]):
             if d not in out:
                 if not c(d):
                     out[d] = v
-            elif out[d] is not v and out[d] != v and canonical(v) < canonical(out[d]):
+            elif _differ(out[d], v) and canonical(v) < canonical(out[d]):
                 # One dot, two values: its origin used the dot twice (a faulty or hostile
                 # one). Either side may hear of either first; the smaller encoding is kept
                 # everywhere, so that replicas agree.
@@ -134,6 +134,12 @@ class DotFun(Generic[V]):
 
     def __repr__(self) -> str:
         return f"DotFun({dict(sorted(self.entries.items()))!r})"
+
+
+def _differ(a: Any, b: Any) -> bool:
+    """Two values of one dot that differ, as their encodings do (``1`` and ``true`` are equal
+    to Python, not to JSON; nested ones are told apart by ``canonical`` only)."""
+    return a is not b and (a != b or type(a) is not type(b))
 
 
 class DotMap(Generic[K, S]):

@@ -155,6 +155,19 @@ class DotTaker:
         return dot
 
 
+def _same(x: Entries, y: Entries, k: int) -> bool:
+    """Flat entries of width ``k`` equal as their encodings are: ``1`` and ``true`` are equal
+    to Python, not to JSON (a value is the last field of an entry; the other fields are
+    dots, timestamps and counts, never a bool; inside a value's list or object the two are
+    still taken as equal)."""
+    if x != y:
+        return False
+    if len(x) == k:  # one entry (the common case: a register's)
+        return type(x[-1]) is type(y[-1])
+    values1, values2 = x[k - 1 :: k], y[k - 1 :: k]
+    return all(type(a) is type(b) for a, b in zip(values1, values2, strict=True))
+
+
 class FlatStore:
     """The store of a kind kept as flat entries of ``width`` fields, the first two the entry's
     dot, entries sorted by dot (``crdt/_flat.py``): its dots, its join (a DotFun's), its
@@ -198,12 +211,12 @@ class FlatStore:
         return store if len(keep) == len(entries) else flat(keep)
 
     def join(self, s1: Entries, ctx1: CausalContext, s2: Entries, ctx2: CausalContext) -> Entries:
-        if s1 == s2:
-            return s1
         k = self.width
+        if s1 is s2 or _same(s1, s2, k):
+            return s1
         if len(s1) == k and len(s2) == k:  # one entry each (a write joining the one it replaces)
             a, b = s1[:2], s2[:2]
-            if a == b:  # (and s1 != s2: see _either)
+            if a == b:  # (and the entries differ: see _either)
                 return self._either(s1, s2)
             keep1 = not ctx2.contains(a)  # type: ignore[arg-type]
             keep2 = not ctx1.contains(b)  # type: ignore[arg-type]
@@ -221,7 +234,7 @@ class FlatStore:
                 if not seen2(x[:2]):  # type: ignore[arg-type]
                     out.append(x)
             else:
-                out.append(x if y == x else self._either(x, y))
+                out.append(x if x is y or _same(x, y, k) else self._either(x, y))
         out += [y for y in r2 if y[:2] not in d1 and not seen1(y[:2])]  # type: ignore[arg-type]
         if len(out) > 1:
             out.sort()  # dots are unique: the sort never compares the other fields

@@ -109,12 +109,23 @@ def _embedded_delta(kind: str, value: Any, c: int) -> dict[str, Any]:
     "deltas",
     [
         [_register_delta(v, c) for v, c in (("a", 3), ("b", 3), ("c", 2), ({"x": 1}, 3))],
+        [_register_delta(v, 3) for v in (1, True)],  # equal to Python, not to JSON
         *(
             [_embedded_delta(kind, v, c) for v, c in ((1, 3), (2, 3), (7, 2))]
             for kind in ("lww", "mvregister", "gcounter")
         ),
+        [_embedded_delta("lww", v, 3) for v in (1, True)],
+        [_embedded_delta("mvregister", v, 3) for v in (0, False)],
     ],
-    ids=["mvregister", "ormap-lww", "ormap-mvregister", "ormap-gcounter"],
+    ids=[
+        "mvregister",
+        "mvregister-1-true",
+        "ormap-lww",
+        "ormap-mvregister",
+        "ormap-gcounter",
+        "ormap-lww-1-true",
+        "ormap-mvregister-0-false",
+    ],
 )
 def test_two_values_with_one_dot_join_alike_in_every_order(deltas: list[dict[str, Any]]) -> None:
     """A dot its origin wrote twice with two values (a register's, an embedded value's):
