@@ -120,7 +120,14 @@ from .sql import (
     snapshot_page,
 )
 from .store import SYNCHRONOUS_LEVELS, Store, default_partition_of, sidecar_path
-from .writer import AsyncWriter, ThreadReader, ThreadWriter, Writer, install_sqlite_hooks
+from .writer import (
+    AsyncWriter,
+    ThreadReader,
+    ThreadWriter,
+    Writer,
+    install_begin,
+    install_sqlite_hooks,
+)
 
 __all__ = [
     "FOLD_PAGE",
@@ -193,6 +200,7 @@ __all__ = [
     "get_objects",
     "hints",
     "insert_seals",
+    "install_begin",
     "install_sqlite_hooks",
     "iter_log",
     "keys_page",

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, create_engine, event, func, select
+from sqlalchemy import Connection, create_engine, func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import crdt
@@ -37,6 +37,7 @@ from . import ondemand, schema, sql
 from .errors import StoreError
 from .location import SQLITE_MAGIC, database_url
 from .lock import read_head
+from .writer import install_begin
 
 __all__ = [
     "DatabaseReport",
@@ -400,21 +401,12 @@ def _on_database(db: str | os.PathLike[str], fn: Callable[[Connection, str], _T]
     # One snapshot for the whole report, as on PostgreSQL (_run_async): the driver begins no
     # transaction for reads, so each statement would see the latest commit, and a peer's
     # compaction between two reads could delete the seals of segments already read.
-    event.listen(engine, "connect", _no_implicit_begin)
-    event.listen(engine, "begin", _begin)
+    install_begin(engine)
     try:
         with engine.begin() as conn:
             return fn(conn, name)
     finally:
         engine.dispose()
-
-
-def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # (BEGIN is ours: _begin)
-
-
-def _begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
 
 
 def _read_only_options(path: Path) -> str:

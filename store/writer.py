@@ -78,7 +78,14 @@ from sqlalchemy.pool import NullPool
 from . import sql
 from .writes import on_cursor
 
-__all__ = ["AsyncWriter", "ThreadReader", "ThreadWriter", "Writer", "install_sqlite_hooks"]
+__all__ = [
+    "AsyncWriter",
+    "ThreadReader",
+    "ThreadWriter",
+    "Writer",
+    "install_begin",
+    "install_sqlite_hooks",
+]
 
 _T = TypeVar("_T")
 
@@ -108,19 +115,29 @@ CHECKPOINT_COMMITS = 256
 
 
 def install_sqlite_hooks(engine: Engine, synchronous: str, busy_timeout_ms: int) -> None:
-    """Every new connection: WAL, ``synchronous``, the busy timeout, and no implicit BEGIN;
-    a transaction begins with ``BEGIN IMMEDIATE`` on a writing connection (execution option
-    ``shoal_write``), else ``BEGIN``."""
+    """Every new connection: WAL, ``synchronous``, the busy timeout, and the transactions of
+    :func:`install_begin`."""
+    install_begin(engine)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # We issue BEGIN ourselves (below); the driver must not begin implicitly.
-        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.close()
+
+
+def install_begin(engine: Engine) -> None:
+    """Every new connection begins no transaction by itself (the driver would, before a
+    write only: each read alone would see the latest commit); a transaction begins with
+    ``BEGIN IMMEDIATE`` on a writing connection (execution option ``shoal_write``), else
+    ``BEGIN``, so that its reads see one snapshot. (Without PRAGMAs: a read-only
+    connection, ``shoal inspect``'s, takes it as it is.)"""
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
