@@ -69,6 +69,7 @@ from .records import (
     PeerRow,
 )
 from .schema import (
+    IN_LIST_MAX,
     LIVE_INDEX,
     MIGRATION_PAGE,
     MIGRATIONS,
@@ -131,6 +132,7 @@ from .writer import (
 
 __all__ = [
     "FOLD_PAGE",
+    "IN_LIST_MAX",
     "LIVE_INDEX",
     "LOCK_SUFFIX",
     "MIGRATIONS",

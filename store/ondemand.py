@@ -48,7 +48,7 @@ import crdt
 from .codec import _parse_segment, decode_blob
 from .reads import _object, load
 from .records import Loaded, ObjectRow
-from .schema import log_segments, objects
+from .schema import IN_LIST_MAX, log_segments, objects
 from .writes import _fold_start, _set_mark, _upsert
 
 __all__ = [
@@ -70,15 +70,13 @@ __all__ = [
 FOLD_PAGE = 200
 """Log segments folded per transaction at open (each holds at most 1000 entries)."""
 
-_IN_CHUNK = 500
-
 
 def get_objects(conn: Connection, keys: Iterable[str]) -> list[ObjectRow]:
     """Every object of ``keys`` (each kind of each), in (key, kind) order."""
     wanted = sorted(set(keys))
     out: list[ObjectRow] = []
-    for start in range(0, len(wanted), _IN_CHUNK):
-        chunk = wanted[start : start + _IN_CHUNK]
+    for start in range(0, len(wanted), IN_LIST_MAX):
+        chunk = wanted[start : start + IN_LIST_MAX]
         stmt = select(objects).where(objects.c.key.in_(chunk))
         out.extend(_object(row) for row in conn.execute(stmt))
     out.sort(key=lambda row: (row.key, row.kind))
@@ -221,8 +219,8 @@ def kind_clashes(conn: Connection) -> dict[str, tuple[str, ...]]:
         for row in conn.execute(select(key).where(c.live).group_by(key).having(func.count() > 1))
     ]
     out: dict[str, list[str]] = {}
-    for start in range(0, len(clashed), _IN_CHUNK):
-        chunk = clashed[start : start + _IN_CHUNK]
+    for start in range(0, len(clashed), IN_LIST_MAX):
+        chunk = clashed[start : start + IN_LIST_MAX]
         for k, kind in conn.execute(select(c.key, c.kind).where(c.live, c.key.in_(chunk))):
             out.setdefault(k, []).append(kind)
     # (len > 1: in a read-committed transaction a write between the two reads may have
@@ -310,8 +308,8 @@ def unfolded_liveness(conn: Connection) -> dict[str, tuple[bool | None, bool]]:
             deltas.setdefault(key, {}).setdefault((key, kind), []).append(delta_text)
     out: dict[str, tuple[bool | None, bool]] = {}
     keys = sorted(deltas)
-    for start in range(0, len(keys), _IN_CHUNK):
-        chunk = keys[start : start + _IN_CHUNK]
+    for start in range(0, len(keys), IN_LIST_MAX):
+        chunk = keys[start : start + IN_LIST_MAX]
         flags: dict[str, bool] = {}
         for key, live in conn.execute(
             select(objects.c.key, objects.c.live).where(objects.c.key.in_(chunk))

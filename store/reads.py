@@ -36,7 +36,7 @@ from .codec import (
 )
 from .errors import CorruptBlob
 from .records import HintRow, Loaded, LogRow, ObjectRow, PeerRow
-from .schema import hints, log_segments, objects, peers, seals
+from .schema import IN_LIST_MAX, hints, log_segments, objects, peers, seals
 from .schema import objects as objects_table
 from .schema import summaries as summaries_table
 
@@ -47,7 +47,6 @@ def _object(row: Any) -> ObjectRow:
     return ObjectRow(row.key, row.kind, decode_blob("objects", row.key, row.kind, row.state))
 
 
-_IN_CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
 _SEGMENT_CHUNK = 256  # segments read before their seals are looked up (iter_log, load)
 
 Seal = tuple[str, str, str, str]
@@ -55,11 +54,11 @@ Seal = tuple[str, str, str, str]
 
 def _seals_of(conn: Connection, ids: Iterable[str], known: dict[str, Seal]) -> dict[str, Seal]:
     """``known`` with the seals of ``ids`` it lacks read from ``seals`` (one query per
-    :data:`_IN_CHUNK` ids; an id not stored stays missing, for the caller to name)."""
+    :data:`IN_LIST_MAX` ids; an id not stored stays missing, for the caller to name)."""
     wanted = sorted({sid for sid in ids if sid not in known})
     c = seals.c
-    for start in range(0, len(wanted), _IN_CHUNK):
-        chunk = wanted[start : start + _IN_CHUNK]
+    for start in range(0, len(wanted), IN_LIST_MAX):
+        chunk = wanted[start : start + IN_LIST_MAX]
         for sid, stored in conn.execute(select(c.id, c.seal).where(c.id.in_(chunk))):
             known[sid] = _stored_seal(sid, stored)
     return known

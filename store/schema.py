@@ -161,6 +161,7 @@ import crdt
 from .errors import CorruptBlob
 
 __all__ = [
+    "IN_LIST_MAX",
     "LIVE_INDEX",
     "MIGRATIONS",
     "MIGRATION_PAGE",
@@ -189,6 +190,9 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 7
+
+IN_LIST_MAX = 500
+"""Values per ``IN (...)`` list of a statement: well under every backend's parameter limit."""
 
 SEGMENT_MAX_ENTRIES = 1000
 """At most this many entries in one log segment."""

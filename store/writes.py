@@ -49,6 +49,7 @@ from .rows import (
     Row,
 )
 from .schema import (
+    IN_LIST_MAX,
     SealIds,
     hints,
     log_segments,
@@ -62,8 +63,6 @@ from .schema import seals as seals_table
 from .schema import summaries as summaries_table
 
 __all__ = ["apply_prepared", "compact", "drop_unused_seals", "folded_mark", "mark_folded"]
-
-_IN_CHUNK = 500  # keys per IN (...) list: well under every backend's parameter limit
 
 
 def _insert(conn: Connection, table: Any) -> Any:
@@ -330,8 +329,8 @@ def _compact(
     gone = len(doomed)
     if not count:
         gone += conn.execute(delete(log_segments).where(*mine, c.last_seq <= bound)).rowcount
-    for start in range(0, len(doomed), _IN_CHUNK):
-        conn.execute(delete(log_segments).where(c.id.in_(doomed[start : start + _IN_CHUNK])))
+    for start in range(0, len(doomed), IN_LIST_MAX):
+        conn.execute(delete(log_segments).where(c.id.in_(doomed[start : start + IN_LIST_MAX])))
     if gone:
         _lower_mark_to_log(conn)
     if rewrites:
