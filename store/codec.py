@@ -21,7 +21,7 @@ from pydantic_core import from_json, to_json
 import crdt
 
 from .errors import CorruptBlob, InvalidInput
-from .schema import log_segments
+from .schema import log_segments, seal_id
 
 __all__ = ["check_card", "check_context", "decode_blob", "encode"]
 
@@ -185,12 +185,14 @@ def _seal_ids(seg_id: int, seals_text: str) -> list[str]:
     return raw
 
 
-def _stored_seal(seal_id: str, stored: str) -> tuple[str, str, str, str]:
-    """A row of ``seals``, decoded and checked to be four strings."""
+def _stored_seal(sid: str, stored: str) -> tuple[str, str, str, str]:
+    """A row of ``seals``, checked to be the text its id names and decoded as four strings."""
+    if seal_id(stored) != sid:
+        raise CorruptBlob(sid, "seals", "its text is not the seal its id names")
     try:
         return _seal(json.loads(stored), "seal")
     except (ValueError, InvalidInput) as exc:
-        raise CorruptBlob(seal_id, "seals", f"malformed seal ({exc})") from exc
+        raise CorruptBlob(sid, "seals", f"malformed seal ({exc})") from exc
 
 
 def _with_seals(

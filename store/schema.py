@@ -53,11 +53,14 @@ entries' own text for writes spread over the partitions). So each seal is stored
 digest of 16 bytes (:func:`seal_id`), so that equal seals share a row; a transaction inserts
 the seals its segments and hints name (``ON CONFLICT DO NOTHING``) before them. The readers
 look up the ids of a chunk or page of segments, or of the hints, in one query; an id missing
-from ``seals`` is a :class:`~store.errors.CorruptBlob` naming the segment or hint. A seal no
-segment or hint names is garbage: each transaction that compacts the log (deletes or
-rewrites a segment) deletes every such seal in one statement
-(:func:`store.writes.drop_unused_seals`), which reads the ``seals`` of every segment. A seal
-that only dropped hints named stays until the next compaction.
+from ``seals`` is a :class:`~store.errors.CorruptBlob` naming the segment or hint, and so is a
+row whose text is not the one its id names. A seal no segment or hint names is garbage: a
+transaction that compacts the log (deletes or rewrites a segment) deletes every such seal
+in one statement (:func:`store.writes.drop_unused_seals`), which reads the ``seals`` of
+every segment, and so the whole log; so a peer's compactions do it only once as many seals
+were stored since the last sweep as that sweep left (:class:`store.writes.SealSweep`):
+unused seals stay within about the live ones. A seal that only dropped hints named stays
+until the next sweep.
 
 Segments are never merged, so the seq ranges of one (partition, origin) may overlap (a delta
 that arrived out of order) and a log dot may be stored twice (a delta persisted again): the

@@ -11,8 +11,8 @@ entries writes a handful of rows, not N, and each seal its segments and hints na
 ``seals``, before them. Appending reads nothing: a log dot that is already
 stored may be stored again, and the readers (:mod:`store.reads`) keep the first one.
 
-:func:`compact` deletes the log below a watermark (and the seals nothing names any more:
-:func:`drop_unused_seals`); the log fold mark (``meta.log_folded``,
+:func:`compact` deletes the log below a watermark (and, amortized over the seals written,
+the seals nothing names any more: :class:`SealSweep`); the log fold mark (``meta.log_folded``,
 :func:`mark_folded`, :func:`folded_mark`; see :mod:`store.ondemand`) records how much of the
 log is already in the objects. Like every storage function, these run inside the
 transaction their caller opened and never commit.
@@ -62,7 +62,15 @@ from .schema import (
 from .schema import seals as seals_table
 from .schema import summaries as summaries_table
 
-__all__ = ["apply_prepared", "compact", "drop_unused_seals", "folded_mark", "mark_folded"]
+__all__ = [
+    "SWEEP_MIN",
+    "SealSweep",
+    "apply_prepared",
+    "compact",
+    "drop_unused_seals",
+    "folded_mark",
+    "mark_folded",
+]
 
 
 def _insert(conn: Connection, table: Any) -> Any:
@@ -222,9 +230,53 @@ def _hint_rows(rows: Iterable[Row], found: SealIds) -> list[Row]:
     return out
 
 
+#: The fewest seals stored since the last sweep that make a peer's compaction sweep again
+#: (:class:`SealSweep`).
+SWEEP_MIN = 256
+
+
+class SealSweep:
+    """When a compacting transaction also deletes the seals nothing names.
+
+    A sweep (:func:`drop_unused_seals`) reads the ``seals`` of every segment, which lie after
+    their ``entries`` in the row: it reads the whole log. Sweeping at every compaction made a
+    large log's catch-up quadratic (each partition's compaction read the log again), so a
+    peer's compaction sweeps only once the seals stored since the last sweep reach as many as
+    that sweep left (at least :data:`SWEEP_MIN`): the reads are amortized over the seals
+    written, and what is stored of unused seals stays within about the live ones plus
+    :data:`SWEEP_MIN`. The first compacting transaction on a connection sweeps (nothing is
+    known yet), and so does :meth:`store.Store.compact` (an explicit call)."""
+
+    __slots__ = ("live", "stored")
+
+    def __init__(self) -> None:
+        #: Seals left by the last sweep (None: no sweep yet on this connection).
+        self.live: int | None = None
+        #: Seals named by the transactions since then (stored, or already there).
+        self.stored = 0
+
+    @classmethod
+    def of(cls, conn: Connection) -> SealSweep:
+        """The connection's own (kept in its ``info``, which lives as long as the driver's
+        connection: one per writer)."""
+        info = conn.info
+        sweep = info.get("shoal_seal_sweep")
+        if sweep is None:
+            sweep = info["shoal_seal_sweep"] = cls()
+        return sweep
+
+    def due(self) -> bool:
+        return self.live is None or self.stored >= max(SWEEP_MIN, self.live)
+
+    def sweep(self, conn: Connection) -> None:
+        drop_unused_seals(conn)
+        self.live = conn.execute(select(func.count()).select_from(seals_table)).scalar_one()
+        self.stored = 0
+
+
 def drop_unused_seals(conn: Connection) -> None:
     """Delete the seals that no log segment and no hint names (one statement, which reads the
-    ``seals`` of every segment)."""
+    ``seals`` of every segment; see :class:`SealSweep` for when a compaction runs it)."""
     if conn.dialect.name == "postgresql":
         # NOT EXISTS: an anti-join, hashed and spilled to disk as needed (a NOT IN list
         # larger than work_mem would be scanned once per seal).
@@ -248,13 +300,15 @@ def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[i
     """Write ``batches`` in order, in the caller's transaction; return the log dots each
     batch's ``compact`` removed."""
     removed: list[int] = []
-    compacted = False
+    compacted = forced = False
+    sweep = SealSweep.of(conn)
     for run in _runs(batches):
         found: SealIds = {}
         segments = list(_segment_rows(run.log, found))
         hint_rows = _hint_rows(run.hints_add.values(), found)
         if found:  # each seal once, before the rows naming it
             _executemany(conn, "seals", sorted(dict(found.values()).items()))
+            sweep.stored += len(found)
         _executemany(conn, "objects", run.objects.values())
         _executemany(conn, "log", segments)
         _executemany(conn, "summaries", run.summaries.items())
@@ -266,10 +320,11 @@ def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[i
             count, changed = _compact(conn, part, wm, count=run.count_compacted)
             removed.append(count)
             compacted = compacted or changed
+        forced = forced or run.count_compacted  # (Store.compact: an explicit call)
         if run.fold:
             mark_folded(conn)
-    if compacted:
-        drop_unused_seals(conn)
+    if compacted and (forced or sweep.due()):
+        sweep.sweep(conn)
     return removed
 
 
@@ -283,11 +338,11 @@ def compact(
     ``count``; one that straddles it is rewritten in place (same id, so it keeps its place in
     the stored order) without those entries, and without the seals only they named. The fold
     mark comes down to the last segment left (:func:`_lower_mark_to_log`). The seals no
-    segment or hint names any more are deleted (:func:`drop_unused_seals`).
+    segment or hint names any more are deleted (:meth:`SealSweep.sweep`).
     """
     removed, changed = _compact(conn, partition, watermark, count=count)
     if changed:
-        drop_unused_seals(conn)
+        SealSweep.of(conn).sweep(conn)
     return removed
 
 

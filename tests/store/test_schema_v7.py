@@ -13,9 +13,10 @@ from sqlalchemy import insert, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import crdt
+import store.writes as store_writes
 from store import SCHEMA_VERSION, Batch, CorruptBlob, HintRow, LogRow, Store
 from store import default_partition_of as partition_of
-from store.schema import create_live_index
+from store.schema import create_live_index, seal_text
 from sync.effects import HintId, HintRecord, LogEntry, Persist
 from sync.signing import Seal, Signer
 from tests.store.conftest import Backend
@@ -319,3 +320,55 @@ async def test_a_hint_naming_a_missing_seal_is_corrupt(backend: Backend) -> None
 
 
 _ROW = ("origin", "partition", "seq", "key", "kind", "delta")
+
+
+async def test_a_seal_row_whose_text_is_not_its_id_s_is_corrupt(backend: Backend) -> None:
+    """A seal's id is the digest of its text: a row holding another (well-formed) seal under
+    that id is refused when read, naming the row, and nothing changes."""
+    signer = Signer.generate()
+    entries, _ = _sealed(signer, [key_in(9, 0)])
+    _, other = _sealed(Signer.generate(), [key_in(9, 1)])
+    async with await backend.open() as store:
+        await store.apply(Persist(log=tuple(entries)))
+        async with store.engine.begin() as conn:
+            await conn.execute(text("UPDATE seals SET seal = :s"), {"s": seal_text(other)})
+            (sid,) = (await conn.execute(text("SELECT id FROM seals"))).scalars().all()
+        before = await raw_tables(store)
+        for read in (store.load(), _pages(store, {9})):
+            with pytest.raises(CorruptBlob) as info:
+                await read
+            assert info.value.key == sid and info.value.table == "seals"
+            assert "not the seal its id names" in str(info.value)
+        assert await raw_tables(store) == before
+
+
+async def test_a_peer_s_compactions_sweep_the_seals_amortized(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep reads every segment (the whole log), so a peer's compactions sweep only once
+    as many seals were stored since the last sweep as it left (at least SWEEP_MIN), not at
+    each one; unused seals stay within that bound, and an explicit compaction sweeps."""
+    monkeypatch.setattr(store_writes, "SWEEP_MIN", 16, raising=False)
+    sweeps: list[int] = []
+    drop = store_writes.drop_unused_seals
+
+    def counted(conn: Any) -> None:
+        sweeps.append(1)
+        drop(conn)
+
+    monkeypatch.setattr(store_writes, "drop_unused_seals", counted)
+    signer = Signer.generate()
+    me, key, n = signer.replica_id, key_in(5, 0), 100
+    part = partition_of(key)
+    most = 0
+    async with await backend.open() as store:
+        for seq in range(1, n + 1):  # each write sealed alone; the one before compacted
+            entries, _ = _sealed(signer, [key], seq=seq)
+            compact = ((part, {me: seq - 1}),) if seq > 1 else ()
+            await store.apply(Persist(log=tuple(entries), compact=compact))
+            most = max(most, len(await _sql(store, "SELECT id FROM seals")))
+        # A sweep at the first compaction (nothing known), then one per 16 seals stored.
+        assert 2 <= len(sweeps) <= 2 + n // 16
+        assert most <= 16 + 2
+        assert await store.compact(part, {me: n}) == 1
+        assert await _sql(store, "SELECT id FROM seals") == []
