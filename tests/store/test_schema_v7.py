@@ -6,11 +6,13 @@ database by the migration."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, make_url, text
+from sqlalchemy import event, insert, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.util import await_only
 
 import crdt
 import store.writes as store_writes
@@ -372,3 +374,57 @@ async def test_a_peer_s_compactions_sweep_the_seals_amortized(
         assert most <= 16 + 2
         assert await store.compact(part, {me: n}) == 1
         assert await _sql(store, "SELECT id FROM seals") == []
+
+
+async def test_a_read_keeps_its_seals_while_a_compaction_commits_between_its_statements(
+    backend: Backend,
+) -> None:
+    """A read looks up the seals its segments name in a later statement; a compaction that
+    another connection commits between the two (deleting both) must not leave the read with
+    segments whose seals are gone. PostgreSQL's reads are REPEATABLE READ for this (its
+    default, READ COMMITTED, gives each statement its own snapshot); SQLite's read is one
+    WAL transaction."""
+    signer = Signer.generate()
+    entries, seal = _sealed(signer, [key_in(9, 0), key_in(9, 1)])
+    want = {(e.origin, e.partition, e.seq): tuple(seal) for e in entries}
+    fired: list[str] = []
+    async with await backend.open() as store:
+        await store.apply(Persist(log=tuple(entries)))
+        if backend.path is not None:
+            assert store._reader is not None
+            read_engine = store._reader.engine
+
+            def compact_elsewhere() -> None:
+                other = sqlite3.connect(backend.path, timeout=5.0)
+                with other:
+                    other.execute("DELETE FROM log_segments")
+                    other.execute("DELETE FROM seals")
+                other.close()
+
+        else:
+            read_engine = store.engine.sync_engine
+            other_engine = create_async_engine(_driver_url(backend))
+
+            async def delete_both() -> None:
+                async with other_engine.begin() as conn:
+                    await conn.execute(text("DELETE FROM log_segments"))
+                    await conn.execute(text("DELETE FROM seals"))
+
+            def compact_elsewhere() -> None:
+                await_only(delete_both())
+
+        def between(_c: Any, _cur: Any, statement: str, *_args: Any) -> None:
+            if "FROM seals" in statement and not fired:
+                fired.append(statement)
+                compact_elsewhere()
+
+        event.listen(read_engine, "before_cursor_execute", between)
+        try:
+            loaded = await store.load()
+        finally:
+            event.remove(read_engine, "before_cursor_execute", between)
+            if backend.path is None:
+                await other_engine.dispose()
+        assert fired  # the compaction did commit between the read's statements
+        assert _seals_by_dot(loaded.log) == want
+        assert (await store.load()).log == []  # and a later read sees it
