@@ -486,6 +486,22 @@ async def test_an_empty_file_left_by_an_opener_killed_while_it_made_the_database
 
 
 @pytest.mark.postgres
+async def _backend_gone(url: str, pid: int, limit_s: float = 10.0) -> None:
+    """Wait (bounded) until PostgreSQL's backend ``pid`` is no longer in pg_stat_activity."""
+    engine = create_async_engine(make_url(url), isolation_level="AUTOCOMMIT")
+    try:
+        deadline = time.monotonic() + limit_s
+        while True:
+            async with engine.connect() as conn:
+                query = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+                if (await conn.execute(query, {"pid": pid})).scalar_one() == 0:
+                    return
+            assert time.monotonic() < deadline, f"backend {pid} still there after {limit_s} s"
+            await asyncio.sleep(0.02)
+    finally:
+        await engine.dispose()
+
+
 async def test_a_store_whose_postgresql_lock_session_ended_stops_before_its_next_commit(
     pg_backend: Backend,
 ) -> None:
@@ -501,6 +517,9 @@ async def test_a_store_whose_postgresql_lock_session_ended_stops_before_its_next
         await store.apply(Batch(objects=(counter_row("before", 1),)))
         pid = store._lock._held["pid"]  # type: ignore[attr-defined]
         await _admin(pg_backend.url, f"SELECT pg_terminate_backend({int(pid)})")
+        # pg_terminate_backend only signals the backend: its lock goes when it has exited
+        # (a loaded machine once ran the next commit before that).
+        await _backend_gone(pg_backend.url, int(pid))
         with pytest.raises(StoreError, match="open lock was lost"):
             await store.apply(Batch(objects=(counter_row("after", 1),)))
     finally:
