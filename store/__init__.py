@@ -97,8 +97,10 @@ from .schema import (
     widen_hint_ids,
 )
 from .sql import (
+    SWEEP_MIN,
     OpenResult,
     PreparedBatch,
+    SealSweep,
     apply_prepared,
     check_card,
     check_context,
@@ -141,6 +143,7 @@ __all__ = [
     "SEGMENT_COLUMNS",
     "SEGMENT_MAX_BYTES",
     "SEGMENT_MAX_ENTRIES",
+    "SWEEP_MIN",
     "SYNCHRONOUS_LEVELS",
     "AsyncWriter",
     "Batch",
@@ -171,6 +174,7 @@ __all__ = [
     "Progress",
     "SchemaVersionMismatch",
     "SealIds",
+    "SealSweep",
     "SegmentEntry",
     "Store",
     "StoreClosed",

@@ -39,11 +39,21 @@ from .opening import (
 )
 from .reads import count_log, deltas_page, get_object, iter_log, load, snapshot_page
 from .rows import PreparedBatch, prepare
-from .writes import apply_prepared, compact, drop_unused_seals, folded_mark, mark_folded
+from .writes import (
+    SWEEP_MIN,
+    SealSweep,
+    apply_prepared,
+    compact,
+    drop_unused_seals,
+    folded_mark,
+    mark_folded,
+)
 
 __all__ = [
+    "SWEEP_MIN",
     "OpenResult",
     "PreparedBatch",
+    "SealSweep",
     "apply_prepared",
     "check_card",
     "check_context",
