@@ -46,6 +46,7 @@ __all__ = [
     "normalize",
     "plain_strings",
     "read_json",
+    "same_json",
     "sorted_keys",
     "sorted_pairs",
     "str_text",
@@ -214,6 +215,29 @@ def read_json(value: object, path: str) -> None:
         check_json(value, path, 0, _READ_DEPTH)
     except (TypeError, ValueError) as exc:
         raise DecodeError(path, str(exc)) from exc
+
+
+def same_json(a: object, b: object) -> bool:
+    """Do ``a`` and ``b`` have the same JSON text (``json_text``)? ``==`` with the types of
+    every item alike, floats by their sign too and objects by the order of their keys:
+    Python takes ``1``, ``1.0`` and ``True``, ``0.0`` and ``-0.0``, and an object and the
+    same one with its keys reordered, as equal; JSON writes them apart. Tuples (flat
+    stores) and lists compare item by item; dicts and their keys are compared in order."""
+    if a is b:
+        return True
+    t = type(a)
+    if t is not type(b):
+        return False
+    if t is tuple or t is list:
+        xs, ys = cast("list[object]", a), cast("list[object]", b)
+        return len(xs) == len(ys) and all(map(same_json, xs, ys))
+    if t is dict:
+        da, db = cast("dict[object, object]", a), cast("dict[object, object]", b)
+        return list(da) == list(db) and all(same_json(x, db[k]) for k, x in da.items())
+    if t is float:
+        fa, fb = cast(float, a), cast(float, b)
+        return fa == fb and math.copysign(1.0, fa) == math.copysign(1.0, fb)
+    return a == b
 
 
 def _has_object(value: object) -> bool:

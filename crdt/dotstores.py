@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
-from crdt._json import canonical
+from crdt._json import canonical, json_text, same_json
 from crdt.causal_context import CausalContext
 from crdt.dot import Dot
 
@@ -115,7 +115,7 @@ class DotFun(Generic[V]):
             if d not in out:
                 if not c(d):
                     out[d] = v
-            elif _differ(out[d], v) and canonical(v) < canonical(out[d]):
+            elif not same_json(out[d], v) and _rank(v) < _rank(out[d]):
                 # One dot, two values: its origin used the dot twice (a faulty or hostile
                 # one). Either side may hear of either first; the smaller encoding is kept
                 # everywhere, so that replicas agree.
@@ -136,10 +136,11 @@ class DotFun(Generic[V]):
         return f"DotFun({dict(sorted(self.entries.items()))!r})"
 
 
-def _differ(a: Any, b: Any) -> bool:
-    """Two values of one dot that differ, as their encodings do (``1`` and ``true`` are equal
-    to Python, not to JSON; nested ones are told apart by ``canonical`` only)."""
-    return a is not b and (a != b or type(a) is not type(b))
+def _rank(value: Any) -> tuple[str, str]:
+    """The order in which the smaller of two values of one dot is kept: by canonical text,
+    then (for two values alike but for an object's key order, which ``canonical`` sorts) by
+    the text ``to_json`` writes. Two values of one rank have one text: either may be kept."""
+    return canonical(value), json_text(value)
 
 
 class DotMap(Generic[K, S]):

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from crdt._flat import Entries, flat, rows
+from crdt._json import same_json
 from crdt._split import dot_bytes, pack, utf8_len
 from crdt.causal_context import CausalContext
 from crdt.dot import Dot, next_counter
@@ -156,16 +157,17 @@ class DotTaker:
 
 
 def _same(x: Entries, y: Entries, k: int) -> bool:
-    """Flat entries of width ``k`` equal as their encodings are: ``1`` and ``true`` are equal
-    to Python, not to JSON (a value is the last field of an entry; the other fields are
-    dots, timestamps and counts, never a bool; inside a value's list or object the two are
-    still taken as equal)."""
+    """Flat entries of width ``k`` equal as their encodings are: ``1``, ``1.0`` and ``true``,
+    ``0.0`` and ``-0.0``, an object and the same one with its keys reordered, are equal to
+    Python, not to JSON, at the top of a value as inside it (a value is the last field of an
+    entry; the other fields are dots, timestamps and counts, which the decoders take as
+    ints and strs only)."""
     if x != y:
         return False
     if len(x) == k:  # one entry (the common case: a register's)
-        return type(x[-1]) is type(y[-1])
+        return same_json(x[-1], y[-1])
     values1, values2 = x[k - 1 :: k], y[k - 1 :: k]
-    return all(type(a) is type(b) for a, b in zip(values1, values2, strict=True))
+    return all(same_json(a, b) for a, b in zip(values1, values2, strict=True))
 
 
 class FlatStore:

@@ -72,6 +72,7 @@ from crdt._json import (
     causal_state_json_of_parts,
     freeze,
     plain_key,
+    same_json,
     thaw,
 )
 from crdt._map_codec import (
@@ -146,7 +147,7 @@ def _join_map(s1: MapStore, ctx1: CausalContext, s2: MapStore, ctx2: CausalConte
         b = s2.get(ek)
         if b is None:
             t = kinds[ek[1]].discard(a, ctx2)
-        elif a == b:
+        elif a == b and same_json(a, b):  # (``==`` takes 1 and true as one: JSON does not)
             t = a
         else:
             t = kinds[ek[1]].join(a, ctx1, b, ctx2)

@@ -137,3 +137,49 @@ def test_two_values_with_one_dot_join_alike_in_every_order(deltas: list[dict[str
             state.merge(crdt.from_dict(d))
         results.add(state.to_json())
     assert len(results) == 1, results
+
+
+def _full_state(kind: str, value: Any) -> dict[str, Any]:
+    """A full state (a context of 50 dots: ``merge`` takes its full pass, not a delta's
+    path) holding ``value`` at the dot (H, 3): a standalone register, or a map's ``kind``."""
+    ctx = {"vv": {"H": 50}, "cloud": []}
+    if kind == "mvregister":
+        return {"type": "mvregister", "v": 1, "entries": [[["H", 3], value]], "ctx": ctx}
+    body = _embedded_delta(kind, value, 3)["entries"][0][2]
+    return {"type": "ormap", "v": 1, "entries": [["k", kind, body]], "ctx": ctx}
+
+
+# Two values that Python takes as equal (``==``) but whose JSON texts differ.
+_LOOKALIKES = [
+    (1, True),
+    (0.0, -0.0),
+    ([1], [True]),
+    ([1], [1.0]),
+    ({"a": 0}, {"a": False}),
+    ({"a": 1, "b": 2}, {"b": 2, "a": 1}),  # an object's keys in another order
+]
+
+
+@pytest.mark.parametrize("pair", _LOOKALIKES, ids=repr)
+@pytest.mark.parametrize("how", ["delta", "full"])
+@pytest.mark.parametrize("kind", ["mvregister", "lww", "mvregister-in-map"])
+def test_two_lookalike_values_with_one_dot_join_alike_in_both_orders(
+    pair: tuple[Any, Any], how: str, kind: str
+) -> None:
+    """A dot its origin wrote twice with two values equal to Python but not to JSON: every
+    replica keeps the same one (its encoding, ``to_json``, is the same), whether it hears of
+    them as deltas or as full states, in either order."""
+
+    def encode(value: Any) -> dict[str, Any]:
+        if kind == "mvregister":
+            return _register_delta(value, 3) if how == "delta" else _full_state(kind, value)
+        inner = "lww" if kind == "lww" else "mvregister"
+        return _embedded_delta(inner, value, 3) if how == "delta" else _full_state(inner, value)
+
+    results = set()
+    for p in itertools.permutations(pair):
+        state: Any = crdt.new(encode(p[0])["type"])
+        for value in p:
+            state.merge(crdt.from_dict(encode(value)))
+        results.add(state.to_json())
+    assert len(results) == 1, results
