@@ -78,12 +78,17 @@ def wins(
     cur_deleted: bool = False,
 ) -> bool:
     """Does ``(ts, value)`` beat ``(cur_ts, cur_value)``? (At one timestamp: a tombstone,
-    then the greater canonical text.)"""
+    then the greater canonical text, then, for two values alike but for an object's key
+    order, which ``canonical`` sorts, the greater text ``to_json`` writes: every replica
+    keeps the same text whichever it heard of first.)"""
     if cur_ts is None or ts > cur_ts:
         return True
     if ts != cur_ts or deleted != cur_deleted:
         return ts == cur_ts and deleted
-    return canonical(value) > canonical(cur_value)
+    text, cur_text = canonical(value), canonical(cur_value)
+    if text != cur_text:
+        return text > cur_text
+    return json_text(value) > json_text(cur_value)
 
 
 class LWWRegister:

@@ -183,3 +183,19 @@ def test_two_lookalike_values_with_one_dot_join_alike_in_both_orders(
             state.merge(crdt.from_dict(encode(value)))
         results.add(state.to_json())
     assert len(results) == 1, results
+
+
+@pytest.mark.parametrize("pair", _LOOKALIKES, ids=repr)
+def test_two_lookalike_values_with_one_timestamp_join_alike_in_both_orders(
+    pair: tuple[Any, Any],
+) -> None:
+    """The standalone LWW register: two values written with one timestamp (by a faulty or
+    hostile origin) that tie on their canonical text (an object and the same one with its
+    keys reordered): every replica keeps the same text, in either order."""
+    results = set()
+    for p in itertools.permutations(pair):
+        state = crdt.new("lww")
+        for value in p:
+            state.merge(crdt.from_dict({"type": "lww", "v": 1, "value": value, "ts": [5, 0, "H"]}))
+        results.add(state.to_json())
+    assert len(results) == 1, results
