@@ -1,0 +1,142 @@
+"""One ``Push`` of several entries leaves the receiver as the same entries sent one per push.
+
+The receiver joins the deltas of a push's entries of one key into one delta group before it
+touches the state (the first decoded, the others joined into it, most straight from their
+parsed JSON: ``crdt.merge_dict``), and logs each entry whose log dot it lacks. Sent one by
+one, an entry whose log dot the receiver has already is known and skipped; inside one push
+the same must hold, or the state holds a delta its log does not (the log keeps one text per
+log dot), which it then never forwards, and which anti-entropy (comparing log dots) never
+finds: the replicas stay apart for good.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from sync import messages as m
+from sync.config import ReplicaConfig
+from sync.effects import Loaded, LogEntry, PeerRecord
+from sync.errors import RemoteProtocolError
+from sync.replica import Replica
+from sync.ring import partition_of
+from tests.sync.conftest import ask_transfer
+
+__all__: list[str] = []
+
+PARTS = 4
+CONFIG = ReplicaConfig(n=2, partitions=PARTS, vnodes=4)
+ME = "A"
+
+
+def _replica() -> Replica:
+    r = Replica(CONFIG, ME, Loaded(peers={"B": PeerRecord("B")}), now=10.0)
+    r.peer_up("B", 10.0)
+    ask_transfer(r, "B", range(PARTS), 10.0)
+    r.local_update(1, "k", "orset", lambda s: s.add(ME, "mine"), 10.0)
+    r.local_update(
+        2, "m", "ormap", lambda s: s.update(ME, "q", "lww", lambda x: x.set(ME, 1, now_ms=5)), 10.0
+    )
+    r.effects()
+    return r
+
+
+def _view(r: Replica) -> tuple[Any, ...]:
+    keys = r.keys()
+    objects = {(k, kind): r.value(k, kind).to_json() for k in keys for kind in r.kinds_of(k)}  # type: ignore[union-attr]
+    return objects, [r.summary(p).to_dict() for p in range(PARTS)]
+
+
+def _push(r: Replica, entries: list[LogEntry], push_id: int) -> bool:
+    """Deliver ``entries`` in one push from B, through the codec; False if it is refused (then
+    nothing changed)."""
+    before = _view(r)
+    copies = [LogEntry(e.origin, e.partition, e.seq, e.key, e.kind, e.delta_json) for e in entries]
+    msg = m.Push.model_construct(push_id=push_id, entries=copies, hint_for=None)
+    try:
+        r.receive("B", m.decode(m.encode(msg)), 11.0)
+    except RemoteProtocolError:
+        assert _view(r) == before
+        return False
+    return True
+
+
+def _ctx(r: str, c: int) -> dict[str, Any]:
+    return {"vv": {r: 1}, "cloud": []} if c == 1 else {"vv": {}, "cloud": [[r, c]]}
+
+
+def _entry(origin: str, seq: int, key: str, delta: dict[str, Any]) -> LogEntry:
+    text = json.dumps(delta, separators=(",", ":"), ensure_ascii=False)
+    return LogEntry(origin, partition_of(key, PARTS), seq, key, delta["type"], text)
+
+
+def _add(element: Any, r: str, c: int) -> dict[str, Any]:
+    return {"type": "orset", "v": 1, "entries": [[element, [[r, c]]]], "ctx": _ctx(r, c)}
+
+
+def _write(key: str, value: Any, r: str, c: int) -> dict[str, Any]:
+    body = [[[r, c], [5, 0, r], value]]
+    return {"type": "ormap", "v": 1, "entries": [[key, "lww", body]], "ctx": _ctx(r, c)}
+
+
+def _grouped_is_singly(entries: list[LogEntry]) -> None:
+    """Either the receiver refuses the one push (changing nothing), or it ends as the same
+    entries delivered one per push leave it."""
+    grouped, singly = _replica(), _replica()
+    if not _push(grouped, entries, 1):
+        return
+    for i, e in enumerate(entries):
+        _push(singly, [e], i + 1)
+    assert _view(grouped) == _view(singly)
+
+
+@pytest.mark.parametrize(
+    "second",
+    [_add("y", "B", 2), _add("y", "B", 1), _add("x", "B", 2)],
+    ids=["another-element-and-dot", "another-element-same-dot", "same-element-another-dot"],
+)
+def test_one_log_dot_twice_in_a_push_joins_one_delta_as_one_per_push_does(
+    second: dict[str, Any],
+) -> None:
+    """B's log dot (B, 1) carried twice with two deltas in one push (a faulty or hostile
+    origin): the receiver logs one of them; its state must not hold the other."""
+    _grouped_is_singly([_entry("B", 1, "k", _add("x", "B", 1)), _entry("B", 1, "k", second)])
+
+
+def test_one_log_dot_twice_in_a_push_of_a_map_joins_one_delta() -> None:
+    first, second = _write("z", "one", "B", 1), _write("w", "two", "B", 2)
+    _grouped_is_singly([_entry("B", 1, "m", first), _entry("B", 1, "m", second)])
+
+
+def _random_entries(rng: random.Random) -> list[LogEntry]:
+    out: list[LogEntry] = []
+    seqs = {"B": 0, "C": 0}
+    for _ in range(rng.randint(2, 5)):
+        r, c = rng.choice(["A", "B", "C", "H"]), rng.randint(1, 4)
+        if rng.random() < 0.5:
+            key = "k"
+            delta = _add(rng.choice(["x", "y", "mine", 7]), r, c)
+            if rng.random() < 0.2:
+                delta["entries"] = []  # a remove of the dot
+        else:
+            key = "m"
+            delta = _write(rng.choice(["q", "z"]), rng.choice([1, True, 1.0, "s", [1]]), r, c)
+        origin = rng.choice(["B", "C"])
+        if seqs[origin] and rng.random() < 0.15:
+            seq = rng.randint(1, seqs[origin])  # a log dot of this push again
+        else:
+            seq = seqs[origin] = seqs[origin] + 1
+        out.append(_entry(origin, seq, key, delta))
+    return out
+
+
+def test_random_pushes_leave_the_receiver_as_their_entries_one_by_one() -> None:
+    """Pushes of a few one-dot deltas (adds, removes, writes of two keys, dots of the
+    receiver's too, one element or key written with one dot twice, log dots again): one
+    push, or one push per entry, leaves the receiver alike."""
+    rng = random.Random(20240611)
+    for _ in range(120):
+        _grouped_is_singly(_random_entries(rng))
