@@ -211,6 +211,7 @@ class Inbound:
         last_seal: Seal | None = None
         digests: frozenset[bytes] | str = ""
         ours_held: dict[tuple[str, str], int] = {}  # per object, our counter in what we hold
+        batch_dots: set[tuple[int, str, int]] = set()
         for i, e in enumerate(entries):
             # (The reasons name the fault first: a close reason is cut at 120 bytes.)
             key, origin, seq, p = e.key, e.origin, e.seq, e.partition
@@ -273,6 +274,10 @@ class Inbound:
             # A dot we were told of (a state transfer's summary) or compacted: its delta is
             # joined all the same (below), so it is checked for skew as a new one is.
             rejoining = known and rejoin and log_entry(p, origin, seq) is None
+            # A log dot twice in one message: the first one taken counts, as it would if
+            # each came in a message of its own (the log keeps one entry per dot, so a
+            # second delta joined would be in the state and in no log).
+            known = known or (p, origin, seq) in batch_dots
             if not known or rejoining:
                 # (Read off the delta before it is decoded, which a delta joined by
                 # merge_dict never is: a malformed one, which the reading may choke on, is
@@ -288,6 +293,8 @@ class Inbound:
                     skewed.append(Skewed(stamp[1], stamp[0] - now_ms, _where(i, e)))
                     out.set_aside.append(i)
                     continue
+            if not known:  # taken (not set aside): a later copy of its dot is known
+                batch_dots.add((p, origin, seq))
             if ring is not None and me not in (homes := ring.preference_list(p)):
                 if origin == me:
                     raise RemoteProtocolError(f"a hint of our own entry: {_where(i, e)}", peer)

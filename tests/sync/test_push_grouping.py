@@ -111,6 +111,21 @@ def test_one_log_dot_twice_in_a_push_of_a_map_joins_one_delta() -> None:
     _grouped_is_singly([_entry("B", 1, "m", first), _entry("B", 1, "m", second)])
 
 
+def test_a_log_dot_set_aside_for_skew_leaves_its_later_copy_to_be_taken() -> None:
+    """The first copy of a log dot is stamped a day ahead (set aside, not applied); the
+    second is not: taken as the second push of one per push takes it, so the state holds
+    its delta and the log its dot (marking the dot as seen at the first copy logged it
+    with no delta joined)."""
+    ahead = _write("z", "one", "B", 1)
+    ahead["entries"][0][2][0][1] = [11_000 + 86_400_000, 0, "B"]
+    entries = [_entry("B", 1, "m", ahead), _entry("B", 1, "m", _write("w", "two", "B", 1))]
+    _grouped_is_singly(entries)
+    grouped = _replica()
+    assert _push(grouped, entries, 1)
+    assert "w" in grouped.value("m", "ormap").value  # type: ignore[union-attr]
+    assert grouped.summary(partition_of("m", PARTS)).vv.get("B") == 1
+
+
 def _random_entries(rng: random.Random) -> list[LogEntry]:
     out: list[LogEntry] = []
     seqs = {"B": 0, "C": 0}
