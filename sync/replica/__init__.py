@@ -36,6 +36,7 @@ from sync.replica.api import ReplicaAPI
 from sync.replica.checked import CheckedBatch
 from sync.replica.compaction import Compaction
 from sync.replica.drain import Drain
+from sync.replica.equivocation import Equivocations
 from sync.replica.gossip import Gossip
 from sync.replica.hints import Hints
 from sync.replica.inbound import Inbound
@@ -142,6 +143,7 @@ class Replica:
         self._inbound = Inbound(
             config, replica_id, data, membership, reads, None if signer is None else Verifier()
         )
+        self._equivocations = Equivocations(outbox)
         self._progress = progress = Progress(config, outbox)
         self._reports = Reports(
             replica_id, data, membership, propagation, hints, writes, reads, progress, anti_entropy
@@ -277,6 +279,7 @@ class Replica:
                     # entries set aside is acked but for them (its sender keeps them, and
                     # retries), so that the writes it carries beside them complete.
                     self._membership.set_aside(peer_id, skewed, now)
+                    self._equivocations.note(peer_id, message.entries, batch.equivocal, now)
                     self._on_push(peer_id, message, batch, now)
                 case m.Deltas():
                     batch, skewed = check.deltas(peer_id, message, self._peek(now))
@@ -284,6 +287,7 @@ class Replica:
                     now = self._begin(now)
                     # Acked all the same: our next summary still lacks what was set aside.
                     self._membership.set_aside(peer_id, skewed, now)
+                    self._equivocations.note(peer_id, message.entries, batch.equivocal, now)
                     self._anti_entropy.on_deltas(peer_id, message, batch, now)
                     self._progress.received(peer_id, message, now)
                 case m.SnapshotChunk():

@@ -40,3 +40,7 @@ class CheckedBatch:
     #: neither applied nor held (their target is forgotten, or no home of their partition
     #: here): its ack leaves them out too, so the sender counts no hint held here for them.
     not_held: list[int] = field(default_factory=list)
+    #: The positions of entries under a log dot that names another write of their origin
+    #: here (in our log, or earlier in the message): taken as known, and reported
+    #: (:mod:`sync.replica.equivocation`).
+    equivocal: list[int] = field(default_factory=list)

@@ -211,7 +211,7 @@ class Inbound:
         last_seal: Seal | None = None
         digests: frozenset[bytes] | str = ""
         ours_held: dict[tuple[str, str], int] = {}  # per object, our counter in what we hold
-        batch_dots: set[tuple[int, str, int]] = set()
+        batch_dots: dict[tuple[int, str, int], LogEntry] = {}  # taken here, by log dot
         for i, e in enumerate(entries):
             # (The reasons name the fault first: a close reason is cut at 120 bytes.)
             key, origin, seq, p = e.key, e.origin, e.seq, e.partition
@@ -277,7 +277,8 @@ class Inbound:
             # A log dot twice in one message: the first one taken counts, as it would if
             # each came in a message of its own (the log keeps one entry per dot, so a
             # second delta joined would be in the state and in no log).
-            known = known or (p, origin, seq) in batch_dots
+            first = batch_dots.get((p, origin, seq))
+            known = known or first is not None
             if not known or rejoining:
                 # (Read off the delta before it is decoded, which a delta joined by
                 # merge_dict never is: a malformed one, which the reading may choke on, is
@@ -294,7 +295,7 @@ class Inbound:
                     out.set_aside.append(i)
                     continue
             if not known:  # taken (not set aside): a later copy of its dot is known
-                batch_dots.add((p, origin, seq))
+                batch_dots[(p, origin, seq)] = e
             if ring is not None and me not in (homes := ring.preference_list(p)):
                 if origin == me:
                     raise RemoteProtocolError(f"a hint of our own entry: {_where(i, e)}", peer)
@@ -324,6 +325,11 @@ class Inbound:
                 self._own_counters(peer, key, delta, ours_held, partial(_where, i, e))
             home.append(e)
             if known:
+                held = first if first is not None or rejoining else log_entry(p, origin, seq)
+                if held is not None and (
+                    held.delta_json != e.delta_json or held.key != key or held.kind != kind
+                ):
+                    out.equivocal.append(i)  # (joined or not, as for any known dot)
                 if rejoining:
                     # Join its delta all the same, so that an ack means applied, whatever we
                     # were told (and a delta already in the state changes nothing).

@@ -19,9 +19,10 @@ import pytest
 
 from sync import messages as m
 from sync.config import ReplicaConfig
-from sync.effects import Loaded, LogEntry, PeerRecord
+from sync.effects import Alarm, Loaded, LogEntry, PeerRecord
 from sync.errors import RemoteProtocolError
 from sync.replica import Replica
+from sync.replica.membership import ALARM_REPEAT
 from sync.ring import partition_of
 from tests.sync.conftest import ask_transfer
 
@@ -155,3 +156,47 @@ def test_random_pushes_leave_the_receiver_as_their_entries_one_by_one() -> None:
     rng = random.Random(20240611)
     for _ in range(120):
         _grouped_is_singly(_random_entries(rng))
+
+
+# -- equivocation: an origin's two different writes under one log dot, reported -----------
+
+
+def _alarms(r: Replica) -> list[Alarm]:
+    return [e for e in r.effects() if isinstance(e, Alarm)]
+
+
+@pytest.mark.parametrize("one_push", [False, True], ids=["two-pushes", "one-push"])
+def test_two_writes_under_one_log_dot_raise_an_equivocation_alarm(one_push: bool) -> None:
+    """B's log dot (B, 1) names two different writes: the second is taken as known (the
+    state and log as the first left them) and an alarm names B; a plain resend of the first
+    raises none."""
+    first, second = _entry("B", 1, "k", _add("x", "B", 1)), _entry("B", 1, "k", _add("y", "B", 2))
+    r = _replica()
+    if one_push:
+        assert _push(r, [first, second], 1)
+    else:
+        assert _push(r, [first], 1)
+        kept = _view(r)
+        assert _alarms(r) == []
+        assert _push(r, [second], 2)
+        assert _view(r) == kept
+    alarms = _alarms(r)
+    assert [(a.kind, a.peer) for a in alarms] == [("equivocation", "B")]
+    assert "(partition" in alarms[0].message and "seq 1" in alarms[0].message
+    assert r.value("k", "orset").value == {"mine", "x"}  # type: ignore[union-attr]
+    assert _push(r, [first], 3)  # the same write again: a duplicate, nothing to report
+    assert _alarms(r) == []
+
+
+def test_an_equivocation_alarm_repeats_at_most_every_alarm_repeat_seconds() -> None:
+    r = _replica()
+    assert _push(r, [_entry("B", 1, "k", _add("x", "B", 1))], 1)
+    for i, element in enumerate(["y", "z", "w"]):
+        assert _push(r, [_entry("B", 1, "k", _add(element, "B", 2))], 2 + i)
+    assert len(_alarms(r)) == 1
+    assert r._equivocations.counts() == {"B": 3}
+    msg = m.Push.model_construct(
+        push_id=9, entries=[_entry("B", 1, "k", _add("v", "B", 3))], hint_for=None
+    )
+    r.receive("B", m.decode(m.encode(msg)), 11.0 + ALARM_REPEAT)
+    assert [(a.kind, a.peer) for a in _alarms(r)] == [("equivocation", "B")]

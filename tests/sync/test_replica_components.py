@@ -28,6 +28,7 @@ COMPONENTS: dict[str, set[str]] = {
     "skew": set(),
     "local_data": {"outbox", "seals", "map_clashes", "evicted", "checked"},
     "membership": {"outbox", "skew"},
+    "equivocation": {"outbox", "membership"},
     "drain": {"outbox", "local_data", "membership"},
     "propagation": {"membership"},
     "outbound": {"outbox", "timers", "membership"},

@@ -1,0 +1,88 @@
+"""Equivocation: an origin that sent two different writes under one log dot.
+
+A log dot ``(partition, origin, seq)`` names one write of its origin, and every replica logs
+one text per dot: a second entry under a dot already held is taken as known and skipped,
+like any duplicate. An origin that tags two different writes with one dot (a faulty one, or
+a hostile member sealing both) can show each peer a different one: each keeps the one it
+heard of first, and anti-entropy, which compares log dots, never finds that their copies
+differ. The receiver cannot tell which of the two is "right"; what it can do is notice
+(:mod:`sync.replica.inbound` compares a known dot's entry with the one it holds, in its log
+or earlier in the same message) and tell the operator, who can forget that member. With
+signed origins the two entries are both covered by the origin's own seals, so the alarm
+names who did it, not who passed it on.
+
+:class:`Equivocations` keeps a bounded record per origin and raises an ``Alarm`` at most
+once per origin every :data:`~sync.replica.membership.ALARM_REPEAT` seconds.
+
+Knows the outbox and membership (its alarm interval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sync.effects import Alarm, LogEntry
+from sync.replica.membership import ALARM_REPEAT
+from sync.replica.outbox import Outbox
+
+__all__ = ["MAX_EQUIVOCATORS", "Equivocations"]
+
+#: Origins whose equivocations are remembered (the least recent one goes first).
+MAX_EQUIVOCATORS = 64
+
+
+@dataclass(slots=True)
+class _Record:
+    count: int
+    last: float
+    alarmed: float
+
+
+class Equivocations:
+    """Per origin, how many entries it sent under a log dot that names another of its writes
+    here, and when the last came."""
+
+    __slots__ = ("_outbox", "_records")
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._records: dict[str, _Record] = {}
+
+    def note(
+        self, sender: str, entries: Sequence[LogEntry], found: Sequence[int], now: float
+    ) -> None:
+        """The entries at positions ``found`` of a message from ``sender`` reuse a log dot of
+        another write of their origin: count them, and raise an alarm per origin (at most one
+        per message, repeated while it lasts)."""
+        alarmed: set[str] = set()
+        records = self._records
+        for i in found:
+            e = entries[i]
+            rec = records.get(e.origin)
+            if rec is None:
+                if len(records) >= MAX_EQUIVOCATORS:
+                    del records[min(records, key=lambda o: records[o].last)]
+                rec = records[e.origin] = _Record(0, now, now - ALARM_REPEAT)
+            rec.count += 1
+            rec.last = now
+            if now - rec.alarmed < ALARM_REPEAT or e.origin in alarmed:
+                continue
+            rec.alarmed = now
+            alarmed.add(e.origin)
+            via = "" if sender == e.origin else f", received from {sender}"
+            self._outbox.emit(
+                Alarm(
+                    "equivocation",
+                    e.origin,
+                    f"equivocation: {e.origin} sent two different writes under its log dot "
+                    f"(partition {e.partition}, seq {e.seq}, key {e.key!r}{via}); this replica "
+                    f"keeps the one it heard of first, and a peer that heard of the other "
+                    f"first keeps that one, so their copies of the key may differ for good. "
+                    f"A faulty or hostile member: see `shoal forget`.",
+                )
+            )
+
+    def counts(self) -> dict[str, int]:
+        """Per origin, the entries found reusing a log dot of another of its writes."""
+        return {origin: r.count for origin, r in sorted(self._records.items())}
