@@ -143,7 +143,7 @@ class Replica:
         self._inbound = Inbound(
             config, replica_id, data, membership, reads, None if signer is None else Verifier()
         )
-        self._equivocations = Equivocations(outbox)
+        self._equivocations = Equivocations(replica_id, outbox)
         self._progress = progress = Progress(config, outbox)
         self._reports = Reports(
             replica_id, data, membership, propagation, hints, writes, reads, progress, anti_entropy

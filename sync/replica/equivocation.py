@@ -43,9 +43,10 @@ class Equivocations:
     """Per origin, how many entries it sent under a log dot that names another of its writes
     here, and when the last came."""
 
-    __slots__ = ("_outbox", "_records")
+    __slots__ = ("_me", "_outbox", "_records")
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, me: str, outbox: Outbox) -> None:
+        self._me = me
         self._outbox = outbox
         self._records: dict[str, _Record] = {}
 
@@ -70,18 +71,24 @@ class Equivocations:
                 continue
             rec.alarmed = now
             alarmed.add(e.origin)
-            via = "" if sender == e.origin else f", received from {sender}"
-            self._outbox.emit(
-                Alarm(
-                    "equivocation",
-                    e.origin,
-                    f"equivocation: {e.origin} sent two different writes under its log dot "
-                    f"(partition {e.partition}, seq {e.seq}, key {e.key!r}{via}); this replica "
-                    f"keeps the one it heard of first, and a peer that heard of the other "
-                    f"first keeps that one, so their copies of the key may differ for good. "
-                    f"A faulty or hostile member: see `shoal forget`.",
+            where = f"partition {e.partition}, seq {e.seq}, key {e.key!r}"
+            if e.origin == self._me:  # (only we issue our dots: made up, or corrupted)
+                text = (
+                    f"equivocation: {sender} sent a write under this replica's own log dot "
+                    f"({where}) that is not the write this replica made; it is ignored here, "
+                    f"but a peer that took it keeps it. A faulty or hostile member, or one "
+                    f"whose store is damaged: see `shoal forget`."
                 )
-            )
+            else:
+                via = "" if sender == e.origin else f", received from {sender}"
+                text = (
+                    f"equivocation: {e.origin} sent two different writes under its log dot "
+                    f"({where}{via}); this replica keeps the one it heard of first, and a "
+                    f"peer that heard of the other first keeps that one, so their copies of "
+                    f"the key may differ for good. A faulty or hostile member: see "
+                    f"`shoal forget`."
+                )
+            self._outbox.emit(Alarm("equivocation", e.origin, text))
 
     def counts(self) -> dict[str, int]:
         """Per origin, the entries found reusing a log dot of another of its writes."""
