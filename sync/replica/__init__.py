@@ -295,7 +295,7 @@ class Replica:
                     states, summary, skewed = check.snapshot(
                         peer_id, message, self._peek(now), asked=asked
                     )
-                    self._data.require(key for key, _ in states)
+                    self._data.require((key for key, _ in states), message.partition)
                     now = self._begin(now)
                     if skewed:  # not applied, not acked: the round restarts, later
                         self._membership.set_aside(peer_id, skewed, now)

@@ -61,6 +61,11 @@ class Evicted:
         span = self._spans.get(p)
         return span is not None and span[0] <= key <= span[1]
 
+    def span(self, partition: int) -> tuple[str, str] | None:
+        """The lowest and highest key of ``partition`` evicted since the start (None: none
+        was); only meaningful while :attr:`whole`."""
+        return self._spans.get(partition)
+
     def _partition_of(self, key: str) -> int | None:
         if type(key) is not str:
             return None

@@ -157,7 +157,8 @@ class Inbound:
             ):
                 return data.missing((msg.key,))
             case m.SnapshotChunk():
-                return data.missing(o.key for o in msg.objects)
+                # Every key in the chunk's partition, or the check refuses the chunk.
+                return data.missing((o.key for o in msg.objects), msg.partition)
         return []
 
     def push(self, peer: str, msg: m.Push, now: float) -> tuple[CheckedBatch, list[Skewed]]:

@@ -261,17 +261,23 @@ class LocalData:
         """True if ``key`` is in the cache (or known absent)."""
         return key in self._objects or not self._evicted.may_hold(key)
 
-    def missing(self, keys: Iterable[str]) -> list[str]:
+    def missing(self, keys: Iterable[str], partition: int | None = None) -> list[str]:
         """The keys of ``keys`` to load before an input that reads or changes them (not in
-        the cache, and maybe in the store: :mod:`sync.replica.evicted`)."""
-        if not self._evicted:
+        the cache, maybe in the store: :mod:`sync.replica.evicted`); ``partition``: all's."""
+        evicted, objects = self._evicted, self._objects
+        if not evicted:
             return []
-        objects, maybe = self._objects, self._evicted.may_hold
-        return [k for k in dict.fromkeys(keys) if k not in objects and maybe(k)]
+        if partition is None or not evicted.whole:
+            maybe = evicted.may_hold
+            return [k for k in dict.fromkeys(keys) if k not in objects and maybe(k)]
+        span = evicted.span(partition)  # (a chunk's keys: no key's partition is computed)
+        if span is None:
+            return []
+        return [k for k in dict.fromkeys(keys) if span[0] <= k <= span[1] and k not in objects]
 
-    def require(self, keys: Iterable[str]) -> None:
+    def require(self, keys: Iterable[str], partition: int | None = None) -> None:
         """``LocalProtocolError`` before anything changes if a key of ``keys`` is missing."""
-        missing = self.missing(keys)
+        missing = self.missing(keys, partition)
         if missing:
             raise LocalProtocolError(
                 f"objects not loaded: {missing[:5]!r}: load what wants_keys/wants_message "
@@ -471,7 +477,7 @@ class LocalData:
         if obj is None:
             if state.is_bottom():
                 return False
-            self.adopt(key, self.partition(key), state if transferred else state.copy())
+            self.adopt(key, -1, state if transferred else state.copy())  # (-1: unused)
             obj = self.peek(key, kind)
         else:
             before = obj.copy()
