@@ -576,10 +576,11 @@ class Inbound:
                 raise RemoteProtocolError(f"{where(i)}: bad CRDT state: {exc}", peer) from exc
             if type(decoded) is not dict:
                 raise RemoteProtocolError(f"{where(i)}: bad CRDT state: not a JSON object", peer)
-            state = _decode_crdt(peer, decoded, partial(where, i))
+            named = partial(where, i)
+            state = _decode_crdt(peer, decoded, named)
             if state.kind != o.kind:
                 raise RemoteProtocolError(f"{where(i)}: says {o.kind!r}, is a {state.kind}", peer)
-            self._own_counters(peer, o.key, state, ours_held, partial(where, i))
+            self._own_counters(peer, o.key, state, ours_held, named)
             states.append((o.key, state))
             stamp = _ahead(decoded, state.kind, limit_ms)
             if stamp is not None:

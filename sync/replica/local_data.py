@@ -233,11 +233,11 @@ class LocalData:
         ``LocalProtocolError`` as :meth:`get`."""
         return self._cached(key) or None
 
-    def _cached(self, key: str) -> dict[str, CRDT] | None:
-        objects = self._objects
+    def _cached(self, key: str, required: bool = False) -> dict[str, CRDT] | None:
+        objects = self._objects  # (required: the input's require() checked ``key``)
         objs = objects.get(key)
         if objs is None:
-            if self._evicted.may_hold(key):
+            if not required and self._evicted.may_hold(key):
                 raise LocalProtocolError(
                     f"object {key!r} is not loaded: load what wants_keys/wants_message name "
                     "and admit it before the input"
@@ -471,8 +471,8 @@ class LocalData:
         is one that serving it could ever cut into pieces (see :data:`WHOLE_TEXT_SHARE`)."""
         if transferred and (key in self._admitted or key not in self._objects):
             self._transient.add(key)
-        kind = state.kind
-        obj = self.get(key, kind)
+        kind, objs = state.kind, self._cached(key, transferred)  # (a chunk's keys: required)
+        obj = objs.get(kind) if objs is not None else None
         adopted = obj is None and transferred
         if obj is None:
             if state.is_bottom():
