@@ -462,18 +462,23 @@ _ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
 # message that fails a check is handed to the pydantic path, which refuses it with its reason;
 # so both paths accept exactly the same messages and build equal models.
 
-_object_setattr = object.__setattr__
+# The setters of the four slots every model instance has (``BaseModel.__slots__``), taken
+# once: what ``object.__setattr__(obj, name, value)`` calls after looking ``name`` up on the
+# model's class, each time (a bootstrap builds a model per object, a hundred thousand).
+_SLOTS: Final = BaseModel.__dict__
+_set_dict: Final = _SLOTS["__dict__"].__set__
+_set_fields_set: Final = _SLOTS["__pydantic_fields_set__"].__set__
+_set_extra: Final = _SLOTS["__pydantic_extra__"].__set__
+_set_private: Final = _SLOTS["__pydantic_private__"].__set__
 
 
 def _built(cls: type[_Model], fields: dict[str, Any], fields_set: set[str] | None = None) -> Any:
     """A model instance over ``fields`` (already exactly its fields, already checked)."""
     obj = cls.__new__(cls)
-    _object_setattr(obj, "__dict__", fields)
-    _object_setattr(
-        obj, "__pydantic_fields_set__", set(fields) if fields_set is None else fields_set
-    )
-    _object_setattr(obj, "__pydantic_extra__", None)
-    _object_setattr(obj, "__pydantic_private__", None)
+    _set_dict(obj, fields)
+    _set_fields_set(obj, set(fields) if fields_set is None else fields_set)
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
 
 
