@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import crdt
 from sync import messages as m
 from sync.config import ReplicaConfig
+from sync.digest import ctx_model
 from sync.effects import Send
 from sync.replica import Replica
 from sync.ring import partition_of
@@ -172,6 +173,11 @@ def run_transfer(chunks: list[m.SnapshotChunk]) -> float:
     """Seconds for a fresh replica to take every chunk (receive, then drain its effects)."""
     r = Replica(ReplicaConfig(n=2), "A")
     r.peer_up("B", NOW)
+    r.effects()
+    # B reports holding what A holds and asks for A's summaries back: A sends its summary of
+    # every partition, which B's transfer answers (a chunk nobody asked for is refused).
+    parts = {p: ctx_model(r.summary(p)) for p in {chunk.partition for chunk in chunks}}
+    r.receive("B", m.Summary(parts=parts, reply=True), NOW)
     r.effects()
     start = time.perf_counter()
     for chunk in chunks:
