@@ -205,7 +205,7 @@ class LocalData:
                 delta = crdt.from_dict(e.delta)
                 obj = self.peek(e.key, e.kind)
                 if obj is None:
-                    self.adopt(e.key, e.partition, delta)
+                    self.adopt(e.key, delta)
                 else:
                     obj.merge(delta)
                 self._unfolded.add((e.key, e.kind))
@@ -310,7 +310,7 @@ class LocalData:
     def _admit_row(self, row: ObjectState) -> None:
         obj = crdt.from_dict(row.state)
         text = getattr(row, "state_json", None)
-        self.adopt(row.key, -1, obj)
+        self.adopt(row.key, obj)
         self._grow(row.key, len(text) if isinstance(text, str) else 0)
 
     def _grow(self, key: str, nbytes: int) -> None:
@@ -436,9 +436,8 @@ class LocalData:
         """How many objects are in the cache (a clashed key counts once per kind)."""
         return sum(len(objs) for objs in self._objects.values())
 
-    def adopt(self, key: str, partition: int, obj: CRDT) -> None:
+    def adopt(self, key: str, obj: CRDT) -> None:
         """Hold ``obj`` as the object ``(key, obj.kind)`` (absent until now)."""
-        del partition  # (kept for the callers' symmetry; the cache is not by partition)
         objs = self._objects.get(key)
         if objs is None:
             self._objects[key] = {obj.kind: obj}
@@ -477,7 +476,7 @@ class LocalData:
         if obj is None:
             if state.is_bottom():
                 return False
-            self.adopt(key, -1, state if transferred else state.copy())  # (-1: unused)
+            self.adopt(key, state if transferred else state.copy())
             obj = self.peek(key, kind)
         else:
             before = obj.copy()
@@ -502,7 +501,7 @@ class LocalData:
         obj = self.get(key, kind)
         oid = (key, kind)
         if obj is None:
-            self.adopt(key, partition, piece)
+            self.adopt(key, piece)
             obj = piece
         else:
             obj.merge(piece)
@@ -708,11 +707,11 @@ class LocalData:
             changed[(e.key, e.kind)] = None
         groups, get = batch.groups, self.get
         for oid in changed:
-            p, group = groups[oid]
+            _p, group = groups[oid]
             key = oid[0]
             obj = get(key, oid[1])
             if obj is None:
-                self.adopt(key, p, group)  # the group is nobody else's: adopt it
+                self.adopt(key, group)  # the group is nobody else's: adopt it
                 obj = group
             else:
                 obj.merge(group)

@@ -124,7 +124,7 @@ class Updates:
         entry and queue ``Changed`` for its key."""
         data, key = self._data, entry.key
         if replacement is not None:
-            data.adopt(key, entry.partition, replacement)  # new, or the copy fn ran on
+            data.adopt(key, replacement)  # new, or the copy fn ran on
         data.append(entry)
         data.refresh_clash(key)
         self._outbox.changed(key, data.objects_of(key))
