@@ -212,7 +212,9 @@ class Inbound:
         last_seal: Seal | None = None
         digests: frozenset[bytes] | str = ""
         ours_held: dict[tuple[str, str], int] = {}  # per object, our counter in what we hold
-        batch_dots: dict[tuple[int, str, int], LogEntry] = {}  # taken here, by log dot
+        # The entries taken here, by origin, partition and seq (nested: no tuple made per
+        # entry, which the collector would track while the message is checked).
+        taken: dict[str, dict[int, dict[int, LogEntry]]] = {}
         for i, e in enumerate(entries):
             # (The reasons name the fault first: a close reason is cut at 120 bytes.)
             key, origin, seq, p = e.key, e.origin, e.seq, e.partition
@@ -278,7 +280,13 @@ class Inbound:
             # A log dot twice in one message: the first one taken counts, as it would if
             # each came in a message of its own (the log keeps one entry per dot, so a
             # second delta joined would be in the state and in no log).
-            first = batch_dots.get((p, origin, seq))
+            by_p = taken.get(origin)
+            if by_p is None:
+                by_p = taken[origin] = {}
+            by_seq = by_p.get(p)
+            if by_seq is None:
+                by_seq = by_p[p] = {}
+            first = None if known else by_seq.get(seq)
             known = known or first is not None
             if not known or rejoining:
                 # (Read off the delta before it is decoded, which a delta joined by
@@ -296,7 +304,7 @@ class Inbound:
                     out.set_aside.append(i)
                     continue
             if not known:  # taken (not set aside): a later copy of its dot is known
-                batch_dots[(p, origin, seq)] = e
+                by_seq[seq] = e
             if ring is not None and me not in (homes := ring.preference_list(p)):
                 if origin == me:
                     raise RemoteProtocolError(f"a hint of our own entry: {_where(i, e)}", peer)
