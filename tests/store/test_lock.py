@@ -485,7 +485,6 @@ async def test_an_empty_file_left_by_an_opener_killed_while_it_made_the_database
         await Store.open(path)
 
 
-@pytest.mark.postgres
 async def _backend_gone(url: str, pid: int, limit_s: float = 10.0) -> None:
     """Wait (bounded) until PostgreSQL's backend ``pid`` is no longer in pg_stat_activity."""
     engine = create_async_engine(make_url(url), isolation_level="AUTOCOMMIT")
@@ -502,6 +501,7 @@ async def _backend_gone(url: str, pid: int, limit_s: float = 10.0) -> None:
         await engine.dispose()
 
 
+@pytest.mark.postgres
 async def test_a_store_whose_postgresql_lock_session_ended_stops_before_its_next_commit(
     pg_backend: Backend,
 ) -> None:
