@@ -57,8 +57,10 @@ from ``seals`` is a :class:`~store.errors.CorruptBlob` naming the segment or hin
 row whose text is not the one its id names. A seal no segment or hint names is garbage: a
 transaction that compacts the log (deletes or rewrites a segment) deletes every such seal
 in one statement (:func:`store.writes.drop_unused_seals`), which reads the ``seals`` of
-every segment, and so the whole log; so a peer's compactions do it only once as many seals
-were stored since the last sweep as that sweep left (:class:`store.writes.SealSweep`):
+every segment, and so the whole log; so a peer's compactions do it only once the
+transactions since the last sweep named as many seals as that sweep left, at least
+:data:`store.writes.SWEEP_MIN` (:class:`store.writes.SealSweep`; the first compaction on a
+connection, one after a failed transaction, and :meth:`store.Store.compact` always sweep):
 unused seals stay within about the live ones. A seal that only dropped hints named stays
 until the next sweep.
 

@@ -152,11 +152,15 @@ def _write(
     prepared: Sequence[sql.PreparedBatch],
     guard: Callable[[Connection], None] | None = None,
 ) -> list[int]:
-    with conn.begin():
-        removed = sql.apply_prepared(conn, prepared)
-        if guard is not None:
-            guard(conn)  # (raises: the transaction rolls back)
-        return removed
+    try:
+        with conn.begin():
+            removed = sql.apply_prepared(conn, prepared)
+            if guard is not None:
+                guard(conn)  # (raises: the transaction rolls back)
+            return removed
+    except BaseException:
+        sql.SealSweep.forget(conn)  # (a sweep it ran was rolled back too)
+        raise
 
 
 def _write_lean(conn: Connection, prepared: Sequence[sql.PreparedBatch]) -> list[int]:
@@ -181,6 +185,7 @@ def _write_lean(conn: Connection, prepared: Sequence[sql.PreparedBatch]) -> list
     except BaseException:
         with contextlib.suppress(Exception):  # already failing: report the first error
             on_cursor(conn, "ROLLBACK")
+        sql.SealSweep.forget(conn)  # (it never sweeps, but may count: see _write)
         raise
     return removed
 

@@ -20,6 +20,7 @@ transaction their caller opened and never commit.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -241,11 +242,13 @@ class SealSweep:
     A sweep (:func:`drop_unused_seals`) reads the ``seals`` of every segment, which lie after
     their ``entries`` in the row: it reads the whole log. Sweeping at every compaction made a
     large log's catch-up quadratic (each partition's compaction read the log again), so a
-    peer's compaction sweeps only once the seals stored since the last sweep reach as many as
-    that sweep left (at least :data:`SWEEP_MIN`): the reads are amortized over the seals
-    written, and what is stored of unused seals stays within about the live ones plus
-    :data:`SWEEP_MIN`. The first compacting transaction on a connection sweeps (nothing is
-    known yet), and so does :meth:`store.Store.compact` (an explicit call)."""
+    peer's compaction sweeps only once the seals named by the transactions since the last
+    sweep reach as many as that sweep left (at least :data:`SWEEP_MIN`): the reads are
+    amortized over the seals written, and what is stored of unused seals stays within about
+    the live ones plus :data:`SWEEP_MIN`. The first compacting transaction on a connection sweeps (nothing is
+    known yet; after a failed transaction, whose sweep was rolled back, :meth:`forget`
+    starts over), and so does
+    :meth:`store.Store.compact` (an explicit call)."""
 
     __slots__ = ("live", "stored")
 
@@ -264,6 +267,13 @@ class SealSweep:
         if sweep is None:
             sweep = info["shoal_seal_sweep"] = cls()
         return sweep
+
+    @staticmethod
+    def forget(conn: Connection) -> None:
+        """Drop the connection's counters after a transaction that failed: a sweep it ran was
+        rolled back with it, so the next compaction sweeps (they outlive the transaction)."""
+        with contextlib.suppress(Exception):  # (a connection invalidated by the failure)
+            conn.info.pop("shoal_seal_sweep", None)
 
     def due(self) -> bool:
         return self.live is None or self.stored >= max(SWEEP_MIN, self.live)

@@ -428,3 +428,36 @@ async def test_a_read_keeps_its_seals_while_a_compaction_commits_between_its_sta
         assert fired  # the compaction did commit between the read's statements
         assert _seals_by_dot(loaded.log) == want
         assert (await store.load()).log == []  # and a later read sees it
+
+
+async def test_a_sweep_rolled_back_with_its_transaction_is_not_taken_as_done(
+    backend: Backend,
+) -> None:
+    """A compacting transaction sweeps, then fails at its commit: its sweep is undone with
+    it, so the next compaction sweeps again (the counters outlive the transaction, on the
+    pooled connection PostgreSQL's writer reuses), and no unused seal is left waiting."""
+    signer = Signer.generate()
+    me, key = signer.replica_id, key_in(5, 0)
+    part = partition_of(key)
+    fail = [True]
+
+    def fail_once(_conn: Any) -> None:
+        if fail:
+            fail.clear()
+            raise RuntimeError("the commit failed")
+
+    async with await backend.open() as store:
+        for seq in range(1, 4):
+            entries, _ = _sealed(signer, [key], seq=seq)
+            await store.apply(Persist(log=tuple(entries)))
+        entries, _ = _sealed(signer, [key], seq=4)
+        compacting = Persist(log=tuple(entries), compact=((part, {me: 3}),))
+        event.listen(store.write_engine, "commit", fail_once)
+        try:
+            with pytest.raises(RuntimeError, match="the commit failed"):
+                await store.apply(compacting)
+        finally:
+            event.remove(store.write_engine, "commit", fail_once)
+        assert len(await _sql(store, "SELECT id FROM seals")) == 3  # (rolled back)
+        await store.apply(compacting)
+        assert len(await _sql(store, "SELECT id FROM seals")) == 1
