@@ -245,10 +245,10 @@ class SealSweep:
     peer's compaction sweeps only once the seals named by the transactions since the last
     sweep reach as many as that sweep left (at least :data:`SWEEP_MIN`): the reads are
     amortized over the seals written, and what is stored of unused seals stays within about
-    the live ones plus :data:`SWEEP_MIN`. The first compacting transaction on a connection sweeps (nothing is
-    known yet; after a failed transaction, whose sweep was rolled back, :meth:`forget`
-    starts over), and so does
-    :meth:`store.Store.compact` (an explicit call)."""
+    the live ones plus :data:`SWEEP_MIN`. The first compacting transaction on a connection
+    sweeps (nothing is known yet; after a failed transaction, whose sweep was rolled back
+    with it, :meth:`forget` starts over), and so does :meth:`store.Store.compact` (an
+    explicit call)."""
 
     __slots__ = ("live", "stored")
 
