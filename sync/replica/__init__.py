@@ -143,10 +143,21 @@ class Replica:
         self._inbound = Inbound(
             config, replica_id, data, membership, reads, None if signer is None else Verifier()
         )
-        self._equivocations = Equivocations(replica_id, outbox)
+        self._equivocations = equivocations = Equivocations(
+            replica_id, outbox, signed=signer is not None
+        )
         self._progress = progress = Progress(config, outbox)
         self._reports = Reports(
-            replica_id, data, membership, propagation, hints, writes, reads, progress, anti_entropy
+            replica_id,
+            data,
+            membership,
+            propagation,
+            hints,
+            writes,
+            reads,
+            progress,
+            anti_entropy,
+            equivocations,
         )
         if loaded is not None:
             data.load(loaded)

@@ -9,7 +9,10 @@ differ. The receiver cannot tell which of the two is "right"; what it can do is 
 (:mod:`sync.replica.inbound` compares a known dot's entry with the one it holds, in its log
 or earlier in the same message) and tell the operator, who can forget that member. With
 signed origins the two entries are both covered by the origin's own seals, so the alarm
-names who did it, not who passed it on.
+names who did it, not who passed it on (unsigned, any member may pose as any origin; and an
+origin whose database was restored from a backup numbers some writes again, which looks the
+same: the alarm says both). Once a replica compacted the dot's entry away, a later copy
+has nothing to be compared with: it is joined as any dot known only from a summary is.
 
 :class:`Equivocations` keeps a bounded record per origin and raises an ``Alarm`` at most
 once per origin every :data:`~sync.replica.membership.ALARM_REPEAT` seconds.
@@ -43,11 +46,12 @@ class Equivocations:
     """Per origin, how many entries it sent under a log dot that names another of its writes
     here, and when the last came."""
 
-    __slots__ = ("_me", "_outbox", "_records")
+    __slots__ = ("_me", "_outbox", "_records", "_signed")
 
-    def __init__(self, me: str, outbox: Outbox) -> None:
+    def __init__(self, me: str, outbox: Outbox, *, signed: bool) -> None:
         self._me = me
         self._outbox = outbox
+        self._signed = signed  # (else any member may claim any origin)
         self._records: dict[str, _Record] = {}
 
     def note(
@@ -72,21 +76,24 @@ class Equivocations:
             rec.alarmed = now
             alarmed.add(e.origin)
             where = f"partition {e.partition}, seq {e.seq}, key {e.key!r}"
-            if e.origin == self._me:  # (only we issue our dots: made up, or corrupted)
+            if e.origin == self._me:  # (only we issue our dots)
                 text = (
                     f"equivocation: {sender} sent a write under this replica's own log dot "
                     f"({where}) that is not the write this replica made; it is ignored here, "
-                    f"but a peer that took it keeps it. A faulty or hostile member, or one "
-                    f"whose store is damaged: see `shoal forget`."
+                    f"but a peer that took it keeps it. Either this database was restored "
+                    f"from a backup (its numbers were used again: an identity conflict is "
+                    f"reported too), or {sender} is faulty or hostile (see `shoal forget`)."
                 )
             else:
                 via = "" if sender == e.origin else f", received from {sender}"
+                who = e.origin if self._signed else f"{e.origin} (or a member posing as it)"
                 text = (
-                    f"equivocation: {e.origin} sent two different writes under its log dot "
-                    f"({where}{via}); this replica keeps the one it heard of first, and a "
-                    f"peer that heard of the other first keeps that one, so their copies of "
-                    f"the key may differ for good. A faulty or hostile member: see "
-                    f"`shoal forget`."
+                    f"equivocation: {who} sent two different writes under one log dot of "
+                    f"{e.origin} ({where}{via}); this replica keeps the one it heard of "
+                    f"first, and a peer that heard of the other first keeps that one, so "
+                    f"their copies of the key may differ for good. Either {e.origin}'s "
+                    f"database was restored from a backup (then it reports an identity "
+                    f"conflict), or the member is faulty or hostile (see `shoal forget`)."
                 )
             self._outbox.emit(Alarm("equivocation", e.origin, text))
 

@@ -286,8 +286,9 @@ class Inbound:
             by_seq = by_p.get(p)
             if by_seq is None:
                 by_seq = by_p[p] = {}
-            first = None if known else by_seq.get(seq)
-            known = known or first is not None
+            first = by_seq.get(seq) if not known or rejoining else None
+            if first is not None:  # (a rejoined dot's second copy is not joined either)
+                known, rejoining = True, False
             if not known or rejoining:
                 # (Read off the delta before it is decoded, which a delta joined by
                 # merge_dict never is: a malformed one, which the reading may choke on, is
@@ -303,7 +304,7 @@ class Inbound:
                     skewed.append(Skewed(stamp[1], stamp[0] - now_ms, _where(i, e)))
                     out.set_aside.append(i)
                     continue
-            if not known:  # taken (not set aside): a later copy of its dot is known
+            if not known or rejoining:  # taken (not set aside): a later copy is known
                 by_seq[seq] = e
             if ring is not None and me not in (homes := ring.preference_list(p)):
                 if origin == me:
@@ -336,7 +337,12 @@ class Inbound:
             if known:
                 held = first if first is not None or rejoining else log_entry(p, origin, seq)
                 if held is not None and (
-                    held.delta_json != e.delta_json or held.key != key or held.kind != kind
+                    held.key != key
+                    or held.kind != kind
+                    or (
+                        held.delta_json != e.delta_json  # (then as parsed: not its spelling)
+                        and from_json(held.delta_json, allow_inf_nan=False) != raw
+                    )
                 ):
                     out.equivocal.append(i)  # (joined or not, as for any known dot)
                 if rejoining:

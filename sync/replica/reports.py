@@ -19,7 +19,8 @@ replica, neither of which any one component can answer alone:
 The status dictionary is what :mod:`sync.transport.status` reports as ``engine`` (in
 ``peer.status()`` and ``GET /status``), and its metrics read it: its shape is behaviour.
 
-Knows local data, membership, propagation, hints, writes, reads, transfer and anti-entropy.
+Knows local data, membership, equivocation, propagation, hints, writes, reads, transfer and
+anti-entropy.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 from crdt import CausalContext, Dot
 from sync.effects import LogDot
 from sync.replica.anti_entropy import AntiEntropy
+from sync.replica.equivocation import Equivocations
 from sync.replica.hints import Hints
 from sync.replica.local_data import LocalData
 from sync.replica.membership import Membership
@@ -48,6 +50,7 @@ class Reports:
     __slots__ = (
         "_anti_entropy",
         "_data",
+        "_equivocations",
         "_hints",
         "_me",
         "_membership",
@@ -68,8 +71,10 @@ class Reports:
         reads: Reads,
         progress: Progress,
         anti_entropy: AntiEntropy,
+        equivocations: Equivocations,
     ) -> None:
         self._me = replica_id
+        self._equivocations = equivocations
         self._data = data
         self._membership = membership
         self._propagation = propagation
@@ -108,6 +113,7 @@ class Reports:
             "pending_writes": len(self._writes),
             "pending_reads": len(self._reads),
             "clock_skew": membership.skews(),
+            "equivocations": self._equivocations.counts(),
             "pending_propagation": self._propagation.pending(data.own_seqs()),
             "catching_up": self._progress.status(),
             "transfer_buffered": self._anti_entropy.buffered(),

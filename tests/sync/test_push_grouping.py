@@ -19,6 +19,7 @@ import pytest
 
 from sync import messages as m
 from sync.config import ReplicaConfig
+from sync.digest import ctx_model
 from sync.effects import Alarm, Loaded, LogEntry, PeerRecord
 from sync.errors import RemoteProtocolError
 from sync.replica import Replica
@@ -194,9 +195,44 @@ def test_an_equivocation_alarm_repeats_at_most_every_alarm_repeat_seconds() -> N
     for i, element in enumerate(["y", "z", "w"]):
         assert _push(r, [_entry("B", 1, "k", _add(element, "B", 2))], 2 + i)
     assert len(_alarms(r)) == 1
-    assert r._equivocations.counts() == {"B": 3}
+    assert r.status()["equivocations"] == {"B": 3}
     msg = m.Push.model_construct(
         push_id=9, entries=[_entry("B", 1, "k", _add("v", "B", 3))], hint_for=None
     )
     r.receive("B", m.decode(m.encode(msg)), 11.0 + ALARM_REPEAT)
     assert [(a.kind, a.peer) for a in _alarms(r)] == [("equivocation", "B")]
+
+
+def _compacted(r: Replica, entry: LogEntry) -> None:
+    """``entry`` taken, then compacted away (B's summary says it holds all A holds)."""
+    assert _push(r, [entry], 1)
+    r.effects()
+    p = entry.partition
+    r.receive("B", m.Summary(parts={p: ctx_model(r.summary(p))}, reply=False), 12.0)
+    r.effects()
+    assert r._data.log_entry(p, entry.origin, entry.seq) is None
+
+
+def test_two_writes_under_a_compacted_log_dot_in_one_push_join_one_and_report() -> None:
+    """A dot known from the summary only (compacted) is joined again when it comes (an ack
+    means applied); a second, different copy of it in the same push is reported and not
+    joined: the first one taken counts, as for a dot still logged."""
+    r = _replica()
+    _compacted(r, _entry("B", 1, "k", _add("x", "B", 1)))
+    again, other = _entry("B", 1, "k", _add("x", "B", 1)), _entry("B", 1, "k", _add("y", "B", 2))
+    assert _push(r, [again, other], 2)
+    assert r.value("k", "orset").value == {"mine", "x"}  # type: ignore[union-attr]
+    assert [(a.kind, a.peer) for a in _alarms(r)] == [("equivocation", "B")]
+
+
+def test_an_equivocation_over_deltas_is_reported_too() -> None:
+    """Anti-entropy's ``Deltas`` carry log entries as a push does: checked alike."""
+    r = _replica()
+    assert _push(r, [_entry("B", 1, "k", _add("x", "B", 1))], 1)
+    r.effects()
+    o = _entry("B", 1, "k", _add("y", "B", 2))
+    copy = LogEntry(o.origin, o.partition, o.seq, o.key, o.kind, o.delta_json)
+    msg = m.Deltas.model_construct(batch_id=5, partition=o.partition, entries=[copy])
+    r.receive("B", m.decode(m.encode(msg)), 11.0)
+    assert [(a.kind, a.peer) for a in _alarms(r)] == [("equivocation", "B")]
+    assert r.status()["equivocations"] == {"B": 1}

@@ -53,6 +53,7 @@ COMPONENTS: dict[str, set[str]] = {
     "reports": {
         "local_data",
         "membership",
+        "equivocation",
         "propagation",
         "hints",
         "writes",
