@@ -19,6 +19,7 @@ from typing import Any
 from pydantic_core import from_json, to_json
 
 import crdt
+from crdt.dot import MAX_INT
 
 from .errors import CorruptBlob, InvalidInput
 from .schema import log_segments, seal_id
@@ -67,8 +68,10 @@ def check_context(value: Any, what: str) -> dict[str, Any]:
     if type(vv) is not dict and not isinstance(vv, Mapping):
         raise ValueError(f"{what}: 'vv' must map replica ids to non-negative integers")
     for origin, n in vv.items():
-        if type(origin) is not str or type(n) is not int or n < 0:
-            raise ValueError(f"{what}: 'vv' must map replica ids to non-negative integers")
+        if type(origin) is not str or not _is_count(n):
+            raise ValueError(
+                f"{what}: 'vv' must map replica ids to integers in 0..{MAX_INT} (2**63-1)"
+            )
     if type(cloud) is not list and type(cloud) is not tuple:
         raise ValueError(f"{what}: 'cloud' must be a list of [replica, counter] pairs")
     pairs = []
@@ -77,10 +80,12 @@ def check_context(value: Any, what: str) -> dict[str, Any]:
             (type(dot) is not list and type(dot) is not tuple)
             or len(dot) != 2
             or type(dot[0]) is not str
-            or type(dot[1]) is not int
-            or dot[1] < 0
+            or not _is_count(dot[1])
         ):
-            raise ValueError(f"{what}: 'cloud' must be a list of [replica, counter] pairs")
+            raise ValueError(
+                f"{what}: 'cloud' must be a list of [replica, counter] pairs, counters in "
+                f"0..{MAX_INT} (2**63-1)"
+            )
         pairs.append([dot[0], dot[1]])
     return {"vv": dict(vv), "cloud": pairs}
 
@@ -107,7 +112,9 @@ def check_card(text: Any, replica_id: str, what: str) -> None:
 
 
 def _is_count(n: Any) -> bool:
-    return type(n) is int and n >= 0
+    """A seq, a counter, a watermark: what a BIGINT column holds (``crdt.dot.MAX_INT`` at
+    most: a larger one was a driver's overflow, not a clear refusal)."""
+    return type(n) is int and 0 <= n <= MAX_INT
 
 
 def _decode_context(table: str, key: str, blob: str) -> dict[str, Any]:

@@ -225,6 +225,10 @@ async def test_one_key_holds_an_object_of_each_kind(backend: Backend) -> None:
         (Batch(summaries=((1, {"vv": {"A": -1}}),)), "vv"),
         (Batch(summaries=((64, summary({})),)), "partition"),
         (Batch(compact=((1, {"A": "x"}),)), "watermark"),
+        # Past a BIGINT: the driver's overflow before, not a refusal naming the field.
+        (Batch(summaries=((1, {"vv": {"A": 2**64}}),)), "vv"),
+        (Batch(summaries=((1, {"vv": {}, "cloud": [["A", 2**63]]}),)), "cloud"),
+        (Batch(compact=((1, {"A": 2**64}),)), "watermark"),
         (Batch(peers=(PeerRow("B", last_seen=float("nan")),)), "last_seen"),
     ],
 )
@@ -246,6 +250,18 @@ async def test_bad_input_is_refused_and_changes_nothing(
         assert await raw_tables(store) == before
         with pytest.raises(InvalidInput):
             await store.apply(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "summary_sent", [{"vv": {"A": 2**64}, "cloud": []}, {"vv": {}, "cloud": [["A", 2**63]]}]
+)
+async def test_a_summary_past_a_bigint_is_refused_by_deltas_missing(
+    backend: Backend, summary_sent: dict[str, Any]
+) -> None:
+    async with await backend.open() as store:
+        with pytest.raises(InvalidInput, match="2\\*\\*63-1"):
+            async for _ in store.deltas_missing(3, summary_sent):
+                pass
 
 
 @pytest.mark.parametrize(
