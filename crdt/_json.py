@@ -36,6 +36,7 @@ __all__ = [
     "canonical",
     "check_json",
     "decode_key",
+    "encoding_rank",
     "first_item",
     "freeze",
     "json_dumps",
@@ -215,6 +216,14 @@ def read_json(value: object, path: str) -> None:
         check_json(value, path, 0, _READ_DEPTH)
     except (TypeError, ValueError) as exc:
         raise DecodeError(path, str(exc)) from exc
+
+
+def encoding_rank(value: Any) -> tuple[str, str]:
+    """How two values are ordered where one must be kept everywhere (two values of one dot,
+    two register values at one timestamp): by canonical text, then, for two values alike but
+    for an object's key order (which ``canonical`` sorts), by the text ``to_json`` writes. Two
+    values of one rank have one text."""
+    return canonical(value), json_text(value)
 
 
 def same_json(a: object, b: object) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
-from crdt._json import canonical, json_text, same_json
+from crdt._json import encoding_rank, same_json
 from crdt.causal_context import CausalContext
 from crdt.dot import Dot
 
@@ -115,7 +115,7 @@ class DotFun(Generic[V]):
             if d not in out:
                 if not c(d):
                     out[d] = v
-            elif not same_json(out[d], v) and _rank(v) < _rank(out[d]):
+            elif not same_json(out[d], v) and encoding_rank(v) < encoding_rank(out[d]):
                 # One dot, two values: its origin used the dot twice (a faulty or hostile
                 # one). Either side may hear of either first; the smaller encoding is kept
                 # everywhere, so that replicas agree.
@@ -134,13 +134,6 @@ class DotFun(Generic[V]):
 
     def __repr__(self) -> str:
         return f"DotFun({dict(sorted(self.entries.items()))!r})"
-
-
-def _rank(value: Any) -> tuple[str, str]:
-    """The order in which the smaller of two values of one dot is kept: by canonical text,
-    then (for two values alike but for an object's key order, which ``canonical`` sorts) by
-    the text ``to_json`` writes. Two values of one rank have one text: either may be kept."""
-    return canonical(value), json_text(value)
 
 
 class DotMap(Generic[K, S]):

@@ -39,7 +39,15 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from crdt._codec import FORMAT_VERSION, check_header, field
-from crdt._json import REPLICA_TEXTS, canonical, check_json, json_text, normalize, read_json
+from crdt._json import (
+    REPLICA_TEXTS,
+    canonical,
+    check_json,
+    encoding_rank,
+    json_text,
+    normalize,
+    read_json,
+)
 from crdt._split import check_budget
 from crdt.dot import check_replica
 from crdt.errors import DecodeError, shown
@@ -78,17 +86,13 @@ def wins(
     cur_deleted: bool = False,
 ) -> bool:
     """Does ``(ts, value)`` beat ``(cur_ts, cur_value)``? (At one timestamp: a tombstone,
-    then the greater canonical text, then, for two values alike but for an object's key
-    order, which ``canonical`` sorts, the greater text ``to_json`` writes: every replica
-    keeps the same text whichever it heard of first.)"""
+    then the greater :func:`~crdt._json.encoding_rank`: every replica keeps the same text
+    whichever it heard of first.)"""
     if cur_ts is None or ts > cur_ts:
         return True
     if ts != cur_ts or deleted != cur_deleted:
         return ts == cur_ts and deleted
-    text, cur_text = canonical(value), canonical(cur_value)
-    if text != cur_text:
-        return text > cur_text
-    return json_text(value) > json_text(cur_value)
+    return encoding_rank(value) > encoding_rank(cur_value)
 
 
 class LWWRegister:

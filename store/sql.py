@@ -15,7 +15,7 @@ extent. The logic itself lives in one module per job:
   raises :class:`~store.errors.InvalidInput` before any SQL.
 * :mod:`store.writes`: writes, step 2 -- :func:`apply_prepared` writes a list of prepared
   batches in one transaction, one ``executemany`` per table and per run, the log appended
-  as segments; :func:`compact`; the log fold mark (:func:`mark_folded`,
+  as segments, compaction; the log fold mark (:func:`mark_folded`,
   :func:`folded_mark`).
 * :mod:`store.reads`: :func:`load`, :func:`get_object`, :func:`iter_log`,
   :func:`count_log`, and the keyset pages :func:`deltas_page` and :func:`snapshot_page`;
@@ -43,7 +43,6 @@ from .writes import (
     SWEEP_MIN,
     SealSweep,
     apply_prepared,
-    compact,
     drop_unused_seals,
     folded_mark,
     mark_folded,
@@ -57,7 +56,6 @@ __all__ = [
     "apply_prepared",
     "check_card",
     "check_context",
-    "compact",
     "count_log",
     "decode_blob",
     "deltas_page",

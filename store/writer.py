@@ -185,7 +185,6 @@ def _write_lean(conn: Connection, prepared: Sequence[sql.PreparedBatch]) -> list
     except BaseException:
         with contextlib.suppress(Exception):  # already failing: report the first error
             on_cursor(conn, "ROLLBACK")
-        sql.SealSweep.forget(conn)  # (it never sweeps, but may count: see _write)
         raise
     return removed
 

@@ -11,11 +11,11 @@ entries writes a handful of rows, not N, and each seal its segments and hints na
 ``seals``, before them. Appending reads nothing: a log dot that is already
 stored may be stored again, and the readers (:mod:`store.reads`) keep the first one.
 
-:func:`compact` deletes the log below a watermark (and, amortized over the seals written,
-the seals nothing names any more: :class:`SealSweep`); the log fold mark (``meta.log_folded``,
-:func:`mark_folded`, :func:`folded_mark`; see :mod:`store.ondemand`) records how much of the
-log is already in the objects. Like every storage function, these run inside the
-transaction their caller opened and never commit.
+:func:`apply_prepared` also compacts: it deletes the log below a watermark (and, amortized
+over the seals written, the seals nothing names any more: :class:`SealSweep`). The log fold
+mark (``meta.log_folded``, :func:`mark_folded`, :func:`folded_mark`; see
+:mod:`store.ondemand`) records how much of the log is already in the objects. Like every
+storage function, these run inside the transaction their caller opened and never commit.
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ __all__ = [
     "SWEEP_MIN",
     "SealSweep",
     "apply_prepared",
-    "compact",
     "drop_unused_seals",
     "folded_mark",
     "mark_folded",
@@ -250,13 +249,13 @@ class SealSweep:
     with it, :meth:`forget` starts over), and so does :meth:`store.Store.compact` (an
     explicit call)."""
 
-    __slots__ = ("live", "stored")
+    __slots__ = ("live", "named")
 
     def __init__(self) -> None:
         #: Seals left by the last sweep (None: no sweep yet on this connection).
         self.live: int | None = None
         #: Seals named by the transactions since then (stored, or already there).
-        self.stored = 0
+        self.named = 0
 
     @classmethod
     def of(cls, conn: Connection) -> SealSweep:
@@ -276,12 +275,12 @@ class SealSweep:
             conn.info.pop("shoal_seal_sweep", None)
 
     def due(self) -> bool:
-        return self.live is None or self.stored >= max(SWEEP_MIN, self.live)
+        return self.live is None or self.named >= max(SWEEP_MIN, self.live)
 
     def sweep(self, conn: Connection) -> None:
         drop_unused_seals(conn)
         self.live = conn.execute(select(func.count()).select_from(seals_table)).scalar_one()
-        self.stored = 0
+        self.named = 0
 
 
 def drop_unused_seals(conn: Connection) -> None:
@@ -311,14 +310,13 @@ def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[i
     batch's ``compact`` removed."""
     removed: list[int] = []
     compacted = forced = False
-    sweep = SealSweep.of(conn)
     for run in _runs(batches):
         found: SealIds = {}
         segments = list(_segment_rows(run.log, found))
         hint_rows = _hint_rows(run.hints_add.values(), found)
         if found:  # each seal once, before the rows naming it
             _executemany(conn, "seals", sorted(dict(found.values()).items()))
-            sweep.stored += len(found)
+            SealSweep.of(conn).named += len(found)
         _executemany(conn, "objects", run.objects.values())
         _executemany(conn, "log", segments)
         _executemany(conn, "summaries", run.summaries.items())
@@ -333,34 +331,24 @@ def apply_prepared(conn: Connection, batches: Sequence[PreparedBatch]) -> list[i
         forced = forced or run.count_compacted  # (Store.compact: an explicit call)
         if run.fold:
             mark_folded(conn)
-    if compacted and (forced or sweep.due()):
-        sweep.sweep(conn)
-    return removed
-
-
-def compact(
-    conn: Connection, partition: int, watermark: Mapping[str, int], *, count: bool = True
-) -> int:
-    """Delete log entries of ``partition`` with ``seq <= watermark[origin]``; return how many
-    log dots went (0 unless ``count``).
-
-    A segment wholly at or below the watermark (its ``last_seq``) is deleted, unread unless
-    ``count``; one that straddles it is rewritten in place (same id, so it keeps its place in
-    the stored order) without those entries, and without the seals only they named. The fold
-    mark comes down to the last segment left (:func:`_lower_mark_to_log`). The seals no
-    segment or hint names any more are deleted (:meth:`SealSweep.sweep`).
-    """
-    removed, changed = _compact(conn, partition, watermark, count=count)
-    if changed:
-        SealSweep.of(conn).sweep(conn)
+    if compacted:
+        sweep = SealSweep.of(conn)
+        if forced or sweep.due():
+            sweep.sweep(conn)
     return removed
 
 
 def _compact(
     conn: Connection, partition: int, watermark: Mapping[str, int], *, count: bool
 ) -> tuple[int, bool]:
-    """:func:`compact` but for the seals: how many log dots went (0 unless ``count``), and
-    whether any segment was deleted or rewritten."""
+    """Delete log entries of ``partition`` with ``seq <= watermark[origin]``: how many log
+    dots went (0 unless ``count``), and whether any segment was deleted or rewritten (then
+    the caller may sweep the seals: :class:`SealSweep`).
+
+    A segment wholly at or below the watermark (its ``last_seq``) is deleted, unread unless
+    ``count``; one that straddles it is rewritten in place (same id, so it keeps its place in
+    the stored order) without those entries, and without the seals only they named. The fold
+    mark comes down to the last segment left (:func:`_lower_mark_to_log`)."""
     marks = {origin: n for origin, n in watermark.items() if n > 0}
     if not marks:
         return 0, False
