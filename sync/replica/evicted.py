@@ -51,20 +51,17 @@ class Evicted:
         elif key > span[1]:
             self._spans[p] = (span[0], key)
 
-    def may_hold(self, key: str) -> bool:
-        """Whether the store may hold an object of ``key`` that the cache does not hold."""
+    def may_hold(self, key: str, partition: int | None = None) -> bool:
+        """Whether the store may hold an object of ``key`` that the cache does not hold;
+        ``partition``: the key's, when the caller knows it (a state-transfer chunk's keys
+        are all of its partition), so that it is not computed again."""
         if not self.whole:
             return True
-        p = self._partition_of(key)
+        p = self._partition_of(key) if partition is None else partition
         if p is None:  # not a key: asked of the store as before (its input's check refuses it)
             return True
         span = self._spans.get(p)
         return span is not None and span[0] <= key <= span[1]
-
-    def span(self, partition: int) -> tuple[str, str] | None:
-        """The lowest and highest key of ``partition`` evicted since the start (None: none
-        was); only meaningful while :attr:`whole`."""
-        return self._spans.get(partition)
 
     def _partition_of(self, key: str) -> int | None:
         if type(key) is not str:

@@ -264,16 +264,10 @@ class LocalData:
     def missing(self, keys: Iterable[str], partition: int | None = None) -> list[str]:
         """The keys of ``keys`` to load before an input that reads or changes them (not in
         the cache, maybe in the store: :mod:`sync.replica.evicted`); ``partition``: all's."""
-        evicted, objects = self._evicted, self._objects
-        if not evicted:
+        if not self._evicted:
             return []
-        if partition is None or not evicted.whole:
-            maybe = evicted.may_hold
-            return [k for k in dict.fromkeys(keys) if k not in objects and maybe(k)]
-        span = evicted.span(partition)  # (a chunk's keys: no key's partition is computed)
-        if span is None:
-            return []
-        return [k for k in dict.fromkeys(keys) if span[0] <= k <= span[1] and k not in objects]
+        objects, maybe = self._objects, self._evicted.may_hold
+        return [k for k in dict.fromkeys(keys) if k not in objects and maybe(k, partition)]
 
     def require(self, keys: Iterable[str], partition: int | None = None) -> None:
         """``LocalProtocolError`` before anything changes if a key of ``keys`` is missing."""
