@@ -2,7 +2,7 @@
 
 A new peer's bootstrap brings every key once, in chunks of one partition. What the engine
 must load for a chunk (``wants_message``, then ``require`` after the check) is found from
-that partition's span of evicted keys, looked up once for the chunk, and the keys it adopts
+that partition's span of evicted keys, the chunk's partition given, and the keys it adopts
 are not looked up again: only the check computes (or finds in the memo) each key's
 partition, to refuse a key that is not in the chunk's partition.
 """
