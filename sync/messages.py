@@ -36,10 +36,11 @@ The log entries of a ``Push`` or ``Deltas`` travel with the seals of their origi
   the object ``(key, kind)`` (an object is named by its key and kind: one key written
   offline as two kinds by two peers holds both).
 * ``Repair(key, kind, state)`` — read repair: merge this state into ``(key, kind)``.
-* ``Summary(parts, known_peers, reply, more_members)`` — anti-entropy: per partition, the
-  causal context of the log dots the sender has applied; the peers it knows; ``reply`` asks
-  the receiver to answer with its own summary if it has something the sender lacks;
-  ``more_members``: the list of peers goes on in the next summary.
+* ``Summary(parts, known_peers, reply, more_members, offer)`` — anti-entropy: per
+  partition, the causal context of the log dots the sender has applied; the peers it knows;
+  ``reply`` asks the receiver to answer with its own summary if it has something the sender
+  lacks; ``more_members``: the list of peers goes on in the next summary; ``offer``: the
+  sender is no home of these partitions and wants nothing of them back.
 * ``Deltas(batch_id, partition, entries, more, remaining)`` — anti-entropy batch of log
   entries.
 * ``SnapshotChunk(batch_id, partition, objects, summary, last, remaining)`` — state transfer
@@ -341,7 +342,10 @@ class Repair(_Message):
 
 class Summary(_Message):
     """``more_members``: the list of members goes on in the next summary (a list too big
-    for one message is sent in parts; sent only when true)."""
+    for one message is sent in parts). ``offer``: the sender is no home of ``parts`` (by
+    its ring): it offers what it holds of them and is sent nothing of them back; else it
+    asks, as a home of them by its ring, for what it lacks. Each is sent only when true (a
+    peer of an earlier version ignores ``offer``)."""
 
     t: Literal["summary"] = "summary"
     # JSON object keys are strings: the partition number is parsed leniently here only.
@@ -349,12 +353,15 @@ class Summary(_Message):
     known_peers: list[PeerInfo] = []
     reply: bool = False
     more_members: bool = False
+    offer: bool = False
 
     @model_serializer(mode="wrap")
-    def _more_only_if_so(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _flags_only_if_so(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         if not self.more_members:
             data.pop("more_members", None)
+        if not self.offer:
+            data.pop("offer", None)
         return data
 
 

@@ -169,6 +169,20 @@ def _in_parts(known: list[m.PeerInfo], max_bytes: int, first: int) -> list[list[
     return lists
 
 
+def _summary(
+    parts: dict[int, m.Ctx], listed: list[m.PeerInfo], reply: bool, more: bool, offer: bool
+) -> m.Summary:
+    return m.Summary.model_construct(
+        proto=1,
+        t="summary",
+        parts=parts,
+        known_peers=listed,
+        reply=reply,
+        more_members=more,
+        offer=offer,
+    )
+
+
 @dataclass(slots=True)
 class Batch:
     """One planned ``Deltas`` message (``size``: its entries' bytes)."""
@@ -331,6 +345,18 @@ class AntiEntropy:
         body = {p: ctx_model(summary(p)) for p in parts}
         if body:
             self._asked.setdefault(peer, set()).update(body)
+        # The partitions we are no home of are offered (``offer``: nothing of them is sent
+        # back), in a summary of their own when others are asked for beside them.
+        offer = False
+        if body and not self._config.relay:  # (a relay holds, and asks for, every partition)
+            ring, me = self._membership.ring(), self._me
+            offered = {p: ctx for p, ctx in body.items() if not ring.is_home(me, p)}
+            if len(offered) == len(body):
+                offer = True
+            elif offered:
+                for p in offered:
+                    del body[p]
+                self._emit(Send(peer, _summary(offered, [], reply, False, True)))
         known: list[m.PeerInfo] = []
         if members:
             self._membership.regossip(peer)
@@ -345,13 +371,9 @@ class AntiEntropy:
             )
         lists = _in_parts(known, max_bytes, first)
         for i, listed in enumerate(lists):
-            msg = m.Summary.model_construct(
-                proto=1,
-                t="summary",
-                parts=body if i == 0 else {},
-                known_peers=listed,
-                reply=reply if i == 0 else False,
-                more_members=i < len(lists) - 1,
+            first = i == 0
+            msg = _summary(
+                body if first else {}, listed, reply and first, i < len(lists) - 1, offer and first
             )
             self._emit(Send(peer, msg))
 
@@ -374,7 +396,7 @@ class AntiEntropy:
             if seen > ours:
                 self._emit(IdentityConflict(peer, p, seen, ours))
                 data.raise_seq(p, seen)
-        self._plan(peer, theirs)
+        self._plan(peer, theirs, msg.offer)
         self.pump(peer, now)
         missing = (bool(msg.known_peers) or msg.more_members) and membership.members_missing(
             peer, msg.known_peers, more=msg.more_members
@@ -384,19 +406,28 @@ class AntiEntropy:
             self.send_summary(peer, reply=False, parts=parts, members=missing)
         return kept
 
-    def _plan(self, peer: str, theirs: dict[int, CausalContext]) -> None:
+    def _plan(self, peer: str, theirs: dict[int, CausalContext], offer: bool) -> None:
         """Queue what ``peer`` lacks of the partitions in its summary that it is a home of:
         the log entries it lacks, or a state transfer of a partition when we no longer have
-        one in our log. (A replica that is not a home of a partition sends its summary only
-        to offer it, :meth:`hand_over`: it is sent nothing of it back.)"""
+        one in our log.
+
+        A home of a partition by our ring, or a relay, is sent what it lacks. So is a home
+        member asking (not ``offer``) as a home of it by its own ring, which may differ from
+        ours: a member forgotten there and not (yet) here left it the home of partitions it
+        is no home of by ours, and its reads answer from what it holds (as when the ring
+        grew there first). A replica that is no home of a partition by its ring sends its
+        summary only to offer it (``offer``, :meth:`hand_over`): it is sent nothing of it
+        back."""
         sess = self._sessions.setdefault(peer, Session())
         if sess.busy:
             return  # one round at a time; the next summary picks up what this one missed
         data = self._data
-        ring = self._membership.ring()
-        relay = self._membership.is_relay(peer)  # (it holds every partition)
+        membership = self._membership
+        ring = membership.ring()
+        # (it holds every partition, or asks as a home of them)
+        every = membership.is_relay(peer) or (not offer and membership.is_home(peer))
         for p in sorted(theirs):
-            if not (relay or ring.is_home(peer, p)):
+            if not (every or ring.is_home(peer, p)):
                 continue
             mine = data.summary_if_any(p)
             if mine is None:

@@ -64,6 +64,18 @@ def test_summary_partitions_travel_as_object_keys() -> None:
     assert raw["parts"]["0"] == {"vv": {"A": 2}, "cloud": [["B", 4]]}
 
 
+def test_a_summary_says_offer_only_when_it_offers() -> None:
+    """``offer`` (the sender is no home of the partitions) is on the wire only when true, so
+    the summaries of a home read as before, and one without it (from a peer of an earlier
+    version) asks."""
+    asked = m.Summary(parts={0: m.Ctx()}, reply=True)
+    assert "offer" not in json.loads(m.encode(asked))
+    offered = m.Summary(parts={0: m.Ctx()}, reply=True, offer=True)
+    assert json.loads(m.encode(offered))["offer"] is True
+    assert m.decode(m.encode(offered), max_size=1000) == offered
+    assert m.decode(_raw(t="summary", parts={"0": {}}), max_size=1000).offer is False
+
+
 def _entry_array(**change: Any) -> list[Any]:
     fields = dataclasses.asdict(ENTRY)
     fields.update(change)
