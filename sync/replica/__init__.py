@@ -337,9 +337,13 @@ class Replica:
                 case m.Summary():
                     parts = check.summary(peer_id, message)
                     now = self._begin(now)
+                    ring = self._membership.ring()
                     kept = self._anti_entropy.on_summary(peer_id, message, parts, now)
                     self._card_news()
-                    self._gossip.changed(now)
+                    # (a list of members that taught us nothing is no change)
+                    if parts or self._membership.ring() is not ring:
+                        self._gossip.changed(now)
+                    self._gossip.on_summary(peer_id, parts)
                     self._propagation.reported(peer_id, kept)
                 case m.Digest():
                     check.digest(peer_id, message)

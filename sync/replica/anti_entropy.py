@@ -235,6 +235,7 @@ class AntiEntropy:
         "_data",
         "_emit",
         "_full_alarms",
+        "_listed_alarms",
         "_me",
         "_membership",
         "_outbound",
@@ -275,6 +276,8 @@ class AntiEntropy:
         # ones it may send us a state transfer of.
         self._asked: dict[str, set[int]] = {}
         self._full_alarms: dict[int, float] = {}  # partition -> its last summary_full alarm
+        # forgotten member -> its last forgotten_listed alarm
+        self._listed_alarms: dict[str, float] = {}
         self._transfers = Transfers(config, replica_id, outbox, data, outbound)
 
     # -- summaries -----------------------------------------------------------------------------
@@ -384,6 +387,9 @@ class AntiEntropy:
         remembered (:func:`kept_summary`)."""
         me, membership = self._me, self._membership
         membership.learn_members(peer, msg.known_peers, now)
+        for info in msg.known_peers:
+            if membership.is_forgotten(info.replica_id):
+                self._forgotten_listed(peer, info.replica_id, now)
         data = self._data
         kept = {p: kept_summary(ctx, data.summary_if_any(p)) for p, ctx in theirs.items()}
         if membership.store_summary(peer, kept, now):
@@ -625,6 +631,23 @@ class AntiEntropy:
             data.merge_summary(p, taken_summary(summary, data.summary(p)))
             self._origins_full(peer, p, summary, now)
         self._emit(Send(peer, m.Ack(ids=[msg.batch_id])))
+
+    def _forgotten_listed(self, peer: str, forgotten: str, now: float) -> None:
+        """The alarm that ``peer`` lists ``forgotten``, a member forgotten here (at most one
+        per forgotten member every ``ALARM_REPEAT``)."""
+        if now - self._listed_alarms.get(forgotten, float("-inf")) < ALARM_REPEAT:
+            return
+        self._listed_alarms[forgotten] = now
+        self._emit(
+            Alarm(
+                "forgotten_listed",
+                peer,
+                f"{peer} still counts {forgotten} as a member, which was forgotten here: "
+                f"until it is forgotten on every peer (shoal forget) or taken back here "
+                f"(shoal forget --undo), the rings of {peer} and this replica differ, and "
+                f"each is a home of partitions the other does not count it a home of.",
+            )
+        )
 
     def _origins_full(self, peer: str, p: int, theirs: CausalContext, now: float) -> None:
         """The alarm that our summary of ``p`` holds :data:`SUMMARY_ORIGINS_MAX` origins and

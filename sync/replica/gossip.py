@@ -7,8 +7,9 @@ whatever its size. A peer that comes up and shares a partition with this replica
 ``Digest`` at once (a reconnected home catches up without waiting for a round). While rounds
 find nothing different the interval doubles after each one, up to
 ``anti_entropy_idle_interval``; a difference (a digest that did not match, here or at a
-peer, a summary received), a summary recorded anew, or a peer coming up brings it back to
-``anti_entropy_interval``, the next round within that. Each interval is shortened by up to
+peer, unless it is the one that peer sent last time with ours as they were; a summary
+received that carried partitions or taught us a member), a summary recorded anew, or a
+peer coming up brings it back to ``anti_entropy_interval``, the next round within that. Each interval is shortened by up to
 a tenth, by a hash of the replica id and the round number, so that replicas started
 together drift apart instead of sending in step.
 
@@ -35,7 +36,10 @@ peers are homes of and the digest of the members we know (:mod:`sync.digest`):
 * different roots: the receiver answers ``PartDigests``, one digest per shared partition;
   the first peer records the partitions whose digests match and sends a ``Summary``
   (``reply=True``) of those that differ; from there :mod:`sync.replica.anti_entropy` sends
-  the entries each side lacks, as before;
+  the entries each side lacks, as before. When the answer's summaries equal ours, nothing
+  moved either way: the digests differ because the two rings do (each covers partitions
+  the other's does not: a member forgotten on one side only), and the same part digests,
+  ours unchanged, start no summary again (:meth:`Gossip.on_summary`);
 * different member digests: the receiver sends a ``Summary`` listing every member it knows
   (and no partition); the other learns them and answers with its own list if ours misses
   some (:meth:`sync.replica.anti_entropy.AntiEntropy.on_summary`).
@@ -68,6 +72,8 @@ __all__ = ["Gossip", "Rotation"]
 _ROUND = Timer(TimerKind.ANTI_ENTROPY)
 _JITTER = 0.1  # at most this fraction of an interval is taken off it
 _NEVER = float("-inf")
+# A peer's part digests and ours (partition, digest), in order.
+_PartsSeen = tuple[tuple[tuple[int, str], ...], tuple[tuple[int, str], ...]]
 
 
 class Rotation:
@@ -123,11 +129,14 @@ class Gossip:
         "_all",
         "_anti_entropy",
         "_armed",
+        "_asking",
         "_base",
         "_compaction",
         "_config",
         "_data",
+        "_differed",
         "_emit",
+        "_futile",
         "_heard",
         "_idle",
         "_interval",
@@ -175,6 +184,13 @@ class Gossip:
         self._rounds = 0
         self._last_round = _NEVER
         self._heard: dict[str, float] = {}  # peer -> when its last digest arrived
+        # Per up peer: the digests (its root and members, ours) of its last digest that
+        # differed from ours; the part digests (its, ours) whose summaries we sent it
+        # and the partitions whose answer we wait for; those whose summaries were found
+        # equal (see :meth:`on_part_digests`, :meth:`on_summary`).
+        self._differed: dict[str, tuple[str, str, str, str]] = {}
+        self._asking: dict[str, tuple[_PartsSeen, set[int]]] = {}
+        self._futile: dict[str, _PartsSeen] = {}
         self._stale = True  # the rotations must be rebuilt (the peers up changed)
         self._sharing_ring: Ring | None = None
         self._sharing: dict[str, tuple[int, ...]] = {}  # peer -> partitions both are homes of
@@ -203,7 +219,8 @@ class Gossip:
 
     def peer_down(self, peer: str) -> None:
         self._stale = True
-        self._heard.pop(peer, None)
+        for seen in (self._heard, self._differed, self._asking, self._futile):
+            seen.pop(peer, None)
 
     def changed(self, now: float) -> None:
         """Something differed: rounds at ``anti_entropy_interval`` again, the next within it."""
@@ -295,19 +312,27 @@ class Gossip:
         self._emit(Send(peer, msg))
 
     def on_digest(self, peer: str, msg: m.Digest, now: float) -> dict[int, CausalContext]:
-        """``peer``'s digest; returns the summaries recorded as its (empty: none changed)."""
+        """``peer``'s digest; returns the summaries recorded as its (empty: none changed).
+
+        A digest that differs from ours is always answered (a message of the exchange it
+        starts may be lost), but only a new difference, not the one ``peer`` sent last time
+        with ours as they were, counts as a change that speeds up our rounds."""
         self._heard[peer] = now
         members = self._members_digest()
-        if msg.members != members:
-            self.changed(now)
-            self._anti_entropy.send_summary(peer, reply=False, parts=(), members=True)
         parts = self.shared(peer)
-        if msg.root == root_digest(self._part(p) for p in parts):
+        root = root_digest(self._part(p) for p in parts)
+        if msg.members != members or msg.root != root:
+            seen = (msg.root, msg.members, root, members)
+            if self._differed.get(peer) != seen:
+                self._differed[peer] = seen
+                self.changed(now)
+        if msg.members != members:
+            self._anti_entropy.send_summary(peer, reply=False, parts=(), members=True)
+        if msg.root == root:
             recorded = self._record(peer, parts, now)
             if recorded and msg.reply:
                 self._send_digest(peer, members, reply=False)
             return recorded
-        self.changed(now)
         digests = {p: self._part(p) for p in parts}
         self._emit(Send(peer, m.PartDigests.model_construct(t="part_digests", parts=digests)))
         return {}
@@ -320,13 +345,42 @@ class Gossip:
         same: list[int] = []
         differ: list[int] = []
         theirs = msg.parts
-        for p in self.shared(peer):
-            (same if theirs.get(p) == self._part(p) else differ).append(p)
+        ours = {p: self._part(p) for p in self.shared(peer)}
+        for p, digest in ours.items():
+            (same if theirs.get(p) == digest else differ).append(p)
         recorded = self._record(peer, same, now) if same else {}
         if differ:
+            key = (tuple(sorted(theirs.items())), tuple(ours.items()))
+            if self._futile.get(peer) == key:
+                return recorded  # the summaries we would send were found equal last time
+            self._asking[peer] = (key, set(differ))
             self.changed(now)
             self._anti_entropy.send_summary(peer, reply=True, parts=differ)
         return recorded
+
+    def on_summary(self, peer: str, theirs: dict[int, CausalContext]) -> None:
+        """``peer`` sent its summaries ``theirs`` (checked). When they answer the summaries
+        :meth:`on_part_digests` sent it and equal ours, that exchange moved nothing either
+        way: the digests differ for another reason (our rings differ, so each digest covers
+        partitions the other's does not: a member forgotten on one side only), and the
+        same part digests with ours as they are will not start it again (a changed summary
+        on either side makes other digests). Only an answer received counts, so a lost
+        message is asked again."""
+        asking = self._asking.get(peer)
+        if asking is None:
+            return
+        key, waiting = asking
+        summary_if_any = self._data.summary_if_any
+        for p, ctx in theirs.items():
+            if p in waiting:
+                mine = summary_if_any(p)
+                if ctx != (mine if mine is not None else CausalContext()):
+                    del self._asking[peer]
+                    return
+                waiting.discard(p)
+        if not waiting:
+            del self._asking[peer]
+            self._futile[peer] = key
 
     def _record(self, peer: str, parts: Iterable[int], now: float) -> dict[int, CausalContext]:
         """Record our summaries of ``parts`` as ``peer``'s (its digests say they are equal);
