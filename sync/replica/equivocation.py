@@ -15,7 +15,10 @@ same: the alarm says both). Once a replica compacted the dot's entry away, a lat
 has nothing to be compared with: it is joined as any dot known only from a summary is.
 
 :class:`Equivocations` keeps a bounded record per origin and raises an ``Alarm`` at most
-once per origin every :data:`~sync.replica.membership.ALARM_REPEAT` seconds.
+once per origin every :data:`~sync.replica.membership.ALARM_REPEAT` seconds, and for at most
+:data:`EQUIVOCATION_ALARMS` origins in one such window (unsigned, a member posing as a new
+made-up origin each time would otherwise raise one per message): past that, one
+``equivocations_unreported`` alarm says the rest are only counted.
 
 Knows the outbox and membership (its alarm interval).
 """
@@ -29,10 +32,12 @@ from sync.effects import Alarm, LogEntry
 from sync.replica.membership import ALARM_REPEAT
 from sync.replica.outbox import Outbox
 
-__all__ = ["MAX_EQUIVOCATORS", "Equivocations"]
+__all__ = ["EQUIVOCATION_ALARMS", "MAX_EQUIVOCATORS", "Equivocations"]
 
 #: Origins whose equivocations are remembered (the least recent one goes first).
 MAX_EQUIVOCATORS = 64
+#: Origins an ``equivocation`` alarm is raised for in one ``ALARM_REPEAT`` window, at most.
+EQUIVOCATION_ALARMS = 8
 
 
 @dataclass(slots=True)
@@ -46,13 +51,14 @@ class Equivocations:
     """Per origin, how many entries it sent under a log dot that names another of its writes
     here, and when the last came."""
 
-    __slots__ = ("_me", "_outbox", "_records", "_signed")
+    __slots__ = ("_me", "_outbox", "_records", "_signed", "_window")
 
     def __init__(self, me: str, outbox: Outbox, *, signed: bool) -> None:
         self._me = me
         self._outbox = outbox
         self._signed = signed  # (else any member may claim any origin)
         self._records: dict[str, _Record] = {}
+        self._window = (float("-inf"), 0)  # the current window's start, its alarms raised
 
     def note(
         self, sender: str, entries: Sequence[LogEntry], found: Sequence[int], now: float
@@ -71,7 +77,11 @@ class Equivocations:
                 rec = records[e.origin] = _Record(0, now, now - ALARM_REPEAT)
             rec.count += 1
             rec.last = now
-            if now - rec.alarmed < ALARM_REPEAT or e.origin in alarmed:
+            if (
+                now - rec.alarmed < ALARM_REPEAT
+                or e.origin in alarmed
+                or not self._may(sender, now)
+            ):
                 continue
             rec.alarmed = now
             alarmed.add(e.origin)
@@ -96,6 +106,29 @@ class Equivocations:
                     f"conflict), or the member is faulty or hostile (see `shoal forget`)."
                 )
             self._outbox.emit(Alarm("equivocation", e.origin, text))
+
+    def _may(self, sender: str, now: float) -> bool:
+        """Whether one more origin's alarm may be raised in the current window (the one
+        past the last is ``equivocations_unreported``)."""
+        start, raised = self._window
+        if now - start >= ALARM_REPEAT:
+            start, raised = now, 0
+        self._window = (start, raised + 1)
+        if raised < EQUIVOCATION_ALARMS:
+            return True
+        if raised == EQUIVOCATION_ALARMS:
+            self._outbox.emit(
+                Alarm(
+                    "equivocations_unreported",
+                    sender,
+                    f"equivocations: {EQUIVOCATION_ALARMS} origins were reported in the "
+                    f"last {ALARM_REPEAT / 60:g} minutes; more (the latest from {sender}) "
+                    f"are counted in status()['equivocations'] (the {MAX_EQUIVOCATORS} "
+                    f"most recent origins) but not reported until then. Many origins at "
+                    f"once: a member posing as made-up origins, or many restored databases.",
+                )
+            )
+        return False
 
     def counts(self) -> dict[str, int]:
         """Per origin, the entries found reusing a log dot of another of its writes."""

@@ -236,3 +236,30 @@ def test_an_equivocation_over_deltas_is_reported_too() -> None:
     r.receive("B", m.decode(m.encode(msg)), 11.0)
     assert [(a.kind, a.peer) for a in _alarms(r)] == [("equivocation", "B")]
     assert r.status()["equivocations"] == {"B": 1}
+
+
+def test_equivocations_under_many_origins_raise_a_bounded_number_of_alarms() -> None:
+    """Unsigned, a member may pose as any origin: equivocating under a new made-up origin
+    each time (more than the records kept, so each comes back as new) raised an alarm each,
+    as many as it sent. Past ``EQUIVOCATION_ALARMS`` origins in one ``ALARM_REPEAT`` one
+    more alarm says the rest are only counted; the next window reports again."""
+    from sync.replica.equivocation import EQUIVOCATION_ALARMS, MAX_EQUIVOCATORS
+
+    r = _replica()
+    origins = [f"O{i:03}" for i in range(2 * MAX_EQUIVOCATORS + 10)]
+    for i, o in enumerate(origins):
+        assert _push(r, [_entry(o, 1, "k", _add(f"a{i}", o, 1))], 1 + 2 * i)
+        assert _push(r, [_entry(o, 1, "k", _add(f"b{i}", o, 1))], 2 + 2 * i)
+    for i, o in enumerate(origins[:20]):  # (evicted from the records: new again)
+        assert _push(r, [_entry(o, 1, "k", _add(f"c{i}", o, 1))], 1000 + i)
+    alarms = _alarms(r)
+    kinds = [a.kind for a in alarms]
+    assert kinds == ["equivocation"] * EQUIVOCATION_ALARMS + ["equivocations_unreported"]
+    assert "B" == alarms[-1].peer and "status" in alarms[-1].message
+    assert len(r.status()["equivocations"]) == MAX_EQUIVOCATORS  # (bounded, as before)
+
+    msg = m.Push.model_construct(
+        push_id=5000, entries=[_entry(origins[-1], 1, "k", _add("d", origins[-1], 1))]
+    )
+    r.receive("B", m.decode(m.encode(msg)), 11.0 + ALARM_REPEAT)
+    assert [(a.kind, a.peer) for a in _alarms(r)] == [("equivocation", origins[-1])]
