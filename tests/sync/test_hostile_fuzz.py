@@ -386,7 +386,8 @@ def message(c: Choices) -> dict[str, Any]:
     if t == "summary":
         parts = {str(c.upto(PARTS)): _ctx(c) for _ in range(c.upto(3))}
         known = [_peer_info(c) for _ in range(c.upto(3))]
-        return {"t": t, "parts": parts, "known_peers": known, "reply": c.chance(4)}
+        msg = {"t": t, "parts": parts, "known_peers": known, "reply": c.chance(4)}
+        return {**msg, "offer": c.chance(4)} if c.chance(2) else msg
     if t == "repair":
         key = c.pick(KEYS)
         state = _crdt(c, key)
