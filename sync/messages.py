@@ -40,7 +40,7 @@ The log entries of a ``Push`` or ``Deltas`` travel with the seals of their origi
   partition, the causal context of the log dots the sender has applied; the peers it knows;
   ``reply`` asks the receiver to answer with its own summary if it has something the sender
   lacks; ``more_members``: the list of peers goes on in the next summary; ``offer``: the
-  sender is no home of these partitions and wants nothing of them back.
+  sender is no home of these partitions by its ring and asks for nothing of them.
 * ``Deltas(batch_id, partition, entries, more, remaining)`` — anti-entropy batch of log
   entries.
 * ``SnapshotChunk(batch_id, partition, objects, summary, last, remaining)`` — state transfer
@@ -343,8 +343,9 @@ class Repair(_Message):
 class Summary(_Message):
     """``more_members``: the list of members goes on in the next summary (a list too big
     for one message is sent in parts). ``offer``: the sender is no home of ``parts`` (by
-    its ring): it offers what it holds of them and is sent nothing of them back; else it
-    asks, as a home of them by its ring, for what it lacks. Each is sent only when true (a
+    its ring): it offers what it holds of them and is sent nothing of them back (unless the
+    receiver counts it a home of them); else it asks, as a home of them by its ring, for
+    what it lacks. Each is sent only when true (a
     peer of an earlier version ignores ``offer``)."""
 
     t: Literal["summary"] = "summary"

@@ -118,6 +118,12 @@ class Ring:
             cached = self._walks[partition] = self._first(partition, len(self.peers))
         return cached
 
+    def within(self, peer: str, partition: int, depth: int) -> bool:
+        """True iff ``peer`` is among the first ``depth`` peers of the partition's walk."""
+        if depth <= self.n:
+            return peer in self.preference_list(partition)
+        return peer in self._first(partition, depth)
+
     def _first(self, partition: int, want: int) -> tuple[str, ...]:
         """The first ``want`` distinct peers clockwise from the partition's point."""
         order: list[str] = []

@@ -340,10 +340,8 @@ class Replica:
                     ring = self._membership.ring()
                     kept = self._anti_entropy.on_summary(peer_id, message, parts, now)
                     self._card_news()
-                    # (a list of members that taught us nothing is no change)
-                    if parts or self._membership.ring() is not ring:
-                        self._gossip.changed(now)
-                    self._gossip.on_summary(peer_id, parts)
+                    learnt = self._membership.ring() is not ring  # (members changed)
+                    self._gossip.on_summary(peer_id, parts, message.offer, learnt, now)
                     self._propagation.reported(peer_id, kept)
                 case m.Digest():
                     check.digest(peer_id, message)

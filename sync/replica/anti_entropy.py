@@ -417,23 +417,15 @@ class AntiEntropy:
         the log entries it lacks, or a state transfer of a partition when we no longer have
         one in our log.
 
-        A home of a partition by our ring, or a relay, is sent what it lacks. So is a home
-        member asking (not ``offer``) as a home of it by its own ring, which may differ from
-        ours: a member forgotten there and not (yet) here left it the home of partitions it
-        is no home of by ours, and its reads answer from what it holds (as when the ring
-        grew there first). A replica that is no home of a partition by its ring sends its
-        summary only to offer it (``offer``, :meth:`hand_over`): it is sent nothing of it
-        back."""
+        Which partitions: :meth:`serves`. A replica that is no home of a partition by its
+        ring sends its summary only to offer it (``offer``, :meth:`hand_over`): unless we
+        count it a home of it, it is sent nothing of it back."""
         sess = self._sessions.setdefault(peer, Session())
         if sess.busy:
             return  # one round at a time; the next summary picks up what this one missed
         data = self._data
-        membership = self._membership
-        ring = membership.ring()
-        # (it holds every partition, or asks as a home of them)
-        every = membership.is_relay(peer) or (not offer and membership.is_home(peer))
         for p in sorted(theirs):
-            if not (every or ring.is_home(peer, p)):
+            if not self.serves(peer, p, offer):
                 continue
             mine = data.summary_if_any(p)
             if mine is None:
@@ -454,6 +446,27 @@ class AntiEntropy:
             for i, chunk in enumerate(chunks):
                 size = sum(entry_size(e) for e in chunk)
                 sess.queue.append(Batch(p, chunk, more=i < len(chunks) - 1, size=size))
+
+    def serves(self, peer: str, p: int, offer: bool) -> bool:
+        """Is ``peer``, whose summary of partition ``p`` came (``offer``: as an offer), sent
+        what it lacks of ``p``? A home of ``p`` by our ring, or a relay (it holds every
+        partition), is. So is a home member asking (not ``offer``) as a home of ``p`` by
+        its own ring, which may differ from ours: a member forgotten there and not (yet)
+        here left it the home of partitions it is no home of by ours, and its reads answer
+        from what it holds. Such a claim is taken only from a peer that could be right:
+        within :meth:`~sync.replica.membership.Membership.claim_depth` of the partition's
+        walk of our ring (a member is one place further for each member before it that it
+        forgot), so a member asking for every partition gets at most about twice its share,
+        not the whole database."""
+        membership = self._membership
+        ring = membership.ring()
+        if membership.is_relay(peer) or ring.is_home(peer, p):
+            return True
+        return (
+            not offer
+            and membership.is_home(peer)
+            and ring.within(peer, p, membership.claim_depth(peer))
+        )
 
     def pump(self, peer: str, now: float) -> None:
         """Send the next planned messages to ``peer``, up to ``ae_max_inflight`` unacked,

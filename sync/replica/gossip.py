@@ -8,10 +8,10 @@ whatever its size. A peer that comes up and shares a partition with this replica
 find nothing different the interval doubles after each one, up to
 ``anti_entropy_idle_interval``; a difference (a digest that did not match, here or at a
 peer, unless it is the one that peer sent last time with ours as they were; a summary
-received that carried partitions or taught us a member), a summary recorded anew, or a
-peer coming up brings it back to ``anti_entropy_interval``, the next round within that. Each interval is shortened by up to
-a tenth, by a hash of the replica id and the round number, so that replicas started
-together drift apart instead of sending in step.
+received that differs from ours or taught us a member), a summary recorded anew, or a
+peer coming up brings it back to ``anti_entropy_interval``, the next round within that.
+Each interval is shortened by up to a tenth, by a hash of the replica id and the round
+number, so that replicas started together drift apart instead of sending in step.
 
 **Fan-out.** The peers of a round, at most ``gossip_fanout``: the next peers sharing a
 partition with this replica (both homes of it) in turn; then, in one slot at least when
@@ -39,7 +39,10 @@ peers are homes of and the digest of the members we know (:mod:`sync.digest`):
   the entries each side lacks, as before. When the answer's summaries equal ours, nothing
   moved either way: the digests differ because the two rings do (each covers partitions
   the other's does not: a member forgotten on one side only), and the same part digests,
-  ours unchanged, start no summary again (:meth:`Gossip.on_summary`);
+  ours unchanged, start a summary again only after ``anti_entropy_idle_interval``
+  (:meth:`Gossip.on_summary`). A peer that asks for partitions we do not count it a home
+  of, as a home of them by its ring, *claims* them: our digests for it cover them too
+  (:meth:`Gossip._claim`), so a change to them here starts an exchange;
 * different member digests: the receiver sends a ``Summary`` listing every member it knows
   (and no partition); the other learns them and answers with its own list if ours misses
   some (:meth:`sync.replica.anti_entropy.AntiEntropy.on_summary`).
@@ -131,6 +134,7 @@ class Gossip:
         "_armed",
         "_asking",
         "_base",
+        "_claims",
         "_compaction",
         "_config",
         "_data",
@@ -190,7 +194,8 @@ class Gossip:
         # equal (see :meth:`on_part_digests`, :meth:`on_summary`).
         self._differed: dict[str, tuple[str, str, str, str]] = {}
         self._asking: dict[str, tuple[_PartsSeen, set[int]]] = {}
-        self._futile: dict[str, _PartsSeen] = {}
+        self._futile: dict[str, tuple[_PartsSeen, float]] = {}
+        self._claims: dict[str, set[int]] = {}  # peer up -> the partitions it claims
         self._stale = True  # the rotations must be rebuilt (the peers up changed)
         self._sharing_ring: Ring | None = None
         self._sharing: dict[str, tuple[int, ...]] = {}  # peer -> partitions both are homes of
@@ -219,7 +224,7 @@ class Gossip:
 
     def peer_down(self, peer: str) -> None:
         self._stale = True
-        for seen in (self._heard, self._differed, self._asking, self._futile):
+        for seen in (self._heard, self._differed, self._asking, self._futile, self._claims):
             seen.pop(peer, None)
 
     def changed(self, now: float) -> None:
@@ -293,8 +298,30 @@ class Gossip:
     # -- digests -------------------------------------------------------------------------------
     def shared(self, peer: str) -> tuple[int, ...]:
         """The partitions this replica and ``peer`` both hold, in order
-        (:meth:`~sync.replica.membership.Membership.shared_partitions`)."""
-        return self._membership.shared_partitions(peer)
+        (:meth:`~sync.replica.membership.Membership.shared_partitions`), and those ``peer``
+        claims (:meth:`_claim`)."""
+        base = self._membership.shared_partitions(peer)
+        claims = self._claims.get(peer)
+        return tuple(sorted(claims.union(base))) if claims else base
+
+    def _claim(self, peer: str, parts: Iterable[int]) -> None:
+        """``peer`` asked for ``parts`` as a home of them by its ring (a summary that is no
+        offer, or its part digests): those it may home by its ring
+        (:meth:`~sync.replica.anti_entropy.AntiEntropy.serves`) that we home and do not
+        count it a home of are claimed: our digests for it cover them from now on, so that
+        a change to them here starts an exchange (else only ``peer``'s rounds would compare
+        them, and a round with it counts as met whenever its digest came first). Claims
+        last while ``peer`` is up, and one goes once its part digests leave it out."""
+        base = self._membership.shared_partitions(peer)
+        ring, me, relay = self._membership.ring(), self._me, self._config.relay
+        serves = self._anti_entropy.serves
+        new = [
+            p
+            for p in parts
+            if p not in base and (relay or ring.is_home(me, p)) and serves(peer, p, False)
+        ]
+        if new:
+            self._claims.setdefault(peer, set()).update(new)
 
     def _members_digest(self) -> str:
         ring = self._membership.ring()  # a new ring exactly when the members changed
@@ -345,32 +372,49 @@ class Gossip:
         same: list[int] = []
         differ: list[int] = []
         theirs = msg.parts
+        claims = self._claims.get(peer)
+        if claims:
+            claims.intersection_update(theirs)  # (those it left out, it claims no longer)
+        self._claim(peer, theirs)
         ours = {p: self._part(p) for p in self.shared(peer)}
         for p, digest in ours.items():
             (same if theirs.get(p) == digest else differ).append(p)
         recorded = self._record(peer, same, now) if same else {}
         if differ:
             key = (tuple(sorted(theirs.items())), tuple(ours.items()))
-            if self._futile.get(peer) == key:
-                return recorded  # the summaries we would send were found equal last time
+            futile = self._futile.get(peer)
+            if futile is None or futile[0] != key:
+                self.changed(now)
+            elif now - futile[1] < self._idle:
+                return recorded  # the summaries we would send were found equal lately
+            # (else checked again, without speeding the rounds up)
             self._asking[peer] = (key, set(differ))
-            self.changed(now)
             self._anti_entropy.send_summary(peer, reply=True, parts=differ)
         return recorded
 
-    def on_summary(self, peer: str, theirs: dict[int, CausalContext]) -> None:
-        """``peer`` sent its summaries ``theirs`` (checked). When they answer the summaries
+    def on_summary(
+        self, peer: str, theirs: dict[int, CausalContext], offer: bool, learnt: bool, now: float
+    ) -> None:
+        """``peer`` sent its summaries ``theirs`` (checked; ``offer``: as an offer; ``learnt``:
+        its list of members changed ours). That is a change (rounds at
+        ``anti_entropy_interval`` again) if it did, or if any of them differs from ours.
+        Unless an offer, it claims them (:meth:`_claim`). When they answer the summaries
         :meth:`on_part_digests` sent it and equal ours, that exchange moved nothing either
         way: the digests differ for another reason (our rings differ, so each digest covers
-        partitions the other's does not: a member forgotten on one side only), and the
-        same part digests with ours as they are will not start it again (a changed summary
-        on either side makes other digests). Only an answer received counts, so a lost
-        message is asked again."""
+        partitions the other's does not), and the same part digests with ours as they are
+        start it again only after ``anti_entropy_idle_interval`` (a changed summary on
+        either side makes other digests). Only an answer received counts, so a lost message
+        is asked again."""
+        summary_if_any = self._data.summary_if_any
+        empty = CausalContext()
+        if learnt or any(ctx != (summary_if_any(p) or empty) for p, ctx in theirs.items()):
+            self.changed(now)
+        if not offer:
+            self._claim(peer, theirs)
         asking = self._asking.get(peer)
         if asking is None:
             return
         key, waiting = asking
-        summary_if_any = self._data.summary_if_any
         for p, ctx in theirs.items():
             if p in waiting:
                 mine = summary_if_any(p)
@@ -380,7 +424,7 @@ class Gossip:
                 waiting.discard(p)
         if not waiting:
             del self._asking[peer]
-            self._futile[peer] = key
+            self._futile[peer] = (key, now)
 
     def _record(self, peer: str, parts: Iterable[int], now: float) -> dict[int, CausalContext]:
         """Record our summaries of ``parts`` as ``peer``'s (its digests say they are equal);

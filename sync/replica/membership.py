@@ -103,6 +103,7 @@ class Membership:
         "_ring",
         "_shared",
         "_skews",
+        "_unlisted",
         "_up",
         "cards",
         "connecting",
@@ -133,6 +134,7 @@ class Membership:
         self._gossiped: dict[str, int] = {}  # peer -> the members version it was sent
         # peer -> the members we know that it listed in the parts of a list still coming
         self._listing: dict[str, tuple[set[str], bool]] = {}
+        self._unlisted: dict[str, int] = {}  # peer up -> our homes its last list lacked
         self._required_memo: dict[tuple[Level, int], tuple[int, None]] = {}
         self._skews: dict[str, SkewRecord] = {}  # writer -> writes of it set aside
         self._non_homes: set[str] = set()  # known peers that are not homes (in memory only)
@@ -323,6 +325,7 @@ class Membership:
             return False
         self._first_fallback.clear()
         self._listing.pop(peer, None)  # (a list in parts ends with its link)
+        self._unlisted.pop(peer, None)
         if peer in self._relays:
             self._relays.discard(peer)
             self._shared.pop(peer, None)
@@ -645,10 +648,17 @@ class Membership:
             self._listing[sender] = (names, behind)
             return False
         non_homes = self._non_homes
-        return behind or any(
+        lacks = sum(
             not rec.forgotten and pid not in names and pid not in non_homes
             for pid, rec in peers.items()
         )
+        self._unlisted[sender] = lacks
+        return behind or lacks > 0
+
+    def claim_depth(self, peer: str) -> int:
+        """How far along a partition's walk of our ring ``peer`` may be to home it by its own
+        ring: ``n``, one more per home of ours its last list lacked, ``n`` more at most."""
+        return self._config.n + min(self._config.n, self._unlisted.get(peer, 0))
 
     def _lists(self, peer: str) -> bool:
         """Does :meth:`gossip` list ``peer`` (with the card held of it): this replica, and the

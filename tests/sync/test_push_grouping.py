@@ -255,7 +255,7 @@ def test_equivocations_under_many_origins_raise_a_bounded_number_of_alarms() -> 
     alarms = _alarms(r)
     kinds = [a.kind for a in alarms]
     assert kinds == ["equivocation"] * EQUIVOCATION_ALARMS + ["equivocations_unreported"]
-    assert "B" == alarms[-1].peer and "status" in alarms[-1].message
+    assert alarms[-1].peer == "B" and "status" in alarms[-1].message
     assert len(r.status()["equivocations"]) == MAX_EQUIVOCATORS  # (bounded, as before)
 
     msg = m.Push.model_construct(

@@ -18,8 +18,8 @@ the replicas, later taken back there or made on the rest, and a replica joining.
   key by the (now common) ring, and nothing never written is; the homes of each key
   converge; and idle rounds cost ``Digest`` messages only.
 
-The last tests are minimal repros of holes found in review (``xfail(strict=True)``: they
-fail because of the bugs they describe, see their docstrings).
+The last tests are minimal repros of holes found in review (their docstrings say what
+was wrong).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pytest
 
 from sync.config import ReplicaConfig
 from sync.replica import Replica
-from sync.ring import Ring
+from sync.ring import Ring, partition_of
 from sync.simnet import SimCluster, SimOp
 
 __all__: list[str] = []
@@ -354,19 +354,15 @@ def _forgotten_while_up() -> tuple[SimCluster, list[str]]:
     return cluster, lone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gossip's futile memo (79e1faf) is keyed on the peer's part digests, which leave "
-    "out the partitions the peer does not count shared: a write made there later never "
-    "starts a summary again, and p000 never gets it (strict r=1 reads there miss it)",
-)
 def test_a_write_after_the_rings_settled_reaches_the_replica_that_forgot_a_member_alone() -> None:
-    """The partial-forget fix (1f0e4f6) sends p000 what it lacks of the partitions it homes
-    by its own ring when it asks; 79e1faf stops it asking once one exchange found the
-    summaries equal, for as long as the part digests both sides exchange stay the same.
-    Those of p002 and p003 cover only the partitions they count p000 a home of, so a write
-    to a partition p000 homes by its ring only changes none of them: p000 never asks again.
-    (Without the 300 s of settling first, or at 1f0e4f6, p000 reads it.)"""
+    """A review found: the partial-forget fix (1f0e4f6) sends p000 what it lacks of the
+    partitions it homes by its own ring when it asks; 79e1faf stopped it asking once one
+    exchange found the summaries equal, for as long as the part digests both sides exchange
+    stay the same. Those of p002 and p003 covered only the partitions they count p000 a
+    home of, so a write to a partition p000 homes by its ring only changed none of them:
+    p000 never asked again. Now p002 and p003 take p000's claims of those partitions into
+    their digests for it (and a memo of an exchange that moved nothing lasts an idle
+    interval)."""
     cluster, lone = _forgotten_while_up()
     cluster.run_for(300, max_steps=5_000_000)  # each pair's exchange finds equal summaries
     key = lone[0]
@@ -378,25 +374,21 @@ def test_a_write_after_the_rings_settled_reaches_the_replica_that_forgot_a_membe
     assert read.state is not None and read.state.value == 1, cluster.values(key)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="since 1f0e4f6 a non-offer summary from any home member is served every partition "
-    "it names, whatever the receiver's ring says: one message from a member pulls the "
-    "whole database (a state transfer of every partition), not just its own share",
-)
 def test_a_member_asking_for_every_partition_gets_only_those_it_may_home() -> None:
-    """A member (p007, holding the group secret) sends p000 one summary of every partition,
-    each empty, not an offer. Before 1f0e4f6 p000 sent it what it lacks of the partitions
-    p007 homes (three of eight replicas' share); now p000 sends it every partition it holds,
-    whoever homes it: N/n times the data for one message, again each time the session is
-    idle (a read-out of every key, and the bytes, by any member)."""
+    """A member (p007 of sixteen, holding the group secret) sends p000 one summary of every
+    partition, each empty, not an offer. Before 1f0e4f6 p000 sent it what it lacks of the partitions
+    p007 homes; 1f0e4f6 made p000 send it every partition it holds, whoever homes it (a
+    review found): N/n times the data for one message. A claim is now taken only within
+    ``claim_depth`` of the partition's walk: ``n`` places, one more for each home p007's
+    list of members lacks, ``2n`` at most. So with no list, p007 gets what it homes; after
+    a list naming no one, what it would home had it forgotten up to ``n`` members, no more."""
     from sync import messages as m
 
-    ids = [f"p{i:03d}" for i in range(8)]
-    cfg = ReplicaConfig(n=3, anti_entropy_interval=1.0, partitions=16, vnodes=4)
+    ids = [f"p{i:03d}" for i in range(16)]
+    cfg = ReplicaConfig(n=3, anti_entropy_interval=1.0, partitions=32, vnodes=4)
     cluster = SimCluster(ids, cfg, seed=2, detect_delay=0.5)
     ring = Ring(ids, n=3, partitions=cfg.partitions, vnodes=cfg.vnodes)
-    keys = [f"x{i}" for i in range(64)]
+    keys = [f"x{i}" for i in range(128)]
     ops = [
         cluster.update("p000", k, "gcounter", lambda g: g.increment("p000", 1), w=2) for k in keys
     ]
@@ -414,3 +406,14 @@ def test_a_member_asking_for_every_partition_gets_only_those_it_may_home() -> No
     cluster.run_for(30)
     pulled = [k for k in foreign if cluster.value("p007", k) is not None]
     assert pulled == [], f"p007 pulled {len(pulled)} of {len(foreign)} keys it homes none of"
+
+    # A list of members naming only itself: as if it forgot every other member.
+    alone = m.Summary(known_peers=[m.PeerInfo(replica_id="p007")])
+    cluster._input("p000", lambda r: r.receive("p007", alone, cluster.now))
+    cluster._input("p000", lambda r: r.receive("p007", ask, cluster.now))
+    cluster.run_for(30)
+    pulled = [k for k in foreign if cluster.value("p007", k) is not None]
+    reach = {k for k in foreign if "p007" in ring.walk(partition_of(k, cfg.partitions))[:6]}
+    assert set(pulled) <= reach, "p007 pulled keys past twice its share's reach"
+    assert reach < set(foreign)  # (the case: some keys are out of its reach)
+    assert pulled, "the list lacking every member let p007 claim nothing"
