@@ -19,27 +19,28 @@ is kept, the old id is recorded in ``meta.past_replica_ids``):
 * SQLite: ``meta.identity`` holds a stamp of where the database lives (real path, device and
   inode of the file) and a random token that is renewed at every open and at every clean
   close (:func:`_renew_token`) and also written to a sidecar file ``PATH.shoal-id``
-  (atomically, after the transaction commits). At open, a different device/inode means the
-  file was copied (or moved to another file system); a sidecar token that differs from (or
-  lacks) the stored one means the file was restored from a backup taken before the last
-  clean close or open (even by ``cp`` over the same inode, and a backup taken while the
-  store ran: the close renewed the token after it), or copied or moved without its
-  sidecar. A file renamed on its file system *with* its sidecar (same device and inode,
-  same token) was moved: it keeps its id.
+  (atomically: beside the token it holds before the transaction commits, alone after, so
+  that it holds the database's token whatever fails in between, :func:`_ahead`). At open,
+  a different device/inode means the file was copied (or moved to another file system); a
+  sidecar that lacks the stored token means the file was restored from a backup taken
+  before the last clean close or open (even by ``cp`` over the same inode, and a backup
+  taken while the store ran: the close renewed the token after it), or copied or moved
+  without its sidecar. A file renamed on its file system *with* its sidecar (same device
+  and inode, same token) was moved: it keeps its id.
 * PostgreSQL: the stamp is the cluster's system identifier (when readable), the database oid
   and schema: a dump restored elsewhere, or ``CREATE DATABASE ... TEMPLATE``, gets a new id.
 
-Detection errs toward rotating (a crash between commit and sidecar write rotates once more
-than needed; a rotation only costs a fresh id). A database without a stamp (one migrated
-from schema version 0) rotates on its first open for the same reason. What it cannot see: a
-database restored in place *together with its sidecar* (the two tokens match, whichever open
-they come from), one restored in place from a backup taken while the store ran, when that
-run ended without a clean close (killed, a crash: the sidecar still holds that open's
-token), a WAL deleted after a crash (the commits since the last checkpoint go with it), or a
-PostgreSQL physical restore into the same cluster identity. For those,
-the engine reports an ``IdentityConflict`` when a peer has seen more of our log dots than we
-have, and the peer rotates the id (:meth:`~store.Store.rotate_replica_id`); writes made offline
-before that contact reuse dots and can be lost, so keep the sidecar out of database backups.
+Detection errs toward rotating (a rotation only costs a fresh id). A database without a
+stamp (one migrated from schema version 0) rotates on its first open for the same reason.
+What it cannot see: a database restored in place *together with its sidecar* (the two
+tokens match, whichever open they come from), one restored in place from a backup taken
+while the store ran, when that run ended without a clean close (killed, a crash, a close
+that could not renew the token: the sidecar still holds that open's token), a WAL deleted
+after a crash (the commits since the last checkpoint go with it), or a PostgreSQL physical
+restore into the same cluster identity. For those, the engine reports an
+``IdentityConflict`` when a peer has seen more of our log dots than we have, and the peer
+rotates the id (:meth:`~store.Store.rotate_replica_id`); writes made offline before that
+contact reuse dots and can be lost, so keep the sidecar out of database backups.
 
 A run cut short at ``synchronous=NORMAL``. There a commit is acknowledged (and its writes
 sent to peers) before the WAL is synced; a process crash loses nothing (the OS still writes
@@ -157,7 +158,7 @@ def open_database(
     partition_of: Callable[[str], int],
     where: Mapping[str, Any],
     token: str,
-    sidecar_token: str | None,
+    sidecar_tokens: tuple[str, ...],
     uses_sidecar: bool,
     run: Mapping[str, Any] | None = None,
     new_identity: Callable[[], tuple[str, bytes]],
@@ -214,7 +215,7 @@ def open_database(
         if (
             stamp is None
             or not _same_storage(stamp.get("where"), where)
-            or (uses_sidecar and sidecar_token != stamp.get("token"))
+            or (uses_sidecar and stamp.get("token") not in sidecar_tokens)
         ):
             past.append(replica_id)
             replica_id, key = new_identity()
@@ -338,15 +339,36 @@ async def _renew_identity_token(
     open's token, which no longer matches the sidecar: restored in place, even with the
     sidecar left as it is, it gets a new replica id at its next open."""
     token = secrets.token_hex(16)
+    side = sidecar_path(db_path)
 
     async def renew() -> None:
+        await _ahead(side, token)
         async with engine.execution_options(shoal_write=True).begin() as aconn:
             renewed = await aconn.run_sync(_renew_token, token, opened)
         if renewed:
-            await asyncio.to_thread(_write_sidecar, sidecar_path(db_path), token)
+            await asyncio.to_thread(_write_sidecar, side, token)
 
     # As at open: a cancelled close still writes the sidecar once the stamp has the token.
     await _to_its_end(renew())
+
+
+def _read_tokens(side: Path) -> tuple[str, ...]:
+    """The tokens the sidecar ``side`` holds (none if it is missing)."""
+    try:
+        return tuple(side.read_text().split())
+    except FileNotFoundError:
+        return ()
+
+
+async def _ahead(side: Path, token: str) -> None:
+    """Before ``token`` replaces the database's token: the sidecar ``side`` holds it beside
+    the token it holds now, so it holds the database's whether the commit lands or not (a
+    full disk that refuses the sidecar's write after the commit gave a database never moved
+    a new replica id at its next open); a failure here leaves both as they were. (A sidecar
+    that holds none is left as it is: the next open rotates regardless.)"""
+    held = await asyncio.to_thread(_read_tokens, side)
+    if held:
+        await asyncio.to_thread(_write_sidecar, side, held[-1], token)
 
 
 def sidecar_path(db_path: str | os.PathLike[str]) -> Path:
@@ -408,7 +430,7 @@ async def _open_identity(
     transaction that writes them; ``token``: this open's (default: a new one)."""
     token = token or secrets.token_hex(16)
     write_engine = engine.execution_options(shoal_write=True)
-    sidecar_token: str | None = None
+    sidecar_tokens: tuple[str, ...] = ()
     run: dict[str, Any] | None = None  # SQLite: this run, in meta.running until a clean close
     if db_path is not None:
         async with engine.connect() as conn:  # creates the file if it is new
@@ -420,15 +442,15 @@ async def _open_identity(
             "dev": st.st_dev,
             "ino": st.st_ino,
         }
-        side = sidecar_path(db_path)
-        with contextlib.suppress(FileNotFoundError):
-            sidecar_token = side.read_text().strip()
+        sidecar_tokens = await asyncio.to_thread(_read_tokens, sidecar_path(db_path))
         run = {"synchronous": synchronous, "boot": _boot_id()}
     else:
         async with engine.connect() as conn:
             where = await conn.run_sync(_pg_where)
 
     async def settle() -> OpenResult:
+        if db_path is not None:
+            await _ahead(sidecar_path(db_path), token)
         async with write_engine.begin() as aconn:
             opened: OpenResult = await aconn.run_sync(
                 lambda c: open_database(
@@ -437,7 +459,7 @@ async def _open_identity(
                     partition_of=partition_of,
                     where=where,
                     token=token,
-                    sidecar_token=sidecar_token,
+                    sidecar_tokens=sidecar_tokens,
                     uses_sidecar=db_path is not None,
                     run=run,
                     new_identity=_new_identity,
@@ -476,13 +498,20 @@ def _pg_where(conn: Connection) -> dict[str, Any]:
     return where
 
 
-def _write_sidecar(path: Path, token: str) -> None:
+def _write_sidecar(path: Path, *tokens: str) -> None:
+    """``tokens`` (one per line) in the sidecar ``path``, atomically: a failure leaves it
+    as it was, and no temporary file."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(token + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as handle:
+            handle.write("".join(t + "\n" for t in tokens))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
