@@ -313,12 +313,15 @@ class Gossip:
         them, and a round with it counts as met whenever its digest came first). Claims
         last while ``peer`` is up, and one goes once its part digests leave it out."""
         base = self._membership.shared_partitions(peer)
+        if len(base) == self._config.partitions:
+            return  # (every partition is shared already)
+        shared = frozenset(base)
         ring, me, relay = self._membership.ring(), self._me, self._config.relay
         serves = self._anti_entropy.serves
         new = [
             p
             for p in parts
-            if p not in base and (relay or ring.is_home(me, p)) and serves(peer, p, False)
+            if p not in shared and (relay or ring.is_home(me, p)) and serves(peer, p, False)
         ]
         if new:
             self._claims.setdefault(peer, set()).update(new)
