@@ -345,8 +345,8 @@ class Summary(_Message):
     for one message is sent in parts). ``offer``: the sender is no home of ``parts`` (by
     its ring): it offers what it holds of them and is sent nothing of them back (unless the
     receiver counts it a home of them); else it asks, as a home of them by its ring, for
-    what it lacks. Each is sent only when true (a
-    peer of an earlier version ignores ``offer``)."""
+    what it lacks. Each is sent only when true (a peer of an earlier version ignores
+    ``offer``)."""
 
     t: Literal["summary"] = "summary"
     # JSON object keys are strings: the partition number is parsed leniently here only.
