@@ -230,6 +230,8 @@ def _serve_usage(args: argparse.Namespace) -> tuple[bytes, bool | bytes]:
     if mode == "token":
         from sync.transport.opening import http_access
 
+        if not args.http_token_file:  # (read_secret would name the group secret)
+            raise ValueError("--status token needs a token: --http-token-file PATH")
         token = read_secret(args.http_token_file, "--http-token-file")
         try:
             http_access(token)

@@ -188,7 +188,6 @@ async def test_inspect_refuses_an_empty_file_and_a_text_file_in_one_line(tmp_pat
         (["--peer", "ws://h:notaport"], "--peer 'ws://h:notaport': the port is not a number"),
         (["--advertise", "http://h:1"], "--advertise 'http://h:1' must start with ws://"),
         (["--status", "off", "--http-token-file", "t"], "--http-token-file goes with --status"),
-        (["--status", "token"], "a group secret is required: --http-token-file PATH"),
     ],
 )
 async def test_bad_addresses_are_usage_errors_in_one_line(
@@ -203,6 +202,20 @@ async def test_bad_addresses_are_usage_errors_in_one_line(
     line = one_line(err)
     assert line.startswith("shoal: serve: ") and message in line, line
     assert not db.exists()
+
+
+async def test_status_token_without_its_file_names_the_token(
+    tmp_path: Path, secret_file: Path
+) -> None:
+    """The HTTP token is what is missing, not the group secret (which was given)."""
+    db = tmp_path / "never.db"
+    code, out, err = await run(
+        "serve", "--db", str(db), "--listen", "127.0.0.1:0",
+        "--secret-file", str(secret_file), "--status", "token",
+    )  # fmt: skip
+    assert (code, out) == (2, "")
+    assert one_line(err) == "shoal: serve: --status token needs a token: --http-token-file PATH"
+    assert list(tmp_path.iterdir()) == [secret_file]
 
 
 async def test_a_database_held_by_another_process_is_one_line(
