@@ -43,6 +43,26 @@ async def _admin(
     return reply.ok, reply.detail
 
 
+def _cause(exc: BaseException) -> str:
+    """Why dialling the peer failed, in the words a peer's dialler logs (``wrong secret: the
+    listener refused us: ... (close code 1008)``), not websockets' close text."""
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+    from sync.transport.auth import HandshakeError
+    from sync.transport.dialstate import classify_dial_error, classify_refusal
+
+    if isinstance(exc, HandshakeError):  # we refused the peer
+        state, text = classify_refusal(exc.code, exc.reason, by_us=True)
+    elif isinstance(exc, ConnectionClosed):  # the peer refused us
+        code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
+        state, text = classify_refusal(code, reason, by_us=False)
+    elif isinstance(exc, OSError | InvalidHandshake | TimeoutError):
+        state, text = classify_dial_error(exc)
+    else:
+        return str(exc) or type(exc).__name__
+    return f"{state.label}: {text}"
+
+
 def _operator() -> str:
     """Who runs this command (for the peer's log): user@host."""
     import getpass
@@ -98,7 +118,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         ok, detail = asyncio.run(_admin(args, secret, context, dry_run=False))
     except (HandshakeError, WebSocketException, OSError, TimeoutError) as exc:
-        return fail(f"forget: {exc}")
+        return fail(f"forget: {args.url}: {_cause(exc)}")
     if not ok:
         return fail(f"forget: {args.url}: {detail}")
     print(detail)

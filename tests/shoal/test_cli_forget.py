@@ -211,3 +211,25 @@ async def test_a_malformed_replica_id_is_refused_in_one_line(
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "not a replica id" in err and "Traceback" not in err
+
+
+async def test_a_wrong_secret_is_one_line_naming_the_url_and_the_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The peer refuses the handshake: one line with the URL, the dialler's words for the
+    cause and the close code (it printed websockets' close text twice, and no URL)."""
+    wrong = tmp_path / "wrong-secret"
+    wrong.write_bytes(b"not the group's secret\n")
+    a = await open_peer(tmp_path / "a.db")
+    try:
+        assert a.url is not None
+        code = await _forget(a.url, "fdyazfberr5xxykuddxe", "--secret-file", str(wrong), "--yes")
+        err = capsys.readouterr().err
+        assert code == 1
+        assert err == (
+            f"shoal: forget: {a.url}: wrong secret: the listener refused us: authentication "
+            "failed: wrong group secret, or a hello altered on the way (close code 1008)\n"
+        )
+        assert a.status_now()["engine"]["forgotten"] == []
+    finally:
+        await a.aclose()
