@@ -41,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from shoal import DialState, Peer, QuorumNotReached, ReadQuorumNotReached
+from shoal import DialState, Peer, QuorumNotReached, ReadQuorumNotReached, StoreError
 
 __all__ = ["main"]
 
@@ -219,7 +219,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The library logs each peer's change of state at WARNING; this program prints the
     # reasons itself (reach_peers), so only errors of the library's are shown.
     logging.basicConfig(level=logging.ERROR, format="%(name)s: %(message)s")
-    return asyncio.run(run(args))
+    try:
+        return asyncio.run(run(args))
+    except (OSError, StoreError) as exc:  # a port in use, a missing folder, not a database
+        why = str(exc)
+        if isinstance(exc, OSError) and exc.strerror:  # without "[Errno N]"
+            why = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+        print(f"shopping_list.py: {why}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

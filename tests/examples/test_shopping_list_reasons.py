@@ -58,3 +58,34 @@ async def test_an_unreachable_peer_is_named_with_its_cause(tmp_path: Path) -> No
         f"not syncing: unreachable for {url}: connection refused (it syncs once the peer is back)"
     ]
     assert out.splitlines() == ["no peer connected: working offline", "(empty)"]
+
+
+async def test_a_missing_folder_or_a_file_that_is_no_database_is_one_line(
+    tmp_path: Path,
+) -> None:
+    """The store's refusal is the whole of stderr (it ended a 30-line traceback), exit 1,
+    and nothing is created."""
+    text = tmp_path / "text.db"
+    text.write_text("milk\neggs\n")
+    for db, message in (
+        (tmp_path / "nodir" / "x.db", f"cannot open database {tmp_path / 'nodir' / 'x.db'}: "
+         f"directory {tmp_path / 'nodir'} does not exist"),
+        (text, f"{text} is not a shoal database (not a SQLite file)"),
+    ):  # fmt: skip
+        code, out, err = await _run("--db", str(db), "list")
+        assert (code, out) == (1, "")
+        assert err == f"shopping_list.py: {message}\n"
+    assert list(tmp_path.iterdir()) == [text] and text.read_text() == "milk\neggs\n"
+
+
+async def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = await _run(
+            "--db", str(tmp_path / "dave.db"), "--listen", f"127.0.0.1:{port}", "serve"
+        )
+    assert (code, out) == (1, "")
+    assert err == f"shopping_list.py: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    assert list(tmp_path.iterdir()) == []
