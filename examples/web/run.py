@@ -45,11 +45,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
 
+try:
+    from shoal.web import ClientAPI, make_client_app, start_client_app
+except ImportError as exc:  # without aiohttp: one line naming the web extra
+    sys.exit(f"run.py: {exc}")
+
 from aiohttp import web
 
 from shoal import Peer, TransportConfig
 from shoal.faults.proxy import LinkState, Proxy
-from shoal.web import ClientAPI, make_client_app, start_client_app
 
 __all__ = ["STATIC", "Device", "main", "start"]
 

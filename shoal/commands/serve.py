@@ -52,10 +52,8 @@ def _client_api_args(args: argparse.Namespace) -> tuple[str, int, str] | None:
         raise ValueError("--client-api needs --client-token-file PATH")
     try:
         from shoal.web import read_token_file
-    except ImportError as exc:
-        raise ValueError(
-            f"--client-api needs the web extra (pip install 'shoal[web]'): {exc}"
-        ) from exc
+    except ImportError as exc:  # it names the extra
+        raise ValueError(f"--client-api: {exc}") from exc
     return host.strip("[]"), int(port), read_token_file(args.client_token_file)
 
 

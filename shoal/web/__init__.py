@@ -14,6 +14,13 @@ application layer: ``sync`` never imports it.
 
 from __future__ import annotations
 
+try:
+    import aiohttp  # noqa: F401
+except ImportError as exc:  # one line naming the extra (shoal serve --client-api, run.py)
+    raise ImportError(
+        f"shoal.web needs the web extra (pip install 'shoal[web]'): {exc}", name=exc.name
+    ) from exc
+
 from .app import make_client_app
 from .server import ClientAPI, read_token_file, serve_client_api, start_client_app
 
