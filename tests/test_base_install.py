@@ -97,7 +97,7 @@ def test_a_base_install_runs_peers_and_the_commands(tmp_path: Path) -> None:
     assert Path(out["module"]).is_relative_to(venv), out["module"]
     assert out["seen"] == ["milk"]
     code, body = out["metrics"]
-    assert code == 501 and "pip install 'shoal[cli]'" in body
+    assert code == 501 and "pip install '.[cli]'" in body
     assert out["status"][0] == 200 and out["status"][1]["replica_id"] == out["a_id"]
 
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

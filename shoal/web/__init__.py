@@ -8,7 +8,7 @@ mutations of each CRDT, deletes a key, and streams the changes of a key or a pre
 websocket (routes and shapes: :mod:`shoal.web.app` and docs/api.md, "Client API"; the
 mutations: :mod:`shoal.web.ops`; serving: :mod:`shoal.web.server`).
 
-It needs aiohttp, the ``web`` extra (``pip install 'shoal[web]'``). It lives in the
+It needs aiohttp, the ``web`` extra (``pip install '.[web]'`` from a checkout). It lives in the
 application layer: ``sync`` never imports it.
 """
 
@@ -18,7 +18,8 @@ try:
     import aiohttp  # noqa: F401
 except ImportError as exc:  # one line naming the extra (shoal serve --client-api, run.py)
     raise ImportError(
-        f"shoal.web needs the web extra (pip install 'shoal[web]'): {exc}", name=exc.name
+        f"shoal.web needs the web extra (pip install '.[web]' from a checkout): {exc}",
+        name=exc.name,
     ) from exc
 
 from .app import make_client_app

@@ -12,8 +12,8 @@ URL's current state, 0 for the others); and ``shoal_fail_stopped`` (1 once the s
 a commit and the peer stopped). A fresh registry per call, so several peers in one process
 never collide and nothing is sampled in the background.
 
-``prometheus_client`` belongs to the ``cli`` extra (``pip install 'shoal[cli]'``) and is
-imported only here, when a page is rendered: a peer runs without it, and then
+``prometheus_client`` belongs to the ``cli`` extra (``pip install '.[cli]'`` from a checkout)
+and is imported only here, when a page is rendered: a peer runs without it, and then
 :func:`render_metrics` raises :class:`MetricsUnavailable`, whose message says how to get it
 (``GET /metrics`` answers 501 with that text).
 """
@@ -28,7 +28,7 @@ from .dialstate import DialState
 __all__ = ["DIAL_STATES", "METRICS_EXTRA", "MetricsUnavailable", "render_metrics"]
 
 #: What to install for ``GET /metrics``.
-METRICS_EXTRA = "pip install 'shoal[cli]'"
+METRICS_EXTRA = "pip install '.[cli]' from a checkout"
 
 
 class MetricsUnavailable(RuntimeError):
@@ -37,7 +37,7 @@ class MetricsUnavailable(RuntimeError):
     def __init__(self) -> None:
         super().__init__(
             "the Prometheus export needs the prometheus-client package, which this "
-            f"installation lacks: {METRICS_EXTRA} installs it (the 'cli' extra)"
+            f"installation lacks: the 'cli' extra installs it ({METRICS_EXTRA})"
         )
 
 

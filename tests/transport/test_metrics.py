@@ -75,6 +75,11 @@ def test_without_prometheus_client_rendering_says_what_to_install(
     with pytest.raises(MetricsUnavailable, match="prometheus-client") as raised:
         render_metrics({})
     assert METRICS_EXTRA in str(raised.value)
+    # As the README installs: from a checkout, not a 'shoal' distribution on an index.
+    assert str(raised.value) == (
+        "the Prometheus export needs the prometheus-client package, which this installation "
+        "lacks: the 'cli' extra installs it (pip install '.[cli]' from a checkout)"
+    )
 
 
 async def test_without_prometheus_client_metrics_answers_501_and_status_still_works(

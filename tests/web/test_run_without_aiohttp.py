@@ -12,7 +12,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-EXTRA = "shoal.web needs the web extra (pip install 'shoal[web]'): No module named 'aiohttp'"
+EXTRA = (
+    "shoal.web needs the web extra (pip install '.[web]' from a checkout): "
+    "No module named 'aiohttp'"
+)
 
 WITHOUT_AIOHTTP = """
 import runpy, sys
