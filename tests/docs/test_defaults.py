@@ -10,6 +10,8 @@
   defaults) in that order.
 * docs/operations.md, the table of ``shoal serve``'s options: it lists every option of the
   command and nothing else.
+* docs/operations.md, "Upgrades": the schema and link protocol versions it gives as today's
+  are :data:`store.SCHEMA_VERSION` and the handshake's ``PROTO_VERSION``.
 
 test_api_reference.py checks that every name is mentioned; this checks what is said of it.
 """
@@ -237,3 +239,21 @@ def test_an_option_left_out_of_the_serve_table_is_caught() -> None:
     text = OPERATIONS.read_text()
     row = next(ln for ln in text.splitlines() if ln.startswith("| `--relay`"))
     assert "--relay" not in table_options(text.replace(row + "\n", ""))
+
+
+def _today(text: str, what: str) -> int:
+    """The version docs/operations.md's Upgrades gives ``what`` ("N today")."""
+    found = re.search(rf"\*\*{what}\*\* (?:has a version \(|\(the handshake and the framing\) "
+                      r"has a version, )(\d+) today", text)  # fmt: skip
+    assert found, f"docs/operations.md does not say which version {what} is today"
+    return int(found[1])
+
+
+def test_the_upgrades_section_gives_todays_schema_and_protocol_versions() -> None:
+    from store import SCHEMA_VERSION
+    from sync.transport.auth import PROTO_VERSION
+
+    text = OPERATIONS.read_text()
+    assert _today(text, "The database schema") == SCHEMA_VERSION
+    assert f"version {SCHEMA_VERSION - 1} to {SCHEMA_VERSION}" in text  # what the last changed
+    assert _today(text, "The link protocol") == PROTO_VERSION
