@@ -584,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
             folder: Path = args.keep
             if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
                 print(
-                    f"shoal demo: --keep {folder}: must be an empty or new folder "
+                    f"shoal: demo: --keep {folder}: must be an empty or new folder "
                     "(the demo starts from empty databases)",
                     file=sys.stderr,
                 )

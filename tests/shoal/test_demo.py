@@ -86,7 +86,10 @@ async def test_keep_refuses_a_folder_that_holds_files_and_changes_nothing(tmp_pa
     (keep / "notes.txt").write_text("mine")
     code, _out, err = await _shoal("demo", "--keep", str(keep))
     assert code == 2
-    assert "must be an empty or new folder" in err
+    assert err == (  # in the form of every command's mistakes: "shoal: COMMAND: ..."
+        f"shoal: demo: --keep {keep}: must be an empty or new folder "
+        "(the demo starts from empty databases)\n"
+    )
     assert [p.name for p in keep.iterdir()] == ["notes.txt"]
     assert (keep / "notes.txt").read_text() == "mine"
 
