@@ -35,7 +35,7 @@ import crdt
 
 from . import ondemand, schema, sql
 from .errors import StoreError
-from .location import SQLITE_MAGIC, database_url
+from .location import SQLITE_MAGIC, database_url, describe_database
 from .lock import read_head
 from .writer import install_begin
 
@@ -284,15 +284,16 @@ def _map_clashes(maps: Iterable[tuple[str, Any]]) -> dict[str, MapClashes]:
 
 
 def _check_version(conn: Connection, db: str) -> int:
+    where = describe_database(db)  # (an absolute path, as every message names a database)
     try:
         version = sql.read_schema_version(conn)
-    except StoreError as exc:  # tables, but not ours
-        raise ValueError(f"{db}: {exc}") from exc
+    except StoreError as exc:  # tables, but not ours: said as a peer's open says it
+        raise ValueError(f"{where} is {exc}") from exc
     if version is None:
-        raise ValueError(f"{db} is not a shoal database (no tables)")
+        raise ValueError(f"{where} is not a shoal database (no tables)")
     if version != schema.SCHEMA_VERSION:
         raise ValueError(
-            f"{db} has schema version {version}; this shoal reads version "
+            f"{where} has schema version {version}; this shoal reads version "
             f"{schema.SCHEMA_VERSION} (opening it with the store migrates an older one)"
         )
     return version
@@ -411,6 +412,8 @@ def _on_database(db: str | os.PathLike[str], fn: Callable[[Connection, str], _T]
 
 def _read_only_options(path: Path) -> str:
     """The SQLite URI options that read ``path`` without writing anything (see above)."""
+    if path.is_dir():  # (as a peer's open says it)
+        raise ValueError(f"cannot open database {path}: it is a directory")
     if not path.is_file():
         raise ValueError(f"no database at {path}")
     try:

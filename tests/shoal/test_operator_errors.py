@@ -179,6 +179,27 @@ async def test_inspect_refuses_an_empty_file_and_a_text_file_in_one_line(tmp_pat
         assert one_line(err) == "shoal: inspect: " + message.format(db=db)
 
 
+async def test_inspect_names_a_directory_and_another_apps_file_as_serve_does(
+    tmp_path: Path,
+) -> None:
+    """Given relative paths: a directory is "a directory" (it said "no database at"), and
+    another application's SQLite file is named by its absolute path (it was named as given),
+    in serve's words."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for make, message in (
+        (_a_directory, "cannot open database {db}: it is a directory"),
+        (_foreign_sqlite, "{db} is not a shoal database: it has tables ['notes'] but no 'meta' "
+                          "table"),
+    ):  # fmt: skip
+        db = make(folder)
+        before = snapshot(folder)
+        code, out, err = await run("inspect", "--db", db.name, cwd=folder)
+        assert (code, out) == (1, "")
+        assert one_line(err) == "shoal: inspect: " + message.format(db=db)
+        assert snapshot(folder) == before
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
