@@ -78,16 +78,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _shown(value: Any) -> str:
+    """A field as ``shoal status`` prints it: ``-`` for one not known (or not set)."""
+    return "-" if value is None or value == "" else str(value)
+
+
 def _print_status(data: dict[str, Any]) -> None:
     print(
-        f"peer {data.get('replica_id')} at {data.get('url')}  group {data.get('group')}  "
-        f"site {data.get('site')}  relay {data.get('relay')}"
+        f"peer {_shown(data.get('replica_id'))} at {_shown(data.get('url'))}  "
+        f"group {_shown(data.get('group'))}  site {_shown(data.get('site'))}  "
+        f"relay {_shown(data.get('relay'))}"
     )
     if data.get("failed"):
         print(f"FAILED: {data['failed']}")
     print(
-        f"log size {data.get('log_size')}  keys {data.get('keys')}  "
-        f"pending hints {data.get('pending_hints')}  connected {len(data.get('connected', []))}"
+        f"log size {_shown(data.get('log_size'))}  keys {_shown(data.get('keys'))}  "
+        f"pending hints {_shown(data.get('pending_hints'))}  "
+        f"connected {len(data.get('connected', []))}"
     )
     links = data.get("links") or {}
     if links:
@@ -105,8 +112,9 @@ def _print_status(data: dict[str, Any]) -> None:
     for rid, p in sorted(peers.items()):
         state = p.get("state") or ("connected" if p.get("connected") else "disconnected")
         print(
-            f"  {rid}  {state}  lag {p.get('lag')}  hints {p.get('pending_hints')}  "
-            f"in {p.get('bytes_in')} B  out {p.get('bytes_out')} B  {p.get('address') or ''}"
+            f"  {rid}  {state}  lag {_shown(p.get('lag'))}  "
+            f"hints {_shown(p.get('pending_hints'))}  in {_shown(p.get('bytes_in'))} B  "
+            f"out {_shown(p.get('bytes_out'))} B  {_shown(p.get('address'))}"
         )
     for line in _alarm_lines(data):
         print(line)

@@ -10,6 +10,8 @@ that SQLite can no longer grow its write-ahead log; the next commit fails with a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import resource
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal.commands.status import _print_status
 from sync.errors import QuorumNotReached
 from tests.transport.conftest import SECRET, WAIT, eventually, open_peer
 
@@ -146,6 +149,41 @@ async def test_status_says_why_each_dialled_peer_is_not_linked(tmp_path: Path) -
             ), out
     finally:
         await other.aclose()
+
+
+async def test_status_prints_a_dash_for_what_is_unknown(tmp_path: Path) -> None:
+    """No site, and a peer that went away (no lag known, no address): ``-``, not Python's
+    ``None`` or a trailing blank."""
+    async with served(tmp_path) as (_proc, url):
+        gone = await open_peer(tmp_path / "gone.db", listen=None, peers=[url])
+        try:
+            await eventually(lambda: bool(gone.status_now()["connected"]), "the peer linked")
+        finally:
+            await gone.aclose()
+
+        async def down() -> bool:
+            code, out, _ = await run("status", url, "--json")
+            peer = json.loads(out)["peers"].get(gone.replica_id) if code == 0 else None
+            return peer is not None and not peer["connected"]
+
+        await eventually(down, "the served peer to see it down")
+        code, out, err = await run("status", url)
+        assert code == 0, err
+        assert "None" not in out, out
+        lines = out.splitlines()
+        assert lines[0].endswith("  site -  relay False"), lines[0]
+        (line,) = [ln for ln in lines if ln.startswith(f"  {gone.replica_id}  ")]
+        assert line.startswith(f"  {gone.replica_id}  disconnected  lag ")
+        assert line.endswith(" B  -"), line
+
+        # A lag not known (as after the served peer restarts): "lag -".
+        code, out, err = await run("status", url, "--json")
+        data = json.loads(out)
+        data["peers"][gone.replica_id]["lag"] = None
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            _print_status(data)
+        assert f"  {gone.replica_id}  disconnected  lag -  hints " in printed.getvalue()
 
 
 async def test_status_off_and_token(tmp_path: Path) -> None:
