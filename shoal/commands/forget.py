@@ -110,7 +110,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
         answer = _confirmed(args, f"{args.url}: {detail}")
         if answer is None:
             return fail(
-                f"forget: {args.url}: {detail}. Not a terminal: pass --yes to confirm",
+                f"forget: {args.url}: {detail.rstrip('.')}. Not a terminal: pass --yes to confirm",
                 EXIT_USAGE,
             )
         if not answer:

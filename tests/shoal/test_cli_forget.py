@@ -62,6 +62,8 @@ async def test_forget_refuses_unknown_ids_confirms_logs_and_undoes(
         assert await _forget(url, bid, "--secret-file", secret) == 2
         err = capsys.readouterr().err
         assert "leaves this peer's ring for good" in err and "--yes" in err
+        assert err.count("\n") == 1 and ".." not in err, err  # one sentence ends once
+        assert err.endswith(" on each of them. Not a terminal: pass --yes to confirm\n"), err
         # On a terminal: asked, and "no" does nothing.
         monkeypatch.setattr(sys, "stdin", _Keyboard("n\n"))
         assert await _forget(url, bid, "--secret-file", secret) == 1
