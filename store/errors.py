@@ -61,7 +61,7 @@ class DatabaseLocked(StoreError):
     ) -> None:
         details = []
         if pid == os.getpid() and host == socket.gethostname():
-            details.append("this process: close the other Store first")
+            details.append("this process: close the other Peer (or Store) that has it open first")
         elif host:
             details.append(f"host {host}")
         if opened_as:

@@ -151,7 +151,8 @@ async def test_a_hard_link_to_a_held_database_is_refused_and_changes_nothing(
         assert (error.database, error.pid, error.opened_as) == (str(link), os.getpid(), str(path))
         assert str(error).startswith(
             f"database {link} is in use by process {os.getpid()} (this process: close the "
-            f"other Store first, the same file, opened as {path}, since "
+            f"other Peer (or Store) that has it open first, the same file, opened as {path}, "
+            "since "
         )
         assert sorted(tmp_path.iterdir()) == files  # no -wal, -shm or lock file beside it
         await held.apply(Batch(objects=(counter_row("k", 4),)))  # the holder goes on

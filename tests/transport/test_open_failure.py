@@ -78,3 +78,22 @@ async def test_a_busy_port_leaves_an_existing_database_as_it_was(
         assert await peer.orset("cart").value() == frozenset({"milk"})
     finally:
         await peer.aclose()
+
+
+async def test_a_second_peer_of_this_process_is_told_to_close_the_first(tmp_path: Path) -> None:
+    """The holder is named as an app knows it, a Peer (the message said "the other Store",
+    a name the public API does not use)."""
+    from shoal import DatabaseLocked
+
+    db = tmp_path / "phone.db"
+    first = await open_peer(db, listen=None)
+    try:
+        with pytest.raises(DatabaseLocked) as raised:
+            await open_peer(db, listen=None)
+        assert str(raised.value).startswith(
+            f"database {db} is in use by process {os.getpid()} (this process: close the other "
+            "Peer (or Store) that has it open first, since "
+        ), raised.value
+        assert "the other Store" not in str(raised.value)
+    finally:
+        await first.aclose()
