@@ -178,6 +178,25 @@ async def test_shell_takes_commands_and_sees_remote_changes(tmp_path: Path) -> N
     assert code == 0, "".join(hub.lines)
 
 
+async def test_alices_shell_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    """examples/README.md's terminal 1, line for line (the port aside): Alice's own adds are
+    followed by the [list] lines her watcher prints."""
+    readme = (ROOT / "examples" / "README.md").read_text()
+    block = readme.split("Terminal 1", 1)[1].split("```\n", 2)[1]
+    shown = block.splitlines()[1:]  # after the command line
+    (typed,) = [ln for ln in shown if ln.startswith("add ") and ":" not in ln]
+    hub, url = await _Hub.start(tmp_path / "alice.db", "shell")
+    try:
+        await hub.send(typed)
+        await hub.expect(f"[list] {', '.join(sorted(typed.split()[1:]))}")
+    finally:
+        await hub.stop()
+    printed = "".join(hub.lines).splitlines()
+    printed = printed[: printed.index("stopping")]
+    expected = [ln.replace("127.0.0.1:8765", url.split("//")[1]) for ln in shown if ln != typed]
+    assert printed == expected
+
+
 def _load_example() -> ModuleType:
     spec = importlib.util.spec_from_file_location("shopping_list_example", EXAMPLE)
     assert spec is not None and spec.loader is not None
