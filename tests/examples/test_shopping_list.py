@@ -194,7 +194,8 @@ async def test_alices_shell_prints_what_the_readme_shows(tmp_path: Path) -> None
     printed = "".join(hub.lines).splitlines()
     printed = printed[: printed.index("stopping")]
     expected = [ln.replace("127.0.0.1:8765", url.split("//")[1]) for ln in shown if ln != typed]
-    assert printed == expected
+    # (the adds' lines and the watcher's come from two tasks: their order may vary)
+    assert printed[0] == expected[0] and sorted(printed) == sorted(expected)
 
 
 def _load_example() -> ModuleType:
