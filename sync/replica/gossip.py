@@ -420,8 +420,7 @@ class Gossip:
         key, waiting = asking
         for p, ctx in theirs.items():
             if p in waiting:
-                mine = summary_if_any(p)
-                if ctx != (mine if mine is not None else CausalContext()):
+                if ctx != (summary_if_any(p) or empty):
                     del self._asking[peer]
                     return
                 waiting.discard(p)

@@ -437,16 +437,14 @@ class Membership:
                 out.append((pid, away))
         return dict(sorted(out))
 
-    def newly_gone(self, now: float) -> dict[str, float]:
-        """The gone homes not reported yet (each is reported once per absence)."""
-        fresh = {p: d for p, d in self.gone(now).items() if p not in self._gone_reported}
-        self._gone_reported.update(fresh)
-        return fresh
-
     def report_gone(self, now: float) -> None:
-        """Raise an alarm for each home newly gone for long (past ``home_down_window``)."""
+        """Raise an alarm for each home newly gone for long (past ``home_down_window``): once
+        per absence."""
         window = self._config.home_down_window
-        for peer, away in self.newly_gone(now).items():
+        for peer, away in self.gone(now).items():
+            if peer in self._gone_reported:
+                continue
+            self._gone_reported.add(peer)
             self._outbox.emit(
                 Alarm(
                     "home_down",
@@ -648,11 +646,10 @@ class Membership:
             self._listing[sender] = (names, behind)
             return False
         non_homes = self._non_homes
-        lacks = sum(
+        self._unlisted[sender] = lacks = sum(
             not rec.forgotten and pid not in names and pid not in non_homes
             for pid, rec in peers.items()
         )
-        self._unlisted[sender] = lacks
         return behind or lacks > 0
 
     def claim_depth(self, peer: str) -> int:
