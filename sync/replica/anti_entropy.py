@@ -638,7 +638,7 @@ class AntiEntropy:
             if obj.piece:
                 data.merge_piece(key, p, state, len(obj.state_json))
             else:
-                data.merge_state(key, state, transferred=True, text=obj.state_json)
+                data.merge_state(key, state, transferred=True, text=obj.state_json, partition=p)
         if summary is not None:
             data.pieces_done(p)
             data.merge_summary(p, taken_summary(summary, data.summary(p)))

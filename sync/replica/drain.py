@@ -9,7 +9,8 @@ of the drain is executed, :class:`Drain`:
   something durable ("persist before acknowledge");
 * **evicts** the objects past the cache's budget, and those a state transfer brought in,
   checkpointing in that ``Persist`` each one that changed since its checkpoint, so an
-  object not in memory is complete in the store. With no durable change but such
+  object not in memory is complete in the store; the keys a state transfer passed through
+  (their rows in that ``Persist``) are on demand from then on too. With no durable change but such
   checkpoints, the ``Persist`` goes after every effect: nothing queued depends on it.
 * **seals**, once the drain's effects are all queued, the entries of our own origin that
   its messages carry unsealed (a replica given a :class:`~sync.signing.Signer` only): one
@@ -107,6 +108,7 @@ class Drain:
         """Emit the Persist of every durable change since the last drain (if any), with the
         checkpoints of the objects evicted from the cache now (see the module docstring)."""
         changes = self._outbox.take_pending()
+        self._data.pass_on()
         victims = self._data.evict_plan()
         transient = self._data.take_transient()
         if transient:
@@ -139,10 +141,9 @@ class Drain:
         # so no hint is both added and dropped by one Persist.
         hints_add = tuple(rec for rec in changes.hints.values() if rec is not None)
         hints_drop = tuple(hid for hid, rec in changes.hints.items() if rec is None)
+        objects = self._data.checkpoints(changes.objects, changes.texts)
         persist = Persist(
-            objects=self._data.checkpoints(changes.objects, changes.texts)
-            if changes.objects
-            else (),
+            objects=(*objects, *changes.passed.values()) if changes.passed else objects,
             log_folded=changes.fold,
             log=tuple(changes.log),
             summaries=self._data.encoded_summaries(changes.summaries),

@@ -37,9 +37,10 @@ class Evicted:
         """True if the store may hold an object the cache lacks."""
         return not self.whole or bool(self._spans)
 
-    def add(self, key: str) -> None:
-        """``key`` left the cache (its objects complete in the store)."""
-        p = self._partition_of(key)
+    def add(self, key: str, partition: int | None = None) -> None:
+        """``key`` left the cache (its objects complete in the store); ``partition``: the
+        key's, when the caller knows it."""
+        p = self._partition_of(key) if partition is None else partition
         if p is None:  # (never a key held; to be safe, every key is asked of the store)
             self.whole = False
             return

@@ -36,13 +36,18 @@ records what must become durable in the outbox's :class:`~sync.replica.outbox.Ch
   after that, only the keys within the span of those it evicted of their partition
   (:mod:`sync.replica.evicted`).
   The in-memory log and summaries are not cached: they stay whole, as before.
-* **State transfers pass through**: a whole state received is checkpointed at once (a
-  state adopted as it came, as the text it came as: ``Changes.texts``), and a
-  key it brought into the cache leaves it at the end of the drain (:meth:`take_transient`),
-  so a bootstrap does not fill the cache; the pieces of a state too big for one message are
-  merged as deltas into the cached object (:meth:`merge_piece`) and checkpointed with the
-  partition's last chunk (:meth:`pieces_done`), before its summary is merged. A transfer
-  sent reads the store: :meth:`dirty_in` names what to checkpoint first.
+* **State transfers pass through**: a whole state received for a key held nowhere here (not
+  in the cache, and the store cannot hold it) never enters the cache: its received text is
+  the drain's ``Persist`` row (``Changes.passed``) and the key is on demand once the drain
+  ends (:meth:`pass_on`); an input of the same drain that touches the key takes it into the
+  cache first, as any other state it brought in. Such a state, merged into one held here,
+  is checkpointed at once (adopted as it came: as the text it came as, ``Changes.texts``),
+  and a key it brought into the cache leaves it at the end of the drain
+  (:meth:`take_transient`), so a bootstrap does not fill the cache; the pieces of a state
+  too big for one message are merged as deltas into the cached object
+  (:meth:`merge_piece`) and checkpointed with the partition's last chunk
+  (:meth:`pieces_done`), before its summary is merged. A transfer sent reads the store:
+  :meth:`dirty_in` names what to checkpoint first.
 * **Checkpoints**: every ``checkpoint_every`` log entries a round checkpoints each key whose
   entries since its last checkpoint reach :data:`CHECKPOINT_GROWTH` times the entries it
   had then (a growing key is re-encoded at geometrically growing intervals: O(size) in
@@ -137,6 +142,7 @@ class LocalData:
         "_me",
         "_objects",
         "_outbox",
+        "_passed",
         "_pieces",
         "_seals",
         "_since_checkpoint",
@@ -169,6 +175,9 @@ class LocalData:
         # Keys a state transfer brought in that were not in the cache: dropped from it at
         # the end of the drain (checkpointed first), so that a bootstrap passes through.
         self._transient: set[str] = set()
+        # Keys a state transfer passed through in this drain: key -> (partition, the key's
+        # objects by kind, the received text); see :meth:`merge_state`.
+        self._passed: dict[str, tuple[int, dict[str, CRDT], str]] = {}
         # Per partition, the objects state-transfer pieces changed since its last chunk
         # (checkpointed with it: the summary never gets ahead of the stored objects).
         self._pieces: dict[int, set[ObjectId]] = {}
@@ -237,6 +246,8 @@ class LocalData:
         objects = self._objects  # (required: the input's require() checked ``key``)
         objs = objects.get(key)
         if objs is None:
+            if key in self._passed:
+                return self._take_passed(key)
             if not required and self._evicted.may_hold(key):
                 raise LocalProtocolError(
                     f"object {key!r} is not loaded: load what wants_keys/wants_message name "
@@ -249,8 +260,15 @@ class LocalData:
 
     def peek(self, key: str, kind: str) -> CRDT | None:
         """``(key, kind)`` if it is in the cache (None otherwise); no error, no touch."""
-        objs = self._objects.get(key)
+        objs = self._held(key)
         return objs.get(kind) if objs is not None else None
+
+    def _held(self, key: str) -> dict[str, CRDT] | None:
+        """The objects of ``key`` in the cache, or passed through in this drain; read only."""
+        objs = self._objects.get(key)
+        if objs is None and key in self._passed:
+            return self._passed[key][1]
+        return objs
 
     @property
     def complete(self) -> bool:
@@ -397,7 +415,7 @@ class LocalData:
         The one place that decides which objects of a key are live (``is_live()``: a
         deleted or emptied object is not): the clash check of local writes, :meth:`clashes`
         and the status all go through it."""
-        return live_kinds(self._objects.get(key))
+        return live_kinds(self._held(key))
 
     def refresh_clash(self, key: str) -> None:
         """After a change of ``key``'s objects: a clash appears when a second kind is live
@@ -423,8 +441,9 @@ class LocalData:
         return {k: self._clashes[k] for k in sorted(self._clashes)}
 
     def keys(self) -> list[str]:
-        """The keys in the cache holding an object, sorted."""
-        return sorted(k for k, objs in self._objects.items() if objs)
+        """The keys in the cache holding an object, and those passed through in this drain,
+        sorted."""
+        return sorted([*(k for k, objs in self._objects.items() if objs), *self._passed])
 
     def __len__(self) -> int:
         """How many objects are in the cache (a clashed key counts once per kind)."""
@@ -452,7 +471,13 @@ class LocalData:
         return siblings
 
     def merge_state(
-        self, key: str, state: CRDT, *, transferred: bool = False, text: str | None = None
+        self,
+        key: str,
+        state: CRDT,
+        *,
+        transferred: bool = False,
+        text: str | None = None,
+        partition: int | None = None,
     ) -> bool:
         """Join a whole state into ``(key, state.kind)`` (no log entry): checkpointed; True
         if it changed. ``transferred``: a state transfer's, decoded for this call and held by
@@ -461,7 +486,16 @@ class LocalData:
         (:meth:`take_transient`). ``text``: the JSON ``state`` was decoded from; a state
         adopted as it is is checkpointed as that text, unless the key changes again before
         the drain ends (a new peer's bootstrap then encodes nothing it received), or the text
-        is one that serving it could ever cut into pieces (see :data:`WHOLE_TEXT_SHARE`)."""
+        is one that serving it could ever cut into pieces (see :data:`WHOLE_TEXT_SHARE`).
+        With ``partition`` (the key's) too, a key held nowhere here passes through
+        (:meth:`_passes`)."""
+        if (
+            transferred
+            and text is not None
+            and partition is not None
+            and self._passes(key, state, text, partition)
+        ):
+            return not state.is_bottom()
         if transferred and (key in self._admitted or key not in self._objects):
             self._transient.add(key)
         kind, objs = state.kind, self._cached(key, transferred)  # (a chunk's keys: required)
@@ -485,6 +519,53 @@ class LocalData:
         if adopted and text is not None and len(text) <= whole:
             self._outbox.durable.texts[key] = (kind, text)  # (after changed(): it drops it)
         return True
+
+    def _passes(self, key: str, state: CRDT, text: str, partition: int) -> bool:
+        """Pass a transferred state of a key held nowhere here (not in the cache nor passed
+        in this drain, and the store cannot hold it) straight to the drain's ``Persist``, as
+        the text it came as, without taking it into the cache (True; a bottom state is not
+        stored). False, nothing done, for any other key, or a text too big to store as it
+        came (:data:`WHOLE_TEXT_SHARE`). A bootstrap's states all pass: no cache entry, no
+        checkpoint and no eviction per key."""
+        if (
+            key in self._objects
+            or key in self._passed
+            or self._evicted.may_hold(key, partition)
+            or len(text) > self._config.max_message_bytes // WHOLE_TEXT_SHARE
+        ):
+            return False
+        if state.is_bottom():
+            return True
+        kind = state.kind
+        objs = {kind: state}
+        self._passed[key] = (partition, objs, text)
+        self._outbox.durable.passed[key] = ObjectState(key, kind, text, state.is_live())
+        self._map_clashes.joined(key, state, state)
+        self._outbox.changed(key, objs)
+        return True
+
+    def _take_passed(self, key: str) -> dict[str, CRDT]:
+        """Take ``key``, passed through in this drain, into the cache, as a transferred state
+        that was adopted (checkpointed as its text, unless it changes; transient); an input
+        of the same drain is about to read or change it."""
+        _p, objs, text = self._passed.pop(key)
+        changes = self._outbox.open_changes()
+        changes.passed.pop(key, None)
+        kind = next(iter(objs))
+        self._objects[key] = objs
+        self._grow(key, OBJECT_OVERHEAD)
+        self._transient.add(key)
+        changes.objects[(key, kind)] = None
+        changes.texts[key] = (kind, text)
+        return objs
+
+    def pass_on(self) -> None:
+        """The drain ends: the keys passed through are in its ``Persist``, the store holds
+        them, and they are on demand from now on (:mod:`sync.replica.evicted`)."""
+        add = self._evicted.add
+        for key, (partition, _objs, _text) in self._passed.items():
+            add(key, partition)
+        self._passed.clear()
 
     def merge_piece(self, key: str, partition: int, piece: CRDT, size: int) -> None:
         """Join ``piece`` (of ``size`` bytes), one of the deltas a state too big for one

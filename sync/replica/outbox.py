@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from crdt import CRDT
-from sync.effects import Changed, Effect, HintId, HintRecord, LogEntry, Persist
+from sync.effects import Changed, Effect, HintId, HintRecord, LogEntry, ObjectState, Persist
 
 __all__ = ["Changes", "Outbox"]
 
@@ -40,12 +40,16 @@ class Changes:
     #: key -> (kind, text): a state transfer's state adopted as it came, with the text it
     #: came as, which is then its checkpoint (no re-encoding); dropped when the key changes.
     texts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: key -> its row: a state transfer's state stored as it came, never in the cache
+    #: (``LocalData.merge_state``); dropped if the key is taken into the cache.
+    passed: dict[str, ObjectState] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return not (
             self.fold
             or self.log
             or self.objects
+            or self.passed
             or self.summaries
             or self.hints
             or self.peers
@@ -83,6 +87,13 @@ class Outbox:
         """The durable changes of the current input (only inside an input)."""
         changes = self.changes
         assert changes is not None, "durable changes happen inside an input"
+        return changes
+
+    def open_changes(self) -> Changes:
+        """The durable changes not yet in a ``Persist``: the current input's, or between
+        inputs those of the drain so far (there must be some)."""
+        changes = self.changes or self._pending
+        assert changes is not None, "no durable changes since the last drain"
         return changes
 
     def emit(self, effect: Effect) -> None:
