@@ -677,7 +677,7 @@ class Replica:
             if homes and self._outbox.changes is not None:  # (an input began)
                 # The ring had no home and has some now: our writes made meanwhile go to
                 # the homes of their partitions, as hints.
-                self._hints.rehome(self._data.own_entries(), self._now)
+                self._hints.rehome(self._data.log.own_entries(), self._now)
         changes = self._outbox.end_input()
         if changes is not None:
             self._data.checkpoint_round(changes)

@@ -434,7 +434,7 @@ class AntiEntropy:
             snapshot = False
             sealed_only, me = self._sealed_only, self._me
             for d in mine.dots_not_in(theirs[p]):
-                e = data.log_entry(p, d[0], d[1])
+                e = data.log.entry(p, d[0], d[1])
                 if e is None or (sealed_only and e.seal is None and e.origin != me):
                     snapshot = True
                     break

@@ -42,7 +42,8 @@ from collections.abc import Mapping
 from crdt import CausalContext
 from sync.config import ReplicaConfig
 from sync.replica.hints import Hints
-from sync.replica.local_data import LocalData, Logged
+from sync.replica.local_data import LocalData
+from sync.replica.log import Logged
 from sync.replica.membership import Membership
 
 __all__ = ["COMPACT_EVERY", "Compaction"]
@@ -76,7 +77,7 @@ class Compaction:
 
     def compact_all(self, now: float) -> None:
         gone = set(self._membership.gone(now))
-        for p in self._data.log_partitions():
+        for p in self._data.log.partitions():
             self.compact(p, now, gone)
 
     def compact(self, p: int, now: float, gone: set[str] | None = None) -> None:
@@ -84,7 +85,7 @@ class Compaction:
         gone for long at ``now``, computed if not given)."""
         homes = self._membership.ring().preference_list(p)
         mine = self._data.summary_if_any(p)
-        log_p = self._data.log_of(p)
+        log_p = self._data.log.of(p)
         if mine is None or not log_p:
             return
         if self._me in homes:

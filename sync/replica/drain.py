@@ -92,7 +92,7 @@ class Drain:
         data = self._data
         unsealed: list[LogEntry] = []
         for (partition, seq), e in fresh.items():
-            e.seal = data.seal_of(partition, seq)  # sent sealed before: the same seal again
+            e.seal = data.log.seal_of(partition, seq)  # sent sealed before: the same seal again
             if e.seal is None:
                 unsealed.append(e)
         for i in range(0, len(unsealed), SEAL_MAX):
@@ -102,7 +102,7 @@ class Drain:
                 e.seal = seal
         for e in more:
             e.seal = fresh[e.partition, e.seq].seal
-        data.sealed(unsealed)
+        data.log.sealed(unsealed)
 
     def flush(self) -> None:
         """Emit the Persist of every durable change since the last drain (if any), with the

@@ -204,7 +204,7 @@ class Inbound:
         partition, summary_if_any = data.partition, data.summary_if_any
         origins = self._origins
         verifier = self._verifier
-        log_entry = data.log_entry
+        log_entry = data.log.entry
         # Per message: the partition of each key and the summary of each partition (a push
         # carries many entries of a few keys), looked up once.
         key_parts: dict[str, int] = {}

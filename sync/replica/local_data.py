@@ -1,13 +1,14 @@
 """Local data: the objects held here, the delta log, the summaries and the checkpoints.
 
-(About 790 lines: one owner for the dictionaries every change goes through, the cache, the
-log and the summaries updated together by each change, which splitting would hand out; its
-seal table, its kind-clash alarms, the keys it evicted and the checked batches it applies
-are modules of their own, ``seals.py``, ``map_clashes.py``, ``evicted.py`` and
+(About 740 lines: one owner for the dictionaries every change goes through, the cache, the
+log and the summaries updated together by each change, which splitting would hand out; the
+log's storage, its kind-clash alarms, the keys it evicted and the checked batches it
+applies are modules of their own, ``log.py``, ``map_clashes.py``, ``evicted.py`` and
 ``checked.py``.)
 
-Every read or change of an object, of the log or of a summary goes through
-:class:`LocalData`; no other part of the engine holds a reference to its dictionaries. It
+Every change of an object, of the log or of a summary goes through :class:`LocalData`; no
+other part of the engine holds a reference to its dictionaries (they read the log through
+:attr:`LocalData.log`). It
 records what must become durable in the outbox's :class:`~sync.replica.outbox.Changes`
 (log entries, summaries, keys to checkpoint) and queues ``Changed`` effects, nothing else.
 
@@ -18,9 +19,9 @@ records what must become durable in the outbox's :class:`~sync.replica.outbox.Ch
   :class:`~sync.effects.KindClashFound` effect, and a local write to it is refused until one
   object is deleted.
 * **The log**: per partition, origin and seq, the delta of every entry applied here until
-  compaction drops it. An entry is held as ``(key, kind, delta JSON text)``: the log is the
-  bulk of a replica's memory, and a tuple of strings is untracked by the garbage collector
-  (a decoded delta is a dozen nested containers it would scan for ever).
+  compaction drops it, each held as one string (:mod:`sync.replica.log`): the log is the
+  bulk of a replica's memory, and a string is untracked by the garbage collector (a decoded
+  delta is a dozen nested containers it would scan for ever).
 * **Summaries**: per partition, the :class:`~crdt.CausalContext` of the log dots applied
   here, and the highest seq of our own in each partition (the next log dot is one above).
 * **The cache**: the objects are held in a bounded cache, least recently used first, each
@@ -54,8 +55,8 @@ records what must become durable in the outbox's :class:`~sync.replica.outbox.Ch
   all); a state changed without a log entry, and a key whose entries are compacted, is
   checkpointed at once.
 
-Knows only the outbox, and holds three parts of its own: the seals of the logged entries
-(:mod:`sync.replica.seals`), the alarms of kind clashes inside maps
+Knows only the outbox, and holds three parts of its own: the log's storage and the seals of
+its entries (:mod:`sync.replica.log`), the alarms of kind clashes inside maps
 (:mod:`sync.replica.map_clashes`) and the spans of the keys it evicted
 (:mod:`sync.replica.evicted`). It applies what inbound validation checked, a
 :class:`~sync.replica.checked.CheckedBatch`.
@@ -73,27 +74,18 @@ from sync.effects import KindClashFound, Loaded, LogEntry, ObjectState
 from sync.errors import LocalProtocolError
 from sync.replica.checked import CheckedBatch, ObjectId
 from sync.replica.evicted import Evicted
+from sync.replica.log import DeltaLog
 from sync.replica.map_clashes import MapClashes
 from sync.replica.outbox import Changes, Outbox
-from sync.replica.seals import SealTable
 from sync.ring import PartitionMemo
-from sync.signing import Seal
 
 __all__ = [
     "CHECKPOINT_GROWTH",
     "OBJECT_OVERHEAD",
     "WHOLE_TEXT_SHARE",
     "LocalData",
-    "Logged",
 ]
 
-# A log entry held in memory: one string, ``key NUL kind NUL seal NUL delta JSON`` (keys and
-# kinds hold no NUL; ``seal`` is the number of the origin's seal in the log's seal table, or
-# empty). Strings are invisible to the garbage collector: the log, the most numerous objects
-# a replica holds, neither adds to what its full collections walk nor, entry by entry,
-# brings the next collection closer (a tuple per entry did both, and with a NamedTuple
-# seal in it stayed tracked for good: 10-20% of e2e_bench went to collections walking it).
-Logged = str
 
 # A key is checkpointed again once it has applied this many times the entries it had at its
 # last checkpoint (and at least checkpoint_every entries went by): re-encoding everything a
@@ -136,20 +128,18 @@ class LocalData:
         "_entries_since_round",
         "_evicted",
         "_last_seq",
-        "_log",
-        "_log_size",
         "_map_clashes",
         "_me",
         "_objects",
         "_outbox",
         "_passed",
         "_pieces",
-        "_seals",
         "_since_checkpoint",
         "_sizes",
         "_summaries",
         "_transient",
         "_unfolded",
+        "log",
         "partition",
     )
 
@@ -185,9 +175,8 @@ class LocalData:
         self._clashes: dict[str, tuple[str, ...]] = {}  # key -> its kinds, sorted
         self._map_clashes = MapClashes(outbox)  # inside maps: alarms
         # partition -> origin -> seq -> (key, kind, delta JSON text)
-        self._log: dict[int, dict[str, dict[int, Logged]]] = {}
-        self._log_size = 0
-        self._seals = SealTable()  # the seals of the logged entries, by number
+        #: The in-memory delta log (read by the other parts of the engine).
+        self.log = DeltaLog(replica_id)
         self._summaries: dict[int, CausalContext] = {}
         self._last_seq: dict[int, int] = {}  # per partition, the highest seq of ours
         # Per key, log entries applied since its last checkpoint, and the entries it had
@@ -218,7 +207,7 @@ class LocalData:
                 else:
                     obj.merge(delta)
                 self._unfolded.add((e.key, e.kind))
-            self._log_put(e)  # (ours stored unsealed: sealed when first sent)
+            self.log.put(e)  # (ours stored unsealed: sealed when first sent)
             self._summaries.setdefault(e.partition, CausalContext()).add(Dot(e.origin, e.seq))
         for p, ctx in self._summaries.items():
             mine = ctx.max_counter(self._me)
@@ -635,81 +624,12 @@ class LocalData:
             if seen > self._last_seq.get(partition, 0):
                 self._last_seq[partition] = seen
 
-    @property
-    def log_size(self) -> int:
-        return self._log_size
-
-    def log_partitions(self) -> list[int]:
-        """The partitions that have (or had) log entries here, in order."""
-        return sorted(self._log)
-
-    def own_seqs(self) -> dict[int, list[int]]:
-        """Per partition (in order), the seqs of our own entries in its log, in order."""
-        me, log = self._me, self._log
-        return {p: sorted(log[p][me]) for p in sorted(log) if log[p].get(me)}
-
-    def own_entries(self) -> dict[int, list[LogEntry]]:
-        """Per partition (in order), our own entries in its log, in seq order."""
-        me, get = self._me, self.log_entry
-        return {
-            p: [e for seq in seqs if (e := get(p, me, seq)) is not None]
-            for p, seqs in self.own_seqs().items()
-        }
-
-    def log_of(self, partition: int) -> Mapping[str, Mapping[int, Logged]] | None:
-        """The log of ``partition`` by origin and seq (read only)."""
-        return self._log.get(partition)
-
-    def log_entry(self, partition: int, origin: str, seq: int) -> LogEntry | None:
-        found = self._log.get(partition, {}).get(origin, {}).get(seq)
-        if found is None:
-            return None
-        key, kind, sid, raw = found.split("\x00", 3)
-        if not sid:
-            return LogEntry(origin, partition, seq, key, kind, raw, None)
-        return LogEntry(origin, partition, seq, key, kind, raw, self._seals.get(int(sid)))
-
-    def logged_keys(self, partition: int) -> dict[str, dict[int, str]]:
-        """Per origin, the key of each log entry of ``partition`` by seq."""
-        return {
-            origin: {seq: text.split("\x00", 1)[0] for seq, text in by_seq.items()}
-            for origin, by_seq in self._log.get(partition, {}).items()
-        }
-
-    def _log_put(self, e: LogEntry) -> bool:
-        """Put ``e`` in the in-memory log; False if it was there already."""
-        log_p = self._log.get(e.partition)
-        if log_p is None:
-            log_p = self._log[e.partition] = {}
-        by_origin = log_p.get(e.origin)
-        if by_origin is None:
-            by_origin = log_p[e.origin] = {}
-        if e.seq in by_origin:
-            return False
-        seal = e.seal
-        if seal is None:
-            sid: int | str = ""
-        else:
-            sid = self._seals.ref(seal)
-            if e.origin == self._me:
-                self._seals.own_sealed(e.partition, e.seq)
-        by_origin[e.seq] = f"{e.key}\x00{e.kind}\x00{sid}\x00{e.delta_json}"
-        self._log_size += 1
-        return True
-
-    def _log_pop(self, by_seq: dict[int, Logged], seq: int) -> tuple[str, str]:
-        """Drop the entry ``seq`` of ``by_seq`` (and its share of its seal); its key and kind."""
-        key, kind, sid, _ = by_seq.pop(seq).split("\x00", 3)
-        if sid:
-            self._seals.unref(int(sid))
-        return key, kind
-
     def append(self, e: LogEntry) -> None:
         """Record an applied entry: log, summary, Persist, checkpoint bookkeeping.
 
         The hot path of every write and every received entry: the dict lookups of
         :meth:`summary` and ``CausalContext.add`` are inlined for the common cases."""
-        self._log_put(e)
+        self.log.put(e)
         origin, seq, p, key, size = e.origin, e.seq, e.partition, e.key, len(e.delta_json)
         summ = self._summaries.get(p)
         if summ is None:
@@ -732,40 +652,6 @@ class LocalData:
             last = self._last_seq
             if seq > last.get(p, 0):
                 last[p] = seq
-
-    def seal_of(self, partition: int, seq: int) -> Seal | None:
-        """The seal our log holds for our own entry ``seq`` of ``partition`` (None: not
-        sealed yet, or not in the log)."""
-        if self._seals.never_sealed(partition, seq):
-            return None  # (spares the lookup for a new entry of ours)
-        found = self._log.get(partition, {}).get(self._me, {}).get(seq)
-        if found is None:
-            return None
-        # key NUL kind NUL sid NUL delta: the third field, without copying the delta
-        start = found.index("\x00", found.index("\x00") + 1) + 1
-        sid = found[start : found.index("\x00", start)]
-        return self._seals.get(int(sid)) if sid else None
-
-    def sealed(self, entries: Iterable[LogEntry]) -> None:
-        """Record in the log the seals just set on our own ``entries``."""
-        seals = self._seals
-        for e in entries:
-            p, seq = e.partition, e.seq
-            by_seq = self._log.get(p, {}).get(e.origin)
-            if by_seq is None or seq not in by_seq:
-                continue
-            if seals.never_sealed(p, seq):
-                # Its text holds no seal, and is e's own: written again without reading it.
-                if e.seal is None:
-                    continue
-                by_seq[seq] = f"{e.key}\x00{e.kind}\x00{seals.ref(e.seal)}\x00{e.delta_json}"
-                seals.own_sealed(p, seq)
-                continue
-            key, kind, sid, raw = by_seq[seq].split("\x00", 3)
-            if sid:
-                seals.unref(int(sid))
-            new = "" if e.seal is None else seals.ref(e.seal)
-            by_seq[seq] = f"{key}\x00{kind}\x00{new}\x00{raw}"
 
     def apply_entries(self, batch: CheckedBatch) -> list[LogEntry]:
         """Log the checked entries this replica lacks and merge each key's delta group;
@@ -798,25 +684,7 @@ class LocalData:
     def compact(self, partition: int, marks: Mapping[str, int]) -> None:
         """Drop the log entries of ``partition`` at or below ``marks[origin]``, in a Persist
         that checkpoints their keys."""
-        log_p = self._log.get(partition)
-        if not log_p:
-            return
-        watermark: dict[str, int] = {}
-        touched: dict[ObjectId, None] = {}
-        for origin in sorted(log_p):
-            wm = marks.get(origin, 0)
-            if wm <= 0:
-                continue
-            by_seq = log_p[origin]
-            drop = [s for s in by_seq if s <= wm]
-            if not drop:
-                continue
-            watermark[origin] = wm
-            for s in drop:
-                touched[self._log_pop(by_seq, s)] = None
-            self._log_size -= len(drop)
-            if not by_seq:
-                del log_p[origin]
+        watermark, touched = self.log.drop_upto(partition, marks)
         if watermark:
             for key, kind in touched:
                 self.checkpoint(key, kind)

@@ -97,7 +97,7 @@ class Reports:
         return {
             "replica_id": self._me,
             "objects": len(data),
-            "log_size": data.log_size,
+            "log_size": data.log.size,
             "hints": self._hints.counts(),
             "hints_not_held": self._hints.not_held,
             "hint_bytes": self._hints.held_bytes,
@@ -114,7 +114,7 @@ class Reports:
             "pending_reads": len(self._reads),
             "clock_skew": membership.skews(),
             "equivocations": self._equivocations.counts(),
-            "pending_propagation": self._propagation.pending(data.own_seqs()),
+            "pending_propagation": self._propagation.pending(data.log.own_seqs()),
             "catching_up": self._progress.status(),
             "transfer_buffered": self._anti_entropy.buffered(),
             "forgotten": membership.forgotten(),
@@ -133,12 +133,12 @@ class Reports:
                 raise ValueError(f"{dot!r} is not a log dot of {key!r} (partition {p})")
             if not data.summary(p).contains(Dot(origin, seq)):
                 raise KeyError(f"{dot!r} was never applied here")
-            found = data.log_entry(p, origin, seq)
+            found = data.log.entry(p, origin, seq)
             if found is not None and found.key != key:
                 raise ValueError(f"{dot!r} is a write to {found.key!r}, not to {key!r}")
             dots = (LogDot(origin, p, seq),)
             return self._propagation.whereabouts(key, p, dots, True, found is None)
-        logged = data.logged_keys(p)
+        logged = data.log.keys_of(p)
         mine = tuple(
             LogDot(origin, p, seq)
             for origin in sorted(logged)

@@ -193,7 +193,7 @@ def test_a_dot_we_know_of_but_do_not_log_is_checked_as_a_new_one() -> None:
     r.tick(NOW + 100)  # (compaction: B's dot is in both summaries)
     r.effects()
     assert r.summary(p).to_dict()["vv"] == {"B": 1}
-    assert r._data.log_entry(p, "B", 1) is None  # compacted: known, not in the log
+    assert r._data.log.entry(p, "B", 1) is None  # compacted: known, not in the log
     r.receive("B", m.Push(push_id=2, entries=[_entry(key, _lww("pinned", 10 * 365 * DAY))]), NOW)
     fx = r.effects()
     assert r.current_value(key) == "v1" and "Ack" not in _sent(fx)

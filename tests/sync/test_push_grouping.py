@@ -210,7 +210,7 @@ def _compacted(r: Replica, entry: LogEntry) -> None:
     p = entry.partition
     r.receive("B", m.Summary(parts={p: ctx_model(r.summary(p))}, reply=False), 12.0)
     r.effects()
-    assert r._data.log_entry(p, entry.origin, entry.seq) is None
+    assert r._data.log.entry(p, entry.origin, entry.seq) is None
 
 
 def test_two_writes_under_a_compacted_log_dot_in_one_push_join_one_and_report() -> None:

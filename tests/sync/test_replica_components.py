@@ -22,11 +22,12 @@ COMPONENTS: dict[str, set[str]] = {
     "timers": set(),
     "outbox": set(),
     "seals": set(),
-    "map_clashes": {"outbox"},
     "checked": set(),
+    "log": {"checked", "seals"},
+    "map_clashes": {"outbox"},
     "evicted": set(),
     "skew": set(),
-    "local_data": {"outbox", "seals", "map_clashes", "evicted", "checked"},
+    "local_data": {"outbox", "log", "map_clashes", "evicted", "checked"},
     "membership": {"outbox", "skew"},
     "equivocation": {"outbox", "membership"},
     "drain": {"outbox", "local_data", "membership"},
@@ -36,7 +37,7 @@ COMPONENTS: dict[str, set[str]] = {
     "updates": {"outbox", "local_data", "outbound"},
     "writes": {"outbox", "timers", "membership", "outbound", "hints"},
     "reads": {"outbox", "timers", "local_data", "membership", "outbound"},
-    "compaction": {"local_data", "membership", "hints"},
+    "compaction": {"log", "local_data", "membership", "hints"},
     "transfer": {"outbox", "local_data", "outbound"},
     "anti_entropy": {
         "outbox",
@@ -68,7 +69,7 @@ COMPONENTS: dict[str, set[str]] = {
 TEXT_ONLY = {"theory"}
 # Parts of one component, which it makes and holds (local_data's, membership's), not the
 # façade.
-PARTS = {"seals", "map_clashes", "evicted", "skew"}
+PARTS = {"seals", "log", "map_clashes", "evicted", "skew"}
 
 
 def _components_imported(path: Path) -> set[str]:

@@ -336,7 +336,7 @@ def test_a_hint_loaded_unsealed_goes_under_the_seal_its_logged_entry_was_stored_
     b.local_update(9, KEY, "orset", lambda s: s.add(ids[1], "later"), 21.0)
     pushed = [e for msg in _sends(b.effects(), ids[0]) for e in getattr(msg, "entries", [])]
     assert [e.seq for e in pushed] == [2] and pushed[0].seal not in (None, stored)
-    assert signer.made == 1 and b._data.seal_of(p, 2) == pushed[0].seal
+    assert signer.made == 1 and b._data.log.seal_of(p, 2) == pushed[0].seal
 
 
 def test_an_ack_means_applied_even_after_a_summary_claimed_the_dots() -> None:
@@ -450,13 +450,13 @@ def test_the_in_memory_log_is_invisible_to_the_garbage_collector() -> None:
     gc.collect()
     p = partition_of(KEY, PARTS)
     for r in (a, b):
-        log = r._data.log_of(p)
+        log = r._data.log.of(p)
         assert log is not None
         held = [t for by_seq in log.values() for t in by_seq.values()]
         assert len(held) == 20 and not any(gc.is_tracked(t) for t in held)
-        back = [r._data.log_entry(p, ids[1], seq) for seq in range(1, 21)]
+        back = [r._data.log.entry(p, ids[1], seq) for seq in range(1, 21)]
         assert back == sent and [e.seal for e in back] == [e.seal for e in sent]
-        (held_seal,) = r._data._seals.held()  # one seal covers the drain's 20 entries
+        (held_seal,) = r._data.log.seals.held()  # one seal covers the drain's 20 entries
         assert held_seal == (sent[0].seal, 20)
 
 
@@ -469,12 +469,12 @@ def test_compaction_lets_go_of_the_seals_of_the_entries_it_drops() -> None:
         b.local_update(400 + i, KEY, "orset", lambda s, i=i: s.add(ids[1], f"e{i}"), 11.0)
         b.effects()  # a drain per write: 20 seals
     data, p = b._data, partition_of(KEY, PARTS)
-    assert len(data._seals) == 20
+    assert len(data.log.seals) == 20
     data._outbox.begin_input()
     data.compact(p, {ids[1]: 15})
     data._outbox.end_input()
-    assert len(data._seals) == 5 and data.log_entry(p, ids[1], 15) is None
-    kept = data.log_entry(p, ids[1], 16)
+    assert len(data.log.seals) == 5 and data.log.entry(p, ids[1], 15) is None
+    kept = data.log.entry(p, ids[1], 16)
     assert kept is not None and Verifier().covers(kept.seal, kept) is None
 
 
@@ -499,7 +499,7 @@ def test_seals_loaded_from_the_store_share_one_entry_of_the_seal_table() -> None
     persist = next(fx for fx in b.effects() if isinstance(fx, Persist))
     again = [dataclasses.replace(e, seal=Seal(*e.seal)) for e in persist.log]  # type: ignore[misc]
     c = Replica(CONFIG, ids[1], Loaded(log=again), now=12.0, signer=B)
-    assert len(c._data._seals) == 1
+    assert len(c._data.log.seals) == 1
 
 
 def _wire(msg: m.Message) -> tuple[dict[str, Any], bytes]:

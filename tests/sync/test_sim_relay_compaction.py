@@ -47,8 +47,8 @@ def test_a_relay_compacts_the_partitions_it_is_not_a_home_of() -> None:
     relay = sim.replica("relay")
     ring = relay._membership.ring()
     held = {
-        p: sum(len(by_seq) for by_seq in log_p.values())
-        for p, log_p in relay._data._log.items()
+        p: sum(len(by_seq) for by_seq in (relay._data.log.of(p) or {}).values())
+        for p in relay._data.log.partitions()
         if "relay" not in ring.preference_list(p)
     }
     assert sum(held.values()) == 0, held
