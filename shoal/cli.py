@@ -123,6 +123,22 @@ def _seconds(text: str) -> float:
     return value
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: an option it does not know is its own usage error. (argparse
+    hands a command's unknown options up to the top-level parser, whose error printed
+    ``usage: shoal [-h] [--version] [--debug] COMMAND ...`` for ``shoal serve --lissten``.)
+    The exit status is argparse's, 2, as for every usage error. (The ignore: typeshed
+    overloads ``parse_known_args``.)"""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shoal",
@@ -135,11 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
     # --debug is accepted after the command as well (it keeps the value given before).
-    common = argparse.ArgumentParser(add_help=False)
+    common = _CommandParser(add_help=False)
     common.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="print tracebacks too"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser
+    )
 
     serve = sub.add_parser(
         "serve",

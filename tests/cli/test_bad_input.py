@@ -4,7 +4,8 @@ for a TLS file that cannot be loaded, as ``serve`` documents), no traceback, and
 made on disk: ``--tls-ca``/``--tls-cert``/``--tls-key`` files that are missing, not PEM or
 a directory; ``--timeout`` values that are not a finite number of seconds above 0; peer URLs
 with a port out of range, a broken IPv6 host or (for ``--peer`` and ``--advertise``) no
-port; a ``demo --keep`` folder that cannot be made.
+port; a ``demo --keep`` folder that cannot be made. An option a command does not know is that
+command's usage error (its usage, then the error; exit status 2).
 
 These call :func:`shoal.cli.main` in the test process (no server is reached: each mistake
 is caught before anything is dialled or opened); ``tests/shoal/test_operator_errors.py``
@@ -261,6 +262,54 @@ def test_serve_refuses_a_peer_url_without_a_port(
     line = one_line(capsys.readouterr().err)
     assert line.startswith(f"shoal: serve: {option} {url!r} has no port"), line
     assert not (tmp_path / "never.db").exists()
+
+
+# -- options a command does not know --------------------------------------------------------
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[str, str]:
+    """Run ``shoal ARGV``, a usage error: (its usage, its last line: the error)."""
+    with pytest.raises(SystemExit) as done:
+        cli.main(argv)
+    assert done.value.code == 2  # bad usage (docs/operations.md, shoal --help)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    usage, _, last = err.rstrip("\n").rpartition("\n")
+    return usage, last
+
+
+def _mistyped(tmp: Path, secret_file: Path, command: str) -> tuple[list[str], str]:
+    """``command`` with all it requires and a mistyped option; the words argparse refuses."""
+    url = f"ws://{NOWHERE}"
+    argv, bad = {
+        "serve": (_serve(tmp, secret_file), ["--lissten", "127.0.0.1:0"]),
+        "inspect": (["inspect", "--db", str(tmp / "never.db")], ["--bogus"]),
+        "status": (["status", url], ["--jsn"]),
+        "forget": (_forget(url, secret_file), ["--undoo"]),
+    }[command]
+    return [*argv, *bad], " ".join(bad)
+
+
+@pytest.mark.parametrize("command", ["serve", "inspect", "status", "forget"])
+def test_an_option_a_command_does_not_know_prints_that_commands_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], secret_file: Path, command: str
+) -> None:
+    # Before, argparse left a command's unknown options to the top-level parser, which
+    # printed "usage: shoal [-h] [--version] [--debug] COMMAND ..." and "shoal: error: ...".
+    argv, bad = _mistyped(tmp_path, secret_file, command)
+    before = sorted(tmp_path.iterdir())
+    usage, error = _usage_error(capsys, argv)
+    assert usage.startswith(f"usage: shoal {command} [-h] [--debug] "), usage
+    assert error == f"shoal {command}: error: unrecognized arguments: {bad}", error
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_an_option_before_the_command_is_the_top_level_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    usage, error = _usage_error(capsys, ["--bogus", "status", f"ws://{NOWHERE}"])
+    assert usage.startswith("usage: shoal [-h] [--version] [--debug] COMMAND"), usage
+    assert error == "shoal: error: unrecognized arguments: --bogus"
 
 
 # -- demo --keep ----------------------------------------------------------------------------
