@@ -1,7 +1,7 @@
 """``shoal``: the operator's command line (serve, inspect, status, forget, demo, --version).
 
 * ``shoal serve --db PATH --listen HOST:PORT [--peer URL ...] [--n N --w W --r R]
-  [--site NAME] [--relay] [--secret-file PATH] [--tls-cert PATH --tls-key PATH]
+  [--site NAME] [--relay] --secret-file PATH [--tls-cert PATH --tls-key PATH]
   [--status on|off|token --http-token-file PATH] [--client-api HOST:PORT
   --client-token-file PATH]`` runs a peer until SIGTERM or SIGINT (on a terminal, stderr
   keeps a progress line of catch-ups under way: :mod:`shoal.progress`),
@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--secret-file",
         metavar="PATH",
-        help="file holding the group secret (required; trailing newline ignored)",
+        required=True,  # (the only way to give a peer the group secret)
+        help="file holding the group secret (trailing newline ignored)",
     )
     serve.add_argument("--group", default="default", help="sync group id (default 'default')")
     serve.add_argument(

@@ -5,7 +5,8 @@ made on disk: ``--tls-ca``/``--tls-cert``/``--tls-key`` files that are missing, 
 a directory; ``--timeout`` values that are not a finite number of seconds above 0; peer URLs
 with a port out of range, a broken IPv6 host or (for ``--peer`` and ``--advertise``) no
 port; a ``demo --keep`` folder that cannot be made. An option a command does not know is that
-command's usage error (its usage, then the error; exit status 2).
+command's usage error (its usage, then the error; exit status 2), and so is a ``serve``
+without its ``--secret-file``, which its usage line shows as required.
 
 These call :func:`shoal.cli.main` in the test process (no server is reached: each mistake
 is caught before anything is dialled or opened); ``tests/shoal/test_operator_errors.py``
@@ -264,7 +265,7 @@ def test_serve_refuses_a_peer_url_without_a_port(
     assert not (tmp_path / "never.db").exists()
 
 
-# -- options a command does not know --------------------------------------------------------
+# -- options a command does not know, and the one serve requires ------------------------
 
 
 def _usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[str, str]:
@@ -310,6 +311,23 @@ def test_an_option_before_the_command_is_the_top_level_usage_error(
     usage, error = _usage_error(capsys, ["--bogus", "status", f"ws://{NOWHERE}"])
     assert usage.startswith("usage: shoal [-h] [--version] [--debug] COMMAND"), usage
     assert error == "shoal: error: unrecognized arguments: --bogus"
+
+
+def test_serve_usage_shows_the_secret_file_as_required(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # serve cannot run without the group secret (it is the only way to give it): the usage
+    # line says so, as forget's does, and leaving it out is refused before anything opens.
+    for command in ("serve", "forget"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        usage = " ".join(capsys.readouterr().out.split("\n\n")[0].split())
+        assert " --secret-file PATH" in usage and "[--secret-file PATH]" not in usage, usage
+    argv = ["serve", "--db", str(tmp_path / "never.db"), "--listen", "127.0.0.1:0"]
+    usage, error = _usage_error(capsys, argv)
+    assert usage.startswith("usage: shoal serve "), usage
+    assert error == "shoal serve: error: the following arguments are required: --secret-file"
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- demo --keep ----------------------------------------------------------------------------

@@ -177,8 +177,16 @@ def test_serve_without_secret_and_bad_levels_are_usage_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "x.db"
-    assert cli.main(["serve", "--db", str(db), "--listen", "127.0.0.1:0"]) == 2
-    assert "secret" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:  # argparse: --secret-file is required
+        cli.main(["serve", "--db", str(db), "--listen", "127.0.0.1:0"])
+    assert done.value.code == 2
+    assert "required: --secret-file" in capsys.readouterr().err
+    empty = tmp_path / "empty-secret"
+    empty.write_bytes(b"\n")
+    for secret in (str(empty), ""):
+        argv = ["serve", "--db", str(db), "--listen", "127.0.0.1:0", "--secret-file", secret]
+        assert cli.main(argv) == 2
+        assert "secret" in capsys.readouterr().err
     assert not db.exists()
     with pytest.raises(SystemExit) as done:
         cli.main(["serve", "--db", str(db), "--listen", "127.0.0.1:0", "--w", "MOST"])
