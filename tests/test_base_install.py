@@ -106,7 +106,7 @@ def test_a_base_install_runs_peers_and_the_commands(tmp_path: Path) -> None:
     assert report["replica_id"] == out["a_id"]
     assert [(o["key"], o["value"]) for o in report["objects"]] == [("cart", ["milk"])]
     text = _run([str(shoal), "inspect", "--db", "a.db"], work, 60).stdout
-    assert "cart\torset" in text
+    assert "cart  orset" in text
 
     (work / "secret").write_text("s\n")
     serve = subprocess.Popen(

@@ -225,10 +225,25 @@ def _print_inspect_plain(data: dict[str, Any], rows: IO[str]) -> None:
         f"hints {data['pending_hints']}  writes held per origin {_short(data['applied'], 200)}"
     )
     _print_clashes(data, print)
+    # Columns lined up with spaces, each as wide as its widest cell: a first pass over the
+    # spool finds the widths, a second prints (memory stays bounded).
+    widths = [0, 0, 0]
     for line in rows:
-        key, kind, value, siblings, vv = json.loads(line)
-        sib = f"  siblings={siblings}" if (siblings or 0) > 1 else ""
-        print(f"{key}\t{kind}\t{value}{sib}\tvv={_short(vv, 120)}")
+        cells = _plain_cells(line)
+        widths = [max(w, len(cell)) for w, cell in zip(widths, cells[:-1], strict=True)]
+    rows.seek(0)
+    for line in rows:
+        cells = _plain_cells(line)
+        padded = [cell.ljust(w) for cell, w in zip(cells[:-1], widths, strict=True)]
+        print("  ".join([*padded, cells[-1]]))
+
+
+def _plain_cells(line: str) -> list[str]:
+    """A spooled row as the plain listing's cells: key, type, the value (and its siblings,
+    if several), ``vv=`` and the version vector."""
+    key, kind, value, siblings, vv = json.loads(line)
+    sib = f"  siblings={siblings}" if (siblings or 0) > 1 else ""
+    return [key, kind, f"{value}{sib}", f"vv={_short(vv, 120)}"]
 
 
 def _print_inspect_rich(data: dict[str, Any], rows: IO[str]) -> None:

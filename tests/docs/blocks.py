@@ -178,8 +178,10 @@ _CHECKER = doctest.OutputChecker()
 _OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
-def run_block(block: Block, folder: Path) -> None:
-    """Run one runnable block in ``folder``; :class:`BlockError` if it fails."""
+def run_block(block: Block, folder: Path, *, exact_spaces: bool = False) -> None:
+    """Run one runnable block in ``folder``; :class:`BlockError` if it fails. With
+    ``exact_spaces``, a console block's output is compared space for space (``...`` still
+    stands for any text): for a page that shows how output lines up."""
     if block.lang == "python":
         script = folder / f"block_{block.line}.py"
         script.write_text(block.code)
@@ -187,7 +189,8 @@ def run_block(block: Block, folder: Path) -> None:
         return
     for command, expected in _commands(block):
         got = _run(["bash", "-c", command], folder, f"{block.where}: $ {command}")
-        if expected and not _CHECKER.check_output(expected, got, _OPTIONS):
+        options = doctest.ELLIPSIS if exact_spaces else _OPTIONS
+        if expected and not _CHECKER.check_output(expected, got, options):
             raise BlockError(f"{block.where}: $ {command}\n--- expected\n{expected}--- got\n{got}")
 
 

@@ -118,6 +118,16 @@ def test_the_blocks_of_the_page_run(page: str, tmp_path: Path) -> None:
     assert run_page(page, tmp_path) == len(runnable)
 
 
+def test_the_inspect_transcript_lines_up_as_inspect_prints_it(tmp_path: Path) -> None:
+    # The pages' output is compared with whitespace normalized, which let docs/operations.md
+    # show columns lined up with spaces where inspect printed tabs: here spaces count.
+    blocks = parse("docs/operations.md")
+    made = next(b for b in blocks if b.lang == "python" and 'Peer.open("shop.db")' in b.code)
+    shown = next(b for b in blocks if b.code.startswith("$ shoal inspect --db shop.db\n"))
+    run_block(made, tmp_path)
+    run_block(shown, tmp_path, exact_spaces=True)
+
+
 @pytest.mark.parametrize("page", pages())
 def test_no_page_mentions_the_shared_folder(page: str) -> None:
     text = (ROOT / page).read_text()

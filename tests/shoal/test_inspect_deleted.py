@@ -43,7 +43,7 @@ async def test_inspect_leaves_deleted_objects_out_and_counts_them(new_db: NewDat
     assert code == 0, err
     lines = out.splitlines()
     assert "keys 2  deleted 2  log " in lines[1]
-    assert [line.split("\t")[0] for line in lines[2:]] == ["cart", "visits"]
+    assert [line.split()[0] for line in lines[2:]] == ["cart", "visits"]
 
     code, out, err = await inspect("--db", db, "--json")
     assert code == 0, err
