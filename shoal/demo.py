@@ -20,7 +20,8 @@ talking websockets to the others:
    ``strict`` write (home replicas only, so no hint): alice-laptop is stale while online. A
    read with ``r=ALL`` from alice-phone joins the three replicas and repairs the laptop;
 9. every peer is closed, every database reopened from its file, and the replicas' lists,
-   notes, version vectors and leftover hints are printed side by side.
+   notes, version vectors and leftover hints are printed side by side, with the copy the
+   relay holds (it is no home of the list, so nothing waits for it to be up to date).
 
 The shared list is one ORMap key (``items`` -> an ORSet, ``note`` -> an MVRegister) with
 ``n=3`` home replicas. With four peers on the ring the relay could be one of them; the demo
@@ -473,8 +474,9 @@ class _Demo:
                 views.append(await self._view(device))
             finally:
                 await device.close()
-        homes = [v for v in views if v.name != RELAY]
+        homes = [v for v in views if v.home]
         rows = [
+            ["role", *(v.show_role() for v in views)],
             ["list", *(v.show_items() for v in views)],
             ["note", *(v.show_note() for v in views)],
             [
@@ -485,6 +487,17 @@ class _Demo:
             ["replica id", *(v.replica_id[:8] for v in views)],
         ]
         say.table(f"{self.key} on every replica", [v.name for v in views], rows)
+        for copy in (v for v in views if not v.home):  # the relay: what its copy is
+            if copy.same_data(homes[0]):
+                held = "the same copy: not a home, no write waits for it"
+            else:
+                lacks = homes[0].items - copy.items
+                without = f" (without {format_items(lacks)})" if lacks else ""
+                held = (
+                    f"an older copy{without}: not a home, no write waits for it; "
+                    "anti-entropy catches it up"
+                )
+            say.line(say.who(copy.name), (f"holds {held}", "dim"))
         equal = all(v.same_data(homes[0]) for v in homes)
         undelivered = sum(v.hints for v in views)
         if equal and not undelivered:
@@ -498,9 +511,8 @@ class _Demo:
         return False
 
     async def _view(self, device: Device) -> ReplicaView:
+        """What ``device``'s file holds (opened off line: every read is of its own copy)."""
         hints = await device.pending_hints()
-        if device.relay:
-            return ReplicaView(device.name, device.replica_id, None, (), {}, hints)
         state = await self.handle(device).state()
         value = state.value if state is not None else {}
         vv = dict(state.context.vv) if isinstance(state, ORMap) else {}
@@ -511,6 +523,7 @@ class _Demo:
             note=tuple(value.get(NOTE, ())),
             version_vector=vv,
             hints=hints,
+            home=not device.relay,
         )
 
 

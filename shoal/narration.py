@@ -148,15 +148,18 @@ def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 @dataclass(frozen=True)
 class ReplicaView:
-    """What one peer holds at the end: the list (None for the relay, which is not a home),
-    the note's siblings, the list's version vector and the hints it still holds."""
+    """What one peer's file holds at the end: the list, the note's siblings, the list's
+    version vector, the hints it still holds, and whether it is a home of the list (the
+    relay is not, yet it holds a copy: a relay holds every partition its peers are homes
+    of)."""
 
     name: str
     replica_id: str
-    items: frozenset[str] | None
+    items: frozenset[str]
     note: tuple[Any, ...]
     version_vector: dict[str, int]
     hints: int = 0
+    home: bool = True
 
     def same_data(self, other: ReplicaView) -> bool:
         return (
@@ -165,14 +168,13 @@ class ReplicaView:
             and self.version_vector == other.version_vector
         )
 
+    def show_role(self) -> str:
+        return "home" if self.home else "relay, not a home"
+
     def show_items(self) -> str:
-        if self.items is None:
-            return "(not a home)"
         return "\n".join(sorted(self.items)) if self.items else "(empty)"
 
     def show_note(self) -> str:
-        if self.items is None:
-            return "-"
         return " | ".join(map(str, self.note)) if self.note else "(none)"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -78,6 +79,57 @@ async def test_shoal_demo_exits_0_and_narrates_every_step_in_plain_text(tmp_path
         "bob-phone.db",
         "relay.db",
     ]
+
+
+def _final_table(out: str) -> tuple[str, dict[str, dict[str, list[str]]]]:
+    """The list's key and the demo's final table (plain text): row label -> column -> the
+    cell's lines."""
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.endswith(" on every replica"))
+    key = lines[at].removesuffix(" on every replica")
+    header = lines[at + 1]
+    names = header.split()
+    starts = [header.index(f" {name}") + 1 for name in names]
+    table: dict[str, dict[str, list[str]]] = {}
+    label = ""
+    for line in lines[at + 3 :]:
+        if line[:1] not in ("", " "):  # a row's first line starts with its label
+            label = line[: starts[0]].strip()
+            table[label] = {name: [] for name in names}
+        elif line[: starts[0]].strip():  # the narration again (indented 3 spaces)
+            break
+        for name, start, end in zip(names, starts, [*starts[1:], None], strict=True):
+            cell = line[start:end].strip()
+            if cell:
+                table[label][name].append(cell)
+    return key, table
+
+
+async def test_the_final_table_shows_what_the_relays_file_holds(tmp_path: Path) -> None:
+    # The relay is not a home of the list, but it holds a copy (docs/concepts.md: "a relay
+    # holds a copy of all the group's data"); the table showed "(not a home)" and an
+    # "(empty)" version vector for it.
+    keep = tmp_path / "dbs"
+    code, out, err = await _shoal("demo", "--keep", str(keep), "--seed", "3")
+    assert code == 0, f"stdout:\n{out}\nstderr:\n{err}"
+    key, table = _final_table(out)
+    code, text, err = await _shoal("inspect", "--db", str(keep / "relay.db"), key, "--json")
+    assert code == 0, err
+    (held,) = json.loads(text)["objects"]
+    assert held["value"]["items"], held  # the relay's file holds the list...
+    relay = {label: cells["relay"] for label, cells in table.items()}
+    assert relay["list"] == sorted(held["value"]["items"]), out  # ...and the table shows it
+    assert relay["note"] == [" | ".join(held["value"]["note"])], out
+    ids = {cells[0]: name for name, cells in table["replica id"].items() if cells}
+    shown = sorted(f"{ids[r[:8]]} {n}" for r, n in held["version_vector"].items())
+    assert relay["version vector"] == shown, out
+    homes = {label: cells["alice-phone"] for label, cells in table.items()}
+    same = all(relay[row] == homes[row] for row in ("list", "note", "version vector"))
+    assert ("holds the same copy" in out, "holds an older copy" in out) == (same, not same)
+    assert relay["role"] == ["relay, not a home"], out
+    assert {name: cells for name, cells in table["role"].items() if name != "relay"} == {
+        name: ["home"] for name in ("alice-phone", "alice-laptop", "bob-phone")
+    }
 
 
 async def test_keep_refuses_a_folder_that_holds_files_and_changes_nothing(tmp_path: Path) -> None:
