@@ -249,6 +249,18 @@ def _check_tls(args: argparse.Namespace) -> None:
     client_ssl_context(args.tls_ca, "--tls-ca")
 
 
+def _quiet_websockets(level: str) -> None:
+    """Keep websockets' INFO lines out of the log below DEBUG: it logs "connection open" and
+    "connection closed" for every connection, a peer's refused redials included, which
+    buried shoal's own lines (a refused peer, a link's state: ``shoal.*``). Its warnings and
+    errors stay; at DEBUG it logs everything, credentials redacted
+    (:mod:`sync.transport.wslog`). Set here, where the command sets up logging: the library
+    leaves an app's logging alone."""
+    if level != "DEBUG":
+        chosen = logging.getLevelNamesMapping()[level]
+        logging.getLogger("websockets").setLevel(max(chosen, logging.WARNING))
+
+
 def _raise_open_file_limit() -> None:
     """Raise this process's soft limit of open files to its hard limit, as the JVM and Go's
     runtime do for their servers: a relay holds one file descriptor per connected device,
@@ -292,6 +304,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    _quiet_websockets(args.log_level)
     _raise_open_file_limit()
     from sqlalchemy.exc import SQLAlchemyError
 

@@ -117,6 +117,46 @@ async def test_a_fail_stop_exits_at_once_with_status_3_and_one_line(tmp_path: Pa
     assert "milk" in values["cart"]
 
 
+async def test_the_log_says_shoals_lines_not_websockets_per_connection_ones(
+    tmp_path: Path,
+) -> None:
+    # A peer of another group redials with backoff, and each of its dials is a connection
+    # the served peer accepts, then refuses: websockets logged "connection open" and
+    # "connection closed" at INFO for every one of them, burying shoal's own lines.
+    async with served(tmp_path) as (proc, url):
+        stranger = await open_peer(
+            tmp_path / "stranger.db", listen=None, peers=[url], secret=b"another secret"
+        )
+        try:
+
+            async def refused_thrice() -> bool:
+                link = (await stranger.status())["links"][url]
+                return link["state"] == "wrong_secret" and link["failures"] >= 3
+
+            await eventually(refused_thrice, "three refused dials")
+        finally:
+            await stranger.aclose()
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert proc.stderr is not None
+        err = (await proc.stderr.read()).decode()
+    assert "authentication failed: wrong group secret" in err  # shoal's WARNING, once
+    assert "serving ws://127.0.0.1:" in err and "stopped cleanly" in err  # shoal's INFO
+    assert "websockets" not in err, err
+
+
+async def test_debug_still_logs_what_websockets_logs(tmp_path: Path) -> None:
+    # docs/operations.md: DEBUG adds every HTTP header and frame of every connection.
+    async with served(tmp_path, "--log-level", "DEBUG") as (proc, url):
+        code, _, err = await run("status", url)
+        assert code == 0, err
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert proc.stderr is not None
+        err = (await proc.stderr.read()).decode()
+    assert "DEBUG websockets.server < GET /status HTTP/1.1" in err, err
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
