@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from store.lock import LOCK_SUFFIX
 from tests.docs.blocks import (
     EXEMPT,
     ROOT,
@@ -116,6 +117,14 @@ def test_every_block_follows_the_rules(page: str) -> None:
 def test_the_blocks_of_the_page_run(page: str, tmp_path: Path) -> None:
     runnable = [b for b in parse(page) if b.lang != "text" and b.not_run is None]
     assert run_page(page, tmp_path) == len(runnable)
+    # What a reader who runs them is left with: no lock file of a database that is gone (a
+    # lock file stays after a clean close, by design: docs/operations.md).
+    strays = [
+        str(lock.relative_to(tmp_path))
+        for lock in tmp_path.rglob(f"*{LOCK_SUFFIX}")
+        if not lock.with_name(lock.name.removesuffix(LOCK_SUFFIX)).exists()
+    ]
+    assert strays == [], f"{page} leaves lock files without their database: {strays}"
 
 
 def test_the_inspect_transcript_lines_up_as_inspect_prints_it(tmp_path: Path) -> None:
