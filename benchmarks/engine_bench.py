@@ -150,7 +150,8 @@ def _transfer_chunks(count: int) -> list[m.SnapshotChunk]:
         key = f"key-{i}"
         by_partition.setdefault(partition_of(key, 64), []).append(key)
     chunks: list[m.SnapshotChunk] = []
-    for p, keys in sorted(by_partition.items()):
+    for p, unsorted in sorted(by_partition.items()):
+        keys = sorted(unsorted)  # a sender reads its store's pages in key order
         for low in range(0, len(keys), 500):
             objects = []
             for j, key in enumerate(keys[low : low + 500]):
