@@ -125,6 +125,8 @@ class GCounter:
     def is_live(self) -> bool:
         """Some replica's increments outlive every reset seen here."""
         reset = self.reset
+        if not reset:
+            return any(self.counts.values())  # (counts are never negative)
         return any(n > reset.get(r, 0) for r, n in self.counts.items())
 
     def copy(self) -> GCounter:

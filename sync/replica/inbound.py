@@ -579,26 +579,34 @@ class Inbound:
         def where(i: int) -> str:  # (a chunk holds hundreds: named only when it is needed)
             return f"snapshot object {i} ({msg.objects[i].key!r})"
 
+        # (Per object, the common case inline: a bootstrap checks a hundred thousand.)
+        me, is_key, from_dict, p = self._me, m.is_key, crdt.from_dict, msg.partition
         for i, o in enumerate(msg.objects):
-            if not m.is_key(o.key):
+            key = o.key
+            if not is_key(key):
                 raise RemoteProtocolError(f"{where(i)}: {_NOT_A_KEY}", peer)
-            if partition(o.key) != msg.partition:
-                raise RemoteProtocolError(f"{where(i)}: not in partition {msg.partition}", peer)
+            if partition(key) != p:
+                raise RemoteProtocolError(f"{where(i)}: not in partition {p}", peer)
             try:
                 decoded = from_json(o.state_json, allow_inf_nan=False)
             except ValueError as exc:
                 raise RemoteProtocolError(f"{where(i)}: bad CRDT state: {exc}", peer) from exc
             if type(decoded) is not dict:
                 raise RemoteProtocolError(f"{where(i)}: bad CRDT state: not a JSON object", peer)
-            named = partial(where, i)
-            state = _decode_crdt(peer, decoded, named)
-            if state.kind != o.kind:
-                raise RemoteProtocolError(f"{where(i)}: says {o.kind!r}, is a {state.kind}", peer)
-            self._own_counters(peer, o.key, state, ours_held, named)
-            states.append((o.key, state))
-            stamp = _ahead(decoded, state.kind, limit_ms)
-            if stamp is not None:
-                skewed.append(Skewed(stamp[1], stamp[0] - now_ms, where(i)))
+            try:
+                state = from_dict(decoded)
+            except (TypeError, ValueError) as exc:  # DecodeError is a ValueError
+                raise RemoteProtocolError(f"{where(i)}: bad CRDT state: {exc}", peer) from exc
+            kind = state.kind
+            if kind != o.kind:
+                raise RemoteProtocolError(f"{where(i)}: says {o.kind!r}, is a {kind}", peer)
+            if state.max_counter(me) > OWN_COUNTER_SLACK:  # (_own_counters' common case)
+                self._own_counters(peer, key, state, ours_held, partial(where, i))
+            states.append((key, state))
+            if kind in _STAMPED:
+                stamp = _ahead(decoded, kind, limit_ms)
+                if stamp is not None:
+                    skewed.append(Skewed(stamp[1], stamp[0] - now_ms, where(i)))
         ctx = None
         if msg.summary is not None:
             ctx = self._context(peer, msg.summary, "snapshot summary")

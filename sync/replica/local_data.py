@@ -529,7 +529,8 @@ class LocalData:
         objs = {kind: state}
         self._passed[key] = (partition, objs, text)
         self._outbox.durable.passed[key] = ObjectState(key, kind, text, state.is_live())
-        self._map_clashes.joined(key, state, state)
+        if type(state) is crdt.ORMap and state.has_clash():  # (has_clash: the cheap look)
+            self._map_clashes.joined(key, state, state)
         self._outbox.changed(key, objs)
         return True
 
