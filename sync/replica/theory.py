@@ -129,8 +129,12 @@ touches a database; its only randomness is a ``random.Random`` seeded from
   loads them from the store (after every ``Persist`` drained so far is durable) and hands
   them over with :meth:`Replica.admit`; then feeds the input. A replica that holds every
   object (fresh, or loaded whole from a small store) wants nothing until it first evicts.
-  Objects a state transfer brings in that were not in the cache leave it at the end of the
-  drain (checkpointed), so a bootstrap passes through the cache instead of filling it.
+  A state transfer's state of a key held nowhere here (not in the cache, and the store
+  cannot hold it) never enters the cache: its text as received is the drain's ``Persist``
+  row, and the key is on demand once the drain ends (an input of the same drain that
+  touches it takes it into the cache first). Objects a transfer brings into the cache
+  otherwise leave it at the end of the drain (checkpointed), so a bootstrap passes through
+  the cache instead of filling it.
   :meth:`Replica.checkpoint_all` at a clean close
   checkpoints every changed object and marks the store's log as folded into its objects.
 * **Checkpoints.** Every ``checkpoint_every`` log entries a ``Persist`` carries whole-object
