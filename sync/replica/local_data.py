@@ -174,7 +174,6 @@ class LocalData:
         self._unfolded: set[ObjectId] = set()  # log replayed at load, not yet checkpointed
         self._clashes: dict[str, tuple[str, ...]] = {}  # key -> its kinds, sorted
         self._map_clashes = MapClashes(outbox)  # inside maps: alarms
-        # partition -> origin -> seq -> (key, kind, delta JSON text)
         #: The in-memory delta log (read by the other parts of the engine).
         self.log = DeltaLog(replica_id)
         self._summaries: dict[int, CausalContext] = {}
@@ -288,12 +287,12 @@ class LocalData:
     def admit(self, keys: Iterable[str], rows: Iterable[ObjectState]) -> None:
         """Take objects loaded from the store into the cache: ``rows`` are every object of
         ``keys`` (each kind), and maybe of other keys. A key already in the cache is kept as
-        it is (the cache is newer than the store); one of ``keys`` with no row is held as
-        known absent."""
-        objects = self._objects
-        fresh = {k for k in keys if k not in objects}
+        it is (the cache is newer than the store), and so is one passed through in this
+        drain; one of ``keys`` with no row is held as known absent."""
+        objects, passed = self._objects, self._passed
+        fresh = {k for k in keys if k not in objects and k not in passed}
         for row in rows:
-            if row.key in objects and row.key not in fresh:
+            if (row.key in objects and row.key not in fresh) or row.key in passed:
                 continue
             fresh.add(row.key)
             self._admit_row(row)
@@ -451,8 +450,8 @@ class LocalData:
     def siblings(self) -> dict[str, int]:
         """Multi-value registers holding more than one value: key -> how many."""
         siblings: dict[str, int] = {}
-        for key in sorted(self._objects):
-            obj = self._objects[key].get("mvregister")
+        for key in sorted([*self._objects, *self._passed]):
+            obj = self.peek(key, "mvregister")
             if isinstance(obj, crdt.MVRegister):
                 count = obj.sibling_count
                 if count > 1:

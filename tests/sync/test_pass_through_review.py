@@ -7,9 +7,12 @@ Until its drain ends, a passed-through key is held here: ``keys()``, ``kinds_of(
 
 from __future__ import annotations
 
+import json
+
 import crdt
 from sync import messages as m
 from sync.config import ReplicaConfig
+from sync.effects import Persist
 from sync.replica import Replica
 from sync.ring import partition_of
 from tests.sync.conftest import ask_transfer
@@ -50,3 +53,21 @@ def test_status_lists_the_siblings_of_a_register_passed_through_in_this_drain() 
     # register's two siblings go unreported, while a state adopted into the cache (the
     # path before the pass-through, or the same key once anything reads it) lists them.
     assert r.status()["siblings"] == {KEY: 2}
+
+
+def test_admitting_a_key_passed_through_in_this_drain_keeps_what_it_holds() -> None:
+    # An adapter may admit more than wants_* named: a key passed through in this drain is
+    # held here (the store has nothing of it yet), and admit keeps it, as it keeps a cached
+    # one, instead of marking it absent (a later write would start from nothing, and the
+    # drain's Persist would store two rows for it).
+    r = _replica()
+    reg = _two_siblings()
+    obj = m.SnapObject(key=KEY, kind="mvregister", state_json=reg.to_json())
+    r.receive("B", m.SnapshotChunk(batch_id=1, partition=PART, objects=[obj]), 0.0)
+    r.admit([KEY], [])
+    r.local_update(1, KEY, "mvregister", lambda s: s.set("A", "from A"), 0.0)
+    rows = [o for fx in r.effects() if isinstance(fx, Persist) for o in fx.objects]
+    assert [(o.key, o.kind) for o in rows] == [(KEY, "mvregister")]
+    stored = crdt.from_dict(json.loads(rows[0].state_json))
+    assert stored.value == ("from A",)  # the write covers both siblings it saw
+    assert stored.sibling_count == 1
