@@ -6,37 +6,13 @@ inspect`` process on a real database (its stdout a pipe: the plain text, not ric
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 
+from tests.shoal.shoal_run import run_shoal
 from tests.transport.conftest import eventually, local_value, open_peer
 
-ROOT = Path(__file__).resolve().parents[2]
-
 KINDS = {"cart:alice": "orset", "visits": "pncounter", "note": "mvregister", "title": "lww"}
-
-
-async def _shoal(*args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), *_path())))}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "shoal",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-def _path() -> list[str]:
-    return [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 
 
 async def _make(folder: Path) -> Path:
@@ -65,7 +41,7 @@ async def _make(folder: Path) -> Path:
 
 async def test_inspect_lists_objects_in_columns_aligned_with_spaces(tmp_path: Path) -> None:
     db = await _make(tmp_path)
-    code, out, err = await _shoal("inspect", "--db", str(db))
+    code, out, err = await run_shoal("inspect", "--db", str(db))
     assert code == 0, err
     assert "\t" not in out, out
     lines = out.splitlines()
@@ -83,8 +59,8 @@ async def test_inspect_lists_objects_in_columns_aligned_with_spaces(tmp_path: Pa
     assert len({line.index("  vv={") for line in rows.values()}) == 1, out
 
     # The machine-readable forms are as they were.
-    code, out, err = await _shoal("inspect", "--db", str(db), "--json")
+    code, out, err = await run_shoal("inspect", "--db", str(db), "--json")
     assert code == 0, err
     assert {o["key"]: o["type"] for o in json.loads(out)["objects"]} == KINDS
-    code, out, err = await _shoal("inspect", "--db", str(db), "--keys")
+    code, out, err = await run_shoal("inspect", "--db", str(db), "--keys")
     assert (code, out) == (0, "cart:alice\nnote\ntitle\nvisits\n"), err

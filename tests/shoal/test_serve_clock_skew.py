@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from tests.shoal.shoal_run import run_shoal
 from tests.transport.conftest import SECRET, WAIT, eventually, open_peer
 
 __all__: list[str] = []
@@ -107,21 +108,6 @@ async def _get(url: str, path: str) -> str:
     return await asyncio.to_thread(get)
 
 
-async def _shoal(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "shoal",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(),
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def _skewed_write(tmp: Path, url: str) -> dict[str, Any]:
     """The writer a day ahead: ``shoal.faults.oneshot`` under libfaketime, through ``url``."""
     argv = [sys.executable, "-m", "shoal.faults.oneshot"]
@@ -190,7 +176,7 @@ async def test_served_peers_set_a_write_from_a_day_ahead_aside_and_raise_an_alar
         for name in ("a", "b"):
             await eventually(lambda name=name: alarmed(name), f"the alarm in {name}'s log")
         # ...shown by `shoal status`, and exported on /metrics.
-        code, out, err = await _shoal("status", a)
+        code, out, err = await run_shoal("status", a)
         assert code == 0, err
         assert f"WARNING clock skew: {writer} stamps its writes 86" in out, out
         metrics = await _get(a, "/metrics")
@@ -207,7 +193,7 @@ async def test_served_peers_set_a_write_from_a_day_ahead_aside_and_raise_an_alar
         finally:
             await app.aclose()
         for name in ("a", "b"):
-            code, out, err = await _shoal(
+            code, out, err = await run_shoal(
                 "inspect", "--db", str(tmp_path / f"{name}.db"), "title", "--json"
             )
             assert code == 0, err

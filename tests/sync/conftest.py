@@ -20,7 +20,7 @@ from sync.replica import Replica
 from sync.ring import Ring
 from sync.simnet import SimCluster
 
-__all__ = ["SimKit", "ask_transfer"]
+__all__ = ["SimKit", "ask_transfer", "asking_replica"]
 
 
 def ask_transfer(r: Replica, peer: str, partitions: Iterable[int], now: float) -> None:
@@ -30,6 +30,16 @@ def ask_transfer(r: Replica, peer: str, partitions: Iterable[int], now: float) -
     parts = {p: ctx_model(r.summary(p)) for p in partitions}
     r.receive(peer, m.Summary(parts=parts, reply=True), now)
     r.effects()
+
+
+def asking_replica(partition: int) -> Replica:
+    """Replica ``A`` (``n=2``) with ``B`` up, which asked ``B`` for a state transfer of
+    ``partition`` (:func:`ask_transfer`): ``B``'s chunks of it are taken."""
+    r = Replica(ReplicaConfig(n=2), "A")
+    r.peer_up("B", 0.0)
+    r.effects()
+    ask_transfer(r, "B", [partition], 0.0)
+    return r
 
 
 class SimKit:

@@ -21,7 +21,7 @@ from sync.effects import Effect, Persist
 from sync.replica import Replica
 from sync.replica.local_data import WHOLE_TEXT_SHARE
 from sync.ring import partition_of
-from tests.sync.conftest import ask_transfer
+from tests.sync.conftest import ask_transfer, asking_replica
 
 KEY = "list"
 PART = partition_of(KEY, 64)
@@ -41,11 +41,7 @@ def _decoded(text: str) -> crdt.CRDT:
 
 
 def _replica() -> Replica:
-    r = Replica(ReplicaConfig(n=2), "A")
-    r.peer_up("B", 0.0)
-    r.effects()
-    ask_transfer(r, "B", [PART], 0.0)
-    return r
+    return asking_replica(PART)
 
 
 def _chunk(*states: tuple[str, crdt.CRDT]) -> m.SnapshotChunk:
