@@ -46,6 +46,7 @@ from crdt._split import (
 from crdt.base import from_dict
 from crdt.causal_context import CausalContext, context_of
 from crdt.dot import Dot
+from crdt.emlww import _one_write
 from crdt.errors import DecodeError
 from crdt.mvregister import decode_dotfun
 
@@ -185,6 +186,16 @@ class _LiveDots:
 def _map_entry(entry: Any, etext: str, ctx: CausalContext, room: int) -> list[_Unit]:
     """An ORMap entry ``[key, kind, body]``: itself, or the parts its kind cuts it into when
     it weighs more than ``room`` (``ORMap.split``'s units)."""
+    if type(entry) is list and len(entry) == 3 and entry[1] == "lww":
+        # The common entry, a register of one write under a plain key, as its unit without
+        # decoding the map around it (what the general path finds for it, and as checked).
+        k, _, body = entry
+        one = _one_write(body[0], ctx, set()) if type(body) is list and len(body) == 1 else None
+        if one is not None and type(k) is str and k.isascii():
+            dot = Dot(one[0], one[1])
+            weight = utf8_len(etext) + 1 + dot_bytes(dot)
+            if weight <= room:
+                return [(etext, (k, "lww"), [dot], weight)]
     store = decode_map([entry], ctx, "entries", set())
     (ek, whole), *_ = store.items()
     out: list[_Unit] = []

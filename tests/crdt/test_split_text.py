@@ -181,3 +181,37 @@ def test_cutting_a_big_map_takes_far_less_memory_than_the_text() -> None:
     # holds one piece being filled (its dots and context), a bit per dot of the context and
     # one entry at a time: about 10 times the budget (200 KB here), whatever the map's size.
     assert peak < len(text) // 4, (peak, len(text))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_map_of_registers_is_cut_as_the_general_path_cuts_it(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A map entry that is one register write under a plain key (the bulk of a big map) is
+    # made a unit without decoding the map around it: the pieces must be the very texts the
+    # general path makes, whatever else the map holds (other kinds, non-ASCII and non-string
+    # keys, removed and overwritten keys, values near and over the budget).
+    rng = random.Random(seed)
+    m = ORMap()
+    for i in range(rng.randrange(50, 400)):
+        key: Any = rng.choice([f"k{i}", f"k{i % 13}", f"ké{i}", i])
+        r = rng.choice("ABC")
+        kind = rng.choice(["lww", "lww", "lww", "orset", "mvregister"])
+        value = rng.choice([i, None, True, "v" * rng.randrange(0, 400)])
+        if kind in m.kinds_at([key]) or not m.kinds_at([key]):  # (else refused: a clash)
+            if kind == "lww":
+                m.update(r, key, "lww", lambda reg, r=r, v=value: reg.set(r, v))
+            elif kind == "orset":
+                m.update(r, key, "orset", lambda s, r=r, i=i: s.add(r, f"e{i}"))
+            else:
+                m.update(r, key, "mvregister", lambda v, r=r, i=i: v.set(r, i))
+        if rng.random() < 0.1:
+            m.remove(key)
+    text = m.to_json()
+    for budget in (200, 700, 5000):
+        fast = list(split_text(text, budget))
+        with monkeypatch.context() as patched:
+            patched.setattr("crdt._split_text._one_write", lambda *args: None)
+            general = list(split_text(text, budget))
+        assert fast == general
+        assert join_all("ormap", [crdt.from_dict(json.loads(t)) for t in fast]) == m
