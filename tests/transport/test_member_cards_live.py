@@ -101,7 +101,10 @@ async def test_an_older_card_replayed_after_a_restart_is_refused(tmp_path: Path)
         b = await open_peer(tmp_path / "b.db", peers=[a.url])  # another port: a newer card
         assert b.url != first.address
         await eventually(lambda: _as_known(a, b) == (b.url, None, True), "b's new address")
-        second = a.replica._membership.cards.held(bid)
+        # (The address comes with b's hello; its new card with b's next summary, later.)
+        cards = a.replica._membership.cards
+        await eventually(lambda: getattr(cards.held(bid), "address", None) == b.url, "new card")
+        second = cards.held(bid)
         assert second is not None and second.address == b.url and second.at > first.at
     finally:
         await a.aclose()
