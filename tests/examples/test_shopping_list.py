@@ -17,6 +17,8 @@ from types import ModuleType
 
 import pytest
 
+from tests.shoal.shoal_run import run_process
+
 __all__: list[str] = []
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,22 +34,7 @@ def _env() -> dict[str, str]:
 
 
 async def _run(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(EXAMPLE),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(),
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_process(sys.executable, str(EXAMPLE), *args, env=_env(), timeout=RUN_TIMEOUT)
 
 
 class _Hub:

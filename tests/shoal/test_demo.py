@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -11,6 +10,7 @@ import sys
 from pathlib import Path
 
 from shoal.narration import Narrator, plain_table
+from tests.shoal.shoal_run import run_process
 
 __all__: list[str] = []
 
@@ -35,23 +35,8 @@ async def _shoal(*args: str) -> tuple[int, str, str]:
     """Run ``shoal ARGS`` the way the console script does, with stdout a pipe."""
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     env["PYTHONPATH"] = str(ROOT)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "import sys; from shoal.cli import main; sys.exit(main(sys.argv[1:]))",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), DEMO_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    main = "import sys; from shoal.cli import main; sys.exit(main(sys.argv[1:]))"
+    return await run_process(sys.executable, "-c", main, *args, env=env, timeout=DEMO_TIMEOUT)
 
 
 async def test_shoal_demo_exits_0_and_narrates_every_step_in_plain_text(tmp_path: Path) -> None:

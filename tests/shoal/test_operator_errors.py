@@ -23,37 +23,9 @@ from store import SCHEMA_VERSION, Store
 from tests.transport.conftest import SECRET
 
 from .readonly import read_only
+from .shoal_run import checkout_env, run_shoal
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOAL = [sys.executable, "-m", "shoal"]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-async def run(
-    *args: str, prefix: list[str] | None = None, cwd: Path | None = None
-) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *(prefix or []),
-        *SHOAL,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(),
-        cwd=cwd,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def one_line(err: str) -> str:
@@ -138,7 +110,7 @@ async def test_serve_refuses_a_wrong_database_in_one_line_and_changes_nothing(
     folder.mkdir()
     db = make(folder)
     before = snapshot(folder)
-    code, out, err = await run(
+    code, out, err = await run_shoal(
         "serve", "--db", str(db), "--listen", "127.0.0.1:0", "--secret-file", str(secret_file)
     )
     assert code == 1 and out == ""
@@ -174,7 +146,7 @@ async def test_inspect_refuses_an_empty_file_and_a_text_file_in_one_line(tmp_pat
         (_missing_directory, "no database at {db}"),
     ):
         db = make(tmp_path)
-        code, out, err = await run("inspect", "--db", str(db))
+        code, out, err = await run_shoal("inspect", "--db", str(db))
         assert code == 1 and out == ""
         assert one_line(err) == "shoal: inspect: " + message.format(db=db)
 
@@ -194,7 +166,7 @@ async def test_inspect_names_a_directory_and_another_apps_file_as_serve_does(
     ):  # fmt: skip
         db = make(folder)
         before = snapshot(folder)
-        code, out, err = await run("inspect", "--db", db.name, cwd=folder)
+        code, out, err = await run_shoal("inspect", "--db", db.name, cwd=folder)
         assert (code, out) == (1, "")
         assert one_line(err) == "shoal: inspect: " + message.format(db=db)
         assert snapshot(folder) == before
@@ -218,7 +190,7 @@ async def test_bad_addresses_are_usage_errors_in_one_line(
     base = ["serve", "--db", str(db), "--secret-file", str(secret_file)]
     if "--listen" not in args:
         base += ["--listen", "127.0.0.1:0"]
-    code, out, err = await run(*base, *args)
+    code, out, err = await run_shoal(*base, *args)
     assert code == 2 and out == ""
     line = one_line(err)
     assert line.startswith("shoal: serve: ") and message in line, line
@@ -230,7 +202,7 @@ async def test_status_token_without_its_file_names_the_token(
 ) -> None:
     """The HTTP token is what is missing, not the group secret (which was given)."""
     db = tmp_path / "never.db"
-    code, out, err = await run(
+    code, out, err = await run_shoal(
         "serve", "--db", str(db), "--listen", "127.0.0.1:0",
         "--secret-file", str(secret_file), "--status", "token",
     )  # fmt: skip
@@ -244,7 +216,7 @@ async def test_a_database_held_by_another_process_is_one_line(
 ) -> None:
     db = tmp_path / "held.db"
     async with await Store.open(db):
-        code, out, err = await run(
+        code, out, err = await run_shoal(
             "serve", "--db", str(db), "--listen", "127.0.0.1:0", "--secret-file", str(secret_file)
         )
     assert code == 1 and out == ""
@@ -259,7 +231,7 @@ async def test_a_busy_port_is_one_line_naming_the_address_and_makes_no_database(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, out, err = await run(
+        code, out, err = await run_shoal(
             "serve",
             "--db",
             str(tmp_path / "a.db"),
@@ -282,7 +254,7 @@ async def test_debug_adds_the_traceback_before_the_line(tmp_path: Path, secret_f
         ["--debug", "serve", "--db", str(db)],
         ["serve", "--debug", "--db", str(db)],
     ):
-        code, _, err = await run(
+        code, _, err = await run_shoal(
             *args, "--listen", "127.0.0.1:0", "--secret-file", str(secret_file)
         )
         assert code == 1
@@ -305,7 +277,7 @@ async def test_serve_in_a_read_only_directory_is_one_line(
             ("new.db", "cannot create database {db}: directory {dir} is not writable"),
         ):
             db = folder / name
-            code, out, err = await run(
+            code, out, err = await run_shoal(
                 "serve",
                 "--db",
                 str(db),
@@ -333,7 +305,9 @@ async def test_inspect_reads_a_database_on_read_only_media(tmp_path: Path) -> No
     before = snapshot(folder)
     assert not (folder / "a.db-shm").exists()  # closed cleanly: SQLite would need to make it
     with read_only(folder) as prefix:
-        code, out, err = await run("inspect", "--db", str(folder / "a.db"), "--json", prefix=prefix)
+        code, out, err = await run_shoal(
+            "inspect", "--db", str(folder / "a.db"), "--json", prefix=prefix
+        )
     assert code == 0, err
     data = json.loads(out)
     assert data["replica_id"] == replica_id
@@ -352,7 +326,7 @@ async def test_every_command_takes_every_sqlite_form(tmp_path: Path, secret_file
         replica_id = peer.replica_id
     forms = [str(db), f"sqlite:///{db}", f"sqlite+aiosqlite:///{db}", "forms.db"]
     for form in forms:
-        code, out, err = await run("inspect", "--db", form, "--json", cwd=tmp_path)
+        code, out, err = await run_shoal("inspect", "--db", form, "--json", cwd=tmp_path)
         assert code == 0, (form, err)
         assert json.loads(out)["replica_id"] == replica_id, form
         async with Peer.open(form if form != "forms.db" else str(db), secret=SECRET) as peer:
@@ -369,13 +343,13 @@ async def test_every_command_takes_every_sqlite_form(tmp_path: Path, secret_file
         str(secret_file),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(),
+        env=checkout_env(),
         cwd=tmp_path,
     )
     try:
         assert proc.stdout is not None
         url = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
-        code, out, err = await run("status", url, "--json")
+        code, out, err = await run_shoal("status", url, "--json")
         assert code == 0, err
         assert json.loads(out)["replica_id"] == replica_id
     finally:
@@ -422,7 +396,7 @@ def _main_json(args: list[str]) -> tuple[int, str, str]:
 
 
 async def test_help_documents_the_exit_statuses() -> None:
-    code, out, _ = await run("--help")
+    code, out, _ = await run_shoal("--help")
     assert code == 0
     text = " ".join(out.split())
     assert "exit status: 0 success; 1 the operation failed" in text

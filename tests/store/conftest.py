@@ -90,3 +90,13 @@ async def pg_backend(tmp_path: Path) -> AsyncIterator[Backend]:
         yield Backend("postgres", url, None)
     finally:
         await drop()
+
+
+async def assert_reopens_as(path: Path, replica_id: str) -> None:
+    """Opening ``path`` again finds the same replica, ``replica_id``, not a copy to rename."""
+    store = await Store.open(path)
+    try:
+        assert not store.identity_rotated
+        assert store.replica_id == replica_id
+    finally:
+        await store.aclose()

@@ -18,6 +18,7 @@ import pytest
 
 import store.opening as store_opening
 from store import Store
+from tests.store.conftest import assert_reopens_as
 
 __all__: list[str] = []
 
@@ -54,12 +55,7 @@ async def test_a_close_whose_sidecar_write_fails_keeps_the_replica_id(
     await store.aclose()  # (logged: the clean close could not be recorded)
     assert calls, "the close wrote no sidecar"
     monkeypatch.undo()
-    store = await Store.open(path)
-    try:
-        assert not store.identity_rotated
-        assert store.replica_id == replica_id
-    finally:
-        await store.aclose()
+    await assert_reopens_as(path, replica_id)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
 
 

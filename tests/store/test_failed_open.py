@@ -21,6 +21,7 @@ import pytest
 import store.lock as store_lock
 import store.opening as store_opening
 from store import Store
+from tests.store.conftest import assert_reopens_as
 
 CHILD = Path(__file__).with_name("threads_child.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,9 +126,4 @@ async def test_an_open_cancelled_as_its_identity_commits_keeps_the_replica_id(
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(opening, TIMEOUT)
     monkeypatch.undo()
-    store = await Store.open(path)
-    try:
-        assert not store.identity_rotated
-        assert store.replica_id == replica_id
-    finally:
-        await store.aclose()
+    await assert_reopens_as(path, replica_id)

@@ -1,11 +1,12 @@
 """A state transfer's state for a key held nowhere here passes through, never cached.
 
 A new peer's bootstrap brings 100k keys it holds nothing of. Each state used to be adopted
-into the cache, checkpointed and evicted again at the end of its drain: a third of the
-engine's work on a transfer. Now such a state goes straight to the drain's ``Persist`` as
-the text it came as, and its key is on demand once the drain ends. An input of the same
-drain that reads or changes the key (a second chunk, a push, a local write, a read) takes
-it into the cache first, so it sees, joins and stores what a cached key would.
+into the cache, checkpointed and evicted again at the end of its drain: about a fifth of the
+instructions of the engine's work on a transfer (``benchmarks/README.md``). Now such a state
+goes straight to the drain's ``Persist`` as the text it came as, and its key is on demand
+once the drain ends. An input of the same drain that reads or changes the key (a second
+chunk, a push, a local write, a read) takes it into the cache first, so it sees, joins and
+stores what a cached key would.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 A round (a batch of inputs, a tick, the effects) builds and drops many containers: a
 state-transfer piece of a big map parses to hundreds of thousands. With the collector on,
 each 700 of them alive at once started a collection, and the full ones walked every object
-the process holds (the imports', the map's), a third of a new peer's time to take a map of
-100k entries. The engine holds no reference cycles, and a round never awaits, so the node
-pauses the collector for the round and the next allocation after it collects what is due.
+the process holds (the imports', the map's): about a quarter of a new peer's CPU to take a
+map of 100k entries (``benchmarks/README.md``). The engine holds no reference cycles, and a
+round never awaits, so the node pauses the collector for the round and the next allocation
+after it collects what is due.
 """
 
 from __future__ import annotations
