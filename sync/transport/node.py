@@ -7,13 +7,10 @@ Theory of operation.
   The *engine task* is the only code that touches the replica: it wakes on new input or at
   ``next_deadline()``, drains **every** queued input (up to ``max_inputs`` at once), ticks
   the replica if a deadline passed, and hands the effects of that round to the executor.
-* **The collector pauses for a round.** A round (the inputs, the tick, ``effects()``) never
-  awaits, and the engine holds no reference cycles, so the engine task turns Python's
-  cyclic garbage collector off for it and back on after (if the app had it on): a round
-  makes and drops many containers (a piece of a big map's state transfer parses to
-  hundreds of thousands), and with the collector on, every 700 alive at once started a
-  collection whose full ones walk every object of the process. What a round leaves is
-  collected at the first allocation after it, as usual.
+* **The collector pauses for a round**, and its young generation is collected less often
+  while a node is open (:mod:`sync.transport.collector`, which says why and what it leaves
+  as it was): a round (the inputs, the tick, ``effects()``) never awaits, and the engine
+  holds no reference cycles.
 * **Effects run in order, persist before acknowledge.** The *executor task*
   (:mod:`sync.transport.executor`) takes every round of effects queued since it last ran,
   folds their ``Persist`` effects into one batch (:func:`merge_persists`, which keeps the
@@ -69,7 +66,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import itertools
 import logging
 import time
@@ -81,6 +77,7 @@ from sync.effects import ObjectState, Persist, ReadDone, ReadPage, WriteResult
 from sync.errors import LocalProtocolError, PeerFailed, RemoteProtocolError
 from sync.replica import ReplicaAPI
 
+from . import collector
 from .executor import Barrier, Executor, NodeCounters, settle
 from .storage import StoreLike, loaded_from_store, merge_persists, object_states, on_wall_clock
 
@@ -155,6 +152,7 @@ class Node:
         self._calls: set[asyncio.Future[Any]] = set()
         self._closing = False  # refusing input: closing, or failed
         self._closed = False  # aclose() began
+        self._holding = False  # holds the collector's young threshold (start until aclose)
         self._page_reads: set[asyncio.Task[None]] = set()
         self._executor = Executor(
             store,
@@ -178,6 +176,9 @@ class Node:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if not self._holding:
+            collector.hold()
+            self._holding = True
         self._engine_task = loop.create_task(self._engine_loop(), name="shoal-engine")
         self._exec_task = loop.create_task(self._executor.run(), name="shoal-effects")
 
@@ -221,6 +222,9 @@ class Node:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._fail_pending(RuntimeError("peer closed before the operation finished"))
+        if self._holding:
+            self._holding = False
+            collector.release()
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -432,14 +436,8 @@ class Node:
             now = self.now()
             # The wall clock may have been stepped since we started (our now cannot follow).
             r.wall_offset = time.time() - now
-            collecting = gc.isenabled()
-            if collecting:  # paused for the round (see the module docstring); no await in it
-                gc.disable()
-            try:
+            with collector.paused():  # (see the module docstring); no await in it
                 effects = self._round(r, batch, now)
-            finally:
-                if collecting:
-                    gc.enable()
             self.counters.inputs += n
             if len(self._inputs) <= self.max_pending:
                 self._room.set()

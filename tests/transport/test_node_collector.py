@@ -1,4 +1,5 @@
-"""The engine's round runs with the cyclic garbage collector paused, and leaves it as it was.
+"""The engine's round runs with the cyclic garbage collector paused, and leaves it as it was;
+while a node is open the young generation's threshold is raised, and put back at close.
 
 A round (a batch of inputs, a tick, the effects) builds and drops many containers: a
 state-transfer piece of a big map parses to hundreds of thousands. With the collector on,
@@ -7,6 +8,10 @@ the process holds (the imports', the map's): about a quarter of a new peer's CPU
 map of 100k entries (``benchmarks/README.md``). The engine holds no reference cycles, and a
 round never awaits, so the node pauses the collector for the round and the next allocation
 after it collects what is due.
+
+The young threshold (``sync.transport.collector``): at CPython's 700, a window of concurrent
+writes had its objects moved to the older generations, whose growth brought full
+collections walking every object of the process, each some 40 ms of imports alone.
 """
 
 from __future__ import annotations
@@ -19,10 +24,22 @@ import pytest
 
 from sync.config import ReplicaConfig
 from sync.replica import Replica
+from sync.transport import collector
 from sync.transport.node import Node
 from tests.transport.test_node import GatedStore
 
 __all__: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def thresholds() -> Iterator[tuple[int, ...]]:
+    """CPython's default thresholds for the test, and whatever was set before put back."""
+    was = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        yield gc.get_threshold()
+    finally:
+        gc.set_threshold(*was)
 
 
 @pytest.fixture
@@ -98,3 +115,42 @@ async def test_an_app_that_turned_the_collector_off_finds_it_off() -> None:
     finally:
         if was:
             gc.enable()
+
+
+async def test_an_open_node_raises_the_young_threshold_and_its_close_puts_it_back() -> None:
+    node = _node()
+    try:
+        assert gc.get_threshold() == (collector.YOUNG_THRESHOLD, 10, 10)
+        await node.write("k", "gcounter", lambda c: c.increment("A", 1))
+    finally:
+        await node.aclose()
+    assert gc.get_threshold() == (700, 10, 10)
+    await node.aclose()  # a second close releases nothing more
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+async def test_the_last_node_closed_puts_it_back() -> None:
+    first, second = _node(), _node()
+    await first.aclose()
+    assert gc.get_threshold()[0] == collector.YOUNG_THRESHOLD  # the second is still open
+    await second.aclose()
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+async def test_a_threshold_the_app_set_is_kept() -> None:
+    gc.set_threshold(50_000, 20, 20)  # higher than ours: left alone
+    node = _node()
+    await node.aclose()
+    assert gc.get_threshold() == (50_000, 20, 20)
+
+    gc.set_threshold(0, 10, 10)  # automatic collection off: left alone
+    node = _node()
+    assert gc.get_threshold() == (0, 10, 10)
+    await node.aclose()
+    assert gc.get_threshold() == (0, 10, 10)
+
+    gc.set_threshold(700, 10, 10)
+    node = _node()
+    gc.set_threshold(1000, 5, 5)  # the app's own, set while the node is open
+    await node.aclose()
+    assert gc.get_threshold() == (1000, 5, 5)  # not overwritten at close
