@@ -194,7 +194,7 @@ FRAME_OVERHEAD: Final = 1 + TAG_BYTES
 _DEFLATED: Final = b"\x01"
 #: Raw deflate (negative), a 2 KiB window.
 DEFLATE_WBITS: Final = -11
-_MEM_LEVEL: Final = 4
+_MEM_LEVEL: Final = 5
 # zlib's fastest level: every batch goes through it; a lone change is a few bytes bigger than
 # at a higher level (benchmarks/README.md, "Bytes per change").
 _LEVEL: Final = 1
