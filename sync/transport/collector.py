@@ -14,7 +14,7 @@ Two measures, both process-wide (the collector is), both undone as they were fou
   and between rounds the links decode and encode messages; at 700 the young collections
   found most of them alive and moved them to the older generations, whose growth brought
   full collections, each walking every object of the process: the imports alone
-  (SQLAlchemy, pydantic, asyncio...) are about 75,000 objects, some 40 ms a walk on the
+  (SQLAlchemy, pydantic, asyncio...) are about 75,000 objects, 40 to 60 ms a walk on the
   machines of ``benchmarks/README.md``. At 20,000 a window's objects are gone before the
   young collection that would have moved them. Garbage without cycles is freed at once
   whatever the threshold; what waits longer is garbage in cycles, at most that many

@@ -11,7 +11,7 @@ after it collects what is due.
 
 The young threshold (``sync.transport.collector``): at CPython's 700, a window of concurrent
 writes had its objects moved to the older generations, whose growth brought full
-collections walking every object of the process, each some 40 ms of imports alone.
+collections walking every object of the process, each 40 to 60 ms of imports alone.
 """
 
 from __future__ import annotations
