@@ -33,12 +33,16 @@ __all__: list[str] = []
 
 @pytest.fixture(autouse=True)
 def thresholds() -> Iterator[tuple[int, ...]]:
-    """CPython's default thresholds for the test, and whatever was set before put back."""
+    """CPython's default thresholds and no node holding them, for the test (a node another
+    test left open must not decide what these see); what was there before, put back."""
     was = gc.get_threshold()
+    state = (collector._holders, collector._found, collector._set)
+    collector._holders, collector._found, collector._set = 0, None, None
     gc.set_threshold(700, 10, 10)
     try:
         yield gc.get_threshold()
     finally:
+        collector._holders, collector._found, collector._set = state
         gc.set_threshold(*was)
 
 
