@@ -205,6 +205,14 @@ class Node:
             return
         self._closed = True
         self._closing = True
+        try:
+            await self._close(timeout)
+        finally:  # (a close cancelled halfway still gives the collector's threshold back)
+            if self._holding:
+                self._holding = False
+                collector.release()
+
+    async def _close(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await self.drain(timeout)
         if self.failed is None:
@@ -222,9 +230,6 @@ class Node:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._fail_pending(RuntimeError("peer closed before the operation finished"))
-        if self._holding:
-            self._holding = False
-            collector.release()
 
     # -- inputs ------------------------------------------------------------------------------
 

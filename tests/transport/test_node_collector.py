@@ -16,6 +16,7 @@ collections walking every object of the process, each 40 to 60 ms of imports alo
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Iterator
 from typing import Any
@@ -158,3 +159,29 @@ async def test_a_threshold_the_app_set_is_kept() -> None:
     gc.set_threshold(1000, 5, 5)  # the app's own, set while the node is open
     await node.aclose()
     assert gc.get_threshold() == (1000, 5, 5)  # not overwritten at close
+
+
+async def test_a_close_cancelled_halfway_still_puts_it_back() -> None:
+    store = GatedStore()
+    replica = Replica(ReplicaConfig(n=1, anti_entropy_interval=None), "A")
+    node = Node(replica, store, lambda peer, msg: True)
+    node.start()
+    assert gc.get_threshold()[0] == collector.YOUNG_THRESHOLD
+    store.gate.clear()  # the write's commit waits, and the close's drain waits for it
+    write = node.write("k", "gcounter", lambda c: c.increment("A", 1))
+    closing = asyncio.ensure_future(node.aclose())
+    await asyncio.sleep(0.05)
+    assert not closing.done()
+    closing.cancel()  # (an app's shutdown that gave the close too little time)
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    try:
+        assert gc.get_threshold() == (700, 10, 10)
+        await node.aclose()  # closed already: nothing more to give back
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:  # the cancelled close left the node's tasks running: stop them
+        tasks = [t for t in (node._engine_task, node._exec_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        write.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
