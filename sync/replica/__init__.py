@@ -766,6 +766,8 @@ class Replica:
                 self._anti_entropy.hand_over()
             case Timer(TimerKind.AE_TIMEOUT, str() as peer):
                 self._anti_entropy.check_timeout(peer, now)
+            case Timer(TimerKind.AE_PUMP, str() as peer):
+                self._anti_entropy.pump(peer, now)
             case Timer(TimerKind.SWEEP):
                 self._outbound.sweep(now, self._writes.pending)
             case Timer(TimerKind.HANDOFF, str() as peer):

@@ -56,7 +56,7 @@ from sync.replica.membership import ALARM_REPEAT, Membership
 from sync.replica.outbound import Outbound, entry_size
 from sync.replica.outbox import Outbox
 from sync.replica.timers import Timer, TimerKind, Timers
-from sync.replica.transfer import Chunk, Stream, Transfers
+from sync.replica.transfer import PIECE_GAP, Chunk, Stream, Transfers
 
 __all__ = [
     "REPORTED_CLOUD_MAX",
@@ -491,12 +491,22 @@ class AntiEntropy:
                     count = [x.partition for x in sess.queue if isinstance(x, Stream)]
                 transfers.begin(peer, item, count)
                 break
-            if item.ready and not (item.end and len(item.ready) == 1):
+            pump = Timer(TimerKind.AE_PUMP, peer)
+            if pump in self._timers and item.ready.holds_piece():
+                break  # a piece went in this round: the next is cut and goes in its own
+            held = item.ready.ahead()
+            if held and not (item.end and held == 1):
+                piece = item.ready.holds_piece()
                 chunk = item.ready.popleft()
                 transfers.sent(item, chunk)
                 self._send_chunk(peer, sess, item, chunk, False, now)
-                if not item.ready and not item.end and not item.reading:
+                if item.ready.drained and not item.end and not item.reading:
                     transfers.read(peer, item)  # one page ahead of the window
+                if piece:
+                    # A piece of a big state leaves with this round's effects; the next is
+                    # cut in a round of its own, once this one is on its way.
+                    self._timers.set(pump, now + PIECE_GAP)
+                    break
                 continue
             if item.end:
                 if item.partition in sess.parts.values():

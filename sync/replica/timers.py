@@ -27,6 +27,7 @@ class TimerKind(Enum):
     COMPACT = "compact"  #: the periodic compaction pass (no subject)
     ANTI_ENTROPY = "anti_entropy"  #: the next anti-entropy round (no subject)
     AE_TIMEOUT = "ae_timeout"  #: an anti-entropy batch unacknowledged too long (the peer)
+    AE_PUMP = "ae_pump"  #: send a state transfer's next chunks to a peer (the peer)
     SWEEP = "sweep"  #: forgetting pushes whose ack no longer matters (no subject)
     HANDOFF = "handoff"  #: the next hint hand-off batch to a peer (the peer)
     HINT_EXPIRY = "hint_expiry"  #: the oldest held hint leaves the hint window (no subject)

@@ -17,7 +17,9 @@ every ``Persist`` before it is durable, answered by ``Replica.snapshot_page``. A
   into chunks of at most ``snapshot_chunk`` objects and :meth:`Outbound.batch_bytes` bytes;
 * chunks are made from the page lazily (:class:`Ready`), at most :data:`AHEAD` ahead of
   those sent, so the pieces of a big state are made as the window of ``ae_max_inflight``
-  chunks in flight moves, never all at once;
+  chunks in flight moves, never all at once; a round of the engine sends at most one chunk
+  holding a piece, and the next is cut in a round of its own (:data:`PIECE_GAP` later), so
+  each piece leaves as soon as it is cut instead of with the window's others;
 * the next page is read when the chunks of the last one are sent (one page ahead of the
   window), so a transfer holds one page of objects (its rows' texts, and a few chunks made
   from them), whatever the size of the partition or of one object in it.
@@ -51,13 +53,25 @@ from sync.replica.local_data import LocalData
 from sync.replica.outbound import Outbound, text_size
 from sync.replica.outbox import Outbox
 
-__all__ = ["AHEAD", "Chunk", "Progress", "Ready", "Stream", "Transfers", "checked_page"]
+__all__ = [
+    "AHEAD",
+    "PIECE_GAP",
+    "Chunk",
+    "Progress",
+    "Ready",
+    "Stream",
+    "Transfers",
+    "checked_page",
+]
 
 # Bytes a SnapObject adds to a chunk beyond its key and state text (field names, flags).
 _OBJECT_OVERHEAD = 64
 
 #: Chunks a stream makes ahead of those it sent, while its page has more to make.
 AHEAD = 2
+#: Seconds between the rounds that send the pieces of a big state, one each: the next is
+#: cut (tens of milliseconds for a map of 100k entries) once the last is on its way.
+PIECE_GAP = 0.001
 
 
 @dataclass(slots=True)
@@ -74,8 +88,11 @@ class Chunk:
 
 class Ready(deque[Chunk]):
     """The chunks of a stream ready to send: made from a source of chunks (:meth:`feed`) as
-    they are taken (``popleft``), at least :data:`AHEAD` of them held while the source has
-    more, so that one left means the last (what the anti-entropy pump reads ``len`` for).
+    they are asked for. :meth:`ahead` makes them up to :data:`AHEAD` held while the source
+    has more, so that one held then means the last (what the anti-entropy pump asks before
+    each chunk it sends); taking one (``popleft``) makes nothing, so a chunk leaves as soon
+    as the one after it is known, not once two more are made (a piece of a big state takes
+    tens of milliseconds to cut).
 
     A source that fails (a stored state that cannot be cut: a corrupt row) leaves the stream
     stuck, never complete: taking a chunk raises its error again, and ``len`` counts more
@@ -98,12 +115,28 @@ class Ready(deque[Chunk]):
         self._source = chunks if self._source is None else chain(self._source, chunks)
         self._fill()
 
+    def ahead(self) -> int:
+        """The chunks held, once made up to :data:`AHEAD` while the source has more."""
+        self._fill()
+        return len(self)
+
+    def holds_piece(self) -> bool:
+        """Whether the next chunk (made already: see :meth:`ahead`) holds a piece of a
+        state too big for one message."""
+        held = super().__len__()
+        return bool(held) and any(o.piece for o in self[0].objects)
+
+    @property
+    def drained(self) -> bool:
+        """Nothing held and nothing left to make: the stream needs its next page."""
+        return self._source is None and self._failed is None and not super().__len__()
+
     def popleft(self) -> Chunk:
         if self._failed is not None:
             raise self._failed
-        chunk = super().popleft()
-        self._fill()
-        return chunk
+        if not super().__len__():
+            self._fill()
+        return super().popleft()
 
     def _fill(self) -> None:
         source = self._source
