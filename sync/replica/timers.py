@@ -2,7 +2,7 @@
 
 The engine never sleeps: a component sets a :class:`Timer` for a time on the caller's clock,
 :meth:`Timers.next` says when :meth:`sync.replica.Replica.tick` must be called next, and
-:meth:`Timers.pop_due` hands the due timers to the façade, which fires each one with a
+:meth:`Timers.firing` hands the due timers to the façade one by one, which fires each with a
 ``match`` on its :class:`TimerKind`. Setting a timer again moves it; cancelling is lazy (the
 heap keeps stale entries and skips them), so both are O(log n).
 
@@ -77,21 +77,21 @@ class Timers:
         return heap[0][0] if heap else None
 
     def firing(self, now: float, rounds: int = 4) -> Iterator[Timer]:
-        """The timers due at ``now``, in firing order, each unset as it comes; those set for
+        """The timers due at ``now``, in firing order, each unset as it comes (so a handler
+        that raises leaves the timers after it set, due at the next tick); those set for
         ``now`` by the handlers of a round fire in the next one (at most ``rounds``)."""
+        heap, when_of = self._heap, self._when
         for _ in range(rounds):
-            due = self.pop_due(now)
-            if not due:
+            mark = self._n  # timers set from here on (by the handlers) wait for the next round
+            fired = False
+            while heap and heap[0][0] <= now:
+                if heap[0][1] >= mark:
+                    break  # (the earliest left was set in this round: so are the rest due)
+                when, _, timer = heapq.heappop(heap)
+                if when_of.get(timer) != when:
+                    continue  # cancelled or moved: a stale entry
+                del when_of[timer]
+                fired = True
+                yield timer
+            if not fired:
                 return
-            yield from due
-
-    def pop_due(self, now: float) -> list[Timer]:
-        """The timers due at ``now``, in firing order; each is unset."""
-        due: list[Timer] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            when, _, timer = heapq.heappop(heap)
-            if self._when.get(timer) == when:
-                del self._when[timer]
-                due.append(timer)
-        return due
