@@ -6,8 +6,8 @@ it ends, so a round that cut and sent a window's worth of pieces (``ae_max_infli
 plus the chunks made ahead) kept the new peer waiting for all of them before the first
 arrived. Now a round sends at most one chunk holding a piece and the next is cut in a round
 of its own (a timer, ``transfer.PIECE_GAP`` later), and a piece is cut only when it is
-about to go, so the first leaves after three are cut (its chunk and the one that says it
-is not the last, each known to be full once the piece after it is cut).
+about to go: the first chunk leaves once its pieces and those of the next chunk (which says
+it is not the last) are cut, and the one piece more that shows the next chunk full.
 """
 
 from __future__ import annotations
