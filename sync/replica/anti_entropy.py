@@ -43,6 +43,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import Any
 
 from crdt import CRDT, CausalContext
 from sync import messages as m
@@ -244,6 +245,7 @@ class AntiEntropy:
         "_sessions",
         "_timers",
         "_transfers",
+        "_unreadable_alarms",
     )
 
     def __init__(
@@ -278,6 +280,7 @@ class AntiEntropy:
         self._full_alarms: dict[int, float] = {}  # partition -> its last summary_full alarm
         # forgotten member -> its last forgotten_listed alarm
         self._listed_alarms: dict[str, float] = {}
+        self._unreadable_alarms: dict[int, float] = {}  # partition -> its last such alarm
         self._transfers = Transfers(config, replica_id, outbox, data, outbound)
 
     # -- summaries -----------------------------------------------------------------------------
@@ -494,10 +497,16 @@ class AntiEntropy:
             pump = Timer(TimerKind.AE_PUMP, peer)
             if pump in self._timers and item.ready.holds_piece():
                 break  # a piece went in this round: the next is cut and goes in its own
-            held = item.ready.ahead()
-            if held and not (item.end and held == 1):
-                piece = item.ready.holds_piece()
-                chunk = item.ready.popleft()
+            try:
+                held = item.ready.ahead()
+                sends = held > 1 or (held == 1 and not item.end)  # (one left at the end: last)
+                chunk = item.ready.popleft() if sends else None
+            except Exception as exc:  # a stored state that cannot be cut: a corrupt row
+                del queue[at]  # this partition is left out of the round; the rest goes on
+                self._unreadable(peer, item.partition, exc, now)
+                continue
+            if chunk is not None:
+                piece = any(o.piece for o in chunk.objects)
                 transfers.sent(item, chunk)
                 self._send_chunk(peer, sess, item, chunk, False, now)
                 if item.ready.drained and not item.end and not item.reading:
@@ -658,9 +667,8 @@ class AntiEntropy:
     def _forgotten_listed(self, peer: str, forgotten: str, now: float) -> None:
         """The alarm that ``peer`` lists ``forgotten``, a member forgotten here (at most one
         per forgotten member every ``ALARM_REPEAT``)."""
-        if now - self._listed_alarms.get(forgotten, float("-inf")) < ALARM_REPEAT:
+        if not _due(self._listed_alarms, forgotten, now):
             return
-        self._listed_alarms[forgotten] = now
         self._emit(
             Alarm(
                 "forgotten_listed",
@@ -672,6 +680,22 @@ class AntiEntropy:
             )
         )
 
+    def _unreadable(self, peer: str, p: int, exc: Exception, now: float) -> None:
+        """The alarm that a stored state of partition ``p`` cannot be cut for ``peer``'s
+        state transfer (at most one per partition every ``ALARM_REPEAT``): the partition is
+        left out of the round, and tried again in the next."""
+        if _due(self._unreadable_alarms, p, now):
+            self._emit(
+                Alarm(
+                    "unreadable_state",
+                    peer,
+                    f"a state of partition {p} in this replica's store cannot be read for a "
+                    f"state transfer to {peer} ({type(exc).__name__}: {exc}); the partition "
+                    f"is left out of the transfer and tried again at the next anti-entropy "
+                    f"round. The row is damaged: restore it from a replica that holds it.",
+                )
+            )
+
     def _origins_full(self, peer: str, p: int, theirs: CausalContext, now: float) -> None:
         """The alarm that our summary of ``p`` holds :data:`SUMMARY_ORIGINS_MAX` origins and
         ``peer``'s transfer named more (at most one per partition every ``ALARM_REPEAT``)."""
@@ -682,9 +706,8 @@ class AntiEntropy:
         named = chain(theirs.vv, (o for o, _ in theirs.cloud))
         if len(origins) < SUMMARY_ORIGINS_MAX or all(o in origins for o in named):
             return
-        if now - self._full_alarms.get(p, float("-inf")) < ALARM_REPEAT:
+        if not _due(self._full_alarms, p, now):
             return
-        self._full_alarms[p] = now
         self._emit(
             Alarm(
                 "summary_full",
@@ -696,3 +719,12 @@ class AntiEntropy:
                 f"partition is not supported; else {peer} made them up.",
             )
         )
+
+
+def _due(last: dict[Any, float], subject: object, now: float) -> bool:
+    """Whether an alarm about ``subject`` is due (none in the last ``ALARM_REPEAT``), noting
+    it as raised now if so."""
+    if now - last.get(subject, float("-inf")) < ALARM_REPEAT:
+        return False
+    last[subject] = now
+    return True

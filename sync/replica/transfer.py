@@ -97,7 +97,8 @@ class Ready(deque[Chunk]):
     A source that fails (a stored state that cannot be cut: a corrupt row) leaves the stream
     stuck, never complete: taking a chunk raises its error again, and ``len`` counts more
     than one, so that the last chunk, whose summary would claim what was not sent, never
-    goes; the round is abandoned when its acks stop coming."""
+    goes. The anti-entropy pump then leaves the partition out of the round, with an
+    ``unreadable_state`` alarm, and tries it again in the next."""
 
     __slots__ = ("_failed", "_source")
 

@@ -17,10 +17,11 @@ from collections.abc import Iterator
 import pytest
 
 from sync import messages as m
-from sync.effects import Effect, Send
+from sync.effects import Alarm, Effect, ReadPage, Send
 from sync.replica import transfer
+from sync.replica.timers import Timer, TimerKind
 from sync.ring import partition_of
-from tests.sync.test_replica import Wire, add
+from tests.sync.test_replica import Wire, add, inc
 
 __all__: list[str] = []
 
@@ -101,3 +102,51 @@ def test_each_piece_leaves_in_a_round_of_its_own_as_soon_as_it_is_cut(
     assert w.value("C", KEY) == w.value("A", KEY)
     p = partition_of(KEY, 64)
     assert w.r["C"].summary(p) == w.r["A"].summary(p)
+
+
+def test_a_state_that_cannot_be_cut_is_left_out_with_an_alarm_and_the_rest_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A's stored text of the big set fails to cut part-way (a damaged row). That partition
+    is left out of C's transfer with an alarm, the partitions queued after it are sent all
+    the same, no timer is lost, and the next anti-entropy round tries it again. (The error
+    used to come out of each pump, from an ack or, since pieces leave one per round, from
+    the pump's timer: there it dropped the other timers due in the same tick, and the
+    partitions queued after it were never sent.)"""
+    w = Wire("ABC", n=3, anti_entropy_interval=5.0, max_message_bytes=64 * 1024)
+    big = partition_of(KEY, 64)
+    later = [k for k in (f"s{i}" for i in range(5000)) if partition_of(k, 64) > big][:3]
+    real_split = transfer.split_text
+
+    def damaged(text: str, budget: int) -> Iterator[str]:
+        for i, piece in enumerate(real_split(text, budget)):
+            if i == 4:
+                raise ValueError("unknown kind")  # a damaged stored row, mid-way
+            yield piece
+
+    reads: list[int] = []  # the partitions of the pages A's transfers read
+    real_answer = w.answer_page
+
+    def answer(i: str, read: ReadPage) -> None:
+        if i == "A":
+            reads.append(read.partition)
+        real_answer(i, read)
+
+    monkeypatch.setattr(transfer, "split_text", damaged)
+    monkeypatch.setattr(w, "answer_page", answer)
+    w.connect([("A", "B")])
+    for i, key in enumerate(later):
+        w.r["A"].local_update(100 + i, key, "gcounter", inc("A"), w.now)
+    _big_set_then_c_connects(w, 2000)
+    w.hold = lambda *a: False
+    w.release()
+    w.advance(1.0)
+    (alarm,) = [a for a in w.of("A", Alarm) if a.kind == "unreadable_state"]
+    assert alarm.peer == "C" and f"partition {big}" in alarm.message
+    assert all(w.value("C", k) == 1 for k in later)  # the partitions after it went
+    assert w.r["C"].summary(big) != w.r["A"].summary(big)
+    assert Timer(TimerKind.ANTI_ENTROPY) in w.r["A"]._timers
+    tried = reads.count(big)
+    w.advance(10.0)  # the next rounds: the partition is tried again
+    assert reads.count(big) > tried >= 1
+    assert len([a for a in w.of("A", Alarm) if a.kind == "unreadable_state"]) == 1  # (once)
