@@ -692,7 +692,7 @@ class AntiEntropy:
                     f"a state of partition {p} in this replica's store cannot be read for a "
                     f"state transfer to {peer} ({type(exc).__name__}: {exc}); the partition "
                     f"is left out of the transfer and tried again at the next anti-entropy "
-                    f"round. The row is damaged: restore it from a replica that holds it.",
+                    f"round. The database is damaged: restore it from a backup.",
                 )
             )
 
