@@ -3,40 +3,26 @@ laptop's subscription sees the phone's cart."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.shoal.shoal_run import ROOT, run_process
+
 __all__: list[str] = []
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "embedded.py"
 RUN_TIMEOUT = 60.0
 
 
 async def test_the_tour_runs_and_the_laptop_ends_with_the_phones_cart(tmp_path: Path) -> None:
     keep = tmp_path / "dbs"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(EXAMPLE),
-        "--keep",
-        str(keep),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    code, text, err = await run_process(
+        sys.executable, str(EXAMPLE), "--keep", str(keep), timeout=RUN_TIMEOUT
     )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    text = out.decode()
-    assert proc.returncode == 0, f"{text}\n{err.decode()}"
+    assert code == 0, f"{text}\n{err}"
     assert "eggs acknowledged by 2 peers" in text
     assert "phone reads cart (r=2) = ['eggs']" in text
     assert "phone  visits = 2" in text

@@ -1,5 +1,5 @@
-"""Run a real process of this checkout and collect its output: ``python -m shoal ARGS`` (or
-any command, for the tests of examples and of the console script)."""
+"""Run a real process of this checkout and collect its output: ``python -m shoal ARGS``, or
+any command (an example, the console script, a store test's child process)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import threading
 from pathlib import Path
@@ -21,30 +20,17 @@ import pytest
 import store.lock as store_lock
 import store.opening as store_opening
 from store import Store
+from tests.shoal.shoal_run import run_process
 from tests.store.conftest import assert_reopens_as
 
 CHILD = Path(__file__).with_name("threads_child.py")
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60.0
 
 
 async def _child_reports(path: Path) -> list[dict[str, Any]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(CHILD),
-        str(path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode == 0, err.decode()
-    return [json.loads(line) for line in out.decode().splitlines()]
+    code, out, err = await run_process(sys.executable, str(CHILD), str(path), timeout=TIMEOUT)
+    assert code == 0, err
+    return [json.loads(line) for line in out.splitlines()]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="limits the address space (Linux)")
