@@ -506,12 +506,11 @@ class AntiEntropy:
                 self._unreadable(peer, item.partition, exc, now)
                 continue
             if chunk is not None:
-                piece = any(o.piece for o in chunk.objects)
                 transfers.sent(item, chunk)
                 self._send_chunk(peer, sess, item, chunk, False, now)
                 if item.ready.drained and not item.end and not item.reading:
                     transfers.read(peer, item)  # one page ahead of the window
-                if piece:
+                if chunk.has_piece:
                     # A piece of a big state leaves with this round's effects; the next is
                     # cut in a round of its own, once this one is on its way.
                     self._timers.set(pump, now + PIECE_GAP)

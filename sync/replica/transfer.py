@@ -85,6 +85,11 @@ class Chunk:
     size: int = 0
     chars: int = 0
 
+    @property
+    def has_piece(self) -> bool:
+        """Whether it holds a piece of a state too big for one message."""
+        return any(o.piece for o in self.objects)
+
 
 class Ready(deque[Chunk]):
     """The chunks of a stream ready to send: made from a source of chunks (:meth:`feed`) as
@@ -125,7 +130,7 @@ class Ready(deque[Chunk]):
         """Whether the next chunk (made already: see :meth:`ahead`) holds a piece of a
         state too big for one message."""
         held = super().__len__()
-        return bool(held) and any(o.piece for o in self[0].objects)
+        return bool(held) and self[0].has_piece
 
     @property
     def drained(self) -> bool:
