@@ -14,6 +14,8 @@ counting slows the runs, so their times are not comparable to others'),
 objects; ``--young N`` to set the young generation's threshold while the peers are open
 (``sync.transport.collector.YOUNG_THRESHOLD``, 20,000; CPython's own is 700): with twice
 the threshold, collections run as if each update left half as many tracked objects behind;
+``--codec`` for the seconds the links spend per run sealing (deflate and tag), unsealing,
+encoding and decoding messages (each run's median, in the timed part);
 ``--unsigned-too`` to alternate each run with one whose three engines have no signer (no
 seals made, none checked: never a mode of a real peer, only the measure of what signing
 costs end to end), reporting the medians of both).
@@ -178,6 +180,62 @@ class _Promoted(_Hook):
         )
 
 
+class _Codec(_Hook):
+    """Seconds spent per run in the links' ``Session.seal``, ``Session.unseal``,
+    ``WireCodec.encode`` and ``WireCodec.decode`` (wrapped while it is installed)."""
+
+    NAMES = ("seal", "unseal", "encode", "decode")
+
+    def __init__(self) -> None:
+        self.runs: list[dict[str, float]] = []
+        self._run: dict[str, float] = {}
+
+    def enable(self) -> None:
+        super().enable()
+        self._run = dict.fromkeys(self.NAMES, 0.0)
+
+    def disable(self) -> None:
+        super().disable()
+        self.runs.append(self._run)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        from sync.transport.auth import Session
+        from sync.transport.codec import WireCodec
+
+        places = [
+            (Session, "seal"),
+            (Session, "unseal"),
+            (WireCodec, "encode"),
+            (WireCodec, "decode"),
+        ]
+        saved = [getattr(cls, name) for cls, name in places]
+        for (cls, name), real in zip(places, saved, strict=True):
+            setattr(cls, name, self._timed(name, real))
+        try:
+            yield
+        finally:
+            for (cls, name), real in zip(places, saved, strict=True):
+                setattr(cls, name, real)
+
+    def _timed(self, name: str, real: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                if self._on:
+                    self._run[name] += time.perf_counter() - began
+
+        return timed
+
+    def report(self) -> str:
+        return "links, seconds per run (median): " + "  ".join(
+            f"{name} {statistics.median(r[name] for r in self.runs) * 1000:.1f} ms"
+            for name in self.NAMES
+        )
+
+
 @contextlib.contextmanager
 def _unsigned() -> Iterator[None]:
     """Peers opened meanwhile run engines without a signer (see ``--unsigned-too``)."""
@@ -245,6 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "CPython's own 700)",
     )
     parser.add_argument(
+        "--codec",
+        action="store_true",
+        help="seconds per run sealing, unsealing, encoding and decoding messages",
+    )
+    parser.add_argument(
         "--unsigned-too",
         action="store_true",
         help="alternate each run with one whose engines have no signer (what signing costs)",
@@ -285,7 +348,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.callbacks.append(promoted)
         _TIMED.append(promoted)
     heap: list[str] | None = [] if args.heap else None
-    runs = [phases(args.updates, args.window, engine, heap) for _ in range(args.runs)]
+    codec = _Codec()
+    if args.codec:
+        _TIMED.append(codec)
+    with codec.installed() if args.codec else contextlib.nullcontext():
+        runs = [phases(args.updates, args.window, engine, heap) for _ in range(args.runs)]
+    if args.codec:
+        _TIMED.remove(codec)
+        print(codec.report())
     if args.gc:
         gc.callbacks.remove(collections)
         print(f"garbage collections in the timed part of the {args.runs} run(s): {collections}")
