@@ -97,11 +97,11 @@ from pydantic import (
     field_validator,
     model_serializer,
 )
-from pydantic_core import from_json, to_json
 
 from sync.config import MAX_KEY_BYTES, MAX_MESSAGE_BYTES
 from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
+from sync.jsontext import dump, parse_shallow
 from sync.wire_entries import attach_seals, entry_in, entry_out, from_wire, to_wire
 
 __all__ = [
@@ -666,7 +666,7 @@ def encode(msg: Message) -> bytes:
         }
         if seals:
             body["seals"] = seals
-        return _with_tail(to_json(body, inf_nan_mode="null"), tail)
+        return _with_tail(dump(body), tail)
     if t is Deltas:
         assert isinstance(msg, Deltas)
         entries, seals, tail = to_wire(msg.entries)
@@ -681,10 +681,10 @@ def encode(msg: Message) -> bytes:
         }
         if seals:
             body["seals"] = seals
-        return _with_tail(to_json(body, inf_nan_mode="null"), tail)
+        return _with_tail(dump(body), tail)
     if t is Ack:
         assert isinstance(msg, Ack)
-        return to_json({"proto": 1, "t": "ack", "ids": msg.ids})
+        return dump({"proto": 1, "t": "ack", "ids": msg.ids})
     return _ADAPTER.dump_json(msg)
 
 
@@ -705,7 +705,7 @@ def decode(data: bytes | str, *, max_size: int = MAX_MESSAGE_BYTES) -> Message:
         if not tail:
             raise RemoteProtocolError("a NUL ends the message's JSON, and no binary tail follows")
     try:
-        raw = from_json(data, allow_inf_nan=False)
+        raw = parse_shallow(data)
     except ValueError:
         raw = None  # the pydantic path reports it
     if raw is not None:

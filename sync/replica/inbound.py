@@ -76,8 +76,6 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from pydantic_core import from_json
-
 import crdt
 from crdt import CRDT, CausalContext, Dot
 from sync import messages as m
@@ -85,6 +83,7 @@ from sync.config import MAX_KEY_BYTES, ReplicaConfig
 from sync.digest import causal_context, is_digest
 from sync.effects import LogEntry
 from sync.errors import RemoteProtocolError
+from sync.jsontext import parse
 from sync.replica.checked import CheckedBatch
 from sync.replica.local_data import LocalData
 from sync.replica.membership import Membership, Skewed
@@ -251,7 +250,7 @@ class Inbound:
                     f"{_where(i, e)}: key {key!r} is not in that partition", peer
                 )
             try:
-                raw = from_json(e.delta_json, allow_inf_nan=False)
+                raw = parse(e.delta_json)
             except ValueError as exc:
                 raise RemoteProtocolError(f"{_where(i, e)}: bad CRDT state: {exc}", peer) from exc
             kind = e.kind
@@ -341,7 +340,7 @@ class Inbound:
                     or held.kind != kind
                     or (
                         held.delta_json != e.delta_json  # (then as parsed: not its spelling)
-                        and from_json(held.delta_json, allow_inf_nan=False) != raw
+                        and parse(held.delta_json) != raw
                     )
                 ):
                     out.equivocal.append(i)  # (joined or not, as for any known dot)
@@ -588,7 +587,7 @@ class Inbound:
             if partition(key) != p:
                 raise RemoteProtocolError(f"{where(i)}: not in partition {p}", peer)
             try:
-                decoded = from_json(o.state_json, allow_inf_nan=False)
+                decoded = parse(o.state_json)
             except ValueError as exc:
                 raise RemoteProtocolError(f"{where(i)}: bad CRDT state: {exc}", peer) from exc
             if type(decoded) is not dict:
