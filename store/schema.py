@@ -126,6 +126,12 @@ themselves, ``hints.seal`` the seal's JSON. Migration 6 -> 7 creates ``seals`` a
 them into it, in pages of :data:`MIGRATION_PAGE` rows by id, rewriting the columns to ids.
 A seal that is not four strings fails the migration (:class:`~store.errors.CorruptBlob`,
 the database left at version 6).
+
+Version 7 held only seals signed alone. Version 8 may also hold seals of a group, whose
+``signature`` text is longer (``sync.signing``: one signature over several seals, link
+protocol 7): a shoal of version 7 would send them to its peers, which refuse them and close
+the link, over and over. So migration 7 -> 8 changes no table; it moves the version, and a
+shoal of version 7 refuses the database (newer than it supports) rather than serve it.
 """
 
 from __future__ import annotations
@@ -194,7 +200,7 @@ __all__ = [
     "widen_hint_ids",
 ]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 IN_LIST_MAX = 500
 """Values per ``IN (...)`` list of a statement: well under every backend's parameter limit."""
@@ -701,6 +707,11 @@ def widen_hint_ids(conn: Connection) -> None:
             conn.execute(text(f"ALTER SEQUENCE {sequence} AS BIGINT MAXVALUE 9223372036854775807"))
 
 
+def _migrate_7_to_8(conn: Connection, partition_of: Callable[[str], int]) -> None:
+    """v7 -> v8: nothing in the tables (seals of a group may be stored from now on)."""
+    del conn, partition_of  # unused
+
+
 MIGRATIONS: list[Migration] = [
     _migrate_0_to_1,
     _migrate_1_to_2,
@@ -709,5 +720,6 @@ MIGRATIONS: list[Migration] = [
     _migrate_4_to_5,
     _migrate_5_to_6,
     _migrate_6_to_7,
+    _migrate_7_to_8,
 ]
 """``MIGRATIONS[k]`` migrates version ``k`` to ``k + 1``; ``len(MIGRATIONS) == SCHEMA_VERSION``."""

@@ -19,9 +19,20 @@ that cover them, however the origin's batch was split on the way. A replica seal
 entries when they first leave it: at the end of each drain of its engine, the entries of
 its origin that the drain's messages carry unsealed, in seals of at most :data:`SEAL_MAX`
 (:meth:`sync.replica.drain.Drain.seal_sent`). So a busy replica signs once per many writes,
-and one writing offline signs nothing until it syncs, then once per ``SEAL_MAX`` entries of
-its backlog. A receiver checks each seal once (:class:`Verifier` remembers the seals it
-checked) and each entry with one hash.
+and one writing offline signs nothing until it syncs. A receiver checks each seal once
+(:class:`Verifier` remembers the seals it checked) and each entry with one hash.
+
+**Groups.** The seals of one drain (up to :data:`GROUP_MAX` of them) share one signature:
+``Ed25519(key, "shoal-seal-group/1" 0x00 || origin 0x00 || h_1 || ... || h_g)`` with ``h_i =
+BLAKE2b-128(d_1 || ... || d_k)`` of seal ``i``'s digests, and each seal of the group carries
+that signature followed by the ``g`` hashes (its ``signature`` field: ``64 + 16 g`` bytes,
+``2 <= g <= GROUP_MAX``). A seal of a group is valid if the hash of its own digests is one
+of the ``h_i`` and the signature verifies; a receiver verifies a group's signature once,
+however many of its seals arrive. An Ed25519 verification costs what hashing about a
+hundred entries does, so a drain of thousands of entries is verified a few times, not once
+per ``SEAL_MAX`` (``benchmarks/README.md``, "Seal groups"); a seal still travels alone, with
+``16 g`` bytes more, and a lone change is sealed alone, its signature the 64 bytes of
+before. Stored seals keep their four strings: a group's is a longer ``signature``.
 
 What a seal does not cover: whole states (state transfer, read repair), which are joins of
 many origins' writes and carry no signature. See ``docs/concepts.md`` ("Threat model").
@@ -58,6 +69,7 @@ from crdt import REPLICA_KEY_BYTES, replica_id_for
 
 __all__ = [
     "DIGEST_BYTES",
+    "GROUP_MAX",
     "NOT_COVERED",
     "SEAL_MAX",
     "SEAL_WIRE_MAX",
@@ -77,14 +89,24 @@ __all__ = [
 #: The most entries one seal covers: a seal carries 16 bytes per entry it covers, and it
 #: travels whole with any of them (128: 2 KiB of digests, 2.7 KiB as base64).
 SEAL_MAX: Final = 128
-#: Bytes of one entry's digest in a seal.
+#: Bytes of one entry's digest in a seal, and of one seal's hash in a group.
 DIGEST_BYTES: Final = 16
-#: An upper bound of the bytes one seal adds to a message (its four base64 strings, an id
-#: of up to 128 characters, the JSON around them).
-SEAL_WIRE_MAX: Final = 128 + 44 + 4 * ((SEAL_MAX * DIGEST_BYTES + 2) // 3) + 88 + 32
-_DOMAIN: Final = b"shoal-seal/1\x00"
+#: The most seals one signature covers (a group): a seal of a group carries 16 bytes per
+#: seal of its group (128 bytes at 8, 1 a covered entry).
+GROUP_MAX: Final = 8
 #: Bytes of an Ed25519 signature.
 SIGNATURE_BYTES: Final = 64
+#: An upper bound of the bytes one seal adds to a message (its four base64 strings, an id
+#: of up to 128 characters, the JSON around them).
+SEAL_WIRE_MAX: Final = (
+    128
+    + 44
+    + 4 * ((SEAL_MAX * DIGEST_BYTES + 2) // 3)
+    + 4 * ((SIGNATURE_BYTES + GROUP_MAX * DIGEST_BYTES + 2) // 3)
+    + 32
+)
+_DOMAIN: Final = b"shoal-seal/1\x00"
+_GROUP_DOMAIN: Final = b"shoal-seal-group/1\x00"
 _MEMO: Final = 4096  # seals remembered as checked (cleared when full)
 _BLANK: Final = hashlib.blake2b(digest_size=DIGEST_BYTES)  # entry_digest's, copied
 #: Why an entry is refused whose origin's (valid) seal does not list it.
@@ -126,8 +148,13 @@ def entry_digest(e: Signed) -> bytes:
     return h.digest()
 
 
-def _payload(origin: str, digests: bytes) -> bytes:
-    return _DOMAIN + origin.encode("utf-8", "surrogatepass") + b"\x00" + digests
+def _payload(origin: str, digests: bytes, domain: bytes = _DOMAIN) -> bytes:
+    return domain + origin.encode("utf-8", "surrogatepass") + b"\x00" + digests
+
+
+def _group_hash(digests: bytes) -> bytes:
+    """A seal's hash in its group: of the bytes of its digests."""
+    return hashlib.blake2b(digests, digest_size=DIGEST_BYTES).digest()
 
 
 def _b64(data: bytes) -> str:
@@ -180,15 +207,38 @@ class Signer:
         return self._key.sign(data)
 
     def seal(self, entries: Sequence[Signed]) -> Seal:
-        """One seal over ``entries`` (all of this replica's origin, at most SEAL_MAX)."""
+        """One seal over ``entries`` (all of this replica's origin, at most SEAL_MAX), with a
+        signature of its own."""
         if not 1 <= len(entries) <= SEAL_MAX:
             raise ValueError(f"a seal covers 1..{SEAL_MAX} entries, got {len(entries)}")
-        me = self.replica_id
-        if any(e.origin != me for e in entries):
+        digests = self._digests(entries)
+        signature = self.sign(_payload(self.replica_id, digests))
+        return Seal(self.replica_id, self.public_key_text, _b64(digests), _b64(signature))
+
+    def seal_all(self, entries: Sequence[Signed]) -> list[Seal]:
+        """The seals of ``entries`` (all of this replica's origin), in order: one per
+        ``SEAL_MAX`` of them, each ``GROUP_MAX`` in a row sharing one signature (a group);
+        the seal of ``entries[i]`` is ``seals[i // SEAL_MAX]``. One seal alone (at most
+        ``SEAL_MAX`` entries, or the last of a run of groups) is signed alone."""
+        runs = [entries[i : i + SEAL_MAX] for i in range(0, len(entries), SEAL_MAX)]
+        seals: list[Seal] = []
+        for g in range(0, len(runs), GROUP_MAX):
+            group = runs[g : g + GROUP_MAX]
+            if len(group) == 1:
+                seals.append(self.seal(group[0]))
+                continue
+            digests = [self._digests(run) for run in group]
+            hashes = b"".join(_group_hash(d) for d in digests)
+            signed = self.sign(_payload(self.replica_id, hashes, _GROUP_DOMAIN))
+            signature = _b64(signed + hashes)
+            me, key = self.replica_id, self.public_key_text
+            seals.extend(Seal(me, key, _b64(d), signature) for d in digests)
+        return seals
+
+    def _digests(self, entries: Sequence[Signed]) -> bytes:
+        if any(e.origin != self.replica_id for e in entries):
             raise ValueError("a replica seals only the entries it originates")
-        digests = b"".join(entry_digest(e) for e in entries)
-        signature = self._key.sign(_payload(me, digests))
-        return Seal(me, self.public_key_text, _b64(digests), _b64(signature))
+        return b"".join(entry_digest(e) for e in entries)
 
 
 def new_private_key() -> bytes:
@@ -211,20 +261,37 @@ def seal_from_wire(value: object) -> Seal:
 
 
 def check_seal(
-    seal: Seal, keys: dict[str, Ed25519PublicKey] | None = None
+    seal: Seal,
+    keys: dict[str, Ed25519PublicKey] | None = None,
+    groups: dict[tuple[str, str, str], None] | None = None,
 ) -> frozenset[bytes] | str:
     """The digests a valid ``seal`` covers, or the reason it is not valid: its key must be
-    the one its origin's id is derived from, and its signature must verify. ``keys``: the
-    keys already checked to belong to their origins, by ``origin 0x00 key`` (read and
-    filled: a key is decoded and checked once)."""
+    the one its origin's id is derived from, and its signature must verify (a seal of a
+    group: its digests' hash must be one of the group's, and the group's signature must
+    verify). ``keys``: the keys already checked to belong to their origins, by ``origin
+    0x00 key``; ``groups``: the groups whose signature verified, by origin, key and
+    signature text (both read and filled: a key is checked once, a group's signature
+    verified once)."""
     try:
         digests = _unb64(seal.digests, "the digests")
         signature = _unb64(seal.signature, "the signature")
     except ValueError as exc:
         return f"malformed seal: {exc}"
     count, rest = divmod(len(digests), DIGEST_BYTES)
-    if rest or not 1 <= count <= SEAL_MAX or len(signature) != SIGNATURE_BYTES:
+    hashes, odd = divmod(len(signature) - SIGNATURE_BYTES, DIGEST_BYTES)
+    if rest or odd or not 1 <= count <= SEAL_MAX or hashes == 1 or not 0 <= hashes <= GROUP_MAX:
         return "malformed seal: wrong length of digests or signature"
+    if hashes:
+        listed = signature[SIGNATURE_BYTES:]
+        if _group_hash(digests) not in _digest_set(listed):
+            return "the seal's digests are not in its group"
+        group = (seal.origin, seal.key, seal.signature)
+        if groups is not None and group in groups:
+            return _digest_set(digests)
+        signed = _payload(seal.origin, listed, _GROUP_DOMAIN)
+        signature = signature[:SIGNATURE_BYTES]
+    else:
+        signed = _payload(seal.origin, digests)
     memo = f"{seal.origin}\x00{seal.key}"
     public = None if keys is None else keys.get(memo)
     if public is None:
@@ -240,22 +307,33 @@ def check_seal(
                 keys.clear()
             keys[memo] = public
     try:
-        public.verify(signature, _payload(seal.origin, digests))
+        public.verify(signature, signed)
     except InvalidSignature:
         return f"the signature of {seal.origin!r} does not verify"
+    if hashes and groups is not None:
+        if len(groups) >= _MEMO:
+            groups.clear()
+        groups[group] = None
+    return _digest_set(digests)
+
+
+def _digest_set(digests: bytes) -> frozenset[bytes]:
     return frozenset(digests[i : i + DIGEST_BYTES] for i in range(0, len(digests), DIGEST_BYTES))
 
 
 class Verifier:
     """Checks that entries are covered by valid seals of their origins; remembers the seals
     it found valid (at most a few thousand), so a seal is verified once however many of its
-    entries arrive, and in however many messages, and the origins' keys it checked."""
+    entries arrive, and in however many messages, the origins' keys it checked, and the
+    groups whose signature verified, so a group's signature is verified once for all its
+    seals."""
 
-    __slots__ = ("_keys", "_valid")
+    __slots__ = ("_groups", "_keys", "_valid")
 
     def __init__(self) -> None:
         self._valid: dict[Seal, frozenset[bytes]] = {}
         self._keys: dict[str, Ed25519PublicKey] = {}
+        self._groups: dict[tuple[str, str, str], None] = {}
 
     def covers(self, seal: Seal | None, e: Signed) -> str | None:
         """None if ``seal`` is a valid seal of ``e``'s origin listing ``e``; else why not."""
@@ -276,7 +354,7 @@ class Verifier:
         caller that checks many entries of one seal in a row."""
         digests = self._valid.get(seal)
         if digests is None:
-            checked = check_seal(seal, self._keys)
+            checked = check_seal(seal, self._keys, self._groups)
             if isinstance(checked, str):
                 return checked
             if len(self._valid) >= _MEMO:

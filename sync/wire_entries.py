@@ -9,13 +9,15 @@ A seal's random bytes, its signature and its digests, travel as bytes in the mes
 tail (:func:`sync.messages.encode`), not as base64 inside the JSON, where a deflated frame
 spends about eight bits on each of their characters (a lone change's signature: 88
 characters, 64 bytes). In the JSON, a seal's ``signature`` is ``""`` when its 64 bytes are
-in the tail, and its ``digests`` the number ``n`` of digests whose ``16 n`` bytes are; the
-tail holds, seal after seal in the order of ``seals``, each one's digests then its signature,
-and nothing else. Text (base64) is accepted in either field as well. A seal that covers one
-entry, named by one entry of the message, travels without its digests (``""``): they are
-that entry's digest, which the decoder computes, so a lone change is a signature and a few
-fields; such a seal named by more than one entry is malformed. Whether a seal is valid is
-the engine's check, not this module's.
+in the tail, or the number ``g`` (2 or more) of its group's hashes when its ``64 + 16 g``
+bytes are (a seal of a group, :mod:`sync.signing`), and its ``digests`` the number ``n`` of
+digests whose ``16 n`` bytes are; the tail holds, seal after seal in the order of
+``seals``, each one's digests then its signature, and nothing else. Text (base64) is
+accepted in either field as well. A seal that covers one entry, named by one entry of the
+message, travels without its digests (``""``): they are that entry's digest, which the
+decoder computes, so a lone change is a signature and a few fields; such a seal named by
+more than one entry is malformed. Whether a seal is valid is the engine's check, not this
+module's.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from typing import Any, Final
 
 from sync.effects import MAX_SEQ, LogEntry
 from sync.errors import RemoteProtocolError
-from sync.signing import DIGEST_BYTES, SEAL_MAX, SIGNATURE_BYTES, Seal, entry_digest, seal_from_wire
+from sync.signing import (
+    DIGEST_BYTES,
+    GROUP_MAX,
+    SEAL_MAX,
+    SIGNATURE_BYTES,
+    Seal,
+    entry_digest,
+    seal_from_wire,
+)
 
 __all__ = ["attach_seals", "entry_in", "entry_out", "from_wire", "to_wire"]
 
@@ -94,10 +104,16 @@ def to_wire(entries: list[LogEntry]) -> tuple[list[tuple[Any, ...]], list[Any], 
                 digests = count
                 tail.append(raw)
         raw = _bytes_of(signature)
-        if raw is not None and len(raw) == SIGNATURE_BYTES:
-            signature = ""
-            tail.append(raw)
-        wire.append((origin, key, digests, signature))
+        sig: str | int = signature
+        if raw is not None:
+            hashes, odd = divmod(len(raw) - SIGNATURE_BYTES, DIGEST_BYTES)
+            if hashes == 0 and not odd:
+                sig = ""
+                tail.append(raw)
+            elif 2 <= hashes <= GROUP_MAX and not odd:
+                sig = hashes
+                tail.append(raw)
+        wire.append((origin, key, digests, sig))
     return out, wire, b"".join(tail)
 
 
@@ -148,8 +164,15 @@ def _seals_in(raw: Any, tail: bytes) -> list[Seal] | None:
                 return None
             digests = b64(tail[at:end]).decode("ascii")
             at = end
-        if signature == "":
-            end = at + SIGNATURE_BYTES
+        size = 0  # the signature's bytes in the tail (none: its text is in the JSON)
+        if type(signature) is int:  # a seal of a group of that many
+            if not 2 <= signature <= GROUP_MAX:
+                return None
+            size = SIGNATURE_BYTES + signature * DIGEST_BYTES
+        elif signature == "":
+            size = SIGNATURE_BYTES
+        if size:
+            end = at + size
             if end > len(tail):
                 return None
             signature = b64(tail[at:end]).decode("ascii")

@@ -14,7 +14,8 @@ of the drain is executed, :class:`Drain`:
   checkpoints, the ``Persist`` goes after every effect: nothing queued depends on it.
 * **seals**, once the drain's effects are all queued, the entries of our own origin that
   its messages carry unsealed (a replica given a :class:`~sync.signing.Signer` only): one
-  :class:`~sync.signing.Seal` per :data:`~sync.signing.SEAL_MAX` of them, set in place on
+  :class:`~sync.signing.Seal` per :data:`~sync.signing.SEAL_MAX` of them, all under one
+  signature per :data:`~sync.signing.GROUP_MAX` seals, set in place on
   every object of such an entry in the drain (the ``Persist`` may hold the same object,
   and then stores the seal too), or the seal the log already holds for it. An entry is
   signed when it first leaves this replica, not when it is written: a replica writing
@@ -95,10 +96,8 @@ class Drain:
             e.seal = data.log.seal_of(partition, seq)  # sent sealed before: the same seal again
             if e.seal is None:
                 unsealed.append(e)
-        for i in range(0, len(unsealed), SEAL_MAX):
-            chunk = unsealed[i : i + SEAL_MAX]
-            seal = signer.seal(chunk)
-            for e in chunk:
+        for i, seal in enumerate(signer.seal_all(unsealed)):
+            for e in unsealed[i * SEAL_MAX : (i + 1) * SEAL_MAX]:
                 e.seal = seal
         for e in more:
             e.seal = fresh[e.partition, e.seq].seal

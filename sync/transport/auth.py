@@ -105,7 +105,9 @@ reason above, rather than at its first sealed message. Version 6 adds ``run`` to
 random id of the peer's process run (:attr:`Identity.run`), by which a link from a new run
 of a replica that replaces one still open (the old run ended without closing it: a machine
 that lost power) is told from a reconnection of the same run (see
-``sync.transport.connection``).
+``sync.transport.connection``). Version 7 sends seals of a group (one signature over several
+seals, :mod:`sync.signing`), which a peer of version 6 would refuse as malformed, closing
+the link at the first busy push: it is refused at its hello instead.
 
 Handshake frames are small JSON objects (pydantic models, validated once here), transport-only
 and deliberately separate from the replication messages of :mod:`sync.messages`: nothing of
@@ -178,7 +180,7 @@ __all__ = [
 
 log = logging.getLogger("shoal.transport.auth")
 
-PROTO_VERSION: Final = 6
+PROTO_VERSION: Final = 7
 #: Close codes (RFC 6455 section 7.4.1).
 CLOSE_PROTOCOL: Final = 1002
 CLOSE_POLICY: Final = 1008

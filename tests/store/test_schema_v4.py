@@ -159,5 +159,5 @@ async def test_a_state_that_does_not_decode_fails_the_migration_and_changes_noth
             rows = (await conn.exec_driver_sql("SELECT key, state FROM objects")).all()
     finally:
         await engine.dispose()
-    assert version == "3" and SCHEMA_VERSION == 7
+    assert version == "3" and SCHEMA_VERSION == 8
     assert len(rows) == len(LIVE) + 2 and dict(rows)["q"] == broken

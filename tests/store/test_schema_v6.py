@@ -84,7 +84,7 @@ async def test_a_version_5_database_gets_the_card_column_and_keeps_its_peers(
 ) -> None:
     await _make_v5(backend)
     async with await backend.open() as store:
-        assert store.migrated_from == 5 and SCHEMA_VERSION == 7
+        assert store.migrated_from == 5 and SCHEMA_VERSION == 8
         loaded = await store.load()
         assert loaded.peers == {
             "B": PeerRow("B", "ws://b.example:7000", "east", {3: summary({"B": 2})}, 1.5),

@@ -246,7 +246,7 @@ async def _make_v6(backend: Backend) -> dict[str, Any]:
 async def test_a_version_6_database_moves_its_seals_to_the_table(backend: Backend) -> None:
     held = await _make_v6(backend)
     async with await backend.open() as store:
-        assert store.migrated_from == 6 and SCHEMA_VERSION == 7
+        assert store.migrated_from == 6 and SCHEMA_VERSION == 8
         loaded = await store.load()
         stored = await _sql(store, "SELECT id, seal FROM seals")
         named = await _sql(store, "SELECT seals FROM log_segments")

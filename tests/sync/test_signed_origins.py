@@ -233,7 +233,7 @@ def _anti_entropy(x: Replica, y: Replica, now: float) -> list[LogEntry]:
 
 
 class _Counting(Signer):
-    """A real signer that counts the seals it makes."""
+    """A real signer that counts the signatures of seals it makes (its member card's aside)."""
 
     __slots__ = ("made",)
 
@@ -241,14 +241,15 @@ class _Counting(Signer):
         super().__init__(private)
         self.made = 0
 
-    def seal(self, entries: Any) -> Seal:
-        self.made += 1
-        return super().seal(entries)
+    def sign(self, data: bytes) -> bytes:
+        self.made += data.startswith(b"shoal-seal")
+        return super().sign(data)
 
 
 def test_nothing_is_signed_until_it_is_sent_then_in_a_seal_per_batch() -> None:
     """With no peer up, B's writes are persisted unsealed and cost no signature; the entries
-    go out later (here: in one drain) under a seal per up to SEAL_MAX of them."""
+    go out later (here: in one drain) under a seal per up to SEAL_MAX of them, and those
+    seals under one signature (a group)."""
     signer = _Counting(bytes([2]) * 32)
     ids = [s.replica_id for s in (A, B, M)]
     loaded = Loaded(peers={o: PeerRecord(o) for o in (ids[0], ids[2])})
@@ -268,7 +269,10 @@ def test_nothing_is_signed_until_it_is_sent_then_in_a_seal_per_batch() -> None:
     sent = _anti_entropy(b, a, 12.0)
     assert a.current_value(KEY, "orset") == frozenset(f"x{i}" for i in range(writes))
     assert {e.seq for e in sent} == set(range(1, writes + 1))
-    assert signer.made == -(-writes // SEAL_MAX)  # 3 signatures, where each write made one
+    seals = {e.seal for e in sent}
+    assert len(seals) == -(-writes // SEAL_MAX)  # 3 seals, where each write made one
+    assert signer.made == 1  # and one signature for them all
+    assert len({seal.signature for seal in seals}) == 1
 
 
 def test_an_own_hint_stored_unsealed_is_kept_and_sealed_when_handed_off() -> None:

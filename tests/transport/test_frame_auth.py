@@ -414,10 +414,10 @@ async def test_a_write_injected_by_a_relay_in_the_middle_is_never_applied(tmp_pa
 # -- versions ----------------------------------------------------------------------------------
 
 
-# A hello of link protocol 5 (before the process run in the hello).
+# A hello of link protocol 6 (before seals of a group).
 OLD_HELLO = {
     "t": "hello",
-    "proto": 5,
+    "proto": 6,
     "group": "g",
     "replica": "old",
     "nonce": "ab" * 32,
@@ -437,7 +437,7 @@ async def test_a_peer_of_the_old_version_gets_a_clear_refusal() -> None:
             with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), WAIT)  # no hello back: a close
             assert ws.close_code == 1002
-            assert ws.close_reason == "protocol version 5 is not supported; this peer speaks 6"
+            assert ws.close_reason == "protocol version 6 is not supported; this peer speaks 7"
         assert ra.up == [] and a.rejected == 1
     finally:
         await a.aclose()
@@ -455,8 +455,8 @@ async def test_a_dialler_refuses_a_listener_of_the_old_version_clearly() -> None
             with pytest.raises(HandshakeError) as err:
                 await client_handshake(ws, ident("b"), timeout=WAIT)
     assert err.value.code == 1002
-    assert err.value.reason == "protocol version 5 is not supported; this peer speaks 6"
-    assert PROTO_VERSION == 6
+    assert err.value.reason == "protocol version 6 is not supported; this peer speaks 7"
+    assert PROTO_VERSION == 7
 
 
 # -- the session and the keys, without sockets -------------------------------------------------
