@@ -12,7 +12,7 @@ counting slows the runs, so their times are not comparable to others'),
 ``--collector off`` to run with the garbage collector disabled, ``--collector freeze`` to
 ``gc.freeze()`` once everything is imported, so that full collections skip the modules'
 objects; ``--young N`` to set the young generation's threshold while the peers are open
-(``sync.transport.collector.YOUNG_THRESHOLD``, 20,000; CPython's own is 700): with twice
+(``sync.transport.collector.YOUNG_THRESHOLD``, 50,000; CPython's own is 700): with twice
 the threshold, collections run as if each update left half as many tracked objects behind;
 ``--codec`` for the seconds the links spend per run sealing (deflate and tag), unsealing,
 encoding and decoding messages (each run's median, in the timed part);
@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=None,
         metavar="N",
-        help="the young generation's threshold while the peers are open (20,000 by default, "
+        help="the young generation's threshold while the peers are open (50,000 by default, "
         "CPython's own 700)",
     )
     parser.add_argument(

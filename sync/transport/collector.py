@@ -15,8 +15,10 @@ Two measures, both process-wide (the collector is), both undone as they were fou
   found most of them alive and moved them to the older generations, whose growth brought
   full collections, each walking every object of the process: the imports alone
   (SQLAlchemy, pydantic, asyncio...) are about 75,000 objects, 40 to 60 ms a walk on the
-  machines of ``benchmarks/README.md``. At 20,000 a window's objects are gone before the
-  young collection that would have moved them. Garbage without cycles is freed at once
+  machines of ``benchmarks/README.md``. At 50,000 a window's objects are gone before the
+  young collection that would have moved them, and the young collections themselves come
+  a third as often as at 20,000 for less of the collector's time in all (measured with
+  ``benchmarks/profile_e2e.py --gc --young N``). Garbage without cycles is freed at once
   whatever the threshold; what waits longer is garbage in cycles, at most that many
   containers' worth. The older generations keep their thresholds.
 
@@ -36,7 +38,7 @@ from collections.abc import Iterator
 __all__ = ["YOUNG_THRESHOLD", "hold", "paused", "release"]
 
 #: The young generation's threshold while a node is open (net new containers).
-YOUNG_THRESHOLD = 20_000
+YOUNG_THRESHOLD = 50_000
 
 _lock = threading.Lock()
 _holders = 0
