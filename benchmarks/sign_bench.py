@@ -13,7 +13,11 @@ element, with a 20-character replica id):
 * **check an entry**: what a receiver does per entry once its seal is known valid (one
   BLAKE2b digest and a set lookup: ``Verifier.covers``);
 * **per entry, all told**: seal share + verify share + check, for one origin and one
-  receiver.
+  receiver;
+* the same for a **group**: what a busy drain does since link protocol 7, ``GROUP_MAX``
+  seals of ``SEAL_MAX`` entries under one signature (``Signer.seal_all``), and a receiver
+  checking each of the group's seals with a fresh ``Verifier`` (one verification, then one
+  hash per seal).
 
 No figure is asserted by a test; they go into ``benchmarks/README.md`` ("Signed origins").
 """
@@ -31,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import crdt
 from sync.effects import LogEntry
-from sync.signing import SEAL_MAX, Signer, Verifier, check_seal
+from sync.signing import GROUP_MAX, SEAL_MAX, Signer, Verifier, check_seal
 
 __all__ = ["main"]
 
@@ -78,6 +82,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  per entry:                                 {verify_s / SEAL_MAX * 1e6:8.2f} us")
     print(f"check an entry against a verified seal:       {check_s / SEAL_MAX * 1e6:8.2f} us")
     print(f"per entry, one origin and one receiver:       {per_entry * 1e6:8.2f} us")
+    many = _entries(signer, SEAL_MAX * GROUP_MAX)
+    group = signer.seal_all(many)
+    group_s = _cpu(lambda: signer.seal_all(many), max(1, int(25 * scale)), runs)
+
+    def verify_group() -> None:
+        fresh = Verifier()
+        for one in group:
+            fresh.digests(one)
+
+    verify_group_s = _cpu(verify_group, max(1, int(25 * scale)), runs)
+    n = SEAL_MAX * GROUP_MAX
+    grouped = group_s / n + verify_group_s / n + check_s / SEAL_MAX
+    print(f"a group of {GROUP_MAX} seals, {n} entries (origin):  {group_s * 1e6:8.1f} us")
+    print(f"  per entry:                                 {group_s / n * 1e6:8.2f} us")
+    print(f"verify a group's seals (receiver, once):      {verify_group_s * 1e6:8.1f} us")
+    print(f"  per entry:                                 {verify_group_s / n * 1e6:8.2f} us")
+    print(f"per entry in a group, one origin and one receiver: {grouped * 1e6:3.2f} us")
     return 0
 
 
