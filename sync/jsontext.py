@@ -3,7 +3,7 @@
 Every log entry a peer receives is parsed twice (the message, then its delta's text), and a
 bootstrap parses every object's state: msgspec's parser takes about half the time of
 pydantic-core's on those small texts, and its encoder about half as long on a message body
-(``benchmarks/README.md``, "msgspec on the replication paths"). What a peer accepts must not
+(``benchmarks/README.md``, "Eighteenth session"). What a peer accepts must not
 change with it, so :func:`parse` gives pydantic-core's answer wherever the two could differ:
 
 * **Depth.** pydantic-core refuses JSON that nests arrays and objects more than about 200

@@ -30,9 +30,10 @@ that signature followed by the ``g`` hashes (its ``signature`` field: ``64 + 16 
 of the ``h_i`` and the signature verifies; a receiver verifies a group's signature once,
 however many of its seals arrive. An Ed25519 verification costs what hashing about a
 hundred entries does, so a drain of thousands of entries is verified a few times, not once
-per ``SEAL_MAX`` (``benchmarks/README.md``, "Seal groups"); a seal still travels alone, with
-``16 g`` bytes more, and a lone change is sealed alone, its signature the 64 bytes of
-before. Stored seals keep their four strings: a group's is a longer ``signature``.
+per ``SEAL_MAX`` (``benchmarks/README.md``, "Eighteenth session"); a seal still travels
+alone, with ``16 g`` bytes more, and a lone change is sealed alone, its signature the 64
+bytes of before. Stored seals keep their four strings: a group's is a longer
+``signature``.
 
 What a seal does not cover: whole states (state transfer, read repair), which are joins of
 many origins' writes and carry no signature. See ``docs/concepts.md`` ("Threat model").
