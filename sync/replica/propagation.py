@@ -86,10 +86,15 @@ class Propagation:
         else:
             parts = self._hinted.setdefault(peer, {}).setdefault(hint_for, {})
         for e in entries:
-            ctx = parts.get(e.partition)
+            origin, seq, p = e.origin, e.seq, e.partition
+            ctx = parts.get(p)
             if ctx is None:
-                ctx = parts[e.partition] = CausalContext()
-            ctx.add(Dot(e.origin, e.seq))
+                ctx = parts[p] = CausalContext()
+            vv = ctx.vv
+            if not ctx.cloud and seq == vv.get(origin, 0) + 1:
+                vv[origin] = seq  # the common case of CausalContext.add: the next dot
+            else:
+                ctx.add(Dot(origin, seq))
 
     def reported(self, peer: str, theirs: Mapping[int, CausalContext]) -> None:
         """``peer`` reported summaries ``theirs`` (stored by membership): the dots they hold
