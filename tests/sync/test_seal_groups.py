@@ -181,24 +181,14 @@ def test_a_message_naming_a_group_of_a_bad_size_is_refused(field: object) -> Non
 
 
 def test_a_replica_sends_a_busy_drain_under_one_signature_and_the_receiver_applies_it() -> None:
-    config = ReplicaConfig(n=2, w=1)
-    b = Replica(
-        config,
-        B.replica_id,
-        Loaded(peers={M.replica_id: PeerRecord(M.replica_id)}),
-        now=10.0,
-        signer=B,
-    )
-    a = Replica(
-        config,
-        M.replica_id,
-        Loaded(peers={B.replica_id: PeerRecord(B.replica_id)}),
-        now=10.0,
-        signer=M,
-    )
-    for r, other in ((a, B.replica_id), (b, M.replica_id)):
-        r.peer_up(other, 10.0)
+    def engine(me: Signer, other: Signer) -> Replica:
+        loaded = Loaded(peers={other.replica_id: PeerRecord(other.replica_id)})
+        r = Replica(ReplicaConfig(n=2, w=1), me.replica_id, loaded, now=10.0, signer=me)
+        r.peer_up(other.replica_id, 10.0)
         r.effects()
+        return r
+
+    b, a = engine(B, M), engine(M, B)
     writes = 3 * SEAL_MAX
     for i in range(writes):  # one drain: the node batches many inputs per drain
         b.local_update(i, KEY, "orset", lambda s, i=i: s.add(B.replica_id, f"w{i}"), 11.0)
