@@ -13,9 +13,12 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import crdt
 import sync.signing
+from crdt import Dot
 from sync import messages as m
 from sync.config import ReplicaConfig
 from sync.effects import Loaded, LogEntry, PeerRecord, Persist, Send
@@ -201,3 +204,40 @@ def test_a_replica_sends_a_busy_drain_under_one_signature_and_the_receiver_appli
         a.receive(B.replica_id, m.decode(m.encode(msg)), 11.0)
     assert a.current_value(KEY, "orset") == frozenset(f"w{i}" for i in range(writes))
     assert any(isinstance(fx, Persist) for fx in a.effects())
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.data())
+def test_any_byte_of_a_groups_seals_changed_is_refused_and_changes_nothing(
+    data: st.DataObject,
+) -> None:
+    """A member relays B's sealed entries with one byte of the seals' bytes (digests,
+    signature, the group's hashes) changed: the receiver refuses the whole push, nothing
+    applied, whatever the byte."""
+    entries = _sealed(B, 2 * SEAL_MAX)
+    carried = entries[SEAL_MAX - 3 : SEAL_MAX + 3]  # three of each seal of the group
+    wire = m.encode(m.Push(push_id=1, entries=carried))
+    head, tail = wire.split(b"\x00", 1)
+    at = data.draw(st.integers(0, len(tail) - 1), label="byte")
+    flip = data.draw(st.integers(1, 255), label="xor")
+    spoilt = head + b"\x00" + tail[:at] + bytes([tail[at] ^ flip]) + tail[at + 1 :]
+    receiver = _receiver()
+    before = (receiver.summary(entries[0].partition).to_dict(), receiver.status())
+    with pytest.raises(RemoteProtocolError):
+        receiver.receive(B.replica_id, m.decode(spoilt), 11.0)
+    assert (receiver.summary(entries[0].partition).to_dict(), receiver.status()) == before
+    assert receiver.effects() == []
+    # The same push unspoilt is taken (the refusal is the byte's).
+    receiver.receive(B.replica_id, m.decode(wire), 11.0)
+    summary = receiver.summary(entries[0].partition)
+    assert all(
+        summary.contains(Dot(B.replica_id, e.seq)) for e in entries[SEAL_MAX - 3 : SEAL_MAX + 3]
+    )
+
+
+def _receiver() -> Replica:
+    loaded = Loaded(peers={B.replica_id: PeerRecord(B.replica_id)})
+    r = Replica(ReplicaConfig(n=2, w=1), M.replica_id, loaded, now=10.0, signer=M)
+    r.peer_up(B.replica_id, 10.0)
+    r.effects()
+    return r
