@@ -141,6 +141,7 @@ from collections.abc import Callable, Iterable, Iterator
 from hashlib import blake2b
 from typing import Any
 
+import msgspec
 from pydantic_core import to_json
 from sqlalchemy import (
     BigInteger,
@@ -337,6 +338,12 @@ def seal_id(text: str) -> str:
     return blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+# A segment's text, written by msgspec: the bytes pydantic-core's ``to_json`` writes for its
+# lists of ints and strings (tests/store/test_segments.py), in less time; every entry a peer
+# logs goes through it.
+_segment_json = msgspec.json.Encoder().encode
+
+
 def _packed(entries: list[Any], found: SealIds) -> tuple[str, str]:
     """The ``entries`` and ``seals`` texts of one segment: each sealed entry gets the index of
     its seal in the segment's list of distinct seal ids (each seal's id and text put in
@@ -354,7 +361,7 @@ def _packed(entries: list[Any], found: SealIds) -> tuple[str, str]:
                 index = index_of[seal] = len(index_of)
             append((seq, key, kind, text, index))
     if not index_of:
-        return to_json(out).decode(), "[]"
+        return _segment_json(out).decode(), "[]"
     ids: list[str] = []
     for seal in index_of:
         known = found.get(seal)
@@ -362,7 +369,7 @@ def _packed(entries: list[Any], found: SealIds) -> tuple[str, str]:
             stored = seal_text(seal)
             known = found[seal] = (seal_id(stored), stored)
         ids.append(known[0])
-    return to_json(out).decode(), to_json(ids).decode()
+    return _segment_json(out).decode(), _segment_json(ids).decode()
 
 
 def pack_segments(
@@ -371,7 +378,7 @@ def pack_segments(
     """``(partition, origin, first_seq, last_seq, entries_text, seals_text)`` rows holding
     ``entries`` (already in increasing seq, one per seq; :data:`SegmentEntry` tuples or entry
     objects), cut by :data:`SEGMENT_MAX_ENTRIES` and :data:`SEGMENT_MAX_BYTES`. The texts
-    are one ``to_json`` call each (Rust). ``seals_text`` names the seals by id; their ids and
+    are one encoder call each (msgspec's). ``seals_text`` names the seals by id; their ids and
     texts go in ``found``, which the caller stores in ``seals``."""
     if found is None:
         found = {}

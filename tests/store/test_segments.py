@@ -8,6 +8,9 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic_core import to_json
 from sqlalchemy import insert, update
 
 from store import (
@@ -230,3 +233,25 @@ async def test_a_corrupt_segment_is_reported_naming_key_and_table(
             await store.load()
     assert info.value.table == "log_segments"
     assert info.value.key.startswith(key)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=8),
+            st.text(st.characters(exclude_categories=["Cs"]), max_size=30),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_a_segments_text_is_what_pydantic_core_writes(rows: list[tuple[str, str]]) -> None:
+    """The segment texts (written by msgspec since the eighteenth session) are the bytes
+    pydantic-core's ``to_json`` writes for them: keys and deltas with quotes, backslashes,
+    control characters and any other character but a lone surrogate."""
+    entries = [(seq, key, "orset", text) for seq, (key, text) in enumerate(rows, 1)]
+    ((_, _, first, last, entries_text, seals_text),) = pack_segments(0, "r", entries)
+    assert (first, last) == (1, len(rows))
+    assert entries_text == to_json([list(e) for e in entries]).decode()
+    assert seals_text == "[]"
