@@ -28,7 +28,7 @@ BLAKE2b-128(d_1 || ... || d_k)`` of seal ``i``'s digests, and each seal of the g
 that signature followed by the ``g`` hashes (its ``signature`` field: ``64 + 16 g`` bytes,
 ``2 <= g <= GROUP_MAX``). A seal of a group is valid if the hash of its own digests is one
 of the ``h_i`` and the signature verifies; a receiver verifies a group's signature once,
-however many of its seals arrive. An Ed25519 verification costs what hashing about a
+however many of its seals arrive. An Ed25519 verification costs what hashing more than a
 hundred entries does, so a drain of thousands of entries is verified a few times, not once
 per ``SEAL_MAX`` (``benchmarks/README.md``, "Eighteenth session"); a seal still travels
 alone, with ``16 g`` bytes more, and a lone change is sealed alone, its signature the 64
