@@ -1,9 +1,9 @@
 """JSON text on the replication paths: parsed and written by msgspec, with pydantic-core's answers.
 
 Every log entry a peer receives is parsed twice (the message, then its delta's text), and a
-bootstrap parses every object's state: msgspec's parser takes about half the time of
-pydantic-core's on those small texts, and its encoder about half as long on a message body
-(``benchmarks/README.md``, "Eighteenth session"). What a peer accepts must not
+bootstrap parses every object's state: msgspec's parser and encoder do that work in fewer
+instructions than pydantic-core's (``benchmarks/README.md``, "Eighteenth session", counts
+them for the engines). What a peer accepts must not
 change with it, so :func:`parse` gives pydantic-core's answer wherever the two could differ:
 
 * **Depth.** pydantic-core refuses JSON that nests arrays and objects more than about 200
