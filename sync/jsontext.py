@@ -3,8 +3,8 @@
 Every log entry a peer receives is parsed twice (the message, then its delta's text), and a
 bootstrap parses every object's state: msgspec's parser and encoder do that work in fewer
 instructions than pydantic-core's (``benchmarks/README.md``, "Eighteenth session", counts
-them for the engines). What a peer accepts must not
-change with it, so :func:`parse` gives pydantic-core's answer wherever the two could differ:
+them for the engines). What a peer accepts must not change with it, so :func:`parse` gives
+pydantic-core's answer wherever the two could differ:
 
 * **Depth.** pydantic-core refuses JSON that nests arrays and objects more than about 200
   deep, and the rest of shoal relies on that bound (``crdt._json.MAX_DEPTH``: a state every
